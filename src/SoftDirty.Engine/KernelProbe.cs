@@ -1,0 +1,150 @@
+using System;
+using System.IO;
+using System.Runtime.InteropServices;
+
+namespace SoftDirty.Engine;
+
+/// <summary>
+/// Measures what the running kernel supports, as CRIU's kerndat does: no config file or version number is
+/// trusted. Soft-dirty: map a page, clear_refs "4" on ourselves, write the page, read bit 55.
+/// </summary>
+public static unsafe class KernelProbe
+{
+    private static readonly object Gate = new();
+    private static KernelFeatures? _current;
+
+    /// <summary>The cached probe of this kernel (probed on first use).</summary>
+    public static KernelFeatures Current
+    {
+        get
+        {
+            lock (Gate) return _current ??= Probe();
+        }
+    }
+
+    /// <summary>Probes again and replaces the cached answer.</summary>
+    public static KernelFeatures Refresh()
+    {
+        var f = Probe();
+        lock (Gate) _current = f;
+        return f;
+    }
+
+    public static string ReadKernelRelease()
+    {
+        try { return File.ReadAllText("/proc/sys/kernel/osrelease").Trim(); }
+        catch (Exception) { return RuntimeInformation.OSDescription; }
+    }
+
+    // userfaultfd constants (include/uapi/linux/userfaultfd.h).
+    private const ulong UffdApi = 0xAA;
+    private const nuint UffdioApi = 0xC018AA3F;
+    private const ulong UffdFeatureWpUnpopulated = 1UL << 13;
+    private const ulong UffdFeatureWpAsync = 1UL << 15;
+    private const int UffdUserModeOnly = 1;
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct UffdioApiArg { public ulong Api, Features, Ioctls; }
+
+    private static KernelFeatures Probe()
+    {
+        ProcPageSource.EnsureLinux();
+        var release = ReadKernelRelease();
+        int pageSize = Environment.SystemPageSize;
+        nint page = Native.Mmap(0, (nuint)pageSize, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS, -1, 0);
+        if (page == Native.MAP_FAILED)
+            throw new SoftDirtyException(SoftDirtyError.ProcIOError, "mmap of a probe page failed: " + Errno.Describe(Marshal.GetLastPInvokeError()));
+        try
+        {
+            ((byte*)page)[0] = 1;
+            using var self = ProcPageSource.Open(Environment.ProcessId);
+            ulong pageIndex = (ulong)page / (ulong)pageSize;
+            Span<PagemapEntry> entry = stackalloc PagemapEntry[1];
+
+            // PFN visibility: a present page's frame reads as zero without CAP_SYS_ADMIN.
+            self.ReadPagemap(pageIndex, entry);
+            bool pfnVisible = entry[0].Present && entry[0].Frame != 0;
+            string? pfnReason = pfnVisible ? null
+                : "Page frame numbers read as 0: since Linux 4.2 only an opener with CAP_SYS_ADMIN sees them (run as root).";
+
+            // Soft-dirty, as CRIU probes it.
+            bool softDirty = false;
+            string? sdReason = null;
+            try
+            {
+                self.ClearRefs(ClearRefsType.SoftDirty);
+                ((byte*)page)[0] = 2;
+                self.ReadPagemap(pageIndex, entry);
+                softDirty = entry[0].SoftDirty;
+                if (!softDirty)
+                    sdReason = $"Kernel {release} accepts clear_refs \"4\" but a write leaves bit 55 of pagemap clear: it was built without CONFIG_MEM_SOFT_DIRTY (or the architecture lacks it). " +
+                               "Use the Hash or WriteProtect tracking methods, or an emulated process.";
+            }
+            catch (SoftDirtyException ex)
+            {
+                sdReason = "Writing \"4\" to /proc/self/clear_refs failed: " + ex.Message;
+            }
+
+            // PAGEMAP_SCAN: a valid request over the probe page.
+            bool scan = false;
+            string? scanReason = null;
+            try
+            {
+                var req = new PagemapScanRequest { Start = (ulong)page, End = (ulong)page + (ulong)pageSize, CategoryAnyOf = PagemapScanRequest.ValidCategories, ReturnMask = PagemapScanRequest.ValidCategories };
+                Span<PageRegion> regions = stackalloc PageRegion[4];
+                int n = self.ScanPagemap(ref req, regions);
+                scan = n >= 0;
+            }
+            catch (SoftDirtyException ex)
+            {
+                scanReason = ex.Error == SoftDirtyError.PagemapScanNotSupported ? ex.Message : "PAGEMAP_SCAN failed: " + ex.Message;
+            }
+
+            var (uffd, uffdReason) = ProbeUffdWriteProtectAsync(release);
+            return new KernelFeatures
+            {
+                KernelRelease = release,
+                SoftDirty = softDirty,
+                SoftDirtyReason = sdReason,
+                PagemapScan = scan,
+                PagemapScanReason = scanReason,
+                UffdWriteProtectAsync = uffd,
+                UffdWriteProtectAsyncReason = uffdReason,
+                PfnVisible = pfnVisible,
+                PfnVisibleReason = pfnReason,
+            };
+        }
+        finally
+        {
+            Native.Munmap(page, (nuint)pageSize);
+        }
+    }
+
+    private static (bool, string?) ProbeUffdWriteProtectAsync(string release)
+    {
+        var nr = Native.UserfaultfdSyscall;
+        if (nr < 0) return (false, $"userfaultfd's system call number is not known for {RuntimeInformation.ProcessArchitecture}.");
+        nint fd = Native.Syscall(nr, Native.O_CLOEXEC | Native.O_NONBLOCK | UffdUserModeOnly, 0, 0);
+        if (fd < 0)
+        {
+            int e = Marshal.GetLastPInvokeError();
+            return (false, e switch
+            {
+                Errno.ENOSYS => $"Kernel {release} has no userfaultfd (CONFIG_USERFAULTFD off).",
+                Errno.EPERM => "userfaultfd is refused for this user (vm.unprivileged_userfaultfd=0 and no CAP_SYS_PTRACE).",
+                _ => "userfaultfd failed: " + Errno.Describe(e),
+            });
+        }
+        try
+        {
+            var api = new UffdioApiArg { Api = UffdApi, Features = UffdFeatureWpAsync | UffdFeatureWpUnpopulated };
+            if (Native.Ioctl((int)fd, UffdioApi, &api) < 0)
+            {
+                int e = Marshal.GetLastPInvokeError();
+                return (false, $"UFFDIO_API refused WP_ASYNC|WP_UNPOPULATED ({Errno.Name(e)}): kernel {release} predates 6.7 or lacks CONFIG_PTE_MARKER_UFFD_WP.");
+            }
+            return (true, null);
+        }
+        finally { Native.Close((int)fd); }
+    }
+}

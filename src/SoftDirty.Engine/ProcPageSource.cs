@@ -1,0 +1,190 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace SoftDirty.Engine;
+
+/// <summary>A real process, read through /proc/PID/{maps,smaps,pagemap,clear_refs}.</summary>
+public sealed unsafe class ProcPageSource : IPageSource
+{
+    private readonly string _dir;
+    private int _pagemapFd = -1;
+    private bool _mappingsRead;
+
+    private ProcPageSource(int pid, string name)
+    {
+        ProcessId = pid;
+        Name = name;
+        _dir = "/proc/" + pid;
+    }
+
+    public int ProcessId { get; }
+    public string Name { get; }
+    public int PageSize => Environment.SystemPageSize;
+    public KernelFeatures Features => KernelProbe.Current;
+
+    /// <summary>Throws PlatformNotSupported off Linux.</summary>
+    public static void EnsureLinux()
+    {
+        if (!OperatingSystem.IsLinux())
+            throw new SoftDirtyException(SoftDirtyError.PlatformNotSupported,
+                $"The /proc interface (pagemap, clear_refs, smaps) exists only on Linux; this is {RuntimeInformation.OSDescription}. " +
+                "Use an emulated process (New-EmulatedProcess) to work with soft-dirty semantics here.");
+    }
+
+    /// <summary>Opens a process; throws ProcessNotFound when there is none with that id.</summary>
+    public static ProcPageSource Open(int pid)
+    {
+        EnsureLinux();
+        if (pid <= 0 || !Directory.Exists("/proc/" + pid))
+            throw new SoftDirtyException(SoftDirtyError.ProcessNotFound, $"No process with id {pid} (no /proc/{pid}).", pid, Errno.ENOENT);
+        string name;
+        try { name = File.ReadAllText($"/proc/{pid}/comm").TrimEnd('\n'); }
+        catch (IOException) { throw new SoftDirtyException(SoftDirtyError.ProcessNotFound, $"No process with id {pid}.", pid, Errno.ENOENT); }
+        return new ProcPageSource(pid, name);
+    }
+
+    private bool Alive => Directory.Exists(_dir);
+
+    public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters)
+    {
+        var file = withCounters ? "smaps" : "maps";
+        var text = ReadWholeFile(file);
+        if (text.Length == 0 && (_mappingsRead || !Alive || IsZombie()))
+            throw Exited($"reading {file}");
+        _mappingsRead = true;
+        return MapsParser.Parse(text, ProcessId);
+    }
+
+    private bool IsZombie()
+    {
+        try
+        {
+            var stat = File.ReadAllText(_dir + "/stat");
+            int close = stat.LastIndexOf(')');
+            return close > 0 && close + 2 < stat.Length && (stat[close + 2] == 'Z' || stat[close + 2] == 'X');
+        }
+        catch (IOException) { return true; }
+    }
+
+    private string ReadWholeFile(string file)
+    {
+        var path = $"{_dir}/{file}";
+        int fd = OpenProc(file, Native.O_RDONLY);
+        try
+        {
+            var buffer = new byte[64 * 1024];
+            var sb = new MemoryStream();
+            while (true)
+            {
+                nint n;
+                fixed (byte* p = buffer) n = Native.Read(fd, p, (nuint)buffer.Length);
+                if (n < 0)
+                {
+                    int e = Marshal.GetLastPInvokeError();
+                    if (e == Errno.EINTR) continue;
+                    throw ErrnoError(e, "reading " + path);
+                }
+                if (n == 0) break;
+                sb.Write(buffer, 0, (int)n);
+            }
+            return Encoding.UTF8.GetString(sb.GetBuffer(), 0, (int)sb.Length);
+        }
+        finally { Native.Close(fd); }
+    }
+
+    public int ReadPagemap(ulong firstPage, Span<PagemapEntry> destination)
+    {
+        if (_pagemapFd < 0) _pagemapFd = OpenProc("pagemap", Native.O_RDONLY);
+        var bytes = MemoryMarshal.AsBytes(destination);
+        long offset = checked((long)(firstPage * PagemapEntry.Size));
+        int done = 0;
+        while (done < bytes.Length)
+        {
+            nint n;
+            fixed (byte* p = &bytes[done]) n = Native.Pread(_pagemapFd, p, (nuint)(bytes.Length - done), offset + done);
+            if (n < 0)
+            {
+                int e = Marshal.GetLastPInvokeError();
+                if (e == Errno.EINTR) continue;
+                throw ErrnoError(e, $"reading pagemap at 0x{firstPage * (ulong)PageSize:x}");
+            }
+            if (n == 0) break;
+            done += (int)n;
+        }
+        int entries = done / PagemapEntry.Size;
+        if (entries < destination.Length && IsGone())
+            throw Exited($"reading pagemap at 0x{firstPage * (ulong)PageSize:x}");
+        return entries;
+    }
+
+    // pagemap reads 0 bytes once the mm is gone; past the task size it does too, but the process lives on.
+    private bool IsGone() => !Alive || IsZombie();
+
+    public int WriteClearRefs(ReadOnlySpan<byte> text)
+    {
+        int fd = OpenProc("clear_refs", Native.O_WRONLY);
+        try
+        {
+            nint n;
+            fixed (byte* p = text) n = Native.Write(fd, p, (nuint)text.Length);
+            if (n < 0)
+            {
+                int e = Marshal.GetLastPInvokeError();
+                if (e == Errno.EINVAL)
+                    throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+                        $"/proc/{ProcessId}/clear_refs rejected '{Encoding.ASCII.GetString(text).Trim()}' (EINVAL): valid types are 1 to 5.", ProcessId, e);
+                throw ErrnoError(e, "writing clear_refs");
+            }
+            return (int)n;
+        }
+        finally { Native.Close(fd); }
+    }
+
+    public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions)
+    {
+        if (_pagemapFd < 0) _pagemapFd = OpenProc("pagemap", Native.O_RDONLY);
+        return PagemapScanIoctl.Scan(_pagemapFd, ref request, regions, ProcessId, IsGone);
+    }
+
+    private int OpenProc(string file, int flags)
+    {
+        var path = $"{_dir}/{file}";
+        while (true)
+        {
+            int fd = Native.Open(path, flags | Native.O_CLOEXEC);
+            if (fd >= 0) return fd;
+            int e = Marshal.GetLastPInvokeError();
+            if (e == Errno.EINTR) continue;
+            throw ErrnoError(e, "opening " + path);
+        }
+    }
+
+    private SoftDirtyException Exited(string doing) =>
+        new(SoftDirtyError.ProcessExited, $"Process {ProcessId} ({Name}) exited while {doing}; its result would be incomplete, so none is given.", ProcessId, Errno.ESRCH);
+
+    private SoftDirtyException ErrnoError(int errno, string doing)
+    {
+        switch (errno)
+        {
+            case Errno.ENOENT:
+            case Errno.ESRCH:
+                return Alive ? new SoftDirtyException(SoftDirtyError.ProcIOError, $"{doing}: {Errno.Describe(errno)}", ProcessId, errno) : Exited(doing);
+            case Errno.EACCES:
+            case Errno.EPERM:
+                return new SoftDirtyException(SoftDirtyError.PermissionDenied,
+                    $"Permission denied {doing} of process {ProcessId} ({Name}): reading pagemap and smaps needs ptrace access to the process " +
+                    "(the same user, or CAP_SYS_PTRACE), and clear_refs is writable only by its owner (or root); PFNs need CAP_SYS_ADMIN. Run as that user or as root.",
+                    ProcessId, errno);
+            default:
+                return new SoftDirtyException(SoftDirtyError.ProcIOError, $"{doing} of process {ProcessId}: {Errno.Describe(errno)}", ProcessId, errno);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_pagemapFd >= 0) { Native.Close(_pagemapFd); _pagemapFd = -1; }
+    }
+}

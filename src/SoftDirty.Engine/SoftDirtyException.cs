@@ -1,0 +1,47 @@
+using System;
+
+namespace SoftDirty.Engine;
+
+/// <summary>
+/// What went wrong, one value per stable error id. The cmdlets use the name as the ErrorRecord's
+/// ErrorId and pick the ErrorCategory from it, so keep the names stable.
+/// </summary>
+public enum SoftDirtyError
+{
+    /// <summary>No process with that id.</summary>
+    ProcessNotFound,
+    /// <summary>The caller lacks the privilege to read or write the /proc file.</summary>
+    PermissionDenied,
+    /// <summary>The process exited while it was being read.</summary>
+    ProcessExited,
+    /// <summary>An argument is out of range, unaligned or malformed.</summary>
+    InvalidArgument,
+    /// <summary>The /proc interface exists only on Linux.</summary>
+    PlatformNotSupported,
+    /// <summary>The kernel accepts clear_refs "4" but never sets bit 55 (no CONFIG_MEM_SOFT_DIRTY).</summary>
+    SoftDirtyNotSupported,
+    /// <summary>The kernel has no PAGEMAP_SCAN ioctl (before 6.7).</summary>
+    PagemapScanNotSupported,
+    /// <summary>No mapping matched the requested name or range.</summary>
+    MappingNotFound,
+    /// <summary>Reading or writing a /proc file failed for another reason.</summary>
+    ProcIOError,
+}
+
+/// <summary>An engine failure with a stable <see cref="SoftDirtyError"/> and the errno when one applies.</summary>
+public class SoftDirtyException : Exception
+{
+    public SoftDirtyException(SoftDirtyError error, string message, object? target = null, int errno = 0, Exception? inner = null)
+        : base(message, inner)
+    {
+        Error = error;
+        Target = target;
+        Errno = errno;
+    }
+
+    public SoftDirtyError Error { get; }
+    /// <summary>What the error is about (a pid, an address, a path).</summary>
+    public object? Target { get; }
+    /// <summary>The Linux errno behind the failure, 0 when none.</summary>
+    public int Errno { get; }
+}
