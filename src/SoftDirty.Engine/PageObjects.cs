@@ -136,11 +136,13 @@ public readonly struct PageFilter
     public (PageCategory Mask, PageCategory Inverted) ToScanCategories()
     {
         PageCategory mask = 0, inverted = 0;
+        var filterMask = Mask;
+        var filterValue = Value;
         void Map(PagemapFlags flag, PageCategory category)
         {
-            if ((Mask & flag) == 0) return;
+            if ((filterMask & flag) == 0) return;
             mask |= category;
-            if ((Value & flag) == 0) inverted |= category;
+            if ((filterValue & flag) == 0) inverted |= category;
         }
         Map(PagemapFlags.Present, PageCategory.Present);
         Map(PagemapFlags.Swapped, PageCategory.Swapped);
