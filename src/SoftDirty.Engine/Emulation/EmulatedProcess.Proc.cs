@@ -37,6 +37,7 @@ public sealed partial class EmulatedProcess
     /// type | offset &lt;&lt; 5, zeroed unless <see cref="Privileged"/>), a THP giving 512 entries with
     /// consecutive PFNs, and VM_SOFTDIRTY ORed into every entry, holes included. Stops at the task size.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public int ReadPagemap(ulong firstPage, Span<PagemapEntry> destination)
     {
         const ulong taskPages = TaskSize >> PageShift;
@@ -66,6 +67,7 @@ public sealed partial class EmulatedProcess
         return count;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void FillVma(Vma vma, ulong startPage, ulong endPage, Span<ulong> output, ulong keep)
     {
         ulong softDirty = vma.SoftDirty ? Pte.SoftDirty : 0;
@@ -122,6 +124,7 @@ public sealed partial class EmulatedProcess
     /// A dense leaf to pagemap entries. While no frame of the machine is mapped twice, "exclusive" is just
     /// "present and not a zero page", so the whole conversion is a few vector ANDs and ORs.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void ConvertDense(ReadOnlySpan<ulong> ptes, Span<ulong> output, ulong keep, ulong softDirty)
     {
         int i = 0;

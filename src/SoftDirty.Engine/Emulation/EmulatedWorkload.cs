@@ -189,6 +189,7 @@ public static class EmulatedWorkload
 public sealed partial class EmulatedProcess
 {
     /// <summary>The workload hot loop: dense leaves are accessed in place, everything else takes <see cref="TouchPage"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal WorkloadResult RunAccesses<T>(ref T stream, ulong firstPage, ulong endPage, long count, bool needWrite, bool needRead)
         where T : struct, IPageAccessStream
     {

@@ -1,4 +1,5 @@
 using System;
+using System.Runtime.CompilerServices;
 using System.Diagnostics;
 
 namespace SoftDirty.Engine.Emulation;
@@ -31,6 +32,7 @@ public static class EmulatorBenchmarks
     }
 
     /// <summary>Pagemap entries per second reading an all-present region of <paramref name="gib"/> GiB in 128 KiB chunks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double PagemapEntriesPerSecond(double gib = 1, int repeats = 5)
     {
         var (p, start, length) = PopulatedProcess(gib);
@@ -74,6 +76,7 @@ public static class EmulatorBenchmarks
     /// <paramref name="gib"/> GiB of written memory, against a bare loop that draws the same random pages
     /// and reads or writes one 64-bit word of each in an ordinary array of that size.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static BenchmarkRatio RandomWorkload(double gib = 1, long accesses = 10_000_000, double writeRatio = 0.3, int seed = 1, int repeats = 3)
     {
         var (p, start, length) = PopulatedProcess(gib);

@@ -296,6 +296,7 @@ internal sealed class PageTable
     }
 
     /// <summary>Clears <paramref name="mask"/> in every entry of every leaf and PMD slot: a vectorised AND-NOT.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void AndNotAll(ulong mask)
     {
         foreach (var upper in _top)
@@ -308,6 +309,7 @@ internal sealed class PageTable
     }
 
     /// <summary>x[i] &amp;= ~mask over a span, four words at a time where the CPU allows.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AndNot(Span<ulong> words, ulong mask)
     {
         int i = 0;
