@@ -329,6 +329,7 @@ public sealed partial class EmulatedProcess : IPageSource
         ulong fromPage = from >> PageShift, toPage = to >> PageShift;
         bool leafAligned = ((fromPage ^ toPage) & PageTable.LeafIndexMask) == 0;
         Span<ulong> buffer = stackalloc ulong[PageTable.LeafEntries];
+        var moved = new List<(ulong Page, ulong Pte)>();
         ulong end = fromPage + pages;
         for (ulong leaf = _pt.NextLeaf(fromPage >> PageTable.LeafShift, ((end - 1) >> PageTable.LeafShift) + 1);
              leaf <= (end - 1) >> PageTable.LeafShift;
@@ -354,11 +355,13 @@ public sealed partial class EmulatedProcess : IPageSource
             {
                 ulong pte = buffer[(int)(p - first)];
                 if (pte == 0) continue;
-                _pt.Set(p - fromPage + toPage, pte | _softDirtyBit);
+                moved.Add((p - fromPage + toPage, pte | _softDirtyBit));
                 buffer[(int)(p - first)] = 0;
             }
             _pt.WriteLeaf(leaf, buffer);
         }
+        // Set after the walk: a destination may share a leaf with the source.
+        foreach (var (page, pte) in moved) _pt.Set(page, pte);
     }
 
     /// <summary>
