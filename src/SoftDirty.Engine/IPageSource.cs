@@ -2,7 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Text;
 
-namespace SoftDirty.Engine;
+namespace SoftDirty;
 
 /// <summary>
 /// Where pages come from: a real process's /proc files or an emulated process. Both speak the kernel's

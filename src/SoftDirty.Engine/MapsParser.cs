@@ -2,7 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 
-namespace SoftDirty.Engine;
+namespace SoftDirty;
 
 /// <summary>Parses the text of /proc/PID/maps and /proc/PID/smaps (fs/proc/task_mmu.c show_map_vma).</summary>
 public static class MapsParser

@@ -1,7 +1,7 @@
 using System;
 using System.Collections.Generic;
 
-namespace SoftDirty.Engine;
+namespace SoftDirty;
 
 /// <summary>What a mapping is, from its path column in /proc/PID/maps.</summary>
 public enum MappingKind

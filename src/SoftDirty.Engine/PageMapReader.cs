@@ -2,7 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Threading;
 
-namespace SoftDirty.Engine;
+namespace SoftDirty;
 
 /// <summary>How pagemap entries are found.</summary>
 public enum PageReadMethod

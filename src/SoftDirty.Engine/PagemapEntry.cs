@@ -1,6 +1,6 @@
 using System;
 
-namespace SoftDirty.Engine;
+namespace SoftDirty;
 
 /// <summary>The flag bits of a /proc/PID/pagemap entry (Documentation/admin-guide/mm/pagemap.rst).</summary>
 [Flags]

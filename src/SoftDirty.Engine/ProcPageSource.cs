@@ -4,7 +4,7 @@ using System.IO;
 using System.Runtime.InteropServices;
 using System.Text;
 
-namespace SoftDirty.Engine;
+namespace SoftDirty;
 
 /// <summary>A real process, read through /proc/PID/{maps,smaps,pagemap,clear_refs}.</summary>
 public sealed unsafe class ProcPageSource : IPageSource

@@ -1,7 +1,7 @@
-using SoftDirty.Engine;
+using SoftDirty;
 using Xunit;
 
-namespace SoftDirty.Engine.Tests;
+namespace SoftDirty.Tests;
 
 public class PagemapEntryTests
 {
