@@ -36,7 +36,9 @@ function Start-TestTarget {
         [string[]] $Launcher
     )
     $target = Get-TestTargetPath
-    $file, $arguments = if ($Launcher) { $Launcher[0], @($Launcher | Select-Object -Skip 1) + $target } else { $target, @() }
+    $file = $target
+    $arguments = @()
+    if ($Launcher) { $file = $Launcher[0]; $arguments = @($Launcher | Select-Object -Skip 1) + $target }
     $psi = [System.Diagnostics.ProcessStartInfo]::new($file)
     foreach ($a in $arguments) { $psi.ArgumentList.Add($a) }
     $psi.RedirectStandardInput = $true
