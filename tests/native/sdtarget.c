@@ -20,6 +20,7 @@
  *   forkexit        the child exits at once and is not reaped (a zombie)       -> OK <childpid>
  *   reap <pid>      waitpid on a child                                        -> OK <status>
  *   ping                                                                      -> OK <pid>
+ *   clock           clock_gettime through the vDSO (maps the [vvar] pages)    -> OK <seconds>
  *   exit            answers OK, then exits 0
  * Anything else -> ERR unknown command. End of input exits too.
  */
@@ -37,6 +38,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static long page_size;
@@ -278,6 +280,11 @@ int main(void)
         else if (!strcmp(c, "forkexit")) cmd_fork(1);
         else if (!strcmp(c, "reap")) cmd_reap(argc, argv);
         else if (!strcmp(c, "ping")) reply("OK %d", (int)getpid());
+        else if (!strcmp(c, "clock")) {
+            struct timespec ts;
+            if (clock_gettime(CLOCK_MONOTONIC, &ts) < 0) reply("ERR clock_gettime: %s", strerror(errno));
+            else reply("OK %lld", (long long)ts.tv_sec);
+        }
         else if (!strcmp(c, "exit")) { reply("OK"); break; }
         else reply("ERR unknown command: %s", c);
     }
