@@ -114,7 +114,7 @@ public sealed class SearchPageMapCommand : SoftDirtyCmdlet
         };
         var reader = new PageMapReader(source, chunkEntries: 1);
         var byStart = mappings.ToArray();
-        foreach (var region in reader.ScanRegions(spans, template, Stopping))
+        foreach (var region in reader.ScanRegions(spans, template, Cancellation))
             WriteObject(new PageScanRegion(source.ProcessId, region, MappingAt(byStart, region.Start)?.DisplayName, source.PageSize));
     }
 
