@@ -18,7 +18,8 @@
  *   check                           print the window's pagemap entries of the current process
  *   end                             finish the scenario (children are ended)
  * Output: "scenario <name>", per op failure "op <n> <errno-name>" or "op <n> SEGV", per check
- * "check <n> <who>" then one line per page "<page> <hex entry without PFN/swap bits>", then "end".
+ * "check <n> <who>" (n: the op's number, counting from 1 at "reserve"; who: self, parent or child)
+ * then one line per page "<page> <hex entry without PFN/swap bits>", then "end".
  * Each scenario runs in its own forked process, so one scenario cannot disturb the next.
  */
 #define _GNU_SOURCE
@@ -67,14 +68,13 @@ static int parse_prot(const char *s)
 
 static void check(const char *who)
 {
-    static int checks;
     uint64_t entries[4096];
     int fd = open("/proc/self/pagemap", O_RDONLY);
     if (fd < 0) { printf("error pagemap %s\n", strerror(errno)); return; }
     long n = window_pages < 4096 ? window_pages : 4096;
     ssize_t got = pread(fd, entries, n * 8, (off_t)((uintptr_t)window / page_size) * 8);
     close(fd);
-    printf("check %d %s\n", ++checks, who);
+    printf("check %d %s\n", op_number, who);
     for (long i = 0; i < got / 8; i++) {
         uint64_t e = entries[i];
         printf("%ld %016llx\n", i, (unsigned long long)(e & ~FRAME_MASK));
@@ -154,7 +154,11 @@ static void child_loop(int sock)
         ssize_t n = read(sock, line, sizeof line - 1);
         if (n <= 0) _exit(0);
         line[n] = 0;
-        int r = run_op(line, "child");
+        /* "<op number> <op>": numbers stay those of the whole scenario. */
+        char *op = strchr(line, ' ');
+        if (!op) _exit(1);
+        op_number = atoi(line) - 1;
+        int r = run_op(op + 1, "child");
         if (r == 2) _exit(0);
         if (r == 1) printf("op %d NESTEDFORK\n", op_number);
         fflush(stdout);
@@ -189,9 +193,11 @@ static void run_scenario(const char *name)
             continue;
         }
         if (current_is_child && strncmp(line, "switch", 6) && strncmp(line, "end", 3)) {
-            char ack;
+            char ack, numbered[MAX_LINE + 16];
             op_number++;
-            if (write(child_sock, line, strlen(line)) < 0 || read(child_sock, &ack, 1) != 1) printf("error child gone\n");
+            int len = snprintf(numbered, sizeof numbered, "%d %s", op_number, line);
+            fflush(stdout);
+            if (write(child_sock, numbered, len) < 0 || read(child_sock, &ack, 1) != 1) printf("error child gone\n");
             continue;
         }
         if (!strncmp(line, "switch", 6)) {
