@@ -75,6 +75,14 @@ internal sealed class FakePageSource : IPageSource
         return n;
     }
 
+    /// <summary>Memory reads as zero bytes inside mappings and stops at the first unmapped page.</summary>
+    public int ReadMemory(ulong address, Span<byte> destination)
+    {
+        int n = 0;
+        while (n < destination.Length && InVma((address + (ulong)n) / Ps)) destination[n++] = 0;
+        return n;
+    }
+
     public int WriteClearRefs(ReadOnlySpan<byte> text) => text.Length;
 
     /// <summary>The PAGEMAP_SCAN categories of a page, as the kernel derives them from the same state as the entry.</summary>

@@ -324,4 +324,42 @@ public class PageMapReaderTests
         Assert.Equal(0x100000UL, hits[0].Address);
         Assert.Equal(0x10F000UL, hits[^1].Address);
     }
+
+    // ---------------- ScanRegions ----------------
+
+    private static FakePageSource Alternating(out List<PageSpan> spans)
+    {
+        var src = new FakePageSource { WalkEndQuirk = true };
+        var a = src.AddMapping(0x10_0000_0000UL, 0x10_0000_0000UL + 1500UL * Ps);
+        var b = src.AddMapping(0x20_0000_0000UL, 0x20_0000_0000UL + 1500UL * Ps);
+        foreach (var m in new[] { a, b })
+            for (int i = 0; i < 1500; i += 2) src.Set(m.Start + (ulong)i * Ps, PagemapEntry.ForPresent(1));
+        spans = PageMapReader.SpansOf(src.Mappings);
+        return src;
+    }
+
+    [Fact]
+    public void ScanRegionsResumesAcrossBatchesAndSpans()
+    {
+        var src = Alternating(out var spans);
+        var template = new PagemapScanRequest { CategoryMask = PageCategory.Present, ReturnMask = PageCategory.Present };
+        var regions = new PageMapReader(src).ScanRegions(spans, template).ToList();
+        Assert.Equal(1500, regions.Count);
+        Assert.All(regions, r => Assert.Equal((ulong)Ps, r.End - r.Start));
+        Assert.Equal(regions.OrderBy(r => r.Start).Select(r => r.Start).Distinct(), regions.Select(r => r.Start));
+        Assert.True(src.ScanCalls >= 4);
+    }
+
+    [Theory]
+    [InlineData(1UL)]
+    [InlineData(700UL)]
+    [InlineData(751UL)] // crosses into the second span
+    [InlineData(1500UL)]
+    public void ScanRegionsHonoursMaxPagesOverAllSpans(ulong maxPages)
+    {
+        var src = Alternating(out var spans);
+        var template = new PagemapScanRequest { CategoryMask = PageCategory.Present, ReturnMask = PageCategory.Present, MaxPages = maxPages };
+        var regions = new PageMapReader(src).ScanRegions(spans, template).ToList();
+        Assert.Equal(maxPages, regions.Aggregate(0UL, (n, r) => n + (r.End - r.Start) / Ps));
+    }
 }
