@@ -33,9 +33,11 @@ function Start-TestTarget {
     [CmdletBinding()]
     param(
         # A program and its arguments that exec the target, e.g. setpriv --reuid=65534 ...
-        [string[]] $Launcher
+        [string[]] $Launcher,
+        # The sdtarget executable; default $env:SOFTDIRTY_TARGET, else tests/native/bin/sdtarget.
+        [string] $Path
     )
-    $target = Get-TestTargetPath
+    $target = if ($Path) { (Resolve-Path -LiteralPath $Path).Path } else { Get-TestTargetPath }
     $file = $target
     $arguments = @()
     if ($Launcher) { $file = $Launcher[0]; $arguments = @($Launcher | Select-Object -Skip 1) + $target }
@@ -80,6 +82,19 @@ function Start-TestTarget {
         $Base + $Index * $this.PageSize
     }
     $t
+}
+
+<#
+.SYNOPSIS
+    Sends one command to a test target; returns the reply after "OK" and throws on "ERR ...".
+#>
+function Send-TestTarget {
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory, Position = 0)] $Target,
+        [Parameter(Mandatory, Position = 1)] [string] $Command
+    )
+    $Target.Send($Command)
 }
 
 <#
@@ -140,4 +155,4 @@ function Get-ProcStatusKb([int] $Id, [string] $Field) {
     [uint64](($line -split '\s+')[1])
 }
 
-Export-ModuleMember -Function Start-TestTarget, Stop-TestTarget, Get-PwshCommandLine, Get-UnusedProcessId, Get-ProcStatusKb
+Export-ModuleMember -Function Start-TestTarget, Send-TestTarget, Stop-TestTarget, Get-PwshCommandLine, Get-UnusedProcessId, Get-ProcStatusKb

@@ -10,8 +10,9 @@
  *       file: the file is created or extended to the size and mapped MAP_SHARED (writes reach it).
  *       A path with spaces: quote it with double quotes ("a b/c"). Each mapping sits between two
  *       PROT_NONE guard pages (its own VMA, never merged with a neighbour unless it is "none" itself).
- *   write <hexaddr> <pageindex> [count]    one byte into each page            -> OK <count>
- *   read <hexaddr> <pageindex> [count]     one byte from each page            -> OK <sum of bytes>
+ *   write <hexaddr> <pageindex> [count [stride]]  one byte into each page   -> OK <count>
+ *   read <hexaddr> <pageindex> [count [stride]]   one byte from each page   -> OK <sum of bytes>
+ *       stride (default 1): touch pages index, index+stride, ... (count pages in all)
  *   unmap <hexaddr> <pages>                                                   -> OK
  *   mprotect <hexaddr> <pages> rw|ro|none                                     -> OK
  *   madvise <hexaddr> <pages> dontneed                                        -> OK
@@ -99,14 +100,18 @@ static int parse_prot(const char *s, int *prot)
     return 0;
 }
 
-/* addr + page range, checked for overflow. */
-static int range(char **argv, int argc, int first, unsigned char **base, uint64_t *index, uint64_t *count)
+/* addr + page range (+ stride), checked for overflow. */
+static int range(char **argv, int argc, int first, unsigned char **base, uint64_t *index, uint64_t *count, uint64_t *stride)
 {
     uint64_t a;
-    if (argc <= first + 1 || parse_u64(argv[first], 16, &a) || parse_u64(argv[first + 1], 10, index)) return -1;
+    if (argc <= first + 1 || argc > first + 4 || parse_u64(argv[first], 16, &a) || parse_u64(argv[first + 1], 10, index)) return -1;
     *count = 1;
+    *stride = 1;
     if (argc > first + 2 && parse_u64(argv[first + 2], 10, count)) return -1;
-    if (*count == 0 || *index > (UINT64_MAX / page_size) || *count > (UINT64_MAX / page_size)) return -1;
+    if (argc > first + 3 && parse_u64(argv[first + 3], 10, stride)) return -1;
+    if (*count == 0 || *stride == 0) return -1;
+    uint64_t limit = UINT64_MAX / page_size;
+    if (*index > limit || *stride > limit / *count || *index + (*count - 1) * *stride > limit) return -1;
     *base = (unsigned char *)(uintptr_t)a;
     return 0;
 }
@@ -152,14 +157,14 @@ static void cmd_map(int argc, char **argv)
 static void cmd_access(int argc, char **argv, int write)
 {
     unsigned char *base;
-    uint64_t index, count;
-    if (range(argv, argc, 1, &base, &index, &count)) {
-        reply("ERR usage: %s <hexaddr> <pageindex> [count]", argv[0]);
+    uint64_t index, count, stride;
+    if (range(argv, argc, 1, &base, &index, &count, &stride)) {
+        reply("ERR usage: %s <hexaddr> <pageindex> [count [stride]]", argv[0]);
         return;
     }
     /* Check the pages are mapped with the access wanted, so a bad address answers ERR instead of SIGSEGV. */
     unsigned char *start = base + index * page_size;
-    size_t len = count * page_size;
+    size_t len = ((count - 1) * stride + 1) * page_size;
     int need = write ? PROT_WRITE : PROT_READ;
     FILE *maps = fopen("/proc/self/maps", "re");
     if (!maps) { reply("ERR /proc/self/maps: %s", strerror(errno)); return; }
@@ -181,11 +186,11 @@ static void cmd_access(int argc, char **argv, int write)
         return;
     }
     if (write) {
-        for (uint64_t i = 0; i < count; i++) start[i * page_size] = (unsigned char)(1 + (i & 0x7f));
+        for (uint64_t i = 0; i < count; i++) start[i * stride * page_size] = (unsigned char)(1 + (i & 0x7f));
         reply("OK %llu", (unsigned long long)count);
     } else {
         unsigned long long sum = 0;
-        for (uint64_t i = 0; i < count; i++) sum += ((volatile unsigned char *)start)[i * page_size];
+        for (uint64_t i = 0; i < count; i++) sum += ((volatile unsigned char *)start)[i * stride * page_size];
         reply("OK %llu", sum);
     }
 }
