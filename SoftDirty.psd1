@@ -16,6 +16,7 @@
         'Clear-PageReference'
         'Get-MemoryMapping'
         'Get-SoftDirtySupport'
+        'Search-PageMap'
     )
     FunctionsToExport      = @()
     VariablesToExport      = @()
@@ -23,7 +24,7 @@
     PrivateData            = @{
         PSData = @{
             Tags         = @('Linux', 'PSEdition_Core', 'SoftDirty', 'pagemap', 'memory', 'CRIU', 'checkpoint', 'migration')
-            ReleaseNotes = 'Get-PageMap, Clear-SoftDirty, Clear-PageReference, Get-MemoryMapping and Get-SoftDirtySupport over the Linux /proc interface.'
+            ReleaseNotes = 'Get-PageMap, Clear-SoftDirty, Clear-PageReference, Get-MemoryMapping, Get-SoftDirtySupport and Search-PageMap (PAGEMAP_SCAN) over the Linux /proc interface.'
         }
     }
 }

@@ -42,6 +42,15 @@ function Invoke-Native([string] $What, [scriptblock] $Command) {
     if ($LASTEXITCODE -ne 0) { throw "$What failed (exit code $LASTEXITCODE)" }
 }
 
+# The pwsh to run children with: this one's apphost ($PSHOME/pwsh), also under `dotnet pwsh`.
+function Get-ChildPwsh {
+    foreach ($name in 'pwsh', 'pwsh.exe') {
+        $p = Join-Path $PSHOME $name
+        if (Test-Path $p) { return $p }
+    }
+    (Get-Process -Id $PID).Path
+}
+
 function Invoke-Build {
     Invoke-Native 'dotnet build src/SoftDirty' {
         dotnet build (Join-Path $Root 'src/SoftDirty/SoftDirty.csproj') -c $Configuration -p:Version=$Version --nologo -v:q -clp:ErrorsOnly
@@ -55,7 +64,7 @@ function Invoke-Build {
     Remove-Item $StageDir -Recurse -Force -ErrorAction SilentlyContinue
     $null = New-Item -ItemType Directory (Join-Path $StageDir 'en-US') -Force
     foreach ($f in 'SoftDirty.dll', 'SoftDirty.Engine.dll', 'SoftDirty.format.ps1xml') { Copy-Item (Join-Path $ModuleDir $f) $StageDir }
-    Copy-Item (Join-Path $ModuleDir 'en-US/*') (Join-Path $StageDir 'en-US')
+    if (Test-Path (Join-Path $ModuleDir 'en-US')) { Copy-Item (Join-Path $ModuleDir 'en-US/*') (Join-Path $StageDir 'en-US') }
     (Get-Content -Raw (Join-Path $Root 'SoftDirty.psd1')) -replace "'module/", "'" |
         Set-Content -NoNewline (Join-Path $StageDir 'SoftDirty.psd1')
     Write-Host "    staged $StageDir"
@@ -113,7 +122,7 @@ function Invoke-Test {
     }
     $pester = Get-PesterModulePath
     Write-Host "==> Pester $pester (in a child pwsh)" -ForegroundColor Cyan
-    $pwsh = (Get-Process -Id $PID).Path
+    $pwsh = Get-ChildPwsh
     $runner = Join-Path $Root 'tests/Invoke-PesterSuite.ps1'
     $argsList = @('-NoProfile', '-NonInteractive', '-File', $runner, '-PesterPath', $pester, '-ModulePath', (Join-Path $StageDir 'SoftDirty.psd1'), '-ResultsPath', $ResultsDir)
     if ($Tag) { $argsList += @('-Tag', ($Tag -join ',')) }
@@ -124,7 +133,7 @@ function Invoke-Test {
 
 function Invoke-Package {
     Invoke-Build
-    $pwsh = (Get-Process -Id $PID).Path
+    $pwsh = Get-ChildPwsh
     & $pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/Publish-LocalRepository.ps1') -StagePath $StageDir -OutputPath (Join-Path $Root 'out/repository')
     if ($LASTEXITCODE -ne 0) { throw "Package failed (exit code $LASTEXITCODE)" }
 }
@@ -132,7 +141,7 @@ function Invoke-Package {
 function Invoke-Demo {
     Invoke-Build
     Invoke-NativeBuild
-    $pwsh = (Get-Process -Id $PID).Path
+    $pwsh = Get-ChildPwsh
     & $pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/Demo.ps1') -ModulePath (Join-Path $StageDir 'SoftDirty.psd1') -TargetPath (Join-Path $NativeDir 'bin/sdtarget')
     if ($LASTEXITCODE -ne 0) { throw "Demo failed (exit code $LASTEXITCODE)" }
 }
@@ -140,7 +149,7 @@ function Invoke-Demo {
 function Invoke-Bench {
     Invoke-Build
     Invoke-NativeBuild
-    $pwsh = (Get-Process -Id $PID).Path
+    $pwsh = Get-ChildPwsh
     & $pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/Bench.ps1') -ModulePath (Join-Path $StageDir 'SoftDirty.psd1') -TargetPath (Join-Path $NativeDir 'bin/sdtarget')
     if ($LASTEXITCODE -ne 0) { throw "Bench failed (exit code $LASTEXITCODE)" }
 }

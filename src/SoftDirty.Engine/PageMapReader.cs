@@ -129,6 +129,40 @@ public sealed class PageMapReader
         }
     }
 
+    /// <summary>
+    /// PAGEMAP_SCAN over spans with one request's categories, flags and page limit: yields the regions the
+    /// kernel returns, batch after batch, resuming where the walk stopped. MaxPages counts over all spans.
+    /// </summary>
+    public IEnumerable<PageRegion> ScanRegions(IReadOnlyList<PageSpan> spans, PagemapScanRequest template, CancellationToken cancel = default)
+    {
+        ulong pagesLeft = template.MaxPages; // 0: unlimited
+        ulong pageSize = (ulong)_source.PageSize;
+        foreach (var span in spans)
+        {
+            ulong pos = span.Start;
+            while (pos < span.End)
+            {
+                cancel.ThrowIfCancellationRequested();
+                var req = template;
+                req.Start = pos;
+                req.End = span.End;
+                req.MaxPages = pagesLeft;
+                int n = _source.ScanPagemap(ref req, _regions);
+                for (int i = 0; i < n; i++)
+                {
+                    var r = _regions[i];
+                    if (template.MaxPages != 0) pagesLeft -= Math.Min(pagesLeft, (r.End - r.Start) / pageSize);
+                    yield return r;
+                }
+                if (template.MaxPages != 0 && pagesLeft == 0) yield break;
+                if (n < _regions.Length) break; // short result: the walk finished
+                ulong next = Math.Max(req.WalkEnd, _regions[n - 1].End);
+                if (next <= pos) break;
+                pos = next;
+            }
+        }
+    }
+
     /// <summary>The spans of every mapping, or of those a selector accepts. [vsyscall] lies past the task size and is skipped.</summary>
     public static List<PageSpan> SpansOf(IReadOnlyList<MemoryMapping> mappings, Func<MemoryMapping, bool>? selector = null)
     {

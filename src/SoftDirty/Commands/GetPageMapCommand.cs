@@ -100,14 +100,14 @@ public sealed class GetPageMapCommand : SoftDirtyCmdlet
         if (AsRange)
         {
             var ranges = new PageRangeBuilder(pid, source.PageSize);
-            foreach (var hit in reader.Read(spans, filter, ReadMethod, Stopping))
+            foreach (var hit in reader.Read(spans, filter, ReadMethod, Cancellation))
                 if (ranges.Add(hit.Address, hit.Entry, hit.Mapping) is { } done) WriteObject(done);
             if (ranges.Flush() is { } last) WriteObject(last);
         }
         else
         {
             // Mapping names are shared strings: one per VMA, not one per page.
-            foreach (var hit in reader.Read(spans, filter, ReadMethod, Stopping))
+            foreach (var hit in reader.Read(spans, filter, ReadMethod, Cancellation))
                 WriteObject(new PageEntry(pid, hit.Address, hit.Entry, hit.Mapping?.DisplayName));
         }
         progress.Complete();

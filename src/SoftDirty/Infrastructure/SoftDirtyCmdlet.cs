@@ -20,7 +20,7 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
     private bool _platformChecked;
 
     /// <summary>Cancelled when the user presses Ctrl+C.</summary>
-    protected CancellationToken Stopping => _stop.Token;
+    protected CancellationToken Cancellation => _stop.Token;
 
     protected override void StopProcessing() => _stop.Cancel();
 
@@ -49,7 +49,7 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
             if (source is null) continue;
             try { work(source); }
             catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
-            catch (OperationCanceledException) when (Stopping.IsCancellationRequested) { throw new PipelineStoppedException(); }
+            catch (OperationCanceledException) when (Cancellation.IsCancellationRequested) { throw new PipelineStoppedException(); }
             finally { source.Dispose(); }
         }
     }
