@@ -127,6 +127,15 @@ function ConvertTo-Paragraph($Body) {
     , $paras
 }
 
+# The '### ' subsections of a '## ' section; text before the first one is an error, and so is none at all
+# unless -AllowNone.
+function Get-Subsection([string] $Path, $Section, [string] $Expected, [switch] $AllowNone) {
+    $split = Split-Heading $Section.Body 0 $Section.Body.Count 3
+    if (-not (Test-Blank $split.Preamble)) { Stop-Page $Path $Section.Line "$($Section.Title) has text before its first '### $Expected' heading" }
+    if (-not $AllowNone -and $split.Sections.Count -eq 0) { Stop-Page $Path $Section.Line "$($Section.Title) has no '### $Expected' heading" }
+    , $split.Sections
+}
+
 function Test-Blank($Body) { -not ($Body | Where-Object { $_.Text.Trim() -ne '' }) }
 
 function Read-Yaml($Body, [int] $From, [int] $To, [string] $Path) {
@@ -200,12 +209,7 @@ function Read-CommandPage([string] $Path) {
     if ($description.Count -eq 0) { Stop-Page $Path $byName['DESCRIPTION'].Line 'DESCRIPTION is empty' }
 
     # SYNTAX: ### SetName [(Default)] followed by a code block
-    $sb = $byName['SYNTAX'].Body
-    $split = Split-Heading $sb 0 $sb.Count 3
-    $stray = $split.Preamble
-    $sets = $split.Sections
-    if (-not (Test-Blank $stray)) { Stop-Page $Path $byName['SYNTAX'].Line "SYNTAX has text before its first '### ParameterSet' heading" }
-    if ($sets.Count -eq 0) { Stop-Page $Path $byName['SYNTAX'].Line "SYNTAX has no '### ParameterSet' heading" }
+    $sets = Get-Subsection $Path $byName['SYNTAX'] 'ParameterSet'
     $syntax = foreach ($s in $sets) {
         if ($s.Title -notmatch '^(\S+)(\s+\(Default\))?$') { Stop-Page $Path $s.Line "parameter set heading '### $($s.Title)' is not 'Name' or 'Name (Default)'" }
         $setName = $Matches[1]; $isDefault = [bool]$Matches[2]
@@ -219,12 +223,7 @@ function Read-CommandPage([string] $Path) {
     if (@($setNames | Select-Object -Unique).Count -ne $setNames.Count) { Stop-Page $Path $byName['SYNTAX'].Line 'a parameter set is listed twice' }
 
     # EXAMPLES: ### Title, code block(s), remarks
-    $eb = $byName['EXAMPLES'].Body
-    $split = Split-Heading $eb 0 $eb.Count 3
-    $stray = $split.Preamble
-    $exs = $split.Sections
-    if (-not (Test-Blank $stray)) { Stop-Page $Path $byName['EXAMPLES'].Line "EXAMPLES has text before its first '### Example' heading" }
-    if ($exs.Count -eq 0) { Stop-Page $Path $byName['EXAMPLES'].Line "EXAMPLES has no '### Example 1: ...'" }
+    $exs = Get-Subsection $Path $byName['EXAMPLES'] 'Example 1: ...'
     $examples = foreach ($e in $exs) {
         # The first code block is the example's code; everything after it (text, output blocks) is the remarks.
         $code = [System.Collections.Generic.List[string]]::new()
@@ -246,11 +245,7 @@ function Read-CommandPage([string] $Path) {
     $examples = @($examples)
 
     # PARAMETERS: ### -Name, description, one or more yaml blocks; ### CommonParameters
-    $pb = $byName['PARAMETERS'].Body
-    $split = Split-Heading $pb 0 $pb.Count 3
-    $stray = $split.Preamble
-    $ps = $split.Sections
-    if (-not (Test-Blank $stray)) { Stop-Page $Path $byName['PARAMETERS'].Line "PARAMETERS has text before its first '### -Name' heading" }
+    $ps = Get-Subsection $Path $byName['PARAMETERS'] '-Name' -AllowNone
     $hasCommon = $false
     $parameters = foreach ($p in $ps) {
         if ($p.Title -eq 'CommonParameters') { $hasCommon = $true; continue }
@@ -318,12 +313,7 @@ function Read-CommandPage([string] $Path) {
 
     # INPUTS, OUTPUTS: ### TypeName then an optional description
     $io = foreach ($sec in 'INPUTS', 'OUTPUTS') {
-        $b = $byName[$sec].Body
-        $split = Split-Heading $b 0 $b.Count 3
-        $stray = $split.Preamble
-        $types = $split.Sections
-        if (-not (Test-Blank $stray)) { Stop-Page $Path $byName[$sec].Line "$sec has text before its first '### TypeName' heading" }
-        if ($types.Count -eq 0) { Stop-Page $Path $byName[$sec].Line "$sec lists no type (write '### None' when there is none)" }
+        $types = Get-Subsection $Path $byName[$sec] 'TypeName (or ### None)'
         , @($types | ForEach-Object { [pscustomobject]@{ Type = $_.Title; Description = (ConvertTo-Paragraph $_.Body) } })
     }
 
