@@ -2,7 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Text;
 
-namespace SoftDirty.Engine;
+namespace SoftDirty;
 
 /// <summary>
 /// Where pages come from: a real process's /proc files or an emulated process. Both speak the kernel's
@@ -27,6 +27,12 @@ public interface IPageSource : IDisposable
     /// divided by the page size). Returns how many were read: fewer only past the end of the address space.
     /// </summary>
     int ReadPagemap(ulong firstPage, Span<PagemapEntry> destination);
+
+    /// <summary>
+    /// Reads the bytes of the process's memory at <paramref name="address"/> (as /proc/PID/mem does);
+    /// returns how many were read, fewer where the range reaches an unmapped or unreadable page.
+    /// </summary>
+    int ReadMemory(ulong address, Span<byte> destination);
 
     /// <summary>Writes to clear_refs, parsed as the kernel parses it; returns the byte count accepted.</summary>
     int WriteClearRefs(ReadOnlySpan<byte> text);

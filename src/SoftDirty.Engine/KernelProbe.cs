@@ -2,7 +2,7 @@ using System;
 using System.IO;
 using System.Runtime.InteropServices;
 
-namespace SoftDirty.Engine;
+namespace SoftDirty;
 
 /// <summary>
 /// Measures what the running kernel supports, as CRIU's kerndat does: no config file or version number is

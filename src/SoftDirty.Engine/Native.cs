@@ -1,7 +1,7 @@
 using System;
 using System.Runtime.InteropServices;
 
-namespace SoftDirty.Engine;
+namespace SoftDirty;
 
 /// <summary>Linux errno values the engine tells apart (asm-generic/errno-base.h).</summary>
 public static class Errno

@@ -1,6 +1,6 @@
 using System;
 
-namespace SoftDirty.Engine;
+namespace SoftDirty;
 
 /// <summary>One page of a process, decoded from its pagemap entry. Properties are computed from Raw.</summary>
 public sealed class PageEntry

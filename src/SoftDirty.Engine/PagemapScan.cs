@@ -1,7 +1,7 @@
 using System;
 using System.Runtime.InteropServices;
 
-namespace SoftDirty.Engine;
+namespace SoftDirty;
 
 /// <summary>PAGEMAP_SCAN page categories (include/uapi/linux/fs.h, PAGE_IS_*).</summary>
 [Flags]

@@ -1,7 +1,7 @@
 using System;
 using System.Runtime.InteropServices;
 
-namespace SoftDirty.Engine;
+namespace SoftDirty;
 
 /// <summary>The PAGEMAP_SCAN ioctl on an open pagemap file descriptor (6.7+).</summary>
 internal static unsafe class PagemapScanIoctl

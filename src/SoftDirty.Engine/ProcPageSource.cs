@@ -4,7 +4,7 @@ using System.IO;
 using System.Runtime.InteropServices;
 using System.Text;
 
-namespace SoftDirty.Engine;
+namespace SoftDirty;
 
 /// <summary>A real process, read through /proc/PID/{maps,smaps,pagemap,clear_refs}.</summary>
 public sealed unsafe class ProcPageSource : IPageSource
@@ -123,6 +123,33 @@ public sealed unsafe class ProcPageSource : IPageSource
     // pagemap reads 0 bytes once the mm is gone; past the task size it does too, but the process lives on.
     private bool IsGone() => !Alive || IsZombie();
 
+    private int _memFd = -1;
+
+    public int ReadMemory(ulong address, Span<byte> destination)
+    {
+        if (_memFd < 0) _memFd = OpenProc("mem", Native.O_RDONLY);
+        int done = 0;
+        while (done < destination.Length)
+        {
+            nint n;
+            fixed (byte* p = &destination[done]) n = Native.Pread(_memFd, p, (nuint)(destination.Length - done), unchecked((long)(address + (ulong)done)));
+            if (n < 0)
+            {
+                int e = Marshal.GetLastPInvokeError();
+                if (e == Errno.EINTR) continue;
+                if (e == Errno.EIO || e == Errno.EFAULT) break; // an unmapped or unreadable page ends the read
+                throw ErrnoError(e, $"reading memory at 0x{address + (ulong)done:x}");
+            }
+            if (n == 0)
+            {
+                if (IsGone()) throw Exited($"reading memory at 0x{address + (ulong)done:x}");
+                break;
+            }
+            done += (int)n;
+        }
+        return done;
+    }
+
     public int WriteClearRefs(ReadOnlySpan<byte> text)
     {
         int fd = OpenProc("clear_refs", Native.O_WRONLY);
@@ -138,6 +165,9 @@ public sealed unsafe class ProcPageSource : IPageSource
                         $"/proc/{ProcessId}/clear_refs rejected '{Encoding.ASCII.GetString(text).Trim()}' (EINVAL): valid types are 1 to 5.", ProcessId, e);
                 throw ErrnoError(e, "writing clear_refs");
             }
+            // A zombie (or a process that exited after the open) has no mm: the kernel accepts the write
+            // and does nothing, so a success here would be a lie.
+            if (IsGone()) throw Exited("writing clear_refs");
             return (int)n;
         }
         finally { Native.Close(fd); }
@@ -186,5 +216,6 @@ public sealed unsafe class ProcPageSource : IPageSource
     public void Dispose()
     {
         if (_pagemapFd >= 0) { Native.Close(_pagemapFd); _pagemapFd = -1; }
+        if (_memFd >= 0) { Native.Close(_memFd); _memFd = -1; }
     }
 }

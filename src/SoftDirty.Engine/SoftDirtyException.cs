@@ -1,6 +1,6 @@
 using System;
 
-namespace SoftDirty.Engine;
+namespace SoftDirty;
 
 /// <summary>
 /// What went wrong, one value per stable error id. The cmdlets use the name as the ErrorRecord's

@@ -1,0 +1,30 @@
+@{
+    # The one source of the module's version: build.ps1 passes it to the compiler and the staged manifest.
+    ModuleVersion          = '0.1.0'
+    GUID                   = '5d1e7a3c-9b1f-4c6e-8a2d-3f0b7c4e9a61'
+    RootModule             = 'module/SoftDirty.dll'
+    Author                 = 'SoftDirty engineers'
+    CompanyName            = 'SoftDirty'
+    Copyright              = '(c) SoftDirty engineers. MIT License.'
+    Description            = 'Which memory pages did a process write to since I last looked? Linux soft-dirty bits, pagemap, clear_refs, smaps and PAGEMAP_SCAN in the PowerShell pipeline, with an emulator of the kernel''s page tables for kernels and platforms without them.'
+    PowerShellVersion      = '7.4'
+    CompatiblePSEditions   = @('Core')
+    FormatsToProcess       = @('module/SoftDirty.format.ps1xml')
+    CmdletsToExport        = @(
+        'Get-PageMap'
+        'Clear-SoftDirty'
+        'Clear-PageReference'
+        'Get-MemoryMapping'
+        'Get-SoftDirtySupport'
+        'Search-PageMap'
+    )
+    FunctionsToExport      = @()
+    VariablesToExport      = @()
+    AliasesToExport        = @()
+    PrivateData            = @{
+        PSData = @{
+            Tags         = @('Linux', 'PSEdition_Core', 'SoftDirty', 'pagemap', 'memory', 'CRIU', 'checkpoint', 'migration')
+            ReleaseNotes = 'Get-PageMap, Clear-SoftDirty, Clear-PageReference, Get-MemoryMapping, Get-SoftDirtySupport and Search-PageMap (PAGEMAP_SCAN) over the Linux /proc interface.'
+        }
+    }
+}

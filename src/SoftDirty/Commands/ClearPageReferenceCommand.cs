@@ -1,0 +1,40 @@
+using System;
+using System.Linq;
+using System.Management.Automation;
+using SoftDirty;
+
+namespace SoftDirty.Commands;
+
+/// <summary>
+/// Clear-PageReference: the other clear_refs types: referenced (young) bits of all, anonymous or
+/// file-backed pages, or the peak RSS. Soft-dirty has its own cmdlet, Clear-SoftDirty.
+/// </summary>
+[Cmdlet(VerbsCommon.Clear, "PageReference", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = IdSet)]
+[OutputType(typeof(System.Diagnostics.Process))]
+public sealed class ClearPageReferenceCommand : SoftDirtyCmdlet
+{
+    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("PID", "ProcessId")]
+    [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    public int[] Id { get; set; } = Array.Empty<int>();
+
+    /// <summary>Which clear_refs type: All, Anonymous, Mapped or PeakRss.</summary>
+    [Parameter(Mandatory = true, Position = 1)]
+    public ClearRefsType Type { get; set; }
+
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void BeginProcessing()
+    {
+        if (Type == ClearRefsType.SoftDirty)
+            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument,
+                "Use Clear-SoftDirty to clear soft-dirty bits; Clear-PageReference takes All, Anonymous, Mapped or PeakRss.", Type)));
+    }
+
+    protected override void ProcessRecord() => ForEachSource(Id.Select(OpenProcess), source =>
+    {
+        ClearRefsAction.Run(this, source, Type);
+        if (PassThru) WriteObject(ClearSoftDirtyCommand.PassThruObject(source));
+    });
+}

@@ -1,0 +1,40 @@
+using System;
+using System.Linq;
+using System.Management.Automation;
+using SoftDirty;
+
+namespace SoftDirty.Commands;
+
+/// <summary>Get-MemoryMapping: one object per VMA from /proc/PID/smaps, with counters and VmFlags.</summary>
+[Cmdlet(VerbsCommon.Get, "MemoryMapping", DefaultParameterSetName = IdSet)]
+[OutputType(typeof(MemoryMapping))]
+public sealed class GetMemoryMappingCommand : SoftDirtyCmdlet
+{
+    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("PID", "ProcessId")]
+    [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    public int[] Id { get; set; } = Array.Empty<int>();
+
+    /// <summary>Only mappings whose path or pseudo-name matches (wildcards); a file name alone also matches.</summary>
+    [Parameter]
+    [SupportsWildcards]
+    [ArgumentCompleter(typeof(MappingNameCompleter))]
+    public string[]? Mapping { get; set; }
+
+    /// <summary>Only the mapping that contains this address.</summary>
+    [Parameter]
+    public ulong? Address { get; set; }
+
+    protected override void ProcessRecord() => ForEachSource(Id.Select(OpenProcess), Emit);
+
+    private void Emit(IPageSource source)
+    {
+        var selector = Mapping is null ? null : new MappingSelector(Mapping);
+        foreach (var m in source.ReadMappings(withCounters: true))
+        {
+            if (Address is { } a && !m.Contains(a)) continue;
+            if (selector is not null && !selector.IsMatch(m)) continue;
+            WriteObject(m);
+        }
+    }
+}

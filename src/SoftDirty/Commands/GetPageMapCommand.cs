@@ -1,0 +1,146 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using SoftDirty;
+
+namespace SoftDirty.Commands;
+
+/// <summary>
+/// Get-PageMap: the pagemap entries of a process's pages, one object per page (or per run of equal pages
+/// with -AsRange). Filters run on the raw entries before anything is emitted.
+/// </summary>
+[Cmdlet(VerbsCommon.Get, "PageMap", DefaultParameterSetName = IdSet)]
+[OutputType(typeof(PageEntry), typeof(PageRange))]
+public sealed class GetPageMapCommand : SoftDirtyCmdlet
+{
+    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("PID", "ProcessId")]
+    [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    public int[] Id { get; set; } = Array.Empty<int>();
+
+    /// <summary>Start of the range to read (page-aligned).</summary>
+    [Parameter]
+    public ulong? Address { get; set; }
+
+    /// <summary>Bytes to read from -Address (a multiple of the page size); default one page.</summary>
+    [Parameter]
+    public ulong? Length { get; set; }
+
+    /// <summary>Mappings to read, by path or pseudo-name ('[heap]'), with wildcards; a file name alone also matches.</summary>
+    [Parameter]
+    [SupportsWildcards]
+    [ArgumentCompleter(typeof(MappingNameCompleter))]
+    public string[]? Mapping { get; set; }
+
+    /// <summary>Only soft-dirty pages (with -SoftDirty:$false, only clean ones).</summary>
+    [Parameter]
+    public SwitchParameter SoftDirty { get; set; }
+
+    /// <summary>Only present pages (with -Present:$false, only absent ones).</summary>
+    [Parameter]
+    public SwitchParameter Present { get; set; }
+
+    /// <summary>Only swapped pages (with -Swapped:$false, only others).</summary>
+    [Parameter]
+    public SwitchParameter Swapped { get; set; }
+
+    /// <summary>Emit runs of contiguous pages with equal flags instead of single pages.</summary>
+    [Parameter]
+    public SwitchParameter AsRange { get; set; }
+
+    /// <summary>How entries are found: Auto, Pread, or PagemapScan (6.7+).</summary>
+    [Parameter]
+    public PageReadMethod ReadMethod { get; set; } = PageReadMethod.Auto;
+
+    private bool _warnedNoSoftDirty;
+
+    protected override void BeginProcessing()
+    {
+        if (Address is null && Length is not null)
+            ThrowTerminatingError(Argument("-Length needs -Address.", Length));
+        if (Address is not null && Mapping is not null)
+            ThrowTerminatingError(Argument("Give either -Address with -Length or -Mapping, not both.", Mapping));
+    }
+
+    protected override void ProcessRecord() =>
+        ForEachSource(Id.Select(OpenProcess), Read);
+
+    private ErrorRecord Argument(string message, object? target) =>
+        ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, message, target));
+
+    private PageFilter BuildFilter()
+    {
+        var filter = new PageFilter();
+        if (MyInvocation.BoundParameters.ContainsKey(nameof(SoftDirty))) filter = filter.Require(PagemapFlags.SoftDirty, SoftDirty.IsPresent);
+        if (MyInvocation.BoundParameters.ContainsKey(nameof(Present))) filter = filter.Require(PagemapFlags.Present, Present.IsPresent);
+        if (MyInvocation.BoundParameters.ContainsKey(nameof(Swapped))) filter = filter.Require(PagemapFlags.Swapped, Swapped.IsPresent);
+        return filter;
+    }
+
+    private void Read(IPageSource source)
+    {
+        if (!source.Features.SoftDirty && !_warnedNoSoftDirty)
+        {
+            _warnedNoSoftDirty = true;
+            WriteWarning($"The SoftDirty property means nothing here: {source.Features.SoftDirtyReason}");
+        }
+        var mappings = source.ReadMappings(withCounters: false);
+        var spans = SelectSpans(source, mappings);
+        if (spans is null) return;
+
+        var filter = BuildFilter();
+        var reader = new PageMapReader(source);
+        ulong total = 0;
+        foreach (var s in spans) total += (s.End - s.Start) / (ulong)source.PageSize;
+        var progress = new Progress(this, $"Reading the page map of {source.Name} ({source.ProcessId})", $"{total:N0} pages");
+        reader.Progress = done => progress.Report(done, total, $"{done:N0} of {total:N0} pages");
+
+        int pid = source.ProcessId;
+        var batches = reader.ReadBatches(spans, filter, ReadMethod, Cancellation);
+        if (AsRange)
+        {
+            var ranges = new PageRangeBuilder(pid, source.PageSize);
+            foreach (var batch in batches)
+                foreach (ref readonly var hit in batch.Span)
+                    if (ranges.Add(hit.Address, hit.Entry, hit.Mapping) is { } done) WriteObject(done);
+            if (ranges.Flush() is { } last) WriteObject(last);
+        }
+        else
+        {
+            // Mapping names are shared strings: one per VMA, not one per page.
+            foreach (var batch in batches)
+                foreach (ref readonly var hit in batch.Span)
+                    WriteObject(new PageEntry(pid, hit.Address, hit.Entry, hit.Mapping?.DisplayName));
+        }
+        progress.Complete();
+    }
+
+    private List<PageSpan>? SelectSpans(IPageSource source, IReadOnlyList<MemoryMapping> mappings)
+    {
+        if (Address is { } address)
+        {
+            ulong length = Length ?? (ulong)source.PageSize;
+            var spans = PageMapReader.SpansOfRange(mappings, address, length, source.PageSize, out var unmapped);
+            if (spans.Count == 0)
+                throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+                    $"0x{address:x}-0x{address + length:x} lies outside every mapping of process {source.ProcessId} ({source.Name}); see Get-MemoryMapping -Id {source.ProcessId}.", address);
+            if (unmapped != 0)
+                WriteWarning($"{unmapped / (ulong)source.PageSize} page(s) of 0x{address:x}-0x{address + length:x} lie outside any mapping of process {source.ProcessId} and are skipped.");
+            return spans;
+        }
+        if (Mapping is { Length: > 0 })
+        {
+            var selector = new MappingSelector(Mapping);
+            var spans = PageMapReader.SpansOf(mappings, selector.IsMatch);
+            if (spans.Count == 0)
+            {
+                WriteError(SoftDirtyError.MappingNotFound,
+                    $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", Mapping)}'; see Get-MemoryMapping -Id {source.ProcessId}.", source.ProcessId);
+                return null;
+            }
+            return spans;
+        }
+        return PageMapReader.SpansOf(mappings);
+    }
+}

@@ -1,0 +1,45 @@
+using System;
+using System.Linq;
+using System.Management.Automation;
+using SoftDirty;
+
+namespace SoftDirty.Commands;
+
+/// <summary>
+/// Matches mappings by -Mapping names: a wildcard on the path or pseudo-name, or on the file name alone.
+/// A name that equals a mapping's name matches literally, so '[heap]' works although [] is a wildcard class.
+/// </summary>
+internal sealed class MappingSelector
+{
+    private readonly string[] _names;
+    private readonly WildcardPattern[] _patterns;
+
+    public MappingSelector(string[] names)
+    {
+        _names = names;
+        _patterns = names.Select(Compile).ToArray();
+    }
+
+    // A name that is no valid wildcard pattern ('[vvar*': an unclosed bracket) is taken literally.
+    private static WildcardPattern Compile(string name)
+    {
+        const WildcardOptions options = WildcardOptions.IgnoreCase | WildcardOptions.CultureInvariant;
+        var pattern = WildcardPattern.Get(name, options);
+        try { pattern.IsMatch(string.Empty); }
+        catch (WildcardPatternException) { pattern = WildcardPattern.Get(WildcardPattern.Escape(name), options); }
+        return pattern;
+    }
+
+    public bool IsMatch(MemoryMapping m)
+    {
+        var display = m.DisplayName;
+        var file = m.Path.Length != 0 && m.Path[0] == '/' ? System.IO.Path.GetFileName(m.Path) : null;
+        foreach (var n in _names)
+            if (string.Equals(n, display, StringComparison.OrdinalIgnoreCase) || (file is not null && string.Equals(n, file, StringComparison.OrdinalIgnoreCase)))
+                return true;
+        foreach (var p in _patterns)
+            if (p.IsMatch(display) || (file is not null && p.IsMatch(file)))
+                return true;
+        return false;
+    }
+}

@@ -1,0 +1,118 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Management.Automation;
+using System.Threading;
+using SoftDirty;
+
+namespace SoftDirty.Commands;
+
+/// <summary>
+/// What every SoftDirty cmdlet shares: turning engine errors into ErrorRecords, Ctrl+C, throttled progress
+/// and opening page sources. Cmdlets stay thin: they bind parameters and call the engine.
+/// </summary>
+public abstract class SoftDirtyCmdlet : PSCmdlet
+{
+    /// <summary>Parameter set of cmdlets that take real process ids.</summary>
+    public const string IdSet = "Id";
+
+    private readonly CancellationTokenSource _stop = new();
+    private bool _platformChecked;
+
+    /// <summary>Cancelled when the user presses Ctrl+C.</summary>
+    protected CancellationToken Cancellation => _stop.Token;
+
+    protected override void StopProcessing() => _stop.Cancel();
+
+    /// <summary>The /proc cmdlets stop with a terminating PlatformNotSupported off Linux.</summary>
+    protected void EnsureLinux()
+    {
+        if (_platformChecked) return;
+        try { ProcPageSource.EnsureLinux(); }
+        catch (SoftDirtyException ex) { ThrowTerminatingError(ToErrorRecord(ex)); }
+        _platformChecked = true;
+    }
+
+    /// <summary>Opens the real process <paramref name="pid"/>, or writes the error and returns null.</summary>
+    protected IPageSource? OpenProcess(int pid)
+    {
+        EnsureLinux();
+        try { return ProcPageSource.Open(pid); }
+        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); return null; }
+    }
+
+    /// <summary>Runs per-target work; an engine failure becomes a non-terminating error and the next target runs.</summary>
+    protected void ForEachSource(IEnumerable<IPageSource?> sources, Action<IPageSource> work)
+    {
+        foreach (var source in sources)
+        {
+            if (source is null) continue;
+            try { work(source); }
+            catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
+            catch (OperationCanceledException) when (Cancellation.IsCancellationRequested) { throw new PipelineStoppedException(); }
+            finally { source.Dispose(); }
+        }
+    }
+
+    public static ErrorRecord ToErrorRecord(SoftDirtyException ex) =>
+        new(ex, ex.Error.ToString(), CategoryOf(ex.Error), ex.Target);
+
+    /// <summary>The ErrorCategory of each engine error.</summary>
+    public static ErrorCategory CategoryOf(SoftDirtyError error) => error switch
+    {
+        SoftDirtyError.ProcessNotFound => ErrorCategory.ObjectNotFound,
+        SoftDirtyError.PermissionDenied => ErrorCategory.PermissionDenied,
+        SoftDirtyError.ProcessExited => ErrorCategory.ResourceUnavailable,
+        SoftDirtyError.InvalidArgument => ErrorCategory.InvalidArgument,
+        SoftDirtyError.PlatformNotSupported => ErrorCategory.NotImplemented,
+        SoftDirtyError.SoftDirtyNotSupported => ErrorCategory.NotImplemented,
+        SoftDirtyError.PagemapScanNotSupported => ErrorCategory.NotImplemented,
+        SoftDirtyError.MappingNotFound => ErrorCategory.ObjectNotFound,
+        SoftDirtyError.ProcIOError => ErrorCategory.ReadError,
+        _ => CategoryByName(error.ToString()),
+    };
+
+    private static ErrorCategory CategoryByName(string name) =>
+        name.Contains("InvalidArgument") ? ErrorCategory.InvalidArgument
+        : name.Contains("NotMapped") ? ErrorCategory.InvalidArgument
+        : name.Contains("Fault") ? ErrorCategory.InvalidOperation
+        : ErrorCategory.NotSpecified;
+
+    /// <summary>A non-terminating error built here (not from the engine).</summary>
+    protected void WriteError(SoftDirtyError error, string message, object? target) =>
+        WriteError(ToErrorRecord(new SoftDirtyException(error, message, target)));
+
+    /// <summary>Progress that shows only for work that lasts, at most five updates a second.</summary>
+    protected sealed class Progress
+    {
+        private static int _nextActivity = 0x5D00;
+        private readonly SoftDirtyCmdlet _cmdlet;
+        private readonly ProgressRecord _record;
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private long _lastShown = -1;
+
+        public Progress(SoftDirtyCmdlet cmdlet, string activity, string status)
+        {
+            _cmdlet = cmdlet;
+            _record = new ProgressRecord(Interlocked.Increment(ref _nextActivity), activity, status);
+        }
+
+        public void Report(ulong done, ulong total, string? status = null)
+        {
+            long now = _clock.ElapsedMilliseconds;
+            if (now < 500 || (_lastShown >= 0 && now - _lastShown < 200)) return;
+            _lastShown = now;
+            if (status is not null) _record.StatusDescription = status;
+            _record.PercentComplete = total == 0 ? -1 : (int)Math.Min(100, done * 100 / total);
+            _record.RecordType = ProgressRecordType.Processing;
+            _cmdlet.WriteProgress(_record);
+        }
+
+        public void Complete()
+        {
+            if (_lastShown < 0) return;
+            _record.RecordType = ProgressRecordType.Completed;
+            _cmdlet.WriteProgress(_record);
+        }
+    }
+}

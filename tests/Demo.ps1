@@ -1,0 +1,57 @@
+<#
+.SYNOPSIS
+    The main job, on a real process of this machine: its mappings, its page map, and what soft-dirty
+    tracking does on this kernel, honestly.
+#>
+param(
+    [Parameter(Mandatory)] [string] $ModulePath,
+    [Parameter(Mandatory)] [string] $TargetPath
+)
+$ErrorActionPreference = 'Stop'
+Import-Module $ModulePath
+Import-Module (Join-Path $PSScriptRoot 'Pester/TestTarget.psm1')
+
+function Show([string] $Title) { Write-Host ''; Write-Host "=== $Title" -ForegroundColor Cyan }
+
+Show 'What this kernel supports (Get-SoftDirtySupport: measured, not guessed)'
+$support = Get-SoftDirtySupport
+$support | Format-List | Out-String -Width 160 | Out-Host
+
+$target = Start-TestTarget -Path $TargetPath
+try {
+    $id = $target.Id
+    $region = Send-TestTarget $target 'map 64 anon rw'
+    $address = [Convert]::ToUInt64($region, 16)
+    $null = Send-TestTarget $target "write $region 0 16"
+    Show "A real process: sdtarget, pid $id, with a 64-page anonymous region at 0x$region; it wrote pages 0-15"
+    Get-MemoryMapping -Id $id | Format-Table | Out-String -Width 160 | Out-Host
+
+    Show 'Its region as runs of equal pages (Get-PageMap -AsRange)'
+    Get-PageMap -Id $id -Address $address -Length (64 * $target.PageSize) -AsRange -WarningAction SilentlyContinue | Format-Table | Out-String -Width 160 | Out-Host
+
+    Show 'The first present pages, one object each (PFNs visible to root only)'
+    Get-PageMap -Id $id -Address $address -Length (64 * $target.PageSize) -Present -WarningAction SilentlyContinue |
+        Select-Object -First 4 | Format-Table | Out-String -Width 160 | Out-Host
+
+    Show 'Soft-dirty tracking: clear, let the process write pages 20-23, read the soft-dirty pages'
+    if ($support.SoftDirty) {
+        Clear-SoftDirty -Id $id -Confirm:$false
+        $null = Send-TestTarget $target "write $region 20 4"
+        Get-PageMap -Id $id -Address $address -Length (64 * $target.PageSize) -SoftDirty -AsRange | Format-Table | Out-String -Width 160 | Out-Host
+    } else {
+        Write-Host "This kernel cannot track writes with soft-dirty: $($support.SoftDirtyReason)" -ForegroundColor Yellow
+        Write-Host 'Clear-SoftDirty says so instead of pretending:'
+        Clear-SoftDirty -Id $id -ErrorAction SilentlyContinue -ErrorVariable refused
+        Write-Host "  ErrorId $($refused[0].FullyQualifiedErrorId), category $($refused[0].CategoryInfo.Category)"
+        $null = Send-TestTarget $target "write $region 20 4"
+        $sd = @(Get-PageMap -Id $id -Address $address -Length (64 * $target.PageSize) -SoftDirty -WarningAction SilentlyContinue)
+        Write-Host "  after the process wrote 4 pages, Get-PageMap -SoftDirty finds $($sd.Count) page(s): bit 55 is never set here."
+        if ($support.PagemapScan) {
+            $present = @(Get-PageMap -Id $id -Address $address -Length (64 * $target.PageSize) -Present -ReadMethod PagemapScan -WarningAction SilentlyContinue)
+            Write-Host "  What this kernel does show, through PAGEMAP_SCAN: $($present.Count) present pages (0-15 and 20-23)."
+        }
+    }
+}
+finally {
+    Stop-TestTarget $target
+}

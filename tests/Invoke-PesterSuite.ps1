@@ -1,0 +1,34 @@
+<#
+.SYNOPSIS
+    Runs the Pester suite in this (child) pwsh against a built module; writes NUnit and JUnit XML.
+    build.ps1 Test starts it in a child process so no built DLL stays locked in the caller.
+#>
+param(
+    [Parameter(Mandatory)] [string] $PesterPath,
+    [Parameter(Mandatory)] [string] $ModulePath,
+    [Parameter(Mandatory)] [string] $ResultsPath,
+    [string] $Tag,
+    [string] $ExcludeTag,
+    [string] $Path = (Join-Path $PSScriptRoot 'Pester')
+)
+$ErrorActionPreference = 'Stop'
+Import-Module $PesterPath -Force
+$env:SOFTDIRTY_MODULE = (Resolve-Path $ModulePath).Path
+$env:SOFTDIRTY_TARGET = Join-Path $PSScriptRoot 'native/bin/sdtarget'
+$config = New-PesterConfiguration
+$config.Run.Path = $Path
+$config.Run.Exit = $false
+$config.Run.PassThru = $true
+$config.Output.Verbosity = 'Normal'
+$config.TestResult.Enabled = $true
+$config.TestResult.OutputFormat = 'NUnitXml'
+$config.TestResult.OutputPath = Join-Path $ResultsPath 'pester.nunit.xml'
+if ($Tag) { $config.Filter.Tag = $Tag -split ',' }
+if ($ExcludeTag) { $config.Filter.ExcludeTag = $ExcludeTag -split ',' }
+$result = Invoke-Pester -Configuration $config
+$result | Export-JUnitReport -Path (Join-Path $ResultsPath 'pester.junit.xml')
+# The plain closing line CI reads.
+"Pester: $($result.PassedCount) passed, $($result.FailedCount) failed, $($result.SkippedCount) skipped"
+if ($result.FailedCount -gt 0 -or $result.Result -ne 'Passed') { exit 1 }
+if ($result.PassedCount -eq 0) { Write-Error 'Pester ran no test'; exit 1 }
+exit 0
