@@ -1,7 +1,7 @@
 using System;
 using System.Collections.Generic;
 
-namespace SoftDirty.Engine.Emulation;
+namespace SoftDirty.Emulation;
 
 public sealed partial class EmulatedProcess
 {
@@ -73,20 +73,52 @@ public sealed partial class EmulatedProcess
     {
         if (destination.Length < PageContent.PageSize)
             throw Invalid($"ReadPageContent: the destination holds {destination.Length} bytes, a page is {PageContent.PageSize}");
+        lock (_mem.Lock) RenderPage(FindVma(address) ?? throw NotMapped("ReadPageContent", address), address, destination);
+    }
+
+    /// <summary>The bytes of one page of a VMA from its PTE, swap slot or page cache; no state changes.</summary>
+    private void RenderPage(Vma vma, ulong address, Span<byte> destination)
+    {
+        ulong page = address >> PageShift;
+        ulong slot = _pt.GetSlot(page >> PageTable.LeafShift);
+        ulong pte = PageTable.KindOf(slot) == PageTable.SlotKind.Huge
+            ? PageTable.HugeValue(slot) + (page & PageTable.LeafIndexMask) : _pt.Get(page);
+        ulong word;
+        if (Pte.IsPresent(pte)) word = _mem.ContentOf(Pte.Frame(pte));
+        else if (Pte.IsSwapOrMarker(pte) && !Pte.IsMarker(pte)) word = _mem.SwapContent(Pte.SwapOffset(pte));
+        else if (vma.Backing != null && vma.Backing.Pages.TryGetValue(vma.BackingPage(address), out ulong cached)) word = _mem.ContentOf(cached);
+        else word = PageContent.Zero;
+        _mem.Content.Render(word, destination);
+    }
+
+    /// <summary>
+    /// Reads the process's bytes at <paramref name="address"/> as /proc/PID/mem does (FOLL_FORCE: the
+    /// protection does not matter), without faulting pages in or changing any state; returns how many were
+    /// read, fewer where the range reaches an unmapped page or a guard region.
+    /// </summary>
+    public int ReadMemory(ulong address, Span<byte> destination)
+    {
+        Span<byte> page = stackalloc byte[PageContent.PageSize];
+        int done = 0;
         lock (_mem.Lock)
         {
-            var vma = FindVma(address) ?? throw NotMapped("ReadPageContent", address);
-            ulong page = address >> PageShift;
-            ulong slot = _pt.GetSlot(page >> PageTable.LeafShift);
-            ulong pte = PageTable.KindOf(slot) == PageTable.SlotKind.Huge
-                ? PageTable.HugeValue(slot) + (page & PageTable.LeafIndexMask) : _pt.Get(page);
-            ulong word;
-            if (Pte.IsPresent(pte)) word = _mem.ContentOf(Pte.Frame(pte));
-            else if (Pte.IsSwapOrMarker(pte) && !Pte.IsMarker(pte)) word = _mem.SwapContent(Pte.SwapOffset(pte));
-            else if (vma.Backing != null && vma.Backing.Pages.TryGetValue(vma.BackingPage(address), out ulong cached)) word = _mem.ContentOf(cached);
-            else word = PageContent.Zero;
-            _mem.Content.Render(word, destination);
+            while (done < destination.Length)
+            {
+                ulong a = address + (ulong)done;
+                if (a < address || a >= TaskSize) break;
+                var vma = FindVma(a);
+                if (vma == null) break;
+                ulong pageNumber = a >> PageShift;
+                if (PageTable.KindOf(_pt.GetSlot(pageNumber >> PageTable.LeafShift)) != PageTable.SlotKind.Huge
+                    && (_pt.Get(pageNumber) & Pte.Guard) != 0) break;
+                RenderPage(vma, a, page);
+                int offset = (int)(a & PageOffsetMask);
+                int n = Math.Min(destination.Length - done, PageContent.PageSize - offset);
+                page.Slice(offset, n).CopyTo(destination[done..]);
+                done += n;
+            }
         }
+        return done;
     }
 
     /// <summary>The pagemap entry of one address (a convenience over <see cref="ReadPagemap"/>).</summary>

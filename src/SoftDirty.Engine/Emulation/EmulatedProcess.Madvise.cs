@@ -1,6 +1,6 @@
 using System;
 
-namespace SoftDirty.Engine.Emulation;
+namespace SoftDirty.Emulation;
 
 public sealed partial class EmulatedProcess
 {

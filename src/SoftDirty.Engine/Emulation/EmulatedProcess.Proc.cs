@@ -4,7 +4,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
-namespace SoftDirty.Engine.Emulation;
+namespace SoftDirty.Emulation;
 
 public sealed partial class EmulatedProcess
 {

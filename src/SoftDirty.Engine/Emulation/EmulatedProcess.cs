@@ -2,7 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Threading;
 
-namespace SoftDirty.Engine.Emulation;
+namespace SoftDirty.Emulation;
 
 /// <summary>Fault counts of an emulated process: what write tracking costs it.</summary>
 public readonly record struct FaultCounts(

@@ -2,7 +2,7 @@ using System;
 using System.Runtime.CompilerServices;
 using System.Diagnostics;
 
-namespace SoftDirty.Engine.Emulation;
+namespace SoftDirty.Emulation;
 
 /// <summary>A timing of the emulator against a bare loop doing the same amount of plain work.</summary>
 public readonly record struct BenchmarkRatio(double EmulatorSeconds, double BareSeconds)

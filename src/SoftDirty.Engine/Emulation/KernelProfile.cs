@@ -1,7 +1,7 @@
 using System;
 using System.Collections.Generic;
 
-namespace SoftDirty.Engine.Emulation;
+namespace SoftDirty.Emulation;
 
 /// <summary>
 /// The kernel an emulated process runs on: one named property per behaviour that differs between

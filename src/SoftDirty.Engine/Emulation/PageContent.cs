@@ -1,7 +1,7 @@
 using System;
 using System.Collections.Generic;
 
-namespace SoftDirty.Engine.Emulation;
+namespace SoftDirty.Emulation;
 
 /// <summary>
 /// The bytes of an emulated page, from its 64-bit content word:

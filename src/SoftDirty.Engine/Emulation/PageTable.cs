@@ -4,7 +4,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
-namespace SoftDirty.Engine.Emulation;
+namespace SoftDirty.Emulation;
 
 /// <summary>
 /// A lazily allocated multi-level page table of packed <see cref="Pte"/> values: a 256-entry top level

@@ -1,7 +1,7 @@
 using System;
 using System.Collections.Generic;
 
-namespace SoftDirty.Engine.Emulation;
+namespace SoftDirty.Emulation;
 
 /// <summary>
 /// The emulated machine's memory, shared by a process and the children it forks: page frames (PFNs from a

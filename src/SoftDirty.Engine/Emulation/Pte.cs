@@ -1,6 +1,6 @@
 using System;
 
-namespace SoftDirty.Engine.Emulation;
+namespace SoftDirty.Emulation;
 
 /// <summary>
 /// The emulator's packed 64-bit page table entry. The flag bits that pagemap reports sit at their pagemap

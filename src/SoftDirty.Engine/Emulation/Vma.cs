@@ -1,6 +1,6 @@
 using System;
 
-namespace SoftDirty.Engine.Emulation;
+namespace SoftDirty.Emulation;
 
 /// <summary>The vm_flags the emulator models beyond protection and sharing.</summary>
 [Flags]

@@ -1,11 +1,11 @@
 using System;
 using System.Linq;
-using SoftDirty.Engine;
-using SoftDirty.Engine.Emulation;
+using SoftDirty;
+using SoftDirty.Emulation;
 using Xunit;
-using static SoftDirty.Engine.Tests.Emulation.Sd;
+using static SoftDirty.Tests.Emulation.Sd;
 
-namespace SoftDirty.Engine.Tests.Emulation;
+namespace SoftDirty.Tests.Emulation;
 
 /// <summary>Failing calls fail as the kernel's do and change nothing.</summary>
 public class EmulatorErrorTests

@@ -1,8 +1,8 @@
-using SoftDirty.Engine;
-using SoftDirty.Engine.Emulation;
+using SoftDirty;
+using SoftDirty.Emulation;
 using Xunit;
 
-namespace SoftDirty.Engine.Tests.Emulation;
+namespace SoftDirty.Tests.Emulation;
 
 /// <summary>The selftests' helpers: clear = write "4" to clear_refs; check = bit 55, cross-checked with PAGEMAP_SCAN where the profile has it.</summary>
 internal static class Sd

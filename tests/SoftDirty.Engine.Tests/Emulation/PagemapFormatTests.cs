@@ -1,12 +1,12 @@
 using System;
 using System.Linq;
 using System.Text;
-using SoftDirty.Engine;
-using SoftDirty.Engine.Emulation;
+using SoftDirty;
+using SoftDirty.Emulation;
 using Xunit;
-using static SoftDirty.Engine.Tests.Emulation.Sd;
+using static SoftDirty.Tests.Emulation.Sd;
 
-namespace SoftDirty.Engine.Tests.Emulation;
+namespace SoftDirty.Tests.Emulation;
 
 /// <summary>Section 1 (pagemap reads) and section 2 (clear_refs parsing) of the reference.</summary>
 public class PagemapFormatTests

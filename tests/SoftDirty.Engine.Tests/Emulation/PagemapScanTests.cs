@@ -1,10 +1,10 @@
 using System;
-using SoftDirty.Engine;
-using SoftDirty.Engine.Emulation;
+using SoftDirty;
+using SoftDirty.Emulation;
 using Xunit;
-using static SoftDirty.Engine.Tests.Emulation.Sd;
+using static SoftDirty.Tests.Emulation.Sd;
 
-namespace SoftDirty.Engine.Tests.Emulation;
+namespace SoftDirty.Tests.Emulation;
 
 /// <summary>PAGEMAP_SCAN as tools/testing/selftests/mm/pagemap_ioctl.c expects it.</summary>
 public class PagemapScanTests

@@ -1,9 +1,9 @@
 using System;
-using SoftDirty.Engine.Emulation;
+using SoftDirty.Emulation;
 using Xunit;
 using Xunit.Abstractions;
 
-namespace SoftDirty.Engine.Tests.Emulation;
+namespace SoftDirty.Tests.Emulation;
 
 /// <summary>
 /// Memory bound of the sparse case, and the benchmark helpers on small sizes. Set SOFTDIRTY_BENCH=1 to run

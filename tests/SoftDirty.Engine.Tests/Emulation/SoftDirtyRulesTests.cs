@@ -1,10 +1,10 @@
 using System.Linq;
-using SoftDirty.Engine;
-using SoftDirty.Engine.Emulation;
+using SoftDirty;
+using SoftDirty.Emulation;
 using Xunit;
-using static SoftDirty.Engine.Tests.Emulation.Sd;
+using static SoftDirty.Tests.Emulation.Sd;
 
-namespace SoftDirty.Engine.Tests.Emulation;
+namespace SoftDirty.Tests.Emulation;
 
 /// <summary>Every row of the reference's section 3 table: what sets or clears soft-dirty.</summary>
 public class SoftDirtyRulesTests

@@ -1,10 +1,10 @@
 using System.Linq;
-using SoftDirty.Engine;
-using SoftDirty.Engine.Emulation;
+using SoftDirty;
+using SoftDirty.Emulation;
 using Xunit;
-using static SoftDirty.Engine.Tests.Emulation.Sd;
+using static SoftDirty.Tests.Emulation.Sd;
 
-namespace SoftDirty.Engine.Tests.Emulation;
+namespace SoftDirty.Tests.Emulation;
 
 public class WorkloadTests
 {
@@ -89,5 +89,24 @@ public class WorkloadTests
         Assert.Equal(SoftDirtyError.InvalidArgument, ex.Error);
         Assert.Contains("line 2", ex.Message);
         Assert.True(Check(p, a));
+    }
+}
+
+public class ReadMemoryTests
+{
+    [Fact]
+    public void ReadsLikeProcPidMemWithoutFaulting()
+    {
+        var p = New();
+        ulong a = MapAnon(p, 2 * Page);
+        p.Mmap(a + 2 * Page, Page, Protection.None, fixedAddress: true);
+        p.Write(a + Page - 2, 4, 9);
+        var faults = p.Faults;
+        var buffer = new byte[4 * Page];
+        Assert.Equal((int)(3 * Page), p.ReadMemory(a, buffer));     // stops at the unmapped fourth page
+        Assert.Equal(new byte[] { 0, 9, 9, 9, 9, 0 }, buffer[(int)(Page - 3)..(int)(Page + 3)]);
+        Assert.Equal(faults, p.Faults);
+        Assert.Equal(0, p.ReadMemory(a + 3 * Page, buffer));
+        Assert.Equal(0UL, p.ReadEntry(a + 2 * Page).Raw & (ulong)PagemapFlags.Present);
     }
 }
