@@ -225,6 +225,7 @@ public sealed partial class EmulatedProcess
         if ((pte & Pte.UffdWp) != 0) _uffdFaults++;   // WP_ASYNC resolves it: the new page is not write-protected
         ulong leaf = page >> PageTable.LeafShift;
         ulong frame;
+        if (!vma.Shared) vma.PrepareAnonVma();
         if (vma.IsAnonymous)
         {
             if (HugeEligible(vma, leaf))
@@ -270,6 +271,7 @@ public sealed partial class EmulatedProcess
                     || (anonymousPage && _mem.MapCount(frame) > 1);
         if (copy)
         {
+            vma.PrepareAnonVma();
             _cowFaults++;
             ulong fresh = frame < PhysicalMemory.FirstUserPfn ? _mem.AllocFrame(PageContent.Zero) : _mem.CopyFrame(frame);
             _mem.Map(fresh);
@@ -356,6 +358,7 @@ public sealed partial class EmulatedProcess
             {
                 var copy = vma.Clone();
                 copy.Flags &= ~VmaFlags.UffdWriteProtect;
+                copy.ForkAnonVma();
                 child._vmas.Add(copy);
                 if (vma.Shared) continue;
                 MutatePtes(vma.Start, vma.End, visitNone: false,

@@ -184,6 +184,7 @@ public sealed partial class EmulatedProcess : IPageSource
         {
             var prev = _vmas[index - 1];
             if (sticky) prev.Flags |= _vmas[index].Flags & VmaFlags.SoftDirty;
+            prev.AbsorbAnonVma(_vmas[index]);
             prev.End = _vmas[index].End;
             _vmas.RemoveAt(index);
             index--;
@@ -196,6 +197,7 @@ public sealed partial class EmulatedProcess : IPageSource
             var sd = next.Flags & VmaFlags.SoftDirty;
             if (sticky) cur.Flags |= sd;
             else if (!mergedPrev) cur.Flags = (cur.Flags & ~VmaFlags.SoftDirty) | sd;
+            cur.AbsorbAnonVma(next);
             cur.End = next.End;
             _vmas.RemoveAt(index + 1);
         }
@@ -211,11 +213,13 @@ public sealed partial class EmulatedProcess : IPageSource
     /// <paramref name="path"/> maps that file (a page cache shared by the machine; pages read as zero until
     /// written); shared without a path is shared anonymous memory. <paramref name="hugePage"/> sets
     /// VM_HUGEPAGE (MADV_HUGEPAGE) so aligned 2 MiB of private anonymous memory fault in as one THP.
+    /// <paramref name="offset"/> is the file offset of a file mapping (page-aligned, else EINVAL).
     /// Returns the new range as maps would describe it.
     /// </summary>
     public MemoryMapping Mmap(ulong? address, ulong length, Protection prot, bool shared = false, string? path = null,
-        bool fixedAddress = false, bool hugePage = false)
+        bool fixedAddress = false, bool hugePage = false, ulong offset = 0)
     {
+        if ((offset & PageOffsetMask) != 0) throw Invalid($"mmap: offset 0x{offset:x} is not page-aligned");
         if ((prot & ~(Protection.Read | Protection.Write | Protection.Execute)) != 0) throw Invalid($"mmap: unknown protection bits {prot}");
         if (length == 0) throw Invalid("mmap: length is zero");
         ulong len = PageAlign(length);
@@ -245,6 +249,7 @@ public sealed partial class EmulatedProcess : IPageSource
                 Start = start, End = start + len, Protection = prot, Shared = shared,
                 Backing = path != null ? _mem.File(path) : shared ? new BackingObject(SharedAnonymousPath, isFile: false) : null,
                 Flags = (hugePage ? VmaFlags.HugePage : 0) | (!shared && (prot & Protection.Write) != 0 ? VmaFlags.Account : 0),
+                PageOffset = path != null ? offset >> PageShift : 0,
             };
             InsertVma(vma);
             int i = MergeAt(_vmas.IndexOf(vma));
@@ -252,7 +257,7 @@ public sealed partial class EmulatedProcess : IPageSource
             var m = ToMapping(_vmas[i], withCounters: false);
             m.Start = start;
             m.End = start + len;
-            m.Offset = 0;
+            m.Offset = path != null ? offset : 0;
             return m;
         }
     }

@@ -29,6 +29,27 @@ internal sealed class Vma
     /// <summary>Page index in <see cref="Backing"/> of <see cref="Start"/>.</summary>
     public ulong PageOffset;
     public VmaFlags Flags;
+    /// <summary>The anon_vma (0 until the first anonymous page is faulted in); VMAs with different ones do not merge.</summary>
+    public long AnonVma;
+    /// <summary>The anon_vma was forked (its chain is not singular): no merge even with a VMA without one.</summary>
+    public bool AnonVmaForked;
+
+    private static long s_lastAnonVma;
+
+    /// <summary>anon_vma_prepare: gives the VMA an anon_vma if it has none.</summary>
+    public void PrepareAnonVma()
+    {
+        if (AnonVma == 0) AnonVma = System.Threading.Interlocked.Increment(ref s_lastAnonVma);
+    }
+
+    /// <summary>The anon_vma a forked child's copy gets: a new one, chained to the parent's.</summary>
+    public void ForkAnonVma()
+    {
+        if (AnonVma == 0) return;
+        AnonVma = 0;
+        PrepareAnonVma();
+        AnonVmaForked = true;
+    }
 
     public bool IsAnonymous => Backing == null;
     public bool SoftDirty => (Flags & VmaFlags.SoftDirty) != 0;
@@ -55,7 +76,14 @@ internal sealed class Vma
     public bool CanMergeWith(Vma next) =>
         End == next.Start && Protection == next.Protection && Shared == next.Shared && Backing == next.Backing
         && (Flags & ~VmaFlags.SoftDirty) == (next.Flags & ~VmaFlags.SoftDirty)
-        && (Backing == null || BackingPage(End) == next.PageOffset);
+        && (Backing == null || BackingPage(End) == next.PageOffset)
+        && (AnonVma == 0 || next.AnonVma == 0 ? !(AnonVmaForked || next.AnonVmaForked) : AnonVma == next.AnonVma);
+
+    /// <summary>Takes over <paramref name="other"/>'s anon_vma when this has none (after a merge).</summary>
+    public void AbsorbAnonVma(Vma other)
+    {
+        if (AnonVma == 0) { AnonVma = other.AnonVma; AnonVmaForked = other.AnonVmaForked; }
+    }
 
     public override string ToString() => $"0x{Start:x}-0x{End:x} {MemoryMapping.FormatPermissions(Protection, Shared)} {Flags}";
 }
