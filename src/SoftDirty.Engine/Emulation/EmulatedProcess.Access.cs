@@ -214,7 +214,32 @@ public sealed partial class EmulatedProcess
         // Without write notification (VM_SOFTDIRTY set, or no soft-dirty at all) a shared writable page maps writable.
         if (vma.Shared && vma.Writable && wp == 0 && !SoftDirtyTracking(vma)) entry |= Pte.Writable;
         _pt.Set(page, entry);
+        if (wp == 0) FaultAround(page, vma, entry & ~Pte.FrameMask);
         return frame;
+    }
+
+    /// <summary>fault_around_bytes (64 KiB): the window a file read fault maps at once.</summary>
+    private const ulong FaultAroundPages = 16;
+
+    /// <summary>
+    /// do_fault_around: a read fault on a file mapping also maps the other empty PTEs of its 16-page aligned
+    /// window (within the VMA and the page table) whose pages are in the page cache, never soft-dirty. For
+    /// a file, readahead has brought the window in; shared anonymous memory maps only pages it already has.
+    /// </summary>
+    private void FaultAround(ulong page, Vma vma, ulong flags)
+    {
+        ulong from = Math.Max(page & ~(FaultAroundPages - 1), vma.Start >> PageShift);
+        ulong to = Math.Min(Math.Min(from + FaultAroundPages, (page | PageTable.LeafIndexMask) + 1), vma.End >> PageShift);
+        for (ulong p = from; p < to; p++)
+        {
+            if (p == page || _pt.Get(p) != 0) continue;
+            ulong index = vma.BackingPage(p << PageShift);
+            if (!vma.Backing!.IsFile && !vma.Backing.Pages.ContainsKey(index)) continue;
+            ulong frame = _mem.CachePage(vma.Backing, index);
+            _mem.Map(frame);
+            AddRss(1);
+            _pt.Set(p, flags | frame);
+        }
     }
 
     private const ulong WrittenBits = Pte.Present | Pte.Writable | Pte.Dirty | Pte.Accessed;
@@ -345,9 +370,10 @@ public sealed partial class EmulatedProcess
 
     /// <summary>
     /// fork: a child on the same machine with copies of the VMAs (VM_SOFTDIRTY included; userfaultfd
-    /// registration not inherited) and of the private mappings' PTEs, soft-dirty bits unchanged. Private
-    /// pages are write-protected in both for copy-on-write; shared mappings are not copied (the child faults
-    /// them in again, as the kernel does).
+    /// registration not inherited) and of the PTEs of VMAs with anonymous pages (an anon_vma), soft-dirty
+    /// bits unchanged. Private pages are write-protected in both for copy-on-write; other VMAs (shared
+    /// mappings, memory only read) are not copied: the child faults them in again, as with the kernel's
+    /// vma_needs_copy().
     /// </summary>
     public EmulatedProcess Fork(string? name = null)
     {
@@ -360,7 +386,7 @@ public sealed partial class EmulatedProcess
                 copy.Flags &= ~VmaFlags.UffdWriteProtect;
                 copy.ForkAnonVma();
                 child._vmas.Add(copy);
-                if (vma.Shared) continue;
+                if (vma.AnonVma == 0) continue;   // vma_needs_copy: without anon_vma the child faults pages in itself
                 MutatePtes(vma.Start, vma.End, visitNone: false,
                     (page, pte) => ForkPte(child, page, pte),
                     (leaf, pmd) => ForkHuge(child, leaf, pmd));

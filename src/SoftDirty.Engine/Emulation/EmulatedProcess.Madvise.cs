@@ -7,13 +7,19 @@ public sealed partial class EmulatedProcess
     /// <summary>Validates a madvise-like range: aligned start (EINVAL), mapped throughout (ENOMEM); returns the end, or 0 for a zero length.</summary>
     private ulong CheckMappedRange(string op, ulong address, ulong length)
     {
+        ulong end = CheckAdviceRange(op, address, length);
+        if (end != 0 && FirstHole(address, end) is { } hole) throw NotMapped(op, hole);
+        return end;
+    }
+
+    /// <summary>Validates a madvise-like range: aligned start and in the address space (EINVAL); returns the end, or 0 for a zero length.</summary>
+    private ulong CheckAdviceRange(string op, ulong address, ulong length)
+    {
         if ((address & PageOffsetMask) != 0) throw Invalid($"{op}: address 0x{address:x} is not page-aligned");
         if (length == 0) return 0;
         ulong len = PageAlign(length);
         if (len == 0 || address + len < address || address + len > TaskSize) throw Invalid($"{op}: range beyond the address space");
-        ulong end = address + len;
-        if (FirstHole(address, end) is { } hole) throw NotMapped(op, hole);
-        return end;
+        return address + len;
     }
 
     /// <summary>
@@ -59,13 +65,18 @@ public sealed partial class EmulatedProcess
         }
     }
 
-    /// <summary>MADV_DONTNEED: drops the PTEs (guard markers stay); the pages read as soft-dirty only through VM_SOFTDIRTY.</summary>
+    /// <summary>
+    /// MADV_DONTNEED: drops the PTEs (guard markers stay); the pages read as soft-dirty only through
+    /// VM_SOFTDIRTY. As the kernel, holes in the range are skipped and reported afterwards (EmulatorNotMapped).
+    /// </summary>
     public void MadviseDontNeed(ulong address, ulong length)
     {
         lock (_mem.Lock)
         {
-            ulong end = CheckMappedRange("MadviseDontNeed", address, length);
-            if (end != 0) ZapRange(address, end, keepGuards: true);
+            ulong end = CheckAdviceRange("MadviseDontNeed", address, length);
+            if (end == 0) return;
+            ZapRange(address, end, keepGuards: true);
+            if (FirstHole(address, end) is { } hole) throw NotMapped("MadviseDontNeed", hole);
         }
     }
 

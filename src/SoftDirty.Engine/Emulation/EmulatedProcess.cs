@@ -296,8 +296,10 @@ public sealed partial class EmulatedProcess : IPageSource
 
     /// <summary>
     /// mremap with MREMAP_MAYMOVE | MREMAP_FIXED: moves [address, +oldLength) to [newAddress, +newLength),
-    /// unmapping whatever was there. The old range must lie in one VMA (else EmulatorNotMapped, EFAULT);
-    /// overlapping ranges are EINVAL. Every moved PTE (present, swap or marker) becomes soft-dirty; the new
+    /// unmapping whatever was there. The old range must start in a VMA and (unless the profile has
+    /// <see cref="KernelProfile.MremapMovesMultipleVmas"/> and the size is unchanged) lie in that one VMA,
+    /// else EmulatorNotMapped (EFAULT); overlapping ranges are EINVAL. A multi-VMA move unmaps only the
+    /// destination pages each VMA lands on, as the kernel does. Every moved PTE (present, swap or marker) becomes soft-dirty; the new
     /// VMA keeps the old one's flags and merges with its neighbours.
     /// </summary>
     public MemoryMapping Mremap(ulong address, ulong oldLength, ulong newAddress, ulong newLength)
@@ -312,19 +314,35 @@ public sealed partial class EmulatedProcess : IPageSource
         lock (_mem.Lock)
         {
             var src = FindVma(address);
-            if (src == null || address + oldLen > src.End) throw NotMapped("mremap", src == null ? address : src.End, Errno.EFAULT);
+            bool multiple = Profile.MremapMovesMultipleVmas && oldLen == newLen;
+            if (src == null || (!multiple && address + oldLen > src.End))
+                throw NotMapped("mremap", src == null ? address : src.End, Errno.EFAULT);
             if (oldLen > newLen) { RemoveRange(address + newLen, address + oldLen); oldLen = newLen; }
-            RemoveRange(newAddress, newEnd);
+            if (!multiple) RemoveRange(newAddress, newEnd);
+            ulong oldEnd = address + oldLen;
             SplitAt(address);
-            SplitAt(address + oldLen);
-            src = FindVma(address)!;
-            MovePtes(address, oldLen, newAddress);
-            _vmas.Remove(src);
-            var moved = src.Clone();
-            moved.Start = newAddress;
-            moved.End = newEnd;
-            InsertVma(moved);
-            return ToMapping(_vmas[MergeAt(_vmas.IndexOf(moved))], withCounters: false);
+            SplitAt(oldEnd);
+            var segments = new List<Vma>();
+            for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < oldEnd; i++) segments.Add(_vmas[i]);
+            // Take every source VMA out before inserting any moved one: a moved VMA may merge with a source neighbour.
+            foreach (var segment in segments)
+            {
+                ulong to = newAddress + (segment.Start - address);
+                // A multi-VMA move unmaps only where each VMA lands: destination pages facing source gaps stay.
+                if (multiple) RemoveRange(to, to + (segment.End - segment.Start));
+                MovePtes(segment.Start, segment.End - segment.Start, to);
+                _vmas.Remove(segment);
+            }
+            foreach (var segment in segments)
+            {
+                ulong to = newAddress + (segment.Start - address);
+                var moved = segment.Clone();
+                moved.Start = to;
+                moved.End = to + (segment.End - segment.Start) + (segment.End == oldEnd ? newLen - oldLen : 0);
+                InsertVma(moved);
+                MergeAt(_vmas.IndexOf(moved));
+            }
+            return ToMapping(FindVma(newAddress)!, withCounters: false);
         }
     }
 
@@ -374,8 +392,9 @@ public sealed partial class EmulatedProcess : IPageSource
     /// Removing write permission write-protects the PTEs; adding it makes a PTE writable only where the
     /// kernel's can_change_pte_writable() allows: never a uffd-wp PTE, never a clean PTE while soft-dirty
     /// tracking is on for the VMA (so the next write still faults and sets the bit), an anonymous page only
-    /// when exclusive, a shared page only when dirty. A zero length does nothing; unmapped parts are
-    /// EmulatorNotMapped (checked before anything changes).
+    /// when exclusive, a shared page only when dirty. A zero length does nothing. As the kernel, a range
+    /// starting in a hole is EmulatorNotMapped (ENOMEM) with nothing changed, and one with a hole further on
+    /// is changed up to the hole, then EmulatorNotMapped.
     /// </summary>
     public void Mprotect(ulong address, ulong length, Protection prot)
     {
@@ -387,7 +406,9 @@ public sealed partial class EmulatedProcess : IPageSource
         ulong end = address + len;
         lock (_mem.Lock)
         {
-            if (FirstHole(address, end) is { } hole) throw NotMapped("mprotect", hole);
+            ulong? hole = FirstHole(address, end);
+            if (hole == address) throw NotMapped("mprotect", address);
+            end = hole ?? end;
             SplitAt(address);
             SplitAt(end);
             int i = FirstEndingAfter(address);
@@ -396,10 +417,12 @@ public sealed partial class EmulatedProcess : IPageSource
                 var vma = _vmas[i];
                 vma.Protection = prot;
                 if (!vma.Shared && (prot & Protection.Write) != 0) vma.Flags |= VmaFlags.Account;
+                else if (vma.IsAnonymous && vma.AnonVma == 0) vma.Flags &= ~VmaFlags.Account;   // no commit to keep
                 ApplyProtection(vma);
             }
             for (i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start <= end; i++)
                 i = MergeAt(i);
+            if (hole is { } h) throw NotMapped("mprotect", h);
         }
     }
 

@@ -6,8 +6,8 @@ namespace SoftDirty.Emulation;
 /// <summary>
 /// The kernel an emulated process runs on: one named property per behaviour that differs between
 /// releases, consulted where it matters. Profiles: "6.1" (no PAGEMAP_SCAN, no userfaultfd WP_ASYNC, no
-/// guard regions, VM_SOFTDIRTY not sticky on merge), "6.18" (PAGEMAP_SCAN, WP_ASYNC, guard regions; the
-/// default) and "6.19" (VM_SOFTDIRTY sticky on merge). <see cref="WithoutSoftDirty"/> gives the same kernel
+/// guard regions, mremap of one VMA only, VM_SOFTDIRTY not sticky on merge), "6.18" (PAGEMAP_SCAN, WP_ASYNC,
+/// guard regions, multi-VMA mremap; the default) and "6.19" (VM_SOFTDIRTY sticky on merge). <see cref="WithoutSoftDirty"/> gives the same kernel
 /// built without CONFIG_MEM_SOFT_DIRTY.
 /// </summary>
 public sealed class KernelProfile
@@ -20,8 +20,8 @@ public sealed class KernelProfile
     private static readonly Dictionary<string, KernelProfile> s_profiles = new(StringComparer.Ordinal)
     {
         [Linux61] = new KernelProfile { Name = Linux61 },
-        [Linux618] = new KernelProfile { Name = Linux618, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true },
-        [Linux619] = new KernelProfile { Name = Linux619, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, StickySoftDirtyOnMerge = true },
+        [Linux618] = new KernelProfile { Name = Linux618, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true },
+        [Linux619] = new KernelProfile { Name = Linux619, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true },
     };
 
     private KernelProfile() { }
@@ -38,6 +38,8 @@ public sealed class KernelProfile
     public bool HasUffdWriteProtectAsync { get; private init; }
     /// <summary>MADV_GUARD_INSTALL and pagemap bit 58 (6.15+).</summary>
     public bool HasGuardRegions { get; private init; }
+    /// <summary>mremap MREMAP_FIXED without resizing may move a range of several VMAs, gaps included (6.17+); before, one VMA or EFAULT.</summary>
+    public bool MremapMovesMultipleVmas { get; private init; }
     /// <summary>"propagate VM_SOFTDIRTY on merge" (6.19): a merged VMA is soft-dirty if either side was; before, the survivor's flag wins.</summary>
     public bool StickySoftDirtyOnMerge { get; private init; }
 
@@ -60,7 +62,7 @@ public sealed class KernelProfile
     {
         Name = Name, SoftDirtyEnabled = false, HasPagemapScan = HasPagemapScan,
         HasUffdWriteProtectAsync = HasUffdWriteProtectAsync, HasGuardRegions = HasGuardRegions,
-        StickySoftDirtyOnMerge = StickySoftDirtyOnMerge,
+        StickySoftDirtyOnMerge = StickySoftDirtyOnMerge, MremapMovesMultipleVmas = MremapMovesMultipleVmas,
     };
 
     public override string ToString() => Release;

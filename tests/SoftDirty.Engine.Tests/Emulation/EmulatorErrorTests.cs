@@ -88,14 +88,27 @@ public class EmulatorErrorTests
     {
         var (p, a) = Setup();
         var nm = SoftDirtyError.EmulatorNotMapped;
-        AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.Mprotect(a, 8 * Page, Protection.Read), $"0x{a + 6 * Page:x}");
-        AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.MadviseDontNeed(a, 7 * Page));
+        AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.Mprotect(a + 6 * Page, Page, Protection.Read), $"0x{a + 6 * Page:x}");
+        AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.MadviseDontNeed(a + 6 * Page, 2 * Page));
         AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.SwapOut(a + 6 * Page, Page));
         AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.RegisterUffdWriteProtectAsync(a, 7 * Page));
         AssertFails(p, a, 8, nm, Errno.EFAULT, () => p.Mremap(a + 6 * Page, Page, a + 20 * Page, Page));
-        AssertFails(p, a, 8, nm, Errno.EFAULT, () => p.Mremap(a + 3 * Page, 2 * Page, a + 20 * Page, 2 * Page));   // spans two VMAs
         AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.ReadPageContent(a + 7 * Page, new byte[Page]));
         p.Munmap(a + 10 * Page, Page);   // unmapping nothing is fine
+    }
+
+    /// <summary>As the kernel: mprotect changes the VMAs up to a hole, madvise every mapped part, then ENOMEM.</summary>
+    [Fact]
+    public void HolesAfterTheStartFailAfterTheMappedPart()
+    {
+        var (p, a) = Setup();
+        var ex = Assert.Throws<SoftDirtyException>(() => p.Mprotect(a, 8 * Page, Protection.Read));
+        Assert.Equal(Errno.ENOMEM, ex.Errno);
+        Assert.Equal("r--p", p.ReadMappings(false)[0].Permissions);
+        Assert.Equal(a + 4 * Page, p.ReadMappings(false)[0].End);   // VM_ACCOUNT (it has anon pages) keeps it apart
+        Assert.Equal(a + 6 * Page, p.ReadMappings(false)[1].End);   // the rest lost VM_ACCOUNT-free and merged
+        Assert.Throws<SoftDirtyException>(() => p.MadviseDontNeed(a, 7 * Page));
+        Assert.False(p.ReadEntry(a).Present);
     }
 
     [Fact]
@@ -114,5 +127,29 @@ public class EmulatorErrorTests
         Assert.Equal(0UL, h % EmulatedProcess.HugePageBytes);
         ulong hint = 0x1000_0000;
         Assert.Equal(hint, p1.Mmap(hint, Page, RW).Start);
+    }
+
+    /// <summary>A move of several VMAs: EFAULT before 6.17; from then each VMA moves, gaps stay gaps.</summary>
+    [Theory]
+    [InlineData("6.1")]
+    [InlineData("6.18")]
+    public void MremapAcrossVmas(string profile)
+    {
+        var p = New(profile);
+        ulong a = MapAnon(p, 4 * Page);
+        p.Mprotect(a + Page, Page, Protection.Read);
+        p.Munmap(a + 2 * Page, Page);
+        p.Write(a, 8);
+        ulong target = a + 16 * Page;
+        if (!KernelProfile.Get(profile).MremapMovesMultipleVmas)
+        {
+            AssertFails(p, a, 20, SoftDirtyError.EmulatorNotMapped, Errno.EFAULT, () => p.Mremap(a, 4 * Page, target, 4 * Page));
+            return;
+        }
+        p.Mremap(a, 4 * Page, target, 4 * Page);
+        Assert.Equal(new[] { "rw-p", "r--p", "rw-p" }, p.ReadMappings(false).Select(m => m.Permissions));
+        Assert.Equal(target + 2 * Page, p.ReadMappings(false)[1].End);
+        Assert.True(p.ReadEntry(target).Present);
+        Assert.Equal(0UL, p.ReadEntry(target + 2 * Page).Raw);
     }
 }
