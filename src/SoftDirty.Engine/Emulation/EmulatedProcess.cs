@@ -2,7 +2,9 @@ using System;
 using System.Collections.Generic;
 using System.Threading;
 
-namespace SoftDirty.Emulation;
+using SoftDirty.Emulation;
+
+namespace SoftDirty;
 
 /// <summary>Fault counts of an emulated process: what write tracking costs it.</summary>
 public readonly record struct FaultCounts(
