@@ -16,10 +16,18 @@
  *   fork                            fork; the child becomes the current process, the parent waits
  *   switch                          make the other process (parent/child) current
  *   check                           print the window's pagemap entries of the current process
+ *   scan                            PAGEMAP_SCAN of the window, no masks, return mask 0x1FF: print the regions
+ *   uffdwp <page> <count>           userfaultfd (one per process, made at first use, WP_ASYNC|WP_UNPOPULATED):
+ *                                   UFFDIO_REGISTER MODE_WP, then UFFDIO_WRITEPROTECT MODE_WP of the range
+ *   written                         PAGEMAP_SCAN WP_MATCHING|CHECK_WPASYNC, mask = return = WRITTEN over the
+ *                                   window (get-and-reset): print the regions
  *   end                             finish the scenario (children are ended)
  * Output: "scenario <name>", per op failure "op <n> <errno-name>" or "op <n> SEGV", per check
  * "check <n> <who>" (n: the op's number, counting from 1 at "reserve"; who: self, parent or child)
- * then one line per page "<page> <hex entry without PFN/swap bits>", then "end".
+ * then one line per page "<page> <hex entry without PFN/swap bits>", per scan "scan <n> <who>" or
+ * "written <n> <who>" then one line per region "<first page> <end page> <hex categories>", then "end".
+ * A forked child does not use its parent's userfaultfd (it would register the parent's memory): it
+ * makes its own at its first uffdwp.
  * Each scenario runs in its own forked process, so one scenario cannot disturb the next.
  */
 #define _GNU_SOURCE
@@ -31,8 +39,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,6 +56,30 @@ static int file_fd = -1;  /* backing file of "file"/"filepriv" mappings */
 static sigjmp_buf segv_jump;
 static int op_number;
 
+/* PAGEMAP_SCAN and userfaultfd ABI (include/uapi/linux/fs.h, userfaultfd.h), spelled out so that the
+ * program builds with older headers too. */
+#define PAGEMAP_SCAN_IOCTL 0xC0606610UL
+#define PM_SCAN_WP_MATCHING (1ULL << 0)
+#define PM_SCAN_CHECK_WPASYNC (1ULL << 1)
+#define PAGE_IS_WRITTEN (1ULL << 1)
+#define PAGE_CATEGORIES 0x1FFULL
+struct scan_arg { uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages,
+                  category_inverted, category_mask, category_anyof_mask, return_mask; };
+struct scan_region { uint64_t start, end, categories; };
+#define UFFD_API_VERSION 0xAAULL
+#define UFFDIO_API_IOCTL 0xC018AA3FUL
+#define UFFDIO_REGISTER_IOCTL 0xC020AA00UL
+#define UFFDIO_WRITEPROTECT_IOCTL 0xC018AA06UL
+#define UFFD_FEATURE_WP_UNPOPULATED_BIT (1ULL << 13)
+#define UFFD_FEATURE_WP_ASYNC_BIT (1ULL << 15)
+#define UFFD_REGISTER_MODE_WP (1ULL << 1)
+#define UFFD_WRITEPROTECT_MODE_WP (1ULL << 0)
+struct uffd_api_arg { uint64_t api, features, ioctls; };
+struct uffd_register_arg { uint64_t start, len, mode, ioctls; };
+struct uffd_writeprotect_arg { uint64_t start, len, mode; };
+
+static int uffd = -1;     /* this process's userfaultfd, made at the first uffdwp */
+
 static void on_segv(int sig) { (void)sig; siglongjmp(segv_jump, 1); }
 
 static const char *errno_name(int e)
@@ -53,7 +87,10 @@ static const char *errno_name(int e)
     switch (e) {
     case EINVAL: return "EINVAL"; case ENOMEM: return "ENOMEM"; case EFAULT: return "EFAULT";
     case EACCES: return "EACCES"; case EPERM: return "EPERM"; case EAGAIN: return "EAGAIN";
-    case EBUSY: return "EBUSY"; case ENOENT: return "ENOENT"; default: return "EOTHER";
+    case EBUSY: return "EBUSY"; case ENOENT: return "ENOENT"; case ENOTTY: return "ENOTTY";
+    case ESRCH: return "ESRCH"; case EEXIST: return "EEXIST"; case EBADF: return "EBADF";
+    case ENOSPC: return "ENOSPC"; case ENOSYS: return "ENOSYS"; case EOPNOTSUPP: return "EOPNOTSUPP";
+    case EINTR: return "EINTR"; case EIO: return "EIO"; default: return "EOTHER";
     }
 }
 
@@ -79,6 +116,46 @@ static void check(const char *who)
         uint64_t e = entries[i];
         printf("%ld %016llx\n", i, (unsigned long long)(e & ~FRAME_MASK));
     }
+}
+
+/* PAGEMAP_SCAN over the window; prints "<verb> <n> <who>" and the regions, or returns -1 with errno. */
+static int scan(const char *verb, const char *who, uint64_t flags, uint64_t mask, uint64_t return_mask)
+{
+    static struct scan_region regions[4096];
+    struct scan_arg arg = {
+        .size = sizeof arg, .flags = flags, .start = (uintptr_t)window,
+        .end = (uintptr_t)window + window_pages * page_size, .vec = (uintptr_t)regions,
+        .vec_len = window_pages < 4096 ? (window_pages > 0 ? window_pages : 1) : 4096,
+        .category_mask = mask, .return_mask = return_mask,
+    };
+    int fd = open("/proc/self/pagemap", O_RDONLY);
+    if (fd < 0) return -1;
+    int n = ioctl(fd, PAGEMAP_SCAN_IOCTL, &arg);
+    int e = errno;
+    close(fd);
+    errno = e;
+    if (n < 0) return -1;
+    printf("%s %d %s\n", verb, op_number, who);
+    for (int i = 0; i < n; i++)
+        printf("%ld %ld %llx\n", (long)((regions[i].start - (uintptr_t)window) / page_size),
+               (long)((regions[i].end - (uintptr_t)window) / page_size), (unsigned long long)regions[i].categories);
+    return 0;
+}
+
+/* userfaultfd async write-protect of a range: register (MODE_WP), then write-protect it. */
+static int uffd_write_protect(char *addr, size_t len)
+{
+    if (uffd < 0) {
+        int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) return -1;
+        struct uffd_api_arg api = { .api = UFFD_API_VERSION, .features = UFFD_FEATURE_WP_ASYNC_BIT | UFFD_FEATURE_WP_UNPOPULATED_BIT };
+        if (ioctl(fd, UFFDIO_API_IOCTL, &api) < 0) { int e = errno; close(fd); errno = e; return -1; }
+        uffd = fd;
+    }
+    struct uffd_register_arg reg = { .start = (uintptr_t)addr, .len = len, .mode = UFFD_REGISTER_MODE_WP };
+    if (ioctl(uffd, UFFDIO_REGISTER_IOCTL, &reg) < 0) return -1;
+    struct uffd_writeprotect_arg wp = { .start = (uintptr_t)addr, .len = len, .mode = UFFD_WRITEPROTECT_MODE_WP };
+    return ioctl(uffd, UFFDIO_WRITEPROTECT_IOCTL, &wp);
 }
 
 static int clear_refs(int type)
@@ -134,6 +211,12 @@ static int run_op(char *line, const char *who)
         rc = madvise(addr, len, MADV_DONTNEED);
     } else if (!strcmp(op, "check")) {
         check(who);
+    } else if (!strcmp(op, "scan")) {
+        rc = scan("scan", who, 0, 0, PAGE_CATEGORIES);
+    } else if (!strcmp(op, "written")) {
+        rc = scan("written", who, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, PAGE_IS_WRITTEN, PAGE_IS_WRITTEN);
+    } else if (!strcmp(op, "uffdwp")) {
+        rc = uffd_write_protect(addr, len);
     } else if (!strcmp(op, "fork")) {
         return 1;
     } else if (!strcmp(op, "end")) {
@@ -222,7 +305,11 @@ static void run_scenario(const char *name)
             if (child > 0 || socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) < 0) { printf("op %d NESTEDFORK\n", op_number); continue; }
             fflush(stdout);
             child = fork();
-            if (child == 0) { close(sv[0]); child_loop(sv[1]); }
+            if (child == 0) {
+                close(sv[0]);
+                if (uffd >= 0) { close(uffd); uffd = -1; }   /* the parent's context: not this process's */
+                child_loop(sv[1]);
+            }
             close(sv[1]);
             child_sock = sv[0];
             current_is_child = 1;

@@ -124,6 +124,20 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
                 case ScenarioOpKind.Check:
                     PrintCheck(run, p, who);
                     break;
+                case ScenarioOpKind.Scan:
+                    PrintScan(run, p, who, "scan", new PagemapScanRequest { ReturnMask = PagemapScanRequest.ValidCategories });
+                    break;
+                case ScenarioOpKind.Written:
+                    PrintScan(run, p, who, "written", new PagemapScanRequest
+                    {
+                        Flags = PagemapScanFlags.WriteProtectMatching | PagemapScanFlags.CheckWriteProtectAsync,
+                        CategoryMask = PageCategory.Written, ReturnMask = PageCategory.Written,
+                    });
+                    break;
+                case ScenarioOpKind.UffdWp:
+                    p.RegisterUffdWriteProtectAsync(address, length);
+                    p.UffdWriteProtect(address, length);
+                    break;
             }
         }
         catch (SoftDirtyException e) when (e.Error == SoftDirtyError.SegmentationFault)
@@ -145,12 +159,25 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
             run.Output.Append(i).Append(' ').Append((entries[i].Raw & PagemapEntry.FlagMask).ToString("x16", CultureInfo.InvariantCulture)).Append('\n');
     }
 
-    /// <summary>sdscenario's errno names.</summary>
-    private static string ErrnoName(int errno) => errno switch
+    // PAGEMAP_SCAN over the window; the print is sdscenario's: "<who-line>" then "<first> <end> <hex categories>"
+    // per region, pages relative to the window. Throws as the ioctl fails (ENOTTY, EPERM), printing nothing.
+    private static void PrintScan(ScenarioRun run, EmulatedProcess p, string who, string verb, PagemapScanRequest request)
     {
-        Errno.EINVAL => "EINVAL", Errno.ENOMEM => "ENOMEM", Errno.EFAULT => "EFAULT", Errno.EACCES => "EACCES",
-        Errno.EPERM => "EPERM", Errno.EBUSY => "EBUSY", Errno.ENOENT => "ENOENT", EAGAIN => "EAGAIN", _ => "EOTHER",
-    };
+        request.Start = run.Window;
+        request.End = run.Window + (ulong)run.WindowPages * EmulatedProcess.PageBytes;
+        var regions = new PageRegion[Math.Max(1, run.WindowPages)];
+        int n = p.ScanPagemap(ref request, regions);
+        run.Output.Append(verb).Append(' ').Append(run.OpNumber).Append(' ').Append(who).Append('\n');
+        for (int i = 0; i < n; i++)
+            run.Output.Append((regions[i].Start - run.Window) >> EmulatedProcess.PageShift).Append(' ')
+                .Append((regions[i].End - run.Window) >> EmulatedProcess.PageShift).Append(' ')
+                .Append(((ulong)regions[i].Categories).ToString("x", CultureInfo.InvariantCulture)).Append('\n');
+    }
 
-    private const int EAGAIN = 11;
+    /// <summary>sdscenario's errno names: the engine's, "EOTHER" for one it does not name.</summary>
+    private static string ErrnoName(int errno)
+    {
+        var name = Errno.Name(errno);
+        return name.StartsWith('E') ? name : "EOTHER";
+    }
 }

@@ -28,6 +28,12 @@ public enum ScenarioOpKind
     Switch,
     /// <summary>Print the window's pagemap entries of the current process.</summary>
     Check,
+    /// <summary>PAGEMAP_SCAN of the window, no masks, every category returned: print the regions.</summary>
+    Scan,
+    /// <summary>userfaultfd (WP_ASYNC|WP_UNPOPULATED) UFFDIO_REGISTER MODE_WP, then UFFDIO_WRITEPROTECT, of Count pages at Page.</summary>
+    UffdWp,
+    /// <summary>PAGEMAP_SCAN get-and-reset of WRITTEN over the window (WP_MATCHING|CHECK_WPASYNC): print the regions.</summary>
+    Written,
 }
 
 /// <summary>How a scenario mapping is backed.</summary>
@@ -80,6 +86,9 @@ public readonly record struct ScenarioOp(ScenarioOpKind Kind, int Page = 0, int 
         ScenarioOpKind.Fork => "fork",
         ScenarioOpKind.Switch => "switch",
         ScenarioOpKind.Check => "check",
+        ScenarioOpKind.Scan => "scan",
+        ScenarioOpKind.UffdWp => $"uffdwp {Page} {Count}",
+        ScenarioOpKind.Written => "written",
         _ => throw new InvalidOperationException(Kind.ToString()),
     };
 }
@@ -144,6 +153,9 @@ public sealed class Scenario
                     "fork" => new ScenarioOp(ScenarioOpKind.Fork),
                     "switch" => new ScenarioOp(ScenarioOpKind.Switch),
                     "check" => new ScenarioOp(ScenarioOpKind.Check),
+                    "scan" => new ScenarioOp(ScenarioOpKind.Scan),
+                    "uffdwp" => new ScenarioOp(ScenarioOpKind.UffdWp, I(1), I(2)),
+                    "written" => new ScenarioOp(ScenarioOpKind.Written),
                     _ => throw new FormatException($"unknown operation '{f[0]}'"),
                 });
             }
@@ -159,17 +171,21 @@ public sealed class Scenario
 
 /// <summary>
 /// Random scenarios from a seed: a small window, every operation of the language, mostly valid
-/// arguments (faults and errors included on purpose: they are compared too).
+/// arguments (faults and errors included on purpose: they are compared too). The write-tracking ops
+/// (scan, uffdwp, written: PAGEMAP_SCAN and userfaultfd, 6.7+) come only with
+/// <c>allowWriteTracking</c>; without it a seed gives the same scenarios as before they existed.
 /// </summary>
 public sealed class ScenarioGenerator
 {
     private readonly Random _random;
     private readonly bool _allowFile;
+    private readonly bool _allowWriteTracking;
 
-    public ScenarioGenerator(int seed, bool allowFileMappings = true)
+    public ScenarioGenerator(int seed, bool allowFileMappings = true, bool allowWriteTracking = false)
     {
         _random = new Random(seed);
         _allowFile = allowFileMappings;
+        _allowWriteTracking = allowWriteTracking;
     }
 
     public Scenario Next(string name, int minOps = 6, int maxOps = 30)
@@ -211,7 +227,13 @@ public sealed class ScenarioGenerator
                     ops.Add(forked ? new ScenarioOp(ScenarioOpKind.Switch) : new ScenarioOp(ScenarioOpKind.Check));
                     break;
                 case ScenarioOpKind.Check:
+                case ScenarioOpKind.Scan:
+                case ScenarioOpKind.Written:
                     ops.Add(new ScenarioOp(kind));
+                    break;
+                case ScenarioOpKind.UffdWp:
+                    // Mostly the whole window, so that "written" finds every VMA registered.
+                    ops.Add(_random.Next(2) == 0 ? new ScenarioOp(kind, 0, window) : new ScenarioOp(kind, page, count));
                     break;
                 default:
                     ops.Add(new ScenarioOp(kind, page, count));
@@ -224,9 +246,12 @@ public sealed class ScenarioGenerator
 
     private ScenarioOpKind Pick()
     {
-        int r = _random.Next(100);
+        int r = _random.Next(_allowWriteTracking ? 115 : 100);
         return r switch
         {
+            >= 110 => ScenarioOpKind.Written,
+            >= 105 => ScenarioOpKind.UffdWp,
+            >= 100 => ScenarioOpKind.Scan,
             < 28 => ScenarioOpKind.Write,
             < 38 => ScenarioOpKind.Read,
             < 50 => ScenarioOpKind.Clear,

@@ -6,24 +6,30 @@ using SoftDirty;
 using SoftDirty.Emulation;
 using SoftDirty.Scenarios;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace SoftDirty.Tests.Emulation;
 
 /// <summary>
-/// The emulator against this machine's kernel: random scenarios (ScenarioGenerator) run through
-/// tests/native/sdscenario and through <see cref="EmulatedScenarioRunner"/> on the profile matching the
-/// kernel (soft-dirty on or off) must print the same, shared anonymous mappings included (both sides
-/// place the window 2 MiB-aligned, so fault-around is the same). File mappings are left out of the random
-/// scenarios: which neighbours a file read fault maps depends on the filesystem's readahead and folio
-/// sizes (ext4 here), which the emulator models only as "the window is in the page cache". The seed is fixed so that every run
-/// compares the same scenarios; SOFTDIRTY_SCENARIO_SEED explores others. Needs Linux and a C compiler
-/// (build.ps1 Native builds tests/native/bin/sdscenario): elsewhere the test fails by name instead of
-/// passing silently.
+/// The emulator against this machine's kernel: random scenarios (ScenarioGenerator) and every hand-written
+/// tests/scenarios/*.scenario run through tests/native/sdscenario and through
+/// <see cref="EmulatedScenarioRunner"/> on the profile matching the kernel (soft-dirty on or off) must
+/// print the same, shared anonymous mappings included (both sides place the window 2 MiB-aligned, so
+/// fault-around is the same). Where the kernel has PAGEMAP_SCAN and userfaultfd WP_ASYNC (6.7+) the random
+/// scenarios use scan, uffdwp and written too. File mappings are left out of the random scenarios: which
+/// neighbours a file read fault maps depends on the filesystem's readahead and folio sizes (ext4 here),
+/// which the emulator models only as "the window is in the page cache"; hand-written files read their
+/// file pages one by one. The seed is fixed so that every run compares the same scenarios;
+/// SOFTDIRTY_SCENARIO_SEED explores others. Needs Linux and a C compiler (build.ps1 Native builds
+/// tests/native/bin/sdscenario): elsewhere the test fails by name instead of passing silently.
 /// </summary>
 public class ScenarioDifferentialTests
 {
     private const int Scenarios = 500;
     private const int DefaultSeed = 20261126;
+    private readonly ITestOutputHelper _output;
+
+    public ScenarioDifferentialTests(ITestOutputHelper output) => _output = output;
 
     [Fact]
     public void EmulatorPrintsWhatTheKernelPrints()
@@ -31,20 +37,26 @@ public class ScenarioDifferentialTests
         if (!OperatingSystem.IsLinux()) return; // the kernel side exists only on Linux
         var program = FindOrBuildScenarioProgram();
         Assert.True(program != null, "tests/native/sdscenario could not be built: install a C compiler (build.ps1 Native).");
-        var native = new NativeScenarioRunner(program);
-        var emulated = new EmulatedScenarioRunner(KernelProfile.Get(KernelProfile.DefaultName, noSoftDirty: !KernelProbe.Current.SoftDirty));
+        var kernel = KernelProbe.Current;
+        var profile = KernelProfile.Get(KernelProfile.DefaultName, noSoftDirty: !kernel.SoftDirty);
         int seed = int.TryParse(Environment.GetEnvironmentVariable("SOFTDIRTY_SCENARIO_SEED"), out var s) ? s : DefaultSeed;
-        var generator = new ScenarioGenerator(seed, allowFileMappings: false);
-        var scenarios = Enumerable.Range(0, Scenarios).Select(i => generator.Next("d" + i)).ToList();
-        var real = native.Run(scenarios);
-        var emu = emulated.Run(scenarios);
-        for (int i = 0; i < scenarios.Count; i++)
-        {
-            if (real[i] == emu[i]) continue;
-            var shrunk = ScenarioComparer.Shrink(scenarios[i], native, emulated);
-            Assert.Fail($"The emulator differs from the kernel in scenario {scenarios[i].Name} of seed {seed} (SOFTDIRTY_SCENARIO_SEED={seed}); shrunk:\n" + shrunk.ToText() + "\n"
-                        + ScenarioComparer.SideBySide(native.Run(new[] { shrunk })[0], emulated.Run(new[] { shrunk })[0]));
-        }
+        bool tracking = kernel.PagemapScan && kernel.UffdWriteProtectAsync;
+        var random = ScenarioDifferential.Random(seed, Scenarios, allowFileMappings: false, allowWriteTracking: tracking);
+        var handWritten = ScenarioDifferential.Load(Path.Combine(RepositoryRoot()!, "tests/scenarios"));
+        Assert.NotEmpty(handWritten);
+        var native = new NativeScenarioRunner(program!);
+        var emulated = new EmulatedScenarioRunner(profile);
+
+        var files = ScenarioDifferential.Compare(native, emulated, handWritten);
+        _output.WriteLine($"hand-written, kernel {kernel.KernelRelease} vs profile {profile}: {files}");
+        Assert.True(files.Matched, $"The emulator ({profile}) differs from the kernel in a hand-written scenario (tests/scenarios): {files.FirstMismatch}");
+
+        var result = ScenarioDifferential.Compare(native, emulated, random);
+        _output.WriteLine($"random (seed {seed}, write tracking {tracking}), kernel {kernel.KernelRelease} vs profile {profile}: {result}");
+        Assert.True(result.Matched, $"The emulator ({profile}) differs from the kernel in {result.Differing} random scenarios of seed {seed} (SOFTDIRTY_SCENARIO_SEED={seed}); first: {result.FirstMismatch}");
+        // Every kind of checkpoint was compared, so a runner that stopped printing one would not pass.
+        Assert.True(result.Checkpoints > Scenarios, $"only {result.Checkpoints} checkpoints");
+        if (tracking) Assert.Contains(random, r => r.Ops.Any(o => o.Kind == ScenarioOpKind.Written));
     }
 
     [Fact]
@@ -55,12 +67,20 @@ public class ScenarioDifferentialTests
         Assert.Equal("scenario f\nop 4 SEGV\nop 6 EINVAL\nop 9 NESTEDFORK\ncheck 10 parent\n0 8000000000000000\n1 0000000000000000\n2 0000000000000000\nend\n", print);
     }
 
-    private static string? FindOrBuildScenarioProgram()
+    /// <summary>The checkout the tests run from (the folder holding tests/native/sdscenario.c).</summary>
+    internal static string? RepositoryRoot()
     {
-        if (!OperatingSystem.IsLinux()) return null;
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir != null && !File.Exists(Path.Combine(dir.FullName, "tests/native/sdscenario.c"))) dir = dir.Parent;
-        if (dir == null) return null;
+        return dir?.FullName;
+    }
+
+    internal static string? FindOrBuildScenarioProgram()
+    {
+        if (!OperatingSystem.IsLinux()) return null;
+        var root = RepositoryRoot();
+        if (root == null) return null;
+        var dir = new DirectoryInfo(root);
         var built = Path.Combine(dir.FullName, "tests/native/bin/sdscenario");
         if (File.Exists(built)) return built;
         var output = Path.Combine(Path.GetTempPath(), $"sdscenario-{Environment.ProcessId}");

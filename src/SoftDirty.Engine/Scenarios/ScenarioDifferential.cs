@@ -1,0 +1,125 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+
+namespace SoftDirty.Scenarios;
+
+/// <summary>The first scenario two runners disagree on, shrunk, with both prints of the shrunk one.</summary>
+public sealed class ScenarioMismatch
+{
+    internal ScenarioMismatch(Scenario original, Scenario shrunk, string kernelPrint, string emulatorPrint)
+    {
+        Original = original;
+        Shrunk = shrunk;
+        KernelPrint = kernelPrint;
+        EmulatorPrint = emulatorPrint;
+    }
+
+    public Scenario Original { get; }
+    /// <summary>A shortest scenario (no single op can go) that still prints differently.</summary>
+    public Scenario Shrunk { get; }
+    public string KernelPrint { get; }
+    public string EmulatorPrint { get; }
+    /// <summary>The two prints of <see cref="Shrunk"/> side by side, differing lines marked "!".</summary>
+    public string SideBySide => ScenarioComparer.SideBySide(KernelPrint, EmulatorPrint);
+
+    public override string ToString() =>
+        $"scenario {Original.Name} differs; shrunk:\n{Shrunk.ToText()}\n{SideBySide}";
+}
+
+/// <summary>What <see cref="ScenarioDifferential.Compare(IScenarioRunner, IScenarioRunner, IReadOnlyList{Scenario}, bool)"/> found.</summary>
+public sealed class ScenarioDifferentialResult
+{
+    internal ScenarioDifferentialResult(int scenarios, int checkpoints, int differing, ScenarioMismatch? mismatch)
+    {
+        Scenarios = scenarios;
+        Checkpoints = checkpoints;
+        Differing = differing;
+        FirstMismatch = mismatch;
+    }
+
+    /// <summary>How many scenarios both runners ran.</summary>
+    public int Scenarios { get; }
+    /// <summary>How many checkpoints (check, scan and written prints of the kernel side) were compared.</summary>
+    public int Checkpoints { get; }
+    /// <summary>How many scenarios printed differently.</summary>
+    public int Differing { get; }
+    /// <summary>The first differing scenario, shrunk; null when every print matched.</summary>
+    public ScenarioMismatch? FirstMismatch { get; }
+    public bool Matched => Differing == 0;
+
+    public override string ToString() => Matched
+        ? $"{Scenarios} scenarios, {Checkpoints} checkpoints: all match"
+        : $"{Scenarios} scenarios, {Checkpoints} checkpoints: {Differing} differ; first: {FirstMismatch}";
+}
+
+/// <summary>
+/// Runs the same scenarios through a kernel runner (<see cref="NativeScenarioRunner"/>) and an emulator
+/// runner and compares the prints. Made to be called from PowerShell as well, e.g. in a VM:
+/// <c>[SoftDirty.Scenarios.ScenarioDifferential]::Compare('/path/sdscenario', '6.1', $true,
+/// [SoftDirty.Scenarios.ScenarioDifferential]::Random(1, 500, $false, $false))</c>.
+/// </summary>
+public static class ScenarioDifferential
+{
+    /// <summary>The extension of hand-written scenario files.</summary>
+    public const string FileExtension = ".scenario";
+
+    /// <summary>Runs both, compares print by print; shrinks the first differing scenario when <paramref name="shrink"/>.</summary>
+    public static ScenarioDifferentialResult Compare(IScenarioRunner kernel, IScenarioRunner emulator, IReadOnlyList<Scenario> scenarios, bool shrink = true)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        ArgumentNullException.ThrowIfNull(emulator);
+        ArgumentNullException.ThrowIfNull(scenarios);
+        var real = kernel.Run(scenarios);
+        var emulated = emulator.Run(scenarios);
+        if (real.Count != scenarios.Count || emulated.Count != scenarios.Count)
+            throw new InvalidOperationException($"{scenarios.Count} scenarios but {real.Count} kernel and {emulated.Count} emulator prints.");
+        int checkpoints = 0, differing = 0;
+        ScenarioMismatch? first = null;
+        for (int i = 0; i < scenarios.Count; i++)
+        {
+            checkpoints += CountCheckpoints(real[i]);
+            if (real[i] == emulated[i]) continue;
+            differing++;
+            if (first != null) continue;
+            var small = shrink ? ScenarioComparer.Shrink(scenarios[i], kernel, emulator) : scenarios[i];
+            first = new ScenarioMismatch(scenarios[i], small, kernel.Run(new[] { small })[0], emulator.Run(new[] { small })[0]);
+        }
+        return new ScenarioDifferentialResult(scenarios.Count, checkpoints, differing, first);
+    }
+
+    /// <summary>The kernel through the sdscenario program at <paramref name="program"/> against the emulator on profile <paramref name="profile"/>.</summary>
+    public static ScenarioDifferentialResult Compare(string program, string profile, bool softDirty, IReadOnlyList<Scenario> scenarios) =>
+        Compare(new NativeScenarioRunner(program),
+            new Emulation.EmulatedScenarioRunner(Emulation.KernelProfile.Get(profile, noSoftDirty: !softDirty)), scenarios);
+
+    /// <summary>
+    /// <paramref name="count"/> random scenarios of <paramref name="seed"/>, named "d0", "d1", ...;
+    /// write tracking (scan, uffdwp, written) only when asked: a kernel before 6.7 has none of it.
+    /// </summary>
+    public static List<Scenario> Random(int seed, int count, bool allowFileMappings, bool allowWriteTracking)
+    {
+        var generator = new ScenarioGenerator(seed, allowFileMappings, allowWriteTracking);
+        return Enumerable.Range(0, count).Select(i => generator.Next("d" + i)).ToList();
+    }
+
+    /// <summary>Every scenario of the *.scenario files of a folder, files in name order.</summary>
+    public static List<Scenario> Load(string directory) =>
+        Directory.GetFiles(directory, "*" + FileExtension).OrderBy(f => f, StringComparer.Ordinal)
+            .SelectMany(f =>
+            {
+                try { return Scenario.Parse(File.ReadAllText(f)); }
+                catch (FormatException e) { throw new FormatException($"{f}: {e.Message}", e); }
+            }).ToList();
+
+    /// <summary>The checkpoints of a print: its check, scan and written lines.</summary>
+    public static int CountCheckpoints(string print)
+    {
+        int n = 0;
+        foreach (var line in print.Split('\n'))
+            if (line.StartsWith("check ", StringComparison.Ordinal) || line.StartsWith("scan ", StringComparison.Ordinal)
+                || line.StartsWith("written ", StringComparison.Ordinal)) n++;
+        return n;
+    }
+}
