@@ -141,8 +141,8 @@ public sealed partial class EmulatedProcess
     /// userfaultfd with UFFD_FEATURE_WP_ASYNC | WP_UNPOPULATED, UFFDIO_REGISTER (MODE_WP) on the range, then
     /// UFFDIO_WRITEPROTECT of all of it: present pages become uffd-wp (and read-only), swap entries carry
     /// uffd-wp, empty pages get uffd-wp markers (8 bytes of page table per page, as in the kernel). The first
-    /// write to a page then clears uffd-wp (PAGEMAP_SCAN reports it WRITTEN). Private anonymous and shared
-    /// anonymous memory only; EINVAL on a kernel without WP_ASYNC.
+    /// write to a page then clears uffd-wp (PAGEMAP_SCAN reports it WRITTEN). With WP_ASYNC any memory may be
+    /// registered, file mappings and PROT_NONE ones included (vma_can_userfault); EINVAL on a kernel without WP_ASYNC.
     /// </summary>
     public void RegisterUffdWriteProtectAsync(ulong address, ulong length)
     {
@@ -150,11 +150,12 @@ public sealed partial class EmulatedProcess
             throw Invalid($"userfaultfd UFFD_FEATURE_WP_ASYNC is not available on kernel {Profile.Release} (it came in 6.7)");
         lock (_mem.Lock)
         {
-            ulong end = CheckMappedRange("RegisterUffdWriteProtectAsync", address, length);
+            ulong end = CheckAdviceRange("RegisterUffdWriteProtectAsync", address, length);
             if (end == 0) throw Invalid("RegisterUffdWriteProtectAsync: length is zero");
-            for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < end; i++)
-                if (_vmas[i].Backing is { IsFile: true })
-                    throw Invalid($"RegisterUffdWriteProtectAsync: 0x{Math.Max(address, _vmas[i].Start):x} is a file mapping; write-protect mode supports anonymous and shared memory");
+            // Holes are allowed (and stay holes); a range without any VMA is EINVAL.
+            int firstVma = FirstEndingAfter(address);
+            if (firstVma >= _vmas.Count || _vmas[firstVma].Start >= end)
+                throw Invalid($"RegisterUffdWriteProtectAsync: 0x{address:x}-0x{end:x} holds no mapping");
             SplitAt(address);
             SplitAt(end);
             for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < end; i++)
@@ -164,22 +165,33 @@ public sealed partial class EmulatedProcess
         }
     }
 
-    /// <summary>UFFDIO_WRITEPROTECT (mode WP) of a registered range: write-protects it again (resets WRITTEN).</summary>
+    /// <summary>
+    /// UFFDIO_WRITEPROTECT (mode WP) of a registered range: write-protects it again (resets WRITTEN); holes are
+    /// skipped. A range without a VMA, or with one not registered, is ENOENT (mwriteprotect_range).
+    /// </summary>
     public void UffdWriteProtect(ulong address, ulong length)
     {
         lock (_mem.Lock)
         {
-            ulong end = CheckMappedRange("UffdWriteProtect", address, length);
+            ulong end = CheckAdviceRange("UffdWriteProtect", address, length);
             if (end == 0) return;
-            for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < end; i++)
-                if (!_vmas[i].UffdWriteProtect) throw Invalid($"UffdWriteProtect: 0x{Math.Max(address, _vmas[i].Start):x} is not registered");
+            int firstVma = FirstEndingAfter(address);
+            if (firstVma >= _vmas.Count || _vmas[firstVma].Start >= end)
+                throw new SoftDirtyException(SoftDirtyError.EmulatorInvalidArgument, $"UffdWriteProtect: 0x{address:x}-0x{end:x} holds no mapping (ENOENT).", ProcessId, Errno.ENOENT);
+            for (int i = firstVma; i < _vmas.Count && _vmas[i].Start < end; i++)
+                if (!_vmas[i].UffdWriteProtect)
+                    throw new SoftDirtyException(SoftDirtyError.EmulatorInvalidArgument, $"UffdWriteProtect: 0x{Math.Max(address, _vmas[i].Start):x} is not registered (ENOENT).", ProcessId, Errno.ENOENT);
             WriteProtectUffd(address, end);
         }
     }
 
-    private void WriteProtectUffd(ulong start, ulong end) =>
-        MutatePtes(start, end, visitNone: true, (_, pte) => UffdProtectPte(pte),
-            (_, pmd) => (pmd | Pte.UffdWp) & ~Pte.Writable);
+    // The VMAs' parts of [start, end): holes get no markers.
+    private void WriteProtectUffd(ulong start, ulong end)
+    {
+        for (int i = FirstEndingAfter(start); i < _vmas.Count && _vmas[i].Start < end; i++)
+            MutatePtes(Math.Max(start, _vmas[i].Start), Math.Min(end, _vmas[i].End), visitNone: true, (_, pte) => UffdProtectPte(pte),
+                (_, pmd) => (pmd | Pte.UffdWp) & ~Pte.Writable);
+    }
 
     private static ulong UffdProtectPte(ulong pte)
     {

@@ -332,7 +332,7 @@ public sealed partial class EmulatedProcess : IPageSource
                 ulong to = newAddress + (segment.Start - address);
                 // A multi-VMA move unmaps only where each VMA lands: destination pages facing source gaps stay.
                 if (multiple) RemoveRange(to, to + (segment.End - segment.Start));
-                MovePtes(segment.Start, segment.End - segment.Start, to);
+                MovePtes(segment.Start, segment.End - segment.Start, to, dropUffdWp: segment.UffdWriteProtect);
                 _vmas.Remove(segment);
             }
             foreach (var segment in segments)
@@ -344,13 +344,18 @@ public sealed partial class EmulatedProcess : IPageSource
                 moved.Start = to;
                 moved.End = to + (segment.End - segment.Start) + (segment.End == oldEnd ? newLen - oldLen : 0);
                 InsertVma(moved);
-                MergeAt(_vmas.IndexOf(moved));
+                int at = MergeAt(_vmas.IndexOf(moved));
+                // Without UFFD_FEATURE_EVENT_REMAP the moved VMA leaves userfaultfd (mremap_userfaultfd_prep),
+                // after copy_vma merged it, so a registered neighbour it merged with loses registration too.
+                if (segment.UffdWriteProtect) _vmas[at].Flags &= ~VmaFlags.UffdWriteProtect;
             }
             return ToMapping(FindVma(newAddress)!, withCounters: false);
         }
     }
 
-    private void MovePtes(ulong from, ulong length, ulong to)
+    // dropUffdWp: the source VMA is registered for uffd-wp without EVENT_REMAP: the moved PTEs lose uffd-wp
+    // and uffd-wp markers are dropped (move_ptes).
+    private void MovePtes(ulong from, ulong length, ulong to, bool dropUffdWp)
     {
         ulong pages = length >> PageShift;
         ulong fromPage = from >> PageShift, toPage = to >> PageShift;
@@ -382,8 +387,13 @@ public sealed partial class EmulatedProcess : IPageSource
             {
                 ulong pte = buffer[(int)(p - first)];
                 if (pte == 0) continue;
-                moved.Add((p - fromPage + toPage, pte | _softDirtyBit));
                 buffer[(int)(p - first)] = 0;
+                if (dropUffdWp)
+                {
+                    if (Pte.IsMarker(pte) && (pte & Pte.Guard) == 0) continue;
+                    pte &= ~Pte.UffdWp;
+                }
+                moved.Add((p - fromPage + toPage, pte | _softDirtyBit));
             }
             _pt.WriteLeaf(leaf, buffer);
         }

@@ -31,11 +31,11 @@ public sealed class ScenarioMismatch
 /// <summary>What <see cref="ScenarioDifferential.Compare(IScenarioRunner, IScenarioRunner, IReadOnlyList{Scenario}, bool)"/> found.</summary>
 public sealed class ScenarioDifferentialResult
 {
-    internal ScenarioDifferentialResult(int scenarios, int checkpoints, int differing, ScenarioMismatch? mismatch)
+    internal ScenarioDifferentialResult(int scenarios, int checkpoints, IReadOnlyList<string> differing, ScenarioMismatch? mismatch)
     {
         Scenarios = scenarios;
         Checkpoints = checkpoints;
-        Differing = differing;
+        DifferingNames = differing;
         FirstMismatch = mismatch;
     }
 
@@ -44,14 +44,16 @@ public sealed class ScenarioDifferentialResult
     /// <summary>How many checkpoints (check, scan and written prints of the kernel side) were compared.</summary>
     public int Checkpoints { get; }
     /// <summary>How many scenarios printed differently.</summary>
-    public int Differing { get; }
+    public int Differing => DifferingNames.Count;
+    /// <summary>The names of the scenarios that printed differently.</summary>
+    public IReadOnlyList<string> DifferingNames { get; }
     /// <summary>The first differing scenario, shrunk; null when every print matched.</summary>
     public ScenarioMismatch? FirstMismatch { get; }
     public bool Matched => Differing == 0;
 
     public override string ToString() => Matched
         ? $"{Scenarios} scenarios, {Checkpoints} checkpoints: all match"
-        : $"{Scenarios} scenarios, {Checkpoints} checkpoints: {Differing} differ; first: {FirstMismatch}";
+        : $"{Scenarios} scenarios, {Checkpoints} checkpoints: {Differing} differ ({string.Join(", ", DifferingNames)}); first: {FirstMismatch}";
 }
 
 /// <summary>
@@ -75,13 +77,14 @@ public static class ScenarioDifferential
         var emulated = emulator.Run(scenarios);
         if (real.Count != scenarios.Count || emulated.Count != scenarios.Count)
             throw new InvalidOperationException($"{scenarios.Count} scenarios but {real.Count} kernel and {emulated.Count} emulator prints.");
-        int checkpoints = 0, differing = 0;
+        int checkpoints = 0;
+        var differing = new List<string>();
         ScenarioMismatch? first = null;
         for (int i = 0; i < scenarios.Count; i++)
         {
             checkpoints += CountCheckpoints(real[i]);
             if (real[i] == emulated[i]) continue;
-            differing++;
+            differing.Add(scenarios[i].Name);
             if (first != null) continue;
             var small = shrink ? ScenarioComparer.Shrink(scenarios[i], kernel, emulator) : scenarios[i];
             first = new ScenarioMismatch(scenarios[i], small, kernel.Run(new[] { small })[0], emulator.Run(new[] { small })[0]);
