@@ -22,6 +22,68 @@ public class ScenarioTests
         Assert.Equal(Protection.Read | Protection.Write | Protection.Execute, s.Ops[3].Protection);
     }
 
+    [Fact]
+    public void WriteTrackingOpsRoundTrip()
+    {
+        const string text = "scenario wt\nreserve 4\nuffdwp 1 3\nscan\nwritten\nend\n";
+        var s = Assert.Single(Scenario.Parse(text));
+        Assert.Equal(new[] { ScenarioOpKind.Reserve, ScenarioOpKind.UffdWp, ScenarioOpKind.Scan, ScenarioOpKind.Written }, s.Ops.Select(o => o.Kind));
+        Assert.Equal((1, 3), (s.Ops[1].Page, s.Ops[1].Count));
+        Assert.Equal(text, s.ToText());
+    }
+
+    [Fact]
+    public void WriteTrackingOpsComeOnlyWhenAsked()
+    {
+        static bool Tracking(Scenario s) => s.Ops.Any(o => o.Kind is ScenarioOpKind.Scan or ScenarioOpKind.UffdWp or ScenarioOpKind.Written);
+        var without = new ScenarioGenerator(5, allowFileMappings: false);
+        var with = new ScenarioGenerator(5, allowFileMappings: false, allowWriteTracking: true);
+        var plain = Enumerable.Range(0, 300).Select(i => without.Next("s" + i)).ToList();
+        var tracked = Enumerable.Range(0, 300).Select(i => with.Next("s" + i)).ToList();
+        Assert.DoesNotContain(plain, Tracking);
+        foreach (var kind in new[] { ScenarioOpKind.Scan, ScenarioOpKind.UffdWp, ScenarioOpKind.Written })
+            Assert.Contains(tracked, s => s.Ops.Any(o => o.Kind == kind));
+        // The option off draws exactly as before the option existed: a seed's scenarios did not change.
+        Assert.Equal(new ScenarioGenerator(5, allowFileMappings: false).Next("s0").ToText(), plain[0].ToText());
+        foreach (var s in tracked)
+            foreach (var op in s.Ops.Where(o => o.Kind == ScenarioOpKind.UffdWp))
+                Assert.InRange(op.Page + op.Count, 1, s.WindowPages);
+    }
+
+    [Fact]
+    public void DifferentialCountsCheckpointsAndShrinksTheFirstMismatch()
+    {
+        var scenarios = Scenario.Parse("scenario a\nreserve 2\ncheck\nscan\nend\nscenario b\nreserve 2\nwrite 0 1\nwritten\ncheck\nend\n");
+        string Print(Scenario s) => "scenario " + s.Name + "\n" + string.Concat(s.Ops.Skip(1).Select(o => o.Kind switch
+        {
+            ScenarioOpKind.Check => "check 1 self\n", ScenarioOpKind.Scan => "scan 1 self\n", ScenarioOpKind.Written => "written 1 self\n", _ => "",
+        })) + "end\n";
+        var kernel = new FakeRunner(Print);
+        var same = ScenarioDifferential.Compare(kernel, new FakeRunner(Print), scenarios);
+        Assert.True(same.Matched);
+        Assert.Equal((2, 4), (same.Scenarios, same.Checkpoints));
+        Assert.Null(same.FirstMismatch);
+        // An emulator that gets "written" wrong: b differs, shrunk to the op that matters.
+        var wrong = new FakeRunner(s => s.Ops.Any(o => o.Kind == ScenarioOpKind.Written) ? "other\n" : Print(s));
+        var result = ScenarioDifferential.Compare(kernel, wrong, scenarios);
+        Assert.Equal(new[] { "b" }, result.DifferingNames);
+        Assert.Equal("scenario b-shrunk\nreserve 2\nwritten\ncheck\nend\n", result.FirstMismatch!.Shrunk.ToText());   // a check always stays
+        Assert.Contains("! ", result.FirstMismatch.SideBySide);
+        Assert.Contains("b-shrunk", result.ToString());
+    }
+
+    [Fact]
+    public void HandWrittenScenarioFilesParse()
+    {
+        var dir = new System.IO.DirectoryInfo(AppContext.BaseDirectory);
+        while (dir != null && !System.IO.Directory.Exists(System.IO.Path.Combine(dir.FullName, "tests/scenarios"))) dir = dir.Parent;
+        Assert.NotNull(dir);
+        var all = ScenarioDifferential.Load(System.IO.Path.Combine(dir!.FullName, "tests/scenarios"));
+        Assert.True(all.Count >= 20, $"{all.Count} scenarios");
+        Assert.Equal(all.Count, all.Select(s => s.Name).Distinct().Count());
+        Assert.Contains(all, s => s.Name == "selftest-merge-mremap");
+    }
+
     [Theory]
     [InlineData("reserve 4\n", "expected 'scenario")]
     [InlineData("scenario x\nreserve 4\nmap 0 1 rw\nend\n", "line 3")]

@@ -197,7 +197,8 @@ public sealed partial class EmulatedProcess
     private ulong MissingReadFault(ulong page, Vma vma, ulong pte)
     {
         _readFaults++;
-        ulong wp = pte & Pte.UffdWp;
+        // A uffd-wp marker left in a VMA no longer registered (after mremap) does not write-protect the new page.
+        ulong wp = vma.UffdWriteProtect ? pte & Pte.UffdWp : 0;
         ulong leaf = page >> PageTable.LeafShift;
         if (vma.IsAnonymous)
         {

@@ -68,7 +68,8 @@ public sealed partial class EmulatedProcess
     }
 
     /// <summary>
-    /// MADV_DONTNEED: drops the PTEs (guard markers stay); the pages read as soft-dirty only through
+    /// MADV_DONTNEED: drops the PTEs (guard markers stay; in a shmem or file VMA registered for uffd-wp a
+    /// write-protected PTE becomes a uffd-wp marker, as zap_install_uffd_wp_if_needed does); the pages read as soft-dirty only through
     /// VM_SOFTDIRTY. As the kernel, holes in the range are skipped and reported afterwards (EmulatorNotMapped).
     /// </summary>
     public void MadviseDontNeed(ulong address, ulong length)
@@ -77,7 +78,10 @@ public sealed partial class EmulatedProcess
         {
             ulong end = CheckAdviceRange("MadviseDontNeed", address, length);
             if (end == 0) return;
-            ZapRange(address, end, keepGuards: true);
+            // A registered shmem or file VMA keeps its uffd-wp state as markers; a private anonymous one loses it.
+            for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < end; i++)
+                ZapRange(Math.Max(address, _vmas[i].Start), Math.Min(end, _vmas[i].End), keepGuards: true,
+                    keepUffdWp: _vmas[i].UffdWriteProtect && !_vmas[i].IsAnonymous);
             if (FirstHole(address, end) is { } hole) throw NotMapped("MadviseDontNeed", hole);
         }
     }

@@ -17,8 +17,8 @@ public sealed partial class EmulatedProcess
     /// MaxPages pages are reported or <paramref name="regions"/> is full, and WalkEnd says where. With
     /// WriteProtectMatching the reported pages are write-protected (uffd-wp) and VMAs not registered are
     /// skipped; with CheckWriteProtectAsync such a VMA is EPERM when the walk reaches it (the VMAs before it are
-    /// write-protected already, as the kernel's walk leaves them). Every page of a VMA not registered is
-    /// WRITTEN, none ones included (measured on 6.18).
+    /// write-protected already, as the kernel's walk leaves them). Every page without uffd-wp (bit or marker) is
+    /// WRITTEN, never-touched ones included (measured on 6.18).
     /// </summary>
     public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions)
     {
@@ -47,9 +47,7 @@ public sealed partial class EmulatedProcess
                         $"PAGEMAP_SCAN refused (EPERM): 0x{vma.Start:x}-0x{vma.End:x} is not registered for userfaultfd async write-protect, which CheckWriteProtectAsync requires.",
                         ProcessId, Errno.EPERM);
                 if (wp && !vma.UffdWriteProtect) continue;
-                // An unregistered VMA is not write-tracked: every page of it, even one never touched, is WRITTEN.
-                var vmaCategories = (vma.UffdWriteProtect ? PageCategory.WriteProtectAllowed : PageCategory.Written)
-                                    | (vma.SoftDirty ? PageCategory.SoftDirty : 0);
+                var vmaCategories = (vma.UffdWriteProtect ? PageCategory.WriteProtectAllowed : 0) | (vma.SoftDirty ? PageCategory.SoftDirty : 0);
                 ScanVma(ref scan, Math.Max(start, vma.Start), Math.Min(end, vma.End), vmaCategories, wp);
                 // ScanVma may split a THP: indices are unchanged because VMAs are not touched.
             }
@@ -72,7 +70,9 @@ public sealed partial class EmulatedProcess
             if (kind == PageTable.SlotKind.None || kind == PageTable.SlotKind.Huge)
             {
                 ulong pmd = PageTable.HugeValue(slot);
-                var c = kind == PageTable.SlotKind.None ? vmaCategories : HugeCategories(pmd) | vmaCategories;
+                // No page table: not uffd-wp, so WRITTEN, as a none PTE (whether the kernel still has an empty
+                // page table there or not then makes no difference).
+                var c = kind == PageTable.SlotKind.None ? vmaCategories | PageCategory.Written : HugeCategories(pmd) | vmaCategories;
                 ulong taken = 0;
                 if (scan.Request.Matches(c))
                 {

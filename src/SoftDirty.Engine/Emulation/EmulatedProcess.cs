@@ -302,7 +302,9 @@ public sealed partial class EmulatedProcess : IPageSource
     /// <see cref="KernelProfile.MremapMovesMultipleVmas"/> and the size is unchanged) lie in that one VMA,
     /// else EmulatorNotMapped (EFAULT); overlapping ranges are EINVAL. A multi-VMA move unmaps only the
     /// destination pages each VMA lands on, as the kernel does. Every moved PTE (present, swap or marker) becomes soft-dirty; the new
-    /// VMA keeps the old one's flags and merges with its neighbours.
+    /// VMA keeps the old one's flags and merges with its neighbours, except userfaultfd registration (no
+    /// EVENT_REMAP): the whole source VMA leaves it and the moved PTEs lose uffd-wp (markers dropped); a move
+    /// of several VMAs stops with EFAULT at a registered one.
     /// </summary>
     public MemoryMapping Mremap(ulong address, ulong oldLength, ulong newAddress, ulong newLength)
     {
@@ -319,9 +321,28 @@ public sealed partial class EmulatedProcess : IPageSource
             bool multiple = Profile.MremapMovesMultipleVmas && oldLen == newLen;
             if (src == null || (!multiple && address + oldLen > src.End))
                 throw NotMapped("mremap", src == null ? address : src.End, Errno.EFAULT);
+            bool severalVmas = multiple && address + oldLen > src.End;
             if (oldLen > newLen) { RemoveRange(address + newLen, address + oldLen); oldLen = newLen; }
             if (!multiple) RemoveRange(newAddress, newEnd);
+            bool dropUffdWp = !severalVmas && src.UffdWriteProtect;
+            if (dropUffdWp)
+            {
+                if (multiple) RemoveRange(newAddress, newEnd);   // a one-VMA move: the destination goes first
+                LeaveUffdOnMove(FindVma(address)!, address, newAddress, newEnd);
+            }
             ulong oldEnd = address + oldLen;
+            // A move of several VMAs stops with EFAULT at the first one registered with userfaultfd; the ones
+            // before it are moved already, the refused one is not split (measured on 6.18). A single
+            // registered VMA moves.
+            Vma? refused = null;
+            if (severalVmas)
+                for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < oldEnd && refused == null; i++)
+                    if (_vmas[i].UffdWriteProtect) refused = _vmas[i];
+            if (refused != null)
+            {
+                if (refused.Start <= address) throw UffdRefusesMove(refused);
+                oldEnd = refused.Start;
+            }
             SplitAt(address);
             SplitAt(oldEnd);
             var segments = new List<Vma>();
@@ -332,7 +353,7 @@ public sealed partial class EmulatedProcess : IPageSource
                 ulong to = newAddress + (segment.Start - address);
                 // A multi-VMA move unmaps only where each VMA lands: destination pages facing source gaps stay.
                 if (multiple) RemoveRange(to, to + (segment.End - segment.Start));
-                MovePtes(segment.Start, segment.End - segment.Start, to, dropUffdWp: segment.UffdWriteProtect);
+                MovePtes(segment.Start, segment.End - segment.Start, to, dropUffdWp);
                 _vmas.Remove(segment);
             }
             foreach (var segment in segments)
@@ -341,16 +362,41 @@ public sealed partial class EmulatedProcess : IPageSource
                 var moved = segment.Clone();
                 // copy_vma: anonymous memory never faulted in takes the new address as its page offset.
                 if (segment.IsAnonymous && segment.AnonVma == 0) moved.PageOffset = to >> PageShift;
+                if (dropUffdWp) moved.Flags &= ~VmaFlags.UffdWriteProtect;
                 moved.Start = to;
                 moved.End = to + (segment.End - segment.Start) + (segment.End == oldEnd ? newLen - oldLen : 0);
                 InsertVma(moved);
-                int at = MergeAt(_vmas.IndexOf(moved));
-                // Without UFFD_FEATURE_EVENT_REMAP the moved VMA leaves userfaultfd (mremap_userfaultfd_prep),
-                // after copy_vma merged it, so a registered neighbour it merged with loses registration too.
-                if (segment.UffdWriteProtect) _vmas[at].Flags &= ~VmaFlags.UffdWriteProtect;
+                MergeAt(_vmas.IndexOf(moved));
             }
+            if (refused != null) throw UffdRefusesMove(refused);
             return ToMapping(FindVma(newAddress)!, withCounters: false);
         }
+    }
+
+    private SoftDirtyException UffdRefusesMove(Vma refused) =>
+        new(SoftDirtyError.EmulatorNotMapped,
+            $"mremap: 0x{refused.Start:x}-0x{refused.End:x} is registered with userfaultfd, which a move of several VMAs refuses (EFAULT).",
+            ProcessId, Errno.EFAULT);
+
+    /// <summary>
+    /// Userfaultfd registration on a move of (part of) the registered VMA <paramref name="src"/> without
+    /// UFFD_FEATURE_EVENT_REMAP (measured on 6.18): copy_vma first merges the new VMA, registration still on,
+    /// with registered neighbours at the destination, the source VMA itself included while it is still
+    /// mapped there; then mremap_userfaultfd_prep takes the merged VMA out of userfaultfd. So the moved
+    /// VMA and whatever it merged with (the rest of the source included) lose registration; other VMAs keep it.
+    /// </summary>
+    private void LeaveUffdOnMove(Vma src, ulong address, ulong newAddress, ulong newEnd)
+    {
+        var probe = src.Clone();
+        probe.PageOffset = src.IsAnonymous && src.AnonVma == 0 ? newAddress >> PageShift : src.BackingPage(address);
+        probe.Start = newAddress;
+        probe.End = newEnd;
+        int next = FirstEndingAfter(newEnd - 1);
+        int prev = FirstEndingAfter(newAddress - 1);
+        if (prev < _vmas.Count && _vmas[prev].End == newAddress && _vmas[prev].CanMergeWith(probe))
+            _vmas[prev].Flags &= ~VmaFlags.UffdWriteProtect;
+        if (next < _vmas.Count && _vmas[next].Start == newEnd && probe.CanMergeWith(_vmas[next]))
+            _vmas[next].Flags &= ~VmaFlags.UffdWriteProtect;
     }
 
     // dropUffdWp: the source VMA is registered for uffd-wp without EVENT_REMAP: the moved PTEs lose uffd-wp
@@ -519,9 +565,14 @@ public sealed partial class EmulatedProcess : IPageSource
     }
 
     /// <summary>Drops the PTEs of [start, end): frames unmapped (anonymous ones freed), swap slots released.</summary>
-    private void ZapRange(ulong start, ulong end, bool keepGuards)
+    // keepUffdWp: a uffd-wp PTE (bit or marker) becomes a uffd-wp marker (zap of a registered shmem or file VMA).
+    private void ZapRange(ulong start, ulong end, bool keepGuards, bool keepUffdWp = false)
     {
-        MutatePtes(start, end, visitNone: false, (_, pte) => ZapPte(pte, keepGuards), (_, pmd) =>
+        MutatePtes(start, end, visitNone: false, (_, pte) =>
+        {
+            ulong zapped = ZapPte(pte, keepGuards);
+            return keepUffdWp && zapped == 0 && (pte & Pte.UffdWp) != 0 ? Pte.Swap | Pte.UffdWp : zapped;
+        }, (_, pmd) =>
         {
             ulong first = Pte.Frame(pmd);
             if (first >= PhysicalMemory.FirstUserPfn)

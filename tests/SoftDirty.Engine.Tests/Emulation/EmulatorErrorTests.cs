@@ -91,7 +91,6 @@ public class EmulatorErrorTests
         AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.Mprotect(a + 6 * Page, Page, Protection.Read), $"0x{a + 6 * Page:x}");
         AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.MadviseDontNeed(a + 6 * Page, 2 * Page));
         AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.SwapOut(a + 6 * Page, Page));
-        AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.RegisterUffdWriteProtectAsync(a, 7 * Page));
         AssertFails(p, a, 8, nm, Errno.EFAULT, () => p.Mremap(a + 6 * Page, Page, a + 20 * Page, Page));
         AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.ReadPageContent(a + 7 * Page, new byte[Page]));
         p.Munmap(a + 10 * Page, Page);   // unmapping nothing is fine

@@ -142,7 +142,7 @@ public class PagemapScanTests
         Assert.Equal(PageCategory.Present | PageCategory.Written, Cat(anon));
         Assert.Equal(PageCategory.Present | PageCategory.Written | PageCategory.PfnZero, Cat(anon + Page));
         Assert.Equal(PageCategory.Swapped | PageCategory.Written, Cat(anon + 2 * Page));
-        Assert.Equal(PageCategory.None, Cat(anon + 3 * Page));
+        Assert.Equal(PageCategory.Written, Cat(anon + 3 * Page));   // never touched: not uffd-wp, so WRITTEN (6.18)
         Assert.Equal(PageCategory.Present | PageCategory.Written | PageCategory.File, Cat(file));
         Assert.Equal(PageCategory.Present | PageCategory.Written | PageCategory.Huge, Cat(huge));
         p.Write(anon, 8);
@@ -240,5 +240,22 @@ public class PagemapScanTests
         ulong b = MapAnon(old);
         var ex = Assert.Throws<SoftDirtyException>(() => old.RegisterUffdWriteProtectAsync(b, Page));
         Assert.Equal(SoftDirtyError.EmulatorInvalidArgument, ex.Error);
+    }
+
+    [Fact]
+    public void UffdRegisterSkipsHolesTakesFilesAndRefusesEmptyRanges()
+    {
+        var p = New(noSoftDirty: true);
+        ulong a = MapAnon(p, 4 * Page);
+        p.Munmap(a + Page, Page);
+        p.Mmap(a + 2 * Page, Page, Protection.Read | Protection.Write, shared: true, path: "/tmp/f", fixedAddress: true);
+        p.RegisterUffdWriteProtectAsync(a, 4 * Page);   // a hole at a + Page, a file mapping at a + 2 pages: as 6.18
+        var r = new PagemapScanRequest { Start = a, End = a + 4 * Page, ReturnMask = PageCategory.WriteProtectAllowed };
+        Assert.Equal(new[] { new PageRegion(a, a + Page, PageCategory.WriteProtectAllowed), new PageRegion(a + 2 * Page, a + 4 * Page, PageCategory.WriteProtectAllowed) },
+            Scan(p, ref r));
+        Assert.Equal(PagemapFlags.Swapped | PagemapFlags.UffdWriteProtected, p.ReadEntry(a + 2 * Page).Flags);   // a marker
+        Assert.Equal(0UL, p.ReadEntry(a + Page).Raw);                                                          // none in the hole
+        var ex = Assert.Throws<SoftDirtyException>(() => p.RegisterUffdWriteProtectAsync(a + Page, Page));
+        Assert.Equal(Errno.EINVAL, ex.Errno);
     }
 }
