@@ -28,6 +28,12 @@ public interface IPageSource : IDisposable
     /// </summary>
     int ReadPagemap(ulong firstPage, Span<PagemapEntry> destination);
 
+    /// <summary>
+    /// Reads the bytes of the process's memory at <paramref name="address"/> (as /proc/PID/mem does);
+    /// returns how many were read, fewer where the range reaches an unmapped or unreadable page.
+    /// </summary>
+    int ReadMemory(ulong address, Span<byte> destination);
+
     /// <summary>Writes to clear_refs, parsed as the kernel parses it; returns the byte count accepted.</summary>
     int WriteClearRefs(ReadOnlySpan<byte> text);
 

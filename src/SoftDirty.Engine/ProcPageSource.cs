@@ -123,6 +123,33 @@ public sealed unsafe class ProcPageSource : IPageSource
     // pagemap reads 0 bytes once the mm is gone; past the task size it does too, but the process lives on.
     private bool IsGone() => !Alive || IsZombie();
 
+    private int _memFd = -1;
+
+    public int ReadMemory(ulong address, Span<byte> destination)
+    {
+        if (_memFd < 0) _memFd = OpenProc("mem", Native.O_RDONLY);
+        int done = 0;
+        while (done < destination.Length)
+        {
+            nint n;
+            fixed (byte* p = &destination[done]) n = Native.Pread(_memFd, p, (nuint)(destination.Length - done), unchecked((long)(address + (ulong)done)));
+            if (n < 0)
+            {
+                int e = Marshal.GetLastPInvokeError();
+                if (e == Errno.EINTR) continue;
+                if (e == Errno.EIO || e == Errno.EFAULT) break; // an unmapped or unreadable page ends the read
+                throw ErrnoError(e, $"reading memory at 0x{address + (ulong)done:x}");
+            }
+            if (n == 0)
+            {
+                if (IsGone()) throw Exited($"reading memory at 0x{address + (ulong)done:x}");
+                break;
+            }
+            done += (int)n;
+        }
+        return done;
+    }
+
     public int WriteClearRefs(ReadOnlySpan<byte> text)
     {
         int fd = OpenProc("clear_refs", Native.O_WRONLY);
@@ -186,5 +213,6 @@ public sealed unsafe class ProcPageSource : IPageSource
     public void Dispose()
     {
         if (_pagemapFd >= 0) { Native.Close(_pagemapFd); _pagemapFd = -1; }
+        if (_memFd >= 0) { Native.Close(_memFd); _memFd = -1; }
     }
 }

@@ -79,6 +79,7 @@ internal sealed class BorrowedSource : IPageSource
     public KernelFeatures Features => _inner.Features;
     public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters) => _inner.ReadMappings(withCounters);
     public int ReadPagemap(ulong firstPage, Span<PagemapEntry> destination) => _inner.ReadPagemap(firstPage, destination);
+    public int ReadMemory(ulong address, Span<byte> destination) => _inner.ReadMemory(address, destination);
     public int WriteClearRefs(ReadOnlySpan<byte> text) => _inner.WriteClearRefs(text);
     public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions) => _inner.ScanPagemap(ref request, regions);
     public void Dispose() { }
