@@ -9,7 +9,9 @@ param(
     [Parameter(Mandatory)] [string] $ResultsPath,
     [string] $Tag,
     [string] $ExcludeTag,
-    [string] $Path = (Join-Path $PSScriptRoot 'Pester')
+    [string] $Path = (Join-Path $PSScriptRoot 'Pester'),
+    # Result files are <ResultName>.nunit.xml and <ResultName>.junit.xml (the VM run uses its own).
+    [string] $ResultName = 'pester'
 )
 $ErrorActionPreference = 'Stop'
 Import-Module $PesterPath -Force
@@ -22,11 +24,11 @@ $config.Run.PassThru = $true
 $config.Output.Verbosity = 'Normal'
 $config.TestResult.Enabled = $true
 $config.TestResult.OutputFormat = 'NUnitXml'
-$config.TestResult.OutputPath = Join-Path $ResultsPath 'pester.nunit.xml'
+$config.TestResult.OutputPath = Join-Path $ResultsPath "$ResultName.nunit.xml"
 if ($Tag) { $config.Filter.Tag = $Tag -split ',' }
 if ($ExcludeTag) { $config.Filter.ExcludeTag = $ExcludeTag -split ',' }
 $result = Invoke-Pester -Configuration $config
-$result | Export-JUnitReport -Path (Join-Path $ResultsPath 'pester.junit.xml')
+$result | Export-JUnitReport -Path (Join-Path $ResultsPath "$ResultName.junit.xml")
 # The plain closing line CI reads.
 "Pester: $($result.PassedCount) passed, $($result.FailedCount) failed, $($result.SkippedCount) skipped"
 if ($result.FailedCount -gt 0 -or $result.Result -ne 'Passed') { exit 1 }
