@@ -21,12 +21,12 @@ Describe 'Soft-dirty on a real kernel' -Tag 'Kernel' {
             if ($ready[0] -ne 'READY') { throw "child said '$($ready -join ' ')', not READY" }
             [pscustomobject]@{ Process = $p; Id = [int]$ready[1]; PageSize = [uint64]$ready[2] }
         }
-        # One command line to the child; returns the words after OK.
+        # One command line to the child; returns what follows OK (a string, maybe empty).
         function Send-Child($child, [string] $line) {
             $child.Process.StandardInput.WriteLine($line)
             $reply = $child.Process.StandardOutput.ReadLine()
-            if ($reply -notmatch '^OK\b') { throw "child answered '$reply' to '$line'" }
-            @($reply -split ' ' | Select-Object -Skip 1)
+            if ($reply -notmatch '^OK\b ?(.*)$') { throw "child answered '$reply' to '$line'" }
+            $Matches[1]
         }
         function Stop-Child($child) {
             if (-not $child) { return }
@@ -61,7 +61,7 @@ Describe 'Soft-dirty on a real kernel' -Tag 'Kernel' {
         BeforeAll {
             $child = Start-Child
             $pages = 16
-            $base = [Convert]::ToUInt64(((Send-Child $child "map $pages anon rw")[0] -replace '^0x'), 16)
+            $base = [Convert]::ToUInt64(((Send-Child $child "map $pages anon rw") -replace '^0x'), 16)
             # Every page present before the clear, so that the clear has something to clean.
             $null = Send-Child $child ('write {0:x} 0 {1}' -f $base, $pages)
         }
