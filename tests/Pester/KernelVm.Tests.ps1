@@ -41,7 +41,9 @@ Describe 'Soft-dirty on a real kernel' -Tag 'Kernel' {
         }
         function Skip-WithoutSoftDirty {
             if (-not $script:support.SoftDirty -and -not $script:inVm) {
-                Set-ItResult -Skipped -Because "soft-dirty not supported by kernel $($script:support.KernelRelease): $($script:support.SoftDirtyReason)"
+                $because = "soft-dirty not supported by kernel $($script:support.KernelRelease): $($script:support.SoftDirtyReason)"
+                Write-Host "    skipped: $because"
+                Set-ItResult -Skipped -Because $because
             }
         }
     }
