@@ -9,6 +9,7 @@ param(
     [Parameter(Mandatory)] [string] $ResultsPath,
     [string] $Tag,
     [string] $ExcludeTag,
+    # Test files or folders, comma-separated.
     [string] $Path = (Join-Path $PSScriptRoot 'Pester'),
     # Result files are <ResultName>.nunit.xml and <ResultName>.junit.xml (the VM run uses its own).
     [string] $ResultName = 'pester'
@@ -18,7 +19,7 @@ Import-Module $PesterPath -Force
 $env:SOFTDIRTY_MODULE = (Resolve-Path $ModulePath).Path
 $env:SOFTDIRTY_TARGET = Join-Path $PSScriptRoot 'native/bin/sdtarget'
 $config = New-PesterConfiguration
-$config.Run.Path = $Path
+$config.Run.Path = $Path -split ','
 $config.Run.Exit = $false
 $config.Run.PassThru = $true
 $config.Output.Verbosity = 'Normal'
