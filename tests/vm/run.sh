@@ -8,7 +8,7 @@
 #   same path. COMMAND runs in a clean environment: PATH, HOME and every SOFTDIRTY_* variable of the
 #   caller, plus NUGET_PACKAGES, DOTNET_ROOT and DOTNET_CLI_HOME when set.
 # Environment: SOFTDIRTY_VM_DIR (the cache of setup.sh, default /var/tmp/softdirty-vm),
-#   SOFTDIRTY_VM_TIMEOUT (seconds for the whole VM, default 540), SOFTDIRTY_VM_MEM (default 3G),
+#   SOFTDIRTY_VM_TIMEOUT (seconds for the whole VM, default 570), SOFTDIRTY_VM_MEM (default 3G),
 #   SOFTDIRTY_VM_SMP (virtual CPUs, default: the host's, at most 4),
 #   SOFTDIRTY_VM_ACCEL (tcg, the default, or kvm where /dev/kvm runs a stock kernel).
 set -uo pipefail
@@ -66,7 +66,7 @@ echo "vm-run: kernel $release, share $share, command: $(sed 's/^cd [^&]*&& exec 
 echo "vm-run: + ${qemu[*]}"
 start=$SECONDS
 # The console ends lines with CR LF: drop the CR, unbuffered so that the output stays live.
-timeout -k 10 "${SOFTDIRTY_VM_TIMEOUT:-540}" "${qemu[@]}" </dev/null 2>&1 | sed -u 's/\r$//'
+timeout -k 10 "${SOFTDIRTY_VM_TIMEOUT:-570}" "${qemu[@]}" </dev/null 2>&1 | sed -u 's/\r$//'
 qrc=${PIPESTATUS[0]}
 if [ -s "$status/rc" ]; then
     rc=$(cat "$status/rc")
@@ -74,7 +74,7 @@ if [ -s "$status/rc" ]; then
     exit "$rc"
 fi
 if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
-    echo "vm-run: timed out after ${SOFTDIRTY_VM_TIMEOUT:-540} s with no exit code from the guest" >&2
+    echo "vm-run: timed out after ${SOFTDIRTY_VM_TIMEOUT:-570} s with no exit code from the guest" >&2
 else
     echo "vm-run: no exit code from the guest (qemu exit code $qrc) after $((SECONDS - start)) s" >&2
 fi
