@@ -17,6 +17,17 @@
         'Get-MemoryMapping'
         'Get-SoftDirtySupport'
         'Search-PageMap'
+        'New-EmulatedProcess'
+        'Add-EmulatedMapping'
+        'Remove-EmulatedMapping'
+        'Move-EmulatedMapping'
+        'Set-EmulatedProtection'
+        'Write-EmulatedMemory'
+        'Read-EmulatedMemory'
+        'Copy-EmulatedProcess'
+        'Invoke-EmulatedMadvise'
+        'Register-EmulatedWriteProtect'
+        'Invoke-EmulatedWorkload'
     )
     FunctionsToExport      = @()
     VariablesToExport      = @()

@@ -1,7 +1,9 @@
 using System;
 using System.Collections.Generic;
 
-namespace SoftDirty.Emulation;
+using SoftDirty.Emulation;
+
+namespace SoftDirty;
 
 public sealed partial class EmulatedProcess
 {

@@ -4,7 +4,9 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
-namespace SoftDirty.Emulation;
+using SoftDirty.Emulation;
+
+namespace SoftDirty;
 
 public sealed partial class EmulatedProcess
 {

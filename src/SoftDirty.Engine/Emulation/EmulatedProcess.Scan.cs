@@ -1,6 +1,8 @@
 using System;
 
-namespace SoftDirty.Emulation;
+using SoftDirty.Emulation;
+
+namespace SoftDirty;
 
 public sealed partial class EmulatedProcess
 {

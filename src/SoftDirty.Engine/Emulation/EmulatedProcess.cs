@@ -2,7 +2,9 @@ using System;
 using System.Collections.Generic;
 using System.Threading;
 
-namespace SoftDirty.Emulation;
+using SoftDirty.Emulation;
+
+namespace SoftDirty;
 
 /// <summary>Fault counts of an emulated process: what write tracking costs it.</summary>
 public readonly record struct FaultCounts(
@@ -249,7 +251,7 @@ public sealed partial class EmulatedProcess : IPageSource
                 Start = start, End = start + len, Protection = prot, Shared = shared,
                 Backing = path != null ? _mem.File(path) : shared ? new BackingObject(SharedAnonymousPath, isFile: false) : null,
                 Flags = (hugePage ? VmaFlags.HugePage : 0) | (!shared && (prot & Protection.Write) != 0 ? VmaFlags.Account : 0),
-                PageOffset = path != null ? offset >> PageShift : 0,
+                PageOffset = path != null ? offset >> PageShift : shared ? 0 : start >> PageShift,
             };
             InsertVma(vma);
             int i = MergeAt(_vmas.IndexOf(vma));
@@ -337,6 +339,8 @@ public sealed partial class EmulatedProcess : IPageSource
             {
                 ulong to = newAddress + (segment.Start - address);
                 var moved = segment.Clone();
+                // copy_vma: anonymous memory never faulted in takes the new address as its page offset.
+                if (segment.IsAnonymous && segment.AnonVma == 0) moved.PageOffset = to >> PageShift;
                 moved.Start = to;
                 moved.End = to + (segment.End - segment.Start) + (segment.End == oldEnd ? newLen - oldLen : 0);
                 InsertVma(moved);

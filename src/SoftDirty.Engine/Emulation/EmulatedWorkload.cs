@@ -4,7 +4,9 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 
-namespace SoftDirty.Emulation;
+using SoftDirty.Emulation;
+
+namespace SoftDirty;
 
 /// <summary>How a workload picks its pages.</summary>
 public enum WorkloadPattern

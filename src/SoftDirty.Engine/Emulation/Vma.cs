@@ -26,7 +26,8 @@ internal sealed class Vma
     public bool Shared;
     /// <summary>The file or shared anonymous object; null for private anonymous memory.</summary>
     public BackingObject? Backing;
-    /// <summary>Page index in <see cref="Backing"/> of <see cref="Start"/>.</summary>
+    /// <summary>vm_pgoff: page index in <see cref="Backing"/> of <see cref="Start"/>; for private anonymous memory the
+    /// address's page number at mmap (kept by a move once it has pages, so a moved VMA rarely merges).</summary>
     public ulong PageOffset;
     public VmaFlags Flags;
     /// <summary>The anon_vma (0 until the first anonymous page is faulted in); VMAs with different ones do not merge.</summary>
@@ -76,7 +77,7 @@ internal sealed class Vma
     public bool CanMergeWith(Vma next) =>
         End == next.Start && Protection == next.Protection && Shared == next.Shared && Backing == next.Backing
         && (Flags & ~VmaFlags.SoftDirty) == (next.Flags & ~VmaFlags.SoftDirty)
-        && (Backing == null || BackingPage(End) == next.PageOffset)
+        && BackingPage(End) == next.PageOffset
         && (AnonVma == 0 || next.AnonVma == 0 ? !(AnonVmaForked || next.AnonVmaForked) : AnonVma == next.AnonVma);
 
     /// <summary>Takes over <paramref name="other"/>'s anon_vma when this has none (after a merge).</summary>
