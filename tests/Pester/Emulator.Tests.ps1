@@ -103,7 +103,7 @@ Describe 'The soft-dirty selftest on kernel <_>' -ForEach $profiles {
         $m.Start % 2MB | Should -Be 0
         $e | Write-EmulatedMemory -Address $m.Start
         ($e | Get-MemoryMapping).AnonHugePages | Should -Be 2MB
-        for ($i = 0; $i -lt 20; $i++) {
+        for ($i = 0; $i -lt 10; $i++) {
             $e | Clear-SoftDirty
             @($e | Get-PageMap -SoftDirty).Count | Should -Be 0
             $e | Write-EmulatedMemory -Address ($m.Start + ($i * 37 % 512) * $page)
