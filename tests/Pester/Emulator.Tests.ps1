@@ -26,6 +26,16 @@ BeforeAll {
     # The addresses of page objects (an array's own .Address is a method, so no member enumeration).
     function Addresses($Pages) { @($Pages | ForEach-Object Address) }
 
+    # A privileged process with $Pages written pages, cleared, then its second page written again.
+    function New-CleanedProcess([int] $Pages) {
+        $e = New-EmulatedProcess -Privileged
+        $a = ($e | Add-EmulatedMapping -Length ($Pages * $page)).Start
+        $e | Write-EmulatedMemory -Address $a -Length ($Pages * $page)
+        $e | Clear-SoftDirty
+        $e | Write-EmulatedMemory -Address ($a + $page)
+        $e, $a
+    }
+
     # The pages of PageRange objects, one address each.
     function Expand-Range($Ranges) {
         foreach ($r in $Ranges) { for ($a = $r.Start; $a -lt $r.End; $a += $page) { $a } }
@@ -115,11 +125,17 @@ Describe 'The soft-dirty selftest on kernel <_>' -ForEach $profiles {
         }
     }
 
-    It 'test_mprotect_anon: write 1; clear 0; read-only 0; read-write 0; write 1' {
+    It '<Test>: write 1; clear 0; read-only 0; read-write 0; write 1' -ForEach @(
+        @{ Test = 'test_mprotect_anon'; Map = @{} }
+        @{ Test = 'test_mprotect_file (a -Shared -Path mapping)'; Map = @{ Shared = $true; Path = '/emulated/mprotect.bin' } }
+    ) {
         $e = New-EmulatedProcess -Kernel $kernel
-        $a = ($e | Add-EmulatedMapping -Length $page).Start
+        $m = $e | Add-EmulatedMapping -Length $page @Map
+        "$($m.Path)" | Should -Be "$($Map.Path)"
+        $a = $m.Start
         $e | Write-EmulatedMemory -Address $a
         SD $e $a | Should -BeTrue
+        (Get-PageMap -Emulator $e -Address $a).FileOrSharedAnon | Should -Be ([bool]$Map.Shared)
         $e | Clear-SoftDirty
         SD $e $a | Should -BeFalse
         $e | Set-EmulatedProtection -Address $a -Length $page -Protection Read
@@ -130,24 +146,6 @@ Describe 'The soft-dirty selftest on kernel <_>' -ForEach $profiles {
         $e | Write-EmulatedMemory -Address $a
         SD $e $a | Should -BeTrue
         $e.Faults.SoftDirtyWriteProtectFaults | Should -Be ($faults + 1) -Because 'mprotect RW must not make a clean PTE writable while tracking'
-    }
-
-    It 'test_mprotect_file: the same on a shared file mapping (-Shared -Path)' {
-        $e = New-EmulatedProcess -Kernel $kernel
-        $m = $e | Add-EmulatedMapping -Length $page -Shared -Path '/emulated/mprotect.bin'
-        $m.Path | Should -Be '/emulated/mprotect.bin'
-        $a = $m.Start
-        $e | Write-EmulatedMemory -Address $a
-        SD $e $a | Should -BeTrue
-        (Get-PageMap -Emulator $e -Address $a).FileOrSharedAnon | Should -BeTrue
-        $e | Clear-SoftDirty
-        SD $e $a | Should -BeFalse
-        $e | Set-EmulatedProtection -Address $a -Length $page -Protection Read
-        SD $e $a | Should -BeFalse
-        $e | Set-EmulatedProtection -Address $a -Length $page -Protection Read, Write
-        SD $e $a | Should -BeFalse
-        $e | Write-EmulatedMemory -Address $a
-        SD $e $a | Should -BeTrue
     }
 
     It 'test_merge, second half: page2 mapped RWX (no merge), then page1 made RWX (merges) -> both soft-dirty' {
@@ -375,11 +373,7 @@ Describe 'Reads and the zero page' {
 
 Describe 'Fork (Copy-EmulatedProcess)' {
     It 'the child copies soft-dirty bits; pages are copy-on-write; a later write sets the bit only in the writer' {
-        $p = New-EmulatedProcess -Privileged
-        $a = ($p | Add-EmulatedMapping -Length (2 * $page)).Start
-        $p | Write-EmulatedMemory -Address $a -Length (2 * $page)
-        $p | Clear-SoftDirty
-        $p | Write-EmulatedMemory -Address ($a + $page)
+        $p, $a = New-CleanedProcess 2
         $c = $p | Copy-EmulatedProcess -Name child
         $c | Should -BeOfType ([SoftDirty.EmulatedProcess])
         $c.Name | Should -Be 'child'
@@ -409,11 +403,7 @@ Describe 'Fork (Copy-EmulatedProcess)' {
 
 Describe 'Swap and MADV_DONTNEED (Invoke-EmulatedMadvise)' {
     It 'PageOut then WillNeed keeps soft-dirty of private anonymous pages, in the swap entry and after' {
-        $e = New-EmulatedProcess -Privileged
-        $a = ($e | Add-EmulatedMapping -Length (4 * $page)).Start
-        $e | Write-EmulatedMemory -Address $a -Length (4 * $page)
-        $e | Clear-SoftDirty
-        $e | Write-EmulatedMemory -Address ($a + $page)
+        $e, $a = New-CleanedProcess 4
         $e | Invoke-EmulatedMadvise -Address $a -Length (4 * $page) -Advice PageOut
         $out = @($e | Get-PageMap)
         $out.Swapped | Should -Be @($true, $true, $true, $true)
