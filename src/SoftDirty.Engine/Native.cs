@@ -60,6 +60,9 @@ internal static unsafe partial class Native
     [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
     public static partial nint Syscall(nint number, nint a1, nint a2, nint a3);
 
+    [LibraryImport(Libc, EntryPoint = "fsync", SetLastError = true)]
+    public static partial int Fsync(int fd);
+
     [LibraryImport(Libc, EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int sig);
 
