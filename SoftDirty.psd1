@@ -17,6 +17,13 @@
         'Get-MemoryMapping'
         'Get-SoftDirtySupport'
         'Search-PageMap'
+        'Watch-DirtyPage'
+        'Save-MemoryImage'
+        'Get-MemoryImage'
+        'Test-MemoryImage'
+        'Restore-MemoryImage'
+        'Invoke-PreCopyMigration'
+        'Export-DirtyPageChart'
     )
     FunctionsToExport      = @()
     VariablesToExport      = @()
