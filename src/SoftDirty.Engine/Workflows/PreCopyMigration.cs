@@ -7,6 +7,8 @@ using System.Threading;
 using SoftDirty.Images;
 using SoftDirty.Tracking;
 
+// Memory images exist for Linux processes (and emulated ones): Unix file modes are part of the format.
+#pragma warning disable CA1416
 namespace SoftDirty.Workflows;
 
 public enum PreCopyPhase { Live, StopAndCopy }
