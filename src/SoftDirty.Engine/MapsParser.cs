@@ -89,7 +89,9 @@ public static class MapsParser
     private static void ParseSmapsField(ReadOnlySpan<char> line, MemoryMapping m, int lineNo)
     {
         int colon = line.IndexOf(':');
-        if (colon <= 0) throw new FormatException($"line {lineNo}: expected 'Name: value' in smaps, got '{line.ToString()}'");
+        // A field name is one word ("Rss", "Shared_Clean", "VmFlags"); anything else is a header line that did not parse.
+        if (colon <= 0 || line[..colon].IndexOfAny(' ', '\t') >= 0)
+            throw new FormatException($"line {lineNo}: expected a mapping line 'start-end perms offset dev inode [path]' or an smaps 'Name: value' line, got '{line.ToString()}'");
         var name = line[..colon];
         var value = line[(colon + 1)..].Trim();
         if (name.SequenceEqual("VmFlags"))

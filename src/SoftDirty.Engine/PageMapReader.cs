@@ -63,7 +63,8 @@ public sealed class PageMapReader
         ulong walked = 0;
         foreach (var span in spans)
         {
-            if (resolved == PageReadMethod.PagemapScan)
+            // PAGEMAP_SCAN skips VM_PFNMAP VMAs ([vvar]) that pread reports: read those with pread.
+            if (resolved == PageReadMethod.PagemapScan && span.Mapping?.Kind != MappingKind.Vvar)
             {
                 foreach (var hit in ScanSpan(span, filter, cancel)) yield return hit;
             }

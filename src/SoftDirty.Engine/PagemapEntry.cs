@@ -36,6 +36,8 @@ public readonly struct PagemapEntry : IEquatable<PagemapEntry>
     public const ulong SwapTypeMask = (1UL << SwapTypeBits) - 1;
     /// <summary>All flag bits (55-63); bits 59-60 are always zero.</summary>
     public const ulong FlagMask = ~FrameMask;
+    /// <summary>The flag bits the kernel can set: FlagMask without the always-zero bits 59-60.</summary>
+    private const ulong DefinedFlagMask = FlagMask & ~(3UL << 59);
     /// <summary>Size of one entry in the pagemap file.</summary>
     public const int Size = sizeof(ulong);
 
@@ -70,11 +72,11 @@ public readonly struct PagemapEntry : IEquatable<PagemapEntry>
 
     /// <summary>An entry for a present page.</summary>
     public static PagemapEntry ForPresent(ulong pfn, PagemapFlags flags = PagemapFlags.None)
-        => new(((ulong)flags & FlagMask) | (ulong)PagemapFlags.Present | (pfn & FrameMask));
+        => new(((ulong)flags & DefinedFlagMask) | (ulong)PagemapFlags.Present | (pfn & FrameMask));
 
     /// <summary>An entry for a swapped page: frame = type | offset &lt;&lt; 5.</summary>
     public static PagemapEntry ForSwapped(int swapType, ulong swapOffset, PagemapFlags flags = PagemapFlags.None)
-        => new(((ulong)flags & FlagMask) | (ulong)PagemapFlags.Swapped
+        => new(((ulong)flags & DefinedFlagMask) | (ulong)PagemapFlags.Swapped
                | ((((ulong)swapOffset << SwapTypeBits) | ((ulong)swapType & SwapTypeMask)) & FrameMask));
 
     public bool Equals(PagemapEntry other) => Raw == other.Raw;

@@ -165,6 +165,9 @@ public sealed unsafe class ProcPageSource : IPageSource
                         $"/proc/{ProcessId}/clear_refs rejected '{Encoding.ASCII.GetString(text).Trim()}' (EINVAL): valid types are 1 to 5.", ProcessId, e);
                 throw ErrnoError(e, "writing clear_refs");
             }
+            // A zombie (or a process that exited after the open) has no mm: the kernel accepts the write
+            // and does nothing, so a success here would be a lie.
+            if (IsGone()) throw Exited("writing clear_refs");
             return (int)n;
         }
         finally { Native.Close(fd); }

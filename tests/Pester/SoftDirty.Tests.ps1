@@ -1,0 +1,212 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Get-SoftDirtySupport, Clear-SoftDirty and Clear-PageReference against a real child process.
+# Soft-dirty tests branch on the probe: on a kernel without CONFIG_MEM_SOFT_DIRTY (this project's CI)
+# they assert the refusal; on a kernel with it they take the positive path. A test that can only run on
+# one kind of kernel says so in its name and is tagged Kernel.
+
+BeforeDiscovery {
+    Import-Module $env:SOFTDIRTY_MODULE -Force
+    $support = Get-SoftDirtySupport
+}
+
+BeforeAll {
+    Import-Module $env:SOFTDIRTY_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestTarget.psm1') -Force
+    $PSDefaultParameterValues = @{ 'Get-PageMap:WarningAction' = 'SilentlyContinue' }
+    $support = Get-SoftDirtySupport
+    $t = Start-TestTarget
+    $ps = $t.PageSize
+    function Hex([uint64] $Value) { '{0:x}' -f $Value }
+    function Get-Index([uint64] $Base, $Entries) { @($Entries | ForEach-Object { [int](($_.Address - $Base) / $ps) }) }
+
+    # The raw pagemap entry of one page, read without the module.
+    function Read-RawEntry([int] $Id, [uint64] $Address) {
+        $fs = [IO.FileStream]::new("/proc/$Id/pagemap", 'Open', 'Read', 'ReadWrite', 1, $false)
+        try {
+            $buf = [byte[]]::new(8)
+            $fs.Position = [int64]($Address / $ps * 8)
+            if ($fs.Read($buf, 0, 8) -ne 8) { throw 'short pagemap read' }
+            [BitConverter]::ToUInt64($buf, 0)
+        } finally { $fs.Dispose() }
+    }
+    function Get-Referenced([uint64] $Address) { (Get-MemoryMapping -Id $t.Id -Address $Address).Referenced }
+}
+
+AfterAll {
+    Stop-TestTarget -All
+}
+
+Describe 'Get-SoftDirtySupport' {
+    BeforeAll { $fresh = Get-SoftDirtySupport -Refresh }
+
+    It 'reports the running kernel release' {
+        $fresh.KernelRelease | Should -Be (Get-Content /proc/sys/kernel/osrelease)
+    }
+
+    It 'agrees with a soft-dirty measurement made without the module (clear_refs 4, write, bit 55)' {
+        $m = $t.Map(2)
+        $t.Send("write $(Hex $m) 0 2")
+        [IO.File]::WriteAllText("/proc/$($t.Id)/clear_refs", '4')
+        $t.Send("write $(Hex $m) 1")
+        $written = Read-RawEntry $t.Id ($m + $ps)
+        $untouched = Read-RawEntry $t.Id $m
+        $measured = [bool](($written -shr 55) -band 1) -and -not [bool](($untouched -shr 55) -band 1)
+        $fresh.SoftDirty | Should -Be $measured
+    }
+
+    It 'gives a reason naming CONFIG_MEM_SOFT_DIRTY when soft-dirty is missing, and none when present' {
+        if ($fresh.SoftDirty) { $fresh.SoftDirtyReason | Should -BeNullOrEmpty }
+        else { $fresh.SoftDirtyReason | Should -Match 'CONFIG_MEM_SOFT_DIRTY' }
+    }
+
+    It 'reports PAGEMAP_SCAN exactly on kernels 6.7 and later' {
+        $v = [version](((Get-Content /proc/sys/kernel/osrelease) -split '[^0-9.]')[0] -replace '^(\d+\.\d+).*', '$1')
+        $fresh.PagemapScan | Should -Be ($v -ge [version]'6.7')
+        if (-not $fresh.PagemapScan) { $fresh.PagemapScanReason | Should -Not -BeNullOrEmpty }
+    }
+
+    It 'reports PFNs visible exactly when this process has CAP_SYS_ADMIN' {
+        $capEff = [Convert]::ToUInt64(((Get-Content /proc/$PID/status | Where-Object { $_ -like 'CapEff:*' }) -split '\s+')[1], 16)
+        $fresh.PfnVisible | Should -Be ([bool](($capEff -shr 21) -band 1))
+    }
+
+    It 'caches the probe for the session unless -Refresh is given' {
+        $a = Get-SoftDirtySupport
+        $b = Get-SoftDirtySupport
+        [object]::ReferenceEquals($a, $b) | Should -BeTrue
+        [object]::ReferenceEquals($a, (Get-SoftDirtySupport -Refresh)) | Should -BeFalse
+    }
+}
+
+Describe 'Clear-SoftDirty on a kernel without soft-dirty' -Tag Kernel {
+    It 'refuses with a non-terminating SoftDirtyNotSupported error (needs a kernel without soft-dirty)' -Skip:($support.SoftDirty) {
+        { Clear-SoftDirty -Id $t.Id -ErrorAction Stop } |
+            Should -Throw -ErrorId 'SoftDirtyNotSupported,SoftDirty.Commands.ClearSoftDirtyCommand'
+        Clear-SoftDirty -Id $t.Id -ErrorVariable ev -ErrorAction SilentlyContinue
+        $ev | Should -HaveCount 1
+        $ev[0].CategoryInfo.Category | Should -Be 'NotImplemented'
+        $ev[0].TargetObject | Should -Be $t.Id
+        "$($ev[0])" | Should -Match 'CONFIG_MEM_SOFT_DIRTY'
+    }
+
+    It 'still processes the next pid after refusing one (needs a kernel without soft-dirty)' -Skip:($support.SoftDirty) {
+        $bad = Get-UnusedProcessId
+        $out = Clear-SoftDirty -Id $t.Id, $bad -PassThru -ErrorVariable ev -ErrorAction SilentlyContinue
+        $out | Should -BeNullOrEmpty
+        $ev | Should -HaveCount 2
+        $ev[0].FullyQualifiedErrorId | Should -Be 'SoftDirtyNotSupported,SoftDirty.Commands.ClearSoftDirtyCommand'
+        $ev[1].FullyQualifiedErrorId | Should -Be 'ProcessNotFound,SoftDirty.Commands.ClearSoftDirtyCommand'
+        $ev[1].TargetObject | Should -Be $bad
+    }
+}
+
+Describe 'Soft-dirty tracking on a kernel with soft-dirty' -Tag Kernel {
+    BeforeAll {
+        $m = $t.Map(16)
+        $t.Send("write $(Hex $m) 0 16")
+        $t.Send("read $(Hex $m) 0 16")
+    }
+
+    It 'a new mapping reads soft-dirty on every page and its VMA has sd (needs a soft-dirty kernel)' -Skip:(-not $support.SoftDirty) {
+        $n = $t.Map(4)
+        (Get-PageMap -Id $t.Id -Address $n -Length (4 * $ps)).SoftDirty | Should -Not -Contain $false
+        (Get-MemoryMapping -Id $t.Id -Address $n).SoftDirty | Should -BeTrue
+    }
+
+    It 'after Clear-SoftDirty only written pages read soft-dirty, reads do not set it (needs a soft-dirty kernel)' -Skip:(-not $support.SoftDirty) {
+        $p = Clear-SoftDirty -Id $t.Id -PassThru
+        $p.Id | Should -Be $t.Id
+        @(Get-PageMap -Id $t.Id -Address $m -Length (16 * $ps) -SoftDirty) | Should -HaveCount 0
+        (Get-MemoryMapping -Id $t.Id -Address $m).SoftDirty | Should -BeFalse
+        $t.Send("write $(Hex $m) 3 2")    # pages 3, 4
+        $t.Send("write $(Hex $m) 9")      # page 9
+        $t.Send("read $(Hex $m) 0 16")    # every page read: none may become soft-dirty by it
+        $all = Get-PageMap -Id $t.Id -Address $m -Length (16 * $ps)
+        Get-Index $m ($all | Where-Object SoftDirty) | Should -Be 3, 4, 9
+        Get-Index $m (Get-PageMap -Id $t.Id -Address $m -Length (16 * $ps) -SoftDirty) | Should -Be 3, 4, 9
+        Get-Index $m (Get-PageMap -Id $t.Id -Address $m -Length (16 * $ps) -SoftDirty:$false) | Should -Be 0, 1, 2, 5, 6, 7, 8, 10, 11, 12, 13, 14, 15
+        $ranges = @(Get-PageMap -Id $t.Id -Address $m -Length (16 * $ps) -AsRange | Where-Object SoftDirty)
+        $ranges.PageCount | Should -Be 2, 1
+        $ranges[0].Start | Should -Be ($m + 3 * $ps)
+        $ranges[1].Start | Should -Be ($m + 9 * $ps)
+        @(Get-PageMap -Id $t.Id -Address $m -Length (16 * $ps) -AsRange -SoftDirty).PageCount | Should -Be 2, 1
+    }
+
+    It 'the PAGEMAP_SCAN path finds the same soft-dirty pages as pread (needs a soft-dirty kernel with PAGEMAP_SCAN)' -Skip:(-not ($support.SoftDirty -and $support.PagemapScan)) {
+        $null = Clear-SoftDirty -Id $t.Id
+        $t.Send("write $(Hex $m) 7")
+        $scan = Get-PageMap -Id $t.Id -SoftDirty -ReadMethod PagemapScan | ForEach-Object { '{0:x}:{1:x}' -f $_.Address, $_.Raw }
+        $pread = Get-PageMap -Id $t.Id -SoftDirty -ReadMethod Pread | ForEach-Object { '{0:x}:{1:x}' -f $_.Address, $_.Raw }
+        $scan | Should -Be $pread
+        $scan | Should -Contain ('{0:x}:{1:x}' -f ($m + 7 * $ps), (Read-RawEntry $t.Id ($m + 7 * $ps)))
+    }
+
+    It 'Clear-SoftDirty -WhatIf clears nothing (needs a soft-dirty kernel)' -Skip:(-not $support.SoftDirty) {
+        $t.Send("write $(Hex $m) 11")
+        Clear-SoftDirty -Id $t.Id -WhatIf
+        (Get-PageMap -Id $t.Id -Address ($m + 11 * $ps)).SoftDirty | Should -BeTrue
+    }
+
+    It 'Get-PageMap does not warn about the SoftDirty column (needs a soft-dirty kernel)' -Skip:(-not $support.SoftDirty) {
+        $null = Get-PageMap -Id $t.Id -Address $m -WarningVariable wv -WarningAction SilentlyContinue
+        $wv | Should -HaveCount 0
+    }
+}
+
+Describe 'Clear-PageReference' {
+    It 'PeakRss: VmHWM drops to VmRSS after a big written region is unmapped, and -WhatIf changes nothing' {
+        $pages = 4096   # 16 MiB with 4 KiB pages
+        $big = $t.Map($pages)
+        $t.Send("write $(Hex $big) 0 $pages")
+        $t.Send("unmap $(Hex $big) $pages")
+        $hwm = Get-ProcStatusKb $t.Id VmHWM
+        $rss = Get-ProcStatusKb $t.Id VmRSS
+        ($hwm - $rss) * 1KB | Should -BeGreaterOrEqual ($pages * $ps * 0.9)
+
+        Clear-PageReference -Id $t.Id -Type PeakRss -WhatIf
+        Get-ProcStatusKb $t.Id VmHWM | Should -Be $hwm
+
+        $out = Clear-PageReference -Id $t.Id -Type PeakRss -PassThru
+        $out.Id | Should -Be $t.Id
+        # The kernel's RSS counters are per-CPU and approximate: allow 1 MiB, far below the 16 MiB dropped.
+        $after = Get-ProcStatusKb $t.Id VmHWM
+        ($hwm - $after) * 1KB | Should -BeGreaterOrEqual ($pages * $ps * 0.9)
+        $after | Should -BeLessOrEqual ((Get-ProcStatusKb $t.Id VmRSS) + 1024)
+    }
+
+    It 'All: clears the referenced bits that a later access sets again' {
+        $a = $t.Map(8)
+        $t.Send("write $(Hex $a) 0 8")
+        Get-Referenced $a | Should -Be (8 * $ps)
+        Clear-PageReference -Id $t.Id -Type All
+        Get-Referenced $a | Should -Be 0
+        $t.Send("read $(Hex $a) 2 3")
+        Get-Referenced $a | Should -Be (3 * $ps)
+    }
+
+    It 'Anonymous clears anonymous mappings only, Mapped file mappings only' {
+        $file = Join-Path ([IO.Path]::GetTempPath()) "softdirty refs $PID.bin"
+        try {
+            $a = $t.Map(4)
+            $f = $t.Map(4, "file `"$file`"")
+            $t.Send("write $(Hex $a) 0 4"); $t.Send("write $(Hex $f) 0 4")
+            Clear-PageReference -Id $t.Id -Type Anonymous
+            Get-Referenced $a | Should -Be 0
+            Get-Referenced $f | Should -Be (4 * $ps)
+            $t.Send("read $(Hex $a) 0 4")
+            Clear-PageReference -Id $t.Id -Type Mapped
+            Get-Referenced $f | Should -Be 0
+            Get-Referenced $a | Should -Be (4 * $ps)
+        } finally { Remove-Item -LiteralPath $file -ErrorAction SilentlyContinue }
+    }
+
+    It 'refuses -Type SoftDirty with a terminating InvalidArgument that points to Clear-SoftDirty' {
+        { Clear-PageReference -Id $t.Id -Type SoftDirty } |
+            Should -Throw -ErrorId 'InvalidArgument,SoftDirty.Commands.ClearPageReferenceCommand' -ExpectedMessage '*Clear-SoftDirty*'
+    }
+
+    It 'binds Id from Get-Process' {
+        $out = Get-Process -Id $t.Id | Clear-PageReference -Type All -PassThru
+        $out.Id | Should -Be $t.Id
+    }
+}

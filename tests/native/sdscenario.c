@@ -1,0 +1,252 @@
+/*
+ * sdscenario: runs SoftDirty scenarios on real memory and prints the pagemap entries of the scenario's
+ * pages at each checkpoint, so the emulator's print of the same scenario can be compared line by line.
+ *
+ * Input (stdin): scenarios, one operation a line, page numbers relative to the scenario's window:
+ *   scenario <name>                 start; the window is reserved PROT_NONE (<pages> from "reserve")
+ *   reserve <pages>                 the window size (first line after "scenario")
+ *   map <page> <count> <prot> <kind>   mmap MAP_FIXED; prot none|r|rw|rwx; kind anon|shared|file|filepriv
+ *   unmap <page> <count>            munmap
+ *   mremap <page> <count> <newpage> mremap MAYMOVE|FIXED to newpage, same size
+ *   mprotect <page> <count> <prot>  mprotect
+ *   read <page> <count>             read one byte of each page
+ *   write <page> <count>            increment one byte of each page
+ *   clear <type>                    write <type> (1-5) to /proc/self/clear_refs
+ *   dontneed <page> <count>         madvise MADV_DONTNEED
+ *   fork                            fork; the child becomes the current process, the parent waits
+ *   switch                          make the other process (parent/child) current
+ *   check                           print the window's pagemap entries of the current process
+ *   end                             finish the scenario (children are ended)
+ * Output: "scenario <name>", per op failure "op <n> <errno-name>" or "op <n> SEGV", per check
+ * "check <n> <who>" (n: the op's number, counting from 1 at "reserve"; who: self, parent or child)
+ * then one line per page "<page> <hex entry without PFN/swap bits>", then "end".
+ * Each scenario runs in its own forked process, so one scenario cannot disturb the next.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define FRAME_MASK ((1ULL << 55) - 1) /* PFN or swap type/offset: not compared */
+#define MAX_LINE 256
+
+static long page_size;
+static char *window;      /* start of the scenario window */
+static long window_pages;
+static int file_fd = -1;  /* backing file of "file"/"filepriv" mappings */
+static sigjmp_buf segv_jump;
+static int op_number;
+
+static void on_segv(int sig) { (void)sig; siglongjmp(segv_jump, 1); }
+
+static const char *errno_name(int e)
+{
+    switch (e) {
+    case EINVAL: return "EINVAL"; case ENOMEM: return "ENOMEM"; case EFAULT: return "EFAULT";
+    case EACCES: return "EACCES"; case EPERM: return "EPERM"; case EAGAIN: return "EAGAIN";
+    case EBUSY: return "EBUSY"; case ENOENT: return "ENOENT"; default: return "EOTHER";
+    }
+}
+
+static int parse_prot(const char *s)
+{
+    if (!strcmp(s, "none")) return PROT_NONE;
+    if (!strcmp(s, "r")) return PROT_READ;
+    if (!strcmp(s, "rw")) return PROT_READ | PROT_WRITE;
+    if (!strcmp(s, "rwx")) return PROT_READ | PROT_WRITE | PROT_EXEC;
+    return -1;
+}
+
+static void check(const char *who)
+{
+    uint64_t entries[4096];
+    int fd = open("/proc/self/pagemap", O_RDONLY);
+    if (fd < 0) { printf("error pagemap %s\n", strerror(errno)); return; }
+    long n = window_pages < 4096 ? window_pages : 4096;
+    ssize_t got = pread(fd, entries, n * 8, (off_t)((uintptr_t)window / page_size) * 8);
+    close(fd);
+    printf("check %d %s\n", op_number, who);
+    for (long i = 0; i < got / 8; i++) {
+        uint64_t e = entries[i];
+        printf("%ld %016llx\n", i, (unsigned long long)(e & ~FRAME_MASK));
+    }
+}
+
+static int clear_refs(int type)
+{
+    char text[4];
+    int fd = open("/proc/self/clear_refs", O_WRONLY);
+    if (fd < 0) return -1;
+    snprintf(text, sizeof text, "%d", type);
+    ssize_t w = write(fd, text, strlen(text));
+    int e = errno;
+    close(fd);
+    errno = e;
+    return w < 0 ? -1 : 0;
+}
+
+/* Runs one operation in this process; prints failures. Returns 1 for "fork", 2 for "end", 0 otherwise. */
+static int run_op(char *line, const char *who)
+{
+    char op[32], a[32] = "", b[32] = "";
+    long p = 0, c = 0, q = 0;
+    int fields = sscanf(line, "%31s %ld %ld %31s %31s", op, &p, &c, a, b);
+    op_number++;
+    if (fields < 1) return 0;
+    char *addr = window + p * page_size;
+    size_t len = (size_t)c * page_size;
+    int rc = 0;
+    if (!strcmp(op, "map")) {
+        int prot = parse_prot(a), flags = MAP_FIXED, fd = -1;
+        off_t off = 0;
+        if (!strcmp(b, "anon")) flags |= MAP_PRIVATE | MAP_ANONYMOUS;
+        else if (!strcmp(b, "shared")) flags |= MAP_SHARED | MAP_ANONYMOUS;
+        else if (!strcmp(b, "file")) { flags |= MAP_SHARED; fd = file_fd; off = p * page_size; }
+        else if (!strcmp(b, "filepriv")) { flags |= MAP_PRIVATE; fd = file_fd; off = p * page_size; }
+        rc = mmap(addr, len, prot, flags, fd, off) == MAP_FAILED ? -1 : 0;
+    } else if (!strcmp(op, "unmap")) {
+        rc = munmap(addr, len);
+    } else if (!strcmp(op, "mremap")) {
+        sscanf(line, "%*s %*d %*d %ld", &q);
+        rc = mremap(addr, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, window + q * page_size) == MAP_FAILED ? -1 : 0;
+    } else if (!strcmp(op, "mprotect")) {
+        sscanf(line, "%*s %*d %*d %31s", a);
+        rc = mprotect(addr, len, parse_prot(a));
+    } else if (!strcmp(op, "read") || !strcmp(op, "write")) {
+        int writing = op[0] == 'w';
+        if (sigsetjmp(segv_jump, 1)) { printf("op %d SEGV\n", op_number); return 0; }
+        for (long i = 0; i < c; i++) {
+            volatile char *byte = (volatile char *)(addr + i * page_size);
+            if (writing) (*byte)++; else (void)*byte;
+        }
+    } else if (!strcmp(op, "clear")) {
+        rc = clear_refs((int)p);
+    } else if (!strcmp(op, "dontneed")) {
+        rc = madvise(addr, len, MADV_DONTNEED);
+    } else if (!strcmp(op, "check")) {
+        check(who);
+    } else if (!strcmp(op, "fork")) {
+        return 1;
+    } else if (!strcmp(op, "end")) {
+        return 2;
+    } else {
+        printf("op %d unknown %s\n", op_number, op);
+    }
+    if (rc < 0) printf("op %d %s\n", op_number, errno_name(errno));
+    fflush(stdout);
+    return 0;
+}
+
+/* A forked child runs the ops its parent forwards over a socket, answering one byte each. */
+static void child_loop(int sock)
+{
+    char line[MAX_LINE];
+    for (;;) {
+        ssize_t n = read(sock, line, sizeof line - 1);
+        if (n <= 0) _exit(0);
+        line[n] = 0;
+        /* "<op number> <op>": numbers stay those of the whole scenario. */
+        char *op = strchr(line, ' ');
+        if (!op) _exit(1);
+        op_number = atoi(line) - 1;
+        int r = run_op(op + 1, "child");
+        if (r == 2) _exit(0);
+        if (r == 1) printf("op %d NESTEDFORK\n", op_number);
+        fflush(stdout);
+        if (write(sock, "k", 1) != 1) _exit(1);
+    }
+}
+
+#define MAX_OPS 4096
+static char ops[MAX_OPS][MAX_LINE];
+static int op_count;
+
+static void run_scenario(const char *name)
+{
+    char *line;
+    int child_sock = -1, current_is_child = 0;
+    pid_t child = -1;
+    printf("scenario %s\n", name);
+    op_number = 0;
+    for (int k = 0; k < op_count; k++) {
+        line = ops[k];
+        if (!strncmp(line, "reserve", 7)) {
+            window_pages = atol(line + 8);
+            window = mmap(NULL, window_pages * page_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            char path[] = "/tmp/sdscenario-XXXXXX";
+            file_fd = mkstemp(path);
+            unlink(path);
+            if (window == MAP_FAILED || file_fd < 0 || ftruncate(file_fd, window_pages * page_size) < 0) {
+                printf("error setup %s\n", strerror(errno));
+                return;
+            }
+            op_number++;
+            continue;
+        }
+        if (current_is_child && strncmp(line, "switch", 6) && strncmp(line, "end", 3)) {
+            char ack, numbered[MAX_LINE + 16];
+            op_number++;
+            int len = snprintf(numbered, sizeof numbered, "%d %s", op_number, line);
+            fflush(stdout);
+            if (write(child_sock, numbered, len) < 0 || read(child_sock, &ack, 1) != 1) printf("error child gone\n");
+            continue;
+        }
+        if (!strncmp(line, "switch", 6)) {
+            op_number++;
+            if (child > 0) current_is_child = !current_is_child;
+            continue;
+        }
+        int r = run_op(line, child > 0 ? "parent" : "self");
+        if (r == 2) break;
+        if (r == 1) {
+            int sv[2];
+            if (child > 0 || socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) < 0) { printf("op %d NESTEDFORK\n", op_number); continue; }
+            fflush(stdout);
+            child = fork();
+            if (child == 0) { close(sv[0]); child_loop(sv[1]); }
+            close(sv[1]);
+            child_sock = sv[0];
+            current_is_child = 1;
+        }
+    }
+    if (child > 0) { close(child_sock); waitpid(child, NULL, 0); }
+    printf("end\n");
+    fflush(stdout);
+}
+
+int main(void)
+{
+    char line[MAX_LINE];
+    page_size = sysconf(_SC_PAGESIZE);
+    struct sigaction sa = { .sa_handler = on_segv };
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_NODEFER;
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
+    setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+    while (fgets(line, sizeof line, stdin)) {
+        if (strncmp(line, "scenario ", 9)) continue;
+        line[strcspn(line, "\n")] = 0;
+        /* Read the whole scenario first: the process that runs it must not share stdin's buffer. */
+        op_count = 0;
+        while (op_count < MAX_OPS && fgets(ops[op_count], MAX_LINE, stdin)) {
+            if (!strncmp(ops[op_count], "end", 3)) { op_count++; break; }
+            op_count++;
+        }
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) { run_scenario(line + 9); fflush(stdout); _exit(0); }
+        int status;
+        waitpid(pid, &status, 0);
+    }
+    return 0;
+}

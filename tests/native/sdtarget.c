@@ -1,0 +1,298 @@
+/*
+ * sdtarget: a test target process whose memory a test controls through a line protocol.
+ *
+ * Prints "READY <pid> <pagesize>" first, then answers each command on stdin with one line,
+ * "OK ..." or "ERR <text>", flushed. Addresses are hex (with or without 0x); page indexes and
+ * counts are decimal.
+ *
+ *   map <pages> [anon|shared|file <path>] [rw|ro|none]   -> OK <hexaddr>
+ *       anon: MAP_PRIVATE|MAP_ANONYMOUS; shared: MAP_SHARED|MAP_ANONYMOUS;
+ *       file: the file is created or extended to the size and mapped MAP_SHARED (writes reach it).
+ *       A path with spaces: quote it with double quotes ("a b/c"). Each mapping sits between two
+ *       PROT_NONE guard pages (its own VMA, never merged with a neighbour unless it is "none" itself).
+ *   write <hexaddr> <pageindex> [count [stride]]  one byte into each page   -> OK <count>
+ *   read <hexaddr> <pageindex> [count [stride]]   one byte from each page   -> OK <sum of bytes>
+ *       stride (default 1): touch pages index, index+stride, ... (count pages in all)
+ *   unmap <hexaddr> <pages>                                                   -> OK
+ *   mprotect <hexaddr> <pages> rw|ro|none                                     -> OK
+ *   madvise <hexaddr> <pages> dontneed                                        -> OK
+ *   unlink <path>                                                             -> OK
+ *   fork            the child sleeps until killed                             -> OK <childpid>
+ *   forkexit        the child exits at once and is not reaped (a zombie)       -> OK <childpid>
+ *   reap <pid>      waitpid on a child                                        -> OK <status>
+ *   ping                                                                      -> OK <pid>
+ *   clock           clock_gettime through the vDSO (maps the [vvar] pages)    -> OK <seconds>
+ *   exit            answers OK, then exits 0
+ * Anything else -> ERR unknown command. End of input exits too.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static long page_size;
+
+static void reply(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+#define MAX_ARGS 8
+
+/* Splits a line into words; "double quoted" words may hold spaces. Returns the count, -1 on a bad quote. */
+static int split(char *line, char **argv)
+{
+    int argc = 0;
+    char *p = line;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+        if (!*p) break;
+        if (argc == MAX_ARGS) return -1;
+        if (*p == '"') {
+            char *end = strchr(++p, '"');
+            if (!end) return -1;
+            *end = '\0';
+            argv[argc++] = p;
+            p = end + 1;
+        } else {
+            argv[argc++] = p;
+            while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') p++;
+            if (*p) *p++ = '\0';
+        }
+    }
+    return argc;
+}
+
+static int parse_u64(const char *s, int base, uint64_t *out)
+{
+    char *end;
+    if (!s || !*s || *s == '-') return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, base);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_prot(const char *s, int *prot)
+{
+    if (!strcmp(s, "rw")) *prot = PROT_READ | PROT_WRITE;
+    else if (!strcmp(s, "ro")) *prot = PROT_READ;
+    else if (!strcmp(s, "none")) *prot = PROT_NONE;
+    else return -1;
+    return 0;
+}
+
+/* addr + page range (+ stride), checked for overflow. */
+static int range(char **argv, int argc, int first, unsigned char **base, uint64_t *index, uint64_t *count, uint64_t *stride)
+{
+    uint64_t a;
+    if (argc <= first + 1 || argc > first + 4 || parse_u64(argv[first], 16, &a) || parse_u64(argv[first + 1], 10, index)) return -1;
+    *count = 1;
+    *stride = 1;
+    if (argc > first + 2 && parse_u64(argv[first + 2], 10, count)) return -1;
+    if (argc > first + 3 && parse_u64(argv[first + 3], 10, stride)) return -1;
+    if (*count == 0 || *stride == 0) return -1;
+    uint64_t limit = UINT64_MAX / page_size;
+    if (*index > limit || *stride > limit / *count || *index + (*count - 1) * *stride > limit) return -1;
+    *base = (unsigned char *)(uintptr_t)a;
+    return 0;
+}
+
+static void cmd_map(int argc, char **argv)
+{
+    uint64_t pages;
+    if (argc < 2 || parse_u64(argv[1], 10, &pages) || pages == 0 || pages > (1ULL << 40) / page_size) {
+        reply("ERR usage: map <pages> [anon|shared|file <path>] [rw|ro|none]");
+        return;
+    }
+    size_t len = (size_t)pages * page_size;
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS, prot = PROT_READ | PROT_WRITE, fd = -1, i = 2;
+    if (i < argc && !strcmp(argv[i], "anon")) i++;
+    else if (i < argc && !strcmp(argv[i], "shared")) { flags = MAP_SHARED | MAP_ANONYMOUS; i++; }
+    else if (i < argc && !strcmp(argv[i], "file")) {
+        if (i + 1 >= argc) { reply("ERR map file needs a path"); return; }
+        fd = open(argv[i + 1], O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) { reply("ERR open %s: %s", argv[i + 1], strerror(errno)); return; }
+        struct stat st;
+        if (fstat(fd, &st) < 0) { reply("ERR fstat: %s", strerror(errno)); close(fd); return; }
+        if ((uint64_t)st.st_size < len && ftruncate(fd, (off_t)len) < 0) {
+            reply("ERR ftruncate: %s", strerror(errno));
+            close(fd);
+            return;
+        }
+        flags = MAP_SHARED;
+        i += 2;
+    }
+    if (i < argc && parse_prot(argv[i++], &prot)) { reply("ERR bad protection (rw|ro|none)"); if (fd >= 0) close(fd); return; }
+    if (i < argc) { reply("ERR too many arguments"); if (fd >= 0) close(fd); return; }
+    /* Reserve a PROT_NONE guard page on each side, so the new VMA never merges with a neighbour and
+       Get-MemoryMapping shows exactly the pages asked for. */
+    unsigned char *reserve = mmap(NULL, len + 2 * page_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (reserve == MAP_FAILED) { reply("ERR mmap (reserve): %s", strerror(errno)); if (fd >= 0) close(fd); return; }
+    void *p = mmap(reserve + page_size, len, prot, flags | MAP_FIXED, fd, 0);
+    int e = errno;
+    if (fd >= 0) close(fd);
+    if (p == MAP_FAILED) { munmap(reserve, len + 2 * page_size); reply("ERR mmap: %s", strerror(e)); return; }
+    reply("OK %lx", (unsigned long)(uintptr_t)p);
+}
+
+static void cmd_access(int argc, char **argv, int write)
+{
+    unsigned char *base;
+    uint64_t index, count, stride;
+    if (range(argv, argc, 1, &base, &index, &count, &stride)) {
+        reply("ERR usage: %s <hexaddr> <pageindex> [count [stride]]", argv[0]);
+        return;
+    }
+    /* Check the pages are mapped with the access wanted, so a bad address answers ERR instead of SIGSEGV. */
+    unsigned char *start = base + index * page_size;
+    size_t len = ((count - 1) * stride + 1) * page_size;
+    int need = write ? PROT_WRITE : PROT_READ;
+    FILE *maps = fopen("/proc/self/maps", "re");
+    if (!maps) { reply("ERR /proc/self/maps: %s", strerror(errno)); return; }
+    uintptr_t cur = (uintptr_t)start, end = (uintptr_t)start + len;
+    char line[4096];
+    while (cur < end && fgets(line, sizeof line, maps)) {
+        unsigned long s, t;
+        char perms[5];
+        if (sscanf(line, "%lx-%lx %4s", &s, &t, perms) != 3) continue;
+        if (cur >= s && cur < t) {
+            int have = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0);
+            if ((have & need) != need) break;
+            cur = t;
+        }
+    }
+    fclose(maps);
+    if (cur < end) {
+        reply("ERR 0x%lx is not mapped %s", (unsigned long)cur, write ? "writable" : "readable");
+        return;
+    }
+    if (write) {
+        for (uint64_t i = 0; i < count; i++) start[i * stride * page_size] = (unsigned char)(1 + (i & 0x7f));
+        reply("OK %llu", (unsigned long long)count);
+    } else {
+        unsigned long long sum = 0;
+        for (uint64_t i = 0; i < count; i++) sum += ((volatile unsigned char *)start)[i * stride * page_size];
+        reply("OK %llu", sum);
+    }
+}
+
+static void cmd_unmap(int argc, char **argv)
+{
+    uint64_t a, pages;
+    if (argc != 3 || parse_u64(argv[1], 16, &a) || parse_u64(argv[2], 10, &pages)) { reply("ERR usage: unmap <hexaddr> <pages>"); return; }
+    if (munmap((void *)(uintptr_t)a, pages * page_size) < 0) { reply("ERR munmap: %s", strerror(errno)); return; }
+    reply("OK");
+}
+
+static void cmd_mprotect(int argc, char **argv)
+{
+    uint64_t a, pages;
+    int prot;
+    if (argc != 4 || parse_u64(argv[1], 16, &a) || parse_u64(argv[2], 10, &pages) || parse_prot(argv[3], &prot)) {
+        reply("ERR usage: mprotect <hexaddr> <pages> rw|ro|none");
+        return;
+    }
+    if (mprotect((void *)(uintptr_t)a, pages * page_size, prot) < 0) { reply("ERR mprotect: %s", strerror(errno)); return; }
+    reply("OK");
+}
+
+static void cmd_madvise(int argc, char **argv)
+{
+    uint64_t a, pages;
+    if (argc != 4 || parse_u64(argv[1], 16, &a) || parse_u64(argv[2], 10, &pages) || strcmp(argv[3], "dontneed")) {
+        reply("ERR usage: madvise <hexaddr> <pages> dontneed");
+        return;
+    }
+    if (madvise((void *)(uintptr_t)a, pages * page_size, MADV_DONTNEED) < 0) { reply("ERR madvise: %s", strerror(errno)); return; }
+    reply("OK");
+}
+
+static void cmd_fork(int exit_at_once)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) { reply("ERR fork: %s", strerror(errno)); return; }
+    if (pid == 0) {
+        if (exit_at_once) _exit(0);
+        /* Die with the parent, so a killed test never leaves a sleeping child behind. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() == 1) _exit(0);
+        /* Say nothing: stdout belongs to the parent. */
+        for (;;) pause();
+    }
+    if (exit_at_once) {
+        /* Wait until the child is a zombie, so the answer means it. */
+        siginfo_t si;
+        if (waitid(P_PID, pid, &si, WEXITED | WNOWAIT) < 0) { reply("ERR waitid: %s", strerror(errno)); return; }
+    }
+    reply("OK %d", (int)pid);
+}
+
+static void cmd_reap(int argc, char **argv)
+{
+    uint64_t pid;
+    int status;
+    if (argc != 2 || parse_u64(argv[1], 10, &pid)) { reply("ERR usage: reap <pid>"); return; }
+    if (waitpid((pid_t)pid, &status, 0) < 0) { reply("ERR waitpid: %s", strerror(errno)); return; }
+    reply("OK %d", status);
+}
+
+int main(void)
+{
+    page_size = sysconf(_SC_PAGESIZE);
+    /* The children of "fork" are killed with us; ignore SIGPIPE so a closed stdout ends us via EOF handling. */
+    signal(SIGPIPE, SIG_IGN);
+    reply("READY %d %ld", (int)getpid(), page_size);
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, stdin) >= 0) {
+        char *argv[MAX_ARGS + 1] = {0};
+        int argc = split(line, argv);
+        if (argc < 0) { reply("ERR bad quoting or too many words"); continue; }
+        if (argc == 0) { reply("ERR empty command"); continue; }
+        const char *c = argv[0];
+        if (!strcmp(c, "map")) cmd_map(argc, argv);
+        else if (!strcmp(c, "write")) cmd_access(argc, argv, 1);
+        else if (!strcmp(c, "read")) cmd_access(argc, argv, 0);
+        else if (!strcmp(c, "unmap")) cmd_unmap(argc, argv);
+        else if (!strcmp(c, "mprotect")) cmd_mprotect(argc, argv);
+        else if (!strcmp(c, "madvise")) cmd_madvise(argc, argv);
+        else if (!strcmp(c, "unlink")) {
+            if (argc != 2) reply("ERR usage: unlink <path>");
+            else if (unlink(argv[1]) < 0) reply("ERR unlink %s: %s", argv[1], strerror(errno));
+            else reply("OK");
+        }
+        else if (!strcmp(c, "fork")) cmd_fork(0);
+        else if (!strcmp(c, "forkexit")) cmd_fork(1);
+        else if (!strcmp(c, "reap")) cmd_reap(argc, argv);
+        else if (!strcmp(c, "ping")) reply("OK %d", (int)getpid());
+        else if (!strcmp(c, "clock")) {
+            struct timespec ts;
+            if (clock_gettime(CLOCK_MONOTONIC, &ts) < 0) reply("ERR clock_gettime: %s", strerror(errno));
+            else reply("OK %lld", (long long)ts.tv_sec);
+        }
+        else if (!strcmp(c, "exit")) { reply("OK"); break; }
+        else reply("ERR unknown command: %s", c);
+    }
+    free(line);
+    return 0;
+}
