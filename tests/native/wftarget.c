@@ -7,6 +7,7 @@
      zero <hexaddr> <index> [count]   MADV_DONTNEED (the pages read as zeros again) -> OK
      hot <hexaddr> <index> <count> <usec>  a thread writes the pages in a loop, usec between sweeps -> OK
      cold                             stop that thread -> OK
+     after <hexaddr> <index> <ms>     a thread writes the page once, ms from now -> OK
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
@@ -32,6 +33,15 @@ static void *hot_loop(void *arg) {
         for (long i = 0; i < hot_count; i++) *(volatile uint64_t *)(hot_base + (hot_first + i) * ps) = ++v;
         if (hot_usec) usleep(hot_usec);
     }
+    return NULL;
+}
+
+struct later { unsigned char *page; long ms; };
+static void *after_thread(void *arg) {
+    struct later *l = arg;
+    usleep(l->ms * 1000);
+    *(volatile uint64_t *)l->page = 0xA5A5A5A5A5A5A5A5ull ^ (uint64_t)l->ms;
+    free(l);
     return NULL;
 }
 
@@ -81,6 +91,13 @@ int main(void) {
             printf("OK\n");
         } else if (!strcmp(cmd, "cold")) {
             if (hot_run) { hot_run = 0; pthread_join(hot_thread, NULL); }
+            printf("OK\n");
+        } else if (!strcmp(cmd, "after")) {
+            struct later *l = malloc(sizeof *l);
+            pthread_t t;
+            l->page = p + x * ps; l->ms = y;
+            pthread_create(&t, NULL, after_thread, l);
+            pthread_detach(t);
             printf("OK\n");
         } else if (!strcmp(cmd, "exit")) {
             break;
