@@ -40,27 +40,10 @@ function Get-ProcessState([int] $Id) {
 
 # Decodes an 8-bit RGB or RGBA PNG into @{ Width; Height; Pixel(x, y) -> @(r, g, b) }.
 function Read-Png([string] $Path) {
-    $bytes = [IO.File]::ReadAllBytes($Path)
-    $pos = 8; $idat = [IO.MemoryStream]::new(); $w = 0; $h = 0; $ct = 0
-    while ($pos -lt $bytes.Length) {
-        $len = [Buffers.Binary.BinaryPrimitives]::ReadInt32BigEndian([ReadOnlySpan[byte]]::new($bytes, $pos, 4))
-        $type = [Text.Encoding]::ASCII.GetString($bytes, $pos + 4, 4)
-        if ($type -eq 'IHDR') {
-            $w = [Buffers.Binary.BinaryPrimitives]::ReadInt32BigEndian([ReadOnlySpan[byte]]::new($bytes, $pos + 8, 4))
-            $h = [Buffers.Binary.BinaryPrimitives]::ReadInt32BigEndian([ReadOnlySpan[byte]]::new($bytes, $pos + 12, 4))
-            if ($bytes[$pos + 16] -ne 8) { throw 'only 8-bit PNGs' }
-            $ct = $bytes[$pos + 17]
-        } elseif ($type -eq 'IDAT') { $idat.Write($bytes, $pos + 8, $len) }
-        $pos += 12 + $len
-    }
-    $bpp = switch ($ct) { 2 { 3 } 6 { 4 } default { throw "PNG colour type $ct" } }
-    $idat.Position = 0
-    $z = [IO.Compression.ZLibStream]::new($idat, [IO.Compression.CompressionMode]::Decompress)
-    $raw = [IO.MemoryStream]::new(); $z.CopyTo($raw); $data = $raw.ToArray()
-    $stride = $w * $bpp
-    $img = [byte[]]::new($stride * $h)
+    if (-not ('SdPngUnfilter' -as [type])) {
     Add-Type -TypeDefinition @'
 public static class SdPngUnfilter {
+    public static int BE32(byte[] b, int i) { return (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]; }
     public static void Run(byte[] data, byte[] img, int w, int h, int bpp) {
         int stride = w * bpp;
         for (int y = 0; y < h; y++) {
@@ -78,6 +61,26 @@ public static class SdPngUnfilter {
     }
 }
 '@ -ErrorAction SilentlyContinue
+    }
+    $bytes = [IO.File]::ReadAllBytes($Path)
+    $pos = 8; $idat = [IO.MemoryStream]::new(); $w = 0; $h = 0; $ct = 0
+    while ($pos -lt $bytes.Length) {
+        $len = [SdPngUnfilter]::BE32($bytes, $pos)
+        $type = [Text.Encoding]::ASCII.GetString($bytes, $pos + 4, 4)
+        if ($type -eq 'IHDR') {
+            $w = [SdPngUnfilter]::BE32($bytes, $pos + 8)
+            $h = [SdPngUnfilter]::BE32($bytes, $pos + 12)
+            if ($bytes[$pos + 16] -ne 8) { throw 'only 8-bit PNGs' }
+            $ct = $bytes[$pos + 17]
+        } elseif ($type -eq 'IDAT') { $idat.Write($bytes, $pos + 8, $len) }
+        $pos += 12 + $len
+    }
+    $bpp = switch ($ct) { 2 { 3 } 6 { 4 } default { throw "PNG colour type $ct" } }
+    $idat.Position = 0
+    $z = [IO.Compression.ZLibStream]::new($idat, [IO.Compression.CompressionMode]::Decompress)
+    $raw = [IO.MemoryStream]::new(); $z.CopyTo($raw); $data = $raw.ToArray()
+    $stride = $w * $bpp
+    $img = [byte[]]::new($stride * $h)
     [SdPngUnfilter]::Run($data, $img, $w, $h, $bpp)
     $o = [pscustomobject]@{ Width = $w; Height = $h; Bpp = $bpp; Data = $img }
     $o | Add-Member ScriptMethod Pixel { param($x, $y) $i = ($y * $this.Width + $x) * $this.Bpp; @($this.Data[$i], $this.Data[$i + 1], $this.Data[$i + 2]) }

@@ -1,4 +1,8 @@
 # Watch-DirtyPage on a real process (tests/native/wftarget.c): samples, methods, Ctrl+C.
+BeforeDiscovery {
+    Import-Module $env:SOFTDIRTY_MODULE
+    $script:noSoftDirty = -not (Get-SoftDirtySupport).SoftDirty
+}
 Describe 'Watch-DirtyPage' -Tag 'Workflows' {
     BeforeAll {
         Import-Module $env:SOFTDIRTY_MODULE
@@ -45,7 +49,7 @@ Describe 'Watch-DirtyPage' -Tag 'Workflows' {
         $err[0].Exception.Message | Should -BeLike '*only a process register its own memory*'
     }
 
-    It 'refuses SoftDirty on a kernel without soft-dirty (skipped where the kernel has it)' -Skip:(-not $noSoftDirty) {
+    It 'refuses SoftDirty on a kernel without soft-dirty (skipped where the kernel has it)' -Skip:(-not $script:noSoftDirty) {
         $err = $null
         Watch-DirtyPage -Id $t.Id -Method SoftDirty -Count 1 -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].FullyQualifiedErrorId | Should -Be 'SoftDirtyNotSupported,SoftDirty.Commands.WatchDirtyPageCommand'

@@ -92,7 +92,7 @@ public static class ImageVerifier
         try { chain = ImageReader.Chain(path); }
         catch (SoftDirtyException ex)
         {
-            problems.Add(new ImageProblem(ex.Error, ex.Target?.ToString() ?? path, null, ex.Message));
+            problems.Add(ex is ImageException ie ? new ImageProblem(ie.Error, ie.File, ie.Offset, ie.Message) : new ImageProblem(ex.Error, ex.Target?.ToString() ?? path, null, ex.Message));
             return new MemoryImageTestResult { Path = System.IO.Path.GetFullPath(path), Valid = false, Problems = problems.ToArray() };
         }
         ulong pages = 0;
@@ -103,6 +103,7 @@ public static class ImageVerifier
                 var records = ImageReader.ReadIndex(image);
                 pages += ImageReader.VerifyPages(image, records, problems.Add, cancel);
             }
+            catch (ImageException ex) { problems.Add(new ImageProblem(ex.Error, ex.File, ex.Offset, ex.Message)); }
             catch (SoftDirtyException ex) { problems.Add(new ImageProblem(ex.Error, ex.Target?.ToString() ?? image.Path, null, ex.Message)); }
         }
         return new MemoryImageTestResult { Path = chain[^1].Path, Valid = problems.Count == 0, ImagesChecked = chain.Count, PagesChecked = pages, Problems = problems.ToArray() };

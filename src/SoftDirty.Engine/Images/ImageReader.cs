@@ -40,11 +40,23 @@ public sealed class ImageProblem
     public SoftDirtyException ToException() => new(Error, Message, File);
 }
 
+/// <summary>An image error with the file and byte offset it is about.</summary>
+public sealed class ImageException : SoftDirtyException
+{
+    public ImageException(SoftDirtyError error, string message, string file, long? offset) : base(error, message, file)
+    {
+        File = file;
+        Offset = offset;
+    }
+    public string File { get; }
+    public long? Offset { get; }
+}
+
 /// <summary>Opens, verifies and resolves memory image chains.</summary>
 public static class ImageReader
 {
     private static SoftDirtyException Problem(SoftDirtyError e, string file, long? offset, string what) =>
-        new(e, offset is { } o ? $"{file} at offset {o} (0x{o:x}): {what}" : $"{file}: {what}", file);
+        new ImageException(e, offset is { } o ? $"{file} at offset {o} (0x{o:x}): {what}" : $"{file}: {what}", file, offset);
 
     /// <summary>Reads and checks one manifest; throws ImageIncomplete, ImageCorrupt with the file and offset.</summary>
     public static OpenedImage Open(string path)

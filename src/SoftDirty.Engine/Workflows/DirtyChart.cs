@@ -11,7 +11,8 @@ namespace SoftDirty.Workflows;
 /// A self-contained SVG of dirty-page points: the dirty rate over time (top) and a heat strip of the address
 /// space (bottom: time left to right, addresses top (low) to bottom (high); the written parts of each interval
 /// in red, darker for more). The address axis shows only the parts ever written: runs of written pages less
-/// than 16 MiB apart form one band, each band gets rows in proportion to its size (at least one).
+/// than 16 MiB apart form one band, each band gets rows in proportion to its size (at least one); or, with a
+/// focus range, that range alone, in 64 equal rows.
 /// </summary>
 public static class DirtyChart
 {
@@ -20,7 +21,7 @@ public static class DirtyChart
     public const int Rows = 64;
     private const ulong BandGap = 16UL << 20;
 
-    public static string Render(IReadOnlyList<IDirtyTimelinePoint> points, string title)
+    public static string Render(IReadOnlyList<IDirtyTimelinePoint> points, string title, AddressRange? focus = null)
     {
         var ci = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
@@ -53,8 +54,8 @@ public static class DirtyChart
         sb.Append(ci, $"<text x=\"{Right}\" y=\"{RateBottom + 16}\" text-anchor=\"end\">{t1:0.###} s</text><text x=\"{Left}\" y=\"{RateBottom + 16}\">0 s</text>\n");
 
         // Heat strip: bands of the written address space.
-        var bands = Bands(points);
-        sb.Append(ci, $"<text x=\"{Left}\" y=\"{HeatTop - 8}\">written address ranges over time (low addresses at the top)</text>\n");
+        var bands = focus is { } fixedRange ? new List<(AddressRange Band, int Rows)> { (fixedRange, Rows) } : Bands(points);
+        sb.Append(ci, $"<text x=\"{Left}\" y=\"{HeatTop - 8}\">written address ranges over time (low addresses at the top){(focus is { } fr ? $", 0x{fr.Start:x}-0x{fr.End:x}" : "")}</text>\n");
         sb.Append(ci, $"<rect x=\"{Left}\" y=\"{HeatTop}\" width=\"{Right - Left}\" height=\"{HeatBottom - HeatTop}\" fill=\"#f4f4f4\" stroke=\"#444\"/>\n");
         if (bands.Count > 0)
         {

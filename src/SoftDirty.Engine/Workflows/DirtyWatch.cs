@@ -65,7 +65,7 @@ public static class DirtyWatch
         for (int i = 1; ; i++)
         {
             if (count is { } c && i > c) yield break;
-            if (duration is { } d && elapsed + interval.TotalSeconds > d.TotalSeconds + 1e-9) yield break;
+            if (duration is { } d && i * interval.TotalSeconds > d.TotalSeconds + 1e-9) yield break; // the schedule, not the clock
             double before = emulated ? elapsed : wall.Elapsed.TotalSeconds;
             // Sleep to the interval's deadline: the previous collection's time is part of the interval.
             var wait = emulated ? interval : TimeSpan.FromSeconds(Math.Max(0, i * interval.TotalSeconds - wall.Elapsed.TotalSeconds));

@@ -2,6 +2,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Management.Automation;
 using SoftDirty;
+using SoftDirty.Tracking;
 using SoftDirty.Workflows;
 
 namespace SoftDirty.Commands;
@@ -26,6 +27,13 @@ public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
     [Parameter]
     public string? Title { get; set; }
 
+    /// <summary>Draw the heat strip over [Address, Address + Length) only (default: the written parts of the address space).</summary>
+    [Parameter]
+    public ulong? Address { get; set; }
+
+    [Parameter]
+    public ulong? Length { get; set; }
+
     private readonly List<IDirtyTimelinePoint> _points = new();
 
     protected override void ProcessRecord()
@@ -46,7 +54,10 @@ public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
         var path = GetUnresolvedProviderPathFromPSPath(Path);
         if (!ShouldProcess(path, $"Write a chart of {_points.Count} points")) return;
         var title = Title ?? (_points.Count > 0 && _points[0] is DirtyPageSample s ? $"Dirty pages of {s.Name} ({s.ProcessId}), {s.Method}" : "Pre-copy migration rounds");
-        File.WriteAllText(path, DirtyChart.Render(_points, title));
+        if ((Address is null) != (Length is null) || Length == 0)
+            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "Give -Address and -Length together (Length more than 0).", Length)));
+        AddressRange? focus = Address is { } a ? new AddressRange(a, a + Length!.Value) : null;
+        File.WriteAllText(path, DirtyChart.Render(_points, title, focus));
         WriteObject(new FileInfo(path));
     }
 }
