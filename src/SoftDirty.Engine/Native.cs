@@ -65,6 +65,11 @@ internal static unsafe partial class Native
     [LibraryImport(Libc, EntryPoint = "madvise", SetLastError = true)]
     public static partial int Madvise(nint addr, nuint length, int advice);
 
+    public const uint SYNC_FILE_RANGE_WRITE = 2;
+
+    [LibraryImport(Libc, EntryPoint = "sync_file_range", SetLastError = true)]
+    public static partial int SyncFileRange(int fd, long offset, long nbytes, uint flags);
+
     [LibraryImport(Libc, EntryPoint = "fsync", SetLastError = true)]
     public static partial int Fsync(int fd);
 

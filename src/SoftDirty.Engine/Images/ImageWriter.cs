@@ -32,6 +32,8 @@ public sealed class ImageSaveResult
 /// </summary>
 public static class ImageWriter
 {
+    private const ulong WritebackBytes = 32UL << 20;
+
     /// <param name="candidates">When given, only these pages can have changed since the parent (a tracker's answer); null: compare every present page.</param>
     public static ImageSaveResult Save(IPageSource source, string path, string? parentPath, TrackingMethod method, DirtyPageSet? candidates,
         Func<MemoryMapping, bool>? selector = null, bool frozen = false, TrackingMethod? armed = null, Action<ulong, ulong>? progress = null, CancellationToken cancel = default)
@@ -55,7 +57,7 @@ public static class ImageWriter
         var zeroHash = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
         var records = new List<PageRecord>();
         var seen = new HashSet<ulong>();
-        ulong scanned = 0, inherited = 0, dataOffset = 0;
+        ulong scanned = 0, inherited = 0, dataOffset = 0, flushedTo = 0;
 
         string pagesTmp = System.IO.Path.Combine(path, ImageFormat.PagesFile + ".tmp");
         string indexTmp = System.IO.Path.Combine(path, ImageFormat.IndexFile + ".tmp");
@@ -112,6 +114,13 @@ public static class ImageWriter
                             pages.Write(data[runStart..off]);
                             dataOffset += (ulong)(off - runStart);
                             runStart = -1;
+                            // Start writeback of each 32 MiB written, so the disk works while pages are read
+                            // and the final fsync has little left to do.
+                            if (dataOffset - flushedTo >= WritebackBytes)
+                            {
+                                Native.SyncFileRange((int)pages.SafeFileHandle.DangerousGetHandle(), (long)flushedTo, (long)(dataOffset - flushedTo), Native.SYNC_FILE_RANGE_WRITE);
+                                flushedTo = dataOffset;
+                            }
                         }
                     }
                     done += (ulong)data.Length / (ulong)ps;
