@@ -75,6 +75,10 @@ function Invoke-Docs {
     if (-not (Test-Path $compiler)) { Write-Warning 'src/build/HelpCompiler.ps1 missing: no help built'; return }
     Write-Host '==> help: docs/*.md -> module/en-US' -ForegroundColor Cyan
     & $compiler -DocsPath (Join-Path $Root 'docs') -OutputPath (Join-Path $ModuleDir 'en-US')
+    # Get-Help looks for a module's cmdlet help under its ModuleBase (the manifest's folder), never beside the
+    # DLL: a copy in <root>/en-US lets Import-Module ./SoftDirty.psd1 from the repository find it too.
+    $null = New-Item -ItemType Directory (Join-Path $Root 'en-US') -Force
+    Copy-Item (Join-Path $ModuleDir 'en-US/*') (Join-Path $Root 'en-US') -Force
 }
 
 function Invoke-NativeBuild {
@@ -151,7 +155,7 @@ function Invoke-Bench {
 }
 
 function Invoke-Clean {
-    foreach ($d in 'out', 'tests/results', 'tests/native/bin', 'src/SoftDirty/bin', 'src/SoftDirty/obj', 'src/SoftDirty.Engine/bin', 'src/SoftDirty.Engine/obj',
+    foreach ($d in 'out', 'en-US', 'tests/results', 'tests/native/bin', 'src/SoftDirty/bin', 'src/SoftDirty/obj', 'src/SoftDirty.Engine/bin', 'src/SoftDirty.Engine/obj',
                    'tests/SoftDirty.Engine.Tests/bin', 'tests/SoftDirty.Engine.Tests/obj', 'tests/Tools/obj') {
         Remove-Item (Join-Path $Root $d) -Recurse -Force -ErrorAction SilentlyContinue
     }

@@ -15,7 +15,7 @@ function Show([string] $Title) { Write-Host ''; Write-Host "=== $Title" -Foregro
 
 Show 'What this kernel supports (Get-SoftDirtySupport: measured, not guessed)'
 $support = Get-SoftDirtySupport
-$support | Format-List | Out-Host
+$support | Format-List | Out-String -Width 160 | Out-Host
 
 $target = Start-TestTarget -Path $TargetPath
 try {
@@ -24,20 +24,20 @@ try {
     $address = [Convert]::ToUInt64($region, 16)
     $null = Send-TestTarget $target "write $region 0 16"
     Show "A real process: sdtarget, pid $id, with a 64-page anonymous region at 0x$region; it wrote pages 0-15"
-    Get-MemoryMapping -Id $id | Format-Table | Out-Host
+    Get-MemoryMapping -Id $id | Format-Table | Out-String -Width 160 | Out-Host
 
     Show 'Its region as runs of equal pages (Get-PageMap -AsRange)'
-    Get-PageMap -Id $id -Address $address -Length (64 * $target.PageSize) -AsRange -WarningAction SilentlyContinue | Format-Table | Out-Host
+    Get-PageMap -Id $id -Address $address -Length (64 * $target.PageSize) -AsRange -WarningAction SilentlyContinue | Format-Table | Out-String -Width 160 | Out-Host
 
     Show 'The first present pages, one object each (PFNs visible to root only)'
     Get-PageMap -Id $id -Address $address -Length (64 * $target.PageSize) -Present -WarningAction SilentlyContinue |
-        Select-Object -First 4 | Format-Table | Out-Host
+        Select-Object -First 4 | Format-Table | Out-String -Width 160 | Out-Host
 
     Show 'Soft-dirty tracking: clear, let the process write pages 20-23, read the soft-dirty pages'
     if ($support.SoftDirty) {
         Clear-SoftDirty -Id $id -Confirm:$false
         $null = Send-TestTarget $target "write $region 20 4"
-        Get-PageMap -Id $id -Address $address -Length (64 * $target.PageSize) -SoftDirty -AsRange | Format-Table | Out-Host
+        Get-PageMap -Id $id -Address $address -Length (64 * $target.PageSize) -SoftDirty -AsRange | Format-Table | Out-String -Width 160 | Out-Host
     } else {
         Write-Host "This kernel cannot track writes with soft-dirty: $($support.SoftDirtyReason)" -ForegroundColor Yellow
         Write-Host 'Clear-SoftDirty says so instead of pretending:'

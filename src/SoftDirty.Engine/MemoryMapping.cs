@@ -41,10 +41,12 @@ public sealed class MemoryMapping
     public string Device { get; set; } = "00:00";
     public ulong Inode { get; set; }
     /// <summary>The path or pseudo-name ("[heap]"), without a trailing " (deleted)"; empty for anonymous memory.</summary>
-    public string Path { get; set; } = string.Empty;
+    public string Path { get => _path; set { _path = value; _displayName = null; } }
+    private string _path = string.Empty;
     /// <summary>The mapped file was deleted (maps appends " (deleted)").</summary>
     public bool Deleted { get; set; }
-    public MappingKind Kind { get; set; }
+    public MappingKind Kind { get => _kind; set { _kind = value; _displayName = null; } }
+    private MappingKind _kind;
 
     /// <summary>smaps counters in bytes; null when only maps was read.</summary>
     public ulong? Rss { get; set; }
@@ -64,7 +66,8 @@ public sealed class MemoryMapping
     public bool? SoftDirty { get; set; }
 
     /// <summary>A short name for output: the path, or the kind for anonymous memory.</summary>
-    public string DisplayName => Path.Length != 0 ? Path : Kind == MappingKind.Anonymous ? "[anon]" : "[" + Kind.ToString().ToLowerInvariant() + "]";
+    public string DisplayName => _displayName ??= Path.Length != 0 ? Path : Kind == MappingKind.Anonymous ? "[anon]" : "[" + Kind.ToString().ToLowerInvariant() + "]";
+    private string? _displayName;
 
     public bool Contains(ulong address) => address >= Start && address < End;
 

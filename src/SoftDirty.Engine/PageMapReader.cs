@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Runtime.CompilerServices;
 using System.Threading;
 
 namespace SoftDirty;
@@ -35,12 +36,14 @@ public sealed class PageMapReader
 
     private readonly IPageSource _source;
     private readonly PagemapEntry[] _buffer;
+    private readonly PageHit[] _hits;
     private readonly PageRegion[] _regions = new PageRegion[ScanRegionBatch];
 
     public PageMapReader(IPageSource source, int chunkEntries = DefaultChunkEntries)
     {
         _source = source;
         _buffer = new PagemapEntry[chunkEntries];
+        _hits = new PageHit[chunkEntries];
     }
 
     /// <summary>Called after each chunk with the pages walked so far.</summary>
@@ -57,49 +60,67 @@ public sealed class PageMapReader
             ? PageReadMethod.PagemapScan : PageReadMethod.Pread;
     }
 
+    /// <summary>The pages that pass the filter, one at a time (see <see cref="ReadBatches"/> for speed).</summary>
     public IEnumerable<PageHit> Read(IReadOnlyList<PageSpan> spans, PageFilter filter, PageReadMethod method, CancellationToken cancel = default)
+    {
+        foreach (var batch in ReadBatches(spans, filter, method, cancel))
+            for (int i = 0; i < batch.Length; i++)
+                yield return batch.Span[i];
+    }
+
+    /// <summary>
+    /// The pages that pass the filter, a batch per pagemap chunk. A batch lives in a reused buffer: use it
+    /// before asking for the next.
+    /// </summary>
+    public IEnumerable<ReadOnlyMemory<PageHit>> ReadBatches(IReadOnlyList<PageSpan> spans, PageFilter filter, PageReadMethod method, CancellationToken cancel = default)
     {
         var resolved = Resolve(method, filter);
         ulong walked = 0;
         foreach (var span in spans)
         {
             // PAGEMAP_SCAN skips VM_PFNMAP VMAs ([vvar]) that pread reports: read those with pread.
-            if (resolved == PageReadMethod.PagemapScan && span.Mapping?.Kind != MappingKind.Vvar)
-            {
-                foreach (var hit in ScanSpan(span, filter, cancel)) yield return hit;
-            }
-            else
-            {
-                foreach (var hit in PreadSpan(span.Start, span.End, span.Mapping, filter, cancel)) yield return hit;
-            }
+            var batches = resolved == PageReadMethod.PagemapScan && span.Mapping?.Kind != MappingKind.Vvar
+                ? ScanSpan(span, filter, cancel)
+                : PreadSpan(span.Start, span.End, span.Mapping, filter, cancel);
+            foreach (var batch in batches) yield return batch;
             walked += (span.End - span.Start) / (ulong)_source.PageSize;
             Progress?.Invoke(walked);
         }
     }
 
-    private IEnumerable<PageHit> PreadSpan(ulong start, ulong end, MemoryMapping? mapping, PageFilter filter, CancellationToken cancel)
+    private IEnumerable<ReadOnlyMemory<PageHit>> PreadSpan(ulong start, ulong end, MemoryMapping? mapping, PageFilter filter, CancellationToken cancel)
     {
         ulong pageSize = (ulong)_source.PageSize;
         ulong page = start / pageSize, last = end / pageSize;
-        var mask = (ulong)filter.Mask;
-        var value = (ulong)filter.Value;
         while (page < last)
         {
             cancel.ThrowIfCancellationRequested();
             int want = (int)Math.Min((ulong)_buffer.Length, last - page);
             int got = _source.ReadPagemap(page, _buffer.AsSpan(0, want));
-            for (int i = 0; i < got; i++)
-            {
-                var e = _buffer[i];
-                if ((e.Raw & mask) == value)
-                    yield return new PageHit((page + (ulong)i) * pageSize, e, mapping);
-            }
+            int n = Collect(_buffer.AsSpan(0, got), page * pageSize, pageSize, filter, mapping, _hits);
+            if (n > 0) yield return new ReadOnlyMemory<PageHit>(_hits, 0, n);
             if (got < want) yield break; // past the end of the address space (e.g. [vsyscall])
             page += (ulong)got;
         }
     }
 
-    private IEnumerable<PageHit> ScanSpan(PageSpan span, PageFilter filter, CancellationToken cancel)
+    /// <summary>The filter's inner loop: copies the passing entries of a chunk into hits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int Collect(ReadOnlySpan<PagemapEntry> entries, ulong firstAddress, ulong pageSize, PageFilter filter, MemoryMapping? mapping, PageHit[] hits)
+    {
+        var mask = (ulong)filter.Mask;
+        var value = (ulong)filter.Value;
+        int n = 0;
+        ulong address = firstAddress;
+        for (int i = 0; i < entries.Length; i++, address += pageSize)
+        {
+            var e = entries[i];
+            if ((e.Raw & mask) == value) hits[n++] = new PageHit(address, e, mapping);
+        }
+        return n;
+    }
+
+    private IEnumerable<ReadOnlyMemory<PageHit>> ScanSpan(PageSpan span, PageFilter filter, CancellationToken cancel)
     {
         var (mask, inverted) = filter.ToScanCategories();
         ulong pos = span.Start;
@@ -116,11 +137,11 @@ public sealed class PageMapReader
                 ReturnMask = mask == PageCategory.None ? PageCategory.Present : mask,
             };
             int n = _source.ScanPagemap(ref req, _regions);
-            // Copy out: the buffer is reused by the pread of each region.
+            // Copy out: the region buffer is reused by the next scan.
             var regions = _regions.AsSpan(0, n).ToArray();
             foreach (var r in regions)
-                foreach (var hit in PreadSpan(r.Start, r.End, span.Mapping, filter, cancel))
-                    yield return hit;
+                foreach (var batch in PreadSpan(r.Start, r.End, span.Mapping, filter, cancel))
+                    yield return batch;
             // Resume from the later of walk_end and the last region's end (the 6.18 walk_end quirk); a
             // result that did not fill the vector is complete.
             if (n < _regions.Length) break;

@@ -138,4 +138,10 @@ Describe 'Get-MemoryMapping' {
     It 'binds Id from Get-Process' {
         @(Get-Process -Id $t.Id | Get-MemoryMapping -Mapping '[stack]') | Should -HaveCount 1
     }
+
+    It 'takes a -Mapping name that is no valid wildcard pattern literally instead of failing' {
+        { Get-MemoryMapping -Id $t.Id -Mapping '[vvar*' -ErrorAction Stop } | Should -Not -Throw
+        @(Get-MemoryMapping -Id $t.Id -Mapping '[st*') | Should -HaveCount 0
+        @(Get-MemoryMapping -Id $t.Id -Mapping '[[]stack]') | Should -HaveCount 1
+    }
 }

@@ -97,18 +97,21 @@ public sealed class GetPageMapCommand : SoftDirtyCmdlet
         reader.Progress = done => progress.Report(done, total, $"{done:N0} of {total:N0} pages");
 
         int pid = source.ProcessId;
+        var batches = reader.ReadBatches(spans, filter, ReadMethod, Cancellation);
         if (AsRange)
         {
             var ranges = new PageRangeBuilder(pid, source.PageSize);
-            foreach (var hit in reader.Read(spans, filter, ReadMethod, Cancellation))
-                if (ranges.Add(hit.Address, hit.Entry, hit.Mapping) is { } done) WriteObject(done);
+            foreach (var batch in batches)
+                foreach (ref readonly var hit in batch.Span)
+                    if (ranges.Add(hit.Address, hit.Entry, hit.Mapping) is { } done) WriteObject(done);
             if (ranges.Flush() is { } last) WriteObject(last);
         }
         else
         {
             // Mapping names are shared strings: one per VMA, not one per page.
-            foreach (var hit in reader.Read(spans, filter, ReadMethod, Cancellation))
-                WriteObject(new PageEntry(pid, hit.Address, hit.Entry, hit.Mapping?.DisplayName));
+            foreach (var batch in batches)
+                foreach (ref readonly var hit in batch.Span)
+                    WriteObject(new PageEntry(pid, hit.Address, hit.Entry, hit.Mapping?.DisplayName));
         }
         progress.Complete();
     }

@@ -17,7 +17,17 @@ internal sealed class MappingSelector
     public MappingSelector(string[] names)
     {
         _names = names;
-        _patterns = names.Select(n => WildcardPattern.Get(n, WildcardOptions.IgnoreCase | WildcardOptions.CultureInvariant)).ToArray();
+        _patterns = names.Select(Compile).ToArray();
+    }
+
+    // A name that is no valid wildcard pattern ('[vvar*': an unclosed bracket) is taken literally.
+    private static WildcardPattern Compile(string name)
+    {
+        const WildcardOptions options = WildcardOptions.IgnoreCase | WildcardOptions.CultureInvariant;
+        var pattern = WildcardPattern.Get(name, options);
+        try { pattern.IsMatch(string.Empty); }
+        catch (WildcardPatternException) { pattern = WildcardPattern.Get(WildcardPattern.Escape(name), options); }
+        return pattern;
     }
 
     public bool IsMatch(MemoryMapping m)
