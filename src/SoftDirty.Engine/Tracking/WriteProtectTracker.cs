@@ -55,7 +55,11 @@ public sealed class WriteProtectTracker : IDirtyTracker
     public IPageSource Source { get; }
     public string Description { get; set; } = "WriteProtect: userfaultfd async write-protect and PAGEMAP_SCAN WRITTEN.";
 
-    private List<PageSpan> Spans() => PageWalk.DataSpans(Source.ReadMappings(false), _selector);
+    // Only writable mappings: nothing else can be written, and a reserved PROT_NONE region (the .NET GC
+    // reserves hundreds of GiB) has no pages to protect, so PAGEMAP_SCAN would report its holes as written.
+    // A mapping made writable later is a new range: registered then, its present pages counted once.
+    private List<PageSpan> Spans() => PageWalk.DataSpans(Source.ReadMappings(false),
+        m => m.Permissions.Length > 1 && m.Permissions[1] == 'w' && (_selector is null || _selector(m)));
 
     /// <summary>Registers mappings not yet registered; returns the spans that are new (all their pages count as written).</summary>
     private List<PageSpan> RegisterNew(List<PageSpan> spans)
@@ -81,7 +85,13 @@ public sealed class WriteProtectTracker : IDirtyTracker
         return spans.Where(s => known.Contains(new AddressRange(s.Start, s.End))).ToList();
     }
 
-    private IEnumerable<PageRegion> Scan(List<PageSpan> spans, bool reset, CancellationToken cancel)
+    /// <summary>
+    /// Get (and with <paramref name="reset"/>, reset) the written pages of each span. A span whose VMA was
+    /// replaced since it was registered (a multi-threaded process maps and unmaps all the time: the .NET
+    /// runtime's W^X mappings, for one) makes CheckWriteProtectAsync fail with EPERM: that span is registered
+    /// again and all its present pages count as written, so nothing is missed.
+    /// </summary>
+    private List<PageRegion> Scan(List<PageSpan> spans, bool reset, CancellationToken cancel)
     {
         var template = new PagemapScanRequest
         {
@@ -89,14 +99,34 @@ public sealed class WriteProtectTracker : IDirtyTracker
             CategoryMask = PageCategory.Written,
             ReturnMask = PageCategory.Written,
         };
-        return new PageMapReader(Source).ScanRegions(spans, template, cancel);
+        var reader = new PageMapReader(Source);
+        var found = new List<PageRegion>();
+        var one = new List<PageSpan>(1);
+        foreach (var span in spans)
+        {
+            one.Clear();
+            one.Add(span);
+            int before = found.Count;
+            try { found.AddRange(reader.ScanRegions(one, template, cancel)); }
+            catch (SoftDirtyException ex) when (ex.Error == SoftDirtyError.PermissionDenied)
+            {
+                found.RemoveRange(before, found.Count - before);
+                if (_emulated is not null) _registered.Add((new AddressRange(span.Start, span.End), _emulated.RegisterAsyncWriteProtect(span.Start, span.End)));
+                else _uffd!.Register(span.Start, span.End);
+                found.AddRange(PageWalk.PresentRegions(Source, one, cancel));
+                if (reset)
+                    try { foreach (var _ in reader.ScanRegions(one, template, cancel)) { } }
+                    catch (SoftDirtyException again) when (again.Error == SoftDirtyError.PermissionDenied) { }
+            }
+        }
+        return found;
     }
 
     public void Reset(CancellationToken cancel = default)
     {
         var spans = Spans();
         RegisterNew(spans);
-        foreach (var _ in Scan(RegisteredSpans(spans), reset: true, cancel)) { }
+        Scan(RegisteredSpans(spans), reset: true, cancel);
         _armed = true;
     }
 
