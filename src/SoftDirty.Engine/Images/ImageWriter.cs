@@ -194,6 +194,10 @@ public static class ImageWriter
         {
             throw new SoftDirtyException(SoftDirtyError.ImageWriteError, $"Writing the memory image {path} failed: {ex.Message}", path, ex.HResult & 0xFFFF, ex);
         }
+        catch (UnauthorizedAccessException ex)
+        {
+            throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"Writing the memory image {path} failed: {ex.Message}", path, Errno.EACCES, ex);
+        }
     }
 
     private static void MarkSeen(HashSet<ulong> seen, ulong start, ulong end, int ps)

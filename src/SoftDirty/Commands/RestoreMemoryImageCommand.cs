@@ -33,6 +33,8 @@ public sealed class RestoreMemoryImageCommand : SoftDirtyCmdlet
                 WriteObject(new RestoredMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Mapping = m.Path, File = file, PagesWritten = pages });
         }
         catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
+        catch (System.IO.IOException ex) { WriteError(SoftDirtyError.ImageWriteError, $"Restoring into {dest} failed: {ex.Message}", dest); }
+        catch (System.UnauthorizedAccessException ex) { WriteError(SoftDirtyError.PermissionDenied, $"Restoring into {dest} failed: {ex.Message}", dest); }
         catch (System.OperationCanceledException) when (Cancellation.IsCancellationRequested) { throw new PipelineStoppedException(); }
     }
 }
