@@ -74,3 +74,20 @@ try {
 finally {
     Stop-TestTarget $target
 }
+
+Show 'The same workflow on an emulated process (any OS, kernel 6.18 rules, soft-dirty on)'
+$e = New-EmulatedProcess -Name demo -Kernel 6.18 -Privileged
+$m = $e | Add-EmulatedMapping -Length 64KB
+Write-Host "mmap 16 pages at 0x$('{0:x}' -f $m.Start); write pages 0-7"
+$e | Write-EmulatedMemory -Address $m.Start -Length 32KB
+$e | Get-PageMap -AsRange | Format-Table | Out-String -Width 160 | Out-Host
+Write-Host 'Clear-SoftDirty, then write pages 2 and 12 and read page 5'
+$e | Clear-SoftDirty -Confirm:$false
+$e | Write-EmulatedMemory -Address ($m.Start + 2 * 4KB)
+$e | Write-EmulatedMemory -Address ($m.Start + 12 * 4KB)
+$e | Read-EmulatedMemory -Address ($m.Start + 5 * 4KB)
+Write-Host 'The soft-dirty pages: exactly the two written ones'
+$e | Get-PageMap -SoftDirty | Format-Table | Out-String -Width 160 | Out-Host
+$faults = $e.Faults
+Write-Host "Faults taken: $($faults.WriteFaults) write, $($faults.ReadFaults) read, $($faults.SoftDirtyWriteProtectFaults) caused by soft-dirty write-protection"
+

@@ -26,6 +26,12 @@ public enum SoftDirtyError
     MappingNotFound,
     /// <summary>Reading or writing a /proc file failed for another reason.</summary>
     ProcIOError,
+    /// <summary>An emulated system call rejected its arguments (EINVAL: unaligned or zero-length range, bad flags).</summary>
+    EmulatorInvalidArgument,
+    /// <summary>An emulated system call needs a mapped range and part of it is not mapped (ENOMEM).</summary>
+    EmulatorNotMapped,
+    /// <summary>An emulated access outside any mapping or against its protection (SIGSEGV); nothing changed.</summary>
+    SegmentationFault,
     /// <summary>Async write-protect tracking is impossible for this target (another real process, or no userfaultfd WP_ASYNC).</summary>
     WriteProtectNotSupported,
     /// <summary>A memory image's data does not match its checksums, or a file is malformed (the message names file and offset).</summary>

@@ -42,6 +42,11 @@ Describe 'Memory images' -Tag 'Workflows' {
         Get-ProcessState $t.Id | Should -Not -Be 'T'
     }
 
+    It 'refuses WriteProtect images of another process, and a second image in one directory' {
+        { Save-MemoryImage -Id $t.Id -Path "$root/wp" -Method WriteProtect -ErrorAction Stop } | Should -Throw -ErrorId 'WriteProtectNotSupported,SoftDirty.Commands.SaveMemoryImageCommand'
+        { Save-MemoryImage -Id $t.Id -Path "$root/c0" -ErrorAction Stop } | Should -Throw -ErrorId 'ImageExists,SoftDirty.Commands.SaveMemoryImageCommand'
+    }
+
     It 'lists a chain with its statistics' {
         $c = @(Get-MemoryImage "$root/c2")
         $c.Depth | Should -Be 0, 1, 2

@@ -37,6 +37,12 @@ Describe 'Watch-DirtyPage' -Tag 'Workflows' {
         $s.Count | Should -Be 3
     }
 
+    It 'hashes with SHA-256 on request and finds the same hot pages' {
+        $s = @(Watch-DirtyPage -Id $t.Id -Interval 0.2 -Count 1 -Method Hash -HashAlgorithm Sha256 -Address $r.Address -Length (256 * $t.PageSize))
+        $s[0].Method | Should -Be 'Hash'
+        @($s[0].Ranges | Where-Object { $_.Start -le $hotStart -and $_.End -ge $hotEnd }).Count | Should -Be 1
+    }
+
     It 'refuses -Count with -Duration' {
         { Watch-DirtyPage -Id $t.Id -Count 2 -Duration 1 } | Should -Throw -ErrorId 'InvalidArgument,SoftDirty.Commands.WatchDirtyPageCommand'
     }

@@ -2,6 +2,7 @@ using System;
 using System.Linq;
 using System.Management.Automation;
 using SoftDirty;
+using SoftDirty.Emulation;
 
 namespace SoftDirty.Commands;
 
@@ -9,14 +10,18 @@ namespace SoftDirty.Commands;
 /// Clear-PageReference: the other clear_refs types: referenced (young) bits of all, anonymous or
 /// file-backed pages, or the peak RSS. Soft-dirty has its own cmdlet, Clear-SoftDirty.
 /// </summary>
-[Cmdlet(VerbsCommon.Clear, "PageReference", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = IdSet)]
-[OutputType(typeof(System.Diagnostics.Process))]
+[Cmdlet(VerbsCommon.Clear, "PageReference", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = EmulatorSet)]
+[OutputType(typeof(System.Diagnostics.Process), typeof(EmulatedProcess))]
 public sealed class ClearPageReferenceCommand : SoftDirtyCmdlet
 {
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int[] Id { get; set; } = Array.Empty<int>();
+
+    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one.</summary>
+    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
+    public EmulatedProcess? Emulator { get; set; }
 
     /// <summary>Which clear_refs type: All, Anonymous, Mapped or PeakRss.</summary>
     [Parameter(Mandatory = true, Position = 1)]
@@ -32,7 +37,7 @@ public sealed class ClearPageReferenceCommand : SoftDirtyCmdlet
                 "Use Clear-SoftDirty to clear soft-dirty bits; Clear-PageReference takes All, Anonymous, Mapped or PeakRss.", Type)));
     }
 
-    protected override void ProcessRecord() => ForEachSource(Id.Select(OpenProcess), source =>
+    protected override void ProcessRecord() => ForEachSource(Targets(Id, Emulator), source =>
     {
         ClearRefsAction.Run(this, source, Type);
         if (PassThru) WriteObject(ClearSoftDirtyCommand.PassThruObject(source));

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Linq;
 using System.Management.Automation;
 using SoftDirty;
+using SoftDirty.Emulation;
 
 namespace SoftDirty.Commands;
 
@@ -10,8 +11,8 @@ namespace SoftDirty.Commands;
 /// Clear-SoftDirty: writes "4" to /proc/PID/clear_refs, so that from now on the pages the process writes
 /// read soft-dirty. Refuses, with SoftDirtyNotSupported, on a kernel where bit 55 would never be set.
 /// </summary>
-[Cmdlet(VerbsCommon.Clear, "SoftDirty", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = IdSet)]
-[OutputType(typeof(Process))]
+[Cmdlet(VerbsCommon.Clear, "SoftDirty", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = EmulatorSet)]
+[OutputType(typeof(Process), typeof(EmulatedProcess))]
 public sealed class ClearSoftDirtyCommand : SoftDirtyCmdlet
 {
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
@@ -19,11 +20,15 @@ public sealed class ClearSoftDirtyCommand : SoftDirtyCmdlet
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int[] Id { get; set; } = Array.Empty<int>();
 
+    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one.</summary>
+    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
+    public EmulatedProcess? Emulator { get; set; }
+
     /// <summary>Emit the process after clearing.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
-    protected override void ProcessRecord() => ForEachSource(Id.Select(OpenProcess), Clear);
+    protected override void ProcessRecord() => ForEachSource(Targets(Id, Emulator), Clear);
 
     private void Clear(IPageSource source)
     {
@@ -33,6 +38,7 @@ public sealed class ClearSoftDirtyCommand : SoftDirtyCmdlet
 
     internal static object PassThruObject(IPageSource source)
     {
+        if (source is BorrowedSource borrowed) return borrowed.Inner;
         if (source is ProcPageSource)
         {
             try { return Process.GetProcessById(source.ProcessId); }

@@ -2,11 +2,12 @@ using System;
 using System.Linq;
 using System.Management.Automation;
 using SoftDirty;
+using SoftDirty.Emulation;
 
 namespace SoftDirty.Commands;
 
 /// <summary>Get-MemoryMapping: one object per VMA from /proc/PID/smaps, with counters and VmFlags.</summary>
-[Cmdlet(VerbsCommon.Get, "MemoryMapping", DefaultParameterSetName = IdSet)]
+[Cmdlet(VerbsCommon.Get, "MemoryMapping", DefaultParameterSetName = EmulatorSet)]
 [OutputType(typeof(MemoryMapping))]
 public sealed class GetMemoryMappingCommand : SoftDirtyCmdlet
 {
@@ -14,6 +15,10 @@ public sealed class GetMemoryMappingCommand : SoftDirtyCmdlet
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int[] Id { get; set; } = Array.Empty<int>();
+
+    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one.</summary>
+    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
+    public EmulatedProcess? Emulator { get; set; }
 
     /// <summary>Only mappings whose path or pseudo-name matches (wildcards); a file name alone also matches.</summary>
     [Parameter]
@@ -25,7 +30,7 @@ public sealed class GetMemoryMappingCommand : SoftDirtyCmdlet
     [Parameter]
     public ulong? Address { get; set; }
 
-    protected override void ProcessRecord() => ForEachSource(Id.Select(OpenProcess), Emit);
+    protected override void ProcessRecord() => ForEachSource(Targets(Id, Emulator), Emit);
 
     private void Emit(IPageSource source)
     {

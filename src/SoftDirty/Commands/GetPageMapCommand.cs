@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using SoftDirty;
+using SoftDirty.Emulation;
 
 namespace SoftDirty.Commands;
 
@@ -10,7 +11,7 @@ namespace SoftDirty.Commands;
 /// Get-PageMap: the pagemap entries of a process's pages, one object per page (or per run of equal pages
 /// with -AsRange). Filters run on the raw entries before anything is emitted.
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "PageMap", DefaultParameterSetName = IdSet)]
+[Cmdlet(VerbsCommon.Get, "PageMap", DefaultParameterSetName = EmulatorSet)]
 [OutputType(typeof(PageEntry), typeof(PageRange))]
 public sealed class GetPageMapCommand : SoftDirtyCmdlet
 {
@@ -18,6 +19,10 @@ public sealed class GetPageMapCommand : SoftDirtyCmdlet
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int[] Id { get; set; } = Array.Empty<int>();
+
+    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one.</summary>
+    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
+    public EmulatedProcess? Emulator { get; set; }
 
     /// <summary>Start of the range to read (page-aligned).</summary>
     [Parameter]
@@ -64,7 +69,7 @@ public sealed class GetPageMapCommand : SoftDirtyCmdlet
     }
 
     protected override void ProcessRecord() =>
-        ForEachSource(Id.Select(OpenProcess), Read);
+        ForEachSource(Targets(Id, Emulator), Read);
 
     private ErrorRecord Argument(string message, object? target) =>
         ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, message, target));

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using SoftDirty;
+using SoftDirty.Emulation;
 
 namespace SoftDirty.Commands;
 
@@ -11,7 +12,7 @@ namespace SoftDirty.Commands;
 /// regions of pages whose categories match, merged where contiguous; -WriteProtect re-arms userfaultfd
 /// async write-protect on the matched pages (get-and-clear of Written).
 /// </summary>
-[Cmdlet(VerbsCommon.Search, "PageMap", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = IdSet)]
+[Cmdlet(VerbsCommon.Search, "PageMap", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = EmulatorSet)]
 [OutputType(typeof(PageScanRegion))]
 public sealed class SearchPageMapCommand : SoftDirtyCmdlet
 {
@@ -19,6 +20,10 @@ public sealed class SearchPageMapCommand : SoftDirtyCmdlet
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int[] Id { get; set; } = Array.Empty<int>();
+
+    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one.</summary>
+    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
+    public EmulatedProcess? Emulator { get; set; }
 
     /// <summary>Start of the range to scan (page-aligned).</summary>
     [Parameter]
@@ -70,7 +75,7 @@ public sealed class SearchPageMapCommand : SoftDirtyCmdlet
             ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "Give either -Address with -Length or -Mapping, not both.", Mapping)));
     }
 
-    protected override void ProcessRecord() => ForEachSource(Id.Select(OpenProcess), Scan);
+    protected override void ProcessRecord() => ForEachSource(Targets(Id, Emulator), Scan);
 
     private void Scan(IPageSource source)
     {

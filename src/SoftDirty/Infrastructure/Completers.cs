@@ -73,6 +73,8 @@ internal sealed class BorrowedSource : IPageSource
 {
     private readonly IPageSource _inner;
     public BorrowedSource(IPageSource inner) => _inner = inner;
+    /// <summary>The source itself (an emulated process passes through as itself).</summary>
+    public IPageSource Inner => _inner;
     public int ProcessId => _inner.ProcessId;
     public string Name => _inner.Name;
     public int PageSize => _inner.PageSize;

@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.Management.Automation;
 using System.Threading;
 using SoftDirty;
+using SoftDirty.Emulation;
 
 namespace SoftDirty.Commands;
 
@@ -15,6 +16,8 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
 {
     /// <summary>Parameter set of cmdlets that take real process ids.</summary>
     public const string IdSet = "Id";
+    /// <summary>Parameter set of cmdlets that take an emulated process.</summary>
+    public const string EmulatorSet = "Emulator";
 
     private readonly CancellationTokenSource _stop = new();
     private bool _platformChecked;
@@ -39,6 +42,17 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         EnsureLinux();
         try { return ProcPageSource.Open(pid); }
         catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); return null; }
+    }
+
+    /// <summary>The targets of one pipeline record: the emulated process, or each real pid.</summary>
+    protected IEnumerable<IPageSource?> Targets(int[] ids, EmulatedProcess? emulator)
+    {
+        if (ParameterSetName == EmulatorSet)
+        {
+            if (emulator is not null) yield return new BorrowedSource(emulator);
+            yield break;
+        }
+        foreach (var id in ids) yield return OpenProcess(id);
     }
 
     /// <summary>Runs per-target work; an engine failure becomes a non-terminating error and the next target runs.</summary>

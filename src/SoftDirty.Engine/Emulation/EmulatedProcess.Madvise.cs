@@ -1,0 +1,228 @@
+using System;
+
+using SoftDirty.Emulation;
+
+namespace SoftDirty;
+
+public sealed partial class EmulatedProcess
+{
+    /// <summary>Validates a madvise-like range: aligned start (EINVAL), mapped throughout (ENOMEM); returns the end, or 0 for a zero length.</summary>
+    private ulong CheckMappedRange(string op, ulong address, ulong length)
+    {
+        ulong end = CheckAdviceRange(op, address, length);
+        if (end != 0 && FirstHole(address, end) is { } hole) throw NotMapped(op, hole);
+        return end;
+    }
+
+    /// <summary>Validates a madvise-like range: aligned start and in the address space (EINVAL); returns the end, or 0 for a zero length.</summary>
+    private ulong CheckAdviceRange(string op, ulong address, ulong length)
+    {
+        if ((address & PageOffsetMask) != 0) throw Invalid($"{op}: address 0x{address:x} is not page-aligned");
+        if (length == 0) return 0;
+        ulong len = PageAlign(length);
+        if (len == 0 || address + len < address || address + len > TaskSize) throw Invalid($"{op}: range beyond the address space");
+        return address + len;
+    }
+
+    /// <summary>
+    /// Reclaims the pages of the range (MADV_PAGEOUT-like). A private anonymous page goes to a swap slot and
+    /// its PTE becomes a swap entry that keeps soft-dirty and uffd-wp; a shared or file page just loses its
+    /// PTE (it stays in the page cache), so its soft-dirty is lost. THPs are split first; zero pages stay.
+    /// </summary>
+    public void SwapOut(ulong address, ulong length)
+    {
+        lock (_mem.Lock)
+        {
+            ulong end = CheckMappedRange("SwapOut", address, length);
+            if (end == 0) return;
+            MutatePtes(address, end, visitNone: false, (_, pte) =>
+            {
+                if (!Pte.IsPresent(pte)) return pte;
+                ulong frame = Pte.Frame(pte);
+                if (frame < PhysicalMemory.FirstUserPfn) return pte;
+                bool anonymousPage = (pte & Pte.NotAnonymous) == 0;
+                AddRss(-1);
+                if (!anonymousPage) { _mem.Unmap(frame, anonymous: false); return 0; }
+                ulong offset = _mem.SwapOut(_mem.Content.Duplicate(_mem.ContentOf(frame)));
+                _mem.Unmap(frame, anonymous: true);
+                return Pte.MakeSwap(offset) | (pte & (Pte.SoftDirty | Pte.UffdWp));
+            });
+        }
+    }
+
+    /// <summary>Brings the swapped pages of the range back (MADV_WILLNEED plus a read); soft-dirty comes back from the swap entry.</summary>
+    public void SwapIn(ulong address, ulong length)
+    {
+        lock (_mem.Lock)
+        {
+            ulong end = CheckMappedRange("SwapIn", address, length);
+            if (end == 0) return;
+            var swapped = new System.Collections.Generic.List<ulong>();
+            MutatePtes(address, end, visitNone: false, (page, pte) =>
+            {
+                if (Pte.IsSwapOrMarker(pte) && !Pte.IsMarker(pte)) swapped.Add(page);
+                return pte;
+            }, (_, pmd) => pmd);
+            foreach (ulong page in swapped) { _swapIns++; SwapInPte(page, _pt.Get(page)); }
+        }
+    }
+
+    /// <summary>
+    /// MADV_DONTNEED: drops the PTEs (guard markers stay); the pages read as soft-dirty only through
+    /// VM_SOFTDIRTY. As the kernel, holes in the range are skipped and reported afterwards (EmulatorNotMapped).
+    /// </summary>
+    public void MadviseDontNeed(ulong address, ulong length)
+    {
+        lock (_mem.Lock)
+        {
+            ulong end = CheckAdviceRange("MadviseDontNeed", address, length);
+            if (end == 0) return;
+            ZapRange(address, end, keepGuards: true);
+            if (FirstHole(address, end) is { } hole) throw NotMapped("MadviseDontNeed", hole);
+        }
+    }
+
+    /// <summary>Splits the THP containing <paramref name="address"/> (a no-op when there is none): each PTE inherits the PMD's soft-dirty.</summary>
+    public void SplitHugePage(ulong address)
+    {
+        lock (_mem.Lock)
+        {
+            if (FindVma(address) == null) throw NotMapped("SplitHugePage", address);
+            SplitHugeLeaf(address >> PageShift >> PageTable.LeafShift);
+        }
+    }
+
+    /// <summary>
+    /// MADV_COLLAPSE / khugepaged: replaces the 512 PTEs of the 2 MiB-aligned range at
+    /// <paramref name="address"/> with one THP holding the same content (swapped pages are brought in). The
+    /// new PMD is soft-dirty. EINVAL when the range is not 2 MiB-aligned, not wholly inside one private
+    /// anonymous VMA, or has uffd-wp PTEs (khugepaged refuses those).
+    /// </summary>
+    public void CollapseHugePage(ulong address)
+    {
+        if ((address & (HugePageBytes - 1)) != 0) throw Invalid($"CollapseHugePage: 0x{address:x} is not 2 MiB-aligned");
+        lock (_mem.Lock)
+        {
+            var vma = FindVma(address) ?? throw NotMapped("CollapseHugePage", address);
+            if (!vma.IsAnonymous || vma.Shared || address + HugePageBytes > vma.End)
+                throw Invalid("CollapseHugePage: the 2 MiB range is not wholly inside one private anonymous mapping");
+            ulong leaf = address >> PageShift >> PageTable.LeafShift;
+            ulong slot = _pt.GetSlot(leaf);
+            if (PageTable.KindOf(slot) == PageTable.SlotKind.Huge && Pte.Frame(PageTable.HugeValue(slot)) != PhysicalMemory.HugeZeroPfn) return;
+            SplitHugeLeaf(leaf);
+            Span<ulong> ptes = stackalloc ulong[PageTable.LeafEntries];
+            _pt.ReadLeaf(_pt.GetSlot(leaf), ptes);
+            foreach (ulong pte in ptes)
+                if ((pte & (Pte.UffdWp | Pte.Guard)) != 0) throw Invalid("CollapseHugePage: the range has uffd-wp or guard entries");
+            ulong firstPage = leaf << PageTable.LeafShift;
+            for (int i = 0; i < ptes.Length; i++)
+                if (Pte.IsSwapOrMarker(ptes[i])) { _swapIns++; ptes[i] = 0; SwapInPte(firstPage + (ulong)i, _pt.Get(firstPage + (ulong)i)); }
+            _pt.ReadLeaf(_pt.GetSlot(leaf), ptes);
+            ulong first = _mem.AllocHugeFrames();
+            for (int i = 0; i < ptes.Length; i++)
+            {
+                ulong frame = first + (ulong)i;
+                _mem.Map(frame);
+                ulong old = Pte.Frame(ptes[i]);
+                if (Pte.IsPresent(ptes[i]) && old >= PhysicalMemory.FirstUserPfn)
+                {
+                    _mem.SetContent(frame, _mem.Content.Duplicate(_mem.ContentOf(old)));
+                    _mem.Unmap(old, anonymous: true);
+                    AddRss(-1);
+                }
+            }
+            AddRss(PageTable.LeafEntries);
+            ulong writable = vma.Writable ? Pte.Writable : 0;
+            _pt.SetHuge(leaf, Pte.Present | Pte.Dirty | Pte.Accessed | writable | _softDirtyBit | first);
+        }
+    }
+
+    /// <summary>
+    /// userfaultfd with UFFD_FEATURE_WP_ASYNC | WP_UNPOPULATED, UFFDIO_REGISTER (MODE_WP) on the range, then
+    /// UFFDIO_WRITEPROTECT of all of it: present pages become uffd-wp (and read-only), swap entries carry
+    /// uffd-wp, empty pages get uffd-wp markers (8 bytes of page table per page, as in the kernel). The first
+    /// write to a page then clears uffd-wp (PAGEMAP_SCAN reports it WRITTEN). Private anonymous and shared
+    /// anonymous memory only; EINVAL on a kernel without WP_ASYNC.
+    /// </summary>
+    public void RegisterUffdWriteProtectAsync(ulong address, ulong length)
+    {
+        if (!Profile.HasUffdWriteProtectAsync)
+            throw Invalid($"userfaultfd UFFD_FEATURE_WP_ASYNC is not available on kernel {Profile.Release} (it came in 6.7)");
+        lock (_mem.Lock)
+        {
+            ulong end = CheckMappedRange("RegisterUffdWriteProtectAsync", address, length);
+            if (end == 0) throw Invalid("RegisterUffdWriteProtectAsync: length is zero");
+            for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < end; i++)
+                if (_vmas[i].Backing is { IsFile: true })
+                    throw Invalid($"RegisterUffdWriteProtectAsync: 0x{Math.Max(address, _vmas[i].Start):x} is a file mapping; write-protect mode supports anonymous and shared memory");
+            SplitAt(address);
+            SplitAt(end);
+            for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < end; i++)
+                _vmas[i].Flags |= VmaFlags.UffdWriteProtect;
+            WriteProtectUffd(address, end);
+            for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start <= end; i++) i = MergeAt(i);
+        }
+    }
+
+    /// <summary>UFFDIO_WRITEPROTECT (mode WP) of a registered range: write-protects it again (resets WRITTEN).</summary>
+    public void UffdWriteProtect(ulong address, ulong length)
+    {
+        lock (_mem.Lock)
+        {
+            ulong end = CheckMappedRange("UffdWriteProtect", address, length);
+            if (end == 0) return;
+            for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < end; i++)
+                if (!_vmas[i].UffdWriteProtect) throw Invalid($"UffdWriteProtect: 0x{Math.Max(address, _vmas[i].Start):x} is not registered");
+            WriteProtectUffd(address, end);
+        }
+    }
+
+    private void WriteProtectUffd(ulong start, ulong end) =>
+        MutatePtes(start, end, visitNone: true, (_, pte) => UffdProtectPte(pte),
+            (_, pmd) => (pmd | Pte.UffdWp) & ~Pte.Writable);
+
+    private static ulong UffdProtectPte(ulong pte)
+    {
+        if (pte == 0) return Pte.Swap | Pte.UffdWp;   // PTE marker (WP_UNPOPULATED)
+        if ((pte & Pte.Guard) != 0) return pte;
+        return Pte.IsPresent(pte) ? (pte | Pte.UffdWp) & ~Pte.Writable : pte | Pte.UffdWp;
+    }
+
+    /// <summary>
+    /// MADV_GUARD_INSTALL (6.15+): the pages are dropped and replaced by guard markers; any access is a
+    /// SegmentationFault; pagemap shows SWAP | GUARD (bit 58). EINVAL on a profile without guard regions.
+    /// </summary>
+    public void GuardInstall(ulong address, ulong length)
+    {
+        if (!Profile.HasGuardRegions) throw Invalid($"MADV_GUARD_INSTALL is not available on kernel {Profile.Release}");
+        lock (_mem.Lock)
+        {
+            ulong end = CheckMappedRange("GuardInstall", address, length);
+            if (end == 0) return;
+            ZapRange(address, end, keepGuards: true);
+            MutatePtes(address, end, visitNone: true, (_, pte) =>
+            {
+                if (pte != 0) return pte;
+                _guardPages++;
+                return Pte.Swap | Pte.Guard;
+            });
+        }
+    }
+
+    /// <summary>MADV_GUARD_REMOVE: removes the guard markers of the range.</summary>
+    public void GuardRemove(ulong address, ulong length)
+    {
+        if (!Profile.HasGuardRegions) throw Invalid($"MADV_GUARD_REMOVE is not available on kernel {Profile.Release}");
+        lock (_mem.Lock)
+        {
+            ulong end = CheckMappedRange("GuardRemove", address, length);
+            if (end == 0) return;
+            MutatePtes(address, end, visitNone: false, (_, pte) =>
+            {
+                if ((pte & Pte.Guard) == 0) return pte;
+                _guardPages--;
+                return 0;
+            });
+        }
+    }
+}

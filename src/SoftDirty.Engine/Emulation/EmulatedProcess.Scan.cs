@@ -1,0 +1,176 @@
+using System;
+
+using SoftDirty.Emulation;
+
+namespace SoftDirty;
+
+public sealed partial class EmulatedProcess
+{
+    /// <summary>
+    /// The PAGEMAP_SCAN ioctl (fs/proc/task_mmu.c do_pagemap_scan). Argument checks as the kernel: unknown
+    /// flags, category bits outside 0x1FF or an unaligned start are EINVAL, an end before the start or past
+    /// the task size is EFAULT (both EmulatorInvalidArgument, with the errno); end is rounded up to a page;
+    /// MaxPages 0 means unlimited. Per page: the categories of its PTE (PRESENT, SWAPPED, WRITTEN unless
+    /// uffd-wp, FILE, PFNZERO, HUGE for a THP, SOFT_DIRTY, GUARD) ORed with the VMA's (WPALLOWED when
+    /// registered for async write-protect, SOFT_DIRTY for VM_SOFTDIRTY); matching pages are reported with
+    /// categories &amp; ReturnMask, contiguous equal ones merged into one region. The walk stops when
+    /// MaxPages pages are reported or <paramref name="regions"/> is full, and WalkEnd says where. With
+    /// WriteProtectMatching the reported pages are write-protected (uffd-wp) and VMAs not registered are
+    /// skipped; with CheckWriteProtectAsync such a VMA is EPERM (checked before anything changes).
+    /// </summary>
+    public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions)
+    {
+        if (!Profile.HasPagemapScan)
+            throw new SoftDirtyException(SoftDirtyError.PagemapScanNotSupported,
+                $"The emulated kernel {Profile.Release} has no PAGEMAP_SCAN ioctl (ENOTTY); it came in Linux 6.7.", ProcessId, Errno.ENOTTY);
+        if ((request.Flags & ~PagemapScanRequest.ValidFlags) != 0) throw Invalid($"PAGEMAP_SCAN: unknown flags 0x{(ulong)request.Flags:x}");
+        var allMasks = request.CategoryInverted | request.CategoryMask | request.CategoryAnyOf | request.ReturnMask;
+        if ((allMasks & ~PagemapScanRequest.ValidCategories) != 0) throw Invalid($"PAGEMAP_SCAN: unknown category bits 0x{(ulong)allMasks:x}");
+        if ((request.Start & PageOffsetMask) != 0) throw Invalid($"PAGEMAP_SCAN: start 0x{request.Start:x} is not page-aligned");
+        if (request.End < request.Start || request.End > TaskSize)
+            throw new SoftDirtyException(SoftDirtyError.EmulatorInvalidArgument,
+                $"PAGEMAP_SCAN: 0x{request.Start:x}-0x{request.End:x} is not an accessible user range (EFAULT).", ProcessId, Errno.EFAULT);
+        var scan = new ScanState(request, regions);
+        bool wp = (request.Flags & PagemapScanFlags.WriteProtectMatching) != 0;
+        bool check = (request.Flags & PagemapScanFlags.CheckWriteProtectAsync) != 0;
+        lock (_mem.Lock)
+        {
+            ulong start = request.Start, end = scan.End;
+            if (check)
+                for (int i = FirstEndingAfter(start); i < _vmas.Count && _vmas[i].Start < end; i++)
+                    if (!_vmas[i].UffdWriteProtect)
+                        throw new SoftDirtyException(SoftDirtyError.PermissionDenied,
+                            $"PAGEMAP_SCAN refused (EPERM): 0x{_vmas[i].Start:x}-0x{_vmas[i].End:x} is not registered for userfaultfd async write-protect, which CheckWriteProtectAsync requires.",
+                            ProcessId, Errno.EPERM);
+            for (int i = FirstEndingAfter(start); i < _vmas.Count && _vmas[i].Start < end && !scan.Stopped; i++)
+            {
+                var vma = _vmas[i];
+                if (wp && !vma.UffdWriteProtect) continue;
+                var vmaCategories = (vma.UffdWriteProtect ? PageCategory.WriteProtectAllowed : 0) | (vma.SoftDirty ? PageCategory.SoftDirty : 0);
+                ScanVma(ref scan, Math.Max(start, vma.Start), Math.Min(end, vma.End), vmaCategories, wp);
+                // ScanVma may split a THP: indices are unchanged because VMAs are not touched.
+            }
+        }
+        request.WalkEnd = scan.Stopped ? scan.WalkEnd : scan.End;
+        return scan.Count;
+    }
+
+    private void ScanVma(ref ScanState scan, ulong start, ulong end, PageCategory vmaCategories, bool wp)
+    {
+        Span<ulong> ptes = stackalloc ulong[PageTable.LeafEntries];
+        for (ulong page = start >> PageShift, endPage = end >> PageShift; page < endPage && !scan.Stopped;)
+        {
+            ulong leaf = page >> PageTable.LeafShift;
+            ulong first = leaf << PageTable.LeafShift;
+            int lo = (int)(page - first);
+            int hi = (int)(Math.Min(endPage, first + PageTable.LeafEntries) - first);
+            ulong slot = _pt.GetSlot(leaf);
+            var kind = PageTable.KindOf(slot);
+            if (kind == PageTable.SlotKind.None || kind == PageTable.SlotKind.Huge)
+            {
+                ulong pmd = PageTable.HugeValue(slot);
+                var c = kind == PageTable.SlotKind.None ? vmaCategories : HugeCategories(pmd) | vmaCategories;
+                ulong taken = 0;
+                if (scan.Request.Matches(c))
+                {
+                    taken = scan.Output(c, (first + (ulong)lo) << PageShift, (ulong)(hi - lo));
+                    if (wp && taken > 0)
+                    {
+                        if (kind == PageTable.SlotKind.Huge && lo == 0 && taken == PageTable.LeafEntries)
+                            _pt.SetHuge(leaf, (pmd | Pte.UffdWp) & ~Pte.Writable);
+                        else
+                            MutatePtes((first + (ulong)lo) << PageShift, (first + (ulong)lo + taken) << PageShift, visitNone: true, (_, pte) => UffdProtectPte(pte));
+                    }
+                }
+                page = first + (ulong)hi;
+                continue;
+            }
+            _pt.ReadLeaf(slot, ptes);
+            bool changed = false;
+            for (int i = lo; i < hi && !scan.Stopped; i++)
+            {
+                var c = PteCategories(ptes[i]) | vmaCategories;
+                if (!scan.Request.Matches(c)) continue;
+                if (scan.Output(c, (first + (ulong)i) << PageShift, 1) == 0) break;
+                if (wp) { ptes[i] = UffdProtectPte(ptes[i]); changed = true; }
+            }
+            if (changed) _pt.WriteLeaf(leaf, ptes);
+            page = first + (ulong)hi;
+        }
+    }
+
+    private static PageCategory PteCategories(ulong pte)
+    {
+        if (pte == 0) return PageCategory.None;
+        var c = (pte & Pte.UffdWp) == 0 ? PageCategory.Written : PageCategory.None;
+        if ((pte & Pte.SoftDirty) != 0) c |= PageCategory.SoftDirty;
+        if (Pte.IsPresent(pte))
+        {
+            c |= PageCategory.Present;
+            if ((pte & Pte.NotAnonymous) != 0) c |= PageCategory.File;
+            if (Pte.Frame(pte) == PhysicalMemory.ZeroPfn) c |= PageCategory.PfnZero;
+            return c;
+        }
+        c |= PageCategory.Swapped;
+        if ((pte & Pte.Guard) != 0) c |= PageCategory.Guard;
+        return c;
+    }
+
+    private static PageCategory HugeCategories(ulong pmd)
+    {
+        var c = PageCategory.Present | PageCategory.Huge;
+        if ((pmd & Pte.UffdWp) == 0) c |= PageCategory.Written;
+        if ((pmd & Pte.NotAnonymous) != 0) c |= PageCategory.File;
+        if (Pte.Frame(pmd) == PhysicalMemory.HugeZeroPfn) c |= PageCategory.PfnZero;
+        if ((pmd & Pte.SoftDirty) != 0) c |= PageCategory.SoftDirty;
+        return c;
+    }
+
+    /// <summary>The output side of a scan: regions, merging, the max_pages and vec_len cuts, walk_end.</summary>
+    private ref struct ScanState
+    {
+        public readonly PagemapScanRequest Request;
+        private readonly Span<PageRegion> _regions;
+        private readonly ulong _maxPages;
+        private ulong _found;
+        public int Count;
+        public bool Stopped;
+        public ulong WalkEnd;
+        public readonly ulong End;
+
+        public ScanState(PagemapScanRequest request, Span<PageRegion> regions)
+        {
+            Request = request;
+            _regions = regions;
+            _maxPages = request.MaxPages == 0 ? ulong.MaxValue : request.MaxPages;
+            End = PageAlign(request.End);
+            if (End < request.End) End = TaskSize;
+        }
+
+        /// <summary>Reports <paramref name="pages"/> matching pages at <paramref name="address"/>; returns how many were taken.</summary>
+        public ulong Output(PageCategory categories, ulong address, ulong pages)
+        {
+            if (_regions.IsEmpty) return pages;   // no vector: nothing reported, nothing cut (a write-protect-only walk)
+            categories &= Request.ReturnMask;
+            bool cut = false;
+            if (pages > _maxPages - _found) { pages = _maxPages - _found; cut = true; }
+            ulong end = address + (pages << PageShift);
+            if (pages > 0 && !Push(categories, address, end)) { pages = 0; end = address; cut = true; }
+            _found += pages;
+            if (cut) { Stopped = true; WalkEnd = end; }
+            return pages;
+        }
+
+        private bool Push(PageCategory categories, ulong start, ulong end)
+        {
+            if (Count > 0)
+            {
+                ref var last = ref _regions[Count - 1];
+                if (last.End == start && last.Categories == categories) { last.End = end; return true; }
+                if (Count == _regions.Length) return false;
+            }
+            _regions[Count++] = new PageRegion(start, end, categories);
+            return true;
+        }
+    }
+}

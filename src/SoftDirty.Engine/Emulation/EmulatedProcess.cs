@@ -1,0 +1,571 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+
+using SoftDirty.Emulation;
+
+namespace SoftDirty;
+
+/// <summary>Fault counts of an emulated process: what write tracking costs it.</summary>
+public readonly record struct FaultCounts(
+    long ReadFaults, long WriteFaults, long CowFaults, long SoftDirtyWriteProtectFaults, long UffdWriteProtectFaults, long SwapIns)
+{
+    /// <summary>Every fault taken (read and write faults; swap-ins are counted among them).</summary>
+    public long Total => ReadFaults + WriteFaults;
+
+    public static FaultCounts operator -(FaultCounts a, FaultCounts b) => new(
+        a.ReadFaults - b.ReadFaults, a.WriteFaults - b.WriteFaults, a.CowFaults - b.CowFaults,
+        a.SoftDirtyWriteProtectFaults - b.SoftDirtyWriteProtectFaults, a.UffdWriteProtectFaults - b.UffdWriteProtectFaults,
+        a.SwapIns - b.SwapIns);
+}
+
+/// <summary>
+/// An emulated Linux process: VMAs, a page table of packed PTEs, frames, swap, and the kernel's soft-dirty,
+/// pagemap, clear_refs and PAGEMAP_SCAN rules of a <see cref="KernelProfile"/>. It implements
+/// <see cref="IPageSource"/> in the kernel's formats, so code above cannot tell it from a real process.
+/// Process ids are the emulator's own, counting from <see cref="FirstProcessId"/>. System-call-like
+/// operations fail as the kernel does, with <see cref="SoftDirtyError.EmulatorInvalidArgument"/> (EINVAL),
+/// <see cref="SoftDirtyError.EmulatorNotMapped"/> (ENOMEM) or <see cref="SoftDirtyError.SegmentationFault"/>,
+/// and change nothing when they fail. Every operation takes the machine's lock (shared with forked children).
+/// </summary>
+public sealed partial class EmulatedProcess : IPageSource
+{
+    public const int PageShift = 12;
+    public const ulong PageBytes = 1UL << PageShift;
+    /// <summary>x86-64 TASK_SIZE with 4-level paging: the end of the 47-bit user address space.</summary>
+    public const ulong TaskSize = 0x7FFF_FFFF_F000;
+    /// <summary>Where top-down mmap placement starts (below the emulated stack).</summary>
+    public const ulong MmapBase = 0x7FFF_F000_0000;
+    /// <summary>vm.mmap_min_addr.</summary>
+    public const ulong MinMmapAddress = 0x1_0000;
+    /// <summary>A PMD-mapped transparent huge page: 2 MiB.</summary>
+    public const ulong HugePageBytes = PageBytes << PageTable.LeafShift;
+    /// <summary>The first emulated process id (real pids are far smaller by default).</summary>
+    public const int FirstProcessId = 100000;
+    private const ulong PageOffsetMask = PageBytes - 1;
+
+    private static int s_lastProcessId = FirstProcessId - 1;
+
+    private readonly PhysicalMemory _mem;
+    private readonly PageTable _pt = new();
+    private readonly List<Vma> _vmas = new();
+    private readonly ulong _softDirtyBit;
+    private long _rssPages, _peakRssPages, _guardPages;
+    private long _readFaults, _writeFaults, _cowFaults, _sdFaults, _uffdFaults, _swapIns;
+
+    /// <summary>A new process with no mappings.</summary>
+    /// <param name="name">The comm name.</param>
+    /// <param name="profile">The kernel; null for <see cref="KernelProfile.Default"/> (6.18).</param>
+    /// <param name="privileged">Whether pagemap readers see PFNs and swap offsets (CAP_SYS_ADMIN).</param>
+    public EmulatedProcess(string name = "emulated", KernelProfile? profile = null, bool privileged = false)
+        : this(name, profile ?? KernelProfile.Default, privileged, new PhysicalMemory())
+    {
+    }
+
+    private EmulatedProcess(string name, KernelProfile profile, bool privileged, PhysicalMemory memory)
+    {
+        Name = name;
+        Profile = profile;
+        Privileged = privileged;
+        _mem = memory;
+        ProcessId = Interlocked.Increment(ref s_lastProcessId);
+        _softDirtyBit = profile.SoftDirtyEnabled ? Pte.SoftDirty : 0;
+    }
+
+    /// <summary>A new process on the named kernel profile ("6.1", "6.18", "6.19").</summary>
+    public static EmulatedProcess Create(string name = "emulated", string profile = KernelProfile.DefaultName,
+        bool noSoftDirty = false, bool privileged = false)
+        => new(name, KernelProfile.Get(profile, noSoftDirty), privileged);
+
+    public int ProcessId { get; }
+    public string Name { get; }
+    public int PageSize => (int)PageBytes;
+    public KernelProfile Profile { get; }
+    /// <summary>Pagemap shows PFNs and swap entries (the reader has CAP_SYS_ADMIN).</summary>
+    public bool Privileged { get; }
+
+    /// <summary>The faults taken so far.</summary>
+    public FaultCounts Faults
+    {
+        get { lock (_mem.Lock) return new(_readFaults, _writeFaults, _cowFaults, _sdFaults, _uffdFaults, _swapIns); }
+    }
+
+    /// <summary>Resident set size (VmRSS) in bytes: mapped frames, the zero pages not counted.</summary>
+    public ulong RssBytes { get { lock (_mem.Lock) return (ulong)_rssPages * PageBytes; } }
+    /// <summary>Peak RSS (VmHWM) in bytes; clear_refs "5" resets it to the current RSS.</summary>
+    public ulong PeakRssBytes { get { lock (_mem.Lock) return (ulong)_peakRssPages * PageBytes; } }
+    /// <summary>Swap slots in use on this machine.</summary>
+    public int SwapSlotsUsed { get { lock (_mem.Lock) return _mem.SwapSlotsUsed; } }
+
+    public void Dispose() { }
+
+    // ---- errors -------------------------------------------------------------------------------------
+
+    private SoftDirtyException Invalid(string what) =>
+        new(SoftDirtyError.EmulatorInvalidArgument, $"{what} (EINVAL).", ProcessId, Errno.EINVAL);
+
+    private SoftDirtyException NotMapped(string op, ulong address, int errno = Errno.ENOMEM) =>
+        new(SoftDirtyError.EmulatorNotMapped,
+            $"{op}: 0x{address:x} is not mapped in emulated process {ProcessId} ({Errno.Name(errno)}).", address, errno);
+
+    private SoftDirtyException Segfault(ulong address, string reason) =>
+        new(SoftDirtyError.SegmentationFault,
+            $"Segmentation fault at 0x{address:x} in emulated process {ProcessId} ({Name}): {reason}. Nothing was changed.", address);
+
+    private static ulong PageAlign(ulong length) => (length + PageOffsetMask) & ~PageOffsetMask;
+
+    /// <summary>Checks an (address, length) pair as the VMA system calls do; returns the page-aligned end.</summary>
+    private ulong CheckRange(string op, ulong address, ulong length)
+    {
+        if ((address & PageOffsetMask) != 0) throw Invalid($"{op}: address 0x{address:x} is not page-aligned");
+        if (length == 0) throw Invalid($"{op}: length is zero");
+        ulong len = PageAlign(length);
+        if (len == 0 || len > TaskSize || address > TaskSize - len)
+            throw Invalid($"{op}: 0x{address:x} + 0x{length:x} lies beyond the user address space (0x{TaskSize:x})");
+        return address + len;
+    }
+
+    // ---- VMA list -----------------------------------------------------------------------------------
+
+    /// <summary>Index of the first VMA that ends after <paramref name="address"/>.</summary>
+    private int FirstEndingAfter(ulong address)
+    {
+        int lo = 0, hi = _vmas.Count;
+        while (lo < hi)
+        {
+            int mid = (lo + hi) >> 1;
+            if (_vmas[mid].End <= address) lo = mid + 1; else hi = mid;
+        }
+        return lo;
+    }
+
+    private Vma? FindVma(ulong address)
+    {
+        int i = FirstEndingAfter(address);
+        return i < _vmas.Count && _vmas[i].Start <= address ? _vmas[i] : null;
+    }
+
+    /// <summary>The first address in [start, end) not covered by a VMA, or null when all is mapped.</summary>
+    private ulong? FirstHole(ulong start, ulong end)
+    {
+        ulong a = start;
+        for (int i = FirstEndingAfter(start); a < end; i++)
+        {
+            if (i >= _vmas.Count || _vmas[i].Start > a) return a;
+            a = _vmas[i].End;
+        }
+        return null;
+    }
+
+    private bool IsFree(ulong start, ulong end)
+    {
+        int i = FirstEndingAfter(start);
+        return i >= _vmas.Count || _vmas[i].Start >= end;
+    }
+
+    /// <summary>Splits the VMA that straddles <paramref name="address"/> (and a huge page that straddles it).</summary>
+    private void SplitAt(ulong address)
+    {
+        if ((address & (HugePageBytes - 1)) != 0) SplitHugeLeaf(address >> PageShift >> PageTable.LeafShift);
+        int i = FirstEndingAfter(address);
+        if (i < _vmas.Count && _vmas[i].Start < address) _vmas.Insert(i + 1, _vmas[i].SplitAt(address));
+    }
+
+    private void InsertVma(Vma vma) => _vmas.Insert(FirstEndingAfter(vma.Start), vma);
+
+    /// <summary>
+    /// Merges the VMA at <paramref name="index"/> with compatible neighbours. VM_SOFTDIRTY never blocks a
+    /// merge; with <see cref="KernelProfile.StickySoftDirtyOnMerge"/> the result has it if either side did,
+    /// else the survivor's flag wins (the previous VMA, or the next when only it merges).
+    /// </summary>
+    private int MergeAt(int index)
+    {
+        bool sticky = Profile.StickySoftDirtyOnMerge;
+        bool mergedPrev = false;
+        if (index > 0 && _vmas[index - 1].CanMergeWith(_vmas[index]))
+        {
+            var prev = _vmas[index - 1];
+            if (sticky) prev.Flags |= _vmas[index].Flags & VmaFlags.SoftDirty;
+            prev.AbsorbAnonVma(_vmas[index]);
+            prev.End = _vmas[index].End;
+            _vmas.RemoveAt(index);
+            index--;
+            mergedPrev = true;
+        }
+        if (index + 1 < _vmas.Count && _vmas[index].CanMergeWith(_vmas[index + 1]))
+        {
+            var cur = _vmas[index];
+            var next = _vmas[index + 1];
+            var sd = next.Flags & VmaFlags.SoftDirty;
+            if (sticky) cur.Flags |= sd;
+            else if (!mergedPrev) cur.Flags = (cur.Flags & ~VmaFlags.SoftDirty) | sd;
+            cur.AbsorbAnonVma(next);
+            cur.End = next.End;
+            _vmas.RemoveAt(index + 1);
+        }
+        return index;
+    }
+
+    // ---- mmap / munmap / mremap / mprotect ------------------------------------------------------------
+
+    /// <summary>
+    /// mmap: a new VMA with VM_SOFTDIRTY, merged with compatible neighbours. Without
+    /// <paramref name="fixedAddress"/> the hint is used when free, else the highest free gap below
+    /// <see cref="MmapBase"/> (2 MiB-aligned for huge-page mappings and multiples of 2 MiB). A
+    /// <paramref name="path"/> maps that file (a page cache shared by the machine; pages read as zero until
+    /// written); shared without a path is shared anonymous memory. <paramref name="hugePage"/> sets
+    /// VM_HUGEPAGE (MADV_HUGEPAGE) so aligned 2 MiB of private anonymous memory fault in as one THP.
+    /// <paramref name="offset"/> is the file offset of a file mapping (page-aligned, else EINVAL).
+    /// Returns the new range as maps would describe it.
+    /// </summary>
+    public MemoryMapping Mmap(ulong? address, ulong length, Protection prot, bool shared = false, string? path = null,
+        bool fixedAddress = false, bool hugePage = false, ulong offset = 0)
+    {
+        if ((offset & PageOffsetMask) != 0) throw Invalid($"mmap: offset 0x{offset:x} is not page-aligned");
+        if ((prot & ~(Protection.Read | Protection.Write | Protection.Execute)) != 0) throw Invalid($"mmap: unknown protection bits {prot}");
+        if (length == 0) throw Invalid("mmap: length is zero");
+        ulong len = PageAlign(length);
+        if (len == 0 || len > TaskSize)
+            throw new SoftDirtyException(SoftDirtyError.EmulatorNotMapped, $"mmap: length 0x{length:x} exceeds the address space (ENOMEM).", length, Errno.ENOMEM);
+        if (path != null && path.Length == 0) throw Invalid("mmap: empty path");
+        lock (_mem.Lock)
+        {
+            ulong start;
+            if (fixedAddress)
+            {
+                if (address is not { } a) throw Invalid("mmap: MAP_FIXED without an address");
+                CheckRange("mmap", a, len);
+                if (a < MinMmapAddress)
+                    throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"mmap: 0x{a:x} is below mmap_min_addr 0x{MinMmapAddress:x} (EPERM).", a, Errno.EPERM);
+                start = a;
+                RemoveRange(start, start + len);
+            }
+            else
+            {
+                ulong hint = address ?? 0;
+                start = hint != 0 && (hint & PageOffsetMask) == 0 && hint >= MinMmapAddress && hint <= TaskSize - len && IsFree(hint, hint + len)
+                    ? hint : FindFreeTopDown(len, hugePage || (len & (HugePageBytes - 1)) == 0 ? HugePageBytes : PageBytes);
+            }
+            var vma = new Vma
+            {
+                Start = start, End = start + len, Protection = prot, Shared = shared,
+                Backing = path != null ? _mem.File(path) : shared ? new BackingObject(SharedAnonymousPath, isFile: false) : null,
+                Flags = (hugePage ? VmaFlags.HugePage : 0) | (!shared && (prot & Protection.Write) != 0 ? VmaFlags.Account : 0),
+                PageOffset = path != null ? offset >> PageShift : shared ? 0 : start >> PageShift,
+            };
+            InsertVma(vma);
+            int i = MergeAt(_vmas.IndexOf(vma));
+            if (Profile.SoftDirtyEnabled) _vmas[i].Flags |= VmaFlags.SoftDirty;
+            var m = ToMapping(_vmas[i], withCounters: false);
+            m.Start = start;
+            m.End = start + len;
+            m.Offset = path != null ? offset : 0;
+            return m;
+        }
+    }
+
+    /// <summary>What maps shows for shared anonymous memory: "/dev/zero (deleted)".</summary>
+    public const string SharedAnonymousPath = "/dev/zero";
+
+    private ulong FindFreeTopDown(ulong len, ulong align)
+    {
+        for (int i = _vmas.Count; i >= 0; i--)
+        {
+            ulong gapEnd = Math.Min(i < _vmas.Count ? _vmas[i].Start : MmapBase, MmapBase);
+            ulong gapStart = Math.Max(i > 0 ? _vmas[i - 1].End : MinMmapAddress, MinMmapAddress);
+            if (gapEnd <= gapStart || gapEnd - gapStart < len) continue;
+            ulong candidate = (gapEnd - len) & ~(align - 1);
+            if (candidate >= gapStart) return candidate;
+        }
+        throw new SoftDirtyException(SoftDirtyError.EmulatorNotMapped, $"mmap: no free range of 0x{len:x} bytes (ENOMEM).", len, Errno.ENOMEM);
+    }
+
+    /// <summary>munmap: removes every mapping in the range (unmapped parts are fine); EINVAL for a bad range.</summary>
+    public void Munmap(ulong address, ulong length)
+    {
+        ulong end = CheckRange("munmap", address, length);
+        lock (_mem.Lock) RemoveRange(address, end);
+    }
+
+    private void RemoveRange(ulong start, ulong end)
+    {
+        SplitAt(start);
+        SplitAt(end);
+        ZapRange(start, end, keepGuards: false);
+        int i = FirstEndingAfter(start);
+        while (i < _vmas.Count && _vmas[i].Start < end) _vmas.RemoveAt(i);
+    }
+
+    /// <summary>
+    /// mremap with MREMAP_MAYMOVE | MREMAP_FIXED: moves [address, +oldLength) to [newAddress, +newLength),
+    /// unmapping whatever was there. The old range must start in a VMA and (unless the profile has
+    /// <see cref="KernelProfile.MremapMovesMultipleVmas"/> and the size is unchanged) lie in that one VMA,
+    /// else EmulatorNotMapped (EFAULT); overlapping ranges are EINVAL. A multi-VMA move unmaps only the
+    /// destination pages each VMA lands on, as the kernel does. Every moved PTE (present, swap or marker) becomes soft-dirty; the new
+    /// VMA keeps the old one's flags and merges with its neighbours.
+    /// </summary>
+    public MemoryMapping Mremap(ulong address, ulong oldLength, ulong newAddress, ulong newLength)
+    {
+        ulong newEnd = CheckRange("mremap", newAddress, newLength);
+        if ((address & PageOffsetMask) != 0) throw Invalid($"mremap: address 0x{address:x} is not page-aligned");
+        ulong oldLen = PageAlign(oldLength);
+        ulong newLen = newEnd - newAddress;
+        if (oldLen == 0) throw Invalid("mremap: old length is zero (only valid for shared mappings without MREMAP_FIXED)");
+        if (address + oldLen < address || address + oldLen > TaskSize) throw Invalid("mremap: old range beyond the address space");
+        if (newAddress < address + oldLen && address < newEnd) throw Invalid("mremap: old and new ranges overlap");
+        lock (_mem.Lock)
+        {
+            var src = FindVma(address);
+            bool multiple = Profile.MremapMovesMultipleVmas && oldLen == newLen;
+            if (src == null || (!multiple && address + oldLen > src.End))
+                throw NotMapped("mremap", src == null ? address : src.End, Errno.EFAULT);
+            if (oldLen > newLen) { RemoveRange(address + newLen, address + oldLen); oldLen = newLen; }
+            if (!multiple) RemoveRange(newAddress, newEnd);
+            ulong oldEnd = address + oldLen;
+            SplitAt(address);
+            SplitAt(oldEnd);
+            var segments = new List<Vma>();
+            for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < oldEnd; i++) segments.Add(_vmas[i]);
+            // Take every source VMA out before inserting any moved one: a moved VMA may merge with a source neighbour.
+            foreach (var segment in segments)
+            {
+                ulong to = newAddress + (segment.Start - address);
+                // A multi-VMA move unmaps only where each VMA lands: destination pages facing source gaps stay.
+                if (multiple) RemoveRange(to, to + (segment.End - segment.Start));
+                MovePtes(segment.Start, segment.End - segment.Start, to);
+                _vmas.Remove(segment);
+            }
+            foreach (var segment in segments)
+            {
+                ulong to = newAddress + (segment.Start - address);
+                var moved = segment.Clone();
+                // copy_vma: anonymous memory never faulted in takes the new address as its page offset.
+                if (segment.IsAnonymous && segment.AnonVma == 0) moved.PageOffset = to >> PageShift;
+                moved.Start = to;
+                moved.End = to + (segment.End - segment.Start) + (segment.End == oldEnd ? newLen - oldLen : 0);
+                InsertVma(moved);
+                MergeAt(_vmas.IndexOf(moved));
+            }
+            return ToMapping(FindVma(newAddress)!, withCounters: false);
+        }
+    }
+
+    private void MovePtes(ulong from, ulong length, ulong to)
+    {
+        ulong pages = length >> PageShift;
+        ulong fromPage = from >> PageShift, toPage = to >> PageShift;
+        bool leafAligned = ((fromPage ^ toPage) & PageTable.LeafIndexMask) == 0;
+        Span<ulong> buffer = stackalloc ulong[PageTable.LeafEntries];
+        var moved = new List<(ulong Page, ulong Pte)>();
+        ulong end = fromPage + pages;
+        for (ulong leaf = _pt.NextLeaf(fromPage >> PageTable.LeafShift, ((end - 1) >> PageTable.LeafShift) + 1);
+             leaf <= (end - 1) >> PageTable.LeafShift;
+             leaf = _pt.NextLeaf(leaf + 1, ((end - 1) >> PageTable.LeafShift) + 1))
+        {
+            ulong first = leaf << PageTable.LeafShift;
+            ulong slot = _pt.GetSlot(leaf);
+            if (PageTable.KindOf(slot) == PageTable.SlotKind.Huge)
+            {
+                if (leafAligned && first >= fromPage && first + PageTable.LeafEntries <= end)
+                {
+                    ulong destLeaf = (first - fromPage + toPage) >> PageTable.LeafShift;
+                    _pt.SetHuge(destLeaf, PageTable.HugeValue(slot) | _softDirtyBit);
+                    _pt.ClearLeaf(leaf);
+                    continue;
+                }
+                SplitHugeLeaf(leaf);
+                slot = _pt.GetSlot(leaf);
+            }
+            _pt.ReadLeaf(slot, buffer);
+            ulong lo = Math.Max(first, fromPage), hi = Math.Min(first + PageTable.LeafEntries, end);
+            for (ulong p = lo; p < hi; p++)
+            {
+                ulong pte = buffer[(int)(p - first)];
+                if (pte == 0) continue;
+                moved.Add((p - fromPage + toPage, pte | _softDirtyBit));
+                buffer[(int)(p - first)] = 0;
+            }
+            _pt.WriteLeaf(leaf, buffer);
+        }
+        // Set after the walk: a destination may share a leaf with the source.
+        foreach (var (page, pte) in moved) _pt.Set(page, pte);
+    }
+
+    /// <summary>
+    /// mprotect: splits VMAs at the range ends, sets the protection and merges. Soft-dirty is preserved.
+    /// Removing write permission write-protects the PTEs; adding it makes a PTE writable only where the
+    /// kernel's can_change_pte_writable() allows: never a uffd-wp PTE, never a clean PTE while soft-dirty
+    /// tracking is on for the VMA (so the next write still faults and sets the bit), an anonymous page only
+    /// when exclusive, a shared page only when dirty. A zero length does nothing. As the kernel, a range
+    /// starting in a hole is EmulatorNotMapped (ENOMEM) with nothing changed, and one with a hole further on
+    /// is changed up to the hole, then EmulatorNotMapped.
+    /// </summary>
+    public void Mprotect(ulong address, ulong length, Protection prot)
+    {
+        if ((address & PageOffsetMask) != 0) throw Invalid($"mprotect: address 0x{address:x} is not page-aligned");
+        if ((prot & ~(Protection.Read | Protection.Write | Protection.Execute)) != 0) throw Invalid($"mprotect: unknown protection bits {prot}");
+        if (length == 0) return;
+        ulong len = PageAlign(length);
+        if (len == 0 || address + len < address || address + len > TaskSize) throw NotMapped("mprotect", TaskSize);
+        ulong end = address + len;
+        lock (_mem.Lock)
+        {
+            ulong? hole = FirstHole(address, end);
+            if (hole == address) throw NotMapped("mprotect", address);
+            end = hole ?? end;
+            SplitAt(address);
+            SplitAt(end);
+            int i = FirstEndingAfter(address);
+            for (; i < _vmas.Count && _vmas[i].Start < end; i++)
+            {
+                var vma = _vmas[i];
+                vma.Protection = prot;
+                if (!vma.Shared && (prot & Protection.Write) != 0) vma.Flags |= VmaFlags.Account;
+                else if (vma.IsAnonymous && vma.AnonVma == 0) vma.Flags &= ~VmaFlags.Account;   // no commit to keep
+                ApplyProtection(vma);
+            }
+            for (i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start <= end; i++)
+                i = MergeAt(i);
+            if (hole is { } h) throw NotMapped("mprotect", h);
+        }
+    }
+
+    private bool SoftDirtyTracking(Vma vma) => Profile.SoftDirtyEnabled && !vma.SoftDirty;
+
+    private void ApplyProtection(Vma vma)
+    {
+        bool writable = vma.Writable;
+        bool tracking = SoftDirtyTracking(vma);
+        MutatePtes(vma.Start, vma.End, visitNone: false, (_, pte) =>
+        {
+            if (!Pte.IsPresent(pte)) return pte;
+            if (!writable) return pte & ~Pte.Writable;
+            return CanMakeWritable(vma, pte, tracking) ? pte | Pte.Writable : pte;
+        });
+    }
+
+    private bool CanMakeWritable(Vma vma, ulong pte, bool tracking)
+    {
+        if ((pte & (Pte.UffdWp | Pte.CowProtected)) != 0) return false;
+        if (tracking && (pte & Pte.SoftDirty) == 0) return false;
+        ulong frame = Pte.Frame(pte);
+        if (vma.Shared) return (pte & Pte.Dirty) != 0;
+        return (pte & Pte.NotAnonymous) == 0 && frame >= PhysicalMemory.FirstUserPfn && _mem.MapCount(frame) == 1;
+    }
+
+    // ---- page table walks ---------------------------------------------------------------------------
+
+    /// <summary>
+    /// Rewrites the PTEs of [start, end): <paramref name="transform"/> gets (page number, PTE) and returns the
+    /// new PTE; none PTEs only when <paramref name="visitNone"/>. A huge leaf wholly inside goes to
+    /// <paramref name="huge"/> (leaf, PMD value → new value, 0 to clear) when given; otherwise it is split first.
+    /// </summary>
+    private void MutatePtes(ulong start, ulong end, bool visitNone, Func<ulong, ulong, ulong> transform,
+        Func<ulong, ulong, ulong>? huge = null)
+    {
+        ulong startPage = start >> PageShift, endPage = end >> PageShift;
+        if (endPage <= startPage) return;
+        ulong lastLeaf = (endPage - 1) >> PageTable.LeafShift;
+        Span<ulong> buffer = stackalloc ulong[PageTable.LeafEntries];
+        for (ulong leaf = startPage >> PageTable.LeafShift; leaf <= lastLeaf; leaf++)
+        {
+            if (!visitNone)
+            {
+                leaf = _pt.NextLeaf(leaf, lastLeaf + 1);
+                if (leaf > lastLeaf) break;
+            }
+            ulong first = leaf << PageTable.LeafShift;
+            int lo = (int)(Math.Max(startPage, first) - first);
+            int hi = (int)(Math.Min(endPage, first + PageTable.LeafEntries) - first);
+            ulong slot = _pt.GetSlot(leaf);
+            if (PageTable.KindOf(slot) == PageTable.SlotKind.Huge)
+            {
+                if (huge != null && lo == 0 && hi == PageTable.LeafEntries)
+                {
+                    ulong v = huge(leaf, PageTable.HugeValue(slot));
+                    if (v == 0) _pt.ClearLeaf(leaf); else _pt.SetHuge(leaf, v);
+                    continue;
+                }
+                SplitHugeLeaf(leaf);
+                slot = _pt.GetSlot(leaf);
+            }
+            if (PageTable.KindOf(slot) == PageTable.SlotKind.Dense)
+            {
+                var arr = _pt.DenseArray(slot);
+                for (int i = lo; i < hi; i++)
+                    if (arr[i] != 0 || visitNone) arr[i] = transform(first + (ulong)i, arr[i]);
+                continue;
+            }
+            _pt.ReadLeaf(slot, buffer);
+            bool changed = false;
+            for (int i = lo; i < hi; i++)
+            {
+                if (buffer[i] == 0 && !visitNone) continue;
+                ulong n = transform(first + (ulong)i, buffer[i]);
+                if (n != buffer[i]) { buffer[i] = n; changed = true; }
+            }
+            if (changed) _pt.WriteLeaf(leaf, buffer);
+        }
+    }
+
+    /// <summary>Drops the PTEs of [start, end): frames unmapped (anonymous ones freed), swap slots released.</summary>
+    private void ZapRange(ulong start, ulong end, bool keepGuards)
+    {
+        MutatePtes(start, end, visitNone: false, (_, pte) => ZapPte(pte, keepGuards), (_, pmd) =>
+        {
+            ulong first = Pte.Frame(pmd);
+            if (first >= PhysicalMemory.FirstUserPfn)
+            {
+                for (ulong i = 0; i < PageTable.LeafEntries; i++) _mem.Unmap(first + i, (pmd & Pte.NotAnonymous) == 0);
+                AddRss(-PageTable.LeafEntries);
+            }
+            return 0;
+        });
+    }
+
+    private ulong ZapPte(ulong pte, bool keepGuards)
+    {
+        if (Pte.IsPresent(pte))
+        {
+            ulong frame = Pte.Frame(pte);
+            if (frame >= PhysicalMemory.FirstUserPfn) { _mem.Unmap(frame, (pte & Pte.NotAnonymous) == 0); AddRss(-1); }
+            return 0;
+        }
+        if ((pte & Pte.Guard) != 0)
+        {
+            if (keepGuards) return pte;
+            _guardPages--;
+            return 0;
+        }
+        if (!Pte.IsMarker(pte)) _mem.SwapRelease(Pte.SwapOffset(pte));
+        return 0;
+    }
+
+    private void AddRss(long pages)
+    {
+        _rssPages += pages;
+        if (_rssPages > _peakRssPages) _peakRssPages = _rssPages;
+    }
+
+    /// <summary>Splits a huge leaf into 512 PTEs; each inherits the PMD's soft-dirty (and a dirty PMD makes them soft-dirty, as on x86).</summary>
+    private void SplitHugeLeaf(ulong leaf)
+    {
+        ulong slot = _pt.GetSlot(leaf);
+        if (PageTable.KindOf(slot) != PageTable.SlotKind.Huge) return;
+        ulong pmd = PageTable.HugeValue(slot);
+        ulong first = Pte.Frame(pmd);
+        Span<ulong> ptes = stackalloc ulong[PageTable.LeafEntries];
+        if (first == PhysicalMemory.HugeZeroPfn)
+        {
+            ptes.Fill(Pte.Present | Pte.Accessed | (pmd & (Pte.SoftDirty | Pte.UffdWp)) | PhysicalMemory.ZeroPfn);
+        }
+        else
+        {
+            bool dirty = (pmd & (Pte.SoftDirty | Pte.Dirty)) != 0;
+            ulong flags = (pmd & ~Pte.FrameMask & ~Pte.SoftDirty) | (dirty ? _softDirtyBit : 0);
+            for (int i = 0; i < ptes.Length; i++) ptes[i] = flags | (first + (ulong)i);
+        }
+        _pt.ClearLeaf(leaf);
+        _pt.WriteLeaf(leaf, ptes);
+    }
+}

@@ -1,0 +1,142 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Text;
+using SoftDirty.Scenarios;
+
+namespace SoftDirty.Emulation;
+
+/// <summary>
+/// Runs scenarios on emulated processes and prints them exactly as tests/native/sdscenario.c does on real
+/// memory ("scenario", "op N ERRNO" or "op N SEGV" per failure, "check N who" with one
+/// "page hex-flags" line per window page, "end"), so the two prints compare line by line. Each scenario
+/// gets a fresh process on its own machine, with one backing file of the window's size.
+/// </summary>
+public sealed class EmulatedScenarioRunner : IScenarioRunner
+{
+    private const string FileName = "/tmp/sdscenario";
+    private const string Self = "self", Parent = "parent", Child = "child";
+
+    /// <summary>Runs on <paramref name="profile"/> (the default profile when null).</summary>
+    public EmulatedScenarioRunner(KernelProfile? profile = null) => Profile = profile ?? KernelProfile.Default;
+
+    public KernelProfile Profile { get; }
+
+    public IReadOnlyList<string> Run(IReadOnlyList<Scenario> scenarios)
+    {
+        var prints = new List<string>(scenarios.Count);
+        foreach (var s in scenarios) prints.Add(RunOne(s));
+        return prints;
+    }
+
+    private string RunOne(Scenario scenario)
+    {
+        var run = new ScenarioRun(new EmulatedProcess("sdscenario", Profile));
+        run.Output.Append("scenario ").Append(scenario.Name).Append('\n');
+        foreach (var op in scenario.Ops)
+        {
+            run.OpNumber++;
+            if (op.Kind == ScenarioOpKind.Reserve)
+            {
+                run.WindowPages = op.Count;
+                run.Window = run.Process.Mmap(null, (ulong)op.Count * EmulatedProcess.PageBytes, Protection.None).Start;
+                continue;
+            }
+            if (op.Kind == ScenarioOpKind.Switch)
+            {
+                if (run.Child != null) run.CurrentIsChild = !run.CurrentIsChild;
+                continue;
+            }
+            if (op.Kind == ScenarioOpKind.Fork)
+            {
+                if (run.Child != null) run.Print("NESTEDFORK");
+                else { run.Child = run.Process.Fork(); run.CurrentIsChild = true; }
+                continue;
+            }
+            if (run.CurrentIsChild) Apply(run, run.Child!, op, Child);
+            else Apply(run, run.Process, op, run.Child != null ? Parent : Self);
+        }
+        run.Output.Append("end\n");
+        return run.Output.ToString();
+    }
+
+    private sealed class ScenarioRun
+    {
+        public ScenarioRun(EmulatedProcess process) => Process = process;
+        public EmulatedProcess Process { get; }
+        public EmulatedProcess? Child;
+        public bool CurrentIsChild;
+        public int OpNumber;
+        public ulong Window;
+        public int WindowPages;
+        public StringBuilder Output { get; } = new();
+        public void Print(string what) => Output.Append("op ").Append(OpNumber).Append(' ').Append(what).Append('\n');
+    }
+
+    private static void Apply(ScenarioRun run, EmulatedProcess p, ScenarioOp op, string who)
+    {
+        ulong page = EmulatedProcess.PageBytes;
+        ulong address = run.Window + (ulong)op.Page * page;
+        ulong length = (ulong)op.Count * page;
+        try
+        {
+            switch (op.Kind)
+            {
+                case ScenarioOpKind.Map:
+                    bool file = op.Mapping is ScenarioMappingKind.File or ScenarioMappingKind.FilePriv;
+                    bool shared = op.Mapping is ScenarioMappingKind.File or ScenarioMappingKind.Shared;
+                    p.Mmap(address, length, op.Protection, shared, file ? FileName : null, fixedAddress: true,
+                        offset: file ? (ulong)op.Page * page : 0);
+                    break;
+                case ScenarioOpKind.Unmap: p.Munmap(address, length); break;
+                case ScenarioOpKind.Mremap: p.Mremap(address, length, run.Window + (ulong)op.Target * page, length); break;
+                case ScenarioOpKind.Mprotect: p.Mprotect(address, length, op.Protection); break;
+                case ScenarioOpKind.DontNeed: p.MadviseDontNeed(address, length); break;
+                case ScenarioOpKind.Clear:
+                    p.WriteClearRefs(Encoding.ASCII.GetBytes(op.Count.ToString(CultureInfo.InvariantCulture)));
+                    break;
+                case ScenarioOpKind.Read:
+                case ScenarioOpKind.Write:
+                    Span<byte> one = stackalloc byte[1];
+                    for (int i = 0; i < op.Count; i++)
+                    {
+                        ulong a = address + (ulong)i * page;
+                        p.Read(a, 1);                              // (*byte)++ loads first
+                        if (op.Kind != ScenarioOpKind.Write) continue;
+                        p.ReadMemory(a, one);
+                        p.Write(a, 1, unchecked((byte)(one[0] + 1)));
+                    }
+                    break;
+                case ScenarioOpKind.Check:
+                    PrintCheck(run, p, who);
+                    break;
+            }
+        }
+        catch (SoftDirtyException e) when (e.Error == SoftDirtyError.SegmentationFault)
+        {
+            run.Print("SEGV");
+        }
+        catch (SoftDirtyException e) when (e.Errno != 0)
+        {
+            run.Print(ErrnoName(e.Errno));
+        }
+    }
+
+    private static void PrintCheck(ScenarioRun run, EmulatedProcess p, string who)
+    {
+        var entries = new PagemapEntry[run.WindowPages];
+        int n = p.ReadPagemap(run.Window >> EmulatedProcess.PageShift, entries);
+        run.Output.Append("check ").Append(run.OpNumber).Append(' ').Append(who).Append('\n');
+        for (int i = 0; i < n; i++)
+            run.Output.Append(i).Append(' ').Append((entries[i].Raw & PagemapEntry.FlagMask).ToString("x16", CultureInfo.InvariantCulture)).Append('\n');
+    }
+
+    /// <summary>sdscenario's errno names.</summary>
+    private static string ErrnoName(int errno) => errno switch
+    {
+        Errno.EINVAL => "EINVAL", Errno.ENOMEM => "ENOMEM", Errno.EFAULT => "EFAULT", Errno.EACCES => "EACCES",
+        Errno.EPERM => "EPERM", Errno.EBUSY => "EBUSY", Errno.ENOENT => "ENOENT", EAGAIN => "EAGAIN", _ => "EOTHER",
+    };
+
+    private const int EAGAIN = 11;
+}

@@ -1,0 +1,204 @@
+using System;
+using System.Collections.Generic;
+
+namespace SoftDirty.Emulation;
+
+/// <summary>
+/// The emulated machine's memory, shared by a process and the children it forks: page frames (PFNs from a
+/// counter, freed frames reused), each with a 64-bit content word and a map count; the shared zero page and
+/// huge zero page at fixed PFNs; the page cache of files and shared anonymous memory; and swap area 0.
+/// Per frame it costs 9 bytes (content word and a one-byte map count; counts of 255 and more spill into a
+/// dictionary). Page bytes are generated from the content word (<see cref="PageContent"/>).
+/// </summary>
+internal sealed class PhysicalMemory
+{
+    /// <summary>The shared zero page (mapped by anonymous read faults).</summary>
+    public const ulong ZeroPfn = 1;
+    /// <summary>The first PFN of the huge zero page (512 frames).</summary>
+    public const ulong HugeZeroPfn = 512;
+    /// <summary>The first PFN handed out; frames below are the kernel's own (zero pages). A frame is "normal" iff PFN &gt;= this.</summary>
+    public const ulong FirstUserPfn = 1024;
+    public const int FirstUserPfnShift = 10;
+    /// <summary>Swap type of the emulated swap area.</summary>
+    public const int SwapType = 0;
+    private const int ChunkShift = 16;
+    private const int ChunkSize = 1 << ChunkShift;
+    private const int ChunkMask = ChunkSize - 1;
+    private const byte MapCountOverflow = byte.MaxValue;
+    private const ulong NoFrame = 0;
+
+    private readonly List<ulong[]> _content = new();
+    private readonly List<byte[]> _mapCount = new();
+    private readonly Dictionary<ulong, int> _mapCountOverflow = new();
+    private ulong _nextPfn = FirstUserPfn;
+    private ulong _freeHead = NoFrame;
+    private ulong _contentVersion;
+    private readonly Dictionary<ulong, SwapSlot> _swap = new();
+    private ulong _nextSwapOffset = 1;
+
+    /// <summary>The lock every process of this machine takes around a mutation.</summary>
+    public object Lock { get; } = new();
+    /// <summary>Frames mapped more than once; while 0, every mapped normal frame is exclusive.</summary>
+    public long SharedFrames { get; private set; }
+    public long AllocatedFrames { get; private set; }
+    public PageContent Content { get; } = new();
+    /// <summary>Files by path (page caches shared by every mapping of the path on this machine).</summary>
+    public Dictionary<string, BackingObject> Files { get; } = new(StringComparer.Ordinal);
+
+    private struct SwapSlot { public ulong Content; public int References; }
+
+    public ulong AllocFrame(ulong content)
+    {
+        ulong pfn;
+        if (_freeHead != NoFrame)
+        {
+            pfn = _freeHead;
+            _freeHead = ContentRef(pfn);
+        }
+        else pfn = NewFrames(1);
+        ContentRef(pfn) = content;
+        AllocatedFrames++;
+        return pfn;
+    }
+
+    /// <summary>512 contiguous, 512-aligned frames for a transparent huge page.</summary>
+    public ulong AllocHugeFrames()
+    {
+        while ((_nextPfn & PageTable.LeafIndexMask) != 0) FreeFrame(NewFrames(1), countAllocation: false);
+        ulong first = NewFrames(PageTable.LeafEntries);
+        AllocatedFrames += PageTable.LeafEntries;
+        return first;
+    }
+
+    private ulong NewFrames(int count)
+    {
+        ulong first = _nextPfn;
+        _nextPfn += (ulong)count;
+        while ((long)((_nextPfn - 1) >> ChunkShift) >= _content.Count)
+        {
+            _content.Add(new ulong[ChunkSize]);
+            _mapCount.Add(new byte[ChunkSize]);
+        }
+        return first;
+    }
+
+    public ref ulong ContentRef(ulong pfn) => ref _content[(int)(pfn >> ChunkShift)][pfn & ChunkMask];
+
+    public ulong ContentOf(ulong pfn) => pfn < FirstUserPfn ? PageContent.Zero : ContentRef(pfn);
+
+    public void SetContent(ulong pfn, ulong content)
+    {
+        ref ulong word = ref ContentRef(pfn);
+        if (word != content) { Content.Release(word); word = content; }
+    }
+
+    /// <summary>A content word never used before: the page was written with new data.</summary>
+    public ulong NewContentVersion() => PageContent.Generated(++_contentVersion);
+
+    public int MapCount(ulong pfn)
+    {
+        if (pfn < FirstUserPfn) return 0;
+        byte b = _mapCount[(int)(pfn >> ChunkShift)][pfn & ChunkMask];
+        return b == MapCountOverflow ? _mapCountOverflow[pfn] : b;
+    }
+
+    private void SetMapCount(ulong pfn, int count)
+    {
+        ref byte b = ref _mapCount[(int)(pfn >> ChunkShift)][pfn & ChunkMask];
+        if (count >= MapCountOverflow) { b = MapCountOverflow; _mapCountOverflow[pfn] = count; }
+        else { b = (byte)count; _mapCountOverflow.Remove(pfn); }
+    }
+
+    /// <summary>One more PTE maps the frame (the zero pages are not counted).</summary>
+    public void Map(ulong pfn)
+    {
+        if (pfn < FirstUserPfn) return;
+        int n = MapCount(pfn) + 1;
+        SetMapCount(pfn, n);
+        if (n == 2) SharedFrames++;
+    }
+
+    /// <summary>One PTE less maps the frame; an anonymous frame no longer mapped is freed.</summary>
+    public void Unmap(ulong pfn, bool anonymous)
+    {
+        if (pfn < FirstUserPfn) return;
+        int n = MapCount(pfn) - 1;
+        SetMapCount(pfn, n);
+        if (n == 1) SharedFrames--;
+        if (n == 0 && anonymous) FreeFrame(pfn, countAllocation: true);
+    }
+
+    private void FreeFrame(ulong pfn, bool countAllocation)
+    {
+        ref ulong word = ref ContentRef(pfn);
+        Content.Release(word);
+        word = _freeHead;
+        _freeHead = pfn;
+        if (countAllocation) AllocatedFrames--;
+    }
+
+    /// <summary>Copies a frame's content into a new frame (copy-on-write, swap-in, collapse).</summary>
+    public ulong CopyFrame(ulong pfn) => AllocFrame(Content.Duplicate(ContentOf(pfn)));
+
+    /// <summary>Moves a content word into a new swap slot; returns the offset.</summary>
+    public ulong SwapOut(ulong content)
+    {
+        ulong offset = _nextSwapOffset++;
+        _swap[offset] = new SwapSlot { Content = content, References = 1 };
+        return offset;
+    }
+
+    public ulong SwapContent(ulong offset) => _swap[offset].Content;
+
+    public void SwapReference(ulong offset)
+    {
+        var slot = _swap[offset];
+        slot.References++;
+        _swap[offset] = slot;
+    }
+
+    /// <summary>Drops one reference to a swap slot, freeing it at zero.</summary>
+    public void SwapRelease(ulong offset)
+    {
+        var slot = _swap[offset];
+        if (--slot.References == 0) { Content.Release(slot.Content); _swap.Remove(offset); }
+        else _swap[offset] = slot;
+    }
+
+    public int SwapSlotsUsed => _swap.Count;
+
+    /// <summary>The page-cache frame of a backing object's page, created (zero-filled) on first use.</summary>
+    public ulong CachePage(BackingObject backing, ulong pageIndex)
+    {
+        if (!backing.Pages.TryGetValue(pageIndex, out ulong pfn))
+        {
+            pfn = AllocFrame(PageContent.Zero);
+            backing.Pages[pageIndex] = pfn;
+        }
+        return pfn;
+    }
+
+    public BackingObject File(string path)
+    {
+        if (!Files.TryGetValue(path, out var b)) Files[path] = b = new BackingObject(path, isFile: true);
+        return b;
+    }
+}
+
+/// <summary>A file or a shared anonymous memory object: its page cache (page index to PFN).</summary>
+internal sealed class BackingObject
+{
+    private static long s_nextInode = 1000;
+
+    public BackingObject(string name, bool isFile)
+    {
+        Name = name;
+        IsFile = isFile;
+        Inode = (ulong)System.Threading.Interlocked.Increment(ref s_nextInode);
+    }
+
+    public string Name { get; }
+    public bool IsFile { get; }
+    public ulong Inode { get; }
+    public Dictionary<ulong, ulong> Pages { get; } = new();
+}

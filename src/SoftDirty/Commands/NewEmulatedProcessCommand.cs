@@ -1,0 +1,31 @@
+using System.Management.Automation;
+using SoftDirty;
+using SoftDirty.Emulation;
+
+namespace SoftDirty.Commands;
+
+/// <summary>New-EmulatedProcess: an emulated process with no mappings, on a chosen kernel profile.</summary>
+[Cmdlet(VerbsCommon.New, "EmulatedProcess")]
+[OutputType(typeof(EmulatedProcess))]
+public sealed class NewEmulatedProcessCommand : SoftDirtyCmdlet
+{
+    /// <summary>The process name (comm).</summary>
+    [Parameter(Position = 0)]
+    public string Name { get; set; } = "emulated";
+
+    /// <summary>The kernel whose rules apply: 6.1 (no PAGEMAP_SCAN), 6.18 (PAGEMAP_SCAN, guard regions), 6.19 (sticky VM_SOFTDIRTY on merge).</summary>
+    [Parameter]
+    [ValidateSet(KernelProfile.Linux61, KernelProfile.Linux618, KernelProfile.Linux619)]
+    public string Kernel { get; set; } = KernelProfile.DefaultName;
+
+    /// <summary>A kernel built without CONFIG_MEM_SOFT_DIRTY: clear_refs "4" succeeds, bit 55 is never set.</summary>
+    [Parameter]
+    public SwitchParameter NoSoftDirty { get; set; }
+
+    /// <summary>Read pagemap as root (CAP_SYS_ADMIN): PFNs and swap offsets visible.</summary>
+    [Parameter]
+    public SwitchParameter Privileged { get; set; }
+
+    protected override void EndProcessing() =>
+        WriteObject(EmulatedProcess.Create(Name, Kernel, NoSoftDirty, Privileged));
+}

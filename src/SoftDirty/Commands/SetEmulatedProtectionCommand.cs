@@ -1,0 +1,21 @@
+using System.Management.Automation;
+using SoftDirty;
+
+namespace SoftDirty.Commands;
+
+/// <summary>Set-EmulatedProtection: mprotect a range of an emulated process.</summary>
+[Cmdlet(VerbsCommon.Set, "EmulatedProtection", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+public sealed class SetEmulatedProtectionCommand : EmulatorCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0)]
+    public ulong Address { get; set; }
+
+    [Parameter(Mandatory = true, Position = 1)]
+    public ulong Length { get; set; }
+
+    [Parameter(Mandatory = true, Position = 2)]
+    public Protection Protection { get; set; }
+
+    protected override void ProcessRecord() =>
+        Call(Describe(Address, Length), $"mprotect {Protection}", () => Emulator.Mprotect(Address, Length, Protection));
+}

@@ -1,0 +1,29 @@
+using System;
+using System.Management.Automation;
+using SoftDirty;
+using SoftDirty.Emulation;
+
+namespace SoftDirty.Commands;
+
+/// <summary>
+/// Base of the cmdlets that act on an emulated process as system calls would: the process comes from the
+/// pipeline, and a failing call becomes a non-terminating error whose ErrorId names the errno
+/// (EmulatorInvalidArgument, EmulatorNotMapped, SegmentationFault) while nothing changes.
+/// </summary>
+public abstract class EmulatorCmdlet : SoftDirtyCmdlet
+{
+    /// <summary>The emulated process (from New-EmulatedProcess).</summary>
+    [Parameter(Mandatory = true, ValueFromPipeline = true)]
+    public EmulatedProcess Emulator { get; set; } = null!;
+
+    /// <summary>Runs one emulated call, turning its failure into an error record.</summary>
+    protected void Call(string target, string action, Action call)
+    {
+        if (!ShouldProcess(target, action)) return;
+        try { call(); }
+        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
+    }
+
+    protected string Describe(ulong address, ulong length) =>
+        $"emulated process {Emulator.ProcessId} ({Emulator.Name}) 0x{address:x}-0x{address + length:x}";
+}
