@@ -181,7 +181,17 @@ static void run_scenario(const char *name)
         line = ops[k];
         if (!strncmp(line, "reserve", 7)) {
             window_pages = atol(line + 8);
-            window = mmap(NULL, window_pages * page_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            /* The window starts 2 MiB-aligned, as the emulator's does: what a fault maps around the
+             * faulting page (fault-around, 64 KiB aligned) then depends on the scenario alone, not on ASLR. */
+            size_t want = window_pages * page_size, align = 2UL << 20;
+            char *raw = mmap(NULL, want + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            window = MAP_FAILED;
+            if (raw != MAP_FAILED) {
+                char *aligned = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
+                if (aligned > raw) munmap(raw, aligned - raw);
+                if (raw + want + align > aligned + want) munmap(aligned + want, raw + want + align - (aligned + want));
+                window = aligned;
+            }
             char path[] = "/tmp/sdscenario-XXXXXX";
             file_fd = mkstemp(path);
             unlink(path);

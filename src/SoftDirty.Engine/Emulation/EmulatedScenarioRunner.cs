@@ -29,6 +29,20 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
         return prints;
     }
 
+    /// <summary>Window alignment: 2 MiB, as sdscenario reserves it, so fault-around matches.</summary>
+    public const ulong WindowAlignment = 2UL << 20;
+
+    // PROT_NONE over window + 2 MiB, then the unaligned head and the tail unmapped, as sdscenario does.
+    private static ulong ReserveAlignedWindow(EmulatedProcess process, ulong length)
+    {
+        ulong raw = process.Mmap(null, length + WindowAlignment, Protection.None).Start;
+        ulong aligned = (raw + WindowAlignment - 1) & ~(WindowAlignment - 1);
+        if (aligned > raw) process.Munmap(raw, aligned - raw);
+        ulong tail = raw + length + WindowAlignment - (aligned + length);
+        if (tail > 0) process.Munmap(aligned + length, tail);
+        return aligned;
+    }
+
     private string RunOne(Scenario scenario)
     {
         var run = new ScenarioRun(new EmulatedProcess("sdscenario", Profile));
@@ -39,7 +53,7 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
             if (op.Kind == ScenarioOpKind.Reserve)
             {
                 run.WindowPages = op.Count;
-                run.Window = run.Process.Mmap(null, (ulong)op.Count * EmulatedProcess.PageBytes, Protection.None).Start;
+                run.Window = ReserveAlignedWindow(run.Process, (ulong)op.Count * EmulatedProcess.PageBytes);
                 continue;
             }
             if (op.Kind == ScenarioOpKind.Switch)

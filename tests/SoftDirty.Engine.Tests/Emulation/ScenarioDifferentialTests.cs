@@ -12,32 +12,37 @@ namespace SoftDirty.Tests.Emulation;
 /// <summary>
 /// The emulator against this machine's kernel: random scenarios (ScenarioGenerator) run through
 /// tests/native/sdscenario and through <see cref="EmulatedScenarioRunner"/> on the profile matching the
-/// kernel (soft-dirty on or off) must print the same. File mappings are left out: which neighbours a file
-/// read fault maps (fault-around, readahead) depends on where ASLR put the window. Does nothing off Linux
-/// or without a C compiler.
+/// kernel (soft-dirty on or off) must print the same, shared anonymous mappings included (both sides
+/// place the window 2 MiB-aligned, so fault-around is the same). File mappings are left out of the random
+/// scenarios: which neighbours a file read fault maps depends on the filesystem's readahead and folio
+/// sizes (ext4 here), which the emulator models only as "the window is in the page cache". The seed is fixed so that every run
+/// compares the same scenarios; SOFTDIRTY_SCENARIO_SEED explores others. Needs Linux and a C compiler
+/// (build.ps1 Native builds tests/native/bin/sdscenario): elsewhere the test fails by name instead of
+/// passing silently.
 /// </summary>
 public class ScenarioDifferentialTests
 {
-    private const int Scenarios = 300;
+    private const int Scenarios = 500;
+    private const int DefaultSeed = 20261126;
 
     [Fact]
     public void EmulatorPrintsWhatTheKernelPrints()
     {
+        if (!OperatingSystem.IsLinux()) return; // the kernel side exists only on Linux
         var program = FindOrBuildScenarioProgram();
-        if (program == null) return;
+        Assert.True(program != null, "tests/native/sdscenario could not be built: install a C compiler (build.ps1 Native).");
         var native = new NativeScenarioRunner(program);
         var emulated = new EmulatedScenarioRunner(KernelProfile.Get(KernelProfile.DefaultName, noSoftDirty: !KernelProbe.Current.SoftDirty));
-        var generator = new ScenarioGenerator(20261126, allowFileMappings: false);
+        int seed = int.TryParse(Environment.GetEnvironmentVariable("SOFTDIRTY_SCENARIO_SEED"), out var s) ? s : DefaultSeed;
+        var generator = new ScenarioGenerator(seed, allowFileMappings: false);
         var scenarios = Enumerable.Range(0, Scenarios).Select(i => generator.Next("d" + i)).ToList();
         var real = native.Run(scenarios);
         var emu = emulated.Run(scenarios);
         for (int i = 0; i < scenarios.Count; i++)
         {
             if (real[i] == emu[i]) continue;
-            // Shared memory fault-around also depends on the window's alignment: give the kernel five more tries (ASLR moves the window).
-            if (Enumerable.Range(0, 5).Any(_ => native.Run(new[] { scenarios[i] })[0] == emu[i])) continue;
             var shrunk = ScenarioComparer.Shrink(scenarios[i], native, emulated);
-            Assert.Fail("The emulator differs from the kernel:\n" + shrunk.ToText() + "\n"
+            Assert.Fail($"The emulator differs from the kernel in scenario {scenarios[i].Name} of seed {seed} (SOFTDIRTY_SCENARIO_SEED={seed}); shrunk:\n" + shrunk.ToText() + "\n"
                         + ScenarioComparer.SideBySide(native.Run(new[] { shrunk })[0], emulated.Run(new[] { shrunk })[0]));
         }
     }
