@@ -12,6 +12,7 @@ using Xunit;
 namespace SoftDirty.Engine.Tests.Tracking;
 
 /// <summary>The workflows on the emulator, through the seams a real process lacks (EmulatedTarget).</summary>
+[Collection(WorkflowCollection.Name)]
 public sealed class EmulatorWorkflowTests : IDisposable
 {
     private const int Pages = 48;

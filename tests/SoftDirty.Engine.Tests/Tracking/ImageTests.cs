@@ -9,6 +9,7 @@ using Xunit;
 
 namespace SoftDirty.Engine.Tests.Tracking;
 
+[Collection(WorkflowCollection.Name)]
 public sealed class ImageTests : IDisposable
 {
     // tmpfs where there is one: fsync costs nothing there, and these tests are about content, not durability

@@ -7,6 +7,7 @@ using Xunit;
 namespace SoftDirty.Engine.Tests.Tracking;
 
 /// <summary>Trackers on this very process (the one case where userfaultfd may register the memory).</summary>
+[Collection(WorkflowCollection.Name)]
 public unsafe class SelfTrackerTests : IDisposable
 {
     private const int Pages = 64;

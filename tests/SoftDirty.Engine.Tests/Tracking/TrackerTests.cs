@@ -6,6 +6,7 @@ using Xunit;
 
 namespace SoftDirty.Engine.Tests.Tracking;
 
+[Collection(WorkflowCollection.Name)]
 public class PageHashTests
 {
     [Fact]
@@ -56,6 +57,7 @@ public class PageHashTests
     }
 }
 
+[Collection(WorkflowCollection.Name)]
 public class FakeTrackerTests
 {
     [Theory]

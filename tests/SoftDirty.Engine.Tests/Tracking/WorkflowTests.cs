@@ -7,6 +7,7 @@ using Xunit;
 
 namespace SoftDirty.Engine.Tests.Tracking;
 
+[Collection(WorkflowCollection.Name)]
 public class WorkflowTests
 {
     [Fact]
