@@ -28,6 +28,13 @@
         'Invoke-EmulatedMadvise'
         'Register-EmulatedWriteProtect'
         'Invoke-EmulatedWorkload'
+        'Watch-DirtyPage'
+        'Save-MemoryImage'
+        'Get-MemoryImage'
+        'Test-MemoryImage'
+        'Restore-MemoryImage'
+        'Invoke-PreCopyMigration'
+        'Export-DirtyPageChart'
     )
     FunctionsToExport      = @()
     VariablesToExport      = @()

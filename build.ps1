@@ -8,6 +8,8 @@
       Docs      turn docs/*.md into module/en-US/SoftDirty.dll-Help.xml and about_*.help.txt
       Native    compile the native test target (tests/native) with cc
       Test      xunit (engine) and Pester (cmdlets) suites; results in tests/results/
+      KernelTest  the Pester tests tagged Kernel inside a qemu VM running Debian's 6.1 kernel
+                (soft-dirty on): tests/vm/setup.sh, then tests/vm/run.sh tests/vm/kernel-tests.sh
       Demo      the main job: a real process's mappings, page map and soft-dirty tracking on this kernel
       Bench     one JSON object of speed ratios measured in one run
       Package   publish the staged module to a local PSResourceGet repository and install it from there
@@ -18,7 +20,7 @@
 [CmdletBinding()]
 param(
     [Parameter(Position = 0)]
-    [ValidateSet('Build', 'Docs', 'Native', 'Test', 'Demo', 'Bench', 'Package', 'Clean')]
+    [ValidateSet('Build', 'Docs', 'Native', 'Test', 'KernelTest', 'Demo', 'Bench', 'Package', 'Clean')]
     [string[]] $Task = 'Build',
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
@@ -131,6 +133,24 @@ function Invoke-Test {
     if ($LASTEXITCODE -ne 0) { throw "Pester failed (exit code $LASTEXITCODE)" }
 }
 
+# The Kernel-tagged Pester tests on a kernel with soft-dirty: a qemu VM boots Debian's 6.1 kernel with
+# this machine's / shared read-only and the repository read-write, and ONE pwsh runs the tests there.
+function Invoke-KernelTest {
+    Invoke-Build
+    Invoke-NativeBuild
+    $vm = Join-Path $Root 'tests/vm'
+    Invoke-Native 'tests/vm/setup.sh (qemu, busybox-static, Debian 6.1 kernel, initrd; cached)' { bash (Join-Path $vm 'setup.sh') }
+    $null = New-Item -ItemType Directory $ResultsDir -Force
+    # The guest runs this machine's pwsh and Pester (run.sh passes SOFTDIRTY_* variables in).
+    $env:SOFTDIRTY_PWSH = Get-ChildPwsh
+    $env:SOFTDIRTY_PESTER = Get-PesterModulePath
+    $watch = [System.Diagnostics.Stopwatch]::StartNew()
+    Invoke-Native 'tests/vm/run.sh tests/vm/kernel-tests.sh (Pester -Tag Kernel in the VM)' {
+        bash (Join-Path $vm 'run.sh') (Join-Path $vm 'kernel-tests.sh')
+    }
+    Write-Host ('    VM step passed in {0:n0} s' -f $watch.Elapsed.TotalSeconds)
+}
+
 function Invoke-Package {
     Invoke-Build
     $pwsh = Get-ChildPwsh
@@ -168,6 +188,7 @@ foreach ($t in $Task) {
         'Docs' { Invoke-Docs }
         'Native' { Invoke-NativeBuild }
         'Test' { Invoke-Test }
+        'KernelTest' { Invoke-KernelTest }
         'Demo' { Invoke-Demo }
         'Bench' { Invoke-Bench }
         'Package' { Invoke-Package }

@@ -131,7 +131,6 @@ try {
         $result.pagemapScanOverPread = $null
         $result.pagemapScanNote = "not measured: $($support.PagemapScanReason)"
     }
-}
 
     # The emulator, against the kernel and bare loops measured in this same run.
     $populated = [SoftDirty.Emulation.EmulatorBenchmarks]::PopulatedProcess(1.0)

@@ -51,6 +51,25 @@ try {
             Write-Host "  What this kernel does show, through PAGEMAP_SCAN: $($present.Count) present pages (0-15 and 20-23)."
         }
     }
+
+    Show 'Workflows: the dirty rate of a real process, with the method this kernel supports (Watch-DirtyPage)'
+    Import-Module (Join-Path $PSScriptRoot 'Pester/Workflows.Target.psm1')
+    $wf = Start-WfTarget
+    try {
+        $hot = New-WfRegion $wf 4096
+        $null = Send-WfTarget $wf "hot $($hot.Hex) 1000 256 2000"
+        $samples = @(Watch-DirtyPage -Id $wf.Id -Interval 0.25 -Count 4 -Verbose 4>&1 | ForEach-Object {
+            if ($_ -is [System.Management.Automation.VerboseRecord]) { Write-Host "  $($_.Message)" -ForegroundColor Yellow } else { $_ } })
+        $samples | Format-Table | Out-String -Width 160 | Out-Host
+
+        Show 'A real pre-copy migration of that process over a simulated 200 MB/s link, as memory images, and its chart'
+        $mig = Join-Path ([IO.Path]::GetTempPath()) "softdirty-demo-$PID"
+        $rounds = @(Invoke-PreCopyMigration -Id $wf.Id -Bandwidth 200MB -MaxIterations 5 -StopThreshold 300 -Mapping '[anon]' -Destination $mig)
+        $rounds | Where-Object { $_ -is [SoftDirty.Workflows.PreCopyRound] } | Format-Table | Out-String -Width 160 | Out-Host
+        $rounds[-1] | Format-List Converged, StopReason, Reason, TotalBytesSent, EstimatedDowntime, FinalImage | Out-String -Width 160 | Out-Host
+        $chart = $rounds | Export-DirtyPageChart -Path (Join-Path $mig 'rounds.svg')
+        Write-Host "  chart: $($chart.FullName); Test-MemoryImage on the final image: $(Test-MemoryImage $rounds[-1].FinalImage -Quiet)"
+    } finally { Stop-WfTarget $wf }
 }
 finally {
     Stop-TestTarget $target

@@ -9,24 +9,27 @@ param(
     [Parameter(Mandatory)] [string] $ResultsPath,
     [string] $Tag,
     [string] $ExcludeTag,
-    [string] $Path = (Join-Path $PSScriptRoot 'Pester')
+    # Test files or folders, comma-separated.
+    [string] $Path = (Join-Path $PSScriptRoot 'Pester'),
+    # Result files are <ResultName>.nunit.xml and <ResultName>.junit.xml (the VM run uses its own).
+    [string] $ResultName = 'pester'
 )
 $ErrorActionPreference = 'Stop'
 Import-Module $PesterPath -Force
 $env:SOFTDIRTY_MODULE = (Resolve-Path $ModulePath).Path
 $env:SOFTDIRTY_TARGET = Join-Path $PSScriptRoot 'native/bin/sdtarget'
 $config = New-PesterConfiguration
-$config.Run.Path = $Path
+$config.Run.Path = $Path -split ','
 $config.Run.Exit = $false
 $config.Run.PassThru = $true
 $config.Output.Verbosity = 'Normal'
 $config.TestResult.Enabled = $true
 $config.TestResult.OutputFormat = 'NUnitXml'
-$config.TestResult.OutputPath = Join-Path $ResultsPath 'pester.nunit.xml'
+$config.TestResult.OutputPath = Join-Path $ResultsPath "$ResultName.nunit.xml"
 if ($Tag) { $config.Filter.Tag = $Tag -split ',' }
 if ($ExcludeTag) { $config.Filter.ExcludeTag = $ExcludeTag -split ',' }
 $result = Invoke-Pester -Configuration $config
-$result | Export-JUnitReport -Path (Join-Path $ResultsPath 'pester.junit.xml')
+$result | Export-JUnitReport -Path (Join-Path $ResultsPath "$ResultName.junit.xml")
 # The plain closing line CI reads.
 "Pester: $($result.PassedCount) passed, $($result.FailedCount) failed, $($result.SkippedCount) skipped"
 if ($result.FailedCount -gt 0 -or $result.Result -ne 'Passed') { exit 1 }

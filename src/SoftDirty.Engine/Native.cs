@@ -60,6 +60,19 @@ internal static unsafe partial class Native
     [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
     public static partial nint Syscall(nint number, nint a1, nint a2, nint a3);
 
+    public const int MADV_DONTNEED = 4;
+
+    [LibraryImport(Libc, EntryPoint = "madvise", SetLastError = true)]
+    public static partial int Madvise(nint addr, nuint length, int advice);
+
+    public const uint SYNC_FILE_RANGE_WRITE = 2;
+
+    [LibraryImport(Libc, EntryPoint = "sync_file_range", SetLastError = true)]
+    public static partial int SyncFileRange(int fd, long offset, long nbytes, uint flags);
+
+    [LibraryImport(Libc, EntryPoint = "fsync", SetLastError = true)]
+    public static partial int Fsync(int fd);
+
     [LibraryImport(Libc, EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int sig);
 

@@ -32,6 +32,18 @@ public enum SoftDirtyError
     EmulatorNotMapped,
     /// <summary>An emulated access outside any mapping or against its protection (SIGSEGV); nothing changed.</summary>
     SegmentationFault,
+    /// <summary>Async write-protect tracking is impossible for this target (another real process, or no userfaultfd WP_ASYNC).</summary>
+    WriteProtectNotSupported,
+    /// <summary>A memory image's data does not match its checksums, or a file is malformed (the message names file and offset).</summary>
+    ImageCorrupt,
+    /// <summary>A memory image was never finished (no manifest.json, or a file shorter than its manifest says).</summary>
+    ImageIncomplete,
+    /// <summary>An image's parent is missing or is not the image it was taken against.</summary>
+    ImageParentMismatch,
+    /// <summary>The destination of a new memory image already holds one.</summary>
+    ImageExists,
+    /// <summary>Writing a memory image failed (disk full, permissions).</summary>
+    ImageWriteError,
 }
 
 /// <summary>An engine failure with a stable <see cref="SoftDirtyError"/> and the errno when one applies.</summary>

@@ -18,7 +18,7 @@ internal sealed class FakePageSource : IPageSource
 
     public FakePageSource(bool pagemapScan = true)
     {
-        Features = new KernelFeatures { KernelRelease = "fake", PagemapScan = pagemapScan, PagemapScanReason = pagemapScan ? null : "fake kernel without PAGEMAP_SCAN", Emulated = true };
+        Features = new KernelFeatures { KernelRelease = "fake", PagemapScan = pagemapScan, PagemapScanReason = pagemapScan ? null : "fake kernel without PAGEMAP_SCAN" };
     }
 
     public int ProcessId => 4242;
@@ -32,6 +32,7 @@ internal sealed class FakePageSource : IPageSource
 
     public int PreadCalls { get; private set; }
     public long EntriesRead { get; private set; }
+    public long ReadCalls { get; private set; }
     public int MaxPreadLength { get; private set; }
     public int ScanCalls { get; private set; }
     public List<(ulong FirstPage, int Length)> Preads { get; } = new();
@@ -72,6 +73,7 @@ internal sealed class FakePageSource : IPageSource
             destination[n] = Get(page);
         }
         EntriesRead += n;
+        ReadCalls++;
         return n;
     }
 

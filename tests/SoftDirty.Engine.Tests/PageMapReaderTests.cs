@@ -99,8 +99,34 @@ public class PageMapReaderTests
         Assert.Equal(Enumerable.Range(0, 3000).Select(i => m.Start + (ulong)i * 2 * Ps), hits.Select(h => h.Address));
         Assert.True(src.ScanCalls >= 6, $"{src.ScanCalls} scan calls");
         Assert.All(hits, h => Assert.Same(m, h.Mapping));
-        // The scan path reads only the entries of the regions the kernel found.
-        Assert.Equal(3000, src.EntriesRead);
+        // Regions a page apart are read with one pread each batch (ScanCoalesceGapPages): at most the span.
+        Assert.InRange(src.EntriesRead, 3000, 6000);
+        Assert.True(src.ReadCalls <= src.ScanCalls, $"{src.ReadCalls} preads for {src.ScanCalls} scans");
+    }
+
+    [Fact]
+    public void CoalesceJoinsOnlyRegionsCloserThanTheGap()
+    {
+        var regions = new[]
+        {
+            new PageRegion(0x1000, 0x2000, PageCategory.Present),
+            new PageRegion(0x3000, 0x4000, PageCategory.Present | PageCategory.SoftDirty),
+            new PageRegion(0x10_0000, 0x10_1000, PageCategory.Present),
+        };
+        var joined = PageMapReader.Coalesce(regions, 16 * Ps);
+        Assert.Equal(new[] { new PageRegion(0x1000, 0x4000, PageCategory.Present | PageCategory.SoftDirty), regions[2] }, joined);
+        Assert.Equal(3, PageMapReader.Coalesce(regions, Ps).Count);
+    }
+
+    [Fact]
+    public void AutoPrefersPreadOnAnEmulatedKernelUnlessTheRangeIsHuge()
+    {
+        var src = new FakePageSource { Features = new KernelFeatures { PagemapScan = true, Emulated = true } };
+        var f = new PageFilter().Require(PagemapFlags.SoftDirty, true);
+        var reader = new PageMapReader(src);
+        Assert.Equal(PageReadMethod.Pread, reader.Resolve(PageReadMethod.Auto, f, 262_144));
+        Assert.Equal(PageReadMethod.PagemapScan, reader.Resolve(PageReadMethod.Auto, f, PageMapReader.EmulatedPreadPreferredPages + 1));
+        Assert.Equal(PageReadMethod.PagemapScan, reader.Resolve(PageReadMethod.PagemapScan, f, 1));
     }
 
     [Fact]

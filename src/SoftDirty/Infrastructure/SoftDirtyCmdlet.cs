@@ -83,6 +83,12 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         SoftDirtyError.PagemapScanNotSupported => ErrorCategory.NotImplemented,
         SoftDirtyError.MappingNotFound => ErrorCategory.ObjectNotFound,
         SoftDirtyError.ProcIOError => ErrorCategory.ReadError,
+        SoftDirtyError.WriteProtectNotSupported => ErrorCategory.InvalidOperation,
+        SoftDirtyError.ImageCorrupt => ErrorCategory.InvalidData,
+        SoftDirtyError.ImageIncomplete => ErrorCategory.InvalidData,
+        SoftDirtyError.ImageParentMismatch => ErrorCategory.InvalidData,
+        SoftDirtyError.ImageExists => ErrorCategory.ResourceExists,
+        SoftDirtyError.ImageWriteError => ErrorCategory.WriteError,
         _ => CategoryByName(error.ToString()),
     };
 

@@ -9,6 +9,7 @@ namespace SoftDirty.Tests.Emulation;
 /// Memory bound of the sparse case, and the benchmark helpers on small sizes. Set SOFTDIRTY_BENCH=1 to run
 /// the full-size measurements (1 GiB) and print them.
 /// </summary>
+[Collection(MemoryMeasurement.Name)]
 public class PerformanceTests
 {
     private readonly ITestOutputHelper _output;

@@ -1,0 +1,177 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Runtime.CompilerServices;
+using System.Threading;
+using SoftDirty.Tracking;
+
+namespace SoftDirty.Images;
+
+public enum MemoryImageKind { Full, Incremental }
+
+/// <summary>One image of a chain, with its statistics (Get-MemoryImage, Save-MemoryImage).</summary>
+public sealed class MemoryImageInfo
+{
+    public string Path { get; init; } = "";
+    public Guid Id { get; init; }
+    public MemoryImageKind Kind { get; init; }
+    public int Depth { get; init; }
+    public string? ParentPath { get; init; }
+    public DateTime Created { get; init; }
+    public int ProcessId { get; init; }
+    public string ProcessName { get; init; } = "";
+    public TrackingMethod Method { get; init; }
+    public bool Frozen { get; init; }
+    public int PageSize { get; init; }
+    public int MappingCount { get; init; }
+    /// <summary>Pages whose bytes this image holds.</summary>
+    public ulong DataPages { get; init; }
+    /// <summary>Pages this image records as zero (they had data in the parent chain).</summary>
+    public ulong ZeroPages { get; init; }
+    /// <summary>Pages with data left to the parent chain.</summary>
+    public ulong InheritedPages { get; init; }
+    public ulong ScannedPages { get; init; }
+    public ulong DataBytes => DataPages * (ulong)PageSize;
+    /// <summary>Bytes on disk (pages.bin, index.bin, manifest.json).</summary>
+    public long FileBytes { get; init; }
+    /// <summary>Seconds the save took (Save-MemoryImage only).</summary>
+    public double? SaveSeconds { get; init; }
+
+    public static MemoryImageInfo From(OpenedImage image, double? saveSeconds = null)
+    {
+        var m = image.Manifest;
+        long bytes = 0;
+        foreach (var f in new[] { ImageFormat.PagesFile, ImageFormat.IndexFile, ImageFormat.ManifestFile })
+        {
+            var fi = new System.IO.FileInfo(image.File(f));
+            if (fi.Exists) bytes += fi.Length;
+        }
+        return new MemoryImageInfo
+        {
+            Path = image.Path, Id = m.Id, Kind = m.Parent is null ? MemoryImageKind.Full : MemoryImageKind.Incremental, Depth = m.Depth,
+            ParentPath = m.Parent is null ? null : System.IO.Path.GetFullPath(System.IO.Path.Combine(image.Path, m.Parent.Path)),
+            Created = m.Created, ProcessId = m.ProcessId, ProcessName = m.ProcessName, Method = m.Method, Frozen = m.Frozen,
+            PageSize = m.PageSize, MappingCount = m.Mappings.Count, DataPages = m.DataPages, ZeroPages = m.ZeroPages,
+            InheritedPages = m.InheritedPages, ScannedPages = m.ScannedPages, FileBytes = bytes, SaveSeconds = saveSeconds,
+        };
+    }
+
+    public override string ToString() => $"{Path} ({Kind}, {DataPages} pages)";
+}
+
+/// <summary>The verdict of Test-MemoryImage on a chain.</summary>
+public sealed class MemoryImageTestResult
+{
+    public string Path { get; init; } = "";
+    public bool Valid { get; init; }
+    public int ImagesChecked { get; init; }
+    public ulong PagesChecked { get; init; }
+    public ImageProblem[] Problems { get; init; } = Array.Empty<ImageProblem>();
+    public override string ToString() => Valid ? $"{Path}: valid" : $"{Path}: {Problems.Length} problem(s): {Problems.FirstOrDefault()?.Message}";
+}
+
+/// <summary>One mapping Restore-MemoryImage rebuilt into a flat file.</summary>
+public sealed class RestoredMapping
+{
+    public ulong Start { get; init; }
+    public ulong End { get; init; }
+    public string Permissions { get; init; } = "";
+    public string Mapping { get; init; } = "";
+    /// <summary>The flat file: the mapping's bytes, absent pages as zeros.</summary>
+    public string File { get; init; } = "";
+    public ulong PagesWritten { get; init; }
+}
+
+/// <summary>Verification of a whole chain: links, files, index and every page's checksum.</summary>
+public static class ImageVerifier
+{
+    public static MemoryImageTestResult Test(string path, CancellationToken cancel = default)
+    {
+        var problems = new List<ImageProblem>();
+        List<OpenedImage> chain;
+        try { chain = ImageReader.Chain(path); }
+        catch (SoftDirtyException ex)
+        {
+            problems.Add(ex is ImageException ie ? new ImageProblem(ie.Error, ie.File, ie.Offset, ie.Message) : new ImageProblem(ex.Error, ex.Target?.ToString() ?? path, null, ex.Message));
+            return new MemoryImageTestResult { Path = System.IO.Path.GetFullPath(path), Valid = false, Problems = problems.ToArray() };
+        }
+        ulong pages = 0;
+        foreach (var image in chain)
+        {
+            try
+            {
+                var records = ImageReader.ReadIndex(image);
+                pages += ImageReader.VerifyPages(image, records, problems.Add, cancel);
+            }
+            catch (ImageException ex) { problems.Add(new ImageProblem(ex.Error, ex.File, ex.Offset, ex.Message)); }
+            catch (SoftDirtyException ex) { problems.Add(new ImageProblem(ex.Error, ex.Target?.ToString() ?? image.Path, null, ex.Message)); }
+        }
+        return new MemoryImageTestResult { Path = chain[^1].Path, Valid = problems.Count == 0, ImagesChecked = chain.Count, PagesChecked = pages, Problems = problems.ToArray() };
+    }
+}
+
+/// <summary>
+/// Which pages an image save must look at, per method. Hash: every present page (compared with the parent
+/// chain's hashes). SoftDirty: the soft-dirty pages, when the parent was saved from the same process with
+/// soft-dirty cleared. WriteProtect: the written pages of a tracker kept on the source across saves (an
+/// emulated process; a real one cannot keep one between commands).
+/// </summary>
+public static class ImageTracking
+{
+    private static readonly ConditionalWeakTable<IPageSource, WriteProtectTracker> Kept = new();
+
+    public static TrackingMethod Resolve(IPageSource source, TrackingMethod method)
+    {
+        if (method != TrackingMethod.Auto) return method;
+        if (source.Features.SoftDirty) return TrackingMethod.SoftDirty;
+        if (source is IAsyncWriteProtectSource && source.Features.PagemapScan) return TrackingMethod.WriteProtect;
+        return TrackingMethod.Hash;
+    }
+
+    /// <summary>
+    /// The candidates (null: every present page) and the method re-armed for the next increment. Call with the
+    /// process frozen or just before reading: soft-dirty is cleared here.
+    /// </summary>
+    public static DirtyPageSet? Candidates(IPageSource source, TrackingMethod method, ImageManifest? parent, Func<MemoryMapping, bool>? selector, out TrackingMethod? armed, CancellationToken cancel)
+    {
+        armed = null;
+        switch (method)
+        {
+            case TrackingMethod.SoftDirty:
+            {
+                if (!source.Features.SoftDirty)
+                    throw new SoftDirtyException(SoftDirtyError.SoftDirtyNotSupported, source.Features.SoftDirtyReason ?? "No soft-dirty on this kernel.", source.ProcessId);
+                DirtyPageSet? set = null;
+                if (parent is not null && parent.Armed == TrackingMethod.SoftDirty && parent.ProcessId == source.ProcessId)
+                {
+                    var spans = PageWalk.DataSpans(source.ReadMappings(false), selector);
+                    var ranges = SoftDirtyTracker.Dirty(source, spans, cancel, out ulong scanned);
+                    set = new DirtyPageSet(TrackingMethod.SoftDirty, source.PageSize, ranges, scanned, TimeSpan.Zero);
+                }
+                source.ClearRefs(ClearRefsType.SoftDirty);
+                armed = TrackingMethod.SoftDirty;
+                return set; // no usable parent arming: compare every page this time
+            }
+            case TrackingMethod.WriteProtect:
+            {
+                if (source is not IAsyncWriteProtectSource)
+                    throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported,
+                        $"Memory images of process {source.ProcessId} cannot use WriteProtect: userfaultfd registers only the caller's own memory, and its tracking would not outlive this command. Use -Method Hash or SoftDirty.", source.ProcessId);
+                DirtyPageSet? set = null;
+                if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && Kept.TryGetValue(source, out var kept))
+                    set = kept.Collect(rearm: true, cancel);
+                else
+                {
+                    if (Kept.TryGetValue(source, out var old)) { old.Dispose(); Kept.Remove(source); }
+                    var t = new WriteProtectTracker(source, selector);
+                    t.Reset(cancel);
+                    Kept.Add(source, t);
+                }
+                armed = TrackingMethod.WriteProtect;
+                return set;
+            }
+            default:
+                return null;
+        }
+    }
+}

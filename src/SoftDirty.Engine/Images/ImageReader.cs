@@ -1,0 +1,291 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Text.Json;
+using SoftDirty.Tracking;
+
+namespace SoftDirty.Images;
+
+/// <summary>One image of a chain, opened: its directory and manifest.</summary>
+public sealed class OpenedImage
+{
+    public OpenedImage(string path, ImageManifest manifest)
+    {
+        Path = path;
+        Manifest = manifest;
+    }
+
+    public string Path { get; }
+    public ImageManifest Manifest { get; }
+    public string File(string name) => System.IO.Path.Combine(Path, name);
+}
+
+/// <summary>A problem found in an image: the file, the byte offset where it lies, and what is wrong.</summary>
+public sealed class ImageProblem
+{
+    public ImageProblem(SoftDirtyError error, string file, long? offset, string message)
+    {
+        Error = error;
+        File = file;
+        Offset = offset;
+        Message = message;
+    }
+
+    public SoftDirtyError Error { get; }
+    public string File { get; }
+    public long? Offset { get; }
+    public string Message { get; }
+    public override string ToString() => Message;
+    public SoftDirtyException ToException() => new(Error, Message, File);
+}
+
+/// <summary>An image error with the file and byte offset it is about.</summary>
+public sealed class ImageException : SoftDirtyException
+{
+    public ImageException(SoftDirtyError error, string message, string file, long? offset) : base(error, message, file)
+    {
+        File = file;
+        Offset = offset;
+    }
+    public string File { get; }
+    public long? Offset { get; }
+}
+
+/// <summary>Opens, verifies and resolves memory image chains.</summary>
+public static class ImageReader
+{
+    private static SoftDirtyException Problem(SoftDirtyError e, string file, long? offset, string what) =>
+        new ImageException(e, offset is { } o ? $"{file} at offset {o} (0x{o:x}): {what}" : $"{file}: {what}", file, offset);
+
+    /// <summary>Reads and checks one manifest; throws ImageIncomplete, ImageCorrupt with the file and offset.</summary>
+    public static OpenedImage Open(string path)
+    {
+        path = System.IO.Path.GetFullPath(path);
+        if (!Directory.Exists(path))
+            throw new SoftDirtyException(SoftDirtyError.ImageIncomplete, $"{path}: no such image directory.", path);
+        var manifestPath = System.IO.Path.Combine(path, ImageFormat.ManifestFile);
+        if (!System.IO.File.Exists(manifestPath))
+            throw new SoftDirtyException(SoftDirtyError.ImageIncomplete,
+                $"{manifestPath}: missing, so the image in {path} is incomplete (a save that was interrupted, or not a memory image).", path);
+        byte[] bytes = System.IO.File.ReadAllBytes(manifestPath);
+        ImageManifest? m;
+        try { m = JsonSerializer.Deserialize<ImageManifest>(bytes, ImageFormat.Json); }
+        catch (JsonException ex)
+        {
+            throw Problem(SoftDirtyError.ImageCorrupt, manifestPath, ex.BytePositionInLine is { } b ? LineOffset(bytes, ex.LineNumber ?? 0, b) : null,
+                "not a valid manifest: " + ex.Message.Split(" Path:")[0]);
+        }
+        if (m is null || m.Format != ImageFormat.FormatName)
+            throw Problem(SoftDirtyError.ImageCorrupt, manifestPath, 0, $"the format is not {ImageFormat.FormatName}.");
+        if (m.Version != ImageFormat.Version)
+            throw Problem(SoftDirtyError.ImageCorrupt, manifestPath, 0, $"format version {m.Version} is not supported (this module reads {ImageFormat.Version}).");
+        if (m.PageSize <= 0 || (m.PageSize & (m.PageSize - 1)) != 0)
+            throw Problem(SoftDirtyError.ImageCorrupt, manifestPath, 0, $"page size {m.PageSize} is not a power of two.");
+        return new OpenedImage(path, m);
+    }
+
+    private static long LineOffset(byte[] bytes, long line, long column)
+    {
+        long offset = 0;
+        for (long l = 0; l < line && offset < bytes.Length; offset++) if (bytes[offset] == '\n') l++;
+        return offset + column;
+    }
+
+    /// <summary>The chain from the full image (first) to <paramref name="path"/> (last), parent links checked.</summary>
+    public static List<OpenedImage> Chain(string path)
+    {
+        var chain = new List<OpenedImage>();
+        var seen = new HashSet<string>();
+        var image = Open(path);
+        while (true)
+        {
+            if (!seen.Add(image.Path))
+                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch, $"{image.File(ImageFormat.ManifestFile)}: its parent chain loops back to {image.Path}.", image.Path);
+            chain.Add(image);
+            var link = image.Manifest.Parent;
+            if (link is null)
+            {
+                if (image.Manifest.Depth != 0)
+                    throw Problem(SoftDirtyError.ImageCorrupt, image.File(ImageFormat.ManifestFile), null, $"depth {image.Manifest.Depth} but no parent.");
+                break;
+            }
+            var parentPath = System.IO.Path.GetFullPath(System.IO.Path.Combine(image.Path, link.Path));
+            OpenedImage parent;
+            try { parent = Open(parentPath); }
+            catch (SoftDirtyException ex)
+            {
+                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch,
+                    $"{image.File(ImageFormat.ManifestFile)}: the parent image {parentPath} cannot be used: {ex.Message}", image.Path, 0, ex);
+            }
+            if (parent.Manifest.Id != link.Id)
+                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch,
+                    $"{image.File(ImageFormat.ManifestFile)}: names parent {link.Id} in {parentPath}, but {parent.File(ImageFormat.ManifestFile)} holds image {parent.Manifest.Id}: not the image this one was taken against.", image.Path);
+            if (parent.Manifest.PageSize != image.Manifest.PageSize || parent.Manifest.Depth != image.Manifest.Depth - 1)
+                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch,
+                    $"{image.File(ImageFormat.ManifestFile)}: page size or depth does not follow from the parent {parentPath}.", image.Path);
+            image = parent;
+        }
+        chain.Reverse();
+        return chain;
+    }
+
+    /// <summary>Checks the files' sizes and the index (header, order, offsets, its hash); returns the records.</summary>
+    public static PageRecord[] ReadIndex(OpenedImage image)
+    {
+        var m = image.Manifest;
+        string indexPath = image.File(ImageFormat.IndexFile), pagesPath = image.File(ImageFormat.PagesFile);
+        long pagesSize = CheckFile(image, ImageFormat.PagesFile);
+        long indexSize = CheckFile(image, ImageFormat.IndexFile);
+        var bytes = System.IO.File.ReadAllBytes(indexPath);
+        if (bytes.Length != indexSize)
+            throw Problem(SoftDirtyError.ImageIncomplete, indexPath, Math.Min(bytes.Length, indexSize), "changed while being read.");
+        if (bytes.Length < ImageFormat.IndexHeaderSize || !bytes.AsSpan(0, 8).SequenceEqual(ImageFormat.IndexMagic))
+            throw Problem(SoftDirtyError.ImageCorrupt, indexPath, 0, "no SDIMGIDX header.");
+        var info = m.Files.First(f => f.Name == ImageFormat.IndexFile);
+        if (info.Hash is { } expected)
+        {
+            var actual = PageHash.Fast128(bytes).ToString();
+            if (actual != expected)
+            {
+                // Name the first record that cannot be right, else the file as a whole.
+                long bad = FirstBadRecord(bytes, m.PageSize, pagesSize);
+                throw Problem(SoftDirtyError.ImageCorrupt, indexPath, bad >= 0 ? bad : null, $"checksum mismatch (index.bin hash {actual}, manifest says {expected}).");
+            }
+        }
+        if ((bytes.Length - ImageFormat.IndexHeaderSize) % ImageFormat.RecordSize != 0)
+            throw Problem(SoftDirtyError.ImageCorrupt, indexPath, bytes.Length, "ends inside a record.");
+        int n = (bytes.Length - ImageFormat.IndexHeaderSize) / ImageFormat.RecordSize;
+        var records = new PageRecord[n];
+        ulong prev = 0, data = 0, zero = 0;
+        for (int i = 0; i < n; i++)
+        {
+            long off = ImageFormat.IndexHeaderSize + (long)i * ImageFormat.RecordSize;
+            var r = PageRecord.ReadFrom(bytes.AsSpan((int)off, ImageFormat.RecordSize));
+            if (i > 0 && r.Address <= prev)
+                throw Problem(SoftDirtyError.ImageCorrupt, indexPath, off, $"record {i} (page 0x{r.Address:x}) is out of address order.");
+            if (r.Address % (ulong)m.PageSize != 0)
+                throw Problem(SoftDirtyError.ImageCorrupt, indexPath, off, $"record {i}: address 0x{r.Address:x} is not page-aligned.");
+            if (r.Kind == PageRecordKind.Data)
+            {
+                if (r.Offset % (ulong)m.PageSize != 0 || r.Offset + (ulong)m.PageSize > (ulong)pagesSize)
+                    throw Problem(SoftDirtyError.ImageCorrupt, indexPath, off, $"record {i} (page 0x{r.Address:x}) points at pages.bin offset {r.Offset}, outside its {pagesSize} bytes.");
+                data++;
+            }
+            else if (r.Kind == PageRecordKind.Zero) zero++;
+            else throw Problem(SoftDirtyError.ImageCorrupt, indexPath, off, $"record {i} has unknown kind {(uint)r.Kind}.");
+            records[i] = r;
+            prev = r.Address;
+        }
+        if (data != m.DataPages || zero != m.ZeroPages)
+            throw Problem(SoftDirtyError.ImageCorrupt, indexPath, null, $"holds {data} data and {zero} zero records; the manifest says {m.DataPages} and {m.ZeroPages}.");
+        if ((ulong)pagesSize != data * (ulong)m.PageSize)
+            throw Problem(SoftDirtyError.ImageCorrupt, pagesPath, Math.Min(pagesSize, (long)(data * (ulong)m.PageSize)), $"is {pagesSize} bytes for {data} pages of {m.PageSize}.");
+        return records;
+    }
+
+    private static long FirstBadRecord(byte[] bytes, int pageSize, long pagesSize)
+    {
+        if (bytes.Length < ImageFormat.IndexHeaderSize) return 0;
+        ulong prev = 0;
+        for (long off = ImageFormat.IndexHeaderSize; off + ImageFormat.RecordSize <= bytes.Length; off += ImageFormat.RecordSize)
+        {
+            var r = PageRecord.ReadFrom(bytes.AsSpan((int)off, ImageFormat.RecordSize));
+            bool ok = (r.Kind == PageRecordKind.Data || r.Kind == PageRecordKind.Zero) && r.Address % (ulong)pageSize == 0 && (off == ImageFormat.IndexHeaderSize || r.Address > prev)
+                      && (r.Kind != PageRecordKind.Data || r.Offset + (ulong)pageSize <= (ulong)pagesSize);
+            if (!ok) return off;
+            prev = r.Address;
+        }
+        return -1;
+    }
+
+    private static long CheckFile(OpenedImage image, string name)
+    {
+        var path = image.File(name);
+        var info = image.Manifest.Files.FirstOrDefault(f => f.Name == name)
+            ?? throw Problem(SoftDirtyError.ImageCorrupt, image.File(ImageFormat.ManifestFile), null, $"does not list {name}.");
+        var fi = new FileInfo(path);
+        if (!fi.Exists) throw Problem(SoftDirtyError.ImageIncomplete, path, null, "missing.");
+        if (fi.Length < info.Size)
+            throw Problem(SoftDirtyError.ImageIncomplete, path, fi.Length, $"truncated: {fi.Length} bytes, the manifest says {info.Size}.");
+        if (fi.Length > info.Size)
+            throw Problem(SoftDirtyError.ImageCorrupt, path, info.Size, $"{fi.Length} bytes, longer than the {info.Size} the manifest says.");
+        return fi.Length;
+    }
+
+    /// <summary>
+    /// Checks every page of <paramref name="image"/> against its checksum; calls <paramref name="onProblem"/>
+    /// for each mismatch (file pages.bin, its offset) and returns the pages checked.
+    /// </summary>
+    public static ulong VerifyPages(OpenedImage image, PageRecord[] records, Action<ImageProblem> onProblem, System.Threading.CancellationToken cancel = default)
+    {
+        int ps = image.Manifest.PageSize;
+        var pagesPath = image.File(ImageFormat.PagesFile);
+        var zero = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
+        using var handle = System.IO.File.OpenHandle(pagesPath, FileMode.Open, FileAccess.Read);
+        var buffer = GC.AllocateUninitializedArray<byte>(PageWalk.ChunkBytes);
+        ulong checkedPages = 0;
+        int i = 0;
+        while (i < records.Length)
+        {
+            cancel.ThrowIfCancellationRequested();
+            if (records[i].Kind == PageRecordKind.Zero)
+            {
+                if (records[i].Hash != zero)
+                    onProblem(new ImageProblem(SoftDirtyError.ImageCorrupt, image.File(ImageFormat.IndexFile), ImageFormat.IndexHeaderSize + (long)i * ImageFormat.RecordSize,
+                        $"{image.File(ImageFormat.IndexFile)} at offset {ImageFormat.IndexHeaderSize + (long)i * ImageFormat.RecordSize}: zero record for page 0x{records[i].Address:x} carries a hash other than the zero page's."));
+                i++; checkedPages++;
+                continue;
+            }
+            // A run of data records with consecutive offsets: one read.
+            int j = i;
+            ulong first = records[i].Offset;
+            while (j < records.Length && records[j].Kind == PageRecordKind.Data && records[j].Offset == first + (ulong)(j - i) * (ulong)ps && (j - i + 1) * ps <= buffer.Length) j++;
+            int len = (j - i) * ps;
+            int got = RandomAccess.Read(handle, buffer.AsSpan(0, len), (long)first);
+            for (int k = i; k < j; k++)
+            {
+                long at = (long)records[k].Offset;
+                int bo = (k - i) * ps;
+                if (bo + ps > got)
+                {
+                    onProblem(new ImageProblem(SoftDirtyError.ImageIncomplete, pagesPath, at, $"{pagesPath} at offset {at} (0x{at:x}): page 0x{records[k].Address:x} lies past the end of the file."));
+                    continue;
+                }
+                var h = PageHash.Fast128(buffer.AsSpan(bo, ps));
+                if (h != records[k].Hash)
+                    onProblem(new ImageProblem(SoftDirtyError.ImageCorrupt, pagesPath, at,
+                        $"{pagesPath} at offset {at} (0x{at:x}): page 0x{records[k].Address:x} does not match its checksum (index.bin record {k})."));
+                checkedPages++;
+            }
+            i = j;
+        }
+        return checkedPages;
+    }
+
+    /// <summary>Where each page of a chain's latest state lives: image number in the chain and offset, for data pages only.</summary>
+    public static SortedDictionary<ulong, (int Image, ulong Offset, Hash128 Hash)> Resolve(List<OpenedImage> chain, List<PageRecord[]> indexes)
+    {
+        var map = new SortedDictionary<ulong, (int, ulong, Hash128)>();
+        for (int c = 0; c < chain.Count; c++)
+            foreach (var r in indexes[c])
+            {
+                if (r.Kind == PageRecordKind.Data) map[r.Address] = (c, r.Offset, r.Hash);
+                else map.Remove(r.Address);
+            }
+        return map;
+    }
+
+    /// <summary>The hash of every data page of the chain's latest state (16 bytes a page plus the key).</summary>
+    public static Dictionary<ulong, Hash128> ResolveHashes(List<OpenedImage> chain)
+    {
+        var map = new Dictionary<ulong, Hash128>();
+        foreach (var image in chain)
+            foreach (var r in ReadIndex(image))
+            {
+                if (r.Kind == PageRecordKind.Data) map[r.Address] = r.Hash;
+                else map.Remove(r.Address);
+            }
+        return map;
+    }
+}

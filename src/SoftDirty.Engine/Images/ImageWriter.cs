@@ -1,0 +1,352 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Threading;
+using SoftDirty.Tracking;
+
+// Memory images exist for Linux processes (and emulated ones): Unix file modes are part of the format.
+#pragma warning disable CA1416
+namespace SoftDirty.Images;
+
+/// <summary>What a save produced.</summary>
+public sealed class ImageSaveResult
+{
+    public ImageSaveResult(string path, ImageManifest manifest, TimeSpan elapsed, ulong bytesWritten)
+    {
+        Path = path; Manifest = manifest; Elapsed = elapsed; BytesWritten = bytesWritten;
+    }
+    public string Path { get; }
+    public ImageManifest Manifest { get; }
+    public TimeSpan Elapsed { get; }
+    public ulong BytesWritten { get; }
+}
+
+/// <summary>
+/// Writes a memory image of a page source: every present or swapped page with data (the zero page and
+/// all-zero pages are left out: they read as zero), or, against a parent chain, only the pages whose bytes
+/// differ from the chain's. Atomic: data files under temporary names, fsync, rename, manifest.json last.
+/// </summary>
+public static class ImageWriter
+{
+    private const ulong WritebackBytes = 32UL << 20;
+
+    /// <param name="candidates">When given, only these pages can have changed since the parent (a tracker's answer); null: compare every present page.</param>
+    public static ImageSaveResult Save(IPageSource source, string path, string? parentPath, TrackingMethod method, DirtyPageSet? candidates,
+        Func<MemoryMapping, bool>? selector = null, bool frozen = false, TrackingMethod? armed = null, Action<ulong, ulong>? progress = null, CancellationToken cancel = default)
+    {
+        var clock = Stopwatch.StartNew();
+        path = System.IO.Path.GetFullPath(path);
+        int ps = source.PageSize;
+        List<OpenedImage>? chain = null;
+        Dictionary<ulong, Hash128> parentHashes = new();
+        if (parentPath is not null)
+        {
+            chain = ImageReader.Chain(parentPath);
+            if (chain[^1].Manifest.PageSize != ps)
+                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch, $"{chain[^1].File(ImageFormat.ManifestFile)}: page size {chain[^1].Manifest.PageSize}, the process uses {ps}.", parentPath);
+            parentHashes = ImageReader.ResolveHashes(chain);
+        }
+        PrepareDirectory(path);
+
+        var mappings = source.ReadMappings(false);
+        var spans = PageWalk.DataSpans(mappings, selector);
+        var zeroHash = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
+        var records = new List<PageRecord>();
+        var seen = new HashSet<ulong>();
+        ulong scanned = 0, inherited = 0, dataOffset = 0, flushedTo = 0;
+
+        string pagesTmp = System.IO.Path.Combine(path, ImageFormat.PagesFile + ".tmp");
+        string indexTmp = System.IO.Path.Combine(path, ImageFormat.IndexFile + ".tmp");
+        string manifestTmp = System.IO.Path.Combine(path, ImageFormat.ManifestFile + ".tmp");
+        try
+        {
+            using (var pages = CreateFile(pagesTmp))
+            {
+                // What to read: present pages, narrowed to the tracker's candidates when there are any.
+                var present = PageWalk.PresentRegions(source, spans, cancel).ToList();
+                ulong total = 0;
+                var toRead = new List<AddressRange>();
+                foreach (var r in present)
+                {
+                    bool track = parentHashes.Count > 0;
+                    if ((r.Categories & PageCategory.PfnZero) != 0) { if (track) MarkSeen(seen, r.Start, r.End, ps); continue; }
+                    foreach (var part in Intersect(r.Start, r.End, candidates))
+                    {
+                        toRead.Add(part);
+                        total += part.Length / (ulong)ps;
+                    }
+                    if (track) MarkSeen(seen, r.Start, r.End, ps);
+                }
+                // Zero-page regions hold zeros: a record only where the parent chain has data there.
+                foreach (var r in present.Where(r => (r.Categories & PageCategory.PfnZero) != 0))
+                    for (ulong a = r.Start; a < r.End; a += (ulong)ps)
+                        if (parentHashes.ContainsKey(a)) records.Add(new PageRecord(a, PageRecordKind.Zero, 0, zeroHash));
+
+                ulong done = 0;
+                PageWalk.ReadChunks(source, toRead, (address, data) =>
+                {
+                    int runStart = -1;
+                    for (int off = 0; off <= data.Length; off += ps)
+                    {
+                        bool write = false;
+                        if (off < data.Length)
+                        {
+                            var page = data.Slice(off, ps);
+                            ulong addr = address + (ulong)off;
+                            scanned++;
+                            var h = PageHash.Fast128(page);
+                            bool inParent = parentHashes.TryGetValue(addr, out var ph);
+                            if (h == zeroHash) { if (inParent) records.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash)); }
+                            else if (inParent && ph == h) inherited++;
+                            else
+                            {
+                                records.Add(new PageRecord(addr, PageRecordKind.Data, dataOffset + (ulong)(runStart < 0 ? 0 : off - runStart), h));
+                                write = true;
+                            }
+                        }
+                        if (write) { if (runStart < 0) runStart = off; continue; }
+                        if (runStart >= 0)
+                        {
+                            pages.Write(data[runStart..off]);
+                            dataOffset += (ulong)(off - runStart);
+                            runStart = -1;
+                            // Start writeback of each 32 MiB written, so the disk works while pages are read
+                            // and the final fsync has little left to do.
+                            if (dataOffset - flushedTo >= WritebackBytes)
+                            {
+                                Native.SyncFileRange((int)pages.SafeFileHandle.DangerousGetHandle(), (long)flushedTo, (long)(dataOffset - flushedTo), Native.SYNC_FILE_RANGE_WRITE);
+                                flushedTo = dataOffset;
+                            }
+                        }
+                    }
+                    done += (ulong)data.Length / (ulong)ps;
+                    progress?.Invoke(done, total);
+                }, cancel);
+                pages.Flush(flushToDisk: true);
+            }
+            // Pages the chain has data for that are no longer present, inside the mappings saved: now zero.
+            if (parentHashes.Count > 0)
+            {
+                foreach (var (addr, hash) in parentHashes)
+                {
+                    if (seen.Contains(addr) || hash == zeroHash) continue;
+                    if (spans.Any(s => addr >= s.Start && addr < s.End)) records.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash));
+                }
+                // Pages present but not candidates keep the parent's content: count them as inherited.
+                if (candidates is not null)
+                    foreach (var addr in seen) if (parentHashes.TryGetValue(addr, out var h) && h != zeroHash && !candidates.Contains(addr)) inherited++;
+            }
+            records.Sort((a, b) => a.Address.CompareTo(b.Address));
+
+            var indexBytes = new byte[ImageFormat.IndexHeaderSize + records.Count * ImageFormat.RecordSize];
+            ImageFormat.IndexMagic.CopyTo(indexBytes, 0);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(indexBytes.AsSpan(8), ImageFormat.Version);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(indexBytes.AsSpan(12), (uint)ps);
+            for (int i = 0; i < records.Count; i++) records[i].WriteTo(indexBytes.AsSpan(ImageFormat.IndexHeaderSize + i * ImageFormat.RecordSize));
+            using (var index = CreateFile(indexTmp))
+            {
+                index.Write(indexBytes);
+                index.Flush(flushToDisk: true);
+            }
+
+            ulong dataPages = (ulong)records.Count(r => r.Kind == PageRecordKind.Data);
+            var manifest = new ImageManifest
+            {
+                Id = Guid.NewGuid(),
+                Created = DateTime.UtcNow,
+                Parent = chain is null ? null : new ImageParentLink { Path = System.IO.Path.GetRelativePath(path, chain[^1].Path), Id = chain[^1].Manifest.Id },
+                Depth = chain is null ? 0 : chain[^1].Manifest.Depth + 1,
+                ProcessId = source.ProcessId,
+                ProcessName = source.Name,
+                Kernel = source.Features.KernelRelease,
+                PageSize = ps,
+                Method = method,
+                Frozen = frozen,
+                Armed = armed,
+                Mappings = mappings.Where(m => m.Kind != MappingKind.Vsyscall && (selector is null || selector(m)))
+                    .Select(m => new ImageMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Path = m.DisplayName, Offset = m.Offset }).ToList(),
+                DataPages = dataPages,
+                ZeroPages = (ulong)records.Count - dataPages,
+                InheritedPages = inherited,
+                ScannedPages = scanned,
+                Files =
+                {
+                    new ImageFileInfo { Name = ImageFormat.PagesFile, Size = (long)dataOffset },
+                    new ImageFileInfo { Name = ImageFormat.IndexFile, Size = indexBytes.Length, Hash = PageHash.Fast128(indexBytes).ToString() },
+                },
+            };
+            File.Move(pagesTmp, System.IO.Path.Combine(path, ImageFormat.PagesFile));
+            File.Move(indexTmp, System.IO.Path.Combine(path, ImageFormat.IndexFile));
+            using (var mf = CreateFile(manifestTmp))
+            {
+                mf.Write(JsonSerializer.SerializeToUtf8Bytes(manifest, ImageFormat.Json));
+                mf.Flush(flushToDisk: true);
+            }
+            File.Move(manifestTmp, System.IO.Path.Combine(path, ImageFormat.ManifestFile));
+            FsyncDirectory(path);
+            return new ImageSaveResult(path, manifest, clock.Elapsed, dataOffset + (ulong)indexBytes.Length);
+        }
+        catch (IOException ex) when (ex is not FileNotFoundException)
+        {
+            throw new SoftDirtyException(SoftDirtyError.ImageWriteError, $"Writing the memory image {path} failed: {ex.Message}", path, ex.HResult & 0xFFFF, ex);
+        }
+        catch (UnauthorizedAccessException ex)
+        {
+            throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"Writing the memory image {path} failed: {ex.Message}", path, Errno.EACCES, ex);
+        }
+    }
+
+    private static void MarkSeen(HashSet<ulong> seen, ulong start, ulong end, int ps)
+    {
+        for (ulong a = start; a < end; a += (ulong)ps) seen.Add(a);
+    }
+
+    private static IEnumerable<AddressRange> Intersect(ulong start, ulong end, DirtyPageSet? candidates)
+    {
+        if (candidates is null) { yield return new AddressRange(start, end); yield break; }
+        foreach (var c in candidates.Ranges)
+        {
+            if (c.End <= start) continue;
+            if (c.Start >= end) break;
+            yield return new AddressRange(Math.Max(start, c.Start), Math.Min(end, c.End));
+        }
+    }
+
+    /// <summary>Creates the image directory (0700), or refuses where one is already there.</summary>
+    private static void PrepareDirectory(string path)
+    {
+        if (Directory.Exists(path))
+        {
+            if (File.Exists(System.IO.Path.Combine(path, ImageFormat.ManifestFile)))
+                throw new SoftDirtyException(SoftDirtyError.ImageExists, $"{path} already holds a memory image; choose a new directory.", path);
+            if (Directory.EnumerateFileSystemEntries(path).Any())
+                throw new SoftDirtyException(SoftDirtyError.ImageExists, $"{path} is not empty (an interrupted save leaves files without manifest.json); remove it or choose a new directory.", path);
+            File.SetUnixFileMode(path, ImageFormat.DirectoryMode);
+            return;
+        }
+        try { Directory.CreateDirectory(path, ImageFormat.DirectoryMode); }
+        catch (IOException ex) { throw new SoftDirtyException(SoftDirtyError.ImageWriteError, $"Creating {path} failed: {ex.Message}", path, 0, ex); }
+        catch (UnauthorizedAccessException ex) { throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"Creating {path} failed: {ex.Message}", path, Errno.EACCES, ex); }
+    }
+
+    private static FileStream CreateFile(string path) => new(path, new FileStreamOptions
+    {
+        Mode = FileMode.CreateNew,
+        Access = FileAccess.Write,
+        Share = FileShare.None,
+        BufferSize = 0,
+        UnixCreateMode = ImageFormat.FileMode,
+    });
+
+    private static void FsyncDirectory(string path)
+    {
+        int fd = Native.Open(path, Native.O_RDONLY | Native.O_CLOEXEC);
+        if (fd < 0) return;
+        Native.Fsync(fd);
+        Native.Close(fd);
+    }
+}
+
+/// <summary>Where a restore writes pages: flat files per mapping, or (later) an emulated process.</summary>
+public interface IRestoreTarget
+{
+    /// <summary>The layout to restore into (the latest image's mappings).</summary>
+    void Prepare(IReadOnlyList<ImageMapping> mappings, int pageSize);
+    /// <summary>One page's bytes at its address (inside one of the mappings).</summary>
+    void WritePage(ulong address, ReadOnlySpan<byte> page);
+    void Complete();
+}
+
+/// <summary>One flat file per mapping, <c>START-END.bin</c> (hex), the mapping's size, absent pages as zeros (sparse).</summary>
+public sealed class FlatFileRestoreTarget : IRestoreTarget
+{
+    private readonly string _directory;
+    private readonly List<(ImageMapping Mapping, FileStream File)> _files = new();
+    private int _pageSize;
+
+    public FlatFileRestoreTarget(string directory) => _directory = System.IO.Path.GetFullPath(directory);
+
+    public IReadOnlyList<(ImageMapping Mapping, string Path, ulong PagesWritten)> Results => _results;
+    private readonly List<(ImageMapping, string, ulong)> _results = new();
+    private ulong[] _written = Array.Empty<ulong>();
+
+    public static string FileName(ImageMapping m) => $"{m.Start:x12}-{m.End:x12}.bin";
+
+    public void Prepare(IReadOnlyList<ImageMapping> mappings, int pageSize)
+    {
+        _pageSize = pageSize;
+        Directory.CreateDirectory(_directory, ImageFormat.DirectoryMode);
+        foreach (var m in mappings)
+        {
+            var path = System.IO.Path.Combine(_directory, FileName(m));
+            var fs = new FileStream(path, new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, BufferSize = 0, UnixCreateMode = ImageFormat.FileMode });
+            fs.SetLength((long)(m.End - m.Start));
+            _files.Add((m, fs));
+        }
+        _written = new ulong[_files.Count];
+        File.WriteAllText(System.IO.Path.Combine(_directory, "mappings.json"), JsonSerializer.Serialize(mappings, ImageFormat.Json));
+    }
+
+    private int _last;
+
+    public void WritePage(ulong address, ReadOnlySpan<byte> page)
+    {
+        int i = _last < _files.Count && _files[_last].Mapping.Start <= address && address < _files[_last].Mapping.End ? _last
+            : _files.FindIndex(f => f.Mapping.Start <= address && address < f.Mapping.End);
+        if (i < 0) return; // outside the latest layout: unmapped since
+        _last = i;
+        var (m, fs) = _files[i];
+        RandomAccess.Write(fs.SafeFileHandle, page, (long)(address - m.Start));
+        _written[i]++;
+    }
+
+    public void Complete()
+    {
+        for (int i = 0; i < _files.Count; i++)
+        {
+            _files[i].File.Flush(flushToDisk: true);
+            _results.Add((_files[i].Mapping, _files[i].File.Name, _written[i]));
+            _files[i].File.Dispose();
+        }
+        _files.Clear();
+    }
+}
+
+/// <summary>Rebuilds the memory of a chain's latest state into a restore target, checking every page's checksum.</summary>
+public static class ImageRestorer
+{
+    public static ulong Restore(string leafPath, IRestoreTarget target, CancellationToken cancel = default)
+    {
+        var chain = ImageReader.Chain(leafPath);
+        var indexes = chain.Select(ImageReader.ReadIndex).ToList();
+        var map = ImageReader.Resolve(chain, indexes);
+        var leaf = chain[^1].Manifest;
+        int ps = leaf.PageSize;
+        target.Prepare(leaf.Mappings, ps);
+        var handles = chain.Select(c => File.OpenHandle(c.File(ImageFormat.PagesFile), FileMode.Open, FileAccess.Read)).ToArray();
+        try
+        {
+            var page = new byte[ps];
+            ulong n = 0;
+            foreach (var (addr, (img, offset, hash)) in map)
+            {
+                if ((n & 1023) == 0) cancel.ThrowIfCancellationRequested();
+                int got = RandomAccess.Read(handles[img], page, (long)offset);
+                var file = chain[img].File(ImageFormat.PagesFile);
+                if (got < ps)
+                    throw new SoftDirtyException(SoftDirtyError.ImageIncomplete, $"{file} at offset {offset} (0x{offset:x}): truncated, page 0x{addr:x} is missing.", file);
+                if (PageHash.Fast128(page) != hash)
+                    throw new SoftDirtyException(SoftDirtyError.ImageCorrupt, $"{file} at offset {offset} (0x{offset:x}): page 0x{addr:x} does not match its checksum.", file);
+                target.WritePage(addr, page);
+                n++;
+            }
+            target.Complete();
+            return n;
+        }
+        finally { foreach (var h in handles) h.Dispose(); }
+    }
+}

@@ -1,0 +1,218 @@
+using System;
+using System.Buffers.Binary;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using System.Security.Cryptography;
+
+namespace SoftDirty.Tracking;
+
+/// <summary>A 128-bit page hash: 16 bytes a page.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public readonly record struct Hash128(ulong Low, ulong High)
+{
+    public override string ToString() => $"{High:x16}{Low:x16}";
+
+    public void WriteTo(Span<byte> destination)
+    {
+        BinaryPrimitives.WriteUInt64LittleEndian(destination, Low);
+        BinaryPrimitives.WriteUInt64LittleEndian(destination[8..], High);
+    }
+
+    public static Hash128 ReadFrom(ReadOnlySpan<byte> source) =>
+        new(BinaryPrimitives.ReadUInt64LittleEndian(source), BinaryPrimitives.ReadUInt64LittleEndian(source[8..]));
+}
+
+/// <summary>
+/// Page hashes. Fast128 is this project's own non-cryptographic 128-bit hash, built the way XXH3 is: eight
+/// 64-bit accumulators take 64-byte stripes (each lane adds the product of the two 32-bit halves of the data
+/// XORed with a per-stripe key, and its neighbour's data), a non-linear scramble every 1 KiB block, and two
+/// different 128-bit multiply-fold finalisations for the two halves. The same arithmetic runs with AVX2
+/// (four lanes an instruction) or in scalar code, so a hash is the same on every machine: memory images
+/// stay portable. It is not keyed and not meant to resist an adversary; Sha256 (truncated) is.
+/// </summary>
+public static class PageHash
+{
+    private const ulong P1 = 0x9E3779B185EBCA87UL, P2 = 0xC2B2AE3D27D4EB4FUL, P3 = 0x165667B19E3779F9UL,
+        P4 = 0x85EBCA77C2B2AE63UL, P5 = 0x27D4EB2F165667C5UL, P32_1 = 0x9E3779B1UL, P32_2 = 0x85EBCA77UL, P32_3 = 0xC2B2AE3DUL;
+    private const int StripeWords = 8, StripesPerBlock = 16, BlockBytes = StripesPerBlock * StripeWords * 8;
+
+    /// <summary>The key: 32 words from SplitMix64 of a fixed seed (stripe s of a block uses words s..s+7).</summary>
+    private static readonly ulong[] Secret = MakeSecret();
+
+    private static ulong[] MakeSecret()
+    {
+        var k = new ulong[32];
+        ulong x = 0x5D1E7A3C9B1F4C6EUL;
+        for (int i = 0; i < k.Length; i++)
+        {
+            ulong z = x += 0x9E3779B97F4A7C15UL;
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+            k[i] = z ^ (z >> 31);
+        }
+        return k;
+    }
+
+    public static Hash128 Compute(PageHashAlgorithm algorithm, ReadOnlySpan<byte> data) =>
+        algorithm == PageHashAlgorithm.Sha256 ? Sha256(data) : Fast128(data);
+
+    public static Hash128 Sha256(ReadOnlySpan<byte> data)
+    {
+        Span<byte> digest = stackalloc byte[32];
+        SHA256.HashData(data, digest);
+        return Hash128.ReadFrom(digest);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Round(ulong acc, ulong input) => BitOperations.RotateLeft(acc + input * P2, 31) * P1;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Fold(ulong a, ulong b)
+    {
+        ulong hi = Math.BigMul(a, b, out ulong lo);
+        return hi ^ lo;
+    }
+
+    private static ulong Avalanche(ulong h)
+    {
+        h ^= h >> 37; h *= P3; h ^= h >> 32;
+        return h;
+    }
+
+    public static Hash128 Fast128(ReadOnlySpan<byte> data)
+    {
+        Span<ulong> acc = stackalloc ulong[8] { P32_3, P1, P2, P3, P4, P32_2, P5, P32_1 };
+        var words = MemoryMarshal.Cast<byte, ulong>(data);
+        int blocks = words.Length / StripeWords / StripesPerBlock;
+        if (Avx2.IsSupported && blocks > 0) AccumulateAvx2(acc, words, blocks);
+        else AccumulateScalar(acc, words, blocks);
+        return Finish(acc, data, words, blocks);
+    }
+
+    private static Hash128 Finish(Span<ulong> acc, ReadOnlySpan<byte> data, ReadOnlySpan<ulong> words, int blocks)
+    {
+        // Stripes after the last whole block, then the words and bytes left, as a scrambled tail.
+        int w = blocks * StripesPerBlock * StripeWords;
+        for (int s = 0; w + StripeWords <= words.Length; s++, w += StripeWords) Stripe(acc, words.Slice(w, StripeWords), s);
+        for (int k = 0; w < words.Length; w++, k++) acc[k & 7] = Round(acc[k & 7], words[w]);
+        ulong tail = 0;
+        for (int i = words.Length * 8; i < data.Length; i++) tail = (tail << 8) | data[i];
+        ulong len = (ulong)data.Length;
+        acc[7] = Round(acc[7], tail ^ len);
+        ulong low = len * P1, high = ~(len * P2);
+        for (int i = 0; i < 4; i++)
+        {
+            low += Fold(acc[2 * i] ^ Secret[2 * i], acc[2 * i + 1] ^ Secret[2 * i + 1]);
+            high += Fold(acc[2 * i] ^ Secret[16 + 2 * i], acc[2 * i + 1] ^ Secret[17 + 2 * i]);
+        }
+        return new Hash128(Avalanche(low), Avalanche(high ^ BitOperations.RotateLeft(low, 29)));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Stripe(Span<ulong> acc, ReadOnlySpan<ulong> d, int s)
+    {
+        for (int i = 0; i < 8; i++)
+        {
+            ulong dk = d[i] ^ Secret[s + i];
+            acc[i ^ 1] += d[i];
+            acc[i] += (dk & 0xFFFFFFFFUL) * (dk >> 32);
+        }
+    }
+
+    private static void Scramble(Span<ulong> acc)
+    {
+        for (int i = 0; i < 8; i++)
+        {
+            ulong a = acc[i];
+            a ^= a >> 47;
+            a ^= Secret[24 + (i & 7)];
+            acc[i] = a * P32_1;
+        }
+    }
+
+    private static void AccumulateScalar(Span<ulong> acc, ReadOnlySpan<ulong> words, int blocks)
+    {
+        for (int b = 0; b < blocks; b++)
+        {
+            int baseWord = b * StripesPerBlock * StripeWords;
+            for (int s = 0; s < StripesPerBlock; s++) Stripe(acc, words.Slice(baseWord + s * StripeWords, StripeWords), s);
+            Scramble(acc);
+        }
+    }
+
+    private static void AccumulateAvx2(Span<ulong> acc, ReadOnlySpan<ulong> words, int blocks)
+    {
+        ref ulong a0 = ref MemoryMarshal.GetReference(acc);
+        ref ulong w0 = ref MemoryMarshal.GetReference(words);
+        ref ulong k0 = ref MemoryMarshal.GetArrayDataReference(Secret);
+        var accA = Vector256.LoadUnsafe(ref a0, 0);
+        var accB = Vector256.LoadUnsafe(ref a0, 4);
+        var prime = Vector256.Create(P32_1).AsUInt32();
+        var scrA = Vector256.LoadUnsafe(ref k0, 24);
+        var scrB = Vector256.LoadUnsafe(ref k0, 28);
+        for (int b = 0; b < blocks; b++)
+        {
+            nuint baseWord = (nuint)(b * StripesPerBlock * StripeWords);
+            for (int s = 0; s < StripesPerBlock; s++)
+            {
+                nuint at = baseWord + (nuint)(s * StripeWords);
+                var dA = Vector256.LoadUnsafe(ref w0, at);
+                var dB = Vector256.LoadUnsafe(ref w0, at + 4);
+                var kA = dA ^ Vector256.LoadUnsafe(ref k0, (nuint)s);
+                var kB = dB ^ Vector256.LoadUnsafe(ref k0, (nuint)s + 4);
+                var pA = Avx2.Multiply(kA.AsUInt32(), Vector256.ShiftRightLogical(kA, 32).AsUInt32());
+                var pB = Avx2.Multiply(kB.AsUInt32(), Vector256.ShiftRightLogical(kB, 32).AsUInt32());
+                accA += Avx2.Permute4x64(dA, 0b10_11_00_01) + pA;
+                accB += Avx2.Permute4x64(dB, 0b10_11_00_01) + pB;
+            }
+            accA = ScrambleAvx2(accA, scrA, prime);
+            accB = ScrambleAvx2(accB, scrB, prime);
+        }
+        accA.StoreUnsafe(ref a0, 0);
+        accB.StoreUnsafe(ref a0, 4);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<ulong> ScrambleAvx2(Vector256<ulong> a, Vector256<ulong> key, Vector256<uint> prime)
+    {
+        a ^= Vector256.ShiftRightLogical(a, 47);
+        a ^= key;
+        var lo = Avx2.Multiply(a.AsUInt32(), prime);
+        var hi = Avx2.Multiply(Vector256.ShiftRightLogical(a, 32).AsUInt32(), prime);
+        return lo + Vector256.ShiftLeft(hi, 32);
+    }
+
+    /// <summary>The same hash without AVX2 (tests compare the two paths).</summary>
+    internal static Hash128 Fast128Scalar(ReadOnlySpan<byte> data)
+    {
+        Span<ulong> acc = stackalloc ulong[8] { P32_3, P1, P2, P3, P4, P32_2, P5, P32_1 };
+        var words = MemoryMarshal.Cast<byte, ulong>(data);
+        int blocks = words.Length / StripeWords / StripesPerBlock;
+        AccumulateScalar(acc, words, blocks);
+        return Finish(acc, data, words, blocks);
+    }
+
+    private static readonly object Gate = new();
+    private static (int Size, Hash128 Fast, Hash128 Sha)? _zero;
+
+    /// <summary>The hash of a page of zeros (what an absent page holds).</summary>
+    public static Hash128 ZeroPage(PageHashAlgorithm algorithm, int pageSize)
+    {
+        lock (Gate)
+        {
+            if (_zero is not { } z || z.Size != pageSize)
+            {
+                var zeros = new byte[pageSize];
+                z = (pageSize, Fast128(zeros), Sha256(zeros));
+                _zero = z;
+            }
+            return algorithm == PageHashAlgorithm.Sha256 ? z.Sha : z.Fast;
+        }
+    }
+
+    /// <summary>True when every byte is zero (vectorised).</summary>
+    public static bool IsZero(ReadOnlySpan<byte> data) => data.IndexOfAnyExcept((byte)0) < 0;
+}

@@ -1,0 +1,101 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+
+namespace SoftDirty.Tracking;
+
+/// <summary>Finding the pages that hold data, and reading their bytes in large chunks.</summary>
+public static class PageWalk
+{
+    /// <summary>Bytes per /proc/PID/mem read: 256 KiB (hashed while still in the L2 cache).</summary>
+    public const int ChunkBytes = 256 * 1024;
+
+    /// <summary>
+    /// The spans worth reading: every mapping of the selection but [vvar] and [vsyscall] (no pages to read).
+    /// </summary>
+    public static List<PageSpan> DataSpans(IReadOnlyList<MemoryMapping> mappings, Func<MemoryMapping, bool>? selector = null) =>
+        PageMapReader.SpansOf(mappings, m => m.Kind != MappingKind.Vvar && m.Kind != MappingKind.Vsyscall && (selector is null || selector(m)));
+
+    /// <summary>
+    /// The present or swapped pages of <paramref name="spans"/> as regions whose categories are a subset of
+    /// Present | Swapped | PfnZero: PAGEMAP_SCAN where the kernel has it, else pagemap read in chunks.
+    /// </summary>
+    public static IEnumerable<PageRegion> PresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, CancellationToken cancel = default)
+    {
+        if (source.Features.PagemapScan)
+        {
+            var template = new PagemapScanRequest
+            {
+                CategoryAnyOf = PageCategory.Present | PageCategory.Swapped,
+                ReturnMask = PageCategory.Present | PageCategory.Swapped | PageCategory.PfnZero,
+            };
+            foreach (var r in new PageMapReader(source).ScanRegions(spans, template, cancel)) yield return r;
+            yield break;
+        }
+        var buffer = new PagemapEntry[PageMapReader.DefaultChunkEntries];
+        ulong pageSize = (ulong)source.PageSize;
+        foreach (var span in spans)
+        {
+            ulong page = span.Start / pageSize, last = span.End / pageSize;
+            ulong runStart = 0, runEnd = 0;
+            PageCategory runCat = PageCategory.None;
+            while (page < last)
+            {
+                cancel.ThrowIfCancellationRequested();
+                int want = (int)Math.Min((ulong)buffer.Length, last - page);
+                int got = source.ReadPagemap(page, buffer.AsSpan(0, want));
+                for (int i = 0; i < got; i++)
+                {
+                    var e = buffer[i];
+                    PageCategory c = e.Present ? PageCategory.Present : e.Swapped ? PageCategory.Swapped : PageCategory.None;
+                    ulong addr = (page + (ulong)i) * pageSize;
+                    if (c != PageCategory.None && c == runCat && addr == runEnd) { runEnd += pageSize; continue; }
+                    if (runCat != PageCategory.None) yield return new PageRegion(runStart, runEnd, runCat);
+                    runCat = c; runStart = addr; runEnd = addr + pageSize;
+                }
+                if (got < want) break;
+                page += (ulong)got;
+            }
+            if (runCat != PageCategory.None) yield return new PageRegion(runStart, runEnd, runCat);
+        }
+    }
+
+    /// <summary>Called with a run of readable pages: its address and its bytes (a whole number of pages).</summary>
+    public delegate void ChunkHandler(ulong address, ReadOnlySpan<byte> data);
+
+    /// <summary>
+    /// Reads the bytes of <paramref name="ranges"/> through <see cref="IPageSource.ReadMemory"/> in chunks of
+    /// up to <see cref="ChunkBytes"/> into one reused buffer, and hands each readable run to the handler while
+    /// it is still in the CPU's cache. (Reading on a second thread was measured slower on this project's 2-vCPU
+    /// machines: the bytes cross caches, and the second core is rarely idle.) Pages that cannot be read are
+    /// skipped (the handler never sees them); returns their count.
+    /// </summary>
+    public static ulong ReadChunks(IPageSource source, IEnumerable<AddressRange> ranges, ChunkHandler handler, CancellationToken cancel = default, int chunkBytes = ChunkBytes)
+    {
+        int pageSize = source.PageSize;
+        chunkBytes = Math.Max(pageSize, chunkBytes / pageSize * pageSize);
+        var buffer = GC.AllocateUninitializedArray<byte>(chunkBytes);
+        ulong unreadable = 0;
+        foreach (var chunk in Split(ranges, (ulong)chunkBytes))
+        {
+            cancel.ThrowIfCancellationRequested();
+            int length = (int)chunk.Length, pos = 0;
+            while (pos < length)
+            {
+                int got = source.ReadMemory(chunk.Start + (ulong)pos, buffer.AsSpan(pos, length - pos));
+                got -= got % pageSize;
+                if (got > 0) handler(chunk.Start + (ulong)pos, buffer.AsSpan(pos, got));
+                pos += got;
+                if (pos < length) { pos += pageSize; unreadable++; } // an unreadable page: skip it
+            }
+        }
+        return unreadable;
+    }
+
+    private static IEnumerable<AddressRange> Split(IEnumerable<AddressRange> ranges, ulong chunk)
+    {
+        foreach (var r in ranges)
+            for (ulong a = r.Start; a < r.End; a += chunk)
+                yield return new AddressRange(a, Math.Min(r.End, a + chunk));
+    }
+}

@@ -1,0 +1,68 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Threading;
+
+namespace SoftDirty.Tracking;
+
+/// <summary>The SoftDirty method: clear_refs "4" resets, bit 55 (PAGE_IS_SOFT_DIRTY) of present or swapped pages collects.</summary>
+public sealed class SoftDirtyTracker : IDirtyTracker
+{
+    private readonly Func<MemoryMapping, bool>? _selector;
+    private bool _armed;
+
+    public SoftDirtyTracker(IPageSource source, Func<MemoryMapping, bool>? selector = null)
+    {
+        if (!source.Features.SoftDirty)
+            throw new SoftDirtyException(SoftDirtyError.SoftDirtyNotSupported,
+                source.Features.SoftDirtyReason ?? "This kernel does not set the soft-dirty bit.", source.ProcessId);
+        Source = source;
+        _selector = selector;
+    }
+
+    public TrackingMethod Method => TrackingMethod.SoftDirty;
+    public IPageSource Source { get; }
+    public string Description { get; set; } = "SoftDirty: clear_refs \"4\" and bit 55 of pagemap.";
+
+    public void Reset(CancellationToken cancel = default)
+    {
+        Source.ClearRefs(ClearRefsType.SoftDirty);
+        _armed = true;
+    }
+
+    public DirtyPageSet Collect(bool rearm = true, CancellationToken cancel = default)
+    {
+        if (!_armed) throw new InvalidOperationException("Reset the tracker before collecting.");
+        var clock = Stopwatch.StartNew();
+        var spans = PageWalk.DataSpans(Source.ReadMappings(false), _selector);
+        var ranges = Dirty(Source, spans, cancel, out ulong scanned);
+        if (rearm) Source.ClearRefs(ClearRefsType.SoftDirty);
+        return new DirtyPageSet(Method, Source.PageSize, ranges, scanned, clock.Elapsed);
+    }
+
+    /// <summary>The soft-dirty present or swapped pages of <paramref name="spans"/>.</summary>
+    public static List<AddressRange> Dirty(IPageSource source, IReadOnlyList<PageSpan> spans, CancellationToken cancel, out ulong scanned)
+    {
+        var b = new RangeListBuilder();
+        ulong ps = (ulong)source.PageSize;
+        scanned = 0;
+        foreach (var s in spans) scanned += (s.End - s.Start) / ps;
+        if (source.Features.PagemapScan)
+        {
+            var template = new PagemapScanRequest
+            {
+                CategoryMask = PageCategory.SoftDirty,
+                CategoryAnyOf = PageCategory.Present | PageCategory.Swapped,
+                ReturnMask = PageCategory.SoftDirty,
+            };
+            foreach (var r in new PageMapReader(source).ScanRegions(spans, template, cancel)) b.Add(r.Start, r.End);
+            return b.Build();
+        }
+        var reader = new PageMapReader(source);
+        foreach (var hit in reader.Read(spans, new PageFilter().Require(PagemapFlags.SoftDirty, true), PageReadMethod.Pread, cancel))
+            if (hit.Entry.Present || hit.Entry.Swapped) b.Add(hit.Address, hit.Address + ps);
+        return b.Build();
+    }
+
+    public void Dispose() => _armed = false;
+}

@@ -1,0 +1,140 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+
+namespace SoftDirty.Tracking;
+
+/// <summary>How the pages a process changed are found.</summary>
+public enum TrackingMethod
+{
+    /// <summary>The best the target supports: SoftDirty, else WriteProtect (own or emulated process), else Hash.</summary>
+    Auto,
+    /// <summary>clear_refs "4" and bit 55 of pagemap (PAGE_IS_SOFT_DIRTY with PAGEMAP_SCAN); needs CONFIG_MEM_SOFT_DIRTY.</summary>
+    SoftDirty,
+    /// <summary>userfaultfd async write-protect and PAGEMAP_SCAN WRITTEN; only for the current process or an emulated one.</summary>
+    WriteProtect,
+    /// <summary>Hash every present page through /proc/PID/mem and compare with the last snapshot; works on any kernel.</summary>
+    Hash,
+}
+
+/// <summary>The page hash of the Hash method and of memory image checksums.</summary>
+public enum PageHashAlgorithm
+{
+    /// <summary>A fast non-cryptographic 128-bit hash (<see cref="PageHash"/>).</summary>
+    Fast128,
+    /// <summary>SHA-256, truncated to its first 128 bits (16 bytes a page).</summary>
+    Sha256,
+}
+
+/// <summary>An address range [Start, End).</summary>
+public readonly record struct AddressRange(ulong Start, ulong End)
+{
+    public ulong Length => End - Start;
+    public override string ToString() => $"0x{Start:x}-0x{End:x}";
+}
+
+/// <summary>What a tracker found changed since its last reset.</summary>
+public sealed class DirtyPageSet
+{
+    public DirtyPageSet(TrackingMethod method, int pageSize, IReadOnlyList<AddressRange> ranges, ulong pagesScanned, TimeSpan collectTime)
+    {
+        Method = method;
+        PageSize = pageSize;
+        Ranges = ranges;
+        PagesScanned = pagesScanned;
+        CollectTime = collectTime;
+        ulong n = 0;
+        foreach (var r in ranges) n += r.Length / (ulong)pageSize;
+        PageCount = n;
+    }
+
+    public TrackingMethod Method { get; }
+    public int PageSize { get; }
+    /// <summary>The changed pages as sorted, merged address ranges.</summary>
+    public IReadOnlyList<AddressRange> Ranges { get; }
+    public ulong PageCount { get; }
+    public ulong ByteCount => PageCount * (ulong)PageSize;
+    /// <summary>Pages the tracker looked at (present pages for Hash, span pages for the others).</summary>
+    public ulong PagesScanned { get; }
+    public TimeSpan CollectTime { get; }
+
+    public bool Contains(ulong address)
+    {
+        int lo = 0, hi = Ranges.Count - 1;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) >> 1;
+            var r = Ranges[mid];
+            if (address < r.Start) hi = mid - 1;
+            else if (address >= r.End) lo = mid + 1;
+            else return true;
+        }
+        return false;
+    }
+}
+
+/// <summary>Builds sorted, merged ranges from pages or ranges given in ascending order.</summary>
+public sealed class RangeListBuilder
+{
+    private readonly List<AddressRange> _ranges = new();
+    private ulong _start, _end;
+    private bool _open;
+
+    public void Add(ulong start, ulong end)
+    {
+        if (end <= start) return;
+        if (_open && start <= _end && start >= _start) { if (end > _end) _end = end; return; }
+        if (_open) _ranges.Add(new AddressRange(_start, _end));
+        _start = start; _end = end; _open = true;
+    }
+
+    public List<AddressRange> Build()
+    {
+        if (_open) { _ranges.Add(new AddressRange(_start, _end)); _open = false; }
+        return _ranges;
+    }
+}
+
+/// <summary>
+/// Which pages changed since the last reset. A tracker is armed by <see cref="Reset"/>; <see cref="Collect"/>
+/// returns the pages changed since then and, with rearm, starts the next interval at once.
+/// </summary>
+public interface IDirtyTracker : IDisposable
+{
+    TrackingMethod Method { get; }
+    IPageSource Source { get; }
+    /// <summary>Why this method was chosen (for Auto) or what it relies on.</summary>
+    string Description { get; }
+    /// <summary>Starts an interval: what is in memory now counts as clean.</summary>
+    void Reset(CancellationToken cancel = default);
+    /// <summary>The pages changed since the last reset; with <paramref name="rearm"/> the next interval starts now.</summary>
+    DirtyPageSet Collect(bool rearm = true, CancellationToken cancel = default);
+}
+
+/// <summary>
+/// A page source that drives its own workload in emulated time (the emulator). Watch-DirtyPage and
+/// Invoke-PreCopyMigration advance it between samples and rounds instead of sleeping; a real process lacks it.
+/// </summary>
+public interface IWorkloadDriver
+{
+    /// <summary>Runs the workload for <paramref name="interval"/> of emulated time.</summary>
+    void Advance(TimeSpan interval, CancellationToken cancel);
+}
+
+/// <summary>
+/// A page source that can register its own memory for async write-protect (what userfaultfd's
+/// UFFDIO_REGISTER MODE_WP with WP_ASYNC does for the calling process): the emulator. After registering,
+/// PAGEMAP_SCAN with WriteProtectMatching|CheckWriteProtectAsync and mask = return = Written gets and resets.
+/// </summary>
+public interface IAsyncWriteProtectSource
+{
+    /// <summary>Registers [start, end) for async write-protect; disposing the result unregisters it.</summary>
+    IDisposable RegisterAsyncWriteProtect(ulong start, ulong end);
+}
+
+/// <summary>A page source that can be stopped and resumed (SIGSTOP/SIGCONT for a real process).</summary>
+public interface IFreezable
+{
+    void Freeze();
+    void Thaw();
+}

@@ -1,0 +1,212 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using System.Runtime.InteropServices;
+using System.Threading;
+
+namespace SoftDirty.Tracking;
+
+/// <summary>
+/// The WriteProtect method: the target's mappings registered for userfaultfd async write-protect
+/// (WP_ASYNC | WP_UNPOPULATED, UFFDIO_REGISTER MODE_WP), then PAGEMAP_SCAN with WriteProtectMatching |
+/// CheckWriteProtectAsync and mask = return = Written: get-and-reset in one ioctl. The kernel lets only a
+/// process register its own memory, so the target must be this process (userfaultfd) or a source that
+/// implements <see cref="IAsyncWriteProtectSource"/> (the emulator).
+/// </summary>
+public sealed class WriteProtectTracker : IDirtyTracker
+{
+    private readonly Func<MemoryMapping, bool>? _selector;
+    private readonly IAsyncWriteProtectSource? _emulated;
+    private readonly Userfaultfd? _uffd;
+    private readonly List<(AddressRange Range, IDisposable? Registration)> _registered = new();
+    private bool _armed;
+
+    public WriteProtectTracker(IPageSource source, Func<MemoryMapping, bool>? selector = null)
+    {
+        Source = source;
+        _selector = selector;
+        if (source is IAsyncWriteProtectSource emulated) { _emulated = emulated; }
+        else
+        {
+            if (!IsSupported(source, out var reason))
+                throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, reason!, source.ProcessId);
+            _uffd = Userfaultfd.Create();
+        }
+    }
+
+    /// <summary>Whether this method can track <paramref name="source"/>, and why not.</summary>
+    public static bool IsSupported(IPageSource source, out string? reason)
+    {
+        reason = null;
+        if (!source.Features.PagemapScan) { reason = source.Features.PagemapScanReason ?? "PAGEMAP_SCAN is missing (Linux 6.7+)."; return false; }
+        if (source is IAsyncWriteProtectSource) return true;
+        if (!source.Features.UffdWriteProtectAsync) { reason = source.Features.UffdWriteProtectAsyncReason ?? "userfaultfd async write-protect is missing."; return false; }
+        if (source.ProcessId != Environment.ProcessId)
+        {
+            reason = $"The WriteProtect method needs userfaultfd, and the kernel lets only a process register its own memory: process {source.ProcessId} ({source.Name}) is not this one ({Environment.ProcessId}). " +
+                     "Use -Method Hash (any kernel) or SoftDirty (where the kernel has it), or an emulated process.";
+            return false;
+        }
+        return true;
+    }
+
+    public TrackingMethod Method => TrackingMethod.WriteProtect;
+    public IPageSource Source { get; }
+    public string Description { get; set; } = "WriteProtect: userfaultfd async write-protect and PAGEMAP_SCAN WRITTEN.";
+
+    // Only writable mappings: nothing else can be written, and a reserved PROT_NONE region (the .NET GC
+    // reserves hundreds of GiB) has no pages to protect, so PAGEMAP_SCAN would report its holes as written.
+    // A mapping made writable later is a new range: registered then, its present pages counted once.
+    private List<PageSpan> Spans() => PageWalk.DataSpans(Source.ReadMappings(false),
+        m => m.Permissions.Length > 1 && m.Permissions[1] == 'w' && (_selector is null || _selector(m)));
+
+    /// <summary>Registers mappings not yet registered; returns the spans that are new (all their pages count as written).</summary>
+    private List<PageSpan> RegisterNew(List<PageSpan> spans)
+    {
+        var known = new HashSet<AddressRange>(_registered.Select(r => r.Range));
+        var fresh = new List<PageSpan>();
+        foreach (var s in spans)
+        {
+            var range = new AddressRange(s.Start, s.End);
+            if (known.Contains(range)) continue;
+            IDisposable? reg = null;
+            if (_emulated is not null) reg = _emulated.RegisterAsyncWriteProtect(s.Start, s.End);
+            else if (!_uffd!.Register(s.Start, s.End)) continue; // [vvar] and the like: the kernel refuses, nothing to track
+            _registered.Add((range, reg));
+            fresh.Add(s);
+        }
+        return fresh;
+    }
+
+    private List<PageSpan> RegisteredSpans(List<PageSpan> spans)
+    {
+        var known = new HashSet<AddressRange>(_registered.Select(r => r.Range));
+        return spans.Where(s => known.Contains(new AddressRange(s.Start, s.End))).ToList();
+    }
+
+    /// <summary>
+    /// Get (and with <paramref name="reset"/>, reset) the written pages of each span. A span whose VMA was
+    /// replaced since it was registered (a multi-threaded process maps and unmaps all the time: the .NET
+    /// runtime's W^X mappings, for one) makes CheckWriteProtectAsync fail with EPERM: that span is registered
+    /// again and all its present pages count as written, so nothing is missed.
+    /// </summary>
+    private List<PageRegion> Scan(List<PageSpan> spans, bool reset, CancellationToken cancel)
+    {
+        var template = new PagemapScanRequest
+        {
+            Flags = (reset ? PagemapScanFlags.WriteProtectMatching : 0) | PagemapScanFlags.CheckWriteProtectAsync,
+            CategoryMask = PageCategory.Written,
+            ReturnMask = PageCategory.Written,
+        };
+        var reader = new PageMapReader(Source);
+        var found = new List<PageRegion>();
+        var one = new List<PageSpan>(1);
+        foreach (var span in spans)
+        {
+            one.Clear();
+            one.Add(span);
+            int before = found.Count;
+            try { found.AddRange(reader.ScanRegions(one, template, cancel)); }
+            catch (SoftDirtyException ex) when (ex.Error == SoftDirtyError.PermissionDenied)
+            {
+                found.RemoveRange(before, found.Count - before);
+                if (_emulated is not null) _registered.Add((new AddressRange(span.Start, span.End), _emulated.RegisterAsyncWriteProtect(span.Start, span.End)));
+                else _uffd!.Register(span.Start, span.End);
+                found.AddRange(PageWalk.PresentRegions(Source, one, cancel));
+                if (reset)
+                    try { foreach (var _ in reader.ScanRegions(one, template, cancel)) { } }
+                    catch (SoftDirtyException again) when (again.Error == SoftDirtyError.PermissionDenied) { }
+            }
+        }
+        return found;
+    }
+
+    public void Reset(CancellationToken cancel = default)
+    {
+        var spans = Spans();
+        RegisterNew(spans);
+        Scan(RegisteredSpans(spans), reset: true, cancel);
+        _armed = true;
+    }
+
+    public DirtyPageSet Collect(bool rearm = true, CancellationToken cancel = default)
+    {
+        if (!_armed) throw new InvalidOperationException("Reset the tracker before collecting.");
+        var clock = Stopwatch.StartNew();
+        var spans = Spans();
+        var fresh = RegisterNew(spans);
+        var tracked = RegisteredSpans(spans);
+        var all = new List<AddressRange>();
+        ulong scanned = 0, ps = (ulong)Source.PageSize;
+        foreach (var s in tracked) scanned += (s.End - s.Start) / ps;
+        foreach (var r in Scan(tracked, rearm, cancel)) all.Add(new AddressRange(r.Start, r.End));
+        // A mapping that appeared since the reset was never protected: its present pages are all new.
+        if (fresh.Count > 0)
+        {
+            foreach (var r in PageWalk.PresentRegions(Source, fresh, cancel)) all.Add(new AddressRange(r.Start, r.End));
+            all.Sort((x, y) => x.Start.CompareTo(y.Start));
+        }
+        var b = new RangeListBuilder();
+        foreach (var r in all) b.Add(r.Start, r.End);
+        return new DirtyPageSet(Method, Source.PageSize, b.Build(), scanned, clock.Elapsed);
+    }
+
+    public void Dispose()
+    {
+        foreach (var (_, reg) in _registered) reg?.Dispose();
+        _registered.Clear();
+        _uffd?.Dispose();
+        _armed = false;
+    }
+}
+
+/// <summary>A userfaultfd of this process with async write-protect (WP_ASYNC | WP_UNPOPULATED).</summary>
+internal sealed unsafe class Userfaultfd : IDisposable
+{
+    private const ulong UffdApi = 0xAA;
+    private const nuint UffdioApi = 0xC018AA3F, UffdioRegister = 0xC020AA00;
+    private const ulong FeatureWpUnpopulated = 1UL << 13, FeatureWpAsync = 1UL << 15, ModeWp = 1UL << 1;
+    private const int UserModeOnly = 1;
+
+    [StructLayout(LayoutKind.Sequential)] private struct ApiArg { public ulong Api, Features, Ioctls; }
+    [StructLayout(LayoutKind.Sequential)] private struct RegisterArg { public ulong Start, Len, Mode, Ioctls; }
+
+    private int _fd;
+
+    private Userfaultfd(int fd) => _fd = fd;
+
+    public static Userfaultfd Create()
+    {
+        nint fd = Native.Syscall(Native.UserfaultfdSyscall, Native.O_CLOEXEC | Native.O_NONBLOCK | UserModeOnly, 0, 0);
+        if (fd < 0)
+        {
+            int e = Marshal.GetLastPInvokeError();
+            throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, "userfaultfd failed: " + Errno.Describe(e), Environment.ProcessId, e);
+        }
+        var api = new ApiArg { Api = UffdApi, Features = FeatureWpAsync | FeatureWpUnpopulated };
+        if (Native.Ioctl((int)fd, UffdioApi, &api) < 0)
+        {
+            int e = Marshal.GetLastPInvokeError();
+            Native.Close((int)fd);
+            throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, "UFFDIO_API refused WP_ASYNC|WP_UNPOPULATED: " + Errno.Describe(e), Environment.ProcessId, e);
+        }
+        return new Userfaultfd((int)fd);
+    }
+
+    /// <summary>UFFDIO_REGISTER MODE_WP; false where the kernel refuses the range (EINVAL: VM_PFNMAP, VM_IO and the like).</summary>
+    public bool Register(ulong start, ulong end)
+    {
+        var arg = new RegisterArg { Start = start, Len = end - start, Mode = ModeWp };
+        if (Native.Ioctl(_fd, UffdioRegister, &arg) == 0) return true;
+        int e = Marshal.GetLastPInvokeError();
+        if (e == Errno.EINVAL || e == Errno.EBUSY || e == Errno.ENOMEM || e == Errno.EPERM) return false;
+        throw new SoftDirtyException(SoftDirtyError.ProcIOError, $"UFFDIO_REGISTER of 0x{start:x}-0x{end:x} failed: {Errno.Describe(e)}", Environment.ProcessId, e);
+    }
+
+    // Closing the userfaultfd unregisters every range and drops the write-protection.
+    public void Dispose()
+    {
+        if (_fd >= 0) { Native.Close(_fd); _fd = -1; }
+    }
+}

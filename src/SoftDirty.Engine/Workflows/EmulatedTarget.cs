@@ -1,0 +1,119 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using SoftDirty.Images;
+using SoftDirty.Tracking;
+
+namespace SoftDirty.Workflows;
+
+/// <summary>What an emulated process does between samples and rounds: a workload over a range, in accesses per emulated second.</summary>
+public sealed class EmulatedWorkloadSpec
+{
+    public ulong Address { get; init; }
+    public ulong Length { get; init; }
+    public WorkloadPattern Pattern { get; init; } = WorkloadPattern.HotSet;
+    /// <summary>Accesses per emulated second.</summary>
+    public double AccessesPerSecond { get; init; } = 10_000;
+    /// <summary>The share of accesses that write.</summary>
+    public double WriteRatio { get; init; } = 0.5;
+    public int Seed { get; init; } = 1;
+}
+
+/// <summary>
+/// An emulated process as the workflows see it: the page source itself, plus the capabilities a real
+/// process lacks. <see cref="IWorkloadDriver"/> runs the workload in emulated time; <see
+/// cref="IAsyncWriteProtectSource"/> registers its memory for async write-protect (the emulator's
+/// userfaultfd); <see cref="IFreezable"/> stops the workload (what SIGSTOP does to a real one).
+/// </summary>
+public sealed class EmulatedTarget : IPageSource, IWorkloadDriver, IAsyncWriteProtectSource, IFreezable
+{
+    private int _seed;
+
+    public EmulatedTarget(EmulatedProcess process, EmulatedWorkloadSpec? workload = null)
+    {
+        Process = process;
+        Workload = workload;
+        _seed = workload?.Seed ?? 1;
+    }
+
+    public EmulatedProcess Process { get; }
+    public EmulatedWorkloadSpec? Workload { get; set; }
+    public bool Frozen { get; private set; }
+    /// <summary>Emulated seconds the workload has run.</summary>
+    public double EmulatedSeconds { get; private set; }
+
+    public int ProcessId => Process.ProcessId;
+    public string Name => Process.Name;
+    public int PageSize => Process.PageSize;
+    public KernelFeatures Features => Process.Features;
+    public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters) => Process.ReadMappings(withCounters);
+    public int ReadPagemap(ulong firstPage, Span<PagemapEntry> destination) => Process.ReadPagemap(firstPage, destination);
+    public int ReadMemory(ulong address, Span<byte> destination) => Process.ReadMemory(address, destination);
+    public int WriteClearRefs(ReadOnlySpan<byte> text) => Process.WriteClearRefs(text);
+    public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions) => Process.ScanPagemap(ref request, regions);
+
+    public void Advance(TimeSpan interval, CancellationToken cancel)
+    {
+        cancel.ThrowIfCancellationRequested();
+        EmulatedSeconds += interval.TotalSeconds;
+        if (Frozen || Workload is not { } w) return;
+        long count = (long)Math.Round(w.AccessesPerSecond * interval.TotalSeconds);
+        if (count > 0) EmulatedWorkload.Run(Process, w.Address, w.Length, w.Pattern, count, w.WriteRatio, _seed++);
+    }
+
+    /// <summary>The emulator's userfaultfd keeps the registration for the process's life: disposing is a no-op.</summary>
+    public IDisposable RegisterAsyncWriteProtect(ulong start, ulong end)
+    {
+        Process.RegisterUffdWriteProtectAsync(start, end - start);
+        return NoOp.Instance;
+    }
+
+    public void Freeze() => Frozen = true;
+    public void Thaw() => Frozen = false;
+    public void Dispose() { }
+
+    private sealed class NoOp : IDisposable
+    {
+        public static readonly NoOp Instance = new();
+        public void Dispose() { }
+    }
+}
+
+/// <summary>Restores a memory image chain into an emulated process: each mapping mapped at its address, each page written.</summary>
+public sealed class EmulatedProcessRestoreTarget : IRestoreTarget
+{
+    private readonly List<(ImageMapping Mapping, Protection Prot)> _mappings = new();
+
+    public EmulatedProcessRestoreTarget(EmulatedProcess process) => Process = process;
+
+    public EmulatedProcess Process { get; }
+    public ulong PagesWritten { get; private set; }
+
+    private static Protection Parse(string perms) =>
+        (perms.Length > 0 && perms[0] == 'r' ? Protection.Read : 0) | (perms.Length > 1 && perms[1] == 'w' ? Protection.Write : 0) |
+        (perms.Length > 2 && perms[2] == 'x' ? Protection.Execute : 0);
+
+    public void Prepare(IReadOnlyList<ImageMapping> mappings, int pageSize)
+    {
+        foreach (var m in mappings)
+        {
+            var prot = Parse(m.Permissions);
+            bool shared = m.Permissions.Length > 3 && m.Permissions[3] == 's';
+            // Mapped writable (anonymous: the bytes come from the image), the protection set in Complete.
+            Process.Mmap(m.Start, m.End - m.Start, Protection.Read | Protection.Write, shared, fixedAddress: true);
+            _mappings.Add((m, prot));
+        }
+    }
+
+    public void WritePage(ulong address, ReadOnlySpan<byte> page)
+    {
+        Process.Write(address, page);
+        PagesWritten++;
+    }
+
+    public void Complete()
+    {
+        foreach (var (m, prot) in _mappings)
+            if (prot != (Protection.Read | Protection.Write)) Process.Mprotect(m.Start, m.End - m.Start, prot);
+    }
+}

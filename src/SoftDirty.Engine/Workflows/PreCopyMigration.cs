@@ -1,0 +1,198 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using SoftDirty.Images;
+using SoftDirty.Tracking;
+
+// Memory images exist for Linux processes (and emulated ones): Unix file modes are part of the format.
+#pragma warning disable CA1416
+namespace SoftDirty.Workflows;
+
+public enum PreCopyPhase { Live, StopAndCopy }
+
+/// <summary>One round of a pre-copy migration.</summary>
+public sealed class PreCopyRound : IDirtyTimelinePoint
+{
+    public int Round { get; init; }
+    public PreCopyPhase Phase { get; init; }
+    public ulong PagesSent { get; init; }
+    public ulong BytesSent { get; init; }
+    /// <summary>Seconds the bytes take at the given bandwidth.</summary>
+    public double TransferSeconds { get; init; }
+    /// <summary>Seconds the round really lasted (at least the transfer time for a live round).</summary>
+    public double RoundSeconds { get; init; }
+    /// <summary>Pages dirtied while the round ran: what the next round sends.</summary>
+    public ulong DirtyPages { get; init; }
+    /// <summary>Pages per second dirtied during the round.</summary>
+    public double Rate { get; init; }
+    public double Elapsed { get; init; }
+    public int PageSize { get; init; }
+    public TrackingMethod Method { get; init; }
+    /// <summary>The image this round wrote (with -Destination).</summary>
+    public string? ImagePath { get; init; }
+    /// <summary>The pages dirtied during the round, as ranges.</summary>
+    public AddressRange[] Ranges { get; init; } = Array.Empty<AddressRange>();
+    public override string ToString() => $"round {Round} {Phase}: {PagesSent} pages sent, {DirtyPages} dirtied";
+}
+
+public enum PreCopyStopReason { Converged, MaxIterations, NotConverging }
+
+/// <summary>The outcome of a pre-copy migration.</summary>
+public sealed class PreCopySummary
+{
+    public int ProcessId { get; init; }
+    public string Name { get; init; } = "";
+    public TrackingMethod Method { get; init; }
+    public int LiveRounds { get; init; }
+    public ulong TotalPagesSent { get; init; }
+    public ulong TotalBytesSent { get; init; }
+    public double Bandwidth { get; init; }
+    /// <summary>Seconds the process would be stopped: the final round's transfer plus the time to find what is dirty.</summary>
+    public double EstimatedDowntime { get; init; }
+    public bool Converged { get; init; }
+    public PreCopyStopReason StopReason { get; init; }
+    public string Reason { get; init; } = "";
+    public double TotalSeconds { get; init; }
+    /// <summary>The last image (with -Destination): restore the chain from here.</summary>
+    public string? FinalImage { get; init; }
+}
+
+public sealed class PreCopyOptions
+{
+    /// <summary>Bytes per second of the simulated link.</summary>
+    public double Bandwidth { get; init; }
+    public int MaxIterations { get; init; } = 30;
+    /// <summary>Stop the live rounds once at most this many pages are dirty.</summary>
+    public ulong StopThreshold { get; init; }
+    public string? Destination { get; init; }
+    /// <summary>Freeze for the stop-and-copy round (a real process: SIGSTOP/SIGCONT); off only for the current process.</summary>
+    public bool FreezeFinal { get; init; } = true;
+    public Func<MemoryMapping, bool>? Selector { get; init; }
+}
+
+/// <summary>
+/// Pre-copy migration rounds: send everything while the process runs, then what was dirtied meanwhile,
+/// until little is dirty (converged), the round limit, or the dirty set stops shrinking; then stop the process
+/// and send the rest. The link is simulated: a live round lasts at least bytes / bandwidth (real time for a
+/// real process, emulated time through <see cref="IWorkloadDriver"/> for an emulated one).
+/// </summary>
+public static class PreCopyMigration
+{
+    public static IEnumerable<object> Run(IDirtyTracker tracker, PreCopyOptions options, CancellationToken cancel, Action<string>? status = null)
+    {
+        if (options.Bandwidth <= 0) throw new SoftDirtyException(SoftDirtyError.InvalidArgument, "The bandwidth must be more than 0 bytes per second.", options.Bandwidth);
+        var source = tracker.Source;
+        bool emulated = source is IWorkloadDriver;
+        int ps = source.PageSize;
+        var total = Stopwatch.StartNew();
+        double clock = 0;
+        string? parent = null;
+        if (options.Destination is { } dest) Directory.CreateDirectory(dest, ImageFormat.DirectoryMode);
+
+        tracker.Reset(cancel);
+        DirtyPageSet? pending = null; // null: everything
+        ulong totalPages = 0;
+        int round = 0, growing = 0;
+        ulong lastDirty = ulong.MaxValue;
+        PreCopyStopReason reason;
+        string why;
+        while (true)
+        {
+            round++;
+            status?.Invoke($"round {round}: sending {(pending is null ? "every present page" : pending.PageCount + " dirty pages")}");
+            var roundClock = Stopwatch.StartNew();
+            var (sent, image) = Send(source, tracker.Method, pending, options, round, ref parent, cancel);
+            double transfer = sent * (double)ps / options.Bandwidth;
+            double roundSeconds;
+            if (emulated) { IntervalClock.Wait(source, TimeSpan.FromSeconds(transfer), cancel); roundSeconds = transfer; }
+            else
+            {
+                IntervalClock.Wait(source, TimeSpan.FromSeconds(Math.Max(0, transfer - roundClock.Elapsed.TotalSeconds)), cancel);
+                roundSeconds = roundClock.Elapsed.TotalSeconds;
+            }
+            var dirty = tracker.Collect(rearm: true, cancel);
+            clock += roundSeconds;
+            totalPages += sent;
+            yield return new PreCopyRound
+            {
+                Round = round, Phase = PreCopyPhase.Live, PagesSent = sent, BytesSent = sent * (ulong)ps, TransferSeconds = transfer,
+                RoundSeconds = roundSeconds, DirtyPages = dirty.PageCount, Rate = dirty.PageCount / Math.Max(roundSeconds, 1e-6),
+                Elapsed = emulated ? clock : total.Elapsed.TotalSeconds, PageSize = ps, Method = dirty.Method, ImagePath = image, Ranges = dirty.Ranges.ToArray(),
+            };
+            pending = dirty;
+            if (dirty.PageCount <= options.StopThreshold)
+            { reason = PreCopyStopReason.Converged; why = $"{dirty.PageCount} dirty pages after round {round}, at or below the stop threshold of {options.StopThreshold}."; break; }
+            if (round >= options.MaxIterations)
+            { reason = PreCopyStopReason.MaxIterations; why = $"{options.MaxIterations} live rounds done and still {dirty.PageCount} dirty pages (threshold {options.StopThreshold})."; break; }
+            growing = dirty.PageCount >= lastDirty ? growing + 1 : 0;
+            lastDirty = dirty.PageCount;
+            if (growing >= 2)
+            { reason = PreCopyStopReason.NotConverging; why = $"the dirty set stopped shrinking ({dirty.PageCount} pages): the process dirties memory about as fast as the link sends it ({dirty.PageCount * (double)ps / Math.Max(roundSeconds, 1e-6) / 1e6:N1} MB/s dirtied vs {options.Bandwidth / 1e6:N1} MB/s)."; break; }
+        }
+
+        // Stop-and-copy: freeze, add what was dirtied since the last collection, send it, resume.
+        status?.Invoke("stop-and-copy");
+        var stopClock = Stopwatch.StartNew();
+        ulong finalSent;
+        string? finalImage;
+        DirtyPageSet finalSet;
+        double downtime, finalTransfer;
+        using (options.FreezeFinal ? ProcessFreeze.Freeze(source, cancel) : null)
+        {
+            var extra = tracker.Collect(rearm: true, cancel);
+            finalSet = Union(pending!, extra);
+            double findSeconds = stopClock.Elapsed.TotalSeconds;
+            (finalSent, finalImage) = Send(source, tracker.Method, finalSet, options, round + 1, ref parent, cancel);
+            finalTransfer = finalSent * (double)ps / options.Bandwidth;
+            downtime = findSeconds + finalTransfer;
+        } // resumed here, before anything is emitted
+        totalPages += finalSent;
+        clock += downtime;
+        yield return new PreCopyRound
+        {
+            Round = round + 1, Phase = PreCopyPhase.StopAndCopy, PagesSent = finalSent, BytesSent = finalSent * (ulong)ps, TransferSeconds = finalTransfer,
+            RoundSeconds = downtime, DirtyPages = 0, Rate = 0, Elapsed = emulated ? clock : total.Elapsed.TotalSeconds, PageSize = ps, Method = tracker.Method,
+            ImagePath = finalImage, Ranges = finalSet.Ranges.ToArray(),
+        };
+        yield return new PreCopySummary
+        {
+            ProcessId = source.ProcessId, Name = source.Name, Method = tracker.Method, LiveRounds = round,
+            TotalPagesSent = totalPages, TotalBytesSent = totalPages * (ulong)ps, Bandwidth = options.Bandwidth,
+            EstimatedDowntime = downtime, Converged = reason == PreCopyStopReason.Converged, StopReason = reason, Reason = why,
+            TotalSeconds = emulated ? clock : total.Elapsed.TotalSeconds, FinalImage = finalImage,
+        };
+    }
+
+    /// <summary>Sends pages: writes an image (with a destination) or reads them, as a sender would; returns the pages sent.</summary>
+    private static (ulong Pages, string? Image) Send(IPageSource source, TrackingMethod method, DirtyPageSet? pages, PreCopyOptions options, int round, ref string? parent, CancellationToken cancel)
+    {
+        if (options.Destination is { } dest)
+        {
+            var path = Path.Combine(dest, $"round-{round:D2}");
+            var result = ImageWriter.Save(source, path, parent, method, pages, options.Selector, cancel: cancel);
+            parent = path;
+            return (result.Manifest.DataPages + result.Manifest.ZeroPages, path);
+        }
+        IEnumerable<AddressRange> ranges;
+        if (pages is null)
+        {
+            var spans = PageWalk.DataSpans(source.ReadMappings(false), options.Selector);
+            ranges = PageWalk.PresentRegions(source, spans, cancel).Where(r => (r.Categories & PageCategory.PfnZero) == 0).Select(r => new AddressRange(r.Start, r.End)).ToList();
+        }
+        else ranges = pages.Ranges;
+        ulong n = 0;
+        PageWalk.ReadChunks(source, ranges, (_, data) => n += (ulong)(data.Length / source.PageSize), cancel);
+        return (n, null);
+    }
+
+    public static DirtyPageSet Union(DirtyPageSet a, DirtyPageSet b)
+    {
+        var all = a.Ranges.Concat(b.Ranges).OrderBy(r => r.Start).ToList();
+        var m = new RangeListBuilder();
+        foreach (var r in all) m.Add(r.Start, r.End);
+        return new DirtyPageSet(a.Method, a.PageSize, m.Build(), a.PagesScanned + b.PagesScanned, a.CollectTime + b.CollectTime);
+    }
+}

@@ -1,0 +1,28 @@
+using System.Management.Automation;
+using SoftDirty;
+using SoftDirty.Images;
+
+namespace SoftDirty.Commands;
+
+/// <summary>Get-MemoryImage: the chain of an image, from the full image to the one given, with statistics.</summary>
+[Cmdlet(VerbsCommon.Get, "MemoryImage")]
+[OutputType(typeof(MemoryImageInfo))]
+public sealed class GetMemoryImageCommand : SoftDirtyCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
+    [Alias("FullName", "ImagePath")]
+    public string[] Path { get; set; } = System.Array.Empty<string>();
+
+    protected override void ProcessRecord()
+    {
+        foreach (var p in Path)
+        {
+            try
+            {
+                foreach (var image in ImageReader.Chain(GetUnresolvedProviderPathFromPSPath(p)))
+                    WriteObject(MemoryImageInfo.From(image));
+            }
+            catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
+        }
+    }
+}

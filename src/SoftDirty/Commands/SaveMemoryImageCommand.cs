@@ -1,0 +1,64 @@
+using System;
+using System.IO;
+using System.Management.Automation;
+using SoftDirty;
+using SoftDirty.Images;
+using SoftDirty.Tracking;
+
+namespace SoftDirty.Commands;
+
+/// <summary>
+/// Save-MemoryImage: a full memory image of a process (every present or swapped page with data), or with
+/// -Parent an incremental one holding only the pages changed since the parent image.
+/// </summary>
+[Cmdlet(VerbsData.Save, "MemoryImage", DefaultParameterSetName = IdSet, SupportsShouldProcess = true)]
+[OutputType(typeof(MemoryImageInfo))]
+public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
+{
+    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("PID", "ProcessId")]
+    [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    public int Id { get; set; }
+
+    /// <summary>The new image's directory (created, mode 0700; it must not hold an image).</summary>
+    [Parameter(Mandatory = true, Position = 1)]
+    public string Path { get; set; } = "";
+
+    /// <summary>The image this one is an increment of.</summary>
+    [Parameter]
+    public string? Parent { get; set; }
+
+    [Parameter]
+    public TrackingMethod Method { get; set; } = TrackingMethod.Auto;
+
+    /// <summary>Stop the process (SIGSTOP) for the dump; it is always resumed (SIGCONT).</summary>
+    [Parameter]
+    public SwitchParameter Freeze { get; set; }
+
+    [Parameter]
+    [SupportsWildcards]
+    [ArgumentCompleter(typeof(MappingNameCompleter))]
+    public string[]? Mapping { get; set; }
+
+    protected override void ProcessRecord() => ForEachSource(new[] { OpenProcess(Id) }, Save);
+
+    private void Save(IPageSource source)
+    {
+        var path = GetUnresolvedProviderPathFromPSPath(Path);
+        var parent = Parent is null ? null : GetUnresolvedProviderPathFromPSPath(Parent);
+        if (!ShouldProcess($"{source.Name} ({source.ProcessId})", $"Save a {(parent is null ? "full" : "incremental")} memory image to {path}")) return;
+        ImageManifest? parentManifest = parent is null ? null : ImageReader.Open(parent).Manifest;
+        var method = ImageTracking.Resolve(source, Method);
+        var selector = WatchDirtyPageCommand.Selector(Mapping, null, null);
+        var progress = new Progress(this, $"Saving the memory of {source.Name} ({source.ProcessId})", path);
+        using (Freeze ? ProcessFreeze.Freeze(source, Cancellation) : null)
+        {
+            var candidates = ImageTracking.Candidates(source, method, parentManifest, selector, out var armed, Cancellation);
+            WriteVerbose(candidates is null ? $"{method}: every present page is compared" : $"{method}: {candidates.PageCount} candidate pages");
+            var result = ImageWriter.Save(source, path, parent, method, candidates, selector, Freeze, armed,
+                (done, total) => progress.Report(done, total, $"{done:N0} of {total:N0} pages"), Cancellation);
+            progress.Complete();
+            WriteObject(MemoryImageInfo.From(ImageReader.Open(result.Path), result.Elapsed.TotalSeconds));
+        }
+    }
+}

@@ -1,0 +1,91 @@
+using System;
+using System.Linq;
+using System.Management.Automation;
+using SoftDirty;
+using SoftDirty.Tracking;
+using SoftDirty.Workflows;
+
+namespace SoftDirty.Commands;
+
+/// <summary>
+/// Watch-DirtyPage: one sample per interval of the pages a process wrote (dirty pages and bytes, rate,
+/// method, pages scanned, the dirty ranges), emitted as each is taken; Ctrl+C ends it cleanly.
+/// </summary>
+[Cmdlet(VerbsCommon.Watch, "DirtyPage", DefaultParameterSetName = IdSet)]
+[OutputType(typeof(DirtyPageSample))]
+public sealed class WatchDirtyPageCommand : SoftDirtyCmdlet
+{
+    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("PID", "ProcessId")]
+    [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    public int Id { get; set; }
+
+    /// <summary>Seconds between samples.</summary>
+    [Parameter(Position = 1)]
+    [ValidateRange(0.001, 86400)]
+    public double Interval { get; set; } = 1;
+
+    /// <summary>Samples to take (10 when neither -Count nor -Duration is given).</summary>
+    [Parameter]
+    [ValidateRange(1, int.MaxValue)]
+    public int Count { get; set; }
+
+    /// <summary>Seconds to watch.</summary>
+    [Parameter]
+    [ValidateRange(0.001, 31536000)]
+    public double Duration { get; set; }
+
+    [Parameter]
+    public TrackingMethod Method { get; set; } = TrackingMethod.Auto;
+
+    /// <summary>The page hash of the Hash method.</summary>
+    [Parameter]
+    public PageHashAlgorithm HashAlgorithm { get; set; } = PageHashAlgorithm.Fast128;
+
+    /// <summary>Watch only these mappings (names or paths, wildcards).</summary>
+    [Parameter]
+    [SupportsWildcards]
+    [ArgumentCompleter(typeof(MappingNameCompleter))]
+    public string[]? Mapping { get; set; }
+
+    /// <summary>Watch only the mappings that overlap [Address, Address + Length).</summary>
+    [Parameter]
+    public ulong? Address { get; set; }
+
+    [Parameter]
+    public ulong? Length { get; set; }
+
+    protected override void BeginProcessing()
+    {
+        if (MyInvocation.BoundParameters.ContainsKey(nameof(Count)) && MyInvocation.BoundParameters.ContainsKey(nameof(Duration)))
+            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "Give -Count or -Duration, not both.", Duration)));
+        if (Length is not null && Address is null)
+            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "-Length needs -Address.", Length)));
+    }
+
+    internal static Func<MemoryMapping, bool>? Selector(string[]? names, ulong? address, ulong? length)
+    {
+        var byName = names is { Length: > 0 } ? new MappingSelector(names) : null;
+        ulong start = address ?? 0, end = address is null ? ulong.MaxValue : start + (length ?? 1);
+        if (byName is null && address is null) return null;
+        return m => (byName is null || byName.IsMatch(m)) && m.End > start && m.Start < end;
+    }
+
+    protected override void ProcessRecord() => ForEachSource(new[] { OpenProcess(Id) }, Watch);
+
+    private void Watch(IPageSource source)
+    {
+        using var tracker = DirtyTracker.Create(source, Method, HashAlgorithm, Selector(Mapping, Address, Length));
+        WriteVerbose(tracker.Description);
+        int? count = MyInvocation.BoundParameters.ContainsKey(nameof(Duration)) ? null : Count > 0 ? Count : 10;
+        TimeSpan? duration = count is null ? TimeSpan.FromSeconds(Duration) : null;
+        var progress = new Progress(this, $"Watching dirty pages of {source.Name} ({source.ProcessId}) with {tracker.Method}", "first snapshot");
+        foreach (var sample in DirtyWatch.Run(tracker, TimeSpan.FromSeconds(Interval), count, duration, Cancellation))
+        {
+            WriteObject(sample);
+            if (count is { } c) progress.Report((ulong)sample.Index, (ulong)c, $"sample {sample.Index} of {c}: {sample.DirtyPages:N0} dirty pages");
+            else progress.Report((ulong)(sample.Elapsed * 1000), (ulong)(Duration * 1000), $"{sample.Elapsed:N1} of {Duration:N1} s: {sample.DirtyPages:N0} dirty pages");
+        }
+        progress.Complete();
+    }
+}

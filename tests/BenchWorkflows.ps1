@@ -1,0 +1,133 @@
+#!/usr/bin/env pwsh
+<#
+.SYNOPSIS
+    Speed ratios of the workflows, measured in one run, printed as one JSON object.
+.DESCRIPTION
+    HashVsRead: the Hash method's snapshot of a 1 GiB region of a real process (tests/native/wftarget) over
+    reading the same region from /proc/PID/mem in preads of the engine's chunk size (target >= 0.7).
+    SaveVsWrite: Save-MemoryImage of that region (full image, fsync) over a plain sequential write of the same
+    bytes to a file (2 MiB writes, fsync) (target >= 0.7).
+    Methods: one workload on this process (1,000 pages written of 64 MiB, 100 of them with identical bytes),
+    collected with each method this kernel supports: pages reported, time to collect, cost to the writer.
+    Medians of -Runs runs.
+.EXAMPLE
+    ./build.ps1 Build, Native; pwsh -File tests/BenchWorkflows.ps1 -ModulePath out/SoftDirty/SoftDirty.psd1
+#>
+param(
+    [string] $ModulePath = (Join-Path $PSScriptRoot '../out/SoftDirty/SoftDirty.psd1'),
+    [int] $SizeMiB = 1024,
+    [int] $Runs = 3,
+    [string] $WorkPath = [IO.Path]::GetTempPath()
+)
+$ErrorActionPreference = 'Stop'
+Import-Module $ModulePath
+Import-Module (Join-Path $PSScriptRoot 'Pester/Workflows.Target.psm1')
+$engine = Join-Path (Split-Path (Get-Module SoftDirty).Path) 'SoftDirty.Engine.dll'
+Add-Type -ReferencedAssemblies $engine, 'System.Runtime', 'System.Collections', 'System.Linq', 'System.Memory' -CompilerOptions '/unsafe', '/nowarn:CS1701,CS1702' -IgnoreWarnings -TypeDefinition @'
+using System;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using SoftDirty;
+using SoftDirty.Tracking;
+public static class WfBench {
+    public static double ReadSeconds(IPageSource src, ulong start, ulong length) {
+        var buf = GC.AllocateUninitializedArray<byte>(PageWalk.ChunkBytes); // the engine's chunk size
+        var sw = Stopwatch.StartNew();
+        for (ulong a = start; a < start + length; a += (ulong)buf.Length) src.ReadMemory(a, buf);
+        return sw.Elapsed.TotalSeconds;
+    }
+    public static double HashSeconds(IPageSource src, ulong start, ulong length) {
+        var t = new HashTracker(src, PageHashAlgorithm.Fast128, m => m.Start < start + length && m.End > start);
+        var sw = Stopwatch.StartNew();
+        t.Reset();
+        double s = sw.Elapsed.TotalSeconds;
+        if (t.Snapshot!.PageCount < length / 4096) throw new Exception("hashed " + t.Snapshot.PageCount + " pages");
+        return s;
+    }
+    public static byte[] ReadAll(IPageSource src, ulong start, ulong length) {
+        var all = GC.AllocateUninitializedArray<byte>((int)Math.Min(length, int.MaxValue - 4096));
+        for (ulong a = 0; a < (ulong)all.Length; a += 2 << 20) src.ReadMemory(start + a, all.AsSpan((int)a, (int)Math.Min(2UL << 20, (ulong)all.Length - a)));
+        return all;
+    }
+    public static double WriteSeconds(byte[] data, string path) {
+        var sw = Stopwatch.StartNew();
+        using (var fs = new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, BufferSize = 0 })) {
+            for (int o = 0; o < data.Length; o += 2 << 20) fs.Write(data, o, Math.Min(2 << 20, data.Length - o));
+            fs.Flush(true);
+        }
+        return sw.Elapsed.TotalSeconds;
+    }
+    // One workload on this process: 1,000 of 16,384 pages written (100 with the bytes they already hold).
+    public static unsafe object[] Methods() {
+        const int pages = 16384;
+        var mem = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(pages * 4096, 4096);
+        for (int i = 0; i < pages; i++) mem[i * 4096] = (byte)(i | 1);
+        var rows = new System.Collections.Generic.List<object>();
+        using var self = ProcPageSource.Open(Environment.ProcessId);
+        ulong lo = (ulong)mem, hi = lo + pages * 4096UL;
+        Func<MemoryMapping, bool> sel = m => m.Start < hi && m.End > lo;
+        var rng = new Random(5);
+        var targets = Enumerable.Range(0, pages).OrderBy(_ => rng.Next()).Take(1000).ToArray();
+        double Workload() {
+            var sw = Stopwatch.StartNew();
+            for (int k = 0; k < targets.Length; k++) { byte* p = mem + targets[k] * 4096L; *p = k < 100 ? *p : (byte)(*p + 2); }
+            return sw.Elapsed.TotalMilliseconds;
+        }
+        Workload(); // warm: every page present and written once
+        double bare = Workload();
+        foreach (var method in new[] { TrackingMethod.SoftDirty, TrackingMethod.WriteProtect, TrackingMethod.Hash }) {
+            IDirtyTracker t;
+            try { t = DirtyTracker.Create(self, method, PageHashAlgorithm.Fast128, sel); }
+            catch (SoftDirtyException ex) { rows.Add(new { Method = method.ToString(), Supported = false, Reason = ex.Message }); continue; }
+            using (t) {
+                t.Reset();
+                double work = Workload();
+                var sw = Stopwatch.StartNew();
+                var set = t.Collect();
+                double collect = sw.Elapsed.TotalMilliseconds;
+                ulong mine = 0;
+                foreach (var r in set.Ranges) { ulong s = Math.Max(r.Start, lo), e = Math.Min(r.End, hi); if (e > s) mine += (e - s) / 4096; }
+                rows.Add(new { Method = method.ToString(), Supported = true, PagesReported = mine, CollectMs = Math.Round(collect, 2), WorkloadMs = Math.Round(work, 3), BareWorkloadMs = Math.Round(bare, 3) });
+            }
+        }
+        System.Runtime.InteropServices.NativeMemory.AlignedFree(mem);
+        return rows.ToArray();
+    }
+}
+'@
+
+function Median([double[]] $x) { $s = $x | Sort-Object; $s[[int][math]::Floor(($s.Count - 1) / 2)] }
+
+$t = Start-WfTarget
+try {
+    $pages = $SizeMiB * 256
+    $r = New-WfRegion $t $pages 3
+    $length = [uint64]$pages * $t.PageSize
+    $src = [SoftDirty.ProcPageSource]::Open($t.Id)
+    $read = @(); $hash = @(); $save = @(); $write = @()
+    $bytes = [WfBench]::ReadAll($src, $r.Address, $length)
+    foreach ($i in 1..$Runs) {
+        $read += [WfBench]::ReadSeconds($src, $r.Address, $length)
+        $hash += [WfBench]::HashSeconds($src, $r.Address, $length)
+        $dir = Join-Path $WorkPath "sdbench-$PID-$i"
+        $file = "$dir.plain"
+        $write += [WfBench]::WriteSeconds($bytes, $file)
+        Remove-Item $file
+        $save += (Measure-Command { $null = Save-MemoryImage -Id $t.Id -Path $dir -Mapping '[anon]' -Method Hash }).TotalSeconds
+        Remove-Item $dir -Recurse -Force
+    }
+    $src.Dispose()
+    $gib = $length / 1GB
+    [ordered]@{
+        Region = "$SizeMiB MiB of wftarget $($t.Id)"
+        Runs = $Runs
+        ReadGiBps = [math]::Round($gib / (Median $read), 3)
+        HashGiBps = [math]::Round($gib / (Median $hash), 3)
+        HashVsRead = [math]::Round((Median $read) / (Median $hash), 3)
+        PlainWriteGiBps = [math]::Round($gib / (Median $write), 3)
+        SaveGiBps = [math]::Round($gib / (Median $save), 3)
+        SaveVsWrite = [math]::Round((Median $write) / (Median $save), 3)
+        Methods = [WfBench]::Methods()
+    } | ConvertTo-Json -Depth 4
+} finally { Stop-WfTarget $t }

@@ -1,0 +1,140 @@
+# Memory images of a real process: chains, restore, verification, permissions, atomicity under SIGKILL.
+Describe 'Memory images' -Tag 'Workflows' {
+    BeforeAll {
+        Import-Module $env:SOFTDIRTY_MODULE
+        Import-Module (Join-Path $PSScriptRoot 'Workflows.Target.psm1')
+        $t = Start-WfTarget
+        $r = New-WfRegion $t 512
+        $root = Join-Path $TestDrive 'images'
+        $null = New-Item -ItemType Directory $root
+        function Restored([string] $Image, [string] $Into) {
+            Restore-MemoryImage -Path $Image -Destination $Into | Out-Null
+            Get-ChildItem (Join-Path $Into '*.bin') | Sort-Object Name | ForEach-Object { '{0} {1}' -f $_.Name, (Get-FileHash $_ -Algorithm SHA256).Hash }
+        }
+    }
+    AfterAll { Stop-WfTarget $t }
+
+    It 'restores full + increments to exactly the bytes of a full image taken at the same moment (real frozen process)' {
+        $full = Save-MemoryImage -Id $t.Id -Path "$root/c0" -Freeze -Method Hash
+        $full.Kind | Should -Be 'Full'
+        $full.DataPages | Should -BeGreaterOrEqual 512
+        $null = Send-WfTarget $t "write $($r.Hex) 3 10"
+        $null = Send-WfTarget $t "same $($r.Hex) 50 10"
+        $i1 = Save-MemoryImage -Id $t.Id -Path "$root/c1" -Parent "$root/c0" -Freeze
+        $i1.Kind | Should -Be 'Incremental'
+        $i1.DataPages | Should -BeGreaterOrEqual 10
+        $i1.DataPages | Should -BeLessThan 60      # the identical rewrites are not stored
+        $i1.InheritedPages | Should -BeGreaterOrEqual 500
+        $null = Send-WfTarget $t "zero $($r.Hex) 200 4"
+        $null = Send-WfTarget $t "hot $($r.Hex) 300 8 500"
+        Start-Sleep -Milliseconds 100
+        kill -STOP $t.Id
+        try {
+            Start-Sleep -Milliseconds 50
+            $i2 = Save-MemoryImage -Id $t.Id -Path "$root/c2" -Parent "$root/c1"
+            $i2.ZeroPages | Should -BeGreaterOrEqual 4
+            $null = Save-MemoryImage -Id $t.Id -Path "$root/f2"
+        } finally { kill -CONT $t.Id; $null = Send-WfTarget $t 'cold' }
+        $chain = Restored "$root/c2" "$root/rc"
+        $flat = Restored "$root/f2" "$root/rf"
+        $chain.Count | Should -BeGreaterThan 3
+        $chain | Should -Be $flat
+        Get-ProcessState $t.Id | Should -Not -Be 'T'
+    }
+
+    It 'refuses WriteProtect images of another process, and a second image in one directory' {
+        { Save-MemoryImage -Id $t.Id -Path "$root/wp" -Method WriteProtect -ErrorAction Stop } | Should -Throw -ErrorId 'WriteProtectNotSupported,SoftDirty.Commands.SaveMemoryImageCommand'
+        { Save-MemoryImage -Id $t.Id -Path "$root/c0" -ErrorAction Stop } | Should -Throw -ErrorId 'ImageExists,SoftDirty.Commands.SaveMemoryImageCommand'
+    }
+
+    It 'lists a chain with its statistics' {
+        $c = @(Get-MemoryImage "$root/c2")
+        $c.Depth | Should -Be 0, 1, 2
+        $c.Kind | Should -Be 'Full', 'Incremental', 'Incremental'
+        $c[1].ParentPath | Should -Be $c[0].Path
+        $c[0].ProcessId | Should -Be $t.Id
+        $c[2].FileBytes | Should -BeGreaterThan 0
+    }
+
+    It 'keeps secrets private: directories 0700, files 0600' {
+        [int](Get-Item "$root/c1").UnixFileMode | Should -Be 448   # 0700
+        foreach ($f in Get-ChildItem "$root/c1") { [int]$f.UnixFileMode | Should -Be 384 }   # 0600
+        (Test-MemoryImage "$root/c2").Valid | Should -BeTrue
+    }
+
+    It 'names the file and offset of a corrupt page' {
+        Copy-Item "$root/c0" "$root/x0" -Recurse; Copy-Item "$root/c1" "$root/x1" -Recurse
+        (Get-Content "$root/x1/manifest.json" -Raw) -replace '"path": "../c0"', '"path": "../x0"' | Set-Content "$root/x1/manifest.json"
+        $pages = Join-Path $root 'x0/pages.bin'
+        $fs = [IO.File]::Open($pages, 'Open', 'ReadWrite'); $fs.Position = 4096 * 7 + 1; $b = $fs.ReadByte(); $fs.Position--; $fs.WriteByte($b -bxor 0x5A); $fs.Dispose()
+        $res = Test-MemoryImage "$root/x1"
+        $res.Valid | Should -BeFalse
+        $res.Problems[0].Error | Should -Be 'ImageCorrupt'
+        $res.Problems[0].File | Should -Be $pages
+        $res.Problems[0].Offset | Should -Be (4096 * 7)
+        Test-MemoryImage "$root/x1" -Quiet | Should -BeFalse
+        $err = $null
+        Restore-MemoryImage "$root/x1" "$root/rx" -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'ImageCorrupt,SoftDirty.Commands.RestoreMemoryImageCommand'
+        $err[0].CategoryInfo.Category | Should -Be 'InvalidData'
+        $err[0].Exception.Message | Should -BeLike "*$pages at offset 28672*"
+    }
+
+    It 'says a truncated file is incomplete, at the offset where it ends' {
+        Copy-Item "$root/c0" "$root/t0" -Recurse
+        $pages = Join-Path $root 't0/pages.bin'
+        $fs = [IO.File]::Open($pages, 'Open', 'ReadWrite'); $fs.SetLength(4096 * 3 + 10); $fs.Dispose()
+        $p = (Test-MemoryImage "$root/t0").Problems[0]
+        $p.Error | Should -Be 'ImageIncomplete'
+        $p.Offset | Should -Be (4096 * 3 + 10)
+        $p.Message | Should -BeLike "*pages.bin at offset 12298*truncated*"
+    }
+
+    It 'refuses a parent that is not the image the increment was taken against' {
+        Copy-Item "$root/c1" "$root/m1" -Recurse
+        (Get-Content "$root/m1/manifest.json" -Raw) -replace '"path": "../c0"', '"path": "../f2"' | Set-Content "$root/m1/manifest.json"
+        $p = (Test-MemoryImage "$root/m1").Problems[0]
+        $p.Error | Should -Be 'ImageParentMismatch'
+        $p.Message | Should -BeLike '*m1/manifest.json*not the image this one was taken against*'
+        { Get-MemoryImage "$root/m1" -ErrorAction Stop } | Should -Throw -ErrorId 'ImageParentMismatch,SoftDirty.Commands.GetMemoryImageCommand'
+        { Save-MemoryImage -Id $t.Id -Path "$root/m2" -Parent "$root/m1" -ErrorAction Stop } | Should -Throw -ErrorId 'ImageParentMismatch,SoftDirty.Commands.SaveMemoryImageCommand'
+    }
+
+    It 'SIGKILL of a saving pwsh at random points leaves the chain before valid and the leftover flagged incomplete' {
+        $big = New-WfRegion $t 32768 7     # 128 MiB, so a save lasts long enough to be cut
+        $base = "$root/k0"
+        $null = Save-MemoryImage -Id $t.Id -Path $base
+        $pwsh = Join-Path $PSHOME 'pwsh'
+        $flagged = 0
+        $outcomes = @()
+        # At least three kills; more (up to eight) until one lands inside a save.
+        for ($i = 1; $i -le 8 -and ($i -le 3 -or $flagged -eq 0); $i++) {
+            $dest = "$root/kill$i"
+            $script = "Import-Module '$env:SOFTDIRTY_MODULE'; [Console]::Out.WriteLine('GO'); [Console]::Out.Flush(); `$null = Save-MemoryImage -Id $($t.Id) -Path '$dest' -Parent '$base' -Method Hash; [Console]::Out.WriteLine('DONE')"
+            $psi = [Diagnostics.ProcessStartInfo]::new($pwsh, @('-NoProfile', '-NonInteractive', '-Command', $script))
+            $psi.RedirectStandardOutput = $true
+            $child = [Diagnostics.Process]::Start($psi)
+            $child.StandardOutput.ReadLine() | Should -Be 'GO'
+            # Once the save has begun writing (its directory exists), a random delay, then SIGKILL.
+            $deadline = [DateTime]::UtcNow.AddSeconds(20)
+            while (-not (Test-Path $dest) -and -not $child.HasExited -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 5 }
+            $delay = Get-Random -Minimum 0 -Maximum 150
+            Start-Sleep -Milliseconds $delay
+            kill -KILL $child.Id
+            $child.WaitForExit()
+            (Test-MemoryImage $base).Valid | Should -BeTrue
+            if (Test-Path $dest) {
+                $res = Test-MemoryImage $dest
+                if (-not (Test-Path "$dest/manifest.json")) {
+                    $res.Valid | Should -BeFalse
+                    $res.Problems[0].Error | Should -Be 'ImageIncomplete'
+                    $flagged++
+                    $outcomes += "kill $i after $delay ms: incomplete"
+                    # Leftover files are never overwritten (an empty directory, killed right after mkdir, may be reused).
+                    if (Get-ChildItem $dest) { { Save-MemoryImage -Id $t.Id -Path $dest -Parent $base -ErrorAction Stop } | Should -Throw -ErrorId 'ImageExists,SoftDirty.Commands.SaveMemoryImageCommand' }
+                } else { $res.Valid | Should -BeTrue; $outcomes += "kill $i after $delay ms: the save had finished" }   # complete and valid
+            } else { $outcomes += "kill $i after $delay ms: before the save began" }
+        }
+        $flagged | Should -BeGreaterThan 0 -Because "at least one kill should land inside a save of 128 MiB ($($outcomes -join '; '))"
+    }
+}

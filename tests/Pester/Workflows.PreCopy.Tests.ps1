@@ -1,0 +1,40 @@
+# Invoke-PreCopyMigration on a real process: real rounds, a simulated link.
+Describe 'Invoke-PreCopyMigration' -Tag 'Workflows' {
+    BeforeAll {
+        Import-Module $env:SOFTDIRTY_MODULE
+        Import-Module (Join-Path $PSScriptRoot 'Workflows.Target.psm1')
+        $t = Start-WfTarget
+        $r = New-WfRegion $t 2048
+        $null = Send-WfTarget $t "hot $($r.Hex) 10 16 1000"
+    }
+    AfterAll { Stop-WfTarget $t }
+
+    It 'converges when the link outruns the writes, writes a valid image chain and resumes the process' {
+        $dest = Join-Path $TestDrive 'mig'
+        $out = @(Invoke-PreCopyMigration -Id $t.Id -Bandwidth 400MB -MaxIterations 6 -StopThreshold 200 -Destination $dest -Mapping '[anon]')
+        $rounds = @($out | Where-Object { $_ -is [SoftDirty.Workflows.PreCopyRound] })
+        $summary = $out[-1]
+        $summary | Should -BeOfType ([SoftDirty.Workflows.PreCopySummary])
+        $rounds[0].PagesSent | Should -BeGreaterOrEqual 2048
+        $rounds[0].TransferSeconds | Should -Be ($rounds[0].BytesSent / 400MB)
+        $rounds[0].RoundSeconds | Should -BeGreaterOrEqual $rounds[0].TransferSeconds
+        $rounds[0].DirtyPages | Should -BeGreaterOrEqual 16
+        $rounds[-1].Phase | Should -Be 'StopAndCopy'
+        $summary.Converged | Should -BeTrue
+        $summary.StopReason | Should -Be 'Converged'
+        $summary.TotalBytesSent | Should -Be (($rounds | Measure-Object BytesSent -Sum).Sum)
+        $summary.EstimatedDowntime | Should -BeGreaterThan 0
+        (Test-MemoryImage $summary.FinalImage).Valid | Should -BeTrue
+        @(Get-MemoryImage $summary.FinalImage).Count | Should -Be $rounds.Count
+        Get-ProcessState $t.Id | Should -Not -Be 'T'
+    }
+
+    It 'stops without converging when the threshold cannot be met, and says why' {
+        $out = @(Invoke-PreCopyMigration -Id $t.Id -Bandwidth 1GB -MaxIterations 3 -StopThreshold 0 -Mapping '[anon]')
+        $summary = $out[-1]
+        $summary.Converged | Should -BeFalse
+        $summary.StopReason | Should -BeIn 'MaxIterations', 'NotConverging'
+        $summary.Reason | Should -Not -BeNullOrEmpty
+        $summary.LiveRounds | Should -BeLessOrEqual 3
+    }
+}
