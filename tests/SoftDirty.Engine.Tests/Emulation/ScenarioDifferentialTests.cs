@@ -60,6 +60,16 @@ public class ScenarioDifferentialTests
     }
 
     [Fact]
+    public void WriteTrackingOpsPrintTheirErrnoOn61AndRegionsOn618()
+    {
+        var s = Scenario.Parse("scenario w\nreserve 4\nmap 0 2 rw anon\nscan\nuffdwp 0 4\nwrite 1 1\nwritten\nend\n")[0];
+        var old = new EmulatedScenarioRunner(KernelProfile.Get("6.1")).Run(new[] { s })[0];
+        Assert.Equal("scenario w\nop 3 ENOTTY\nop 4 EINVAL\nop 6 ENOTTY\nend\n", old);
+        var now = new EmulatedScenarioRunner(KernelProfile.Get("6.18", noSoftDirty: true)).Run(new[] { s })[0];
+        Assert.Equal("scenario w\nscan 3 self\n0 4 2\nwritten 6 self\n1 2 2\nend\n", now);
+    }
+
+    [Fact]
     public void RunnerPrintsInSdscenarioFormat()
     {
         var s = Scenario.Parse("scenario f\nreserve 3\nmap 0 2 rw anon\nwrite 0 1\nwrite 2 1\nunmap 1 1\nunmap 0 0\nfork\nswitch\nfork\ncheck\nend\n")[0];
