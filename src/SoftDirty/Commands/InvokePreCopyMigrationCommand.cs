@@ -9,7 +9,7 @@ namespace SoftDirty.Commands;
 /// Invoke-PreCopyMigration: the rounds of a live migration's pre-copy on a process: one PreCopyRound per
 /// round (live rounds, then the stop-and-copy round), then a PreCopySummary.
 /// </summary>
-[Cmdlet(VerbsLifecycle.Invoke, "PreCopyMigration", DefaultParameterSetName = IdSet, SupportsShouldProcess = true)]
+[Cmdlet(VerbsLifecycle.Invoke, "PreCopyMigration", DefaultParameterSetName = EmulatorSet, SupportsShouldProcess = true)]
 [OutputType(typeof(PreCopyRound), typeof(PreCopySummary))]
 public sealed class InvokePreCopyMigrationCommand : SoftDirtyCmdlet
 {
@@ -17,6 +17,14 @@ public sealed class InvokePreCopyMigrationCommand : SoftDirtyCmdlet
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int Id { get; set; }
+
+    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one; it runs -Workload in emulated time.</summary>
+    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
+    public EmulatedProcess? Emulator { get; set; }
+
+    /// <summary>What the emulated process does meanwhile: @{ Address; Length; Pattern; AccessesPerSecond; WriteRatio; Seed } (accesses per emulated second).</summary>
+    [Parameter(ParameterSetName = EmulatorSet)]
+    public EmulatedWorkloadSpec? Workload { get; set; }
 
     /// <summary>Bytes per second of the link (1GB, 100MB work).</summary>
     [Parameter(Mandatory = true)]
@@ -43,7 +51,9 @@ public sealed class InvokePreCopyMigrationCommand : SoftDirtyCmdlet
     [ArgumentCompleter(typeof(MappingNameCompleter))]
     public string[]? Mapping { get; set; }
 
-    protected override void ProcessRecord() => ForEachSource(new[] { OpenProcess(Id) }, Migrate);
+    private IPageSource? Target() => WorkflowTarget(Id, Emulator, Workload);
+
+    protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Migrate);
 
     private void Migrate(IPageSource source)
     {

@@ -8,21 +8,39 @@ namespace SoftDirty.Commands;
 /// Restore-MemoryImage: rebuilds the memory of a chain's latest state (full image plus increments) into one
 /// flat file per mapping in -Destination, checking every page's checksum.
 /// </summary>
-[Cmdlet(VerbsData.Restore, "MemoryImage", SupportsShouldProcess = true)]
-[OutputType(typeof(RestoredMapping))]
+[Cmdlet(VerbsData.Restore, "MemoryImage", SupportsShouldProcess = true, DefaultParameterSetName = FileSet)]
+[OutputType(typeof(RestoredMapping), typeof(EmulatedProcess))]
 public sealed class RestoreMemoryImageCommand : SoftDirtyCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("FullName", "ImagePath")]
     public string Path { get; set; } = "";
 
+    private const string FileSet = "File";
+
     /// <summary>The directory for the flat files (START-END.bin per mapping, and mappings.json).</summary>
-    [Parameter(Mandatory = true, Position = 1)]
+    [Parameter(ParameterSetName = FileSet, Mandatory = true, Position = 1)]
     public string Destination { get; set; } = "";
+
+    /// <summary>Rebuild the memory into this emulated process instead (its mappings are created as the image records them); it is returned.</summary>
+    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true)]
+    public EmulatedProcess? Emulator { get; set; }
 
     protected override void ProcessRecord()
     {
         var path = GetUnresolvedProviderPathFromPSPath(Path);
+        if (ParameterSetName == EmulatorSet && Emulator is not null)
+        {
+            if (!ShouldProcess(path, $"Restore into emulated process {Emulator.ProcessId} ({Emulator.Name})")) return;
+            try
+            {
+                ImageRestorer.Restore(path, new SoftDirty.Workflows.EmulatedProcessRestoreTarget(Emulator), Cancellation);
+                WriteObject(Emulator);
+            }
+            catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
+            catch (System.OperationCanceledException) when (Cancellation.IsCancellationRequested) { throw new PipelineStoppedException(); }
+            return;
+        }
         var dest = GetUnresolvedProviderPathFromPSPath(Destination);
         if (!ShouldProcess(path, $"Restore into flat files in {dest}")) return;
         try

@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.Management.Automation;
 using SoftDirty;
+using SoftDirty.Workflows;
 using SoftDirty.Images;
 using SoftDirty.Tracking;
 
@@ -11,7 +12,7 @@ namespace SoftDirty.Commands;
 /// Save-MemoryImage: a full memory image of a process (every present or swapped page with data), or with
 /// -Parent an incremental one holding only the pages changed since the parent image.
 /// </summary>
-[Cmdlet(VerbsData.Save, "MemoryImage", DefaultParameterSetName = IdSet, SupportsShouldProcess = true)]
+[Cmdlet(VerbsData.Save, "MemoryImage", DefaultParameterSetName = EmulatorSet, SupportsShouldProcess = true)]
 [OutputType(typeof(MemoryImageInfo))]
 public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
 {
@@ -19,6 +20,14 @@ public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int Id { get; set; }
+
+    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one; it runs -Workload in emulated time.</summary>
+    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
+    public EmulatedProcess? Emulator { get; set; }
+
+    /// <summary>What the emulated process does meanwhile: @{ Address; Length; Pattern; AccessesPerSecond; WriteRatio; Seed } (accesses per emulated second).</summary>
+    [Parameter(ParameterSetName = EmulatorSet)]
+    public EmulatedWorkloadSpec? Workload { get; set; }
 
     /// <summary>The new image's directory (created, mode 0700; it must not hold an image).</summary>
     [Parameter(Mandatory = true, Position = 1)]
@@ -40,7 +49,9 @@ public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
     [ArgumentCompleter(typeof(MappingNameCompleter))]
     public string[]? Mapping { get; set; }
 
-    protected override void ProcessRecord() => ForEachSource(new[] { OpenProcess(Id) }, Save);
+    private IPageSource? Target() => WorkflowTarget(Id, Emulator, Workload);
+
+    protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Save);
 
     private void Save(IPageSource source)
     {

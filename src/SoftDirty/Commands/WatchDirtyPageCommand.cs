@@ -11,7 +11,7 @@ namespace SoftDirty.Commands;
 /// Watch-DirtyPage: one sample per interval of the pages a process wrote (dirty pages and bytes, rate,
 /// method, pages scanned, the dirty ranges), emitted as each is taken; Ctrl+C ends it cleanly.
 /// </summary>
-[Cmdlet(VerbsCommon.Watch, "DirtyPage", DefaultParameterSetName = IdSet)]
+[Cmdlet(VerbsCommon.Watch, "DirtyPage", DefaultParameterSetName = EmulatorSet)]
 [OutputType(typeof(DirtyPageSample))]
 public sealed class WatchDirtyPageCommand : SoftDirtyCmdlet
 {
@@ -19,6 +19,14 @@ public sealed class WatchDirtyPageCommand : SoftDirtyCmdlet
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int Id { get; set; }
+
+    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one; it runs -Workload in emulated time.</summary>
+    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
+    public EmulatedProcess? Emulator { get; set; }
+
+    /// <summary>What the emulated process does meanwhile: @{ Address; Length; Pattern; AccessesPerSecond; WriteRatio; Seed } (accesses per emulated second).</summary>
+    [Parameter(ParameterSetName = EmulatorSet)]
+    public EmulatedWorkloadSpec? Workload { get; set; }
 
     /// <summary>Seconds between samples.</summary>
     [Parameter(Position = 1)]
@@ -71,7 +79,9 @@ public sealed class WatchDirtyPageCommand : SoftDirtyCmdlet
         return m => (byName is null || byName.IsMatch(m)) && m.End > start && m.Start < end;
     }
 
-    protected override void ProcessRecord() => ForEachSource(new[] { OpenProcess(Id) }, Watch);
+    private IPageSource? Target() => WorkflowTarget(Id, Emulator, Workload);
+
+    protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Watch);
 
     private void Watch(IPageSource source)
     {

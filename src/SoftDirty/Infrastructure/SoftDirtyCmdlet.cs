@@ -55,6 +55,15 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         foreach (var id in ids) yield return OpenProcess(id);
     }
 
+    /// <summary>
+    /// The one target of a workflow cmdlet: an emulated process wrapped with its workload (so samples and
+    /// rounds advance emulated time), or the real pid.
+    /// </summary>
+    protected IPageSource? WorkflowTarget(int id, EmulatedProcess? emulator, SoftDirty.Workflows.EmulatedWorkloadSpec? workload) =>
+        ParameterSetName == EmulatorSet && emulator is not null
+            ? new SoftDirty.Workflows.EmulatedTarget(emulator, workload)
+            : OpenProcess(id);
+
     /// <summary>Runs per-target work; an engine failure becomes a non-terminating error and the next target runs.</summary>
     protected void ForEachSource(IEnumerable<IPageSource?> sources, Action<IPageSource> work)
     {
