@@ -27,13 +27,17 @@ Describe 'Workflows on an emulated process' -Tag 'Workflows', 'Emulator' {
         }
     }
 
-    It 'Watch-DirtyPage is deterministic for a seed and falls back to Hash on a kernel without soft-dirty' {
+    It 'Watch-DirtyPage is deterministic for a seed; without soft-dirty Auto takes WriteProtect, and Hash counts the same' {
         $w = { param($b) @{ Address = $b.Mapping.Start; Length = $b.Mapping.Size; Pattern = 'Random'; AccessesPerSecond = 2000; WriteRatio = 1; Seed = 9 } }
         $a = New-Busy; $b = New-Busy; $c = New-Busy -NoSoftDirty
         $one = @(Watch-DirtyPage -Emulator $a.Emulator -Workload (& $w $a) -Interval 1 -Count 3).ForEach('DirtyPages')
         $two = @(Watch-DirtyPage -Emulator $b.Emulator -Workload (& $w $b) -Interval 1 -Count 3).ForEach('DirtyPages')
         $one | Should -Be $two
-        $hash = @(Watch-DirtyPage -Emulator $c.Emulator -Workload (& $w $c) -Interval 1 -Count 3)
+        $d = New-Busy -NoSoftDirty
+        $auto = @(Watch-DirtyPage -Emulator $d.Emulator -Workload (& $w $d) -Interval 1 -Count 3)
+        $auto.ForEach('Method') | Sort-Object -Unique | Should -Be 'WriteProtect'
+        $auto.ForEach('DirtyPages') | Should -Be $one
+        $hash = @(Watch-DirtyPage -Emulator $c.Emulator -Workload (& $w $c) -Interval 1 -Count 3 -Method Hash)
         $hash.ForEach('Method') | Sort-Object -Unique | Should -Be 'Hash'
         # Hash sees changed content only: every emulated write without -Value changes it, so the counts agree.
         $hash.ForEach('DirtyPages') | Should -Be $one
