@@ -170,8 +170,19 @@ function Invoke-Bench {
     Invoke-Build
     Invoke-NativeBuild
     $pwsh = Get-ChildPwsh
-    & $pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/Bench.ps1') -ModulePath (Join-Path $StageDir 'SoftDirty.psd1') -TargetPath (Join-Path $NativeDir 'bin/sdtarget')
+    # Each script prints one JSON object of ratios measured in its own single run.
+    $core = & $pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/Bench.ps1') -ModulePath (Join-Path $StageDir 'SoftDirty.psd1') -TargetPath (Join-Path $NativeDir 'bin/sdtarget')
     if ($LASTEXITCODE -ne 0) { throw "Bench failed (exit code $LASTEXITCODE)" }
+    $workflows = & $pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/BenchWorkflows.ps1') -ModulePath (Join-Path $StageDir 'SoftDirty.psd1')
+    if ($LASTEXITCODE -ne 0) { throw "BenchWorkflows failed (exit code $LASTEXITCODE)" }
+    # Anything a script wrote before its JSON (progress lines) is shown, not parsed.
+    function Read-Json([string[]] $Lines) {
+        $at = [array]::FindIndex($Lines, [Predicate[string]] { param($l) $l -match '^\s*\{' })
+        if ($at -lt 0) { throw "no JSON in: $($Lines -join "`n")" }
+        if ($at -gt 0) { $Lines[0..($at - 1)] | Write-Host }
+        ($Lines[$at..($Lines.Count - 1)] -join "`n") | ConvertFrom-Json
+    }
+    [ordered]@{ pagemap = Read-Json $core; workflows = Read-Json $workflows } | ConvertTo-Json -Depth 6
 }
 
 function Invoke-Clean {

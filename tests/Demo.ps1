@@ -91,3 +91,15 @@ $e | Get-PageMap -SoftDirty | Format-Table | Out-String -Width 160 | Out-Host
 $faults = $e.Faults
 Write-Host "Faults taken: $($faults.WriteFaults) write, $($faults.ReadFaults) read, $($faults.SoftDirtyWriteProtectFaults) caused by soft-dirty write-protection"
 
+
+Show 'A short emulated pre-copy migration: a HotSet workload runs in emulated time between rounds'
+$e2 = New-EmulatedProcess -Name migrating
+$m2 = $e2 | Add-EmulatedMapping -Length 64MB
+$e2 | Write-EmulatedMemory -Address $m2.Start -Length $m2.Size
+$workload = @{ Address = $m2.Start; Length = $m2.Size; Pattern = 'HotSet'; AccessesPerSecond = 20000; WriteRatio = 0.4; Seed = 1 }
+$out = @($e2 | Invoke-PreCopyMigration -Workload $workload -Bandwidth 100MB -MaxIterations 8 -StopThreshold 512 -Confirm:$false)
+$out | Where-Object { $_ -is [SoftDirty.Workflows.PreCopyRound] } | Format-Table | Out-String -Width 160 | Out-Host
+$out[-1] | Format-List Converged, StopReason, Reason, TotalBytesSent, EstimatedDowntime | Out-String -Width 160 | Out-Host
+$svg = Join-Path ([IO.Path]::GetTempPath()) "softdirty-demo-emulated-$PID.svg"
+$chart = $out | Export-DirtyPageChart -Path $svg -Title 'emulated pre-copy (HotSet)'
+Write-Host "  chart of the rounds: $($chart.FullName)"
