@@ -21,13 +21,9 @@ public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int Id { get; set; }
 
-    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one; it runs -Workload in emulated time.</summary>
+    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one: its memory at this moment (a save takes no emulated time).</summary>
     [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
     public EmulatedProcess? Emulator { get; set; }
-
-    /// <summary>What the emulated process does meanwhile: @{ Address; Length; Pattern; AccessesPerSecond; WriteRatio; Seed } (accesses per emulated second).</summary>
-    [Parameter(ParameterSetName = EmulatorSet)]
-    public EmulatedWorkloadSpec? Workload { get; set; }
 
     /// <summary>The new image's directory (created, mode 0700; it must not hold an image).</summary>
     [Parameter(Mandatory = true, Position = 1)]
@@ -49,7 +45,7 @@ public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
     [ArgumentCompleter(typeof(MappingNameCompleter))]
     public string[]? Mapping { get; set; }
 
-    private IPageSource? Target() => WorkflowTarget(Id, Emulator, Workload);
+    private IPageSource? Target() => WorkflowTarget(Id, Emulator, null);
 
     protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Save);
 
