@@ -320,7 +320,14 @@ public sealed partial class EmulatedProcess : IPageSource
             var src = FindVma(address);
             bool multiple = Profile.MremapMovesMultipleVmas && oldLen == newLen;
             if (src == null || (!multiple && address + oldLen > src.End))
+            {
+                if (Profile.MremapUnmapsDestinationFirst)
+                {
+                    RemoveRange(newAddress, newEnd);
+                    if (oldLen > newLen) RemoveRange(address + newLen, address + oldLen);
+                }
                 throw NotMapped("mremap", src == null ? address : src.End, Errno.EFAULT);
+            }
             bool severalVmas = multiple && address + oldLen > src.End;
             if (oldLen > newLen) { RemoveRange(address + newLen, address + oldLen); oldLen = newLen; }
             if (!multiple) RemoveRange(newAddress, newEnd);

@@ -19,7 +19,7 @@ public sealed class KernelProfile
 
     private static readonly Dictionary<string, KernelProfile> s_profiles = new(StringComparer.Ordinal)
     {
-        [Linux61] = new KernelProfile { Name = Linux61 },
+        [Linux61] = new KernelProfile { Name = Linux61, MremapUnmapsDestinationFirst = true },
         [Linux618] = new KernelProfile { Name = Linux618, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true },
         [Linux619] = new KernelProfile { Name = Linux619, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true },
     };
@@ -40,6 +40,12 @@ public sealed class KernelProfile
     public bool HasGuardRegions { get; private init; }
     /// <summary>mremap MREMAP_FIXED without resizing may move a range of several VMAs, gaps included (6.17+); before, one VMA or EFAULT.</summary>
     public bool MremapMovesMultipleVmas { get; private init; }
+    /// <summary>
+    /// mremap_to before the 6.17 rework: a MREMAP_FIXED move unmaps the destination (and a shrinking move's old
+    /// tail) before it checks the source, so a move refused with EFAULT still leaves a hole at the destination
+    /// (found by the differential run against Debian's 6.1 kernel).
+    /// </summary>
+    public bool MremapUnmapsDestinationFirst { get; private init; }
     /// <summary>"propagate VM_SOFTDIRTY on merge" (6.19): a merged VMA is soft-dirty if either side was; before, the survivor's flag wins.</summary>
     public bool StickySoftDirtyOnMerge { get; private init; }
 
