@@ -321,7 +321,9 @@ public sealed partial class EmulatedProcess : IPageSource
             bool multiple = Profile.MremapMovesMultipleVmas && oldLen == newLen;
             if (src == null || (!multiple && address + oldLen > src.End))
             {
-                if (Profile.MremapUnmapsDestinationFirst)
+                // 6.1: an old address in no VMA fails at once; a range running past its VMA fails in
+                // vma_to_resize, after mremap_to has unmapped the destination.
+                if (Profile.MremapUnmapsDestinationFirst && src != null)
                 {
                     RemoveRange(newAddress, newEnd);
                     if (oldLen > newLen) RemoveRange(address + newLen, address + oldLen);

@@ -41,8 +41,9 @@ public sealed class KernelProfile
     /// <summary>mremap MREMAP_FIXED without resizing may move a range of several VMAs, gaps included (6.17+); before, one VMA or EFAULT.</summary>
     public bool MremapMovesMultipleVmas { get; private init; }
     /// <summary>
-    /// mremap_to before the 6.17 rework: a MREMAP_FIXED move unmaps the destination (and a shrinking move's old
-    /// tail) before it checks the source, so a move refused with EFAULT still leaves a hole at the destination
+    /// mremap_to before the 6.17 rework: a MREMAP_FIXED move whose old address lies in a VMA unmaps the
+    /// destination (and a shrinking move's old tail) before it checks that the old range fits that VMA, so a
+    /// move refused with EFAULT still leaves a hole at the destination; an old address in no VMA fails first
     /// (found by the differential run against Debian's 6.1 kernel).
     /// </summary>
     public bool MremapUnmapsDestinationFirst { get; private init; }
