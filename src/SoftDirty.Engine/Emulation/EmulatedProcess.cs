@@ -308,6 +308,11 @@ public sealed partial class EmulatedProcess : IPageSource
     /// </summary>
     public MemoryMapping Mremap(ulong address, ulong oldLength, ulong newAddress, ulong newLength)
     {
+        // Before 6.17 the old VMA is looked up before the new range is checked: an old address in no VMA
+        // is EFAULT even where the new range is invalid.
+        if (Profile.LegacyMremapOrder && (address & PageOffsetMask) == 0 && PageAlign(newLength) != 0)
+            lock (_mem.Lock)
+                if (FindVma(address) == null) throw NotMapped("mremap", address, Errno.EFAULT);
         ulong newEnd = CheckRange("mremap", newAddress, newLength);
         if ((address & PageOffsetMask) != 0) throw Invalid($"mremap: address 0x{address:x} is not page-aligned");
         ulong oldLen = PageAlign(oldLength);
@@ -323,7 +328,7 @@ public sealed partial class EmulatedProcess : IPageSource
             {
                 // 6.1: an old address in no VMA fails at once; a range running past its VMA fails in
                 // vma_to_resize, after mremap_to has unmapped the destination.
-                if (Profile.MremapUnmapsDestinationFirst && src != null)
+                if (Profile.LegacyMremapOrder && src != null)
                 {
                     RemoveRange(newAddress, newEnd);
                     if (oldLen > newLen) RemoveRange(address + newLen, address + oldLen);
@@ -490,7 +495,16 @@ public sealed partial class EmulatedProcess : IPageSource
                 ApplyProtection(vma);
             }
             for (i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start <= end; i++)
+            {
+                // mprotect_fixup sets the merged VMA's flags to the changed VMA's new flags, whichever side
+                // survived the merge: without sticky merging, its VM_SOFTDIRTY is the changed VMA's
+                // (found by the differential run against Debian's 6.1 kernel).
+                var vma = _vmas[i];
+                bool changed = vma.Start >= address && vma.End <= end;
+                var sd = vma.Flags & VmaFlags.SoftDirty;
                 i = MergeAt(i);
+                if (changed && !Profile.StickySoftDirtyOnMerge) _vmas[i].Flags = (_vmas[i].Flags & ~VmaFlags.SoftDirty) | sd;
+            }
             if (hole is { } h) throw NotMapped("mprotect", h);
         }
     }

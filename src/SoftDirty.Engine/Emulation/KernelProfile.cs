@@ -19,7 +19,7 @@ public sealed class KernelProfile
 
     private static readonly Dictionary<string, KernelProfile> s_profiles = new(StringComparer.Ordinal)
     {
-        [Linux61] = new KernelProfile { Name = Linux61, MremapUnmapsDestinationFirst = true },
+        [Linux61] = new KernelProfile { Name = Linux61, LegacyMremapOrder = true },
         [Linux618] = new KernelProfile { Name = Linux618, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true },
         [Linux619] = new KernelProfile { Name = Linux619, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true },
     };
@@ -41,12 +41,12 @@ public sealed class KernelProfile
     /// <summary>mremap MREMAP_FIXED without resizing may move a range of several VMAs, gaps included (6.17+); before, one VMA or EFAULT.</summary>
     public bool MremapMovesMultipleVmas { get; private init; }
     /// <summary>
-    /// mremap_to before the 6.17 rework: a MREMAP_FIXED move whose old address lies in a VMA unmaps the
-    /// destination (and a shrinking move's old tail) before it checks that the old range fits that VMA, so a
-    /// move refused with EFAULT still leaves a hole at the destination; an old address in no VMA fails first
-    /// (found by the differential run against Debian's 6.1 kernel).
+    /// mremap's order of checks before the 6.17 rework: the old address is looked up first (in no VMA:
+    /// EFAULT, before the new range is checked); then mremap_to unmaps the MREMAP_FIXED destination (and a
+    /// shrinking move's old tail) before it checks that the old range fits its VMA, so a move refused with
+    /// EFAULT still leaves a hole at the destination (found by the differential run against Debian's 6.1 kernel).
     /// </summary>
-    public bool MremapUnmapsDestinationFirst { get; private init; }
+    public bool LegacyMremapOrder { get; private init; }
     /// <summary>"propagate VM_SOFTDIRTY on merge" (6.19): a merged VMA is soft-dirty if either side was; before, the survivor's flag wins.</summary>
     public bool StickySoftDirtyOnMerge { get; private init; }
 
@@ -70,6 +70,7 @@ public sealed class KernelProfile
         Name = Name, SoftDirtyEnabled = false, HasPagemapScan = HasPagemapScan,
         HasUffdWriteProtectAsync = HasUffdWriteProtectAsync, HasGuardRegions = HasGuardRegions,
         StickySoftDirtyOnMerge = StickySoftDirtyOnMerge, MremapMovesMultipleVmas = MremapMovesMultipleVmas,
+        LegacyMremapOrder = LegacyMremapOrder,
     };
 
     public override string ToString() => Release;

@@ -42,3 +42,20 @@ public class MremapProfileTests
         Assert.Contains("\n4 0080000000000000", print618);
     }
 }
+
+/// <summary>mprotect merges: the merged VMA takes the changed VMA's VM_SOFTDIRTY (6.1, 6.18); 6.19 keeps either.</summary>
+public class MprotectMergeProfileTests
+{
+    private const string Text = "scenario m\nreserve 5\nclear 4\nmap 2 1 rwx anon\nmprotect 1 1 rwx\ncheck\nend\n";
+
+    [Theory]
+    [InlineData(KernelProfile.Linux61, "0000000000000000")]
+    [InlineData(KernelProfile.Linux618, "0000000000000000")]
+    [InlineData(KernelProfile.Linux619, "0080000000000000")]
+    public void TheMergedVmaTakesTheChangedVmasSoftDirty(string profile, string page2)
+    {
+        var print = new EmulatedScenarioRunner(KernelProfile.Get(profile)).Run(Scenario.Parse(Text))[0];
+        Assert.Contains("\n2 " + page2 + "\n", print);
+        Assert.Contains("\n1 " + page2 + "\n", print);
+    }
+}
