@@ -491,7 +491,8 @@ public sealed partial class EmulatedProcess : IPageSource
                 var vma = _vmas[i];
                 vma.Protection = prot;
                 if (!vma.Shared && (prot & Protection.Write) != 0) vma.Flags |= VmaFlags.Account;
-                else if (vma.IsAnonymous && vma.AnonVma == 0) vma.Flags &= ~VmaFlags.Account;   // no commit to keep
+                else if (Profile.UnaccountsUnfaultedOnMprotect && vma.IsAnonymous && vma.AnonVma == 0)
+                    vma.Flags &= ~VmaFlags.Account;   // no commit to keep (6.7+)
                 ApplyProtection(vma);
             }
             for (i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start <= end; i++)

@@ -20,8 +20,8 @@ public sealed class KernelProfile
     private static readonly Dictionary<string, KernelProfile> s_profiles = new(StringComparer.Ordinal)
     {
         [Linux61] = new KernelProfile { Name = Linux61, LegacyMremapOrder = true },
-        [Linux618] = new KernelProfile { Name = Linux618, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true },
-        [Linux619] = new KernelProfile { Name = Linux619, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true },
+        [Linux618] = new KernelProfile { Name = Linux618, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true },
+        [Linux619] = new KernelProfile { Name = Linux619, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true },
     };
 
     private KernelProfile() { }
@@ -47,6 +47,12 @@ public sealed class KernelProfile
     /// EFAULT still leaves a hole at the destination (found by the differential run against Debian's 6.1 kernel).
     /// </summary>
     public bool LegacyMremapOrder { get; private init; }
+    /// <summary>
+    /// "allow unfaulted VMAs to be unaccounted on mprotect()" (6.7): making never-faulted private anonymous
+    /// memory non-writable drops VM_ACCOUNT, so it can merge with an unaccounted neighbour; before, it keeps
+    /// VM_ACCOUNT and does not merge (found by the differential run against Debian's 6.1 kernel).
+    /// </summary>
+    public bool UnaccountsUnfaultedOnMprotect { get; private init; }
     /// <summary>"propagate VM_SOFTDIRTY on merge" (6.19): a merged VMA is soft-dirty if either side was; before, the survivor's flag wins.</summary>
     public bool StickySoftDirtyOnMerge { get; private init; }
 
@@ -70,7 +76,7 @@ public sealed class KernelProfile
         Name = Name, SoftDirtyEnabled = false, HasPagemapScan = HasPagemapScan,
         HasUffdWriteProtectAsync = HasUffdWriteProtectAsync, HasGuardRegions = HasGuardRegions,
         StickySoftDirtyOnMerge = StickySoftDirtyOnMerge, MremapMovesMultipleVmas = MremapMovesMultipleVmas,
-        LegacyMremapOrder = LegacyMremapOrder,
+        LegacyMremapOrder = LegacyMremapOrder, UnaccountsUnfaultedOnMprotect = UnaccountsUnfaultedOnMprotect,
     };
 
     public override string ToString() => Release;
