@@ -178,11 +178,11 @@ public sealed partial class EmulatedProcess : IPageSource
     /// merge; with <see cref="KernelProfile.StickySoftDirtyOnMerge"/> the result has it if either side did,
     /// else the survivor's flag wins (the previous VMA, or the next when only it merges).
     /// </summary>
-    private int MergeAt(int index)
+    private int MergeAt(int index, bool skipPrev = false)
     {
         bool sticky = Profile.StickySoftDirtyOnMerge;
         bool mergedPrev = false;
-        if (index > 0 && _vmas[index - 1].CanMergeWith(_vmas[index]))
+        if (!skipPrev && index > 0 && _vmas[index - 1].CanMergeWith(_vmas[index]))
         {
             var prev = _vmas[index - 1];
             if (sticky) prev.Flags |= _vmas[index].Flags & VmaFlags.SoftDirty;
@@ -254,7 +254,12 @@ public sealed partial class EmulatedProcess : IPageSource
                 PageOffset = path != null ? offset >> PageShift : shared ? 0 : start >> PageShift,
             };
             InsertVma(vma);
-            int i = MergeAt(_vmas.IndexOf(vma));
+            int at = _vmas.IndexOf(vma);
+            // 6.1's mmap_region tries next, then prev with next's anon_vma: a prev that has none (an empty
+            // anon_vma chain) then does not merge (found against Debian's 6.1 kernel).
+            bool skipPrev = Profile.LegacyMmapAnonVmaMerge && at > 0 && at + 1 < _vmas.Count
+                && vma.CanMergeWith(_vmas[at + 1]) && _vmas[at + 1].AnonVma != 0 && _vmas[at - 1].AnonVma == 0;
+            int i = MergeAt(at, skipPrev);
             if (Profile.SoftDirtyEnabled) _vmas[i].Flags |= VmaFlags.SoftDirty;
             var m = ToMapping(_vmas[i], withCounters: false);
             m.Start = start;

@@ -19,7 +19,7 @@ public sealed class KernelProfile
 
     private static readonly Dictionary<string, KernelProfile> s_profiles = new(StringComparer.Ordinal)
     {
-        [Linux61] = new KernelProfile { Name = Linux61, LegacyMremapOrder = true },
+        [Linux61] = new KernelProfile { Name = Linux61, LegacyMremapOrder = true, LegacyMmapAnonVmaMerge = true },
         [Linux618] = new KernelProfile { Name = Linux618, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true },
         [Linux619] = new KernelProfile { Name = Linux619, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true },
     };
@@ -53,6 +53,12 @@ public sealed class KernelProfile
     /// VM_ACCOUNT and does not merge (found by the differential run against Debian's 6.1 kernel).
     /// </summary>
     public bool UnaccountsUnfaultedOnMprotect { get; private init; }
+    /// <summary>
+    /// mmap_region before the VMA merge rework: a new mapping between two mergeable neighbours first takes
+    /// the next one, then checks prev against next's anon_vma, which a prev without one (an empty anon_vma
+    /// chain) fails, so only next merges (found by the differential run against Debian's 6.1 kernel).
+    /// </summary>
+    public bool LegacyMmapAnonVmaMerge { get; private init; }
     /// <summary>"propagate VM_SOFTDIRTY on merge" (6.19): a merged VMA is soft-dirty if either side was; before, the survivor's flag wins.</summary>
     public bool StickySoftDirtyOnMerge { get; private init; }
 
@@ -77,6 +83,7 @@ public sealed class KernelProfile
         HasUffdWriteProtectAsync = HasUffdWriteProtectAsync, HasGuardRegions = HasGuardRegions,
         StickySoftDirtyOnMerge = StickySoftDirtyOnMerge, MremapMovesMultipleVmas = MremapMovesMultipleVmas,
         LegacyMremapOrder = LegacyMremapOrder, UnaccountsUnfaultedOnMprotect = UnaccountsUnfaultedOnMprotect,
+        LegacyMmapAnonVmaMerge = LegacyMmapAnonVmaMerge,
     };
 
     public override string ToString() => Release;
