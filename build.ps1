@@ -19,8 +19,9 @@
 #>
 [CmdletBinding()]
 param(
+    # One or more tasks; "Test,KernelTest" works too (pwsh -File passes it as one string).
     [Parameter(Position = 0)]
-    [ValidateSet('Build', 'Docs', 'Native', 'Test', 'KernelTest', 'Demo', 'Bench', 'Package', 'Clean')]
+    [ArgumentCompleter({ param($c, $p, $word) 'Build', 'Docs', 'Native', 'Test', 'KernelTest', 'Demo', 'Bench', 'Package', 'Clean' | Where-Object { $_ -like "$word*" } })]
     [string[]] $Task = 'Build',
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
@@ -193,6 +194,11 @@ function Invoke-Clean {
     Remove-Item (Join-Path $ModuleDir '*.dll'), (Join-Path $ModuleDir '*.pdb'), (Join-Path $ModuleDir 'en-US/SoftDirty.dll-Help.xml') -Force -ErrorAction SilentlyContinue
 }
 
+$Tasks = 'Build', 'Docs', 'Native', 'Test', 'KernelTest', 'Demo', 'Bench', 'Package', 'Clean'
+$Task = @($Task -split ',' | ForEach-Object Trim | Where-Object { $_ })
+foreach ($t in $Task) {
+    if ($t -notin $Tasks) { throw "Unknown task '$t'; tasks: $($Tasks -join ', ')." }
+}
 foreach ($t in $Task) {
     switch ($t) {
         'Build' { Invoke-Build }
