@@ -642,6 +642,8 @@ Describe 'Errors of emulated system calls' {
         @{ Name = 'mremap to an unaligned address'; Class = 'MoveEmulatedMappingCommand'; Run = { Move-EmulatedMapping -Emulator $e -Address $rw -Length $page -NewAddress ($hole + 8) } }
         @{ Name = 'madvise at an unaligned address'; Class = 'InvokeEmulatedMadviseCommand'; Run = { Invoke-EmulatedMadvise -Emulator $e -Address ($rw + 8) -Length $page -Advice DontNeed } }
         @{ Name = 'a workload over zero bytes'; Class = 'InvokeEmulatedWorkloadCommand'; Run = { Invoke-EmulatedWorkload -Emulator $e -Address $rw -Length 0 -Count 1 } }
+        # UFFDIO_REGISTER of a range with no VMA at all is EINVAL (measured on 6.18 by the differential run).
+        @{ Name = 'userfaultfd register of an unmapped range'; Class = 'RegisterEmulatedWriteProtectCommand'; Run = { Register-EmulatedWriteProtect -Emulator $e -Address $hole -Length $page } }
     ) {
         $before = Get-State $e
         $err = { & $Run -ErrorAction Stop } | Should -Throw -ErrorId "EmulatorInvalidArgument,SoftDirty.Commands.$Class" -PassThru
@@ -654,7 +656,6 @@ Describe 'Errors of emulated system calls' {
         @{ Name = 'mprotect of an unmapped range'; Class = 'SetEmulatedProtectionCommand'; Errno = 'ENOMEM'; Run = { Set-EmulatedProtection -Emulator $e -Address $hole -Length $page -Protection Read } }
         @{ Name = 'madvise PageOut of an unmapped range'; Class = 'InvokeEmulatedMadviseCommand'; Errno = 'ENOMEM'; Run = { Invoke-EmulatedMadvise -Emulator $e -Address $hole -Length $page -Advice PageOut } }
         @{ Name = 'mremap of an unmapped range'; Class = 'MoveEmulatedMappingCommand'; Errno = 'EFAULT'; Run = { Move-EmulatedMapping -Emulator $e -Address $hole -Length $page -NewAddress ($hole + 16 * $page) } }
-        @{ Name = 'userfaultfd register of an unmapped range'; Class = 'RegisterEmulatedWriteProtectCommand'; Errno = 'ENOMEM'; Run = { Register-EmulatedWriteProtect -Emulator $e -Address $hole -Length $page } }
     ) {
         $before = Get-State $e
         $err = { & $Run -ErrorAction Stop } | Should -Throw -ErrorId "EmulatorNotMapped,SoftDirty.Commands.$Class" -PassThru

