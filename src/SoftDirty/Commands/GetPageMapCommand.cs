@@ -60,19 +60,11 @@ public sealed class GetPageMapCommand : SoftDirtyCmdlet
 
     private bool _warnedNoSoftDirty;
 
-    protected override void BeginProcessing()
-    {
-        if (Address is null && Length is not null)
-            ThrowTerminatingError(Argument("-Length needs -Address.", Length));
-        if (Address is not null && Mapping is not null)
-            ThrowTerminatingError(Argument("Give either -Address with -Length or -Mapping, not both.", Mapping));
-    }
+    protected override void BeginProcessing() => CheckRangeParameters(Address, Length, Mapping);
 
     protected override void ProcessRecord() =>
         ForEachSource(Targets(Id, Emulator), Read);
 
-    private ErrorRecord Argument(string message, object? target) =>
-        ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, message, target));
 
     private PageFilter BuildFilter()
     {
@@ -91,7 +83,7 @@ public sealed class GetPageMapCommand : SoftDirtyCmdlet
             WriteWarning($"The SoftDirty property means nothing here: {source.Features.SoftDirtyReason}");
         }
         var mappings = source.ReadMappings(withCounters: false);
-        var spans = SelectSpans(source, mappings);
+        var spans = SelectSpans(source, mappings, Address, Length, Mapping);
         if (spans is null) return;
 
         var filter = BuildFilter();
@@ -121,31 +113,4 @@ public sealed class GetPageMapCommand : SoftDirtyCmdlet
         progress.Complete();
     }
 
-    private List<PageSpan>? SelectSpans(IPageSource source, IReadOnlyList<MemoryMapping> mappings)
-    {
-        if (Address is { } address)
-        {
-            ulong length = Length ?? (ulong)source.PageSize;
-            var spans = PageMapReader.SpansOfRange(mappings, address, length, source.PageSize, out var unmapped);
-            if (spans.Count == 0)
-                throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
-                    $"0x{address:x}-0x{address + length:x} lies outside every mapping of process {source.ProcessId} ({source.Name}); see Get-MemoryMapping -Id {source.ProcessId}.", address);
-            if (unmapped != 0)
-                WriteWarning($"{unmapped / (ulong)source.PageSize} page(s) of 0x{address:x}-0x{address + length:x} lie outside any mapping of process {source.ProcessId} and are skipped.");
-            return spans;
-        }
-        if (Mapping is { Length: > 0 })
-        {
-            var selector = new MappingSelector(Mapping);
-            var spans = PageMapReader.SpansOf(mappings, selector.IsMatch);
-            if (spans.Count == 0)
-            {
-                WriteError(SoftDirtyError.MappingNotFound,
-                    $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", Mapping)}'; see Get-MemoryMapping -Id {source.ProcessId}.", source.ProcessId);
-                return null;
-            }
-            return spans;
-        }
-        return PageMapReader.SpansOf(mappings);
-    }
 }

@@ -67,13 +67,7 @@ public sealed class SearchPageMapCommand : SoftDirtyCmdlet
     [Parameter]
     public SwitchParameter CheckWriteProtectAsync { get; set; }
 
-    protected override void BeginProcessing()
-    {
-        if (Address is null && Length is not null)
-            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "-Length needs -Address.", Length)));
-        if (Address is not null && Mapping is not null)
-            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "Give either -Address with -Length or -Mapping, not both.", Mapping)));
-    }
+    protected override void BeginProcessing() => CheckRangeParameters(Address, Length, Mapping);
 
     protected override void ProcessRecord() => ForEachSource(Targets(Id, Emulator), Scan);
 
@@ -83,26 +77,8 @@ public sealed class SearchPageMapCommand : SoftDirtyCmdlet
             throw new SoftDirtyException(SoftDirtyError.PagemapScanNotSupported,
                 source.Features.PagemapScanReason ?? "PAGEMAP_SCAN is not available.", source.ProcessId);
         var mappings = source.ReadMappings(withCounters: false);
-        List<PageSpan> spans;
-        if (Address is { } address)
-        {
-            ulong length = Length ?? (ulong)source.PageSize;
-            ulong rounded = (length + (ulong)source.PageSize - 1) / (ulong)source.PageSize * (ulong)source.PageSize;
-            spans = PageMapReader.SpansOfRange(mappings, address, rounded, source.PageSize, out _);
-            if (spans.Count == 0)
-                throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
-                    $"0x{address:x}-0x{address + rounded:x} lies outside every mapping of process {source.ProcessId} ({source.Name}).", address);
-        }
-        else if (Mapping is { Length: > 0 })
-        {
-            spans = PageMapReader.SpansOf(mappings, new MappingSelector(Mapping).IsMatch);
-            if (spans.Count == 0)
-            {
-                WriteError(SoftDirtyError.MappingNotFound, $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", Mapping)}'.", source.ProcessId);
-                return;
-            }
-        }
-        else spans = PageMapReader.SpansOf(mappings);
+        var spans = SelectSpans(source, mappings, Address, Length, Mapping, roundLength: true);
+        if (spans is null) return;
 
         var flags = (WriteProtect ? PagemapScanFlags.WriteProtectMatching : 0) | (CheckWriteProtectAsync ? PagemapScanFlags.CheckWriteProtectAsync : 0);
         if (WriteProtect && !ShouldProcess($"process {source.ProcessId} ({source.Name})", "Write-protect the matching pages (PAGEMAP_SCAN WP_MATCHING)"))

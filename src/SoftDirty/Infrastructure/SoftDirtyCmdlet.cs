@@ -44,6 +44,51 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); return null; }
     }
 
+    /// <summary>-Length needs -Address, and -Address excludes -Mapping: a terminating InvalidArgument otherwise.</summary>
+    protected void CheckRangeParameters(ulong? address, ulong? length, string[]? mapping)
+    {
+        if (address is null && length is not null)
+            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "-Length needs -Address.", length)));
+        if (address is not null && mapping is not null)
+            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "Give either -Address with -Length or -Mapping, not both.", mapping)));
+    }
+
+    /// <summary>
+    /// The spans -Address/-Length or -Mapping select (every mapping without either). An address range outside
+    /// every mapping throws InvalidArgument; no matching name writes MappingNotFound and returns null. With
+    /// <paramref name="roundLength"/> the length is rounded up to a page, as PAGEMAP_SCAN rounds its end;
+    /// else it must be page-aligned and pages outside any mapping are skipped with a warning.
+    /// </summary>
+    protected List<PageSpan>? SelectSpans(IPageSource source, IReadOnlyList<MemoryMapping> mappings,
+        ulong? address, ulong? length, string[]? mapping, bool roundLength = false)
+    {
+        ulong pageSize = (ulong)source.PageSize;
+        if (address is { } start)
+        {
+            ulong len = length ?? pageSize;
+            if (roundLength) len = (len + pageSize - 1) / pageSize * pageSize;
+            var spans = PageMapReader.SpansOfRange(mappings, start, len, source.PageSize, out var unmapped);
+            if (spans.Count == 0)
+                throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+                    $"0x{start:x}-0x{start + len:x} lies outside every mapping of process {source.ProcessId} ({source.Name}); see Get-MemoryMapping -Id {source.ProcessId}.", start);
+            if (unmapped != 0 && !roundLength)
+                WriteWarning($"{unmapped / pageSize} page(s) of 0x{start:x}-0x{start + len:x} lie outside any mapping of process {source.ProcessId} and are skipped.");
+            return spans;
+        }
+        if (mapping is { Length: > 0 })
+        {
+            var spans = PageMapReader.SpansOf(mappings, new MappingSelector(mapping).IsMatch);
+            if (spans.Count == 0)
+            {
+                WriteError(SoftDirtyError.MappingNotFound,
+                    $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", mapping)}'; see Get-MemoryMapping -Id {source.ProcessId}.", source.ProcessId);
+                return null;
+            }
+            return spans;
+        }
+        return PageMapReader.SpansOf(mappings);
+    }
+
     /// <summary>The targets of one pipeline record: the emulated process, or each real pid.</summary>
     protected IEnumerable<IPageSource?> Targets(int[] ids, EmulatedProcess? emulator)
     {
