@@ -3,8 +3,8 @@ using Xunit;
 namespace SoftDirty.Tests;
 
 /// <summary>
-/// Tests that measure managed memory (GC.GetTotalMemory) run alone: another test allocating at the same
-/// time would be counted as theirs.
+/// Tests that must run alone: those that measure managed memory (GC.GetTotalMemory), where another test
+/// allocating at the same time would be counted as theirs, and the kernel-vs-emulator comparison.
 /// </summary>
 [CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class MemoryMeasurement
