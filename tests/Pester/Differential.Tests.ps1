@@ -42,7 +42,8 @@ Describe 'The emulator against this kernel' -Tag 'Kernel', 'Differential' -Skip:
     It 'matches on 500 random scenarios of the seed' {
         $scenarios = [SoftDirty.Scenarios.ScenarioDifferential]::Random($seed, 500, $false, $tracking)
         $result = [SoftDirty.Scenarios.ScenarioDifferential]::Compare($program, $profile, $support.SoftDirty, $scenarios)
-        Write-Host "random: seed $seed, $($result.Scenarios) scenarios, $($result.Checkpoints) checkpoints, write tracking $tracking"
+        Write-Host "random: seed $seed, $($result.Scenarios) scenarios, $($result.Checkpoints) checkpoints, write tracking $tracking, kernel prints not reproducible: $($result.UnstableNames.Count)"
+        $result.UnstableNames.Count | Should -BeLessOrEqual 125
         Assert-Matched $result 'random scenarios'
         $result.Scenarios | Should -Be 500
     }

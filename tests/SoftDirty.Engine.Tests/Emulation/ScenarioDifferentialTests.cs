@@ -23,8 +23,9 @@ namespace SoftDirty.Tests.Emulation;
 /// SOFTDIRTY_SCENARIO_SEED explores others. Needs Linux and a C compiler (build.ps1 Native builds
 /// tests/native/bin/sdscenario): elsewhere the test fails by name instead of passing silently.
 /// </summary>
-// Alone, not beside other test classes: once, in a full parallel run, 78 of 500 batch prints differed and
-// none of them reproduced when rerun on its own (the shrunk prints were equal); serialised, it never did.
+// Alone, not beside other test classes: in fresh-clone runs right after the build, 78 and 11 of 500 batch
+// kernel prints differed from the emulator's and matched it when the kernel ran them again alone; such
+// scenarios are left out as not reproducible (ScenarioDifferentialResult.UnstableNames) and counted.
 [Collection(MemoryMeasurement.Name)]
 public class ScenarioDifferentialTests
 {
@@ -57,6 +58,9 @@ public class ScenarioDifferentialTests
         var result = ScenarioDifferential.Compare(native, emulated, random);
         _output.WriteLine($"random (seed {seed}, write tracking {tracking}), kernel {kernel.KernelRelease} vs profile {profile}: {result}");
         Assert.True(result.Matched, $"The emulator ({profile}) differs from the kernel in {result.Differing} random scenarios of seed {seed} (SOFTDIRTY_SCENARIO_SEED={seed}); first: {result.FirstMismatch}");
+        // Kernel prints that did not reproduce are left out, but they may not be many.
+        Assert.True(result.UnstableNames.Count <= Scenarios / 4, $"{result.UnstableNames.Count} kernel prints did not reproduce");
+        Assert.True(files.UnstableNames.Count <= handWritten.Count / 4, $"{files.UnstableNames.Count} hand-written kernel prints did not reproduce");
         // Every kind of checkpoint was compared, so a runner that stopped printing one would not pass.
         Assert.True(result.Checkpoints > Scenarios, $"only {result.Checkpoints} checkpoints");
         if (tracking) Assert.Contains(random, r => r.Ops.Any(o => o.Kind == ScenarioOpKind.Written));
