@@ -287,7 +287,9 @@ Describe 'Code in <File> line <Line>: <Title>' -Tag Help, Examples -ForEach $cod
             $ps.HadErrors | Should -BeFalse
             if (-not $usesWhatIf) { ($out -join '') | Should -Not -BeNullOrEmpty -Because 'an example should show something' }
             if ($usesWhatIf) {
-                (Get-PeakRss) | Should -BeGreaterOrEqual $peakBefore -Because '-WhatIf must not write clear_refs (a real PeakRss clear lowers VmHWM)'
+                # VmHWM shows max(hiwater, current RSS) from lazily batched counters, so it may read a few
+                # pages lower without any clear; a real PeakRss clear drops it to the current RSS.
+                (Get-PeakRss) | Should -BeGreaterOrEqual ($peakBefore - 256) -Because '-WhatIf must not write clear_refs (a real PeakRss clear lowers VmHWM)'
             }
         } finally { $ps.Dispose() }
     }
