@@ -125,13 +125,127 @@ function Invoke-Test {
     }
     $pester = Get-PesterModulePath
     Write-Host "==> Pester $pester (in a child pwsh)" -ForegroundColor Cyan
-    $pwsh = Get-ChildPwsh
-    $runner = Join-Path $Root 'tests/Invoke-PesterSuite.ps1'
-    $argsList = @('-NoProfile', '-NonInteractive', '-File', $runner, '-PesterPath', $pester, '-ModulePath', (Join-Path $StageDir 'SoftDirty.psd1'), '-ResultsPath', $ResultsDir)
-    if ($Tag) { $argsList += @('-Tag', ($Tag -join ',')) }
-    if ($ExcludeTag) { $argsList += @('-ExcludeTag', ($ExcludeTag -join ',')) }
-    & $pwsh @argsList
-    if ($LASTEXITCODE -ne 0) { throw "Pester failed (exit code $LASTEXITCODE)" }
+    $suiteArgs = @()
+    if ($Tag) { $suiteArgs += @('-Tag', ($Tag -join ',')) }
+    if ($ExcludeTag) { $suiteArgs += @('-ExcludeTag', ($ExcludeTag -join ',')) }
+    $runs = @(Invoke-PesterRun -Who (Get-UserName) -Pwsh (Get-ChildPwsh) -Root $Root -PesterPath $pester `
+        -ModulePath (Join-Path $StageDir 'SoftDirty.psd1') -ResultsPath $ResultsDir -ResultName 'pester' -SuiteArgs $suiteArgs)
+    $runs += @(Invoke-PesterUnprivileged -PesterPath $pester -SuiteArgs $suiteArgs)
+    # The closing line CI reads: every run's counts, and one total.
+    foreach ($r in $runs) { Write-Host ('    Pester as {0}: {1} passed, {2} failed, {3} skipped (exit code {4})' -f $r.Who, $r.Passed, $r.Failed, $r.Skipped, $r.ExitCode) }
+    $failed = @($runs | Where-Object { $_.ExitCode -ne 0 })
+    $line = 'Pester, {0} run(s): {1} passed, {2} failed, {3} skipped' -f $runs.Count, ($runs | Measure-Object Passed -Sum).Sum,
+        ($runs | Measure-Object Failed -Sum).Sum, ($runs | Measure-Object Skipped -Sum).Sum
+    Write-Host $line -ForegroundColor ($failed ? 'Red' : 'Green')
+    if ($failed) { throw "Pester failed as $(($failed | ForEach-Object Who) -join ' and ')" }
+}
+
+function Get-UserName { if ($IsWindows) { [Environment]::UserName } else { (id -un) } }
+
+# One run of tests/Invoke-PesterSuite.ps1 in a child pwsh; its counts come from the suite's closing line.
+function Invoke-PesterRun([string] $Who, [string[]] $Pwsh, [string] $Root, [string] $PesterPath, [string] $ModulePath,
+                          [string] $ResultsPath, [string] $ResultName, [string[]] $SuiteArgs) {
+    $run = [pscustomobject]@{ Who = $Who; Passed = 0; Failed = 0; Skipped = 0; ExitCode = -1 }
+    $argsList = @('-NoProfile', '-NonInteractive', '-File', (Join-Path $Root 'tests/Invoke-PesterSuite.ps1'), '-PesterPath', $PesterPath,
+                  '-ModulePath', $ModulePath, '-ResultsPath', $ResultsPath, '-ResultName', $ResultName) + $SuiteArgs
+    $command = $Pwsh[0]
+    $before = @($Pwsh | Select-Object -Skip 1)
+    & $command @before @argsList 2>&1 | ForEach-Object {
+        $text = "$_"
+        if ($text -match '^Pester: (\d+) passed, (\d+) failed, (\d+) skipped') {
+            $run.Passed = [int] $Matches[1]; $run.Failed = [int] $Matches[2]; $run.Skipped = [int] $Matches[3]
+        }
+        Write-Host $text
+    }
+    $run.ExitCode = $LASTEXITCODE
+    if ($run.ExitCode -ne 0 -and $run.Failed -eq 0) { $run.Failed = 1 }   # a run that died before its closing line
+    $run
+}
+
+# Real users are not root. Run as root, the host Pester suite runs a second time as a system user made for
+# it (removed afterwards, also on failure), with its own HOME and TMPDIR. Everything it runs is copied into
+# one 0755 temp folder (the dotnet runtime, pwsh, Pester, the staged module, tests/, docs/, src/build/),
+# because the local tool and Pester live under the 0700 home of root; the folder goes with the user.
+function Invoke-PesterUnprivileged([string] $PesterPath, [string[]] $SuiteArgs) {
+    $why = if (-not $IsLinux) { 'not Linux' }
+           elseif ((id -u) -ne '0') { 'this run is not root, so it already is the unprivileged run' }
+           else {
+               $missing = @('useradd', 'userdel', 'setpriv' | Where-Object { -not (Get-Command $_ -CommandType Application -ErrorAction SilentlyContinue) })
+               if ($missing) { "$($missing -join ', ') not found (util-linux, passwd)" }
+           }
+    if ($why) { Write-Host "==> Pester as an unprivileged user: SKIPPED, $why" -ForegroundColor Yellow; return }
+    $user = 'sdtest-' + [guid]::NewGuid().ToString('N').Substring(0, 12)
+    $work = Join-Path ([IO.Path]::GetTempPath()) "softdirty-$user"
+    Write-Host "==> Pester as unprivileged user $user (copies in $work)" -ForegroundColor Cyan
+    $made = $false
+    try {
+        $null = New-Item -ItemType Directory $work
+        chmod 0755 $work
+        # The runtime this pwsh runs on, pwsh itself, Pester.
+        # (A self-contained pwsh carries its runtime in $PSHOME; a framework-dependent one, the local tool, does not.)
+        $fx = [System.Runtime.InteropServices.RuntimeEnvironment]::GetRuntimeDirectory().TrimEnd('/')
+        $dotnet = Join-Path $work 'dotnet'
+        $selfContained = $fx -eq $PSHOME.TrimEnd('/')
+        if (-not $selfContained) {
+            $dotnetRoot = Split-Path (Split-Path (Split-Path $fx))
+            $null = New-Item -ItemType Directory (Join-Path $dotnet 'shared/Microsoft.NETCore.App') -Force
+            Copy-Item (Join-Path $dotnetRoot 'dotnet') $dotnet
+            Copy-Item (Join-Path $dotnetRoot 'host') $dotnet -Recurse
+            Copy-Item $fx (Join-Path $dotnet 'shared/Microsoft.NETCore.App') -Recurse
+        }
+        Copy-Item $PSHOME (Join-Path $work 'pwsh') -Recurse
+        Copy-Item (Split-Path $PesterPath) (Join-Path $work 'Pester') -Recurse
+        # The repository parts the suite reads, in the same layout.
+        $repo = Join-Path $work 'repo'
+        foreach ($d in 'out/SoftDirty', 'docs', 'src/build', 'tests/Pester', 'tests/native', 'tests/scenarios', 'module', 'en-US') {
+            $null = New-Item -ItemType Directory (Split-Path (Join-Path $repo $d)) -Force
+            Copy-Item (Join-Path $Root $d) (Join-Path $repo $d) -Recurse
+        }
+        Copy-Item (Join-Path $Root 'tests/*.ps1') (Join-Path $repo 'tests')
+        Copy-Item (Join-Path $Root 'SoftDirty.psd1') $repo
+        chmod -R 'a+rX' $work
+        chmod 0755 (Join-Path $work 'pwsh/pwsh')
+        if (-not $selfContained) { chmod 0755 (Join-Path $dotnet 'dotnet') }
+
+        $home_ = Join-Path $work 'home'
+        useradd --system --user-group --no-create-home --home-dir $home_ --shell /usr/sbin/nologin $user
+        if ($LASTEXITCODE -ne 0) { throw "useradd $user failed (exit code $LASTEXITCODE)" }
+        $made = $true
+        $uid = (id -u $user); $gid = (id -g $user)
+        $tmp = Join-Path $work 'tmp'
+        $results = Join-Path $work 'results'
+        foreach ($d in $home_, $tmp, $results) {
+            $null = New-Item -ItemType Directory $d
+            chown "${uid}:${gid}" $d
+            chmod 0700 $d
+        }
+        $env_ = @("HOME=$home_", "TMPDIR=$tmp", "USER=$user", "LOGNAME=$user",
+                  "PATH=$(Join-Path $work 'pwsh'):${dotnet}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                  'DOTNET_CLI_TELEMETRY_OPTOUT=1', 'DOTNET_NOLOGO=1', 'POWERSHELL_TELEMETRY_OPTOUT=1', 'POWERSHELL_UPDATECHECK=Off', 'LANG=C.UTF-8')
+        if (-not $selfContained) { $env_ += "DOTNET_ROOT=$dotnet" }
+        $runAs = @('setpriv', "--reuid=$uid", "--regid=$gid", '--clear-groups', '--', 'env', '-i') + $env_ + @((Join-Path $work 'pwsh/pwsh'))
+        Push-Location $repo
+        try {
+            $run = Invoke-PesterRun -Who "unprivileged user $user" -Pwsh $runAs -Root $repo -PesterPath (Join-Path $work 'Pester/Pester.psd1') `
+                -ModulePath (Join-Path $repo 'out/SoftDirty/SoftDirty.psd1') -ResultsPath $results -ResultName 'pester-unprivileged' -SuiteArgs $SuiteArgs
+        } finally { Pop-Location }
+        Copy-Item (Join-Path $results 'pester-unprivileged.*.xml') $ResultsDir -ErrorAction SilentlyContinue
+        $run
+    } finally {
+        if ($made) {
+            # Whatever the run left behind as that user (all started by this run), then the user and its group.
+            foreach ($status in Get-ChildItem /proc -Directory -ErrorAction SilentlyContinue | Where-Object Name -match '^\d+$') {
+                $uidLine = Get-Content (Join-Path $status.FullName 'status') -ErrorAction SilentlyContinue | Where-Object { $_ -like 'Uid:*' }
+                if ($uidLine -and ($uidLine -split '\s+')[1] -eq $uid) { Stop-Process -Id ([int] $status.Name) -Force -ErrorAction SilentlyContinue }
+            }
+            userdel $user
+            if ($LASTEXITCODE -ne 0) { Write-Warning "userdel $user failed (exit code $LASTEXITCODE): remove the user by hand" }
+            if (Get-Command groupdel -CommandType Application -ErrorAction SilentlyContinue) {
+                if (getent group $user) { groupdel $user }
+            }
+        }
+        Remove-Item $work -Recurse -Force -ErrorAction SilentlyContinue
+    }
 }
 
 # The Kernel-tagged Pester tests on a kernel with soft-dirty: a qemu VM boots Debian's 6.1 kernel with

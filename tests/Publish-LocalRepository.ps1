@@ -11,6 +11,10 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 Import-Module Microsoft.PowerShell.PSResourceGet
+# NuGet keeps its settings under the ApplicationData folder (~/.config on Linux), which .NET reports as ""
+# while it does not exist: a fresh user would get ./NuGet/NuGet.Config in the current folder. Make it.
+$appData = [Environment]::GetFolderPath('ApplicationData', 'DoNotVerify')
+if ($appData) { $null = New-Item -ItemType Directory $appData -Force }
 $repoName = 'SoftDirtyLocal'
 $null = New-Item -ItemType Directory $OutputPath -Force
 Get-ChildItem $OutputPath -Filter 'softdirty.*.nupkg' | Remove-Item -Force

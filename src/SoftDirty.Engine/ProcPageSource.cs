@@ -204,6 +204,9 @@ public sealed unsafe class ProcPageSource : IPageSource
                 return Alive ? new SoftDirtyException(SoftDirtyError.ProcIOError, $"{doing}: {Errno.Describe(errno)}", ProcessId, errno) : Exited(doing);
             case Errno.EACCES:
             case Errno.EPERM:
+                // A zombie's /proc files belong to no one who may write them (clear_refs gives EACCES to its
+                // own user): a process that is gone has exited, whatever the errno says.
+                if (IsGone()) return Exited(doing);
                 return new SoftDirtyException(SoftDirtyError.PermissionDenied,
                     $"Permission denied {doing} of process {ProcessId} ({Name}): reading pagemap and smaps needs ptrace access to the process " +
                     "(the same user, or CAP_SYS_PTRACE), and clear_refs is writable only by its owner (or root); PFNs need CAP_SYS_ADMIN. Run as that user or as root.",

@@ -9,7 +9,8 @@
  *       anon: MAP_PRIVATE|MAP_ANONYMOUS; shared: MAP_SHARED|MAP_ANONYMOUS;
  *       file: the file is created or extended to the size and mapped MAP_SHARED (writes reach it).
  *       A path with spaces: quote it with double quotes ("a b/c"). Each mapping sits between two
- *       PROT_NONE guard pages (its own VMA, never merged with a neighbour unless it is "none" itself).
+ *       PROT_NONE guard pages (its own VMA, never merged with a neighbour unless it is "none" itself),
+ *       with MADV_NOHUGEPAGE: a touch faults in exactly one page whatever the THP mode.
  *   write <hexaddr> <pageindex> [count [stride]]  one byte into each page   -> OK <count>
  *   read <hexaddr> <pageindex> [count [stride]]   one byte from each page   -> OK <sum of bytes>
  *       stride (default 1): touch pages index, index+stride, ... (count pages in all)
@@ -151,6 +152,14 @@ static void cmd_map(int argc, char **argv)
     int e = errno;
     if (fd >= 0) close(fd);
     if (p == MAP_FAILED) { munmap(reserve, len + 2 * page_size); reply("ERR mmap: %s", strerror(e)); return; }
+    /* One touch faults in one page whatever the THP mode (always, madvise, never, or mTHP sizes): the
+       tests count pages. EINVAL: a kernel without THP, nothing to keep out. */
+    if (madvise(p, len, MADV_NOHUGEPAGE) < 0 && errno != EINVAL) {
+        e = errno;
+        munmap(reserve, len + 2 * page_size);
+        reply("ERR madvise(MADV_NOHUGEPAGE): %s", strerror(e));
+        return;
+    }
     reply("OK %lx", (unsigned long)(uintptr_t)p);
 }
 

@@ -1,6 +1,8 @@
 using System;
+using System.Diagnostics;
 using System.Linq;
 using System.Threading;
+using SoftDirty.Tests;
 using SoftDirty.Tracking;
 using SoftDirty.Workflows;
 using Xunit;
@@ -21,6 +23,32 @@ public class WorkflowTests
         Assert.All(samples, s => Assert.Equal(16UL, s.DirtyPages));
         Assert.All(samples, s => Assert.Equal(32.0, s.Rate));
         Assert.All(samples, s => Assert.All(s.Ranges, r => Assert.InRange(r.Start, p.Address(64), p.Address(79))));
+    }
+
+    [Theory]
+    [InlineData(0.0013)]
+    [InlineData(0.0055)]
+    [InlineData(0.0199)]
+    public void IntervalClock_ForARealProcess_NeverWakesBeforeTheInterval(double seconds)
+    {
+        // A timed wait rounds to whole milliseconds and may wake early; the clock sleeps on to its deadline,
+        // so what it controls is a lower bound on the monotonic clock (how late it wakes is the machine's).
+        var source = new FakePageSource();
+        var interval = TimeSpan.FromSeconds(seconds);
+        for (int i = 0; i < 20; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            IntervalClock.Wait(source, interval, CancellationToken.None);
+            Assert.True(Stopwatch.GetElapsedTime(start) >= interval);
+        }
+    }
+
+    [Fact]
+    public void IntervalClock_Cancelled_ThrowsAtOnce()
+    {
+        using var cancel = new CancellationTokenSource();
+        cancel.Cancel();
+        Assert.Throws<OperationCanceledException>(() => IntervalClock.Wait(new FakePageSource(), TimeSpan.FromHours(1), cancel.Token));
     }
 
     [Theory]

@@ -1,0 +1,21 @@
+using System;
+
+namespace SoftDirty.Tests;
+
+/// <summary>
+/// Why this host cannot run a test that needs <see cref="HostNeeds"/>: null when it can. Read once per
+/// test at discovery (xunit v2 has no skip from inside a test), so a test that cannot run is reported as
+/// skipped with this reason instead of returning early as passed.
+/// </summary>
+public static class HostCondition
+{
+    public static string? WhyNot(HostNeeds needs)
+    {
+        if (!OperatingSystem.IsLinux()) return "needs Linux (/proc/PID/pagemap); this is " + Environment.OSVersion.Platform;
+        if (needs.HasFlag(HostNeeds.PagemapScan) && !KernelProbe.Current.PagemapScan)
+            return "needs PAGEMAP_SCAN: " + KernelProbe.Current.PagemapScanReason;
+        if (needs.HasFlag(HostNeeds.UffdWriteProtectAsync) && !KernelProbe.Current.UffdWriteProtectAsync)
+            return "needs userfaultfd async write-protect: " + KernelProbe.Current.UffdWriteProtectAsyncReason;
+        return null;
+    }
+}

@@ -1,0 +1,15 @@
+using System;
+
+namespace SoftDirty.Tests;
+
+/// <summary>What a test of the real host needs; <see cref="HostFactAttribute"/> skips, with the reason, where it is missing.</summary>
+[Flags]
+public enum HostNeeds
+{
+    /// <summary>Linux's /proc.</summary>
+    Linux = 1,
+    /// <summary>The PAGEMAP_SCAN ioctl (Linux 6.7+), as KernelProbe measured it.</summary>
+    PagemapScan = 2,
+    /// <summary>userfaultfd async write-protect (UFFD_FEATURE_WP_ASYNC, Linux 6.7+) on this process, as KernelProbe measured it.</summary>
+    UffdWriteProtectAsync = 4,
+}
