@@ -119,10 +119,11 @@ function Invoke-Test {
     Invoke-Build
     Invoke-NativeBuild
     $null = New-Item -ItemType Directory $ResultsDir -Force
-    Invoke-Native 'xunit: tests/SoftDirty.Engine.Tests' {
-        dotnet test (Join-Path $Root 'tests/SoftDirty.Engine.Tests') -c $Configuration --nologo -v:q `
-            --logger "junit;LogFilePath=$ResultsDir/xunit.junit.xml" --logger 'console;verbosity=minimal'
-    }
+    # Every suite runs even when an earlier one failed, so one run shows every failure; the task fails at the end.
+    Write-Host '==> xunit: tests/SoftDirty.Engine.Tests' -ForegroundColor Cyan
+    dotnet test (Join-Path $Root 'tests/SoftDirty.Engine.Tests') -c $Configuration --nologo -v:q `
+        --logger "junit;LogFilePath=$ResultsDir/xunit.junit.xml" --logger 'console;verbosity=minimal'
+    $xunitExit = $LASTEXITCODE
     $pester = Get-PesterModulePath
     Write-Host "==> Pester $pester (in a child pwsh)" -ForegroundColor Cyan
     $suiteArgs = @()
@@ -137,7 +138,9 @@ function Invoke-Test {
     $line = 'Pester, {0} run(s): {1} passed, {2} failed, {3} skipped' -f $runs.Count, ($runs | Measure-Object Passed -Sum).Sum,
         ($runs | Measure-Object Failed -Sum).Sum, ($runs | Measure-Object Skipped -Sum).Sum
     Write-Host $line -ForegroundColor ($failed ? 'Red' : 'Green')
-    if ($failed) { throw "Pester failed as $(($failed | ForEach-Object Who) -join ' and ')" }
+    $problems = @(if ($xunitExit -ne 0) { "xunit failed (exit code $xunitExit)" }
+                  if ($failed) { "Pester failed as $(($failed | ForEach-Object Who) -join ' and ')" })
+    if ($problems) { throw ($problems -join '; ') }
 }
 
 function Get-UserName { if ($IsWindows) { [Environment]::UserName } else { (id -un) } }

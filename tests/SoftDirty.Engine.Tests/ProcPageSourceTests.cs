@@ -188,9 +188,10 @@ public unsafe class ProcPageSourceTests
     private static Process StartSleep()
     {
         var p = Process.Start(new ProcessStartInfo("sleep", "30") { UseShellExecute = false })!;
-        // Wait until it has exec'd sleep, so its maps are sleep's and not the fork's.
-        var deadline = DateTime.UtcNow.AddSeconds(5);
-        while (DateTime.UtcNow < deadline && File.ReadAllText($"/proc/{p.Id}/comm").Trim() != "sleep") System.Threading.Thread.Sleep(5);
+        // Wait until it has exec'd sleep, so its maps are sleep's and not the fork's (a generous bound on the
+        // monotonic clock: a busy machine may take its time; the test then asserts the name).
+        long deadline = Environment.TickCount64 + 30_000;
+        while (Environment.TickCount64 < deadline && File.ReadAllText($"/proc/{p.Id}/comm").Trim() != "sleep") System.Threading.Thread.Sleep(5);
         return p;
     }
 

@@ -57,6 +57,7 @@ public static class DirtyTracker
 public sealed class ProcessFreeze : IDisposable
 {
     private const int SIGCONT = 18, SIGSTOP = 19;
+    private const long FreezeWaitMilliseconds = 2000;
     private readonly IPageSource _source;
     private bool _frozen;
 
@@ -76,9 +77,9 @@ public sealed class ProcessFreeze : IDisposable
                 $"SIGSTOP to process {source.ProcessId} failed: {Errno.Describe(e)}", source.ProcessId, e);
         }
         f._frozen = true;
-        // Wait until every thread has stopped (state T in /proc/PID/task/*/stat), at most 2 s.
-        var deadline = DateTime.UtcNow.AddSeconds(2);
-        while (DateTime.UtcNow < deadline && !AllStopped(source.ProcessId)) { cancel.ThrowIfCancellationRequested(); Thread.Sleep(1); }
+        // Wait until every thread has stopped (state T in /proc/PID/task/*/stat), at most 2 s on the monotonic clock.
+        long deadline = Environment.TickCount64 + FreezeWaitMilliseconds;
+        while (Environment.TickCount64 < deadline && !AllStopped(source.ProcessId)) { cancel.ThrowIfCancellationRequested(); Thread.Sleep(1); }
         return f;
     }
 
