@@ -7,7 +7,8 @@
       Build     compile the engine and cmdlets, copy them into module/, make the help, stage out/SoftDirty
       Docs      turn docs/*.md into module/en-US/SoftDirty.dll-Help.xml and about_*.help.txt
       Native    compile the native test target (tests/native) with cc
-      Test      xunit (engine) and Pester (cmdlets) suites; results in tests/results/
+      Test      xunit (engine) and Pester (cmdlets) suites; results in tests/results/. Run as root, the
+                Pester suite runs again as a throwaway unprivileged user (Invoke-PesterUnprivileged)
       KernelTest  the Pester tests tagged Kernel inside a qemu VM running Debian's 6.1 kernel
                 (soft-dirty on): tests/vm/setup.sh, then tests/vm/run.sh tests/vm/kernel-tests.sh
       Demo      the main job: a real process's mappings, page map and soft-dirty tracking on this kernel

@@ -7,6 +7,8 @@ BeforeDiscovery {
     $support = Get-SoftDirtySupport
     $isRoot = (& id -u) -eq '0'
     $haveSetpriv = [bool](Get-Command setpriv -CommandType Application -ErrorAction SilentlyContinue)
+    # An unprivileged run can try a process of another user for real: pid 1, where another user owns it.
+    $pid1OfAnotherUser = -not $isRoot -and (Test-Path /proc/1/maps) -and (& stat -c %u /proc/1) -ne (& id -u)
 }
 
 BeforeAll {
@@ -244,6 +246,19 @@ $results | ConvertTo-Json -Compress -Depth 4
     It 'Clear-SoftDirty reports SoftDirtyNotSupported before permissions on a kernel without soft-dirty, PermissionDenied with it (needs root and setpriv)' -Skip:(-not ($isRoot -and $haveSetpriv)) {
         $expect = if ($support.SoftDirty) { 'PermissionDenied' } else { 'SoftDirtyNotSupported' }
         $r.'Clear-SoftDirty'.ErrorId | Should -Be "$expect,SoftDirty.Commands.ClearSoftDirtyCommand"
+    }
+
+    It '<Name> on another user''s process (pid 1) reports PermissionDenied (needs an unprivileged run, pid 1 of another user)' -Skip:(-not $pid1OfAnotherUser) -ForEach @(
+        @{ Name = 'Get-PageMap'; Class = 'GetPageMapCommand'; Run = { [CmdletBinding()] param($id) Get-PageMap -Id $id -WarningAction SilentlyContinue } }
+        @{ Name = 'Get-MemoryMapping'; Class = 'GetMemoryMappingCommand'; Run = { [CmdletBinding()] param($id) Get-MemoryMapping -Id $id } }
+        @{ Name = 'Clear-PageReference'; Class = 'ClearPageReferenceCommand'; Run = { [CmdletBinding()] param($id) Clear-PageReference -Id $id -Type All } }
+    ) {
+        $r = Invoke-Split $Run 1
+        $r.Output | Should -BeNullOrEmpty
+        $r.Errors | Should -HaveCount 1
+        $r.Errors[0].FullyQualifiedErrorId | Should -Be "PermissionDenied,SoftDirty.Commands.$Class"
+        $r.Errors[0].CategoryInfo.Category | Should -Be 'PermissionDenied'
+        $r.Errors[0].TargetObject | Should -Be 1
     }
 
     It 'hides PFNs from a caller without CAP_SYS_ADMIN (Pfn is null, PfnVisible false) (needs root and setpriv)' -Skip:(-not ($isRoot -and $haveSetpriv)) {
