@@ -101,7 +101,7 @@ public static unsafe class KernelProbe
             }
 
             var (uffd, uffdReason) = ProbeUffdWriteProtectAsync(release);
-            return new KernelFeatures
+            var features = new KernelFeatures
             {
                 KernelRelease = release,
                 SoftDirty = softDirty,
@@ -113,6 +113,7 @@ public static unsafe class KernelProbe
                 PfnVisible = pfnVisible,
                 PfnVisibleReason = pfnReason,
             };
+            return features.WithRules(KernelRules.Measure(features));
         }
         finally
         {

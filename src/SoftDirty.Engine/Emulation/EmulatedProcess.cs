@@ -299,6 +299,23 @@ public sealed partial class EmulatedProcess : IPageSource
         ZapRange(start, end, keepGuards: false);
         int i = FirstEndingAfter(start);
         while (i < _vmas.Count && _vmas[i].Start < end) _vmas.RemoveAt(i);
+        FreeUnusedTables(start, end);
+    }
+
+    /// <summary>
+    /// free_pgtables after an unmap of [start, end): the PTE table of a 2 MiB range the unmap touched goes
+    /// when no VMA is left in that range (floor and ceiling are the neighbouring VMAs).
+    /// </summary>
+    private void FreeUnusedTables(ulong start, ulong end)
+    {
+        if (end <= start) return;
+        ulong firstLeaf = start >> PageShift >> PageTable.LeafShift, lastLeaf = (end - 1) >> PageShift >> PageTable.LeafShift;
+        foreach (var leaf in _pt.TablesIn(firstLeaf, lastLeaf + 1))
+        {
+            ulong from = leaf << PageTable.LeafShift << PageShift;
+            int j = FirstEndingAfter(from);
+            if (j >= _vmas.Count || _vmas[j].Start >= from + HugePageBytes) _pt.FreeTable(leaf);
+        }
     }
 
     /// <summary>
@@ -387,6 +404,8 @@ public sealed partial class EmulatedProcess : IPageSource
                 InsertVma(moved);
                 MergeAt(_vmas.IndexOf(moved));
             }
+            // The old range is unmapped last (move_vma), the new VMAs in place.
+            FreeUnusedTables(address, oldEnd);
             if (refused != null) throw UffdRefusesMove(refused);
             return ToMapping(FindVma(newAddress)!, withCounters: false);
         }
@@ -424,6 +443,17 @@ public sealed partial class EmulatedProcess : IPageSource
     {
         ulong pages = length >> PageShift;
         ulong fromPage = from >> PageShift, toPage = to >> PageShift;
+        // move_page_tables: per extent (up to the next 2 MiB boundary of either side) the destination gets a
+        // PTE table when the source has one there, even an empty one.
+        var destTables = new List<ulong>();
+        for (ulong p = fromPage; p < fromPage + pages;)
+        {
+            ulong q = p - fromPage + toPage;
+            ulong extent = Math.Min(PageTable.LeafEntries - (p & PageTable.LeafIndexMask), PageTable.LeafEntries - (q & PageTable.LeafIndexMask));
+            extent = Math.Min(extent, fromPage + pages - p);
+            if (_pt.HasTable(p >> PageTable.LeafShift)) destTables.Add(q >> PageTable.LeafShift);
+            p += extent;
+        }
         bool leafAligned = ((fromPage ^ toPage) & PageTable.LeafIndexMask) == 0;
         Span<ulong> buffer = stackalloc ulong[PageTable.LeafEntries];
         var moved = new List<(ulong Page, ulong Pte)>();
@@ -464,6 +494,7 @@ public sealed partial class EmulatedProcess : IPageSource
         }
         // Set after the walk: a destination may share a leaf with the source.
         foreach (var (page, pte) in moved) _pt.Set(page, pte);
+        foreach (var leaf in destTables) _pt.MakeTable(leaf);
     }
 
     /// <summary>

@@ -51,6 +51,10 @@ internal sealed class PageTable
     private readonly List<ulong[]>[] _arena = new List<ulong[]>[SparseClasses];
     private readonly long[] _arenaBlocks = new long[SparseClasses];
     private readonly long[] _freeHead = new long[SparseClasses];
+    // The leaves (2 MiB ranges) for which the kernel would have a PTE table: made by the first PTE set in
+    // the range, kept when its entries are cleared, gone when the range becomes a huge PMD or FreeTable
+    // is called (free_pgtables). PAGEMAP_SCAN shows the difference for never-touched pages.
+    private readonly HashSet<ulong> _tables = new();
 
     public PageTable()
     {
@@ -129,7 +133,7 @@ internal sealed class PageTable
         switch (slot & KindMask)
         {
             case 0 when slot == 0:
-                if (pte != 0) SlotRef(leaf) = pte | ((ulong)index << Pte.IndexShift) | KindSingle;
+                if (pte != 0) { SlotRef(leaf) = pte | ((ulong)index << Pte.IndexShift) | KindSingle; _tables.Add(leaf); }
                 return;
             case KindDense:
                 _dense[(int)(uint)slot]![index] = pte;
@@ -241,6 +245,7 @@ internal sealed class PageTable
     public void WriteLeaf(ulong leaf, ReadOnlySpan<ulong> ptes)
     {
         ulong slot = GetSlot(leaf);
+        if (slot == 0 || (slot & KindMask) == KindHuge) { if (ptes[..LeafEntries].IndexOfAnyExcept(0UL) >= 0) _tables.Add(leaf); }
         if ((slot & KindMask) == KindDense) { ptes[..LeafEntries].CopyTo(_dense[(int)(uint)slot]); return; }
         Span<ulong> tagged = stackalloc ulong[MaxSparseEntries + 1];
         int n = 0;
@@ -267,6 +272,28 @@ internal sealed class PageTable
         ulong slot = GetSlot(leaf);
         if ((slot & KindMask) != KindHuge) ReleaseStorage(slot);
         SlotRef(leaf) = (pmd & ~KindMask) | KindHuge;
+        _tables.Remove(leaf);
+    }
+
+    /// <summary>Whether the kernel would have a PTE table for this leaf (empty or not; never for a huge PMD).</summary>
+    public bool HasTable(ulong leaf) => _tables.Contains(leaf);
+
+    /// <summary>Makes (an empty) PTE table for a leaf that has none, as pte_alloc does; a huge leaf is left alone.</summary>
+    public void MakeTable(ulong leaf)
+    {
+        if (KindOf(GetSlot(leaf)) != SlotKind.Huge) _tables.Add(leaf);
+    }
+
+    /// <summary>free_pgtables: the leaf's PTE table goes (its entries must be none already).</summary>
+    public void FreeTable(ulong leaf) => _tables.Remove(leaf);
+
+    /// <summary>The leaves in [from, end) that have a PTE table.</summary>
+    public List<ulong> TablesIn(ulong from, ulong end)
+    {
+        var list = new List<ulong>();
+        foreach (var leaf in _tables) if (leaf >= from && leaf < end) list.Add(leaf);
+        list.Sort();
+        return list;
     }
 
     /// <summary>Empties a leaf.</summary>
