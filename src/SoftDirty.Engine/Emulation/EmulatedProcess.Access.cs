@@ -327,7 +327,9 @@ public sealed partial class EmulatedProcess
     private ulong WriteProtectFault(ulong page, Vma vma, ulong pte)
     {
         _writeFaults++;
-        bool uffd = (pte & Pte.UffdWp) != 0;
+        // do_wp_page clears uffd-wp only in a VMA still registered for it; in one that left userfaultfd (a
+        // move merged it out) the reused page keeps the bit (measured on 6.18), a copied one starts clean.
+        bool uffd = (pte & Pte.UffdWp) != 0 && vma.UffdWriteProtect;
         if (uffd) _uffdFaults++;
         ulong frame = Pte.Frame(pte);
         bool anonymousPage = (pte & Pte.NotAnonymous) == 0;
@@ -349,7 +351,7 @@ public sealed partial class EmulatedProcess
             if ((pte & Pte.CowProtected) != 0) _cowFaults++;   // fork protected it, the other side has gone: reuse
             else _sdFaults++;
         }
-        _pt.Set(page, (pte | WrittenBits | _softDirtyBit) & ~(Pte.UffdWp | Pte.CowProtected));
+        _pt.Set(page, (pte | WrittenBits | _softDirtyBit) & ~((uffd ? Pte.UffdWp : 0) | Pte.CowProtected));
         return frame;
     }
 
