@@ -125,7 +125,11 @@ public static unsafe class KernelProbe
     {
         var nr = Native.UserfaultfdSyscall;
         if (nr < 0) return (false, $"userfaultfd's system call number is not known for {RuntimeInformation.ProcessArchitecture}.");
+        // UFFD_USER_MODE_ONLY (5.11+) is what vm.unprivileged_userfaultfd=0 still allows an unprivileged
+        // caller; a kernel before it refuses the flag (EINVAL), so try without.
         nint fd = Native.Syscall(nr, Native.O_CLOEXEC | Native.O_NONBLOCK | UffdUserModeOnly, 0, 0);
+        if (fd < 0 && Marshal.GetLastPInvokeError() == Errno.EINVAL)
+            fd = Native.Syscall(nr, Native.O_CLOEXEC | Native.O_NONBLOCK, 0, 0);
         if (fd < 0)
         {
             int e = Marshal.GetLastPInvokeError();
