@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using System.Threading;
 
 using SoftDirty.Emulation;
@@ -383,24 +384,34 @@ public sealed partial class EmulatedProcess : IPageSource
             SplitAt(oldEnd);
             var segments = new List<Vma>();
             for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < oldEnd; i++) segments.Add(_vmas[i]);
-            // Take every source VMA out before inserting any moved one: a moved VMA may merge with a source neighbour.
-            foreach (var segment in segments)
+            // The kernel moves one VMA after the other (unmap where it lands, copy_vma, move the PTEs, unmap
+            // the source), so a moved VMA may merge with a destination neighbour that a later segment's
+            // landing then cuts again (measured on 6.18: it keeps the neighbour's anon_vma, so fork copies its
+            // page table). One that could merge with a source VMA still waiting to move goes in after every
+            // source VMA is out.
+            var deferred = new List<Vma>();
+            for (int k = 0; k < segments.Count; k++)
             {
+                var segment = segments[k];
                 ulong to = newAddress + (segment.Start - address);
                 // A multi-VMA move unmaps only where each VMA lands: destination pages facing source gaps stay.
                 if (multiple) RemoveRange(to, to + (segment.End - segment.Start));
                 MovePtes(segment.Start, segment.End - segment.Start, to, dropUffdWp);
                 _vmas.Remove(segment);
-            }
-            foreach (var segment in segments)
-            {
-                ulong to = newAddress + (segment.Start - address);
                 var moved = segment.Clone();
                 // copy_vma: anonymous memory never faulted in takes the new address as its page offset.
                 if (segment.IsAnonymous && segment.AnonVma == 0) moved.PageOffset = to >> PageShift;
                 if (dropUffdWp) moved.Flags &= ~VmaFlags.UffdWriteProtect;
                 moved.Start = to;
                 moved.End = to + (segment.End - segment.Start) + (segment.End == oldEnd ? newLen - oldLen : 0);
+                bool touchesSource = segments.Skip(k + 1).Any(w =>
+                    (w.End == moved.Start && w.CanMergeWith(moved)) || (moved.End == w.Start && moved.CanMergeWith(w)));
+                if (touchesSource) { deferred.Add(moved); continue; }
+                InsertVma(moved);
+                MergeAt(_vmas.IndexOf(moved));
+            }
+            foreach (var moved in deferred)
+            {
                 InsertVma(moved);
                 MergeAt(_vmas.IndexOf(moved));
             }
