@@ -74,4 +74,18 @@ public sealed class KernelFeatures
     public string? PfnVisibleReason { get; init; }
     /// <summary>True for an emulated kernel.</summary>
     public bool Emulated { get; init; }
+    /// <summary>
+    /// Every rule in which kernels differ (zero page, THP, page-table WRITTEN, userfaultfd, guard regions,
+    /// swap...), each with the value measured and the evidence (<see cref="KernelRules"/>); for an emulated
+    /// kernel, the rules of its profile.
+    /// </summary>
+    public IReadOnlyList<KernelRule> Rules { get; init; } = Array.Empty<KernelRule>();
+
+    internal KernelFeatures WithRules(IReadOnlyList<KernelRule> rules) => new()
+    {
+        KernelRelease = KernelRelease, SoftDirty = SoftDirty, SoftDirtyReason = SoftDirtyReason, PagemapScan = PagemapScan,
+        PagemapScanReason = PagemapScanReason, UffdWriteProtectAsync = UffdWriteProtectAsync,
+        UffdWriteProtectAsyncReason = UffdWriteProtectAsyncReason, PfnVisible = PfnVisible, PfnVisibleReason = PfnVisibleReason,
+        Emulated = Emulated, Rules = rules,
+    };
 }

@@ -101,7 +101,7 @@ public static unsafe class KernelProbe
             }
 
             var (uffd, uffdReason) = ProbeUffdWriteProtectAsync(release);
-            return new KernelFeatures
+            var features = new KernelFeatures
             {
                 KernelRelease = release,
                 SoftDirty = softDirty,
@@ -113,6 +113,7 @@ public static unsafe class KernelProbe
                 PfnVisible = pfnVisible,
                 PfnVisibleReason = pfnReason,
             };
+            return features.WithRules(KernelRules.Measure(features));
         }
         finally
         {
@@ -124,7 +125,11 @@ public static unsafe class KernelProbe
     {
         var nr = Native.UserfaultfdSyscall;
         if (nr < 0) return (false, $"userfaultfd's system call number is not known for {RuntimeInformation.ProcessArchitecture}.");
+        // UFFD_USER_MODE_ONLY (5.11+) is what vm.unprivileged_userfaultfd=0 still allows an unprivileged
+        // caller; a kernel before it refuses the flag (EINVAL), so try without.
         nint fd = Native.Syscall(nr, Native.O_CLOEXEC | Native.O_NONBLOCK | UffdUserModeOnly, 0, 0);
+        if (fd < 0 && Marshal.GetLastPInvokeError() == Errno.EINVAL)
+            fd = Native.Syscall(nr, Native.O_CLOEXEC | Native.O_NONBLOCK, 0, 0);
         if (fd < 0)
         {
             int e = Marshal.GetLastPInvokeError();

@@ -60,7 +60,7 @@ internal static unsafe partial class Native
     [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
     public static partial nint Syscall(nint number, nint a1, nint a2, nint a3);
 
-    public const int MADV_DONTNEED = 4;
+    public const int MADV_DONTNEED = 4, MADV_HUGEPAGE = 14, MADV_NOHUGEPAGE = 15, MADV_GUARD_INSTALL = 102;
 
     [LibraryImport(Libc, EntryPoint = "madvise", SetLastError = true)]
     public static partial int Madvise(nint addr, nuint length, int advice);

@@ -330,6 +330,26 @@ Describe 'Get-PageMap and Clear-SoftDirty on an emulated process from the pipeli
     }
 }
 
+Describe 'New-EmulatedProcess -Kernel Host' {
+    It 'on Linux takes the running kernel''s measured rules (zero page, THP mode, soft-dirty)' -Skip:(-not $IsLinux) {
+        $support = Get-SoftDirtySupport
+        $e = New-EmulatedProcess -Kernel Host -Privileged
+        $f = $e | Get-SoftDirtySupport
+        $f.Emulated | Should -BeTrue
+        $f.SoftDirty | Should -Be $support.SoftDirty
+        $measured = ($support.Rules | Where-Object Name -EQ 'SharedZeroPage').Value
+        ($f.Rules | Where-Object Name -EQ 'SharedZeroPage').Value | Should -Be $measured
+        ($f.Rules | Where-Object Name -EQ 'TransparentHugePages').Value | Should -Be ($support.Rules | Where-Object Name -EQ 'TransparentHugePages').Value
+        $a = ($e | Add-EmulatedMapping -Length (2 * $page)).Start
+        $e | Read-EmulatedMemory -Address $a
+        (Get-PageMap -Emulator $e -Address $a).Exclusive | Should -Be ($measured -eq 'False')
+    }
+
+    It 'off Linux is a PlatformNotSupported error' -Skip:$IsLinux {
+        { New-EmulatedProcess -Kernel Host -ErrorAction Stop } | Should -Throw -ErrorId 'PlatformNotSupported,SoftDirty.Commands.NewEmulatedProcessCommand'
+    }
+}
+
 Describe 'Reads and the zero page' {
     It 'a read never sets soft-dirty; an anonymous read fault maps the zero page: present, one PFN for all, not soft-dirty' {
         $e = New-EmulatedProcess -Privileged

@@ -70,6 +70,35 @@ Describe 'Get-SoftDirtySupport' {
         $fresh.PfnVisible | Should -Be ([bool](($capEff -shr 21) -band 1))
     }
 
+    It 'lists every measured rule with its value and evidence, agreeing with the properties' {
+        $names = @($fresh.Rules.Name)
+        foreach ($n in 'SoftDirtyEnabled', 'HasPagemapScan', 'HasUffdWriteProtectAsync', 'HasUffdWriteProtectUnpopulated',
+            'UnprivilegedUserfaultfd', 'HasGuardRegions', 'SharedZeroPage', 'HugeZeroPage', 'TransparentHugePages', 'ThpOnFault',
+            'ScanWrittenWithoutPageTable', 'PfnVisible', 'Swap') { $names | Should -Contain $n }
+        $fresh.Rules | ForEach-Object { $_.Evidence | Should -Not -BeNullOrEmpty -Because $_.Name }
+        ($fresh.Rules | Where-Object Name -EQ 'SoftDirtyEnabled').Value | Should -Be "$($fresh.SoftDirty)"
+        ($fresh.Rules | Where-Object Name -EQ 'HasPagemapScan').Value | Should -Be "$($fresh.PagemapScan)"
+        ($fresh.Rules | Where-Object Name -EQ 'PfnVisible').Value | Should -Be "$($fresh.PfnVisible)"
+    }
+
+    It 'reads the THP mode from sysfs and the swap areas from /proc/swaps' {
+        $thp = '/sys/kernel/mm/transparent_hugepage/enabled'
+        $mode = if (Test-Path $thp) { if ((Get-Content $thp) -match '\[(\w+)\]') { $Matches[1] } } else { 'never' }
+        ($fresh.Rules | Where-Object Name -EQ 'TransparentHugePages').Value | Should -Be ((Get-Culture).TextInfo.ToTitleCase($mode))
+        $areas = @(Get-Content /proc/swaps | Select-Object -Skip 1 | Where-Object { $_.Trim() })
+        ($fresh.Rules | Where-Object Name -EQ 'Swap').Value | Should -Be "$($areas.Count -gt 0)"
+    }
+
+    It 'measures the zero page as the pagemap of a read page shows it (not exclusive: the zero page)' {
+        $m = $t.Map(2)
+        $t.Send("read $(Hex $m) 0")
+        $raw = Read-RawEntry $t.Id $m
+        $present = [bool](($raw -shr 63) -band 1)
+        $exclusive = [bool](($raw -shr 56) -band 1)
+        $present | Should -BeTrue
+        ($fresh.Rules | Where-Object Name -EQ 'SharedZeroPage').Value | Should -Be "$(-not $exclusive)"
+    }
+
     It 'caches the probe for the session unless -Refresh is given' {
         $a = Get-SoftDirtySupport
         $b = Get-SoftDirtySupport

@@ -21,6 +21,8 @@
  *                                   UFFDIO_REGISTER MODE_WP, then UFFDIO_WRITEPROTECT MODE_WP of the range
  *   written                         PAGEMAP_SCAN WP_MATCHING|CHECK_WPASYNC, mask = return = WRITTEN over the
  *                                   window (get-and-reset): print the regions
+ *   neighbour                       map, write and unmap the last page of the window's last 2 MiB range
+ *                                   (outside the window): a page table shared with the window's pages
  *   end                             finish the scenario (children are ended)
  * Output: "scenario <name>", per op failure "op <n> <errno-name>" or "op <n> SEGV", per check
  * "check <n> <who>" (n: the op's number, counting from 1 at "reserve"; who: self, parent or child)
@@ -52,6 +54,7 @@
 static long page_size;
 static char *window;      /* start of the scenario window */
 static long window_pages;
+static size_t window_span; /* the window rounded up to whole 2 MiB ranges */
 static int file_fd = -1;  /* backing file of "file"/"filepriv" mappings */
 static sigjmp_buf segv_jump;
 static int op_number;
@@ -67,6 +70,7 @@ struct scan_arg { uint64_t size, flags, start, end, walk_end, vec, vec_len, max_
                   category_inverted, category_mask, category_anyof_mask, return_mask; };
 struct scan_region { uint64_t start, end, categories; };
 #define UFFD_API_VERSION 0xAAULL
+#define UFFD_USER_MODE_ONLY_FLAG 1
 #define UFFDIO_API_IOCTL 0xC018AA3FUL
 #define UFFDIO_REGISTER_IOCTL 0xC020AA00UL
 #define UFFDIO_WRITEPROTECT_IOCTL 0xC018AA06UL
@@ -146,7 +150,10 @@ static int scan(const char *verb, const char *who, uint64_t flags, uint64_t mask
 static int uffd_write_protect(char *addr, size_t len)
 {
     if (uffd < 0) {
-        int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+        /* UFFD_USER_MODE_ONLY, as the module's probe: allowed to unprivileged users even with
+         * vm.unprivileged_userfaultfd=0, and enough here (only user-mode faults are tracked). */
+        int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY_FLAG);
+        if (fd < 0 && errno == EINVAL) fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK); /* before 5.11 */
         if (fd < 0) return -1;
         struct uffd_api_arg api = { .api = UFFD_API_VERSION, .features = UFFD_FEATURE_WP_ASYNC_BIT | UFFD_FEATURE_WP_UNPOPULATED_BIT };
         if (ioctl(fd, UFFDIO_API_IOCTL, &api) < 0) { int e = errno; close(fd); errno = e; return -1; }
@@ -205,6 +212,13 @@ static int run_op(char *line, const char *who)
             volatile char *byte = (volatile char *)(addr + i * page_size);
             if (writing) (*byte)++; else (void)*byte;
         }
+    } else if (!strcmp(op, "neighbour")) {
+        /* A page table shared with the window: map, write and unmap the last page of the window's last
+         * 2 MiB range (outside the window). The table stays while a mapping is left in that range. */
+        char *near = window + window_span - page_size;
+        if (near < window + window_pages * page_size) { errno = EINVAL; rc = -1; }
+        else if (mmap(near, page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED) rc = -1;
+        else { *(volatile char *)near = 1; rc = munmap(near, page_size); }
     } else if (!strcmp(op, "clear")) {
         rc = clear_refs((int)p);
     } else if (!strcmp(op, "dontneed")) {
@@ -265,15 +279,21 @@ static void run_scenario(const char *name)
         if (!strncmp(line, "reserve", 7)) {
             window_pages = atol(line + 8);
             /* The window starts 2 MiB-aligned, as the emulator's does: what a fault maps around the
-             * faulting page (fault-around, 64 KiB aligned) then depends on the scenario alone, not on ASLR. */
+             * faulting page (fault-around, 64 KiB aligned) then depends on the scenario alone, not on ASLR.
+             * It has its 2 MiB ranges (page tables) to itself: the reservation covers them all, so no other
+             * mapping of this program (libc's TLS, say) shares a page table with the window. Whether a page
+             * table exists changes what PAGEMAP_SCAN reports for never-touched pages; the "neighbour" op
+             * makes one on purpose. */
             size_t want = window_pages * page_size, align = 2UL << 20;
-            char *raw = mmap(NULL, want + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            size_t span = (want + align - 1) & ~(align - 1);
+            char *raw = mmap(NULL, span + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             window = MAP_FAILED;
             if (raw != MAP_FAILED) {
                 char *aligned = (char *)(((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1));
                 if (aligned > raw) munmap(raw, aligned - raw);
-                if (raw + want + align > aligned + want) munmap(aligned + want, raw + want + align - (aligned + want));
+                if (raw + span + align > aligned + want) munmap(aligned + want, raw + span + align - (aligned + want));
                 window = aligned;
+                window_span = span;
             }
             char path[] = "/tmp/sdscenario-XXXXXX";
             file_fd = mkstemp(path);

@@ -187,11 +187,53 @@ public sealed partial class EmulatedProcess
         return SwapInFault(page, vma, pte, write);
     }
 
+    /// <summary>
+    /// Whether a fault at <paramref name="leaf"/> maps a THP: private anonymous memory whose VMA covers the
+    /// aligned 2 MiB range, THP allowed for the VMA by the profile's mode (always; madvise: VM_HUGEPAGE), and
+    /// no page table there yet (the kernel's create_huge_pmd runs only on pmd_none).
+    /// </summary>
     private bool HugeEligible(Vma vma, ulong leaf)
     {
         ulong start = leaf << PageTable.LeafShift << PageShift;
-        return vma.IsAnonymous && !vma.Shared && vma.HugePage && start >= vma.Start && start + HugePageBytes <= vma.End
-               && _pt.GetSlot(leaf) == 0;
+        bool allowed = Profile.TransparentHugePages switch
+        {
+            TransparentHugePageMode.Always => true,
+            TransparentHugePageMode.Madvise => vma.HugePage,
+            _ => false,
+        };
+        return allowed && vma.IsAnonymous && !vma.Shared && start >= vma.Start && start + HugePageBytes <= vma.End
+               && _pt.GetSlot(leaf) == 0 && !_pt.HasTable(leaf);
+    }
+
+    /// <summary>
+    /// A fresh anonymous page for a read fault where the profile has no zero page (do_anonymous_page): in a
+    /// writable VMA writable and dirty (pte_mkdirty sets soft-dirty too), else neither; uffd-wp (from a
+    /// marker) write-protects it.
+    /// </summary>
+    private ulong FreshReadPage(ulong page, Vma vma, ulong wp)
+    {
+        vma.PrepareAnonVma();
+        ulong frame = _mem.AllocFrame(PageContent.Zero);
+        _mem.Map(frame);
+        AddRss(1);
+        ulong entry = Pte.Present | Pte.Accessed | frame;
+        if (vma.Writable) entry |= Pte.Writable | Pte.Dirty | _softDirtyBit;
+        if (wp != 0) entry = (entry | Pte.UffdWp) & ~Pte.Writable;
+        _pt.Set(page, entry);
+        return frame;
+    }
+
+    /// <summary>A THP for a fault (write, or read without the huge zero page): dirty, soft-dirty, writable in a writable VMA.</summary>
+    private ulong FreshHugePage(ulong page, Vma vma, ulong leaf)
+    {
+        vma.PrepareAnonVma();
+        ulong first = _mem.AllocHugeFrames();
+        for (ulong i = 0; i < PageTable.LeafEntries; i++) _mem.Map(first + i);
+        AddRss(PageTable.LeafEntries);
+        ulong pmd = Pte.Present | Pte.Accessed | Pte.Dirty | _softDirtyBit | first;
+        if (vma.Writable) pmd |= Pte.Writable;
+        _pt.SetHuge(leaf, pmd);
+        return first + (page & PageTable.LeafIndexMask);
     }
 
     private ulong MissingReadFault(ulong page, Vma vma, ulong pte)
@@ -204,9 +246,11 @@ public sealed partial class EmulatedProcess
         {
             if (wp == 0 && HugeEligible(vma, leaf))
             {
+                if (!Profile.HugeZeroPage) return FreshHugePage(page, vma, leaf);
                 _pt.SetHuge(leaf, Pte.Present | Pte.Accessed | PhysicalMemory.HugeZeroPfn);
                 return PhysicalMemory.HugeZeroPfn + (page & PageTable.LeafIndexMask);
             }
+            if (!Profile.SharedZeroPage) return FreshReadPage(page, vma, wp);
             _pt.Set(page, Pte.Present | Pte.Accessed | wp | PhysicalMemory.ZeroPfn);
             return PhysicalMemory.ZeroPfn;
         }
@@ -256,14 +300,7 @@ public sealed partial class EmulatedProcess
         if (!vma.Shared) vma.PrepareAnonVma();
         if (vma.IsAnonymous)
         {
-            if (HugeEligible(vma, leaf))
-            {
-                ulong first = _mem.AllocHugeFrames();
-                for (ulong i = 0; i < PageTable.LeafEntries; i++) _mem.Map(first + i);
-                AddRss(PageTable.LeafEntries);
-                _pt.SetHuge(leaf, WrittenBits | _softDirtyBit | first);
-                return first + (page & PageTable.LeafIndexMask);
-            }
+            if (HugeEligible(vma, leaf)) return FreshHugePage(page, vma, leaf);
             frame = _mem.AllocFrame(PageContent.Zero);
             _mem.Map(frame);
             AddRss(1);
@@ -290,7 +327,9 @@ public sealed partial class EmulatedProcess
     private ulong WriteProtectFault(ulong page, Vma vma, ulong pte)
     {
         _writeFaults++;
-        bool uffd = (pte & Pte.UffdWp) != 0;
+        // do_wp_page clears uffd-wp only in a VMA still registered for it; in one that left userfaultfd (a
+        // move merged it out) the reused page keeps the bit (measured on 6.18), a copied one starts clean.
+        bool uffd = (pte & Pte.UffdWp) != 0 && vma.UffdWriteProtect;
         if (uffd) _uffdFaults++;
         ulong frame = Pte.Frame(pte);
         bool anonymousPage = (pte & Pte.NotAnonymous) == 0;
@@ -312,7 +351,7 @@ public sealed partial class EmulatedProcess
             if ((pte & Pte.CowProtected) != 0) _cowFaults++;   // fork protected it, the other side has gone: reuse
             else _sdFaults++;
         }
-        _pt.Set(page, (pte | WrittenBits | _softDirtyBit) & ~(Pte.UffdWp | Pte.CowProtected));
+        _pt.Set(page, (pte | WrittenBits | _softDirtyBit) & ~((uffd ? Pte.UffdWp : 0) | Pte.CowProtected));
         return frame;
     }
 
@@ -393,6 +432,9 @@ public sealed partial class EmulatedProcess
                 MutatePtes(vma.Start, vma.End, visitNone: false,
                     (page, pte) => ForkPte(child, page, pte),
                     (leaf, pmd) => ForkHuge(child, leaf, pmd));
+                // copy_pte_range: the child gets a PTE table wherever the parent has one, empty or not.
+                foreach (var leaf in _pt.TablesIn(vma.Start >> PageShift >> PageTable.LeafShift, ((vma.End - 1) >> PageShift >> PageTable.LeafShift) + 1))
+                    child._pt.MakeTable(leaf);
             }
             return child;
         }

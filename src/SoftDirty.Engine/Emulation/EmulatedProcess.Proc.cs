@@ -29,6 +29,7 @@ public sealed partial class EmulatedProcess
         PfnVisible = Privileged,
         PfnVisibleReason = Privileged ? null : "The emulated process was created unprivileged: PFNs and swap entries read as zero, as without CAP_SYS_ADMIN.",
         Emulated = true,
+        Rules = Profile.Rules,
     };
 
     // ---- pagemap --------------------------------------------------------------------------------------------

@@ -70,9 +70,10 @@ public sealed partial class EmulatedProcess
             if (kind == PageTable.SlotKind.None || kind == PageTable.SlotKind.Huge)
             {
                 ulong pmd = PageTable.HugeValue(slot);
-                // No page table: not uffd-wp, so WRITTEN, as a none PTE (whether the kernel still has an empty
-                // page table there or not then makes no difference).
-                var c = kind == PageTable.SlotKind.None ? vmaCategories | PageCategory.Written : HugeCategories(pmd) | vmaCategories;
+                // No entries: with an (empty) page table each none PTE is WRITTEN (not uffd-wp); without one the
+                // kernel's pagemap_scan_pte_hole reports the VMA's categories only (unless the profile says otherwise).
+                var c = kind == PageTable.SlotKind.Huge ? HugeCategories(pmd) | vmaCategories
+                    : _pt.HasTable(leaf) || Profile.ScanWrittenWithoutPageTable ? vmaCategories | PageCategory.Written : vmaCategories;
                 ulong taken = 0;
                 if (scan.Request.Matches(c))
                 {

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using System.Threading;
 
 using SoftDirty.Emulation;
@@ -299,6 +300,23 @@ public sealed partial class EmulatedProcess : IPageSource
         ZapRange(start, end, keepGuards: false);
         int i = FirstEndingAfter(start);
         while (i < _vmas.Count && _vmas[i].Start < end) _vmas.RemoveAt(i);
+        FreeUnusedTables(start, end);
+    }
+
+    /// <summary>
+    /// free_pgtables after an unmap of [start, end): the PTE table of a 2 MiB range the unmap touched goes
+    /// when no VMA is left in that range (floor and ceiling are the neighbouring VMAs).
+    /// </summary>
+    private void FreeUnusedTables(ulong start, ulong end)
+    {
+        if (end <= start) return;
+        ulong firstLeaf = start >> PageShift >> PageTable.LeafShift, lastLeaf = (end - 1) >> PageShift >> PageTable.LeafShift;
+        foreach (var leaf in _pt.TablesIn(firstLeaf, lastLeaf + 1))
+        {
+            ulong from = leaf << PageTable.LeafShift << PageShift;
+            int j = FirstEndingAfter(from);
+            if (j >= _vmas.Count || _vmas[j].Start >= from + HugePageBytes) _pt.FreeTable(leaf);
+        }
     }
 
     /// <summary>
@@ -366,27 +384,39 @@ public sealed partial class EmulatedProcess : IPageSource
             SplitAt(oldEnd);
             var segments = new List<Vma>();
             for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < oldEnd; i++) segments.Add(_vmas[i]);
-            // Take every source VMA out before inserting any moved one: a moved VMA may merge with a source neighbour.
-            foreach (var segment in segments)
+            // The kernel moves one VMA after the other (unmap where it lands, copy_vma, move the PTEs, unmap
+            // the source), so a moved VMA may merge with a destination neighbour that a later segment's
+            // landing then cuts again (measured on 6.18: it keeps the neighbour's anon_vma, so fork copies its
+            // page table). One that could merge with a source VMA still waiting to move goes in after every
+            // source VMA is out.
+            var deferred = new List<Vma>();
+            for (int k = 0; k < segments.Count; k++)
             {
+                var segment = segments[k];
                 ulong to = newAddress + (segment.Start - address);
                 // A multi-VMA move unmaps only where each VMA lands: destination pages facing source gaps stay.
                 if (multiple) RemoveRange(to, to + (segment.End - segment.Start));
                 MovePtes(segment.Start, segment.End - segment.Start, to, dropUffdWp);
                 _vmas.Remove(segment);
-            }
-            foreach (var segment in segments)
-            {
-                ulong to = newAddress + (segment.Start - address);
                 var moved = segment.Clone();
                 // copy_vma: anonymous memory never faulted in takes the new address as its page offset.
                 if (segment.IsAnonymous && segment.AnonVma == 0) moved.PageOffset = to >> PageShift;
                 if (dropUffdWp) moved.Flags &= ~VmaFlags.UffdWriteProtect;
                 moved.Start = to;
                 moved.End = to + (segment.End - segment.Start) + (segment.End == oldEnd ? newLen - oldLen : 0);
+                bool touchesSource = segments.Skip(k + 1).Any(w =>
+                    (w.End == moved.Start && w.CanMergeWith(moved)) || (moved.End == w.Start && moved.CanMergeWith(w)));
+                if (touchesSource) { deferred.Add(moved); continue; }
                 InsertVma(moved);
                 MergeAt(_vmas.IndexOf(moved));
             }
+            foreach (var moved in deferred)
+            {
+                InsertVma(moved);
+                MergeAt(_vmas.IndexOf(moved));
+            }
+            // The old range is unmapped last (move_vma), the new VMAs in place.
+            FreeUnusedTables(address, oldEnd);
             if (refused != null) throw UffdRefusesMove(refused);
             return ToMapping(FindVma(newAddress)!, withCounters: false);
         }
@@ -424,6 +454,17 @@ public sealed partial class EmulatedProcess : IPageSource
     {
         ulong pages = length >> PageShift;
         ulong fromPage = from >> PageShift, toPage = to >> PageShift;
+        // move_page_tables: per extent (up to the next 2 MiB boundary of either side) the destination gets a
+        // PTE table when the source has one there, even an empty one.
+        var destTables = new List<ulong>();
+        for (ulong p = fromPage; p < fromPage + pages;)
+        {
+            ulong q = p - fromPage + toPage;
+            ulong extent = Math.Min(PageTable.LeafEntries - (p & PageTable.LeafIndexMask), PageTable.LeafEntries - (q & PageTable.LeafIndexMask));
+            extent = Math.Min(extent, fromPage + pages - p);
+            if (_pt.HasTable(p >> PageTable.LeafShift)) destTables.Add(q >> PageTable.LeafShift);
+            p += extent;
+        }
         bool leafAligned = ((fromPage ^ toPage) & PageTable.LeafIndexMask) == 0;
         Span<ulong> buffer = stackalloc ulong[PageTable.LeafEntries];
         var moved = new List<(ulong Page, ulong Pte)>();
@@ -464,6 +505,7 @@ public sealed partial class EmulatedProcess : IPageSource
         }
         // Set after the walk: a destination may share a leaf with the source.
         foreach (var (page, pte) in moved) _pt.Set(page, pte);
+        foreach (var leaf in destTables) _pt.MakeTable(leaf);
     }
 
     /// <summary>

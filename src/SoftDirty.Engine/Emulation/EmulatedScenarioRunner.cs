@@ -32,13 +32,18 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
     /// <summary>Window alignment: 2 MiB, as sdscenario reserves it, so fault-around matches.</summary>
     public const ulong WindowAlignment = 2UL << 20;
 
-    // PROT_NONE over window + 2 MiB, then the unaligned head and the tail unmapped, as sdscenario does.
+    /// <summary>The window rounded up to whole 2 MiB ranges: its page tables, shared with no other mapping.</summary>
+    private static ulong Span(ulong length) => (length + WindowAlignment - 1) & ~(WindowAlignment - 1);
+
+    // PROT_NONE over the span + 2 MiB, then the unaligned head and everything after the window unmapped, as
+    // sdscenario does: the window's 2 MiB ranges hold no other mapping.
     private static ulong ReserveAlignedWindow(EmulatedProcess process, ulong length)
     {
-        ulong raw = process.Mmap(null, length + WindowAlignment, Protection.None).Start;
+        ulong span = Span(length);
+        ulong raw = process.Mmap(null, span + WindowAlignment, Protection.None).Start;
         ulong aligned = (raw + WindowAlignment - 1) & ~(WindowAlignment - 1);
         if (aligned > raw) process.Munmap(raw, aligned - raw);
-        ulong tail = raw + length + WindowAlignment - (aligned + length);
+        ulong tail = raw + span + WindowAlignment - (aligned + length);
         if (tail > 0) process.Munmap(aligned + length, tail);
         return aligned;
     }
@@ -137,6 +142,15 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
                 case ScenarioOpKind.UffdWp:
                     p.RegisterUffdWriteProtectAsync(address, length);
                     p.UffdWriteProtect(address, length);
+                    break;
+                case ScenarioOpKind.Neighbour:
+                    // The last page of the window's last 2 MiB range, outside the window: map, write, unmap.
+                    ulong windowBytes = (ulong)run.WindowPages * page;
+                    ulong near = run.Window + Span(windowBytes) - page;
+                    if (near < run.Window + windowBytes) { run.Print(ErrnoName(Errno.EINVAL)); break; }
+                    p.Mmap(near, page, Protection.Read | Protection.Write, fixedAddress: true);
+                    p.Write(near, 1, 1);
+                    p.Munmap(near, page);
                     break;
             }
         }

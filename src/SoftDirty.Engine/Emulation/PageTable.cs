@@ -51,6 +51,13 @@ internal sealed class PageTable
     private readonly List<ulong[]>[] _arena = new List<ulong[]>[SparseClasses];
     private readonly long[] _arenaBlocks = new long[SparseClasses];
     private readonly long[] _freeHead = new long[SparseClasses];
+    // The leaves (2 MiB ranges) for which the kernel would have a PTE table: made by the first PTE set in
+    // the range, kept when its entries are cleared, gone when the range becomes a huge PMD or FreeTable
+    // is called (free_pgtables). PAGEMAP_SCAN shows the difference for never-touched pages. A sparse
+    // bitmap: one bit a leaf, in chunks of 4096 leaves (8 GiB of address space, 512 bytes).
+    private const int TableChunkShift = 12;
+    private const ulong TableChunkMask = (1UL << TableChunkShift) - 1;
+    private readonly Dictionary<ulong, ulong[]> _tables = new();
 
     public PageTable()
     {
@@ -129,7 +136,7 @@ internal sealed class PageTable
         switch (slot & KindMask)
         {
             case 0 when slot == 0:
-                if (pte != 0) SlotRef(leaf) = pte | ((ulong)index << Pte.IndexShift) | KindSingle;
+                if (pte != 0) { SlotRef(leaf) = pte | ((ulong)index << Pte.IndexShift) | KindSingle; AddTable(leaf); }
                 return;
             case KindDense:
                 _dense[(int)(uint)slot]![index] = pte;
@@ -241,6 +248,7 @@ internal sealed class PageTable
     public void WriteLeaf(ulong leaf, ReadOnlySpan<ulong> ptes)
     {
         ulong slot = GetSlot(leaf);
+        if (slot == 0 || (slot & KindMask) == KindHuge) { if (ptes[..LeafEntries].IndexOfAnyExcept(0UL) >= 0) AddTable(leaf); }
         if ((slot & KindMask) == KindDense) { ptes[..LeafEntries].CopyTo(_dense[(int)(uint)slot]); return; }
         Span<ulong> tagged = stackalloc ulong[MaxSparseEntries + 1];
         int n = 0;
@@ -267,6 +275,55 @@ internal sealed class PageTable
         ulong slot = GetSlot(leaf);
         if ((slot & KindMask) != KindHuge) ReleaseStorage(slot);
         SlotRef(leaf) = (pmd & ~KindMask) | KindHuge;
+        FreeTable(leaf);
+    }
+
+    private void AddTable(ulong leaf)
+    {
+        if (!_tables.TryGetValue(leaf >> TableChunkShift, out var bits))
+            _tables[leaf >> TableChunkShift] = bits = new ulong[(1 << TableChunkShift) / 64];
+        bits[(int)((leaf & TableChunkMask) >> 6)] |= 1UL << (int)(leaf & 63);
+    }
+
+    /// <summary>Whether the kernel would have a PTE table for this leaf (empty or not; never for a huge PMD).</summary>
+    public bool HasTable(ulong leaf) =>
+        _tables.TryGetValue(leaf >> TableChunkShift, out var bits) && (bits[(int)((leaf & TableChunkMask) >> 6)] & (1UL << (int)(leaf & 63))) != 0;
+
+    /// <summary>Makes (an empty) PTE table for a leaf that has none, as pte_alloc does; a huge leaf is left alone.</summary>
+    public void MakeTable(ulong leaf)
+    {
+        if (KindOf(GetSlot(leaf)) != SlotKind.Huge) AddTable(leaf);
+    }
+
+    /// <summary>free_pgtables: the leaf's PTE table goes (its entries must be none already).</summary>
+    public void FreeTable(ulong leaf)
+    {
+        if (_tables.TryGetValue(leaf >> TableChunkShift, out var bits))
+            bits[(int)((leaf & TableChunkMask) >> 6)] &= ~(1UL << (int)(leaf & 63));
+    }
+
+    /// <summary>The leaves in [from, end) that have a PTE table, in order.</summary>
+    public List<ulong> TablesIn(ulong from, ulong end)
+    {
+        var list = new List<ulong>();
+        if (end <= from) return list;
+        var chunks = new List<ulong>();
+        foreach (var key in _tables.Keys)
+            if (key >= from >> TableChunkShift && key <= (end - 1) >> TableChunkShift) chunks.Add(key);
+        chunks.Sort();
+        foreach (var key in chunks)
+        {
+            var bits = _tables[key];
+            for (int w = 0; w < bits.Length; w++)
+            {
+                for (ulong word = bits[w]; word != 0; word &= word - 1)
+                {
+                    ulong leaf = (key << TableChunkShift) | ((ulong)w << 6) | (ulong)System.Numerics.BitOperations.TrailingZeroCount(word);
+                    if (leaf >= from && leaf < end) list.Add(leaf);
+                }
+            }
+        }
+        return list;
     }
 
     /// <summary>Empties a leaf.</summary>

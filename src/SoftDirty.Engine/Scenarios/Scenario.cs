@@ -34,6 +34,11 @@ public enum ScenarioOpKind
     UffdWp,
     /// <summary>PAGEMAP_SCAN get-and-reset of WRITTEN over the window (WP_MATCHING|CHECK_WPASYNC): print the regions.</summary>
     Written,
+    /// <summary>
+    /// Map, write and unmap the last page of the window's last 2 MiB range (outside the window): a page table
+    /// shared with the window's pages, which changes what PAGEMAP_SCAN reports for never-touched ones.
+    /// </summary>
+    Neighbour,
 }
 
 /// <summary>How a scenario mapping is backed.</summary>
@@ -89,6 +94,7 @@ public readonly record struct ScenarioOp(ScenarioOpKind Kind, int Page = 0, int 
         ScenarioOpKind.Scan => "scan",
         ScenarioOpKind.UffdWp => $"uffdwp {Page} {Count}",
         ScenarioOpKind.Written => "written",
+        ScenarioOpKind.Neighbour => "neighbour",
         _ => throw new InvalidOperationException(Kind.ToString()),
     };
 }
@@ -156,6 +162,7 @@ public sealed class Scenario
                     "scan" => new ScenarioOp(ScenarioOpKind.Scan),
                     "uffdwp" => new ScenarioOp(ScenarioOpKind.UffdWp, I(1), I(2)),
                     "written" => new ScenarioOp(ScenarioOpKind.Written),
+                    "neighbour" => new ScenarioOp(ScenarioOpKind.Neighbour),
                     _ => throw new FormatException($"unknown operation '{f[0]}'"),
                 });
             }
@@ -229,6 +236,7 @@ public sealed class ScenarioGenerator
                 case ScenarioOpKind.Check:
                 case ScenarioOpKind.Scan:
                 case ScenarioOpKind.Written:
+                case ScenarioOpKind.Neighbour:
                     ops.Add(new ScenarioOp(kind));
                     break;
                 case ScenarioOpKind.UffdWp:
@@ -246,9 +254,10 @@ public sealed class ScenarioGenerator
 
     private ScenarioOpKind Pick()
     {
-        int r = _random.Next(_allowWriteTracking ? 115 : 100);
+        int r = _random.Next(_allowWriteTracking ? 120 : 100);
         return r switch
         {
+            >= 115 => ScenarioOpKind.Neighbour,
             >= 110 => ScenarioOpKind.Written,
             >= 105 => ScenarioOpKind.UffdWp,
             >= 100 => ScenarioOpKind.Scan,

@@ -8,8 +8,9 @@ namespace SoftDirty.Scenarios;
 /// <summary>The first scenario two runners disagree on, shrunk, with both prints of the shrunk one.</summary>
 public sealed class ScenarioMismatch
 {
-    internal ScenarioMismatch(Scenario original, Scenario shrunk, string kernelPrint, string emulatorPrint)
+    internal ScenarioMismatch(Scenario original, Scenario shrunk, string kernelPrint, string emulatorPrint, string? rules = null)
     {
+        Rules = rules ?? string.Empty;
         Original = original;
         Shrunk = shrunk;
         KernelPrint = kernelPrint;
@@ -21,20 +22,20 @@ public sealed class ScenarioMismatch
     public Scenario Shrunk { get; }
     public string KernelPrint { get; }
     public string EmulatorPrint { get; }
+    /// <summary>The emulator profile's rules (for a host profile, as measured), printed beside the scenario.</summary>
+    public string Rules { get; }
     /// <summary>The two prints of <see cref="Shrunk"/> side by side, differing lines marked "!".</summary>
     public string SideBySide => ScenarioComparer.SideBySide(KernelPrint, EmulatorPrint);
 
     public override string ToString() =>
-        $"scenario {Original.Name} differs; shrunk:\n{Shrunk.ToText()}\n{SideBySide}";
+        $"scenario {Original.Name} differs; shrunk:\n{Shrunk.ToText()}\n{SideBySide}" + (Rules.Length == 0 ? "" : $"\nemulator rules:\n{Rules}");
 }
 
 /// <summary>What <see cref="ScenarioDifferential.Compare(IScenarioRunner, IScenarioRunner, IReadOnlyList{Scenario}, bool)"/> found.</summary>
 public sealed class ScenarioDifferentialResult
 {
-    internal ScenarioDifferentialResult(int scenarios, int checkpoints, IReadOnlyList<string> differing, ScenarioMismatch? mismatch,
-        IReadOnlyList<string>? unstable = null)
+    internal ScenarioDifferentialResult(int scenarios, int checkpoints, IReadOnlyList<string> differing, ScenarioMismatch? mismatch)
     {
-        UnstableNames = unstable ?? Array.Empty<string>();
         Scenarios = scenarios;
         Checkpoints = checkpoints;
         DifferingNames = differing;
@@ -52,17 +53,10 @@ public sealed class ScenarioDifferentialResult
     /// <summary>The first differing scenario, shrunk; null when every print matched.</summary>
     public ScenarioMismatch? FirstMismatch { get; }
     public bool Matched => Differing == 0;
-    /// <summary>
-    /// Scenarios whose kernel print in the batch differed from the emulator's but not when the kernel ran
-    /// them again alone: the kernel did not reproduce itself, so they are no evidence either way. Seen on
-    /// the 6.18 host while the machine was busy (builds running); the cause is not known yet.
-    /// </summary>
-    public IReadOnlyList<string> UnstableNames { get; }
 
-    public override string ToString() => (Matched
+    public override string ToString() => Matched
         ? $"{Scenarios} scenarios, {Checkpoints} checkpoints: all match"
-        : $"{Scenarios} scenarios, {Checkpoints} checkpoints: {Differing} differ ({string.Join(", ", DifferingNames)}); first: {FirstMismatch}")
-        + (UnstableNames.Count == 0 ? "" : $"; {UnstableNames.Count} kernel print(s) not reproducible, left out: {string.Join(", ", UnstableNames)}");
+        : $"{Scenarios} scenarios, {Checkpoints} checkpoints: {Differing} differ ({string.Join(", ", DifferingNames)}); first: {FirstMismatch}";
 }
 
 /// <summary>
@@ -88,26 +82,31 @@ public static class ScenarioDifferential
             throw new InvalidOperationException($"{scenarios.Count} scenarios but {real.Count} kernel and {emulated.Count} emulator prints.");
         int checkpoints = 0;
         var differing = new List<string>();
-        var unstable = new List<string>();
         ScenarioMismatch? first = null;
         for (int i = 0; i < scenarios.Count; i++)
         {
             checkpoints += CountCheckpoints(real[i]);
             if (real[i] == emulated[i]) continue;
-            // Evidence needs a kernel that reproduces itself: run the scenario alone once more.
-            if (kernel.Run(new[] { scenarios[i] })[0] == emulated[i]) { unstable.Add(scenarios[i].Name); continue; }
             differing.Add(scenarios[i].Name);
             if (first != null) continue;
             var small = shrink ? ScenarioComparer.Shrink(scenarios[i], kernel, emulator) : scenarios[i];
-            first = new ScenarioMismatch(scenarios[i], small, kernel.Run(new[] { small })[0], emulator.Run(new[] { small })[0]);
+            first = new ScenarioMismatch(scenarios[i], small, kernel.Run(new[] { small })[0], emulator.Run(new[] { small })[0],
+                (emulator as Emulation.EmulatedScenarioRunner)?.Profile.DescribeRules());
         }
-        return new ScenarioDifferentialResult(scenarios.Count, checkpoints, differing, first, unstable);
+        return new ScenarioDifferentialResult(scenarios.Count, checkpoints, differing, first);
     }
 
     /// <summary>The kernel through the sdscenario program at <paramref name="program"/> against the emulator on profile <paramref name="profile"/>.</summary>
     public static ScenarioDifferentialResult Compare(string program, string profile, bool softDirty, IReadOnlyList<Scenario> scenarios) =>
         Compare(new NativeScenarioRunner(program),
             new Emulation.EmulatedScenarioRunner(Emulation.KernelProfile.Get(profile, noSoftDirty: !softDirty)), scenarios);
+
+    /// <summary>
+    /// The running kernel through sdscenario against the emulator on its host profile (release profile
+    /// plus every measured rule, <see cref="KernelRules.HostProfile"/>): no difference is allowed.
+    /// </summary>
+    public static ScenarioDifferentialResult CompareHost(string program, IReadOnlyList<Scenario> scenarios) =>
+        Compare(new NativeScenarioRunner(program), new Emulation.EmulatedScenarioRunner(KernelRules.HostProfile()), scenarios);
 
     /// <summary>
     /// <paramref name="count"/> random scenarios of <paramref name="seed"/>, named "d0", "d1", ...;

@@ -13,9 +13,13 @@ public sealed class NewEmulatedProcessCommand : SoftDirtyCmdlet
     [Parameter(Position = 0)]
     public string Name { get; set; } = "emulated";
 
-    /// <summary>The kernel whose rules apply: 6.1 (no PAGEMAP_SCAN), 6.18 (PAGEMAP_SCAN, guard regions), 6.19 (sticky VM_SOFTDIRTY on merge).</summary>
+    /// <summary>
+    /// The kernel whose rules apply: 6.1 (no PAGEMAP_SCAN), 6.18 (PAGEMAP_SCAN, guard regions), 6.19 (sticky
+    /// VM_SOFTDIRTY on merge), or Host: the running kernel's release profile plus its measured rules (zero
+    /// page, THP mode, soft-dirty...; Linux only).
+    /// </summary>
     [Parameter]
-    [ValidateSet(KernelProfile.Linux61, KernelProfile.Linux618, KernelProfile.Linux619)]
+    [ValidateSet(KernelProfile.Linux61, KernelProfile.Linux618, KernelProfile.Linux619, KernelProfile.HostName)]
     public string Kernel { get; set; } = KernelProfile.DefaultName;
 
     /// <summary>A kernel built without CONFIG_MEM_SOFT_DIRTY: clear_refs "4" succeeds, bit 55 is never set.</summary>
@@ -26,6 +30,9 @@ public sealed class NewEmulatedProcessCommand : SoftDirtyCmdlet
     [Parameter]
     public SwitchParameter Privileged { get; set; }
 
-    protected override void EndProcessing() =>
-        WriteObject(EmulatedProcess.Create(Name, Kernel, NoSoftDirty, Privileged));
+    protected override void EndProcessing()
+    {
+        try { WriteObject(EmulatedProcess.Create(Name, Kernel, NoSoftDirty, Privileged)); }
+        catch (SoftDirtyException ex) { ThrowTerminatingError(ToErrorRecord(ex)); }
+    }
 }
