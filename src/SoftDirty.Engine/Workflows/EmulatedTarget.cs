@@ -25,8 +25,9 @@ public sealed class EmulatedWorkloadSpec
 /// cref="IAsyncWriteProtectSource"/> registers its memory for async write-protect (the emulator's
 /// userfaultfd); <see cref="IFreezable"/> stops the workload (what SIGSTOP does to a real one).
 /// </summary>
-public sealed class EmulatedTarget : IPageSource, IWorkloadDriver, IAsyncWriteProtectSource, IFreezable
+public sealed class EmulatedTarget : IPageSource, IWorkloadDriver, IAsyncWriteProtectSource, IFreezable, IPageSourceWrapper
 {
+    IPageSource IPageSourceWrapper.Inner => Process;
     private int _seed;
 
     public EmulatedTarget(EmulatedProcess process, EmulatedWorkloadSpec? workload = null)

@@ -66,6 +66,7 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         if (address is { } start)
         {
             ulong len = length ?? pageSize;
+            CheckNoWrap(start, len, roundLength ? pageSize : 1);
             if (roundLength) len = (len + pageSize - 1) / pageSize * pageSize;
             var spans = PageMapReader.SpansOfRange(mappings, start, len, source.PageSize, out var unmapped);
             if (spans.Count == 0)
@@ -87,6 +88,36 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
             return spans;
         }
         return PageMapReader.SpansOf(mappings);
+    }
+
+    /// <summary>[start, start + length) rounded up to <paramref name="granule"/> must end inside the 64-bit address space.</summary>
+    protected static void CheckNoWrap(ulong start, ulong length, ulong granule)
+    {
+        ulong room = ulong.MaxValue - start;
+        if (length > room || (granule > 1 && length > ulong.MaxValue - (granule - 1)) || (granule > 1 && (length + granule - 1) / granule * granule > room))
+            throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+                $"0x{start:x} + 0x{length:x} wraps past the end of the 64-bit address space; give a -Length that ends inside it.", length);
+    }
+
+    /// <summary>
+    /// The mapping selector of a workflow cmdlet (-Mapping, and -Address/-Length where it has them), checked as
+    /// Get-PageMap checks it: a wrapping range is InvalidArgument, names that match no mapping MappingNotFound,
+    /// a range that overlaps no mapping InvalidArgument. Null: every mapping.
+    /// </summary>
+    protected static Func<MemoryMapping, bool>? CheckedSelector(IPageSource source, string[]? mapping, ulong? address = null, ulong? length = null)
+    {
+        if (address is { } a) CheckNoWrap(a, length ?? 1, 1);
+        var selector = WorkflowSelector.Create(mapping, address, length);
+        if (selector is null) return null;
+        var mappings = source.ReadMappings(false);
+        bool any = false;
+        foreach (var m in mappings) if (m.Kind != MappingKind.Vsyscall && selector(m)) { any = true; break; }
+        if (any) return selector;
+        if (mapping is { Length: > 0 })
+            throw new SoftDirtyException(SoftDirtyError.MappingNotFound,
+                $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", mapping)}'{(address is null ? "" : $" in 0x{address:x}-0x{address + (length ?? 1):x}")}; see Get-MemoryMapping -Id {source.ProcessId}.", source.ProcessId);
+        throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+            $"0x{address:x}-0x{address + (length ?? 1):x} lies outside every mapping of process {source.ProcessId} ({source.Name}); see Get-MemoryMapping -Id {source.ProcessId}.", address);
     }
 
     /// <summary>The targets of one pipeline record: the emulated process, or each real pid.</summary>
@@ -143,6 +174,7 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         SoftDirtyError.ImageParentMismatch => ErrorCategory.InvalidData,
         SoftDirtyError.ImageExists => ErrorCategory.ResourceExists,
         SoftDirtyError.ImageWriteError => ErrorCategory.WriteError,
+        SoftDirtyError.UnsafeDestination => ErrorCategory.SecurityError,
         _ => CategoryByName(error.ToString()),
     };
 
