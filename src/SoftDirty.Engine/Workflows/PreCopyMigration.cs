@@ -68,7 +68,7 @@ public sealed class PreCopyOptions
     /// <summary>Stop the live rounds once at most this many pages are dirty.</summary>
     public ulong StopThreshold { get; init; }
     public string? Destination { get; init; }
-    /// <summary>Freeze for the stop-and-copy round (a real process: SIGSTOP/SIGCONT); off only for the current process.</summary>
+    /// <summary>Freeze for the stop-and-copy round (a real process: ptrace, see <see cref="PtraceFreeze"/>); off only for the current process.</summary>
     public bool FreezeFinal { get; init; } = true;
     public Func<MemoryMapping, bool>? Selector { get; init; }
 }

@@ -58,7 +58,7 @@ public sealed class InvokePreCopyMigrationCommand : SoftDirtyCmdlet
 
     private void Migrate(IPageSource source)
     {
-        if (!ShouldProcess($"{source.Name} ({source.ProcessId})", "Run pre-copy rounds and stop the process (SIGSTOP, then SIGCONT) for the final round")) return;
+        if (!ShouldProcess($"{source.Name} ({source.ProcessId})", "Run pre-copy rounds and stop the process (ptrace) for the final round")) return;
         var selector = CheckedSelector(source, Mapping);
         using var tracker = DirtyTracker.Create(source, Method, PageHashAlgorithm.Fast128, selector);
         WriteVerbose(tracker.Description);

@@ -135,10 +135,12 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
     /// The one target of a workflow cmdlet: an emulated process wrapped with its workload (so samples and
     /// rounds advance emulated time), or the real pid.
     /// </summary>
-    protected IPageSource? WorkflowTarget(int id, EmulatedProcess? emulator, SoftDirty.Workflows.EmulatedWorkloadSpec? workload) =>
-        ParameterSetName == EmulatorSet && emulator is not null
-            ? new SoftDirty.Workflows.EmulatedTarget(emulator, workload)
-            : OpenProcess(id);
+    protected IPageSource? WorkflowTarget(int id, EmulatedProcess? emulator, SoftDirty.Workflows.EmulatedWorkloadSpec? workload)
+    {
+        if (ParameterSetName != EmulatorSet || emulator is null) return OpenProcess(id);
+        try { return new SoftDirty.Workflows.EmulatedTarget(emulator, workload); }
+        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); return null; }
+    }
 
     /// <summary>Runs per-target work; an engine failure becomes a non-terminating error and the next target runs.</summary>
     protected void ForEachSource(IEnumerable<IPageSource?> sources, Action<IPageSource> work)
