@@ -38,10 +38,10 @@ public static class TrackingEpoch
         return o;
     }
 
-    /// <summary>Who the process is, beyond its pid: "boot/pid/starttime" for a real one, "emulated:GUID" for an emulated one; null where unknown (exited).</summary>
+    /// <summary>Who the process is, beyond its pid: "boot/pid/starttime" for a real one (a /proc source), "emulated:GUID" for any other (an emulated process, a test double); null where unknown (exited).</summary>
     public static string? Identity(IPageSource source)
     {
-        if (source.Features.Emulated) return EmulatedIds.GetValue(Root(source), _ => "emulated:" + Guid.NewGuid().ToString("N"));
+        if (Root(source) is not ProcPageSource) return EmulatedIds.GetValue(Root(source), _ => "emulated:" + Guid.NewGuid().ToString("N"));
         var start = StartTime(source.ProcessId);
         var boot = BootId();
         return start is null || boot is null ? null : $"{boot}/{source.ProcessId}/{start}";
@@ -51,7 +51,7 @@ public static class TrackingEpoch
     public static string? Record(IPageSource source)
     {
         var epoch = Guid.NewGuid().ToString("N");
-        if (source.Features.Emulated)
+        if (Root(source) is not ProcPageSource)
         {
             EmulatedEpochs.AddOrUpdate(Root(source), new StrongBox<string>(epoch));
             return epoch;
@@ -81,7 +81,7 @@ public static class TrackingEpoch
     /// </summary>
     public static string? Current(IPageSource source)
     {
-        if (source.Features.Emulated)
+        if (Root(source) is not ProcPageSource)
             return EmulatedEpochs.TryGetValue(Root(source), out var box) ? box.Value : "";
         var id = Identity(source);
         var dir = StateDirectory();
