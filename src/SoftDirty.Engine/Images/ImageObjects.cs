@@ -138,10 +138,8 @@ public static class ImageTracking
     /// process frozen or just before reading: soft-dirty is cleared here. Soft-dirty candidates are used only
     /// while the epoch the parent armed is still current (<see cref="TrackingEpoch"/>) and not with
     /// <paramref name="verify"/>; otherwise every page is compared, and <paramref name="warn"/> says why.
+    /// <paramref name="armedEpoch"/> is the epoch this call's clear started: pass it to <see cref="ImageWriter.Save"/>.
     /// </summary>
-    public static DirtyPageSet? Candidates(IPageSource source, TrackingMethod method, ImageManifest? parent, Func<MemoryMapping, bool>? selector, out TrackingMethod? armed, CancellationToken cancel)
-        => Candidates(source, method, parent, selector, verify: false, out armed, out _, null, cancel);
-
     public static DirtyPageSet? Candidates(IPageSource source, TrackingMethod method, ImageManifest? parent, Func<MemoryMapping, bool>? selector, bool verify,
         out TrackingMethod? armed, out string? armedEpoch, Action<string>? warn, CancellationToken cancel)
     {
