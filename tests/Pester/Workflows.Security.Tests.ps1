@@ -97,7 +97,10 @@ Describe 'Failed restores and saves leave things as they were' -Tag 'Workflows',
     }
 
     It 'a finished restore cannot be overwritten by another (Save and Restore refuse alike)' {
+        $null = New-Item -ItemType Directory "$root/r-good"; chmod 755 "$root/r-good"   # an empty directory of the caller is fine
         $null = Restore-MemoryImage $img "$root/r-good"
+        [int](Get-Item "$root/r-good").UnixFileMode | Should -Be 448   # the private folder took its place: 0700
+        Test-Path "$root/r-good/mappings.json" | Should -BeTrue
         $before = Get-ChildItem "$root/r-good" | ForEach-Object { (Get-FileHash $_).Hash }
         ErrorId { Restore-MemoryImage $bad "$root/r-good" } | Should -Be 'ImageExists,SoftDirty.Commands.RestoreMemoryImageCommand'
         Get-ChildItem "$root/r-good" | ForEach-Object { (Get-FileHash $_).Hash } | Should -Be $before
