@@ -61,6 +61,8 @@ public sealed class ImageFuzzTests : IDisposable
         ImageWriter.Save(p, c0, null, TrackingMethod.Hash, null);
         p.WriteRandom(2); p.Discard(4); p.WriteRandom(7);
         ImageWriter.Save(p, c1, c0, TrackingMethod.Hash, null);
+        var parent = Normalize(c0, 1, null);
+        Normalize(c1, 2, parent);
         var expected = TryRestore(c1, out var e0) ?? throw e0!;
 
         var files = new[] { Path.Combine(c0, ImageFormat.ManifestFile), Path.Combine(c1, ImageFormat.ManifestFile), Path.Combine(c0, ImageFormat.IndexFile), Path.Combine(c1, ImageFormat.IndexFile) };
@@ -113,6 +115,20 @@ public sealed class ImageFuzzTests : IDisposable
         _out.WriteLine($"{Mutations} mutations in {clock.Elapsed.TotalSeconds:F1} s: {valid} valid, {clean} clean errors ({string.Join(", ", errors.Select(kv => $"{kv.Key} {kv.Value}"))}); {recomputed} with the checksum recomputed.");
         Assert.Equal(Mutations, valid + clean);
         Assert.True(clean > Mutations / 2, "most mutations must be caught");
+    }
+
+    /// <summary>Fixed ids, time and identity (checksums recomputed), so the same seed mutates the same bytes in every run.</summary>
+    private static ImageManifest Normalize(string dir, int n, ImageManifest? parent)
+    {
+        var file = Path.Combine(dir, ImageFormat.ManifestFile);
+        var m = JsonSerializer.Deserialize<ImageManifest>(File.ReadAllBytes(file), ImageFormat.Json)!;
+        m.Id = new Guid(n, 0, 0, new byte[8]);
+        m.Created = new DateTime(2026, 12, 1, 0, 0, 0, DateTimeKind.Utc);
+        m.ProcessIdentity = "emulated:fuzz";
+        if (parent is not null) { m.Parent!.Id = parent.Id; m.Parent.Checksum = parent.Checksum; }
+        m.Checksum = ImageFormat.ManifestChecksum(m);
+        File.WriteAllBytes(file, JsonSerializer.SerializeToUtf8Bytes(m, ImageFormat.Json));
+        return m;
     }
 
     private static byte[] MutateBytes(byte[] original, Random rng)
