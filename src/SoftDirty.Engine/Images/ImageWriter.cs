@@ -134,8 +134,11 @@ public static class ImageWriter
             // Pages the chain has data for that are no longer present, inside the mappings saved: now zero.
             if (parentHashes.Count > 0)
             {
+                const int CancelEvery = 1 << 16;
+                int visited = 0;
                 foreach (var (addr, hash) in parentHashes)
                 {
+                    if (++visited % CancelEvery == 0) cancel.ThrowIfCancellationRequested();
                     if (seen.Contains(addr) || hash == zeroHash) continue;
                     if (spans.Any(s => addr >= s.Start && addr < s.End)) records.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash));
                 }
