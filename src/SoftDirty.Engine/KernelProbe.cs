@@ -72,7 +72,7 @@ public static unsafe class KernelProbe
             string? sdReason = null;
             try
             {
-                self.ClearRefs(ClearRefsType.SoftDirty);
+                self.WriteClearRefs("4\n"u8); // the probe of its own memory: no tracking epoch (ClearRefs would ask for the features being probed)
                 ((byte*)page)[0] = 2;
                 self.ReadPagemap(pageIndex, entry);
                 softDirty = entry[0].SoftDirty;

@@ -52,10 +52,27 @@ public sealed unsafe class ProcPageSource : IPageSource
     {
         var file = withCounters ? "smaps" : "maps";
         var text = ReadWholeFile(file);
+        if (text.Length == 0 && IsKernelThread())
+            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"Process {ProcessId} ({Name}) is a kernel thread: it has no user memory to read.", ProcessId);
         if (text.Length == 0 && (_mappingsRead || !Alive || IsZombie()))
             throw Exited($"reading {file}");
         _mappingsRead = true;
         return MapsParser.Parse(text, ProcessId);
+    }
+
+    /// <summary>PF_KTHREAD (include/linux/sched.h) in the flags of /proc/PID/stat (field 9): a kernel thread, no mm.</summary>
+    private bool IsKernelThread()
+    {
+        const ulong PF_KTHREAD = 0x00200000;
+        const int FlagsAfterComm = 6; // field 9, counted from field 3 (state)
+        try
+        {
+            var stat = File.ReadAllText(_dir + "/stat");
+            int close = stat.LastIndexOf(')');
+            var fields = close > 0 ? stat[(close + 2)..].Split(' ') : Array.Empty<string>();
+            return fields.Length > FlagsAfterComm && ulong.TryParse(fields[FlagsAfterComm], out var flags) && (flags & PF_KTHREAD) != 0;
+        }
+        catch (IOException) { return false; }
     }
 
     private bool IsZombie()

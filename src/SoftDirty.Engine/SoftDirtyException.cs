@@ -44,6 +44,8 @@ public enum SoftDirtyError
     ImageExists,
     /// <summary>Writing a memory image failed (disk full, permissions).</summary>
     ImageWriteError,
+    /// <summary>A destination is a symbolic link or belongs to another user: the module does not write there.</summary>
+    UnsafeDestination,
 }
 
 /// <summary>An engine failure with a stable <see cref="SoftDirtyError"/> and the errno when one applies.</summary>

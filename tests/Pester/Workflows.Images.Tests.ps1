@@ -59,22 +59,28 @@ Describe 'Memory images' -Tag 'Workflows' {
     It 'keeps secrets private: directories 0700, files 0600' {
         [int](Get-Item "$root/c1").UnixFileMode | Should -Be 448   # 0700
         foreach ($f in Get-ChildItem "$root/c1") { [int]$f.UnixFileMode | Should -Be 384 }   # 0600
-        (Test-MemoryImage "$root/c2").Valid | Should -BeTrue
+        Test-MemoryImage "$root/c2" | Should -BeTrue
+        # A restore is as private as the image: the directory 0700, every file (mappings.json included) 0600.
+        $null = Restore-MemoryImage "$root/c2" "$root/private"
+        [int](Get-Item "$root/private").UnixFileMode | Should -Be 448
+        foreach ($f in Get-ChildItem "$root/private") { [int]$f.UnixFileMode | Should -Be 384 }
+        Test-Path "$root/private/mappings.json" | Should -BeTrue
     }
 
     It 'names the file and offset of a corrupt page' {
-        Copy-Item "$root/c0" "$root/x0" -Recurse; Copy-Item "$root/c1" "$root/x1" -Recurse
-        (Get-Content "$root/x1/manifest.json" -Raw) -replace '"path": "../c0"', '"path": "../x0"' | Set-Content "$root/x1/manifest.json"
-        $pages = Join-Path $root 'x0/pages.bin'
+        # A copy of the chain (parent links are relative), with one byte of the full image's page 7 flipped.
+        $null = New-Item -ItemType Directory "$root/x"; Copy-Item "$root/c0", "$root/c1" "$root/x" -Recurse
+        $pages = Join-Path $root 'x/c0/pages.bin'
         $fs = [IO.File]::Open($pages, 'Open', 'ReadWrite'); $fs.Position = 4096 * 7 + 1; $b = $fs.ReadByte(); $fs.Position--; $fs.WriteByte($b -bxor 0x5A); $fs.Dispose()
-        $res = Test-MemoryImage "$root/x1"
+        $res = Test-MemoryImage "$root/x/c1" -Detailed
         $res.Valid | Should -BeFalse
         $res.Problems[0].Error | Should -Be 'ImageCorrupt'
         $res.Problems[0].File | Should -Be $pages
         $res.Problems[0].Offset | Should -Be (4096 * 7)
-        Test-MemoryImage "$root/x1" -Quiet | Should -BeFalse
+        Test-MemoryImage "$root/x/c1" | Should -BeFalse
+        if (Test-MemoryImage "$root/x/c1") { throw 'a corrupt chain tested true' }
         $err = $null
-        Restore-MemoryImage "$root/x1" "$root/rx" -ErrorVariable err -ErrorAction SilentlyContinue
+        Restore-MemoryImage "$root/x/c1" "$root/rx" -ErrorVariable err -ErrorAction SilentlyContinue
         $err[0].FullyQualifiedErrorId | Should -Be 'ImageCorrupt,SoftDirty.Commands.RestoreMemoryImageCommand'
         $err[0].CategoryInfo.Category | Should -Be 'InvalidData'
         $err[0].Exception.Message | Should -BeLike "*$pages at offset 28672*"
@@ -84,57 +90,66 @@ Describe 'Memory images' -Tag 'Workflows' {
         Copy-Item "$root/c0" "$root/t0" -Recurse
         $pages = Join-Path $root 't0/pages.bin'
         $fs = [IO.File]::Open($pages, 'Open', 'ReadWrite'); $fs.SetLength(4096 * 3 + 10); $fs.Dispose()
-        $p = (Test-MemoryImage "$root/t0").Problems[0]
+        $p = (Test-MemoryImage "$root/t0" -Detailed).Problems[0]
         $p.Error | Should -Be 'ImageIncomplete'
         $p.Offset | Should -Be (4096 * 3 + 10)
         $p.Message | Should -BeLike "*pages.bin at offset 12298*truncated*"
     }
 
     It 'refuses a parent that is not the image the increment was taken against' {
-        Copy-Item "$root/c1" "$root/m1" -Recurse
-        (Get-Content "$root/m1/manifest.json" -Raw) -replace '"path": "../c0"', '"path": "../f2"' | Set-Content "$root/m1/manifest.json"
-        $p = (Test-MemoryImage "$root/m1").Problems[0]
+        # The increment c1 next to another full image under its parent's name.
+        $null = New-Item -ItemType Directory "$root/m"; Copy-Item "$root/f2" "$root/m/c0" -Recurse; Copy-Item "$root/c1" "$root/m/m1" -Recurse
+        $p = (Test-MemoryImage "$root/m/m1" -Detailed).Problems[0]
         $p.Error | Should -Be 'ImageParentMismatch'
         $p.Message | Should -BeLike '*m1/manifest.json*not the image this one was taken against*'
-        { Get-MemoryImage "$root/m1" -ErrorAction Stop } | Should -Throw -ErrorId 'ImageParentMismatch,SoftDirty.Commands.GetMemoryImageCommand'
-        { Save-MemoryImage -Id $t.Id -Path "$root/m2" -Parent "$root/m1" -ErrorAction Stop } | Should -Throw -ErrorId 'ImageParentMismatch,SoftDirty.Commands.SaveMemoryImageCommand'
+        { Get-MemoryImage "$root/m/m1" -ErrorAction Stop } | Should -Throw -ErrorId 'ImageParentMismatch,SoftDirty.Commands.GetMemoryImageCommand'
+        { Save-MemoryImage -Id $t.Id -Path "$root/m2" -Parent "$root/m/m1" -ErrorAction Stop } | Should -Throw -ErrorId 'ImageParentMismatch,SoftDirty.Commands.SaveMemoryImageCommand'
+        # Editing the link instead is caught by the manifest's checksum.
+        Copy-Item "$root/c1" "$root/e1" -Recurse
+        (Get-Content "$root/e1/manifest.json" -Raw) -replace '"path": "../c0"', '"path": "../f2"' | Set-Content "$root/e1/manifest.json"
+        $e = (Test-MemoryImage "$root/e1" -Detailed).Problems[0]
+        $e.Error | Should -Be 'ImageCorrupt'
+        $e.Message | Should -BeLike '*e1/manifest.json*checksum mismatch*'
+        Test-Path "$root/m2" | Should -BeFalse
     }
 
-    It 'SIGKILL of a saving pwsh at random points leaves the chain before valid and the leftover flagged incomplete' {
+    It 'SIGKILL of a saving pwsh at random points leaves the chain before valid, and no image or only a complete one at the destination' {
         $big = New-WfRegion $t 32768 7     # 128 MiB, so a save lasts long enough to be cut
         $base = "$root/k0"
         $null = Save-MemoryImage -Id $t.Id -Path $base
         $pwsh = Join-Path $PSHOME 'pwsh'
-        $flagged = 0
+        $cut = 0
         $outcomes = @()
         # At least three kills; more (up to eight) until one lands inside a save.
-        for ($i = 1; $i -le 8 -and ($i -le 3 -or $flagged -eq 0); $i++) {
+        for ($i = 1; $i -le 8 -and ($i -le 3 -or $cut -eq 0); $i++) {
             $dest = "$root/kill$i"
-            $script = "Import-Module '$env:SOFTDIRTY_MODULE'; [Console]::Out.WriteLine('GO'); [Console]::Out.Flush(); `$null = Save-MemoryImage -Id $($t.Id) -Path '$dest' -Parent '$base' -Method Hash; [Console]::Out.WriteLine('DONE')"
+            $script = "Import-Module '$env:SOFTDIRTY_MODULE'; [Console]::Out.WriteLine('GO'); [Console]::Out.Flush(); `$null = Save-MemoryImage -Id $($t.Id) -Path '$dest' -Parent '$base' -Method Hash -Freeze; [Console]::Out.WriteLine('DONE')"
             $psi = [Diagnostics.ProcessStartInfo]::new($pwsh, @('-NoProfile', '-NonInteractive', '-Command', $script))
             $psi.RedirectStandardOutput = $true
             $child = [Diagnostics.Process]::Start($psi)
             $child.StandardOutput.ReadLine() | Should -Be 'GO'
-            # Once the save has begun writing (its directory exists), a random delay, then SIGKILL.
+            # Once the save has begun writing (its private folder exists), a random delay, then SIGKILL.
             $deadline = [DateTime]::UtcNow.AddSeconds(20)
-            while (-not (Test-Path $dest) -and -not $child.HasExited -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 5 }
+            while (-not (Get-ChildItem -Force $root -Filter ".kill$i.partial-*") -and -not (Test-Path $dest) -and -not $child.HasExited -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 5 }
             $delay = Get-Random -Minimum 0 -Maximum 150
             Start-Sleep -Milliseconds $delay
             kill -KILL $child.Id
             $child.WaitForExit()
-            (Test-MemoryImage $base).Valid | Should -BeTrue
-            if (Test-Path $dest) {
-                $res = Test-MemoryImage $dest
-                if (-not (Test-Path "$dest/manifest.json")) {
-                    $res.Valid | Should -BeFalse
-                    $res.Problems[0].Error | Should -Be 'ImageIncomplete'
-                    $flagged++
-                    $outcomes += "kill $i after $delay ms: incomplete"
-                    # Leftover files are never overwritten (an empty directory, killed right after mkdir, may be reused).
-                    if (Get-ChildItem $dest) { { Save-MemoryImage -Id $t.Id -Path $dest -Parent $base -ErrorAction Stop } | Should -Throw -ErrorId 'ImageExists,SoftDirty.Commands.SaveMemoryImageCommand' }
-                } else { $res.Valid | Should -BeTrue; $outcomes += "kill $i after $delay ms: the save had finished" }   # complete and valid
-            } else { $outcomes += "kill $i after $delay ms: before the save began" }
+            Test-MemoryImage $base | Should -BeTrue
+            # -Freeze attached with ptrace: the kernel resumed the target when the saver died.
+            $deadline = [DateTime]::UtcNow.AddSeconds(5)
+            while ((Get-ProcessState $t.Id) -in 't', 'T' -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 10 }
+            Get-ProcessState $t.Id | Should -Not -BeIn 't', 'T'
+            if (Test-Path $dest) { Test-MemoryImage $dest | Should -BeTrue; $outcomes += "kill $i after $delay ms: the save had finished" }
+            else {
+                $cut++
+                $outcomes += "kill $i after $delay ms: no image (the partial folder is hidden)"
+                # The destination is free for the next save.
+                $null = Save-MemoryImage -Id $t.Id -Path $dest -Parent $base -Method Hash
+                Test-MemoryImage $dest | Should -BeTrue
+            }
+            Get-ChildItem -Force $root -Filter ".kill$i.partial-*" | Remove-Item -Recurse -Force
         }
-        $flagged | Should -BeGreaterThan 0 -Because "at least one kill should land inside a save of 128 MiB ($($outcomes -join '; '))"
+        $cut | Should -BeGreaterThan 0 -Because "at least one kill should land inside a save of 128 MiB ($($outcomes -join '; '))"
     }
 }

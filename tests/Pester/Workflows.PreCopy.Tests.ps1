@@ -24,7 +24,7 @@ Describe 'Invoke-PreCopyMigration' -Tag 'Workflows' {
         $summary.StopReason | Should -Be 'Converged'
         $summary.TotalBytesSent | Should -Be (($rounds | Measure-Object BytesSent -Sum).Sum)
         $summary.EstimatedDowntime | Should -BeGreaterThan 0
-        (Test-MemoryImage $summary.FinalImage).Valid | Should -BeTrue
+        Test-MemoryImage $summary.FinalImage | Should -BeTrue
         @(Get-MemoryImage $summary.FinalImage).Count | Should -Be $rounds.Count
         Get-ProcessState $t.Id | Should -Not -Be 'T'
     }

@@ -229,6 +229,12 @@ public sealed partial class EmulatedProcess : IPageSource
         if (len == 0 || len > TaskSize)
             throw new SoftDirtyException(SoftDirtyError.EmulatorNotMapped, $"mmap: length 0x{length:x} exceeds the address space (ENOMEM).", length, Errno.ENOMEM);
         if (path != null && path.Length == 0) throw Invalid("mmap: empty path");
+        // mm/mmap.c file_mmap_ok(): a file mapping must end at or below MAX_LFS_FILESIZE (LLONG_MAX), else EOVERFLOW.
+        const ulong MaxLfsFileSize = long.MaxValue;
+        const int EOVERFLOW = 75;
+        if (path != null && (len > MaxLfsFileSize || offset / (ulong)PageSize > (MaxLfsFileSize - len) / (ulong)PageSize))
+            throw new SoftDirtyException(SoftDirtyError.EmulatorInvalidArgument,
+                $"mmap: file offset 0x{offset:x} + length 0x{len:x} ends past the largest file offset (EOVERFLOW).", offset, EOVERFLOW);
         lock (_mem.Lock)
         {
             ulong start;

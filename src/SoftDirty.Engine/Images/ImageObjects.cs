@@ -31,6 +31,8 @@ public sealed class MemoryImageInfo
     /// <summary>Pages with data left to the parent chain.</summary>
     public ulong InheritedPages { get; init; }
     public ulong ScannedPages { get; init; }
+    /// <summary>Present pages the save could not read (unmapped during it): the image lacks them.</summary>
+    public ulong UnreadablePages { get; init; }
     public ulong DataBytes => DataPages * (ulong)PageSize;
     /// <summary>Bytes on disk (pages.bin, index.bin, manifest.json).</summary>
     public long FileBytes { get; init; }
@@ -52,7 +54,7 @@ public sealed class MemoryImageInfo
             ParentPath = m.Parent is null ? null : System.IO.Path.GetFullPath(System.IO.Path.Combine(image.Path, m.Parent.Path)),
             Created = m.Created, ProcessId = m.ProcessId, ProcessName = m.ProcessName, Method = m.Method, Frozen = m.Frozen,
             PageSize = m.PageSize, MappingCount = m.Mappings.Count, DataPages = m.DataPages, ZeroPages = m.ZeroPages,
-            InheritedPages = m.InheritedPages, ScannedPages = m.ScannedPages, FileBytes = bytes, SaveSeconds = saveSeconds,
+            InheritedPages = m.InheritedPages, ScannedPages = m.ScannedPages, UnreadablePages = m.UnreadablePages, FileBytes = bytes, SaveSeconds = saveSeconds,
         };
     }
 
@@ -100,6 +102,9 @@ public static class ImageVerifier
         {
             try
             {
+                if (image.Manifest.UnreadablePages > 0)
+                    problems.Add(new ImageProblem(SoftDirtyError.ImageIncomplete, image.File(ImageFormat.ManifestFile), null,
+                        $"{image.File(ImageFormat.ManifestFile)}: {image.Manifest.UnreadablePages} present page(s) could not be read when this image was saved (unmapped during the save): the image lacks them."));
                 var records = ImageReader.ReadIndex(image);
                 pages += ImageReader.VerifyPages(image, records, problems.Add, cancel);
             }
@@ -130,11 +135,16 @@ public static class ImageTracking
 
     /// <summary>
     /// The candidates (null: every present page) and the method re-armed for the next increment. Call with the
-    /// process frozen or just before reading: soft-dirty is cleared here.
+    /// process frozen or just before reading: soft-dirty is cleared here. Soft-dirty candidates are used only
+    /// while the epoch the parent armed is still current (<see cref="TrackingEpoch"/>) and not with
+    /// <paramref name="verify"/>; otherwise every page is compared, and <paramref name="warn"/> says why.
+    /// <paramref name="armedEpoch"/> is the epoch this call's clear started: pass it to <see cref="ImageWriter.Save"/>.
     /// </summary>
-    public static DirtyPageSet? Candidates(IPageSource source, TrackingMethod method, ImageManifest? parent, Func<MemoryMapping, bool>? selector, out TrackingMethod? armed, CancellationToken cancel)
+    public static DirtyPageSet? Candidates(IPageSource source, TrackingMethod method, ImageManifest? parent, Func<MemoryMapping, bool>? selector, bool verify,
+        out TrackingMethod? armed, out string? armedEpoch, Action<string>? warn, CancellationToken cancel)
     {
         armed = null;
+        armedEpoch = null;
         switch (method)
         {
             case TrackingMethod.SoftDirty:
@@ -142,13 +152,21 @@ public static class ImageTracking
                 if (!source.Features.SoftDirty)
                     throw new SoftDirtyException(SoftDirtyError.SoftDirtyNotSupported, source.Features.SoftDirtyReason ?? "No soft-dirty on this kernel.", source.ProcessId);
                 DirtyPageSet? set = null;
-                if (parent is not null && parent.Armed == TrackingMethod.SoftDirty && parent.ProcessId == source.ProcessId)
+                if (parent is not null && parent.Armed == TrackingMethod.SoftDirty && parent.ProcessId == source.ProcessId && !verify)
                 {
-                    var spans = PageWalk.DataSpans(source.ReadMappings(false), selector);
-                    var ranges = SoftDirtyTracker.Dirty(source, spans, cancel, out ulong scanned);
-                    set = new DirtyPageSet(TrackingMethod.SoftDirty, source.PageSize, ranges, scanned, TimeSpan.Zero);
+                    var current = TrackingEpoch.Current(source);
+                    if (parent.ArmedEpoch is { } e && current == e && parent.ProcessIdentity == TrackingEpoch.Identity(source))
+                    {
+                        var spans = PageWalk.DataSpans(source.ReadMappings(false), selector);
+                        var ranges = SoftDirtyTracker.Dirty(source, spans, cancel, out ulong scanned);
+                        set = new DirtyPageSet(TrackingMethod.SoftDirty, source.PageSize, ranges, scanned, TimeSpan.Zero);
+                    }
+                    else
+                        warn?.Invoke(current is null
+                            ? $"Cannot tell whether soft-dirty of process {source.ProcessId} was cleared since the parent image (no usable state folder): comparing every page's contents with the parent's hashes instead."
+                            : $"Soft-dirty of process {source.ProcessId} was cleared since the parent image was taken (by another command of this module: Clear-SoftDirty, Watch-DirtyPage, a migration or another chain): comparing every page's contents with the parent's hashes instead.");
                 }
-                source.ClearRefs(ClearRefsType.SoftDirty);
+                armedEpoch = source.ClearRefs(ClearRefsType.SoftDirty);
                 armed = TrackingMethod.SoftDirty;
                 return set; // no usable parent arming: compare every page this time
             }

@@ -58,17 +58,23 @@ public static class ImageReader
     private static SoftDirtyException Problem(SoftDirtyError e, string file, long? offset, string what) =>
         new ImageException(e, offset is { } o ? $"{file} at offset {o} (0x{o:x}): {what}" : $"{file}: {what}", file, offset);
 
-    /// <summary>Reads and checks one manifest; throws ImageIncomplete, ImageCorrupt with the file and offset.</summary>
+    /// <summary>Reads and checks one manifest (checksum and every structural invariant); throws ImageIncomplete, ImageCorrupt with the file and offset.</summary>
     public static OpenedImage Open(string path)
     {
-        path = System.IO.Path.GetFullPath(path);
+        path = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(path));
+        var dir = FileNative.Lstat(path, out int errno);
+        if (dir is null && errno is Errno.EACCES or Errno.EPERM)
+            throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"{path}: {Errno.Describe(errno)} (an image of another user?).", path, errno);
         if (!Directory.Exists(path))
             throw new SoftDirtyException(SoftDirtyError.ImageIncomplete, $"{path}: no such image directory.", path);
         var manifestPath = System.IO.Path.Combine(path, ImageFormat.ManifestFile);
-        if (!System.IO.File.Exists(manifestPath))
+        byte[] bytes;
+        try { bytes = SafeFiles.ReadRegular(manifestPath, SafeFiles.MaxManifestBytes); }
+        catch (FileNotFoundException)
+        {
             throw new SoftDirtyException(SoftDirtyError.ImageIncomplete,
                 $"{manifestPath}: missing, so the image in {path} is incomplete (a save that was interrupted, or not a memory image).", path);
-        byte[] bytes = System.IO.File.ReadAllBytes(manifestPath);
+        }
         ImageManifest? m;
         try { m = JsonSerializer.Deserialize<ImageManifest>(bytes, ImageFormat.Json); }
         catch (JsonException ex)
@@ -76,13 +82,53 @@ public static class ImageReader
             throw Problem(SoftDirtyError.ImageCorrupt, manifestPath, ex.BytePositionInLine is { } b ? LineOffset(bytes, ex.LineNumber ?? 0, b) : null,
                 "not a valid manifest: " + ex.Message.Split(" Path:")[0]);
         }
+        catch (Exception ex) when (ex is NotSupportedException or InvalidOperationException or ArgumentException or FormatException or OverflowException)
+        {
+            throw Problem(SoftDirtyError.ImageCorrupt, manifestPath, null, "not a valid manifest: " + ex.Message);
+        }
         if (m is null || m.Format != ImageFormat.FormatName)
             throw Problem(SoftDirtyError.ImageCorrupt, manifestPath, 0, $"the format is not {ImageFormat.FormatName}.");
         if (m.Version != ImageFormat.Version)
-            throw Problem(SoftDirtyError.ImageCorrupt, manifestPath, 0, $"format version {m.Version} is not supported (this module reads {ImageFormat.Version}).");
-        if (m.PageSize <= 0 || (m.PageSize & (m.PageSize - 1)) != 0)
-            throw Problem(SoftDirtyError.ImageCorrupt, manifestPath, 0, $"page size {m.PageSize} is not a power of two.");
+            throw Problem(SoftDirtyError.ImageCorrupt, manifestPath, 0, $"format version {m.Version} is not supported (this module reads {ImageFormat.Version}; save the image again).");
+        Validate(m, manifestPath);
         return new OpenedImage(path, m);
+    }
+
+    /// <summary>Every invariant a manifest must keep, in work bounded by its (size-limited) content.</summary>
+    private static void Validate(ImageManifest m, string file)
+    {
+        SoftDirtyException Bad(string what) => Problem(SoftDirtyError.ImageCorrupt, file, null, what);
+        if (m.Checksum is null) throw Bad("has no checksum.");
+        var actual = ImageFormat.ManifestChecksum(m);
+        if (actual != m.Checksum) throw Bad($"checksum mismatch (manifest hash {actual}, the manifest says {m.Checksum}): it was edited or damaged.");
+        if (m.PageSize < ImageFormat.MinPageSize || m.PageSize > ImageFormat.MaxPageSize || (m.PageSize & (m.PageSize - 1)) != 0)
+            throw Bad($"page size {m.PageSize} is not a Linux base page size (a power of two from {ImageFormat.MinPageSize} to {ImageFormat.MaxPageSize}).");
+        if (m.Depth < 0 || m.Depth > ImageFormat.MaxDepth) throw Bad($"depth {m.Depth} is out of range (0 to {ImageFormat.MaxDepth}).");
+        if ((m.Parent is null) != (m.Depth == 0)) throw Bad($"depth {m.Depth} does not match {(m.Parent is null ? "having no parent" : "having a parent")}.");
+        if (m.Parent is { } link && (string.IsNullOrEmpty(link.Path) || link.Id == Guid.Empty || link.Checksum is null))
+            throw Bad("the parent link lacks its path, id or checksum.");
+        if (m.ProcessName is null || m.Kernel is null) throw Bad("lacks the process name or kernel.");
+        if (m.Mappings is null) throw Bad("has no mappings list.");
+        if (m.Mappings.Count > ImageFormat.MaxMappings) throw Bad($"lists {m.Mappings.Count} mappings, more than {ImageFormat.MaxMappings}.");
+        ulong ps = (ulong)m.PageSize, prevEnd = 0;
+        for (int i = 0; i < m.Mappings.Count; i++)
+        {
+            var map = m.Mappings[i];
+            if (map is null || map.Permissions is null || map.Path is null) throw Bad($"mapping {i} is null or lacks its permissions or path.");
+            if (map.Start >= map.End) throw Bad($"mapping {i} ({map}) ends at or before its start.");
+            if (map.Start % ps != 0 || map.End % ps != 0) throw Bad($"mapping {i} ({map}) is not page-aligned.");
+            if (i > 0 && map.Start < prevEnd) throw Bad($"mapping {i} ({map}) overlaps or precedes the mapping before it.");
+            prevEnd = map.End;
+        }
+        if (m.Files is null || m.Files.Any(f => f is null || f.Name is null || f.Size < 0)) throw Bad("the files list is missing or has an entry without a name or with a negative size.");
+        foreach (var name in new[] { ImageFormat.PagesFile, ImageFormat.IndexFile })
+            if (m.Files.Count(f => f.Name == name) != 1) throw Bad($"must list {name} exactly once.");
+        if (m.Files.First(f => f.Name == ImageFormat.IndexFile).Hash is null) throw Bad("lists index.bin without its hash.");
+        if (m.DataPages > (ulong)long.MaxValue / ps || m.DataPages * ps != (ulong)m.Files.First(f => f.Name == ImageFormat.PagesFile).Size)
+            throw Bad($"says {m.DataPages} data pages but pages.bin is {m.Files.First(f => f.Name == ImageFormat.PagesFile).Size} bytes.");
+        if (m.DataPages + m.ZeroPages < m.DataPages
+            || (ulong)m.Files.First(f => f.Name == ImageFormat.IndexFile).Size != (ulong)ImageFormat.IndexHeaderSize + (m.DataPages + m.ZeroPages) * ImageFormat.RecordSize)
+            throw Bad("its page counts do not match the size of index.bin.");
     }
 
     private static long LineOffset(byte[] bytes, long line, long column)
@@ -121,6 +167,12 @@ public static class ImageReader
             if (parent.Manifest.Id != link.Id)
                 throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch,
                     $"{image.File(ImageFormat.ManifestFile)}: names parent {link.Id} in {parentPath}, but {parent.File(ImageFormat.ManifestFile)} holds image {parent.Manifest.Id}: not the image this one was taken against.", image.Path);
+            if (parent.Manifest.Checksum != link.Checksum)
+                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch,
+                    $"{image.File(ImageFormat.ManifestFile)}: the parent {parentPath} has changed since this image was taken against it (its manifest checksum differs).", image.Path);
+            if (parent.Manifest.ProcessIdentity != image.Manifest.ProcessIdentity)
+                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch,
+                    $"{image.File(ImageFormat.ManifestFile)}: the parent {parentPath} is an image of another process ({parent.Manifest.ProcessIdentity}, this one {image.Manifest.ProcessIdentity}).", image.Path);
             if (parent.Manifest.PageSize != image.Manifest.PageSize || parent.Manifest.Depth != image.Manifest.Depth - 1)
                 throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch,
                     $"{image.File(ImageFormat.ManifestFile)}: page size or depth does not follow from the parent {parentPath}.", image.Path);
@@ -137,12 +189,14 @@ public static class ImageReader
         string indexPath = image.File(ImageFormat.IndexFile), pagesPath = image.File(ImageFormat.PagesFile);
         long pagesSize = CheckFile(image, ImageFormat.PagesFile);
         long indexSize = CheckFile(image, ImageFormat.IndexFile);
-        var bytes = System.IO.File.ReadAllBytes(indexPath);
+        byte[] bytes;
+        try { bytes = SafeFiles.ReadRegular(indexPath, indexSize); }
+        catch (FileNotFoundException) { throw Problem(SoftDirtyError.ImageIncomplete, indexPath, null, "missing."); }
         if (bytes.Length != indexSize)
             throw Problem(SoftDirtyError.ImageIncomplete, indexPath, Math.Min(bytes.Length, indexSize), "changed while being read.");
         if (bytes.Length < ImageFormat.IndexHeaderSize || !bytes.AsSpan(0, 8).SequenceEqual(ImageFormat.IndexMagic))
             throw Problem(SoftDirtyError.ImageCorrupt, indexPath, 0, "no SDIMGIDX header.");
-        var info = m.Files.First(f => f.Name == ImageFormat.IndexFile);
+        var info = m.Files.First(f => f.Name == ImageFormat.IndexFile); // Open checked it is listed once
         if (info.Hash is { } expected)
         {
             var actual = PageHash.Fast128(bytes).ToString();
@@ -158,6 +212,7 @@ public static class ImageReader
         int n = (bytes.Length - ImageFormat.IndexHeaderSize) / ImageFormat.RecordSize;
         var records = new PageRecord[n];
         ulong prev = 0, data = 0, zero = 0;
+        int mapping = 0;
         for (int i = 0; i < n; i++)
         {
             long off = ImageFormat.IndexHeaderSize + (long)i * ImageFormat.RecordSize;
@@ -166,9 +221,12 @@ public static class ImageReader
                 throw Problem(SoftDirtyError.ImageCorrupt, indexPath, off, $"record {i} (page 0x{r.Address:x}) is out of address order.");
             if (r.Address % (ulong)m.PageSize != 0)
                 throw Problem(SoftDirtyError.ImageCorrupt, indexPath, off, $"record {i}: address 0x{r.Address:x} is not page-aligned.");
+            while (mapping < m.Mappings.Count && m.Mappings[mapping].End <= r.Address) mapping++;
+            if (mapping == m.Mappings.Count || r.Address < m.Mappings[mapping].Start)
+                throw Problem(SoftDirtyError.ImageCorrupt, indexPath, off, $"record {i}: page 0x{r.Address:x} lies outside every mapping of the manifest.");
             if (r.Kind == PageRecordKind.Data)
             {
-                if (r.Offset % (ulong)m.PageSize != 0 || r.Offset + (ulong)m.PageSize > (ulong)pagesSize)
+                if (r.Offset % (ulong)m.PageSize != 0 || (ulong)pagesSize < (ulong)m.PageSize || r.Offset > (ulong)pagesSize - (ulong)m.PageSize)
                     throw Problem(SoftDirtyError.ImageCorrupt, indexPath, off, $"record {i} (page 0x{r.Address:x}) points at pages.bin offset {r.Offset}, outside its {pagesSize} bytes.");
                 data++;
             }
@@ -192,7 +250,7 @@ public static class ImageReader
         {
             var r = PageRecord.ReadFrom(bytes.AsSpan((int)off, ImageFormat.RecordSize));
             bool ok = (r.Kind == PageRecordKind.Data || r.Kind == PageRecordKind.Zero) && r.Address % (ulong)pageSize == 0 && (off == ImageFormat.IndexHeaderSize || r.Address > prev)
-                      && (r.Kind != PageRecordKind.Data || r.Offset + (ulong)pageSize <= (ulong)pagesSize);
+                      && (r.Kind != PageRecordKind.Data || ((ulong)pagesSize >= (ulong)pageSize && r.Offset <= (ulong)pagesSize - (ulong)pageSize));
             if (!ok) return off;
             prev = r.Address;
         }
@@ -204,13 +262,19 @@ public static class ImageReader
         var path = image.File(name);
         var info = image.Manifest.Files.FirstOrDefault(f => f.Name == name)
             ?? throw Problem(SoftDirtyError.ImageCorrupt, image.File(ImageFormat.ManifestFile), null, $"does not list {name}.");
-        var fi = new FileInfo(path);
-        if (!fi.Exists) throw Problem(SoftDirtyError.ImageIncomplete, path, null, "missing.");
-        if (fi.Length < info.Size)
-            throw Problem(SoftDirtyError.ImageIncomplete, path, fi.Length, $"truncated: {fi.Length} bytes, the manifest says {info.Size}.");
-        if (fi.Length > info.Size)
-            throw Problem(SoftDirtyError.ImageCorrupt, path, info.Size, $"{fi.Length} bytes, longer than the {info.Size} the manifest says.");
-        return fi.Length;
+        var st = FileNative.Lstat(path, out int errno);
+        if (st is null)
+        {
+            if (errno is Errno.EACCES or Errno.EPERM) throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"{path}: {Errno.Describe(errno)}", path, errno);
+            throw Problem(SoftDirtyError.ImageIncomplete, path, null, "missing.");
+        }
+        if (st.Value.Type != FileNative.S_IFREG) throw Problem(SoftDirtyError.ImageCorrupt, path, null, "not a regular file (a link, FIFO, device or directory).");
+        long length = (long)st.Value.Size;
+        if (length < info.Size)
+            throw Problem(SoftDirtyError.ImageIncomplete, path, length, $"truncated: {length} bytes, the manifest says {info.Size}.");
+        if (length > info.Size)
+            throw Problem(SoftDirtyError.ImageCorrupt, path, info.Size, $"{length} bytes, longer than the {info.Size} the manifest says.");
+        return length;
     }
 
     /// <summary>
@@ -222,7 +286,7 @@ public static class ImageReader
         int ps = image.Manifest.PageSize;
         var pagesPath = image.File(ImageFormat.PagesFile);
         var zero = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
-        using var handle = System.IO.File.OpenHandle(pagesPath, FileMode.Open, FileAccess.Read);
+        using var handle = SafeFiles.OpenRegular(pagesPath);
         var buffer = GC.AllocateUninitializedArray<byte>(PageWalk.ChunkBytes);
         ulong checkedPages = 0;
         int i = 0;

@@ -36,7 +36,8 @@ public static class ImageWriter
 
     /// <param name="candidates">When given, only these pages can have changed since the parent (a tracker's answer); null: compare every present page.</param>
     public static ImageSaveResult Save(IPageSource source, string path, string? parentPath, TrackingMethod method, DirtyPageSet? candidates,
-        Func<MemoryMapping, bool>? selector = null, bool frozen = false, TrackingMethod? armed = null, Action<ulong, ulong>? progress = null, CancellationToken cancel = default)
+        Func<MemoryMapping, bool>? selector = null, bool frozen = false, TrackingMethod? armed = null, Action<ulong, ulong>? progress = null, CancellationToken cancel = default,
+        string? armedEpoch = null)
     {
         var clock = Stopwatch.StartNew();
         path = System.IO.Path.GetFullPath(path);
@@ -48,23 +49,25 @@ public static class ImageWriter
             chain = ImageReader.Chain(parentPath);
             if (chain[^1].Manifest.PageSize != ps)
                 throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch, $"{chain[^1].File(ImageFormat.ManifestFile)}: page size {chain[^1].Manifest.PageSize}, the process uses {ps}.", parentPath);
+            var identity = TrackingEpoch.Identity(source);
+            if (chain[^1].Manifest.ProcessIdentity != identity)
+                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch,
+                    $"{chain[^1].File(ImageFormat.ManifestFile)} is an image of another process ({chain[^1].Manifest.ProcessName}, {chain[^1].Manifest.ProcessIdentity}), not of process {source.ProcessId} ({identity ?? "gone"}): an increment continues the chain of the same process. Save a full image instead.", parentPath);
             parentHashes = ImageReader.ResolveHashes(chain);
         }
-        PrepareDirectory(path);
+        using var output = PrivateOutput.Begin(path, "The image directory");
+        path = output.Destination;
 
         var mappings = source.ReadMappings(false);
         var spans = PageWalk.DataSpans(mappings, selector);
         var zeroHash = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
         var records = new List<PageRecord>();
         var seen = new HashSet<ulong>();
-        ulong scanned = 0, inherited = 0, dataOffset = 0, flushedTo = 0;
+        ulong scanned = 0, inherited = 0, dataOffset = 0, flushedTo = 0, unreadable = 0;
 
-        string pagesTmp = System.IO.Path.Combine(path, ImageFormat.PagesFile + ".tmp");
-        string indexTmp = System.IO.Path.Combine(path, ImageFormat.IndexFile + ".tmp");
-        string manifestTmp = System.IO.Path.Combine(path, ImageFormat.ManifestFile + ".tmp");
         try
         {
-            using (var pages = CreateFile(pagesTmp))
+            using (var pages = output.Create(ImageFormat.PagesFile))
             {
                 // What to read: present pages, narrowed to the tracker's candidates when there are any.
                 var present = PageWalk.PresentRegions(source, spans, cancel).ToList();
@@ -87,7 +90,7 @@ public static class ImageWriter
                         if (parentHashes.ContainsKey(a)) records.Add(new PageRecord(a, PageRecordKind.Zero, 0, zeroHash));
 
                 ulong done = 0;
-                PageWalk.ReadChunks(source, toRead, (address, data) =>
+                unreadable = PageWalk.ReadChunks(source, toRead, (address, data) =>
                 {
                     int runStart = -1;
                     for (int off = 0; off <= data.Length; off += ps)
@@ -131,8 +134,11 @@ public static class ImageWriter
             // Pages the chain has data for that are no longer present, inside the mappings saved: now zero.
             if (parentHashes.Count > 0)
             {
+                const int CancelEvery = 1 << 16;
+                int visited = 0;
                 foreach (var (addr, hash) in parentHashes)
                 {
+                    if (++visited % CancelEvery == 0) cancel.ThrowIfCancellationRequested();
                     if (seen.Contains(addr) || hash == zeroHash) continue;
                     if (spans.Any(s => addr >= s.Start && addr < s.End)) records.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash));
                 }
@@ -147,7 +153,7 @@ public static class ImageWriter
             System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(indexBytes.AsSpan(8), ImageFormat.Version);
             System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(indexBytes.AsSpan(12), (uint)ps);
             for (int i = 0; i < records.Count; i++) records[i].WriteTo(indexBytes.AsSpan(ImageFormat.IndexHeaderSize + i * ImageFormat.RecordSize));
-            using (var index = CreateFile(indexTmp))
+            using (var index = output.Create(ImageFormat.IndexFile))
             {
                 index.Write(indexBytes);
                 index.Flush(flushToDisk: true);
@@ -158,36 +164,37 @@ public static class ImageWriter
             {
                 Id = Guid.NewGuid(),
                 Created = DateTime.UtcNow,
-                Parent = chain is null ? null : new ImageParentLink { Path = System.IO.Path.GetRelativePath(path, chain[^1].Path), Id = chain[^1].Manifest.Id },
+                Parent = chain is null ? null : new ImageParentLink { Path = System.IO.Path.GetRelativePath(path, chain[^1].Path), Id = chain[^1].Manifest.Id, Checksum = chain[^1].Manifest.Checksum },
                 Depth = chain is null ? 0 : chain[^1].Manifest.Depth + 1,
                 ProcessId = source.ProcessId,
+                ProcessIdentity = TrackingEpoch.Identity(source),
                 ProcessName = source.Name,
                 Kernel = source.Features.KernelRelease,
                 PageSize = ps,
                 Method = method,
                 Frozen = frozen,
                 Armed = armed,
+                ArmedEpoch = armedEpoch,
                 Mappings = mappings.Where(m => m.Kind != MappingKind.Vsyscall && (selector is null || selector(m)))
                     .Select(m => new ImageMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Path = m.DisplayName, Offset = m.Offset }).ToList(),
                 DataPages = dataPages,
                 ZeroPages = (ulong)records.Count - dataPages,
                 InheritedPages = inherited,
                 ScannedPages = scanned,
+                UnreadablePages = unreadable,
                 Files =
                 {
                     new ImageFileInfo { Name = ImageFormat.PagesFile, Size = (long)dataOffset },
                     new ImageFileInfo { Name = ImageFormat.IndexFile, Size = indexBytes.Length, Hash = PageHash.Fast128(indexBytes).ToString() },
                 },
             };
-            File.Move(pagesTmp, System.IO.Path.Combine(path, ImageFormat.PagesFile));
-            File.Move(indexTmp, System.IO.Path.Combine(path, ImageFormat.IndexFile));
-            using (var mf = CreateFile(manifestTmp))
+            manifest.Checksum = ImageFormat.ManifestChecksum(manifest);
+            using (var mf = output.Create(ImageFormat.ManifestFile))
             {
                 mf.Write(JsonSerializer.SerializeToUtf8Bytes(manifest, ImageFormat.Json));
                 mf.Flush(flushToDisk: true);
             }
-            File.Move(manifestTmp, System.IO.Path.Combine(path, ImageFormat.ManifestFile));
-            FsyncDirectory(path);
+            output.Commit();
             return new ImageSaveResult(path, manifest, clock.Elapsed, dataOffset + (ulong)indexBytes.Length);
         }
         catch (IOException ex) when (ex is not FileNotFoundException)
@@ -215,40 +222,6 @@ public static class ImageWriter
             yield return new AddressRange(Math.Max(start, c.Start), Math.Min(end, c.End));
         }
     }
-
-    /// <summary>Creates the image directory (0700), or refuses where one is already there.</summary>
-    private static void PrepareDirectory(string path)
-    {
-        if (Directory.Exists(path))
-        {
-            if (File.Exists(System.IO.Path.Combine(path, ImageFormat.ManifestFile)))
-                throw new SoftDirtyException(SoftDirtyError.ImageExists, $"{path} already holds a memory image; choose a new directory.", path);
-            if (Directory.EnumerateFileSystemEntries(path).Any())
-                throw new SoftDirtyException(SoftDirtyError.ImageExists, $"{path} is not empty (an interrupted save leaves files without manifest.json); remove it or choose a new directory.", path);
-            File.SetUnixFileMode(path, ImageFormat.DirectoryMode);
-            return;
-        }
-        try { Directory.CreateDirectory(path, ImageFormat.DirectoryMode); }
-        catch (IOException ex) { throw new SoftDirtyException(SoftDirtyError.ImageWriteError, $"Creating {path} failed: {ex.Message}", path, 0, ex); }
-        catch (UnauthorizedAccessException ex) { throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"Creating {path} failed: {ex.Message}", path, Errno.EACCES, ex); }
-    }
-
-    private static FileStream CreateFile(string path) => new(path, new FileStreamOptions
-    {
-        Mode = FileMode.CreateNew,
-        Access = FileAccess.Write,
-        Share = FileShare.None,
-        BufferSize = 0,
-        UnixCreateMode = ImageFormat.FileMode,
-    });
-
-    private static void FsyncDirectory(string path)
-    {
-        int fd = Native.Open(path, Native.O_RDONLY | Native.O_CLOEXEC);
-        if (fd < 0) return;
-        Native.Fsync(fd);
-        Native.Close(fd);
-    }
 }
 
 /// <summary>Where a restore writes pages: flat files per mapping, or (later) an emulated process.</summary>
@@ -261,34 +234,41 @@ public interface IRestoreTarget
     void Complete();
 }
 
-/// <summary>One flat file per mapping, <c>START-END.bin</c> (hex), the mapping's size, absent pages as zeros (sparse).</summary>
-public sealed class FlatFileRestoreTarget : IRestoreTarget
+/// <summary>
+/// One flat file per mapping, <c>START-END.bin</c> (hex), the mapping's size, absent pages as zeros (sparse), and
+/// <c>mappings.json</c>, written last: its presence marks a finished restore. Written into a private folder that
+/// replaces the destination (absent or an empty directory of the caller) only when everything is written.
+/// </summary>
+public sealed class FlatFileRestoreTarget : IRestoreTarget, IDisposable
 {
+    public const string MappingsFile = "mappings.json";
     private readonly string _directory;
     private readonly List<(ImageMapping Mapping, FileStream File)> _files = new();
-    private int _pageSize;
+    private PrivateOutput? _output;
 
     public FlatFileRestoreTarget(string directory) => _directory = System.IO.Path.GetFullPath(directory);
 
     public IReadOnlyList<(ImageMapping Mapping, string Path, ulong PagesWritten)> Results => _results;
     private readonly List<(ImageMapping, string, ulong)> _results = new();
     private ulong[] _written = Array.Empty<ulong>();
+    private IReadOnlyList<ImageMapping> _mappings = Array.Empty<ImageMapping>();
 
     public static string FileName(ImageMapping m) => $"{m.Start:x12}-{m.End:x12}.bin";
 
+    /// <summary>Checks the destination before anything is read (absent, or an empty directory of the caller, no link).</summary>
+    public void CheckDestination() => SafeFiles.CheckDestination(_directory, "The restore destination");
+
     public void Prepare(IReadOnlyList<ImageMapping> mappings, int pageSize)
     {
-        _pageSize = pageSize;
-        Directory.CreateDirectory(_directory, ImageFormat.DirectoryMode);
+        _output = PrivateOutput.Begin(_directory, "The restore destination");
+        _mappings = mappings;
         foreach (var m in mappings)
         {
-            var path = System.IO.Path.Combine(_directory, FileName(m));
-            var fs = new FileStream(path, new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, BufferSize = 0, UnixCreateMode = ImageFormat.FileMode });
-            fs.SetLength((long)(m.End - m.Start));
+            var fs = _output.Create(FileName(m));
             _files.Add((m, fs));
+            fs.SetLength((long)(m.End - m.Start));
         }
         _written = new ulong[_files.Count];
-        File.WriteAllText(System.IO.Path.Combine(_directory, "mappings.json"), JsonSerializer.Serialize(mappings, ImageFormat.Json));
     }
 
     private int _last;
@@ -306,13 +286,28 @@ public sealed class FlatFileRestoreTarget : IRestoreTarget
 
     public void Complete()
     {
+        var output = _output ?? throw new InvalidOperationException("Prepare first.");
         for (int i = 0; i < _files.Count; i++)
         {
             _files[i].File.Flush(flushToDisk: true);
-            _results.Add((_files[i].Mapping, _files[i].File.Name, _written[i]));
+            _results.Add((_files[i].Mapping, output.FinalPath(FileName(_files[i].Mapping)), _written[i]));
             _files[i].File.Dispose();
         }
         _files.Clear();
+        using (var mf = output.Create(MappingsFile))
+        {
+            mf.Write(JsonSerializer.SerializeToUtf8Bytes(_mappings, ImageFormat.Json));
+            mf.Flush(flushToDisk: true);
+        }
+        output.Commit();
+    }
+
+    /// <summary>Without <see cref="Complete"/>: the partial folder is removed, the destination stays as it was.</summary>
+    public void Dispose()
+    {
+        foreach (var (_, f) in _files) f.Dispose();
+        _files.Clear();
+        _output?.Dispose();
     }
 }
 
@@ -323,11 +318,14 @@ public static class ImageRestorer
     {
         var chain = ImageReader.Chain(leafPath);
         var indexes = chain.Select(ImageReader.ReadIndex).ToList();
+        // The whole chain is verified before the target is touched: a corrupt page fails here, with nothing written.
+        for (int c = 0; c < chain.Count; c++)
+            ImageReader.VerifyPages(chain[c], indexes[c], p => throw p.ToException(), cancel);
         var map = ImageReader.Resolve(chain, indexes);
         var leaf = chain[^1].Manifest;
         int ps = leaf.PageSize;
         target.Prepare(leaf.Mappings, ps);
-        var handles = chain.Select(c => File.OpenHandle(c.File(ImageFormat.PagesFile), FileMode.Open, FileAccess.Read)).ToArray();
+        var handles = chain.Select(c => SafeFiles.OpenRegular(c.File(ImageFormat.PagesFile))).ToArray();
         try
         {
             var page = new byte[ps];

@@ -53,46 +53,48 @@ public static class DirtyTracker
     }
 }
 
-/// <summary>Stops a process for a consistent read (SIGSTOP) and always resumes it (SIGCONT).</summary>
+/// <summary>Stops a process for a consistent read and resumes what it stopped (an emulated one directly, a real one with <see cref="PtraceFreeze"/>).</summary>
 public sealed class ProcessFreeze : IDisposable
 {
-    private const int SIGCONT = 18, SIGSTOP = 19;
-    private const long FreezeWaitMilliseconds = 2000;
     private readonly IPageSource _source;
     private bool _frozen;
 
     private ProcessFreeze(IPageSource source) => _source = source;
 
-    /// <summary>Freezes <paramref name="source"/>: an <see cref="IFreezable"/> itself, a real process by SIGSTOP (waiting until it has stopped).</summary>
+    private PtraceFreeze? _ptrace;
+
+    /// <summary>Freezes <paramref name="source"/>: an <see cref="IFreezable"/> itself, a real process with <see cref="PtraceFreeze"/> (resumed by the kernel if this process dies; left alone if it was stopped already).</summary>
     public static ProcessFreeze Freeze(IPageSource source, CancellationToken cancel = default)
     {
         var f = new ProcessFreeze(source);
         if (source is IFreezable freezable) { freezable.Freeze(); f._frozen = true; return f; }
-        if (source.ProcessId == Environment.ProcessId)
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, "A process cannot freeze itself: -Freeze needs another process.", source.ProcessId);
-        if (Native.Kill(source.ProcessId, SIGSTOP) != 0)
-        {
-            int e = Marshal.GetLastPInvokeError();
-            throw new SoftDirtyException(e == Errno.ESRCH ? SoftDirtyError.ProcessExited : SoftDirtyError.PermissionDenied,
-                $"SIGSTOP to process {source.ProcessId} failed: {Errno.Describe(e)}", source.ProcessId, e);
-        }
+        f._ptrace = PtraceFreeze.Freeze(source.ProcessId, cancel);
         f._frozen = true;
-        // Wait until every thread has stopped (state T in /proc/PID/task/*/stat), at most 2 s on the monotonic clock.
-        long deadline = Environment.TickCount64 + FreezeWaitMilliseconds;
-        while (Environment.TickCount64 < deadline && !AllStopped(source.ProcessId)) { cancel.ThrowIfCancellationRequested(); Thread.Sleep(1); }
         return f;
     }
 
-    private static bool AllStopped(int pid)
+    /// <summary>The state letter of a /proc/.../stat file (R, S, D, T, t, Z...); null where it cannot be read (gone).</summary>
+    internal static char? ThreadState(string statPath)
+    {
+        try
+        {
+            var stat = File.ReadAllText(statPath);
+            int close = stat.LastIndexOf(')');
+            return close > 0 && close + 2 < stat.Length ? stat[close + 2] : null;
+        }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>Every thread of the process is stopped (state T or t), or gone.</summary>
+    internal static bool AllStopped(int pid)
     {
         try
         {
             foreach (var task in Directory.EnumerateDirectories($"/proc/{pid}/task"))
             {
-                var stat = File.ReadAllText(Path.Combine(task, "stat"));
-                int close = stat.LastIndexOf(')');
-                char state = close > 0 && close + 2 < stat.Length ? stat[close + 2] : '?';
-                if (state != 'T' && state != 't' && state != 'Z' && state != 'X') return false;
+                var state = ThreadState(Path.Combine(task, "stat"));
+                if (state is not (null or 'T' or 't' or 'Z' or 'X')) return false;
             }
             return true;
         }
@@ -105,6 +107,6 @@ public sealed class ProcessFreeze : IDisposable
         if (!_frozen) return;
         _frozen = false;
         if (_source is IFreezable freezable) freezable.Thaw();
-        else Native.Kill(_source.ProcessId, SIGCONT);
+        else _ptrace?.Dispose();
     }
 }

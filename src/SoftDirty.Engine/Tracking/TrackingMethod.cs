@@ -132,7 +132,7 @@ public interface IAsyncWriteProtectSource
     IDisposable RegisterAsyncWriteProtect(ulong start, ulong end);
 }
 
-/// <summary>A page source that can be stopped and resumed (SIGSTOP/SIGCONT for a real process).</summary>
+/// <summary>A page source that can be stopped and resumed (what ptrace freezing does to a real process).</summary>
 public interface IFreezable
 {
     void Freeze();

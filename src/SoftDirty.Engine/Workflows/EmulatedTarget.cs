@@ -17,6 +17,20 @@ public sealed class EmulatedWorkloadSpec
     /// <summary>The share of accesses that write.</summary>
     public double WriteRatio { get; init; } = 0.5;
     public int Seed { get; init; } = 1;
+
+    /// <summary>Far above what any CPU writes (about 1e9 stores a second per core): a rate above it is a typo, not a workload.</summary>
+    public const double MaxAccessesPerSecond = 1e10;
+
+    /// <summary>Throws InvalidArgument for a rate or ratio no workload has, or a range that wraps.</summary>
+    public void Validate()
+    {
+        if (!double.IsFinite(AccessesPerSecond) || AccessesPerSecond < 0 || AccessesPerSecond > MaxAccessesPerSecond)
+            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"The workload's AccessesPerSecond {AccessesPerSecond} is out of range (0 to {MaxAccessesPerSecond:g}).", AccessesPerSecond);
+        if (!double.IsFinite(WriteRatio) || WriteRatio < 0 || WriteRatio > 1)
+            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"The workload's WriteRatio {WriteRatio} is out of range (0 to 1).", WriteRatio);
+        if (Length == 0 || Length > ulong.MaxValue - Address)
+            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"The workload's range 0x{Address:x} + 0x{Length:x} is empty or wraps past the end of the address space.", Length);
+    }
 }
 
 /// <summary>
@@ -25,12 +39,14 @@ public sealed class EmulatedWorkloadSpec
 /// cref="IAsyncWriteProtectSource"/> registers its memory for async write-protect (the emulator's
 /// userfaultfd); <see cref="IFreezable"/> stops the workload (what SIGSTOP does to a real one).
 /// </summary>
-public sealed class EmulatedTarget : IPageSource, IWorkloadDriver, IAsyncWriteProtectSource, IFreezable
+public sealed class EmulatedTarget : IPageSource, IWorkloadDriver, IAsyncWriteProtectSource, IFreezable, IPageSourceWrapper
 {
+    IPageSource IPageSourceWrapper.Inner => Process;
     private int _seed;
 
     public EmulatedTarget(EmulatedProcess process, EmulatedWorkloadSpec? workload = null)
     {
+        workload?.Validate();
         Process = process;
         Workload = workload;
         _seed = workload?.Seed ?? 1;
@@ -52,13 +68,21 @@ public sealed class EmulatedTarget : IPageSource, IWorkloadDriver, IAsyncWritePr
     public int WriteClearRefs(ReadOnlySpan<byte> text) => Process.WriteClearRefs(text);
     public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions) => Process.ScanPagemap(ref request, regions);
 
+    private const double AccessBatch = 1 << 22;
+
     public void Advance(TimeSpan interval, CancellationToken cancel)
     {
         cancel.ThrowIfCancellationRequested();
         EmulatedSeconds += interval.TotalSeconds;
         if (Frozen || Workload is not { } w) return;
-        long count = (long)Math.Round(w.AccessesPerSecond * interval.TotalSeconds);
-        if (count > 0) EmulatedWorkload.Run(Process, w.Address, w.Length, w.Pattern, count, w.WriteRatio, _seed++);
+        double total = Math.Round(w.AccessesPerSecond * interval.TotalSeconds);
+        // In batches, so that Ctrl+C stops a long interval (one batch per call keeps short runs as they were).
+        for (double done = 0; done < total; done += AccessBatch)
+        {
+            cancel.ThrowIfCancellationRequested();
+            long count = (long)Math.Min(AccessBatch, total - done);
+            if (count > 0) EmulatedWorkload.Run(Process, w.Address, w.Length, w.Pattern, count, w.WriteRatio, _seed++);
+        }
     }
 
     /// <summary>The emulator's userfaultfd keeps the registration for the process's life: disposing is a no-op.</summary>

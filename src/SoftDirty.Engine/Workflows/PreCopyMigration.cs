@@ -68,7 +68,7 @@ public sealed class PreCopyOptions
     /// <summary>Stop the live rounds once at most this many pages are dirty.</summary>
     public ulong StopThreshold { get; init; }
     public string? Destination { get; init; }
-    /// <summary>Freeze for the stop-and-copy round (a real process: SIGSTOP/SIGCONT); off only for the current process.</summary>
+    /// <summary>Freeze for the stop-and-copy round (a real process: ptrace, see <see cref="PtraceFreeze"/>); off only for the current process.</summary>
     public bool FreezeFinal { get; init; } = true;
     public Func<MemoryMapping, bool>? Selector { get; init; }
 }
@@ -90,80 +90,93 @@ public static class PreCopyMigration
         var total = Stopwatch.StartNew();
         double clock = 0;
         string? parent = null;
-        if (options.Destination is { } dest) Directory.CreateDirectory(dest, ImageFormat.DirectoryMode);
-
-        tracker.Reset(cancel);
-        DirtyPageSet? pending = null; // null: everything
-        ulong totalPages = 0;
-        int round = 0, growing = 0;
-        ulong lastDirty = ulong.MaxValue;
-        PreCopyStopReason reason;
-        string why;
-        while (true)
+        bool created = false;
+        if (options.Destination is { } dest && !SafeFiles.CheckDestination(Path.GetFullPath(dest), "The migration destination"))
         {
-            round++;
-            status?.Invoke($"round {round}: sending {(pending is null ? "every present page" : pending.PageCount + " dirty pages")}");
-            var roundClock = Stopwatch.StartNew();
-            var (sent, image) = Send(source, tracker.Method, pending, options, round, ref parent, cancel);
-            double transfer = sent * (double)ps / options.Bandwidth;
-            double roundSeconds;
-            if (emulated) { IntervalClock.Wait(source, TimeSpan.FromSeconds(transfer), cancel); roundSeconds = transfer; }
-            else
+            SafeFiles.CreateDirectory(Path.GetFullPath(dest));
+            created = true;
+        }
+        try
+        {
+            tracker.Reset(cancel);
+            DirtyPageSet? pending = null; // null: everything
+            ulong totalPages = 0;
+            int round = 0, growing = 0;
+            ulong lastDirty = ulong.MaxValue;
+            PreCopyStopReason reason;
+            string why;
+            while (true)
             {
-                IntervalClock.Wait(source, TimeSpan.FromSeconds(Math.Max(0, transfer - roundClock.Elapsed.TotalSeconds)), cancel);
-                roundSeconds = roundClock.Elapsed.TotalSeconds;
+                round++;
+                status?.Invoke($"round {round}: sending {(pending is null ? "every present page" : pending.PageCount + " dirty pages")}");
+                var roundClock = Stopwatch.StartNew();
+                var (sent, image) = Send(source, tracker.Method, pending, options, round, ref parent, cancel);
+                double transfer = sent * (double)ps / options.Bandwidth;
+                double roundSeconds;
+                if (emulated) { IntervalClock.Wait(source, TimeSpan.FromSeconds(transfer), cancel); roundSeconds = transfer; }
+                else
+                {
+                    IntervalClock.Wait(source, TimeSpan.FromSeconds(Math.Max(0, transfer - roundClock.Elapsed.TotalSeconds)), cancel);
+                    roundSeconds = roundClock.Elapsed.TotalSeconds;
+                }
+                var dirty = tracker.Collect(rearm: true, cancel);
+                clock += roundSeconds;
+                totalPages += sent;
+                yield return new PreCopyRound
+                {
+                    Round = round, Phase = PreCopyPhase.Live, PagesSent = sent, BytesSent = sent * (ulong)ps, TransferSeconds = transfer,
+                    RoundSeconds = roundSeconds, DirtyPages = dirty.PageCount, Rate = dirty.PageCount / Math.Max(roundSeconds, 1e-6),
+                    Elapsed = emulated ? clock : total.Elapsed.TotalSeconds, PageSize = ps, Method = dirty.Method, ImagePath = image, Ranges = dirty.Ranges.ToArray(),
+                };
+                pending = dirty;
+                if (dirty.PageCount <= options.StopThreshold)
+                { reason = PreCopyStopReason.Converged; why = $"{dirty.PageCount} dirty pages after round {round}, at or below the stop threshold of {options.StopThreshold}."; break; }
+                if (round >= options.MaxIterations)
+                { reason = PreCopyStopReason.MaxIterations; why = $"{options.MaxIterations} live rounds done and still {dirty.PageCount} dirty pages (threshold {options.StopThreshold})."; break; }
+                growing = dirty.PageCount >= lastDirty ? growing + 1 : 0;
+                lastDirty = dirty.PageCount;
+                if (growing >= 2)
+                { reason = PreCopyStopReason.NotConverging; why = $"the dirty set stopped shrinking ({dirty.PageCount} pages): the process dirties memory about as fast as the link sends it ({dirty.PageCount * (double)ps / Math.Max(roundSeconds, 1e-6) / 1e6:N1} MB/s dirtied vs {options.Bandwidth / 1e6:N1} MB/s)."; break; }
             }
-            var dirty = tracker.Collect(rearm: true, cancel);
-            clock += roundSeconds;
-            totalPages += sent;
+
+            // Stop-and-copy: freeze, add what was dirtied since the last collection, send it, resume.
+            status?.Invoke("stop-and-copy");
+            var stopClock = Stopwatch.StartNew();
+            ulong finalSent;
+            string? finalImage;
+            DirtyPageSet finalSet;
+            double downtime, finalTransfer;
+            using (options.FreezeFinal ? ProcessFreeze.Freeze(source, cancel) : null)
+            {
+                var extra = tracker.Collect(rearm: true, cancel);
+                finalSet = Union(pending!, extra);
+                double findSeconds = stopClock.Elapsed.TotalSeconds;
+                (finalSent, finalImage) = Send(source, tracker.Method, finalSet, options, round + 1, ref parent, cancel);
+                finalTransfer = finalSent * (double)ps / options.Bandwidth;
+                downtime = findSeconds + finalTransfer;
+            } // resumed here, before anything is emitted
+            totalPages += finalSent;
+            clock += downtime;
             yield return new PreCopyRound
             {
-                Round = round, Phase = PreCopyPhase.Live, PagesSent = sent, BytesSent = sent * (ulong)ps, TransferSeconds = transfer,
-                RoundSeconds = roundSeconds, DirtyPages = dirty.PageCount, Rate = dirty.PageCount / Math.Max(roundSeconds, 1e-6),
-                Elapsed = emulated ? clock : total.Elapsed.TotalSeconds, PageSize = ps, Method = dirty.Method, ImagePath = image, Ranges = dirty.Ranges.ToArray(),
+                Round = round + 1, Phase = PreCopyPhase.StopAndCopy, PagesSent = finalSent, BytesSent = finalSent * (ulong)ps, TransferSeconds = finalTransfer,
+                RoundSeconds = downtime, DirtyPages = 0, Rate = 0, Elapsed = emulated ? clock : total.Elapsed.TotalSeconds, PageSize = ps, Method = tracker.Method,
+                ImagePath = finalImage, Ranges = finalSet.Ranges.ToArray(),
             };
-            pending = dirty;
-            if (dirty.PageCount <= options.StopThreshold)
-            { reason = PreCopyStopReason.Converged; why = $"{dirty.PageCount} dirty pages after round {round}, at or below the stop threshold of {options.StopThreshold}."; break; }
-            if (round >= options.MaxIterations)
-            { reason = PreCopyStopReason.MaxIterations; why = $"{options.MaxIterations} live rounds done and still {dirty.PageCount} dirty pages (threshold {options.StopThreshold})."; break; }
-            growing = dirty.PageCount >= lastDirty ? growing + 1 : 0;
-            lastDirty = dirty.PageCount;
-            if (growing >= 2)
-            { reason = PreCopyStopReason.NotConverging; why = $"the dirty set stopped shrinking ({dirty.PageCount} pages): the process dirties memory about as fast as the link sends it ({dirty.PageCount * (double)ps / Math.Max(roundSeconds, 1e-6) / 1e6:N1} MB/s dirtied vs {options.Bandwidth / 1e6:N1} MB/s)."; break; }
+            yield return new PreCopySummary
+            {
+                ProcessId = source.ProcessId, Name = source.Name, Method = tracker.Method, LiveRounds = round,
+                TotalPagesSent = totalPages, TotalBytesSent = totalPages * (ulong)ps, Bandwidth = options.Bandwidth,
+                EstimatedDowntime = downtime, Converged = reason == PreCopyStopReason.Converged, StopReason = reason, Reason = why,
+                TotalSeconds = emulated ? clock : total.Elapsed.TotalSeconds, FinalImage = finalImage,
+            };
         }
-
-        // Stop-and-copy: freeze, add what was dirtied since the last collection, send it, resume.
-        status?.Invoke("stop-and-copy");
-        var stopClock = Stopwatch.StartNew();
-        ulong finalSent;
-        string? finalImage;
-        DirtyPageSet finalSet;
-        double downtime, finalTransfer;
-        using (options.FreezeFinal ? ProcessFreeze.Freeze(source, cancel) : null)
+        finally
         {
-            var extra = tracker.Collect(rearm: true, cancel);
-            finalSet = Union(pending!, extra);
-            double findSeconds = stopClock.Elapsed.TotalSeconds;
-            (finalSent, finalImage) = Send(source, tracker.Method, finalSet, options, round + 1, ref parent, cancel);
-            finalTransfer = finalSent * (double)ps / options.Bandwidth;
-            downtime = findSeconds + finalTransfer;
-        } // resumed here, before anything is emitted
-        totalPages += finalSent;
-        clock += downtime;
-        yield return new PreCopyRound
-        {
-            Round = round + 1, Phase = PreCopyPhase.StopAndCopy, PagesSent = finalSent, BytesSent = finalSent * (ulong)ps, TransferSeconds = finalTransfer,
-            RoundSeconds = downtime, DirtyPages = 0, Rate = 0, Elapsed = emulated ? clock : total.Elapsed.TotalSeconds, PageSize = ps, Method = tracker.Method,
-            ImagePath = finalImage, Ranges = finalSet.Ranges.ToArray(),
-        };
-        yield return new PreCopySummary
-        {
-            ProcessId = source.ProcessId, Name = source.Name, Method = tracker.Method, LiveRounds = round,
-            TotalPagesSent = totalPages, TotalBytesSent = totalPages * (ulong)ps, Bandwidth = options.Bandwidth,
-            EstimatedDowntime = downtime, Converged = reason == PreCopyStopReason.Converged, StopReason = reason, Reason = why,
-            TotalSeconds = emulated ? clock : total.Elapsed.TotalSeconds, FinalImage = finalImage,
-        };
+            // A migration that failed before writing anything leaves no empty folder behind (written rounds are kept: a valid chain).
+            if (created && Directory.Exists(options.Destination) && !Directory.EnumerateFileSystemEntries(options.Destination!).Any())
+                Directory.Delete(options.Destination!);
+        }
     }
 
     /// <summary>Sends pages: writes an image (with a destination) or reads them, as a sender would; returns the pages sent.</summary>

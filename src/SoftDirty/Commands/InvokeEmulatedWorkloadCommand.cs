@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Management.Automation;
 using SoftDirty;
@@ -52,14 +53,11 @@ public sealed class InvokeEmulatedWorkloadCommand : EmulatorCmdlet
         if (ParameterSetName == TraceSet)
         {
             var path = SessionState.Path.GetUnresolvedProviderPathFromPSPath(TracePath);
-            if (!File.Exists(path))
-            {
-                WriteError(new ErrorRecord(new FileNotFoundException($"No trace file '{path}'.", path), "TraceNotFound", ErrorCategory.ObjectNotFound, path));
-                return;
-            }
+            var trace = OpenTrace(path);
+            if (trace is null) return;
             Call($"emulated process {Emulator.ProcessId} ({Emulator.Name})", $"replay {path}", () =>
             {
-                try { result = EmulatedWorkload.Replay(Emulator, File.ReadLines(path)); }
+                try { result = EmulatedWorkload.Replay(Emulator, Lines(trace)); }
                 catch (FormatException ex) { throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"{path}: {ex.Message}", path, inner: ex); }
             });
         }
@@ -69,5 +67,29 @@ public sealed class InvokeEmulatedWorkloadCommand : EmulatorCmdlet
                 result = EmulatedWorkload.Run(Emulator, Address, Length, Pattern, Count, WriteRatio, Seed));
         }
         if (result is not null) WriteObject(result);
+    }
+
+    /// <summary>Opens the trace, or writes why not: TraceNotFound (missing), PermissionDenied (unreadable), InvalidArgument (a directory, another I/O error).</summary>
+    private StreamReader? OpenTrace(string path)
+    {
+        try
+        {
+            if (Directory.Exists(path)) throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"The trace {path} is a directory, not a file.", path);
+            return new StreamReader(path);
+        }
+        catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+        {
+            WriteError(new ErrorRecord(new FileNotFoundException($"No trace file '{path}'.", path), "TraceNotFound", ErrorCategory.ObjectNotFound, path));
+        }
+        catch (UnauthorizedAccessException ex) { WriteError(SoftDirtyError.PermissionDenied, $"The trace {path} cannot be read: {ex.Message}", path); }
+        catch (IOException ex) { WriteError(SoftDirtyError.InvalidArgument, $"The trace {path} cannot be read: {ex.Message}", path); }
+        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
+        return null;
+    }
+
+    private static IEnumerable<string> Lines(StreamReader reader)
+    {
+        using (reader)
+            while (reader.ReadLine() is { } line) yield return line;
     }
 }

@@ -48,6 +48,7 @@ public sealed class InvokePreCopyMigrationCommand : SoftDirtyCmdlet
 
     [Parameter]
     [SupportsWildcards]
+    [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(MappingNameCompleter))]
     public string[]? Mapping { get; set; }
 
@@ -57,8 +58,8 @@ public sealed class InvokePreCopyMigrationCommand : SoftDirtyCmdlet
 
     private void Migrate(IPageSource source)
     {
-        if (!ShouldProcess($"{source.Name} ({source.ProcessId})", "Run pre-copy rounds and stop the process (SIGSTOP, then SIGCONT) for the final round")) return;
-        var selector = WatchDirtyPageCommand.Selector(Mapping, null, null);
+        if (!ShouldProcess($"{source.Name} ({source.ProcessId})", "Run pre-copy rounds and stop the process (ptrace) for the final round")) return;
+        var selector = CheckedSelector(source, Mapping);
         using var tracker = DirtyTracker.Create(source, Method, PageHashAlgorithm.Fast128, selector);
         WriteVerbose(tracker.Description);
         var options = new PreCopyOptions

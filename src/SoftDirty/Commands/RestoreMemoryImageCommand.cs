@@ -18,7 +18,10 @@ public sealed class RestoreMemoryImageCommand : SoftDirtyCmdlet
 
     private const string FileSet = "File";
 
-    /// <summary>The directory for the flat files (START-END.bin per mapping, and mappings.json).</summary>
+    /// <summary>
+    /// The directory for the flat files (START-END.bin per mapping, and mappings.json last): it must not exist or
+    /// be an empty directory of yours (never a link); it appears complete or not at all.
+    /// </summary>
     [Parameter(ParameterSetName = FileSet, Mandatory = true, Position = 1)]
     public string Destination { get; set; } = "";
 
@@ -45,7 +48,8 @@ public sealed class RestoreMemoryImageCommand : SoftDirtyCmdlet
         if (!ShouldProcess(path, $"Restore into flat files in {dest}")) return;
         try
         {
-            var target = new FlatFileRestoreTarget(dest);
+            using var target = new FlatFileRestoreTarget(dest);
+            target.CheckDestination();
             ImageRestorer.Restore(path, target, Cancellation);
             foreach (var (m, file, pages) in target.Results)
                 WriteObject(new RestoredMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Mapping = m.Path, File = file, PagesWritten = pages });

@@ -36,12 +36,23 @@ public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
     [Parameter]
     public TrackingMethod Method { get; set; } = TrackingMethod.Auto;
 
-    /// <summary>Stop the process (SIGSTOP) for the dump; it is always resumed (SIGCONT).</summary>
+    /// <summary>
+    /// Stop the process for the dump (ptrace: PTRACE_SEIZE and PTRACE_INTERRUPT of every thread), so that the
+    /// kernel resumes it even if this command dies; a process that was already stopped is left stopped.
+    /// </summary>
     [Parameter]
     public SwitchParameter Freeze { get; set; }
 
+    /// <summary>
+    /// Compare every page's contents with the parent's hashes even where soft-dirty could narrow the search:
+    /// for when something outside this module may have cleared soft-dirty since the parent (CRIU, another tool).
+    /// </summary>
+    [Parameter]
+    public SwitchParameter Verify { get; set; }
+
     [Parameter]
     [SupportsWildcards]
+    [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(MappingNameCompleter))]
     public string[]? Mapping { get; set; }
 
@@ -56,15 +67,17 @@ public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
         if (!ShouldProcess($"{source.Name} ({source.ProcessId})", $"Save a {(parent is null ? "full" : "incremental")} memory image to {path}")) return;
         ImageManifest? parentManifest = parent is null ? null : ImageReader.Open(parent).Manifest;
         var method = ImageTracking.Resolve(source, Method);
-        var selector = WatchDirtyPageCommand.Selector(Mapping, null, null);
+        var selector = CheckedSelector(source, Mapping);
         var progress = new Progress(this, $"Saving the memory of {source.Name} ({source.ProcessId})", path);
         using (Freeze ? ProcessFreeze.Freeze(source, Cancellation) : null)
         {
-            var candidates = ImageTracking.Candidates(source, method, parentManifest, selector, out var armed, Cancellation);
+            var candidates = ImageTracking.Candidates(source, method, parentManifest, selector, Verify, out var armed, out var epoch, WriteWarning, Cancellation);
             WriteVerbose(candidates is null ? $"{method}: every present page is compared" : $"{method}: {candidates.PageCount} candidate pages");
             var result = ImageWriter.Save(source, path, parent, method, candidates, selector, Freeze, armed,
-                (done, total) => progress.Report(done, total, $"{done:N0} of {total:N0} pages"), Cancellation);
+                (done, total) => progress.Report(done, total, $"{done:N0} of {total:N0} pages"), Cancellation, epoch);
             progress.Complete();
+            if (result.Manifest.UnreadablePages > 0)
+                WriteWarning($"{result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (unmapped during the save): the image lacks them, and Test-MemoryImage reports it.");
             WriteObject(MemoryImageInfo.From(ImageReader.Open(result.Path), result.Elapsed.TotalSeconds));
         }
     }

@@ -5,20 +5,21 @@ using SoftDirty.Images;
 namespace SoftDirty.Commands;
 
 /// <summary>
-/// Test-MemoryImage: verifies a chain (parent links, files, index, every page's checksum, completeness) and
-/// says exactly what is wrong: the file and the byte offset.
+/// Test-MemoryImage: verifies a chain (manifest checksums and invariants, parent links, files, index, every
+/// page's checksum, completeness). Returns $true or $false, so <c>if (Test-MemoryImage $p)</c> means what it
+/// says; -Detailed returns what is wrong instead: the file and the byte offset.
 /// </summary>
 [Cmdlet(VerbsDiagnostic.Test, "MemoryImage")]
-[OutputType(typeof(MemoryImageTestResult), typeof(bool))]
+[OutputType(typeof(bool), typeof(MemoryImageTestResult))]
 public sealed class TestMemoryImageCommand : SoftDirtyCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [Alias("FullName", "ImagePath")]
     public string[] Path { get; set; } = System.Array.Empty<string>();
 
-    /// <summary>Only $true or $false.</summary>
+    /// <summary>Return the verdict with every problem (file, offset, message) instead of $true/$false.</summary>
     [Parameter]
-    public SwitchParameter Quiet { get; set; }
+    public SwitchParameter Detailed { get; set; }
 
     protected override void ProcessRecord()
     {
@@ -26,8 +27,8 @@ public sealed class TestMemoryImageCommand : SoftDirtyCmdlet
         {
             var result = ImageVerifier.Test(GetUnresolvedProviderPathFromPSPath(p), Cancellation);
             foreach (var problem in result.Problems) WriteVerbose(problem.Message);
-            if (Quiet) WriteObject(result.Valid);
-            else WriteObject(result);
+            if (Detailed) WriteObject(result);
+            else WriteObject(result.Valid);
         }
     }
 }

@@ -53,6 +53,7 @@ public sealed class WatchDirtyPageCommand : SoftDirtyCmdlet
     /// <summary>Watch only these mappings (names or paths, wildcards).</summary>
     [Parameter]
     [SupportsWildcards]
+    [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(MappingNameCompleter))]
     public string[]? Mapping { get; set; }
 
@@ -71,21 +72,13 @@ public sealed class WatchDirtyPageCommand : SoftDirtyCmdlet
             ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "-Length needs -Address.", Length)));
     }
 
-    internal static Func<MemoryMapping, bool>? Selector(string[]? names, ulong? address, ulong? length)
-    {
-        var byName = names is { Length: > 0 } ? new MappingSelector(names) : null;
-        ulong start = address ?? 0, end = address is null ? ulong.MaxValue : start + (length ?? 1);
-        if (byName is null && address is null) return null;
-        return m => (byName is null || byName.IsMatch(m)) && m.End > start && m.Start < end;
-    }
-
     private IPageSource? Target() => WorkflowTarget(Id, Emulator, Workload);
 
     protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Watch);
 
     private void Watch(IPageSource source)
     {
-        using var tracker = DirtyTracker.Create(source, Method, HashAlgorithm, Selector(Mapping, Address, Length));
+        using var tracker = DirtyTracker.Create(source, Method, HashAlgorithm, CheckedSelector(source, Mapping, Address, Length));
         WriteVerbose(tracker.Description);
         int? count = MyInvocation.BoundParameters.ContainsKey(nameof(Duration)) ? null : Count > 0 ? Count : 10;
         TimeSpan? duration = count is null ? TimeSpan.FromSeconds(Duration) : null;

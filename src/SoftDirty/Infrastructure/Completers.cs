@@ -69,7 +69,7 @@ public sealed class MappingNameCompleter : IArgumentCompleter
 }
 
 /// <summary>Wraps a source the caller does not own, so disposing it does nothing.</summary>
-internal sealed class BorrowedSource : IPageSource
+internal sealed class BorrowedSource : IPageSource, SoftDirty.Tracking.IPageSourceWrapper
 {
     private readonly IPageSource _inner;
     public BorrowedSource(IPageSource inner) => _inner = inner;

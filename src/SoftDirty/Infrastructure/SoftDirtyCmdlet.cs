@@ -66,6 +66,7 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         if (address is { } start)
         {
             ulong len = length ?? pageSize;
+            CheckNoWrap(start, len, roundLength ? pageSize : 1);
             if (roundLength) len = (len + pageSize - 1) / pageSize * pageSize;
             var spans = PageMapReader.SpansOfRange(mappings, start, len, source.PageSize, out var unmapped);
             if (spans.Count == 0)
@@ -89,6 +90,36 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         return PageMapReader.SpansOf(mappings);
     }
 
+    /// <summary>[start, start + length) rounded up to <paramref name="granule"/> must end inside the 64-bit address space.</summary>
+    protected static void CheckNoWrap(ulong start, ulong length, ulong granule)
+    {
+        ulong room = ulong.MaxValue - start;
+        if (length > room || (granule > 1 && length > ulong.MaxValue - (granule - 1)) || (granule > 1 && (length + granule - 1) / granule * granule > room))
+            throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+                $"0x{start:x} + 0x{length:x} wraps past the end of the 64-bit address space; give a -Length that ends inside it.", length);
+    }
+
+    /// <summary>
+    /// The mapping selector of a workflow cmdlet (-Mapping, and -Address/-Length where it has them), checked as
+    /// Get-PageMap checks it: a wrapping range is InvalidArgument, names that match no mapping MappingNotFound,
+    /// a range that overlaps no mapping InvalidArgument. Null: every mapping.
+    /// </summary>
+    protected static Func<MemoryMapping, bool>? CheckedSelector(IPageSource source, string[]? mapping, ulong? address = null, ulong? length = null)
+    {
+        if (address is { } a) CheckNoWrap(a, length ?? 1, 1);
+        var selector = WorkflowSelector.Create(mapping, address, length);
+        if (selector is null) return null;
+        var mappings = source.ReadMappings(false);
+        bool any = false;
+        foreach (var m in mappings) if (m.Kind != MappingKind.Vsyscall && selector(m)) { any = true; break; }
+        if (any) return selector;
+        if (mapping is { Length: > 0 })
+            throw new SoftDirtyException(SoftDirtyError.MappingNotFound,
+                $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", mapping)}'{(address is null ? "" : $" in 0x{address:x}-0x{address + (length ?? 1):x}")}; see Get-MemoryMapping -Id {source.ProcessId}.", source.ProcessId);
+        throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+            $"0x{address:x}-0x{address + (length ?? 1):x} lies outside every mapping of process {source.ProcessId} ({source.Name}); see Get-MemoryMapping -Id {source.ProcessId}.", address);
+    }
+
     /// <summary>The targets of one pipeline record: the emulated process, or each real pid.</summary>
     protected IEnumerable<IPageSource?> Targets(int[] ids, EmulatedProcess? emulator)
     {
@@ -104,10 +135,12 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
     /// The one target of a workflow cmdlet: an emulated process wrapped with its workload (so samples and
     /// rounds advance emulated time), or the real pid.
     /// </summary>
-    protected IPageSource? WorkflowTarget(int id, EmulatedProcess? emulator, SoftDirty.Workflows.EmulatedWorkloadSpec? workload) =>
-        ParameterSetName == EmulatorSet && emulator is not null
-            ? new SoftDirty.Workflows.EmulatedTarget(emulator, workload)
-            : OpenProcess(id);
+    protected IPageSource? WorkflowTarget(int id, EmulatedProcess? emulator, SoftDirty.Workflows.EmulatedWorkloadSpec? workload)
+    {
+        if (ParameterSetName != EmulatorSet || emulator is null) return OpenProcess(id);
+        try { return new SoftDirty.Workflows.EmulatedTarget(emulator, workload); }
+        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); return null; }
+    }
 
     /// <summary>Runs per-target work; an engine failure becomes a non-terminating error and the next target runs.</summary>
     protected void ForEachSource(IEnumerable<IPageSource?> sources, Action<IPageSource> work)
@@ -143,6 +176,7 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         SoftDirtyError.ImageParentMismatch => ErrorCategory.InvalidData,
         SoftDirtyError.ImageExists => ErrorCategory.ResourceExists,
         SoftDirtyError.ImageWriteError => ErrorCategory.WriteError,
+        SoftDirtyError.UnsafeDestination => ErrorCategory.SecurityError,
         _ => CategoryByName(error.ToString()),
     };
 

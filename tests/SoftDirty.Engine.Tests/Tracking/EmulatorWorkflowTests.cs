@@ -55,9 +55,9 @@ public sealed class EmulatorWorkflowTests : IDisposable
                 }
                 var resolved = ImageTracking.Resolve(t, method);
                 var parentManifest = parent is null ? null : ImageReader.Open(parent).Manifest;
-                var candidates = ImageTracking.Candidates(t, resolved, parentManifest, null, out var armed, default);
+                var candidates = ImageTracking.Candidates(t, resolved, parentManifest, null, verify: false, out var armed, out var epoch, null, default);
                 var path = Path.Combine(root, "i" + c);
-                ImageWriter.Save(t, path, parent, resolved, candidates, armed: armed);
+                ImageWriter.Save(t, path, parent, resolved, candidates, armed: armed, armedEpoch: epoch);
                 parent = path;
             }
             var full = Path.Combine(root, "full");

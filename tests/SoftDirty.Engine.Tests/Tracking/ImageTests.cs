@@ -50,9 +50,9 @@ public sealed class ImageTests : IDisposable
                         }
                 var method = ImageTracking.Resolve(p, TrackingMethod.Auto);
                 var parentManifest = parent is null ? null : ImageReader.Open(parent).Manifest;
-                var candidates = ImageTracking.Candidates(p, method, parentManifest, null, out var armed, default);
+                var candidates = ImageTracking.Candidates(p, method, parentManifest, null, verify: false, out var armed, out var epoch, null, default);
                 var path = Path.Combine(root, "i" + c);
-                ImageWriter.Save(p, path, parent, method, candidates, armed: armed);
+                ImageWriter.Save(p, path, parent, method, candidates, armed: armed, armedEpoch: epoch);
                 parent = path;
             }
             var full = Path.Combine(root, "full");

@@ -1,0 +1,124 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Runtime.InteropServices;
+using System.Threading;
+
+namespace SoftDirty.Tracking;
+
+/// <summary>
+/// Stops a real process for a consistent read, safely: every thread is attached with PTRACE_SEIZE and stopped
+/// with PTRACE_INTERRUPT, so if this process dies (kill -9) the kernel detaches and the target runs on; SIGSTOP
+/// would leave it stopped forever. A process that was already stopped (state T) is neither attached nor
+/// resumed. A signal that arrives while stopped is handed back on detach. Dispose on the thread that froze
+/// (ptrace requests come from the tracer thread).
+/// </summary>
+public sealed class PtraceFreeze : IDisposable
+{
+    private const int MaxRounds = 64;
+    private readonly int _pid;
+    private readonly Dictionary<int, int> _seized = new(); // tid -> signal to deliver on detach
+
+    private PtraceFreeze(int pid, bool alreadyStopped)
+    {
+        _pid = pid;
+        AlreadyStopped = alreadyStopped;
+    }
+
+    /// <summary>The process was stopped before: nothing was attached, nothing will be resumed.</summary>
+    public bool AlreadyStopped { get; }
+
+    public static unsafe PtraceFreeze Freeze(int pid, CancellationToken cancel)
+    {
+        if (pid == Environment.ProcessId)
+            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, "A process cannot freeze itself: -Freeze needs another process.", pid);
+        if (ProcessFreeze.AllStopped(pid)) return new PtraceFreeze(pid, alreadyStopped: true);
+        var f = new PtraceFreeze(pid, alreadyStopped: false);
+        try
+        {
+            // Threads may start while we attach: repeat until a pass finds none new.
+            for (int round = 0; round < MaxRounds; round++)
+            {
+                cancel.ThrowIfCancellationRequested();
+                bool added = false;
+                foreach (var tid in Threads(pid))
+                {
+                    if (f._seized.ContainsKey(tid)) continue;
+                    if (PtraceNative.Ptrace(PtraceNative.PTRACE_SEIZE, tid, 0, 0) != 0)
+                    {
+                        int e = Marshal.GetLastPInvokeError();
+                        if (e == Errno.ESRCH) continue; // the thread exited
+                        throw new SoftDirtyException(e is Errno.EPERM or Errno.EACCES ? SoftDirtyError.PermissionDenied : SoftDirtyError.ProcIOError,
+                            $"Freezing process {pid}: PTRACE_SEIZE of thread {tid} failed: {Errno.Describe(e)} (another tracer, or no permission to trace it).", pid, e);
+                    }
+                    f._seized[tid] = 0;
+                    added = true;
+                    if (PtraceNative.Ptrace(PtraceNative.PTRACE_INTERRUPT, tid, 0, 0) != 0) { f._seized.Remove(tid); continue; }
+                    if (!WaitStopped(tid, cancel)) { f._seized.Remove(tid); continue; } // exited meanwhile
+                    f._seized[tid] = PendingSignal(tid);
+                }
+                if (!added) return f;
+            }
+            throw new SoftDirtyException(SoftDirtyError.ProcIOError, $"Freezing process {pid}: it kept starting threads through {MaxRounds} passes.", pid);
+        }
+        catch
+        {
+            f.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Waits until the thread is in a ptrace stop (state t). The stop is read from /proc, not waitpid: the .NET
+    /// runtime reaps its own children's wait statuses (a target started by this process), which would hide it.
+    /// </summary>
+    private static unsafe bool WaitStopped(int tid, CancellationToken cancel)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            int status;
+            PtraceNative.Waitpid(tid, &status, PtraceNative.__WALL | PtraceNative.WNOHANG);
+            var state = ProcessFreeze.ThreadState($"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/stat");
+            if (state is null or 'Z' or 'X') return false;
+            if (state is 't' or 'T') return true;
+            if (clock.Elapsed > StopTimeout)
+                throw new SoftDirtyException(SoftDirtyError.ProcIOError, $"Thread {tid} did not stop within {StopTimeout.TotalSeconds} s of PTRACE_INTERRUPT (in uninterruptible sleep?).", tid);
+            cancel.ThrowIfCancellationRequested();
+            Thread.Sleep(1);
+        }
+    }
+
+    private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// The signal a thread stopped for, when its stop is a signal-delivery stop (a signal that arrived during the
+    /// freeze): handed back on detach. 0 for the stop PTRACE_INTERRUPT (or a group stop) made.
+    /// </summary>
+    private static unsafe int PendingSignal(int tid)
+    {
+        const int SigInfoSize = 128, SIGTRAP = 5;
+        byte* info = stackalloc byte[SigInfoSize];
+        if (PtraceNative.Ptrace(PtraceNative.PTRACE_GETSIGINFO, tid, 0, (nint)info) != 0) return 0;
+        int signo = *(int*)info, code = *(int*)(info + 8);
+        bool eventStop = (code >> 8) == PtraceNative.PTRACE_EVENT_STOP || (signo == SIGTRAP && code == (SIGTRAP | (PtraceNative.PTRACE_EVENT_STOP << 8)));
+        return eventStop ? 0 : signo;
+    }
+
+    private static IEnumerable<int> Threads(int pid)
+    {
+        string[] dirs;
+        try { dirs = Directory.GetDirectories($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/task"); }
+        catch (DirectoryNotFoundException) { throw new SoftDirtyException(SoftDirtyError.ProcessExited, $"Process {pid} exited.", pid); }
+        foreach (var d in dirs)
+            if (int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out int tid)) yield return tid;
+    }
+
+    /// <summary>Detaches every thread (the kernel resumes each, unless something else stopped the process meanwhile).</summary>
+    public void Dispose()
+    {
+        foreach (var (tid, sig) in _seized) PtraceNative.Ptrace(PtraceNative.PTRACE_DETACH, tid, 0, sig);
+        _seized.Clear();
+    }
+}
