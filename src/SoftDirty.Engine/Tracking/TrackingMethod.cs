@@ -29,7 +29,10 @@ public enum PageHashAlgorithm
 /// <summary>An address range [Start, End).</summary>
 public readonly record struct AddressRange(ulong Start, ulong End)
 {
-    public ulong Length => End - Start;
+    /// <summary>Bytes in the range (named Size, as on PageRange and MemoryMapping: an array's own Length would hide a Length property from $ranges.Size member enumeration).</summary>
+    public ulong Size => End - Start;
+    /// <summary>Size, for engine code written before the rename; internal so PowerShell never sees it.</summary>
+    internal ulong Length => Size;
     public override string ToString() => $"0x{Start:x}-0x{End:x}";
 }
 
@@ -44,7 +47,7 @@ public sealed class DirtyPageSet
         PagesScanned = pagesScanned;
         CollectTime = collectTime;
         ulong n = 0;
-        foreach (var r in ranges) n += r.Length / (ulong)pageSize;
+        foreach (var r in ranges) n += r.Size / (ulong)pageSize;
         PageCount = n;
     }
 

@@ -99,11 +99,11 @@ public static class DirtyChart
         }
         if (bands.Count == 0) return new();
         int rows = Math.Max(Rows, bands.Count);
-        double total = bands.Sum(b => (double)b.Length);
-        var counts = bands.Select(b => Math.Max(1, (int)Math.Floor(b.Length / total * (rows - bands.Count)))).ToList();
+        double total = bands.Sum(b => (double)b.Size);
+        var counts = bands.Select(b => Math.Max(1, (int)Math.Floor(b.Size / total * (rows - bands.Count)))).ToList();
         // Give what is left to the largest band.
         int left = rows - counts.Sum();
-        if (left > 0) counts[bands.IndexOf(bands.OrderByDescending(b => b.Length).First())] += left;
+        if (left > 0) counts[bands.IndexOf(bands.OrderByDescending(b => b.Size).First())] += left;
         return bands.Zip(counts).ToList();
     }
 
@@ -113,7 +113,7 @@ public static class DirtyChart
         foreach (var (b, n) in bands)
             for (int i = 0; i < n; i++)
             {
-                ulong s = b.Start + (ulong)((double)b.Length * i / n), e = i == n - 1 ? b.End : b.Start + (ulong)((double)b.Length * (i + 1) / n);
+                ulong s = b.Start + (ulong)((double)b.Size * i / n), e = i == n - 1 ? b.End : b.Start + (ulong)((double)b.Size * (i + 1) / n);
                 rows.Add(new AddressRange(s, Math.Max(e, s + 1)));
             }
         return rows;
@@ -128,7 +128,7 @@ public static class DirtyChart
             if (r.Start >= row.End) break;
             covered += Math.Min(r.End, row.End) - Math.Max(r.Start, row.Start);
         }
-        return (double)covered / row.Length;
+        return (double)covered / row.Size;
     }
 
     private static string Escape(string s) => s.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;");

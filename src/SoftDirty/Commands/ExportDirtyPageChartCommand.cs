@@ -29,6 +29,7 @@ public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
 
     /// <summary>Draw the heat strip over [Address, Address + Length) only (default: the written parts of the address space).</summary>
     [Parameter]
+    [ArgumentCompleter(typeof(AddressCompleter))]
     public ulong? Address { get; set; }
 
     [Parameter]

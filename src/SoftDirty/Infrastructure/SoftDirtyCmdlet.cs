@@ -86,13 +86,43 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
             }
             return spans;
         }
+        if (mappings.Count == 0)
+        {
+            WriteError(SoftDirtyError.MappingNotFound,
+                $"Process {source.ProcessId} ({source.Name}) has no user address space (a kernel thread, or a zombie): there are no pages to read.", source.ProcessId);
+            return null;
+        }
         return PageMapReader.SpansOf(mappings);
     }
+
+    private static readonly HashSet<string> _warnedNoSoftDirty = new();
+
+    /// <summary>
+    /// Warns, once per session and kernel, that soft-dirty bits stay clear on <paramref name="source"/>'s kernel
+    /// (what about is the cmdlet's part of the sentence). Returns whether soft-dirty is supported.
+    /// </summary>
+    protected bool WarnIfNoSoftDirty(IPageSource source, string what)
+    {
+        var f = source.Features;
+        if (f.SoftDirty) return true;
+        string kernel = (f.Emulated ? "emulated " : "") + f.KernelRelease;
+        bool first;
+        lock (_warnedNoSoftDirty) first = _warnedNoSoftDirty.Add(kernel);
+        if (first)
+            WriteWarning($"Kernel {kernel} has no soft-dirty bits: {what} is always false here (once per session; see Get-SoftDirtySupport).");
+        else
+            WriteVerbose($"Kernel {kernel} has no soft-dirty bits: {what} is always false here.");
+        return false;
+    }
+
+    /// <summary>The emulated process of this record (<see cref="ProcessOrEmulatorCmdlet"/> adds one piped into the Id set).</summary>
+    protected virtual EmulatedProcess? EmulatorOf(EmulatedProcess? emulator) => emulator;
 
     /// <summary>The targets of one pipeline record: the emulated process, or each real pid.</summary>
     protected IEnumerable<IPageSource?> Targets(int[] ids, EmulatedProcess? emulator)
     {
-        if (ParameterSetName == EmulatorSet)
+        emulator = EmulatorOf(emulator);
+        if (ParameterSetName == EmulatorSet || emulator is not null)
         {
             if (emulator is not null) yield return new BorrowedSource(emulator);
             yield break;
@@ -104,10 +134,11 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
     /// The one target of a workflow cmdlet: an emulated process wrapped with its workload (so samples and
     /// rounds advance emulated time), or the real pid.
     /// </summary>
-    protected IPageSource? WorkflowTarget(int id, EmulatedProcess? emulator, SoftDirty.Workflows.EmulatedWorkloadSpec? workload) =>
-        ParameterSetName == EmulatorSet && emulator is not null
-            ? new SoftDirty.Workflows.EmulatedTarget(emulator, workload)
-            : OpenProcess(id);
+    protected IPageSource? WorkflowTarget(int id, EmulatedProcess? emulator, SoftDirty.Workflows.EmulatedWorkloadSpec? workload)
+    {
+        emulator = EmulatorOf(emulator);
+        return emulator is not null ? new SoftDirty.Workflows.EmulatedTarget(emulator, workload) : OpenProcess(id);
+    }
 
     /// <summary>Runs per-target work; an engine failure becomes a non-terminating error and the next target runs.</summary>
     protected void ForEachSource(IEnumerable<IPageSource?> sources, Action<IPageSource> work)

@@ -26,7 +26,7 @@ public unsafe class SelfTrackerTests : IDisposable
 
     private bool Mine(MemoryMapping m) => m.Start < _start + Pages * 4096UL && m.End > _start;
     private ulong[] InRegion(DirtyPageSet set) =>
-        set.Ranges.SelectMany(r => Enumerable.Range(0, (int)(r.Length / 4096)).Select(i => r.Start + (ulong)i * 4096))
+        set.Ranges.SelectMany(r => Enumerable.Range(0, (int)(r.Size / 4096)).Select(i => r.Start + (ulong)i * 4096))
             .Where(a => a >= _start && a < _start + Pages * 4096UL).Select(a => (a - _start) / 4096).ToArray();
 
     [Fact]
