@@ -10,6 +10,7 @@
     PowerShellVersion      = '7.4'
     CompatiblePSEditions   = @('Core')
     FormatsToProcess       = @('module/SoftDirty.format.ps1xml')
+    TypesToProcess         = @('module/SoftDirty.types.ps1xml')
     CmdletsToExport        = @(
         'Get-PageMap'
         'Clear-SoftDirty'

@@ -66,7 +66,7 @@ function Invoke-Build {
     # The staged module: an explicit list of files, the manifest's paths made local.
     Remove-Item $StageDir -Recurse -Force -ErrorAction SilentlyContinue
     $null = New-Item -ItemType Directory (Join-Path $StageDir 'en-US') -Force
-    foreach ($f in 'SoftDirty.dll', 'SoftDirty.Engine.dll', 'SoftDirty.format.ps1xml') { Copy-Item (Join-Path $ModuleDir $f) $StageDir }
+    foreach ($f in 'SoftDirty.dll', 'SoftDirty.Engine.dll', 'SoftDirty.format.ps1xml', 'SoftDirty.types.ps1xml') { Copy-Item (Join-Path $ModuleDir $f) $StageDir }
     if (Test-Path (Join-Path $ModuleDir 'en-US')) { Copy-Item (Join-Path $ModuleDir 'en-US/*') (Join-Path $StageDir 'en-US') }
     (Get-Content -Raw (Join-Path $Root 'SoftDirty.psd1')) -replace "'module/", "'" |
         Set-Content -NoNewline (Join-Path $StageDir 'SoftDirty.psd1')

@@ -44,6 +44,10 @@ public enum SoftDirtyError
     ImageExists,
     /// <summary>Writing a memory image failed (disk full, permissions).</summary>
     ImageWriteError,
+    /// <summary>Export-DirtyPageChart got nothing to draw (no input, or only objects it passes over).</summary>
+    ChartNoData,
+    /// <summary>Writing a chart failed: a missing or unwritable folder, a full disk.</summary>
+    ChartWriteError,
 }
 
 /// <summary>An engine failure with a stable <see cref="SoftDirtyError"/> and the errno when one applies.</summary>

@@ -252,6 +252,12 @@ Describe 'Help of <Name>' -Tag Help -ForEach $cmdletCases {
             }
         }
 
+        It 'has a description, not a placeholder' {
+            $text = Squash ((Get-Help $Command -Parameter $Parameter).description.Text -join ' ')
+            $text | Should -Not -Match '^[A-Za-z]+\d+$' -Because "'$text' is a generated stand-in (docs/$Command.md)"
+            $text | Should -Not -Match '\{\{.*\}\}'
+        }
+
         It 'shows its type and description in Get-Help -Parameter' {
             $ph = Get-Help $Command -Parameter $Parameter
             $ph.type.name | Should -Be (Get-DocTypeName (Get-Command $Command).Parameters[$Parameter].ParameterType)
@@ -350,6 +356,8 @@ Describe 'HelpCompiler' -Tag Help, Compiler {
         @{ Case = 'a section is unknown'; Find = '## NOTES'; Replace = '## REMARKS'; Expect = "unknown section '## REMARKS'"; Line = 60 }
         @{ Case = 'a code block is never closed'; Find = '(Get-PageMap.md)'; Replace = "(Get-PageMap.md)`n`n``````powershell`nGet-Thing"; Expect = 'never closed'; Line = 66 }
         @{ Case = 'the title does not match the file'; Find = '# Get-Thing'; Replace = '# Get-Other'; Expect = 'does not match the file name'; Line = 8 }
+        @{ Case = 'a parameter description is a placeholder'; Find = 'The id.'; Replace = 'Id0'; Expect = "placeholder description 'Id0'"; Line = 34 }
+        @{ Case = 'a parameter description is platyPS''s stand-in'; Find = 'The id.'; Replace = '{{ Fill Id Description }}'; Expect = 'placeholder description'; Line = 34 }
     ) {
         $GoodPage.Contains($Find) | Should -BeTrue -Because 'the test must change the page'
         $bad = $GoodPage.Replace($Find, $Replace)

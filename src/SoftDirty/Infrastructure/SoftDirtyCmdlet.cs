@@ -174,6 +174,8 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         SoftDirtyError.ImageParentMismatch => ErrorCategory.InvalidData,
         SoftDirtyError.ImageExists => ErrorCategory.ResourceExists,
         SoftDirtyError.ImageWriteError => ErrorCategory.WriteError,
+        SoftDirtyError.ChartNoData => ErrorCategory.InvalidData,
+        SoftDirtyError.ChartWriteError => ErrorCategory.WriteError,
         _ => CategoryByName(error.ToString()),
     };
 
