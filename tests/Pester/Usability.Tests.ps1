@@ -192,3 +192,48 @@ Describe 'Smaller things a user meets (issue 12.11)' {
         } finally { Remove-Item -Recurse -Force $dir }
     }
 }
+
+Describe 'Tables, wide and list views (issue 12.8)' {
+    BeforeAll {
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 64KB -Path '/usr/lib/x86_64-linux-gnu/libexample-with-a-long-name.so.6'
+        $e | Write-EmulatedMemory -Address $m.Start -Length 8KB
+        function Lines($Objects, [string] $Format, [int] $Width) { @($Objects | & $Format | Out-String -Width $Width -Stream | Where-Object { $_.Trim() }) }
+    }
+
+    It '<Name> fits 120 columns with <First> first and the mapping next to it' -ForEach @(
+        @{ Name = 'PageEntry'; Get = { $e | Get-PageMap }; First = 'Address'; Second = 'Mapping' }
+        @{ Name = 'PageRange'; Get = { $e | Get-PageMap -AsRange }; First = 'Start'; Second = 'Mapping' }
+        @{ Name = 'MemoryMapping'; Get = { $e | Get-MemoryMapping }; First = 'Start'; Second = 'Path' }
+        @{ Name = 'PageScanRegion'; Get = { $e | Search-PageMap -Category Present }; First = 'Start'; Second = 'Mapping' }
+    ) {
+        $lines = Lines (& $Get) 'Format-Table' 120
+        @($lines | Where-Object Length -gt 120) | Should -BeNullOrEmpty
+        $header = @($lines | Where-Object { $_ -match "^\s*$First\s" })[0]
+        $header | Should -Not -BeNullOrEmpty
+        $cols = @($header.Trim() -split '\s+')
+        $cols[0] | Should -Be $First
+        $cols[1..2] | Should -Contain $Second
+        ($lines -join "`n") | Should -Match ' libexample-with' -Because 'a table shows the file name of a path; Format-List shows the path'
+        ($lines -join "`n") | Should -Not -Match '/usr/lib'
+        # At 80 columns the identifying columns are still there.
+        $narrow = (Lines (& $Get) 'Format-Table' 80) -join "`n"
+        $narrow | Should -Match "\b$First\b"
+        $narrow | Should -Match '0x[0-9a-f]{12}'
+    }
+
+    It 'Format-Wide shows addresses in hex' {
+        (Lines ($e | Get-PageMap) 'Format-Wide' 80) -join ' ' | Should -Match ('0x{0:x12}' -f $m.Start)
+        (Lines ($e | Get-MemoryMapping) 'Format-Wide' 80) -join ' ' | Should -Match ('0x{0:x}' -f $m.Start)
+    }
+
+    It 'Format-List shows addresses in hex' {
+        (Lines ($e | Get-PageMap | Select-Object -First 1) 'Format-List' 120) -join "`n" | Should -Match ('Address\s+: 0x{0:x}' -f $m.Start)
+        (Lines ($e | Get-MemoryMapping) 'Format-List' 120) -join "`n" | Should -Match ('Start\s+: 0x{0:x}' -f $m.Start)
+        (Lines ($e | Get-MemoryMapping) 'Format-List' 120) -join "`n" | Should -Match 'VmFlags\s+: rd wr'
+    }
+
+    It 'EmulatedProcess has a table view' {
+        (Lines $e 'Format-Table' 120)[0] | Should -Match '^\s*ProcessId\s+Name\s+Kernel\s+RssKiB'
+    }
+}
