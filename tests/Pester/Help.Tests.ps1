@@ -279,6 +279,16 @@ Describe 'docs/ pages' -Tag Help {
 }
 
 Describe 'Code in <File> line <Line>: <Title>' -Tag Help, Examples -ForEach $codeCases {
+    BeforeAll {
+        # Each example runs with its own temp folder (TMPDIR, which [IO.Path]::GetTempPath() reads), so what
+        # it leaves behind is its own even while other processes use /tmp.
+        $script:SavedTmp = $env:TMPDIR
+        $script:ExampleTmp = Join-Path $TestDrive ([guid]::NewGuid().ToString('n'))
+        $null = New-Item -ItemType Directory $ExampleTmp
+        $env:TMPDIR = $ExampleTmp + '/'
+    }
+    AfterAll { $env:TMPDIR = $SavedTmp }
+
     It 'runs without error in a fresh runspace' {
         $iss = [System.Management.Automation.Runspaces.InitialSessionState]::CreateDefault2()
         $iss.ImportPSModule($env:SOFTDIRTY_MODULE)
@@ -298,6 +308,12 @@ Describe 'Code in <File> line <Line>: <Title>' -Tag Help, Examples -ForEach $cod
                 (Get-PeakRss) | Should -BeGreaterOrEqual ($peakBefore - 256) -Because '-WhatIf must not write clear_refs (a real PeakRss clear lowers VmHWM)'
             }
         } finally { $ps.Dispose() }
+    }
+
+    # The memory-image pages are another change's (their examples are being rewritten there).
+    It 'leaves nothing in the temp folder' -Skip:($File -in 'Save-MemoryImage.md', 'Get-MemoryImage.md', 'Test-MemoryImage.md', 'Restore-MemoryImage.md') {
+        # A job's child process keeps the .NET runtime's own diagnostic pipes there until it exits.
+        @(Get-ChildItem -Force -LiteralPath $ExampleTmp | Where-Object Name -notmatch '^(clr-debug-pipe|dotnet-diagnostic)-\d+-').Name | Should -BeNullOrEmpty -Because "the code at docs/${File}:$Line should remove what it writes"
     }
 }
 
