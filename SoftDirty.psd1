@@ -5,11 +5,12 @@
     RootModule             = 'module/SoftDirty.dll'
     Author                 = 'SoftDirty engineers'
     CompanyName            = 'SoftDirty'
-    Copyright              = '(c) SoftDirty engineers. MIT License.'
+    Copyright              = '(c) 2026 the SoftDirty engineers. MIT License (LICENSE).'
     Description            = 'Which memory pages did a process write to since I last looked? Linux soft-dirty bits, pagemap, clear_refs, smaps and PAGEMAP_SCAN in the PowerShell pipeline, with an emulator of the kernel''s page tables for kernels and platforms without them.'
     PowerShellVersion      = '7.4'
     CompatiblePSEditions   = @('Core')
     FormatsToProcess       = @('module/SoftDirty.format.ps1xml')
+    TypesToProcess         = @('module/SoftDirty.types.ps1xml')
     CmdletsToExport        = @(
         'Get-PageMap'
         'Clear-SoftDirty'
@@ -42,7 +43,7 @@
     PrivateData            = @{
         PSData = @{
             Tags         = @('Linux', 'PSEdition_Core', 'SoftDirty', 'pagemap', 'memory', 'CRIU', 'checkpoint', 'migration')
-            ReleaseNotes = 'Get-PageMap, Clear-SoftDirty, Clear-PageReference, Get-MemoryMapping, Get-SoftDirtySupport and Search-PageMap (PAGEMAP_SCAN) over the Linux /proc interface.'
+            ReleaseNotes = '0.1.0: Get-PageMap, Search-PageMap (PAGEMAP_SCAN), Get-MemoryMapping, Clear-SoftDirty, Clear-PageReference and Get-SoftDirtySupport over /proc; an emulator of the kernel page-table rules (New-EmulatedProcess and the *-Emulated* cmdlets); workflows: Watch-DirtyPage, Save/Get/Test/Restore-MemoryImage, Invoke-PreCopyMigration and Export-DirtyPageChart (charts of samples from jobs and remote sessions too). Piped mappings and ranges select their own pages; page addresses are the Start property; a bare /proc cmdlet prompts for -Id. MIT licensed (LICENSE).'
         }
     }
 }

@@ -13,7 +13,10 @@
                 (soft-dirty on): tests/vm/setup.sh, then tests/vm/run.sh tests/vm/kernel-tests.sh
       Demo      the main job: a real process's mappings, page map and soft-dirty tracking on this kernel
       Bench     one JSON object of speed ratios measured in one run
-      Package   publish the staged module to a local PSResourceGet repository and install it from there
+      Package   publish the staged module to a local PSResourceGet repository, install it from there and
+                uninstall it again (a check that it installs; Install is the task that installs)
+      Install   copy the staged module to the current user's module folder (or -InstallPath), where
+                Import-Module SoftDirty finds it
       Clean     remove build output
 .EXAMPLE
     dotnet tool restore; dotnet pwsh -NoProfile -File ./build.ps1 Test
@@ -22,13 +25,17 @@
 param(
     # One or more tasks; "Test,KernelTest" works too (pwsh -File passes it as one string).
     [Parameter(Position = 0)]
-    [ArgumentCompleter({ param($c, $p, $word) 'Build', 'Docs', 'Native', 'Test', 'KernelTest', 'Demo', 'Bench', 'Package', 'Clean' | Where-Object { $_ -like "$word*" } })]
+    [ArgumentCompleter({ param($c, $p, $word) 'Build', 'Docs', 'Native', 'Test', 'KernelTest', 'Demo', 'Bench', 'Package', 'Install', 'Clean' | Where-Object { $_ -like "$word*" } })]
     [string[]] $Task = 'Build',
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
     # Pester tags to run or skip (Test task).
     [string[]] $Tag,
-    [string[]] $ExcludeTag
+    [string[]] $ExcludeTag,
+    # Install task: the modules folder to install into (default: the current user's, on PSModulePath).
+    [string] $InstallPath,
+    # Install task: copy the module staged in out/SoftDirty as it is, without building first.
+    [switch] $NoBuild
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
@@ -67,7 +74,8 @@ function Invoke-Build {
     # The staged module: an explicit list of files, the manifest's paths made local.
     Remove-Item $StageDir -Recurse -Force -ErrorAction SilentlyContinue
     $null = New-Item -ItemType Directory (Join-Path $StageDir 'en-US') -Force
-    foreach ($f in 'SoftDirty.dll', 'SoftDirty.Engine.dll', 'SoftDirty.format.ps1xml') { Copy-Item (Join-Path $ModuleDir $f) $StageDir }
+    foreach ($f in 'SoftDirty.dll', 'SoftDirty.Engine.dll', 'SoftDirty.format.ps1xml', 'SoftDirty.types.ps1xml') { Copy-Item (Join-Path $ModuleDir $f) $StageDir }
+    Copy-Item (Join-Path $Root 'LICENSE') $StageDir
     if (Test-Path (Join-Path $ModuleDir 'en-US')) { Copy-Item (Join-Path $ModuleDir 'en-US/*') (Join-Path $StageDir 'en-US') }
     (Get-Content -Raw (Join-Path $Root 'SoftDirty.psd1')) -replace "'module/", "'" |
         Set-Content -NoNewline (Join-Path $StageDir 'SoftDirty.psd1')
@@ -277,6 +285,18 @@ function Invoke-Package {
     if ($LASTEXITCODE -ne 0) { throw "Package failed (exit code $LASTEXITCODE)" }
 }
 
+function Invoke-Install {
+    if (-not $NoBuild) { Invoke-Build }
+    if (-not (Test-Path (Join-Path $StageDir 'SoftDirty.psd1'))) { throw "Nothing staged in ${StageDir}: run the Build task first." }
+    # The current user's module folder: ~/.local/share/powershell/Modules on Linux, on PSModulePath by default.
+    $modules = if ($InstallPath) { $InstallPath } else { Join-Path ([Environment]::GetFolderPath('LocalApplicationData')) 'powershell/Modules' }
+    $target = Join-Path $modules "SoftDirty/$Version"
+    Remove-Item $target -Recurse -Force -ErrorAction SilentlyContinue
+    $null = New-Item -ItemType Directory $target -Force
+    Copy-Item (Join-Path $StageDir '*') $target -Recurse -Force
+    Write-Host "    installed SoftDirty $Version in $target (Import-Module SoftDirty; remove the folder to uninstall)"
+}
+
 function Invoke-Demo {
     Invoke-Build
     Invoke-NativeBuild
@@ -312,7 +332,7 @@ function Invoke-Clean {
     Remove-Item (Join-Path $ModuleDir '*.dll'), (Join-Path $ModuleDir '*.pdb'), (Join-Path $ModuleDir 'en-US/SoftDirty.dll-Help.xml') -Force -ErrorAction SilentlyContinue
 }
 
-$Tasks = 'Build', 'Docs', 'Native', 'Test', 'KernelTest', 'Demo', 'Bench', 'Package', 'Clean'
+$Tasks = 'Build', 'Docs', 'Native', 'Test', 'KernelTest', 'Demo', 'Bench', 'Package', 'Install', 'Clean'
 $Task = @($Task -split ',' | ForEach-Object Trim | Where-Object { $_ })
 foreach ($t in $Task) {
     if ($t -notin $Tasks) { throw "Unknown task '$t'; tasks: $($Tasks -join ', ')." }
@@ -327,6 +347,7 @@ foreach ($t in $Task) {
         'Demo' { Invoke-Demo }
         'Bench' { Invoke-Bench }
         'Package' { Invoke-Package }
+        'Install' { Invoke-Install }
         'Clean' { Invoke-Clean }
     }
 }

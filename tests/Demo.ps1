@@ -62,14 +62,18 @@ try {
             if ($_ -is [System.Management.Automation.VerboseRecord]) { Write-Host "  $($_.Message)" -ForegroundColor Yellow } else { $_ } })
         $samples | Format-Table | Out-String -Width 160 | Out-Host
 
-        Show 'A real pre-copy migration of that process over a simulated 200 MB/s link, as memory images, and its chart'
+        Show 'A real pre-copy migration of that process over a simulated 200 MiB/s link, as memory images, and its chart'
         $mig = Join-Path ([IO.Path]::GetTempPath()) "softdirty-demo-$PID"
         $rounds = @(Invoke-PreCopyMigration -Id $wf.Id -Bandwidth 200MB -MaxIterations 5 -StopThreshold 300 -Mapping '[anon]' -Destination $mig)
         $rounds | Where-Object { $_ -is [SoftDirty.Workflows.PreCopyRound] } | Format-Table | Out-String -Width 160 | Out-Host
         $rounds[-1] | Format-List Converged, StopReason, Reason, TotalBytesSent, EstimatedDowntime, FinalImage | Out-String -Width 160 | Out-Host
         $chart = $rounds | Export-DirtyPageChart -Path (Join-Path $mig 'rounds.svg')
         Write-Host "  chart: $($chart.FullName); Test-MemoryImage on the final image: $(Test-MemoryImage $rounds[-1].FinalImage -Quiet)"
-    } finally { Stop-WfTarget $wf }
+    } finally {
+        Stop-WfTarget $wf
+        # The demo leaves nothing behind in the temp folder.
+        if ($mig -and (Test-Path $mig)) { Remove-Item -LiteralPath $mig -Recurse -Force }
+    }
 }
 finally {
     Stop-TestTarget $target
@@ -102,4 +106,5 @@ $out | Where-Object { $_ -is [SoftDirty.Workflows.PreCopyRound] } | Format-Table
 $out[-1] | Format-List Converged, StopReason, Reason, TotalBytesSent, EstimatedDowntime | Out-String -Width 160 | Out-Host
 $svg = Join-Path ([IO.Path]::GetTempPath()) "softdirty-demo-emulated-$PID.svg"
 $chart = $out | Export-DirtyPageChart -Path $svg -Title 'emulated pre-copy (HotSet)'
-Write-Host "  chart of the rounds: $($chart.FullName)"
+Write-Host "  chart of the rounds: $($chart.FullName) ($($chart.Length) bytes; removed again)"
+Remove-Item -LiteralPath $svg

@@ -5,17 +5,24 @@ namespace SoftDirty;
 /// <summary>One page of a process, decoded from its pagemap entry. Properties are computed from Raw.</summary>
 public sealed class PageEntry
 {
-    public PageEntry(int processId, ulong address, PagemapEntry entry, string? mapping)
+    public PageEntry(int processId, ulong start, PagemapEntry entry, string? mapping, int pageSize)
     {
         ProcessId = processId;
-        Address = address;
+        Start = start;
         Raw = entry.Raw;
         Mapping = mapping;
+        PageSize = pageSize;
     }
 
     public int ProcessId { get; }
-    /// <summary>The page's virtual address.</summary>
-    public ulong Address { get; }
+    /// <summary>
+    /// The page's virtual address (shown as Address). Named Start, as on PageRange and MemoryMapping, because
+    /// an array's own Address method would hide a property named Address from member enumeration ($pages.Start).
+    /// </summary>
+    public ulong Start { get; }
+    /// <summary>Exclusive end address: Start + PageSize.</summary>
+    public ulong End => Start + (ulong)PageSize;
+    public int PageSize { get; }
     /// <summary>The raw 64-bit pagemap entry.</summary>
     public ulong Raw { get; }
     /// <summary>The mapping the page belongs to (path or pseudo-name).</summary>
@@ -34,7 +41,7 @@ public sealed class PageEntry
     public bool UffdWriteProtected => Entry.UffdWriteProtected;
     public bool Guard => Entry.Guard;
 
-    public override string ToString() => $"0x{Address:x} {Entry}";
+    public override string ToString() => $"0x{Start:x} {Entry}";
 }
 
 /// <summary>A run of contiguous pages of one mapping whose pagemap flags are all equal.</summary>

@@ -46,6 +46,10 @@ public enum SoftDirtyError
     ImageWriteError,
     /// <summary>A destination is a symbolic link or belongs to another user: the module does not write there.</summary>
     UnsafeDestination,
+    /// <summary>Export-DirtyPageChart got nothing to draw (no input, or only objects it passes over).</summary>
+    ChartNoData,
+    /// <summary>Writing a chart failed: a missing or unwritable folder, a full disk.</summary>
+    ChartWriteError,
 }
 
 /// <summary>An engine failure with a stable <see cref="SoftDirtyError"/> and the errno when one applies.</summary>

@@ -106,6 +106,12 @@ function ConvertTo-PlainInline([string] $Text) {
 }
 
 # Markdown body lines to paragraphs: blank lines separate, list items stand alone, code blocks stay verbatim.
+# A generated stand-in, not a description: a word and a digit ('Bandwidth0', as a help generator leaves it)
+# or platyPS's '{{ Fill Name Description }}'.
+function Test-Placeholder([string] $Text) {
+    $Text -match '^[A-Za-z]+\d+$' -or $Text -match '\{\{.*\}\}'
+}
+
 function ConvertTo-Paragraph($Body) {
     $paras = [System.Collections.Generic.List[object]]::new()
     $buf = [System.Collections.Generic.List[string]]::new()
@@ -271,6 +277,8 @@ function Read-CommandPage([string] $Path) {
         if ($blocks.Count -eq 0) { Stop-Page $Path $p.Line ("parameter -$pname has no " + '```yaml block (Type, Parameter Sets, Aliases, Required, Position, ...)') }
         $paras = ConvertTo-Paragraph $desc
         if ($paras.Count -eq 0) { Stop-Page $Path $p.Line "parameter -$pname has no description" }
+        $plain = (@($paras | Where-Object Kind -eq 'Text' | ForEach-Object Text) -join ' ').Trim()
+        if (Test-Placeholder $plain) { Stop-Page $Path $p.Line "parameter -$pname has a placeholder description '$plain': say what it does, with its unit" }
         $first = $blocks[0].Yaml
         $type = $first['Type'].Value
         if ($type -eq '') { Stop-Page $Path $first['Type'].Line "-$pname has an empty Type" }

@@ -24,4 +24,26 @@ Describe 'Package' -Tag 'Package' {
         @($result.Cmdlets | Sort-Object) | Should -Be @($expected | Sort-Object)
         $result.KernelRelease | Should -Be (Get-Content /proc/sys/kernel/osrelease).Trim()
     }
+
+    It 'build.ps1 Install copies the module where Import-Module finds it, with its LICENSE, and leaves it installed' {
+        $modules = Join-Path $TestDrive 'modules'
+        $build = Join-Path $PSScriptRoot '../../build.ps1'
+        & $pwsh -NoProfile -NonInteractive -File $build Install -NoBuild -InstallPath $modules | Out-Null
+        $LASTEXITCODE | Should -Be 0
+        $version = (Import-PowerShellDataFile $env:SOFTDIRTY_MODULE).ModuleVersion
+        Test-Path (Join-Path $modules "SoftDirty/$version/LICENSE") | Should -BeTrue
+        $env:PSModulePath = $modules + [IO.Path]::PathSeparator + $env:PSModulePath
+        try {
+            $out = & $pwsh -NoProfile -NonInteractive -Command 'Import-Module SoftDirty; (Get-Module SoftDirty).ModuleBase; (Get-SoftDirtySupport).KernelRelease'
+        } finally { $env:PSModulePath = $env:PSModulePath.Substring($modules.Length + 1) }
+        $out[0] | Should -Be (Join-Path $modules "SoftDirty/$version")
+        $out[1] | Should -Be (Get-Content /proc/sys/kernel/osrelease).Trim()
+    }
+
+    It 'has a LICENSE (MIT) and release notes in the manifest' {
+        $manifest = Import-PowerShellDataFile $env:SOFTDIRTY_MODULE
+        $manifest.PrivateData.PSData.ReleaseNotes | Should -Match ([regex]::Escape($manifest.ModuleVersion))
+        Get-Content -Raw (Join-Path (Split-Path $env:SOFTDIRTY_MODULE) 'LICENSE') | Should -Match 'MIT License'
+        $manifest.Copyright | Should -Match 'the SoftDirty engineers'
+    }
 }

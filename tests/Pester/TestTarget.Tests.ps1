@@ -36,7 +36,7 @@ Describe 'sdtarget' {
     It 'writes every stride-th page with write <addr> <index> <count> <stride>' {
         $m = $t.Map(10)
         $t.Send("write $(Hex $m) 1 3 4") | Should -Be '3'
-        (Get-PageMap -Id $t.Id -Address $m -Length (10 * $ps) -Present | ForEach-Object { ($_.Address - $m) / $ps }) | Should -Be 1, 5, 9
+        (Get-PageMap -Id $t.Id -Address $m -Length (10 * $ps) -Present | ForEach-Object { ($_.Start - $m) / $ps }) | Should -Be 1, 5, 9
         $t.TrySend("write $(Hex $m) 1 4 4") | Should -Match '^ERR .*not mapped'   # page 13 lies past the mapping
     }
 

@@ -79,7 +79,7 @@ public static class PageWalk
         foreach (var chunk in Split(ranges, (ulong)chunkBytes))
         {
             cancel.ThrowIfCancellationRequested();
-            int length = (int)chunk.Length, pos = 0;
+            int length = (int)chunk.Size, pos = 0;
             while (pos < length)
             {
                 int got = source.ReadMemory(chunk.Start + (ulong)pos, buffer.AsSpan(pos, length - pos));

@@ -136,7 +136,7 @@ public static class PreCopyMigration
                 growing = dirty.PageCount >= lastDirty ? growing + 1 : 0;
                 lastDirty = dirty.PageCount;
                 if (growing >= 2)
-                { reason = PreCopyStopReason.NotConverging; why = $"the dirty set stopped shrinking ({dirty.PageCount} pages): the process dirties memory about as fast as the link sends it ({dirty.PageCount * (double)ps / Math.Max(roundSeconds, 1e-6) / 1e6:N1} MB/s dirtied vs {options.Bandwidth / 1e6:N1} MB/s)."; break; }
+                { reason = PreCopyStopReason.NotConverging; why = $"the dirty set stopped shrinking ({dirty.PageCount} pages): the process dirties memory about as fast as the link sends it ({dirty.PageCount * (double)ps / Math.Max(roundSeconds, 1e-6) / (1 << 20):N1} MiB/s dirtied vs {options.Bandwidth / (1 << 20):N1} MiB/s)."; break; }
             }
 
             // Stop-and-copy: freeze, add what was dirtied since the last collection, send it, resume.

@@ -10,9 +10,9 @@ namespace SoftDirty.Commands;
 /// Clear-PageReference: the other clear_refs types: referenced (young) bits of all, anonymous or
 /// file-backed pages, or the peak RSS. Soft-dirty has its own cmdlet, Clear-SoftDirty.
 /// </summary>
-[Cmdlet(VerbsCommon.Clear, "PageReference", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = EmulatorSet)]
+[Cmdlet(VerbsCommon.Clear, "PageReference", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = IdSet)]
 [OutputType(typeof(System.Diagnostics.Process), typeof(EmulatedProcess))]
-public sealed class ClearPageReferenceCommand : SoftDirtyCmdlet
+public sealed class ClearPageReferenceCommand : ProcessOrEmulatorCmdlet
 {
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
@@ -25,17 +25,12 @@ public sealed class ClearPageReferenceCommand : SoftDirtyCmdlet
 
     /// <summary>Which clear_refs type: All, Anonymous, Mapped or PeakRss.</summary>
     [Parameter(Mandatory = true, Position = 1)]
+    [NotSoftDirty]
+    [ValidateSet(nameof(ClearRefsType.All), nameof(ClearRefsType.Anonymous), nameof(ClearRefsType.Mapped), nameof(ClearRefsType.PeakRss))]
     public ClearRefsType Type { get; set; }
 
     [Parameter]
     public SwitchParameter PassThru { get; set; }
-
-    protected override void BeginProcessing()
-    {
-        if (Type == ClearRefsType.SoftDirty)
-            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument,
-                "Use Clear-SoftDirty to clear soft-dirty bits; Clear-PageReference takes All, Anonymous, Mapped or PeakRss.", Type)));
-    }
 
     protected override void ProcessRecord() => ForEachSource(Targets(Id, Emulator), source =>
     {

@@ -11,9 +11,9 @@ namespace SoftDirty.Commands;
 /// Clear-SoftDirty: writes "4" to /proc/PID/clear_refs, so that from now on the pages the process writes
 /// read soft-dirty. Refuses, with SoftDirtyNotSupported, on a kernel where bit 55 would never be set.
 /// </summary>
-[Cmdlet(VerbsCommon.Clear, "SoftDirty", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = EmulatorSet)]
+[Cmdlet(VerbsCommon.Clear, "SoftDirty", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = IdSet)]
 [OutputType(typeof(Process), typeof(EmulatedProcess))]
-public sealed class ClearSoftDirtyCommand : SoftDirtyCmdlet
+public sealed class ClearSoftDirtyCommand : ProcessOrEmulatorCmdlet
 {
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]

@@ -1,5 +1,8 @@
+using System;
+using System.Collections;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Management.Automation;
 using SoftDirty;
 using SoftDirty.Tracking;
@@ -9,18 +12,19 @@ namespace SoftDirty.Commands;
 
 /// <summary>
 /// Export-DirtyPageChart: Watch-DirtyPage samples or pre-copy rounds to a self-contained SVG: the dirty rate
-/// over time and a heat strip of the written address space.
+/// over time and a heat strip of the written address space. Live and deserialized objects (from jobs, remote
+/// sessions, Import-Clixml) both work; samples of several processes or hosts each get their own line and strip.
 /// </summary>
 [Cmdlet(VerbsData.Export, "DirtyPageChart", SupportsShouldProcess = true)]
 [OutputType(typeof(FileInfo))]
 public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
 {
-    /// <summary>DirtyPageSample or PreCopyRound objects (a PreCopySummary is passed over).</summary>
+    /// <summary>DirtyPageSample or PreCopyRound objects, live or deserialized (a PreCopySummary is passed over).</summary>
     [Parameter(Mandatory = true, ValueFromPipeline = true)]
     [AllowNull]
     public object? InputObject { get; set; }
 
-    /// <summary>The SVG file to write.</summary>
+    /// <summary>The SVG file to write; its folder must exist.</summary>
     [Parameter(Mandatory = true, Position = 0)]
     public string Path { get; set; } = "";
 
@@ -29,35 +33,145 @@ public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
 
     /// <summary>Draw the heat strip over [Address, Address + Length) only (default: the written parts of the address space).</summary>
     [Parameter]
+    [ArgumentCompleter(typeof(AddressCompleter))]
     public ulong? Address { get; set; }
 
     [Parameter]
     public ulong? Length { get; set; }
 
-    private readonly List<IDirtyTimelinePoint> _points = new();
+    private const string SampleType = "SoftDirty.Workflows.DirtyPageSample";
+    private const string RoundType = "SoftDirty.Workflows.PreCopyRound";
+    private const string SummaryType = "SoftDirty.Workflows.PreCopySummary";
+    private const string Deserialized = "Deserialized.";
+
+    private readonly Dictionary<string, (List<ChartPoint> Points, string? Title)> _series = new();
+    private readonly List<string> _order = new();
+    private int _passedOver;
+
+    protected override void BeginProcessing()
+    {
+        if ((Address is null) != (Length is null) || Length == 0)
+            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "Give -Address and -Length together (Length more than 0).", Length)));
+    }
 
     protected override void ProcessRecord()
     {
-        var o = InputObject is PSObject ps ? ps.BaseObject : InputObject;
+        var ps = InputObject as PSObject;
+        var o = ps?.BaseObject ?? InputObject;
+        var computer = ps?.Properties["PSComputerName"]?.Value as string;
         switch (o)
         {
-            case IDirtyTimelinePoint p: _points.Add(p); break;
-            case PreCopySummary: case null: break;
-            default:
-                WriteError(SoftDirtyError.InvalidArgument, $"Export-DirtyPageChart draws DirtyPageSample and PreCopyRound objects, not {o.GetType().FullName}.", o);
-                break;
+            case null: _passedOver++; return;
+            case DirtyPageSample s: Add(SeriesKey(computer, s.ProcessId, s.Name), Label(computer, $"{s.Name} ({s.ProcessId})"), DirtyChart.ToPoint(s), $"Dirty pages of {s.Name} ({s.ProcessId}), {s.Method}"); return;
+            case PreCopyRound r: Add(SeriesKey(computer, -1, "rounds"), Label(computer, "pre-copy rounds"), DirtyChart.ToPoint(r), null); return;
+            case PreCopySummary: _passedOver++; return;
         }
+        var names = ps?.TypeNames ?? (IList<string>)Array.Empty<string>();
+        if (names.Contains(Deserialized + SampleType) && ps is not null)
+        {
+            int pid = Convert.ToInt32(ps.Properties["ProcessId"]?.Value ?? 0);
+            var name = ps.Properties["Name"]?.Value as string ?? "";
+            if (ToPoint(ps) is { } p) Add(SeriesKey(computer, pid, name), Label(computer, $"{name} ({pid})"), p, $"Dirty pages of {name} ({pid}), {ps.Properties["Method"]?.Value}");
+            return;
+        }
+        if (names.Contains(Deserialized + RoundType) && ps is not null)
+        {
+            if (ToPoint(ps) is { } p) Add(SeriesKey(computer, -1, "rounds"), Label(computer, "pre-copy rounds"), p, null);
+            return;
+        }
+        if (names.Contains(Deserialized + SummaryType)) { _passedOver++; return; }
+        WriteError(SoftDirtyError.InvalidArgument, $"Export-DirtyPageChart draws DirtyPageSample and PreCopyRound objects (live or deserialized), not {names.FirstOrDefault() ?? o.GetType().FullName}.", o);
     }
 
     protected override void EndProcessing()
     {
+        int points = _series.Values.Sum(s => s.Points.Count);
+        if (points == 0)
+            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.ChartNoData,
+                $"Nothing to draw: no DirtyPageSample or PreCopyRound came in ({_passedOver} other object(s) passed over); no chart was written. Pipe Watch-DirtyPage or Invoke-PreCopyMigration output.", InputObject)));
         var path = GetUnresolvedProviderPathFromPSPath(Path);
-        if (!ShouldProcess(path, $"Write a chart of {_points.Count} points")) return;
-        var title = Title ?? (_points.Count > 0 && _points[0] is DirtyPageSample s ? $"Dirty pages of {s.Name} ({s.ProcessId}), {s.Method}" : "Pre-copy migration rounds");
-        if ((Address is null) != (Length is null) || Length == 0)
-            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "Give -Address and -Length together (Length more than 0).", Length)));
+        var folder = System.IO.Path.GetDirectoryName(path);
+        if (string.IsNullOrEmpty(folder) || !Directory.Exists(folder))
+            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.ChartWriteError,
+                $"Cannot write {path}: the folder {folder} does not exist.", path)));
+        if (!ShouldProcess(path, $"Write a chart of {points} point(s) in {_series.Count} series")) return;
+
+        var series = _order.Select(k => new ChartSeries(_series.Count > 1 || k.StartsWith('@') ? LabelOf(k) : "", _series[k].Points)).ToList();
+        var title = Title ?? (_series.Count == 1 ? _series[_order[0]].Title ?? "Pre-copy migration rounds" : $"Dirty pages of {_series.Count} processes");
         AddressRange? focus = Address is { } a ? new AddressRange(a, a + Length!.Value) : null;
-        File.WriteAllText(path, DirtyChart.Render(_points, title, focus));
+        WarnIfEmpty(focus);
+        WriteVerbose($"Drawing {points} point(s) in {_series.Count} series: {string.Join(", ", _order.Select(LabelOf))}.");
+
+        // Write beside the target and move into place, so a failed write (full disk) leaves no half chart.
+        var temp = System.IO.Path.Combine(folder, $".{System.IO.Path.GetFileName(path)}.{Guid.NewGuid():n}.tmp");
+        try
+        {
+            File.WriteAllText(temp, DirtyChart.Render(series, title, focus));
+            File.Move(temp, path, overwrite: true);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.ChartWriteError, $"Cannot write {path}: {ex.Message}", path, inner: ex)));
+        }
         WriteObject(new FileInfo(path));
+    }
+
+    private void WarnIfEmpty(AddressRange? focus)
+    {
+        var ranges = _series.Values.SelectMany(s => s.Points).SelectMany(p => p.Ranges).ToList();
+        if (ranges.Count == 0)
+            WriteWarning("No sample or round recorded a written page: the heat strip is empty.");
+        else if (focus is { } f && !ranges.Any(r => r.Start < f.End && f.Start < r.End))
+            WriteWarning($"No written page lies in 0x{f.Start:x}-0x{f.End:x} (-Address/-Length): the heat strip is empty.");
+    }
+
+    private void Add(string key, string label, ChartPoint point, string? title)
+    {
+        if (!_series.TryGetValue(key, out var s))
+        {
+            s = (new List<ChartPoint>(), title);
+            _series[key] = s;
+            _order.Add(key);
+            _labels[key] = label;
+        }
+        s.Points.Add(point);
+    }
+
+    private readonly Dictionary<string, string> _labels = new();
+    private string LabelOf(string key) => _labels[key];
+
+    private static string SeriesKey(string? computer, int pid, string name) => $"{(computer is null ? "" : "@" + computer)}/{pid}/{name}";
+    private static string Label(string? computer, string what) => computer is null ? what : $"{what} on {computer}";
+
+    /// <summary>A deserialized sample or round as a chart point; ranges come as objects with Start and End, or as strings ("0x1000-0x3000").</summary>
+    private ChartPoint? ToPoint(PSObject ps)
+    {
+        try
+        {
+            double elapsed = Convert.ToDouble(ps.Properties["Elapsed"]?.Value ?? 0.0);
+            double rate = Convert.ToDouble(ps.Properties["Rate"]?.Value ?? 0.0);
+            int pageSize = Convert.ToInt32(ps.Properties["PageSize"]?.Value ?? 0);
+            var ranges = new List<AddressRange>();
+            if ((ps.Properties["Ranges"]?.Value is PSObject rp ? rp.BaseObject : ps.Properties["Ranges"]?.Value) is IEnumerable items and not string)
+                foreach (var item in items)
+                    ranges.Add(RangeOf(item));
+            return new ChartPoint(elapsed, rate, pageSize, ranges.ToArray());
+        }
+        catch (Exception ex) when (ex is FormatException or InvalidCastException or OverflowException)
+        {
+            WriteError(SoftDirtyError.InvalidArgument, $"A deserialized {ps.TypeNames[0]} lacks a readable Elapsed, Rate, PageSize or Ranges: {ex.Message}", ps);
+            return null;
+        }
+    }
+
+    private static AddressRange RangeOf(object? item)
+    {
+        var o = item is PSObject p ? p.BaseObject : item;
+        if (o is AddressRange r) return r;
+        if (o is string s) return AddressRange.TryParse(s, out var parsed) ? parsed : throw new FormatException($"'{s}' is not a range such as 0x1000-0x3000.");
+        if (item is PSObject ps && ps.Properties["Start"]?.Value is { } start && ps.Properties["End"]?.Value is { } end)
+            return new AddressRange(Convert.ToUInt64(start), Convert.ToUInt64(end));
+        throw new FormatException($"'{item}' is not an address range.");
     }
 }

@@ -7,9 +7,9 @@ using SoftDirty.Emulation;
 namespace SoftDirty.Commands;
 
 /// <summary>Get-MemoryMapping: one object per VMA from /proc/PID/smaps, with counters and VmFlags.</summary>
-[Cmdlet(VerbsCommon.Get, "MemoryMapping", DefaultParameterSetName = EmulatorSet)]
+[Cmdlet(VerbsCommon.Get, "MemoryMapping", DefaultParameterSetName = IdSet)]
 [OutputType(typeof(MemoryMapping))]
-public sealed class GetMemoryMappingCommand : SoftDirtyCmdlet
+public sealed class GetMemoryMappingCommand : ProcessOrEmulatorCmdlet
 {
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
@@ -28,6 +28,7 @@ public sealed class GetMemoryMappingCommand : SoftDirtyCmdlet
 
     /// <summary>Only the mapping that contains this address.</summary>
     [Parameter]
+    [ArgumentCompleter(typeof(AddressCompleter))]
     public ulong? Address { get; set; }
 
     protected override void ProcessRecord() => ForEachSource(Targets(Id, Emulator), Emit);
@@ -35,11 +36,16 @@ public sealed class GetMemoryMappingCommand : SoftDirtyCmdlet
     private void Emit(IPageSource source)
     {
         var selector = Mapping is null ? null : new MappingSelector(Mapping);
-        foreach (var m in source.ReadMappings(withCounters: true))
+        var mappings = source.ReadMappings(withCounters: true);
+        int emitted = 0;
+        foreach (var m in mappings)
         {
             if (Address is { } a && !m.Contains(a)) continue;
             if (selector is not null && !selector.IsMatch(m)) continue;
             WriteObject(m);
+            emitted++;
         }
+        WriteVerbose($"Process {source.ProcessId} ({source.Name}): {emitted} of {mappings.Count} mapping(s) from {(source.Features.Emulated ? "the emulator" : $"/proc/{source.ProcessId}/smaps")}" +
+            (Address is { } at ? $" containing 0x{at:x}" : "") + (Mapping is null ? "" : $" matching '{string.Join("', '", Mapping)}'") + ".");
     }
 }

@@ -11,9 +11,9 @@ namespace SoftDirty.Commands;
 /// Get-PageMap: the pagemap entries of a process's pages, one object per page (or per run of equal pages
 /// with -AsRange). Filters run on the raw entries before anything is emitted.
 /// </summary>
-[Cmdlet(VerbsCommon.Get, "PageMap", DefaultParameterSetName = EmulatorSet)]
+[Cmdlet(VerbsCommon.Get, "PageMap", DefaultParameterSetName = IdSet)]
 [OutputType(typeof(PageEntry), typeof(PageRange))]
-public sealed class GetPageMapCommand : SoftDirtyCmdlet
+public sealed class GetPageMapCommand : ProcessOrEmulatorCmdlet
 {
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
@@ -24,12 +24,15 @@ public sealed class GetPageMapCommand : SoftDirtyCmdlet
     [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
     public EmulatedProcess? Emulator { get; set; }
 
-    /// <summary>Start of the range to read (page-aligned).</summary>
-    [Parameter]
+    /// <summary>Start of the range to read (page-aligned). A piped mapping's or range's Start binds here, so each piped object selects its own range.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [Alias("Start")]
+    [ArgumentCompleter(typeof(AddressCompleter))]
     public ulong? Address { get; set; }
 
-    /// <summary>Bytes to read from -Address (a multiple of the page size); default one page.</summary>
-    [Parameter]
+    /// <summary>Bytes to read from -Address (a multiple of the page size); default one page. A piped object's Size (a mapping or range) binds here.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [Alias("Size")]
     public ulong? Length { get; set; }
 
     /// <summary>Mappings to read, by path or pseudo-name ('[heap]'), with wildcards; a file name alone also matches.</summary>
@@ -58,12 +61,12 @@ public sealed class GetPageMapCommand : SoftDirtyCmdlet
     [Parameter]
     public PageReadMethod ReadMethod { get; set; } = PageReadMethod.Auto;
 
-    private bool _warnedNoSoftDirty;
-
-    protected override void BeginProcessing() => CheckRangeParameters(Address, Length, Mapping);
-
-    protected override void ProcessRecord() =>
+    
+    protected override void ProcessRecord()
+    {
+        CheckRangeParameters(Address, Length, Mapping);
         ForEachSource(Targets(Id, Emulator), Read);
+    }
 
 
     private PageFilter BuildFilter()
@@ -77,14 +80,11 @@ public sealed class GetPageMapCommand : SoftDirtyCmdlet
 
     private void Read(IPageSource source)
     {
-        if (!source.Features.SoftDirty && !_warnedNoSoftDirty)
-        {
-            _warnedNoSoftDirty = true;
-            WriteWarning($"The SoftDirty property means nothing here: {source.Features.SoftDirtyReason}");
-        }
+        WarnIfNoSoftDirty(source, "the SoftDirty property");
         var mappings = source.ReadMappings(withCounters: false);
         var spans = SelectSpans(source, mappings, Address, Length, Mapping);
         if (spans is null) return;
+        WriteVerbose($"Process {source.ProcessId} ({source.Name}): {spans.Count} span(s) of {mappings.Count} mapping(s), read method {ReadMethod} ({(source.Features.PagemapScan ? "PAGEMAP_SCAN available" : "pread only: " + source.Features.PagemapScanReason)}), filter {BuildFilter()}.");
 
         var filter = BuildFilter();
         var reader = new PageMapReader(source);
@@ -94,23 +94,28 @@ public sealed class GetPageMapCommand : SoftDirtyCmdlet
         reader.Progress = done => progress.Report(done, total, $"{done:N0} of {total:N0} pages");
 
         int pid = source.ProcessId;
+        ulong emitted = 0;
         var batches = reader.ReadBatches(spans, filter, ReadMethod, Cancellation);
         if (AsRange)
         {
             var ranges = new PageRangeBuilder(pid, source.PageSize);
             foreach (var batch in batches)
                 foreach (ref readonly var hit in batch.Span)
-                    if (ranges.Add(hit.Address, hit.Entry, hit.Mapping) is { } done) WriteObject(done);
-            if (ranges.Flush() is { } last) WriteObject(last);
+                    if (ranges.Add(hit.Address, hit.Entry, hit.Mapping) is { } done) { WriteObject(done); emitted++; }
+            if (ranges.Flush() is { } last) { WriteObject(last); emitted++; }
         }
         else
         {
             // Mapping names are shared strings: one per VMA, not one per page.
             foreach (var batch in batches)
                 foreach (ref readonly var hit in batch.Span)
-                    WriteObject(new PageEntry(pid, hit.Address, hit.Entry, hit.Mapping?.DisplayName));
+                {
+                    WriteObject(new PageEntry(pid, hit.Address, hit.Entry, hit.Mapping?.DisplayName, source.PageSize));
+                    emitted++;
+                }
         }
         progress.Complete();
+        WriteVerbose($"Process {pid}: {emitted:N0} {(AsRange ? "range(s)" : "page(s)")} of {total:N0} pages read.");
     }
 
 }

@@ -9,9 +9,9 @@ namespace SoftDirty.Commands;
 /// Invoke-PreCopyMigration: the rounds of a live migration's pre-copy on a process: one PreCopyRound per
 /// round (live rounds, then the stop-and-copy round), then a PreCopySummary.
 /// </summary>
-[Cmdlet(VerbsLifecycle.Invoke, "PreCopyMigration", DefaultParameterSetName = EmulatorSet, SupportsShouldProcess = true)]
+[Cmdlet(VerbsLifecycle.Invoke, "PreCopyMigration", DefaultParameterSetName = IdSet, SupportsShouldProcess = true)]
 [OutputType(typeof(PreCopyRound), typeof(PreCopySummary))]
-public sealed class InvokePreCopyMigrationCommand : SoftDirtyCmdlet
+public sealed class InvokePreCopyMigrationCommand : ProcessOrEmulatorCmdlet
 {
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]

@@ -12,9 +12,9 @@ namespace SoftDirty.Commands;
 /// regions of pages whose categories match, merged where contiguous; -WriteProtect re-arms userfaultfd
 /// async write-protect on the matched pages (get-and-clear of Written).
 /// </summary>
-[Cmdlet(VerbsCommon.Search, "PageMap", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = EmulatorSet)]
+[Cmdlet(VerbsCommon.Search, "PageMap", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = IdSet)]
 [OutputType(typeof(PageScanRegion))]
-public sealed class SearchPageMapCommand : SoftDirtyCmdlet
+public sealed class SearchPageMapCommand : ProcessOrEmulatorCmdlet
 {
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
@@ -25,12 +25,15 @@ public sealed class SearchPageMapCommand : SoftDirtyCmdlet
     [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
     public EmulatedProcess? Emulator { get; set; }
 
-    /// <summary>Start of the range to scan (page-aligned).</summary>
-    [Parameter]
+    /// <summary>Start of the range to scan (page-aligned). A piped mapping's or range's Start binds here, so each piped object selects its own range.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [Alias("Start")]
+    [ArgumentCompleter(typeof(AddressCompleter))]
     public ulong? Address { get; set; }
 
-    /// <summary>Bytes to scan from -Address; the kernel rounds the end up to a page.</summary>
-    [Parameter]
+    /// <summary>Bytes to scan from -Address; the kernel rounds the end up to a page. A piped object's Size (a mapping or range) binds here.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [Alias("Size")]
     public ulong? Length { get; set; }
 
     /// <summary>Mappings to scan, by path or pseudo-name, with wildcards.</summary>
@@ -67,23 +70,33 @@ public sealed class SearchPageMapCommand : SoftDirtyCmdlet
     [Parameter]
     public SwitchParameter CheckWriteProtectAsync { get; set; }
 
-    protected override void BeginProcessing() => CheckRangeParameters(Address, Length, Mapping);
-
-    protected override void ProcessRecord() => ForEachSource(Targets(Id, Emulator), Scan);
+    
+    protected override void ProcessRecord()
+    {
+        CheckRangeParameters(Address, Length, Mapping);
+        ForEachSource(Targets(Id, Emulator), Scan);
+    }
 
     private void Scan(IPageSource source)
     {
         if (!source.Features.PagemapScan)
             throw new SoftDirtyException(SoftDirtyError.PagemapScanNotSupported,
                 source.Features.PagemapScanReason ?? "PAGEMAP_SCAN is not available.", source.ProcessId);
-        var mappings = source.ReadMappings(withCounters: false);
+        var asked = Category | AnyCategory | InvertCategory | (ReturnCategory ?? PageCategory.None);
+        if ((asked & PageCategory.SoftDirty) != 0) WarnIfNoSoftDirty(source, "the SoftDirty category");
+        var mappings = source.ReadMappings(withCounters: WriteProtect);
         var spans = SelectSpans(source, mappings, Address, Length, Mapping, roundLength: true);
         if (spans is null) return;
+        WriteVerbose($"Process {source.ProcessId} ({source.Name}): PAGEMAP_SCAN over {spans.Count} span(s), categories {Category}, any of {AnyCategory}, inverted {InvertCategory}{(WriteProtect ? ", write-protecting the matches" : "")}.");
 
         var flags = (WriteProtect ? PagemapScanFlags.WriteProtectMatching : 0) | (CheckWriteProtectAsync ? PagemapScanFlags.CheckWriteProtectAsync : 0);
         if (WriteProtect && !ShouldProcess($"process {source.ProcessId} ({source.Name})", "Write-protect the matching pages (PAGEMAP_SCAN WP_MATCHING)"))
             return;
-        var asked = Category | AnyCategory | InvertCategory;
+        if (WriteProtect && !CheckWriteProtectAsync && !AnyRegisteredForWriteProtect(mappings, spans))
+            throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported,
+                $"-WriteProtect would arm nothing: no selected mapping of process {source.ProcessId} ({source.Name}) is registered for userfaultfd write-protect (VmFlags 'uw'). " +
+                "Only the process that owns a userfaultfd can register its memory (Register-EmulatedWriteProtect does it for an emulated process).", source.ProcessId);
+        asked = Category | AnyCategory | InvertCategory;
         var template = new PagemapScanRequest
         {
             Flags = flags,
@@ -95,9 +108,21 @@ public sealed class SearchPageMapCommand : SoftDirtyCmdlet
         };
         var reader = new PageMapReader(source, chunkEntries: 1);
         var byStart = mappings.ToArray();
+        int regions = 0;
         foreach (var region in reader.ScanRegions(spans, template, Cancellation))
+        {
             WriteObject(new PageScanRegion(source.ProcessId, region, MappingAt(byStart, region.Start)?.DisplayName, source.PageSize));
+            regions++;
+        }
+        WriteVerbose($"Process {source.ProcessId}: {regions} matching region(s).");
     }
+
+    /// <summary>Whether any mapping overlapping the spans carries VM_UFFD_WP ("uw"), so WP_MATCHING can arm something.</summary>
+    private static bool AnyRegisteredForWriteProtect(IReadOnlyList<MemoryMapping> mappings, List<PageSpan> spans) =>
+        mappings.Any(m => Array.IndexOf(m.VmFlags, UffdWriteProtectVmFlag) >= 0 && spans.Any(s => s.Start < m.End && m.Start < s.End));
+
+    /// <summary>The smaps VmFlags mnemonic of VM_UFFD_WP.</summary>
+    private const string UffdWriteProtectVmFlag = "uw";
 
     private static MemoryMapping? MappingAt(MemoryMapping[] sorted, ulong address)
     {

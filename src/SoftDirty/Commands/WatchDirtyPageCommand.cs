@@ -11,9 +11,9 @@ namespace SoftDirty.Commands;
 /// Watch-DirtyPage: one sample per interval of the pages a process wrote (dirty pages and bytes, rate,
 /// method, pages scanned, the dirty ranges), emitted as each is taken; Ctrl+C ends it cleanly.
 /// </summary>
-[Cmdlet(VerbsCommon.Watch, "DirtyPage", DefaultParameterSetName = EmulatorSet)]
+[Cmdlet(VerbsCommon.Watch, "DirtyPage", DefaultParameterSetName = IdSet)]
 [OutputType(typeof(DirtyPageSample))]
-public sealed class WatchDirtyPageCommand : SoftDirtyCmdlet
+public sealed class WatchDirtyPageCommand : ProcessOrEmulatorCmdlet
 {
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
@@ -59,6 +59,7 @@ public sealed class WatchDirtyPageCommand : SoftDirtyCmdlet
 
     /// <summary>Watch only the mappings that overlap [Address, Address + Length).</summary>
     [Parameter]
+    [ArgumentCompleter(typeof(AddressCompleter))]
     public ulong? Address { get; set; }
 
     [Parameter]

@@ -28,6 +28,35 @@ public sealed class ProcessIdCompleter : IArgumentCompleter
     }
 }
 
+/// <summary>
+/// Completes -Address with the start of each mapping of the target (hex, with its name as the tooltip), and
+/// never with file names: an address is not a path.
+/// </summary>
+public sealed class AddressCompleter : IArgumentCompleter
+{
+    public IEnumerable<CompletionResult> CompleteArgument(string commandName, string parameterName, string wordToComplete,
+        CommandAst commandAst, IDictionary fakeBoundParameters)
+    {
+        var results = new List<CompletionResult>();
+        foreach (var source in MappingNameCompleter.Sources(fakeBoundParameters))
+        {
+            try
+            {
+                using (source)
+                    foreach (var m in source.ReadMappings(withCounters: false))
+                    {
+                        var text = $"0x{m.Start:x}";
+                        if (text.StartsWith(wordToComplete, StringComparison.OrdinalIgnoreCase))
+                            results.Add(new CompletionResult(text, $"{text} {m.DisplayName}", CompletionResultType.ParameterValue, m.ToString()));
+                    }
+            }
+            catch (SoftDirtyException) { }
+        }
+        // A class completer's empty answer ends completion there: PowerShell does not fall back to file names.
+        return results;
+    }
+}
+
 /// <summary>Completes -Mapping with the paths and pseudo-names in the target's maps.</summary>
 public sealed class MappingNameCompleter : IArgumentCompleter
 {
@@ -51,7 +80,7 @@ public sealed class MappingNameCompleter : IArgumentCompleter
                 yield return new CompletionResult("'" + n.Replace("'", "''") + "'", n, CompletionResultType.ParameterValue, n);
     }
 
-    private static IEnumerable<IPageSource> Sources(IDictionary bound)
+    internal static IEnumerable<IPageSource> Sources(IDictionary bound)
     {
         if (bound["Emulator"] is { } emu && LanguagePrimitives.ConvertTo<object>(emu) is IPageSource emulated)
         {

@@ -87,6 +87,12 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
             }
             return spans;
         }
+        if (mappings.Count == 0)
+        {
+            WriteError(SoftDirtyError.MappingNotFound,
+                $"Process {source.ProcessId} ({source.Name}) has no user address space (a kernel thread, or a zombie): there are no pages to read.", source.ProcessId);
+            return null;
+        }
         return PageMapReader.SpansOf(mappings);
     }
 
@@ -120,10 +126,34 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
             $"0x{address:x}-0x{address + (length ?? 1):x} lies outside every mapping of process {source.ProcessId} ({source.Name}); see Get-MemoryMapping -Id {source.ProcessId}.", address);
     }
 
+    private static readonly HashSet<string> _warnedNoSoftDirty = new();
+
+    /// <summary>
+    /// Warns, once per session and kernel, that soft-dirty bits stay clear on <paramref name="source"/>'s kernel
+    /// (what about is the cmdlet's part of the sentence). Returns whether soft-dirty is supported.
+    /// </summary>
+    protected bool WarnIfNoSoftDirty(IPageSource source, string what)
+    {
+        var f = source.Features;
+        if (f.SoftDirty) return true;
+        string kernel = (f.Emulated ? "emulated " : "") + f.KernelRelease;
+        bool first;
+        lock (_warnedNoSoftDirty) first = _warnedNoSoftDirty.Add(kernel);
+        if (first)
+            WriteWarning($"Kernel {kernel} has no soft-dirty bits: {what} is always false here (once per session; see Get-SoftDirtySupport).");
+        else
+            WriteVerbose($"Kernel {kernel} has no soft-dirty bits: {what} is always false here.");
+        return false;
+    }
+
+    /// <summary>The emulated process of this record (<see cref="ProcessOrEmulatorCmdlet"/> adds one piped into the Id set).</summary>
+    protected virtual EmulatedProcess? EmulatorOf(EmulatedProcess? emulator) => emulator;
+
     /// <summary>The targets of one pipeline record: the emulated process, or each real pid.</summary>
     protected IEnumerable<IPageSource?> Targets(int[] ids, EmulatedProcess? emulator)
     {
-        if (ParameterSetName == EmulatorSet)
+        emulator = EmulatorOf(emulator);
+        if (ParameterSetName == EmulatorSet || emulator is not null)
         {
             if (emulator is not null) yield return new BorrowedSource(emulator);
             yield break;
@@ -137,7 +167,8 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
     /// </summary>
     protected IPageSource? WorkflowTarget(int id, EmulatedProcess? emulator, SoftDirty.Workflows.EmulatedWorkloadSpec? workload)
     {
-        if (ParameterSetName != EmulatorSet || emulator is null) return OpenProcess(id);
+        emulator = EmulatorOf(emulator);
+        if (emulator is null) return OpenProcess(id);
         try { return new SoftDirty.Workflows.EmulatedTarget(emulator, workload); }
         catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); return null; }
     }
@@ -177,6 +208,8 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         SoftDirtyError.ImageExists => ErrorCategory.ResourceExists,
         SoftDirtyError.ImageWriteError => ErrorCategory.WriteError,
         SoftDirtyError.UnsafeDestination => ErrorCategory.SecurityError,
+        SoftDirtyError.ChartNoData => ErrorCategory.InvalidData,
+        SoftDirtyError.ChartWriteError => ErrorCategory.WriteError,
         _ => CategoryByName(error.ToString()),
     };
 

@@ -34,7 +34,7 @@ public unsafe class SelfTrackerTests : IDisposable
 
     private bool Mine(MemoryMapping m) => m.Start < _start + Pages * (ulong)Ps && m.End > _start;
     private ulong[] InRegion(DirtyPageSet set) =>
-        set.Ranges.SelectMany(r => Enumerable.Range(0, (int)(r.Length / (ulong)Ps)).Select(i => r.Start + (ulong)i * (ulong)Ps))
+        set.Ranges.SelectMany(r => Enumerable.Range(0, (int)(r.Size / (ulong)Ps)).Select(i => r.Start + (ulong)i * (ulong)Ps))
             .Where(a => a >= _start && a < _start + Pages * (ulong)Ps).Select(a => (a - _start) / (ulong)Ps).ToArray();
 
     [HostFact]
