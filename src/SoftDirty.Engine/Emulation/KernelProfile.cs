@@ -16,12 +16,29 @@ public sealed class KernelProfile
     public const string Linux618 = "6.18";
     public const string Linux619 = "6.19";
     public const string DefaultName = Linux618;
+    // Profiles measured in the kernel matrix (tests/vm/kernels.list: Debian's kernels under qemu, every
+    // hand-written scenario and 500 random ones of the Pester seed 20261126, 0 differences).
+    /// <summary>Debian trixie's 6.12.117: PAGEMAP_SCAN and WP_ASYNC without guard regions (PAGE_IS_GUARD unknown), mremap of one VMA, the old mremap order.</summary>
+    public const string Linux612 = "6.12";
+    /// <summary>Debian sid's 7.2.13 (amd64; arm64 the same without soft-dirty): the rules of 6.19.</summary>
+    public const string Linux72 = "7.2";
+    /// <summary>Debian trixie-backports' 7.3.4: 7.2, and PAGEMAP_SCAN reports WRITTEN only in VMAs registered for uffd-wp.</summary>
+    public const string Linux73 = "7.3";
 
     private static readonly Dictionary<string, KernelProfile> s_profiles = new(StringComparer.Ordinal)
     {
         [Linux61] = new KernelProfile { Name = Linux61, LegacyMremapOrder = true, LegacyMmapAnonVmaMerge = true },
         [Linux618] = new KernelProfile { Name = Linux618, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true },
         [Linux619] = new KernelProfile { Name = Linux619, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true },
+        // Debian 6.12.117 (kernel matrix): scan's return mask 0x1FF is EINVAL (no PAGE_IS_GUARD, selftest-simple);
+        // mremap EFAULT leaves the destination unmapped (regression-61-mremap-efault-*), so the old mremap order.
+        [Linux612] = new KernelProfile { Name = Linux612, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, LegacyMremapOrder = true },
+        // Debian 7.2.13 amd64 and arm64 (kernel matrix): every print as on 6.19, sticky VM_SOFTDIRTY on merge included.
+        [Linux72] = new KernelProfile { Name = Linux72, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true },
+        // Debian 7.3.4 (kernel matrix): a present page of a VMA not registered for uffd-wp is no longer WRITTEN
+        // in PAGEMAP_SCAN (pagemap-ioctl-mremap: the moved pages scan 0x88, 7.2 says 0x8a); a moved uffd-wp VMA
+        // leaves userfaultfd alone, its neighbours stay registered (regression-uffd-mremap-merge: 0-7 scan 0x91, 7.2 0x90).
+        [Linux73] = new KernelProfile { Name = Linux73, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true, WrittenOnlyInWriteProtectVmas = true, UffdMoveKeepsNeighboursRegistered = true },
     };
 
     private KernelProfile() { }
@@ -62,8 +79,21 @@ public sealed class KernelProfile
     /// <summary>"propagate VM_SOFTDIRTY on merge" (6.19): a merged VMA is soft-dirty if either side was; before, the survivor's flag wins.</summary>
     public bool StickySoftDirtyOnMerge { get; private init; }
 
+    /// <summary>
+    /// PAGEMAP_SCAN reports PAGE_IS_WRITTEN only for pages of VMAs registered for userfaultfd write-protect;
+    /// before, every page without a uffd-wp bit was WRITTEN (measured: Debian 7.3.4 in the kernel matrix).
+    /// </summary>
+    public bool WrittenOnlyInWriteProtectVmas { get; private init; }
+    /// <summary>
+    /// mremap of a VMA registered for uffd-wp (without EVENT_REMAP) takes only the moved VMA out of
+    /// userfaultfd, before it can merge: registered neighbours at the destination, the rest of the source
+    /// VMA included, stay registered; before, the moved VMA merged with them first and all left together
+    /// (measured: Debian 7.3.4 in the kernel matrix, regression-uffd-mremap-merge and -merge-next).
+    /// </summary>
+    public bool UffdMoveKeepsNeighboursRegistered { get; private init; }
+
     /// <summary>The profile names, oldest first.</summary>
-    public static IReadOnlyList<string> Names { get; } = new[] { Linux61, Linux618, Linux619 };
+    public static IReadOnlyList<string> Names { get; } = new[] { Linux61, Linux612, Linux618, Linux619, Linux72, Linux73 };
 
     /// <summary>The profile of a name; throws InvalidArgument for an unknown one.</summary>
     public static KernelProfile Get(string name, bool noSoftDirty = false)
@@ -83,7 +113,8 @@ public sealed class KernelProfile
         HasUffdWriteProtectAsync = HasUffdWriteProtectAsync, HasGuardRegions = HasGuardRegions,
         StickySoftDirtyOnMerge = StickySoftDirtyOnMerge, MremapMovesMultipleVmas = MremapMovesMultipleVmas,
         LegacyMremapOrder = LegacyMremapOrder, UnaccountsUnfaultedOnMprotect = UnaccountsUnfaultedOnMprotect,
-        LegacyMmapAnonVmaMerge = LegacyMmapAnonVmaMerge,
+        LegacyMmapAnonVmaMerge = LegacyMmapAnonVmaMerge, WrittenOnlyInWriteProtectVmas = WrittenOnlyInWriteProtectVmas,
+        UffdMoveKeepsNeighboursRegistered = UffdMoveKeepsNeighboursRegistered,
     };
 
     public override string ToString() => Release;
