@@ -22,7 +22,12 @@ BeforeAll {
     $script:scenarioDir = Join-Path $PSScriptRoot '../scenarios'
     $script:seed = if ($env:SOFTDIRTY_SCENARIO_SEED) { [int]$env:SOFTDIRTY_SCENARIO_SEED } else { 20261126 }
     $script:randomCount = 500
+    # Workloads of the side-by-side of the tracking methods (TrackingComparison), on kernels with both.
+    $script:workloadCount = 250
     $script:boot = [bool]$env:SOFTDIRTY_KERNEL_MATRIX
+    # One line per kernel (id, release, profile, scenarios, checkpoints, differences, seconds), for the report.
+    $script:summary = Join-Path $PSScriptRoot '../results/kernel-matrix/summary.txt'
+    if ($boot) { Remove-Item $summary, (Join-Path (Split-Path $summary) 'methods.txt') -ErrorAction SilentlyContinue }
     $script:skipReason = 'SOFTDIRTY_KERNEL_MATRIX is not set: the matrix boots every kernel of tests/vm/kernels.list under qemu (build.ps1 KernelTest sets it)'
 }
 
@@ -77,7 +82,7 @@ Describe 'The kernel matrix: <Id>' -ForEach $kernels -Tag 'KernelMatrix', 'Diffe
         if ($boot) {
             $dir = Join-Path $PSScriptRoot '../results/kernel-matrix'
             $null = New-Item -ItemType Directory $dir -Force
-            $scenarios = $kernel.Scenarios($scenarioDir, $seed, $randomCount)
+            $scenarios = $kernel.Scenarios($scenarioDir, $seed, $randomCount, $workloadCount)
             $inputPath = Join-Path $dir "$Id.scenario"
             $output = Join-Path $dir "$Id.prints"
             [IO.File]::WriteAllText($inputPath, (-join ($scenarios | ForEach-Object ToText)))
@@ -105,9 +110,30 @@ Describe 'The kernel matrix: <Id>' -ForEach $kernels -Tag 'KernelMatrix', 'Diffe
         $result = $kernel.Compare($recorded, $softDirty, $scenarios)
         $line = '{0,-10} {1,-24} profile {2,-24} {3,4} scenarios {4,6} checkpoints {5,3} differ {6,4} s' -f $Id, $facts.kernel, $kernel.GetProfile($softDirty), $result.Scenarios, $result.Checkpoints, $result.Differing, $facts.seconds
         Write-Host "kernel-matrix: $line"
-        Add-Content (Join-Path $PSScriptRoot '../results/kernel-matrix/summary.txt') $line
+        Add-Content $summary $line
         $result.Matched | Should -BeTrue -Because $kernel.DescribeResult($result, $facts.kernel, $softDirty, $seed)
         $result.Scenarios | Should -BeGreaterOrEqual ($randomCount + 20)
         $result.Checkpoints | Should -BeGreaterThan $result.Scenarios
+    }
+
+    It 'shows soft-dirty and userfaultfd write-protect side by side, with no page written and missed' {
+        if (-not $boot) { Set-ItResult -Skipped -Because $skipReason; return }
+        $softDirty = $facts.config_soft_dirty -eq '1'
+        $profileObject = $kernel.GetProfile($softDirty)
+        if (-not ($softDirty -and $kernel.HasWriteTracking -and $profileObject.HasGuardRegions)) {
+            Set-ItResult -Skipped -Because "kernel $Id lacks soft-dirty, PAGEMAP_SCAN with WP_ASYNC, or PAGE_IS_GUARD (the workloads' scan asks for every category, 6.15+)"
+            return
+        }
+        $workloads = @($scenarios | Where-Object { $_.Name -like "$([SoftDirty.Scenarios.TrackingComparison]::NamePrefix)*" -and $_.Ops[-1].Kind -eq 'Truth' })
+        $workloads.Count | Should -Be $workloadCount
+        $recorded = [SoftDirty.Scenarios.RecordedScenarioRunner]::FromOutput($Id, [IO.File]::ReadAllText($output))
+        $real = [SoftDirty.Scenarios.TrackingComparison]::Count($recorded.Run($workloads))
+        $emulated = [SoftDirty.Scenarios.TrackingComparison]::Count([SoftDirty.Emulation.EmulatedScenarioRunner]::new($profileObject).Run($workloads))
+        Write-Host "kernel-matrix methods: $Id $real"
+        Add-Content (Join-Path (Split-Path $summary) 'methods.txt') "$Id $($facts.kernel): $real"
+        $real.Written | Should -BeGreaterThan 0
+        $real.SoftDirtyFalseNegatives | Should -Be 0 -Because 'soft-dirty must report every page written since the clear'
+        $real.WriteProtectFalseNegatives | Should -Be 0 -Because 'userfaultfd write-protect must report every page written in a registered VMA'
+        $emulated | Should -Be $real -Because 'the emulator reproduces the counts'
     }
 }

@@ -6,19 +6,19 @@
 #   facts about the kernel to OUTPUT.facts ("key value" lines: kernel, arch, package, config_soft_dirty,
 #   config_uffd_wp, guest_rc, seconds). Exits 0 when the guest ran sdscenario to its end, 125 when it did
 #   not (no boot, crash, time out), 1 on a setup error.
-#   Everything it fetches is cached in SOFTDIRTY_VM_DIR (default /var/tmp/softdirty-vm-matrix):
+#   Everything it fetches is cached in SOFTDIRTY_MATRIX_DIR (default /var/tmp/softdirty-vm-matrix):
 #     apt/     a private apt state (its own sources list of the suites kernels.list names; the machine's
 #              apt configuration is never read or changed), debs/ the pinned packages, <ID>/ each unpacked
 #     bin/     the static sdscenario of each architecture
 #   A second run downloads nothing. Needs apt-get and dpkg (Debian), and installs qemu-system-x86,
 #   qemu-system-arm, busybox-static and gcc-aarch64-linux-gnu on the host when missing (root or sudo).
-# Environment: SOFTDIRTY_VM_DIR, SOFTDIRTY_VM_TIMEOUT (seconds for one boot, default 900),
-#   SOFTDIRTY_VM_SMP (virtual CPUs, default 1: sdscenario is one process), SOFTDIRTY_VM_MEM (default 512M),
+# Environment: SOFTDIRTY_MATRIX_DIR, SOFTDIRTY_MATRIX_TIMEOUT (seconds for one boot, default 300),
+#   SOFTDIRTY_MATRIX_SMP (virtual CPUs, default 1: sdscenario is one process), SOFTDIRTY_MATRIX_MEM (default 512M),
 #   SOFTDIRTY_DEBIAN_MIRROR (default: the first deb.debian.org-style URI of the host's apt sources).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
-cache=${SOFTDIRTY_VM_DIR:-/var/tmp/softdirty-vm-matrix}
+cache=${SOFTDIRTY_MATRIX_DIR:-/var/tmp/softdirty-vm-matrix}
 id=${1:?usage: $0 ID INPUT OUTPUT}
 input=$(realpath "${2:?usage: $0 ID INPUT OUTPUT}")
 output=${3:?usage: $0 ID INPUT OUTPUT}
@@ -119,8 +119,8 @@ cp "$input" "$stage/input.scenario"
 (cd "$stage" && find . | /bin/busybox cpio -o -H newc 2>/dev/null | gzip -1) > "$work/initramfs.gz"
 
 # 6. Boot; the serial console goes to a file (the prints are between markers of matrix-init).
-smp=${SOFTDIRTY_VM_SMP:-1}
-qemu=("$qemu_bin" -accel tcg,thread=multi,tb-size=256 "${machine[@]}" -m "${SOFTDIRTY_VM_MEM:-512M}" -smp "$smp"
+smp=${SOFTDIRTY_MATRIX_SMP:-1}
+qemu=("$qemu_bin" -accel tcg,thread=multi,tb-size=256 "${machine[@]}" -m "${SOFTDIRTY_MATRIX_MEM:-512M}" -smp "$smp"
     -nodefaults -no-user-config -no-reboot -display none
     -chardev file,id=console,path="$work/console" -serial chardev:console
     -kernel "$vmlinuz" -initrd "$work/initramfs.gz"
@@ -130,7 +130,7 @@ release=$(basename "$(dirname "$config")")
 say "kernel $release ($arch), $(grep -c '^scenario ' "$input") scenarios, + ${qemu[*]}"
 start=$SECONDS
 rc=0
-timeout -k 10 "${SOFTDIRTY_VM_TIMEOUT:-900}" "${qemu[@]}" </dev/null >"$work/qemu.log" 2>&1 || rc=$?
+timeout -k 10 "${SOFTDIRTY_MATRIX_TIMEOUT:-300}" "${qemu[@]}" </dev/null >"$work/qemu.log" 2>&1 || rc=$?
 seconds=$((SECONDS - start))
 sed -i 's/\r$//' "$work/console"
 guest_rc=$(sed -n 's/^@@sdmatrix-end \([0-9]*\).*/\1/p' "$work/console" | tail -n 1)

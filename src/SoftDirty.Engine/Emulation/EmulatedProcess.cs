@@ -145,6 +145,12 @@ public sealed partial class EmulatedProcess : IPageSource
         return i < _vmas.Count && _vmas[i].Start <= address ? _vmas[i] : null;
     }
 
+    /// <summary>Whether a VMA covers <paramref name="address"/> (mincore's ENOMEM test; the scenario runner's truth record uses it).</summary>
+    internal bool IsMapped(ulong address)
+    {
+        lock (_mem.Lock) return FindVma(address) != null;
+    }
+
     /// <summary>The first address in [start, end) not covered by a VMA, or null when all is mapped.</summary>
     private ulong? FirstHole(ulong start, ulong end)
     {

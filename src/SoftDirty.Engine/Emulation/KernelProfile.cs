@@ -7,7 +7,8 @@ namespace SoftDirty.Emulation;
 /// The kernel an emulated process runs on: one named property per behaviour that differs between
 /// releases, consulted where it matters. Profiles: "6.1" (no PAGEMAP_SCAN, no userfaultfd WP_ASYNC, no
 /// guard regions, mremap of one VMA only, VM_SOFTDIRTY not sticky on merge), "6.18" (PAGEMAP_SCAN, WP_ASYNC,
-/// guard regions, multi-VMA mremap; the default) and "6.19" (VM_SOFTDIRTY sticky on merge). <see cref="WithoutSoftDirty"/> gives the same kernel
+/// guard regions, multi-VMA mremap; the default) and "6.19" (VM_SOFTDIRTY sticky on merge), and the ones measured on Debian's
+/// kernels by the kernel matrix (tests/vm/kernels.list): "6.12", "7.2", "7.3". <see cref="WithoutSoftDirty"/> gives the same kernel
 /// built without CONFIG_MEM_SOFT_DIRTY.
 /// </summary>
 public sealed class KernelProfile
@@ -43,7 +44,7 @@ public sealed class KernelProfile
 
     private KernelProfile() { }
 
-    /// <summary>"6.1", "6.18" or "6.19".</summary>
+    /// <summary>One of <see cref="Names"/>.</summary>
     public string Name { get; private init; } = DefaultName;
     /// <summary>The uname -r the emulated kernel reports.</summary>
     public string Release => Name + ".0-emulated" + (SoftDirtyEnabled ? string.Empty : "-nosoftdirty");

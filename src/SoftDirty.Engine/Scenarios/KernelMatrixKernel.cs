@@ -67,16 +67,19 @@ public sealed class KernelMatrixKernel
     /// What this kernel runs: every hand-written scenario of <paramref name="scenarioDirectory"/>, then
     /// <paramref name="count"/> random ones of <paramref name="seed"/> (anonymous mappings only: on the
     /// guest's tmpfs only cached file pages are mapped around a fault, a rule the emulator does not
-    /// model; write tracking where the profile has PAGEMAP_SCAN and userfaultfd WP_ASYNC).
+    /// model; write tracking where the profile has PAGEMAP_SCAN and userfaultfd WP_ASYNC), and there
+    /// <paramref name="workloads"/> workloads of <see cref="TrackingComparison"/> of the same seed.
     /// </summary>
-    public List<Scenario> Scenarios(string scenarioDirectory, int seed, int count)
+    public List<Scenario> Scenarios(string scenarioDirectory, int seed, int count, int workloads = 0)
     {
-        var profile = KernelProfile.Get(Profile);
         var scenarios = ScenarioDifferential.Load(scenarioDirectory);
-        scenarios.AddRange(ScenarioDifferential.Random(seed, count, allowFileMappings: false,
-            allowWriteTracking: profile.HasPagemapScan && profile.HasUffdWriteProtectAsync));
+        scenarios.AddRange(ScenarioDifferential.Random(seed, count, allowFileMappings: false, allowWriteTracking: HasWriteTracking));
+        if (HasWriteTracking) scenarios.AddRange(TrackingComparison.Workloads(seed, workloads));
         return scenarios;
     }
+
+    /// <summary>The profile has PAGEMAP_SCAN and userfaultfd WP_ASYNC.</summary>
+    public bool HasWriteTracking => KernelProfile.Get(Profile) is { HasPagemapScan: true, HasUffdWriteProtectAsync: true };
 
     /// <summary>The kernel's recorded prints against the emulator on this kernel's profile; never shrinks (the kernel cannot rerun).</summary>
     public ScenarioDifferentialResult Compare(RecordedScenarioRunner kernel, bool softDirty, IReadOnlyList<Scenario> scenarios) =>

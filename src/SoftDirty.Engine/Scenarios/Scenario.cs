@@ -34,6 +34,8 @@ public enum ScenarioOpKind
     UffdWp,
     /// <summary>PAGEMAP_SCAN get-and-reset of WRITTEN over the window (WP_MATCHING|CHECK_WPASYNC): print the regions.</summary>
     Written,
+    /// <summary>Print the pages the current process really wrote since its last clear_refs 4 (the runner's own record).</summary>
+    Truth,
 }
 
 /// <summary>How a scenario mapping is backed.</summary>
@@ -89,6 +91,7 @@ public readonly record struct ScenarioOp(ScenarioOpKind Kind, int Page = 0, int 
         ScenarioOpKind.Scan => "scan",
         ScenarioOpKind.UffdWp => $"uffdwp {Page} {Count}",
         ScenarioOpKind.Written => "written",
+        ScenarioOpKind.Truth => "truth",
         _ => throw new InvalidOperationException(Kind.ToString()),
     };
 }
@@ -156,6 +159,7 @@ public sealed class Scenario
                     "scan" => new ScenarioOp(ScenarioOpKind.Scan),
                     "uffdwp" => new ScenarioOp(ScenarioOpKind.UffdWp, I(1), I(2)),
                     "written" => new ScenarioOp(ScenarioOpKind.Written),
+                    "truth" => new ScenarioOp(ScenarioOpKind.Truth),
                     _ => throw new FormatException($"unknown operation '{f[0]}'"),
                 });
             }

@@ -15,7 +15,7 @@ public sealed class NewEmulatedProcessCommand : SoftDirtyCmdlet
 
     /// <summary>The kernel whose rules apply: 6.1 (no PAGEMAP_SCAN), 6.18 (PAGEMAP_SCAN, guard regions), 6.19 (sticky VM_SOFTDIRTY on merge).</summary>
     [Parameter]
-    [ValidateSet(KernelProfile.Linux61, KernelProfile.Linux618, KernelProfile.Linux619)]
+    [ValidateSet(KernelProfile.Linux61, KernelProfile.Linux612, KernelProfile.Linux618, KernelProfile.Linux619, KernelProfile.Linux72, KernelProfile.Linux73)]
     public string Kernel { get; set; } = KernelProfile.DefaultName;
 
     /// <summary>A kernel built without CONFIG_MEM_SOFT_DIRTY: clear_refs "4" succeeds, bit 55 is never set.</summary>
