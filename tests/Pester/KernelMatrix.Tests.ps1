@@ -124,7 +124,7 @@ Describe 'The kernel matrix: <Id>' -ForEach $kernels -Tag 'KernelMatrix', 'Diffe
             Set-ItResult -Skipped -Because "kernel $Id lacks soft-dirty, PAGEMAP_SCAN with WP_ASYNC, or PAGE_IS_GUARD (the workloads' scan asks for every category, 6.15+)"
             return
         }
-        $workloads = @($scenarios | Where-Object { $_.Name -like "$([SoftDirty.Scenarios.TrackingComparison]::NamePrefix)*" -and $_.Ops[-1].Kind -eq 'Truth' })
+        [SoftDirty.Scenarios.Scenario[]] $workloads = @($scenarios | Where-Object { $_.Name -like "$([SoftDirty.Scenarios.TrackingComparison]::NamePrefix)*" -and $_.Ops[-1].Kind -eq 'Truth' })
         $workloads.Count | Should -Be $workloadCount
         $recorded = [SoftDirty.Scenarios.RecordedScenarioRunner]::FromOutput($Id, [IO.File]::ReadAllText($output))
         $real = [SoftDirty.Scenarios.TrackingComparison]::Count($recorded.Run($workloads))

@@ -312,7 +312,10 @@ public sealed partial class EmulatedProcess
             if ((pte & Pte.CowProtected) != 0) _cowFaults++;   // fork protected it, the other side has gone: reuse
             else _sdFaults++;
         }
-        _pt.Set(page, (pte | WrittenBits | _softDirtyBit) & ~(Pte.UffdWp | Pte.CowProtected));
+        // A uffd-wp bit left in a VMA that is no longer registered stays: only a registered VMA's fault
+        // resolves it (Debian 7.2.13, kernel matrix workload w219: written pages keep bit 57, not WRITTEN).
+        ulong keepWp = vma.UffdWriteProtect ? 0 : pte & Pte.UffdWp;
+        _pt.Set(page, ((pte | WrittenBits | _softDirtyBit) & ~(Pte.UffdWp | Pte.CowProtected)) | keepWp);
         return frame;
     }
 

@@ -184,7 +184,7 @@ public sealed partial class EmulatedProcess : IPageSource
     /// merge; with <see cref="KernelProfile.StickySoftDirtyOnMerge"/> the result has it if either side did,
     /// else the survivor's flag wins (the previous VMA, or the next when only it merges).
     /// </summary>
-    private int MergeAt(int index, bool skipPrev = false)
+    private int MergeAt(int index, bool skipPrev = false, bool skipNext = false)
     {
         bool sticky = Profile.StickySoftDirtyOnMerge;
         bool mergedPrev = false;
@@ -198,7 +198,7 @@ public sealed partial class EmulatedProcess : IPageSource
             index--;
             mergedPrev = true;
         }
-        if (index + 1 < _vmas.Count && _vmas[index].CanMergeWith(_vmas[index + 1]))
+        if (!skipNext && index + 1 < _vmas.Count && _vmas[index].CanMergeWith(_vmas[index + 1]))
         {
             var cur = _vmas[index];
             var next = _vmas[index + 1];
@@ -350,10 +350,15 @@ public sealed partial class EmulatedProcess : IPageSource
             if (oldLen > newLen) { RemoveRange(address + newLen, address + oldLen); oldLen = newLen; }
             if (!multiple) RemoveRange(newAddress, newEnd);
             bool dropUffdWp = !severalVmas && src.UffdWriteProtect;
+            // A moved registered VMA merges only with the registered neighbours it takes out of userfaultfd
+            // (copy_vma merges it while still registered: an unregistered neighbour differs in flags; Debian
+            // 7.2.13, kernel matrix workload w209); on 7.3 with none.
+            bool mergePrev = true, mergeNext = true;
             if (dropUffdWp)
             {
                 if (multiple) RemoveRange(newAddress, newEnd);   // a one-VMA move: the destination goes first
-                if (!Profile.UffdMoveKeepsNeighboursRegistered) LeaveUffdOnMove(FindVma(address)!, address, newAddress, newEnd);
+                (mergePrev, mergeNext) = Profile.UffdMoveKeepsNeighboursRegistered ? (false, false)
+                    : LeaveUffdOnMove(FindVma(address)!, address, newAddress, newEnd);
             }
             ulong oldEnd = address + oldLen;
             // A move of several VMAs stops with EFAULT at the first one registered with userfaultfd; the ones
@@ -391,7 +396,7 @@ public sealed partial class EmulatedProcess : IPageSource
                 moved.Start = to;
                 moved.End = to + (segment.End - segment.Start) + (segment.End == oldEnd ? newLen - oldLen : 0);
                 InsertVma(moved);
-                MergeAt(_vmas.IndexOf(moved));
+                MergeAt(_vmas.IndexOf(moved), skipPrev: !mergePrev, skipNext: !mergeNext);
             }
             if (refused != null) throw UffdRefusesMove(refused);
             return ToMapping(FindVma(newAddress)!, withCounters: false);
@@ -410,8 +415,9 @@ public sealed partial class EmulatedProcess : IPageSource
     /// mapped there; then mremap_userfaultfd_prep takes the merged VMA out of userfaultfd. So the moved
     /// VMA and whatever it merged with (the rest of the source included) lose registration; other VMAs keep it.
     /// </summary>
-    private void LeaveUffdOnMove(Vma src, ulong address, ulong newAddress, ulong newEnd)
+    private (bool Prev, bool Next) LeaveUffdOnMove(Vma src, ulong address, ulong newAddress, ulong newEnd)
     {
+        bool leftPrev = false, leftNext = false;
         var probe = src.Clone();
         probe.PageOffset = src.IsAnonymous && src.AnonVma == 0 ? newAddress >> PageShift : src.BackingPage(address);
         probe.Start = newAddress;
@@ -419,9 +425,16 @@ public sealed partial class EmulatedProcess : IPageSource
         int next = FirstEndingAfter(newEnd - 1);
         int prev = FirstEndingAfter(newAddress - 1);
         if (prev < _vmas.Count && _vmas[prev].End == newAddress && _vmas[prev].CanMergeWith(probe))
+        {
             _vmas[prev].Flags &= ~VmaFlags.UffdWriteProtect;
+            leftPrev = true;
+        }
         if (next < _vmas.Count && _vmas[next].Start == newEnd && probe.CanMergeWith(_vmas[next]))
+        {
             _vmas[next].Flags &= ~VmaFlags.UffdWriteProtect;
+            leftNext = true;
+        }
+        return (leftPrev, leftNext);
     }
 
     // dropUffdWp: the source VMA is registered for uffd-wp without EVENT_REMAP: the moved PTEs lose uffd-wp
