@@ -153,14 +153,14 @@ function Invoke-KernelTest {
         bash (Join-Path $vm 'run.sh') (Join-Path $vm 'kernel-tests.sh')
     }
     Write-Host ('    VM step passed in {0:n0} s' -f $watch.Elapsed.TotalSeconds)
-    Invoke-KernelMatrix
+    Invoke-KernelMatrix -Built
 }
 
 # The emulator against every kernel of tests/vm/kernels.list: each boots under qemu (tests/vm/matrix.sh)
 # with sdscenario alone, one after another; a child pwsh runs tests/Pester/KernelMatrix.Tests.ps1, which
 # generates the scenarios, boots each kernel and compares its recorded prints with the emulator.
-function Invoke-KernelMatrix {
-    Invoke-Build
+function Invoke-KernelMatrix([switch] $Built) {
+    if (-not $Built) { Invoke-Build }
     $null = New-Item -ItemType Directory $ResultsDir -Force
     $env:SOFTDIRTY_KERNEL_MATRIX = '1'
     $watch = [System.Diagnostics.Stopwatch]::StartNew()

@@ -268,12 +268,12 @@ static int run_op(char *line, const char *who)
         rc = scan("written", who, PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC, PAGE_IS_WRITTEN, PAGE_IS_WRITTEN);
     } else if (!strcmp(op, "uffdwp")) {
         rc = uffd_write_protect(addr, len);
-    } else if (!strcmp(op, "truth")) {
-        print_truth(who);
     } else if (!strcmp(op, "fork")) {
         return 1;
     } else if (!strcmp(op, "end")) {
         return 2;
+    } else if (!strcmp(op, "truth")) {
+        print_truth(who);
     } else {
         printf("op %d unknown %s\n", op_number, op);
     }
