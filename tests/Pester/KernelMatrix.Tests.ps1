@@ -76,6 +76,30 @@ Describe 'The kernel matrix harness' -Tag 'KernelMatrix', 'Differential' {
     }
 }
 
+Describe 'The tracking-method side by side' -Tag 'KernelMatrix', 'Differential' {
+    It 'counts false positives and negatives of each method against the pages really written' {
+        # Pages 0-3: soft-dirty says 0,1,2; WRITTEN in registered VMAs says 1 (page 3 unregistered); written: 1, 3.
+        $print = "scenario w0`ncheck 9 self`n0 8080000000000000`n1 8180000000000000`n2 0080000000000000`n3 8100000000000000`n" +
+            "scan 10 self`n0 1 89`n1 2 8b`n2 3 81`n3 4 a`ntruth 11 self`n1 2`n3 4`nend`n"
+        $c = [SoftDirty.Scenarios.TrackingComparison]::Count([string[]] @($print))
+        $c.Workloads | Should -Be 1
+        $c.Written | Should -Be 2
+        $c.SoftDirtyReported | Should -Be 3
+        $c.SoftDirtyFalsePositives | Should -Be 2
+        $c.SoftDirtyFalseNegatives | Should -Be 1
+        $c.WriteProtectReported | Should -Be 1
+        $c.WriteProtectFalsePositives | Should -Be 0
+        $c.WriteProtectFalseNegatives | Should -Be 0
+        $c.UnregisteredWritten | Should -Be 1
+    }
+
+    It 'prints the same truth record on the emulator as the runner keeps it: writes that did not fault, moved by mremap' {
+        $s = [SoftDirty.Scenarios.Scenario]::Parse("scenario t`nreserve 6`nmap 0 4 rw anon`nwrite 0 2`nclear 4`nwrite 1 2`nmremap 1 2 3`nwrite 5 1`ntruth`nend`n")
+        $print = [SoftDirty.Emulation.EmulatedScenarioRunner]::new([SoftDirty.Emulation.KernelProfile]::Get('7.2')).Run($s)[0]
+        $print | Should -Be "scenario t`nop 7 SEGV`ntruth 8 self`n3 5`nend`n"
+    }
+}
+
 Describe 'The kernel matrix: <Id>' -ForEach $kernels -Tag 'KernelMatrix', 'Differential' {
     BeforeAll {
         $kernel = [SoftDirty.Scenarios.KernelMatrixKernel]::Load($listPath) | Where-Object Id -EQ $Id
