@@ -10,7 +10,10 @@
       Test      xunit (engine) and Pester (cmdlets) suites; results in tests/results/. Run as root, the
                 Pester suite runs again as a throwaway unprivileged user (Invoke-PesterUnprivileged)
       KernelTest  the Pester tests tagged Kernel inside a qemu VM running Debian's 6.1 kernel
-                (soft-dirty on): tests/vm/setup.sh, then tests/vm/run.sh tests/vm/kernel-tests.sh
+                (soft-dirty on): tests/vm/setup.sh, then tests/vm/run.sh tests/vm/kernel-tests.sh;
+                then KernelMatrix
+      KernelMatrix  the emulator against every kernel of tests/vm/kernels.list (Debian 6.1 to 7.3,
+                amd64 and arm64), each booted with sdscenario alone: tests/Pester/KernelMatrix.Tests.ps1
       Demo      the main job: a real process's mappings, page map and soft-dirty tracking on this kernel
       Bench     one JSON object of speed ratios measured in one run
       Package   publish the staged module to a local PSResourceGet repository, install it from there and
@@ -25,7 +28,7 @@
 param(
     # One or more tasks; "Test,KernelTest" works too (pwsh -File passes it as one string).
     [Parameter(Position = 0)]
-    [ArgumentCompleter({ param($c, $p, $word) 'Build', 'Docs', 'Native', 'Test', 'KernelTest', 'Demo', 'Bench', 'Package', 'Install', 'Clean' | Where-Object { $_ -like "$word*" } })]
+    [ArgumentCompleter({ param($c, $p, $word) 'Build', 'Docs', 'Native', 'Test', 'KernelTest', 'KernelMatrix', 'Demo', 'Bench', 'Package', 'Install', 'Clean' | Where-Object { $_ -like "$word*" } })]
     [string[]] $Task = 'Build',
     [ValidateSet('Debug', 'Release')]
     [string] $Configuration = 'Release',
@@ -214,7 +217,7 @@ function Invoke-PesterUnprivileged([string] $PesterPath, [string[]] $SuiteArgs) 
             Copy-Item (Join-Path $Root $d) (Join-Path $repo $d) -Recurse
         }
         Copy-Item (Join-Path $Root 'tests/*.ps1') (Join-Path $repo 'tests')
-        Copy-Item (Join-Path $Root 'SoftDirty.psd1') $repo
+        Copy-Item (Join-Path $Root 'SoftDirty.psd1'), (Join-Path $Root 'build.ps1') $repo
         chmod -R 'a+rX' $work
         chmod 0755 (Join-Path $work 'pwsh/pwsh')
         if (-not $selfContained) { chmod 0755 (Join-Path $dotnet 'dotnet') }
@@ -276,6 +279,25 @@ function Invoke-KernelTest {
         bash (Join-Path $vm 'run.sh') (Join-Path $vm 'kernel-tests.sh')
     }
     Write-Host ('    VM step passed in {0:n0} s' -f $watch.Elapsed.TotalSeconds)
+    Invoke-KernelMatrix -Built
+}
+
+# The emulator against every kernel of tests/vm/kernels.list: each boots under qemu (tests/vm/matrix.sh)
+# with sdscenario alone, one after another; a child pwsh runs tests/Pester/KernelMatrix.Tests.ps1, which
+# generates the scenarios, boots each kernel and compares its recorded prints with the emulator.
+function Invoke-KernelMatrix([switch] $Built) {
+    if (-not $Built) { Invoke-Build }
+    $null = New-Item -ItemType Directory $ResultsDir -Force
+    $env:SOFTDIRTY_KERNEL_MATRIX = '1'
+    $watch = [System.Diagnostics.Stopwatch]::StartNew()
+    try {
+        Invoke-Native 'Pester tests/Pester/KernelMatrix.Tests.ps1 (each kernel of tests/vm/kernels.list under qemu)' {
+            & (Get-ChildPwsh) -NoProfile -NonInteractive -File (Join-Path $Root 'tests/Invoke-PesterSuite.ps1') -PesterPath (Get-PesterModulePath) `
+                -ModulePath (Join-Path $StageDir 'SoftDirty.psd1') -ResultsPath $ResultsDir -ResultName 'pester-kernel-matrix' `
+                -Path (Join-Path $Root 'tests/Pester/KernelMatrix.Tests.ps1')
+        }
+    } finally { Remove-Item Env:SOFTDIRTY_KERNEL_MATRIX }
+    Write-Host ('    kernel matrix passed in {0:n0} s' -f $watch.Elapsed.TotalSeconds)
 }
 
 function Invoke-Package {
@@ -332,7 +354,7 @@ function Invoke-Clean {
     Remove-Item (Join-Path $ModuleDir '*.dll'), (Join-Path $ModuleDir '*.pdb'), (Join-Path $ModuleDir 'en-US/SoftDirty.dll-Help.xml') -Force -ErrorAction SilentlyContinue
 }
 
-$Tasks = 'Build', 'Docs', 'Native', 'Test', 'KernelTest', 'Demo', 'Bench', 'Package', 'Install', 'Clean'
+$Tasks = 'Build', 'Docs', 'Native', 'Test', 'KernelTest', 'KernelMatrix', 'Demo', 'Bench', 'Package', 'Install', 'Clean'
 $Task = @($Task -split ',' | ForEach-Object Trim | Where-Object { $_ })
 foreach ($t in $Task) {
     if ($t -notin $Tasks) { throw "Unknown task '$t'; tasks: $($Tasks -join ', ')." }
@@ -344,6 +366,7 @@ foreach ($t in $Task) {
         'Native' { Invoke-NativeBuild }
         'Test' { Invoke-Test }
         'KernelTest' { Invoke-KernelTest }
+        'KernelMatrix' { Invoke-KernelMatrix }
         'Demo' { Invoke-Demo }
         'Bench' { Invoke-Bench }
         'Package' { Invoke-Package }

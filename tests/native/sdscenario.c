@@ -23,6 +23,10 @@
  *                                   window (get-and-reset): print the regions
  *   neighbour                       map, write and unmap the last page of the window's last 2 MiB range
  *                                   (outside the window): a page table shared with the window's pages
+ *   truth                           print the pages this process really wrote since its last "clear 4" (the
+ *                                   runner's own record: a write that did not fault, moved along by mremap,
+ *                                   forgotten by map and unmap of the page): "truth <n> <who>", then one
+ *                                   line per run of such pages "<first page> <end page>"
  *   end                             finish the scenario (children are ended)
  * Output: "scenario <name>", per op failure "op <n> <errno-name>" or "op <n> SEGV", per check
  * "check <n> <who>" (n: the op's number, counting from 1 at "reserve"; who: self, parent or child)
@@ -83,6 +87,45 @@ struct uffd_register_arg { uint64_t start, len, mode, ioctls; };
 struct uffd_writeprotect_arg { uint64_t start, len, mode; };
 
 static int uffd = -1;     /* this process's userfaultfd, made at the first uffdwp */
+static unsigned char truth_written[4096]; /* pages this process wrote since its last "clear 4" ("truth") */
+
+/* The truth record of [p, p + c) within the window: cleared, or moved to q. */
+static void truth_clear(long p, long c)
+{
+    for (long i = p; i < p + c; i++) if (i >= 0 && i < 4096) truth_written[i] = 0;
+}
+
+static int page_mapped(long i)
+{
+    unsigned char v;
+    return mincore(window + i * page_size, page_size, &v) == 0 || errno != ENOMEM;
+}
+
+/* After an mremap of [p, p + c) to q: the record follows each page that moved, one mapped before
+ * (was_mapped) and, unless the call succeeded, unmapped after (a move of several VMAs may stop half-way). */
+static void truth_move(long p, long c, long q, const unsigned char *was_mapped, int done)
+{
+    unsigned char was[4096], moved[4096];
+    for (long i = 0; i < c; i++) {
+        was[i] = p + i >= 0 && p + i < 4096 ? truth_written[p + i] : 0;
+        moved[i] = was_mapped[i] && (done || !page_mapped(p + i));
+    }
+    for (long i = 0; i < c; i++) if (moved[i] && p + i >= 0 && p + i < 4096) truth_written[p + i] = 0;
+    for (long i = 0; i < c; i++) if (moved[i] && q + i >= 0 && q + i < 4096) truth_written[q + i] = was[i];
+}
+
+static void print_truth(const char *who)
+{
+    printf("truth %d %s\n", op_number, who);
+    long n = window_pages < 4096 ? window_pages : 4096;
+    for (long i = 0; i < n;) {
+        if (!truth_written[i]) { i++; continue; }
+        long j = i;
+        while (j < n && truth_written[j]) j++;
+        printf("%ld %ld\n", i, j);
+        i = j;
+    }
+}
 
 static void on_segv(int sig) { (void)sig; siglongjmp(segv_jump, 1); }
 
@@ -197,11 +240,18 @@ static int run_op(char *line, const char *who)
         else if (!strcmp(b, "file")) { flags |= MAP_SHARED; fd = file_fd; off = p * page_size; }
         else if (!strcmp(b, "filepriv")) { flags |= MAP_PRIVATE; fd = file_fd; off = p * page_size; }
         rc = mmap(addr, len, prot, flags, fd, off) == MAP_FAILED ? -1 : 0;
+        if (rc == 0) truth_clear(p, c);
     } else if (!strcmp(op, "unmap")) {
         rc = munmap(addr, len);
+        if (rc == 0) truth_clear(p, c);
     } else if (!strcmp(op, "mremap")) {
         sscanf(line, "%*s %*d %*d %ld", &q);
+        unsigned char was_mapped[4096];
+        for (long i = 0; i < c && i < 4096; i++) was_mapped[i] = (unsigned char)page_mapped(p + i);
         rc = mremap(addr, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, window + q * page_size) == MAP_FAILED ? -1 : 0;
+        int e = errno;
+        truth_move(p, c, q, was_mapped, rc == 0);
+        errno = e;
     } else if (!strcmp(op, "mprotect")) {
         sscanf(line, "%*s %*d %*d %31s", a);
         rc = mprotect(addr, len, parse_prot(a));
@@ -210,7 +260,7 @@ static int run_op(char *line, const char *who)
         if (sigsetjmp(segv_jump, 1)) { printf("op %d SEGV\n", op_number); return 0; }
         for (long i = 0; i < c; i++) {
             volatile char *byte = (volatile char *)(addr + i * page_size);
-            if (writing) (*byte)++; else (void)*byte;
+            if (writing) { (*byte)++; if (p + i >= 0 && p + i < 4096) truth_written[p + i] = 1; } else (void)*byte;
         }
     } else if (!strcmp(op, "neighbour")) {
         /* A page table shared with the window: map, write and unmap the last page of the window's last
@@ -221,6 +271,7 @@ static int run_op(char *line, const char *who)
         else { *(volatile char *)near = 1; rc = munmap(near, page_size); }
     } else if (!strcmp(op, "clear")) {
         rc = clear_refs((int)p);
+        if (rc == 0 && p == 4) truth_clear(0, 4096);
     } else if (!strcmp(op, "dontneed")) {
         rc = madvise(addr, len, MADV_DONTNEED);
     } else if (!strcmp(op, "check")) {
@@ -235,6 +286,8 @@ static int run_op(char *line, const char *who)
         return 1;
     } else if (!strcmp(op, "end")) {
         return 2;
+    } else if (!strcmp(op, "truth")) {
+        print_truth(who);
     } else {
         printf("op %d unknown %s\n", op_number, op);
     }

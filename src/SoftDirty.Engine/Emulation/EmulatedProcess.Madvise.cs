@@ -160,12 +160,26 @@ public sealed partial class EmulatedProcess
             int firstVma = FirstEndingAfter(address);
             if (firstVma >= _vmas.Count || _vmas[firstVma].Start >= end)
                 throw Invalid($"RegisterUffdWriteProtectAsync: 0x{address:x}-0x{end:x} holds no mapping");
-            SplitAt(address);
-            SplitAt(end);
-            for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < end; i++)
+            // userfaultfd_register, one VMA at a time from the left: one already registered is left alone (not
+            // split, not merged); otherwise its part in range is split off, registered and merged with its
+            // neighbours as they are then, keeping the survivor's VM_SOFTDIRTY (MergeAt). Seen on Debian
+            // 6.12.117 in the kernel matrix (random scenario d72 of seed 20261126: a new VMA registered between
+            // two registered ones takes the previous one's clean VM_SOFTDIRTY).
+            for (ulong pos = address; pos < end;)
+            {
+                int i = FirstEndingAfter(pos);
+                if (i >= _vmas.Count || _vmas[i].Start >= end) break;
+                var vma = _vmas[i];
+                if (vma.UffdWriteProtect) { pos = vma.End; continue; }
+                ulong pieceStart = Math.Max(pos, vma.Start), pieceLimit = Math.Min(end, vma.End);
+                SplitAt(pieceStart);
+                SplitAt(pieceLimit);
+                i = FirstEndingAfter(pieceStart);
                 _vmas[i].Flags |= VmaFlags.UffdWriteProtect;
+                i = MergeAt(i);
+                pos = Math.Max(pieceLimit, _vmas[i].End);
+            }
             WriteProtectUffd(address, end);
-            for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start <= end; i++) i = MergeAt(i);
         }
     }
 

@@ -27,7 +27,9 @@ public sealed partial class EmulatedProcess
                 $"The emulated kernel {Profile.Release} has no PAGEMAP_SCAN ioctl (ENOTTY); it came in Linux 6.7.", ProcessId, Errno.ENOTTY);
         if ((request.Flags & ~PagemapScanRequest.ValidFlags) != 0) throw Invalid($"PAGEMAP_SCAN: unknown flags 0x{(ulong)request.Flags:x}");
         var allMasks = request.CategoryInverted | request.CategoryMask | request.CategoryAnyOf | request.ReturnMask;
-        if ((allMasks & ~PagemapScanRequest.ValidCategories) != 0) throw Invalid($"PAGEMAP_SCAN: unknown category bits 0x{(ulong)allMasks:x}");
+        // PAGE_IS_GUARD (bit 8) came with guard regions (6.15): before, it is an unknown bit (EINVAL on Debian 6.12.117, kernel matrix, selftest-simple's "scan").
+        var known = Profile.HasGuardRegions ? PagemapScanRequest.ValidCategories : PagemapScanRequest.ValidCategories & ~PageCategory.Guard;
+        if ((allMasks & ~known) != 0) throw Invalid($"PAGEMAP_SCAN: unknown category bits 0x{(ulong)allMasks:x}");
         if ((request.Start & PageOffsetMask) != 0) throw Invalid($"PAGEMAP_SCAN: start 0x{request.Start:x} is not page-aligned");
         if (request.End < request.Start || request.End > TaskSize)
             throw new SoftDirtyException(SoftDirtyError.EmulatorInvalidArgument,
@@ -48,7 +50,9 @@ public sealed partial class EmulatedProcess
                         ProcessId, Errno.EPERM);
                 if (wp && !vma.UffdWriteProtect) continue;
                 var vmaCategories = (vma.UffdWriteProtect ? PageCategory.WriteProtectAllowed : 0) | (vma.SoftDirty ? PageCategory.SoftDirty : 0);
-                ScanVma(ref scan, Math.Max(start, vma.Start), Math.Min(end, vma.End), vmaCategories, wp);
+                // WrittenOnlyInWriteProtectVmas: no page of a VMA without uffd-wp is WRITTEN.
+                var keep = Profile.WrittenOnlyInWriteProtectVmas && !vma.UffdWriteProtect ? ~PageCategory.Written : ~PageCategory.None;
+                ScanVma(ref scan, Math.Max(start, vma.Start), Math.Min(end, vma.End), vmaCategories, wp, keep);
                 // ScanVma may split a THP: indices are unchanged because VMAs are not touched.
             }
         }
@@ -56,7 +60,7 @@ public sealed partial class EmulatedProcess
         return scan.Count;
     }
 
-    private void ScanVma(ref ScanState scan, ulong start, ulong end, PageCategory vmaCategories, bool wp)
+    private void ScanVma(ref ScanState scan, ulong start, ulong end, PageCategory vmaCategories, bool wp, PageCategory keep)
     {
         Span<ulong> ptes = stackalloc ulong[PageTable.LeafEntries];
         for (ulong page = start >> PageShift, endPage = end >> PageShift; page < endPage && !scan.Stopped;)
@@ -72,8 +76,8 @@ public sealed partial class EmulatedProcess
                 ulong pmd = PageTable.HugeValue(slot);
                 // No entries: with an (empty) page table each none PTE is WRITTEN (not uffd-wp); without one the
                 // kernel's pagemap_scan_pte_hole reports the VMA's categories only (unless the profile says otherwise).
-                var c = kind == PageTable.SlotKind.Huge ? HugeCategories(pmd) | vmaCategories
-                    : _pt.HasTable(leaf) || Profile.ScanWrittenWithoutPageTable ? vmaCategories | PageCategory.Written : vmaCategories;
+                var c = (kind == PageTable.SlotKind.Huge ? HugeCategories(pmd) | vmaCategories
+                    : _pt.HasTable(leaf) || Profile.ScanWrittenWithoutPageTable ? vmaCategories | PageCategory.Written : vmaCategories) & keep;
                 ulong taken = 0;
                 if (scan.Request.Matches(c))
                 {
@@ -93,7 +97,7 @@ public sealed partial class EmulatedProcess
             bool changed = false;
             for (int i = lo; i < hi && !scan.Stopped; i++)
             {
-                var c = PteCategories(ptes[i]) | vmaCategories;
+                var c = (PteCategories(ptes[i]) | vmaCategories) & keep;
                 if (!scan.Request.Matches(c)) continue;
                 if (scan.Output(c, (first + (ulong)i) << PageShift, 1) == 0) break;
                 if (wp) { ptes[i] = UffdProtectPte(ptes[i]); changed = true; }

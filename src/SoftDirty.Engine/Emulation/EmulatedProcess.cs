@@ -146,6 +146,12 @@ public sealed partial class EmulatedProcess : IPageSource
         return i < _vmas.Count && _vmas[i].Start <= address ? _vmas[i] : null;
     }
 
+    /// <summary>Whether a VMA covers <paramref name="address"/> (mincore's ENOMEM test; the scenario runner's truth record uses it).</summary>
+    internal bool IsMapped(ulong address)
+    {
+        lock (_mem.Lock) return FindVma(address) != null;
+    }
+
     /// <summary>The first address in [start, end) not covered by a VMA, or null when all is mapped.</summary>
     private ulong? FirstHole(ulong start, ulong end)
     {
@@ -179,7 +185,7 @@ public sealed partial class EmulatedProcess : IPageSource
     /// merge; with <see cref="KernelProfile.StickySoftDirtyOnMerge"/> the result has it if either side did,
     /// else the survivor's flag wins (the previous VMA, or the next when only it merges).
     /// </summary>
-    private int MergeAt(int index, bool skipPrev = false)
+    private int MergeAt(int index, bool skipPrev = false, bool skipNext = false)
     {
         bool sticky = Profile.StickySoftDirtyOnMerge;
         bool mergedPrev = false;
@@ -193,7 +199,7 @@ public sealed partial class EmulatedProcess : IPageSource
             index--;
             mergedPrev = true;
         }
-        if (index + 1 < _vmas.Count && _vmas[index].CanMergeWith(_vmas[index + 1]))
+        if (!skipNext && index + 1 < _vmas.Count && _vmas[index].CanMergeWith(_vmas[index + 1]))
         {
             var cur = _vmas[index];
             var next = _vmas[index + 1];
@@ -368,10 +374,15 @@ public sealed partial class EmulatedProcess : IPageSource
             if (oldLen > newLen) { RemoveRange(address + newLen, address + oldLen); oldLen = newLen; }
             if (!multiple) RemoveRange(newAddress, newEnd);
             bool dropUffdWp = !severalVmas && src.UffdWriteProtect;
+            // A moved registered VMA merges only with the registered neighbours it takes out of userfaultfd
+            // (copy_vma merges it while still registered: an unregistered neighbour differs in flags; Debian
+            // 7.2.13, kernel matrix workload w209); on 7.3 with none.
+            bool mergePrev = true, mergeNext = true;
             if (dropUffdWp)
             {
                 if (multiple) RemoveRange(newAddress, newEnd);   // a one-VMA move: the destination goes first
-                LeaveUffdOnMove(FindVma(address)!, address, newAddress, newEnd);
+                (mergePrev, mergeNext) = Profile.UffdMoveKeepsNeighboursRegistered ? (false, false)
+                    : LeaveUffdOnMove(FindVma(address)!, address, newAddress, newEnd);
             }
             ulong oldEnd = address + oldLen;
             // A move of several VMAs stops with EFAULT at the first one registered with userfaultfd; the ones
@@ -414,7 +425,7 @@ public sealed partial class EmulatedProcess : IPageSource
                     (w.End == moved.Start && w.CanMergeWith(moved)) || (moved.End == w.Start && moved.CanMergeWith(w)));
                 if (touchesSource) { deferred.Add(moved); continue; }
                 InsertVma(moved);
-                MergeAt(_vmas.IndexOf(moved));
+                MergeAt(_vmas.IndexOf(moved), skipPrev: !mergePrev, skipNext: !mergeNext);
             }
             foreach (var moved in deferred)
             {
@@ -440,8 +451,9 @@ public sealed partial class EmulatedProcess : IPageSource
     /// mapped there; then mremap_userfaultfd_prep takes the merged VMA out of userfaultfd. So the moved
     /// VMA and whatever it merged with (the rest of the source included) lose registration; other VMAs keep it.
     /// </summary>
-    private void LeaveUffdOnMove(Vma src, ulong address, ulong newAddress, ulong newEnd)
+    private (bool Prev, bool Next) LeaveUffdOnMove(Vma src, ulong address, ulong newAddress, ulong newEnd)
     {
+        bool leftPrev = false, leftNext = false;
         var probe = src.Clone();
         probe.PageOffset = src.IsAnonymous && src.AnonVma == 0 ? newAddress >> PageShift : src.BackingPage(address);
         probe.Start = newAddress;
@@ -449,9 +461,16 @@ public sealed partial class EmulatedProcess : IPageSource
         int next = FirstEndingAfter(newEnd - 1);
         int prev = FirstEndingAfter(newAddress - 1);
         if (prev < _vmas.Count && _vmas[prev].End == newAddress && _vmas[prev].CanMergeWith(probe))
+        {
             _vmas[prev].Flags &= ~VmaFlags.UffdWriteProtect;
+            leftPrev = true;
+        }
         if (next < _vmas.Count && _vmas[next].Start == newEnd && probe.CanMergeWith(_vmas[next]))
+        {
             _vmas[next].Flags &= ~VmaFlags.UffdWriteProtect;
+            leftNext = true;
+        }
+        return (leftPrev, leftNext);
     }
 
     // dropUffdWp: the source VMA is registered for uffd-wp without EVENT_REMAP: the moved PTEs lose uffd-wp
@@ -536,28 +555,36 @@ public sealed partial class EmulatedProcess : IPageSource
             ulong? hole = FirstHole(address, end);
             if (hole == address) throw NotMapped("mprotect", address);
             end = hole ?? end;
-            SplitAt(address);
-            SplitAt(end);
-            int i = FirstEndingAfter(address);
-            for (; i < _vmas.Count && _vmas[i].Start < end; i++)
+            // mprotect_fixup, one VMA at a time from the left. A VMA whose flags do not change is left alone
+            // (not split, not merged). Otherwise the part in range is split off, changed, then merged with its
+            // neighbours as they are at that moment (the next one not changed yet). The merged VMA takes the
+            // changed VMA's new flags, whichever side survived: without sticky merging its VM_SOFTDIRTY is the
+            // changed VMA's, so of a run of changed VMAs that merge, the last one's wins (found by the
+            // differential run against Debian's 6.1 kernel; the order and the untouched unchanged VMAs by
+            // Debian 6.12.117 in the kernel matrix, random scenarios d32 and d197 of seed 20261126).
+            for (ulong pos = address; pos < end;)
             {
+                int i = FirstEndingAfter(pos);
+                if (i >= _vmas.Count || _vmas[i].Start >= end) break;
                 var vma = _vmas[i];
-                vma.Protection = prot;
-                if (!vma.Shared && (prot & Protection.Write) != 0) vma.Flags |= VmaFlags.Account;
+                var flags = vma.Flags;
+                if (!vma.Shared && (prot & Protection.Write) != 0) flags |= VmaFlags.Account;
                 else if (Profile.UnaccountsUnfaultedOnMprotect && vma.IsAnonymous && vma.AnonVma == 0)
-                    vma.Flags &= ~VmaFlags.Account;   // no commit to keep (6.7+)
+                    flags &= ~VmaFlags.Account;   // no commit to keep (6.7+)
+                if (vma.Protection == prot && flags == vma.Flags) { pos = vma.End; continue; }
+                ulong pieceStart = Math.Max(pos, vma.Start), pieceLimit = Math.Min(end, vma.End);
+                SplitAt(pieceStart);
+                SplitAt(pieceLimit);
+                i = FirstEndingAfter(pos);
+                vma = _vmas[i];
+                vma.Protection = prot;
+                vma.Flags = flags;
                 ApplyProtection(vma);
-            }
-            for (i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start <= end; i++)
-            {
-                // mprotect_fixup sets the merged VMA's flags to the changed VMA's new flags, whichever side
-                // survived the merge: without sticky merging, its VM_SOFTDIRTY is the changed VMA's
-                // (found by the differential run against Debian's 6.1 kernel).
-                var vma = _vmas[i];
-                bool changed = vma.Start >= address && vma.End <= end;
                 var sd = vma.Flags & VmaFlags.SoftDirty;
+                ulong pieceEnd = vma.End;
                 i = MergeAt(i);
-                if (changed && !Profile.StickySoftDirtyOnMerge) _vmas[i].Flags = (_vmas[i].Flags & ~VmaFlags.SoftDirty) | sd;
+                if (!Profile.StickySoftDirtyOnMerge) _vmas[i].Flags = (_vmas[i].Flags & ~VmaFlags.SoftDirty) | sd;
+                pos = Math.Max(pieceEnd, _vmas[i].End);
             }
             if (hole is { } h) throw NotMapped("mprotect", h);
         }

@@ -69,7 +69,12 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
             if (op.Kind == ScenarioOpKind.Fork)
             {
                 if (run.Child != null) run.Print("NESTEDFORK");
-                else { run.Child = run.Process.Fork(); run.CurrentIsChild = true; }
+                else
+                {
+                    run.Child = run.Process.Fork();
+                    run.CurrentIsChild = true;
+                    run.Truth[run.Child] = (bool[])run.TruthOf(run.Process).Clone();   // fork copies the record
+                }
                 continue;
             }
             if (run.CurrentIsChild) Apply(run, run.Child!, op, Child);
@@ -90,6 +95,13 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
         public int WindowPages;
         public StringBuilder Output { get; } = new();
         public void Print(string what) => Output.Append("op ").Append(OpNumber).Append(' ').Append(what).Append('\n');
+        /// <summary>Per process, the window pages it really wrote since its last clear_refs 4 (sdscenario's "truth" record).</summary>
+        public readonly Dictionary<EmulatedProcess, bool[]> Truth = new();
+        public bool[] TruthOf(EmulatedProcess p)
+        {
+            if (!Truth.TryGetValue(p, out var t)) Truth[p] = t = new bool[WindowPages];
+            return t;
+        }
     }
 
     private static void Apply(ScenarioRun run, EmulatedProcess p, ScenarioOp op, string who)
@@ -97,6 +109,7 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
         ulong page = EmulatedProcess.PageBytes;
         ulong address = run.Window + (ulong)op.Page * page;
         ulong length = (ulong)op.Count * page;
+        var truth = run.TruthOf(p);
         try
         {
             switch (op.Kind)
@@ -106,13 +119,38 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
                     bool shared = op.Mapping is ScenarioMappingKind.File or ScenarioMappingKind.Shared;
                     p.Mmap(address, length, op.Protection, shared, file ? FileName : null, fixedAddress: true,
                         offset: file ? (ulong)op.Page * page : 0);
+                    TruthClear(truth, op.Page, op.Count);
                     break;
-                case ScenarioOpKind.Unmap: p.Munmap(address, length); break;
-                case ScenarioOpKind.Mremap: p.Mremap(address, length, run.Window + (ulong)op.Target * page, length); break;
+                case ScenarioOpKind.Unmap:
+                    p.Munmap(address, length);
+                    TruthClear(truth, op.Page, op.Count);
+                    break;
+                case ScenarioOpKind.Mremap:
+                    // The truth record follows each page that moved: one mapped before and, unless the call
+                    // succeeded, not mapped after (a move of several VMAs may stop half-way with EFAULT).
+                    var wasMapped = new bool[op.Count];
+                    for (int i = 0; i < op.Count; i++) wasMapped[i] = p.IsMapped(address + (ulong)i * page);
+                    bool done = false;
+                    try
+                    {
+                        p.Mremap(address, length, run.Window + (ulong)op.Target * page, length);
+                        done = true;
+                    }
+                    finally
+                    {
+                        var moved = new bool[op.Count];
+                        for (int i = 0; i < op.Count; i++) moved[i] = wasMapped[i] && (done || !p.IsMapped(address + (ulong)i * page));
+                        var was = new bool[op.Count];
+                        for (int i = 0; i < op.Count; i++) was[i] = InWindow(truth, op.Page + i) && truth[op.Page + i];
+                        for (int i = 0; i < op.Count; i++) if (moved[i] && InWindow(truth, op.Page + i)) truth[op.Page + i] = false;
+                        for (int i = 0; i < op.Count; i++) if (moved[i] && InWindow(truth, op.Target + i)) truth[op.Target + i] = was[i];
+                    }
+                    break;
                 case ScenarioOpKind.Mprotect: p.Mprotect(address, length, op.Protection); break;
                 case ScenarioOpKind.DontNeed: p.MadviseDontNeed(address, length); break;
                 case ScenarioOpKind.Clear:
                     p.WriteClearRefs(Encoding.ASCII.GetBytes(op.Count.ToString(CultureInfo.InvariantCulture)));
+                    if (op.Count == (int)ClearRefsType.SoftDirty) TruthClear(truth, 0, truth.Length);
                     break;
                 case ScenarioOpKind.Read:
                 case ScenarioOpKind.Write:
@@ -124,6 +162,18 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
                         if (op.Kind != ScenarioOpKind.Write) continue;
                         p.ReadMemory(a, one);
                         p.Write(a, 1, unchecked((byte)(one[0] + 1)));
+                        if (InWindow(truth, op.Page + i)) truth[op.Page + i] = true;
+                    }
+                    break;
+                case ScenarioOpKind.Truth:
+                    run.Output.Append("truth ").Append(run.OpNumber).Append(' ').Append(who).Append('\n');
+                    for (int i = 0; i < truth.Length;)
+                    {
+                        if (!truth[i]) { i++; continue; }
+                        int j = i;
+                        while (j < truth.Length && truth[j]) j++;
+                        run.Output.Append(i).Append(' ').Append(j).Append('\n');
+                        i = j;
                     }
                     break;
                 case ScenarioOpKind.Check:
@@ -162,6 +212,13 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
         {
             run.Print(ErrnoName(e.Errno));
         }
+    }
+
+    private static bool InWindow(bool[] truth, int page) => page >= 0 && page < truth.Length;
+
+    private static void TruthClear(bool[] truth, int page, int count)
+    {
+        for (int i = page; i < page + count; i++) if (InWindow(truth, i)) truth[i] = false;
     }
 
     private static void PrintCheck(ScenarioRun run, EmulatedProcess p, string who)

@@ -18,8 +18,9 @@ public enum TransparentHugePageMode
 /// The kernel an emulated process runs on: one named property (a rule) per behaviour that differs between
 /// releases, build configurations, boot options or sysfs settings, consulted where it matters. Release
 /// profiles: "6.1" (no PAGEMAP_SCAN, no userfaultfd WP_ASYNC, no guard regions, mremap of one VMA only,
-/// VM_SOFTDIRTY not sticky on merge), "6.18" (PAGEMAP_SCAN, WP_ASYNC, guard regions, multi-VMA mremap; the
-/// default) and "6.19" (VM_SOFTDIRTY sticky on merge). A record: a variant is a copy made with
+/// VM_SOFTDIRTY not sticky on merge), "6.12" (PAGEMAP_SCAN and WP_ASYNC without guard regions), "6.18" (PAGEMAP_SCAN, WP_ASYNC, guard regions, multi-VMA mremap; the
+/// default) and "6.19" (VM_SOFTDIRTY sticky on merge), "7.2" (as 6.19) and "7.3" (WRITTEN only in uffd-wp VMAs); 6.12, 7.2 and 7.3 were
+/// measured on Debian's kernels by the kernel matrix (tests/vm/kernels.list). A record: a variant is a copy made with
 /// <c>with</c>, so no rule is lost (<see cref="WithoutSoftDirty"/>; <see cref="KernelRules.HostProfile"/>
 /// for the running kernel, its release profile plus the measured rules).
 /// </summary>
@@ -31,17 +32,34 @@ public sealed record KernelProfile
     public const string DefaultName = Linux618;
     /// <summary>The -Kernel value for the profile of the running kernel (version plus measured rules).</summary>
     public const string HostName = "Host";
+    // Profiles measured in the kernel matrix (tests/vm/kernels.list: Debian's kernels under qemu, every
+    // hand-written scenario and 500 random ones of the Pester seed 20261126, 0 differences).
+    /// <summary>Debian trixie's 6.12.117: PAGEMAP_SCAN and WP_ASYNC without guard regions (PAGE_IS_GUARD unknown), mremap of one VMA, the old mremap order.</summary>
+    public const string Linux612 = "6.12";
+    /// <summary>Debian sid's 7.2.13 (amd64; arm64 the same without soft-dirty): the rules of 6.19.</summary>
+    public const string Linux72 = "7.2";
+    /// <summary>Debian trixie-backports' 7.3.4: 7.2, and PAGEMAP_SCAN reports WRITTEN only in VMAs registered for uffd-wp.</summary>
+    public const string Linux73 = "7.3";
 
     private static readonly Dictionary<string, KernelProfile> s_profiles = new(StringComparer.Ordinal)
     {
         [Linux61] = new KernelProfile { Name = Linux61, LegacyMremapOrder = true, LegacyMmapAnonVmaMerge = true },
         [Linux618] = new KernelProfile { Name = Linux618, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true },
         [Linux619] = new KernelProfile { Name = Linux619, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true },
+        // Debian 6.12.117 (kernel matrix): scan's return mask 0x1FF is EINVAL (no PAGE_IS_GUARD, selftest-simple);
+        // mremap EFAULT leaves the destination unmapped (regression-61-mremap-efault-*), so the old mremap order.
+        [Linux612] = new KernelProfile { Name = Linux612, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, LegacyMremapOrder = true },
+        // Debian 7.2.13 amd64 and arm64 (kernel matrix): every print as on 6.19, sticky VM_SOFTDIRTY on merge included.
+        [Linux72] = new KernelProfile { Name = Linux72, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true },
+        // Debian 7.3.4 (kernel matrix): a present page of a VMA not registered for uffd-wp is no longer WRITTEN
+        // in PAGEMAP_SCAN (pagemap-ioctl-mremap: the moved pages scan 0x88, 7.2 says 0x8a); a moved uffd-wp VMA
+        // leaves userfaultfd alone, its neighbours stay registered (regression-uffd-mremap-merge: 0-7 scan 0x91, 7.2 0x90).
+        [Linux73] = new KernelProfile { Name = Linux73, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true, WrittenOnlyInWriteProtectVmas = true, UffdMoveKeepsNeighboursRegistered = true },
     };
 
     private KernelProfile() { }
 
-    /// <summary>"6.1", "6.18" or "6.19": the release profile (for a host profile, the nearest at or below the host's version).</summary>
+    /// <summary>One of <see cref="Names"/> (for a host profile, the nearest at or below the host's version).</summary>
     public string Name { get; init; } = DefaultName;
     /// <summary>The uname -r the emulated kernel reports.</summary>
     public string Release => Name + ".0-emulated" + (HostRelease is null ? string.Empty : "-host") + (SoftDirtyEnabled ? string.Empty : "-nosoftdirty");
@@ -95,8 +113,21 @@ public sealed record KernelProfile
     /// <summary>"propagate VM_SOFTDIRTY on merge" (6.19): a merged VMA is soft-dirty if either side was; before, the survivor's flag wins.</summary>
     public bool StickySoftDirtyOnMerge { get; init; }
 
+    /// <summary>
+    /// PAGEMAP_SCAN reports PAGE_IS_WRITTEN only for pages of VMAs registered for userfaultfd write-protect;
+    /// before, every page without a uffd-wp bit was WRITTEN (measured: Debian 7.3.4 in the kernel matrix).
+    /// </summary>
+    public bool WrittenOnlyInWriteProtectVmas { get; init; }
+    /// <summary>
+    /// mremap of a VMA registered for uffd-wp (without EVENT_REMAP) takes only the moved VMA out of
+    /// userfaultfd, before it can merge: registered neighbours at the destination, the rest of the source
+    /// VMA included, stay registered; before, the moved VMA merged with them first and all left together
+    /// (measured: Debian 7.3.4 in the kernel matrix, regression-uffd-mremap-merge and -merge-next).
+    /// </summary>
+    public bool UffdMoveKeepsNeighboursRegistered { get; init; }
+
     /// <summary>The release profile names, oldest first.</summary>
-    public static IReadOnlyList<string> Names { get; } = new[] { Linux61, Linux618, Linux619 };
+    public static IReadOnlyList<string> Names { get; } = new[] { Linux61, Linux612, Linux618, Linux619, Linux72, Linux73 };
 
     /// <summary>
     /// The profile of a name; <see cref="HostName"/> gives the running kernel's (<see cref="KernelRules.HostProfile"/>);
@@ -142,7 +173,8 @@ public sealed record KernelProfile
                 R(nameof(TransparentHugePages), TransparentHugePages), R(nameof(ScanWrittenWithoutPageTable), ScanWrittenWithoutPageTable),
                 R(nameof(MremapMovesMultipleVmas), MremapMovesMultipleVmas), R(nameof(LegacyMremapOrder), LegacyMremapOrder),
                 R(nameof(UnaccountsUnfaultedOnMprotect), UnaccountsUnfaultedOnMprotect), R(nameof(LegacyMmapAnonVmaMerge), LegacyMmapAnonVmaMerge),
-                R(nameof(StickySoftDirtyOnMerge), StickySoftDirtyOnMerge),
+                R(nameof(StickySoftDirtyOnMerge), StickySoftDirtyOnMerge), R(nameof(WrittenOnlyInWriteProtectVmas), WrittenOnlyInWriteProtectVmas),
+                R(nameof(UffdMoveKeepsNeighboursRegistered), UffdMoveKeepsNeighboursRegistered),
             };
         }
     }

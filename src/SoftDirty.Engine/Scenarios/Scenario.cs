@@ -39,6 +39,8 @@ public enum ScenarioOpKind
     /// shared with the window's pages, which changes what PAGEMAP_SCAN reports for never-touched ones.
     /// </summary>
     Neighbour,
+    /// <summary>Print the pages the current process really wrote since its last clear_refs 4 (the runner's own record).</summary>
+    Truth,
 }
 
 /// <summary>How a scenario mapping is backed.</summary>
@@ -95,6 +97,7 @@ public readonly record struct ScenarioOp(ScenarioOpKind Kind, int Page = 0, int 
         ScenarioOpKind.UffdWp => $"uffdwp {Page} {Count}",
         ScenarioOpKind.Written => "written",
         ScenarioOpKind.Neighbour => "neighbour",
+        ScenarioOpKind.Truth => "truth",
         _ => throw new InvalidOperationException(Kind.ToString()),
     };
 }
@@ -163,6 +166,7 @@ public sealed class Scenario
                     "uffdwp" => new ScenarioOp(ScenarioOpKind.UffdWp, I(1), I(2)),
                     "written" => new ScenarioOp(ScenarioOpKind.Written),
                     "neighbour" => new ScenarioOp(ScenarioOpKind.Neighbour),
+                    "truth" => new ScenarioOp(ScenarioOpKind.Truth),
                     _ => throw new FormatException($"unknown operation '{f[0]}'"),
                 });
             }

@@ -14,12 +14,13 @@ public sealed class NewEmulatedProcessCommand : SoftDirtyCmdlet
     public string Name { get; set; } = "emulated";
 
     /// <summary>
-    /// The kernel whose rules apply: 6.1 (no PAGEMAP_SCAN), 6.18 (PAGEMAP_SCAN, guard regions), 6.19 (sticky
-    /// VM_SOFTDIRTY on merge), or Host: the running kernel's release profile plus its measured rules (zero
+    /// The kernel whose rules apply: 6.1 (no PAGEMAP_SCAN), 6.12 (PAGEMAP_SCAN, no guard regions), 6.18
+    /// (PAGEMAP_SCAN, guard regions), 6.19 and 7.2 (sticky VM_SOFTDIRTY on merge), 7.3 (WRITTEN only in uffd-wp
+    /// VMAs), or Host: the running kernel's release profile plus its measured rules (zero
     /// page, THP mode, soft-dirty...; Linux only).
     /// </summary>
     [Parameter]
-    [ValidateSet(KernelProfile.Linux61, KernelProfile.Linux618, KernelProfile.Linux619, KernelProfile.HostName)]
+    [ValidateSet(KernelProfile.Linux61, KernelProfile.Linux612, KernelProfile.Linux618, KernelProfile.Linux619, KernelProfile.Linux72, KernelProfile.Linux73, KernelProfile.HostName)]
     public string Kernel { get; set; } = KernelProfile.DefaultName;
 
     /// <summary>A kernel built without CONFIG_MEM_SOFT_DIRTY: clear_refs "4" succeeds, bit 55 is never set.</summary>

@@ -1,0 +1,114 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text;
+using SoftDirty.Emulation;
+
+namespace SoftDirty.Scenarios;
+
+/// <summary>
+/// One kernel of the kernel matrix (a line of tests/vm/kernels.list: id, Debian architecture, suite,
+/// emulator profile, pinned packages), with what the matrix does for it on the host: the scenarios it
+/// runs, the comparison of its recorded prints with the emulator, and the failure message.
+/// </summary>
+public sealed class KernelMatrixKernel
+{
+    private KernelMatrixKernel(string id, string architecture, string suite, string profile, IReadOnlyList<string> packages)
+    {
+        Id = id;
+        Architecture = architecture;
+        Suite = suite;
+        Profile = profile;
+        Packages = packages;
+    }
+
+    /// <summary>The kernel's name in kernels.list, results and messages ("7.2", "7.2-arm64").</summary>
+    public string Id { get; }
+    /// <summary>The Debian architecture: amd64 or arm64.</summary>
+    public string Architecture { get; }
+    /// <summary>The Debian suite its packages come from.</summary>
+    public string Suite { get; }
+    /// <summary>The <see cref="KernelProfile"/> name that must print what this kernel prints.</summary>
+    public string Profile { get; }
+    /// <summary>The pinned packages, "name=version".</summary>
+    public IReadOnlyList<string> Packages { get; }
+
+    /// <summary>The kernels of a kernels.list file, in its order (comments and blank lines skipped).</summary>
+    public static IReadOnlyList<KernelMatrixKernel> Load(string path) =>
+        File.ReadAllLines(path).Select((line, i) => (line: StripComment(line), number: i + 1))
+            .Where(l => l.line.Length > 0)
+            .Select(l =>
+            {
+                try { return Parse(l.line); }
+                catch (FormatException e) { throw new FormatException($"{path}:{l.number}: {e.Message}", e); }
+            }).ToList();
+
+    /// <summary>One line: "id arch suite profile package=version...".</summary>
+    public static KernelMatrixKernel Parse(string line)
+    {
+        var f = StripComment(line ?? throw new ArgumentNullException(nameof(line)))
+            .Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+        if (f.Length < 5) throw new FormatException($"'{line}': expected 'id arch suite profile package=version...'");
+        if (f[1] is not ("amd64" or "arm64")) throw new FormatException($"'{f[1]}' is not a supported architecture (amd64, arm64)");
+        if (!KernelProfile.Names.Contains(f[3], StringComparer.Ordinal))
+            throw new FormatException($"'{f[3]}' is no kernel profile ({string.Join(", ", KernelProfile.Names)})");
+        var packages = f.Skip(4).ToList();
+        var unpinned = packages.FirstOrDefault(p => p.IndexOf('=') <= 0 || p.EndsWith('='));
+        if (unpinned != null) throw new FormatException($"package '{unpinned}' is not pinned (name=version)");
+        return new KernelMatrixKernel(f[0], f[1], f[2], f[3], packages);
+    }
+
+    /// <summary>The emulator profile, without soft-dirty when the kernel's config lacks CONFIG_MEM_SOFT_DIRTY.</summary>
+    public KernelProfile GetProfile(bool softDirty) => KernelProfile.Get(Profile, noSoftDirty: !softDirty);
+
+    /// <summary>
+    /// What this kernel runs: every hand-written scenario of <paramref name="scenarioDirectory"/>, then
+    /// <paramref name="count"/> random ones of <paramref name="seed"/> (anonymous mappings only: on the
+    /// guest's tmpfs only cached file pages are mapped around a fault, a rule the emulator does not
+    /// model; write tracking where the profile has PAGEMAP_SCAN and userfaultfd WP_ASYNC), and there
+    /// <paramref name="workloads"/> workloads of <see cref="TrackingComparison"/> of the same seed.
+    /// </summary>
+    public List<Scenario> Scenarios(string scenarioDirectory, int seed, int count, int workloads = 0)
+    {
+        var scenarios = ScenarioDifferential.Load(scenarioDirectory);
+        scenarios.AddRange(ScenarioDifferential.Random(seed, count, allowFileMappings: false, allowWriteTracking: HasWriteTracking));
+        if (HasWriteTracking) scenarios.AddRange(TrackingComparison.Workloads(seed, workloads));
+        return scenarios;
+    }
+
+    /// <summary>The profile has PAGEMAP_SCAN and userfaultfd WP_ASYNC.</summary>
+    public bool HasWriteTracking => KernelProfile.Get(Profile) is { HasPagemapScan: true, HasUffdWriteProtectAsync: true };
+
+    /// <summary>The kernel's recorded prints against the emulator on this kernel's profile; never shrinks (the kernel cannot rerun).</summary>
+    public ScenarioDifferentialResult Compare(RecordedScenarioRunner kernel, bool softDirty, IReadOnlyList<Scenario> scenarios) =>
+        ScenarioDifferential.Compare(kernel, new EmulatedScenarioRunner(GetProfile(softDirty)), scenarios, shrink: false);
+
+    /// <summary>
+    /// What a failed comparison says: the kernel (id, release, architecture), the profile, the seed, how
+    /// many differ, the first differing scenario as it ran (unshrunk) and both prints side by side.
+    /// </summary>
+    public string DescribeResult(ScenarioDifferentialResult result, string release, bool softDirty, int seed)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        var sb = new StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture,
+            $"kernel {Id} ({release}, {Architecture}, {Suite}) against emulator profile {GetProfile(softDirty)}, seed {seed} (SOFTDIRTY_SCENARIO_SEED={seed}): ");
+        sb.Append(CultureInfo.InvariantCulture, $"{result.Differing} of {result.Scenarios} scenarios differ, {result.Checkpoints} checkpoints");
+        if (result.FirstMismatch is { } m)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $" ({string.Join(", ", result.DifferingNames)}).\nFirst, as it ran (unshrunk: the kernel's prints were recorded in its VM):\n");
+            sb.Append(m.Original.ToText()).Append('\n').Append(m.SideBySide);
+        }
+        return sb.ToString();
+    }
+
+    public override string ToString() => $"{Id} ({Architecture}, {Suite}, profile {Profile})";
+
+    private static string StripComment(string line)
+    {
+        int hash = line.IndexOf('#');
+        return (hash >= 0 ? line[..hash] : line).Trim();
+    }
+}
