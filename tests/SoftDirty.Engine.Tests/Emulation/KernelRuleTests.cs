@@ -179,13 +179,14 @@ public class KernelRuleTests
     [Theory]
     [InlineData("5.15.0-91-generic", KernelProfile.Linux61)]
     [InlineData("6.1.0-27-amd64", KernelProfile.Linux61)]
-    [InlineData("6.17.2", KernelProfile.Linux61)]
+    [InlineData("6.17.2", KernelProfile.Linux612)]
     [InlineData("6.18.44-fc-v1045", KernelProfile.Linux618)]
     [InlineData("6.19.0-rc1", KernelProfile.Linux619)]
-    [InlineData("7.2.0", KernelProfile.Linux619)]
+    [InlineData("7.2.0", KernelProfile.Linux72)]
+    [InlineData("7.9.1", KernelProfile.Linux73)]
     public void TheNearestReleaseProfileAtOrBelowAVersionIsChosen(string release, string profile)
     {
-        // 6.17 is below 6.18, so it gets 6.1's rules: the profiles between are not modelled separately.
+        // 6.17 is below 6.18, so it gets 6.12's rules: the releases between are not modelled separately.
         Assert.Equal(profile, KernelProfile.ForVersion(KernelRules.ParseVersion(release)).Name);
     }
 
