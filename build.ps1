@@ -223,7 +223,7 @@ function Invoke-PesterUnprivileged([string] $PesterPath, [string[]] $SuiteArgs) 
         if (-not $selfContained) { chmod 0755 (Join-Path $dotnet 'dotnet') }
 
         $home_ = Join-Path $work 'home'
-        useradd --system --user-group --no-create-home --home-dir $home_ --shell /usr/sbin/nologin $user
+        useradd --system --user-group --no-create-home --home-dir $home_ --shell /bin/sh $user
         if ($LASTEXITCODE -ne 0) { throw "useradd $user failed (exit code $LASTEXITCODE)" }
         $made = $true
         $uid = (id -u $user); $gid = (id -g $user)

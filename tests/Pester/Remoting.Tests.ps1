@@ -41,17 +41,32 @@ Describe 'Remoting over SSH' -Tag Remoting -Skip:([bool]$script:skipReason) {
         ) | Set-Content "$dir/sshd_config"
         # sshd as root wants its privilege-separation directory.
         if ((id -u) -eq '0' -and -not (Test-Path /run/sshd)) { $null = New-Item -ItemType Directory /run/sshd }
-        $daemon = Start-Process /usr/sbin/sshd -ArgumentList '-D', '-e', '-f', "$dir/sshd_config" -PassThru -RedirectStandardError "$dir/sshd.log"
+        # Its output goes to files, never to this process's pipes: a daemon left behind must not hold a caller's pipe open.
+        $daemon = Start-Process /usr/sbin/sshd -ArgumentList '-D', '-e', '-f', "$dir/sshd_config" -PassThru -RedirectStandardError "$dir/sshd.log" -RedirectStandardOutput "$dir/sshd.out"
         $user = (id -un)
         $options = @{ StrictHostKeyChecking = 'no'; UserKnownHostsFile = '/dev/null'; LogLevel = 'ERROR' }
         $sessions = @()
         $startError = $null
-        try {
+        # A probe with the plain ssh client first: a daemon that cannot log this user in (a nologin shell, a
+        # refused key) must skip the tests with its reason, not reach New-PSSession, whose SSH transport can
+        # take the whole process down when the subsystem dies at once.
+        $shell = ((getent passwd $user) -split ':')[-1]
+        if ($shell -match '(nologin|false)$') { $startError = "the login shell of $user is $shell: sshd cannot start the PowerShell subsystem for it" }
+        else {
+            $deadline = [Environment]::TickCount64 + 20000
+            do {
+                $probe = ssh -p $port -i "$dir/client_key" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "$user@127.0.0.1" true 2>&1
+                $ok = $LASTEXITCODE -eq 0
+                if (-not $ok) { Start-Sleep -Milliseconds 200 }
+            } until ($ok -or [Environment]::TickCount64 -gt $deadline -or $daemon.HasExited)
+            if (-not $ok) { $startError = "ssh to the test sshd as $user failed: $probe $(Get-Content -Raw "$dir/sshd.log" -ErrorAction SilentlyContinue)" }
+        }
+        if (-not $startError) { try {
             foreach ($i in 1..2) {
                 $sessions += New-PSSession -HostName 127.0.0.1 -Port $port -UserName $user -KeyFilePath "$dir/client_key" -Options $options -ErrorAction Stop
             }
             Invoke-Command -Session $sessions { Import-Module $using:module } -ErrorAction Stop
-        } catch { $startError = "sshd or the SSH subsystem did not start: $_ $(Get-Content -Raw "$dir/sshd.log" -ErrorAction SilentlyContinue)" }
+        } catch { $startError = "sshd or the SSH subsystem did not start: $_ $(Get-Content -Raw "$dir/sshd.log" -ErrorAction SilentlyContinue)" } }
     }
 
     AfterAll {
