@@ -212,7 +212,7 @@ function Invoke-PesterUnprivileged([string] $PesterPath, [string[]] $SuiteArgs) 
         Copy-Item (Split-Path $PesterPath) (Join-Path $work 'Pester') -Recurse
         # The repository parts the suite reads, in the same layout.
         $repo = Join-Path $work 'repo'
-        foreach ($d in 'out/SoftDirty', 'docs', 'src/build', 'tests/Pester', 'tests/native', 'tests/scenarios', 'module', 'en-US') {
+        foreach ($d in 'out/SoftDirty', 'docs', 'src/build', 'tests/Pester', 'tests/native', 'tests/scenarios', 'tests/vm', 'module', 'en-US') {
             $null = New-Item -ItemType Directory (Split-Path (Join-Path $repo $d)) -Force
             Copy-Item (Join-Path $Root $d) (Join-Path $repo $d) -Recurse
         }

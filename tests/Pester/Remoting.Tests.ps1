@@ -51,7 +51,7 @@ Describe 'Remoting over SSH' -Tag Remoting -Skip:([bool]$script:skipReason) {
         # refused key) must skip the tests with its reason, not reach New-PSSession, whose SSH transport can
         # take the whole process down when the subsystem dies at once.
         $shell = ((getent passwd $user) -split ':')[-1]
-        if ($shell -match '(nologin|false)$') { $startError = "the login shell of $user is $shell: sshd cannot start the PowerShell subsystem for it" }
+        if ($shell -match '(nologin|false)$') { $startError = "the login shell of $user is ${shell}: sshd cannot start the PowerShell subsystem for it" }
         else {
             $deadline = [Environment]::TickCount64 + 20000
             do {
