@@ -60,12 +60,10 @@ public unsafe class SelfTrackerTests : IDisposable
     }
 
     [Fact]
-    public void WriteProtect_OnAnotherProcess_IsAClearError()
+    public void WriteProtect_OnThisProcess_IsSupportedAndAutoChoosesIt()
     {
-        using var src = ProcPageSource.Open(1);
-        var ex = Assert.Throws<SoftDirtyException>(() => new WriteProtectTracker(src));
-        Assert.Equal(SoftDirtyError.WriteProtectNotSupported, ex.Error);
-        Assert.Contains("its own memory", ex.Message);
-        Assert.Equal(TrackingMethod.Hash, DirtyTracker.Resolve(src, TrackingMethod.Auto, out _));
+        using var src = ProcPageSource.Open(Environment.ProcessId);
+        Assert.True(WriteProtectTracker.IsSupported(src, out _));
+        Assert.Equal(TrackingMethod.WriteProtect, DirtyTracker.Resolve(src, TrackingMethod.Auto, out _));
     }
 }
