@@ -157,11 +157,11 @@ public sealed class WriteProtectTracker : IDirtyTracker
     }
 
     /// <summary>
-    /// Scans the spans of another process from outside: a span the kernel refuses (EPERM: its VMA is not
-    /// registered, so it was mapped since the last look) is registered by injection, then scanned again;
-    /// right after registration every present page reads written, so that scan returns (and with
-    /// <paramref name="reset"/> protects) exactly its present pages. <paramref name="fresh"/> gets those.
-    /// A range the kernel will not register counts all its present pages every time: never a false negative.
+    /// Scans the spans of another process from outside. A span the kernel refuses (EPERM: its VMA is not
+    /// registered, so it was mapped since the last look) is registered by injection and counts as wholly
+    /// written this once (<paramref name="fresh"/> gets it); with <paramref name="reset"/> it is then
+    /// write-protected like the others. A range the kernel will not register counts wholly every time:
+    /// never a false negative.
     /// </summary>
     private List<PageRegion> ScanRemote(List<PageSpan> spans, bool reset, List<AddressRange> fresh, CancellationToken cancel)
     {
@@ -191,18 +191,14 @@ public sealed class WriteProtectTracker : IDirtyTracker
         var accepted = RemoteWriteProtect.Register(_remote!, _state!, Ranges(unregistered));
         for (int i = 0; i < unregistered.Count; i++)
         {
+            var span = unregistered[i];
+            found.Add(new PageRegion(span.Start, span.End, PageCategory.Written));
+            fresh.Add(new AddressRange(span.Start, span.End));
+            if (!accepted[i] || !reset) continue;
             one.Clear();
-            one.Add(unregistered[i]);
-            int before = found.Count;
-            if (accepted[i])
-                try { found.AddRange(reader.ScanRegions(one, template, cancel)); }
-                catch (SoftDirtyException ex) when (ex.Error == SoftDirtyError.PermissionDenied)
-                {
-                    found.RemoveRange(before, found.Count - before);
-                    found.AddRange(PageWalk.PresentRegions(Source, one, cancel));
-                }
-            else found.AddRange(PageWalk.PresentRegions(Source, one, cancel));
-            for (int j = before; j < found.Count; j++) fresh.Add(new AddressRange(found[j].Start, found[j].End));
+            one.Add(span);
+            try { foreach (var _ in reader.ScanRegions(one, template, cancel)) { } }
+            catch (SoftDirtyException ex) when (ex.Error == SoftDirtyError.PermissionDenied) { } // replaced again: the next look finds it new
         }
         found.Sort((x, y) => x.Start.CompareTo(y.Start));
         return found;

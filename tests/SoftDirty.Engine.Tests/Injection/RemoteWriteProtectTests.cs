@@ -155,10 +155,16 @@ public sealed class RemoteWriteProtectTests : IDisposable
                 Assert.Empty(PagesIn(set.NewMappingRanges, region, pages, t.PageSize));
                 if (fresh is { } f && c == 0)
                 {
-                    Assert.Equal(new ulong[] { 2, 3, 4 }, PagesIn(set.NewMappingRanges, f, 8, t.PageSize));
-                    Assert.Equal(new ulong[] { 2, 3, 4 }, PagesIn(set.Ranges, f, 8, t.PageSize));
+                    var whole = Enumerable.Range(0, 8).Select(i => (ulong)i).ToArray(); // new since the last look: wholly, once
+                    Assert.Equal(whole, PagesIn(set.NewMappingRanges, f, 8, t.PageSize));
+                    Assert.Equal(whole, PagesIn(set.Ranges, f, 8, t.PageSize));
                 }
-                else if (fresh is { } g) Assert.Empty(PagesIn(set.Ranges, g, 8, t.PageSize));
+                else if (fresh is { } g && c == 1)
+                {
+                    Assert.Empty(PagesIn(set.Ranges, g, 8, t.PageSize));
+                    t.Send($"write {g:x} 6"); // tracked like the others from now on
+                    Assert.Equal(new ulong[] { 6 }, PagesIn(tracker.Collect().Ranges, g, 8, t.PageSize));
+                }
             }
         }
         Assert.Equal(1000, collections);
@@ -170,7 +176,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
         using var t = new WtTarget();
         ulong region = t.Map(32);
         using var src = ProcPageSource.Open(t.Pid);
-        var enabled = RemoteWriteProtect.Enable(src, new List<AddressRange>());
+        Assert.Equal(t.Pid, RemoteWriteProtect.Enable(src, new List<AddressRange>()).ProcessId);
         using (var first = new WriteProtectTracker(src)) first.Reset();
         Assert.NotNull(WriteTrackingStore.Load(t.Pid)); // not owned: still enabled
         t.Send($"write {region:x} 9 2");

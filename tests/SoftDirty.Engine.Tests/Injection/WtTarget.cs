@@ -13,7 +13,12 @@ public sealed class WtTarget : IDisposable
 
     public WtTarget()
     {
-        var psi = new ProcessStartInfo(PathOf("wttarget")) { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };
+        // Through a shell, as its child: the target is not a child of this process, whose .NET runtime reaps
+        // its own children's wait statuses (a traced child's ptrace stops included) and then loses track.
+        var psi = new ProcessStartInfo("/bin/sh") { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add("exec 3<&0; \"$0\" <&3 3<&- & wait $!"); // stdin through fd 3: a background job would read /dev/null
+        psi.ArgumentList.Add(PathOf("wttarget"));
         _process = Process.Start(psi)!;
         var ready = _process.StandardOutput.ReadLine() ?? throw new InvalidOperationException("wttarget printed nothing");
         var parts = ready.Split(' ');
