@@ -14,6 +14,8 @@
         'Get-PageMap'
         'Clear-SoftDirty'
         'Clear-PageReference'
+        'Enable-WriteTracking'
+        'Disable-WriteTracking'
         'Get-MemoryMapping'
         'Get-SoftDirtySupport'
         'Search-PageMap'

@@ -104,6 +104,12 @@ public sealed class ImageManifest
     public bool Frozen { get; set; }
     /// <summary>Soft-dirty was cleared (or write-protect re-armed) when this image was taken: the next increment may use it.</summary>
     public TrackingMethod? Armed { get; set; }
+    /// <summary>
+    /// WriteProtect of another process: the reset of its write tracking this image was taken at
+    /// (<see cref="SoftDirty.Injection.WriteTrackingState.ResetId"/>). The next increment collects the written
+    /// pages only while the tracking is still at this reset (no other command reset it since).
+    /// </summary>
+    public Guid? WriteTrackingReset { get; set; }
     public List<ImageMapping> Mappings { get; set; } = new();
     public ulong DataPages { get; set; }
     public ulong ZeroPages { get; set; }

@@ -36,7 +36,7 @@ public static class ImageWriter
 
     /// <param name="candidates">When given, only these pages can have changed since the parent (a tracker's answer); null: compare every present page.</param>
     public static ImageSaveResult Save(IPageSource source, string path, string? parentPath, TrackingMethod method, DirtyPageSet? candidates,
-        Func<MemoryMapping, bool>? selector = null, bool frozen = false, TrackingMethod? armed = null, Action<ulong, ulong>? progress = null, CancellationToken cancel = default)
+        Func<MemoryMapping, bool>? selector = null, bool frozen = false, TrackingMethod? armed = null, Action<ulong, ulong>? progress = null, CancellationToken cancel = default, Guid? writeTrackingReset = null)
     {
         var clock = Stopwatch.StartNew();
         path = System.IO.Path.GetFullPath(path);
@@ -167,6 +167,7 @@ public static class ImageWriter
                 Method = method,
                 Frozen = frozen,
                 Armed = armed,
+                WriteTrackingReset = writeTrackingReset,
                 Mappings = mappings.Where(m => m.Kind != MappingKind.Vsyscall && (selector is null || selector(m)))
                     .Select(m => new ImageMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Path = m.DisplayName, Offset = m.Offset }).ToList(),
                 DataPages = dataPages,

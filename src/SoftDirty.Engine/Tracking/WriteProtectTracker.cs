@@ -12,8 +12,10 @@ namespace SoftDirty.Tracking;
 /// The WriteProtect method: the target's mappings registered for userfaultfd async write-protect
 /// (WP_ASYNC | WP_UNPOPULATED, UFFDIO_REGISTER MODE_WP), then PAGEMAP_SCAN with WriteProtectMatching |
 /// CheckWriteProtectAsync and mask = return = Written: get-and-reset in one ioctl. The kernel lets only a
-/// process register its own memory, so the target must be this process (userfaultfd) or a source that
-/// implements <see cref="IAsyncWriteProtectSource"/> (the emulator).
+/// process register its own memory: this process uses a userfaultfd of its own, a source that implements
+/// <see cref="IAsyncWriteProtectSource"/> (the emulator) registers itself, and another real process is
+/// registered from inside by syscall injection (<see cref="RemoteWriteProtect"/>), its tracking kept in it
+/// between commands.
 /// </summary>
 public sealed class WriteProtectTracker : IDirtyTracker
 {
@@ -26,7 +28,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
     // registered is the kernel's to say (PAGEMAP_SCAN with CheckWriteProtectAsync fails on anything else).
     private readonly ProcPageSource? _remote;
     private WriteTrackingState? _state;
-    private readonly bool _ownsTracking;
+    private bool _ownsTracking;
 
     /// <summary>
     /// A tracker for <paramref name="source"/>. Another real process must allow syscall injection
@@ -258,6 +260,9 @@ public sealed class WriteProtectTracker : IDirtyTracker
         foreach (var r in all) b.Add(r.Start, r.End);
         return new DirtyPageSet(Method, Source.PageSize, b.Build(), scanned, clock.Elapsed);
     }
+
+    /// <summary>Leaves the write tracking this tracker enabled in another process enabled after <see cref="Dispose"/> (Enable-WriteTracking, memory image chains).</summary>
+    public void KeepEnabled() => _ownsTracking = false;
 
     /// <summary>
     /// Continues from the last reset of tracking enabled earlier in another process (a separate command):

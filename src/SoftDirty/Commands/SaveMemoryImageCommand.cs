@@ -60,10 +60,10 @@ public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
         var progress = new Progress(this, $"Saving the memory of {source.Name} ({source.ProcessId})", path);
         using (Freeze ? ProcessFreeze.Freeze(source, Cancellation) : null)
         {
-            var candidates = ImageTracking.Candidates(source, method, parentManifest, selector, out var armed, Cancellation);
+            var candidates = ImageTracking.Candidates(source, method, parentManifest, selector, out var armed, out var reset, Cancellation);
             WriteVerbose(candidates is null ? $"{method}: every present page is compared" : $"{method}: {candidates.PageCount} candidate pages");
             var result = ImageWriter.Save(source, path, parent, method, candidates, selector, Freeze, armed,
-                (done, total) => progress.Report(done, total, $"{done:N0} of {total:N0} pages"), Cancellation);
+                (done, total) => progress.Report(done, total, $"{done:N0} of {total:N0} pages"), Cancellation, reset);
             progress.Complete();
             WriteObject(MemoryImageInfo.From(ImageReader.Open(result.Path), result.Elapsed.TotalSeconds));
         }

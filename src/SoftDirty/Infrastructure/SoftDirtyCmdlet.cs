@@ -143,6 +143,10 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         SoftDirtyError.ImageParentMismatch => ErrorCategory.InvalidData,
         SoftDirtyError.ImageExists => ErrorCategory.ResourceExists,
         SoftDirtyError.ImageWriteError => ErrorCategory.WriteError,
+        SoftDirtyError.PtraceNotPermitted => ErrorCategory.PermissionDenied,
+        SoftDirtyError.ProcessAlreadyTraced => ErrorCategory.ResourceBusy,
+        SoftDirtyError.SeccompForbids => ErrorCategory.PermissionDenied,
+        SoftDirtyError.WriteTrackingNotEnabled => ErrorCategory.InvalidOperation,
         _ => CategoryByName(error.ToString()),
     };
 
