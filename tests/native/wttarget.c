@@ -9,6 +9,7 @@
  *   write <hexaddr> <page> [count]   one byte into each page (value from a counter)        -> OK <count>
  *   pattern <hexaddr> <pages> <seed> <n>  write n random pages (xorshift from seed, repeats allowed)
  *                                    -> OK <the distinct page indexes written, ascending, comma-separated or ->
+ *   timedwrite <hexaddr> <page> <count>  one byte into each of count pages, timed  -> OK <ns>
  *   sum                              FNV-1a of every region this target mapped              -> OK <hex>
  *   threads <n>                      start n threads spinning in user space (counters)      -> OK <n>
  *   spins                            the sum of the spinning threads' counters               -> OK <count>
@@ -155,6 +156,10 @@ int main(void)
             unsigned long count = n >= 4 ? c : 1;
             for (unsigned long i = 0; i < count; i++) ((unsigned char *)a)[(b + i) * page_size] = ++counter;
             reply("OK %lu", count);
+        } else if (!strcmp(cmd, "timedwrite") && n >= 4) {
+            long long start = now_ns();
+            for (unsigned long i = 0; i < c; i++) ((volatile unsigned char *)a)[(b + i) * page_size] = ++counter;
+            reply("OK %lld", now_ns() - start);
         } else if (!strcmp(cmd, "pattern") && n >= 5) {
             pattern((unsigned char *)a, (long)b, c, (long)d);
         } else if (!strcmp(cmd, "sum")) {

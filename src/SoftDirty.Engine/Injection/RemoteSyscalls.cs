@@ -309,9 +309,11 @@ public sealed unsafe class RemoteSyscalls : IDisposable
         foreach (bool vdso in new[] { true, false })
             foreach (var m in mappings)
             {
-                if ((m.Kind == MappingKind.Vdso) != vdso || m.Permissions.Length < 3 || m.Permissions[2] != 'x') continue;
+                if ((m.Kind == MappingKind.Vdso) != vdso || m.Kind == MappingKind.Vsyscall || m.Permissions.Length < 3 || m.Permissions[2] != 'x') continue;
                 var bytes = new byte[Math.Min(m.Size, 1UL << 20)];
-                int got = source.ReadMemory(m.Start, bytes);
+                int got;
+                try { got = source.ReadMemory(m.Start, bytes); }
+                catch (SoftDirtyException ex) when (ex.Error != SoftDirtyError.ProcessExited) { continue; } // unreadable: try the next one
                 int at = bytes.AsSpan(0, Math.Max(0, got)).IndexOf(arch.SyscallInstruction);
                 if (at >= 0) return m.Start + (ulong)at;
             }

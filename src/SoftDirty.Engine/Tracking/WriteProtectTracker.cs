@@ -129,13 +129,38 @@ public sealed class WriteProtectTracker : IDirtyTracker
     /// </summary>
     private List<PageRegion> Scan(List<PageSpan> spans, bool reset, CancellationToken cancel)
     {
-        var template = new PagemapScanRequest
-        {
-            Flags = (reset ? PagemapScanFlags.WriteProtectMatching : 0) | PagemapScanFlags.CheckWriteProtectAsync,
-            CategoryMask = PageCategory.Written,
-            ReturnMask = PageCategory.Written,
-        };
+        var template = WrittenTemplate(reset);
         var reader = new PageMapReader(Source);
+        var unregistered = new List<PageSpan>();
+        var found = ScanEach(reader, spans, template, unregistered, cancel);
+        if (unregistered.Count == 0) return found;
+        var one = new List<PageSpan>(1);
+        foreach (var span in unregistered)
+        {
+            one.Clear();
+            one.Add(span);
+            if (_emulated is not null) _registered.Add((new AddressRange(span.Start, span.End), _emulated.RegisterAsyncWriteProtect(span.Start, span.End)));
+            else _uffd!.Register(span.Start, span.End);
+            found.AddRange(PageWalk.PresentRegions(Source, one, cancel));
+            if (reset)
+                try { foreach (var _ in reader.ScanRegions(one, template, cancel)) { } }
+                catch (SoftDirtyException again) when (again.Error == SoftDirtyError.PermissionDenied) { }
+        }
+        found.Sort((x, y) => x.Start.CompareTo(y.Start));
+        return found;
+    }
+
+    /// <summary>PAGEMAP_SCAN for the Written pages, on registered VMAs only; with <paramref name="reset"/> they are write-protected again.</summary>
+    private static PagemapScanRequest WrittenTemplate(bool reset) => new()
+    {
+        Flags = (reset ? PagemapScanFlags.WriteProtectMatching : 0) | PagemapScanFlags.CheckWriteProtectAsync,
+        CategoryMask = PageCategory.Written,
+        ReturnMask = PageCategory.Written,
+    };
+
+    /// <summary>Scans each span alone; a span the kernel refuses (EPERM: its VMA is not registered) goes to <paramref name="unregistered"/>.</summary>
+    private static List<PageRegion> ScanEach(PageMapReader reader, List<PageSpan> spans, PagemapScanRequest template, List<PageSpan> unregistered, CancellationToken cancel)
+    {
         var found = new List<PageRegion>();
         var one = new List<PageSpan>(1);
         foreach (var span in spans)
@@ -147,12 +172,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
             catch (SoftDirtyException ex) when (ex.Error == SoftDirtyError.PermissionDenied)
             {
                 found.RemoveRange(before, found.Count - before);
-                if (_emulated is not null) _registered.Add((new AddressRange(span.Start, span.End), _emulated.RegisterAsyncWriteProtect(span.Start, span.End)));
-                else _uffd!.Register(span.Start, span.End);
-                found.AddRange(PageWalk.PresentRegions(Source, one, cancel));
-                if (reset)
-                    try { foreach (var _ in reader.ScanRegions(one, template, cancel)) { } }
-                    catch (SoftDirtyException again) when (again.Error == SoftDirtyError.PermissionDenied) { }
+                unregistered.Add(span);
             }
         }
         return found;
@@ -167,29 +187,12 @@ public sealed class WriteProtectTracker : IDirtyTracker
     /// </summary>
     private List<PageRegion> ScanRemote(List<PageSpan> spans, bool reset, List<AddressRange> fresh, CancellationToken cancel)
     {
-        var template = new PagemapScanRequest
-        {
-            Flags = (reset ? PagemapScanFlags.WriteProtectMatching : 0) | PagemapScanFlags.CheckWriteProtectAsync,
-            CategoryMask = PageCategory.Written,
-            ReturnMask = PageCategory.Written,
-        };
+        var template = WrittenTemplate(reset);
         var reader = new PageMapReader(Source);
-        var found = new List<PageRegion>();
         var unregistered = new List<PageSpan>();
-        var one = new List<PageSpan>(1);
-        foreach (var span in spans)
-        {
-            one.Clear();
-            one.Add(span);
-            int before = found.Count;
-            try { found.AddRange(reader.ScanRegions(one, template, cancel)); }
-            catch (SoftDirtyException ex) when (ex.Error == SoftDirtyError.PermissionDenied)
-            {
-                found.RemoveRange(before, found.Count - before);
-                unregistered.Add(span);
-            }
-        }
+        var found = ScanEach(reader, spans, template, unregistered, cancel);
         if (unregistered.Count == 0) return found;
+        var one = new List<PageSpan>(1);
         var accepted = RemoteWriteProtect.Register(_remote!, _state!, Ranges(unregistered));
         for (int i = 0; i < unregistered.Count; i++)
         {

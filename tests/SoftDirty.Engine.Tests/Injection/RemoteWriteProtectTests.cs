@@ -230,12 +230,30 @@ public sealed class RemoteWriteProtectTests : IDisposable
     }
 
     [Fact]
+    public void ChildOfThisProcess_IsRefused_BecauseDotNetReapsItsWaitStatuses()
+    {
+        using var child = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(WtTarget.PathOf("wttarget")) { RedirectStandardInput = true, RedirectStandardOutput = true })!;
+        try
+        {
+            child.StandardOutput.ReadLine();
+            var refused = InjectionSupport.Check(child.Id, KernelProbe.Current);
+            Assert.NotNull(refused);
+            Assert.Equal(SoftDirtyError.PtraceNotPermitted, refused!.Error);
+            Assert.Contains("child of this process", refused.Message);
+            Assert.False(child.HasExited);
+        }
+        finally { child.Kill(); child.WaitForExit(5000); }
+    }
+
+    [Fact]
     public void ExitedProcess_IsNotFound()
     {
         var t = new WtTarget();
         int pid = t.Pid;
         t.Send("exit");
         t.Dispose();
-        Assert.NotNull(InjectionSupport.Check(pid, KernelProbe.Current));
+        var refused = InjectionSupport.Check(pid, KernelProbe.Current);
+        Assert.NotNull(refused);
+        Assert.Contains(refused!.Error, new[] { SoftDirtyError.ProcessNotFound, SoftDirtyError.ProcessExited });
     }
 }
