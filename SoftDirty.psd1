@@ -15,6 +15,8 @@
         'Get-PageMap'
         'Clear-SoftDirty'
         'Clear-PageReference'
+        'Enable-WriteTracking'
+        'Disable-WriteTracking'
         'Get-MemoryMapping'
         'Get-SoftDirtySupport'
         'Search-PageMap'

@@ -9,6 +9,10 @@
     bytes to a file (2 MiB writes, fsync) (target >= 0.7).
     Methods: one workload on this process (1,000 pages written of 64 MiB, 100 of them with identical bytes),
     collected with each method this kernel supports: pages reported, time to collect, cost to the writer.
+    RemoteWriteProtect: WriteProtect of another process (tests/native/wttarget, 1 GiB present), registered
+    from outside by syscall injection: EnableMs (inject and protect, target < 20), CollectVsHash (a collection
+    with 1% of the pages written, the Hash method's time over WriteProtect's, target >= 5) and WriteVsSelf (the
+    target's first write to a protected page over this process's own uffd-wp write fault, target <= 2).
     Medians of -Runs runs.
 .EXAMPLE
     ./build.ps1 Build, Native; pwsh -File tests/BenchWorkflows.ps1 -ModulePath out/SoftDirty/SoftDirty.psd1
@@ -94,10 +98,74 @@ public static class WfBench {
         System.Runtime.InteropServices.NativeMemory.AlignedFree(mem);
         return rows.ToArray();
     }
+    // This process's own uffd-wp write fault: ns per first write to a protected page.
+    public static unsafe double SelfWriteNs(int pages) {
+        var mem = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)pages * 4096, 4096);
+        for (int i = 0; i < pages; i++) mem[i * 4096L] = 1;
+        ulong lo = (ulong)mem, hi = lo + (ulong)pages * 4096;
+        try {
+            using var self = ProcPageSource.Open(Environment.ProcessId);
+            using var t = new WriteProtectTracker(self, m => m.Start < hi && m.End > lo);
+            t.Reset();
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < pages; i++) mem[i * 4096L] = 2;
+            return sw.Elapsed.TotalMilliseconds * 1e6 / pages;
+        } finally { System.Runtime.InteropServices.NativeMemory.AlignedFree(mem); }
+    }
 }
 '@
 
 function Median([double[]] $x) { $s = $x | Sort-Object; $s[[int][math]::Floor(($s.Count - 1) / 2)] }
+
+# WriteProtect of another process: a wttarget started through a shell (not a child of this process).
+function Measure-RemoteWriteProtect([int] $Pages) {
+    $psi = [System.Diagnostics.ProcessStartInfo]::new('/bin/sh')
+    $psi.ArgumentList.Add('-c'); $psi.ArgumentList.Add('exec 3<&0; "$0" <&3 3<&- & wait $!'); $psi.ArgumentList.Add((Join-Path $PSScriptRoot 'native/bin/wttarget'))
+    $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true
+    $sh = [System.Diagnostics.Process]::Start($psi)
+    $id = [int]($sh.StandardOutput.ReadLine().Split(' ')[1])
+    function Send([string] $c) { $sh.StandardInput.WriteLine($c); $l = $sh.StandardOutput.ReadLine(); if ($l -notlike 'OK*') { throw "wttarget: $c -> $l" }; $l.Substring(2).Trim() }
+    $env:SOFTDIRTY_STATE_DIR = Join-Path $WorkPath "sdbench-state-$PID"
+    try {
+        $hex = Send "map $Pages"
+        $lo = [Convert]::ToUInt64($hex, 16); $hi = $lo + [uint64]$Pages * 4096
+        $null = Send "write $hex 0 $Pages"
+        $sel = [Func[SoftDirty.MemoryMapping, bool]] { param($m) $m.Start -lt $hi -and $m.End -gt $lo }
+        $src = [SoftDirty.ProcPageSource]::Open($id)
+        $enable = @(); $wp = @(); $hash = @(); $write = @(); $self = @()
+        foreach ($i in 1..$Runs) {
+            $sw = [Diagnostics.Stopwatch]::StartNew()
+            $t = [SoftDirty.Tracking.WriteProtectTracker]::new($src, $sel)
+            $t.Reset()
+            $enable += $sw.Elapsed.TotalMilliseconds
+            $write += [double](Send "timedwrite $hex $($i * 2000) 1000") / 1000
+            $self += [WfBench]::SelfWriteNs(1000)
+            $h = [SoftDirty.Tracking.HashTracker]::new($src, 'Fast128', $sel)
+            $h.Reset()
+            $null = Send "pattern $hex $Pages $i $([int]($Pages / 100))"
+            $sw.Restart(); $null = $t.Collect($true, [Threading.CancellationToken]::None); $wp += $sw.Elapsed.TotalMilliseconds
+            $sw.Restart(); $null = $h.Collect($true, [Threading.CancellationToken]::None); $hash += $sw.Elapsed.TotalMilliseconds
+            $h.Dispose(); $t.Dispose()
+        }
+        $src.Dispose()
+        [ordered]@{
+            Target = "$($Pages * 4 / 1024) MiB present in wttarget $id"
+            EnableMs = [math]::Round((Median $enable), 2)
+            EnableMsSpread = '{0:N2}..{1:N2}' -f ($enable | Measure-Object -Minimum).Minimum, ($enable | Measure-Object -Maximum).Maximum
+            CollectMs = [math]::Round((Median $wp), 2)
+            HashCollectMs = [math]::Round((Median $hash), 2)
+            CollectVsHash = [math]::Round((Median $hash) / (Median $wp), 2)
+            TargetWriteNs = [math]::Round((Median $write), 0)
+            SelfWriteNs = [math]::Round((Median $self), 0)
+            WriteVsSelf = [math]::Round((Median $write) / (Median $self), 2)
+        }
+    } finally {
+        if (Test-Path "/proc/$id") { kill -KILL $id }
+        $sh.WaitForExit(2000) | Out-Null
+        Remove-Item $env:SOFTDIRTY_STATE_DIR -Recurse -Force -ErrorAction SilentlyContinue
+        Remove-Item Env:SOFTDIRTY_STATE_DIR
+    }
+}
 
 $t = Start-WfTarget
 try {
@@ -129,5 +197,6 @@ try {
         SaveGiBps = [math]::Round($gib / (Median $save), 3)
         SaveVsWrite = [math]::Round((Median $write) / (Median $save), 3)
         Methods = [WfBench]::Methods()
+        RemoteWriteProtect = Measure-RemoteWriteProtect ($SizeMiB * 256)
     } | ConvertTo-Json -Depth 4
 } finally { Stop-WfTarget $t }

@@ -50,6 +50,14 @@ public enum SoftDirtyError
     ChartNoData,
     /// <summary>Writing a chart failed: a missing or unwritable folder, a full disk.</summary>
     ChartWriteError,
+    /// <summary>This process may not ptrace the target (Yama ptrace_scope, another user without CAP_SYS_PTRACE); the message says which.</summary>
+    PtraceNotPermitted,
+    /// <summary>The target is already traced by another process (TracerPid), which excludes syscall injection.</summary>
+    ProcessAlreadyTraced,
+    /// <summary>The target's seccomp filter (or strict mode) forbids a syscall that write tracking injects (userfaultfd); nothing was left behind.</summary>
+    SeccompForbids,
+    /// <summary>Write tracking is not enabled in that process (Enable-WriteTracking), or its state no longer matches it.</summary>
+    WriteTrackingNotEnabled,
 }
 
 /// <summary>An engine failure with a stable <see cref="SoftDirtyError"/> and the errno when one applies.</summary>

@@ -42,8 +42,8 @@ Describe 'Memory images' -Tag 'Workflows' {
         Get-ProcessState $t.Id | Should -Not -Be 'T'
     }
 
-    It 'refuses WriteProtect images of another process, and a second image in one directory' {
-        { Save-MemoryImage -Id $t.Id -Path "$root/wp" -Method WriteProtect -ErrorAction Stop } | Should -Throw -ErrorId 'WriteProtectNotSupported,SoftDirty.Commands.SaveMemoryImageCommand'
+    It 'refuses WriteProtect images of a child of this PowerShell (no injection into it), and a second image in one directory' {
+        { Save-MemoryImage -Id $t.Id -Path "$root/wp" -Method WriteProtect -ErrorAction Stop } | Should -Throw -ErrorId 'PtraceNotPermitted,SoftDirty.Commands.SaveMemoryImageCommand'
         { Save-MemoryImage -Id $t.Id -Path "$root/c0" -ErrorAction Stop } | Should -Throw -ErrorId 'ImageExists,SoftDirty.Commands.SaveMemoryImageCommand'
     }
 

@@ -126,6 +126,12 @@ public sealed class ImageManifest
     public TrackingMethod? Armed { get; set; }
     /// <summary>The tracking epoch this save's clear started (<see cref="TrackingEpoch"/>): an increment trusts the tracker only while it is still current.</summary>
     public string? ArmedEpoch { get; set; }
+    /// <summary>
+    /// WriteProtect of another process: the reset of its write tracking this image was taken at
+    /// (<see cref="SoftDirty.Injection.WriteTrackingState.ResetId"/>). The next increment collects the written
+    /// pages only while the tracking is still at this reset (no other command reset it since).
+    /// </summary>
+    public Guid? WriteTrackingReset { get; set; }
     public List<ImageMapping> Mappings { get; set; } = new();
     public ulong DataPages { get; set; }
     public ulong ZeroPages { get; set; }

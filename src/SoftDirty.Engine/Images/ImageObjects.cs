@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Runtime.CompilerServices;
 using System.Threading;
+using SoftDirty.Injection;
 using SoftDirty.Tracking;
 
 namespace SoftDirty.Images;
@@ -119,7 +120,7 @@ public static class ImageVerifier
 /// Which pages an image save must look at, per method. Hash: every present page (compared with the parent
 /// chain's hashes). SoftDirty: the soft-dirty pages, when the parent was saved from the same process with
 /// soft-dirty cleared. WriteProtect: the written pages of a tracker kept on the source across saves (an
-/// emulated process; a real one cannot keep one between commands).
+/// emulated process), or of another real process's write tracking, which lives in that process between commands.
 /// </summary>
 public static class ImageTracking
 {
@@ -130,8 +131,14 @@ public static class ImageTracking
         if (method != TrackingMethod.Auto) return method;
         if (source.Features.SoftDirty) return TrackingMethod.SoftDirty;
         if (source is IAsyncWriteProtectSource && source.Features.PagemapScan) return TrackingMethod.WriteProtect;
+        if (source is ProcPageSource && source.ProcessId != Environment.ProcessId && WriteTrackingStore.Load(source.ProcessId) is not null) return TrackingMethod.WriteProtect;
         return TrackingMethod.Hash;
     }
+
+    /// <inheritdoc cref="Candidates(IPageSource, TrackingMethod, ImageManifest?, Func{MemoryMapping, bool}?, bool, out TrackingMethod?, out string?, out Guid?, Action{string}?, CancellationToken)"/>
+    public static DirtyPageSet? Candidates(IPageSource source, TrackingMethod method, ImageManifest? parent, Func<MemoryMapping, bool>? selector, bool verify,
+        out TrackingMethod? armed, out string? armedEpoch, Action<string>? warn, CancellationToken cancel) =>
+        Candidates(source, method, parent, selector, verify, out armed, out armedEpoch, out _, warn, cancel);
 
     /// <summary>
     /// The candidates (null: every present page) and the method re-armed for the next increment. Call with the
@@ -140,11 +147,17 @@ public static class ImageTracking
     /// <paramref name="verify"/>; otherwise every page is compared, and <paramref name="warn"/> says why.
     /// <paramref name="armedEpoch"/> is the epoch this call's clear started: pass it to <see cref="ImageWriter.Save"/>.
     /// </summary>
+    /// <remarks>
+    /// WriteProtect of another real process uses its write tracking (Enable-WriteTracking), enabling it when it
+    /// is not yet (and leaving it enabled: the chain goes on in later commands); <paramref name="writeTrackingReset"/>
+    /// gets the reset the image is taken at, for its manifest.
+    /// </remarks>
     public static DirtyPageSet? Candidates(IPageSource source, TrackingMethod method, ImageManifest? parent, Func<MemoryMapping, bool>? selector, bool verify,
-        out TrackingMethod? armed, out string? armedEpoch, Action<string>? warn, CancellationToken cancel)
+        out TrackingMethod? armed, out string? armedEpoch, out Guid? writeTrackingReset, Action<string>? warn, CancellationToken cancel)
     {
         armed = null;
         armedEpoch = null;
+        writeTrackingReset = null;
         switch (method)
         {
             case TrackingMethod.SoftDirty:
@@ -170,11 +183,49 @@ public static class ImageTracking
                 armed = TrackingMethod.SoftDirty;
                 return set; // no usable parent arming: compare every page this time
             }
+            case TrackingMethod.WriteProtect when source is ProcPageSource proc && proc.ProcessId != Environment.ProcessId:
+            {
+                using var tracker = new WriteProtectTracker(proc, selector);
+                tracker.KeepEnabled();
+                DirtyPageSet? set = null;
+                if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && parent.ProcessId == proc.ProcessId
+                    && parent.WriteTrackingReset is { } at && at == tracker.RemoteState!.ResetId)
+                {
+                    tracker.Resume();
+                    set = tracker.Collect(rearm: true, cancel);
+                }
+                else tracker.Reset(cancel); // no parent taken at the current reset: compare every page this time
+                armed = TrackingMethod.WriteProtect;
+                writeTrackingReset = tracker.RemoteState!.ResetId;
+                return set;
+            }
+            case TrackingMethod.WriteProtect when source is ProcPageSource proc && proc.ProcessId != Environment.ProcessId:
+            {
+                using var tracker = new WriteProtectTracker(proc, selector);
+                tracker.KeepEnabled();
+                DirtyPageSet? set = null;
+                if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && parent.ProcessId == proc.ProcessId && !verify
+                    && parent.ProcessIdentity == TrackingEpoch.Identity(source)
+                    && parent.WriteTrackingReset is { } at && at == tracker.RemoteState!.ResetId)
+                {
+                    tracker.Resume();
+                    set = tracker.Collect(rearm: true, cancel);
+                }
+                else
+                {
+                    if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && !verify)
+                        warn?.Invoke($"The write tracking of process {proc.ProcessId} was reset or restarted since the parent image was taken: comparing every page's contents with the parent's hashes instead.");
+                    tracker.Reset(cancel); // no parent taken at the current reset: compare every page this time
+                }
+                armed = TrackingMethod.WriteProtect;
+                writeTrackingReset = tracker.RemoteState!.ResetId;
+                return set;
+            }
             case TrackingMethod.WriteProtect:
             {
                 if (source is not IAsyncWriteProtectSource)
                     throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported,
-                        $"Memory images of process {source.ProcessId} cannot use WriteProtect: userfaultfd registers only the caller's own memory, and its tracking would not outlive this command. Use -Method Hash or SoftDirty.", source.ProcessId);
+                        $"Memory images of process {source.ProcessId} cannot use WriteProtect: its tracking would not outlive this command. Use -Method Hash or SoftDirty.", source.ProcessId);
                 DirtyPageSet? set = null;
                 if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && Kept.TryGetValue(source, out var kept))
                     set = kept.Collect(rearm: true, cancel);

@@ -37,7 +37,7 @@ public static class ImageWriter
     /// <param name="candidates">When given, only these pages can have changed since the parent (a tracker's answer); null: compare every present page.</param>
     public static ImageSaveResult Save(IPageSource source, string path, string? parentPath, TrackingMethod method, DirtyPageSet? candidates,
         Func<MemoryMapping, bool>? selector = null, bool frozen = false, TrackingMethod? armed = null, Action<ulong, ulong>? progress = null, CancellationToken cancel = default,
-        string? armedEpoch = null)
+        string? armedEpoch = null, Guid? writeTrackingReset = null)
     {
         var clock = Stopwatch.StartNew();
         path = System.IO.Path.GetFullPath(path);
@@ -175,6 +175,7 @@ public static class ImageWriter
                 Frozen = frozen,
                 Armed = armed,
                 ArmedEpoch = armedEpoch,
+                WriteTrackingReset = writeTrackingReset,
                 Mappings = mappings.Where(m => m.Kind != MappingKind.Vsyscall && (selector is null || selector(m)))
                     .Select(m => new ImageMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Path = m.DisplayName, Offset = m.Offset }).ToList(),
                 DataPages = dataPages,

@@ -11,7 +11,7 @@ public static class DirtyTracker
 {
     /// <summary>
     /// The method Auto picks: SoftDirty where the kernel sets bit 55; else WriteProtect where the target is
-    /// this process or an emulated one that supports it; else Hash. <paramref name="reason"/> says why.
+    /// this process, an emulated one that supports it, or another process this one may inject into; else Hash. <paramref name="reason"/> says why.
     /// </summary>
     public static TrackingMethod Resolve(IPageSource source, TrackingMethod method, out string reason)
     {
@@ -32,12 +32,12 @@ public static class DirtyTracker
             reason = "Auto chose SoftDirty: the kernel sets the soft-dirty bit.";
             return TrackingMethod.SoftDirty;
         }
-        if (WriteProtectTracker.IsSupported(source, out _))
+        if (WriteProtectTracker.IsSupported(source, out var refused))
         {
             reason = $"Auto chose WriteProtect: no soft-dirty here ({source.Features.SoftDirtyReason}), and process {source.ProcessId} can be registered for async write-protect.";
             return TrackingMethod.WriteProtect;
         }
-        reason = $"Auto chose Hash: no soft-dirty here ({source.Features.SoftDirtyReason ?? "not supported"}), and async write-protect works only on this process or an emulated one.";
+        reason = $"Auto chose Hash: no soft-dirty here ({source.Features.SoftDirtyReason ?? "not supported"}), and async write-protect cannot be used: {refused}";
         return TrackingMethod.Hash;
     }
 

@@ -11,7 +11,7 @@ public enum TrackingMethod
     Auto,
     /// <summary>clear_refs "4" and bit 55 of pagemap (PAGE_IS_SOFT_DIRTY with PAGEMAP_SCAN); needs CONFIG_MEM_SOFT_DIRTY.</summary>
     SoftDirty,
-    /// <summary>userfaultfd async write-protect and PAGEMAP_SCAN WRITTEN; only for the current process or an emulated one.</summary>
+    /// <summary>userfaultfd async write-protect and PAGEMAP_SCAN WRITTEN: this process, an emulated one, or another real one registered from outside by syscall injection (Linux 6.7+).</summary>
     WriteProtect,
     /// <summary>Hash every present page through /proc/PID/mem and compare with the last snapshot; works on any kernel.</summary>
     Hash,
@@ -77,6 +77,11 @@ public sealed class DirtyPageSet
     /// <summary>Pages the tracker looked at (present pages for Hash, span pages for the others).</summary>
     public ulong PagesScanned { get; }
     public TimeSpan CollectTime { get; }
+    /// <summary>
+    /// Of <see cref="Ranges"/>, the pages of mappings that appeared since the last collection (not yet
+    /// write-protected, so all their present pages count as written, once). WriteProtect of another process only.
+    /// </summary>
+    public IReadOnlyList<AddressRange> NewMappingRanges { get; init; } = Array.Empty<AddressRange>();
 
     public bool Contains(ulong address)
     {

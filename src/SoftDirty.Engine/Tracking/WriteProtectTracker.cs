@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.Linq;
 using System.Runtime.InteropServices;
 using System.Threading;
+using SoftDirty.Injection;
 
 namespace SoftDirty.Tracking;
 
@@ -11,8 +12,10 @@ namespace SoftDirty.Tracking;
 /// The WriteProtect method: the target's mappings registered for userfaultfd async write-protect
 /// (WP_ASYNC | WP_UNPOPULATED, UFFDIO_REGISTER MODE_WP), then PAGEMAP_SCAN with WriteProtectMatching |
 /// CheckWriteProtectAsync and mask = return = Written: get-and-reset in one ioctl. The kernel lets only a
-/// process register its own memory, so the target must be this process (userfaultfd) or a source that
-/// implements <see cref="IAsyncWriteProtectSource"/> (the emulator).
+/// process register its own memory: this process uses a userfaultfd of its own, a source that implements
+/// <see cref="IAsyncWriteProtectSource"/> (the emulator) registers itself, and another real process is
+/// registered from inside by syscall injection (<see cref="RemoteWriteProtect"/>), its tracking kept in it
+/// between commands.
 /// </summary>
 public sealed class WriteProtectTracker : IDirtyTracker
 {
@@ -21,12 +24,33 @@ public sealed class WriteProtectTracker : IDirtyTracker
     private readonly Userfaultfd? _uffd;
     private readonly List<(AddressRange Range, IDisposable? Registration)> _registered = new();
     private bool _armed;
+    // Another real process: registered from outside by syscall injection (RemoteWriteProtect); what is
+    // registered is the kernel's to say (PAGEMAP_SCAN with CheckWriteProtectAsync fails on anything else).
+    private readonly ProcPageSource? _remote;
+    private WriteTrackingState? _state;
+    private bool _ownsTracking;
 
+    /// <summary>
+    /// A tracker for <paramref name="source"/>. Another real process must allow syscall injection
+    /// (<see cref="InjectionSupport.Check"/>); when write tracking is not enabled there yet, this tracker enables
+    /// it and disables it again on <see cref="Dispose"/>, else it uses (and leaves) the enabled tracking.
+    /// </summary>
     public WriteProtectTracker(IPageSource source, Func<MemoryMapping, bool>? selector = null)
     {
         Source = source;
         _selector = selector;
         if (source is IAsyncWriteProtectSource emulated) { _emulated = emulated; }
+        else if (source is ProcPageSource proc && proc.ProcessId != Environment.ProcessId)
+        {
+            if (InjectionSupport.Check(proc.ProcessId, proc.Features) is { } refused) throw refused;
+            _remote = proc;
+            _state = WriteTrackingStore.Load(proc.ProcessId);
+            if (_state is null)
+            {
+                _state = RemoteWriteProtect.Enable(proc, Ranges(Spans()));
+                _ownsTracking = true;
+            }
+        }
         else
         {
             if (!IsSupported(source, out var reason))
@@ -44,12 +68,24 @@ public sealed class WriteProtectTracker : IDirtyTracker
         if (!source.Features.UffdWriteProtectAsync) { reason = source.Features.UffdWriteProtectAsyncReason ?? "userfaultfd async write-protect is missing."; return false; }
         if (source.ProcessId != Environment.ProcessId)
         {
-            reason = $"The WriteProtect method needs userfaultfd, and the kernel lets only a process register its own memory: process {source.ProcessId} ({source.Name}) is not this one ({Environment.ProcessId}). " +
-                     "Use -Method Hash (any kernel) or SoftDirty (where the kernel has it), or an emulated process.";
-            return false;
+            if (source is ProcPageSource && InjectionSupport.Check(source.ProcessId, source.Features) is { } refused)
+            {
+                reason = $"WriteProtect registers another process from inside it by syscall injection, which is refused here ({refused.Error}): {refused.Message}";
+                return false;
+            }
+            if (source is not ProcPageSource)
+            {
+                reason = $"Process {source.ProcessId} ({source.Name}) is neither this process, a real process nor an emulated one.";
+                return false;
+            }
         }
         return true;
     }
+
+    /// <summary>The write-tracking state of the other process this tracker uses, null for this process or an emulated one.</summary>
+    public WriteTrackingState? RemoteState => _state;
+
+    private static List<AddressRange> Ranges(List<PageSpan> spans) => spans.Select(s => new AddressRange(s.Start, s.End)).ToList();
 
     public TrackingMethod Method => TrackingMethod.WriteProtect;
     public IPageSource Source { get; }
@@ -93,13 +129,38 @@ public sealed class WriteProtectTracker : IDirtyTracker
     /// </summary>
     private List<PageRegion> Scan(List<PageSpan> spans, bool reset, CancellationToken cancel)
     {
-        var template = new PagemapScanRequest
-        {
-            Flags = (reset ? PagemapScanFlags.WriteProtectMatching : 0) | PagemapScanFlags.CheckWriteProtectAsync,
-            CategoryMask = PageCategory.Written,
-            ReturnMask = PageCategory.Written,
-        };
+        var template = WrittenTemplate(reset);
         var reader = new PageMapReader(Source);
+        var unregistered = new List<PageSpan>();
+        var found = ScanEach(reader, spans, template, unregistered, cancel);
+        if (unregistered.Count == 0) return found;
+        var one = new List<PageSpan>(1);
+        foreach (var span in unregistered)
+        {
+            one.Clear();
+            one.Add(span);
+            if (_emulated is not null) _registered.Add((new AddressRange(span.Start, span.End), _emulated.RegisterAsyncWriteProtect(span.Start, span.End)));
+            else _uffd!.Register(span.Start, span.End);
+            found.AddRange(PageWalk.PresentRegions(Source, one, cancel));
+            if (reset)
+                try { foreach (var _ in reader.ScanRegions(one, template, cancel)) { } }
+                catch (SoftDirtyException again) when (again.Error == SoftDirtyError.PermissionDenied) { }
+        }
+        found.Sort((x, y) => x.Start.CompareTo(y.Start));
+        return found;
+    }
+
+    /// <summary>PAGEMAP_SCAN for the Written pages, on registered VMAs only; with <paramref name="reset"/> they are write-protected again.</summary>
+    private static PagemapScanRequest WrittenTemplate(bool reset) => new()
+    {
+        Flags = (reset ? PagemapScanFlags.WriteProtectMatching : 0) | PagemapScanFlags.CheckWriteProtectAsync,
+        CategoryMask = PageCategory.Written,
+        ReturnMask = PageCategory.Written,
+    };
+
+    /// <summary>Scans each span alone; a span the kernel refuses (EPERM: its VMA is not registered) goes to <paramref name="unregistered"/>.</summary>
+    private static List<PageRegion> ScanEach(PageMapReader reader, List<PageSpan> spans, PagemapScanRequest template, List<PageSpan> unregistered, CancellationToken cancel)
+    {
         var found = new List<PageRegion>();
         var one = new List<PageSpan>(1);
         foreach (var span in spans)
@@ -111,19 +172,69 @@ public sealed class WriteProtectTracker : IDirtyTracker
             catch (SoftDirtyException ex) when (ex.Error == SoftDirtyError.PermissionDenied)
             {
                 found.RemoveRange(before, found.Count - before);
-                if (_emulated is not null) _registered.Add((new AddressRange(span.Start, span.End), _emulated.RegisterAsyncWriteProtect(span.Start, span.End)));
-                else _uffd!.Register(span.Start, span.End);
-                found.AddRange(PageWalk.PresentRegions(Source, one, cancel));
-                if (reset)
-                    try { foreach (var _ in reader.ScanRegions(one, template, cancel)) { } }
-                    catch (SoftDirtyException again) when (again.Error == SoftDirtyError.PermissionDenied) { }
+                unregistered.Add(span);
             }
         }
         return found;
     }
 
+    /// <summary>
+    /// Scans the spans of another process from outside. A span the kernel refuses (EPERM: its VMA is not
+    /// registered, so it was mapped since the last look) is registered by injection and counts as wholly
+    /// written this once (<paramref name="fresh"/> gets it); with <paramref name="reset"/> it is then
+    /// write-protected like the others. A range the kernel will not register counts wholly every time:
+    /// never a false negative.
+    /// </summary>
+    private List<PageRegion> ScanRemote(List<PageSpan> spans, bool reset, List<AddressRange> fresh, CancellationToken cancel)
+    {
+        var template = WrittenTemplate(reset);
+        var reader = new PageMapReader(Source);
+        var unregistered = new List<PageSpan>();
+        var found = ScanEach(reader, spans, template, unregistered, cancel);
+        if (unregistered.Count == 0) return found;
+        var one = new List<PageSpan>(1);
+        var accepted = RemoteWriteProtect.Register(_remote!, _state!, Ranges(unregistered));
+        for (int i = 0; i < unregistered.Count; i++)
+        {
+            var span = unregistered[i];
+            found.Add(new PageRegion(span.Start, span.End, PageCategory.Written));
+            fresh.Add(new AddressRange(span.Start, span.End));
+            if (!accepted[i] || !reset) continue;
+            one.Clear();
+            one.Add(span);
+            try { foreach (var _ in reader.ScanRegions(one, template, cancel)) { } }
+            catch (SoftDirtyException ex) when (ex.Error == SoftDirtyError.PermissionDenied) { } // replaced again: the next look finds it new
+        }
+        found.Sort((x, y) => x.Start.CompareTo(y.Start));
+        return found;
+    }
+
+    private DirtyPageSet CollectRemote(bool rearm, CancellationToken cancel)
+    {
+        var clock = Stopwatch.StartNew();
+        var spans = Spans();
+        var fresh = new List<AddressRange>();
+        var regions = ScanRemote(spans, rearm, fresh, cancel);
+        if (rearm) RemoteWriteProtect.RecordReset(_state!);
+        ulong scanned = 0, ps = (ulong)Source.PageSize;
+        foreach (var s in spans) scanned += (s.End - s.Start) / ps;
+        var b = new RangeListBuilder();
+        foreach (var r in regions) b.Add(r.Start, r.End);
+        fresh.Sort((x, y) => x.Start.CompareTo(y.Start));
+        var nb = new RangeListBuilder();
+        foreach (var r in fresh) nb.Add(r.Start, r.End);
+        return new DirtyPageSet(Method, Source.PageSize, b.Build(), scanned, clock.Elapsed) { NewMappingRanges = nb.Build() };
+    }
+
     public void Reset(CancellationToken cancel = default)
     {
+        if (_remote is not null)
+        {
+            ScanRemote(Spans(), reset: true, new List<AddressRange>(), cancel);
+            RemoteWriteProtect.RecordReset(_state!);
+            _armed = true;
+            return;
+        }
         var spans = Spans();
         RegisterNew(spans);
         Scan(RegisteredSpans(spans), reset: true, cancel);
@@ -133,6 +244,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
     public DirtyPageSet Collect(bool rearm = true, CancellationToken cancel = default)
     {
         if (!_armed) throw new InvalidOperationException("Reset the tracker before collecting.");
+        if (_remote is not null) return CollectRemote(rearm, cancel);
         var clock = Stopwatch.StartNew();
         var spans = Spans();
         var fresh = RegisterNew(spans);
@@ -152,8 +264,27 @@ public sealed class WriteProtectTracker : IDirtyTracker
         return new DirtyPageSet(Method, Source.PageSize, b.Build(), scanned, clock.Elapsed);
     }
 
+    /// <summary>Leaves the write tracking this tracker enabled in another process enabled after <see cref="Dispose"/> (Enable-WriteTracking, memory image chains).</summary>
+    public void KeepEnabled() => _ownsTracking = false;
+
+    /// <summary>
+    /// Continues from the last reset of tracking enabled earlier in another process (a separate command):
+    /// the next <see cref="Collect"/> reports what was written since then.
+    /// </summary>
+    public void Resume()
+    {
+        if (_remote is null || _ownsTracking) throw new InvalidOperationException("Only a tracker of write tracking enabled earlier in another process can resume.");
+        _armed = true;
+    }
+
     public void Dispose()
     {
+        if (_remote is not null && _ownsTracking && _state is not null)
+        {
+            _state = null;
+            try { RemoteWriteProtect.Disable(_remote, RemoteWriteProtect.RegisteredRanges(_remote)); }
+            catch (SoftDirtyException ex) when (ex.Error == SoftDirtyError.ProcessExited || ex.Error == SoftDirtyError.ProcessNotFound) { }
+        }
         foreach (var (_, reg) in _registered) reg?.Dispose();
         _registered.Clear();
         _uffd?.Dispose();
@@ -164,28 +295,20 @@ public sealed class WriteProtectTracker : IDirtyTracker
 /// <summary>A userfaultfd of this process with async write-protect (WP_ASYNC | WP_UNPOPULATED).</summary>
 internal sealed unsafe class Userfaultfd : IDisposable
 {
-    private const ulong UffdApi = 0xAA;
-    private const nuint UffdioApi = 0xC018AA3F, UffdioRegister = 0xC020AA00;
-    private const ulong FeatureWpUnpopulated = 1UL << 13, FeatureWpAsync = 1UL << 15, ModeWp = 1UL << 1;
-    private const int UserModeOnly = 1;
-
-    [StructLayout(LayoutKind.Sequential)] private struct ApiArg { public ulong Api, Features, Ioctls; }
-    [StructLayout(LayoutKind.Sequential)] private struct RegisterArg { public ulong Start, Len, Mode, Ioctls; }
-
     private int _fd;
 
     private Userfaultfd(int fd) => _fd = fd;
 
     public static Userfaultfd Create()
     {
-        nint fd = Native.Syscall(Native.UserfaultfdSyscall, Native.O_CLOEXEC | Native.O_NONBLOCK | UserModeOnly, 0, 0);
+        nint fd = Native.Syscall(Native.UserfaultfdSyscall, Native.O_CLOEXEC | Native.O_NONBLOCK | UffdAbi.UserModeOnly, 0, 0);
         if (fd < 0)
         {
             int e = Marshal.GetLastPInvokeError();
             throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, "userfaultfd failed: " + Errno.Describe(e), Environment.ProcessId, e);
         }
-        var api = new ApiArg { Api = UffdApi, Features = FeatureWpAsync | FeatureWpUnpopulated };
-        if (Native.Ioctl((int)fd, UffdioApi, &api) < 0)
+        var api = new UffdAbi.ApiArg { Api = UffdAbi.Api, Features = UffdAbi.FeatureWpAsync | UffdAbi.FeatureWpUnpopulated };
+        if (Native.Ioctl((int)fd, UffdAbi.IoctlApi, &api) < 0)
         {
             int e = Marshal.GetLastPInvokeError();
             Native.Close((int)fd);
@@ -197,8 +320,8 @@ internal sealed unsafe class Userfaultfd : IDisposable
     /// <summary>UFFDIO_REGISTER MODE_WP; false where the kernel refuses the range (EINVAL: VM_PFNMAP, VM_IO and the like).</summary>
     public bool Register(ulong start, ulong end)
     {
-        var arg = new RegisterArg { Start = start, Len = end - start, Mode = ModeWp };
-        if (Native.Ioctl(_fd, UffdioRegister, &arg) == 0) return true;
+        var arg = new UffdAbi.RegisterArg { Start = start, Len = end - start, Mode = UffdAbi.ModeWp };
+        if (Native.Ioctl(_fd, UffdAbi.IoctlRegister, &arg) == 0) return true;
         int e = Marshal.GetLastPInvokeError();
         if (e == Errno.EINVAL || e == Errno.EBUSY || e == Errno.ENOMEM || e == Errno.EPERM) return false;
         throw new SoftDirtyException(SoftDirtyError.ProcIOError, $"UFFDIO_REGISTER of 0x{start:x}-0x{end:x} failed: {Errno.Describe(e)}", Environment.ProcessId, e);

@@ -10,6 +10,7 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Get, "SoftDirtySupport", DefaultParameterSetName = KernelSet)]
 [OutputType(typeof(KernelFeatures))]
+[OutputType(typeof(SoftDirty.Injection.WriteTrackingSupport), ParameterSetName = new[] { IdSet })]
 public sealed class GetSoftDirtySupportCommand : SoftDirtyCmdlet
 {
     private const string KernelSet = "Kernel";
@@ -22,14 +23,22 @@ public sealed class GetSoftDirtySupportCommand : SoftDirtyCmdlet
     [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
     public EmulatedProcess? Emulator { get; set; }
 
+    /// <summary>Whether these processes can be tracked by WriteProtect from outside (Enable-WriteTracking), and why not.</summary>
+    [Parameter(ParameterSetName = IdSet, Mandatory = true, ValueFromPipelineByPropertyName = true)]
+    [Alias("PID", "ProcessId")]
+    [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    public int[] Id { get; set; } = System.Array.Empty<int>();
+
     protected override void ProcessRecord()
     {
         if (Emulator is not null) WriteObject(Emulator.Features);
+        if (ParameterSetName == IdSet)
+            ForEachSource(Targets(Id, null), s => WriteObject(SoftDirty.Injection.WriteTrackingSupport.For((ProcPageSource)s)));
     }
 
     protected override void EndProcessing()
     {
-        if (ParameterSetName == EmulatorSet) return;
+        if (ParameterSetName != KernelSet) return;
         EnsureLinux();
         try { WriteObject(Refresh ? KernelProbe.Refresh() : KernelProbe.Current); }
         catch (SoftDirtyException ex) { ThrowTerminatingError(ToErrorRecord(ex)); }

@@ -71,10 +71,10 @@ public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
         var progress = new Progress(this, $"Saving the memory of {source.Name} ({source.ProcessId})", path);
         using (Freeze ? ProcessFreeze.Freeze(source, Cancellation) : null)
         {
-            var candidates = ImageTracking.Candidates(source, method, parentManifest, selector, Verify, out var armed, out var epoch, WriteWarning, Cancellation);
+            var candidates = ImageTracking.Candidates(source, method, parentManifest, selector, Verify, out var armed, out var epoch, out var reset, WriteWarning, Cancellation);
             WriteVerbose(candidates is null ? $"{method}: every present page is compared" : $"{method}: {candidates.PageCount} candidate pages");
             var result = ImageWriter.Save(source, path, parent, method, candidates, selector, Freeze, armed,
-                (done, total) => progress.Report(done, total, $"{done:N0} of {total:N0} pages"), Cancellation, epoch);
+                (done, total) => progress.Report(done, total, $"{done:N0} of {total:N0} pages"), Cancellation, epoch, reset);
             progress.Complete();
             if (result.Manifest.UnreadablePages > 0)
                 WriteWarning($"{result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (unmapped during the save): the image lacks them, and Test-MemoryImage reports it.");

@@ -210,6 +210,10 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         SoftDirtyError.UnsafeDestination => ErrorCategory.SecurityError,
         SoftDirtyError.ChartNoData => ErrorCategory.InvalidData,
         SoftDirtyError.ChartWriteError => ErrorCategory.WriteError,
+        SoftDirtyError.PtraceNotPermitted => ErrorCategory.PermissionDenied,
+        SoftDirtyError.ProcessAlreadyTraced => ErrorCategory.ResourceBusy,
+        SoftDirtyError.SeccompForbids => ErrorCategory.PermissionDenied,
+        SoftDirtyError.WriteTrackingNotEnabled => ErrorCategory.InvalidOperation,
         _ => CategoryByName(error.ToString()),
     };
 

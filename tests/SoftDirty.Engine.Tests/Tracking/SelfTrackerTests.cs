@@ -67,14 +67,12 @@ public unsafe class SelfTrackerTests : IDisposable
         Assert.Equal(new ulong[] { 33 }, InRegion(t.Collect()));
     }
 
-    [HostFact]
-    public void WriteProtect_OnAnotherProcess_IsAClearError()
+    [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync)]
+    public void WriteProtect_OnThisProcess_IsSupportedAndAutoChoosesIt()
     {
-        using var src = ProcPageSource.Open(1);
-        var ex = Assert.Throws<SoftDirtyException>(() => new WriteProtectTracker(src));
-        Assert.Equal(SoftDirtyError.WriteProtectNotSupported, ex.Error);
-        Assert.Contains("its own memory", ex.Message);
-        // Auto for another process: soft-dirty where the kernel has it, else hashing.
-        Assert.Equal(src.Features.SoftDirty ? TrackingMethod.SoftDirty : TrackingMethod.Hash, DirtyTracker.Resolve(src, TrackingMethod.Auto, out _));
+        using var src = ProcPageSource.Open(Environment.ProcessId);
+        Assert.True(WriteProtectTracker.IsSupported(src, out _));
+        // Auto: soft-dirty where the kernel has it, else write-protect.
+        Assert.Equal(src.Features.SoftDirty ? TrackingMethod.SoftDirty : TrackingMethod.WriteProtect, DirtyTracker.Resolve(src, TrackingMethod.Auto, out _));
     }
 }

@@ -1,0 +1,118 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+
+namespace SoftDirty.Injection;
+
+/// <summary>
+/// Whether this process may inject syscalls into another one, read before anything is touched: the
+/// kernel's features, TracerPid, seccomp mode, user ids, Yama's ptrace_scope and CAP_SYS_PTRACE. The kernel
+/// has the last word (PTRACE_SEIZE, the injected userfaultfd); this gives the reason in words first.
+/// </summary>
+public static class InjectionSupport
+{
+    /// <summary>CAP_SYS_PTRACE (include/uapi/linux/capability.h).</summary>
+    public const int CapSysPtrace = 19;
+    /// <summary>The file Yama's ptrace restriction is read from.</summary>
+    public const string YamaScopePath = "/proc/sys/kernel/yama/ptrace_scope";
+
+    /// <summary>Yama's ptrace_scope values (Documentation/admin-guide/LSM/Yama.rst).</summary>
+    public enum YamaScope { Classic = 0, Restricted = 1, AdminOnly = 2, NoAttach = 3 }
+
+    /// <summary>Null when process <paramref name="pid"/> can be tracked by injection; else the error and why not.</summary>
+    public static SoftDirtyException? Check(int pid, KernelFeatures features)
+    {
+        if (InjectionArchitecture.Current is null)
+            return new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, "Syscall injection is implemented for x86-64 only.", pid);
+        if (!features.PagemapScan)
+            return new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, features.PagemapScanReason ?? "PAGEMAP_SCAN is missing (Linux 6.7+).", pid);
+        if (!features.UffdWriteProtectAsync)
+            return new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, "userfaultfd async write-protect (UFFD_FEATURE_WP_ASYNC, Linux 6.7+) is missing: " + (features.UffdWriteProtectAsyncReason ?? "not offered."), pid);
+        if (pid == Environment.ProcessId)
+            return new SoftDirtyException(SoftDirtyError.InvalidArgument, "A process cannot inject syscalls into itself; WriteProtect tracks this process with its own userfaultfd.", pid);
+        var status = ReadStatus(pid);
+        if (status is null)
+            return new SoftDirtyException(SoftDirtyError.ProcessNotFound, $"No process with id {pid} (no /proc/{pid}/status).", pid, Errno.ENOENT);
+        if (status.TryGetValue("State", out var state) && (state.StartsWith('Z') || state.StartsWith('X')))
+            return new SoftDirtyException(SoftDirtyError.ProcessExited, $"Process {pid} has exited (state {state}).", pid);
+        if (status.TryGetValue("TracerPid", out var tracer) && int.TryParse(tracer, out int tracerPid) && tracerPid != 0)
+            return new SoftDirtyException(SoftDirtyError.ProcessAlreadyTraced,
+                $"Process {pid} is already traced by process {tracerPid} ({Comm(tracerPid)}); a process has one tracer at a time. Detach the debugger or use -Method Hash.", pid);
+        if (status.TryGetValue("PPid", out var ppid) && ppid == Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            return new SoftDirtyException(SoftDirtyError.PtraceNotPermitted,
+                $"Process {pid} is a child of this process ({Environment.ProcessId}): .NET reaps its own children's wait statuses, ptrace stops included, and would take the child for exited. " +
+                "Start the target from a shell as a grandchild (sh -c 'prog & wait') or track it from another PowerShell.", pid);
+        if (status.TryGetValue("Seccomp", out var seccomp) && seccomp == "1")
+            return new SoftDirtyException(SoftDirtyError.SeccompForbids, $"Process {pid} runs in seccomp strict mode, which kills it on any syscall but read, write, exit and sigreturn.", pid);
+        bool capable = HasCapability(CapSysPtrace);
+        uint me = Ptrace.GetEffectiveUserId();
+        if (!capable && status.TryGetValue("Uid", out var uids))
+            foreach (var u in uids.Split('\t', StringSplitOptions.RemoveEmptyEntries))
+                if (uint.TryParse(u, out uint id) && id != me)
+                    return new SoftDirtyException(SoftDirtyError.PtraceNotPermitted,
+                        $"Process {pid} belongs to another user (uid {id}); ptrace needs the same user or CAP_SYS_PTRACE, which this process (uid {me}) lacks.", pid, Errno.EPERM);
+        var scope = ReadYamaScope();
+        switch (scope)
+        {
+            case YamaScope.NoAttach:
+                return new SoftDirtyException(SoftDirtyError.PtraceNotPermitted, $"Yama ptrace_scope is 3 ({YamaScopePath}): no process may ptrace another until reboot.", pid, Errno.EPERM);
+            case YamaScope.AdminOnly when !capable:
+                return new SoftDirtyException(SoftDirtyError.PtraceNotPermitted, $"Yama ptrace_scope is 2 ({YamaScopePath}): only a process with CAP_SYS_PTRACE may ptrace, and this one lacks it.", pid, Errno.EPERM);
+            case YamaScope.Restricted when !capable && !IsDescendant(pid):
+                return new SoftDirtyException(SoftDirtyError.PtraceNotPermitted,
+                    $"Yama ptrace_scope is 1 ({YamaScopePath}): without CAP_SYS_PTRACE a process may ptrace only its descendants (or a process that named it with PR_SET_PTRACER), and process {pid} is not a descendant of this one ({Environment.ProcessId}).", pid, Errno.EPERM);
+        }
+        return null;
+    }
+
+    /// <summary>The seccomp mode of <paramref name="pid"/> (0 none, 1 strict, 2 filter), -1 when unreadable.</summary>
+    public static int SeccompMode(int pid) =>
+        ReadStatus(pid) is { } s && s.TryGetValue("Seccomp", out var v) && int.TryParse(v, out int m) ? m : -1;
+
+    public static YamaScope? ReadYamaScope()
+    {
+        try { return int.TryParse(File.ReadAllText(YamaScopePath).Trim(), out int v) ? (YamaScope)v : null; }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>Whether this process's effective capabilities (CapEff in /proc/self/status) hold <paramref name="capability"/>.</summary>
+    public static bool HasCapability(int capability) =>
+        ReadStatus(Environment.ProcessId) is { } s && s.TryGetValue("CapEff", out var hex)
+        && ulong.TryParse(hex, System.Globalization.NumberStyles.HexNumber, null, out ulong caps) && (caps & (1UL << capability)) != 0;
+
+    private static bool IsDescendant(int pid)
+    {
+        int me = Environment.ProcessId;
+        for (int p = pid, guard = 0; p > 1 && guard < 4096; guard++)
+        {
+            if (p == me) return true;
+            var s = ReadStatus(p);
+            if (s is null || !s.TryGetValue("PPid", out var pp) || !int.TryParse(pp, out p)) return false;
+        }
+        return false;
+    }
+
+    private static string Comm(int pid)
+    {
+        try { return File.ReadAllText($"/proc/{pid}/comm").TrimEnd('\n'); }
+        catch (IOException) { return "?"; }
+        catch (UnauthorizedAccessException) { return "?"; }
+    }
+
+    /// <summary>/proc/PID/status as name → value (the value trimmed); null when the process is gone.</summary>
+    internal static Dictionary<string, string>? ReadStatus(int pid)
+    {
+        string text;
+        try { text = File.ReadAllText($"/proc/{pid}/status"); }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+        var d = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var line in text.Split('\n'))
+        {
+            int colon = line.IndexOf(':');
+            if (colon > 0) d[line[..colon]] = line[(colon + 1)..].Trim();
+        }
+        return d;
+    }
+}

@@ -1,0 +1,45 @@
+using System.Runtime.InteropServices;
+
+namespace SoftDirty.Injection;
+
+/// <summary>The ptrace and waitpid calls of syscall injection (sys/ptrace.h, linux/ptrace.h). Linux only.</summary>
+internal static unsafe partial class Ptrace
+{
+    private const string Libc = "libc";
+
+    public const long Cont = 7, SingleStep = 9, Detach = 17;
+    public const long GetRegSet = 0x4204, SetRegSet = 0x4205, Seize = 0x4206, Interrupt = 0x4207;
+    public const long GetSigMask = 0x420a, SetSigMask = 0x420b, GetSigInfo = 0x4202;
+    /// <summary>WNOHANG: waitpid returns 0 at once when nothing is to report.</summary>
+    public const int NoHang = 1;
+    /// <summary>sizeof(siginfo_t).</summary>
+    public const int SigInfoSize = 128;
+    /// <summary>NT_PRSTATUS: the general registers (user_regs_struct) for GETREGSET/SETREGSET.</summary>
+    public const long NtPrStatus = 1;
+    /// <summary>PTRACE_EVENT_STOP: the stop PTRACE_INTERRUPT (or a group stop) reports under PTRACE_SEIZE.</summary>
+    public const int EventStop = 128;
+    /// <summary>__WALL: wait for any child thread, cloned or not.</summary>
+    public const int WaitAll = 0x40000000;
+    public const int SIGTRAP = 5;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct IoVec { public void* Base; public nuint Length; }
+
+    [LibraryImport(Libc, EntryPoint = "ptrace", SetLastError = true)]
+    public static partial nint Call(long request, int tid, nint address, nint data);
+
+    [LibraryImport(Libc, EntryPoint = "waitpid", SetLastError = true)]
+    public static partial int WaitPid(int pid, int* status, int options);
+
+    [LibraryImport(Libc, EntryPoint = "readlink", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial nint ReadLink(string path, byte* buffer, nuint size);
+
+    [LibraryImport(Libc, EntryPoint = "geteuid")]
+    public static partial uint GetEffectiveUserId();
+
+    public static bool Exited(int status) => (status & 0x7f) == 0;
+    public static bool Signaled(int status) => ((status & 0x7f) + 1) >> 1 > 0 && (status & 0x7f) != 0x7f && (status & 0x7f) != 0;
+    public static bool Stopped(int status) => (status & 0xff) == 0x7f;
+    public static int StopSignal(int status) => (status >> 8) & 0xff;
+    public static int Event(int status) => (status >> 16) & 0xffff;
+}

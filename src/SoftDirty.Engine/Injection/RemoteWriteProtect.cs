@@ -1,0 +1,147 @@
+using System;
+using System.Collections.Generic;
+using System.Runtime.InteropServices;
+using SoftDirty.Tracking;
+
+namespace SoftDirty.Injection;
+
+/// <summary>
+/// Userfaultfd async write-protect of another process, set up from outside by syscall injection:
+/// <see cref="Enable"/> injects userfaultfd(O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY), UFFDIO_API with
+/// WP_ASYNC | WP_UNPOPULATED and UFFDIO_REGISTER MODE_WP of each given range, and leaves the descriptor open
+/// in the target, so the tracking lives in its page tables between commands. Resetting and reading happen
+/// from outside (PAGEMAP_SCAN on /proc/PID/pagemap); <see cref="Register"/> adds ranges mapped later;
+/// <see cref="Disable"/> injects UFFDIO_UNREGISTER and close(). Any failure after the userfaultfd was created
+/// closes it: nothing is left half-registered.
+/// </summary>
+public static class RemoteWriteProtect
+{
+    /// <summary>Enables tracking in <paramref name="source"/>'s process and registers <paramref name="ranges"/>; returns the state (saved).</summary>
+    public static WriteTrackingState Enable(ProcPageSource source, IReadOnlyList<AddressRange> ranges)
+    {
+        int pid = source.ProcessId;
+        if (InjectionSupport.Check(pid, source.Features) is { } refused) throw refused;
+        if (WriteTrackingStore.Load(pid) is { } existing) return existing;
+        ulong start = WriteTrackingStore.StartTime(pid);
+        using var inject = RemoteSyscalls.Attach(source);
+        var arch = InjectionArchitecture.Current!;
+        long fd = inject.Call(arch.Userfaultfd, (ulong)(Native.O_CLOEXEC | Native.O_NONBLOCK | UffdAbi.UserModeOnly));
+        if (InjectionArchitecture.IsError((ulong)fd, out int e))
+        {
+            bool filtered = InjectionSupport.SeccompMode(pid) == 2 && (e == Errno.EPERM || e == Errno.ENOSYS || e == Errno.EACCES);
+            throw new SoftDirtyException(filtered ? SoftDirtyError.SeccompForbids : SoftDirtyError.WriteProtectNotSupported,
+                filtered ? $"Process {pid}'s seccomp filter refuses userfaultfd ({Errno.Name(e)}); it was left as it was."
+                         : $"userfaultfd in process {pid} failed: {Errno.Describe(e)}; it was left as it was.", pid, e);
+        }
+        try
+        {
+            ulong scratch = inject.Scratch((ulong)Environment.SystemPageSize);
+            var api = new UffdAbi.ApiArg { Api = UffdAbi.Api, Features = UffdAbi.FeatureWpAsync | UffdAbi.FeatureWpUnpopulated };
+            inject.Write(scratch, MemoryMarshal.AsBytes(new ReadOnlySpan<UffdAbi.ApiArg>(in api)));
+            long r = inject.Call(arch.Ioctl, (ulong)fd, UffdAbi.IoctlApi, scratch);
+            if (InjectionArchitecture.IsError((ulong)r, out int apiErr))
+            {
+                bool filtered = InjectionSupport.SeccompMode(pid) == 2 && (apiErr == Errno.EPERM || apiErr == Errno.ENOSYS);
+                throw new SoftDirtyException(filtered ? SoftDirtyError.SeccompForbids : SoftDirtyError.WriteProtectNotSupported,
+                    $"UFFDIO_API with WP_ASYNC | WP_UNPOPULATED in process {pid} failed: {Errno.Describe(apiErr)}; the userfaultfd was closed.", pid, apiErr);
+            }
+            RegisterAll(inject, (int)fd, ranges);
+        }
+        catch
+        {
+            try { inject.Call(arch.Close, (ulong)fd); } catch (SoftDirtyException) { }
+            throw;
+        }
+        var now = DateTime.UtcNow;
+        var state = new WriteTrackingState { ProcessId = pid, StartTime = start, Descriptor = (int)fd, Enabled = now, ResetId = Guid.NewGuid(), LastReset = now };
+        try { WriteTrackingStore.Save(state); }
+        catch (Exception ex) when (ex is System.IO.IOException or UnauthorizedAccessException)
+        {
+            try { inject.Call(arch.Close, (ulong)fd); } catch (SoftDirtyException) { }
+            throw new SoftDirtyException(SoftDirtyError.ProcIOError, $"Saving the write-tracking state in {WriteTrackingStore.Folder} failed ({ex.Message}); the userfaultfd in process {pid} was closed.", pid);
+        }
+        return state;
+    }
+
+    /// <summary>The state of <paramref name="pid"/>; WriteTrackingNotEnabled when there is none.</summary>
+    public static WriteTrackingState Require(int pid) => WriteTrackingStore.Load(pid)
+        ?? throw new SoftDirtyException(SoftDirtyError.WriteTrackingNotEnabled, $"Write tracking is not enabled in process {pid}; run Enable-WriteTracking -Id {pid} first.", pid);
+
+    /// <summary>Registers more ranges with the target's userfaultfd; returns, per range, whether the kernel took it.</summary>
+    public static bool[] Register(ProcPageSource source, WriteTrackingState state, IReadOnlyList<AddressRange> ranges)
+    {
+        if (ranges.Count == 0) return Array.Empty<bool>();
+        if (InjectionSupport.Check(source.ProcessId, source.Features) is { } refused) throw refused;
+        using var inject = RemoteSyscalls.Attach(source);
+        inject.Scratch((ulong)Environment.SystemPageSize);
+        return RegisterAll(inject, state.Descriptor, ranges);
+    }
+
+    private static bool[] RegisterAll(RemoteSyscalls inject, int fd, IReadOnlyList<AddressRange> ranges)
+    {
+        var arch = InjectionArchitecture.Current!;
+        ulong scratch = inject.Scratch((ulong)Environment.SystemPageSize);
+        var done = new bool[ranges.Count];
+        for (int i = 0; i < ranges.Count; i++)
+        {
+            var arg = new UffdAbi.RegisterArg { Start = ranges[i].Start, Len = ranges[i].Length, Mode = UffdAbi.ModeWp };
+            inject.Write(scratch, MemoryMarshal.AsBytes(new ReadOnlySpan<UffdAbi.RegisterArg>(in arg)));
+            long r = inject.Call(arch.Ioctl, (ulong)fd, UffdAbi.IoctlRegister, scratch);
+            done[i] = !InjectionArchitecture.IsError((ulong)r, out _); // EINVAL and the like: a range the kernel will not track
+        }
+        return done;
+    }
+
+    /// <summary>
+    /// Stops tracking: UFFDIO_UNREGISTER of <paramref name="ranges"/> (those still registered), then close() of
+    /// the descriptor, and the state file is removed. Returns false when tracking was not enabled.
+    /// </summary>
+    public static bool Disable(ProcPageSource source, IReadOnlyList<AddressRange> ranges)
+    {
+        int pid = source.ProcessId;
+        var state = WriteTrackingStore.Load(pid);
+        if (state is null) return false;
+        if (InjectionSupport.Check(pid, source.Features) is { } refused) throw refused;
+        var arch = InjectionArchitecture.Current!;
+        using (var inject = RemoteSyscalls.Attach(source))
+        {
+            ulong scratch = inject.Scratch((ulong)Environment.SystemPageSize);
+            foreach (var range in ranges)
+            {
+                var arg = new UffdAbi.RangeArg { Start = range.Start, Len = range.Length };
+                inject.Write(scratch, MemoryMarshal.AsBytes(new ReadOnlySpan<UffdAbi.RangeArg>(in arg)));
+                inject.Call(arch.Ioctl, (ulong)state.Descriptor, UffdAbi.IoctlUnregister, scratch); // a range registered elsewhere or not at all: the close below ends it
+            }
+            inject.Check("close of the userfaultfd", arch.Close, (ulong)state.Descriptor);
+        }
+        WriteTrackingStore.Delete(pid);
+        return true;
+    }
+
+    /// <summary>
+    /// The mappings of <paramref name="source"/> registered for userfaultfd write-protect ("uw" in smaps
+    /// VmFlags), when the process has one userfaultfd (this tracking's): they are unregistered one by one on
+    /// <see cref="Disable"/>. With more than one, none: close() ends this tracking's registrations alone.
+    /// </summary>
+    public static List<AddressRange> RegisteredRanges(ProcPageSource source)
+    {
+        var ranges = new List<AddressRange>();
+        if (WriteTrackingStore.UserfaultfdDescriptors(source.ProcessId).Length != 1) return ranges;
+        foreach (var m in source.ReadMappings(true))
+            if (Array.IndexOf(m.VmFlags, UffdWriteProtectFlag) >= 0) ranges.Add(new AddressRange(m.Start, m.End));
+        return ranges;
+    }
+
+    /// <summary>VM_UFFD_WP as smaps VmFlags prints it.</summary>
+    public const string UffdWriteProtectFlag = "uw";
+
+    /// <summary>Records a reset (the written pages were collected and re-protected): a new <see cref="WriteTrackingState.ResetId"/>.</summary>
+    public static void RecordReset(WriteTrackingState state)
+    {
+        state.ResetId = Guid.NewGuid();
+        state.LastReset = DateTime.UtcNow;
+        try { WriteTrackingStore.Save(state); }
+        catch (System.IO.IOException) { }
+        catch (UnauthorizedAccessException) { }
+    }
+}

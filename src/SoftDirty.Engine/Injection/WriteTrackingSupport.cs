@@ -1,0 +1,34 @@
+namespace SoftDirty.Injection;
+
+/// <summary>Whether one process can be tracked by WriteProtect from outside (Get-SoftDirtySupport -Id), and why not.</summary>
+public sealed class WriteTrackingSupport
+{
+    public int ProcessId { get; init; }
+    public string Name { get; init; } = "";
+    /// <summary>Enable-WriteTracking may register this process (the injected userfaultfd still has the last word under a seccomp filter).</summary>
+    public bool WriteProtect { get; init; }
+    /// <summary>Write tracking is enabled there now.</summary>
+    public bool Enabled { get; init; }
+    /// <summary>The error Enable-WriteTracking would give (a SoftDirtyError name), null when none.</summary>
+    public string? ErrorId { get; init; }
+    public string? Reason { get; init; }
+    /// <summary>0 none, 1 strict, 2 filter (a filter may still refuse userfaultfd: known only by trying); -1 unreadable.</summary>
+    public int SeccompMode { get; init; }
+
+    public static WriteTrackingSupport For(ProcPageSource source)
+    {
+        var refused = InjectionSupport.Check(source.ProcessId, source.Features);
+        int seccomp = InjectionSupport.SeccompMode(source.ProcessId);
+        bool enabled = WriteTrackingStore.Load(source.ProcessId) is not null;
+        return new WriteTrackingSupport
+        {
+            ProcessId = source.ProcessId,
+            Name = source.Name,
+            WriteProtect = refused is null,
+            Enabled = enabled,
+            ErrorId = refused?.Error.ToString(),
+            Reason = refused?.Message ?? (seccomp == 2 ? "Allowed; the process has a seccomp filter, which may still refuse userfaultfd (Enable-WriteTracking then says SeccompForbids and changes nothing)." : null),
+            SeccompMode = seccomp,
+        };
+    }
+}

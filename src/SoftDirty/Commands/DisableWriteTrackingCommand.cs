@@ -1,0 +1,36 @@
+using System;
+using System.Diagnostics;
+using System.Management.Automation;
+using SoftDirty;
+using SoftDirty.Injection;
+
+namespace SoftDirty.Commands;
+
+/// <summary>
+/// Disable-WriteTracking: ends the write tracking Enable-WriteTracking (or a memory image chain) left in a
+/// process: injects UFFDIO_UNREGISTER of its registered mappings and close() of the userfaultfd.
+/// </summary>
+[Cmdlet(VerbsLifecycle.Disable, "WriteTracking", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(Process))]
+public sealed class DisableWriteTrackingCommand : SoftDirtyCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("PID", "ProcessId")]
+    [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    public int[] Id { get; set; } = Array.Empty<int>();
+
+    /// <summary>Emit the process after disabling.</summary>
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    protected override void ProcessRecord() => ForEachSource(Targets(Id, null), Disable);
+
+    private void Disable(IPageSource source)
+    {
+        var proc = (ProcPageSource)source;
+        var state = RemoteWriteProtect.Require(proc.ProcessId);
+        if (!ShouldProcess($"process {proc.ProcessId} ({proc.Name})", $"Unregister its mappings and close userfaultfd {state.Descriptor}")) return;
+        RemoteWriteProtect.Disable(proc, RemoteWriteProtect.RegisteredRanges(proc));
+        if (PassThru) WriteObject(ClearSoftDirtyCommand.PassThruObject(source));
+    }
+}

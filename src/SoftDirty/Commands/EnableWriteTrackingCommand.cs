@@ -1,0 +1,41 @@
+using System;
+using System.Management.Automation;
+using SoftDirty;
+using SoftDirty.Injection;
+using SoftDirty.Tracking;
+
+namespace SoftDirty.Commands;
+
+/// <summary>
+/// Enable-WriteTracking: registers another process's writable memory for userfaultfd async write-protect
+/// from outside (syscall injection), so that WriteProtect tracks it exactly, across commands, until
+/// Disable-WriteTracking. Refusals (ptrace not permitted, already traced, seccomp, old kernel) change nothing.
+/// </summary>
+[Cmdlet(VerbsLifecycle.Enable, "WriteTracking", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+[OutputType(typeof(WriteTrackingState))]
+public sealed class EnableWriteTrackingCommand : SoftDirtyCmdlet
+{
+    [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("PID", "ProcessId")]
+    [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    public int[] Id { get; set; } = Array.Empty<int>();
+
+    protected override void ProcessRecord() => ForEachSource(Targets(Id, null), Enable);
+
+    private void Enable(IPageSource source)
+    {
+        var proc = (ProcPageSource)source;
+        if (InjectionSupport.Check(proc.ProcessId, proc.Features) is { } refused) throw refused;
+        if (WriteTrackingStore.Load(proc.ProcessId) is { } existing)
+        {
+            WriteVerbose($"Write tracking is already enabled in process {proc.ProcessId} (userfaultfd {existing.Descriptor}).");
+            WriteObject(existing);
+            return;
+        }
+        if (!ShouldProcess($"process {proc.ProcessId} ({proc.Name})", "Inject userfaultfd and register its writable mappings for async write-protect")) return;
+        using var tracker = new WriteProtectTracker(proc);
+        tracker.Reset(Cancellation);
+        tracker.KeepEnabled();
+        WriteObject(tracker.RemoteState);
+    }
+}

@@ -1,0 +1,156 @@
+# Enable-WriteTracking / Disable-WriteTracking: WriteProtect of other real processes, registered from
+# outside by syscall injection (tests/native/wttarget.c), and memory image chains across commands.
+BeforeDiscovery {
+    $support = if ($IsLinux) { Import-Module $env:SOFTDIRTY_MODULE; Get-SoftDirtySupport } else { $null }
+    $script:skipReason = if (-not $IsLinux) { 'Linux only' }
+        elseif (-not ($support.PagemapScan -and $support.UffdWriteProtectAsync)) { "this kernel lacks PAGEMAP_SCAN or userfaultfd WP_ASYNC: $($support.UffdWriteProtectAsyncReason) $($support.PagemapScanReason)" }
+        elseif ([System.Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture -ne 'X64') { 'syscall injection is implemented for x86-64 only' }
+        else { $null }
+}
+
+Describe 'Write tracking of another process' -Tag 'WriteTracking' -Skip:([bool]$script:skipReason) {
+    BeforeAll {
+        Import-Module $env:SOFTDIRTY_MODULE
+        $script:exe = Join-Path $PSScriptRoot '../native/bin/wttarget'
+        if (-not (Test-Path $exe)) { throw "wttarget is not built: run ./build.ps1 Native ($exe)" }
+        $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state'
+        # The target runs as a grandchild (through sh): .NET reaps its own children's wait statuses,
+        # ptrace stops included, so a direct child of this PowerShell is refused.
+        function Start-WtTarget([switch] $Direct) {
+            $psi = if ($Direct) { [System.Diagnostics.ProcessStartInfo]::new($exe) } else {
+                $p = [System.Diagnostics.ProcessStartInfo]::new('/bin/sh')
+                $p.ArgumentList.Add('-c'); $p.ArgumentList.Add('exec 3<&0; "$0" <&3 3<&- & wait $!'); $p.ArgumentList.Add($exe)
+                $p
+            }
+            $psi.RedirectStandardInput = $true
+            $psi.RedirectStandardOutput = $true
+            $proc = [System.Diagnostics.Process]::Start($psi)
+            $ready = $proc.StandardOutput.ReadLine()
+            if ($ready -notmatch '^READY (\d+) (\d+)$') { throw "wttarget said '$ready'" }
+            [pscustomobject]@{ Process = $proc; Id = [int]$Matches[1]; PageSize = [int]$Matches[2] }
+        }
+        function Send-WtTarget($Target, [string] $Command) {
+            $Target.Process.StandardInput.WriteLine($Command)
+            $line = $Target.Process.StandardOutput.ReadLine()
+            if ($line -notlike 'OK*') { throw "wttarget: '$Command' -> '$line'" }
+            $line.Substring(2).Trim()
+        }
+        function Stop-WtTarget($Target) {
+            if (-not $Target) { return }
+            if (Test-Path "/proc/$($Target.Id)") { kill -KILL $Target.Id 2>$null }
+            $Target.Process.WaitForExit(2000) | Out-Null
+        }
+        function Get-UffdCount([int] $Id) { @(Get-ChildItem "/proc/$Id/fd" | Where-Object LinkTarget -eq 'anon_inode:[userfaultfd]').Count }
+        function Read-ProcMem([int] $Id, [uint64] $Address, [int] $Length) {
+            $fs = [System.IO.File]::OpenRead("/proc/$Id/mem")
+            try {
+                $null = $fs.Seek([int64]$Address, 'Begin')
+                $buffer = [byte[]]::new($Length)
+                $got = 0
+                while ($got -lt $Length) { $n = $fs.Read($buffer, $got, $Length - $got); if ($n -le 0) { throw 'short read' }; $got += $n }
+                , $buffer
+            } finally { $fs.Dispose() }
+        }
+    }
+    AfterAll { Remove-Item Env:SOFTDIRTY_STATE_DIR -ErrorAction SilentlyContinue }
+
+    It 'enables, says so in Get-SoftDirtySupport -Id, and disables leaving no descriptor or registration behind' {
+        $t = Start-WtTarget
+        try {
+            $before = Get-UffdCount $t.Id
+            (Get-SoftDirtySupport -Id $t.Id).WriteProtect | Should -BeTrue
+            $state = Enable-WriteTracking -Id $t.Id
+            $state.ProcessId | Should -Be $t.Id
+            (Get-Item "/proc/$($t.Id)/fd/$($state.Descriptor)").LinkTarget | Should -Be 'anon_inode:[userfaultfd]'
+            (Get-SoftDirtySupport -Id $t.Id).Enabled | Should -BeTrue
+            (Enable-WriteTracking -Id $t.Id).Descriptor | Should -Be $state.Descriptor -Because 'enabling twice changes nothing'
+            Send-WtTarget $t 'fds' | Should -Be ([string]((Get-ChildItem "/proc/$($t.Id)/fd").Count)) -Because 'the target reads its commands and sees the descriptor too'
+            Disable-WriteTracking -Id $t.Id
+            Get-UffdCount $t.Id | Should -Be $before
+            (Get-Content "/proc/$($t.Id)/smaps" | Select-String -Pattern '^VmFlags:.* uw\b').Count | Should -Be 0
+            (Get-SoftDirtySupport -Id $t.Id).Enabled | Should -BeFalse
+            { Disable-WriteTracking -Id $t.Id -ErrorAction Stop } | Should -Throw -ErrorId 'WriteTrackingNotEnabled,SoftDirty.Commands.DisableWriteTrackingCommand'
+        } finally { Stop-WtTarget $t }
+    }
+
+    It '-WhatIf injects nothing' {
+        $t = Start-WtTarget
+        try {
+            Enable-WriteTracking -Id $t.Id -WhatIf
+            Get-UffdCount $t.Id | Should -Be 0
+            (Get-SoftDirtySupport -Id $t.Id).Enabled | Should -BeFalse
+        } finally { Stop-WtTarget $t }
+    }
+
+    It 'a memory image chain saved with WriteProtect in separate commands restores byte-identical to the stopped target' {
+        $t = Start-WtTarget
+        $root = Join-Path $TestDrive 'chain'
+        try {
+            $hex = Send-WtTarget $t 'map 256'
+            $address = [Convert]::ToUInt64($hex, 16)
+            $null = Send-WtTarget $t "pattern $hex 256 11 200"
+            $null = Enable-WriteTracking -Id $t.Id
+            $c0 = Save-MemoryImage -Id $t.Id -Path "$root/c0" -Method WriteProtect
+            $c0.Kind | Should -Be 'Full'
+            $wrote = (Send-WtTarget $t "pattern $hex 256 12 20").Split(',').Count
+            $c1 = Save-MemoryImage -Id $t.Id -Path "$root/c1" -Parent "$root/c0" -Method WriteProtect
+            $c1.Kind | Should -Be 'Incremental'
+            $c1.DataPages | Should -BeGreaterOrEqual $wrote
+            $c1.DataPages | Should -BeLessThan 200 -Because 'only the written pages are candidates, not the whole region'
+            $null = Send-WtTarget $t "pattern $hex 256 13 30"
+            kill -STOP $t.Id
+            try {
+                $c2 = Save-MemoryImage -Id $t.Id -Path "$root/c2" -Parent "$root/c1"
+                $c2.Method | Should -Be 'WriteProtect' -Because 'Auto takes WriteProtect where tracking is enabled'
+                $restored = Restore-MemoryImage -Path "$root/c2" -Destination "$root/restored" | Where-Object Start -EQ $address
+                $restored | Should -Not -BeNullOrEmpty
+                $live = Read-ProcMem $t.Id $address (256 * $t.PageSize)
+                $saved = [System.IO.File]::ReadAllBytes($restored.File)
+                [System.Linq.Enumerable]::SequenceEqual($saved, $live) | Should -BeTrue
+            } finally { kill -CONT $t.Id }
+            Disable-WriteTracking -Id $t.Id
+            Get-UffdCount $t.Id | Should -Be 0
+        } finally { Stop-WtTarget $t }
+    }
+
+    It 'refuses a child of this PowerShell with PtraceNotPermitted and leaves it untouched' {
+        $t = Start-WtTarget -Direct
+        try {
+            $s = Get-SoftDirtySupport -Id $t.Id
+            $s.WriteProtect | Should -BeFalse
+            $s.ErrorId | Should -Be 'PtraceNotPermitted'
+            { Enable-WriteTracking -Id $t.Id -ErrorAction Stop } | Should -Throw -ErrorId 'PtraceNotPermitted,SoftDirty.Commands.EnableWriteTrackingCommand'
+            Get-UffdCount $t.Id | Should -Be 0
+            $t.Process.HasExited | Should -BeFalse
+        } finally { Stop-WtTarget $t }
+    }
+
+    It 'refuses a process traced already (ProcessAlreadyTraced) and one whose seccomp filter fails userfaultfd (SeccompForbids)' {
+        $t = Start-WtTarget
+        try {
+            $child = [int](Send-WtTarget $t 'traced')
+            $deadline = [DateTime]::UtcNow.AddSeconds(10)
+            while ((Get-Content "/proc/$child/status" | Select-String '^TracerPid:\s+0$') -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 5 }
+            { Enable-WriteTracking -Id $child -ErrorAction Stop } | Should -Throw -ErrorId 'ProcessAlreadyTraced,SoftDirty.Commands.EnableWriteTrackingCommand'
+            kill -KILL $child
+            $null = Send-WtTarget $t 'seccomp'
+            $maps = Get-Content "/proc/$($t.Id)/maps" -Raw
+            (Get-SoftDirtySupport -Id $t.Id).SeccompMode | Should -Be 2
+            { Enable-WriteTracking -Id $t.Id -ErrorAction Stop } | Should -Throw -ErrorId 'SeccompForbids,SoftDirty.Commands.EnableWriteTrackingCommand'
+            Get-UffdCount $t.Id | Should -Be 0
+            Get-Content "/proc/$($t.Id)/maps" -Raw | Should -Be $maps -Because 'the scratch page was unmapped'
+            Send-WtTarget $t 'fds' | Should -Match '^\d+$'
+        } finally { Stop-WtTarget $t }
+    }
+
+    It 'Watch-DirtyPage -Method WriteProtect on a process without tracking enables it for the command only' {
+        $t = Start-WtTarget
+        try {
+            $samples = @(Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 2 -Interval 0.05)
+            $samples.Count | Should -Be 2
+            $samples[0].Method | Should -Be 'WriteProtect'
+            Get-UffdCount $t.Id | Should -Be 0
+            (Get-SoftDirtySupport -Id $t.Id).Enabled | Should -BeFalse
+        } finally { Stop-WtTarget $t }
+    }
+}

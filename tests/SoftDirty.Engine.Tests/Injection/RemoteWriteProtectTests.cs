@@ -1,0 +1,259 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using SoftDirty;
+using SoftDirty.Injection;
+using SoftDirty.Engine.Tests.Tracking;
+using SoftDirty.Tracking;
+using Xunit;
+
+namespace SoftDirty.Engine.Tests.Injection;
+
+/// <summary>
+/// WriteProtect of other real processes, registered from outside by syscall injection, on native targets
+/// (tests/native/wttarget.c): the target goes on exactly as it would have, and the tracker reports exactly
+/// the pages the target says it wrote.
+/// </summary>
+[Collection(WorkflowCollection.Name)]
+public sealed class RemoteWriteProtectTests : IDisposable
+{
+    private const int ReadSyscall = 0, ClockNanosleepSyscall = 230, FutexSyscall = 202, ETIMEDOUT = 110;
+    private readonly string _stateDir = Path.Combine(Path.GetTempPath(), "sd-wt-" + Guid.NewGuid().ToString("N"));
+    private readonly string? _oldStateDir = Environment.GetEnvironmentVariable(WriteTrackingStore.FolderVariable);
+
+    public RemoteWriteProtectTests() => Environment.SetEnvironmentVariable(WriteTrackingStore.FolderVariable, _stateDir);
+
+    public void Dispose()
+    {
+        Environment.SetEnvironmentVariable(WriteTrackingStore.FolderVariable, _oldStateDir);
+        if (Directory.Exists(_stateDir)) Directory.Delete(_stateDir, true);
+    }
+
+    private static ulong[] PagesIn(IEnumerable<AddressRange> ranges, ulong start, int pages, int pageSize) =>
+        ranges.SelectMany(r => Enumerable.Range(0, (int)(r.Length / (ulong)pageSize)).Select(i => r.Start + (ulong)i * (ulong)pageSize))
+            .Where(a => a >= start && a < start + (ulong)pages * (ulong)pageSize).Select(a => (a - start) / (ulong)pageSize).ToArray();
+
+    private static ulong[] Indexes(string answer) => answer == "-" ? Array.Empty<ulong>() : answer.Split(',').Select(ulong.Parse).ToArray();
+
+    private static string[] UffdFlagged(int pid)
+    {
+        using var src = ProcPageSource.Open(pid);
+        return src.ReadMappings(true).Where(m => m.VmFlags.Contains(RemoteWriteProtect.UffdWriteProtectFlag)).Select(m => m.ToString()).ToArray();
+    }
+
+    [Fact]
+    public void EnableCollectDisable_TargetBlockedInRead_ReadsItsCommandsAndKeepsItsState()
+    {
+        using var t = new WtTarget();
+        ulong region = t.Map(64);
+        t.Send($"pattern {region:x} 64 7 40");
+        var sum = t.Send("sum")[0];
+        var fds = t.OpenDescriptors();
+        t.WaitInSyscall(ReadSyscall);
+        using (var src = ProcPageSource.Open(t.Pid))
+        using (var tracker = new WriteProtectTracker(src))
+        {
+            tracker.Reset();
+            Assert.Single(WriteTrackingStore.UserfaultfdDescriptors(t.Pid));
+            Assert.NotEmpty(UffdFlagged(t.Pid));
+            Assert.Equal(sum, t.Send("sum")[0]); // the read() restarted and got the whole command; memory untouched
+            t.Send($"write {region:x} 3 2");
+            Assert.Equal(new ulong[] { 3, 4 }, PagesIn(tracker.Collect().Ranges, region, 64, t.PageSize));
+            Assert.Empty(PagesIn(tracker.Collect().Ranges, region, 64, t.PageSize));
+            t.WaitInSyscall(ReadSyscall);
+        }
+        Assert.Equal(fds, t.OpenDescriptors());
+        Assert.Empty(WriteTrackingStore.UserfaultfdDescriptors(t.Pid));
+        Assert.Empty(UffdFlagged(t.Pid));
+        Assert.Null(WriteTrackingStore.Load(t.Pid));
+        t.Send($"write {region:x} 5");
+        Assert.Equal("OK", t.Send("exit").Length == 0 ? "OK" : "?");
+    }
+
+    [Fact]
+    public void EnableAndDisable_DuringNanosleep_SleepIsRestartedAndEndsWhenItShould()
+    {
+        using var t = new WtTarget();
+        t.Map(16);
+        const int ms = 400;
+        t.Start($"sleep {ms}");
+        t.WaitInSyscall(ClockNanosleepSyscall);
+        using (var src = ProcPageSource.Open(t.Pid))
+        {
+            var state = RemoteWriteProtect.Enable(src, new[] { new AddressRange(0, 0) }.Take(0).ToList());
+            Assert.True(RemoteWriteProtect.Disable(src, RemoteWriteProtect.RegisteredRanges(src)));
+        }
+        var answer = t.Receive("sleep");
+        Assert.Equal("0", answer[0]); // restarted through restart_syscall, as after a signal without a handler: not EINTR
+        Assert.True(long.Parse(answer[2]) >= ms * 1_000_000L, $"slept {answer[2]} ns of {ms} ms: the restarted sleep kept its end");
+    }
+
+    [Fact]
+    public void EnableAndDisable_DuringFutexWait_WaitTimesOutAsItWould()
+    {
+        using var t = new WtTarget();
+        const int ms = 400;
+        t.Start($"futex {ms}");
+        t.WaitInSyscall(FutexSyscall);
+        using (var src = ProcPageSource.Open(t.Pid))
+        using (var tracker = new WriteProtectTracker(src))
+            tracker.Reset();
+        var answer = t.Receive("futex");
+        Assert.Equal(new[] { "-1", ETIMEDOUT.ToString() }, answer.Take(2).ToArray());
+        Assert.True(long.Parse(answer[2]) >= ms * 1_000_000L, $"waited {answer[2]} ns of {ms} ms");
+    }
+
+    [Fact]
+    public void MultiThreadedBusyTarget_IsTrackedExactlyAndKeepsRunning()
+    {
+        using var t = new WtTarget();
+        ulong region = t.Map(128);
+        Assert.Equal("3", t.Send("threads 3")[0]);
+        using (var src = ProcPageSource.Open(t.Pid))
+        using (var tracker = new WriteProtectTracker(src))
+        {
+            tracker.Reset();
+            for (int seed = 1; seed <= 5; seed++)
+            {
+                var wrote = Indexes(t.Send($"pattern {region:x} 128 {seed} 30")[0]);
+                Assert.Equal(wrote, PagesIn(tracker.Collect().Ranges, region, 128, t.PageSize));
+            }
+        }
+        ulong before = ulong.Parse(t.Send("spins")[0]);
+        System.Threading.Thread.Sleep(20);
+        Assert.True(ulong.Parse(t.Send("spins")[0]) > before, "the spinning threads go on after disable");
+        Assert.Empty(WriteTrackingStore.UserfaultfdDescriptors(t.Pid));
+    }
+
+    [Fact]
+    public void Exactness_100Patterns_10CollectionsEach_NewMappingsCountedAsSuch()
+    {
+        using var t = new WtTarget();
+        const int pages = 256;
+        ulong region = t.Map(pages);
+        var rng = new Random(12345);
+        using var src = ProcPageSource.Open(t.Pid);
+        using var tracker = new WriteProtectTracker(src);
+        tracker.Reset();
+        int collections = 0;
+        for (int pattern = 0; pattern < 100; pattern++)
+        {
+            ulong? fresh = null;
+            if (pattern % 10 == 9)
+            {
+                fresh = t.Map(8);
+                t.Send($"write {fresh:x} 2 3");
+            }
+            for (int c = 0; c < 10; c++)
+            {
+                int n = rng.Next(0, 24);
+                var wrote = Indexes(t.Send($"pattern {region:x} {pages} {rng.Next(1, int.MaxValue)} {n}")[0]);
+                var set = tracker.Collect();
+                collections++;
+                Assert.Equal(wrote, PagesIn(set.Ranges, region, pages, t.PageSize));
+                Assert.Empty(PagesIn(set.NewMappingRanges, region, pages, t.PageSize));
+                if (fresh is { } f && c == 0)
+                {
+                    var whole = Enumerable.Range(0, 8).Select(i => (ulong)i).ToArray(); // new since the last look: wholly, once
+                    Assert.Equal(whole, PagesIn(set.NewMappingRanges, f, 8, t.PageSize));
+                    Assert.Equal(whole, PagesIn(set.Ranges, f, 8, t.PageSize));
+                }
+                else if (fresh is { } g && c == 1)
+                {
+                    Assert.Empty(PagesIn(set.Ranges, g, 8, t.PageSize));
+                    t.Send($"write {g:x} 6"); // tracked like the others from now on
+                    Assert.Equal(new ulong[] { 6 }, PagesIn(tracker.Collect().Ranges, g, 8, t.PageSize));
+                }
+            }
+        }
+        Assert.Equal(1000, collections);
+    }
+
+    [Fact]
+    public void TrackingOutlivesTheTracker_ANewTrackerResumesFromTheLastReset()
+    {
+        using var t = new WtTarget();
+        ulong region = t.Map(32);
+        using var src = ProcPageSource.Open(t.Pid);
+        Assert.Equal(t.Pid, RemoteWriteProtect.Enable(src, new List<AddressRange>()).ProcessId);
+        using (var first = new WriteProtectTracker(src)) first.Reset();
+        Assert.NotNull(WriteTrackingStore.Load(t.Pid)); // not owned: still enabled
+        t.Send($"write {region:x} 9 2");
+        using (var second = new WriteProtectTracker(src))
+        {
+            second.Resume();
+            Assert.Equal(new ulong[] { 9, 10 }, PagesIn(second.Collect().Ranges, region, 32, t.PageSize));
+        }
+        Assert.True(RemoteWriteProtect.Disable(src, RemoteWriteProtect.RegisteredRanges(src)));
+        Assert.Empty(WriteTrackingStore.UserfaultfdDescriptors(t.Pid));
+        Assert.False(RemoteWriteProtect.Disable(src, new List<AddressRange>()));
+    }
+
+    [Fact]
+    public void SeccompFilterDenyingUserfaultfd_IsRefusedAndLeavesNothingBehind()
+    {
+        using var t = new WtTarget();
+        t.Map(8);
+        t.Send("seccomp");
+        var fds = t.OpenDescriptors();
+        string maps = File.ReadAllText($"/proc/{t.Pid}/maps");
+        var sum = t.Send("sum")[0];
+        t.WaitInSyscall(ReadSyscall);
+        using var src = ProcPageSource.Open(t.Pid);
+        var ex = Assert.Throws<SoftDirtyException>(() => new WriteProtectTracker(src));
+        Assert.Equal(SoftDirtyError.SeccompForbids, ex.Error);
+        Assert.Equal(fds, t.OpenDescriptors());
+        Assert.Equal(maps, File.ReadAllText($"/proc/{t.Pid}/maps"));
+        Assert.Null(WriteTrackingStore.Load(t.Pid));
+        Assert.Equal(sum, t.Send("sum")[0]);
+    }
+
+    [Fact]
+    public void AlreadyTracedProcess_IsRefusedUntouched()
+    {
+        using var t = new WtTarget();
+        int child = int.Parse(t.Send("traced")[0]);
+        try
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (InjectionSupport.Check(child, KernelProbe.Current) is null && DateTime.UtcNow < deadline) System.Threading.Thread.Sleep(1);
+            using var src = ProcPageSource.Open(child);
+            var ex = Assert.Throws<SoftDirtyException>(() => new WriteProtectTracker(src));
+            Assert.Equal(SoftDirtyError.ProcessAlreadyTraced, ex.Error);
+            Assert.Contains(t.Pid.ToString(), ex.Message);
+            Assert.False(WriteProtectTracker.IsSupported(src, out var why));
+            Assert.Contains("ProcessAlreadyTraced", why);
+            Assert.Equal(TrackingMethod.Hash, DirtyTracker.Resolve(src, TrackingMethod.Auto, out _));
+        }
+        finally { SoftDirty.Native.Kill(child, 9); }
+    }
+
+    [Fact]
+    public void ChildOfThisProcess_IsRefused_BecauseDotNetReapsItsWaitStatuses()
+    {
+        using var child = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(WtTarget.PathOf("wttarget")) { RedirectStandardInput = true, RedirectStandardOutput = true })!;
+        try
+        {
+            child.StandardOutput.ReadLine();
+            var refused = InjectionSupport.Check(child.Id, KernelProbe.Current);
+            Assert.NotNull(refused);
+            Assert.Equal(SoftDirtyError.PtraceNotPermitted, refused!.Error);
+            Assert.Contains("child of this process", refused.Message);
+            Assert.False(child.HasExited);
+        }
+        finally { child.Kill(); child.WaitForExit(5000); }
+    }
+
+    [Fact]
+    public void ExitedProcess_IsNotFound()
+    {
+        var t = new WtTarget();
+        int pid = t.Pid;
+        t.Send("exit");
+        t.Dispose();
+        var refused = InjectionSupport.Check(pid, KernelProbe.Current);
+        Assert.NotNull(refused);
+        Assert.Contains(refused!.Error, new[] { SoftDirtyError.ProcessNotFound, SoftDirtyError.ProcessExited });
+    }
+}

@@ -1,0 +1,216 @@
+/*
+ * wttarget: a target for write tracking by syscall injection (Enable-WriteTracking), driven through a
+ * line protocol on stdin: the main thread sits in read() on that pipe between commands, so every
+ * injection while it waits interrupts a read() that must be restarted with the data intact.
+ *
+ * Prints "READY <pid> <pagesize>", then answers each command with one line, "OK ..." or "ERR <text>".
+ *
+ *   map <pages>                      private anonymous rw region between PROT_NONE guards -> OK <hexaddr>
+ *   write <hexaddr> <page> [count]   one byte into each page (value from a counter)        -> OK <count>
+ *   pattern <hexaddr> <pages> <seed> <n>  write n random pages (xorshift from seed, repeats allowed)
+ *                                    -> OK <the distinct page indexes written, ascending, comma-separated or ->
+ *   timedwrite <hexaddr> <page> <count>  one byte into each of count pages, timed  -> OK <ns>
+ *   sum                              FNV-1a of every region this target mapped              -> OK <hex>
+ *   threads <n>                      start n threads spinning in user space (counters)      -> OK <n>
+ *   spins                            the sum of the spinning threads' counters               -> OK <count>
+ *   sleep <ms>                       clock_nanosleep CLOCK_MONOTONIC, relative
+ *                                    -> OK <rc> <errno> <slept_ns>  (slept_ns from CLOCK_MONOTONIC)
+ *   futex <ms>                       FUTEX_WAIT on a word nobody wakes, relative timeout
+ *                                    -> OK <rc> <errno> <waited_ns>
+ *   seccomp                          install a filter: userfaultfd fails with EPERM           -> OK
+ *   traced                           fork a child that is ptraced by this process and waits  -> OK <childpid>
+ *   fds                              open descriptors (/proc/self/fd)                          -> OK <count>
+ *   exit                             answers OK, then exits 0
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/futex.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_REGIONS 64
+#define MAX_THREADS 16
+
+static long page_size;
+static struct { unsigned char *base; long pages; } regions[MAX_REGIONS];
+static int region_count;
+static unsigned char counter;
+static volatile unsigned long spins[MAX_THREADS * 16];
+static int thread_count;
+
+static void reply(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+static long long now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void *spin(void *arg)
+{
+    volatile unsigned long *c = &spins[(long)arg * 16];
+    for (;;) (*c)++;
+    return NULL;
+}
+
+static int cmp_long(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void pattern(unsigned char *base, long pages, unsigned long seed, long n)
+{
+    long *hit = malloc(sizeof(long) * (n > 0 ? n : 1));
+    unsigned long x = seed ? seed : 88172645463325252UL;
+    for (long i = 0; i < n; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        hit[i] = (long)(x % (unsigned long)pages);
+        base[hit[i] * page_size + (long)(x >> 32) % page_size] = ++counter;
+    }
+    qsort(hit, n, sizeof(long), cmp_long);
+    size_t cap = 16 + (size_t)n * 21, len = 0;
+    char *out = malloc(cap);
+    out[0] = '\0';
+    for (long i = 0; i < n; i++) {
+        if (i > 0 && hit[i] == hit[i - 1]) continue;
+        len += snprintf(out + len, cap - len, len ? ",%ld" : "%ld", hit[i]);
+    }
+    reply("OK %s", len ? out : "-");
+    free(out);
+    free(hit);
+}
+
+static int install_seccomp(void)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_userfaultfd, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { .len = sizeof(filter) / sizeof(filter[0]), .filter = filter };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) return -1;
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    struct dirent *e;
+    if (!d) return -1;
+    while ((e = readdir(d))) if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+int main(void)
+{
+    char line[256], cmd[32];
+    page_size = sysconf(_SC_PAGESIZE);
+    signal(SIGPIPE, SIG_IGN);
+    reply("READY %d %ld", getpid(), page_size);
+    while (fgets(line, sizeof line, stdin)) {
+        unsigned long a = 0, b = 0, c = 0, d = 0;
+        int n = sscanf(line, "%31s %lx %lu %lu %lu", cmd, &a, &b, &c, &d);
+        if (n < 1) continue;
+        if (!strcmp(cmd, "map")) {
+            long pages = strtol(line + 4, NULL, 10);
+            if (pages <= 0 || region_count == MAX_REGIONS) { reply("ERR bad map"); continue; }
+            unsigned char *g = mmap(NULL, (pages + 2) * page_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (g == MAP_FAILED) { reply("ERR mmap %d", errno); continue; }
+            unsigned char *p = g + page_size;
+            mprotect(p, pages * page_size, PROT_READ | PROT_WRITE);
+            madvise(p, pages * page_size, MADV_NOHUGEPAGE);
+            regions[region_count].base = p;
+            regions[region_count++].pages = pages;
+            reply("OK %lx", (unsigned long)p);
+        } else if (!strcmp(cmd, "write") && n >= 3) {
+            unsigned long count = n >= 4 ? c : 1;
+            for (unsigned long i = 0; i < count; i++) ((unsigned char *)a)[(b + i) * page_size] = ++counter;
+            reply("OK %lu", count);
+        } else if (!strcmp(cmd, "timedwrite") && n >= 4) {
+            long long start = now_ns();
+            for (unsigned long i = 0; i < c; i++) ((volatile unsigned char *)a)[(b + i) * page_size] = ++counter;
+            reply("OK %lld", now_ns() - start);
+        } else if (!strcmp(cmd, "pattern") && n >= 5) {
+            pattern((unsigned char *)a, (long)b, c, (long)d);
+        } else if (!strcmp(cmd, "sum")) {
+            unsigned long long h = 1469598103934665603ULL;
+            for (int r = 0; r < region_count; r++)
+                for (long i = 0; i < regions[r].pages * page_size; i++) { h ^= regions[r].base[i]; h *= 1099511628211ULL; }
+            reply("OK %llx", h);
+        } else if (!strcmp(cmd, "threads")) {
+            long want = strtol(line + 8, NULL, 10);
+            long started = 0;
+            for (; started < want && thread_count < MAX_THREADS; started++) {
+                pthread_t t;
+                if (pthread_create(&t, NULL, spin, (void *)(long)thread_count)) break;
+                thread_count++;
+            }
+            reply("OK %ld", started);
+        } else if (!strcmp(cmd, "spins")) {
+            unsigned long s = 0;
+            for (int i = 0; i < thread_count; i++) s += spins[i * 16];
+            reply("OK %lu", s);
+        } else if (!strcmp(cmd, "sleep")) {
+            long ms = strtol(line + 6, NULL, 10);
+            struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
+            long long start = now_ns();
+            int rc = clock_nanosleep(CLOCK_MONOTONIC, 0, &t, NULL);
+            reply("OK %d %d %lld", rc, rc, now_ns() - start);
+        } else if (!strcmp(cmd, "futex")) {
+            static int word;
+            long ms = strtol(line + 6, NULL, 10);
+            struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
+            long long start = now_ns();
+            long rc = syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, &t, NULL, 0);
+            int e = rc < 0 ? errno : 0;
+            reply("OK %ld %d %lld", rc, e, now_ns() - start);
+        } else if (!strcmp(cmd, "seccomp")) {
+            if (install_seccomp()) reply("ERR seccomp %d", errno); else reply("OK");
+        } else if (!strcmp(cmd, "traced")) {
+            pid_t child = fork();
+            if (child == 0) {
+                ptrace(PTRACE_TRACEME, 0, NULL, NULL);
+                for (;;) pause();
+            }
+            reply(child > 0 ? "OK %d" : "ERR fork %d", child > 0 ? child : errno);
+        } else if (!strcmp(cmd, "fds")) {
+            reply("OK %d", count_fds());
+        } else if (!strcmp(cmd, "exit")) {
+            reply("OK");
+            return 0;
+        } else {
+            reply("ERR unknown command");
+        }
+    }
+    return 0;
+}
