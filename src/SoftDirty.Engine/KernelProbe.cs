@@ -2,6 +2,8 @@ using System;
 using System.IO;
 using System.Runtime.InteropServices;
 
+using SoftDirty.Injection;
+
 namespace SoftDirty;
 
 /// <summary>
@@ -35,16 +37,6 @@ public static unsafe class KernelProbe
         try { return File.ReadAllText("/proc/sys/kernel/osrelease").Trim(); }
         catch (Exception) { return RuntimeInformation.OSDescription; }
     }
-
-    // userfaultfd constants (include/uapi/linux/userfaultfd.h).
-    private const ulong UffdApi = 0xAA;
-    private const nuint UffdioApi = 0xC018AA3F;
-    private const ulong UffdFeatureWpUnpopulated = 1UL << 13;
-    private const ulong UffdFeatureWpAsync = 1UL << 15;
-    private const int UffdUserModeOnly = 1;
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct UffdioApiArg { public ulong Api, Features, Ioctls; }
 
     private static KernelFeatures Probe()
     {
@@ -127,7 +119,7 @@ public static unsafe class KernelProbe
         if (nr < 0) return (false, $"userfaultfd's system call number is not known for {RuntimeInformation.ProcessArchitecture}.");
         // UFFD_USER_MODE_ONLY (5.11+) is what vm.unprivileged_userfaultfd=0 still allows an unprivileged
         // caller; a kernel before it refuses the flag (EINVAL), so try without.
-        nint fd = Native.Syscall(nr, Native.O_CLOEXEC | Native.O_NONBLOCK | UffdUserModeOnly, 0, 0);
+        nint fd = Native.Syscall(nr, Native.O_CLOEXEC | Native.O_NONBLOCK | UffdAbi.UserModeOnly, 0, 0);
         if (fd < 0 && Marshal.GetLastPInvokeError() == Errno.EINVAL)
             fd = Native.Syscall(nr, Native.O_CLOEXEC | Native.O_NONBLOCK, 0, 0);
         if (fd < 0)
@@ -142,8 +134,8 @@ public static unsafe class KernelProbe
         }
         try
         {
-            var api = new UffdioApiArg { Api = UffdApi, Features = UffdFeatureWpAsync | UffdFeatureWpUnpopulated };
-            if (Native.Ioctl((int)fd, UffdioApi, &api) < 0)
+            var api = new UffdAbi.ApiArg { Api = UffdAbi.Api, Features = UffdAbi.FeatureWpAsync | UffdAbi.FeatureWpUnpopulated };
+            if (Native.Ioctl((int)fd, UffdAbi.IoctlApi, &api) < 0)
             {
                 int e = Marshal.GetLastPInvokeError();
                 return (false, $"UFFDIO_API refused WP_ASYNC|WP_UNPOPULATED ({Errno.Name(e)}): kernel {release} predates 6.7 or lacks CONFIG_PTE_MARKER_UFFD_WP.");

@@ -7,6 +7,8 @@ using System.Runtime.InteropServices;
 using System.Threading;
 using SoftDirty.Emulation;
 
+using SoftDirty.Injection;
+
 namespace SoftDirty;
 
 /// <summary>
@@ -124,15 +126,6 @@ public static unsafe class KernelRules
 
     // ---- userfaultfd ------------------------------------------------------------------------------------
 
-    private const ulong UffdApi = 0xAA;
-    private const nuint UffdioApi = 0xC018AA3F;
-    private const ulong UffdFeatureWpUnpopulated = 1UL << 13;
-    private const ulong UffdFeatureWpAsync = 1UL << 15;
-    private const int UffdUserModeOnly = 1;
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct UffdioApiArg { public ulong Api, Features, Ioctls; }
-
     /// <summary>userfaultfd(flags): the descriptor (closed by the caller) or -errno.</summary>
     private static int OpenUffd(int extraFlags)
     {
@@ -144,13 +137,13 @@ public static unsafe class KernelRules
 
     private static bool ApiAccepts(ulong features)
     {
-        int fd = OpenUffd(UffdUserModeOnly);
+        int fd = OpenUffd(UffdAbi.UserModeOnly);
         if (fd < 0) fd = OpenUffd(0);
         if (fd < 0) return false;
         try
         {
-            var api = new UffdioApiArg { Api = UffdApi, Features = features };
-            return Native.Ioctl(fd, UffdioApi, &api) == 0;
+            var api = new UffdAbi.ApiArg { Api = UffdAbi.Api, Features = features };
+            return Native.Ioctl(fd, UffdAbi.IoctlApi, &api) == 0;
         }
         finally { Native.Close(fd); }
     }
@@ -160,7 +153,7 @@ public static unsafe class KernelRules
         string sysctl;
         try { sysctl = File.ReadAllText(UnprivilegedUffdPath).Trim(); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { sysctl = "unreadable"; }
-        int plain = OpenUffd(0), userOnly = OpenUffd(UffdUserModeOnly);
+        int plain = OpenUffd(0), userOnly = OpenUffd(UffdAbi.UserModeOnly);
         if (plain >= 0) Native.Close(plain);
         if (userOnly >= 0) Native.Close(userOnly);
         string Result(int r) => r >= 0 ? "ok" : Errno.Name(-r);
@@ -173,8 +166,8 @@ public static unsafe class KernelRules
             yield return new(UffdWriteProtectUnpopulated, bool.FalseString, "userfaultfd is refused to this caller");
             yield break;
         }
-        bool async = ApiAccepts(UffdFeatureWpAsync);
-        bool unpopulated = ApiAccepts(UffdFeatureWpUnpopulated);
+        bool async = ApiAccepts(UffdAbi.FeatureWpAsync);
+        bool unpopulated = ApiAccepts(UffdAbi.FeatureWpUnpopulated);
         yield return new(UffdWriteProtectUnpopulated, B(unpopulated),
             $"UFFDIO_API: WP_ASYNC {(async ? "accepted" : "refused")}, WP_UNPOPULATED {(unpopulated ? "accepted" : "refused")}");
     }
