@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using System.Text;
 
 namespace SoftDirty;
@@ -81,9 +82,12 @@ public sealed class KernelFeatures
     /// <summary>
     /// Every rule in which kernels differ (zero page, THP, page-table WRITTEN, userfaultfd, guard regions,
     /// swap...), each with the value measured and the evidence (<see cref="KernelRules"/>); for an emulated
-    /// kernel, the rules of its profile.
+    /// kernel, the rules of its profile. Its string form joins the rules with <see cref="RuleSeparator"/> (Export-Csv writes it).
     /// </summary>
-    public IReadOnlyList<KernelRule> Rules { get; init; } = Array.Empty<KernelRule>();
+    public IReadOnlyList<KernelRule> Rules { get => _rules; init => _rules = new JoinedList<KernelRule>(value.ToArray(), RuleSeparator); }
+    private readonly JoinedList<KernelRule> _rules = JoinedList<KernelRule>.Empty;
+    /// <summary>What joins the rules in the string form of <see cref="Rules"/> (a rule's evidence holds spaces).</summary>
+    public const string RuleSeparator = "; ";
 
     internal KernelFeatures WithRules(IReadOnlyList<KernelRule> rules) => new()
     {

@@ -4,6 +4,7 @@ using System.Collections.Generic;
 namespace SoftDirty;
 
 /// <summary>What a mapping is, from its path column in /proc/PID/maps.</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum MappingKind
 {
     /// <summary>Private anonymous memory (no path).</summary>
@@ -61,7 +62,7 @@ public sealed class MemoryMapping
     public ulong? Swap { get; set; }
     public ulong? Locked { get; set; }
     /// <summary>The two-letter VmFlags mnemonics of smaps ("rd", "wr", "sd", ...); empty when only maps was read.</summary>
-    public string[] VmFlags { get; set; } = Array.Empty<string>();
+    public JoinedList<string> VmFlags { get; set; } = JoinedList<string>.Empty;
     /// <summary>VM_SOFTDIRTY ("sd" in VmFlags): every page of the VMA reads soft-dirty. Null when VmFlags was not read.</summary>
     public bool? SoftDirty { get; set; }
 

@@ -6,6 +6,7 @@ using System.Threading;
 namespace SoftDirty;
 
 /// <summary>How pagemap entries are found.</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum PageReadMethod
 {
     /// <summary>PAGEMAP_SCAN when a filter lets the kernel skip pages and the kernel has it, else Pread.</summary>

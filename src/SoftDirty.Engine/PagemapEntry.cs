@@ -4,6 +4,7 @@ namespace SoftDirty;
 
 /// <summary>The flag bits of a /proc/PID/pagemap entry (Documentation/admin-guide/mm/pagemap.rst).</summary>
 [Flags]
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum PagemapFlags : ulong
 {
     None = 0,
@@ -97,6 +98,7 @@ public readonly struct PagemapEntry : IEquatable<PagemapEntry>
 }
 
 /// <summary>The values /proc/PID/clear_refs accepts (fs/proc/task_mmu.c, enum clear_refs_types).</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum ClearRefsType
 {
     /// <summary>Clear the accessed/young bits and PG_referenced of all pages (CLEAR_REFS_ALL).</summary>
@@ -113,6 +115,7 @@ public enum ClearRefsType
 
 /// <summary>Memory protection of a mapping (PROT_READ, PROT_WRITE, PROT_EXEC).</summary>
 [Flags]
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum Protection
 {
     None = 0,

@@ -5,6 +5,7 @@ namespace SoftDirty;
 
 /// <summary>PAGEMAP_SCAN page categories (include/uapi/linux/fs.h, PAGE_IS_*).</summary>
 [Flags]
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum PageCategory : ulong
 {
     None = 0,
@@ -27,6 +28,7 @@ public enum PageCategory : ulong
 
 /// <summary>PAGEMAP_SCAN flags (PM_SCAN_*).</summary>
 [Flags]
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum PagemapScanFlags : ulong
 {
     None = 0,

@@ -6,6 +6,7 @@ namespace SoftDirty;
 /// What went wrong, one value per stable error id. The cmdlets use the name as the ErrorRecord's
 /// ErrorId and pick the ErrorCategory from it, so keep the names stable.
 /// </summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum SoftDirtyError
 {
     /// <summary>No process with that id.</summary>

@@ -82,7 +82,8 @@ Describe 'Member enumeration of every output type (issue 12.2)' {
         [SoftDirty.Commands.SoftDirtyCmdlet].Assembly.GetTypes() | Where-Object { $_.IsSubclassOf([System.Management.Automation.Cmdlet]) -and -not $_.IsAbstract } |
             ForEach-Object { $_.GetCustomAttributes([System.Management.Automation.OutputTypeAttribute], $true).Type.Type } |
             Where-Object { $_ -and $_.Namespace -like 'SoftDirty*' } |
-            ForEach-Object { $_; $_.GetProperties().PropertyType | ForEach-Object { if ($_.IsArray) { $_.GetElementType() } else { $_ } } | Where-Object Namespace -like 'SoftDirty*' } |
+            # A list property (an array or a JoinedList<T>) enumerates its items: check the item type.
+            ForEach-Object { $_; $_.GetProperties().PropertyType | ForEach-Object { if ($_.IsArray) { $_.GetElementType() } elseif ($_.IsGenericType -and [Collections.IEnumerable].IsAssignableFrom($_)) { $_.GetGenericArguments()[0] } else { $_ } } | Where-Object Namespace -like 'SoftDirty*' } |
             Sort-Object FullName -Unique | ForEach-Object FullName
     ) {
         $arrayMembers = @(Get-Member -InputObject @(1, 2) -Force).Name

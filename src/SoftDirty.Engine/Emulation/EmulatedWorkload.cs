@@ -9,6 +9,7 @@ using SoftDirty.Emulation;
 namespace SoftDirty;
 
 /// <summary>How a workload picks its pages.</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum WorkloadPattern
 {
     /// <summary>Page 0, 1, 2, ... wrapping around.</summary>

@@ -59,6 +59,7 @@ public static class ImageFormat
     }
 }
 
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum PageRecordKind : uint { Data = 1, Zero = 2 }
 
 /// <summary>One index record.</summary>

@@ -8,6 +8,7 @@ using SoftDirty.Tracking;
 
 namespace SoftDirty.Images;
 
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum MemoryImageKind { Full, Incremental }
 
 /// <summary>One image of a chain, with its statistics (Get-MemoryImage, Save-MemoryImage).</summary>
@@ -69,8 +70,10 @@ public sealed class MemoryImageTestResult
     public bool Valid { get; init; }
     public int ImagesChecked { get; init; }
     public ulong PagesChecked { get; init; }
-    public ImageProblem[] Problems { get; init; } = Array.Empty<ImageProblem>();
-    public override string ToString() => Valid ? $"{Path}: valid" : $"{Path}: {Problems.Length} problem(s): {Problems.FirstOrDefault()?.Message}";
+    public JoinedList<ImageProblem> Problems { get; init; } = JoinedList<ImageProblem>.Empty;
+    /// <summary>What joins the problems' messages in the string form of <see cref="Problems"/> (a message holds spaces).</summary>
+    public const string ProblemSeparator = "; ";
+    public override string ToString() => Valid ? $"{Path}: valid" : $"{Path}: {Problems.Count} problem(s): {Problems.FirstOrDefault()?.Message}";
 }
 
 /// <summary>One mapping Restore-MemoryImage rebuilt into a flat file.</summary>
@@ -96,7 +99,7 @@ public static class ImageVerifier
         catch (SoftDirtyException ex)
         {
             problems.Add(ex is ImageException ie ? new ImageProblem(ie.Error, ie.File, ie.Offset, ie.Message) : new ImageProblem(ex.Error, ex.Target?.ToString() ?? path, null, ex.Message));
-            return new MemoryImageTestResult { Path = System.IO.Path.GetFullPath(path), Valid = false, Problems = problems.ToArray() };
+            return new MemoryImageTestResult { Path = System.IO.Path.GetFullPath(path), Valid = false, Problems = new JoinedList<ImageProblem>(problems.ToArray(), MemoryImageTestResult.ProblemSeparator) };
         }
         ulong pages = 0;
         foreach (var image in chain)
@@ -112,7 +115,7 @@ public static class ImageVerifier
             catch (ImageException ex) { problems.Add(new ImageProblem(ex.Error, ex.File, ex.Offset, ex.Message)); }
             catch (SoftDirtyException ex) { problems.Add(new ImageProblem(ex.Error, ex.Target?.ToString() ?? image.Path, null, ex.Message)); }
         }
-        return new MemoryImageTestResult { Path = chain[^1].Path, Valid = problems.Count == 0, ImagesChecked = chain.Count, PagesChecked = pages, Problems = problems.ToArray() };
+        return new MemoryImageTestResult { Path = chain[^1].Path, Valid = problems.Count == 0, ImagesChecked = chain.Count, PagesChecked = pages, Problems = new JoinedList<ImageProblem>(problems.ToArray(), MemoryImageTestResult.ProblemSeparator) };
     }
 }
 

@@ -17,6 +17,7 @@ public static class InjectionSupport
     public const string YamaScopePath = "/proc/sys/kernel/yama/ptrace_scope";
 
     /// <summary>Yama's ptrace_scope values (Documentation/admin-guide/LSM/Yama.rst).</summary>
+    [Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
     public enum YamaScope { Classic = 0, Restricted = 1, AdminOnly = 2, NoAttach = 3 }
 
     /// <summary>Null when process <paramref name="pid"/> can be tracked by injection; else the error and why not.</summary>

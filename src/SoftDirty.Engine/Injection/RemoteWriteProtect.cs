@@ -128,7 +128,7 @@ public static class RemoteWriteProtect
         var ranges = new List<AddressRange>();
         if (WriteTrackingStore.UserfaultfdDescriptors(source.ProcessId).Length != 1) return ranges;
         foreach (var m in source.ReadMappings(true))
-            if (Array.IndexOf(m.VmFlags, UffdWriteProtectFlag) >= 0) ranges.Add(new AddressRange(m.Start, m.End));
+            if (m.VmFlags.Contains(UffdWriteProtectFlag)) ranges.Add(new AddressRange(m.Start, m.End));
         return ranges;
     }
 

@@ -7,6 +7,7 @@ using System.Text;
 namespace SoftDirty.Scenarios;
 
 /// <summary>What a scenario step does (the verbs of tests/native/sdscenario.c).</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum ScenarioOpKind
 {
     /// <summary>The window of pages the scenario works in, reserved PROT_NONE.</summary>
@@ -44,6 +45,7 @@ public enum ScenarioOpKind
 }
 
 /// <summary>How a scenario mapping is backed.</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum ScenarioMappingKind
 {
     /// <summary>MAP_PRIVATE|MAP_ANONYMOUS.</summary>

@@ -5,6 +5,7 @@ using System.Threading;
 namespace SoftDirty.Tracking;
 
 /// <summary>How the pages a process changed are found.</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum TrackingMethod
 {
     /// <summary>The best the target supports: SoftDirty, else WriteProtect (own or emulated process), else Hash.</summary>
@@ -18,6 +19,7 @@ public enum TrackingMethod
 }
 
 /// <summary>The page hash of the Hash method and of memory image checksums.</summary>
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum PageHashAlgorithm
 {
     /// <summary>A fast non-cryptographic 128-bit hash (<see cref="PageHash"/>).</summary>

@@ -36,7 +36,7 @@ public static class DirtyChart
     public static string Render(IReadOnlyList<IDirtyTimelinePoint> points, string title, AddressRange? focus = null) =>
         Render(new[] { new ChartSeries("", points.Select(ToPoint).ToList()) }, title, focus);
 
-    public static ChartPoint ToPoint(IDirtyTimelinePoint p) => new(p.Elapsed, p.Rate, p.PageSize, p.Ranges);
+    public static ChartPoint ToPoint(IDirtyTimelinePoint p) => new(p.Elapsed, p.Rate, p.PageSize, p.Ranges.ToArray());
 
     public static string Render(IReadOnlyList<ChartSeries> series, string title, AddressRange? focus = null)
     {

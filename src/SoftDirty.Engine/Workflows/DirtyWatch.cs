@@ -14,7 +14,7 @@ public interface IDirtyTimelinePoint
     /// <summary>Pages dirtied per second.</summary>
     double Rate { get; }
     int PageSize { get; }
-    AddressRange[] Ranges { get; }
+    JoinedList<AddressRange> Ranges { get; }
 }
 
 /// <summary>One interval of Watch-DirtyPage.</summary>
@@ -37,7 +37,7 @@ public sealed class DirtyPageSample : IDirtyTimelinePoint
     public double CollectMilliseconds { get; init; }
     public int PageSize { get; init; }
     /// <summary>The dirty pages as address ranges.</summary>
-    public AddressRange[] Ranges { get; init; } = Array.Empty<AddressRange>();
+    public JoinedList<AddressRange> Ranges { get; init; } = JoinedList<AddressRange>.Empty;
     public override string ToString() => $"#{Index} {DirtyPages} pages ({Rate:N0}/s, {Method})";
 }
 

@@ -11,6 +11,7 @@ using SoftDirty.Tracking;
 #pragma warning disable CA1416
 namespace SoftDirty.Workflows;
 
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum PreCopyPhase { Live, StopAndCopy }
 
 /// <summary>One round of a pre-copy migration.</summary>
@@ -34,10 +35,11 @@ public sealed class PreCopyRound : IDirtyTimelinePoint
     /// <summary>The image this round wrote (with -Destination).</summary>
     public string? ImagePath { get; init; }
     /// <summary>The pages dirtied during the round, as ranges.</summary>
-    public AddressRange[] Ranges { get; init; } = Array.Empty<AddressRange>();
+    public JoinedList<AddressRange> Ranges { get; init; } = JoinedList<AddressRange>.Empty;
     public override string ToString() => $"round {Round} {Phase}: {PagesSent} pages sent, {DirtyPages} dirtied";
 }
 
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum PreCopyStopReason { Converged, MaxIterations, NotConverging }
 
 /// <summary>The outcome of a pre-copy migration.</summary>

@@ -119,7 +119,7 @@ public sealed class SearchPageMapCommand : ProcessOrEmulatorCmdlet
 
     /// <summary>Whether any mapping overlapping the spans carries VM_UFFD_WP ("uw"), so WP_MATCHING can arm something.</summary>
     private static bool AnyRegisteredForWriteProtect(IReadOnlyList<MemoryMapping> mappings, List<PageSpan> spans) =>
-        mappings.Any(m => Array.IndexOf(m.VmFlags, UffdWriteProtectVmFlag) >= 0 && spans.Any(s => s.Start < m.End && m.Start < s.End));
+        mappings.Any(m => m.VmFlags.Contains(UffdWriteProtectVmFlag) && spans.Any(s => s.Start < m.End && m.Start < s.End));
 
     /// <summary>The smaps VmFlags mnemonic of VM_UFFD_WP.</summary>
     private const string UffdWriteProtectVmFlag = "uw";
