@@ -310,8 +310,7 @@ Describe 'Code in <File> line <Line>: <Title>' -Tag Help, Examples -ForEach $cod
         } finally { $ps.Dispose() }
     }
 
-    # The memory-image pages are another change's (their examples are being rewritten there).
-    It 'leaves nothing in the temp folder' -Skip:($File -in 'Save-MemoryImage.md', 'Get-MemoryImage.md', 'Test-MemoryImage.md', 'Restore-MemoryImage.md') {
+    It 'leaves nothing in the temp folder' {
         # A job's child process keeps the .NET runtime's own diagnostic pipes there until it exits.
         @(Get-ChildItem -Force -LiteralPath $ExampleTmp | Where-Object Name -notmatch '^(clr-debug-pipe|dotnet-diagnostic)-\d+-').Name | Should -BeNullOrEmpty -Because "the code at docs/${File}:$Line should remove what it writes"
     }
