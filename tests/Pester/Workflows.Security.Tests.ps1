@@ -37,6 +37,17 @@ BeforeAll {
 }
 
 Describe 'Destinations someone else prepared' -Tag 'Workflows', 'Security' {
+    It 'Restore-MemoryImage -Emulator refuses an emulated process with memory where the image maps (ImageExists), leaving it as it was' {
+        # Issue 13, second round: the restore mapped over the process's own memory (MAP_FIXED) and lost it.
+        $other = New-Emu
+        $other.Mapping.Start | Should -Be $src.Mapping.Start -Because 'two new emulated processes map at the same address'
+        $layout = { ($other.Emulator.ReadMappings($false) | ForEach-Object { '{0:x}-{1:x}' -f $_.Start, $_.End }) -join ' ' }
+        $before = & $layout
+        $bytes = Get-Memory $other.Emulator $other.Mapping
+        ErrorId { Restore-MemoryImage $img -Emulator $other.Emulator -Confirm:$false } | Should -Be 'ImageExists,SoftDirty.Commands.RestoreMemoryImageCommand'
+        & $layout | Should -Be $before
+        Same (Get-Memory $other.Emulator $other.Mapping) $bytes | Should -BeTrue
+    }
     It 'Restore-MemoryImage refuses a destination that is a link, and writes nothing through it' {
         $victim = New-Item -ItemType Directory "$root/victim1"
         $null = New-Item -ItemType SymbolicLink -Path "$root/link1" -Target $victim.FullName
