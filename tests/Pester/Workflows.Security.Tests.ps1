@@ -37,6 +37,18 @@ BeforeAll {
 }
 
 Describe 'Destinations someone else prepared' -Tag 'Workflows', 'Security' {
+    It 'names a parent that is a loop of links or a file for what it is, not a missing directory' {
+        # Issue 13, second round: both read 'no such image directory'.
+        $loop = "$root/loop-$([guid]::NewGuid().ToString('N'))"
+        $null = New-Item -ItemType SymbolicLink -Path $loop -Target $loop
+        $err = $null
+        $null = Save-MemoryImage -Emulator $src.Emulator -Path "$loop.child" -Parent $loop -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'ImageIncomplete,SoftDirty.Commands.SaveMemoryImageCommand'
+        $err[0].Exception.Message | Should -BeLike '*loop of links*'
+        $file = New-Item -ItemType File "$root/plain-$([guid]::NewGuid().ToString('N'))"
+        "$((Test-MemoryImage $file.FullName -Detailed).Problems)" | Should -BeLike '*not a directory*'
+    }
+
     It 'Restore-MemoryImage -Emulator refuses an emulated process with memory where the image maps (ImageExists), leaving it as it was' {
         # Issue 13, second round: the restore mapped over the process's own memory (MAP_FIXED) and lost it.
         $other = New-Emu
