@@ -190,6 +190,20 @@ Describe 'Write tracking of another process' -Tag 'WriteTracking' -Skip:([bool]$
         } finally { $env:SOFTDIRTY_STATE_DIR = $saved; Stop-WtTarget $t }
     }
 
+    It 'Enable-WriteTracking removes the state files of processes that are gone' {
+        # Issue 13, second round: every target that exited while tracked left its file behind.
+        $t = Start-WtTarget
+        try {
+            $null = New-Item -ItemType Directory $env:SOFTDIRTY_STATE_DIR -Force
+            $gone = Join-Path $env:SOFTDIRTY_STATE_DIR "$([int]::MaxValue).json"   # above pid_max: no such process
+            Set-Content $gone '{}'
+            $null = Enable-WriteTracking -Id $t.Id
+            Test-Path $gone | Should -BeFalse
+            Test-Path (Join-Path $env:SOFTDIRTY_STATE_DIR "$($t.Id).json") | Should -BeTrue
+            Disable-WriteTracking -Id $t.Id
+        } finally { Stop-WtTarget $t }
+    }
+
     It 'a FIFO planted as a process''s state file does not hang Enable-WriteTracking; the state is written 0600' {
         $t = Start-WtTarget
         $fifo = Join-Path $env:SOFTDIRTY_STATE_DIR "$($t.Id).json"

@@ -12,7 +12,7 @@ namespace SoftDirty.Injection;
 /// ~/.local/state/SoftDirty/write-tracking). A file is trusted only while the process has the same start
 /// time and its descriptor still is the same userfaultfd (the inode recorded at enable: a target that
 /// closed it and made a userfaultfd of its own under that number is not mistaken for tracked); a stale one
-/// is deleted when found. A folder that is a link, another user's or writable by others is refused
+/// is deleted when found, and every save removes the files of processes that are gone. A folder that is a link, another user's or writable by others is refused
 /// (UnsafeDestination); state files are regular files of bounded size, created 0600 without following links.
 /// </summary>
 public static class WriteTrackingStore
@@ -94,6 +94,19 @@ public static class WriteTrackingStore
             }
         }
         finally { try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
+        Prune(folder);
+    }
+
+    /// <summary>Removes the state files of processes that are gone (a target that exited keeps no file behind).</summary>
+    private static void Prune(string folder)
+    {
+        foreach (var f in Directory.EnumerateFiles(folder, "*.json"))
+            if (int.TryParse(Path.GetFileNameWithoutExtension(f), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid) && StartTime(pid) == 0)
+            {
+                try { File.Delete(f); }
+                catch (IOException) { }
+                catch (UnauthorizedAccessException) { }
+            }
     }
 
     /// <summary>
