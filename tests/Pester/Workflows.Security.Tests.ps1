@@ -37,6 +37,29 @@ BeforeAll {
 }
 
 Describe 'Destinations someone else prepared' -Tag 'Workflows', 'Security' {
+    It 'names a parent that is a loop of links or a file for what it is, not a missing directory' {
+        # Issue 13, second round: both read 'no such image directory'.
+        $loop = "$root/loop-$([guid]::NewGuid().ToString('N'))"
+        $null = New-Item -ItemType SymbolicLink -Path $loop -Target $loop
+        $err = $null
+        $null = Save-MemoryImage -Emulator $src.Emulator -Path "$loop.child" -Parent $loop -Confirm:$false -ErrorVariable err -ErrorAction SilentlyContinue
+        $err[0].FullyQualifiedErrorId | Should -Be 'ImageIncomplete,SoftDirty.Commands.SaveMemoryImageCommand'
+        $err[0].Exception.Message | Should -BeLike '*loop of links*'
+        $file = New-Item -ItemType File "$root/plain-$([guid]::NewGuid().ToString('N'))"
+        "$((Test-MemoryImage $file.FullName -Detailed).Problems)" | Should -BeLike '*not a directory*'
+    }
+
+    It 'Restore-MemoryImage -Emulator refuses an emulated process with memory where the image maps (ImageExists), leaving it as it was' {
+        # Issue 13, second round: the restore mapped over the process's own memory (MAP_FIXED) and lost it.
+        $other = New-Emu
+        $other.Mapping.Start | Should -Be $src.Mapping.Start -Because 'two new emulated processes map at the same address'
+        $layout = { ($other.Emulator.ReadMappings($false) | ForEach-Object { '{0:x}-{1:x}' -f $_.Start, $_.End }) -join ' ' }
+        $before = & $layout
+        $bytes = Get-Memory $other.Emulator $other.Mapping
+        ErrorId { Restore-MemoryImage $img -Emulator $other.Emulator -Confirm:$false } | Should -Be 'ImageExists,SoftDirty.Commands.RestoreMemoryImageCommand'
+        & $layout | Should -Be $before
+        Same (Get-Memory $other.Emulator $other.Mapping) $bytes | Should -BeTrue
+    }
     It 'Restore-MemoryImage refuses a destination that is a link, and writes nothing through it' {
         $victim = New-Item -ItemType Directory "$root/victim1"
         $null = New-Item -ItemType SymbolicLink -Path "$root/link1" -Target $victim.FullName

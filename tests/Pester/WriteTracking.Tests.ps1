@@ -153,4 +153,71 @@ Describe 'Write tracking of another process' -Tag 'WriteTracking' -Skip:([bool]$
             (Get-SoftDirtySupport -Id $t.Id).Enabled | Should -BeFalse
         } finally { Stop-WtTarget $t }
     }
+
+    # Issue 13, second attack round: each case failed before its fix.
+    It 'Disable-WriteTracking leaves alone a userfaultfd the target made itself under the tracked number' {
+        $t = Start-WtTarget
+        try {
+            $hex = Send-WtTarget $t 'map 16'
+            $state = Enable-WriteTracking -Id $t.Id
+            Send-WtTarget $t "closefd $($state.Descriptor)" | Should -Be '0'
+            Send-WtTarget $t "ownuffd $hex 16" | Should -Be ([string]$state.Descriptor) -Because 'the lowest free number is the one the module had'
+            (Get-SoftDirtySupport -Id $t.Id).Enabled | Should -BeFalse -Because 'the state names the inode of the module''s userfaultfd, not only its number'
+            { Disable-WriteTracking -Id $t.Id -ErrorAction Stop } | Should -Throw -ErrorId 'WriteTrackingNotEnabled,SoftDirty.Commands.DisableWriteTrackingCommand'
+            Get-UffdCount $t.Id | Should -Be 1 -Because 'the target''s own userfaultfd stays open'
+            (Get-Content "/proc/$($t.Id)/smaps" | Select-String -Pattern '^VmFlags:.* uw\b').Count | Should -Be 1 -Because 'its registration stays'
+        } finally { Stop-WtTarget $t }
+    }
+
+    It 'refuses a state folder that is a link or writable by others (UnsafeDestination), injecting nothing' {
+        $t = Start-WtTarget
+        $saved = $env:SOFTDIRTY_STATE_DIR
+        try {
+            $open = Join-Path $TestDrive "open-$([guid]::NewGuid().ToString('N'))"
+            $null = New-Item -ItemType Directory $open
+            chmod 0777 $open
+            $real = Join-Path $TestDrive "real-$([guid]::NewGuid().ToString('N'))"
+            $null = New-Item -ItemType Directory $real
+            chmod 0700 $real
+            $link = "$real.link"
+            $null = New-Item -ItemType SymbolicLink -Path $link -Target $real
+            foreach ($folder in $open, $link) {
+                $env:SOFTDIRTY_STATE_DIR = $folder
+                { Enable-WriteTracking -Id $t.Id -ErrorAction Stop } | Should -Throw -ErrorId 'UnsafeDestination,SoftDirty.Commands.EnableWriteTrackingCommand'
+                Get-UffdCount $t.Id | Should -Be 0
+            }
+            @(Get-ChildItem $real -Force).Count | Should -Be 0 -Because 'nothing is written through the link'
+        } finally { $env:SOFTDIRTY_STATE_DIR = $saved; Stop-WtTarget $t }
+    }
+
+    It 'Enable-WriteTracking removes the state files of processes that are gone' {
+        # Issue 13, second round: every target that exited while tracked left its file behind.
+        $t = Start-WtTarget
+        try {
+            $null = New-Item -ItemType Directory $env:SOFTDIRTY_STATE_DIR -Force
+            $gone = Join-Path $env:SOFTDIRTY_STATE_DIR "$([int]::MaxValue).json"   # above pid_max: no such process
+            Set-Content $gone '{}'
+            $null = Enable-WriteTracking -Id $t.Id
+            Test-Path $gone | Should -BeFalse
+            Test-Path (Join-Path $env:SOFTDIRTY_STATE_DIR "$($t.Id).json") | Should -BeTrue
+            Disable-WriteTracking -Id $t.Id
+        } finally { Stop-WtTarget $t }
+    }
+
+    It 'a FIFO planted as a process''s state file does not hang Enable-WriteTracking; the state is written 0600' {
+        $t = Start-WtTarget
+        $fifo = Join-Path $env:SOFTDIRTY_STATE_DIR "$($t.Id).json"
+        try {
+            $null = New-Item -ItemType Directory $env:SOFTDIRTY_STATE_DIR -Force
+            mkfifo $fifo
+            $job = Start-ThreadJob { param($m, $dir, $id) $env:SOFTDIRTY_STATE_DIR = $dir; Import-Module $m; Enable-WriteTracking -Id $id -ErrorAction Stop } -ArgumentList $env:SOFTDIRTY_MODULE, $env:SOFTDIRTY_STATE_DIR, $t.Id
+            $finished = Wait-Job $job -Timeout 120
+            if (-not $finished) { & /usr/bin/timeout 5 /bin/sh -c ': > "$0"' $fifo } # releases a reader blocked on the FIFO
+            $finished | Should -Not -BeNullOrEmpty -Because 'a state file that is not a regular file is discarded, not opened for reading'
+            (Receive-Job $job -ErrorAction Stop).Descriptor | Should -BeGreaterThan 2
+            Get-UffdCount $t.Id | Should -Be 1
+            [int](Get-Item $fifo).UnixFileMode | Should -Be ([Convert]::ToInt32('600', 8))
+            Disable-WriteTracking -Id $t.Id
+        } finally { Stop-WtTarget $t; Remove-Item $fifo -Force -ErrorAction SilentlyContinue }
+    }
 }

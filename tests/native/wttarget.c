@@ -20,11 +20,15 @@
  *   seccomp                          install a filter: userfaultfd fails with EPERM           -> OK
  *   traced                           fork a child that is ptraced by this process and waits  -> OK <childpid>
  *   fds                              open descriptors (/proc/self/fd)                          -> OK <count>
+ *   closefd <fd>                     close(fd), as a daemon closing its descriptors would      -> OK <rc>
+ *   ownuffd <hexaddr> <pages>        a userfaultfd of its own (the module's flags and features),
+ *                                    MODE_WP registration of the range                         -> OK <fd>
  *   exit                             answers OK, then exits 0
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/futex.h>
 #include <linux/seccomp.h>
@@ -38,6 +42,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -118,6 +123,26 @@ static int install_seccomp(void)
     struct sock_fprog prog = { .len = sizeof(filter) / sizeof(filter[0]), .filter = filter };
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) return -1;
     return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+/* The userfaultfd ABI (include/uapi/linux/userfaultfd.h), spelled out for older headers. */
+struct uffd_api_arg { uint64_t api, features, ioctls; };
+struct uffd_register_arg { uint64_t start, len, mode, ioctls; };
+
+/* A userfaultfd made by the target itself, looking like the module's: same flags and features. */
+static int own_uffd(unsigned long addr, unsigned long pages)
+{
+    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | 1 /* UFFD_USER_MODE_ONLY */);
+    if (fd < 0) return -1;
+    struct uffd_api_arg api = { .api = 0xAA, .features = (1ULL << 15) | (1ULL << 13) /* WP_ASYNC | WP_UNPOPULATED */ };
+    struct uffd_register_arg reg = { .start = addr, .len = pages * (unsigned long)page_size, .mode = 1ULL << 1 /* MODE_WP */ };
+    if (ioctl(fd, 0xC018AA3FUL /* UFFDIO_API */, &api) < 0 || ioctl(fd, 0xC020AA00UL /* UFFDIO_REGISTER */, &reg) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
 }
 
 static int count_fds(void)
@@ -205,6 +230,11 @@ int main(void)
             reply(child > 0 ? "OK %d" : "ERR fork %d", child > 0 ? child : errno);
         } else if (!strcmp(cmd, "fds")) {
             reply("OK %d", count_fds());
+        } else if (!strcmp(cmd, "closefd") && n >= 2) {
+            reply("OK %d", close((int)strtol(line + 8, NULL, 10)));
+        } else if (!strcmp(cmd, "ownuffd") && n >= 3) {
+            int fd = own_uffd(a, b);
+            if (fd < 0) reply("ERR userfaultfd %d", errno); else reply("OK %d", fd);
         } else if (!strcmp(cmd, "exit")) {
             reply("OK");
             return 0;

@@ -66,7 +66,12 @@ public static class ImageReader
         if (dir is null && errno is Errno.EACCES or Errno.EPERM)
             throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"{path}: {Errno.Describe(errno)} (an image of another user?).", path, errno);
         if (!Directory.Exists(path))
-            throw new SoftDirtyException(SoftDirtyError.ImageIncomplete, $"{path}: no such image directory.", path);
+            throw new SoftDirtyException(SoftDirtyError.ImageIncomplete, dir switch
+            {
+                null => $"{path}: no such image directory.",
+                { Type: FileNative.S_IFLNK } => $"{path}: a symbolic link that leads to no directory (dangling, or a loop of links).",
+                _ => $"{path}: not a directory, so not a memory image.",
+            }, path);
         var manifestPath = System.IO.Path.Combine(path, ImageFormat.ManifestFile);
         byte[] bytes;
         try { bytes = SafeFiles.ReadRegular(manifestPath, SafeFiles.MaxManifestBytes); }

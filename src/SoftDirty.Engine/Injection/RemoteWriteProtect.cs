@@ -53,8 +53,13 @@ public static class RemoteWriteProtect
             throw;
         }
         var now = DateTime.UtcNow;
-        var state = new WriteTrackingState { ProcessId = pid, StartTime = start, Descriptor = (int)fd, Enabled = now, ResetId = Guid.NewGuid(), LastReset = now };
+        var state = new WriteTrackingState { ProcessId = pid, StartTime = start, Descriptor = (int)fd, Inode = WriteTrackingStore.DescriptorInode(pid, (int)fd), Enabled = now, ResetId = Guid.NewGuid(), LastReset = now };
         try { WriteTrackingStore.Save(state); }
+        catch (SoftDirtyException)
+        {
+            try { inject.Call(arch.Close, (ulong)fd); } catch (SoftDirtyException) { }
+            throw;
+        }
         catch (Exception ex) when (ex is System.IO.IOException or UnauthorizedAccessException)
         {
             try { inject.Call(arch.Close, (ulong)fd); } catch (SoftDirtyException) { }
@@ -141,6 +146,7 @@ public static class RemoteWriteProtect
         state.ResetId = Guid.NewGuid();
         state.LastReset = DateTime.UtcNow;
         try { WriteTrackingStore.Save(state); }
+        catch (SoftDirtyException) { }
         catch (System.IO.IOException) { }
         catch (UnauthorizedAccessException) { }
     }

@@ -15,6 +15,8 @@ public sealed class WriteTrackingState
     public ulong StartTime { get; set; }
     /// <summary>The userfaultfd's descriptor number in the target.</summary>
     public int Descriptor { get; set; }
+    /// <summary>The userfaultfd's inode ("ino:" of /proc/PID/fdinfo/FD), so that another userfaultfd under the same number is not taken for it.</summary>
+    public ulong Inode { get; set; }
     public DateTime Enabled { get; set; }
     /// <summary>Changes at every reset (a collection that re-arms): an image chain continues only from the reset it recorded.</summary>
     public Guid ResetId { get; set; }

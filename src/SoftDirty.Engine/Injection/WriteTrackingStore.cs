@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.Text;
 using System.Text.Json;
+using SoftDirty.Images;
 
 namespace SoftDirty.Injection;
 
@@ -9,7 +10,10 @@ namespace SoftDirty.Injection;
 /// Where <see cref="WriteTrackingState"/> lives between commands: one file per process in a per-user folder
 /// with mode 0700 ($SOFTDIRTY_STATE_DIR, else $XDG_STATE_HOME/SoftDirty/write-tracking, else
 /// ~/.local/state/SoftDirty/write-tracking). A file is trusted only while the process has the same start
-/// time and its descriptor still is a userfaultfd; a stale one is deleted when found.
+/// time and its descriptor still is the same userfaultfd (the inode recorded at enable: a target that
+/// closed it and made a userfaultfd of its own under that number is not mistaken for tracked); a stale one
+/// is deleted when found, and every save removes the files of processes that are gone. A folder that is a link, another user's or writable by others is refused
+/// (UnsafeDestination); state files are regular files of bounded size, created 0600 without following links.
 /// </summary>
 public static class WriteTrackingStore
 {
@@ -28,34 +32,98 @@ public static class WriteTrackingStore
         }
     }
 
+    /// <summary>The most bytes a state file may have (a few hundred in practice).</summary>
+    private const long MaxStateBytes = 64 << 10;
+
     private static string FileOf(int pid) => Path.Combine(Folder, $"{pid}.json");
 
-    /// <summary>The state of <paramref name="pid"/>, or null when tracking is not enabled there (a stale file is removed).</summary>
+    /// <summary>
+    /// The state folder, checked: null where it does not exist and <paramref name="create"/> is false;
+    /// created 0700 where missing; UnsafeDestination where it is a link, not a directory, another user's or
+    /// writable by group or others (someone else could plant or swap the state of a process).
+    /// </summary>
+    private static string? SafeFolder(bool create)
+    {
+        var folder = Path.GetFullPath(Folder);
+        if (FileNative.Lstat(folder, out _) is null)
+        {
+            if (!create) return null;
+            var parent = Path.GetDirectoryName(folder);
+            if (parent is not null) Directory.CreateDirectory(parent, ImageFormat.DirectoryMode);
+            if (FileNative.Mkdir(folder, (uint)ImageFormat.DirectoryMode) != 0 && FileNative.Lstat(folder, out _) is null)
+            {
+                int e = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+                throw SafeFiles.WriteFailure(folder, e, $"Creating the write-tracking state folder {folder} failed: {Errno.Describe(e)}");
+            }
+        }
+        const uint GroupOrOtherWrite = 0x12; // 022
+        var st = FileNative.Lstat(folder, out _);
+        if (st is not { Type: FileNative.S_IFDIR } s || s.Uid != FileNative.Geteuid() || (s.Permissions & GroupOrOtherWrite) != 0)
+            throw new SoftDirtyException(SoftDirtyError.UnsafeDestination,
+                $"The write-tracking state folder {folder} is a link, not a directory, another user's or writable by others; the module keeps its state only in a folder of its own (0700). Remove it or set ${FolderVariable} to one.", folder);
+        return folder;
+    }
+
+    /// <summary>The state of <paramref name="pid"/>, or null when tracking is not enabled there (a stale or malformed file is removed).</summary>
     public static WriteTrackingState? Load(int pid)
     {
+        if (SafeFolder(create: false) is null) return null;
         var path = FileOf(pid);
         WriteTrackingState? state;
-        try { state = JsonSerializer.Deserialize<WriteTrackingState>(File.ReadAllText(path)); }
+        try { state = JsonSerializer.Deserialize<WriteTrackingState>(SafeFiles.ReadRegular(path, MaxStateBytes)); }
         catch (FileNotFoundException) { return null; }
-        catch (DirectoryNotFoundException) { return null; }
         catch (JsonException) { state = null; }
-        if (state is not null && state.ProcessId == pid && StartTime(pid) == state.StartTime && IsUserfaultfd(pid, state.Descriptor)) return state;
+        catch (SoftDirtyException ex) when (ex.Error is SoftDirtyError.ImageCorrupt or SoftDirtyError.ImageIncomplete) { state = null; } // a FIFO, link or huge file planted there
+        if (state is not null && state.ProcessId == pid && StartTime(pid) == state.StartTime && state.Inode != 0 && DescriptorInode(pid, state.Descriptor) == state.Inode) return state;
         Delete(pid);
         return null;
     }
 
     public static void Save(WriteTrackingState state)
     {
-        var folder = Folder;
-        if (!Directory.Exists(folder))
+        var folder = SafeFolder(create: true)!;
+        var path = Path.Combine(folder, $"{state.ProcessId}.json");
+        var temp = Path.Combine(folder, $".{state.ProcessId}.{Guid.NewGuid():N}.tmp");
+        try
         {
-            if (OperatingSystem.IsWindows()) Directory.CreateDirectory(folder);
-            else Directory.CreateDirectory(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            using (var fs = SafeFiles.CreateNew(temp)) fs.Write(JsonSerializer.SerializeToUtf8Bytes(state));
+            if (FileNative.Rename(temp, path) != 0)
+            {
+                int e = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+                throw SafeFiles.WriteFailure(path, e, $"Saving the write-tracking state {path} failed: {Errno.Describe(e)}");
+            }
         }
-        var path = FileOf(state.ProcessId);
-        var temp = path + "." + Guid.NewGuid().ToString("N") + ".tmp";
-        File.WriteAllText(temp, JsonSerializer.Serialize(state));
-        File.Move(temp, path, overwrite: true);
+        finally { try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
+        Prune(folder);
+    }
+
+    /// <summary>Removes the state files of processes that are gone (a target that exited keeps no file behind).</summary>
+    private static void Prune(string folder)
+    {
+        foreach (var f in Directory.EnumerateFiles(folder, "*.json"))
+            if (int.TryParse(Path.GetFileNameWithoutExtension(f), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid) && StartTime(pid) == 0)
+            {
+                try { File.Delete(f); }
+                catch (IOException) { }
+                catch (UnauthorizedAccessException) { }
+            }
+    }
+
+    /// <summary>
+    /// The inode of descriptor <paramref name="fd"/> of <paramref name="pid"/> when it is a userfaultfd
+    /// ("ino:" of /proc/PID/fdinfo/FD: each userfaultfd has an inode of its own), else 0.
+    /// </summary>
+    public static ulong DescriptorInode(int pid, int fd)
+    {
+        if (fd < 0 || !IsUserfaultfd(pid, fd)) return 0;
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{pid}/fdinfo/{fd}"))
+                if (line.StartsWith("ino:", StringComparison.Ordinal) && ulong.TryParse(line.AsSpan(4).Trim(), out ulong ino)) return ino;
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return 0;
     }
 
     public static void Delete(int pid)

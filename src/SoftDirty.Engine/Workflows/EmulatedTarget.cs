@@ -103,10 +103,17 @@ public sealed class EmulatedTarget : IPageSource, IWorkloadDriver, IAsyncWritePr
     }
 }
 
-/// <summary>Restores a memory image chain into an emulated process: each mapping mapped at its address, each page written.</summary>
-public sealed class EmulatedProcessRestoreTarget : IRestoreTarget
+/// <summary>
+/// Restores a memory image chain into an emulated process: each mapping mapped at its address, each page
+/// written. Only into free address space: a mapping of the image that overlaps memory the process has is
+/// refused (ImageExists) before anything is mapped, as a non-empty destination directory is. Disposed
+/// without <see cref="Complete"/> (a failure or Ctrl+C after <see cref="Prepare"/>), the mappings it made are
+/// unmapped again: the process is left as it was.
+/// </summary>
+public sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
 {
     private readonly List<(ImageMapping Mapping, Protection Prot)> _mappings = new();
+    private bool _complete;
 
     public EmulatedProcessRestoreTarget(EmulatedProcess process) => Process = process;
 
@@ -119,13 +126,19 @@ public sealed class EmulatedProcessRestoreTarget : IRestoreTarget
 
     public void Prepare(IReadOnlyList<ImageMapping> mappings, int pageSize)
     {
+        var existing = Process.ReadMappings(false);
+        foreach (var m in mappings)
+            foreach (var e in existing)
+                if (m.Start < e.End && e.Start < m.End)
+                    throw new SoftDirtyException(SoftDirtyError.ImageExists,
+                        $"Emulated process {Process.ProcessId} ({Process.Name}) already has memory at 0x{e.Start:x}-0x{e.End:x}, where the image maps 0x{m.Start:x}-0x{m.End:x}; a restore replaces nothing. Restore into a new emulated process (New-EmulatedProcess).", Process.ProcessId);
         foreach (var m in mappings)
         {
             var prot = Parse(m.Permissions);
             bool shared = m.Permissions.Length > 3 && m.Permissions[3] == 's';
             // Mapped writable (anonymous: the bytes come from the image), the protection set in Complete.
-            Process.Mmap(m.Start, m.End - m.Start, Protection.Read | Protection.Write, shared, fixedAddress: true);
             _mappings.Add((m, prot));
+            Process.Mmap(m.Start, m.End - m.Start, Protection.Read | Protection.Write, shared, fixedAddress: true);
         }
     }
 
@@ -139,5 +152,18 @@ public sealed class EmulatedProcessRestoreTarget : IRestoreTarget
     {
         foreach (var (m, prot) in _mappings)
             if (prot != (Protection.Read | Protection.Write)) Process.Mprotect(m.Start, m.End - m.Start, prot);
+        _complete = true;
+    }
+
+    /// <summary>Unmaps what <see cref="Prepare"/> mapped unless the restore completed.</summary>
+    public void Dispose()
+    {
+        if (_complete) return;
+        _complete = true;
+        foreach (var (m, _) in _mappings)
+        {
+            try { Process.Munmap(m.Start, m.End - m.Start); }
+            catch (SoftDirtyException) { } // not mapped (Mmap refused it): nothing to undo
+        }
     }
 }

@@ -37,7 +37,8 @@ public sealed class RestoreMemoryImageCommand : SoftDirtyCmdlet
             if (!ShouldProcess(path, $"Restore into emulated process {Emulator.ProcessId} ({Emulator.Name})")) return;
             try
             {
-                ImageRestorer.Restore(path, new SoftDirty.Workflows.EmulatedProcessRestoreTarget(Emulator), Cancellation);
+                using var target = new SoftDirty.Workflows.EmulatedProcessRestoreTarget(Emulator);
+                ImageRestorer.Restore(path, target, Cancellation);
                 WriteObject(Emulator);
             }
             catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }

@@ -76,7 +76,8 @@ public sealed class EmulatorWorkflowTests : IDisposable
             if (w % 10 == 0)
             {
                 var into = new EmulatedProcess("restored" + w);
-                ImageRestorer.Restore(parent!, new EmulatedProcessRestoreTarget(into));
+                using var target = new EmulatedProcessRestoreTarget(into);
+                ImageRestorer.Restore(parent!, target);
                 Assert.True(expected.AsSpan().SequenceEqual(Memory(into, a, Pages)), $"workload {w}: restore into an emulated process differs");
             }
         }
@@ -97,6 +98,35 @@ public sealed class EmulatorWorkflowTests : IDisposable
         Assert.Equal(2.0, t.EmulatedSeconds - 2.0, 6);
         Assert.All(samples, s => Assert.InRange(s.DirtyPages, 1UL, (ulong)Pages));
         Assert.All(samples, s => Assert.All(s.Ranges, r => Assert.True(r.Start >= a && r.End <= a + Pages * 4096UL)));
+    }
+
+    [Fact]
+    public void RestoreIntoAnEmulatedProcess_FailingAfterItMapped_UnmapsWhatItMapped()
+    {
+        // Issue 13, second round: a failure or Ctrl+C between Prepare and Complete left the mappings behind.
+        var into = new EmulatedProcess("half");
+        var before = into.ReadMappings(false).Count;
+        var layout = new[]
+        {
+            new ImageMapping { Start = 0x7f0000000000, End = 0x7f0000004000, Permissions = "rw-p" },
+            new ImageMapping { Start = 0x7f0000010000, End = 0x7f0000012000, Permissions = "r--p" },
+        };
+        using (var target = new EmulatedProcessRestoreTarget(into))
+        {
+            target.Prepare(layout, 4096);
+            target.WritePage(0x7f0000000000, new byte[4096]);
+            Assert.Equal(before + 2, into.ReadMappings(false).Count);
+        } // disposed without Complete
+        Assert.Equal(before, into.ReadMappings(false).Count);
+
+        using (var target = new EmulatedProcessRestoreTarget(into))
+        {
+            target.Prepare(layout, 4096);
+            target.Complete();
+        }
+        Assert.Equal(before + 2, into.ReadMappings(false).Count);
+        var clash = Assert.Throws<SoftDirtyException>(() => new EmulatedProcessRestoreTarget(into).Prepare(layout, 4096));
+        Assert.Equal(SoftDirtyError.ImageExists, clash.Error);
     }
 
     [Fact]
