@@ -86,6 +86,17 @@ Describe 'Destinations someone else prepared' -Tag 'Workflows', 'Security' {
         @(Get-ChildItem -Force $victim).Count | Should -Be 0
     }
 
+    It 'Save-MemoryImage and Restore-MemoryImage refuse a destination in a folder every user may write to without the sticky bit' {
+        $open = New-Item -ItemType Directory "$root/open-$([guid]::NewGuid().ToString('n'))"; chmod 0777 $open
+        ErrorId { Save-MemoryImage -Emulator $src.Emulator -Path "$open/img" -Confirm:$false } | Should -Be 'UnsafeDestination,SoftDirty.Commands.SaveMemoryImageCommand'
+        ErrorId { Restore-MemoryImage $img "$open/flat" } | Should -Be 'UnsafeDestination,SoftDirty.Commands.RestoreMemoryImageCommand'
+        @(Get-ChildItem -Force $open).Count | Should -Be 0
+        # With the sticky bit (as /tmp has) only the owner may rename what it made there: allowed.
+        chmod 1777 $open
+        Save-MemoryImage -Emulator $src.Emulator -Path "$open/img" -Confirm:$false | Should -Not -BeNullOrEmpty
+        Test-MemoryImage "$open/img" | Should -BeTrue
+    }
+
     It 'Save-MemoryImage and Restore-MemoryImage refuse an empty directory of another user' -Skip:(-not $IsRoot) {
         # Only root can give a directory away (chown); as another user the case cannot be built.
         $d = New-Item -ItemType Directory "$root/foreign"; chown 65534 $d

@@ -16,6 +16,8 @@ internal static unsafe partial class FileNative
 
     /// <summary>File type bits of st_mode (S_IFMT) and the types the module tells apart.</summary>
     public const uint S_IFMT = 0xF000, S_IFDIR = 0x4000, S_IFREG = 0x8000, S_IFLNK = 0xA000;
+    /// <summary>Permission bits: writable by others; the sticky bit (only an entry's owner may rename or remove it).</summary>
+    public const uint S_IWOTH = 0x2, S_ISVTX = 0x200;
 
     [LibraryImport(Libc, EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial int Open(string path, int flags, uint mode);
@@ -62,12 +64,17 @@ internal static unsafe partial class FileNative
     }
 
     /// <summary>lstat of <paramref name="path"/> (a symlink is described, not followed); null with ENOENT/ENOTDIR, else the errno in <paramref name="errno"/>.</summary>
-    public static PathStatus? Lstat(string path, out int errno)
+    public static PathStatus? Lstat(string path, out int errno) => StatxOf(path, AT_SYMLINK_NOFOLLOW, out errno);
+
+    /// <summary>stat of <paramref name="path"/> (links followed); null on failure, with the errno in <paramref name="errno"/>.</summary>
+    public static PathStatus? Stat(string path, out int errno) => StatxOf(path, 0, out errno);
+
+    private static PathStatus? StatxOf(string path, int flags, out int errno)
     {
         const int StatxSize = 256;
         byte* b = stackalloc byte[StatxSize];
         errno = 0;
-        if (Statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, b) != 0)
+        if (Statx(AT_FDCWD, path, flags, STATX_BASIC_STATS, b) != 0)
         {
             errno = Marshal.GetLastPInvokeError();
             return null;

@@ -53,6 +53,12 @@ public static class SafeFiles
     /// </summary>
     public static bool CheckDestination(string path, string what)
     {
+        // The private folder is made beside the destination and renamed onto it: in a folder every user may
+        // write to without the sticky bit, another user could swap that folder before the rename.
+        if (Path.GetDirectoryName(path) is { } folder && FileNative.Stat(folder, out _) is { } fs
+            && (fs.Permissions & FileNative.S_IWOTH) != 0 && (fs.Permissions & FileNative.S_ISVTX) == 0)
+            throw new SoftDirtyException(SoftDirtyError.UnsafeDestination,
+                $"{what} {path} lies in {folder}, which every user may write to and which has no sticky bit: another user could replace what the module writes there before it is put in place. Choose a folder of your own (or one with the sticky bit, as /tmp has).", path);
         var st = FileNative.Lstat(path, out int errno);
         if (st is null)
         {
