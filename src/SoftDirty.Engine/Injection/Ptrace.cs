@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace SoftDirty.Injection;
 
-/// <summary>The ptrace and waitpid calls of syscall injection (sys/ptrace.h, linux/ptrace.h). Linux only.</summary>
+/// <summary>The ptrace and waitpid calls of syscall injection and of the -Freeze stop (<see cref="SoftDirty.Tracking.PtraceFreeze"/>) (sys/ptrace.h, linux/ptrace.h). Linux only.</summary>
 internal static unsafe partial class Ptrace
 {
     private const string Libc = "libc";

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.IO;
 using System.Runtime.InteropServices;
 using System.Threading;
+using SoftDirty.Injection;
 
 namespace SoftDirty.Tracking;
 
@@ -45,7 +46,7 @@ public sealed class PtraceFreeze : IDisposable
                 foreach (var tid in Threads(pid))
                 {
                     if (f._seized.ContainsKey(tid)) continue;
-                    if (PtraceNative.Ptrace(PtraceNative.PTRACE_SEIZE, tid, 0, 0) != 0)
+                    if (Ptrace.Call(Ptrace.Seize, tid, 0, 0) != 0)
                     {
                         int e = Marshal.GetLastPInvokeError();
                         if (e == Errno.ESRCH) continue; // the thread exited
@@ -54,7 +55,7 @@ public sealed class PtraceFreeze : IDisposable
                     }
                     f._seized[tid] = 0;
                     added = true;
-                    if (PtraceNative.Ptrace(PtraceNative.PTRACE_INTERRUPT, tid, 0, 0) != 0) { f._seized.Remove(tid); continue; }
+                    if (Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) != 0) { f._seized.Remove(tid); continue; }
                     if (!WaitStopped(tid, cancel)) { f._seized.Remove(tid); continue; } // exited meanwhile
                     f._seized[tid] = PendingSignal(tid);
                 }
@@ -79,7 +80,7 @@ public sealed class PtraceFreeze : IDisposable
         while (true)
         {
             int status;
-            PtraceNative.Waitpid(tid, &status, PtraceNative.__WALL | PtraceNative.WNOHANG);
+            Ptrace.WaitPid(tid, &status, Ptrace.WaitAll | Ptrace.NoHang);
             var state = ProcessFreeze.ThreadState($"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/stat");
             if (state is null or 'Z' or 'X') return false;
             if (state is 't' or 'T') return true;
@@ -98,11 +99,10 @@ public sealed class PtraceFreeze : IDisposable
     /// </summary>
     private static unsafe int PendingSignal(int tid)
     {
-        const int SigInfoSize = 128, SIGTRAP = 5;
-        byte* info = stackalloc byte[SigInfoSize];
-        if (PtraceNative.Ptrace(PtraceNative.PTRACE_GETSIGINFO, tid, 0, (nint)info) != 0) return 0;
+        byte* info = stackalloc byte[Ptrace.SigInfoSize];
+        if (Ptrace.Call(Ptrace.GetSigInfo, tid, 0, (nint)info) != 0) return 0;
         int signo = *(int*)info, code = *(int*)(info + 8);
-        bool eventStop = (code >> 8) == PtraceNative.PTRACE_EVENT_STOP || (signo == SIGTRAP && code == (SIGTRAP | (PtraceNative.PTRACE_EVENT_STOP << 8)));
+        bool eventStop = (code >> 8) == Ptrace.EventStop || (signo == Ptrace.SIGTRAP && code == (Ptrace.SIGTRAP | (Ptrace.EventStop << 8)));
         return eventStop ? 0 : signo;
     }
 
@@ -118,7 +118,7 @@ public sealed class PtraceFreeze : IDisposable
     /// <summary>Detaches every thread (the kernel resumes each, unless something else stopped the process meanwhile).</summary>
     public void Dispose()
     {
-        foreach (var (tid, sig) in _seized) PtraceNative.Ptrace(PtraceNative.PTRACE_DETACH, tid, 0, sig);
+        foreach (var (tid, sig) in _seized) Ptrace.Call(Ptrace.Detach, tid, 0, sig);
         _seized.Clear();
     }
 }

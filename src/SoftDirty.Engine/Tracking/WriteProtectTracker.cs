@@ -142,9 +142,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
             if (_emulated is not null) _registered.Add((new AddressRange(span.Start, span.End), _emulated.RegisterAsyncWriteProtect(span.Start, span.End)));
             else _uffd!.Register(span.Start, span.End);
             found.AddRange(PageWalk.PresentRegions(Source, one, cancel));
-            if (reset)
-                try { foreach (var _ in reader.ScanRegions(one, template, cancel)) { } }
-                catch (SoftDirtyException again) when (again.Error == SoftDirtyError.PermissionDenied) { }
+            if (reset) Rearm(reader, one, template, cancel);
         }
         found.Sort((x, y) => x.Start.CompareTo(y.Start));
         return found;
@@ -157,6 +155,16 @@ public sealed class WriteProtectTracker : IDirtyTracker
         CategoryMask = PageCategory.Written,
         ReturnMask = PageCategory.Written,
     };
+
+    /// <summary>
+    /// Write-protects a newly registered span again (a WP_MATCHING scan whose regions are not wanted); a span
+    /// replaced once more in between (EPERM) is left: the next look finds it new.
+    /// </summary>
+    private static void Rearm(PageMapReader reader, List<PageSpan> one, PagemapScanRequest template, CancellationToken cancel)
+    {
+        try { foreach (var _ in reader.ScanRegions(one, template, cancel)) { } }
+        catch (SoftDirtyException ex) when (ex.Error == SoftDirtyError.PermissionDenied) { }
+    }
 
     /// <summary>Scans each span alone; a span the kernel refuses (EPERM: its VMA is not registered) goes to <paramref name="unregistered"/>.</summary>
     private static List<PageRegion> ScanEach(PageMapReader reader, List<PageSpan> spans, PagemapScanRequest template, List<PageSpan> unregistered, CancellationToken cancel)
@@ -202,8 +210,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
             if (!accepted[i] || !reset) continue;
             one.Clear();
             one.Add(span);
-            try { foreach (var _ in reader.ScanRegions(one, template, cancel)) { } }
-            catch (SoftDirtyException ex) when (ex.Error == SoftDirtyError.PermissionDenied) { } // replaced again: the next look finds it new
+            Rearm(reader, one, template, cancel);
         }
         found.Sort((x, y) => x.Start.CompareTo(y.Start));
         return found;
