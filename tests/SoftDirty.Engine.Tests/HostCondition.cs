@@ -16,6 +16,20 @@ public static class HostCondition
             return "needs PAGEMAP_SCAN: " + KernelProbe.Current.PagemapScanReason;
         if (needs.HasFlag(HostNeeds.UffdWriteProtectAsync) && !KernelProbe.Current.UffdWriteProtectAsync)
             return "needs userfaultfd async write-protect: " + KernelProbe.Current.UffdWriteProtectAsyncReason;
+        if (needs.HasFlag(HostNeeds.SyscallInjection))
+        {
+            if (System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture != System.Runtime.InteropServices.Architecture.X64)
+                return "needs syscall injection, implemented for x86-64 only; this is " + System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture;
+            if (YamaScope() is int scope && (scope >= 3 || (scope == 2 && Environment.UserName != "root")))
+                return $"needs ptrace of a descendant, which Yama's ptrace_scope {scope} forbids here";
+        }
         return null;
+    }
+
+    private static int? YamaScope()
+    {
+        try { return int.Parse(System.IO.File.ReadAllText("/proc/sys/kernel/yama/ptrace_scope").Trim(), System.Globalization.CultureInfo.InvariantCulture); }
+        catch (System.IO.IOException) { return null; }
+        catch (FormatException) { return null; }
     }
 }

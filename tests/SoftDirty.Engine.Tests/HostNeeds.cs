@@ -12,4 +12,6 @@ public enum HostNeeds
     PagemapScan = 2,
     /// <summary>userfaultfd async write-protect (UFFD_FEATURE_WP_ASYNC, Linux 6.7+) on this process, as KernelProbe measured it.</summary>
     UffdWriteProtectAsync = 4,
+    /// <summary>Syscall injection into another process (x86-64 only, and ptrace allowed by Yama's ptrace_scope).</summary>
+    SyscallInjection = 8,
 }

@@ -5,6 +5,7 @@ using System.Linq;
 using SoftDirty;
 using SoftDirty.Injection;
 using SoftDirty.Engine.Tests.Tracking;
+using SoftDirty.Tests;
 using SoftDirty.Tracking;
 using Xunit;
 
@@ -42,7 +43,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
         return src.ReadMappings(true).Where(m => m.VmFlags.Contains(RemoteWriteProtect.UffdWriteProtectFlag)).Select(m => m.ToString()).ToArray();
     }
 
-    [Fact]
+    [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
     public void EnableCollectDisable_TargetBlockedInRead_ReadsItsCommandsAndKeepsItsState()
     {
         using var t = new WtTarget();
@@ -71,7 +72,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
         Assert.Equal("OK", t.Send("exit").Length == 0 ? "OK" : "?");
     }
 
-    [Fact]
+    [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
     public void EnableAndDisable_DuringNanosleep_SleepIsRestartedAndEndsWhenItShould()
     {
         using var t = new WtTarget();
@@ -89,7 +90,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
         Assert.True(long.Parse(answer[2]) >= ms * 1_000_000L, $"slept {answer[2]} ns of {ms} ms: the restarted sleep kept its end");
     }
 
-    [Fact]
+    [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
     public void EnableAndDisable_DuringFutexWait_WaitTimesOutAsItWould()
     {
         using var t = new WtTarget();
@@ -104,7 +105,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
         Assert.True(long.Parse(answer[2]) >= ms * 1_000_000L, $"waited {answer[2]} ns of {ms} ms");
     }
 
-    [Fact]
+    [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
     public void MultiThreadedBusyTarget_IsTrackedExactlyAndKeepsRunning()
     {
         using var t = new WtTarget();
@@ -126,7 +127,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
         Assert.Empty(WriteTrackingStore.UserfaultfdDescriptors(t.Pid));
     }
 
-    [Fact]
+    [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
     public void Exactness_100Patterns_10CollectionsEach_NewMappingsCountedAsSuch()
     {
         using var t = new WtTarget();
@@ -170,7 +171,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
         Assert.Equal(1000, collections);
     }
 
-    [Fact]
+    [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
     public void TrackingOutlivesTheTracker_ANewTrackerResumesFromTheLastReset()
     {
         using var t = new WtTarget();
@@ -190,7 +191,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
         Assert.False(RemoteWriteProtect.Disable(src, new List<AddressRange>()));
     }
 
-    [Fact]
+    [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
     public void SeccompFilterDenyingUserfaultfd_IsRefusedAndLeavesNothingBehind()
     {
         using var t = new WtTarget();
@@ -209,7 +210,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
         Assert.Equal(sum, t.Send("sum")[0]);
     }
 
-    [Fact]
+    [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
     public void AlreadyTracedProcess_IsRefusedUntouched()
     {
         using var t = new WtTarget();
@@ -229,7 +230,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
         finally { SoftDirty.Native.Kill(child, 9); }
     }
 
-    [Fact]
+    [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
     public void ChildOfThisProcess_IsRefused_BecauseDotNetReapsItsWaitStatuses()
     {
         using var child = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(WtTarget.PathOf("wttarget")) { RedirectStandardInput = true, RedirectStandardOutput = true })!;
@@ -245,7 +246,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
         finally { child.Kill(); child.WaitForExit(5000); }
     }
 
-    [Fact]
+    [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
     public void ExitedProcess_IsNotFound()
     {
         var t = new WtTarget();
