@@ -1,7 +1,7 @@
 using System;
 using System.Linq;
 using SoftDirty;
-using SoftDirty.Scenarios;
+using SoftDirty.TestKit.Scenarios;
 using Xunit;
 
 namespace SoftDirty.Tests;

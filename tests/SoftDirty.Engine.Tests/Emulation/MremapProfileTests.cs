@@ -1,6 +1,6 @@
 using System.Linq;
 using SoftDirty.Emulation;
-using SoftDirty.Scenarios;
+using SoftDirty.TestKit.Scenarios;
 using Xunit;
 
 namespace SoftDirty.Tests.Emulation;

@@ -1,5 +1,6 @@
 using System;
 using SoftDirty.Emulation;
+using SoftDirty.TestKit.Benchmarks;
 using Xunit;
 using Xunit.Abstractions;
 

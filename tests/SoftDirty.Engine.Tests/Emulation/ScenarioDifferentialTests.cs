@@ -4,7 +4,7 @@ using System.IO;
 using System.Linq;
 using SoftDirty;
 using SoftDirty.Emulation;
-using SoftDirty.Scenarios;
+using SoftDirty.TestKit.Scenarios;
 using Xunit;
 using Xunit.Abstractions;
 

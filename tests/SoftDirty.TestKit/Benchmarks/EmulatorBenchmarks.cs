@@ -1,16 +1,9 @@
 using System;
-using System.Runtime.CompilerServices;
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using SoftDirty.Emulation;
 
-namespace SoftDirty.Emulation;
-
-/// <summary>A timing of the emulator against a bare loop doing the same amount of plain work.</summary>
-public readonly record struct BenchmarkRatio(double EmulatorSeconds, double BareSeconds)
-{
-    /// <summary>Emulator time / bare time (lower is better).</summary>
-    public double Ratio => BareSeconds > 0 ? EmulatorSeconds / BareSeconds : double.PositiveInfinity;
-    public override string ToString() => $"emulator {EmulatorSeconds * 1e3:F2} ms, bare {BareSeconds * 1e3:F2} ms, ratio {Ratio:F2}";
-}
+namespace SoftDirty.TestKit.Benchmarks;
 
 /// <summary>
 /// Measurements of the emulator's speed targets, for a benchmark script: plain methods returning numbers

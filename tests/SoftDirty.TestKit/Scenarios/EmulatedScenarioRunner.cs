@@ -2,9 +2,9 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.Text;
-using SoftDirty.Scenarios;
+using SoftDirty.Emulation;
 
-namespace SoftDirty.Emulation;
+namespace SoftDirty.TestKit.Scenarios;
 
 /// <summary>
 /// Runs scenarios on emulated processes and prints them exactly as tests/native/sdscenario.c does on real
@@ -20,8 +20,10 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
     /// <summary>Runs on <paramref name="profile"/> (the default profile when null).</summary>
     public EmulatedScenarioRunner(KernelProfile? profile = null) => Profile = profile ?? KernelProfile.Default;
 
+    /// <summary>The kernel profile every scenario's process runs on.</summary>
     public KernelProfile Profile { get; }
 
+    /// <inheritdoc/>
     public IReadOnlyList<string> Run(IReadOnlyList<Scenario> scenarios)
     {
         var prints = new List<string>(scenarios.Count);

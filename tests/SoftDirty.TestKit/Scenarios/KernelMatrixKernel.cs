@@ -6,7 +6,7 @@ using System.Linq;
 using System.Text;
 using SoftDirty.Emulation;
 
-namespace SoftDirty.Scenarios;
+namespace SoftDirty.TestKit.Scenarios;
 
 /// <summary>
 /// One kernel of the kernel matrix (a line of tests/vm/kernels.list: id, Debian architecture, suite,
@@ -104,6 +104,7 @@ public sealed class KernelMatrixKernel
         return sb.ToString();
     }
 
+    /// <summary>The id, architecture, suite and profile.</summary>
     public override string ToString() => $"{Id} ({Architecture}, {Suite}, profile {Profile})";
 
     private static string StripComment(string line)

@@ -1,7 +1,7 @@
 using System;
 using System.Collections.Generic;
 
-namespace SoftDirty.Scenarios;
+namespace SoftDirty.TestKit.Scenarios;
 
 /// <summary>
 /// The prints a kernel made earlier, somewhere this process cannot reach (a kernel-matrix guest booted

@@ -2,62 +2,9 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using SoftDirty.Emulation;
 
-namespace SoftDirty.Scenarios;
-
-/// <summary>The first scenario two runners disagree on, shrunk, with both prints of the shrunk one.</summary>
-public sealed class ScenarioMismatch
-{
-    internal ScenarioMismatch(Scenario original, Scenario shrunk, string kernelPrint, string emulatorPrint, string? rules = null)
-    {
-        Rules = rules ?? string.Empty;
-        Original = original;
-        Shrunk = shrunk;
-        KernelPrint = kernelPrint;
-        EmulatorPrint = emulatorPrint;
-    }
-
-    public Scenario Original { get; }
-    /// <summary>A shortest scenario (no single op can go) that still prints differently.</summary>
-    public Scenario Shrunk { get; }
-    public string KernelPrint { get; }
-    public string EmulatorPrint { get; }
-    /// <summary>The emulator profile's rules (for a host profile, as measured), printed beside the scenario.</summary>
-    public string Rules { get; }
-    /// <summary>The two prints of <see cref="Shrunk"/> side by side, differing lines marked "!".</summary>
-    public string SideBySide => ScenarioComparer.SideBySide(KernelPrint, EmulatorPrint);
-
-    public override string ToString() =>
-        $"scenario {Original.Name} differs; shrunk:\n{Shrunk.ToText()}\n{SideBySide}" + (Rules.Length == 0 ? "" : $"\nemulator rules:\n{Rules}");
-}
-
-/// <summary>What <see cref="ScenarioDifferential.Compare(IScenarioRunner, IScenarioRunner, IReadOnlyList{Scenario}, bool)"/> found.</summary>
-public sealed class ScenarioDifferentialResult
-{
-    internal ScenarioDifferentialResult(int scenarios, int checkpoints, IReadOnlyList<string> differing, ScenarioMismatch? mismatch)
-    {
-        Scenarios = scenarios;
-        Checkpoints = checkpoints;
-        DifferingNames = differing;
-        FirstMismatch = mismatch;
-    }
-
-    /// <summary>How many scenarios both runners ran.</summary>
-    public int Scenarios { get; }
-    /// <summary>How many checkpoints (check, scan and written prints of the kernel side) were compared.</summary>
-    public int Checkpoints { get; }
-    /// <summary>How many scenarios printed differently.</summary>
-    public int Differing => DifferingNames.Count;
-    /// <summary>The names of the scenarios that printed differently.</summary>
-    public IReadOnlyList<string> DifferingNames { get; }
-    /// <summary>The first differing scenario, shrunk; null when every print matched.</summary>
-    public ScenarioMismatch? FirstMismatch { get; }
-    public bool Matched => Differing == 0;
-
-    public override string ToString() => Matched
-        ? $"{Scenarios} scenarios, {Checkpoints} checkpoints: all match"
-        : $"{Scenarios} scenarios, {Checkpoints} checkpoints: {Differing} differ ({string.Join(", ", DifferingNames)}); first: {FirstMismatch}";
-}
+namespace SoftDirty.TestKit.Scenarios;
 
 /// <summary>
 /// Runs the same scenarios through a kernel runner (<see cref="NativeScenarioRunner"/>) and an emulator
@@ -91,7 +38,7 @@ public static class ScenarioDifferential
             if (first != null) continue;
             var small = shrink ? ScenarioComparer.Shrink(scenarios[i], kernel, emulator) : scenarios[i];
             first = new ScenarioMismatch(scenarios[i], small, kernel.Run(new[] { small })[0], emulator.Run(new[] { small })[0],
-                (emulator as Emulation.EmulatedScenarioRunner)?.Profile.DescribeRules());
+                (emulator as EmulatedScenarioRunner)?.Profile.DescribeRules());
         }
         return new ScenarioDifferentialResult(scenarios.Count, checkpoints, differing, first);
     }
@@ -99,14 +46,14 @@ public static class ScenarioDifferential
     /// <summary>The kernel through the sdscenario program at <paramref name="program"/> against the emulator on profile <paramref name="profile"/>.</summary>
     public static ScenarioDifferentialResult Compare(string program, string profile, bool softDirty, IReadOnlyList<Scenario> scenarios) =>
         Compare(new NativeScenarioRunner(program),
-            new Emulation.EmulatedScenarioRunner(Emulation.KernelProfile.Get(profile, noSoftDirty: !softDirty)), scenarios);
+            new EmulatedScenarioRunner(KernelProfile.Get(profile, noSoftDirty: !softDirty)), scenarios);
 
     /// <summary>
     /// The running kernel through sdscenario against the emulator on its host profile (release profile
     /// plus every measured rule, <see cref="KernelRules.HostProfile"/>): no difference is allowed.
     /// </summary>
     public static ScenarioDifferentialResult CompareHost(string program, IReadOnlyList<Scenario> scenarios) =>
-        Compare(new NativeScenarioRunner(program), new Emulation.EmulatedScenarioRunner(KernelRules.HostProfile()), scenarios);
+        Compare(new NativeScenarioRunner(program), new EmulatedScenarioRunner(KernelRules.HostProfile()), scenarios);
 
     /// <summary>
     /// <paramref name="count"/> random scenarios of <paramref name="seed"/>, named "d0", "d1", ...;

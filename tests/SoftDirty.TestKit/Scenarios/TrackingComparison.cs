@@ -4,7 +4,7 @@ using System.Globalization;
 using System.Linq;
 using SoftDirty.Emulation;
 
-namespace SoftDirty.Scenarios;
+namespace SoftDirty.TestKit.Scenarios;
 
 /// <summary>
 /// The two write-tracking methods side by side on the same random workloads: soft-dirty (clear_refs 4,
