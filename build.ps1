@@ -112,6 +112,20 @@ function Invoke-NativeBuild {
     }
 }
 
+# The test kit (tests/SoftDirty.TestKit: the scenario harness and the benchmarks), for the suites that load it
+# (Pester's differential and kernel matrix, Bench): its DLL alone in out/testkit, beside the staged module, built
+# against the same engine version; they load it after the module, whose engine it uses.
+function Invoke-TestKitBuild {
+    Invoke-Native 'dotnet build tests/SoftDirty.TestKit' {
+        dotnet build (Join-Path $Root 'tests/SoftDirty.TestKit/SoftDirty.TestKit.csproj') -c $Configuration -p:Version=$Version --nologo -v:q -clp:ErrorsOnly
+    }
+    $bin = Join-Path $Root "tests/SoftDirty.TestKit/bin/$Configuration/net8.0"
+    $out = Join-Path $Root 'out/testkit'
+    $null = New-Item -ItemType Directory $out -Force
+    foreach ($f in 'SoftDirty.TestKit.dll', 'SoftDirty.TestKit.pdb') { Copy-Item (Join-Path $bin $f) $out -Force }
+    Write-Host "    test kit in $out"
+}
+
 function Get-PesterModulePath {
     $have = Get-Module -ListAvailable Pester | Where-Object Version -ge ([version]'5.7') | Sort-Object Version -Descending | Select-Object -First 1
     if ($have) { return $have.Path }
@@ -129,6 +143,7 @@ function Get-PesterModulePath {
 
 function Invoke-Test {
     Invoke-Build
+    Invoke-TestKitBuild
     Invoke-NativeBuild
     $null = New-Item -ItemType Directory $ResultsDir -Force
     # Every suite runs even when an earlier one failed, so one run shows every failure; the task fails at the end.
@@ -212,7 +227,7 @@ function Invoke-PesterUnprivileged([string] $PesterPath, [string[]] $SuiteArgs) 
         Copy-Item (Split-Path $PesterPath) (Join-Path $work 'Pester') -Recurse
         # The repository parts the suite reads, in the same layout.
         $repo = Join-Path $work 'repo'
-        foreach ($d in 'out/SoftDirty', 'docs', 'src/build', 'tests/Pester', 'tests/native', 'tests/scenarios', 'tests/vm', 'module', 'en-US') {
+        foreach ($d in 'out/SoftDirty', 'out/testkit', 'docs', 'src/build', 'tests/Pester', 'tests/native', 'tests/scenarios', 'tests/vm', 'module', 'en-US') {
             $null = New-Item -ItemType Directory (Split-Path (Join-Path $repo $d)) -Force
             Copy-Item (Join-Path $Root $d) (Join-Path $repo $d) -Recurse
         }
@@ -267,6 +282,7 @@ function Invoke-PesterUnprivileged([string] $PesterPath, [string[]] $SuiteArgs) 
 # this machine's / shared read-only and the repository read-write, and ONE pwsh runs the tests there.
 function Invoke-KernelTest {
     Invoke-Build
+    Invoke-TestKitBuild
     Invoke-NativeBuild
     $vm = Join-Path $Root 'tests/vm'
     Invoke-Native 'tests/vm/setup.sh (qemu, busybox-static, Debian 6.1 kernel, initrd; cached)' { bash (Join-Path $vm 'setup.sh') }
@@ -287,6 +303,7 @@ function Invoke-KernelTest {
 # generates the scenarios, boots each kernel and compares its recorded prints with the emulator.
 function Invoke-KernelMatrix([switch] $Built) {
     if (-not $Built) { Invoke-Build }
+    if (-not $Built) { Invoke-TestKitBuild }
     $null = New-Item -ItemType Directory $ResultsDir -Force
     $env:SOFTDIRTY_KERNEL_MATRIX = '1'
     $watch = [System.Diagnostics.Stopwatch]::StartNew()
@@ -329,6 +346,7 @@ function Invoke-Demo {
 
 function Invoke-Bench {
     Invoke-Build
+    Invoke-TestKitBuild
     Invoke-NativeBuild
     $pwsh = Get-ChildPwsh
     # Each script prints one JSON object of ratios measured in its own single run.
@@ -348,6 +366,7 @@ function Invoke-Bench {
 
 function Invoke-Clean {
     foreach ($d in 'out', 'en-US', 'tests/results', 'tests/native/bin', 'src/SoftDirty/bin', 'src/SoftDirty/obj', 'src/SoftDirty.Engine/bin', 'src/SoftDirty.Engine/obj',
+                   'tests/SoftDirty.TestKit/bin', 'tests/SoftDirty.TestKit/obj',
                    'tests/SoftDirty.Engine.Tests/bin', 'tests/SoftDirty.Engine.Tests/obj', 'tests/Tools/obj') {
         Remove-Item (Join-Path $Root $d) -Recurse -Force -ErrorAction SilentlyContinue
     }

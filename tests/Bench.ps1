@@ -6,6 +6,8 @@
 param(
     [Parameter(Mandatory)] [string] $ModulePath,
     [Parameter(Mandatory)] [string] $TargetPath,
+    # The test kit (the emulator's benchmarks); build.ps1 builds it beside the staged module.
+    [string] $TestKitPath = (Join-Path (Split-Path (Split-Path $ModulePath)) 'testkit/SoftDirty.TestKit.dll'),
     # Size of the real child region, in pages (default 1 GiB of 4 KiB pages).
     [int] $Pages = 262144,
     # Repetitions of each measurement; the best one counts.
@@ -13,6 +15,7 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 Import-Module $ModulePath
+Add-Type -Path $TestKitPath
 Import-Module (Join-Path $PSScriptRoot 'Pester/TestTarget.psm1')
 
 Add-Type -TypeDefinition @'
@@ -133,7 +136,7 @@ try {
     }
 
     # The emulator, against the kernel and bare loops measured in this same run.
-    $populated = [SoftDirty.Emulation.EmulatorBenchmarks]::PopulatedProcess(1.0)
+    $populated = [SoftDirty.TestKit.Benchmarks.EmulatorBenchmarks]::PopulatedProcess(1.0)
     $e = $populated.Item1; $eAddress = $populated.Item2; $eLength = $populated.Item3
     $ePages = $eLength / 4096
     # Get-PageMap over an emulated all-present 1 GiB (-Swapped matches nothing: the read path alone)
@@ -142,9 +145,9 @@ try {
     $result.emulatedGetPageMapPagesPerSecond = [math]::Round($ePages / $eRead)
     $result.emulatedGetPageMapOverKernelPread = [math]::Round($bare / $eRead * ($ePages / $Pages), 2)
     $result.emulatedGetPageMapOverKernelPreadTarget = 10
-    $result.emulatedEngineEntriesPerSecond = [math]::Round([SoftDirty.Emulation.EmulatorBenchmarks]::PagemapEntriesPerSecond(1.0, $Repeat))
+    $result.emulatedEngineEntriesPerSecond = [math]::Round([SoftDirty.TestKit.Benchmarks.EmulatorBenchmarks]::PagemapEntriesPerSecond(1.0, $Repeat))
     # Clear-SoftDirty over 1 GiB of present pages against a bare vectorised AND-NOT over as many words.
-    $clearBase = [SoftDirty.Emulation.EmulatorBenchmarks]::ClearRefs(1.0, $Repeat)
+    $clearBase = [SoftDirty.TestKit.Benchmarks.EmulatorBenchmarks]::ClearRefs(1.0, $Repeat)
     $eClear = Measure-Best { Clear-SoftDirty -Emulator $e -Confirm:$false }
     $result.emulatedClearSeconds = [math]::Round($eClear, 5)
     $result.bareAndNotSeconds = [math]::Round($clearBase.BareSeconds, 5)
@@ -152,13 +155,13 @@ try {
     $result.emulatedClearOverBareAndNotTarget = 2
     # Invoke-EmulatedWorkload Random, 30% writes, against a bare loop drawing the same random pages.
     $accesses = 10000000
-    $workBase = [SoftDirty.Emulation.EmulatorBenchmarks]::RandomWorkload(1.0, $accesses, 0.3, 1, $Repeat)
+    $workBase = [SoftDirty.TestKit.Benchmarks.EmulatorBenchmarks]::RandomWorkload(1.0, $accesses, 0.3, 1, $Repeat)
     $eWork = Measure-Best { Invoke-EmulatedWorkload -Emulator $e -Address $eAddress -Length $eLength -Pattern Random -Count $accesses -WriteRatio 0.3 -Seed 1 }
     $result.emulatedWorkloadAccessesPerSecond = [math]::Round($accesses / $eWork)
     $result.emulatedWorkloadOverBareLoop = [math]::Round($eWork / $workBase.BareSeconds, 2)
     $result.emulatedWorkloadOverBareLoopTarget = 4
     # A 1 TiB sparse mapping with 1 million touched pages (uniformly random).
-    $sparseBytes = [SoftDirty.Emulation.EmulatorBenchmarks]::SparseMappingBytes([uint64]1 -shl 40, 1000000, 1)
+    $sparseBytes = [SoftDirty.TestKit.Benchmarks.EmulatorBenchmarks]::SparseMappingBytes([uint64]1 -shl 40, 1000000, 1)
     $result.sparse1TiBMillionPagesManagedMB = [math]::Round($sparseBytes / 1MB, 1)
     $result.sparse1TiBMillionPagesManagedMBTarget = 24
     # Per-page emission from an emulated process against the trivial emitter.

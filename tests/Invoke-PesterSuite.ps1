@@ -12,12 +12,16 @@ param(
     # Test files or folders, comma-separated.
     [string] $Path = (Join-Path $PSScriptRoot 'Pester'),
     # Result files are <ResultName>.nunit.xml and <ResultName>.junit.xml (the VM run uses its own).
-    [string] $ResultName = 'pester'
+    [string] $ResultName = 'pester',
+    # The test kit (scenario harness, benchmarks) the differential tests load after the module; build.ps1
+    # builds it beside the staged module: out/testkit next to out/SoftDirty.
+    [string] $TestKitPath = (Join-Path (Split-Path (Split-Path $ModulePath)) 'testkit/SoftDirty.TestKit.dll')
 )
 $ErrorActionPreference = 'Stop'
 Import-Module $PesterPath -Force
 $env:SOFTDIRTY_MODULE = (Resolve-Path $ModulePath).Path
 $env:SOFTDIRTY_TARGET = Join-Path $PSScriptRoot 'native/bin/sdtarget'
+$env:SOFTDIRTY_TESTKIT = [IO.Path]::GetFullPath($TestKitPath)
 $config = New-PesterConfiguration
 $config.Run.Path = $Path -split ','
 $config.Run.Exit = $false

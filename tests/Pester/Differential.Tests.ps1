@@ -17,6 +17,8 @@ BeforeDiscovery {
 Describe 'The emulator against this kernel' -Tag 'Kernel', 'Differential' -Skip:(-not $onLinux) {
     BeforeAll {
         Import-Module $env:SOFTDIRTY_MODULE -Force
+        # The scenario harness: the test kit beside the staged module (tests/Invoke-PesterSuite.ps1 names it).
+        Add-Type -Path $env:SOFTDIRTY_TESTKIT
         $support = Get-SoftDirtySupport
         $program = Join-Path $PSScriptRoot '../native/bin/sdscenario'
         $hostProfile = [SoftDirty.Emulation.KernelProfile]::Get('Host')
@@ -43,9 +45,9 @@ Describe 'The emulator against this kernel' -Tag 'Kernel', 'Differential' -Skip:
     }
 
     It 'matches on every hand-written scenario (kernel selftests, PAGEMAP_SCAN, page tables, regressions)' {
-        $scenarios = [SoftDirty.Scenarios.ScenarioDifferential]::Load((Join-Path $PSScriptRoot '../scenarios'))
+        $scenarios = [SoftDirty.TestKit.Scenarios.ScenarioDifferential]::Load((Join-Path $PSScriptRoot '../scenarios'))
         $scenarios.Count | Should -BeGreaterThan 20
-        $result = [SoftDirty.Scenarios.ScenarioDifferential]::CompareHost($program, $scenarios)
+        $result = [SoftDirty.TestKit.Scenarios.ScenarioDifferential]::CompareHost($program, $scenarios)
         Write-Host "hand-written: $($result.Scenarios) scenarios, $($result.Checkpoints) checkpoints against kernel $($support.KernelRelease) ($($hostProfile.Release))"
         Assert-Matched $result 'hand-written scenarios'
         $result.Checkpoints | Should -BeGreaterThan $result.Scenarios
@@ -53,16 +55,16 @@ Describe 'The emulator against this kernel' -Tag 'Kernel', 'Differential' -Skip:
 
     It 'matches on <perSeed> random scenarios of seed <Offset> after the base seed' -ForEach @($seeds | ForEach-Object { @{ Offset = $_; perSeed = 500 } }) {
         $s = $seed + $Offset
-        $scenarios = [SoftDirty.Scenarios.ScenarioDifferential]::Random($s, $perSeed, $false, $tracking)
-        $result = [SoftDirty.Scenarios.ScenarioDifferential]::CompareHost($program, $scenarios)
+        $scenarios = [SoftDirty.TestKit.Scenarios.ScenarioDifferential]::Random($s, $perSeed, $false, $tracking)
+        $result = [SoftDirty.TestKit.Scenarios.ScenarioDifferential]::CompareHost($program, $scenarios)
         Write-Host "random: seed $s (SOFTDIRTY_SCENARIO_SEED=$seed), $($result.Scenarios) scenarios, $($result.Checkpoints) checkpoints, write tracking $tracking"
         Assert-Matched $result "random scenarios of seed $s"
         $result.Scenarios | Should -Be $perSeed
     }
 
     It 'sees soft-dirty bits set by writes in the kernel VM (so the comparison covers bit 55 there)' -Skip:(-not $env:SOFTDIRTY_KERNEL_VM) {
-        $s = [SoftDirty.Scenarios.Scenario]::Parse("scenario sd`nreserve 2`nmap 0 2 rw anon`nclear 4`nwrite 1 1`ncheck`nend`n")
-        $print = ([SoftDirty.Scenarios.NativeScenarioRunner]::new($program)).Run($s)[0]
+        $s = [SoftDirty.TestKit.Scenarios.Scenario]::Parse("scenario sd`nreserve 2`nmap 0 2 rw anon`nclear 4`nwrite 1 1`ncheck`nend`n")
+        $print = ([SoftDirty.TestKit.Scenarios.NativeScenarioRunner]::new($program)).Run($s)[0]
         $print | Should -Match '(?m)^1 8[0-9a-f]*$'
         ($print -split "`n" | Where-Object { $_ -match '^1 ' }) | Should -Match '^1 (81|83|85|87|8d|8f|8b|89)' -Because 'page 1 was written after the clear: bit 55 set'
     }

@@ -18,6 +18,8 @@ BeforeDiscovery {
 
 BeforeAll {
     Import-Module $env:SOFTDIRTY_MODULE -Force
+    # The scenario harness: the test kit beside the staged module (tests/Invoke-PesterSuite.ps1 names it).
+    Add-Type -Path $env:SOFTDIRTY_TESTKIT
     $script:listPath = Join-Path $PSScriptRoot '../vm/kernels.list'
     $script:scenarioDir = Join-Path $PSScriptRoot '../scenarios'
     $script:seed = if ($env:SOFTDIRTY_SCENARIO_SEED) { [int]$env:SOFTDIRTY_SCENARIO_SEED } else { 20261126 }
@@ -33,7 +35,7 @@ BeforeAll {
 
 Describe 'The kernel matrix harness' -Tag 'KernelMatrix', 'Differential' {
     It 'pins every kernel of kernels.list to exact package versions and a known emulator profile' {
-        $list = [SoftDirty.Scenarios.KernelMatrixKernel]::Load($listPath)
+        $list = [SoftDirty.TestKit.Scenarios.KernelMatrixKernel]::Load($listPath)
         $list.Count | Should -BeGreaterOrEqual 5
         $list.Architecture | Sort-Object -Unique | Should -Be @('amd64', 'arm64')
         foreach ($k in $list) { $k.Packages | Should -Match '^[a-z0-9][a-z0-9.+-]*=[0-9][^=\s]*$' }
@@ -41,29 +43,29 @@ Describe 'The kernel matrix harness' -Tag 'KernelMatrix', 'Differential' {
     }
 
     It 'refuses a kernel line with an unpinned package or an unknown profile' {
-        { [SoftDirty.Scenarios.KernelMatrixKernel]::Parse('x amd64 sid 6.19 linux-image-amd64') } | Should -Throw '*not pinned*'
-        { [SoftDirty.Scenarios.KernelMatrixKernel]::Parse('x amd64 sid 9.9 linux-image-amd64=1') } | Should -Throw '*no kernel profile*'
+        { [SoftDirty.TestKit.Scenarios.KernelMatrixKernel]::Parse('x amd64 sid 6.19 linux-image-amd64') } | Should -Throw '*not pinned*'
+        { [SoftDirty.TestKit.Scenarios.KernelMatrixKernel]::Parse('x amd64 sid 9.9 linux-image-amd64=1') } | Should -Throw '*no kernel profile*'
     }
 
     It 'plays recorded prints back by scenario name and refuses a scenario that never ran' {
-        $scenarios = [SoftDirty.Scenarios.ScenarioDifferential]::Random(7, 3, $false, $true)
-        $emulator = [SoftDirty.Emulation.EmulatedScenarioRunner]::new([SoftDirty.Emulation.KernelProfile]::Get('6.19'))
+        $scenarios = [SoftDirty.TestKit.Scenarios.ScenarioDifferential]::Random(7, 3, $false, $true)
+        $emulator = [SoftDirty.TestKit.Scenarios.EmulatedScenarioRunner]::new([SoftDirty.Emulation.KernelProfile]::Get('6.19'))
         $prints = $emulator.Run($scenarios)
-        $recorded = [SoftDirty.Scenarios.RecordedScenarioRunner]::FromOutput('test', ($prints[2], $prints[0], $prints[1] -join ''))
+        $recorded = [SoftDirty.TestKit.Scenarios.RecordedScenarioRunner]::FromOutput('test', ($prints[2], $prints[0], $prints[1] -join ''))
         $recorded.Count | Should -Be 3
         $recorded.Run($scenarios) | Should -Be $prints
-        $other = [SoftDirty.Scenarios.ScenarioDifferential]::Random(8, 4, $false, $false)[3]
-        $other = [SoftDirty.Scenarios.Scenario]::new('never-ran', $other.Ops)
-        { $recorded.Run([SoftDirty.Scenarios.Scenario[]] @($other)) } | Should -Throw '*no recorded print of scenario*never-ran*'
+        $other = [SoftDirty.TestKit.Scenarios.ScenarioDifferential]::Random(8, 4, $false, $false)[3]
+        $other = [SoftDirty.TestKit.Scenarios.Scenario]::new('never-ran', $other.Ops)
+        { $recorded.Run([SoftDirty.TestKit.Scenarios.Scenario[]] @($other)) } | Should -Throw '*no recorded print of scenario*never-ran*'
     }
 
     It 'names the kernel, the profile, the seed, the scenario and both prints when a print differs' {
-        $kernel = [SoftDirty.Scenarios.KernelMatrixKernel]::Parse('7.2 amd64 sid 6.19 linux-binary-7.2.13+deb14-amd64=7.2.13-1')
-        $scenarios = [SoftDirty.Scenarios.Scenario]::Parse("scenario one`nreserve 2`nmap 0 2 rw anon`nwrite 1 1`ncheck`nend`n")
-        $print = [SoftDirty.Emulation.EmulatedScenarioRunner]::new($kernel.GetProfile($true)).Run($scenarios)[0]
+        $kernel = [SoftDirty.TestKit.Scenarios.KernelMatrixKernel]::Parse('7.2 amd64 sid 6.19 linux-binary-7.2.13+deb14-amd64=7.2.13-1')
+        $scenarios = [SoftDirty.TestKit.Scenarios.Scenario]::Parse("scenario one`nreserve 2`nmap 0 2 rw anon`nwrite 1 1`ncheck`nend`n")
+        $print = [SoftDirty.TestKit.Scenarios.EmulatedScenarioRunner]::new($kernel.GetProfile($true)).Run($scenarios)[0]
         $print | Should -Match '(?m)^1 [0-9a-f]{16}$'
         $altered = $print -replace '(?m)^1 ([0-9a-f]{16})$', '1 0000000000000000'
-        $result = $kernel.Compare([SoftDirty.Scenarios.RecordedScenarioRunner]::new('7.2', [string[]] @($altered)), $true, $scenarios)
+        $result = $kernel.Compare([SoftDirty.TestKit.Scenarios.RecordedScenarioRunner]::new('7.2', [string[]] @($altered)), $true, $scenarios)
         $result.Differing | Should -Be 1
         $message = $kernel.DescribeResult($result, '7.2.13+deb14-amd64', $true, 42)
         $message | Should -Match 'kernel 7\.2 \(7\.2\.13\+deb14-amd64, amd64, sid\)'
@@ -72,7 +74,7 @@ Describe 'The kernel matrix harness' -Tag 'KernelMatrix', 'Differential' {
         $message | Should -Match '(?m)^scenario one$'
         $message | Should -Match '(?m)^! 1 0000000000000000 +1 [0-9a-f]{16}$'
         # Matching prints pass and say so.
-        $kernel.Compare([SoftDirty.Scenarios.RecordedScenarioRunner]::new('7.2', [string[]] @($print)), $true, $scenarios).Matched | Should -BeTrue
+        $kernel.Compare([SoftDirty.TestKit.Scenarios.RecordedScenarioRunner]::new('7.2', [string[]] @($print)), $true, $scenarios).Matched | Should -BeTrue
     }
 }
 
@@ -81,7 +83,7 @@ Describe 'The tracking-method side by side' -Tag 'KernelMatrix', 'Differential' 
         # Pages 0-3: soft-dirty says 0,1,2; WRITTEN in registered VMAs says 1 (page 3 unregistered); written: 1, 3.
         $print = "scenario w0`ncheck 9 self`n0 8080000000000000`n1 8180000000000000`n2 0080000000000000`n3 8100000000000000`n" +
             "scan 10 self`n0 1 89`n1 2 8b`n2 3 81`n3 4 a`ntruth 11 self`n1 2`n3 4`nend`n"
-        $c = [SoftDirty.Scenarios.TrackingComparison]::Count([string[]] @($print))
+        $c = [SoftDirty.TestKit.Scenarios.TrackingComparison]::Count([string[]] @($print))
         $c.Workloads | Should -Be 1
         $c.Written | Should -Be 2
         $c.SoftDirtyReported | Should -Be 3
@@ -94,15 +96,15 @@ Describe 'The tracking-method side by side' -Tag 'KernelMatrix', 'Differential' 
     }
 
     It 'prints the same truth record on the emulator as the runner keeps it: writes that did not fault, moved by mremap' {
-        $s = [SoftDirty.Scenarios.Scenario]::Parse("scenario t`nreserve 6`nmap 0 4 rw anon`nwrite 0 2`nclear 4`nwrite 1 2`nmremap 1 2 3`nwrite 5 1`ntruth`nend`n")
-        $print = [SoftDirty.Emulation.EmulatedScenarioRunner]::new([SoftDirty.Emulation.KernelProfile]::Get('7.2')).Run($s)[0]
+        $s = [SoftDirty.TestKit.Scenarios.Scenario]::Parse("scenario t`nreserve 6`nmap 0 4 rw anon`nwrite 0 2`nclear 4`nwrite 1 2`nmremap 1 2 3`nwrite 5 1`ntruth`nend`n")
+        $print = [SoftDirty.TestKit.Scenarios.EmulatedScenarioRunner]::new([SoftDirty.Emulation.KernelProfile]::Get('7.2')).Run($s)[0]
         $print | Should -Be "scenario t`nop 7 SEGV`ntruth 8 self`n3 5`nend`n"
     }
 }
 
 Describe 'The kernel matrix: <Id>' -ForEach $kernels -Tag 'KernelMatrix', 'Differential' {
     BeforeAll {
-        $kernel = [SoftDirty.Scenarios.KernelMatrixKernel]::Load($listPath) | Where-Object Id -EQ $Id
+        $kernel = [SoftDirty.TestKit.Scenarios.KernelMatrixKernel]::Load($listPath) | Where-Object Id -EQ $Id
         if ($boot) {
             $dir = Join-Path $PSScriptRoot '../results/kernel-matrix'
             $null = New-Item -ItemType Directory $dir -Force
@@ -123,13 +125,13 @@ Describe 'The kernel matrix: <Id>' -ForEach $kernels -Tag 'KernelMatrix', 'Diffe
         if (-not $boot) { Set-ItResult -Skipped -Because $skipReason; return }
         $bootExit | Should -Be 0 -Because "tests/vm/matrix.sh $Id must run sdscenario to its end in the guest"
         $facts.guest_rc | Should -Be '0'
-        $recorded = [SoftDirty.Scenarios.RecordedScenarioRunner]::FromOutput($Id, [IO.File]::ReadAllText($output))
+        $recorded = [SoftDirty.TestKit.Scenarios.RecordedScenarioRunner]::FromOutput($Id, [IO.File]::ReadAllText($output))
         $recorded.Count | Should -Be $scenarios.Count
     }
 
     It 'prints what the emulator prints on its profile, for every hand-written and random scenario' {
         if (-not $boot) { Set-ItResult -Skipped -Because $skipReason; return }
-        $recorded = [SoftDirty.Scenarios.RecordedScenarioRunner]::FromOutput($Id, [IO.File]::ReadAllText($output))
+        $recorded = [SoftDirty.TestKit.Scenarios.RecordedScenarioRunner]::FromOutput($Id, [IO.File]::ReadAllText($output))
         $softDirty = $facts.config_soft_dirty -eq '1'
         $result = $kernel.Compare($recorded, $softDirty, $scenarios)
         $line = '{0,-10} {1,-24} profile {2,-24} {3,4} scenarios {4,6} checkpoints {5,3} differ {6,4} s' -f $Id, $facts.kernel, $kernel.GetProfile($softDirty), $result.Scenarios, $result.Checkpoints, $result.Differing, $facts.seconds
@@ -148,11 +150,11 @@ Describe 'The kernel matrix: <Id>' -ForEach $kernels -Tag 'KernelMatrix', 'Diffe
             Set-ItResult -Skipped -Because "kernel $Id lacks soft-dirty, PAGEMAP_SCAN with WP_ASYNC, or PAGE_IS_GUARD (the workloads' scan asks for every category, 6.15+)"
             return
         }
-        [SoftDirty.Scenarios.Scenario[]] $workloads = @($scenarios | Where-Object { $_.Name -like "$([SoftDirty.Scenarios.TrackingComparison]::NamePrefix)*" -and $_.Ops[-1].Kind -eq 'Truth' })
+        [SoftDirty.TestKit.Scenarios.Scenario[]] $workloads = @($scenarios | Where-Object { $_.Name -like "$([SoftDirty.TestKit.Scenarios.TrackingComparison]::NamePrefix)*" -and $_.Ops[-1].Kind -eq 'Truth' })
         $workloads.Count | Should -Be $workloadCount
-        $recorded = [SoftDirty.Scenarios.RecordedScenarioRunner]::FromOutput($Id, [IO.File]::ReadAllText($output))
-        $real = [SoftDirty.Scenarios.TrackingComparison]::Count($recorded.Run($workloads))
-        $emulated = [SoftDirty.Scenarios.TrackingComparison]::Count([SoftDirty.Emulation.EmulatedScenarioRunner]::new($profileObject).Run($workloads))
+        $recorded = [SoftDirty.TestKit.Scenarios.RecordedScenarioRunner]::FromOutput($Id, [IO.File]::ReadAllText($output))
+        $real = [SoftDirty.TestKit.Scenarios.TrackingComparison]::Count($recorded.Run($workloads))
+        $emulated = [SoftDirty.TestKit.Scenarios.TrackingComparison]::Count([SoftDirty.TestKit.Scenarios.EmulatedScenarioRunner]::new($profileObject).Run($workloads))
         Write-Host "kernel-matrix methods: $Id $real"
         Add-Content (Join-Path (Split-Path $summary) 'methods.txt') "$Id $($facts.kernel): $real"
         $real.Written | Should -BeGreaterThan 0

@@ -13,7 +13,7 @@ export SOFTDIRTY_KERNEL_VM=1 DOTNET_NOLOGO=1 DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNE
 # dotnet writes under $HOME/.dotnet; the guest's root is writable (overlay), but not if that failed.
 [ -w "$HOME" ] || export DOTNET_CLI_HOME=/tmp NUGET_PACKAGES=${NUGET_PACKAGES:-$HOME/.nuget/packages}
 pester=${SOFTDIRTY_PESTER:-${NUGET_PACKAGES:-$HOME/.nuget/packages}/pester/5.7.1/tools/Pester.psd1}
-for f in out/SoftDirty/SoftDirty.psd1 "$pester"; do
+for f in out/SoftDirty/SoftDirty.psd1 out/testkit/SoftDirty.TestKit.dll "$pester"; do
     [ -f "$f" ] || { echo "kernel-tests: $f is missing (run ./build.ps1 Build first)" >&2; exit 2; }
 done
 mkdir -p tests/results
