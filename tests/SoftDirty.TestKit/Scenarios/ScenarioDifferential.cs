@@ -9,8 +9,8 @@ namespace SoftDirty.TestKit.Scenarios;
 /// <summary>
 /// Runs the same scenarios through a kernel runner (<see cref="NativeScenarioRunner"/>) and an emulator
 /// runner and compares the prints. Made to be called from PowerShell as well, e.g. in a VM:
-/// <c>[SoftDirty.Scenarios.ScenarioDifferential]::Compare('/path/sdscenario', '6.1', $true,
-/// [SoftDirty.Scenarios.ScenarioDifferential]::Random(1, 500, $false, $false))</c>.
+/// <c>[SoftDirty.TestKit.Scenarios.ScenarioDifferential]::Compare('/path/sdscenario', '6.1', $true,
+/// [SoftDirty.TestKit.Scenarios.ScenarioDifferential]::Random(1, 500, $false, $false))</c>.
 /// </summary>
 public static class ScenarioDifferential
 {
