@@ -19,6 +19,8 @@
 #>
 param(
     [string] $ModulePath = (Join-Path $PSScriptRoot '../out/SoftDirty/SoftDirty.psd1'),
+    # The test kit (the workflow measurements); build.ps1 builds it beside the staged module.
+    [string] $TestKitPath = (Join-Path (Split-Path (Split-Path $ModulePath)) 'testkit/SoftDirty.TestKit.dll'),
     [int] $SizeMiB = 1024,
     [int] $Runs = 3,
     [string] $WorkPath = [IO.Path]::GetTempPath()
@@ -26,94 +28,8 @@ param(
 $ErrorActionPreference = 'Stop'
 Import-Module $ModulePath
 Import-Module (Join-Path $PSScriptRoot 'Pester/Workflows.Target.psm1')
-$engine = Join-Path (Split-Path (Get-Module SoftDirty).Path) 'SoftDirty.Engine.dll'
-Add-Type -ReferencedAssemblies $engine, 'System.Runtime', 'System.Collections', 'System.Linq', 'System.Memory' -CompilerOptions '/unsafe', '/nowarn:CS1701,CS1702' -IgnoreWarnings -TypeDefinition @'
-using System;
-using System.Diagnostics;
-using System.IO;
-using System.Linq;
-using SoftDirty;
-using SoftDirty.Tracking;
-public static class WfBench {
-    public static double ReadSeconds(IPageSource src, ulong start, ulong length) {
-        var buf = GC.AllocateUninitializedArray<byte>(PageWalk.ChunkBytes); // the engine's chunk size
-        var sw = Stopwatch.StartNew();
-        for (ulong a = start; a < start + length; a += (ulong)buf.Length) src.ReadMemory(a, buf);
-        return sw.Elapsed.TotalSeconds;
-    }
-    public static double HashSeconds(IPageSource src, ulong start, ulong length) {
-        var t = new HashTracker(src, PageHashAlgorithm.Fast128, m => m.Start < start + length && m.End > start);
-        var sw = Stopwatch.StartNew();
-        t.Reset();
-        double s = sw.Elapsed.TotalSeconds;
-        if (t.Snapshot!.PageCount < length / 4096) throw new Exception("hashed " + t.Snapshot.PageCount + " pages");
-        return s;
-    }
-    public static byte[] ReadAll(IPageSource src, ulong start, ulong length) {
-        var all = GC.AllocateUninitializedArray<byte>((int)Math.Min(length, int.MaxValue - 4096));
-        for (ulong a = 0; a < (ulong)all.Length; a += 2 << 20) src.ReadMemory(start + a, all.AsSpan((int)a, (int)Math.Min(2UL << 20, (ulong)all.Length - a)));
-        return all;
-    }
-    public static double WriteSeconds(byte[] data, string path) {
-        var sw = Stopwatch.StartNew();
-        using (var fs = new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, BufferSize = 0 })) {
-            for (int o = 0; o < data.Length; o += 2 << 20) fs.Write(data, o, Math.Min(2 << 20, data.Length - o));
-            fs.Flush(true);
-        }
-        return sw.Elapsed.TotalSeconds;
-    }
-    // One workload on this process: 1,000 of 16,384 pages written (100 with the bytes they already hold).
-    public static unsafe object[] Methods() {
-        const int pages = 16384;
-        var mem = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc(pages * 4096, 4096);
-        for (int i = 0; i < pages; i++) mem[i * 4096] = (byte)(i | 1);
-        var rows = new System.Collections.Generic.List<object>();
-        using var self = ProcPageSource.Open(Environment.ProcessId);
-        ulong lo = (ulong)mem, hi = lo + pages * 4096UL;
-        Func<MemoryMapping, bool> sel = m => m.Start < hi && m.End > lo;
-        var rng = new Random(5);
-        var targets = Enumerable.Range(0, pages).OrderBy(_ => rng.Next()).Take(1000).ToArray();
-        double Workload() {
-            var sw = Stopwatch.StartNew();
-            for (int k = 0; k < targets.Length; k++) { byte* p = mem + targets[k] * 4096L; *p = k < 100 ? *p : (byte)(*p + 2); }
-            return sw.Elapsed.TotalMilliseconds;
-        }
-        Workload(); // warm: every page present and written once
-        double bare = Workload();
-        foreach (var method in new[] { TrackingMethod.SoftDirty, TrackingMethod.WriteProtect, TrackingMethod.Hash }) {
-            IDirtyTracker t;
-            try { t = DirtyTracker.Create(self, method, PageHashAlgorithm.Fast128, sel); }
-            catch (SoftDirtyException ex) { rows.Add(new { Method = method.ToString(), Supported = false, Reason = ex.Message }); continue; }
-            using (t) {
-                t.Reset();
-                double work = Workload();
-                var sw = Stopwatch.StartNew();
-                var set = t.Collect();
-                double collect = sw.Elapsed.TotalMilliseconds;
-                ulong mine = 0;
-                foreach (var r in set.Ranges) { ulong s = Math.Max(r.Start, lo), e = Math.Min(r.End, hi); if (e > s) mine += (e - s) / 4096; }
-                rows.Add(new { Method = method.ToString(), Supported = true, PagesReported = mine, CollectMs = Math.Round(collect, 2), WorkloadMs = Math.Round(work, 3), BareWorkloadMs = Math.Round(bare, 3) });
-            }
-        }
-        System.Runtime.InteropServices.NativeMemory.AlignedFree(mem);
-        return rows.ToArray();
-    }
-    // This process's own uffd-wp write fault: ns per first write to a protected page.
-    public static unsafe double SelfWriteNs(int pages) {
-        var mem = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)pages * 4096, 4096);
-        for (int i = 0; i < pages; i++) mem[i * 4096L] = 1;
-        ulong lo = (ulong)mem, hi = lo + (ulong)pages * 4096;
-        try {
-            using var self = ProcPageSource.Open(Environment.ProcessId);
-            using var t = new WriteProtectTracker(self, m => m.Start < hi && m.End > lo);
-            t.Reset();
-            var sw = Stopwatch.StartNew();
-            for (int i = 0; i < pages; i++) mem[i * 4096L] = 2;
-            return sw.Elapsed.TotalMilliseconds * 1e6 / pages;
-        } finally { System.Runtime.InteropServices.NativeMemory.AlignedFree(mem); }
-    }
-}
-'@
+# The measurements in C# (the test kit; it sees the engine's internals): beside the staged module.
+Add-Type -Path $TestKitPath
 
 function Median([double[]] $x) { $s = $x | Sort-Object; $s[[int][math]::Floor(($s.Count - 1) / 2)] }
 
@@ -139,7 +55,7 @@ function Measure-RemoteWriteProtect([int] $Pages) {
             $t.Reset()
             $enable += $sw.Elapsed.TotalMilliseconds
             $write += [double](Send "timedwrite $hex $($i * 2000) 1000") / 1000
-            $self += [WfBench]::SelfWriteNs(1000)
+            $self += [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::SelfWriteNs(1000)
             $h = [SoftDirty.Tracking.HashTracker]::new($src, 'Fast128', $sel)
             $h.Reset()
             $null = Send "pattern $hex $Pages $i $([int]($Pages / 100))"
@@ -174,13 +90,13 @@ try {
     $length = [uint64]$pages * $t.PageSize
     $src = [SoftDirty.ProcPageSource]::Open($t.Id)
     $read = @(); $hash = @(); $save = @(); $write = @()
-    $bytes = [WfBench]::ReadAll($src, $r.Address, $length)
+    $bytes = [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::ReadAll($src, $r.Address, $length)
     foreach ($i in 1..$Runs) {
-        $read += [WfBench]::ReadSeconds($src, $r.Address, $length)
-        $hash += [WfBench]::HashSeconds($src, $r.Address, $length)
+        $read += [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::ReadSeconds($src, $r.Address, $length)
+        $hash += [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::HashSeconds($src, $r.Address, $length)
         $dir = Join-Path $WorkPath "sdbench-$PID-$i"
         $file = "$dir.plain"
-        $write += [WfBench]::WriteSeconds($bytes, $file)
+        $write += [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::WriteSeconds($bytes, $file)
         Remove-Item $file
         $save += (Measure-Command { $null = Save-MemoryImage -Id $t.Id -Path $dir -Mapping '[anon]' -Method Hash }).TotalSeconds
         Remove-Item $dir -Recurse -Force
@@ -196,7 +112,7 @@ try {
         PlainWriteGiBps = [math]::Round($gib / (Median $write), 3)
         SaveGiBps = [math]::Round($gib / (Median $save), 3)
         SaveVsWrite = [math]::Round((Median $write) / (Median $save), 3)
-        Methods = [WfBench]::Methods()
+        Methods = [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::Methods()
         RemoteWriteProtect = Measure-RemoteWriteProtect ($SizeMiB * 256)
     } | ConvertTo-Json -Depth 4
 } finally { Stop-WfTarget $t }
