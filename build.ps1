@@ -227,10 +227,11 @@ function Invoke-PesterUnprivileged([string] $PesterPath, [string[]] $SuiteArgs) 
         Copy-Item (Split-Path $PesterPath) (Join-Path $work 'Pester') -Recurse
         # The repository parts the suite reads, in the same layout.
         $repo = Join-Path $work 'repo'
-        foreach ($d in 'out/SoftDirty', 'out/testkit', 'docs', 'src/build', 'tests/Pester', 'tests/native', 'tests/scenarios', 'tests/vm', 'module', 'en-US') {
+        foreach ($d in 'out/SoftDirty', 'docs', 'src/build', 'tests/Pester', 'tests/native', 'tests/scenarios', 'tests/vm', 'module', 'en-US') {
             $null = New-Item -ItemType Directory (Split-Path (Join-Path $repo $d)) -Force
             Copy-Item (Join-Path $Root $d) (Join-Path $repo $d) -Recurse
         }
+        Copy-Item (Join-Path $Root 'out/testkit') (Join-Path $repo 'out/testkit') -Recurse   # the test kit (Invoke-TestKitBuild)
         Copy-Item (Join-Path $Root 'tests/*.ps1') (Join-Path $repo 'tests')
         Copy-Item (Join-Path $Root 'SoftDirty.psd1'), (Join-Path $Root 'build.ps1') $repo
         chmod -R 'a+rX' $work
@@ -366,7 +367,6 @@ function Invoke-Bench {
 
 function Invoke-Clean {
     foreach ($d in 'out', 'en-US', 'tests/results', 'tests/native/bin', 'src/SoftDirty/bin', 'src/SoftDirty/obj', 'src/SoftDirty.Engine/bin', 'src/SoftDirty.Engine/obj',
-                   'tests/SoftDirty.TestKit/bin', 'tests/SoftDirty.TestKit/obj',
                    'tests/SoftDirty.Engine.Tests/bin', 'tests/SoftDirty.Engine.Tests/obj', 'tests/Tools/obj') {
         Remove-Item (Join-Path $Root $d) -Recurse -Force -ErrorAction SilentlyContinue
     }

@@ -15,9 +15,10 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 Import-Module $ModulePath
-Add-Type -Path $TestKitPath
 Import-Module (Join-Path $PSScriptRoot 'Pester/TestTarget.psm1')
 
+# The emulator's benchmarks: the test kit, loaded after the module whose engine it uses.
+Add-Type -Path $TestKitPath
 Add-Type -TypeDefinition @'
 using System;
 using System.Management.Automation;

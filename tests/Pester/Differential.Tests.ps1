@@ -17,10 +17,10 @@ BeforeDiscovery {
 Describe 'The emulator against this kernel' -Tag 'Kernel', 'Differential' -Skip:(-not $onLinux) {
     BeforeAll {
         Import-Module $env:SOFTDIRTY_MODULE -Force
-        # The scenario harness: the test kit beside the staged module (tests/Invoke-PesterSuite.ps1 names it).
-        Add-Type -Path $env:SOFTDIRTY_TESTKIT
         $support = Get-SoftDirtySupport
         $program = Join-Path $PSScriptRoot '../native/bin/sdscenario'
+        # The scenario harness: the test kit beside the staged module (tests/Invoke-PesterSuite.ps1 names it).
+        Add-Type -Path $env:SOFTDIRTY_TESTKIT
         $hostProfile = [SoftDirty.Emulation.KernelProfile]::Get('Host')
         $seed = if ($env:SOFTDIRTY_SCENARIO_SEED) { [int]$env:SOFTDIRTY_SCENARIO_SEED } else { 20261126 }
         $tracking = $support.PagemapScan -and $support.UffdWriteProtectAsync

@@ -18,10 +18,10 @@ BeforeDiscovery {
 
 BeforeAll {
     Import-Module $env:SOFTDIRTY_MODULE -Force
-    # The scenario harness: the test kit beside the staged module (tests/Invoke-PesterSuite.ps1 names it).
-    Add-Type -Path $env:SOFTDIRTY_TESTKIT
     $script:listPath = Join-Path $PSScriptRoot '../vm/kernels.list'
     $script:scenarioDir = Join-Path $PSScriptRoot '../scenarios'
+    # The scenario harness: the test kit beside the staged module (tests/Invoke-PesterSuite.ps1 names it).
+    Add-Type -Path $env:SOFTDIRTY_TESTKIT
     $script:seed = if ($env:SOFTDIRTY_SCENARIO_SEED) { [int]$env:SOFTDIRTY_SCENARIO_SEED } else { 20261126 }
     $script:randomCount = 500
     # Workloads of the side-by-side of the tracking methods (TrackingComparison), on kernels with both.
