@@ -3,7 +3,7 @@ namespace SoftDirty;
 /// <summary>A region PAGEMAP_SCAN returned for a process, with the mapping it lies in.</summary>
 public sealed class PageScanRegion
 {
-    public PageScanRegion(int processId, PageRegion region, string? mapping, int pageSize)
+    internal PageScanRegion(int processId, PageRegion region, string? mapping, int pageSize)
     {
         ProcessId = processId;
         Start = region.Start;
@@ -23,9 +23,6 @@ public sealed class PageScanRegion
     /// <summary>The region's categories, masked by the request's return mask.</summary>
     public PageCategory Categories { get; }
     public string? Mapping { get; }
-
-    /// <summary>The kernel's struct page_region.</summary>
-    public PageRegion Region => new(Start, End, Categories);
 
     public override string ToString() => $"0x{Start:x}-0x{End:x} ({PageCount} pages) {Categories}";
 }

@@ -2,28 +2,6 @@ using System;
 
 namespace SoftDirty;
 
-/// <summary>The flag bits of a /proc/PID/pagemap entry (Documentation/admin-guide/mm/pagemap.rst).</summary>
-[Flags]
-[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum PagemapFlags : ulong
-{
-    None = 0,
-    /// <summary>Bit 55: the page was written since the last clear_refs "4" (or its VMA has VM_SOFTDIRTY).</summary>
-    SoftDirty = 1UL << 55,
-    /// <summary>Bit 56: the page is certainly mapped by this process alone (present pages only).</summary>
-    Exclusive = 1UL << 56,
-    /// <summary>Bit 57: userfaultfd write-protected.</summary>
-    UffdWriteProtected = 1UL << 57,
-    /// <summary>Bit 58: guard region (MADV_GUARD_INSTALL, 6.15+).</summary>
-    Guard = 1UL << 58,
-    /// <summary>Bit 61: file page or shared anonymous page.</summary>
-    FileOrSharedAnon = 1UL << 61,
-    /// <summary>Bit 62: swapped out (or another non-present PTE: migration entry, marker).</summary>
-    Swapped = 1UL << 62,
-    /// <summary>Bit 63: present in RAM.</summary>
-    Present = 1UL << 63,
-}
-
 /// <summary>
 /// One 64-bit /proc/PID/pagemap entry. The /proc reader and the emulator both produce this type;
 /// every decoder above them reads pages through it.
@@ -95,31 +73,4 @@ public readonly struct PagemapEntry : IEquatable<PagemapEntry>
         var f = Flags & ~(PagemapFlags.Present | PagemapFlags.Swapped);
         return f == PagemapFlags.None ? s : $"{s} {f}";
     }
-}
-
-/// <summary>The values /proc/PID/clear_refs accepts (fs/proc/task_mmu.c, enum clear_refs_types).</summary>
-[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum ClearRefsType
-{
-    /// <summary>Clear the accessed/young bits and PG_referenced of all pages (CLEAR_REFS_ALL).</summary>
-    All = 1,
-    /// <summary>The same for anonymous mappings only (CLEAR_REFS_ANON).</summary>
-    Anonymous = 2,
-    /// <summary>The same for file-backed mappings only (CLEAR_REFS_MAPPED).</summary>
-    Mapped = 3,
-    /// <summary>Clear soft-dirty bits and VM_SOFTDIRTY, write-protecting every present page (CLEAR_REFS_SOFT_DIRTY).</summary>
-    SoftDirty = 4,
-    /// <summary>Reset the peak resident set size to the current one (CLEAR_REFS_MM_HIWATER_RSS).</summary>
-    PeakRss = 5,
-}
-
-/// <summary>Memory protection of a mapping (PROT_READ, PROT_WRITE, PROT_EXEC).</summary>
-[Flags]
-[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum Protection
-{
-    None = 0,
-    Read = 1,
-    Write = 2,
-    Execute = 4,
 }

@@ -177,9 +177,10 @@ public sealed unsafe class ProcPageSource : IPageSource
             if (n < 0)
             {
                 int e = Marshal.GetLastPInvokeError();
-                if (e == Errno.EINVAL)
+                // kstrtoint: EINVAL for what is no number or no type, ERANGE for a number past an int; the emulator says the same.
+                if (e == Errno.EINVAL || e == Errno.ERANGE)
                     throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
-                        $"/proc/{ProcessId}/clear_refs rejected '{Encoding.ASCII.GetString(text).Trim()}' (EINVAL): valid types are 1 to 5.", ProcessId, e);
+                        $"/proc/{ProcessId}/clear_refs rejected '{Encoding.ASCII.GetString(text).Trim()}' ({Errno.Name(e)}): valid types are 1 to 5.", ProcessId, e);
                 throw ErrnoError(e, "writing clear_refs");
             }
             // A zombie (or a process that exited after the open) has no mm: the kernel accepts the write
