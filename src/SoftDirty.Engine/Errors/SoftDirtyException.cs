@@ -5,6 +5,7 @@ namespace SoftDirty;
 /// <summary>An engine failure with a stable <see cref="SoftDirtyError"/> and the errno when one applies.</summary>
 public class SoftDirtyException : Exception
 {
+    /// <summary>A failure with its error id, message, subject, errno (0: none) and inner exception.</summary>
     public SoftDirtyException(SoftDirtyError error, string message, object? target = null, int errno = 0, Exception? inner = null)
         : base(message, inner)
     {
@@ -13,6 +14,7 @@ public class SoftDirtyException : Exception
         Errno = errno;
     }
 
+    /// <summary>The stable error id (the ErrorRecord's ErrorId).</summary>
     public SoftDirtyError Error { get; }
     /// <summary>What the error is about (a pid, an address, a path).</summary>
     public object? Target { get; }

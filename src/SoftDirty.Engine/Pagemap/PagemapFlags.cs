@@ -4,9 +4,11 @@ namespace SoftDirty;
 
 /// <summary>The flag bits of a /proc/PID/pagemap entry (Documentation/admin-guide/mm/pagemap.rst).</summary>
 [Flags]
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1711", Justification = "The kernel's name for these bits; users' scripts name the type.")]
 [Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum PagemapFlags : ulong
 {
+    /// <summary>No flag set.</summary>
     None = 0,
     /// <summary>Bit 55: the page was written since the last clear_refs "4" (or its VMA has VM_SOFTDIRTY).</summary>
     SoftDirty = 1UL << 55,

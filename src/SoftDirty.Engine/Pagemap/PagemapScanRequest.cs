@@ -18,17 +18,24 @@ public struct PagemapScanRequest
     /// <summary>_IOWR('f', 16, struct pm_scan_arg).</summary>
     public const uint IoctlRequest = 0xC0606610;
 
-    public ulong Start;
-    public ulong End;
-    public PagemapScanFlags Flags;
+    /// <summary>The first address to walk (page-aligned).</summary>
+    public ulong Start { get; set; }
+    /// <summary>The end of the walk (exclusive).</summary>
+    public ulong End { get; set; }
+    /// <summary>PM_SCAN_* flags.</summary>
+    public PagemapScanFlags Flags { get; set; }
     /// <summary>0 means unlimited.</summary>
-    public ulong MaxPages;
-    public PageCategory CategoryInverted;
-    public PageCategory CategoryMask;
-    public PageCategory CategoryAnyOf;
-    public PageCategory ReturnMask;
+    public ulong MaxPages { get; set; }
+    /// <summary>Categories inverted before matching (category_inverted).</summary>
+    public PageCategory CategoryInverted { get; set; }
+    /// <summary>Categories a page must all have (category_mask).</summary>
+    public PageCategory CategoryMask { get; set; }
+    /// <summary>Categories of which a page must have one, when any is set (category_anyof_mask).</summary>
+    public PageCategory CategoryAnyOf { get; set; }
+    /// <summary>Categories reported in the regions (return_mask).</summary>
+    public PageCategory ReturnMask { get; set; }
     /// <summary>Output: where the walk stopped.</summary>
-    public ulong WalkEnd;
+    public ulong WalkEnd { get; set; }
 
     /// <summary>The kernel's matching rule: invert, then all of mask and (if set) any of anyof.</summary>
     public readonly bool Matches(PageCategory categories)

@@ -16,6 +16,7 @@ public interface IPageSource : IDisposable
     int ProcessId { get; }
     /// <summary>The process name (comm).</summary>
     string Name { get; }
+    /// <summary>The page size in bytes.</summary>
     int PageSize { get; }
     /// <summary>What the kernel (or the emulated kernel profile) behind this source supports.</summary>
     KernelFeatures Features { get; }

@@ -226,7 +226,7 @@ internal static unsafe class KernelRules
 
     private static void Unmap((nint Range, nint Reservation) r) => Native.Munmap(r.Reservation, (nuint)(2 * HugeBytes));
 
-    private static IEnumerable<KernelRule> MeasureFaults(bool pagemapScan)
+    private static List<KernelRule> MeasureFaults(bool pagemapScan)
     {
         ProcPageSource.EnsureLinux();
         int pageSize = Environment.SystemPageSize;

@@ -15,10 +15,15 @@ public enum MappingKind
     SharedAnonymous,
     /// <summary>A mapped file.</summary>
     File,
+    /// <summary>The brk heap ([heap]).</summary>
     Heap,
+    /// <summary>The main thread's stack ([stack]).</summary>
     Stack,
+    /// <summary>The kernel's virtual shared object ([vdso]).</summary>
     Vdso,
+    /// <summary>The vDSO's data pages ([vvar], [vvar_vclock]).</summary>
     Vvar,
+    /// <summary>The legacy vsyscall page ([vsyscall]), past the task size.</summary>
     Vsyscall,
     /// <summary>Any other bracketed kernel mapping.</summary>
     Other,

@@ -95,7 +95,7 @@ public sealed class MemoryMapping
         if (path.StartsWith("[stack:", StringComparison.Ordinal)) return MappingKind.Stack;
         if (path.StartsWith("[anon:", StringComparison.Ordinal)) return MappingKind.NamedAnonymous;
         if (path.StartsWith("[anon_shmem:", StringComparison.Ordinal)) return MappingKind.SharedAnonymous;
-        if (path.StartsWith("[", StringComparison.Ordinal)) return MappingKind.Other;
+        if (path.StartsWith('[')) return MappingKind.Other;
         if (path == "/dev/zero" || path.StartsWith("/SYSV", StringComparison.Ordinal)
             || path.StartsWith("/memfd:", StringComparison.Ordinal) || path.StartsWith("/dev/shm/", StringComparison.Ordinal) && shared)
             return MappingKind.SharedAnonymous;
