@@ -6,7 +6,7 @@ namespace SoftDirty;
 public class SoftDirtyException : Exception
 {
     /// <summary>A failure with its error id, message, subject, errno (0: none) and inner exception.</summary>
-    public SoftDirtyException(SoftDirtyError error, string message, object? target = null, int errno = 0, Exception? inner = null)
+    internal SoftDirtyException(SoftDirtyError error, string message, object? target = null, int errno = 0, Exception? inner = null)
         : base(message, inner)
     {
         Error = error;

@@ -34,7 +34,7 @@ internal static class MapsParser
     }
 
     /// <summary>A header line is "start-end perms offset major:minor inode [path]".</summary>
-    public static bool TryParseHeader(ReadOnlySpan<char> line, out MemoryMapping mapping)
+    private static bool TryParseHeader(ReadOnlySpan<char> line, out MemoryMapping mapping)
     {
         mapping = null!;
         int dash = line.IndexOf('-');
