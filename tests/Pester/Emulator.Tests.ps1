@@ -243,7 +243,7 @@ Describe 'Two profiles differ only as documented' {
         { $e | Search-PageMap -ErrorAction Stop } | Should -Throw -ErrorId 'PagemapScanNotSupported,SoftDirty.Commands.SearchPageMapCommand'
         { $e | Get-PageMap -SoftDirty -ReadMethod PagemapScan -ErrorAction Stop } | Should -Throw -ErrorId 'PagemapScanNotSupported,SoftDirty.Commands.GetPageMapCommand'
         { $e | Register-EmulatedWriteProtect -Address $a -Length $page -ErrorAction Stop } |
-            Should -Throw -ErrorId 'EmulatorInvalidArgument,SoftDirty.Commands.RegisterEmulatedWriteProtectCommand'
+            Should -Throw -ErrorId 'InvalidArgument,SoftDirty.Commands.RegisterEmulatedWriteProtectCommand'
         (Addresses ($e | Get-PageMap -SoftDirty)) | Should -Be @($a)
     }
 }
@@ -658,7 +658,7 @@ Describe 'Errors of emulated system calls' {
         $hole = 0x50000000
     }
 
-    It '<Name>: EmulatorInvalidArgument (InvalidArgument), nothing changed' -ForEach @(
+    It '<Name>: InvalidArgument, the same ErrorId as a real kernel''s EINVAL, nothing changed' -ForEach @(
         @{ Name = 'mmap of zero bytes'; Class = 'AddEmulatedMappingCommand'; Run = { Add-EmulatedMapping -Emulator $e -Length 0 } }
         @{ Name = 'mmap -Fixed at an unaligned address'; Class = 'AddEmulatedMappingCommand'; Run = { Add-EmulatedMapping -Emulator $e -Length $page -Address ($hole + 1) -Fixed } }
         @{ Name = 'munmap at an unaligned address'; Class = 'RemoveEmulatedMappingCommand'; Run = { Remove-EmulatedMapping -Emulator $e -Address ($rw + 1) -Length $page } }
@@ -672,7 +672,7 @@ Describe 'Errors of emulated system calls' {
         @{ Name = 'userfaultfd register of an unmapped range'; Class = 'RegisterEmulatedWriteProtectCommand'; Run = { Register-EmulatedWriteProtect -Emulator $e -Address $hole -Length $page } }
     ) {
         $before = Get-State $e
-        $err = { & $Run -ErrorAction Stop } | Should -Throw -ErrorId "EmulatorInvalidArgument,SoftDirty.Commands.$Class" -PassThru
+        $err = { & $Run -ErrorAction Stop } | Should -Throw -ErrorId "InvalidArgument,SoftDirty.Commands.$Class" -PassThru
         $err.CategoryInfo.Category | Should -Be 'InvalidArgument'
         $err.Exception.Message | Should -Match 'EINVAL'
         Get-State $e | Should -Be $before

@@ -282,7 +282,7 @@ Describe 'Hostile parameter values' -Tag 'Workflows', 'Security' {
 
     It 'the emulator refuses a file offset whose mapping would end past MAX_LFS_FILESIZE (EOVERFLOW), as mm/mmap.c does' {
         $e = New-EmulatedProcess -Name files
-        ErrorId { $e | Add-EmulatedMapping -Length 4KB -Path /data/f -Offset 0x7ffffffffffff000 } | Should -Be 'EmulatorInvalidArgument,SoftDirty.Commands.AddEmulatedMappingCommand'
+        ErrorId { $e | Add-EmulatedMapping -Length 4KB -Path /data/f -Offset 0x7ffffffffffff000 } | Should -Be 'InvalidArgument,SoftDirty.Commands.AddEmulatedMappingCommand'
         ($e | Add-EmulatedMapping -Length 4KB -Path /data/f -Offset 0x7fffffffffffe000).Offset | Should -Be 0x7fffffffffffe000
     }
 

@@ -41,7 +41,7 @@ internal sealed class FakePageSource : IPageSource
 
     public MemoryMapping AddMapping(ulong start, ulong end, string path = "", MappingKind kind = MappingKind.Anonymous)
     {
-        var m = new MemoryMapping { ProcessId = ProcessId, Start = start, End = end, Path = path, Kind = kind, Permissions = "rw-p", Protection = Protection.Read | Protection.Write };
+        var m = new MemoryMapping { ProcessId = ProcessId, Start = start, End = end, Path = path, Kind = kind, Protection = Protection.Read | Protection.Write };
         _mappings.Add(m);
         _mappings.Sort((a, b) => a.Start.CompareTo(b.Start));
         return m;

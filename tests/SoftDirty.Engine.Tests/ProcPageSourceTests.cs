@@ -17,19 +17,6 @@ public unsafe class ProcPageSourceTests
 {
     private static readonly int Ps = Environment.SystemPageSize;
 
-    private const int PROT_READ = 1, PROT_WRITE = 2, MAP_SHARED = 1, MAP_PRIVATE = 2, MAP_ANONYMOUS = 0x20;
-
-    [DllImport("libc", EntryPoint = "mmap", SetLastError = true)]
-    private static extern nint Mmap(nint addr, nuint length, int prot, int flags, int fd, long offset);
-
-    [DllImport("libc", EntryPoint = "munmap", SetLastError = true)]
-    private static extern int Munmap(nint addr, nuint length);
-
-    private const int MADV_NOHUGEPAGE = 15;
-
-    [DllImport("libc", EntryPoint = "madvise", SetLastError = true)]
-    private static extern int Madvise(nint addr, nuint length, int advice);
-
     /// <summary>
     /// A private mapping whose pages fault in one at a time whatever the THP mode: MADV_NOHUGEPAGE keeps
     /// THP and mTHP faults out of it (and keeps it from merging with a neighbour), so one touched page is
@@ -37,20 +24,20 @@ public unsafe class ProcPageSourceTests
     /// </summary>
     private sealed class Region : IDisposable
     {
-        public Region(int pages, int flags = MAP_PRIVATE | MAP_ANONYMOUS, int prot = PROT_READ | PROT_WRITE)
+        public Region(int pages, int flags = Native.MAP_PRIVATE | Native.MAP_ANONYMOUS, int prot = Native.PROT_READ | Native.PROT_WRITE)
         {
             Length = (nuint)(pages * Ps);
-            Address = Mmap(0, Length, prot, flags, -1, 0);
+            Address = Native.Mmap(0, Length, prot, flags, -1, 0);
             Assert.NotEqual((nint)(-1), Address);
             if (Directory.Exists("/sys/kernel/mm/transparent_hugepage"))
-                Assert.True(Madvise(Address, Length, MADV_NOHUGEPAGE) == 0, "madvise(MADV_NOHUGEPAGE): errno " + Marshal.GetLastPInvokeError());
+                Assert.True(Native.Madvise(Address, Length, Native.MADV_NOHUGEPAGE) == 0, "madvise(MADV_NOHUGEPAGE): errno " + Marshal.GetLastPInvokeError());
         }
         public nint Address { get; }
         public nuint Length { get; }
         public ulong Start => (ulong)Address;
         public ulong End => (ulong)Address + Length;
         public void Touch(int page) => ((byte*)Address)[page * Ps] = 1;
-        public void Dispose() => Munmap(Address, Length);
+        public void Dispose() => Native.Munmap(Address, Length);
     }
 
     private static PagemapEntry ReadOne(ProcPageSource src, ulong address)
@@ -93,7 +80,7 @@ public unsafe class ProcPageSourceTests
     [HostFact]
     public void SharedAnonymousPageIsFileOrSharedAnon()
     {
-        using var r = new Region(1, MAP_SHARED | MAP_ANONYMOUS);
+        using var r = new Region(1, Native.MAP_SHARED | Native.MAP_ANONYMOUS);
         r.Touch(0);
         using var src = ProcPageSource.Open(Environment.ProcessId);
         var e = ReadOne(src, r.Start);
@@ -114,7 +101,7 @@ public unsafe class ProcPageSourceTests
     [HostFact]
     public void ReadMappingsOfSelfFindsOwnRegionAndCounters()
     {
-        using var r = new Region(4, prot: PROT_READ); // read-only so it does not merge with a neighbour
+        using var r = new Region(4, prot: Native.PROT_READ); // read-only so it does not merge with a neighbour
         using var src = ProcPageSource.Open(Environment.ProcessId);
         Assert.Equal(Environment.ProcessId, src.ProcessId);
         Assert.Equal(File.ReadAllText("/proc/self/comm").TrimEnd('\n'), src.Name);
@@ -248,7 +235,7 @@ public unsafe class ProcPageSourceTests
         Assert.False(f.Emulated);
 
         // A kernel with CONFIG_MEM_SOFT_DIRTY marks a fresh VMA VM_SOFTDIRTY ("sd" in VmFlags).
-        using (new Region(1, prot: PROT_READ))
+        using (new Region(1, prot: Native.PROT_READ))
         {
             bool sdInSmaps = File.ReadAllLines("/proc/self/smaps")
                 .Where(l => l.StartsWith("VmFlags:", StringComparison.Ordinal))

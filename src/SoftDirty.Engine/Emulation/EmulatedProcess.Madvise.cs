@@ -195,10 +195,10 @@ public sealed partial class EmulatedProcess
             if (end == 0) return;
             int firstVma = FirstEndingAfter(address);
             if (firstVma >= _vmas.Count || _vmas[firstVma].Start >= end)
-                throw new SoftDirtyException(SoftDirtyError.EmulatorInvalidArgument, $"UffdWriteProtect: 0x{address:x}-0x{end:x} holds no mapping (ENOENT).", ProcessId, Errno.ENOENT);
+                throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"UffdWriteProtect: 0x{address:x}-0x{end:x} holds no mapping (ENOENT).", ProcessId, Errno.ENOENT);
             for (int i = firstVma; i < _vmas.Count && _vmas[i].Start < end; i++)
                 if (!_vmas[i].UffdWriteProtect)
-                    throw new SoftDirtyException(SoftDirtyError.EmulatorInvalidArgument, $"UffdWriteProtect: 0x{Math.Max(address, _vmas[i].Start):x} is not registered (ENOENT).", ProcessId, Errno.ENOENT);
+                    throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"UffdWriteProtect: 0x{Math.Max(address, _vmas[i].Start):x} is not registered (ENOENT).", ProcessId, Errno.ENOENT);
             WriteProtectUffd(address, end);
         }
     }

@@ -12,8 +12,6 @@ public sealed partial class EmulatedProcess
 {
     /// <summary>The clear_refs write buffer (PROC_NUMBUF - 1): longer writes are cut to this many bytes.</summary>
     private const int ClearRefsMaxBytes = 12;
-    /// <summary>ERANGE: kstrtoint overflow.</summary>
-    private const int ERANGE = 34;
     private const ulong ExclusiveBit = (ulong)PagemapFlags.Exclusive;
 
     public KernelFeatures Features => new()
@@ -215,10 +213,10 @@ public sealed partial class EmulatedProcess
         {
             if (b < '0' || b > '9') throw ClearRefsError(shown, Errno.EINVAL, "not a decimal number");
             value = value * 10 + (b - '0');
-            if (value > (long)int.MaxValue + 1) throw ClearRefsError(shown, ERANGE, "out of range for an int");
+            if (value > (long)int.MaxValue + 1) throw ClearRefsError(shown, Errno.ERANGE, "out of range for an int");
         }
         if (negative) value = -value;
-        if (value > int.MaxValue) throw ClearRefsError(shown, ERANGE, "out of range for an int");
+        if (value > int.MaxValue) throw ClearRefsError(shown, Errno.ERANGE, "out of range for an int");
         if (value < (int)ClearRefsType.All || value > (int)ClearRefsType.PeakRss)
             throw ClearRefsError(shown, Errno.EINVAL, "valid types are 1 to 5");
         return (int)value;
@@ -227,8 +225,8 @@ public sealed partial class EmulatedProcess
     private static bool IsSpace(byte b) => b == ' ' || (b >= '\t' && b <= '\r');
 
     private SoftDirtyException ClearRefsError(string text, int errno, string why) =>
-        new(SoftDirtyError.EmulatorInvalidArgument,
-            $"clear_refs of emulated process {ProcessId} rejected '{text}' ({(errno == ERANGE ? "ERANGE" : Errno.Name(errno))}): {why}.", ProcessId, errno);
+        new(SoftDirtyError.InvalidArgument,
+            $"clear_refs of emulated process {ProcessId} rejected '{text}' ({Errno.Name(errno)}): {why}.", ProcessId, errno);
 
     // ---- maps / smaps -----------------------------------------------------------------------------------------
 
@@ -253,7 +251,6 @@ public sealed partial class EmulatedProcess
             End = vma.End,
             Protection = vma.Protection,
             Shared = vma.Shared,
-            Permissions = MemoryMapping.FormatPermissions(vma.Protection, vma.Shared),
             Offset = vma.Backing == null ? 0 : vma.PageOffset << PageShift,
             Device = vma.Backing == null ? "00:00" : vma.Backing.IsFile ? EmulatedFileDevice : SharedMemoryDevice,
             Inode = vma.Backing?.Inode ?? 0,

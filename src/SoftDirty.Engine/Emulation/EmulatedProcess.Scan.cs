@@ -9,7 +9,7 @@ public sealed partial class EmulatedProcess
     /// <summary>
     /// The PAGEMAP_SCAN ioctl (fs/proc/task_mmu.c do_pagemap_scan). Argument checks as the kernel: unknown
     /// flags, category bits outside 0x1FF or an unaligned start are EINVAL, an end before the start or past
-    /// the task size is EFAULT (both EmulatorInvalidArgument, with the errno); end is rounded up to a page;
+    /// the task size is EFAULT (both InvalidArgument, with the errno); end is rounded up to a page;
     /// MaxPages 0 means unlimited. Per page: the categories of its PTE (PRESENT, SWAPPED, WRITTEN unless
     /// uffd-wp, FILE, PFNZERO, HUGE for a THP, SOFT_DIRTY, GUARD) ORed with the VMA's (WPALLOWED when
     /// registered for async write-protect, SOFT_DIRTY for VM_SOFTDIRTY); matching pages are reported with
@@ -32,7 +32,7 @@ public sealed partial class EmulatedProcess
         if ((allMasks & ~known) != 0) throw Invalid($"PAGEMAP_SCAN: unknown category bits 0x{(ulong)allMasks:x}");
         if ((request.Start & PageOffsetMask) != 0) throw Invalid($"PAGEMAP_SCAN: start 0x{request.Start:x} is not page-aligned");
         if (request.End < request.Start || request.End > TaskSize)
-            throw new SoftDirtyException(SoftDirtyError.EmulatorInvalidArgument,
+            throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
                 $"PAGEMAP_SCAN: 0x{request.Start:x}-0x{request.End:x} is not an accessible user range (EFAULT).", ProcessId, Errno.EFAULT);
         var scan = new ScanState(request, regions);
         bool wp = (request.Flags & PagemapScanFlags.WriteProtectMatching) != 0;

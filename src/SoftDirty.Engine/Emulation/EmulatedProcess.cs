@@ -25,7 +25,7 @@ public readonly record struct FaultCounts(
 /// pagemap, clear_refs and PAGEMAP_SCAN rules of a <see cref="KernelProfile"/>. It implements
 /// <see cref="IPageSource"/> in the kernel's formats, so code above cannot tell it from a real process.
 /// Process ids are the emulator's own, counting from <see cref="FirstProcessId"/>. System-call-like
-/// operations fail as the kernel does, with <see cref="SoftDirtyError.EmulatorInvalidArgument"/> (EINVAL),
+/// operations fail as the kernel does, with <see cref="SoftDirtyError.InvalidArgument"/> (EINVAL),
 /// <see cref="SoftDirtyError.EmulatorNotMapped"/> (ENOMEM) or <see cref="SoftDirtyError.SegmentationFault"/>,
 /// and change nothing when they fail. Every operation takes the machine's lock (shared with forked children).
 /// </summary>
@@ -103,7 +103,7 @@ public sealed partial class EmulatedProcess : IPageSource
     // ---- errors -------------------------------------------------------------------------------------
 
     private SoftDirtyException Invalid(string what) =>
-        new(SoftDirtyError.EmulatorInvalidArgument, $"{what} (EINVAL).", ProcessId, Errno.EINVAL);
+        new(SoftDirtyError.InvalidArgument, $"{what} (EINVAL).", ProcessId, Errno.EINVAL);
 
     private SoftDirtyException NotMapped(string op, ulong address, int errno = Errno.ENOMEM) =>
         new(SoftDirtyError.EmulatorNotMapped,
@@ -237,10 +237,9 @@ public sealed partial class EmulatedProcess : IPageSource
         if (path != null && path.Length == 0) throw Invalid("mmap: empty path");
         // mm/mmap.c file_mmap_ok(): a file mapping must end at or below MAX_LFS_FILESIZE (LLONG_MAX), else EOVERFLOW.
         const ulong MaxLfsFileSize = long.MaxValue;
-        const int EOVERFLOW = 75;
         if (path != null && (len > MaxLfsFileSize || offset / (ulong)PageSize > (MaxLfsFileSize - len) / (ulong)PageSize))
-            throw new SoftDirtyException(SoftDirtyError.EmulatorInvalidArgument,
-                $"mmap: file offset 0x{offset:x} + length 0x{len:x} ends past the largest file offset (EOVERFLOW).", offset, EOVERFLOW);
+            throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+                $"mmap: file offset 0x{offset:x} + length 0x{len:x} ends past the largest file offset (EOVERFLOW).", offset, Errno.EOVERFLOW);
         lock (_mem.Lock)
         {
             ulong start;

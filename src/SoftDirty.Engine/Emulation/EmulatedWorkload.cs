@@ -137,7 +137,7 @@ public static class EmulatedWorkload
         ulong firstPage = address >> EmulatedProcess.PageShift;
         ulong endPage = (address + length + EmulatedProcess.PageBytes - 1) >> EmulatedProcess.PageShift;
         if (length == 0 || endPage <= firstPage)
-            throw new SoftDirtyException(SoftDirtyError.EmulatorInvalidArgument, "The workload range is empty (EINVAL).", length, Errno.EINVAL);
+            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, "The workload range is empty (EINVAL).", length, Errno.EINVAL);
         var stream = new PatternStream(pattern, endPage - firstPage, writeRatio, seed);
         return process.RunAccesses(ref stream, firstPage, endPage, count, writeRatio > 0, writeRatio < 1);
     }

@@ -107,8 +107,7 @@ public static class SafeFiles
             if (e == Errno.ENOENT) throw new FileNotFoundException(path);
             if (e is Errno.EACCES or Errno.EPERM)
                 throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"{path}: {Errno.Describe(e)} (an image of another user, or a directory you may not read).", path, e);
-            const int ELOOP = 40;
-            throw new SoftDirtyException(SoftDirtyError.ImageCorrupt, e == ELOOP ? $"{path} is a symbolic link; image files must be regular files." : $"{path}: {Errno.Describe(e)}", path, e);
+            throw new SoftDirtyException(SoftDirtyError.ImageCorrupt, e == Errno.ELOOP ? $"{path} is a symbolic link; image files must be regular files." : $"{path}: {Errno.Describe(e)}", path, e);
         }
         using var handle = new SafeFileHandle(fd, ownsHandle: true);
         var st = FileNative.Fstat(fd, out int serr);

@@ -69,21 +69,19 @@ public sealed class InjectionArchitecture
     /// <summary>No syscall to restart: the value the interrupted-syscall word holds outside a syscall.</summary>
     public const ulong NoSyscall = ulong.MaxValue;
 
-    /// <summary>
-    /// The kernel-internal restart codes a syscall interrupted by a signal (or a ptrace stop) leaves in the
+    /// <summary>Whether <paramref name="regs"/> show a syscall interrupted with a restart code (the kernel will restart it).</summary>
+    /// <remarks>
+    /// The kernel-internal restart codes (<see cref="Errno.ERESTARTSYS"/> and its siblings) a syscall interrupted by a signal (or a ptrace stop) leaves in the
     /// result word (include/linux/errno.h). On return to user space without a signal handler to run, the
     /// kernel (arch_do_signal_or_restart) rewinds the instruction pointer over the syscall instruction: for
     /// the first three it re-issues the same call; for RestartBlock it issues restart_syscall, which resumes
     /// from current->restart_block (a nanosleep keeps its absolute end). Injection restores the registers
     /// exactly and lets the kernel do this, as a signal without a handler would.
-    /// </summary>
-    public const int ERESTARTSYS = 512, ERESTARTNOINTR = 513, ERESTARTNOHAND = 514, ERESTART_RESTARTBLOCK = 516;
-
-    /// <summary>Whether <paramref name="regs"/> show a syscall interrupted with a restart code (the kernel will restart it).</summary>
+    /// </remarks>
     public bool InterruptedWithRestart(ReadOnlySpan<ulong> regs)
     {
         if (InterruptedSyscall < 0 || (long)regs[InterruptedSyscall] < 0) return false;
         long r = (long)regs[Result];
-        return r == -ERESTARTSYS || r == -ERESTARTNOINTR || r == -ERESTARTNOHAND || r == -ERESTART_RESTARTBLOCK;
+        return r == -Errno.ERESTARTSYS || r == -Errno.ERESTARTNOINTR || r == -Errno.ERESTARTNOHAND || r == -Errno.ERESTART_RESTARTBLOCK;
     }
 }

@@ -20,7 +20,6 @@ internal static unsafe partial class Ptrace
     public const int EventStop = 128;
     /// <summary>__WALL: wait for any child thread, cloned or not.</summary>
     public const int WaitAll = 0x40000000;
-    public const int SIGTRAP = 5;
 
     [StructLayout(LayoutKind.Sequential)]
     public struct IoVec { public void* Base; public nuint Length; }

@@ -309,7 +309,7 @@ public sealed unsafe class RemoteSyscalls : IDisposable
         foreach (bool vdso in new[] { true, false })
             foreach (var m in mappings)
             {
-                if ((m.Kind == MappingKind.Vdso) != vdso || m.Kind == MappingKind.Vsyscall || m.Permissions.Length < 3 || m.Permissions[2] != 'x') continue;
+                if ((m.Kind == MappingKind.Vdso) != vdso || m.Kind == MappingKind.Vsyscall || (m.Protection & Protection.Execute) == 0) continue;
                 var bytes = new byte[Math.Min(m.Size, 1UL << 20)];
                 int got;
                 try { got = source.ReadMemory(m.Start, bytes); }

@@ -102,7 +102,7 @@ public sealed class PtraceFreeze : IDisposable
         byte* info = stackalloc byte[Ptrace.SigInfoSize];
         if (Ptrace.Call(Ptrace.GetSigInfo, tid, 0, (nint)info) != 0) return 0;
         int signo = *(int*)info, code = *(int*)(info + 8);
-        bool eventStop = (code >> 8) == Ptrace.EventStop || (signo == Ptrace.SIGTRAP && code == (Ptrace.SIGTRAP | (Ptrace.EventStop << 8)));
+        bool eventStop = (code >> 8) == Ptrace.EventStop || (signo == Signal.SIGTRAP && code == (Signal.SIGTRAP | (Ptrace.EventStop << 8)));
         return eventStop ? 0 : signo;
     }
 

@@ -95,7 +95,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
     // reserves hundreds of GiB) has no pages to protect, so PAGEMAP_SCAN would report its holes as written.
     // A mapping made writable later is a new range: registered then, its present pages counted once.
     private List<PageSpan> Spans() => PageWalk.DataSpans(Source.ReadMappings(false),
-        m => m.Permissions.Length > 1 && m.Permissions[1] == 'w' && (_selector is null || _selector(m)));
+        m => (m.Protection & Protection.Write) != 0 && (_selector is null || _selector(m)));
 
     /// <summary>Registers mappings not yet registered; returns the spans that are new (all their pages count as written).</summary>
     private List<PageSpan> RegisterNew(List<PageSpan> spans)

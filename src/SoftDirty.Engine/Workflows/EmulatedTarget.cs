@@ -120,10 +120,6 @@ public sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
     public EmulatedProcess Process { get; }
     public ulong PagesWritten { get; private set; }
 
-    private static Protection Parse(string perms) =>
-        (perms.Length > 0 && perms[0] == 'r' ? Protection.Read : 0) | (perms.Length > 1 && perms[1] == 'w' ? Protection.Write : 0) |
-        (perms.Length > 2 && perms[2] == 'x' ? Protection.Execute : 0);
-
     public void Prepare(IReadOnlyList<ImageMapping> mappings, int pageSize)
     {
         var existing = Process.ReadMappings(false);
@@ -134,8 +130,7 @@ public sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
                         $"Emulated process {Process.ProcessId} ({Process.Name}) already has memory at 0x{e.Start:x}-0x{e.End:x}, where the image maps 0x{m.Start:x}-0x{m.End:x}; a restore replaces nothing. Restore into a new emulated process (New-EmulatedProcess).", Process.ProcessId);
         foreach (var m in mappings)
         {
-            var prot = Parse(m.Permissions);
-            bool shared = m.Permissions.Length > 3 && m.Permissions[3] == 's';
+            var (prot, shared) = MemoryMapping.ParsePermissions(m.Permissions);
             // Mapped writable (anonymous: the bytes come from the image), the protection set in Complete.
             _mappings.Add((m, prot));
             Process.Mmap(m.Start, m.End - m.Start, Protection.Read | Protection.Write, shared, fixedAddress: true);

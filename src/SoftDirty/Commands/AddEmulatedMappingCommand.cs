@@ -45,7 +45,7 @@ public sealed class AddEmulatedMappingCommand : EmulatorCmdlet
     {
         if (Fixed && Address is null)
         {
-            WriteError(SoftDirtyError.EmulatorInvalidArgument, "-Fixed needs -Address.", Length);
+            WriteError(SoftDirtyError.InvalidArgument, "-Fixed needs -Address.", Length);
             return;
         }
         MemoryMapping? mapping = null;

@@ -8,7 +8,7 @@ namespace SoftDirty.Commands;
 /// <summary>
 /// Base of the cmdlets that act on an emulated process as system calls would: the process comes from the
 /// pipeline, and a failing call becomes a non-terminating error whose ErrorId names the errno
-/// (EmulatorInvalidArgument, EmulatorNotMapped, SegmentationFault) while nothing changes.
+/// (InvalidArgument, EmulatorNotMapped, SegmentationFault) while nothing changes.
 /// </summary>
 public abstract class EmulatorCmdlet : SoftDirtyCmdlet
 {

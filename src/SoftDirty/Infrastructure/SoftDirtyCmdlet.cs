@@ -189,39 +189,12 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
     public static ErrorRecord ToErrorRecord(SoftDirtyException ex) =>
         new(ex, ex.Error.ToString(), CategoryOf(ex.Error), ex.Target);
 
-    /// <summary>The ErrorCategory of each engine error.</summary>
-    public static ErrorCategory CategoryOf(SoftDirtyError error) => error switch
-    {
-        SoftDirtyError.ProcessNotFound => ErrorCategory.ObjectNotFound,
-        SoftDirtyError.PermissionDenied => ErrorCategory.PermissionDenied,
-        SoftDirtyError.ProcessExited => ErrorCategory.ResourceUnavailable,
-        SoftDirtyError.InvalidArgument => ErrorCategory.InvalidArgument,
-        SoftDirtyError.PlatformNotSupported => ErrorCategory.NotImplemented,
-        SoftDirtyError.SoftDirtyNotSupported => ErrorCategory.NotImplemented,
-        SoftDirtyError.PagemapScanNotSupported => ErrorCategory.NotImplemented,
-        SoftDirtyError.MappingNotFound => ErrorCategory.ObjectNotFound,
-        SoftDirtyError.ProcIOError => ErrorCategory.ReadError,
-        SoftDirtyError.WriteProtectNotSupported => ErrorCategory.InvalidOperation,
-        SoftDirtyError.ImageCorrupt => ErrorCategory.InvalidData,
-        SoftDirtyError.ImageIncomplete => ErrorCategory.InvalidData,
-        SoftDirtyError.ImageParentMismatch => ErrorCategory.InvalidData,
-        SoftDirtyError.ImageExists => ErrorCategory.ResourceExists,
-        SoftDirtyError.ImageWriteError => ErrorCategory.WriteError,
-        SoftDirtyError.UnsafeDestination => ErrorCategory.SecurityError,
-        SoftDirtyError.ChartNoData => ErrorCategory.InvalidData,
-        SoftDirtyError.ChartWriteError => ErrorCategory.WriteError,
-        SoftDirtyError.PtraceNotPermitted => ErrorCategory.PermissionDenied,
-        SoftDirtyError.ProcessAlreadyTraced => ErrorCategory.ResourceBusy,
-        SoftDirtyError.SeccompForbids => ErrorCategory.PermissionDenied,
-        SoftDirtyError.WriteTrackingNotEnabled => ErrorCategory.InvalidOperation,
-        _ => CategoryByName(error.ToString()),
-    };
-
-    private static ErrorCategory CategoryByName(string name) =>
-        name.Contains("InvalidArgument") ? ErrorCategory.InvalidArgument
-        : name.Contains("NotMapped") ? ErrorCategory.InvalidArgument
-        : name.Contains("Fault") ? ErrorCategory.InvalidOperation
-        : ErrorCategory.NotSpecified;
+    /// <summary>
+    /// The ErrorCategory of each engine error: the one its enum member names (<see cref="CategorizedAttribute"/>),
+    /// whose names are PowerShell's own.
+    /// </summary>
+    public static ErrorCategory CategoryOf(SoftDirtyError error) =>
+        Enum.Parse<ErrorCategory>(CategorizedAttribute.Of(error).ToString());
 
     /// <summary>A non-terminating error built here (not from the engine).</summary>
     protected void WriteError(SoftDirtyError error, string message, object? target) =>

@@ -66,7 +66,7 @@ public class EmulatorErrorTests
     {
         var (p, a) = Setup();
         int e = Errno.EINVAL;
-        var inv = SoftDirtyError.EmulatorInvalidArgument;
+        var inv = SoftDirtyError.InvalidArgument;
         AssertFails(p, a, 8, inv, e, () => p.Munmap(a + 1, Page));
         AssertFails(p, a, 8, inv, e, () => p.Munmap(a, 0));
         AssertFails(p, a, 8, inv, e, () => p.Munmap(EmulatedProcess.TaskSize, Page));

@@ -172,7 +172,7 @@ public class PagemapFormatTests
         ulong a = MapAnon(p);
         p.Write(a, 8);
         var ex = Assert.Throws<SoftDirtyException>(() => p.WriteClearRefs(Encoding.ASCII.GetBytes(text)));
-        Assert.Equal(SoftDirtyError.EmulatorInvalidArgument, ex.Error);
+        Assert.Equal(SoftDirtyError.InvalidArgument, ex.Error);
         Assert.Equal(errno, ex.Errno);
         Assert.True(Check(p, a));   // nothing cleared
     }

@@ -33,7 +33,7 @@ public class PagemapScanTests
         void Expect(PagemapScanRequest r, int errno)
         {
             var ex = Assert.Throws<SoftDirtyException>(() => p.ScanPagemap(ref r, regions));
-            Assert.Equal(SoftDirtyError.EmulatorInvalidArgument, ex.Error);
+            Assert.Equal(SoftDirtyError.InvalidArgument, ex.Error);
             Assert.Equal(errno, ex.Errno);
         }
         Expect(new PagemapScanRequest { Start = a, End = a + Page, Flags = (PagemapScanFlags)4 }, Errno.EINVAL);
@@ -239,7 +239,7 @@ public class PagemapScanTests
         var old = New("6.1");
         ulong b = MapAnon(old);
         var ex = Assert.Throws<SoftDirtyException>(() => old.RegisterUffdWriteProtectAsync(b, Page));
-        Assert.Equal(SoftDirtyError.EmulatorInvalidArgument, ex.Error);
+        Assert.Equal(SoftDirtyError.InvalidArgument, ex.Error);
     }
 
     [Fact]

@@ -19,7 +19,7 @@ namespace SoftDirty.Engine.Tests.Injection;
 [Collection(WorkflowCollection.Name)]
 public sealed class RemoteWriteProtectTests : IDisposable
 {
-    private const int ReadSyscall = 0, ClockNanosleepSyscall = 230, FutexSyscall = 202, ETIMEDOUT = 110;
+    private const int ReadSyscall = 0, ClockNanosleepSyscall = 230, FutexSyscall = 202;
     private readonly string _stateDir = Path.Combine(Path.GetTempPath(), "sd-wt-" + Guid.NewGuid().ToString("N"));
     private readonly string? _oldStateDir = Environment.GetEnvironmentVariable(WriteTrackingStore.FolderVariable);
 
@@ -101,7 +101,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
         using (var tracker = new WriteProtectTracker(src))
             tracker.Reset();
         var answer = t.Receive("futex");
-        Assert.Equal(new[] { "-1", ETIMEDOUT.ToString() }, answer.Take(2).ToArray());
+        Assert.Equal(new[] { "-1", SoftDirty.Errno.ETIMEDOUT.ToString() }, answer.Take(2).ToArray());
         Assert.True(long.Parse(answer[2]) >= ms * 1_000_000L, $"waited {answer[2]} ns of {ms} ms");
     }
 
@@ -227,7 +227,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
             Assert.Contains("ProcessAlreadyTraced", why);
             Assert.Equal(TrackingMethod.Hash, DirtyTracker.Resolve(src, TrackingMethod.Auto, out _));
         }
-        finally { SoftDirty.Native.Kill(child, 9); }
+        finally { SoftDirty.Native.Kill(child, SoftDirty.Signal.SIGKILL); }
     }
 
     [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]

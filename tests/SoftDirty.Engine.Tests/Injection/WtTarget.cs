@@ -88,7 +88,7 @@ public sealed class WtTarget : IDisposable
     public void Dispose()
     {
         // By pid: a traced child's stops reach .NET's SIGCHLD handler too, and Process may believe it exited.
-        if (Directory.Exists($"/proc/{Pid}")) SoftDirty.Native.Kill(Pid, 9);
+        if (Directory.Exists($"/proc/{Pid}")) SoftDirty.Native.Kill(Pid, SoftDirty.Signal.SIGKILL);
         try { _process.WaitForExit(5000); }
         catch (InvalidOperationException) { }
         _process.Dispose();

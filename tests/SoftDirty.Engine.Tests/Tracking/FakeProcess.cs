@@ -8,8 +8,9 @@ namespace SoftDirty.Engine.Tests.Tracking;
 
 /// <summary>
 /// A test double of a process: one anonymous mapping of pages held in arrays, with soft-dirty bits, pagemap
-/// entries, /proc/PID/mem reads and a random workload in emulated time (IWorkloadDriver). It stands in for the
-/// emulator until that lands; it implements the same interfaces the emulator will.
+/// entries, /proc/PID/mem reads and a random workload in emulated time (IWorkloadDriver). The tracker and
+/// image tests use it where they set each page's bits and the workload's rate directly; the emulator
+/// (EmulatedProcess, EmulatedTarget) implements the same interfaces and is what tests of kernel rules use.
 /// </summary>
 internal sealed class FakeProcess : IPageSource, IWorkloadDriver, IFreezable
 {
@@ -60,7 +61,7 @@ internal sealed class FakeProcess : IPageSource, IWorkloadDriver, IFreezable
 
     public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters) => new[]
     {
-        new MemoryMapping { ProcessId = ProcessId, Start = Base, End = Address(_pages.Length), Permissions = "rw-p", Kind = MappingKind.Anonymous },
+        new MemoryMapping { ProcessId = ProcessId, Start = Base, End = Address(_pages.Length), Protection = Protection.Read | Protection.Write, Kind = MappingKind.Anonymous },
     };
 
     public int ReadPagemap(ulong firstPage, Span<PagemapEntry> destination)

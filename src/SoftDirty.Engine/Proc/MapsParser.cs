@@ -5,7 +5,7 @@ using System.Globalization;
 namespace SoftDirty;
 
 /// <summary>Parses the text of /proc/PID/maps and /proc/PID/smaps (fs/proc/task_mmu.c show_map_vma).</summary>
-public static class MapsParser
+internal static class MapsParser
 {
     private const string DeletedSuffix = " (deleted)";
 
@@ -34,7 +34,7 @@ public static class MapsParser
     }
 
     /// <summary>A header line is "start-end perms offset major:minor inode [path]".</summary>
-    public static bool TryParseHeader(ReadOnlySpan<char> line, out MemoryMapping mapping)
+    private static bool TryParseHeader(ReadOnlySpan<char> line, out MemoryMapping mapping)
     {
         mapping = null!;
         int dash = line.IndexOf('-');
@@ -56,13 +56,11 @@ public static class MapsParser
             deleted = true;
             path = path[..^DeletedSuffix.Length];
         }
-        var protection = (perms[0] == 'r' ? Protection.Read : 0) | (perms[1] == 'w' ? Protection.Write : 0) | (perms[2] == 'x' ? Protection.Execute : 0);
-        bool shared = perms[3] == 's';
+        var (protection, shared) = MemoryMapping.ParsePermissions(perms);
         mapping = new MemoryMapping
         {
             Start = start,
             End = end,
-            Permissions = perms.ToString(),
             Protection = protection,
             Shared = shared,
             Offset = offset,

@@ -5,30 +5,12 @@ using System.Threading;
 
 namespace SoftDirty;
 
-/// <summary>How pagemap entries are found.</summary>
-[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum PageReadMethod
-{
-    /// <summary>PAGEMAP_SCAN when a filter lets the kernel skip pages and the kernel has it, else Pread.</summary>
-    Auto,
-    /// <summary>pread of every entry, in large chunks into a reused buffer.</summary>
-    Pread,
-    /// <summary>PAGEMAP_SCAN finds the candidate regions, pread reads their entries.</summary>
-    PagemapScan,
-}
-
-/// <summary>A span of virtual addresses to read, with the mapping it lies in.</summary>
-public readonly record struct PageSpan(ulong Start, ulong End, MemoryMapping? Mapping);
-
-/// <summary>A page that passed the filter.</summary>
-public readonly record struct PageHit(ulong Address, PagemapEntry Entry, MemoryMapping? Mapping);
-
 /// <summary>
 /// Walks spans of a page source and yields the pages that pass a filter. The filter runs on the raw
 /// entries before anything is allocated; the PAGEMAP_SCAN method lets the kernel skip what cannot match
 /// and then applies the same filter to the pread entries, so both methods yield the same pages.
 /// </summary>
-public sealed class PageMapReader
+internal sealed class PageMapReader
 {
     /// <summary>Entries per pread: 16 Ki entries = 128 KiB of pagemap = 64 MiB of address space.</summary>
     public const int DefaultChunkEntries = 16 * 1024;
@@ -50,7 +32,6 @@ public sealed class PageMapReader
     /// <summary>Called after each chunk with the pages walked so far.</summary>
     public Action<ulong>? Progress { get; set; }
 
-    /// <summary>The method Auto picks for a filter on this source.</summary>
     /// <summary>
     /// An emulated pagemap reads at memory speed (billions of entries a second), faster than any scan
     /// up to this many pages (16 GiB); beyond it, as in huge sparse mappings, PAGEMAP_SCAN skips the holes.
@@ -63,6 +44,7 @@ public sealed class PageMapReader
     /// </summary>
     public const ulong ScanCoalesceGapPages = 256;
 
+    /// <summary>The method Auto picks for a filter on this source; throws PagemapScanNotSupported when PagemapScan is asked for and missing.</summary>
     public PageReadMethod Resolve(PageReadMethod method, PageFilter filter, ulong pages = 0)
     {
         if (method == PageReadMethod.PagemapScan && !_source.Features.PagemapScan)

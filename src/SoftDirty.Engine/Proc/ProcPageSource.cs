@@ -20,9 +20,13 @@ public sealed unsafe class ProcPageSource : IPageSource
         _dir = "/proc/" + pid;
     }
 
+    /// <summary>The process id.</summary>
     public int ProcessId { get; }
+    /// <summary>The process name (comm).</summary>
     public string Name { get; }
+    /// <summary>The page size in bytes.</summary>
     public int PageSize => Environment.SystemPageSize;
+    /// <summary>What the kernel behind this source supports.</summary>
     public KernelFeatures Features => KernelProbe.Current;
 
     /// <summary>Throws PlatformNotSupported off Linux.</summary>
@@ -48,6 +52,7 @@ public sealed unsafe class ProcPageSource : IPageSource
 
     private bool Alive => Directory.Exists(_dir);
 
+    /// <inheritdoc/>
     public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters)
     {
         var file = withCounters ? "smaps" : "maps";
@@ -112,6 +117,7 @@ public sealed unsafe class ProcPageSource : IPageSource
         finally { Native.Close(fd); }
     }
 
+    /// <inheritdoc/>
     public int ReadPagemap(ulong firstPage, Span<PagemapEntry> destination)
     {
         if (_pagemapFd < 0) _pagemapFd = OpenProc("pagemap", Native.O_RDONLY);
@@ -142,6 +148,7 @@ public sealed unsafe class ProcPageSource : IPageSource
 
     private int _memFd = -1;
 
+    /// <inheritdoc/>
     public int ReadMemory(ulong address, Span<byte> destination)
     {
         if (_memFd < 0) _memFd = OpenProc("mem", Native.O_RDONLY);
@@ -167,6 +174,7 @@ public sealed unsafe class ProcPageSource : IPageSource
         return done;
     }
 
+    /// <inheritdoc/>
     public int WriteClearRefs(ReadOnlySpan<byte> text)
     {
         int fd = OpenProc("clear_refs", Native.O_WRONLY);
@@ -177,9 +185,10 @@ public sealed unsafe class ProcPageSource : IPageSource
             if (n < 0)
             {
                 int e = Marshal.GetLastPInvokeError();
-                if (e == Errno.EINVAL)
+                // kstrtoint: EINVAL for what is no number or no type, ERANGE for a number past an int; the emulator says the same.
+                if (e == Errno.EINVAL || e == Errno.ERANGE)
                     throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
-                        $"/proc/{ProcessId}/clear_refs rejected '{Encoding.ASCII.GetString(text).Trim()}' (EINVAL): valid types are 1 to 5.", ProcessId, e);
+                        $"/proc/{ProcessId}/clear_refs rejected '{Encoding.ASCII.GetString(text).Trim()}' ({Errno.Name(e)}): valid types are 1 to 5.", ProcessId, e);
                 throw ErrnoError(e, "writing clear_refs");
             }
             // A zombie (or a process that exited after the open) has no mm: the kernel accepts the write
@@ -190,6 +199,7 @@ public sealed unsafe class ProcPageSource : IPageSource
         finally { Native.Close(fd); }
     }
 
+    /// <inheritdoc/>
     public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions)
     {
         if (_pagemapFd < 0) _pagemapFd = OpenProc("pagemap", Native.O_RDONLY);
@@ -233,6 +243,7 @@ public sealed unsafe class ProcPageSource : IPageSource
         }
     }
 
+    /// <summary>Closes the open /proc file descriptors.</summary>
     public void Dispose()
     {
         if (_pagemapFd >= 0) { Native.Close(_pagemapFd); _pagemapFd = -1; }

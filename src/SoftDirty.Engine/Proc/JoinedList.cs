@@ -16,8 +16,10 @@ public sealed class JoinedList<T> : ReadOnlyCollection<T>
     public const string DefaultSeparator = " ";
 
     /// <summary>An empty list.</summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1000", Justification = "The empty list of each item type, shared by every output object that has none.")]
     public static new JoinedList<T> Empty { get; } = new(Array.Empty<T>());
 
+    /// <summary>A list of <paramref name="items"/> whose string form joins them with <paramref name="separator"/>.</summary>
     public JoinedList(IList<T> items, string separator = DefaultSeparator) : base(items) => Separator = separator;
 
     /// <summary>What joins the items in the string form.</summary>
@@ -26,5 +28,6 @@ public sealed class JoinedList<T> : ReadOnlyCollection<T>
     /// <summary>The items' string forms joined by <see cref="Separator"/>; empty for an empty list.</summary>
     public override string ToString() => string.Join(Separator, this);
 
+    /// <summary>An array as a list joined by spaces.</summary>
     public static implicit operator JoinedList<T>(T[] items) => new(items);
 }

@@ -1,28 +1,7 @@
 using System;
+using System.Globalization;
 
 namespace SoftDirty;
-
-/// <summary>The flag bits of a /proc/PID/pagemap entry (Documentation/admin-guide/mm/pagemap.rst).</summary>
-[Flags]
-[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum PagemapFlags : ulong
-{
-    None = 0,
-    /// <summary>Bit 55: the page was written since the last clear_refs "4" (or its VMA has VM_SOFTDIRTY).</summary>
-    SoftDirty = 1UL << 55,
-    /// <summary>Bit 56: the page is certainly mapped by this process alone (present pages only).</summary>
-    Exclusive = 1UL << 56,
-    /// <summary>Bit 57: userfaultfd write-protected.</summary>
-    UffdWriteProtected = 1UL << 57,
-    /// <summary>Bit 58: guard region (MADV_GUARD_INSTALL, 6.15+).</summary>
-    Guard = 1UL << 58,
-    /// <summary>Bit 61: file page or shared anonymous page.</summary>
-    FileOrSharedAnon = 1UL << 61,
-    /// <summary>Bit 62: swapped out (or another non-present PTE: migration entry, marker).</summary>
-    Swapped = 1UL << 62,
-    /// <summary>Bit 63: present in RAM.</summary>
-    Present = 1UL << 63,
-}
 
 /// <summary>
 /// One 64-bit /proc/PID/pagemap entry. The /proc reader and the emulator both produce this type;
@@ -34,6 +13,7 @@ public readonly struct PagemapEntry : IEquatable<PagemapEntry>
     public const ulong FrameMask = (1UL << 55) - 1;
     /// <summary>Bits 0-4 of the frame field of a swapped entry: the swap type (MAX_SWAPFILES_SHIFT).</summary>
     public const int SwapTypeBits = 5;
+    /// <summary>The swap type bits of the frame field.</summary>
     public const ulong SwapTypeMask = (1UL << SwapTypeBits) - 1;
     /// <summary>All flag bits (55-63); bits 59-60 are always zero.</summary>
     public const ulong FlagMask = ~FrameMask;
@@ -42,18 +22,27 @@ public readonly struct PagemapEntry : IEquatable<PagemapEntry>
     /// <summary>Size of one entry in the pagemap file.</summary>
     public const int Size = sizeof(ulong);
 
+    /// <summary>An entry from its raw 64-bit value.</summary>
     public PagemapEntry(ulong raw) => Raw = raw;
 
     /// <summary>The raw 64-bit value as read from pagemap.</summary>
     public ulong Raw { get; }
 
+    /// <summary>The pagemap flag bits (bits 55-63).</summary>
     public PagemapFlags Flags => (PagemapFlags)(Raw & FlagMask);
+    /// <summary>Bit 63: present in RAM.</summary>
     public bool Present => (Raw & (ulong)PagemapFlags.Present) != 0;
+    /// <summary>Bit 62: swapped out.</summary>
     public bool Swapped => (Raw & (ulong)PagemapFlags.Swapped) != 0;
+    /// <summary>Bit 55: written since the last clear_refs "4".</summary>
     public bool SoftDirty => (Raw & (ulong)PagemapFlags.SoftDirty) != 0;
+    /// <summary>Bit 56: mapped by this process alone.</summary>
     public bool Exclusive => (Raw & (ulong)PagemapFlags.Exclusive) != 0;
+    /// <summary>Bit 57: userfaultfd write-protected.</summary>
     public bool UffdWriteProtected => (Raw & (ulong)PagemapFlags.UffdWriteProtected) != 0;
+    /// <summary>Bit 58: a guard region (6.15+).</summary>
     public bool Guard => (Raw & (ulong)PagemapFlags.Guard) != 0;
+    /// <summary>Bit 61: a file page or shared anonymous page.</summary>
     public bool FileOrSharedAnon => (Raw & (ulong)PagemapFlags.FileOrSharedAnon) != 0;
 
     /// <summary>Bits 0-54 whatever they mean.</summary>
@@ -80,46 +69,25 @@ public readonly struct PagemapEntry : IEquatable<PagemapEntry>
         => new(((ulong)flags & DefinedFlagMask) | (ulong)PagemapFlags.Swapped
                | ((((ulong)swapOffset << SwapTypeBits) | ((ulong)swapType & SwapTypeMask)) & FrameMask));
 
+    /// <inheritdoc/>
     public bool Equals(PagemapEntry other) => Raw == other.Raw;
+    /// <inheritdoc/>
     public override bool Equals(object? obj) => obj is PagemapEntry e && Equals(e);
+    /// <inheritdoc/>
     public override int GetHashCode() => Raw.GetHashCode();
+    /// <summary>Equal raw values.</summary>
     public static bool operator ==(PagemapEntry a, PagemapEntry b) => a.Raw == b.Raw;
+    /// <summary>Different raw values.</summary>
     public static bool operator !=(PagemapEntry a, PagemapEntry b) => a.Raw != b.Raw;
 
+    /// <inheritdoc/>
     public override string ToString()
     {
         if (Raw == 0) return "none";
-        var s = Present ? $"present pfn={(Pfn is { } p ? "0x" + p.ToString("x") : "hidden")}"
-              : Swapped ? $"swapped type={SwapType?.ToString() ?? "hidden"} offset={SwapOffset?.ToString() ?? "hidden"}"
+        var s = Present ? $"present pfn={(Pfn is { } p ? "0x" + p.ToString("x", CultureInfo.InvariantCulture) : "hidden")}"
+              : Swapped ? $"swapped type={SwapType?.ToString(CultureInfo.InvariantCulture) ?? "hidden"} offset={SwapOffset?.ToString(CultureInfo.InvariantCulture) ?? "hidden"}"
               : "not present";
         var f = Flags & ~(PagemapFlags.Present | PagemapFlags.Swapped);
         return f == PagemapFlags.None ? s : $"{s} {f}";
     }
-}
-
-/// <summary>The values /proc/PID/clear_refs accepts (fs/proc/task_mmu.c, enum clear_refs_types).</summary>
-[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum ClearRefsType
-{
-    /// <summary>Clear the accessed/young bits and PG_referenced of all pages (CLEAR_REFS_ALL).</summary>
-    All = 1,
-    /// <summary>The same for anonymous mappings only (CLEAR_REFS_ANON).</summary>
-    Anonymous = 2,
-    /// <summary>The same for file-backed mappings only (CLEAR_REFS_MAPPED).</summary>
-    Mapped = 3,
-    /// <summary>Clear soft-dirty bits and VM_SOFTDIRTY, write-protecting every present page (CLEAR_REFS_SOFT_DIRTY).</summary>
-    SoftDirty = 4,
-    /// <summary>Reset the peak resident set size to the current one (CLEAR_REFS_MM_HIWATER_RSS).</summary>
-    PeakRss = 5,
-}
-
-/// <summary>Memory protection of a mapping (PROT_READ, PROT_WRITE, PROT_EXEC).</summary>
-[Flags]
-[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum Protection
-{
-    None = 0,
-    Read = 1,
-    Write = 2,
-    Execute = 4,
 }

@@ -1,80 +1,83 @@
-using System;
-
 namespace SoftDirty;
 
 /// <summary>
 /// What went wrong, one value per stable error id. The cmdlets use the name as the ErrorRecord's
-/// ErrorId and pick the ErrorCategory from it, so keep the names stable.
+/// ErrorId and the member's <see cref="CategorizedAttribute"/> as its category, so keep the names stable.
+/// A kernel errno maps to the same id whether a real or an emulated kernel returned it.
 /// </summary>
 [Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum SoftDirtyError
 {
     /// <summary>No process with that id.</summary>
+    [Categorized(FailureCategory.ObjectNotFound)]
     ProcessNotFound,
     /// <summary>The caller lacks the privilege to read or write the /proc file.</summary>
+    [Categorized(FailureCategory.PermissionDenied)]
     PermissionDenied,
     /// <summary>The process exited while it was being read.</summary>
+    [Categorized(FailureCategory.ResourceUnavailable)]
     ProcessExited,
-    /// <summary>An argument is out of range, unaligned or malformed.</summary>
+    /// <summary>An argument is out of range, unaligned or malformed: the kernel's EINVAL, from /proc and from an emulated system call alike.</summary>
+    [Categorized(FailureCategory.InvalidArgument)]
     InvalidArgument,
     /// <summary>The /proc interface exists only on Linux.</summary>
+    [Categorized(FailureCategory.NotImplemented)]
     PlatformNotSupported,
     /// <summary>The kernel accepts clear_refs "4" but never sets bit 55 (no CONFIG_MEM_SOFT_DIRTY).</summary>
+    [Categorized(FailureCategory.NotImplemented)]
     SoftDirtyNotSupported,
     /// <summary>The kernel has no PAGEMAP_SCAN ioctl (before 6.7).</summary>
+    [Categorized(FailureCategory.NotImplemented)]
     PagemapScanNotSupported,
     /// <summary>No mapping matched the requested name or range.</summary>
+    [Categorized(FailureCategory.ObjectNotFound)]
     MappingNotFound,
     /// <summary>Reading or writing a /proc file failed for another reason.</summary>
+    [Categorized(FailureCategory.ReadError)]
     ProcIOError,
-    /// <summary>An emulated system call rejected its arguments (EINVAL: unaligned or zero-length range, bad flags).</summary>
-    EmulatorInvalidArgument,
     /// <summary>An emulated system call needs a mapped range and part of it is not mapped (ENOMEM).</summary>
+    [Categorized(FailureCategory.InvalidArgument)]
     EmulatorNotMapped,
     /// <summary>An emulated access outside any mapping or against its protection (SIGSEGV); nothing changed.</summary>
+    [Categorized(FailureCategory.InvalidOperation)]
     SegmentationFault,
     /// <summary>Async write-protect tracking is impossible for this target (another real process, or no userfaultfd WP_ASYNC).</summary>
+    [Categorized(FailureCategory.InvalidOperation)]
     WriteProtectNotSupported,
     /// <summary>A memory image's data does not match its checksums, or a file is malformed (the message names file and offset).</summary>
+    [Categorized(FailureCategory.InvalidData)]
     ImageCorrupt,
     /// <summary>A memory image was never finished (no manifest.json, or a file shorter than its manifest says).</summary>
+    [Categorized(FailureCategory.InvalidData)]
     ImageIncomplete,
     /// <summary>An image's parent is missing or is not the image it was taken against.</summary>
+    [Categorized(FailureCategory.InvalidData)]
     ImageParentMismatch,
     /// <summary>The destination of a new memory image already holds one.</summary>
+    [Categorized(FailureCategory.ResourceExists)]
     ImageExists,
     /// <summary>Writing a memory image failed (disk full, permissions).</summary>
+    [Categorized(FailureCategory.WriteError)]
     ImageWriteError,
     /// <summary>A destination is a symbolic link or belongs to another user: the module does not write there.</summary>
+    [Categorized(FailureCategory.SecurityError)]
     UnsafeDestination,
     /// <summary>Export-DirtyPageChart got nothing to draw (no input, or only objects it passes over).</summary>
+    [Categorized(FailureCategory.InvalidData)]
     ChartNoData,
     /// <summary>Writing a chart failed: a missing or unwritable folder, a full disk.</summary>
+    [Categorized(FailureCategory.WriteError)]
     ChartWriteError,
     /// <summary>This process may not ptrace the target (Yama ptrace_scope, another user without CAP_SYS_PTRACE); the message says which.</summary>
+    [Categorized(FailureCategory.PermissionDenied)]
     PtraceNotPermitted,
     /// <summary>The target is already traced by another process (TracerPid), which excludes syscall injection.</summary>
+    [Categorized(FailureCategory.ResourceBusy)]
     ProcessAlreadyTraced,
     /// <summary>The target's seccomp filter (or strict mode) forbids a syscall that write tracking injects (userfaultfd); nothing was left behind.</summary>
+    [Categorized(FailureCategory.PermissionDenied)]
     SeccompForbids,
     /// <summary>Write tracking is not enabled in that process (Enable-WriteTracking), or its state no longer matches it.</summary>
+    [Categorized(FailureCategory.InvalidOperation)]
     WriteTrackingNotEnabled,
-}
-
-/// <summary>An engine failure with a stable <see cref="SoftDirtyError"/> and the errno when one applies.</summary>
-public class SoftDirtyException : Exception
-{
-    public SoftDirtyException(SoftDirtyError error, string message, object? target = null, int errno = 0, Exception? inner = null)
-        : base(message, inner)
-    {
-        Error = error;
-        Target = target;
-        Errno = errno;
-    }
-
-    public SoftDirtyError Error { get; }
-    /// <summary>What the error is about (a pid, an address, a path).</summary>
-    public object? Target { get; }
-    /// <summary>The Linux errno behind the failure, 0 when none.</summary>
-    public int Errno { get; }
 }

@@ -3,23 +3,6 @@ using System.Runtime.InteropServices;
 
 namespace SoftDirty;
 
-/// <summary>Linux errno values the engine tells apart (asm-generic/errno-base.h).</summary>
-public static class Errno
-{
-    public const int EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, EBADF = 9, EAGAIN = 11, ENOMEM = 12, EACCES = 13,
-        EFAULT = 14, EBUSY = 16, EEXIST = 17, EINVAL = 22, ENOTTY = 25, ENOSPC = 28, ENOSYS = 38, EOPNOTSUPP = 95;
-
-    public static string Name(int errno) => errno switch
-    {
-        EPERM => "EPERM", ENOENT => "ENOENT", ESRCH => "ESRCH", EINTR => "EINTR", EIO => "EIO", EBADF => "EBADF", EAGAIN => "EAGAIN",
-        ENOMEM => "ENOMEM", EACCES => "EACCES", EFAULT => "EFAULT", EBUSY => "EBUSY", EEXIST => "EEXIST",
-        EINVAL => "EINVAL", ENOTTY => "ENOTTY", ENOSPC => "ENOSPC", ENOSYS => "ENOSYS", EOPNOTSUPP => "EOPNOTSUPP",
-        _ => "errno " + errno,
-    };
-
-    public static string Describe(int errno) => $"{Name(errno)}: {Marshal.GetPInvokeErrorMessage(errno)}";
-}
-
 /// <summary>The libc calls the /proc backend needs. Linux only.</summary>
 internal static unsafe partial class Native
 {

@@ -7,5 +7,6 @@ namespace SoftDirty;
 /// </summary>
 public sealed record KernelRule(string Name, string Value, string Evidence)
 {
+    /// <inheritdoc/>
     public override string ToString() => $"{Name} = {Value} ({Evidence})";
 }

@@ -10,7 +10,7 @@ namespace SoftDirty;
 /// Measures what the running kernel supports, as CRIU's kerndat does: no config file or version number is
 /// trusted. Soft-dirty: map a page, clear_refs "4" on ourselves, write the page, read bit 55.
 /// </summary>
-public static unsafe class KernelProbe
+internal static unsafe class KernelProbe
 {
     private static readonly object Gate = new();
     private static KernelFeatures? _current;

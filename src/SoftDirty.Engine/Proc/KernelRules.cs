@@ -19,7 +19,7 @@ namespace SoftDirty;
 /// emulator profile of the running kernel (<see cref="HostProfile"/>, New-EmulatedProcess -Kernel Host).
 /// Settings (THP mode, vm.unprivileged_userfaultfd, swap areas) are read fresh on every call.
 /// </summary>
-public static unsafe class KernelRules
+internal static unsafe class KernelRules
 {
     // Rule names: the KernelProfile property each one sets, where the emulator models it.
     public const string SoftDirty = nameof(KernelProfile.SoftDirtyEnabled);
@@ -226,7 +226,7 @@ public static unsafe class KernelRules
 
     private static void Unmap((nint Range, nint Reservation) r) => Native.Munmap(r.Reservation, (nuint)(2 * HugeBytes));
 
-    private static IEnumerable<KernelRule> MeasureFaults(bool pagemapScan)
+    private static List<KernelRule> MeasureFaults(bool pagemapScan)
     {
         ProcPageSource.EnsureLinux();
         int pageSize = Environment.SystemPageSize;

@@ -1,0 +1,10 @@
+namespace SoftDirty;
+
+/// <summary>Linux signal numbers the engine sends or recognises (asm-generic/signal.h), in one place.</summary>
+internal static class Signal
+{
+    /// <summary>A ptrace stop reports SIGTRAP for a PTRACE_EVENT stop.</summary>
+    public const int SIGTRAP = 5;
+    /// <summary>Ends a process; it cannot be caught or blocked.</summary>
+    public const int SIGKILL = 9;
+}

@@ -1,0 +1,43 @@
+using System;
+using System.Linq;
+using SoftDirty;
+using Xunit;
+
+namespace SoftDirty.Tests;
+
+/// <summary>Every error id carries its category in the engine, and a kernel errno has one id from /proc and the emulator.</summary>
+public class SoftDirtyErrorTests
+{
+    [Fact]
+    public void EveryErrorHasAnExplicitCategory()
+    {
+        Assert.Empty(CategorizedAttribute.Uncategorized());
+        foreach (var error in Enum.GetValues<SoftDirtyError>())
+            Assert.True(CategorizedAttribute.Of(error) != FailureCategory.NotSpecified, $"{error} has no category");
+    }
+
+    [Fact]
+    public void AValueOutsideTheEnumIsNotSpecified()
+    {
+        var none = (SoftDirtyError)Enum.GetValues<SoftDirtyError>().Cast<int>().Max() + 1;
+        Assert.Equal(FailureCategory.NotSpecified, CategorizedAttribute.Of(none));
+    }
+
+    /// <summary>clear_refs text the kernel rejects (kstrtoint, then the type check): one ErrorId and errno from both sides of the seam.</summary>
+    [HostTheory]
+    [InlineData("9\n", Errno.EINVAL)]
+    [InlineData("soft\n", Errno.EINVAL)]
+    [InlineData("99999999999\n", Errno.ERANGE)]
+    public void RejectedClearRefsIsOneErrorFromProcAndTheEmulator(string text, int errno)
+    {
+        var bytes = System.Text.Encoding.ASCII.GetBytes(text);
+        using var emulated = new EmulatedProcess();
+        using var real = ProcPageSource.Open(Environment.ProcessId);
+        var fromEmulator = Assert.Throws<SoftDirtyException>(() => emulated.WriteClearRefs(bytes));
+        var fromProc = Assert.Throws<SoftDirtyException>(() => real.WriteClearRefs(bytes));
+        Assert.Equal(SoftDirtyError.InvalidArgument, fromProc.Error);
+        Assert.Equal(fromProc.Error, fromEmulator.Error);
+        Assert.Equal(errno, fromProc.Errno);
+        Assert.Equal(errno, fromEmulator.Errno);
+    }
+}
