@@ -12,7 +12,7 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsLifecycle.Disable, "WriteTracking", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(Process))]
-public sealed class DisableWriteTrackingCommand : SoftDirtyCmdlet
+public sealed class DisableWriteTrackingCommand : EngineCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
@@ -31,6 +31,6 @@ public sealed class DisableWriteTrackingCommand : SoftDirtyCmdlet
         var state = RemoteWriteProtect.Require(proc.ProcessId);
         if (!ShouldProcess($"process {proc.ProcessId} ({proc.Name})", $"Unregister its mappings and close userfaultfd {state.Descriptor}")) return;
         RemoteWriteProtect.Disable(proc, RemoteWriteProtect.RegisteredRanges(proc));
-        if (PassThru) WriteObject(ClearSoftDirtyCommand.PassThruObject(source));
+        if (PassThru) WriteObject(PassThruObject(source));
     }
 }

@@ -17,7 +17,7 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsData.Export, "DirtyPageChart", SupportsShouldProcess = true)]
 [OutputType(typeof(FileInfo))]
-public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
+public sealed class ExportDirtyPageChartCommand : EngineCmdlet
 {
     /// <summary>DirtyPageSample or PreCopyRound objects, live or deserialized (a PreCopySummary is passed over).</summary>
     [Parameter(Mandatory = true, ValueFromPipeline = true)]

@@ -7,7 +7,7 @@ namespace SoftDirty.Commands;
 /// <summary>Get-MemoryImage: the chain of an image, from the full image to the one given, with statistics.</summary>
 [Cmdlet(VerbsCommon.Get, "MemoryImage")]
 [OutputType(typeof(MemoryImageInfo))]
-public sealed class GetMemoryImageCommand : SoftDirtyCmdlet
+public sealed class GetMemoryImageCommand : EngineCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [Alias("FullName", "ImagePath")]

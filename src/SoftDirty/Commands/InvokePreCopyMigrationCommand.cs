@@ -59,7 +59,7 @@ public sealed class InvokePreCopyMigrationCommand : ProcessOrEmulatorCmdlet
     private void Migrate(IPageSource source)
     {
         if (!ShouldProcess($"{source.Name} ({source.ProcessId})", "Run pre-copy rounds and stop the process (ptrace) for the final round")) return;
-        var selector = CheckedSelector(source, Mapping);
+        var selector = WorkflowSelector.Checked(source, Mapping);
         using var tracker = DirtyTracker.Create(source, Method, PageHashAlgorithm.Fast128, selector);
         WriteVerbose(tracker.Description);
         var options = new PreCopyOptions

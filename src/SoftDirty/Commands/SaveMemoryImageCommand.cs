@@ -14,7 +14,7 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsData.Save, "MemoryImage", DefaultParameterSetName = EmulatorSet, SupportsShouldProcess = true)]
 [OutputType(typeof(MemoryImageInfo))]
-public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
+public sealed class SaveMemoryImageCommand : EngineCmdlet
 {
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
@@ -67,7 +67,7 @@ public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
         if (!ShouldProcess($"{source.Name} ({source.ProcessId})", $"Save a {(parent is null ? "full" : "incremental")} memory image to {path}")) return;
         ImageManifest? parentManifest = parent is null ? null : ImageReader.Open(parent).Manifest;
         var method = ImageTracking.Resolve(source, Method);
-        var selector = CheckedSelector(source, Mapping);
+        var selector = WorkflowSelector.Checked(source, Mapping);
         var progress = new Progress(this, $"Saving the memory of {source.Name} ({source.ProcessId})", path);
         using (Freeze ? ProcessFreeze.Freeze(source, Cancellation) : null)
         {

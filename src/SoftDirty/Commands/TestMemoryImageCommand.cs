@@ -11,7 +11,7 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsDiagnostic.Test, "MemoryImage")]
 [OutputType(typeof(bool), typeof(MemoryImageTestResult))]
-public sealed class TestMemoryImageCommand : SoftDirtyCmdlet
+public sealed class TestMemoryImageCommand : EngineCmdlet
 {
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [Alias("FullName", "ImagePath")]

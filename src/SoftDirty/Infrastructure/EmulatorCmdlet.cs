@@ -10,7 +10,7 @@ namespace SoftDirty.Commands;
 /// pipeline, and a failing call becomes a non-terminating error whose ErrorId names the errno
 /// (EmulatorInvalidArgument, EmulatorNotMapped, SegmentationFault) while nothing changes.
 /// </summary>
-public abstract class EmulatorCmdlet : SoftDirtyCmdlet
+public abstract class EmulatorCmdlet : EngineCmdlet
 {
     /// <summary>The emulated process (from New-EmulatedProcess).</summary>
     [Parameter(Mandatory = true, ValueFromPipeline = true)]

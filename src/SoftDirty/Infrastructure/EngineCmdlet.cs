@@ -9,10 +9,12 @@ using SoftDirty.Emulation;
 namespace SoftDirty.Commands;
 
 /// <summary>
-/// What every SoftDirty cmdlet shares: turning engine errors into ErrorRecords, Ctrl+C, throttled progress
-/// and opening page sources. Cmdlets stay thin: they bind parameters and call the engine.
+/// The plumbing every cmdlet of the module shares, as a thin shell over the engine (SoftDirty.Engine):
+/// engine errors as ErrorRecords, Ctrl+C, throttled progress and opening page sources. Named for what it
+/// does, not after the module, so that SoftDirty in a type name means the concept or the module.
+/// Cmdlets stay thin: they bind parameters and call the engine.
 /// </summary>
-public abstract class SoftDirtyCmdlet : PSCmdlet
+public abstract class EngineCmdlet : PSCmdlet
 {
     /// <summary>Parameter set of cmdlets that take real process ids.</summary>
     public const string IdSet = "Id";
@@ -25,6 +27,7 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
     /// <summary>Cancelled when the user presses Ctrl+C.</summary>
     protected CancellationToken Cancellation => _stop.Token;
 
+    /// <summary>Ctrl+C: cancels <see cref="Cancellation"/>.</summary>
     protected override void StopProcessing() => _stop.Cancel();
 
     /// <summary>The /proc cmdlets stop with a terminating PlatformNotSupported off Linux.</summary>
@@ -42,108 +45,6 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         EnsureLinux();
         try { return ProcPageSource.Open(pid); }
         catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); return null; }
-    }
-
-    /// <summary>-Length needs -Address, and -Address excludes -Mapping: a terminating InvalidArgument otherwise.</summary>
-    protected void CheckRangeParameters(ulong? address, ulong? length, string[]? mapping)
-    {
-        if (address is null && length is not null)
-            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "-Length needs -Address.", length)));
-        if (address is not null && mapping is not null)
-            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "Give either -Address with -Length or -Mapping, not both.", mapping)));
-    }
-
-    /// <summary>
-    /// The spans -Address/-Length or -Mapping select (every mapping without either). An address range outside
-    /// every mapping throws InvalidArgument; no matching name writes MappingNotFound and returns null. With
-    /// <paramref name="roundLength"/> the length is rounded up to a page, as PAGEMAP_SCAN rounds its end;
-    /// else it must be page-aligned and pages outside any mapping are skipped with a warning.
-    /// </summary>
-    protected List<PageSpan>? SelectSpans(IPageSource source, IReadOnlyList<MemoryMapping> mappings,
-        ulong? address, ulong? length, string[]? mapping, bool roundLength = false)
-    {
-        ulong pageSize = (ulong)source.PageSize;
-        if (address is { } start)
-        {
-            ulong len = length ?? pageSize;
-            CheckNoWrap(start, len, roundLength ? pageSize : 1);
-            if (roundLength) len = (len + pageSize - 1) / pageSize * pageSize;
-            var spans = PageMapReader.SpansOfRange(mappings, start, len, source.PageSize, out var unmapped);
-            if (spans.Count == 0)
-                throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
-                    $"0x{start:x}-0x{start + len:x} lies outside every mapping of process {source.ProcessId} ({source.Name}); see Get-MemoryMapping -Id {source.ProcessId}.", start);
-            if (unmapped != 0 && !roundLength)
-                WriteWarning($"{unmapped / pageSize} page(s) of 0x{start:x}-0x{start + len:x} lie outside any mapping of process {source.ProcessId} and are skipped.");
-            return spans;
-        }
-        if (mapping is { Length: > 0 })
-        {
-            var spans = PageMapReader.SpansOf(mappings, new MappingSelector(mapping).IsMatch);
-            if (spans.Count == 0)
-            {
-                WriteError(SoftDirtyError.MappingNotFound,
-                    $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", mapping)}'; see Get-MemoryMapping -Id {source.ProcessId}.", source.ProcessId);
-                return null;
-            }
-            return spans;
-        }
-        if (mappings.Count == 0)
-        {
-            WriteError(SoftDirtyError.MappingNotFound,
-                $"Process {source.ProcessId} ({source.Name}) has no user address space (a kernel thread, or a zombie): there are no pages to read.", source.ProcessId);
-            return null;
-        }
-        return PageMapReader.SpansOf(mappings);
-    }
-
-    /// <summary>[start, start + length) rounded up to <paramref name="granule"/> must end inside the 64-bit address space.</summary>
-    protected static void CheckNoWrap(ulong start, ulong length, ulong granule)
-    {
-        ulong room = ulong.MaxValue - start;
-        if (length > room || (granule > 1 && length > ulong.MaxValue - (granule - 1)) || (granule > 1 && (length + granule - 1) / granule * granule > room))
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
-                $"0x{start:x} + 0x{length:x} wraps past the end of the 64-bit address space; give a -Length that ends inside it.", length);
-    }
-
-    /// <summary>
-    /// The mapping selector of a workflow cmdlet (-Mapping, and -Address/-Length where it has them), checked as
-    /// Get-PageMap checks it: a wrapping range is InvalidArgument, names that match no mapping MappingNotFound,
-    /// a range that overlaps no mapping InvalidArgument. Null: every mapping.
-    /// </summary>
-    protected static Func<MemoryMapping, bool>? CheckedSelector(IPageSource source, string[]? mapping, ulong? address = null, ulong? length = null)
-    {
-        if (address is { } a) CheckNoWrap(a, length ?? 1, 1);
-        var selector = WorkflowSelector.Create(mapping, address, length);
-        if (selector is null) return null;
-        var mappings = source.ReadMappings(false);
-        bool any = false;
-        foreach (var m in mappings) if (m.Kind != MappingKind.Vsyscall && selector(m)) { any = true; break; }
-        if (any) return selector;
-        if (mapping is { Length: > 0 })
-            throw new SoftDirtyException(SoftDirtyError.MappingNotFound,
-                $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", mapping)}'{(address is null ? "" : $" in 0x{address:x}-0x{address + (length ?? 1):x}")}; see Get-MemoryMapping -Id {source.ProcessId}.", source.ProcessId);
-        throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
-            $"0x{address:x}-0x{address + (length ?? 1):x} lies outside every mapping of process {source.ProcessId} ({source.Name}); see Get-MemoryMapping -Id {source.ProcessId}.", address);
-    }
-
-    private static readonly HashSet<string> _warnedNoSoftDirty = new();
-
-    /// <summary>
-    /// Warns, once per session and kernel, that soft-dirty bits stay clear on <paramref name="source"/>'s kernel
-    /// (what about is the cmdlet's part of the sentence). Returns whether soft-dirty is supported.
-    /// </summary>
-    protected bool WarnIfNoSoftDirty(IPageSource source, string what)
-    {
-        var f = source.Features;
-        if (f.SoftDirty) return true;
-        string kernel = (f.Emulated ? "emulated " : "") + f.KernelRelease;
-        bool first;
-        lock (_warnedNoSoftDirty) first = _warnedNoSoftDirty.Add(kernel);
-        if (first)
-            WriteWarning($"Kernel {kernel} has no soft-dirty bits: {what} is always false here (once per session; see Get-SoftDirtySupport).");
-        else
-            WriteVerbose($"Kernel {kernel} has no soft-dirty bits: {what} is always false here.");
-        return false;
     }
 
     /// <summary>The emulated process of this record (<see cref="ProcessOrEmulatorCmdlet"/> adds one piped into the Id set).</summary>
@@ -179,13 +80,37 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
         foreach (var source in sources)
         {
             if (source is null) continue;
-            try { work(source); }
-            catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
-            catch (OperationCanceledException) when (Cancellation.IsCancellationRequested) { throw new PipelineStoppedException(); }
-            finally { source.Dispose(); }
+            using (source) Guarded(() => work(source));
         }
     }
 
+    /// <summary>
+    /// Runs one piece of work: an engine failure becomes a non-terminating error, and Ctrl+C during it stops
+    /// the pipeline.
+    /// </summary>
+    protected void Guarded(Action work)
+    {
+        try { work(); }
+        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
+        catch (OperationCanceledException) when (Cancellation.IsCancellationRequested) { throw new PipelineStoppedException(); }
+    }
+
+    /// <summary>
+    /// What -PassThru emits for a target: the emulated process itself, or the real process as a
+    /// System.Diagnostics.Process (ProcessExited if it is gone).
+    /// </summary>
+    protected static object PassThruObject(IPageSource source)
+    {
+        if (source is BorrowedSource borrowed) return borrowed.Inner;
+        if (source is ProcPageSource)
+        {
+            try { return Process.GetProcessById(source.ProcessId); }
+            catch (ArgumentException) { throw new SoftDirtyException(SoftDirtyError.ProcessExited, $"Process {source.ProcessId} exited.", source.ProcessId); }
+        }
+        return source;
+    }
+
+    /// <summary>The ErrorRecord of an engine error: its SoftDirtyError name as the ErrorId, and its category.</summary>
     public static ErrorRecord ToErrorRecord(SoftDirtyException ex) =>
         new(ex, ex.Error.ToString(), CategoryOf(ex.Error), ex.Target);
 
@@ -231,12 +156,12 @@ public abstract class SoftDirtyCmdlet : PSCmdlet
     protected sealed class Progress
     {
         private static int _nextActivity = 0x5D00;
-        private readonly SoftDirtyCmdlet _cmdlet;
+        private readonly EngineCmdlet _cmdlet;
         private readonly ProgressRecord _record;
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private long _lastShown = -1;
 
-        public Progress(SoftDirtyCmdlet cmdlet, string activity, string status)
+        public Progress(EngineCmdlet cmdlet, string activity, string status)
         {
             _cmdlet = cmdlet;
             _record = new ProgressRecord(Interlocked.Increment(ref _nextActivity), activity, status);
