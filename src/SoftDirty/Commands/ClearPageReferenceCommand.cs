@@ -20,9 +20,11 @@ public sealed class ClearPageReferenceCommand : ProcessTargetCmdlet
     [ValidateSet(nameof(ClearRefsType.All), nameof(ClearRefsType.Anonymous), nameof(ClearRefsType.Mapped), nameof(ClearRefsType.PeakRss))]
     public ClearRefsType Type { get; set; }
 
+    /// <summary>Emit the process after clearing.</summary>
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord() => ForEachSource(Targets(), source =>
     {
         ClearRefsAction.Run(this, source, Type);

@@ -19,6 +19,7 @@ public sealed class ClearSoftDirtyCommand : ProcessTargetCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord() => ForEachSource(Targets(), Clear);
 
     private void Clear(IPageSource source)

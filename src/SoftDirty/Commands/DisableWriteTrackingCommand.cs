@@ -14,6 +14,7 @@ namespace SoftDirty.Commands;
 [OutputType(typeof(Process))]
 public sealed class DisableWriteTrackingCommand : EngineCmdlet
 {
+    /// <summary>The ids of the processes to stop tracking.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
@@ -23,6 +24,7 @@ public sealed class DisableWriteTrackingCommand : EngineCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord() => ForEachSource(Targets(Id, null), Disable);
 
     private void Disable(IPageSource source)

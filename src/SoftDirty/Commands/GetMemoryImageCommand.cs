@@ -9,10 +9,12 @@ namespace SoftDirty.Commands;
 [OutputType(typeof(MemoryImageInfo))]
 public sealed class GetMemoryImageCommand : EngineCmdlet
 {
+    /// <summary>The directories of memory images.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [Alias("FullName", "ImagePath")]
     public string[] Path { get; set; } = System.Array.Empty<string>();
 
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         foreach (var p in Path)

@@ -22,6 +22,7 @@ public sealed class GetMemoryMappingCommand : ProcessTargetCmdlet
     [ArgumentCompleter(typeof(AddressCompleter))]
     public ulong? Address { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord() => ForEachSource(Targets(), Emit);
 
     private void Emit(IPageSource source)

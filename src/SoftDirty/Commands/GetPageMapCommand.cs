@@ -53,6 +53,7 @@ public sealed class GetPageMapCommand : PageRangeCmdlet
     public PageReadMethod ReadMethod { get; set; } = PageReadMethod.Auto;
 
     
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         CheckRangeParameters(Address, Length, Mapping);

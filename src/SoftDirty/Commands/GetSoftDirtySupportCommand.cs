@@ -29,6 +29,7 @@ public sealed class GetSoftDirtySupportCommand : EngineCmdlet
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int[] Id { get; set; } = System.Array.Empty<int>();
 
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         if (Emulator is not null) WriteObject(Emulator.Features);
@@ -36,6 +37,7 @@ public sealed class GetSoftDirtySupportCommand : EngineCmdlet
             ForEachSource(Targets(Id, null), s => WriteObject(SoftDirty.Injection.WriteTrackingSupport.For((ProcPageSource)s)));
     }
 
+    /// <inheritdoc/>
     protected override void EndProcessing()
     {
         if (ParameterSetName != KernelSet) return;

@@ -6,15 +6,19 @@ namespace SoftDirty.Commands;
 [Cmdlet(VerbsLifecycle.Invoke, "EmulatedMadvise", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 public sealed class InvokeEmulatedMadviseCommand : EmulatorCmdlet
 {
+    /// <summary>The start of the range (page-aligned).</summary>
     [Parameter(Mandatory = true, Position = 0)]
     public ulong Address { get; set; }
 
+    /// <summary>The length in bytes, rounded up to pages.</summary>
     [Parameter(Mandatory = true, Position = 1)]
     public ulong Length { get; set; }
 
+    /// <summary>What to do to the range.</summary>
     [Parameter(Mandatory = true, Position = 2)]
     public EmulatedAdvice Advice { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord() => Call(Describe(Address, Length), Advice.ToString(), () =>
     {
         switch (Advice)

@@ -13,6 +13,7 @@ namespace SoftDirty.Commands;
 [OutputType(typeof(PreCopyRound), typeof(PreCopySummary))]
 public sealed class InvokePreCopyMigrationCommand : ProcessOrEmulatorCmdlet
 {
+    /// <summary>The process id of the real process to migrate.</summary>
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
@@ -31,6 +32,7 @@ public sealed class InvokePreCopyMigrationCommand : ProcessOrEmulatorCmdlet
     [ValidateRange(1.0, double.MaxValue)]
     public double Bandwidth { get; set; }
 
+    /// <summary>The most live rounds before the stop-and-copy round.</summary>
     [Parameter]
     [ValidateRange(1, 1000)]
     public int MaxIterations { get; set; } = 30;
@@ -43,9 +45,11 @@ public sealed class InvokePreCopyMigrationCommand : ProcessOrEmulatorCmdlet
     [Parameter]
     public string? Destination { get; set; }
 
+    /// <summary>How each round finds the pages written since the last.</summary>
     [Parameter]
     public TrackingMethod Method { get; set; } = TrackingMethod.Auto;
 
+    /// <summary>Migrate only these mappings (names or paths, wildcards).</summary>
     [Parameter]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
@@ -54,6 +58,7 @@ public sealed class InvokePreCopyMigrationCommand : ProcessOrEmulatorCmdlet
 
     private IPageSource? Target() => WorkflowTarget(Id, Emulator, Workload);
 
+    /// <inheritdoc/>
     protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Migrate);
 
     private void Migrate(IPageSource source)

@@ -31,6 +31,7 @@ public sealed class NewEmulatedProcessCommand : EngineCmdlet
     [Parameter]
     public SwitchParameter Privileged { get; set; }
 
+    /// <inheritdoc/>
     protected override void EndProcessing()
     {
         try { WriteObject(EmulatedProcess.Create(Name, Kernel, NoSoftDirty, Privileged)); }

@@ -14,6 +14,7 @@ namespace SoftDirty.Commands;
 [OutputType(typeof(RestoredMapping), typeof(EmulatedProcess))]
 public sealed class RestoreMemoryImageCommand : EngineCmdlet
 {
+    /// <summary>The image to restore: the latest of its chain.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("FullName", "ImagePath")]
     public string Path { get; set; } = "";
@@ -31,6 +32,7 @@ public sealed class RestoreMemoryImageCommand : EngineCmdlet
     [Parameter(ParameterSetName = EmulatorSet, Mandatory = true)]
     public EmulatedProcess? Emulator { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         var path = GetUnresolvedProviderPathFromPSPath(Path);

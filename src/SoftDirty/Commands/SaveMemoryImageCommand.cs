@@ -16,6 +16,7 @@ namespace SoftDirty.Commands;
 [OutputType(typeof(MemoryImageInfo))]
 public sealed class SaveMemoryImageCommand : EngineCmdlet
 {
+    /// <summary>The process id of a real process to save.</summary>
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
@@ -33,6 +34,7 @@ public sealed class SaveMemoryImageCommand : EngineCmdlet
     [Parameter]
     public string? Parent { get; set; }
 
+    /// <summary>How changed pages are found for an increment.</summary>
     [Parameter]
     public TrackingMethod Method { get; set; } = TrackingMethod.Auto;
 
@@ -50,6 +52,7 @@ public sealed class SaveMemoryImageCommand : EngineCmdlet
     [Parameter]
     public SwitchParameter Verify { get; set; }
 
+    /// <summary>Save only these mappings (names or paths, wildcards).</summary>
     [Parameter]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
@@ -58,6 +61,7 @@ public sealed class SaveMemoryImageCommand : EngineCmdlet
 
     private IPageSource? Target() => WorkflowTarget(Id, Emulator, null);
 
+    /// <inheritdoc/>
     protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Save);
 
     private void Save(IPageSource source)

@@ -62,6 +62,7 @@ public sealed class SearchPageMapCommand : PageRangeCmdlet
     public SwitchParameter CheckWriteProtectAsync { get; set; }
 
     
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         CheckRangeParameters(Address, Length, Mapping);

@@ -13,6 +13,7 @@ namespace SoftDirty.Commands;
 [OutputType(typeof(bool), typeof(MemoryImageTestResult))]
 public sealed class TestMemoryImageCommand : EngineCmdlet
 {
+    /// <summary>The images to check (each with its whole chain).</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [Alias("FullName", "ImagePath")]
     public string[] Path { get; set; } = System.Array.Empty<string>();
@@ -21,6 +22,7 @@ public sealed class TestMemoryImageCommand : EngineCmdlet
     [Parameter]
     public SwitchParameter Detailed { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         foreach (var p in Path)

@@ -15,6 +15,7 @@ namespace SoftDirty.Commands;
 [OutputType(typeof(DirtyPageSample))]
 public sealed class WatchDirtyPageCommand : ProcessOrEmulatorCmdlet
 {
+    /// <summary>The process id of the real process to watch.</summary>
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
@@ -43,6 +44,7 @@ public sealed class WatchDirtyPageCommand : ProcessOrEmulatorCmdlet
     [ValidateRange(0.001, 31536000)]
     public double Duration { get; set; }
 
+    /// <summary>How written pages are found.</summary>
     [Parameter]
     public TrackingMethod Method { get; set; } = TrackingMethod.Auto;
 
@@ -62,9 +64,11 @@ public sealed class WatchDirtyPageCommand : ProcessOrEmulatorCmdlet
     [ArgumentCompleter(typeof(AddressCompleter))]
     public ulong? Address { get; set; }
 
+    /// <summary>The length of the -Address range in bytes.</summary>
     [Parameter]
     public ulong? Length { get; set; }
 
+    /// <inheritdoc/>
     protected override void BeginProcessing()
     {
         if (MyInvocation.BoundParameters.ContainsKey(nameof(Count)) && MyInvocation.BoundParameters.ContainsKey(nameof(Duration)))
@@ -75,6 +79,7 @@ public sealed class WatchDirtyPageCommand : ProcessOrEmulatorCmdlet
 
     private IPageSource? Target() => WorkflowTarget(Id, Emulator, Workload);
 
+    /// <inheritdoc/>
     protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Watch);
 
     private void Watch(IPageSource source)

@@ -24,6 +24,7 @@ public abstract class EmulatorCmdlet : EngineCmdlet
         catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
     }
 
+    /// <summary>The target of a ShouldProcess message: the emulated process and the range.</summary>
     protected string Describe(ulong address, ulong length) =>
         $"emulated process {Emulator.ProcessId} ({Emulator.Name}) 0x{address:x}-0x{address + length:x}";
 }

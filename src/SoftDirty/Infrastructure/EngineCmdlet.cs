@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using System.Management.Automation;
 using System.Threading;
 using SoftDirty;
@@ -14,6 +15,7 @@ namespace SoftDirty.Commands;
 /// does, not after the module, so that SoftDirty in a type name means the concept or the module.
 /// Cmdlets stay thin: they bind parameters and call the engine.
 /// </summary>
+[SuppressMessage("Design", "CA1001:Types that own disposable fields should be disposable", Justification = "The token source holds no unmanaged resource: see _stop.")]
 public abstract class EngineCmdlet : PSCmdlet
 {
     /// <summary>Parameter set of cmdlets that take real process ids.</summary>
@@ -21,6 +23,8 @@ public abstract class EngineCmdlet : PSCmdlet
     /// <summary>Parameter set of cmdlets that take an emulated process.</summary>
     public const string EmulatorSet = "Emulator";
 
+    // Lives as long as the cmdlet; a token source that never had CancelAfter or its WaitHandle used holds
+    // nothing to release, so the cmdlet need not be IDisposable for it (CA1001).
     private readonly CancellationTokenSource _stop = new();
     private bool _platformChecked;
 
@@ -161,12 +165,14 @@ public abstract class EngineCmdlet : PSCmdlet
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private long _lastShown = -1;
 
+        /// <summary>A progress bar of <paramref name="cmdlet"/>, not shown until the work has lasted half a second.</summary>
         public Progress(EngineCmdlet cmdlet, string activity, string status)
         {
             _cmdlet = cmdlet;
             _record = new ProgressRecord(Interlocked.Increment(ref _nextActivity), activity, status);
         }
 
+        /// <summary>Shows <paramref name="done"/> of <paramref name="total"/> (and a new status), if it is time to.</summary>
         public void Report(ulong done, ulong total, string? status = null)
         {
             long now = _clock.ElapsedMilliseconds;
@@ -178,6 +184,7 @@ public abstract class EngineCmdlet : PSCmdlet
             _cmdlet.WriteProgress(_record);
         }
 
+        /// <summary>Removes the bar, if it was shown.</summary>
         public void Complete()
         {
             if (_lastShown < 0) return;

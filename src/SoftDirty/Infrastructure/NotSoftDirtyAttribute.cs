@@ -10,6 +10,7 @@ namespace SoftDirty.Commands;
 /// </summary>
 public sealed class NotSoftDirtyAttribute : ArgumentTransformationAttribute
 {
+    /// <inheritdoc/>
     public override object Transform(EngineIntrinsics engineIntrinsics, object inputData)
     {
         var value = inputData is PSObject ps ? ps.BaseObject : inputData;
