@@ -11,14 +11,8 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsLifecycle.Invoke, "PreCopyMigration", DefaultParameterSetName = IdSet, SupportsShouldProcess = true)]
 [OutputType(typeof(PreCopyRound), typeof(PreCopySummary))]
-public sealed class InvokePreCopyMigrationCommand : ProcessOrEmulatorCmdlet
+public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
 {
-    /// <summary>The process id of the real process to migrate.</summary>
-    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("PID", "ProcessId")]
-    [ArgumentCompleter(typeof(ProcessIdCompleter))]
-    public int Id { get; set; }
-
     /// <summary>An emulated process (New-EmulatedProcess) instead of a real one; it runs -Workload in emulated time.</summary>
     [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
     public EmulatedProcess? Emulator { get; set; }
@@ -56,10 +50,8 @@ public sealed class InvokePreCopyMigrationCommand : ProcessOrEmulatorCmdlet
     [ArgumentCompleter(typeof(MappingNameCompleter))]
     public string[]? Mapping { get; set; }
 
-    private IPageSource? Target() => WorkflowTarget(Id, Emulator, Workload);
-
     /// <inheritdoc/>
-    protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Migrate);
+    protected override void ProcessRecord() => ForEachSource(new[] { Target(Emulator, Workload) }, Migrate);
 
     private void Migrate(IPageSource source)
     {

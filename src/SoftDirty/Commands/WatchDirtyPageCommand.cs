@@ -13,14 +13,8 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Watch, "DirtyPage", DefaultParameterSetName = IdSet)]
 [OutputType(typeof(DirtyPageSample))]
-public sealed class WatchDirtyPageCommand : ProcessOrEmulatorCmdlet
+public sealed class WatchDirtyPageCommand : WorkflowCmdlet
 {
-    /// <summary>The process id of the real process to watch.</summary>
-    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("PID", "ProcessId")]
-    [ArgumentCompleter(typeof(ProcessIdCompleter))]
-    public int Id { get; set; }
-
     /// <summary>An emulated process (New-EmulatedProcess) instead of a real one; it runs -Workload in emulated time.</summary>
     [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
     public EmulatedProcess? Emulator { get; set; }
@@ -77,10 +71,8 @@ public sealed class WatchDirtyPageCommand : ProcessOrEmulatorCmdlet
             ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "-Length needs -Address.", Length)));
     }
 
-    private IPageSource? Target() => WorkflowTarget(Id, Emulator, Workload);
-
     /// <inheritdoc/>
-    protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Watch);
+    protected override void ProcessRecord() => ForEachSource(new[] { Target(Emulator, Workload) }, Watch);
 
     private void Watch(IPageSource source)
     {
