@@ -12,7 +12,7 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Clear, "PageReference", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = IdSet)]
 [OutputType(typeof(System.Diagnostics.Process), typeof(EmulatedProcess))]
-public sealed class ClearPageReferenceCommand : ProcessTargetCmdlet
+public sealed class ClearPageReferenceCommand : ClearRefsCmdlet
 {
     /// <summary>Which clear_refs type: All, Anonymous, Mapped or PeakRss.</summary>
     [Parameter(Mandatory = true, Position = 1)]
@@ -20,14 +20,6 @@ public sealed class ClearPageReferenceCommand : ProcessTargetCmdlet
     [ValidateSet(nameof(ClearRefsType.All), nameof(ClearRefsType.Anonymous), nameof(ClearRefsType.Mapped), nameof(ClearRefsType.PeakRss))]
     public ClearRefsType Type { get; set; }
 
-    /// <summary>Emit the process after clearing.</summary>
-    [Parameter]
-    public SwitchParameter PassThru { get; set; }
-
     /// <inheritdoc/>
-    protected override void ProcessRecord() => ForEachSource(Targets(), source =>
-    {
-        ClearRefsAction.Run(this, source, Type);
-        if (PassThru) WriteObject(PassThruObject(source));
-    });
+    protected override void ProcessRecord() => ClearRefs(Type);
 }

@@ -13,19 +13,8 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Clear, "SoftDirty", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = IdSet)]
 [OutputType(typeof(Process), typeof(EmulatedProcess))]
-public sealed class ClearSoftDirtyCommand : ProcessTargetCmdlet
+public sealed class ClearSoftDirtyCommand : ClearRefsCmdlet
 {
-    /// <summary>Emit the process after clearing.</summary>
-    [Parameter]
-    public SwitchParameter PassThru { get; set; }
-
     /// <inheritdoc/>
-    protected override void ProcessRecord() => ForEachSource(Targets(), Clear);
-
-    private void Clear(IPageSource source)
-    {
-        ClearRefsAction.Run(this, source, ClearRefsType.SoftDirty);
-        if (PassThru) WriteObject(PassThruObject(source));
-    }
-
+    protected override void ProcessRecord() => ClearRefs(ClearRefsType.SoftDirty);
 }
