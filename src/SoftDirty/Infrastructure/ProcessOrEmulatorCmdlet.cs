@@ -4,8 +4,9 @@ using SoftDirty.Emulation;
 namespace SoftDirty.Commands;
 
 /// <summary>
-/// Base of the cmdlets that act on a real process (-Id) or an emulated one (-Emulator), and so of
-/// <see cref="ProcessTargetCmdlet"/>. It owns the hidden -PipedEmulator of the Id set.
+/// Base of the cmdlets that act on a real process (-Id) or an emulated one (-Emulator): of
+/// <see cref="ProcessTargetCmdlet"/> (the /proc cmdlets) and <see cref="WorkflowCmdlet"/>. It owns the hidden
+/// -PipedEmulator of the Id set.
 /// </summary>
 /// <remarks>
 /// Why these cmdlets default to the Id set, and why the Id set holds a hidden -PipedEmulator: a bare call
@@ -14,7 +15,9 @@ namespace SoftDirty.Commands;
 /// first, where a piped EmulatedProcess's ProcessId property would bind -Id by property name and the cmdlet
 /// would read the real process with that pid. <see cref="PipedEmulator"/> takes the EmulatedProcess by value
 /// in the Id set (by-value binding comes before by-property-name binding), so <c>$e | Get-PageMap</c> reads
-/// the emulated process; -Emulator names it explicitly and is its own set.
+/// the emulated process; -Emulator names it explicitly and is its own set. Two cmdlets with -Id and -Emulator
+/// do not derive from here: Save-MemoryImage defaults to the Emulator set, so a piped EmulatedProcess binds
+/// there by value without a -PipedEmulator, and Get-SoftDirtySupport defaults to its Kernel set.
 /// </remarks>
 public abstract class ProcessOrEmulatorCmdlet : EngineCmdlet
 {
