@@ -79,7 +79,7 @@ Describe 'A piped mapping or range selects its own pages (issue 12.1)' {
 
 Describe 'Member enumeration of every output type (issue 12.2)' {
     It 'no property of <_> is hidden by a member of an array' -ForEach @(
-        [SoftDirty.Commands.SoftDirtyCmdlet].Assembly.GetTypes() | Where-Object { $_.IsSubclassOf([System.Management.Automation.Cmdlet]) -and -not $_.IsAbstract } |
+        (Get-Command Get-PageMap).ImplementingType.Assembly.GetTypes() | Where-Object { $_.IsSubclassOf([System.Management.Automation.Cmdlet]) -and -not $_.IsAbstract } |
             ForEach-Object { $_.GetCustomAttributes([System.Management.Automation.OutputTypeAttribute], $true).Type.Type } |
             Where-Object { $_ -and $_.Namespace -like 'SoftDirty*' } |
             # A list property (an array or a JoinedList<T>) enumerates its items: check the item type.

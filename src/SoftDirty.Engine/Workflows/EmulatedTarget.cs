@@ -39,12 +39,11 @@ public sealed class EmulatedWorkloadSpec
 /// cref="IAsyncWriteProtectSource"/> registers its memory for async write-protect (the emulator's
 /// userfaultfd); <see cref="IFreezable"/> stops the workload (what SIGSTOP does to a real one).
 /// </summary>
-public sealed class EmulatedTarget : IPageSource, IWorkloadDriver, IAsyncWriteProtectSource, IFreezable, IPageSourceWrapper
+internal sealed class EmulatedTarget : PageSourceWrapper, IWorkloadDriver, IAsyncWriteProtectSource, IFreezable
 {
-    IPageSource IPageSourceWrapper.Inner => Process;
     private int _seed;
 
-    public EmulatedTarget(EmulatedProcess process, EmulatedWorkloadSpec? workload = null)
+    public EmulatedTarget(EmulatedProcess process, EmulatedWorkloadSpec? workload = null) : base(process)
     {
         workload?.Validate();
         Process = process;
@@ -57,16 +56,6 @@ public sealed class EmulatedTarget : IPageSource, IWorkloadDriver, IAsyncWritePr
     public bool Frozen { get; private set; }
     /// <summary>Emulated seconds the workload has run.</summary>
     public double EmulatedSeconds { get; private set; }
-
-    public int ProcessId => Process.ProcessId;
-    public string Name => Process.Name;
-    public int PageSize => Process.PageSize;
-    public KernelFeatures Features => Process.Features;
-    public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters) => Process.ReadMappings(withCounters);
-    public int ReadPagemap(ulong firstPage, Span<PagemapEntry> destination) => Process.ReadPagemap(firstPage, destination);
-    public int ReadMemory(ulong address, Span<byte> destination) => Process.ReadMemory(address, destination);
-    public int WriteClearRefs(ReadOnlySpan<byte> text) => Process.WriteClearRefs(text);
-    public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions) => Process.ScanPagemap(ref request, regions);
 
     private const double AccessBatch = 1 << 22;
 
@@ -94,7 +83,6 @@ public sealed class EmulatedTarget : IPageSource, IWorkloadDriver, IAsyncWritePr
 
     public void Freeze() => Frozen = true;
     public void Thaw() => Frozen = false;
-    public void Dispose() { }
 
     private sealed class NoOp : IDisposable
     {

@@ -41,6 +41,7 @@ public sealed class AddEmulatedMappingCommand : EmulatorCmdlet
     [Parameter]
     public SwitchParameter HugePage { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         if (Fixed && Address is null)

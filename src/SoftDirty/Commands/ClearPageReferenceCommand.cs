@@ -12,29 +12,14 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Clear, "PageReference", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = IdSet)]
 [OutputType(typeof(System.Diagnostics.Process), typeof(EmulatedProcess))]
-public sealed class ClearPageReferenceCommand : ProcessOrEmulatorCmdlet
+public sealed class ClearPageReferenceCommand : ClearRefsCmdlet
 {
-    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("PID", "ProcessId")]
-    [ArgumentCompleter(typeof(ProcessIdCompleter))]
-    public int[] Id { get; set; } = Array.Empty<int>();
-
-    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one.</summary>
-    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
-    public EmulatedProcess? Emulator { get; set; }
-
     /// <summary>Which clear_refs type: All, Anonymous, Mapped or PeakRss.</summary>
     [Parameter(Mandatory = true, Position = 1)]
     [NotSoftDirty]
     [ValidateSet(nameof(ClearRefsType.All), nameof(ClearRefsType.Anonymous), nameof(ClearRefsType.Mapped), nameof(ClearRefsType.PeakRss))]
     public ClearRefsType Type { get; set; }
 
-    [Parameter]
-    public SwitchParameter PassThru { get; set; }
-
-    protected override void ProcessRecord() => ForEachSource(Targets(Id, Emulator), source =>
-    {
-        ClearRefsAction.Run(this, source, Type);
-        if (PassThru) WriteObject(ClearSoftDirtyCommand.PassThruObject(source));
-    });
+    /// <inheritdoc/>
+    protected override void ProcessRecord() => ClearRefs(Type);
 }

@@ -13,52 +13,8 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Clear, "SoftDirty", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = IdSet)]
 [OutputType(typeof(Process), typeof(EmulatedProcess))]
-public sealed class ClearSoftDirtyCommand : ProcessOrEmulatorCmdlet
+public sealed class ClearSoftDirtyCommand : ClearRefsCmdlet
 {
-    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("PID", "ProcessId")]
-    [ArgumentCompleter(typeof(ProcessIdCompleter))]
-    public int[] Id { get; set; } = Array.Empty<int>();
-
-    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one.</summary>
-    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
-    public EmulatedProcess? Emulator { get; set; }
-
-    /// <summary>Emit the process after clearing.</summary>
-    [Parameter]
-    public SwitchParameter PassThru { get; set; }
-
-    protected override void ProcessRecord() => ForEachSource(Targets(Id, Emulator), Clear);
-
-    private void Clear(IPageSource source)
-    {
-        ClearRefsAction.Run(this, source, ClearRefsType.SoftDirty);
-        if (PassThru) WriteObject(PassThruObject(source));
-    }
-
-    internal static object PassThruObject(IPageSource source)
-    {
-        if (source is BorrowedSource borrowed) return borrowed.Inner;
-        if (source is ProcPageSource)
-        {
-            try { return Process.GetProcessById(source.ProcessId); }
-            catch (ArgumentException) { throw new SoftDirtyException(SoftDirtyError.ProcessExited, $"Process {source.ProcessId} exited.", source.ProcessId); }
-        }
-        return source;
-    }
-}
-
-/// <summary>The one place that writes clear_refs for a cmdlet: support check, ShouldProcess, write.</summary>
-internal static class ClearRefsAction
-{
-    public static bool Run(SoftDirtyCmdlet cmdlet, IPageSource source, ClearRefsType type)
-    {
-        if (type == ClearRefsType.SoftDirty && !source.Features.SoftDirty)
-            throw new SoftDirtyException(SoftDirtyError.SoftDirtyNotSupported,
-                $"Not clearing soft-dirty bits of process {source.ProcessId} ({source.Name}): {source.Features.SoftDirtyReason}", source.ProcessId);
-        if (!cmdlet.ShouldProcess($"process {source.ProcessId} ({source.Name})", $"Write {(int)type} ({type}) to clear_refs"))
-            return false;
-        source.ClearRefs(type);
-        return true;
-    }
+    /// <inheritdoc/>
+    protected override void ProcessRecord() => ClearRefs(ClearRefsType.SoftDirty);
 }

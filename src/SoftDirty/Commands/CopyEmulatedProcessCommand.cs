@@ -12,6 +12,7 @@ public sealed class CopyEmulatedProcessCommand : EmulatorCmdlet
     [Parameter(Position = 0)]
     public string? Name { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         EmulatedProcess? child = null;

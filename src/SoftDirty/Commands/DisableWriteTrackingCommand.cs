@@ -12,8 +12,9 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsLifecycle.Disable, "WriteTracking", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(Process))]
-public sealed class DisableWriteTrackingCommand : SoftDirtyCmdlet
+public sealed class DisableWriteTrackingCommand : EngineCmdlet
 {
+    /// <summary>The ids of the processes to stop tracking.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
@@ -23,6 +24,7 @@ public sealed class DisableWriteTrackingCommand : SoftDirtyCmdlet
     [Parameter]
     public SwitchParameter PassThru { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord() => ForEachSource(Targets(Id, null), Disable);
 
     private void Disable(IPageSource source)
@@ -31,6 +33,6 @@ public sealed class DisableWriteTrackingCommand : SoftDirtyCmdlet
         var state = RemoteWriteProtect.Require(proc.ProcessId);
         if (!ShouldProcess($"process {proc.ProcessId} ({proc.Name})", $"Unregister its mappings and close userfaultfd {state.Descriptor}")) return;
         RemoteWriteProtect.Disable(proc, RemoteWriteProtect.RegisteredRanges(proc));
-        if (PassThru) WriteObject(ClearSoftDirtyCommand.PassThruObject(source));
+        if (PassThru) WriteObject(PassThruObject(source));
     }
 }

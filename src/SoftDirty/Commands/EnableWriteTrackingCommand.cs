@@ -13,13 +13,15 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsLifecycle.Enable, "WriteTracking", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(WriteTrackingState))]
-public sealed class EnableWriteTrackingCommand : SoftDirtyCmdlet
+public sealed class EnableWriteTrackingCommand : EngineCmdlet
 {
+    /// <summary>The ids of the processes to track.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int[] Id { get; set; } = Array.Empty<int>();
 
+    /// <inheritdoc/>
     protected override void ProcessRecord() => ForEachSource(Targets(Id, null), Enable);
 
     private void Enable(IPageSource source)

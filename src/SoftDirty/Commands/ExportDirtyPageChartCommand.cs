@@ -1,6 +1,7 @@
 using System;
 using System.Collections;
 using System.Collections.Generic;
+using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Management.Automation;
@@ -17,7 +18,7 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsData.Export, "DirtyPageChart", SupportsShouldProcess = true)]
 [OutputType(typeof(FileInfo))]
-public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
+public sealed class ExportDirtyPageChartCommand : EngineCmdlet
 {
     /// <summary>DirtyPageSample or PreCopyRound objects, live or deserialized (a PreCopySummary is passed over).</summary>
     [Parameter(Mandatory = true, ValueFromPipeline = true)]
@@ -28,6 +29,7 @@ public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
     [Parameter(Mandatory = true, Position = 0)]
     public string Path { get; set; } = "";
 
+    /// <summary>The chart's title (default: from the first series).</summary>
     [Parameter]
     public string? Title { get; set; }
 
@@ -36,6 +38,7 @@ public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
     [ArgumentCompleter(typeof(AddressCompleter))]
     public ulong? Address { get; set; }
 
+    /// <summary>Bytes of the heat strip from -Address.</summary>
     [Parameter]
     public ulong? Length { get; set; }
 
@@ -48,12 +51,14 @@ public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
     private readonly List<string> _order = new();
     private int _passedOver;
 
+    /// <inheritdoc/>
     protected override void BeginProcessing()
     {
         if ((Address is null) != (Length is null) || Length == 0)
             ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "Give -Address and -Length together (Length more than 0).", Length)));
     }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         var ps = InputObject as PSObject;
@@ -69,7 +74,7 @@ public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
         var names = ps?.TypeNames ?? (IList<string>)Array.Empty<string>();
         if (names.Contains(Deserialized + SampleType) && ps is not null)
         {
-            int pid = Convert.ToInt32(ps.Properties["ProcessId"]?.Value ?? 0);
+            int pid = Convert.ToInt32(ps.Properties["ProcessId"]?.Value ?? 0, CultureInfo.InvariantCulture);
             var name = ps.Properties["Name"]?.Value as string ?? "";
             if (ToPoint(ps) is { } p) Add(SeriesKey(computer, pid, name), Label(computer, $"{name} ({pid})"), p, $"Dirty pages of {name} ({pid}), {ps.Properties["Method"]?.Value}");
             return;
@@ -83,6 +88,7 @@ public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
         WriteError(SoftDirtyError.InvalidArgument, $"Export-DirtyPageChart draws DirtyPageSample and PreCopyRound objects (live or deserialized), not {names.FirstOrDefault() ?? o.GetType().FullName}.", o);
     }
 
+    /// <inheritdoc/>
     protected override void EndProcessing()
     {
         int points = _series.Values.Sum(s => s.Points.Count);
@@ -90,7 +96,7 @@ public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
             ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.ChartNoData,
                 $"Nothing to draw: no DirtyPageSample or PreCopyRound came in ({_passedOver} other object(s) passed over); no chart was written. Pipe Watch-DirtyPage or Invoke-PreCopyMigration output.", InputObject)));
         var path = GetUnresolvedProviderPathFromPSPath(Path);
-        var folder = System.IO.Path.GetDirectoryName(path);
+        var folder = System.IO.Path.GetDirectoryName(path) ?? "";
         if (string.IsNullOrEmpty(folder) || !Directory.Exists(folder))
             ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.ChartWriteError,
                 $"Cannot write {path}: the folder {folder} does not exist.", path)));
@@ -149,9 +155,9 @@ public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
     {
         try
         {
-            double elapsed = Convert.ToDouble(ps.Properties["Elapsed"]?.Value ?? 0.0);
-            double rate = Convert.ToDouble(ps.Properties["Rate"]?.Value ?? 0.0);
-            int pageSize = Convert.ToInt32(ps.Properties["PageSize"]?.Value ?? 0);
+            double elapsed = Convert.ToDouble(ps.Properties["Elapsed"]?.Value ?? 0.0, CultureInfo.InvariantCulture);
+            double rate = Convert.ToDouble(ps.Properties["Rate"]?.Value ?? 0.0, CultureInfo.InvariantCulture);
+            int pageSize = Convert.ToInt32(ps.Properties["PageSize"]?.Value ?? 0, CultureInfo.InvariantCulture);
             var ranges = new List<AddressRange>();
             if ((ps.Properties["Ranges"]?.Value is PSObject rp ? rp.BaseObject : ps.Properties["Ranges"]?.Value) is IEnumerable items and not string)
                 foreach (var item in items)
@@ -171,7 +177,7 @@ public sealed class ExportDirtyPageChartCommand : SoftDirtyCmdlet
         if (o is AddressRange r) return r;
         if (o is string s) return AddressRange.TryParse(s, out var parsed) ? parsed : throw new FormatException($"'{s}' is not a range such as 0x1000-0x3000.");
         if (item is PSObject ps && ps.Properties["Start"]?.Value is { } start && ps.Properties["End"]?.Value is { } end)
-            return new AddressRange(Convert.ToUInt64(start), Convert.ToUInt64(end));
+            return new AddressRange(Convert.ToUInt64(start, CultureInfo.InvariantCulture), Convert.ToUInt64(end, CultureInfo.InvariantCulture));
         throw new FormatException($"'{item}' is not an address range.");
     }
 }

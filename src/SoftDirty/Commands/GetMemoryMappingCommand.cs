@@ -9,17 +9,8 @@ namespace SoftDirty.Commands;
 /// <summary>Get-MemoryMapping: one object per VMA from /proc/PID/smaps, with counters and VmFlags.</summary>
 [Cmdlet(VerbsCommon.Get, "MemoryMapping", DefaultParameterSetName = IdSet)]
 [OutputType(typeof(MemoryMapping))]
-public sealed class GetMemoryMappingCommand : ProcessOrEmulatorCmdlet
+public sealed class GetMemoryMappingCommand : ProcessTargetCmdlet
 {
-    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("PID", "ProcessId")]
-    [ArgumentCompleter(typeof(ProcessIdCompleter))]
-    public int[] Id { get; set; } = Array.Empty<int>();
-
-    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one.</summary>
-    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
-    public EmulatedProcess? Emulator { get; set; }
-
     /// <summary>Only mappings whose path or pseudo-name matches (wildcards); a file name alone also matches.</summary>
     [Parameter]
     [SupportsWildcards]
@@ -31,7 +22,8 @@ public sealed class GetMemoryMappingCommand : ProcessOrEmulatorCmdlet
     [ArgumentCompleter(typeof(AddressCompleter))]
     public ulong? Address { get; set; }
 
-    protected override void ProcessRecord() => ForEachSource(Targets(Id, Emulator), Emit);
+    /// <inheritdoc/>
+    protected override void ProcessRecord() => ForEachSource(Targets(), Emit);
 
     private void Emit(IPageSource source)
     {

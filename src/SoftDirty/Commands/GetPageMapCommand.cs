@@ -13,17 +13,8 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Get, "PageMap", DefaultParameterSetName = IdSet)]
 [OutputType(typeof(PageEntry), typeof(PageRange))]
-public sealed class GetPageMapCommand : ProcessOrEmulatorCmdlet
+public sealed class GetPageMapCommand : PageRangeCmdlet
 {
-    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("PID", "ProcessId")]
-    [ArgumentCompleter(typeof(ProcessIdCompleter))]
-    public int[] Id { get; set; } = Array.Empty<int>();
-
-    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one.</summary>
-    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
-    public EmulatedProcess? Emulator { get; set; }
-
     /// <summary>Start of the range to read (page-aligned). A piped mapping's or range's Start binds here, so each piped object selects its own range.</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [Alias("Start")]
@@ -62,10 +53,11 @@ public sealed class GetPageMapCommand : ProcessOrEmulatorCmdlet
     public PageReadMethod ReadMethod { get; set; } = PageReadMethod.Auto;
 
     
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         CheckRangeParameters(Address, Length, Mapping);
-        ForEachSource(Targets(Id, Emulator), Read);
+        ForEachSource(Targets(), Read);
     }
 
 

@@ -11,7 +11,7 @@ namespace SoftDirty.Commands;
 [Cmdlet(VerbsCommon.Get, "SoftDirtySupport", DefaultParameterSetName = KernelSet)]
 [OutputType(typeof(KernelFeatures))]
 [OutputType(typeof(SoftDirty.Injection.WriteTrackingSupport), ParameterSetName = new[] { IdSet })]
-public sealed class GetSoftDirtySupportCommand : SoftDirtyCmdlet
+public sealed class GetSoftDirtySupportCommand : EngineCmdlet
 {
     private const string KernelSet = "Kernel";
 
@@ -29,6 +29,7 @@ public sealed class GetSoftDirtySupportCommand : SoftDirtyCmdlet
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int[] Id { get; set; } = System.Array.Empty<int>();
 
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         if (Emulator is not null) WriteObject(Emulator.Features);
@@ -36,6 +37,7 @@ public sealed class GetSoftDirtySupportCommand : SoftDirtyCmdlet
             ForEachSource(Targets(Id, null), s => WriteObject(SoftDirty.Injection.WriteTrackingSupport.For((ProcPageSource)s)));
     }
 
+    /// <inheritdoc/>
     protected override void EndProcessing()
     {
         if (ParameterSetName != KernelSet) return;

@@ -2,38 +2,23 @@ using System.Management.Automation;
 
 namespace SoftDirty.Commands;
 
-/// <summary>What Invoke-EmulatedMadvise does to a range.</summary>
-public enum EmulatedAdvice
-{
-    /// <summary>MADV_DONTNEED: drop the pages; they read as soft-dirty only through VM_SOFTDIRTY.</summary>
-    DontNeed,
-    /// <summary>MADV_PAGEOUT: swap the pages out; private anonymous pages keep soft-dirty in the swap entry.</summary>
-    PageOut,
-    /// <summary>MADV_WILLNEED: swap the pages back in.</summary>
-    WillNeed,
-    /// <summary>MADV_COLLAPSE: collapse each 2 MiB into a transparent huge page (the new PMD is soft-dirty).</summary>
-    Collapse,
-    /// <summary>Split each transparent huge page into 512 PTEs, each inheriting the PMD's soft-dirty (as the kernel does under memory pressure).</summary>
-    Split,
-    /// <summary>MADV_GUARD_INSTALL: install guard markers (6.15+ profiles).</summary>
-    GuardInstall,
-    /// <summary>MADV_GUARD_REMOVE: remove guard markers.</summary>
-    GuardRemove,
-}
-
 /// <summary>Invoke-EmulatedMadvise: madvise-like operations on a range of an emulated process.</summary>
 [Cmdlet(VerbsLifecycle.Invoke, "EmulatedMadvise", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 public sealed class InvokeEmulatedMadviseCommand : EmulatorCmdlet
 {
+    /// <summary>The start of the range (page-aligned).</summary>
     [Parameter(Mandatory = true, Position = 0)]
     public ulong Address { get; set; }
 
+    /// <summary>The length in bytes, rounded up to pages.</summary>
     [Parameter(Mandatory = true, Position = 1)]
     public ulong Length { get; set; }
 
+    /// <summary>What to do to the range.</summary>
     [Parameter(Mandatory = true, Position = 2)]
     public EmulatedAdvice Advice { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord() => Call(Describe(Address, Length), Advice.ToString(), () =>
     {
         switch (Advice)

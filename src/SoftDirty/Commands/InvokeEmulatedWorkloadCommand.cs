@@ -19,9 +19,11 @@ public sealed class InvokeEmulatedWorkloadCommand : EmulatorCmdlet
     private const string PatternSet = "Pattern";
     private const string TraceSet = "Trace";
 
+    /// <summary>The start of the range the pattern draws pages from.</summary>
     [Parameter(ParameterSetName = PatternSet, Mandatory = true, Position = 0)]
     public ulong Address { get; set; }
 
+    /// <summary>The length of the range in bytes.</summary>
     [Parameter(ParameterSetName = PatternSet, Mandatory = true, Position = 1)]
     public ulong Length { get; set; }
 
@@ -47,6 +49,7 @@ public sealed class InvokeEmulatedWorkloadCommand : EmulatorCmdlet
     [Parameter(ParameterSetName = TraceSet, Mandatory = true)]
     public string TracePath { get; set; } = string.Empty;
 
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         WorkloadResult? result = null;

@@ -11,13 +11,8 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsLifecycle.Invoke, "PreCopyMigration", DefaultParameterSetName = IdSet, SupportsShouldProcess = true)]
 [OutputType(typeof(PreCopyRound), typeof(PreCopySummary))]
-public sealed class InvokePreCopyMigrationCommand : ProcessOrEmulatorCmdlet
+public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
 {
-    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("PID", "ProcessId")]
-    [ArgumentCompleter(typeof(ProcessIdCompleter))]
-    public int Id { get; set; }
-
     /// <summary>An emulated process (New-EmulatedProcess) instead of a real one; it runs -Workload in emulated time.</summary>
     [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
     public EmulatedProcess? Emulator { get; set; }
@@ -31,6 +26,7 @@ public sealed class InvokePreCopyMigrationCommand : ProcessOrEmulatorCmdlet
     [ValidateRange(1.0, double.MaxValue)]
     public double Bandwidth { get; set; }
 
+    /// <summary>The most live rounds before the stop-and-copy round.</summary>
     [Parameter]
     [ValidateRange(1, 1000)]
     public int MaxIterations { get; set; } = 30;
@@ -43,23 +39,24 @@ public sealed class InvokePreCopyMigrationCommand : ProcessOrEmulatorCmdlet
     [Parameter]
     public string? Destination { get; set; }
 
+    /// <summary>How each round finds the pages written since the last.</summary>
     [Parameter]
     public TrackingMethod Method { get; set; } = TrackingMethod.Auto;
 
+    /// <summary>Migrate only these mappings (names or paths, wildcards).</summary>
     [Parameter]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
     [ArgumentCompleter(typeof(MappingNameCompleter))]
     public string[]? Mapping { get; set; }
 
-    private IPageSource? Target() => WorkflowTarget(Id, Emulator, Workload);
-
-    protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Migrate);
+    /// <inheritdoc/>
+    protected override void ProcessRecord() => ForEachSource(new[] { Target(Emulator, Workload) }, Migrate);
 
     private void Migrate(IPageSource source)
     {
         if (!ShouldProcess($"{source.Name} ({source.ProcessId})", "Run pre-copy rounds and stop the process (ptrace) for the final round")) return;
-        var selector = CheckedSelector(source, Mapping);
+        var selector = WorkflowSelector.Checked(source, Mapping);
         using var tracker = DirtyTracker.Create(source, Method, PageHashAlgorithm.Fast128, selector);
         WriteVerbose(tracker.Description);
         var options = new PreCopyOptions

@@ -8,12 +8,15 @@ namespace SoftDirty.Commands;
 [OutputType(typeof(MemoryMapping))]
 public sealed class MoveEmulatedMappingCommand : EmulatorCmdlet
 {
+    /// <summary>The start of the range to move (page-aligned).</summary>
     [Parameter(Mandatory = true, Position = 0)]
     public ulong Address { get; set; }
 
+    /// <summary>The bytes to move, rounded up to pages.</summary>
     [Parameter(Mandatory = true, Position = 1)]
     public ulong Length { get; set; }
 
+    /// <summary>Where the range goes (page-aligned, not overlapping the old range).</summary>
     [Parameter(Mandatory = true, Position = 2)]
     public ulong NewAddress { get; set; }
 
@@ -21,6 +24,7 @@ public sealed class MoveEmulatedMappingCommand : EmulatorCmdlet
     [Parameter]
     public ulong? NewLength { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         MemoryMapping? moved = null;

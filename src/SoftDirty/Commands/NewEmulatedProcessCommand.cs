@@ -7,7 +7,7 @@ namespace SoftDirty.Commands;
 /// <summary>New-EmulatedProcess: an emulated process with no mappings, on a chosen kernel profile.</summary>
 [Cmdlet(VerbsCommon.New, "EmulatedProcess")]
 [OutputType(typeof(EmulatedProcess))]
-public sealed class NewEmulatedProcessCommand : SoftDirtyCmdlet
+public sealed class NewEmulatedProcessCommand : EngineCmdlet
 {
     /// <summary>The process name (comm).</summary>
     [Parameter(Position = 0)]
@@ -31,6 +31,7 @@ public sealed class NewEmulatedProcessCommand : SoftDirtyCmdlet
     [Parameter]
     public SwitchParameter Privileged { get; set; }
 
+    /// <inheritdoc/>
     protected override void EndProcessing()
     {
         try { WriteObject(EmulatedProcess.Create(Name, Kernel, NoSoftDirty, Privileged)); }

@@ -13,9 +13,11 @@ public sealed class ReadEmulatedMemoryCommand : EmulatorCmdlet
     /// <summary>The most -AsByteArray returns at once.</summary>
     public const ulong MaxByteArray = 64UL << 20;
 
+    /// <summary>The first byte to read.</summary>
     [Parameter(Mandatory = true, Position = 0)]
     public ulong Address { get; set; }
 
+    /// <summary>The number of bytes from -Address.</summary>
     [Parameter(Position = 1)]
     public ulong Length { get; set; } = 1;
 
@@ -23,6 +25,7 @@ public sealed class ReadEmulatedMemoryCommand : EmulatorCmdlet
     [Parameter]
     public SwitchParameter AsByteArray { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         if (AsByteArray && Length > MaxByteArray)

@@ -1,3 +1,5 @@
+using System;
+using System.IO;
 using System.Management.Automation;
 using SoftDirty;
 using SoftDirty.Images;
@@ -10,8 +12,9 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsData.Restore, "MemoryImage", SupportsShouldProcess = true, DefaultParameterSetName = FileSet)]
 [OutputType(typeof(RestoredMapping), typeof(EmulatedProcess))]
-public sealed class RestoreMemoryImageCommand : SoftDirtyCmdlet
+public sealed class RestoreMemoryImageCommand : EngineCmdlet
 {
+    /// <summary>The image to restore: the latest of its chain.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("FullName", "ImagePath")]
     public string Path { get; set; } = "";
@@ -29,35 +32,35 @@ public sealed class RestoreMemoryImageCommand : SoftDirtyCmdlet
     [Parameter(ParameterSetName = EmulatorSet, Mandatory = true)]
     public EmulatedProcess? Emulator { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         var path = GetUnresolvedProviderPathFromPSPath(Path);
         if (ParameterSetName == EmulatorSet && Emulator is not null)
         {
             if (!ShouldProcess(path, $"Restore into emulated process {Emulator.ProcessId} ({Emulator.Name})")) return;
-            try
+            Guarded(() =>
             {
                 using var target = new SoftDirty.Workflows.EmulatedProcessRestoreTarget(Emulator);
                 ImageRestorer.Restore(path, target, Cancellation);
                 WriteObject(Emulator);
-            }
-            catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
-            catch (System.OperationCanceledException) when (Cancellation.IsCancellationRequested) { throw new PipelineStoppedException(); }
+            });
             return;
         }
         var dest = GetUnresolvedProviderPathFromPSPath(Destination);
         if (!ShouldProcess(path, $"Restore into flat files in {dest}")) return;
-        try
+        Guarded(() =>
         {
-            using var target = new FlatFileRestoreTarget(dest);
-            target.CheckDestination();
-            ImageRestorer.Restore(path, target, Cancellation);
-            foreach (var (m, file, pages) in target.Results)
-                WriteObject(new RestoredMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Mapping = m.Path, File = file, PagesWritten = pages });
-        }
-        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
-        catch (System.IO.IOException ex) { WriteError(SoftDirtyError.ImageWriteError, $"Restoring into {dest} failed: {ex.Message}", dest); }
-        catch (System.UnauthorizedAccessException ex) { WriteError(SoftDirtyError.PermissionDenied, $"Restoring into {dest} failed: {ex.Message}", dest); }
-        catch (System.OperationCanceledException) when (Cancellation.IsCancellationRequested) { throw new PipelineStoppedException(); }
+            try
+            {
+                using var target = new FlatFileRestoreTarget(dest);
+                target.CheckDestination();
+                ImageRestorer.Restore(path, target, Cancellation);
+                foreach (var (m, file, pages) in target.Results)
+                    WriteObject(new RestoredMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Mapping = m.Path, File = file, PagesWritten = pages });
+            }
+            catch (IOException ex) { throw new SoftDirtyException(SoftDirtyError.ImageWriteError, $"Restoring into {dest} failed: {ex.Message}", dest); }
+            catch (UnauthorizedAccessException ex) { throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"Restoring into {dest} failed: {ex.Message}", dest); }
+        });
     }
 }

@@ -14,8 +14,9 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsData.Save, "MemoryImage", DefaultParameterSetName = EmulatorSet, SupportsShouldProcess = true)]
 [OutputType(typeof(MemoryImageInfo))]
-public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
+public sealed class SaveMemoryImageCommand : EngineCmdlet
 {
+    /// <summary>The process id of a real process to save.</summary>
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
@@ -33,6 +34,7 @@ public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
     [Parameter]
     public string? Parent { get; set; }
 
+    /// <summary>How changed pages are found for an increment.</summary>
     [Parameter]
     public TrackingMethod Method { get; set; } = TrackingMethod.Auto;
 
@@ -50,6 +52,7 @@ public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
     [Parameter]
     public SwitchParameter Verify { get; set; }
 
+    /// <summary>Save only these mappings (names or paths, wildcards).</summary>
     [Parameter]
     [SupportsWildcards]
     [ValidateNotNullOrEmpty]
@@ -58,6 +61,7 @@ public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
 
     private IPageSource? Target() => WorkflowTarget(Id, Emulator, null);
 
+    /// <inheritdoc/>
     protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Save);
 
     private void Save(IPageSource source)
@@ -67,7 +71,7 @@ public sealed class SaveMemoryImageCommand : SoftDirtyCmdlet
         if (!ShouldProcess($"{source.Name} ({source.ProcessId})", $"Save a {(parent is null ? "full" : "incremental")} memory image to {path}")) return;
         ImageManifest? parentManifest = parent is null ? null : ImageReader.Open(parent).Manifest;
         var method = ImageTracking.Resolve(source, Method);
-        var selector = CheckedSelector(source, Mapping);
+        var selector = WorkflowSelector.Checked(source, Mapping);
         var progress = new Progress(this, $"Saving the memory of {source.Name} ({source.ProcessId})", path);
         using (Freeze ? ProcessFreeze.Freeze(source, Cancellation) : null)
         {

@@ -14,17 +14,8 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Search, "PageMap", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = IdSet)]
 [OutputType(typeof(PageScanRegion))]
-public sealed class SearchPageMapCommand : ProcessOrEmulatorCmdlet
+public sealed class SearchPageMapCommand : PageRangeCmdlet
 {
-    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("PID", "ProcessId")]
-    [ArgumentCompleter(typeof(ProcessIdCompleter))]
-    public int[] Id { get; set; } = Array.Empty<int>();
-
-    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one.</summary>
-    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
-    public EmulatedProcess? Emulator { get; set; }
-
     /// <summary>Start of the range to scan (page-aligned). A piped mapping's or range's Start binds here, so each piped object selects its own range.</summary>
     [Parameter(ValueFromPipelineByPropertyName = true)]
     [Alias("Start")]
@@ -71,10 +62,11 @@ public sealed class SearchPageMapCommand : ProcessOrEmulatorCmdlet
     public SwitchParameter CheckWriteProtectAsync { get; set; }
 
     
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         CheckRangeParameters(Address, Length, Mapping);
-        ForEachSource(Targets(Id, Emulator), Scan);
+        ForEachSource(Targets(), Scan);
     }
 
     private void Scan(IPageSource source)

@@ -11,8 +11,9 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsDiagnostic.Test, "MemoryImage")]
 [OutputType(typeof(bool), typeof(MemoryImageTestResult))]
-public sealed class TestMemoryImageCommand : SoftDirtyCmdlet
+public sealed class TestMemoryImageCommand : EngineCmdlet
 {
+    /// <summary>The images to check (each with its whole chain).</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
     [Alias("FullName", "ImagePath")]
     public string[] Path { get; set; } = System.Array.Empty<string>();
@@ -21,6 +22,7 @@ public sealed class TestMemoryImageCommand : SoftDirtyCmdlet
     [Parameter]
     public SwitchParameter Detailed { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         foreach (var p in Path)

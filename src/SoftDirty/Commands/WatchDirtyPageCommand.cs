@@ -13,13 +13,8 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsCommon.Watch, "DirtyPage", DefaultParameterSetName = IdSet)]
 [OutputType(typeof(DirtyPageSample))]
-public sealed class WatchDirtyPageCommand : ProcessOrEmulatorCmdlet
+public sealed class WatchDirtyPageCommand : WorkflowCmdlet
 {
-    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("PID", "ProcessId")]
-    [ArgumentCompleter(typeof(ProcessIdCompleter))]
-    public int Id { get; set; }
-
     /// <summary>An emulated process (New-EmulatedProcess) instead of a real one; it runs -Workload in emulated time.</summary>
     [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
     public EmulatedProcess? Emulator { get; set; }
@@ -43,6 +38,7 @@ public sealed class WatchDirtyPageCommand : ProcessOrEmulatorCmdlet
     [ValidateRange(0.001, 31536000)]
     public double Duration { get; set; }
 
+    /// <summary>How written pages are found.</summary>
     [Parameter]
     public TrackingMethod Method { get; set; } = TrackingMethod.Auto;
 
@@ -62,9 +58,11 @@ public sealed class WatchDirtyPageCommand : ProcessOrEmulatorCmdlet
     [ArgumentCompleter(typeof(AddressCompleter))]
     public ulong? Address { get; set; }
 
+    /// <summary>The length of the -Address range in bytes.</summary>
     [Parameter]
     public ulong? Length { get; set; }
 
+    /// <inheritdoc/>
     protected override void BeginProcessing()
     {
         if (MyInvocation.BoundParameters.ContainsKey(nameof(Count)) && MyInvocation.BoundParameters.ContainsKey(nameof(Duration)))
@@ -73,13 +71,12 @@ public sealed class WatchDirtyPageCommand : ProcessOrEmulatorCmdlet
             ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "-Length needs -Address.", Length)));
     }
 
-    private IPageSource? Target() => WorkflowTarget(Id, Emulator, Workload);
-
-    protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Watch);
+    /// <inheritdoc/>
+    protected override void ProcessRecord() => ForEachSource(new[] { Target(Emulator, Workload) }, Watch);
 
     private void Watch(IPageSource source)
     {
-        using var tracker = DirtyTracker.Create(source, Method, HashAlgorithm, CheckedSelector(source, Mapping, Address, Length));
+        using var tracker = DirtyTracker.Create(source, Method, HashAlgorithm, WorkflowSelector.Checked(source, Mapping, Address, Length));
         WriteVerbose(tracker.Description);
         int? count = MyInvocation.BoundParameters.ContainsKey(nameof(Duration)) ? null : Count > 0 ? Count : 10;
         TimeSpan? duration = count is null ? TimeSpan.FromSeconds(Duration) : null;

@@ -10,6 +10,7 @@ namespace SoftDirty.Commands;
 [Cmdlet(VerbsCommunications.Write, "EmulatedMemory", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
 public sealed class WriteEmulatedMemoryCommand : EmulatorCmdlet
 {
+    /// <summary>The first byte to write.</summary>
     [Parameter(Mandatory = true, Position = 0)]
     public ulong Address { get; set; }
 
@@ -21,6 +22,7 @@ public sealed class WriteEmulatedMemoryCommand : EmulatorCmdlet
     [Parameter]
     public byte? Value { get; set; }
 
+    /// <inheritdoc/>
     protected override void ProcessRecord() =>
         Call(Describe(Address, Length), "write", () => Emulator.Write(Address, Length, Value));
 }

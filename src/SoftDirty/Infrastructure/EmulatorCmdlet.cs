@@ -10,7 +10,7 @@ namespace SoftDirty.Commands;
 /// pipeline, and a failing call becomes a non-terminating error whose ErrorId names the errno
 /// (InvalidArgument, EmulatorNotMapped, SegmentationFault) while nothing changes.
 /// </summary>
-public abstract class EmulatorCmdlet : SoftDirtyCmdlet
+public abstract class EmulatorCmdlet : EngineCmdlet
 {
     /// <summary>The emulated process (from New-EmulatedProcess).</summary>
     [Parameter(Mandatory = true, ValueFromPipeline = true)]
@@ -24,6 +24,7 @@ public abstract class EmulatorCmdlet : SoftDirtyCmdlet
         catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
     }
 
+    /// <summary>The target of a ShouldProcess message: the emulated process and the range.</summary>
     protected string Describe(ulong address, ulong length) =>
         $"emulated process {Emulator.ProcessId} ({Emulator.Name}) 0x{address:x}-0x{address + length:x}";
 }

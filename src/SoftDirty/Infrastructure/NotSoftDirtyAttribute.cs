@@ -8,8 +8,9 @@ namespace SoftDirty.Commands;
 /// Refuses ClearRefsType.SoftDirty on Clear-PageReference -Type with a message that names Clear-SoftDirty; it
 /// runs before [ValidateSet] (which only keeps Tab from offering SoftDirty and says nothing about where to go).
 /// </summary>
-public sealed class NotSoftDirtyAttribute : ArgumentTransformationAttribute
+internal sealed class NotSoftDirtyAttribute : ArgumentTransformationAttribute
 {
+    /// <inheritdoc/>
     public override object Transform(EngineIntrinsics engineIntrinsics, object inputData)
     {
         var value = inputData is PSObject ps ? ps.BaseObject : inputData;

@@ -4,12 +4,22 @@ using SoftDirty.Emulation;
 namespace SoftDirty.Commands;
 
 /// <summary>
-/// Base of the cmdlets that take a real process (-Id, the default set, so that a bare call prompts for Id)
-/// or an emulated one (-Emulator). PowerShell binds pipeline input to the default set first, where an
-/// EmulatedProcess's ProcessId would bind -Id by property name; <see cref="PipedEmulator"/> catches the
-/// emulated process by value before that happens, so <c>$e | Get-PageMap</c> reads the emulated process.
+/// Base of the cmdlets that act on a real process (-Id) or an emulated one (-Emulator): of
+/// <see cref="ProcessTargetCmdlet"/> (the /proc cmdlets) and <see cref="WorkflowCmdlet"/>. It owns the hidden
+/// -PipedEmulator of the Id set.
 /// </summary>
-public abstract class ProcessOrEmulatorCmdlet : SoftDirtyCmdlet
+/// <remarks>
+/// Why these cmdlets default to the Id set, and why the Id set holds a hidden -PipedEmulator: a bare call
+/// must prompt for -Id (a real process is the common target), so Id is the default set
+/// (DefaultParameterSetName = IdSet on each cmdlet). But PowerShell binds pipeline input to the default set
+/// first, where a piped EmulatedProcess's ProcessId property would bind -Id by property name and the cmdlet
+/// would read the real process with that pid. <see cref="PipedEmulator"/> takes the EmulatedProcess by value
+/// in the Id set (by-value binding comes before by-property-name binding), so <c>$e | Get-PageMap</c> reads
+/// the emulated process; -Emulator names it explicitly and is its own set. Two cmdlets with -Id and -Emulator
+/// do not derive from here: Save-MemoryImage defaults to the Emulator set, so a piped EmulatedProcess binds
+/// there by value without a -PipedEmulator, and Get-SoftDirtySupport defaults to its Kernel set.
+/// </remarks>
+public abstract class ProcessOrEmulatorCmdlet : EngineCmdlet
 {
     /// <summary>An emulated process piped in ($e | Get-PageMap); the same as -Emulator.</summary>
     [Parameter(ParameterSetName = IdSet, ValueFromPipeline = true, DontShow = true)]

@@ -14,4 +14,25 @@ internal static class WorkflowSelector
         if (byName is null && address is null) return null;
         return m => (byName is null || byName.IsMatch(m)) && m.End > start && m.Start < end;
     }
+
+    /// <summary>
+    /// The mapping selector of a workflow cmdlet (-Mapping, and -Address/-Length where it has them), checked as
+    /// Get-PageMap checks it: a wrapping range is InvalidArgument, names that match no mapping MappingNotFound,
+    /// a range that overlaps no mapping InvalidArgument. Null: every mapping.
+    /// </summary>
+    public static Func<MemoryMapping, bool>? Checked(IPageSource source, string[]? mapping, ulong? address = null, ulong? length = null)
+    {
+        if (address is { } a) RangeCheck.CheckNoWrap(a, length ?? 1, 1);
+        var selector = Create(mapping, address, length);
+        if (selector is null) return null;
+        var mappings = source.ReadMappings(false);
+        bool any = false;
+        foreach (var m in mappings) if (m.Kind != MappingKind.Vsyscall && selector(m)) { any = true; break; }
+        if (any) return selector;
+        if (mapping is { Length: > 0 })
+            throw new SoftDirtyException(SoftDirtyError.MappingNotFound,
+                $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", mapping)}'{(address is null ? "" : $" in 0x{address:x}-0x{address + (length ?? 1):x}")}; see Get-MemoryMapping -Id {source.ProcessId}.", source.ProcessId);
+        throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+            $"0x{address:x}-0x{address + (length ?? 1):x} lies outside every mapping of process {source.ProcessId} ({source.Name}); see Get-MemoryMapping -Id {source.ProcessId}.", address);
+    }
 }

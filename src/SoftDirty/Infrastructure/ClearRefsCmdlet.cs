@@ -1,0 +1,26 @@
+using System.Management.Automation;
+using SoftDirty;
+
+namespace SoftDirty.Commands;
+
+/// <summary>
+/// Base of the cmdlets that write clear_refs (Clear-SoftDirty, Clear-PageReference): the one place that does
+/// it for a cmdlet (support check, ShouldProcess, write), and -PassThru.
+/// </summary>
+public abstract class ClearRefsCmdlet : ProcessTargetCmdlet
+{
+    /// <summary>Emit the process after clearing.</summary>
+    [Parameter]
+    public SwitchParameter PassThru { get; set; }
+
+    /// <summary>Writes <paramref name="type"/> to the clear_refs of each target of this record.</summary>
+    protected void ClearRefs(ClearRefsType type) => ForEachSource(Targets(), source =>
+    {
+        if (type == ClearRefsType.SoftDirty && !source.Features.SoftDirty)
+            throw new SoftDirtyException(SoftDirtyError.SoftDirtyNotSupported,
+                $"Not clearing soft-dirty bits of process {source.ProcessId} ({source.Name}): {source.Features.SoftDirtyReason}", source.ProcessId);
+        if (ShouldProcess($"process {source.ProcessId} ({source.Name})", $"Write {(int)type} ({type}) to clear_refs"))
+            source.ClearRefs(type);
+        if (PassThru) WriteObject(PassThruObject(source));
+    });
+}

@@ -1,0 +1,20 @@
+namespace SoftDirty.Commands;
+
+/// <summary>What Invoke-EmulatedMadvise does to a range.</summary>
+public enum EmulatedAdvice
+{
+    /// <summary>MADV_DONTNEED: drop the pages; they read as soft-dirty only through VM_SOFTDIRTY.</summary>
+    DontNeed,
+    /// <summary>MADV_PAGEOUT: swap the pages out; private anonymous pages keep soft-dirty in the swap entry.</summary>
+    PageOut,
+    /// <summary>MADV_WILLNEED: swap the pages back in.</summary>
+    WillNeed,
+    /// <summary>MADV_COLLAPSE: collapse each 2 MiB into a transparent huge page (the new PMD is soft-dirty).</summary>
+    Collapse,
+    /// <summary>Split each transparent huge page into 512 PTEs, each inheriting the PMD's soft-dirty (as the kernel does under memory pressure).</summary>
+    Split,
+    /// <summary>MADV_GUARD_INSTALL: install guard markers (6.15+ profiles).</summary>
+    GuardInstall,
+    /// <summary>MADV_GUARD_REMOVE: remove guard markers.</summary>
+    GuardRemove,
+}

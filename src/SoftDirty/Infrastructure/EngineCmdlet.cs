@@ -1,0 +1,168 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
+using System.Management.Automation;
+using System.Threading;
+using SoftDirty;
+using SoftDirty.Emulation;
+
+namespace SoftDirty.Commands;
+
+/// <summary>
+/// The plumbing every cmdlet of the module shares, as a thin shell over the engine (SoftDirty.Engine):
+/// engine errors as ErrorRecords, Ctrl+C, throttled progress and opening page sources. Named for what it
+/// does, not after the module, so that SoftDirty in a type name means the concept or the module.
+/// Cmdlets stay thin: they bind parameters and call the engine.
+/// </summary>
+[SuppressMessage("Design", "CA1001:Types that own disposable fields should be disposable", Justification = "The token source holds no unmanaged resource: see _stop.")]
+public abstract class EngineCmdlet : PSCmdlet
+{
+    /// <summary>Parameter set of cmdlets that take real process ids.</summary>
+    public const string IdSet = "Id";
+    /// <summary>Parameter set of cmdlets that take an emulated process.</summary>
+    public const string EmulatorSet = "Emulator";
+
+    // Lives as long as the cmdlet; a token source that never had CancelAfter or its WaitHandle used holds
+    // nothing to release, so the cmdlet need not be IDisposable for it (CA1001).
+    private readonly CancellationTokenSource _stop = new();
+    private bool _platformChecked;
+
+    /// <summary>Cancelled when the user presses Ctrl+C.</summary>
+    protected CancellationToken Cancellation => _stop.Token;
+
+    /// <summary>Ctrl+C: cancels <see cref="Cancellation"/>.</summary>
+    protected override void StopProcessing() => _stop.Cancel();
+
+    /// <summary>The /proc cmdlets stop with a terminating PlatformNotSupported off Linux.</summary>
+    protected void EnsureLinux()
+    {
+        if (_platformChecked) return;
+        try { ProcPageSource.EnsureLinux(); }
+        catch (SoftDirtyException ex) { ThrowTerminatingError(ToErrorRecord(ex)); }
+        _platformChecked = true;
+    }
+
+    /// <summary>Opens the real process <paramref name="pid"/>, or writes the error and returns null.</summary>
+    protected IPageSource? OpenProcess(int pid)
+    {
+        EnsureLinux();
+        try { return ProcPageSource.Open(pid); }
+        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); return null; }
+    }
+
+    /// <summary>The emulated process of this record (<see cref="ProcessOrEmulatorCmdlet"/> adds one piped into the Id set).</summary>
+    protected virtual EmulatedProcess? EmulatorOf(EmulatedProcess? emulator) => emulator;
+
+    /// <summary>The targets of one pipeline record: the emulated process, or each real pid.</summary>
+    protected IEnumerable<IPageSource?> Targets(int[] ids, EmulatedProcess? emulator)
+    {
+        emulator = EmulatorOf(emulator);
+        if (ParameterSetName == EmulatorSet || emulator is not null)
+        {
+            if (emulator is not null) yield return new BorrowedSource(emulator);
+            yield break;
+        }
+        foreach (var id in ids) yield return OpenProcess(id);
+    }
+
+    /// <summary>
+    /// The one target of a workflow cmdlet: an emulated process wrapped with its workload (so samples and
+    /// rounds advance emulated time), or the real pid.
+    /// </summary>
+    protected IPageSource? WorkflowTarget(int id, EmulatedProcess? emulator, SoftDirty.Workflows.EmulatedWorkloadSpec? workload)
+    {
+        emulator = EmulatorOf(emulator);
+        if (emulator is null) return OpenProcess(id);
+        try { return new SoftDirty.Workflows.EmulatedTarget(emulator, workload); }
+        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); return null; }
+    }
+
+    /// <summary>Runs per-target work; an engine failure becomes a non-terminating error and the next target runs.</summary>
+    protected void ForEachSource(IEnumerable<IPageSource?> sources, Action<IPageSource> work)
+    {
+        foreach (var source in sources)
+        {
+            if (source is null) continue;
+            using (source) Guarded(() => work(source));
+        }
+    }
+
+    /// <summary>
+    /// Runs one piece of work: an engine failure becomes a non-terminating error, and Ctrl+C during it stops
+    /// the pipeline.
+    /// </summary>
+    protected void Guarded(Action work)
+    {
+        try { work(); }
+        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
+        catch (OperationCanceledException) when (Cancellation.IsCancellationRequested) { throw new PipelineStoppedException(); }
+    }
+
+    /// <summary>
+    /// What -PassThru emits for a target: the emulated process itself, or the real process as a
+    /// System.Diagnostics.Process (ProcessExited if it is gone).
+    /// </summary>
+    protected static object PassThruObject(IPageSource source)
+    {
+        if (source is BorrowedSource borrowed) return borrowed.Inner;
+        if (source is ProcPageSource)
+        {
+            try { return Process.GetProcessById(source.ProcessId); }
+            catch (ArgumentException) { throw new SoftDirtyException(SoftDirtyError.ProcessExited, $"Process {source.ProcessId} exited.", source.ProcessId); }
+        }
+        return source;
+    }
+
+    /// <summary>The ErrorRecord of an engine error: its SoftDirtyError name as the ErrorId, and its category.</summary>
+    public static ErrorRecord ToErrorRecord(SoftDirtyException ex) =>
+        new(ex, ex.Error.ToString(), CategoryOf(ex.Error), ex.Target);
+
+    /// <summary>
+    /// The ErrorCategory of each engine error: the one its enum member names (<see cref="CategorizedAttribute"/>),
+    /// whose names are PowerShell's own.
+    /// </summary>
+    public static ErrorCategory CategoryOf(SoftDirtyError error) =>
+        Enum.Parse<ErrorCategory>(CategorizedAttribute.Of(error).ToString());
+
+    /// <summary>A non-terminating error built here (not from the engine).</summary>
+    protected void WriteError(SoftDirtyError error, string message, object? target) =>
+        WriteError(ToErrorRecord(new SoftDirtyException(error, message, target)));
+
+    /// <summary>Progress that shows only for work that lasts, at most five updates a second.</summary>
+    protected sealed class Progress
+    {
+        private static int _nextActivity = 0x5D00;
+        private readonly EngineCmdlet _cmdlet;
+        private readonly ProgressRecord _record;
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private long _lastShown = -1;
+
+        /// <summary>A progress bar of <paramref name="cmdlet"/>, not shown until the work has lasted half a second.</summary>
+        public Progress(EngineCmdlet cmdlet, string activity, string status)
+        {
+            _cmdlet = cmdlet;
+            _record = new ProgressRecord(Interlocked.Increment(ref _nextActivity), activity, status);
+        }
+
+        /// <summary>Shows <paramref name="done"/> of <paramref name="total"/> (and a new status), if it is time to.</summary>
+        public void Report(ulong done, ulong total, string? status = null)
+        {
+            long now = _clock.ElapsedMilliseconds;
+            if (now < 500 || (_lastShown >= 0 && now - _lastShown < 200)) return;
+            _lastShown = now;
+            if (status is not null) _record.StatusDescription = status;
+            _record.PercentComplete = total == 0 ? -1 : (int)Math.Min(100, done * 100 / total);
+            _record.RecordType = ProgressRecordType.Processing;
+            _cmdlet.WriteProgress(_record);
+        }
+
+        /// <summary>Removes the bar, if it was shown.</summary>
+        public void Complete()
+        {
+            if (_lastShown < 0) return;
+            _record.RecordType = ProgressRecordType.Completed;
+            _cmdlet.WriteProgress(_record);
+        }
+    }
+}

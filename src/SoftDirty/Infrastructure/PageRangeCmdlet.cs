@@ -1,0 +1,85 @@
+using System.Collections.Generic;
+using SoftDirty;
+
+namespace SoftDirty.Commands;
+
+/// <summary>
+/// Base of the /proc cmdlets that read pages of a range (Get-PageMap, Search-PageMap): what selects the pages
+/// (-Address with -Length, or -Mapping, or every mapping) and the warning that soft-dirty bits stay clear.
+/// The -Address, -Length and -Mapping parameters stay on each cmdlet: PowerShell lists a base class's
+/// parameters after the cmdlet's own, and their place in the syntax (before the filters) is documented.
+/// </summary>
+public abstract class PageRangeCmdlet : ProcessTargetCmdlet
+{
+    /// <summary>-Length needs -Address, and -Address excludes -Mapping: a terminating InvalidArgument otherwise.</summary>
+    protected void CheckRangeParameters(ulong? address, ulong? length, string[]? mapping)
+    {
+        if (address is null && length is not null)
+            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "-Length needs -Address.", length)));
+        if (address is not null && mapping is not null)
+            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "Give either -Address with -Length or -Mapping, not both.", mapping)));
+    }
+
+    /// <summary>
+    /// The spans -Address/-Length or -Mapping select (every mapping without either). An address range outside
+    /// every mapping throws InvalidArgument; no matching name writes MappingNotFound and returns null. With
+    /// <paramref name="roundLength"/> the length is rounded up to a page, as PAGEMAP_SCAN rounds its end;
+    /// else it must be page-aligned and pages outside any mapping are skipped with a warning.
+    /// </summary>
+    protected List<PageSpan>? SelectSpans(IPageSource source, IReadOnlyList<MemoryMapping> mappings,
+        ulong? address, ulong? length, string[]? mapping, bool roundLength = false)
+    {
+        ulong pageSize = (ulong)source.PageSize;
+        if (address is { } start)
+        {
+            ulong len = length ?? pageSize;
+            RangeCheck.CheckNoWrap(start, len, roundLength ? pageSize : 1);
+            if (roundLength) len = (len + pageSize - 1) / pageSize * pageSize;
+            var spans = PageMapReader.SpansOfRange(mappings, start, len, source.PageSize, out var unmapped);
+            if (spans.Count == 0)
+                throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+                    $"0x{start:x}-0x{start + len:x} lies outside every mapping of process {source.ProcessId} ({source.Name}); see Get-MemoryMapping -Id {source.ProcessId}.", start);
+            if (unmapped != 0 && !roundLength)
+                WriteWarning($"{unmapped / pageSize} page(s) of 0x{start:x}-0x{start + len:x} lie outside any mapping of process {source.ProcessId} and are skipped.");
+            return spans;
+        }
+        if (mapping is { Length: > 0 })
+        {
+            var spans = PageMapReader.SpansOf(mappings, new MappingSelector(mapping).IsMatch);
+            if (spans.Count == 0)
+            {
+                WriteError(SoftDirtyError.MappingNotFound,
+                    $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", mapping)}'; see Get-MemoryMapping -Id {source.ProcessId}.", source.ProcessId);
+                return null;
+            }
+            return spans;
+        }
+        if (mappings.Count == 0)
+        {
+            WriteError(SoftDirtyError.MappingNotFound,
+                $"Process {source.ProcessId} ({source.Name}) has no user address space (a kernel thread, or a zombie): there are no pages to read.", source.ProcessId);
+            return null;
+        }
+        return PageMapReader.SpansOf(mappings);
+    }
+
+    private static readonly HashSet<string> _warnedNoSoftDirty = new();
+
+    /// <summary>
+    /// Warns, once per session and kernel, that soft-dirty bits stay clear on <paramref name="source"/>'s kernel
+    /// (what about is the cmdlet's part of the sentence). Returns whether soft-dirty is supported.
+    /// </summary>
+    protected bool WarnIfNoSoftDirty(IPageSource source, string what)
+    {
+        var f = source.Features;
+        if (f.SoftDirty) return true;
+        string kernel = (f.Emulated ? "emulated " : "") + f.KernelRelease;
+        bool first;
+        lock (_warnedNoSoftDirty) first = _warnedNoSoftDirty.Add(kernel);
+        if (first)
+            WriteWarning($"Kernel {kernel} has no soft-dirty bits: {what} is always false here (once per session; see Get-SoftDirtySupport).");
+        else
+            WriteVerbose($"Kernel {kernel} has no soft-dirty bits: {what} is always false here.");
+        return false;
+    }
+}

@@ -1,0 +1,26 @@
+using System;
+using System.Collections.Generic;
+using System.Management.Automation;
+using SoftDirty.Emulation;
+
+namespace SoftDirty.Commands;
+
+/// <summary>
+/// The process-target base of the /proc cmdlets that take one or more real processes (-Id) or an emulated
+/// one (-Emulator, or piped: see <see cref="ProcessOrEmulatorCmdlet"/> for the default set).
+/// </summary>
+public abstract class ProcessTargetCmdlet : ProcessOrEmulatorCmdlet
+{
+    /// <summary>The real processes, by pid.</summary>
+    [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+    [Alias("PID", "ProcessId")]
+    [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    public int[] Id { get; set; } = Array.Empty<int>();
+
+    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one.</summary>
+    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
+    public EmulatedProcess? Emulator { get; set; }
+
+    /// <summary>The targets of this pipeline record: the emulated process, or each real pid.</summary>
+    protected IEnumerable<IPageSource?> Targets() => Targets(Id, Emulator);
+}
