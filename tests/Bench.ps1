@@ -13,7 +13,7 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 Import-Module $ModulePath
-Import-Module (Join-Path $PSScriptRoot 'Pester/TestTarget.psm1')
+Import-Module (Join-Path $PSScriptRoot 'Pester/SoftDirty.TestSupport.psm1')
 
 Add-Type -TypeDefinition @'
 using System;

@@ -25,7 +25,7 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 Import-Module $ModulePath
-Import-Module (Join-Path $PSScriptRoot 'Pester/Workflows.Target.psm1')
+Import-Module (Join-Path $PSScriptRoot 'Pester/SoftDirty.TestSupport.psm1')
 $engine = Join-Path (Split-Path (Get-Module SoftDirty).Path) 'SoftDirty.Engine.dll'
 Add-Type -ReferencedAssemblies $engine, 'System.Runtime', 'System.Collections', 'System.Linq', 'System.Memory' -CompilerOptions '/unsafe', '/nowarn:CS1701,CS1702' -IgnoreWarnings -TypeDefinition @'
 using System;

@@ -7,7 +7,7 @@
 #>
 
 BeforeDiscovery {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $repo = (Resolve-Path (Join-Path $PSScriptRoot '../..')).Path
     $docs = Join-Path $repo 'docs'
     $common = [System.Management.Automation.PSCmdlet]::CommonParameters
@@ -39,7 +39,7 @@ BeforeDiscovery {
 }
 
 BeforeAll {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $script:Repo = (Resolve-Path (Join-Path $PSScriptRoot '../..')).Path
     $script:Docs = Join-Path $Repo 'docs'
     $script:Compiler = Join-Path $Repo 'tests/Tools/HelpCompiler.ps1'
@@ -81,13 +81,6 @@ BeforeAll {
     function script:Get-PeakRss {
         $line = Select-String -Path "/proc/$PID/status" -Pattern '^VmHWM:\s+(\d+)' | Select-Object -First 1
         [long]$line.Matches[0].Groups[1].Value
-    }
-
-    # A child pwsh as this one was started (pwsh itself, or dotnet pwsh.dll as the local tool runs it).
-    function script:Invoke-ChildPwsh([string] $Command) {
-        $exe = [Environment]::ProcessPath
-        $prefix = @(if ((Split-Path -Leaf $exe) -like 'dotnet*') { [Environment]::GetCommandLineArgs()[0] })
-        & $exe @prefix -NoProfile -NonInteractive -Command $Command
     }
 
     # A minimal valid cmdlet page; tests break one thing at a time.

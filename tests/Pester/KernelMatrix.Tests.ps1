@@ -17,7 +17,7 @@ BeforeDiscovery {
 }
 
 BeforeAll {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $script:listPath = Join-Path $PSScriptRoot '../vm/kernels.list'
     $script:scenarioDir = Join-Path $PSScriptRoot '../scenarios'
     $script:seed = if ($env:SOFTDIRTY_SCENARIO_SEED) { [int]$env:SOFTDIRTY_SCENARIO_SEED } else { 20261126 }
