@@ -77,7 +77,7 @@ function Invoke-Build {
     if ($pointer -ne $Version) { throw "SoftDirty.psd1 says ModuleVersion $pointer, module/SoftDirty.psd1 says ${Version}: make them equal." }
     Remove-Item $StageDir -Recurse -Force -ErrorAction SilentlyContinue
     $null = New-Item -ItemType Directory $StageDir -Force
-    Copy-Item (Join-Path $ModuleDir '*') $StageDir -Recurse
+    Copy-Item (Join-Path $ModuleDir '*') $StageDir -Include '*.psd1', '*.ps1xml'   # not what an older build left there
     Copy-Item (Join-Path $Root 'LICENSE') $StageDir
     $bin = Join-Path $Root "src/SoftDirty/bin/$Configuration/net8.0"
     Copy-Item (Join-Path $bin 'SoftDirty.dll'), (Join-Path $bin 'SoftDirty.Engine.dll') $StageDir
