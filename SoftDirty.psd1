@@ -1,51 +1,9 @@
 @{
-    # The one source of the module's version: build.ps1 passes it to the compiler and the staged manifest.
-    ModuleVersion          = '0.1.0'
-    GUID                   = '5d1e7a3c-9b1f-4c6e-8a2d-3f0b7c4e9a61'
-    RootModule             = 'module/SoftDirty.dll'
-    Author                 = 'SoftDirty engineers'
-    CompanyName            = 'SoftDirty'
-    Copyright              = '(c) 2026 the SoftDirty engineers. MIT License (LICENSE).'
-    Description            = 'Which memory pages did a process write to since I last looked? Linux soft-dirty bits, pagemap, clear_refs, smaps and PAGEMAP_SCAN in the PowerShell pipeline, with an emulator of the kernel''s page tables for kernels and platforms without them.'
-    PowerShellVersion      = '7.4'
-    CompatiblePSEditions   = @('Core')
-    FormatsToProcess       = @('module/SoftDirty.format.ps1xml')
-    TypesToProcess         = @('module/SoftDirty.types.ps1xml')
-    CmdletsToExport        = @(
-        'Get-PageMap'
-        'Clear-SoftDirty'
-        'Clear-PageReference'
-        'Enable-WriteTracking'
-        'Disable-WriteTracking'
-        'Get-MemoryMapping'
-        'Get-SoftDirtySupport'
-        'Search-PageMap'
-        'New-EmulatedProcess'
-        'Add-EmulatedMapping'
-        'Remove-EmulatedMapping'
-        'Move-EmulatedMapping'
-        'Set-EmulatedProtection'
-        'Write-EmulatedMemory'
-        'Read-EmulatedMemory'
-        'Copy-EmulatedProcess'
-        'Invoke-EmulatedMadvise'
-        'Register-EmulatedWriteProtect'
-        'Invoke-EmulatedWorkload'
-        'Watch-DirtyPage'
-        'Save-MemoryImage'
-        'Get-MemoryImage'
-        'Test-MemoryImage'
-        'Restore-MemoryImage'
-        'Invoke-PreCopyMigration'
-        'Export-DirtyPageChart'
-    )
-    FunctionsToExport      = @()
-    VariablesToExport      = @()
-    AliasesToExport        = @()
-    PrivateData            = @{
-        PSData = @{
-            Tags         = @('Linux', 'PSEdition_Core', 'SoftDirty', 'pagemap', 'memory', 'CRIU', 'checkpoint', 'migration')
-            ReleaseNotes = '0.1.0: Get-PageMap, Search-PageMap (PAGEMAP_SCAN), Get-MemoryMapping, Clear-SoftDirty, Clear-PageReference and Get-SoftDirtySupport over /proc; an emulator of the kernel page-table rules (New-EmulatedProcess and the *-Emulated* cmdlets); workflows: Watch-DirtyPage, Save/Get/Test/Restore-MemoryImage, Invoke-PreCopyMigration and Export-DirtyPageChart (charts of samples from jobs and remote sessions too). Piped mappings and ranges select their own pages; page addresses are the Start property; a bare /proc cmdlet prompts for -Id. MIT licensed (LICENSE).'
-        }
-    }
+    # Import-Module ./SoftDirty.psd1 from the repository root, after ./build.ps1 Build: this manifest only
+    # points at the staged module, whose manifest (a copy of module/SoftDirty.psd1, the one source of the
+    # module's metadata) loads the DLLs, views and help from out/SoftDirty. PowerShell reads cmdlet help under
+    # the module's folder, so loading the staged manifest is what makes Get-Help work from here.
+    # PowerShell requires a version here too: build.ps1 Build fails unless it equals module/SoftDirty.psd1's.
+    ModuleVersion = '0.1.0'
+    RootModule    = 'out/SoftDirty/SoftDirty.psd1'
 }

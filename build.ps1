@@ -4,8 +4,10 @@
     Builds, tests, documents, benchmarks and packages the SoftDirty module.
 .DESCRIPTION
     Tasks (run in the order given; dependencies run first):
-      Build     compile the engine and cmdlets, copy them into module/, make the help, stage out/SoftDirty
-      Docs      turn docs/*.md into module/en-US/SoftDirty.dll-Help.xml and about_*.help.txt
+      Build     compile the engine and cmdlets and stage the module in out/SoftDirty: module/* (manifest,
+                views, types), LICENSE and the DLLs copied, the help compiled (Docs). Writes only under out/
+      Docs      turn docs/*.md into out/SoftDirty/en-US/SoftDirty.dll-Help.xml and about_*.help.txt
+                (tests/Tools/HelpCompiler.ps1)
       Native    compile the native test target (tests/native) with cc
       Test      xunit (engine) and Pester (cmdlets) suites; results in tests/results/. Run as root, the
                 Pester suite runs again as a throwaway unprivileged user (Invoke-PesterUnprivileged)
@@ -47,7 +49,7 @@ $ModuleDir = Join-Path $Root 'module'
 $StageDir = Join-Path $Root 'out/SoftDirty'
 $ResultsDir = Join-Path $Root 'tests/results'
 $NativeDir = Join-Path $Root 'tests/native'
-$Version = (Import-PowerShellDataFile (Join-Path $Root 'SoftDirty.psd1')).ModuleVersion
+$Version = (Import-PowerShellDataFile (Join-Path $ModuleDir 'SoftDirty.psd1')).ModuleVersion
 $PesterVersion = '5.7.1'
 
 function Invoke-Native([string] $What, [scriptblock] $Command) {
@@ -69,31 +71,26 @@ function Invoke-Build {
     Invoke-Native 'dotnet build src/SoftDirty' {
         dotnet build (Join-Path $Root 'src/SoftDirty/SoftDirty.csproj') -c $Configuration -p:Version=$Version --nologo -v:q -clp:ErrorsOnly
     }
-    $bin = Join-Path $Root "src/SoftDirty/bin/$Configuration/net8.0"
-    foreach ($f in 'SoftDirty.dll', 'SoftDirty.Engine.dll', 'SoftDirty.pdb', 'SoftDirty.Engine.pdb') {
-        Copy-Item (Join-Path $bin $f) $ModuleDir -Force
-    }
-    Invoke-Docs
-    # The staged module: an explicit list of files, the manifest's paths made local.
+    # The staged module is copied, never edited: module/ (the manifest, whose paths are local to its folder,
+    # the views and types), LICENSE, the two DLLs; then the help compiled into its en-US/.
+    $pointer = (Import-PowerShellDataFile (Join-Path $Root 'SoftDirty.psd1')).ModuleVersion
+    if ($pointer -ne $Version) { throw "SoftDirty.psd1 says ModuleVersion $pointer, module/SoftDirty.psd1 says ${Version}: make them equal." }
     Remove-Item $StageDir -Recurse -Force -ErrorAction SilentlyContinue
-    $null = New-Item -ItemType Directory (Join-Path $StageDir 'en-US') -Force
-    foreach ($f in 'SoftDirty.dll', 'SoftDirty.Engine.dll', 'SoftDirty.format.ps1xml', 'SoftDirty.types.ps1xml') { Copy-Item (Join-Path $ModuleDir $f) $StageDir }
+    $null = New-Item -ItemType Directory $StageDir -Force
+    Copy-Item (Join-Path $ModuleDir '*') $StageDir -Include '*.psd1', '*.ps1xml'   # not what an older build left there
     Copy-Item (Join-Path $Root 'LICENSE') $StageDir
-    if (Test-Path (Join-Path $ModuleDir 'en-US')) { Copy-Item (Join-Path $ModuleDir 'en-US/*') (Join-Path $StageDir 'en-US') }
-    (Get-Content -Raw (Join-Path $Root 'SoftDirty.psd1')) -replace "'module/", "'" |
-        Set-Content -NoNewline (Join-Path $StageDir 'SoftDirty.psd1')
+    $bin = Join-Path $Root "src/SoftDirty/bin/$Configuration/net8.0"
+    Copy-Item (Join-Path $bin 'SoftDirty.dll'), (Join-Path $bin 'SoftDirty.Engine.dll') $StageDir
+    Invoke-Docs
     Write-Host "    staged $StageDir"
 }
 
 function Invoke-Docs {
-    $compiler = Join-Path $Root 'src/build/HelpCompiler.ps1'
-    if (-not (Test-Path $compiler)) { Write-Warning 'src/build/HelpCompiler.ps1 missing: no help built'; return }
-    Write-Host '==> help: docs/*.md -> module/en-US' -ForegroundColor Cyan
-    & $compiler -DocsPath (Join-Path $Root 'docs') -OutputPath (Join-Path $ModuleDir 'en-US')
-    # Get-Help looks for a module's cmdlet help under its ModuleBase (the manifest's folder), never beside the
-    # DLL: a copy in <root>/en-US lets Import-Module ./SoftDirty.psd1 from the repository find it too.
-    $null = New-Item -ItemType Directory (Join-Path $Root 'en-US') -Force
-    Copy-Item (Join-Path $ModuleDir 'en-US/*') (Join-Path $Root 'en-US') -Force
+    # Get-Help looks for a binary module's cmdlet help under its ModuleBase (the manifest's folder), not beside
+    # the DLL; the root SoftDirty.psd1 loads the staged manifest, so its ModuleBase is out/SoftDirty too.
+    Write-Host '==> help: docs/*.md -> out/SoftDirty/en-US' -ForegroundColor Cyan
+    & (Join-Path $Root 'tests/Tools/HelpCompiler.ps1') -DocsPath (Join-Path $Root 'docs') -OutputPath (Join-Path $StageDir 'en-US') `
+        -ManifestPath (Join-Path $ModuleDir 'SoftDirty.psd1')
 }
 
 function Invoke-NativeBuild {
@@ -194,7 +191,7 @@ function Invoke-PesterRun([string] $Who, [string[]] $Pwsh, [string] $Root, [stri
 
 # Real users are not root. Run as root, the host Pester suite runs a second time as a system user made for
 # it (removed afterwards, also on failure), with its own HOME and TMPDIR. Everything it runs is copied into
-# one 0755 temp folder (the dotnet runtime, pwsh, Pester, the staged module, tests/, docs/, src/build/),
+# one 0755 temp folder (the dotnet runtime, pwsh, Pester, the staged module, tests/, docs/, module/),
 # because the local tool and Pester live under the 0700 home of root; the folder goes with the user.
 function Invoke-PesterUnprivileged([string] $PesterPath, [string[]] $SuiteArgs) {
     $why = if (-not $IsLinux) { 'not Linux' }
@@ -227,7 +224,7 @@ function Invoke-PesterUnprivileged([string] $PesterPath, [string[]] $SuiteArgs) 
         Copy-Item (Split-Path $PesterPath) (Join-Path $work 'Pester') -Recurse
         # The repository parts the suite reads, in the same layout.
         $repo = Join-Path $work 'repo'
-        foreach ($d in 'out/SoftDirty', 'docs', 'src/build', 'tests/Pester', 'tests/native', 'tests/scenarios', 'tests/vm', 'module', 'en-US') {
+        foreach ($d in 'out/SoftDirty', 'docs', 'module', 'tests/Pester', 'tests/Tools/HelpCompiler.ps1', 'tests/native', 'tests/scenarios', 'tests/vm') {
             $null = New-Item -ItemType Directory (Split-Path (Join-Path $repo $d)) -Force
             Copy-Item (Join-Path $Root $d) (Join-Path $repo $d) -Recurse
         }
@@ -366,11 +363,12 @@ function Invoke-Bench {
 }
 
 function Invoke-Clean {
-    foreach ($d in 'out', 'en-US', 'tests/results', 'tests/native/bin', 'src/SoftDirty/bin', 'src/SoftDirty/obj', 'src/SoftDirty.Engine/bin', 'src/SoftDirty.Engine/obj',
+    foreach ($d in 'out', 'tests/results', 'tests/native/bin', 'src/SoftDirty/bin', 'src/SoftDirty/obj', 'src/SoftDirty.Engine/bin', 'src/SoftDirty.Engine/obj',
                    'tests/SoftDirty.Engine.Tests/bin', 'tests/SoftDirty.Engine.Tests/obj', 'tests/Tools/obj') {
         Remove-Item (Join-Path $Root $d) -Recurse -Force -ErrorAction SilentlyContinue
     }
-    Remove-Item (Join-Path $ModuleDir '*.dll'), (Join-Path $ModuleDir '*.pdb'), (Join-Path $ModuleDir 'en-US/SoftDirty.dll-Help.xml') -Force -ErrorAction SilentlyContinue
+    # What builds before the out/-only layout wrote into the tree (module/*.dll, module/en-US, en-US/).
+    Remove-Item (Join-Path $ModuleDir '*.dll'), (Join-Path $ModuleDir '*.pdb'), (Join-Path $ModuleDir 'en-US'), (Join-Path $Root 'en-US') -Recurse -Force -ErrorAction SilentlyContinue
 }
 
 $Tasks = 'Build', 'Docs', 'Native', 'Test', 'KernelTest', 'KernelMatrix', 'Demo', 'Bench', 'Package', 'Install', 'Clean'

@@ -15,7 +15,7 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 Import-Module $ModulePath
-Import-Module (Join-Path $PSScriptRoot 'Pester/TestTarget.psm1')
+Import-Module (Join-Path $PSScriptRoot 'Pester/SoftDirty.TestSupport.psm1')
 
 # The emulator's benchmarks: the test kit, loaded after the module whose engine it uses.
 Add-Type -Path $TestKitPath

@@ -27,7 +27,7 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 Import-Module $ModulePath
-Import-Module (Join-Path $PSScriptRoot 'Pester/Workflows.Target.psm1')
+Import-Module (Join-Path $PSScriptRoot 'Pester/SoftDirty.TestSupport.psm1')
 # The measurements in C# (the test kit; it sees the engine's internals): beside the staged module.
 Add-Type -Path $TestKitPath
 

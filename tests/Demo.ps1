@@ -9,7 +9,7 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 Import-Module $ModulePath
-Import-Module (Join-Path $PSScriptRoot 'Pester/TestTarget.psm1')
+Import-Module (Join-Path $PSScriptRoot 'Pester/SoftDirty.TestSupport.psm1')
 
 function Show([string] $Title) { Write-Host ''; Write-Host "=== $Title" -ForegroundColor Cyan }
 
@@ -53,7 +53,6 @@ try {
     }
 
     Show 'Workflows: the dirty rate of a real process, with the method this kernel supports (Watch-DirtyPage)'
-    Import-Module (Join-Path $PSScriptRoot 'Pester/Workflows.Target.psm1')
     $wf = Start-WfTarget
     try {
         $hot = New-WfRegion $wf 4096

@@ -16,7 +16,7 @@ BeforeDiscovery {
 
 Describe 'The emulator against this kernel' -Tag 'Kernel', 'Differential' -Skip:(-not $onLinux) {
     BeforeAll {
-        Import-Module $env:SOFTDIRTY_MODULE -Force
+        Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
         $support = Get-SoftDirtySupport
         $program = Join-Path $PSScriptRoot '../native/bin/sdscenario'
         # The scenario harness: the test kit beside the staged module (tests/Invoke-PesterSuite.ps1 names it).

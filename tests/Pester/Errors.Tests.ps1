@@ -3,7 +3,7 @@
 # (PlatformNotSupported needs a non-Linux OS and is not faked here.)
 
 BeforeDiscovery {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $support = Get-SoftDirtySupport
     $isRoot = (& id -u) -eq '0'
     $haveSetpriv = [bool](Get-Command setpriv -CommandType Application -ErrorAction SilentlyContinue)
@@ -12,13 +12,11 @@ BeforeDiscovery {
 }
 
 BeforeAll {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
-    Import-Module (Join-Path $PSScriptRoot 'TestTarget.psm1') -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $PSDefaultParameterValues = @{ 'Get-PageMap:WarningAction' = 'SilentlyContinue' }
     $support = Get-SoftDirtySupport
     $t = Start-TestTarget
     $ps = $t.PageSize
-    function Hex([uint64] $Value) { '{0:x}' -f $Value }
 
     # Runs a scriptblock with an argument; returns its output objects and its non-terminating errors apart.
     function Invoke-Split([scriptblock] $Run, $Argument) {

@@ -2,13 +2,11 @@
 # Get-MemoryMapping against a real child process whose mappings each test makes.
 
 BeforeAll {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
-    Import-Module (Join-Path $PSScriptRoot 'TestTarget.psm1') -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $t = Start-TestTarget
     $ps = $t.PageSize
     $dir = Join-Path ([IO.Path]::GetTempPath()) "softdirty mm $PID"
     $null = New-Item -ItemType Directory $dir -Force
-    function Hex([uint64] $Value) { '{0:x}' -f $Value }
     function Get-Vma([uint64] $Address) { @(Get-MemoryMapping -Id $t.Id -Address $Address) }
 }
 

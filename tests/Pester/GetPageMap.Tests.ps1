@@ -3,13 +3,12 @@
 
 BeforeDiscovery {
     # -Skip conditions are evaluated at discovery: probe the kernel then.
-    Import-Module $env:SOFTDIRTY_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $support = Get-SoftDirtySupport
 }
 
 BeforeAll {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
-    Import-Module (Join-Path $PSScriptRoot 'TestTarget.psm1') -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     # The no-soft-dirty warning is asserted in its own test; elsewhere it is noise.
     $PSDefaultParameterValues = @{ 'Get-PageMap:WarningAction' = 'SilentlyContinue' }
     $support = Get-SoftDirtySupport
@@ -20,9 +19,6 @@ BeforeAll {
     function Get-Pages([uint64] $Base, [int] $Pages, [hashtable] $Extra = @{}) {
         Get-PageMap -Id $t.Id -Address $Base -Length ([uint64]$Pages * $ps) @Extra
     }
-    # Page indexes (relative to $Base) of entries.
-    function Get-Index([uint64] $Base, $Entries) { @($Entries | ForEach-Object { [int](($_.Start - $Base) / $ps) }) }
-    function Hex([uint64] $Value) { '{0:x}' -f $Value }
 }
 
 AfterAll {

@@ -7,7 +7,7 @@
 #>
 
 BeforeDiscovery {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $repo = (Resolve-Path (Join-Path $PSScriptRoot '../..')).Path
     $docs = Join-Path $repo 'docs'
     $common = [System.Management.Automation.PSCmdlet]::CommonParameters
@@ -39,10 +39,10 @@ BeforeDiscovery {
 }
 
 BeforeAll {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $script:Repo = (Resolve-Path (Join-Path $PSScriptRoot '../..')).Path
     $script:Docs = Join-Path $Repo 'docs'
-    $script:Compiler = Join-Path $Repo 'src/build/HelpCompiler.ps1'
+    $script:Compiler = Join-Path $Repo 'tests/Tools/HelpCompiler.ps1'
     $script:Common = [System.Management.Automation.PSCmdlet]::CommonParameters
     # Parse the pages once; a malformed page fails every test that needs it, with the compiler's message.
     $script:ParseError = $null
@@ -81,13 +81,6 @@ BeforeAll {
     function script:Get-PeakRss {
         $line = Select-String -Path "/proc/$PID/status" -Pattern '^VmHWM:\s+(\d+)' | Select-Object -First 1
         [long]$line.Matches[0].Groups[1].Value
-    }
-
-    # A child pwsh as this one was started (pwsh itself, or dotnet pwsh.dll as the local tool runs it).
-    function script:Invoke-ChildPwsh([string] $Command) {
-        $exe = [Environment]::ProcessPath
-        $prefix = @(if ((Split-Path -Leaf $exe) -like 'dotnet*') { [Environment]::GetCommandLineArgs()[0] })
-        & $exe @prefix -NoProfile -NonInteractive -Command $Command
     }
 
     # A minimal valid cmdlet page; tests break one thing at a time.
@@ -331,9 +324,9 @@ Describe 'about_SoftDirty' -Tag Help {
 
 Describe 'Help from the repository root manifest' -Tag Help {
     It 'Import-Module ./SoftDirty.psd1 finds the help too' {
-        if (-not (Test-Path (Join-Path $Repo 'module/SoftDirty.dll'))) { Set-ItResult -Skipped -Because 'module/SoftDirty.dll is not built'; return }
+        if (-not (Test-Path (Join-Path $Repo 'out/SoftDirty/SoftDirty.dll'))) { Set-ItResult -Skipped -Because 'out/SoftDirty is not built (build.ps1 Build)'; return }
         $synopsis = Invoke-ChildPwsh "Import-Module '$Repo/SoftDirty.psd1'; (Get-Help Get-PageMap).Synopsis; (Get-Help about_SoftDirty | Out-String) -match 'SHORT DESCRIPTION'"
-        $synopsis[0] | Should -Be (Get-Page 'Get-PageMap').Synopsis -Because 'Get-Help looks for SoftDirty.dll-Help.xml under the ModuleBase (the manifest''s folder) /en-US'
+        $synopsis[0] | Should -Be (Get-Page 'Get-PageMap').Synopsis -Because 'the root manifest loads out/SoftDirty/SoftDirty.psd1, and Get-Help looks for SoftDirty.dll-Help.xml under that ModuleBase''s en-US'
         $synopsis[1] | Should -Be 'True'
     }
 }

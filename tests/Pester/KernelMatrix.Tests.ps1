@@ -17,7 +17,7 @@ BeforeDiscovery {
 }
 
 BeforeAll {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $script:listPath = Join-Path $PSScriptRoot '../vm/kernels.list'
     $script:scenarioDir = Join-Path $PSScriptRoot '../scenarios'
     # The scenario harness: the test kit beside the staged module (tests/Invoke-PesterSuite.ps1 names it).

@@ -4,7 +4,7 @@
 # that a failure, and check that the VM really is Debian's 6.1 kernel. Elsewhere they skip.
 Describe 'The kernel VM' -Tag 'Kernel' {
     BeforeAll {
-        Import-Module $env:SOFTDIRTY_MODULE -Force
+        Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
         $support = Get-SoftDirtySupport -Refresh
     }
 

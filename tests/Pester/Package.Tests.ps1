@@ -40,6 +40,15 @@ Describe 'Package' -Tag 'Package' {
         $out[1] | Should -Be (Get-Content /proc/sys/kernel/osrelease).Trim()
     }
 
+    It 'is staged by copying: the manifest, views and types are module/''s files unchanged, the root manifest has the same version' {
+        $repoRoot = Join-Path $PSScriptRoot '../..'
+        foreach ($f in 'SoftDirty.psd1', 'SoftDirty.format.ps1xml', 'SoftDirty.types.ps1xml') {
+            (Get-FileHash (Join-Path $stage $f)).Hash | Should -Be (Get-FileHash (Join-Path $repoRoot "module/$f")).Hash -Because "build.ps1 copies module/$f as it is"
+        }
+        (Import-PowerShellDataFile (Join-Path $repoRoot 'SoftDirty.psd1')).ModuleVersion | Should -Be (Import-PowerShellDataFile $env:SOFTDIRTY_MODULE).ModuleVersion
+        Test-Path (Join-Path $stage 'en-US/SoftDirty.dll-Help.xml') | Should -BeTrue
+    }
+
     It 'has a LICENSE (MIT) and release notes in the manifest' {
         $manifest = Import-PowerShellDataFile $env:SOFTDIRTY_MODULE
         $manifest.PrivateData.PSData.ReleaseNotes | Should -Match ([regex]::Escape($manifest.ModuleVersion))

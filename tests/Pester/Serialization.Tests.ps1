@@ -6,7 +6,7 @@
 #>
 
 BeforeAll {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $script:Module = $env:SOFTDIRTY_MODULE
     function Get-Header($Objects) { (@($Objects | Format-Table | Out-String -Width 200 -Stream | Where-Object { $_.Trim() }) | Select-Object -First 1).Trim() }
     function Round-Trip($Objects) {

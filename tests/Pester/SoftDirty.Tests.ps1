@@ -5,19 +5,16 @@
 # one kind of kernel says so in its name and is tagged Kernel.
 
 BeforeDiscovery {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $support = Get-SoftDirtySupport
 }
 
 BeforeAll {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
-    Import-Module (Join-Path $PSScriptRoot 'TestTarget.psm1') -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $PSDefaultParameterValues = @{ 'Get-PageMap:WarningAction' = 'SilentlyContinue' }
     $support = Get-SoftDirtySupport
     $t = Start-TestTarget
     $ps = $t.PageSize
-    function Hex([uint64] $Value) { '{0:x}' -f $Value }
-    function Get-Index([uint64] $Base, $Entries) { @($Entries | ForEach-Object { [int](($_.Start - $Base) / $ps) }) }
 
     # The raw pagemap entry of one page, read without the module.
     function Read-RawEntry([int] $Id, [uint64] $Address) {

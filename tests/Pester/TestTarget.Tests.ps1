@@ -2,12 +2,10 @@
 # The native test target itself: the other suites trust what it says it did.
 
 BeforeAll {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
-    Import-Module (Join-Path $PSScriptRoot 'TestTarget.psm1') -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $PSDefaultParameterValues = @{ 'Get-PageMap:WarningAction' = 'SilentlyContinue' }
     $t = Start-TestTarget
     $ps = $t.PageSize
-    function Hex([uint64] $Value) { '{0:x}' -f $Value }
 }
 
 AfterAll {

@@ -7,7 +7,7 @@
 #>
 
 BeforeDiscovery {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $support = Get-SoftDirtySupport
     # A kernel thread: no user address space (Kthread: 1 in its status).
     $kthread = Get-ChildItem /proc -Directory -ErrorAction SilentlyContinue | Where-Object Name -match '^\d+$' | Sort-Object { [int]$_.Name } |
@@ -18,19 +18,11 @@ BeforeDiscovery {
 }
 
 BeforeAll {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
-    Import-Module (Join-Path $PSScriptRoot 'TestTarget.psm1') -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $PSDefaultParameterValues = @{ '*:WarningAction' = 'SilentlyContinue' }
     $support = Get-SoftDirtySupport
     $t = Start-TestTarget
     $ps = $t.PageSize
-
-    # A child pwsh as this one was started (pwsh itself, or dotnet pwsh.dll as the local tool runs it).
-    function Invoke-ChildPwsh([string] $Command) {
-        $exe = [Environment]::ProcessPath
-        $prefix = @(if ((Split-Path -Leaf $exe) -like 'dotnet*') { [Environment]::GetCommandLineArgs()[0] })
-        & $exe @prefix -NoProfile -NonInteractive -Command "Import-Module '$env:SOFTDIRTY_MODULE'; $Command" 2>&1
-    }
     function Complete([string] $Line) { @((TabExpansion2 -inputScript $Line -cursorColumn $Line.Length).CompletionMatches) }
 }
 
@@ -114,7 +106,7 @@ Describe 'A bare /proc cmdlet prompts for -Id (issue 12.3)' {
     }
 
     It 'Get-PageMap with no argument asks for Id, not Emulator' {
-        $out = "$(Invoke-ChildPwsh 'Get-PageMap')"
+        $out = "$(Invoke-ChildPwsh -ImportModule 'Get-PageMap')"
         $out | Should -Match 'missing mandatory parameters: Id\.'
         $out | Should -Not -Match 'Emulator'
     }
@@ -147,7 +139,7 @@ Describe 'Commands that did nothing silently now say why (issue 12.9)' {
     }
 
     It 'Search-PageMap -Category SoftDirty warns where soft-dirty is missing' {
-        $out = Invoke-ChildPwsh '$e = New-EmulatedProcess -NoSoftDirty; $null = $e | Add-EmulatedMapping -Length 8KB; $null = $e | Search-PageMap -Category SoftDirty -WarningVariable w -WarningAction SilentlyContinue; "warnings=$($w.Count)"; "$w"'
+        $out = Invoke-ChildPwsh -ImportModule '$e = New-EmulatedProcess -NoSoftDirty; $null = $e | Add-EmulatedMapping -Length 8KB; $null = $e | Search-PageMap -Category SoftDirty -WarningVariable w -WarningAction SilentlyContinue; "warnings=$($w.Count)"; "$w"'
         "$out" | Should -Match 'warnings=1'
         "$out" | Should -Match 'no soft-dirty'
     }
@@ -161,7 +153,7 @@ Describe 'Commands that did nothing silently now say why (issue 12.9)' {
 
 Describe 'Smaller things a user meets (issue 12.11)' {
     It 'the no-soft-dirty warning shows once per session and kernel, in under 160 characters' {
-        $out = Invoke-ChildPwsh '$e = New-EmulatedProcess -NoSoftDirty; $null = $e | Add-EmulatedMapping -Length 8KB; $all = @(); foreach ($i in 1..3) { $null = $e | Get-PageMap -WarningVariable w -WarningAction SilentlyContinue; $all += $w }; "count=$($all.Count)"; "length=$($all[0].Message.Length)"'
+        $out = Invoke-ChildPwsh -ImportModule '$e = New-EmulatedProcess -NoSoftDirty; $null = $e | Add-EmulatedMapping -Length 8KB; $all = @(); foreach ($i in 1..3) { $null = $e | Get-PageMap -WarningVariable w -WarningAction SilentlyContinue; $all += $w }; "count=$($all.Count)"; "length=$($all[0].Message.Length)"'
         "$out" | Should -Match 'count=1\b'
         [int]("$out" -replace '(?s).*length=(\d+).*', '$1') | Should -BeLessThan 160
     }

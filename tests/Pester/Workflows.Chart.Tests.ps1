@@ -11,8 +11,7 @@ BeforeDiscovery {
 }
 
 BeforeAll {
-    Import-Module $env:SOFTDIRTY_MODULE
-    Import-Module (Join-Path $PSScriptRoot 'Workflows.Target.psm1')
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $script:Chrome = (Get-Command chromium, chromium-browser -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1).Source
 
     # The rendered layout of every text of an SVG: Chromium loads a page with the SVG inline and a script

@@ -3,7 +3,7 @@
 # so these results are deterministic and fast, on any OS.
 
 BeforeAll {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     function New-Busy([string] $Kernel = '6.18', [switch] $NoSoftDirty) {
         $e = New-EmulatedProcess -Name busy -Kernel $Kernel -NoSoftDirty:$NoSoftDirty
         $m = $e | Add-EmulatedMapping -Length 16MB

@@ -1,8 +1,7 @@
 # Memory images of a real process: chains, restore, verification, permissions, atomicity under SIGKILL.
 Describe 'Memory images' -Tag 'Workflows' {
     BeforeAll {
-        Import-Module $env:SOFTDIRTY_MODULE
-        Import-Module (Join-Path $PSScriptRoot 'Workflows.Target.psm1')
+        Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
         $t = Start-WfTarget
         $r = New-WfRegion $t 512
         $root = Join-Path $TestDrive 'images'

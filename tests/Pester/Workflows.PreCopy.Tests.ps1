@@ -1,8 +1,7 @@
 # Invoke-PreCopyMigration on a real process: real rounds, a simulated link.
 Describe 'Invoke-PreCopyMigration' -Tag 'Workflows' {
     BeforeAll {
-        Import-Module $env:SOFTDIRTY_MODULE
-        Import-Module (Join-Path $PSScriptRoot 'Workflows.Target.psm1')
+        Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
         $t = Start-WfTarget
         $r = New-WfRegion $t 2048
         $null = Send-WfTarget $t "hot $($r.Hex) 10 16 1000"

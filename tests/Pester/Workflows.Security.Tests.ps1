@@ -5,8 +5,7 @@
 BeforeDiscovery { $IsRoot = (id -u) -eq '0' }
 
 BeforeAll {
-    Import-Module $env:SOFTDIRTY_MODULE -Force
-    Import-Module (Join-Path $PSScriptRoot 'Workflows.Target.psm1')
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $script:IsRoot = (id -u) -eq '0'
     $script:root = Join-Path $TestDrive 'sec'
     $null = New-Item -ItemType Directory $root

@@ -1,12 +1,11 @@
 # Watch-DirtyPage on a real process (tests/native/wftarget.c): samples, methods, Ctrl+C.
 BeforeDiscovery {
-    Import-Module $env:SOFTDIRTY_MODULE
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $script:noSoftDirty = -not (Get-SoftDirtySupport).SoftDirty
 }
 Describe 'Watch-DirtyPage' -Tag 'Workflows' {
     BeforeAll {
-        Import-Module $env:SOFTDIRTY_MODULE
-        Import-Module (Join-Path $PSScriptRoot 'Workflows.Target.psm1')
+        Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
         $t = Start-WfTarget
         $r = New-WfRegion $t 256
         $null = Send-WfTarget $t "hot $($r.Hex) 100 20 2000"

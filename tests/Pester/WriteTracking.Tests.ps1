@@ -1,7 +1,7 @@
 # Enable-WriteTracking / Disable-WriteTracking: WriteProtect of other real processes, registered from
 # outside by syscall injection (tests/native/wttarget.c), and memory image chains across commands.
 BeforeDiscovery {
-    $support = if ($IsLinux) { Import-Module $env:SOFTDIRTY_MODULE; Get-SoftDirtySupport } else { $null }
+    $support = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-SoftDirtySupport } else { $null }
     $script:skipReason = if (-not $IsLinux) { 'Linux only' }
         elseif (-not ($support.PagemapScan -and $support.UffdWriteProtectAsync)) { "this kernel lacks PAGEMAP_SCAN or userfaultfd WP_ASYNC: $($support.UffdWriteProtectAsyncReason) $($support.PagemapScanReason)" }
         elseif ([System.Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture -ne 'X64') { 'syscall injection is implemented for x86-64 only' }
@@ -11,7 +11,7 @@ BeforeDiscovery {
 
 Describe 'Write tracking of another process' -Tag 'WriteTracking' -Skip:([bool]$script:skipReason) {
     BeforeAll {
-        Import-Module $env:SOFTDIRTY_MODULE
+        Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
         $script:exe = Join-Path $PSScriptRoot '../native/bin/wttarget'
         if (-not (Test-Path $exe)) { throw "wttarget is not built: run ./build.ps1 Native ($exe)" }
         $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state'

@@ -14,7 +14,7 @@
 
     Pure PowerShell 7; platyPS is not needed (nor used).
 .EXAMPLE
-    ./src/build/HelpCompiler.ps1 -DocsPath ./docs -OutputPath ./module/en-US
+    ./tests/Tools/HelpCompiler.ps1 -DocsPath ./docs -OutputPath ./out/SoftDirty/en-US   # what build.ps1 Docs runs
 #>
 [CmdletBinding()]
 param(
@@ -22,7 +22,7 @@ param(
     [string] $OutputPath,
     [string] $ModuleName = 'SoftDirty',
     # A module manifest whose CmdletsToExport should all have pages: a missing one is a warning here
-    # (the Pester help tests make it a failure). Default: <DocsPath>/../<ModuleName>.psd1 when present.
+    # (the Pester help tests make it a failure). Default: <DocsPath>/../module/<ModuleName>.psd1 when present.
     [string] $ManifestPath,
     [switch] $PassThru,
     [switch] $NoWrite
@@ -615,7 +615,7 @@ if ($modulePage) {
     }
 } else { Write-Warning "No module page $ModuleName.md in $DocsPath" }
 
-if (-not $ManifestPath) { $ManifestPath = Join-Path (Split-Path $DocsPath) "$ModuleName.psd1" }
+if (-not $ManifestPath) { $ManifestPath = Join-Path (Split-Path $DocsPath) "module/$ModuleName.psd1" }
 if (Test-Path $ManifestPath) {
     $exports = @((Import-PowerShellDataFile $ManifestPath).CmdletsToExport)
     foreach ($name in $exports) {

@@ -1,0 +1,276 @@
+<#
+.SYNOPSIS
+    The set-up the Pester files share, in one module: every *.Tests.ps1 starts with
+        Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    which also imports the module under test ($env:SOFTDIRTY_MODULE, set by tests/Invoke-PesterSuite.ps1)
+    into the session. It drives the native targets, tests/native/bin/sdtarget (the /proc tests; see
+    sdtarget.c for the line protocol) and wftarget (the workflow tests, wftarget.c), and holds the small
+    helpers several files use. tests/Demo.ps1 and the benches import it too (with their own -ModulePath).
+#>
+Set-StrictMode -Version 3.0
+
+if ($env:SOFTDIRTY_MODULE) { Import-Module $env:SOFTDIRTY_MODULE -Global -Force }
+
+$script:Started = [System.Collections.Generic.List[System.Diagnostics.Process]]::new()
+$script:ReplyTimeoutMs = 30000
+
+function Get-TestTargetPath {
+    $path = if ($env:SOFTDIRTY_TARGET) { $env:SOFTDIRTY_TARGET } else { Join-Path $PSScriptRoot '../native/bin/sdtarget' }
+    if (-not (Test-Path -LiteralPath $path)) { throw "The native test target $path is missing: run ./build.ps1 Native." }
+    (Resolve-Path -LiteralPath $path).Path
+}
+
+function Read-TargetLine([System.Diagnostics.Process] $Process, [string] $Waiting) {
+    $task = $Process.StandardOutput.ReadLineAsync()
+    if (-not $task.Wait($script:ReplyTimeoutMs)) { throw "sdtarget $($Process.Id) did not answer within $($script:ReplyTimeoutMs) ms ($Waiting)." }
+    $line = $task.Result
+    if ($null -eq $line) { throw "sdtarget $($Process.Id) closed its output ($Waiting); it has exited." }
+    $line
+}
+
+<#
+.SYNOPSIS
+    Starts sdtarget (optionally under a launcher such as setpriv) and waits for its READY line.
+.OUTPUTS
+    An object with Id, PageSize, Process and the methods Send(command) (the reply after "OK", throws on
+    ERR), TrySend(command) (the raw reply), Map(pages[, kind]) (the address as [uint64]) and Page(base, i).
+#>
+function Start-TestTarget {
+    [CmdletBinding()]
+    param(
+        # A program and its arguments that exec the target, e.g. setpriv --reuid=65534 ...
+        [string[]] $Launcher,
+        # The sdtarget executable; default $env:SOFTDIRTY_TARGET, else tests/native/bin/sdtarget.
+        [string] $Path
+    )
+    $target = if ($Path) { (Resolve-Path -LiteralPath $Path).Path } else { Get-TestTargetPath }
+    $file = $target
+    $arguments = @()
+    if ($Launcher) { $file = $Launcher[0]; $arguments = @($Launcher | Select-Object -Skip 1) + $target }
+    $psi = [System.Diagnostics.ProcessStartInfo]::new($file)
+    foreach ($a in $arguments) { $psi.ArgumentList.Add($a) }
+    $psi.RedirectStandardInput = $true
+    $psi.RedirectStandardOutput = $true
+    $psi.UseShellExecute = $false
+    $process = [System.Diagnostics.Process]::Start($psi)
+    $script:Started.Add($process)
+    try {
+        $ready = (Read-TargetLine $process 'waiting for READY') -split ' '
+        if ($ready[0] -ne 'READY' -or [int]$ready[1] -ne $process.Id) { throw "sdtarget said '$($ready -join ' ')' instead of READY $($process.Id)" }
+    } catch {
+        Stop-TestTarget -Process $process
+        throw
+    }
+    $t = [pscustomobject]@{
+        PSTypeName = 'SoftDirty.Tests.TestTarget'
+        Id         = $process.Id
+        PageSize   = [uint64]$ready[2]
+        Process    = $process
+    }
+    $t | Add-Member -MemberType ScriptMethod -Name TrySend -Value {
+        param([string] $Command)
+        $this.Process.StandardInput.WriteLine($Command)
+        $this.Process.StandardInput.Flush()
+        Read-TargetLine $this.Process "after '$Command'"
+    }
+    $t | Add-Member -MemberType ScriptMethod -Name Send -Value {
+        param([string] $Command)
+        $reply = $this.TrySend($Command)
+        if ($reply -notmatch '^OK( |$)') { throw "sdtarget $($this.Id): '$Command' -> $reply" }
+        $reply.Substring(2).Trim()
+    }
+    $t | Add-Member -MemberType ScriptMethod -Name Map -Value {
+        param([int] $Pages, [string] $How = 'anon')
+        [Convert]::ToUInt64($this.Send("map $Pages $How"), 16)
+    }
+    $t | Add-Member -MemberType ScriptMethod -Name Page -Value {
+        param([uint64] $Base, [uint64] $Index)
+        $Base + $Index * $this.PageSize
+    }
+    $t
+}
+
+<#
+.SYNOPSIS
+    Sends one command to a test target; returns the reply after "OK" and throws on "ERR ...".
+#>
+function Send-TestTarget {
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory, Position = 0)] $Target,
+        [Parameter(Mandatory, Position = 1)] [string] $Command
+    )
+    $Target.Send($Command)
+}
+
+<#
+.SYNOPSIS
+    Stops test targets: asks them to exit, kills what does not, and always kills every process this
+    module started when -All is given (their forked children die with them: PR_SET_PDEATHSIG).
+#>
+function Stop-TestTarget {
+    [CmdletBinding()]
+    param(
+        [Parameter(ValueFromPipeline)] $Target,
+        [System.Diagnostics.Process] $Process,
+        [switch] $All
+    )
+    process {
+        $list = if ($All) { @($script:Started) } elseif ($Process) { @($Process) } elseif ($Target) { @($Target.Process) } else { @() }
+        foreach ($p in $list) {
+            if ($null -eq $p) { continue }
+            try {
+                if (-not $p.HasExited) {
+                    try { $p.StandardInput.WriteLine('exit'); $p.StandardInput.Flush() } catch { }
+                    if (-not $p.WaitForExit(2000)) { $p.Kill($true); $null = $p.WaitForExit(5000) }
+                }
+            } catch {
+                try { $p.Kill($true) } catch { }
+            } finally {
+                $null = $script:Started.Remove($p)
+                $p.Dispose()
+            }
+        }
+    }
+}
+
+<#
+.SYNOPSIS
+    The command line that starts a pwsh like the one running (pwsh itself, or dotnet + pwsh.dll when
+    PowerShell runs as a dotnet tool).
+#>
+function Get-PwshCommandLine {
+    $exe = [Environment]::ProcessPath
+    if ([IO.Path]::GetFileNameWithoutExtension($exe) -eq 'pwsh') { return , @($exe) }
+    $dll = [Environment]::GetCommandLineArgs()[0]
+    if ($dll -notlike '*.dll') { $dll = Join-Path $PSHOME 'pwsh.dll' }
+    , @($exe, $dll)
+}
+
+<# A pid that no process has now. #>
+function Get-UnusedProcessId {
+    $max = [int](Get-Content /proc/sys/kernel/pid_max)
+    for ($id = $max - 1; $id -gt 300; $id--) { if (-not (Test-Path "/proc/$id")) { return $id } }
+    throw 'no free pid found'
+}
+
+<# The value in kB of a line of /proc/PID/status, e.g. VmHWM. #>
+function Get-ProcStatusKb([int] $Id, [string] $Field) {
+    $line = Get-Content "/proc/$Id/status" | Where-Object { $_ -like "${Field}:*" }
+    if (-not $line) { throw "/proc/$Id/status has no $Field" }
+    [uint64](($line -split '\s+')[1])
+}
+
+<#
+.SYNOPSIS
+    Runs a command in a child pwsh started like this one; returns its output and errors together.
+    -ImportModule imports the module under test there first.
+#>
+function Invoke-ChildPwsh {
+    param([Parameter(Mandatory, Position = 0)] [string] $Command, [switch] $ImportModule)
+    $pwsh = Get-PwshCommandLine
+    if ($ImportModule) { $Command = "Import-Module '$env:SOFTDIRTY_MODULE'; $Command" }
+    & $pwsh[0] @($pwsh | Select-Object -Skip 1) -NoProfile -NonInteractive -Command $Command 2>&1
+}
+
+<# A number in hex, as the format views and the targets print addresses. #>
+function Hex([uint64] $Value) { '{0:x}' -f $Value }
+
+<# The page indexes (relative to $Base) of pagemap entries. #>
+function Get-Index([uint64] $Base, $Entries) {
+    $page = [uint64][Environment]::SystemPageSize
+    @($Entries | ForEach-Object { [int](($_.Start - $Base) / $page) })
+}
+
+# ---------------------------------------------------------------------------------------------------
+# The workflow tests' target, wftarget (tests/native/wftarget.c), and a PNG reader.
+$script:WfExe = Join-Path $PSScriptRoot '../native/bin/wftarget'
+
+function Start-WfTarget {
+    if (-not (Test-Path $script:WfExe)) { throw "wftarget is not built: run ./build.ps1 Native ($script:WfExe)" }
+    $psi = [System.Diagnostics.ProcessStartInfo]::new($script:WfExe)
+    $psi.RedirectStandardInput = $true
+    $psi.RedirectStandardOutput = $true
+    $p = [System.Diagnostics.Process]::Start($psi)
+    $ready = $p.StandardOutput.ReadLine()
+    if ($ready -notmatch '^READY (\d+) (\d+)$') { throw "wftarget said '$ready'" }
+    [pscustomobject]@{ Process = $p; Id = [int]$Matches[1]; PageSize = [int]$Matches[2] }
+}
+
+function Send-WfTarget($Target, [string] $Command) {
+    $Target.Process.StandardInput.WriteLine($Command)
+    $line = $Target.Process.StandardOutput.ReadLine()
+    if ($line -notlike 'OK*') { throw "wftarget: '$Command' -> '$line'" }
+    $line.Substring(2).Trim()
+}
+
+# Maps and fills a region; returns its address as a number and as hex for the target's commands.
+function New-WfRegion($Target, [int] $Pages, [int] $Seed = 1) {
+    $hex = Send-WfTarget $Target "map $Pages"
+    $null = Send-WfTarget $Target "fill $hex $Pages $Seed"
+    [pscustomobject]@{ Hex = $hex; Address = [Convert]::ToUInt64($hex, 16); Pages = $Pages }
+}
+
+function Stop-WfTarget($Target) {
+    if (-not $Target) { return }
+    try { kill -CONT $Target.Id 2>$null } catch { }
+    if (-not $Target.Process.HasExited) { $Target.Process.Kill() }
+    $Target.Process.WaitForExit(2000) | Out-Null
+}
+
+function Get-ProcessState([int] $Id) {
+    $stat = Get-Content "/proc/$Id/stat" -Raw
+    $stat.Substring($stat.LastIndexOf(')') + 2, 1)
+}
+
+# Decodes an 8-bit RGB or RGBA PNG into @{ Width; Height; Pixel(x, y) -> @(r, g, b) }.
+function Read-Png([string] $Path) {
+    if (-not ('SdPngUnfilter' -as [type])) {
+    Add-Type -TypeDefinition @'
+public static class SdPngUnfilter {
+    public static int BE32(byte[] b, int i) { return (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]; }
+    public static void Run(byte[] data, byte[] img, int w, int h, int bpp) {
+        int stride = w * bpp;
+        for (int y = 0; y < h; y++) {
+            int f = data[y * (stride + 1)], src = y * (stride + 1) + 1, dst = y * stride;
+            for (int i = 0; i < stride; i++) {
+                int a = i >= bpp ? img[dst + i - bpp] : 0, b = y > 0 ? img[dst + i - stride] : 0, c = (i >= bpp && y > 0) ? img[dst + i - stride - bpp] : 0;
+                int x = data[src + i], v;
+                switch (f) {
+                    case 0: v = x; break; case 1: v = x + a; break; case 2: v = x + b; break; case 3: v = x + ((a + b) >> 1); break;
+                    default: { int p = a + b - c, pa = System.Math.Abs(p - a), pb = System.Math.Abs(p - b), pc = System.Math.Abs(p - c); v = x + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c); break; }
+                }
+                img[dst + i] = (byte)v;
+            }
+        }
+    }
+}
+'@ -ErrorAction SilentlyContinue
+    }
+    $bytes = [IO.File]::ReadAllBytes($Path)
+    $pos = 8; $idat = [IO.MemoryStream]::new(); $w = 0; $h = 0; $ct = 0
+    while ($pos -lt $bytes.Length) {
+        $len = [SdPngUnfilter]::BE32($bytes, $pos)
+        $type = [Text.Encoding]::ASCII.GetString($bytes, $pos + 4, 4)
+        if ($type -eq 'IHDR') {
+            $w = [SdPngUnfilter]::BE32($bytes, $pos + 8)
+            $h = [SdPngUnfilter]::BE32($bytes, $pos + 12)
+            if ($bytes[$pos + 16] -ne 8) { throw 'only 8-bit PNGs' }
+            $ct = $bytes[$pos + 17]
+        } elseif ($type -eq 'IDAT') { $idat.Write($bytes, $pos + 8, $len) }
+        $pos += 12 + $len
+    }
+    $bpp = switch ($ct) { 2 { 3 } 6 { 4 } default { throw "PNG colour type $ct" } }
+    $idat.Position = 0
+    $z = [IO.Compression.ZLibStream]::new($idat, [IO.Compression.CompressionMode]::Decompress)
+    $raw = [IO.MemoryStream]::new(); $z.CopyTo($raw); $data = $raw.ToArray()
+    $stride = $w * $bpp
+    $img = [byte[]]::new($stride * $h)
+    [SdPngUnfilter]::Run($data, $img, $w, $h, $bpp)
+    $o = [pscustomobject]@{ Width = $w; Height = $h; Bpp = $bpp; Data = $img }
+    $o | Add-Member ScriptMethod Pixel { param($x, $y) $i = ($y * $this.Width + $x) * $this.Bpp; @($this.Data[$i], $this.Data[$i + 1], $this.Data[$i + 2]) }
+    $o
+}
+
+Export-ModuleMember -Function Start-TestTarget, Send-TestTarget, Stop-TestTarget, Get-PwshCommandLine, Get-UnusedProcessId, Get-ProcStatusKb,
+    Invoke-ChildPwsh, Hex, Get-Index, Start-WfTarget, Send-WfTarget, New-WfRegion, Stop-WfTarget, Get-ProcessState, Read-Png
