@@ -364,7 +364,7 @@ function Invoke-Bench {
 
 function Invoke-Clean {
     foreach ($d in 'out', 'tests/results', 'tests/native/bin', 'src/SoftDirty/bin', 'src/SoftDirty/obj', 'src/SoftDirty.Engine/bin', 'src/SoftDirty.Engine/obj',
-                   'tests/SoftDirty.Engine.Tests/bin', 'tests/SoftDirty.Engine.Tests/obj', 'tests/Tools/obj') {
+                   'tests/SoftDirty.Engine.Tests/bin', 'tests/SoftDirty.Engine.Tests/obj', 'tests/SoftDirty.TestKit/bin', 'tests/SoftDirty.TestKit/obj', 'tests/Tools/obj') {
         Remove-Item (Join-Path $Root $d) -Recurse -Force -ErrorAction SilentlyContinue
     }
     # What builds before the out/-only layout wrote into the tree (module/*.dll, module/en-US, en-US/).
