@@ -4,9 +4,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
-using SoftDirty.Emulation;
-
-namespace SoftDirty;
+namespace SoftDirty.Emulation;
 
 public sealed partial class EmulatedProcess
 {
@@ -52,7 +50,7 @@ public sealed partial class EmulatedProcess
         {
             ulong keep = Pte.PagemapFlagBits | (Privileged ? Pte.FrameMask : 0);
             ulong page = firstPage;
-            for (int i = FirstEndingAfter(firstPage << PageShift); page < endPage; i++)
+            for (int i = _vmas.FindVmaIndex(firstPage << PageShift); page < endPage; i++)
             {
                 ulong vmaStart = i < _vmas.Count ? Math.Min(_vmas[i].Start >> PageShift, endPage) : endPage;
                 if (vmaStart > page)

@@ -3,22 +3,7 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
 
-using SoftDirty.Emulation;
-
-namespace SoftDirty;
-
-/// <summary>Fault counts of an emulated process: what write tracking costs it.</summary>
-public readonly record struct FaultCounts(
-    long ReadFaults, long WriteFaults, long CowFaults, long SoftDirtyWriteProtectFaults, long UffdWriteProtectFaults, long SwapIns)
-{
-    /// <summary>Every fault taken (read and write faults; swap-ins are counted among them).</summary>
-    public long Total => ReadFaults + WriteFaults;
-
-    public static FaultCounts operator -(FaultCounts a, FaultCounts b) => new(
-        a.ReadFaults - b.ReadFaults, a.WriteFaults - b.WriteFaults, a.CowFaults - b.CowFaults,
-        a.SoftDirtyWriteProtectFaults - b.SoftDirtyWriteProtectFaults, a.UffdWriteProtectFaults - b.UffdWriteProtectFaults,
-        a.SwapIns - b.SwapIns);
-}
+namespace SoftDirty.Emulation;
 
 /// <summary>
 /// An emulated Linux process: VMAs, a page table of packed PTEs, frames, swap, and the kernel's soft-dirty,
@@ -49,7 +34,7 @@ public sealed partial class EmulatedProcess : IPageSource
 
     private readonly PhysicalMemory _mem;
     private readonly PageTable _pt = new();
-    private readonly List<Vma> _vmas = new();
+    private readonly VmaList _vmas;
     private readonly ulong _softDirtyBit;
     private long _rssPages, _peakRssPages, _guardPages;
     private long _readFaults, _writeFaults, _cowFaults, _sdFaults, _uffdFaults, _swapIns;
@@ -71,6 +56,7 @@ public sealed partial class EmulatedProcess : IPageSource
         _mem = memory;
         ProcessId = Interlocked.Increment(ref s_lastProcessId);
         _softDirtyBit = profile.SoftDirtyEnabled ? Pte.SoftDirty : 0;
+        _vmas = new VmaList(profile.StickySoftDirtyOnMerge);
     }
 
     /// <summary>A new process on the named kernel profile ("6.1", "6.18", "6.19").</summary>
@@ -128,106 +114,42 @@ public sealed partial class EmulatedProcess : IPageSource
 
     // ---- VMA list -----------------------------------------------------------------------------------
 
-    /// <summary>Index of the first VMA that ends after <paramref name="address"/>.</summary>
-    private int FirstEndingAfter(ulong address)
-    {
-        int lo = 0, hi = _vmas.Count;
-        while (lo < hi)
-        {
-            int mid = (lo + hi) >> 1;
-            if (_vmas[mid].End <= address) lo = mid + 1; else hi = mid;
-        }
-        return lo;
-    }
-
-    private Vma? FindVma(ulong address)
-    {
-        int i = FirstEndingAfter(address);
-        return i < _vmas.Count && _vmas[i].Start <= address ? _vmas[i] : null;
-    }
-
     /// <summary>Whether a VMA covers <paramref name="address"/> (mincore's ENOMEM test; the scenario runner's truth record uses it).</summary>
     internal bool IsMapped(ulong address)
     {
-        lock (_mem.Lock) return FindVma(address) != null;
-    }
-
-    /// <summary>The first address in [start, end) not covered by a VMA, or null when all is mapped.</summary>
-    private ulong? FirstHole(ulong start, ulong end)
-    {
-        ulong a = start;
-        for (int i = FirstEndingAfter(start); a < end; i++)
-        {
-            if (i >= _vmas.Count || _vmas[i].Start > a) return a;
-            a = _vmas[i].End;
-        }
-        return null;
-    }
-
-    private bool IsFree(ulong start, ulong end)
-    {
-        int i = FirstEndingAfter(start);
-        return i >= _vmas.Count || _vmas[i].Start >= end;
+        lock (_mem.Lock) return _vmas.VmaLookup(address) != null;
     }
 
     /// <summary>Splits the VMA that straddles <paramref name="address"/> (and a huge page that straddles it).</summary>
     private void SplitAt(ulong address)
     {
         if ((address & (HugePageBytes - 1)) != 0) SplitHugeLeaf(address >> PageShift >> PageTable.LeafShift);
-        int i = FirstEndingAfter(address);
-        if (i < _vmas.Count && _vmas[i].Start < address) _vmas.Insert(i + 1, _vmas[i].SplitAt(address));
-    }
-
-    private void InsertVma(Vma vma) => _vmas.Insert(FirstEndingAfter(vma.Start), vma);
-
-    /// <summary>
-    /// Merges the VMA at <paramref name="index"/> with compatible neighbours. VM_SOFTDIRTY never blocks a
-    /// merge; with <see cref="KernelProfile.StickySoftDirtyOnMerge"/> the result has it if either side did,
-    /// else the survivor's flag wins (the previous VMA, or the next when only it merges).
-    /// </summary>
-    private int MergeAt(int index, bool skipPrev = false, bool skipNext = false)
-    {
-        bool sticky = Profile.StickySoftDirtyOnMerge;
-        bool mergedPrev = false;
-        if (!skipPrev && index > 0 && _vmas[index - 1].CanMergeWith(_vmas[index]))
-        {
-            var prev = _vmas[index - 1];
-            if (sticky) prev.Flags |= _vmas[index].Flags & VmaFlags.SoftDirty;
-            prev.AbsorbAnonVma(_vmas[index]);
-            prev.End = _vmas[index].End;
-            _vmas.RemoveAt(index);
-            index--;
-            mergedPrev = true;
-        }
-        if (!skipNext && index + 1 < _vmas.Count && _vmas[index].CanMergeWith(_vmas[index + 1]))
-        {
-            var cur = _vmas[index];
-            var next = _vmas[index + 1];
-            var sd = next.Flags & VmaFlags.SoftDirty;
-            if (sticky) cur.Flags |= sd;
-            else if (!mergedPrev) cur.Flags = (cur.Flags & ~VmaFlags.SoftDirty) | sd;
-            cur.AbsorbAnonVma(next);
-            cur.End = next.End;
-            _vmas.RemoveAt(index + 1);
-        }
-        return index;
+        _vmas.Split(address);
     }
 
     // ---- mmap / munmap / mremap / mprotect ------------------------------------------------------------
 
     /// <summary>
     /// mmap: a new VMA with VM_SOFTDIRTY, merged with compatible neighbours. Without
-    /// <paramref name="fixedAddress"/> the hint is used when free, else the highest free gap below
+    /// <see cref="MmapFlags.Fixed"/> the hint is used when free, else the highest free gap below
     /// <see cref="MmapBase"/> (2 MiB-aligned for huge-page mappings and multiples of 2 MiB). A
     /// <paramref name="path"/> maps that file (a page cache shared by the machine; pages read as zero until
-    /// written); shared without a path is shared anonymous memory. <paramref name="hugePage"/> sets
-    /// VM_HUGEPAGE (MADV_HUGEPAGE) so aligned 2 MiB of private anonymous memory fault in as one THP.
-    /// <paramref name="offset"/> is the file offset of a file mapping (page-aligned, else EINVAL).
-    /// Returns the new range as maps would describe it.
+    /// written); <see cref="MmapFlags.Shared"/> without a path is shared anonymous memory.
+    /// <see cref="MmapFlags.HugePage"/> sets VM_HUGEPAGE (MADV_HUGEPAGE) so aligned 2 MiB of private
+    /// anonymous memory fault in as one THP. <paramref name="offset"/> is the file offset of a file mapping
+    /// (page-aligned, else EINVAL). Returns the new range as maps would describe it.
     /// </summary>
-    public MemoryMapping Mmap(ulong? address, ulong length, Protection prot, bool shared = false, string? path = null,
-        bool fixedAddress = false, bool hugePage = false, ulong offset = 0)
+    /// <param name="address">The address (with <see cref="MmapFlags.Fixed"/>) or a hint; null lets the kernel choose.</param>
+    /// <param name="length">The length in bytes, rounded up to pages.</param>
+    /// <param name="prot">The protection (PROT_READ, PROT_WRITE, PROT_EXEC).</param>
+    /// <param name="flags">Shared, fixed, huge page.</param>
+    /// <param name="path">A file to map; null for anonymous memory.</param>
+    /// <param name="offset">The file offset of a file mapping.</param>
+    public MemoryMapping Mmap(ulong? address, ulong length, Protection prot, MmapFlags flags = MmapFlags.None, string? path = null,
+        ulong offset = 0)
     {
+        if ((flags & ~(MmapFlags.Shared | MmapFlags.Fixed | MmapFlags.HugePage)) != 0) throw Invalid($"mmap: unknown flags {flags}");
+        bool shared = (flags & MmapFlags.Shared) != 0, fixedAddress = (flags & MmapFlags.Fixed) != 0, hugePage = (flags & MmapFlags.HugePage) != 0;
         if ((offset & PageOffsetMask) != 0) throw Invalid($"mmap: offset 0x{offset:x} is not page-aligned");
         if ((prot & ~(Protection.Read | Protection.Write | Protection.Execute)) != 0) throw Invalid($"mmap: unknown protection bits {prot}");
         if (length == 0) throw Invalid("mmap: length is zero");
@@ -256,7 +178,7 @@ public sealed partial class EmulatedProcess : IPageSource
             else
             {
                 ulong hint = address ?? 0;
-                start = hint != 0 && (hint & PageOffsetMask) == 0 && hint >= MinMmapAddress && hint <= TaskSize - len && IsFree(hint, hint + len)
+                start = hint != 0 && (hint & PageOffsetMask) == 0 && hint >= MinMmapAddress && hint <= TaskSize - len && _vmas.FindVmaIntersection(hint, hint + len) == null
                     ? hint : FindFreeTopDown(len, hugePage || (len & (HugePageBytes - 1)) == 0 ? HugePageBytes : PageBytes);
             }
             var vma = new Vma
@@ -266,13 +188,12 @@ public sealed partial class EmulatedProcess : IPageSource
                 Flags = (hugePage ? VmaFlags.HugePage : 0) | (!shared && (prot & Protection.Write) != 0 ? VmaFlags.Account : 0),
                 PageOffset = path != null ? offset >> PageShift : shared ? 0 : start >> PageShift,
             };
-            InsertVma(vma);
-            int at = _vmas.IndexOf(vma);
+            int at = _vmas.Insert(vma);
             // 6.1's mmap_region tries next, then prev with next's anon_vma: a prev that has none (an empty
             // anon_vma chain) then does not merge (found against Debian's 6.1 kernel).
             bool skipPrev = Profile.LegacyMmapAnonVmaMerge && at > 0 && at + 1 < _vmas.Count
                 && vma.CanMergeWith(_vmas[at + 1]) && _vmas[at + 1].AnonVma != 0 && _vmas[at - 1].AnonVma == 0;
-            int i = MergeAt(at, skipPrev);
+            int i = _vmas.Merge(at, skipPrev);
             if (Profile.SoftDirtyEnabled) _vmas[i].Flags |= VmaFlags.SoftDirty;
             var m = ToMapping(_vmas[i], withCounters: false);
             m.Start = start;
@@ -285,18 +206,9 @@ public sealed partial class EmulatedProcess : IPageSource
     /// <summary>What maps shows for shared anonymous memory: "/dev/zero (deleted)".</summary>
     public const string SharedAnonymousPath = "/dev/zero";
 
-    private ulong FindFreeTopDown(ulong len, ulong align)
-    {
-        for (int i = _vmas.Count; i >= 0; i--)
-        {
-            ulong gapEnd = Math.Min(i < _vmas.Count ? _vmas[i].Start : MmapBase, MmapBase);
-            ulong gapStart = Math.Max(i > 0 ? _vmas[i - 1].End : MinMmapAddress, MinMmapAddress);
-            if (gapEnd <= gapStart || gapEnd - gapStart < len) continue;
-            ulong candidate = (gapEnd - len) & ~(align - 1);
-            if (candidate >= gapStart) return candidate;
-        }
-        throw new SoftDirtyException(SoftDirtyError.EmulatorNotMapped, $"mmap: no free range of 0x{len:x} bytes (ENOMEM).", len, Errno.ENOMEM);
-    }
+    private ulong FindFreeTopDown(ulong len, ulong align) =>
+        _vmas.UnmappedAreaTopDown(len, align, MinMmapAddress, MmapBase)
+        ?? throw new SoftDirtyException(SoftDirtyError.EmulatorNotMapped, $"mmap: no free range of 0x{len:x} bytes (ENOMEM).", len, Errno.ENOMEM);
 
     /// <summary>munmap: removes every mapping in the range (unmapped parts are fine); EINVAL for a bad range.</summary>
     public void Munmap(ulong address, ulong length)
@@ -310,8 +222,7 @@ public sealed partial class EmulatedProcess : IPageSource
         SplitAt(start);
         SplitAt(end);
         ZapRange(start, end, keepGuards: false);
-        int i = FirstEndingAfter(start);
-        while (i < _vmas.Count && _vmas[i].Start < end) _vmas.RemoveAt(i);
+        _vmas.RemoveRange(start, end);
         FreeUnusedTables(start, end);
     }
 
@@ -326,8 +237,7 @@ public sealed partial class EmulatedProcess : IPageSource
         foreach (var leaf in _pt.TablesIn(firstLeaf, lastLeaf + 1))
         {
             ulong from = leaf << PageTable.LeafShift << PageShift;
-            int j = FirstEndingAfter(from);
-            if (j >= _vmas.Count || _vmas[j].Start >= from + HugePageBytes) _pt.FreeTable(leaf);
+            if (_vmas.FindVmaIntersection(from, from + HugePageBytes) == null) _pt.FreeTable(leaf);
         }
     }
 
@@ -347,7 +257,7 @@ public sealed partial class EmulatedProcess : IPageSource
         // is EFAULT even where the new range is invalid.
         if (Profile.LegacyMremapOrder && (address & PageOffsetMask) == 0 && PageAlign(newLength) != 0)
             lock (_mem.Lock)
-                if (FindVma(address) == null) throw NotMapped("mremap", address, Errno.EFAULT);
+                if (_vmas.VmaLookup(address) == null) throw NotMapped("mremap", address, Errno.EFAULT);
         ulong newEnd = CheckRange("mremap", newAddress, newLength);
         if ((address & PageOffsetMask) != 0) throw Invalid($"mremap: address 0x{address:x} is not page-aligned");
         ulong oldLen = PageAlign(oldLength);
@@ -357,7 +267,7 @@ public sealed partial class EmulatedProcess : IPageSource
         if (newAddress < address + oldLen && address < newEnd) throw Invalid("mremap: old and new ranges overlap");
         lock (_mem.Lock)
         {
-            var src = FindVma(address);
+            var src = _vmas.VmaLookup(address);
             bool multiple = Profile.MremapMovesMultipleVmas && oldLen == newLen;
             if (src == null || (!multiple && address + oldLen > src.End))
             {
@@ -382,7 +292,7 @@ public sealed partial class EmulatedProcess : IPageSource
             {
                 if (multiple) RemoveRange(newAddress, newEnd);   // a one-VMA move: the destination goes first
                 (mergePrev, mergeNext) = Profile.UffdMoveKeepsNeighboursRegistered ? (false, false)
-                    : LeaveUffdOnMove(FindVma(address)!, address, newAddress, newEnd);
+                    : LeaveUffdOnMove(_vmas.VmaLookup(address)!, address, newAddress, newEnd);
             }
             ulong oldEnd = address + oldLen;
             // A move of several VMAs stops with EFAULT at the first one registered with userfaultfd; the ones
@@ -390,8 +300,7 @@ public sealed partial class EmulatedProcess : IPageSource
             // registered VMA moves.
             Vma? refused = null;
             if (severalVmas)
-                for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < oldEnd && refused == null; i++)
-                    if (_vmas[i].UffdWriteProtect) refused = _vmas[i];
+                refused = _vmas.Range(address, oldEnd).FirstOrDefault(v => v.UffdWriteProtect);
             if (refused != null)
             {
                 if (refused.Start <= address) throw UffdRefusesMove(refused);
@@ -399,8 +308,7 @@ public sealed partial class EmulatedProcess : IPageSource
             }
             SplitAt(address);
             SplitAt(oldEnd);
-            var segments = new List<Vma>();
-            for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < oldEnd; i++) segments.Add(_vmas[i]);
+            var segments = _vmas.Range(address, oldEnd).ToList();
             // The kernel moves one VMA after the other (unmap where it lands, copy_vma, move the PTEs, unmap
             // the source), so a moved VMA may merge with a destination neighbour that a later segment's
             // landing then cuts again (measured on 6.18: it keeps the neighbour's anon_vma, so fork copies its
@@ -424,18 +332,16 @@ public sealed partial class EmulatedProcess : IPageSource
                 bool touchesSource = segments.Skip(k + 1).Any(w =>
                     (w.End == moved.Start && w.CanMergeWith(moved)) || (moved.End == w.Start && moved.CanMergeWith(w)));
                 if (touchesSource) { deferred.Add(moved); continue; }
-                InsertVma(moved);
-                MergeAt(_vmas.IndexOf(moved), skipPrev: !mergePrev, skipNext: !mergeNext);
+                _vmas.Merge(_vmas.Insert(moved), skipPrev: !mergePrev, skipNext: !mergeNext);
             }
             foreach (var moved in deferred)
             {
-                InsertVma(moved);
-                MergeAt(_vmas.IndexOf(moved));
+                _vmas.Merge(_vmas.Insert(moved));
             }
             // The old range is unmapped last (move_vma), the new VMAs in place.
             FreeUnusedTables(address, oldEnd);
             if (refused != null) throw UffdRefusesMove(refused);
-            return ToMapping(FindVma(newAddress)!, withCounters: false);
+            return ToMapping(_vmas.VmaLookup(newAddress)!, withCounters: false);
         }
     }
 
@@ -458,16 +364,16 @@ public sealed partial class EmulatedProcess : IPageSource
         probe.PageOffset = src.IsAnonymous && src.AnonVma == 0 ? newAddress >> PageShift : src.BackingPage(address);
         probe.Start = newAddress;
         probe.End = newEnd;
-        int next = FirstEndingAfter(newEnd - 1);
-        int prev = FirstEndingAfter(newAddress - 1);
-        if (prev < _vmas.Count && _vmas[prev].End == newAddress && _vmas[prev].CanMergeWith(probe))
+        var next = _vmas.FindVma(newEnd - 1);
+        var prev = _vmas.FindVma(newAddress - 1);
+        if (prev != null && prev.End == newAddress && prev.CanMergeWith(probe))
         {
-            _vmas[prev].Flags &= ~VmaFlags.UffdWriteProtect;
+            prev.Flags &= ~VmaFlags.UffdWriteProtect;
             leftPrev = true;
         }
-        if (next < _vmas.Count && _vmas[next].Start == newEnd && probe.CanMergeWith(_vmas[next]))
+        if (next != null && next.Start == newEnd && probe.CanMergeWith(next))
         {
-            _vmas[next].Flags &= ~VmaFlags.UffdWriteProtect;
+            next.Flags &= ~VmaFlags.UffdWriteProtect;
             leftNext = true;
         }
         return (leftPrev, leftNext);
@@ -552,7 +458,7 @@ public sealed partial class EmulatedProcess : IPageSource
         ulong end = address + len;
         lock (_mem.Lock)
         {
-            ulong? hole = FirstHole(address, end);
+            ulong? hole = _vmas.FirstHole(address, end);
             if (hole == address) throw NotMapped("mprotect", address);
             end = hole ?? end;
             // mprotect_fixup, one VMA at a time from the left. A VMA whose flags do not change is left alone
@@ -564,9 +470,8 @@ public sealed partial class EmulatedProcess : IPageSource
             // Debian 6.12.117 in the kernel matrix, random scenarios d32 and d197 of seed 20261126).
             for (ulong pos = address; pos < end;)
             {
-                int i = FirstEndingAfter(pos);
-                if (i >= _vmas.Count || _vmas[i].Start >= end) break;
-                var vma = _vmas[i];
+                var vma = _vmas.FindVmaIntersection(pos, end);
+                if (vma == null) break;
                 var flags = vma.Flags;
                 if (!vma.Shared && (prot & Protection.Write) != 0) flags |= VmaFlags.Account;
                 else if (Profile.UnaccountsUnfaultedOnMprotect && vma.IsAnonymous && vma.AnonVma == 0)
@@ -575,14 +480,14 @@ public sealed partial class EmulatedProcess : IPageSource
                 ulong pieceStart = Math.Max(pos, vma.Start), pieceLimit = Math.Min(end, vma.End);
                 SplitAt(pieceStart);
                 SplitAt(pieceLimit);
-                i = FirstEndingAfter(pos);
+                int i = _vmas.FindVmaIndex(pos);
                 vma = _vmas[i];
                 vma.Protection = prot;
                 vma.Flags = flags;
                 ApplyProtection(vma);
                 var sd = vma.Flags & VmaFlags.SoftDirty;
                 ulong pieceEnd = vma.End;
-                i = MergeAt(i);
+                i = _vmas.Merge(i);
                 if (!Profile.StickySoftDirtyOnMerge) _vmas[i].Flags = (_vmas[i].Flags & ~VmaFlags.SoftDirty) | sd;
                 pos = Math.Max(pieceEnd, _vmas[i].End);
             }

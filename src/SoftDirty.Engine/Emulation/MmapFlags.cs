@@ -1,0 +1,17 @@
+using System;
+
+namespace SoftDirty.Emulation;
+
+/// <summary>How <see cref="EmulatedProcess.Mmap"/> maps: the mmap flags the emulator models (MAP_PRIVATE is the absence of <see cref="Shared"/>).</summary>
+[Flags]
+public enum MmapFlags
+{
+    /// <summary>A private mapping (MAP_PRIVATE) placed where the kernel chooses, the address a hint only.</summary>
+    None = 0,
+    /// <summary>MAP_SHARED: writes are visible to every mapping of the file (or, without a path, shared anonymous memory).</summary>
+    Shared = 1,
+    /// <summary>MAP_FIXED: map exactly at the address, unmapping whatever was there.</summary>
+    Fixed = 2,
+    /// <summary>VM_HUGEPAGE (MADV_HUGEPAGE right after the mmap): aligned 2 MiB of private anonymous memory faults in as one THP.</summary>
+    HugePage = 4,
+}
