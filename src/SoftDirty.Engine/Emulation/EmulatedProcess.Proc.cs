@@ -14,6 +14,7 @@ public sealed partial class EmulatedProcess
     private const int ERANGE = 34;
     private const ulong ExclusiveBit = (ulong)PagemapFlags.Exclusive;
 
+    /// <summary>What the emulated kernel supports, as Get-SoftDirtySupport reports it (Emulated set, the profile's rules included).</summary>
     public KernelFeatures Features => new()
     {
         KernelRelease = Profile.Release,

@@ -16,7 +16,9 @@ namespace SoftDirty.Emulation;
 /// </summary>
 public sealed partial class EmulatedProcess : IPageSource
 {
+    /// <summary>log2 of the page size (PAGE_SHIFT).</summary>
     public const int PageShift = 12;
+    /// <summary>The page size in bytes (PAGE_SIZE, 4 KiB).</summary>
     public const ulong PageBytes = 1UL << PageShift;
     /// <summary>x86-64 TASK_SIZE with 4-level paging: the end of the 47-bit user address space.</summary>
     public const ulong TaskSize = 0x7FFF_FFFF_F000;
@@ -64,9 +66,13 @@ public sealed partial class EmulatedProcess : IPageSource
         bool noSoftDirty = false, bool privileged = false)
         => new(name, KernelProfile.Get(profile, noSoftDirty), privileged);
 
+    /// <summary>The emulator's process id (from <see cref="FirstProcessId"/> on; never a real pid).</summary>
     public int ProcessId { get; }
+    /// <summary>The comm name.</summary>
     public string Name { get; }
+    /// <summary>The page size in bytes.</summary>
     public int PageSize => (int)PageBytes;
+    /// <summary>The kernel whose rules the process follows.</summary>
     public KernelProfile Profile { get; }
     /// <summary>Pagemap shows PFNs and swap entries (the reader has CAP_SYS_ADMIN).</summary>
     public bool Privileged { get; }
@@ -84,6 +90,7 @@ public sealed partial class EmulatedProcess : IPageSource
     /// <summary>Swap slots in use on this machine.</summary>
     public int SwapSlotsUsed { get { lock (_mem.Lock) return _mem.SwapSlotsUsed; } }
 
+    /// <summary>Nothing to release: the emulated machine is managed memory.</summary>
     public void Dispose() { }
 
     // ---- errors -------------------------------------------------------------------------------------

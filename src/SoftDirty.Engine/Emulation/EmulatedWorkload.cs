@@ -2,7 +2,6 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.CompilerServices;
 
 namespace SoftDirty.Emulation;
 
@@ -12,7 +11,7 @@ namespace SoftDirty.Emulation;
 /// write stores new content. The hot path is a few array indexings per access (the leaf table of the last
 /// page is cached); faults take the full path. Deterministic for a seed.
 /// </summary>
-public static class EmulatedWorkload
+internal static class EmulatedWorkload
 {
     /// <summary>
     /// Runs <paramref name="count"/> accesses over [address, address + length) with the pattern, writing

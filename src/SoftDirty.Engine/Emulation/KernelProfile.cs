@@ -15,9 +15,13 @@ namespace SoftDirty.Emulation;
 /// </summary>
 public sealed record KernelProfile
 {
+    /// <summary>Linux 6.1: no PAGEMAP_SCAN, WP_ASYNC or guard regions; mremap of one VMA; the old mmap merge and mremap order.</summary>
     public const string Linux61 = "6.1";
+    /// <summary>Linux 6.18: PAGEMAP_SCAN, WP_ASYNC, guard regions, multi-VMA mremap (the default).</summary>
     public const string Linux618 = "6.18";
+    /// <summary>Linux 6.19: 6.18 with VM_SOFTDIRTY sticky on merge.</summary>
     public const string Linux619 = "6.19";
+    /// <summary>The profile used when none is named.</summary>
     public const string DefaultName = Linux618;
     /// <summary>The -Kernel value for the profile of the running kernel (version plus measured rules).</summary>
     public const string HostName = "Host";
@@ -154,6 +158,7 @@ public sealed record KernelProfile
         return s_profiles[best];
     }
 
+    /// <summary>The <see cref="DefaultName"/> profile.</summary>
     public static KernelProfile Default => Get(DefaultName);
 
     /// <summary>The same kernel built without CONFIG_MEM_SOFT_DIRTY.</summary>
@@ -183,5 +188,6 @@ public sealed record KernelProfile
     /// <summary>The rules one a line, "Name = Value".</summary>
     public string DescribeRules() => $"profile {Release}:\n" + string.Join("\n", System.Linq.Enumerable.Select(Rules, r => $"  {r.Name} = {r.Value}"));
 
+    /// <summary>The <see cref="Release"/>.</summary>
     public override string ToString() => Release;
 }

@@ -1,9 +1,11 @@
 using System;
+using System.Diagnostics.CodeAnalysis;
 
 namespace SoftDirty.Emulation;
 
 /// <summary>How <see cref="EmulatedProcess.Mmap"/> maps: the mmap flags the emulator models (MAP_PRIVATE is the absence of <see cref="Shared"/>).</summary>
 [Flags]
+[SuppressMessage("Naming", "CA1711:Identifiers should not have incorrect suffix", Justification = "The kernel's name: mmap's flags argument (MAP_SHARED, MAP_FIXED).")]
 public enum MmapFlags
 {
     /// <summary>A private mapping (MAP_PRIVATE) placed where the kernel chooses, the address a hint only.</summary>

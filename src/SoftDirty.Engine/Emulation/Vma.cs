@@ -1,5 +1,3 @@
-using System;
-
 namespace SoftDirty.Emulation;
 
 /// <summary>One emulated VMA: [Start, End), protection, sharing, backing and flags.</summary>
