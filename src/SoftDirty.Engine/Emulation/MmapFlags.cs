@@ -5,6 +5,7 @@ namespace SoftDirty.Emulation;
 
 /// <summary>How <see cref="EmulatedProcess.Mmap"/> maps: the mmap flags the emulator models (MAP_PRIVATE is the absence of <see cref="Shared"/>).</summary>
 [Flags]
+[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 [SuppressMessage("Naming", "CA1711:Identifiers should not have incorrect suffix", Justification = "The kernel's name: mmap's flags argument (MAP_SHARED, MAP_FIXED).")]
 public enum MmapFlags
 {
