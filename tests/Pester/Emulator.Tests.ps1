@@ -398,7 +398,7 @@ Describe 'Fork (Copy-EmulatedProcess)' {
     It 'the child copies soft-dirty bits; pages are copy-on-write; a later write sets the bit only in the writer' {
         $p, $a = New-CleanedProcess 2
         $c = $p | Copy-EmulatedProcess -Name child
-        $c | Should -BeOfType ([SoftDirty.EmulatedProcess])
+        $c | Should -BeOfType ([SoftDirty.Emulation.EmulatedProcess])
         $c.Name | Should -Be 'child'
         $c.ProcessId | Should -Not -Be $p.ProcessId
         @($c | Get-PageMap).SoftDirty | Should -Be @($false, $true) -Because 'the child copies the PTE bits'

@@ -115,7 +115,7 @@ Describe 'A bare /proc cmdlet prompts for -Id (issue 12.3)' {
         @{ Name = 'Get-PageMap'; Run = { param($e) @($e | Get-PageMap).Count } }
         @{ Name = 'Get-MemoryMapping'; Run = { param($e) @($e | Get-MemoryMapping).Count } }
         @{ Name = 'Search-PageMap'; Run = { param($e) @($e | Search-PageMap -Category Present).Count } }
-        @{ Name = 'Clear-SoftDirty'; Run = { param($e) @($e | Clear-SoftDirty -PassThru | Where-Object { $_ -is [SoftDirty.EmulatedProcess] }).Count } }
+        @{ Name = 'Clear-SoftDirty'; Run = { param($e) @($e | Clear-SoftDirty -PassThru | Where-Object { $_ -is [SoftDirty.Emulation.EmulatedProcess] }).Count } }
     ) {
         $e = New-EmulatedProcess
         $m = $e | Add-EmulatedMapping -Length 16KB

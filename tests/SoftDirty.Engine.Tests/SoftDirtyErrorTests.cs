@@ -1,6 +1,7 @@
 using System;
 using System.Linq;
 using SoftDirty;
+using SoftDirty.Emulation;
 using Xunit;
 
 namespace SoftDirty.Tests;

@@ -1,9 +1,7 @@
 using System;
 using System.Collections.Generic;
 
-using SoftDirty.Emulation;
-
-namespace SoftDirty;
+namespace SoftDirty.Emulation;
 
 public sealed partial class EmulatedProcess
 {
@@ -75,7 +73,7 @@ public sealed partial class EmulatedProcess
     {
         if (destination.Length < PageContent.PageSize)
             throw Invalid($"ReadPageContent: the destination holds {destination.Length} bytes, a page is {PageContent.PageSize}");
-        lock (_mem.Lock) RenderPage(FindVma(address) ?? throw NotMapped("ReadPageContent", address), address, destination);
+        lock (_mem.Lock) RenderPage(_vmas.VmaLookup(address) ?? throw NotMapped("ReadPageContent", address), address, destination);
     }
 
     /// <summary>The bytes of one page of a VMA from its PTE, swap slot or page cache; no state changes.</summary>
@@ -108,7 +106,7 @@ public sealed partial class EmulatedProcess
             {
                 ulong a = address + (ulong)done;
                 if (a < address || a >= TaskSize) break;
-                var vma = FindVma(a);
+                var vma = _vmas.VmaLookup(a);
                 if (vma == null) break;
                 ulong pageNumber = a >> PageShift;
                 if (PageTable.KindOf(_pt.GetSlot(pageNumber >> PageTable.LeafShift)) != PageTable.SlotKind.Huge
@@ -138,7 +136,7 @@ public sealed partial class EmulatedProcess
             throw Segfault(Math.Max(address, TaskSize), "the address lies beyond the user address space");
         ulong end = address + length;
         ulong a = address;
-        for (int i = FirstEndingAfter(address); a < end; i++)
+        for (int i = _vmas.FindVmaIndex(address); a < end; i++)
         {
             if (i >= _vmas.Count || _vmas[i].Start > a) throw Segfault(a, "no mapping contains the address");
             var vma = _vmas[i];
@@ -179,9 +177,9 @@ public sealed partial class EmulatedProcess
                 if ((pte & (Pte.Dirty | Pte.Accessed)) != (Pte.Dirty | Pte.Accessed)) _pt.Set(page, pte | Pte.Dirty | Pte.Accessed);
                 return Pte.Frame(pte);
             }
-            return WriteProtectFault(page, FindVma(page << PageShift)!, pte);
+            return WriteProtectFault(page, _vmas.VmaLookup(page << PageShift)!, pte);
         }
-        var vma = FindVma(page << PageShift)!;
+        var vma = _vmas.VmaLookup(page << PageShift)!;
         if (pte == 0 || Pte.IsMarker(pte))
             return write ? MissingWriteFault(page, vma, pte) : MissingReadFault(page, vma, pte);
         return SwapInFault(page, vma, pte, write);
@@ -427,7 +425,7 @@ public sealed partial class EmulatedProcess
                 var copy = vma.Clone();
                 copy.Flags &= ~VmaFlags.UffdWriteProtect;
                 copy.ForkAnonVma();
-                child._vmas.Add(copy);
+                child._vmas.Insert(copy);
                 if (vma.AnonVma == 0) continue;   // vma_needs_copy: without anon_vma the child faults pages in itself
                 MutatePtes(vma.Start, vma.End, visitNone: false,
                     (page, pte) => ForkPte(child, page, pte),

@@ -1,8 +1,6 @@
 using System;
 
-using SoftDirty.Emulation;
-
-namespace SoftDirty;
+namespace SoftDirty.Emulation;
 
 public sealed partial class EmulatedProcess
 {
@@ -10,7 +8,7 @@ public sealed partial class EmulatedProcess
     private ulong CheckMappedRange(string op, ulong address, ulong length)
     {
         ulong end = CheckAdviceRange(op, address, length);
-        if (end != 0 && FirstHole(address, end) is { } hole) throw NotMapped(op, hole);
+        if (end != 0 && _vmas.FirstHole(address, end) is { } hole) throw NotMapped(op, hole);
         return end;
     }
 
@@ -79,10 +77,10 @@ public sealed partial class EmulatedProcess
             ulong end = CheckAdviceRange("MadviseDontNeed", address, length);
             if (end == 0) return;
             // A registered shmem or file VMA keeps its uffd-wp state as markers; a private anonymous one loses it.
-            for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < end; i++)
-                ZapRange(Math.Max(address, _vmas[i].Start), Math.Min(end, _vmas[i].End), keepGuards: true,
-                    keepUffdWp: _vmas[i].UffdWriteProtect && !_vmas[i].IsAnonymous);
-            if (FirstHole(address, end) is { } hole) throw NotMapped("MadviseDontNeed", hole);
+            foreach (var vma in _vmas.Range(address, end))
+                ZapRange(Math.Max(address, vma.Start), Math.Min(end, vma.End), keepGuards: true,
+                    keepUffdWp: vma.UffdWriteProtect && !vma.IsAnonymous);
+            if (_vmas.FirstHole(address, end) is { } hole) throw NotMapped("MadviseDontNeed", hole);
         }
     }
 
@@ -91,7 +89,7 @@ public sealed partial class EmulatedProcess
     {
         lock (_mem.Lock)
         {
-            if (FindVma(address) == null) throw NotMapped("SplitHugePage", address);
+            if (_vmas.VmaLookup(address) == null) throw NotMapped("SplitHugePage", address);
             SplitHugeLeaf(address >> PageShift >> PageTable.LeafShift);
         }
     }
@@ -107,7 +105,7 @@ public sealed partial class EmulatedProcess
         if ((address & (HugePageBytes - 1)) != 0) throw Invalid($"CollapseHugePage: 0x{address:x} is not 2 MiB-aligned");
         lock (_mem.Lock)
         {
-            var vma = FindVma(address) ?? throw NotMapped("CollapseHugePage", address);
+            var vma = _vmas.VmaLookup(address) ?? throw NotMapped("CollapseHugePage", address);
             if (!vma.IsAnonymous || vma.Shared || address + HugePageBytes > vma.End)
                 throw Invalid("CollapseHugePage: the 2 MiB range is not wholly inside one private anonymous mapping");
             ulong leaf = address >> PageShift >> PageTable.LeafShift;
@@ -157,26 +155,24 @@ public sealed partial class EmulatedProcess
             ulong end = CheckAdviceRange("RegisterUffdWriteProtectAsync", address, length);
             if (end == 0) throw Invalid("RegisterUffdWriteProtectAsync: length is zero");
             // Holes are allowed (and stay holes); a range without any VMA is EINVAL.
-            int firstVma = FirstEndingAfter(address);
-            if (firstVma >= _vmas.Count || _vmas[firstVma].Start >= end)
+            if (_vmas.FindVmaIntersection(address, end) == null)
                 throw Invalid($"RegisterUffdWriteProtectAsync: 0x{address:x}-0x{end:x} holds no mapping");
             // userfaultfd_register, one VMA at a time from the left: one already registered is left alone (not
             // split, not merged); otherwise its part in range is split off, registered and merged with its
-            // neighbours as they are then, keeping the survivor's VM_SOFTDIRTY (MergeAt). Seen on Debian
+            // neighbours as they are then, keeping the survivor's VM_SOFTDIRTY (VmaList.Merge). Seen on Debian
             // 6.12.117 in the kernel matrix (random scenario d72 of seed 20261126: a new VMA registered between
             // two registered ones takes the previous one's clean VM_SOFTDIRTY).
             for (ulong pos = address; pos < end;)
             {
-                int i = FirstEndingAfter(pos);
-                if (i >= _vmas.Count || _vmas[i].Start >= end) break;
-                var vma = _vmas[i];
+                var vma = _vmas.FindVmaIntersection(pos, end);
+                if (vma == null) break;
                 if (vma.UffdWriteProtect) { pos = vma.End; continue; }
                 ulong pieceStart = Math.Max(pos, vma.Start), pieceLimit = Math.Min(end, vma.End);
                 SplitAt(pieceStart);
                 SplitAt(pieceLimit);
-                i = FirstEndingAfter(pieceStart);
+                int i = _vmas.FindVmaIndex(pieceStart);
                 _vmas[i].Flags |= VmaFlags.UffdWriteProtect;
-                i = MergeAt(i);
+                i = _vmas.Merge(i);
                 pos = Math.Max(pieceLimit, _vmas[i].End);
             }
             WriteProtectUffd(address, end);
@@ -193,12 +189,11 @@ public sealed partial class EmulatedProcess
         {
             ulong end = CheckAdviceRange("UffdWriteProtect", address, length);
             if (end == 0) return;
-            int firstVma = FirstEndingAfter(address);
-            if (firstVma >= _vmas.Count || _vmas[firstVma].Start >= end)
+            if (_vmas.FindVmaIntersection(address, end) == null)
                 throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"UffdWriteProtect: 0x{address:x}-0x{end:x} holds no mapping (ENOENT).", ProcessId, Errno.ENOENT);
-            for (int i = firstVma; i < _vmas.Count && _vmas[i].Start < end; i++)
-                if (!_vmas[i].UffdWriteProtect)
-                    throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"UffdWriteProtect: 0x{Math.Max(address, _vmas[i].Start):x} is not registered (ENOENT).", ProcessId, Errno.ENOENT);
+            foreach (var vma in _vmas.Range(address, end))
+                if (!vma.UffdWriteProtect)
+                    throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"UffdWriteProtect: 0x{Math.Max(address, vma.Start):x} is not registered (ENOENT).", ProcessId, Errno.ENOENT);
             WriteProtectUffd(address, end);
         }
     }
@@ -206,8 +201,8 @@ public sealed partial class EmulatedProcess
     // The VMAs' parts of [start, end): holes get no markers.
     private void WriteProtectUffd(ulong start, ulong end)
     {
-        for (int i = FirstEndingAfter(start); i < _vmas.Count && _vmas[i].Start < end; i++)
-            MutatePtes(Math.Max(start, _vmas[i].Start), Math.Min(end, _vmas[i].End), visitNone: true, (_, pte) => UffdProtectPte(pte),
+        foreach (var vma in _vmas.Range(start, end))
+            MutatePtes(Math.Max(start, vma.Start), Math.Min(end, vma.End), visitNone: true, (_, pte) => UffdProtectPte(pte),
                 (_, pmd) => (pmd | Pte.UffdWp) & ~Pte.Writable);
     }
 

@@ -4,9 +4,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
-using SoftDirty.Emulation;
-
-namespace SoftDirty;
+namespace SoftDirty.Emulation;
 
 public sealed partial class EmulatedProcess
 {
@@ -14,6 +12,7 @@ public sealed partial class EmulatedProcess
     private const int ClearRefsMaxBytes = 12;
     private const ulong ExclusiveBit = (ulong)PagemapFlags.Exclusive;
 
+    /// <summary>What the emulated kernel supports, as Get-SoftDirtySupport reports it (Emulated set, the profile's rules included).</summary>
     public KernelFeatures Features => new()
     {
         KernelRelease = Profile.Release,
@@ -50,7 +49,7 @@ public sealed partial class EmulatedProcess
         {
             ulong keep = Pte.PagemapFlagBits | (Privileged ? Pte.FrameMask : 0);
             ulong page = firstPage;
-            for (int i = FirstEndingAfter(firstPage << PageShift); page < endPage; i++)
+            for (int i = _vmas.FindVmaIndex(firstPage << PageShift); page < endPage; i++)
             {
                 ulong vmaStart = i < _vmas.Count ? Math.Min(_vmas[i].Start >> PageShift, endPage) : endPage;
                 if (vmaStart > page)

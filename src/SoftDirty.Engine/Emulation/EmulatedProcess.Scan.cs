@@ -1,8 +1,6 @@
 using System;
 
-using SoftDirty.Emulation;
-
-namespace SoftDirty;
+namespace SoftDirty.Emulation;
 
 public sealed partial class EmulatedProcess
 {
@@ -40,9 +38,9 @@ public sealed partial class EmulatedProcess
         lock (_mem.Lock)
         {
             ulong start = request.Start, end = scan.End;
-            for (int i = FirstEndingAfter(start); i < _vmas.Count && _vmas[i].Start < end && !scan.Stopped; i++)
+            foreach (var vma in _vmas.Range(start, end))
             {
-                var vma = _vmas[i];
+                if (scan.Stopped) break;
                 // The walk meets the VMA only now: the VMAs before it are already scanned (and write-protected).
                 if (check && !vma.UffdWriteProtect)
                     throw new SoftDirtyException(SoftDirtyError.PermissionDenied,

@@ -1,24 +1,7 @@
 using System;
-using System.Collections.Generic;
-using System.Linq;
 using System.Threading;
 
-using SoftDirty.Emulation;
-
-namespace SoftDirty;
-
-/// <summary>Fault counts of an emulated process: what write tracking costs it.</summary>
-public readonly record struct FaultCounts(
-    long ReadFaults, long WriteFaults, long CowFaults, long SoftDirtyWriteProtectFaults, long UffdWriteProtectFaults, long SwapIns)
-{
-    /// <summary>Every fault taken (read and write faults; swap-ins are counted among them).</summary>
-    public long Total => ReadFaults + WriteFaults;
-
-    public static FaultCounts operator -(FaultCounts a, FaultCounts b) => new(
-        a.ReadFaults - b.ReadFaults, a.WriteFaults - b.WriteFaults, a.CowFaults - b.CowFaults,
-        a.SoftDirtyWriteProtectFaults - b.SoftDirtyWriteProtectFaults, a.UffdWriteProtectFaults - b.UffdWriteProtectFaults,
-        a.SwapIns - b.SwapIns);
-}
+namespace SoftDirty.Emulation;
 
 /// <summary>
 /// An emulated Linux process: VMAs, a page table of packed PTEs, frames, swap, and the kernel's soft-dirty,
@@ -31,7 +14,9 @@ public readonly record struct FaultCounts(
 /// </summary>
 public sealed partial class EmulatedProcess : IPageSource
 {
+    /// <summary>log2 of the page size (PAGE_SHIFT).</summary>
     public const int PageShift = 12;
+    /// <summary>The page size in bytes (PAGE_SIZE, 4 KiB).</summary>
     public const ulong PageBytes = 1UL << PageShift;
     /// <summary>x86-64 TASK_SIZE with 4-level paging: the end of the 47-bit user address space.</summary>
     public const ulong TaskSize = 0x7FFF_FFFF_F000;
@@ -49,7 +34,7 @@ public sealed partial class EmulatedProcess : IPageSource
 
     private readonly PhysicalMemory _mem;
     private readonly PageTable _pt = new();
-    private readonly List<Vma> _vmas = new();
+    private readonly VmaList _vmas;
     private readonly ulong _softDirtyBit;
     private long _rssPages, _peakRssPages, _guardPages;
     private long _readFaults, _writeFaults, _cowFaults, _sdFaults, _uffdFaults, _swapIns;
@@ -71,6 +56,7 @@ public sealed partial class EmulatedProcess : IPageSource
         _mem = memory;
         ProcessId = Interlocked.Increment(ref s_lastProcessId);
         _softDirtyBit = profile.SoftDirtyEnabled ? Pte.SoftDirty : 0;
+        _vmas = new VmaList(profile.StickySoftDirtyOnMerge);
     }
 
     /// <summary>A new process on the named kernel profile ("6.1", "6.18", "6.19").</summary>
@@ -78,9 +64,13 @@ public sealed partial class EmulatedProcess : IPageSource
         bool noSoftDirty = false, bool privileged = false)
         => new(name, KernelProfile.Get(profile, noSoftDirty), privileged);
 
+    /// <summary>The emulator's process id (from <see cref="FirstProcessId"/> on; never a real pid).</summary>
     public int ProcessId { get; }
+    /// <summary>The comm name.</summary>
     public string Name { get; }
+    /// <summary>The page size in bytes.</summary>
     public int PageSize => (int)PageBytes;
+    /// <summary>The kernel whose rules the process follows.</summary>
     public KernelProfile Profile { get; }
     /// <summary>Pagemap shows PFNs and swap entries (the reader has CAP_SYS_ADMIN).</summary>
     public bool Privileged { get; }
@@ -98,6 +88,7 @@ public sealed partial class EmulatedProcess : IPageSource
     /// <summary>Swap slots in use on this machine.</summary>
     public int SwapSlotsUsed { get { lock (_mem.Lock) return _mem.SwapSlotsUsed; } }
 
+    /// <summary>Nothing to release: the emulated machine is managed memory.</summary>
     public void Dispose() { }
 
     // ---- errors -------------------------------------------------------------------------------------
@@ -128,608 +119,16 @@ public sealed partial class EmulatedProcess : IPageSource
 
     // ---- VMA list -----------------------------------------------------------------------------------
 
-    /// <summary>Index of the first VMA that ends after <paramref name="address"/>.</summary>
-    private int FirstEndingAfter(ulong address)
-    {
-        int lo = 0, hi = _vmas.Count;
-        while (lo < hi)
-        {
-            int mid = (lo + hi) >> 1;
-            if (_vmas[mid].End <= address) lo = mid + 1; else hi = mid;
-        }
-        return lo;
-    }
-
-    private Vma? FindVma(ulong address)
-    {
-        int i = FirstEndingAfter(address);
-        return i < _vmas.Count && _vmas[i].Start <= address ? _vmas[i] : null;
-    }
-
     /// <summary>Whether a VMA covers <paramref name="address"/> (mincore's ENOMEM test; the scenario runner's truth record uses it).</summary>
     internal bool IsMapped(ulong address)
     {
-        lock (_mem.Lock) return FindVma(address) != null;
-    }
-
-    /// <summary>The first address in [start, end) not covered by a VMA, or null when all is mapped.</summary>
-    private ulong? FirstHole(ulong start, ulong end)
-    {
-        ulong a = start;
-        for (int i = FirstEndingAfter(start); a < end; i++)
-        {
-            if (i >= _vmas.Count || _vmas[i].Start > a) return a;
-            a = _vmas[i].End;
-        }
-        return null;
-    }
-
-    private bool IsFree(ulong start, ulong end)
-    {
-        int i = FirstEndingAfter(start);
-        return i >= _vmas.Count || _vmas[i].Start >= end;
+        lock (_mem.Lock) return _vmas.VmaLookup(address) != null;
     }
 
     /// <summary>Splits the VMA that straddles <paramref name="address"/> (and a huge page that straddles it).</summary>
     private void SplitAt(ulong address)
     {
         if ((address & (HugePageBytes - 1)) != 0) SplitHugeLeaf(address >> PageShift >> PageTable.LeafShift);
-        int i = FirstEndingAfter(address);
-        if (i < _vmas.Count && _vmas[i].Start < address) _vmas.Insert(i + 1, _vmas[i].SplitAt(address));
-    }
-
-    private void InsertVma(Vma vma) => _vmas.Insert(FirstEndingAfter(vma.Start), vma);
-
-    /// <summary>
-    /// Merges the VMA at <paramref name="index"/> with compatible neighbours. VM_SOFTDIRTY never blocks a
-    /// merge; with <see cref="KernelProfile.StickySoftDirtyOnMerge"/> the result has it if either side did,
-    /// else the survivor's flag wins (the previous VMA, or the next when only it merges).
-    /// </summary>
-    private int MergeAt(int index, bool skipPrev = false, bool skipNext = false)
-    {
-        bool sticky = Profile.StickySoftDirtyOnMerge;
-        bool mergedPrev = false;
-        if (!skipPrev && index > 0 && _vmas[index - 1].CanMergeWith(_vmas[index]))
-        {
-            var prev = _vmas[index - 1];
-            if (sticky) prev.Flags |= _vmas[index].Flags & VmaFlags.SoftDirty;
-            prev.AbsorbAnonVma(_vmas[index]);
-            prev.End = _vmas[index].End;
-            _vmas.RemoveAt(index);
-            index--;
-            mergedPrev = true;
-        }
-        if (!skipNext && index + 1 < _vmas.Count && _vmas[index].CanMergeWith(_vmas[index + 1]))
-        {
-            var cur = _vmas[index];
-            var next = _vmas[index + 1];
-            var sd = next.Flags & VmaFlags.SoftDirty;
-            if (sticky) cur.Flags |= sd;
-            else if (!mergedPrev) cur.Flags = (cur.Flags & ~VmaFlags.SoftDirty) | sd;
-            cur.AbsorbAnonVma(next);
-            cur.End = next.End;
-            _vmas.RemoveAt(index + 1);
-        }
-        return index;
-    }
-
-    // ---- mmap / munmap / mremap / mprotect ------------------------------------------------------------
-
-    /// <summary>
-    /// mmap: a new VMA with VM_SOFTDIRTY, merged with compatible neighbours. Without
-    /// <paramref name="fixedAddress"/> the hint is used when free, else the highest free gap below
-    /// <see cref="MmapBase"/> (2 MiB-aligned for huge-page mappings and multiples of 2 MiB). A
-    /// <paramref name="path"/> maps that file (a page cache shared by the machine; pages read as zero until
-    /// written); shared without a path is shared anonymous memory. <paramref name="hugePage"/> sets
-    /// VM_HUGEPAGE (MADV_HUGEPAGE) so aligned 2 MiB of private anonymous memory fault in as one THP.
-    /// <paramref name="offset"/> is the file offset of a file mapping (page-aligned, else EINVAL).
-    /// Returns the new range as maps would describe it.
-    /// </summary>
-    public MemoryMapping Mmap(ulong? address, ulong length, Protection prot, bool shared = false, string? path = null,
-        bool fixedAddress = false, bool hugePage = false, ulong offset = 0)
-    {
-        if ((offset & PageOffsetMask) != 0) throw Invalid($"mmap: offset 0x{offset:x} is not page-aligned");
-        if ((prot & ~(Protection.Read | Protection.Write | Protection.Execute)) != 0) throw Invalid($"mmap: unknown protection bits {prot}");
-        if (length == 0) throw Invalid("mmap: length is zero");
-        ulong len = PageAlign(length);
-        if (len == 0 || len > TaskSize)
-            throw new SoftDirtyException(SoftDirtyError.EmulatorNotMapped, $"mmap: length 0x{length:x} exceeds the address space (ENOMEM).", length, Errno.ENOMEM);
-        if (path != null && path.Length == 0) throw Invalid("mmap: empty path");
-        // mm/mmap.c file_mmap_ok(): a file mapping must end at or below MAX_LFS_FILESIZE (LLONG_MAX), else EOVERFLOW.
-        const ulong MaxLfsFileSize = long.MaxValue;
-        if (path != null && (len > MaxLfsFileSize || offset / (ulong)PageSize > (MaxLfsFileSize - len) / (ulong)PageSize))
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
-                $"mmap: file offset 0x{offset:x} + length 0x{len:x} ends past the largest file offset (EOVERFLOW).", offset, Errno.EOVERFLOW);
-        lock (_mem.Lock)
-        {
-            ulong start;
-            if (fixedAddress)
-            {
-                if (address is not { } a) throw Invalid("mmap: MAP_FIXED without an address");
-                CheckRange("mmap", a, len);
-                if (a < MinMmapAddress)
-                    throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"mmap: 0x{a:x} is below mmap_min_addr 0x{MinMmapAddress:x} (EPERM).", a, Errno.EPERM);
-                start = a;
-                RemoveRange(start, start + len);
-            }
-            else
-            {
-                ulong hint = address ?? 0;
-                start = hint != 0 && (hint & PageOffsetMask) == 0 && hint >= MinMmapAddress && hint <= TaskSize - len && IsFree(hint, hint + len)
-                    ? hint : FindFreeTopDown(len, hugePage || (len & (HugePageBytes - 1)) == 0 ? HugePageBytes : PageBytes);
-            }
-            var vma = new Vma
-            {
-                Start = start, End = start + len, Protection = prot, Shared = shared,
-                Backing = path != null ? _mem.File(path) : shared ? new BackingObject(SharedAnonymousPath, isFile: false) : null,
-                Flags = (hugePage ? VmaFlags.HugePage : 0) | (!shared && (prot & Protection.Write) != 0 ? VmaFlags.Account : 0),
-                PageOffset = path != null ? offset >> PageShift : shared ? 0 : start >> PageShift,
-            };
-            InsertVma(vma);
-            int at = _vmas.IndexOf(vma);
-            // 6.1's mmap_region tries next, then prev with next's anon_vma: a prev that has none (an empty
-            // anon_vma chain) then does not merge (found against Debian's 6.1 kernel).
-            bool skipPrev = Profile.LegacyMmapAnonVmaMerge && at > 0 && at + 1 < _vmas.Count
-                && vma.CanMergeWith(_vmas[at + 1]) && _vmas[at + 1].AnonVma != 0 && _vmas[at - 1].AnonVma == 0;
-            int i = MergeAt(at, skipPrev);
-            if (Profile.SoftDirtyEnabled) _vmas[i].Flags |= VmaFlags.SoftDirty;
-            var m = ToMapping(_vmas[i], withCounters: false);
-            m.Start = start;
-            m.End = start + len;
-            m.Offset = path != null ? offset : 0;
-            return m;
-        }
-    }
-
-    /// <summary>What maps shows for shared anonymous memory: "/dev/zero (deleted)".</summary>
-    public const string SharedAnonymousPath = "/dev/zero";
-
-    private ulong FindFreeTopDown(ulong len, ulong align)
-    {
-        for (int i = _vmas.Count; i >= 0; i--)
-        {
-            ulong gapEnd = Math.Min(i < _vmas.Count ? _vmas[i].Start : MmapBase, MmapBase);
-            ulong gapStart = Math.Max(i > 0 ? _vmas[i - 1].End : MinMmapAddress, MinMmapAddress);
-            if (gapEnd <= gapStart || gapEnd - gapStart < len) continue;
-            ulong candidate = (gapEnd - len) & ~(align - 1);
-            if (candidate >= gapStart) return candidate;
-        }
-        throw new SoftDirtyException(SoftDirtyError.EmulatorNotMapped, $"mmap: no free range of 0x{len:x} bytes (ENOMEM).", len, Errno.ENOMEM);
-    }
-
-    /// <summary>munmap: removes every mapping in the range (unmapped parts are fine); EINVAL for a bad range.</summary>
-    public void Munmap(ulong address, ulong length)
-    {
-        ulong end = CheckRange("munmap", address, length);
-        lock (_mem.Lock) RemoveRange(address, end);
-    }
-
-    private void RemoveRange(ulong start, ulong end)
-    {
-        SplitAt(start);
-        SplitAt(end);
-        ZapRange(start, end, keepGuards: false);
-        int i = FirstEndingAfter(start);
-        while (i < _vmas.Count && _vmas[i].Start < end) _vmas.RemoveAt(i);
-        FreeUnusedTables(start, end);
-    }
-
-    /// <summary>
-    /// free_pgtables after an unmap of [start, end): the PTE table of a 2 MiB range the unmap touched goes
-    /// when no VMA is left in that range (floor and ceiling are the neighbouring VMAs).
-    /// </summary>
-    private void FreeUnusedTables(ulong start, ulong end)
-    {
-        if (end <= start) return;
-        ulong firstLeaf = start >> PageShift >> PageTable.LeafShift, lastLeaf = (end - 1) >> PageShift >> PageTable.LeafShift;
-        foreach (var leaf in _pt.TablesIn(firstLeaf, lastLeaf + 1))
-        {
-            ulong from = leaf << PageTable.LeafShift << PageShift;
-            int j = FirstEndingAfter(from);
-            if (j >= _vmas.Count || _vmas[j].Start >= from + HugePageBytes) _pt.FreeTable(leaf);
-        }
-    }
-
-    /// <summary>
-    /// mremap with MREMAP_MAYMOVE | MREMAP_FIXED: moves [address, +oldLength) to [newAddress, +newLength),
-    /// unmapping whatever was there. The old range must start in a VMA and (unless the profile has
-    /// <see cref="KernelProfile.MremapMovesMultipleVmas"/> and the size is unchanged) lie in that one VMA,
-    /// else EmulatorNotMapped (EFAULT); overlapping ranges are EINVAL. A multi-VMA move unmaps only the
-    /// destination pages each VMA lands on, as the kernel does. Every moved PTE (present, swap or marker) becomes soft-dirty; the new
-    /// VMA keeps the old one's flags and merges with its neighbours, except userfaultfd registration (no
-    /// EVENT_REMAP): the whole source VMA leaves it and the moved PTEs lose uffd-wp (markers dropped); a move
-    /// of several VMAs stops with EFAULT at a registered one.
-    /// </summary>
-    public MemoryMapping Mremap(ulong address, ulong oldLength, ulong newAddress, ulong newLength)
-    {
-        // Before 6.17 the old VMA is looked up before the new range is checked: an old address in no VMA
-        // is EFAULT even where the new range is invalid.
-        if (Profile.LegacyMremapOrder && (address & PageOffsetMask) == 0 && PageAlign(newLength) != 0)
-            lock (_mem.Lock)
-                if (FindVma(address) == null) throw NotMapped("mremap", address, Errno.EFAULT);
-        ulong newEnd = CheckRange("mremap", newAddress, newLength);
-        if ((address & PageOffsetMask) != 0) throw Invalid($"mremap: address 0x{address:x} is not page-aligned");
-        ulong oldLen = PageAlign(oldLength);
-        ulong newLen = newEnd - newAddress;
-        if (oldLen == 0) throw Invalid("mremap: old length is zero (only valid for shared mappings without MREMAP_FIXED)");
-        if (address + oldLen < address || address + oldLen > TaskSize) throw Invalid("mremap: old range beyond the address space");
-        if (newAddress < address + oldLen && address < newEnd) throw Invalid("mremap: old and new ranges overlap");
-        lock (_mem.Lock)
-        {
-            var src = FindVma(address);
-            bool multiple = Profile.MremapMovesMultipleVmas && oldLen == newLen;
-            if (src == null || (!multiple && address + oldLen > src.End))
-            {
-                // 6.1: an old address in no VMA fails at once; a range running past its VMA fails in
-                // vma_to_resize, after mremap_to has unmapped the destination.
-                if (Profile.LegacyMremapOrder && src != null)
-                {
-                    RemoveRange(newAddress, newEnd);
-                    if (oldLen > newLen) RemoveRange(address + newLen, address + oldLen);
-                }
-                throw NotMapped("mremap", src == null ? address : src.End, Errno.EFAULT);
-            }
-            bool severalVmas = multiple && address + oldLen > src.End;
-            if (oldLen > newLen) { RemoveRange(address + newLen, address + oldLen); oldLen = newLen; }
-            if (!multiple) RemoveRange(newAddress, newEnd);
-            bool dropUffdWp = !severalVmas && src.UffdWriteProtect;
-            // A moved registered VMA merges only with the registered neighbours it takes out of userfaultfd
-            // (copy_vma merges it while still registered: an unregistered neighbour differs in flags; Debian
-            // 7.2.13, kernel matrix workload w209); on 7.3 with none.
-            bool mergePrev = true, mergeNext = true;
-            if (dropUffdWp)
-            {
-                if (multiple) RemoveRange(newAddress, newEnd);   // a one-VMA move: the destination goes first
-                (mergePrev, mergeNext) = Profile.UffdMoveKeepsNeighboursRegistered ? (false, false)
-                    : LeaveUffdOnMove(FindVma(address)!, address, newAddress, newEnd);
-            }
-            ulong oldEnd = address + oldLen;
-            // A move of several VMAs stops with EFAULT at the first one registered with userfaultfd; the ones
-            // before it are moved already, the refused one is not split (measured on 6.18). A single
-            // registered VMA moves.
-            Vma? refused = null;
-            if (severalVmas)
-                for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < oldEnd && refused == null; i++)
-                    if (_vmas[i].UffdWriteProtect) refused = _vmas[i];
-            if (refused != null)
-            {
-                if (refused.Start <= address) throw UffdRefusesMove(refused);
-                oldEnd = refused.Start;
-            }
-            SplitAt(address);
-            SplitAt(oldEnd);
-            var segments = new List<Vma>();
-            for (int i = FirstEndingAfter(address); i < _vmas.Count && _vmas[i].Start < oldEnd; i++) segments.Add(_vmas[i]);
-            // The kernel moves one VMA after the other (unmap where it lands, copy_vma, move the PTEs, unmap
-            // the source), so a moved VMA may merge with a destination neighbour that a later segment's
-            // landing then cuts again (measured on 6.18: it keeps the neighbour's anon_vma, so fork copies its
-            // page table). One that could merge with a source VMA still waiting to move goes in after every
-            // source VMA is out.
-            var deferred = new List<Vma>();
-            for (int k = 0; k < segments.Count; k++)
-            {
-                var segment = segments[k];
-                ulong to = newAddress + (segment.Start - address);
-                // A multi-VMA move unmaps only where each VMA lands: destination pages facing source gaps stay.
-                if (multiple) RemoveRange(to, to + (segment.End - segment.Start));
-                MovePtes(segment.Start, segment.End - segment.Start, to, dropUffdWp);
-                _vmas.Remove(segment);
-                var moved = segment.Clone();
-                // copy_vma: anonymous memory never faulted in takes the new address as its page offset.
-                if (segment.IsAnonymous && segment.AnonVma == 0) moved.PageOffset = to >> PageShift;
-                if (dropUffdWp) moved.Flags &= ~VmaFlags.UffdWriteProtect;
-                moved.Start = to;
-                moved.End = to + (segment.End - segment.Start) + (segment.End == oldEnd ? newLen - oldLen : 0);
-                bool touchesSource = segments.Skip(k + 1).Any(w =>
-                    (w.End == moved.Start && w.CanMergeWith(moved)) || (moved.End == w.Start && moved.CanMergeWith(w)));
-                if (touchesSource) { deferred.Add(moved); continue; }
-                InsertVma(moved);
-                MergeAt(_vmas.IndexOf(moved), skipPrev: !mergePrev, skipNext: !mergeNext);
-            }
-            foreach (var moved in deferred)
-            {
-                InsertVma(moved);
-                MergeAt(_vmas.IndexOf(moved));
-            }
-            // The old range is unmapped last (move_vma), the new VMAs in place.
-            FreeUnusedTables(address, oldEnd);
-            if (refused != null) throw UffdRefusesMove(refused);
-            return ToMapping(FindVma(newAddress)!, withCounters: false);
-        }
-    }
-
-    private SoftDirtyException UffdRefusesMove(Vma refused) =>
-        new(SoftDirtyError.EmulatorNotMapped,
-            $"mremap: 0x{refused.Start:x}-0x{refused.End:x} is registered with userfaultfd, which a move of several VMAs refuses (EFAULT).",
-            ProcessId, Errno.EFAULT);
-
-    /// <summary>
-    /// Userfaultfd registration on a move of (part of) the registered VMA <paramref name="src"/> without
-    /// UFFD_FEATURE_EVENT_REMAP (measured on 6.18): copy_vma first merges the new VMA, registration still on,
-    /// with registered neighbours at the destination, the source VMA itself included while it is still
-    /// mapped there; then mremap_userfaultfd_prep takes the merged VMA out of userfaultfd. So the moved
-    /// VMA and whatever it merged with (the rest of the source included) lose registration; other VMAs keep it.
-    /// </summary>
-    private (bool Prev, bool Next) LeaveUffdOnMove(Vma src, ulong address, ulong newAddress, ulong newEnd)
-    {
-        bool leftPrev = false, leftNext = false;
-        var probe = src.Clone();
-        probe.PageOffset = src.IsAnonymous && src.AnonVma == 0 ? newAddress >> PageShift : src.BackingPage(address);
-        probe.Start = newAddress;
-        probe.End = newEnd;
-        int next = FirstEndingAfter(newEnd - 1);
-        int prev = FirstEndingAfter(newAddress - 1);
-        if (prev < _vmas.Count && _vmas[prev].End == newAddress && _vmas[prev].CanMergeWith(probe))
-        {
-            _vmas[prev].Flags &= ~VmaFlags.UffdWriteProtect;
-            leftPrev = true;
-        }
-        if (next < _vmas.Count && _vmas[next].Start == newEnd && probe.CanMergeWith(_vmas[next]))
-        {
-            _vmas[next].Flags &= ~VmaFlags.UffdWriteProtect;
-            leftNext = true;
-        }
-        return (leftPrev, leftNext);
-    }
-
-    // dropUffdWp: the source VMA is registered for uffd-wp without EVENT_REMAP: the moved PTEs lose uffd-wp
-    // and uffd-wp markers are dropped (move_ptes).
-    private void MovePtes(ulong from, ulong length, ulong to, bool dropUffdWp)
-    {
-        ulong pages = length >> PageShift;
-        ulong fromPage = from >> PageShift, toPage = to >> PageShift;
-        // move_page_tables: per extent (up to the next 2 MiB boundary of either side) the destination gets a
-        // PTE table when the source has one there, even an empty one.
-        var destTables = new List<ulong>();
-        for (ulong p = fromPage; p < fromPage + pages;)
-        {
-            ulong q = p - fromPage + toPage;
-            ulong extent = Math.Min(PageTable.LeafEntries - (p & PageTable.LeafIndexMask), PageTable.LeafEntries - (q & PageTable.LeafIndexMask));
-            extent = Math.Min(extent, fromPage + pages - p);
-            if (_pt.HasTable(p >> PageTable.LeafShift)) destTables.Add(q >> PageTable.LeafShift);
-            p += extent;
-        }
-        bool leafAligned = ((fromPage ^ toPage) & PageTable.LeafIndexMask) == 0;
-        Span<ulong> buffer = stackalloc ulong[PageTable.LeafEntries];
-        var moved = new List<(ulong Page, ulong Pte)>();
-        ulong end = fromPage + pages;
-        for (ulong leaf = _pt.NextLeaf(fromPage >> PageTable.LeafShift, ((end - 1) >> PageTable.LeafShift) + 1);
-             leaf <= (end - 1) >> PageTable.LeafShift;
-             leaf = _pt.NextLeaf(leaf + 1, ((end - 1) >> PageTable.LeafShift) + 1))
-        {
-            ulong first = leaf << PageTable.LeafShift;
-            ulong slot = _pt.GetSlot(leaf);
-            if (PageTable.KindOf(slot) == PageTable.SlotKind.Huge)
-            {
-                if (leafAligned && first >= fromPage && first + PageTable.LeafEntries <= end)
-                {
-                    ulong destLeaf = (first - fromPage + toPage) >> PageTable.LeafShift;
-                    _pt.SetHuge(destLeaf, PageTable.HugeValue(slot) | _softDirtyBit);
-                    _pt.ClearLeaf(leaf);
-                    continue;
-                }
-                SplitHugeLeaf(leaf);
-                slot = _pt.GetSlot(leaf);
-            }
-            _pt.ReadLeaf(slot, buffer);
-            ulong lo = Math.Max(first, fromPage), hi = Math.Min(first + PageTable.LeafEntries, end);
-            for (ulong p = lo; p < hi; p++)
-            {
-                ulong pte = buffer[(int)(p - first)];
-                if (pte == 0) continue;
-                buffer[(int)(p - first)] = 0;
-                if (dropUffdWp)
-                {
-                    if (Pte.IsMarker(pte) && (pte & Pte.Guard) == 0) continue;
-                    pte &= ~Pte.UffdWp;
-                }
-                moved.Add((p - fromPage + toPage, pte | _softDirtyBit));
-            }
-            _pt.WriteLeaf(leaf, buffer);
-        }
-        // Set after the walk: a destination may share a leaf with the source.
-        foreach (var (page, pte) in moved) _pt.Set(page, pte);
-        foreach (var leaf in destTables) _pt.MakeTable(leaf);
-    }
-
-    /// <summary>
-    /// mprotect: splits VMAs at the range ends, sets the protection and merges. Soft-dirty is preserved.
-    /// Removing write permission write-protects the PTEs; adding it makes a PTE writable only where the
-    /// kernel's can_change_pte_writable() allows: never a uffd-wp PTE, never a clean PTE while soft-dirty
-    /// tracking is on for the VMA (so the next write still faults and sets the bit), an anonymous page only
-    /// when exclusive, a shared page only when dirty. A zero length does nothing. As the kernel, a range
-    /// starting in a hole is EmulatorNotMapped (ENOMEM) with nothing changed, and one with a hole further on
-    /// is changed up to the hole, then EmulatorNotMapped.
-    /// </summary>
-    public void Mprotect(ulong address, ulong length, Protection prot)
-    {
-        if ((address & PageOffsetMask) != 0) throw Invalid($"mprotect: address 0x{address:x} is not page-aligned");
-        if ((prot & ~(Protection.Read | Protection.Write | Protection.Execute)) != 0) throw Invalid($"mprotect: unknown protection bits {prot}");
-        if (length == 0) return;
-        ulong len = PageAlign(length);
-        if (len == 0 || address + len < address || address + len > TaskSize) throw NotMapped("mprotect", TaskSize);
-        ulong end = address + len;
-        lock (_mem.Lock)
-        {
-            ulong? hole = FirstHole(address, end);
-            if (hole == address) throw NotMapped("mprotect", address);
-            end = hole ?? end;
-            // mprotect_fixup, one VMA at a time from the left. A VMA whose flags do not change is left alone
-            // (not split, not merged). Otherwise the part in range is split off, changed, then merged with its
-            // neighbours as they are at that moment (the next one not changed yet). The merged VMA takes the
-            // changed VMA's new flags, whichever side survived: without sticky merging its VM_SOFTDIRTY is the
-            // changed VMA's, so of a run of changed VMAs that merge, the last one's wins (found by the
-            // differential run against Debian's 6.1 kernel; the order and the untouched unchanged VMAs by
-            // Debian 6.12.117 in the kernel matrix, random scenarios d32 and d197 of seed 20261126).
-            for (ulong pos = address; pos < end;)
-            {
-                int i = FirstEndingAfter(pos);
-                if (i >= _vmas.Count || _vmas[i].Start >= end) break;
-                var vma = _vmas[i];
-                var flags = vma.Flags;
-                if (!vma.Shared && (prot & Protection.Write) != 0) flags |= VmaFlags.Account;
-                else if (Profile.UnaccountsUnfaultedOnMprotect && vma.IsAnonymous && vma.AnonVma == 0)
-                    flags &= ~VmaFlags.Account;   // no commit to keep (6.7+)
-                if (vma.Protection == prot && flags == vma.Flags) { pos = vma.End; continue; }
-                ulong pieceStart = Math.Max(pos, vma.Start), pieceLimit = Math.Min(end, vma.End);
-                SplitAt(pieceStart);
-                SplitAt(pieceLimit);
-                i = FirstEndingAfter(pos);
-                vma = _vmas[i];
-                vma.Protection = prot;
-                vma.Flags = flags;
-                ApplyProtection(vma);
-                var sd = vma.Flags & VmaFlags.SoftDirty;
-                ulong pieceEnd = vma.End;
-                i = MergeAt(i);
-                if (!Profile.StickySoftDirtyOnMerge) _vmas[i].Flags = (_vmas[i].Flags & ~VmaFlags.SoftDirty) | sd;
-                pos = Math.Max(pieceEnd, _vmas[i].End);
-            }
-            if (hole is { } h) throw NotMapped("mprotect", h);
-        }
-    }
-
-    private bool SoftDirtyTracking(Vma vma) => Profile.SoftDirtyEnabled && !vma.SoftDirty;
-
-    private void ApplyProtection(Vma vma)
-    {
-        bool writable = vma.Writable;
-        bool tracking = SoftDirtyTracking(vma);
-        MutatePtes(vma.Start, vma.End, visitNone: false, (_, pte) =>
-        {
-            if (!Pte.IsPresent(pte)) return pte;
-            if (!writable) return pte & ~Pte.Writable;
-            return CanMakeWritable(vma, pte, tracking) ? pte | Pte.Writable : pte;
-        });
-    }
-
-    private bool CanMakeWritable(Vma vma, ulong pte, bool tracking)
-    {
-        if ((pte & (Pte.UffdWp | Pte.CowProtected)) != 0) return false;
-        if (tracking && (pte & Pte.SoftDirty) == 0) return false;
-        ulong frame = Pte.Frame(pte);
-        if (vma.Shared) return (pte & Pte.Dirty) != 0;
-        return (pte & Pte.NotAnonymous) == 0 && frame >= PhysicalMemory.FirstUserPfn && _mem.MapCount(frame) == 1;
-    }
-
-    // ---- page table walks ---------------------------------------------------------------------------
-
-    /// <summary>
-    /// Rewrites the PTEs of [start, end): <paramref name="transform"/> gets (page number, PTE) and returns the
-    /// new PTE; none PTEs only when <paramref name="visitNone"/>. A huge leaf wholly inside goes to
-    /// <paramref name="huge"/> (leaf, PMD value → new value, 0 to clear) when given; otherwise it is split first.
-    /// </summary>
-    private void MutatePtes(ulong start, ulong end, bool visitNone, Func<ulong, ulong, ulong> transform,
-        Func<ulong, ulong, ulong>? huge = null)
-    {
-        ulong startPage = start >> PageShift, endPage = end >> PageShift;
-        if (endPage <= startPage) return;
-        ulong lastLeaf = (endPage - 1) >> PageTable.LeafShift;
-        Span<ulong> buffer = stackalloc ulong[PageTable.LeafEntries];
-        for (ulong leaf = startPage >> PageTable.LeafShift; leaf <= lastLeaf; leaf++)
-        {
-            if (!visitNone)
-            {
-                leaf = _pt.NextLeaf(leaf, lastLeaf + 1);
-                if (leaf > lastLeaf) break;
-            }
-            ulong first = leaf << PageTable.LeafShift;
-            int lo = (int)(Math.Max(startPage, first) - first);
-            int hi = (int)(Math.Min(endPage, first + PageTable.LeafEntries) - first);
-            ulong slot = _pt.GetSlot(leaf);
-            if (PageTable.KindOf(slot) == PageTable.SlotKind.Huge)
-            {
-                if (huge != null && lo == 0 && hi == PageTable.LeafEntries)
-                {
-                    ulong v = huge(leaf, PageTable.HugeValue(slot));
-                    if (v == 0) _pt.ClearLeaf(leaf); else _pt.SetHuge(leaf, v);
-                    continue;
-                }
-                SplitHugeLeaf(leaf);
-                slot = _pt.GetSlot(leaf);
-            }
-            if (PageTable.KindOf(slot) == PageTable.SlotKind.Dense)
-            {
-                var arr = _pt.DenseArray(slot);
-                for (int i = lo; i < hi; i++)
-                    if (arr[i] != 0 || visitNone) arr[i] = transform(first + (ulong)i, arr[i]);
-                continue;
-            }
-            _pt.ReadLeaf(slot, buffer);
-            bool changed = false;
-            for (int i = lo; i < hi; i++)
-            {
-                if (buffer[i] == 0 && !visitNone) continue;
-                ulong n = transform(first + (ulong)i, buffer[i]);
-                if (n != buffer[i]) { buffer[i] = n; changed = true; }
-            }
-            if (changed) _pt.WriteLeaf(leaf, buffer);
-        }
-    }
-
-    /// <summary>Drops the PTEs of [start, end): frames unmapped (anonymous ones freed), swap slots released.</summary>
-    // keepUffdWp: a uffd-wp PTE (bit or marker) becomes a uffd-wp marker (zap of a registered shmem or file VMA).
-    private void ZapRange(ulong start, ulong end, bool keepGuards, bool keepUffdWp = false)
-    {
-        MutatePtes(start, end, visitNone: false, (_, pte) =>
-        {
-            ulong zapped = ZapPte(pte, keepGuards);
-            return keepUffdWp && zapped == 0 && (pte & Pte.UffdWp) != 0 ? Pte.Swap | Pte.UffdWp : zapped;
-        }, (_, pmd) =>
-        {
-            ulong first = Pte.Frame(pmd);
-            if (first >= PhysicalMemory.FirstUserPfn)
-            {
-                for (ulong i = 0; i < PageTable.LeafEntries; i++) _mem.Unmap(first + i, (pmd & Pte.NotAnonymous) == 0);
-                AddRss(-PageTable.LeafEntries);
-            }
-            return 0;
-        });
-    }
-
-    private ulong ZapPte(ulong pte, bool keepGuards)
-    {
-        if (Pte.IsPresent(pte))
-        {
-            ulong frame = Pte.Frame(pte);
-            if (frame >= PhysicalMemory.FirstUserPfn) { _mem.Unmap(frame, (pte & Pte.NotAnonymous) == 0); AddRss(-1); }
-            return 0;
-        }
-        if ((pte & Pte.Guard) != 0)
-        {
-            if (keepGuards) return pte;
-            _guardPages--;
-            return 0;
-        }
-        if (!Pte.IsMarker(pte)) _mem.SwapRelease(Pte.SwapOffset(pte));
-        return 0;
-    }
-
-    private void AddRss(long pages)
-    {
-        _rssPages += pages;
-        if (_rssPages > _peakRssPages) _peakRssPages = _rssPages;
-    }
-
-    /// <summary>Splits a huge leaf into 512 PTEs; each inherits the PMD's soft-dirty (and a dirty PMD makes them soft-dirty, as on x86).</summary>
-    private void SplitHugeLeaf(ulong leaf)
-    {
-        ulong slot = _pt.GetSlot(leaf);
-        if (PageTable.KindOf(slot) != PageTable.SlotKind.Huge) return;
-        ulong pmd = PageTable.HugeValue(slot);
-        ulong first = Pte.Frame(pmd);
-        Span<ulong> ptes = stackalloc ulong[PageTable.LeafEntries];
-        if (first == PhysicalMemory.HugeZeroPfn)
-        {
-            ptes.Fill(Pte.Present | Pte.Accessed | (pmd & (Pte.SoftDirty | Pte.UffdWp)) | PhysicalMemory.ZeroPfn);
-        }
-        else
-        {
-            bool dirty = (pmd & (Pte.SoftDirty | Pte.Dirty)) != 0;
-            ulong flags = (pmd & ~Pte.FrameMask & ~Pte.SoftDirty) | (dirty ? _softDirtyBit : 0);
-            for (int i = 0; i < ptes.Length; i++) ptes[i] = flags | (first + (ulong)i);
-        }
-        _pt.ClearLeaf(leaf);
-        _pt.WriteLeaf(leaf, ptes);
+        _vmas.Split(address);
     }
 }

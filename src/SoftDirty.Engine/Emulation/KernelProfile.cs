@@ -3,18 +3,6 @@ using System.Collections.Generic;
 
 namespace SoftDirty.Emulation;
 
-/// <summary>When a fault may map a transparent huge page (/sys/kernel/mm/transparent_hugepage/enabled).</summary>
-[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum TransparentHugePageMode
-{
-    /// <summary>Never: every fault maps 4 KiB pages.</summary>
-    Never,
-    /// <summary>Only in VMAs marked MADV_HUGEPAGE.</summary>
-    Madvise,
-    /// <summary>In every private anonymous VMA (not marked MADV_NOHUGEPAGE).</summary>
-    Always,
-}
-
 /// <summary>
 /// The kernel an emulated process runs on: one named property (a rule) per behaviour that differs between
 /// releases, build configurations, boot options or sysfs settings, consulted where it matters. Release
@@ -27,9 +15,13 @@ public enum TransparentHugePageMode
 /// </summary>
 public sealed record KernelProfile
 {
+    /// <summary>Linux 6.1: no PAGEMAP_SCAN, WP_ASYNC or guard regions; mremap of one VMA; the old mmap merge and mremap order.</summary>
     public const string Linux61 = "6.1";
+    /// <summary>Linux 6.18: PAGEMAP_SCAN, WP_ASYNC, guard regions, multi-VMA mremap (the default).</summary>
     public const string Linux618 = "6.18";
+    /// <summary>Linux 6.19: 6.18 with VM_SOFTDIRTY sticky on merge.</summary>
     public const string Linux619 = "6.19";
+    /// <summary>The profile used when none is named.</summary>
     public const string DefaultName = Linux618;
     /// <summary>The -Kernel value for the profile of the running kernel (version plus measured rules).</summary>
     public const string HostName = "Host";
@@ -42,21 +34,33 @@ public sealed record KernelProfile
     /// <summary>Debian trixie-backports' 7.3.4: 7.2, and PAGEMAP_SCAN reports WRITTEN only in VMAs registered for uffd-wp.</summary>
     public const string Linux73 = "7.3";
 
-    private static readonly Dictionary<string, KernelProfile> s_profiles = new(StringComparer.Ordinal)
+    private static readonly Dictionary<string, KernelProfile> s_profiles = ReleaseProfiles();
+
+    /// <summary>The release profiles, each a copy of its predecessor with the rules that changed.</summary>
+    private static Dictionary<string, KernelProfile> ReleaseProfiles()
     {
-        [Linux61] = new KernelProfile { Name = Linux61, LegacyMremapOrder = true, LegacyMmapAnonVmaMerge = true },
-        [Linux618] = new KernelProfile { Name = Linux618, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true },
-        [Linux619] = new KernelProfile { Name = Linux619, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true },
+        var linux61 = new KernelProfile { Name = Linux61, LegacyMremapOrder = true, LegacyMmapAnonVmaMerge = true };
         // Debian 6.12.117 (kernel matrix): scan's return mask 0x1FF is EINVAL (no PAGE_IS_GUARD, selftest-simple);
         // mremap EFAULT leaves the destination unmapped (regression-61-mremap-efault-*), so the old mremap order.
-        [Linux612] = new KernelProfile { Name = Linux612, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, LegacyMremapOrder = true },
+        var linux612 = linux61 with
+        {
+            Name = Linux612, LegacyMmapAnonVmaMerge = false, UnaccountsUnfaultedOnMprotect = true,
+            HasPagemapScan = true, HasUffdWriteProtectAsync = true,
+        };
+        var linux618 = linux612 with { Name = Linux618, LegacyMremapOrder = false, HasGuardRegions = true, MremapMovesMultipleVmas = true };
+        var linux619 = linux618 with { Name = Linux619, StickySoftDirtyOnMerge = true };
         // Debian 7.2.13 amd64 and arm64 (kernel matrix): every print as on 6.19, sticky VM_SOFTDIRTY on merge included.
-        [Linux72] = new KernelProfile { Name = Linux72, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true },
+        var linux72 = linux619 with { Name = Linux72 };
         // Debian 7.3.4 (kernel matrix): a present page of a VMA not registered for uffd-wp is no longer WRITTEN
         // in PAGEMAP_SCAN (pagemap-ioctl-mremap: the moved pages scan 0x88, 7.2 says 0x8a); a moved uffd-wp VMA
         // leaves userfaultfd alone, its neighbours stay registered (regression-uffd-mremap-merge: 0-7 scan 0x91, 7.2 0x90).
-        [Linux73] = new KernelProfile { Name = Linux73, UnaccountsUnfaultedOnMprotect = true, HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasGuardRegions = true, MremapMovesMultipleVmas = true, StickySoftDirtyOnMerge = true, WrittenOnlyInWriteProtectVmas = true, UffdMoveKeepsNeighboursRegistered = true },
-    };
+        var linux73 = linux72 with { Name = Linux73, WrittenOnlyInWriteProtectVmas = true, UffdMoveKeepsNeighboursRegistered = true };
+        return new Dictionary<string, KernelProfile>(StringComparer.Ordinal)
+        {
+            [Linux61] = linux61, [Linux612] = linux612, [Linux618] = linux618,
+            [Linux619] = linux619, [Linux72] = linux72, [Linux73] = linux73,
+        };
+    }
 
     private KernelProfile() { }
 
@@ -154,6 +158,7 @@ public sealed record KernelProfile
         return s_profiles[best];
     }
 
+    /// <summary>The <see cref="DefaultName"/> profile.</summary>
     public static KernelProfile Default => Get(DefaultName);
 
     /// <summary>The same kernel built without CONFIG_MEM_SOFT_DIRTY.</summary>
@@ -183,5 +188,6 @@ public sealed record KernelProfile
     /// <summary>The rules one a line, "Name = Value".</summary>
     public string DescribeRules() => $"profile {Release}:\n" + string.Join("\n", System.Linq.Enumerable.Select(Rules, r => $"  {r.Name} = {r.Value}"));
 
+    /// <summary>The <see cref="Release"/>.</summary>
     public override string ToString() => Release;
 }

@@ -318,7 +318,7 @@ internal sealed class PageTable
             {
                 for (ulong word = bits[w]; word != 0; word &= word - 1)
                 {
-                    ulong leaf = (key << TableChunkShift) | ((ulong)w << 6) | (ulong)System.Numerics.BitOperations.TrailingZeroCount(word);
+                    ulong leaf = (key << TableChunkShift) | ((ulong)(uint)w << 6) | (uint)System.Numerics.BitOperations.TrailingZeroCount(word);
                     if (leaf >= from && leaf < end) list.Add(leaf);
                 }
             }

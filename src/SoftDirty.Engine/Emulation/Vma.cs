@@ -1,21 +1,4 @@
-using System;
-
 namespace SoftDirty.Emulation;
-
-/// <summary>The vm_flags the emulator models beyond protection and sharing.</summary>
-[Flags]
-internal enum VmaFlags
-{
-    None = 0,
-    /// <summary>VM_SOFTDIRTY: every page of the VMA reads soft-dirty.</summary>
-    SoftDirty = 1,
-    /// <summary>VM_HUGEPAGE (MADV_HUGEPAGE): anonymous faults may map transparent huge pages.</summary>
-    HugePage = 2,
-    /// <summary>VM_UFFD_WP with UFFD_FEATURE_WP_ASYNC | WP_UNPOPULATED.</summary>
-    UffdWriteProtect = 4,
-    /// <summary>VM_ACCOUNT: private writable memory charged at mmap or mprotect.</summary>
-    Account = 8,
-}
 
 /// <summary>One emulated VMA: [Start, End), protection, sharing, backing and flags.</summary>
 internal sealed class Vma

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Threading;
+using SoftDirty.Emulation;
 using SoftDirty.Images;
 using SoftDirty.Tracking;
 
@@ -121,7 +122,7 @@ public sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
             var (prot, shared) = MemoryMapping.ParsePermissions(m.Permissions);
             // Mapped writable (anonymous: the bytes come from the image), the protection set in Complete.
             _mappings.Add((m, prot));
-            Process.Mmap(m.Start, m.End - m.Start, Protection.Read | Protection.Write, shared, fixedAddress: true);
+            Process.Mmap(m.Start, m.End - m.Start, Protection.Read | Protection.Write, shared ? MmapFlags.Shared | MmapFlags.Fixed : MmapFlags.Fixed);
         }
     }
 

@@ -51,7 +51,7 @@ public sealed class AddEmulatedMappingCommand : EmulatorCmdlet
         }
         MemoryMapping? mapping = null;
         Call(Describe(Address ?? 0, Length), "mmap", () =>
-            mapping = Emulator.Mmap(Address, Length, Protection, Shared, Path, Fixed, HugePage, Offset));
+            mapping = Emulator.Mmap(Address, Length, Protection, (Shared ? MmapFlags.Shared : 0) | (Fixed ? MmapFlags.Fixed : 0) | (HugePage ? MmapFlags.HugePage : 0), Path, Offset));
         if (mapping is not null) WriteObject(mapping);
     }
 }

@@ -30,7 +30,7 @@ public sealed class InvokeEmulatedMadviseCommand : EmulatorCmdlet
             case EmulatedAdvice.GuardRemove: Emulator.GuardRemove(Address, Length); break;
             case EmulatedAdvice.Collapse:
             case EmulatedAdvice.Split:
-                const ulong huge = SoftDirty.EmulatedProcess.HugePageBytes;
+                const ulong huge = SoftDirty.Emulation.EmulatedProcess.HugePageBytes;
                 for (ulong a = Address & ~(huge - 1); a < Address + Length; a += huge)
                     if (Advice == EmulatedAdvice.Collapse) Emulator.CollapseHugePage(a); else Emulator.SplitHugePage(a);
                 break;

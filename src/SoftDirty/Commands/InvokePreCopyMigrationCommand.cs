@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using SoftDirty;
+using SoftDirty.Emulation;
 using SoftDirty.Tracking;
 using SoftDirty.Workflows;
 

@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.Management.Automation;
 using SoftDirty;
+using SoftDirty.Emulation;
 using SoftDirty.Workflows;
 using SoftDirty.Images;
 using SoftDirty.Tracking;

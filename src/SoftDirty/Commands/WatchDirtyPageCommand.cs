@@ -2,6 +2,7 @@ using System;
 using System.Linq;
 using System.Management.Automation;
 using SoftDirty;
+using SoftDirty.Emulation;
 using SoftDirty.Tracking;
 using SoftDirty.Workflows;
 

@@ -33,8 +33,8 @@ public class EmulatorErrorTests
     {
         var p = New();
         ulong a = MapAnon(p, 4 * Page);
-        p.Mmap(a + 4 * Page, Page, Protection.Read, fixedAddress: true);
-        p.Mmap(a + 5 * Page, Page, Protection.None, fixedAddress: true);
+        p.Mmap(a + 4 * Page, Page, Protection.Read, flags: MmapFlags.Fixed);
+        p.Mmap(a + 5 * Page, Page, Protection.None, flags: MmapFlags.Fixed);
         p.Write(a, 8);
         Clear(p);
         return (p, a);
@@ -71,7 +71,7 @@ public class EmulatorErrorTests
         AssertFails(p, a, 8, inv, e, () => p.Munmap(a, 0));
         AssertFails(p, a, 8, inv, e, () => p.Munmap(EmulatedProcess.TaskSize, Page));
         AssertFails(p, a, 8, inv, e, () => p.Mmap(null, 0, RW));
-        AssertFails(p, a, 8, inv, e, () => p.Mmap(a + 1, Page, RW, fixedAddress: true));
+        AssertFails(p, a, 8, inv, e, () => p.Mmap(a + 1, Page, RW, flags: MmapFlags.Fixed));
         AssertFails(p, a, 8, inv, e, () => p.Mmap(null, Page, (Protection)8));
         AssertFails(p, a, 8, inv, e, () => p.Mprotect(a + 1, Page, RW));
         AssertFails(p, a, 8, inv, e, () => p.Mremap(a, Page, a + Page / 2, Page));

@@ -33,7 +33,7 @@ internal static class Sd
         => EmulatedProcess.Create("test", profile, noSoftDirty, privileged);
 
     public static ulong MapAnon(EmulatedProcess p, ulong length = Page, Protection prot = RW, bool huge = false)
-        => p.Mmap(null, length, prot, hugePage: huge).Start;
+        => p.Mmap(null, length, prot, flags: huge ? MmapFlags.HugePage : MmapFlags.None).Start;
 
     public static PageRegion[] Scan(EmulatedProcess p, ref PagemapScanRequest r, int vecLen = 64)
     {

@@ -91,7 +91,7 @@ public class KernelRuleTests
     public void AWriteFaultMapsATransparentHugePageAsTheModeAllows(TransparentHugePageMode mode, bool madvised, bool huge)
     {
         var p = New(KernelProfile.Default with { TransparentHugePages = mode });
-        ulong a = p.Mmap(null, Huge, Protection.Read | Protection.Write, hugePage: madvised).Start;
+        ulong a = p.Mmap(null, Huge, Protection.Read | Protection.Write, flags: madvised ? MmapFlags.HugePage : MmapFlags.None).Start;
         Assert.Equal(0UL, a & (Huge - 1));
         p.Write(a, 1);
         Assert.Equal(huge, p.ReadEntry(a + Page).Present);
@@ -102,7 +102,7 @@ public class KernelRuleTests
     public void WithTheHugeZeroPage_AMadvisedReadMapsIt_WithoutItARealThp()
     {
         var with = New(KernelProfile.Default with { HugeZeroPage = true });
-        ulong a = with.Mmap(null, Huge, Protection.Read | Protection.Write, hugePage: true).Start;
+        ulong a = with.Mmap(null, Huge, Protection.Read | Protection.Write, flags: MmapFlags.HugePage).Start;
         with.Read(a, 1);
         Assert.Equal(PageCategory.Present | PageCategory.Written | PageCategory.Huge | PageCategory.PfnZero,
             Categories(with, a + Page) & ~PageCategory.SoftDirty);
@@ -110,7 +110,7 @@ public class KernelRuleTests
         Assert.Equal(0UL, with.RssBytes);
 
         var without = New(KernelProfile.Default with { HugeZeroPage = false });
-        ulong b = without.Mmap(null, Huge, Protection.Read | Protection.Write, hugePage: true).Start;
+        ulong b = without.Mmap(null, Huge, Protection.Read | Protection.Write, flags: MmapFlags.HugePage).Start;
         without.Read(b, 1);
         Assert.Equal(PageCategory.Present | PageCategory.Written | PageCategory.Huge, Categories(without, b + Page) & ~PageCategory.SoftDirty);
         Assert.True(without.ReadEntry(b + Page).Exclusive);
@@ -146,7 +146,7 @@ public class KernelRuleTests
         p.Munmap(a, Page);                                                        // the rest of the range is still mapped
         Assert.Equal(PageCategory.Written, Plain(p, a + Page));
         p.Munmap(a, Huge);
-        p.Mmap(a, Huge, Protection.Read | Protection.Write, fixedAddress: true);
+        p.Mmap(a, Huge, Protection.Read | Protection.Write, flags: MmapFlags.Fixed);
         Assert.Equal(PageCategory.None, Plain(p, a + Page));
     }
 

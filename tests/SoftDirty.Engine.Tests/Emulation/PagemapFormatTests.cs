@@ -78,7 +78,7 @@ public class PagemapFormatTests
     {
         var p = New();
         ulong file = p.Mmap(null, Page, Protection.Read, path: "/tmp/data.bin").Start;
-        ulong shm = p.Mmap(null, Page, RW, shared: true).Start;
+        ulong shm = p.Mmap(null, Page, RW, flags: MmapFlags.Shared).Start;
         ulong anon = MapAnon(p);
         p.Read(file, 8);
         p.Write(shm, 8);

@@ -248,7 +248,7 @@ public class PagemapScanTests
         var p = New(noSoftDirty: true);
         ulong a = MapAnon(p, 4 * Page);
         p.Munmap(a + Page, Page);
-        p.Mmap(a + 2 * Page, Page, Protection.Read | Protection.Write, shared: true, path: "/tmp/f", fixedAddress: true);
+        p.Mmap(a + 2 * Page, Page, Protection.Read | Protection.Write, path: "/tmp/f", flags: MmapFlags.Shared | MmapFlags.Fixed);
         p.RegisterUffdWriteProtectAsync(a, 4 * Page);   // a hole at a + Page, a file mapping at a + 2 pages: as 6.18
         var r = new PagemapScanRequest { Start = a, End = a + 4 * Page, ReturnMask = PageCategory.WriteProtectAllowed };
         Assert.Equal(new[] { new PageRegion(a, a + Page, PageCategory.WriteProtectAllowed), new PageRegion(a + 2 * Page, a + 4 * Page, PageCategory.WriteProtectAllowed) },

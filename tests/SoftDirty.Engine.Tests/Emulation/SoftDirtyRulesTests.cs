@@ -86,7 +86,7 @@ public class SoftDirtyRulesTests
     public void WriteFaultOnSharedMappingSetsSoftDirty()
     {
         var p = New();
-        ulong a = p.Mmap(null, Page, RW, shared: true).Start;
+        ulong a = p.Mmap(null, Page, RW, flags: MmapFlags.Shared).Start;
         Clear(p);
         p.Read(a, 8);
         Assert.False(Check(p, a));
@@ -115,7 +115,7 @@ public class SoftDirtyRulesTests
         ulong a = MapAnon(p, 2 * Page);
         p.Munmap(a + Page, Page);
         Clear(p);
-        p.Mmap(a + Page, Page, RW, fixedAddress: true);
+        p.Mmap(a + Page, Page, RW, flags: MmapFlags.Fixed);
         Assert.Single(p.ReadMappings(false));
         Assert.True(Check(p, a));
     }
@@ -227,7 +227,7 @@ public class SoftDirtyRulesTests
     public void SharedMemoryLosesSoftDirtyOnSwap()
     {
         var p = New();
-        ulong a = p.Mmap(null, Page, RW, shared: true).Start;
+        ulong a = p.Mmap(null, Page, RW, flags: MmapFlags.Shared).Start;
         Clear(p);
         p.Write(a, Page, 3);
         Assert.True(Check(p, a));
@@ -300,7 +300,7 @@ public class SoftDirtyRulesTests
     {
         var p = New();
         ulong anon = MapAnon(p, 4 * Page);
-        ulong file = p.Mmap(null, Page, RW, shared: true, path: "/tmp/young").Start;
+        ulong file = p.Mmap(null, Page, RW, path: "/tmp/young", flags: MmapFlags.Shared).Start;
         p.Write(anon, 4 * Page);
         p.Write(file, 8);
         Assert.Equal(4 * Page, p.ReadMappings(true).Single(m => m.Start == anon).Referenced);

@@ -32,7 +32,7 @@ public class SoftDirtySelftestTests
         Assert.True(Check(p, a));           // fresh VMA: VM_SOFTDIRTY
         Clear(p);
         p.Munmap(a, Page);
-        ulong b = p.Mmap(a, Page, RW, fixedAddress: true).Start;
+        ulong b = p.Mmap(a, Page, RW, flags: MmapFlags.Fixed).Start;
         Assert.Equal(a, b);
         Assert.True(Check(p, b));
     }
@@ -65,7 +65,7 @@ public class SoftDirtySelftestTests
 
     private static void MprotectCycle(EmulatedProcess p, string? path)
     {
-        ulong a = p.Mmap(null, Page, RW, shared: path != null, path: path).Start;
+        ulong a = p.Mmap(null, Page, RW, flags: path != null ? MmapFlags.Shared : MmapFlags.None, path: path).Start;
         p.Write(a, 8);
         Assert.True(Check(p, a));
         Clear(p);
@@ -89,9 +89,9 @@ public class SoftDirtySelftestTests
         p.Munmap(reserved, 4 * Page);
         ulong page1 = reserved, page2 = reserved + Page, page3 = reserved + 2 * Page;
 
-        p.Mmap(page1, Page, RW, fixedAddress: true);
+        p.Mmap(page1, Page, RW, flags: MmapFlags.Fixed);
         Clear(p);
-        p.Mmap(page3, Page, RW, fixedAddress: true);
+        p.Mmap(page3, Page, RW, flags: MmapFlags.Fixed);
         p.Mremap(page3, Page, page2, Page);
         var merged = p.ReadMappings(false);
         Assert.Contains(merged, m => m.Start == page1 && m.End == page3);   // page2 merged with page1
@@ -99,9 +99,9 @@ public class SoftDirtySelftestTests
         Assert.Equal(sticky, Check(p, page2));
 
         p.Munmap(page1, 3 * Page);
-        p.Mmap(page1, Page, RW, fixedAddress: true);
+        p.Mmap(page1, Page, RW, flags: MmapFlags.Fixed);
         Clear(p);
-        p.Mmap(page2, Page, RW | Protection.Execute, fixedAddress: true);
+        p.Mmap(page2, Page, RW | Protection.Execute, flags: MmapFlags.Fixed);
         Assert.Equal(2, p.ReadMappings(false).Count(m => m.End <= page3));   // no merge
         p.Mprotect(page1, Page, RW | Protection.Execute);
         Assert.Contains(p.ReadMappings(false), m => m.Start == page1 && m.End == page3);

@@ -99,7 +99,7 @@ public class ReadMemoryTests
     {
         var p = New();
         ulong a = MapAnon(p, 2 * Page);
-        p.Mmap(a + 2 * Page, Page, Protection.None, fixedAddress: true);
+        p.Mmap(a + 2 * Page, Page, Protection.None, flags: MmapFlags.Fixed);
         p.Write(a + Page - 2, 4, 9);
         var faults = p.Faults;
         var buffer = new byte[4 * Page];

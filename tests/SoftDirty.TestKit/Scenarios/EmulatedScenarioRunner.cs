@@ -119,7 +119,7 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
                 case ScenarioOpKind.Map:
                     bool file = op.Mapping is ScenarioMappingKind.File or ScenarioMappingKind.FilePriv;
                     bool shared = op.Mapping is ScenarioMappingKind.File or ScenarioMappingKind.Shared;
-                    p.Mmap(address, length, op.Protection, shared, file ? FileName : null, fixedAddress: true,
+                    p.Mmap(address, length, op.Protection, shared ? MmapFlags.Shared | MmapFlags.Fixed : MmapFlags.Fixed, file ? FileName : null,
                         offset: file ? (ulong)op.Page * page : 0);
                     TruthClear(truth, op.Page, op.Count);
                     break;
@@ -200,7 +200,7 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
                     ulong windowBytes = (ulong)run.WindowPages * page;
                     ulong near = run.Window + Span(windowBytes) - page;
                     if (near < run.Window + windowBytes) { run.Print(ErrnoName(Errno.EINVAL)); break; }
-                    p.Mmap(near, page, Protection.Read | Protection.Write, fixedAddress: true);
+                    p.Mmap(near, page, Protection.Read | Protection.Write, MmapFlags.Fixed);
                     p.Write(near, 1, 1);
                     p.Munmap(near, page);
                     break;

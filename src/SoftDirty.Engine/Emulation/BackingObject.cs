@@ -1,0 +1,21 @@
+using System.Collections.Generic;
+
+namespace SoftDirty.Emulation;
+
+/// <summary>A file or a shared anonymous memory object: its page cache (page index to PFN).</summary>
+internal sealed class BackingObject
+{
+    private static long s_nextInode = 1000;
+
+    public BackingObject(string name, bool isFile)
+    {
+        Name = name;
+        IsFile = isFile;
+        Inode = (ulong)System.Threading.Interlocked.Increment(ref s_nextInode);
+    }
+
+    public string Name { get; }
+    public bool IsFile { get; }
+    public ulong Inode { get; }
+    public Dictionary<ulong, ulong> Pages { get; } = new();
+}
