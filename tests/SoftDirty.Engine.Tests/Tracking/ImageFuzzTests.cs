@@ -12,7 +12,7 @@ using SoftDirty.Tracking;
 using Xunit;
 using Xunit.Abstractions;
 
-namespace SoftDirty.Engine.Tests.Tracking;
+namespace SoftDirty.Tests.Tracking;
 
 /// <summary>
 /// A seeded property test of the image reader: mutations of manifests and index files (bytes flipped, cut,

@@ -7,7 +7,7 @@ using SoftDirty.Images;
 using SoftDirty.Tracking;
 using Xunit;
 
-namespace SoftDirty.Engine.Tests.Tracking;
+namespace SoftDirty.Tests.Tracking;
 
 /// <summary>Saves that lose pages or fail midway: the image says so, or nothing is left behind.</summary>
 [Collection(WorkflowCollection.Name)]

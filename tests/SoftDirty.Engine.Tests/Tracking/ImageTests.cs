@@ -7,7 +7,7 @@ using SoftDirty.Images;
 using SoftDirty.Tracking;
 using Xunit;
 
-namespace SoftDirty.Engine.Tests.Tracking;
+namespace SoftDirty.Tests.Tracking;
 
 [Collection(WorkflowCollection.Name)]
 public sealed class ImageTests : IDisposable

@@ -4,7 +4,7 @@ using SoftDirty;
 using SoftDirty.Tracking;
 using Xunit;
 
-namespace SoftDirty.Engine.Tests.Tracking;
+namespace SoftDirty.Tests.Tracking;
 
 [Collection(WorkflowCollection.Name)]
 public class PageHashTests
