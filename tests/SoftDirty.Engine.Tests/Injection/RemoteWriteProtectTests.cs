@@ -4,7 +4,6 @@ using System.IO;
 using System.Linq;
 using SoftDirty;
 using SoftDirty.Injection;
-using SoftDirty.Tests.Tracking;
 using SoftDirty.Tracking;
 using Xunit;
 

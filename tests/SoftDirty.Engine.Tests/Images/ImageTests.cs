@@ -4,10 +4,11 @@ using System.IO;
 using System.Linq;
 using SoftDirty;
 using SoftDirty.Images;
+using SoftDirty.Tests.Tracking;
 using SoftDirty.Tracking;
 using Xunit;
 
-namespace SoftDirty.Tests.Tracking;
+namespace SoftDirty.Tests.Images;
 
 [Collection(WorkflowCollection.Name)]
 public sealed class ImageTests : IDisposable
