@@ -1,5 +1,4 @@
 using System;
-using System.Buffers.Binary;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -8,22 +7,6 @@ using System.Runtime.Intrinsics.X86;
 using System.Security.Cryptography;
 
 namespace SoftDirty.Tracking;
-
-/// <summary>A 128-bit page hash: 16 bytes a page.</summary>
-[StructLayout(LayoutKind.Sequential)]
-public readonly record struct Hash128(ulong Low, ulong High)
-{
-    public override string ToString() => $"{High:x16}{Low:x16}";
-
-    public void WriteTo(Span<byte> destination)
-    {
-        BinaryPrimitives.WriteUInt64LittleEndian(destination, Low);
-        BinaryPrimitives.WriteUInt64LittleEndian(destination[8..], High);
-    }
-
-    public static Hash128 ReadFrom(ReadOnlySpan<byte> source) =>
-        new(BinaryPrimitives.ReadUInt64LittleEndian(source), BinaryPrimitives.ReadUInt64LittleEndian(source[8..]));
-}
 
 /// <summary>
 /// Page hashes. Fast128 is this project's own non-cryptographic 128-bit hash, built the way XXH3 is: eight

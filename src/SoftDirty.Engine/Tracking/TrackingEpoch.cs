@@ -2,17 +2,10 @@ using System;
 using System.Globalization;
 using System.IO;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Text;
 using SoftDirty.Images;
 
 namespace SoftDirty.Tracking;
-
-/// <summary>A page source that wraps another (the identity and tracking state are those of the inner one).</summary>
-public interface IPageSourceWrapper
-{
-    IPageSource Inner { get; }
-}
 
 /// <summary>
 /// The tracking epoch of each process: every soft-dirty clear the module makes goes through

@@ -1,0 +1,12 @@
+using System;
+
+namespace SoftDirty.Images;
+
+public sealed class ImageParentLink
+{
+    /// <summary>The parent directory, relative to this image's directory.</summary>
+    public string Path { get; set; } = "";
+    public Guid Id { get; set; }
+    /// <summary>The parent's manifest checksum: the child covers every field of its parent.</summary>
+    public string? Checksum { get; set; }
+}

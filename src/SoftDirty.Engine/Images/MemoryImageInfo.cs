@@ -1,0 +1,56 @@
+using System;
+using SoftDirty.Tracking;
+
+namespace SoftDirty.Images;
+
+/// <summary>One image of a chain, with its statistics (Get-MemoryImage, Save-MemoryImage).</summary>
+public sealed class MemoryImageInfo
+{
+    public string Path { get; init; } = "";
+    public Guid Id { get; init; }
+    public MemoryImageKind Kind { get; init; }
+    public int Depth { get; init; }
+    public string? ParentPath { get; init; }
+    public DateTime Created { get; init; }
+    public int ProcessId { get; init; }
+    public string ProcessName { get; init; } = "";
+    public TrackingMethod Method { get; init; }
+    public bool Frozen { get; init; }
+    public int PageSize { get; init; }
+    public int MappingCount { get; init; }
+    /// <summary>Pages whose bytes this image holds.</summary>
+    public ulong DataPages { get; init; }
+    /// <summary>Pages this image records as zero (they had data in the parent chain).</summary>
+    public ulong ZeroPages { get; init; }
+    /// <summary>Pages with data left to the parent chain.</summary>
+    public ulong InheritedPages { get; init; }
+    public ulong ScannedPages { get; init; }
+    /// <summary>Present pages the save could not read (unmapped during it): the image lacks them.</summary>
+    public ulong UnreadablePages { get; init; }
+    public ulong DataBytes => DataPages * (ulong)PageSize;
+    /// <summary>Bytes on disk (pages.bin, index.bin, manifest.json).</summary>
+    public long FileBytes { get; init; }
+    /// <summary>Seconds the save took (Save-MemoryImage only).</summary>
+    public double? SaveSeconds { get; init; }
+
+    public static MemoryImageInfo From(OpenedImage image, double? saveSeconds = null)
+    {
+        var m = image.Manifest;
+        long bytes = 0;
+        foreach (var f in new[] { ImageFormat.PagesFile, ImageFormat.IndexFile, ImageFormat.ManifestFile })
+        {
+            var fi = new System.IO.FileInfo(image.File(f));
+            if (fi.Exists) bytes += fi.Length;
+        }
+        return new MemoryImageInfo
+        {
+            Path = image.Path, Id = m.Id, Kind = m.Parent is null ? MemoryImageKind.Full : MemoryImageKind.Incremental, Depth = m.Depth,
+            ParentPath = m.Parent is null ? null : System.IO.Path.GetFullPath(System.IO.Path.Combine(image.Path, m.Parent.Path)),
+            Created = m.Created, ProcessId = m.ProcessId, ProcessName = m.ProcessName, Method = m.Method, Frozen = m.Frozen,
+            PageSize = m.PageSize, MappingCount = m.Mappings.Count, DataPages = m.DataPages, ZeroPages = m.ZeroPages,
+            InheritedPages = m.InheritedPages, ScannedPages = m.ScannedPages, UnreadablePages = m.UnreadablePages, FileBytes = bytes, SaveSeconds = saveSeconds,
+        };
+    }
+
+    public override string ToString() => $"{Path} ({Kind}, {DataPages} pages)";
+}
