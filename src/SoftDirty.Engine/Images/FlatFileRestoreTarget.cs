@@ -12,7 +12,7 @@ namespace SoftDirty.Images;
 /// <c>mappings.json</c>, written last: its presence marks a finished restore. Written into a private folder that
 /// replaces the destination (absent or an empty directory of the caller) only when everything is written.
 /// </summary>
-public sealed class FlatFileRestoreTarget : IRestoreTarget, IDisposable
+internal sealed class FlatFileRestoreTarget : IRestoreTarget, IDisposable
 {
     public const string MappingsFile = "mappings.json";
     private readonly string _directory;

@@ -6,7 +6,7 @@ using System.Collections.Generic;
 namespace SoftDirty.Images;
 
 /// <summary>Where a restore writes pages: flat files per mapping, or (later) an emulated process.</summary>
-public interface IRestoreTarget
+internal interface IRestoreTarget
 {
     /// <summary>The layout to restore into (the latest image's mappings).</summary>
     void Prepare(IReadOnlyList<ImageMapping> mappings, int pageSize);

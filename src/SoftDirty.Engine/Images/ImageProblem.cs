@@ -3,7 +3,7 @@ namespace SoftDirty.Images;
 /// <summary>A problem found in an image: the file, the byte offset where it lies, and what is wrong.</summary>
 public sealed class ImageProblem
 {
-    public ImageProblem(SoftDirtyError error, string file, long? offset, string message)
+    internal ImageProblem(SoftDirtyError error, string file, long? offset, string message)
     {
         Error = error;
         File = file;

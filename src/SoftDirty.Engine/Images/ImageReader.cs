@@ -8,7 +8,7 @@ using SoftDirty.Tracking;
 namespace SoftDirty.Images;
 
 /// <summary>Opens, verifies and resolves memory image chains.</summary>
-public static class ImageReader
+internal static class ImageReader
 {
     private static SoftDirtyException Problem(SoftDirtyError e, string file, long? offset, string what) =>
         new ImageException(e, offset is { } o ? $"{file} at offset {o} (0x{o:x}): {what}" : $"{file}: {what}", file, offset);

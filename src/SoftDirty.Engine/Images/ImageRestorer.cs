@@ -8,7 +8,7 @@ using SoftDirty.Tracking;
 namespace SoftDirty.Images;
 
 /// <summary>Rebuilds the memory of a chain's latest state into a restore target, checking every page's checksum.</summary>
-public static class ImageRestorer
+internal static class ImageRestorer
 {
     public static ulong Restore(string leafPath, IRestoreTarget target, CancellationToken cancel = default)
     {

@@ -5,7 +5,7 @@ using System;
 namespace SoftDirty.Images;
 
 /// <summary>What a save produced.</summary>
-public sealed class ImageSaveResult
+internal sealed class ImageSaveResult
 {
     public ImageSaveResult(string path, ImageManifest manifest, TimeSpan elapsed, ulong bytesWritten)
     {

@@ -12,7 +12,7 @@ namespace SoftDirty.Images;
 /// soft-dirty cleared. WriteProtect: the written pages of a tracker kept on the source across saves (an
 /// emulated process), or of another real process's write tracking, which lives in that process between commands.
 /// </summary>
-public static class ImageTracking
+internal static class ImageTracking
 {
     private static readonly ConditionalWeakTable<IPageSource, WriteProtectTracker> Kept = new();
 

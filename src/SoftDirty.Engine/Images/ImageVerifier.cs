@@ -4,7 +4,7 @@ using System.Threading;
 namespace SoftDirty.Images;
 
 /// <summary>Verification of a whole chain: links, files, index and every page's checksum.</summary>
-public static class ImageVerifier
+internal static class ImageVerifier
 {
     public static MemoryImageTestResult Test(string path, CancellationToken cancel = default)
     {

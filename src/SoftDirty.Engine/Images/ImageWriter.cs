@@ -16,7 +16,7 @@ namespace SoftDirty.Images;
 /// all-zero pages are left out: they read as zero), or, against a parent chain, only the pages whose bytes
 /// differ from the chain's. Atomic: data files under temporary names, fsync, rename, manifest.json last.
 /// </summary>
-public static class ImageWriter
+internal static class ImageWriter
 {
     private const ulong WritebackBytes = 32UL << 20;
 

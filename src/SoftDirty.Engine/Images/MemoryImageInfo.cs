@@ -6,6 +6,8 @@ namespace SoftDirty.Images;
 /// <summary>One image of a chain, with its statistics (Get-MemoryImage, Save-MemoryImage).</summary>
 public sealed class MemoryImageInfo
 {
+    internal MemoryImageInfo() { }
+
     public string Path { get; init; } = "";
     public Guid Id { get; init; }
     public MemoryImageKind Kind { get; init; }
@@ -33,7 +35,7 @@ public sealed class MemoryImageInfo
     /// <summary>Seconds the save took (Save-MemoryImage only).</summary>
     public double? SaveSeconds { get; init; }
 
-    public static MemoryImageInfo From(OpenedImage image, double? saveSeconds = null)
+    internal static MemoryImageInfo From(OpenedImage image, double? saveSeconds = null)
     {
         var m = image.Manifest;
         long bytes = 0;

@@ -5,6 +5,8 @@ namespace SoftDirty.Images;
 /// <summary>The verdict of Test-MemoryImage on a chain.</summary>
 public sealed class MemoryImageTestResult
 {
+    internal MemoryImageTestResult() { }
+
     public string Path { get; init; } = "";
     public bool Valid { get; init; }
     public int ImagesChecked { get; init; }

@@ -1,7 +1,7 @@
 namespace SoftDirty.Images;
 
 /// <summary>One image of a chain, opened: its directory and manifest.</summary>
-public sealed class OpenedImage
+internal sealed class OpenedImage
 {
     public OpenedImage(string path, ImageManifest manifest)
     {

@@ -5,7 +5,7 @@ using SoftDirty.Tracking;
 namespace SoftDirty.Images;
 
 /// <summary>One index record.</summary>
-public readonly record struct PageRecord(ulong Address, PageRecordKind Kind, ulong Offset, Hash128 Hash)
+internal readonly record struct PageRecord(ulong Address, PageRecordKind Kind, ulong Offset, Hash128 Hash)
 {
     public void WriteTo(Span<byte> d)
     {

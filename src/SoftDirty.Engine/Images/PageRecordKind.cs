@@ -1,4 +1,4 @@
 namespace SoftDirty.Images;
 
 [Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum PageRecordKind : uint { Data = 1, Zero = 2 }
+internal enum PageRecordKind : uint { Data = 1, Zero = 2 }

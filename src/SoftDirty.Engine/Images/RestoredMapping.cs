@@ -3,6 +3,8 @@ namespace SoftDirty.Images;
 /// <summary>One mapping Restore-MemoryImage rebuilt into a flat file.</summary>
 public sealed class RestoredMapping
 {
+    internal RestoredMapping() { }
+
     public ulong Start { get; init; }
     public ulong End { get; init; }
     public string Permissions { get; init; } = "";

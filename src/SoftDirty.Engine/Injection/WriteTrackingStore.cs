@@ -15,7 +15,7 @@ namespace SoftDirty.Injection;
 /// is deleted when found, and every save removes the files of processes that are gone. A folder that is a link, another user's or writable by others is refused
 /// (UnsafeDestination); state files are regular files of bounded size, created 0600 without following links.
 /// </summary>
-public static class WriteTrackingStore
+internal static class WriteTrackingStore
 {
     /// <summary>The environment variable that moves the state folder (tests use a folder of their own).</summary>
     public const string FolderVariable = "SOFTDIRTY_STATE_DIR";

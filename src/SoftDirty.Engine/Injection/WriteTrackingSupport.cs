@@ -3,6 +3,8 @@ namespace SoftDirty.Injection;
 /// <summary>Whether one process can be tracked by WriteProtect from outside (Get-SoftDirtySupport -Id), and why not.</summary>
 public sealed class WriteTrackingSupport
 {
+    internal WriteTrackingSupport() { }
+
     public int ProcessId { get; init; }
     public string Name { get; init; } = "";
     /// <summary>Enable-WriteTracking may register this process (the injected userfaultfd still has the last word under a seccomp filter).</summary>

@@ -6,7 +6,7 @@ namespace SoftDirty.Tracking;
 /// <summary>What a tracker found changed since its last reset.</summary>
 public sealed class DirtyPageSet
 {
-    public DirtyPageSet(TrackingMethod method, int pageSize, IReadOnlyList<AddressRange> ranges, ulong pagesScanned, TimeSpan collectTime)
+    internal DirtyPageSet(TrackingMethod method, int pageSize, IReadOnlyList<AddressRange> ranges, ulong pagesScanned, TimeSpan collectTime)
     {
         Method = method;
         PageSize = pageSize;

@@ -6,7 +6,7 @@ namespace SoftDirty.Tracking;
 
 /// <summary>A 128-bit page hash: 16 bytes a page.</summary>
 [StructLayout(LayoutKind.Sequential)]
-public readonly record struct Hash128(ulong Low, ulong High)
+internal readonly record struct Hash128(ulong Low, ulong High)
 {
     public override string ToString() => $"{High:x16}{Low:x16}";
 

@@ -7,7 +7,7 @@ namespace SoftDirty.Tracking;
 /// UFFDIO_REGISTER MODE_WP with WP_ASYNC does for the calling process): the emulator. After registering,
 /// PAGEMAP_SCAN with WriteProtectMatching|CheckWriteProtectAsync and mask = return = Written gets and resets.
 /// </summary>
-public interface IAsyncWriteProtectSource
+internal interface IAsyncWriteProtectSource
 {
     /// <summary>Registers [start, end) for async write-protect; disposing the result unregisters it.</summary>
     IDisposable RegisterAsyncWriteProtect(ulong start, ulong end);

@@ -16,7 +16,7 @@ namespace SoftDirty.Tracking;
 /// (four lanes an instruction) or in scalar code, so a hash is the same on every machine: memory images
 /// stay portable. It is not keyed and not meant to resist an adversary; Sha256 (truncated) is.
 /// </summary>
-public static class PageHash
+internal static class PageHash
 {
     private const ulong P1 = 0x9E3779B185EBCA87UL, P2 = 0xC2B2AE3D27D4EB4FUL, P3 = 0x165667B19E3779F9UL,
         P4 = 0x85EBCA77C2B2AE63UL, P5 = 0x27D4EB2F165667C5UL, P32_1 = 0x9E3779B1UL, P32_2 = 0x85EBCA77UL, P32_3 = 0xC2B2AE3DUL;

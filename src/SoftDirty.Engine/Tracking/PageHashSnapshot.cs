@@ -21,20 +21,20 @@ public sealed class PageHashSnapshot
     }
 
     /// <summary>Marks a page whose bytes could not be read.</summary>
-    public static readonly Hash128 Unknown = default;
+    internal static readonly Hash128 Unknown = default;
 
     public int PageSize { get; }
     public PageHashAlgorithm Algorithm { get; }
-    public Hash128 Zero { get; }
+    internal Hash128 Zero { get; }
     public ulong PageCount { get; private set; }
     /// <summary>Bytes of hashes held: 16 a page.</summary>
     public ulong HashBytes => PageCount * 16;
 
     public int RegionCount => _starts.Count;
-    public (ulong Start, Hash128[] Hashes) Region(int i) => (_starts[i], _hashes[i]);
+    internal (ulong Start, Hash128[] Hashes) Region(int i) => (_starts[i], _hashes[i]);
 
     /// <summary>Adds a region (regions come in ascending address order).</summary>
-    public Hash128[] Add(ulong start, ulong end)
+    internal Hash128[] Add(ulong start, ulong end)
     {
         var h = new Hash128[(end - start) / (ulong)PageSize];
         _starts.Add(start);
@@ -44,7 +44,7 @@ public sealed class PageHashSnapshot
     }
 
     /// <summary>The hash of the page at <paramref name="address"/>, or false where no present page was hashed.</summary>
-    public bool TryGet(ulong address, out Hash128 hash)
+    internal bool TryGet(ulong address, out Hash128 hash)
     {
         int i = _starts.BinarySearch(address);
         if (i < 0) i = ~i - 1;

@@ -5,7 +5,7 @@ using System.Threading;
 namespace SoftDirty.Tracking;
 
 /// <summary>Stops a process for a consistent read and resumes what it stopped (an emulated one directly, a real one with <see cref="PtraceFreeze"/>).</summary>
-public sealed class ProcessFreeze : IDisposable
+internal sealed class ProcessFreeze : IDisposable
 {
     private readonly IPageSource _source;
     private bool _frozen;

@@ -3,7 +3,7 @@ using System.Collections.Generic;
 namespace SoftDirty.Tracking;
 
 /// <summary>Builds sorted, merged ranges from pages or ranges given in ascending order.</summary>
-public sealed class RangeListBuilder
+internal sealed class RangeListBuilder
 {
     private readonly List<AddressRange> _ranges = new();
     private ulong _start, _end;

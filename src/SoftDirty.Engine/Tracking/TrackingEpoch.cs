@@ -17,7 +17,7 @@ namespace SoftDirty.Tracking;
 /// emulated process by its object, in memory. Clears the module cannot see (CRIU, another tool writing
 /// clear_refs) are not recorded: Save-MemoryImage -Verify compares contents whatever the epoch says.
 /// </summary>
-public static class TrackingEpoch
+internal static class TrackingEpoch
 {
     private static readonly ConditionalWeakTable<object, string> EmulatedIds = new();
     private static readonly ConditionalWeakTable<object, StrongBox<string>> EmulatedEpochs = new();

@@ -17,7 +17,7 @@ namespace SoftDirty.Workflows;
 /// 64 equal rows. Colours come from CSS classes with a prefers-color-scheme: dark variant; the data colours
 /// (Okabe-Ito lines, red heat) read on both backgrounds.
 /// </summary>
-public static class DirtyChart
+internal static class DirtyChart
 {
     public const int Width = 960;
     public const int Left = 130, Right = 870;

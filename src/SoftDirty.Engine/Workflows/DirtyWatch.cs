@@ -7,7 +7,7 @@ using SoftDirty.Tracking;
 namespace SoftDirty.Workflows;
 
 /// <summary>The sampling loop of Watch-DirtyPage: one sample per interval until the count or duration is reached.</summary>
-public static class DirtyWatch
+internal static class DirtyWatch
 {
     public static IEnumerable<DirtyPageSample> Run(IDirtyTracker tracker, TimeSpan interval, int? count, TimeSpan? duration, CancellationToken cancel)
     {

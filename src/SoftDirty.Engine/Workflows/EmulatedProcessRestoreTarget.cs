@@ -11,7 +11,7 @@ namespace SoftDirty.Workflows;
 /// without <see cref="Complete"/> (a failure or Ctrl+C after <see cref="Prepare"/>), the mappings it made are
 /// unmapped again: the process is left as it was.
 /// </summary>
-public sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
+internal sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
 {
     private readonly List<(ImageMapping Mapping, Protection Prot)> _mappings = new();
     private bool _complete;

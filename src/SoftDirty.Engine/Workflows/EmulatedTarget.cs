@@ -11,7 +11,7 @@ namespace SoftDirty.Workflows;
 /// cref="IAsyncWriteProtectSource"/> registers its memory for async write-protect (the emulator's
 /// userfaultfd); <see cref="IFreezable"/> stops the workload (what SIGSTOP does to a real one).
 /// </summary>
-public sealed class EmulatedTarget : IPageSource, IWorkloadDriver, IAsyncWriteProtectSource, IFreezable, IPageSourceWrapper
+internal sealed class EmulatedTarget : IPageSource, IWorkloadDriver, IAsyncWriteProtectSource, IFreezable, IPageSourceWrapper
 {
     IPageSource IPageSourceWrapper.Inner => Process;
     private int _seed;

@@ -3,7 +3,7 @@ using SoftDirty.Tracking;
 namespace SoftDirty.Workflows;
 
 /// <summary>Something with a time, a dirty rate and the dirty address ranges: a chart can draw it.</summary>
-public interface IDirtyTimelinePoint
+internal interface IDirtyTimelinePoint
 {
     /// <summary>Seconds since the start (emulated seconds for an emulated process).</summary>
     double Elapsed { get; }

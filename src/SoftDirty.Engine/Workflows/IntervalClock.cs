@@ -6,7 +6,7 @@ using SoftDirty.Tracking;
 namespace SoftDirty.Workflows;
 
 /// <summary>Waits out an interval: by running an emulated workload, or by sleeping (cancellable) for a real process.</summary>
-public static class IntervalClock
+internal static class IntervalClock
 {
     /// <summary>
     /// For a real process, returns no earlier than the whole interval on the monotonic Stopwatch clock:

@@ -17,7 +17,7 @@ namespace SoftDirty.Workflows;
 /// and send the rest. The link is simulated: a live round lasts at least bytes / bandwidth (real time for a
 /// real process, emulated time through <see cref="IWorkloadDriver"/> for an emulated one).
 /// </summary>
-public static class PreCopyMigration
+internal static class PreCopyMigration
 {
     public static IEnumerable<object> Run(IDirtyTracker tracker, PreCopyOptions options, CancellationToken cancel, Action<string>? status = null)
     {

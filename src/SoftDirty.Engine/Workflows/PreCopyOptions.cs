@@ -5,7 +5,7 @@ using SoftDirty.Tracking;
 #pragma warning disable CA1416
 namespace SoftDirty.Workflows;
 
-public sealed class PreCopyOptions
+internal sealed class PreCopyOptions
 {
     /// <summary>Bytes per second of the simulated link.</summary>
     public double Bandwidth { get; init; }

@@ -7,6 +7,8 @@ namespace SoftDirty.Workflows;
 /// <summary>One round of a pre-copy migration.</summary>
 public sealed class PreCopyRound : IDirtyTimelinePoint
 {
+    internal PreCopyRound() { }
+
     public int Round { get; init; }
     public PreCopyPhase Phase { get; init; }
     public ulong PagesSent { get; init; }
