@@ -1,8 +1,6 @@
 using System;
 using System.Collections.Generic;
 
-// Memory images exist for Linux processes (and emulated ones): Unix file modes are part of the format.
-#pragma warning disable CA1416
 namespace SoftDirty.Images;
 
 /// <summary>Where a restore writes pages: flat files per mapping, or (later) an emulated process.</summary>

@@ -8,6 +8,8 @@ public sealed class ImageException : SoftDirtyException
         File = file;
         Offset = offset;
     }
+    /// <summary>The image file the problem is in.</summary>
     public string File { get; }
+    /// <summary>The byte offset in <see cref="File"/>, where the problem has one.</summary>
     public long? Offset { get; }
 }

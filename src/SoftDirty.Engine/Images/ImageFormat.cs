@@ -25,19 +25,27 @@ namespace SoftDirty.Images;
  manifest.json is an interrupted save: incomplete, never part of a chain.
 */
 
+/// <summary>The constants and JSON settings of the memory image format (version 2) described above.</summary>
 public static class ImageFormat
 {
+    /// <summary>The names of the three files of an image directory.</summary>
     public const string ManifestFile = "manifest.json", PagesFile = "pages.bin", IndexFile = "index.bin";
+    /// <summary>The format name a manifest carries.</summary>
     public const string FormatName = "SoftDirty.MemoryImage";
+    /// <summary>The format version, the size of the index header and of one index record.</summary>
     public const int Version = 2, IndexHeaderSize = 16, RecordSize = 40;
     /// <summary>Base page sizes Linux uses (4 KiB to 64 KiB): an image claiming another is corrupt.</summary>
     public const int MinPageSize = 4096, MaxPageSize = 65536;
     /// <summary>Bounds that keep reading a hostile manifest cheap: mappings (the kernel's default max_map_count is 65530) and chain depth.</summary>
     public const int MaxMappings = 1 << 20, MaxDepth = 100_000;
+    /// <summary>The first 8 bytes of index.bin.</summary>
     public static readonly byte[] IndexMagic = "SDIMGIDX"u8.ToArray();
+    /// <summary>The mode of an image directory (0700).</summary>
     public const UnixFileMode DirectoryMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+    /// <summary>The mode of an image file (0600).</summary>
     public const UnixFileMode FileMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
+    /// <summary>How a manifest is serialized (camelCase, enums as strings, nulls left out).</summary>
     public static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = true,

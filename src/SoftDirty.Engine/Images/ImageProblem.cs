@@ -11,10 +11,15 @@ public sealed class ImageProblem
         Message = message;
     }
 
+    /// <summary>The error the problem is reported as.</summary>
     public SoftDirtyError Error { get; }
+    /// <summary>The image file the problem is in.</summary>
     public string File { get; }
+    /// <summary>The byte offset in <see cref="File"/>, where the problem has one.</summary>
     public long? Offset { get; }
+    /// <summary>What is wrong, for a person.</summary>
     public string Message { get; }
+    /// <inheritdoc/>
     public override string ToString() => Message;
-    public SoftDirtyException ToException() => new(Error, Message, File);
+    internal SoftDirtyException ToException() => new(Error, Message, File);
 }

@@ -10,7 +10,7 @@ namespace SoftDirty.Images;
 /// <summary>Opens, verifies and resolves memory image chains.</summary>
 internal static class ImageReader
 {
-    private static SoftDirtyException Problem(SoftDirtyError e, string file, long? offset, string what) =>
+    private static ImageException Problem(SoftDirtyError e, string file, long? offset, string what) =>
         new ImageException(e, offset is { } o ? $"{file} at offset {o} (0x{o:x}): {what}" : $"{file}: {what}", file, offset);
 
     /// <summary>Reads and checks one manifest (checksum and every structural invariant); throws ImageIncomplete, ImageCorrupt with the file and offset.</summary>

@@ -3,8 +3,6 @@ using System.Linq;
 using System.Threading;
 using SoftDirty.Tracking;
 
-// Memory images exist for Linux processes (and emulated ones): Unix file modes are part of the format.
-#pragma warning disable CA1416
 namespace SoftDirty.Images;
 
 /// <summary>Rebuilds the memory of a chain's latest state into a restore target, checking every page's checksum.</summary>

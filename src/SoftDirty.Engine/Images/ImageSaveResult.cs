@@ -1,7 +1,5 @@
 using System;
 
-// Memory images exist for Linux processes (and emulated ones): Unix file modes are part of the format.
-#pragma warning disable CA1416
 namespace SoftDirty.Images;
 
 /// <summary>What a save produced.</summary>

@@ -7,8 +7,6 @@ using System.Text.Json;
 using System.Threading;
 using SoftDirty.Tracking;
 
-// Memory images exist for Linux processes (and emulated ones): Unix file modes are part of the format.
-#pragma warning disable CA1416
 namespace SoftDirty.Images;
 
 /// <summary>
@@ -20,7 +18,20 @@ internal static class ImageWriter
 {
     private const ulong WritebackBytes = 32UL << 20;
 
+    /// <summary>Saves a full image of <paramref name="source"/> (no <paramref name="parentPath"/>) or an increment over the chain at <paramref name="parentPath"/>.</summary>
+    /// <param name="source">The process (real or emulated) to save.</param>
+    /// <param name="path">The image directory to create; it must not exist.</param>
+    /// <param name="parentPath">The parent image of an increment; null for a full image.</param>
+    /// <param name="method">How the changed pages were found (recorded in the manifest).</param>
     /// <param name="candidates">When given, only these pages can have changed since the parent (a tracker's answer); null: compare every present page.</param>
+    /// <param name="selector">The mappings to save; null: all.</param>
+    /// <param name="frozen">Whether the process is stopped during the save (recorded in the manifest).</param>
+    /// <param name="armed">The method whose tracking this save re-armed, so the next increment may use it; null: none.</param>
+    /// <param name="progress">Called with the pages done and the pages in all.</param>
+    /// <param name="cancel">Stops the save; the partial folder is removed.</param>
+    /// <param name="armedEpoch">The tracking epoch the re-arm started (<see cref="TrackingEpoch"/>).</param>
+    /// <param name="writeTrackingReset">WriteProtect of another process: the reset of its write tracking this image was taken at.</param>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1068", Justification = "The optional arguments after the token keep their order for the cmdlet's positional call (Save-MemoryImage); the token is named wherever it is passed.")]
     public static ImageSaveResult Save(IPageSource source, string path, string? parentPath, TrackingMethod method, DirtyPageSet? candidates,
         Func<MemoryMapping, bool>? selector = null, bool frozen = false, TrackingMethod? armed = null, Action<ulong, ulong>? progress = null, CancellationToken cancel = default,
         string? armedEpoch = null, Guid? writeTrackingReset = null)
@@ -114,7 +125,7 @@ internal static class ImageWriter
                     }
                     done += (ulong)data.Length / (ulong)ps;
                     progress?.Invoke(done, total);
-                }, cancel);
+                }, cancel: cancel);
                 pages.Flush(flushToDisk: true);
             }
             // Pages the chain has data for that are no longer present, inside the mappings saved: now zero.

@@ -8,17 +8,29 @@ public sealed class MemoryImageInfo
 {
     internal MemoryImageInfo() { }
 
+    /// <summary>The image directory.</summary>
     public string Path { get; init; } = "";
+    /// <summary>The image's id.</summary>
     public Guid Id { get; init; }
+    /// <summary>Full or incremental.</summary>
     public MemoryImageKind Kind { get; init; }
+    /// <summary>0 for a full image; the parent's depth + 1 for an increment.</summary>
     public int Depth { get; init; }
+    /// <summary>The parent image's directory; null for a full image.</summary>
     public string? ParentPath { get; init; }
+    /// <summary>When the image was saved, UTC.</summary>
     public DateTime Created { get; init; }
+    /// <summary>The process the image was taken of.</summary>
     public int ProcessId { get; init; }
+    /// <summary>The process's name.</summary>
     public string ProcessName { get; init; } = "";
+    /// <summary>How the changed pages were found.</summary>
     public TrackingMethod Method { get; init; }
+    /// <summary>Whether the process was stopped while the image was taken.</summary>
     public bool Frozen { get; init; }
+    /// <summary>The page size in bytes.</summary>
     public int PageSize { get; init; }
+    /// <summary>The number of mappings recorded.</summary>
     public int MappingCount { get; init; }
     /// <summary>Pages whose bytes this image holds.</summary>
     public ulong DataPages { get; init; }
@@ -26,9 +38,11 @@ public sealed class MemoryImageInfo
     public ulong ZeroPages { get; init; }
     /// <summary>Pages with data left to the parent chain.</summary>
     public ulong InheritedPages { get; init; }
+    /// <summary>Present pages looked at.</summary>
     public ulong ScannedPages { get; init; }
     /// <summary>Present pages the save could not read (unmapped during it): the image lacks them.</summary>
     public ulong UnreadablePages { get; init; }
+    /// <summary>Bytes of page data recorded (<see cref="DataPages"/> pages).</summary>
     public ulong DataBytes => DataPages * (ulong)PageSize;
     /// <summary>Bytes on disk (pages.bin, index.bin, manifest.json).</summary>
     public long FileBytes { get; init; }
@@ -54,5 +68,6 @@ public sealed class MemoryImageInfo
         };
     }
 
+    /// <inheritdoc/>
     public override string ToString() => $"{Path} ({Kind}, {DataPages} pages)";
 }

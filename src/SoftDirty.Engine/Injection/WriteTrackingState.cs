@@ -11,6 +11,7 @@ namespace SoftDirty.Injection;
 /// </summary>
 public sealed class WriteTrackingState
 {
+    /// <summary>The process tracked.</summary>
     public int ProcessId { get; init; }
     /// <summary>The process's start time in clock ticks since boot (field 22 of /proc/PID/stat).</summary>
     public ulong StartTime { get; init; }
@@ -18,6 +19,7 @@ public sealed class WriteTrackingState
     public int Descriptor { get; init; }
     /// <summary>The userfaultfd's inode ("ino:" of /proc/PID/fdinfo/FD), so that another userfaultfd under the same number is not taken for it.</summary>
     public ulong Inode { get; init; }
+    /// <summary>When tracking was enabled, UTC.</summary>
     public DateTime Enabled { get; init; }
     /// <summary>Changes at every reset (a collection that re-arms): an image chain continues only from the reset it recorded.</summary>
     [JsonInclude]

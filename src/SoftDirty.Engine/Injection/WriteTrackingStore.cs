@@ -49,7 +49,9 @@ internal static class WriteTrackingStore
         {
             if (!create) return null;
             var parent = Path.GetDirectoryName(folder);
+#pragma warning disable CA1416 // write tracking exists on Linux only (userfaultfd): the folder's Unix mode is part of its safety
             if (parent is not null) Directory.CreateDirectory(parent, ImageFormat.DirectoryMode);
+#pragma warning restore CA1416
             if (FileNative.Mkdir(folder, (uint)ImageFormat.DirectoryMode) != 0 && FileNative.Lstat(folder, out _) is null)
             {
                 int e = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();

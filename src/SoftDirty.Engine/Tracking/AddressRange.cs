@@ -9,6 +9,7 @@ public readonly record struct AddressRange(ulong Start, ulong End)
     public ulong Size => End - Start;
     /// <summary>Size, for engine code written before the rename; internal so PowerShell never sees it.</summary>
     internal ulong Length => Size;
+    /// <inheritdoc/>
     public override string ToString() => $"0x{Start:x}-0x{End:x}";
 
     /// <summary>Reads the string form ToString writes ("0x1000-0x3000"), as a range comes back from a job or a remote session.</summary>

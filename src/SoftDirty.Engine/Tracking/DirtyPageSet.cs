@@ -18,14 +18,19 @@ public sealed class DirtyPageSet
         PageCount = n;
     }
 
+    /// <summary>The method that found the pages.</summary>
     public TrackingMethod Method { get; }
+    /// <summary>The page size in bytes.</summary>
     public int PageSize { get; }
     /// <summary>The changed pages as sorted, merged address ranges.</summary>
     public IReadOnlyList<AddressRange> Ranges { get; }
+    /// <summary>Pages changed.</summary>
     public ulong PageCount { get; }
+    /// <summary>Bytes changed (<see cref="PageCount"/> pages).</summary>
     public ulong ByteCount => PageCount * (ulong)PageSize;
     /// <summary>Pages the tracker looked at (present pages for Hash, span pages for the others).</summary>
     public ulong PagesScanned { get; }
+    /// <summary>How long the collection took.</summary>
     public TimeSpan CollectTime { get; }
     /// <summary>
     /// Of <see cref="Ranges"/>, the pages of mappings that appeared since the last collection (not yet
@@ -33,6 +38,7 @@ public sealed class DirtyPageSet
     /// </summary>
     public IReadOnlyList<AddressRange> NewMappingRanges { get; init; } = Array.Empty<AddressRange>();
 
+    /// <summary>Whether the page at <paramref name="address"/> changed.</summary>
     public bool Contains(ulong address)
     {
         int lo = 0, hi = Ranges.Count - 1;

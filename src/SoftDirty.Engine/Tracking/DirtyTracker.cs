@@ -37,6 +37,7 @@ public static class DirtyTracker
         return TrackingMethod.Hash;
     }
 
+    /// <summary>A tracker of <paramref name="method"/> (Auto resolved) for <paramref name="source"/>, limited to the mappings <paramref name="selector"/> accepts.</summary>
     public static IDirtyTracker Create(IPageSource source, TrackingMethod method, PageHashAlgorithm algorithm = PageHashAlgorithm.Fast128, Func<MemoryMapping, bool>? selector = null)
     {
         var resolved = Resolve(source, method, out var reason);

@@ -8,6 +8,7 @@ namespace SoftDirty.Tracking;
 [StructLayout(LayoutKind.Sequential)]
 internal readonly record struct Hash128(ulong Low, ulong High)
 {
+    /// <inheritdoc/>
     public override string ToString() => $"{High:x16}{Low:x16}";
 
     public void WriteTo(Span<byte> destination)

@@ -11,6 +11,7 @@ public sealed class HashTracker : IDirtyTracker
     private readonly Func<MemoryMapping, bool>? _selector;
     private PageHashSnapshot? _snapshot;
 
+    /// <summary>A Hash tracker of <paramref name="source"/>, limited to the mappings <paramref name="selector"/> accepts.</summary>
     public HashTracker(IPageSource source, PageHashAlgorithm algorithm = PageHashAlgorithm.Fast128, Func<MemoryMapping, bool>? selector = null)
     {
         Source = source;
@@ -18,18 +19,24 @@ public sealed class HashTracker : IDirtyTracker
         _selector = selector;
     }
 
+    /// <inheritdoc/>
     public TrackingMethod Method => TrackingMethod.Hash;
+    /// <inheritdoc/>
     public IPageSource Source { get; }
+    /// <summary>The page hash used.</summary>
     public PageHashAlgorithm Algorithm { get; }
+    /// <inheritdoc/>
     public string Description { get; set; } = "Hash: every present page read through /proc/PID/mem and hashed; a page counts when its bytes differ.";
     /// <summary>The last snapshot (null before the first reset).</summary>
     public PageHashSnapshot? Snapshot => _snapshot;
 
+    /// <inheritdoc/>
     public void Reset(CancellationToken cancel = default) =>
         _snapshot = PageHashSnapshot.Take(Source, Spans(), Algorithm, cancel);
 
     private List<PageSpan> Spans() => PageWalk.DataSpans(Source.ReadMappings(false), _selector);
 
+    /// <inheritdoc/>
     public DirtyPageSet Collect(bool rearm = true, CancellationToken cancel = default)
     {
         if (_snapshot is null) throw new InvalidOperationException("Reset the tracker before collecting.");
@@ -41,5 +48,6 @@ public sealed class HashTracker : IDirtyTracker
         return new DirtyPageSet(Method, Source.PageSize, ranges, now.PageCount, clock.Elapsed);
     }
 
+    /// <inheritdoc/>
     public void Dispose() => _snapshot = null;
 }

@@ -9,7 +9,9 @@ namespace SoftDirty.Tracking;
 /// </summary>
 public interface IDirtyTracker : IDisposable
 {
+    /// <summary>The method this tracker uses.</summary>
     TrackingMethod Method { get; }
+    /// <summary>The process tracked.</summary>
     IPageSource Source { get; }
     /// <summary>Why this method was chosen (for Auto) or what it relies on.</summary>
     string Description { get; }

@@ -13,6 +13,7 @@ public sealed class PageHashSnapshot
     private readonly List<ulong> _starts = new();
     private readonly List<Hash128[]> _hashes = new();
 
+    /// <summary>An empty snapshot of pages of <paramref name="pageSize"/> bytes hashed with <paramref name="algorithm"/>.</summary>
     public PageHashSnapshot(int pageSize, PageHashAlgorithm algorithm)
     {
         PageSize = pageSize;
@@ -21,15 +22,19 @@ public sealed class PageHashSnapshot
     }
 
     /// <summary>Marks a page whose bytes could not be read.</summary>
-    internal static readonly Hash128 Unknown = default;
+    internal static readonly Hash128 Unknown;
 
+    /// <summary>The page size in bytes.</summary>
     public int PageSize { get; }
+    /// <summary>The page hash used.</summary>
     public PageHashAlgorithm Algorithm { get; }
     internal Hash128 Zero { get; }
+    /// <summary>Pages hashed.</summary>
     public ulong PageCount { get; private set; }
     /// <summary>Bytes of hashes held: 16 a page.</summary>
     public ulong HashBytes => PageCount * 16;
 
+    /// <summary>Regions held.</summary>
     public int RegionCount => _starts.Count;
     internal (ulong Start, Hash128[] Hashes) Region(int i) => (_starts[i], _hashes[i]);
 
@@ -81,7 +86,7 @@ public sealed class PageHashSnapshot
             int index = (int)((address - start) / (ulong)pageSize);
             for (int off = 0; off < data.Length; off += pageSize)
                 hashes[index++] = PageHash.Compute(algorithm, data.Slice(off, pageSize));
-        }, cancel);
+        }, cancel: cancel);
         return snap;
     }
 

@@ -70,7 +70,7 @@ public static class PageWalk
     /// machines: the bytes cross caches, and the second core is rarely idle.) Pages that cannot be read are
     /// skipped (the handler never sees them); returns their count.
     /// </summary>
-    public static ulong ReadChunks(IPageSource source, IEnumerable<AddressRange> ranges, ChunkHandler handler, CancellationToken cancel = default, int chunkBytes = ChunkBytes)
+    public static ulong ReadChunks(IPageSource source, IEnumerable<AddressRange> ranges, ChunkHandler handler, int chunkBytes = ChunkBytes, CancellationToken cancel = default)
     {
         int pageSize = source.PageSize;
         chunkBytes = Math.Max(pageSize, chunkBytes / pageSize * pageSize);

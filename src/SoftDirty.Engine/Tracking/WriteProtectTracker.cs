@@ -86,8 +86,11 @@ public sealed class WriteProtectTracker : IDirtyTracker
 
     private static List<AddressRange> Ranges(List<PageSpan> spans) => spans.Select(s => new AddressRange(s.Start, s.End)).ToList();
 
+    /// <inheritdoc/>
     public TrackingMethod Method => TrackingMethod.WriteProtect;
+    /// <inheritdoc/>
     public IPageSource Source { get; }
+    /// <inheritdoc/>
     public string Description { get; set; } = "WriteProtect: userfaultfd async write-protect and PAGEMAP_SCAN WRITTEN.";
 
     // Only writable mappings: nothing else can be written, and a reserved PROT_NONE region (the .NET GC
@@ -232,6 +235,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
         return new DirtyPageSet(Method, Source.PageSize, b.Build(), scanned, clock.Elapsed) { NewMappingRanges = nb.Build() };
     }
 
+    /// <inheritdoc/>
     public void Reset(CancellationToken cancel = default)
     {
         if (_remote is not null)
@@ -247,6 +251,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
         _armed = true;
     }
 
+    /// <inheritdoc/>
     public DirtyPageSet Collect(bool rearm = true, CancellationToken cancel = default)
     {
         if (!_armed) throw new InvalidOperationException("Reset the tracker before collecting.");
@@ -283,6 +288,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
         _armed = true;
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         if (_remote is not null && _ownsTracking && _state is not null)

@@ -3,13 +3,17 @@ namespace SoftDirty.Workflows;
 /// <summary>What an emulated process does between samples and rounds: a workload over a range, in accesses per emulated second.</summary>
 public sealed class EmulatedWorkloadSpec
 {
+    /// <summary>The first address the workload touches.</summary>
     public ulong Address { get; init; }
+    /// <summary>The bytes of the range the workload touches.</summary>
     public ulong Length { get; init; }
+    /// <summary>How the accesses are spread over the range.</summary>
     public WorkloadPattern Pattern { get; init; } = WorkloadPattern.HotSet;
     /// <summary>Accesses per emulated second.</summary>
     public double AccessesPerSecond { get; init; } = 10_000;
     /// <summary>The share of accesses that write.</summary>
     public double WriteRatio { get; init; } = 0.5;
+    /// <summary>The random seed of the first interval (each interval uses the next).</summary>
     public int Seed { get; init; } = 1;
 
     /// <summary>Far above what any CPU writes (about 1e9 stores a second per core): a rate above it is a typo, not a workload.</summary>

@@ -7,8 +7,6 @@ using System.Threading;
 using SoftDirty.Images;
 using SoftDirty.Tracking;
 
-// Memory images exist for Linux processes (and emulated ones): Unix file modes are part of the format.
-#pragma warning disable CA1416
 namespace SoftDirty.Workflows;
 
 /// <summary>
@@ -135,7 +133,7 @@ internal static class PreCopyMigration
         }
         else ranges = pages.Ranges;
         ulong n = 0;
-        PageWalk.ReadChunks(source, ranges, (_, data) => n += (ulong)(data.Length / source.PageSize), cancel);
+        PageWalk.ReadChunks(source, ranges, (_, data) => n += (ulong)(data.Length / source.PageSize), cancel: cancel);
         return (n, null);
     }
 

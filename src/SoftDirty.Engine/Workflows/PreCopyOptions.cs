@@ -1,8 +1,6 @@
 using System;
 using SoftDirty.Tracking;
 
-// Memory images exist for Linux processes (and emulated ones): Unix file modes are part of the format.
-#pragma warning disable CA1416
 namespace SoftDirty.Workflows;
 
 internal sealed class PreCopyOptions

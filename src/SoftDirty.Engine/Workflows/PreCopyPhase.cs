@@ -1,6 +1,11 @@
-// Memory images exist for Linux processes (and emulated ones): Unix file modes are part of the format.
-#pragma warning disable CA1416
 namespace SoftDirty.Workflows;
 
+/// <summary>A pre-copy round while the process runs, or the final one with it stopped.</summary>
 [Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum PreCopyPhase { Live, StopAndCopy }
+public enum PreCopyPhase
+{
+    /// <summary>The process runs while the round's pages are sent.</summary>
+    Live,
+    /// <summary>The process is stopped and the last dirty pages are sent.</summary>
+    StopAndCopy,
+}
