@@ -3,7 +3,7 @@ using System;
 namespace SoftDirty.Tracking;
 
 /// <summary>Creates trackers; resolves Auto to the best method the target supports.</summary>
-public static class DirtyTracker
+internal static class DirtyTracker
 {
     /// <summary>
     /// The method Auto picks: SoftDirty where the kernel sets bit 55; else WriteProtect where the target is

@@ -5,7 +5,7 @@ using System.Threading;
 namespace SoftDirty.Tracking;
 
 /// <summary>Finding the pages that hold data, and reading their bytes in large chunks.</summary>
-public static class PageWalk
+internal static class PageWalk
 {
     /// <summary>Bytes per /proc/PID/mem read: 256 KiB (hashed while still in the L2 cache).</summary>
     public const int ChunkBytes = 256 * 1024;
