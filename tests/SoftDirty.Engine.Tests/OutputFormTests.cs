@@ -4,7 +4,7 @@ using SoftDirty;
 using SoftDirty.Tracking;
 using Xunit;
 
-namespace SoftDirty.Engine.Tests;
+namespace SoftDirty.Tests;
 
 /// <summary>The forms output objects take outside PowerShell's own serializer (issue 12.8): enums by name, lists joined.</summary>
 public class OutputFormTests

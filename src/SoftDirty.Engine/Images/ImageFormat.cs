@@ -1,6 +1,3 @@
-using System;
-using System.Buffers.Binary;
-using System.Collections.Generic;
 using System.IO;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -28,19 +25,27 @@ namespace SoftDirty.Images;
  manifest.json is an interrupted save: incomplete, never part of a chain.
 */
 
+/// <summary>The constants and JSON settings of the memory image format (version 2) described above.</summary>
 public static class ImageFormat
 {
+    /// <summary>The names of the three files of an image directory.</summary>
     public const string ManifestFile = "manifest.json", PagesFile = "pages.bin", IndexFile = "index.bin";
+    /// <summary>The format name a manifest carries.</summary>
     public const string FormatName = "SoftDirty.MemoryImage";
+    /// <summary>The format version, the size of the index header and of one index record.</summary>
     public const int Version = 2, IndexHeaderSize = 16, RecordSize = 40;
     /// <summary>Base page sizes Linux uses (4 KiB to 64 KiB): an image claiming another is corrupt.</summary>
     public const int MinPageSize = 4096, MaxPageSize = 65536;
     /// <summary>Bounds that keep reading a hostile manifest cheap: mappings (the kernel's default max_map_count is 65530) and chain depth.</summary>
     public const int MaxMappings = 1 << 20, MaxDepth = 100_000;
+    /// <summary>The first 8 bytes of index.bin.</summary>
     public static readonly byte[] IndexMagic = "SDIMGIDX"u8.ToArray();
+    /// <summary>The mode of an image directory (0700).</summary>
     public const UnixFileMode DirectoryMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+    /// <summary>The mode of an image file (0600).</summary>
     public const UnixFileMode FileMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
+    /// <summary>How a manifest is serialized (camelCase, enums as strings, nulls left out).</summary>
     public static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = true,
@@ -57,92 +62,4 @@ public static class ImageFormat
         try { return PageHash.Fast128(JsonSerializer.SerializeToUtf8Bytes(m, Json)).ToString(); }
         finally { m.Checksum = saved; }
     }
-}
-
-[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum PageRecordKind : uint { Data = 1, Zero = 2 }
-
-/// <summary>One index record.</summary>
-public readonly record struct PageRecord(ulong Address, PageRecordKind Kind, ulong Offset, Hash128 Hash)
-{
-    public void WriteTo(Span<byte> d)
-    {
-        BinaryPrimitives.WriteUInt64LittleEndian(d, Address);
-        BinaryPrimitives.WriteUInt32LittleEndian(d[8..], (uint)Kind);
-        BinaryPrimitives.WriteUInt32LittleEndian(d[12..], 0);
-        BinaryPrimitives.WriteUInt64LittleEndian(d[16..], Offset);
-        Hash.WriteTo(d[24..]);
-    }
-
-    public static PageRecord ReadFrom(ReadOnlySpan<byte> s) => new(
-        BinaryPrimitives.ReadUInt64LittleEndian(s), (PageRecordKind)BinaryPrimitives.ReadUInt32LittleEndian(s[8..]),
-        BinaryPrimitives.ReadUInt64LittleEndian(s[16..]), Hash128.ReadFrom(s[24..]));
-}
-
-public sealed class ImageParentLink
-{
-    /// <summary>The parent directory, relative to this image's directory.</summary>
-    public string Path { get; set; } = "";
-    public Guid Id { get; set; }
-    /// <summary>The parent's manifest checksum: the child covers every field of its parent.</summary>
-    public string? Checksum { get; set; }
-}
-
-public sealed class ImageMapping
-{
-    public ulong Start { get; set; }
-    public ulong End { get; set; }
-    public string Permissions { get; set; } = "";
-    public string Path { get; set; } = "";
-    public ulong Offset { get; set; }
-    public override string ToString() => $"0x{Start:x}-0x{End:x} {Permissions} {Path}";
-}
-
-public sealed class ImageFileInfo
-{
-    public string Name { get; set; } = "";
-    public long Size { get; set; }
-    /// <summary>Fast128 of the whole file (index.bin only; pages.bin is checked page by page).</summary>
-    public string? Hash { get; set; }
-}
-
-public sealed class ImageManifest
-{
-    public string Format { get; set; } = ImageFormat.FormatName;
-    public int Version { get; set; } = ImageFormat.Version;
-    public Guid Id { get; set; }
-    public DateTime Created { get; set; }
-    public ImageParentLink? Parent { get; set; }
-    /// <summary>0 for a full image; parent's depth + 1 for an increment.</summary>
-    public int Depth { get; set; }
-    public int ProcessId { get; set; }
-    /// <summary>Which process this is, beyond the reusable pid (pid and start time; an emulated process's own id).</summary>
-    public string? ProcessIdentity { get; set; }
-    public string ProcessName { get; set; } = "";
-    public string Kernel { get; set; } = "";
-    public int PageSize { get; set; }
-    public TrackingMethod Method { get; set; }
-    public bool Frozen { get; set; }
-    /// <summary>Soft-dirty was cleared (or write-protect re-armed) when this image was taken: the next increment may use it.</summary>
-    public TrackingMethod? Armed { get; set; }
-    /// <summary>The tracking epoch this save's clear started (<see cref="TrackingEpoch"/>): an increment trusts the tracker only while it is still current.</summary>
-    public string? ArmedEpoch { get; set; }
-    /// <summary>
-    /// WriteProtect of another process: the reset of its write tracking this image was taken at
-    /// (<see cref="SoftDirty.Injection.WriteTrackingState.ResetId"/>). The next increment collects the written
-    /// pages only while the tracking is still at this reset (no other command reset it since).
-    /// </summary>
-    public Guid? WriteTrackingReset { get; set; }
-    public List<ImageMapping> Mappings { get; set; } = new();
-    public ulong DataPages { get; set; }
-    public ulong ZeroPages { get; set; }
-    /// <summary>Pages with data that this image leaves to its parent chain.</summary>
-    public ulong InheritedPages { get; set; }
-    /// <summary>Present pages looked at.</summary>
-    public ulong ScannedPages { get; set; }
-    /// <summary>Present pages that could not be read (unmapped or made unreadable during the save): the image lacks them.</summary>
-    public ulong UnreadablePages { get; set; }
-    public List<ImageFileInfo> Files { get; set; } = new();
-    /// <summary>Fast128 of this manifest serialized without this field (<see cref="ImageFormat.ManifestChecksum"/>).</summary>
-    public string? Checksum { get; set; }
 }

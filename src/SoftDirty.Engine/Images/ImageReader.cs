@@ -7,55 +7,10 @@ using SoftDirty.Tracking;
 
 namespace SoftDirty.Images;
 
-/// <summary>One image of a chain, opened: its directory and manifest.</summary>
-public sealed class OpenedImage
-{
-    public OpenedImage(string path, ImageManifest manifest)
-    {
-        Path = path;
-        Manifest = manifest;
-    }
-
-    public string Path { get; }
-    public ImageManifest Manifest { get; }
-    public string File(string name) => System.IO.Path.Combine(Path, name);
-}
-
-/// <summary>A problem found in an image: the file, the byte offset where it lies, and what is wrong.</summary>
-public sealed class ImageProblem
-{
-    public ImageProblem(SoftDirtyError error, string file, long? offset, string message)
-    {
-        Error = error;
-        File = file;
-        Offset = offset;
-        Message = message;
-    }
-
-    public SoftDirtyError Error { get; }
-    public string File { get; }
-    public long? Offset { get; }
-    public string Message { get; }
-    public override string ToString() => Message;
-    public SoftDirtyException ToException() => new(Error, Message, File);
-}
-
-/// <summary>An image error with the file and byte offset it is about.</summary>
-public sealed class ImageException : SoftDirtyException
-{
-    public ImageException(SoftDirtyError error, string message, string file, long? offset) : base(error, message, file)
-    {
-        File = file;
-        Offset = offset;
-    }
-    public string File { get; }
-    public long? Offset { get; }
-}
-
 /// <summary>Opens, verifies and resolves memory image chains.</summary>
-public static class ImageReader
+internal static class ImageReader
 {
-    private static SoftDirtyException Problem(SoftDirtyError e, string file, long? offset, string what) =>
+    private static ImageException Problem(SoftDirtyError e, string file, long? offset, string what) =>
         new ImageException(e, offset is { } o ? $"{file} at offset {o} (0x{o:x}): {what}" : $"{file}: {what}", file, offset);
 
     /// <summary>Reads and checks one manifest (checksum and every structural invariant); throws ImageIncomplete, ImageCorrupt with the file and offset.</summary>

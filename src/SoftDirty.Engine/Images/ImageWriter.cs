@@ -3,38 +3,35 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Threading;
 using SoftDirty.Tracking;
 
-// Memory images exist for Linux processes (and emulated ones): Unix file modes are part of the format.
-#pragma warning disable CA1416
 namespace SoftDirty.Images;
-
-/// <summary>What a save produced.</summary>
-public sealed class ImageSaveResult
-{
-    public ImageSaveResult(string path, ImageManifest manifest, TimeSpan elapsed, ulong bytesWritten)
-    {
-        Path = path; Manifest = manifest; Elapsed = elapsed; BytesWritten = bytesWritten;
-    }
-    public string Path { get; }
-    public ImageManifest Manifest { get; }
-    public TimeSpan Elapsed { get; }
-    public ulong BytesWritten { get; }
-}
 
 /// <summary>
 /// Writes a memory image of a page source: every present or swapped page with data (the zero page and
 /// all-zero pages are left out: they read as zero), or, against a parent chain, only the pages whose bytes
 /// differ from the chain's. Atomic: data files under temporary names, fsync, rename, manifest.json last.
 /// </summary>
-public static class ImageWriter
+internal static class ImageWriter
 {
     private const ulong WritebackBytes = 32UL << 20;
 
+    /// <summary>Saves a full image of <paramref name="source"/> (no <paramref name="parentPath"/>) or an increment over the chain at <paramref name="parentPath"/>.</summary>
+    /// <param name="source">The process (real or emulated) to save.</param>
+    /// <param name="path">The image directory to create; it must not exist.</param>
+    /// <param name="parentPath">The parent image of an increment; null for a full image.</param>
+    /// <param name="method">How the changed pages were found (recorded in the manifest).</param>
     /// <param name="candidates">When given, only these pages can have changed since the parent (a tracker's answer); null: compare every present page.</param>
+    /// <param name="selector">The mappings to save; null: all.</param>
+    /// <param name="frozen">Whether the process is stopped during the save (recorded in the manifest).</param>
+    /// <param name="armed">The method whose tracking this save re-armed, so the next increment may use it; null: none.</param>
+    /// <param name="progress">Called with the pages done and the pages in all.</param>
+    /// <param name="cancel">Stops the save; the partial folder is removed.</param>
+    /// <param name="armedEpoch">The tracking epoch the re-arm started (<see cref="TrackingEpoch"/>).</param>
+    /// <param name="writeTrackingReset">WriteProtect of another process: the reset of its write tracking this image was taken at.</param>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1068", Justification = "The optional arguments after the token keep their order for the cmdlet's positional call (Save-MemoryImage); the token is named wherever it is passed.")]
     public static ImageSaveResult Save(IPageSource source, string path, string? parentPath, TrackingMethod method, DirtyPageSet? candidates,
         Func<MemoryMapping, bool>? selector = null, bool frozen = false, TrackingMethod? armed = null, Action<ulong, ulong>? progress = null, CancellationToken cancel = default,
         string? armedEpoch = null, Guid? writeTrackingReset = null)
@@ -128,7 +125,7 @@ public static class ImageWriter
                     }
                     done += (ulong)data.Length / (ulong)ps;
                     progress?.Invoke(done, total);
-                }, cancel);
+                }, cancel: cancel);
                 pages.Flush(flushToDisk: true);
             }
             // Pages the chain has data for that are no longer present, inside the mappings saved: now zero.
@@ -222,130 +219,5 @@ public static class ImageWriter
             if (c.Start >= end) break;
             yield return new AddressRange(Math.Max(start, c.Start), Math.Min(end, c.End));
         }
-    }
-}
-
-/// <summary>Where a restore writes pages: flat files per mapping, or (later) an emulated process.</summary>
-public interface IRestoreTarget
-{
-    /// <summary>The layout to restore into (the latest image's mappings).</summary>
-    void Prepare(IReadOnlyList<ImageMapping> mappings, int pageSize);
-    /// <summary>One page's bytes at its address (inside one of the mappings).</summary>
-    void WritePage(ulong address, ReadOnlySpan<byte> page);
-    void Complete();
-}
-
-/// <summary>
-/// One flat file per mapping, <c>START-END.bin</c> (hex), the mapping's size, absent pages as zeros (sparse), and
-/// <c>mappings.json</c>, written last: its presence marks a finished restore. Written into a private folder that
-/// replaces the destination (absent or an empty directory of the caller) only when everything is written.
-/// </summary>
-public sealed class FlatFileRestoreTarget : IRestoreTarget, IDisposable
-{
-    public const string MappingsFile = "mappings.json";
-    private readonly string _directory;
-    private readonly List<(ImageMapping Mapping, FileStream File)> _files = new();
-    private PrivateOutput? _output;
-
-    public FlatFileRestoreTarget(string directory) => _directory = System.IO.Path.GetFullPath(directory);
-
-    public IReadOnlyList<(ImageMapping Mapping, string Path, ulong PagesWritten)> Results => _results;
-    private readonly List<(ImageMapping, string, ulong)> _results = new();
-    private ulong[] _written = Array.Empty<ulong>();
-    private IReadOnlyList<ImageMapping> _mappings = Array.Empty<ImageMapping>();
-
-    public static string FileName(ImageMapping m) => $"{m.Start:x12}-{m.End:x12}.bin";
-
-    /// <summary>Checks the destination before anything is read (absent, or an empty directory of the caller, no link).</summary>
-    public void CheckDestination() => SafeFiles.CheckDestination(_directory, "The restore destination");
-
-    public void Prepare(IReadOnlyList<ImageMapping> mappings, int pageSize)
-    {
-        _output = PrivateOutput.Begin(_directory, "The restore destination");
-        _mappings = mappings;
-        foreach (var m in mappings)
-        {
-            var fs = _output.Create(FileName(m));
-            _files.Add((m, fs));
-            fs.SetLength((long)(m.End - m.Start));
-        }
-        _written = new ulong[_files.Count];
-    }
-
-    private int _last;
-
-    public void WritePage(ulong address, ReadOnlySpan<byte> page)
-    {
-        int i = _last < _files.Count && _files[_last].Mapping.Start <= address && address < _files[_last].Mapping.End ? _last
-            : _files.FindIndex(f => f.Mapping.Start <= address && address < f.Mapping.End);
-        if (i < 0) return; // outside the latest layout: unmapped since
-        _last = i;
-        var (m, fs) = _files[i];
-        RandomAccess.Write(fs.SafeFileHandle, page, (long)(address - m.Start));
-        _written[i]++;
-    }
-
-    public void Complete()
-    {
-        var output = _output ?? throw new InvalidOperationException("Prepare first.");
-        for (int i = 0; i < _files.Count; i++)
-        {
-            _files[i].File.Flush(flushToDisk: true);
-            _results.Add((_files[i].Mapping, output.FinalPath(FileName(_files[i].Mapping)), _written[i]));
-            _files[i].File.Dispose();
-        }
-        _files.Clear();
-        using (var mf = output.Create(MappingsFile))
-        {
-            mf.Write(JsonSerializer.SerializeToUtf8Bytes(_mappings, ImageFormat.Json));
-            mf.Flush(flushToDisk: true);
-        }
-        output.Commit();
-    }
-
-    /// <summary>Without <see cref="Complete"/>: the partial folder is removed, the destination stays as it was.</summary>
-    public void Dispose()
-    {
-        foreach (var (_, f) in _files) f.Dispose();
-        _files.Clear();
-        _output?.Dispose();
-    }
-}
-
-/// <summary>Rebuilds the memory of a chain's latest state into a restore target, checking every page's checksum.</summary>
-public static class ImageRestorer
-{
-    public static ulong Restore(string leafPath, IRestoreTarget target, CancellationToken cancel = default)
-    {
-        var chain = ImageReader.Chain(leafPath);
-        var indexes = chain.Select(ImageReader.ReadIndex).ToList();
-        // The whole chain is verified before the target is touched: a corrupt page fails here, with nothing written.
-        for (int c = 0; c < chain.Count; c++)
-            ImageReader.VerifyPages(chain[c], indexes[c], p => throw p.ToException(), cancel);
-        var map = ImageReader.Resolve(chain, indexes);
-        var leaf = chain[^1].Manifest;
-        int ps = leaf.PageSize;
-        target.Prepare(leaf.Mappings, ps);
-        var handles = chain.Select(c => SafeFiles.OpenRegular(c.File(ImageFormat.PagesFile))).ToArray();
-        try
-        {
-            var page = new byte[ps];
-            ulong n = 0;
-            foreach (var (addr, (img, offset, hash)) in map)
-            {
-                if ((n & 1023) == 0) cancel.ThrowIfCancellationRequested();
-                int got = RandomAccess.Read(handles[img], page, (long)offset);
-                var file = chain[img].File(ImageFormat.PagesFile);
-                if (got < ps)
-                    throw new SoftDirtyException(SoftDirtyError.ImageIncomplete, $"{file} at offset {offset} (0x{offset:x}): truncated, page 0x{addr:x} is missing.", file);
-                if (PageHash.Fast128(page) != hash)
-                    throw new SoftDirtyException(SoftDirtyError.ImageCorrupt, $"{file} at offset {offset} (0x{offset:x}): page 0x{addr:x} does not match its checksum.", file);
-                target.WritePage(addr, page);
-                n++;
-            }
-            target.Complete();
-            return n;
-        }
-        finally { foreach (var h in handles) h.Dispose(); }
     }
 }

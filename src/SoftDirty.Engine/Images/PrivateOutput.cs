@@ -11,7 +11,7 @@ namespace SoftDirty.Images;
 /// folder is removed: a failed or cancelled write leaves the destination as it was (a kill -9 leaves only the
 /// hidden partial folder, which no command reads).
 /// </summary>
-public sealed class PrivateOutput : IDisposable
+internal sealed class PrivateOutput : IDisposable
 {
     private bool _committed;
 

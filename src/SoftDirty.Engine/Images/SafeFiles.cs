@@ -13,7 +13,7 @@ namespace SoftDirty.Images;
 /// every directory new (mode 0700); a destination that is a symlink, not a directory, not owned by the caller
 /// or not empty is refused; files it reads must be regular files (no FIFO, device or symlink) of bounded size.
 /// </summary>
-public static class SafeFiles
+internal static class SafeFiles
 {
     /// <summary>The most bytes a manifest (or mappings.json) may have: far more than any real layout needs.</summary>
     public const long MaxManifestBytes = 64L << 20;

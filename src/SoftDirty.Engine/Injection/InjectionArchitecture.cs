@@ -10,7 +10,7 @@ namespace SoftDirty.Injection;
 /// syscall numbers injection uses. x86-64 today; arm64 is one more instance (plus NT_ARM_SYSTEM_CALL to
 /// cancel a restart, which x86-64 does through orig_rax).
 /// </summary>
-public sealed class InjectionArchitecture
+internal sealed class InjectionArchitecture
 {
     public required string Name { get; init; }
     /// <summary>Words in the register set (x86-64 user_regs_struct: 27).</summary>

@@ -9,7 +9,7 @@ namespace SoftDirty.Injection;
 /// kernel's features, TracerPid, seccomp mode, user ids, Yama's ptrace_scope and CAP_SYS_PTRACE. The kernel
 /// has the last word (PTRACE_SEIZE, the injected userfaultfd); this gives the reason in words first.
 /// </summary>
-public static class InjectionSupport
+internal static class InjectionSupport
 {
     /// <summary>CAP_SYS_PTRACE (include/uapi/linux/capability.h).</summary>
     public const int CapSysPtrace = 19;

@@ -15,7 +15,7 @@ namespace SoftDirty.Injection;
 /// and after the exact restore the kernel restarts (or fails with EINTR) the original call on the way back
 /// to user space, as it does after a signal without a handler.
 /// </summary>
-public sealed unsafe class RemoteSyscalls : IDisposable
+internal sealed unsafe class RemoteSyscalls : IDisposable
 {
     private readonly InjectionArchitecture _arch;
     private readonly ulong[] _saved;

@@ -14,7 +14,7 @@ namespace SoftDirty.Injection;
 /// <see cref="Disable"/> injects UFFDIO_UNREGISTER and close(). Any failure after the userfaultfd was created
 /// closes it: nothing is left half-registered.
 /// </summary>
-public static class RemoteWriteProtect
+internal static class RemoteWriteProtect
 {
     /// <summary>Enables tracking in <paramref name="source"/>'s process and registers <paramref name="ranges"/>; returns the state (saved).</summary>
     public static WriteTrackingState Enable(ProcPageSource source, IReadOnlyList<AddressRange> ranges)

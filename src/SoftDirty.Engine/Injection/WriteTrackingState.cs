@@ -1,4 +1,5 @@
 using System;
+using System.Text.Json.Serialization;
 
 namespace SoftDirty.Injection;
 
@@ -10,16 +11,20 @@ namespace SoftDirty.Injection;
 /// </summary>
 public sealed class WriteTrackingState
 {
-    public int ProcessId { get; set; }
+    /// <summary>The process tracked.</summary>
+    public int ProcessId { get; init; }
     /// <summary>The process's start time in clock ticks since boot (field 22 of /proc/PID/stat).</summary>
-    public ulong StartTime { get; set; }
+    public ulong StartTime { get; init; }
     /// <summary>The userfaultfd's descriptor number in the target.</summary>
-    public int Descriptor { get; set; }
+    public int Descriptor { get; init; }
     /// <summary>The userfaultfd's inode ("ino:" of /proc/PID/fdinfo/FD), so that another userfaultfd under the same number is not taken for it.</summary>
-    public ulong Inode { get; set; }
-    public DateTime Enabled { get; set; }
+    public ulong Inode { get; init; }
+    /// <summary>When tracking was enabled, UTC.</summary>
+    public DateTime Enabled { get; init; }
     /// <summary>Changes at every reset (a collection that re-arms): an image chain continues only from the reset it recorded.</summary>
-    public Guid ResetId { get; set; }
+    [JsonInclude]
+    public Guid ResetId { get; internal set; }
     /// <summary>The last reset, UTC.</summary>
-    public DateTime LastReset { get; set; }
+    [JsonInclude]
+    public DateTime LastReset { get; internal set; }
 }

@@ -15,7 +15,7 @@ namespace SoftDirty.Injection;
 /// is deleted when found, and every save removes the files of processes that are gone. A folder that is a link, another user's or writable by others is refused
 /// (UnsafeDestination); state files are regular files of bounded size, created 0600 without following links.
 /// </summary>
-public static class WriteTrackingStore
+internal static class WriteTrackingStore
 {
     /// <summary>The environment variable that moves the state folder (tests use a folder of their own).</summary>
     public const string FolderVariable = "SOFTDIRTY_STATE_DIR";
@@ -49,7 +49,9 @@ public static class WriteTrackingStore
         {
             if (!create) return null;
             var parent = Path.GetDirectoryName(folder);
+#pragma warning disable CA1416 // write tracking exists on Linux only (userfaultfd): the folder's Unix mode is part of its safety
             if (parent is not null) Directory.CreateDirectory(parent, ImageFormat.DirectoryMode);
+#pragma warning restore CA1416
             if (FileNative.Mkdir(folder, (uint)ImageFormat.DirectoryMode) != 0 && FileNative.Lstat(folder, out _) is null)
             {
                 int e = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();

@@ -3,7 +3,11 @@ namespace SoftDirty.Injection;
 /// <summary>Whether one process can be tracked by WriteProtect from outside (Get-SoftDirtySupport -Id), and why not.</summary>
 public sealed class WriteTrackingSupport
 {
+    internal WriteTrackingSupport() { }
+
+    /// <summary>The process asked about.</summary>
     public int ProcessId { get; init; }
+    /// <summary>The process's name.</summary>
     public string Name { get; init; } = "";
     /// <summary>Enable-WriteTracking may register this process (the injected userfaultfd still has the last word under a seccomp filter).</summary>
     public bool WriteProtect { get; init; }
@@ -11,11 +15,12 @@ public sealed class WriteTrackingSupport
     public bool Enabled { get; init; }
     /// <summary>The error Enable-WriteTracking would give (a SoftDirtyError name), null when none.</summary>
     public string? ErrorId { get; init; }
+    /// <summary>Why write tracking is or is not possible, for a person.</summary>
     public string? Reason { get; init; }
     /// <summary>0 none, 1 strict, 2 filter (a filter may still refuse userfaultfd: known only by trying); -1 unreadable.</summary>
     public int SeccompMode { get; init; }
 
-    public static WriteTrackingSupport For(ProcPageSource source)
+    internal static WriteTrackingSupport For(ProcPageSource source)
     {
         var refused = InjectionSupport.Check(source.ProcessId, source.Features);
         int seccomp = InjectionSupport.SeccompMode(source.ProcessId);

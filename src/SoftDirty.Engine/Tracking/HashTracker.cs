@@ -1,140 +1,9 @@
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
-using System.Linq;
 using System.Threading;
 
 namespace SoftDirty.Tracking;
-
-/// <summary>
-/// Page hashes of present pages, 16 bytes a page, kept per region in address order. An absent page holds
-/// zeros; a page that could not be read has no hash and never counts as changed.
-/// </summary>
-public sealed class PageHashSnapshot
-{
-    private readonly List<ulong> _starts = new();
-    private readonly List<Hash128[]> _hashes = new();
-
-    public PageHashSnapshot(int pageSize, PageHashAlgorithm algorithm)
-    {
-        PageSize = pageSize;
-        Algorithm = algorithm;
-        Zero = PageHash.ZeroPage(algorithm, pageSize);
-    }
-
-    /// <summary>Marks a page whose bytes could not be read.</summary>
-    public static readonly Hash128 Unknown = default;
-
-    public int PageSize { get; }
-    public PageHashAlgorithm Algorithm { get; }
-    public Hash128 Zero { get; }
-    public ulong PageCount { get; private set; }
-    /// <summary>Bytes of hashes held: 16 a page.</summary>
-    public ulong HashBytes => PageCount * 16;
-
-    public int RegionCount => _starts.Count;
-    public (ulong Start, Hash128[] Hashes) Region(int i) => (_starts[i], _hashes[i]);
-
-    /// <summary>Adds a region (regions come in ascending address order).</summary>
-    public Hash128[] Add(ulong start, ulong end)
-    {
-        var h = new Hash128[(end - start) / (ulong)PageSize];
-        _starts.Add(start);
-        _hashes.Add(h);
-        PageCount += (ulong)h.Length;
-        return h;
-    }
-
-    /// <summary>The hash of the page at <paramref name="address"/>, or false where no present page was hashed.</summary>
-    public bool TryGet(ulong address, out Hash128 hash)
-    {
-        int i = _starts.BinarySearch(address);
-        if (i < 0) i = ~i - 1;
-        if (i >= 0)
-        {
-            ulong index = (address - _starts[i]) / (ulong)PageSize;
-            if (index < (ulong)_hashes[i].Length) { hash = _hashes[i][index]; return true; }
-        }
-        hash = default;
-        return false;
-    }
-
-    /// <summary>
-    /// Hashes the present and swapped pages of <paramref name="spans"/> (the zero page needs no read).
-    /// </summary>
-    public static PageHashSnapshot Take(IPageSource source, IReadOnlyList<PageSpan> spans, PageHashAlgorithm algorithm, CancellationToken cancel = default)
-    {
-        var snap = new PageHashSnapshot(source.PageSize, algorithm);
-        var toRead = new List<AddressRange>();
-        var targets = new List<(ulong Start, Hash128[] Hashes)>();
-        foreach (var r in PageWalk.PresentRegions(source, spans, cancel))
-        {
-            var h = snap.Add(r.Start, r.End);
-            targets.Add((r.Start, h));
-            if ((r.Categories & PageCategory.PfnZero) != 0) Array.Fill(h, snap.Zero);
-            else toRead.Add(new AddressRange(r.Start, r.End));
-        }
-        int pageSize = source.PageSize;
-        int t = 0;
-        PageWalk.ReadChunks(source, toRead, (address, data) =>
-        {
-            while (address >= targets[t].Start + (ulong)targets[t].Hashes.Length * (ulong)pageSize) t++;
-            var (start, hashes) = targets[t];
-            int index = (int)((address - start) / (ulong)pageSize);
-            for (int off = 0; off < data.Length; off += pageSize)
-                hashes[index++] = PageHash.Compute(algorithm, data.Slice(off, pageSize));
-        }, cancel);
-        return snap;
-    }
-
-    /// <summary>
-    /// The pages whose content differs between <paramref name="before"/> and <paramref name="after"/>: hashed in
-    /// both with different hashes, hashed only in one with a hash other than the zero page's (and, for pages
-    /// that left, still inside <paramref name="spans"/>).
-    /// </summary>
-    public static List<AddressRange> Diff(PageHashSnapshot before, PageHashSnapshot after, IReadOnlyList<PageSpan> spans)
-    {
-        ulong ps = (ulong)after.PageSize;
-        var changed = new List<AddressRange>();
-        var b = new RangeListBuilder();
-        for (int i = 0; i < after.RegionCount; i++)
-        {
-            var (start, hashes) = after.Region(i);
-            for (int k = 0; k < hashes.Length; k++)
-            {
-                var now = hashes[k];
-                if (now == Unknown) continue;
-                ulong addr = start + (ulong)k * ps;
-                var old = before.TryGet(addr, out var h) ? h : before.Zero;
-                if (old != Unknown && old != now) b.Add(addr, addr + ps);
-            }
-        }
-        changed.AddRange(b.Build());
-        // Pages that were present and are gone (MADV_DONTNEED, munmap and map again) now read as zeros.
-        var gone = new RangeListBuilder();
-        int s = 0;
-        for (int i = 0; i < before.RegionCount; i++)
-        {
-            var (start, hashes) = before.Region(i);
-            for (int k = 0; k < hashes.Length; k++)
-            {
-                var old = hashes[k];
-                if (old == Unknown || old == before.Zero) continue;
-                ulong addr = start + (ulong)k * ps;
-                if (after.TryGet(addr, out _)) continue;
-                while (s < spans.Count && spans[s].End <= addr) s++;
-                if (s < spans.Count && spans[s].Start <= addr) gone.Add(addr, addr + ps);
-            }
-        }
-        var goneRanges = gone.Build();
-        if (goneRanges.Count == 0) return changed;
-        changed.AddRange(goneRanges);
-        changed.Sort((x, y) => x.Start.CompareTo(y.Start));
-        var merged = new RangeListBuilder();
-        foreach (var r in changed) merged.Add(r.Start, r.End);
-        return merged.Build();
-    }
-}
 
 /// <summary>The Hash method: snapshot the hashes of every present page, compare with the next snapshot.</summary>
 public sealed class HashTracker : IDirtyTracker
@@ -142,6 +11,7 @@ public sealed class HashTracker : IDirtyTracker
     private readonly Func<MemoryMapping, bool>? _selector;
     private PageHashSnapshot? _snapshot;
 
+    /// <summary>A Hash tracker of <paramref name="source"/>, limited to the mappings <paramref name="selector"/> accepts.</summary>
     public HashTracker(IPageSource source, PageHashAlgorithm algorithm = PageHashAlgorithm.Fast128, Func<MemoryMapping, bool>? selector = null)
     {
         Source = source;
@@ -149,18 +19,24 @@ public sealed class HashTracker : IDirtyTracker
         _selector = selector;
     }
 
+    /// <inheritdoc/>
     public TrackingMethod Method => TrackingMethod.Hash;
+    /// <inheritdoc/>
     public IPageSource Source { get; }
+    /// <summary>The page hash used.</summary>
     public PageHashAlgorithm Algorithm { get; }
+    /// <inheritdoc/>
     public string Description { get; set; } = "Hash: every present page read through /proc/PID/mem and hashed; a page counts when its bytes differ.";
     /// <summary>The last snapshot (null before the first reset).</summary>
     public PageHashSnapshot? Snapshot => _snapshot;
 
+    /// <inheritdoc/>
     public void Reset(CancellationToken cancel = default) =>
         _snapshot = PageHashSnapshot.Take(Source, Spans(), Algorithm, cancel);
 
     private List<PageSpan> Spans() => PageWalk.DataSpans(Source.ReadMappings(false), _selector);
 
+    /// <inheritdoc/>
     public DirtyPageSet Collect(bool rearm = true, CancellationToken cancel = default)
     {
         if (_snapshot is null) throw new InvalidOperationException("Reset the tracker before collecting.");
@@ -172,5 +48,6 @@ public sealed class HashTracker : IDirtyTracker
         return new DirtyPageSet(Method, Source.PageSize, ranges, now.PageCount, clock.Elapsed);
     }
 
+    /// <inheritdoc/>
     public void Dispose() => _snapshot = null;
 }

@@ -1,5 +1,4 @@
 using System;
-using System.Buffers.Binary;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -9,22 +8,6 @@ using System.Security.Cryptography;
 
 namespace SoftDirty.Tracking;
 
-/// <summary>A 128-bit page hash: 16 bytes a page.</summary>
-[StructLayout(LayoutKind.Sequential)]
-public readonly record struct Hash128(ulong Low, ulong High)
-{
-    public override string ToString() => $"{High:x16}{Low:x16}";
-
-    public void WriteTo(Span<byte> destination)
-    {
-        BinaryPrimitives.WriteUInt64LittleEndian(destination, Low);
-        BinaryPrimitives.WriteUInt64LittleEndian(destination[8..], High);
-    }
-
-    public static Hash128 ReadFrom(ReadOnlySpan<byte> source) =>
-        new(BinaryPrimitives.ReadUInt64LittleEndian(source), BinaryPrimitives.ReadUInt64LittleEndian(source[8..]));
-}
-
 /// <summary>
 /// Page hashes. Fast128 is this project's own non-cryptographic 128-bit hash, built the way XXH3 is: eight
 /// 64-bit accumulators take 64-byte stripes (each lane adds the product of the two 32-bit halves of the data
@@ -33,7 +16,7 @@ public readonly record struct Hash128(ulong Low, ulong High)
 /// (four lanes an instruction) or in scalar code, so a hash is the same on every machine: memory images
 /// stay portable. It is not keyed and not meant to resist an adversary; Sha256 (truncated) is.
 /// </summary>
-public static class PageHash
+internal static class PageHash
 {
     private const ulong P1 = 0x9E3779B185EBCA87UL, P2 = 0xC2B2AE3D27D4EB4FUL, P3 = 0x165667B19E3779F9UL,
         P4 = 0x85EBCA77C2B2AE63UL, P5 = 0x27D4EB2F165667C5UL, P32_1 = 0x9E3779B1UL, P32_2 = 0x85EBCA77UL, P32_3 = 0xC2B2AE3DUL;

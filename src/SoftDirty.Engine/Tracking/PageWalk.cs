@@ -5,7 +5,7 @@ using System.Threading;
 namespace SoftDirty.Tracking;
 
 /// <summary>Finding the pages that hold data, and reading their bytes in large chunks.</summary>
-public static class PageWalk
+internal static class PageWalk
 {
     /// <summary>Bytes per /proc/PID/mem read: 256 KiB (hashed while still in the L2 cache).</summary>
     public const int ChunkBytes = 256 * 1024;
@@ -70,7 +70,7 @@ public static class PageWalk
     /// machines: the bytes cross caches, and the second core is rarely idle.) Pages that cannot be read are
     /// skipped (the handler never sees them); returns their count.
     /// </summary>
-    public static ulong ReadChunks(IPageSource source, IEnumerable<AddressRange> ranges, ChunkHandler handler, CancellationToken cancel = default, int chunkBytes = ChunkBytes)
+    public static ulong ReadChunks(IPageSource source, IEnumerable<AddressRange> ranges, ChunkHandler handler, int chunkBytes = ChunkBytes, CancellationToken cancel = default)
     {
         int pageSize = source.PageSize;
         chunkBytes = Math.Max(pageSize, chunkBytes / pageSize * pageSize);

@@ -15,7 +15,7 @@ namespace SoftDirty.Tracking;
 /// resumed. A signal that arrives while stopped is handed back on detach. Dispose on the thread that froze
 /// (ptrace requests come from the tracer thread).
 /// </summary>
-public sealed class PtraceFreeze : IDisposable
+internal sealed class PtraceFreeze : IDisposable
 {
     private const int MaxRounds = 64;
     private readonly int _pid;

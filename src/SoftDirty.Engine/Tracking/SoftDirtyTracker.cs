@@ -6,7 +6,7 @@ using System.Threading;
 namespace SoftDirty.Tracking;
 
 /// <summary>The SoftDirty method: clear_refs "4" resets, bit 55 (PAGE_IS_SOFT_DIRTY) of present or swapped pages collects.</summary>
-public sealed class SoftDirtyTracker : IDirtyTracker
+internal sealed class SoftDirtyTracker : IDirtyTracker
 {
     private readonly Func<MemoryMapping, bool>? _selector;
     private bool _armed;

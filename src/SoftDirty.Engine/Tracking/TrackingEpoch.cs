@@ -2,17 +2,10 @@ using System;
 using System.Globalization;
 using System.IO;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using System.Text;
 using SoftDirty.Images;
 
 namespace SoftDirty.Tracking;
-
-/// <summary>A page source that wraps another (the identity and tracking state are those of the inner one).</summary>
-public interface IPageSourceWrapper
-{
-    IPageSource Inner { get; }
-}
 
 /// <summary>
 /// The tracking epoch of each process: every soft-dirty clear the module makes goes through
@@ -24,7 +17,7 @@ public interface IPageSourceWrapper
 /// emulated process by its object, in memory. Clears the module cannot see (CRIU, another tool writing
 /// clear_refs) are not recorded: Save-MemoryImage -Verify compares contents whatever the epoch says.
 /// </summary>
-public static class TrackingEpoch
+internal static class TrackingEpoch
 {
     private static readonly ConditionalWeakTable<object, string> EmulatedIds = new();
     private static readonly ConditionalWeakTable<object, StrongBox<string>> EmulatedEpochs = new();

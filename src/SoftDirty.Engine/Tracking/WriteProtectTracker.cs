@@ -2,7 +2,6 @@ using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Linq;
-using System.Runtime.InteropServices;
 using System.Threading;
 using SoftDirty.Injection;
 
@@ -87,8 +86,11 @@ public sealed class WriteProtectTracker : IDirtyTracker
 
     private static List<AddressRange> Ranges(List<PageSpan> spans) => spans.Select(s => new AddressRange(s.Start, s.End)).ToList();
 
+    /// <inheritdoc/>
     public TrackingMethod Method => TrackingMethod.WriteProtect;
+    /// <inheritdoc/>
     public IPageSource Source { get; }
+    /// <inheritdoc/>
     public string Description { get; set; } = "WriteProtect: userfaultfd async write-protect and PAGEMAP_SCAN WRITTEN.";
 
     // Only writable mappings: nothing else can be written, and a reserved PROT_NONE region (the .NET GC
@@ -233,6 +235,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
         return new DirtyPageSet(Method, Source.PageSize, b.Build(), scanned, clock.Elapsed) { NewMappingRanges = nb.Build() };
     }
 
+    /// <inheritdoc/>
     public void Reset(CancellationToken cancel = default)
     {
         if (_remote is not null)
@@ -248,6 +251,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
         _armed = true;
     }
 
+    /// <inheritdoc/>
     public DirtyPageSet Collect(bool rearm = true, CancellationToken cancel = default)
     {
         if (!_armed) throw new InvalidOperationException("Reset the tracker before collecting.");
@@ -284,6 +288,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
         _armed = true;
     }
 
+    /// <inheritdoc/>
     public void Dispose()
     {
         if (_remote is not null && _ownsTracking && _state is not null)
@@ -296,47 +301,5 @@ public sealed class WriteProtectTracker : IDirtyTracker
         _registered.Clear();
         _uffd?.Dispose();
         _armed = false;
-    }
-}
-
-/// <summary>A userfaultfd of this process with async write-protect (WP_ASYNC | WP_UNPOPULATED).</summary>
-internal sealed unsafe class Userfaultfd : IDisposable
-{
-    private int _fd;
-
-    private Userfaultfd(int fd) => _fd = fd;
-
-    public static Userfaultfd Create()
-    {
-        nint fd = Native.Syscall(Native.UserfaultfdSyscall, Native.O_CLOEXEC | Native.O_NONBLOCK | UffdAbi.UserModeOnly, 0, 0);
-        if (fd < 0)
-        {
-            int e = Marshal.GetLastPInvokeError();
-            throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, "userfaultfd failed: " + Errno.Describe(e), Environment.ProcessId, e);
-        }
-        var api = new UffdAbi.ApiArg { Api = UffdAbi.Api, Features = UffdAbi.FeatureWpAsync | UffdAbi.FeatureWpUnpopulated };
-        if (Native.Ioctl((int)fd, UffdAbi.IoctlApi, &api) < 0)
-        {
-            int e = Marshal.GetLastPInvokeError();
-            Native.Close((int)fd);
-            throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, "UFFDIO_API refused WP_ASYNC|WP_UNPOPULATED: " + Errno.Describe(e), Environment.ProcessId, e);
-        }
-        return new Userfaultfd((int)fd);
-    }
-
-    /// <summary>UFFDIO_REGISTER MODE_WP; false where the kernel refuses the range (EINVAL: VM_PFNMAP, VM_IO and the like).</summary>
-    public bool Register(ulong start, ulong end)
-    {
-        var arg = new UffdAbi.RegisterArg { Start = start, Len = end - start, Mode = UffdAbi.ModeWp };
-        if (Native.Ioctl(_fd, UffdAbi.IoctlRegister, &arg) == 0) return true;
-        int e = Marshal.GetLastPInvokeError();
-        if (e == Errno.EINVAL || e == Errno.EBUSY || e == Errno.ENOMEM || e == Errno.EPERM) return false;
-        throw new SoftDirtyException(SoftDirtyError.ProcIOError, $"UFFDIO_REGISTER of 0x{start:x}-0x{end:x} failed: {Errno.Describe(e)}", Environment.ProcessId, e);
-    }
-
-    // Closing the userfaultfd unregisters every range and drops the write-protection.
-    public void Dispose()
-    {
-        if (_fd >= 0) { Native.Close(_fd); _fd = -1; }
     }
 }

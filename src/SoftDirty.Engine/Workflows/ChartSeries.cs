@@ -6,4 +6,4 @@ namespace SoftDirty.Workflows;
 /// One line of a dirty-page chart: the samples or rounds of one process (on one host, for samples that came
 /// back from remoting), labelled for the legend.
 /// </summary>
-public sealed record ChartSeries(string Label, IReadOnlyList<ChartPoint> Points);
+internal sealed record ChartSeries(string Label, IReadOnlyList<ChartPoint> Points);

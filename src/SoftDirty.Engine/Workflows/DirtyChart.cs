@@ -17,7 +17,7 @@ namespace SoftDirty.Workflows;
 /// 64 equal rows. Colours come from CSS classes with a prefers-color-scheme: dark variant; the data colours
 /// (Okabe-Ito lines, red heat) read on both backgrounds.
 /// </summary>
-public static class DirtyChart
+internal static class DirtyChart
 {
     public const int Width = 960;
     public const int Left = 130, Right = 870;
@@ -31,6 +31,11 @@ public static class DirtyChart
     private static readonly string[] Palette = { "#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#8c6bb1", "#999999" };
     private static readonly double[] HeatSteps = { 0.2, 0.4, 0.6, 0.8, 1.0 };
     private static readonly CultureInfo Ci = CultureInfo.InvariantCulture;
+    private static readonly string[] BandAxisNote =
+    {
+        "Address axis: only the written address ranges, low addresses at the top. Each band gets rows in proportion",
+        "to its size (at least one); dashed lines mark cut-out gaps of 16 MiB or more between bands.",
+    };
 
     /// <summary>One series, as Watch-DirtyPage samples or pre-copy rounds of one process.</summary>
     public static string Render(IReadOnlyList<IDirtyTimelinePoint> points, string title, AddressRange? focus = null) =>
@@ -165,8 +170,7 @@ public static class DirtyChart
         }
         var scale = new List<string>(focus is { } f
             ? new[] { $"Address axis: 0x{f.Start:x}-0x{f.End:x} ({FormatBytes(f.Size)}) in {Rows} equal rows of {FormatBytes(f.Size / Rows)}, low addresses at the top." }
-            : new[] { "Address axis: only the written address ranges, low addresses at the top. Each band gets rows in proportion",
-                      "to its size (at least one); dashed lines mark cut-out gaps of 16 MiB or more between bands." });
+            : BandAxisNote);
         if (notes.Count > 0) scale.Add(string.Join(" ", notes));
         for (int i = 0; i < scale.Count; i++)
             sb.Append(Ci, $"<text class=\"dim legend scale\" x=\"{Left}\" y=\"{ly + 20 + 16 * i}\" font-size=\"11\">{Escape(scale[i])}</text>\n");

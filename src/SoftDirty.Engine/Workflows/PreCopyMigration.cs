@@ -7,73 +7,7 @@ using System.Threading;
 using SoftDirty.Images;
 using SoftDirty.Tracking;
 
-// Memory images exist for Linux processes (and emulated ones): Unix file modes are part of the format.
-#pragma warning disable CA1416
 namespace SoftDirty.Workflows;
-
-[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum PreCopyPhase { Live, StopAndCopy }
-
-/// <summary>One round of a pre-copy migration.</summary>
-public sealed class PreCopyRound : IDirtyTimelinePoint
-{
-    public int Round { get; init; }
-    public PreCopyPhase Phase { get; init; }
-    public ulong PagesSent { get; init; }
-    public ulong BytesSent { get; init; }
-    /// <summary>Seconds the bytes take at the given bandwidth.</summary>
-    public double TransferSeconds { get; init; }
-    /// <summary>Seconds the round really lasted (at least the transfer time for a live round).</summary>
-    public double RoundSeconds { get; init; }
-    /// <summary>Pages dirtied while the round ran: what the next round sends.</summary>
-    public ulong DirtyPages { get; init; }
-    /// <summary>Pages per second dirtied during the round.</summary>
-    public double Rate { get; init; }
-    public double Elapsed { get; init; }
-    public int PageSize { get; init; }
-    public TrackingMethod Method { get; init; }
-    /// <summary>The image this round wrote (with -Destination).</summary>
-    public string? ImagePath { get; init; }
-    /// <summary>The pages dirtied during the round, as ranges.</summary>
-    public JoinedList<AddressRange> Ranges { get; init; } = JoinedList<AddressRange>.Empty;
-    public override string ToString() => $"round {Round} {Phase}: {PagesSent} pages sent, {DirtyPages} dirtied";
-}
-
-[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum PreCopyStopReason { Converged, MaxIterations, NotConverging }
-
-/// <summary>The outcome of a pre-copy migration.</summary>
-public sealed class PreCopySummary
-{
-    public int ProcessId { get; init; }
-    public string Name { get; init; } = "";
-    public TrackingMethod Method { get; init; }
-    public int LiveRounds { get; init; }
-    public ulong TotalPagesSent { get; init; }
-    public ulong TotalBytesSent { get; init; }
-    public double Bandwidth { get; init; }
-    /// <summary>Seconds the process would be stopped: the final round's transfer plus the time to find what is dirty.</summary>
-    public double EstimatedDowntime { get; init; }
-    public bool Converged { get; init; }
-    public PreCopyStopReason StopReason { get; init; }
-    public string Reason { get; init; } = "";
-    public double TotalSeconds { get; init; }
-    /// <summary>The last image (with -Destination): restore the chain from here.</summary>
-    public string? FinalImage { get; init; }
-}
-
-public sealed class PreCopyOptions
-{
-    /// <summary>Bytes per second of the simulated link.</summary>
-    public double Bandwidth { get; init; }
-    public int MaxIterations { get; init; } = 30;
-    /// <summary>Stop the live rounds once at most this many pages are dirty.</summary>
-    public ulong StopThreshold { get; init; }
-    public string? Destination { get; init; }
-    /// <summary>Freeze for the stop-and-copy round (a real process: ptrace, see <see cref="PtraceFreeze"/>); off only for the current process.</summary>
-    public bool FreezeFinal { get; init; } = true;
-    public Func<MemoryMapping, bool>? Selector { get; init; }
-}
 
 /// <summary>
 /// Pre-copy migration rounds: send everything while the process runs, then what was dirtied meanwhile,
@@ -81,7 +15,7 @@ public sealed class PreCopyOptions
 /// and send the rest. The link is simulated: a live round lasts at least bytes / bandwidth (real time for a
 /// real process, emulated time through <see cref="IWorkloadDriver"/> for an emulated one).
 /// </summary>
-public static class PreCopyMigration
+internal static class PreCopyMigration
 {
     public static IEnumerable<object> Run(IDirtyTracker tracker, PreCopyOptions options, CancellationToken cancel, Action<string>? status = null)
     {
@@ -199,7 +133,7 @@ public static class PreCopyMigration
         }
         else ranges = pages.Ranges;
         ulong n = 0;
-        PageWalk.ReadChunks(source, ranges, (_, data) => n += (ulong)(data.Length / source.PageSize), cancel);
+        PageWalk.ReadChunks(source, ranges, (_, data) => n += (ulong)(data.Length / source.PageSize), cancel: cancel);
         return (n, null);
     }
 

@@ -4,12 +4,10 @@ using System.IO;
 using System.Linq;
 using SoftDirty;
 using SoftDirty.Injection;
-using SoftDirty.Engine.Tests.Tracking;
-using SoftDirty.Tests;
 using SoftDirty.Tracking;
 using Xunit;
 
-namespace SoftDirty.Engine.Tests.Injection;
+namespace SoftDirty.Tests.Injection;
 
 /// <summary>
 /// WriteProtect of other real processes, registered from outside by syscall injection, on native targets

@@ -4,7 +4,7 @@ using System.IO;
 using System.Linq;
 using Xunit;
 
-namespace SoftDirty.Engine.Tests.Injection;
+namespace SoftDirty.Tests.Injection;
 
 /// <summary>The native write-tracking target (tests/native/wttarget.c) and its line protocol.</summary>
 public sealed class WtTarget : IDisposable

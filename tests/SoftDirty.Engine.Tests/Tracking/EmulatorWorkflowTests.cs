@@ -9,7 +9,7 @@ using SoftDirty.Tracking;
 using SoftDirty.Workflows;
 using Xunit;
 
-namespace SoftDirty.Engine.Tests.Tracking;
+namespace SoftDirty.Tests.Tracking;
 
 /// <summary>The workflows on the emulator, through the seams a real process lacks (EmulatedTarget).</summary>
 [Collection(WorkflowCollection.Name)]

@@ -4,7 +4,7 @@ using System.Text;
 using SoftDirty;
 using SoftDirty.Tracking;
 
-namespace SoftDirty.Engine.Tests.Tracking;
+namespace SoftDirty.Tests.Tracking;
 
 /// <summary>
 /// A test double of a process: one anonymous mapping of pages held in arrays, with soft-dirty bits, pagemap

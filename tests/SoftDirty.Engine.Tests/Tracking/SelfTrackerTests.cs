@@ -1,11 +1,10 @@
 using System;
 using System.Linq;
 using SoftDirty;
-using SoftDirty.Tests;
 using SoftDirty.Tracking;
 using Xunit;
 
-namespace SoftDirty.Engine.Tests.Tracking;
+namespace SoftDirty.Tests.Tracking;
 
 /// <summary>
 /// Trackers on this very process (the one case where userfaultfd may register the memory). The region has

@@ -2,12 +2,11 @@ using System;
 using System.Diagnostics;
 using System.Linq;
 using System.Threading;
-using SoftDirty.Tests;
 using SoftDirty.Tracking;
 using SoftDirty.Workflows;
 using Xunit;
 
-namespace SoftDirty.Engine.Tests.Tracking;
+namespace SoftDirty.Tests.Tracking;
 
 [Collection(WorkflowCollection.Name)]
 public class WorkflowTests

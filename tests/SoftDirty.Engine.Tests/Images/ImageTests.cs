@@ -4,10 +4,11 @@ using System.IO;
 using System.Linq;
 using SoftDirty;
 using SoftDirty.Images;
+using SoftDirty.Tests.Tracking;
 using SoftDirty.Tracking;
 using Xunit;
 
-namespace SoftDirty.Engine.Tests.Tracking;
+namespace SoftDirty.Tests.Images;
 
 [Collection(WorkflowCollection.Name)]
 public sealed class ImageTests : IDisposable
@@ -79,6 +80,7 @@ public sealed class ImageTests : IDisposable
     }
 
     [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")] // Unix file modes are what the test checks
     public void FilesAre0600_DirectoriesAre0700()
     {
         var (_, full, _) = Chain();

@@ -4,10 +4,11 @@ using System.IO;
 using System.Linq;
 using SoftDirty;
 using SoftDirty.Images;
+using SoftDirty.Tests.Tracking;
 using SoftDirty.Tracking;
 using Xunit;
 
-namespace SoftDirty.Engine.Tests.Tracking;
+namespace SoftDirty.Tests.Images;
 
 /// <summary>Saves that lose pages or fail midway: the image says so, or nothing is left behind.</summary>
 [Collection(WorkflowCollection.Name)]

@@ -1,6 +1,6 @@
 using Xunit;
 
-namespace SoftDirty.Engine.Tests.Tracking;
+namespace SoftDirty.Tests;
 
 /// <summary>
 /// The workflow tests allocate a lot (images, emulated processes, hash snapshots): they run on their own,

@@ -1,6 +1,4 @@
 using System;
-using System.Collections.Generic;
-using System.Linq;
 using System.Runtime.CompilerServices;
 using System.Threading;
 using SoftDirty.Injection;
@@ -8,124 +6,13 @@ using SoftDirty.Tracking;
 
 namespace SoftDirty.Images;
 
-[Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum MemoryImageKind { Full, Incremental }
-
-/// <summary>One image of a chain, with its statistics (Get-MemoryImage, Save-MemoryImage).</summary>
-public sealed class MemoryImageInfo
-{
-    public string Path { get; init; } = "";
-    public Guid Id { get; init; }
-    public MemoryImageKind Kind { get; init; }
-    public int Depth { get; init; }
-    public string? ParentPath { get; init; }
-    public DateTime Created { get; init; }
-    public int ProcessId { get; init; }
-    public string ProcessName { get; init; } = "";
-    public TrackingMethod Method { get; init; }
-    public bool Frozen { get; init; }
-    public int PageSize { get; init; }
-    public int MappingCount { get; init; }
-    /// <summary>Pages whose bytes this image holds.</summary>
-    public ulong DataPages { get; init; }
-    /// <summary>Pages this image records as zero (they had data in the parent chain).</summary>
-    public ulong ZeroPages { get; init; }
-    /// <summary>Pages with data left to the parent chain.</summary>
-    public ulong InheritedPages { get; init; }
-    public ulong ScannedPages { get; init; }
-    /// <summary>Present pages the save could not read (unmapped during it): the image lacks them.</summary>
-    public ulong UnreadablePages { get; init; }
-    public ulong DataBytes => DataPages * (ulong)PageSize;
-    /// <summary>Bytes on disk (pages.bin, index.bin, manifest.json).</summary>
-    public long FileBytes { get; init; }
-    /// <summary>Seconds the save took (Save-MemoryImage only).</summary>
-    public double? SaveSeconds { get; init; }
-
-    public static MemoryImageInfo From(OpenedImage image, double? saveSeconds = null)
-    {
-        var m = image.Manifest;
-        long bytes = 0;
-        foreach (var f in new[] { ImageFormat.PagesFile, ImageFormat.IndexFile, ImageFormat.ManifestFile })
-        {
-            var fi = new System.IO.FileInfo(image.File(f));
-            if (fi.Exists) bytes += fi.Length;
-        }
-        return new MemoryImageInfo
-        {
-            Path = image.Path, Id = m.Id, Kind = m.Parent is null ? MemoryImageKind.Full : MemoryImageKind.Incremental, Depth = m.Depth,
-            ParentPath = m.Parent is null ? null : System.IO.Path.GetFullPath(System.IO.Path.Combine(image.Path, m.Parent.Path)),
-            Created = m.Created, ProcessId = m.ProcessId, ProcessName = m.ProcessName, Method = m.Method, Frozen = m.Frozen,
-            PageSize = m.PageSize, MappingCount = m.Mappings.Count, DataPages = m.DataPages, ZeroPages = m.ZeroPages,
-            InheritedPages = m.InheritedPages, ScannedPages = m.ScannedPages, UnreadablePages = m.UnreadablePages, FileBytes = bytes, SaveSeconds = saveSeconds,
-        };
-    }
-
-    public override string ToString() => $"{Path} ({Kind}, {DataPages} pages)";
-}
-
-/// <summary>The verdict of Test-MemoryImage on a chain.</summary>
-public sealed class MemoryImageTestResult
-{
-    public string Path { get; init; } = "";
-    public bool Valid { get; init; }
-    public int ImagesChecked { get; init; }
-    public ulong PagesChecked { get; init; }
-    public JoinedList<ImageProblem> Problems { get; init; } = JoinedList<ImageProblem>.Empty;
-    /// <summary>What joins the problems' messages in the string form of <see cref="Problems"/> (a message holds spaces).</summary>
-    public const string ProblemSeparator = "; ";
-    public override string ToString() => Valid ? $"{Path}: valid" : $"{Path}: {Problems.Count} problem(s): {Problems.FirstOrDefault()?.Message}";
-}
-
-/// <summary>One mapping Restore-MemoryImage rebuilt into a flat file.</summary>
-public sealed class RestoredMapping
-{
-    public ulong Start { get; init; }
-    public ulong End { get; init; }
-    public string Permissions { get; init; } = "";
-    public string Mapping { get; init; } = "";
-    /// <summary>The flat file: the mapping's bytes, absent pages as zeros.</summary>
-    public string File { get; init; } = "";
-    public ulong PagesWritten { get; init; }
-}
-
-/// <summary>Verification of a whole chain: links, files, index and every page's checksum.</summary>
-public static class ImageVerifier
-{
-    public static MemoryImageTestResult Test(string path, CancellationToken cancel = default)
-    {
-        var problems = new List<ImageProblem>();
-        List<OpenedImage> chain;
-        try { chain = ImageReader.Chain(path); }
-        catch (SoftDirtyException ex)
-        {
-            problems.Add(ex is ImageException ie ? new ImageProblem(ie.Error, ie.File, ie.Offset, ie.Message) : new ImageProblem(ex.Error, ex.Target?.ToString() ?? path, null, ex.Message));
-            return new MemoryImageTestResult { Path = System.IO.Path.GetFullPath(path), Valid = false, Problems = new JoinedList<ImageProblem>(problems.ToArray(), MemoryImageTestResult.ProblemSeparator) };
-        }
-        ulong pages = 0;
-        foreach (var image in chain)
-        {
-            try
-            {
-                if (image.Manifest.UnreadablePages > 0)
-                    problems.Add(new ImageProblem(SoftDirtyError.ImageIncomplete, image.File(ImageFormat.ManifestFile), null,
-                        $"{image.File(ImageFormat.ManifestFile)}: {image.Manifest.UnreadablePages} present page(s) could not be read when this image was saved (unmapped during the save): the image lacks them."));
-                var records = ImageReader.ReadIndex(image);
-                pages += ImageReader.VerifyPages(image, records, problems.Add, cancel);
-            }
-            catch (ImageException ex) { problems.Add(new ImageProblem(ex.Error, ex.File, ex.Offset, ex.Message)); }
-            catch (SoftDirtyException ex) { problems.Add(new ImageProblem(ex.Error, ex.Target?.ToString() ?? image.Path, null, ex.Message)); }
-        }
-        return new MemoryImageTestResult { Path = chain[^1].Path, Valid = problems.Count == 0, ImagesChecked = chain.Count, PagesChecked = pages, Problems = new JoinedList<ImageProblem>(problems.ToArray(), MemoryImageTestResult.ProblemSeparator) };
-    }
-}
-
 /// <summary>
 /// Which pages an image save must look at, per method. Hash: every present page (compared with the parent
 /// chain's hashes). SoftDirty: the soft-dirty pages, when the parent was saved from the same process with
 /// soft-dirty cleared. WriteProtect: the written pages of a tracker kept on the source across saves (an
 /// emulated process), or of another real process's write tracking, which lives in that process between commands.
 /// </summary>
-public static class ImageTracking
+internal static class ImageTracking
 {
     private static readonly ConditionalWeakTable<IPageSource, WriteProtectTracker> Kept = new();
 

@@ -8,11 +8,12 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using SoftDirty;
 using SoftDirty.Images;
+using SoftDirty.Tests.Tracking;
 using SoftDirty.Tracking;
 using Xunit;
 using Xunit.Abstractions;
 
-namespace SoftDirty.Engine.Tests.Tracking;
+namespace SoftDirty.Tests.Images;
 
 /// <summary>
 /// A seeded property test of the image reader: mutations of manifests and index files (bytes flipped, cut,

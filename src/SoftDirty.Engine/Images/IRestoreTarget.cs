@@ -1,0 +1,14 @@
+using System;
+using System.Collections.Generic;
+
+namespace SoftDirty.Images;
+
+/// <summary>Where a restore writes pages: flat files per mapping, or (later) an emulated process.</summary>
+internal interface IRestoreTarget
+{
+    /// <summary>The layout to restore into (the latest image's mappings).</summary>
+    void Prepare(IReadOnlyList<ImageMapping> mappings, int pageSize);
+    /// <summary>One page's bytes at its address (inside one of the mappings).</summary>
+    void WritePage(ulong address, ReadOnlySpan<byte> page);
+    void Complete();
+}

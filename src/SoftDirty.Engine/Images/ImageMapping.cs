@@ -1,0 +1,18 @@
+namespace SoftDirty.Images;
+
+/// <summary>One mapping of the process as a memory image records it.</summary>
+public sealed class ImageMapping
+{
+    /// <summary>The first address of the mapping.</summary>
+    public ulong Start { get; set; }
+    /// <summary>The address after the mapping.</summary>
+    public ulong End { get; set; }
+    /// <summary>The permissions as /proc/PID/maps writes them (rwxp / rwxs).</summary>
+    public string Permissions { get; set; } = "";
+    /// <summary>The mapped file or pseudo-path; empty for anonymous memory.</summary>
+    public string Path { get; set; } = "";
+    /// <summary>The offset into the mapped file.</summary>
+    public ulong Offset { get; set; }
+    /// <inheritdoc/>
+    public override string ToString() => $"0x{Start:x}-0x{End:x} {Permissions} {Path}";
+}

@@ -1,0 +1,14 @@
+using System;
+
+namespace SoftDirty.Images;
+
+/// <summary>An increment's link to its parent image.</summary>
+public sealed class ImageParentLink
+{
+    /// <summary>The parent directory, relative to this image's directory.</summary>
+    public string Path { get; set; } = "";
+    /// <summary>The parent's id.</summary>
+    public Guid Id { get; set; }
+    /// <summary>The parent's manifest checksum: the child covers every field of its parent.</summary>
+    public string? Checksum { get; set; }
+}

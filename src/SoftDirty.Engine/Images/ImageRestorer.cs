@@ -1,0 +1,44 @@
+using System.IO;
+using System.Linq;
+using System.Threading;
+using SoftDirty.Tracking;
+
+namespace SoftDirty.Images;
+
+/// <summary>Rebuilds the memory of a chain's latest state into a restore target, checking every page's checksum.</summary>
+internal static class ImageRestorer
+{
+    public static ulong Restore(string leafPath, IRestoreTarget target, CancellationToken cancel = default)
+    {
+        var chain = ImageReader.Chain(leafPath);
+        var indexes = chain.Select(ImageReader.ReadIndex).ToList();
+        // The whole chain is verified before the target is touched: a corrupt page fails here, with nothing written.
+        for (int c = 0; c < chain.Count; c++)
+            ImageReader.VerifyPages(chain[c], indexes[c], p => throw p.ToException(), cancel);
+        var map = ImageReader.Resolve(chain, indexes);
+        var leaf = chain[^1].Manifest;
+        int ps = leaf.PageSize;
+        target.Prepare(leaf.Mappings, ps);
+        var handles = chain.Select(c => SafeFiles.OpenRegular(c.File(ImageFormat.PagesFile))).ToArray();
+        try
+        {
+            var page = new byte[ps];
+            ulong n = 0;
+            foreach (var (addr, (img, offset, hash)) in map)
+            {
+                if ((n & 1023) == 0) cancel.ThrowIfCancellationRequested();
+                int got = RandomAccess.Read(handles[img], page, (long)offset);
+                var file = chain[img].File(ImageFormat.PagesFile);
+                if (got < ps)
+                    throw new SoftDirtyException(SoftDirtyError.ImageIncomplete, $"{file} at offset {offset} (0x{offset:x}): truncated, page 0x{addr:x} is missing.", file);
+                if (PageHash.Fast128(page) != hash)
+                    throw new SoftDirtyException(SoftDirtyError.ImageCorrupt, $"{file} at offset {offset} (0x{offset:x}): page 0x{addr:x} does not match its checksum.", file);
+                target.WritePage(addr, page);
+                n++;
+            }
+            target.Complete();
+            return n;
+        }
+        finally { foreach (var h in handles) h.Dispose(); }
+    }
+}

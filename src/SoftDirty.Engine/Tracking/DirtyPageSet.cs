@@ -1,0 +1,55 @@
+using System;
+using System.Collections.Generic;
+
+namespace SoftDirty.Tracking;
+
+/// <summary>What a tracker found changed since its last reset.</summary>
+public sealed class DirtyPageSet
+{
+    internal DirtyPageSet(TrackingMethod method, int pageSize, IReadOnlyList<AddressRange> ranges, ulong pagesScanned, TimeSpan collectTime)
+    {
+        Method = method;
+        PageSize = pageSize;
+        Ranges = ranges;
+        PagesScanned = pagesScanned;
+        CollectTime = collectTime;
+        ulong n = 0;
+        foreach (var r in ranges) n += r.Size / (ulong)pageSize;
+        PageCount = n;
+    }
+
+    /// <summary>The method that found the pages.</summary>
+    public TrackingMethod Method { get; }
+    /// <summary>The page size in bytes.</summary>
+    public int PageSize { get; }
+    /// <summary>The changed pages as sorted, merged address ranges.</summary>
+    public IReadOnlyList<AddressRange> Ranges { get; }
+    /// <summary>Pages changed.</summary>
+    public ulong PageCount { get; }
+    /// <summary>Bytes changed (<see cref="PageCount"/> pages).</summary>
+    public ulong ByteCount => PageCount * (ulong)PageSize;
+    /// <summary>Pages the tracker looked at (present pages for Hash, span pages for the others).</summary>
+    public ulong PagesScanned { get; }
+    /// <summary>How long the collection took.</summary>
+    public TimeSpan CollectTime { get; }
+    /// <summary>
+    /// Of <see cref="Ranges"/>, the pages of mappings that appeared since the last collection (not yet
+    /// write-protected, so all their present pages count as written, once). WriteProtect of another process only.
+    /// </summary>
+    public IReadOnlyList<AddressRange> NewMappingRanges { get; init; } = Array.Empty<AddressRange>();
+
+    /// <summary>Whether the page at <paramref name="address"/> changed.</summary>
+    public bool Contains(ulong address)
+    {
+        int lo = 0, hi = Ranges.Count - 1;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) >> 1;
+            var r = Ranges[mid];
+            if (address < r.Start) hi = mid - 1;
+            else if (address >= r.End) lo = mid + 1;
+            else return true;
+        }
+        return false;
+    }
+}

@@ -1,0 +1,63 @@
+using System;
+using System.IO;
+using System.Threading;
+
+namespace SoftDirty.Tracking;
+
+/// <summary>Stops a process for a consistent read and resumes what it stopped (an emulated one directly, a real one with <see cref="PtraceFreeze"/>).</summary>
+internal sealed class ProcessFreeze : IDisposable
+{
+    private readonly IPageSource _source;
+    private bool _frozen;
+
+    private ProcessFreeze(IPageSource source) => _source = source;
+
+    private PtraceFreeze? _ptrace;
+
+    /// <summary>Freezes <paramref name="source"/>: an <see cref="IFreezable"/> itself, a real process with <see cref="PtraceFreeze"/> (resumed by the kernel if this process dies; left alone if it was stopped already).</summary>
+    public static ProcessFreeze Freeze(IPageSource source, CancellationToken cancel = default)
+    {
+        var f = new ProcessFreeze(source);
+        if (source is IFreezable freezable) { freezable.Freeze(); f._frozen = true; return f; }
+        f._ptrace = PtraceFreeze.Freeze(source.ProcessId, cancel);
+        f._frozen = true;
+        return f;
+    }
+
+    /// <summary>The state letter of a /proc/.../stat file (R, S, D, T, t, Z...); null where it cannot be read (gone).</summary>
+    internal static char? ThreadState(string statPath)
+    {
+        try
+        {
+            var stat = File.ReadAllText(statPath);
+            int close = stat.LastIndexOf(')');
+            return close > 0 && close + 2 < stat.Length ? stat[close + 2] : null;
+        }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>Every thread of the process is stopped (state T or t), or gone.</summary>
+    internal static bool AllStopped(int pid)
+    {
+        try
+        {
+            foreach (var task in Directory.EnumerateDirectories($"/proc/{pid}/task"))
+            {
+                var state = ThreadState(Path.Combine(task, "stat"));
+                if (state is not (null or 'T' or 't' or 'Z' or 'X')) return false;
+            }
+            return true;
+        }
+        catch (IOException) { return true; }
+        catch (UnauthorizedAccessException) { return true; }
+    }
+
+    public void Dispose()
+    {
+        if (!_frozen) return;
+        _frozen = false;
+        if (_source is IFreezable freezable) freezable.Thaw();
+        else _ptrace?.Dispose();
+    }
+}
