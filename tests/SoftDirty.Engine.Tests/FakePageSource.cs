@@ -104,7 +104,7 @@ internal sealed class FakePageSource : IPageSource
         ScanCalls++;
         if (r.Start % Ps != 0 || (r.Flags & ~PagemapScanRequest.ValidFlags) != 0
             || ((r.CategoryMask | r.CategoryInverted | r.CategoryAnyOf | r.ReturnMask) & ~PagemapScanRequest.ValidCategories) != 0)
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, "EINVAL", ProcessId, Errno.EINVAL);
+            throw new EngineException(EngineError.InvalidArgument, "EINVAL", ProcessId, Errno.EINVAL);
         ulong end = (r.End + Ps - 1) / Ps * Ps;
         ulong taskEnd = TaskEndPage * Ps;
         if (end > taskEnd) end = taskEnd;

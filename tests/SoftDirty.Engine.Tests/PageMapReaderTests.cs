@@ -261,11 +261,11 @@ public class PageMapReaderTests
         Assert.Equal(PageReadMethod.Pread, with.Resolve(PageReadMethod.Pread, f));
         Assert.Equal(PageReadMethod.PagemapScan, with.Resolve(PageReadMethod.PagemapScan, new PageFilter()));
         var without = new PageMapReader(new FakePageSource(pagemapScan: false));
-        var ex = Assert.Throws<SoftDirtyException>(() => without.Resolve(PageReadMethod.PagemapScan, f));
-        Assert.Equal(SoftDirtyError.PagemapScanNotSupported, ex.Error);
+        var ex = Assert.Throws<EngineException>(() => without.Resolve(PageReadMethod.PagemapScan, f));
+        Assert.Equal(EngineError.PagemapScanNotSupported, ex.Error);
         Assert.Equal("fake kernel without PAGEMAP_SCAN", ex.Message);
         // Read resolves too, on first enumeration.
-        Assert.Throws<SoftDirtyException>(() => without.Read(new List<PageSpan>(), f, PageReadMethod.PagemapScan).ToList());
+        Assert.Throws<EngineException>(() => without.Read(new List<PageSpan>(), f, PageReadMethod.PagemapScan).ToList());
     }
 
     // ---------------- span selection ----------------
@@ -333,8 +333,8 @@ public class PageMapReaderTests
     [InlineData(0xFFFF_FFFF_FFFF_F000UL, 0x2000UL)] // overflow
     public void SpansOfRangeRejectsBadRanges(ulong start, ulong length)
     {
-        var ex = Assert.Throws<SoftDirtyException>(() => PageMapReader.SpansOfRange(Maps(), start, length, Ps, out _));
-        Assert.Equal(SoftDirtyError.InvalidArgument, ex.Error);
+        var ex = Assert.Throws<EngineException>(() => PageMapReader.SpansOfRange(Maps(), start, length, Ps, out _));
+        Assert.Equal(EngineError.InvalidArgument, ex.Error);
     }
 
     [Fact]

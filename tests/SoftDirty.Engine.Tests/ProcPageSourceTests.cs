@@ -140,8 +140,8 @@ public unsafe class ProcPageSourceTests
         using var r = new Region(1);
         using var src = ProcPageSource.Open(Environment.ProcessId);
         var req = new PagemapScanRequest { Start = r.Start + 1, End = r.End, ReturnMask = PageCategory.Present };
-        var ex = Assert.Throws<SoftDirtyException>(() => src.ScanPagemap(ref req, new PageRegion[1]));
-        Assert.Equal(SoftDirtyError.InvalidArgument, ex.Error);
+        var ex = Assert.Throws<EngineException>(() => src.ScanPagemap(ref req, new PageRegion[1]));
+        Assert.Equal(EngineError.InvalidArgument, ex.Error);
         Assert.Equal(Errno.EINVAL, ex.Errno);
     }
 
@@ -167,8 +167,8 @@ public unsafe class ProcPageSourceTests
     [InlineData(int.MaxValue)]
     public void OpenOfANonexistentPidIsProcessNotFound(int pid)
     {
-        var ex = Assert.Throws<SoftDirtyException>(() => ProcPageSource.Open(pid));
-        Assert.Equal(SoftDirtyError.ProcessNotFound, ex.Error);
+        var ex = Assert.Throws<EngineException>(() => ProcPageSource.Open(pid));
+        Assert.Equal(EngineError.ProcessNotFound, ex.Error);
         Assert.Equal(pid, ex.Target);
     }
 
@@ -203,8 +203,8 @@ public unsafe class ProcPageSourceTests
 
             void Exited(Action a)
             {
-                var ex = Assert.Throws<SoftDirtyException>(a);
-                Assert.Equal(SoftDirtyError.ProcessExited, ex.Error);
+                var ex = Assert.Throws<EngineException>(a);
+                Assert.Equal(EngineError.ProcessExited, ex.Error);
                 Assert.Equal(p.Id, ex.Target);
             }
             Exited(() => src.ReadPagemap(first.Start / (ulong)Ps, buf));
@@ -218,7 +218,7 @@ public unsafe class ProcPageSourceTests
                 });
             // The reader passes the error on rather than a partial result.
             var spans = PageMapReader.SpansOf(maps);
-            Assert.Throws<SoftDirtyException>(() => new PageMapReader(src).Read(spans, new PageFilter(), PageReadMethod.Pread).ToList());
+            Assert.Throws<EngineException>(() => new PageMapReader(src).Read(spans, new PageFilter(), PageReadMethod.Pread).ToList());
         }
         finally
         {
@@ -247,7 +247,7 @@ public unsafe class ProcPageSourceTests
 
         // PAGEMAP_SCAN came in 6.7.
         var parts = f.KernelRelease.Split('.', '-');
-        var version = new Version(int.Parse(parts[0]), int.Parse(parts[1]));
+        var version = new Version(int.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture), int.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture));
         Assert.Equal(version >= new Version(6, 7), f.PagemapScan);
         if (f.PagemapScan) Assert.Null(f.PagemapScanReason); else Assert.NotNull(f.PagemapScanReason);
         Assert.Equal(f.PfnVisible, f.PfnVisibleReason is null);
@@ -263,7 +263,7 @@ public unsafe class ProcPageSourceTests
     private static bool HasCapSysAdminInInitialNamespace()
     {
         var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("CapEff:", StringComparison.Ordinal));
-        ulong caps = ulong.Parse(line["CapEff:".Length..].Trim(), System.Globalization.NumberStyles.HexNumber);
+        ulong caps = ulong.Parse(line["CapEff:".Length..].Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
         var uidMap = File.ReadAllText("/proc/self/uid_map").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
         bool initialNamespace = uidMap is ["0", "0", "4294967295"];
         return initialNamespace && (caps & (1UL << CapSysAdminBit)) != 0;

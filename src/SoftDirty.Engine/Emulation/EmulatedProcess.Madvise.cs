@@ -190,10 +190,10 @@ public sealed partial class EmulatedProcess
             ulong end = CheckAdviceRange("UffdWriteProtect", address, length);
             if (end == 0) return;
             if (_vmas.FindVmaIntersection(address, end) == null)
-                throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"UffdWriteProtect: 0x{address:x}-0x{end:x} holds no mapping (ENOENT).", ProcessId, Errno.ENOENT);
+                throw new EngineException(EngineError.InvalidArgument, $"UffdWriteProtect: 0x{address:x}-0x{end:x} holds no mapping (ENOENT).", ProcessId, Errno.ENOENT);
             foreach (var vma in _vmas.Range(address, end))
                 if (!vma.UffdWriteProtect)
-                    throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"UffdWriteProtect: 0x{Math.Max(address, vma.Start):x} is not registered (ENOENT).", ProcessId, Errno.ENOENT);
+                    throw new EngineException(EngineError.InvalidArgument, $"UffdWriteProtect: 0x{Math.Max(address, vma.Start):x} is not registered (ENOENT).", ProcessId, Errno.ENOENT);
             WriteProtectUffd(address, end);
         }
     }

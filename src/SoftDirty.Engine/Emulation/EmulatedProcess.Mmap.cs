@@ -35,12 +35,12 @@ public sealed partial class EmulatedProcess
         if (length == 0) throw Invalid("mmap: length is zero");
         ulong len = PageAlign(length);
         if (len == 0 || len > TaskSize)
-            throw new SoftDirtyException(SoftDirtyError.EmulatorNotMapped, $"mmap: length 0x{length:x} exceeds the address space (ENOMEM).", length, Errno.ENOMEM);
+            throw new EngineException(EngineError.EmulatorNotMapped, $"mmap: length 0x{length:x} exceeds the address space (ENOMEM).", length, Errno.ENOMEM);
         if (path != null && path.Length == 0) throw Invalid("mmap: empty path");
         // mm/mmap.c file_mmap_ok(): a file mapping must end at or below MAX_LFS_FILESIZE (LLONG_MAX), else EOVERFLOW.
         const ulong MaxLfsFileSize = long.MaxValue;
         if (path != null && (len > MaxLfsFileSize || offset / (ulong)PageSize > (MaxLfsFileSize - len) / (ulong)PageSize))
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+            throw new EngineException(EngineError.InvalidArgument,
                 $"mmap: file offset 0x{offset:x} + length 0x{len:x} ends past the largest file offset (EOVERFLOW).", offset, Errno.EOVERFLOW);
         lock (_mem.Lock)
         {
@@ -50,7 +50,7 @@ public sealed partial class EmulatedProcess
                 if (address is not { } a) throw Invalid("mmap: MAP_FIXED without an address");
                 CheckRange("mmap", a, len);
                 if (a < MinMmapAddress)
-                    throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"mmap: 0x{a:x} is below mmap_min_addr 0x{MinMmapAddress:x} (EPERM).", a, Errno.EPERM);
+                    throw new EngineException(EngineError.PermissionDenied, $"mmap: 0x{a:x} is below mmap_min_addr 0x{MinMmapAddress:x} (EPERM).", a, Errno.EPERM);
                 start = a;
                 RemoveRange(start, start + len);
             }
@@ -87,7 +87,7 @@ public sealed partial class EmulatedProcess
 
     private ulong FindFreeTopDown(ulong len, ulong align) =>
         _vmas.UnmappedAreaTopDown(len, align, MinMmapAddress, MmapBase)
-        ?? throw new SoftDirtyException(SoftDirtyError.EmulatorNotMapped, $"mmap: no free range of 0x{len:x} bytes (ENOMEM).", len, Errno.ENOMEM);
+        ?? throw new EngineException(EngineError.EmulatorNotMapped, $"mmap: no free range of 0x{len:x} bytes (ENOMEM).", len, Errno.ENOMEM);
 
     /// <summary>munmap: removes every mapping in the range (unmapped parts are fine); EINVAL for a bad range.</summary>
     public void Munmap(ulong address, ulong length)
@@ -224,8 +224,8 @@ public sealed partial class EmulatedProcess
         }
     }
 
-    private SoftDirtyException UffdRefusesMove(Vma refused) =>
-        new(SoftDirtyError.EmulatorNotMapped,
+    private EngineException UffdRefusesMove(Vma refused) =>
+        new(EngineError.EmulatorNotMapped,
             $"mremap: 0x{refused.Start:x}-0x{refused.End:x} is registered with userfaultfd, which a move of several VMAs refuses (EFAULT).",
             ProcessId, Errno.EFAULT);
 

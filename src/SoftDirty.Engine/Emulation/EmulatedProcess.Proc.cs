@@ -223,8 +223,8 @@ public sealed partial class EmulatedProcess
 
     private static bool IsSpace(byte b) => b == ' ' || (b >= '\t' && b <= '\r');
 
-    private SoftDirtyException ClearRefsError(string text, int errno, string why) =>
-        new(SoftDirtyError.InvalidArgument,
+    private EngineException ClearRefsError(string text, int errno, string why) =>
+        new(EngineError.InvalidArgument,
             $"clear_refs of emulated process {ProcessId} rejected '{text}' ({Errno.Name(errno)}): {why}.", ProcessId, errno);
 
     // ---- maps / smaps -----------------------------------------------------------------------------------------

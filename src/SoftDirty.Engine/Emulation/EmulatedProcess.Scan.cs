@@ -21,7 +21,7 @@ public sealed partial class EmulatedProcess
     public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions)
     {
         if (!Profile.HasPagemapScan)
-            throw new SoftDirtyException(SoftDirtyError.PagemapScanNotSupported,
+            throw new EngineException(EngineError.PagemapScanNotSupported,
                 $"The emulated kernel {Profile.Release} has no PAGEMAP_SCAN ioctl (ENOTTY); it came in Linux 6.7.", ProcessId, Errno.ENOTTY);
         if ((request.Flags & ~PagemapScanRequest.ValidFlags) != 0) throw Invalid($"PAGEMAP_SCAN: unknown flags 0x{(ulong)request.Flags:x}");
         var allMasks = request.CategoryInverted | request.CategoryMask | request.CategoryAnyOf | request.ReturnMask;
@@ -30,7 +30,7 @@ public sealed partial class EmulatedProcess
         if ((allMasks & ~known) != 0) throw Invalid($"PAGEMAP_SCAN: unknown category bits 0x{(ulong)allMasks:x}");
         if ((request.Start & PageOffsetMask) != 0) throw Invalid($"PAGEMAP_SCAN: start 0x{request.Start:x} is not page-aligned");
         if (request.End < request.Start || request.End > TaskSize)
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+            throw new EngineException(EngineError.InvalidArgument,
                 $"PAGEMAP_SCAN: 0x{request.Start:x}-0x{request.End:x} is not an accessible user range (EFAULT).", ProcessId, Errno.EFAULT);
         var scan = new ScanState(request, regions);
         bool wp = (request.Flags & PagemapScanFlags.WriteProtectMatching) != 0;
@@ -43,7 +43,7 @@ public sealed partial class EmulatedProcess
                 if (scan.Stopped) break;
                 // The walk meets the VMA only now: the VMAs before it are already scanned (and write-protected).
                 if (check && !vma.UffdWriteProtect)
-                    throw new SoftDirtyException(SoftDirtyError.PermissionDenied,
+                    throw new EngineException(EngineError.PermissionDenied,
                         $"PAGEMAP_SCAN refused (EPERM): 0x{vma.Start:x}-0x{vma.End:x} is not registered for userfaultfd async write-protect, which CheckWriteProtectAsync requires.",
                         ProcessId, Errno.EPERM);
                 if (wp && !vma.UffdWriteProtect) continue;

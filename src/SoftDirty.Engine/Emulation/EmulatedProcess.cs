@@ -8,8 +8,8 @@ namespace SoftDirty.Emulation;
 /// pagemap, clear_refs and PAGEMAP_SCAN rules of a <see cref="KernelProfile"/>. It implements
 /// <see cref="IPageSource"/> in the kernel's formats, so code above cannot tell it from a real process.
 /// Process ids are the emulator's own, counting from <see cref="FirstProcessId"/>. System-call-like
-/// operations fail as the kernel does, with <see cref="SoftDirtyError.InvalidArgument"/> (EINVAL),
-/// <see cref="SoftDirtyError.EmulatorNotMapped"/> (ENOMEM) or <see cref="SoftDirtyError.SegmentationFault"/>,
+/// operations fail as the kernel does, with <see cref="EngineError.InvalidArgument"/> (EINVAL),
+/// <see cref="EngineError.EmulatorNotMapped"/> (ENOMEM) or <see cref="EngineError.SegmentationFault"/>,
 /// and change nothing when they fail. Every operation takes the machine's lock (shared with forked children).
 /// </summary>
 public sealed partial class EmulatedProcess : IPageSource
@@ -93,15 +93,15 @@ public sealed partial class EmulatedProcess : IPageSource
 
     // ---- errors -------------------------------------------------------------------------------------
 
-    private SoftDirtyException Invalid(string what) =>
-        new(SoftDirtyError.InvalidArgument, $"{what} (EINVAL).", ProcessId, Errno.EINVAL);
+    private EngineException Invalid(string what) =>
+        new(EngineError.InvalidArgument, $"{what} (EINVAL).", ProcessId, Errno.EINVAL);
 
-    private SoftDirtyException NotMapped(string op, ulong address, int errno = Errno.ENOMEM) =>
-        new(SoftDirtyError.EmulatorNotMapped,
+    private EngineException NotMapped(string op, ulong address, int errno = Errno.ENOMEM) =>
+        new(EngineError.EmulatorNotMapped,
             $"{op}: 0x{address:x} is not mapped in emulated process {ProcessId} ({Errno.Name(errno)}).", address, errno);
 
-    private SoftDirtyException Segfault(ulong address, string reason) =>
-        new(SoftDirtyError.SegmentationFault,
+    private EngineException Segfault(ulong address, string reason) =>
+        new(EngineError.SegmentationFault,
             $"Segmentation fault at 0x{address:x} in emulated process {ProcessId} ({Name}): {reason}. Nothing was changed.", address);
 
     private static ulong PageAlign(ulong length) => (length + PageOffsetMask) & ~PageOffsetMask;

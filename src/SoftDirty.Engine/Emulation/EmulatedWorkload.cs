@@ -22,13 +22,13 @@ internal static class EmulatedWorkload
         long count, double writeRatio, int seed = 1)
     {
         ArgumentNullException.ThrowIfNull(process);
-        if (count < 0) throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"The access count {count} is negative.", count);
+        if (count < 0) throw new EngineException(EngineError.InvalidArgument, $"The access count {count} is negative.", count);
         if (double.IsNaN(writeRatio) || writeRatio < 0 || writeRatio > 1)
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"The write ratio {writeRatio} is not between 0 and 1.", writeRatio);
+            throw new EngineException(EngineError.InvalidArgument, $"The write ratio {writeRatio} is not between 0 and 1.", writeRatio);
         ulong firstPage = address >> EmulatedProcess.PageShift;
         ulong endPage = (address + length + EmulatedProcess.PageBytes - 1) >> EmulatedProcess.PageShift;
         if (length == 0 || endPage <= firstPage)
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, "The workload range is empty (EINVAL).", length, Errno.EINVAL);
+            throw new EngineException(EngineError.InvalidArgument, "The workload range is empty (EINVAL).", length, Errno.EINVAL);
         var stream = new PatternStream(pattern, endPage - firstPage, writeRatio, seed);
         return process.RunAccesses(ref stream, firstPage, endPage, count, writeRatio > 0, writeRatio < 1);
     }
@@ -53,7 +53,7 @@ internal static class EmulatedWorkload
             bool? write = parts[0].Trim().ToLowerInvariant() switch { "read" => false, "write" => true, _ => null };
             if (write == null || parts.Length > 3 || !TryParseNumber(parts.Length > 1 ? parts[1] : "", out ulong a)
                 || !TryParseNumber(parts.Length > 2 ? parts[2] : DefaultTraceLength, out ulong len))
-                throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+                throw new EngineException(EngineError.InvalidArgument,
                     $"Trace line {lineNumber} '{line}' is not 'read|write,address[,length]'.", lineNumber);
             ops.Add((write.Value, a, len));
         }

@@ -143,7 +143,7 @@ public sealed record KernelProfile
         KernelProfile p;
         if (string.Equals(name, HostName, StringComparison.OrdinalIgnoreCase)) p = KernelRules.HostProfile();
         else if (!s_profiles.TryGetValue(name, out p!))
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+            throw new EngineException(EngineError.InvalidArgument,
                 $"Unknown kernel profile '{name}'; known profiles: {string.Join(", ", Names)}, {HostName}.", name);
         return noSoftDirty ? p.WithoutSoftDirty() : p;
     }

@@ -4,11 +4,11 @@ using System.Reflection;
 
 namespace SoftDirty;
 
-/// <summary>The <see cref="FailureCategory"/> of one <see cref="SoftDirtyError"/> member: every member carries one.</summary>
+/// <summary>The <see cref="FailureCategory"/> of one <see cref="EngineError"/> member: every member carries one.</summary>
 [AttributeUsage(AttributeTargets.Field, AllowMultiple = false)]
 internal sealed class CategorizedAttribute : Attribute
 {
-    private static readonly Dictionary<SoftDirtyError, FailureCategory> Categories = ReadCategories();
+    private static readonly Dictionary<EngineError, FailureCategory> Categories = ReadCategories();
 
     /// <summary>Marks an error with its category.</summary>
     public CategorizedAttribute(FailureCategory category) => Category = category;
@@ -17,22 +17,22 @@ internal sealed class CategorizedAttribute : Attribute
     public FailureCategory Category { get; }
 
     /// <summary>The category of <paramref name="error"/>; NotSpecified for a value that is no member.</summary>
-    public static FailureCategory Of(SoftDirtyError error) =>
+    public static FailureCategory Of(EngineError error) =>
         Categories.TryGetValue(error, out var category) ? category : FailureCategory.NotSpecified;
 
     /// <summary>The members that lack the attribute (none: an xunit test walks the enum).</summary>
-    internal static IEnumerable<SoftDirtyError> Uncategorized()
+    internal static IEnumerable<EngineError> Uncategorized()
     {
-        foreach (var error in Enum.GetValues<SoftDirtyError>())
+        foreach (var error in Enum.GetValues<EngineError>())
             if (!Categories.ContainsKey(error)) yield return error;
     }
 
-    private static Dictionary<SoftDirtyError, FailureCategory> ReadCategories()
+    private static Dictionary<EngineError, FailureCategory> ReadCategories()
     {
-        var map = new Dictionary<SoftDirtyError, FailureCategory>();
-        foreach (var field in typeof(SoftDirtyError).GetFields(BindingFlags.Public | BindingFlags.Static))
+        var map = new Dictionary<EngineError, FailureCategory>();
+        foreach (var field in typeof(EngineError).GetFields(BindingFlags.Public | BindingFlags.Static))
             if (field.GetCustomAttribute<CategorizedAttribute>() is { } attribute)
-                map[(SoftDirtyError)field.GetValue(null)!] = attribute.Category;
+                map[(EngineError)field.GetValue(null)!] = attribute.Category;
         return map;
     }
 }

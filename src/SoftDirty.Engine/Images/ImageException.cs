@@ -1,9 +1,9 @@
 namespace SoftDirty.Images;
 
 /// <summary>An image error with the file and byte offset it is about.</summary>
-public sealed class ImageException : SoftDirtyException
+public sealed class ImageException : EngineException
 {
-    internal ImageException(SoftDirtyError error, string message, string file, long? offset) : base(error, message, file)
+    internal ImageException(EngineError error, string message, string file, long? offset) : base(error, message, file)
     {
         File = file;
         Offset = offset;

@@ -3,7 +3,7 @@ namespace SoftDirty.Images;
 /// <summary>A problem found in an image: the file, the byte offset where it lies, and what is wrong.</summary>
 public sealed class ImageProblem
 {
-    internal ImageProblem(SoftDirtyError error, string file, long? offset, string message)
+    internal ImageProblem(EngineError error, string file, long? offset, string message)
     {
         Error = error;
         File = file;
@@ -12,7 +12,7 @@ public sealed class ImageProblem
     }
 
     /// <summary>The error the problem is reported as.</summary>
-    public SoftDirtyError Error { get; }
+    public EngineError Error { get; }
     /// <summary>The image file the problem is in.</summary>
     public string File { get; }
     /// <summary>The byte offset in <see cref="File"/>, where the problem has one.</summary>
@@ -21,5 +21,5 @@ public sealed class ImageProblem
     public string Message { get; }
     /// <inheritdoc/>
     public override string ToString() => Message;
-    internal SoftDirtyException ToException() => new(Error, Message, File);
+    internal EngineException ToException() => new(Error, Message, File);
 }

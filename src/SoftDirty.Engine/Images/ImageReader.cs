@@ -10,7 +10,7 @@ namespace SoftDirty.Images;
 /// <summary>Opens, verifies and resolves memory image chains.</summary>
 internal static class ImageReader
 {
-    private static ImageException Problem(SoftDirtyError e, string file, long? offset, string what) =>
+    private static ImageException Problem(EngineError e, string file, long? offset, string what) =>
         new ImageException(e, offset is { } o ? $"{file} at offset {o} (0x{o:x}): {what}" : $"{file}: {what}", file, offset);
 
     /// <summary>Reads and checks one manifest (checksum and every structural invariant); throws ImageIncomplete, ImageCorrupt with the file and offset.</summary>
@@ -19,9 +19,9 @@ internal static class ImageReader
         path = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(path));
         var dir = FileNative.Lstat(path, out int errno);
         if (dir is null && errno is Errno.EACCES or Errno.EPERM)
-            throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"{path}: {Errno.Describe(errno)} (an image of another user?).", path, errno);
+            throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(errno)} (an image of another user?).", path, errno);
         if (!Directory.Exists(path))
-            throw new SoftDirtyException(SoftDirtyError.ImageIncomplete, dir switch
+            throw new EngineException(EngineError.ImageIncomplete, dir switch
             {
                 null => $"{path}: no such image directory.",
                 { Type: FileNative.S_IFLNK } => $"{path}: a symbolic link that leads to no directory (dangling, or a loop of links).",
@@ -32,24 +32,24 @@ internal static class ImageReader
         try { bytes = SafeFiles.ReadRegular(manifestPath, SafeFiles.MaxManifestBytes); }
         catch (FileNotFoundException)
         {
-            throw new SoftDirtyException(SoftDirtyError.ImageIncomplete,
+            throw new EngineException(EngineError.ImageIncomplete,
                 $"{manifestPath}: missing, so the image in {path} is incomplete (a save that was interrupted, or not a memory image).", path);
         }
         ImageManifest? m;
         try { m = JsonSerializer.Deserialize<ImageManifest>(bytes, ImageFormat.Json); }
         catch (JsonException ex)
         {
-            throw Problem(SoftDirtyError.ImageCorrupt, manifestPath, ex.BytePositionInLine is { } b ? LineOffset(bytes, ex.LineNumber ?? 0, b) : null,
+            throw Problem(EngineError.ImageCorrupt, manifestPath, ex.BytePositionInLine is { } b ? LineOffset(bytes, ex.LineNumber ?? 0, b) : null,
                 "not a valid manifest: " + ex.Message.Split(" Path:")[0]);
         }
         catch (Exception ex) when (ex is NotSupportedException or InvalidOperationException or ArgumentException or FormatException or OverflowException)
         {
-            throw Problem(SoftDirtyError.ImageCorrupt, manifestPath, null, "not a valid manifest: " + ex.Message);
+            throw Problem(EngineError.ImageCorrupt, manifestPath, null, "not a valid manifest: " + ex.Message);
         }
         if (m is null || m.Format != ImageFormat.FormatName)
-            throw Problem(SoftDirtyError.ImageCorrupt, manifestPath, 0, $"the format is not {ImageFormat.FormatName}.");
+            throw Problem(EngineError.ImageCorrupt, manifestPath, 0, $"the format is not {ImageFormat.FormatName}.");
         if (m.Version != ImageFormat.Version)
-            throw Problem(SoftDirtyError.ImageCorrupt, manifestPath, 0, $"format version {m.Version} is not supported (this module reads {ImageFormat.Version}; save the image again).");
+            throw Problem(EngineError.ImageCorrupt, manifestPath, 0, $"format version {m.Version} is not supported (this module reads {ImageFormat.Version}; save the image again).");
         Validate(m, manifestPath);
         return new OpenedImage(path, m);
     }
@@ -57,7 +57,7 @@ internal static class ImageReader
     /// <summary>Every invariant a manifest must keep, in work bounded by its (size-limited) content.</summary>
     private static void Validate(ImageManifest m, string file)
     {
-        SoftDirtyException Bad(string what) => Problem(SoftDirtyError.ImageCorrupt, file, null, what);
+        EngineException Bad(string what) => Problem(EngineError.ImageCorrupt, file, null, what);
         if (m.Checksum is null) throw Bad("has no checksum.");
         var actual = ImageFormat.ManifestChecksum(m);
         if (actual != m.Checksum) throw Bad($"checksum mismatch (manifest hash {actual}, the manifest says {m.Checksum}): it was edited or damaged.");
@@ -107,34 +107,34 @@ internal static class ImageReader
         while (true)
         {
             if (!seen.Add(image.Path))
-                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch, $"{image.File(ImageFormat.ManifestFile)}: its parent chain loops back to {image.Path}.", image.Path);
+                throw new EngineException(EngineError.ImageParentMismatch, $"{image.File(ImageFormat.ManifestFile)}: its parent chain loops back to {image.Path}.", image.Path);
             chain.Add(image);
             var link = image.Manifest.Parent;
             if (link is null)
             {
                 if (image.Manifest.Depth != 0)
-                    throw Problem(SoftDirtyError.ImageCorrupt, image.File(ImageFormat.ManifestFile), null, $"depth {image.Manifest.Depth} but no parent.");
+                    throw Problem(EngineError.ImageCorrupt, image.File(ImageFormat.ManifestFile), null, $"depth {image.Manifest.Depth} but no parent.");
                 break;
             }
             var parentPath = System.IO.Path.GetFullPath(System.IO.Path.Combine(image.Path, link.Path));
             OpenedImage parent;
             try { parent = Open(parentPath); }
-            catch (SoftDirtyException ex)
+            catch (EngineException ex)
             {
-                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch,
+                throw new EngineException(EngineError.ImageParentMismatch,
                     $"{image.File(ImageFormat.ManifestFile)}: the parent image {parentPath} cannot be used: {ex.Message}", image.Path, 0, ex);
             }
             if (parent.Manifest.Id != link.Id)
-                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch,
+                throw new EngineException(EngineError.ImageParentMismatch,
                     $"{image.File(ImageFormat.ManifestFile)}: names parent {link.Id} in {parentPath}, but {parent.File(ImageFormat.ManifestFile)} holds image {parent.Manifest.Id}: not the image this one was taken against.", image.Path);
             if (parent.Manifest.Checksum != link.Checksum)
-                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch,
+                throw new EngineException(EngineError.ImageParentMismatch,
                     $"{image.File(ImageFormat.ManifestFile)}: the parent {parentPath} has changed since this image was taken against it (its manifest checksum differs).", image.Path);
             if (parent.Manifest.ProcessIdentity != image.Manifest.ProcessIdentity)
-                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch,
+                throw new EngineException(EngineError.ImageParentMismatch,
                     $"{image.File(ImageFormat.ManifestFile)}: the parent {parentPath} is an image of another process ({parent.Manifest.ProcessIdentity}, this one {image.Manifest.ProcessIdentity}).", image.Path);
             if (parent.Manifest.PageSize != image.Manifest.PageSize || parent.Manifest.Depth != image.Manifest.Depth - 1)
-                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch,
+                throw new EngineException(EngineError.ImageParentMismatch,
                     $"{image.File(ImageFormat.ManifestFile)}: page size or depth does not follow from the parent {parentPath}.", image.Path);
             image = parent;
         }
@@ -151,11 +151,11 @@ internal static class ImageReader
         long indexSize = CheckFile(image, ImageFormat.IndexFile);
         byte[] bytes;
         try { bytes = SafeFiles.ReadRegular(indexPath, indexSize); }
-        catch (FileNotFoundException) { throw Problem(SoftDirtyError.ImageIncomplete, indexPath, null, "missing."); }
+        catch (FileNotFoundException) { throw Problem(EngineError.ImageIncomplete, indexPath, null, "missing."); }
         if (bytes.Length != indexSize)
-            throw Problem(SoftDirtyError.ImageIncomplete, indexPath, Math.Min(bytes.Length, indexSize), "changed while being read.");
+            throw Problem(EngineError.ImageIncomplete, indexPath, Math.Min(bytes.Length, indexSize), "changed while being read.");
         if (bytes.Length < ImageFormat.IndexHeaderSize || !bytes.AsSpan(0, 8).SequenceEqual(ImageFormat.IndexMagic))
-            throw Problem(SoftDirtyError.ImageCorrupt, indexPath, 0, "no SDIMGIDX header.");
+            throw Problem(EngineError.ImageCorrupt, indexPath, 0, "no SDIMGIDX header.");
         var info = m.Files.First(f => f.Name == ImageFormat.IndexFile); // Open checked it is listed once
         if (info.Hash is { } expected)
         {
@@ -164,11 +164,11 @@ internal static class ImageReader
             {
                 // Name the first record that cannot be right, else the file as a whole.
                 long bad = FirstBadRecord(bytes, m.PageSize, pagesSize);
-                throw Problem(SoftDirtyError.ImageCorrupt, indexPath, bad >= 0 ? bad : null, $"checksum mismatch (index.bin hash {actual}, manifest says {expected}).");
+                throw Problem(EngineError.ImageCorrupt, indexPath, bad >= 0 ? bad : null, $"checksum mismatch (index.bin hash {actual}, manifest says {expected}).");
             }
         }
         if ((bytes.Length - ImageFormat.IndexHeaderSize) % ImageFormat.RecordSize != 0)
-            throw Problem(SoftDirtyError.ImageCorrupt, indexPath, bytes.Length, "ends inside a record.");
+            throw Problem(EngineError.ImageCorrupt, indexPath, bytes.Length, "ends inside a record.");
         int n = (bytes.Length - ImageFormat.IndexHeaderSize) / ImageFormat.RecordSize;
         var records = new PageRecord[n];
         ulong prev = 0, data = 0, zero = 0;
@@ -178,27 +178,27 @@ internal static class ImageReader
             long off = ImageFormat.IndexHeaderSize + (long)i * ImageFormat.RecordSize;
             var r = PageRecord.ReadFrom(bytes.AsSpan((int)off, ImageFormat.RecordSize));
             if (i > 0 && r.Address <= prev)
-                throw Problem(SoftDirtyError.ImageCorrupt, indexPath, off, $"record {i} (page 0x{r.Address:x}) is out of address order.");
+                throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i} (page 0x{r.Address:x}) is out of address order.");
             if (r.Address % (ulong)m.PageSize != 0)
-                throw Problem(SoftDirtyError.ImageCorrupt, indexPath, off, $"record {i}: address 0x{r.Address:x} is not page-aligned.");
+                throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i}: address 0x{r.Address:x} is not page-aligned.");
             while (mapping < m.Mappings.Count && m.Mappings[mapping].End <= r.Address) mapping++;
             if (mapping == m.Mappings.Count || r.Address < m.Mappings[mapping].Start)
-                throw Problem(SoftDirtyError.ImageCorrupt, indexPath, off, $"record {i}: page 0x{r.Address:x} lies outside every mapping of the manifest.");
+                throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i}: page 0x{r.Address:x} lies outside every mapping of the manifest.");
             if (r.Kind == PageRecordKind.Data)
             {
                 if (r.Offset % (ulong)m.PageSize != 0 || (ulong)pagesSize < (ulong)m.PageSize || r.Offset > (ulong)pagesSize - (ulong)m.PageSize)
-                    throw Problem(SoftDirtyError.ImageCorrupt, indexPath, off, $"record {i} (page 0x{r.Address:x}) points at pages.bin offset {r.Offset}, outside its {pagesSize} bytes.");
+                    throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i} (page 0x{r.Address:x}) points at pages.bin offset {r.Offset}, outside its {pagesSize} bytes.");
                 data++;
             }
             else if (r.Kind == PageRecordKind.Zero) zero++;
-            else throw Problem(SoftDirtyError.ImageCorrupt, indexPath, off, $"record {i} has unknown kind {(uint)r.Kind}.");
+            else throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i} has unknown kind {(uint)r.Kind}.");
             records[i] = r;
             prev = r.Address;
         }
         if (data != m.DataPages || zero != m.ZeroPages)
-            throw Problem(SoftDirtyError.ImageCorrupt, indexPath, null, $"holds {data} data and {zero} zero records; the manifest says {m.DataPages} and {m.ZeroPages}.");
+            throw Problem(EngineError.ImageCorrupt, indexPath, null, $"holds {data} data and {zero} zero records; the manifest says {m.DataPages} and {m.ZeroPages}.");
         if ((ulong)pagesSize != data * (ulong)m.PageSize)
-            throw Problem(SoftDirtyError.ImageCorrupt, pagesPath, Math.Min(pagesSize, (long)(data * (ulong)m.PageSize)), $"is {pagesSize} bytes for {data} pages of {m.PageSize}.");
+            throw Problem(EngineError.ImageCorrupt, pagesPath, Math.Min(pagesSize, (long)(data * (ulong)m.PageSize)), $"is {pagesSize} bytes for {data} pages of {m.PageSize}.");
         return records;
     }
 
@@ -221,19 +221,19 @@ internal static class ImageReader
     {
         var path = image.File(name);
         var info = image.Manifest.Files.FirstOrDefault(f => f.Name == name)
-            ?? throw Problem(SoftDirtyError.ImageCorrupt, image.File(ImageFormat.ManifestFile), null, $"does not list {name}.");
+            ?? throw Problem(EngineError.ImageCorrupt, image.File(ImageFormat.ManifestFile), null, $"does not list {name}.");
         var st = FileNative.Lstat(path, out int errno);
         if (st is null)
         {
-            if (errno is Errno.EACCES or Errno.EPERM) throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"{path}: {Errno.Describe(errno)}", path, errno);
-            throw Problem(SoftDirtyError.ImageIncomplete, path, null, "missing.");
+            if (errno is Errno.EACCES or Errno.EPERM) throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(errno)}", path, errno);
+            throw Problem(EngineError.ImageIncomplete, path, null, "missing.");
         }
-        if (st.Value.Type != FileNative.S_IFREG) throw Problem(SoftDirtyError.ImageCorrupt, path, null, "not a regular file (a link, FIFO, device or directory).");
+        if (st.Value.Type != FileNative.S_IFREG) throw Problem(EngineError.ImageCorrupt, path, null, "not a regular file (a link, FIFO, device or directory).");
         long length = (long)st.Value.Size;
         if (length < info.Size)
-            throw Problem(SoftDirtyError.ImageIncomplete, path, length, $"truncated: {length} bytes, the manifest says {info.Size}.");
+            throw Problem(EngineError.ImageIncomplete, path, length, $"truncated: {length} bytes, the manifest says {info.Size}.");
         if (length > info.Size)
-            throw Problem(SoftDirtyError.ImageCorrupt, path, info.Size, $"{length} bytes, longer than the {info.Size} the manifest says.");
+            throw Problem(EngineError.ImageCorrupt, path, info.Size, $"{length} bytes, longer than the {info.Size} the manifest says.");
         return length;
     }
 
@@ -256,7 +256,7 @@ internal static class ImageReader
             if (records[i].Kind == PageRecordKind.Zero)
             {
                 if (records[i].Hash != zero)
-                    onProblem(new ImageProblem(SoftDirtyError.ImageCorrupt, image.File(ImageFormat.IndexFile), ImageFormat.IndexHeaderSize + (long)i * ImageFormat.RecordSize,
+                    onProblem(new ImageProblem(EngineError.ImageCorrupt, image.File(ImageFormat.IndexFile), ImageFormat.IndexHeaderSize + (long)i * ImageFormat.RecordSize,
                         $"{image.File(ImageFormat.IndexFile)} at offset {ImageFormat.IndexHeaderSize + (long)i * ImageFormat.RecordSize}: zero record for page 0x{records[i].Address:x} carries a hash other than the zero page's."));
                 i++; checkedPages++;
                 continue;
@@ -273,12 +273,12 @@ internal static class ImageReader
                 int bo = (k - i) * ps;
                 if (bo + ps > got)
                 {
-                    onProblem(new ImageProblem(SoftDirtyError.ImageIncomplete, pagesPath, at, $"{pagesPath} at offset {at} (0x{at:x}): page 0x{records[k].Address:x} lies past the end of the file."));
+                    onProblem(new ImageProblem(EngineError.ImageIncomplete, pagesPath, at, $"{pagesPath} at offset {at} (0x{at:x}): page 0x{records[k].Address:x} lies past the end of the file."));
                     continue;
                 }
                 var h = PageHash.Fast128(buffer.AsSpan(bo, ps));
                 if (h != records[k].Hash)
-                    onProblem(new ImageProblem(SoftDirtyError.ImageCorrupt, pagesPath, at,
+                    onProblem(new ImageProblem(EngineError.ImageCorrupt, pagesPath, at,
                         $"{pagesPath} at offset {at} (0x{at:x}): page 0x{records[k].Address:x} does not match its checksum (index.bin record {k})."));
                 checkedPages++;
             }

@@ -30,9 +30,9 @@ internal static class ImageRestorer
                 int got = RandomAccess.Read(handles[img], page, (long)offset);
                 var file = chain[img].File(ImageFormat.PagesFile);
                 if (got < ps)
-                    throw new SoftDirtyException(SoftDirtyError.ImageIncomplete, $"{file} at offset {offset} (0x{offset:x}): truncated, page 0x{addr:x} is missing.", file);
+                    throw new EngineException(EngineError.ImageIncomplete, $"{file} at offset {offset} (0x{offset:x}): truncated, page 0x{addr:x} is missing.", file);
                 if (PageHash.Fast128(page) != hash)
-                    throw new SoftDirtyException(SoftDirtyError.ImageCorrupt, $"{file} at offset {offset} (0x{offset:x}): page 0x{addr:x} does not match its checksum.", file);
+                    throw new EngineException(EngineError.ImageCorrupt, $"{file} at offset {offset} (0x{offset:x}): page 0x{addr:x} does not match its checksum.", file);
                 target.WritePage(addr, page);
                 n++;
             }

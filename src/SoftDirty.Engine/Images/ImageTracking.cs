@@ -53,7 +53,7 @@ internal static class ImageTracking
             case TrackingMethod.SoftDirty:
             {
                 if (!source.Features.SoftDirty)
-                    throw new SoftDirtyException(SoftDirtyError.SoftDirtyNotSupported, source.Features.SoftDirtyReason ?? "No soft-dirty on this kernel.", source.ProcessId);
+                    throw new EngineException(EngineError.SoftDirtyNotSupported, source.Features.SoftDirtyReason ?? "No soft-dirty on this kernel.", source.ProcessId);
                 DirtyPageSet? set = null;
                 if (parent is not null && parent.Armed == TrackingMethod.SoftDirty && parent.ProcessId == source.ProcessId && !verify)
                 {
@@ -114,7 +114,7 @@ internal static class ImageTracking
             case TrackingMethod.WriteProtect:
             {
                 if (source is not IAsyncWriteProtectSource)
-                    throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported,
+                    throw new EngineException(EngineError.WriteProtectNotSupported,
                         $"Memory images of process {source.ProcessId} cannot use WriteProtect: its tracking would not outlive this command. Use -Method Hash or SoftDirty.", source.ProcessId);
                 DirtyPageSet? set = null;
                 if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && Kept.TryGetValue(source, out var kept))

@@ -11,7 +11,7 @@ internal static class ImageVerifier
         var problems = new List<ImageProblem>();
         List<OpenedImage> chain;
         try { chain = ImageReader.Chain(path); }
-        catch (SoftDirtyException ex)
+        catch (EngineException ex)
         {
             problems.Add(ex is ImageException ie ? new ImageProblem(ie.Error, ie.File, ie.Offset, ie.Message) : new ImageProblem(ex.Error, ex.Target?.ToString() ?? path, null, ex.Message));
             return new MemoryImageTestResult { Path = System.IO.Path.GetFullPath(path), Valid = false, Problems = new JoinedList<ImageProblem>(problems.ToArray(), MemoryImageTestResult.ProblemSeparator) };
@@ -22,13 +22,13 @@ internal static class ImageVerifier
             try
             {
                 if (image.Manifest.UnreadablePages > 0)
-                    problems.Add(new ImageProblem(SoftDirtyError.ImageIncomplete, image.File(ImageFormat.ManifestFile), null,
+                    problems.Add(new ImageProblem(EngineError.ImageIncomplete, image.File(ImageFormat.ManifestFile), null,
                         $"{image.File(ImageFormat.ManifestFile)}: {image.Manifest.UnreadablePages} present page(s) could not be read when this image was saved (unmapped during the save): the image lacks them."));
                 var records = ImageReader.ReadIndex(image);
                 pages += ImageReader.VerifyPages(image, records, problems.Add, cancel);
             }
             catch (ImageException ex) { problems.Add(new ImageProblem(ex.Error, ex.File, ex.Offset, ex.Message)); }
-            catch (SoftDirtyException ex) { problems.Add(new ImageProblem(ex.Error, ex.Target?.ToString() ?? image.Path, null, ex.Message)); }
+            catch (EngineException ex) { problems.Add(new ImageProblem(ex.Error, ex.Target?.ToString() ?? image.Path, null, ex.Message)); }
         }
         return new MemoryImageTestResult { Path = chain[^1].Path, Valid = problems.Count == 0, ImagesChecked = chain.Count, PagesChecked = pages, Problems = new JoinedList<ImageProblem>(problems.ToArray(), MemoryImageTestResult.ProblemSeparator) };
     }

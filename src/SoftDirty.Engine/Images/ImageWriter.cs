@@ -45,10 +45,10 @@ internal static class ImageWriter
         {
             chain = ImageReader.Chain(parentPath);
             if (chain[^1].Manifest.PageSize != ps)
-                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch, $"{chain[^1].File(ImageFormat.ManifestFile)}: page size {chain[^1].Manifest.PageSize}, the process uses {ps}.", parentPath);
+                throw new EngineException(EngineError.ImageParentMismatch, $"{chain[^1].File(ImageFormat.ManifestFile)}: page size {chain[^1].Manifest.PageSize}, the process uses {ps}.", parentPath);
             var identity = TrackingEpoch.Identity(source);
             if (chain[^1].Manifest.ProcessIdentity != identity)
-                throw new SoftDirtyException(SoftDirtyError.ImageParentMismatch,
+                throw new EngineException(EngineError.ImageParentMismatch,
                     $"{chain[^1].File(ImageFormat.ManifestFile)} is an image of another process ({chain[^1].Manifest.ProcessName}, {chain[^1].Manifest.ProcessIdentity}), not of process {source.ProcessId} ({identity ?? "gone"}): an increment continues the chain of the same process. Save a full image instead.", parentPath);
             parentHashes = ImageReader.ResolveHashes(chain);
         }
@@ -197,11 +197,11 @@ internal static class ImageWriter
         }
         catch (IOException ex) when (ex is not FileNotFoundException)
         {
-            throw new SoftDirtyException(SoftDirtyError.ImageWriteError, $"Writing the memory image {path} failed: {ex.Message}", path, ex.HResult & 0xFFFF, ex);
+            throw new EngineException(EngineError.ImageWriteError, $"Writing the memory image {path} failed: {ex.Message}", path, ex.HResult & 0xFFFF, ex);
         }
         catch (UnauthorizedAccessException ex)
         {
-            throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"Writing the memory image {path} failed: {ex.Message}", path, Errno.EACCES, ex);
+            throw new EngineException(EngineError.PermissionDenied, $"Writing the memory image {path} failed: {ex.Message}", path, Errno.EACCES, ex);
         }
     }
 

@@ -40,11 +40,11 @@ internal static class SafeFiles
         }
     }
 
-    internal static SoftDirtyException WriteFailure(string path, int errno, string message) => errno switch
+    internal static EngineException WriteFailure(string path, int errno, string message) => errno switch
     {
-        Errno.EACCES or Errno.EPERM => new SoftDirtyException(SoftDirtyError.PermissionDenied, message, path, errno),
-        Errno.EEXIST => new SoftDirtyException(SoftDirtyError.UnsafeDestination, message + " (something was created there meanwhile)", path, errno),
-        _ => new SoftDirtyException(SoftDirtyError.ImageWriteError, message, path, errno),
+        Errno.EACCES or Errno.EPERM => new EngineException(EngineError.PermissionDenied, message, path, errno),
+        Errno.EEXIST => new EngineException(EngineError.UnsafeDestination, message + " (something was created there meanwhile)", path, errno),
+        _ => new EngineException(EngineError.ImageWriteError, message, path, errno),
     };
 
     /// <summary>
@@ -57,7 +57,7 @@ internal static class SafeFiles
         // write to without the sticky bit, another user could swap that folder before the rename.
         if (Path.GetDirectoryName(path) is { } folder && FileNative.Stat(folder, out _) is { } fs
             && (fs.Permissions & FileNative.S_IWOTH) != 0 && (fs.Permissions & FileNative.S_ISVTX) == 0)
-            throw new SoftDirtyException(SoftDirtyError.UnsafeDestination,
+            throw new EngineException(EngineError.UnsafeDestination,
                 $"{what} {path} lies in {folder}, which every user may write to and which has no sticky bit: another user could replace what the module writes there before it is put in place. Choose a folder of your own (or one with the sticky bit, as /tmp has).", path);
         var st = FileNative.Lstat(path, out int errno);
         if (st is null)
@@ -65,32 +65,32 @@ internal static class SafeFiles
             if (errno is not (Errno.ENOENT or 20)) // ENOTDIR: a component is a file
                 throw WriteFailure(path, errno, $"{what} {path}: {Errno.Describe(errno)}");
             if (errno == 20)
-                throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"{what} {path}: a part of the path is a file, not a directory.", path, errno);
+                throw new EngineException(EngineError.InvalidArgument, $"{what} {path}: a part of the path is a file, not a directory.", path, errno);
             var parent = Path.GetDirectoryName(path);
             if (parent is not null && !Directory.Exists(parent))
             {
                 try { Directory.CreateDirectory(parent, ImageFormat.DirectoryMode); }
-                catch (IOException ex) { throw new SoftDirtyException(SoftDirtyError.ImageWriteError, $"Creating {parent} failed: {ex.Message}", parent, 0, ex); }
-                catch (UnauthorizedAccessException ex) { throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"Creating {parent} failed: {ex.Message}", parent, Errno.EACCES, ex); }
+                catch (IOException ex) { throw new EngineException(EngineError.ImageWriteError, $"Creating {parent} failed: {ex.Message}", parent, 0, ex); }
+                catch (UnauthorizedAccessException ex) { throw new EngineException(EngineError.PermissionDenied, $"Creating {parent} failed: {ex.Message}", parent, Errno.EACCES, ex); }
             }
             return false;
         }
         var s = st.Value;
         if (s.Type == FileNative.S_IFLNK)
-            throw new SoftDirtyException(SoftDirtyError.UnsafeDestination, $"{what} {path} is a symbolic link; the module does not write through links. Give the real directory or a new path.", path);
+            throw new EngineException(EngineError.UnsafeDestination, $"{what} {path} is a symbolic link; the module does not write through links. Give the real directory or a new path.", path);
         if (s.Type != FileNative.S_IFDIR)
-            throw new SoftDirtyException(SoftDirtyError.ImageExists, $"{what} {path} exists and is not a directory; choose a new path.", path);
+            throw new EngineException(EngineError.ImageExists, $"{what} {path} exists and is not a directory; choose a new path.", path);
         if (s.Uid != FileNative.Geteuid())
-            throw new SoftDirtyException(SoftDirtyError.UnsafeDestination, $"{what} {path} belongs to user {s.Uid}, not to you ({FileNative.Geteuid()}); the module writes only into directories of its caller.", path);
+            throw new EngineException(EngineError.UnsafeDestination, $"{what} {path} belongs to user {s.Uid}, not to you ({FileNative.Geteuid()}); the module writes only into directories of its caller.", path);
         bool any;
         try
         {
             using var e = Directory.EnumerateFileSystemEntries(path).GetEnumerator();
             any = e.MoveNext();
         }
-        catch (UnauthorizedAccessException ex) { throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"{what} {path}: {ex.Message}", path, Errno.EACCES, ex); }
+        catch (UnauthorizedAccessException ex) { throw new EngineException(EngineError.PermissionDenied, $"{what} {path}: {ex.Message}", path, Errno.EACCES, ex); }
         if (any)
-            throw new SoftDirtyException(SoftDirtyError.ImageExists, $"{what} {path} is not empty; the module writes only into a new or empty directory. Remove it or choose a new path.", path);
+            throw new EngineException(EngineError.ImageExists, $"{what} {path} is not empty; the module writes only into a new or empty directory. Remove it or choose a new path.", path);
         return true;
     }
 
@@ -106,17 +106,17 @@ internal static class SafeFiles
             int e = Marshal.GetLastPInvokeError();
             if (e == Errno.ENOENT) throw new FileNotFoundException(path);
             if (e is Errno.EACCES or Errno.EPERM)
-                throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"{path}: {Errno.Describe(e)} (an image of another user, or a directory you may not read).", path, e);
-            throw new SoftDirtyException(SoftDirtyError.ImageCorrupt, e == Errno.ELOOP ? $"{path} is a symbolic link; image files must be regular files." : $"{path}: {Errno.Describe(e)}", path, e);
+                throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(e)} (an image of another user, or a directory you may not read).", path, e);
+            throw new EngineException(EngineError.ImageCorrupt, e == Errno.ELOOP ? $"{path} is a symbolic link; image files must be regular files." : $"{path}: {Errno.Describe(e)}", path, e);
         }
         using var handle = new SafeFileHandle(fd, ownsHandle: true);
         var st = FileNative.Fstat(fd, out int serr);
         if (st is not { } s)
-            throw new SoftDirtyException(SoftDirtyError.ImageCorrupt, $"{path}: {Errno.Describe(serr)}", path, serr);
+            throw new EngineException(EngineError.ImageCorrupt, $"{path}: {Errno.Describe(serr)}", path, serr);
         if (s.Type != FileNative.S_IFREG)
-            throw new SoftDirtyException(SoftDirtyError.ImageCorrupt, $"{path} is not a regular file (a FIFO, device or directory); image files must be regular files.", path);
+            throw new EngineException(EngineError.ImageCorrupt, $"{path} is not a regular file (a FIFO, device or directory); image files must be regular files.", path);
         if (s.Size > (ulong)maxBytes || s.Size > (ulong)Array.MaxLength)
-            throw new SoftDirtyException(SoftDirtyError.ImageCorrupt, $"{path} is {s.Size} bytes, more than the {maxBytes} this file can have.", path);
+            throw new EngineException(EngineError.ImageCorrupt, $"{path} is {s.Size} bytes, more than the {maxBytes} this file can have.", path);
         var bytes = new byte[(int)s.Size];
         int got = 0;
         while (got < bytes.Length)
@@ -126,7 +126,7 @@ internal static class SafeFiles
             got += n;
         }
         if (got != bytes.Length)
-            throw new SoftDirtyException(SoftDirtyError.ImageIncomplete, $"{path} changed while being read ({got} of {bytes.Length} bytes).", path);
+            throw new EngineException(EngineError.ImageIncomplete, $"{path} changed while being read ({got} of {bytes.Length} bytes).", path);
         return bytes;
     }
 
@@ -137,15 +137,15 @@ internal static class SafeFiles
         if (fd < 0)
         {
             int e = Marshal.GetLastPInvokeError();
-            if (e == Errno.ENOENT) throw new SoftDirtyException(SoftDirtyError.ImageIncomplete, $"{path}: missing.", path, e);
-            if (e is Errno.EACCES or Errno.EPERM) throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"{path}: {Errno.Describe(e)}", path, e);
-            throw new SoftDirtyException(SoftDirtyError.ImageCorrupt, $"{path}: {Errno.Describe(e)} (image files must be regular files, not links).", path, e);
+            if (e == Errno.ENOENT) throw new EngineException(EngineError.ImageIncomplete, $"{path}: missing.", path, e);
+            if (e is Errno.EACCES or Errno.EPERM) throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(e)}", path, e);
+            throw new EngineException(EngineError.ImageCorrupt, $"{path}: {Errno.Describe(e)} (image files must be regular files, not links).", path, e);
         }
         var handle = new SafeFileHandle(fd, ownsHandle: true);
         if (FileNative.Fstat(fd, out _) is not { Type: FileNative.S_IFREG })
         {
             handle.Dispose();
-            throw new SoftDirtyException(SoftDirtyError.ImageCorrupt, $"{path} is not a regular file; image files must be regular files.", path);
+            throw new EngineException(EngineError.ImageCorrupt, $"{path} is not a regular file; image files must be regular files.", path);
         }
         return handle;
     }

@@ -21,46 +21,46 @@ internal static class InjectionSupport
     public enum YamaScope { Classic = 0, Restricted = 1, AdminOnly = 2, NoAttach = 3 }
 
     /// <summary>Null when process <paramref name="pid"/> can be tracked by injection; else the error and why not.</summary>
-    public static SoftDirtyException? Check(int pid, KernelFeatures features)
+    public static EngineException? Check(int pid, KernelFeatures features)
     {
         if (InjectionArchitecture.Current is null)
-            return new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, "Syscall injection is implemented for x86-64 only.", pid);
+            return new EngineException(EngineError.WriteProtectNotSupported, "Syscall injection is implemented for x86-64 only.", pid);
         if (!features.PagemapScan)
-            return new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, features.PagemapScanReason ?? "PAGEMAP_SCAN is missing (Linux 6.7+).", pid);
+            return new EngineException(EngineError.WriteProtectNotSupported, features.PagemapScanReason ?? "PAGEMAP_SCAN is missing (Linux 6.7+).", pid);
         if (!features.UffdWriteProtectAsync)
-            return new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, "userfaultfd async write-protect (UFFD_FEATURE_WP_ASYNC, Linux 6.7+) is missing: " + (features.UffdWriteProtectAsyncReason ?? "not offered."), pid);
+            return new EngineException(EngineError.WriteProtectNotSupported, "userfaultfd async write-protect (UFFD_FEATURE_WP_ASYNC, Linux 6.7+) is missing: " + (features.UffdWriteProtectAsyncReason ?? "not offered."), pid);
         if (pid == Environment.ProcessId)
-            return new SoftDirtyException(SoftDirtyError.InvalidArgument, "A process cannot inject syscalls into itself; WriteProtect tracks this process with its own userfaultfd.", pid);
+            return new EngineException(EngineError.InvalidArgument, "A process cannot inject syscalls into itself; WriteProtect tracks this process with its own userfaultfd.", pid);
         var status = ReadStatus(pid);
         if (status is null)
-            return new SoftDirtyException(SoftDirtyError.ProcessNotFound, $"No process with id {pid} (no /proc/{pid}/status).", pid, Errno.ENOENT);
+            return new EngineException(EngineError.ProcessNotFound, $"No process with id {pid} (no /proc/{pid}/status).", pid, Errno.ENOENT);
         if (status.TryGetValue("State", out var state) && (state.StartsWith('Z') || state.StartsWith('X')))
-            return new SoftDirtyException(SoftDirtyError.ProcessExited, $"Process {pid} has exited (state {state}).", pid);
+            return new EngineException(EngineError.ProcessExited, $"Process {pid} has exited (state {state}).", pid);
         if (status.TryGetValue("TracerPid", out var tracer) && int.TryParse(tracer, out int tracerPid) && tracerPid != 0)
-            return new SoftDirtyException(SoftDirtyError.ProcessAlreadyTraced,
+            return new EngineException(EngineError.ProcessAlreadyTraced,
                 $"Process {pid} is already traced by process {tracerPid} ({Comm(tracerPid)}); a process has one tracer at a time. Detach the debugger or use -Method Hash.", pid);
         if (status.TryGetValue("PPid", out var ppid) && ppid == Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture))
-            return new SoftDirtyException(SoftDirtyError.PtraceNotPermitted,
+            return new EngineException(EngineError.PtraceNotPermitted,
                 $"Process {pid} is a child of this process ({Environment.ProcessId}): .NET reaps its own children's wait statuses, ptrace stops included, and would take the child for exited. " +
                 "Start the target from a shell as a grandchild (sh -c 'prog & wait') or track it from another PowerShell.", pid);
         if (status.TryGetValue("Seccomp", out var seccomp) && seccomp == "1")
-            return new SoftDirtyException(SoftDirtyError.SeccompForbids, $"Process {pid} runs in seccomp strict mode, which kills it on any syscall but read, write, exit and sigreturn.", pid);
+            return new EngineException(EngineError.SeccompForbids, $"Process {pid} runs in seccomp strict mode, which kills it on any syscall but read, write, exit and sigreturn.", pid);
         bool capable = HasCapability(CapSysPtrace);
         uint me = Ptrace.GetEffectiveUserId();
         if (!capable && status.TryGetValue("Uid", out var uids))
             foreach (var u in uids.Split('\t', StringSplitOptions.RemoveEmptyEntries))
                 if (uint.TryParse(u, out uint id) && id != me)
-                    return new SoftDirtyException(SoftDirtyError.PtraceNotPermitted,
+                    return new EngineException(EngineError.PtraceNotPermitted,
                         $"Process {pid} belongs to another user (uid {id}); ptrace needs the same user or CAP_SYS_PTRACE, which this process (uid {me}) lacks.", pid, Errno.EPERM);
         var scope = ReadYamaScope();
         switch (scope)
         {
             case YamaScope.NoAttach:
-                return new SoftDirtyException(SoftDirtyError.PtraceNotPermitted, $"Yama ptrace_scope is 3 ({YamaScopePath}): no process may ptrace another until reboot.", pid, Errno.EPERM);
+                return new EngineException(EngineError.PtraceNotPermitted, $"Yama ptrace_scope is 3 ({YamaScopePath}): no process may ptrace another until reboot.", pid, Errno.EPERM);
             case YamaScope.AdminOnly when !capable:
-                return new SoftDirtyException(SoftDirtyError.PtraceNotPermitted, $"Yama ptrace_scope is 2 ({YamaScopePath}): only a process with CAP_SYS_PTRACE may ptrace, and this one lacks it.", pid, Errno.EPERM);
+                return new EngineException(EngineError.PtraceNotPermitted, $"Yama ptrace_scope is 2 ({YamaScopePath}): only a process with CAP_SYS_PTRACE may ptrace, and this one lacks it.", pid, Errno.EPERM);
             case YamaScope.Restricted when !capable && !IsDescendant(pid):
-                return new SoftDirtyException(SoftDirtyError.PtraceNotPermitted,
+                return new EngineException(EngineError.PtraceNotPermitted,
                     $"Yama ptrace_scope is 1 ({YamaScopePath}): without CAP_SYS_PTRACE a process may ptrace only its descendants (or a process that named it with PR_SET_PTRACER), and process {pid} is not a descendant of this one ({Environment.ProcessId}).", pid, Errno.EPERM);
         }
         return null;

@@ -49,7 +49,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     public static RemoteSyscalls Attach(ProcPageSource source)
     {
         var arch = InjectionArchitecture.Current
-            ?? throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, $"Syscall injection is implemented for x86-64 only; this is {RuntimeInformation.ProcessArchitecture}.", source.ProcessId);
+            ?? throw new EngineException(EngineError.WriteProtectNotSupported, $"Syscall injection is implemented for x86-64 only; this is {RuntimeInformation.ProcessArchitecture}.", source.ProcessId);
         int pid = source.ProcessId;
         ulong address = FindSyscallInstruction(source, arch);
         int tid = FirstLiveThread(pid);
@@ -107,7 +107,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             if (ip == after) break;
             // A group stop (SIGSTOP from elsewhere) can stop the thread before the instruction ran: step again.
             if (ip == _syscallAddress && Ptrace.Event(status) == Ptrace.EventStop) continue;
-            throw new SoftDirtyException(SoftDirtyError.ProcIOError,
+            throw new EngineException(EngineError.ProcIOError,
                 $"Injected syscall {number} in process {ProcessId} stopped at 0x{ip:x} (signal {Ptrace.StopSignal(status)}), not after the syscall instruction.", ProcessId);
         }
         // Returning to user space after a syscall that was interrupted with a restart code, without a handler to
@@ -126,7 +126,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     {
         long r = Call(number, args);
         if (InjectionArchitecture.IsError((ulong)r, out int e))
-            throw new SoftDirtyException(SoftDirtyError.ProcIOError, $"{what} in process {ProcessId} failed: {Errno.Describe(e)}", ProcessId, e);
+            throw new EngineException(EngineError.ProcIOError, $"{what} in process {ProcessId} failed: {Errno.Describe(e)}", ProcessId, e);
         return r;
     }
 
@@ -186,10 +186,10 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             if (r == ThreadId) return status;
             char state = ThreadState();
             if (state == 'Z' || state == 'X' || state == '?')
-                throw new SoftDirtyException(SoftDirtyError.ProcessExited, $"Process {ProcessId} exited during syscall injection.", ProcessId);
+                throw new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection.", ProcessId);
             if (state == 't' && StopFromSigInfo() is { } stop) return stop;
             if (clock.Elapsed > StopTimeout)
-                throw new SoftDirtyException(SoftDirtyError.ProcIOError, $"Thread {ThreadId} of process {ProcessId} did not stop within {StopTimeout.TotalSeconds} s.", ProcessId);
+                throw new EngineException(EngineError.ProcIOError, $"Thread {ThreadId} of process {ProcessId} did not stop within {StopTimeout.TotalSeconds} s.", ProcessId);
             spin.SpinOnce(sleep1Threshold: -1);
         }
     }
@@ -218,10 +218,10 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         return (ev << 16) | ((signo & 0xff) << 8) | 0x7f;
     }
 
-    private SoftDirtyException Gone(int status)
+    private EngineException Gone(int status)
     {
         _attached = false; // a dead tracee needs no detach
-        return new SoftDirtyException(SoftDirtyError.ProcessExited,
+        return new EngineException(EngineError.ProcessExited,
             Ptrace.Exited(status) ? $"Process {ProcessId} exited during syscall injection." : $"Process {ProcessId} was killed (signal {status & 0x7f}) during syscall injection.", ProcessId);
     }
 
@@ -243,13 +243,13 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         }
     }
 
-    private SoftDirtyException Fail(string what)
+    private EngineException Fail(string what)
     {
         int e = Marshal.GetLastPInvokeError();
         if (e == Errno.ESRCH && !Directory.Exists($"/proc/{ProcessId}/task/{ThreadId}"))
-            return new SoftDirtyException(SoftDirtyError.ProcessExited, $"Process {ProcessId} exited during syscall injection ({what}).", ProcessId, e);
-        var error = e == Errno.EPERM && what == "PTRACE_SEIZE" ? SoftDirtyError.PtraceNotPermitted : SoftDirtyError.ProcIOError;
-        return new SoftDirtyException(error, $"{what} on process {ProcessId} (thread {ThreadId}) failed: {Errno.Describe(e)}", ProcessId, e);
+            return new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection ({what}).", ProcessId, e);
+        var error = e == Errno.EPERM && what == "PTRACE_SEIZE" ? EngineError.PtraceNotPermitted : EngineError.ProcIOError;
+        return new EngineException(error, $"{what} on process {ProcessId} (thread {ThreadId}) failed: {Errno.Describe(e)}", ProcessId, e);
     }
 
     /// <summary>Unmaps the scratch page, restores registers and signal mask exactly, and detaches.</summary>
@@ -261,10 +261,10 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             {
                 if (ScratchAddress != 0) Call(_arch.Munmap, ScratchAddress, _scratchLength);
             }
-            catch (SoftDirtyException) { }
+            catch (EngineException) { }
             ScratchAddress = 0;
             if (!_attached) { CloseMem(); return; }
-            try { SetRegisters(_saved); } catch (SoftDirtyException) { }
+            try { SetRegisters(_saved); } catch (EngineException) { }
             ulong mask = _savedMask;
             Ptrace.Call(Ptrace.SetSigMask, ThreadId, sizeof(ulong), (nint)(&mask));
             Ptrace.Call(Ptrace.Detach, ThreadId, 0, 0);
@@ -299,7 +299,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
-        throw new SoftDirtyException(SoftDirtyError.ProcessExited, $"Process {pid} has no live thread.", pid);
+        throw new EngineException(EngineError.ProcessExited, $"Process {pid} has no live thread.", pid);
     }
 
     /// <summary>The address of a syscall instruction in an executable mapping: the vDSO first, then the others.</summary>
@@ -313,10 +313,10 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
                 var bytes = new byte[Math.Min(m.Size, 1UL << 20)];
                 int got;
                 try { got = source.ReadMemory(m.Start, bytes); }
-                catch (SoftDirtyException ex) when (ex.Error != SoftDirtyError.ProcessExited) { continue; } // unreadable: try the next one
+                catch (EngineException ex) when (ex.Error != EngineError.ProcessExited) { continue; } // unreadable: try the next one
                 int at = bytes.AsSpan(0, Math.Max(0, got)).IndexOf(arch.SyscallInstruction);
                 if (at >= 0) return m.Start + (ulong)at;
             }
-        throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, $"Process {source.ProcessId} has no readable syscall instruction in an executable mapping.", source.ProcessId);
+        throw new EngineException(EngineError.WriteProtectNotSupported, $"Process {source.ProcessId} has no readable syscall instruction in an executable mapping.", source.ProcessId);
     }
 }

@@ -29,7 +29,7 @@ internal static class RemoteWriteProtect
         if (InjectionArchitecture.IsError((ulong)fd, out int e))
         {
             bool filtered = InjectionSupport.SeccompMode(pid) == 2 && (e == Errno.EPERM || e == Errno.ENOSYS || e == Errno.EACCES);
-            throw new SoftDirtyException(filtered ? SoftDirtyError.SeccompForbids : SoftDirtyError.WriteProtectNotSupported,
+            throw new EngineException(filtered ? EngineError.SeccompForbids : EngineError.WriteProtectNotSupported,
                 filtered ? $"Process {pid}'s seccomp filter refuses userfaultfd ({Errno.Name(e)}); it was left as it was."
                          : $"userfaultfd in process {pid} failed: {Errno.Describe(e)}; it was left as it was.", pid, e);
         }
@@ -42,35 +42,35 @@ internal static class RemoteWriteProtect
             if (InjectionArchitecture.IsError((ulong)r, out int apiErr))
             {
                 bool filtered = InjectionSupport.SeccompMode(pid) == 2 && (apiErr == Errno.EPERM || apiErr == Errno.ENOSYS);
-                throw new SoftDirtyException(filtered ? SoftDirtyError.SeccompForbids : SoftDirtyError.WriteProtectNotSupported,
+                throw new EngineException(filtered ? EngineError.SeccompForbids : EngineError.WriteProtectNotSupported,
                     $"UFFDIO_API with WP_ASYNC | WP_UNPOPULATED in process {pid} failed: {Errno.Describe(apiErr)}; the userfaultfd was closed.", pid, apiErr);
             }
             RegisterAll(inject, (int)fd, ranges);
         }
         catch
         {
-            try { inject.Call(arch.Close, (ulong)fd); } catch (SoftDirtyException) { }
+            try { inject.Call(arch.Close, (ulong)fd); } catch (EngineException) { }
             throw;
         }
         var now = DateTime.UtcNow;
         var state = new WriteTrackingState { ProcessId = pid, StartTime = start, Descriptor = (int)fd, Inode = WriteTrackingStore.DescriptorInode(pid, (int)fd), Enabled = now, ResetId = Guid.NewGuid(), LastReset = now };
         try { WriteTrackingStore.Save(state); }
-        catch (SoftDirtyException)
+        catch (EngineException)
         {
-            try { inject.Call(arch.Close, (ulong)fd); } catch (SoftDirtyException) { }
+            try { inject.Call(arch.Close, (ulong)fd); } catch (EngineException) { }
             throw;
         }
         catch (Exception ex) when (ex is System.IO.IOException or UnauthorizedAccessException)
         {
-            try { inject.Call(arch.Close, (ulong)fd); } catch (SoftDirtyException) { }
-            throw new SoftDirtyException(SoftDirtyError.ProcIOError, $"Saving the write-tracking state in {WriteTrackingStore.Folder} failed ({ex.Message}); the userfaultfd in process {pid} was closed.", pid);
+            try { inject.Call(arch.Close, (ulong)fd); } catch (EngineException) { }
+            throw new EngineException(EngineError.ProcIOError, $"Saving the write-tracking state in {WriteTrackingStore.Folder} failed ({ex.Message}); the userfaultfd in process {pid} was closed.", pid);
         }
         return state;
     }
 
     /// <summary>The state of <paramref name="pid"/>; WriteTrackingNotEnabled when there is none.</summary>
     public static WriteTrackingState Require(int pid) => WriteTrackingStore.Load(pid)
-        ?? throw new SoftDirtyException(SoftDirtyError.WriteTrackingNotEnabled, $"Write tracking is not enabled in process {pid}; run Enable-WriteTracking -Id {pid} first.", pid);
+        ?? throw new EngineException(EngineError.WriteTrackingNotEnabled, $"Write tracking is not enabled in process {pid}; run Enable-WriteTracking -Id {pid} first.", pid);
 
     /// <summary>Registers more ranges with the target's userfaultfd; returns, per range, whether the kernel took it.</summary>
     public static bool[] Register(ProcPageSource source, WriteTrackingState state, IReadOnlyList<AddressRange> ranges)
@@ -146,7 +146,7 @@ internal static class RemoteWriteProtect
         state.ResetId = Guid.NewGuid();
         state.LastReset = DateTime.UtcNow;
         try { WriteTrackingStore.Save(state); }
-        catch (SoftDirtyException) { }
+        catch (EngineException) { }
         catch (System.IO.IOException) { }
         catch (UnauthorizedAccessException) { }
     }

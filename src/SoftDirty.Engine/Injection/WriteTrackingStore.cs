@@ -61,7 +61,7 @@ internal static class WriteTrackingStore
         const uint GroupOrOtherWrite = 0x12; // 022
         var st = FileNative.Lstat(folder, out _);
         if (st is not { Type: FileNative.S_IFDIR } s || s.Uid != FileNative.Geteuid() || (s.Permissions & GroupOrOtherWrite) != 0)
-            throw new SoftDirtyException(SoftDirtyError.UnsafeDestination,
+            throw new EngineException(EngineError.UnsafeDestination,
                 $"The write-tracking state folder {folder} is a link, not a directory, another user's or writable by others; the module keeps its state only in a folder of its own (0700). Remove it or set ${FolderVariable} to one.", folder);
         return folder;
     }
@@ -75,7 +75,7 @@ internal static class WriteTrackingStore
         try { state = JsonSerializer.Deserialize<WriteTrackingState>(SafeFiles.ReadRegular(path, MaxStateBytes)); }
         catch (FileNotFoundException) { return null; }
         catch (JsonException) { state = null; }
-        catch (SoftDirtyException ex) when (ex.Error is SoftDirtyError.ImageCorrupt or SoftDirtyError.ImageIncomplete) { state = null; } // a FIFO, link or huge file planted there
+        catch (EngineException ex) when (ex.Error is EngineError.ImageCorrupt or EngineError.ImageIncomplete) { state = null; } // a FIFO, link or huge file planted there
         if (state is not null && state.ProcessId == pid && StartTime(pid) == state.StartTime && state.Inode != 0 && DescriptorInode(pid, state.Descriptor) == state.Inode) return state;
         Delete(pid);
         return null;

@@ -13,7 +13,7 @@ public sealed class WriteTrackingSupport
     public bool WriteProtect { get; init; }
     /// <summary>Write tracking is enabled there now.</summary>
     public bool Enabled { get; init; }
-    /// <summary>The error Enable-WriteTracking would give (a SoftDirtyError name), null when none.</summary>
+    /// <summary>The error Enable-WriteTracking would give (a EngineError name), null when none.</summary>
     public string? ErrorId { get; init; }
     /// <summary>Why write tracking is or is not possible, for a person.</summary>
     public string? Reason { get; init; }

@@ -48,7 +48,7 @@ internal sealed class PageMapReader
     public PageReadMethod Resolve(PageReadMethod method, PageFilter filter, ulong pages = 0)
     {
         if (method == PageReadMethod.PagemapScan && !_source.Features.PagemapScan)
-            throw new SoftDirtyException(SoftDirtyError.PagemapScanNotSupported,
+            throw new EngineException(EngineError.PagemapScanNotSupported,
                 _source.Features.PagemapScanReason ?? "PAGEMAP_SCAN is not available for this process.", _source.ProcessId);
         if (method != PageReadMethod.Auto) return method;
         if (!_source.Features.PagemapScan || filter.ToScanCategories().Mask == PageCategory.None) return PageReadMethod.Pread;
@@ -217,14 +217,14 @@ internal sealed class PageMapReader
     public static List<PageSpan> SpansOfRange(IReadOnlyList<MemoryMapping> mappings, ulong start, ulong length, int pageSize, out ulong unmapped)
     {
         if (length == 0)
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, "The length is 0; give at least one page.", start);
+            throw new EngineException(EngineError.InvalidArgument, "The length is 0; give at least one page.", start);
         if (start % (ulong)pageSize != 0)
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"Address 0x{start:x} is not aligned to the page size ({pageSize} bytes).", start);
+            throw new EngineException(EngineError.InvalidArgument, $"Address 0x{start:x} is not aligned to the page size ({pageSize} bytes).", start);
         if (length % (ulong)pageSize != 0)
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"Length {length} is not a multiple of the page size ({pageSize} bytes).", length);
+            throw new EngineException(EngineError.InvalidArgument, $"Length {length} is not a multiple of the page size ({pageSize} bytes).", length);
         ulong end = start + length;
         if (end < start)
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"Address 0x{start:x} plus length {length} overflows.", start);
+            throw new EngineException(EngineError.InvalidArgument, $"Address 0x{start:x} plus length {length} overflows.", start);
         var spans = new List<PageSpan>();
         ulong covered = 0;
         foreach (var m in mappings)

@@ -41,14 +41,14 @@ internal static unsafe class PagemapScanIoctl
                 int e = Marshal.GetLastPInvokeError();
                 if (e == Errno.EINTR) continue;
                 if (e == Errno.ENOTTY || e == Errno.ENOSYS || e == Errno.EOPNOTSUPP)
-                    throw new SoftDirtyException(SoftDirtyError.PagemapScanNotSupported,
+                    throw new EngineException(EngineError.PagemapScanNotSupported,
                         $"This kernel ({KernelProbe.ReadKernelRelease()}) has no PAGEMAP_SCAN ioctl ({Errno.Name(e)}); it came in Linux 6.7.", target, e);
                 if (e == Errno.ESRCH || (processGone?.Invoke() ?? false))
-                    throw new SoftDirtyException(SoftDirtyError.ProcessExited, $"Process {target} exited during PAGEMAP_SCAN.", target, e);
+                    throw new EngineException(EngineError.ProcessExited, $"Process {target} exited during PAGEMAP_SCAN.", target, e);
                 if (e == Errno.EPERM)
-                    throw new SoftDirtyException(SoftDirtyError.PermissionDenied,
+                    throw new EngineException(EngineError.PermissionDenied,
                         $"PAGEMAP_SCAN refused (EPERM): a VMA in 0x{request.Start:x}-0x{request.End:x} is not registered for userfaultfd async write-protect, which CheckWriteProtectAsync requires.", target, e);
-                throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+                throw new EngineException(EngineError.InvalidArgument,
                     $"PAGEMAP_SCAN of 0x{request.Start:x}-0x{request.End:x} failed: {Errno.Describe(e)}.", target, e);
             }
         }

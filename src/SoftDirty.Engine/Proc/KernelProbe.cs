@@ -45,7 +45,7 @@ internal static unsafe class KernelProbe
         int pageSize = Environment.SystemPageSize;
         nint page = Native.Mmap(0, (nuint)pageSize, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS, -1, 0);
         if (page == Native.MAP_FAILED)
-            throw new SoftDirtyException(SoftDirtyError.ProcIOError, "mmap of a probe page failed: " + Errno.Describe(Marshal.GetLastPInvokeError()));
+            throw new EngineException(EngineError.ProcIOError, "mmap of a probe page failed: " + Errno.Describe(Marshal.GetLastPInvokeError()));
         try
         {
             ((byte*)page)[0] = 1;
@@ -72,7 +72,7 @@ internal static unsafe class KernelProbe
                     sdReason = $"Kernel {release} accepts clear_refs \"4\" but a write leaves bit 55 of pagemap clear: it was built without CONFIG_MEM_SOFT_DIRTY (or the architecture lacks it). " +
                                "Use the Hash or WriteProtect tracking methods, or an emulated process.";
             }
-            catch (SoftDirtyException ex)
+            catch (EngineException ex)
             {
                 sdReason = "Writing \"4\" to /proc/self/clear_refs failed: " + ex.Message;
             }
@@ -87,9 +87,9 @@ internal static unsafe class KernelProbe
                 int n = self.ScanPagemap(ref req, regions);
                 scan = n >= 0;
             }
-            catch (SoftDirtyException ex)
+            catch (EngineException ex)
             {
-                scanReason = ex.Error == SoftDirtyError.PagemapScanNotSupported ? ex.Message : "PAGEMAP_SCAN failed: " + ex.Message;
+                scanReason = ex.Error == EngineError.PagemapScanNotSupported ? ex.Message : "PAGEMAP_SCAN failed: " + ex.Message;
             }
 
             var (uffd, uffdReason) = ProbeUffdWriteProtectAsync(release);

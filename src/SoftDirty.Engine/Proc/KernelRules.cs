@@ -213,13 +213,13 @@ internal static unsafe class KernelRules
     {
         nint raw = Native.Mmap(0, (nuint)(2 * HugeBytes), Native.PROT_NONE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS, -1, 0);
         if (raw == Native.MAP_FAILED)
-            throw new SoftDirtyException(SoftDirtyError.ProcIOError, "mmap of a 4 MiB probe reservation failed: " + Errno.Describe(Marshal.GetLastPInvokeError()));
+            throw new EngineException(EngineError.ProcIOError, "mmap of a 4 MiB probe reservation failed: " + Errno.Describe(Marshal.GetLastPInvokeError()));
         nint range = (nint)(((ulong)raw + HugeBytes - 1) & ~(HugeBytes - 1));
         if (Native.Mmap(range, (nuint)HugeBytes, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS | Native.MAP_FIXED, -1, 0) == Native.MAP_FAILED)
         {
             int e = Marshal.GetLastPInvokeError();
             Native.Munmap(raw, (nuint)(2 * HugeBytes));
-            throw new SoftDirtyException(SoftDirtyError.ProcIOError, "mmap of a 2 MiB probe range failed: " + Errno.Describe(e));
+            throw new EngineException(EngineError.ProcIOError, "mmap of a 2 MiB probe range failed: " + Errno.Describe(e));
         }
         return (range, raw);
     }

@@ -33,7 +33,7 @@ public sealed unsafe class ProcPageSource : IPageSource
     public static void EnsureLinux()
     {
         if (!OperatingSystem.IsLinux())
-            throw new SoftDirtyException(SoftDirtyError.PlatformNotSupported,
+            throw new EngineException(EngineError.PlatformNotSupported,
                 $"The /proc interface (pagemap, clear_refs, smaps) exists only on Linux; this is {RuntimeInformation.OSDescription}. " +
                 "Use an emulated process (New-EmulatedProcess) to work with soft-dirty semantics here.");
     }
@@ -43,10 +43,10 @@ public sealed unsafe class ProcPageSource : IPageSource
     {
         EnsureLinux();
         if (pid <= 0 || !Directory.Exists("/proc/" + pid))
-            throw new SoftDirtyException(SoftDirtyError.ProcessNotFound, $"No process with id {pid} (no /proc/{pid}).", pid, Errno.ENOENT);
+            throw new EngineException(EngineError.ProcessNotFound, $"No process with id {pid} (no /proc/{pid}).", pid, Errno.ENOENT);
         string name;
         try { name = File.ReadAllText($"/proc/{pid}/comm").TrimEnd('\n'); }
-        catch (IOException) { throw new SoftDirtyException(SoftDirtyError.ProcessNotFound, $"No process with id {pid}.", pid, Errno.ENOENT); }
+        catch (IOException) { throw new EngineException(EngineError.ProcessNotFound, $"No process with id {pid}.", pid, Errno.ENOENT); }
         return new ProcPageSource(pid, name);
     }
 
@@ -58,7 +58,7 @@ public sealed unsafe class ProcPageSource : IPageSource
         var file = withCounters ? "smaps" : "maps";
         var text = ReadWholeFile(file);
         if (text.Length == 0 && IsKernelThread())
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"Process {ProcessId} ({Name}) is a kernel thread: it has no user memory to read.", ProcessId);
+            throw new EngineException(EngineError.InvalidArgument, $"Process {ProcessId} ({Name}) is a kernel thread: it has no user memory to read.", ProcessId);
         if (text.Length == 0 && (_mappingsRead || !Alive || IsZombie()))
             throw Exited($"reading {file}");
         _mappingsRead = true;
@@ -187,7 +187,7 @@ public sealed unsafe class ProcPageSource : IPageSource
                 int e = Marshal.GetLastPInvokeError();
                 // kstrtoint: EINVAL for what is no number or no type, ERANGE for a number past an int; the emulator says the same.
                 if (e == Errno.EINVAL || e == Errno.ERANGE)
-                    throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+                    throw new EngineException(EngineError.InvalidArgument,
                         $"/proc/{ProcessId}/clear_refs rejected '{Encoding.ASCII.GetString(text).Trim()}' ({Errno.Name(e)}): valid types are 1 to 5.", ProcessId, e);
                 throw ErrnoError(e, "writing clear_refs");
             }
@@ -219,27 +219,27 @@ public sealed unsafe class ProcPageSource : IPageSource
         }
     }
 
-    private SoftDirtyException Exited(string doing) =>
-        new(SoftDirtyError.ProcessExited, $"Process {ProcessId} ({Name}) exited while {doing}; its result would be incomplete, so none is given.", ProcessId, Errno.ESRCH);
+    private EngineException Exited(string doing) =>
+        new(EngineError.ProcessExited, $"Process {ProcessId} ({Name}) exited while {doing}; its result would be incomplete, so none is given.", ProcessId, Errno.ESRCH);
 
-    private SoftDirtyException ErrnoError(int errno, string doing)
+    private EngineException ErrnoError(int errno, string doing)
     {
         switch (errno)
         {
             case Errno.ENOENT:
             case Errno.ESRCH:
-                return Alive ? new SoftDirtyException(SoftDirtyError.ProcIOError, $"{doing}: {Errno.Describe(errno)}", ProcessId, errno) : Exited(doing);
+                return Alive ? new EngineException(EngineError.ProcIOError, $"{doing}: {Errno.Describe(errno)}", ProcessId, errno) : Exited(doing);
             case Errno.EACCES:
             case Errno.EPERM:
                 // A zombie's /proc files belong to no one who may write them (clear_refs gives EACCES to its
                 // own user): a process that is gone has exited, whatever the errno says.
                 if (IsGone()) return Exited(doing);
-                return new SoftDirtyException(SoftDirtyError.PermissionDenied,
+                return new EngineException(EngineError.PermissionDenied,
                     $"Permission denied {doing} of process {ProcessId} ({Name}): reading pagemap and smaps needs ptrace access to the process " +
                     "(the same user, or CAP_SYS_PTRACE), and clear_refs is writable only by its owner (or root); PFNs need CAP_SYS_ADMIN. Run as that user or as root.",
                     ProcessId, errno);
             default:
-                return new SoftDirtyException(SoftDirtyError.ProcIOError, $"{doing} of process {ProcessId}: {Errno.Describe(errno)}", ProcessId, errno);
+                return new EngineException(EngineError.ProcIOError, $"{doing} of process {ProcessId}: {Errno.Describe(errno)}", ProcessId, errno);
         }
     }
 

@@ -33,7 +33,7 @@ internal sealed class PtraceFreeze : IDisposable
     public static unsafe PtraceFreeze Freeze(int pid, CancellationToken cancel)
     {
         if (pid == Environment.ProcessId)
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, "A process cannot freeze itself: -Freeze needs another process.", pid);
+            throw new EngineException(EngineError.InvalidArgument, "A process cannot freeze itself: -Freeze needs another process.", pid);
         if (ProcessFreeze.AllStopped(pid)) return new PtraceFreeze(pid, alreadyStopped: true);
         var f = new PtraceFreeze(pid, alreadyStopped: false);
         try
@@ -50,7 +50,7 @@ internal sealed class PtraceFreeze : IDisposable
                     {
                         int e = Marshal.GetLastPInvokeError();
                         if (e == Errno.ESRCH) continue; // the thread exited
-                        throw new SoftDirtyException(e is Errno.EPERM or Errno.EACCES ? SoftDirtyError.PermissionDenied : SoftDirtyError.ProcIOError,
+                        throw new EngineException(e is Errno.EPERM or Errno.EACCES ? EngineError.PermissionDenied : EngineError.ProcIOError,
                             $"Freezing process {pid}: PTRACE_SEIZE of thread {tid} failed: {Errno.Describe(e)} (another tracer, or no permission to trace it).", pid, e);
                     }
                     f._seized[tid] = 0;
@@ -61,7 +61,7 @@ internal sealed class PtraceFreeze : IDisposable
                 }
                 if (!added) return f;
             }
-            throw new SoftDirtyException(SoftDirtyError.ProcIOError, $"Freezing process {pid}: it kept starting threads through {MaxRounds} passes.", pid);
+            throw new EngineException(EngineError.ProcIOError, $"Freezing process {pid}: it kept starting threads through {MaxRounds} passes.", pid);
         }
         catch
         {
@@ -85,7 +85,7 @@ internal sealed class PtraceFreeze : IDisposable
             if (state is null or 'Z' or 'X') return false;
             if (state is 't' or 'T') return true;
             if (clock.Elapsed > StopTimeout)
-                throw new SoftDirtyException(SoftDirtyError.ProcIOError, $"Thread {tid} did not stop within {StopTimeout.TotalSeconds} s of PTRACE_INTERRUPT (in uninterruptible sleep?).", tid);
+                throw new EngineException(EngineError.ProcIOError, $"Thread {tid} did not stop within {StopTimeout.TotalSeconds} s of PTRACE_INTERRUPT (in uninterruptible sleep?).", tid);
             cancel.ThrowIfCancellationRequested();
             Thread.Sleep(1);
         }
@@ -110,7 +110,7 @@ internal sealed class PtraceFreeze : IDisposable
     {
         string[] dirs;
         try { dirs = Directory.GetDirectories($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/task"); }
-        catch (DirectoryNotFoundException) { throw new SoftDirtyException(SoftDirtyError.ProcessExited, $"Process {pid} exited.", pid); }
+        catch (DirectoryNotFoundException) { throw new EngineException(EngineError.ProcessExited, $"Process {pid} exited.", pid); }
         foreach (var d in dirs)
             if (int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out int tid)) yield return tid;
     }

@@ -14,7 +14,7 @@ internal sealed class SoftDirtyTracker : IDirtyTracker
     public SoftDirtyTracker(IPageSource source, Func<MemoryMapping, bool>? selector = null)
     {
         if (!source.Features.SoftDirty)
-            throw new SoftDirtyException(SoftDirtyError.SoftDirtyNotSupported,
+            throw new EngineException(EngineError.SoftDirtyNotSupported,
                 source.Features.SoftDirtyReason ?? "This kernel does not set the soft-dirty bit.", source.ProcessId);
         Source = source;
         _selector = selector;

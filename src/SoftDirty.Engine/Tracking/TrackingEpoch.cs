@@ -61,7 +61,7 @@ internal static class TrackingEpoch
             Prune(dir);
             return epoch;
         }
-        catch (Exception ex) when (ex is SoftDirtyException or IOException or UnauthorizedAccessException)
+        catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException)
         {
             try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             return null;
@@ -81,7 +81,7 @@ internal static class TrackingEpoch
         if (id is null || dir is null) return null;
         try { return Encoding.ASCII.GetString(SafeFiles.ReadRegular(Path.Combine(dir, FileName(id)), MaxEpochFileBytes)); }
         catch (FileNotFoundException) { return ""; }
-        catch (Exception ex) when (ex is SoftDirtyException or IOException or UnauthorizedAccessException) { return null; }
+        catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { return null; }
     }
 
     private static string FileName(string identity) => identity.Replace('/', '-');

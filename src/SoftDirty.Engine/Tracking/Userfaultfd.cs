@@ -17,14 +17,14 @@ internal sealed unsafe class Userfaultfd : IDisposable
         if (fd < 0)
         {
             int e = Marshal.GetLastPInvokeError();
-            throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, "userfaultfd failed: " + Errno.Describe(e), Environment.ProcessId, e);
+            throw new EngineException(EngineError.WriteProtectNotSupported, "userfaultfd failed: " + Errno.Describe(e), Environment.ProcessId, e);
         }
         var api = new UffdAbi.ApiArg { Api = UffdAbi.Api, Features = UffdAbi.FeatureWpAsync | UffdAbi.FeatureWpUnpopulated };
         if (Native.Ioctl((int)fd, UffdAbi.IoctlApi, &api) < 0)
         {
             int e = Marshal.GetLastPInvokeError();
             Native.Close((int)fd);
-            throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, "UFFDIO_API refused WP_ASYNC|WP_UNPOPULATED: " + Errno.Describe(e), Environment.ProcessId, e);
+            throw new EngineException(EngineError.WriteProtectNotSupported, "UFFDIO_API refused WP_ASYNC|WP_UNPOPULATED: " + Errno.Describe(e), Environment.ProcessId, e);
         }
         return new Userfaultfd((int)fd);
     }
@@ -36,7 +36,7 @@ internal sealed unsafe class Userfaultfd : IDisposable
         if (Native.Ioctl(_fd, UffdAbi.IoctlRegister, &arg) == 0) return true;
         int e = Marshal.GetLastPInvokeError();
         if (e == Errno.EINVAL || e == Errno.EBUSY || e == Errno.ENOMEM || e == Errno.EPERM) return false;
-        throw new SoftDirtyException(SoftDirtyError.ProcIOError, $"UFFDIO_REGISTER of 0x{start:x}-0x{end:x} failed: {Errno.Describe(e)}", Environment.ProcessId, e);
+        throw new EngineException(EngineError.ProcIOError, $"UFFDIO_REGISTER of 0x{start:x}-0x{end:x} failed: {Errno.Describe(e)}", Environment.ProcessId, e);
     }
 
     // Closing the userfaultfd unregisters every range and drops the write-protection.

@@ -53,7 +53,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
         else
         {
             if (!IsSupported(source, out var reason))
-                throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported, reason!, source.ProcessId);
+                throw new EngineException(EngineError.WriteProtectNotSupported, reason!, source.ProcessId);
             _uffd = Userfaultfd.Create();
         }
     }
@@ -165,7 +165,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
     private static void Rearm(PageMapReader reader, List<PageSpan> one, PagemapScanRequest template, CancellationToken cancel)
     {
         try { foreach (var _ in reader.ScanRegions(one, template, cancel)) { } }
-        catch (SoftDirtyException ex) when (ex.Error == SoftDirtyError.PermissionDenied) { }
+        catch (EngineException ex) when (ex.Error == EngineError.PermissionDenied) { }
     }
 
     /// <summary>Scans each span alone; a span the kernel refuses (EPERM: its VMA is not registered) goes to <paramref name="unregistered"/>.</summary>
@@ -179,7 +179,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
             one.Add(span);
             int before = found.Count;
             try { found.AddRange(reader.ScanRegions(one, template, cancel)); }
-            catch (SoftDirtyException ex) when (ex.Error == SoftDirtyError.PermissionDenied)
+            catch (EngineException ex) when (ex.Error == EngineError.PermissionDenied)
             {
                 found.RemoveRange(before, found.Count - before);
                 unregistered.Add(span);
@@ -295,7 +295,7 @@ public sealed class WriteProtectTracker : IDirtyTracker
         {
             _state = null;
             try { RemoteWriteProtect.Disable(_remote, RemoteWriteProtect.RegisteredRanges(_remote)); }
-            catch (SoftDirtyException ex) when (ex.Error == SoftDirtyError.ProcessExited || ex.Error == SoftDirtyError.ProcessNotFound) { }
+            catch (EngineException ex) when (ex.Error == EngineError.ProcessExited || ex.Error == EngineError.ProcessNotFound) { }
         }
         foreach (var (_, reg) in _registered) reg?.Dispose();
         _registered.Clear();

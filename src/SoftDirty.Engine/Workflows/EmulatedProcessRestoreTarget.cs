@@ -28,7 +28,7 @@ internal sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
         foreach (var m in mappings)
             foreach (var e in existing)
                 if (m.Start < e.End && e.Start < m.End)
-                    throw new SoftDirtyException(SoftDirtyError.ImageExists,
+                    throw new EngineException(EngineError.ImageExists,
                         $"Emulated process {Process.ProcessId} ({Process.Name}) already has memory at 0x{e.Start:x}-0x{e.End:x}, where the image maps 0x{m.Start:x}-0x{m.End:x}; a restore replaces nothing. Restore into a new emulated process (New-EmulatedProcess).", Process.ProcessId);
         foreach (var m in mappings)
         {
@@ -60,7 +60,7 @@ internal sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
         foreach (var (m, _) in _mappings)
         {
             try { Process.Munmap(m.Start, m.End - m.Start); }
-            catch (SoftDirtyException) { } // not mapped (Mmap refused it): nothing to undo
+            catch (EngineException) { } // not mapped (Mmap refused it): nothing to undo
         }
     }
 }

@@ -25,10 +25,10 @@ public sealed class EmulatedWorkloadSpec
     public void Validate()
     {
         if (!double.IsFinite(AccessesPerSecond) || AccessesPerSecond < 0 || AccessesPerSecond > MaxAccessesPerSecond)
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"The workload's AccessesPerSecond {AccessesPerSecond} is out of range (0 to {MaxAccessesPerSecond:g}).", AccessesPerSecond);
+            throw new EngineException(EngineError.InvalidArgument, $"The workload's AccessesPerSecond {AccessesPerSecond} is out of range (0 to {MaxAccessesPerSecond:g}).", AccessesPerSecond);
         if (!double.IsFinite(WriteRatio) || WriteRatio < 0 || WriteRatio > 1)
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"The workload's WriteRatio {WriteRatio} is out of range (0 to 1).", WriteRatio);
+            throw new EngineException(EngineError.InvalidArgument, $"The workload's WriteRatio {WriteRatio} is out of range (0 to 1).", WriteRatio);
         if (Length == 0 || Length > ulong.MaxValue - Address)
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"The workload's range 0x{Address:x} + 0x{Length:x} is empty or wraps past the end of the address space.", Length);
+            throw new EngineException(EngineError.InvalidArgument, $"The workload's range 0x{Address:x} + 0x{Length:x} is empty or wraps past the end of the address space.", Length);
     }
 }

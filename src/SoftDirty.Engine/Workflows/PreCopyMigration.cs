@@ -19,7 +19,7 @@ internal static class PreCopyMigration
 {
     public static IEnumerable<object> Run(IDirtyTracker tracker, PreCopyOptions options, CancellationToken cancel, Action<string>? status = null)
     {
-        if (options.Bandwidth <= 0) throw new SoftDirtyException(SoftDirtyError.InvalidArgument, "The bandwidth must be more than 0 bytes per second.", options.Bandwidth);
+        if (options.Bandwidth <= 0) throw new EngineException(EngineError.InvalidArgument, "The bandwidth must be more than 0 bytes per second.", options.Bandwidth);
         var source = tracker.Source;
         bool emulated = source is IWorkloadDriver;
         int ps = source.PageSize;

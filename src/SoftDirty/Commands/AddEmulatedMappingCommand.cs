@@ -46,7 +46,7 @@ public sealed class AddEmulatedMappingCommand : EmulatorCmdlet
     {
         if (Fixed && Address is null)
         {
-            WriteError(SoftDirtyError.InvalidArgument, "-Fixed needs -Address.", Length);
+            WriteError(EngineError.InvalidArgument, "-Fixed needs -Address.", Length);
             return;
         }
         MemoryMapping? mapping = null;

@@ -55,7 +55,7 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
     protected override void BeginProcessing()
     {
         if ((Address is null) != (Length is null) || Length == 0)
-            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "Give -Address and -Length together (Length more than 0).", Length)));
+            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, "Give -Address and -Length together (Length more than 0).", Length)));
     }
 
     /// <inheritdoc/>
@@ -85,7 +85,7 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
             return;
         }
         if (names.Contains(Deserialized + SummaryType)) { _passedOver++; return; }
-        WriteError(SoftDirtyError.InvalidArgument, $"Export-DirtyPageChart draws DirtyPageSample and PreCopyRound objects (live or deserialized), not {names.FirstOrDefault() ?? o.GetType().FullName}.", o);
+        WriteError(EngineError.InvalidArgument, $"Export-DirtyPageChart draws DirtyPageSample and PreCopyRound objects (live or deserialized), not {names.FirstOrDefault() ?? o.GetType().FullName}.", o);
     }
 
     /// <inheritdoc/>
@@ -93,12 +93,12 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
     {
         int points = _series.Values.Sum(s => s.Points.Count);
         if (points == 0)
-            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.ChartNoData,
+            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.ChartNoData,
                 $"Nothing to draw: no DirtyPageSample or PreCopyRound came in ({_passedOver} other object(s) passed over); no chart was written. Pipe Watch-DirtyPage or Invoke-PreCopyMigration output.", InputObject)));
         var path = GetUnresolvedProviderPathFromPSPath(Path);
         var folder = System.IO.Path.GetDirectoryName(path) ?? "";
         if (string.IsNullOrEmpty(folder) || !Directory.Exists(folder))
-            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.ChartWriteError,
+            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.ChartWriteError,
                 $"Cannot write {path}: the folder {folder} does not exist.", path)));
         if (!ShouldProcess(path, $"Write a chart of {points} point(s) in {_series.Count} series")) return;
 
@@ -118,7 +118,7 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.ChartWriteError, $"Cannot write {path}: {ex.Message}", path, inner: ex)));
+            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.ChartWriteError, $"Cannot write {path}: {ex.Message}", path, inner: ex)));
         }
         WriteObject(new FileInfo(path));
     }
@@ -166,7 +166,7 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
         }
         catch (Exception ex) when (ex is FormatException or InvalidCastException or OverflowException)
         {
-            WriteError(SoftDirtyError.InvalidArgument, $"A deserialized {ps.TypeNames[0]} lacks a readable Elapsed, Rate, PageSize or Ranges: {ex.Message}", ps);
+            WriteError(EngineError.InvalidArgument, $"A deserialized {ps.TypeNames[0]} lacks a readable Elapsed, Rate, PageSize or Ranges: {ex.Message}", ps);
             return null;
         }
     }

@@ -24,7 +24,7 @@ public sealed class GetMemoryImageCommand : EngineCmdlet
                 foreach (var image in ImageReader.Chain(GetUnresolvedProviderPathFromPSPath(p)))
                     WriteObject(MemoryImageInfo.From(image));
             }
-            catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
+            catch (EngineException ex) { WriteError(ToErrorRecord(ex)); }
         }
     }
 }

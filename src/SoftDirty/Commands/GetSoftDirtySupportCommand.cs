@@ -43,6 +43,6 @@ public sealed class GetSoftDirtySupportCommand : EngineCmdlet
         if (ParameterSetName != KernelSet) return;
         EnsureLinux();
         try { WriteObject(Refresh ? KernelProbe.Refresh() : KernelProbe.Current); }
-        catch (SoftDirtyException ex) { ThrowTerminatingError(ToErrorRecord(ex)); }
+        catch (EngineException ex) { ThrowTerminatingError(ToErrorRecord(ex)); }
     }
 }

@@ -61,7 +61,7 @@ public sealed class InvokeEmulatedWorkloadCommand : EmulatorCmdlet
             Call($"emulated process {Emulator.ProcessId} ({Emulator.Name})", $"replay {path}", () =>
             {
                 try { result = EmulatedWorkload.Replay(Emulator, Lines(trace)); }
-                catch (FormatException ex) { throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"{path}: {ex.Message}", path, inner: ex); }
+                catch (FormatException ex) { throw new EngineException(EngineError.InvalidArgument, $"{path}: {ex.Message}", path, inner: ex); }
             });
         }
         else
@@ -77,16 +77,16 @@ public sealed class InvokeEmulatedWorkloadCommand : EmulatorCmdlet
     {
         try
         {
-            if (Directory.Exists(path)) throw new SoftDirtyException(SoftDirtyError.InvalidArgument, $"The trace {path} is a directory, not a file.", path);
+            if (Directory.Exists(path)) throw new EngineException(EngineError.InvalidArgument, $"The trace {path} is a directory, not a file.", path);
             return new StreamReader(path);
         }
         catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
         {
             WriteError(new ErrorRecord(new FileNotFoundException($"No trace file '{path}'.", path), "TraceNotFound", ErrorCategory.ObjectNotFound, path));
         }
-        catch (UnauthorizedAccessException ex) { WriteError(SoftDirtyError.PermissionDenied, $"The trace {path} cannot be read: {ex.Message}", path); }
-        catch (IOException ex) { WriteError(SoftDirtyError.InvalidArgument, $"The trace {path} cannot be read: {ex.Message}", path); }
-        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
+        catch (UnauthorizedAccessException ex) { WriteError(EngineError.PermissionDenied, $"The trace {path} cannot be read: {ex.Message}", path); }
+        catch (IOException ex) { WriteError(EngineError.InvalidArgument, $"The trace {path} cannot be read: {ex.Message}", path); }
+        catch (EngineException ex) { WriteError(ToErrorRecord(ex)); }
         return null;
     }
 

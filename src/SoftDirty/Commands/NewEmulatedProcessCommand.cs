@@ -35,6 +35,6 @@ public sealed class NewEmulatedProcessCommand : EngineCmdlet
     protected override void EndProcessing()
     {
         try { WriteObject(EmulatedProcess.Create(Name, Kernel, NoSoftDirty, Privileged)); }
-        catch (SoftDirtyException ex) { ThrowTerminatingError(ToErrorRecord(ex)); }
+        catch (EngineException ex) { ThrowTerminatingError(ToErrorRecord(ex)); }
     }
 }

@@ -30,7 +30,7 @@ public sealed class ReadEmulatedMemoryCommand : EmulatorCmdlet
     {
         if (AsByteArray && Length > MaxByteArray)
         {
-            WriteError(SoftDirty.SoftDirtyError.InvalidArgument, $"-AsByteArray returns at most {MaxByteArray} bytes; read less at a time.", Length);
+            WriteError(SoftDirty.EngineError.InvalidArgument, $"-AsByteArray returns at most {MaxByteArray} bytes; read less at a time.", Length);
             return;
         }
         byte[]? bytes = null;

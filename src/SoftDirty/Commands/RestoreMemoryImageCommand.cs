@@ -60,8 +60,8 @@ public sealed class RestoreMemoryImageCommand : EngineCmdlet
                 foreach (var (m, file, pages) in target.Results)
                     WriteObject(new RestoredMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Mapping = m.Path, File = file, PagesWritten = pages });
             }
-            catch (IOException ex) { throw new SoftDirtyException(SoftDirtyError.ImageWriteError, $"Restoring into {dest} failed: {ex.Message}", dest); }
-            catch (UnauthorizedAccessException ex) { throw new SoftDirtyException(SoftDirtyError.PermissionDenied, $"Restoring into {dest} failed: {ex.Message}", dest); }
+            catch (IOException ex) { throw new EngineException(EngineError.ImageWriteError, $"Restoring into {dest} failed: {ex.Message}", dest); }
+            catch (UnauthorizedAccessException ex) { throw new EngineException(EngineError.PermissionDenied, $"Restoring into {dest} failed: {ex.Message}", dest); }
         });
     }
 }

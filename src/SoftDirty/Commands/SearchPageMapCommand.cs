@@ -72,7 +72,7 @@ public sealed class SearchPageMapCommand : PageRangeCmdlet
     private void Scan(IPageSource source)
     {
         if (!source.Features.PagemapScan)
-            throw new SoftDirtyException(SoftDirtyError.PagemapScanNotSupported,
+            throw new EngineException(EngineError.PagemapScanNotSupported,
                 source.Features.PagemapScanReason ?? "PAGEMAP_SCAN is not available.", source.ProcessId);
         var asked = Category | AnyCategory | InvertCategory | (ReturnCategory ?? PageCategory.None);
         if ((asked & PageCategory.SoftDirty) != 0) WarnIfNoSoftDirty(source, "the SoftDirty category");
@@ -85,7 +85,7 @@ public sealed class SearchPageMapCommand : PageRangeCmdlet
         if (WriteProtect && !ShouldProcess($"process {source.ProcessId} ({source.Name})", "Write-protect the matching pages (PAGEMAP_SCAN WP_MATCHING)"))
             return;
         if (WriteProtect && !CheckWriteProtectAsync && !AnyRegisteredForWriteProtect(mappings, spans))
-            throw new SoftDirtyException(SoftDirtyError.WriteProtectNotSupported,
+            throw new EngineException(EngineError.WriteProtectNotSupported,
                 $"-WriteProtect would arm nothing: no selected mapping of process {source.ProcessId} ({source.Name}) is registered for userfaultfd write-protect (VmFlags 'uw'). " +
                 "Only the process that owns a userfaultfd can register its memory (Register-EmulatedWriteProtect does it for an emulated process).", source.ProcessId);
         asked = Category | AnyCategory | InvertCategory;

@@ -67,9 +67,9 @@ public sealed class WatchDirtyPageCommand : WorkflowCmdlet
     protected override void BeginProcessing()
     {
         if (MyInvocation.BoundParameters.ContainsKey(nameof(Count)) && MyInvocation.BoundParameters.ContainsKey(nameof(Duration)))
-            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "Give -Count or -Duration, not both.", Duration)));
+            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, "Give -Count or -Duration, not both.", Duration)));
         if (Length is not null && Address is null)
-            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "-Length needs -Address.", Length)));
+            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, "-Length needs -Address.", Length)));
     }
 
     /// <inheritdoc/>

@@ -17,7 +17,7 @@ public abstract class ClearRefsCmdlet : ProcessTargetCmdlet
     protected void ClearRefs(ClearRefsType type) => ForEachSource(Targets(), source =>
     {
         if (type == ClearRefsType.SoftDirty && !source.Features.SoftDirty)
-            throw new SoftDirtyException(SoftDirtyError.SoftDirtyNotSupported,
+            throw new EngineException(EngineError.SoftDirtyNotSupported,
                 $"Not clearing soft-dirty bits of process {source.ProcessId} ({source.Name}): {source.Features.SoftDirtyReason}", source.ProcessId);
         if (ShouldProcess($"process {source.ProcessId} ({source.Name})", $"Write {(int)type} ({type}) to clear_refs"))
             source.ClearRefs(type);

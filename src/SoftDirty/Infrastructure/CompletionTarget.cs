@@ -18,7 +18,7 @@ internal static class CompletionTarget
             {
                 using (source) mappings.AddRange(source.ReadMappings(withCounters: false));
             }
-            catch (SoftDirtyException) { }
+            catch (EngineException) { }
         }
         return mappings;
     }
@@ -35,7 +35,7 @@ internal static class CompletionTarget
         foreach (var id in LanguagePrimitives.ConvertTo<int[]>(ids))
         {
             IPageSource? s = null;
-            try { s = ProcPageSource.Open(id); } catch (SoftDirtyException) { }
+            try { s = ProcPageSource.Open(id); } catch (EngineException) { }
             if (s is not null) yield return s;
         }
     }

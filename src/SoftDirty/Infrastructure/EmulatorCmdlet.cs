@@ -21,7 +21,7 @@ public abstract class EmulatorCmdlet : EngineCmdlet
     {
         if (!ShouldProcess(target, action)) return;
         try { call(); }
-        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
+        catch (EngineException ex) { WriteError(ToErrorRecord(ex)); }
     }
 
     /// <summary>The target of a ShouldProcess message: the emulated process and the range.</summary>

@@ -39,7 +39,7 @@ public abstract class EngineCmdlet : PSCmdlet
     {
         if (_platformChecked) return;
         try { ProcPageSource.EnsureLinux(); }
-        catch (SoftDirtyException ex) { ThrowTerminatingError(ToErrorRecord(ex)); }
+        catch (EngineException ex) { ThrowTerminatingError(ToErrorRecord(ex)); }
         _platformChecked = true;
     }
 
@@ -48,7 +48,7 @@ public abstract class EngineCmdlet : PSCmdlet
     {
         EnsureLinux();
         try { return ProcPageSource.Open(pid); }
-        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); return null; }
+        catch (EngineException ex) { WriteError(ToErrorRecord(ex)); return null; }
     }
 
     /// <summary>The emulated process of this record (<see cref="ProcessOrEmulatorCmdlet"/> adds one piped into the Id set).</summary>
@@ -75,7 +75,7 @@ public abstract class EngineCmdlet : PSCmdlet
         emulator = EmulatorOf(emulator);
         if (emulator is null) return OpenProcess(id);
         try { return new SoftDirty.Workflows.EmulatedTarget(emulator, workload); }
-        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); return null; }
+        catch (EngineException ex) { WriteError(ToErrorRecord(ex)); return null; }
     }
 
     /// <summary>Runs per-target work; an engine failure becomes a non-terminating error and the next target runs.</summary>
@@ -95,7 +95,7 @@ public abstract class EngineCmdlet : PSCmdlet
     protected void Guarded(Action work)
     {
         try { work(); }
-        catch (SoftDirtyException ex) { WriteError(ToErrorRecord(ex)); }
+        catch (EngineException ex) { WriteError(ToErrorRecord(ex)); }
         catch (OperationCanceledException) when (Cancellation.IsCancellationRequested) { throw new PipelineStoppedException(); }
     }
 
@@ -109,25 +109,25 @@ public abstract class EngineCmdlet : PSCmdlet
         if (source is ProcPageSource)
         {
             try { return Process.GetProcessById(source.ProcessId); }
-            catch (ArgumentException) { throw new SoftDirtyException(SoftDirtyError.ProcessExited, $"Process {source.ProcessId} exited.", source.ProcessId); }
+            catch (ArgumentException) { throw new EngineException(EngineError.ProcessExited, $"Process {source.ProcessId} exited.", source.ProcessId); }
         }
         return source;
     }
 
-    /// <summary>The ErrorRecord of an engine error: its SoftDirtyError name as the ErrorId, and its category.</summary>
-    public static ErrorRecord ToErrorRecord(SoftDirtyException ex) =>
+    /// <summary>The ErrorRecord of an engine error: its EngineError name as the ErrorId, and its category.</summary>
+    public static ErrorRecord ToErrorRecord(EngineException ex) =>
         new(ex, ex.Error.ToString(), CategoryOf(ex.Error), ex.Target);
 
     /// <summary>
     /// The ErrorCategory of each engine error: the one its enum member names (<see cref="CategorizedAttribute"/>),
     /// whose names are PowerShell's own.
     /// </summary>
-    public static ErrorCategory CategoryOf(SoftDirtyError error) =>
+    public static ErrorCategory CategoryOf(EngineError error) =>
         Enum.Parse<ErrorCategory>(CategorizedAttribute.Of(error).ToString());
 
     /// <summary>A non-terminating error built here (not from the engine).</summary>
-    protected void WriteError(SoftDirtyError error, string message, object? target) =>
-        WriteError(ToErrorRecord(new SoftDirtyException(error, message, target)));
+    protected void WriteError(EngineError error, string message, object? target) =>
+        WriteError(ToErrorRecord(new EngineException(error, message, target)));
 
     /// <summary>Progress that shows only for work that lasts, at most five updates a second.</summary>
     protected sealed class Progress

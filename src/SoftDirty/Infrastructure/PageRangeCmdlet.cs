@@ -15,9 +15,9 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
     protected void CheckRangeParameters(ulong? address, ulong? length, string[]? mapping)
     {
         if (address is null && length is not null)
-            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "-Length needs -Address.", length)));
+            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, "-Length needs -Address.", length)));
         if (address is not null && mapping is not null)
-            ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "Give either -Address with -Length or -Mapping, not both.", mapping)));
+            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, "Give either -Address with -Length or -Mapping, not both.", mapping)));
     }
 
     /// <summary>
@@ -37,7 +37,7 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
             if (roundLength) len = (len + pageSize - 1) / pageSize * pageSize;
             var spans = PageMapReader.SpansOfRange(mappings, start, len, source.PageSize, out var unmapped);
             if (spans.Count == 0)
-                throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+                throw new EngineException(EngineError.InvalidArgument,
                     $"0x{start:x}-0x{start + len:x} lies outside every mapping of process {source.ProcessId} ({source.Name}); see Get-MemoryMapping -Id {source.ProcessId}.", start);
             if (unmapped != 0 && !roundLength)
                 WriteWarning($"{unmapped / pageSize} page(s) of 0x{start:x}-0x{start + len:x} lie outside any mapping of process {source.ProcessId} and are skipped.");
@@ -48,7 +48,7 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
             var spans = PageMapReader.SpansOf(mappings, new MappingSelector(mapping).IsMatch);
             if (spans.Count == 0)
             {
-                WriteError(SoftDirtyError.MappingNotFound,
+                WriteError(EngineError.MappingNotFound,
                     $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", mapping)}'; see Get-MemoryMapping -Id {source.ProcessId}.", source.ProcessId);
                 return null;
             }
@@ -56,7 +56,7 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
         }
         if (mappings.Count == 0)
         {
-            WriteError(SoftDirtyError.MappingNotFound,
+            WriteError(EngineError.MappingNotFound,
                 $"Process {source.ProcessId} ({source.Name}) has no user address space (a kernel thread, or a zombie): there are no pages to read.", source.ProcessId);
             return null;
         }

@@ -8,7 +8,7 @@ internal static class RangeCheck
     {
         ulong room = ulong.MaxValue - start;
         if (length > room || (granule > 1 && length > ulong.MaxValue - (granule - 1)) || (granule > 1 && (length + granule - 1) / granule * granule > room))
-            throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+            throw new EngineException(EngineError.InvalidArgument,
                 $"0x{start:x} + 0x{length:x} wraps past the end of the 64-bit address space; give a -Length that ends inside it.", length);
     }
 }

@@ -30,9 +30,9 @@ internal static class WorkflowSelector
         foreach (var m in mappings) if (m.Kind != MappingKind.Vsyscall && selector(m)) { any = true; break; }
         if (any) return selector;
         if (mapping is { Length: > 0 })
-            throw new SoftDirtyException(SoftDirtyError.MappingNotFound,
+            throw new EngineException(EngineError.MappingNotFound,
                 $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", mapping)}'{(address is null ? "" : $" in 0x{address:x}-0x{address + (length ?? 1):x}")}; see Get-MemoryMapping -Id {source.ProcessId}.", source.ProcessId);
-        throw new SoftDirtyException(SoftDirtyError.InvalidArgument,
+        throw new EngineException(EngineError.InvalidArgument,
             $"0x{address:x}-0x{address + (length ?? 1):x} lies outside every mapping of process {source.ProcessId} ({source.Name}); see Get-MemoryMapping -Id {source.ProcessId}.", address);
     }
 }

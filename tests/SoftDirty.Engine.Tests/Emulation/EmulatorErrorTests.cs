@@ -19,10 +19,10 @@ public class EmulatorErrorTests
                + "|" + string.Join(",", entries.Select(e => e.Raw)) + "|" + p.Faults;
     }
 
-    private static void AssertFails(EmulatedProcess p, ulong start, ulong pages, SoftDirtyError error, int errno, Action call, string? messagePart = null)
+    private static void AssertFails(EmulatedProcess p, ulong start, ulong pages, EngineError error, int errno, Action call, string? messagePart = null)
     {
         string before = Snapshot(p, start, pages);
-        var ex = Assert.Throws<SoftDirtyException>(call);
+        var ex = Assert.Throws<EngineException>(call);
         Assert.Equal(error, ex.Error);
         Assert.Equal(errno, ex.Errno);
         if (messagePart != null) Assert.Contains(messagePart, ex.Message);
@@ -45,18 +45,18 @@ public class EmulatorErrorTests
     {
         var (p, a) = Setup();
         ulong end = a + 6 * Page;
-        AssertFails(p, a, 8, SoftDirtyError.SegmentationFault, 0, () => p.Write(end + 10, 8), $"0x{end + 10:x}");
+        AssertFails(p, a, 8, EngineError.SegmentationFault, 0, () => p.Write(end + 10, 8), $"0x{end + 10:x}");
         // A write that starts in a writable page and runs into the read-only one: nothing is written.
-        AssertFails(p, a, 8, SoftDirtyError.SegmentationFault, 0, () => p.Write(a + 3 * Page, 2 * Page), $"0x{a + 4 * Page:x}");
-        AssertFails(p, a, 8, SoftDirtyError.SegmentationFault, 0, () => p.Write(a + 4 * Page, 1), "write permission");
-        AssertFails(p, a, 8, SoftDirtyError.SegmentationFault, 0, () => p.Read(a + 5 * Page, 1), "read permission");
-        AssertFails(p, a, 8, SoftDirtyError.SegmentationFault, 0, () => p.Read(a, 7 * Page), $"0x{a + 5 * Page:x}");
-        AssertFails(p, a, 8, SoftDirtyError.SegmentationFault, 0, () => p.Read(a + 4 * Page, 3 * Page), $"0x{a + 5 * Page:x}");
-        AssertFails(p, a, 8, SoftDirtyError.SegmentationFault, 0, () => p.Write(EmulatedProcess.TaskSize - 4, 8));
-        AssertFails(p, a, 8, SoftDirtyError.SegmentationFault, 0,
+        AssertFails(p, a, 8, EngineError.SegmentationFault, 0, () => p.Write(a + 3 * Page, 2 * Page), $"0x{a + 4 * Page:x}");
+        AssertFails(p, a, 8, EngineError.SegmentationFault, 0, () => p.Write(a + 4 * Page, 1), "write permission");
+        AssertFails(p, a, 8, EngineError.SegmentationFault, 0, () => p.Read(a + 5 * Page, 1), "read permission");
+        AssertFails(p, a, 8, EngineError.SegmentationFault, 0, () => p.Read(a, 7 * Page), $"0x{a + 5 * Page:x}");
+        AssertFails(p, a, 8, EngineError.SegmentationFault, 0, () => p.Read(a + 4 * Page, 3 * Page), $"0x{a + 5 * Page:x}");
+        AssertFails(p, a, 8, EngineError.SegmentationFault, 0, () => p.Write(EmulatedProcess.TaskSize - 4, 8));
+        AssertFails(p, a, 8, EngineError.SegmentationFault, 0,
             () => EmulatedWorkload.Run(p, a, 6 * Page, WorkloadPattern.Random, 100, 0.5, 1));
         p.GuardInstall(a + 2 * Page, Page);
-        AssertFails(p, a, 8, SoftDirtyError.SegmentationFault, 0, () => p.Write(a, 3 * Page), "guard");
+        AssertFails(p, a, 8, EngineError.SegmentationFault, 0, () => p.Write(a, 3 * Page), "guard");
         p.GuardRemove(a + 2 * Page, Page);
         p.Write(a, 3 * Page);
     }
@@ -66,7 +66,7 @@ public class EmulatorErrorTests
     {
         var (p, a) = Setup();
         int e = Errno.EINVAL;
-        var inv = SoftDirtyError.InvalidArgument;
+        var inv = EngineError.InvalidArgument;
         AssertFails(p, a, 8, inv, e, () => p.Munmap(a + 1, Page));
         AssertFails(p, a, 8, inv, e, () => p.Munmap(a, 0));
         AssertFails(p, a, 8, inv, e, () => p.Munmap(EmulatedProcess.TaskSize, Page));
@@ -87,7 +87,7 @@ public class EmulatorErrorTests
     public void NotMapped()
     {
         var (p, a) = Setup();
-        var nm = SoftDirtyError.EmulatorNotMapped;
+        var nm = EngineError.EmulatorNotMapped;
         AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.Mprotect(a + 6 * Page, Page, Protection.Read), $"0x{a + 6 * Page:x}");
         AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.MadviseDontNeed(a + 6 * Page, 2 * Page));
         AssertFails(p, a, 8, nm, Errno.ENOMEM, () => p.SwapOut(a + 6 * Page, Page));
@@ -101,12 +101,12 @@ public class EmulatorErrorTests
     public void HolesAfterTheStartFailAfterTheMappedPart()
     {
         var (p, a) = Setup();
-        var ex = Assert.Throws<SoftDirtyException>(() => p.Mprotect(a, 8 * Page, Protection.Read));
+        var ex = Assert.Throws<EngineException>(() => p.Mprotect(a, 8 * Page, Protection.Read));
         Assert.Equal(Errno.ENOMEM, ex.Errno);
         Assert.Equal("r--p", p.ReadMappings(false)[0].Permissions);
         Assert.Equal(a + 4 * Page, p.ReadMappings(false)[0].End);   // VM_ACCOUNT (it has anon pages) keeps it apart
         Assert.Equal(a + 6 * Page, p.ReadMappings(false)[1].End);   // the rest lost VM_ACCOUNT-free and merged
-        Assert.Throws<SoftDirtyException>(() => p.MadviseDontNeed(a, 7 * Page));
+        Assert.Throws<EngineException>(() => p.MadviseDontNeed(a, 7 * Page));
         Assert.False(p.ReadEntry(a).Present);
     }
 
@@ -142,7 +142,7 @@ public class EmulatorErrorTests
         ulong target = a + 16 * Page;
         if (!KernelProfile.Get(profile).MremapMovesMultipleVmas)
         {
-            AssertFails(p, a, 20, SoftDirtyError.EmulatorNotMapped, Errno.EFAULT, () => p.Mremap(a, 4 * Page, target, 4 * Page));
+            AssertFails(p, a, 20, EngineError.EmulatorNotMapped, Errno.EFAULT, () => p.Mremap(a, 4 * Page, target, 4 * Page));
             return;
         }
         p.Mremap(a, 4 * Page, target, 4 * Page);

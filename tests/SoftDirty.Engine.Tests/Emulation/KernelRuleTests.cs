@@ -195,8 +195,8 @@ public class KernelRuleTests
     {
         if (!OperatingSystem.IsLinux())
         {
-            var e = Assert.Throws<SoftDirtyException>(() => KernelProfile.Get(KernelProfile.HostName));
-            Assert.Equal(SoftDirtyError.PlatformNotSupported, e.Error);
+            var e = Assert.Throws<EngineException>(() => KernelProfile.Get(KernelProfile.HostName));
+            Assert.Equal(EngineError.PlatformNotSupported, e.Error);
             return;
         }
         var f = KernelProbe.Current;

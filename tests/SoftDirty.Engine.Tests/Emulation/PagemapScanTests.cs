@@ -32,8 +32,8 @@ public class PagemapScanTests
         var regions = new PageRegion[4];
         void Expect(PagemapScanRequest r, int errno)
         {
-            var ex = Assert.Throws<SoftDirtyException>(() => p.ScanPagemap(ref r, regions));
-            Assert.Equal(SoftDirtyError.InvalidArgument, ex.Error);
+            var ex = Assert.Throws<EngineException>(() => p.ScanPagemap(ref r, regions));
+            Assert.Equal(EngineError.InvalidArgument, ex.Error);
             Assert.Equal(errno, ex.Errno);
         }
         Expect(new PagemapScanRequest { Start = a, End = a + Page, Flags = (PagemapScanFlags)4 }, Errno.EINVAL);
@@ -54,8 +54,8 @@ public class PagemapScanTests
     {
         var p = New("6.1");
         var r = new PagemapScanRequest { Start = 0, End = Page };
-        var ex = Assert.Throws<SoftDirtyException>(() => p.ScanPagemap(ref r, new PageRegion[1]));
-        Assert.Equal(SoftDirtyError.PagemapScanNotSupported, ex.Error);
+        var ex = Assert.Throws<EngineException>(() => p.ScanPagemap(ref r, new PageRegion[1]));
+        Assert.Equal(EngineError.PagemapScanNotSupported, ex.Error);
     }
 
     [Fact]
@@ -163,8 +163,8 @@ public class PagemapScanTests
             Start = a, End = a + 4 * Page, Flags = PagemapScanFlags.WriteProtectMatching | PagemapScanFlags.CheckWriteProtectAsync,
             CategoryMask = PageCategory.Written, ReturnMask = PageCategory.Written,
         };
-        var ex = Assert.Throws<SoftDirtyException>(() => p.ScanPagemap(ref r, new PageRegion[4]));
-        Assert.Equal(SoftDirtyError.PermissionDenied, ex.Error);
+        var ex = Assert.Throws<EngineException>(() => p.ScanPagemap(ref r, new PageRegion[4]));
+        Assert.Equal(EngineError.PermissionDenied, ex.Error);
         Assert.Equal(Errno.EPERM, ex.Errno);
         r.Flags = PagemapScanFlags.WriteProtectMatching;   // skipped silently
         Assert.Empty(Scan(p, ref r));
@@ -238,8 +238,8 @@ public class PagemapScanTests
         Assert.Empty(Scan(p, ref r));
         var old = New("6.1");
         ulong b = MapAnon(old);
-        var ex = Assert.Throws<SoftDirtyException>(() => old.RegisterUffdWriteProtectAsync(b, Page));
-        Assert.Equal(SoftDirtyError.InvalidArgument, ex.Error);
+        var ex = Assert.Throws<EngineException>(() => old.RegisterUffdWriteProtectAsync(b, Page));
+        Assert.Equal(EngineError.InvalidArgument, ex.Error);
     }
 
     [Fact]
@@ -255,7 +255,7 @@ public class PagemapScanTests
             Scan(p, ref r));
         Assert.Equal(PagemapFlags.Swapped | PagemapFlags.UffdWriteProtected, p.ReadEntry(a + 2 * Page).Flags);   // a marker
         Assert.Equal(0UL, p.ReadEntry(a + Page).Raw);                                                          // none in the hole
-        var ex = Assert.Throws<SoftDirtyException>(() => p.RegisterUffdWriteProtectAsync(a + Page, Page));
+        var ex = Assert.Throws<EngineException>(() => p.RegisterUffdWriteProtectAsync(a + Page, Page));
         Assert.Equal(Errno.EINVAL, ex.Errno);
     }
 }

@@ -79,7 +79,7 @@ public class VmaListTests
         var next = Anon(0x11000, 0x12000);
         next.Flags = VmaFlags.SoftDirty;
         int i = list.Merge(list.Insert(next));
-        Assert.Equal(1, list.Count);
+        Assert.Single(list);
         Assert.Equal(softDirty, list[i].SoftDirty);
     }
 

@@ -85,8 +85,8 @@ public class WorkloadTests
         Assert.True(Check(p, a + Page));
         Assert.True(Check(p, a + 2 * Page));
         Assert.False(Check(p, a + 3 * Page));
-        var ex = Assert.Throws<SoftDirtyException>(() => EmulatedWorkload.Replay(p, new[] { $"write,{a}", "poke,1" }));
-        Assert.Equal(SoftDirtyError.InvalidArgument, ex.Error);
+        var ex = Assert.Throws<EngineException>(() => EmulatedWorkload.Replay(p, new[] { $"write,{a}", "poke,1" }));
+        Assert.Equal(EngineError.InvalidArgument, ex.Error);
         Assert.Contains("line 2", ex.Message);
         Assert.True(Check(p, a));
     }

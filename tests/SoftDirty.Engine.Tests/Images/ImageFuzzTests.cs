@@ -19,7 +19,7 @@ namespace SoftDirty.Tests.Images;
 /// A seeded property test of the image reader: mutations of manifests and index files (bytes flipped, cut,
 /// fields set to null, to other types, to extreme or shifted values, entries removed or duplicated; half of
 /// the manifest mutants with their checksum recomputed, as an editor that knows the format would) must each
-/// give "valid and restores identical" or a clean SoftDirtyException: never another exception, a hang or a
+/// give "valid and restores identical" or a clean EngineException: never another exception, a hang or a
 /// silently different restore.
 /// </summary>
 [Collection(WorkflowCollection.Name)]
@@ -44,12 +44,12 @@ public sealed class ImageFuzzTests : IDisposable
         public void Complete() => Text.Append("done");
     }
 
-    private static string? TryRestore(string leaf, out SoftDirtyException? error)
+    private static string? TryRestore(string leaf, out EngineException? error)
     {
         error = null;
         var t = new CapturingTarget();
         try { ImageRestorer.Restore(leaf, t); return t.Text.ToString(); }
-        catch (SoftDirtyException ex) { error = ex; return null; }
+        catch (EngineException ex) { error = ex; return null; }
     }
 
     [Fact]
@@ -70,7 +70,7 @@ public sealed class ImageFuzzTests : IDisposable
         var originals = files.Select(File.ReadAllBytes).ToArray();
         var rng = new Random(Seed);
         int valid = 0, clean = 0, recomputed = 0;
-        var errors = new Dictionary<SoftDirtyError, int>();
+        var errors = new Dictionary<EngineError, int>();
         var clock = Stopwatch.StartNew();
         for (int n = 0; n < Mutations; n++)
         {
@@ -84,13 +84,13 @@ public sealed class ImageFuzzTests : IDisposable
             {
                 MemoryImageTestResult verdict;
                 string? restored;
-                SoftDirtyException? error;
+                EngineException? error;
                 try
                 {
                     verdict = ImageVerifier.Test(c1);
                     restored = TryRestore(c1, out error);
                 }
-                catch (Exception ex) when (ex is not SoftDirtyException)
+                catch (Exception ex) when (ex is not EngineException)
                 {
                     throw new Xunit.Sdk.XunitException($"mutation {n} of {files[f]} threw {ex.GetType()}: {ex.Message}\n{Encoding.UTF8.GetString(mutant)}");
                 }

@@ -56,7 +56,7 @@ public sealed class ImageSafetyTests : IDisposable
         Assert.Equal(15UL, result.Manifest.DataPages);
         var verdict = ImageVerifier.Test(path);
         Assert.False(verdict.Valid);
-        Assert.Contains(verdict.Problems, q => q.Error == SoftDirtyError.ImageIncomplete && q.Message.Contains("could not be read"));
+        Assert.Contains(verdict.Problems, q => q.Error == EngineError.ImageIncomplete && q.Message.Contains("could not be read"));
     }
 
     [Fact]
@@ -65,8 +65,8 @@ public sealed class ImageSafetyTests : IDisposable
         using var p = new FakeProcess(16, seed: 4);
         for (int i = 0; i < 16; i++) p.WriteRandom(i);
         var path = Path.Combine(_dir, "failed");
-        var ex = Assert.Throws<SoftDirtyException>(() => ImageWriter.Save(new Faulty(p) { FailAfterReads = 0 }, path, null, TrackingMethod.Hash, null));
-        Assert.Equal(SoftDirtyError.ImageWriteError, ex.Error);
+        var ex = Assert.Throws<EngineException>(() => ImageWriter.Save(new Faulty(p) { FailAfterReads = 0 }, path, null, TrackingMethod.Hash, null));
+        Assert.Equal(EngineError.ImageWriteError, ex.Error);
         Assert.False(Directory.Exists(path));
         Assert.Empty(Directory.EnumerateFileSystemEntries(_dir)); // no .failed.partial-* with pages.bin.tmp of process memory
         // The next save to the same path succeeds.

@@ -97,12 +97,12 @@ public sealed class ImageTests : IDisposable
         var result = ImageVerifier.Test(inc);
         Assert.False(result.Valid);
         var problem = Assert.Single(result.Problems);
-        Assert.Equal(SoftDirtyError.ImageCorrupt, problem.Error);
+        Assert.Equal(EngineError.ImageCorrupt, problem.Error);
         Assert.Equal(pages, problem.File);
         Assert.Equal(5 * 4096L, problem.Offset);
         Assert.Contains("offset 20480", problem.Message);
-        var ex = Assert.Throws<SoftDirtyException>(() => ImageRestorer.Restore(inc, new FlatFileRestoreTarget(Path.Combine(_dir, "r"))));
-        Assert.Equal(SoftDirtyError.ImageCorrupt, ex.Error);
+        var ex = Assert.Throws<EngineException>(() => ImageRestorer.Restore(inc, new FlatFileRestoreTarget(Path.Combine(_dir, "r"))));
+        Assert.Equal(EngineError.ImageCorrupt, ex.Error);
         Assert.Contains(pages + " at offset 20480", ex.Message);
     }
 
@@ -114,7 +114,7 @@ public sealed class ImageTests : IDisposable
         using (var fs = new FileStream(pages, FileMode.Open)) fs.SetLength(4096 + 17);
         var result = ImageVerifier.Test(inc);
         var problem = Assert.Single(result.Problems);
-        Assert.Equal(SoftDirtyError.ImageIncomplete, problem.Error);
+        Assert.Equal(EngineError.ImageIncomplete, problem.Error);
         Assert.Contains(pages + " at offset 4113", problem.Message);
         Assert.Contains("truncated", problem.Message);
     }
@@ -128,13 +128,13 @@ public sealed class ImageTests : IDisposable
         bytes[ImageFormat.IndexHeaderSize + ImageFormat.RecordSize + 8] = 9; // record 1: unknown kind
         File.WriteAllBytes(index, bytes);
         var p = Assert.Single(ImageVerifier.Test(inc).Problems);
-        Assert.Equal(SoftDirtyError.ImageCorrupt, p.Error);
+        Assert.Equal(EngineError.ImageCorrupt, p.Error);
         Assert.Contains(index + " at offset 56", p.Message);
 
         var manifest = Path.Combine(full, "manifest.json");
         File.WriteAllText(manifest, File.ReadAllText(manifest).Replace("\"pageSize\"", "\"pageSize\" 7,"));
         var q = ImageVerifier.Test(full).Problems.Single();
-        Assert.Equal(SoftDirtyError.ImageCorrupt, q.Error);
+        Assert.Equal(EngineError.ImageCorrupt, q.Error);
         Assert.StartsWith(manifest + " at offset", q.Message);
     }
 
@@ -145,14 +145,14 @@ public sealed class ImageTests : IDisposable
         Directory.Delete(full, true);
         ImageWriter.Save(p, full, null, TrackingMethod.Hash, null); // another image where the parent was
         var problem = ImageVerifier.Test(inc).Problems.Single();
-        Assert.Equal(SoftDirtyError.ImageParentMismatch, problem.Error);
+        Assert.Equal(EngineError.ImageParentMismatch, problem.Error);
         Assert.Contains("not the image this one was taken against", problem.Message);
 
         File.Delete(Path.Combine(full, "manifest.json"));
-        var ex = Assert.Throws<SoftDirtyException>(() => ImageReader.Open(full));
-        Assert.Equal(SoftDirtyError.ImageIncomplete, ex.Error);
+        var ex = Assert.Throws<EngineException>(() => ImageReader.Open(full));
+        Assert.Equal(EngineError.ImageIncomplete, ex.Error);
         Assert.Contains("incomplete", ex.Message);
-        var again = Assert.Throws<SoftDirtyException>(() => ImageWriter.Save(p, full, null, TrackingMethod.Hash, null));
-        Assert.Equal(SoftDirtyError.ImageExists, again.Error);
+        var again = Assert.Throws<EngineException>(() => ImageWriter.Save(p, full, null, TrackingMethod.Hash, null));
+        Assert.Equal(EngineError.ImageExists, again.Error);
     }
 }

@@ -85,7 +85,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
         }
         var answer = t.Receive("sleep");
         Assert.Equal("0", answer[0]); // restarted through restart_syscall, as after a signal without a handler: not EINTR
-        Assert.True(long.Parse(answer[2]) >= ms * 1_000_000L, $"slept {answer[2]} ns of {ms} ms: the restarted sleep kept its end");
+        Assert.True(long.Parse(answer[2], System.Globalization.CultureInfo.InvariantCulture) >= ms * 1_000_000L, $"slept {answer[2]} ns of {ms} ms: the restarted sleep kept its end");
     }
 
     [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
@@ -99,8 +99,8 @@ public sealed class RemoteWriteProtectTests : IDisposable
         using (var tracker = new WriteProtectTracker(src))
             tracker.Reset();
         var answer = t.Receive("futex");
-        Assert.Equal(new[] { "-1", SoftDirty.Errno.ETIMEDOUT.ToString() }, answer.Take(2).ToArray());
-        Assert.True(long.Parse(answer[2]) >= ms * 1_000_000L, $"waited {answer[2]} ns of {ms} ms");
+        Assert.Equal(new[] { "-1", SoftDirty.Errno.ETIMEDOUT.ToString(System.Globalization.CultureInfo.InvariantCulture) }, answer.Take(2).ToArray());
+        Assert.True(long.Parse(answer[2], System.Globalization.CultureInfo.InvariantCulture) >= ms * 1_000_000L, $"waited {answer[2]} ns of {ms} ms");
     }
 
     [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
@@ -119,9 +119,9 @@ public sealed class RemoteWriteProtectTests : IDisposable
                 Assert.Equal(wrote, PagesIn(tracker.Collect().Ranges, region, 128, t.PageSize));
             }
         }
-        ulong before = ulong.Parse(t.Send("spins")[0]);
+        ulong before = ulong.Parse(t.Send("spins")[0], System.Globalization.CultureInfo.InvariantCulture);
         System.Threading.Thread.Sleep(20);
-        Assert.True(ulong.Parse(t.Send("spins")[0]) > before, "the spinning threads go on after disable");
+        Assert.True(ulong.Parse(t.Send("spins")[0], System.Globalization.CultureInfo.InvariantCulture) > before, "the spinning threads go on after disable");
         Assert.Empty(WriteTrackingStore.UserfaultfdDescriptors(t.Pid));
     }
 
@@ -200,8 +200,8 @@ public sealed class RemoteWriteProtectTests : IDisposable
         var sum = t.Send("sum")[0];
         t.WaitInSyscall(ReadSyscall);
         using var src = ProcPageSource.Open(t.Pid);
-        var ex = Assert.Throws<SoftDirtyException>(() => new WriteProtectTracker(src));
-        Assert.Equal(SoftDirtyError.SeccompForbids, ex.Error);
+        var ex = Assert.Throws<EngineException>(() => new WriteProtectTracker(src));
+        Assert.Equal(EngineError.SeccompForbids, ex.Error);
         Assert.Equal(fds, t.OpenDescriptors());
         Assert.Equal(maps, File.ReadAllText($"/proc/{t.Pid}/maps"));
         Assert.Null(WriteTrackingStore.Load(t.Pid));
@@ -212,15 +212,15 @@ public sealed class RemoteWriteProtectTests : IDisposable
     public void AlreadyTracedProcess_IsRefusedUntouched()
     {
         using var t = new WtTarget();
-        int child = int.Parse(t.Send("traced")[0]);
+        int child = int.Parse(t.Send("traced")[0], System.Globalization.CultureInfo.InvariantCulture);
         try
         {
             var deadline = DateTime.UtcNow.AddSeconds(10);
             while (InjectionSupport.Check(child, KernelProbe.Current) is null && DateTime.UtcNow < deadline) System.Threading.Thread.Sleep(1);
             using var src = ProcPageSource.Open(child);
-            var ex = Assert.Throws<SoftDirtyException>(() => new WriteProtectTracker(src));
-            Assert.Equal(SoftDirtyError.ProcessAlreadyTraced, ex.Error);
-            Assert.Contains(t.Pid.ToString(), ex.Message);
+            var ex = Assert.Throws<EngineException>(() => new WriteProtectTracker(src));
+            Assert.Equal(EngineError.ProcessAlreadyTraced, ex.Error);
+            Assert.Contains(t.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture), ex.Message);
             Assert.False(WriteProtectTracker.IsSupported(src, out var why));
             Assert.Contains("ProcessAlreadyTraced", why);
             Assert.Equal(TrackingMethod.Hash, DirtyTracker.Resolve(src, TrackingMethod.Auto, out _));
@@ -237,7 +237,7 @@ public sealed class RemoteWriteProtectTests : IDisposable
             child.StandardOutput.ReadLine();
             var refused = InjectionSupport.Check(child.Id, KernelProbe.Current);
             Assert.NotNull(refused);
-            Assert.Equal(SoftDirtyError.PtraceNotPermitted, refused!.Error);
+            Assert.Equal(EngineError.PtraceNotPermitted, refused!.Error);
             Assert.Contains("child of this process", refused.Message);
             Assert.False(child.HasExited);
         }
@@ -253,6 +253,6 @@ public sealed class RemoteWriteProtectTests : IDisposable
         t.Dispose();
         var refused = InjectionSupport.Check(pid, KernelProbe.Current);
         Assert.NotNull(refused);
-        Assert.Contains(refused!.Error, new[] { SoftDirtyError.ProcessNotFound, SoftDirtyError.ProcessExited });
+        Assert.Contains(refused!.Error, new[] { EngineError.ProcessNotFound, EngineError.ProcessExited });
     }
 }

@@ -23,8 +23,8 @@ public sealed class WtTarget : IDisposable
         var ready = _process.StandardOutput.ReadLine() ?? throw new InvalidOperationException("wttarget printed nothing");
         var parts = ready.Split(' ');
         Assert.Equal("READY", parts[0]);
-        Pid = int.Parse(parts[1]);
-        PageSize = int.Parse(parts[2]);
+        Pid = int.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture);
+        PageSize = int.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture);
     }
 
     public int Pid { get; }
@@ -83,7 +83,7 @@ public sealed class WtTarget : IDisposable
     }
 
     public int[] OpenDescriptors() =>
-        Directory.GetFileSystemEntries($"/proc/{Pid}/fd").Select(f => int.Parse(Path.GetFileName(f))).OrderBy(x => x).ToArray();
+        Directory.GetFileSystemEntries($"/proc/{Pid}/fd").Select(f => int.Parse(Path.GetFileName(f), System.Globalization.CultureInfo.InvariantCulture)).OrderBy(x => x).ToArray();
 
     public void Dispose()
     {

@@ -125,8 +125,8 @@ public sealed class EmulatorWorkflowTests : IDisposable
             target.Complete();
         }
         Assert.Equal(before + 2, into.ReadMappings(false).Count);
-        var clash = Assert.Throws<SoftDirtyException>(() => new EmulatedProcessRestoreTarget(into).Prepare(layout, 4096));
-        Assert.Equal(SoftDirtyError.ImageExists, clash.Error);
+        var clash = Assert.Throws<EngineException>(() => new EmulatedProcessRestoreTarget(into).Prepare(layout, 4096));
+        Assert.Equal(EngineError.ImageExists, clash.Error);
     }
 
     [Fact]

@@ -39,6 +39,7 @@ internal sealed class FakeProcess : IPageSource, IWorkloadDriver, IFreezable
     public int FreezeCount { get; private set; }
     public bool Frozen { get; private set; }
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1822", Justification = "Read as p.Address(i) beside the instance's other members.")]
     public ulong Address(int page) => Base + (ulong)page * 4096;
 
     public void Write(int page, byte value, int offset = 0)
@@ -98,7 +99,7 @@ internal sealed class FakeProcess : IPageSource, IWorkloadDriver, IFreezable
     }
 
     public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions) =>
-        throw new SoftDirtyException(SoftDirtyError.PagemapScanNotSupported, "fake: no PAGEMAP_SCAN");
+        throw new EngineException(EngineError.PagemapScanNotSupported, "fake: no PAGEMAP_SCAN");
 
     public void Advance(TimeSpan interval, System.Threading.CancellationToken cancel)
     {

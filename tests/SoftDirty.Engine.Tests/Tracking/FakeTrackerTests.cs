@@ -49,8 +49,8 @@ public class FakeTrackerTests
     public void SoftDirty_RefusedWhereTheKernelLacksIt()
     {
         using var p = new FakeProcess(4, softDirty: false);
-        var ex = Assert.Throws<SoftDirtyException>(() => new SoftDirtyTracker(p));
-        Assert.Equal(SoftDirtyError.SoftDirtyNotSupported, ex.Error);
+        var ex = Assert.Throws<EngineException>(() => new SoftDirtyTracker(p));
+        Assert.Equal(EngineError.SoftDirtyNotSupported, ex.Error);
     }
 
     [Fact]

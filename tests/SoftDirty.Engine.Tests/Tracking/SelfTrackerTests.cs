@@ -11,7 +11,7 @@ namespace SoftDirty.Tests.Tracking;
 /// MADV_NOHUGEPAGE, so a write dirties one page whatever the THP mode (a THP would be written as a whole).
 /// </summary>
 [Collection(WorkflowCollection.Name)]
-public unsafe class SelfTrackerTests : IDisposable
+public sealed unsafe class SelfTrackerTests : IDisposable
 {
     private const int Pages = 64;
     private const int MADV_NOHUGEPAGE = 15;

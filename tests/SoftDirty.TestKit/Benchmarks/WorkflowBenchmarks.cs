@@ -98,7 +98,7 @@ public static class WorkflowBenchmarks
             {
                 IDirtyTracker tracker;
                 try { tracker = DirtyTracker.Create(self, method, PageHashAlgorithm.Fast128, selector); }
-                catch (SoftDirtyException ex)
+                catch (EngineException ex)
                 {
                     rows.Add(new { Method = method.ToString(), Supported = false, Reason = ex.Message });
                     continue;

@@ -206,11 +206,11 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
                     break;
             }
         }
-        catch (SoftDirtyException e) when (e.Error == SoftDirtyError.SegmentationFault)
+        catch (EngineException e) when (e.Error == EngineError.SegmentationFault)
         {
             run.Print("SEGV");
         }
-        catch (SoftDirtyException e) when (e.Errno != 0)
+        catch (EngineException e) when (e.Errno != 0)
         {
             run.Print(ErrnoName(e.Errno));
         }

@@ -6,7 +6,7 @@ namespace SoftDirty;
 /// A kernel errno maps to the same id whether a real or an emulated kernel returned it.
 /// </summary>
 [Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum SoftDirtyError
+public enum EngineError
 {
     /// <summary>No process with that id.</summary>
     [Categorized(FailureCategory.ObjectNotFound)]

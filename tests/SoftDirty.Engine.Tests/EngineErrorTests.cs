@@ -7,20 +7,20 @@ using Xunit;
 namespace SoftDirty.Tests;
 
 /// <summary>Every error id carries its category in the engine, and a kernel errno has one id from /proc and the emulator.</summary>
-public class SoftDirtyErrorTests
+public class EngineErrorTests
 {
     [Fact]
     public void EveryErrorHasAnExplicitCategory()
     {
         Assert.Empty(CategorizedAttribute.Uncategorized());
-        foreach (var error in Enum.GetValues<SoftDirtyError>())
+        foreach (var error in Enum.GetValues<EngineError>())
             Assert.True(CategorizedAttribute.Of(error) != FailureCategory.NotSpecified, $"{error} has no category");
     }
 
     [Fact]
     public void AValueOutsideTheEnumIsNotSpecified()
     {
-        var none = (SoftDirtyError)Enum.GetValues<SoftDirtyError>().Cast<int>().Max() + 1;
+        var none = (EngineError)Enum.GetValues<EngineError>().Cast<int>().Max() + 1;
         Assert.Equal(FailureCategory.NotSpecified, CategorizedAttribute.Of(none));
     }
 
@@ -34,9 +34,9 @@ public class SoftDirtyErrorTests
         var bytes = System.Text.Encoding.ASCII.GetBytes(text);
         using var emulated = new EmulatedProcess();
         using var real = ProcPageSource.Open(Environment.ProcessId);
-        var fromEmulator = Assert.Throws<SoftDirtyException>(() => emulated.WriteClearRefs(bytes));
-        var fromProc = Assert.Throws<SoftDirtyException>(() => real.WriteClearRefs(bytes));
-        Assert.Equal(SoftDirtyError.InvalidArgument, fromProc.Error);
+        var fromEmulator = Assert.Throws<EngineException>(() => emulated.WriteClearRefs(bytes));
+        var fromProc = Assert.Throws<EngineException>(() => real.WriteClearRefs(bytes));
+        Assert.Equal(EngineError.InvalidArgument, fromProc.Error);
         Assert.Equal(fromProc.Error, fromEmulator.Error);
         Assert.Equal(errno, fromProc.Errno);
         Assert.Equal(errno, fromEmulator.Errno);

@@ -2,11 +2,11 @@ using System;
 
 namespace SoftDirty;
 
-/// <summary>An engine failure with a stable <see cref="SoftDirtyError"/> and the errno when one applies.</summary>
-public class SoftDirtyException : Exception
+/// <summary>An engine failure with a stable <see cref="EngineError"/> and the errno when one applies.</summary>
+public class EngineException : Exception
 {
     /// <summary>A failure with its error id, message, subject, errno (0: none) and inner exception.</summary>
-    internal SoftDirtyException(SoftDirtyError error, string message, object? target = null, int errno = 0, Exception? inner = null)
+    internal EngineException(EngineError error, string message, object? target = null, int errno = 0, Exception? inner = null)
         : base(message, inner)
     {
         Error = error;
@@ -15,7 +15,7 @@ public class SoftDirtyException : Exception
     }
 
     /// <summary>The stable error id (the ErrorRecord's ErrorId).</summary>
-    public SoftDirtyError Error { get; }
+    public EngineError Error { get; }
     /// <summary>What the error is about (a pid, an address, a path).</summary>
     public object? Target { get; }
     /// <summary>The Linux errno behind the failure, 0 when none.</summary>
