@@ -129,23 +129,34 @@ public sealed class WriteProtectTracker : IDirtyTracker
     /// runtime's W^X mappings, for one) makes CheckWriteProtectAsync fail with EPERM: that span is registered
     /// again and all its present pages count as written, so nothing is missed.
     /// </summary>
-    private List<PageRegion> Scan(List<PageSpan> spans, bool reset, CancellationToken cancel)
+    private List<PageRegion> Scan(List<PageSpan> spans, bool reset, CancellationToken cancel) =>
+        ScanThen(spans, reset, (reader, unregistered, template, found, one) =>
+        {
+            foreach (var span in unregistered)
+            {
+                one.Clear();
+                one.Add(span);
+                if (_emulated is not null) _registered.Add((new AddressRange(span.Start, span.End), _emulated.RegisterAsyncWriteProtect(span.Start, span.End)));
+                else _uffd!.Register(span.Start, span.End);
+                found.AddRange(PageWalk.PresentRegions(Source, one, cancel));
+                if (reset) Rearm(reader, one, template, cancel);
+            }
+        }, cancel);
+
+    /// <summary>
+    /// The scan both kinds of tracking share: the Written pages of every registered span, then
+    /// <paramref name="registerRest"/> registers the spans the kernel refused (reader, those spans, the scan
+    /// template, the regions found so far, a one-span scratch list); the regions come back sorted.
+    /// </summary>
+    private List<PageRegion> ScanThen(List<PageSpan> spans, bool reset,
+        Action<PageMapReader, List<PageSpan>, PagemapScanRequest, List<PageRegion>, List<PageSpan>> registerRest, CancellationToken cancel)
     {
         var template = WrittenTemplate(reset);
         var reader = new PageMapReader(Source);
         var unregistered = new List<PageSpan>();
         var found = ScanEach(reader, spans, template, unregistered, cancel);
         if (unregistered.Count == 0) return found;
-        var one = new List<PageSpan>(1);
-        foreach (var span in unregistered)
-        {
-            one.Clear();
-            one.Add(span);
-            if (_emulated is not null) _registered.Add((new AddressRange(span.Start, span.End), _emulated.RegisterAsyncWriteProtect(span.Start, span.End)));
-            else _uffd!.Register(span.Start, span.End);
-            found.AddRange(PageWalk.PresentRegions(Source, one, cancel));
-            if (reset) Rearm(reader, one, template, cancel);
-        }
+        registerRest(reader, unregistered, template, found, new List<PageSpan>(1));
         found.Sort((x, y) => x.Start.CompareTo(y.Start));
         return found;
     }
@@ -195,28 +206,21 @@ public sealed class WriteProtectTracker : IDirtyTracker
     /// write-protected like the others. A range the kernel will not register counts wholly every time:
     /// never a false negative.
     /// </summary>
-    private List<PageRegion> ScanRemote(List<PageSpan> spans, bool reset, List<AddressRange> fresh, CancellationToken cancel)
-    {
-        var template = WrittenTemplate(reset);
-        var reader = new PageMapReader(Source);
-        var unregistered = new List<PageSpan>();
-        var found = ScanEach(reader, spans, template, unregistered, cancel);
-        if (unregistered.Count == 0) return found;
-        var one = new List<PageSpan>(1);
-        var accepted = RemoteWriteProtect.Register(_remote!, _state!, Ranges(unregistered));
-        for (int i = 0; i < unregistered.Count; i++)
+    private List<PageRegion> ScanRemote(List<PageSpan> spans, bool reset, List<AddressRange> fresh, CancellationToken cancel) =>
+        ScanThen(spans, reset, (reader, unregistered, template, found, one) =>
         {
-            var span = unregistered[i];
-            found.Add(new PageRegion(span.Start, span.End, PageCategory.Written));
-            fresh.Add(new AddressRange(span.Start, span.End));
-            if (!accepted[i] || !reset) continue;
-            one.Clear();
-            one.Add(span);
-            Rearm(reader, one, template, cancel);
-        }
-        found.Sort((x, y) => x.Start.CompareTo(y.Start));
-        return found;
-    }
+            var accepted = RemoteWriteProtect.Register(_remote!, _state!, Ranges(unregistered));
+            for (int i = 0; i < unregistered.Count; i++)
+            {
+                var span = unregistered[i];
+                found.Add(new PageRegion(span.Start, span.End, PageCategory.Written));
+                fresh.Add(new AddressRange(span.Start, span.End));
+                if (!accepted[i] || !reset) continue;
+                one.Clear();
+                one.Add(span);
+                Rearm(reader, one, template, cancel);
+            }
+        }, cancel);
 
     private DirtyPageSet CollectRemote(bool rearm, CancellationToken cancel)
     {
