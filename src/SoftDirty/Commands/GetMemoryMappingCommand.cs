@@ -17,6 +17,7 @@ public sealed class GetMemoryMappingCommand : ProcessTargetCmdlet
     [ArgumentCompleter(typeof(MappingNameCompleter))]
     public string[]? Mapping { get; set; }
 
+    // -Mapping/-Address stay here, not PageRangeCmdlet's: -Address selects the mapping that contains it (no -Length), binding nothing piped.
     /// <summary>Only the mapping that contains this address.</summary>
     [Parameter]
     [ArgumentCompleter(typeof(AddressCompleter))]
