@@ -35,15 +35,6 @@ public sealed class GetPageMapCommand : PageRangeCmdlet
     [Parameter]
     public PageReadMethod ReadMethod { get; set; } = PageReadMethod.Auto;
 
-    
-    /// <inheritdoc/>
-    protected override void ProcessRecord()
-    {
-        CheckRangeParameters();
-        ForEachSource(Targets(), Read);
-    }
-
-
     private PageFilter BuildFilter()
     {
         var filter = new PageFilter();
@@ -53,7 +44,8 @@ public sealed class GetPageMapCommand : PageRangeCmdlet
         return filter;
     }
 
-    private void Read(IPageSource source)
+    /// <inheritdoc/>
+    protected override void ReadRange(IPageSource source)
     {
         WarnIfNoSoftDirty(source, "the SoftDirty property");
         var mappings = source.ReadMappings(withCounters: false);

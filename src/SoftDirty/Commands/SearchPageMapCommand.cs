@@ -44,15 +44,8 @@ public sealed class SearchPageMapCommand : PageRangeCmdlet
     [Parameter]
     public SwitchParameter CheckWriteProtectAsync { get; set; }
 
-    
     /// <inheritdoc/>
-    protected override void ProcessRecord()
-    {
-        CheckRangeParameters();
-        ForEachSource(Targets(), Scan);
-    }
-
-    private void Scan(IPageSource source)
+    protected override void ReadRange(IPageSource source)
     {
         if (!source.Features.PagemapScan)
             throw new SoftDirtyException(SoftDirtyError.PagemapScanNotSupported,

@@ -27,8 +27,18 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
     [ArgumentCompleter(typeof(MappingNameCompleter))]
     public string[]? Mapping { get; set; }
 
+    /// <summary>Checks the range parameters, then reads the pages of each target.</summary>
+    protected sealed override void ProcessRecord()
+    {
+        CheckRangeParameters();
+        ForEachSource(Targets(), ReadRange);
+    }
+
+    /// <summary>The cmdlet's work on one target: select its spans (<see cref="SelectSpans"/>) and read them.</summary>
+    protected abstract void ReadRange(IPageSource source);
+
     /// <summary>-Length needs -Address, and -Address excludes -Mapping: a terminating InvalidArgument otherwise.</summary>
-    protected void CheckRangeParameters()
+    private void CheckRangeParameters()
     {
         if (Address is null && Length is not null)
             ThrowTerminatingError(ToErrorRecord(new SoftDirtyException(SoftDirtyError.InvalidArgument, "-Length needs -Address.", Length)));
