@@ -1,8 +1,4 @@
-using System;
-using System.Linq;
 using System.Management.Automation;
-using SoftDirty;
-using SoftDirty.Emulation;
 
 namespace SoftDirty.Commands;
 

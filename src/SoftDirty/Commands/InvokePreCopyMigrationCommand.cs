@@ -1,5 +1,4 @@
 using System.Management.Automation;
-using SoftDirty;
 using SoftDirty.Tracking;
 using SoftDirty.Workflows;
 

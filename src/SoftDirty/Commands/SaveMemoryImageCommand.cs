@@ -1,8 +1,4 @@
-using System;
-using System.IO;
 using System.Management.Automation;
-using SoftDirty;
-using SoftDirty.Workflows;
 using SoftDirty.Images;
 using SoftDirty.Tracking;
 

@@ -1,9 +1,6 @@
-using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
-using SoftDirty;
-using SoftDirty.Emulation;
 
 namespace SoftDirty.Commands;
 
