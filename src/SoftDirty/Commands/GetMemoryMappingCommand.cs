@@ -1,8 +1,4 @@
-using System;
-using System.Linq;
 using System.Management.Automation;
-using SoftDirty;
-using SoftDirty.Emulation;
 
 namespace SoftDirty.Commands;
 
@@ -17,6 +13,7 @@ public sealed class GetMemoryMappingCommand : ProcessTargetCmdlet
     [ArgumentCompleter(typeof(MappingNameCompleter))]
     public string[]? Mapping { get; set; }
 
+    // -Mapping/-Address stay here, not PageRangeCmdlet's: -Address selects the mapping that contains it (no -Length), binding nothing piped.
     /// <summary>Only the mapping that contains this address.</summary>
     [Parameter]
     [ArgumentCompleter(typeof(AddressCompleter))]

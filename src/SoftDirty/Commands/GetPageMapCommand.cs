@@ -1,9 +1,4 @@
-using System;
-using System.Collections.Generic;
-using System.Linq;
 using System.Management.Automation;
-using SoftDirty;
-using SoftDirty.Emulation;
 
 namespace SoftDirty.Commands;
 
@@ -15,23 +10,6 @@ namespace SoftDirty.Commands;
 [OutputType(typeof(PageEntry), typeof(PageRange))]
 public sealed class GetPageMapCommand : PageRangeCmdlet
 {
-    /// <summary>Start of the range to read (page-aligned). A piped mapping's or range's Start binds here, so each piped object selects its own range.</summary>
-    [Parameter(ValueFromPipelineByPropertyName = true)]
-    [Alias("Start")]
-    [ArgumentCompleter(typeof(AddressCompleter))]
-    public ulong? Address { get; set; }
-
-    /// <summary>Bytes to read from -Address (a multiple of the page size); default one page. A piped object's Size (a mapping or range) binds here.</summary>
-    [Parameter(ValueFromPipelineByPropertyName = true)]
-    [Alias("Size")]
-    public ulong? Length { get; set; }
-
-    /// <summary>Mappings to read, by path or pseudo-name ('[heap]'), with wildcards; a file name alone also matches.</summary>
-    [Parameter]
-    [SupportsWildcards]
-    [ArgumentCompleter(typeof(MappingNameCompleter))]
-    public string[]? Mapping { get; set; }
-
     /// <summary>Only soft-dirty pages (with -SoftDirty:$false, only clean ones).</summary>
     [Parameter]
     public SwitchParameter SoftDirty { get; set; }
@@ -52,15 +30,6 @@ public sealed class GetPageMapCommand : PageRangeCmdlet
     [Parameter]
     public PageReadMethod ReadMethod { get; set; } = PageReadMethod.Auto;
 
-    
-    /// <inheritdoc/>
-    protected override void ProcessRecord()
-    {
-        CheckRangeParameters(Address, Length, Mapping);
-        ForEachSource(Targets(), Read);
-    }
-
-
     private PageFilter BuildFilter()
     {
         var filter = new PageFilter();
@@ -70,11 +39,12 @@ public sealed class GetPageMapCommand : PageRangeCmdlet
         return filter;
     }
 
-    private void Read(IPageSource source)
+    /// <inheritdoc/>
+    protected override void ReadRange(IPageSource source)
     {
         WarnIfNoSoftDirty(source, "the SoftDirty property");
         var mappings = source.ReadMappings(withCounters: false);
-        var spans = SelectSpans(source, mappings, Address, Length, Mapping);
+        var spans = SelectSpans(source, mappings);
         if (spans is null) return;
         WriteVerbose($"Process {source.ProcessId} ({source.Name}): {spans.Count} span(s) of {mappings.Count} mapping(s), read method {ReadMethod} ({(source.Features.PagemapScan ? "PAGEMAP_SCAN available" : "pread only: " + source.Features.PagemapScanReason)}), filter {BuildFilter()}.");
 

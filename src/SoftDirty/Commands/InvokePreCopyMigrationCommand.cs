@@ -14,14 +14,6 @@ namespace SoftDirty.Commands;
 [OutputType(typeof(PreCopyRound), typeof(PreCopySummary))]
 public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
 {
-    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one; it runs -Workload in emulated time.</summary>
-    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
-    public EmulatedProcess? Emulator { get; set; }
-
-    /// <summary>What the emulated process does meanwhile: @{ Address; Length; Pattern; AccessesPerSecond; WriteRatio; Seed } (accesses per emulated second).</summary>
-    [Parameter(ParameterSetName = EmulatorSet)]
-    public EmulatedWorkloadSpec? Workload { get; set; }
-
     /// <summary>Bytes per second of the link (1GB, 100MB work).</summary>
     [Parameter(Mandatory = true)]
     [ValidateRange(1.0, double.MaxValue)]
@@ -44,15 +36,8 @@ public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
     [Parameter]
     public TrackingMethod Method { get; set; } = TrackingMethod.Auto;
 
-    /// <summary>Migrate only these mappings (names or paths, wildcards).</summary>
-    [Parameter]
-    [SupportsWildcards]
-    [ValidateNotNullOrEmpty]
-    [ArgumentCompleter(typeof(MappingNameCompleter))]
-    public string[]? Mapping { get; set; }
-
     /// <inheritdoc/>
-    protected override void ProcessRecord() => ForEachSource(new[] { Target(Emulator, Workload) }, Migrate);
+    protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Migrate);
 
     private void Migrate(IPageSource source)
     {

@@ -1,5 +1,3 @@
-using System;
-using System.IO;
 using System.Management.Automation;
 using SoftDirty;
 using SoftDirty.Emulation;
@@ -15,17 +13,15 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsData.Save, "MemoryImage", DefaultParameterSetName = EmulatorSet, SupportsShouldProcess = true)]
 [OutputType(typeof(MemoryImageInfo))]
-public sealed class SaveMemoryImageCommand : EngineCmdlet
+public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
 {
+    // -Id and -Mapping are WorkflowCmdlet's too, but that base adds the Id set's hidden -PipedEmulator; this
+    // cmdlet defaults to the Emulator set, where a piped EmulatedProcess binds -Emulator by value without it.
     /// <summary>The process id of a real process to save.</summary>
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int Id { get; set; }
-
-    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one: its memory at this moment (a save takes no emulated time).</summary>
-    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
-    public EmulatedProcess? Emulator { get; set; }
 
     /// <summary>The new image's directory (created, mode 0700; it must not hold an image).</summary>
     [Parameter(Mandatory = true, Position = 1)]
@@ -60,7 +56,7 @@ public sealed class SaveMemoryImageCommand : EngineCmdlet
     [ArgumentCompleter(typeof(MappingNameCompleter))]
     public string[]? Mapping { get; set; }
 
-    private IPageSource? Target() => WorkflowTarget(Id, Emulator, null);
+    private IPageSource? Target() => OneTarget(Id, null);
 
     /// <inheritdoc/>
     protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Save);

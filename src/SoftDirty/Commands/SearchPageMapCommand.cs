@@ -1,9 +1,6 @@
-using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
-using SoftDirty;
-using SoftDirty.Emulation;
 
 namespace SoftDirty.Commands;
 
@@ -16,23 +13,6 @@ namespace SoftDirty.Commands;
 [OutputType(typeof(PageScanRegion))]
 public sealed class SearchPageMapCommand : PageRangeCmdlet
 {
-    /// <summary>Start of the range to scan (page-aligned). A piped mapping's or range's Start binds here, so each piped object selects its own range.</summary>
-    [Parameter(ValueFromPipelineByPropertyName = true)]
-    [Alias("Start")]
-    [ArgumentCompleter(typeof(AddressCompleter))]
-    public ulong? Address { get; set; }
-
-    /// <summary>Bytes to scan from -Address; the kernel rounds the end up to a page. A piped object's Size (a mapping or range) binds here.</summary>
-    [Parameter(ValueFromPipelineByPropertyName = true)]
-    [Alias("Size")]
-    public ulong? Length { get; set; }
-
-    /// <summary>Mappings to scan, by path or pseudo-name, with wildcards.</summary>
-    [Parameter]
-    [SupportsWildcards]
-    [ArgumentCompleter(typeof(MappingNameCompleter))]
-    public string[]? Mapping { get; set; }
-
     /// <summary>Categories a page must all have (category_mask).</summary>
     [Parameter(Position = 1)]
     public PageCategory Category { get; set; }
@@ -61,15 +41,8 @@ public sealed class SearchPageMapCommand : PageRangeCmdlet
     [Parameter]
     public SwitchParameter CheckWriteProtectAsync { get; set; }
 
-    
     /// <inheritdoc/>
-    protected override void ProcessRecord()
-    {
-        CheckRangeParameters(Address, Length, Mapping);
-        ForEachSource(Targets(), Scan);
-    }
-
-    private void Scan(IPageSource source)
+    protected override void ReadRange(IPageSource source)
     {
         if (!source.Features.PagemapScan)
             throw new EngineException(EngineError.PagemapScanNotSupported,
@@ -77,7 +50,7 @@ public sealed class SearchPageMapCommand : PageRangeCmdlet
         var asked = Category | AnyCategory | InvertCategory | (ReturnCategory ?? PageCategory.None);
         if ((asked & PageCategory.SoftDirty) != 0) WarnIfNoSoftDirty(source, "the SoftDirty category");
         var mappings = source.ReadMappings(withCounters: WriteProtect);
-        var spans = SelectSpans(source, mappings, Address, Length, Mapping, roundLength: true);
+        var spans = SelectSpans(source, mappings, roundLength: true);
         if (spans is null) return;
         WriteVerbose($"Process {source.ProcessId} ({source.Name}): PAGEMAP_SCAN over {spans.Count} span(s), categories {Category}, any of {AnyCategory}, inverted {InvertCategory}{(WriteProtect ? ", write-protecting the matches" : "")}.");
 

@@ -1,5 +1,4 @@
 using System;
-using System.Linq;
 using System.Management.Automation;
 using SoftDirty;
 using SoftDirty.Emulation;
@@ -16,14 +15,6 @@ namespace SoftDirty.Commands;
 [OutputType(typeof(DirtyPageSample))]
 public sealed class WatchDirtyPageCommand : WorkflowCmdlet
 {
-    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one; it runs -Workload in emulated time.</summary>
-    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
-    public EmulatedProcess? Emulator { get; set; }
-
-    /// <summary>What the emulated process does meanwhile: @{ Address; Length; Pattern; AccessesPerSecond; WriteRatio; Seed } (accesses per emulated second).</summary>
-    [Parameter(ParameterSetName = EmulatorSet)]
-    public EmulatedWorkloadSpec? Workload { get; set; }
-
     /// <summary>Seconds between samples.</summary>
     [Parameter(Position = 1)]
     [ValidateRange(0.001, 86400)]
@@ -47,13 +38,7 @@ public sealed class WatchDirtyPageCommand : WorkflowCmdlet
     [Parameter]
     public PageHashAlgorithm HashAlgorithm { get; set; } = PageHashAlgorithm.Fast128;
 
-    /// <summary>Watch only these mappings (names or paths, wildcards).</summary>
-    [Parameter]
-    [SupportsWildcards]
-    [ValidateNotNullOrEmpty]
-    [ArgumentCompleter(typeof(MappingNameCompleter))]
-    public string[]? Mapping { get; set; }
-
+    // -Address/-Length stay here, not PageRangeCmdlet's: they select the mappings that overlap (not pages), and bind no piped property.
     /// <summary>Watch only the mappings that overlap [Address, Address + Length).</summary>
     [Parameter]
     [ArgumentCompleter(typeof(AddressCompleter))]
@@ -73,7 +58,7 @@ public sealed class WatchDirtyPageCommand : WorkflowCmdlet
     }
 
     /// <inheritdoc/>
-    protected override void ProcessRecord() => ForEachSource(new[] { Target(Emulator, Workload) }, Watch);
+    protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Watch);
 
     private void Watch(IPageSource source)
     {

@@ -51,31 +51,15 @@ public abstract class EngineCmdlet : PSCmdlet
         catch (EngineException ex) { WriteError(ToErrorRecord(ex)); return null; }
     }
 
-    /// <summary>The emulated process of this record (<see cref="ProcessOrEmulatorCmdlet"/> adds one piped into the Id set).</summary>
-    protected virtual EmulatedProcess? EmulatorOf(EmulatedProcess? emulator) => emulator;
-
     /// <summary>The targets of one pipeline record: the emulated process, or each real pid.</summary>
     protected IEnumerable<IPageSource?> Targets(int[] ids, EmulatedProcess? emulator)
     {
-        emulator = EmulatorOf(emulator);
         if (ParameterSetName == EmulatorSet || emulator is not null)
         {
             if (emulator is not null) yield return new BorrowedSource(emulator);
             yield break;
         }
         foreach (var id in ids) yield return OpenProcess(id);
-    }
-
-    /// <summary>
-    /// The one target of a workflow cmdlet: an emulated process wrapped with its workload (so samples and
-    /// rounds advance emulated time), or the real pid.
-    /// </summary>
-    protected IPageSource? WorkflowTarget(int id, EmulatedProcess? emulator, SoftDirty.Workflows.EmulatedWorkloadSpec? workload)
-    {
-        emulator = EmulatorOf(emulator);
-        if (emulator is null) return OpenProcess(id);
-        try { return new SoftDirty.Workflows.EmulatedTarget(emulator, workload); }
-        catch (EngineException ex) { WriteError(ToErrorRecord(ex)); return null; }
     }
 
     /// <summary>Runs per-target work; an engine failure becomes a non-terminating error and the next target runs.</summary>

@@ -1,23 +1,48 @@
 using System.Collections.Generic;
-using SoftDirty;
+using System.Management.Automation;
 
 namespace SoftDirty.Commands;
 
 /// <summary>
 /// Base of the /proc cmdlets that read pages of a range (Get-PageMap, Search-PageMap): what selects the pages
 /// (-Address with -Length, or -Mapping, or every mapping) and the warning that soft-dirty bits stay clear.
-/// The -Address, -Length and -Mapping parameters stay on each cmdlet: PowerShell lists a base class's
-/// parameters after the cmdlet's own, and their place in the syntax (before the filters) is documented.
 /// </summary>
 public abstract class PageRangeCmdlet : ProcessTargetCmdlet
 {
-    /// <summary>-Length needs -Address, and -Address excludes -Mapping: a terminating InvalidArgument otherwise.</summary>
-    protected void CheckRangeParameters(ulong? address, ulong? length, string[]? mapping)
+    /// <summary>Start of the range (page-aligned). A piped mapping's or range's Start binds here, so each piped object selects its own range.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [Alias("Start")]
+    [ArgumentCompleter(typeof(AddressCompleter))]
+    public ulong? Address { get; set; }
+
+    /// <summary>Bytes from -Address; default one page. A piped object's Size (a mapping or range) binds here.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [Alias("Size")]
+    public ulong? Length { get; set; }
+
+    /// <summary>Mappings, by path or pseudo-name ('[heap]'), with wildcards; a file name alone also matches.</summary>
+    [Parameter]
+    [SupportsWildcards]
+    [ArgumentCompleter(typeof(MappingNameCompleter))]
+    public string[]? Mapping { get; set; }
+
+    /// <summary>Checks the range parameters, then reads the pages of each target.</summary>
+    protected sealed override void ProcessRecord()
     {
-        if (address is null && length is not null)
-            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, "-Length needs -Address.", length)));
-        if (address is not null && mapping is not null)
-            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, "Give either -Address with -Length or -Mapping, not both.", mapping)));
+        CheckRangeParameters();
+        ForEachSource(Targets(), ReadRange);
+    }
+
+    /// <summary>The cmdlet's work on one target: select its spans (<see cref="SelectSpans"/>) and read them.</summary>
+    protected abstract void ReadRange(IPageSource source);
+
+    /// <summary>-Length needs -Address, and -Address excludes -Mapping: a terminating InvalidArgument otherwise.</summary>
+    private void CheckRangeParameters()
+    {
+        if (Address is null && Length is not null)
+            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, "-Length needs -Address.", Length)));
+        if (Address is not null && Mapping is not null)
+            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, "Give either -Address with -Length or -Mapping, not both.", Mapping)));
     }
 
     /// <summary>
@@ -26,13 +51,12 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
     /// <paramref name="roundLength"/> the length is rounded up to a page, as PAGEMAP_SCAN rounds its end;
     /// else it must be page-aligned and pages outside any mapping are skipped with a warning.
     /// </summary>
-    protected List<PageSpan>? SelectSpans(IPageSource source, IReadOnlyList<MemoryMapping> mappings,
-        ulong? address, ulong? length, string[]? mapping, bool roundLength = false)
+    protected List<PageSpan>? SelectSpans(IPageSource source, IReadOnlyList<MemoryMapping> mappings, bool roundLength = false)
     {
         ulong pageSize = (ulong)source.PageSize;
-        if (address is { } start)
+        if (Address is { } start)
         {
-            ulong len = length ?? pageSize;
+            ulong len = Length ?? pageSize;
             RangeCheck.CheckNoWrap(start, len, roundLength ? pageSize : 1);
             if (roundLength) len = (len + pageSize - 1) / pageSize * pageSize;
             var spans = PageMapReader.SpansOfRange(mappings, start, len, source.PageSize, out var unmapped);
@@ -43,7 +67,7 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
                 WriteWarning($"{unmapped / pageSize} page(s) of 0x{start:x}-0x{start + len:x} lie outside any mapping of process {source.ProcessId} and are skipped.");
             return spans;
         }
-        if (mapping is { Length: > 0 })
+        if (Mapping is { Length: > 0 } mapping)
         {
             var spans = PageMapReader.SpansOf(mappings, new MappingSelector(mapping).IsMatch);
             if (spans.Count == 0)

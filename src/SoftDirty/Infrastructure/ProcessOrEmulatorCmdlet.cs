@@ -19,13 +19,13 @@ namespace SoftDirty.Commands;
 /// do not derive from here: Save-MemoryImage defaults to the Emulator set, so a piped EmulatedProcess binds
 /// there by value without a -PipedEmulator, and Get-SoftDirtySupport defaults to its Kernel set.
 /// </remarks>
-public abstract class ProcessOrEmulatorCmdlet : EngineCmdlet
+public abstract class ProcessOrEmulatorCmdlet : EmulatorTargetCmdlet
 {
     /// <summary>An emulated process piped in ($e | Get-PageMap); the same as -Emulator.</summary>
     [Parameter(ParameterSetName = IdSet, ValueFromPipeline = true, DontShow = true)]
     public EmulatedProcess? PipedEmulator { get; set; }
 
     /// <summary>The emulated process of this record: -Emulator, or one that came down the pipeline.</summary>
-    protected override EmulatedProcess? EmulatorOf(EmulatedProcess? emulator) =>
-        ParameterSetName == EmulatorSet ? emulator : PipedEmulator;
+    protected override EmulatedProcess? EmulatorOfRecord =>
+        ParameterSetName == EmulatorSet ? Emulator : PipedEmulator;
 }

@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Generic;
 using System.Management.Automation;
-using SoftDirty.Emulation;
 
 namespace SoftDirty.Commands;
 
@@ -17,10 +16,6 @@ public abstract class ProcessTargetCmdlet : ProcessOrEmulatorCmdlet
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int[] Id { get; set; } = Array.Empty<int>();
 
-    /// <summary>An emulated process (New-EmulatedProcess) instead of a real one.</summary>
-    [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]
-    public EmulatedProcess? Emulator { get; set; }
-
     /// <summary>The targets of this pipeline record: the emulated process, or each real pid.</summary>
-    protected IEnumerable<IPageSource?> Targets() => Targets(Id, Emulator);
+    protected IEnumerable<IPageSource?> Targets() => Targets(Id, EmulatorOfRecord);
 }

@@ -1,5 +1,4 @@
 using System.Management.Automation;
-using SoftDirty.Emulation;
 using SoftDirty.Workflows;
 
 namespace SoftDirty.Commands;
@@ -7,8 +6,7 @@ namespace SoftDirty.Commands;
 /// <summary>
 /// Base of the workflow cmdlets that follow one process over time (Watch-DirtyPage, Invoke-PreCopyMigration):
 /// one real process (-Id) or an emulated one that runs a workload in emulated time (see
-/// <see cref="ProcessOrEmulatorCmdlet"/> for the default set). -Emulator and -Workload stay on each cmdlet:
-/// PowerShell lists a base class's parameters after the cmdlet's own, and their place in the syntax is documented.
+/// <see cref="ProcessOrEmulatorCmdlet"/> for the default set), and the mappings to follow.
 /// </summary>
 public abstract class WorkflowCmdlet : ProcessOrEmulatorCmdlet
 {
@@ -18,6 +16,17 @@ public abstract class WorkflowCmdlet : ProcessOrEmulatorCmdlet
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int Id { get; set; }
 
-    /// <summary>The one target of this record: <paramref name="emulator"/> running <paramref name="workload"/>, or the real process.</summary>
-    protected IPageSource? Target(EmulatedProcess? emulator, EmulatedWorkloadSpec? workload) => WorkflowTarget(Id, emulator, workload);
+    /// <summary>What the emulated process does meanwhile: @{ Address; Length; Pattern; AccessesPerSecond; WriteRatio; Seed } (accesses per emulated second).</summary>
+    [Parameter(ParameterSetName = EmulatorSet)]
+    public EmulatedWorkloadSpec? Workload { get; set; }
+
+    /// <summary>Follow only these mappings (names or paths, wildcards).</summary>
+    [Parameter]
+    [SupportsWildcards]
+    [ValidateNotNullOrEmpty]
+    [ArgumentCompleter(typeof(MappingNameCompleter))]
+    public string[]? Mapping { get; set; }
+
+    /// <summary>The one target of this record: the emulated process running -Workload, or the real process.</summary>
+    protected IPageSource? Target() => OneTarget(Id, Workload);
 }
