@@ -44,7 +44,7 @@ public abstract class EngineCmdlet : PSCmdlet
     }
 
     /// <summary>Opens the real process <paramref name="pid"/>, or writes the error and returns null.</summary>
-    protected IPageSource? OpenProcess(int pid)
+    private protected IPageSource? OpenProcess(int pid)
     {
         EnsureLinux();
         try { return ProcPageSource.Open(pid); }
@@ -55,7 +55,7 @@ public abstract class EngineCmdlet : PSCmdlet
     protected virtual EmulatedProcess? EmulatorOf(EmulatedProcess? emulator) => emulator;
 
     /// <summary>The targets of one pipeline record: the emulated process, or each real pid.</summary>
-    protected IEnumerable<IPageSource?> Targets(int[] ids, EmulatedProcess? emulator)
+    private protected IEnumerable<IPageSource?> Targets(int[] ids, EmulatedProcess? emulator)
     {
         emulator = EmulatorOf(emulator);
         if (ParameterSetName == EmulatorSet || emulator is not null)
@@ -70,7 +70,7 @@ public abstract class EngineCmdlet : PSCmdlet
     /// The one target of a workflow cmdlet: an emulated process wrapped with its workload (so samples and
     /// rounds advance emulated time), or the real pid.
     /// </summary>
-    protected IPageSource? WorkflowTarget(int id, EmulatedProcess? emulator, SoftDirty.Workflows.EmulatedWorkloadSpec? workload)
+    private protected IPageSource? WorkflowTarget(int id, EmulatedProcess? emulator, SoftDirty.Workflows.EmulatedWorkloadSpec? workload)
     {
         emulator = EmulatorOf(emulator);
         if (emulator is null) return OpenProcess(id);
@@ -79,7 +79,7 @@ public abstract class EngineCmdlet : PSCmdlet
     }
 
     /// <summary>Runs per-target work; an engine failure becomes a non-terminating error and the next target runs.</summary>
-    protected void ForEachSource(IEnumerable<IPageSource?> sources, Action<IPageSource> work)
+    private protected void ForEachSource(IEnumerable<IPageSource?> sources, Action<IPageSource> work)
     {
         foreach (var source in sources)
         {
@@ -103,7 +103,7 @@ public abstract class EngineCmdlet : PSCmdlet
     /// What -PassThru emits for a target: the emulated process itself, or the real process as a
     /// System.Diagnostics.Process (ProcessExited if it is gone).
     /// </summary>
-    protected static object PassThruObject(IPageSource source)
+    private protected static object PassThruObject(IPageSource source)
     {
         if (source is BorrowedSource borrowed) return borrowed.Inner;
         if (source is ProcPageSource)

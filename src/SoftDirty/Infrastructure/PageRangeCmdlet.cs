@@ -26,7 +26,7 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
     /// <paramref name="roundLength"/> the length is rounded up to a page, as PAGEMAP_SCAN rounds its end;
     /// else it must be page-aligned and pages outside any mapping are skipped with a warning.
     /// </summary>
-    protected List<PageSpan>? SelectSpans(IPageSource source, IReadOnlyList<MemoryMapping> mappings,
+    private protected List<PageSpan>? SelectSpans(IPageSource source, IReadOnlyList<MemoryMapping> mappings,
         ulong? address, ulong? length, string[]? mapping, bool roundLength = false)
     {
         ulong pageSize = (ulong)source.PageSize;
@@ -69,7 +69,7 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
     /// Warns, once per session and kernel, that soft-dirty bits stay clear on <paramref name="source"/>'s kernel
     /// (what about is the cmdlet's part of the sentence). Returns whether soft-dirty is supported.
     /// </summary>
-    protected bool WarnIfNoSoftDirty(IPageSource source, string what)
+    private protected bool WarnIfNoSoftDirty(IPageSource source, string what)
     {
         var f = source.Features;
         if (f.SoftDirty) return true;

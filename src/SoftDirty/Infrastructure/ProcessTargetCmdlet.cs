@@ -22,5 +22,5 @@ public abstract class ProcessTargetCmdlet : ProcessOrEmulatorCmdlet
     public EmulatedProcess? Emulator { get; set; }
 
     /// <summary>The targets of this pipeline record: the emulated process, or each real pid.</summary>
-    protected IEnumerable<IPageSource?> Targets() => Targets(Id, Emulator);
+    private protected IEnumerable<IPageSource?> Targets() => Targets(Id, Emulator);
 }

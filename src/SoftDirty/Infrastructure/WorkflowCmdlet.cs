@@ -19,5 +19,5 @@ public abstract class WorkflowCmdlet : ProcessOrEmulatorCmdlet
     public int Id { get; set; }
 
     /// <summary>The one target of this record: <paramref name="emulator"/> running <paramref name="workload"/>, or the real process.</summary>
-    protected IPageSource? Target(EmulatedProcess? emulator, EmulatedWorkloadSpec? workload) => WorkflowTarget(Id, emulator, workload);
+    private protected IPageSource? Target(EmulatedProcess? emulator, EmulatedWorkloadSpec? workload) => WorkflowTarget(Id, emulator, workload);
 }
