@@ -26,7 +26,8 @@ param(
     [string] $WorkPath = [IO.Path]::GetTempPath()
 )
 $ErrorActionPreference = 'Stop'
-Import-Module $ModulePath
+# Resolved first: Import-Module reads a bare relative path (out/SoftDirty/SoftDirty.psd1) as a module name.
+Import-Module (Resolve-Path $ModulePath).Path
 Import-Module (Join-Path $PSScriptRoot 'Pester/SoftDirty.TestSupport.psm1')
 # The measurements in C# (the test kit; it sees the engine's internals): beside the staged module.
 Add-Type -Path $TestKitPath
