@@ -26,7 +26,8 @@ param(
     [string] $WorkPath = [IO.Path]::GetTempPath()
 )
 $ErrorActionPreference = 'Stop'
-Import-Module $ModulePath
+# Resolved first: Import-Module reads a bare relative path (out/SoftDirty/SoftDirty.psd1) as a module name.
+Import-Module (Resolve-Path $ModulePath).Path
 Import-Module (Join-Path $PSScriptRoot 'Pester/SoftDirty.TestSupport.psm1')
 # The measurements in C# (the test kit; it sees the engine's internals): beside the staged module.
 Add-Type -Path $TestKitPath
@@ -46,24 +47,19 @@ function Measure-RemoteWriteProtect([int] $Pages) {
         $hex = Send "map $Pages"
         $lo = [Convert]::ToUInt64($hex, 16); $hi = $lo + [uint64]$Pages * 4096
         $null = Send "write $hex 0 $Pages"
-        $sel = [Func[SoftDirty.MemoryMapping, bool]] { param($m) $m.Start -lt $hi -and $m.End -gt $lo }
-        $src = [SoftDirty.ProcPageSource]::Open($id)
+        $timing = [SoftDirty.TestKit.Benchmarks.RemoteTrackerTiming]::new($id, $lo, $hi)
         $enable = @(); $wp = @(); $hash = @(); $write = @(); $self = @()
         foreach ($i in 1..$Runs) {
-            $sw = [Diagnostics.Stopwatch]::StartNew()
-            $t = [SoftDirty.Tracking.WriteProtectTracker]::new($src, $sel)
-            $t.Reset()
-            $enable += $sw.Elapsed.TotalMilliseconds
+            $enable += $timing.EnableWriteProtectMs()
             $write += [double](Send "timedwrite $hex $($i * 2000) 1000") / 1000
             $self += [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::SelfWriteNs(1000)
-            $h = [SoftDirty.Tracking.HashTracker]::new($src, 'Fast128', $sel)
-            $h.Reset()
+            $timing.SnapshotHash()
             $null = Send "pattern $hex $Pages $i $([int]($Pages / 100))"
-            $sw.Restart(); $null = $t.Collect($true, [Threading.CancellationToken]::None); $wp += $sw.Elapsed.TotalMilliseconds
-            $sw.Restart(); $null = $h.Collect($true, [Threading.CancellationToken]::None); $hash += $sw.Elapsed.TotalMilliseconds
-            $h.Dispose(); $t.Dispose()
+            $wp += $timing.CollectWriteProtectMs()
+            $hash += $timing.CollectHashMs()
+            $timing.EndRound()
         }
-        $src.Dispose()
+        $timing.Dispose()
         [ordered]@{
             Target = "$($Pages * 4 / 1024) MiB present in wttarget $id"
             EnableMs = [math]::Round((Median $enable), 2)
@@ -88,12 +84,11 @@ try {
     $pages = $SizeMiB * 256
     $r = New-WfRegion $t $pages 3
     $length = [uint64]$pages * $t.PageSize
-    $src = [SoftDirty.ProcPageSource]::Open($t.Id)
     $read = @(); $hash = @(); $save = @(); $write = @()
-    $bytes = [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::ReadAll($src, $r.Address, $length)
+    $bytes = [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::ReadAll($t.Id, $r.Address, $length)
     foreach ($i in 1..$Runs) {
-        $read += [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::ReadSeconds($src, $r.Address, $length)
-        $hash += [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::HashSeconds($src, $r.Address, $length)
+        $read += [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::ReadSeconds($t.Id, $r.Address, $length)
+        $hash += [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::HashSeconds($t.Id, $r.Address, $length)
         $dir = Join-Path $WorkPath "sdbench-$PID-$i"
         $file = "$dir.plain"
         $write += [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::WriteSeconds($bytes, $file)
@@ -101,7 +96,6 @@ try {
         $save += (Measure-Command { $null = Save-MemoryImage -Id $t.Id -Path $dir -Mapping '[anon]' -Method Hash }).TotalSeconds
         Remove-Item $dir -Recurse -Force
     }
-    $src.Dispose()
     $gib = $length / 1GB
     [ordered]@{
         Region = "$SizeMiB MiB of wftarget $($t.Id)"

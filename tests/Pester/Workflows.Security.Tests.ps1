@@ -17,13 +17,12 @@ BeforeAll {
     }
     function Get-Memory($e, $m) { $b = [byte[]]::new($m.Size); $null = $e.ReadMemory($m.Start, $b); $b }
     function Same([byte[]] $a, [byte[]] $b) { [Linq.Enumerable]::SequenceEqual($a, $b) }
-    # Rewrites a manifest through the module's own types and recomputes its checksum: an edit by someone who knows the format.
+    # Rewrites a manifest through the engine's own format (the test kit) and recomputes its checksum: an edit by someone who knows the format.
+    Add-Type -Path $env:SOFTDIRTY_TESTKIT
     function Edit-Manifest([string] $Image, [scriptblock] $Edit) {
-        $file = Join-Path $Image 'manifest.json'
-        $m = [Text.Json.JsonSerializer]::Deserialize([IO.File]::ReadAllBytes($file), [SoftDirty.Images.ImageManifest], [SoftDirty.Images.ImageFormat]::Json)
+        $m = [SoftDirty.TestKit.Images.ManifestFile]::Read($Image)
         & $Edit $m
-        $m.Checksum = [SoftDirty.Images.ImageFormat]::ManifestChecksum($m)
-        [IO.File]::WriteAllBytes($file, [Text.Json.JsonSerializer]::SerializeToUtf8Bytes($m, [SoftDirty.Images.ImageFormat]::Json))
+        [SoftDirty.TestKit.Images.ManifestFile]::Write($Image, $m)
     }
     function ErrorId([scriptblock] $Command) {
         $err = $null
@@ -208,7 +207,7 @@ Describe 'Chains never go silently stale' -Tag 'Workflows', 'Security' {
         $null = Save-MemoryImage -Emulator $b.Emulator -Path "$root/x/b1" -Parent "$root/x/b0" -Confirm:$false
         Copy-Item "$root/pa" "$root/x/a0" -Recurse
         $a0 = Get-MemoryImage "$root/x/a0"
-        Edit-Manifest "$root/x/b1" { param($m) $m.Parent.Path = '../a0'; $m.Parent.Id = $a0.Id; $m.Parent.Checksum = ([Text.Json.JsonSerializer]::Deserialize([IO.File]::ReadAllBytes("$root/x/a0/manifest.json"), [SoftDirty.Images.ImageManifest], [SoftDirty.Images.ImageFormat]::Json)).Checksum }
+        Edit-Manifest "$root/x/b1" { param($m) $m.Parent.Path = '../a0'; $m.Parent.Id = $a0.Id; $m.Parent.Checksum = [SoftDirty.TestKit.Images.ManifestFile]::Checksum("$root/x/a0") }
         $r = Test-MemoryImage "$root/x/b1" -Detailed
         $r.Valid | Should -BeFalse
         $r.Problems[0].Message | Should -BeLike '*image of another process*'

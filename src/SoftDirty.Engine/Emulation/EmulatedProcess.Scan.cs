@@ -4,6 +4,8 @@ namespace SoftDirty.Emulation;
 
 public sealed partial class EmulatedProcess
 {
+    int IPageSource.ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions) => ScanPagemap(ref request, regions);
+
     /// <summary>
     /// The PAGEMAP_SCAN ioctl (fs/proc/task_mmu.c do_pagemap_scan). Argument checks as the kernel: unknown
     /// flags, category bits outside 0x1FF or an unaligned start are EINVAL, an end before the start or past
@@ -18,7 +20,7 @@ public sealed partial class EmulatedProcess
     /// write-protected already, as the kernel's walk leaves them). Every page without uffd-wp (bit or marker) is
     /// WRITTEN, never-touched ones included (measured on 6.18).
     /// </summary>
-    public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions)
+    internal int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions)
     {
         if (!Profile.HasPagemapScan)
             throw new EngineException(EngineError.PagemapScanNotSupported,

@@ -1,7 +1,7 @@
 namespace SoftDirty.Images;
 
 /// <summary>A file of a memory image as its manifest records it (name, size, hash).</summary>
-public sealed class ImageFileInfo
+internal sealed class ImageFileInfo
 {
     /// <summary>The file name inside the image directory.</summary>
     public string Name { get; set; } = "";

@@ -26,7 +26,7 @@ namespace SoftDirty.Images;
 */
 
 /// <summary>The constants and JSON settings of the memory image format (version 2) described above.</summary>
-public static class ImageFormat
+internal static class ImageFormat
 {
     /// <summary>The names of the three files of an image directory.</summary>
     public const string ManifestFile = "manifest.json", PagesFile = "pages.bin", IndexFile = "index.bin";

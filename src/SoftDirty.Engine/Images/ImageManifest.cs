@@ -5,7 +5,7 @@ using SoftDirty.Tracking;
 namespace SoftDirty.Images;
 
 /// <summary>The manifest.json of a memory image: identity, parent link, process, layout, page counts and file checksums.</summary>
-public sealed class ImageManifest
+internal sealed class ImageManifest
 {
     /// <summary>The format name (<see cref="ImageFormat.FormatName"/>).</summary>
     public string Format { get; set; } = ImageFormat.FormatName;

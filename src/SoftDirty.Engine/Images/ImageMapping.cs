@@ -1,7 +1,7 @@
 namespace SoftDirty.Images;
 
 /// <summary>One mapping of the process as a memory image records it.</summary>
-public sealed class ImageMapping
+internal sealed class ImageMapping
 {
     /// <summary>The first address of the mapping.</summary>
     public ulong Start { get; set; }

@@ -3,7 +3,7 @@ using System;
 namespace SoftDirty.Images;
 
 /// <summary>An increment's link to its parent image.</summary>
-public sealed class ImageParentLink
+internal sealed class ImageParentLink
 {
     /// <summary>The parent directory, relative to this image's directory.</summary>
     public string Path { get; set; } = "";

@@ -5,7 +5,7 @@ namespace SoftDirty;
 
 /// <summary>One region PAGEMAP_SCAN returns: [Start, End) with its categories (struct page_region).</summary>
 [StructLayout(LayoutKind.Sequential)]
-public struct PageRegion : IEquatable<PageRegion>
+internal struct PageRegion : IEquatable<PageRegion>
 {
     /// <summary>The first address.</summary>
     public ulong Start;

@@ -6,4 +6,4 @@ using System.Threading;
 namespace SoftDirty;
 
 /// <summary>A span of virtual addresses to read, with the mapping it lies in.</summary>
-public readonly record struct PageSpan(ulong Start, ulong End, MemoryMapping? Mapping);
+internal readonly record struct PageSpan(ulong Start, ulong End, MemoryMapping? Mapping);

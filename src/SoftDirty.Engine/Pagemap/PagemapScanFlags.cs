@@ -7,7 +7,7 @@ namespace SoftDirty;
 [Flags]
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Naming", "CA1711", Justification = "The kernel's PM_SCAN_* flags; a cmdlet parameter type users name.")]
 [Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
-public enum PagemapScanFlags : ulong
+internal enum PagemapScanFlags : ulong
 {
     /// <summary>No flag set.</summary>
     None = 0,

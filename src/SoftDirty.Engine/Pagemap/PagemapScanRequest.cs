@@ -7,7 +7,7 @@ namespace SoftDirty;
 /// The PAGEMAP_SCAN request as the kernel takes it (struct pm_scan_arg, every field a u64), minus the
 /// output vector, which travels as a Span.
 /// </summary>
-public struct PagemapScanRequest
+internal struct PagemapScanRequest
 {
     /// <summary>Every category bit the kernel knows (PM_SCAN_CATEGORIES, 0x1FF).</summary>
     public const PageCategory ValidCategories = (PageCategory)0x1FF;

@@ -10,7 +10,7 @@ namespace SoftDirty;
 /// formats (pagemap entries, clear_refs text, PAGEMAP_SCAN requests and regions, maps/smaps fields), so the
 /// code above cannot tell them apart.
 /// </summary>
-public interface IPageSource : IDisposable
+internal interface IPageSource : IDisposable
 {
     /// <summary>The pid (a real one, or the emulator's own numbering).</summary>
     int ProcessId { get; }

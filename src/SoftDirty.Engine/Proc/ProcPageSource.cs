@@ -7,7 +7,7 @@ using System.Text;
 namespace SoftDirty;
 
 /// <summary>A real process, read through /proc/PID/{maps,smaps,pagemap,clear_refs}.</summary>
-public sealed unsafe class ProcPageSource : IPageSource
+internal sealed unsafe class ProcPageSource : IPageSource
 {
     private readonly string _dir;
     private int _pagemapFd = -1;

@@ -4,7 +4,7 @@ using System.Collections.Generic;
 namespace SoftDirty.Tracking;
 
 /// <summary>What a tracker found changed since its last reset.</summary>
-public sealed class DirtyPageSet
+internal sealed class DirtyPageSet
 {
     internal DirtyPageSet(TrackingMethod method, int pageSize, IReadOnlyList<AddressRange> ranges, ulong pagesScanned, TimeSpan collectTime)
     {

@@ -6,7 +6,7 @@ using System.Threading;
 namespace SoftDirty.Tracking;
 
 /// <summary>The Hash method: snapshot the hashes of every present page, compare with the next snapshot.</summary>
-public sealed class HashTracker : IDirtyTracker
+internal sealed class HashTracker : IDirtyTracker
 {
     private readonly Func<MemoryMapping, bool>? _selector;
     private PageHashSnapshot? _snapshot;

@@ -7,7 +7,7 @@ namespace SoftDirty.Tracking;
 /// Which pages changed since the last reset. A tracker is armed by <see cref="Reset"/>; <see cref="Collect"/>
 /// returns the pages changed since then and, with rearm, starts the next interval at once.
 /// </summary>
-public interface IDirtyTracker : IDisposable
+internal interface IDirtyTracker : IDisposable
 {
     /// <summary>The method this tracker uses.</summary>
     TrackingMethod Method { get; }

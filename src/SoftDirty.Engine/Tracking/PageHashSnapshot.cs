@@ -8,7 +8,7 @@ namespace SoftDirty.Tracking;
 /// Page hashes of present pages, 16 bytes a page, kept per region in address order. An absent page holds
 /// zeros; a page that could not be read has no hash and never counts as changed.
 /// </summary>
-public sealed class PageHashSnapshot
+internal sealed class PageHashSnapshot
 {
     private readonly List<ulong> _starts = new();
     private readonly List<Hash128[]> _hashes = new();

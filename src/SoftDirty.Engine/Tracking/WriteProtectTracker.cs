@@ -16,7 +16,7 @@ namespace SoftDirty.Tracking;
 /// registered from inside by syscall injection (<see cref="RemoteWriteProtect"/>), its tracking kept in it
 /// between commands.
 /// </summary>
-public sealed class WriteProtectTracker : IDirtyTracker
+internal sealed class WriteProtectTracker : IDirtyTracker
 {
     private readonly Func<MemoryMapping, bool>? _selector;
     private readonly IAsyncWriteProtectSource? _emulated;

@@ -40,7 +40,7 @@ public sealed class GetPageMapCommand : PageRangeCmdlet
     }
 
     /// <inheritdoc/>
-    protected override void ReadRange(IPageSource source)
+    private protected override void ReadRange(IPageSource source)
     {
         WarnIfNoSoftDirty(source, "the SoftDirty property");
         var mappings = source.ReadMappings(withCounters: false);

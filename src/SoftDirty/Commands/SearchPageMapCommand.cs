@@ -42,7 +42,7 @@ public sealed class SearchPageMapCommand : PageRangeCmdlet
     public SwitchParameter CheckWriteProtectAsync { get; set; }
 
     /// <inheritdoc/>
-    protected override void ReadRange(IPageSource source)
+    private protected override void ReadRange(IPageSource source)
     {
         if (!source.Features.PagemapScan)
             throw new EngineException(EngineError.PagemapScanNotSupported,

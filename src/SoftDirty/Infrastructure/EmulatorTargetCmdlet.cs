@@ -22,7 +22,7 @@ public abstract class EmulatorTargetCmdlet : EngineCmdlet
     /// The one target of a cmdlet that follows one process: the emulated process wrapped with
     /// <paramref name="workload"/> (so samples and rounds advance emulated time), or the real process <paramref name="id"/>.
     /// </summary>
-    protected IPageSource? OneTarget(int id, EmulatedWorkloadSpec? workload)
+    private protected IPageSource? OneTarget(int id, EmulatedWorkloadSpec? workload)
     {
         var emulator = EmulatorOfRecord;
         if (emulator is null) return OpenProcess(id);

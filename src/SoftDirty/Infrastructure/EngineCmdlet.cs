@@ -44,7 +44,7 @@ public abstract class EngineCmdlet : PSCmdlet
     }
 
     /// <summary>Opens the real process <paramref name="pid"/>, or writes the error and returns null.</summary>
-    protected IPageSource? OpenProcess(int pid)
+    private protected IPageSource? OpenProcess(int pid)
     {
         EnsureLinux();
         try { return ProcPageSource.Open(pid); }
@@ -52,7 +52,7 @@ public abstract class EngineCmdlet : PSCmdlet
     }
 
     /// <summary>The targets of one pipeline record: the emulated process, or each real pid.</summary>
-    protected IEnumerable<IPageSource?> Targets(int[] ids, EmulatedProcess? emulator)
+    private protected IEnumerable<IPageSource?> Targets(int[] ids, EmulatedProcess? emulator)
     {
         if (ParameterSetName == EmulatorSet || emulator is not null)
         {
@@ -63,7 +63,7 @@ public abstract class EngineCmdlet : PSCmdlet
     }
 
     /// <summary>Runs per-target work; an engine failure becomes a non-terminating error and the next target runs.</summary>
-    protected void ForEachSource(IEnumerable<IPageSource?> sources, Action<IPageSource> work)
+    private protected void ForEachSource(IEnumerable<IPageSource?> sources, Action<IPageSource> work)
     {
         foreach (var source in sources)
         {
@@ -87,7 +87,7 @@ public abstract class EngineCmdlet : PSCmdlet
     /// What -PassThru emits for a target: the emulated process itself, or the real process as a
     /// System.Diagnostics.Process (ProcessExited if it is gone).
     /// </summary>
-    protected static object PassThruObject(IPageSource source)
+    private protected static object PassThruObject(IPageSource source)
     {
         if (source is BorrowedSource borrowed) return borrowed.Inner;
         if (source is ProcPageSource)

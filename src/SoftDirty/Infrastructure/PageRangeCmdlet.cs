@@ -34,7 +34,7 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
     }
 
     /// <summary>The cmdlet's work on one target: select its spans (<see cref="SelectSpans"/>) and read them.</summary>
-    protected abstract void ReadRange(IPageSource source);
+    private protected abstract void ReadRange(IPageSource source);
 
     /// <summary>-Length needs -Address, and -Address excludes -Mapping: a terminating InvalidArgument otherwise.</summary>
     private void CheckRangeParameters()
@@ -51,7 +51,7 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
     /// <paramref name="roundLength"/> the length is rounded up to a page, as PAGEMAP_SCAN rounds its end;
     /// else it must be page-aligned and pages outside any mapping are skipped with a warning.
     /// </summary>
-    protected List<PageSpan>? SelectSpans(IPageSource source, IReadOnlyList<MemoryMapping> mappings, bool roundLength = false)
+    private protected List<PageSpan>? SelectSpans(IPageSource source, IReadOnlyList<MemoryMapping> mappings, bool roundLength = false)
     {
         ulong pageSize = (ulong)source.PageSize;
         if (Address is { } start)
@@ -93,7 +93,7 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
     /// Warns, once per session and kernel, that soft-dirty bits stay clear on <paramref name="source"/>'s kernel
     /// (what about is the cmdlet's part of the sentence). Returns whether soft-dirty is supported.
     /// </summary>
-    protected bool WarnIfNoSoftDirty(IPageSource source, string what)
+    private protected bool WarnIfNoSoftDirty(IPageSource source, string what)
     {
         var f = source.Features;
         if (f.SoftDirty) return true;

@@ -17,5 +17,5 @@ public abstract class ProcessTargetCmdlet : ProcessOrEmulatorCmdlet
     public int[] Id { get; set; } = Array.Empty<int>();
 
     /// <summary>The targets of this pipeline record: the emulated process, or each real pid.</summary>
-    protected IEnumerable<IPageSource?> Targets() => Targets(Id, EmulatorOfRecord);
+    private protected IEnumerable<IPageSource?> Targets() => Targets(Id, EmulatorOfRecord);
 }

@@ -28,5 +28,5 @@ public abstract class WorkflowCmdlet : ProcessOrEmulatorCmdlet
     public string[]? Mapping { get; set; }
 
     /// <summary>The one target of this record: the emulated process running -Workload, or the real process.</summary>
-    protected IPageSource? Target() => OneTarget(Id, Workload);
+    private protected IPageSource? Target() => OneTarget(Id, Workload);
 }

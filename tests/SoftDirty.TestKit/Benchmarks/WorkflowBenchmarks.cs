@@ -9,7 +9,7 @@ using SoftDirty.Tracking;
 namespace SoftDirty.TestKit.Benchmarks;
 
 /// <summary>
-/// The measurements of tests/BenchWorkflows.ps1 that need C#: plain reads of a page source, a Hash
+/// The measurements of tests/BenchWorkflows.ps1 that need C#: plain reads of a process's memory, a Hash
 /// snapshot, a plain file write, each tracking method on one workload of this process, and this
 /// process's own userfaultfd write fault.
 /// </summary>
@@ -21,9 +21,9 @@ public static class WorkflowBenchmarks
     private const int MethodPages = 16384, MethodWrites = 1000, MethodSameBytes = 100, MethodSeed = 5;
 
     /// <summary>Seconds to read <paramref name="length"/> bytes at <paramref name="start"/> in reads of the engine's chunk size.</summary>
-    public static double ReadSeconds(IPageSource source, ulong start, ulong length)
+    public static double ReadSeconds(int processId, ulong start, ulong length)
     {
-        ArgumentNullException.ThrowIfNull(source);
+        using var source = ProcPageSource.Open(processId);
         var buffer = GC.AllocateUninitializedArray<byte>(PageWalk.ChunkBytes);
         var clock = Stopwatch.StartNew();
         for (ulong a = start; a < start + length; a += (ulong)buffer.Length) source.ReadMemory(a, buffer);
@@ -31,8 +31,9 @@ public static class WorkflowBenchmarks
     }
 
     /// <summary>Seconds of a Hash tracker's first snapshot of the range; throws when it hashed fewer pages than the range holds.</summary>
-    public static double HashSeconds(IPageSource source, ulong start, ulong length)
+    public static double HashSeconds(int processId, ulong start, ulong length)
     {
+        using var source = ProcPageSource.Open(processId);
         using var tracker = new HashTracker(source, PageHashAlgorithm.Fast128, m => m.Start < start + length && m.End > start);
         var clock = Stopwatch.StartNew();
         tracker.Reset();
@@ -43,9 +44,9 @@ public static class WorkflowBenchmarks
     }
 
     /// <summary>The bytes of the range (at most 2 GiB less a page), read in 2 MiB reads.</summary>
-    public static byte[] ReadAll(IPageSource source, ulong start, ulong length)
+    public static byte[] ReadAll(int processId, ulong start, ulong length)
     {
-        ArgumentNullException.ThrowIfNull(source);
+        using var source = ProcPageSource.Open(processId);
         var all = GC.AllocateUninitializedArray<byte>((int)Math.Min(length, int.MaxValue - PageBytes));
         for (ulong a = 0; a < (ulong)all.Length; a += PlainWriteBytes)
             source.ReadMemory(start + a, all.AsSpan((int)a, (int)Math.Min(PlainWriteBytes, (ulong)all.Length - a)));
