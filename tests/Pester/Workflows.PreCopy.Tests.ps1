@@ -29,11 +29,22 @@ Describe 'Invoke-PreCopyMigration' -Tag 'Workflows' {
     }
 
     It 'stops without converging when the threshold cannot be met, and says why' {
+        # A real writer is scheduled by the kernel, not by the test: on a busy machine it can sit out a whole
+        # short round, which then finds 0 dirty pages and meets -StopThreshold 0. So the decision is checked
+        # against what the rounds saw (the emulator's tests pin the non-converging path in emulated time).
         $out = @(Invoke-PreCopyMigration -Id $t.Id -Bandwidth 1GB -MaxIterations 3 -StopThreshold 0 -Mapping '[anon]')
         $summary = $out[-1]
-        $summary.Converged | Should -BeFalse
-        $summary.StopReason | Should -BeIn 'MaxIterations', 'NotConverging'
-        $summary.Reason | Should -Not -BeNullOrEmpty
+        $live = @($out | Where-Object { $_ -is [SoftDirty.Workflows.PreCopyRound] -and $_.Phase -ne 'StopAndCopy' })
         $summary.LiveRounds | Should -BeLessOrEqual 3
+        $summary.LiveRounds | Should -Be $live.Count
+        if ($summary.Converged) {
+            $summary.StopReason | Should -Be 'Converged'
+            $live[-1].DirtyPages | Should -Be 0 -Because 'only a round with no dirty page meets -StopThreshold 0'
+        }
+        else {
+            $summary.StopReason | Should -BeIn 'MaxIterations', 'NotConverging'
+            $summary.Reason | Should -Not -BeNullOrEmpty
+            @($live | Where-Object DirtyPages -EQ 0) | Should -BeNullOrEmpty -Because 'a round with no dirty page would have converged'
+        }
     }
 }
