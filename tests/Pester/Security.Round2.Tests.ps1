@@ -5,14 +5,22 @@
 # tracking is injected. Huge counts in image files: tests/SoftDirty.Engine.Tests/Images/ImageAttackTests.cs.
 
 BeforeDiscovery {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $IsRoot = (id -u) -eq '0'
     $HasSetpriv = [bool](Get-Command setpriv -CommandType Application -ErrorAction SilentlyContinue)
     $HasPerl = [bool](Get-Command perl -CommandType Application -ErrorAction SilentlyContinue)
+    # Injection as WriteTracking.Tests.ps1 needs it: PAGEMAP_SCAN, WP_ASYNC, x86-64, ptrace of a grandchild.
+    $support = Get-SoftDirtySupport
+    $WtSkip = if (-not ($support.PagemapScan -and $support.UffdWriteProtectAsync)) { "this kernel lacks PAGEMAP_SCAN or userfaultfd WP_ASYNC: $($support.UffdWriteProtectAsyncReason) $($support.PagemapScanReason)" }
+        elseif ([System.Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture -ne 'X64') { 'syscall injection is implemented for x86-64 only' }
+        elseif ((Test-Path /proc/sys/kernel/yama/ptrace_scope) -and [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) -ge 2) { 'Yama forbids ptrace of a descendant here' }
+        elseif (-not $HasPerl) { 'perl (the exiting and exec-ing target) is not installed' }
 }
 
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $script:IsRoot = (id -u) -eq '0'
+    $script:HasSetpriv = [bool](Get-Command setpriv -CommandType Application -ErrorAction SilentlyContinue)
     # Under the test drive, a folder of the caller's own (0755): the module refuses folders others may write to.
     $script:root = Join-Path $TestDrive 'r2'
     $null = New-Item -ItemType Directory $root
@@ -129,12 +137,14 @@ while (1) { opendir(my $h, $d) or next; for my $e (readdir $h) { next unless $e 
 }
 
 Describe 'A link swapped in while a save or restore runs' -Tag 'Workflows', 'Security' {
-    It 'a loop that keeps replacing the destination with a link to another directory: each attempt succeeds into a real directory or fails cleanly, and the linked directory stays empty' -Skip:(-not $HasPerl) {
+    # The swapper must be another user (root runs it as 65534 with setpriv): the caller's own processes may rename
+    # what the caller makes, so as an unprivileged user the case cannot be built.
+    It 'a loop that keeps replacing the destination with a link to another directory: each attempt succeeds into a real directory or fails cleanly, and the linked directory stays empty' -Skip:(-not ($IsRoot -and $HasSetpriv -and $HasPerl)) {
         $victim = New-Item -ItemType Directory (Join-Path $root "swap-victim-$(New-Guid)")
         $keep = New-Victim "swap-keep-$(New-Guid)"; $null = New-Item -ItemType SymbolicLink -Path "$victim/mappings.json" -Target $keep
         $keepBefore = Get-Fingerprint $keep
         $arena = New-Item -ItemType Directory (Join-Path $root "arena-$(New-Guid)")
-        if ($IsRoot) { chmod 1777 $arena }   # a /tmp-like folder where the swapper runs as another user
+        chmod 1777 $arena   # a /tmp-like folder where the swapper, another user, may create links
         $script = Join-Path $root "flip-$(New-Guid).pl"
         # Replaces out* (absent or empty) and every partial folder name it sees with a link to the victim, and back.
         @'
@@ -143,8 +153,7 @@ while (1) { for my $i (0..9) { for my $n ("out$i", "img$i") { my $p = "$d/$n"; i
   opendir(my $h, $d) or next; for my $e (readdir $h) { next unless $e =~ /\.partial-/; next if -l "$d/$e"; rename("$d/$e", "$d/x$e") and symlink($v, "$d/$e") } closedir $h; }
 '@ | Set-Content $script
         chmod 0644 $script
-        $launcher = @(if ($IsRoot -and $HasSetpriv) { 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'perl' } else { 'perl' })
-        $swapper = Start-Process $launcher[0] -ArgumentList (@($launcher | Select-Object -Skip 1) + $script, $arena, $victim) -PassThru
+        $swapper = Start-Process setpriv -ArgumentList '--reuid=65534', '--regid=65534', '--clear-groups', 'perl', $script, $arena, $victim -PassThru
         $outcomes = @()
         try {
             for ($i = 0; $i -lt 10; $i++) {
@@ -279,5 +288,48 @@ Describe 'Every cmdlet, every parameter, hostile values' -Tag 'Workflows', 'Secu
         Write-Host "    parameter walk: $calls calls over $(@(Get-Command -Module SoftDirty -CommandType Cmdlet).Count) cmdlets, $stopped stopped when asked after 3 s"
         $calls | Should -BeGreaterThan 500
         $bad | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'A target that exits or execs while write tracking is injected' -Tag 'WriteTracking', 'Security' -Skip:([bool]$WtSkip) {
+    BeforeAll {
+        $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'wtstate'
+        $script:target = Join-Path $root 'target.pl'
+        # Sleeps the delay given, then exits or becomes /bin/sleep (exec: same pid and start time, a new memory).
+        'select(undef, undef, undef, $ARGV[0]); if ($ARGV[1] eq "exec") { exec "/bin/sleep", "3" } exit 0;' | Set-Content $target
+    }
+    AfterAll { Remove-Item Env:SOFTDIRTY_STATE_DIR -ErrorAction SilentlyContinue }
+
+    It 'a target that <Mode>s at a moment in the middle: Enable, Save -Method WriteProtect and Disable each answer with a SoftDirty error id or succeed, never hang, and leave what lives on running' -ForEach @(
+        @{ Mode = 'exit' }
+        @{ Mode = 'exec' }
+    ) {
+        $engineErrors = @([Enum]::GetNames([SoftDirty.EngineError])) + 'none'
+        $outcomes = for ($i = 0; $i -lt 10; $i++) {
+            $delay = 0.01 * $i
+            # A grandchild (through sh): .NET reaps its own children's wait statuses, ptrace stops included.
+            $id = [int](sh -c 'perl "$0" "$1" "$2" >/dev/null 2>&1 & echo $!' $target $delay $Mode)
+            $job = Start-ThreadJob {
+                param($ModulePath, $Id, $Dir)
+                Import-Module $ModulePath
+                $ErrorActionPreference = 'Stop'   # every error reaches the catch below
+                foreach ($c in { Enable-WriteTracking -Id $Id }, { Save-MemoryImage -Id $Id -Path "$Dir/img-$Id" -Method WriteProtect }, { Disable-WriteTracking -Id $Id }) {
+                    $err = $null
+                    try { $null = & $c -ErrorVariable err -ErrorAction SilentlyContinue } catch { $err = @($_) }
+                    if ($err) { ($err[0].FullyQualifiedErrorId -split ',')[0] } else { 'none' }
+                }
+            } -ArgumentList (Get-Module SoftDirty).Path, $id, $root
+            $done = Wait-Job $job -Timeout 60
+            $done | Should -Not -BeNullOrEmpty -Because "the commands on a target that ${Mode}s after $delay s must return"
+            Receive-Job $job -ErrorAction SilentlyContinue   # the ids it returns; the job's own error stream repeats them
+            Remove-Job $job -Force
+            if (Test-Path "/proc/$id") {
+                Get-ProcessState $id | Should -Not -BeIn 't', 'T' -Because "what runs after the $Mode is not left stopped by the injector"
+                kill -KILL $id 2>$null
+            }
+        }
+        Write-Host "    target that ${Mode}s: $(($outcomes | Group-Object | ForEach-Object { "$($_.Name) x$($_.Count)" }) -join ', ')"
+        @($outcomes).Count | Should -Be 30
+        $outcomes | Sort-Object -Unique | Should -BeIn $engineErrors
     }
 }
