@@ -332,4 +332,50 @@ Describe 'A target that exits or execs while write tracking is injected' -Tag 'W
         @($outcomes).Count | Should -Be 30
         $outcomes | Sort-Object -Unique | Should -BeIn $engineErrors
     }
+    It 'Enable-WriteTracking and Disable-WriteTracking leave the target''s signal mask as it was' {
+        # Before the fix every signal but SIGKILL, SIGSTOP and SIGTRAP stayed blocked after Enable-WriteTracking:
+        # the target no longer answered SIGTERM, SIGINT or SIGCHLD (each single-step unblocks SIGTRAP, and that
+        # mask was taken for the one to restore).
+        $id = [int](sh -c 'perl -e "sleep 1 while 1" >/dev/null 2>&1 & echo $!')
+        try {
+            Start-Sleep -Milliseconds 300
+            $mask = { (Get-Content "/proc/$id/status" | Where-Object { $_ -like 'SigBlk:*' }) -replace '\s+', ' ' }
+            $before = & $mask
+            $null = Enable-WriteTracking -Id $id
+            & $mask | Should -Be $before
+            Disable-WriteTracking -Id $id
+            & $mask | Should -Be $before
+        } finally { kill -KILL $id 2>$null }
+    }
+
+    It 'an increment saved with WriteProtect after the target exec''d restores what a full save of that moment restores, or is refused' {
+        $exec = Join-Path $root 'exec.pl'
+        # 4 MiB of 'a'; on SIGUSR1 it becomes a new perl with 4 MiB of 'b' and touches the marker file.
+        @'
+my $m = $ARGV[0]; my $buf = "a" x (4 << 20);
+$SIG{USR1} = sub { exec "perl", "-e", 'my $b = "b" x (4 << 20); open(my $f, ">", $ARGV[0]); close $f; sleep 1 while 1', $m };
+sleep 1 while 1;
+'@ | Set-Content $exec
+        $marker = Join-Path $root "exec-$(New-Guid).done"
+        $id = [int](sh -c 'perl "$0" "$1" >/dev/null 2>&1 & echo $!' $exec $marker)
+        try {
+            Start-Sleep -Milliseconds 300
+            Enable-WriteTracking -Id $id
+            $chain = Join-Path $root "exec-chain-$(New-Guid)"
+            $null = Save-MemoryImage -Id $id -Path "$chain/0" -Method WriteProtect -WarningAction SilentlyContinue
+            kill -USR1 $id
+            $deadline = [DateTime]::UtcNow.AddSeconds(30)
+            while (-not (Test-Path $marker) -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 20 }
+            Test-Path $marker | Should -BeTrue -Because 'the target exec''d'
+            $id1 = ErrorId { Save-MemoryImage -Id $id -Path "$chain/1" -Parent "$chain/0" -Method WriteProtect -WarningAction SilentlyContinue }
+            $null = Save-MemoryImage -Id $id -Path "$chain/full" -Method Hash -WarningAction SilentlyContinue
+            Write-Host "    increment after exec: $id1"
+            if ($id1 -eq 'none') {
+                $null = Restore-MemoryImage "$chain/1" "$chain/r1"
+                $null = Restore-MemoryImage "$chain/full" "$chain/rf"
+                $sums = { param($d) Get-ChildItem $d -Filter *.bin | Sort-Object Name | ForEach-Object { "$($_.Name)=$((Get-FileHash $_).Hash)" } }
+                & $sums "$chain/r1" | Should -Be (& $sums "$chain/rf")
+            } else { ($id1 -split ',')[0] | Should -BeIn ([Enum]::GetNames([SoftDirty.EngineError])) }
+        } finally { kill -KILL $id 2>$null }
+    }
 }
