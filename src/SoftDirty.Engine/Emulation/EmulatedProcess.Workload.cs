@@ -1,13 +1,18 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Threading;
 
 namespace SoftDirty.Emulation;
 
 public sealed partial class EmulatedProcess
 {
+    /// <summary>How often (accesses - 1) a workload looks for cancellation: rarely enough to cost nothing.</summary>
+    private const long CancelCheckMask = (1 << 16) - 1;
+
     /// <summary>The workload hot loop: dense leaves are accessed in place, everything else takes <see cref="TouchPage"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal WorkloadResult RunAccesses<T>(ref T stream, ulong firstPage, ulong endPage, long count, bool needWrite, bool needRead)
+
+    internal WorkloadResult RunAccesses<T>(ref T stream, ulong firstPage, ulong endPage, long count, bool needWrite, bool needRead, CancellationToken cancel = default)
         where T : struct, IPageAccessStream
     {
         lock (_mem.Lock)
@@ -22,6 +27,7 @@ public sealed partial class EmulatedProcess
             var clock = Stopwatch.StartNew();
             for (long n = 0; n < count; n++)
             {
+                if ((n & CancelCheckMask) == 0) cancel.ThrowIfCancellationRequested(); // -Count up to 2^63: Ctrl+C must reach it
                 stream.Next(out ulong index, out bool write);
                 ulong page = firstPage + index;
                 ulong leaf = page >> PageTable.LeafShift;

@@ -19,7 +19,7 @@ internal static class EmulatedWorkload
     /// nothing done) when it is not wholly mapped with the permissions the accesses need.
     /// </summary>
     public static WorkloadResult Run(EmulatedProcess process, ulong address, ulong length, WorkloadPattern pattern,
-        long count, double writeRatio, int seed = 1)
+        long count, double writeRatio, int seed = 1, System.Threading.CancellationToken cancel = default)
     {
         ArgumentNullException.ThrowIfNull(process);
         if (count < 0) throw new EngineException(EngineError.InvalidArgument, $"The access count {count} is negative.", count);
@@ -30,7 +30,7 @@ internal static class EmulatedWorkload
         if (length == 0 || endPage <= firstPage)
             throw new EngineException(EngineError.InvalidArgument, "The workload range is empty (EINVAL).", length, Errno.EINVAL);
         var stream = new PatternStream(pattern, endPage - firstPage, writeRatio, seed);
-        return process.RunAccesses(ref stream, firstPage, endPage, count, writeRatio > 0, writeRatio < 1);
+        return process.RunAccesses(ref stream, firstPage, endPage, count, writeRatio > 0, writeRatio < 1, cancel);
     }
 
     /// <summary>

@@ -76,6 +76,7 @@ internal static class ImageReader
             var map = m.Mappings[i];
             if (map is null || map.Permissions is null || map.Path is null) throw Bad($"mapping {i} is null or lacks its permissions or path.");
             if (map.Start >= map.End) throw Bad($"mapping {i} ({map}) ends at or before its start.");
+            if (map.End - map.Start > long.MaxValue) throw Bad($"mapping {i} ({map}) is longer than any address space (and than a file can be).");
             if (map.Start % ps != 0 || map.End % ps != 0) throw Bad($"mapping {i} ({map}) is not page-aligned.");
             if (i > 0 && map.Start < prevEnd) throw Bad($"mapping {i} ({map}) overlaps or precedes the mapping before it.");
             prevEnd = map.End;
@@ -87,6 +88,7 @@ internal static class ImageReader
         if (m.DataPages > (ulong)long.MaxValue / ps || m.DataPages * ps != (ulong)m.Files.First(f => f.Name == ImageFormat.PagesFile).Size)
             throw Bad($"says {m.DataPages} data pages but pages.bin is {m.Files.First(f => f.Name == ImageFormat.PagesFile).Size} bytes.");
         if (m.DataPages + m.ZeroPages < m.DataPages
+            || m.DataPages + m.ZeroPages > (ulong)(long.MaxValue - ImageFormat.IndexHeaderSize) / ImageFormat.RecordSize // the product below must not wrap
             || (ulong)m.Files.First(f => f.Name == ImageFormat.IndexFile).Size != (ulong)ImageFormat.IndexHeaderSize + (m.DataPages + m.ZeroPages) * ImageFormat.RecordSize)
             throw Bad("its page counts do not match the size of index.bin.");
     }

@@ -53,12 +53,7 @@ internal static class SafeFiles
     /// </summary>
     public static bool CheckDestination(string path, string what)
     {
-        // The private folder is made beside the destination and renamed onto it: in a folder every user may
-        // write to without the sticky bit, another user could swap that folder before the rename.
-        if (Path.GetDirectoryName(path) is { } folder && FileNative.Stat(folder, out _) is { } fs
-            && (fs.Permissions & FileNative.S_IWOTH) != 0 && (fs.Permissions & FileNative.S_ISVTX) == 0)
-            throw new EngineException(EngineError.UnsafeDestination,
-                $"{what} {path} lies in {folder}, which every user may write to and which has no sticky bit: another user could replace what the module writes there before it is put in place. Choose a folder of your own (or one with the sticky bit, as /tmp has).", path);
+        CheckFolders(path, what);
         var st = FileNative.Lstat(path, out int errno);
         if (st is null)
         {
@@ -92,6 +87,27 @@ internal static class SafeFiles
         if (any)
             throw new EngineException(EngineError.ImageExists, $"{what} {path} is not empty; the module writes only into a new or empty directory. Remove it or choose a new path.", path);
         return true;
+    }
+
+    /// <summary>
+    /// The private folder is made beside the destination, its files are created by path and it is renamed onto the
+    /// destination: whoever may rename entries in any folder above could swap that folder (or a folder on the way)
+    /// for a link between the module's steps and have it write elsewhere. So every existing folder above must belong
+    /// to the caller or root, and one every user may write to must have the sticky bit (as /tmp has).
+    /// </summary>
+    private static void CheckFolders(string path, string what)
+    {
+        uint me = FileNative.Geteuid();
+        for (var folder = Path.GetDirectoryName(path); folder is not null; folder = Path.GetDirectoryName(folder))
+        {
+            if (FileNative.Stat(folder, out _) is not { } fs) continue; // missing: the module creates it (0700)
+            if (fs.Uid != me && fs.Uid != 0)
+                throw new EngineException(EngineError.UnsafeDestination,
+                    $"{what} {path} lies in {folder}, which belongs to user {fs.Uid}, not to you ({me}) or root: that user could replace what the module writes there with a link before it is put in place. Choose a folder of your own.", path);
+            if ((fs.Permissions & FileNative.S_IWOTH) != 0 && (fs.Permissions & FileNative.S_ISVTX) == 0)
+                throw new EngineException(EngineError.UnsafeDestination,
+                    $"{what} {path} lies in {folder}, which every user may write to and which has no sticky bit: another user could replace what the module writes there before it is put in place. Choose a folder of your own (or one with the sticky bit, as /tmp has).", path);
+        }
     }
 
     /// <summary>

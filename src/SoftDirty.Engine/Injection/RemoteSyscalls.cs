@@ -77,6 +77,9 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         }
     }
 
+    /// <summary>SIGTRAP (5) in a signal mask word.</summary>
+    private const ulong SigTrapBit = 1UL << (5 - 1);
+
     private void BlockSignals()
     {
         ulong all = ulong.MaxValue;
@@ -112,8 +115,10 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         }
         // Returning to user space after a syscall that was interrupted with a restart code, without a handler to
         // run, restores the saved signal mask (sigsuspend, ppoll): that mask is the one to put back at the end.
+        // Each single-step's trap is forced (force_sig_info unblocks SIGTRAP), so SIGTRAP alone does not count:
+        // taking that mask for the saved one left the target with every other signal blocked for good.
         ulong mask;
-        if (Ptrace.Call(Ptrace.GetSigMask, ThreadId, sizeof(ulong), (nint)(&mask)) == 0 && mask != _blockAll)
+        if (Ptrace.Call(Ptrace.GetSigMask, ThreadId, sizeof(ulong), (nint)(&mask)) == 0 && (mask | SigTrapBit) != (_blockAll | SigTrapBit))
         {
             _savedMask = mask;
             BlockSignals();

@@ -43,7 +43,7 @@ internal sealed class EmulatedTarget : PageSourceWrapper, IWorkloadDriver, IAsyn
         {
             cancel.ThrowIfCancellationRequested();
             long count = (long)Math.Min(AccessBatch, total - done);
-            if (count > 0) EmulatedWorkload.Run(Process, w.Address, w.Length, w.Pattern, count, w.WriteRatio, _seed++);
+            if (count > 0) EmulatedWorkload.Run(Process, w.Address, w.Length, w.Pattern, count, w.WriteRatio, _seed++, cancel);
         }
     }
 

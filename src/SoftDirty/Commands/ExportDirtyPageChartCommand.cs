@@ -95,7 +95,7 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
         if (points == 0)
             ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.ChartNoData,
                 $"Nothing to draw: no DirtyPageSample or PreCopyRound came in ({_passedOver} other object(s) passed over); no chart was written. Pipe Watch-DirtyPage or Invoke-PreCopyMigration output.", InputObject)));
-        var path = GetUnresolvedProviderPathFromPSPath(Path);
+        var path = FileSystemPath(Path);
         var folder = System.IO.Path.GetDirectoryName(path) ?? "";
         if (string.IsNullOrEmpty(folder) || !Directory.Exists(folder))
             ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.ChartWriteError,

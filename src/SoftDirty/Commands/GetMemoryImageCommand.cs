@@ -21,7 +21,7 @@ public sealed class GetMemoryImageCommand : EngineCmdlet
         {
             try
             {
-                foreach (var image in ImageReader.Chain(GetUnresolvedProviderPathFromPSPath(p)))
+                foreach (var image in ImageReader.Chain(FileSystemPath(p)))
                     WriteObject(MemoryImageInfo.From(image));
             }
             catch (EngineException ex) { WriteError(ToErrorRecord(ex)); }

@@ -55,7 +55,7 @@ public sealed class InvokeEmulatedWorkloadCommand : EmulatorCmdlet
         WorkloadResult? result = null;
         if (ParameterSetName == TraceSet)
         {
-            var path = SessionState.Path.GetUnresolvedProviderPathFromPSPath(TracePath);
+            var path = FileSystemPath(TracePath);
             var trace = OpenTrace(path);
             if (trace is null) return;
             Call($"emulated process {Emulator.ProcessId} ({Emulator.Name})", $"replay {path}", () =>
@@ -67,7 +67,7 @@ public sealed class InvokeEmulatedWorkloadCommand : EmulatorCmdlet
         else
         {
             Call(Describe(Address, Length), $"{Count} {Pattern} accesses", () =>
-                result = EmulatedWorkload.Run(Emulator, Address, Length, Pattern, Count, WriteRatio, Seed));
+                result = EmulatedWorkload.Run(Emulator, Address, Length, Pattern, Count, WriteRatio, Seed, Cancellation));
         }
         if (result is not null) WriteObject(result);
     }

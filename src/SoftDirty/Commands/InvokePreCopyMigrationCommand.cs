@@ -48,7 +48,7 @@ public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
         var options = new PreCopyOptions
         {
             Bandwidth = Bandwidth, MaxIterations = MaxIterations, StopThreshold = StopThreshold,
-            Destination = Destination is null ? null : GetUnresolvedProviderPathFromPSPath(Destination),
+            Destination = Destination is null ? null : FileSystemPath(Destination),
             FreezeFinal = source.ProcessId != System.Environment.ProcessId, Selector = selector,
         };
         var progress = new Progress(this, $"Pre-copy migration of {source.Name} ({source.ProcessId})", "round 1");

@@ -36,7 +36,7 @@ public sealed class RestoreMemoryImageCommand : EngineCmdlet
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
-        var path = GetUnresolvedProviderPathFromPSPath(Path);
+        var path = FileSystemPath(Path);
         if (ParameterSetName == EmulatorSet && Emulator is not null)
         {
             if (!ShouldProcess(path, $"Restore into emulated process {Emulator.ProcessId} ({Emulator.Name})")) return;
@@ -48,7 +48,7 @@ public sealed class RestoreMemoryImageCommand : EngineCmdlet
             });
             return;
         }
-        var dest = GetUnresolvedProviderPathFromPSPath(Destination);
+        var dest = FileSystemPath(Destination);
         if (!ShouldProcess(path, $"Restore into flat files in {dest}")) return;
         Guarded(() =>
         {

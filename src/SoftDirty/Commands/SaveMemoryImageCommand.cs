@@ -63,8 +63,8 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
 
     private void Save(IPageSource source)
     {
-        var path = GetUnresolvedProviderPathFromPSPath(Path);
-        var parent = Parent is null ? null : GetUnresolvedProviderPathFromPSPath(Parent);
+        var path = FileSystemPath(Path);
+        var parent = Parent is null ? null : FileSystemPath(Parent);
         if (!ShouldProcess($"{source.Name} ({source.ProcessId})", $"Save a {(parent is null ? "full" : "incremental")} memory image to {path}")) return;
         ImageManifest? parentManifest = parent is null ? null : ImageReader.Open(parent).Manifest;
         var method = ImageTracking.Resolve(source, Method);

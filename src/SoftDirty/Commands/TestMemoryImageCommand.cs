@@ -27,7 +27,7 @@ public sealed class TestMemoryImageCommand : EngineCmdlet
     {
         foreach (var p in Path)
         {
-            var result = ImageVerifier.Test(GetUnresolvedProviderPathFromPSPath(p), Cancellation);
+            var result = ImageVerifier.Test(FileSystemPath(p), Cancellation);
             foreach (var problem in result.Problems) WriteVerbose(problem.Message);
             if (Detailed) WriteObject(result);
             else WriteObject(result.Valid);

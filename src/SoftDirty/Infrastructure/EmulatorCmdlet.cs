@@ -22,6 +22,7 @@ public abstract class EmulatorCmdlet : EngineCmdlet
         if (!ShouldProcess(target, action)) return;
         try { call(); }
         catch (EngineException ex) { WriteError(ToErrorRecord(ex)); }
+        catch (OperationCanceledException) when (Cancellation.IsCancellationRequested) { throw new PipelineStoppedException(); }
     }
 
     /// <summary>The target of a ShouldProcess message: the emulated process and the range.</summary>

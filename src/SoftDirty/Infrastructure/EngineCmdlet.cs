@@ -34,6 +34,17 @@ public abstract class EngineCmdlet : PSCmdlet
     /// <summary>Ctrl+C: cancels <see cref="Cancellation"/>.</summary>
     protected override void StopProcessing() => _stop.Cancel();
 
+    /// <summary>
+    /// A path parameter as a file-system path. A NUL character, which no file name can hold, stops the command
+    /// with InvalidArgument (it reached users as System.ArgumentException).
+    /// </summary>
+    protected string FileSystemPath(string path)
+    {
+        if (path.Contains('\0', StringComparison.Ordinal))
+            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, "The path contains a NUL character, which no file name can hold.", path.Replace("\0", "\\0", StringComparison.Ordinal))));
+        return GetUnresolvedProviderPathFromPSPath(path);
+    }
+
     /// <summary>The /proc cmdlets stop with a terminating PlatformNotSupported off Linux.</summary>
     protected void EnsureLinux()
     {
