@@ -77,8 +77,8 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         }
     }
 
-    /// <summary>SIGTRAP (5) in a signal mask word.</summary>
-    private const ulong SigTrapBit = 1UL << (5 - 1);
+    /// <summary>SIGTRAP in a signal mask word (signal n is bit n - 1).</summary>
+    private const ulong SigTrapBit = 1UL << (Signal.SIGTRAP - 1);
 
     private void BlockSignals()
     {
