@@ -96,6 +96,9 @@ internal static class ImageReader
         if (m.Files is null || m.Files.Any(f => f is null || f.Name is null || f.Size < 0)) throw Bad("the files list is missing or has an entry without a name or with a negative size.");
         foreach (var name in new[] { ImageFormat.PagesFile, ImageFormat.IndexFile })
             if (m.Files.Count(f => f.Name == name) != 1) throw Bad($"must list {name} exactly once.");
+        // Only the format's own files, by their plain names: a name with a path ("../x", "/etc/x") would point outside the folder.
+        if (m.Files.FirstOrDefault(f => f.Name is not (ImageFormat.PagesFile or ImageFormat.IndexFile)) is { } extra)
+            throw Bad($"lists '{extra.Name}', which is no file of the format (only {ImageFormat.PagesFile} and {ImageFormat.IndexFile}, inside the image folder).");
         if (m.Files.First(f => f.Name == ImageFormat.IndexFile).Hash is null) throw Bad("lists index.bin without its hash.");
         if (m.DataPages > (ulong)long.MaxValue / ps || m.DataPages * ps != (ulong)m.Files.First(f => f.Name == ImageFormat.PagesFile).Size)
             throw Bad($"says {m.DataPages} data pages but pages.bin is {m.Files.First(f => f.Name == ImageFormat.PagesFile).Size} bytes.");

@@ -45,6 +45,7 @@ internal sealed class SafeDirectory : IDisposable
         var stack = new Stack<SafeDirectory>();
         var pending = new LinkedList<string>(Split(full));
         int links = 0;
+        string? made = null; // the folder this walk just made: its mode is set exactly once it is opened
         try
         {
             stack.Push(OpenRoot(what, target));
@@ -67,7 +68,8 @@ internal sealed class SafeDirectory : IDisposable
                     if (e == Errno.ENOENT)
                     {
                         if (!create) return null;
-                        if (FileNative.MkdirAt(here.Fd, name, (uint)ImageFormat.DirectoryMode) != 0 && Marshal.GetLastPInvokeError() is int me && me != Errno.EEXIST)
+                        if (FileNative.MkdirAt(here.Fd, name, (uint)ImageFormat.DirectoryMode) == 0) made = childPath;
+                        else if (Marshal.GetLastPInvokeError() is int me && me != Errno.EEXIST)
                             throw SafeFiles.WriteFailure(childPath, me, $"Creating the directory {childPath} failed: {Errno.Describe(me)}");
                         pending.AddFirst(name); // open (and check) what is there now
                         continue;
@@ -94,6 +96,7 @@ internal sealed class SafeDirectory : IDisposable
                 var dir = new SafeDirectory(new SafeFileHandle(fd, ownsHandle: true), childPath);
                 stack.Push(dir);
                 dir.Check(what, target);
+                if (made == childPath) { dir.SetMode(ImageFormat.DirectoryMode); made = null; }
             }
             var result = stack.Pop();
             return result;
@@ -185,15 +188,26 @@ internal sealed class SafeDirectory : IDisposable
             throw SafeFiles.WriteFailure(path, e, $"Creating the directory {path} failed: {Errno.Describe(e)}");
         }
         var dir = OpenOwnDirectory(name) ?? throw SafeFiles.WriteFailure(path, Errno.ENOENT, $"{path} vanished after it was created.");
-        // chmod through /proc/self/fd reaches exactly the opened inode (fchmod refuses an O_PATH descriptor); the
-        // umask may have taken away the owner's own rights (umask 0777 gives 0000).
-        if (FileNative.Chmod($"/proc/self/fd/{dir.Fd}", (uint)ImageFormat.DirectoryMode) != 0)
+        try { dir.SetMode(ImageFormat.DirectoryMode); }
+        catch
         {
-            int e = Marshal.GetLastPInvokeError();
             dir.Dispose();
-            throw SafeFiles.WriteFailure(path, e, $"Setting the mode of {path} failed: {Errno.Describe(e)}");
+            throw;
         }
         return dir;
+    }
+
+    /// <summary>
+    /// Sets this directory's mode exactly (the umask may have taken away the owner's own rights: umask 0777 makes
+    /// 0000). chmod through /proc/self/fd reaches exactly the opened inode (fchmod refuses an O_PATH descriptor).
+    /// </summary>
+    private void SetMode(UnixFileMode mode)
+    {
+        if (FileNative.Chmod($"/proc/self/fd/{Fd}", (uint)mode) != 0)
+        {
+            int e = Marshal.GetLastPInvokeError();
+            throw SafeFiles.WriteFailure(Path, e, $"Setting the mode of {Path} failed: {Errno.Describe(e)}");
+        }
     }
 
     /// <summary>Opens the subdirectory <paramref name="name"/> (no link followed), which must be the caller's; null where absent.</summary>
