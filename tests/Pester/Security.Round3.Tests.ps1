@@ -201,6 +201,42 @@ for (`$i = 0; `$i -lt 6; `$i++) {
     }
 }
 
+Describe 'A target that execs while it is saved' -Tag 'Workflows', 'Security' {
+    It 'Save-MemoryImage of a target that exec()s in the middle succeeds or says ProcessExecuted: never ProcIOError or ProcessExited, and what it saved is valid' -Skip:(-not $HasPerl) {
+        # Before: the descriptors opened on the old program read nothing after the exec, which was taken as "no
+        # data there" (a short read), ProcessExited (PAGEMAP_SCAN's ESRCH) or ProcIOError, depending on the moment.
+        $target = Join-Path $root "exec-$(New-Guid).pl"
+        # 96 MiB of data, then sleeps until SIGUSR1, which makes it exec /bin/sleep (same pid, a new memory).
+        '$SIG{USR1} = sub { exec "/bin/sleep", "5" }; my $b = "a" x (96 << 20); print "READY\n"; sleep 1 while 1;' | Set-Content $target
+        $d = New-Item -ItemType Directory (Join-Path $root "exec-$(New-Guid)")
+        $outcomes = for ($i = 0; $i -lt 8; $i++) {
+            $psi = [Diagnostics.ProcessStartInfo]::new('perl', $target)
+            $psi.RedirectStandardOutput = $true
+            $p = [Diagnostics.Process]::Start($psi)
+            try {
+                $p.StandardOutput.ReadLine() | Should -Be 'READY'
+                $job = Start-ThreadJob {
+                    param($ModulePath, $Id, $Path)
+                    Import-Module $ModulePath
+                    try { $null = Save-MemoryImage -Id $Id -Path $Path -Method Hash -ErrorAction Stop; 'none' } catch { ($_.FullyQualifiedErrorId -split ',')[0] }
+                } -ArgumentList (Get-Module SoftDirty).Path, $p.Id, "$d/img$i"
+                # Once the save is writing (its private folder exists), a delay that moves along the save, then the exec.
+                $deadline = [DateTime]::UtcNow.AddSeconds(30)
+                while (-not (Get-ChildItem -Force $d -Filter ".img$i.partial-*") -and $job.State -eq 'Running' -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 2 }
+                Start-Sleep -Milliseconds (15 * $i)
+                kill -USR1 $p.Id
+                $null = Wait-Job $job -Timeout 60
+                $outcome = Receive-Job $job
+                Remove-Job $job -Force
+                $outcome
+                if ($outcome -eq 'none') { Test-MemoryImage "$d/img$i" | Should -BeTrue }
+            } finally { if (-not $p.HasExited) { $p.Kill() }; $p.WaitForExit() }
+        }
+        Write-Host "    save of a target that execs: $(($outcomes | Group-Object | ForEach-Object { "$($_.Name) x$($_.Count)" }) -join ', ')"
+        $outcomes | Should -BeIn 'none', 'ProcessExecuted'
+    }
+}
+
 Describe 'The umask and other filesystems' -Tag 'Workflows', 'Security' {
     It 'under umask 0777 a save, a restore and a chart are still made with exactly 0700 folders and 0600 files, and read back' {
         # Before the fix the modes were 0700/0600 minus the umask: 0000, which an unprivileged caller cannot even
