@@ -207,7 +207,7 @@ Describe 'A target that execs while it is saved' -Tag 'Workflows', 'Security' {
         # data there" (a short read), ProcessExited (PAGEMAP_SCAN's ESRCH) or ProcIOError, depending on the moment.
         $target = Join-Path $root "exec-$(New-Guid).pl"
         # 96 MiB of data, then sleeps until SIGUSR1, which makes it exec /bin/sleep (same pid, a new memory).
-        '$SIG{USR1} = sub { exec "/bin/sleep", "5" }; my $b = "a" x (96 << 20); print "READY\n"; sleep 1 while 1;' | Set-Content $target
+        '$| = 1; $SIG{USR1} = sub { exec "/bin/sleep", "5" }; my $b = "a" x (96 << 20); print "READY\n"; sleep 1 while 1;' | Set-Content $target
         $d = New-Item -ItemType Directory (Join-Path $root "exec-$(New-Guid)")
         $outcomes = for ($i = 0; $i -lt 8; $i++) {
             $psi = [Diagnostics.ProcessStartInfo]::new('perl', $target)
