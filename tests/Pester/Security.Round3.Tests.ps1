@@ -295,8 +295,12 @@ Describe 'What is planted where an image file belongs' -Tag 'Workflows', 'Securi
         switch ($Kind) {
             'a FIFO' { mkfifo "$copy/$File" }
             'a unix socket' {
+                # Bound by a name relative to the process's directory: a socket path may have only 108 bytes.
                 $s = [System.Net.Sockets.Socket]::new('Unix', 'Stream', 'Unspecified')
-                $s.Bind([System.Net.Sockets.UnixDomainSocketEndPoint]::new("$copy/$File"))
+                $cwd = [Environment]::CurrentDirectory
+                try { [Environment]::CurrentDirectory = $copy; $s.Bind([System.Net.Sockets.UnixDomainSocketEndPoint]::new($File)) }
+                finally { [Environment]::CurrentDirectory = $cwd }
+                Test-Path "$copy/$File" | Should -BeTrue
                 $script:socket = $s
             }
             'a directory' { $null = New-Item -ItemType Directory "$copy/$File" }

@@ -297,10 +297,12 @@ function New-FilledEmulator([int] $Pages = 16) {
     @{ Emulator = $e; Mapping = $m }
 }
 
-# The FullyQualifiedErrorId of the first error $Command raises (terminating or not), or 'none'.
+# The FullyQualifiedErrorId of the first error $Command raises (terminating or not, whatever the caller's
+# $ErrorActionPreference), or 'none'.
 function Get-ErrorId([scriptblock] $Command) {
-    $err = $null
-    try { $null = & $Command -ErrorVariable err -ErrorAction SilentlyContinue } catch { return $_.FullyQualifiedErrorId }
-    if ($err) { $err[0].FullyQualifiedErrorId } else { 'none' }
+    try {
+        & $Command 2>&1 | ForEach-Object { if ($_ -is [System.Management.Automation.ErrorRecord]) { throw $_ } }
+    } catch { return $_.FullyQualifiedErrorId }
+    'none'
 }
 Export-ModuleMember -Function Start-PartialFolderSwapper, New-FilledEmulator, Get-ErrorId
