@@ -116,15 +116,8 @@ Describe 'Folders of another user above a destination' -Tag 'Workflows', 'Securi
     It 'the owner of the folder, swapping the private folder for a link in a loop, gets nothing written into the linked directory' -Skip:(-not ($IsRoot -and $HasSetpriv -and $HasPerl)) {
         $foreign = New-Item -ItemType Directory (Join-Path $root "swapped-$(New-Guid)"); chmod 0755 $foreign; chown 65534 $foreign
         $victim = New-Item -ItemType Directory (Join-Path $root "victim-dir-$(New-Guid)"); chmod 0755 $victim
-        $script = Join-Path $root "swap-$(New-Guid).pl"
         # As user 65534: every .NAME.partial-* folder root makes is renamed away and replaced by a link to the victim.
-        @'
-my ($d, $v) = @ARGV; my $n = 0;
-while (1) { opendir(my $h, $d) or next; for my $e (readdir $h) { next unless $e =~ /^\..*\.partial-/; next if -l "$d/$e";
-  rename("$d/$e", "$d/moved-" . $n++) and symlink($v, "$d/$e"); } closedir $h; }
-'@ | Set-Content $script
-        chmod 0644 $script
-        $swapper = Start-Process setpriv -ArgumentList '--reuid=65534', '--regid=65534', '--clear-groups', 'perl', $script, $foreign, $victim -PassThru
+        $swapper = Start-PartialFolderSwapper $foreign $victim $root
         try {
             $ids = for ($i = 0; $i -lt 10; $i++) {
                 ErrorId { Restore-MemoryImage $img "$foreign/out$i" }

@@ -274,3 +274,35 @@ public static class SdPngUnfilter {
 
 Export-ModuleMember -Function Start-TestTarget, Send-TestTarget, Stop-TestTarget, Get-PwshCommandLine, Get-UnusedProcessId, Get-ProcStatusKb,
     Invoke-ChildPwsh, Hex, Get-Index, Start-WfTarget, Send-WfTarget, New-WfRegion, Stop-WfTarget, Get-ProcessState, Read-Png
+
+# ---------------------------------------------------------------------------------------------------
+# Security tests (issue 13): another user who renames every private folder the module makes in $Folder
+# (.NAME.partial-*) away and puts a link to $Victim in its place, in a loop. Root only (setpriv, perl).
+function Start-PartialFolderSwapper([string] $Folder, [string] $Victim, [string] $ScriptFolder, [int] $Uid = 65534, [int] $Gid = 65534) {
+    $script = Join-Path $ScriptFolder "swap-$(New-Guid).pl"
+    @'
+my ($d, $v) = @ARGV; my $n = 0;
+while (1) { opendir(my $h, $d) or next; for my $e (readdir $h) { next unless $e =~ /^\..*\.partial-/; next if -l "$d/$e";
+  rename("$d/$e", "$d/moved-" . $n++) and symlink($v, "$d/$e"); } closedir $h; }
+'@ | Set-Content $script
+    chmod 0644 $script
+    Start-Process setpriv -ArgumentList "--reuid=$Uid", "--regid=$Gid", '--clear-groups', 'perl', $script, $Folder, $Victim -PassThru
+}
+
+# An emulated process "victim" with one mapping of $Pages written pages: @{ Emulator; Mapping }.
+function New-FilledEmulator([int] $Pages = 16) {
+    $e = New-EmulatedProcess -Name victim
+    $m = $e | Add-EmulatedMapping -Length ($Pages * 4KB)
+    $e | Write-EmulatedMemory -Address $m.Start -Length $m.Size
+    @{ Emulator = $e; Mapping = $m }
+}
+
+# The FullyQualifiedErrorId of the first error $Command raises (terminating or not, whatever the caller's
+# $ErrorActionPreference), or 'none'.
+function Get-ErrorId([scriptblock] $Command) {
+    try {
+        & $Command 2>&1 | ForEach-Object { if ($_ -is [System.Management.Automation.ErrorRecord]) { throw $_ } }
+    } catch { return $_.FullyQualifiedErrorId }
+    'none'
+}
+Export-ModuleMember -Function Start-PartialFolderSwapper, New-FilledEmulator, Get-ErrorId

@@ -80,4 +80,10 @@ public enum EngineError
     /// <summary>Write tracking is not enabled in that process (Enable-WriteTracking), or its state no longer matches it.</summary>
     [Categorized(FailureCategory.InvalidOperation)]
     WriteTrackingNotEnabled,
+    /// <summary>
+    /// The process exec'd another program while it was being read: the memory the command had begun to read
+    /// (its /proc/PID/mem and pagemap belong to the old program) is gone, so the result would mix two programs.
+    /// </summary>
+    [Categorized(FailureCategory.ResourceUnavailable)]
+    ProcessExecuted,
 }

@@ -16,7 +16,51 @@ internal static unsafe partial class FileNative
     /// <summary>File type bits of st_mode (S_IFMT) and the types the module tells apart.</summary>
     public const uint S_IFMT = 0xF000, S_IFDIR = 0x4000, S_IFREG = 0x8000, S_IFLNK = 0xA000;
     /// <summary>Permission bits: writable by others; the sticky bit (only an entry's owner may rename or remove it).</summary>
-    public const uint S_IWOTH = 0x2, S_ISVTX = 0x200;
+    public const uint S_IWOTH = 0x2, S_IWGRP = 0x10, S_ISVTX = 0x200;
+
+    /// <summary>O_PATH: a descriptor that names a directory for the *at calls without the right to read it.</summary>
+    public const int O_RDONLY = 0, O_PATH = 0x200000;
+    /// <summary>unlinkat's flag for a directory; renameat2's "fail with EEXIST where the new name exists".</summary>
+    public const int AT_REMOVEDIR = 0x200, RENAME_NOREPLACE = 1;
+    /// <summary>The errno values the relative calls tell apart (asm-generic/errno-base.h, errno.h).</summary>
+    public const int EXDEV = 18, ENOTDIR = 20, EISDIR = 21, ENOTEMPTY = 39;
+    /// <summary>The most links one path may lead through (the kernel's MAXSYMLINKS).</summary>
+    public const int MaxSymlinks = 40;
+
+    [LibraryImport(Libc, EntryPoint = "openat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial int OpenAt(int dirfd, string name, int flags, uint mode);
+
+    [LibraryImport(Libc, EntryPoint = "mkdirat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial int MkdirAt(int dirfd, string name, uint mode);
+
+    [LibraryImport(Libc, EntryPoint = "renameat2", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial int RenameAt2(int olddirfd, string oldName, int newdirfd, string newName, uint flags);
+
+    [LibraryImport(Libc, EntryPoint = "unlinkat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial int UnlinkAt(int dirfd, string name, int flags);
+
+    [LibraryImport(Libc, EntryPoint = "readlinkat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial nint ReadLinkAt(int dirfd, string name, byte* buffer, nuint size);
+
+    [LibraryImport(Libc, EntryPoint = "fchmod", SetLastError = true)]
+    public static partial int Fchmod(int fd, uint mode);
+
+    [LibraryImport(Libc, EntryPoint = "chmod", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    public static partial int Chmod(string path, uint mode);
+
+    /// <summary>lstat of <paramref name="name"/> in the directory <paramref name="dirfd"/> (a link is described, not followed).</summary>
+    public static PathStatus? LstatAt(int dirfd, string name, out int errno)
+    {
+        const int StatxSize = 256;
+        byte* b = stackalloc byte[StatxSize];
+        errno = 0;
+        if (Statx(dirfd, name, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, b) != 0)
+        {
+            errno = Marshal.GetLastPInvokeError();
+            return null;
+        }
+        return new PathStatus(*(uint*)(b + 20), *(ushort*)(b + 28), *(ulong*)(b + 40));
+    }
 
     [LibraryImport(Libc, EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial int Open(string path, int flags, uint mode);

@@ -17,19 +17,31 @@ internal static class ImageReader
     public static OpenedImage Open(string path)
     {
         path = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(path));
-        var dir = FileNative.Lstat(path, out int errno);
-        if (dir is null && errno is Errno.EACCES or Errno.EPERM)
-            throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(errno)} (an image of another user?).", path, errno);
-        if (!Directory.Exists(path))
-            throw new EngineException(EngineError.ImageIncomplete, dir switch
+        var folder = SafeDirectory.OpenForReading(path, out int errno);
+        if (folder is null)
+        {
+            if (errno is Errno.EACCES or Errno.EPERM)
+                throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(errno)} (an image of another user?).", path, errno);
+            throw new EngineException(EngineError.ImageIncomplete, FileNative.Lstat(path, out _) switch
             {
                 null => $"{path}: no such image directory.",
                 { Type: FileNative.S_IFLNK } => $"{path}: a symbolic link that leads to no directory (dangling, or a loop of links).",
                 _ => $"{path}: not a directory, so not a memory image.",
             }, path);
+        }
+        try { return Open(path, folder); }
+        catch
+        {
+            folder.Dispose();
+            throw;
+        }
+    }
+
+    private static OpenedImage Open(string path, SafeDirectory folder)
+    {
         var manifestPath = System.IO.Path.Combine(path, ImageFormat.ManifestFile);
         byte[] bytes;
-        try { bytes = SafeFiles.ReadRegular(manifestPath, SafeFiles.MaxManifestBytes); }
+        try { bytes = SafeFiles.ReadRegular(folder, ImageFormat.ManifestFile, SafeFiles.MaxManifestBytes); }
         catch (FileNotFoundException)
         {
             throw new EngineException(EngineError.ImageIncomplete,
@@ -51,7 +63,7 @@ internal static class ImageReader
         if (m.Version != ImageFormat.Version)
             throw Problem(EngineError.ImageCorrupt, manifestPath, 0, $"format version {m.Version} is not supported (this module reads {ImageFormat.Version}; save the image again).");
         Validate(m, manifestPath);
-        return new OpenedImage(path, m);
+        return new OpenedImage(path, m, folder);
     }
 
     /// <summary>Every invariant a manifest must keep, in work bounded by its (size-limited) content.</summary>
@@ -84,6 +96,9 @@ internal static class ImageReader
         if (m.Files is null || m.Files.Any(f => f is null || f.Name is null || f.Size < 0)) throw Bad("the files list is missing or has an entry without a name or with a negative size.");
         foreach (var name in new[] { ImageFormat.PagesFile, ImageFormat.IndexFile })
             if (m.Files.Count(f => f.Name == name) != 1) throw Bad($"must list {name} exactly once.");
+        // Only the format's own files, by their plain names: a name with a path ("../x", "/etc/x") would point outside the folder.
+        if (m.Files.FirstOrDefault(f => f.Name is not (ImageFormat.PagesFile or ImageFormat.IndexFile)) is { } extra)
+            throw Bad($"lists '{extra.Name}', which is no file of the format (only {ImageFormat.PagesFile} and {ImageFormat.IndexFile}, inside the image folder).");
         if (m.Files.First(f => f.Name == ImageFormat.IndexFile).Hash is null) throw Bad("lists index.bin without its hash.");
         if (m.DataPages > (ulong)long.MaxValue / ps || m.DataPages * ps != (ulong)m.Files.First(f => f.Name == ImageFormat.PagesFile).Size)
             throw Bad($"says {m.DataPages} data pages but pages.bin is {m.Files.First(f => f.Name == ImageFormat.PagesFile).Size} bytes.");
@@ -152,7 +167,7 @@ internal static class ImageReader
         long pagesSize = CheckFile(image, ImageFormat.PagesFile);
         long indexSize = CheckFile(image, ImageFormat.IndexFile);
         byte[] bytes;
-        try { bytes = SafeFiles.ReadRegular(indexPath, indexSize); }
+        try { bytes = SafeFiles.ReadRegular(image.Folder, ImageFormat.IndexFile, indexSize); }
         catch (FileNotFoundException) { throw Problem(EngineError.ImageIncomplete, indexPath, null, "missing."); }
         if (bytes.Length != indexSize)
             throw Problem(EngineError.ImageIncomplete, indexPath, Math.Min(bytes.Length, indexSize), "changed while being read.");
@@ -224,7 +239,7 @@ internal static class ImageReader
         var path = image.File(name);
         var info = image.Manifest.Files.FirstOrDefault(f => f.Name == name)
             ?? throw Problem(EngineError.ImageCorrupt, image.File(ImageFormat.ManifestFile), null, $"does not list {name}.");
-        var st = FileNative.Lstat(path, out int errno);
+        var st = image.Folder.Lstat(name, out int errno);
         if (st is null)
         {
             if (errno is Errno.EACCES or Errno.EPERM) throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(errno)}", path, errno);
@@ -248,7 +263,7 @@ internal static class ImageReader
         int ps = image.Manifest.PageSize;
         var pagesPath = image.File(ImageFormat.PagesFile);
         var zero = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
-        using var handle = SafeFiles.OpenRegular(pagesPath);
+        using var handle = SafeFiles.OpenRegular(image.Folder, ImageFormat.PagesFile);
         var buffer = GC.AllocateUninitializedArray<byte>(PageWalk.ChunkBytes);
         ulong checkedPages = 0;
         int i = 0;

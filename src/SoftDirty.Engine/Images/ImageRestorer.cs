@@ -19,7 +19,7 @@ internal static class ImageRestorer
         var leaf = chain[^1].Manifest;
         int ps = leaf.PageSize;
         target.Prepare(leaf.Mappings, ps);
-        var handles = chain.Select(c => SafeFiles.OpenRegular(c.File(ImageFormat.PagesFile))).ToArray();
+        var handles = chain.Select(c => SafeFiles.OpenRegular(c.Folder, ImageFormat.PagesFile)).ToArray();
         try
         {
             var page = new byte[ps];

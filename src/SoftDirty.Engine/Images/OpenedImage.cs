@@ -1,15 +1,22 @@
 namespace SoftDirty.Images;
 
-/// <summary>One image of a chain, opened: its directory and manifest.</summary>
+/// <summary>
+/// One image of a chain, opened: its directory (a descriptor: every file of the image is read relative to it,
+/// without following a link, so a folder swapped after the manifest was read cannot mix in another image's files)
+/// and manifest.
+/// </summary>
 internal sealed class OpenedImage
 {
-    public OpenedImage(string path, ImageManifest manifest)
+    public OpenedImage(string path, ImageManifest manifest, SafeDirectory folder)
     {
         Path = path;
         Manifest = manifest;
+        Folder = folder;
     }
 
     public string Path { get; }
     public ImageManifest Manifest { get; }
+    /// <summary>The image directory, opened when the manifest was read.</summary>
+    public SafeDirectory Folder { get; }
     public string File(string name) => System.IO.Path.Combine(Path, name);
 }

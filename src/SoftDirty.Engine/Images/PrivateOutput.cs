@@ -1,24 +1,35 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
-using System.Runtime.InteropServices;
 
 namespace SoftDirty.Images;
 
 /// <summary>
-/// A directory the module fills and then puts in place: the destination is checked (<see cref="SafeFiles.CheckDestination"/>),
-/// the files are written into a fresh private folder next to it (<c>.NAME.partial-GUID</c>, 0700), and
-/// <see cref="Commit"/> renames that folder onto the destination in one step. Disposed without a commit, the
-/// folder is removed: a failed or cancelled write leaves the destination as it was (a kill -9 leaves only the
-/// hidden partial folder, which no command reads).
+/// A directory the module fills and then puts in place. The destination's parent is opened and checked on its
+/// descriptor (<see cref="SafeDirectory"/>), the destination entry is checked there (<see cref="SafeFiles.CheckEntry"/>),
+/// the files are written into a fresh private folder made in that parent (<c>.NAME.partial-GUID</c>, 0700) relative to
+/// the folder's descriptor, and <see cref="Commit"/> renames it onto the destination in one step (renameat2, with
+/// RENAME_NOREPLACE where the destination was absent). Disposed without a commit, the folder is removed: a failed
+/// or cancelled write leaves the destination as it was (a kill -9 leaves only the hidden partial folder, which no
+/// command reads).
 /// </summary>
 internal sealed class PrivateOutput : IDisposable
 {
+    private readonly SafeDirectory _parent;
+    private readonly SafeDirectory _work;
+    private readonly string _name, _workName, _what;
+    private readonly List<string> _created = new();
     private bool _committed;
 
-    private PrivateOutput(string destination, string work)
+    private PrivateOutput(string destination, SafeDirectory parent, string name, SafeDirectory work, string workName, string what)
     {
+        _parent = parent;
+        _name = name;
+        _work = work;
+        _workName = workName;
+        _what = what;
         Destination = destination;
-        WorkPath = work;
+        WorkPath = Path.Combine(Path.GetDirectoryName(destination) ?? "/", workName);
     }
 
     /// <summary>The directory that will hold the result.</summary>
@@ -29,40 +40,60 @@ internal sealed class PrivateOutput : IDisposable
     public static PrivateOutput Begin(string destination, string what)
     {
         destination = Path.TrimEndingDirectorySeparator(Path.GetFullPath(destination));
-        SafeFiles.CheckDestination(destination, what);
-        var parent = Path.GetDirectoryName(destination) ?? "/";
-        var work = Path.Combine(parent, $".{Path.GetFileName(destination)}.partial-{Guid.NewGuid():N}");
-        SafeFiles.CreateDirectory(work);
-        return new PrivateOutput(destination, work);
+        var parent = SafeDirectory.OpenParent(destination, what, create: true, out var name);
+        try
+        {
+            SafeFiles.CheckEntry(parent, name, what);
+            var workName = $".{name}.partial-{Guid.NewGuid():N}";
+            var work = parent.CreateDirectory(workName);
+            return new PrivateOutput(destination, parent, name, work, workName, what);
+        }
+        catch
+        {
+            parent.Dispose();
+            throw;
+        }
     }
 
-    /// <summary>A new file in the private folder (0600, exclusive).</summary>
-    public FileStream Create(string name) => SafeFiles.CreateNew(Path.Combine(WorkPath, name));
+    /// <summary>A new file in the private folder (0600, exclusive, relative to the folder's descriptor).</summary>
+    public FileStream Create(string name)
+    {
+        var file = _work.CreateFile(name);
+        _created.Add(name);
+        return file;
+    }
 
     /// <summary>Where a file of the result will be once committed.</summary>
     public string FinalPath(string name) => Path.Combine(Destination, name);
 
-    /// <summary>Puts the folder in place: rename onto the destination (absent or an empty directory), then fsync.</summary>
+    /// <summary>Puts the folder in place: rename onto the destination (absent, or an empty directory of the caller), then fsync.</summary>
     public void Commit()
     {
-        SafeFiles.FsyncDirectory(WorkPath);
-        // The destination is checked again: rename replaces only an empty directory and never follows a link.
-        SafeFiles.CheckDestination(Destination, "The destination");
-        if (FileNative.Rename(WorkPath, Destination) != 0)
+        _work.Fsync();
+        // Checked again: a rename replaces only an empty directory and never follows a link; where the destination
+        // is absent, RENAME_NOREPLACE makes one that appeared meanwhile (a concurrent save) fail rather than be replaced.
+        bool exists = SafeFiles.CheckEntry(_parent, _name, _what);
+        int e = _parent.RenameTo(_workName, _parent, _name, replace: exists);
+        if (e == Errno.EINVAL && !exists) e = _parent.RenameTo(_workName, _parent, _name, replace: true); // a filesystem without RENAME_NOREPLACE
+        if (e != 0)
         {
-            int e = Marshal.GetLastPInvokeError();
+            if (e is Errno.EEXIST or FileNative.ENOTEMPTY)
+                throw new EngineException(EngineError.ImageExists, $"{_what} {Destination} was created meanwhile (another save or restore into the same place?); nothing was replaced.", Destination, e);
             throw SafeFiles.WriteFailure(Destination, e, $"Moving the finished {WorkPath} to {Destination} failed: {Errno.Describe(e)}");
         }
         _committed = true;
-        SafeFiles.FsyncDirectory(Path.GetDirectoryName(Destination) ?? "/");
+        _parent.Fsync();
     }
 
     public void Dispose()
     {
-        if (_committed) return;
-        _committed = true;
-        try { Directory.Delete(WorkPath, recursive: true); }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
+        if (!_committed)
+        {
+            _committed = true;
+            foreach (var name in _created) _work.Remove(name);
+            _parent.Remove(_workName, directory: true);
+        }
+        _work.Dispose();
+        _parent.Dispose();
     }
 }

@@ -30,13 +30,37 @@ internal static class SafeFiles
         return new FileStream(new SafeFileHandle(fd, ownsHandle: true), FileAccess.Write, 0);
     }
 
-    /// <summary>Creates the directory <paramref name="path"/> (0700); it must not exist (no symlink, nothing reused).</summary>
+    /// <summary>Creates the directory <paramref name="path"/> (0700) in its checked parent (<see cref="SafeDirectory"/>); it must not exist (no symlink, nothing reused).</summary>
     public static void CreateDirectory(string path)
     {
-        if (FileNative.Mkdir(path, (uint)ImageFormat.DirectoryMode) != 0)
+        using var parent = SafeDirectory.OpenParent(path, "The directory", create: true, out var name);
+        parent.CreateDirectory(name).Dispose();
+    }
+
+    /// <summary>
+    /// Writes <paramref name="bytes"/> as the file <paramref name="name"/> of the opened <paramref name="dir"/>, whole
+    /// or not at all: a new temporary file (0600, O_EXCL|O_NOFOLLOW) beside it, fsync, then renameat onto the name
+    /// (which replaces a file there, or a link itself, never what a link points to). A failure removes the temporary file.
+    /// </summary>
+    public static void WriteReplacing(SafeDirectory dir, string name, ReadOnlySpan<byte> bytes)
+    {
+        var temp = $".{name}.{Guid.NewGuid():N}.tmp";
+        bool placed = false;
+        try
         {
-            int e = Marshal.GetLastPInvokeError();
-            throw WriteFailure(path, e, $"Creating the directory {path} failed: {Errno.Describe(e)}");
+            using (var fs = dir.CreateFile(temp))
+            {
+                fs.Write(bytes);
+                fs.Flush(flushToDisk: true);
+            }
+            int e = dir.RenameTo(temp, dir, name, replace: true);
+            if (e != 0)
+                throw WriteFailure(dir.Combine(name), e, e == FileNative.EISDIR ? $"{dir.Combine(name)} is a directory." : $"Writing {dir.Combine(name)} failed: {Errno.Describe(e)}");
+            placed = true;
+        }
+        finally
+        {
+            if (!placed) dir.Remove(temp);
         }
     }
 
@@ -49,25 +73,27 @@ internal static class SafeFiles
 
     /// <summary>
     /// Checks a destination the module will create or fill: absent (its parent directory is created, 0700,
-    /// where missing), or an empty directory owned by the caller. Returns whether it exists.
+    /// where missing), or an empty directory owned by the caller. Every folder above is checked on its
+    /// descriptor (<see cref="SafeDirectory.Open"/>). Returns whether it exists.
     /// </summary>
     public static bool CheckDestination(string path, string what)
     {
-        CheckFolders(path, what);
-        var st = FileNative.Lstat(path, out int errno);
+        using var parent = SafeDirectory.OpenParent(path, what, create: true, out var name);
+        return CheckEntry(parent, name, what);
+    }
+
+    /// <summary>
+    /// Checks the entry <paramref name="name"/> of the opened <paramref name="parent"/>: absent (false), or an empty
+    /// directory of the caller (true); a link or another user's directory is UnsafeDestination, a file or a non-empty
+    /// directory ImageExists.
+    /// </summary>
+    public static bool CheckEntry(SafeDirectory parent, string name, string what)
+    {
+        var path = parent.Combine(name);
+        var st = parent.Lstat(name, out int errno);
         if (st is null)
         {
-            if (errno is not (Errno.ENOENT or 20)) // ENOTDIR: a component is a file
-                throw WriteFailure(path, errno, $"{what} {path}: {Errno.Describe(errno)}");
-            if (errno == 20)
-                throw new EngineException(EngineError.InvalidArgument, $"{what} {path}: a part of the path is a file, not a directory.", path, errno);
-            var parent = Path.GetDirectoryName(path);
-            if (parent is not null && !Directory.Exists(parent))
-            {
-                try { Directory.CreateDirectory(parent, ImageFormat.DirectoryMode); }
-                catch (IOException ex) { throw new EngineException(EngineError.ImageWriteError, $"Creating {parent} failed: {ex.Message}", parent, 0, ex); }
-                catch (UnauthorizedAccessException ex) { throw new EngineException(EngineError.PermissionDenied, $"Creating {parent} failed: {ex.Message}", parent, Errno.EACCES, ex); }
-            }
+            if (errno != Errno.ENOENT) throw WriteFailure(path, errno, $"{what} {path}: {Errno.Describe(errno)}");
             return false;
         }
         var s = st.Value;
@@ -77,37 +103,10 @@ internal static class SafeFiles
             throw new EngineException(EngineError.ImageExists, $"{what} {path} exists and is not a directory; choose a new path.", path);
         if (s.Uid != FileNative.Geteuid())
             throw new EngineException(EngineError.UnsafeDestination, $"{what} {path} belongs to user {s.Uid}, not to you ({FileNative.Geteuid()}); the module writes only into directories of its caller.", path);
-        bool any;
-        try
-        {
-            using var e = Directory.EnumerateFileSystemEntries(path).GetEnumerator();
-            any = e.MoveNext();
-        }
-        catch (UnauthorizedAccessException ex) { throw new EngineException(EngineError.PermissionDenied, $"{what} {path}: {ex.Message}", path, Errno.EACCES, ex); }
-        if (any)
+        using var dir = parent.OpenOwnDirectory(name) ?? throw WriteFailure(path, Errno.EEXIST, $"{what} {path} was removed meanwhile.");
+        if (dir.HasEntries())
             throw new EngineException(EngineError.ImageExists, $"{what} {path} is not empty; the module writes only into a new or empty directory. Remove it or choose a new path.", path);
         return true;
-    }
-
-    /// <summary>
-    /// The private folder is made beside the destination, its files are created by path and it is renamed onto the
-    /// destination: whoever may rename entries in any folder above could swap that folder (or a folder on the way)
-    /// for a link between the module's steps and have it write elsewhere. So every existing folder above must belong
-    /// to the caller or root, and one every user may write to must have the sticky bit (as /tmp has).
-    /// </summary>
-    private static void CheckFolders(string path, string what)
-    {
-        uint me = FileNative.Geteuid();
-        for (var folder = Path.GetDirectoryName(path); folder is not null; folder = Path.GetDirectoryName(folder))
-        {
-            if (FileNative.Stat(folder, out _) is not { } fs) continue; // missing: the module creates it (0700)
-            if (fs.Uid != me && fs.Uid != 0)
-                throw new EngineException(EngineError.UnsafeDestination,
-                    $"{what} {path} lies in {folder}, which belongs to user {fs.Uid}, not to you ({me}) or root: that user could replace what the module writes there with a link before it is put in place. Choose a folder of your own.", path);
-            if ((fs.Permissions & FileNative.S_IWOTH) != 0 && (fs.Permissions & FileNative.S_ISVTX) == 0)
-                throw new EngineException(EngineError.UnsafeDestination,
-                    $"{what} {path} lies in {folder}, which every user may write to and which has no sticky bit: another user could replace what the module writes there before it is put in place. Choose a folder of your own (or one with the sticky bit, as /tmp has).", path);
-        }
     }
 
     /// <summary>
@@ -116,21 +115,15 @@ internal static class SafeFiles
     /// </summary>
     public static byte[] ReadRegular(string path, long maxBytes)
     {
-        int fd = FileNative.Open(path, FileNative.O_NOFOLLOW | FileNative.O_NONBLOCK | FileNative.O_CLOEXEC, 0);
-        if (fd < 0)
-        {
-            int e = Marshal.GetLastPInvokeError();
-            if (e == Errno.ENOENT) throw new FileNotFoundException(path);
-            if (e is Errno.EACCES or Errno.EPERM)
-                throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(e)} (an image of another user, or a directory you may not read).", path, e);
-            throw new EngineException(EngineError.ImageCorrupt, e == Errno.ELOOP ? $"{path} is a symbolic link; image files must be regular files." : $"{path}: {Errno.Describe(e)}", path, e);
-        }
-        using var handle = new SafeFileHandle(fd, ownsHandle: true);
-        var st = FileNative.Fstat(fd, out int serr);
-        if (st is not { } s)
-            throw new EngineException(EngineError.ImageCorrupt, $"{path}: {Errno.Describe(serr)}", path, serr);
-        if (s.Type != FileNative.S_IFREG)
-            throw new EngineException(EngineError.ImageCorrupt, $"{path} is not a regular file (a FIFO, device or directory); image files must be regular files.", path);
+        using var dir = OpenFolderOf(path, out var name);
+        return ReadRegular(dir, name, maxBytes);
+    }
+
+    /// <summary><see cref="ReadRegular(string, long)"/> of the entry <paramref name="name"/> of an opened folder (O_NOFOLLOW relative to it).</summary>
+    public static byte[] ReadRegular(SafeDirectory dir, string name, long maxBytes)
+    {
+        var path = dir.Combine(name);
+        using var handle = dir.OpenRegular(name, out var s);
         if (s.Size > (ulong)maxBytes || s.Size > (ulong)Array.MaxLength)
             throw new EngineException(EngineError.ImageCorrupt, $"{path} is {s.Size} bytes, more than the {maxBytes} this file can have.", path);
         var bytes = new byte[(int)s.Size];
@@ -149,29 +142,27 @@ internal static class SafeFiles
     /// <summary>Opens an image data file for reading: a regular file, no symlink followed.</summary>
     public static SafeFileHandle OpenRegular(string path)
     {
-        int fd = FileNative.Open(path, FileNative.O_NOFOLLOW | FileNative.O_NONBLOCK | FileNative.O_CLOEXEC, 0);
-        if (fd < 0)
-        {
-            int e = Marshal.GetLastPInvokeError();
-            if (e == Errno.ENOENT) throw new EngineException(EngineError.ImageIncomplete, $"{path}: missing.", path, e);
-            if (e is Errno.EACCES or Errno.EPERM) throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(e)}", path, e);
-            throw new EngineException(EngineError.ImageCorrupt, $"{path}: {Errno.Describe(e)} (image files must be regular files, not links).", path, e);
-        }
-        var handle = new SafeFileHandle(fd, ownsHandle: true);
-        if (FileNative.Fstat(fd, out _) is not { Type: FileNative.S_IFREG })
-        {
-            handle.Dispose();
-            throw new EngineException(EngineError.ImageCorrupt, $"{path} is not a regular file; image files must be regular files.", path);
-        }
-        return handle;
+        using var dir = OpenFolderOf(path, out var name);
+        return OpenRegular(dir, name);
     }
 
-    /// <summary>fsync of a directory, so that renames in it are on disk.</summary>
-    public static void FsyncDirectory(string path)
+    /// <summary><see cref="OpenRegular(string)"/> of the entry <paramref name="name"/> of an opened folder.</summary>
+    public static SafeFileHandle OpenRegular(SafeDirectory dir, string name)
     {
-        int fd = FileNative.Open(path, FileNative.O_DIRECTORY | FileNative.O_CLOEXEC, 0);
-        if (fd < 0) return;
-        FileNative.Fsync(fd);
-        FileNative.Close(fd);
+        try { return dir.OpenRegular(name, out _); }
+        catch (FileNotFoundException) { var path = dir.Combine(name); throw new EngineException(EngineError.ImageIncomplete, $"{path}: missing.", path, Errno.ENOENT); }
+    }
+
+    private static SafeDirectory OpenFolderOf(string path, out string name)
+    {
+        var full = Path.GetFullPath(path);
+        name = Path.GetFileName(full);
+        var folder = Path.GetDirectoryName(full) ?? "/";
+        var dir = SafeDirectory.OpenForReading(folder, out int e);
+        if (dir is not null) return dir;
+        if (e is Errno.ENOENT or FileNative.ENOTDIR) throw new FileNotFoundException(full);
+        if (e is Errno.EACCES or Errno.EPERM)
+            throw new EngineException(EngineError.PermissionDenied, $"{full}: {Errno.Describe(e)} (an image of another user, or a directory you may not read).", full, e);
+        throw new EngineException(EngineError.ImageCorrupt, $"{folder}: {Errno.Describe(e)}", full, e);
     }
 }

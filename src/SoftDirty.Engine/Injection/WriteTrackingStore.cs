@@ -44,26 +44,46 @@ internal static class WriteTrackingStore
     /// </summary>
     private static string? SafeFolder(bool create)
     {
+        using var dir = OpenSafeFolder(create);
+        return dir?.Path is null ? null : Path.GetFullPath(Folder);
+    }
+
+    /// <summary>
+    /// The state folder opened and checked on its descriptor (<see cref="SafeDirectory"/>: every folder above is the
+    /// caller's or root's, and sticky where others may write), the folder itself the caller's and writable by no one
+    /// else; created 0700 (with missing folders above) where <paramref name="create"/>, else null where missing.
+    /// </summary>
+    private static SafeDirectory? OpenSafeFolder(bool create)
+    {
         var folder = Path.GetFullPath(Folder);
-        if (FileNative.Lstat(folder, out _) is null)
+        const string What = "The write-tracking state folder";
+        SafeDirectory? dir;
+        if (create)
         {
-            if (!create) return null;
-            var parent = Path.GetDirectoryName(folder);
-#pragma warning disable CA1416 // write tracking exists on Linux only (userfaultfd): the folder's Unix mode is part of its safety
-            if (parent is not null) Directory.CreateDirectory(parent, ImageFormat.DirectoryMode);
-#pragma warning restore CA1416
-            if (FileNative.Mkdir(folder, (uint)ImageFormat.DirectoryMode) != 0 && FileNative.Lstat(folder, out _) is null)
-            {
-                int e = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
-                throw SafeFiles.WriteFailure(folder, e, $"Creating the write-tracking state folder {folder} failed: {Errno.Describe(e)}");
-            }
+            using var parent = SafeDirectory.OpenParent(folder, What, create: true, out var name);
+            dir = parent.Lstat(name, out _) is null ? CreateOrOpen(parent, name) : parent.OpenOwnDirectory(name);
         }
-        const uint GroupOrOtherWrite = 0x12; // 022
-        var st = FileNative.Lstat(folder, out _);
-        if (st is not { Type: FileNative.S_IFDIR } s || s.Uid != FileNative.Geteuid() || (s.Permissions & GroupOrOtherWrite) != 0)
+        else
+        {
+            using var parent = SafeDirectory.Open(Path.GetDirectoryName(folder) ?? "/", What, folder, create: false);
+            if (parent is null) return null;
+            dir = parent.OpenOwnDirectory(Path.GetFileName(folder));
+        }
+        if (dir is null) return null;
+        const uint GroupOrOtherWrite = FileNative.S_IWGRP | FileNative.S_IWOTH;
+        if (FileNative.Fstat(dir.Fd, out _) is not { } s || (s.Permissions & GroupOrOtherWrite) != 0)
+        {
+            dir.Dispose();
             throw new EngineException(EngineError.UnsafeDestination,
-                $"The write-tracking state folder {folder} is a link, not a directory, another user's or writable by others; the module keeps its state only in a folder of its own (0700). Remove it or set ${FolderVariable} to one.", folder);
-        return folder;
+                $"{What} {folder} is writable by others; the module keeps its state only in a folder of its own (0700). Remove it or set ${FolderVariable} to one.", folder);
+        }
+        return dir;
+    }
+
+    private static SafeDirectory CreateOrOpen(SafeDirectory parent, string name)
+    {
+        try { return parent.CreateDirectory(name); }
+        catch (EngineException ex) when (ex.Errno == Errno.EEXIST) { return parent.OpenOwnDirectory(name)!; } // made meanwhile (another command)
     }
 
     /// <summary>The state of <paramref name="pid"/>, or null when tracking is not enabled there (a stale or malformed file is removed).</summary>
@@ -83,20 +103,9 @@ internal static class WriteTrackingStore
 
     public static void Save(WriteTrackingState state)
     {
-        var folder = SafeFolder(create: true)!;
-        var path = Path.Combine(folder, $"{state.ProcessId}.json");
-        var temp = Path.Combine(folder, $".{state.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var fs = SafeFiles.CreateNew(temp)) fs.Write(JsonSerializer.SerializeToUtf8Bytes(state));
-            if (FileNative.Rename(temp, path) != 0)
-            {
-                int e = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
-                throw SafeFiles.WriteFailure(path, e, $"Saving the write-tracking state {path} failed: {Errno.Describe(e)}");
-            }
-        }
-        finally { try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
-        Prune(folder);
+        using (var dir = OpenSafeFolder(create: true)!)
+            SafeFiles.WriteReplacing(dir, $"{state.ProcessId}.json", JsonSerializer.SerializeToUtf8Bytes(state));
+        Prune(Path.GetFullPath(Folder));
     }
 
     /// <summary>Removes the state files of processes that are gone (a target that exited keeps no file behind).</summary>

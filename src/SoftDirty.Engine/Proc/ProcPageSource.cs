@@ -138,8 +138,8 @@ internal sealed unsafe class ProcPageSource : IPageSource
             done += (int)n;
         }
         int entries = done / PagemapEntry.Size;
-        if (entries < destination.Length && IsGone())
-            throw Exited($"reading pagemap at 0x{firstPage * (ulong)PageSize:x}");
+        if (entries < destination.Length && (IsGone() || OldMmGone()))
+            throw ExitedOrExecuted($"reading pagemap at 0x{firstPage * (ulong)PageSize:x}");
         return entries;
     }
 
@@ -164,11 +164,8 @@ internal sealed unsafe class ProcPageSource : IPageSource
                 if (e == Errno.EIO || e == Errno.EFAULT) break; // an unmapped or unreadable page ends the read
                 throw ErrnoError(e, $"reading memory at 0x{address + (ulong)done:x}");
             }
-            if (n == 0)
-            {
-                if (IsGone()) throw Exited($"reading memory at 0x{address + (ulong)done:x}");
-                break;
-            }
+            // /proc/PID/mem reads 0 bytes only where its mm is gone (an unmapped page is EIO): exited or exec'd.
+            if (n == 0) throw ExitedOrExecuted($"reading memory at 0x{address + (ulong)done:x}");
             done += (int)n;
         }
         return done;
@@ -203,8 +200,46 @@ internal sealed unsafe class ProcPageSource : IPageSource
     public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions)
     {
         if (_pagemapFd < 0) _pagemapFd = OpenProc("pagemap", Native.O_RDONLY);
-        return PagemapScanIoctl.Scan(_pagemapFd, ref request, regions, ProcessId, IsGone);
+        int found;
+        try { found = PagemapScanIoctl.Scan(_pagemapFd, ref request, regions, ProcessId, IsGone); }
+        catch (EngineException ex) when (ex.Error == EngineError.ProcessExited && !IsGone() && OldMmGone())
+        {
+            throw Executed($"scanning pagemap at 0x{request.Start:x}");
+        }
+        // An mm that is gone has no page tables: the scan would say "nothing there" of an exec'd process.
+        if (found == 0 && OldMmGone()) throw IsGone() ? Exited("scanning pagemap") : Executed($"scanning pagemap at 0x{request.Start:x}");
+        return found;
     }
+
+    /// <summary>
+    /// Whether the mm the open pagemap descriptor was opened on is gone (the kernel answers its reads with 0
+    /// bytes then, also at page 0, which lies inside every task size): the process exited or exec'd.
+    /// </summary>
+    private bool OldMmGone()
+    {
+        if (_pagemapFd < 0) return false;
+        ulong entry;
+        nint n;
+        do { n = Native.Pread(_pagemapFd, (byte*)&entry, (nuint)sizeof(ulong), 0); }
+        while (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+        return n == 0;
+    }
+
+    /// <summary>
+    /// The rule for a descriptor whose mm went away under a process that still lives (not gone, not a zombie): the
+    /// only way a living process drops its mm is exec (an exiting one has no mm left either, but then maps is empty).
+    /// </summary>
+    private EngineException ExitedOrExecuted(string doing) =>
+        IsGone() || ReadWholeFileOrEmpty("maps").Length == 0 ? Exited(doing) : Executed(doing);
+
+    private string ReadWholeFileOrEmpty(string file)
+    {
+        try { return ReadWholeFile(file); }
+        catch (EngineException) { return ""; }
+    }
+
+    private EngineException Executed(string doing) =>
+        new(EngineError.ProcessExecuted, $"Process {ProcessId} ({Name}) exec'd another program while {doing}: the memory being read belonged to the old program, so no result is given. Run the command again on the new program.", ProcessId, Errno.ESRCH);
 
     private int OpenProc(string file, int flags)
     {

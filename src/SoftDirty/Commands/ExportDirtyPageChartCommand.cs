@@ -6,6 +6,7 @@ using System.IO;
 using System.Linq;
 using System.Management.Automation;
 using SoftDirty;
+using SoftDirty.Images;
 using SoftDirty.Tracking;
 using SoftDirty.Workflows;
 
@@ -97,9 +98,9 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
                 $"Nothing to draw: no DirtyPageSample or PreCopyRound came in ({_passedOver} other object(s) passed over); no chart was written. Pipe Watch-DirtyPage or Invoke-PreCopyMigration output.", InputObject)));
         var path = FileSystemPath(Path);
         var folder = System.IO.Path.GetDirectoryName(path) ?? "";
-        if (string.IsNullOrEmpty(folder) || !Directory.Exists(folder))
-            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.ChartWriteError,
-                $"Cannot write {path}: the folder {folder} does not exist.", path)));
+        // The folder is opened and checked once (every folder above too, on its descriptor) and the chart is
+        // written relative to it: nothing can swap a folder for a link between the check and the write.
+        using var target = OpenChartFolder(path, folder);
         if (!ShouldProcess(path, $"Write a chart of {points} point(s) in {_series.Count} series")) return;
 
         var series = _order.Select(k => new ChartSeries(_series.Count > 1 || k.StartsWith('@') ? LabelOf(k) : "", _series[k].Points)).ToList();
@@ -108,19 +109,30 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
         WarnIfEmpty(focus);
         WriteVerbose($"Drawing {points} point(s) in {_series.Count} series: {string.Join(", ", _order.Select(LabelOf))}.");
 
-        // Write beside the target and move into place, so a failed write (full disk) leaves no half chart.
-        var temp = System.IO.Path.Combine(folder, $".{System.IO.Path.GetFileName(path)}.{Guid.NewGuid():n}.tmp");
-        try
+        // Written beside the target (0600, new) and renamed into place, so a failed write (full disk) leaves no half chart.
+        try { SafeFiles.WriteReplacing(target, System.IO.Path.GetFileName(path), System.Text.Encoding.UTF8.GetBytes(DirtyChart.Render(series, title, focus))); }
+        catch (EngineException ex) { ThrowTerminatingError(ToErrorRecord(AsChartError(ex, path))); }
+        catch (IOException ex)
         {
-            File.WriteAllText(temp, DirtyChart.Render(series, title, focus));
-            File.Move(temp, path, overwrite: true);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            try { File.Delete(temp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.ChartWriteError, $"Cannot write {path}: {ex.Message}", path, inner: ex)));
         }
         WriteObject(new FileInfo(path));
+    }
+
+    /// <summary>A refusal (UnsafeDestination) as it is; any other failure to write as ChartWriteError.</summary>
+    private static EngineException AsChartError(EngineException ex, string path) =>
+        ex.Error == EngineError.UnsafeDestination ? ex : new EngineException(EngineError.ChartWriteError, $"Cannot write {path}: {ex.Message}", path, ex.Errno, ex);
+
+    /// <summary>The chart's folder, opened and checked (<see cref="SafeDirectory"/>); ChartWriteError where it is missing or cannot be opened.</summary>
+    private SafeDirectory OpenChartFolder(string path, string folder)
+    {
+        SafeDirectory? dir = null;
+        try { dir = string.IsNullOrEmpty(folder) ? null : SafeDirectory.Open(folder, "The chart", path, create: false); }
+        catch (EngineException ex) { ThrowTerminatingError(ToErrorRecord(AsChartError(ex, path))); }
+        if (dir is null)
+            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.ChartWriteError,
+                $"Cannot write {path}: the folder {folder} does not exist.", path)));
+        return dir!;
     }
 
     private void WarnIfEmpty(AddressRange? focus)
