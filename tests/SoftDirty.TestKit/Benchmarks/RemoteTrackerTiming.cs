@@ -25,11 +25,24 @@ public sealed class RemoteTrackerTiming : IDisposable
     /// <summary>Milliseconds to enable WriteProtect from outside (create the tracker and reset it).</summary>
     public double EnableWriteProtectMs()
     {
+        var steps = new SoftDirty.Injection.InjectionSteps();
+        SoftDirty.Injection.InjectionSteps.Current = steps;
         var clock = Stopwatch.StartNew();
-        _writeProtect = new WriteProtectTracker(_source, _selector);
-        _writeProtect.Reset();
-        return clock.Elapsed.TotalMilliseconds;
+        try
+        {
+            _writeProtect = new WriteProtectTracker(_source, _selector);
+            _writeProtect.Reset();
+            return clock.Elapsed.TotalMilliseconds;
+        }
+        finally
+        {
+            SoftDirty.Injection.InjectionSteps.Current = null;
+            LastEnableSteps = steps.Milliseconds;
+        }
     }
+
+    /// <summary>The split of the last <see cref="EnableWriteProtectMs"/> into its steps (milliseconds per step).</summary>
+    public System.Collections.Generic.Dictionary<string, double>? LastEnableSteps { get; private set; }
 
     /// <summary>Takes the Hash tracker's first snapshot (untimed).</summary>
     public void SnapshotHash()
