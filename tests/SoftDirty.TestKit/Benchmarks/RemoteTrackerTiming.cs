@@ -5,8 +5,8 @@ using SoftDirty.Tracking;
 namespace SoftDirty.TestKit.Benchmarks;
 
 /// <summary>
-/// WriteProtect and Hash trackers of one range of another process, for tests/BenchWorkflows.ps1's
-/// RemoteWriteProtect rounds: the script drives the target's writes between the timed steps.
+/// WriteProtect and Hash trackers of one range of another process, for tests/BenchWriteTracking.ps1's
+/// rounds: the script drives the target's writes between the timed steps.
 /// </summary>
 public sealed class RemoteTrackerTiming : IDisposable
 {
