@@ -36,7 +36,8 @@ internal static class InjectionSupport
             return new EngineException(EngineError.ProcessNotFound, $"No process with id {pid} (no /proc/{pid}/status).", pid, Errno.ENOENT);
         if (status.TryGetValue("State", out var state) && (state.StartsWith('Z') || state.StartsWith('X')))
             return new EngineException(EngineError.ProcessExited, $"Process {pid} has exited (state {state}).", pid);
-        if (status.TryGetValue("TracerPid", out var tracer) && int.TryParse(tracer, out int tracerPid) && tracerPid != 0)
+        if (status.TryGetValue("TracerPid", out var tracer) && int.TryParse(tracer, out int tracerPid) && tracerPid != 0
+            && !SoftDirty.Tracking.PtraceFreeze.HoldsHere(pid)) // frozen by this thread (-Freeze): injection uses that stop
             return new EngineException(EngineError.ProcessAlreadyTraced,
                 $"Process {pid} is already traced by process {tracerPid} ({Comm(tracerPid)}); a process has one tracer at a time. Detach the debugger or use -Method Hash.", pid);
         if (status.TryGetValue("Seccomp", out var seccomp) && seccomp == "1")

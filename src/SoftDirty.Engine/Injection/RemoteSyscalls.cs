@@ -24,6 +24,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private int _memFd = -1;
     private bool _attached;
     private ChildStopGuard? _childGuard;
+    private bool _borrowed; // the stop is a freeze's (PtraceFreeze): no attach here, no detach either
 
     private RemoteSyscalls(int pid, int tid, InjectionArchitecture arch, ulong syscallAddress)
     {
@@ -58,7 +59,8 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         InjectionSteps.Mark("pick a thread");
         var r = new RemoteSyscalls(pid, tid, arch, address);
         r._childGuard = ChildStopGuard.For(pid); // a child of this process: its stops kept from .NET's reaping
-        if (Ptrace.Call(Ptrace.Seize, tid, 0, 0) != 0)
+        r._borrowed = SoftDirty.Tracking.PtraceFreeze.HoldsHere(pid, tid); // in a ptrace stop of this thread's freeze already
+        if (!r._borrowed && Ptrace.Call(Ptrace.Seize, tid, 0, 0) != 0)
         {
             var failed = r.Fail("PTRACE_SEIZE");
             r.Dispose();
@@ -67,8 +69,11 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         r._attached = true;
         try
         {
-            if (Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) != 0) throw r.Fail("PTRACE_INTERRUPT");
-            r.WaitForInterrupt();
+            if (!r._borrowed)
+            {
+                if (Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) != 0) throw r.Fail("PTRACE_INTERRUPT");
+                r.WaitForInterrupt();
+            }
             InjectionSteps.Mark("PTRACE_SEIZE, PTRACE_INTERRUPT, wait");
             r.GetRegisters(r._saved);
             r.InterruptedSyscall = arch.InterruptedWithRestart(r._saved);
@@ -289,7 +294,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             try { SetRegisters(_saved); } catch (EngineException) { }
             ulong mask = _savedMask;
             Ptrace.Call(Ptrace.SetSigMask, ThreadId, sizeof(ulong), (nint)(&mask));
-            Ptrace.Call(Ptrace.Detach, ThreadId, 0, 0);
+            if (!_borrowed) Ptrace.Call(Ptrace.Detach, ThreadId, 0, 0);
             _attached = false;
             InjectionSteps.Mark("munmap scratch, restore, PTRACE_DETACH");
         }

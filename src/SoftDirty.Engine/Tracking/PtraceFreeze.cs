@@ -31,6 +31,22 @@ internal sealed class PtraceFreeze : IDisposable
     /// <summary>The process was stopped before: nothing was attached, nothing will be resumed.</summary>
     public bool AlreadyStopped { get; }
 
+    // The freezes this thread holds: ptrace requests on their threads work only from here (the tracer thread).
+    [ThreadStatic] private static List<PtraceFreeze>? _heldHere;
+
+    /// <summary>
+    /// Whether thread <paramref name="tid"/> of <paramref name="pid"/> is held in a ptrace stop by a freeze of
+    /// this thread: syscall injection then uses that stop (<see cref="RemoteSyscalls"/>) instead of attaching,
+    /// which the kernel refuses for a thread traced already (Save-MemoryImage -Freeze -Method WriteProtect).
+    /// </summary>
+    public static bool HoldsHere(int pid, int tid = 0)
+    {
+        if (_heldHere is null) return false;
+        foreach (var f in _heldHere)
+            if (f._pid == pid && (tid == 0 || f._seized.ContainsKey(tid))) return true;
+        return false;
+    }
+
     public static unsafe PtraceFreeze Freeze(int pid, CancellationToken cancel)
     {
         if (pid == Environment.ProcessId)
@@ -61,7 +77,11 @@ internal sealed class PtraceFreeze : IDisposable
                     if (!WaitStopped(tid, f._childGuard is not null, cancel)) { f._seized.Remove(tid); continue; } // exited meanwhile
                     f._seized[tid] = PendingSignal(tid);
                 }
-                if (!added) return f;
+                if (!added)
+                {
+                    (_heldHere ??= new List<PtraceFreeze>()).Add(f);
+                    return f;
+                }
             }
             throw new EngineException(EngineError.ProcIOError, $"Freezing process {pid}: it kept starting threads through {MaxRounds} passes.", pid);
         }
@@ -127,6 +147,7 @@ internal sealed class PtraceFreeze : IDisposable
     /// <summary>Detaches every thread (the kernel resumes each, unless something else stopped the process meanwhile).</summary>
     public void Dispose()
     {
+        _heldHere?.Remove(this);
         foreach (var (tid, sig) in _seized) Ptrace.Call(Ptrace.Detach, tid, 0, sig);
         _seized.Clear();
         _childGuard?.Dispose();

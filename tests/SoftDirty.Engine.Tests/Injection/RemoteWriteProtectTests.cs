@@ -266,6 +266,13 @@ public sealed class RemoteWriteProtectTests : IDisposable
                 using (var freeze = ProcessFreeze.Freeze(src))
                 {
                     Assert.Equal('t', ProcessFreeze.ThreadState($"/proc/{child.Id}/stat"));
+                    // Injection while frozen uses the freeze's stop (the kernel refuses a second attach).
+                    using (var tracker = new WriteProtectTracker(src))
+                    {
+                        tracker.Reset();
+                        Assert.Empty(PagesIn(tracker.Collect().Ranges, region, 64, pageSize));
+                    }
+                    Assert.Equal('t', ProcessFreeze.ThreadState($"/proc/{child.Id}/stat"));
                     Assert.False(child.HasExited, "the freeze's ptrace stop was taken for the child's exit");
                 }
                 Assert.Equal(sum, Send("sum")[0]); // it goes on exactly: memory untouched, its command read whole
