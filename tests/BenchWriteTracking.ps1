@@ -10,6 +10,8 @@
     and switches tracking off again. The rounds give:
     EnableMs: milliseconds to enable (inject, register, write-protect every present page), target < 20 for 1 GiB;
         its split into steps is in facts.enableSplitMs (the median of each step).
+    EnableVsSerialProtect: the same enable with the initial write-protect one piece at a time over the default
+        (pieces of whole page tables on every core); above 1 where cores are idle.
     CollectVsHash: the Hash method's collection time over WriteProtect's, 1% of the pages written (target >= 5).
     WriteVsSelf: the target's first write to a protected page over this process's own uffd-wp write fault
         (lower is better, target <= 2).
@@ -56,8 +58,11 @@ try {
     $null = Send "write $hex 0 $pages"
     $timing = [SoftDirty.TestKit.Benchmarks.RemoteTrackerTiming]::new($id, $lo, $hi)
     $writes = [math]::Min(1000, [math]::Max(1, [int]($pages / 4)))
-    $enable = @(); $collect = @(); $write = @(); $steps = @()
+    $enable = @(); $serial = @(); $collect = @(); $write = @(); $steps = @()
     foreach ($i in 0..$Repeat) {   # round 0 warms up (JIT, first faults) and is not counted
+        # The baseline of the parallel initial write-protect first: the same enable with one piece at a time.
+        $serialMs = $timing.EnableWriteProtectMs($true)
+        $timing.EndRound()
         $ms = $timing.EnableWriteProtectMs()
         $targetNs = [double](Send "timedwrite $hex $(($i % 4) * $writes) $writes") / $writes
         $selfNs = [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::SelfWriteNs($writes)
@@ -67,7 +72,7 @@ try {
         $hashMs = $timing.CollectHashMs()
         $timing.EndRound()
         if ($i -eq 0) { continue }
-        $enable += $ms; $steps += , $timing.LastEnableSteps
+        $enable += $ms; $serial += $serialMs; $steps += , $timing.LastEnableSteps
         $collect += [pscustomobject]@{ WriteProtect = $wpMs; Hash = $hashMs }
         $write += [pscustomobject]@{ Target = $targetNs; Self = $selfNs }
     }
@@ -76,6 +81,8 @@ try {
     foreach ($name in $steps[0].Keys) { $split[$name] = [math]::Round((Get-Median @($steps | ForEach-Object { $_[$name] })), 3) }
     $ratios = @(
         New-RatioRecord -Name EnableMs -Baseline 'milliseconds (absolute: inject, register, write-protect every present page)' -Ratios $enable -Target 20 -LowerIsBetter
+        New-RatioRecord -Name EnableVsSerialProtect -Baseline 'the same enable with the initial write-protect one piece at a time' -Ratios @(for ($k = 0; $k -lt $enable.Count; $k++) { $serial[$k] / $enable[$k] }) `
+            -SubjectMs (Get-Median $enable) -BaselineMs (Get-Median $serial)
         New-RatioRecord -Name CollectVsHash -Baseline 'the Hash method''s collection of the same range' -Ratios @($collect | ForEach-Object { $_.Hash / $_.WriteProtect }) -Target 5 `
             -SubjectMs (Get-Median @($collect.WriteProtect)) -BaselineMs (Get-Median @($collect.Hash))
         New-RatioRecord -Name WriteVsSelf -Baseline 'this process''s own uffd-wp write fault' -Ratios @($write | ForEach-Object { $_.Target / $_.Self }) -Target 2 -LowerIsBetter `

@@ -267,6 +267,9 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     /// <summary>Pieces of a span write-protected in parallel by <see cref="ProtectAll"/>: whole page tables (2 MiB of 4 KiB pages each), 64 MiB at least.</summary>
     private const ulong ProtectPieceBytes = 64UL << 20, PageTableSpan = 2UL << 20;
 
+    /// <summary>How many pieces <see cref="ProtectAll"/> runs at once: every core (the bench sets 1 to compare).</summary>
+    internal static int ProtectParallelism { get; set; } = Environment.ProcessorCount;
+
     /// <summary>
     /// Write-protects every page of <paramref name="spans"/> of another process that is not protected (a reset
     /// that needs no list of them), the spans cut into pieces of whole page tables that run in parallel. The
@@ -299,7 +302,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         }
         try
         {
-            var options = new ParallelOptions { CancellationToken = cancel, MaxDegreeOfParallelism = Environment.ProcessorCount };
+            var options = new ParallelOptions { CancellationToken = cancel, MaxDegreeOfParallelism = Math.Max(1, ProtectParallelism) };
             Parallel.ForEach(pieces, options, piece =>
             {
                 var req = WrittenTemplate(reset: true);

@@ -23,8 +23,13 @@ public sealed class RemoteTrackerTiming : IDisposable
     }
 
     /// <summary>Milliseconds to enable WriteProtect from outside (create the tracker and reset it).</summary>
-    public double EnableWriteProtectMs()
+    public double EnableWriteProtectMs() => EnableWriteProtectMs(serialProtect: false);
+
+    /// <summary>Milliseconds to enable WriteProtect; with <paramref name="serialProtect"/> the initial write-protect runs as one piece at a time (the baseline of its parallel run).</summary>
+    public double EnableWriteProtectMs(bool serialProtect)
     {
+        int parallelism = WriteProtectTracker.ProtectParallelism;
+        if (serialProtect) WriteProtectTracker.ProtectParallelism = 1;
         var steps = new SoftDirty.Injection.InjectionSteps();
         SoftDirty.Injection.InjectionSteps.Current = steps;
         var clock = Stopwatch.StartNew();
@@ -36,12 +41,13 @@ public sealed class RemoteTrackerTiming : IDisposable
         }
         finally
         {
+            WriteProtectTracker.ProtectParallelism = parallelism;
             SoftDirty.Injection.InjectionSteps.Current = null;
             LastEnableSteps = steps.Milliseconds;
         }
     }
 
-    /// <summary>The split of the last <see cref="EnableWriteProtectMs"/> into its steps (milliseconds per step).</summary>
+    /// <summary>The split of the last <see cref="EnableWriteProtectMs(bool)"/> into its steps (milliseconds per step).</summary>
     public System.Collections.Generic.Dictionary<string, double>? LastEnableSteps { get; private set; }
 
     /// <summary>Takes the Hash tracker's first snapshot (untimed).</summary>
