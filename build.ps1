@@ -352,6 +352,8 @@ function Invoke-Bench {
     if ($LASTEXITCODE -ne 0) { throw "Bench failed (exit code $LASTEXITCODE)" }
     $workflows = & $pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/BenchWorkflows.ps1') -ModulePath (Join-Path $StageDir 'SoftDirty.psd1')
     if ($LASTEXITCODE -ne 0) { throw "BenchWorkflows failed (exit code $LASTEXITCODE)" }
+    $writeTracking = & $pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/BenchWriteTracking.ps1') -ModulePath (Join-Path $StageDir 'SoftDirty.psd1')
+    if ($LASTEXITCODE -ne 0) { throw "BenchWriteTracking failed (exit code $LASTEXITCODE)" }
     # Anything a script wrote before its JSON (progress lines) is shown, not parsed.
     function Read-Json([string[]] $Lines) {
         $at = [array]::FindIndex($Lines, [Predicate[string]] { param($l) $l -match '^\s*\{' })
@@ -359,7 +361,7 @@ function Invoke-Bench {
         if ($at -gt 0) { $Lines[0..($at - 1)] | Write-Host }
         ($Lines[$at..($Lines.Count - 1)] -join "`n") | ConvertFrom-Json
     }
-    [ordered]@{ pagemap = Read-Json $core; workflows = Read-Json $workflows } | ConvertTo-Json -Depth 6
+    [ordered]@{ pagemap = Read-Json $core; workflows = Read-Json $workflows; writeTracking = Read-Json $writeTracking } | ConvertTo-Json -Depth 6
 }
 
 function Invoke-Clean {

@@ -9,10 +9,6 @@
     bytes to a file (2 MiB writes, fsync) (target >= 0.7).
     Methods: one workload on this process (1,000 pages written of 64 MiB, 100 of them with identical bytes),
     collected with each method this kernel supports: pages reported, time to collect, cost to the writer.
-    RemoteWriteProtect: WriteProtect of another process (tests/native/wttarget, 1 GiB present), registered
-    from outside by syscall injection: EnableMs (inject and protect, target < 20), CollectVsHash (a collection
-    with 1% of the pages written, the Hash method's time over WriteProtect's, target >= 5) and WriteVsSelf (the
-    target's first write to a protected page over this process's own uffd-wp write fault, target <= 2).
     Medians of -Runs runs.
 .EXAMPLE
     ./build.ps1 Build, Native; pwsh -File tests/BenchWorkflows.ps1 -ModulePath out/SoftDirty/SoftDirty.psd1
@@ -33,51 +29,6 @@ Import-Module (Join-Path $PSScriptRoot 'Pester/SoftDirty.TestSupport.psm1')
 Add-Type -Path $TestKitPath
 
 function Median([double[]] $x) { $s = $x | Sort-Object; $s[[int][math]::Floor(($s.Count - 1) / 2)] }
-
-# WriteProtect of another process: a wttarget started through a shell (not a child of this process).
-function Measure-RemoteWriteProtect([int] $Pages) {
-    $psi = [System.Diagnostics.ProcessStartInfo]::new('/bin/sh')
-    $psi.ArgumentList.Add('-c'); $psi.ArgumentList.Add('exec 3<&0; "$0" <&3 3<&- & wait $!'); $psi.ArgumentList.Add((Join-Path $PSScriptRoot 'native/bin/wttarget'))
-    $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true
-    $sh = [System.Diagnostics.Process]::Start($psi)
-    $id = [int]($sh.StandardOutput.ReadLine().Split(' ')[1])
-    function Send([string] $c) { $sh.StandardInput.WriteLine($c); $l = $sh.StandardOutput.ReadLine(); if ($l -notlike 'OK*') { throw "wttarget: $c -> $l" }; $l.Substring(2).Trim() }
-    $env:SOFTDIRTY_STATE_DIR = Join-Path $WorkPath "sdbench-state-$PID"
-    try {
-        $hex = Send "map $Pages"
-        $lo = [Convert]::ToUInt64($hex, 16); $hi = $lo + [uint64]$Pages * 4096
-        $null = Send "write $hex 0 $Pages"
-        $timing = [SoftDirty.TestKit.Benchmarks.RemoteTrackerTiming]::new($id, $lo, $hi)
-        $enable = @(); $wp = @(); $hash = @(); $write = @(); $self = @()
-        foreach ($i in 1..$Runs) {
-            $enable += $timing.EnableWriteProtectMs()
-            $write += [double](Send "timedwrite $hex $($i * 2000) 1000") / 1000
-            $self += [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::SelfWriteNs(1000)
-            $timing.SnapshotHash()
-            $null = Send "pattern $hex $Pages $i $([int]($Pages / 100))"
-            $wp += $timing.CollectWriteProtectMs()
-            $hash += $timing.CollectHashMs()
-            $timing.EndRound()
-        }
-        $timing.Dispose()
-        [ordered]@{
-            Target = "$($Pages * 4 / 1024) MiB present in wttarget $id"
-            EnableMs = [math]::Round((Median $enable), 2)
-            EnableMsSpread = '{0:N2}..{1:N2}' -f ($enable | Measure-Object -Minimum).Minimum, ($enable | Measure-Object -Maximum).Maximum
-            CollectMs = [math]::Round((Median $wp), 2)
-            HashCollectMs = [math]::Round((Median $hash), 2)
-            CollectVsHash = [math]::Round((Median $hash) / (Median $wp), 2)
-            TargetWriteNs = [math]::Round((Median $write), 0)
-            SelfWriteNs = [math]::Round((Median $self), 0)
-            WriteVsSelf = [math]::Round((Median $write) / (Median $self), 2)
-        }
-    } finally {
-        if (Test-Path "/proc/$id") { kill -KILL $id }
-        $sh.WaitForExit(2000) | Out-Null
-        Remove-Item $env:SOFTDIRTY_STATE_DIR -Recurse -Force -ErrorAction SilentlyContinue
-        Remove-Item Env:SOFTDIRTY_STATE_DIR
-    }
-}
 
 $t = Start-WfTarget
 try {
@@ -107,6 +58,5 @@ try {
         SaveGiBps = [math]::Round($gib / (Median $save), 3)
         SaveVsWrite = [math]::Round((Median $write) / (Median $save), 3)
         Methods = [SoftDirty.TestKit.Benchmarks.WorkflowBenchmarks]::Methods()
-        RemoteWriteProtect = Measure-RemoteWriteProtect ($SizeMiB * 256)
     } | ConvertTo-Json -Depth 4
 } finally { Stop-WfTarget $t }

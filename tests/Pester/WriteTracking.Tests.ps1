@@ -15,8 +15,8 @@ Describe 'Write tracking of another process' -Tag 'WriteTracking' -Skip:([bool]$
         $script:exe = Join-Path $PSScriptRoot '../native/bin/wttarget'
         if (-not (Test-Path $exe)) { throw "wttarget is not built: run ./build.ps1 Native ($exe)" }
         $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state'
-        # The target runs as a grandchild (through sh): .NET reaps its own children's wait statuses,
-        # ptrace stops included, so a direct child of this PowerShell is refused.
+        # The target runs as a grandchild (through sh), or with -Direct as a child of this PowerShell, whose
+        # .NET reaps its children's wait statuses (ChildStopGuard keeps their ptrace stops from it).
         function Start-WtTarget([switch] $Direct) {
             $psi = if ($Direct) { [System.Diagnostics.ProcessStartInfo]::new($exe) } else {
                 $p = [System.Diagnostics.ProcessStartInfo]::new('/bin/sh')
@@ -114,15 +114,33 @@ Describe 'Write tracking of another process' -Tag 'WriteTracking' -Skip:([bool]$
         } finally { Stop-WtTarget $t }
     }
 
-    It 'refuses a child of this PowerShell with PtraceNotPermitted and leaves it untouched' {
+    It 'tracks a child of this PowerShell exactly (image chain, -Freeze), disables, and the child goes on to its own exit code' {
         $t = Start-WtTarget -Direct
+        $root = Join-Path $TestDrive 'child'
         try {
-            $s = Get-SoftDirtySupport -Id $t.Id
-            $s.WriteProtect | Should -BeFalse
-            $s.ErrorId | Should -Be 'PtraceNotPermitted'
-            { Enable-WriteTracking -Id $t.Id -ErrorAction Stop } | Should -Throw -ErrorId 'PtraceNotPermitted,SoftDirty.Commands.EnableWriteTrackingCommand'
+            (Get-SoftDirtySupport -Id $t.Id).WriteProtect | Should -BeTrue
+            $hex = Send-WtTarget $t 'map 256'
+            $address = [Convert]::ToUInt64($hex, 16)
+            $null = Send-WtTarget $t "pattern $hex 256 21 200"
+            $null = Enable-WriteTracking -Id $t.Id
+            $null = Save-MemoryImage -Id $t.Id -Path "$root/c0" -Method WriteProtect
+            $wrote = (Send-WtTarget $t "pattern $hex 256 22 20").Split(',').Count
+            $c1 = Save-MemoryImage -Id $t.Id -Path "$root/c1" -Parent "$root/c0" -Method WriteProtect -Freeze
+            $c1.Kind | Should -Be 'Incremental'
+            $c1.DataPages | Should -BeGreaterOrEqual $wrote
+            $c1.DataPages | Should -BeLessThan 200 -Because 'only the written pages are candidates, not the whole region'
+            $t.Process.HasExited | Should -BeFalse -Because 'the ptrace stops of the injection and the freeze are not taken for an exit'
+            # The target sits in read() between commands: its region is what the chain restores, byte for byte.
+            $restored = Restore-MemoryImage -Path "$root/c1" -Destination "$root/restored" | Where-Object Start -EQ $address
+            $live = Read-ProcMem $t.Id $address (256 * $t.PageSize)
+            [System.Linq.Enumerable]::SequenceEqual([System.IO.File]::ReadAllBytes($restored.File), $live) | Should -BeTrue
+            $sum = Send-WtTarget $t 'sum'
+            Disable-WriteTracking -Id $t.Id
             Get-UffdCount $t.Id | Should -Be 0
-            $t.Process.HasExited | Should -BeFalse
+            Send-WtTarget $t 'sum' | Should -Be $sum -Because 'it goes on exactly: memory untouched, every command read whole'
+            $null = Send-WtTarget $t 'exit 7'
+            $t.Process.WaitForExit(10000) | Should -BeTrue
+            $t.Process.ExitCode | Should -Be 7 -Because 'the real exit status still reaches .NET''s Process'
         } finally { Stop-WtTarget $t }
     }
 

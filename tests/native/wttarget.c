@@ -23,7 +23,7 @@
  *   closefd <fd>                     close(fd), as a daemon closing its descriptors would      -> OK <rc>
  *   ownuffd <hexaddr> <pages>        a userfaultfd of its own (the module's flags and features),
  *                                    MODE_WP registration of the range                         -> OK <fd>
- *   exit                             answers OK, then exits 0
+ *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -237,7 +237,7 @@ int main(void)
             if (fd < 0) reply("ERR userfaultfd %d", errno); else reply("OK %d", fd);
         } else if (!strcmp(cmd, "exit")) {
             reply("OK");
-            return 0;
+            return n >= 2 ? (int)strtol(line + 5, NULL, 10) : 0;
         } else {
             reply("ERR unknown command");
         }

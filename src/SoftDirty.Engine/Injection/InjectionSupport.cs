@@ -36,13 +36,10 @@ internal static class InjectionSupport
             return new EngineException(EngineError.ProcessNotFound, $"No process with id {pid} (no /proc/{pid}/status).", pid, Errno.ENOENT);
         if (status.TryGetValue("State", out var state) && (state.StartsWith('Z') || state.StartsWith('X')))
             return new EngineException(EngineError.ProcessExited, $"Process {pid} has exited (state {state}).", pid);
-        if (status.TryGetValue("TracerPid", out var tracer) && int.TryParse(tracer, out int tracerPid) && tracerPid != 0)
+        if (status.TryGetValue("TracerPid", out var tracer) && int.TryParse(tracer, out int tracerPid) && tracerPid != 0
+            && !SoftDirty.Tracking.PtraceFreeze.HoldsHere(pid)) // frozen by this thread (-Freeze): injection uses that stop
             return new EngineException(EngineError.ProcessAlreadyTraced,
                 $"Process {pid} is already traced by process {tracerPid} ({Comm(tracerPid)}); a process has one tracer at a time. Detach the debugger or use -Method Hash.", pid);
-        if (status.TryGetValue("PPid", out var ppid) && ppid == Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture))
-            return new EngineException(EngineError.PtraceNotPermitted,
-                $"Process {pid} is a child of this process ({Environment.ProcessId}): .NET reaps its own children's wait statuses, ptrace stops included, and would take the child for exited. " +
-                "Start the target from a shell as a grandchild (sh -c 'prog & wait') or track it from another PowerShell.", pid);
         if (status.TryGetValue("Seccomp", out var seccomp) && seccomp == "1")
             return new EngineException(EngineError.SeccompForbids, $"Process {pid} runs in seccomp strict mode, which kills it on any syscall but read, write, exit and sigreturn.", pid);
         bool capable = HasCapability(CapSysPtrace);

@@ -30,6 +30,29 @@ internal static unsafe partial class Ptrace
     [LibraryImport(Libc, EntryPoint = "waitpid", SetLastError = true)]
     public static partial int WaitPid(int pid, int* status, int options);
 
+    [LibraryImport(Libc, EntryPoint = "waitid", SetLastError = true)]
+    private static partial int WaitId(int idType, int id, byte* info, int options);
+
+    /// <summary>waitid's P_PID, WSTOPPED, and where si_pid and si_status lie in a SIGCHLD siginfo_t (64-bit).</summary>
+    private const int IdTypePid = 1, WaitStoppedOnly = 2, SigInfoPid = 16, SigInfoStatus = 24;
+
+    /// <summary>
+    /// Consumes a pending ptrace stop of thread <paramref name="tid"/> without waiting; returns its waitpid-style
+    /// status, or null when none is pending. With <paramref name="keepExits"/> (a child of this process) it is
+    /// waitid with WSTOPPED alone: an exit is never reaped here, it stays for the child's real parent code
+    /// (.NET's Process, whose reaping would fail fast on a child someone else reaped). Otherwise waitpid, which
+    /// also reaps a traced thread that died (the tracer must, before its real parent can).
+    /// </summary>
+    public static int? TakeStop(int tid, bool keepExits)
+    {
+        int status;
+        if (!keepExits) return WaitPid(tid, &status, WaitAll | NoHang) == tid ? status : null;
+        byte* info = stackalloc byte[SigInfoSize];
+        new System.Span<byte>(info, SigInfoSize).Clear();
+        if (WaitId(IdTypePid, tid, info, WaitStoppedOnly | WaitAll | NoHang) != 0 || *(int*)(info + SigInfoPid) != tid) return null;
+        return (*(int*)(info + SigInfoStatus) << 8) | 0x7f;
+    }
+
     [LibraryImport(Libc, EntryPoint = "readlink", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial nint ReadLink(string path, byte* buffer, nuint size);
 

@@ -23,6 +23,8 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private ulong _savedMask, _blockAll;
     private int _memFd = -1;
     private bool _attached;
+    private ChildStopGuard? _childGuard;
+    private bool _borrowed; // the stop is a freeze's (PtraceFreeze): no attach here, no detach either
 
     private RemoteSyscalls(int pid, int tid, InjectionArchitecture arch, ulong syscallAddress)
     {
@@ -52,14 +54,27 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             ?? throw new EngineException(EngineError.WriteProtectNotSupported, $"Syscall injection is implemented for x86-64 only; this is {RuntimeInformation.ProcessArchitecture}.", source.ProcessId);
         int pid = source.ProcessId;
         ulong address = FindSyscallInstruction(source, arch);
+        InjectionSteps.Mark("find a syscall instruction (maps, vDSO)");
         int tid = FirstLiveThread(pid);
+        InjectionSteps.Mark("pick a thread");
         var r = new RemoteSyscalls(pid, tid, arch, address);
-        if (Ptrace.Call(Ptrace.Seize, tid, 0, 0) != 0) throw r.Fail("PTRACE_SEIZE");
+        r._childGuard = ChildStopGuard.For(pid); // a child of this process: its stops kept from .NET's reaping
+        r._borrowed = SoftDirty.Tracking.PtraceFreeze.HoldsHere(pid, tid); // in a ptrace stop of this thread's freeze already
+        if (!r._borrowed && Ptrace.Call(Ptrace.Seize, tid, 0, 0) != 0)
+        {
+            var failed = r.Fail("PTRACE_SEIZE");
+            r.Dispose();
+            throw failed;
+        }
         r._attached = true;
         try
         {
-            if (Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) != 0) throw r.Fail("PTRACE_INTERRUPT");
-            r.WaitForInterrupt();
+            if (!r._borrowed)
+            {
+                if (Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) != 0) throw r.Fail("PTRACE_INTERRUPT");
+                r.WaitForInterrupt();
+            }
+            InjectionSteps.Mark("PTRACE_SEIZE, PTRACE_INTERRUPT, wait");
             r.GetRegisters(r._saved);
             r.InterruptedSyscall = arch.InterruptedWithRestart(r._saved);
             ulong mask;
@@ -68,6 +83,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             r.BlockSignals();
             r._memFd = Native.Open($"/proc/{pid}/mem", Native.O_RDWR | Native.O_CLOEXEC);
             if (r._memFd < 0) throw r.Fail("open /proc/PID/mem");
+            InjectionSteps.Mark("save registers and mask, open /proc/PID/mem");
             return r;
         }
         catch
@@ -174,25 +190,28 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     }
 
     /// <summary>
-    /// Waits until the thread is in a ptrace stop; returns a waitpid-style status. The stop is taken from
-    /// waitpid (WNOHANG) when this process gets to see it, else from /proc (state "t") and
-    /// PTRACE_GETSIGINFO: where the target is a child that .NET's Process started, the runtime's SIGCHLD
-    /// handler reaps the child's wait statuses itself (a traced child's stops included), and a blocking
-    /// waitpid here would wait forever.
+    /// Waits until the thread is in a ptrace stop; returns a waitpid-style status. The stop's status is
+    /// consumed here with waitpid (WNOHANG, polled: a blocking waitpid could wait forever for a status that
+    /// someone else took), at once, so that no other waitpid of this process takes it for an exit
+    /// (<see cref="ChildStopGuard"/>). Only when the thread has sat in a ptrace stop (state "t") for
+    /// <see cref="StatusGrace"/> without waitpid reporting it is the stop read from /proc and PTRACE_GETSIGINFO.
     /// </summary>
     private int Wait()
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var spin = new System.Threading.SpinWait();
+        TimeSpan? stoppedSince = null;
         while (true)
         {
-            int status;
-            int r = Ptrace.WaitPid(ThreadId, &status, Ptrace.WaitAll | Ptrace.NoHang);
-            if (r == ThreadId) return status;
+            if (Ptrace.TakeStop(ThreadId, keepExits: _childGuard is not null) is { } status) return status;
             char state = ThreadState();
             if (state == 'Z' || state == 'X' || state == '?')
                 throw new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection.", ProcessId);
-            if (state == 't' && StopFromSigInfo() is { } stop) return stop;
+            if (state == 't')
+            {
+                stoppedSince ??= clock.Elapsed;
+                if (clock.Elapsed - stoppedSince.Value >= StatusGrace && StopFromSigInfo() is { } stop) return stop;
+            }
             if (clock.Elapsed > StopTimeout)
                 throw new EngineException(EngineError.ProcIOError, $"Thread {ThreadId} of process {ProcessId} did not stop within {StopTimeout.TotalSeconds} s.", ProcessId);
             spin.SpinOnce(sleep1Threshold: -1);
@@ -201,6 +220,9 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
 
     /// <summary>How long a thread may take to reach a ptrace stop.</summary>
     public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a thread may sit in a ptrace stop before its waitpid status counts as taken by someone else.</summary>
+    public static readonly TimeSpan StatusGrace = TimeSpan.FromMilliseconds(20);
 
     private char ThreadState()
     {
@@ -268,14 +290,17 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             }
             catch (EngineException) { }
             ScratchAddress = 0;
-            if (!_attached) { CloseMem(); return; }
+            if (!_attached) { CloseMem(); _childGuard?.Dispose(); _childGuard = null; return; }
             try { SetRegisters(_saved); } catch (EngineException) { }
             ulong mask = _savedMask;
             Ptrace.Call(Ptrace.SetSigMask, ThreadId, sizeof(ulong), (nint)(&mask));
-            Ptrace.Call(Ptrace.Detach, ThreadId, 0, 0);
+            if (!_borrowed) Ptrace.Call(Ptrace.Detach, ThreadId, 0, 0);
             _attached = false;
+            InjectionSteps.Mark("munmap scratch, restore, PTRACE_DETACH");
         }
         CloseMem();
+        _childGuard?.Dispose();
+        _childGuard = null;
     }
 
     private void CloseMem()

@@ -23,9 +23,11 @@ internal static class RemoteWriteProtect
         if (InjectionSupport.Check(pid, source.Features) is { } refused) throw refused;
         if (WriteTrackingStore.Load(pid) is { } existing) return existing;
         ulong start = WriteTrackingStore.StartTime(pid);
+        InjectionSteps.Mark("checks, state lookup");
         using var inject = RemoteSyscalls.Attach(source);
         var arch = InjectionArchitecture.Current!;
         long fd = inject.Call(arch.Userfaultfd, (ulong)(Native.O_CLOEXEC | Native.O_NONBLOCK | UffdAbi.UserModeOnly));
+        InjectionSteps.Mark("inject userfaultfd");
         if (InjectionArchitecture.IsError((ulong)fd, out int e))
         {
             bool filtered = InjectionSupport.SeccompMode(pid) == 2 && (e == Errno.EPERM || e == Errno.ENOSYS || e == Errno.EACCES);
@@ -36,9 +38,11 @@ internal static class RemoteWriteProtect
         try
         {
             ulong scratch = inject.Scratch((ulong)Environment.SystemPageSize);
+            InjectionSteps.Mark("inject mmap (scratch)");
             var api = new UffdAbi.ApiArg { Api = UffdAbi.Api, Features = UffdAbi.FeatureWpAsync | UffdAbi.FeatureWpUnpopulated };
             inject.Write(scratch, MemoryMarshal.AsBytes(new ReadOnlySpan<UffdAbi.ApiArg>(in api)));
             long r = inject.Call(arch.Ioctl, (ulong)fd, UffdAbi.IoctlApi, scratch);
+            InjectionSteps.Mark("write scratch, inject UFFDIO_API");
             if (InjectionArchitecture.IsError((ulong)r, out int apiErr))
             {
                 bool filtered = InjectionSupport.SeccompMode(pid) == 2 && (apiErr == Errno.EPERM || apiErr == Errno.ENOSYS);
@@ -46,6 +50,7 @@ internal static class RemoteWriteProtect
                     $"UFFDIO_API with WP_ASYNC | WP_UNPOPULATED in process {pid} failed: {Errno.Describe(apiErr)}; the userfaultfd was closed.", pid, apiErr);
             }
             RegisterAll(inject, (int)fd, ranges);
+            InjectionSteps.Mark("write scratch, inject UFFDIO_REGISTER (each range)");
         }
         catch
         {
@@ -54,7 +59,8 @@ internal static class RemoteWriteProtect
         }
         var now = DateTime.UtcNow;
         var state = new WriteTrackingState { ProcessId = pid, StartTime = start, Descriptor = (int)fd, Inode = WriteTrackingStore.DescriptorInode(pid, (int)fd), Enabled = now, ResetId = Guid.NewGuid(), LastReset = now };
-        try { WriteTrackingStore.Save(state); }
+        InjectionSteps.Mark("fdinfo inode");
+        try { WriteTrackingStore.Save(state); InjectionSteps.Mark("state file save"); }
         catch (EngineException)
         {
             try { inject.Call(arch.Close, (ulong)fd); } catch (EngineException) { }

@@ -20,6 +20,7 @@ internal sealed class PtraceFreeze : IDisposable
     private const int MaxRounds = 64;
     private readonly int _pid;
     private readonly Dictionary<int, int> _seized = new(); // tid -> signal to deliver on detach
+    private ChildStopGuard? _childGuard;
 
     private PtraceFreeze(int pid, bool alreadyStopped)
     {
@@ -30,12 +31,29 @@ internal sealed class PtraceFreeze : IDisposable
     /// <summary>The process was stopped before: nothing was attached, nothing will be resumed.</summary>
     public bool AlreadyStopped { get; }
 
+    // The freezes this thread holds: ptrace requests on their threads work only from here (the tracer thread).
+    [ThreadStatic] private static List<PtraceFreeze>? _heldHere;
+
+    /// <summary>
+    /// Whether thread <paramref name="tid"/> of <paramref name="pid"/> is held in a ptrace stop by a freeze of
+    /// this thread: syscall injection then uses that stop (<see cref="RemoteSyscalls"/>) instead of attaching,
+    /// which the kernel refuses for a thread traced already (Save-MemoryImage -Freeze -Method WriteProtect).
+    /// </summary>
+    public static bool HoldsHere(int pid, int tid = 0)
+    {
+        if (_heldHere is null) return false;
+        foreach (var f in _heldHere)
+            if (f._pid == pid && (tid == 0 || f._seized.ContainsKey(tid))) return true;
+        return false;
+    }
+
     public static unsafe PtraceFreeze Freeze(int pid, CancellationToken cancel)
     {
         if (pid == Environment.ProcessId)
             throw new EngineException(EngineError.InvalidArgument, "A process cannot freeze itself: -Freeze needs another process.", pid);
         if (ProcessFreeze.AllStopped(pid)) return new PtraceFreeze(pid, alreadyStopped: true);
         var f = new PtraceFreeze(pid, alreadyStopped: false);
+        f._childGuard = ChildStopGuard.For(pid); // a child of this process: its stops kept from .NET's reaping
         try
         {
             // Threads may start while we attach: repeat until a pass finds none new.
@@ -56,10 +74,14 @@ internal sealed class PtraceFreeze : IDisposable
                     f._seized[tid] = 0;
                     added = true;
                     if (Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) != 0) { f._seized.Remove(tid); continue; }
-                    if (!WaitStopped(tid, cancel)) { f._seized.Remove(tid); continue; } // exited meanwhile
+                    if (!WaitStopped(tid, f._childGuard is not null, cancel)) { f._seized.Remove(tid); continue; } // exited meanwhile
                     f._seized[tid] = PendingSignal(tid);
                 }
-                if (!added) return f;
+                if (!added)
+                {
+                    (_heldHere ??= new List<PtraceFreeze>()).Add(f);
+                    return f;
+                }
             }
             throw new EngineException(EngineError.ProcIOError, $"Freezing process {pid}: it kept starting threads through {MaxRounds} passes.", pid);
         }
@@ -71,23 +93,30 @@ internal sealed class PtraceFreeze : IDisposable
     }
 
     /// <summary>
-    /// Waits until the thread is in a ptrace stop (state t). The stop is read from /proc, not waitpid: the .NET
-    /// runtime reaps its own children's wait statuses (a target started by this process), which would hide it.
+    /// Waits until the thread is in a ptrace stop and consumes the stop's waitpid status here, at once, so that
+    /// no other waitpid of this process (.NET's reaping of a child it started) takes it for an exit
+    /// (<see cref="ChildStopGuard"/>). waitpid is polled (WNOHANG): a status someone else took would make a
+    /// blocking one wait forever, so a stop (state t or T) that waitpid has not reported within
+    /// <see cref="RemoteSyscalls.StatusGrace"/> counts as stopped from /proc.
     /// </summary>
-    private static unsafe bool WaitStopped(int tid, CancellationToken cancel)
+    private static bool WaitStopped(int tid, bool keepExits, CancellationToken cancel)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
+        TimeSpan? stoppedSince = null;
         while (true)
         {
-            int status;
-            Ptrace.WaitPid(tid, &status, Ptrace.WaitAll | Ptrace.NoHang);
+            if (Ptrace.TakeStop(tid, keepExits) is { } status) return Ptrace.Stopped(status); // else exited or killed
             var state = ProcessFreeze.ThreadState($"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/stat");
             if (state is null or 'Z' or 'X') return false;
-            if (state is 't' or 'T') return true;
+            if (state is 't' or 'T')
+            {
+                stoppedSince ??= clock.Elapsed;
+                if (clock.Elapsed - stoppedSince.Value >= RemoteSyscalls.StatusGrace) return true;
+            }
             if (clock.Elapsed > StopTimeout)
                 throw new EngineException(EngineError.ProcIOError, $"Thread {tid} did not stop within {StopTimeout.TotalSeconds} s of PTRACE_INTERRUPT (in uninterruptible sleep?).", tid);
             cancel.ThrowIfCancellationRequested();
-            Thread.Sleep(1);
+            Thread.Yield();
         }
     }
 
@@ -118,7 +147,10 @@ internal sealed class PtraceFreeze : IDisposable
     /// <summary>Detaches every thread (the kernel resumes each, unless something else stopped the process meanwhile).</summary>
     public void Dispose()
     {
+        _heldHere?.Remove(this);
         foreach (var (tid, sig) in _seized) Ptrace.Call(Ptrace.Detach, tid, 0, sig);
         _seized.Clear();
+        _childGuard?.Dispose();
+        _childGuard = null;
     }
 }

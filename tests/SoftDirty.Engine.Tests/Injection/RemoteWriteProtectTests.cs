@@ -229,19 +229,60 @@ public sealed class RemoteWriteProtectTests : IDisposable
     }
 
     [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
-    public void ChildOfThisProcess_IsRefused_BecauseDotNetReapsItsWaitStatuses()
+    public void ChildOfThisProcess_IsTrackedExactlyAndFrozen_AndItsExitCodeStillReachesProcess()
     {
+        // A direct child that .NET's Process started: its ptrace stops must not reach .NET's reaping (ChildStopGuard).
         using var child = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(WtTarget.PathOf("wttarget")) { RedirectStandardInput = true, RedirectStandardOutput = true })!;
+        string[] Send(string command)
+        {
+            child.StandardInput.WriteLine(command);
+            child.StandardInput.Flush();
+            var line = child.StandardOutput.ReadLine() ?? throw new InvalidOperationException($"wttarget exited during '{command}'");
+            Assert.True(line.StartsWith("OK", StringComparison.Ordinal), $"'{command}' answered '{line}'");
+            return line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).ToArray();
+        }
         try
         {
-            child.StandardOutput.ReadLine();
-            var refused = InjectionSupport.Check(child.Id, KernelProbe.Current);
-            Assert.NotNull(refused);
-            Assert.Equal(EngineError.PtraceNotPermitted, refused!.Error);
-            Assert.Contains("child of this process", refused.Message);
-            Assert.False(child.HasExited);
+            var ready = child.StandardOutput.ReadLine()!.Split(' ');
+            int pageSize = int.Parse(ready[2], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Null(InjectionSupport.Check(child.Id, KernelProbe.Current));
+            ulong region = Convert.ToUInt64(Send("map 64")[0], 16);
+            Send($"pattern {region:x} 64 5 30");
+            var fds = Directory.GetFileSystemEntries($"/proc/{child.Id}/fd").Length;
+            using (var src = ProcPageSource.Open(child.Id))
+            {
+                using (var tracker = new WriteProtectTracker(src))
+                {
+                    tracker.Reset();
+                    for (int round = 0; round < 10; round++)
+                    {
+                        var wrote = Indexes(Send($"pattern {region:x} 64 {round + 100} {round * 3}")[0]);
+                        Assert.Equal(wrote, PagesIn(tracker.Collect().Ranges, region, 64, pageSize));
+                        Assert.False(child.HasExited, "the child's ptrace stops were taken for its exit");
+                    }
+                }
+                Assert.Empty(WriteTrackingStore.UserfaultfdDescriptors(child.Id));
+                var sum = Send("sum")[0];
+                using (var freeze = ProcessFreeze.Freeze(src))
+                {
+                    Assert.Equal('t', ProcessFreeze.ThreadState($"/proc/{child.Id}/stat"));
+                    // Injection while frozen uses the freeze's stop (the kernel refuses a second attach).
+                    using (var tracker = new WriteProtectTracker(src))
+                    {
+                        tracker.Reset();
+                        Assert.Empty(PagesIn(tracker.Collect().Ranges, region, 64, pageSize));
+                    }
+                    Assert.Equal('t', ProcessFreeze.ThreadState($"/proc/{child.Id}/stat"));
+                    Assert.False(child.HasExited, "the freeze's ptrace stop was taken for the child's exit");
+                }
+                Assert.Equal(sum, Send("sum")[0]); // it goes on exactly: memory untouched, its command read whole
+            }
+            Assert.Equal(fds, Directory.GetFileSystemEntries($"/proc/{child.Id}/fd").Length);
+            Send("exit 7");
+            Assert.True(child.WaitForExit(10000));
+            Assert.Equal(7, child.ExitCode);
         }
-        finally { child.Kill(); child.WaitForExit(5000); }
+        finally { if (!child.HasExited) { child.Kill(); child.WaitForExit(5000); } }
     }
 
     [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]

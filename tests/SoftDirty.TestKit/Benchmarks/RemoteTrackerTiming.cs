@@ -5,8 +5,8 @@ using SoftDirty.Tracking;
 namespace SoftDirty.TestKit.Benchmarks;
 
 /// <summary>
-/// WriteProtect and Hash trackers of one range of another process, for tests/BenchWorkflows.ps1's
-/// RemoteWriteProtect rounds: the script drives the target's writes between the timed steps.
+/// WriteProtect and Hash trackers of one range of another process, for tests/BenchWriteTracking.ps1's
+/// rounds: the script drives the target's writes between the timed steps.
 /// </summary>
 public sealed class RemoteTrackerTiming : IDisposable
 {
@@ -23,13 +23,32 @@ public sealed class RemoteTrackerTiming : IDisposable
     }
 
     /// <summary>Milliseconds to enable WriteProtect from outside (create the tracker and reset it).</summary>
-    public double EnableWriteProtectMs()
+    public double EnableWriteProtectMs() => EnableWriteProtectMs(serialProtect: false);
+
+    /// <summary>Milliseconds to enable WriteProtect; with <paramref name="serialProtect"/> the initial write-protect runs as one piece at a time (the baseline of its parallel run).</summary>
+    public double EnableWriteProtectMs(bool serialProtect)
     {
+        int parallelism = WriteProtectTracker.ProtectParallelism;
+        if (serialProtect) WriteProtectTracker.ProtectParallelism = 1;
+        var steps = new SoftDirty.Injection.InjectionSteps();
+        SoftDirty.Injection.InjectionSteps.Current = steps;
         var clock = Stopwatch.StartNew();
-        _writeProtect = new WriteProtectTracker(_source, _selector);
-        _writeProtect.Reset();
-        return clock.Elapsed.TotalMilliseconds;
+        try
+        {
+            _writeProtect = new WriteProtectTracker(_source, _selector);
+            _writeProtect.Reset();
+            return clock.Elapsed.TotalMilliseconds;
+        }
+        finally
+        {
+            WriteProtectTracker.ProtectParallelism = parallelism;
+            SoftDirty.Injection.InjectionSteps.Current = null;
+            LastEnableSteps = steps.Milliseconds;
+        }
     }
+
+    /// <summary>The split of the last <see cref="EnableWriteProtectMs(bool)"/> into its steps (milliseconds per step).</summary>
+    public System.Collections.Generic.Dictionary<string, double>? LastEnableSteps { get; private set; }
 
     /// <summary>Takes the Hash tracker's first snapshot (untimed).</summary>
     public void SnapshotHash()
