@@ -25,7 +25,8 @@ param(
     [int] $Repeat = 0
 )
 $ErrorActionPreference = 'Stop'
-Import-Module $ModulePath
+# Resolved first: Import-Module reads a bare relative path as a module name.
+Import-Module (Resolve-Path -LiteralPath $ModulePath).Path
 Import-Module (Join-Path $PSScriptRoot 'BenchSupport.psm1')
 $loadBefore = Get-LoadAverage
 if ($Repeat -le 0) { $Repeat = if ($Quick) { 3 } else { 5 } }

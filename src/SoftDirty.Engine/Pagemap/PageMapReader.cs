@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Runtime.CompilerServices;
 using System.Threading;
+using System.Threading.Tasks;
 
 namespace SoftDirty;
 
@@ -19,15 +20,24 @@ internal sealed class PageMapReader
 
     private readonly IPageSource _source;
     private readonly PagemapEntry[] _buffer;
-    private readonly PageHit[] _hits;
+    private PagemapEntry[]? _second;
+    private PageHit[]? _hits;
     private readonly PageRegion[] _regions = new PageRegion[ScanRegionBatch];
 
     public PageMapReader(IPageSource source, int chunkEntries = DefaultChunkEntries)
     {
         _source = source;
-        _buffer = new PagemapEntry[chunkEntries];
-        _hits = new PageHit[chunkEntries];
+        // Not zeroed: every entry is written by a read before it is looked at.
+        _buffer = GC.AllocateUninitializedArray<PagemapEntry>(chunkEntries);
+        _parallel = source is ProcPageSource && Environment.ProcessorCount > 1;
     }
+
+    /// <summary>
+    /// Whether chunks are read two at a time on two threads: pread of pagemap is CPU-bound in the kernel (the
+    /// page-table walk under the shared mmap lock), so a second core reads the next chunk meanwhile. Only for
+    /// /proc (whose reads are independent preads of one descriptor), and only past a span's first chunk.
+    /// </summary>
+    private readonly bool _parallel;
 
     /// <summary>Called after each chunk with the pages walked so far.</summary>
     public Action<ulong>? Progress { get; set; }
@@ -92,9 +102,10 @@ internal sealed class PageMapReader
     /// </summary>
     public IEnumerable<ReadOnlyMemory<PageHit>> ReadBatches(IReadOnlyList<PageSpan> spans, PageFilter filter, PageReadMethod method, CancellationToken cancel = default)
     {
-        foreach (var (span, address, count) in Chunks(spans, filter, method, cancel))
+        _hits ??= new PageHit[_buffer.Length];
+        foreach (var (span, address, buffer, count) in Chunks(spans, filter, method, cancel))
         {
-            int n = Collect(_buffer.AsSpan(0, count), address, (ulong)_source.PageSize, filter, span.Mapping, _hits);
+            int n = Collect(buffer.AsSpan(0, count), address, (ulong)_source.PageSize, filter, span.Mapping, _hits);
             if (n > 0) yield return new ReadOnlyMemory<PageHit>(_hits, 0, n);
         }
     }
@@ -108,9 +119,9 @@ internal sealed class PageMapReader
     {
         var builder = new PageRangeBuilder(_source.ProcessId, _source.PageSize);
         var closed = new List<PageRange>();
-        foreach (var (span, address, count) in Chunks(spans, filter, method, cancel))
+        foreach (var (span, address, buffer, count) in Chunks(spans, filter, method, cancel))
         {
-            AddRuns(_buffer.AsSpan(0, count), address, (ulong)_source.PageSize, filter, span.Mapping, builder, closed);
+            AddRuns(buffer.AsSpan(0, count), address, (ulong)_source.PageSize, filter, span.Mapping, builder, closed);
             foreach (var r in closed) yield return r;
             closed.Clear();
         }
@@ -140,7 +151,7 @@ internal sealed class PageMapReader
     /// the span it lies in, the address of its first page and its entry count. The method decides which
     /// parts of each span are read at all.
     /// </summary>
-    private IEnumerable<(PageSpan Span, ulong Address, int Count)> Chunks(IReadOnlyList<PageSpan> spans, PageFilter filter, PageReadMethod method, CancellationToken cancel)
+    private IEnumerable<(PageSpan Span, ulong Address, PagemapEntry[] Buffer, int Count)> Chunks(IReadOnlyList<PageSpan> spans, PageFilter filter, PageReadMethod method, CancellationToken cancel)
     {
         ulong pages = 0;
         foreach (var span in spans) pages += (span.End - span.Start) / (ulong)_source.PageSize;
@@ -152,29 +163,47 @@ internal sealed class PageMapReader
             if (resolved == PageReadMethod.PagemapScan && span.Mapping?.Kind != MappingKind.Vvar)
             {
                 foreach (var region in ScanSpan(span, filter, cancel))
-                    foreach (var (address, count) in PreadSpan(region.Start, region.End, cancel))
-                        yield return (span, address, count);
+                    foreach (var (address, buffer, count) in PreadSpan(region.Start, region.End, cancel))
+                        yield return (span, address, buffer, count);
             }
             else
             {
-                foreach (var (address, count) in PreadSpan(span.Start, span.End, cancel))
-                    yield return (span, address, count);
+                foreach (var (address, buffer, count) in PreadSpan(span.Start, span.End, cancel))
+                    yield return (span, address, buffer, count);
             }
             walked += (span.End - span.Start) / (ulong)_source.PageSize;
             Progress?.Invoke(walked);
         }
     }
 
-    private IEnumerable<(ulong Address, int Count)> PreadSpan(ulong start, ulong end, CancellationToken cancel)
+    /// <summary>The chunks of [start, end): address, buffer (one of two reused ones) and entry count.</summary>
+    private IEnumerable<(ulong Address, PagemapEntry[] Buffer, int Count)> PreadSpan(ulong start, ulong end, CancellationToken cancel)
     {
         ulong pageSize = (ulong)_source.PageSize;
         ulong page = start / pageSize, last = end / pageSize;
+        int chunk = _buffer.Length;
         while (page < last)
         {
             cancel.ThrowIfCancellationRequested();
-            int want = (int)Math.Min((ulong)_buffer.Length, last - page);
+            int want = (int)Math.Min((ulong)chunk, last - page);
+            ulong next = page + (ulong)want;
+            if (_parallel && page != start / pageSize && next < last)
+            {
+                // This chunk here, the next one on the thread pool, at once.
+                int want2 = (int)Math.Min((ulong)chunk, last - next);
+                var second = _second ??= GC.AllocateUninitializedArray<PagemapEntry>(chunk);
+                var other = Task.Run(() => _source.ReadPagemap(next, second.AsSpan(0, want2)), cancel);
+                int got1 = _source.ReadPagemap(page, _buffer.AsSpan(0, want));
+                int got2 = other.GetAwaiter().GetResult();
+                if (got1 > 0) yield return (page * pageSize, _buffer, got1);
+                if (got1 < want) yield break; // past the end of the address space
+                if (got2 > 0) yield return (next * pageSize, second, got2);
+                if (got2 < want2) yield break;
+                page = next + (ulong)got2;
+                continue;
+            }
             int got = _source.ReadPagemap(page, _buffer.AsSpan(0, want));
-            if (got > 0) yield return (page * pageSize, got);
+            if (got > 0) yield return (page * pageSize, _buffer, got);
             if (got < want) yield break; // past the end of the address space (e.g. [vsyscall])
             page += (ulong)got;
         }
