@@ -197,6 +197,11 @@ foreach ($size in $sizes) {
             # What Auto picks, measured: pread over PAGEMAP_SCAN for present pages; the scan over pread for rare ones.
             $ratios.Add((Measure-Ratio -Name "readMethod $label Present: Pread over PagemapScan" -Baseline 'Get-PageMap -Present -ReadMethod PagemapScan' `
                 -Subject { $null = Get-PageMap @gpm -Present -ReadMethod Pread } -Reference { $null = Get-PageMap @gpm -Present -ReadMethod PagemapScan } -Target 1.0 -Repeat $Repeat))
+            # Two chunks at once on two threads (off by default: the engine's AppContext switch) over one.
+            $switch = 'SoftDirty.Pagemap.ParallelReads'
+            $ratios.Add((Measure-Ratio -Name "parallel reads $label Present: two threads over one" -Baseline 'the same Get-PageMap -Present -ReadMethod Pread, serial reads (the default)' `
+                -Subject { [AppContext]::SetSwitch($switch, $true); $null = Get-PageMap @gpm -Present -ReadMethod Pread; [AppContext]::SetSwitch($switch, $false) } `
+                -Reference { $null = Get-PageMap @gpm -Present -ReadMethod Pread } -Repeat $Repeat))
             $ratios.Add((Measure-Ratio -Name "readMethod $label SoftDirty: PagemapScan over Pread" -Baseline 'Get-PageMap -SoftDirty -ReadMethod Pread' `
                 -Subject { $null = Get-PageMap @gpm -SoftDirty -ReadMethod PagemapScan } -Reference { $null = Get-PageMap @gpm -SoftDirty -ReadMethod Pread } -Target 1.0 -Repeat $Repeat))
         }

@@ -29,15 +29,21 @@ internal sealed class PageMapReader
         _source = source;
         // Not zeroed: every entry is written by a read before it is looked at.
         _buffer = GC.AllocateUninitializedArray<PagemapEntry>(chunkEntries);
-        _parallel = source is ProcPageSource && Environment.ProcessorCount > 1;
+        _parallel = source is ProcPageSource && Environment.ProcessorCount > 1
+            && AppContext.TryGetSwitch(ParallelReadsSwitch, out bool parallel) && parallel;
     }
 
     /// <summary>
     /// Whether chunks are read two at a time on two threads: pread of pagemap is CPU-bound in the kernel (the
-    /// page-table walk under the shared mmap lock), so a second core reads the next chunk meanwhile. Only for
-    /// /proc (whose reads are independent preads of one descriptor), and only past a span's first chunk.
+    /// page-table walk under the shared mmap lock), so a second core could read the next chunk meanwhile. Only
+    /// for /proc (independent preads of one descriptor), only past a span's first chunk, and off unless
+    /// <see cref="ParallelReadsSwitch"/> is set: on the busy 2-core machine it was measured on (tests/Bench.ps1,
+    /// "parallel reads over serial") the second thread's wake-up per chunk pair cost more than it saved (0.74-0.82x).
     /// </summary>
     private readonly bool _parallel;
+
+    /// <summary>The AppContext switch that turns the two-thread reads on: [AppContext]::SetSwitch(name, $true).</summary>
+    public const string ParallelReadsSwitch = "SoftDirty.Pagemap.ParallelReads";
 
     /// <summary>Called after each chunk with the pages walked so far.</summary>
     public Action<ulong>? Progress { get; set; }
