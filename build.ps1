@@ -17,7 +17,8 @@
       KernelMatrix  the emulator against every kernel of tests/vm/kernels.list (Debian 6.1 to 7.3,
                 amd64 and arm64), each booted with sdscenario alone: tests/Pester/KernelMatrix.Tests.ps1
       Demo      the main job: a real process's mappings, page map and soft-dirty tracking on this kernel
-      Bench     one JSON object of speed ratios measured in one run
+      Bench     one JSON object of speed ratios measured in one run, each with its baseline and spread, and
+                a noise summary (load average, noisy ratios); -Quick for small sizes and few repetitions
       Package   publish the staged module to a local PSResourceGet repository, install it from there and
                 uninstall it again (a check that it installs; Install is the task that installs)
       Install   copy the staged module to the current user's module folder (or -InstallPath), where
@@ -40,7 +41,9 @@ param(
     # Install task: the modules folder to install into (default: the current user's, on PSModulePath).
     [string] $InstallPath,
     # Install task: copy the module staged in out/SoftDirty as it is, without building first.
-    [switch] $NoBuild
+    [switch] $NoBuild,
+    # Bench task: small sizes and few repetitions (passed to each bench script that has -Quick), for trying it out.
+    [switch] $Quick
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
@@ -347,13 +350,15 @@ function Invoke-Bench {
     Invoke-TestKitBuild
     Invoke-NativeBuild
     $pwsh = Get-ChildPwsh
-    # Each script prints one JSON object of ratios measured in its own single run.
-    $core = & $pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/Bench.ps1') -ModulePath (Join-Path $StageDir 'SoftDirty.psd1') -TargetPath (Join-Path $NativeDir 'bin/sdtarget')
-    if ($LASTEXITCODE -ne 0) { throw "Bench failed (exit code $LASTEXITCODE)" }
-    $workflows = & $pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/BenchWorkflows.ps1') -ModulePath (Join-Path $StageDir 'SoftDirty.psd1')
-    if ($LASTEXITCODE -ne 0) { throw "BenchWorkflows failed (exit code $LASTEXITCODE)" }
-    $writeTracking = & $pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/BenchWriteTracking.ps1') -ModulePath (Join-Path $StageDir 'SoftDirty.psd1')
-    if ($LASTEXITCODE -ne 0) { throw "BenchWriteTracking failed (exit code $LASTEXITCODE)" }
+    $module = Join-Path $StageDir 'SoftDirty.psd1'
+    # Each script prints one JSON report (tests/BenchSupport.psm1: its ratios with baseline and spread, its run's
+    # load average); -Quick goes to those that take it.
+    $scripts = [ordered]@{
+        pagemap   = @{ Path = 'tests/Bench.ps1'; Arguments = @('-TargetPath', (Join-Path $NativeDir 'bin/sdtarget')) }
+        scaling   = @{ Path = 'tests/BenchScaling.ps1'; Arguments = @() }
+        workflows = @{ Path = 'tests/BenchWorkflows.ps1'; Arguments = @() }
+        writeTracking = @{ Path = 'tests/BenchWriteTracking.ps1'; Arguments = @() }
+    }
     # Anything a script wrote before its JSON (progress lines) is shown, not parsed.
     function Read-Json([string[]] $Lines) {
         $at = [array]::FindIndex($Lines, [Predicate[string]] { param($l) $l -match '^\s*\{' })
@@ -361,7 +366,41 @@ function Invoke-Bench {
         if ($at -gt 0) { $Lines[0..($at - 1)] | Write-Host }
         ($Lines[$at..($Lines.Count - 1)] -join "`n") | ConvertFrom-Json
     }
-    [ordered]@{ pagemap = Read-Json $core; workflows = Read-Json $workflows; writeTracking = Read-Json $writeTracking } | ConvertTo-Json -Depth 6
+    $reports = [ordered]@{}
+    foreach ($name in $scripts.Keys) {
+        $path = Join-Path $Root $scripts[$name].Path
+        $arguments = @('-ModulePath', $module) + $scripts[$name].Arguments
+        if ($Quick -and (Get-Command $path).Parameters.ContainsKey('Quick')) { $arguments += '-Quick' }
+        Write-Host "==> $($scripts[$name].Path) $($arguments -join ' ')" -ForegroundColor Cyan
+        $lines = & $pwsh -NoProfile -NonInteractive -File $path @arguments
+        if ($LASTEXITCODE -ne 0) { throw "$($scripts[$name].Path) failed (exit code $LASTEXITCODE)" }
+        $reports[$name] = Read-Json $lines
+    }
+    # The run's noise, over every report that carries ratios: each noisy ratio and each unmet target named.
+    $noisy = [Collections.Generic.List[string]]::new()
+    $unmet = [Collections.Generic.List[string]]::new()
+    $loads = [Collections.Generic.List[double]]::new()
+    foreach ($name in $reports.Keys) {
+        $r = $reports[$name]
+        if ($r.PSObject.Properties['ratios']) {
+            foreach ($x in @($r.ratios)) {
+                if ($x.PSObject.Properties['noisy'] -and $x.noisy) { $noisy.Add("$name`: $($x.name) (spread $($x.spreadPercent)%)") }
+                if ($x.PSObject.Properties['met'] -and $x.met -eq $false) { $unmet.Add("$name`: $($x.name) ($($x.ratio) vs target $($x.target))") }
+            }
+        }
+        if ($r.PSObject.Properties['noise']) { foreach ($l in $r.noise.loadBefore, $r.noise.loadAfter) { if ($l) { $loads.Add([double]$l.one) } } }
+    }
+    $summary = [ordered]@{
+        quick          = [bool]$Quick
+        cores          = [Environment]::ProcessorCount
+        loadOneMinute  = $(if ($loads.Count) { [ordered]@{ min = ($loads | Measure-Object -Minimum).Minimum; max = ($loads | Measure-Object -Maximum).Maximum } } else { $null })
+        noisy          = [bool]($noisy.Count -gt 0)
+        noisyRatios    = $noisy
+        targetsNotMet  = $unmet
+    }
+    $all = [ordered]@{ noise = $summary }
+    foreach ($name in $reports.Keys) { $all[$name] = $reports[$name] }
+    $all | ConvertTo-Json -Depth 8
 }
 
 function Invoke-Clean {

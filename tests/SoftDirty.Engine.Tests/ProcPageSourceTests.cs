@@ -161,6 +161,31 @@ public unsafe class ProcPageSourceTests
         Assert.Equal(pread, scan);
     }
 
+    [HostFact]
+    public void ParallelReadsEqualSerialReadsOnRealMemory()
+    {
+        // Small chunks so that a 2000-page span is many chunk pairs, a tail and a short last chunk.
+        using var r = new Region(2000);
+        var rng = new Random(12);
+        var touched = Enumerable.Range(0, 2000).Where(_ => rng.Next(5) == 0).ToList();
+        foreach (var i in touched) r.Touch(i);
+        using var src = ProcPageSource.Open(Environment.ProcessId);
+        var spans = new[] { new PageSpan(r.Start, r.End, null) };
+        var filter = new PageFilter().Require(PagemapFlags.Present, true);
+        var serial = new PageMapReader(src, 37).Read(spans, filter, PageReadMethod.Pread).Select(h => h.Address).ToList();
+        var serialRanges = new PageMapReader(src, 37).ReadRanges(spans, new PageFilter(), PageReadMethod.Pread).Select(x => (x.Start, x.End, x.Flags)).ToList();
+        AppContext.SetSwitch(PageMapReader.ParallelReadsSwitch, true);
+        try
+        {
+            var parallel = new PageMapReader(src, 37).Read(spans, filter, PageReadMethod.Pread).Select(h => h.Address).ToList();
+            var parallelRanges = new PageMapReader(src, 37).ReadRanges(spans, new PageFilter(), PageReadMethod.Pread).Select(x => (x.Start, x.End, x.Flags)).ToList();
+            Assert.Equal(touched.Select(i => r.Start + (ulong)i * (ulong)Ps), serial);
+            Assert.Equal(serial, parallel);
+            Assert.Equal(serialRanges, parallelRanges);
+        }
+        finally { AppContext.SetSwitch(PageMapReader.ParallelReadsSwitch, false); }
+    }
+
     [HostTheory]
     [InlineData(0)]
     [InlineData(-5)]

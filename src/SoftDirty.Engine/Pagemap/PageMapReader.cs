@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Runtime.CompilerServices;
 using System.Threading;
+using System.Threading.Tasks;
 
 namespace SoftDirty;
 
@@ -19,15 +20,30 @@ internal sealed class PageMapReader
 
     private readonly IPageSource _source;
     private readonly PagemapEntry[] _buffer;
-    private readonly PageHit[] _hits;
+    private PagemapEntry[]? _second;
+    private PageHit[]? _hits;
     private readonly PageRegion[] _regions = new PageRegion[ScanRegionBatch];
 
     public PageMapReader(IPageSource source, int chunkEntries = DefaultChunkEntries)
     {
         _source = source;
-        _buffer = new PagemapEntry[chunkEntries];
-        _hits = new PageHit[chunkEntries];
+        // Not zeroed: every entry is written by a read before it is looked at.
+        _buffer = GC.AllocateUninitializedArray<PagemapEntry>(chunkEntries);
+        _parallel = source is ProcPageSource && Environment.ProcessorCount > 1
+            && AppContext.TryGetSwitch(ParallelReadsSwitch, out bool parallel) && parallel;
     }
+
+    /// <summary>
+    /// Whether chunks are read two at a time on two threads: pread of pagemap is CPU-bound in the kernel (the
+    /// page-table walk under the shared mmap lock), so a second core could read the next chunk meanwhile. Only
+    /// for /proc (independent preads of one descriptor), only past a span's first chunk, and off unless
+    /// <see cref="ParallelReadsSwitch"/> is set: on the busy 2-core machine it was measured on (tests/Bench.ps1,
+    /// "parallel reads over serial") the second thread's wake-up per chunk pair cost more than it saved (0.74-0.82x).
+    /// </summary>
+    private readonly bool _parallel;
+
+    /// <summary>The AppContext switch that turns the two-thread reads on: [AppContext]::SetSwitch(name, $true).</summary>
+    public const string ParallelReadsSwitch = "SoftDirty.Pagemap.ParallelReads";
 
     /// <summary>Called after each chunk with the pages walked so far.</summary>
     public Action<ulong>? Progress { get; set; }
@@ -45,15 +61,38 @@ internal sealed class PageMapReader
     public const ulong ScanCoalesceGapPages = 256;
 
     /// <summary>The method Auto picks for a filter on this source; throws PagemapScanNotSupported when PagemapScan is asked for and missing.</summary>
-    public PageReadMethod Resolve(PageReadMethod method, PageFilter filter, ulong pages = 0)
+    public PageReadMethod Resolve(PageReadMethod method, PageFilter filter, ulong pages = 0) => Resolve(method, filter, pages, out _);
+
+    /// <summary>
+    /// The method Auto picks, and why (for -Verbose). Measured on 6.18 (tests/Bench.ps1, pagemapAuto*): on a
+    /// real process PAGEMAP_SCAN pays where the pages it must find are rare (a soft-dirty or swapped page: the
+    /// kernel walks ~3-10x faster than pread and nothing is read where nothing matches); for present pages
+    /// the pagemap must be read around every hit anyway (PFN, exclusive bit), so the scan is a second walk
+    /// over the same page tables and loses to pread alone (0.6-0.9x on 1 page in 64 present).
+    /// </summary>
+    public PageReadMethod Resolve(PageReadMethod method, PageFilter filter, ulong pages, out string reason)
     {
         if (method == PageReadMethod.PagemapScan && !_source.Features.PagemapScan)
             throw new EngineException(EngineError.PagemapScanNotSupported,
                 _source.Features.PagemapScanReason ?? "PAGEMAP_SCAN is not available for this process.", _source.ProcessId);
-        if (method != PageReadMethod.Auto) return method;
-        if (!_source.Features.PagemapScan || filter.ToScanCategories().Mask == PageCategory.None) return PageReadMethod.Pread;
-        return _source.Features.Emulated && pages <= EmulatedPreadPreferredPages ? PageReadMethod.Pread : PageReadMethod.PagemapScan;
+        if (method != PageReadMethod.Auto) { reason = "asked for"; return method; }
+        if (!_source.Features.PagemapScan) { reason = "no PAGEMAP_SCAN: " + _source.Features.PagemapScanReason; return PageReadMethod.Pread; }
+        var (mask, inverted) = filter.ToScanCategories();
+        if (mask == PageCategory.None) { reason = "the filter gives PAGEMAP_SCAN nothing to skip by"; return PageReadMethod.Pread; }
+        if (_source.Features.Emulated)
+        {
+            bool small = pages <= EmulatedPreadPreferredPages;
+            reason = small ? $"an emulated pagemap of at most {EmulatedPreadPreferredPages:N0} pages reads faster than a scan" : "a large emulated space: the scan skips its holes";
+            return small ? PageReadMethod.Pread : PageReadMethod.PagemapScan;
+        }
+        var rare = mask & ~inverted & RareCategories;
+        if (rare != PageCategory.None) { reason = $"the kernel skips pages that are not {rare} without reading their entries"; return PageReadMethod.PagemapScan; }
+        reason = "present or absent pages: pread reads each entry once, a scan would walk the page tables twice";
+        return PageReadMethod.Pread;
     }
+
+    /// <summary>The categories a filter can require that few pages have, so a PAGEMAP_SCAN for them skips most of a space.</summary>
+    public const PageCategory RareCategories = PageCategory.SoftDirty | PageCategory.Swapped;
 
     /// <summary>The pages that pass the filter, one at a time (see <see cref="ReadBatches"/> for speed).</summary>
     public IEnumerable<PageHit> Read(IReadOnlyList<PageSpan> spans, PageFilter filter, PageReadMethod method, CancellationToken cancel = default)
@@ -69,6 +108,57 @@ internal sealed class PageMapReader
     /// </summary>
     public IEnumerable<ReadOnlyMemory<PageHit>> ReadBatches(IReadOnlyList<PageSpan> spans, PageFilter filter, PageReadMethod method, CancellationToken cancel = default)
     {
+        _hits ??= new PageHit[_buffer.Length];
+        foreach (var (span, address, buffer, count) in Chunks(spans, filter, method, cancel))
+        {
+            int n = Collect(buffer.AsSpan(0, count), address, (ulong)_source.PageSize, filter, span.Mapping, _hits);
+            if (n > 0) yield return new ReadOnlyMemory<PageHit>(_hits, 0, n);
+        }
+    }
+
+    /// <summary>
+    /// Runs of contiguous pages of one mapping that pass the filter and have equal flags, built from the
+    /// chunks directly (a vectorised search for where each run ends): the work per page is a compare, and an
+    /// object is made per range only.
+    /// </summary>
+    public IEnumerable<PageRange> ReadRanges(IReadOnlyList<PageSpan> spans, PageFilter filter, PageReadMethod method, CancellationToken cancel = default)
+    {
+        var builder = new PageRangeBuilder(_source.ProcessId, _source.PageSize);
+        var closed = new List<PageRange>();
+        foreach (var (span, address, buffer, count) in Chunks(spans, filter, method, cancel))
+        {
+            AddRuns(buffer.AsSpan(0, count), address, (ulong)_source.PageSize, filter, span.Mapping, builder, closed);
+            foreach (var r in closed) yield return r;
+            closed.Clear();
+        }
+        if (builder.Flush() is { } last) yield return last;
+    }
+
+    /// <summary>Splits a chunk into runs of equal flags and adds those that pass the filter; the ranges they close go to <paramref name="closed"/>.</summary>
+    private static void AddRuns(ReadOnlySpan<PagemapEntry> entries, ulong firstAddress, ulong pageSize, PageFilter filter, MemoryMapping? mapping,
+        PageRangeBuilder builder, List<PageRange> closed)
+    {
+        var mask = (ulong)filter.Mask;
+        var value = (ulong)filter.Value;
+        int i = 0;
+        while (i < entries.Length)
+        {
+            int end = PagemapSearch.RunEnd(entries, i);
+            ulong raw = entries[i].Raw;
+            if ((raw & mask) == value
+                && builder.AddRun(firstAddress + (ulong)i * pageSize, firstAddress + (ulong)end * pageSize, (PagemapFlags)(raw & PagemapEntry.FlagMask), mapping) is { } done)
+                closed.Add(done);
+            i = end;
+        }
+    }
+
+    /// <summary>
+    /// The chunks of pagemap entries to filter, each read into the reused buffer (valid until the next):
+    /// the span it lies in, the address of its first page and its entry count. The method decides which
+    /// parts of each span are read at all.
+    /// </summary>
+    private IEnumerable<(PageSpan Span, ulong Address, PagemapEntry[] Buffer, int Count)> Chunks(IReadOnlyList<PageSpan> spans, PageFilter filter, PageReadMethod method, CancellationToken cancel)
+    {
         ulong pages = 0;
         foreach (var span in spans) pages += (span.End - span.Start) / (ulong)_source.PageSize;
         var resolved = Resolve(method, filter, pages);
@@ -76,48 +166,75 @@ internal sealed class PageMapReader
         foreach (var span in spans)
         {
             // PAGEMAP_SCAN skips VM_PFNMAP VMAs ([vvar]) that pread reports: read those with pread.
-            var batches = resolved == PageReadMethod.PagemapScan && span.Mapping?.Kind != MappingKind.Vvar
-                ? ScanSpan(span, filter, cancel)
-                : PreadSpan(span.Start, span.End, span.Mapping, filter, cancel);
-            foreach (var batch in batches) yield return batch;
+            if (resolved == PageReadMethod.PagemapScan && span.Mapping?.Kind != MappingKind.Vvar)
+            {
+                foreach (var region in ScanSpan(span, filter, cancel))
+                    foreach (var (address, buffer, count) in PreadSpan(region.Start, region.End, cancel))
+                        yield return (span, address, buffer, count);
+            }
+            else
+            {
+                foreach (var (address, buffer, count) in PreadSpan(span.Start, span.End, cancel))
+                    yield return (span, address, buffer, count);
+            }
             walked += (span.End - span.Start) / (ulong)_source.PageSize;
             Progress?.Invoke(walked);
         }
     }
 
-    private IEnumerable<ReadOnlyMemory<PageHit>> PreadSpan(ulong start, ulong end, MemoryMapping? mapping, PageFilter filter, CancellationToken cancel)
+    /// <summary>The chunks of [start, end): address, buffer (one of two reused ones) and entry count.</summary>
+    private IEnumerable<(ulong Address, PagemapEntry[] Buffer, int Count)> PreadSpan(ulong start, ulong end, CancellationToken cancel)
     {
         ulong pageSize = (ulong)_source.PageSize;
         ulong page = start / pageSize, last = end / pageSize;
+        int chunk = _buffer.Length;
         while (page < last)
         {
             cancel.ThrowIfCancellationRequested();
-            int want = (int)Math.Min((ulong)_buffer.Length, last - page);
+            int want = (int)Math.Min((ulong)chunk, last - page);
+            ulong next = page + (ulong)want;
+            if (_parallel && page != start / pageSize && next < last)
+            {
+                // This chunk here, the next one on the thread pool, at once.
+                int want2 = (int)Math.Min((ulong)chunk, last - next);
+                var second = _second ??= GC.AllocateUninitializedArray<PagemapEntry>(chunk);
+                var other = Task.Run(() => _source.ReadPagemap(next, second.AsSpan(0, want2)), cancel);
+                int got1 = _source.ReadPagemap(page, _buffer.AsSpan(0, want));
+                int got2 = other.GetAwaiter().GetResult();
+                if (got1 > 0) yield return (page * pageSize, _buffer, got1);
+                if (got1 < want) yield break; // past the end of the address space
+                if (got2 > 0) yield return (next * pageSize, second, got2);
+                if (got2 < want2) yield break;
+                page = next + (ulong)got2;
+                continue;
+            }
             int got = _source.ReadPagemap(page, _buffer.AsSpan(0, want));
-            int n = Collect(_buffer.AsSpan(0, got), page * pageSize, pageSize, filter, mapping, _hits);
-            if (n > 0) yield return new ReadOnlyMemory<PageHit>(_hits, 0, n);
+            if (got > 0) yield return (page * pageSize, _buffer, got);
             if (got < want) yield break; // past the end of the address space (e.g. [vsyscall])
             page += (ulong)got;
         }
     }
 
-    /// <summary>The filter's inner loop: copies the passing entries of a chunk into hits.</summary>
+    /// <summary>The filter's inner loop: copies the passing entries of a chunk into hits, skipping the others four at a time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int Collect(ReadOnlySpan<PagemapEntry> entries, ulong firstAddress, ulong pageSize, PageFilter filter, MemoryMapping? mapping, PageHit[] hits)
     {
         var mask = (ulong)filter.Mask;
         var value = (ulong)filter.Value;
         int n = 0;
-        ulong address = firstAddress;
-        for (int i = 0; i < entries.Length; i++, address += pageSize)
+        if (mask == 0)
         {
-            var e = entries[i];
-            if ((e.Raw & mask) == value) hits[n++] = new PageHit(address, e, mapping);
+            for (int i = 0; i < entries.Length; i++) hits[n++] = new PageHit(firstAddress + (ulong)i * pageSize, entries[i], mapping);
+            return n;
         }
+        for (int i = PagemapSearch.IndexOf(entries, 0, mask, value, equal: true); i < entries.Length;
+             i = PagemapSearch.IndexOf(entries, i + 1, mask, value, equal: true))
+            hits[n++] = new PageHit(firstAddress + (ulong)i * pageSize, entries[i], mapping);
         return n;
     }
 
-    private IEnumerable<ReadOnlyMemory<PageHit>> ScanSpan(PageSpan span, PageFilter filter, CancellationToken cancel)
+    /// <summary>The regions of a span PAGEMAP_SCAN finds for the filter's categories, near neighbours joined.</summary>
+    private IEnumerable<PageRegion> ScanSpan(PageSpan span, PageFilter filter, CancellationToken cancel)
     {
         var (mask, inverted) = filter.ToScanCategories();
         ulong pos = span.Start;
@@ -136,9 +253,7 @@ internal sealed class PageMapReader
             int n = _source.ScanPagemap(ref req, _regions);
             // Copy out (the region buffer is reused by the next scan), joining near neighbours.
             var regions = Coalesce(_regions.AsSpan(0, n), ScanCoalesceGapPages * (ulong)_source.PageSize);
-            foreach (var r in regions)
-                foreach (var batch in PreadSpan(r.Start, r.End, span.Mapping, filter, cancel))
-                    yield return batch;
+            foreach (var r in regions) yield return r;
             // Resume from the later of walk_end and the last region's end (the 6.18 walk_end quirk); a
             // result that did not fill the vector is complete.
             if (n < _regions.Length) break;

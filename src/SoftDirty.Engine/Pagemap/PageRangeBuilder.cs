@@ -17,16 +17,19 @@ internal sealed class PageRangeBuilder
     }
 
     /// <summary>Adds a page; returns the range it closed, if any.</summary>
-    public PageRange? Add(ulong address, PagemapEntry entry, MemoryMapping? mapping)
+    public PageRange? Add(ulong address, PagemapEntry entry, MemoryMapping? mapping) =>
+        AddRun(address, address + (ulong)_pageSize, entry.Flags, mapping);
+
+    /// <summary>Adds a run of pages with equal flags, [start, end); returns the range it closed, if any.</summary>
+    public PageRange? AddRun(ulong start, ulong end, PagemapFlags flags, MemoryMapping? mapping)
     {
-        var flags = entry.Flags;
         var open = _open;
-        if (open is not null && open.End == address && open.Flags == flags && ReferenceEquals(_openMapping, mapping))
+        if (open is not null && open.End == start && open.Flags == flags && ReferenceEquals(_openMapping, mapping))
         {
-            open.End = address + (ulong)_pageSize;
+            open.End = end;
             return null;
         }
-        _open = new PageRange(_processId, address, address + (ulong)_pageSize, flags, mapping?.DisplayName, _pageSize);
+        _open = new PageRange(_processId, start, end, flags, mapping?.DisplayName, _pageSize);
         _openMapping = mapping;
         return open;
     }

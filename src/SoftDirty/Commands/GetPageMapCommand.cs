@@ -46,30 +46,27 @@ public sealed class GetPageMapCommand : PageRangeCmdlet
         var mappings = source.ReadMappings(withCounters: false);
         var spans = SelectSpans(source, mappings);
         if (spans is null) return;
-        WriteVerbose($"Process {source.ProcessId} ({source.Name}): {spans.Count} span(s) of {mappings.Count} mapping(s), read method {ReadMethod} ({(source.Features.PagemapScan ? "PAGEMAP_SCAN available" : "pread only: " + source.Features.PagemapScanReason)}), filter {BuildFilter()}.");
-
         var filter = BuildFilter();
         var reader = new PageMapReader(source);
         ulong total = 0;
         foreach (var s in spans) total += (s.End - s.Start) / (ulong)source.PageSize;
+        var method = reader.Resolve(ReadMethod, filter, total, out var why);
+        WriteVerbose($"Process {source.ProcessId} ({source.Name}): {spans.Count} span(s) of {mappings.Count} mapping(s), {total:N0} pages, filter {filter}; " +
+            $"read method {method}{(ReadMethod == PageReadMethod.Auto ? " (Auto: " + why + ")" : "")}.");
         var progress = new Progress(this, $"Reading the page map of {source.Name} ({source.ProcessId})", $"{total:N0} pages");
         reader.Progress = done => progress.Report(done, total, $"{done:N0} of {total:N0} pages");
 
         int pid = source.ProcessId;
         ulong emitted = 0;
-        var batches = reader.ReadBatches(spans, filter, ReadMethod, Cancellation);
         if (AsRange)
         {
-            var ranges = new PageRangeBuilder(pid, source.PageSize);
-            foreach (var batch in batches)
-                foreach (ref readonly var hit in batch.Span)
-                    if (ranges.Add(hit.Address, hit.Entry, hit.Mapping) is { } done) { WriteObject(done); emitted++; }
-            if (ranges.Flush() is { } last) { WriteObject(last); emitted++; }
+            // Ranges are built from the raw chunks: the cost per page is a vector compare, an object per range.
+            foreach (var range in reader.ReadRanges(spans, filter, method, Cancellation)) { WriteObject(range); emitted++; }
         }
         else
         {
             // Mapping names are shared strings: one per VMA, not one per page.
-            foreach (var batch in batches)
+            foreach (var batch in reader.ReadBatches(spans, filter, method, Cancellation))
                 foreach (ref readonly var hit in batch.Span)
                 {
                     WriteObject(new PageEntry(pid, hit.Address, hit.Entry, hit.Mapping?.DisplayName, source.PageSize));
