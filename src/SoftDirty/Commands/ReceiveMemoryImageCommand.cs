@@ -51,7 +51,9 @@ public sealed class ReceiveMemoryImageCommand : EngineCmdlet, IDisposable
         if (_skip || _receiver is null) return;
         try
         {
-            switch (InputObject is PSObject pso ? pso.BaseObject : InputObject)
+            var item = InputObject;
+            while (item is PSObject wrapped && !ReferenceEquals(wrapped.BaseObject, wrapped)) item = wrapped.BaseObject;
+            switch (item)
             {
                 case string name: _receiver.StartFile(name); break;
                 case byte[] chunk: _receiver.Write(chunk); break;
@@ -68,7 +70,7 @@ public sealed class ReceiveMemoryImageCommand : EngineCmdlet, IDisposable
                     break;
                 default:
                     throw new EngineException(EngineError.InvalidArgument,
-                        $"Receive-MemoryImage takes file names, byte arrays and files, not {InputObject?.GetType().Name ?? "null"}.", InputObject);
+                        $"Receive-MemoryImage takes file names, byte arrays and files, not {item?.GetType().Name ?? "null"}.", InputObject);
             }
             _progress?.Report(0, 0, $"{_receiver.Bytes / (1 << 20)} MiB received");
         }
