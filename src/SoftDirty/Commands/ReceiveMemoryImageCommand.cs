@@ -31,8 +31,15 @@ public sealed class ReceiveMemoryImageCommand : EngineCmdlet, IDisposable
     [AllowEmptyCollection]
     public object? InputObject { get; set; }
 
+    /// <summary>
+    /// The progress activity of a receive. Each record (one per input object) carries the bytes written so far
+    /// in CurrentOperation: the sender over a session reads them as acknowledgements and keeps only a few chunks
+    /// in flight (back-pressure).
+    /// </summary>
+    public const int ProgressActivityId = 0x5E01;
+
     private ImageReceiver? _receiver;
-    private Progress? _progress;
+    private ProgressRecord? _progress;
     private bool _skip;
 
     /// <inheritdoc/>
@@ -42,7 +49,7 @@ public sealed class ReceiveMemoryImageCommand : EngineCmdlet, IDisposable
         if (!ShouldProcess(path, "Write and verify a received memory image")) { _skip = true; return; }
         try { _receiver = ImageReceiver.Begin(path); }
         catch (EngineException ex) { ThrowTerminatingError(ToErrorRecord(ex)); }
-        _progress = new Progress(this, $"Receiving a memory image into {path}", "receiving");
+        _progress = new ProgressRecord(ProgressActivityId, $"Receiving a memory image into {path}", "receiving");
     }
 
     /// <inheritdoc/>
@@ -72,7 +79,12 @@ public sealed class ReceiveMemoryImageCommand : EngineCmdlet, IDisposable
                     throw new EngineException(EngineError.InvalidArgument,
                         $"Receive-MemoryImage takes file names, byte arrays and files, not {item?.GetType().Name ?? "null"}.", InputObject);
             }
-            _progress?.Report(0, 0, $"{_receiver.Bytes / (1 << 20)} MiB received");
+            if (_progress is not null)
+            {
+                _progress.StatusDescription = $"{_receiver.Bytes / (double)(1 << 20):N1} MiB received";
+                _progress.CurrentOperation = _receiver.Bytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                WriteProgress(_progress);
+            }
         }
         catch (EngineException ex) { Abort(ex); }
         catch (IOException ex) { Abort(new EngineException(EngineError.ImageWriteError, $"Reading {InputObject} failed: {ex.Message}", InputObject)); }
@@ -85,7 +97,7 @@ public sealed class ReceiveMemoryImageCommand : EngineCmdlet, IDisposable
         try
         {
             var info = _receiver.Finish(Cancellation);
-            _progress?.Complete();
+            if (_progress is not null) { _progress.RecordType = ProgressRecordType.Completed; WriteProgress(_progress); }
             WriteVerbose($"{info.Path}: received {_receiver.Bytes} bytes, verified with its chain and put in place.");
             WriteObject(info);
         }

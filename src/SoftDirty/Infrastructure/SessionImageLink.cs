@@ -1,5 +1,6 @@
 using System;
 using System.Diagnostics;
+using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Management.Automation;
@@ -30,6 +31,10 @@ internal sealed class SessionImageLink : IImageLink
     /// <summary>The image files in the order sent: the manifest last, as a save writes it.</summary>
     private static readonly string[] Files = { ImageFormat.PagesFile, ImageFormat.IndexFile, ImageFormat.ManifestFile };
     private const string ReceiveCommand = "Receive-MemoryImage", RestoreCommand = "Restore-MemoryImage";
+    /// <summary>Chunks sent ahead of what the destination has acknowledged as written.</summary>
+    private const int InFlightChunks = 4;
+    /// <summary>How often a sender waiting for an acknowledgement looks at the pipeline's state and at Ctrl+C.</summary>
+    private const int AckPollMilliseconds = 200;
 
     private readonly PSSession _session;
     private readonly string _destination;
@@ -68,23 +73,59 @@ internal sealed class SessionImageLink : IImageLink
         ulong total = Files.Aggregate(0UL, (sum, f) => sum + (ulong)new FileInfo(Path.Combine(localImage, f)).Length);
         ulong sent = 0;
         var clock = Stopwatch.StartNew();
-        Run(ps => ps.AddCommand(ReceiveCommand).AddParameter("Path", PathOf(name)), input =>
+        Run(ps => ps.AddCommand(ReceiveCommand).AddParameter("Path", PathOf(name)).AddParameter("ProgressAction", ActionPreference.Continue), (ps, input) =>
         {
-            foreach (var file in Files)
+            // Back-pressure: the receiver acknowledges the bytes it has written (its progress records); at most
+            // InFlightChunks chunks are sent ahead of that, so an image is never queued whole in memory here.
+            // The handlers run on the session's threads, also after this method: they are removed before the event is disposed.
+            long acked = 0;
+            using var moved = new AutoResetEvent(false);
+            void Acknowledged(object? sender, DataAddedEventArgs e)
             {
-                input.Add(file);
-                using var stream = new FileStream(SafeFiles.OpenRegular(Path.Combine(localImage, file)), FileAccess.Read, 1);
-                while (true)
+                var r = ps.Streams.Progress[e.Index];
+                if (r.ActivityId == ReceiveMemoryImageCommand.ProgressActivityId && long.TryParse(r.CurrentOperation, NumberStyles.None, CultureInfo.InvariantCulture, out long bytes))
                 {
-                    cancel.ThrowIfCancellationRequested();
-                    // A fresh buffer per chunk: the collection holds it until the transport has serialized it.
-                    var chunk = new byte[(int)Math.Min(ChunkBytes, Math.Max(1, stream.Length - stream.Position))];
-                    int n = stream.ReadAtLeast(chunk, chunk.Length, throwOnEndOfStream: false);
-                    if (n == 0) break;
-                    input.Add(n == chunk.Length ? chunk : chunk[..n]);
-                    sent += (ulong)n;
-                    progress?.Invoke(sent, total);
+                    Interlocked.Exchange(ref acked, bytes);
+                    Wake();
                 }
+            }
+            void Ended(object? sender, PSInvocationStateChangedEventArgs e) => Wake();
+            void Wake()
+            {
+                try { moved.Set(); }
+                catch (ObjectDisposedException) { } // a record that came in while the handlers were being removed
+            }
+            ps.Streams.Progress.DataAdded += Acknowledged;
+            ps.InvocationStateChanged += Ended;
+            try
+            {
+                foreach (var file in Files)
+                {
+                    input.Add(file);
+                    using var stream = new FileStream(SafeFiles.OpenRegular(Path.Combine(localImage, file)), FileAccess.Read, 1);
+                    while (true)
+                    {
+                        cancel.ThrowIfCancellationRequested();
+                        // A fresh buffer per chunk: the collection holds it until the transport has serialized it.
+                        var chunk = new byte[(int)Math.Min(ChunkBytes, Math.Max(1, stream.Length - stream.Position))];
+                        int n = stream.ReadAtLeast(chunk, chunk.Length, throwOnEndOfStream: false);
+                        if (n == 0) break;
+                        input.Add(n == chunk.Length ? chunk : chunk[..n]);
+                        sent += (ulong)n;
+                        progress?.Invoke(sent, total);
+                        while ((long)sent - Interlocked.Read(ref acked) > InFlightChunks * (long)ChunkBytes
+                               && ps.InvocationStateInfo.State is PSInvocationState.Running or PSInvocationState.NotStarted)
+                        {
+                            cancel.ThrowIfCancellationRequested();
+                            moved.WaitOne(AckPollMilliseconds);
+                        }
+                    }
+                }
+            }
+            finally
+            {
+                ps.Streams.Progress.DataAdded -= Acknowledged;
+                ps.InvocationStateChanged -= Ended;
             }
         }, cancel);
         return new LinkTransfer(sent, clock.Elapsed.TotalSeconds);
@@ -95,7 +136,7 @@ internal sealed class SessionImageLink : IImageLink
         Run(ps => ps.AddCommand(RestoreCommand).AddParameter("Path", PathOf(name)).AddParameter("Destination", restorePath), null, cancel);
 
     /// <summary>Runs a pipeline in the session, feeding it input; any failure becomes an <see cref="EngineException"/>.</summary>
-    private PSDataCollection<PSObject> Run(Action<PowerShell> build, Action<PSDataCollection<object>>? feed, CancellationToken cancel)
+    private PSDataCollection<PSObject> Run(Action<PowerShell> build, Action<PowerShell, PSDataCollection<object>>? feed, CancellationToken cancel)
     {
         if (_session.Runspace.RunspaceStateInfo.State != RunspaceState.Opened)
             throw new EngineException(EngineError.LinkBroken, $"The session to {Computer} is {_session.Runspace.RunspaceStateInfo.State}, not open.", Computer);
@@ -110,7 +151,7 @@ internal sealed class SessionImageLink : IImageLink
             {
                 // Without input to feed, no input collection: a cmdlet given one runs ProcessRecord once per object in it, never for none.
                 var pending = feed is null ? ps.BeginInvoke<PSObject, PSObject>(null, output) : ps.BeginInvoke(input, output);
-                try { feed?.Invoke(input); }
+                try { feed?.Invoke(ps, input); }
                 catch (InvalidOperationException) when (ps.InvocationStateInfo.State is PSInvocationState.Failed or PSInvocationState.Stopped)
                 {
                     // The pipeline ended while input was still being added: EndInvoke says why.
