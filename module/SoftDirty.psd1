@@ -40,6 +40,7 @@
         'Restore-MemoryImage'
         'Invoke-PreCopyMigration'
         'Export-DirtyPageChart'
+        'Receive-MemoryImage'
     )
     FunctionsToExport      = @()
     VariablesToExport      = @()

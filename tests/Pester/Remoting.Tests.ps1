@@ -108,4 +108,165 @@ Describe 'Remoting over SSH' -Tag Remoting -Skip:([bool]$script:skipReason) {
         @($xml.svg.polyline | Where-Object class -eq 'rate').Count | Should -Be 2
         @($xml.svg.text | Where-Object class -eq 'fg legend series').'#text' | Should -Match 'on 127\.0\.0\.1$'
     }
+
+    Context 'Invoke-PreCopyMigration -ToSession: a migration that crosses the session' {
+        BeforeAll {
+            Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+            # Another session to the same sshd: a host of its own (its own server-side pwsh).
+            function New-TestSession {
+                New-PSSession -HostName 127.0.0.1 -Port $port -UserName $user -KeyFilePath "$dir/client_key" -Options $options -ErrorAction Stop
+            }
+            # The restored flat files (START-END.bin) against the memory they came from.
+            function Assert-RestoredEqual([string] $Restored, [scriptblock] $ReadMemory) {
+                $files = @(Get-ChildItem -LiteralPath $Restored -File | Where-Object Name -match '^([0-9a-f]+)-([0-9a-f]+)\.bin$')
+                $files | Should -Not -BeNullOrEmpty
+                foreach ($f in $files) {
+                    $null = $f.Name -match '^([0-9a-f]+)-([0-9a-f]+)\.bin$'
+                    $start = [Convert]::ToUInt64($Matches[1], 16); $end = [Convert]::ToUInt64($Matches[2], 16)
+                    $f.Length | Should -Be ($end - $start)
+                    $memory = [byte[]](& $ReadMemory $start ($end - $start))
+                    [System.Linq.Enumerable]::SequenceEqual($memory, [IO.File]::ReadAllBytes($f.FullName)) | Should -BeTrue -Because "$($f.Name) must hold the bytes of the process at $($Matches[1])"
+                }
+                $files
+            }
+            if (-not ('SoftDirtyTest.LinkCutter' -as [type])) {
+                # Cuts the link at a known point: the first progress record of a given transfer (written after that
+                # transfer's first chunk was handed to the session) kills the session's server-side process, on
+                # the thread that wrote the record, before the next chunk is sent.
+                Add-Type -TypeDefinition @'
+namespace SoftDirtyTest {
+    public static class LinkCutter {
+        public static volatile bool Fired;
+        public static void Arm(System.Management.Automation.PSDataCollection<System.Management.Automation.ProgressRecord> progress, int pid, string activity) {
+            Fired = false;
+            progress.DataAdded += (sender, e) => {
+                var r = progress[e.Index];
+                if (Fired || !r.Activity.StartsWith(activity) || r.RecordType != System.Management.Automation.ProgressRecordType.Processing) return;
+                Fired = true;
+                System.Diagnostics.Process.GetProcessById(pid).Kill();
+            };
+        }
+    }
+}
+'@
+            }
+        }
+
+        It 'migrates a real process: each round verified on the destination, the link measured, the restored memory equal to the process''s' {
+            $t = Start-WfTarget
+            try {
+                $region = New-WfRegion $t 1024
+                $dest = Join-Path $TestDrive "real-$([guid]::NewGuid().ToString('n'))"
+                # Stopped (SIGSTOP) first, so that its memory after the migration is the memory the migration took: a
+                # running target changes its libc's lock words after it is let run again. A stopped process is left stopped.
+                & kill -STOP $t.Id
+                $out = @(Invoke-PreCopyMigration -Id $t.Id -ToSession $sessions[1] -Destination "$dest/chain" -RestorePath "$dest/restored" -MaxIterations 2 -StopThreshold 0 -Mapping '[anon]')
+                $summary = $out[-1]
+                $rounds = @($out | Where-Object { $_ -is [SoftDirty.Workflows.PreCopyRound] })
+                $summary | Should -BeOfType ([SoftDirty.Workflows.PreCopySummary])
+                $summary.ToComputer | Should -Be '127.0.0.1'
+                $summary.Bandwidth | Should -BeGreaterThan 0 -Because 'the bytes over the session per second of transfer are measured'
+                $summary.EstimatedDowntime | Should -BeGreaterThan 0
+                $summary.EstimatedDowntime | Should -BeGreaterOrEqual $rounds[-1].TransferSeconds -Because 'the downtime spans the final transfer'
+                $summary.TotalBytesSent | Should -Be (($rounds | Measure-Object BytesSent -Sum).Sum)
+                $rounds[0].BytesSent | Should -BeGreaterThan (1024 * $t.PageSize) -Because 'round 1 carries the region''s pages, its index and manifest'
+                foreach ($r in $rounds) { $r.TransferSeconds | Should -BeGreaterThan 0 }
+                $rounds[-1].Phase | Should -Be 'StopAndCopy'
+                $summary.FinalImage | Should -Be (Join-Path "$dest/chain" ('round-{0:D2}' -f $rounds.Count))
+                $summary.RestorePath | Should -Be "$dest/restored"
+                # The destination is this machine's file system too: check what the other side wrote.
+                Test-MemoryImage $summary.FinalImage | Should -BeTrue
+                @(Get-MemoryImage $summary.FinalImage).Count | Should -Be $rounds.Count
+                (Get-Item "$dest/chain/round-01").UnixMode | Should -Be 'drwx------'
+                (Get-Item "$dest/chain/round-01/pages.bin").UnixMode | Should -Be '-rw-------'
+                Get-ProcessState $t.Id | Should -Be 'T'
+                $mem = [IO.File]::OpenRead("/proc/$($t.Id)/mem")
+                try {
+                    $files = Assert-RestoredEqual "$dest/restored" {
+                        param($start, $length)
+                        $mem.Position = [long]$start
+                        $buffer = [byte[]]::new($length)
+                        $mem.ReadExactly($buffer, 0, $buffer.Length)
+                        , $buffer
+                    }
+                } finally { $mem.Dispose() }
+                $files.Name | Should -Contain ('{0:x}-{1:x}.bin' -f $region.Address, ($region.Address + 1024 * $t.PageSize))
+            } finally { Stop-WfTarget $t }
+        }
+
+        It 'migrates an emulated process that keeps writing; the restored memory equals the emulated memory' {
+            $e = New-EmulatedProcess
+            $m = $e | Add-EmulatedMapping -Length 4MB
+            $e | Write-EmulatedMemory -Address $m.Start -Length $m.Size
+            $work = @{ Address = $m.Start; Length = $m.Size; Pattern = 'HotSet'; AccessesPerSecond = 20000; WriteRatio = 1; Seed = 3 }
+            $dest = Join-Path $TestDrive "emulated-$([guid]::NewGuid().ToString('n'))"
+            $out = @($e | Invoke-PreCopyMigration -Workload $work -ToSession $sessions[1] -Destination "$dest/chain" -RestorePath "$dest/restored" -MaxIterations 3 -StopThreshold 16)
+            $summary = $out[-1]
+            $rounds = @($out | Where-Object { $_ -is [SoftDirty.Workflows.PreCopyRound] })
+            $rounds[0].PagesSent | Should -Be 1024
+            $rounds[0].DirtyPages | Should -BeGreaterThan 0 -Because 'the workload runs for the measured seconds of round 1'
+            $rounds[1].PagesSent | Should -Be $rounds[0].DirtyPages
+            $summary.Bandwidth | Should -BeGreaterThan 0
+            $summary.EstimatedDowntime | Should -BeGreaterThan 0
+            Test-MemoryImage $summary.FinalImage | Should -BeTrue
+            $files = Assert-RestoredEqual "$dest/restored" { param($start, $length) , ($e | Read-EmulatedMemory -Address $start -Length $length -AsByteArray) }
+            $files.Name | Should -Be ('{0:x}-{1:x}.bin' -f $m.Start, $m.End)
+        }
+
+        It 'a link cut during a round leaves the last complete, verified image and gives LinkBroken (ConnectionError)' {
+            $cut = New-TestSession
+            try {
+                Invoke-Command -Session $cut { Import-Module $using:module } -ErrorAction Stop
+                $serverPid = Invoke-Command -Session $cut { $PID }
+                $e = New-EmulatedProcess
+                $m = $e | Add-EmulatedMapping -Length 8MB
+                $e | Write-EmulatedMemory -Address $m.Start -Length $m.Size
+                # Every page rewritten in round 1 (100,000 page writes a second over 2,048 pages): round 2 sends 8 MiB, two chunks.
+                $work = @{ Address = $m.Start; Length = $m.Size; Pattern = 'Sequential'; AccessesPerSecond = 100000; WriteRatio = 1; Seed = 1 }
+                $dest = Join-Path $TestDrive "cut-$([guid]::NewGuid().ToString('n'))"
+                # A runspace of its own, so that the progress records reach $ps.Streams.Progress (and the cutter).
+                $local = [runspacefactory]::CreateRunspace()
+                $local.Open()
+                $ps = [powershell]::Create()
+                $ps.Runspace = $local
+                try {
+                    $null = $ps.AddCommand('Import-Module').AddArgument($module).AddStatement()
+                    $null = $ps.AddCommand('Invoke-PreCopyMigration').AddParameter('Emulator', $e).AddParameter('Workload', $work).AddParameter('ToSession', $cut).
+                        AddParameter('Destination', "$dest/chain").AddParameter('MaxIterations', 3).AddParameter('StopThreshold', 0)
+                    [SoftDirtyTest.LinkCutter]::Arm($ps.Streams.Progress, $serverPid, 'Sending round 2 ')
+                    $out = @($ps.Invoke())
+                    $errors = @($ps.Streams.Error)
+                } finally { $ps.Dispose(); $local.Dispose() }
+                [SoftDirtyTest.LinkCutter]::Fired | Should -BeTrue -Because 'round 2 started sending'
+                @($out | Where-Object { $_ -is [SoftDirty.Workflows.PreCopyRound] }).Count | Should -Be 1
+                $errors | Should -HaveCount 1
+                $errors[0].FullyQualifiedErrorId | Should -BeLike 'LinkBroken,*'
+                $errors[0].CategoryInfo.Category | Should -Be 'ConnectionError'
+                $errors[0].Exception.Message | Should -Match 'last complete, verified image'
+                Test-MemoryImage "$dest/chain/round-01" | Should -BeTrue
+                Test-Path "$dest/chain/round-02" | Should -BeFalse -Because 'a half-sent round is never put in place'
+                @(Get-ChildItem -LiteralPath "$dest/chain" -Directory).Name | Should -Be 'round-01'
+            } finally { $cut | Remove-PSSession -ErrorAction SilentlyContinue }
+        }
+
+        It 'a destination session without the module gives ModuleNotOnDestination and writes nothing' {
+            $bare = New-TestSession
+            try {
+                if (Invoke-Command -Session $bare { Get-Command Receive-MemoryImage -ErrorAction Ignore }) {
+                    Set-ItResult -Skipped -Because 'SoftDirty is installed in a module path of this machine, so every session can load it'
+                    return
+                }
+                $e = New-EmulatedProcess
+                $m = $e | Add-EmulatedMapping -Length 64KB
+                $dest = Join-Path $TestDrive "bare-$([guid]::NewGuid().ToString('n'))"
+                $out = @($e | Invoke-PreCopyMigration -ToSession $bare -Destination $dest -ErrorAction SilentlyContinue -ErrorVariable err)
+                $out | Should -BeNullOrEmpty
+                $err | Should -HaveCount 1
+                $err[0].FullyQualifiedErrorId | Should -BeLike 'ModuleNotOnDestination,*'
+                $err[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+                "$($err[0])" | Should -Match 'Import-Module SoftDirty'
+                Test-Path $dest | Should -BeFalse
+            } finally { $bare | Remove-PSSession -ErrorAction SilentlyContinue }
+        }
+    }
 }

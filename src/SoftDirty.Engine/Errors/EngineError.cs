@@ -86,4 +86,10 @@ public enum EngineError
     /// </summary>
     [Categorized(FailureCategory.ResourceUnavailable)]
     ProcessExecuted,
+    /// <summary>The link to another machine (a PowerShell session) broke or closed during a transfer: the destination keeps its last complete, verified image.</summary>
+    [Categorized(FailureCategory.ConnectionError)]
+    LinkBroken,
+    /// <summary>The destination session cannot run the SoftDirty module (not installed there, or not importable).</summary>
+    [Categorized(FailureCategory.ObjectNotFound)]
+    ModuleNotOnDestination,
 }

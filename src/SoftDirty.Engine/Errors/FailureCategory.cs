@@ -32,4 +32,6 @@ internal enum FailureCategory
     WriteError,
     /// <summary>Doing it would be unsafe.</summary>
     SecurityError,
+    /// <summary>A connection to another machine failed.</summary>
+    ConnectionError,
 }

@@ -13,12 +13,51 @@ namespace SoftDirty.Workflows;
 /// Pre-copy migration rounds: send everything while the process runs, then what was dirtied meanwhile,
 /// until little is dirty (converged), the round limit, or the dirty set stops shrinking; then stop the process
 /// and send the rest. The link is simulated: a live round lasts at least bytes / bandwidth (real time for a
-/// real process, emulated time through <see cref="IWorkloadDriver"/> for an emulated one).
+/// real process, emulated time through <see cref="IWorkloadDriver"/> for an emulated one). Or it is real
+/// (<see cref="PreCopyOptions.Link"/>): each round's image is staged in a private temp folder, sent, verified
+/// and put in place on the destination, and the transfer is timed; an emulated process then runs its workload
+/// for the measured seconds, and the stop-and-copy round's downtime is measured from the freeze until the
+/// destination holds the final image.
 /// </summary>
 internal static class PreCopyMigration
 {
-    public static IEnumerable<object> Run(IDirtyTracker tracker, PreCopyOptions options, CancellationToken cancel, Action<string>? status = null)
+    public static IEnumerable<object> Run(IDirtyTracker tracker, PreCopyOptions options, CancellationToken cancel, Action<string>? status = null, Action<ulong, ulong>? transfer = null)
     {
+        var link = options.Link;
+        if (link is not null)
+        {
+            // The images are staged locally (an increment is written against its parent's hashes) in a private folder removed at the end.
+            var stage = Path.Combine(Path.GetTempPath(), $"softdirty-precopy-{Guid.NewGuid():N}");
+            SafeFiles.CreateDirectory(stage);
+            try
+            {
+                foreach (var record in Rounds(tracker, new PreCopyOptions
+                {
+                    Bandwidth = 1, MaxIterations = options.MaxIterations, StopThreshold = options.StopThreshold, FreezeFinal = options.FreezeFinal,
+                    Selector = options.Selector, Link = link, RestorePath = options.RestorePath, Destination = stage,
+                }, stage, status, transfer, cancel)) yield return record;
+            }
+            finally { try { Directory.Delete(stage, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
+            yield break;
+        }
+        foreach (var record in Rounds(tracker, options, null, status, transfer, cancel)) yield return record;
+    }
+
+    private static IEnumerable<object> Rounds(IDirtyTracker tracker, PreCopyOptions options, string? stage, Action<string>? status, Action<ulong, ulong>? transferProgress, CancellationToken cancel)
+    {
+        var link = stage is null ? null : options.Link;
+        ulong linkBytes = 0;
+        double linkSeconds = 0;
+        // Sends a staged image over the link: the bytes and seconds measured, and where the image now lies there.
+        (ulong Bytes, double Seconds, string Image) Cross(string image, string what)
+        {
+            status?.Invoke(what);
+            var name = Path.GetFileName(image);
+            var t = link!.Send(image, name, transferProgress, cancel);
+            linkBytes += t.Bytes;
+            linkSeconds += t.Seconds;
+            return (t.Bytes, t.Seconds, link.PathOf(name));
+        }
         if (options.Bandwidth <= 0) throw new EngineException(EngineError.InvalidArgument, "The bandwidth must be more than 0 bytes per second.", options.Bandwidth);
         var source = tracker.Source;
         bool emulated = source is IWorkloadDriver;
@@ -27,7 +66,7 @@ internal static class PreCopyMigration
         double clock = 0;
         string? parent = null;
         bool created = false;
-        if (options.Destination is { } dest && !SafeFiles.CheckDestination(Path.GetFullPath(dest), "The migration destination"))
+        if (link is null && options.Destination is { } dest && !SafeFiles.CheckDestination(Path.GetFullPath(dest), "The migration destination"))
         {
             SafeFiles.CreateDirectory(Path.GetFullPath(dest));
             created = true;
@@ -48,6 +87,8 @@ internal static class PreCopyMigration
                 var roundClock = Stopwatch.StartNew();
                 var (sent, image) = Send(source, tracker.Method, pending, options, round, ref parent, cancel);
                 double transfer = sent * (double)ps / options.Bandwidth;
+                ulong bytes = sent * (ulong)ps;
+                if (link is not null) (bytes, transfer, image) = Cross(image!, $"round {round}: sending {sent} pages to {link.Computer}");
                 double roundSeconds;
                 if (emulated) { IntervalClock.Wait(source, TimeSpan.FromSeconds(transfer), cancel); roundSeconds = transfer; }
                 else
@@ -60,7 +101,7 @@ internal static class PreCopyMigration
                 totalPages += sent;
                 yield return new PreCopyRound
                 {
-                    Round = round, Phase = PreCopyPhase.Live, PagesSent = sent, BytesSent = sent * (ulong)ps, TransferSeconds = transfer,
+                    Round = round, Phase = PreCopyPhase.Live, PagesSent = sent, BytesSent = bytes, TransferSeconds = transfer,
                     RoundSeconds = roundSeconds, DirtyPages = dirty.PageCount, Rate = dirty.PageCount / Math.Max(roundSeconds, 1e-6),
                     Elapsed = emulated ? clock : total.Elapsed.TotalSeconds, PageSize = ps, Method = dirty.Method, ImagePath = image, Ranges = dirty.Ranges.ToArray(),
                 };
@@ -82,6 +123,7 @@ internal static class PreCopyMigration
             string? finalImage;
             DirtyPageSet finalSet;
             double downtime, finalTransfer;
+            ulong finalBytes;
             using (options.FreezeFinal ? ProcessFreeze.Freeze(source, cancel) : null)
             {
                 var extra = tracker.Collect(rearm: true, cancel);
@@ -89,20 +131,32 @@ internal static class PreCopyMigration
                 double findSeconds = stopClock.Elapsed.TotalSeconds;
                 (finalSent, finalImage) = Send(source, tracker.Method, finalSet, options, round + 1, ref parent, cancel);
                 finalTransfer = finalSent * (double)ps / options.Bandwidth;
+                finalBytes = finalSent * (ulong)ps;
                 downtime = findSeconds + finalTransfer;
+                if (link is not null)
+                {
+                    (finalBytes, finalTransfer, finalImage) = Cross(finalImage!, $"stop-and-copy: sending {finalSent} pages to {link.Computer}");
+                    downtime = stopClock.Elapsed.TotalSeconds; // measured: from the freeze until the destination holds the final image
+                }
             } // resumed here, before anything is emitted
+            if (link is not null && options.RestorePath is { } restore)
+            {
+                status?.Invoke($"restoring {finalImage} into {restore} on {link.Computer}");
+                link.Restore(Path.GetFileName(finalImage!), restore, cancel);
+            }
             totalPages += finalSent;
             clock += downtime;
             yield return new PreCopyRound
             {
-                Round = round + 1, Phase = PreCopyPhase.StopAndCopy, PagesSent = finalSent, BytesSent = finalSent * (ulong)ps, TransferSeconds = finalTransfer,
+                Round = round + 1, Phase = PreCopyPhase.StopAndCopy, PagesSent = finalSent, BytesSent = finalBytes, TransferSeconds = finalTransfer,
                 RoundSeconds = downtime, DirtyPages = 0, Rate = 0, Elapsed = emulated ? clock : total.Elapsed.TotalSeconds, PageSize = ps, Method = tracker.Method,
                 ImagePath = finalImage, Ranges = finalSet.Ranges.ToArray(),
             };
             yield return new PreCopySummary
             {
                 ProcessId = source.ProcessId, Name = source.Name, Method = tracker.Method, LiveRounds = round,
-                TotalPagesSent = totalPages, TotalBytesSent = totalPages * (ulong)ps, Bandwidth = options.Bandwidth,
+                TotalPagesSent = totalPages, TotalBytesSent = link is null ? totalPages * (ulong)ps : linkBytes,
+                Bandwidth = link is null ? options.Bandwidth : linkBytes / Math.Max(linkSeconds, 1e-9), ToComputer = link?.Computer, RestorePath = link is null ? null : options.RestorePath,
                 EstimatedDowntime = downtime, Converged = reason == PreCopyStopReason.Converged, StopReason = reason, Reason = why,
                 TotalSeconds = emulated ? clock : total.Elapsed.TotalSeconds, FinalImage = finalImage,
             };

@@ -13,9 +13,9 @@ public sealed class PreCopyRound : IDirtyTimelinePoint
     public PreCopyPhase Phase { get; init; }
     /// <summary>Pages sent this round.</summary>
     public ulong PagesSent { get; init; }
-    /// <summary>Bytes sent this round (<see cref="PagesSent"/> pages).</summary>
+    /// <summary>Bytes sent this round (<see cref="PagesSent"/> pages); with -ToSession the bytes of the round's image that crossed the session.</summary>
     public ulong BytesSent { get; init; }
-    /// <summary>Seconds the bytes take at the given bandwidth.</summary>
+    /// <summary>Seconds the bytes take at the given bandwidth; with -ToSession the measured seconds until the destination had the round's image, verified.</summary>
     public double TransferSeconds { get; init; }
     /// <summary>Seconds the round really lasted (at least the transfer time for a live round).</summary>
     public double RoundSeconds { get; init; }
@@ -29,7 +29,7 @@ public sealed class PreCopyRound : IDirtyTimelinePoint
     public int PageSize { get; init; }
     /// <summary>How the dirty pages were found.</summary>
     public TrackingMethod Method { get; init; }
-    /// <summary>The image this round wrote (with -Destination).</summary>
+    /// <summary>The image this round wrote (with -Destination; with -ToSession its path on the destination).</summary>
     public string? ImagePath { get; init; }
     /// <summary>The pages dirtied during the round, as ranges.</summary>
     public JoinedList<AddressRange> Ranges { get; init; } = JoinedList<AddressRange>.Empty;

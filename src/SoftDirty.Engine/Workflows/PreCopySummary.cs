@@ -17,9 +17,9 @@ public sealed class PreCopySummary
     public ulong TotalPagesSent { get; init; }
     /// <summary>Bytes sent in all rounds.</summary>
     public ulong TotalBytesSent { get; init; }
-    /// <summary>The modelled bandwidth in bytes a second.</summary>
+    /// <summary>The modelled bandwidth in bytes a second; with -ToSession the measured one: the bytes sent over the session divided by the seconds the transfers took (until the destination had verified each image).</summary>
     public double Bandwidth { get; init; }
-    /// <summary>Seconds the process would be stopped: the final round's transfer plus the time to find what is dirty.</summary>
+    /// <summary>Seconds the process would be stopped: the final round's transfer plus the time to find what is dirty; with -ToSession measured: from the freeze until the destination held the final image, verified.</summary>
     public double EstimatedDowntime { get; init; }
     /// <summary>True when the dirty set fell under the stop threshold.</summary>
     public bool Converged { get; init; }
@@ -29,6 +29,10 @@ public sealed class PreCopySummary
     public string Reason { get; init; } = "";
     /// <summary>Seconds the whole migration took (emulated seconds for an emulated process).</summary>
     public double TotalSeconds { get; init; }
-    /// <summary>The last image (with -Destination): restore the chain from here.</summary>
+    /// <summary>The last image (with -Destination): restore the chain from here (with -ToSession, a path on the destination).</summary>
     public string? FinalImage { get; init; }
+    /// <summary>The computer of the destination session (-ToSession); null on a simulated link.</summary>
+    public string? ToComputer { get; init; }
+    /// <summary>Where the final image was restored on the destination (-ToSession with -RestorePath).</summary>
+    public string? RestorePath { get; init; }
 }

@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using System.Management.Automation.Runspaces;
 using SoftDirty;
 using SoftDirty.Emulation;
 using SoftDirty.Tracking;
@@ -8,14 +9,16 @@ namespace SoftDirty.Commands;
 
 /// <summary>
 /// Invoke-PreCopyMigration: the rounds of a live migration's pre-copy on a process: one PreCopyRound per
-/// round (live rounds, then the stop-and-copy round), then a PreCopySummary.
+/// round (live rounds, then the stop-and-copy round), then a PreCopySummary. The link is simulated
+/// (-Bandwidth), or real (-ToSession): each round's image crosses a PowerShell session to the destination
+/// machine, where Receive-MemoryImage writes and verifies it, and the transfer is timed.
 /// </summary>
 [Cmdlet(VerbsLifecycle.Invoke, "PreCopyMigration", DefaultParameterSetName = IdSet, SupportsShouldProcess = true)]
 [OutputType(typeof(PreCopyRound), typeof(PreCopySummary))]
 public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
 {
-    /// <summary>Bytes per second of the link (1GB, 100MB work).</summary>
-    [Parameter(Mandatory = true)]
+    /// <summary>Bytes per second of the simulated link (1GB, 100MB work); required without -ToSession, refused with it (that link is measured).</summary>
+    [Parameter]
     [ValidateRange(1.0, double.MaxValue)]
     public double Bandwidth { get; set; }
 
@@ -28,9 +31,37 @@ public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
     [Parameter]
     public ulong StopThreshold { get; set; } = 256;
 
-    /// <summary>Write each round as a memory image (round-01 full, then increments) in this directory.</summary>
+    /// <summary>Write each round as a memory image (round-01 full, then increments) in this directory; with -ToSession a directory on the destination machine.</summary>
     [Parameter]
     public string? Destination { get; set; }
+
+    /// <summary>
+    /// Send each round's image over this session (PowerShell remoting, e.g. over SSH) to -Destination on the
+    /// destination machine, which needs the SoftDirty module; the transfers are timed (MB/s, downtime).
+    /// </summary>
+    [Parameter]
+    [ValidateNotNull]
+    public PSSession? ToSession { get; set; }
+
+    /// <summary>With -ToSession: restore the final image on the destination into flat files in this directory there (as Restore-MemoryImage does).</summary>
+    [Parameter]
+    [ValidateNotNullOrEmpty]
+    public string? RestorePath { get; set; }
+
+    /// <summary>The progress activity of each image's transfer over -ToSession.</summary>
+    private const int TransferActivityId = 0x5E00;
+
+    /// <inheritdoc/>
+    protected override void BeginProcessing()
+    {
+        base.BeginProcessing();
+        string? problem = ToSession is null
+            ? (!MyInvocation.BoundParameters.ContainsKey(nameof(Bandwidth)) ? "-Bandwidth (bytes per second of the simulated link) is required without -ToSession."
+              : RestorePath is not null ? "-RestorePath needs -ToSession: restore a local chain with Restore-MemoryImage." : null)
+            : MyInvocation.BoundParameters.ContainsKey(nameof(Bandwidth)) ? "-Bandwidth models a link; with -ToSession the link is real and measured: leave -Bandwidth out."
+            : Destination is null ? "-ToSession needs -Destination: the directory on the destination machine for the images." : null;
+        if (problem is not null) ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, problem, null)));
+    }
 
     /// <summary>How each round finds the pages written since the last.</summary>
     [Parameter]
@@ -41,19 +72,35 @@ public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
 
     private void Migrate(IPageSource source)
     {
-        if (!ShouldProcess($"{source.Name} ({source.ProcessId})", "Run pre-copy rounds and stop the process (ptrace) for the final round")) return;
+        if (!ShouldProcess($"{source.Name} ({source.ProcessId})", ToSession is null ? "Run pre-copy rounds and stop the process (ptrace) for the final round"
+            : $"Send pre-copy rounds to {Destination} on {ToSession.ComputerName} and stop the process (ptrace) for the final round")) return;
         var selector = WorkflowSelector.Checked(source, Mapping);
+        var link = ToSession is null ? null : SessionImageLink.Open(ToSession, Destination!, Cancellation);
         using var tracker = DirtyTracker.Create(source, Method, PageHashAlgorithm.Fast128, selector);
         WriteVerbose(tracker.Description);
         var options = new PreCopyOptions
         {
-            Bandwidth = Bandwidth, MaxIterations = MaxIterations, StopThreshold = StopThreshold,
-            Destination = Destination is null ? null : FileSystemPath(Destination),
+            Bandwidth = link is null ? Bandwidth : 1, MaxIterations = MaxIterations, StopThreshold = StopThreshold,
+            Destination = Destination is null || link is not null ? null : FileSystemPath(Destination), Link = link, RestorePath = RestorePath,
             FreezeFinal = source.ProcessId != System.Environment.ProcessId, Selector = selector,
         };
         var progress = new Progress(this, $"Pre-copy migration of {source.Name} ({source.ProcessId})", "round 1");
         int rounds = 0;
-        foreach (var record in PreCopyMigration.Run(tracker, options, Cancellation, s => progress.Report((ulong)rounds, (ulong)MaxIterations + 1, s)))
+        var sending = new ProgressRecord(TransferActivityId, $"Sending round {rounds + 1} to {link?.Computer}", "starting");
+        var shown = System.Diagnostics.Stopwatch.StartNew();
+        void Transfer(ulong sent, ulong total)
+        {
+            // The first chunk of each image, then at most five updates a second: each round's transfer shows when it starts.
+            bool first = sent <= SessionImageLink.ChunkBytes;
+            if (!first && sent < total && shown.ElapsedMilliseconds < 200) return;
+            shown.Restart();
+            sending.Activity = $"Sending round {rounds + 1} to {link!.Computer}";
+            sending.StatusDescription = $"{sent / (double)(1 << 20):N1} of {total / (double)(1 << 20):N1} MiB";
+            sending.PercentComplete = total == 0 ? 100 : (int)(sent * 100 / total);
+            sending.RecordType = sent >= total ? ProgressRecordType.Completed : ProgressRecordType.Processing;
+            WriteProgress(sending);
+        }
+        foreach (var record in PreCopyMigration.Run(tracker, options, Cancellation, s => progress.Report((ulong)rounds, (ulong)MaxIterations + 1, s), link is null ? null : Transfer))
         {
             if (record is PreCopyRound) rounds++;
             WriteObject(record);
