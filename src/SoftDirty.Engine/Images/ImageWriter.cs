@@ -17,6 +17,8 @@ namespace SoftDirty.Images;
 internal static class ImageWriter
 {
     private const ulong WritebackBytes = 32UL << 20;
+    /// <summary>Pages to store are gathered into one buffer of this size and written with one call (scattered pages of an increment cost one write a megabyte, not one a page).</summary>
+    private const int WriteBufferBytes = 1 << 20;
 
     /// <summary>Saves a full image of <paramref name="source"/> (no <paramref name="parentPath"/>) or an increment over the chain at <paramref name="parentPath"/>.</summary>
     /// <param name="source">The process (real or emulated) to save.</param>
@@ -86,7 +88,34 @@ internal static class ImageWriter
                     for (ulong a = r.Start; a < r.End; a += (ulong)ps)
                         if (parentHashes.ContainsKey(a)) records.Add(new PageRecord(a, PageRecordKind.Zero, 0, zeroHash));
 
-                ulong done = 0;
+                ulong done = 0, written = 0;
+                var writeBuffer = GC.AllocateUninitializedArray<byte>(WriteBufferBytes);
+                int buffered = 0;
+                void WriteOut(ReadOnlySpan<byte> bytes)
+                {
+                    pages.Write(bytes);
+                    written += (ulong)bytes.Length;
+                    // Start writeback of each 32 MiB written, so the disk works while pages are read
+                    // and the final fsync has little left to do.
+                    if (written - flushedTo >= WritebackBytes)
+                    {
+                        Native.SyncFileRange((int)pages.SafeFileHandle.DangerousGetHandle(), (long)flushedTo, (long)(written - flushedTo), Native.SYNC_FILE_RANGE_WRITE);
+                        flushedTo = written;
+                    }
+                }
+                void FlushBuffer()
+                {
+                    if (buffered > 0) WriteOut(writeBuffer.AsSpan(0, buffered));
+                    buffered = 0;
+                }
+                // A run of pages to store: gathered into the buffer, or written as it is when it is large.
+                void Store(ReadOnlySpan<byte> run)
+                {
+                    if (buffered + run.Length > writeBuffer.Length) FlushBuffer();
+                    if (run.Length * 2 >= writeBuffer.Length) WriteOut(run);
+                    else { run.CopyTo(writeBuffer.AsSpan(buffered)); buffered += run.Length; }
+                    dataOffset += (ulong)run.Length;
+                }
                 unreadable = PageWalk.ReadChunks(source, toRead, (address, data) =>
                 {
                     int runStart = -1;
@@ -111,21 +140,14 @@ internal static class ImageWriter
                         if (write) { if (runStart < 0) runStart = off; continue; }
                         if (runStart >= 0)
                         {
-                            pages.Write(data[runStart..off]);
-                            dataOffset += (ulong)(off - runStart);
+                            Store(data[runStart..off]);
                             runStart = -1;
-                            // Start writeback of each 32 MiB written, so the disk works while pages are read
-                            // and the final fsync has little left to do.
-                            if (dataOffset - flushedTo >= WritebackBytes)
-                            {
-                                Native.SyncFileRange((int)pages.SafeFileHandle.DangerousGetHandle(), (long)flushedTo, (long)(dataOffset - flushedTo), Native.SYNC_FILE_RANGE_WRITE);
-                                flushedTo = dataOffset;
-                            }
                         }
                     }
                     done += (ulong)data.Length / (ulong)ps;
                     progress?.Invoke(done, total);
                 }, cancel: cancel);
+                FlushBuffer();
                 pages.Flush(flushToDisk: true);
             }
             // Pages the chain has data for that are no longer present, inside the mappings saved: now zero.
