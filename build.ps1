@@ -352,6 +352,12 @@ function Invoke-Bench {
     if ($LASTEXITCODE -ne 0) { throw "Bench failed (exit code $LASTEXITCODE)" }
     $workflows = & $pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/BenchWorkflows.ps1') -ModulePath (Join-Path $StageDir 'SoftDirty.psd1')
     if ($LASTEXITCODE -ne 0) { throw "BenchWorkflows failed (exit code $LASTEXITCODE)" }
+    # The CRIU comparison in the soft-dirty VM (tests/vm/bench-criu.sh; {"skipped": why} where it cannot run).
+    $criuJson = Join-Path $ResultsDir 'bench-criu.report.json'
+    $null = New-Item -ItemType Directory $ResultsDir -Force
+    $env:SOFTDIRTY_PWSH = $pwsh
+    bash (Join-Path $Root 'tests/vm/bench-criu.sh') $criuJson
+    if ($LASTEXITCODE -ne 0) { throw "bench-criu.sh failed (exit code $LASTEXITCODE)" }
     # Anything a script wrote before its JSON (progress lines) is shown, not parsed.
     function Read-Json([string[]] $Lines) {
         $at = [array]::FindIndex($Lines, [Predicate[string]] { param($l) $l -match '^\s*\{' })
@@ -359,7 +365,7 @@ function Invoke-Bench {
         if ($at -gt 0) { $Lines[0..($at - 1)] | Write-Host }
         ($Lines[$at..($Lines.Count - 1)] -join "`n") | ConvertFrom-Json
     }
-    [ordered]@{ pagemap = Read-Json $core; workflows = Read-Json $workflows } | ConvertTo-Json -Depth 6
+    [ordered]@{ pagemap = Read-Json $core; workflows = Read-Json $workflows; criu = Get-Content -LiteralPath $criuJson -Raw | ConvertFrom-Json } | ConvertTo-Json -Depth 8
 }
 
 function Invoke-Clean {

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Threading;
 using SoftDirty.Tracking;
@@ -116,7 +117,8 @@ internal static class ImageWriter
                     else { run.CopyTo(writeBuffer.AsSpan(buffered)); buffered += run.Length; }
                     dataOffset += (ulong)run.Length;
                 }
-                unreadable = PageWalk.ReadChunks(source, toRead, (address, data) =>
+                // Compiled optimised at once: tier 0 hashed a whole save unoptimised on a busy machine (see PageHash).
+                unreadable = PageWalk.ReadChunks(source, toRead, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (address, data) =>
                 {
                     int runStart = -1;
                     for (int off = 0; off <= data.Length; off += ps)

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Runtime.CompilerServices;
 using System.Threading;
 
 namespace SoftDirty.Tracking;
@@ -119,6 +120,7 @@ internal static class PageWalk
     /// One process_vm_readv for the batch; runs adjacent in memory go to the handler as one. Where the call
     /// stops short, the rest of that range is read through ReadMemory and the call goes on after it.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static ulong ReadBatch(ProcPageSource vector, IPageSource source, Span<AddressRange> batch, byte[] buffer, ChunkHandler handler)
     {
         ulong unreadable = 0;
