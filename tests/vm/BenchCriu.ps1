@@ -48,7 +48,19 @@ function Invoke-Criu([string[]] $Arguments, [string] $Directory) {
     $seconds
 }
 
-$t = Start-WfTarget
+# The target in a session of its own (setsid): CRIU refuses a task whose session leader it cannot see, and
+# everything the guest's init starts is in init's session.
+function Start-SessionTarget {
+    $psi = [System.Diagnostics.ProcessStartInfo]::new('setsid')
+    $psi.ArgumentList.Add((Join-Path $PSScriptRoot '../native/bin/wftarget'))
+    $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true
+    $p = [System.Diagnostics.Process]::Start($psi)
+    $ready = $p.StandardOutput.ReadLine()
+    if ($ready -notmatch '^READY (\d+) (\d+)$') { throw "wftarget said '$ready'" }
+    [pscustomobject]@{ Process = $p; Id = [int]$Matches[1]; PageSize = [int]$Matches[2] }
+}
+
+$t = Start-SessionTarget
 $result = $null
 try {
     $pages = $SizeMiB * 256

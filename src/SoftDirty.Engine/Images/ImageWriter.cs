@@ -62,8 +62,8 @@ internal static class ImageWriter
         var spans = PageWalk.DataSpans(mappings, selector);
         var zeroHash = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
         var records = new List<PageRecord>();
-        var seen = new HashSet<ulong>();
         ulong scanned = 0, inherited = 0, dataOffset = 0, flushedTo = 0, unreadable = 0;
+        List<AddressRange> presentRanges;
 
         try
         {
@@ -71,18 +71,17 @@ internal static class ImageWriter
             {
                 // What to read: present pages, narrowed to the tracker's candidates when there are any.
                 var present = PageWalk.PresentRegions(source, spans, cancel).ToList();
+                presentRanges = present.ConvertAll(r => new AddressRange(r.Start, r.End));
                 ulong total = 0;
                 var toRead = new List<AddressRange>();
                 foreach (var r in present)
                 {
-                    bool track = parentHashes.Count > 0;
-                    if ((r.Categories & PageCategory.PfnZero) != 0) { if (track) MarkSeen(seen, r.Start, r.End, ps); continue; }
+                    if ((r.Categories & PageCategory.PfnZero) != 0) continue;
                     foreach (var part in Intersect(r.Start, r.End, candidates))
                     {
                         toRead.Add(part);
                         total += part.Length / (ulong)ps;
                     }
-                    if (track) MarkSeen(seen, r.Start, r.End, ps);
                 }
                 // Zero-page regions hold zeros: a record only where the parent chain has data there.
                 foreach (var r in present.Where(r => (r.Categories & PageCategory.PfnZero) != 0))
@@ -157,15 +156,20 @@ internal static class ImageWriter
             {
                 const int CancelEvery = 1 << 16;
                 int visited = 0;
+                // (Looked up in the present regions, not a set of every present page: an increment's cost
+                // follows the pages written and the parent's pages, not the pages present.)
                 foreach (var (addr, hash) in parentHashes)
                 {
                     if (++visited % CancelEvery == 0) cancel.ThrowIfCancellationRequested();
-                    if (seen.Contains(addr) || hash == zeroHash) continue;
+                    if (hash == zeroHash) continue;
+                    if (DirtyPageSet.Contains(presentRanges, addr))
+                    {
+                        // Present but not a candidate: it keeps the parent's content, so it counts as inherited.
+                        if (candidates is not null && !candidates.Contains(addr)) inherited++;
+                        continue;
+                    }
                     if (spans.Any(s => addr >= s.Start && addr < s.End)) records.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash));
                 }
-                // Pages present but not candidates keep the parent's content: count them as inherited.
-                if (candidates is not null)
-                    foreach (var addr in seen) if (parentHashes.TryGetValue(addr, out var h) && h != zeroHash && !candidates.Contains(addr)) inherited++;
             }
             records.Sort((a, b) => a.Address.CompareTo(b.Address));
 
@@ -227,11 +231,6 @@ internal static class ImageWriter
         {
             throw new EngineException(EngineError.PermissionDenied, $"Writing the memory image {path} failed: {ex.Message}", path, Errno.EACCES, ex);
         }
-    }
-
-    private static void MarkSeen(HashSet<ulong> seen, ulong start, ulong end, int ps)
-    {
-        for (ulong a = start; a < end; a += (ulong)ps) seen.Add(a);
     }
 
     private static IEnumerable<AddressRange> Intersect(ulong start, ulong end, DirtyPageSet? candidates)

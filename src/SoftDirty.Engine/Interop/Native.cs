@@ -76,4 +76,8 @@ internal static unsafe partial class Native
 
     [LibraryImport(Libc, EntryPoint = "process_vm_readv", SetLastError = true)]
     public static partial nint ProcessVmReadv(int pid, Injection.Ptrace.IoVec* localIov, nuint localCount, Injection.Ptrace.IoVec* remoteIov, nuint remoteCount, nuint flags);
+
+    /// <summary>mprotect (tests of the read fallback: a page without read permission that /proc/PID/mem still reads).</summary>
+    [LibraryImport(Libc, EntryPoint = "mprotect", SetLastError = true)]
+    public static partial int Mprotect(nint addr, nuint length, int prot);
 }
