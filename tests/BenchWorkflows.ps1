@@ -12,7 +12,8 @@
     size (target >= 0.9).
     SaveVsWrite: a full Save-MemoryImage of that region (fsync) against a plain sequential write of the same
     bytes to a file (2 MiB writes, fsync) (target >= 0.7).
-    Increment1PctVs100Pct, Increment10PctVs100Pct: Save-MemoryImage -Parent over a full image taken just before
+    Increment1PctVs100Pct, Increment10PctVs100Pct: Save-MemoryImage -Parent of an -IncrementMiB region (another
+    wftarget) over a full image taken just before
     the writes, after 1% (single pages, 1 in 100)
     and 10% (runs of 10 pages, 1 run in 100) of the region was written, over the same after 100% was written:
     an increment's cost follows the pages written, not the process size (targets <= 0.1 and <= 0.25). Its
@@ -23,7 +24,7 @@
     from outside by syscall injection: EnableMs (inject and protect, target < 20), CollectVsHash (a collection
     with 1% of the pages written, the Hash method's time over WriteProtect's, target >= 5) and WriteVsSelf (the
     target's first write to a protected page over this process's own uffd-wp write fault, target <= 2).
-    Medians of -Runs runs. -Quick: a 128 MiB region and 3 runs, to try the script out.
+    Medians of -Runs runs. -Quick: a 128 MiB region (64 MiB for the increments) and 3 runs, to try the script out.
 .EXAMPLE
     ./build.ps1 Build, Native; pwsh -File tests/BenchWorkflows.ps1 -ModulePath out/SoftDirty/SoftDirty.psd1
 #>
@@ -33,17 +34,21 @@ param(
     [string] $TestKitPath = (Join-Path (Split-Path (Split-Path $ModulePath)) 'testkit/SoftDirty.TestKit.dll'),
     [int] $SizeMiB = 1024,
     [int] $Runs = 5,
+    # The region of the increment measurements (each repetition saves it 6 times).
+    [int] $IncrementMiB = 256,
     [string] $WorkPath = [IO.Path]::GetTempPath(),
     [switch] $Quick
 )
 $ErrorActionPreference = 'Stop'
+# No progress bars: drawing them is console time, not the save's (a TCG guest's console is slow).
+$ProgressPreference = 'SilentlyContinue'
 # Resolved first: Import-Module reads a bare relative path (out/SoftDirty/SoftDirty.psd1) as a module name.
 Import-Module (Resolve-Path $ModulePath).Path
 Import-Module (Join-Path $PSScriptRoot 'Pester/SoftDirty.TestSupport.psm1')
 Import-Module (Join-Path $PSScriptRoot 'BenchSupport.psm1')
 # The measurements in C# (the test kit; it sees the engine's internals): beside the staged module.
 Add-Type -Path $TestKitPath
-if ($Quick) { $SizeMiB = 128; $Runs = 3 }
+if ($Quick) { $SizeMiB = 128; $IncrementMiB = 64; $Runs = 3 }
 $loadBefore = Get-LoadAverage
 
 function Median([double[]] $x) { $s = $x | Sort-Object; $s[[int][math]::Floor(($s.Count - 1) / 2)] }
@@ -172,7 +177,7 @@ try {
     $g = Start-WfGrandchild
     $env:SOFTDIRTY_STATE_DIR = Join-Path $WorkPath "sdbench-state-$PID"
     try {
-        $increment = @(Measure-Increment $g (New-WfRegion $g $pages 5) $method)
+        $increment = @(Measure-Increment $g (New-WfRegion $g ($IncrementMiB * 256) 5) $method)
     } finally {
         if (Test-Path "/proc/$($g.Id)") { kill -KILL $g.Id }
         Stop-WfTarget $g
@@ -183,6 +188,7 @@ try {
     $report = New-BenchReport -Ratios $ratios -LoadBefore $loadBefore -Facts ([ordered]@{
         Region = "$SizeMiB MiB of wftarget $($t.Id)"
         Runs = $Runs
+        IncrementRegion = "$IncrementMiB MiB of another wftarget"
         IncrementMethod = $method
         IncrementDataPages = $increment | Where-Object { -not $_.Contains('name') }
     })

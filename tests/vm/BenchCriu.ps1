@@ -25,6 +25,8 @@ param(
     [switch] $Quick
 )
 $ErrorActionPreference = 'Stop'
+# No progress bars: drawing them is console time, not the save's (a TCG guest's console is slow).
+$ProgressPreference = 'SilentlyContinue'
 Import-Module (Resolve-Path $ModulePath).Path
 Import-Module (Join-Path $PSScriptRoot '../Pester/SoftDirty.TestSupport.psm1')
 Import-Module (Join-Path $PSScriptRoot '../BenchSupport.psm1')
@@ -91,7 +93,7 @@ try {
             if ($who -eq 'criu') {
                 $null = Invoke-Criu @('pre-dump', '-t', $t.Id, '--track-mem') $c0
                 Write-Runs
-                $tc = Invoke-Criu @('pre-dump', '-t', $t.Id, '--track-mem', '--prev-images-dir', '../' + (Split-Path $c0 -Leaf)) $c1
+                $tc = Invoke-Criu @('pre-dump', '-t', $t.Id, '--track-mem', '--prev-images-dir', "../$(Split-Path $c0 -Leaf)") $c1
             } else {
                 $null = Save-MemoryImage -Id $t.Id -Path $o0 -Method SoftDirty
                 Write-Runs
@@ -103,6 +105,7 @@ try {
         $inc += $tc / $to; $incCriu += $tc; $incOurs += $to
         $incPages += , @([SoftDirty.TestKit.Benchmarks.CriuImages]::CountCriuPages($c1, $lo, $hi), [SoftDirty.TestKit.Benchmarks.CriuImages]::CountImagePages($o1, $lo, $hi))
         Remove-Item $c0, $c1, $o0, $o1 -Recurse -Force
+        Write-Host ("BenchCriu: repetition {0}: dump {1:N2} s, full save {2:N2} s; pre-dump {3:N2} s, increment {4:N2} s" -f ($i + 1), $fullCriu[-1], $fullOurs[-1], $incCriu[-1], $incOurs[-1])
     }
     $ratios = @(
         New-RatioRecord -Name CriuDumpVsFullSave -Baseline "criu dump --leave-running of wftarget ($SizeMiB MiB region), whole process; ratio = CRIU's time / Save-MemoryImage's" `
