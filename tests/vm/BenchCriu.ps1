@@ -75,7 +75,8 @@ try {
     $n = 0
     $full = @(); $fullCriu = @(); $fullOurs = @(); $fullPages = @()
     $inc = @(); $incCriu = @(); $incOurs = @(); $incPages = @()
-    for ($i = 0; $i -lt $Repeat; $i++) {
+    # Repetition -1 warms up (the guest's JIT, CRIU's first start) and is not counted.
+    for ($i = -1; $i -lt $Repeat; $i++) {
         # Full: CRIU and ours in turn (the first alternates).
         $c = Join-Path $work "c$n"; $o = Join-Path $work "o$n"; $n++
         $order = if ($i % 2) { 'ours', 'criu' } else { 'criu', 'ours' }
@@ -83,7 +84,7 @@ try {
             if ($who -eq 'criu') { $tc = Invoke-Criu @('dump', '-t', $t.Id, '--leave-running') $c }
             else { $sw = [Diagnostics.Stopwatch]::StartNew(); $null = Save-MemoryImage -Id $t.Id -Path $o; $to = $sw.Elapsed.TotalSeconds }
         }
-        $full += $tc / $to; $fullCriu += $tc; $fullOurs += $to
+        if ($i -ge 0) { $full += $tc / $to; $fullCriu += $tc; $fullOurs += $to }
         $fullPages += , @([SoftDirty.TestKit.Benchmarks.CriuImages]::CountCriuPages($c, $lo, $hi), [SoftDirty.TestKit.Benchmarks.CriuImages]::CountImagePages($o, $lo, $hi))
         Remove-Item $c, $o -Recurse -Force
 
@@ -102,10 +103,11 @@ try {
                 $to = $sw.Elapsed.TotalSeconds
             }
         }
-        $inc += $tc / $to; $incCriu += $tc; $incOurs += $to
+        if ($i -ge 0) { $inc += $tc / $to; $incCriu += $tc; $incOurs += $to }
         $incPages += , @([SoftDirty.TestKit.Benchmarks.CriuImages]::CountCriuPages($c1, $lo, $hi), [SoftDirty.TestKit.Benchmarks.CriuImages]::CountImagePages($o1, $lo, $hi))
         Remove-Item $c0, $c1, $o0, $o1 -Recurse -Force
-        Write-Host ("BenchCriu: repetition {0}: dump {1:N2} s, full save {2:N2} s; pre-dump {3:N2} s, increment {4:N2} s" -f ($i + 1), $fullCriu[-1], $fullOurs[-1], $incCriu[-1], $incOurs[-1])
+        if ($i -ge 0) { Write-Host ("BenchCriu: repetition {0}: dump {1:N2} s, full save {2:N2} s; pre-dump {3:N2} s, increment {4:N2} s" -f ($i + 1), $fullCriu[-1], $fullOurs[-1], $incCriu[-1], $incOurs[-1]) }
+        else { Write-Host ("BenchCriu: warm-up: pre-dump {0:N2} s, increment {1:N2} s" -f $tc, $to) }
     }
     $ratios = @(
         New-RatioRecord -Name CriuDumpVsFullSave -Baseline "criu dump --leave-running of wftarget ($SizeMiB MiB region), whole process; ratio = CRIU's time / Save-MemoryImage's" `
@@ -115,7 +117,7 @@ try {
     )
     $same = -not (@($fullPages + $incPages) | Where-Object { $_[0] -ne $_[1] })
     $result = New-BenchReport -Ratios $ratios -LoadBefore $loadBefore -Facts ([ordered]@{
-        Guest = "kernel $(uname -r), $([Environment]::ProcessorCount) vCPUs"
+        Guest = "kernel $(uname -r), $([Environment]::ProcessorCount) vCPUs, AVX2 $([Runtime.Intrinsics.X86.Avx2]::IsSupported)"
         Criu = (& $Criu --version | Select-Object -First 1)
         Target = "wftarget: $SizeMiB MiB region filled; $WrittenMiB MiB written between image and increment ($runs runs of $runPages pages)"
         RegionPagesFull = [ordered]@{ criu = $fullPages[0][0]; softdirty = $fullPages[0][1] }
