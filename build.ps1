@@ -376,6 +376,14 @@ function Invoke-Bench {
         if ($LASTEXITCODE -ne 0) { throw "$($scripts[$name].Path) failed (exit code $LASTEXITCODE)" }
         $reports[$name] = Read-Json $lines
     }
+    # The CRIU comparison in the soft-dirty VM (tests/vm/bench-criu.sh; {"skipped": why} where it cannot run).
+    $criuJson = Join-Path $ResultsDir 'bench-criu.report.json'
+    $null = New-Item -ItemType Directory $ResultsDir -Force
+    $env:SOFTDIRTY_PWSH = $pwsh
+    Write-Host "==> tests/vm/bench-criu.sh $criuJson" -ForegroundColor Cyan
+    bash (Join-Path $Root 'tests/vm/bench-criu.sh') $criuJson
+    if ($LASTEXITCODE -ne 0) { throw "bench-criu.sh failed (exit code $LASTEXITCODE)" }
+    $reports['criu'] = Get-Content -LiteralPath $criuJson -Raw | ConvertFrom-Json
     # The run's noise, over every report that carries ratios: each noisy ratio and each unmet target named.
     $noisy = [Collections.Generic.List[string]]::new()
     $unmet = [Collections.Generic.List[string]]::new()

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Threading;
 using SoftDirty.Tracking;
@@ -17,6 +18,8 @@ namespace SoftDirty.Images;
 internal static class ImageWriter
 {
     private const ulong WritebackBytes = 32UL << 20;
+    /// <summary>Pages to store are gathered into one buffer of this size and written with one call (scattered pages of an increment cost one write a megabyte, not one a page).</summary>
+    private const int WriteBufferBytes = 1 << 20;
 
     /// <summary>Saves a full image of <paramref name="source"/> (no <paramref name="parentPath"/>) or an increment over the chain at <paramref name="parentPath"/>.</summary>
     /// <param name="source">The process (real or emulated) to save.</param>
@@ -59,8 +62,8 @@ internal static class ImageWriter
         var spans = PageWalk.DataSpans(mappings, selector);
         var zeroHash = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
         var records = new List<PageRecord>();
-        var seen = new HashSet<ulong>();
         ulong scanned = 0, inherited = 0, dataOffset = 0, flushedTo = 0, unreadable = 0;
+        List<AddressRange> presentRanges;
 
         try
         {
@@ -68,26 +71,53 @@ internal static class ImageWriter
             {
                 // What to read: present pages, narrowed to the tracker's candidates when there are any.
                 var present = PageWalk.PresentRegions(source, spans, cancel).ToList();
+                presentRanges = present.ConvertAll(r => new AddressRange(r.Start, r.End));
                 ulong total = 0;
                 var toRead = new List<AddressRange>();
                 foreach (var r in present)
                 {
-                    bool track = parentHashes.Count > 0;
-                    if ((r.Categories & PageCategory.PfnZero) != 0) { if (track) MarkSeen(seen, r.Start, r.End, ps); continue; }
+                    if ((r.Categories & PageCategory.PfnZero) != 0) continue;
                     foreach (var part in Intersect(r.Start, r.End, candidates))
                     {
                         toRead.Add(part);
                         total += part.Length / (ulong)ps;
                     }
-                    if (track) MarkSeen(seen, r.Start, r.End, ps);
                 }
                 // Zero-page regions hold zeros: a record only where the parent chain has data there.
                 foreach (var r in present.Where(r => (r.Categories & PageCategory.PfnZero) != 0))
                     for (ulong a = r.Start; a < r.End; a += (ulong)ps)
                         if (parentHashes.ContainsKey(a)) records.Add(new PageRecord(a, PageRecordKind.Zero, 0, zeroHash));
 
-                ulong done = 0;
-                unreadable = PageWalk.ReadChunks(source, toRead, (address, data) =>
+                ulong done = 0, written = 0;
+                var writeBuffer = GC.AllocateUninitializedArray<byte>(WriteBufferBytes);
+                int buffered = 0;
+                void WriteOut(ReadOnlySpan<byte> bytes)
+                {
+                    pages.Write(bytes);
+                    written += (ulong)bytes.Length;
+                    // Start writeback of each 32 MiB written, so the disk works while pages are read
+                    // and the final fsync has little left to do.
+                    if (written - flushedTo >= WritebackBytes)
+                    {
+                        Native.SyncFileRange((int)pages.SafeFileHandle.DangerousGetHandle(), (long)flushedTo, (long)(written - flushedTo), Native.SYNC_FILE_RANGE_WRITE);
+                        flushedTo = written;
+                    }
+                }
+                void FlushBuffer()
+                {
+                    if (buffered > 0) WriteOut(writeBuffer.AsSpan(0, buffered));
+                    buffered = 0;
+                }
+                // A run of pages to store: gathered into the buffer, or written as it is when it is large.
+                void Store(ReadOnlySpan<byte> run)
+                {
+                    if (buffered + run.Length > writeBuffer.Length) FlushBuffer();
+                    if (run.Length * 2 >= writeBuffer.Length) WriteOut(run);
+                    else { run.CopyTo(writeBuffer.AsSpan(buffered)); buffered += run.Length; }
+                    dataOffset += (ulong)run.Length;
+                }
+                // Compiled optimised at once: tier 0 hashed a whole save unoptimised on a busy machine (see PageHash).
+                unreadable = PageWalk.ReadChunks(source, toRead, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (address, data) =>
                 {
                     int runStart = -1;
                     for (int off = 0; off <= data.Length; off += ps)
@@ -111,21 +141,14 @@ internal static class ImageWriter
                         if (write) { if (runStart < 0) runStart = off; continue; }
                         if (runStart >= 0)
                         {
-                            pages.Write(data[runStart..off]);
-                            dataOffset += (ulong)(off - runStart);
+                            Store(data[runStart..off]);
                             runStart = -1;
-                            // Start writeback of each 32 MiB written, so the disk works while pages are read
-                            // and the final fsync has little left to do.
-                            if (dataOffset - flushedTo >= WritebackBytes)
-                            {
-                                Native.SyncFileRange((int)pages.SafeFileHandle.DangerousGetHandle(), (long)flushedTo, (long)(dataOffset - flushedTo), Native.SYNC_FILE_RANGE_WRITE);
-                                flushedTo = dataOffset;
-                            }
                         }
                     }
                     done += (ulong)data.Length / (ulong)ps;
                     progress?.Invoke(done, total);
                 }, cancel: cancel);
+                FlushBuffer();
                 pages.Flush(flushToDisk: true);
             }
             // Pages the chain has data for that are no longer present, inside the mappings saved: now zero.
@@ -133,15 +156,20 @@ internal static class ImageWriter
             {
                 const int CancelEvery = 1 << 16;
                 int visited = 0;
+                // (Looked up in the present regions, not a set of every present page: an increment's cost
+                // follows the pages written and the parent's pages, not the pages present.)
                 foreach (var (addr, hash) in parentHashes)
                 {
                     if (++visited % CancelEvery == 0) cancel.ThrowIfCancellationRequested();
-                    if (seen.Contains(addr) || hash == zeroHash) continue;
+                    if (hash == zeroHash) continue;
+                    if (DirtyPageSet.Contains(presentRanges, addr))
+                    {
+                        // Present but not a candidate: it keeps the parent's content, so it counts as inherited.
+                        if (candidates is not null && !candidates.Contains(addr)) inherited++;
+                        continue;
+                    }
                     if (spans.Any(s => addr >= s.Start && addr < s.End)) records.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash));
                 }
-                // Pages present but not candidates keep the parent's content: count them as inherited.
-                if (candidates is not null)
-                    foreach (var addr in seen) if (parentHashes.TryGetValue(addr, out var h) && h != zeroHash && !candidates.Contains(addr)) inherited++;
             }
             records.Sort((a, b) => a.Address.CompareTo(b.Address));
 
@@ -203,11 +231,6 @@ internal static class ImageWriter
         {
             throw new EngineException(EngineError.PermissionDenied, $"Writing the memory image {path} failed: {ex.Message}", path, Errno.EACCES, ex);
         }
-    }
-
-    private static void MarkSeen(HashSet<ulong> seen, ulong start, ulong end, int ps)
-    {
-        for (ulong a = start; a < end; a += (ulong)ps) seen.Add(a);
     }
 
     private static IEnumerable<AddressRange> Intersect(ulong start, ulong end, DirtyPageSet? candidates)

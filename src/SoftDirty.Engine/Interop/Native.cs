@@ -68,4 +68,16 @@ internal static unsafe partial class Native
         Architecture.Arm => 388,
         _ => -1,
     };
+
+    // ---- process_vm_readv (memory images, the Hash method): many pages of another process in one call ----
+
+    /// <summary>IOV_MAX: the most iovec elements one process_vm_readv takes on either side.</summary>
+    public const int IovMax = 1024;
+
+    [LibraryImport(Libc, EntryPoint = "process_vm_readv", SetLastError = true)]
+    public static partial nint ProcessVmReadv(int pid, Injection.Ptrace.IoVec* localIov, nuint localCount, Injection.Ptrace.IoVec* remoteIov, nuint remoteCount, nuint flags);
+
+    /// <summary>mprotect (tests of the read fallback: a page without read permission that /proc/PID/mem still reads).</summary>
+    [LibraryImport(Libc, EntryPoint = "mprotect", SetLastError = true)]
+    public static partial int Mprotect(nint addr, nuint length, int prot);
 }

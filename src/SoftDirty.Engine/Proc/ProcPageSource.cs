@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Runtime.InteropServices;
 using System.Text;
+using SoftDirty.Tracking;
 
 namespace SoftDirty;
 
@@ -169,6 +170,51 @@ internal sealed unsafe class ProcPageSource : IPageSource
             done += (int)n;
         }
         return done;
+    }
+
+    private bool _vectorReadRefused;
+    private Injection.Ptrace.IoVec[]? _remoteIov;
+
+    /// <summary>
+    /// Reads <paramref name="ranges"/> (at most <see cref="Native.IovMax"/>, page-aligned) one after another into
+    /// <paramref name="destination"/> with one process_vm_readv: one copy from the process's pages (a pread of
+    /// /proc/PID/mem copies twice, through a kernel bounce page, one page a time). Returns the bytes read from the
+    /// start, fewer where a range reaches a page this call cannot read (unmapped, or in a mapping without read
+    /// permission, which /proc/PID/mem still reads), or -1 where the kernel refuses the call for this process
+    /// (seccomp, Yama, no ptrace access): then, and for what was not read, use <see cref="ReadMemory"/>.
+    /// </summary>
+    /// <remarks>
+    /// The kernel pins the pages it reads (FOLL_PIN): a private anonymous page still shared with a fork parent
+    /// or child is unshared (copied) first, as a write would, keeping its soft-dirty and uffd-wp bits.
+    /// </remarks>
+    public int ReadMemoryVector(ReadOnlySpan<AddressRange> ranges, Span<byte> destination)
+    {
+        if (_vectorReadRefused) return -1;
+        if (ranges.Length > Native.IovMax) throw new ArgumentOutOfRangeException(nameof(ranges), $"at most {Native.IovMax} ranges a call");
+        var remote = _remoteIov ??= new Injection.Ptrace.IoVec[Native.IovMax];
+        ulong total = 0;
+        for (int i = 0; i < ranges.Length; i++)
+        {
+            remote[i] = new Injection.Ptrace.IoVec { Base = (void*)ranges[i].Start, Length = (nuint)ranges[i].Size };
+            total += ranges[i].Size;
+        }
+        if (total > (ulong)destination.Length) throw new ArgumentException("The destination is smaller than the ranges.", nameof(destination));
+        fixed (byte* d = destination)
+        fixed (Injection.Ptrace.IoVec* r = remote)
+        {
+            var local = new Injection.Ptrace.IoVec { Base = d, Length = (nuint)total };
+            while (true)
+            {
+                nint n = Native.ProcessVmReadv(ProcessId, &local, 1, r, (nuint)ranges.Length, 0);
+                if (n >= 0) return (int)n;
+                int e = Marshal.GetLastPInvokeError();
+                if (e == Errno.EINTR) continue;
+                // EFAULT: the first page cannot be read this way; ESRCH: gone (ReadMemory says so, with its error).
+                if (e == Errno.EFAULT || e == Errno.ESRCH || e == Errno.ENOMEM) return 0;
+                _vectorReadRefused = true; // EPERM, ENOSYS, EINVAL: /proc/PID/mem from now on
+                return -1;
+            }
+        }
     }
 
     /// <inheritdoc/>

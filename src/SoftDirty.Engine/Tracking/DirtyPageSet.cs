@@ -39,13 +39,16 @@ internal sealed class DirtyPageSet
     public IReadOnlyList<AddressRange> NewMappingRanges { get; init; } = Array.Empty<AddressRange>();
 
     /// <summary>Whether the page at <paramref name="address"/> changed.</summary>
-    public bool Contains(ulong address)
+    public bool Contains(ulong address) => Contains(Ranges, address);
+
+    /// <summary>Whether <paramref name="address"/> lies in one of <paramref name="ranges"/> (ascending, disjoint): a binary search.</summary>
+    internal static bool Contains(IReadOnlyList<AddressRange> ranges, ulong address)
     {
-        int lo = 0, hi = Ranges.Count - 1;
+        int lo = 0, hi = ranges.Count - 1;
         while (lo <= hi)
         {
-            int mid = (lo + hi) >> 1;
-            var r = Ranges[mid];
+            int mid = (lo + hi) >>> 1;
+            var r = ranges[mid];
             if (address < r.Start) hi = mid - 1;
             else if (address >= r.End) lo = mid + 1;
             else return true;

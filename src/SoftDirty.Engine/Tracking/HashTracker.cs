@@ -26,7 +26,7 @@ internal sealed class HashTracker : IDirtyTracker
     /// <summary>The page hash used.</summary>
     public PageHashAlgorithm Algorithm { get; }
     /// <inheritdoc/>
-    public string Description { get; set; } = "Hash: every present page read through /proc/PID/mem and hashed; a page counts when its bytes differ.";
+    public string Description { get; set; } = "Hash: every present page read (process_vm_readv, or /proc/PID/mem where that is refused) and hashed; a page counts when its bytes differ.";
     /// <summary>The last snapshot (null before the first reset).</summary>
     public PageHashSnapshot? Snapshot => _snapshot;
 

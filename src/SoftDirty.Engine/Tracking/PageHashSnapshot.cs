@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Runtime.CompilerServices;
 using System.Threading;
 
 namespace SoftDirty.Tracking;
@@ -79,7 +80,7 @@ internal sealed class PageHashSnapshot
         }
         int pageSize = source.PageSize;
         int t = 0;
-        PageWalk.ReadChunks(source, toRead, (address, data) =>
+        PageWalk.ReadChunks(source, toRead, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (address, data) =>
         {
             while (address >= targets[t].Start + (ulong)targets[t].Hashes.Length * (ulong)pageSize) t++;
             var (start, hashes) = targets[t];
@@ -95,6 +96,7 @@ internal sealed class PageHashSnapshot
     /// both with different hashes, hashed only in one with a hash other than the zero page's (and, for pages
     /// that left, still inside <paramref name="spans"/>).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static List<AddressRange> Diff(PageHashSnapshot before, PageHashSnapshot after, IReadOnlyList<PageSpan> spans)
     {
         ulong ps = (ulong)after.PageSize;

@@ -20,6 +20,9 @@ public static class WorkflowBenchmarks
     // The Methods workload: pages of its region, pages written, of those the ones written with the bytes they hold.
     private const int MethodPages = 16384, MethodWrites = 1000, MethodSameBytes = 100, MethodSeed = 5;
 
+    /// <summary>Bytes per read of <see cref="ReadSeconds"/>: the engine's chunk size.</summary>
+    public static int ReadChunkBytes => PageWalk.ChunkBytes;
+
     /// <summary>Seconds to read <paramref name="length"/> bytes at <paramref name="start"/> in reads of the engine's chunk size.</summary>
     public static double ReadSeconds(int processId, ulong start, ulong length)
     {
@@ -28,6 +31,21 @@ public static class WorkflowBenchmarks
         var clock = Stopwatch.StartNew();
         for (ulong a = start; a < start + length; a += (ulong)buffer.Length) source.ReadMemory(a, buffer);
         return clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>
+    /// Seconds for the engine's page reader (<see cref="PageWalk.ReadChunks"/>: process_vm_readv where allowed)
+    /// to read the range, with nothing done to the bytes; throws when a page could not be read.
+    /// </summary>
+    public static double WalkSeconds(int processId, ulong start, ulong length)
+    {
+        using var source = ProcPageSource.Open(processId);
+        ulong bytes = 0;
+        var clock = Stopwatch.StartNew();
+        ulong unreadable = PageWalk.ReadChunks(source, new[] { new AddressRange(start, start + length) }, (_, data) => bytes += (ulong)data.Length);
+        double seconds = clock.Elapsed.TotalSeconds;
+        if (unreadable > 0 || bytes != length) throw new InvalidOperationException($"read {bytes} bytes of {length}, {unreadable} pages unreadable");
+        return seconds;
     }
 
     /// <summary>Seconds of a Hash tracker's first snapshot of the range; throws when it hashed fewer pages than the range holds.</summary>

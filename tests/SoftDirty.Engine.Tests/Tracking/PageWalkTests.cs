@@ -1,0 +1,75 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Runtime.InteropServices;
+using SoftDirty.Tracking;
+using Xunit;
+
+namespace SoftDirty.Tests.Tracking;
+
+/// <summary>
+/// PageWalk.ReadChunks on this process's real memory: scattered ranges in batches of process_vm_readv, and
+/// the /proc/PID/mem fallback for a page process_vm_readv cannot read (no read permission).
+/// </summary>
+public unsafe class PageWalkTests
+{
+    private static readonly int Ps = Environment.SystemPageSize;
+
+    [HostFact]
+    public void ScatteredRangesAcrossBatchesAndAnUnreadablePageReadExactly()
+    {
+        // More single-page ranges than one process_vm_readv takes, every page with its own bytes.
+        const int Pages = Native.IovMax * 2 + 100, Stride = 2, Protected = 777;
+        nuint length = (nuint)(Pages * Stride * Ps);
+        nint mem = Native.Mmap(0, length, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS, -1, 0);
+        Assert.NotEqual(Native.MAP_FAILED, mem);
+        try
+        {
+            if (Directory.Exists("/sys/kernel/mm/transparent_hugepage")) Native.Madvise(mem, length, Native.MADV_NOHUGEPAGE);
+            var ranges = new List<AddressRange>();
+            for (int i = 0; i < Pages; i++)
+            {
+                ulong a = (ulong)mem + (ulong)(i * Stride * Ps);
+                new Span<byte>((void*)a, Ps).Fill((byte)(i * 7 + 1));
+                ranges.Add(new AddressRange(a, a + (ulong)Ps));
+            }
+            // A written page left without read permission: process_vm_readv stops there, /proc/PID/mem reads it.
+            Assert.Equal(0, Native.Mprotect((nint)ranges[Protected].Start, (nuint)Ps, Native.PROT_NONE));
+            var seen = new Dictionary<ulong, byte>();
+            using var source = ProcPageSource.Open(Environment.ProcessId);
+            ulong unreadable = PageWalk.ReadChunks(source, ranges, (address, data) =>
+            {
+                Assert.Equal(0, data.Length % Ps);
+                for (int off = 0; off < data.Length; off += Ps)
+                {
+                    var page = data.Slice(off, Ps);
+                    Assert.True(page.IndexOfAnyExcept(page[0]) < 0, $"page 0x{address + (ulong)off:x} is not uniform");
+                    Assert.True(seen.TryAdd(address + (ulong)off, page[0]), $"page 0x{address + (ulong)off:x} handed over twice");
+                }
+            });
+            Assert.Equal(0UL, unreadable);
+            Assert.Equal(Pages, seen.Count);
+            for (int i = 0; i < Pages; i++) Assert.Equal((byte)(i * 7 + 1), seen[ranges[i].Start]);
+        }
+        finally { Native.Munmap(mem, length); }
+    }
+
+    [HostFact]
+    public void AnUnmappedPageIsSkippedAndCounted()
+    {
+        nuint length = (nuint)(8 * Ps);
+        nint mem = Native.Mmap(0, length, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS, -1, 0);
+        Assert.NotEqual(Native.MAP_FAILED, mem);
+        try
+        {
+            new Span<byte>((void*)mem, (int)length).Fill(5);
+            Assert.Equal(0, Native.Munmap(mem + 3 * Ps, (nuint)Ps));
+            using var source = ProcPageSource.Open(Environment.ProcessId);
+            ulong bytes = 0;
+            ulong unreadable = PageWalk.ReadChunks(source, new[] { new AddressRange((ulong)mem, (ulong)mem + length) }, (_, data) => bytes += (ulong)data.Length);
+            Assert.Equal(1UL, unreadable);
+            Assert.Equal(7UL * (ulong)Ps, bytes);
+        }
+        finally { Native.Munmap(mem, length); }
+    }
+}
