@@ -262,6 +262,25 @@ Describe 'Get-PageMap -AsRange' {
         }
     }
 
+    It 'Save-MemoryImage and the Hash method leave copy-on-write shared pages shared (no unshare by reading)' {
+        # process_vm_readv pins what it reads, and a read pin of a fork-shared anonymous page makes the kernel
+        # copy it for the target; the module reads such pages through /proc/PID/mem, which does not.
+        $x = $t.Map(64)
+        $t.Send("write $(Hex $x) 0 64")
+        $child = [int]$t.Send('fork')
+        $folder = Join-Path ([IO.Path]::GetTempPath()) "sd-cow-$([guid]::NewGuid())"
+        try {
+            (Get-PageMap -Id $t.Id -Address $x -Length (64 * $ps)).Exclusive | Should -Not -Contain $true
+            $null = Save-MemoryImage -Id $t.Id -Path $folder -Method Hash
+            $after = Get-PageMap -Id $t.Id -Address $x -Length (64 * $ps)
+            $after.Present | Should -Not -Contain $false
+            $after.Exclusive | Should -Not -Contain $true -Because 'reading a page must not give the target its own copy'
+        } finally {
+            Stop-Process -Id $child -Force -ErrorAction SilentlyContinue
+            Remove-Item -LiteralPath $folder -Recurse -Force -ErrorAction SilentlyContinue
+        }
+    }
+
     It 'ends a range at a VMA boundary even when the flags are equal' {
         $a = $t.Map(4)
         $t.Send("write $(Hex $a) 0 4")

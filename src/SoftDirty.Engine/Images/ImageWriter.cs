@@ -70,7 +70,8 @@ internal static class ImageWriter
             using (var pages = output.Create(ImageFormat.PagesFile))
             {
                 // What to read: present pages, narrowed to the tracker's candidates when there are any.
-                var present = PageWalk.PresentRegions(source, spans, cancel).ToList();
+                var shared = new List<AddressRange>();
+                var present = PageWalk.PresentRegions(source, spans, shared, cancel).ToList();
                 presentRanges = present.ConvertAll(r => new AddressRange(r.Start, r.End));
                 ulong total = 0;
                 var toRead = new List<AddressRange>();
@@ -147,7 +148,7 @@ internal static class ImageWriter
                     }
                     done += (ulong)data.Length / (ulong)ps;
                     progress?.Invoke(done, total);
-                }, cancel: cancel);
+                }, cancel: cancel, sharedAnonymous: shared);
                 FlushBuffer();
                 pages.Flush(flushToDisk: true);
             }

@@ -71,7 +71,8 @@ internal sealed class PageHashSnapshot
         var snap = new PageHashSnapshot(source.PageSize, algorithm);
         var toRead = new List<AddressRange>();
         var targets = new List<(ulong Start, Hash128[] Hashes)>();
-        foreach (var r in PageWalk.PresentRegions(source, spans, cancel))
+        var shared = new List<AddressRange>();
+        foreach (var r in PageWalk.PresentRegions(source, spans, shared, cancel))
         {
             var h = snap.Add(r.Start, r.End);
             targets.Add((r.Start, h));
@@ -87,7 +88,7 @@ internal sealed class PageHashSnapshot
             int index = (int)((address - start) / (ulong)pageSize);
             for (int off = 0; off < data.Length; off += pageSize)
                 hashes[index++] = PageHash.Compute(algorithm, data.Slice(off, pageSize));
-        }, cancel: cancel);
+        }, cancel: cancel, sharedAnonymous: shared);
         return snap;
     }
 

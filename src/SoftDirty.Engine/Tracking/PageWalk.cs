@@ -20,10 +20,14 @@ internal static class PageWalk
     /// <summary>
     /// The present or swapped pages of <paramref name="spans"/> as regions whose categories are a subset of
     /// Present | Swapped | PfnZero: PAGEMAP_SCAN where the kernel has it, else pagemap read in chunks.
+    /// With <paramref name="sharedAnonymous"/> (a real process only), the pagemap is read in chunks and the
+    /// present anonymous pages that are not exclusive to the process (copy-on-write shared with a fork parent
+    /// or child, or the zero page) are added to it as ranges, for <see cref="ReadChunks"/>.
     /// </summary>
-    public static IEnumerable<PageRegion> PresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, CancellationToken cancel = default)
+    public static IEnumerable<PageRegion> PresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous = null, CancellationToken cancel = default)
     {
-        if (source.Features.PagemapScan)
+        if (sharedAnonymous is not null && Root(source) is not ProcPageSource) sharedAnonymous = null;
+        if (source.Features.PagemapScan && sharedAnonymous is null)
         {
             var template = new PagemapScanRequest
             {
@@ -50,6 +54,12 @@ internal static class PageWalk
                     var e = buffer[i];
                     PageCategory c = e.Present ? PageCategory.Present : e.Swapped ? PageCategory.Swapped : PageCategory.None;
                     ulong addr = (page + (ulong)i) * pageSize;
+                    if (sharedAnonymous is not null && e.Present && !e.FileOrSharedAnon && !e.Exclusive)
+                    {
+                        int n = sharedAnonymous.Count;
+                        if (n > 0 && sharedAnonymous[n - 1].End == addr) sharedAnonymous[n - 1] = new AddressRange(sharedAnonymous[n - 1].Start, addr + pageSize);
+                        else sharedAnonymous.Add(new AddressRange(addr, addr + pageSize));
+                    }
                     if (c != PageCategory.None && c == runCat && addr == runEnd) { runEnd += pageSize; continue; }
                     if (runCat != PageCategory.None) yield return new PageRegion(runStart, runEnd, runCat);
                     runCat = c; runStart = addr; runEnd = addr + pageSize;
@@ -73,13 +83,19 @@ internal static class PageWalk
     /// second thread was measured slower on this project's 2-vCPU machines: the bytes cross caches, and the
     /// second core is rarely idle.) Pages that cannot be read are skipped (the handler never sees them);
     /// returns their count.
+    /// process_vm_readv pins what it reads, and a read pin of an anonymous page that is copy-on-write shared
+    /// (with a fork parent or child) makes the kernel copy it for the target (an "unshare" fault: the target's
+    /// memory grows, its page stops being shared), which /proc/PID/mem's reads never do. So process_vm_readv
+    /// is used only when the caller knows which present anonymous pages are shared
+    /// (<paramref name="sharedAnonymous"/>, sorted, from <see cref="PresentRegions"/>): chunks that touch
+    /// one of them, and every chunk when the list is not given, are read through /proc/PID/mem.
     /// </summary>
-    public static ulong ReadChunks(IPageSource source, IEnumerable<AddressRange> ranges, ChunkHandler handler, int chunkBytes = ChunkBytes, CancellationToken cancel = default)
+    public static ulong ReadChunks(IPageSource source, IEnumerable<AddressRange> ranges, ChunkHandler handler, int chunkBytes = ChunkBytes, IReadOnlyList<AddressRange>? sharedAnonymous = null, CancellationToken cancel = default)
     {
         int pageSize = source.PageSize;
         chunkBytes = Math.Max(pageSize, chunkBytes / pageSize * pageSize);
         var buffer = GC.AllocateUninitializedArray<byte>(chunkBytes);
-        var vector = Root(source) as ProcPageSource;
+        var vector = sharedAnonymous is null ? null : Root(source) as ProcPageSource;
         ulong unreadable = 0;
         if (vector is null)
         {
@@ -93,8 +109,21 @@ internal static class PageWalk
         var batch = new AddressRange[Native.IovMax];
         int count = 0;
         ulong filled = 0;
+        int shared = 0;
         foreach (var piece in Split(ranges, (ulong)chunkBytes))
         {
+            // Ranges and shared pages both ascend: skip the shared ranges that end before this piece.
+            while (shared < sharedAnonymous!.Count && sharedAnonymous[shared].End <= piece.Start) shared++;
+            if (shared < sharedAnonymous.Count && sharedAnonymous[shared].Start < piece.End)
+            {
+                cancel.ThrowIfCancellationRequested();
+                // The batch so far first: the handler sees addresses in ascending order.
+                if (count > 0) unreadable += ReadBatch(vector, source, batch.AsSpan(0, count), buffer, handler);
+                count = 0;
+                filled = 0;
+                unreadable += ReadOne(source, piece, buffer, handler);
+                continue;
+            }
             if (count == batch.Length || filled + piece.Size > (ulong)chunkBytes)
             {
                 cancel.ThrowIfCancellationRequested();

@@ -142,7 +142,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
                 one.Add(span);
                 if (_emulated is not null) _registered.Add((new AddressRange(span.Start, span.End), _emulated.RegisterAsyncWriteProtect(span.Start, span.End)));
                 else _uffd!.Register(span.Start, span.End);
-                found.AddRange(PageWalk.PresentRegions(Source, one, cancel));
+                found.AddRange(PageWalk.PresentRegions(Source, one, cancel: cancel));
                 if (reset) Rearm(reader, one, template, cancel);
             }
         }, cancel);
@@ -332,7 +332,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         // A mapping that appeared since the reset was never protected: its present pages are all new.
         if (fresh.Count > 0)
         {
-            foreach (var r in PageWalk.PresentRegions(Source, fresh, cancel)) all.Add(new AddressRange(r.Start, r.End));
+            foreach (var r in PageWalk.PresentRegions(Source, fresh, cancel: cancel)) all.Add(new AddressRange(r.Start, r.End));
             all.Sort((x, y) => x.Start.CompareTo(y.Start));
         }
         var b = new RangeListBuilder();

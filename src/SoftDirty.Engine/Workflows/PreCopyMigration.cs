@@ -183,7 +183,7 @@ internal static class PreCopyMigration
         if (pages is null)
         {
             var spans = PageWalk.DataSpans(source.ReadMappings(false), options.Selector);
-            ranges = PageWalk.PresentRegions(source, spans, cancel).Where(r => (r.Categories & PageCategory.PfnZero) == 0).Select(r => new AddressRange(r.Start, r.End)).ToList();
+            ranges = PageWalk.PresentRegions(source, spans, cancel: cancel).Where(r => (r.Categories & PageCategory.PfnZero) == 0).Select(r => new AddressRange(r.Start, r.End)).ToList();
         }
         else ranges = pages.Ranges;
         ulong n = 0;

@@ -46,7 +46,7 @@ public unsafe class PageWalkTests
                     Assert.True(page.IndexOfAnyExcept(page[0]) < 0, $"page 0x{address + (ulong)off:x} is not uniform");
                     Assert.True(seen.TryAdd(address + (ulong)off, page[0]), $"page 0x{address + (ulong)off:x} handed over twice");
                 }
-            });
+            }, sharedAnonymous: Array.Empty<AddressRange>());
             Assert.Equal(0UL, unreadable);
             Assert.Equal(Pages, seen.Count);
             for (int i = 0; i < Pages; i++) Assert.Equal((byte)(i * 7 + 1), seen[ranges[i].Start]);
@@ -66,9 +66,44 @@ public unsafe class PageWalkTests
             Assert.Equal(0, Native.Munmap(mem + 3 * Ps, (nuint)Ps));
             using var source = ProcPageSource.Open(Environment.ProcessId);
             ulong bytes = 0;
-            ulong unreadable = PageWalk.ReadChunks(source, new[] { new AddressRange((ulong)mem, (ulong)mem + length) }, (_, data) => bytes += (ulong)data.Length);
+            ulong unreadable = PageWalk.ReadChunks(source, new[] { new AddressRange((ulong)mem, (ulong)mem + length) }, (_, data) => bytes += (ulong)data.Length, sharedAnonymous: Array.Empty<AddressRange>());
             Assert.Equal(1UL, unreadable);
             Assert.Equal(7UL * (ulong)Ps, bytes);
+        }
+        finally { Native.Munmap(mem, length); }
+    }
+
+    [HostFact]
+    public void ChunksTouchingSharedPagesGoThroughProcMemAndTheHandlerSeesAddressesInOrder()
+    {
+        // Every other chunk declared shared: the handler must still see ascending addresses, every page once.
+        const int Pages = 64;
+        nuint length = (nuint)(Pages * Ps);
+        nint mem = Native.Mmap(0, length, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS, -1, 0);
+        Assert.NotEqual(Native.MAP_FAILED, mem);
+        try
+        {
+            for (int i = 0; i < Pages; i++) new Span<byte>((void*)(mem + i * Ps), Ps).Fill((byte)(i + 1));
+            var ranges = new List<AddressRange>();
+            var shared = new List<AddressRange>();
+            for (int i = 0; i < Pages; i += 4)
+            {
+                ulong a = (ulong)mem + (ulong)(i * Ps);
+                ranges.Add(new AddressRange(a, a + 4UL * (ulong)Ps));
+                if (i % 8 == 4) shared.Add(new AddressRange(a + (ulong)Ps, a + 2UL * (ulong)Ps));
+            }
+            using var source = ProcPageSource.Open(Environment.ProcessId);
+            ulong last = 0;
+            int pages = 0;
+            ulong unreadable = PageWalk.ReadChunks(source, ranges, (address, data) =>
+            {
+                Assert.True(address >= last, $"0x{address:x} after 0x{last:x}");
+                for (int off = 0; off < data.Length; off += Ps, pages++)
+                    Assert.Equal((byte)((address + (ulong)off - (ulong)mem) / (ulong)Ps + 1), data[off]);
+                last = address + (ulong)data.Length;
+            }, chunkBytes: 4 * Ps, sharedAnonymous: shared);
+            Assert.Equal(0UL, unreadable);
+            Assert.Equal(Pages, pages);
         }
         finally { Native.Munmap(mem, length); }
     }
