@@ -172,6 +172,17 @@ internal sealed unsafe class ProcPageSource : IPageSource
         return done;
     }
 
+    /// <summary>
+    /// Throws ProcessExecuted (or ProcessExited) where the memory this source opened is gone. process_vm_readv
+    /// finds the process by pid, so after an exec it reads the new program: a reader that used
+    /// <see cref="ReadMemoryVector"/> calls this after its last read (an exec is for good, so one check at the end
+    /// covers every read before it). Needs the pagemap open (a pagemap read before); otherwise it cannot tell.
+    /// </summary>
+    public void EnsureSameMemory(string doing)
+    {
+        if (OldMmGone()) throw ExitedOrExecuted(doing);
+    }
+
     private bool _vectorReadRefused;
     private Injection.Ptrace.IoVec[]? _remoteIov;
 
@@ -185,7 +196,9 @@ internal sealed unsafe class ProcPageSource : IPageSource
     /// </summary>
     /// <remarks>
     /// The kernel pins the pages it reads (FOLL_PIN): a private anonymous page still shared with a fork parent
-    /// or child is unshared (copied) first, as a write would, keeping its soft-dirty and uffd-wp bits.
+    /// or child is unshared (copied) first, as a write would, keeping its soft-dirty and uffd-wp bits; so
+    /// <see cref="Tracking.PageWalk.ReadChunks"/> never hands it such a page. It finds the process by pid, so
+    /// after an exec it reads the new program: its callers end with <see cref="EnsureSameMemory"/>.
     /// </remarks>
     public int ReadMemoryVector(ReadOnlySpan<AddressRange> ranges, Span<byte> destination)
     {

@@ -83,11 +83,14 @@ internal sealed class PageHashSnapshot
         int t = 0;
         PageWalk.ReadChunks(source, toRead, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (address, data) =>
         {
-            while (address >= targets[t].Start + (ulong)targets[t].Hashes.Length * (ulong)pageSize) t++;
-            var (start, hashes) = targets[t];
-            int index = (int)((address - start) / (ulong)pageSize);
+            // A run may span regions that touch (ReadChunks joins pages adjacent in memory): each page goes to
+            // the region that holds it.
             for (int off = 0; off < data.Length; off += pageSize)
-                hashes[index++] = PageHash.Compute(algorithm, data.Slice(off, pageSize));
+            {
+                ulong a = address + (ulong)off;
+                while (a >= targets[t].Start + (ulong)targets[t].Hashes.Length * (ulong)pageSize) t++;
+                targets[t].Hashes[(a - targets[t].Start) / (ulong)pageSize] = PageHash.Compute(algorithm, data.Slice(off, pageSize));
+            }
         }, cancel: cancel, sharedAnonymous: shared);
         return snap;
     }

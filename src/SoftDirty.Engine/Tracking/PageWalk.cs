@@ -135,6 +135,8 @@ internal static class PageWalk
             filled += piece.Size;
         }
         if (count > 0) unreadable += ReadBatch(vector, source, batch.AsSpan(0, count), buffer, handler);
+        // process_vm_readv finds the process by pid: had it exec'd meanwhile, some bytes came from the new program.
+        vector.EnsureSameMemory("reading memory");
         return unreadable;
     }
 

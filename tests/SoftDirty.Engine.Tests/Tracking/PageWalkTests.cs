@@ -107,4 +107,34 @@ public unsafe class PageWalkTests
         }
         finally { Native.Munmap(mem, length); }
     }
+
+    [HostFact]
+    public void HashSnapshotOfTwoAdjacentMappingsHashesEveryPageOnce()
+    {
+        // Two VMAs that touch (one mprotect'ed read-only): their present regions touch, ReadChunks hands both
+        // over as one run, and the snapshot must put each page's hash in its own region.
+        const int Pages = 8;
+        nuint length = (nuint)(Pages * Ps);
+        nint mem = Native.Mmap(0, length, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS, -1, 0);
+        Assert.NotEqual(Native.MAP_FAILED, mem);
+        try
+        {
+            if (Directory.Exists("/sys/kernel/mm/transparent_hugepage")) Native.Madvise(mem, length, Native.MADV_NOHUGEPAGE);
+            for (int i = 0; i < Pages; i++) new Span<byte>((void*)(mem + i * Ps), Ps).Fill((byte)(i + 1));
+            Assert.Equal(0, Native.Mprotect(mem + Pages / 2 * Ps, (nuint)(Pages / 2 * Ps), Native.PROT_READ));
+            ulong start = (ulong)mem, end = start + (ulong)length;
+            using var source = ProcPageSource.Open(Environment.ProcessId);
+            var spans = PageWalk.DataSpans(source.ReadMappings(false), m => m.Start < end && m.End > start)
+                .ConvertAll(s => new PageSpan(Math.Max(s.Start, start), Math.Min(s.End, end), s.Mapping));
+            Assert.Equal(2, spans.Count);
+            var snap = PageHashSnapshot.Take(source, spans, PageHashAlgorithm.Fast128);
+            Assert.Equal((ulong)Pages, snap.PageCount);
+            for (int i = 0; i < Pages; i++)
+            {
+                Assert.True(snap.TryGet(start + (ulong)(i * Ps), out var h));
+                Assert.Equal(PageHash.Compute(PageHashAlgorithm.Fast128, new ReadOnlySpan<byte>((void*)(mem + i * Ps), Ps)), h);
+            }
+        }
+        finally { Native.Munmap(mem, length); }
+    }
 }
