@@ -312,6 +312,11 @@ internal sealed class WriteProtectTracker : IDirtyTracker
                 catch (EngineException ex) when (ex.Error == EngineError.PermissionDenied) { refused[piece.Span] = true; }
             });
         }
+        catch (AggregateException all) when (all.InnerExceptions.FirstOrDefault(x => x is EngineException) is { } first)
+        {
+            // One piece's error (the process exited, say) as the command's own, not wrapped by Parallel.
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
+        }
         finally { Native.Close(fd); }
         return spans.Where((_, i) => refused[i]).ToList();
     }
