@@ -255,3 +255,147 @@ Describe 'Safe destinations: unusual spellings of a path' -Tag 'Workflows', 'Sec
         Get-Left $foreign | Should -BeNullOrEmpty
     }
 }
+
+Describe 'Invoke-PreCopyMigration -ToSession: what the source trusts of the destination' -Tag 'Workflows', 'Security' {
+    BeforeAll {
+        # A local out-of-process runspace stands in for the destination machine (no sshd needed).
+        function New-LocalSession {
+            $rs = [runspacefactory]::CreateOutOfProcessRunspace($null); $rs.Open()
+            [System.Management.Automation.Runspaces.PSSession]::Create($rs, 'Local', $null)
+        }
+        $script:module = Join-Path (Get-Module SoftDirty).ModuleBase 'SoftDirty.psd1'
+        $script:session = New-LocalSession
+        Invoke-Command -Session $session { Import-Module $using:module }
+        function New-Source {
+            $e = New-EmulatedProcess
+            $m = $e | Add-EmulatedMapping -Length 256KB
+            $e | Write-EmulatedMemory -Address $m.Start -Length $m.Size
+            $e
+        }
+        $script:MigrateId = 'SoftDirty.Commands.InvokePreCopyMigrationCommand'
+    }
+    AfterAll { if ($session) { Remove-PSSession $session } }
+
+    It 'a function and an alias named Receive-MemoryImage / Restore-MemoryImage in the session (that drop what they get) are not run: the module''s commands write, verify and restore' {
+        # Before the fix the source ran whatever answered to the name, and reported Converged with a FinalImage
+        # and a RestorePath that did not exist (a migration that silently lost the memory).
+        $s = New-LocalSession
+        try {
+            Invoke-Command -Session $s {
+                Import-Module $using:module
+                function global:Receive-MemoryImage { param($Path, [Parameter(ValueFromPipeline)] $InputObject, $ProgressAction) process { } }
+                function global:Restore-MemoryImage { param($Path, $Destination) }
+                Set-Alias -Scope Global Restore-MemoryImage Receive-MemoryImage
+            }
+            $dest = New-Dest
+            $r = New-Source | Invoke-PreCopyMigration -ToSession $s -Destination "$dest/chain" -RestorePath "$dest/restored" -MaxIterations 2 -Confirm:$false
+            $r[-1].Converged | Should -BeTrue
+            Test-MemoryImage $r[-1].FinalImage | Should -BeTrue
+            @(Get-ChildItem "$dest/restored" -Filter '*.bin').Count | Should -BeGreaterThan 0
+        } finally { Remove-PSSession $s }
+    }
+
+    It 'a receiver that answers without putting the image in place (a module named SoftDirty that is not this one) is LinkBroken, never Converged' {
+        $s = New-LocalSession
+        try {
+            Invoke-Command -Session $s {
+                $null = New-Module -Name SoftDirty -ScriptBlock {
+                    function Receive-MemoryImage { param($Path, [Parameter(ValueFromPipeline)] $InputObject, $ProgressAction) process { } }
+                    function Restore-MemoryImage { param($Path, $Destination) }
+                } | Import-Module -PassThru
+            }
+            $dest = New-Dest
+            $errors = @()
+            $r = @(New-Source | Invoke-PreCopyMigration -ToSession $s -Destination "$dest/chain" -MaxIterations 2 -Confirm:$false -ErrorAction SilentlyContinue -ErrorVariable +errors)
+            $errors | Should -Not -BeNullOrEmpty
+            $errors[0].FullyQualifiedErrorId | Should -Be "LinkBroken,$MigrateId"
+            @($r | Where-Object { $_ -is [SoftDirty.Workflows.PreCopySummary] -and $_.Converged }) | Should -BeNullOrEmpty
+        } finally { Remove-PSSession $s }
+    }
+
+    It 'a closed session is LinkBroken before anything is sent' {
+        $s = New-LocalSession
+        Invoke-Command -Session $s { Import-Module $using:module }
+        $s.Runspace.Close()
+        $dest = New-Dest
+        Get-ErrorId { New-Source | Invoke-PreCopyMigration -ToSession $s -Destination "$dest/chain" -MaxIterations 2 -Confirm:$false } | Should -Be "LinkBroken,$MigrateId"
+        Test-Path $dest | Should -BeFalse
+        Remove-PSSession $s
+    }
+
+    It 'relative -Destination and -RestorePath resolve against the destination session''s location, not the source''s' {
+        $there = New-Item -ItemType Directory (New-Dest)
+        $here = New-Item -ItemType Directory (New-Dest)
+        Invoke-Command -Session $session { Set-Location -LiteralPath $using:there }
+        Push-Location $here
+        try {
+            $r = New-Source | Invoke-PreCopyMigration -ToSession $session -Destination 'chain' -RestorePath 'restored' -MaxIterations 2 -Confirm:$false
+        } finally { Pop-Location }
+        $r[-1].FinalImage | Should -BeLike "$there/chain/*"
+        Test-MemoryImage $r[-1].FinalImage | Should -BeTrue
+        Test-Path "$there/restored" -PathType Container | Should -BeTrue
+        Get-Left $here | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'ptrace of a direct child of this PowerShell (ChildStopGuard)' -Tag 'Workflows', 'Security' -Skip:$PtraceSkip {
+    BeforeAll {
+        $script:support = Get-SoftDirtySupport
+        $script:wpSkip = if (-not ($support.PagemapScan -and $support.UffdWriteProtectAsync)) { 'this kernel lacks PAGEMAP_SCAN or userfaultfd WP_ASYNC' }
+            elseif ([System.Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture -ne 'X64') { 'syscall injection is implemented for x86-64 only' }
+        $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state4'
+        # Another child of this pwsh, started and reaped by .NET while the traced one is around.
+        function Test-OtherChild([int] $Code) {
+            $p = Start-Process /bin/sh -ArgumentList "-c `"exit $Code`"" -PassThru -Wait
+            $p.ExitCode
+        }
+    }
+    AfterAll { Remove-Item Env:SOFTDIRTY_STATE_DIR -ErrorAction SilentlyContinue }
+
+    It 'after Save-MemoryImage -Freeze of a direct child, the child runs on, and its exit code and WaitForExit still work (and those of another child)' {
+        $t = Start-WfTarget
+        try {
+            $null = New-WfRegion $t 16
+            $null = Save-MemoryImage -Id $t.Id -Path (New-Dest) -Freeze -Method Hash
+            Get-ProcessState $t.Id | Should -Not -Be 'T' -Because 'the save resumes the child'
+            Test-OtherChild 7 | Should -Be 7
+            Send-WfTarget $t 'map 1' | Should -Not -BeNullOrEmpty -Because 'the child still answers'
+            $t.Process.StandardInput.WriteLine('exit')
+            $t.Process.WaitForExit(60000) | Should -BeTrue
+            $t.Process.ExitCode | Should -Be 0
+            Test-OtherChild 9 | Should -Be 9
+        } finally { Stop-WfTarget $t }
+    }
+
+    It 'Enable-WriteTracking and Disable-WriteTracking of a direct child leave its exit code (killed by SIGTERM: 143) and WaitForExit intact' {
+        if ($wpSkip) { Set-ItResult -Skipped -Because $wpSkip; return }
+        $t = Start-WfTarget
+        try {
+            $null = New-WfRegion $t 16
+            $null = Enable-WriteTracking -Id $t.Id -Confirm:$false
+            Test-OtherChild 3 | Should -Be 3
+            $null = Disable-WriteTracking -Id $t.Id -Confirm:$false
+            Send-WfTarget $t 'map 1' | Should -Not -BeNullOrEmpty
+            kill -TERM $t.Id
+            $t.Process.WaitForExit(60000) | Should -BeTrue
+            $t.Process.ExitCode | Should -Be 143
+            Test-OtherChild 4 | Should -Be 4
+        } finally { Stop-WfTarget $t }
+    }
+
+    It 'a direct child killed (SIGKILL) during Save-MemoryImage -Freeze: the save succeeds or says ProcessExited, and the exit status (137) is not lost' {
+        $ids = foreach ($delay in '0', '0.01', '0.05', '0.2') {
+            $t = Start-WfTarget
+            try {
+                $null = New-WfRegion $t 256
+                $killer = Start-Process /bin/sh -ArgumentList "-c `"sleep $delay; kill -KILL $($t.Id)`"" -PassThru
+                Get-ErrorId { $null = Save-MemoryImage -Id $t.Id -Path (New-Dest) -Freeze -Method Hash }
+                $killer.WaitForExit()
+                $t.Process.WaitForExit(60000) | Should -BeTrue
+                $t.Process.ExitCode | Should -Be 137
+            } finally { Stop-WfTarget $t }
+        }
+        $ids | ForEach-Object { ($_ -split ',')[0] } | Should -BeIn 'none', 'ProcessExited'
+        Test-OtherChild 5 | Should -Be 5
+    }
+}
