@@ -344,6 +344,16 @@ Describe 'ptrace of a direct child of this PowerShell (ChildStopGuard)' -Tag 'Wo
         $script:wpSkip = if (-not ($support.PagemapScan -and $support.UffdWriteProtectAsync)) { 'this kernel lacks PAGEMAP_SCAN or userfaultfd WP_ASYNC' }
             elseif ([System.Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture -ne 'X64') { 'syscall injection is implemented for x86-64 only' }
         $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state4'
+        # This process's SIGCHLD flags (sa_flags of sigaction; SA_NOCLDSTOP is 1), as the guard sets and restores them.
+        if (-not ('SoftDirtyRound4.SigChld' -as [type])) {
+            Add-Type -Namespace SoftDirtyRound4 -Name SigChld -CompilerOptions '-unsafe' -MemberDefinition @'
+[System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+private unsafe struct SigAction { public System.IntPtr Handler; public fixed ulong Mask[16]; public int Flags; public System.IntPtr Restorer; }
+[System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+private static extern unsafe int sigaction(int signal, SigAction* action, SigAction* old);
+public static unsafe int Flags() { SigAction a; if (sigaction(17, null, &a) != 0) throw new System.InvalidOperationException("sigaction"); return a.Flags; }
+'@
+        }
         # Another child of this pwsh, started and reaped by .NET while the traced one is around.
         function Test-OtherChild([int] $Code) {
             $p = Start-Process /bin/sh -ArgumentList "-c `"exit $Code`"" -PassThru -Wait
@@ -353,10 +363,12 @@ Describe 'ptrace of a direct child of this PowerShell (ChildStopGuard)' -Tag 'Wo
     AfterAll { Remove-Item Env:SOFTDIRTY_STATE_DIR -ErrorAction SilentlyContinue }
 
     It 'after Save-MemoryImage -Freeze of a direct child, the child runs on, and its exit code and WaitForExit still work (and those of another child)' {
+        $flags = [SoftDirtyRound4.SigChld]::Flags()
         $t = Start-WfTarget
         try {
             $null = New-WfRegion $t 16
             $null = Save-MemoryImage -Id $t.Id -Path (New-Dest) -Freeze -Method Hash
+            [SoftDirtyRound4.SigChld]::Flags() | Should -Be $flags -Because 'the SIGCHLD flags (SA_NOCLDSTOP) are restored after the save'
             Get-ProcessState $t.Id | Should -Not -Be 'T' -Because 'the save resumes the child'
             Test-OtherChild 7 | Should -Be 7
             Send-WfTarget $t 'map 1' | Should -Not -BeNullOrEmpty -Because 'the child still answers'
@@ -369,12 +381,14 @@ Describe 'ptrace of a direct child of this PowerShell (ChildStopGuard)' -Tag 'Wo
 
     It 'Enable-WriteTracking and Disable-WriteTracking of a direct child leave its exit code (killed by SIGTERM: 143) and WaitForExit intact' {
         if ($wpSkip) { Set-ItResult -Skipped -Because $wpSkip; return }
+        $flags = [SoftDirtyRound4.SigChld]::Flags()
         $t = Start-WfTarget
         try {
             $null = New-WfRegion $t 16
             $null = Enable-WriteTracking -Id $t.Id -Confirm:$false
             Test-OtherChild 3 | Should -Be 3
             $null = Disable-WriteTracking -Id $t.Id -Confirm:$false
+            [SoftDirtyRound4.SigChld]::Flags() | Should -Be $flags -Because 'the SIGCHLD flags (SA_NOCLDSTOP) are restored'
             Send-WfTarget $t 'map 1' | Should -Not -BeNullOrEmpty
             kill -TERM $t.Id
             $t.Process.WaitForExit(60000) | Should -BeTrue
@@ -383,19 +397,28 @@ Describe 'ptrace of a direct child of this PowerShell (ChildStopGuard)' -Tag 'Wo
         } finally { Stop-WfTarget $t }
     }
 
-    It 'a direct child killed (SIGKILL) during Save-MemoryImage -Freeze: the save succeeds or says ProcessExited, and the exit status (137) is not lost' {
-        $ids = foreach ($delay in '0', '0.01', '0.05', '0.2') {
+    It 'a direct child killed (SIGKILL) during <Command>: it succeeds or fails with <Allowed>, the exit status (137) is not lost and SIGCHLD''s flags are restored' -ForEach @(
+        @{ Command = 'Save-MemoryImage -Freeze'; Allowed = 'ProcessExited or ProcessNotFound'; Run = { param($Id) $null = Save-MemoryImage -Id $Id -Path (New-Dest) -Freeze -Method Hash } }
+        # Before the fix a death during the parallel PAGEMAP_SCAN that protects the pages reached the user as
+        # System.AggregateException. (Which of the module's errors a death at each step gives is not asserted here.)
+        @{ Command = 'Enable-WriteTracking'; Allowed = 'a module error'; Run = { param($Id) $null = Enable-WriteTracking -Id $Id -Confirm:$false; $null = Disable-WriteTracking -Id $Id -Confirm:$false } }
+    ) {
+        if ($Command -eq 'Enable-WriteTracking' -and $wpSkip) { Set-ItResult -Skipped -Because $wpSkip; return }
+        $flags = [SoftDirtyRound4.SigChld]::Flags()
+        $ids = foreach ($delay in '0', '0.002', '0.005', '0.01', '0.02', '0.05', '0.2') {
             $t = Start-WfTarget
             try {
                 $null = New-WfRegion $t 256
                 $killer = Start-Process /bin/sh -ArgumentList "-c `"sleep $delay; kill -KILL $($t.Id)`"" -PassThru
-                Get-ErrorId { $null = Save-MemoryImage -Id $t.Id -Path (New-Dest) -Freeze -Method Hash }
+                Get-ErrorId { & $Run $t.Id }
                 $killer.WaitForExit()
                 $t.Process.WaitForExit(60000) | Should -BeTrue
                 $t.Process.ExitCode | Should -Be 137
             } finally { Stop-WfTarget $t }
         }
-        $ids | ForEach-Object { ($_ -split ',')[0] } | Should -BeIn 'none', 'ProcessExited'
+        $ok = @('none') + @(if ($Allowed -like 'Process*') { 'ProcessExited', 'ProcessNotFound' } else { [Enum]::GetNames([SoftDirty.EngineError]) })
+        foreach ($id in $ids) { ($id -split ',')[0] | Should -BeIn $ok -Because $id }
+        [SoftDirtyRound4.SigChld]::Flags() | Should -Be $flags
         Test-OtherChild 5 | Should -Be 5
     }
 }

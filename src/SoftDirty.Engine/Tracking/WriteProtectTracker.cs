@@ -312,6 +312,11 @@ internal sealed class WriteProtectTracker : IDirtyTracker
                 catch (EngineException ex) when (ex.Error == EngineError.PermissionDenied) { refused[piece.Span] = true; }
             });
         }
+        catch (AggregateException all) when (all.InnerExceptions.OfType<EngineException>().FirstOrDefault() is { } first)
+        {
+            // A piece's own error (the process exited during PAGEMAP_SCAN), not .NET's wrapper of the parallel loop.
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
+        }
         finally { Native.Close(fd); }
         return spans.Where((_, i) => refused[i]).ToList();
     }
