@@ -270,10 +270,19 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         }
     }
 
+    /// <summary>Whether the thread is gone, or its process gone or exiting.</summary>
+    private bool Exited() => !Directory.Exists($"/proc/{ProcessId}/task/{ThreadId}") || HasExited(ProcessId);
+
+    /// <summary>Whether the process is gone or a zombie (state Z or X, as /proc/PID/status says).</summary>
+    private static bool HasExited(int pid) =>
+        InjectionSupport.ReadStatus(pid) is not { } status
+        || (status.TryGetValue("State", out var state) && (state.StartsWith('Z') || state.StartsWith('X')));
+
     private EngineException Fail(string what)
     {
         int e = Marshal.GetLastPInvokeError();
-        if (e == Errno.ESRCH && !Directory.Exists($"/proc/{ProcessId}/task/{ThreadId}"))
+        // ESRCH, or EPERM from PTRACE_SEIZE of a process that is exiting: gone, or a zombie (its task folder stays).
+        if (e is Errno.ESRCH or Errno.EPERM && Exited())
             return new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection ({what}).", ProcessId, e);
         var error = e == Errno.EPERM && what == "PTRACE_SEIZE" ? EngineError.PtraceNotPermitted : EngineError.ProcIOError;
         return new EngineException(error, $"{what} on process {ProcessId} (thread {ThreadId}) failed: {Errno.Describe(e)}", ProcessId, e);
@@ -347,6 +356,9 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
                 int at = bytes.AsSpan(0, Math.Max(0, got)).IndexOf(arch.SyscallInstruction);
                 if (at >= 0) return m.Start + (ulong)at;
             }
+        // A process that exited meanwhile has no readable mappings either: that is not a missing feature.
+        if (HasExited(source.ProcessId))
+            throw new EngineException(EngineError.ProcessExited, $"Process {source.ProcessId} exited while its syscall instruction was sought.", source.ProcessId);
         throw new EngineException(EngineError.WriteProtectNotSupported, $"Process {source.ProcessId} has no readable syscall instruction in an executable mapping.", source.ProcessId);
     }
 }

@@ -322,7 +322,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
         {
             case Errno.ENOENT:
             case Errno.ESRCH:
-                return Alive ? new EngineException(EngineError.ProcIOError, $"{doing}: {Errno.Describe(errno)}", ProcessId, errno) : Exited(doing);
+                return IsGone() ? Exited(doing) : new EngineException(EngineError.ProcIOError, $"{doing}: {Errno.Describe(errno)}", ProcessId, errno);
             case Errno.EACCES:
             case Errno.EPERM:
                 // A zombie's /proc files belong to no one who may write them (clear_refs gives EACCES to its

@@ -68,6 +68,8 @@ internal sealed class PtraceFreeze : IDisposable
                     {
                         int e = Marshal.GetLastPInvokeError();
                         if (e == Errno.ESRCH) continue; // the thread exited
+                        if (ProcessFreeze.ThreadState($"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/stat") is null or 'Z' or 'X')
+                            throw new EngineException(EngineError.ProcessExited, $"Process {pid} exited while it was being frozen (PTRACE_SEIZE of thread {tid}: {Errno.Describe(e)}).", pid, e);
                         throw new EngineException(e is Errno.EPERM or Errno.EACCES ? EngineError.PermissionDenied : EngineError.ProcIOError,
                             $"Freezing process {pid}: PTRACE_SEIZE of thread {tid} failed: {Errno.Describe(e)} (another tracer, or no permission to trace it).", pid, e);
                     }

@@ -312,9 +312,9 @@ internal sealed class WriteProtectTracker : IDirtyTracker
                 catch (EngineException ex) when (ex.Error == EngineError.PermissionDenied) { refused[piece.Span] = true; }
             });
         }
-        catch (AggregateException all) when (all.InnerExceptions.FirstOrDefault(x => x is EngineException) is { } first)
+        catch (AggregateException all) when (all.InnerExceptions.OfType<EngineException>().FirstOrDefault() is { } first)
         {
-            // One piece's error (the process exited, say) as the command's own, not wrapped by Parallel.
+            // A piece's own error (the process exited during PAGEMAP_SCAN), not .NET's wrapper of the parallel loop.
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
         }
         finally { Native.Close(fd); }

@@ -30,7 +30,11 @@ internal sealed class SessionImageLink : IImageLink
     public const int ChunkBytes = 4 << 20;
     /// <summary>The image files in the order sent: the manifest last, as a save writes it.</summary>
     private static readonly string[] Files = { ImageFormat.PagesFile, ImageFormat.IndexFile, ImageFormat.ManifestFile };
-    private const string ReceiveCommand = "Receive-MemoryImage", RestoreCommand = "Restore-MemoryImage";
+    /// <summary>
+    /// Module-qualified, so that a function, alias or other module's command of the same name in the session
+    /// (a profile, a careless import) is never run in their place.
+    /// </summary>
+    private const string ReceiveCommand = "SoftDirty\\Receive-MemoryImage", RestoreCommand = "SoftDirty\\Restore-MemoryImage";
     /// <summary>Chunks sent ahead of what the destination has acknowledged as written.</summary>
     private const int InFlightChunks = 4;
     /// <summary>How often a sender waiting for an acknowledgement looks at the pipeline's state and at Ctrl+C.</summary>
@@ -73,7 +77,7 @@ internal sealed class SessionImageLink : IImageLink
         ulong total = Files.Aggregate(0UL, (sum, f) => sum + (ulong)new FileInfo(Path.Combine(localImage, f)).Length);
         ulong sent = 0;
         var clock = Stopwatch.StartNew();
-        Run(ps => ps.AddCommand(ReceiveCommand).AddParameter("Path", PathOf(name)).AddParameter("ProgressAction", ActionPreference.Continue), (ps, input) =>
+        var output = Run(ps => ps.AddCommand(ReceiveCommand).AddParameter("Path", PathOf(name)).AddParameter("ProgressAction", ActionPreference.Continue), (ps, input) =>
         {
             // Back-pressure: the receiver acknowledges the bytes it has written (its progress records); at most
             // InFlightChunks chunks are sent ahead of that, so an image is never queued whole in memory here.
@@ -128,7 +132,25 @@ internal sealed class SessionImageLink : IImageLink
                 ps.InvocationStateChanged -= Ended;
             }
         }, cancel);
+        ConfirmReceived(output, localImage, name);
         return new LinkTransfer(sent, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>
+    /// The receiver's answer must be the image it put in place: one MemoryImageInfo with the sent image's id. A
+    /// receiver that answers nothing (not the module's, or one that dropped the stream) is LinkBroken, never a
+    /// round reported as sent.
+    /// </summary>
+    private void ConfirmReceived(PSDataCollection<PSObject> output, string localImage, string name)
+    {
+        var sentId = ImageReader.Open(localImage).Manifest.Id;
+        var info = output.Count == 1 ? output[0] : null;
+        bool confirmed = info is not null
+            && info.TypeNames.Any(t => t.EndsWith(typeof(MemoryImageInfo).FullName!, StringComparison.Ordinal))
+            && info.Properties[nameof(MemoryImageInfo.Id)]?.Value is Guid id && id == sentId;
+        if (!confirmed)
+            throw new EngineException(EngineError.LinkBroken,
+                $"{ReceiveCommand} on {Computer} did not confirm {PathOf(name)} (it answered {output.Count} object(s), not the image {sentId} it was sent): the destination keeps its last complete, verified image.", Computer);
     }
 
     /// <inheritdoc/>
