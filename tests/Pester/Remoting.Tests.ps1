@@ -159,8 +159,17 @@ namespace SoftDirtyTest {
                 $dest = Join-Path $TestDrive "real-$([guid]::NewGuid().ToString('n'))"
                 # Stopped (SIGSTOP) first, so that its memory after the migration is the memory the migration took: a
                 # running target changes its libc's lock words after it is let run again. A stopped process is left stopped.
+                # SIGSTOP takes effect asynchronously: wait until the process is in its group stop, or the kernel
+                # may still write its rseq area (cpu id fields in the TLS) on a last return to user space.
                 & kill -STOP $t.Id
-                $out = @(Invoke-PreCopyMigration -Id $t.Id -ToSession $sessions[1] -Destination "$dest/chain" -RestorePath "$dest/restored" -MaxIterations 2 -StopThreshold 0 -Mapping '[anon]')
+                $deadline = [DateTime]::UtcNow.AddSeconds(10)
+                $threadStates = { Get-ChildItem "/proc/$($t.Id)/task" | ForEach-Object { $s = Get-Content "$($_.FullName)/stat" -Raw; $s.Substring($s.LastIndexOf(')') + 2, 1) } }
+                while (@(& $threadStates | Where-Object { $_ -ne 'T' }).Count -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 10 }
+                & $threadStates | Should -Be 'T' -Because 'every thread is in its group stop'
+                # -Method Hash: the comparison below needs a target that never ran while migrated. WriteProtect injects
+                # syscalls (enable, and disable after the last round), and each return to user space lets the kernel
+                # rewrite the thread's rseq area (cpu id fields in its TLS) after the last round was taken.
+                $out = @(Invoke-PreCopyMigration -Id $t.Id -ToSession $sessions[1] -Destination "$dest/chain" -RestorePath "$dest/restored" -MaxIterations 2 -StopThreshold 0 -Mapping '[anon]' -Method Hash)
                 $summary = $out[-1]
                 $rounds = @($out | Where-Object { $_ -is [SoftDirty.Workflows.PreCopyRound] })
                 $summary | Should -BeOfType ([SoftDirty.Workflows.PreCopySummary])
