@@ -300,7 +300,8 @@ Describe 'A target that exits or execs while write tracking is injected' -Tag 'W
         $engineErrors = @([Enum]::GetNames([SoftDirty.EngineError])) + 'none'
         $outcomes = for ($i = 0; $i -lt 10; $i++) {
             $delay = 0.01 * $i
-            # A grandchild (through sh): .NET reaps its own children's wait statuses, ptrace stops included.
+            # A grandchild (through sh): the usual case, a process that is not this one's child (direct children are
+            # covered by Security.Round4 and Workflows.Watch).
             $id = [int](sh -c 'perl "$0" "$1" "$2" >/dev/null 2>&1 & echo $!' $target $delay $Mode)
             $job = Start-ThreadJob {
                 param($ModulePath, $Id, $Dir)

@@ -13,8 +13,9 @@ public sealed class WtTarget : IDisposable
 
     public WtTarget()
     {
-        // Through a shell, as its child: the target is not a child of this process, whose .NET runtime reaps
-        // its own children's wait statuses (a traced child's ptrace stops included) and then loses track.
+        // Through a shell, as its child: these tests track a process that is not a child of this one (the usual
+        // case). A direct child works too (ChildStopGuard keeps its ptrace stops from .NET's reaping); the child
+        // tests start their targets directly.
         var psi = new ProcessStartInfo("/bin/sh") { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };
         psi.ArgumentList.Add("-c");
         psi.ArgumentList.Add("exec 3<&0; \"$0\" <&3 3<&- & wait $!"); // stdin through fd 3: a background job would read /dev/null
