@@ -15,17 +15,30 @@ public unsafe class PageWalkTests
 {
     private static readonly int Ps = Environment.SystemPageSize;
 
+    /// <summary>
+    /// Runs <paramref name="body"/> on a fresh private anonymous region of <paramref name="length"/> bytes (no
+    /// transparent huge pages, whatever the machine's mode), unmapped afterwards.
+    /// </summary>
+    private static void WithPrivateRegion(nuint length, Action<nint> body)
+    {
+        nint mem = Native.Mmap(0, length, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS, -1, 0);
+        Assert.NotEqual(Native.MAP_FAILED, mem);
+        try
+        {
+            if (Directory.Exists("/sys/kernel/mm/transparent_hugepage")) Native.Madvise(mem, length, Native.MADV_NOHUGEPAGE);
+            body(mem);
+        }
+        finally { Native.Munmap(mem, length); }
+    }
+
     [HostFact]
     public void ScatteredRangesAcrossBatchesAndAnUnreadablePageReadExactly()
     {
         // More single-page ranges than one process_vm_readv takes, every page with its own bytes.
         const int Pages = Native.IovMax * 2 + 100, Stride = 2, Protected = 777;
         nuint length = (nuint)(Pages * Stride * Ps);
-        nint mem = Native.Mmap(0, length, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS, -1, 0);
-        Assert.NotEqual(Native.MAP_FAILED, mem);
-        try
+        WithPrivateRegion(length, mem =>
         {
-            if (Directory.Exists("/sys/kernel/mm/transparent_hugepage")) Native.Madvise(mem, length, Native.MADV_NOHUGEPAGE);
             var ranges = new List<AddressRange>();
             for (int i = 0; i < Pages; i++)
             {
@@ -50,17 +63,14 @@ public unsafe class PageWalkTests
             Assert.Equal(0UL, unreadable);
             Assert.Equal(Pages, seen.Count);
             for (int i = 0; i < Pages; i++) Assert.Equal((byte)(i * 7 + 1), seen[ranges[i].Start]);
-        }
-        finally { Native.Munmap(mem, length); }
+        });
     }
 
     [HostFact]
     public void AnUnmappedPageIsSkippedAndCounted()
     {
         nuint length = (nuint)(8 * Ps);
-        nint mem = Native.Mmap(0, length, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS, -1, 0);
-        Assert.NotEqual(Native.MAP_FAILED, mem);
-        try
+        WithPrivateRegion(length, mem =>
         {
             new Span<byte>((void*)mem, (int)length).Fill(5);
             Assert.Equal(0, Native.Munmap(mem + 3 * Ps, (nuint)Ps));
@@ -69,8 +79,7 @@ public unsafe class PageWalkTests
             ulong unreadable = PageWalk.ReadChunks(source, new[] { new AddressRange((ulong)mem, (ulong)mem + length) }, (_, data) => bytes += (ulong)data.Length, sharedAnonymous: Array.Empty<AddressRange>());
             Assert.Equal(1UL, unreadable);
             Assert.Equal(7UL * (ulong)Ps, bytes);
-        }
-        finally { Native.Munmap(mem, length); }
+        });
     }
 
     [HostFact]
@@ -79,9 +88,7 @@ public unsafe class PageWalkTests
         // Every other chunk declared shared: the handler must still see ascending addresses, every page once.
         const int Pages = 64;
         nuint length = (nuint)(Pages * Ps);
-        nint mem = Native.Mmap(0, length, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS, -1, 0);
-        Assert.NotEqual(Native.MAP_FAILED, mem);
-        try
+        WithPrivateRegion(length, mem =>
         {
             for (int i = 0; i < Pages; i++) new Span<byte>((void*)(mem + i * Ps), Ps).Fill((byte)(i + 1));
             var ranges = new List<AddressRange>();
@@ -104,8 +111,7 @@ public unsafe class PageWalkTests
             }, chunkBytes: 4 * Ps, sharedAnonymous: shared);
             Assert.Equal(0UL, unreadable);
             Assert.Equal(Pages, pages);
-        }
-        finally { Native.Munmap(mem, length); }
+        });
     }
 
     [HostFact]
@@ -115,11 +121,8 @@ public unsafe class PageWalkTests
         // over as one run, and the snapshot must put each page's hash in its own region.
         const int Pages = 8;
         nuint length = (nuint)(Pages * Ps);
-        nint mem = Native.Mmap(0, length, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS, -1, 0);
-        Assert.NotEqual(Native.MAP_FAILED, mem);
-        try
+        WithPrivateRegion(length, mem =>
         {
-            if (Directory.Exists("/sys/kernel/mm/transparent_hugepage")) Native.Madvise(mem, length, Native.MADV_NOHUGEPAGE);
             for (int i = 0; i < Pages; i++) new Span<byte>((void*)(mem + i * Ps), Ps).Fill((byte)(i + 1));
             Assert.Equal(0, Native.Mprotect(mem + Pages / 2 * Ps, (nuint)(Pages / 2 * Ps), Native.PROT_READ));
             ulong start = (ulong)mem, end = start + (ulong)length;
@@ -134,7 +137,6 @@ public unsafe class PageWalkTests
                 Assert.True(snap.TryGet(start + (ulong)(i * Ps), out var h));
                 Assert.Equal(PageHash.Compute(PageHashAlgorithm.Fast128, new ReadOnlySpan<byte>((void*)(mem + i * Ps), Ps)), h);
             }
-        }
-        finally { Native.Munmap(mem, length); }
+        });
     }
 }
