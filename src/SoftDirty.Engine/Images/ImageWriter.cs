@@ -20,6 +20,11 @@ internal static class ImageWriter
     private const ulong WritebackBytes = 32UL << 20;
     /// <summary>Pages to store are gathered into one buffer of this size and written with one call (scattered pages of an increment cost one write a megabyte, not one a page).</summary>
     private const int WriteBufferBytes = 1 << 20;
+    /// <summary>
+    /// Memory is read in chunks of up to this size: half the write buffer, so a run of stored pages that fills a
+    /// chunk is written straight from the read buffer (no copy into the write buffer), and smaller runs are gathered.
+    /// </summary>
+    private const int ReadChunkBytes = WriteBufferBytes / 2;
 
     /// <summary>Saves a full image of <paramref name="source"/> (no <paramref name="parentPath"/>) or an increment over the chain at <paramref name="parentPath"/>.</summary>
     /// <param name="source">The process (real or emulated) to save.</param>
@@ -61,35 +66,53 @@ internal static class ImageWriter
         var mappings = source.ReadMappings(false);
         var spans = PageWalk.DataSpans(mappings, selector);
         var zeroHash = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
-        var records = new List<PageRecord>();
+        bool increment = parentHashes.Count > 0;
         ulong scanned = 0, inherited = 0, dataOffset = 0, flushedTo = 0, unreadable = 0;
-        List<AddressRange> presentRanges;
+        // An increment's present ranges, to find the parent's pages that are gone; a full image keeps nothing per page.
+        var presentRanges = increment ? new List<AddressRange>() : null;
+        // Progress by address: the pages of the selected mappings walked so far, of all of them.
+        ulong total = 0;
+        foreach (var s in spans) total += (s.End - s.Start) / (ulong)ps;
+        int progressSpan = 0;
+        ulong pagesBefore = 0;
+        ulong Walked(ulong address)
+        {
+            while (progressSpan < spans.Count && spans[progressSpan].End <= address)
+            {
+                pagesBefore += (spans[progressSpan].End - spans[progressSpan].Start) / (ulong)ps;
+                progressSpan++;
+            }
+            return progressSpan < spans.Count && address > spans[progressSpan].Start
+                ? pagesBefore + (address - spans[progressSpan].Start) / (ulong)ps : pagesBefore;
+        }
 
         try
         {
+            using var indexFile = output.Create(ImageFormat.IndexFile);
+            // A full image's records arrive in address order and stream to the file; an increment's zero records do not.
+            var index = new ImageIndexWriter(indexFile, ps, ordered: !increment);
             using (var pages = output.Create(ImageFormat.PagesFile))
             {
-                // What to read: present pages, narrowed to the tracker's candidates when there are any.
+                // What to read, found as it is read: present pages, narrowed to the tracker's candidates when there
+                // are any. (Lazily: the regions of a large sparse process are never all held at once.)
                 var shared = new List<AddressRange>();
-                var present = PageWalk.PresentRegions(source, spans, shared, cancel).ToList();
-                presentRanges = present.ConvertAll(r => new AddressRange(r.Start, r.End));
-                ulong total = 0;
-                var toRead = new List<AddressRange>();
-                foreach (var r in present)
+                IEnumerable<AddressRange> ToRead()
                 {
-                    if ((r.Categories & PageCategory.PfnZero) != 0) continue;
-                    foreach (var part in Intersect(r.Start, r.End, candidates))
+                    foreach (var r in PageWalk.PresentRegions(source, spans, shared, cancel))
                     {
-                        toRead.Add(part);
-                        total += part.Length / (ulong)ps;
+                        presentRanges?.Add(new AddressRange(r.Start, r.End));
+                        if ((r.Categories & PageCategory.PfnZero) != 0)
+                        {
+                            // Zero-page regions hold zeros: a record only where the parent chain has data there.
+                            if (increment)
+                                for (ulong a = r.Start; a < r.End; a += (ulong)ps)
+                                    if (parentHashes.ContainsKey(a)) index.Add(new PageRecord(a, PageRecordKind.Zero, 0, zeroHash));
+                            continue;
+                        }
+                        foreach (var part in Intersect(r.Start, r.End, candidates)) yield return part;
                     }
                 }
-                // Zero-page regions hold zeros: a record only where the parent chain has data there.
-                foreach (var r in present.Where(r => (r.Categories & PageCategory.PfnZero) != 0))
-                    for (ulong a = r.Start; a < r.End; a += (ulong)ps)
-                        if (parentHashes.ContainsKey(a)) records.Add(new PageRecord(a, PageRecordKind.Zero, 0, zeroHash));
-
-                ulong done = 0, written = 0;
+                ulong written = 0;
                 var writeBuffer = GC.AllocateUninitializedArray<byte>(WriteBufferBytes);
                 int buffered = 0;
                 void WriteOut(ReadOnlySpan<byte> bytes)
@@ -112,13 +135,18 @@ internal static class ImageWriter
                 // A run of pages to store: gathered into the buffer, or written as it is when it is large.
                 void Store(ReadOnlySpan<byte> run)
                 {
-                    if (buffered + run.Length > writeBuffer.Length) FlushBuffer();
-                    if (run.Length * 2 >= writeBuffer.Length) WriteOut(run);
-                    else { run.CopyTo(writeBuffer.AsSpan(buffered)); buffered += run.Length; }
+                    // (What is gathered goes first: the file holds the pages in the order their records give.)
+                    if (run.Length * 2 >= writeBuffer.Length) { FlushBuffer(); WriteOut(run); }
+                    else
+                    {
+                        if (buffered + run.Length > writeBuffer.Length) FlushBuffer();
+                        run.CopyTo(writeBuffer.AsSpan(buffered));
+                        buffered += run.Length;
+                    }
                     dataOffset += (ulong)run.Length;
                 }
                 // Compiled optimised at once: tier 0 hashed a whole save unoptimised on a busy machine (see PageHash).
-                unreadable = PageWalk.ReadChunks(source, toRead, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (address, data) =>
+                unreadable = PageWalk.ReadChunks(source, ToRead(), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (address, data) =>
                 {
                     int runStart = -1;
                     for (int off = 0; off <= data.Length; off += ps)
@@ -131,11 +159,11 @@ internal static class ImageWriter
                             scanned++;
                             var h = PageHash.Fast128(page);
                             bool inParent = parentHashes.TryGetValue(addr, out var ph);
-                            if (h == zeroHash) { if (inParent) records.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash)); }
+                            if (h == zeroHash) { if (inParent) index.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash)); }
                             else if (inParent && ph == h) inherited++;
                             else
                             {
-                                records.Add(new PageRecord(addr, PageRecordKind.Data, dataOffset + (ulong)(runStart < 0 ? 0 : off - runStart), h));
+                                index.Add(new PageRecord(addr, PageRecordKind.Data, dataOffset + (ulong)(runStart < 0 ? 0 : off - runStart), h));
                                 write = true;
                             }
                         }
@@ -146,14 +174,13 @@ internal static class ImageWriter
                             runStart = -1;
                         }
                     }
-                    done += (ulong)data.Length / (ulong)ps;
-                    progress?.Invoke(done, total);
-                }, cancel: cancel, sharedAnonymous: shared);
+                    progress?.Invoke(Walked(address + (ulong)data.Length), total);
+                }, chunkBytes: ReadChunkBytes, cancel: cancel, sharedAnonymous: shared);
                 FlushBuffer();
                 pages.Flush(flushToDisk: true);
             }
             // Pages the chain has data for that are no longer present, inside the mappings saved: now zero.
-            if (parentHashes.Count > 0)
+            if (increment)
             {
                 const int CancelEvery = 1 << 16;
                 int visited = 0;
@@ -163,29 +190,19 @@ internal static class ImageWriter
                 {
                     if (++visited % CancelEvery == 0) cancel.ThrowIfCancellationRequested();
                     if (hash == zeroHash) continue;
-                    if (DirtyPageSet.Contains(presentRanges, addr))
+                    if (DirtyPageSet.Contains(presentRanges!, addr))
                     {
                         // Present but not a candidate: it keeps the parent's content, so it counts as inherited.
                         if (candidates is not null && !candidates.Contains(addr)) inherited++;
                         continue;
                     }
-                    if (spans.Any(s => addr >= s.Start && addr < s.End)) records.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash));
+                    if (spans.Any(s => addr >= s.Start && addr < s.End)) index.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash));
                 }
             }
-            records.Sort((a, b) => a.Address.CompareTo(b.Address));
+            var indexHash = index.Finish();
+            indexFile.Dispose();
 
-            var indexBytes = new byte[ImageFormat.IndexHeaderSize + records.Count * ImageFormat.RecordSize];
-            ImageFormat.IndexMagic.CopyTo(indexBytes, 0);
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(indexBytes.AsSpan(8), ImageFormat.Version);
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(indexBytes.AsSpan(12), (uint)ps);
-            for (int i = 0; i < records.Count; i++) records[i].WriteTo(indexBytes.AsSpan(ImageFormat.IndexHeaderSize + i * ImageFormat.RecordSize));
-            using (var index = output.Create(ImageFormat.IndexFile))
-            {
-                index.Write(indexBytes);
-                index.Flush(flushToDisk: true);
-            }
-
-            ulong dataPages = (ulong)records.Count(r => r.Kind == PageRecordKind.Data);
+            ulong dataPages = index.DataCount;
             var manifest = new ImageManifest
             {
                 Id = Guid.NewGuid(),
@@ -205,14 +222,14 @@ internal static class ImageWriter
                 Mappings = mappings.Where(m => m.Kind != MappingKind.Vsyscall && (selector is null || selector(m)))
                     .Select(m => new ImageMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Path = m.DisplayName, Offset = m.Offset }).ToList(),
                 DataPages = dataPages,
-                ZeroPages = (ulong)records.Count - dataPages,
+                ZeroPages = index.Count - dataPages,
                 InheritedPages = inherited,
                 ScannedPages = scanned,
                 UnreadablePages = unreadable,
                 Files =
                 {
                     new ImageFileInfo { Name = ImageFormat.PagesFile, Size = (long)dataOffset },
-                    new ImageFileInfo { Name = ImageFormat.IndexFile, Size = indexBytes.Length, Hash = PageHash.Fast128(indexBytes).ToString() },
+                    new ImageFileInfo { Name = ImageFormat.IndexFile, Size = index.Size, Hash = indexHash.ToString() },
                 },
             };
             manifest.Checksum = ImageFormat.ManifestChecksum(manifest);
@@ -222,7 +239,7 @@ internal static class ImageWriter
                 mf.Flush(flushToDisk: true);
             }
             output.Commit();
-            return new ImageSaveResult(path, manifest, clock.Elapsed, dataOffset + (ulong)indexBytes.Length);
+            return new ImageSaveResult(path, manifest, clock.Elapsed, dataOffset + (ulong)index.Size);
         }
         catch (IOException ex) when (ex is not FileNotFoundException)
         {

@@ -74,13 +74,29 @@ internal static class PageHash
         Span<ulong> acc = stackalloc ulong[8] { P32_3, P1, P2, P3, P4, P32_2, P5, P32_1 };
         var words = MemoryMarshal.Cast<byte, ulong>(data);
         int blocks = words.Length / StripeWords / StripesPerBlock;
+        Accumulate(acc, words, blocks);
+        return Finish(acc, data, words, blocks, (ulong)data.Length);
+    }
+
+    /// <summary>Bytes a block of the hash takes (the unit <see cref="Fast128Hasher"/> feeds in).</summary>
+    internal const int Fast128BlockBytes = BlockBytes;
+
+    /// <summary>The first accumulator values of Fast128.</summary>
+    internal static void Seed(Span<ulong> acc)
+    {
+        ReadOnlySpan<ulong> seed = [P32_3, P1, P2, P3, P4, P32_2, P5, P32_1];
+        seed.CopyTo(acc);
+    }
+
+    /// <summary>Whole 1 KiB blocks into the accumulators (AVX2 where the machine has it, the same arithmetic either way).</summary>
+    internal static void Accumulate(Span<ulong> acc, ReadOnlySpan<ulong> words, int blocks)
+    {
         if (Avx2.IsSupported && blocks > 0) AccumulateAvx2(acc, words, blocks);
         else AccumulateScalar(acc, words, blocks);
-        return Finish(acc, data, words, blocks);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static Hash128 Finish(Span<ulong> acc, ReadOnlySpan<byte> data, ReadOnlySpan<ulong> words, int blocks)
+    internal static Hash128 Finish(Span<ulong> acc, ReadOnlySpan<byte> data, ReadOnlySpan<ulong> words, int blocks, ulong totalLength)
     {
         // Stripes after the last whole block, then the words and bytes left, as a scrambled tail.
         int w = blocks * StripesPerBlock * StripeWords;
@@ -88,7 +104,7 @@ internal static class PageHash
         for (int k = 0; w < words.Length; w++, k++) acc[k & 7] = Round(acc[k & 7], words[w]);
         ulong tail = 0;
         for (int i = words.Length * 8; i < data.Length; i++) tail = (tail << 8) | data[i];
-        ulong len = (ulong)data.Length;
+        ulong len = totalLength;
         acc[7] = Round(acc[7], tail ^ len);
         ulong low = len * P1, high = ~(len * P2);
         for (int i = 0; i < 4; i++)
@@ -183,7 +199,7 @@ internal static class PageHash
         var words = MemoryMarshal.Cast<byte, ulong>(data);
         int blocks = words.Length / StripeWords / StripesPerBlock;
         AccumulateScalar(acc, words, blocks);
-        return Finish(acc, data, words, blocks);
+        return Finish(acc, data, words, blocks, (ulong)data.Length);
     }
 
     private static readonly object Gate = new();

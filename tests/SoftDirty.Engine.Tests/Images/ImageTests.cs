@@ -28,6 +28,20 @@ public sealed class ImageTests : IDisposable
     private static byte[] Memory(FakeProcess p) => Enumerable.Range(0, p.Pages).SelectMany(p.Content).ToArray();
 
     [Fact]
+    public void AGatheredPageThenARunAsLargeAsAReadChunk_AreStoredInRecordOrder()
+    {
+        // The writer gathers small runs into its buffer and writes a run of half the buffer or more as it is: the
+        // gathered page must reach the file first (a regression: the large run once overtook it).
+        using var p = new FakeProcess(400, softDirty: false, seed: 3);
+        p.WriteRandom(0);
+        for (int i = 3; i < 400; i++) p.WriteRandom(i);
+        var path = Path.Combine(_dir, "large-run");
+        ImageWriter.Save(p, path, null, TrackingMethod.Hash, null);
+        Assert.True(ImageVerifier.Test(path).Valid);
+        Assert.Equal(Memory(p), Restored(path, Path.Combine(_dir, "large-run-out")));
+    }
+
+    [Fact]
     public void RandomWorkloadsOnATestDouble_FullPlusIncrements_RestoreToTheBytesOfAFullImage()
     {
         // 50 random workloads on the test double, chains of 1 to 6 images (EmulatorWorkflowTests runs 200 on the emulator).
