@@ -60,10 +60,13 @@ internal static class ImageWriter
 
         var mappings = source.ReadMappings(false);
         var spans = PageWalk.DataSpans(mappings, selector);
+        // What to compare besides the tracker's candidates: what no tracker can vouch for (ImageTracking.Untracked).
+        var watched = candidates is null || chain is null ? null : Union(candidates.Ranges, ImageTracking.Untracked(mappings, selector, chain[^1].Manifest.Mappings));
         var zeroHash = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
         var records = new List<PageRecord>();
         ulong scanned = 0, inherited = 0, dataOffset = 0, flushedTo = 0, unreadable = 0;
         List<AddressRange> presentRanges;
+        var toRead = new List<AddressRange>();
 
         try
         {
@@ -74,11 +77,12 @@ internal static class ImageWriter
                 var present = PageWalk.PresentRegions(source, spans, shared, cancel).ToList();
                 presentRanges = present.ConvertAll(r => new AddressRange(r.Start, r.End));
                 ulong total = 0;
-                var toRead = new List<AddressRange>();
                 foreach (var r in present)
                 {
                     if ((r.Categories & PageCategory.PfnZero) != 0) continue;
-                    foreach (var part in Intersect(r.Start, r.End, candidates))
+                    // A page of a file or of shared memory changes by write(2) or through another process's mapping,
+                    // and appears by a read fault, none of which this process's soft-dirty or write-protect bits see.
+                    foreach (var part in Intersect(r.Start, r.End, (r.Categories & PageCategory.File) != 0 ? null : watched))
                     {
                         toRead.Add(part);
                         total += part.Length / (ulong)ps;
@@ -166,7 +170,7 @@ internal static class ImageWriter
                     if (DirtyPageSet.Contains(presentRanges, addr))
                     {
                         // Present but not a candidate: it keeps the parent's content, so it counts as inherited.
-                        if (candidates is not null && !candidates.Contains(addr)) inherited++;
+                        if (candidates is not null && !DirtyPageSet.Contains(toRead, addr)) inherited++;
                         continue;
                     }
                     if (spans.Any(s => addr >= s.Start && addr < s.End)) records.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash));
@@ -234,14 +238,28 @@ internal static class ImageWriter
         }
     }
 
-    private static IEnumerable<AddressRange> Intersect(ulong start, ulong end, DirtyPageSet? candidates)
+    /// <summary>[start, end) cut to <paramref name="watched"/> (ascending, disjoint); null: the whole of it.</summary>
+    private static IEnumerable<AddressRange> Intersect(ulong start, ulong end, IReadOnlyList<AddressRange>? watched)
     {
-        if (candidates is null) { yield return new AddressRange(start, end); yield break; }
-        foreach (var c in candidates.Ranges)
+        if (watched is null) { yield return new AddressRange(start, end); yield break; }
+        foreach (var c in watched)
         {
             if (c.End <= start) continue;
             if (c.Start >= end) break;
             yield return new AddressRange(Math.Max(start, c.Start), Math.Min(end, c.End));
         }
+    }
+
+    /// <summary>Two ascending range lists as one, sorted and merged.</summary>
+    private static List<AddressRange> Union(IReadOnlyList<AddressRange> a, List<AddressRange> b)
+    {
+        var merged = new RangeListBuilder();
+        int i = 0, j = 0;
+        while (i < a.Count || j < b.Count)
+        {
+            var next = j == b.Count || (i < a.Count && a[i].Start <= b[j].Start) ? a[i++] : b[j++];
+            merged.Add(next.Start, next.End);
+        }
+        return merged.Build();
     }
 }

@@ -19,7 +19,8 @@ internal static class PageWalk
 
     /// <summary>
     /// The present or swapped pages of <paramref name="spans"/> as regions whose categories are a subset of
-    /// Present | Swapped | PfnZero: PAGEMAP_SCAN where the kernel has it, else pagemap read in chunks.
+    /// Present | Swapped | PfnZero | File (a page of a file or of shared memory: pagemap's file-or-shared-anon bit):
+    /// PAGEMAP_SCAN where the kernel has it, else pagemap read in chunks.
     /// With <paramref name="sharedAnonymous"/> (a real process only), the pagemap is read in chunks and the
     /// present anonymous pages that are not exclusive to the process (copy-on-write shared with a fork parent
     /// or child, or the zero page) are added to it as ranges, for <see cref="ReadChunks"/>.
@@ -32,7 +33,7 @@ internal static class PageWalk
             var template = new PagemapScanRequest
             {
                 CategoryAnyOf = PageCategory.Present | PageCategory.Swapped,
-                ReturnMask = PageCategory.Present | PageCategory.Swapped | PageCategory.PfnZero,
+                ReturnMask = PageCategory.Present | PageCategory.Swapped | PageCategory.PfnZero | PageCategory.File,
             };
             foreach (var r in new PageMapReader(source).ScanRegions(spans, template, cancel)) yield return r;
             yield break;
@@ -53,6 +54,7 @@ internal static class PageWalk
                 {
                     var e = buffer[i];
                     PageCategory c = e.Present ? PageCategory.Present : e.Swapped ? PageCategory.Swapped : PageCategory.None;
+                    if (c != PageCategory.None && e.FileOrSharedAnon) c |= PageCategory.File;
                     ulong addr = (page + (ulong)i) * pageSize;
                     if (sharedAnonymous is not null && e.Present && !e.FileOrSharedAnon && !e.Exclusive)
                     {
