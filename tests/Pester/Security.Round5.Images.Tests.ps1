@@ -3,7 +3,8 @@
 # and Security.Round2/3/4.Tests.ps1): memory that changes without a write through the target's own page tables (a memfd
 # written by another process or by write(2), a file changed under a private mapping, pages read-faulted in), writes
 # followed by mprotect, selections wider than the parent's, branches and swapped parents, long and odd destination
-# names, a full filesystem, the umask and leftovers of another user. Each chain is restored and compared with a full
+# names, a full filesystem, the umask, leftovers of another user and more mappings than open files. Each chain is
+# restored and compared with a full
 # image of the same moment. The engine's side: tests/SoftDirty.Engine.Tests/Images/ImageRound5Tests.cs.
 
 BeforeDiscovery {
@@ -328,6 +329,29 @@ Describe 'Destination names, a full filesystem, the umask and leftovers of anoth
         foreach ($dir in "$d/new", "$d/new/recv") { (Get-Item $dir).UnixMode | Should -Be 'drwx------' -Because $dir }
         foreach ($f in Get-ChildItem "$d/new/recv") { $f.UnixMode | Should -Be '-rw-------' -Because $f.Name }
         Test-MemoryImage "$d/new/recv" | Should -BeTrue
+    }
+
+    It 'an image of more mappings than the open-file limit (600 mappings, ulimit -n 256) restores, whole and exact' {
+        # Before the fix the flat-file restore held one open file per mapping: a process of more mappings than
+        # RLIMIT_NOFILE (a JVM or a browser easily has thousands; max_map_count is 65530) could not be restored
+        # (ImageWriteError, Too many open files).
+        $e = New-EmulatedProcess -Name many
+        for ($i = 0; $i -lt 600; $i++) {
+            # Alternate protections, so that the emulator keeps 600 mappings rather than merging neighbours.
+            $m = $e | Add-EmulatedMapping -Length 4KB -Protection $(if ($i % 2) { 'Read, Write' } else { 'Read' })
+            if ($i % 2) { $e | Write-EmulatedMemory -Address $m.Start -Length 4KB -Value ($i % 251) }
+        }
+        $many = New-Dest
+        $null = Save-MemoryImage -Emulator $e -Path $many -Confirm:$false
+        (Get-Content "$many/manifest.json" -Raw | ConvertFrom-Json).mappings.Count | Should -BeGreaterOrEqual 600
+        $out = New-Dest
+        $command = "Import-Module '$env:SOFTDIRTY_MODULE'; `$null = Restore-MemoryImage '$many' '$out' -ErrorAction Stop; 'CHILD OK'"
+        $pwsh = Get-PwshCommandLine
+        $said = sh -c 'ulimit -n 256 && exec "$@"' sh @pwsh -NoProfile -NonInteractive -Command $command 2>&1
+        ($said -join "`n") | Should -BeLike '*CHILD OK*'
+        $hashes = Get-ChildItem $out -Filter *.bin | Sort-Object Name | ForEach-Object { "$($_.Name)=$((Get-FileHash $_).Hash)" }
+        @($hashes).Count | Should -BeGreaterOrEqual 600
+        $hashes | Should -Be (Get-RestoredHashes $many)
     }
 
     It 'a leftover partial folder of another user next to the destination (named as the module names its own) is neither used nor removed' -Skip:(-not $IsRoot) {
