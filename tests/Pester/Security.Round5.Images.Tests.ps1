@@ -4,8 +4,7 @@
 # written by another process or by write(2), a file changed under a private mapping, pages read-faulted in), writes
 # followed by mprotect, selections wider than the parent's, branches and swapped parents, long and odd destination
 # names, a full filesystem, the umask, leftovers of another user and more mappings than open files. Each chain is
-# restored and compared with a full
-# image of the same moment. The engine's side: tests/SoftDirty.Engine.Tests/Images/ImageRound5Tests.cs.
+# restored and compared with a full image of the same moment. The engine's side: tests/SoftDirty.Engine.Tests/Images/ImageRound5Tests.cs.
 
 BeforeDiscovery {
     $IsRoot = (id -u) -eq '0'
