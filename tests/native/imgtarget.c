@@ -9,6 +9,7 @@
      touch <hexaddr> <index> [count]      reads one byte of each page (a read fault) -> OK
      pwrite <fd> <index> [count]          write(2) of a new page at each index of the memfd (not through the mapping) -> OK
      protect <hexaddr> <pages> <prot>     mprotect: prot 0 none, 1 read, 3 read+write -> OK
+     guard <hexaddr> <index> [count]      MADV_GUARD_INSTALL (Linux 6.15+: the pages become guard markers) -> OK
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
@@ -19,6 +20,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+/* MADV_GUARD_INSTALL, by number: older headers lack it. */
+#define MADV_GUARD_INSTALL_ 102
 
 static long ps;
 static uint64_t counter = 1;
@@ -97,6 +101,8 @@ int main(void) {
         } else if (!strcmp(cmd, "protect")) {
             int prot = y == 0 ? PROT_NONE : y == 1 ? PROT_READ : PROT_READ | PROT_WRITE;
             printf(mprotect(p, x * ps, prot) == 0 ? "OK\n" : "ERR mprotect\n");
+        } else if (!strcmp(cmd, "guard")) {
+            printf(madvise(p + x * ps, y * ps, MADV_GUARD_INSTALL_) == 0 ? "OK\n" : "ERR madvise\n");
         } else if (!strcmp(cmd, "exit")) {
             printf("OK\n");
             return 0;
