@@ -188,6 +188,8 @@ Describe 'Emulated chains: what soft-dirty cannot see, and layout changes betwee
             @{ Method = $m; Case = 'pages written, then mprotect PROT_NONE' }
             @{ Method = $m; Case = 'a private mapping written by a fork child only' }
             @{ Method = $m; Case = 'written pages made guard regions (MADV_GUARD_INSTALL)' }
+            @{ Method = $m; Case = 'written pages paged out (MADV_PAGEOUT) and one written again' }
+            @{ Method = $m; Case = 'referenced bits cleared (Clear-PageReference -Type All) after writes' }
         }
     ) {
         # Before the fix, with SoftDirty, the first two restored stale or missing pages from a valid chain: a page of
@@ -206,6 +208,12 @@ Describe 'Emulated chains: what soft-dirty cannot see, and layout changes betwee
             '*MAP_FIXED*' { $null = $e | Add-EmulatedMapping -Address $m.Start -Length 32KB -Fixed; $null = $e | Read-EmulatedMemory -Address $m.Start -Length 8KB }
             '*mremap*' { $e | Write-EmulatedMemory -Address $m.Start -Length 4KB -Value 1; $null = $e | Move-EmulatedMapping -Address $m.Start -Length $m.Size -NewAddress ($m.End + 1MB) }
             '*PROT_NONE' { $e | Write-EmulatedMemory -Address $m.Start -Length 8KB -Value 5; $e | Set-EmulatedProtection -Address $m.Start -Length $m.Size -Protection None }
+            '*MADV_PAGEOUT*' {
+                $e | Write-EmulatedMemory -Address $m.Start -Length 8KB -Value 2
+                $e | Invoke-EmulatedMadvise -Address $m.Start -Length $m.Size -Advice PageOut
+                $e | Write-EmulatedMemory -Address ($m.Start + 4KB) -Length 4KB -Value 8
+            }
+            '*Clear-PageReference*' { $e | Write-EmulatedMemory -Address $m.Start -Length 8KB -Value 4; Clear-PageReference -Emulator $e -Type All -Confirm:$false }
             '*guard regions*' { $e | Write-EmulatedMemory -Address $m.Start -Length 8KB -Value 6; $e | Invoke-EmulatedMadvise -Address $m.Start -Length 16KB -Advice GuardInstall }
         }
         $null = Save-MemoryImage -Emulator $e -Path "$chain/1" -Parent "$chain/0" -Method $Method -Confirm:$false -WarningAction SilentlyContinue
