@@ -325,7 +325,7 @@ Describe 'Destination names, a full filesystem, the umask and leftovers of anoth
         }
     }
 
-    It 'a filesystem that fills up (a 1 MiB tmpfs): Save, Restore and Receive say ImageWriteError naming what they wrote, leave the folder as it was, and it takes a restore that fits afterwards' -Skip:(-not $HasMount) {
+    It 'a filesystem that fills up (a 1 MiB tmpfs; root only, to mount it): Save, Restore and Receive say ImageWriteError naming what they wrote, leave the folder as it was, and it takes a restore that fits afterwards' -Skip:(-not $HasMount) {
         $mnt = New-Item -ItemType Directory (New-Dest)
         mount -t tmpfs -o size=1m,mode=0755 tmpfs $mnt
         try {
@@ -388,7 +388,7 @@ Describe 'Destination names, a full filesystem, the umask and leftovers of anoth
         $hashes | Should -Be (Get-RestoredHashes $many)
     }
 
-    It 'a leftover partial folder of another user next to the destination (named as the module names its own) is neither used nor removed' -Skip:(-not $IsRoot) {
+    It 'a leftover partial folder of another user next to the destination (named as the module names its own; root only, to chown it) is neither used nor removed' -Skip:(-not $IsRoot) {
         $parent = New-Item -ItemType Directory (New-Dest)
         $planted = New-Item -ItemType Directory (Join-Path $parent ".out.partial-$([guid]::NewGuid().ToString('n'))")
         'theirs' | Set-Content "$planted/pages.bin"
