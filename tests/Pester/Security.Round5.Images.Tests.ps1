@@ -269,6 +269,28 @@ Describe 'Emulated chains: what soft-dirty cannot see, and layout changes betwee
         Assert-ChainIsTheMoment "$moved/1" { param($p) Save-MemoryImage -Emulator $e -Path $p -Method Hash -Confirm:$false } -Because 'links are relative'
     }
 
+    It 'a link to the newest increment (a "latest" link) works as -Parent and for Test and Restore, and so does a child saved through a linked folder' {
+        # Before the fix a parent link was resolved against the path the image was opened by: through a link to an
+        # increment, its own parent ("../0") was looked for beside the link (ImageParentMismatch, no such image).
+        $v = New-Victim; $e = $v.Emulator; $m = $v.Mapping
+        $real = New-Item -ItemType Directory (Join-Path (New-Dest) 'deeper/chain') -Force
+        $null = Save-MemoryImage -Emulator $e -Path "$real/0" -Method SoftDirty -Confirm:$false
+        $e | Write-EmulatedMemory -Address $m.Start -Length 4KB -Value 1
+        $null = Save-MemoryImage -Emulator $e -Path "$real/1" -Parent "$real/0" -Method SoftDirty -Confirm:$false
+        $latest = New-Dest
+        $null = New-Item -ItemType SymbolicLink -Path $latest -Target "$real/1"
+        Test-MemoryImage $latest | Should -BeTrue
+        $e | Write-EmulatedMemory -Address ($m.Start + 4KB) -Length 4KB -Value 2
+        $null = Save-MemoryImage -Emulator $e -Path "$real/2" -Parent $latest -Method SoftDirty -Confirm:$false
+        (Get-Content "$real/2/manifest.json" -Raw | ConvertFrom-Json).parent.path | Should -Be '../1'
+        $linkedFolder = New-Dest
+        $null = New-Item -ItemType SymbolicLink -Path $linkedFolder -Target $real
+        $e | Write-EmulatedMemory -Address ($m.Start + 8KB) -Length 4KB -Value 3
+        $null = Save-MemoryImage -Emulator $e -Path "$linkedFolder/3" -Parent "$real/2" -Method SoftDirty -Confirm:$false
+        Test-MemoryImage "$real/3" | Should -BeTrue
+        Assert-ChainIsTheMoment "$linkedFolder/3" { param($p) Save-MemoryImage -Emulator $e -Path $p -Method Hash -Confirm:$false } -Because 'links to images and to their folder'
+    }
+
     It 'a chain 60 increments deep (SoftDirty) is valid and restores what a full image of that moment restores' {
         $v = New-Victim; $e = $v.Emulator; $m = $v.Mapping
         $chain = New-Dest

@@ -194,7 +194,7 @@ internal static class ImageWriter
             {
                 Id = Guid.NewGuid(),
                 Created = DateTime.UtcNow,
-                Parent = chain is null ? null : new ImageParentLink { Path = System.IO.Path.GetRelativePath(path, chain[^1].Path), Id = chain[^1].Manifest.Id, Checksum = chain[^1].Manifest.Checksum },
+                Parent = chain is null ? null : new ImageParentLink { Path = System.IO.Path.GetRelativePath(output.RealDestination, chain[^1].RealPath), Id = chain[^1].Manifest.Id, Checksum = chain[^1].Manifest.Checksum },
                 Depth = chain is null ? 0 : chain[^1].Manifest.Depth + 1,
                 ProcessId = source.ProcessId,
                 ProcessIdentity = TrackingEpoch.Identity(source),

@@ -80,6 +80,9 @@ internal sealed class PrivateOutput : IDisposable
         return file;
     }
 
+    /// <summary>Where the result will really be, links on the way to its folder resolved (what a parent link is relative to).</summary>
+    public string RealDestination => Path.Combine(_parent.RealPath(), _name);
+
     /// <summary>Where a file of the result will be once committed.</summary>
     public string FinalPath(string name) => Path.Combine(Destination, name);
 
