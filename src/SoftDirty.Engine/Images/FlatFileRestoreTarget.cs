@@ -8,21 +8,25 @@ namespace SoftDirty.Images;
 /// <summary>
 /// One flat file per mapping, <c>START-END.bin</c> (hex), the mapping's size, absent pages as zeros (sparse), and
 /// <c>mappings.json</c>, written last: its presence marks a finished restore. Written into a private folder that
-/// replaces the destination (absent or an empty directory of the caller) only when everything is written.
+/// replaces the destination (absent or an empty directory of the caller) only when everything is written. The files
+/// are made in address order as the pages arrive (ascending), one open at a time: a process of more mappings than
+/// the open-file limit (RLIMIT_NOFILE) restores like any other.
 /// </summary>
 internal sealed class FlatFileRestoreTarget : IRestoreTarget, IDisposable
 {
     public const string MappingsFile = "mappings.json";
     private readonly string _directory;
-    private readonly List<(ImageMapping Mapping, FileStream File)> _files = new();
     private PrivateOutput? _output;
 
     public FlatFileRestoreTarget(string directory) => _directory = System.IO.Path.GetFullPath(directory);
 
     public IReadOnlyList<(ImageMapping Mapping, string Path, ulong PagesWritten)> Results => _results;
     private readonly List<(ImageMapping, string, ulong)> _results = new();
-    private ulong[] _written = Array.Empty<ulong>();
     private IReadOnlyList<ImageMapping> _mappings = Array.Empty<ImageMapping>();
+    // The mapping whose file is open (-1: none) and its file, and the pages written into it.
+    private int _open = -1;
+    private FileStream? _file;
+    private ulong _written;
 
     public static string FileName(ImageMapping m) => $"{m.Start:x12}-{m.End:x12}.bin";
 
@@ -33,38 +37,61 @@ internal sealed class FlatFileRestoreTarget : IRestoreTarget, IDisposable
     {
         _output = PrivateOutput.Begin(_directory, "The restore destination");
         _mappings = mappings;
-        foreach (var m in mappings)
-        {
-            var fs = _output.Create(FileName(m));
-            _files.Add((m, fs));
-            fs.SetLength((long)(m.End - m.Start));
-        }
-        _written = new ulong[_files.Count];
     }
-
-    private int _last;
 
     public void WritePage(ulong address, ReadOnlySpan<byte> page)
     {
-        int i = _last < _files.Count && _files[_last].Mapping.Start <= address && address < _files[_last].Mapping.End ? _last
-            : _files.FindIndex(f => f.Mapping.Start <= address && address < f.Mapping.End);
+        int i = _open >= 0 && _mappings[_open].Start <= address && address < _mappings[_open].End ? _open : Find(address);
         if (i < 0) return; // outside the latest layout: unmapped since
-        _last = i;
-        var (m, fs) = _files[i];
-        RandomAccess.Write(fs.SafeFileHandle, page, (long)(address - m.Start));
-        _written[i]++;
+        if (i < _open) throw new InvalidOperationException("Restore pages in ascending address order.");
+        OpenUpTo(i);
+        RandomAccess.Write(_file!.SafeFileHandle, page, (long)(address - _mappings[i].Start));
+        _written++;
+    }
+
+    /// <summary>The mapping that holds <paramref name="address"/> (the manifest's mappings are sorted and disjoint), or -1.</summary>
+    private int Find(ulong address)
+    {
+        int lo = 0, hi = _mappings.Count - 1;
+        while (lo <= hi)
+        {
+            int mid = (lo + hi) >>> 1;
+            if (address < _mappings[mid].Start) hi = mid - 1;
+            else if (address >= _mappings[mid].End) lo = mid + 1;
+            else return mid;
+        }
+        return -1;
+    }
+
+    /// <summary>Finishes the open file and makes the files of the mappings up to <paramref name="last"/>, leaving that one open.</summary>
+    private void OpenUpTo(int last)
+    {
+        var output = _output ?? throw new InvalidOperationException("Prepare first.");
+        while (_open < last)
+        {
+            CloseFile(output);
+            _open++;
+            var m = _mappings[_open];
+            _file = output.Create(FileName(m));
+            _file.SetLength((long)(m.End - m.Start));
+        }
+    }
+
+    private void CloseFile(PrivateOutput output)
+    {
+        if (_file is null) return;
+        _file.Flush(flushToDisk: true);
+        _file.Dispose();
+        _file = null;
+        _results.Add((_mappings[_open], output.FinalPath(FileName(_mappings[_open])), _written));
+        _written = 0;
     }
 
     public void Complete()
     {
         var output = _output ?? throw new InvalidOperationException("Prepare first.");
-        for (int i = 0; i < _files.Count; i++)
-        {
-            _files[i].File.Flush(flushToDisk: true);
-            _results.Add((_files[i].Mapping, output.FinalPath(FileName(_files[i].Mapping)), _written[i]));
-            _files[i].File.Dispose();
-        }
-        _files.Clear();
+        OpenUpTo(_mappings.Count - 1);
+        CloseFile(output);
         using (var mf = output.Create(MappingsFile))
         {
             mf.Write(JsonSerializer.SerializeToUtf8Bytes(_mappings, ImageFormat.Json));
@@ -76,8 +103,8 @@ internal sealed class FlatFileRestoreTarget : IRestoreTarget, IDisposable
     /// <summary>Without <see cref="Complete"/>: the partial folder is removed, the destination stays as it was.</summary>
     public void Dispose()
     {
-        foreach (var (_, f) in _files) f.Dispose();
-        _files.Clear();
+        _file?.Dispose();
+        _file = null;
         _output?.Dispose();
     }
 }

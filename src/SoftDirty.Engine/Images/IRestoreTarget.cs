@@ -8,7 +8,7 @@ internal interface IRestoreTarget
 {
     /// <summary>The layout to restore into (the latest image's mappings).</summary>
     void Prepare(IReadOnlyList<ImageMapping> mappings, int pageSize);
-    /// <summary>One page's bytes at its address (inside one of the mappings).</summary>
+    /// <summary>One page's bytes at its address (inside one of the mappings); pages come in ascending address order.</summary>
     void WritePage(ulong address, ReadOnlySpan<byte> page);
     void Complete();
 }

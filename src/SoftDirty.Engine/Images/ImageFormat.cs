@@ -13,11 +13,12 @@ namespace SoftDirty.Images;
                   recorded page in ascending address order, little-endian:
                     u64 address | u32 kind (1 = data, 2 = zero) | u32 reserved (0) | u64 offset in pages.bin
                     (data) or 0 (zero) | 16 bytes: Fast128 hash of the page's bytes (the zero page's for kind 2)
-   manifest.json  written last: format, version, id, parent {path (relative), id, checksum}, process (pid,
-                  identity: pid and start time), page size, method, the tracking epoch it armed, mappings (the
-                  layout at this moment), page counts (unreadable pages included), the sizes of pages.bin and
-                  index.bin with the hash of index.bin, and "checksum": Fast128 of the manifest serialized without
-                  it. A child's parent link carries the parent's checksum: every field of the chain is covered.
+   manifest.json  written last: format, version, id, parent {path (relative to where the image folder really
+                  is, links on the way resolved), id, checksum}, process (pid, identity: pid and start time),
+                  page size, method, the tracking epoch it armed, mappings (the layout at this moment), page
+                  counts (unreadable pages included), the sizes of pages.bin and index.bin with the hash of
+                  index.bin, and "checksum": Fast128 of the manifest serialized without it. A child's parent
+                  link carries the parent's checksum: every field of the chain is covered.
  The three files are written into a private folder (.NAME.partial-GUID, 0700) renamed onto NAME when complete.
 
  A page an image does not record is as in its parent (or zero in a full image, which has no parent). A kind 2

@@ -133,7 +133,7 @@ internal static class ImageReader
                     throw Problem(EngineError.ImageCorrupt, image.File(ImageFormat.ManifestFile), null, $"depth {image.Manifest.Depth} but no parent.");
                 break;
             }
-            var parentPath = System.IO.Path.GetFullPath(System.IO.Path.Combine(image.Path, link.Path));
+            var parentPath = System.IO.Path.GetFullPath(System.IO.Path.Combine(image.RealPath, link.Path));
             OpenedImage parent;
             try { parent = Open(parentPath); }
             catch (EngineException ex)

@@ -18,6 +18,8 @@ internal sealed class ImageReceiver : IDisposable
     private readonly PrivateOutput _output;
     private readonly HashSet<string> _written = new(StringComparer.Ordinal);
     private FileStream? _file;
+    // The path the current file will have (a FileStream made from a descriptor knows no name: "[Unknown]").
+    private string _filePath = "";
 
     private ImageReceiver(PrivateOutput output) => _output = output;
 
@@ -36,6 +38,7 @@ internal sealed class ImageReceiver : IDisposable
             throw new EngineException(EngineError.InvalidArgument, $"The stream holds {name} twice.", name);
         CloseFile();
         _file = _output.Create(name);
+        _filePath = _output.FinalPath(name);
     }
 
     /// <summary>Appends a chunk to the current file.</summary>
@@ -43,7 +46,7 @@ internal sealed class ImageReceiver : IDisposable
     {
         if (_file is null) throw new EngineException(EngineError.InvalidArgument, "The stream starts with data before a file name.", null);
         try { _file.Write(chunk); }
-        catch (IOException ex) { throw new EngineException(EngineError.ImageWriteError, $"Writing {_file.Name} failed: {ex.Message}", _file.Name); }
+        catch (IOException ex) { throw new EngineException(EngineError.ImageWriteError, $"Writing {_filePath} failed: {ex.Message}", _filePath); }
         Bytes += (ulong)chunk.Length;
     }
 
@@ -68,7 +71,7 @@ internal sealed class ImageReceiver : IDisposable
     {
         if (_file is null) return;
         try { _file.Flush(true); }
-        catch (IOException ex) { throw new EngineException(EngineError.ImageWriteError, $"Writing {_file.Name} failed: {ex.Message}", _file.Name); }
+        catch (IOException ex) { throw new EngineException(EngineError.ImageWriteError, $"Writing {_filePath} failed: {ex.Message}", _filePath); }
         finally { _file.Dispose(); _file = null; }
     }
 

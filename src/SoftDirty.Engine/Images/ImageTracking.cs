@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Runtime.CompilerServices;
 using System.Threading;
 using SoftDirty.Injection;
@@ -78,22 +79,6 @@ internal static class ImageTracking
                 using var tracker = new WriteProtectTracker(proc, selector);
                 tracker.KeepEnabled();
                 DirtyPageSet? set = null;
-                if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && parent.ProcessId == proc.ProcessId
-                    && parent.WriteTrackingReset is { } at && at == tracker.RemoteState!.ResetId)
-                {
-                    tracker.Resume();
-                    set = tracker.Collect(rearm: true, cancel);
-                }
-                else tracker.Reset(cancel); // no parent taken at the current reset: compare every page this time
-                armed = TrackingMethod.WriteProtect;
-                writeTrackingReset = tracker.RemoteState!.ResetId;
-                return set;
-            }
-            case TrackingMethod.WriteProtect when source is ProcPageSource proc && proc.ProcessId != Environment.ProcessId:
-            {
-                using var tracker = new WriteProtectTracker(proc, selector);
-                tracker.KeepEnabled();
-                DirtyPageSet? set = null;
                 if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && parent.ProcessId == proc.ProcessId && !verify
                     && parent.ProcessIdentity == TrackingEpoch.Identity(source)
                     && parent.WriteTrackingReset is { } at && at == tracker.RemoteState!.ResetId)
@@ -132,5 +117,37 @@ internal static class ImageTracking
             default:
                 return null;
         }
+    }
+
+    /// <summary>
+    /// The parts of the selected mappings whose pages no tracker's answer can vouch for: an increment compares them
+    /// by content whatever the candidates say. Mappings not writable now (WriteProtect watches writable mappings
+    /// only, so a page written before an mprotect to read-only or PROT_NONE is found by its content alone), shared
+    /// mappings, and everything outside the parent's mappings (a selection wider than the parent's: pages that were
+    /// never saved, whether written since or not). Pages of files and shared memory in private mappings, which
+    /// write(2) and other processes change without this process's page tables seeing it, are compared by
+    /// <see cref="ImageWriter"/> page by page (their pagemap category).
+    /// </summary>
+    /// <param name="mappings">The process's mappings, ascending.</param>
+    /// <param name="selector">The save's selection; null: all.</param>
+    /// <param name="parent">The parent image's mappings (ascending, disjoint: the manifest's invariant).</param>
+    public static List<AddressRange> Untracked(IReadOnlyList<MemoryMapping> mappings, Func<MemoryMapping, bool>? selector, IReadOnlyList<ImageMapping> parent)
+    {
+        var b = new RangeListBuilder();
+        int p = 0;
+        foreach (var m in mappings)
+        {
+            if (selector is not null && !selector(m)) continue;
+            if ((m.Protection & Protection.Write) == 0 || m.Shared) { b.Add(m.Start, m.End); continue; }
+            ulong at = m.Start;
+            while (p < parent.Count && parent[p].End <= at) p++;
+            for (int q = p; q < parent.Count && parent[q].Start < m.End; q++)
+            {
+                if (parent[q].Start > at) b.Add(at, parent[q].Start);
+                at = Math.Max(at, parent[q].End);
+            }
+            if (at < m.End) b.Add(at, m.End);
+        }
+        return b.Build();
     }
 }

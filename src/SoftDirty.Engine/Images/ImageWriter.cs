@@ -65,11 +65,15 @@ internal static class ImageWriter
 
         var mappings = source.ReadMappings(false);
         var spans = PageWalk.DataSpans(mappings, selector);
+        // What to compare besides the tracker's candidates: what no tracker can vouch for (ImageTracking.Untracked).
+        var watched = candidates is null || chain is null ? null : Union(candidates.Ranges, ImageTracking.Untracked(mappings, selector, chain[^1].Manifest.Mappings));
         var zeroHash = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
         bool increment = parentHashes.Count > 0;
         ulong scanned = 0, inherited = 0, dataOffset = 0, flushedTo = 0, unreadable = 0;
         // An increment's present ranges, to find the parent's pages that are gone; a full image keeps nothing per page.
         var presentRanges = increment ? new List<AddressRange>() : null;
+        // And the ranges it reads (pages present but not read keep the parent's content: inherited).
+        var readRanges = increment ? new List<AddressRange>() : null;
         // Progress by address: the pages of the selected mappings walked so far, of all of them.
         ulong total = 0;
         foreach (var s in spans) total += (s.End - s.Start) / (ulong)ps;
@@ -96,6 +100,15 @@ internal static class ImageWriter
                 // What to read, found as it is read: present pages, narrowed to the tracker's candidates when there
                 // are any. (Lazily: the regions of a large sparse process are never all held at once.)
                 var shared = new List<AddressRange>();
+                // [start, end) cut to the watched ranges (regions ascend: the search goes on where it stopped).
+                int watchedAt = 0;
+                IEnumerable<AddressRange> Watched(ulong start, ulong end, bool whole)
+                {
+                    if (watched is null || whole) { yield return new AddressRange(start, end); yield break; }
+                    while (watchedAt < watched.Count && watched[watchedAt].End <= start) watchedAt++;
+                    for (int i = watchedAt; i < watched.Count && watched[i].Start < end; i++)
+                        yield return new AddressRange(Math.Max(start, watched[i].Start), Math.Min(end, watched[i].End));
+                }
                 IEnumerable<AddressRange> ToRead()
                 {
                     foreach (var r in PageWalk.PresentRegions(source, spans, shared, cancel))
@@ -109,7 +122,13 @@ internal static class ImageWriter
                                     if (parentHashes.ContainsKey(a)) index.Add(new PageRecord(a, PageRecordKind.Zero, 0, zeroHash));
                             continue;
                         }
-                        foreach (var part in Intersect(r.Start, r.End, candidates)) yield return part;
+                        // A page of a file or of shared memory changes by write(2) or through another process's mapping,
+                        // and appears by a read fault, none of which this process's soft-dirty or write-protect bits see.
+                        foreach (var part in Watched(r.Start, r.End, whole: (r.Categories & PageCategory.File) != 0))
+                        {
+                            readRanges?.Add(part);
+                            yield return part;
+                        }
                     }
                 }
                 ulong written = 0;
@@ -193,7 +212,7 @@ internal static class ImageWriter
                     if (DirtyPageSet.Contains(presentRanges!, addr))
                     {
                         // Present but not a candidate: it keeps the parent's content, so it counts as inherited.
-                        if (candidates is not null && !candidates.Contains(addr)) inherited++;
+                        if (candidates is not null && !DirtyPageSet.Contains(readRanges!, addr)) inherited++;
                         continue;
                     }
                     if (spans.Any(s => addr >= s.Start && addr < s.End)) index.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash));
@@ -207,7 +226,7 @@ internal static class ImageWriter
             {
                 Id = Guid.NewGuid(),
                 Created = DateTime.UtcNow,
-                Parent = chain is null ? null : new ImageParentLink { Path = System.IO.Path.GetRelativePath(path, chain[^1].Path), Id = chain[^1].Manifest.Id, Checksum = chain[^1].Manifest.Checksum },
+                Parent = chain is null ? null : new ImageParentLink { Path = System.IO.Path.GetRelativePath(output.RealDestination, chain[^1].RealPath), Id = chain[^1].Manifest.Id, Checksum = chain[^1].Manifest.Checksum },
                 Depth = chain is null ? 0 : chain[^1].Manifest.Depth + 1,
                 ProcessId = source.ProcessId,
                 ProcessIdentity = TrackingEpoch.Identity(source),
@@ -251,14 +270,16 @@ internal static class ImageWriter
         }
     }
 
-    private static IEnumerable<AddressRange> Intersect(ulong start, ulong end, DirtyPageSet? candidates)
+    /// <summary>Two ascending range lists as one, sorted and merged.</summary>
+    private static List<AddressRange> Union(IReadOnlyList<AddressRange> a, List<AddressRange> b)
     {
-        if (candidates is null) { yield return new AddressRange(start, end); yield break; }
-        foreach (var c in candidates.Ranges)
+        var merged = new RangeListBuilder();
+        int i = 0, j = 0;
+        while (i < a.Count || j < b.Count)
         {
-            if (c.End <= start) continue;
-            if (c.Start >= end) break;
-            yield return new AddressRange(Math.Max(start, c.Start), Math.Min(end, c.End));
+            var next = j == b.Count || (i < a.Count && a[i].Start <= b[j].Start) ? a[i++] : b[j++];
+            merged.Add(next.Start, next.End);
         }
+        return merged.Build();
     }
 }

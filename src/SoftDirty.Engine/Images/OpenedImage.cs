@@ -19,4 +19,6 @@ internal sealed class OpenedImage
     /// <summary>The image directory, opened when the manifest was read.</summary>
     public SafeDirectory Folder { get; }
     public string File(string name) => System.IO.Path.Combine(Path, name);
+    /// <summary>Where the image directory really is: a parent link is relative to it, not to the spelling it was opened by (a link to it, say).</summary>
+    public string RealPath => Folder.RealPath();
 }

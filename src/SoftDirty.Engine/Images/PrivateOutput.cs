@@ -44,7 +44,7 @@ internal sealed class PrivateOutput : IDisposable
         try
         {
             SafeFiles.CheckEntry(parent, name, what);
-            var workName = $".{name}.partial-{Guid.NewGuid():N}";
+            var workName = WorkName(name);
             var work = parent.CreateDirectory(workName);
             return new PrivateOutput(destination, parent, name, work, workName, what);
         }
@@ -55,6 +55,23 @@ internal sealed class PrivateOutput : IDisposable
         }
     }
 
+    /// <summary>The longest file name Linux filesystems take, in bytes (NAME_MAX).</summary>
+    private const int NameMax = 255;
+
+    /// <summary>
+    /// <c>.NAME.partial-GUID</c>, with NAME cut (on a character boundary) so that the whole fits in
+    /// <see cref="NameMax"/> bytes: every destination name the filesystem takes has a private folder it takes too.
+    /// </summary>
+    internal static string WorkName(string name)
+    {
+        var suffix = $".partial-{Guid.NewGuid():N}";
+        int room = NameMax - 1 - suffix.Length;
+        int keep = name.Length;
+        while (keep > 0 && System.Text.Encoding.UTF8.GetByteCount(name.AsSpan(0, keep)) > room) keep--;
+        if (keep > 0 && char.IsHighSurrogate(name[keep - 1])) keep--;
+        return "." + name[..keep] + suffix;
+    }
+
     /// <summary>A new file in the private folder (0600, exclusive, relative to the folder's descriptor).</summary>
     public FileStream Create(string name)
     {
@@ -62,6 +79,9 @@ internal sealed class PrivateOutput : IDisposable
         _created.Add(name);
         return file;
     }
+
+    /// <summary>Where the result will really be, links on the way to its folder resolved (what a parent link is relative to).</summary>
+    public string RealDestination => Path.Combine(_parent.RealPath(), _name);
 
     /// <summary>Where a file of the result will be once committed.</summary>
     public string FinalPath(string name) => Path.Combine(Destination, name);

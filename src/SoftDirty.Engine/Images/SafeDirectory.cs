@@ -306,6 +306,16 @@ internal sealed class SafeDirectory : IDisposable
         return fd < 0 ? null : new SafeDirectory(new SafeFileHandle(fd, ownsHandle: true), path);
     }
 
+    /// <summary>
+    /// Where this folder really is, links on the way resolved (the kernel's name for the descriptor, /proc/self/fd);
+    /// <see cref="Path"/> where the kernel does not say (no /proc, or the folder was removed meanwhile).
+    /// </summary>
+    public string RealPath()
+    {
+        var target = new FileInfo($"/proc/self/fd/{Fd}").LinkTarget;
+        return target is not null && target.StartsWith('/') && !target.EndsWith(" (deleted)", StringComparison.Ordinal) ? target : Path;
+    }
+
     /// <summary>The path of an entry here (for messages).</summary>
     public string Combine(string name) => Path == "/" ? "/" + name : Path + "/" + name;
 

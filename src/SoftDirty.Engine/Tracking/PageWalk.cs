@@ -19,7 +19,8 @@ internal static class PageWalk
 
     /// <summary>
     /// The present or swapped pages of <paramref name="spans"/> as regions whose categories are a subset of
-    /// Present | Swapped | PfnZero: PAGEMAP_SCAN where the kernel has it, else pagemap read in chunks.
+    /// Present | Swapped | PfnZero | File (a page of a file or of shared memory: pagemap's file-or-shared-anon bit):
+    /// PAGEMAP_SCAN where the kernel has it, else pagemap read in chunks.
     /// With <paramref name="sharedAnonymous"/> (a real process only), the pagemap is read in chunks and the
     /// present anonymous pages that are not exclusive to the process (copy-on-write shared with a fork parent
     /// or child, or the zero page) are added to it as ranges, for <see cref="ReadChunks"/>.
@@ -32,9 +33,14 @@ internal static class PageWalk
             var template = new PagemapScanRequest
             {
                 CategoryAnyOf = PageCategory.Present | PageCategory.Swapped,
-                ReturnMask = PageCategory.Present | PageCategory.Swapped | PageCategory.PfnZero,
+                ReturnMask = PageCategory.Present | PageCategory.Swapped | PageCategory.PfnZero | PageCategory.File,
             };
-            foreach (var r in new PageMapReader(source).ScanRegions(spans, template, cancel)) yield return r;
+            PagemapEntry[]? entries = null;
+            foreach (var r in new PageMapReader(source).ScanRegions(spans, template, cancel))
+            {
+                if ((r.Categories & PageCategory.Swapped) == 0) { yield return r; continue; }
+                foreach (var part in WithoutGuards(source, r, entries ??= new PagemapEntry[PageMapReader.DefaultChunkEntries])) yield return part;
+            }
             yield break;
         }
         var buffer = new PagemapEntry[PageMapReader.DefaultChunkEntries];
@@ -52,7 +58,8 @@ internal static class PageWalk
                 for (int i = 0; i < got; i++)
                 {
                     var e = buffer[i];
-                    PageCategory c = e.Present ? PageCategory.Present : e.Swapped ? PageCategory.Swapped : PageCategory.None;
+                    PageCategory c = e.Present ? PageCategory.Present : e.Swapped && !e.Guard ? PageCategory.Swapped : PageCategory.None;
+                    if (c != PageCategory.None && e.FileOrSharedAnon) c |= PageCategory.File;
                     ulong addr = (page + (ulong)i) * pageSize;
                     if (sharedAnonymous is not null && e.Present && !e.FileOrSharedAnon && !e.Exclusive)
                     {
@@ -69,6 +76,35 @@ internal static class PageWalk
             }
             if (runCat != PageCategory.None) yield return new PageRegion(runStart, runEnd, runCat);
         }
+    }
+
+    /// <summary>
+    /// A swapped region without its guard markers (MADV_GUARD_INSTALL, Linux 6.15+, which pagemap shows as SWAP | GUARD,
+    /// bit 58): they hold no data and every access faults, so they are no pages to save (read, they would count as
+    /// unreadable and make every image of the process incomplete).
+    /// </summary>
+    private static IEnumerable<PageRegion> WithoutGuards(IPageSource source, PageRegion region, PagemapEntry[] buffer)
+    {
+        ulong pageSize = (ulong)source.PageSize;
+        ulong page = region.Start / pageSize, last = region.End / pageSize;
+        ulong runStart = 0, at = region.Start;
+        bool open = false;
+        while (page < last)
+        {
+            int want = (int)Math.Min((ulong)buffer.Length, last - page);
+            int got = source.ReadPagemap(page, buffer.AsSpan(0, want));
+            for (int i = 0; i < got; i++)
+            {
+                at = (page + (ulong)i) * pageSize;
+                bool guard = buffer[i].Guard;
+                if (!guard && !open) { runStart = at; open = true; }
+                else if (guard && open) { yield return new PageRegion(runStart, at, region.Categories); open = false; }
+            }
+            at = (page + (ulong)got) * pageSize;
+            if (got < want) break;
+            page += (ulong)got;
+        }
+        if (open) yield return new PageRegion(runStart, at, region.Categories);
     }
 
     /// <summary>Called with a run of readable pages: its address and its bytes (a whole number of pages).</summary>

@@ -1,0 +1,112 @@
+/* imgtarget: a process for the memory-image attack tests (issue 13, round 5): memory that changes without a
+   write through this process's own page tables, and protection changes after writes.
+   stdin commands, one per line; each answers one line:
+     map <pages>                          anonymous private rw mapping (no THP) -> OK <hexaddr>
+     shm <pages>                          a memfd of that size mapped MAP_SHARED rw -> OK <hexaddr> <fd>
+     file <path> <pages>                  the file (created, sized) mapped MAP_PRIVATE read-only, not touched -> OK <hexaddr>
+     fill <hexaddr> <pages> <seed>        every byte of the pages from a PRNG (never an all-zero page) -> OK
+     write <hexaddr> <index> [count]      8 new bytes at the start of each page -> OK
+     touch <hexaddr> <index> [count]      reads one byte of each page (a read fault) -> OK
+     pwrite <fd> <index> [count]          write(2) of a new page at each index of the memfd (not through the mapping) -> OK
+     protect <hexaddr> <pages> <prot>     mprotect: prot 0 none, 1 read, 3 read+write -> OK
+     guard <hexaddr> <index> [count]      MADV_GUARD_INSTALL (Linux 6.15+: the pages become guard markers) -> OK
+     exit
+   Starts with "READY <pid> <pagesize>". */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* MADV_GUARD_INSTALL, by number: older headers lack it. */
+#define MADV_GUARD_INSTALL_ 102
+
+static long ps;
+static uint64_t counter = 1;
+
+/* splitmix64: the pages' bytes for "fill" and "pwrite" (the first byte of each page made odd: never an all-zero page). */
+static uint64_t next(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void fill(unsigned char *p, long pages, uint64_t seed) {
+    for (long i = 0; i < pages * ps; i += 8) { uint64_t v = next(&seed); memcpy(p + i, &v, 8); }
+    for (long i = 0; i < pages; i++) p[i * ps] |= 1;
+}
+
+int main(void) {
+    static char line[4352];
+    ps = sysconf(_SC_PAGESIZE);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    fprintf(stdout, "READY %d %ld\n", (int)getpid(), ps);
+    for (;;) {
+        if (!fgets(line, sizeof line, stdin)) break;
+        char cmd[16] = "";
+        unsigned long long a = 0;
+        long x = 0, y = 1;
+        if (sscanf(line, "%15s %llx %ld %ld", cmd, &a, &x, &y) < 1) continue;
+        unsigned char *p = (unsigned char *)(uintptr_t)a;
+        if (!strcmp(cmd, "map")) {
+            long pages = 0;
+            sscanf(line, "%*s %ld", &pages);
+            void *m = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (m == MAP_FAILED) { printf("ERR mmap\n"); continue; }
+            madvise(m, pages * ps, MADV_NOHUGEPAGE);
+            printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
+        } else if (!strcmp(cmd, "shm")) {
+            long pages = 0;
+            sscanf(line, "%*s %ld", &pages);
+            int fd = memfd_create("imgtarget-shm", MFD_CLOEXEC);
+            if (fd < 0 || ftruncate(fd, pages * ps) != 0) { printf("ERR memfd\n"); continue; }
+            void *m = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (m == MAP_FAILED) { printf("ERR mmap\n"); continue; }
+            printf("OK %llx %x\n", (unsigned long long)(uintptr_t)m, fd); /* the fd in hex, as pwrite reads it */
+        } else if (!strcmp(cmd, "file")) {
+            char path[4097];
+            long pages = 0;
+            if (sscanf(line, "%*s %4096s %ld", path, &pages) != 2) { printf("ERR usage\n"); continue; }
+            int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+            if (fd < 0 || ftruncate(fd, pages * ps) != 0) { printf("ERR open\n"); continue; }
+            void *m = mmap(NULL, pages * ps, PROT_READ, MAP_PRIVATE, fd, 0);
+            close(fd);
+            if (m == MAP_FAILED) { printf("ERR mmap\n"); continue; }
+            printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
+        } else if (!strcmp(cmd, "fill")) {
+            fill(p, x, (uint64_t)y);
+            printf("OK\n");
+        } else if (!strcmp(cmd, "write")) {
+            for (long i = 0; i < y; i++) { uint64_t v = ++counter * 0x100000001B3ull; memcpy(p + (x + i) * ps, &v, 8); }
+            printf("OK\n");
+        } else if (!strcmp(cmd, "touch")) {
+            volatile unsigned char sink = 0;
+            for (long i = 0; i < y; i++) sink ^= *(volatile unsigned char *)(p + (x + i) * ps);
+            (void)sink;
+            printf("OK\n");
+        } else if (!strcmp(cmd, "pwrite")) {
+            /* "pwrite <fd> <index> [count]": the first number is read as hex above; fds here are small, so the same. */
+            unsigned char *page = malloc(ps);
+            int ok = 1;
+            for (long i = 0; i < y && ok; i++) {
+                fill(page, 1, ++counter);
+                ok = pwrite((int)a, page, ps, (x + i) * ps) == ps;
+            }
+            free(page);
+            printf(ok ? "OK\n" : "ERR pwrite\n");
+        } else if (!strcmp(cmd, "protect")) {
+            int prot = y == 0 ? PROT_NONE : y == 1 ? PROT_READ : PROT_READ | PROT_WRITE;
+            printf(mprotect(p, x * ps, prot) == 0 ? "OK\n" : "ERR mprotect\n");
+        } else if (!strcmp(cmd, "guard")) {
+            printf(madvise(p + x * ps, y * ps, MADV_GUARD_INSTALL_) == 0 ? "OK\n" : "ERR madvise\n");
+        } else if (!strcmp(cmd, "exit")) {
+            printf("OK\n");
+            return 0;
+        } else printf("ERR unknown\n");
+    }
+    return 0;
+}
