@@ -140,6 +140,8 @@ $support = Get-SoftDirtySupport
 $facts.kernelSoftDirty = $support.SoftDirty
 $facts.kernelPagemapScan = $support.PagemapScan
 
+# Cases that emit at least this many objects are also measured against their floor (the read plus a trivial emitter).
+$FloorObjects = 16384
 # The filters: Get-PageMap's switch, pmcount's name, and the target (PAGEMAP_SCAN can skip what SoftDirty and Swapped exclude).
 $filters = @(
     @{ Name = 'Present'; Pm = 'present'; Target = 1.0 }
@@ -193,6 +195,15 @@ foreach ($size in $sizes) {
             $r.objects = $want
             $r.method = $method
             $ratios.Add($r)
+            if ($want -ge $FloorObjects) {
+                # Where many objects come out, the least any cmdlet can take is the read plus emitting as many objects:
+                # against pmcount followed by the trivial emitter, the ratio shows what Get-PageMap adds to that floor.
+                $f = Measure-Ratio -Name "getPageMap $label $($case.Name) over its floor" -Baseline "pmcount $($case.Pm)$(if ($case.AsRange) { ' ranges' }) as a process, then Get-TrivialObject -Count $want" `
+                    -Subject { $null = Get-PageMap @splat } -Reference { $null = Invoke-Pmcount $region $case.Pm -Ranges:$case.AsRange; $null = Get-TrivialObject -Count $want } `
+                    -Target 0.8 -Repeat $(if ($size.Bytes -gt 1GB) { $RepeatLarge } else { $Repeat }) -WarmUp 0
+                $f.objects = $want
+                $ratios.Add($f)
+            }
         }
 
         if (-not $size.Dense -and $size.Bytes -eq 1GB) {
