@@ -71,23 +71,7 @@ internal static class ImageTracking
                 }
                 armedEpoch = source.ClearRefs(ClearRefsType.SoftDirty);
                 armed = TrackingMethod.SoftDirty;
-                return set; // no usable parent arming: compare every page this time
-            }
-            case TrackingMethod.WriteProtect when source is ProcPageSource proc && proc.ProcessId != Environment.ProcessId:
-            {
-                using var tracker = new WriteProtectTracker(proc, selector);
-                tracker.KeepEnabled();
-                DirtyPageSet? set = null;
-                if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && parent.ProcessId == proc.ProcessId
-                    && parent.WriteTrackingReset is { } at && at == tracker.RemoteState!.ResetId)
-                {
-                    tracker.Resume();
-                    set = tracker.Collect(rearm: true, cancel);
-                }
-                else tracker.Reset(cancel); // no parent taken at the current reset: compare every page this time
-                armed = TrackingMethod.WriteProtect;
-                writeTrackingReset = tracker.RemoteState!.ResetId;
-                return set;
+                return WithContentChecked(source, selector, set); // null: no usable parent arming, compare every page this time
             }
             case TrackingMethod.WriteProtect when source is ProcPageSource proc && proc.ProcessId != Environment.ProcessId:
             {
@@ -109,7 +93,7 @@ internal static class ImageTracking
                 }
                 armed = TrackingMethod.WriteProtect;
                 writeTrackingReset = tracker.RemoteState!.ResetId;
-                return set;
+                return WithContentChecked(source, selector, set);
             }
             case TrackingMethod.WriteProtect:
             {
@@ -132,5 +116,19 @@ internal static class ImageTracking
             default:
                 return null;
         }
+    }
+
+    /// <summary>
+    /// Soft-dirty and write-protect candidates hold the pages written through the process's own page table: for
+    /// a real process the mappings other processes can change (<see cref="ContentCheckedTracker.ChangeableByOthers"/>)
+    /// are added whole, so the writer compares their present pages with the parent's hashes.
+    /// </summary>
+    private static DirtyPageSet? WithContentChecked(IPageSource source, Func<MemoryMapping, bool>? selector, DirtyPageSet? set)
+    {
+        if (set is null || !PageWalk.IsRealProcess(source)) return set;
+        var ranges = new System.Collections.Generic.List<AddressRange>();
+        foreach (var m in source.ReadMappings(false))
+            if (ContentCheckedTracker.ChangeableByOthers(m) && (selector is null || selector(m))) ranges.Add(new AddressRange(m.Start, m.End));
+        return ranges.Count == 0 ? set : Workflows.PreCopyMigration.Union(set, new DirtyPageSet(set.Method, set.PageSize, ranges, 0, TimeSpan.Zero));
     }
 }

@@ -174,6 +174,12 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
             if ((ps.Properties["Ranges"]?.Value is PSObject rp ? rp.BaseObject : ps.Properties["Ranges"]?.Value) is IEnumerable items and not string)
                 foreach (var item in items)
                     ranges.Add(RangeOf(item));
+            // What a live sample cannot hold: a chart of NaN coordinates draws nothing and says nothing.
+            if (!double.IsFinite(elapsed) || elapsed < 0 || !double.IsFinite(rate) || rate < 0)
+                throw new FormatException($"Elapsed ({elapsed}) and Rate ({rate}) must be finite and not negative.");
+            if (pageSize <= 0 || (pageSize & (pageSize - 1)) != 0) throw new FormatException($"PageSize {pageSize} is not a power of two.");
+            foreach (var r in ranges)
+                if (r.End <= r.Start) throw new FormatException($"The range 0x{r.Start:x}-0x{r.End:x} is empty or wraps.");
             return new ChartPoint(elapsed, rate, pageSize, ranges.ToArray());
         }
         catch (Exception ex) when (ex is FormatException or InvalidCastException or OverflowException)
