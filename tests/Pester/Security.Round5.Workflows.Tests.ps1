@@ -62,7 +62,7 @@ BeforeAll {
 
 AfterAll { Remove-Item Env:SOFTDIRTY_STATE_DIR -ErrorAction SilentlyContinue }
 
-Describe 'Writes another process makes to memory the target shares' -Tag 'WriteTracking', 'Security' -Skip:([bool]$WtSkip) {
+Describe 'Writes another process makes to memory the target shares' -Tag 'WriteTracking', 'Security', 'Round5Workflows' -Skip:([bool]$WtSkip) {
     # A MAP_SHARED file mapping changes when anyone writes the file: no bit of the target's page table
     # changes, so SoftDirty and WriteProtect alone never saw it (before the fix: Watch reported 0 pages, an
     # increment inherited the old bytes and restored memory that differed from the process's).
@@ -141,7 +141,7 @@ Describe 'Writes another process makes to memory the target shares' -Tag 'WriteT
     }
 }
 
-Describe 'Targets that are stopped, traced by someone else, zombies, or forged' -Tag 'WriteTracking', 'Security' -Skip:([bool]$WtSkip) {
+Describe 'Targets that are stopped, traced by someone else, zombies, or forged' -Tag 'WriteTracking', 'Security', 'Round5Workflows' -Skip:([bool]$WtSkip) {
     It 'Enable- and Disable-WriteTracking of a stopped (SIGSTOP) process finish, leave it stopped, and its tracking works after SIGCONT' {
         $t = Start-TestTarget -Path $sdExe
         try {
@@ -244,7 +244,7 @@ Describe 'Targets that are stopped, traced by someone else, zombies, or forged' 
     }
 }
 
-Describe 'Ctrl+C (StopProcessing) in the long loops of real targets' -Tag 'Workflows', 'Security' -Skip:$PtraceSkip {
+Describe 'Ctrl+C (StopProcessing) in the long loops of real targets' -Tag 'Workflows', 'Security', 'Round5Workflows' -Skip:$PtraceSkip {
     It 'Save-MemoryImage -Freeze stopped while the target is frozen returns, resumes the target and leaves no image or partial folder' {
         $t = Start-WfTarget
         try {
@@ -300,7 +300,7 @@ Describe 'Ctrl+C (StopProcessing) in the long loops of real targets' -Tag 'Workf
     }
 }
 
-Describe 'Export-DirtyPageChart: hostile names and deserialized values' -Tag 'Workflows', 'Security' {
+Describe 'Export-DirtyPageChart: hostile names and deserialized values' -Tag 'Workflows', 'Security', 'Round5Workflows' {
     BeforeAll {
         function New-FakeSample([string] $Name, $Elapsed, $Rate, $PageSize, $Ranges) {
             $o = [pscustomobject]@{ ProcessId = 42; Name = $Name; Method = 'Hash'; Elapsed = $Elapsed; Rate = $Rate; PageSize = $PageSize; Ranges = $Ranges }
@@ -363,7 +363,7 @@ Describe 'Export-DirtyPageChart: hostile names and deserialized values' -Tag 'Wo
     }
 }
 
-Describe 'Invoke-EmulatedWorkload -TracePath: pipes and devices' -Tag 'Workflows', 'Security' {
+Describe 'Invoke-EmulatedWorkload -TracePath: pipes and devices' -Tag 'Workflows', 'Security', 'Round5Workflows' {
     BeforeAll {
         $script:e = New-EmulatedProcess
         $script:m = $e | Add-EmulatedMapping -Length 64KB
