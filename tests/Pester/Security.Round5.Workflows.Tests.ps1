@@ -182,7 +182,10 @@ Describe 'Targets that are stopped, traced by someone else, zombies, or forged' 
             Get-StatusField $child 'TracerPid' | Should -Be "$($w.Id)"
             Get-ProcessState $child | Should -Be $before
             Get-UffdCount $child | Should -Be 0
-        } finally { Stop-TestTarget $w }
+        } finally {
+            if ($child) { kill -KILL $child 2>$null } # wttarget's traced child outlives it (and holds its output pipe)
+            Stop-TestTarget $w
+        }
     }
 
     It 'a zombie is ProcessExited for Save -Freeze, Enable-WriteTracking, Watch-DirtyPage and Invoke-PreCopyMigration, and is still a zombie its parent can reap' {

@@ -88,6 +88,23 @@ public sealed unsafe partial class WorkflowRound5Tests : IDisposable
         Assert.IsType<SoftDirtyTracker>(t);
     }
 
+    [Fact]
+    public void WriteProtectPieces_NeverRunPastTheSpan()
+    {
+        // A stack 16 KiB below the top of the address space (ASLR puts it there now and then): the piece ran to
+        // 0x800000200000, and PAGEMAP_SCAN failed with EFAULT (Enable-WriteTracking as the unprivileged user).
+        const ulong Top = 0x7ffffffff000, Mib = 1UL << 20;
+        var spans = new[] { new PageSpan(Top - 0x4000, Top, null), new PageSpan(0x10000, 0x11000, null), new PageSpan(0x40000000, 0x40000000 + 200 * Mib, null) };
+        var pieces = WriteProtectTracker.Pieces(spans);
+        Assert.Equal((0, Top - 0x4000, Top), pieces[0]);
+        Assert.Equal((1, 0x10000UL, 0x11000UL), pieces[1]);
+        var big = pieces.Where(p => p.Span == 2).ToList();
+        Assert.Equal(0x40000000UL, big[0].Start);
+        Assert.Equal(0x40000000UL + 200 * Mib, big[^1].End);
+        for (int i = 1; i < big.Count; i++) Assert.Equal(big[i - 1].End, big[i].Start);
+        Assert.All(pieces, p => Assert.True(p.End > p.Start && p.End <= spans[p.Span].End));
+    }
+
     [Theory]
     [InlineData("a\u0001b")]
     [InlineData("x\u0000y")]
