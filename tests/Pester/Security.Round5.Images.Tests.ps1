@@ -37,7 +37,20 @@ BeforeAll {
         $Target.Process.StandardInput.WriteLine($Command)
         $line = $Target.Process.StandardOutput.ReadLine()
         if ($line -notlike 'OK*') { throw "imgtarget: '$Command' -> '$line'" }
+        Wait-ImgTargetIdle $Target
         $line.Substring(2).Trim()
+    }
+    # Until the target sleeps in read(2) for its next command: after its answer it still runs its stdio code, and
+    # returns from write(2) (where the kernel may update its rseq area), so a save taken at once could see memory
+    # that a save a moment later does not. Idle in read, its memory stays as it is.
+    $script:ReadSyscall = if ([Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture -eq 'Arm64') { '63' } else { '0' }
+    function Wait-ImgTargetIdle($Target) {
+        $deadline = [DateTime]::UtcNow.AddSeconds(10)
+        while ([DateTime]::UtcNow -lt $deadline) {
+            $call = try { [IO.File]::ReadAllText("/proc/$($Target.Id)/syscall") } catch { return }
+            if (($call -split ' ')[0] -eq $ReadSyscall) { return }
+            Start-Sleep -Milliseconds 1
+        }
     }
     function Stop-ImgTarget($Target) { if ($Target -and -not $Target.Process.HasExited) { $Target.Process.Kill(); $Target.Process.WaitForExit(5000) | Out-Null } }
     function New-Dest { Join-Path $root "d-$([guid]::NewGuid().ToString('n'))" }
@@ -129,6 +142,7 @@ Describe 'Memory that changes without a write through the target''s page tables 
         $t.Process.StandardInput.WriteLine("guard $anon 4 4")
         $answer = $t.Process.StandardOutput.ReadLine()
         if ($answer -ne 'OK') { Set-ItResult -Skipped -Because "this kernel has no guard regions (MADV_GUARD_INSTALL, Linux 6.15+): $answer"; return }
+        Wait-ImgTargetIdle $t
         $w = $null
         $null = Save-MemoryImage -Id $t.Id -Path "$chain/full" -Method Hash -WarningVariable w -WarningAction SilentlyContinue
         $w | Should -BeNullOrEmpty

@@ -43,8 +43,9 @@ internal static class DirtyTracker
         var resolved = Resolve(source, method, out var reason);
         return resolved switch
         {
-            TrackingMethod.SoftDirty => new SoftDirtyTracker(source, selector) { Description = reason },
-            TrackingMethod.WriteProtect => new WriteProtectTracker(source, selector) { Description = reason },
+            // What other processes can change without a write through this process's page table is compared by content.
+            TrackingMethod.SoftDirty => ContentCheckedTracker.Create(source, selector, algorithm, s => new SoftDirtyTracker(source, s) { Description = reason }),
+            TrackingMethod.WriteProtect => ContentCheckedTracker.Create(source, selector, algorithm, s => new WriteProtectTracker(source, s) { Description = reason }),
             _ => new HashTracker(source, algorithm, selector) { Description = reason },
         };
     }

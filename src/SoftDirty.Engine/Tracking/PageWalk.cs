@@ -176,6 +176,9 @@ internal static class PageWalk
         return unreadable;
     }
 
+    /// <summary>Whether <paramref name="source"/> is a real process (wrappers unwrapped), whose memory other processes may share.</summary>
+    public static bool IsRealProcess(IPageSource source) => Root(source) is ProcPageSource;
+
     /// <summary>The source that does the reading (wrappers unwrapped).</summary>
     private static IPageSource Root(IPageSource source)
     {

@@ -70,6 +70,9 @@ internal sealed class PtraceFreeze : IDisposable
                         if (e == Errno.ESRCH) continue; // the thread exited
                         if (ProcessFreeze.ThreadState($"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/stat") is null or 'Z' or 'X')
                             throw new EngineException(EngineError.ProcessExited, $"Process {pid} exited while it was being frozen (PTRACE_SEIZE of thread {tid}: {Errno.Describe(e)}).", pid, e);
+                        if (e == Errno.EPERM && InjectionSupport.ReadStatus(pid) is { } status && status.TryGetValue("TracerPid", out var tracer) && tracer != "0")
+                            throw new EngineException(EngineError.ProcessAlreadyTraced,
+                                $"Freezing process {pid}: it is already traced by process {tracer}; a process has one tracer at a time. Detach the debugger first.", pid, e);
                         throw new EngineException(e is Errno.EPERM or Errno.EACCES ? EngineError.PermissionDenied : EngineError.ProcIOError,
                             $"Freezing process {pid}: PTRACE_SEIZE of thread {tid} failed: {Errno.Describe(e)} (another tracer, or no permission to trace it).", pid, e);
                     }

@@ -280,18 +280,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     /// </summary>
     private List<PageSpan> ProtectAll(List<PageSpan> spans, CancellationToken cancel)
     {
-        var pieces = new List<(int Span, ulong Start, ulong End)>();
-        for (int i = 0; i < spans.Count; i++)
-        {
-            var s = spans[i];
-            for (ulong at = s.Start; at < s.End;)
-            {
-                ulong end = (at + ProtectPieceBytes) / PageTableSpan * PageTableSpan; // ends on a page-table boundary
-                if (end <= at || s.End - end < ProtectPieceBytes / 2) end = s.End;  // no small tail piece
-                pieces.Add((i, at, end));
-                at = end;
-            }
-        }
+        var pieces = Pieces(spans);
         var refused = new bool[spans.Count];
         int fd = Native.Open($"/proc/{Source.ProcessId}/pagemap", Native.O_RDONLY | Native.O_CLOEXEC);
         if (fd < 0)
@@ -319,6 +308,28 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         }
         finally { Native.Close(fd); }
         return spans.Where((_, i) => refused[i]).ToList();
+    }
+
+    /// <summary>
+    /// The pieces of <see cref="ProtectAll"/>: each span cut on page-table boundaries into pieces of
+    /// <see cref="ProtectPieceBytes"/> or more, never past the span's end (a piece that ran past it write-protected
+    /// the mappings behind it, and past the top of the address space PAGEMAP_SCAN failed with EFAULT).
+    /// </summary>
+    internal static List<(int Span, ulong Start, ulong End)> Pieces(IReadOnlyList<PageSpan> spans)
+    {
+        var pieces = new List<(int Span, ulong Start, ulong End)>();
+        for (int i = 0; i < spans.Count; i++)
+        {
+            var s = spans[i];
+            for (ulong at = s.Start; at < s.End;)
+            {
+                ulong end = (at + ProtectPieceBytes) / PageTableSpan * PageTableSpan; // ends on a page-table boundary
+                if (end <= at || end >= s.End || s.End - end < ProtectPieceBytes / 2) end = s.End;  // no small tail piece
+                pieces.Add((i, at, end));
+                at = end;
+            }
+        }
+        return pieces;
     }
 
     /// <inheritdoc/>

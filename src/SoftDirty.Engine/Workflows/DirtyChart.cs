@@ -300,5 +300,20 @@ internal static class DirtyChart
         return (double)covered / row.Size;
     }
 
-    private static string Escape(string s) => s.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;");
+    /// <summary>
+    /// Text as SVG character data: markup escaped, and every character XML 1.0 forbids (control characters a
+    /// process name may hold, lone surrogates, U+FFFE/U+FFFF) replaced with U+FFFD, so the chart stays well-formed.
+    /// </summary>
+    internal static string Escape(string s)
+    {
+        var sb = new StringBuilder(s.Length);
+        for (int i = 0; i < s.Length; i++)
+        {
+            char c = s[i];
+            if (char.IsHighSurrogate(c) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1])) { sb.Append(c).Append(s[++i]); continue; }
+            bool allowed = c is '\t' or '\n' or '\r' || (c >= ' ' && c < '\uD800') || (c >= '\uE000' && c <= '\uFFFD');
+            sb.Append(!allowed ? '\uFFFD' : c switch { '&' => "&amp;", '<' => "&lt;", '>' => "&gt;", _ => c.ToString() });
+        }
+        return sb.ToString();
+    }
 }

@@ -167,13 +167,19 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
     {
         try
         {
-            double elapsed = Convert.ToDouble(ps.Properties["Elapsed"]?.Value ?? 0.0, CultureInfo.InvariantCulture);
-            double rate = Convert.ToDouble(ps.Properties["Rate"]?.Value ?? 0.0, CultureInfo.InvariantCulture);
-            int pageSize = Convert.ToInt32(ps.Properties["PageSize"]?.Value ?? 0, CultureInfo.InvariantCulture);
+            double elapsed = Convert.ToDouble(Value(ps, "Elapsed") ?? 0.0, CultureInfo.InvariantCulture);
+            double rate = Convert.ToDouble(Value(ps, "Rate") ?? 0.0, CultureInfo.InvariantCulture);
+            int pageSize = Convert.ToInt32(Value(ps, "PageSize") ?? 0, CultureInfo.InvariantCulture);
             var ranges = new List<AddressRange>();
             if ((ps.Properties["Ranges"]?.Value is PSObject rp ? rp.BaseObject : ps.Properties["Ranges"]?.Value) is IEnumerable items and not string)
                 foreach (var item in items)
                     ranges.Add(RangeOf(item));
+            // What a live sample cannot hold: a chart of NaN coordinates draws nothing and says nothing.
+            if (!double.IsFinite(elapsed) || elapsed < 0 || !double.IsFinite(rate) || rate < 0)
+                throw new FormatException($"Elapsed ({elapsed}) and Rate ({rate}) must be finite and not negative.");
+            if (pageSize <= 0 || (pageSize & (pageSize - 1)) != 0) throw new FormatException($"PageSize {pageSize} is not a power of two.");
+            foreach (var r in ranges)
+                if (r.End <= r.Start) throw new FormatException($"The range 0x{r.Start:x}-0x{r.End:x} is empty or wraps.");
             return new ChartPoint(elapsed, rate, pageSize, ranges.ToArray());
         }
         catch (Exception ex) when (ex is FormatException or InvalidCastException or OverflowException)
@@ -183,12 +189,15 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
         }
     }
 
+    /// <summary>A property's value, unwrapped when a script made it a PSObject (a number computed in a pipeline).</summary>
+    private static object? Value(PSObject ps, string name) => ps.Properties[name]?.Value is PSObject p ? p.BaseObject : ps.Properties[name]?.Value;
+
     private static AddressRange RangeOf(object? item)
     {
         var o = item is PSObject p ? p.BaseObject : item;
         if (o is AddressRange r) return r;
         if (o is string s) return AddressRange.TryParse(s, out var parsed) ? parsed : throw new FormatException($"'{s}' is not a range such as 0x1000-0x3000.");
-        if (item is PSObject ps && ps.Properties["Start"]?.Value is { } start && ps.Properties["End"]?.Value is { } end)
+        if (item is PSObject ps && Value(ps, "Start") is { } start && Value(ps, "End") is { } end)
             return new AddressRange(Convert.ToUInt64(start, CultureInfo.InvariantCulture), Convert.ToUInt64(end, CultureInfo.InvariantCulture));
         throw new FormatException($"'{item}' is not an address range.");
     }

@@ -58,11 +58,12 @@ public sealed class InvokeEmulatedWorkloadCommand : EmulatorCmdlet
             var path = FileSystemPath(TracePath);
             var trace = OpenTrace(path);
             if (trace is null) return;
-            Call($"emulated process {Emulator.ProcessId} ({Emulator.Name})", $"replay {path}", () =>
-            {
-                try { result = EmulatedWorkload.Replay(Emulator, Lines(trace)); }
-                catch (FormatException ex) { throw new EngineException(EngineError.InvalidArgument, $"{path}: {ex.Message}", path, inner: ex); }
-            });
+            using (trace)
+                Call($"emulated process {Emulator.ProcessId} ({Emulator.Name})", $"replay {path}", () =>
+                {
+                    try { result = EmulatedWorkload.Replay(Emulator, trace.Lines(Cancellation)); }
+                    catch (Exception ex) when (ex is FormatException or IOException) { throw new EngineException(EngineError.InvalidArgument, $"{path}: {ex.Message}", path, inner: ex); }
+                });
         }
         else
         {
@@ -72,14 +73,10 @@ public sealed class InvokeEmulatedWorkloadCommand : EmulatorCmdlet
         if (result is not null) WriteObject(result);
     }
 
-    /// <summary>Opens the trace, or writes why not: TraceNotFound (missing), PermissionDenied (unreadable), InvalidArgument (a directory, another I/O error).</summary>
-    private StreamReader? OpenTrace(string path)
+    /// <summary>Opens the trace (<see cref="TraceFile"/>: a regular file or a pipe, never a hang), or writes why not: TraceNotFound (missing), PermissionDenied (unreadable), InvalidArgument (a directory, device or socket, another I/O error).</summary>
+    private TraceFile? OpenTrace(string path)
     {
-        try
-        {
-            if (Directory.Exists(path)) throw new EngineException(EngineError.InvalidArgument, $"The trace {path} is a directory, not a file.", path);
-            return new StreamReader(path);
-        }
+        try { return TraceFile.Open(path); }
         catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
         {
             WriteError(new ErrorRecord(new FileNotFoundException($"No trace file '{path}'.", path), "TraceNotFound", ErrorCategory.ObjectNotFound, path));
@@ -88,11 +85,5 @@ public sealed class InvokeEmulatedWorkloadCommand : EmulatorCmdlet
         catch (IOException ex) { WriteError(EngineError.InvalidArgument, $"The trace {path} cannot be read: {ex.Message}", path); }
         catch (EngineException ex) { WriteError(ToErrorRecord(ex)); }
         return null;
-    }
-
-    private static IEnumerable<string> Lines(StreamReader reader)
-    {
-        using (reader)
-            while (reader.ReadLine() is { } line) yield return line;
     }
 }
