@@ -116,11 +116,14 @@ internal static class ImageReader
     }
 
     /// <summary>The chain from the full image (first) to <paramref name="path"/> (last), parent links checked.</summary>
-    public static List<OpenedImage> Chain(string path)
+    public static ImageChain Chain(string path)
     {
-        var chain = new List<OpenedImage>();
+        var chain = new ImageChain();
         var seen = new HashSet<string>();
         var image = Open(path);
+        OpenedImage? pending = null; // a parent opened and not yet checked
+        try
+        {
         while (true)
         {
             if (!seen.Add(image.Path))
@@ -135,7 +138,7 @@ internal static class ImageReader
             }
             var parentPath = System.IO.Path.GetFullPath(System.IO.Path.Combine(image.RealPath, link.Path));
             OpenedImage parent;
-            try { parent = Open(parentPath); }
+            try { parent = pending = Open(parentPath); }
             catch (EngineException ex)
             {
                 throw new EngineException(EngineError.ImageParentMismatch,
@@ -154,9 +157,33 @@ internal static class ImageReader
                 throw new EngineException(EngineError.ImageParentMismatch,
                     $"{image.File(ImageFormat.ManifestFile)}: page size or depth does not follow from the parent {parentPath}.", image.Path);
             image = parent;
+            pending = null;
+        }
+        }
+        catch
+        {
+            // What was opened is closed: a parent that failed its checks, an image not yet in the chain, the chain.
+            pending?.Dispose();
+            if (!chain.Contains(image)) image.Dispose();
+            chain.Dispose();
+            throw;
         }
         chain.Reverse();
         return chain;
+    }
+
+    /// <summary>The manifest of the image at <paramref name="path"/> (opened, read and closed).</summary>
+    public static ImageManifest ReadManifest(string path)
+    {
+        using var image = Open(path);
+        return image.Manifest;
+    }
+
+    /// <summary>What Get-MemoryImage shows of the image at <paramref name="path"/> (opened, read and closed).</summary>
+    public static MemoryImageInfo Describe(string path, double? saveSeconds = null)
+    {
+        using var image = Open(path);
+        return MemoryImageInfo.From(image, saveSeconds);
     }
 
     /// <summary>Checks the files' sizes and the index (header, order, offsets, its hash); returns the records.</summary>

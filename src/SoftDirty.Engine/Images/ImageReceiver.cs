@@ -64,7 +64,7 @@ internal sealed class ImageReceiver : IDisposable
             throw new EngineException(first.Error, $"The received image for {_output.Destination} does not verify: {first.Message}", _output.Destination);
         }
         _output.Commit();
-        return MemoryImageInfo.From(ImageReader.Open(_output.Destination));
+        return ImageReader.Describe(_output.Destination);
     }
 
     private void CloseFile()

@@ -10,7 +10,7 @@ internal static class ImageRestorer
 {
     public static ulong Restore(string leafPath, IRestoreTarget target, CancellationToken cancel = default)
     {
-        var chain = ImageReader.Chain(leafPath);
+        using var chain = ImageReader.Chain(leafPath);
         var indexes = chain.Select(ImageReader.ReadIndex).ToList();
         // The whole chain is verified before the target is touched: a corrupt page fails here, with nothing written.
         for (int c = 0; c < chain.Count; c++)

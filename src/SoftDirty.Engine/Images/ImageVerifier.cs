@@ -9,13 +9,14 @@ internal static class ImageVerifier
     public static MemoryImageTestResult Test(string path, CancellationToken cancel = default)
     {
         var problems = new List<ImageProblem>();
-        List<OpenedImage> chain;
+        ImageChain chain;
         try { chain = ImageReader.Chain(path); }
         catch (EngineException ex)
         {
             problems.Add(ex is ImageException ie ? new ImageProblem(ie.Error, ie.File, ie.Offset, ie.Message) : new ImageProblem(ex.Error, ex.Target?.ToString() ?? path, null, ex.Message));
             return new MemoryImageTestResult { Path = System.IO.Path.GetFullPath(path), Valid = false, Problems = new JoinedList<ImageProblem>(problems.ToArray(), MemoryImageTestResult.ProblemSeparator) };
         }
+        using var opened = chain;
         ulong pages = 0;
         foreach (var image in chain)
         {

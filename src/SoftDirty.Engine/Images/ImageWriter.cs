@@ -47,7 +47,7 @@ internal static class ImageWriter
         var clock = Stopwatch.StartNew();
         path = System.IO.Path.GetFullPath(path);
         int ps = source.PageSize;
-        List<OpenedImage>? chain = null;
+        ImageChain? chain = null;
         Dictionary<ulong, Hash128> parentHashes = new();
         if (parentPath is not null)
         {
@@ -60,6 +60,7 @@ internal static class ImageWriter
                     $"{chain[^1].File(ImageFormat.ManifestFile)} is an image of another process ({chain[^1].Manifest.ProcessName}, {chain[^1].Manifest.ProcessIdentity}), not of process {source.ProcessId} ({identity ?? "gone"}): an increment continues the chain of the same process. Save a full image instead.", parentPath);
             parentHashes = ImageReader.ResolveHashes(chain);
         }
+        using var openedChain = chain;
         using var output = PrivateOutput.Begin(path, "The image directory");
         path = output.Destination;
 

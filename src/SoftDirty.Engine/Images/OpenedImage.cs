@@ -5,7 +5,7 @@ namespace SoftDirty.Images;
 /// without following a link, so a folder swapped after the manifest was read cannot mix in another image's files)
 /// and manifest.
 /// </summary>
-internal sealed class OpenedImage
+internal sealed class OpenedImage : System.IDisposable
 {
     public OpenedImage(string path, ImageManifest manifest, SafeDirectory folder)
     {
@@ -21,4 +21,7 @@ internal sealed class OpenedImage
     public string File(string name) => System.IO.Path.Combine(Path, name);
     /// <summary>Where the image directory really is: a parent link is relative to it, not to the spelling it was opened by (a link to it, say).</summary>
     public string RealPath => Folder.RealPath();
+
+    /// <summary>Closes the folder's descriptor.</summary>
+    public void Dispose() => Folder.Dispose();
 }

@@ -21,7 +21,8 @@ public sealed class GetMemoryImageCommand : EngineCmdlet
         {
             try
             {
-                foreach (var image in ImageReader.Chain(FileSystemPath(p)))
+                using var chain = ImageReader.Chain(FileSystemPath(p));
+                foreach (var image in chain)
                     WriteObject(MemoryImageInfo.From(image));
             }
             catch (EngineException ex) { WriteError(ToErrorRecord(ex)); }

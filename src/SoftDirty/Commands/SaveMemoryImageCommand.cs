@@ -66,7 +66,7 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
         var path = FileSystemPath(Path);
         var parent = Parent is null ? null : FileSystemPath(Parent);
         if (!ShouldProcess($"{source.Name} ({source.ProcessId})", $"Save a {(parent is null ? "full" : "incremental")} memory image to {path}")) return;
-        ImageManifest? parentManifest = parent is null ? null : ImageReader.Open(parent).Manifest;
+        ImageManifest? parentManifest = parent is null ? null : ImageReader.ReadManifest(parent);
         var method = ImageTracking.Resolve(source, Method);
         var selector = WorkflowSelector.Checked(source, Mapping);
         var progress = new Progress(this, $"Saving the memory of {source.Name} ({source.ProcessId})", path);
@@ -79,7 +79,7 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
             progress.Complete();
             if (result.Manifest.UnreadablePages > 0)
                 WriteWarning($"{result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (unmapped during the save): the image lacks them, and Test-MemoryImage reports it.");
-            WriteObject(MemoryImageInfo.From(ImageReader.Open(result.Path), result.Elapsed.TotalSeconds));
+            WriteObject(ImageReader.Describe(result.Path, result.Elapsed.TotalSeconds));
         }
     }
 }

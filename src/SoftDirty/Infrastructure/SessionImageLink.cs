@@ -143,7 +143,7 @@ internal sealed class SessionImageLink : IImageLink
     /// </summary>
     private void ConfirmReceived(PSDataCollection<PSObject> output, string localImage, string name)
     {
-        var sentId = ImageReader.Open(localImage).Manifest.Id;
+        var sentId = ImageReader.ReadManifest(localImage).Id;
         var info = output.Count == 1 ? output[0] : null;
         bool confirmed = info is not null
             && info.TypeNames.Any(t => t.EndsWith(typeof(MemoryImageInfo).FullName!, StringComparison.Ordinal))

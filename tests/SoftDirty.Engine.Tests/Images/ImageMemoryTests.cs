@@ -35,4 +35,30 @@ public sealed class ImageMemoryTests : IDisposable
             $"the save held {late - early:N0} bytes more after storing {stored:N0} more pages");
         Assert.True(ImageVerifier.Test(Path.Combine(_dir, "full")).Valid);
     }
+
+    [Fact]
+    public void ReadingImages_LeavesNoDescriptorOpen()
+    {
+        // Each image of a chain is read through its folder's descriptor: Test, Get (Describe), Restore, a save of an
+        // increment and a chain that fails its checks close them all when they are done, not when the GC runs.
+        using var p = new FakeProcess(8, seed: 4);
+        for (int i = 0; i < 8; i++) p.WriteRandom(i);
+        string full = Path.Combine(_dir, "c0"), inc = Path.Combine(_dir, "c1");
+        ImageWriter.Save(p, full, null, TrackingMethod.Hash, null);
+        p.WriteRandom(3);
+        ImageWriter.Save(p, inc, full, TrackingMethod.Hash, null);
+        static int Descriptors() => Directory.GetFileSystemEntries("/proc/self/fd").Length;
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        int before = Descriptors();
+        for (int i = 0; i < 20; i++)
+        {
+            Assert.True(ImageVerifier.Test(inc).Valid);
+            Assert.Equal(2, ImageReader.Describe(inc).Depth + 1);
+            using (var target = new FlatFileRestoreTarget(Path.Combine(_dir, "out" + i))) ImageRestorer.Restore(inc, target);
+            ImageWriter.Save(p, Path.Combine(_dir, "more" + i), inc, TrackingMethod.Hash, null);
+            Assert.ThrowsAny<EngineException>(() => ImageReader.Chain(Path.Combine(_dir, "more" + i, "..", "nothing-here")));
+        }
+        Assert.True(Descriptors() - before < 10, $"{Descriptors() - before} more descriptors open after 20 rounds");
+    }
 }
