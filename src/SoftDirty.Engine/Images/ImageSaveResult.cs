@@ -13,4 +13,6 @@ internal sealed class ImageSaveResult
     public ImageManifest Manifest { get; }
     public TimeSpan Elapsed { get; }
     public ulong BytesWritten { get; }
+    /// <summary>The parts of the save in order, with the time each took (reading the parent chain, the pages, the index and manifest, the commit).</summary>
+    public System.Collections.Generic.IReadOnlyList<SavePhase> Phases { get; init; } = Array.Empty<SavePhase>();
 }

@@ -45,6 +45,10 @@ internal static class ImageWriter
         string? armedEpoch = null, Guid? writeTrackingReset = null)
     {
         var clock = Stopwatch.StartNew();
+        // How long each part took, for -Verbose: where an increment's fixed cost goes.
+        var phases = new List<SavePhase>();
+        var lap = Stopwatch.StartNew();
+        void Phase(string name) { phases.Add(new SavePhase(name, lap.Elapsed)); lap.Restart(); }
         path = System.IO.Path.GetFullPath(path);
         int ps = source.PageSize;
         ImageChain? chain = null;
@@ -59,6 +63,7 @@ internal static class ImageWriter
                 throw new EngineException(EngineError.ImageParentMismatch,
                     $"{chain[^1].File(ImageFormat.ManifestFile)} is an image of another process ({chain[^1].Manifest.ProcessName}, {chain[^1].Manifest.ProcessIdentity}), not of process {source.ProcessId} ({identity ?? "gone"}): an increment continues the chain of the same process. Save a full image instead.", parentPath);
             parentHashes = ImageReader.ResolveHashes(chain);
+            Phase("parent chain");
         }
         using var openedChain = chain;
         using var output = PrivateOutput.Begin(path, "The image directory");
@@ -198,6 +203,7 @@ internal static class ImageWriter
                 }, chunkBytes: ReadChunkBytes, cancel: cancel, sharedAnonymous: shared);
                 FlushBuffer();
                 pages.Flush(flushToDisk: true);
+                Phase("pages (found, read, hashed, written, fsync)");
             }
             // Pages the chain has data for that are no longer present, inside the mappings saved: now zero.
             if (increment)
@@ -219,6 +225,7 @@ internal static class ImageWriter
                     if (spans.Any(s => addr >= s.Start && addr < s.End)) index.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash));
                 }
             }
+            if (increment) Phase("the parent's pages now gone");
             var indexHash = index.Finish();
             indexFile.Dispose();
 
@@ -258,8 +265,10 @@ internal static class ImageWriter
                 mf.Write(JsonSerializer.SerializeToUtf8Bytes(manifest, ImageFormat.Json));
                 mf.Flush(flushToDisk: true);
             }
+            Phase("index and manifest");
             output.Commit();
-            return new ImageSaveResult(path, manifest, clock.Elapsed, dataOffset + (ulong)index.Size);
+            Phase("commit");
+            return new ImageSaveResult(path, manifest, clock.Elapsed, dataOffset + (ulong)index.Size) { Phases = phases };
         }
         catch (IOException ex) when (ex is not FileNotFoundException)
         {

@@ -70,13 +70,18 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
         var method = ImageTracking.Resolve(source, Method);
         var selector = WorkflowSelector.Checked(source, Mapping);
         var progress = new Progress(this, $"Saving the memory of {source.Name} ({source.ProcessId})", path);
+        var lap = System.Diagnostics.Stopwatch.StartNew();
         using (Freeze ? ProcessFreeze.Freeze(source, Cancellation) : null)
         {
+            var frozen = lap.Elapsed;
             var candidates = ImageTracking.Candidates(source, method, parentManifest, selector, Verify, out var armed, out var epoch, out var reset, WriteWarning, Cancellation);
+            var tracked = lap.Elapsed - frozen;
             WriteVerbose(candidates is null ? $"{method}: every present page is compared" : $"{method}: {candidates.PageCount} candidate pages");
             var result = ImageWriter.Save(source, path, parent, method, candidates, selector, Freeze, armed,
                 (done, total) => progress.Report(done, total, $"{done:N0} of {total:N0} pages"), Cancellation, epoch, reset);
             progress.Complete();
+            WriteVerbose($"Saved in {lap.Elapsed.TotalMilliseconds:N1} ms: {(Freeze ? $"freeze {frozen.TotalMilliseconds:N1} ms, " : "")}" +
+                $"tracking {tracked.TotalMilliseconds:N1} ms, {string.Join(", ", result.Phases)}.");
             if (result.Manifest.UnreadablePages > 0)
                 WriteWarning($"{result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (unmapped during the save): the image lacks them, and Test-MemoryImage reports it.");
             WriteObject(ImageReader.Describe(result.Path, result.Elapsed.TotalSeconds));
