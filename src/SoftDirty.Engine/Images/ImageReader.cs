@@ -344,16 +344,4 @@ internal static class ImageReader
         return map;
     }
 
-    /// <summary>The hash of every data page of the chain's latest state (16 bytes a page plus the key).</summary>
-    public static Dictionary<ulong, Hash128> ResolveHashes(List<OpenedImage> chain)
-    {
-        var map = new Dictionary<ulong, Hash128>();
-        foreach (var image in chain)
-            foreach (var r in ReadIndex(image))
-            {
-                if (r.Kind == PageRecordKind.Data) map[r.Address] = r.Hash;
-                else map.Remove(r.Address);
-            }
-        return map;
-    }
 }

@@ -52,7 +52,7 @@ internal static class ImageWriter
         path = System.IO.Path.GetFullPath(path);
         int ps = source.PageSize;
         ImageChain? chain = null;
-        Dictionary<ulong, Hash128> parentHashes = new();
+        var parentPages = ChainPages.Empty;
         if (parentPath is not null)
         {
             chain = ImageReader.Chain(parentPath);
@@ -62,7 +62,7 @@ internal static class ImageWriter
             if (chain[^1].Manifest.ProcessIdentity != identity)
                 throw new EngineException(EngineError.ImageParentMismatch,
                     $"{chain[^1].File(ImageFormat.ManifestFile)} is an image of another process ({chain[^1].Manifest.ProcessName}, {chain[^1].Manifest.ProcessIdentity}), not of process {source.ProcessId} ({identity ?? "gone"}): an increment continues the chain of the same process. Save a full image instead.", parentPath);
-            parentHashes = ImageReader.ResolveHashes(chain);
+            parentPages = ChainPages.Of(chain);
             Phase("parent chain");
         }
         using var openedChain = chain;
@@ -74,7 +74,7 @@ internal static class ImageWriter
         // What to compare besides the tracker's candidates: what no tracker can vouch for (ImageTracking.Untracked).
         var watched = candidates is null || chain is null ? null : Union(candidates.Ranges, ImageTracking.Untracked(mappings, selector, chain[^1].Manifest.Mappings));
         var zeroHash = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
-        bool increment = parentHashes.Count > 0;
+        bool increment = parentPages.Count > 0;
         ulong scanned = 0, inherited = 0, dataOffset = 0, flushedTo = 0, unreadable = 0;
         // An increment's present ranges, to find the parent's pages that are gone; a full image keeps nothing per page.
         var presentRanges = increment ? new List<AddressRange>() : null;
@@ -125,7 +125,7 @@ internal static class ImageWriter
                             // Zero-page regions hold zeros: a record only where the parent chain has data there.
                             if (increment)
                                 for (ulong a = r.Start; a < r.End; a += (ulong)ps)
-                                    if (parentHashes.ContainsKey(a)) index.Add(new PageRecord(a, PageRecordKind.Zero, 0, zeroHash));
+                                    if (parentPages.Contains(a)) index.Add(new PageRecord(a, PageRecordKind.Zero, 0, zeroHash));
                             continue;
                         }
                         // A page of a file or of shared memory changes by write(2) or through another process's mapping,
@@ -171,6 +171,8 @@ internal static class ImageWriter
                     dataOffset += (ulong)run.Length;
                 }
                 // Compiled optimised at once: tier 0 hashed a whole save unoptimised on a busy machine (see PageHash).
+                // The handler sees addresses in ascending order: the chain's pages are looked up with a cursor.
+                var inChain = parentPages.Ascending();
                 unreadable = PageWalk.ReadChunks(source, ToRead(), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (address, data) =>
                 {
                     int runStart = -1;
@@ -183,7 +185,7 @@ internal static class ImageWriter
                             ulong addr = address + (ulong)off;
                             scanned++;
                             var h = PageHash.Fast128(page);
-                            bool inParent = parentHashes.TryGetValue(addr, out var ph);
+                            bool inParent = inChain.TryGet(addr, out var ph);
                             if (h == zeroHash) { if (inParent) index.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash)); }
                             else if (inParent && ph == h) inherited++;
                             else
@@ -206,25 +208,7 @@ internal static class ImageWriter
                 Phase("pages (found, read, hashed, written, fsync)");
             }
             // Pages the chain has data for that are no longer present, inside the mappings saved: now zero.
-            if (increment)
-            {
-                const int CancelEvery = 1 << 16;
-                int visited = 0;
-                // (Looked up in the present regions, not a set of every present page: an increment's cost
-                // follows the pages written and the parent's pages, not the pages present.)
-                foreach (var (addr, hash) in parentHashes)
-                {
-                    if (++visited % CancelEvery == 0) cancel.ThrowIfCancellationRequested();
-                    if (hash == zeroHash) continue;
-                    if (DirtyPageSet.Contains(presentRanges!, addr))
-                    {
-                        // Present but not a candidate: it keeps the parent's content, so it counts as inherited.
-                        if (candidates is not null && !DirtyPageSet.Contains(readRanges!, addr)) inherited++;
-                        continue;
-                    }
-                    if (spans.Any(s => addr >= s.Start && addr < s.End)) index.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash));
-                }
-            }
+            if (increment) inherited += AddGonePages(parentPages, presentRanges!, candidates is null ? null : readRanges!, spans, zeroHash, index, cancel);
             if (increment) Phase("the parent's pages now gone");
             var indexHash = index.Finish();
             indexFile.Dispose();
@@ -278,6 +262,37 @@ internal static class ImageWriter
         {
             throw new EngineException(EngineError.PermissionDenied, $"Writing the memory image {path} failed: {ex.Message}", path, Errno.EACCES, ex);
         }
+    }
+
+    /// <summary>
+    /// Adds a zero record for each page the chain has data for that is no longer present inside the mappings saved;
+    /// returns the chain's pages that are present and were not read (they keep the parent's content: inherited).
+    /// The chain's pages, the present ranges and the spans all ascend: one walk. (Looked up in the present regions, not
+    /// a set of every present page: an increment's cost follows the pages written and the parent's pages.)
+    /// Compiled optimised at once, as the page loops are (see PageHash).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static ulong AddGonePages(ChainPages parentPages, List<AddressRange> presentRanges, List<AddressRange>? readRanges,
+        List<PageSpan> spans, Hash128 zeroHash, ImageIndexWriter index, CancellationToken cancel)
+    {
+        const int CancelEvery = 1 << 16;
+        ulong inherited = 0;
+        int span = 0;
+        for (int k = 0; k < parentPages.Count; k++)
+        {
+            if ((k + 1) % CancelEvery == 0) cancel.ThrowIfCancellationRequested();
+            ulong addr = parentPages.Address(k);
+            if (parentPages.Hash(k) == zeroHash) continue;
+            if (DirtyPageSet.Contains(presentRanges, addr))
+            {
+                // Present but not read (not a candidate): it keeps the parent's content.
+                if (readRanges is not null && !DirtyPageSet.Contains(readRanges, addr)) inherited++;
+                continue;
+            }
+            while (span < spans.Count && spans[span].End <= addr) span++;
+            if (span < spans.Count && spans[span].Start <= addr) index.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash));
+        }
+        return inherited;
     }
 
     /// <summary>Two ascending range lists as one, sorted and merged.</summary>

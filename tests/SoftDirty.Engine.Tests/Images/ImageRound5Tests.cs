@@ -79,9 +79,10 @@ public sealed class ImageRound5Tests : IDisposable
     private static void AssertChainHolds(string leaf, FakeProcess p)
     {
         Assert.True(ImageVerifier.Test(leaf).Valid);
-        var hashes = ImageReader.ResolveHashes(ImageReader.Chain(leaf));
+        using var chain = ImageReader.Chain(leaf);
+        var pages = ChainPages.Of(chain);
         for (int i = 0; i < Pages; i++)
-            Assert.True(hashes.TryGetValue(p.Address(i), out var h) && h == PageHash.Fast128(p.Content(i)), $"page {i} of the chain is not the process's");
+            Assert.True(pages.TryGet(p.Address(i), out var h) && h == PageHash.Fast128(p.Content(i)), $"page {i} of the chain is not the process's");
     }
 
     [Fact]
