@@ -239,4 +239,78 @@ Describe 'Write tracking of another process' -Tag 'WriteTracking' -Skip:([bool]$
             Disable-WriteTracking -Id $t.Id
         } finally { Stop-WtTarget $t; Remove-Item $fifo -Force -ErrorAction SilentlyContinue }
     }
+
+    It 'kill -9 of the PowerShell that injects, at random moments of Enable- and Disable-WriteTracking, leaves the target <Phase> running as it was' -ForEach @(
+        @{ Phase = 'waiting in read()' }, @{ Phase = 'computing in registers' }
+    ) {
+        # A child pwsh enables and disables in a loop; it is killed while it traces the target (TracerPid set),
+        # after a random number of further polls, so the kills land in every part of an injection: attach, the
+        # trampoline, a call, the restore. The target must go on exactly: nothing stopped or traced, the signal
+        # mask as it was, its blocked read restarted, registers and flags intact, and either no userfaultfd or one
+        # that Get-SoftDirtySupport says is enabled (no descriptor left behind half made or half closed).
+        $t = Start-WtTarget
+        $child = $null
+        try {
+            $region = Send-WtTarget $t 'map 32'
+            $null = Send-WtTarget $t "write $region 0 32"
+            $null = Send-WtTarget $t 'threads 1'
+            $sum = Send-WtTarget $t 'sum'
+            $statusOf = { Get-Content "/proc/$($t.Id)/task/$($t.Id)/status" }
+            $sigBlk = (& $statusOf | Where-Object { $_ -like 'SigBlk:*' })
+            $computing = $Phase -like 'computing*'
+            if ($computing) { $t.Process.StandardInput.WriteLine('crunch 600000') } # until SIGUSR1
+            $pwsh = Get-PwshCommandLine
+            $module = (Get-Module SoftDirty).Path
+            $loop = "`$ErrorActionPreference = 'Stop'; Import-Module '$module'; [Console]::Out.WriteLine('LOOPING'); [Console]::Out.Flush(); " +
+                "while (`$true) { `$null = Enable-WriteTracking -Id $($t.Id) -Confirm:`$false; Disable-WriteTracking -Id $($t.Id) -Confirm:`$false }"
+            $random = [Random]::new(20261202)
+            $landed = 0
+            foreach ($round in 1..8) {
+                $psi = [System.Diagnostics.ProcessStartInfo]::new($pwsh[0])
+                foreach ($a in @($pwsh | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive', '-Command', $loop)) { $psi.ArgumentList.Add($a) }
+                $psi.RedirectStandardOutput = $true
+                $psi.RedirectStandardError = $true
+                $child = [System.Diagnostics.Process]::Start($psi)
+                $errors = $child.StandardError.ReadToEndAsync()
+                $child.StandardOutput.ReadLine() | Should -Be 'LOOPING'
+                $clock = [System.Diagnostics.Stopwatch]::StartNew()
+                $tracer = { [int]((& $statusOf | Where-Object { $_ -like 'TracerPid:*' }) -split '\s+')[1] }
+                while ((& $tracer) -eq 0) {
+                    if ($child.HasExited -or $clock.Elapsed.TotalSeconds -gt 30) { throw "the injecting pwsh never traced the target: $($errors.Result)" }
+                }
+                foreach ($poll in 1..$random.Next(0, 40)) { $null = & $statusOf }
+                if ((& $tracer) -ne 0) { $landed++ }
+                $child.Kill()
+                $child.WaitForExit()
+                $child.Dispose(); $child = $null
+                $clock.Restart()
+                do {
+                    Test-Path "/proc/$($t.Id)/task/$($t.Id)" | Should -BeTrue -Because "round ${round}: the target lives on (a single-step left armed killed it with SIGTRAP)"
+                    $stat = Get-Content "/proc/$($t.Id)/task/$($t.Id)/stat" -Raw
+                    $state = $stat.Substring($stat.LastIndexOf(')') + 2, 1)
+                    $settled = (& $tracer) -eq 0 -and $state -notin 't', 'T'
+                } until ($settled -or $clock.Elapsed.TotalSeconds -gt 10)
+                $state | Should -BeIn 'S', 'R' -Because "round ${round}: the target neither stopped nor died"
+                (& $tracer) | Should -Be 0 -Because "round ${round}: the kernel detached it"
+                (& $statusOf | Where-Object { $_ -like 'SigBlk:*' }) | Should -Be $sigBlk -Because "round ${round}: its signal mask is as it was"
+                $uffds = Get-UffdCount $t.Id
+                $enabled = (Get-SoftDirtySupport -Id $t.Id).Enabled
+                $uffds | Should -Be ([int]$enabled) -Because "round ${round}: a userfaultfd only with a recorded tracking, a recorded tracking only with its userfaultfd"
+                if ($enabled) { Disable-WriteTracking -Id $t.Id; Get-UffdCount $t.Id | Should -Be 0 }
+                (Get-Content "/proc/$($t.Id)/smaps" | Select-String -Pattern '^VmFlags:.* uw\b').Count | Should -Be 0 -Because "round ${round}: no registration outlives its descriptor"
+                if (-not $computing) { Send-WtTarget $t 'sum' | Should -Be $sum -Because "round ${round}: the interrupted read was restarted and the memory is as it was" }
+            }
+            $landed | Should -BeGreaterThan 0 -Because 'some kills landed while the target was traced'
+            if ($computing) {
+                kill -USR1 $t.Id
+                $rounds, $mismatches = ($t.Process.StandardOutput.ReadLine() -replace '^OK ', '') -split ' '
+                [int64]$rounds | Should -BeGreaterThan 0
+                [int64]$mismatches | Should -Be 0 -Because 'no register or flag of the computing thread changed under it'
+                Send-WtTarget $t 'sum' | Should -Be $sum
+            }
+        } finally {
+            if ($child) { try { $child.Kill() } catch { }; $child.Dispose() }
+            Stop-WtTarget $t
+        }
+    }
 }

@@ -23,6 +23,9 @@
  *   closefd <fd>                     close(fd), as a daemon closing its descriptors would      -> OK <rc>
  *   ownuffd <hexaddr> <pages>        a userfaultfd of its own (the module's flags and features),
  *                                    MODE_WP registration of the range                         -> OK <fd>
+ *   crunch <ms>                      the main thread computes in registers (two identical runs of a mixing
+ *                                    loop per round, compared) until SIGUSR1 or ms elapse -> OK <rounds> <mismatches>
+ *                                    (a register or flag an injection failed to restore shows as a mismatch)
  *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
  */
 #define _GNU_SOURCE
@@ -156,6 +159,20 @@ static int count_fds(void)
     return n - 1; /* the directory's own descriptor */
 }
 
+/* Many live values and a flag-dependent step: a clobbered register or flag changes the result. */
+static unsigned long long __attribute__((noinline)) mix(unsigned long long seed, long steps)
+{
+    unsigned long long a = seed | 1, b = seed ^ 0x9e3779b97f4a7c15ULL, c = ~seed, d = seed * 3, e = 7, f = 11, g = 13, h = 17;
+    for (long i = 0; i < steps; i++) {
+        a ^= a << 13; a ^= a >> 7; a ^= a << 17;
+        b += a; c ^= b; d += c < a; e = e * 6364136223846793005ULL + d; f ^= e >> 3; g += f | 1; h ^= g + (unsigned long long)i;
+    }
+    return a ^ b ^ c ^ d ^ e ^ f ^ g ^ h;
+}
+
+static volatile sig_atomic_t crunch_stop;
+static void on_usr1(int sig) { (void)sig; crunch_stop = 1; }
+
 int main(void)
 {
     char line[256], cmd[32];
@@ -235,6 +252,16 @@ int main(void)
         } else if (!strcmp(cmd, "ownuffd") && n >= 3) {
             int fd = own_uffd(a, b);
             if (fd < 0) reply("ERR userfaultfd %d", errno); else reply("OK %d", fd);
+        } else if (!strcmp(cmd, "crunch")) {
+            long long end = now_ns() + strtol(line + 7, NULL, 10) * 1000000LL;
+            unsigned long rounds = 0, mismatches = 0;
+            crunch_stop = 0;
+            signal(SIGUSR1, on_usr1);
+            while (!crunch_stop && now_ns() < end) {
+                if (mix(rounds, 20000) != mix(rounds, 20000)) mismatches++;
+                rounds++;
+            }
+            reply("OK %lu %lu", rounds, mismatches);
         } else if (!strcmp(cmd, "exit")) {
             reply("OK");
             return n >= 2 ? (int)strtol(line + 5, NULL, 10) : 0;

@@ -20,14 +20,15 @@ internal sealed class InjectionArchitecture
     public required int SyscallNumber { get; init; }
     /// <summary>The word the kernel's restart logic reads the interrupted syscall from (orig_rax); -1 where none.</summary>
     public required int InterruptedSyscall { get; init; }
+    /// <summary>The stack pointer's word.</summary>
+    public required int StackPointer { get; init; }
     /// <summary>The word that returns the result (a negative errno on failure).</summary>
     public required int Result { get; init; }
     /// <summary>The words of the first six syscall arguments, in order.</summary>
     public required int[] Arguments { get; init; }
     /// <summary>The syscall instruction (x86-64: 0F 05, "syscall").</summary>
     public required byte[] SyscallInstruction { get; init; }
-    public required long Mmap { get; init; }
-    public required long Munmap { get; init; }
+    public required long SigProcMask { get; init; }
     public required long Ioctl { get; init; }
     public required long Close { get; init; }
     public required long Userfaultfd { get; init; }
@@ -42,10 +43,10 @@ internal sealed class InjectionArchitecture
         SyscallNumber = 10,
         InterruptedSyscall = 15,
         InstructionPointer = 16,
+        StackPointer = 19,
         Arguments = new[] { 14, 13, 12, 7, 9, 8 }, // rdi rsi rdx r10 r8 r9
         SyscallInstruction = new byte[] { 0x0F, 0x05 },
-        Mmap = 9,
-        Munmap = 11,
+        SigProcMask = 14,
         Ioctl = 16,
         Close = 3,
         Userfaultfd = 323,
@@ -66,6 +67,9 @@ internal sealed class InjectionArchitecture
         return errno != 0;
     }
 
+    /// <summary>restart_syscall, which the kernel issues for a call interrupted with ERESTART_RESTARTBLOCK (x86-64).</summary>
+    public const ulong RestartSyscall = 219;
+
     /// <summary>No syscall to restart: the value the interrupted-syscall word holds outside a syscall.</summary>
     public const ulong NoSyscall = ulong.MaxValue;
 
@@ -76,7 +80,8 @@ internal sealed class InjectionArchitecture
     /// kernel (arch_do_signal_or_restart) rewinds the instruction pointer over the syscall instruction: for
     /// the first three it re-issues the same call; for RestartBlock it issues restart_syscall, which resumes
     /// from current->restart_block (a nanosleep keeps its absolute end). Injection restores the registers
-    /// exactly and lets the kernel do this, as a signal without a handler would.
+    /// exactly and lets the kernel do this, as a signal without a handler would; the <see cref="RestoreTrampoline"/>
+    /// does the same rewind itself when the tracer died first.
     /// </remarks>
     public bool InterruptedWithRestart(ReadOnlySpan<ulong> regs)
     {

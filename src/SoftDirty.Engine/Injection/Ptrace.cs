@@ -7,8 +7,16 @@ internal static unsafe partial class Ptrace
 {
     private const string Libc = "libc";
 
-    public const long Cont = 7, SingleStep = 9, Detach = 17;
-    public const long GetRegSet = 0x4204, SetRegSet = 0x4205, Seize = 0x4206, Interrupt = 0x4207;
+    public const long Cont = 7, Syscall = 24, Detach = 17;
+    public const long SetOptions = 0x4200, GetRegSet = 0x4204, SetRegSet = 0x4205, Seize = 0x4206, Interrupt = 0x4207;
+    /// <summary>
+    /// PTRACE_O_TRACESYSGOOD: syscall stops report SIGTRAP | 0x80 (<see cref="SyscallStop"/>). It also makes a
+    /// syscall stop harmless when the tracer dies in it: the kernel then "re-sends" the stop's code, which with
+    /// 0x80 set is no valid signal and is dropped; plain SIGTRAP would kill the tracee.
+    /// </summary>
+    public const long TraceSysGood = 1;
+    /// <summary>The stop signal of a syscall-entry or syscall-exit stop under <see cref="TraceSysGood"/>.</summary>
+    public const int SyscallStop = Signal.SIGTRAP | 0x80;
     public const long GetSigMask = 0x420a, SetSigMask = 0x420b, GetSigInfo = 0x4202;
     /// <summary>WNOHANG: waitpid returns 0 at once when nothing is to report.</summary>
     public const int NoHang = 1;

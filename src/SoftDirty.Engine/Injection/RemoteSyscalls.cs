@@ -1,48 +1,63 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Runtime.InteropServices;
 
 namespace SoftDirty.Injection;
 
 /// <summary>
 /// Runs system calls inside another process (the technique of CRIU's compel and of debuggers, written here
-/// anew): PTRACE_SEIZE and PTRACE_INTERRUPT one thread, save its registers and signal mask, block every
-/// signal, then for each call point the instruction pointer at an existing syscall instruction (the vDSO's,
-/// else one in another executable mapping), load number and arguments, single-step and read the result.
-/// <see cref="Dispose"/> unmaps the scratch page, restores registers and mask exactly and detaches.
-/// A thread stopped inside a blocking syscall keeps that call's restart code (-ERESTARTSYS and kin) in its
-/// saved registers; while calls run the interrupted-syscall word is cleared so the kernel restarts nothing,
-/// and after the exact restore the kernel restarts (or fails with EINTR) the original call on the way back
-/// to user space, as it does after a signal without a handler.
+/// anew): PTRACE_SEIZE and PTRACE_INTERRUPT one thread, save its registers and signal mask, install a
+/// <see cref="RestoreTrampoline"/> and park the thread on it, block every signal, then for each call load
+/// number and arguments at the trampoline's syscall instruction and run it between a syscall-entry and a
+/// syscall-exit stop (PTRACE_SYSCALL). Arguments that point at memory use <see cref="ArgumentArea"/>, a few
+/// bytes of the thread's own stack below the red zone (where a signal frame would go), put back afterwards.
+/// <see cref="Dispose"/> restores mask, registers, the stack bytes and the trampoline's bytes exactly and
+/// detaches. A thread stopped inside a blocking syscall keeps that call's restart code (-ERESTARTSYS and kin)
+/// in its saved registers; while calls run the interrupted-syscall word is cleared so the kernel restarts
+/// nothing, and after the exact restore the kernel restarts (or fails with EINTR) the original call on the
+/// way back to user space, as it does after a signal without a handler.
+/// Killed at any moment (kill -9, the OOM killer), the tracer leaves a thread the kernel resumes in a state
+/// that goes on as before: stopped as it was (before the trampoline), or on the trampoline, which restores
+/// everything itself; no single-step is ever armed, and syscall stops carry PTRACE_O_TRACESYSGOOD.
 /// </summary>
 internal sealed unsafe class RemoteSyscalls : IDisposable
 {
     private readonly InjectionArchitecture _arch;
     private readonly ulong[] _saved;
-    private readonly ulong _syscallAddress;
     private ulong _savedMask, _blockAll;
     private int _memFd = -1;
     private bool _attached;
     private ChildStopGuard? _childGuard;
     private bool _borrowed; // the stop is a freeze's (PtraceFreeze): no attach here, no detach either
+    private ulong _site;    // the trampoline's address once installed, else 0
+    private byte[]? _siteBytes, _argumentBytes;
+    private bool _parked;   // the thread's registers point at the trampoline (state that restores itself)
+    private bool _masked;   // the thread's signal mask was changed here
 
-    private RemoteSyscalls(int pid, int tid, InjectionArchitecture arch, ulong syscallAddress)
+    private RemoteSyscalls(int pid, int tid, InjectionArchitecture arch)
     {
         ProcessId = pid;
         ThreadId = tid;
         _arch = arch;
-        _syscallAddress = syscallAddress;
         _saved = new ulong[arch.RegisterWords];
     }
 
     public int ProcessId { get; }
     /// <summary>The thread that runs the calls (the first live thread of the process).</summary>
     public int ThreadId { get; }
-    /// <summary>The scratch page's address once <see cref="Scratch"/> mapped it, else 0.</summary>
-    public ulong ScratchAddress { get; private set; }
-    private ulong _scratchLength;
     /// <summary>The saved registers showed a blocking syscall interrupted with a restart code.</summary>
     public bool InterruptedSyscall { get; private set; }
+    /// <summary>
+    /// <see cref="ArgumentAreaSize"/> writable bytes in the target for the structures calls point at: on the
+    /// thread's stack, below the 128-byte red zone the x86-64 ABI lets code use under the stack pointer.
+    /// </summary>
+    public ulong ArgumentArea { get; private set; }
+    /// <summary>The size of <see cref="ArgumentArea"/>: room for the largest userfaultfd ioctl argument (32 bytes) twice.</summary>
+    public const int ArgumentAreaSize = 64;
+    /// <summary>The x86-64 System V ABI's red zone below the stack pointer.</summary>
+    private const ulong RedZone = 128;
 
     /// <summary>
     /// Stops one thread of <paramref name="source"/>'s process for injection. Call <see cref="InjectionSupport.Check"/>
@@ -53,14 +68,14 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         var arch = InjectionArchitecture.Current
             ?? throw new EngineException(EngineError.WriteProtectNotSupported, $"Syscall injection is implemented for x86-64 only; this is {RuntimeInformation.ProcessArchitecture}.", source.ProcessId);
         int pid = source.ProcessId;
-        ulong address = FindSyscallInstruction(source, arch);
-        InjectionSteps.Mark("find a syscall instruction (maps, vDSO)");
+        var mappings = source.ReadMappings(false);
+        InjectionSteps.Mark("read the mappings");
         int tid = FirstLiveThread(pid);
         InjectionSteps.Mark("pick a thread");
-        var r = new RemoteSyscalls(pid, tid, arch, address);
+        var r = new RemoteSyscalls(pid, tid, arch);
         r._childGuard = ChildStopGuard.For(pid); // a child of this process: its stops kept from .NET's reaping
         r._borrowed = SoftDirty.Tracking.PtraceFreeze.HoldsHere(pid, tid); // in a ptrace stop of this thread's freeze already
-        if (!r._borrowed && Ptrace.Call(Ptrace.Seize, tid, 0, 0) != 0)
+        if (!r._borrowed && Ptrace.Call(Ptrace.Seize, tid, 0, (nint)Ptrace.TraceSysGood) != 0)
         {
             var failed = r.Fail("PTRACE_SEIZE");
             r.Dispose();
@@ -69,21 +84,26 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         r._attached = true;
         try
         {
+            if (r._borrowed && Ptrace.Call(Ptrace.SetOptions, tid, 0, (nint)Ptrace.TraceSysGood) != 0) throw r.Fail("PTRACE_SETOPTIONS");
             if (!r._borrowed)
             {
                 if (Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) != 0) throw r.Fail("PTRACE_INTERRUPT");
                 r.WaitForInterrupt();
             }
             InjectionSteps.Mark("PTRACE_SEIZE, PTRACE_INTERRUPT, wait");
-            r.GetRegisters(r._saved);
+            // The thread's own memory file: writes to code need FOLL_FORCE, which the kernel may grant only to the tracer of that task.
+            r._memFd = Native.Open($"/proc/{pid}/task/{tid}/mem", Native.O_RDWR | Native.O_CLOEXEC);
+            if (r._memFd < 0) throw r.Fail("open /proc/PID/task/TID/mem");
+            r.StopOutsideTrampoline(RestoreTrampoline.FindSite(mappings, r.TryRead).ToList());
             r.InterruptedSyscall = arch.InterruptedWithRestart(r._saved);
             ulong mask;
             if (Ptrace.Call(Ptrace.GetSigMask, tid, sizeof(ulong), (nint)(&mask)) != 0) throw r.Fail("PTRACE_GETSIGMASK");
             r._savedMask = mask;
+            r.ReserveArguments(mappings);
+            r.InstallTrampoline(mappings);
+            InjectionSteps.Mark("save registers and mask, install the restore trampoline");
+            r.Park();
             r.BlockSignals();
-            r._memFd = Native.Open($"/proc/{pid}/mem", Native.O_RDWR | Native.O_CLOEXEC);
-            if (r._memFd < 0) throw r.Fail("open /proc/PID/mem");
-            InjectionSteps.Mark("save registers and mask, open /proc/PID/mem");
             return r;
         }
         catch
@@ -93,16 +113,106 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         }
     }
 
-    /// <summary>SIGTRAP in a signal mask word (signal n is bit n - 1).</summary>
-    private const ulong SigTrapBit = 1UL << (Signal.SIGTRAP - 1);
-
     private void BlockSignals()
     {
         ulong all = ulong.MaxValue;
         if (Ptrace.Call(Ptrace.SetSigMask, ThreadId, sizeof(ulong), (nint)(&all)) != 0) throw Fail("PTRACE_SETSIGMASK");
+        _masked = true;
         ulong now;
         if (Ptrace.Call(Ptrace.GetSigMask, ThreadId, sizeof(ulong), (nint)(&now)) != 0) throw Fail("PTRACE_GETSIGMASK");
         _blockAll = now; // the kernel keeps SIGKILL and SIGSTOP unblockable
+    }
+
+    /// <summary>
+    /// Reads the registers of a stop outside every trampoline site. A thread a killed tracer left on its
+    /// trampoline is still restoring itself there for a few instructions (its stack pointer may even point into
+    /// the trampoline): it is let run on and stopped again until it is out.
+    /// </summary>
+    private void StopOutsideTrampoline(List<ulong> sites)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            GetRegisters(_saved);
+            ulong ip = _saved[_arch.InstructionPointer];
+            if (!sites.Exists(site => ip >= site && ip < site + (ulong)RestoreTrampoline.Size)) return;
+            if (attempt == TrampolineExitAttempts)
+                throw new EngineException(EngineError.ProcIOError, $"Thread {ThreadId} of process {ProcessId} stays in restore code at 0x{ip:x}; nothing was changed.", ProcessId);
+            if (Ptrace.Call(Ptrace.Cont, ThreadId, 0, 0) != 0) throw Fail("PTRACE_CONT");
+            System.Threading.Thread.Sleep(1);
+            if (Ptrace.Call(Ptrace.Interrupt, ThreadId, 0, 0) != 0) throw Fail("PTRACE_INTERRUPT");
+            WaitForInterrupt();
+        }
+    }
+
+    /// <summary>How often a thread found in restore code is let run on before injection gives up.</summary>
+    private const int TrampolineExitAttempts = 100;
+
+    /// <summary>The restart the trampoline makes when the thread resumes on it: the call to re-issue, or null.</summary>
+    private ulong? RestartCall()
+    {
+        if (!InterruptedSyscall) return null;
+        return (long)_saved[_arch.Result] == -Errno.ERESTART_RESTARTBLOCK ? InjectionArchitecture.RestartSyscall : _saved[_arch.InterruptedSyscall];
+    }
+
+    /// <summary>Writes the trampoline at the first site the kernel lets this tracer write and read back; keeps the bytes it replaced.</summary>
+    private void InstallTrampoline(IReadOnlyList<MemoryMapping> mappings)
+    {
+        var code = RestoreTrampoline.Build(_saved, _savedMask, RestartCall());
+        int refused = 0;
+        foreach (ulong site in RestoreTrampoline.FindSite(mappings, TryRead))
+        {
+            if (TryRead(site, code.Length) is not { } original) continue;
+            if (TryWrite(site, code) && TryRead(site, code.Length) is { } back && back.AsSpan().SequenceEqual(code))
+            {
+                _site = site;
+                _siteBytes = original;
+                return;
+            }
+            TryWrite(site, original);
+            refused++;
+        }
+        throw new EngineException(EngineError.WriteProtectNotSupported,
+            refused > 0
+                ? $"Process {ProcessId}: the kernel refused to write the restore code into its executable mappings (proc_mem.force_override=never?); nothing was changed."
+                : $"Process {ProcessId} has no executable mapping with room for the restore code after its image; nothing was changed.", ProcessId);
+    }
+
+    /// <summary>Reserves <see cref="ArgumentArea"/> below the red zone, inside the writable mapping that holds the stack pointer.</summary>
+    private void ReserveArguments(IReadOnlyList<MemoryMapping> mappings)
+    {
+        ulong sp = _saved[_arch.StackPointer];
+        ulong area = (sp - RedZone - ArgumentAreaSize) & ~15UL;
+        foreach (var m in mappings)
+            if (area >= m.Start && area + ArgumentAreaSize <= m.End && sp <= m.End && (m.Protection & Protection.Write) != 0 && !m.Shared
+                && TryRead(area, ArgumentAreaSize) is { } original)
+            {
+                ArgumentArea = area;
+                _argumentBytes = original;
+                return;
+            }
+        throw new EngineException(EngineError.ProcIOError,
+            $"Thread {ThreadId} of process {ProcessId} has no room on its stack below 0x{sp:x} for the arguments of injected calls; nothing was changed.", ProcessId);
+    }
+
+    /// <summary>Points the thread at the trampoline's restore code, the state it may be left in at any moment from now on.</summary>
+    private void Park()
+    {
+        var regs = (ulong[])_saved.Clone();
+        regs[_arch.InstructionPointer] = _site + RestoreTrampoline.Resume;
+        if (_arch.InterruptedSyscall >= 0) regs[_arch.InterruptedSyscall] = InjectionArchitecture.NoSyscall; // the trampoline restarts it itself
+        SetRegisters(regs);
+        _parked = true;
+    }
+
+    /// <summary>
+    /// Names a descriptor the trampoline closes if the tracer dies before <see cref="Dispose"/> (a userfaultfd
+    /// made but not yet recorded); -1 for none.
+    /// </summary>
+    public void UndoOnAbort(long descriptor)
+    {
+        Span<byte> word = stackalloc byte[sizeof(long)];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(word, descriptor);
+        Write(_site + RestoreTrampoline.UndoSlot, word);
     }
 
     /// <summary>Runs one syscall in the target; returns the raw result word (a negative errno on failure).</summary>
@@ -110,33 +220,47 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     {
         if (args.Length > _arch.Arguments.Length) throw new ArgumentException("Too many syscall arguments.", nameof(args));
         var regs = (ulong[])_saved.Clone();
-        regs[_arch.InstructionPointer] = _syscallAddress;
+        regs[_arch.InstructionPointer] = _site + RestoreTrampoline.CallSite;
         regs[_arch.SyscallNumber] = (ulong)number;
         if (_arch.InterruptedSyscall >= 0) regs[_arch.InterruptedSyscall] = InjectionArchitecture.NoSyscall;
         for (int i = 0; i < args.Length; i++) regs[_arch.Arguments[i]] = args[i];
         SetRegisters(regs);
-        ulong after = _syscallAddress + (ulong)_arch.SyscallInstruction.Length;
+        ulong after = _site + RestoreTrampoline.Resume;
+        bool entered = false;
+        int resumeSignal = 0;
         while (true)
         {
-            if (Ptrace.Call(Ptrace.SingleStep, ThreadId, 0, 0) != 0) throw Fail("PTRACE_SINGLESTEP");
+            if (Ptrace.Call(Ptrace.Syscall, ThreadId, 0, resumeSignal) != 0) throw Fail("PTRACE_SYSCALL");
+            resumeSignal = 0;
             int status = Wait();
             if (!Ptrace.Stopped(status)) throw Gone(status);
-            GetRegisters(regs);
-            ulong ip = regs[_arch.InstructionPointer];
-            if (ip == after) break;
-            // A group stop (SIGSTOP from elsewhere) can stop the thread before the instruction ran: step again.
-            if (ip == _syscallAddress && Ptrace.Event(status) == Ptrace.EventStop) continue;
+            int signal = Ptrace.StopSignal(status);
+            if (signal == Ptrace.SyscallStop)
+            {
+                if (!entered) { entered = true; continue; } // syscall-entry stop: the call runs on the next resume
+                break;                                       // syscall-exit stop
+            }
+            // A group stop (SIGSTOP from elsewhere) or PTRACE_INTERRUPT: resume; the call has not run, or is still to finish.
+            if (Ptrace.Event(status) == Ptrace.EventStop) continue;
+            // A signal-delivery stop: only the unblockable SIGSTOP can come while every signal is blocked; deliver it,
+            // which ends in a group stop above. Anything else is a fault of the injected code: never delivered.
+            if (signal == Signal.SIGSTOP) { resumeSignal = signal; continue; }
             throw new EngineException(EngineError.ProcIOError,
-                $"Injected syscall {number} in process {ProcessId} stopped at 0x{ip:x} (signal {Ptrace.StopSignal(status)}), not after the syscall instruction.", ProcessId);
+                $"Injected syscall {number} in process {ProcessId} stopped with signal {signal}, not at a syscall stop.", ProcessId);
         }
+        GetRegisters(regs);
+        if (regs[_arch.InstructionPointer] != after)
+            throw new EngineException(EngineError.ProcIOError,
+                $"Injected syscall {number} in process {ProcessId} ended at 0x{regs[_arch.InstructionPointer]:x}, not after the trampoline's syscall instruction.", ProcessId);
         // Returning to user space after a syscall that was interrupted with a restart code, without a handler to
         // run, restores the saved signal mask (sigsuspend, ppoll): that mask is the one to put back at the end.
-        // Each single-step's trap is forced (force_sig_info unblocks SIGTRAP), so SIGTRAP alone does not count:
-        // taking that mask for the saved one left the target with every other signal blocked for good.
         ulong mask;
-        if (Ptrace.Call(Ptrace.GetSigMask, ThreadId, sizeof(ulong), (nint)(&mask)) == 0 && (mask | SigTrapBit) != (_blockAll | SigTrapBit))
+        if (Ptrace.Call(Ptrace.GetSigMask, ThreadId, sizeof(ulong), (nint)(&mask)) == 0 && mask != _blockAll)
         {
             _savedMask = mask;
+            Span<byte> word = stackalloc byte[sizeof(ulong)];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(word, mask);
+            Write(_site + RestoreTrampoline.MaskSlot, word);
             BlockSignals();
         }
         return (long)regs[_arch.Result];
@@ -151,29 +275,28 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         return r;
     }
 
-    /// <summary>An anonymous private read-write mapping in the target, made once, unmapped on dispose.</summary>
-    public ulong Scratch(ulong length)
-    {
-        if (ScratchAddress != 0) return ScratchAddress;
-        ulong page = (ulong)Environment.SystemPageSize;
-        length = (length + page - 1) / page * page;
-        long r = Check("mmap of a scratch page", _arch.Mmap, 0, length, (ulong)(Native.PROT_READ | Native.PROT_WRITE),
-            (ulong)(Native.MAP_PRIVATE | Native.MAP_ANONYMOUS), ulong.MaxValue, 0);
-        ScratchAddress = (ulong)r;
-        _scratchLength = length;
-        return ScratchAddress;
-    }
-
     public void Write(ulong address, ReadOnlySpan<byte> data)
     {
-        fixed (byte* p = data)
-            if (Native.Pwrite(_memFd, p, (nuint)data.Length, (long)address) != data.Length) throw Fail("write to /proc/PID/mem");
+        if (!TryWrite(address, data)) throw Fail("write to /proc/PID/mem");
     }
 
     public void Read(ulong address, Span<byte> data)
     {
         fixed (byte* p = data)
             if (Native.Pread(_memFd, p, (nuint)data.Length, (long)address) != data.Length) throw Fail("read of /proc/PID/mem");
+    }
+
+    private bool TryWrite(ulong address, ReadOnlySpan<byte> data)
+    {
+        fixed (byte* p = data)
+            return Native.Pwrite(_memFd, p, (nuint)data.Length, (long)address) == data.Length;
+    }
+
+    private byte[]? TryRead(ulong address, int length)
+    {
+        var data = new byte[length];
+        fixed (byte* p = data)
+            return Native.Pread(_memFd, p, (nuint)length, (long)address) == length ? data : null;
     }
 
     private void WaitForInterrupt()
@@ -242,6 +365,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         if (Ptrace.Call(Ptrace.GetSigInfo, ThreadId, 0, (nint)info) != 0) return null;
         int signo = *(int*)info, code = *(int*)(info + 8);
         int ev = (code >> 8) == Ptrace.EventStop ? Ptrace.EventStop : 0;
+        if (code == Ptrace.SyscallStop) signo = code; // a syscall stop's si_code is its stop signal, SIGTRAP | 0x80
         return (ev << 16) | ((signo & 0xff) << 8) | 0x7f;
     }
 
@@ -288,25 +412,42 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         return new EngineException(error, $"{what} on process {ProcessId} (thread {ThreadId}) failed: {Errno.Describe(e)}", ProcessId, e);
     }
 
-    /// <summary>Unmaps the scratch page, restores registers and signal mask exactly, and detaches.</summary>
+    /// <summary>
+    /// Restores the signal mask, then the registers (leaving the trampoline in that order, so that the thread is
+    /// resumable at every step), the stack bytes and the trampoline's bytes, and detaches.
+    /// </summary>
     public void Dispose()
     {
         if (_attached)
         {
             try
             {
-                if (ScratchAddress != 0) Call(_arch.Munmap, ScratchAddress, _scratchLength);
+                if (_argumentBytes is not null) TryWrite(ArgumentArea, _argumentBytes);
+                ulong mask = _savedMask;
+                if (_masked) Ptrace.Call(Ptrace.SetSigMask, ThreadId, sizeof(ulong), (nint)(&mask));
+                _masked = false;
+                if (_parked) SetRegisters(_saved);
+                _parked = false;
+                if (_siteBytes is not null) TryWrite(_site, _siteBytes);
             }
-            catch (EngineException) { }
-            ScratchAddress = 0;
-            if (!_attached) { CloseMem(); _childGuard?.Dispose(); _childGuard = null; return; }
-            try { SetRegisters(_saved); } catch (EngineException) { }
-            ulong mask = _savedMask;
-            Ptrace.Call(Ptrace.SetSigMask, ThreadId, sizeof(ulong), (nint)(&mask));
+            catch (EngineException) { } // gone meanwhile: nothing left to restore
             if (!_borrowed) Ptrace.Call(Ptrace.Detach, ThreadId, 0, 0);
             _attached = false;
-            InjectionSteps.Mark("munmap scratch, restore, PTRACE_DETACH");
+            InjectionSteps.Mark("restore mask, registers, stack and trampoline bytes, PTRACE_DETACH");
         }
+        CloseMem();
+        _childGuard?.Dispose();
+        _childGuard = null;
+    }
+
+    /// <summary>
+    /// Lets go of the thread restoring nothing, as the kernel does when the tracer dies (PTRACE_DETACH here):
+    /// the thread resumes on the trampoline, which must restore it alone. For tests of exactly that.
+    /// </summary>
+    internal void Abandon()
+    {
+        if (_attached && !_borrowed) Ptrace.Call(Ptrace.Detach, ThreadId, 0, 0);
+        _attached = false;
         CloseMem();
         _childGuard?.Dispose();
         _childGuard = null;
@@ -339,26 +480,5 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
         throw new EngineException(EngineError.ProcessExited, $"Process {pid} has no live thread.", pid);
-    }
-
-    /// <summary>The address of a syscall instruction in an executable mapping: the vDSO first, then the others.</summary>
-    private static ulong FindSyscallInstruction(ProcPageSource source, InjectionArchitecture arch)
-    {
-        var mappings = source.ReadMappings(false);
-        foreach (bool vdso in new[] { true, false })
-            foreach (var m in mappings)
-            {
-                if ((m.Kind == MappingKind.Vdso) != vdso || m.Kind == MappingKind.Vsyscall || (m.Protection & Protection.Execute) == 0) continue;
-                var bytes = new byte[Math.Min(m.Size, 1UL << 20)];
-                int got;
-                try { got = source.ReadMemory(m.Start, bytes); }
-                catch (EngineException ex) when (ex.Error != EngineError.ProcessExited) { continue; } // unreadable: try the next one
-                int at = bytes.AsSpan(0, Math.Max(0, got)).IndexOf(arch.SyscallInstruction);
-                if (at >= 0) return m.Start + (ulong)at;
-            }
-        // A process that exited meanwhile has no readable mappings either: that is not a missing feature.
-        if (HasExited(source.ProcessId))
-            throw new EngineException(EngineError.ProcessExited, $"Process {source.ProcessId} exited while its syscall instruction was sought.", source.ProcessId);
-        throw new EngineException(EngineError.WriteProtectNotSupported, $"Process {source.ProcessId} has no readable syscall instruction in an executable mapping.", source.ProcessId);
     }
 }

@@ -26,6 +26,8 @@ internal static class RemoteWriteProtect
         InjectionSteps.Mark("checks, state lookup");
         using var inject = RemoteSyscalls.Attach(source);
         var arch = InjectionArchitecture.Current!;
+        // Should this PowerShell die before the state is saved, the target closes the userfaultfd itself (RestoreTrampoline).
+        inject.UndoOnAbort(RestoreTrampoline.UndoResult);
         long fd = inject.Call(arch.Userfaultfd, (ulong)(Native.O_CLOEXEC | Native.O_NONBLOCK | UffdAbi.UserModeOnly));
         InjectionSteps.Mark("inject userfaultfd");
         if (InjectionArchitecture.IsError((ulong)fd, out int e))
@@ -37,12 +39,12 @@ internal static class RemoteWriteProtect
         }
         try
         {
-            ulong scratch = inject.Scratch((ulong)Environment.SystemPageSize);
-            InjectionSteps.Mark("inject mmap (scratch)");
+            inject.UndoOnAbort(fd);
+            ulong scratch = inject.ArgumentArea;
             var api = new UffdAbi.ApiArg { Api = UffdAbi.Api, Features = UffdAbi.FeatureWpAsync | UffdAbi.FeatureWpUnpopulated };
             inject.Write(scratch, MemoryMarshal.AsBytes(new ReadOnlySpan<UffdAbi.ApiArg>(in api)));
             long r = inject.Call(arch.Ioctl, (ulong)fd, UffdAbi.IoctlApi, scratch);
-            InjectionSteps.Mark("write scratch, inject UFFDIO_API");
+            InjectionSteps.Mark("write arguments, inject UFFDIO_API");
             if (InjectionArchitecture.IsError((ulong)r, out int apiErr))
             {
                 bool filtered = InjectionSupport.SeccompMode(pid) == 2 && (apiErr == Errno.EPERM || apiErr == Errno.ENOSYS);
@@ -50,28 +52,44 @@ internal static class RemoteWriteProtect
                     $"UFFDIO_API with WP_ASYNC | WP_UNPOPULATED in process {pid} failed: {Errno.Describe(apiErr)}; the userfaultfd was closed.", pid, apiErr);
             }
             RegisterAll(inject, (int)fd, ranges);
-            InjectionSteps.Mark("write scratch, inject UFFDIO_REGISTER (each range)");
+            InjectionSteps.Mark("write arguments, inject UFFDIO_REGISTER (each range)");
         }
         catch
         {
-            try { inject.Call(arch.Close, (ulong)fd); } catch (EngineException) { }
+            CloseAgain(inject, fd);
             throw;
         }
         var now = DateTime.UtcNow;
         var state = new WriteTrackingState { ProcessId = pid, StartTime = start, Descriptor = (int)fd, Inode = WriteTrackingStore.DescriptorInode(pid, (int)fd), Enabled = now, ResetId = Guid.NewGuid(), LastReset = now };
         InjectionSteps.Mark("fdinfo inode");
-        try { WriteTrackingStore.Save(state); InjectionSteps.Mark("state file save"); }
+        try
+        {
+            WriteTrackingStore.Save(state);
+            inject.UndoOnAbort(-1); // recorded: a state file whose descriptor is gone reads as no tracking, so either order is safe
+            InjectionSteps.Mark("state file save");
+        }
         catch (EngineException)
         {
-            try { inject.Call(arch.Close, (ulong)fd); } catch (EngineException) { }
+            CloseAgain(inject, fd);
             throw;
         }
         catch (Exception ex) when (ex is System.IO.IOException or UnauthorizedAccessException)
         {
-            try { inject.Call(arch.Close, (ulong)fd); } catch (EngineException) { }
+            CloseAgain(inject, fd);
             throw new EngineException(EngineError.ProcIOError, $"Saving the write-tracking state in {WriteTrackingStore.Folder} failed ({ex.Message}); the userfaultfd in process {pid} was closed.", pid);
         }
         return state;
+    }
+
+    /// <summary>Closes the userfaultfd Enable made, once: the trampoline is told first not to close it again.</summary>
+    private static void CloseAgain(RemoteSyscalls inject, long fd)
+    {
+        try
+        {
+            inject.UndoOnAbort(-1);
+            inject.Call(InjectionArchitecture.Current!.Close, (ulong)fd);
+        }
+        catch (EngineException) { }
     }
 
     /// <summary>The state of <paramref name="pid"/>; WriteTrackingNotEnabled when there is none.</summary>
@@ -84,14 +102,13 @@ internal static class RemoteWriteProtect
         if (ranges.Count == 0) return Array.Empty<bool>();
         if (InjectionSupport.Check(source.ProcessId, source.Features) is { } refused) throw refused;
         using var inject = RemoteSyscalls.Attach(source);
-        inject.Scratch((ulong)Environment.SystemPageSize);
         return RegisterAll(inject, state.Descriptor, ranges);
     }
 
     private static bool[] RegisterAll(RemoteSyscalls inject, int fd, IReadOnlyList<AddressRange> ranges)
     {
         var arch = InjectionArchitecture.Current!;
-        ulong scratch = inject.Scratch((ulong)Environment.SystemPageSize);
+        ulong scratch = inject.ArgumentArea;
         var done = new bool[ranges.Count];
         for (int i = 0; i < ranges.Count; i++)
         {
@@ -116,13 +133,17 @@ internal static class RemoteWriteProtect
         var arch = InjectionArchitecture.Current!;
         using (var inject = RemoteSyscalls.Attach(source))
         {
-            ulong scratch = inject.Scratch((ulong)Environment.SystemPageSize);
+            // Should this PowerShell die half-way, the target closes the userfaultfd itself: the tracking ends whole
+            // (the state file's descriptor is then gone, which reads as no tracking).
+            inject.UndoOnAbort(state.Descriptor);
+            ulong scratch = inject.ArgumentArea;
             foreach (var range in ranges)
             {
                 var arg = new UffdAbi.RangeArg { Start = range.Start, Len = range.Length };
                 inject.Write(scratch, MemoryMarshal.AsBytes(new ReadOnlySpan<UffdAbi.RangeArg>(in arg)));
                 inject.Call(arch.Ioctl, (ulong)state.Descriptor, UffdAbi.IoctlUnregister, scratch); // a range registered elsewhere or not at all: the close below ends it
             }
+            inject.UndoOnAbort(-1); // closed once: by the call below, never again by the trampoline (the number may be reused)
             inject.Check("close of the userfaultfd", arch.Close, (ulong)state.Descriptor);
         }
         WriteTrackingStore.Delete(pid);

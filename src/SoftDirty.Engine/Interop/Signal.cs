@@ -7,6 +7,8 @@ internal static class Signal
     public const int SIGTRAP = 5;
     /// <summary>Ends a process; it cannot be caught or blocked.</summary>
     public const int SIGKILL = 9;
+    /// <summary>Stops a process; it cannot be caught or blocked.</summary>
+    public const int SIGSTOP = 19;
     /// <summary>Sent to a parent when a child exits or stops (and to a tracer at each ptrace stop).</summary>
     public const int SIGCHLD = 17;
 }
