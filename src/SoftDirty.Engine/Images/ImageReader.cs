@@ -187,6 +187,7 @@ internal static class ImageReader
     }
 
     /// <summary>Checks the files' sizes and the index (header, order, offsets, its hash); returns the records.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)] // a loop over every record, called once an image
     public static PageRecord[] ReadIndex(OpenedImage image)
     {
         var m = image.Manifest;

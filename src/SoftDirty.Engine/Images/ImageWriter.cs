@@ -271,22 +271,28 @@ internal static class ImageWriter
     /// a set of every present page: an increment's cost follows the pages written and the parent's pages.)
     /// Compiled optimised at once, as the page loops are (see PageHash).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // one call a save, a loop over the chain's pages: optimised at once
     private static ulong AddGonePages(ChainPages parentPages, List<AddressRange> presentRanges, List<AddressRange>? readRanges,
         List<PageSpan> spans, Hash128 zeroHash, ImageIndexWriter index, CancellationToken cancel)
     {
         const int CancelEvery = 1 << 16;
         ulong inherited = 0;
-        int span = 0;
+        // The chain's pages ascend, and so do the three range lists: one cursor each, no search.
+        int span = 0, present = 0, read = 0;
         for (int k = 0; k < parentPages.Count; k++)
         {
             if ((k + 1) % CancelEvery == 0) cancel.ThrowIfCancellationRequested();
             ulong addr = parentPages.Address(k);
             if (parentPages.Hash(k) == zeroHash) continue;
-            if (DirtyPageSet.Contains(presentRanges, addr))
+            while (present < presentRanges.Count && presentRanges[present].End <= addr) present++;
+            if (present < presentRanges.Count && presentRanges[present].Start <= addr)
             {
                 // Present but not read (not a candidate): it keeps the parent's content.
-                if (readRanges is not null && !DirtyPageSet.Contains(readRanges, addr)) inherited++;
+                if (readRanges is not null)
+                {
+                    while (read < readRanges.Count && readRanges[read].End <= addr) read++;
+                    if (read == readRanges.Count || readRanges[read].Start > addr) inherited++;
+                }
                 continue;
             }
             while (span < spans.Count && spans[span].End <= addr) span++;
