@@ -382,6 +382,10 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         {
             var iov = new Ptrace.IoVec { Base = p, Length = (nuint)(regs.Length * sizeof(ulong)) };
             if (Ptrace.Call(Ptrace.GetRegSet, ThreadId, (nint)Ptrace.NtPrStatus, (nint)(&iov)) != 0) throw Fail("PTRACE_GETREGSET");
+            // A 32-bit (ia32) thread has a register set of its own, shorter: nothing here applies to it.
+            if (iov.Length != (nuint)(regs.Length * sizeof(ulong)))
+                throw new EngineException(EngineError.WriteProtectNotSupported,
+                    $"Process {ProcessId} is not a {_arch.Name} process (its registers are {iov.Length} bytes); it was left as it was.", ProcessId);
         }
     }
 
