@@ -313,4 +313,45 @@ Describe 'Write tracking of another process' -Tag 'WriteTracking' -Skip:([bool]$
             Stop-WtTarget $t
         }
     }
+
+    It 'a seccomp filter that kills the process on <Label> (as systemd''s SystemCallFilter= does): Enable-WriteTracking says SeccompForbids and the target lives on as it was' -ForEach @(
+        @{ Label = 'userfaultfd'; Rule = '323' }
+        @{ Label = 'the UFFDIO_REGISTER ioctl'; Rule = "16 $(0xC020AA00)" }
+        @{ Label = 'rt_sigprocmask (which the restore routine would issue)'; Rule = '14' }
+    ) {
+        # The filter is read (root: PTRACE_SECCOMP_GET_FILTER) and run on every call before it is issued; a caller
+        # that may not read it (no CAP_SYS_ADMIN) is refused before anything is changed.
+        $t = Start-WtTarget
+        try {
+            $region = Send-WtTarget $t 'map 8'
+            $null = Send-WtTarget $t "write $region 0 8"
+            $sum = Send-WtTarget $t 'sum'
+            $null = Send-WtTarget $t "seccompkill $Rule"
+            $sigBlk = Get-Content "/proc/$($t.Id)/status" | Where-Object { $_ -like 'SigBlk:*' }
+            { Enable-WriteTracking -Id $t.Id -ErrorAction Stop } | Should -Throw -ErrorId 'SeccompForbids,SoftDirty.Commands.EnableWriteTrackingCommand'
+            Test-Path "/proc/$($t.Id)" | Should -BeTrue
+            Send-WtTarget $t 'sum' | Should -Be $sum -Because 'the target was neither killed nor changed'
+            Get-UffdCount $t.Id | Should -Be 0
+            Get-Content "/proc/$($t.Id)/status" | Where-Object { $_ -like 'SigBlk:*' } | Should -Be $sigBlk
+            (Get-SoftDirtySupport -Id $t.Id).Enabled | Should -BeFalse
+        } finally { Stop-WtTarget $t }
+    }
+
+    It 'a seccomp filter that kills on a syscall injection never makes (fork): tracked as root, who can read the filter; refused (SeccompForbids) for a user who cannot' {
+        $t = Start-WtTarget
+        try {
+            $region = Send-WtTarget $t 'map 8'
+            $null = Send-WtTarget $t 'seccompkill 57'
+            $canRead = (id -u) -eq '0'
+            if ($canRead) {
+                $null = Enable-WriteTracking -Id $t.Id
+                Get-UffdCount $t.Id | Should -Be 1
+                Disable-WriteTracking -Id $t.Id
+            } else {
+                { Enable-WriteTracking -Id $t.Id -ErrorAction Stop } | Should -Throw -ErrorId 'SeccompForbids,SoftDirty.Commands.EnableWriteTrackingCommand'
+            }
+            Get-UffdCount $t.Id | Should -Be 0
+            Send-WtTarget $t "write $region 0 8" | Should -Be '8'
+        } finally { Stop-WtTarget $t }
+    }
 }

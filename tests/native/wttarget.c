@@ -18,6 +18,8 @@
  *   futex <ms>                       FUTEX_WAIT on a word nobody wakes, relative timeout
  *                                    -> OK <rc> <errno> <waited_ns>
  *   seccomp                          install a filter: userfaultfd fails with EPERM           -> OK
+ *   seccompkill <nr> [arg1]          install a filter that kills the process on syscall nr (decimal), or only when
+ *                                    the low 32 bits of its second argument are arg1 (decimal)  -> OK
  *   traced                           fork a child that is ptraced by this process and waits  -> OK <childpid>
  *   fds                              open descriptors (/proc/self/fd)                          -> OK <count>
  *   closefd <fd>                     close(fd), as a daemon closing its descriptors would      -> OK <rc>
@@ -113,6 +115,23 @@ static void pattern(unsigned char *base, long pages, unsigned long seed, long n)
     reply("OK %s", len ? out : "-");
     free(out);
     free(hit);
+}
+
+/* A filter that kills the process (SECCOMP_RET_KILL_PROCESS) on syscall nr, or only when its second argument's
+ * low 32 bits are arg1 (an ioctl request), as systemd's SystemCallFilter= kills by default. */
+static int install_seccomp_kill(long nr, long arg1, int with_arg)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)arg1, 0, with_arg ? 1 : 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { .len = sizeof(filter) / sizeof(filter[0]), .filter = filter };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) return -1;
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
 }
 
 static int install_seccomp(void)
@@ -238,6 +257,10 @@ int main(void)
             reply("OK %ld %d %lld", rc, e, now_ns() - start);
         } else if (!strcmp(cmd, "seccomp")) {
             if (install_seccomp()) reply("ERR seccomp %d", errno); else reply("OK");
+        } else if (!strcmp(cmd, "seccompkill")) {
+            long nr = 0, arg1 = 0;
+            int got = sscanf(line, "%*s %ld %ld", &nr, &arg1);
+            if (got < 1 || install_seccomp_kill(nr, arg1, got >= 2)) reply("ERR seccomp %d", errno); else reply("OK");
         } else if (!strcmp(cmd, "traced")) {
             pid_t child = fork();
             if (child == 0) {

@@ -35,6 +35,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private byte[]? _siteBytes, _argumentBytes;
     private bool _parked;   // the thread's registers point at the trampoline (state that restores itself)
     private bool _masked;   // the thread's signal mask was changed here
+    private SeccompFilter? _filter; // the thread's seccomp filters, where it has any: every call is judged first
 
     private RemoteSyscalls(int pid, int tid, InjectionArchitecture arch)
     {
@@ -99,8 +100,10 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             ulong mask;
             if (Ptrace.Call(Ptrace.GetSigMask, tid, sizeof(ulong), (nint)(&mask)) != 0) throw r.Fail("PTRACE_GETSIGMASK");
             r._savedMask = mask;
+            r.ReadSeccompFilter();
             r.ReserveArguments(mappings);
             r.InstallTrampoline(mappings);
+            r.Judge(SigProcMaskCall, r._site + RestoreTrampoline.Resume, SigSetMask, r._site + RestoreTrampoline.MaskSlot, 0, sizeof(ulong));
             InjectionSteps.Mark("save registers and mask, install the restore trampoline");
             r.Park();
             r.BlockSignals();
@@ -146,6 +149,41 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
 
     /// <summary>How often a thread found in restore code is let run on before injection gives up.</summary>
     private const int TrampolineExitAttempts = 100;
+
+    /// <summary>rt_sigprocmask and SIG_SETMASK, as the trampoline issues them.</summary>
+    private static readonly long SigProcMaskCall = InjectionArchitecture.X64.SigProcMask;
+    private const ulong SigSetMask = 2;
+
+    /// <summary>
+    /// Reads the thread's seccomp filters when it has any (Seccomp: 2 in its status). A filter may answer a call
+    /// it does not allow by killing the process, so a thread whose filters cannot be read (the kernel gives
+    /// them only to a tracer with CAP_SYS_ADMIN) is refused before anything is changed.
+    /// </summary>
+    private void ReadSeccompFilter()
+    {
+        string? mode = null;
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{ProcessId}/task/{ThreadId}/status"))
+                if (line.StartsWith("Seccomp:", StringComparison.Ordinal)) { mode = line["Seccomp:".Length..].Trim(); break; }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        if (mode != "2") return;
+        _filter = SeccompFilter.Read(ThreadId, out int e)
+            ?? throw new EngineException(EngineError.SeccompForbids,
+                $"Process {ProcessId} has a seccomp filter, which may answer a syscall it does not allow by killing the process; reading the filter to be sure needs CAP_SYS_ADMIN ({Errno.Describe(e)}). It was left as it was.", ProcessId, e);
+    }
+
+    /// <summary>Throws SeccompForbids when the thread's filters would kill, trap or suspend it for this call.</summary>
+    private void Judge(long number, ulong at, params ulong[] args)
+    {
+        if (_filter is null) return;
+        var action = _filter.Decide(number, at, args);
+        if (!SeccompFilter.IsHarmless(action))
+            throw new EngineException(EngineError.SeccompForbids,
+                $"Process {ProcessId}'s seccomp filter answers syscall {number} with {action}; it was not run, and the process was left as it was.", ProcessId);
+    }
 
     /// <summary>The restart the trampoline makes when the thread resumes on it: the call to re-issue, or null.</summary>
     private ulong? RestartCall()
@@ -210,6 +248,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     /// </summary>
     public void UndoOnAbort(long descriptor)
     {
+        if (descriptor >= 0) Judge(_arch.Close, _site + RestoreTrampoline.Resume, (ulong)descriptor);
         Span<byte> word = stackalloc byte[sizeof(long)];
         System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(word, descriptor);
         Write(_site + RestoreTrampoline.UndoSlot, word);
@@ -219,6 +258,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     public long Call(long number, params ulong[] args)
     {
         if (args.Length > _arch.Arguments.Length) throw new ArgumentException("Too many syscall arguments.", nameof(args));
+        Judge(number, _site + RestoreTrampoline.CallSite, args);
         var regs = (ulong[])_saved.Clone();
         regs[_arch.InstructionPointer] = _site + RestoreTrampoline.CallSite;
         regs[_arch.SyscallNumber] = (ulong)number;
