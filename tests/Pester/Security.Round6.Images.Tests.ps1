@@ -342,6 +342,28 @@ Describe 'Access control around the destination' -Tag 'Workflows', 'Security', '
         @(Get-ChildItem -Force -LiteralPath $parent).Name | Should -Be @('by-nobody')
     }
 
+    It 'an empty mount point as the destination itself (a tmpfs; root only, to mount): Save, Restore and Receive say InvalidArgument before writing anything, and the mount stays empty' -Skip:(-not $HasMount) {
+        # Before the fix the whole image or restore was written beside it and then thrown away: the rename that puts
+        # it in place cannot replace a mount point (EBUSY, ImageWriteError at the very end).
+        $v = New-FilledEmulator
+        $img = New-Dest
+        $null = $v.Emulator | Save-MemoryImage -Path $img
+        $base = New-Dest
+        $null = New-Item -ItemType Directory "$base/mnt"
+        chmod 0755 $base
+        mount -t tmpfs -o size=1m,mode=0700 softdirty-r6 "$base/mnt"
+        try {
+            if ($LASTEXITCODE -ne 0) { Set-ItResult -Skipped -Because 'a tmpfs could not be mounted here'; return }
+            Get-ErrorId { $v.Emulator | Save-MemoryImage -Path "$base/mnt" } | Should -BeLike 'InvalidArgument,*'
+            Get-ErrorId { Restore-MemoryImage -Path $img -Destination "$base/mnt" } | Should -BeLike 'InvalidArgument,*'
+            Get-ErrorId { Get-Item -LiteralPath "$img/pages.bin", "$img/index.bin", "$img/manifest.json" | Receive-MemoryImage -Path "$base/mnt" } | Should -BeLike 'InvalidArgument,*'
+            @(Get-ChildItem -Force -LiteralPath $base).Name | Should -Be @('mnt')
+            @(Get-ChildItem -Force -LiteralPath "$base/mnt").Count | Should -Be 0
+            # A folder inside it is fine.
+            ($v.Emulator | Save-MemoryImage -Path "$base/mnt/image").Path | Should -Be "$base/mnt/image"
+        } finally { umount "$base/mnt" }
+    }
+
     It 'a read-only bind mount as the destination''s folder (root only, to mount): Save, Restore and Receive say ImageWriteError and change nothing' -Skip:(-not $HasMount) {
         $v = New-FilledEmulator
         $img = New-Dest
