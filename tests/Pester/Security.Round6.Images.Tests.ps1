@@ -188,6 +188,36 @@ Describe 'Memory the module cannot read plainly (a real process)' -Tag 'Workflow
     }
 }
 
+Describe 'A target in other namespaces' -Tag 'Workflows', 'Security', 'Round6Images' {
+    It 'a target in <Label> (unshare), saved by its pid here: the full image and an increment are valid, and the increment restores what a full image of that moment restores' -ForEach @(
+        @{ Label = 'a new pid namespace'; Options = '--pid' }
+        @{ Label = 'new user and pid namespaces'; Options = '--user --map-root-user --pid' }
+    ) {
+        $unshare = Get-Command unshare -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
+        if (-not $unshare) { Set-ItResult -Skipped -Because 'unshare (util-linux) is not installed'; return }
+        $psi = [System.Diagnostics.ProcessStartInfo]::new($unshare.Source, "$Options --fork --kill-child $(Join-Path $PSScriptRoot '../native/bin/imgtarget')")
+        $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true; $psi.RedirectStandardError = $true
+        $p = [System.Diagnostics.Process]::Start($psi)
+        try {
+            $ready = $p.StandardOutput.ReadLine()
+            if ($ready -notmatch '^READY ') { Set-ItResult -Skipped -Because "this user may not create $Label here: $($p.StandardError.ReadToEnd().Trim())"; return }
+            # Its pid here: the child of unshare (it calls itself 1 in its namespace).
+            $t = [pscustomobject]@{ Process = $p; Id = [int]((Get-Content "/proc/$($p.Id)/task/$($p.Id)/children").Trim()) }
+            $region = Send-ImgTarget $t 'map 16'
+            $null = Send-ImgTarget $t "fill $region 16 3"
+            $chain = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method Hash
+            $null = Send-ImgTarget $t "fill $region 4 5"
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method Hash
+            $full = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
+        } finally { if (-not $p.HasExited) { $p.Kill($true); $p.WaitForExit(5000) | Out-Null } }
+        Test-MemoryImage "$chain/0" | Should -BeTrue
+        Test-MemoryImage "$chain/1" | Should -BeTrue
+        @(Get-RestoredFiles "$chain/1") | Should -Be @(Get-RestoredFiles $full)
+    }
+}
+
 Describe 'Paths as PowerShell gives them' -Tag 'Workflows', 'Security', 'Round6Images' {
     BeforeAll {
         $script:v = New-FilledEmulator
