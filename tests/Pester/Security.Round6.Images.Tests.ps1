@@ -373,6 +373,8 @@ Describe 'Access control around the destination' -Tag 'Workflows', 'Security', '
         Test-AsNobody @('touch', "$parent/by-nobody") | Should -Be 0 -Because 'the ACL must let nobody write, else this test proves nothing'
         $v = New-FilledEmulator
         Get-ErrorId { $v.Emulator | Save-MemoryImage -Path "$parent/img" } | Should -BeLike 'UnsafeDestination,*'
+        # The mode shows the ACL's mask as the group bits: the message names the ACL too (it said "its group" only).
+        { $v.Emulator | Save-MemoryImage -Path "$parent/img" -ErrorAction Stop } | Should -Throw '*its group may write to (or a user or group its ACL names)*'
         $img = New-Dest
         $null = $v.Emulator | Save-MemoryImage -Path $img
         Get-ErrorId { Restore-MemoryImage -Path $img -Destination "$parent/rest" } | Should -BeLike 'UnsafeDestination,*'
