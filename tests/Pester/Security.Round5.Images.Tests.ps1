@@ -22,37 +22,7 @@ BeforeAll {
     $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r5')
     chmod 0755 $TestDrive $root
     $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state5'
-    $script:ImgExe = Join-Path $PSScriptRoot '../native/bin/imgtarget'
-    # tests/native/imgtarget.c: anonymous, memfd and file mappings, write(2) to the memfd, mprotect.
-    function Start-ImgTarget {
-        if (-not (Test-Path $ImgExe)) { throw "imgtarget is not built: run ./build.ps1 Native ($ImgExe)" }
-        $psi = [System.Diagnostics.ProcessStartInfo]::new($ImgExe)
-        $psi.RedirectStandardInput = $true
-        $psi.RedirectStandardOutput = $true
-        $p = [System.Diagnostics.Process]::Start($psi)
-        if ($p.StandardOutput.ReadLine() -notmatch '^READY (\d+) (\d+)$') { throw 'imgtarget did not start' }
-        [pscustomobject]@{ Process = $p; Id = [int]$Matches[1] }
-    }
-    function Send-ImgTarget($Target, [string] $Command) {
-        $Target.Process.StandardInput.WriteLine($Command)
-        $line = $Target.Process.StandardOutput.ReadLine()
-        if ($line -notlike 'OK*') { throw "imgtarget: '$Command' -> '$line'" }
-        Wait-ImgTargetIdle $Target
-        $line.Substring(2).Trim()
-    }
-    # Until the target sleeps in read(2) for its next command: after its answer it still runs its stdio code, and
-    # returns from write(2) (where the kernel may update its rseq area), so a save taken at once could see memory
-    # that a save a moment later does not. Idle in read, its memory stays as it is.
-    $script:ReadSyscall = if ([Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture -eq 'Arm64') { '63' } else { '0' }
-    function Wait-ImgTargetIdle($Target) {
-        $deadline = [DateTime]::UtcNow.AddSeconds(10)
-        while ([DateTime]::UtcNow -lt $deadline) {
-            $call = try { [IO.File]::ReadAllText("/proc/$($Target.Id)/syscall") } catch { return }
-            if (($call -split ' ')[0] -eq $ReadSyscall) { return }
-            Start-Sleep -Milliseconds 1
-        }
-    }
-    function Stop-ImgTarget($Target) { if ($Target -and -not $Target.Process.HasExited) { $Target.Process.Kill(); $Target.Process.WaitForExit(5000) | Out-Null } }
+    # imgtarget (tests/native/imgtarget.c): Start-ImgTarget, Send-ImgTarget, Wait-ImgTargetIdle, Stop-ImgTarget in SoftDirty.TestSupport.psm1.
     function New-Dest { Join-Path $root "d-$([guid]::NewGuid().ToString('n'))" }
     # The restored bytes of an image (chain) as "file=hash" lines.
     function Get-RestoredHashes([string] $Image) {

@@ -306,3 +306,42 @@ function Get-ErrorId([scriptblock] $Command) {
     'none'
 }
 Export-ModuleMember -Function Start-PartialFolderSwapper, New-FilledEmulator, Get-ErrorId
+
+# ---------------------------------------------------------------------------------------------------
+# The memory-image attack tests' target, imgtarget (tests/native/imgtarget.c; issue 13, rounds 5 and 6).
+$script:ImgExe = Join-Path $PSScriptRoot '../native/bin/imgtarget'
+# The read(2) syscall's number, which the target sleeps in while it waits for a command.
+$script:ReadSyscall = if ([Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture -eq 'Arm64') { '63' } else { '0' }
+
+function Start-ImgTarget {
+    if (-not (Test-Path $script:ImgExe)) { throw "imgtarget is not built: run ./build.ps1 Native ($script:ImgExe)" }
+    $psi = [System.Diagnostics.ProcessStartInfo]::new($script:ImgExe)
+    $psi.RedirectStandardInput = $true
+    $psi.RedirectStandardOutput = $true
+    $p = [System.Diagnostics.Process]::Start($psi)
+    if ($p.StandardOutput.ReadLine() -notmatch '^READY (\d+) (\d+)$') { throw 'imgtarget did not start' }
+    [pscustomobject]@{ Process = $p; Id = [int]$Matches[1] }
+}
+
+# Sends a command and returns what follows OK; waits until the target sleeps in read(2) for its next command:
+# after its answer it still runs its stdio code, and returns from write(2) (where the kernel may update its rseq
+# area), so a save taken at once could see memory that a save a moment later does not.
+function Send-ImgTarget($Target, [string] $Command) {
+    $Target.Process.StandardInput.WriteLine($Command)
+    $line = $Target.Process.StandardOutput.ReadLine()
+    if ($line -notlike 'OK*') { throw "imgtarget: '$Command' -> '$line'" }
+    Wait-ImgTargetIdle $Target
+    $line.Substring(2).Trim()
+}
+
+function Wait-ImgTargetIdle($Target) {
+    $deadline = [DateTime]::UtcNow.AddSeconds(10)
+    while ([DateTime]::UtcNow -lt $deadline) {
+        $call = try { [IO.File]::ReadAllText("/proc/$($Target.Id)/syscall") } catch { return }
+        if (($call -split ' ')[0] -eq $script:ReadSyscall) { return }
+        Start-Sleep -Milliseconds 1
+    }
+}
+
+function Stop-ImgTarget($Target) { if ($Target -and -not $Target.Process.HasExited) { $Target.Process.Kill(); $Target.Process.WaitForExit(5000) | Out-Null } }
+Export-ModuleMember -Function Start-ImgTarget, Send-ImgTarget, Wait-ImgTargetIdle, Stop-ImgTarget

@@ -1,4 +1,4 @@
-/* imgtarget: a process for the memory-image attack tests (issue 13, round 5): memory that changes without a
+/* imgtarget: a process for the memory-image attack tests (issue 13, rounds 5 and 6): memory that changes without a
    write through this process's own page tables, and protection changes after writes.
    stdin commands, one per line; each answers one line:
      map <pages>                          anonymous private rw mapping (no THP) -> OK <hexaddr>
@@ -10,19 +10,40 @@
      pwrite <fd> <index> [count]          write(2) of a new page at each index of the memfd (not through the mapping) -> OK
      protect <hexaddr> <pages> <prot>     mprotect: prot 0 none, 1 read, 3 read+write -> OK
      guard <hexaddr> <index> [count]      MADV_GUARD_INSTALL (Linux 6.15+: the pages become guard markers) -> OK
+   Round 6 (memory that cannot be read plainly, mappings moved or replaced):
+     uffd <hexaddr> <pages>               registers the pages with a userfaultfd in MISSING and WP mode that nobody
+                                          serves (UFFD_USER_MODE_ONLY where the caller may not have more) and
+                                          write-protects them all (WP_UNPOPULATED: unpopulated pages get a marker,
+                                          which pagemap shows as swapped) -> OK <0|1 user-mode-only>
+     dontneed <hexaddr> <index> [count]   MADV_DONTNEED of the pages -> OK
+     secret <pages>                       memfd_secret mapped MAP_SHARED rw, filled (seed 7) -> OK <hexaddr>, or ERR secret <errno>
+     grow <hexaddr> <pages> <newpages>    mremap MREMAP_MAYMOVE to the new size -> OK <hexaddr>
+     fixed <hexaddr> <pages>              a new anonymous mapping MAP_FIXED over the pages (zeros) -> OK
+     deleted <path> <pages>               the file (created, filled, seed 11) mapped MAP_PRIVATE rw, read, then unlinked -> OK <hexaddr>
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* MADV_GUARD_INSTALL, by number: older headers lack it. */
 #define MADV_GUARD_INSTALL_ 102
+
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13) /* Linux 6.4; older headers lack it */
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
 
 static long ps;
 static uint64_t counter = 1;
@@ -38,6 +59,21 @@ static uint64_t next(uint64_t *state) {
 static void fill(unsigned char *p, long pages, uint64_t seed) {
     for (long i = 0; i < pages * ps; i += 8) { uint64_t v = next(&seed); memcpy(p + i, &v, 8); }
     for (long i = 0; i < pages; i++) p[i * ps] |= 1;
+}
+
+/* A userfaultfd in MISSING mode over the range, never read: a fault there waits until the descriptor closes. */
+static int uffd_register(unsigned char *p, long pages, int *usermode) {
+    *usermode = 0;
+    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) { *usermode = 1; fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY); }
+    if (fd < 0) return -1;
+    struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_UNPOPULATED };
+    if (ioctl(fd, UFFDIO_API, &api)) return -1;
+    struct uffdio_register reg = { .range = { (uintptr_t)p, (uint64_t)(pages * ps) }, .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP };
+    if (ioctl(fd, UFFDIO_REGISTER, &reg)) return -1;
+    /* Write-protected, unpopulated pages get a marker that pagemap shows as swapped: a read of one faults (MISSING). */
+    struct uffdio_writeprotect wp = { .range = reg.range, .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+    return ioctl(fd, UFFDIO_WRITEPROTECT, &wp) ? -1 : 0;
 }
 
 int main(void) {
@@ -103,6 +139,48 @@ int main(void) {
             printf(mprotect(p, x * ps, prot) == 0 ? "OK\n" : "ERR mprotect\n");
         } else if (!strcmp(cmd, "guard")) {
             printf(madvise(p + x * ps, y * ps, MADV_GUARD_INSTALL_) == 0 ? "OK\n" : "ERR madvise\n");
+        } else if (!strcmp(cmd, "uffd")) {
+            int usermode;
+            if (uffd_register(p, x, &usermode)) printf("ERR uffd %d\n", errno);
+            else printf("OK %d\n", usermode);
+        } else if (!strcmp(cmd, "dontneed")) {
+            printf(madvise(p + x * ps, y * ps, MADV_DONTNEED) == 0 ? "OK\n" : "ERR madvise\n");
+        } else if (!strcmp(cmd, "secret")) {
+            long pages = 0;
+            sscanf(line, "%*s %ld", &pages);
+            int fd = (int)syscall(447 /* memfd_secret */, 0);
+            if (fd < 0) { printf("ERR secret %d\n", errno); continue; }
+            if (ftruncate(fd, pages * ps)) { printf("ERR secret %d\n", errno); continue; }
+            void *m = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (m == MAP_FAILED) { printf("ERR secret %d\n", errno); continue; }
+            fill(m, pages, 7);
+            printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
+        } else if (!strcmp(cmd, "grow")) {
+            void *m = mremap(p, x * ps, y * ps, MREMAP_MAYMOVE);
+            if (m == MAP_FAILED) { printf("ERR mremap\n"); continue; }
+            printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
+        } else if (!strcmp(cmd, "fixed")) {
+            void *m = mmap(p, x * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+            if (m == MAP_FAILED) { printf("ERR mmap\n"); continue; }
+            madvise(m, x * ps, MADV_NOHUGEPAGE);
+            printf("OK\n");
+        } else if (!strcmp(cmd, "deleted")) {
+            char path[4097];
+            long pages = 0;
+            if (sscanf(line, "%*s %4096s %ld", path, &pages) != 2) { printf("ERR usage\n"); continue; }
+            int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            if (fd < 0 || ftruncate(fd, pages * ps)) { printf("ERR open\n"); continue; }
+            unsigned char *f = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (f == MAP_FAILED) { printf("ERR mmap\n"); continue; }
+            fill(f, pages, 11);
+            munmap(f, pages * ps);
+            void *m = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+            close(fd);
+            if (m == MAP_FAILED) { printf("ERR mmap\n"); continue; }
+            volatile unsigned char sum = 0;
+            for (long i = 0; i < pages; i++) sum += ((unsigned char *)m)[i * ps];
+            unlink(path);
+            printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
         } else if (!strcmp(cmd, "exit")) {
             printf("OK\n");
             return 0;

@@ -59,7 +59,7 @@ internal static unsafe partial class FileNative
             errno = Marshal.GetLastPInvokeError();
             return null;
         }
-        return new PathStatus(*(uint*)(b + 20), *(ushort*)(b + 28), *(ulong*)(b + 40));
+        return Status(b);
     }
 
     [LibraryImport(Libc, EntryPoint = "open", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
@@ -83,14 +83,28 @@ internal static unsafe partial class FileNative
     [LibraryImport(Libc, EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int Statx(int dirfd, string path, int flags, uint mask, byte* buffer);
 
-    /// <summary>What lstat says of a path (struct statx: uid at 20, mode at 28, size at 40); null where it does not exist.</summary>
-    public readonly record struct PathStatus(uint Uid, uint Mode, ulong Size)
+    /// <summary>
+    /// What lstat says of a path (struct statx: uid at 20, mode at 28, size at 40), and whether it is the root of a mount
+    /// (STATX_ATTR_MOUNT_ROOT, Linux 5.8+, in stx_attributes at 8 where stx_attributes_mask at 56 has it; false where
+    /// the kernel does not say); null where it does not exist.
+    /// </summary>
+    public readonly record struct PathStatus(uint Uid, uint Mode, ulong Size, bool MountRoot = false)
     {
         public uint Type => Mode & S_IFMT;
         public uint Permissions => Mode & 0xFFF;
     }
 
     public const int AT_EMPTY_PATH = 0x1000;
+
+    /// <summary>STATX_ATTR_MOUNT_ROOT, a bit of stx_attributes.</summary>
+    private const ulong StatxAttrMountRoot = 0x2000;
+
+    /// <summary>The <see cref="PathStatus"/> of a filled statx buffer.</summary>
+    private static PathStatus Status(byte* b)
+    {
+        ulong attributes = *(ulong*)(b + 8), known = *(ulong*)(b + 56);
+        return new PathStatus(*(uint*)(b + 20), *(ushort*)(b + 28), *(ulong*)(b + 40), (known & attributes & StatxAttrMountRoot) != 0);
+    }
 
     /// <summary>fstat of an open descriptor.</summary>
     public static PathStatus? Fstat(int fd, out int errno)
@@ -103,7 +117,7 @@ internal static unsafe partial class FileNative
             errno = Marshal.GetLastPInvokeError();
             return null;
         }
-        return new PathStatus(*(uint*)(b + 20), *(ushort*)(b + 28), *(ulong*)(b + 40));
+        return Status(b);
     }
 
     /// <summary>lstat of <paramref name="path"/> (a symlink is described, not followed); null with ENOENT/ENOTDIR, else the errno in <paramref name="errno"/>.</summary>
@@ -122,6 +136,6 @@ internal static unsafe partial class FileNative
             errno = Marshal.GetLastPInvokeError();
             return null;
         }
-        return new PathStatus(*(uint*)(b + 20), *(ushort*)(b + 28), *(ulong*)(b + 40));
+        return Status(b);
     }
 }

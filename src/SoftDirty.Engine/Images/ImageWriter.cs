@@ -39,10 +39,16 @@ internal static class ImageWriter
     /// <param name="cancel">Stops the save; the partial folder is removed.</param>
     /// <param name="armedEpoch">The tracking epoch the re-arm started (<see cref="TrackingEpoch"/>).</param>
     /// <param name="writeTrackingReset">WriteProtect of another process: the reset of its write tracking this image was taken at.</param>
+    /// <param name="trackedAgainst">
+    /// The parent's manifest as the caller read it to find <paramref name="candidates"/>: the chain read here must end in
+    /// that very image (its id and checksum), else ImageParentMismatch. A parent replaced meanwhile (a "latest" folder or
+    /// link moved back to an older image) would otherwise get an increment that trusts candidates found since the newer
+    /// image and links to the older one, missing every write between the two.
+    /// </param>
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1068", Justification = "The optional arguments after the token keep their order for the cmdlet's positional call (Save-MemoryImage); the token is named wherever it is passed.")]
     public static ImageSaveResult Save(IPageSource source, string path, string? parentPath, TrackingMethod method, DirtyPageSet? candidates,
         Func<MemoryMapping, bool>? selector = null, bool frozen = false, TrackingMethod? armed = null, Action<ulong, ulong>? progress = null, CancellationToken cancel = default,
-        string? armedEpoch = null, Guid? writeTrackingReset = null)
+        string? armedEpoch = null, Guid? writeTrackingReset = null, ImageManifest? trackedAgainst = null)
     {
         var clock = Stopwatch.StartNew();
         // How long each part took, for -Verbose: where an increment's fixed cost goes.
@@ -56,12 +62,12 @@ internal static class ImageWriter
         if (parentPath is not null)
         {
             chain = ImageReader.Chain(parentPath);
-            if (chain[^1].Manifest.PageSize != ps)
-                throw new EngineException(EngineError.ImageParentMismatch, $"{chain[^1].File(ImageFormat.ManifestFile)}: page size {chain[^1].Manifest.PageSize}, the process uses {ps}.", parentPath);
-            var identity = TrackingEpoch.Identity(source);
-            if (chain[^1].Manifest.ProcessIdentity != identity)
-                throw new EngineException(EngineError.ImageParentMismatch,
-                    $"{chain[^1].File(ImageFormat.ManifestFile)} is an image of another process ({chain[^1].Manifest.ProcessName}, {chain[^1].Manifest.ProcessIdentity}), not of process {source.ProcessId} ({identity ?? "gone"}): an increment continues the chain of the same process. Save a full image instead.", parentPath);
+            try { CheckParent(chain[^1], source, ps, parentPath, trackedAgainst); }
+            catch
+            {
+                chain.Dispose(); // (the chain is closed on every way out: a refused parent included)
+                throw;
+            }
             parentPages = ChainPages.Of(chain);
             Phase("parent chain");
         }
@@ -262,6 +268,21 @@ internal static class ImageWriter
         {
             throw new EngineException(EngineError.PermissionDenied, $"Writing the memory image {path} failed: {ex.Message}", path, Errno.EACCES, ex);
         }
+    }
+
+    /// <summary>The parent an increment continues: the process's page size, the same process, and (where given) the very image the candidates were found against.</summary>
+    private static void CheckParent(OpenedImage parent, IPageSource source, int ps, string parentPath, ImageManifest? trackedAgainst)
+    {
+        var manifest = parent.Manifest;
+        if (manifest.PageSize != ps)
+            throw new EngineException(EngineError.ImageParentMismatch, $"{parent.File(ImageFormat.ManifestFile)}: page size {manifest.PageSize}, the process uses {ps}.", parentPath);
+        var identity = TrackingEpoch.Identity(source);
+        if (manifest.ProcessIdentity != identity)
+            throw new EngineException(EngineError.ImageParentMismatch,
+                $"{parent.File(ImageFormat.ManifestFile)} is an image of another process ({manifest.ProcessName}, {manifest.ProcessIdentity}), not of process {source.ProcessId} ({identity ?? "gone"}): an increment continues the chain of the same process. Save a full image instead.", parentPath);
+        if (trackedAgainst is not null && (manifest.Id != trackedAgainst.Id || manifest.Checksum != trackedAgainst.Checksum))
+            throw new EngineException(EngineError.ImageParentMismatch,
+                $"The parent image {parentPath} was replaced while this save read it (it was image {trackedAgainst.Id}, it is now {manifest.Id}): the pages found changed since the one would be compared with the other. Nothing was saved; save again.", parentPath);
     }
 
     /// <summary>

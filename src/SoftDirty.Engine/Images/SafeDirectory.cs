@@ -149,9 +149,10 @@ internal sealed class SafeDirectory : IDisposable
                 $"{what} {target} lies in {Path}, which belongs to user {st.Uid}, not to you ({me}) or root: that user could replace what the module writes there with a link before it is put in place. Choose a folder of your own.", target);
         if ((st.Permissions & (FileNative.S_IWGRP | FileNative.S_IWOTH)) != 0 && (st.Permissions & FileNative.S_ISVTX) == 0)
         {
-            var who = (st.Permissions & FileNative.S_IWOTH) != 0 ? "every user" : "its group";
+            // With an ACL the group bits are its mask: a user or group the ACL names may write there too.
+            var who = (st.Permissions & FileNative.S_IWOTH) != 0 ? "every user may write to" : "its group may write to (or a user or group its ACL names)";
             throw new EngineException(EngineError.UnsafeDestination,
-                $"{what} {target} lies in {Path}, which {who} may write to and which has no sticky bit: another user could replace what the module writes there before it is put in place. Choose a folder of your own (or one with the sticky bit, as /tmp has).", target);
+                $"{what} {target} lies in {Path}, which {who} and which has no sticky bit: another user could replace what the module writes there before it is put in place. Choose a folder of your own (or one with the sticky bit, as /tmp has).", target);
         }
     }
 

@@ -103,6 +103,11 @@ internal static class SafeFiles
             throw new EngineException(EngineError.ImageExists, $"{what} {path} exists and is not a directory; choose a new path.", path);
         if (s.Uid != FileNative.Geteuid())
             throw new EngineException(EngineError.UnsafeDestination, $"{what} {path} belongs to user {s.Uid}, not to you ({FileNative.Geteuid()}); the module writes only into directories of its caller.", path);
+        // Refused before anything is written: the rename that puts the result in place cannot replace a mount point
+        // (EBUSY), so a whole save or restore was made, then thrown away.
+        if (s.MountRoot)
+            throw new EngineException(EngineError.InvalidArgument,
+                $"{what} {path} is a mount point: the module fills a folder beside the destination and renames it into place, which cannot replace a mount point. Give a new folder inside it (such as {path}/image).", path);
         using var dir = parent.OpenOwnDirectory(name) ?? throw WriteFailure(path, Errno.EEXIST, $"{what} {path} was removed meanwhile.");
         if (dir.HasEntries())
             throw new EngineException(EngineError.ImageExists, $"{what} {path} is not empty; the module writes only into a new or empty directory. Remove it or choose a new path.", path);

@@ -23,7 +23,8 @@ internal static class PageWalk
     /// PAGEMAP_SCAN where the kernel has it, else pagemap read in chunks.
     /// With <paramref name="sharedAnonymous"/> (a real process only), the pagemap is read in chunks and the
     /// present anonymous pages that are not exclusive to the process (copy-on-write shared with a fork parent
-    /// or child, or the zero page) are added to it as ranges, for <see cref="ReadChunks"/>.
+    /// or child, or the zero page) are added to it as ranges, for <see cref="ReadChunks"/>; so are the swapped pages
+    /// with the userfaultfd write-protect bit (<see cref="NoWaitRead"/>).
     /// </summary>
     public static IEnumerable<PageRegion> PresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous = null, CancellationToken cancel = default)
     {
@@ -61,7 +62,7 @@ internal static class PageWalk
                     PageCategory c = e.Present ? PageCategory.Present : e.Swapped && !e.Guard ? PageCategory.Swapped : PageCategory.None;
                     if (c != PageCategory.None && e.FileOrSharedAnon) c |= PageCategory.File;
                     ulong addr = (page + (ulong)i) * pageSize;
-                    if (sharedAnonymous is not null && e.Present && !e.FileOrSharedAnon && !e.Exclusive)
+                    if (sharedAnonymous is not null && (e.Present && !e.FileOrSharedAnon && !e.Exclusive || NoWaitRead(e)))
                     {
                         int n = sharedAnonymous.Count;
                         if (n > 0 && sharedAnonymous[n - 1].End == addr) sharedAnonymous[n - 1] = new AddressRange(sharedAnonymous[n - 1].Start, addr + pageSize);
@@ -77,6 +78,16 @@ internal static class PageWalk
             if (runCat != PageCategory.None) yield return new PageRegion(runStart, runEnd, runCat);
         }
     }
+
+    /// <summary>
+    /// Whether the page must be read through /proc/PID/mem, which never waits for a userfaultfd monitor: a swapped
+    /// entry with the userfaultfd write-protect bit, which is (without swap always) the marker of a write-protected
+    /// page that was never populated (UFFD_FEATURE_WP_UNPOPULATED). A read of one faults as a missing page; in a
+    /// range the process registered in MISSING mode, process_vm_readv's fault then waits (killable only: Ctrl+C
+    /// does not end it) until the process's monitor serves the page, which may be never; /proc/PID/mem's read fails
+    /// at once instead (the page counts as unreadable: its data is the monitor's, not in the process).
+    /// </summary>
+    private static bool NoWaitRead(PagemapEntry e) => e.Swapped && e.UffdWriteProtected;
 
     /// <summary>
     /// A swapped region without its guard markers (MADV_GUARD_INSTALL, Linux 6.15+, which pagemap shows as SWAP | GUARD,

@@ -78,12 +78,12 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
             var tracked = lap.Elapsed - frozen;
             WriteVerbose(candidates is null ? $"{method}: every present page is compared" : $"{method}: {candidates.PageCount} candidate pages");
             var result = ImageWriter.Save(source, path, parent, method, candidates, selector, Freeze, armed,
-                (done, total) => progress.Report(done, total, $"{done:N0} of {total:N0} pages"), Cancellation, epoch, reset);
+                (done, total) => progress.Report(done, total, $"{done:N0} of {total:N0} pages"), Cancellation, epoch, reset, parentManifest);
             progress.Complete();
             WriteVerbose($"Saved in {lap.Elapsed.TotalMilliseconds:N1} ms: {(Freeze ? $"freeze {frozen.TotalMilliseconds:N1} ms, " : "")}" +
                 $"tracking {tracked.TotalMilliseconds:N1} ms, {string.Join(", ", result.Phases)}.");
             if (result.Manifest.UnreadablePages > 0)
-                WriteWarning($"{result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (unmapped during the save): the image lacks them, and Test-MemoryImage reports it.");
+                WriteWarning($"{result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (unmapped during the save, kept from other processes as memfd_secret is, or served by the process's own userfaultfd, which the module never waits for): the image lacks them, and Test-MemoryImage reports it.");
             WriteObject(ImageReader.Describe(result.Path, result.Elapsed.TotalSeconds));
         }
     }

@@ -36,13 +36,27 @@ public abstract class EngineCmdlet : PSCmdlet
 
     /// <summary>
     /// A path parameter as a file-system path. A NUL character, which no file name can hold, stops the command
-    /// with InvalidArgument (it reached users as System.ArgumentException).
+    /// with InvalidArgument (it reached users as System.ArgumentException). So does a path of another provider
+    /// (Env:, Variable:, Function:, or a relative path while the current location is one of them), or of a drive
+    /// that does not exist: PowerShell resolves those to a bare name, which the file system then took relative to
+    /// the process's working directory, so an image or a restore landed silently somewhere no one asked for.
     /// </summary>
     protected string FileSystemPath(string path)
     {
         if (path.Contains('\0', StringComparison.Ordinal))
             ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, "The path contains a NUL character, which no file name can hold.", path.Replace("\0", "\\0", StringComparison.Ordinal))));
-        return GetUnresolvedProviderPathFromPSPath(path);
+        string resolved;
+        ProviderInfo provider;
+        try { resolved = SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out provider, out _); }
+        catch (Exception ex) when (ex is ProviderNotFoundException or DriveNotFoundException or ProviderInvocationException or NotSupportedException or ArgumentException)
+        {
+            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, $"The path {path} cannot be resolved: {ex.Message}", path)));
+            throw; // not reached: ThrowTerminatingError throws
+        }
+        if (provider.ImplementingType != typeof(Microsoft.PowerShell.Commands.FileSystemProvider))
+            ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument,
+                $"The path {path} is on the PowerShell provider {provider.Name}, not the file system: give a file-system path (a folder, or a drive of the FileSystem provider such as one made with New-PSDrive).", path)));
+        return resolved;
     }
 
     /// <summary>The /proc cmdlets stop with a terminating PlatformNotSupported off Linux.</summary>
