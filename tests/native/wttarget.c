@@ -28,6 +28,8 @@
  *   crunch <ms>                      the main thread computes in registers (two identical runs of a mixing
  *                                    loop per round, compared) until SIGUSR1 or ms elapse -> OK <rounds> <mismatches>
  *                                    (a register or flag an injection failed to restore shows as a mismatch)
+ *   missinguffd <hexaddr> <pages>    a userfaultfd of its own registering the range in MISSING mode, never served
+ *                                    (a fault on a page dropped there waits for good)         -> OK <fd>
  *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
  */
 #define _GNU_SOURCE
@@ -152,12 +154,12 @@ struct uffd_api_arg { uint64_t api, features, ioctls; };
 struct uffd_register_arg { uint64_t start, len, mode, ioctls; };
 
 /* A userfaultfd made by the target itself, looking like the module's: same flags and features. */
-static int own_uffd(unsigned long addr, unsigned long pages)
+static int own_uffd(unsigned long addr, unsigned long pages, int missing)
 {
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | 1 /* UFFD_USER_MODE_ONLY */);
     if (fd < 0) return -1;
-    struct uffd_api_arg api = { .api = 0xAA, .features = (1ULL << 15) | (1ULL << 13) /* WP_ASYNC | WP_UNPOPULATED */ };
-    struct uffd_register_arg reg = { .start = addr, .len = pages * (unsigned long)page_size, .mode = 1ULL << 1 /* MODE_WP */ };
+    struct uffd_api_arg api = { .api = 0xAA, .features = missing ? 0 : (1ULL << 15) | (1ULL << 13) /* WP_ASYNC | WP_UNPOPULATED */ };
+    struct uffd_register_arg reg = { .start = addr, .len = pages * (unsigned long)page_size, .mode = missing ? 1ULL << 0 /* MODE_MISSING */ : 1ULL << 1 /* MODE_WP */ };
     if (ioctl(fd, 0xC018AA3FUL /* UFFDIO_API */, &api) < 0 || ioctl(fd, 0xC020AA00UL /* UFFDIO_REGISTER */, &reg) < 0) {
         int e = errno;
         close(fd);
@@ -273,7 +275,7 @@ int main(void)
         } else if (!strcmp(cmd, "closefd") && n >= 2) {
             reply("OK %d", close((int)strtol(line + 8, NULL, 10)));
         } else if (!strcmp(cmd, "ownuffd") && n >= 3) {
-            int fd = own_uffd(a, b);
+            int fd = own_uffd(a, b, 0);
             if (fd < 0) reply("ERR userfaultfd %d", errno); else reply("OK %d", fd);
         } else if (!strcmp(cmd, "crunch")) {
             long long end = now_ns() + strtol(line + 7, NULL, 10) * 1000000LL;
@@ -285,6 +287,9 @@ int main(void)
                 rounds++;
             }
             reply("OK %lu %lu", rounds, mismatches);
+        } else if (!strcmp(cmd, "missinguffd") && n >= 3) {
+            int fd = own_uffd(a, b, 1);
+            if (fd < 0) reply("ERR userfaultfd %d", errno); else reply("OK %d", fd);
         } else if (!strcmp(cmd, "exit")) {
             reply("OK");
             return n >= 2 ? (int)strtol(line + 5, NULL, 10) : 0;

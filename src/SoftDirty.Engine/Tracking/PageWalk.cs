@@ -46,6 +46,8 @@ internal static class PageWalk
         }
         var buffer = new PagemapEntry[PageMapReader.DefaultChunkEntries];
         ulong pageSize = (ulong)source.PageSize;
+        var waiting = sharedAnonymous is null ? null : UserfaultfdWaitRanges(source);
+        int waitingAt = 0;
         foreach (var span in spans)
         {
             ulong page = span.Start / pageSize, last = span.End / pageSize;
@@ -62,7 +64,13 @@ internal static class PageWalk
                     PageCategory c = e.Present ? PageCategory.Present : e.Swapped && !e.Guard ? PageCategory.Swapped : PageCategory.None;
                     if (c != PageCategory.None && e.FileOrSharedAnon) c |= PageCategory.File;
                     ulong addr = (page + (ulong)i) * pageSize;
-                    if (sharedAnonymous is not null && (e.Present && !e.FileOrSharedAnon && !e.Exclusive || NoWaitRead(e)))
+                    bool waits = false;
+                    if (waiting is not null)
+                    {
+                        while (waitingAt < waiting.Count && waiting[waitingAt].End <= addr) waitingAt++;
+                        waits = waitingAt < waiting.Count && waiting[waitingAt].Start <= addr;
+                    }
+                    if (sharedAnonymous is not null && (e.Present && !e.FileOrSharedAnon && !e.Exclusive || NoWaitRead(e) || waits && c != PageCategory.None))
                     {
                         int n = sharedAnonymous.Count;
                         if (n > 0 && sharedAnonymous[n - 1].End == addr) sharedAnonymous[n - 1] = new AddressRange(sharedAnonymous[n - 1].Start, addr + pageSize);
@@ -88,6 +96,24 @@ internal static class PageWalk
     /// at once instead (the page counts as unreadable: its data is the monitor's, not in the process).
     /// </summary>
     private static bool NoWaitRead(PagemapEntry e) => e.Swapped && e.UffdWriteProtected;
+
+    /// <summary>smaps VmFlags of a mapping registered with a userfaultfd in MISSING or MINOR mode.</summary>
+    private const string UffdMissingFlag = "um", UffdMinorFlag = "ui";
+
+    /// <summary>
+    /// The mappings of a real process registered with a userfaultfd in MISSING or MINOR mode (smaps VmFlags um,
+    /// ui), ascending. There a page the process drops between the pagemap walk and the read faults, and
+    /// process_vm_readv's fault would wait for the monitor (which may be another process, or none that answers):
+    /// their present pages are read through /proc/PID/mem, which fails at once instead. Empty for other sources.
+    /// </summary>
+    private static List<AddressRange> UserfaultfdWaitRanges(IPageSource source)
+    {
+        var ranges = new List<AddressRange>();
+        if (Root(source) is not ProcPageSource proc) return ranges;
+        foreach (var m in proc.ReadMappings(true))
+            if (m.VmFlags.Contains(UffdMissingFlag) || m.VmFlags.Contains(UffdMinorFlag)) ranges.Add(new AddressRange(m.Start, m.End));
+        return ranges;
+    }
 
     /// <summary>
     /// A swapped region without its guard markers (MADV_GUARD_INSTALL, Linux 6.15+, which pagemap shows as SWAP | GUARD,
