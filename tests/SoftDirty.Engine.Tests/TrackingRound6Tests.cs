@@ -146,6 +146,30 @@ public sealed class TrackingRound6Tests : IDisposable
         Assert.Empty(WriteTrackingStore.UserfaultfdDescriptors(t.Pid));
     }
 
+    [HostFact(Injection)]
+    public void TrackingEnabledFromAnotherStateFolder_IsNotEnabledASecondTime_AndTheFirstStaysExact()
+    {
+        using var t = new WtTarget();
+        ulong region = t.Map(16);
+        using var src = ProcPageSource.Open(t.Pid);
+        RemoteWriteProtect.Enable(src, new List<AddressRange>());
+        using (var first = new WriteProtectTracker(src)) first.Reset(); // root's chain, say, with root's state folder
+        t.Send($"write {region:x} 4");
+        using (var elsewhere = new StateFolderScope())                    // another user, or $SOFTDIRTY_STATE_DIR set otherwise
+        {
+            var ex = Assert.Throws<EngineException>(() => new WriteProtectTracker(src).Dispose());
+            Assert.Equal(EngineError.WriteTrackingInUse, ex.Error);
+            Assert.False(WriteTrackingSupport.For(src).WriteProtect);
+            Assert.Equal(nameof(EngineError.WriteTrackingInUse), WriteTrackingSupport.For(src).ErrorId);
+        }
+        Assert.Single(WriteTrackingStore.UserfaultfdDescriptors(t.Pid)); // before: a second userfaultfd, and its reset hid page 4
+        using var again = new WriteProtectTracker(src);
+        again.Resume();
+        var set = again.Collect();
+        Assert.False(set.ResetElsewhere);
+        Assert.Equal(new ulong[] { 4 }, PagesIn(set.Ranges, region, 16, t.PageSize));
+    }
+
     [Fact]
     public void SoftDirtyClearedByAnotherCommandBetweenTwoCollections_TheWritesBeforeItAreStillReported()
     {

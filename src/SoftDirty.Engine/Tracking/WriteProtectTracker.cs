@@ -45,14 +45,17 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         if (source is IAsyncWriteProtectSource emulated) { _emulated = emulated; }
         else if (source is ProcPageSource proc && proc.ProcessId != Environment.ProcessId)
         {
-            if (InjectionSupport.Check(proc.ProcessId, proc.Features) is { } refused) throw refused;
             _remote = proc;
-            using (WriteTrackingStore.Lock(proc.ProcessId, default)) // two commands enabling at once: one enables, the other uses it
+            // Two commands enabling at once: one enables, the other uses it. The checks come under the lock too: another
+            // command's injection (its ptrace) has ended by then, so it is not taken for a debugger holding the process.
+            using (WriteTrackingStore.Lock(proc.ProcessId, default))
             {
+                if (InjectionSupport.Check(proc.ProcessId, proc.Features) is { } refused) throw refused;
                 _state = WriteTrackingStore.Load(proc.ProcessId);
                 InjectionSteps.Mark("checks, state lookup");
                 if (_state is null)
                 {
+                    if (InjectionSupport.ForeignTracking(proc) is { } inUse) throw inUse;
                     var ranges = Ranges(Spans());
                     InjectionSteps.Mark("maps (writable ranges)");
                     _state = RemoteWriteProtect.Enable(proc, ranges);
@@ -423,7 +426,11 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         if (_remote is not null && _ownsTracking && _state is not null)
         {
             _state = null;
-            try { RemoteWriteProtect.Disable(_remote, RemoteWriteProtect.RegisteredRanges(_remote)); }
+            try
+            {
+                using var held = WriteTrackingStore.Lock(_remote.ProcessId, default);
+                RemoteWriteProtect.Disable(_remote, RemoteWriteProtect.RegisteredRanges(_remote));
+            }
             catch (EngineException ex) when (ex.Error == EngineError.ProcessExited || ex.Error == EngineError.ProcessNotFound) { }
         }
         foreach (var (_, reg) in _registered) reg?.Dispose();

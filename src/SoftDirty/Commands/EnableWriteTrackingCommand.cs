@@ -27,8 +27,13 @@ public sealed class EnableWriteTrackingCommand : EngineCmdlet
     private void Enable(IPageSource source)
     {
         var proc = (ProcPageSource)source;
-        if (InjectionSupport.Check(proc.ProcessId, proc.Features) is { } refused) throw refused;
-        if (WriteTrackingStore.Load(proc.ProcessId) is { } existing)
+        WriteTrackingState? existing;
+        using (WriteTrackingStore.Lock(proc.ProcessId, Cancellation)) // another command's injection is not taken for a debugger
+        {
+            if (InjectionSupport.Check(proc.ProcessId, proc.Features) is { } refused) throw refused;
+            existing = WriteTrackingStore.Load(proc.ProcessId);
+        }
+        if (existing is not null)
         {
             WriteVerbose($"Write tracking is already enabled in process {proc.ProcessId} (userfaultfd {existing.Descriptor}).");
             WriteObject(existing);
