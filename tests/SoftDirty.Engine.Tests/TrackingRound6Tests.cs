@@ -170,6 +170,81 @@ public sealed class TrackingRound6Tests : IDisposable
         Assert.Equal(new ulong[] { 4 }, PagesIn(set.Ranges, region, 16, t.PageSize));
     }
 
+    [HostFact(Injection)]
+    public void EnableWriteTrackingWhileAWatchHoldsTheTrackingItEnabledForItself_TheWatchsEndLeavesItEnabled()
+    {
+        using var t = new WtTarget();
+        ulong region = t.Map(16);
+        using var src = ProcPageSource.Open(t.Pid);
+        var watch = new WriteProtectTracker(src); // Watch-DirtyPage -Method WriteProtect: enabled for the command only
+        watch.Reset();
+        Assert.False(WriteTrackingStore.Load(t.Pid)!.Kept);
+        using (var enable = new WriteProtectTracker(src)) enable.KeepEnabled(); // Enable-WriteTracking (or a chain) meanwhile
+        Assert.True(WriteTrackingStore.Load(t.Pid)!.Kept);
+        watch.Dispose();
+        Assert.NotNull(WriteTrackingStore.Load(t.Pid)); // before: disabled under the user who had just enabled it
+        Assert.Single(WriteTrackingStore.UserfaultfdDescriptors(t.Pid));
+        t.Send($"write {region:x} 2");
+        using (var later = new WriteProtectTracker(src))
+        {
+            later.Resume();
+            Assert.Contains(2UL, PagesIn(later.Collect().Ranges, region, 16, t.PageSize));
+        }
+        Assert.True(RemoteWriteProtect.Disable(src, RemoteWriteProtect.RegisteredRanges(src)));
+    }
+
+    [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync)]
+    public void TwoWatchesOfThisProcessAtOnce_TheSecondIsWriteTrackingInUse_NotBlind()
+    {
+        const int Pages = 64;
+        int ps = Environment.SystemPageSize;
+        IntPtr block = System.Runtime.InteropServices.Marshal.AllocHGlobal(Pages * ps);
+        try
+        {
+            ulong start = (ulong)block.ToInt64(), end = start + (ulong)(Pages * ps);
+            System.Runtime.InteropServices.Marshal.Copy(new byte[Pages * ps], 0, block, Pages * ps); // present
+            bool Mine(MemoryMapping m) => m.Start < end && m.End > start;
+            using var src = ProcPageSource.Open(Environment.ProcessId);
+            using var first = new WriteProtectTracker(src, Mine);   // a watch of this PowerShell in one runspace
+            first.Reset();
+            using var second = new WriteProtectTracker(src, Mine);  // and another one, at once
+            // Before: every range was EBUSY and skipped, and the second watch reported 0 pages of 0 scanned, silently.
+            Assert.Equal(EngineError.WriteTrackingInUse, Assert.Throws<EngineException>(() => second.Reset()).Error);
+            ulong page = ((ulong)block.ToInt64() + (ulong)ps - 1) / (ulong)ps * (ulong)ps + 3UL * (ulong)ps; // a whole page inside the block
+            System.Runtime.InteropServices.Marshal.WriteByte(new IntPtr((long)page), 1);
+            Assert.True(first.Collect().Contains(page));
+        }
+        finally { System.Runtime.InteropServices.Marshal.FreeHGlobal(block); }
+    }
+
+    [Fact]
+    public void LockPlantedAsALinkOrAFifo_IsUnsafeDestination_NeitherFollowedNorWaitedOn()
+    {
+        const int Pid = 4_194_000; // no process needed: the lock is a file named after the pid
+        WriteTrackingStore.Lock(Pid, default).Dispose(); // creates the state folder
+        var victim = Path.Combine(_state.Folder, "victim");
+        File.WriteAllText(victim, "untouched");
+        var lockFile = Path.Combine(_state.Folder, Pid + ".lock");
+        File.Delete(lockFile);
+        File.CreateSymbolicLink(lockFile, victim);
+        Assert.Equal(EngineError.UnsafeDestination, Assert.Throws<EngineException>(() => WriteTrackingStore.Lock(Pid, default)).Error);
+        Assert.Equal("untouched", File.ReadAllText(victim));
+        File.Delete(lockFile);
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", lockFile)) mkfifo.WaitForExit();
+        Assert.Equal(EngineError.UnsafeDestination, Assert.Throws<EngineException>(() => WriteTrackingStore.Lock(Pid, default)).Error);
+    }
+
+    [Fact]
+    public void WaitingForTheLockOfAnotherCommand_EndsWithCtrlC()
+    {
+        const int Pid = 4_194_001;
+        using var held = WriteTrackingStore.Lock(Pid, default); // another command (or a stopped session) holds it
+        using var ctrlC = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
+        Assert.ThrowsAny<OperationCanceledException>(() => WriteTrackingStore.Lock(Pid, ctrlC.Token).Dispose());
+        held.Dispose();
+        WriteTrackingStore.Lock(Pid, default).Dispose(); // free again
+    }
+
     [Fact]
     public void SoftDirtyClearedByAnotherCommandBetweenTwoCollections_TheWritesBeforeItAreStillReported()
     {

@@ -187,6 +187,19 @@ internal static partial class WriteTrackingStore
         return found.ToArray();
     }
 
+    /// <summary>
+    /// Marks the tracking of <paramref name="pid"/> as kept between commands (<see cref="WriteTrackingState.Kept"/>);
+    /// call under <see cref="Lock"/>. Returns the state, null where tracking is not enabled.
+    /// </summary>
+    public static WriteTrackingState? MarkKept(int pid)
+    {
+        var state = Load(pid);
+        if (state is null || state.Kept) return state;
+        state.Kept = true;
+        Save(state);
+        return state;
+    }
+
     private const string LockSuffix = ".lock";
     private const int LOCK_EX = 2, LOCK_NB = 4, O_RDWR = 2;
     /// <summary>How long <see cref="Lock"/> waits between tries while another command holds the lock.</summary>

@@ -400,7 +400,13 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     }
 
     /// <summary>Leaves the write tracking this tracker enabled in another process enabled after <see cref="Dispose"/> (Enable-WriteTracking, memory image chains).</summary>
-    public void KeepEnabled() => _ownsTracking = false;
+    public void KeepEnabled()
+    {
+        _ownsTracking = false;
+        if (_remote is null) return;
+        using var held = WriteTrackingStore.Lock(_remote.ProcessId, default);
+        _state = WriteTrackingStore.MarkKept(_remote.ProcessId) ?? _state; // a command that enabled it for itself alone leaves it now
+    }
 
     /// <summary>
     /// Continues from the last reset of tracking enabled earlier in another process (a separate command):
@@ -429,7 +435,9 @@ internal sealed class WriteProtectTracker : IDirtyTracker
             try
             {
                 using var held = WriteTrackingStore.Lock(_remote.ProcessId, default);
-                RemoteWriteProtect.Disable(_remote, RemoteWriteProtect.RegisteredRanges(_remote));
+                // Enable-WriteTracking or an image chain asked meanwhile to keep the tracking this command enabled for itself.
+                if (WriteTrackingStore.Load(_remote.ProcessId) is not { Kept: true })
+                    RemoteWriteProtect.Disable(_remote, RemoteWriteProtect.RegisteredRanges(_remote));
             }
             catch (EngineException ex) when (ex.Error == EngineError.ProcessExited || ex.Error == EngineError.ProcessNotFound) { }
         }
