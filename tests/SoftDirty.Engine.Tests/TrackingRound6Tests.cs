@@ -243,6 +243,7 @@ public sealed class TrackingRound6Tests : IDisposable
         Assert.ThrowsAny<OperationCanceledException>(() => WriteTrackingStore.Lock(Pid, ctrlC.Token).Dispose());
         held.Dispose();
         WriteTrackingStore.Lock(Pid, default).Dispose(); // free again
+        Assert.False(File.Exists(Path.Combine(_state.Folder, Pid + ".lock"))); // no state of that process: no lock file left
     }
 
     [Fact]

@@ -73,7 +73,10 @@ internal static class InjectionSupport
     {
         int pid = source.ProcessId;
         int registered = 0;
-        foreach (var m in source.ReadMappings(true))
+        IReadOnlyList<MemoryMapping> mappings;
+        try { mappings = source.ReadMappings(true); }
+        catch (EngineException unreadable) { return unreadable; } // its smaps cannot be read: nor could it be tracked
+        foreach (var m in mappings)
             if (m.VmFlags.Contains(RemoteWriteProtect.UffdWriteProtectFlag)) registered++;
         if (registered == 0) return null;
         return new EngineException(EngineError.WriteTrackingInUse,

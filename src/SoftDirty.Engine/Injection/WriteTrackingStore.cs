@@ -208,41 +208,77 @@ internal static partial class WriteTrackingStore
     [LibraryImport("libc", EntryPoint = "flock", SetLastError = true)]
     private static partial int Flock(int fd, int operation);
 
+    [LibraryImport("libc", EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static unsafe partial int Statx(int dirfd, string path, int flags, uint mask, byte* buffer);
+
+    private const int AtEmptyPath = 0x1000;
+    private const uint StatxNlink = 0x4;
+    /// <summary>Bytes of struct statx, and the offset of stx_nlink in it (include/uapi/linux/stat.h).</summary>
+    private const int StatxSize = 256, StatxNlinkOffset = 16;
+
+    /// <summary>Whether the file open as <paramref name="fd"/> has been unlinked (no name left).</summary>
+    private static unsafe bool IsUnlinked(int fd)
+    {
+        byte* b = stackalloc byte[StatxSize];
+        return Statx(fd, "", AtEmptyPath, StatxNlink, b) == 0 && *(uint*)(b + StatxNlinkOffset) == 0;
+    }
+
     /// <summary>
     /// Takes the write-tracking lock of <paramref name="pid"/> (flock of PID.lock in the state folder, created 0600
     /// without following links), waiting while another command or session holds it; Ctrl+C
     /// (<paramref name="cancel"/>) ends the wait. Held from a tracker's check of the state to the reset it records,
-    /// and around enabling. Closing the returned handle releases it (as does the end of the process).
+    /// and around enabling and disabling. Disposing it releases the lock, and removes the lock file where the process
+    /// has no tracking state (a command waiting on that file then takes the lock on the new one).
     /// </summary>
-    public static SafeFileHandle Lock(int pid, CancellationToken cancel)
+    public static IDisposable Lock(int pid, CancellationToken cancel)
     {
-        using var dir = OpenSafeFolder(create: true)!;
         var name = pid.ToString(System.Globalization.CultureInfo.InvariantCulture) + LockSuffix;
-        int fd = FileNative.OpenAt(dir.Fd, name, O_RDWR | FileNative.O_CREAT | FileNative.O_NOFOLLOW | FileNative.O_NONBLOCK | FileNative.O_CLOEXEC, (uint)ImageFormat.FileMode);
-        if (fd < 0)
+        while (true)
         {
-            int e = Marshal.GetLastPInvokeError();
-            throw new EngineException(e == Errno.ELOOP ? EngineError.UnsafeDestination : EngineError.ProcIOError,
-                $"Opening the write-tracking lock {dir.Combine(name)} failed: {Errno.Describe(e)}", pid, e);
-        }
-        var handle = new SafeFileHandle(fd, ownsHandle: true);
-        try
-        {
-            if (FileNative.Fstat(fd, out _) is not { Type: FileNative.S_IFREG })
-                throw new EngineException(EngineError.UnsafeDestination, $"The write-tracking lock {dir.Combine(name)} is not a regular file; remove it.", pid);
-            while (Flock(fd, LOCK_EX | LOCK_NB) != 0)
+            using var dir = OpenSafeFolder(create: true)!;
+            int fd = FileNative.OpenAt(dir.Fd, name, O_RDWR | FileNative.O_CREAT | FileNative.O_NOFOLLOW | FileNative.O_NONBLOCK | FileNative.O_CLOEXEC, (uint)ImageFormat.FileMode);
+            if (fd < 0)
             {
                 int e = Marshal.GetLastPInvokeError();
-                if (e != Errno.EAGAIN && e != Errno.EINTR)
-                    throw new EngineException(EngineError.ProcIOError, $"Locking {dir.Combine(name)} failed: {Errno.Describe(e)}", pid, e);
-                if (cancel.WaitHandle.WaitOne(LockRetry)) cancel.ThrowIfCancellationRequested();
+                throw new EngineException(e == Errno.ELOOP ? EngineError.UnsafeDestination : EngineError.ProcIOError,
+                    $"Opening the write-tracking lock {dir.Combine(name)} failed: {Errno.Describe(e)}", pid, e);
             }
-            return handle;
+            var handle = new SafeFileHandle(fd, ownsHandle: true);
+            try
+            {
+                if (FileNative.Fstat(fd, out _) is not { Type: FileNative.S_IFREG })
+                    throw new EngineException(EngineError.UnsafeDestination, $"The write-tracking lock {dir.Combine(name)} is not a regular file; remove it.", pid);
+                while (Flock(fd, LOCK_EX | LOCK_NB) != 0)
+                {
+                    int e = Marshal.GetLastPInvokeError();
+                    if (e != Errno.EAGAIN && e != Errno.EINTR)
+                        throw new EngineException(EngineError.ProcIOError, $"Locking {dir.Combine(name)} failed: {Errno.Describe(e)}", pid, e);
+                    if (cancel.WaitHandle.WaitOne(LockRetry)) cancel.ThrowIfCancellationRequested();
+                }
+                if (IsUnlinked(fd)) { handle.Dispose(); continue; } // its holder removed it: lock the file now there
+                return new HeldLock(handle, Path.Combine(Path.GetFullPath(Folder), name), FileOf(pid));
+            }
+            catch
+            {
+                handle.Dispose();
+                throw;
+            }
         }
-        catch
+    }
+
+    /// <summary>A held lock: released on dispose, its file removed first where the process has no state file.</summary>
+    private sealed class HeldLock(SafeFileHandle handle, string lockPath, string statePath) : IDisposable
+    {
+        public void Dispose()
         {
-            handle.Dispose();
-            throw;
+            if (handle.IsClosed) return;
+            try
+            {
+                if (!File.Exists(statePath)) File.Delete(lockPath); // still held: no one else can have locked this name meanwhile
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+            finally { handle.Dispose(); }
         }
     }
 }
