@@ -92,4 +92,11 @@ public enum EngineError
     /// <summary>The destination session cannot run the SoftDirty module (not installed there, or not importable).</summary>
     [Categorized(FailureCategory.ObjectNotFound)]
     ModuleNotOnDestination,
+    /// <summary>
+    /// Memory of the process is registered for userfaultfd write-protect by a tracking this command cannot see (another
+    /// user's or another state folder's Enable-WriteTracking, or the process's own userfaultfd): resets of one would
+    /// silently hide writes from the other, so write tracking is not enabled a second time.
+    /// </summary>
+    [Categorized(FailureCategory.ResourceBusy)]
+    WriteTrackingInUse,
 }

@@ -83,8 +83,13 @@ internal static class ImageTracking
                     && parent.ProcessIdentity == TrackingEpoch.Identity(source)
                     && parent.WriteTrackingReset is { } at && at == tracker.RemoteState!.ResetId)
                 {
-                    tracker.Resume();
-                    set = tracker.Collect(rearm: true, cancel);
+                    tracker.Resume(at);
+                    set = tracker.Collect(rearm: true, cancel); // checks the reset again under the tracking's lock
+                    if (tracker.ResetElsewhere)
+                    {
+                        warn?.Invoke($"The write tracking of process {proc.ProcessId} was reset by another command or session after this save checked it: comparing every page's contents with the parent's hashes instead.");
+                        set = null;
+                    }
                 }
                 else
                 {

@@ -63,6 +63,26 @@ internal static class InjectionSupport
         return null;
     }
 
+    /// <summary>
+    /// Null when no memory of <paramref name="source"/>'s process is registered for userfaultfd write-protect; else
+    /// WriteTrackingInUse. Asked where this command finds no state of its own for the process: a registration it cannot
+    /// see is another tracking (another user's or another state folder's Enable-WriteTracking, or the process's own
+    /// userfaultfd), whose resets and this one's would each silently hide writes from the other.
+    /// </summary>
+    public static EngineException? ForeignTracking(ProcPageSource source)
+    {
+        int pid = source.ProcessId;
+        int registered = 0;
+        IReadOnlyList<MemoryMapping> mappings;
+        try { mappings = source.ReadMappings(true); }
+        catch (EngineException unreadable) { return unreadable; } // its smaps cannot be read: nor could it be tracked
+        foreach (var m in mappings)
+            if (m.VmFlags.Contains(RemoteWriteProtect.UffdWriteProtectFlag)) registered++;
+        if (registered == 0) return null;
+        return new EngineException(EngineError.WriteTrackingInUse,
+            $"{registered} mapping(s) of process {pid} are already registered for userfaultfd write-protect by a tracking this command has no state of (Enable-WriteTracking by another user or with another state folder, ${WriteTrackingStore.FolderVariable} = {WriteTrackingStore.Folder}; or the process's own userfaultfd): each tracking's resets would hide writes from the other, so it is not enabled a second time. Use that tracking's user and state folder, Disable-WriteTracking there, or -Method Hash.", pid);
+    }
+
     /// <summary>The seccomp mode of <paramref name="pid"/> (0 none, 1 strict, 2 filter), -1 when unreadable.</summary>
     public static int SeccompMode(int pid) =>
         ReadStatus(pid) is { } s && s.TryGetValue("Seccomp", out var v) && int.TryParse(v, out int m) ? m : -1;

@@ -27,4 +27,10 @@ public sealed class WriteTrackingState
     /// <summary>The last reset, UTC.</summary>
     [JsonInclude]
     public DateTime LastReset { get; internal set; }
+    /// <summary>
+    /// Kept enabled between commands (Enable-WriteTracking, or a WriteProtect image chain asked for it): a command
+    /// that enabled the tracking for itself alone (Watch-DirtyPage, a migration) then leaves it enabled when it ends.
+    /// </summary>
+    [JsonInclude]
+    public bool Kept { get; internal set; }
 }

@@ -1,7 +1,10 @@
 using System;
 using System.IO;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using System.Threading;
+using Microsoft.Win32.SafeHandles;
 using SoftDirty.Images;
 
 namespace SoftDirty.Injection;
@@ -14,8 +17,10 @@ namespace SoftDirty.Injection;
 /// closed it and made a userfaultfd of its own under that number is not mistaken for tracked); a stale one
 /// is deleted when found, and every save removes the files of processes that are gone. A folder that is a link, another user's or writable by others is refused
 /// (UnsafeDestination); state files are regular files of bounded size, created 0600 without following links.
+/// Commands and sessions that share one process's tracking take turns (<see cref="Lock"/>): a reset and the
+/// check of the reset it counts from happen under one lock, so no tracker's reset slips between another's check and scan.
 /// </summary>
-internal static class WriteTrackingStore
+internal static partial class WriteTrackingStore
 {
     /// <summary>The environment variable that moves the state folder (tests use a folder of their own).</summary>
     public const string FolderVariable = "SOFTDIRTY_STATE_DIR";
@@ -108,11 +113,12 @@ internal static class WriteTrackingStore
         Prune(Path.GetFullPath(Folder));
     }
 
-    /// <summary>Removes the state files of processes that are gone (a target that exited keeps no file behind).</summary>
+    /// <summary>Removes the state and lock files of processes that are gone (a target that exited keeps no file behind).</summary>
     private static void Prune(string folder)
     {
-        foreach (var f in Directory.EnumerateFiles(folder, "*.json"))
-            if (int.TryParse(Path.GetFileNameWithoutExtension(f), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid) && StartTime(pid) == 0)
+        foreach (var f in Directory.EnumerateFiles(folder, "*.*"))
+            if ((f.EndsWith(".json", StringComparison.Ordinal) || f.EndsWith(LockSuffix, StringComparison.Ordinal))
+                && int.TryParse(Path.GetFileNameWithoutExtension(f), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid) && StartTime(pid) == 0)
             {
                 try { File.Delete(f); }
                 catch (IOException) { }
@@ -179,5 +185,100 @@ internal static class WriteTrackingStore
         catch (UnauthorizedAccessException) { }
         found.Sort();
         return found.ToArray();
+    }
+
+    /// <summary>
+    /// Marks the tracking of <paramref name="pid"/> as kept between commands (<see cref="WriteTrackingState.Kept"/>);
+    /// call under <see cref="Lock"/>. Returns the state, null where tracking is not enabled.
+    /// </summary>
+    public static WriteTrackingState? MarkKept(int pid)
+    {
+        var state = Load(pid);
+        if (state is null || state.Kept) return state;
+        state.Kept = true;
+        Save(state);
+        return state;
+    }
+
+    private const string LockSuffix = ".lock";
+    private const int LOCK_EX = 2, LOCK_NB = 4, O_RDWR = 2;
+    /// <summary>How long <see cref="Lock"/> waits between tries while another command holds the lock.</summary>
+    private static readonly TimeSpan LockRetry = TimeSpan.FromMilliseconds(5);
+
+    [LibraryImport("libc", EntryPoint = "flock", SetLastError = true)]
+    private static partial int Flock(int fd, int operation);
+
+    [LibraryImport("libc", EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static unsafe partial int Statx(int dirfd, string path, int flags, uint mask, byte* buffer);
+
+    private const int AtEmptyPath = 0x1000;
+    private const uint StatxNlink = 0x4;
+    /// <summary>Bytes of struct statx, and the offset of stx_nlink in it (include/uapi/linux/stat.h).</summary>
+    private const int StatxSize = 256, StatxNlinkOffset = 16;
+
+    /// <summary>Whether the file open as <paramref name="fd"/> has been unlinked (no name left).</summary>
+    private static unsafe bool IsUnlinked(int fd)
+    {
+        byte* b = stackalloc byte[StatxSize];
+        return Statx(fd, "", AtEmptyPath, StatxNlink, b) == 0 && *(uint*)(b + StatxNlinkOffset) == 0;
+    }
+
+    /// <summary>
+    /// Takes the write-tracking lock of <paramref name="pid"/> (flock of PID.lock in the state folder, created 0600
+    /// without following links), waiting while another command or session holds it; Ctrl+C
+    /// (<paramref name="cancel"/>) ends the wait. Held from a tracker's check of the state to the reset it records,
+    /// and around enabling and disabling. Disposing it releases the lock, and removes the lock file where the process
+    /// has no tracking state (a command waiting on that file then takes the lock on the new one).
+    /// </summary>
+    public static IDisposable Lock(int pid, CancellationToken cancel)
+    {
+        var name = pid.ToString(System.Globalization.CultureInfo.InvariantCulture) + LockSuffix;
+        while (true)
+        {
+            using var dir = OpenSafeFolder(create: true)!;
+            int fd = FileNative.OpenAt(dir.Fd, name, O_RDWR | FileNative.O_CREAT | FileNative.O_NOFOLLOW | FileNative.O_NONBLOCK | FileNative.O_CLOEXEC, (uint)ImageFormat.FileMode);
+            if (fd < 0)
+            {
+                int e = Marshal.GetLastPInvokeError();
+                throw new EngineException(e == Errno.ELOOP ? EngineError.UnsafeDestination : EngineError.ProcIOError,
+                    $"Opening the write-tracking lock {dir.Combine(name)} failed: {Errno.Describe(e)}", pid, e);
+            }
+            var handle = new SafeFileHandle(fd, ownsHandle: true);
+            try
+            {
+                if (FileNative.Fstat(fd, out _) is not { Type: FileNative.S_IFREG })
+                    throw new EngineException(EngineError.UnsafeDestination, $"The write-tracking lock {dir.Combine(name)} is not a regular file; remove it.", pid);
+                while (Flock(fd, LOCK_EX | LOCK_NB) != 0)
+                {
+                    int e = Marshal.GetLastPInvokeError();
+                    if (e != Errno.EAGAIN && e != Errno.EINTR)
+                        throw new EngineException(EngineError.ProcIOError, $"Locking {dir.Combine(name)} failed: {Errno.Describe(e)}", pid, e);
+                    if (cancel.WaitHandle.WaitOne(LockRetry)) cancel.ThrowIfCancellationRequested();
+                }
+                if (IsUnlinked(fd)) { handle.Dispose(); continue; } // its holder removed it: lock the file now there
+                return new HeldLock(handle, Path.Combine(Path.GetFullPath(Folder), name), FileOf(pid));
+            }
+            catch
+            {
+                handle.Dispose();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>A held lock: released on dispose, its file removed first where the process has no state file.</summary>
+    private sealed class HeldLock(SafeFileHandle handle, string lockPath, string statePath) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (handle.IsClosed) return;
+            try
+            {
+                if (!File.Exists(statePath)) File.Delete(lockPath); // still held: no one else can have locked this name meanwhile
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+            finally { handle.Dispose(); }
+        }
     }
 }

@@ -25,6 +25,7 @@ public sealed class WriteTrackingSupport
         var refused = InjectionSupport.Check(source.ProcessId, source.Features);
         int seccomp = InjectionSupport.SeccompMode(source.ProcessId);
         bool enabled = WriteTrackingStore.Load(source.ProcessId) is not null;
+        if (refused is null && !enabled) refused = InjectionSupport.ForeignTracking(source);
         return new WriteTrackingSupport
         {
             ProcessId = source.ProcessId,

@@ -38,6 +38,13 @@ internal sealed class DirtyPageSet
     /// </summary>
     public IReadOnlyList<AddressRange> NewMappingRanges { get; init; } = Array.Empty<AddressRange>();
 
+    /// <summary>
+    /// Whether the tracking was reset by something else since the tracker's last look (another command or session
+    /// of the module cleared soft-dirty or re-protected the process): the writes before that reset cannot be told, so
+    /// <see cref="Ranges"/> holds every present page the tracker watches. Callers say so (a warning).
+    /// </summary>
+    public bool ResetElsewhere { get; init; }
+
     /// <summary>Whether the page at <paramref name="address"/> changed.</summary>
     public bool Contains(ulong address) => Contains(Ranges, address);
 

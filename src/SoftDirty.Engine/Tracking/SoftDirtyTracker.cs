@@ -10,6 +10,8 @@ internal sealed class SoftDirtyTracker : IDirtyTracker
 {
     private readonly Func<MemoryMapping, bool>? _selector;
     private bool _armed;
+    // The tracking epoch this tracker's last clear started (TrackingEpoch): another command's clear replaces it.
+    private string? _epoch;
 
     public SoftDirtyTracker(IPageSource source, Func<MemoryMapping, bool>? selector = null)
     {
@@ -26,7 +28,7 @@ internal sealed class SoftDirtyTracker : IDirtyTracker
 
     public void Reset(CancellationToken cancel = default)
     {
-        Source.ClearRefs(ClearRefsType.SoftDirty);
+        _epoch = Source.ClearRefs(ClearRefsType.SoftDirty);
         _armed = true;
     }
 
@@ -36,8 +38,17 @@ internal sealed class SoftDirtyTracker : IDirtyTracker
         var clock = Stopwatch.StartNew();
         var spans = PageWalk.DataSpans(Source.ReadMappings(false), _selector);
         var ranges = Dirty(Source, spans, cancel, out ulong scanned);
-        if (rearm) Source.ClearRefs(ClearRefsType.SoftDirty);
-        return new DirtyPageSet(Method, Source.PageSize, ranges, scanned, clock.Elapsed);
+        // Cleared by another command or session since this tracker's last clear (Clear-SoftDirty, a save, another
+        // watch): the bits set before that clear are gone, so every present page counts, and the caller says so.
+        bool elsewhere = _epoch is not null && TrackingEpoch.Current(Source) is { } current && current != _epoch;
+        if (elsewhere)
+        {
+            var all = new RangeListBuilder();
+            foreach (var r in PageWalk.PresentRegions(Source, spans, cancel: cancel)) all.Add(r.Start, r.End);
+            ranges = all.Build();
+        }
+        if (rearm) _epoch = Source.ClearRefs(ClearRefsType.SoftDirty);
+        return new DirtyPageSet(Method, Source.PageSize, ranges, scanned, clock.Elapsed) { ResetElsewhere = elsewhere };
     }
 
     /// <summary>The soft-dirty present or swapped pages of <paramref name="spans"/>.</summary>

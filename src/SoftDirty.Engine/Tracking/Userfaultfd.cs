@@ -29,13 +29,20 @@ internal sealed unsafe class Userfaultfd : IDisposable
         return new Userfaultfd((int)fd);
     }
 
-    /// <summary>UFFDIO_REGISTER MODE_WP; false where the kernel refuses the range (EINVAL: VM_PFNMAP, VM_IO and the like).</summary>
+    /// <summary>
+    /// UFFDIO_REGISTER MODE_WP; false where the kernel refuses the range (EINVAL: VM_PFNMAP, VM_IO and the like).
+    /// WriteTrackingInUse where another userfaultfd of this process has it (EBUSY: another watch or migration of this
+    /// PowerShell running at once, or the process's own): that tracker would see none of its writes, and say nothing.
+    /// </summary>
     public bool Register(ulong start, ulong end)
     {
         var arg = new UffdAbi.RegisterArg { Start = start, Len = end - start, Mode = UffdAbi.ModeWp };
         if (Native.Ioctl(_fd, UffdAbi.IoctlRegister, &arg) == 0) return true;
         int e = Marshal.GetLastPInvokeError();
-        if (e == Errno.EINVAL || e == Errno.EBUSY || e == Errno.ENOMEM || e == Errno.EPERM) return false;
+        if (e == Errno.EBUSY)
+            throw new EngineException(EngineError.WriteTrackingInUse,
+                $"0x{start:x}-0x{end:x} of this process is registered for userfaultfd write-protect by another tracking (another Watch-DirtyPage or migration of this PowerShell running at once): each one's resets would hide writes from the other. Wait for it, or use -Method Hash.", Environment.ProcessId, e);
+        if (e == Errno.EINVAL || e == Errno.ENOMEM || e == Errno.EPERM) return false;
         throw new EngineException(EngineError.ProcIOError, $"UFFDIO_REGISTER of 0x{start:x}-0x{end:x} failed: {Errno.Describe(e)}", Environment.ProcessId, e);
     }
 

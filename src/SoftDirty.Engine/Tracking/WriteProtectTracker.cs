@@ -29,6 +29,9 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     private readonly ProcPageSource? _remote;
     private WriteTrackingState? _state;
     private bool _ownsTracking;
+    // The reset of the shared tracking this tracker counts from: its own last reset, or the one it resumed from. Another
+    // command or session that resets the same process (a save, a watch, a migration) replaces it in the state file.
+    private Guid _expectedReset;
 
     /// <summary>
     /// A tracker for <paramref name="source"/>. Another real process must allow syscall injection
@@ -42,17 +45,24 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         if (source is IAsyncWriteProtectSource emulated) { _emulated = emulated; }
         else if (source is ProcPageSource proc && proc.ProcessId != Environment.ProcessId)
         {
-            if (InjectionSupport.Check(proc.ProcessId, proc.Features) is { } refused) throw refused;
             _remote = proc;
-            _state = WriteTrackingStore.Load(proc.ProcessId);
-            InjectionSteps.Mark("checks, state lookup");
-            if (_state is null)
+            // Two commands enabling at once: one enables, the other uses it. The checks come under the lock too: another
+            // command's injection (its ptrace) has ended by then, so it is not taken for a debugger holding the process.
+            using (WriteTrackingStore.Lock(proc.ProcessId, default))
             {
-                var ranges = Ranges(Spans());
-                InjectionSteps.Mark("maps (writable ranges)");
-                _state = RemoteWriteProtect.Enable(proc, ranges);
-                _ownsTracking = true;
+                if (InjectionSupport.Check(proc.ProcessId, proc.Features) is { } refused) throw refused;
+                _state = WriteTrackingStore.Load(proc.ProcessId);
+                InjectionSteps.Mark("checks, state lookup");
+                if (_state is null)
+                {
+                    if (InjectionSupport.ForeignTracking(proc) is { } inUse) throw inUse;
+                    var ranges = Ranges(Spans());
+                    InjectionSteps.Mark("maps (writable ranges)");
+                    _state = RemoteWriteProtect.Enable(proc, ranges);
+                    _ownsTracking = true;
+                }
             }
+            _expectedReset = _state.ResetId;
         }
         else
         {
@@ -226,13 +236,43 @@ internal sealed class WriteProtectTracker : IDirtyTracker
             }
         }, cancel);
 
+    /// <summary>
+    /// The state of the tracking in the other process now, read under its lock: WriteTrackingNotEnabled where it
+    /// was disabled since (by another command or session), or its descriptor is no longer the userfaultfd it was
+    /// (closed, or another one under that number): nothing is then injected into the process or registered with a
+    /// descriptor it owns. Returns whether the tracking's last reset is still the one this tracker counts from.
+    /// </summary>
+    private bool Reload()
+    {
+        var now = WriteTrackingStore.Load(_remote!.ProcessId)
+            ?? throw new EngineException(EngineError.WriteTrackingNotEnabled,
+                $"The write tracking of process {_remote.ProcessId} was disabled while this command used it (Disable-WriteTracking in another command or session, or the process closed its userfaultfd {_state!.Descriptor}); the writes since the last look cannot be told. Nothing was injected.", _remote.ProcessId);
+        bool same = now.ResetId == _expectedReset && now.Inode == _state!.Inode && now.Descriptor == _state.Descriptor;
+        _state = now;
+        return same;
+    }
+
+    /// <summary>
+    /// Whether the last <see cref="Collect"/> found the tracking reset by another command or session since this
+    /// tracker's last look: the pages written before that reset are known to no one, so it reported every present
+    /// page of the watched mappings as written (never a silent miss).
+    /// </summary>
+    public bool ResetElsewhere { get; private set; }
+
     private DirtyPageSet CollectRemote(bool rearm, CancellationToken cancel)
     {
         var clock = Stopwatch.StartNew();
+        using var held = WriteTrackingStore.Lock(_remote!.ProcessId, cancel);
+        ResetElsewhere = !Reload();
         var spans = Spans();
         var fresh = new List<AddressRange>();
         var regions = ScanRemote(spans, rearm, fresh, cancel);
-        if (rearm) RemoteWriteProtect.RecordReset(_state!);
+        if (ResetElsewhere) regions = PageWalk.PresentRegions(Source, spans, cancel: cancel).ToList();
+        if (rearm)
+        {
+            RemoteWriteProtect.RecordReset(_state!);
+            _expectedReset = _state!.ResetId;
+        }
         ulong scanned = 0, ps = (ulong)Source.PageSize;
         foreach (var s in spans) scanned += (s.End - s.Start) / ps;
         var b = new RangeListBuilder();
@@ -240,7 +280,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         fresh.Sort((x, y) => x.Start.CompareTo(y.Start));
         var nb = new RangeListBuilder();
         foreach (var r in fresh) nb.Add(r.Start, r.End);
-        return new DirtyPageSet(Method, Source.PageSize, b.Build(), scanned, clock.Elapsed) { NewMappingRanges = nb.Build() };
+        return new DirtyPageSet(Method, Source.PageSize, b.Build(), scanned, clock.Elapsed) { NewMappingRanges = nb.Build(), ResetElsewhere = ResetElsewhere };
     }
 
     /// <inheritdoc/>
@@ -248,12 +288,15 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     {
         if (_remote is not null)
         {
+            using var held = WriteTrackingStore.Lock(_remote.ProcessId, cancel);
+            Reload();
             var current = Spans();
             InjectionSteps.Mark("maps (reset)");
             var refused = ProtectAll(current, cancel);
             InjectionSteps.Mark("PAGEMAP_SCAN write-protect (reset)");
             if (refused.Count > 0) ScanRemote(refused, reset: true, new List<AddressRange>(), cancel); // mapped since: registered now
             RemoteWriteProtect.RecordReset(_state!);
+            _expectedReset = _state!.ResetId;
             InjectionSteps.Mark("state file save (reset)");
             _armed = true;
             return;
@@ -357,15 +400,29 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     }
 
     /// <summary>Leaves the write tracking this tracker enabled in another process enabled after <see cref="Dispose"/> (Enable-WriteTracking, memory image chains).</summary>
-    public void KeepEnabled() => _ownsTracking = false;
+    public void KeepEnabled()
+    {
+        _ownsTracking = false;
+        if (_remote is null) return;
+        using var held = WriteTrackingStore.Lock(_remote.ProcessId, default);
+        _state = WriteTrackingStore.MarkKept(_remote.ProcessId) ?? _state; // a command that enabled it for itself alone leaves it now
+    }
 
     /// <summary>
     /// Continues from the last reset of tracking enabled earlier in another process (a separate command):
     /// the next <see cref="Collect"/> reports what was written since then.
     /// </summary>
-    public void Resume()
+    public void Resume() => Resume(_state?.ResetId ?? Guid.Empty);
+
+    /// <summary>
+    /// Continues from the reset <paramref name="reset"/> of tracking enabled earlier in another process (the one an
+    /// image chain's parent recorded): the next <see cref="Collect"/> reports what was written since then, or, where
+    /// another command reset the tracking since, every present page (<see cref="ResetElsewhere"/>).
+    /// </summary>
+    public void Resume(Guid reset)
     {
         if (_remote is null || _ownsTracking) throw new InvalidOperationException("Only a tracker of write tracking enabled earlier in another process can resume.");
+        _expectedReset = reset;
         _armed = true;
     }
 
@@ -375,7 +432,13 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         if (_remote is not null && _ownsTracking && _state is not null)
         {
             _state = null;
-            try { RemoteWriteProtect.Disable(_remote, RemoteWriteProtect.RegisteredRanges(_remote)); }
+            try
+            {
+                using var held = WriteTrackingStore.Lock(_remote.ProcessId, default);
+                // Enable-WriteTracking or an image chain asked meanwhile to keep the tracking this command enabled for itself.
+                if (WriteTrackingStore.Load(_remote.ProcessId) is not { Kept: true })
+                    RemoteWriteProtect.Disable(_remote, RemoteWriteProtect.RegisteredRanges(_remote));
+            }
             catch (EngineException ex) when (ex.Error == EngineError.ProcessExited || ex.Error == EngineError.ProcessNotFound) { }
         }
         foreach (var (_, reg) in _registered) reg?.Dispose();

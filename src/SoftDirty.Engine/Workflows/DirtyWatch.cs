@@ -9,7 +9,8 @@ namespace SoftDirty.Workflows;
 /// <summary>The sampling loop of Watch-DirtyPage: one sample per interval until the count or duration is reached.</summary>
 internal static class DirtyWatch
 {
-    public static IEnumerable<DirtyPageSample> Run(IDirtyTracker tracker, TimeSpan interval, int? count, TimeSpan? duration, CancellationToken cancel)
+    /// <summary>The samples; <paramref name="warn"/> is told when one counts every present page because another command or session reset the tracking since the last.</summary>
+    public static IEnumerable<DirtyPageSample> Run(IDirtyTracker tracker, TimeSpan interval, int? count, TimeSpan? duration, CancellationToken cancel, Action<string>? warn = null)
     {
         var source = tracker.Source;
         bool emulated = source is IWorkloadDriver;
@@ -25,6 +26,7 @@ internal static class DirtyWatch
             var wait = emulated ? interval : TimeSpan.FromSeconds(Math.Max(0, i * interval.TotalSeconds - wall.Elapsed.TotalSeconds));
             IntervalClock.Wait(source, wait, cancel);
             var set = tracker.Collect(rearm: true, cancel);
+            if (set.ResetElsewhere) warn?.Invoke(ResetElsewhereWarning(source, $"sample {i}"));
             double now = emulated ? before + interval.TotalSeconds : wall.Elapsed.TotalSeconds;
             double span = emulated ? interval.TotalSeconds : Math.Max(1e-6, now - (i == 1 ? 0 : elapsed));
             elapsed = now;
@@ -47,6 +49,10 @@ internal static class DirtyWatch
             };
         }
     }
+
+    /// <summary>What a watch or a migration says when another command or session reset the tracking under it.</summary>
+    internal static string ResetElsewhereWarning(IPageSource source, string what) =>
+        $"The tracking of process {source.ProcessId} ({source.Name}) was reset by another command or session since the last look (Save-MemoryImage, Watch-DirtyPage, Clear-SoftDirty, a migration): {what} counts every present page as dirty, since the writes before that reset cannot be told.";
 
     private static AddressRange[] ToArray(IReadOnlyList<AddressRange> r)
     {

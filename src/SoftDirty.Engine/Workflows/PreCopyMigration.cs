@@ -21,7 +21,8 @@ namespace SoftDirty.Workflows;
 /// </summary>
 internal static class PreCopyMigration
 {
-    public static IEnumerable<object> Run(IDirtyTracker tracker, PreCopyOptions options, CancellationToken cancel, Action<string>? status = null, Action<ulong, ulong>? transfer = null)
+    /// <summary>The rounds and the summary; <paramref name="warn"/> is told when a round sends every present page because another command or session reset the tracking meanwhile.</summary>
+    public static IEnumerable<object> Run(IDirtyTracker tracker, PreCopyOptions options, CancellationToken cancel, Action<string>? status = null, Action<ulong, ulong>? transfer = null, Action<string>? warn = null)
     {
         var link = options.Link;
         if (link is not null)
@@ -35,15 +36,15 @@ internal static class PreCopyMigration
                 {
                     Bandwidth = 1, MaxIterations = options.MaxIterations, StopThreshold = options.StopThreshold, FreezeFinal = options.FreezeFinal,
                     Selector = options.Selector, Link = link, RestorePath = options.RestorePath, Destination = stage,
-                }, stage, status, transfer, cancel)) yield return record;
+                }, stage, status, transfer, warn, cancel)) yield return record;
             }
             finally { try { Directory.Delete(stage, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
             yield break;
         }
-        foreach (var record in Rounds(tracker, options, null, status, transfer, cancel)) yield return record;
+        foreach (var record in Rounds(tracker, options, null, status, transfer, warn, cancel)) yield return record;
     }
 
-    private static IEnumerable<object> Rounds(IDirtyTracker tracker, PreCopyOptions options, string? stage, Action<string>? status, Action<ulong, ulong>? transferProgress, CancellationToken cancel)
+    private static IEnumerable<object> Rounds(IDirtyTracker tracker, PreCopyOptions options, string? stage, Action<string>? status, Action<ulong, ulong>? transferProgress, Action<string>? warn, CancellationToken cancel)
     {
         var link = stage is null ? null : options.Link;
         ulong linkBytes = 0;
@@ -97,6 +98,7 @@ internal static class PreCopyMigration
                     roundSeconds = roundClock.Elapsed.TotalSeconds;
                 }
                 var dirty = tracker.Collect(rearm: true, cancel);
+                if (dirty.ResetElsewhere) warn?.Invoke(DirtyWatch.ResetElsewhereWarning(source, $"round {round + 1}"));
                 clock += roundSeconds;
                 totalPages += sent;
                 yield return new PreCopyRound
@@ -127,6 +129,7 @@ internal static class PreCopyMigration
             using (options.FreezeFinal ? ProcessFreeze.Freeze(source, cancel) : null)
             {
                 var extra = tracker.Collect(rearm: true, cancel);
+                if (extra.ResetElsewhere) warn?.Invoke(DirtyWatch.ResetElsewhereWarning(source, "the stop-and-copy round"));
                 finalSet = Union(pending!, extra);
                 double findSeconds = stopClock.Elapsed.TotalSeconds;
                 (finalSent, finalImage) = Send(source, tracker.Method, finalSet, options, round + 1, ref parent, cancel);

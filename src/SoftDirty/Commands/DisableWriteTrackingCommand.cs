@@ -32,7 +32,11 @@ public sealed class DisableWriteTrackingCommand : EngineCmdlet
         var proc = (ProcPageSource)source;
         var state = RemoteWriteProtect.Require(proc.ProcessId);
         if (!ShouldProcess($"process {proc.ProcessId} ({proc.Name})", $"Unregister its mappings and close userfaultfd {state.Descriptor}")) return;
-        RemoteWriteProtect.Disable(proc, RemoteWriteProtect.RegisteredRanges(proc));
+        using (WriteTrackingStore.Lock(proc.ProcessId, Cancellation)) // not while another command checks, scans or injects
+        {
+            RemoteWriteProtect.Require(proc.ProcessId);
+            RemoteWriteProtect.Disable(proc, RemoteWriteProtect.RegisteredRanges(proc));
+        }
         if (PassThru) WriteObject(PassThruObject(source));
     }
 }

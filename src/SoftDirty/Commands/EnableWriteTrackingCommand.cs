@@ -27,8 +27,16 @@ public sealed class EnableWriteTrackingCommand : EngineCmdlet
     private void Enable(IPageSource source)
     {
         var proc = (ProcPageSource)source;
-        if (InjectionSupport.Check(proc.ProcessId, proc.Features) is { } refused) throw refused;
-        if (WriteTrackingStore.Load(proc.ProcessId) is { } existing)
+        WriteTrackingState? existing;
+        using (WriteTrackingStore.Lock(proc.ProcessId, Cancellation)) // another command's injection is not taken for a debugger
+        {
+            if (InjectionSupport.Check(proc.ProcessId, proc.Features) is { } refused) throw refused;
+            existing = WriteTrackingStore.Load(proc.ProcessId);
+        }
+        // Enabled by a running watch or migration for itself alone: kept now, so that its end does not disable it.
+        if (existing is { Kept: false } && ShouldProcess($"process {proc.ProcessId} ({proc.Name})", "Keep its write tracking enabled between commands"))
+            using (WriteTrackingStore.Lock(proc.ProcessId, Cancellation)) existing = WriteTrackingStore.MarkKept(proc.ProcessId) ?? existing;
+        if (existing is not null)
         {
             WriteVerbose($"Write tracking is already enabled in process {proc.ProcessId} (userfaultfd {existing.Descriptor}).");
             WriteObject(existing);

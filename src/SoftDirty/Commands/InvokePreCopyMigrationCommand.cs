@@ -100,7 +100,7 @@ public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
             sending.RecordType = sent >= total ? ProgressRecordType.Completed : ProgressRecordType.Processing;
             WriteProgress(sending);
         }
-        foreach (var record in PreCopyMigration.Run(tracker, options, Cancellation, s => progress.Report((ulong)rounds, (ulong)MaxIterations + 1, s), link is null ? null : Transfer))
+        foreach (var record in PreCopyMigration.Run(tracker, options, Cancellation, s => progress.Report((ulong)rounds, (ulong)MaxIterations + 1, s), link is null ? null : Transfer, WriteWarning))
         {
             if (record is PreCopyRound) rounds++;
             WriteObject(record);

@@ -67,7 +67,7 @@ public sealed class WatchDirtyPageCommand : WorkflowCmdlet
         int? count = MyInvocation.BoundParameters.ContainsKey(nameof(Duration)) ? null : Count > 0 ? Count : 10;
         TimeSpan? duration = count is null ? TimeSpan.FromSeconds(Duration) : null;
         var progress = new Progress(this, $"Watching dirty pages of {source.Name} ({source.ProcessId}) with {tracker.Method}", "first snapshot");
-        foreach (var sample in DirtyWatch.Run(tracker, TimeSpan.FromSeconds(Interval), count, duration, Cancellation))
+        foreach (var sample in DirtyWatch.Run(tracker, TimeSpan.FromSeconds(Interval), count, duration, Cancellation, WriteWarning))
         {
             WriteObject(sample);
             if (count is { } c) progress.Report((ulong)sample.Index, (ulong)c, $"sample {sample.Index} of {c}: {sample.DirtyPages:N0} dirty pages");
