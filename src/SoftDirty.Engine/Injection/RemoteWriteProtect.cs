@@ -102,16 +102,29 @@ internal static class RemoteWriteProtect
         if (ranges.Count == 0) return Array.Empty<bool>();
         if (InjectionSupport.Check(source.ProcessId, source.Features) is { } refused) throw refused;
         using var inject = RemoteSyscalls.Attach(source);
-        return RegisterAll(inject, state.Descriptor, ranges);
+        return RegisterAll(inject, state.Descriptor, ranges, state);
     }
 
-    private static bool[] RegisterAll(RemoteSyscalls inject, int fd, IReadOnlyList<AddressRange> ranges)
+    /// <summary>
+    /// Throws WriteTrackingNotEnabled unless descriptor <see cref="WriteTrackingState.Descriptor"/> of the process is
+    /// still the userfaultfd the state recorded (its inode): checked with the thread stopped, before each injected
+    /// call that names it, so a number the process closed and reused (another thread may still run) is never touched.
+    /// </summary>
+    private static void EnsureDescriptor(int pid, WriteTrackingState state)
+    {
+        if (WriteTrackingStore.DescriptorInode(pid, state.Descriptor) != state.Inode)
+            throw new EngineException(EngineError.WriteTrackingNotEnabled,
+                $"Descriptor {state.Descriptor} of process {pid} is no longer the userfaultfd write tracking made (the process closed it); nothing was injected into it.", pid);
+    }
+
+    private static bool[] RegisterAll(RemoteSyscalls inject, int fd, IReadOnlyList<AddressRange> ranges, WriteTrackingState? state = null)
     {
         var arch = InjectionArchitecture.Current!;
         ulong scratch = inject.ArgumentArea;
         var done = new bool[ranges.Count];
         for (int i = 0; i < ranges.Count; i++)
         {
+            if (state is not null) EnsureDescriptor(inject.ProcessId, state);
             var arg = new UffdAbi.RegisterArg { Start = ranges[i].Start, Len = ranges[i].Length, Mode = UffdAbi.ModeWp };
             inject.Write(scratch, MemoryMarshal.AsBytes(new ReadOnlySpan<UffdAbi.RegisterArg>(in arg)));
             long r = inject.Call(arch.Ioctl, (ulong)fd, UffdAbi.IoctlRegister, scratch);
@@ -135,15 +148,18 @@ internal static class RemoteWriteProtect
         {
             // Should this PowerShell die half-way, the target closes the userfaultfd itself: the tracking ends whole
             // (the state file's descriptor is then gone, which reads as no tracking).
+            EnsureDescriptor(pid, state);
             inject.UndoOnAbort(state.Descriptor);
             ulong scratch = inject.ArgumentArea;
             foreach (var range in ranges)
             {
+                EnsureDescriptor(pid, state);
                 var arg = new UffdAbi.RangeArg { Start = range.Start, Len = range.Length };
                 inject.Write(scratch, MemoryMarshal.AsBytes(new ReadOnlySpan<UffdAbi.RangeArg>(in arg)));
                 inject.Call(arch.Ioctl, (ulong)state.Descriptor, UffdAbi.IoctlUnregister, scratch); // a range registered elsewhere or not at all: the close below ends it
             }
             inject.UndoOnAbort(-1); // closed once: by the call below, never again by the trampoline (the number may be reused)
+            EnsureDescriptor(pid, state);
             inject.Check("close of the userfaultfd", arch.Close, (ulong)state.Descriptor);
         }
         WriteTrackingStore.Delete(pid);
