@@ -12,7 +12,7 @@ namespace SoftDirty.Injection;
 internal static class InjectionSupport
 {
     /// <summary>CAP_SYS_PTRACE (include/uapi/linux/capability.h).</summary>
-    public const int CapSysPtrace = 19;
+    public const int CapSysPtrace = 19, CapSysAdmin = 21;
     /// <summary>The file Yama's ptrace restriction is read from.</summary>
     public const string YamaScopePath = "/proc/sys/kernel/yama/ptrace_scope";
 
@@ -42,6 +42,11 @@ internal static class InjectionSupport
                 $"Process {pid} is already traced by process {tracerPid} ({Comm(tracerPid)}); a process has one tracer at a time. Detach the debugger or use -Method Hash.", pid);
         if (status.TryGetValue("Seccomp", out var seccomp) && seccomp == "1")
             return new EngineException(EngineError.SeccompForbids, $"Process {pid} runs in seccomp strict mode, which kills it on any syscall but read, write, exit and sigreturn.", pid);
+        // A filter may answer a call it does not allow by killing the process: injection runs every call through
+        // the filters first (SeccompFilter), which the kernel gives only to a tracer with CAP_SYS_ADMIN.
+        if (status.TryGetValue("Seccomp", out var filtered) && filtered == "2" && !HasCapability(CapSysAdmin))
+            return new EngineException(EngineError.SeccompForbids,
+                $"Process {pid} has a seccomp filter, which may answer a syscall it does not allow by killing the process; reading the filter to be sure needs CAP_SYS_ADMIN, which this process lacks. It was left as it was.", pid);
         bool capable = HasCapability(CapSysPtrace);
         uint me = Ptrace.GetEffectiveUserId();
         if (!capable && status.TryGetValue("Uid", out var uids))

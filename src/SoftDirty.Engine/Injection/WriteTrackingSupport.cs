@@ -17,7 +17,7 @@ public sealed class WriteTrackingSupport
     public string? ErrorId { get; init; }
     /// <summary>Why write tracking is or is not possible, for a person.</summary>
     public string? Reason { get; init; }
-    /// <summary>0 none, 1 strict, 2 filter (a filter may still refuse userfaultfd: known only by trying); -1 unreadable.</summary>
+    /// <summary>0 none, 1 strict, 2 filter (each injected call is judged against it first); -1 unreadable.</summary>
     public int SeccompMode { get; init; }
 
     internal static WriteTrackingSupport For(ProcPageSource source)
@@ -33,7 +33,7 @@ public sealed class WriteTrackingSupport
             WriteProtect = refused is null,
             Enabled = enabled,
             ErrorId = refused?.Error.ToString(),
-            Reason = refused?.Message ?? (seccomp == 2 ? "Allowed; the process has a seccomp filter, which may still refuse userfaultfd (Enable-WriteTracking then says SeccompForbids and changes nothing)." : null),
+            Reason = refused?.Message ?? (seccomp == 2 ? "Allowed; the process has a seccomp filter: each injected call is run through it first, and one it would refuse makes Enable-WriteTracking say SeccompForbids, changing nothing." : null),
             SeccompMode = seccomp,
         };
     }
