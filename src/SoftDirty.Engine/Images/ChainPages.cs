@@ -41,20 +41,54 @@ internal sealed class ChainPages
         int count = 0;
         foreach (var image in chain)
         {
-            var records = ImageReader.ReadIndex(image);
-            var a = new ulong[count + records.Length];
-            var h = new Hash128[count + records.Length];
-            int n = 0, i = 0, j = 0;
-            while (i < count || j < records.Length)
+            // Each index straight into columns (no record array): the full image's are the result as they come.
+            var records = new Columns();
+            ImageReader.ReadIndex(image, ref records);
+            if (count == 0)
             {
-                if (j == records.Length || (i < count && addresses[i] < records[j].Address)) { a[n] = addresses[i]; h[n++] = hashes[i++]; continue; }
-                var r = records[j++];
-                if (i < count && addresses[i] == r.Address) i++; // replaced or removed by the newer record
-                if (r.Kind == PageRecordKind.Data) { a[n] = r.Address; h[n++] = r.Hash; }
+                int d = 0;
+                for (int k = 0; k < records.Count; k++)
+                    if (records.Data[k]) { records.Addresses[d] = records.Addresses[k]; records.Hashes[d++] = records.Hashes[k]; }
+                addresses = records.Addresses; hashes = records.Hashes; count = d;
+                continue;
+            }
+            var a = new ulong[count + records.Count];
+            var h = new Hash128[count + records.Count];
+            int n = 0, i = 0, j = 0;
+            while (i < count || j < records.Count)
+            {
+                if (j == records.Count || (i < count && addresses[i] < records.Addresses[j])) { a[n] = addresses[i]; h[n++] = hashes[i++]; continue; }
+                if (i < count && addresses[i] == records.Addresses[j]) i++; // replaced or removed by the newer record
+                if (records.Data[j]) { a[n] = records.Addresses[j]; h[n++] = records.Hashes[j]; }
+                j++;
             }
             addresses = a; hashes = h; count = n;
         }
         return new ChainPages(addresses, hashes, count);
+    }
+
+    /// <summary>An index's records as columns: address, hash, and whether it holds data (else zero).</summary>
+    private struct Columns : ImageReader.IRecordSink
+    {
+        public ulong[] Addresses;
+        public Hash128[] Hashes;
+        public bool[] Data;
+        public int Count;
+
+        public void Begin(int count)
+        {
+            Addresses = new ulong[count];
+            Hashes = new Hash128[count];
+            Data = new bool[count];
+            Count = count;
+        }
+
+        public void Add(int i, in PageRecord record)
+        {
+            Addresses[i] = record.Address;
+            Hashes[i] = record.Hash;
+            Data[i] = record.Kind == PageRecordKind.Data;
+        }
     }
 
     /// <summary>The hash of the page at <paramref name="address"/>, if the chain has data there.</summary>

@@ -187,73 +187,104 @@ internal static class ImageReader
     }
 
     /// <summary>Checks the files' sizes and the index (header, order, offsets, its hash); returns the records.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)] // a loop over every record, called once an image
     public static PageRecord[] ReadIndex(OpenedImage image)
+    {
+        var sink = new RecordArray();
+        ReadIndex(image, ref sink);
+        return sink.Records;
+    }
+
+    /// <summary>Receives the records of an index as <see cref="ReadIndex{TSink}"/> checks them, in address order.</summary>
+    public interface IRecordSink
+    {
+        /// <summary>The number of records, before the first.</summary>
+        void Begin(int count);
+        void Add(int i, in PageRecord record);
+    }
+
+    private struct RecordArray : IRecordSink
+    {
+        public PageRecord[] Records;
+        public void Begin(int count) => Records = new PageRecord[count];
+        public void Add(int i, in PageRecord record) => Records[i] = record;
+    }
+
+    /// <summary>
+    /// <see cref="ReadIndex(OpenedImage)"/> into a sink (a struct: the loop is compiled for it). The file is read into
+    /// a pooled buffer, so that reading an index leaves no large array behind for the collector.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)] // a loop over every record, called once an image
+    public static void ReadIndex<TSink>(OpenedImage image, ref TSink sink) where TSink : struct, IRecordSink
     {
         var m = image.Manifest;
         string indexPath = image.File(ImageFormat.IndexFile), pagesPath = image.File(ImageFormat.PagesFile);
         long pagesSize = CheckFile(image, ImageFormat.PagesFile);
         long indexSize = CheckFile(image, ImageFormat.IndexFile);
-        byte[] bytes;
-        try { bytes = SafeFiles.ReadRegular(image.Folder, ImageFormat.IndexFile, indexSize); }
+        byte[] rented;
+        int length;
+        try { rented = SafeFiles.ReadRegularPooled(image.Folder, ImageFormat.IndexFile, indexSize, out length); }
         catch (FileNotFoundException) { throw Problem(EngineError.ImageIncomplete, indexPath, null, "missing."); }
-        if (bytes.Length != indexSize)
-            throw Problem(EngineError.ImageIncomplete, indexPath, Math.Min(bytes.Length, indexSize), "changed while being read.");
-        if (bytes.Length < ImageFormat.IndexHeaderSize || !bytes.AsSpan(0, 8).SequenceEqual(ImageFormat.IndexMagic))
-            throw Problem(EngineError.ImageCorrupt, indexPath, 0, "no SDIMGIDX header.");
-        var info = m.Files.First(f => f.Name == ImageFormat.IndexFile); // Open checked it is listed once
-        if (info.Hash is { } expected)
+        try
         {
-            var actual = PageHash.Fast128(bytes).ToString();
-            if (actual != expected)
+            var bytes = new ReadOnlySpan<byte>(rented, 0, length);
+            if (bytes.Length != indexSize)
+                throw Problem(EngineError.ImageIncomplete, indexPath, Math.Min(bytes.Length, indexSize), "changed while being read.");
+            if (bytes.Length < ImageFormat.IndexHeaderSize || !bytes[..8].SequenceEqual(ImageFormat.IndexMagic))
+                throw Problem(EngineError.ImageCorrupt, indexPath, 0, "no SDIMGIDX header.");
+            var info = m.Files.First(f => f.Name == ImageFormat.IndexFile); // Open checked it is listed once
+            if (info.Hash is { } expected)
             {
-                // Name the first record that cannot be right, else the file as a whole.
-                long bad = FirstBadRecord(bytes, m.PageSize, pagesSize);
-                throw Problem(EngineError.ImageCorrupt, indexPath, bad >= 0 ? bad : null, $"checksum mismatch (index.bin hash {actual}, manifest says {expected}).");
+                var actual = PageHash.Fast128(bytes).ToString();
+                if (actual != expected)
+                {
+                    // Name the first record that cannot be right, else the file as a whole.
+                    long bad = FirstBadRecord(bytes, m.PageSize, pagesSize);
+                    throw Problem(EngineError.ImageCorrupt, indexPath, bad >= 0 ? bad : null, $"checksum mismatch (index.bin hash {actual}, manifest says {expected}).");
+                }
             }
-        }
-        if ((bytes.Length - ImageFormat.IndexHeaderSize) % ImageFormat.RecordSize != 0)
-            throw Problem(EngineError.ImageCorrupt, indexPath, bytes.Length, "ends inside a record.");
-        int n = (bytes.Length - ImageFormat.IndexHeaderSize) / ImageFormat.RecordSize;
-        var records = new PageRecord[n];
-        ulong prev = 0, data = 0, zero = 0;
-        int mapping = 0;
-        for (int i = 0; i < n; i++)
-        {
-            long off = ImageFormat.IndexHeaderSize + (long)i * ImageFormat.RecordSize;
-            var r = PageRecord.ReadFrom(bytes.AsSpan((int)off, ImageFormat.RecordSize));
-            if (i > 0 && r.Address <= prev)
-                throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i} (page 0x{r.Address:x}) is out of address order.");
-            if (r.Address % (ulong)m.PageSize != 0)
-                throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i}: address 0x{r.Address:x} is not page-aligned.");
-            while (mapping < m.Mappings.Count && m.Mappings[mapping].End <= r.Address) mapping++;
-            if (mapping == m.Mappings.Count || r.Address < m.Mappings[mapping].Start)
-                throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i}: page 0x{r.Address:x} lies outside every mapping of the manifest.");
-            if (r.Kind == PageRecordKind.Data)
+            if ((bytes.Length - ImageFormat.IndexHeaderSize) % ImageFormat.RecordSize != 0)
+                throw Problem(EngineError.ImageCorrupt, indexPath, bytes.Length, "ends inside a record.");
+            int n = (bytes.Length - ImageFormat.IndexHeaderSize) / ImageFormat.RecordSize;
+            sink.Begin(n);
+            ulong prev = 0, data = 0, zero = 0;
+            int mapping = 0;
+            for (int i = 0; i < n; i++)
             {
-                if (r.Offset % (ulong)m.PageSize != 0 || (ulong)pagesSize < (ulong)m.PageSize || r.Offset > (ulong)pagesSize - (ulong)m.PageSize)
-                    throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i} (page 0x{r.Address:x}) points at pages.bin offset {r.Offset}, outside its {pagesSize} bytes.");
-                data++;
+                long off = ImageFormat.IndexHeaderSize + (long)i * ImageFormat.RecordSize;
+                var r = PageRecord.ReadFrom(bytes.Slice((int)off, ImageFormat.RecordSize));
+                if (i > 0 && r.Address <= prev)
+                    throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i} (page 0x{r.Address:x}) is out of address order.");
+                if (r.Address % (ulong)m.PageSize != 0)
+                    throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i}: address 0x{r.Address:x} is not page-aligned.");
+                while (mapping < m.Mappings.Count && m.Mappings[mapping].End <= r.Address) mapping++;
+                if (mapping == m.Mappings.Count || r.Address < m.Mappings[mapping].Start)
+                    throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i}: page 0x{r.Address:x} lies outside every mapping of the manifest.");
+                if (r.Kind == PageRecordKind.Data)
+                {
+                    if (r.Offset % (ulong)m.PageSize != 0 || (ulong)pagesSize < (ulong)m.PageSize || r.Offset > (ulong)pagesSize - (ulong)m.PageSize)
+                        throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i} (page 0x{r.Address:x}) points at pages.bin offset {r.Offset}, outside its {pagesSize} bytes.");
+                    data++;
+                }
+                else if (r.Kind == PageRecordKind.Zero) zero++;
+                else throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i} has unknown kind {(uint)r.Kind}.");
+                sink.Add(i, r);
+                prev = r.Address;
             }
-            else if (r.Kind == PageRecordKind.Zero) zero++;
-            else throw Problem(EngineError.ImageCorrupt, indexPath, off, $"record {i} has unknown kind {(uint)r.Kind}.");
-            records[i] = r;
-            prev = r.Address;
+            if (data != m.DataPages || zero != m.ZeroPages)
+                throw Problem(EngineError.ImageCorrupt, indexPath, null, $"holds {data} data and {zero} zero records; the manifest says {m.DataPages} and {m.ZeroPages}.");
+            if ((ulong)pagesSize != data * (ulong)m.PageSize)
+                throw Problem(EngineError.ImageCorrupt, pagesPath, Math.Min(pagesSize, (long)(data * (ulong)m.PageSize)), $"is {pagesSize} bytes for {data} pages of {m.PageSize}.");
         }
-        if (data != m.DataPages || zero != m.ZeroPages)
-            throw Problem(EngineError.ImageCorrupt, indexPath, null, $"holds {data} data and {zero} zero records; the manifest says {m.DataPages} and {m.ZeroPages}.");
-        if ((ulong)pagesSize != data * (ulong)m.PageSize)
-            throw Problem(EngineError.ImageCorrupt, pagesPath, Math.Min(pagesSize, (long)(data * (ulong)m.PageSize)), $"is {pagesSize} bytes for {data} pages of {m.PageSize}.");
-        return records;
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(rented); }
     }
 
-    private static long FirstBadRecord(byte[] bytes, int pageSize, long pagesSize)
+    private static long FirstBadRecord(ReadOnlySpan<byte> bytes, int pageSize, long pagesSize)
     {
         if (bytes.Length < ImageFormat.IndexHeaderSize) return 0;
         ulong prev = 0;
         for (long off = ImageFormat.IndexHeaderSize; off + ImageFormat.RecordSize <= bytes.Length; off += ImageFormat.RecordSize)
         {
-            var r = PageRecord.ReadFrom(bytes.AsSpan((int)off, ImageFormat.RecordSize));
+            var r = PageRecord.ReadFrom(bytes.Slice((int)off, ImageFormat.RecordSize));
             bool ok = (r.Kind == PageRecordKind.Data || r.Kind == PageRecordKind.Zero) && r.Address % (ulong)pageSize == 0 && (off == ImageFormat.IndexHeaderSize || r.Address > prev)
                       && (r.Kind != PageRecordKind.Data || ((ulong)pagesSize >= (ulong)pageSize && r.Offset <= (ulong)pagesSize - (ulong)pageSize));
             if (!ok) return off;

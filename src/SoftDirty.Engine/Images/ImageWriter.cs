@@ -144,7 +144,8 @@ internal static class ImageWriter
                     }
                 }
                 ulong written = 0;
-                var writeBuffer = GC.AllocateUninitializedArray<byte>(WriteBufferBytes);
+                var pooled = System.Buffers.ArrayPool<byte>.Shared.Rent(WriteBufferBytes); // returned below: no large array left per save
+                var writeBuffer = pooled.AsMemory(0, WriteBufferBytes);
                 int buffered = 0;
                 void WriteOut(ReadOnlySpan<byte> bytes)
                 {
@@ -160,7 +161,7 @@ internal static class ImageWriter
                 }
                 void FlushBuffer()
                 {
-                    if (buffered > 0) WriteOut(writeBuffer.AsSpan(0, buffered));
+                    if (buffered > 0) WriteOut(writeBuffer.Span[..buffered]);
                     buffered = 0;
                 }
                 // A run of pages to store: gathered into the buffer, or written as it is when it is large.
@@ -171,7 +172,7 @@ internal static class ImageWriter
                     else
                     {
                         if (buffered + run.Length > writeBuffer.Length) FlushBuffer();
-                        run.CopyTo(writeBuffer.AsSpan(buffered));
+                        run.CopyTo(writeBuffer.Span[buffered..]);
                         buffered += run.Length;
                     }
                     dataOffset += (ulong)run.Length;
@@ -210,6 +211,7 @@ internal static class ImageWriter
                     progress?.Invoke(Walked(address + (ulong)data.Length), total);
                 }, chunkBytes: ReadChunkBytes, cancel: cancel, sharedAnonymous: shared);
                 FlushBuffer();
+                System.Buffers.ArrayPool<byte>.Shared.Return(pooled); // (on a failure it is left to the collector)
                 pages.Flush(flushToDisk: true);
                 Phase("pages (found, read, hashed, written, fsync)");
             }

@@ -127,20 +127,35 @@ internal static class SafeFiles
     /// <summary><see cref="ReadRegular(string, long)"/> of the entry <paramref name="name"/> of an opened folder (O_NOFOLLOW relative to it).</summary>
     public static byte[] ReadRegular(SafeDirectory dir, string name, long maxBytes)
     {
+        var rented = ReadRegularPooled(dir, name, maxBytes, out int length);
+        try { return rented.AsSpan(0, length).ToArray(); }
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(rented); }
+    }
+
+    /// <summary>
+    /// <see cref="ReadRegular(SafeDirectory, string, long)"/> into an array rented from <see cref="System.Buffers.ArrayPool{T}.Shared"/>
+    /// (the caller returns it); <paramref name="length"/> is the file's size.
+    /// </summary>
+    public static byte[] ReadRegularPooled(SafeDirectory dir, string name, long maxBytes, out int length)
+    {
         var path = dir.Combine(name);
         using var handle = dir.OpenRegular(name, out var s);
         if (s.Size > (ulong)maxBytes || s.Size > (ulong)Array.MaxLength)
             throw new EngineException(EngineError.ImageCorrupt, $"{path} is {s.Size} bytes, more than the {maxBytes} this file can have.", path);
-        var bytes = new byte[(int)s.Size];
+        length = (int)s.Size;
+        var bytes = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(1, length));
         int got = 0;
-        while (got < bytes.Length)
+        while (got < length)
         {
-            int n = RandomAccess.Read(handle, bytes.AsSpan(got), got);
+            int n = RandomAccess.Read(handle, bytes.AsSpan(got, length - got), got);
             if (n <= 0) break;
             got += n;
         }
-        if (got != bytes.Length)
-            throw new EngineException(EngineError.ImageIncomplete, $"{path} changed while being read ({got} of {bytes.Length} bytes).", path);
+        if (got != length)
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(bytes);
+            throw new EngineException(EngineError.ImageIncomplete, $"{path} changed while being read ({got} of {length} bytes).", path);
+        }
         return bytes;
     }
 

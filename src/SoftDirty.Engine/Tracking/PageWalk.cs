@@ -167,7 +167,14 @@ internal static class PageWalk
     {
         int pageSize = source.PageSize;
         chunkBytes = Math.Max(pageSize, chunkBytes / pageSize * pageSize);
-        var buffer = GC.AllocateUninitializedArray<byte>(chunkBytes);
+        // Pooled: a save or a collection every few seconds would otherwise leave a large array for the collector each time.
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(chunkBytes);
+        try { return ReadChunksInto(source, ranges, handler, chunkBytes, buffer, sharedAnonymous, cancel); }
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(buffer); }
+    }
+
+    private static ulong ReadChunksInto(IPageSource source, IEnumerable<AddressRange> ranges, ChunkHandler handler, int chunkBytes, byte[] buffer, IReadOnlyList<AddressRange>? sharedAnonymous, CancellationToken cancel)
+    {
         var vector = sharedAnonymous is null ? null : Root(source) as ProcPageSource;
         ulong unreadable = 0;
         if (vector is null)
