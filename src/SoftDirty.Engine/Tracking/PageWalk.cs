@@ -46,44 +46,72 @@ internal static class PageWalk
         }
         var buffer = new PagemapEntry[PageMapReader.DefaultChunkEntries];
         ulong pageSize = (ulong)source.PageSize;
-        var waiting = sharedAnonymous is null ? null : UserfaultfdWaitRanges(source);
-        int waitingAt = 0;
+        var walk = new ChunkWalk
+        {
+            PageSize = pageSize,
+            SharedAnonymous = sharedAnonymous,
+            Waiting = sharedAnonymous is null ? null : UserfaultfdWaitRanges(source),
+        };
+        var regions = new List<PageRegion>();
         foreach (var span in spans)
         {
             ulong page = span.Start / pageSize, last = span.End / pageSize;
-            ulong runStart = 0, runEnd = 0;
-            PageCategory runCat = PageCategory.None;
+            walk.RunCategory = PageCategory.None;
             while (page < last)
             {
                 cancel.ThrowIfCancellationRequested();
                 int want = (int)Math.Min((ulong)buffer.Length, last - page);
                 int got = source.ReadPagemap(page, buffer.AsSpan(0, want));
-                for (int i = 0; i < got; i++)
-                {
-                    var e = buffer[i];
-                    PageCategory c = e.Present ? PageCategory.Present : e.Swapped && !e.Guard ? PageCategory.Swapped : PageCategory.None;
-                    if (c != PageCategory.None && e.FileOrSharedAnon) c |= PageCategory.File;
-                    ulong addr = (page + (ulong)i) * pageSize;
-                    bool waits = false;
-                    if (waiting is not null)
-                    {
-                        while (waitingAt < waiting.Count && waiting[waitingAt].End <= addr) waitingAt++;
-                        waits = waitingAt < waiting.Count && waiting[waitingAt].Start <= addr;
-                    }
-                    if (sharedAnonymous is not null && (e.Present && !e.FileOrSharedAnon && !e.Exclusive || NoWaitRead(e) || waits && c != PageCategory.None))
-                    {
-                        int n = sharedAnonymous.Count;
-                        if (n > 0 && sharedAnonymous[n - 1].End == addr) sharedAnonymous[n - 1] = new AddressRange(sharedAnonymous[n - 1].Start, addr + pageSize);
-                        else sharedAnonymous.Add(new AddressRange(addr, addr + pageSize));
-                    }
-                    if (c != PageCategory.None && c == runCat && addr == runEnd) { runEnd += pageSize; continue; }
-                    if (runCat != PageCategory.None) yield return new PageRegion(runStart, runEnd, runCat);
-                    runCat = c; runStart = addr; runEnd = addr + pageSize;
-                }
+                walk.Classify(buffer.AsSpan(0, got), page * pageSize, regions);
+                foreach (var r in regions) yield return r;
+                regions.Clear();
                 if (got < want) break;
                 page += (ulong)got;
             }
-            if (runCat != PageCategory.None) yield return new PageRegion(runStart, runEnd, runCat);
+            if (walk.RunCategory != PageCategory.None) yield return new PageRegion(walk.RunStart, walk.RunEnd, walk.RunCategory);
+        }
+    }
+
+    /// <summary>
+    /// The state of <see cref="PresentRegions"/>' walk over pagemap chunks: the run of pages being gathered, the ranges
+    /// to read through /proc/PID/mem, and a cursor in the userfaultfd-registered ranges. Its loop is a method of
+    /// its own, compiled optimised at once (an iterator's body never is): it runs over every page of a save.
+    /// </summary>
+    private sealed class ChunkWalk
+    {
+        public ulong PageSize;
+        public List<AddressRange>? SharedAnonymous;
+        public List<AddressRange>? Waiting;
+        private int _waitingAt;
+        public ulong RunStart, RunEnd;
+        public PageCategory RunCategory;
+
+        /// <summary>Adds to <paramref name="regions"/> the runs of <paramref name="entries"/> (starting at <paramref name="address"/>) that end in this chunk.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Classify(ReadOnlySpan<PagemapEntry> entries, ulong address, List<PageRegion> regions)
+        {
+            ulong pageSize = PageSize;
+            for (int i = 0; i < entries.Length; i++, address += pageSize)
+            {
+                var e = entries[i];
+                PageCategory c = e.Present ? PageCategory.Present : e.Swapped && !e.Guard ? PageCategory.Swapped : PageCategory.None;
+                if (c != PageCategory.None && e.FileOrSharedAnon) c |= PageCategory.File;
+                bool waits = false;
+                if (Waiting is { } waiting)
+                {
+                    while (_waitingAt < waiting.Count && waiting[_waitingAt].End <= address) _waitingAt++;
+                    waits = _waitingAt < waiting.Count && waiting[_waitingAt].Start <= address;
+                }
+                if (SharedAnonymous is { } shared && (e.Present && !e.FileOrSharedAnon && !e.Exclusive || NoWaitRead(e) || waits && c != PageCategory.None))
+                {
+                    int n = shared.Count;
+                    if (n > 0 && shared[n - 1].End == address) shared[n - 1] = new AddressRange(shared[n - 1].Start, address + pageSize);
+                    else shared.Add(new AddressRange(address, address + pageSize));
+                }
+                if (c != PageCategory.None && c == RunCategory && address == RunEnd) { RunEnd += pageSize; continue; }
+                if (RunCategory != PageCategory.None) regions.Add(new PageRegion(RunStart, RunEnd, RunCategory));
+                RunCategory = c; RunStart = address; RunEnd = address + pageSize;
+            }
         }
     }
 
