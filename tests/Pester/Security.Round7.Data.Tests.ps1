@@ -1,0 +1,144 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, seventh attack round (data side), on the images and workflows as round 6 left them (new cases only;
+# earlier rounds are in Workflows.Security.Tests.ps1 and Security.Round*.Tests.ps1): -ToSession destination paths of
+# other PowerShell providers, streams assembled from the files of different images, branches of emulated
+# WriteProtect chains. The engine's side: tests/SoftDirty.Engine.Tests/DataRound7Tests.cs.
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r7')
+    chmod 0755 $TestDrive $root
+    function New-Dest { Join-Path $root "d-$([guid]::NewGuid().ToString('n'))" }
+    # Everything left in a folder, hidden partial folders included.
+    function Get-Left([string] $Folder) { @(Get-ChildItem -Force -LiteralPath $Folder -ErrorAction Ignore).Name }
+    # The restored files of an image (chain) as "name=hash" lines.
+    function Get-RestoredFiles([string] $Image) {
+        $out = New-Dest
+        $null = Restore-MemoryImage -Path $Image -Destination $out
+        Get-ChildItem $out -Filter *.bin | Sort-Object Name | ForEach-Object { "$($_.Name)=$((Get-FileHash $_).Hash)" }
+    }
+    $script:MigrateId = 'SoftDirty.Commands.InvokePreCopyMigrationCommand'
+    $script:ReceiveId = 'SoftDirty.Commands.ReceiveMemoryImageCommand'
+}
+
+Describe 'Invoke-PreCopyMigration -ToSession: destination paths of other PowerShell providers' -Tag 'Workflows', 'Security', 'Round7Data' {
+    BeforeAll {
+        # A local out-of-process runspace stands in for the destination machine (no sshd needed).
+        $rs = [runspacefactory]::CreateOutOfProcessRunspace($null); $rs.Open()
+        $script:session = [System.Management.Automation.Runspaces.PSSession]::Create($rs, 'Local', $null)
+        $module = Join-Path (Get-Module SoftDirty).ModuleBase 'SoftDirty.psd1'
+        Invoke-Command -Session $session { Import-Module $using:module }
+        function New-Source {
+            $e = New-EmulatedProcess
+            $m = $e | Add-EmulatedMapping -Length 64KB
+            $e | Write-EmulatedMemory -Address $m.Start -Length $m.Size
+            $e
+        }
+    }
+    AfterAll { if ($session) { Remove-PSSession $session } }
+
+    It '-Destination <Path> is InvalidArgument before any round, and no chain appears under the session''s current location' -ForEach @(
+        @{ Path = 'Env:\r7chain' }
+        @{ Path = 'Variable:\r7chain' }
+        @{ Path = 'Function:\r7chain' }
+        @{ Path = 'Alias:r7chain' }
+    ) {
+        # Before the fix the session resolved the path to its bare item name (r7chain) and the images landed in a
+        # folder of that name under its current location: a destination the caller never named.
+        $there = New-Item -ItemType Directory (New-Dest)
+        Invoke-Command -Session $session { Set-Location -LiteralPath $using:there }
+        $e = New-Source
+        $err = $null
+        $out = @($e | Invoke-PreCopyMigration -ToSession $session -Destination $Path -MaxIterations 1 -Confirm:$false -ErrorAction SilentlyContinue -ErrorVariable err)
+        $out | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -Be "InvalidArgument,$MigrateId"
+        "$($err[0])" | Should -BeLike '*provider*not the file system*'
+        Get-Left $there | Should -BeNullOrEmpty
+        Invoke-Command -Session $session { Test-Path -LiteralPath $using:Path } | Should -BeFalse -Because 'nothing is made on the other provider either'
+    }
+
+    It '-RestorePath on another provider (Env:) is InvalidArgument before any round: no image is sent' {
+        # Before the fix it was refused only by the final Restore-MemoryImage, after every round had run and the
+        # source had been stopped for the stop-and-copy round.
+        $dest = New-Dest
+        $e = New-Source
+        $err = $null
+        $out = @($e | Invoke-PreCopyMigration -ToSession $session -Destination "$dest/chain" -RestorePath 'Env:\r7restore' -MaxIterations 1 -Confirm:$false -ErrorAction SilentlyContinue -ErrorVariable err)
+        $out | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -Be "InvalidArgument,$MigrateId"
+        Test-Path "$dest/chain" | Should -BeFalse
+    }
+
+    It 'a -Destination on a drive that does not exist in the session is InvalidArgument, not LinkBroken' {
+        $e = New-Source
+        $err = $null
+        $null = @($e | Invoke-PreCopyMigration -ToSession $session -Destination 'NoSuchDriveR7:\chain' -MaxIterations 1 -Confirm:$false -ErrorAction SilentlyContinue -ErrorVariable err)
+        $err[0].FullyQualifiedErrorId | Should -Be "InvalidArgument,$MigrateId"
+    }
+
+    It 'a file-system drive of the session (Temp:) still works, and the summary names the resolved restore folder' {
+        $name = "r7-$([guid]::NewGuid().ToString('n'))"
+        $e = New-Source
+        try {
+            $r = @($e | Invoke-PreCopyMigration -ToSession $session -Destination "Temp:/$name/chain" -RestorePath "Temp:/$name/restored" -MaxIterations 1 -Confirm:$false)
+            $tmp = Invoke-Command -Session $session { [IO.Path]::GetTempPath().TrimEnd('/') }
+            $r[-1].FinalImage | Should -BeLike "$tmp/$name/chain/*"
+            $r[-1].RestorePath | Should -Be "$tmp/$name/restored"
+            Test-MemoryImage $r[-1].FinalImage | Should -BeTrue
+            @(Get-ChildItem "$tmp/$name/restored" -Filter *.bin).Count | Should -BeGreaterThan 0
+        } finally { Remove-Item -LiteralPath (Join-Path ([IO.Path]::GetTempPath()) $name) -Recurse -Force -ErrorAction SilentlyContinue }
+    }
+}
+
+Describe 'Receive-MemoryImage: a stream assembled from the files of two images of one process' -Tag 'Workflows', 'Security', 'Round7Data' {
+    BeforeAll {
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 64KB
+        $e | Write-EmulatedMemory -Address $m.Start -Length $m.Size
+        $script:a = New-Dest; $null = $e | Save-MemoryImage -Path $a -Method Hash
+        $e | Write-EmulatedMemory -Address $m.Start -Length 4KB -Value 0x5a
+        $script:b = New-Dest; $null = $e | Save-MemoryImage -Path $b -Method Hash
+        $script:inc = New-Dest; $null = $e | Save-MemoryImage -Path $inc -Parent $a -Method Hash
+        # The two full images differ in one page and are otherwise alike (same layout, same sizes).
+        (Get-FileHash "$a/pages.bin").Hash | Should -Not -Be (Get-FileHash "$b/pages.bin").Hash
+        (Get-Item "$a/pages.bin").Length | Should -Be (Get-Item "$b/pages.bin").Length
+        function Get-MixedStream([string] $Pages, [string] $Index, [string] $Manifest) {
+            'pages.bin'; , [IO.File]::ReadAllBytes("$Pages/pages.bin")
+            'index.bin'; , [IO.File]::ReadAllBytes("$Index/index.bin")
+            'manifest.json'; , [IO.File]::ReadAllBytes("$Manifest/manifest.json")
+        }
+    }
+
+    It '<Label> is ImageCorrupt and nothing is put in place' -ForEach @(
+        @{ Label = 'the pages of the later image with the index and manifest of the earlier'; Files = 'b', 'a', 'a' }
+        @{ Label = 'the index of the later image between the pages and manifest of the earlier'; Files = 'a', 'b', 'a' }
+        @{ Label = 'the manifest of the later image after the pages and index of the earlier'; Files = 'a', 'a', 'b' }
+        @{ Label = 'an increment''s pages and manifest with a full image''s index'; Files = 'inc', 'b', 'inc' }
+    ) {
+        $paths = foreach ($f in $Files) { (Get-Variable $f -Scope Script).Value }
+        $parent = New-Item -ItemType Directory (New-Dest)
+        # The increment's parent lies beside it, as a chain is received.
+        if ($Files[0] -eq 'inc') { $null = Get-Item "$a/pages.bin", "$a/index.bin", "$a/manifest.json" | Receive-MemoryImage -Path (Join-Path $parent (Split-Path -Leaf $a)) }
+        $before = @(Get-Left $parent)
+        Get-ErrorId { Get-MixedStream @paths | Receive-MemoryImage -Path "$parent/mixed" } | Should -Be "ImageCorrupt,$ReceiveId"
+        @(Get-Left $parent) | Should -Be $before
+    }
+}
+
+Describe 'Emulated chains with -Method WriteProtect: branches' -Tag 'Workflows', 'Security', 'Round7Data' {
+    It 'two increments from one parent (a branch): the second holds the page written before its sibling and restores what a full image of that moment restores' {
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 256KB
+        $e | Write-EmulatedMemory -Address $m.Start -Length $m.Size
+        $chain = New-Dest
+        $null = $e | Save-MemoryImage -Path "$chain/0" -Method WriteProtect
+        $e | Write-EmulatedMemory -Address ($m.Start + 4KB) -Length 4KB -Value 7
+        $null = $e | Save-MemoryImage -Path "$chain/a" -Parent "$chain/0" -Method WriteProtect
+        $e | Write-EmulatedMemory -Address ($m.Start + 40KB) -Length 4KB -Value 9
+        $null = $e | Save-MemoryImage -Path "$chain/b" -Parent "$chain/0" -Method WriteProtect -WarningAction SilentlyContinue
+        $full = New-Dest
+        $null = $e | Save-MemoryImage -Path $full -Method Hash
+        Test-MemoryImage "$chain/b" | Should -BeTrue
+        @(Get-RestoredFiles "$chain/b") | Should -Be @(Get-RestoredFiles $full)
+    }
+}
