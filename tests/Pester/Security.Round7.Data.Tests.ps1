@@ -142,3 +142,44 @@ Describe 'Emulated chains with -Method WriteProtect: branches' -Tag 'Workflows',
         @(Get-RestoredFiles "$chain/b") | Should -Be @(Get-RestoredFiles $full)
     }
 }
+
+Describe 'A chain deeper than the open-file limit' -Tag 'Workflows', 'Security', 'Round7Data' {
+    It 'Test, Get, Restore and Save (-Parent) say ResourceLimit, never that the valid chain is invalid or has a mismatched parent' {
+        $prlimit = Get-Command prlimit -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
+        if (-not $prlimit) { Set-ItResult -Skipped -Because 'prlimit (util-linux) is not installed: the test lowers the open-file limit of a child pwsh with it'; return }
+        # Before the fix each image of the chain past the limit failed to open with EMFILE, which the reader took for a
+        # broken image: Test-MemoryImage answered $false (a user deletes such a chain) and the others ImageParentMismatch.
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 64KB
+        $e | Write-EmulatedMemory -Address $m.Start -Length $m.Size
+        $chain = New-Dest
+        $null = $e | Save-MemoryImage -Path "$chain/0" -Method Hash
+        $depth = 60
+        foreach ($i in 1..$depth) {
+            $e | Write-EmulatedMemory -Address ($m.Start + 4KB * ($i % 16)) -Length 4KB -Value ($i % 250)
+            $null = $e | Save-MemoryImage -Path "$chain/$i" -Parent "$chain/$($i - 1)" -Method Hash
+        }
+        Test-MemoryImage "$chain/$depth" | Should -BeTrue -Because 'the chain is valid where descriptors are plenty'
+        $leaf = "$chain/$depth"
+        $restored = New-Dest
+        # The child lowers its own limit to what it has open now and a few more: fewer than the chain's images.
+        $out = Invoke-ChildPwsh -ImportModule @"
+`$open = @(Get-ChildItem /proc/`$PID/fd).Count + 20
+& '$($prlimit.Source)' --pid `$PID --nofile=`${open}:`${open}
+function Id([scriptblock] `$Run) { try { `$null = & `$Run; 'none' } catch { `$_.FullyQualifiedErrorId.Split(',')[0] } }
+'test=' + (Id { Test-MemoryImage '$leaf' -ErrorAction Stop })
+'detailed=' + (Id { Test-MemoryImage '$leaf' -Detailed -ErrorAction Stop })
+'get=' + (Id { Get-MemoryImage '$leaf' -ErrorAction Stop })
+'restore=' + (Id { Restore-MemoryImage '$leaf' '$restored' -ErrorAction Stop })
+`$x = New-EmulatedProcess
+'save=' + (Id { `$x | Save-MemoryImage -Path '$chain/next' -Parent '$leaf' -ErrorAction Stop })
+"@
+        $lines = @($out | ForEach-Object { "$_" })
+        foreach ($command in 'test', 'detailed', 'get', 'restore', 'save') {
+            $lines | Should -Contain "$command=ResourceLimit" -Because "$command ($($lines -join '; '))"
+        }
+        Test-Path $restored | Should -BeFalse
+        Test-Path "$chain/next" | Should -BeFalse
+        Test-MemoryImage $leaf | Should -BeTrue
+    }
+}
