@@ -183,3 +183,41 @@ function Id([scriptblock] `$Run) { try { `$null = & `$Run; 'none' } catch { `$_.
         Test-MemoryImage $leaf | Should -BeTrue
     }
 }
+
+Describe 'A save that fails after its tracking was collected (a real process)' -Tag 'WriteTracking', 'Security', 'Round7Data' {
+    BeforeAll {
+        $support = Get-SoftDirtySupport
+        # Write tracking of another process as WriteTracking.Tests.ps1 needs it: PAGEMAP_SCAN, WP_ASYNC, x86-64, ptrace of a child.
+        $script:WtSkip = if (-not ($support.PagemapScan -and $support.UffdWriteProtectAsync)) { "this kernel lacks PAGEMAP_SCAN or userfaultfd WP_ASYNC: $($support.UffdWriteProtectAsyncReason) $($support.PagemapScanReason)" }
+            elseif ([System.Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture -ne 'X64') { 'syscall injection is implemented for x86-64 only' }
+            elseif ((Test-Path /proc/sys/kernel/yama/ptrace_scope) -and [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) -ge 2) { 'Yama forbids ptrace of a child here' }
+        $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state7d'
+    }
+    AfterAll { Remove-Item Env:SOFTDIRTY_STATE_DIR -ErrorAction SilentlyContinue }
+
+    It '-Method WriteProtect: an increment whose destination is taken fails (ImageExists), and the retry from the same parent warns and holds the page written before the failure' {
+        if ($WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
+        $t = Start-ImgTarget
+        try {
+            $anon = Send-ImgTarget $t 'map 64'
+            $null = Send-ImgTarget $t "fill $anon 64 3"
+            $null = Enable-WriteTracking -Id $t.Id
+            $chain = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method WriteProtect
+            $null = Send-ImgTarget $t "write $anon 5 1"
+            $null = New-Item -ItemType Directory "$chain/taken/something" -Force
+            Get-ErrorId { Save-MemoryImage -Id $t.Id -Path "$chain/taken" -Parent "$chain/0" -Method WriteProtect } | Should -BeLike 'ImageExists,*'
+            $null = Send-ImgTarget $t "write $anon 20 1"
+            $w = $null
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method WriteProtect -WarningVariable w -WarningAction SilentlyContinue
+            "$w" | Should -BeLike '*reset or restarted since the parent*'
+            $full = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
+        } finally {
+            Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
+            Stop-ImgTarget $t
+        }
+        Test-MemoryImage "$chain/1" | Should -BeTrue
+        @(Get-RestoredFiles "$chain/1") | Should -Be @(Get-RestoredFiles $full)
+    }
+}
