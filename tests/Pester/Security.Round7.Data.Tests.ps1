@@ -221,3 +221,47 @@ Describe 'A save that fails after its tracking was collected (a real process)' -
         @(Get-RestoredFiles "$chain/1") | Should -Be @(Get-RestoredFiles $full)
     }
 }
+
+Describe 'Export-DirtyPageChart: samples of several runs in one chart' -Tag 'Workflows', 'Security', 'Round7Data' {
+    BeforeAll {
+        function New-Watched {
+            $e = New-EmulatedProcess -Name r7chart
+            $m = $e | Add-EmulatedMapping -Length 256KB
+            @{ Emulator = $e; Workload = @{ Address = $m.Start; Length = 256KB; Pattern = 'HotSet'; AccessesPerSecond = 4000; WriteRatio = 1; Seed = 3 } }
+        }
+        function Get-Chart([object[]] $Points) {
+            $svg = Join-Path $root "chart-$([guid]::NewGuid().ToString('n')).svg"
+            $null = $Points | Export-DirtyPageChart -Path $svg
+            [xml](Get-Content -Raw $svg)
+        }
+    }
+
+    It '<Label> are drawn as two series, never one line that jumps back in time' -ForEach @(
+        @{ Label = 'two watches of one process, one after the other'; Kind = 'watch' }
+        @{ Label = 'the rounds of two migrations (two processes)'; Kind = 'precopy' }
+        @{ Label = 'two watches of one process, deserialized (as from a session or Import-Clixml)'; Kind = 'deserialized' }
+    ) {
+        # Before the fix both runs went into one series (the same process id and name, or "pre-copy rounds"): the line
+        # ran through the first run, jumped back to 0 s and drew the second over it, as if one process had done both.
+        $w = New-Watched
+        $points = switch ($Kind) {
+            'watch' { foreach ($i in 1..2) { $w.Emulator | Watch-DirtyPage -Count 3 -Interval 0.5 -Workload $w.Workload } }
+            'precopy' { foreach ($i in 1..2) { $x = New-Watched; $x.Emulator | Invoke-PreCopyMigration -Bandwidth 100MB -MaxIterations 2 -StopThreshold 0 -Workload $x.Workload | Where-Object { $_ -is [SoftDirty.Workflows.PreCopyRound] } } }
+            'deserialized' {
+                $file = Join-Path $root "samples-$([guid]::NewGuid().ToString('n')).xml"
+                $(foreach ($i in 1..2) { $w.Emulator | Watch-DirtyPage -Count 3 -Interval 0.5 -Workload $w.Workload }) | Export-Clixml -LiteralPath $file
+                Import-Clixml -LiteralPath $file
+            }
+        }
+        $xml = Get-Chart $points
+        @($xml.svg.polyline | Where-Object class -eq 'rate').Count | Should -Be 2
+        @($xml.svg.text | Where-Object class -eq 'fg legend series').'#text' | Where-Object { $_ -like '*(run 2)' } | Should -Not -BeNullOrEmpty
+    }
+
+    It 'one watch is still one series without a legend' {
+        $w = New-Watched
+        $xml = Get-Chart @($w.Emulator | Watch-DirtyPage -Count 4 -Interval 0.5 -Workload $w.Workload)
+        @($xml.svg.polyline | Where-Object class -eq 'rate').Count | Should -Be 1
+        @($xml.svg.text | Where-Object class -eq 'fg legend series') | Should -BeNullOrEmpty
+    }
+}
