@@ -265,3 +265,23 @@ Describe 'Export-DirtyPageChart: samples of several runs in one chart' -Tag 'Wor
         @($xml.svg.text | Where-Object class -eq 'fg legend series') | Should -BeNullOrEmpty
     }
 }
+
+Describe 'Invoke-PreCopyMigration of memory it cannot read (a real process)' -Tag 'Workflows', 'Security', 'Round7Data' {
+    It 'pages of memfd_secret: each round image that lacks them is said at once (a warning), never a silent Converged with an invalid final image' {
+        $t = Start-ImgTarget
+        try {
+            $anon = Send-ImgTarget $t 'map 16'
+            $null = Send-ImgTarget $t "fill $anon 16 3"
+            $t.Process.StandardInput.WriteLine('secret 4')
+            $line = $t.Process.StandardOutput.ReadLine()
+            if ($line -notlike 'OK*') { Set-ItResult -Skipped -Because "memfd_secret is not available here (imgtarget: $line)"; return }
+            Wait-ImgTargetIdle $t
+            # Before the fix the summary said Converged with a FinalImage that Test-MemoryImage called invalid, and not a word.
+            $w = $null
+            $r = @(Invoke-PreCopyMigration -Id $t.Id -Bandwidth 1GB -Destination (New-Dest) -MaxIterations 2 -StopThreshold 0 -Method Hash -WarningVariable w -WarningAction SilentlyContinue -Confirm:$false)
+        } finally { Stop-ImgTarget $t }
+        Test-MemoryImage $r[-1].FinalImage | Should -BeFalse
+        @($w | Where-Object { "$_" -like "Round 1: 4 present page(s)*could not be read*" }) | Should -HaveCount 1
+        @($w | Where-Object { "$_" -like "*$($r[-1].FinalImage) lacks them*" }) | Should -HaveCount 1
+    }
+}
