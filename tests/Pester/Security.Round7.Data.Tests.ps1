@@ -267,15 +267,22 @@ Describe 'Export-DirtyPageChart: samples of several runs in one chart' -Tag 'Wor
 }
 
 Describe 'Watch-DirtyPage and Invoke-PreCopyMigration of memory they cannot read (a real process)' -Tag 'Workflows', 'Security', 'Round7Data' {
+    BeforeAll {
+        # 16 readable anonymous pages and 4 pages of memfd_secret in the target; the reason to skip where the kernel has no memfd_secret.
+        function Add-Secret($Target) {
+            $anon = Send-ImgTarget $Target 'map 16'
+            $null = Send-ImgTarget $Target "fill $anon 16 3"
+            $Target.Process.StandardInput.WriteLine('secret 4')
+            $line = $Target.Process.StandardOutput.ReadLine()
+            if ($line -notlike 'OK*') { return "memfd_secret is not available here (imgtarget: $line)" }
+            Wait-ImgTargetIdle $Target
+        }
+    }
+
     It 'pages of memfd_secret: each round image that lacks them is said at once (a warning), never a silent Converged with an invalid final image' {
         $t = Start-ImgTarget
         try {
-            $anon = Send-ImgTarget $t 'map 16'
-            $null = Send-ImgTarget $t "fill $anon 16 3"
-            $t.Process.StandardInput.WriteLine('secret 4')
-            $line = $t.Process.StandardOutput.ReadLine()
-            if ($line -notlike 'OK*') { Set-ItResult -Skipped -Because "memfd_secret is not available here (imgtarget: $line)"; return }
-            Wait-ImgTargetIdle $t
+            if ($why = Add-Secret $t) { Set-ItResult -Skipped -Because $why; return }
             # Before the fix the summary said Converged with a FinalImage that Test-MemoryImage called invalid, and not a word.
             $w = $null
             $r = @(Invoke-PreCopyMigration -Id $t.Id -Bandwidth 1GB -Destination (New-Dest) -MaxIterations 2 -StopThreshold 0 -Method Hash -WarningVariable w -WarningAction SilentlyContinue -Confirm:$false)
@@ -288,12 +295,7 @@ Describe 'Watch-DirtyPage and Invoke-PreCopyMigration of memory they cannot read
     It 'Watch-DirtyPage and a pre-copy without -Destination, -Method Hash, of memfd_secret pages: say once that writes there cannot be seen' {
         $t = Start-ImgTarget
         try {
-            $anon = Send-ImgTarget $t 'map 16'
-            $null = Send-ImgTarget $t "fill $anon 16 3"
-            $t.Process.StandardInput.WriteLine('secret 4')
-            $line = $t.Process.StandardOutput.ReadLine()
-            if ($line -notlike 'OK*') { Set-ItResult -Skipped -Because "memfd_secret is not available here (imgtarget: $line)"; return }
-            Wait-ImgTargetIdle $t
+            if ($why = Add-Secret $t) { Set-ItResult -Skipped -Because $why; return }
             # Before the fix the Hash tracker left those pages unknown and never counted their writes, without a word.
             $w = $null
             $samples = @(Watch-DirtyPage -Id $t.Id -Method Hash -Count 2 -Interval 0.2 -WarningVariable w -WarningAction SilentlyContinue)
