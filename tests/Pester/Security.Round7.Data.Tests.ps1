@@ -76,6 +76,17 @@ Describe 'Invoke-PreCopyMigration -ToSession: destination paths of other PowerSh
         $err[0].FullyQualifiedErrorId | Should -Be "InvalidArgument,$MigrateId"
     }
 
+    It 'wildcard characters in -Destination and -RestorePath are taken literally in the session: the chain goes to [a]b, never to the ab that matches it' {
+        $there = New-Item -ItemType Directory (New-Dest)
+        $null = New-Item -ItemType Directory "$there/ab"
+        $r = @(New-Source | Invoke-PreCopyMigration -ToSession $session -Destination "$there/[a]b/chain" -RestorePath "$there/r*st" -MaxIterations 1 -Confirm:$false)
+        $r[-1].FinalImage | Should -BeLike "$there/``[a``]b/chain/*"
+        $r[-1].RestorePath | Should -Be "$there/r*st"
+        Test-MemoryImage $r[-1].FinalImage | Should -BeTrue
+        @(Get-ChildItem -LiteralPath "$there/ab") | Should -BeNullOrEmpty
+        @(Get-ChildItem -LiteralPath "$there/r*st" -Filter *.bin).Count | Should -BeGreaterThan 0
+    }
+
     It 'a file-system drive of the session (Temp:) still works, and the summary names the resolved restore folder' {
         $name = "r7-$([guid]::NewGuid().ToString('n'))"
         $e = New-Source
