@@ -99,4 +99,11 @@ public enum EngineError
     /// </summary>
     [Categorized(FailureCategory.ResourceBusy)]
     WriteTrackingInUse,
+    /// <summary>
+    /// The system refused a resource the command needed to read an image (too many open files: a chain holds each of its
+    /// images open while it is read; out of memory): nothing is known about the image, which is neither called valid nor
+    /// invalid. Raise the limit (ulimit -n) and try again.
+    /// </summary>
+    [Categorized(FailureCategory.ResourceUnavailable)]
+    ResourceLimit,
 }

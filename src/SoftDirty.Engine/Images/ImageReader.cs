@@ -22,6 +22,7 @@ internal static class ImageReader
         {
             if (errno is Errno.EACCES or Errno.EPERM)
                 throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(errno)} (an image of another user?).", path, errno);
+            if (Errno.IsResourceLimit(errno)) throw SafeDirectory.ResourceLimit(path, errno);
             throw new EngineException(EngineError.ImageIncomplete, FileNative.Lstat(path, out _) switch
             {
                 null => $"{path}: no such image directory.",
@@ -139,7 +140,7 @@ internal static class ImageReader
             var parentPath = System.IO.Path.GetFullPath(System.IO.Path.Combine(image.RealPath, link.Path));
             OpenedImage parent;
             try { parent = pending = Open(parentPath); }
-            catch (EngineException ex)
+            catch (EngineException ex) when (ex.Error != EngineError.ResourceLimit) // a limit of this process says nothing of the parent
             {
                 throw new EngineException(EngineError.ImageParentMismatch,
                     $"{image.File(ImageFormat.ManifestFile)}: the parent image {parentPath} cannot be used: {ex.Message}", image.Path, 0, ex);

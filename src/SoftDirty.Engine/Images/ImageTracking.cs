@@ -15,7 +15,14 @@ namespace SoftDirty.Images;
 /// </summary>
 internal static class ImageTracking
 {
-    private static readonly ConditionalWeakTable<IPageSource, WriteProtectTracker> Kept = new();
+    private static readonly ConditionalWeakTable<IPageSource, KeptTracker> Kept = new();
+
+    /// <summary>A tracker kept on an emulated source between saves, and the epoch of the image it was last re-armed at (that image's ArmedEpoch).</summary>
+    private sealed class KeptTracker(WriteProtectTracker tracker)
+    {
+        public WriteProtectTracker Tracker { get; } = tracker;
+        public string? Epoch { get; set; }
+    }
 
     public static TrackingMethod Resolve(IPageSource source, TrackingMethod method)
     {
@@ -107,15 +114,24 @@ internal static class ImageTracking
                     throw new EngineException(EngineError.WriteProtectNotSupported,
                         $"Memory images of process {source.ProcessId} cannot use WriteProtect: its tracking would not outlive this command. Use -Method Hash or SoftDirty.", source.ProcessId);
                 DirtyPageSet? set = null;
-                if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && Kept.TryGetValue(source, out var kept))
-                    set = kept.Collect(rearm: true, cancel);
+                // The kept tracker counts from the image it was last re-armed at: only an increment of that very image
+                // (its ArmedEpoch) may use its answer; a branch, or an increment of an older image of the chain, would
+                // miss the writes between that image and the newer one the tracker was re-armed at.
+                bool hasKept = Kept.TryGetValue(source, out var kept);
+                if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && hasKept && parent.ArmedEpoch == kept!.Epoch && !verify)
+                    set = kept.Tracker.Collect(rearm: true, cancel);
                 else
                 {
-                    if (Kept.TryGetValue(source, out var old)) { old.Dispose(); Kept.Remove(source); }
+                    if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && hasKept && !verify)
+                        warn?.Invoke($"The write tracking of process {source.ProcessId} was re-armed at another image since the parent image was taken (a branch, or an increment of an older image): comparing every page's contents with the parent's hashes instead.");
+                    if (hasKept) { kept!.Tracker.Dispose(); Kept.Remove(source); }
                     var t = new WriteProtectTracker(source, selector);
                     t.Reset(cancel);
-                    Kept.Add(source, t);
+                    kept = new KeptTracker(t);
+                    Kept.Add(source, kept);
                 }
+                kept!.Epoch = Guid.NewGuid().ToString("N");
+                armedEpoch = kept.Epoch;
                 armed = TrackingMethod.WriteProtect;
                 return set;
             }

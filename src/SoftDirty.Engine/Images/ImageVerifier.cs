@@ -11,7 +11,7 @@ internal static class ImageVerifier
         var problems = new List<ImageProblem>();
         ImageChain chain;
         try { chain = ImageReader.Chain(path); }
-        catch (EngineException ex)
+        catch (EngineException ex) when (ex.Error != EngineError.ResourceLimit) // a limit of this process is no verdict on the image: the caller gets it as an error
         {
             problems.Add(ex is ImageException ie ? new ImageProblem(ie.Error, ie.File, ie.Offset, ie.Message) : new ImageProblem(ex.Error, ex.Target?.ToString() ?? path, null, ex.Message));
             return new MemoryImageTestResult { Path = System.IO.Path.GetFullPath(path), Valid = false, Problems = new JoinedList<ImageProblem>(problems.ToArray(), MemoryImageTestResult.ProblemSeparator) };
@@ -29,7 +29,7 @@ internal static class ImageVerifier
                 pages += ImageReader.VerifyPages(image, records, problems.Add, cancel);
             }
             catch (ImageException ex) { problems.Add(new ImageProblem(ex.Error, ex.File, ex.Offset, ex.Message)); }
-            catch (EngineException ex) { problems.Add(new ImageProblem(ex.Error, ex.Target?.ToString() ?? image.Path, null, ex.Message)); }
+            catch (EngineException ex) when (ex.Error != EngineError.ResourceLimit) { problems.Add(new ImageProblem(ex.Error, ex.Target?.ToString() ?? image.Path, null, ex.Message)); }
         }
         return new MemoryImageTestResult { Path = chain[^1].Path, Valid = problems.Count == 0, ImagesChecked = chain.Count, PagesChecked = pages, Problems = new JoinedList<ImageProblem>(problems.ToArray(), MemoryImageTestResult.ProblemSeparator) };
     }

@@ -286,6 +286,7 @@ internal sealed class SafeDirectory : IDisposable
             if (e == Errno.ENOENT) throw new FileNotFoundException(path);
             if (e is Errno.EACCES or Errno.EPERM)
                 throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(e)} (an image of another user, or a directory you may not read).", path, e);
+            if (Errno.IsResourceLimit(e)) throw ResourceLimit(path, e);
             throw new EngineException(EngineError.ImageCorrupt, e == Errno.ELOOP ? $"{path} is a symbolic link; image files must be regular files." : $"{path}: {Errno.Describe(e)}", path, e);
         }
         var handle = new SafeFileHandle(fd, ownsHandle: true);
@@ -316,6 +317,10 @@ internal sealed class SafeDirectory : IDisposable
         var target = new FileInfo($"/proc/self/fd/{Fd}").LinkTarget;
         return target is not null && target.StartsWith('/') && !target.EndsWith(" (deleted)", StringComparison.Ordinal) ? target : Path;
     }
+
+    /// <summary>Opening <paramref name="path"/> failed for want of descriptors or memory (<see cref="Errno.IsResourceLimit"/>): nothing is known about the file.</summary>
+    public static EngineException ResourceLimit(string path, int errno) =>
+        new(EngineError.ResourceLimit, $"{path}: {Errno.Describe(errno)}. Nothing is known about the image: raise the limit (ulimit -n; a chain holds each of its images open while it is read) and try again.", path, errno);
 
     /// <summary>The path of an entry here (for messages).</summary>
     public string Combine(string name) => Path == "/" ? "/" + name : Path + "/" + name;

@@ -12,6 +12,12 @@ internal static class Errno
         EFAULT = 14, EBUSY = 16, EEXIST = 17, EINVAL = 22, ENOTTY = 25, ENOSPC = 28, ERANGE = 34, ENOSYS = 38, ELOOP = 40,
         EOVERFLOW = 75, EOPNOTSUPP = 95, ETIMEDOUT = 110;
 
+    /// <summary>Too many open files in the system (ENFILE) and in this process (EMFILE).</summary>
+    public const int ENFILE = 23, EMFILE = 24;
+
+    /// <summary>Whether <paramref name="errno"/> says the system refused a resource (descriptors, memory), not that the file is wrong.</summary>
+    public static bool IsResourceLimit(int errno) => errno is ENFILE or EMFILE or ENOMEM;
+
     /// <summary>
     /// The kernel's own restart codes (include/linux/errno.h): user space never sees them from a system call, but a
     /// tracer does, in the return register of a syscall a signal interrupted.

@@ -45,6 +45,13 @@ internal sealed class DirtyPageSet
     /// </summary>
     public bool ResetElsewhere { get; init; }
 
+    /// <summary>
+    /// Present pages whose contents the tracker could not read (Hash, and the content check of shared and file
+    /// mappings: memfd_secret, memory served by the process's own userfaultfd): their writes cannot be seen, so
+    /// they are never in <see cref="Ranges"/>. Callers say so (a warning).
+    /// </summary>
+    public ulong UnreadablePages { get; init; }
+
     /// <summary>Whether the page at <paramref name="address"/> changed.</summary>
     public bool Contains(ulong address) => Contains(Ranges, address);
 

@@ -45,7 +45,7 @@ internal sealed class HashTracker : IDirtyTracker
         var now = PageHashSnapshot.Take(Source, spans, Algorithm, cancel);
         var ranges = PageHashSnapshot.Diff(_snapshot, now, spans);
         if (rearm) _snapshot = now;
-        return new DirtyPageSet(Method, Source.PageSize, ranges, now.PageCount, clock.Elapsed);
+        return new DirtyPageSet(Method, Source.PageSize, ranges, now.PageCount, clock.Elapsed) { UnreadablePages = now.UnreadablePages };
     }
 
     /// <inheritdoc/>

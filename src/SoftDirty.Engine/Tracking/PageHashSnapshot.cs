@@ -32,6 +32,8 @@ internal sealed class PageHashSnapshot
     internal Hash128 Zero { get; }
     /// <summary>Pages hashed.</summary>
     public ulong PageCount { get; private set; }
+    /// <summary>Present pages that could not be read (their hash stays unknown: a change there cannot be seen).</summary>
+    public ulong UnreadablePages { get; private set; }
     /// <summary>Bytes of hashes held: 16 a page.</summary>
     public ulong HashBytes => PageCount * 16;
 
@@ -81,7 +83,7 @@ internal sealed class PageHashSnapshot
         }
         int pageSize = source.PageSize;
         int t = 0;
-        PageWalk.ReadChunks(source, toRead, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (address, data) =>
+        snap.UnreadablePages = PageWalk.ReadChunks(source, toRead, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (address, data) =>
         {
             // A run may span regions that touch (ReadChunks joins pages adjacent in memory): each page goes to
             // the region that holds it.

@@ -17,6 +17,7 @@ internal static class DirtyWatch
         tracker.Reset(cancel);
         var wall = Stopwatch.StartNew();
         double elapsed = 0;
+        bool toldUnreadable = false;
         for (int i = 1; ; i++)
         {
             if (count is { } c && i > c) yield break;
@@ -27,6 +28,7 @@ internal static class DirtyWatch
             IntervalClock.Wait(source, wait, cancel);
             var set = tracker.Collect(rearm: true, cancel);
             if (set.ResetElsewhere) warn?.Invoke(ResetElsewhereWarning(source, $"sample {i}"));
+            if (set.UnreadablePages > 0 && !toldUnreadable) { toldUnreadable = true; warn?.Invoke(UnreadableWarning(source, set.UnreadablePages, $"sample {i}")); }
             double now = emulated ? before + interval.TotalSeconds : wall.Elapsed.TotalSeconds;
             double span = emulated ? interval.TotalSeconds : Math.Max(1e-6, now - (i == 1 ? 0 : elapsed));
             elapsed = now;
@@ -53,6 +55,10 @@ internal static class DirtyWatch
     /// <summary>What a watch or a migration says when another command or session reset the tracking under it.</summary>
     internal static string ResetElsewhereWarning(IPageSource source, string what) =>
         $"The tracking of process {source.ProcessId} ({source.Name}) was reset by another command or session since the last look (Save-MemoryImage, Watch-DirtyPage, Clear-SoftDirty, a migration): {what} counts every present page as dirty, since the writes before that reset cannot be told.";
+
+    /// <summary>What a watch or a migration says (once) when the tracker could not read some present pages: writes there are not seen.</summary>
+    internal static string UnreadableWarning(IPageSource source, ulong pages, string what) =>
+        $"{pages} present page(s) of process {source.ProcessId} ({source.Name}) could not be read at {what} (kept from other processes as memfd_secret is, or served by the process's own userfaultfd): writes to them cannot be seen and are not counted. Leave those mappings out with -Mapping, or use a page-table method (SoftDirty, WriteProtect) where the kernel has one.";
 
     private static AddressRange[] ToArray(IReadOnlyList<AddressRange> r)
     {

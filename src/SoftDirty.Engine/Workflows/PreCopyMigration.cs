@@ -78,6 +78,7 @@ internal static class PreCopyMigration
             DirtyPageSet? pending = null; // null: everything
             ulong totalPages = 0;
             int round = 0, growing = 0;
+            bool toldUnreadable = false;
             ulong lastDirty = ulong.MaxValue;
             PreCopyStopReason reason;
             string why;
@@ -86,7 +87,7 @@ internal static class PreCopyMigration
                 round++;
                 status?.Invoke($"round {round}: sending {(pending is null ? "every present page" : pending.PageCount + " dirty pages")}");
                 var roundClock = Stopwatch.StartNew();
-                var (sent, image) = Send(source, tracker.Method, pending, options, round, ref parent, cancel);
+                var (sent, image) = Send(source, tracker.Method, pending, options, round, ref parent, warn, cancel);
                 double transfer = sent * (double)ps / options.Bandwidth;
                 ulong bytes = sent * (ulong)ps;
                 if (link is not null) (bytes, transfer, image) = Cross(image!, $"round {round}: sending {sent} pages to {link.Computer}");
@@ -99,6 +100,7 @@ internal static class PreCopyMigration
                 }
                 var dirty = tracker.Collect(rearm: true, cancel);
                 if (dirty.ResetElsewhere) warn?.Invoke(DirtyWatch.ResetElsewhereWarning(source, $"round {round + 1}"));
+                if (dirty.UnreadablePages > 0 && !toldUnreadable) { toldUnreadable = true; warn?.Invoke(DirtyWatch.UnreadableWarning(source, dirty.UnreadablePages, $"round {round + 1}")); }
                 clock += roundSeconds;
                 totalPages += sent;
                 yield return new PreCopyRound
@@ -132,7 +134,7 @@ internal static class PreCopyMigration
                 if (extra.ResetElsewhere) warn?.Invoke(DirtyWatch.ResetElsewhereWarning(source, "the stop-and-copy round"));
                 finalSet = Union(pending!, extra);
                 double findSeconds = stopClock.Elapsed.TotalSeconds;
-                (finalSent, finalImage) = Send(source, tracker.Method, finalSet, options, round + 1, ref parent, cancel);
+                (finalSent, finalImage) = Send(source, tracker.Method, finalSet, options, round + 1, ref parent, warn, cancel);
                 finalTransfer = finalSent * (double)ps / options.Bandwidth;
                 finalBytes = finalSent * (ulong)ps;
                 downtime = findSeconds + finalTransfer;
@@ -173,12 +175,20 @@ internal static class PreCopyMigration
     }
 
     /// <summary>Sends pages: writes an image (with a destination) or reads them, as a sender would; returns the pages sent.</summary>
-    private static (ulong Pages, string? Image) Send(IPageSource source, TrackingMethod method, DirtyPageSet? pages, PreCopyOptions options, int round, ref string? parent, CancellationToken cancel)
+    /// <remarks>
+    /// A round image that lacks present pages it could not read (memfd_secret, memory served by the process's own
+    /// userfaultfd, pages unmapped meanwhile) is said at once through <paramref name="warn"/>: the chain it starts or
+    /// continues is not valid (Test-MemoryImage), and a migration must not look complete when its images lack memory.
+    /// </remarks>
+    private static (ulong Pages, string? Image) Send(IPageSource source, TrackingMethod method, DirtyPageSet? pages, PreCopyOptions options, int round, ref string? parent,
+        Action<string>? warn, CancellationToken cancel)
     {
         if (options.Destination is { } dest)
         {
             var path = Path.Combine(dest, $"round-{round:D2}");
             var result = ImageWriter.Save(source, path, parent, method, pages, options.Selector, cancel: cancel);
+            if (result.Manifest.UnreadablePages > 0)
+                warn?.Invoke($"Round {round}: {result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (kept from other processes as memfd_secret is, served by the process's own userfaultfd, or unmapped during the round): the image {result.Path} lacks them, and the chain from it is not valid (Test-MemoryImage). Leave those mappings out with -Mapping, or do not migrate this process.");
             parent = path;
             return (result.Manifest.DataPages + result.Manifest.ZeroPages, path);
         }

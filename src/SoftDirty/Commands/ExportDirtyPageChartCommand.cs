@@ -68,8 +68,8 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
         switch (o)
         {
             case null: _passedOver++; return;
-            case DirtyPageSample s: Add(SeriesKey(computer, s.ProcessId, s.Name), Label(computer, $"{s.Name} ({s.ProcessId})"), DirtyChart.ToPoint(s), $"Dirty pages of {s.Name} ({s.ProcessId}), {s.Method}"); return;
-            case PreCopyRound r: Add(SeriesKey(computer, -1, "rounds"), Label(computer, "pre-copy rounds"), DirtyChart.ToPoint(r), null); return;
+            case DirtyPageSample s: Add(SeriesKey(computer, s.ProcessId, s.Name), Label(computer, $"{s.Name} ({s.ProcessId})"), s.Index, DirtyChart.ToPoint(s), $"Dirty pages of {s.Name} ({s.ProcessId}), {s.Method}"); return;
+            case PreCopyRound r: Add(SeriesKey(computer, -1, "rounds"), Label(computer, "pre-copy rounds"), r.Round, DirtyChart.ToPoint(r), null); return;
             case PreCopySummary: _passedOver++; return;
         }
         var names = ps?.TypeNames ?? (IList<string>)Array.Empty<string>();
@@ -77,12 +77,12 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
         {
             int pid = Convert.ToInt32(ps.Properties["ProcessId"]?.Value ?? 0, CultureInfo.InvariantCulture);
             var name = ps.Properties["Name"]?.Value as string ?? "";
-            if (ToPoint(ps) is { } p) Add(SeriesKey(computer, pid, name), Label(computer, $"{name} ({pid})"), p, $"Dirty pages of {name} ({pid}), {ps.Properties["Method"]?.Value}");
+            if (ToPoint(ps) is { } p) Add(SeriesKey(computer, pid, name), Label(computer, $"{name} ({pid})"), Sequence(ps, "Index"), p, $"Dirty pages of {name} ({pid}), {ps.Properties["Method"]?.Value}");
             return;
         }
         if (names.Contains(Deserialized + RoundType) && ps is not null)
         {
-            if (ToPoint(ps) is { } p) Add(SeriesKey(computer, -1, "rounds"), Label(computer, "pre-copy rounds"), p, null);
+            if (ToPoint(ps) is { } p) Add(SeriesKey(computer, -1, "rounds"), Label(computer, "pre-copy rounds"), Sequence(ps, "Round"), p, null);
             return;
         }
         if (names.Contains(Deserialized + SummaryType)) { _passedOver++; return; }
@@ -144,8 +144,29 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
             WriteWarning($"No written page lies in 0x{f.Start:x}-0x{f.End:x} (-Address/-Length): the heat strip is empty.");
     }
 
-    private void Add(string key, string label, ChartPoint point, string? title)
+    /// <summary>
+    /// Adds a point to the series of <paramref name="key"/>. A point whose <paramref name="sequence"/> (a sample's Index,
+    /// a round's number; null: unknown) does not follow the last one of that series starts another run of it, drawn as a series of its
+    /// own ("run 2"): two watches of one process (or of a reused pid), or the rounds of two migrations, piped into one
+    /// chart would otherwise be joined into one line that jumps back in time, mixing processes as if they were one.
+    /// </summary>
+    private void Add(string key, string label, long? sequence, ChartPoint point, string? title)
     {
+        if (_runs.TryGetValue(key, out var run))
+        {
+            if (sequence <= run.Last) run = (run.Number + 1, null);
+            _runs[key] = (run.Number, sequence ?? run.Last);
+        }
+        else
+        {
+            run = (1, sequence);
+            _runs[key] = run;
+        }
+        if (run.Number > 1)
+        {
+            key += "#" + run.Number.ToString(CultureInfo.InvariantCulture);
+            label += $" (run {run.Number})";
+        }
         if (!_series.TryGetValue(key, out var s))
         {
             s = (new List<ChartPoint>(), title);
@@ -157,6 +178,15 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
     }
 
     private readonly Dictionary<string, string> _labels = new();
+    /// <summary>Per series key: the run being drawn (1 first) and the last sequence number it got.</summary>
+    private readonly Dictionary<string, (int Number, long? Last)> _runs = new();
+
+    /// <summary>A deserialized object's sequence number (Index, Round); null where it has none (its points join the series as they come).</summary>
+    private static long? Sequence(PSObject ps, string name)
+    {
+        try { return Value(ps, name) is { } v ? Convert.ToInt64(v, CultureInfo.InvariantCulture) : null; }
+        catch (Exception ex) when (ex is FormatException or InvalidCastException or OverflowException) { return null; }
+    }
     private string LabelOf(string key) => _labels[key];
 
     private static string SeriesKey(string? computer, int pid, string name) => $"{(computer is null ? "" : "@" + computer)}/{pid}/{name}";

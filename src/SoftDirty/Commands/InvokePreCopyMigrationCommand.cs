@@ -75,13 +75,13 @@ public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
         if (!ShouldProcess($"{source.Name} ({source.ProcessId})", ToSession is null ? "Run pre-copy rounds and stop the process (ptrace) for the final round"
             : $"Send pre-copy rounds to {Destination} on {ToSession.ComputerName} and stop the process (ptrace) for the final round")) return;
         var selector = WorkflowSelector.Checked(source, Mapping);
-        var link = ToSession is null ? null : SessionImageLink.Open(ToSession, Destination!, Cancellation);
+        var link = ToSession is null ? null : SessionImageLink.Open(ToSession, Destination!, RestorePath, Cancellation);
         using var tracker = DirtyTracker.Create(source, Method, PageHashAlgorithm.Fast128, selector);
         WriteVerbose(tracker.Description);
         var options = new PreCopyOptions
         {
             Bandwidth = link is null ? Bandwidth : 1, MaxIterations = MaxIterations, StopThreshold = StopThreshold,
-            Destination = Destination is null || link is not null ? null : FileSystemPath(Destination), Link = link, RestorePath = RestorePath,
+            Destination = Destination is null || link is not null ? null : FileSystemPath(Destination), Link = link, RestorePath = link?.RestorePath,
             FreezeFinal = source.ProcessId != System.Environment.ProcessId, Selector = selector,
         };
         var progress = new Progress(this, $"Pre-copy migration of {source.Name} ({source.ProcessId})", "round 1");

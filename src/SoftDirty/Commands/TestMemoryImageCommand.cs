@@ -27,7 +27,9 @@ public sealed class TestMemoryImageCommand : EngineCmdlet
     {
         foreach (var p in Path)
         {
-            var result = ImageVerifier.Test(FileSystemPath(p), Cancellation);
+            MemoryImageTestResult result;
+            try { result = ImageVerifier.Test(FileSystemPath(p), Cancellation); }
+            catch (EngineException ex) { WriteError(ToErrorRecord(ex)); continue; } // no verdict (ResourceLimit): neither $true nor $false
             foreach (var problem in result.Problems) WriteVerbose(problem.Message);
             if (Detailed) WriteObject(result);
             else WriteObject(result.Valid);

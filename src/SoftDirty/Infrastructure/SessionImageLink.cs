@@ -57,19 +57,47 @@ internal sealed class SessionImageLink : IImageLink
 
     /// <summary>
     /// Opens the link: the session must be open and able to run Receive-MemoryImage (else ModuleNotOnDestination);
-    /// <paramref name="destination"/> is resolved there (a relative path from the session's current location).
+    /// <paramref name="destination"/> and <paramref name="restorePath"/> are resolved there (a relative path from the
+    /// session's current location) and must be on the FileSystem provider there (else InvalidArgument, before any
+    /// round): a path of another provider (Env:, Variable:, Function:) would otherwise resolve to its bare item name
+    /// and the images would land in a folder of that name under the session's current location.
     /// </summary>
-    public static SessionImageLink Open(PSSession session, string destination, CancellationToken cancel)
+    public static SessionImageLink Open(PSSession session, string destination, string? restorePath, CancellationToken cancel)
     {
         var link = new SessionImageLink(session, destination);
-        var result = link.Run(ps => ps.AddScript(
-            "param($Path) if (-not (Get-Command " + ReceiveCommand + " -ErrorAction Ignore)) { return } " +
-            "$ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($Path)").AddArgument(destination), null, cancel);
-        if (result.FirstOrDefault()?.BaseObject is not string resolved)
+        var paths = restorePath is null ? new[] { destination } : new[] { destination, restorePath };
+        var result = link.Run(ps => ps.AddScript(ResolveScript).AddArgument(paths), null, cancel);
+        if (result.Count == 0 || result[0]?.BaseObject is not string first)
             throw new EngineException(EngineError.ModuleNotOnDestination,
                 $"The SoftDirty module is not available in the session to {session.ComputerName}: install it there (build.ps1 Install) or run Import-Module SoftDirty in the session first (Invoke-Command -Session $s {{ Import-Module SoftDirty }}).", session.ComputerName);
-        return new SessionImageLink(session, resolved);
+        var answers = result.Skip(1).Select(r => r?.BaseObject as string).ToArray();
+        if (first != ResolvedMark || answers.Length != paths.Length || answers.Any(r => r is null || r.StartsWith(RefusedMark, StringComparison.Ordinal)))
+        {
+            var problem = answers.FirstOrDefault(r => r is not null && r.StartsWith(RefusedMark, StringComparison.Ordinal));
+            throw new EngineException(EngineError.InvalidArgument,
+                $"On {session.ComputerName}: {problem?[RefusedMark.Length..] ?? "the destination paths could not be resolved"}.", destination);
+        }
+        return new SessionImageLink(session, answers[0]!) { RestorePath = restorePath is null ? null : answers[1] };
     }
+
+    /// <summary>The final image's restore folder on the destination, resolved there by <see cref="Open"/> (null without -RestorePath).</summary>
+    public string? RestorePath { get; private init; }
+
+    /// <summary>The first answer of <see cref="ResolveScript"/> when the module is there; each path then resolves, or is refused with <see cref="RefusedMark"/> and why.</summary>
+    private const string ResolvedMark = "SoftDirty.Resolved", RefusedMark = "SoftDirty.Refused:";
+
+    /// <summary>Resolves each path in the session as a file-system path, as the module's cmdlets do locally (EngineCmdlet.FileSystemPath).</summary>
+    private const string ResolveScript =
+        "param([string[]] $Paths)\n" +
+        "if (-not (Get-Command " + ReceiveCommand + " -ErrorAction Ignore)) { return }\n" +
+        "'" + ResolvedMark + "'\n" +
+        "foreach ($p in $Paths) {\n" +
+        "  $provider = $null; $drive = $null\n" +
+        "  try { $r = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($p, [ref] $provider, [ref] $drive) }\n" +
+        "  catch { '" + RefusedMark + "the path ' + $p + ' cannot be resolved: ' + $_.Exception.Message; continue }\n" +
+        "  if ($provider.ImplementingType -ne [Microsoft.PowerShell.Commands.FileSystemProvider]) { '" + RefusedMark + "the path ' + $p + ' is on the PowerShell provider ' + $provider.Name + ', not the file system: give a file-system path there'; continue }\n" +
+        "  $r\n" +
+        "}\n";
 
     /// <inheritdoc/>
     public LinkTransfer Send(string localImage, string name, Action<ulong, ulong>? progress, CancellationToken cancel)
