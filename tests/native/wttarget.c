@@ -30,6 +30,15 @@
  *                                    (a register or flag an injection failed to restore shows as a mismatch)
  *   missinguffd <hexaddr> <pages>    a userfaultfd of its own registering the range in MISSING mode, never served
  *                                    (a fault on a page dropped there waits for good)         -> OK <fd>
+ *   seccompip <nr> <mask> <value>    install a filter that kills the process on syscall nr when the low 32 bits of the
+ *                                    address it returns to (seccomp_data.instruction_pointer), ANDed with mask, are
+ *                                    value (decimal)                                             -> OK
+ *   ppoll <ms>                       SIGUSR1 handled (counted), mask {SIGUSR2}; ppoll(no fds, ms, empty mask), as an
+ *                                    event loop waits for descriptors and signals at once
+ *                                    -> OK <rc> <errno> <SIGUSR1 handled> <SIGUSR2 still blocked after: 1|0>
+ *   tsyncarm <nr>                    a thread that waits for SIGUSR2 (blocked in every thread), then installs, for
+ *                                    every thread at once (SECCOMP_FILTER_FLAG_TSYNC), a filter that kills the
+ *                                    process on syscall nr, as a program locking itself down after its start -> OK <tid>
  *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
  */
 #define _GNU_SOURCE
@@ -39,7 +48,9 @@
 #include <linux/filter.h>
 #include <linux/futex.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -135,6 +146,50 @@ static int install_seccomp_kill(long nr, long arg1, int with_arg)
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) return -1;
     return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
 }
+
+/* Kills on syscall nr issued from where (instruction_pointer & mask) == value: a filter that looks at where a
+ * call comes from, as sandboxes that pin syscalls to their own code do. */
+static int install_seccomp_ip(long nr, unsigned mask, unsigned value)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 4),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, instruction_pointer)),
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, mask),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, value, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { .len = sizeof(filter) / sizeof(filter[0]), .filter = filter };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) return -1;
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+static long tsync_nr;
+static volatile pid_t tsync_tid;
+static void *tsync_arm(void *arg)
+{
+    sigset_t set;
+    int sig;
+    (void)arg;
+    tsync_tid = (pid_t)syscall(SYS_gettid);
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    sigwait(&set, &sig);
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)tsync_nr, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { .len = sizeof(filter) / sizeof(filter[0]), .filter = filter };
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog);
+    return NULL;
+}
+
+static volatile sig_atomic_t usr1_handled;
+static void count_usr1(int sig) { (void)sig; usr1_handled++; }
 
 static int install_seccomp(void)
 {
@@ -290,6 +345,35 @@ int main(void)
         } else if (!strcmp(cmd, "missinguffd") && n >= 3) {
             int fd = own_uffd(a, b, 1);
             if (fd < 0) reply("ERR userfaultfd %d", errno); else reply("OK %d", fd);
+        } else if (!strcmp(cmd, "seccompip")) {
+            long nr = 0;
+            unsigned mask = 0, value = 0;
+            if (sscanf(line, "%*s %ld %u %u", &nr, &mask, &value) != 3 || install_seccomp_ip(nr, mask, value)) reply("ERR seccomp %d", errno); else reply("OK");
+        } else if (!strcmp(cmd, "ppoll")) {
+            long ms = strtol(line + 6, NULL, 10);
+            struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
+            sigset_t usr2, empty, old, after;
+            sigemptyset(&usr2);
+            sigaddset(&usr2, SIGUSR2);
+            sigemptyset(&empty);
+            usr1_handled = 0;
+            signal(SIGUSR1, count_usr1);
+            sigprocmask(SIG_SETMASK, &usr2, &old);
+            int rc = ppoll(NULL, 0, &t, &empty);
+            int e = rc < 0 ? errno : 0;
+            sigprocmask(SIG_SETMASK, &old, &after);
+            reply("OK %d %d %d %d", rc, e, (int)usr1_handled, sigismember(&after, SIGUSR2));
+        } else if (!strcmp(cmd, "tsyncarm")) {
+            sigset_t usr2;
+            pthread_t th;
+            sigemptyset(&usr2);
+            sigaddset(&usr2, SIGUSR2);
+            pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+            tsync_nr = strtol(line + 9, NULL, 10);
+            tsync_tid = 0;
+            if (pthread_create(&th, NULL, tsync_arm, NULL)) { reply("ERR pthread"); continue; }
+            while (!tsync_tid) sched_yield();
+            reply("OK %d", (int)tsync_tid);
         } else if (!strcmp(cmd, "exit")) {
             reply("OK");
             return n >= 2 ? (int)strtol(line + 5, NULL, 10) : 0;

@@ -1,0 +1,100 @@
+using System;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using SoftDirty;
+using SoftDirty.Injection;
+using Xunit;
+
+namespace SoftDirty.Tests.Injection;
+
+/// <summary>
+/// Issue 13, seventh attack round: syscall injection into targets in states the earlier rounds did not try
+/// (tests/native/wttarget.c): a signal that arrives while a thread waiting in ppoll is injected, a seccomp
+/// filter another thread installs for every thread (TSYNC) while the injection runs, and filters that look at
+/// what the kernel gives them of an injected call (every argument register, the instruction pointer).
+/// </summary>
+[Collection(WorkflowCollection.Name)]
+public sealed class InjectionRound7Tests
+{
+    private const int PpollSyscall = 271, ReadSyscall = 0, GetPidSyscall = 39, SigUsr1 = 10, SigUsr2 = 12;
+
+    private static string Status(int pid, int tid, string key) =>
+        File.ReadAllLines($"/proc/{pid}/task/{tid}/status").Single(l => l.StartsWith(key + ":", StringComparison.Ordinal))[(key.Length + 1)..].Trim();
+
+    [HostFact(HostNeeds.Linux | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
+    public void SignalArrivingWhileAThreadInPpollIsInjected_IsDeliveredAfterwards_AndItsMaskIsAsBefore()
+    {
+        using var t = new WtTarget();
+        t.Start("ppoll 600000");
+        t.WaitInSyscall(PpollSyscall);
+        using (var src = ProcPageSource.Open(t.Pid))
+        using (var inject = RemoteSyscalls.Attach(src))
+        {
+            Assert.Equal(0, Native.Kill(t.Pid, SigUsr1)); // arrives while the thread is parked, every signal blocked
+            Assert.Equal(t.Pid, inject.Call(GetPidSyscall));
+            Assert.Equal(t.Pid, inject.Call(GetPidSyscall));
+        }
+        // ppoll ends as the signal would have ended it without the injection: EINTR, the handler run once, and
+        // the mask the program had before ppoll back in place.
+        var answer = t.Receive("ppoll");
+        Assert.Equal(new[] { "-1", Errno.EINTR.ToString(CultureInfo.InvariantCulture), "1", "1" }, answer);
+    }
+
+    [HostFact(HostNeeds.Linux | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
+    public void FilterInstalledForEveryThreadWhileInjecting_IsJudgedBeforeTheNextCall_AndTheTargetLives()
+    {
+        using var t = new WtTarget();
+        t.Send($"tsyncarm {GetPidSyscall}");
+        t.WaitInSyscall(ReadSyscall);
+        using (var src = ProcPageSource.Open(t.Pid))
+        using (var inject = RemoteSyscalls.Attach(src))
+        {
+            Assert.Equal("0", Status(t.Pid, t.Pid, "Seccomp"));
+            Assert.Equal(t.Pid, inject.Call(GetPidSyscall));
+            Assert.Equal(0, Native.Kill(t.Pid, SigUsr2)); // blocked in every thread: the helper's sigwait takes it
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            while (Status(t.Pid, t.Pid, "Seccomp") != "2" && DateTime.UtcNow < deadline) System.Threading.Thread.Sleep(1);
+            Assert.Equal("2", Status(t.Pid, t.Pid, "Seccomp")); // the injected thread has the filter now
+            var e = Assert.Throws<EngineException>(() => inject.Call(GetPidSyscall));
+            Assert.Equal(EngineError.SeccompForbids, e.Error);
+        }
+        Assert.True(Directory.Exists($"/proc/{t.Pid}"), "the target lives on");
+    }
+
+    private static string[] SyscallWords(int pid) => File.ReadAllText($"/proc/{pid}/syscall").Trim().Split(' ');
+
+    [HostFact(HostNeeds.Linux | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
+    public void FilterOnAnArgumentTheInjectedCallDoesNotTake_SeesZeroThere_NotTheInterruptedCallsValue()
+    {
+        using var t = new WtTarget();
+        t.Send("fds");
+        t.WaitInSyscall(ReadSyscall);
+        // read(0, buffer, size): the buffer is stdio's, the same for every command; getpid takes no argument.
+        ulong buffer = Convert.ToUInt64(SyscallWords(t.Pid)[2], 16);
+        t.Send($"seccompkill {GetPidSyscall} {(uint)buffer}");
+        t.WaitInSyscall(ReadSyscall);
+        Assert.Equal(buffer, Convert.ToUInt64(SyscallWords(t.Pid)[2], 16));
+        using (var src = ProcPageSource.Open(t.Pid))
+        using (var inject = RemoteSyscalls.Attach(src))
+            Assert.Equal(t.Pid, inject.Call(GetPidSyscall)); // judged with zeros after its arguments, run with zeros there
+        Assert.Equal(new[] { "1" }, t.Send("threads 1")); // alive, and reads its commands as before
+    }
+
+    [HostFact(HostNeeds.Linux | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
+    public void FilterOnTheInstructionPointer_IsJudgedWithTheAddressTheCallReturnsTo()
+    {
+        using var t = new WtTarget();
+        // The trampoline is 16-byte aligned and its syscall instruction (2 bytes) is its first: the kernel gives
+        // the filter the address after it, whose low four bits are 2.
+        t.Send($"seccompip {GetPidSyscall} 15 {RestoreTrampoline.Resume}");
+        t.WaitInSyscall(ReadSyscall);
+        using (var src = ProcPageSource.Open(t.Pid))
+        using (var inject = RemoteSyscalls.Attach(src))
+        {
+            var e = Assert.Throws<EngineException>(() => inject.Call(GetPidSyscall));
+            Assert.Equal(EngineError.SeccompForbids, e.Error);
+        }
+        Assert.Equal(new[] { "1" }, t.Send("threads 1"));
+    }
+}
