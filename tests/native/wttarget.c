@@ -30,6 +30,7 @@
  *                                    (a register or flag an injection failed to restore shows as a mismatch)
  *   missinguffd <hexaddr> <pages>    a userfaultfd of its own registering the range in MISSING mode, never served
  *                                    (a fault on a page dropped there waits for good)         -> OK <fd>
+ *   seccomperrno <nr>                install a filter that fails syscall nr with EPERM (SECCOMP_RET_ERRNO)  -> OK
  *   seccompip <nr> <mask> <value>    install a filter that kills the process on syscall nr when the low 32 bits of the
  *                                    address it returns to (seccomp_data.instruction_pointer), ANDed with mask, are
  *                                    value (decimal)                                             -> OK
@@ -191,11 +192,11 @@ static void *tsync_arm(void *arg)
 static volatile sig_atomic_t usr1_handled;
 static void count_usr1(int sig) { (void)sig; usr1_handled++; }
 
-static int install_seccomp(void)
+static int install_seccomp(long nr)
 {
     struct sock_filter filter[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_userfaultfd, 0, 1),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
@@ -313,7 +314,9 @@ int main(void)
             int e = rc < 0 ? errno : 0;
             reply("OK %ld %d %lld", rc, e, now_ns() - start);
         } else if (!strcmp(cmd, "seccomp")) {
-            if (install_seccomp()) reply("ERR seccomp %d", errno); else reply("OK");
+            if (install_seccomp(__NR_userfaultfd)) reply("ERR seccomp %d", errno); else reply("OK");
+        } else if (!strcmp(cmd, "seccomperrno")) {
+            if (install_seccomp(strtol(line + 13, NULL, 10))) reply("ERR seccomp %d", errno); else reply("OK");
         } else if (!strcmp(cmd, "seccompkill")) {
             long nr = 0, arg1 = 0;
             int got = sscanf(line, "%*s %ld %ld", &nr, &arg1);

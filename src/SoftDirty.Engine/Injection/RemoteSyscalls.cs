@@ -180,25 +180,29 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     /// <summary>
     /// Judges the calls the trampoline makes when the thread resumes on it (close of the undo descriptor, then
     /// rt_sigprocmask), with the arguments the trampoline gives them: the restore path must stay allowed too.
+    /// These must not merely be harmless but succeed: a close that fails leaves the descriptor behind, an
+    /// rt_sigprocmask that fails leaves the thread with every signal blocked for good.
     /// </summary>
     private void JudgeRestore()
     {
-        if (_undo != -1) Judge(_arch.Close, _site + RestoreTrampoline.CloseReturn, _undo == RestoreTrampoline.UndoResult ? 0 : (ulong)_undo);
-        Judge(SigProcMaskCall, _site + RestoreTrampoline.SigProcMaskReturn, SigSetMask, _site + RestoreTrampoline.MaskSlot, 0, sizeof(ulong));
+        if (_undo != -1) Judge(_arch.Close, _site + RestoreTrampoline.CloseReturn, mustRun: true, _undo == RestoreTrampoline.UndoResult ? 0 : (ulong)_undo);
+        Judge(SigProcMaskCall, _site + RestoreTrampoline.SigProcMaskReturn, mustRun: true, SigSetMask, _site + RestoreTrampoline.MaskSlot, 0, sizeof(ulong));
     }
 
     /// <summary>
     /// Throws SeccompForbids when the thread's filters would kill, trap or suspend it for this call, issued by a
     /// syscall instruction that ends at <paramref name="at"/> (seccomp_data.instruction_pointer is the address
     /// the call returns to), with <paramref name="args"/> and zeros in the argument registers after them.
+    /// With <paramref name="mustRun"/> the call must run (Allow, Log), not only do no harm (an Errno or Trace
+    /// answer fails it).
     /// </summary>
-    private void Judge(long number, ulong at, params ulong[] args)
+    private void Judge(long number, ulong at, bool mustRun, params ulong[] args)
     {
         if (_filter is null) return;
         var action = _filter.Decide(number, at, args);
-        if (!SeccompFilter.IsHarmless(action))
+        if (!SeccompFilter.IsHarmless(action) || (mustRun && action is not (SeccompFilter.Action.Allow or SeccompFilter.Action.Log)))
             throw new EngineException(EngineError.SeccompForbids,
-                $"Process {ProcessId}'s seccomp filter answers syscall {number} with {action}; it was not run, and the process was left as it was.", ProcessId);
+                $"Process {ProcessId}'s seccomp filter answers syscall {number} with {action}{(mustRun ? " (a call the restore code must be able to make should this PowerShell die)" : "")}; it was not run, and the process was left as it was.", ProcessId);
     }
 
     /// <summary>The restart the trampoline makes when the thread resumes on it: the call to re-issue, or null.</summary>
@@ -264,7 +268,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     /// </summary>
     public void UndoOnAbort(long descriptor)
     {
-        if (descriptor >= 0) Judge(_arch.Close, _site + RestoreTrampoline.CloseReturn, (ulong)descriptor);
+        if (descriptor >= 0) Judge(_arch.Close, _site + RestoreTrampoline.CloseReturn, mustRun: true, (ulong)descriptor);
         Span<byte> word = stackalloc byte[sizeof(long)];
         System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(word, descriptor);
         Write(_site + RestoreTrampoline.UndoSlot, word);
@@ -279,7 +283,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         // (SECCOMP_FILTER_FLAG_TSYNC) since the last, which also binds the trampoline's own calls.
         ReadSeccompFilter();
         JudgeRestore();
-        Judge(number, _site + RestoreTrampoline.Resume, args);
+        Judge(number, _site + RestoreTrampoline.Resume, mustRun: false, args);
         var regs = (ulong[])_saved.Clone();
         regs[_arch.InstructionPointer] = _site + RestoreTrampoline.CallSite;
         regs[_arch.SyscallNumber] = (ulong)number;

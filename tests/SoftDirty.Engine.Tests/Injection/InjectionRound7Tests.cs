@@ -17,7 +17,7 @@ namespace SoftDirty.Tests.Injection;
 [Collection(WorkflowCollection.Name)]
 public sealed class InjectionRound7Tests
 {
-    private const int PpollSyscall = 271, ReadSyscall = 0, GetPidSyscall = 39, SigUsr1 = 10, SigUsr2 = 12;
+    private const int PpollSyscall = 271, ReadSyscall = 0, GetPidSyscall = 39, SigUsr1 = 10, SigUsr2 = 12, SigStop = 19, SigCont = 18, RtSigprocmaskSyscall = 14;
 
     private static string Status(int pid, int tid, string key) =>
         File.ReadAllLines($"/proc/{pid}/task/{tid}/status").Single(l => l.StartsWith(key + ":", StringComparison.Ordinal))[(key.Length + 1)..].Trim();
@@ -96,5 +96,55 @@ public sealed class InjectionRound7Tests
             Assert.Equal(EngineError.SeccompForbids, e.Error);
         }
         Assert.Equal(new[] { "1" }, t.Send("threads 1"));
+    }
+
+    private static char State(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/task/{pid}/stat");
+        return stat[stat.LastIndexOf(')') + 2];
+    }
+
+    [HostFact(HostNeeds.Linux | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
+    public void SigStopArrivingDuringInjection_LeavesTheProcessStoppedAfterwards_AndSigContResumesItsRead()
+    {
+        using var t = new WtTarget();
+        ulong region = t.Map(4);
+        t.Send($"write {region:x} 0 4");
+        var sum = t.Send("sum")[0];
+        var mask = Status(t.Pid, t.Pid, "SigBlk");
+        t.WaitInSyscall(ReadSyscall);
+        using (var src = ProcPageSource.Open(t.Pid))
+        using (var inject = RemoteSyscalls.Attach(src))
+        {
+            Assert.Equal(0, Native.Kill(t.Pid, SigStop)); // a job-control stop while the thread is parked
+            Assert.Equal(t.Pid, inject.Call(GetPidSyscall));
+            Assert.Equal(t.Pid, inject.Call(GetPidSyscall));
+        }
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (State(t.Pid) != 'T' && DateTime.UtcNow < deadline) System.Threading.Thread.Sleep(1);
+        Assert.Equal('T', State(t.Pid)); // stopped, as SIGSTOP says, not running on
+        Assert.Equal("0", Status(t.Pid, t.Pid, "TracerPid"));
+        Assert.Equal(0, Native.Kill(t.Pid, SigCont));
+        Assert.Equal(sum, t.Send("sum")[0]); // its read restarted after SIGCONT
+        Assert.Equal(mask, Status(t.Pid, t.Pid, "SigBlk"));
+    }
+
+    [HostFact(HostNeeds.Linux | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
+    public void FilterFailingRtSigprocmask_IsRefusedAtAttach_SoADeadTracerCannotLeaveEverySignalBlocked()
+    {
+        using var t = new WtTarget();
+        // rt_sigprocmask fails with EPERM: harmless for a call, but the trampoline needs it to put the mask back
+        // should the injecting PowerShell die, and the thread would keep every signal blocked for good.
+        t.Send($"seccomperrno {RtSigprocmaskSyscall}");
+        var mask = Status(t.Pid, t.Pid, "SigBlk");
+        t.WaitInSyscall(ReadSyscall);
+        using (var src = ProcPageSource.Open(t.Pid))
+        {
+            var e = Assert.Throws<EngineException>(() => RemoteSyscalls.Attach(src).Abandon());
+            Assert.Equal(EngineError.SeccompForbids, e.Error);
+        }
+        Assert.Equal(new[] { "1" }, t.Send("threads 1"));
+        Assert.Equal(mask, Status(t.Pid, t.Pid, "SigBlk"));
+        Assert.Equal("0", Status(t.Pid, t.Pid, "TracerPid"));
     }
 }
