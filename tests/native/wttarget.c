@@ -30,6 +30,8 @@
  *                                    (a register or flag an injection failed to restore shows as a mismatch)
  *   missinguffd <hexaddr> <pages>    a userfaultfd of its own registering the range in MISSING mode, never served
  *                                    (a fault on a page dropped there waits for good)         -> OK <fd>
+ *   unmapvdso                        munmap the vDSO (and the vvar pages), as some sandboxes do: injection must put its
+ *                                    trampoline after another image (the commands that read clocks then fail) -> OK
  *   seccomperrno <nr>                install a filter that fails syscall nr with EPERM (SECCOMP_RET_ERRNO)  -> OK
  *   seccompip <nr> <mask> <value>    install a filter that kills the process on syscall nr when the low 32 bits of the
  *                                    address it returns to (seccomp_data.instruction_pointer), ANDed with mask, are
@@ -315,6 +317,16 @@ int main(void)
             reply("OK %ld %d %lld", rc, e, now_ns() - start);
         } else if (!strcmp(cmd, "seccomp")) {
             if (install_seccomp(__NR_userfaultfd)) reply("ERR seccomp %d", errno); else reply("OK");
+        } else if (!strcmp(cmd, "unmapvdso")) {
+            FILE *maps = fopen("/proc/self/maps", "r");
+            char m[512];
+            int gone = 0;
+            while (maps && fgets(m, sizeof m, maps)) {
+                unsigned long lo, hi;
+                if ((strstr(m, "[vdso]") || strstr(m, "[vvar")) && sscanf(m, "%lx-%lx", &lo, &hi) == 2 && !munmap((void *)lo, hi - lo)) gone++;
+            }
+            if (maps) fclose(maps);
+            if (gone) reply("OK %d", gone); else reply("ERR no vdso");
         } else if (!strcmp(cmd, "seccomperrno")) {
             if (install_seccomp(strtol(line + 13, NULL, 10))) reply("ERR seccomp %d", errno); else reply("OK");
         } else if (!strcmp(cmd, "seccompkill")) {

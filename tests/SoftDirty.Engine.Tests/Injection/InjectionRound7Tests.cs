@@ -182,4 +182,44 @@ public sealed class InjectionRound7Tests
         Assert.Equal(0, Native.Kill(t.Pid, SigCont));
         Assert.Equal(sum, t.Send("sum")[0]);
     }
+
+    /// <summary>The bytes of every executable mapping of <paramref name="pid"/>, by address.</summary>
+    private static System.Collections.Generic.Dictionary<ulong, byte[]> ExecutableBytes(int pid)
+    {
+        var bytes = new System.Collections.Generic.Dictionary<ulong, byte[]>();
+        using var src = ProcPageSource.Open(pid);
+        using var mem = new FileStream($"/proc/{pid}/mem", FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
+        foreach (var m in src.ReadMappings(false).Where(m => (m.Protection & Protection.Execute) != 0 && m.Start < long.MaxValue)) // not [vsyscall]
+        {
+            var b = new byte[m.Size];
+            mem.Position = (long)m.Start;
+            mem.ReadExactly(b);
+            bytes[m.Start] = b;
+        }
+        return bytes;
+    }
+
+    [HostFact(HostNeeds.Linux | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
+    public void TargetWithoutAVdso_GetsTheTrampolineAfterAnotherImage_PutBackByteForByte_OrRestoringItselfWhenLetGo()
+    {
+        using var t = new WtTarget();
+        t.Send("unmapvdso");
+        t.WaitInSyscall(ReadSyscall);
+        var before = ExecutableBytes(t.Pid);
+        Assert.NotEmpty(before);
+        using (var src = ProcPageSource.Open(t.Pid))
+        {
+            Assert.DoesNotContain(src.ReadMappings(false), m => m.Kind == MappingKind.Vdso);
+            using var inject = RemoteSyscalls.Attach(src);
+            Assert.Equal(t.Pid, inject.Call(GetPidSyscall));
+        }
+        var after = ExecutableBytes(t.Pid);
+        Assert.Equal(before.Keys.OrderBy(k => k), after.Keys.OrderBy(k => k));
+        foreach (var (start, b) in before) Assert.True(b.AsSpan().SequenceEqual(after[start]), $"the executable mapping at 0x{start:x} is as it was");
+        Assert.Equal(new[] { "1" }, t.Send("threads 1"));
+        t.WaitInSyscall(ReadSyscall);
+        using (var src = ProcPageSource.Open(t.Pid))
+            RemoteSyscalls.Attach(src).Abandon(); // the trampoline in a library restores the thread alone
+        Assert.Equal(new[] { "1" }, t.Send("threads 1"));
+    }
 }
