@@ -42,6 +42,8 @@
  *   tsyncarm <nr>                    a thread that waits for SIGUSR2 (blocked in every thread), then installs, for
  *                                    every thread at once (SECCOMP_FILTER_FLAG_TSYNC), a filter that kills the
  *                                    process on syscall nr, as a program locking itself down after its start -> OK <tid>
+ *   mainexit                         another thread takes over the commands, then the main thread calls pthread_exit
+ *                                    (a live process whose main thread is a zombie)                 -> OK
  *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
  */
 #define _GNU_SOURCE
@@ -252,12 +254,11 @@ static unsigned long long __attribute__((noinline)) mix(unsigned long long seed,
 static volatile sig_atomic_t crunch_stop;
 static void on_usr1(int sig) { (void)sig; crunch_stop = 1; }
 
-int main(void)
+/* The command loop: the main thread's, or another thread's once the main thread has left (mainexit). */
+static void *serve(void *arg)
 {
     char line[256], cmd[32];
-    page_size = sysconf(_SC_PAGESIZE);
-    signal(SIGPIPE, SIG_IGN);
-    reply("READY %d %ld", getpid(), page_size);
+    (void)arg;
     while (fgets(line, sizeof line, stdin)) {
         unsigned long a = 0, b = 0, c = 0, d = 0;
         int n = sscanf(line, "%31s %lx %lu %lu %lu", cmd, &a, &b, &c, &d);
@@ -391,10 +392,24 @@ int main(void)
             reply("OK %d", (int)tsync_tid);
         } else if (!strcmp(cmd, "exit")) {
             reply("OK");
-            return n >= 2 ? (int)strtol(line + 5, NULL, 10) : 0;
+            exit(n >= 2 ? (int)strtol(line + 5, NULL, 10) : 0);
+        } else if (!strcmp(cmd, "mainexit")) {
+            pthread_t th;
+            if (pthread_create(&th, NULL, serve, NULL)) { reply("ERR pthread"); continue; }
+            reply("OK");
+            pthread_exit(NULL); /* the main thread leaves, a zombie until the process ends; another serves */
         } else {
             reply("ERR unknown command");
         }
     }
+    exit(0);
+}
+
+int main(void)
+{
+    page_size = sysconf(_SC_PAGESIZE);
+    signal(SIGPIPE, SIG_IGN);
+    reply("READY %d %ld", getpid(), page_size);
+    serve(NULL);
     return 0;
 }

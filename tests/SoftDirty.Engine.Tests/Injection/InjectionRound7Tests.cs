@@ -222,4 +222,21 @@ public sealed class InjectionRound7Tests
             RemoteSyscalls.Attach(src).Abandon(); // the trampoline in a library restores the thread alone
         Assert.Equal(new[] { "1" }, t.Send("threads 1"));
     }
+
+    [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
+    public void ProcessWhoseMainThreadExited_IsRefusedAsRunningNotAsExited_AndGoesOn()
+    {
+        using var t = new WtTarget();
+        ulong region = t.Map(4);
+        t.Send("mainexit");
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (State(t.Pid) != 'Z' && DateTime.UtcNow < deadline) System.Threading.Thread.Sleep(1);
+        Assert.Equal('Z', State(t.Pid)); // the main thread is a zombie; another serves the commands
+        var refused = InjectionSupport.Check(t.Pid, KernelProbe.Current);
+        Assert.NotNull(refused);
+        Assert.Equal(EngineError.WriteProtectNotSupported, refused!.Error);
+        Assert.Contains("main thread has exited", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(new[] { "2" }, t.Send($"write {region:x} 0 2")); // left as it was, and running
+        Assert.Equal(new[] { "1" }, t.Send("threads 1"));
+    }
 }
