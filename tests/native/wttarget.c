@@ -30,6 +30,20 @@
  *                                    (a register or flag an injection failed to restore shows as a mismatch)
  *   missinguffd <hexaddr> <pages>    a userfaultfd of its own registering the range in MISSING mode, never served
  *                                    (a fault on a page dropped there waits for good)         -> OK <fd>
+ *   unmapvdso                        munmap the vDSO (and the vvar pages), as some sandboxes do: injection must put its
+ *                                    trampoline after another image (the commands that read clocks then fail) -> OK
+ *   seccomperrno <nr>                install a filter that fails syscall nr with EPERM (SECCOMP_RET_ERRNO)  -> OK
+ *   seccompip <nr> <mask> <value>    install a filter that kills the process on syscall nr when the low 32 bits of the
+ *                                    address it returns to (seccomp_data.instruction_pointer), ANDed with mask, are
+ *                                    value (decimal)                                             -> OK
+ *   ppoll <ms>                       SIGUSR1 handled (counted), mask {SIGUSR2}; ppoll(no fds, ms, empty mask), as an
+ *                                    event loop waits for descriptors and signals at once
+ *                                    -> OK <rc> <errno> <SIGUSR1 handled> <SIGUSR2 still blocked after: 1|0>
+ *   tsyncarm <nr>                    a thread that waits for SIGUSR2 (blocked in every thread), then installs, for
+ *                                    every thread at once (SECCOMP_FILTER_FLAG_TSYNC), a filter that kills the
+ *                                    process on syscall nr, as a program locking itself down after its start -> OK <tid>
+ *   mainexit                         another thread takes over the commands, then the main thread calls pthread_exit
+ *                                    (a live process whose main thread is a zombie)                 -> OK
  *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
  */
 #define _GNU_SOURCE
@@ -39,7 +53,9 @@
 #include <linux/filter.h>
 #include <linux/futex.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -136,11 +152,55 @@ static int install_seccomp_kill(long nr, long arg1, int with_arg)
     return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
 }
 
-static int install_seccomp(void)
+/* Kills on syscall nr issued from where (instruction_pointer & mask) == value: a filter that looks at where a
+ * call comes from, as sandboxes that pin syscalls to their own code do. */
+static int install_seccomp_ip(long nr, unsigned mask, unsigned value)
 {
     struct sock_filter filter[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_userfaultfd, 0, 1),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 4),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, instruction_pointer)),
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, mask),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, value, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { .len = sizeof(filter) / sizeof(filter[0]), .filter = filter };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) return -1;
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+static long tsync_nr;
+static volatile pid_t tsync_tid;
+static void *tsync_arm(void *arg)
+{
+    sigset_t set;
+    int sig;
+    (void)arg;
+    tsync_tid = (pid_t)syscall(SYS_gettid);
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    sigwait(&set, &sig);
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)tsync_nr, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { .len = sizeof(filter) / sizeof(filter[0]), .filter = filter };
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog);
+    return NULL;
+}
+
+static volatile sig_atomic_t usr1_handled;
+static void count_usr1(int sig) { (void)sig; usr1_handled++; }
+
+static int install_seccomp(long nr)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
@@ -194,12 +254,11 @@ static unsigned long long __attribute__((noinline)) mix(unsigned long long seed,
 static volatile sig_atomic_t crunch_stop;
 static void on_usr1(int sig) { (void)sig; crunch_stop = 1; }
 
-int main(void)
+/* The command loop: the main thread's, or another thread's once the main thread has left (mainexit). */
+static void *serve(void *arg)
 {
     char line[256], cmd[32];
-    page_size = sysconf(_SC_PAGESIZE);
-    signal(SIGPIPE, SIG_IGN);
-    reply("READY %d %ld", getpid(), page_size);
+    (void)arg;
     while (fgets(line, sizeof line, stdin)) {
         unsigned long a = 0, b = 0, c = 0, d = 0;
         int n = sscanf(line, "%31s %lx %lu %lu %lu", cmd, &a, &b, &c, &d);
@@ -258,7 +317,19 @@ int main(void)
             int e = rc < 0 ? errno : 0;
             reply("OK %ld %d %lld", rc, e, now_ns() - start);
         } else if (!strcmp(cmd, "seccomp")) {
-            if (install_seccomp()) reply("ERR seccomp %d", errno); else reply("OK");
+            if (install_seccomp(__NR_userfaultfd)) reply("ERR seccomp %d", errno); else reply("OK");
+        } else if (!strcmp(cmd, "unmapvdso")) {
+            FILE *maps = fopen("/proc/self/maps", "r");
+            char m[512];
+            int gone = 0;
+            while (maps && fgets(m, sizeof m, maps)) {
+                unsigned long lo, hi;
+                if ((strstr(m, "[vdso]") || strstr(m, "[vvar")) && sscanf(m, "%lx-%lx", &lo, &hi) == 2 && !munmap((void *)lo, hi - lo)) gone++;
+            }
+            if (maps) fclose(maps);
+            if (gone) reply("OK %d", gone); else reply("ERR no vdso");
+        } else if (!strcmp(cmd, "seccomperrno")) {
+            if (install_seccomp(strtol(line + 13, NULL, 10))) reply("ERR seccomp %d", errno); else reply("OK");
         } else if (!strcmp(cmd, "seccompkill")) {
             long nr = 0, arg1 = 0;
             int got = sscanf(line, "%*s %ld %ld", &nr, &arg1);
@@ -290,12 +361,55 @@ int main(void)
         } else if (!strcmp(cmd, "missinguffd") && n >= 3) {
             int fd = own_uffd(a, b, 1);
             if (fd < 0) reply("ERR userfaultfd %d", errno); else reply("OK %d", fd);
+        } else if (!strcmp(cmd, "seccompip")) {
+            long nr = 0;
+            unsigned mask = 0, value = 0;
+            if (sscanf(line, "%*s %ld %u %u", &nr, &mask, &value) != 3 || install_seccomp_ip(nr, mask, value)) reply("ERR seccomp %d", errno); else reply("OK");
+        } else if (!strcmp(cmd, "ppoll")) {
+            long ms = strtol(line + 6, NULL, 10);
+            struct timespec t = { ms / 1000, (ms % 1000) * 1000000L };
+            sigset_t usr2, empty, old, after;
+            sigemptyset(&usr2);
+            sigaddset(&usr2, SIGUSR2);
+            sigemptyset(&empty);
+            usr1_handled = 0;
+            signal(SIGUSR1, count_usr1);
+            sigprocmask(SIG_SETMASK, &usr2, &old);
+            int rc = ppoll(NULL, 0, &t, &empty);
+            int e = rc < 0 ? errno : 0;
+            sigprocmask(SIG_SETMASK, &old, &after);
+            reply("OK %d %d %d %d", rc, e, (int)usr1_handled, sigismember(&after, SIGUSR2));
+        } else if (!strcmp(cmd, "tsyncarm")) {
+            sigset_t usr2;
+            pthread_t th;
+            sigemptyset(&usr2);
+            sigaddset(&usr2, SIGUSR2);
+            pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+            tsync_nr = strtol(line + 9, NULL, 10);
+            tsync_tid = 0;
+            if (pthread_create(&th, NULL, tsync_arm, NULL)) { reply("ERR pthread"); continue; }
+            while (!tsync_tid) sched_yield();
+            reply("OK %d", (int)tsync_tid);
         } else if (!strcmp(cmd, "exit")) {
             reply("OK");
-            return n >= 2 ? (int)strtol(line + 5, NULL, 10) : 0;
+            exit(n >= 2 ? (int)strtol(line + 5, NULL, 10) : 0);
+        } else if (!strcmp(cmd, "mainexit")) {
+            pthread_t th;
+            if (pthread_create(&th, NULL, serve, NULL)) { reply("ERR pthread"); continue; }
+            reply("OK");
+            pthread_exit(NULL); /* the main thread leaves, a zombie until the process ends; another serves */
         } else {
             reply("ERR unknown command");
         }
     }
+    exit(0);
+}
+
+int main(void)
+{
+    page_size = sysconf(_SC_PAGESIZE);
+    signal(SIGPIPE, SIG_IGN);
+    reply("READY %d %ld", getpid(), page_size);
+    serve(NULL);
     return 0;
 }

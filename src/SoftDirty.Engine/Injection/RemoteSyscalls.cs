@@ -36,6 +36,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private bool _parked;   // the thread's registers point at the trampoline (state that restores itself)
     private bool _masked;   // the thread's signal mask was changed here
     private SeccompFilter? _filter; // the thread's seccomp filters, where it has any: every call is judged first
+    private long _undo = -1;        // what the trampoline's undo slot says (see UndoOnAbort)
 
     private RemoteSyscalls(int pid, int tid, InjectionArchitecture arch)
     {
@@ -103,7 +104,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             r.ReadSeccompFilter();
             r.ReserveArguments(mappings);
             r.InstallTrampoline(mappings);
-            r.Judge(SigProcMaskCall, r._site + RestoreTrampoline.Resume, SigSetMask, r._site + RestoreTrampoline.MaskSlot, 0, sizeof(ulong));
+            r.JudgeRestore();
             InjectionSteps.Mark("save registers and mask, install the restore trampoline");
             r.Park();
             r.BlockSignals();
@@ -155,7 +156,8 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private const ulong SigSetMask = 2;
 
     /// <summary>
-    /// Reads the thread's seccomp filters when it has any (Seccomp: 2 in its status). A filter may answer a call
+    /// Reads the thread's seccomp filters when it has any (Seccomp: 2 in its status), at attach and again before
+    /// every call (a filter, once there, stays: a thread only gains filters). A filter may answer a call
     /// it does not allow by killing the process, so a thread whose filters cannot be read (the kernel gives
     /// them only to a tracer with CAP_SYS_ADMIN) is refused before anything is changed.
     /// </summary>
@@ -175,14 +177,32 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
                 $"Process {ProcessId} has a seccomp filter, which may answer a syscall it does not allow by killing the process; reading the filter to be sure needs CAP_SYS_ADMIN ({Errno.Describe(e)}). It was left as it was.", ProcessId, e);
     }
 
-    /// <summary>Throws SeccompForbids when the thread's filters would kill, trap or suspend it for this call.</summary>
-    private void Judge(long number, ulong at, params ulong[] args)
+    /// <summary>
+    /// Judges the calls the trampoline makes when the thread resumes on it (close of the undo descriptor, then
+    /// rt_sigprocmask), with the arguments the trampoline gives them: the restore path must stay allowed too.
+    /// These must not merely be harmless but succeed: a close that fails leaves the descriptor behind, an
+    /// rt_sigprocmask that fails leaves the thread with every signal blocked for good.
+    /// </summary>
+    private void JudgeRestore()
+    {
+        if (_undo != -1) Judge(_arch.Close, _site + RestoreTrampoline.CloseReturn, mustRun: true, _undo == RestoreTrampoline.UndoResult ? 0 : (ulong)_undo);
+        Judge(SigProcMaskCall, _site + RestoreTrampoline.SigProcMaskReturn, mustRun: true, SigSetMask, _site + RestoreTrampoline.MaskSlot, 0, sizeof(ulong));
+    }
+
+    /// <summary>
+    /// Throws SeccompForbids when the thread's filters would kill, trap or suspend it for this call, issued by a
+    /// syscall instruction that ends at <paramref name="at"/> (seccomp_data.instruction_pointer is the address
+    /// the call returns to), with <paramref name="args"/> and zeros in the argument registers after them.
+    /// With <paramref name="mustRun"/> the call must run (Allow, Log), not only do no harm (an Errno or Trace
+    /// answer fails it).
+    /// </summary>
+    private void Judge(long number, ulong at, bool mustRun, params ulong[] args)
     {
         if (_filter is null) return;
         var action = _filter.Decide(number, at, args);
-        if (!SeccompFilter.IsHarmless(action))
+        if (!SeccompFilter.IsHarmless(action) || (mustRun && action is not (SeccompFilter.Action.Allow or SeccompFilter.Action.Log)))
             throw new EngineException(EngineError.SeccompForbids,
-                $"Process {ProcessId}'s seccomp filter answers syscall {number} with {action}; it was not run, and the process was left as it was.", ProcessId);
+                $"Process {ProcessId}'s seccomp filter answers syscall {number} with {action}{(mustRun ? " (a call the restore code must be able to make should this PowerShell die)" : "")}; it was not run, and the process was left as it was.", ProcessId);
     }
 
     /// <summary>The restart the trampoline makes when the thread resumes on it: the call to re-issue, or null.</summary>
@@ -248,22 +268,28 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     /// </summary>
     public void UndoOnAbort(long descriptor)
     {
-        if (descriptor >= 0) Judge(_arch.Close, _site + RestoreTrampoline.Resume, (ulong)descriptor);
+        if (descriptor >= 0) Judge(_arch.Close, _site + RestoreTrampoline.CloseReturn, mustRun: true, (ulong)descriptor);
         Span<byte> word = stackalloc byte[sizeof(long)];
         System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(word, descriptor);
         Write(_site + RestoreTrampoline.UndoSlot, word);
+        _undo = descriptor;
     }
 
     /// <summary>Runs one syscall in the target; returns the raw result word (a negative errno on failure).</summary>
     public long Call(long number, params ulong[] args)
     {
         if (args.Length > _arch.Arguments.Length) throw new ArgumentException("Too many syscall arguments.", nameof(args));
-        Judge(number, _site + RestoreTrampoline.CallSite, args);
+        // Filters are read again before every call: another thread may have installed one for every thread
+        // (SECCOMP_FILTER_FLAG_TSYNC) since the last, which also binds the trampoline's own calls.
+        ReadSeccompFilter();
+        JudgeRestore();
+        Judge(number, _site + RestoreTrampoline.Resume, mustRun: false, args);
         var regs = (ulong[])_saved.Clone();
         regs[_arch.InstructionPointer] = _site + RestoreTrampoline.CallSite;
         regs[_arch.SyscallNumber] = (ulong)number;
         if (_arch.InterruptedSyscall >= 0) regs[_arch.InterruptedSyscall] = InjectionArchitecture.NoSyscall;
-        for (int i = 0; i < args.Length; i++) regs[_arch.Arguments[i]] = args[i];
+        // Every argument register is set, unused ones to zero: seccomp_data holds all six, as the filters were judged.
+        for (int i = 0; i < _arch.Arguments.Length; i++) regs[_arch.Arguments[i]] = i < args.Length ? args[i] : 0;
         SetRegisters(regs);
         ulong after = _site + RestoreTrampoline.Resume;
         bool entered = false;

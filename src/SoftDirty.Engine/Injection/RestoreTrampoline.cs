@@ -27,6 +27,12 @@ internal static class RestoreTrampoline
     public const int Resume = 2;
 
     /// <summary>
+    /// Where the restore code's close and rt_sigprocmask return to (the instruction after each syscall): what
+    /// seccomp_data.instruction_pointer says of them, as <see cref="Resume"/> says of a call at <see cref="CallSite"/>.
+    /// </summary>
+    public const int CloseReturn = 42, SigProcMaskReturn = 69;
+
+    /// <summary>
     /// A value for <see cref="UndoSlot"/>: close what the call now running returns (a descriptor it makes), so
     /// that the descriptor is undone even when the tracer dies before it learns the number. A negative result
     /// (an errno) closes nothing.
@@ -50,7 +56,7 @@ internal static class RestoreTrampoline
     private const int StackPointer = 19, Flags = 18, InstructionPointer = 16, StackPointerRegister = 4;
 
     // Data slots, in 8-byte words after the code: undo descriptor, mask, flags, the registers above, rsp, rip.
-    private const int CodeBytes = 192;
+    private const int CodeBytes = 208;
     public const int UndoSlot = CodeBytes;
     public const int MaskSlot = CodeBytes + 8;
     private const int FlagsSlot = CodeBytes + 16;
@@ -69,7 +75,14 @@ internal static class RestoreTrampoline
     {
         var code = new List<byte>(Size);
         code.AddRange(new byte[] { 0x0F, 0x05 }); // CallSite: syscall
-        // Resume: if (undo == UndoResult) undo = rax; if (undo >= 0) close(undo)
+        // Resume: the argument registers the two calls below do not set are zeroed (seccomp filters see all six,
+        // and injection judged these calls with zeros there); every register is reloaded afterwards.
+        code.AddRange(new byte[] { 0x31, 0xF6 });                  // xor esi, esi
+        code.AddRange(new byte[] { 0x31, 0xD2 });                  // xor edx, edx
+        code.AddRange(new byte[] { 0x45, 0x31, 0xD2 });            // xor r10d, r10d
+        code.AddRange(new byte[] { 0x45, 0x31, 0xC0 });            // xor r8d, r8d
+        code.AddRange(new byte[] { 0x45, 0x31, 0xC9 });            // xor r9d, r9d
+        // if (undo == UndoResult) undo = rax; if (undo >= 0) close(undo)
         RipLoad(code, 0x8B, 7, UndoSlot);                          // mov rdi, [rip+undo]
         code.AddRange(new byte[] { 0x48, 0x83, 0xFF, unchecked((byte)UndoResult) }); // cmp rdi, UndoResult (imm8, sign-extended)
         code.AddRange(new byte[] { 0x48, 0x0F, 0x44, 0xF8 });      // cmove rdi, rax
@@ -77,6 +90,7 @@ internal static class RestoreTrampoline
         code.AddRange(new byte[] { 0x78, 0x07 });                  // js over the next 7 bytes
         MovEax(code, (int)InjectionArchitecture.X64.Close);                                   // mov eax, close
         code.AddRange(new byte[] { 0x0F, 0x05 });                  // syscall
+        ExpectOffset(code, CloseReturn);
         // rt_sigprocmask(SIG_SETMASK, &mask, NULL, 8)
         code.Add(0xBF); code.AddRange(Le32(SigSetMask));           // mov edi, SIG_SETMASK
         RipLoad(code, 0x8D, 6, MaskSlot);                          // lea rsi, [rip+mask]
@@ -84,6 +98,7 @@ internal static class RestoreTrampoline
         code.AddRange(new byte[] { 0x41, 0xBA }); code.AddRange(Le32(SigSetSize)); // mov r10d, 8
         MovEax(code, (int)InjectionArchitecture.X64.SigProcMask);                             // mov eax, rt_sigprocmask
         code.AddRange(new byte[] { 0x0F, 0x05 });                  // syscall
+        ExpectOffset(code, SigProcMaskReturn);
         RipLoad(code, 0x8D, StackPointerRegister, FlagsSlot);      // lea rsp, [rip+flags]
         code.Add(0x9D);                                            // popfq
         for (int i = 0; i < Registers.Length; i++)
@@ -110,6 +125,11 @@ internal static class RestoreTrampoline
         }
         BinaryPrimitives.WriteUInt64LittleEndian(data[JumpSlot..], rip);
         return bytes;
+    }
+
+    private static void ExpectOffset(List<byte> code, int offset)
+    {
+        if (code.Count != offset) throw new InvalidOperationException($"The restore trampoline's layout changed: a syscall returns to {code.Count}, not {offset}.");
     }
 
     /// <summary>REX.W [op] reg, [rip + disp32] where disp32 reaches <paramref name="target"/> (an offset in the trampoline).</summary>
