@@ -276,7 +276,10 @@ Describe 'Write tracking of another process' -Tag 'WriteTracking' -Skip:([bool]$
                 $clock = [System.Diagnostics.Stopwatch]::StartNew()
                 $tracer = { [int]((& $statusOf | Where-Object { $_ -like 'TracerPid:*' }) -split '\s+')[1] }
                 while ((& $tracer) -eq 0) {
-                    if ($child.HasExited -or $clock.Elapsed.TotalSeconds -gt 30) { throw "the injecting pwsh never traced the target: $($errors.Result)" }
+                    if ($child.HasExited -or $clock.Elapsed.TotalSeconds -gt 30) {
+                        if (-not $child.HasExited) { $child.Kill(); $child.WaitForExit() } # (its error stream ends only with it)
+                        throw "the injecting pwsh never traced the target: $($errors.Result)"
+                    }
                 }
                 foreach ($poll in 1..$random.Next(0, 40)) { $null = & $statusOf }
                 if ((& $tracer) -ne 0) { $landed++ }
