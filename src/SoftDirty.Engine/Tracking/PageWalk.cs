@@ -133,11 +133,15 @@ internal static class PageWalk
     /// ui), ascending. There a page the process drops between the pagemap walk and the read faults, and
     /// process_vm_readv's fault would wait for the monitor (which may be another process, or none that answers):
     /// their present pages are read through /proc/PID/mem, which fails at once instead. Empty for other sources.
+    /// smaps costs a walk of every page table (15 ms a populated GiB), so it is read only when the process holds
+    /// a userfaultfd: a registration whose userfaultfd only another process holds (a monitor it was handed to and
+    /// closed) is not seen here.
     /// </summary>
     private static List<AddressRange> UserfaultfdWaitRanges(IPageSource source)
     {
         var ranges = new List<AddressRange>();
         if (Root(source) is not ProcPageSource proc) return ranges;
+        if (SoftDirty.Injection.WriteTrackingStore.UserfaultfdDescriptors(proc.ProcessId).Length == 0) return ranges;
         foreach (var m in proc.ReadMappings(true))
             if (m.VmFlags.Contains(UffdMissingFlag) || m.VmFlags.Contains(UffdMinorFlag)) ranges.Add(new AddressRange(m.Start, m.End));
         return ranges;
