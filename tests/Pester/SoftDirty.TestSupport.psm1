@@ -345,3 +345,44 @@ function Wait-ImgTargetIdle($Target) {
 
 function Stop-ImgTarget($Target) { if ($Target -and -not $Target.Process.HasExited) { $Target.Process.Kill(); $Target.Process.WaitForExit(5000) | Out-Null } }
 Export-ModuleMember -Function Start-ImgTarget, Send-ImgTarget, Wait-ImgTargetIdle, Stop-ImgTarget
+
+<#
+.SYNOPSIS
+    Why write tracking of another process (syscall injection) cannot be tried here, or $null where it can.
+    -Relation says how the tracing PowerShell is related to the target: Descendant (the target is its child or
+    grandchild) or Sibling (another process of the test starts the commands, e.g. a child pwsh): under Yama's
+    ptrace_scope 1 an unprivileged user may trace descendants only.
+#>
+function Get-WriteTrackingSkipReason {
+    param([ValidateSet('Descendant', 'Sibling')] [string] $Relation = 'Descendant')
+    if (-not $IsLinux) { return 'Linux only' }
+    $k = Get-SoftDirtySupport
+    $yama = if (Test-Path /proc/sys/kernel/yama/ptrace_scope) { [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) } else { 0 }
+    $root = (id -u) -eq '0'
+    @(
+        if (-not $k.PagemapScan) { "no PAGEMAP_SCAN: $($k.PagemapScanReason)" }
+        if (-not $k.UffdWriteProtectAsync) { "no userfaultfd WP_ASYNC: $($k.UffdWriteProtectAsyncReason)" }
+        if ([System.Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture -ne 'X64') { 'syscall injection is implemented for x86-64 only' }
+        if ($yama -ge 3 -or ($yama -eq 2 -and -not $root)) { "Yama's ptrace_scope $yama forbids ptrace of a child here" }
+        if ($Relation -eq 'Sibling' -and $yama -eq 1 -and -not $root) { "Yama's ptrace_scope 1 lets a user trace only descendants, and these commands run in a sibling of the target" }
+    ) | Select-Object -First 1
+}
+
+<#
+.SYNOPSIS
+    Starts a pwsh like this one running -Command with the module under test imported, its standard output and
+    error redirected; returns the Process. Read its error stream with ReadToEndAsync() at once (it ends only
+    with the process); kill it with .Kill() and .WaitForExit().
+#>
+function Start-ChildPwsh {
+    param([Parameter(Mandatory, Position = 0)] [string] $Command, [switch] $NoModule)
+    $pwsh = Get-PwshCommandLine
+    if (-not $NoModule) { $Command = "Import-Module '$env:SOFTDIRTY_MODULE'; $Command" }
+    $psi = [System.Diagnostics.ProcessStartInfo]::new($pwsh[0])
+    foreach ($a in @($pwsh | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive', '-Command', $Command)) { $psi.ArgumentList.Add($a) }
+    $psi.RedirectStandardOutput = $true
+    $psi.RedirectStandardError = $true
+    $psi.RedirectStandardInput = $true
+    [System.Diagnostics.Process]::Start($psi)
+}
+Export-ModuleMember -Function Get-WriteTrackingSkipReason, Start-ChildPwsh
