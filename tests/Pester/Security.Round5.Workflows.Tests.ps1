@@ -8,12 +8,7 @@
 BeforeDiscovery {
     $IsRoot = (id -u) -eq '0'
     $HasMkfifo = [bool](Get-Command mkfifo -CommandType Application -ErrorAction SilentlyContinue)
-    $support = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-SoftDirtySupport } else { $null }
-    $WtSkip = if (-not $IsLinux) { 'Linux only' }
-        elseif (-not ($support.PagemapScan -and $support.UffdWriteProtectAsync)) { "this kernel lacks PAGEMAP_SCAN or userfaultfd WP_ASYNC: $($support.UffdWriteProtectAsyncReason) $($support.PagemapScanReason)" }
-        elseif ([System.Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture -ne 'X64') { 'syscall injection is implemented for x86-64 only' }
-        elseif ((Test-Path /proc/sys/kernel/yama/ptrace_scope) -and ($scope = [int](Get-Content /proc/sys/kernel/yama/ptrace_scope)) -ge 2 -and ($scope -ge 3 -or (id -u) -ne '0')) { "Yama's ptrace_scope $scope forbids ptrace of a child here" }
-        else { $null }
+    $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason } else { 'Linux only' }
     $PtraceSkip = if ((Test-Path /proc/sys/kernel/yama/ptrace_scope) -and ($scope = [int](Get-Content /proc/sys/kernel/yama/ptrace_scope)) -ge 2 -and ($scope -ge 3 -or (id -u) -ne '0')) { $true } else { $false }
 }
 

@@ -14,11 +14,8 @@ BeforeDiscovery {
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $script:IsRoot = (id -u) -eq '0'
-    $support = Get-SoftDirtySupport
     # Write tracking of another process as WriteTracking.Tests.ps1 needs it: PAGEMAP_SCAN, WP_ASYNC, x86-64, ptrace of a child.
-    $script:WtSkip = if (-not ($support.PagemapScan -and $support.UffdWriteProtectAsync)) { "this kernel lacks PAGEMAP_SCAN or userfaultfd WP_ASYNC: $($support.UffdWriteProtectAsyncReason) $($support.PagemapScanReason)" }
-        elseif ([System.Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture -ne 'X64') { 'syscall injection is implemented for x86-64 only' }
-        elseif ((Test-Path /proc/sys/kernel/yama/ptrace_scope) -and [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) -ge 2) { 'Yama forbids ptrace of a child here' }
+    $script:WtSkip = Get-WriteTrackingSkipReason
     $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r6')
     chmod 0755 $TestDrive $root
     $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state6'

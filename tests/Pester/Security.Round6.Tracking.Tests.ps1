@@ -8,19 +8,7 @@
 
 BeforeDiscovery {
     # Why write tracking of another process cannot be tried here ($null where it can).
-    $WtSkip = $null
-    if (-not $IsLinux) { $WtSkip = 'Linux only' }
-    else {
-        Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
-        $k = Get-SoftDirtySupport
-        $yama = if (Test-Path /proc/sys/kernel/yama/ptrace_scope) { [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) } else { 0 }
-        $WtSkip = @(
-            if (-not $k.PagemapScan) { "no PAGEMAP_SCAN: $($k.PagemapScanReason)" }
-            if (-not $k.UffdWriteProtectAsync) { "no userfaultfd WP_ASYNC: $($k.UffdWriteProtectAsyncReason)" }
-            if ([System.Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture -ne 'X64') { 'syscall injection is implemented for x86-64 only' }
-            if ($yama -ge 3 -or ($yama -eq 2 -and (id -u) -ne '0')) { "Yama's ptrace_scope $yama forbids ptrace of a child here" }
-        ) | Select-Object -First 1
-    }
+    $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason } else { 'Linux only' }
 }
 
 BeforeAll {
