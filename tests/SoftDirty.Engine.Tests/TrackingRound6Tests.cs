@@ -28,7 +28,7 @@ public sealed class TrackingRound6Tests : IDisposable
     public void Dispose() => _state.Dispose();
 
     /// <summary>Indexes of the pages of [start, start + pages) that <paramref name="ranges"/> hold.</summary>
-    private static ulong[] PagesIn(IEnumerable<AddressRange> ranges, ulong start, int pages, int pageSize)
+    internal static ulong[] PagesIn(IEnumerable<AddressRange> ranges, ulong start, int pages, int pageSize)
     {
         ulong end = start + (ulong)pages * (ulong)pageSize, ps = (ulong)pageSize;
         var found = new List<ulong>();

@@ -21,6 +21,12 @@ internal sealed class InjectionSteps
     /// <summary>Milliseconds per step, in the order the steps first ended.</summary>
     public Dictionary<string, double> Milliseconds { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Called with each step's name as it ends (tests: an exception thrown here stands for a Ctrl+C or a kill at
+    /// that point of the command).
+    /// </summary>
+    public Action<string>? OnStep { get; init; }
+
     /// <summary>Ends step <paramref name="name"/> on this thread's recorder, if any: the time since the previous mark is added to it.</summary>
     public static void Mark(string name)
     {
@@ -29,5 +35,6 @@ internal sealed class InjectionSteps
         double now = s._clock.Elapsed.TotalMilliseconds;
         s.Milliseconds[name] = s.Milliseconds.GetValueOrDefault(name) + (now - s._last);
         s._last = now;
+        s.OnStep?.Invoke(name);
     }
 }

@@ -183,14 +183,24 @@ internal static class RemoteWriteProtect
     /// <summary>VM_UFFD_WP as smaps VmFlags prints it.</summary>
     public const string UffdWriteProtectFlag = "uw";
 
-    /// <summary>Records a reset (the written pages were collected and re-protected): a new <see cref="WriteTrackingState.ResetId"/>.</summary>
+    /// <summary>
+    /// Records a reset (the written pages are about to be collected and re-protected): a new
+    /// <see cref="WriteTrackingState.ResetId"/>, saved before the kernel re-protects anything. A record that cannot be
+    /// saved stops the reset (ProcIOError, the state as it was): a reset no other command can see would make an
+    /// image chain counting from the last one miss the writes it takes away.
+    /// </summary>
     public static void RecordReset(WriteTrackingState state)
     {
+        var (id, at) = (state.ResetId, state.LastReset);
         state.ResetId = Guid.NewGuid();
         state.LastReset = DateTime.UtcNow;
         try { WriteTrackingStore.Save(state); }
-        catch (EngineException) { }
-        catch (System.IO.IOException) { }
-        catch (UnauthorizedAccessException) { }
+        catch (Exception ex) when (ex is EngineException or System.IO.IOException or UnauthorizedAccessException)
+        {
+            (state.ResetId, state.LastReset) = (id, at);
+            if (ex is EngineException) throw;
+            throw new EngineException(EngineError.ProcIOError,
+                $"The write tracking of process {state.ProcessId}: its reset could not be recorded in the state folder ({ex.Message}); nothing was re-protected, so no write is lost.", state.ProcessId, inner: ex);
+        }
     }
 }

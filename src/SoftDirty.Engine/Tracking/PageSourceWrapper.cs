@@ -22,7 +22,7 @@ internal abstract class PageSourceWrapper : IPageSource, IPageSourceWrapper
     public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters) => Inner.ReadMappings(withCounters);
     public int ReadPagemap(ulong firstPage, Span<PagemapEntry> destination) => Inner.ReadPagemap(firstPage, destination);
     public int ReadMemory(ulong address, Span<byte> destination) => Inner.ReadMemory(address, destination);
-    public int WriteClearRefs(ReadOnlySpan<byte> text) => Inner.WriteClearRefs(text);
+    public virtual int WriteClearRefs(ReadOnlySpan<byte> text) => Inner.WriteClearRefs(text);
     public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions) => Inner.ScanPagemap(ref request, regions);
 
     /// <summary>Leaves the inner source open: its owner disposes it.</summary>

@@ -40,7 +40,7 @@ internal static class TrackingEpoch
         return start is null || boot is null ? null : $"{boot}/{source.ProcessId}/{start}";
     }
 
-    /// <summary>Records a new epoch after a soft-dirty clear of <paramref name="source"/>; returns it (null where it cannot be kept).</summary>
+    /// <summary>Records a new epoch for a soft-dirty clear of <paramref name="source"/> about to be made; returns it (null where it cannot be kept).</summary>
     public static string? Record(IPageSource source)
     {
         var epoch = Guid.NewGuid().ToString("N");

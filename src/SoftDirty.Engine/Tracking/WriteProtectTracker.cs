@@ -259,6 +259,11 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     /// </summary>
     public bool ResetElsewhere { get; private set; }
 
+    /// <summary>The step (<see cref="InjectionSteps"/>) that ends when a reset's write-protect of another process is done.</summary>
+    internal const string StepProtected = "PAGEMAP_SCAN write-protect (reset)";
+    /// <summary>The step that ends when a collection's scan of another process (with its re-protect, when asked) is done.</summary>
+    internal const string StepCollected = "PAGEMAP_SCAN collect";
+
     private DirtyPageSet CollectRemote(bool rearm, CancellationToken cancel)
     {
         var clock = Stopwatch.StartNew();
@@ -266,13 +271,17 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         ResetElsewhere = !Reload();
         var spans = Spans();
         var fresh = new List<AddressRange>();
-        var regions = ScanRemote(spans, rearm, fresh, cancel);
-        if (ResetElsewhere) regions = PageWalk.PresentRegions(Source, spans, cancel: cancel).ToList();
         if (rearm)
         {
+            // Recorded before the kernel re-protects anything: a command stopped between the two (Ctrl+C, kill -9)
+            // must leave a reset the others see, or an image chain counting from the last one would miss the
+            // writes this scan takes away.
             RemoteWriteProtect.RecordReset(_state!);
             _expectedReset = _state!.ResetId;
         }
+        var regions = ScanRemote(spans, rearm, fresh, cancel);
+        InjectionSteps.Mark(StepCollected);
+        if (ResetElsewhere) regions = PageWalk.PresentRegions(Source, spans, cancel: cancel).ToList();
         ulong scanned = 0, ps = (ulong)Source.PageSize;
         foreach (var s in spans) scanned += (s.End - s.Start) / ps;
         var b = new RangeListBuilder();
@@ -292,12 +301,13 @@ internal sealed class WriteProtectTracker : IDirtyTracker
             Reload();
             var current = Spans();
             InjectionSteps.Mark("maps (reset)");
-            var refused = ProtectAll(current, cancel);
-            InjectionSteps.Mark("PAGEMAP_SCAN write-protect (reset)");
-            if (refused.Count > 0) ScanRemote(refused, reset: true, new List<AddressRange>(), cancel); // mapped since: registered now
+            // Recorded first, as in CollectRemote: a reset cut short still counts as one for every other command.
             RemoteWriteProtect.RecordReset(_state!);
             _expectedReset = _state!.ResetId;
             InjectionSteps.Mark("state file save (reset)");
+            var refused = ProtectAll(current, cancel);
+            InjectionSteps.Mark(StepProtected);
+            if (refused.Count > 0) ScanRemote(refused, reset: true, new List<AddressRange>(), cancel); // mapped since: registered now
             _armed = true;
             return;
         }
