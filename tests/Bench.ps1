@@ -222,6 +222,11 @@ foreach ($size in $sizes) {
             $ratios.Add((Measure-Ratio -Name "parallel reads $label Present: two threads over one" -Baseline 'the same Get-PageMap -Present -ReadMethod Pread, serial reads (the default)' `
                 -Subject { [AppContext]::SetSwitch($switch, $true); $null = Get-PageMap @gpm -Present -ReadMethod Pread; [AppContext]::SetSwitch($switch, $false) } `
                 -Reference { $null = Get-PageMap @gpm -Present -ReadMethod Pread } -Repeat $Repeat))
+            # A large span's scan in two halves at once (the default on more than one core) over one walk.
+            $serial = 'SoftDirty.Pagemap.SerialScans'
+            $ratios.Add((Measure-Ratio -Name "split scans $label Swapped -AsRange: two halves at once over one walk" -Baseline 'the same Get-PageMap -Swapped -AsRange with SoftDirty.Pagemap.SerialScans set' `
+                -Subject { $null = Get-PageMap @gpm -Swapped -AsRange } `
+                -Reference { [AppContext]::SetSwitch($serial, $true); $null = Get-PageMap @gpm -Swapped -AsRange; [AppContext]::SetSwitch($serial, $false) } -Repeat $Repeat))
             $ratios.Add((Measure-Ratio -Name "readMethod $label SoftDirty: PagemapScan over Pread" -Baseline 'Get-PageMap -SoftDirty -ReadMethod Pread' `
                 -Subject { $null = Get-PageMap @gpm -SoftDirty -ReadMethod PagemapScan } -Reference { $null = Get-PageMap @gpm -SoftDirty -ReadMethod Pread } -Target 1.0 -Repeat $Repeat))
         }

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Runtime.CompilerServices;
 using System.Threading;
@@ -31,7 +32,27 @@ internal sealed class PageMapReader
         _buffer = GC.AllocateUninitializedArray<PagemapEntry>(chunkEntries);
         _parallel = source is ProcPageSource && Environment.ProcessorCount > 1
             && AppContext.TryGetSwitch(ParallelReadsSwitch, out bool parallel) && parallel;
+        SplitScans = source is ProcPageSource && Environment.ProcessorCount > 1
+            && !(AppContext.TryGetSwitch(SerialScansSwitch, out bool serial) && serial);
     }
+
+    /// <summary>
+    /// Whether a PAGEMAP_SCAN over a span of at least <see cref="SplitScanPages"/> walks its second half on another
+    /// thread meanwhile: the walk is CPU work in the kernel under the shared mmap lock, so two walks run side by side,
+    /// and one thread wake-up per span costs nothing against a walk of a GiB or more (unlike a wake-up per 64 MiB
+    /// chunk: <see cref="ParallelReadsSwitch"/>). By default for /proc on more than one core, unless
+    /// <see cref="SerialScansSwitch"/> is set; tests set it either way.
+    /// </summary>
+    internal bool SplitScans { get; set; }
+
+    /// <summary>The AppContext switch that keeps every PAGEMAP_SCAN on the calling thread.</summary>
+    public const string SerialScansSwitch = "SoftDirty.Pagemap.SerialScans";
+
+    /// <summary>Spans of at least this many pages (1 GiB of 4 KiB pages) are scanned in two halves at once.</summary>
+    public const ulong SplitScanPages = 1UL << 18;
+
+    /// <summary>Region batches the second half's walk may run ahead of the reader (bounded memory).</summary>
+    private const int SplitScanQueuedBatches = 16;
 
     /// <summary>
     /// Whether chunks are read two at a time on two threads: pread of pagemap is CPU-bound in the kernel (the
@@ -168,7 +189,9 @@ internal sealed class PageMapReader
             // PAGEMAP_SCAN skips VM_PFNMAP VMAs ([vvar]) that pread reports: read those with pread.
             if (resolved == PageReadMethod.PagemapScan && span.Mapping?.Kind != MappingKind.Vvar)
             {
-                foreach (var region in ScanSpan(span, filter, cancel))
+                var regions = SplitScans && (span.End - span.Start) / (ulong)_source.PageSize >= SplitScanPages
+                    ? ScanSpanSplit(span, filter, cancel) : ScanSpan(span, filter, _regions, cancel);
+                foreach (var region in regions)
                     foreach (var (address, buffer, count) in PreadSpan(region.Start, region.End, cancel))
                         yield return (span, address, buffer, count);
             }
@@ -233,8 +256,51 @@ internal sealed class PageMapReader
         return n;
     }
 
-    /// <summary>The regions of a span PAGEMAP_SCAN finds for the filter's categories, near neighbours joined.</summary>
-    private IEnumerable<PageRegion> ScanSpan(PageSpan span, PageFilter filter, CancellationToken cancel)
+    /// <summary>The regions of a span PAGEMAP_SCAN finds for the filter's categories, near neighbours joined (batch: the scan's reused output).</summary>
+    private IEnumerable<PageRegion> ScanSpan(PageSpan span, PageFilter filter, PageRegion[] batch, CancellationToken cancel)
+    {
+        foreach (var regions in ScanBatches(span, filter, batch, cancel))
+            foreach (var r in regions) yield return r;
+    }
+
+    /// <summary>
+    /// <see cref="ScanSpan"/> with the span's second half walked on the thread pool meanwhile, its regions queued
+    /// (at most <see cref="SplitScanQueuedBatches"/> batches ahead) and yielded after the first half's, so the order is
+    /// the same. The worker is stopped and waited for however the enumeration ends: no thread uses the source after it.
+    /// </summary>
+    private IEnumerable<PageRegion> ScanSpanSplit(PageSpan span, PageFilter filter, CancellationToken cancel)
+    {
+        ulong pageSize = (ulong)_source.PageSize;
+        ulong mid = (span.Start + (span.End - span.Start) / 2) / pageSize * pageSize;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        using var queue = new BlockingCollection<List<PageRegion>>(SplitScanQueuedBatches);
+        var second = new PageSpan(mid, span.End, span.Mapping);
+        var worker = Task.Run(() =>
+        {
+            try
+            {
+                foreach (var regions in ScanBatches(second, filter, new PageRegion[ScanRegionBatch], stop.Token))
+                    queue.Add(regions, stop.Token);
+            }
+            finally { queue.CompleteAdding(); }
+        }, stop.Token);
+        try
+        {
+            foreach (var r in ScanSpan(new PageSpan(span.Start, mid, span.Mapping), filter, _regions, cancel)) yield return r;
+            foreach (var regions in queue.GetConsumingEnumerable(cancel))
+                foreach (var r in regions) yield return r;
+            worker.GetAwaiter().GetResult(); // the second half's error, if it had one
+        }
+        finally
+        {
+            stop.Cancel();
+            try { worker.Wait(CancellationToken.None); }
+            catch (AggregateException) { } // its error was rethrown above, or the enumeration ended early
+        }
+    }
+
+    /// <summary>The scan's batches over a span: each call's regions, near neighbours joined (a new list each).</summary>
+    private IEnumerable<List<PageRegion>> ScanBatches(PageSpan span, PageFilter filter, PageRegion[] batch, CancellationToken cancel)
     {
         var (mask, inverted) = filter.ToScanCategories();
         ulong pos = span.Start;
@@ -250,14 +316,13 @@ internal sealed class PageMapReader
                 // With no category to ask for, every page matches; PRESENT as the return mask keeps regions few.
                 ReturnMask = mask == PageCategory.None ? PageCategory.Present : mask,
             };
-            int n = _source.ScanPagemap(ref req, _regions);
+            int n = _source.ScanPagemap(ref req, batch);
             // Copy out (the region buffer is reused by the next scan), joining near neighbours.
-            var regions = Coalesce(_regions.AsSpan(0, n), ScanCoalesceGapPages * (ulong)_source.PageSize);
-            foreach (var r in regions) yield return r;
+            yield return Coalesce(batch.AsSpan(0, n), ScanCoalesceGapPages * (ulong)_source.PageSize);
             // Resume from the later of walk_end and the last region's end (the 6.18 walk_end quirk); a
             // result that did not fill the vector is complete.
-            if (n < _regions.Length) break;
-            ulong next = Math.Max(req.WalkEnd, _regions[n - 1].End);
+            if (n < batch.Length) break;
+            ulong next = Math.Max(req.WalkEnd, batch[n - 1].End);
             if (next <= pos) break;
             pos = next;
         }

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Threading;
 using SoftDirty.Tracking;
 
 namespace SoftDirty;
@@ -121,7 +122,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
     /// <inheritdoc/>
     public int ReadPagemap(ulong firstPage, Span<PagemapEntry> destination)
     {
-        if (_pagemapFd < 0) _pagemapFd = OpenProc("pagemap", Native.O_RDONLY);
+        OpenPagemap();
         var bytes = MemoryMarshal.AsBytes(destination);
         long offset = checked((long)(firstPage * PagemapEntry.Size));
         int done = 0;
@@ -258,7 +259,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
     /// <inheritdoc/>
     public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions)
     {
-        if (_pagemapFd < 0) _pagemapFd = OpenProc("pagemap", Native.O_RDONLY);
+        OpenPagemap();
         int found;
         try { found = PagemapScanIoctl.Scan(_pagemapFd, ref request, regions, ProcessId, IsGone); }
         catch (EngineException ex) when (ex.Error == EngineError.ProcessExited && !IsGone() && OldMmGone())
@@ -268,6 +269,14 @@ internal sealed unsafe class ProcPageSource : IPageSource
         // An mm that is gone has no page tables: the scan would say "nothing there" of an exec'd process.
         if (found == 0 && OldMmGone()) throw IsGone() ? Exited("scanning pagemap") : Executed($"scanning pagemap at 0x{request.Start:x}");
         return found;
+    }
+
+    /// <summary>Opens pagemap once; safe from two threads at once (a split scan's halves), the loser closes its own.</summary>
+    private void OpenPagemap()
+    {
+        if (Volatile.Read(ref _pagemapFd) >= 0) return;
+        int fd = OpenProc("pagemap", Native.O_RDONLY);
+        if (Interlocked.CompareExchange(ref _pagemapFd, fd, -1) != -1) Native.Close(fd);
     }
 
     /// <summary>
