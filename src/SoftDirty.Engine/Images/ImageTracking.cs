@@ -63,22 +63,33 @@ internal static class ImageTracking
                 if (!source.Features.SoftDirty)
                     throw new EngineException(EngineError.SoftDirtyNotSupported, source.Features.SoftDirtyReason ?? "No soft-dirty on this kernel.", source.ProcessId);
                 DirtyPageSet? set = null;
-                if (parent is not null && parent.Armed == TrackingMethod.SoftDirty && parent.ProcessId == source.ProcessId && !verify)
+                bool exact;
+                string? why;
+                // The read and the clear at one moment (SoftDirtyWindow): a write between them would be lost to this
+                // image and to every later one.
+                using (SoftDirtyWindow.Stop(source, cancel, out exact, out why))
                 {
-                    var current = TrackingEpoch.Current(source);
-                    if (parent.ArmedEpoch is { } e && current == e && parent.ProcessIdentity == TrackingEpoch.Identity(source))
+                    if (parent is not null && parent.Armed == TrackingMethod.SoftDirty && parent.ProcessId == source.ProcessId && !verify)
                     {
                         var spans = PageWalk.DataSpans(source.ReadMappings(false), selector);
                         var ranges = SoftDirtyTracker.Dirty(source, spans, cancel, out ulong scanned);
-                        set = new DirtyPageSet(TrackingMethod.SoftDirty, source.PageSize, ranges, scanned, TimeSpan.Zero);
+                        // Checked after the read: a clear by another command before or during it is seen here.
+                        var current = TrackingEpoch.Current(source);
+                        if (parent.ArmedEpoch is { } e && current == e && parent.ProcessIdentity == TrackingEpoch.Identity(source))
+                            set = new DirtyPageSet(TrackingMethod.SoftDirty, source.PageSize, ranges, scanned, TimeSpan.Zero);
+                        else
+                            warn?.Invoke(current is null
+                                ? $"Cannot tell whether soft-dirty of process {source.ProcessId} was cleared since the parent image (no usable state folder): comparing every page's contents with the parent's hashes instead."
+                                : $"Soft-dirty of process {source.ProcessId} was cleared since the parent image was taken (by another command of this module: Clear-SoftDirty, Watch-DirtyPage, a migration or another chain): comparing every page's contents with the parent's hashes instead.");
                     }
-                    else
-                        warn?.Invoke(current is null
-                            ? $"Cannot tell whether soft-dirty of process {source.ProcessId} was cleared since the parent image (no usable state folder): comparing every page's contents with the parent's hashes instead."
-                            : $"Soft-dirty of process {source.ProcessId} was cleared since the parent image was taken (by another command of this module: Clear-SoftDirty, Watch-DirtyPage, a migration or another chain): comparing every page's contents with the parent's hashes instead.");
+                    armedEpoch = source.ClearRefs(ClearRefsType.SoftDirty);
                 }
-                armedEpoch = source.ClearRefs(ClearRefsType.SoftDirty);
-                armed = TrackingMethod.SoftDirty;
+                if (exact) armed = TrackingMethod.SoftDirty;
+                else
+                {
+                    armedEpoch = null;
+                    warn?.Invoke($"Process {source.ProcessId} could not be stopped for the moment between reading soft-dirty and clearing it ({why}): a write in that moment would be missing from the next increment, so the next increment compares every page's contents instead.");
+                }
                 return set; // no usable parent arming: compare every page this time
             }
             case TrackingMethod.WriteProtect when source is ProcPageSource proc && proc.ProcessId != Environment.ProcessId:

@@ -60,7 +60,7 @@ internal sealed class ContentCheckedTracker : IDirtyTracker
         var written = _pages.Collect(rearm, cancel);
         var changed = _contents.Collect(rearm, cancel);
         var both = Workflows.PreCopyMigration.Union(written, changed);
-        return new DirtyPageSet(written.Method, written.PageSize, both.Ranges, both.PagesScanned, both.CollectTime) { NewMappingRanges = written.NewMappingRanges, ResetElsewhere = written.ResetElsewhere, UnreadablePages = changed.UnreadablePages };
+        return new DirtyPageSet(written.Method, written.PageSize, both.Ranges, both.PagesScanned, both.CollectTime) { NewMappingRanges = written.NewMappingRanges, ResetElsewhere = written.ResetElsewhere, InexactReason = written.InexactReason, UnreadablePages = changed.UnreadablePages };
     }
 
     /// <inheritdoc/>

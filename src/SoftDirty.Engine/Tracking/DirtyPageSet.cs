@@ -46,6 +46,12 @@ internal sealed class DirtyPageSet
     public bool ResetElsewhere { get; init; }
 
     /// <summary>
+    /// Why this collection's read and re-arm were not at one moment (soft-dirty of this process itself, or of one it
+    /// may not stop: <see cref="SoftDirtyWindow"/>), so a write between them can be missing from later collections; null when they were.
+    /// </summary>
+    public string? InexactReason { get; init; }
+
+    /// <summary>
     /// Present pages whose contents the tracker could not read (Hash, and the content check of shared and file
     /// mappings: memfd_secret, memory served by the process's own userfaultfd): their writes cannot be seen, so
     /// they are never in <see cref="Ranges"/>. Callers say so (a warning).

@@ -256,7 +256,7 @@ internal static class PageWalk
     public static bool IsRealProcess(IPageSource source) => Root(source) is ProcPageSource;
 
     /// <summary>The source that does the reading (wrappers unwrapped).</summary>
-    private static IPageSource Root(IPageSource source)
+    internal static IPageSource Root(IPageSource source)
     {
         for (int i = 0; i < 16 && source is IPageSourceWrapper w; i++) source = w.Inner;
         return source;

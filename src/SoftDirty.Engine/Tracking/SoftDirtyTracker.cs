@@ -37,18 +37,27 @@ internal sealed class SoftDirtyTracker : IDirtyTracker
         if (!_armed) throw new InvalidOperationException("Reset the tracker before collecting.");
         var clock = Stopwatch.StartNew();
         var spans = PageWalk.DataSpans(Source.ReadMappings(false), _selector);
-        var ranges = Dirty(Source, spans, cancel, out ulong scanned);
-        // Cleared by another command or session since this tracker's last clear (Clear-SoftDirty, a save, another
-        // watch): the bits set before that clear are gone, so every present page counts, and the caller says so.
-        bool elsewhere = _epoch is not null && TrackingEpoch.Current(Source) is { } current && current != _epoch;
+        List<AddressRange> ranges;
+        ulong scanned;
+        bool elsewhere;
+        bool exact = true;
+        string? why = null;
+        // Read and re-armed at one moment: a write between the two would be lost to every later collection.
+        using (rearm ? SoftDirtyWindow.Stop(Source, cancel, out exact, out why) : null)
+        {
+            ranges = Dirty(Source, spans, cancel, out scanned);
+            // Cleared by another command or session since this tracker's last clear (Clear-SoftDirty, a save, another
+            // watch): the bits set before that clear are gone, so every present page counts, and the caller says so.
+            elsewhere = _epoch is not null && TrackingEpoch.Current(Source) is { } current && current != _epoch;
+            if (rearm) _epoch = Source.ClearRefs(ClearRefsType.SoftDirty);
+        }
         if (elsewhere)
         {
             var all = new RangeListBuilder();
             foreach (var r in PageWalk.PresentRegions(Source, spans, cancel: cancel)) all.Add(r.Start, r.End);
             ranges = all.Build();
         }
-        if (rearm) _epoch = Source.ClearRefs(ClearRefsType.SoftDirty);
-        return new DirtyPageSet(Method, Source.PageSize, ranges, scanned, clock.Elapsed) { ResetElsewhere = elsewhere };
+        return new DirtyPageSet(Method, Source.PageSize, ranges, scanned, clock.Elapsed) { ResetElsewhere = elsewhere, InexactReason = exact ? null : why };
     }
 
     /// <summary>The soft-dirty present or swapped pages of <paramref name="spans"/>.</summary>

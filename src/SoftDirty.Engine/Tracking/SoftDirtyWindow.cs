@@ -1,0 +1,42 @@
+using System;
+using System.Threading;
+
+namespace SoftDirty.Tracking;
+
+/// <summary>
+/// The moment between reading soft-dirty and clearing it. Soft-dirty has no atomic read-and-clear (PAGEMAP_SCAN's
+/// WP_MATCHING is userfaultfd write-protect's alone): a write after the read and before clear_refs sets a bit the
+/// clear then takes away, so that page would be missing from this collection and from every later one (a chain
+/// or a migration would keep its old bytes for good). A real process is stopped for that moment, as CRIU's
+/// pre-dump stops it, unless this thread holds it stopped already (-Freeze, a migration's last round) or it is
+/// stopped (state T). An emulated process needs nothing: its workloads run between commands' steps, never during one.
+/// </summary>
+internal static class SoftDirtyWindow
+{
+    /// <summary>
+    /// Stops the process for the read and the clear (dispose after the clear); null where nothing needs stopping or
+    /// nothing can be stopped. <paramref name="exact"/> is false where a write can fall between the two: this process
+    /// itself, or one it may not stop (ptrace refused, traced by another tracer); <paramref name="why"/> says which.
+    /// </summary>
+    public static IDisposable? Stop(IPageSource source, CancellationToken cancel, out bool exact, out string? why)
+    {
+        exact = true;
+        why = null;
+        if (PageWalk.Root(source) is not ProcPageSource proc) return null;
+        int pid = proc.ProcessId;
+        if (pid == Environment.ProcessId)
+        {
+            exact = false;
+            why = "a process cannot stop itself";
+            return null;
+        }
+        if (PtraceFreeze.HoldsHere(pid) || ProcessFreeze.AllStopped(pid)) return null;
+        try { return ProcessFreeze.Freeze(proc, cancel); }
+        catch (EngineException ex) when (ex.Error is EngineError.PermissionDenied or EngineError.ProcessAlreadyTraced or EngineError.PtraceNotPermitted)
+        {
+            exact = false;
+            why = ex.Message;
+            return null;
+        }
+    }
+}
