@@ -1,0 +1,117 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, eighth attack round, on memory images (new cases only; rounds 2-7 are in Security.Round*.Tests.ps1,
+# Workflows.Security.Tests.ps1 and WriteTracking.Tests.ps1): memory whose content changes between a parent and its
+# increment without a write (pages dropped and read again as the zero page, huge pages split, collapsed, swapped and
+# moved), on every emulator profile and on a real process. The engine's side:
+# tests/SoftDirty.Engine.Tests/Images/ImageRound8Tests.cs.
+
+BeforeDiscovery {
+    $IsRoot = (id -u) -eq '0'
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:IsRoot = (id -u) -eq '0'
+    $script:WtSkip = Get-WriteTrackingSkipReason
+    $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r8')
+    chmod 0755 $TestDrive $root
+    $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state8'
+    function New-Dest { Join-Path $root "d-$([guid]::NewGuid().ToString('n'))" }
+    # Each restored file of an image (chain) and its SHA-256, as "name=hash".
+    function Get-RestoredFiles([string] $Image) {
+        $out = New-Dest
+        $null = Restore-MemoryImage -Path $Image -Destination $out
+        foreach ($f in Get-ChildItem -LiteralPath $out -Filter *.bin | Sort-Object Name) { '{0}={1}' -f $f.Name, (Get-FileHash -LiteralPath $f.FullName).Hash }
+    }
+    # What differs between the restores of two images, as "chain: name=hash" / "full: name=hash" lines (none: equal).
+    function Compare-Restore([string] $Chain, [string] $Full) {
+        $a = @(Get-RestoredFiles $Chain); $b = @(Get-RestoredFiles $Full)
+        if ($a.Count -eq 0 -or $b.Count -eq 0) { throw "a restore of $Chain or $Full made no files" }
+        @(Compare-Object $a $b | ForEach-Object { "$(if ($_.SideIndicator -eq '<=') { 'chain' } else { 'full' }): $($_.InputObject)" })
+    }
+}
+
+AfterAll { Remove-Item Env:SOFTDIRTY_STATE_DIR -ErrorAction SilentlyContinue }
+
+Describe 'Pages whose content changes without a write between a parent and its increment (emulated)' -Tag 'Workflows', 'Security', 'Round8Images' {
+    BeforeDiscovery {
+        $changes = [ordered]@{
+            'dropped (MADV_DONTNEED) and read again' = 'dontneed-read'
+            'dropped and written in part' = 'dontneed-write'
+            'swapped out (MADV_PAGEOUT) and read again' = 'pageout-read'
+            'made read-only after a write' = 'mprotect-ro'
+            'unmapped and mapped again at the same address, then read' = 'remap-read'
+        }
+        $hugeChanges = [ordered]@{
+            'a huge page dropped and read again (the huge zero page)' = 'thp-dontneed-read'
+            'half a huge page dropped and the whole read again' = 'thp-halfdrop-read'
+            'a huge page split, partly dropped and read again' = 'thp-split-dontneed-read'
+            'a huge page moved (mremap)' = 'thp-move'
+        }
+        $cases = foreach ($k in '6.1', '6.12', '6.18', '7.3') {
+            foreach ($m in 'SoftDirty', 'WriteProtect', 'Hash') {
+                if ($k -eq '6.1' -and $m -eq 'WriteProtect') { continue } # no PAGEMAP_SCAN there: WriteProtect is refused
+                foreach ($c in $changes.GetEnumerator()) { @{ Kernel = $k; Method = $m; Label = $c.Key; Change = $c.Value; Huge = $false } }
+                foreach ($c in $hugeChanges.GetEnumerator()) { @{ Kernel = $k; Method = $m; Label = $c.Key; Change = $c.Value; Huge = $true } }
+            }
+        }
+    }
+
+    It 'profile <Kernel>, -Method <Method>, <Label>: the increment restores what a full image of that moment restores' -ForEach $cases {
+        # Before the fix, on profile 6.1 (no PAGEMAP_SCAN: the save walks pagemap, as it does for every real process)
+        # with SoftDirty, pages dropped and read again map the zero page, which is present and not soft-dirty: the
+        # increment neither read nor recorded them, and its restore held the parent's bytes where the process has zeros.
+        $e = New-EmulatedProcess -Kernel $Kernel -Name "r8-$Change"
+        $len = if ($Huge) { 2MB } else { 64KB }
+        $m = if ($Huge) { $e | Add-EmulatedMapping -Length $len -Address 0x40000000 -HugePage } else { $e | Add-EmulatedMapping -Length $len }
+        $e | Write-EmulatedMemory -Address $m.Start -Length $len
+        $chain = New-Dest
+        $null = $e | Save-MemoryImage -Path "$chain/0" -Method $Method
+        switch ($Change) {
+            'dontneed-read' { $e | Invoke-EmulatedMadvise $m.Start 32KB DontNeed; $e | Read-EmulatedMemory -Address $m.Start -Length 32KB }
+            'dontneed-write' { $e | Invoke-EmulatedMadvise $m.Start 32KB DontNeed; $e | Write-EmulatedMemory -Address ($m.Start + 4KB) -Length 4KB }
+            'pageout-read' { $e | Invoke-EmulatedMadvise $m.Start 32KB PageOut; $e | Read-EmulatedMemory -Address $m.Start -Length 8KB }
+            'mprotect-ro' { $e | Write-EmulatedMemory -Address $m.Start -Length 4KB; $e | Set-EmulatedProtection -Address $m.Start -Length $len -Protection Read }
+            'remap-read' { $e | Remove-EmulatedMapping -Address $m.Start -Length $len; $null = $e | Add-EmulatedMapping -Address $m.Start -Length $len -Fixed; $e | Read-EmulatedMemory -Address $m.Start -Length $len }
+            'thp-dontneed-read' { $e | Invoke-EmulatedMadvise $m.Start 2MB DontNeed; $e | Read-EmulatedMemory -Address $m.Start -Length 2MB }
+            'thp-halfdrop-read' { $e | Invoke-EmulatedMadvise $m.Start 1MB DontNeed; $e | Read-EmulatedMemory -Address $m.Start -Length 2MB }
+            'thp-split-dontneed-read' { $e | Invoke-EmulatedMadvise $m.Start 2MB Split; $e | Invoke-EmulatedMadvise $m.Start 64KB DontNeed; $e | Read-EmulatedMemory -Address $m.Start -Length 64KB }
+            'thp-move' { $null = $e | Move-EmulatedMapping -Address $m.Start -Length 2MB -NewAddress ($m.Start + 4MB) }
+        }
+        $null = $e | Save-MemoryImage -Path "$chain/1" -Parent "$chain/0" -Method $Method -WarningAction SilentlyContinue
+        $full = New-Dest
+        $null = $e | Save-MemoryImage -Path $full -Method Hash
+        Test-MemoryImage "$chain/1" | Should -BeTrue
+        Compare-Restore "$chain/1" $full | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Pages dropped and read again between a parent and its increment (a real process)' -Tag 'Workflows', 'Security', 'Round8Images' {
+    BeforeEach {
+        $script:t = Start-ImgTarget
+        $script:anon = Send-ImgTarget $t 'map 16'
+        $null = Send-ImgTarget $t "fill $anon 16 3"
+    }
+    AfterEach { Stop-ImgTarget $t }
+
+    It '-Method <Method>: 8 pages dropped with MADV_DONTNEED and read again restore as zeros, as a full image of that moment restores them' -ForEach @(
+        @{ Method = 'WriteProtect' }
+        @{ Method = 'Hash' }
+    ) {
+        # Where a read fault maps the shared zero page (SharedZeroPage), the page is present, not exclusive, and
+        # neither soft-dirty nor written; where it maps a fresh page (this CI host), the fault marks it written.
+        if ($Method -eq 'WriteProtect' -and $WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
+        try {
+            $chain = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method $Method
+            $null = Send-ImgTarget $t "dontneed $anon 0 8"
+            $null = Send-ImgTarget $t "touch $anon 0 8"
+            $inc = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method $Method -WarningAction SilentlyContinue
+            $full = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
+        } finally { if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue } }
+        $inc.ZeroPages | Should -BeGreaterOrEqual 8
+        Test-MemoryImage "$chain/1" | Should -BeTrue
+        Compare-Restore "$chain/1" $full | Should -BeNullOrEmpty
+    }
+}
