@@ -144,3 +144,46 @@ Describe 'Paths longer than PATH_MAX' -Tag 'Workflows', 'Security', 'Round8Image
         } finally { rm -rf -- $top } # (past PATH_MAX: rm walks with openat; Pester's own clean-up may not)
     }
 }
+
+Describe 'A process whose main thread has exited (pthread_exit) while others run on' -Tag 'Workflows', 'Security', 'Round8Images' {
+    BeforeAll {
+        # wttarget's "mainexit": another thread takes over the commands, the main thread exits (a zombie until the end).
+        $psi = [System.Diagnostics.ProcessStartInfo]::new((Join-Path $PSScriptRoot '../native/bin/wttarget'))
+        $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true
+        $script:w = [System.Diagnostics.Process]::Start($psi)
+        $null = $w.StandardOutput.ReadLine()
+        function Send-W([string] $Command) {
+            $w.StandardInput.WriteLine($Command)
+            $line = $w.StandardOutput.ReadLine()
+            if ($line -notlike 'OK*') { throw "wttarget: '$Command' -> '$line'" }
+            $line.Substring(2).Trim()
+        }
+        $script:region = Send-W 'map 8'
+        $null = Send-W "write $region 0 8"
+        $null = Send-W 'mainexit'
+        $deadline = [DateTime]::UtcNow.AddSeconds(10)
+        while ((Get-ProcessState $w.Id) -ne 'Z' -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 10 }
+    }
+    AfterAll { if ($w -and -not $w.HasExited) { $w.Kill(); $null = $w.WaitForExit(5000) } }
+
+    It '<Label> says ProcIOError naming the main thread, not ProcessExited, and the process runs on' -ForEach @(
+        @{ Label = 'Save-MemoryImage'; Command = { param($Id, $Dest) Save-MemoryImage -Id $Id -Path $Dest -Method Hash } }
+        @{ Label = 'Save-MemoryImage -Freeze'; Command = { param($Id, $Dest) Save-MemoryImage -Id $Id -Path $Dest -Method Hash -Freeze } }
+        @{ Label = 'Get-PageMap'; Command = { param($Id, $Dest) Get-PageMap -Id $Id -Present } }
+        @{ Label = 'Get-MemoryMapping'; Command = { param($Id, $Dest) Get-MemoryMapping -Id $Id } }
+        @{ Label = 'Watch-DirtyPage -Method Hash'; Command = { param($Id, $Dest) Watch-DirtyPage -Id $Id -Method Hash -Count 1 -Interval 0.1 } }
+    ) {
+        # Before the fix each said ProcessExited ("exited while reading maps"; -Freeze: "exited while it was being
+        # frozen", from the zombie main thread's PTRACE_SEIZE) for a process that was running.
+        Get-ProcessState $w.Id | Should -Be 'Z' -Because 'the main thread is a zombie; another serves the commands'
+        $dest = New-Dest
+        $out = $caught = $null
+        $ErrorActionPreference = 'Stop' # the first error, terminating or not
+        try { $out = & $Command $w.Id $dest } catch { $caught = $_ }
+        $out | Should -BeNullOrEmpty
+        $caught.FullyQualifiedErrorId | Should -BeLike 'ProcIOError,*'
+        "$caught" | Should -Match 'main thread has exited'
+        Test-Path -LiteralPath $dest | Should -BeFalse
+        Send-W "write $region 0 8" | Should -Be '8' -Because 'the process is left running, not stopped'
+    }
+}
