@@ -187,3 +187,141 @@ Describe 'A process whose main thread has exited (pthread_exit) while others run
         Send-W "write $region 0 8" | Should -Be '8' -Because 'the process is left running, not stopped'
     }
 }
+
+Describe 'Processes that change under a chain (a real process)' -Tag 'Workflows', 'Security', 'Round8Images' {
+    It 'a process that exec()s another program between the parent and the increment, -Method <Method>: the increment restores what a full image of that moment restores' -ForEach @(
+        @{ Method = 'Hash' }
+        @{ Method = 'WriteProtect' }
+    ) {
+        # The pid and its start time stay the same across exec (the chain accepts the parent); the memory is all new.
+        if ($Method -eq 'WriteProtect' -and $WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
+        $perl = Get-Command perl -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
+        if (-not $perl) { Set-ItResult -Skipped -Because 'perl is not installed (the program that execs)'; return }
+        $psi = [System.Diagnostics.ProcessStartInfo]::new($perl.Source)
+        foreach ($a in '-e', ('my $l = <STDIN>; exec "{0}"' -f (Resolve-Path (Join-Path $PSScriptRoot '../native/bin/imgtarget')).Path)) { $psi.ArgumentList.Add($a) }
+        $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true
+        $p = [System.Diagnostics.Process]::Start($psi)
+        try {
+            $t = [pscustomobject]@{ Process = $p; Id = $p.Id }
+            Wait-ImgTargetIdle $t # perl waits in read(2) for its line
+            $chain = New-Dest
+            $parent = Save-MemoryImage -Id $p.Id -Path "$chain/0" -Method $Method
+            $parent.ProcessName | Should -Be 'perl'
+            $p.StandardInput.WriteLine('go')
+            $p.StandardOutput.ReadLine() | Should -BeLike 'READY*'
+            $anon = Send-ImgTarget $t 'map 16'
+            $null = Send-ImgTarget $t "fill $anon 16 3"
+            $inc = Save-MemoryImage -Id $p.Id -Path "$chain/1" -Parent "$chain/0" -Method $Method -WarningAction SilentlyContinue
+            $inc.ProcessName | Should -Be 'imgtarget'
+            $full = New-Dest
+            $null = Save-MemoryImage -Id $p.Id -Path $full -Method Hash
+        } finally {
+            if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $p.Id -ErrorAction SilentlyContinue }
+            if (-not $p.HasExited) { $p.Kill() }; $null = $p.WaitForExit(5000)
+        }
+        Test-MemoryImage "$chain/1" | Should -BeTrue
+        Compare-Restore "$chain/1" $full | Should -BeNullOrEmpty
+    }
+
+    It 'a private mapping of a file truncated to nothing between the parent and the increment, -Method <Method>: its pages restore as zeros, as a full image of that moment restores them' -ForEach @(
+        @{ Method = 'Hash' }
+        @{ Method = 'WriteProtect' }
+    ) {
+        if ($Method -eq 'WriteProtect' -and $WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
+        $t = Start-ImgTarget
+        try {
+            $file = Join-Path $root "file-$(New-Guid)"
+            $bytes = [byte[]]::new(16 * 4096); [Random]::new(8).NextBytes($bytes); [IO.File]::WriteAllBytes($file, $bytes)
+            $mapped = Send-ImgTarget $t "file $file 16"
+            $null = Send-ImgTarget $t "touch $mapped 0 16"
+            $chain = New-Dest
+            $parent = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method $Method
+            $parent.DataPages | Should -BeGreaterOrEqual 16
+            [IO.File]::WriteAllBytes($file, [byte[]]::new(0)) # truncate: the kernel drops the pages past the end
+            $inc = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method $Method -WarningAction SilentlyContinue
+            $inc.ZeroPages | Should -BeGreaterOrEqual 16
+            $full = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
+        } finally {
+            if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
+            Stop-ImgTarget $t
+        }
+        Test-MemoryImage "$chain/1" | Should -BeTrue
+        Compare-Restore "$chain/1" $full | Should -BeNullOrEmpty
+    }
+
+    It 'an image of a real process restored into an emulated process (-Emulator) and saved from there holds the same bytes at every address' {
+        $t = Start-ImgTarget
+        try {
+            $anon = Send-ImgTarget $t 'map 16'
+            $null = Send-ImgTarget $t "fill $anon 16 3"
+            $null = Send-ImgTarget $t "protect $anon 4 0"
+            $img = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path $img -Method Hash
+        } finally { Stop-ImgTarget $t }
+        $e = New-EmulatedProcess -Name restored
+        $null = Restore-MemoryImage -Path $img -Emulator $e
+        $again = New-Dest
+        $null = $e | Save-MemoryImage -Path $again
+        # Page by page (the emulator merges adjacent anonymous mappings, as the kernel does, so the files differ in cut).
+        function Get-PageHashes([string] $Image) {
+            $h = @{}
+            $sha = [Security.Cryptography.SHA256]::Create()
+            foreach ($m in Restore-MemoryImage -Path $Image -Destination (New-Dest)) {
+                $b = [IO.File]::ReadAllBytes($m.File)
+                for ($i = 0; $i -lt $b.Length; $i += 4096) { $h[[uint64]$m.Start + [uint64]$i] = [Convert]::ToHexString($sha.ComputeHash($b, $i, 4096)) }
+            }
+            $h
+        }
+        $a = Get-PageHashes $img; $b = Get-PageHashes $again
+        $a.Count | Should -BeGreaterThan 16
+        $b.Count | Should -Be $a.Count
+        @($a.Keys | Where-Object { $a[$_] -ne $b[$_] }) | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Restores that race or are stopped' -Tag 'Workflows', 'Security', 'Round8Images' {
+    BeforeAll {
+        $e = New-EmulatedProcess -Name big
+        foreach ($len in 24MB, 8MB) { $m = $e | Add-EmulatedMapping -Length $len; $e | Write-EmulatedMemory -Address $m.Start -Length $len }
+        $script:big = New-Dest
+        $null = $e | Save-MemoryImage -Path $big
+        $script:expected = @(Get-RestoredFiles $big)
+    }
+
+    It 'three restores of one image into one destination at once: one wins whole, the others say ImageExists, nothing else is left' {
+        $dest = New-Dest
+        $module = (Get-Module SoftDirty).Path
+        $jobs = 1..3 | ForEach-Object {
+            Start-ThreadJob -ArgumentList $big, $dest, $module {
+                param($Image, $Dest, $Module)
+                Import-Module $Module
+                try { $null = Restore-MemoryImage -Path $Image -Destination $Dest -ErrorAction Stop; 'ok' } catch { $_.FullyQualifiedErrorId }
+            }
+        }
+        $results = @($jobs | Wait-Job -Timeout 300 | Receive-Job)
+        $results.Count | Should -Be 3
+        @($results | Where-Object { $_ -eq 'ok' }).Count | Should -Be 1
+        @($results | Where-Object { $_ -like 'ImageExists,*' }).Count | Should -Be 2
+        @(Get-ChildItem -LiteralPath $dest -Filter *.bin | Sort-Object Name | ForEach-Object { '{0}={1}' -f $_.Name, (Get-FileHash -LiteralPath $_.FullName).Hash }) | Should -Be $expected
+        @(Get-ChildItem -Force -LiteralPath $root | Where-Object Name -like '*.partial-*') | Should -BeNullOrEmpty
+    }
+
+    It 'a restore stopped (PowerShell.Stop, as Ctrl+C) at <Ms> ms: the destination is absent or whole, never partial, and no partial folder is left' -ForEach @(
+        foreach ($ms in 0, 20, 60, 120, 250, 400) { @{ Ms = $ms } }
+    ) {
+        $dest = New-Dest
+        $ps = [PowerShell]::Create()
+        try {
+            $null = $ps.AddScript("Import-Module '$((Get-Module SoftDirty).Path)'; Restore-MemoryImage -Path '$big' -Destination '$dest'")
+            $null = $ps.BeginInvoke()
+            Start-Sleep -Milliseconds $Ms
+            $ps.Stop()
+        } finally { $ps.Dispose() }
+        if (Test-Path -LiteralPath $dest) {
+            Test-Path -LiteralPath (Join-Path $dest 'mappings.json') | Should -BeTrue
+            @(Get-ChildItem -LiteralPath $dest -Filter *.bin | Sort-Object Name | ForEach-Object { '{0}={1}' -f $_.Name, (Get-FileHash -LiteralPath $_.FullName).Hash }) | Should -Be $expected
+        }
+        @(Get-ChildItem -Force -LiteralPath $root | Where-Object Name -like ".$(Split-Path -Leaf $dest).partial-*") | Should -BeNullOrEmpty
+    }
+}
