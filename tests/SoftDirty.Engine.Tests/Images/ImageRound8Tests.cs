@@ -26,11 +26,11 @@ public sealed class ImageRound8Tests : IDisposable
     public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
 
     /// <summary>One save as Save-MemoryImage makes it: the parent's manifest read, the tracking candidates, then the writer.</summary>
-    private static ImageSaveResult Save(IPageSource source, TrackingMethod method, string path, string? parent)
+    private static ImageSaveResult Save(IPageSource source, TrackingMethod method, string path, string? parent, Func<MemoryMapping, bool>? selector = null)
     {
         var manifest = parent is null ? null : ImageReader.ReadManifest(parent);
-        var candidates = ImageTracking.Candidates(source, method, manifest, null, verify: false, out var armed, out var epoch, out var reset, warn: null, default);
-        return ImageWriter.Save(source, path, parent, method, candidates, armed: armed, armedEpoch: epoch, writeTrackingReset: reset, trackedAgainst: manifest);
+        var candidates = ImageTracking.Candidates(source, method, manifest, selector, verify: false, out var armed, out var epoch, out var reset, warn: null, default);
+        return ImageWriter.Save(source, path, parent, method, candidates, selector, armed: armed, armedEpoch: epoch, writeTrackingReset: reset, trackedAgainst: manifest);
     }
 
     /// <summary>The chain restored into files: the mapping's file equals the process's memory byte for byte.</summary>
@@ -74,5 +74,26 @@ public sealed class ImageRound8Tests : IDisposable
         Assert.Equal(8UL, result.Manifest.ZeroPages);
         Assert.Equal(1UL, result.Manifest.DataPages);
         AssertRestoreIsTheProcess(child, source, a);
+    }
+
+    [Fact]
+    public void AKeptWriteProtectTrackerArmedForASelection_ThenWholeIncrements_HoldWritesOutsideTheFirstSelection()
+    {
+        // One source object across saves (as a migration's rounds or a script holding the engine's source): the
+        // tracker kept on it is made with the selection of the save that armed it. A later save of every mapping
+        // continued it, seeing only the first selection's writes.
+        var e = new EmulatedProcess("r8sel", KernelProfile.Get(KernelProfile.DefaultName));
+        ulong a = e.Mmap(null, Pages * PageBytes, Protection.Read | Protection.Write).Start;
+        ulong b = e.Mmap(null, Pages * PageBytes, Protection.Read | Protection.Write, path: "/r8/named").Start;
+        e.Write(a, Pages * PageBytes, 1);
+        e.Write(b, Pages * PageBytes, 2);
+        var source = new EmulatedTarget(e);
+        string p0 = Path.Combine(_dir, "sel0"), p1 = Path.Combine(_dir, "sel1"), p2 = Path.Combine(_dir, "sel2");
+        Func<MemoryMapping, bool> named = m => m.Path == "/r8/named";
+        Save(source, TrackingMethod.WriteProtect, p0, null, named);
+        Save(source, TrackingMethod.WriteProtect, p1, p0);
+        e.Write(a + 3 * PageBytes, PageBytes, 9);
+        Save(source, TrackingMethod.WriteProtect, p2, p1);
+        AssertRestoreIsTheProcess(p2, source, a);
     }
 }
