@@ -17,10 +17,14 @@ internal static class ImageTracking
 {
     private static readonly ConditionalWeakTable<IPageSource, KeptTracker> Kept = new();
 
-    /// <summary>A tracker kept on an emulated source between saves, and the epoch of the image it was last re-armed at (that image's ArmedEpoch).</summary>
-    private sealed class KeptTracker(WriteProtectTracker tracker)
+    /// <summary>
+    /// A tracker kept on an emulated source between saves, the selection it tracks (the save's that made it), and the
+    /// epoch of the image it was last re-armed at (that image's ArmedEpoch).
+    /// </summary>
+    private sealed class KeptTracker(WriteProtectTracker tracker, Func<MemoryMapping, bool>? selector)
     {
         public WriteProtectTracker Tracker { get; } = tracker;
+        public Func<MemoryMapping, bool>? Selector { get; } = selector;
         public string? Epoch { get; set; }
     }
 
@@ -128,17 +132,21 @@ internal static class ImageTracking
                 // The kept tracker counts from the image it was last re-armed at: only an increment of that very image
                 // (its ArmedEpoch) may use its answer; a branch, or an increment of an older image of the chain, would
                 // miss the writes between that image and the newer one the tracker was re-armed at.
+                // It also watches only the mappings of the selection it was made with: a save of another selection
+                // (every mapping after a -Mapping save) would miss the writes elsewhere, so it starts a new one.
                 bool hasKept = Kept.TryGetValue(source, out var kept);
-                if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && hasKept && parent.ArmedEpoch == kept!.Epoch && !verify)
+                if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && hasKept && parent.ArmedEpoch == kept!.Epoch && kept.Selector == selector && !verify)
                     set = kept.Tracker.Collect(rearm: true, cancel);
                 else
                 {
                     if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && hasKept && !verify)
-                        warn?.Invoke($"The write tracking of process {source.ProcessId} was re-armed at another image since the parent image was taken (a branch, or an increment of an older image): comparing every page's contents with the parent's hashes instead.");
+                        warn?.Invoke(kept!.Selector != selector && parent.ArmedEpoch == kept.Epoch
+                            ? $"The write tracking of process {source.ProcessId} watches the mappings of another selection (-Mapping) than this save's: comparing every page's contents with the parent's hashes instead."
+                            : $"The write tracking of process {source.ProcessId} was re-armed at another image since the parent image was taken (a branch, or an increment of an older image): comparing every page's contents with the parent's hashes instead.");
                     if (hasKept) { kept!.Tracker.Dispose(); Kept.Remove(source); }
                     var t = new WriteProtectTracker(source, selector);
                     t.Reset(cancel);
-                    kept = new KeptTracker(t);
+                    kept = new KeptTracker(t, selector);
                     Kept.Add(source, kept);
                 }
                 kept!.Epoch = Guid.NewGuid().ToString("N");

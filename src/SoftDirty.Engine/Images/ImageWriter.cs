@@ -135,8 +135,10 @@ internal static class ImageWriter
                             continue;
                         }
                         // A page of a file or of shared memory changes by write(2) or through another process's mapping,
-                        // and appears by a read fault, none of which this process's soft-dirty or write-protect bits see.
-                        foreach (var part in Watched(r.Start, r.End, whole: (r.Categories & PageCategory.File) != 0))
+                        // and appears by a read fault, none of which this process's soft-dirty or write-protect bits see;
+                        // so does a page dropped and read again as the zero page, which the pagemap walk (no PfnZero there)
+                        // sees only as not exclusive (PageWalk.NotExclusive): both are compared by content.
+                        foreach (var part in Watched(r.Start, r.End, whole: (r.Categories & (PageCategory.File | PageWalk.NotExclusive)) != 0))
                         {
                             readRanges?.Add(part);
                             yield return part;

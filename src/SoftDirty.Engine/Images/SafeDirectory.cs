@@ -305,7 +305,39 @@ internal sealed class SafeDirectory : IDisposable
     {
         int fd = FileNative.Open(path, DirectoryFlags | FileNative.O_DIRECTORY, 0);
         errno = fd < 0 ? Marshal.GetLastPInvokeError() : 0;
+        // A path longer than PATH_MAX: the module writes there (one component at a time), so it must read there too.
+        if (fd < 0 && errno == Errno.ENAMETOOLONG) fd = OpenInPieces(path, out errno);
         return fd < 0 ? null : new SafeDirectory(new SafeFileHandle(fd, ownsHandle: true), path);
+    }
+
+    /// <summary>The longest relative path handed to one openat by <see cref="OpenInPieces"/>: well under PATH_MAX (4096).</summary>
+    private const int PieceBytes = 2048;
+
+    /// <summary>
+    /// Opens a path the kernel refuses whole (ENAMETOOLONG) as open(2) would, links followed: openat of pieces of at
+    /// most <see cref="PieceBytes"/>, each relative to the folder the last one opened. -1 with the errno on failure.
+    /// </summary>
+    private static int OpenInPieces(string path, out int errno)
+    {
+        errno = 0;
+        int at = FileNative.Open(path.StartsWith('/') ? "/" : ".", DirectoryFlags | FileNative.O_DIRECTORY, 0);
+        if (at < 0) { errno = Marshal.GetLastPInvokeError(); return -1; }
+        var piece = new System.Text.StringBuilder();
+        var names = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
+        for (int i = 0; i < names.Length; i++)
+        {
+            if (piece.Length > 0) piece.Append('/');
+            piece.Append(names[i]);
+            bool last = i == names.Length - 1;
+            if (!last && System.Text.Encoding.UTF8.GetByteCount(piece.ToString()) + 1 + System.Text.Encoding.UTF8.GetByteCount(names[i + 1]) < PieceBytes) continue;
+            int next = FileNative.OpenAt(at, piece.ToString(), DirectoryFlags | FileNative.O_DIRECTORY, 0);
+            int error = next < 0 ? Marshal.GetLastPInvokeError() : 0;
+            FileNative.Close(at);
+            if (next < 0) { errno = error; return -1; }
+            at = next;
+            piece.Clear();
+        }
+        return at;
     }
 
     /// <summary>
@@ -314,7 +346,9 @@ internal sealed class SafeDirectory : IDisposable
     /// </summary>
     public string RealPath()
     {
-        var target = new FileInfo($"/proc/self/fd/{Fd}").LinkTarget;
+        string? target;
+        try { target = new FileInfo($"/proc/self/fd/{Fd}").LinkTarget; }
+        catch (IOException) { return Path; } // a name longer than PATH_MAX: the kernel cannot say it
         return target is not null && target.StartsWith('/') && !target.EndsWith(" (deleted)", StringComparison.Ordinal) ? target : Path;
     }
 

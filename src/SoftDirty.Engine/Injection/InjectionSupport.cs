@@ -20,28 +20,6 @@ internal static class InjectionSupport
     [Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
     public enum YamaScope { Classic = 0, Restricted = 1, AdminOnly = 2, NoAttach = 3 }
 
-    /// <summary>The threads of <paramref name="pid"/> that are neither zombies nor dead (/proc/PID/task/TID/stat).</summary>
-    private static int LiveThreads(int pid)
-    {
-        int live = 0;
-        try
-        {
-            foreach (var task in System.IO.Directory.EnumerateDirectories($"/proc/{pid}/task"))
-            {
-                try
-                {
-                    var stat = System.IO.File.ReadAllText(System.IO.Path.Combine(task, "stat"));
-                    int close = stat.LastIndexOf(')');
-                    if (close > 0 && close + 2 < stat.Length && stat[close + 2] is not ('Z' or 'X')) live++;
-                }
-                catch (System.IO.IOException) { } // gone meanwhile
-            }
-        }
-        catch (System.IO.IOException) { }
-        catch (UnauthorizedAccessException) { }
-        return live;
-    }
-
     /// <summary>Null when process <paramref name="pid"/> can be tracked by injection; else the error and why not.</summary>
     public static EngineException? Check(int pid, KernelFeatures features)
     {
@@ -57,7 +35,7 @@ internal static class InjectionSupport
         if (status is null)
             return new EngineException(EngineError.ProcessNotFound, $"No process with id {pid} (no /proc/{pid}/status).", pid, Errno.ENOENT);
         if (status.TryGetValue("State", out var state) && (state.StartsWith('Z') || state.StartsWith('X')))
-            return LiveThreads(pid) > 0
+            return ProcPageSource.LiveThreads(pid) > 0
                 ? new EngineException(EngineError.WriteProtectNotSupported,
                     $"Process {pid} runs on, but its main thread has exited (pthread_exit): the kernel no longer shows the process's mappings through /proc/{pid} (maps, smaps and pagemap read as empty), so its writes cannot be tracked. It was left as it was.", pid)
                 : new EngineException(EngineError.ProcessExited, $"Process {pid} has exited (state {state}).", pid);

@@ -323,7 +323,33 @@ internal sealed unsafe class ProcPageSource : IPageSource
     }
 
     private EngineException Exited(string doing) =>
-        new(EngineError.ProcessExited, $"Process {ProcessId} ({Name}) exited while {doing}; its result would be incomplete, so none is given.", ProcessId, Errno.ESRCH);
+        Alive && IsZombie() && LiveThreads(ProcessId) > 0
+            // The main thread called pthread_exit and others run on: the kernel shows an empty maps, smaps and pagemap
+            // for the zombie leader, which is no sign the process exited.
+            ? new(EngineError.ProcIOError, $"Process {ProcessId} ({Name}) runs on, but its main thread has exited (pthread_exit): the kernel no longer shows the process's memory through /proc/{ProcessId} (maps, smaps and pagemap read as empty), so {doing} found nothing; no result is given.", ProcessId, Errno.ESRCH)
+            : new(EngineError.ProcessExited, $"Process {ProcessId} ({Name}) exited while {doing}; its result would be incomplete, so none is given.", ProcessId, Errno.ESRCH);
+
+    /// <summary>The threads of <paramref name="pid"/> that are neither zombies nor dead (/proc/PID/task/TID/stat).</summary>
+    internal static int LiveThreads(int pid)
+    {
+        int live = 0;
+        try
+        {
+            foreach (var task in System.IO.Directory.EnumerateDirectories($"/proc/{pid}/task"))
+            {
+                try
+                {
+                    var stat = System.IO.File.ReadAllText(System.IO.Path.Combine(task, "stat"));
+                    int close = stat.LastIndexOf(')');
+                    if (close > 0 && close + 2 < stat.Length && stat[close + 2] is not ('Z' or 'X')) live++;
+                }
+                catch (System.IO.IOException) { } // gone meanwhile
+            }
+        }
+        catch (System.IO.IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return live;
+    }
 
     private EngineException ErrnoError(int errno, string doing)
     {

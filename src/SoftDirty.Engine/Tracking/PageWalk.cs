@@ -18,8 +18,18 @@ internal static class PageWalk
         PageMapReader.SpansOf(mappings, m => m.Kind != MappingKind.Vvar && m.Kind != MappingKind.Vsyscall && (selector is null || selector(m)));
 
     /// <summary>
+    /// A category of the pagemap walk's own (<see cref="PresentRegions"/> without PAGEMAP_SCAN), never passed to the
+    /// kernel: a present private anonymous page that is not exclusive to the process. That is the zero page (or the
+    /// huge zero page), which the walk cannot tell by its PFN without CAP_SYS_ADMIN, or a page shared copy-on-write with
+    /// a fork. A page dropped (MADV_DONTNEED) and read again maps the zero page with neither soft-dirty nor the write
+    /// tracking's written bit set: its content changed, to zeros, without a write, so an increment compares it.
+    /// </summary>
+    public const PageCategory NotExclusive = (PageCategory)(1UL << 63);
+
+    /// <summary>
     /// The present or swapped pages of <paramref name="spans"/> as regions whose categories are a subset of
-    /// Present | Swapped | PfnZero | File (a page of a file or of shared memory: pagemap's file-or-shared-anon bit):
+    /// Present | Swapped | PfnZero | File (a page of a file or of shared memory: pagemap's file-or-shared-anon bit)
+    /// and, from the pagemap walk, <see cref="NotExclusive"/>:
     /// PAGEMAP_SCAN where the kernel has it, else pagemap read in chunks.
     /// With <paramref name="sharedAnonymous"/> (a real process only), the pagemap is read in chunks and the
     /// present anonymous pages that are not exclusive to the process (copy-on-write shared with a fork parent
@@ -96,6 +106,7 @@ internal static class PageWalk
                 var e = entries[i];
                 PageCategory c = e.Present ? PageCategory.Present : e.Swapped && !e.Guard ? PageCategory.Swapped : PageCategory.None;
                 if (c != PageCategory.None && e.FileOrSharedAnon) c |= PageCategory.File;
+                else if (e.Present && !e.Exclusive) c |= NotExclusive;
                 bool waits = false;
                 if (Waiting is { } waiting)
                 {

@@ -69,7 +69,12 @@ internal sealed class PtraceFreeze : IDisposable
                         int e = Marshal.GetLastPInvokeError();
                         if (e == Errno.ESRCH) continue; // the thread exited
                         if (ProcessFreeze.ThreadState($"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/stat") is null or 'Z' or 'X')
+                        {
+                            // A thread that exited while others run on (the main thread after pthread_exit stays a zombie
+                            // until the process ends): nothing runs there to stop.
+                            if (ProcPageSource.LiveThreads(pid) > 0) continue;
                             throw new EngineException(EngineError.ProcessExited, $"Process {pid} exited while it was being frozen (PTRACE_SEIZE of thread {tid}: {Errno.Describe(e)}).", pid, e);
+                        }
                         if (e == Errno.EPERM && InjectionSupport.ReadStatus(pid) is { } status && status.TryGetValue("TracerPid", out var tracer) && tracer != "0")
                             throw new EngineException(EngineError.ProcessAlreadyTraced,
                                 $"Freezing process {pid}: it is already traced by process {tracer}; a process has one tracer at a time. Detach the debugger first.", pid, e);

@@ -71,7 +71,9 @@ internal sealed class FakeProcess : IPageSource, IWorkloadDriver, IFreezable
         {
             long idx = (long)(firstPage + (ulong)i) - (long)(Base / 4096);
             if (idx < 0 || idx >= _pages.Length || _pages[idx] is null) { destination[i] = default; continue; }
-            destination[i] = PagemapEntry.ForPresent((ulong)idx + 100, _softDirty[idx] ? PagemapFlags.SoftDirty : PagemapFlags.None);
+            // Its own page, as a written private anonymous page is (PM_MMAP_EXCLUSIVE): a page that is not exclusive (the
+            // zero page, one shared with a fork) is compared by content in every increment (PageWalk.NotExclusive).
+            destination[i] = PagemapEntry.ForPresent((ulong)idx + 100, PagemapFlags.Exclusive | (_softDirty[idx] ? PagemapFlags.SoftDirty : PagemapFlags.None));
         }
         return destination.Length;
     }
