@@ -56,6 +56,9 @@
  *   fork                             a child (PR_SET_PDEATHSIG) that sleeps in pause()          -> OK <childpid>
  *   exec <path>                      execv(path) with no arguments: the pid runs another program -> (no answer: the new
  *                                    program's own output)
+ *   uffdunreg <hexaddr> <pages> <fd> UFFDIO_UNREGISTER of the range through descriptor fd (the write tracking's, say), as a
+ *                                    program with a userfaultfd monitor of its own might                -> OK <rc> <errno>
+ *   dumpable <0|1>                   prctl(PR_SET_DUMPABLE), as a program holding secrets does          -> OK <rc>
  *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
  */
 #define _GNU_SOURCE
@@ -478,6 +481,12 @@ static void *serve(void *arg)
             char *argv[] = { path, NULL };
             execv(path, argv);
             reply("ERR exec %d", errno);
+        } else if (!strcmp(cmd, "uffdunreg") && n >= 4) {
+            uint64_t range[2] = { a, b * (unsigned long)page_size }; /* struct uffdio_range */
+            int rc = ioctl((int)c, 0x8010AA01UL /* UFFDIO_UNREGISTER */, range);
+            reply("OK %d %d", rc, rc ? errno : 0);
+        } else if (!strcmp(cmd, "dumpable")) {
+            reply("OK %d", prctl(PR_SET_DUMPABLE, strtol(line + 9, NULL, 10), 0, 0, 0));
         } else {
             reply("ERR unknown command");
         }
