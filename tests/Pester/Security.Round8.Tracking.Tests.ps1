@@ -31,32 +31,10 @@ BeforeAll {
     [IO.File]::WriteAllBytes($dataFile, $bytes)
     $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r8t')
 
-    # The target as a grandchild (through sh), so that an unprivileged run under Yama ptrace_scope 1 may trace it.
-    function Start-WtTarget {
-        $psi = [System.Diagnostics.ProcessStartInfo]::new('/bin/sh')
-        $psi.ArgumentList.Add('-c'); $psi.ArgumentList.Add('exec 3<&0; "$0" <&3 3<&- & wait $!'); $psi.ArgumentList.Add($wtExe)
-        $psi.RedirectStandardInput = $true
-        $psi.RedirectStandardOutput = $true
-        $proc = [System.Diagnostics.Process]::Start($psi)
-        $ready = $proc.StandardOutput.ReadLine()
-        if ($ready -notmatch '^READY (\d+) (\d+)$') { throw "wttarget said '$ready'" }
-        [pscustomobject]@{ Process = $proc; Id = [int]$Matches[1]; PageSize = [int]$Matches[2] }
-    }
-    function Send-WtTarget($Target, [string] $Command) {
-        $Target.Process.StandardInput.WriteLine($Command)
-        $line = $Target.Process.StandardOutput.ReadLine()
-        if ($line -notlike 'OK*') { throw "wttarget: '$Command' -> '$line'" }
-        $line.Substring(2).Trim()
-    }
-    function Stop-WtTarget($Target) {
-        if (-not $Target) { return }
-        if (Test-Path "/proc/$($Target.Id)") { kill -KILL $Target.Id 2>$null }
-        $Target.Process.WaitForExit(5000) | Out-Null
-    }
     # A mapped region of $Pages pages, every page written (non-zero), as [uint64] and as hex for the target.
     function New-WtRegion($Target, [int] $Pages) {
-        $hex = Send-WtTarget $Target "map $Pages"
-        $null = Send-WtTarget $Target "write $hex 0 $Pages"
+        $hex = Send-TestTarget $Target "map $Pages"
+        $null = Send-TestTarget $Target "write $hex 0 $Pages"
         [pscustomobject]@{ Hex = $hex; Address = [Convert]::ToUInt64($hex, 16); Pages = $Pages }
     }
     # The page indexes of [$Base, $Base + $Pages pages) that the ranges of a sample or round cover.
@@ -67,19 +45,28 @@ BeforeAll {
             for ($a = $s; $a -lt $e; $a += [uint64]$PageSize) { [int](($a - $Base) / [uint64]$PageSize) }
         })
     }
-    # The pages of region ($Base, $Pages) that differ between two restores (Restore-MemoryImage output folders).
-    function Compare-Restored([string] $Left, [string] $Right, [uint64] $Base, [int] $Pages, [int] $PageSize) {
-        $file = Get-ChildItem $Right -Filter *.bin | Where-Object {
-            $s, $e = $_.BaseName -split '-'; [Convert]::ToUInt64($s, 16) -le $Base -and [Convert]::ToUInt64($e, 16) -gt $Base }
-        if (-not $file) { throw "no restored mapping holds 0x$('{0:x}' -f $Base)" }
-        $other = Join-Path $Left $file.Name
-        if (-not (Test-Path $other)) { return @(0..($Pages - 1)) }
-        $r = [IO.File]::ReadAllBytes($file.FullName); $l = [IO.File]::ReadAllBytes($other)
-        $offset = [int]($Base - [Convert]::ToUInt64(($file.BaseName -split '-')[0], 16))
-        @(for ($p = 0; $p -lt $Pages; $p++) {
-            $at = $offset + $p * $PageSize
-            if (-not [Linq.Enumerable]::SequenceEqual([ArraySegment[byte]]::new($l, $at, $PageSize), [ArraySegment[byte]]::new($r, $at, $PageSize))) { $p }
-        })
+    # The pages of each region (objects with Address and Pages) where the restore of $Image differs from the restore of a
+    # full Hash image of the target taken now, as "0xADDRESS+PAGE" (empty: the image holds the target's memory there).
+    function Compare-WithTarget($Target, [string] $Image, [string] $Dir, $Regions) {
+        $tag = [guid]::NewGuid().ToString('n')
+        $null = Save-MemoryImage -Id $Target.Id -Path "$Dir/ref-$tag" -Method Hash
+        $null = Restore-MemoryImage -Path $Image -Destination "$Dir/r-img-$tag"
+        $null = Restore-MemoryImage -Path "$Dir/ref-$tag" -Destination "$Dir/r-ref-$tag"
+        $ps = $Target.PageSize
+        foreach ($region in $Regions) {
+            $base = [uint64]$region.Address
+            $file = Get-ChildItem "$Dir/r-ref-$tag" -Filter *.bin | Where-Object {
+                $s, $e = $_.BaseName -split '-'; [Convert]::ToUInt64($s, 16) -le $base -and [Convert]::ToUInt64($e, 16) -gt $base }
+            if (-not $file) { throw "no restored mapping holds 0x$('{0:x}' -f $base)" }
+            $other = Join-Path "$Dir/r-img-$tag" $file.Name
+            if (-not (Test-Path $other)) { "0x$('{0:x}' -f $base): mapping missing"; continue }
+            $r = [IO.File]::ReadAllBytes($file.FullName); $l = [IO.File]::ReadAllBytes($other)
+            $offset = [int]($base - [Convert]::ToUInt64(($file.BaseName -split '-')[0], 16))
+            for ($p = 0; $p -lt $region.Pages; $p++) {
+                $at = $offset + $p * $ps
+                if (-not [Linq.Enumerable]::SequenceEqual([ArraySegment[byte]]::new($l, $at, $ps), [ArraySegment[byte]]::new($r, $at, $ps))) { "0x$('{0:x}' -f $base)+$p" }
+            }
+        }
     }
     # $Pages pages of process $Id's memory at $Address (/proc/PID/mem; absent pages read as zeros).
     function Read-Pages([int] $Id, [uint64] $Address, [int] $Pages, [int] $PageSize) {
@@ -120,34 +107,34 @@ Describe 'Round 8: a target that changes its memory under write tracking' -Tag '
         @{ Name = 'read-only'; Prot = 1 }
         @{ Name = 'PROT_NONE'; Prot = 0 }
     ) {
-        $t = Start-WtTarget
+        $t = Start-TestTarget -Path $wtExe
         try {
             $r = New-WtRegion $t 16
             $null = Enable-WriteTracking -Id $t.Id
-            $w = Invoke-WatchAround $t $r WriteProtect { param($t, $r) $null = Send-WtTarget $t "write $($r.Hex) 0 4"; $null = Send-WtTarget $t "mprotect $($r.Hex) 16 $Prot" }
+            $w = Invoke-WatchAround $t $r WriteProtect { param($t, $r) $null = Send-TestTarget $t "write $($r.Hex) 0 4"; $null = Send-TestTarget $t "mprotect $($r.Hex) 16 $Prot" }
             $second = Get-PageIndexes $w.Samples[1].Ranges $w.Base 16 $t.PageSize
             foreach ($p in 0..3) { $second | Should -Contain $p -Because "page $p was written in sample 2's interval, then the mapping made $Name" }
-        } finally { Stop-WtTarget $t }
+        } finally { Stop-TestTarget $t }
     }
 
     # Each action writes (or changes) the listed pages of the region in sample 2's interval: the WriteProtect watch and an
     # independent Hash watch must both have them in sample 2. These held before this round; they stay as regressions.
     It 'sample 2 of a <Method> watch has every page changed by <Name>' -ForEach @(
         foreach ($method in 'WriteProtect', 'Hash') {
-            @{ Method = $method; Name = 'MADV_DONTNEED (the pages read as zeros)'; Expect = 0..3; MayKeep = $false; Action = { param($t, $r) $null = Send-WtTarget $t "madvise $($r.Hex) 0 4 4" } }
-            @{ Method = $method; Name = 'MADV_FREE and MADV_PAGEOUT (discarded: zeros)'; Expect = 0..3; MayKeep = $true; Action = { param($t, $r) $null = Send-WtTarget $t "madvise $($r.Hex) 0 4 8"; $null = Send-WtTarget $t "madvise $($r.Hex) 0 4 21" } }
-            @{ Method = $method; Name = 'mremap to a new address, then writes there'; Expect = 1..2; MayKeep = $false; Action = { param($t, $r) $n = Send-WtTarget $t "mremap $($r.Hex) 16"; $null = Send-WtTarget $t "write $n 1 2"; [Convert]::ToUInt64($n, 16) } }
-            @{ Method = $method; Name = 'read(2) of a file into the pages (the kernel copy_to_user)'; Expect = 5..8; MayKeep = $false; Action = { param($t, $r) $null = Send-WtTarget $t "readinto $($r.Hex) 5 4 $dataFile" } }
+            @{ Method = $method; Name = 'MADV_DONTNEED (the pages read as zeros)'; Expect = 0..3; MayKeep = $false; Action = { param($t, $r) $null = Send-TestTarget $t "madvise $($r.Hex) 0 4 4" } }
+            @{ Method = $method; Name = 'MADV_FREE and MADV_PAGEOUT (discarded: zeros)'; Expect = 0..3; MayKeep = $true; Action = { param($t, $r) $null = Send-TestTarget $t "madvise $($r.Hex) 0 4 8"; $null = Send-TestTarget $t "madvise $($r.Hex) 0 4 21" } }
+            @{ Method = $method; Name = 'mremap to a new address, then writes there'; Expect = 1..2; MayKeep = $false; Action = { param($t, $r) $n = Send-TestTarget $t "mremap $($r.Hex) 16"; $null = Send-TestTarget $t "write $n 1 2"; [Convert]::ToUInt64($n, 16) } }
+            @{ Method = $method; Name = 'read(2) of a file into the pages (the kernel copy_to_user)'; Expect = 5..8; MayKeep = $false; Action = { param($t, $r) $null = Send-TestTarget $t "readinto $($r.Hex) 5 4 $dataFile" } }
             @{ Method = $method; Name = 'writes to /proc/PID/mem by another process'; Expect = 9, 11; MayKeep = $false; Action = {
                     param($t, $r)
                     $mem = [IO.FileStream]::new("/proc/$($t.Id)/mem", 'Open', 'ReadWrite', 'ReadWrite', 1, $false)
                     try { foreach ($p in 9, 11) { $mem.Position = [int64]($r.Address + [uint64]($p * $t.PageSize) + 17); $mem.Write([byte[]](0xA5, 0x5A, 0xC3), 0, 3) } } finally { $mem.Dispose() }
                 } }
-            @{ Method = $method; Name = 'a fork, then writes in the parent (copy-on-write)'; Expect = 0..3; MayKeep = $false; Action = { param($t, $r) $null = Send-WtTarget $t 'fork'; $null = Send-WtTarget $t "write $($r.Hex) 0 4" } }
-            @{ Method = $method; Name = 'writes, then a fork (the pages shared copy-on-write)'; Expect = 0..3; MayKeep = $false; Action = { param($t, $r) $null = Send-WtTarget $t "write $($r.Hex) 0 4"; $null = Send-WtTarget $t 'fork' } }
+            @{ Method = $method; Name = 'a fork, then writes in the parent (copy-on-write)'; Expect = 0..3; MayKeep = $false; Action = { param($t, $r) $null = Send-TestTarget $t 'fork'; $null = Send-TestTarget $t "write $($r.Hex) 0 4" } }
+            @{ Method = $method; Name = 'writes, then a fork (the pages shared copy-on-write)'; Expect = 0..3; MayKeep = $false; Action = { param($t, $r) $null = Send-TestTarget $t "write $($r.Hex) 0 4"; $null = Send-TestTarget $t 'fork' } }
         }
     ) {
-        $t = Start-WtTarget
+        $t = Start-TestTarget -Path $wtExe
         try {
             $r = New-WtRegion $t 16
             if ($Method -eq 'WriteProtect') { $null = Enable-WriteTracking -Id $t.Id }
@@ -156,22 +143,22 @@ Describe 'Round 8: a target that changes its memory under write tracking' -Tag '
             if (-not $MayKeep) { $w.Changed | Should -Be @($Expect) -Because "the target changed pages $($Expect -join ',') ($Name)" }
             $second = Get-PageIndexes $w.Samples[1].Ranges $w.Base 16 $t.PageSize
             foreach ($p in $w.Changed) { $second | Should -Contain $p -Because "page $p changed in sample 2's interval ($Name)" }
-        } finally { Stop-WtTarget $t }
+        } finally { Stop-TestTarget $t }
     }
 
     It 'a target that unregisters the tracked ranges through the tracking''s own descriptor: the next sample counts every present page' {
-        $t = Start-WtTarget
+        $t = Start-TestTarget -Path $wtExe
         try {
             $r = New-WtRegion $t 16
             $tracking = Enable-WriteTracking -Id $t.Id
-            $w = Invoke-WatchAround $t $r WriteProtect { param($t, $r) $null = Send-WtTarget $t "uffdunreg $($r.Hex) 16 $($tracking.Descriptor)"; $null = Send-WtTarget $t "write $($r.Hex) 2 3" }
+            $w = Invoke-WatchAround $t $r WriteProtect { param($t, $r) $null = Send-TestTarget $t "uffdunreg $($r.Hex) 16 $($tracking.Descriptor)"; $null = Send-TestTarget $t "write $($r.Hex) 2 3" }
             (Get-PageIndexes $w.Samples[1].Ranges $w.Base 16 $t.PageSize).Count | Should -Be 16 -Because 'an unregistered range is registered again and counted whole: never a silent miss'
             (Get-PageIndexes $w.Samples[2].Ranges $w.Base 16 $t.PageSize).Count | Should -Be 0 -Because 'registered again, it is exact from then on'
-        } finally { Stop-WtTarget $t }
+        } finally { Stop-TestTarget $t }
     }
 
     It 'ground truth: over 6 samples of random writes, each sample of a WriteProtect watch has every page written in its interval' {
-        $t = Start-WtTarget
+        $t = Start-TestTarget -Path $wtExe
         try {
             $r = New-WtRegion $t 64
             $null = Enable-WriteTracking -Id $t.Id
@@ -180,7 +167,7 @@ Describe 'Round 8: a target that changes its memory under write tracking' -Tag '
             $samples = @(Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 7 -Interval 0.5 | ForEach-Object {
                 $i++
                 $seed = Get-Random -Minimum 1 -Maximum ([int]::MaxValue)
-                $answer = Send-WtTarget $t "pattern $($r.Hex) 64 $seed 12"
+                $answer = Send-TestTarget $t "pattern $($r.Hex) 64 $seed 12"
                 $written[$i + 1] = if ($answer -eq '-') { @() } else { @($answer -split ',' | ForEach-Object { [int]$_ }) }
                 $_
             })
@@ -188,11 +175,11 @@ Describe 'Round 8: a target that changes its memory under write tracking' -Tag '
                 $seen = Get-PageIndexes $s.Ranges $r.Address 64 $t.PageSize
                 foreach ($p in $written[$s.Index]) { $seen | Should -Contain $p -Because "the target wrote page $p in sample $($s.Index)'s interval" }
             }
-        } finally { Stop-WtTarget $t }
+        } finally { Stop-TestTarget $t }
     }
 
     It 'exec under tracking: the new program is not reported as tracked, an increment compares contents, Disable says WriteTrackingNotEnabled' {
-        $t = Start-WtTarget
+        $t = Start-TestTarget -Path $wtExe
         $dir = New-Item -ItemType Directory (Join-Path $root "exec-$([guid]::NewGuid().ToString('n'))")
         try {
             $null = New-WtRegion $t 16
@@ -206,21 +193,18 @@ Describe 'Round 8: a target that changes its memory under write tracking' -Tag '
             $n = New-WtRegion $t 8
             $warnings = @(Save-MemoryImage -Id $t.Id -Path "$dir/inc" -Parent "$dir/full" -Method WriteProtect 3>&1 | Where-Object { $_ -is [System.Management.Automation.WarningRecord] })
             ($warnings -join ' ') | Should -Match 'comparing every page'
-            $null = Save-MemoryImage -Id $t.Id -Path "$dir/ref" -Method Hash
-            $null = Restore-MemoryImage -Path "$dir/inc" -Destination "$dir/r-inc"
-            $null = Restore-MemoryImage -Path "$dir/ref" -Destination "$dir/r-ref"
-            Compare-Restored "$dir/r-inc" "$dir/r-ref" $n.Address 8 $t.PageSize | Should -BeNullOrEmpty -Because 'the new program''s pages are all in the increment'
-        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-WtTarget $t }
+            Compare-WithTarget $t "$dir/inc" $dir $n | Should -BeNullOrEmpty -Because 'the new program''s pages are all in the increment'
+        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
     }
 
     It 'a target that dropped PR_SET_DUMPABLE: root tracks it; another user is refused as PermissionDenied with nothing injected' {
-        $t = Start-WtTarget
+        $t = Start-TestTarget -Path $wtExe
         try {
             $r = New-WtRegion $t 8
-            $null = Send-WtTarget $t 'dumpable 0'
+            $null = Send-TestTarget $t 'dumpable 0'
             if ((id -u) -eq '0') {
                 $null = Enable-WriteTracking -Id $t.Id
-                $w = Invoke-WatchAround $t $r WriteProtect { param($t, $r) $null = Send-WtTarget $t "write $($r.Hex) 1 2" }
+                $w = Invoke-WatchAround $t $r WriteProtect { param($t, $r) $null = Send-TestTarget $t "write $($r.Hex) 1 2" }
                 Get-PageIndexes $w.Samples[1].Ranges $w.Base 8 $t.PageSize | Should -Be @(1, 2)
                 Disable-WriteTracking -Id $t.Id
             } else {
@@ -228,8 +212,8 @@ Describe 'Round 8: a target that changes its memory under write tracking' -Tag '
                 { Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 1 -Interval 0.2 -ErrorAction Stop } | Should -Throw -ErrorId 'PermissionDenied,SoftDirty.Commands.WatchDirtyPageCommand'
             }
             (Get-ChildItem "/proc/$($t.Id)/fd" -ErrorAction SilentlyContinue | Where-Object LinkTarget -eq 'anon_inode:[userfaultfd]').Count | Should -Be 0
-            Send-WtTarget $t 'fds' | Should -Match '^\d+$' -Because 'the target still serves its commands'
-        } finally { Stop-WtTarget $t }
+            Send-TestTarget $t 'fds' | Should -Match '^\d+$' -Because 'the target still serves its commands'
+        } finally { Stop-TestTarget $t }
     }
 }
 
@@ -237,65 +221,57 @@ Describe 'Round 8: io_uring registered buffers, which the kernel writes without 
     # Before: IORING_OP_READ_FIXED into a registered (pinned) buffer set no userfaultfd write-protect bit: a
     # WriteProtect watch, increment or migration missed those pages without a word, and the increment tested valid.
     It 'a WriteProtect watch counts the pages of a registered buffer that READ_FIXED wrote' {
-        $t = Start-WtTarget
+        $t = Start-TestTarget -Path $wtExe
         try {
             $r = New-WtRegion $t 16
-            $null = Send-WtTarget $t "uringreg $($r.Hex) 4 4"
+            $null = Send-TestTarget $t "uringreg $($r.Hex) 4 4"
             $null = Enable-WriteTracking -Id $t.Id
-            $w = Invoke-WatchAround $t $r WriteProtect { param($t, $r) (Send-WtTarget $t "uringread $dataFile") | Should -Be ([string](4 * $t.PageSize)) }
+            $w = Invoke-WatchAround $t $r WriteProtect { param($t, $r) (Send-TestTarget $t "uringread $dataFile") | Should -Be ([string](4 * $t.PageSize)) }
             $second = Get-PageIndexes $w.Samples[1].Ranges $w.Base 16 $t.PageSize
             foreach ($p in 4..7) { $second | Should -Contain $p -Because "the kernel wrote page $p of the registered buffer in sample 2's interval" }
-        } finally { Stop-WtTarget $t }
+        } finally { Stop-TestTarget $t }
     }
 
     It 'a WriteProtect increment holds what READ_FIXED wrote: it restores what a full image does' {
-        $t = Start-WtTarget
+        $t = Start-TestTarget -Path $wtExe
         $dir = New-Item -ItemType Directory (Join-Path $root "uring-$([guid]::NewGuid().ToString('n'))")
         try {
             $r = New-WtRegion $t 16
-            $null = Send-WtTarget $t "uringreg $($r.Hex) 0 4"
+            $null = Send-TestTarget $t "uringreg $($r.Hex) 0 4"
             $null = Save-MemoryImage -Id $t.Id -Path "$dir/full" -Method WriteProtect
-            $null = Send-WtTarget $t "uringread $dataFile"
+            $null = Send-TestTarget $t "uringread $dataFile"
             $null = Save-MemoryImage -Id $t.Id -Path "$dir/inc" -Parent "$dir/full" -Method WriteProtect
-            $null = Save-MemoryImage -Id $t.Id -Path "$dir/ref" -Method Hash
             Test-MemoryImage -Path "$dir/inc" | Should -BeTrue
-            $null = Restore-MemoryImage -Path "$dir/inc" -Destination "$dir/r-inc"
-            $null = Restore-MemoryImage -Path "$dir/ref" -Destination "$dir/r-ref"
-            Compare-Restored "$dir/r-inc" "$dir/r-ref" $r.Address 16 $t.PageSize | Should -BeNullOrEmpty
-        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-WtTarget $t }
+            Compare-WithTarget $t "$dir/inc" $dir $r | Should -BeNullOrEmpty -Because 'the pages READ_FIXED wrote must be in the increment'
+        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
     }
 
     It 'a WriteProtect migration''s final image equals the memory after writes, mprotect, READ_FIXED, read(2), MADV_DONTNEED and mremap during it' {
-        $t = Start-WtTarget
+        $t = Start-TestTarget -Path $wtExe
         $dir = New-Item -ItemType Directory (Join-Path $root "mig-$([guid]::NewGuid().ToString('n'))")
         try {
             $regions = [ordered]@{}
             foreach ($n in 'write', 'mprotect', 'uring', 'readinto', 'dontneed', 'mremap') { $regions[$n] = New-WtRegion $t 16 }
-            $null = Send-WtTarget $t "uringreg $($regions.uring.Hex) 0 4"
+            $null = Send-TestTarget $t "uringreg $($regions.uring.Hex) 0 4"
             $done = $false
             $out = @(Invoke-PreCopyMigration -Id $t.Id -Method WriteProtect -Destination "$dir/m" -Bandwidth 4MB -MaxIterations 4 -StopThreshold 0 | ForEach-Object {
                 if (-not $done -and $_.PSObject.Properties['Phase'] -and "$($_.Phase)" -eq 'Live') {
                     $done = $true
-                    $null = Send-WtTarget $t "write $($regions.write.Hex) 3 2"
-                    $null = Send-WtTarget $t "write $($regions.mprotect.Hex) 5 2"; $null = Send-WtTarget $t "mprotect $($regions.mprotect.Hex) 16 1"
-                    $null = Send-WtTarget $t "uringread $dataFile"
-                    $null = Send-WtTarget $t "readinto $($regions.readinto.Hex) 8 2 $dataFile"
-                    $null = Send-WtTarget $t "madvise $($regions.dontneed.Hex) 0 3 4"
-                    $moved = Send-WtTarget $t "mremap $($regions.mremap.Hex) 16"
+                    $null = Send-TestTarget $t "write $($regions.write.Hex) 3 2"
+                    $null = Send-TestTarget $t "write $($regions.mprotect.Hex) 5 2"; $null = Send-TestTarget $t "mprotect $($regions.mprotect.Hex) 16 1"
+                    $null = Send-TestTarget $t "uringread $dataFile"
+                    $null = Send-TestTarget $t "readinto $($regions.readinto.Hex) 8 2 $dataFile"
+                    $null = Send-TestTarget $t "madvise $($regions.dontneed.Hex) 0 3 4"
+                    $moved = Send-TestTarget $t "mremap $($regions.mremap.Hex) 16"
                     $regions.mremap = [pscustomobject]@{ Hex = $moved; Address = [Convert]::ToUInt64($moved, 16); Pages = 16 }
-                    $null = Send-WtTarget $t "write $moved 1 1"
+                    $null = Send-TestTarget $t "write $moved 1 1"
                 }
                 $_
             })
             $final = ($out | Where-Object { $_.PSObject.Properties['FinalImage'] }).FinalImage
             $final | Should -Not -BeNullOrEmpty
-            $null = Save-MemoryImage -Id $t.Id -Path "$dir/ref" -Method Hash
-            $null = Restore-MemoryImage -Path $final -Destination "$dir/r-mig"
-            $null = Restore-MemoryImage -Path "$dir/ref" -Destination "$dir/r-ref"
-            foreach ($n in $regions.Keys) {
-                Compare-Restored "$dir/r-mig" "$dir/r-ref" $regions[$n].Address 16 $t.PageSize | Should -BeNullOrEmpty -Because "the migrated memory of the region changed by $n must be the target's"
-            }
-        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-WtTarget $t }
+            Compare-WithTarget $t $final $dir @($regions.Values) | Should -BeNullOrEmpty -Because 'the migrated memory of every region (write, mprotect, uring, readinto, dontneed, mremap) must be the target''s'
+        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
     }
 }
 
@@ -310,7 +286,7 @@ Describe 'Round 8: a write-tracking lock that another process holds for good' -T
     ) {
         $flock = Get-Command flock -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
         if (-not $flock) { Set-ItResult -Skipped -Because 'flock(1) (util-linux) is not installed to hold the lock from another process'; return }
-        $t = Start-WtTarget
+        $t = Start-TestTarget -Path $wtExe
         $holder = $null
         $ps = $null
         try {
@@ -335,7 +311,7 @@ Describe 'Round 8: a write-tracking lock that another process holds for good' -T
             $ps.Dispose()
         } finally {
             if ($holder -and -not $holder.HasExited) { $holder.Kill($true); $holder.WaitForExit(5000) | Out-Null } # flock and its sleep
-            Stop-WtTarget $t
+            Stop-TestTarget $t
         }
     }
 }
