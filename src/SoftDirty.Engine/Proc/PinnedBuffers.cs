@@ -11,19 +11,22 @@ namespace SoftDirty;
 /// table: the buffers registered with an io_uring (IORING_REGISTER_BUFFERS, pinned; IORING_OP_READ_FIXED and the like
 /// copy into them). No soft-dirty or userfaultfd write-protect bit sees such a write, so a tracker must compare those
 /// pages by content. Read from /proc/PID/fdinfo of each io_uring descriptor ("UserBufs:" then one
-/// "INDEX: 0xADDRESS/LENGTH" line per buffer, io_uring/fdinfo.c).
+/// "INDEX: 0xADDRESS/LENGTH" line per buffer, io_uring/fdinfo.c), only where /proc/PID/status counts pinned memory
+/// (VmPin: io_uring charges its registered buffers there), so a process with thousands of descriptors and nothing pinned
+/// costs one small read per look.
 /// </summary>
 internal static class PinnedBuffers
 {
     /// <summary>What /proc/PID/fd/N links to for an io_uring.</summary>
     public const string IoUringLink = "anon_inode:[io_uring]";
 
-    private const string UserBufsField = "UserBufs:";
+    private const string UserBufsField = "UserBufs:", PinnedField = "VmPin:";
 
     /// <summary>The io_uring registered buffers of <paramref name="pid"/>, page-aligned outwards (empty where none, or where /proc cannot be read).</summary>
     public static List<AddressRange> Read(int pid, int pageSize)
     {
         var found = new List<AddressRange>();
+        if (NothingPinned(pid)) return found;
         IEnumerable<string> fds;
         try { fds = Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"); }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return found; }
@@ -41,6 +44,19 @@ internal static class PinnedBuffers
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // the process exited meanwhile
         found.Sort((x, y) => x.Start.CompareTo(y.Start));
         return found;
+    }
+
+    /// <summary>Whether /proc/PID/status says no memory is pinned (VmPin: 0 kB); false where it cannot be read or lacks the field.</summary>
+    private static bool NothingPinned(int pid)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+                if (line.StartsWith(PinnedField, StringComparison.Ordinal))
+                    return line.AsSpan(PinnedField.Length).Trim().SequenceEqual("0 kB");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+        return false;
     }
 
     private static void ReadFdinfo(string path, ulong pageSize, List<AddressRange> found)

@@ -67,7 +67,7 @@ internal sealed class ContentCheckedTracker : IDirtyTracker
     /// <inheritdoc/>
     public void Reset(CancellationToken cancel = default)
     {
-        _selection.Refresh();
+        _selection.Refresh(cancel);
         _pages.Reset(cancel);
         _contents.Reset(cancel);
         _pageSide = PageSide(Source.ReadMappings(false));
@@ -76,7 +76,7 @@ internal sealed class ContentCheckedTracker : IDirtyTracker
     /// <inheritdoc/>
     public DirtyPageSet Collect(bool rearm = true, CancellationToken cancel = default)
     {
-        _selection.Refresh();
+        _selection.Refresh(cancel);
         var written = _pages.Collect(rearm, cancel);
         var changed = _contents.Collect(rearm, cancel);
         var both = Workflows.PreCopyMigration.Union(written, changed);
