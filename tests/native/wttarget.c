@@ -44,6 +44,21 @@
  *                                    process on syscall nr, as a program locking itself down after its start -> OK <tid>
  *   mainexit                         another thread takes over the commands, then the main thread calls pthread_exit
  *                                    (a live process whose main thread is a zombie)                 -> OK
+ *   mprotect <hexaddr> <pages> <prot>  mprotect(prot decimal: 1 read, 3 read+write)              -> OK <rc>
+ *   madvise <hexaddr> <page> <count> <advice>  madvise(advice decimal: 4 DONTNEED, 8 FREE, 9 REMOVE)   -> OK <rc>
+ *   mremap <hexaddr> <pages>         moves the region (MREMAP_MAYMOVE|MREMAP_FIXED) to a fresh address; the region list
+ *                                    follows it                                                 -> OK <newhexaddr>
+ *   readinto <hexaddr> <page> <count> <path>  read(2) of count pages of the file into the pages (the kernel's
+ *                                    copy_to_user writes them)                                  -> OK <bytes>
+ *   uringreg <hexaddr> <page> <count>  an io_uring with those pages registered as its fixed buffer (pinned) -> OK <fd>
+ *   uringread <path>                 IORING_OP_READ_FIXED of the file into the whole fixed buffer: the kernel writes
+ *                                    the pinned pages through its own mapping                  -> OK <bytes>
+ *   fork                             a child (PR_SET_PDEATHSIG) that sleeps in pause()          -> OK <childpid>
+ *   exec <path>                      execv(path) with no arguments: the pid runs another program -> (no answer: the new
+ *                                    program's own output)
+ *   uffdunreg <hexaddr> <pages> <fd> UFFDIO_UNREGISTER of the range through descriptor fd (the write tracking's, say), as a
+ *                                    program with a userfaultfd monitor of its own might                -> OK <rc> <errno>
+ *   dumpable <0|1>                   prctl(PR_SET_DUMPABLE), as a program holding secrets does          -> OK <rc>
  *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
  */
 #define _GNU_SOURCE
@@ -52,6 +67,7 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/futex.h>
+#include <linux/io_uring.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -69,6 +85,7 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -82,6 +99,8 @@ static int region_count;
 static unsigned char counter;
 static volatile unsigned long spins[MAX_THREADS * 16];
 static int thread_count;
+/* The io_uring of uringreg / uringread: its rings and the registered (pinned) buffer. */
+static struct { int fd; unsigned char *sq, *cq; struct io_uring_sqe *sqes; struct io_uring_params prm; void *buf; size_t len; } uring;
 
 static void reply(const char *fmt, ...)
 {
@@ -398,6 +417,76 @@ static void *serve(void *arg)
             if (pthread_create(&th, NULL, serve, NULL)) { reply("ERR pthread"); continue; }
             reply("OK");
             pthread_exit(NULL); /* the main thread leaves, a zombie until the process ends; another serves */
+        } else if (!strcmp(cmd, "mprotect") && n >= 4) {
+            reply("OK %d", mprotect((void *)a, b * page_size, (int)c));
+        } else if (!strcmp(cmd, "madvise") && n >= 5) {
+            reply("OK %d", madvise((unsigned char *)a + b * page_size, c * page_size, (int)d) ? errno : 0);
+        } else if (!strcmp(cmd, "mremap") && n >= 3) {
+            unsigned char *dst = mmap(NULL, (b + 2) * page_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (dst == MAP_FAILED) { reply("ERR mmap %d", errno); continue; }
+            unsigned char *moved = mremap((void *)a, b * page_size, b * page_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst + page_size);
+            if (moved == MAP_FAILED) { reply("ERR mremap %d", errno); continue; }
+            for (int r = 0; r < region_count; r++) if (regions[r].base == (unsigned char *)a) regions[r].base = moved;
+            reply("OK %lx", (unsigned long)moved);
+        } else if (!strcmp(cmd, "readinto") && n >= 4) {
+            char path[200];
+            if (sscanf(line, "%*s %*s %*s %*s %199s", path) != 1) { reply("ERR path"); continue; }
+            int f = open(path, O_RDONLY | O_CLOEXEC);
+            if (f < 0) { reply("ERR open %d", errno); continue; }
+            long got = 0, want = (long)c * page_size;
+            while (got < want) { ssize_t r = read(f, (unsigned char *)a + b * page_size + got, want - got); if (r <= 0) break; got += r; }
+            close(f);
+            reply("OK %ld", got);
+        } else if (!strcmp(cmd, "uringreg") && n >= 4) {
+            struct io_uring_params prm;
+            memset(&prm, 0, sizeof prm);
+            int fd = (int)syscall(__NR_io_uring_setup, 4, &prm);
+            if (fd < 0) { reply("ERR io_uring_setup %d", errno); continue; }
+            struct iovec iov = { (unsigned char *)a + b * page_size, c * page_size };
+            if (syscall(__NR_io_uring_register, fd, IORING_REGISTER_BUFFERS, &iov, 1) < 0) { reply("ERR register %d", errno); close(fd); continue; }
+            size_t sqsz = prm.sq_off.array + prm.sq_entries * sizeof(unsigned), cqsz = prm.cq_off.cqes + prm.cq_entries * sizeof(struct io_uring_cqe);
+            unsigned char *sq = mmap(NULL, sqsz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
+            unsigned char *cq = mmap(NULL, cqsz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_CQ_RING);
+            struct io_uring_sqe *sqes = mmap(NULL, prm.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
+            if (sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED) { reply("ERR ring mmap %d", errno); close(fd); continue; }
+            uring.fd = fd; uring.sq = sq; uring.cq = cq; uring.sqes = sqes; uring.prm = prm; uring.buf = iov.iov_base; uring.len = iov.iov_len;
+            reply("OK %d", fd);
+        } else if (!strcmp(cmd, "uringread")) {
+            char path[200];
+            if (!uring.sq || sscanf(line, "%*s %199s", path) != 1) { reply("ERR no ring or path"); continue; }
+            int f = open(path, O_RDONLY | O_CLOEXEC);
+            if (f < 0) { reply("ERR open %d", errno); continue; }
+            unsigned *tail = (unsigned *)(uring.sq + uring.prm.sq_off.tail), mask = *(unsigned *)(uring.sq + uring.prm.sq_off.ring_mask);
+            unsigned idx = *tail & mask;
+            struct io_uring_sqe *e = &uring.sqes[idx];
+            memset(e, 0, sizeof *e);
+            e->opcode = IORING_OP_READ_FIXED; e->fd = f; e->addr = (unsigned long)uring.buf; e->len = (unsigned)uring.len; e->buf_index = 0;
+            ((unsigned *)(uring.sq + uring.prm.sq_off.array))[idx] = idx;
+            __atomic_store_n(tail, *tail + 1, __ATOMIC_RELEASE);
+            long r = syscall(__NR_io_uring_enter, uring.fd, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+            if (r < 0) { reply("ERR enter %d", errno); close(f); continue; }
+            unsigned *head = (unsigned *)(uring.cq + uring.prm.cq_off.head), cmask = *(unsigned *)(uring.cq + uring.prm.cq_off.ring_mask);
+            struct io_uring_cqe *cqe = &((struct io_uring_cqe *)(uring.cq + uring.prm.cq_off.cqes))[*head & cmask];
+            int res = cqe->res;
+            __atomic_store_n(head, *head + 1, __ATOMIC_RELEASE);
+            close(f);
+            reply("OK %d", res);
+        } else if (!strcmp(cmd, "fork")) {
+            pid_t child = fork();
+            if (child == 0) { prctl(PR_SET_PDEATHSIG, SIGKILL); for (;;) pause(); }
+            reply(child > 0 ? "OK %d" : "ERR fork %d", child > 0 ? child : errno);
+        } else if (!strcmp(cmd, "exec")) {
+            char path[200];
+            if (sscanf(line, "%*s %199s", path) != 1) { reply("ERR path"); continue; }
+            char *argv[] = { path, NULL };
+            execv(path, argv);
+            reply("ERR exec %d", errno);
+        } else if (!strcmp(cmd, "uffdunreg") && n >= 4) {
+            uint64_t range[2] = { a, b * (unsigned long)page_size }; /* struct uffdio_range */
+            int rc = ioctl((int)c, 0x8010AA01UL /* UFFDIO_UNREGISTER */, range);
+            reply("OK %d %d", rc, rc ? errno : 0);
+        } else if (!strcmp(cmd, "dumpable")) {
+            reply("OK %d", prctl(PR_SET_DUMPABLE, strtol(line + 9, NULL, 10), 0, 0, 0));
         } else {
             reply("ERR unknown command");
         }

@@ -98,8 +98,8 @@ internal static class ImageTracking
             }
             case TrackingMethod.WriteProtect when source is ProcPageSource proc && proc.ProcessId != Environment.ProcessId:
             {
-                using var tracker = new WriteProtectTracker(proc, selector);
-                tracker.KeepEnabled();
+                using var tracker = new WriteProtectTracker(proc, selector, cancel);
+                tracker.KeepEnabled(cancel);
                 DirtyPageSet? set = null;
                 if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && parent.ProcessId == proc.ProcessId && !verify
                     && parent.ProcessIdentity == TrackingEpoch.Identity(source)
@@ -171,14 +171,19 @@ internal static class ImageTracking
     /// <param name="mappings">The process's mappings, ascending.</param>
     /// <param name="selector">The save's selection; null: all.</param>
     /// <param name="parent">The parent image's mappings (ascending, disjoint: the manifest's invariant).</param>
-    public static List<AddressRange> Untracked(IReadOnlyList<MemoryMapping> mappings, Func<MemoryMapping, bool>? selector, IReadOnlyList<ImageMapping> parent)
+    /// <param name="kernelWritten">
+    /// Buffers the kernel writes through its own mapping (io_uring registered buffers, <see cref="PinnedBuffers"/>): no
+    /// page-table bit sees those writes, so the mappings holding them are compared by content too.
+    /// </param>
+    public static List<AddressRange> Untracked(IReadOnlyList<MemoryMapping> mappings, Func<MemoryMapping, bool>? selector, IReadOnlyList<ImageMapping> parent,
+        IReadOnlyList<AddressRange>? kernelWritten = null)
     {
         var b = new RangeListBuilder();
         int p = 0;
         foreach (var m in mappings)
         {
             if (selector is not null && !selector(m)) continue;
-            if ((m.Protection & Protection.Write) == 0 || m.Shared) { b.Add(m.Start, m.End); continue; }
+            if ((m.Protection & Protection.Write) == 0 || m.Shared || Overlaps(kernelWritten, m)) { b.Add(m.Start, m.End); continue; }
             ulong at = m.Start;
             while (p < parent.Count && parent[p].End <= at) p++;
             for (int q = p; q < parent.Count && parent[q].Start < m.End; q++)
@@ -189,5 +194,13 @@ internal static class ImageTracking
             if (at < m.End) b.Add(at, m.End);
         }
         return b.Build();
+    }
+
+    private static bool Overlaps(IReadOnlyList<AddressRange>? ranges, MemoryMapping m)
+    {
+        if (ranges is null) return false;
+        foreach (var r in ranges)
+            if (r.Start < m.End && m.Start < r.End) return true;
+        return false;
     }
 }

@@ -78,7 +78,8 @@ internal static class ImageWriter
         var mappings = source.ReadMappings(false);
         var spans = PageWalk.DataSpans(mappings, selector);
         // What to compare besides the tracker's candidates: what no tracker can vouch for (ImageTracking.Untracked).
-        var watched = candidates is null || chain is null ? null : Union(candidates.Ranges, ImageTracking.Untracked(mappings, selector, chain[^1].Manifest.Mappings));
+        var watched = candidates is null || chain is null ? null : Union(candidates.Ranges, ImageTracking.Untracked(mappings, selector, chain[^1].Manifest.Mappings,
+            PageWalk.IsRealProcess(source) ? PinnedBuffers.Read(source.ProcessId, ps) : null));
         var zeroHash = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
         bool increment = parentPages.Count > 0;
         ulong scanned = 0, inherited = 0, dataOffset = 0, flushedTo = 0, unreadable = 0;

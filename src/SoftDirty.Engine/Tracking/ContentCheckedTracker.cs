@@ -1,4 +1,6 @@
 using System;
+using System.Collections.Generic;
+using System.Linq;
 using System.Threading;
 
 namespace SoftDirty.Tracking;
@@ -15,11 +17,16 @@ internal sealed class ContentCheckedTracker : IDirtyTracker
 {
     private readonly IDirtyTracker _pages;
     private readonly HashTracker _contents;
+    private readonly ContentSelection _selection;
+    // The mappings the page-table tracker had at the last look: one compared by content now (made read-only, or holding a
+    // registered buffer) has no earlier hashes, so its present pages all count once.
+    private List<AddressRange> _pageSide = new();
 
-    private ContentCheckedTracker(IDirtyTracker pages, HashTracker contents)
+    private ContentCheckedTracker(IDirtyTracker pages, HashTracker contents, ContentSelection selection)
     {
         _pages = pages;
         _contents = contents;
+        _selection = selection;
     }
 
     /// <summary>
@@ -32,13 +39,23 @@ internal sealed class ContentCheckedTracker : IDirtyTracker
     /// For a real process, <paramref name="create"/>'s tracker of the mappings no one else can change, joined with
     /// a Hash tracker of those others can; for an emulated one (no other writer), <paramref name="create"/>'s tracker of them all.
     /// </summary>
+    /// <remarks>
+    /// <paramref name="writableOnly"/>: <paramref name="create"/>'s tracker watches writable mappings only (WriteProtect), so
+    /// the others are compared by content. Mappings holding io_uring registered buffers are always compared by content
+    /// (<see cref="ContentSelection"/>).
+    /// </remarks>
     public static IDirtyTracker Create(IPageSource source, Func<MemoryMapping, bool>? selector, PageHashAlgorithm algorithm,
-        Func<Func<MemoryMapping, bool>?, IDirtyTracker> create)
+        Func<Func<MemoryMapping, bool>?, IDirtyTracker> create, bool writableOnly = false)
     {
         if (!PageWalk.IsRealProcess(source)) return create(selector);
-        var contents = new HashTracker(source, algorithm, m => ChangeableByOthers(m) && (selector is null || selector(m)));
-        return new ContentCheckedTracker(create(m => !ChangeableByOthers(m) && (selector is null || selector(m))), contents);
+        var selection = new ContentSelection(source, selector, writableOnly);
+        var contents = new HashTracker(source, algorithm, selection.ByContent);
+        return new ContentCheckedTracker(create(selection.ByPageTable), contents, selection);
     }
+
+    /// <summary>The page-table side's mappings now, for the next look.</summary>
+    private List<AddressRange> PageSide(IReadOnlyList<MemoryMapping> mappings) =>
+        mappings.Where(_selection.ByPageTable).Select(m => new AddressRange(m.Start, m.End)).ToList();
 
     /// <inheritdoc/>
     public TrackingMethod Method => _pages.Method;
@@ -50,17 +67,46 @@ internal sealed class ContentCheckedTracker : IDirtyTracker
     /// <inheritdoc/>
     public void Reset(CancellationToken cancel = default)
     {
+        _selection.Refresh(cancel);
         _pages.Reset(cancel);
         _contents.Reset(cancel);
+        _pageSide = PageSide(Source.ReadMappings(false));
     }
 
     /// <inheritdoc/>
     public DirtyPageSet Collect(bool rearm = true, CancellationToken cancel = default)
     {
+        _selection.Refresh(cancel);
         var written = _pages.Collect(rearm, cancel);
         var changed = _contents.Collect(rearm, cancel);
         var both = Workflows.PreCopyMigration.Union(written, changed);
+        var mappings = Source.ReadMappings(false);
+        var moved = Moved(mappings);
+        if (moved.Count > 0)
+        {
+            var present = new RangeListBuilder();
+            foreach (var r in PageWalk.PresentRegions(Source, moved, cancel: cancel)) present.Add(r.Start, r.End);
+            both = Workflows.PreCopyMigration.Union(both, new DirtyPageSet(written.Method, written.PageSize, present.Build(), 0, TimeSpan.Zero));
+        }
+        if (rearm) _pageSide = PageSide(mappings);
         return new DirtyPageSet(written.Method, written.PageSize, both.Ranges, both.PagesScanned, both.CollectTime) { NewMappingRanges = written.NewMappingRanges, ResetElsewhere = written.ResetElsewhere, InexactReason = written.InexactReason, UnreadablePages = changed.UnreadablePages };
+    }
+
+    /// <summary>The parts of mappings compared by content now that the page-table tracker had at the last look.</summary>
+    private List<PageSpan> Moved(IReadOnlyList<MemoryMapping> mappings)
+    {
+        var moved = new List<PageSpan>();
+        foreach (var m in mappings)
+        {
+            if (!_selection.ByContent(m)) continue;
+            foreach (var r in _pageSide)
+            {
+                ulong s = Math.Max(r.Start, m.Start), e = Math.Min(r.End, m.End);
+                if (s < e) moved.Add(new PageSpan(s, e, m));
+            }
+        }
+        moved.Sort((x, y) => x.Start.CompareTo(y.Start));
+        return moved;
     }
 
     /// <inheritdoc/>

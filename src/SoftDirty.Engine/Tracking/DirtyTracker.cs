@@ -1,4 +1,5 @@
 using System;
+using System.Threading;
 
 namespace SoftDirty.Tracking;
 
@@ -38,14 +39,16 @@ internal static class DirtyTracker
     }
 
     /// <summary>A tracker of <paramref name="method"/> (Auto resolved) for <paramref name="source"/>, limited to the mappings <paramref name="selector"/> accepts.</summary>
-    public static IDirtyTracker Create(IPageSource source, TrackingMethod method, PageHashAlgorithm algorithm = PageHashAlgorithm.Fast128, Func<MemoryMapping, bool>? selector = null)
+    /// <remarks><paramref name="cancel"/> ends the wait for another command's write-tracking lock (WriteProtect of another process).</remarks>
+    public static IDirtyTracker Create(IPageSource source, TrackingMethod method, PageHashAlgorithm algorithm = PageHashAlgorithm.Fast128, Func<MemoryMapping, bool>? selector = null,
+        CancellationToken cancel = default)
     {
         var resolved = Resolve(source, method, out var reason);
         return resolved switch
         {
             // What other processes can change without a write through this process's page table is compared by content.
             TrackingMethod.SoftDirty => ContentCheckedTracker.Create(source, selector, algorithm, s => new SoftDirtyTracker(source, s) { Description = reason }),
-            TrackingMethod.WriteProtect => ContentCheckedTracker.Create(source, selector, algorithm, s => new WriteProtectTracker(source, s) { Description = reason }),
+            TrackingMethod.WriteProtect => ContentCheckedTracker.Create(source, selector, algorithm, s => new WriteProtectTracker(source, s, cancel) { Description = reason }, writableOnly: true),
             _ => new HashTracker(source, algorithm, selector) { Description = reason },
         };
     }

@@ -37,8 +37,10 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     /// A tracker for <paramref name="source"/>. Another real process must allow syscall injection
     /// (<see cref="InjectionSupport.Check"/>); when write tracking is not enabled there yet, this tracker enables
     /// it and disables it again on <see cref="Dispose"/>, else it uses (and leaves) the enabled tracking.
+    /// <paramref name="cancel"/> (Ctrl+C) ends the wait for the process's write-tracking lock, which another command or
+    /// session may hold for as long as it likes.
     /// </summary>
-    public WriteProtectTracker(IPageSource source, Func<MemoryMapping, bool>? selector = null)
+    public WriteProtectTracker(IPageSource source, Func<MemoryMapping, bool>? selector = null, CancellationToken cancel = default)
     {
         Source = source;
         _selector = selector;
@@ -48,7 +50,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
             _remote = proc;
             // Two commands enabling at once: one enables, the other uses it. The checks come under the lock too: another
             // command's injection (its ptrace) has ended by then, so it is not taken for a debugger holding the process.
-            using (WriteTrackingStore.Lock(proc.ProcessId, default))
+            using (WriteTrackingStore.Lock(proc.ProcessId, cancel))
             {
                 if (InjectionSupport.Check(proc.ProcessId, proc.Features) is { } refused) throw refused;
                 _state = WriteTrackingStore.Load(proc.ProcessId);
@@ -410,11 +412,11 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     }
 
     /// <summary>Leaves the write tracking this tracker enabled in another process enabled after <see cref="Dispose"/> (Enable-WriteTracking, memory image chains).</summary>
-    public void KeepEnabled()
+    public void KeepEnabled(CancellationToken cancel = default)
     {
+        if (_remote is null) { _ownsTracking = false; return; }
+        using var held = WriteTrackingStore.Lock(_remote.ProcessId, cancel);
         _ownsTracking = false;
-        if (_remote is null) return;
-        using var held = WriteTrackingStore.Lock(_remote.ProcessId, default);
         _state = WriteTrackingStore.MarkKept(_remote.ProcessId) ?? _state; // a command that enabled it for itself alone leaves it now
     }
 

@@ -43,9 +43,9 @@ public sealed class EnableWriteTrackingCommand : EngineCmdlet
             return;
         }
         if (!ShouldProcess($"process {proc.ProcessId} ({proc.Name})", "Inject userfaultfd and register its writable mappings for async write-protect")) return;
-        using var tracker = new WriteProtectTracker(proc);
+        using var tracker = new WriteProtectTracker(proc, cancel: Cancellation);
         tracker.Reset(Cancellation);
-        tracker.KeepEnabled();
+        tracker.KeepEnabled(Cancellation);
         WriteObject(tracker.RemoteState);
     }
 }

@@ -76,7 +76,7 @@ public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
             : $"Send pre-copy rounds to {Destination} on {ToSession.ComputerName} and stop the process (ptrace) for the final round")) return;
         var selector = WorkflowSelector.Checked(source, Mapping);
         var link = ToSession is null ? null : SessionImageLink.Open(ToSession, Destination!, RestorePath, Cancellation);
-        using var tracker = DirtyTracker.Create(source, Method, PageHashAlgorithm.Fast128, selector);
+        using var tracker = DirtyTracker.Create(source, Method, PageHashAlgorithm.Fast128, selector, Cancellation);
         WriteVerbose(tracker.Description);
         var options = new PreCopyOptions
         {

@@ -62,7 +62,7 @@ public sealed class WatchDirtyPageCommand : WorkflowCmdlet
 
     private void Watch(IPageSource source)
     {
-        using var tracker = DirtyTracker.Create(source, Method, HashAlgorithm, WorkflowSelector.Checked(source, Mapping, Address, Length));
+        using var tracker = DirtyTracker.Create(source, Method, HashAlgorithm, WorkflowSelector.Checked(source, Mapping, Address, Length), Cancellation);
         WriteVerbose(tracker.Description);
         int? count = MyInvocation.BoundParameters.ContainsKey(nameof(Duration)) ? null : Count > 0 ? Count : 10;
         TimeSpan? duration = count is null ? TimeSpan.FromSeconds(Duration) : null;

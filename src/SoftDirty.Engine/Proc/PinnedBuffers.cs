@@ -1,0 +1,105 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using SoftDirty.Tracking;
+
+namespace SoftDirty;
+
+/// <summary>
+/// Memory of a process that the kernel writes through its own mapping of the pages, not through the process's page
+/// table: the buffers registered with an io_uring (IORING_REGISTER_BUFFERS, pinned; IORING_OP_READ_FIXED and the like
+/// copy into them). No soft-dirty or userfaultfd write-protect bit sees such a write, so a tracker must compare those
+/// pages by content. Read from /proc/PID/fdinfo of each io_uring descriptor ("UserBufs:" then one
+/// "INDEX: 0xADDRESS/LENGTH" line per buffer, io_uring/fdinfo.c), only where /proc/PID/status counts pinned memory
+/// (VmPin: io_uring charges its registered buffers there), so a process with thousands of descriptors and nothing pinned
+/// costs one small read per look.
+/// </summary>
+internal static class PinnedBuffers
+{
+    /// <summary>What /proc/PID/fd/N links to for an io_uring.</summary>
+    public const string IoUringLink = "anon_inode:[io_uring]";
+
+    private const string UserBufsField = "UserBufs:", PinnedField = "VmPin:";
+
+    /// <summary>The io_uring registered buffers of <paramref name="pid"/>, page-aligned outwards (empty where none, or where /proc cannot be read).</summary>
+    public static List<AddressRange> Read(int pid, int pageSize)
+    {
+        var found = new List<AddressRange>();
+        if (NothingPinned(pid)) return found;
+        IEnumerable<string> fds;
+        try { fds = Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return found; }
+        try
+        {
+            foreach (var f in fds)
+            {
+                string? link;
+                try { link = new FileInfo(f).LinkTarget; }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { continue; }
+                if (link != IoUringLink) continue;
+                ReadFdinfo($"/proc/{pid}/fdinfo/{Path.GetFileName(f)}", (ulong)pageSize, found);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // the process exited meanwhile
+        found.Sort((x, y) => x.Start.CompareTo(y.Start));
+        return found;
+    }
+
+    /// <summary>Whether /proc/PID/status says no memory is pinned (VmPin: 0 kB); false where it cannot be read or lacks the field.</summary>
+    private static bool NothingPinned(int pid)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+                if (line.StartsWith(PinnedField, StringComparison.Ordinal))
+                    return line.AsSpan(PinnedField.Length).Trim().SequenceEqual("0 kB");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+        return false;
+    }
+
+    private static void ReadFdinfo(string path, ulong pageSize, List<AddressRange> found)
+    {
+        IEnumerable<string> lines;
+        try { lines = File.ReadLines(path); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return; }
+        int left = 0;
+        try
+        {
+            foreach (var line in lines)
+            {
+                if (line.StartsWith(UserBufsField, StringComparison.Ordinal))
+                {
+                    left = int.TryParse(line.AsSpan(UserBufsField.Length).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int n) ? n : 0;
+                    continue;
+                }
+                if (left <= 0) continue;
+                left--;
+                if (TryParseBuffer(line, pageSize, out var range)) found.Add(range);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+    }
+
+    /// <summary>Parses "    0: 0x7f9d3753e000/16384" into the pages it covers.</summary>
+    internal static bool TryParseBuffer(string line, ulong pageSize, out AddressRange range)
+    {
+        range = default;
+        var s = line.AsSpan().Trim();
+        int colon = s.IndexOf(':');
+        if (colon < 0) return false;
+        s = s[(colon + 1)..].Trim();
+        int slash = s.IndexOf('/');
+        if (slash < 0 || !s.StartsWith("0x", StringComparison.Ordinal)) return false;
+        if (!ulong.TryParse(s[2..slash], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out ulong start)
+            || !ulong.TryParse(s[(slash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out ulong length) || length == 0) return false;
+        ulong end = start + length;
+        if (end < start) return false;
+        ulong first = start / pageSize * pageSize, last = end / pageSize * pageSize;
+        if (last < end) last += pageSize;
+        if (last < first) return false; // wrapped past the top of the address space: not a buffer of this process
+        range = new AddressRange(first, last);
+        return true;
+    }
+}

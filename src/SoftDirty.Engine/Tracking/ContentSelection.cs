@@ -1,0 +1,79 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+
+namespace SoftDirty.Tracking;
+
+/// <summary>
+/// Which mappings a <see cref="ContentCheckedTracker"/> compares by content rather than trusting its page-table tracker:
+/// those other processes can change (<see cref="ContentCheckedTracker.ChangeableByOthers"/>); those holding a buffer the
+/// kernel writes through its own mapping (io_uring registered buffers, <see cref="PinnedBuffers"/>), at the last look or
+/// now, so that a write made while a buffer was registered is found even when it was unregistered since; and, for a
+/// tracker of writable mappings only (WriteProtect), the mappings not writable now: a page written and then made
+/// read-only or PROT_NONE before the collection is found by its content, not a sample or a round later (or never). Of
+/// those, only the ones that hold present or swapped pages (now or, in what was then the same place, at the last look) are compared: a reservation of
+/// hundreds of GiB (the .NET GC's, a JVM's) has none, and walking its pagemap at every look would cost more than the rest.
+/// The answer stays the same between two <see cref="Refresh"/> calls (once per reset or collection).
+/// </summary>
+internal sealed class ContentSelection
+{
+    private readonly IPageSource _source;
+    private readonly Func<MemoryMapping, bool>? _selector;
+    private readonly bool _readOnlyByContent;
+    private List<AddressRange> _pinnedBefore = new(), _pinnedNow = new();
+    private List<AddressRange> _holdingBefore = new(), _holdingNow = new();
+
+    /// <summary>A selection within <paramref name="selector"/>; <paramref name="readOnlyByContent"/>: the page-table tracker sees writable mappings only.</summary>
+    public ContentSelection(IPageSource source, Func<MemoryMapping, bool>? selector, bool readOnlyByContent)
+    {
+        _source = source;
+        _selector = selector;
+        _readOnlyByContent = readOnlyByContent;
+    }
+
+    /// <summary>Reads the process's registered kernel-written buffers again; those of the previous look still count until the next one.</summary>
+    public void Refresh(CancellationToken cancel)
+    {
+        _pinnedBefore = _pinnedNow;
+        _pinnedNow = PinnedBuffers.Read(_source.ProcessId, _source.PageSize);
+        if (!_readOnlyByContent) return;
+        _holdingBefore = _holdingNow;
+        _holdingNow = NotWritableHoldingPages(cancel);
+    }
+
+    /// <summary>The selected mappings that are not writable and hold present or swapped pages (PAGEMAP_SCAN skips the holes at once).</summary>
+    private List<AddressRange> NotWritableHoldingPages(CancellationToken cancel)
+    {
+        var spans = PageWalk.DataSpans(_source.ReadMappings(false), m => (m.Protection & Protection.Write) == 0 && !ContentCheckedTracker.ChangeableByOthers(m) && Selected(m));
+        var holding = new List<AddressRange>();
+        int i = 0;
+        foreach (var r in PageWalk.PresentRegions(_source, spans, cancel: cancel))
+        {
+            while (i < spans.Count && spans[i].End <= r.Start) i++;
+            if (i < spans.Count && spans[i].Start <= r.Start && (holding.Count == 0 || holding[^1].Start != spans[i].Start))
+                holding.Add(new AddressRange(spans[i].Start, spans[i].End));
+        }
+        return holding;
+    }
+
+    /// <summary>Whether the caller's selection takes <paramref name="mapping"/> at all.</summary>
+    public bool Selected(MemoryMapping mapping) => _selector is null || _selector(mapping);
+
+    /// <summary>Whether <paramref name="mapping"/> is compared by content (within the selection).</summary>
+    public bool ByContent(MemoryMapping mapping) => Selected(mapping) && IsContentMapping(mapping);
+
+    /// <summary>Whether <paramref name="mapping"/> is left to the page-table tracker (within the selection).</summary>
+    public bool ByPageTable(MemoryMapping mapping) => Selected(mapping) && !IsContentMapping(mapping);
+
+    private bool IsContentMapping(MemoryMapping m) =>
+        ContentCheckedTracker.ChangeableByOthers(m)
+        || (_readOnlyByContent && (m.Protection & Protection.Write) == 0 && (Overlaps(_holdingNow, m) || Overlaps(_holdingBefore, m)))
+        || Overlaps(_pinnedNow, m) || Overlaps(_pinnedBefore, m);
+
+    private static bool Overlaps(List<AddressRange> ranges, MemoryMapping m)
+    {
+        foreach (var r in ranges)
+            if (r.Start < m.End && m.Start < r.End) return true;
+        return false;
+    }
+}
