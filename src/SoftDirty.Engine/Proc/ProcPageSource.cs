@@ -57,13 +57,44 @@ internal sealed unsafe class ProcPageSource : IPageSource
     public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters)
     {
         var file = withCounters ? "smaps" : "maps";
+        // The pagemap descriptor pins the mm before maps is read: maps and smaps are read a buffer at a time, and
+        // the kernel ends the text early (a silent EOF) where the mm goes away between two reads (exit, exec), so a
+        // list cut short would pass for the whole one; and pagemap opened after an exec would read the new program's
+        // pages under the old program's mappings. The mm gone after the read says both.
+        if (_pagemapFd < 0) _pagemapFd = OpenProc("pagemap", Native.O_RDONLY);
+        if (_mapsFd < 0) _mapsFd = OpenProc("maps", Native.O_RDONLY);
         var text = ReadWholeFile(file);
         if (text.Length == 0 && IsKernelThread())
             throw new EngineException(EngineError.InvalidArgument, $"Process {ProcessId} ({Name}) is a kernel thread: it has no user memory to read.", ProcessId);
         if (text.Length == 0 && (_mappingsRead || !Alive || IsZombie()))
             throw Exited($"reading {file}");
+        if (text.Length != 0 && OldMmGone()) throw ExitedOrExecuted($"reading {file}");
         _mappingsRead = true;
         return MapsParser.Parse(text, ProcessId);
+    }
+
+    private int _mapsFd = -1;
+    private bool _noProcmapQuery;
+
+    /// <summary>
+    /// Whether the VMA that covers <paramref name="address"/> is still <paramref name="mapping"/> as the last maps read
+    /// described it (range, protection, file, offset, name): PROCMAP_QUERY where the kernel has it (6.11+), else a new
+    /// read of maps. A reader checks it after each read of pagemap, so that no entry is put under a mapping that was
+    /// unmapped or replaced before the entry was read.
+    /// </summary>
+    public bool MappingUnchanged(MemoryMapping mapping, ulong address)
+    {
+        if (_mapsFd >= 0 && !_noProcmapQuery)
+        {
+            var r = ProcmapQuery.Compare(_mapsFd, address, mapping);
+            if (r != ProcmapQuery.Result.Unavailable) return r == ProcmapQuery.Result.Same;
+            _noProcmapQuery = true;
+        }
+        foreach (var m in ReadMappings(withCounters: false))
+            if (m.Start <= address && address < m.End)
+                return m.Start == mapping.Start && m.End == mapping.End && m.Protection == mapping.Protection && m.Shared == mapping.Shared
+                    && m.Offset == mapping.Offset && m.Inode == mapping.Inode && m.Device == mapping.Device && m.Path == mapping.Path && m.Deleted == mapping.Deleted;
+        return false;
     }
 
     /// <summary>PF_KTHREAD (include/linux/sched.h) in the flags of /proc/PID/stat (field 9): a kernel thread, no mm.</summary>
@@ -342,5 +373,6 @@ internal sealed unsafe class ProcPageSource : IPageSource
     {
         if (_pagemapFd >= 0) { Native.Close(_pagemapFd); _pagemapFd = -1; }
         if (_memFd >= 0) { Native.Close(_memFd); _memFd = -1; }
+        if (_mapsFd >= 0) { Native.Close(_mapsFd); _mapsFd = -1; }
     }
 }
