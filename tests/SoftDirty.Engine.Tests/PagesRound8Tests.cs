@@ -16,27 +16,6 @@ public sealed class PagesRound8Tests
 {
     private static readonly int Ps = Environment.SystemPageSize;
 
-    /// <summary>/bin/sh that reads one line and then execs sleep: the exec comes exactly when the test writes the line.</summary>
-    private static Process StartExecing()
-    {
-        var psi = new ProcessStartInfo("/bin/sh") { RedirectStandardInput = true, UseShellExecute = false };
-        psi.ArgumentList.Add("-c");
-        psi.ArgumentList.Add("read line; exec sleep 60");
-        return Process.Start(psi)!;
-    }
-
-    private static void ExecNow(Process sh)
-    {
-        sh.StandardInput.WriteLine("go");
-        sh.StandardInput.Flush();
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (File.ReadAllText($"/proc/{sh.Id}/comm").Trim() != "sleep")
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"process {sh.Id} did not exec sleep within 30 s");
-            System.Threading.Thread.Sleep(5);
-        }
-    }
-
     /// <summary>
     /// The mappings read, then an exec, then the first pagemap read: before the fix the pagemap was opened only at
     /// that read, on the new program, and its entries came out under the old program's mappings without an error.
@@ -44,12 +23,12 @@ public sealed class PagesRound8Tests
     [HostFact]
     public void PagemapReadAfterAnExecThatFollowedTheMapsReadIsProcessExecuted()
     {
-        using var sh = StartExecing();
+        using var sh = ProcessExecTests.StartExecing();
         try
         {
             using var src = ProcPageSource.Open(sh.Id);
             var mapping = src.ReadMappings(false).First(m => m.Kind != MappingKind.Vsyscall);
-            ExecNow(sh);
+            ProcessExecTests.ExecNow(sh);
             var e = Assert.Throws<EngineException>(() =>
             {
                 Span<PagemapEntry> entries = stackalloc PagemapEntry[1];
