@@ -61,7 +61,12 @@ internal sealed unsafe class ProcPageSource : IPageSource
         // the kernel ends the text early (a silent EOF) where the mm goes away between two reads (exit, exec), so a
         // list cut short would pass for the whole one; and pagemap opened after an exec would read the new program's
         // pages under the old program's mappings. The mm gone after the read says both.
-        if (_pagemapFd < 0) _pagemapFd = OpenProc("pagemap", Native.O_RDONLY);
+        if (_pagemapFd < 0)
+        {
+            // A kernel thread has no mm to pin (ESRCH): its empty maps says what it is below.
+            try { _pagemapFd = OpenProc("pagemap", Native.O_RDONLY); }
+            catch (EngineException e) when (e.Error == EngineError.ProcIOError && e.Errno == Errno.ESRCH) { }
+        }
         if (_mapsFd < 0) _mapsFd = OpenProc("maps", Native.O_RDONLY);
         var text = ReadWholeFile(file);
         if (text.Length == 0 && IsKernelThread())
