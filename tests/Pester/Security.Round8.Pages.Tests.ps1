@@ -188,3 +188,62 @@ Describe 'Mapping paths that hold line-end characters other than a newline' -Tag
         $t.Send("unmap $(Hex $a) 2") | Out-Null
     }
 }
+
+Describe 'Control characters in mapping paths and names reach the terminal only escaped' -Tag 'Security', 'Round8Pages' {
+    # The owner of a process picks its file names and its name (comm); the kernel escapes only '\n' in maps. The
+    # module's views printed them raw, so looking at another user's mappings (Get-MemoryMapping | Format-Table, as
+    # root) sent that user's terminal sequences to the terminal: set its title (OSC 0), erase the line just printed
+    # (CSI 2K, CR), colour, reorder text (U+202E), or ring it (BEL). The views now show them as \x1b, \u202e; the
+    # objects keep the text the kernel gave.
+    BeforeAll {
+        $script:t = Start-TestTarget
+        $script:evil = "`e]0;owned`a`e[2K`bX`e[31mRED$([char]0x9b)2J$([char]0x202e)txt.exe"
+        $script:name = Join-Path $root "ctl-$evil"
+        $script:a = $t.Map(2, "file `"$name`"")
+        $null = $t.Send("read $(Hex $a) 0 2")
+        # A character a hostile name may hold that must not reach the terminal as it is.
+        $script:hostile = '[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|\x1b\]0;owned|\x1b\[2K|\x1b\[31mRED'
+    }
+    AfterAll {
+        Stop-TestTarget -Process $t.Process
+        # An unbalanced '[' in the name: Pester's TestDrive clean-up (Remove-Item with wildcards) cannot remove it.
+        [System.IO.File]::Delete($name)
+    }
+
+    It '<Command> | <Format> shows the name escaped' -ForEach @(
+        foreach ($f in 'Out-String', 'Format-Table', 'Format-List', 'Format-Wide') {
+            @{ Command = 'Get-MemoryMapping'; Format = $f; Get = { Get-MemoryMapping -Id $t.Id | Where-Object Start -eq $a } }
+            @{ Command = 'Get-PageMap'; Format = $f; Get = { Get-PageMap -Id $t.Id -Address $a -Length (2 * $t.PageSize) } }
+            @{ Command = 'Get-PageMap -AsRange'; Format = $f; Get = { Get-PageMap -Id $t.Id -Address $a -Length (2 * $t.PageSize) -AsRange } }
+            @{ Command = 'Search-PageMap'; Format = $f; Get = { Search-PageMap -Id $t.Id -Address $a -Length (2 * $t.PageSize) -Category Present } }
+        }
+    ) {
+        if ($Command -eq 'Search-PageMap' -and -not (Get-SoftDirtySupport).PagemapScan) { Set-ItResult -Skipped -Because 'this kernel has no PAGEMAP_SCAN' }
+        $objects = @(& $Get)
+        $objects.Count | Should -BeGreaterThan 0
+        # (Failure messages must not hold the characters either: Pester's XML report cannot write them.)
+        ($objects[0].($(if ($Command -eq 'Get-MemoryMapping') { 'Path' } else { 'Mapping' })) -ceq $name) | Should -BeTrue -Because 'the object keeps the name as it is'
+        $text = if ($Format -eq 'Out-String') { $objects | Out-String -Width 400 } else { $objects | & $Format | Out-String -Width 400 }
+        ($text -match $hostile) | Should -BeFalse -Because 'no control character of the name is printed as it is'
+        # A table shows the file name cut to its column; a list shows it whole, escaped.
+        if ($Format -eq 'Format-List') { $text.Contains('\x1b]0;owned\x07\x1b[2K\x08X\x1b[31mRED\x9b2J\u202etxt.exe') | Should -BeTrue }
+    }
+
+    It 'a deserialized mapping (Export-Clixml, Import-Clixml) prints escaped too' {
+        $file = Join-Path $root "m-$([guid]::NewGuid().ToString('n')).xml"
+        Get-MemoryMapping -Id $t.Id | Where-Object Start -eq $a | Export-Clixml -LiteralPath $file
+        $back = Import-Clixml -LiteralPath $file
+        ($back.Path -ceq $name) | Should -BeTrue
+        foreach ($f in 'Format-Table', 'Format-List') { (($back | & $f | Out-String -Width 400) -match $hostile) | Should -BeFalse -Because "$f prints no control character as it is" }
+    }
+
+    It 'an error naming a process whose name holds control characters shows them escaped' {
+        $e = New-EmulatedProcess -Name "n$evil"
+        $err = $null
+        $e | Get-PageMap -Mapping 'no-such-mapping' -ErrorAction SilentlyContinue -ErrorVariable err
+        $err[0].FullyQualifiedErrorId | Should -Be "MappingNotFound,$PageMapId"
+        $err[0].Exception.Message.Contains("n$evil") | Should -BeTrue -Because 'the exception keeps the name'
+        (($err[0] | Out-String -Width 400) -match $hostile) | Should -BeFalse -Because 'the error view prints no control character as it is'
+        (($e | Format-Table | Out-String -Width 400) -match $hostile) | Should -BeFalse -Because 'the table prints no control character as it is'
+    }
+}
