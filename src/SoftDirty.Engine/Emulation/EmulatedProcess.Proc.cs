@@ -240,6 +240,12 @@ public sealed partial class EmulatedProcess
         }
     }
 
+    /// <inheritdoc/>
+    public bool MappingUnchanged(MemoryMapping mapping, ulong address)
+    {
+        lock (_mem.Lock) return _vmas.VmaLookup(address) is { } vma && ToMapping(vma, withCounters: false).SameVma(mapping);
+    }
+
     private MemoryMapping ToMapping(Vma vma, bool withCounters)
     {
         string path = vma.Backing?.Name ?? string.Empty;

@@ -163,7 +163,6 @@ internal sealed class PageMapReader
         foreach (var span in spans) pages += (span.End - span.Start) / (ulong)_source.PageSize;
         var resolved = Resolve(method, filter, pages);
         ulong walked = 0;
-        var proc = _source as ProcPageSource;
         foreach (var original in spans)
         {
             // A live process may unmap or replace a mapping between the read of its maps and that of its pagemap:
@@ -178,7 +177,7 @@ internal sealed class PageMapReader
                 bool changed = false;
                 foreach (var (address, buffer, count) in SpanChunks(span, resolved, filter, cancel))
                 {
-                    if (proc is not null && span.Mapping is { } m && !proc.MappingUnchanged(m, address))
+                    if (span.Mapping is { } m && !_source.MappingUnchanged(m, address))
                     {
                         changed = true;
                         break;
@@ -187,14 +186,14 @@ internal sealed class PageMapReader
                     verifiedTo = address + (ulong)count * (ulong)_source.PageSize;
                 }
                 // A scan that found nothing read no chunk to check: the mapping must still be the one it scanned.
-                if (!changed && proc is not null && span.Mapping is { } scanned && verifiedTo < span.End && !proc.MappingUnchanged(scanned, span.Start))
+                if (!changed && span.Mapping is { } scanned && verifiedTo < span.End && !_source.MappingUnchanged(scanned, span.Start))
                     changed = true;
                 if (!changed) continue;
                 if (++changes > MappingChangeRetries)
                     throw new EngineException(EngineError.MappingsChanged,
                         $"The mappings of process {_source.ProcessId} ({_source.Name}) at 0x{span.Start:x}-0x{original.End:x} changed {changes} times while its page map was read " +
                         "(mmap, munmap, mremap or mprotect at the same time); the pages already given were checked, the rest is not given. Run the command again.", _source.ProcessId);
-                pending.AddRange(Reselect(proc!.ReadMappings(withCounters: false), verifiedTo, span.End));
+                pending.AddRange(Reselect(_source.ReadMappings(withCounters: false), verifiedTo, span.End));
             }
             walked += (original.End - original.Start) / (ulong)_source.PageSize;
             Progress?.Invoke(walked);
@@ -350,7 +349,7 @@ internal sealed class PageMapReader
     /// </remarks>
     public IEnumerable<PageRegion> ScanRegions(IReadOnlyList<PageSpan> spans, PagemapScanRequest template, CancellationToken cancel = default)
     {
-        var proc = CheckScannedMappings ? _source as ProcPageSource : null;
+
         ulong pagesLeft = template.MaxPages; // 0: unlimited
         ulong pageSize = (ulong)_source.PageSize;
         foreach (var span in spans)
@@ -364,7 +363,7 @@ internal sealed class PageMapReader
                 req.End = span.End;
                 req.MaxPages = pagesLeft;
                 int n = _source.ScanPagemap(ref req, _regions);
-                if (proc is not null && span.Mapping is { } m && !proc.MappingUnchanged(m, pos))
+                if (CheckScannedMappings && span.Mapping is { } m && !_source.MappingUnchanged(m, pos))
                     throw new EngineException(EngineError.MappingsChanged,
                         $"The mapping of process {_source.ProcessId} ({_source.Name}) at 0x{m.Start:x}-0x{m.End:x} was unmapped or replaced while it was scanned; " +
                         "the regions already given were checked, the rest is not given. Run the command again.", _source.ProcessId);

@@ -44,4 +44,12 @@ internal interface IPageSource : IDisposable
     /// <see cref="PagemapScanRequest.WalkEnd"/>. Throws PagemapScanNotSupported where the kernel lacks it.
     /// </summary>
     int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions);
+
+    /// <summary>
+    /// Whether the VMA that covers <paramref name="address"/> is still <paramref name="mapping"/> as the last read of
+    /// the mappings gave it (<see cref="MemoryMapping.SameVma"/>). A reader asks after each read of the pagemap, so
+    /// that no entry is put under a mapping that was unmapped or replaced meanwhile (by the process, or by another
+    /// runspace using the same emulated process). A source whose mappings cannot change says true.
+    /// </summary>
+    bool MappingUnchanged(MemoryMapping mapping, ulong address) => true;
 }

@@ -81,6 +81,12 @@ public sealed class MemoryMapping
     public override string ToString() => $"0x{Start:x}-0x{End:x} {Permissions} {DisplayName}";
 
     /// <summary>Classifies a mapping from its path, inode and sharing, as maps shows them.</summary>
+    /// <summary>Whether <paramref name="other"/> describes the same VMA: range, protection, sharing, file, offset and name.</summary>
+    internal bool SameVma(MemoryMapping other) =>
+        Start == other.Start && End == other.End && Protection == other.Protection && Shared == other.Shared && Offset == other.Offset
+        && Inode == other.Inode && Deleted == other.Deleted && string.Equals(Device, other.Device, StringComparison.Ordinal)
+        && string.Equals(Path, other.Path, StringComparison.Ordinal);
+
     internal static MappingKind Classify(string path, ulong inode, bool shared)
     {
         if (path.Length == 0) return shared ? MappingKind.SharedAnonymous : MappingKind.Anonymous;

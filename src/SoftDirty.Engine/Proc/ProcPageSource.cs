@@ -81,12 +81,8 @@ internal sealed unsafe class ProcPageSource : IPageSource
     private int _mapsFd = -1;
     private bool _noProcmapQuery;
 
-    /// <summary>
-    /// Whether the VMA that covers <paramref name="address"/> is still <paramref name="mapping"/> as the last maps read
-    /// described it (range, protection, file, offset, name): PROCMAP_QUERY where the kernel has it (6.11+), else a new
-    /// read of maps. A reader checks it after each read of pagemap, so that no entry is put under a mapping that was
-    /// unmapped or replaced before the entry was read.
-    /// </summary>
+    /// <inheritdoc/>
+    /// <remarks>PROCMAP_QUERY where the kernel has it (6.11+), else a new read of maps.</remarks>
     public bool MappingUnchanged(MemoryMapping mapping, ulong address)
     {
         if (_mapsFd >= 0 && !_noProcmapQuery)
@@ -96,9 +92,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
             _noProcmapQuery = true;
         }
         foreach (var m in ReadMappings(withCounters: false))
-            if (m.Start <= address && address < m.End)
-                return m.Start == mapping.Start && m.End == mapping.End && m.Protection == mapping.Protection && m.Shared == mapping.Shared
-                    && m.Offset == mapping.Offset && m.Inode == mapping.Inode && m.Device == mapping.Device && m.Path == mapping.Path && m.Deleted == mapping.Deleted;
+            if (m.Start <= address && address < m.End) return m.SameVma(mapping);
         return false;
     }
 
