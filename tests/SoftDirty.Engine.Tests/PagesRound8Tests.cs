@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using SoftDirty;
+using SoftDirty.Emulation;
 using SoftDirty.Tests.Injection;
 using Xunit;
 
@@ -114,6 +115,28 @@ public sealed class PagesRound8Tests
             Assert.Empty(hits);
         }
         finally { t.Dispose(); }
+    }
+
+    /// <summary>
+    /// mmap MAP_FIXED past the task size: the kernel answers ENOMEM (mm/mmap.c __get_unmapped_area, before the
+    /// alignment check; measured on this kernel: 0x7ffffffff000, 2^64-4096 and 0x7ffffffff001 all ENOMEM). The
+    /// emulator said EINVAL (InvalidArgument). Inside the address space an unaligned address stays EINVAL.
+    /// </summary>
+    [Theory]
+    [InlineData(0x7ffffffff000UL, EngineError.EmulatorNotMapped, Errno.ENOMEM)]
+    [InlineData(0x7ffffffff001UL, EngineError.EmulatorNotMapped, Errno.ENOMEM)]
+    [InlineData(0xfffffffffffff000UL, EngineError.EmulatorNotMapped, Errno.ENOMEM)]
+    [InlineData(0x10000001UL, EngineError.InvalidArgument, Errno.EINVAL)]
+    public void MmapFixedPastTheTaskSizeIsEnomemAsTheKernelSays(ulong address, EngineError error, int errno)
+    {
+        var p = new EmulatedProcess("round8", KernelProfile.Get("6.18"));
+        var before = p.ReadMappings(false).Count;
+        var e = Assert.Throws<EngineException>(() => p.Mmap(address, (ulong)Ps, Protection.Read, MmapFlags.Fixed));
+        Assert.Equal(error, e.Error);
+        Assert.Equal(errno, e.Errno);
+        Assert.Equal(before, p.ReadMappings(false).Count);
+        // The last page below the task size maps.
+        Assert.Equal(0x7fffffffe000UL, p.Mmap(0x7fffffffe000UL, (ulong)Ps, Protection.Read, MmapFlags.Fixed).Start);
     }
 
     /// <summary>tests/native/sdtarget.c through its line protocol.</summary>
