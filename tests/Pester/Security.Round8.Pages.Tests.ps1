@@ -285,3 +285,35 @@ Describe 'Control characters in mapping paths and names reach the terminal only 
         (($e | Format-Table | Out-String -Width 400) -match $hostile) | Should -BeFalse -Because 'the table prints no control character as it is'
     }
 }
+
+Describe 'Deserialized samples with a hostile PSComputerName, and kernel threads' -Tag 'Security', 'Round8Pages' {
+    It 'Export-DirtyPageChart of samples whose PSComputerName holds markup writes a well-formed SVG with the markup as text' {
+        $e = New-EmulatedProcess -Name 'web'
+        $m = $e | Add-EmulatedMapping -Length 1MB
+        $samples = @($e | Watch-DirtyPage -Count 2 -Interval 0.1 -Workload @{ Address = $m.Start; Length = 1MB; Pattern = 'Random'; AccessesPerSecond = 2000 })
+        $file = Join-Path $root "s-$([guid]::NewGuid().ToString('n')).xml"
+        $samples | Export-Clixml -LiteralPath $file
+        $hosts = '</text><script>alert(1)</script>', "a&b`"c'<x/>"
+        $back = foreach ($h in $hosts) { Import-Clixml -LiteralPath $file | ForEach-Object { $_ | Add-Member -NotePropertyName PSComputerName -NotePropertyValue $h -PassThru } }
+        $svg = Join-Path $root "chart-$([guid]::NewGuid().ToString('n')).svg"
+        $back | Export-DirtyPageChart -Path $svg
+        $doc = [xml](Get-Content -Raw -LiteralPath $svg)
+        $doc.SelectNodes('//*[local-name()="script"]').Count | Should -Be 0
+        $text = ($doc.SelectNodes('//*[local-name()="text"]') | ForEach-Object InnerText) -join "`n"
+        foreach ($h in $hosts) { $text | Should -BeLike "*$([WildcardPattern]::Escape($h))*" -Because 'each host is named in the legend, as text' }
+    }
+
+    It '<Command> of kthreadd (pid 2), whose pagemap cannot be opened (no mm), is InvalidArgument: a kernel thread' -ForEach @(
+        @{ Command = 'Get-MemoryMapping' }
+        @{ Command = 'Search-PageMap' }
+        @{ Command = 'Get-PageMap' }
+    ) {
+        $stat = Get-Content -Raw -LiteralPath /proc/2/stat -ErrorAction Ignore
+        if (-not $stat -or $stat -notmatch '\(kthreadd\)') { Set-ItResult -Skipped -Because 'pid 2 is not kthreadd here (a pid namespace)' }
+        if ($Command -eq 'Search-PageMap' -and -not (Get-SoftDirtySupport).PagemapScan) { Set-ItResult -Skipped -Because 'this kernel has no PAGEMAP_SCAN' }
+        $err = $null
+        & $Command -Id 2 -ErrorAction SilentlyContinue -ErrorVariable err | Should -BeNullOrEmpty
+        $err[0].FullyQualifiedErrorId | Should -Be "InvalidArgument,SoftDirty.Commands.$($Command.Replace('-', ''))Command"
+        $err[0].Exception.Message | Should -Match 'kernel thread'
+    }
+}
