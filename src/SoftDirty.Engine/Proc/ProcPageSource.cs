@@ -61,11 +61,12 @@ internal sealed unsafe class ProcPageSource : IPageSource
         // the kernel ends the text early (a silent EOF) where the mm goes away between two reads (exit, exec), so a
         // list cut short would pass for the whole one; and pagemap opened after an exec would read the new program's
         // pages under the old program's mappings. The mm gone after the read says both.
+        EngineException? pagemapFailed = null;
         if (_pagemapFd < 0)
         {
-            // A kernel thread has no mm to pin (ESRCH): its empty maps says what it is below.
+            // A kernel thread has no mm to pin (ESRCH for root, EACCES for others): its empty maps says what it is below.
             try { _pagemapFd = OpenProc("pagemap", Native.O_RDONLY); }
-            catch (EngineException e) when (e.Error == EngineError.ProcIOError && e.Errno == Errno.ESRCH) { }
+            catch (EngineException e) { pagemapFailed = e; }
         }
         if (_mapsFd < 0) _mapsFd = OpenProc("maps", Native.O_RDONLY);
         var text = ReadWholeFile(file);
@@ -73,6 +74,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
             throw new EngineException(EngineError.InvalidArgument, $"Process {ProcessId} ({Name}) is a kernel thread: it has no user memory to read.", ProcessId);
         if (text.Length == 0 && (_mappingsRead || !Alive || IsZombie()))
             throw Exited($"reading {file}");
+        if (pagemapFailed is not null) throw pagemapFailed;
         if (text.Length != 0 && OldMmGone()) throw ExitedOrExecuted($"reading {file}");
         _mappingsRead = true;
         return MapsParser.Parse(text, ProcessId);
