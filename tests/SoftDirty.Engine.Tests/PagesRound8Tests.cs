@@ -73,19 +73,22 @@ public sealed class PagesRound8Tests
             Assert.Contains(mappings, m => m.Start == b && m.Path.Contains("\\012", StringComparison.Ordinal));
             foreach (var m in mappings.Where(m => m.Kind != MappingKind.Vsyscall))
             {
-                Assert.True(src.MappingUnchanged(m, m.Start), $"{m.Start:x}-{m.End:x} {m.Path} called changed at its start");
-                Assert.True(src.MappingUnchanged(m, m.End - (ulong)Ps), $"{m.Start:x}-{m.End:x} {m.Path} called changed at its last page");
+                Assert.True(src.MappingUnchanged(m, m.Start, m.End), $"{m.Start:x}-{m.End:x} {m.Path} called changed");
+                Assert.True(src.MappingUnchanged(m, m.End - (ulong)Ps, m.End), $"{m.Start:x}-{m.End:x} {m.Path} called changed at its last page");
             }
             var anonMapping = mappings.Single(m => m.Start == anon);
             var fileMapping = mappings.Single(m => m.Start == a);
             // A replacement at the same place: the file mapping becomes anonymous memory of the same size.
             t.Send($"unmap {a:x} 4");
-            Assert.False(src.MappingUnchanged(fileMapping, a));
+            Assert.False(src.MappingUnchanged(fileMapping, a, a + (ulong)Ps));
             t.Map(4, "anon"); // may land anywhere; the old address stays changed
-            Assert.False(src.MappingUnchanged(fileMapping, a));
-            // Part of a mapping made read-only splits it: changed (its range is no longer the one maps gave).
+            Assert.False(src.MappingUnchanged(fileMapping, a, a + (ulong)Ps));
+            // Part of a mapping made read-only splits it: its pages keep their owner (the same memory); a hole does not.
             t.Send($"mprotect {anon:x} 2 ro");
-            Assert.False(src.MappingUnchanged(anonMapping, anon + 4 * (ulong)Ps));
+            Assert.True(src.MappingUnchanged(anonMapping, anon, anon + 8 * (ulong)Ps));
+            t.Send($"unmap {anon + 3 * (ulong)Ps:x} 1");
+            Assert.False(src.MappingUnchanged(anonMapping, anon, anon + 8 * (ulong)Ps));
+            Assert.True(src.MappingUnchanged(anonMapping, anon + 4 * (ulong)Ps, anon + 8 * (ulong)Ps));
         }
         finally
         {

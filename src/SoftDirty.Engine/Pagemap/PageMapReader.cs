@@ -177,7 +177,7 @@ internal sealed class PageMapReader
                 bool changed = false;
                 foreach (var (address, buffer, count) in SpanChunks(span, resolved, filter, cancel))
                 {
-                    if (span.Mapping is { } m && !_source.MappingUnchanged(m, address))
+                    if (span.Mapping is { } m && !_source.MappingUnchanged(m, address, address + (ulong)count * (ulong)_source.PageSize))
                     {
                         changed = true;
                         break;
@@ -186,7 +186,7 @@ internal sealed class PageMapReader
                     verifiedTo = address + (ulong)count * (ulong)_source.PageSize;
                 }
                 // A scan that found nothing read no chunk to check: the mapping must still be the one it scanned.
-                if (!changed && span.Mapping is { } scanned && verifiedTo < span.End && !_source.MappingUnchanged(scanned, span.Start))
+                if (!changed && span.Mapping is { } scanned && verifiedTo < span.End && !_source.MappingUnchanged(scanned, span.Start, span.End))
                     changed = true;
                 if (!changed) continue;
                 if (++changes > MappingChangeRetries)
@@ -363,7 +363,7 @@ internal sealed class PageMapReader
                 req.End = span.End;
                 req.MaxPages = pagesLeft;
                 int n = _source.ScanPagemap(ref req, _regions);
-                if (CheckScannedMappings && span.Mapping is { } m && !_source.MappingUnchanged(m, pos))
+                if (CheckScannedMappings && span.Mapping is { } m && !_source.MappingUnchanged(m, pos, span.End))
                     throw new EngineException(EngineError.MappingsChanged,
                         $"The mapping of process {_source.ProcessId} ({_source.Name}) at 0x{m.Start:x}-0x{m.End:x} was unmapped or replaced while it was scanned; " +
                         "the regions already given were checked, the rest is not given. Run the command again.", _source.ProcessId);

@@ -85,17 +85,31 @@ internal sealed unsafe class ProcPageSource : IPageSource
 
     /// <inheritdoc/>
     /// <remarks>PROCMAP_QUERY where the kernel has it (6.11+), else a new read of maps.</remarks>
-    public bool MappingUnchanged(MemoryMapping mapping, ulong address)
+    public bool MappingUnchanged(MemoryMapping mapping, ulong start, ulong end)
     {
-        if (_mapsFd >= 0 && !_noProcmapQuery)
+        // VMAs that split or moved their boundaries (mprotect, a heap that grows) still hold the same memory: every
+        // VMA over the range must, with no hole between them.
+        IReadOnlyList<MemoryMapping>? fresh = null;
+        for (ulong at = start; at < end;)
         {
-            var r = ProcmapQuery.Compare(_mapsFd, address, mapping);
-            if (r != ProcmapQuery.Result.Unavailable) return r == ProcmapQuery.Result.Same;
-            _noProcmapQuery = true;
+            MemoryMapping? now = null;
+            bool found = false;
+            if (_mapsFd >= 0 && !_noProcmapQuery)
+            {
+                now = ProcmapQuery.At(_mapsFd, at, out bool available);
+                if (available) found = true;
+                else _noProcmapQuery = true;
+            }
+            if (!found)
+            {
+                fresh ??= ReadMappings(withCounters: false);
+                foreach (var m in fresh)
+                    if (m.Start <= at && at < m.End) { now = m; break; }
+            }
+            if (now is null || now.Start > at || now.End <= at || !now.SameMemory(mapping)) return false;
+            at = now.End;
         }
-        foreach (var m in ReadMappings(withCounters: false))
-            if (m.Start <= address && address < m.End) return m.SameVma(mapping);
-        return false;
+        return true;
     }
 
     /// <summary>PF_KTHREAD (include/linux/sched.h) in the flags of /proc/PID/stat (field 9): a kernel thread, no mm.</summary>

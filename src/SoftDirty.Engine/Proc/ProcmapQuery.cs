@@ -26,19 +26,12 @@ internal static unsafe class ProcmapQuery
     /// <summary>PATH_MAX: the longest name the kernel gives (ENAMETOOLONG beyond).</summary>
     private const int NameBytes = 4096;
 
-    /// <summary>What the query found.</summary>
-    public enum Result
-    {
-        /// <summary>The VMA covering the address is the mapping.</summary>
-        Same,
-        /// <summary>No VMA covers the address, or it differs from the mapping in range, protection, file or name.</summary>
-        Changed,
-        /// <summary>The kernel has no PROCMAP_QUERY, or it failed otherwise: read maps instead.</summary>
-        Unavailable,
-    }
-
-    /// <summary>Whether the VMA covering <paramref name="address"/> is <paramref name="mapping"/> as maps printed it.</summary>
-    public static Result Compare(int mapsFd, ulong address, MemoryMapping mapping)
+    /// <summary>
+    /// The VMA that covers <paramref name="address"/> as maps would print it (range, protection, file, offset, name);
+    /// null where none covers it. <paramref name="available"/> is false where the kernel has no PROCMAP_QUERY or the
+    /// query failed otherwise: read maps instead.
+    /// </summary>
+    public static MemoryMapping? At(int mapsFd, ulong address, out bool available)
     {
         byte* name = stackalloc byte[NameBytes];
         var arg = new Arg
@@ -50,18 +43,26 @@ internal static unsafe class ProcmapQuery
         };
         int rc;
         while ((rc = Native.Ioctl(mapsFd, Request, &arg)) < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR) { }
-        if (rc < 0) return Marshal.GetLastPInvokeError() == Errno.ENOENT ? Result.Changed : Result.Unavailable;
-        var protection = (Protection)(arg.VmaFlags & (VmaReadable | VmaWritable | VmaExecutable));
-        bool shared = (arg.VmaFlags & VmaShared) != 0;
+        available = rc >= 0 || Marshal.GetLastPInvokeError() == Errno.ENOENT;
+        if (rc < 0) return null;
         // vma_name_size counts the terminating NUL; 0 for an anonymous VMA without a name.
         var text = arg.VmaNameSize > 0 ? Encoding.UTF8.GetString(name, (int)arg.VmaNameSize - 1) : "";
         // maps escapes a newline in a path as \012 (seq_file_path); the query gives the raw name.
         text = text.Replace("\n", "\\012", StringComparison.Ordinal);
-        string expected = mapping.Deleted ? mapping.Path + " (deleted)" : mapping.Path;
-        bool same = arg.VmaStart == mapping.Start && arg.VmaEnd == mapping.End && protection == mapping.Protection && shared == mapping.Shared
-            && arg.VmaOffset == mapping.Offset && arg.Inode == mapping.Inode
-            && string.Equals($"{arg.DevMajor:x2}:{arg.DevMinor:x2}", mapping.Device, StringComparison.Ordinal)
-            && string.Equals(text, expected, StringComparison.Ordinal);
-        return same ? Result.Same : Result.Changed;
+        bool deleted = text.EndsWith(DeletedSuffix, StringComparison.Ordinal);
+        return new MemoryMapping
+        {
+            Start = arg.VmaStart,
+            End = arg.VmaEnd,
+            Protection = (Protection)(arg.VmaFlags & (VmaReadable | VmaWritable | VmaExecutable)),
+            Shared = (arg.VmaFlags & VmaShared) != 0,
+            Offset = arg.VmaOffset,
+            Device = $"{arg.DevMajor:x2}:{arg.DevMinor:x2}",
+            Inode = arg.Inode,
+            Path = deleted ? text[..^DeletedSuffix.Length] : text,
+            Deleted = deleted,
+        };
     }
+
+    private const string DeletedSuffix = " (deleted)";
 }
