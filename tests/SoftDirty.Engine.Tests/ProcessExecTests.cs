@@ -18,7 +18,7 @@ public sealed class ProcessExecTests
     private static readonly int Ps = Environment.SystemPageSize;
 
     /// <summary>/bin/sh that reads one line and then execs sleep: the exec comes exactly when the test writes the line.</summary>
-    private static Process StartExecing()
+    internal static Process StartExecing()
     {
         var psi = new ProcessStartInfo("/bin/sh") { RedirectStandardInput = true, UseShellExecute = false };
         psi.ArgumentList.Add("-c");
@@ -26,7 +26,7 @@ public sealed class ProcessExecTests
         return Process.Start(psi)!;
     }
 
-    private static void ExecNow(Process sh)
+    internal static void ExecNow(Process sh)
     {
         var before = File.ReadAllText($"/proc/{sh.Id}/stat").Split(' ')[1];
         sh.StandardInput.WriteLine("go");

@@ -24,6 +24,13 @@
  *   ping                                                                      -> OK <pid>
  *   clock           clock_gettime through the vDSO (maps the [vvar] pages)    -> OK <seconds>
  *   exit            answers OK, then exits 0
+ *   storm <hexaddr> <pages> <prefix> <ms>   for ms milliseconds, over and over: a new file <prefix>-<n> (n counts
+ *                   up from 0, never reused) mapped MAP_SHARED|MAP_FIXED over the pages and every page read (present,
+ *                   file), then a private anonymous mapping MAP_FIXED over them and every page written (present,
+ *                   exclusive), the file unlinked; ends anonymous    -> OK <rounds>
+ *                   (the pages must be a mapping of "map", between its guard pages)
+ *   exec <usec> <path> [args...]   answers OK, sleeps usec microseconds, then execv(path, [path, args...]);
+ *                   on failure the process exits 127
  * Anything else -> ERR unknown command. End of input exits too.
  */
 #define _GNU_SOURCE
@@ -265,6 +272,50 @@ static void cmd_reap(int argc, char **argv)
     reply("OK %d", status);
 }
 
+static void cmd_storm(int argc, char **argv)
+{
+    uint64_t a, pages, ms;
+    if (argc != 5 || parse_u64(argv[1], 16, &a) || parse_u64(argv[2], 10, &pages) || parse_u64(argv[4], 10, &ms) || pages == 0) {
+        reply("ERR usage: storm <hexaddr> <pages> <prefix> <ms>");
+        return;
+    }
+    char *base = (char *)(uintptr_t)a;
+    size_t len = pages * page_size;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t rounds = 0;
+    char path[4096];
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((uint64_t)(t.tv_sec - t0.tv_sec) * 1000 + (uint64_t)((t.tv_nsec - t0.tv_nsec) / 1000000) >= ms) break;
+        snprintf(path, sizeof path, "%s-%llu", argv[3], (unsigned long long)rounds);
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || ftruncate(fd, (off_t)len) < 0) { reply("ERR storm %s: %s", path, strerror(errno)); return; }
+        char *p = mmap(base, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+        close(fd);
+        if (p == MAP_FAILED) { reply("ERR storm mmap: %s", strerror(errno)); return; }
+        volatile char sum = 0;
+        for (size_t i = 0; i < len; i += page_size) sum += p[i];
+        p = mmap(base, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        if (p == MAP_FAILED) { reply("ERR storm mmap: %s", strerror(errno)); return; }
+        madvise(p, len, MADV_NOHUGEPAGE);
+        for (size_t i = 0; i < len; i += page_size) p[i] = 1;
+        unlink(path);
+        rounds++;
+    }
+    reply("OK %llu", (unsigned long long)rounds);
+}
+
+static void cmd_exec(int argc, char **argv)
+{
+    uint64_t usec;
+    if (argc < 3 || parse_u64(argv[1], 10, &usec)) { reply("ERR usage: exec <usec> <path> [args...]"); return; }
+    reply("OK");
+    usleep((useconds_t)usec);
+    execv(argv[2], argv + 2);
+    _exit(127);
+}
+
 int main(void)
 {
     page_size = sysconf(_SC_PAGESIZE);
@@ -300,6 +351,8 @@ int main(void)
             else reply("OK %lld", (long long)ts.tv_sec);
         }
         else if (!strcmp(c, "exit")) { reply("OK"); break; }
+        else if (!strcmp(c, "storm")) cmd_storm(argc, argv);
+        else if (!strcmp(c, "exec")) cmd_exec(argc, argv);
         else reply("ERR unknown command: %s", c);
     }
     free(line);

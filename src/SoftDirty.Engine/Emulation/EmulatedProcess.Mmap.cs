@@ -48,7 +48,10 @@ public sealed partial class EmulatedProcess
             if (fixedAddress)
             {
                 if (address is not { } a) throw Invalid("mmap: MAP_FIXED without an address");
-                CheckRange("mmap", a, len);
+                // mm/mmap.c __get_unmapped_area(): MAP_FIXED past the task size is ENOMEM, checked before the alignment (EINVAL).
+                if (a > TaskSize - len)
+                    throw new EngineException(EngineError.EmulatorNotMapped, $"mmap: 0x{a:x} + 0x{len:x} lies beyond the user address space (0x{TaskSize:x}) (ENOMEM).", a, Errno.ENOMEM);
+                if ((a & PageOffsetMask) != 0) throw Invalid($"mmap: address 0x{a:x} is not page-aligned");
                 if (a < MinMmapAddress)
                     throw new EngineException(EngineError.PermissionDenied, $"mmap: 0x{a:x} is below mmap_min_addr 0x{MinMmapAddress:x} (EPERM).", a, Errno.EPERM);
                 start = a;

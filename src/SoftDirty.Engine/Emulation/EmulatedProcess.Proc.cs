@@ -240,6 +240,20 @@ public sealed partial class EmulatedProcess
         }
     }
 
+    /// <inheritdoc/>
+    public bool MappingUnchanged(MemoryMapping mapping, ulong start, ulong end)
+    {
+        lock (_mem.Lock)
+        {
+            for (ulong at = start; at < end;)
+            {
+                if (_vmas.VmaLookup(at) is not { } vma || !ToMapping(vma, withCounters: false).SameMemory(mapping)) return false;
+                at = vma.End;
+            }
+            return true;
+        }
+    }
+
     private MemoryMapping ToMapping(Vma vma, bool withCounters)
     {
         string path = vma.Backing?.Name ?? string.Empty;

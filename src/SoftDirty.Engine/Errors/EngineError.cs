@@ -106,4 +106,10 @@ public enum EngineError
     /// </summary>
     [Categorized(FailureCategory.ResourceUnavailable)]
     ResourceLimit,
+    /// <summary>
+    /// The mappings of the process kept changing (mmap, munmap, mremap, mprotect) where its pages were being read:
+    /// no page is reported under a mapping that was no longer there when its entry was read, so the read stops.
+    /// </summary>
+    [Categorized(FailureCategory.ResourceUnavailable)]
+    MappingsChanged,
 }

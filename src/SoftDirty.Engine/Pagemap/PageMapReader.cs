@@ -184,24 +184,83 @@ internal sealed class PageMapReader
         foreach (var span in spans) pages += (span.End - span.Start) / (ulong)_source.PageSize;
         var resolved = Resolve(method, filter, pages);
         ulong walked = 0;
-        foreach (var span in spans)
+        foreach (var original in spans)
         {
-            // PAGEMAP_SCAN skips VM_PFNMAP VMAs ([vvar]) that pread reports: read those with pread.
-            if (resolved == PageReadMethod.PagemapScan && span.Mapping?.Kind != MappingKind.Vvar)
+            // A live process may unmap or replace a mapping between the read of its maps and that of its pagemap:
+            // each chunk is checked against the mapping after it is read, before it is handed on, and the rest of
+            // a span whose mapping changed is read again under the mappings that are there now.
+            var pending = new List<PageSpan> { original };
+            int changes = 0;
+            for (int k = 0; k < pending.Count; k++)
             {
-                var regions = SplitScans && (span.End - span.Start) / (ulong)_source.PageSize >= SplitScanPages
-                    ? ScanSpanSplit(span, filter, cancel) : ScanSpan(span, filter, _regions, cancel);
-                foreach (var region in regions)
-                    foreach (var (address, buffer, count) in PreadSpan(region.Start, region.End, cancel))
-                        yield return (span, address, buffer, count);
-            }
-            else
-            {
-                foreach (var (address, buffer, count) in PreadSpan(span.Start, span.End, cancel))
+                var span = pending[k];
+                ulong verifiedTo = span.Start;
+                bool changed = false;
+                foreach (var (address, buffer, count) in SpanChunks(span, resolved, filter, cancel))
+                {
+                    if (span.Mapping is { } m && !_source.MappingUnchanged(m, address, address + (ulong)count * (ulong)_source.PageSize))
+                    {
+                        changed = true;
+                        break;
+                    }
                     yield return (span, address, buffer, count);
+                    verifiedTo = address + (ulong)count * (ulong)_source.PageSize;
+                }
+                // A scan that found nothing read no chunk to check: the mapping must still be the one it scanned.
+                if (!changed && span.Mapping is { } scanned && verifiedTo < span.End && !_source.MappingUnchanged(scanned, span.Start, span.End))
+                    changed = true;
+                if (!changed) continue;
+                if (++changes > MappingChangeRetries)
+                    throw new EngineException(EngineError.MappingsChanged,
+                        $"The mappings of process {_source.ProcessId} ({_source.Name}) at 0x{span.Start:x}-0x{original.End:x} changed {changes} times while its page map was read " +
+                        "(mmap, munmap, mremap or mprotect at the same time); the pages already given were checked, the rest is not given. Run the command again.", _source.ProcessId);
+                pending.AddRange(Reselect(_source.ReadMappings(withCounters: false), verifiedTo, span.End));
             }
-            walked += (span.End - span.Start) / (ulong)_source.PageSize;
+            walked += (original.End - original.Start) / (ulong)_source.PageSize;
             Progress?.Invoke(walked);
+        }
+    }
+
+    /// <summary>Whether <see cref="ScanRegions"/> checks each batch against its span's mapping (MappingsChanged where it changed).</summary>
+    public bool CheckScannedMappings { get; set; }
+
+    /// <summary>How many times the mappings under one span may change during its read before the read gives up (MappingsChanged).</summary>
+    public const int MappingChangeRetries = 8;
+
+    /// <summary>
+    /// Which mappings a span read again after its mapping changed may take (-Mapping's names); null: every one. Spans
+    /// of an address range take whatever is mapped there now.
+    /// </summary>
+    public Func<MemoryMapping, bool>? Selector { get; set; }
+
+    /// <summary>The spans of [start, end) under the mappings read now that the selector accepts.</summary>
+    private List<PageSpan> Reselect(IReadOnlyList<MemoryMapping> mappings, ulong start, ulong end)
+    {
+        var spans = new List<PageSpan>();
+        foreach (var m in mappings)
+        {
+            ulong s = Math.Max(start, m.Start), e = Math.Min(end, m.End);
+            if (s < e && m.Kind != MappingKind.Vsyscall && (Selector?.Invoke(m) ?? true)) spans.Add(new PageSpan(s, e, m));
+        }
+        return spans;
+    }
+
+    /// <summary>The chunks of one span, by the method resolved for the read.</summary>
+    private IEnumerable<(ulong Address, PagemapEntry[] Buffer, int Count)> SpanChunks(PageSpan span, PageReadMethod resolved, PageFilter filter, CancellationToken cancel)
+    {
+        // PAGEMAP_SCAN skips VM_PFNMAP VMAs ([vvar]) that pread reports: read those with pread.
+        if (resolved == PageReadMethod.PagemapScan && span.Mapping?.Kind != MappingKind.Vvar)
+        {
+            var regions = SplitScans && (span.End - span.Start) / (ulong)_source.PageSize >= SplitScanPages
+                ? ScanSpanSplit(span, filter, cancel) : ScanSpan(span, filter, _regions, cancel);
+            foreach (var region in regions)
+                foreach (var chunk in PreadSpan(region.Start, region.End, cancel))
+                    yield return chunk;
+        }
+        else
+        {
+            foreach (var chunk in PreadSpan(span.Start, span.End, cancel))
+                yield return chunk;
         }
     }
 
@@ -348,8 +407,14 @@ internal sealed class PageMapReader
     /// PAGEMAP_SCAN over spans with one request's categories, flags and page limit: yields the regions the
     /// kernel returns, batch after batch, resuming where the walk stopped. MaxPages counts over all spans.
     /// </summary>
+    /// <remarks>
+    /// With <see cref="CheckScannedMappings"/> (Search-PageMap, which names each region's mapping) each batch is checked
+    /// against its span's mapping before it is handed on, and MappingsChanged ends the read where the mapping was
+    /// unmapped or replaced meanwhile: a scan may have write-protected what it found, so it is not repeated.
+    /// </remarks>
     public IEnumerable<PageRegion> ScanRegions(IReadOnlyList<PageSpan> spans, PagemapScanRequest template, CancellationToken cancel = default)
     {
+
         ulong pagesLeft = template.MaxPages; // 0: unlimited
         ulong pageSize = (ulong)_source.PageSize;
         foreach (var span in spans)
@@ -363,6 +428,10 @@ internal sealed class PageMapReader
                 req.End = span.End;
                 req.MaxPages = pagesLeft;
                 int n = _source.ScanPagemap(ref req, _regions);
+                if (CheckScannedMappings && span.Mapping is { } m && !_source.MappingUnchanged(m, pos, span.End))
+                    throw new EngineException(EngineError.MappingsChanged,
+                        $"The mapping of process {_source.ProcessId} ({_source.Name}) at 0x{m.Start:x}-0x{m.End:x} was unmapped or replaced while it was scanned; " +
+                        "the regions already given were checked, the rest is not given. Run the command again.", _source.ProcessId);
                 for (int i = 0; i < n; i++)
                 {
                     var r = _regions[i];

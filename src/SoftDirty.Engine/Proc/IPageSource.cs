@@ -44,4 +44,13 @@ internal interface IPageSource : IDisposable
     /// <see cref="PagemapScanRequest.WalkEnd"/>. Throws PagemapScanNotSupported where the kernel lacks it.
     /// </summary>
     int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions);
+
+    /// <summary>
+    /// Whether [<paramref name="start"/>, <paramref name="end"/>) still lies in one VMA that maps the same memory as
+    /// <paramref name="mapping"/> did when the mappings were read (<see cref="MemoryMapping.SameMemory"/>). A reader asks
+    /// after each read of the pagemap, so that no entry is put under a mapping that was unmapped or replaced meanwhile
+    /// (by the process, or by another runspace using the same emulated process). A source whose mappings cannot change
+    /// says true.
+    /// </summary>
+    bool MappingUnchanged(MemoryMapping mapping, ulong start, ulong end) => true;
 }

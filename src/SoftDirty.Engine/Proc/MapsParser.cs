@@ -15,8 +15,15 @@ internal static class MapsParser
         var result = new List<MemoryMapping>();
         MemoryMapping? current = null;
         int lineNo = 0;
-        foreach (var rawLine in text.AsSpan().EnumerateLines())
+        // Lines end at '\n' only: the kernel escapes a newline in a path (\012) and nothing else, so a path may hold
+        // '\r', '\f', U+0085 or U+2028, which EnumerateLines would take as line ends (a file name could then add a
+        // mapping line of its own choosing, or cut the real one short).
+        var rest = text.AsSpan();
+        while (!rest.IsEmpty)
         {
+            int nl = rest.IndexOf('\n');
+            var rawLine = nl < 0 ? rest : rest[..nl];
+            rest = nl < 0 ? default : rest[(nl + 1)..];
             lineNo++;
             if (rawLine.IsEmpty) continue;
             if (TryParseHeader(rawLine, out var m))

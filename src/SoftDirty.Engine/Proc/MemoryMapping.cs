@@ -81,6 +81,17 @@ public sealed class MemoryMapping
     public override string ToString() => $"0x{Start:x}-0x{End:x} {Permissions} {DisplayName}";
 
     /// <summary>Classifies a mapping from its path, inode and sharing, as maps shows them.</summary>
+    /// <summary>
+    /// Whether <paramref name="other"/> maps the same memory at the same addresses, so that a page reported under this
+    /// mapping's name belongs to it: the same file (device, inode, path, deleted or not) at the same file offset for
+    /// each address, or anonymous memory of the same name; shared or private alike. The range and the protection may
+    /// differ (mprotect splits a VMA, a heap grows) without a page changing owner.
+    /// </summary>
+    internal bool SameMemory(MemoryMapping other) =>
+        Shared == other.Shared && Inode == other.Inode && Deleted == other.Deleted
+        && string.Equals(Device, other.Device, StringComparison.Ordinal) && string.Equals(Path, other.Path, StringComparison.Ordinal)
+        && (Inode == 0 || unchecked(Offset - Start) == unchecked(other.Offset - other.Start));
+
     internal static MappingKind Classify(string path, ulong inode, bool shared)
     {
         if (path.Length == 0) return shared ? MappingKind.SharedAnonymous : MappingKind.Anonymous;

@@ -58,13 +58,59 @@ internal sealed unsafe class ProcPageSource : IPageSource
     public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters)
     {
         var file = withCounters ? "smaps" : "maps";
+        // The pagemap descriptor pins the mm before maps is read: maps and smaps are read a buffer at a time, and
+        // the kernel ends the text early (a silent EOF) where the mm goes away between two reads (exit, exec), so a
+        // list cut short would pass for the whole one; and pagemap opened after an exec would read the new program's
+        // pages under the old program's mappings. The mm gone after the read says both.
+        EngineException? pagemapFailed = null;
+        if (_pagemapFd < 0)
+        {
+            // A kernel thread has no mm to pin (ESRCH for root, EACCES for others): its empty maps says what it is below.
+            try { _pagemapFd = OpenProc("pagemap", Native.O_RDONLY); }
+            catch (EngineException e) { pagemapFailed = e; }
+        }
+        if (_mapsFd < 0) _mapsFd = OpenProc("maps", Native.O_RDONLY);
         var text = ReadWholeFile(file);
         if (text.Length == 0 && IsKernelThread())
             throw new EngineException(EngineError.InvalidArgument, $"Process {ProcessId} ({Name}) is a kernel thread: it has no user memory to read.", ProcessId);
         if (text.Length == 0 && (_mappingsRead || !Alive || IsZombie()))
             throw Exited($"reading {file}");
+        if (pagemapFailed is not null) throw pagemapFailed;
+        if (text.Length != 0 && OldMmGone()) throw ExitedOrExecuted($"reading {file}");
         _mappingsRead = true;
         return MapsParser.Parse(text, ProcessId);
+    }
+
+    private int _mapsFd = -1;
+    private bool _noProcmapQuery;
+
+    /// <inheritdoc/>
+    /// <remarks>PROCMAP_QUERY where the kernel has it (6.11+), else a new read of maps.</remarks>
+    public bool MappingUnchanged(MemoryMapping mapping, ulong start, ulong end)
+    {
+        // VMAs that split or moved their boundaries (mprotect, a heap that grows) still hold the same memory: every
+        // VMA over the range must, with no hole between them.
+        IReadOnlyList<MemoryMapping>? fresh = null;
+        for (ulong at = start; at < end;)
+        {
+            MemoryMapping? now = null;
+            bool found = false;
+            if (_mapsFd >= 0 && !_noProcmapQuery)
+            {
+                now = ProcmapQuery.At(_mapsFd, at, out bool available);
+                if (available) found = true;
+                else _noProcmapQuery = true;
+            }
+            if (!found)
+            {
+                fresh ??= ReadMappings(withCounters: false);
+                foreach (var m in fresh)
+                    if (m.Start <= at && at < m.End) { now = m; break; }
+            }
+            if (now is null || now.Start > at || now.End <= at || !now.SameMemory(mapping)) return false;
+            at = now.End;
+        }
+        return true;
     }
 
     /// <summary>PF_KTHREAD (include/linux/sched.h) in the flags of /proc/PID/stat (field 9): a kernel thread, no mm.</summary>
@@ -377,5 +423,6 @@ internal sealed unsafe class ProcPageSource : IPageSource
     {
         if (_pagemapFd >= 0) { Native.Close(_pagemapFd); _pagemapFd = -1; }
         if (_memFd >= 0) { Native.Close(_memFd); _memFd = -1; }
+        if (_mapsFd >= 0) { Native.Close(_mapsFd); _mapsFd = -1; }
     }
 }

@@ -24,6 +24,7 @@ internal abstract class PageSourceWrapper : IPageSource, IPageSourceWrapper
     public int ReadMemory(ulong address, Span<byte> destination) => Inner.ReadMemory(address, destination);
     public virtual int WriteClearRefs(ReadOnlySpan<byte> text) => Inner.WriteClearRefs(text);
     public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions) => Inner.ScanPagemap(ref request, regions);
+    public bool MappingUnchanged(MemoryMapping mapping, ulong start, ulong end) => Inner.MappingUnchanged(mapping, start, end);
 
     /// <summary>Leaves the inner source open: its owner disposes it.</summary>
     public void Dispose() => GC.SuppressFinalize(this);

@@ -47,7 +47,8 @@ public sealed class GetPageMapCommand : PageRangeCmdlet
         var spans = SelectSpans(source, mappings);
         if (spans is null) return;
         var filter = BuildFilter();
-        var reader = new PageMapReader(source);
+        // A span read again after its mapping changed takes only mappings -Mapping names.
+        var reader = new PageMapReader(source) { Selector = Address is null && Mapping is { Length: > 0 } names ? new MappingSelector(names).IsMatch : null };
         ulong total = 0;
         foreach (var s in spans) total += (s.End - s.Start) / (ulong)source.PageSize;
         var method = reader.Resolve(ReadMethod, filter, total, out var why);

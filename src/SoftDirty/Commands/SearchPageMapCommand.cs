@@ -71,7 +71,7 @@ public sealed class SearchPageMapCommand : PageRangeCmdlet
             CategoryInverted = InvertCategory,
             ReturnMask = ReturnCategory ?? (asked == PageCategory.None ? PagemapScanRequest.ValidCategories : asked),
         };
-        var reader = new PageMapReader(source, chunkEntries: 1);
+        var reader = new PageMapReader(source, chunkEntries: 1) { CheckScannedMappings = true };
         var byStart = mappings.ToArray();
         int regions = 0;
         foreach (var region in reader.ScanRegions(spans, template, Cancellation))

@@ -123,9 +123,18 @@ public abstract class EngineCmdlet : PSCmdlet
         return source;
     }
 
-    /// <summary>The ErrorRecord of an engine error: its EngineError name as the ErrorId, and its category.</summary>
-    public static ErrorRecord ToErrorRecord(EngineException ex) =>
-        new(ex, ex.Error.ToString(), CategoryOf(ex.Error), ex.Target);
+    /// <summary>
+    /// The ErrorRecord of an engine error: its EngineError name as the ErrorId, and its category. A message that names
+    /// a process or a path with control characters is shown with them escaped (<see cref="DisplayText"/>); the
+    /// exception keeps the text as it was.
+    /// </summary>
+    public static ErrorRecord ToErrorRecord(EngineException ex)
+    {
+        var record = new ErrorRecord(ex, ex.Error.ToString(), CategoryOf(ex.Error), ex.Target);
+        var shown = DisplayText.Visible(ex.Message);
+        if (!ReferenceEquals(shown, ex.Message)) record.ErrorDetails = new ErrorDetails(shown);
+        return record;
+    }
 
     /// <summary>
     /// The ErrorCategory of each engine error: the one its enum member names (<see cref="CategorizedAttribute"/>),
