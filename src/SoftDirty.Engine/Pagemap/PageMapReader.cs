@@ -409,8 +409,9 @@ internal sealed class PageMapReader
     /// </summary>
     /// <remarks>
     /// With <see cref="CheckScannedMappings"/> (Search-PageMap, which names each region's mapping) each batch is checked
-    /// against its span's mapping before it is handed on, and MappingsChanged ends the read where the mapping was
-    /// unmapped or replaced meanwhile: a scan may have write-protected what it found, so it is not repeated.
+    /// against its span's mapping before it is handed on. Where the mapping was unmapped or replaced meanwhile the rest
+    /// of its span is left out, or, for a scan with WP_MATCHING (which may have write-protected what it found, so it is
+    /// not repeated), MappingsChanged ends the read.
     /// </remarks>
     public IEnumerable<PageRegion> ScanRegions(IReadOnlyList<PageSpan> spans, PagemapScanRequest template, CancellationToken cancel = default)
     {
@@ -429,9 +430,14 @@ internal sealed class PageMapReader
                 req.MaxPages = pagesLeft;
                 int n = _source.ScanPagemap(ref req, _regions);
                 if (CheckScannedMappings && span.Mapping is { } m && !_source.MappingUnchanged(m, pos, span.End))
+                {
+                    // A scan that changed nothing leaves out what is gone (a process's own runtime maps and unmaps
+                    // all the time); one that may have write-protected what it found cannot be run again.
+                    if ((template.Flags & PagemapScanFlags.WriteProtectMatching) == 0) break;
                     throw new EngineException(EngineError.MappingsChanged,
                         $"The mapping of process {_source.ProcessId} ({_source.Name}) at 0x{m.Start:x}-0x{m.End:x} was unmapped or replaced while it was scanned; " +
                         "the regions already given were checked, the rest is not given. Run the command again.", _source.ProcessId);
+                }
                 for (int i = 0; i < n; i++)
                 {
                     var r = _regions[i];
