@@ -36,15 +36,17 @@ internal sealed class SoftDirtyTracker : IDirtyTracker
     {
         if (!_armed) throw new InvalidOperationException("Reset the tracker before collecting.");
         var clock = Stopwatch.StartNew();
-        var spans = PageWalk.DataSpans(Source.ReadMappings(false), _selector);
+        List<PageSpan> spans;
         List<AddressRange> ranges;
         ulong scanned;
         bool elsewhere;
         bool exact = true;
         string? why = null;
-        // Read and re-armed at one moment: a write between the two would be lost to every later collection.
+        // Read and re-armed at one moment: a write between the two would be lost to every later collection (the
+        // mappings too: the clear takes the bits of a mapping made after they were read).
         using (rearm ? SoftDirtyWindow.Stop(Source, cancel, out exact, out why) : null)
         {
+            spans = PageWalk.DataSpans(Source.ReadMappings(false), _selector);
             ranges = Dirty(Source, spans, cancel, out scanned);
             // Cleared by another command or session since this tracker's last clear (Clear-SoftDirty, a save, another
             // watch): the bits set before that clear are gone, so every present page counts, and the caller says so.
