@@ -62,7 +62,9 @@ deb_of() {  # $1: package=version (name may carry no arch); prints the cached .d
 missing=()
 for p in $packages; do [ -n "$(deb_of "$p")" ] || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
-    mirror=${SOFTDIRTY_DEBIAN_MIRROR:-$(grep -hoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null | head -n 1)}
+    # The machine's mirror, from its sources' entries only (a deb822 file may name a snapshot archive in a comment);
+    # any of these files may be missing (pipefail would end the script on cat's or grep's status).
+    mirror=${SOFTDIRTY_DEBIAN_MIRROR:-$({ cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null || true; } | { grep -vE '^[[:space:]]*#' || true; } | { grep -oE 'https?://[^ ]+/debian/?' || true; } | head -n 1)}
     mirror=${mirror:-http://deb.debian.org/debian}
     awk '$1 !~ /^#/ && NF { print $3 }' "$here/kernels.list" | sort -u | while read -r s; do
         echo "deb [arch=amd64,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror%/} $s main"
