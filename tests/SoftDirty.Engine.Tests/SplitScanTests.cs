@@ -24,7 +24,9 @@ public sealed unsafe class SplitScanTests : IDisposable
 
     public SplitScanTests()
     {
-        _address = Native.Mmap(0, (nuint)(_pages * (ulong)Ps), Native.PROT_READ | Native.PROT_WRITE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS | MapNoReserve, -1, 0);
+        // PROT_NONE reserves address space only (no commit charge, whatever vm.overcommit_memory says); the pages
+        // touched below are made writable one by one.
+        _address = Native.Mmap(0, (nuint)(_pages * (ulong)Ps), Native.PROT_NONE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS | MapNoReserve, -1, 0);
         Assert.NotEqual((nint)(-1), _address);
         // One page a fault whatever the THP mode, so one touched page is one present page.
         if (Directory.Exists("/sys/kernel/mm/transparent_hugepage"))
@@ -33,7 +35,11 @@ public sealed unsafe class SplitScanTests : IDisposable
         var rng = new Random(20261202);
         var touched = new SortedSet<ulong> { 0, 1, mid - 2, mid - 1, mid, mid + 1, _pages - 1 }; // runs across the split
         while (touched.Count < 600) touched.Add((ulong)rng.NextInt64(0, (long)_pages));
-        foreach (var p in touched) ((byte*)_address)[p * (ulong)Ps] = 1;
+        foreach (var p in touched)
+        {
+            Assert.True(Native.Mprotect(_address + (nint)(p * (ulong)Ps), (nuint)Ps, Native.PROT_READ | Native.PROT_WRITE) == 0, "mprotect: errno " + Marshal.GetLastPInvokeError());
+            ((byte*)_address)[p * (ulong)Ps] = 1;
+        }
         _touched = touched.ToArray();
     }
 
