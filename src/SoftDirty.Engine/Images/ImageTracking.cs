@@ -86,7 +86,7 @@ internal static class ImageTracking
                                 ? $"Cannot tell whether soft-dirty of process {source.ProcessId} was cleared since the parent image (no usable state folder): comparing every page's contents with the parent's hashes instead."
                                 : $"Soft-dirty of process {source.ProcessId} was cleared since the parent image was taken (by another command of this module: Clear-SoftDirty, Watch-DirtyPage, a migration or another chain): comparing every page's contents with the parent's hashes instead.");
                     }
-                    armedEpoch = source.ClearRefs(ClearRefsType.SoftDirty);
+                    armedEpoch = source.ClearRefs(ClearRefsType.SoftDirty, cancel);
                 }
                 if (exact) armed = TrackingMethod.SoftDirty;
                 else

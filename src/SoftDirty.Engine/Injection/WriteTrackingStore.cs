@@ -201,27 +201,6 @@ internal static partial class WriteTrackingStore
     }
 
     private const string LockSuffix = ".lock";
-    private const int LOCK_EX = 2, LOCK_NB = 4, O_RDWR = 2;
-    /// <summary>How long <see cref="Lock"/> waits between tries while another command holds the lock.</summary>
-    private static readonly TimeSpan LockRetry = TimeSpan.FromMilliseconds(5);
-
-    [LibraryImport("libc", EntryPoint = "flock", SetLastError = true)]
-    private static partial int Flock(int fd, int operation);
-
-    [LibraryImport("libc", EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
-    private static unsafe partial int Statx(int dirfd, string path, int flags, uint mask, byte* buffer);
-
-    private const int AtEmptyPath = 0x1000;
-    private const uint StatxNlink = 0x4;
-    /// <summary>Bytes of struct statx, and the offset of stx_nlink in it (include/uapi/linux/stat.h).</summary>
-    private const int StatxSize = 256, StatxNlinkOffset = 16;
-
-    /// <summary>Whether the file open as <paramref name="fd"/> has been unlinked (no name left).</summary>
-    private static unsafe bool IsUnlinked(int fd)
-    {
-        byte* b = stackalloc byte[StatxSize];
-        return Statx(fd, "", AtEmptyPath, StatxNlink, b) == 0 && *(uint*)(b + StatxNlinkOffset) == 0;
-    }
 
     /// <summary>
     /// Takes the write-tracking lock of <paramref name="pid"/> (flock of PID.lock in the state folder, created 0600
@@ -233,37 +212,8 @@ internal static partial class WriteTrackingStore
     public static IDisposable Lock(int pid, CancellationToken cancel)
     {
         var name = pid.ToString(System.Globalization.CultureInfo.InvariantCulture) + LockSuffix;
-        while (true)
-        {
-            using var dir = OpenSafeFolder(create: true)!;
-            int fd = FileNative.OpenAt(dir.Fd, name, O_RDWR | FileNative.O_CREAT | FileNative.O_NOFOLLOW | FileNative.O_NONBLOCK | FileNative.O_CLOEXEC, (uint)ImageFormat.FileMode);
-            if (fd < 0)
-            {
-                int e = Marshal.GetLastPInvokeError();
-                throw new EngineException(e == Errno.ELOOP ? EngineError.UnsafeDestination : EngineError.ProcIOError,
-                    $"Opening the write-tracking lock {dir.Combine(name)} failed: {Errno.Describe(e)}", pid, e);
-            }
-            var handle = new SafeFileHandle(fd, ownsHandle: true);
-            try
-            {
-                if (FileNative.Fstat(fd, out _) is not { Type: FileNative.S_IFREG })
-                    throw new EngineException(EngineError.UnsafeDestination, $"The write-tracking lock {dir.Combine(name)} is not a regular file; remove it.", pid);
-                while (Flock(fd, LOCK_EX | LOCK_NB) != 0)
-                {
-                    int e = Marshal.GetLastPInvokeError();
-                    if (e != Errno.EAGAIN && e != Errno.EINTR)
-                        throw new EngineException(EngineError.ProcIOError, $"Locking {dir.Combine(name)} failed: {Errno.Describe(e)}", pid, e);
-                    if (cancel.WaitHandle.WaitOne(LockRetry)) cancel.ThrowIfCancellationRequested();
-                }
-                if (IsUnlinked(fd)) { handle.Dispose(); continue; } // its holder removed it: lock the file now there
-                return new HeldLock(handle, Path.Combine(Path.GetFullPath(Folder), name), FileOf(pid));
-            }
-            catch
-            {
-                handle.Dispose();
-                throw;
-            }
-        }
+        var handle = LockFile.Take(() => OpenSafeFolder(create: true)!, name, "write-tracking lock", pid, cancel);
+        return new HeldLock(handle, Path.Combine(Path.GetFullPath(Folder), name), FileOf(pid));
     }
 
     /// <summary>A held lock: released on dispose, its file removed first where the process has no state file.</summary>

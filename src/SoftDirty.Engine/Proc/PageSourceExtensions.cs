@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Text;
+using System.Threading;
 
 namespace SoftDirty;
 
@@ -11,15 +12,26 @@ internal static class PageSourceExtensions
     /// Writes one of the clear_refs types, as "N\n": the one place the module clears. A soft-dirty clear starts
     /// a new tracking epoch of the process (<see cref="Tracking.TrackingEpoch"/>), which it returns (null where none can be kept).
     /// The epoch is recorded before the clear: a command stopped between the two (Ctrl+C, kill -9) leaves a new
-    /// epoch and no clear (other commands then compare contents), never a clear that no epoch tells of.
+    /// epoch and no clear (other commands then compare contents), never a clear that no epoch tells of. Both happen
+    /// under the process's soft-dirty lock (<see cref="Tracking.TrackingEpoch.Lock"/>), which a caller that reads
+    /// soft-dirty first holds across the read too.
     /// </summary>
-    public static string? ClearRefs(this IPageSource source, ClearRefsType type)
+    public static string? ClearRefs(this IPageSource source, ClearRefsType type, CancellationToken cancel = default)
     {
         Span<byte> text = stackalloc byte[2];
         text[0] = (byte)('0' + (int)type);
         text[1] = (byte)'\n';
-        var epoch = type == ClearRefsType.SoftDirty ? Tracking.TrackingEpoch.Record(source) : null;
-        source.WriteClearRefs(text);
-        return epoch;
+        if (type != ClearRefsType.SoftDirty)
+        {
+            source.WriteClearRefs(text);
+            return null;
+        }
+        using (Tracking.TrackingEpoch.Lock(source, cancel))
+        {
+            var epoch = Tracking.TrackingEpoch.Record(source);
+            Injection.InjectionSteps.Mark(Tracking.TrackingEpoch.RecordedStep);
+            source.WriteClearRefs(text);
+            return epoch;
+        }
     }
 }

@@ -28,7 +28,7 @@ internal sealed class SoftDirtyTracker : IDirtyTracker
 
     public void Reset(CancellationToken cancel = default)
     {
-        _epoch = Source.ClearRefs(ClearRefsType.SoftDirty);
+        _epoch = Source.ClearRefs(ClearRefsType.SoftDirty, cancel);
         _armed = true;
     }
 
@@ -51,7 +51,7 @@ internal sealed class SoftDirtyTracker : IDirtyTracker
             // Cleared by another command or session since this tracker's last clear (Clear-SoftDirty, a save, another
             // watch): the bits set before that clear are gone, so every present page counts, and the caller says so.
             elsewhere = _epoch is not null && TrackingEpoch.Current(Source) is { } current && current != _epoch;
-            if (rearm) _epoch = Source.ClearRefs(ClearRefsType.SoftDirty);
+            if (rearm) _epoch = Source.ClearRefs(ClearRefsType.SoftDirty, cancel);
         }
         if (elsewhere)
         {

@@ -9,16 +9,43 @@ namespace SoftDirty.Tracking;
 /// clear then takes away, so that page would be missing from this collection and from every later one (a chain
 /// or a migration would keep its old bytes for good). A real process is stopped for that moment, as CRIU's
 /// pre-dump stops it, unless this thread holds it stopped already (-Freeze, a migration's last round) or it is
-/// stopped (state T). An emulated process needs nothing: its workloads run between commands' steps, never during one.
+/// stopped (state T). An emulated process needs no stop: its workloads run between commands' steps, never during one.
+/// The moment is also held under the process's soft-dirty lock (<see cref="TrackingEpoch.Lock"/>, real and emulated):
+/// another command's record-and-clear cannot fall inside it, even where the process cannot be stopped.
 /// </summary>
 internal static class SoftDirtyWindow
 {
     /// <summary>
-    /// Stops the process for the read and the clear (dispose after the clear); null where nothing needs stopping or
-    /// nothing can be stopped. <paramref name="exact"/> is false where a write can fall between the two: this process
+    /// Takes the process's soft-dirty lock and stops the process for the read and the clear (dispose after the clear:
+    /// it resumes, then releases); null where there is nothing to hold. <paramref name="exact"/> is false where a write can fall between the two: this process
     /// itself, or one it may not stop (ptrace refused, traced by another tracer); <paramref name="why"/> says which.
     /// </summary>
     public static IDisposable? Stop(IPageSource source, CancellationToken cancel, out bool exact, out string? why)
+    {
+        var held = TrackingEpoch.Lock(source, cancel);
+        try
+        {
+            var stop = Freeze(source, cancel, out exact, out why);
+            return stop is null ? held : new Both(stop, held);
+        }
+        catch
+        {
+            held?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The stop (resumed first), then the lock.</summary>
+    private sealed class Both(IDisposable stop, IDisposable? held) : IDisposable
+    {
+        public void Dispose()
+        {
+            try { stop.Dispose(); }
+            finally { held?.Dispose(); }
+        }
+    }
+
+    private static ProcessFreeze? Freeze(IPageSource source, CancellationToken cancel, out bool exact, out string? why)
     {
         exact = true;
         why = null;

@@ -3,7 +3,9 @@ using System.Globalization;
 using System.IO;
 using System.Runtime.CompilerServices;
 using System.Text;
+using System.Threading;
 using SoftDirty.Images;
+using SoftDirty.Injection;
 
 namespace SoftDirty.Tracking;
 
@@ -16,12 +18,28 @@ namespace SoftDirty.Tracking;
 /// 0700 folder ($XDG_RUNTIME_DIR or /tmp, softdirty-epochs-UID) that every command and session sees; an
 /// emulated process by its object, in memory. Clears the module cannot see (CRIU, another tool writing
 /// clear_refs) are not recorded: Save-MemoryImage -Verify compares contents whatever the epoch says.
+/// A command reads soft-dirty, checks the epoch, records a new one and clears under the process's <see cref="Lock"/>,
+/// so two commands never interleave their records and clears.
 /// </summary>
 internal static class TrackingEpoch
 {
     private static readonly ConditionalWeakTable<object, string> EmulatedIds = new();
     private static readonly ConditionalWeakTable<object, StrongBox<string>> EmulatedEpochs = new();
+    private static readonly ConditionalWeakTable<object, object> EmulatedGates = new();
     private const long MaxEpochFileBytes = 256;
+    private const string LockSuffix = ".lock";
+
+    /// <summary>The step <see cref="Lock"/> marks (<see cref="InjectionSteps"/>) when another command holds the lock and it waits.</summary>
+    public const string LockWaitStep = "SoftDirtyLockWait";
+
+    /// <summary>The step a soft-dirty clear marks between recording its epoch and clearing (tests stop or interleave there).</summary>
+    public const string RecordedStep = "SoftDirtyEpochRecorded";
+
+    /// <summary>How long one wait for an emulated process's lock lasts before Ctrl+C is checked again.</summary>
+    private static readonly TimeSpan EmulatedLockRetry = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>The identities of the real processes whose lock this thread holds, with how many times (re-entry).</summary>
+    [ThreadStatic] private static System.Collections.Generic.Dictionary<string, int>? _held;
 
     /// <summary>The object whose tracking state a source shares (wrappers unwrapped).</summary>
     private static object Root(IPageSource source)
@@ -86,6 +104,65 @@ internal static class TrackingEpoch
 
     private static string FileName(string identity) => identity.Replace('/', '-');
 
+    /// <summary>
+    /// Takes the soft-dirty lock of the process behind <paramref name="source"/>, to hold from reading soft-dirty (and
+    /// checking the epoch) to recording a new epoch and clearing. Without it two commands could interleave (A records,
+    /// B records, B clears, A clears): B's next read would trust its epoch though A's clear emptied its window, and
+    /// the writes between the two clears would be missing from B's chain, watch or migration for good. A real process's
+    /// lock is a flock of IDENTITY.lock in the epoch folder (between commands and sessions of this user); an emulated
+    /// one's a monitor of its object. Re-entrant on one thread; Ctrl+C ends a wait. Null where no state folder can be
+    /// used (no epoch is kept then either: increments compare contents).
+    /// </summary>
+    public static IDisposable? Lock(IPageSource source, CancellationToken cancel)
+    {
+        var root = Root(source);
+        if (root is not ProcPageSource)
+        {
+            var gate = EmulatedGates.GetValue(root, _ => new object());
+            if (!Monitor.TryEnter(gate))
+            {
+                InjectionSteps.Mark(LockWaitStep);
+                while (!Monitor.TryEnter(gate, EmulatedLockRetry)) cancel.ThrowIfCancellationRequested();
+            }
+            return new Held(() => Monitor.Exit(gate));
+        }
+        var id = Identity(source);
+        var dir = id is null ? null : StateDirectory();
+        if (id is null || dir is null) return null;
+        var held = _held ??= new(StringComparer.Ordinal);
+        if (held.TryGetValue(id, out int count))
+        {
+            held[id] = count + 1;
+            return new Held(() => Release(id, null));
+        }
+        var handle = LockFile.Take(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
+                ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder {dir} was removed.", source.ProcessId),
+            FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, cancel, () => InjectionSteps.Mark(LockWaitStep));
+        held[id] = 1;
+        return new Held(() => Release(id, handle));
+    }
+
+    private static void Release(string id, Microsoft.Win32.SafeHandles.SafeFileHandle? handle)
+    {
+        var held = _held!;
+        if (held[id] > 1) { held[id]--; return; }
+        held.Remove(id);
+        handle?.Dispose();
+    }
+
+    /// <summary>A held lock, released once on dispose.</summary>
+    private sealed class Held(Action release) : IDisposable
+    {
+        private Action? _release = release;
+
+        public void Dispose()
+        {
+            var r = _release;
+            _release = null;
+            r?.Invoke();
+        }
+    }
+
     /// <summary>The per-user state folder (created 0700), or null where none is safe to use (exists as a link, another user's, or open to others).</summary>
     public static string? StateDirectory()
     {
@@ -106,7 +183,9 @@ internal static class TrackingEpoch
         var boot = BootId();
         foreach (var f in Directory.EnumerateFiles(dir))
         {
-            var parts = Path.GetFileName(f).Split('-');
+            var name = Path.GetFileName(f);
+            if (name.EndsWith(LockSuffix, StringComparison.Ordinal)) name = name[..^LockSuffix.Length];
+            var parts = name.Split('-');
             if (parts.Length != 3) continue;
             bool live = parts[0] == boot && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int pid) && StartTime(pid) == parts[2];
             if (!live) { try { File.Delete(f); } catch (IOException) { } catch (UnauthorizedAccessException) { } }

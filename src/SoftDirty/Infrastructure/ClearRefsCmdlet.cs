@@ -20,7 +20,7 @@ public abstract class ClearRefsCmdlet : ProcessTargetCmdlet
             throw new EngineException(EngineError.SoftDirtyNotSupported,
                 $"Not clearing soft-dirty bits of process {source.ProcessId} ({source.Name}): {source.Features.SoftDirtyReason}", source.ProcessId);
         if (ShouldProcess($"process {source.ProcessId} ({source.Name})", $"Write {(int)type} ({type}) to clear_refs"))
-            source.ClearRefs(type);
+            source.ClearRefs(type, Cancellation);
         if (PassThru) WriteObject(PassThruObject(source));
     });
 }

@@ -41,11 +41,8 @@ public sealed class SoftDirtyWindowTests
         using var src = ProcPageSource.Open(t.Pid);
         using (ProcessFreeze.Freeze(src))
         {
-            using (var window = SoftDirtyWindow.Stop(src, default, out bool exact, out _))
-            {
-                Assert.Null(window);
+            using (SoftDirtyWindow.Stop(src, default, out bool exact, out _)) // its lock only
                 Assert.True(exact);
-            }
             Assert.True(ProcessFreeze.AllStopped(t.Pid)); // the window resumed nothing the caller stopped
         }
         Assert.False(ProcessFreeze.AllStopped(t.Pid));
@@ -55,17 +52,20 @@ public sealed class SoftDirtyWindowTests
     public void ThisProcess_CannotBeStopped_AndSaysSo()
     {
         using var self = ProcPageSource.Open(Environment.ProcessId);
-        Assert.Null(SoftDirtyWindow.Stop(self, default, out bool exact, out string? why));
+        using var window = SoftDirtyWindow.Stop(self, default, out bool exact, out string? why); // its lock only
         Assert.False(exact);
         Assert.Contains("itself", why);
     }
 
     [Fact]
-    public void AnEmulatedProcess_NeedsNoStop()
+    public void AnEmulatedProcess_NeedsNoStop_OnlyItsLock()
     {
         var e = new EmulatedProcess();
-        Assert.Null(SoftDirtyWindow.Stop(e, default, out bool exact, out string? why));
-        Assert.True(exact);
-        Assert.Null(why);
+        using (var window = SoftDirtyWindow.Stop(e, default, out bool exact, out string? why))
+        {
+            Assert.NotNull(window); // the soft-dirty lock (SoftDirtyLockTests)
+            Assert.True(exact);
+            Assert.Null(why);
+        }
     }
 }

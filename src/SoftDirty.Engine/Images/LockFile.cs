@@ -1,0 +1,78 @@
+using System;
+using System.Runtime.InteropServices;
+using System.Threading;
+using Microsoft.Win32.SafeHandles;
+
+namespace SoftDirty.Images;
+
+/// <summary>
+/// An exclusive lock between commands, sessions and runspaces: flock(2) of a 0600 regular file made in a checked
+/// folder without following links. flock belongs to the open file, so two runspaces of one PowerShell exclude each
+/// other as two processes do; a holder killed with -9 releases it with its descriptors.
+/// </summary>
+internal static partial class LockFile
+{
+    private const int LOCK_EX = 2, LOCK_NB = 4, O_RDWR = 2;
+    /// <summary>How long <see cref="Take"/> waits between tries while another holds the lock.</summary>
+    private static readonly TimeSpan Retry = TimeSpan.FromMilliseconds(5);
+
+    [LibraryImport("libc", EntryPoint = "flock", SetLastError = true)]
+    private static partial int Flock(int fd, int operation);
+
+    [LibraryImport("libc", EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+    private static unsafe partial int Statx(int dirfd, string path, int flags, uint mask, byte* buffer);
+
+    private const int AtEmptyPath = 0x1000;
+    private const uint StatxNlink = 0x4;
+    /// <summary>Bytes of struct statx, and the offset of stx_nlink in it (include/uapi/linux/stat.h).</summary>
+    private const int StatxSize = 256, StatxNlinkOffset = 16;
+
+    /// <summary>Whether the file open as <paramref name="fd"/> has been unlinked (no name left).</summary>
+    private static unsafe bool IsUnlinked(int fd)
+    {
+        byte* b = stackalloc byte[StatxSize];
+        return Statx(fd, "", AtEmptyPath, StatxNlink, b) == 0 && *(uint*)(b + StatxNlinkOffset) == 0;
+    }
+
+    /// <summary>
+    /// Takes the lock <paramref name="name"/> in the folder <paramref name="openFolder"/> opens, waiting while another
+    /// holds it; <paramref name="onWait"/> is called once when it has to wait, and <paramref name="cancel"/> (Ctrl+C)
+    /// ends the wait. A file its holder removed meanwhile is not a lock any more: the one now under that name is taken.
+    /// Dispose the handle to release. <paramref name="what"/> names the lock in errors, <paramref name="target"/> is their target object.
+    /// </summary>
+    public static SafeFileHandle Take(Func<SafeDirectory> openFolder, string name, string what, object target, CancellationToken cancel, Action? onWait = null)
+    {
+        while (true)
+        {
+            using var dir = openFolder();
+            int fd = FileNative.OpenAt(dir.Fd, name, O_RDWR | FileNative.O_CREAT | FileNative.O_NOFOLLOW | FileNative.O_NONBLOCK | FileNative.O_CLOEXEC, (uint)ImageFormat.FileMode);
+            if (fd < 0)
+            {
+                int e = Marshal.GetLastPInvokeError();
+                throw new EngineException(e == Errno.ELOOP ? EngineError.UnsafeDestination : EngineError.ProcIOError,
+                    $"Opening the {what} {dir.Combine(name)} failed: {Errno.Describe(e)}", target, e);
+            }
+            var handle = new SafeFileHandle(fd, ownsHandle: true);
+            try
+            {
+                if (FileNative.Fstat(fd, out _) is not { Type: FileNative.S_IFREG })
+                    throw new EngineException(EngineError.UnsafeDestination, $"The {what} {dir.Combine(name)} is not a regular file; remove it.", target);
+                while (Flock(fd, LOCK_EX | LOCK_NB) != 0)
+                {
+                    int e = Marshal.GetLastPInvokeError();
+                    if (e != Errno.EAGAIN && e != Errno.EINTR)
+                        throw new EngineException(EngineError.ProcIOError, $"Locking {dir.Combine(name)} failed: {Errno.Describe(e)}", target, e);
+                    if (onWait is not null) { onWait(); onWait = null; }
+                    if (cancel.WaitHandle.WaitOne(Retry)) cancel.ThrowIfCancellationRequested();
+                }
+                if (IsUnlinked(fd)) { handle.Dispose(); continue; }
+                return handle;
+            }
+            catch
+            {
+                handle.Dispose();
+                throw;
+            }
+        }
+    }
+}
