@@ -10,7 +10,7 @@ namespace SoftDirty.Emulation;
 /// A lazily allocated multi-level page table of packed <see cref="Pte"/> values: a 256-entry top level
 /// (bits 39-46 of the address), 512-entry upper tables, and PMD tables of 512 slots, one per 2 MiB leaf.
 /// A PMD slot is empty, a transparent huge page (one PMD entry covering 512 pages), or a leaf of 512 PTEs
-/// stored in one of three forms so sparse use stays cheap:
+/// stored in one of three forms so sparse use stays cheap (random use of 64 GiB touches ~30 pages a leaf):
 /// <list type="bullet">
 /// <item>Single: the slot itself holds the only PTE (with its index in <see cref="Pte.IndexMask"/>).</item>
 /// <item>Sparse: up to <see cref="MaxSparseEntries"/> PTEs, sorted by index, in a block of a pooled arena.</item>
@@ -24,7 +24,7 @@ internal sealed class PageTable
     public const int LeafShift = 9;
     public const int LeafEntries = 1 << LeafShift;
     public const ulong LeafIndexMask = LeafEntries - 1;
-    public const int MaxSparseEntries = 16;
+    public const int MaxSparseEntries = 64;
     private const int TopEntries = 256;
     private const int UpperShift = 18;
     private const int KindShift = 52;
@@ -33,12 +33,16 @@ internal sealed class PageTable
     private const ulong KindHuge = 2UL << KindShift;
     private const ulong KindDense = 3UL << KindShift;
     private const ulong KindSparse = 4UL << KindShift;
-    private const int SparseClasses = 4;          // block sizes 2, 4, 8, 16
-    private const int SparseCountShift = 2;
-    private const ulong SparseClassMask = 3;
-    private const ulong SparseCountMask = 31;
-    private const int SparseBlockShift = 8;
-    private const ulong SparseBlockMask = 0xFFFF_FFFF;
+    // A sparse slot: class in bits 0-2 (block sizes 2, 4, 8, 16, 32, 64), count in bits 3-9, block id in bits 10-39;
+    // clear of the PTE flag bits (40 and up) that AndNotAll clears in every slot.
+    private const int SparseClasses = 6;
+    private const int SparseCountShift = 3;
+    private const ulong SparseClassMask = 7;
+    private const ulong SparseCountMask = 127;
+    private const int SparseBlockShift = 10;
+    private const ulong SparseBlockMask = (1UL << 30) - 1;
+    /// <summary>Sparse blocks of at most this many entries are searched in order; larger ones by bisection.</summary>
+    private const int LinearSearchEntries = 8;
     private const int ArenaChunkWords = 8192;
     private const long NoBlock = -1;
 
@@ -114,17 +118,30 @@ internal sealed class PageTable
             case KindSparse:
             {
                 var (chunk, offset, count) = SparseBlock(slot);
-                for (int i = 0; i < count; i++)
-                {
-                    ulong e = chunk[offset + i];
-                    int ix = (int)((e & Pte.IndexMask) >> Pte.IndexShift);
-                    if (ix == index) return e & ~Pte.IndexMask;
-                    if (ix > index) break;
-                }
-                return 0;
+                int at = Find(chunk, offset, count, index);
+                return at < 0 ? 0 : chunk[at] & ~Pte.IndexMask;
             }
             default: throw new InvalidOperationException("huge leaf read as PTEs");
         }
+    }
+
+    /// <summary>Where the entry of <paramref name="index"/> is in a sparse block (sorted by index), or -1.</summary>
+    private static int Find(ulong[] chunk, int offset, int count, int index)
+    {
+        int lo = offset, hi = offset + count; // narrow by bisection to a few entries, then scan them
+        ulong key = (ulong)index << Pte.IndexShift;
+        while (hi - lo > LinearSearchEntries)
+        {
+            int mid = (lo + hi) >>> 1;
+            if ((chunk[mid] & Pte.IndexMask) < key) lo = mid + 1; else hi = mid;
+        }
+        for (int i = lo; i < offset + count; i++)
+        {
+            ulong ix = chunk[i] & Pte.IndexMask;
+            if (ix == key) return i;
+            if (ix > key) break;
+        }
+        return -1;
     }
 
     /// <summary>Sets the PTE of a page (0 removes it), changing the leaf's form as needed. Not for huge leaves.</summary>
@@ -143,6 +160,13 @@ internal sealed class PageTable
                 return;
             case KindHuge:
                 throw new InvalidOperationException("PTE set inside a huge leaf");
+            case KindSparse when pte != 0:
+            {
+                var (chunk, offset, count) = SparseBlock(slot);
+                int at = Find(chunk, offset, count, index);
+                if (at >= 0) { chunk[at] = pte | ((ulong)index << Pte.IndexShift); return; } // an entry changed in place
+                break;
+            }
         }
         // Single and sparse: rebuild through a small buffer of (index, pte) pairs.
         Span<ulong> entries = stackalloc ulong[MaxSparseEntries + 1];
