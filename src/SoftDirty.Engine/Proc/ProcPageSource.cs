@@ -4,22 +4,31 @@ using System.IO;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Threading;
+using SoftDirty.Images;
 using SoftDirty.Tracking;
 
 namespace SoftDirty;
 
 /// <summary>A real process, read through /proc/PID/{maps,smaps,pagemap,clear_refs}.</summary>
+/// <remarks>
+/// Every file is opened relative to a descriptor of the /proc/PID directory taken when the source is opened: it
+/// names that process (its struct pid), not the number. Once the process is gone, opening through it fails (ENOENT),
+/// so a pid reused by another process meanwhile (another user's, say, while -Confirm waits) is never read, cleared
+/// or reported under the first process's name: the first one exited.
+/// </remarks>
 internal sealed unsafe class ProcPageSource : IPageSource
 {
     private readonly string _dir;
+    private int _dirFd;
     private int _pagemapFd = -1;
     private bool _mappingsRead;
 
-    private ProcPageSource(int pid, string name)
+    private ProcPageSource(int pid, string name, int dirFd)
     {
         ProcessId = pid;
         Name = name;
         _dir = "/proc/" + pid;
+        _dirFd = dirFd;
     }
 
     /// <summary>The process id.</summary>
@@ -44,15 +53,43 @@ internal sealed unsafe class ProcPageSource : IPageSource
     public static ProcPageSource Open(int pid)
     {
         EnsureLinux();
-        if (pid <= 0 || !Directory.Exists("/proc/" + pid))
+        int dirFd = pid <= 0 ? -1 : FileNative.OpenAt(FileNative.AT_FDCWD, "/proc/" + pid, FileNative.O_PATH | FileNative.O_DIRECTORY | FileNative.O_CLOEXEC, 0);
+        if (dirFd < 0)
             throw new EngineException(EngineError.ProcessNotFound, $"No process with id {pid} (no /proc/{pid}).", pid, Errno.ENOENT);
-        string name;
-        try { name = File.ReadAllText($"/proc/{pid}/comm").TrimEnd('\n'); }
-        catch (IOException) { throw new EngineException(EngineError.ProcessNotFound, $"No process with id {pid}.", pid, Errno.ENOENT); }
-        return new ProcPageSource(pid, name);
+        var name = ReadAt(dirFd, "comm")?.TrimEnd('\n');
+        if (name is null)
+        {
+            Native.Close(dirFd);
+            throw new EngineException(EngineError.ProcessNotFound, $"No process with id {pid}.", pid, Errno.ENOENT);
+        }
+        return new ProcPageSource(pid, name, dirFd);
     }
 
-    private bool Alive => Directory.Exists(_dir);
+    /// <summary>A small /proc file of the process <paramref name="dirFd"/> names; null where it cannot be read (gone).</summary>
+    private static string? ReadAt(int dirFd, string file)
+    {
+        int fd = FileNative.OpenAt(dirFd, file, FileNative.O_RDONLY | FileNative.O_CLOEXEC, 0);
+        if (fd < 0) return null;
+        try
+        {
+            var buffer = new byte[4096]; // comm and stat are far shorter
+            int done = 0;
+            while (done < buffer.Length)
+            {
+                nint n;
+                fixed (byte* p = &buffer[done]) n = Native.Read(fd, p, (nuint)(buffer.Length - done));
+                if (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR) continue;
+                if (n < 0) return null;
+                if (n == 0) break;
+                done += (int)n;
+            }
+            return Encoding.UTF8.GetString(buffer, 0, done);
+        }
+        finally { Native.Close(fd); }
+    }
+
+    // The process this source opened, not whichever now has its pid.
+    private bool Alive => ReadAt(_dirFd, "stat") is not null;
 
     /// <inheritdoc/>
     public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters)
@@ -120,7 +157,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
         const int FlagsAfterComm = 6; // field 9, counted from field 3 (state)
         try
         {
-            var stat = File.ReadAllText(_dir + "/stat");
+            var stat = ReadAt(_dirFd, "stat") ?? throw new IOException("gone");
             int close = stat.LastIndexOf(')');
             var fields = close > 0 ? stat[(close + 2)..].Split(' ') : Array.Empty<string>();
             return fields.Length > FlagsAfterComm && ulong.TryParse(fields[FlagsAfterComm], out var flags) && (flags & PF_KTHREAD) != 0;
@@ -132,7 +169,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
     {
         try
         {
-            var stat = File.ReadAllText(_dir + "/stat");
+            var stat = ReadAt(_dirFd, "stat") ?? throw new IOException("gone");
             int close = stat.LastIndexOf(')');
             return close > 0 && close + 2 < stat.Length && (stat[close + 2] == 'Z' || stat[close + 2] == 'X');
         }
@@ -360,7 +397,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
         var path = $"{_dir}/{file}";
         while (true)
         {
-            int fd = Native.Open(path, flags | Native.O_CLOEXEC);
+            int fd = FileNative.OpenAt(_dirFd, file, flags | Native.O_CLOEXEC, 0);
             if (fd >= 0) return fd;
             int e = Marshal.GetLastPInvokeError();
             if (e == Errno.EINTR) continue;
@@ -424,5 +461,6 @@ internal sealed unsafe class ProcPageSource : IPageSource
         if (_pagemapFd >= 0) { Native.Close(_pagemapFd); _pagemapFd = -1; }
         if (_memFd >= 0) { Native.Close(_memFd); _memFd = -1; }
         if (_mapsFd >= 0) { Native.Close(_mapsFd); _mapsFd = -1; }
+        if (_dirFd >= 0) { Native.Close(_dirFd); _dirFd = -1; }
     }
 }
