@@ -62,7 +62,27 @@ internal sealed unsafe class ProcPageSource : IPageSource
             Native.Close(dirFd);
             throw new EngineException(EngineError.ProcessNotFound, $"No process with id {pid}.", pid, Errno.ENOENT);
         }
+        // /proc/TID exists for every thread too (unlisted): its files show the process's memory, but the results, the
+        // tracking epoch and the write-tracking state would be kept under the thread's id, so a soft-dirty clear made
+        // through it would go unseen by the process's own chain. A thread's id is no process id.
+        if (ThreadGroupOf(dirFd) is int tgid && tgid != pid)
+        {
+            Native.Close(dirFd);
+            throw new EngineException(EngineError.ProcessNotFound,
+                $"No process with id {pid}: {pid} is a thread ({name}) of process {tgid}. Use -Id {tgid}.", pid, Errno.ESRCH);
+        }
         return new ProcPageSource(pid, name, dirFd);
+    }
+
+    /// <summary>The Tgid: of the status of the task <paramref name="dirFd"/> names; null where it cannot be read.</summary>
+    private static int? ThreadGroupOf(int dirFd)
+    {
+        var status = ReadAt(dirFd, "status");
+        if (status is null) return null;
+        foreach (var line in status.Split('\n'))
+            if (line.StartsWith("Tgid:", StringComparison.Ordinal) && int.TryParse(line.AsSpan(5).Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var tgid))
+                return tgid;
+        return null;
     }
 
     /// <summary>A small /proc file of the process <paramref name="dirFd"/> names; null where it cannot be read (gone).</summary>
@@ -72,7 +92,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
         if (fd < 0) return null;
         try
         {
-            var buffer = new byte[4096]; // comm and stat are far shorter
+            var buffer = new byte[4096]; // comm and stat are far shorter; status has Tgid: in its first lines
             int done = 0;
             while (done < buffer.Length)
             {
