@@ -173,3 +173,23 @@ Describe '-WhatIf and objects read back from a file' -Tag 'Security', 'Round9Pag
         Get-Referenced $t.Id | Should -BeLessThan $before
     }
 }
+
+Describe 'Errors about an emulated process point at the emulated process' -Tag 'Round9Pages' {
+    # Before the fix a range outside every mapping of an emulated process (id 100000 and up) said "see
+    # Get-MemoryMapping -Id 100000": a real process may have that pid, and the hint would list its mappings instead.
+    It '<Name> outside every mapping says -Emulator, never -Id' -ForEach @(
+        @{ Name = 'Get-PageMap'; Params = @{ Address = [uint64]0x100000; Length = [uint64]4096 } }
+        @{ Name = 'Get-PageMap'; Params = @{ Mapping = 'no-such-mapping' } }
+        @{ Name = 'Save-MemoryImage'; Params = @{ Mapping = 'no-such-mapping'; Path = 'TESTDRIVE' } }
+    ) {
+        $e = New-EmulatedProcess
+        Add-EmulatedMapping -Emulator $e -Length 16384 | Out-Null
+        $p = @{} + $Params
+        if ($p.Path) { $p.Path = Join-Path $root ([guid]::NewGuid().ToString('n')) }
+        $err = $null
+        & $Name -Emulator $e @p -ErrorAction SilentlyContinue -ErrorVariable err | Out-Null
+        $err.Count | Should -Be 1
+        $err[0].Exception.Message | Should -Match 'Get-MemoryMapping -Emulator'
+        $err[0].Exception.Message | Should -Not -Match 'Get-MemoryMapping -Id'
+    }
+}

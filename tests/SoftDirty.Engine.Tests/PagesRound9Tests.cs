@@ -39,6 +39,33 @@ public sealed class PagesRound9Tests
         Assert.True(Referenced(pid) > 0, $"the clear_refs meant for the exited process cleared process {pid}'s referenced bits");
     });
 
+    /// <summary>
+    /// A source used after its Dispose (a tracker that outlived the source it was given) opens /proc/PID again, and
+    /// must find that the process there now is another one (its start time differs): ProcessExited, not B's mappings.
+    /// </summary>
+    [PidChoiceFact]
+    public void ADisposedSourceUsedAgainNeverReadsTheProcessThatReusedItsPid() => WithReusedPid((source, pid) =>
+    {
+        source.Dispose();
+        var read = Assert.Throws<EngineException>(() => source.ReadMappings(withCounters: false));
+        Assert.Equal(EngineError.ProcessExited, read.Error);
+    });
+
+    /// <summary>And one used after its Dispose while its process lives on still reads that process.</summary>
+    [HostFact]
+    public void ADisposedSourceUsedAgainStillReadsItsLivingProcess()
+    {
+        using var a = Start("sleep", "600");
+        try
+        {
+            var source = ProcPageSource.Open(a.Id);
+            source.Dispose();
+            Assert.NotEmpty(source.ReadMappings(withCounters: false));
+            source.Dispose();
+        }
+        finally { a.Kill(); a.WaitForExit(); }
+    }
+
     /// <summary>Opens a source on a process (sleep), ends it, starts cat under its pid and hands both over.</summary>
     private static void WithReusedPid(Action<ProcPageSource, int> check)
     {

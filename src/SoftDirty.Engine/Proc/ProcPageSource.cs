@@ -23,12 +23,43 @@ internal sealed unsafe class ProcPageSource : IPageSource
     private int _pagemapFd = -1;
     private bool _mappingsRead;
 
+    private readonly string? _startTime;
+
     private ProcPageSource(int pid, string name, int dirFd)
     {
         ProcessId = pid;
         Name = name;
         _dir = "/proc/" + pid;
         _dirFd = dirFd;
+        _startTime = StartTimeOf(ReadAt(dirFd, "stat"));
+    }
+
+    /// <summary>
+    /// The /proc/PID descriptor. A source used again after <see cref="Dispose"/> (a tracker that outlived it) opens
+    /// /proc/PID anew, and only while the process there started when this one did (else -1: every open fails EBADF,
+    /// which reads as exited).
+    /// </summary>
+    private int DirFd
+    {
+        get
+        {
+            if (_dirFd >= 0) return _dirFd;
+            int fd = FileNative.OpenAt(FileNative.AT_FDCWD, _dir, FileNative.O_PATH | FileNative.O_DIRECTORY | FileNative.O_CLOEXEC, 0);
+            if (fd < 0) return -1;
+            if (_startTime is null || StartTimeOf(ReadAt(fd, "stat")) != _startTime) { Native.Close(fd); return -1; }
+            if (Interlocked.CompareExchange(ref _dirFd, fd, -1) != -1) Native.Close(fd);
+            return _dirFd;
+        }
+    }
+
+    /// <summary>Field 22 of /proc/PID/stat, the start time in clock ticks after boot; null where there is none.</summary>
+    private static string? StartTimeOf(string? stat)
+    {
+        const int StartTimeAfterComm = 19; // field 22, counted from field 3 (state)
+        int close = stat?.LastIndexOf(')') ?? -1;
+        if (stat is null || close < 0 || close + 2 >= stat.Length) return null;
+        var fields = stat[(close + 2)..].Split(' ');
+        return fields.Length > StartTimeAfterComm ? fields[StartTimeAfterComm] : null;
     }
 
     /// <summary>The process id.</summary>
@@ -109,7 +140,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
     }
 
     // The process this source opened, not whichever now has its pid.
-    private bool Alive => ReadAt(_dirFd, "stat") is not null;
+    private bool Alive => ReadAt(DirFd, "stat") is not null;
 
     /// <inheritdoc/>
     public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters)
@@ -177,7 +208,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
         const int FlagsAfterComm = 6; // field 9, counted from field 3 (state)
         try
         {
-            var stat = ReadAt(_dirFd, "stat") ?? throw new IOException("gone");
+            var stat = ReadAt(DirFd, "stat") ?? throw new IOException("gone");
             int close = stat.LastIndexOf(')');
             var fields = close > 0 ? stat[(close + 2)..].Split(' ') : Array.Empty<string>();
             return fields.Length > FlagsAfterComm && ulong.TryParse(fields[FlagsAfterComm], out var flags) && (flags & PF_KTHREAD) != 0;
@@ -189,7 +220,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
     {
         try
         {
-            var stat = ReadAt(_dirFd, "stat") ?? throw new IOException("gone");
+            var stat = ReadAt(DirFd, "stat") ?? throw new IOException("gone");
             int close = stat.LastIndexOf(')');
             return close > 0 && close + 2 < stat.Length && (stat[close + 2] == 'Z' || stat[close + 2] == 'X');
         }
@@ -415,9 +446,11 @@ internal sealed unsafe class ProcPageSource : IPageSource
     private int OpenProc(string file, int flags)
     {
         var path = $"{_dir}/{file}";
+        int dir = DirFd;
+        if (dir < 0) throw Exited("opening " + path);
         while (true)
         {
-            int fd = FileNative.OpenAt(_dirFd, file, flags | Native.O_CLOEXEC, 0);
+            int fd = FileNative.OpenAt(dir, file, flags | Native.O_CLOEXEC, 0);
             if (fd >= 0) return fd;
             int e = Marshal.GetLastPInvokeError();
             if (e == Errno.EINTR) continue;
