@@ -87,10 +87,14 @@ internal sealed unsafe class ProcPageSource : IPageSource
         int dirFd = pid <= 0 ? -1 : FileNative.OpenAt(FileNative.AT_FDCWD, "/proc/" + pid, FileNative.O_PATH | FileNative.O_DIRECTORY | FileNative.O_CLOEXEC, 0);
         if (dirFd < 0)
             throw new EngineException(EngineError.ProcessNotFound, $"No process with id {pid} (no /proc/{pid}).", pid, Errno.ENOENT);
-        var name = ReadAt(dirFd, "comm")?.TrimEnd('\n');
+        var name = ReadAt(dirFd, "comm", out int commErrno)?.TrimEnd('\n');
         if (name is null)
         {
             Native.Close(dirFd);
+            // /proc mounted with hidepid=noaccess (1) shows another user's /proc/PID but refuses what is in it.
+            if (commErrno is Errno.EACCES or Errno.EPERM)
+                throw new EngineException(EngineError.PermissionDenied,
+                    $"Permission denied reading /proc/{pid}/comm ({Errno.Name(commErrno)}): this /proc lets the caller see process {pid} but not read it (hidepid). Run as its user or as root.", pid, commErrno);
             throw new EngineException(EngineError.ProcessNotFound, $"No process with id {pid}.", pid, Errno.ENOENT);
         }
         // /proc/TID exists for every thread too (unlisted): its files show the process's memory, but the results, the
@@ -117,10 +121,14 @@ internal sealed unsafe class ProcPageSource : IPageSource
     }
 
     /// <summary>A small /proc file of the process <paramref name="dirFd"/> names; null where it cannot be read (gone).</summary>
-    private static string? ReadAt(int dirFd, string file)
+    private static string? ReadAt(int dirFd, string file) => ReadAt(dirFd, file, out _);
+
+    /// <summary>The same, with the errno of a failed open (0 where the open succeeded).</summary>
+    private static string? ReadAt(int dirFd, string file, out int errno)
     {
+        errno = 0;
         int fd = FileNative.OpenAt(dirFd, file, FileNative.O_RDONLY | FileNative.O_CLOEXEC, 0);
-        if (fd < 0) return null;
+        if (fd < 0) { errno = Marshal.GetLastPInvokeError(); return null; }
         try
         {
             var buffer = new byte[4096]; // comm and stat are far shorter; status has Tgid: in its first lines
