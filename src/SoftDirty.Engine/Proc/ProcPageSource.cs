@@ -4,22 +4,62 @@ using System.IO;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Threading;
+using SoftDirty.Images;
 using SoftDirty.Tracking;
 
 namespace SoftDirty;
 
 /// <summary>A real process, read through /proc/PID/{maps,smaps,pagemap,clear_refs}.</summary>
+/// <remarks>
+/// Every file is opened relative to a descriptor of the /proc/PID directory taken when the source is opened: it
+/// names that process (its struct pid), not the number. Once the process is gone, opening through it fails (ENOENT),
+/// so a pid reused by another process meanwhile (another user's, say, while -Confirm waits) is never read, cleared
+/// or reported under the first process's name: the first one exited.
+/// </remarks>
 internal sealed unsafe class ProcPageSource : IPageSource
 {
     private readonly string _dir;
+    private int _dirFd;
     private int _pagemapFd = -1;
     private bool _mappingsRead;
 
-    private ProcPageSource(int pid, string name)
+    private readonly string? _startTime;
+
+    private ProcPageSource(int pid, string name, int dirFd)
     {
         ProcessId = pid;
         Name = name;
         _dir = "/proc/" + pid;
+        _dirFd = dirFd;
+        _startTime = StartTimeOf(ReadAt(dirFd, "stat"));
+    }
+
+    /// <summary>
+    /// The /proc/PID descriptor. A source used again after <see cref="Dispose"/> (a tracker that outlived it) opens
+    /// /proc/PID anew, and only while the process there started when this one did (else -1: every open fails EBADF,
+    /// which reads as exited).
+    /// </summary>
+    private int DirFd
+    {
+        get
+        {
+            if (_dirFd >= 0) return _dirFd;
+            int fd = FileNative.OpenAt(FileNative.AT_FDCWD, _dir, FileNative.O_PATH | FileNative.O_DIRECTORY | FileNative.O_CLOEXEC, 0);
+            if (fd < 0) return -1;
+            if (_startTime is null || StartTimeOf(ReadAt(fd, "stat")) != _startTime) { Native.Close(fd); return -1; }
+            if (Interlocked.CompareExchange(ref _dirFd, fd, -1) != -1) Native.Close(fd);
+            return _dirFd;
+        }
+    }
+
+    /// <summary>Field 22 of /proc/PID/stat, the start time in clock ticks after boot; null where there is none.</summary>
+    private static string? StartTimeOf(string? stat)
+    {
+        const int StartTimeAfterComm = 19; // field 22, counted from field 3 (state)
+        int close = stat?.LastIndexOf(')') ?? -1;
+        if (stat is null || close < 0 || close + 2 >= stat.Length) return null;
+        var fields = stat[(close + 2)..].Split(' ');
+        return fields.Length > StartTimeAfterComm ? fields[StartTimeAfterComm] : null;
     }
 
     /// <summary>The process id.</summary>
@@ -44,15 +84,71 @@ internal sealed unsafe class ProcPageSource : IPageSource
     public static ProcPageSource Open(int pid)
     {
         EnsureLinux();
-        if (pid <= 0 || !Directory.Exists("/proc/" + pid))
+        int dirFd = pid <= 0 ? -1 : FileNative.OpenAt(FileNative.AT_FDCWD, "/proc/" + pid, FileNative.O_PATH | FileNative.O_DIRECTORY | FileNative.O_CLOEXEC, 0);
+        if (dirFd < 0)
             throw new EngineException(EngineError.ProcessNotFound, $"No process with id {pid} (no /proc/{pid}).", pid, Errno.ENOENT);
-        string name;
-        try { name = File.ReadAllText($"/proc/{pid}/comm").TrimEnd('\n'); }
-        catch (IOException) { throw new EngineException(EngineError.ProcessNotFound, $"No process with id {pid}.", pid, Errno.ENOENT); }
-        return new ProcPageSource(pid, name);
+        var name = ReadAt(dirFd, "comm", out int commErrno)?.TrimEnd('\n');
+        if (name is null)
+        {
+            Native.Close(dirFd);
+            // /proc mounted with hidepid=noaccess (1) shows another user's /proc/PID but refuses what is in it.
+            if (commErrno is Errno.EACCES or Errno.EPERM)
+                throw new EngineException(EngineError.PermissionDenied,
+                    $"Permission denied reading /proc/{pid}/comm ({Errno.Name(commErrno)}): this /proc lets the caller see process {pid} but not read it (hidepid). Run as its user or as root.", pid, commErrno);
+            throw new EngineException(EngineError.ProcessNotFound, $"No process with id {pid}.", pid, Errno.ENOENT);
+        }
+        // /proc/TID exists for every thread too (unlisted): its files show the process's memory, but the results, the
+        // tracking epoch and the write-tracking state would be kept under the thread's id, so a soft-dirty clear made
+        // through it would go unseen by the process's own chain. A thread's id is no process id.
+        if (ThreadGroupOf(dirFd) is int tgid && tgid != pid)
+        {
+            Native.Close(dirFd);
+            throw new EngineException(EngineError.ProcessNotFound,
+                $"No process with id {pid}: {pid} is a thread ({name}) of process {tgid}. Use -Id {tgid}.", pid, Errno.ESRCH);
+        }
+        return new ProcPageSource(pid, name, dirFd);
     }
 
-    private bool Alive => Directory.Exists(_dir);
+    /// <summary>The Tgid: of the status of the task <paramref name="dirFd"/> names; null where it cannot be read.</summary>
+    private static int? ThreadGroupOf(int dirFd)
+    {
+        var status = ReadAt(dirFd, "status");
+        if (status is null) return null;
+        foreach (var line in status.Split('\n'))
+            if (line.StartsWith("Tgid:", StringComparison.Ordinal) && int.TryParse(line.AsSpan(5).Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var tgid))
+                return tgid;
+        return null;
+    }
+
+    /// <summary>A small /proc file of the process <paramref name="dirFd"/> names; null where it cannot be read (gone).</summary>
+    private static string? ReadAt(int dirFd, string file) => ReadAt(dirFd, file, out _);
+
+    /// <summary>The same, with the errno of a failed open (0 where the open succeeded).</summary>
+    private static string? ReadAt(int dirFd, string file, out int errno)
+    {
+        errno = 0;
+        int fd = FileNative.OpenAt(dirFd, file, FileNative.O_RDONLY | FileNative.O_CLOEXEC, 0);
+        if (fd < 0) { errno = Marshal.GetLastPInvokeError(); return null; }
+        try
+        {
+            var buffer = new byte[4096]; // comm and stat are far shorter; status has Tgid: in its first lines
+            int done = 0;
+            while (done < buffer.Length)
+            {
+                nint n;
+                fixed (byte* p = &buffer[done]) n = Native.Read(fd, p, (nuint)(buffer.Length - done));
+                if (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR) continue;
+                if (n < 0) return null;
+                if (n == 0) break;
+                done += (int)n;
+            }
+            return Encoding.UTF8.GetString(buffer, 0, done);
+        }
+        finally { Native.Close(fd); }
+    }
+
+    // The process this source opened, not whichever now has its pid.
+    private bool Alive => ReadAt(DirFd, "stat") is not null;
 
     /// <inheritdoc/>
     public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters)
@@ -120,7 +216,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
         const int FlagsAfterComm = 6; // field 9, counted from field 3 (state)
         try
         {
-            var stat = File.ReadAllText(_dir + "/stat");
+            var stat = ReadAt(DirFd, "stat") ?? throw new IOException("gone");
             int close = stat.LastIndexOf(')');
             var fields = close > 0 ? stat[(close + 2)..].Split(' ') : Array.Empty<string>();
             return fields.Length > FlagsAfterComm && ulong.TryParse(fields[FlagsAfterComm], out var flags) && (flags & PF_KTHREAD) != 0;
@@ -132,7 +228,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
     {
         try
         {
-            var stat = File.ReadAllText(_dir + "/stat");
+            var stat = ReadAt(DirFd, "stat") ?? throw new IOException("gone");
             int close = stat.LastIndexOf(')');
             return close > 0 && close + 2 < stat.Length && (stat[close + 2] == 'Z' || stat[close + 2] == 'X');
         }
@@ -358,9 +454,11 @@ internal sealed unsafe class ProcPageSource : IPageSource
     private int OpenProc(string file, int flags)
     {
         var path = $"{_dir}/{file}";
+        int dir = DirFd;
+        if (dir < 0) throw Exited("opening " + path);
         while (true)
         {
-            int fd = Native.Open(path, flags | Native.O_CLOEXEC);
+            int fd = FileNative.OpenAt(dir, file, flags | Native.O_CLOEXEC, 0);
             if (fd >= 0) return fd;
             int e = Marshal.GetLastPInvokeError();
             if (e == Errno.EINTR) continue;
@@ -424,5 +522,6 @@ internal sealed unsafe class ProcPageSource : IPageSource
         if (_pagemapFd >= 0) { Native.Close(_pagemapFd); _pagemapFd = -1; }
         if (_memFd >= 0) { Native.Close(_memFd); _memFd = -1; }
         if (_mapsFd >= 0) { Native.Close(_mapsFd); _mapsFd = -1; }
+        if (_dirFd >= 0) { Native.Close(_dirFd); _dirFd = -1; }
     }
 }

@@ -21,7 +21,7 @@ internal sealed class AddressCompleter : IArgumentCompleter
         {
             var text = $"0x{m.Start:x}";
             if (text.StartsWith(wordToComplete, StringComparison.OrdinalIgnoreCase))
-                results.Add(new CompletionResult(text, $"{text} {m.DisplayName}", CompletionResultType.ParameterValue, m.ToString()));
+                results.Add(new CompletionResult(text, DisplayText.Visible($"{text} {m.DisplayName}")!, CompletionResultType.ParameterValue, DisplayText.Visible(m.ToString())!));
         }
         // A class completer's empty answer ends completion there: PowerShell does not fall back to file names.
         return results;

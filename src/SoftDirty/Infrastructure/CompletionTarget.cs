@@ -31,8 +31,11 @@ internal static class CompletionTarget
             yield return new BorrowedSource(emulated);
             yield break;
         }
-        if (!OperatingSystem.IsLinux() || bound["Id"] is not { } ids) yield break;
-        foreach (var id in LanguagePrimitives.ConvertTo<int[]>(ids))
+        if (!OperatingSystem.IsLinux() || bound["Id"] is not { } bid) yield break;
+        // An -Id that is no number yet ("-Id abc"): nothing to offer. A completer that threw would make PowerShell
+        // fall back to file names.
+        if (!LanguagePrimitives.TryConvertTo<int[]>(bid, out var ids)) yield break;
+        foreach (var id in ids)
         {
             IPageSource? s = null;
             try { s = ProcPageSource.Open(id); } catch (EngineException) { }

@@ -31,6 +31,6 @@ public static class DisplayText
     }
 
     /// <summary>C0 and C1 controls and DEL (Unicode category Cc), and the marks and overrides that reorder text (U+200E, U+200F, U+202A-U+202E, U+2066-U+2069).</summary>
-    private static bool Hidden(char c) =>
+    internal static bool Hidden(char c) =>
         char.IsControl(c) || c is '\u200e' or '\u200f' || (c >= '\u202a' && c <= '\u202e') || (c >= '\u2066' && c <= '\u2069');
 }

@@ -20,6 +20,6 @@ internal sealed class MappingNameCompleter : IArgumentCompleter
             if (m.Path.Length != 0) names.Add(m.Path);
         foreach (var n in names)
             if (n.StartsWith(word, StringComparison.OrdinalIgnoreCase) || Path.GetFileName(n).StartsWith(word, StringComparison.OrdinalIgnoreCase))
-                yield return new CompletionResult("'" + n.Replace("'", "''") + "'", n, CompletionResultType.ParameterValue, n);
+                yield return new CompletionResult(CompletionLiteral.Quote(n), DisplayText.Visible(n)!, CompletionResultType.ParameterValue, DisplayText.Visible(n)!);
     }
 }

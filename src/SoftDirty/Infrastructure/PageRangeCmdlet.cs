@@ -62,7 +62,7 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
             var spans = PageMapReader.SpansOfRange(mappings, start, len, source.PageSize, out var unmapped);
             if (spans.Count == 0)
                 throw new EngineException(EngineError.InvalidArgument,
-                    $"0x{start:x}-0x{start + len:x} lies outside every mapping of process {source.ProcessId} ({source.Name}); see Get-MemoryMapping -Id {source.ProcessId}.", start);
+                    $"0x{start:x}-0x{start + len:x} lies outside every mapping of process {source.ProcessId} ({source.Name}); {MappingHint.For(source)}.", start);
             if (unmapped != 0 && !roundLength)
                 WriteWarning($"{unmapped / pageSize} page(s) of 0x{start:x}-0x{start + len:x} lie outside any mapping of process {source.ProcessId} and are skipped.");
             return spans;
@@ -73,7 +73,7 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
             if (spans.Count == 0)
             {
                 WriteError(EngineError.MappingNotFound,
-                    $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", mapping)}'; see Get-MemoryMapping -Id {source.ProcessId}.", source.ProcessId);
+                    $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", mapping)}'; {MappingHint.For(source)}.", source.ProcessId);
                 return null;
             }
             return spans;

@@ -20,7 +20,8 @@ internal sealed class ProcessIdCompleter : IArgumentCompleter
         {
             if (dir is null || !int.TryParse(dir, out _) || !dir.StartsWith(wordToComplete, StringComparison.Ordinal)) continue;
             string name;
-            try { name = File.ReadAllText($"/proc/{dir}/comm").TrimEnd('\n'); }
+            // comm is the process's own choice (prctl PR_SET_NAME): shown with its control characters escaped.
+            try { name = DisplayText.Visible(File.ReadAllText($"/proc/{dir}/comm").TrimEnd('\n'))!; }
             catch (IOException) { continue; }
             catch (UnauthorizedAccessException) { continue; }
             yield return new CompletionResult(dir, $"{dir} {name}", CompletionResultType.ParameterValue, $"{dir}: {name}");

@@ -31,8 +31,8 @@ internal static class WorkflowSelector
         if (any) return selector;
         if (mapping is { Length: > 0 })
             throw new EngineException(EngineError.MappingNotFound,
-                $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", mapping)}'{(address is null ? "" : $" in 0x{address:x}-0x{address + (length ?? 1):x}")}; see Get-MemoryMapping -Id {source.ProcessId}.", source.ProcessId);
+                $"No mapping of process {source.ProcessId} ({source.Name}) matches '{string.Join("', '", mapping)}'{(address is null ? "" : $" in 0x{address:x}-0x{address + (length ?? 1):x}")}; {MappingHint.For(source)}.", source.ProcessId);
         throw new EngineException(EngineError.InvalidArgument,
-            $"0x{address:x}-0x{address + (length ?? 1):x} lies outside every mapping of process {source.ProcessId} ({source.Name}); see Get-MemoryMapping -Id {source.ProcessId}.", address);
+            $"0x{address:x}-0x{address + (length ?? 1):x} lies outside every mapping of process {source.ProcessId} ({source.Name}); {MappingHint.For(source)}.", address);
     }
 }
