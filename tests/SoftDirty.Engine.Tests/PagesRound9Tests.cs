@@ -1,4 +1,5 @@
 using System;
+using System.Threading;
 using System.Diagnostics;
 using System.Globalization;
 using System.IO;
@@ -76,6 +77,9 @@ public sealed class PagesRound9Tests
             using var source = ProcPageSource.Open(pid);
             a.Kill();
             a.WaitForExit();
+            // A start time (stat field 22) counts clock ticks (10 ms): reusing a pid within one tick takes a privileged
+            // choice of pid, as here; without this pause cat could start in sleep's tick and pass as the same process.
+            Thread.Sleep(TimeSpan.FromMilliseconds(50));
             using var b = StartWithPid(pid, "cat");
             if (b is null) continue; // another process took the pid first on this busy machine: try another
             try
