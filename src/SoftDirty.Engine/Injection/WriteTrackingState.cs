@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Text.Json.Serialization;
 
 namespace SoftDirty.Injection;
@@ -33,4 +34,10 @@ public sealed class WriteTrackingState
     /// </summary>
     [JsonInclude]
     public bool Kept { get; internal set; }
+    /// <summary>
+    /// The commands using the tracking while it is not kept: a command that enabled it for itself no longer disables it
+    /// under another command still using it (which then stopped with WriteTrackingNotEnabled); the last one to end does.
+    /// </summary>
+    [JsonInclude]
+    internal List<WriteTrackingUser> Users { get; set; } = new();
 }

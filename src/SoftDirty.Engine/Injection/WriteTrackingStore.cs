@@ -200,6 +200,34 @@ internal static partial class WriteTrackingStore
         return state;
     }
 
+    /// <summary>
+    /// Adds the command <paramref name="token"/> of this process to the users of the tracking <paramref name="state"/>
+    /// (loaded under <see cref="Lock"/>) where it is not kept, and saves it; returns whether it was added.
+    /// </summary>
+    public static bool Join(WriteTrackingState state, Guid token)
+    {
+        if (state.Kept) return false;
+        int self = Environment.ProcessId;
+        state.Users.Add(new WriteTrackingUser(self, StartTime(self), token));
+        Save(state);
+        return true;
+    }
+
+    /// <summary>
+    /// Removes the command <paramref name="token"/> (and commands whose process is gone) from the users of the tracking of
+    /// <paramref name="pid"/>; call under <see cref="Lock"/>. Returns the state when the tracking is now unused (not kept,
+    /// no other command left), for the caller to disable; null where it is not enabled or still used.
+    /// </summary>
+    public static WriteTrackingState? Leave(int pid, Guid token)
+    {
+        var state = Load(pid);
+        if (state is null) return null;
+        state.Users.RemoveAll(u => u.Token == token || StartTime(u.ProcessId) != u.StartTime);
+        if (!state.Kept && state.Users.Count == 0) return state;
+        Save(state);
+        return null;
+    }
+
     private const string LockSuffix = ".lock";
     private const int LOCK_EX = 2, LOCK_NB = 4, O_RDWR = 2;
     /// <summary>How long <see cref="Lock"/> waits between tries while another command holds the lock.</summary>

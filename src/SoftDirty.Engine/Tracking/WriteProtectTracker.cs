@@ -29,6 +29,9 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     private readonly ProcPageSource? _remote;
     private WriteTrackingState? _state;
     private bool _ownsTracking;
+    // This command's entry in the users of a tracking no one kept (WriteTrackingStore.Join): the last user to end disables it.
+    private readonly Guid _token = Guid.NewGuid();
+    private bool _joined;
     // The reset of the shared tracking this tracker counts from: its own last reset, or the one it resumed from. Another
     // command or session that resets the same process (a save, a watch, a migration) replaces it in the state file.
     private Guid _expectedReset;
@@ -63,6 +66,8 @@ internal sealed class WriteProtectTracker : IDirtyTracker
                     _state = RemoteWriteProtect.Enable(proc, ranges);
                     _ownsTracking = true;
                 }
+                // Another command's tracking for itself alone (a watch, a migration) is used too: whoever ends last disables it.
+                _joined = WriteTrackingStore.Join(_state, _token);
             }
             _expectedReset = _state.ResetId;
         }
@@ -441,14 +446,15 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (_remote is not null && _ownsTracking && _state is not null)
+        if (_remote is not null && _joined && _state is not null)
         {
             _state = null;
             try
             {
                 using var held = WriteTrackingStore.Lock(_remote.ProcessId, default);
-                // Enable-WriteTracking or an image chain asked meanwhile to keep the tracking this command enabled for itself.
-                if (WriteTrackingStore.Load(_remote.ProcessId) is not { Kept: true })
+                // Disabled only where no other command uses it and no one (Enable-WriteTracking, an image chain) asked
+                // meanwhile to keep it: the first of two watches to end left the other with WriteTrackingNotEnabled before.
+                if (WriteTrackingStore.Leave(_remote.ProcessId, _token) is not null)
                     RemoteWriteProtect.Disable(_remote, RemoteWriteProtect.RegisteredRanges(_remote));
             }
             catch (EngineException ex) when (ex.Error == EngineError.ProcessExited || ex.Error == EngineError.ProcessNotFound) { }
