@@ -10,6 +10,8 @@ BeforeDiscovery {
     $SiblingSkip = if ($IsLinux) { Get-WriteTrackingSkipReason -Relation Sibling } else { 'Linux only' }
     $GdbSkip = if (-not $IsLinux) { 'Linux only' } elseif (-not (Get-Command gdb -CommandType Application -ErrorAction SilentlyContinue)) { 'gdb (the ptrace POKEDATA writer) is not installed' }
     $yama = if ($IsLinux -and (Test-Path /proc/sys/kernel/yama/ptrace_scope)) { [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) } else { 0 }
+    # Root reads the descriptors of a process that is not dumpable: those cases need an unprivileged user (the unprivileged run).
+    $HiddenSkip = if ($IsLinux -and (id -u) -eq '0') { 'root sees the descriptors of a process that is not dumpable' }
     if (-not $GdbSkip -and $yama -ge 1 -and (id -u) -ne '0') { $GdbSkip = "Yama's ptrace_scope $yama keeps gdb (a sibling of the target) from attaching as a user" }
 }
 
@@ -252,6 +254,114 @@ Describe 'Round 9: a write tracking that several commands use and none kept' -Ta
             if ($child -and -not $child.HasExited) { $child.Kill() }
             if (Get-State $t.Id) { Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue }
             Stop-TestTarget $t
+        }
+    }
+}
+
+Describe 'Round 9: a target that hides its descriptors (PR_SET_DUMPABLE 0) while its own user tracks it' -Tag 'WriteTracking', 'Security', 'Round9Tracking' -Skip:([bool]$WtSkip -or [bool]$HiddenSkip) {
+
+    # Before: the state's check (its descriptor still the userfaultfd it made, by inode) read nothing, took the state for
+    # stale and deleted it: the tracking stayed in the process (a userfaultfd, write-protect faults) with no state, so
+    # Disable-WriteTracking said WriteTrackingNotEnabled, and Enable-WriteTracking or a watch said WriteTrackingInUse, for good.
+    It 'Disable-WriteTracking says PermissionDenied and keeps the state; once the process is dumpable again it disables' {
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $null = New-WtRegion $t 8
+            $null = Enable-WriteTracking -Id $t.Id -Confirm:$false
+            $null = Send-TestTarget $t 'dumpable 0'
+            Get-ErrorId { Disable-WriteTracking -Id $t.Id -Confirm:$false } | Should -Be 'PermissionDenied,SoftDirty.Commands.DisableWriteTrackingCommand'
+            Test-Path (Join-Path $env:SOFTDIRTY_STATE_DIR "$($t.Id).json") | Should -BeTrue -Because 'a tracking that cannot be checked is not stale'
+            $null = Send-TestTarget $t 'dumpable 1'
+            (Get-SoftDirtySupport -Id $t.Id).Enabled | Should -BeTrue
+            Disable-WriteTracking -Id $t.Id -Confirm:$false
+            Get-UffdCount $t.Id | Should -Be 0
+            Get-State $t.Id | Should -BeNullOrEmpty
+        } finally {
+            $null = $t.TrySend('dumpable 1')
+            if (Get-State $t.Id) { Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue }
+            Stop-TestTarget $t
+        }
+    }
+
+    It 'a watch stopped by PermissionDenied leaves a tracking the next watch uses and disables' {
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $r = New-WtRegion $t 8
+            $done = $false
+            $id = Get-ErrorId {
+                Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 3 -Interval 0.5 | ForEach-Object { if (-not $done) { $done = $true; $null = Send-TestTarget $t 'dumpable 0' } }
+            }
+            $id | Should -Be 'PermissionDenied,SoftDirty.Commands.WatchDirtyPageCommand'
+            $null = Send-TestTarget $t 'dumpable 1'
+            Get-UffdCount $t.Id | Should -Be 1 -Because 'the watch could not disable the tracking of a process that hid it'
+            $done = $false
+            $s = @(Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 2 -Interval 0.5 -WarningAction SilentlyContinue | ForEach-Object { if (-not $done) { $done = $true; $null = Send-TestTarget $t "write $($r.Hex) 2 1" }; $_ })
+            $s.Count | Should -Be 2
+            Get-PageIndexes $s[1].Ranges $r.Address 8 $t.PageSize | Should -Contain 2
+            Get-UffdCount $t.Id | Should -Be 0 -Because 'the last command to end disables the tracking no one kept'
+        } finally {
+            $null = $t.TrySend('dumpable 1')
+            if (Get-State $t.Id) { Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue }
+            Stop-TestTarget $t
+        }
+    }
+}
+
+Describe 'Round 9: a target in namespaces of its own' -Tag 'WriteTracking', 'Security', 'Round9Tracking' -Skip:([bool]$WtSkip) {
+    BeforeDiscovery {
+        # What unshare may make here, measured: root makes any; a user needs unprivileged user namespaces (a sysctl, AppArmor).
+        $NsCases = foreach ($c in @(
+                @{ Name = 'user namespace (uid 0 inside)'; Unshare = @('-U', '-r') }
+                @{ Name = 'user and pid namespaces (pid 1 inside)'; Unshare = @('-U', '-r', '-p', '-f', '--kill-child') }
+                @{ Name = 'pid namespace (pid 1 inside)'; Unshare = @('-p', '-f', '--kill-child') })) {
+            $why = if (-not $IsLinux) { 'Linux only' } elseif (-not (Get-Command unshare -CommandType Application -ErrorAction SilentlyContinue)) { 'unshare is not installed' }
+            else { $null = & unshare @($c.Unshare) true 2>&1; if ($LASTEXITCODE -ne 0) { "unshare $($c.Unshare -join ' ') is refused here" } }
+            $c + @{ Why = $why }
+        }
+    }
+
+    # These held before this round (injection and the state use the pid this PowerShell sees, never one inside); they
+    # stay as regressions: a target in other namespaces is tracked, saved and left as it was.
+    It 'a target in a <Name>: a watch counts its writes, an increment restores them, Disable leaves no userfaultfd' -ForEach $NsCases {
+        if ($Why) { Set-ItResult -Skipped -Because $Why; return }
+        $launch = @('unshare') + $Unshare + @((Resolve-Path $wtExe).Path)
+        $psi = [Diagnostics.ProcessStartInfo]::new($launch[0])
+        foreach ($a in $launch | Select-Object -Skip 1) { $psi.ArgumentList.Add($a) }
+        $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true; $psi.UseShellExecute = $false
+        $p = [Diagnostics.Process]::Start($psi)
+        try {
+            $ready = $p.StandardOutput.ReadLine()
+            $ready | Should -BeLike 'READY *'
+            # unshare -f forks: the target is its child; otherwise unshare exec'd the target itself.
+            $children = "/proc/$($p.Id)/task/$($p.Id)/children"
+            $id = if ($Unshare -contains '-f') { Wait-Until { (Get-Content $children -ErrorAction SilentlyContinue) -match '\d' } 'the target'; [int](((Get-Content $children) -split ' ')[0]) } else { $p.Id }
+            $send = { param($c) $p.StandardInput.WriteLine($c); $p.StandardInput.Flush(); $line = $p.StandardOutput.ReadLine(); if ($line -notmatch '^OK') { throw "wttarget: '$c' -> $line" }; $line.Substring(2).Trim() }
+            $hex = & $send 'map 16'; $null = & $send "write $hex 0 16"; $base = [Convert]::ToUInt64($hex, 16)
+            $null = Enable-WriteTracking -Id $id -Confirm:$false
+            $done = $false
+            $s = @(Watch-DirtyPage -Id $id -Method WriteProtect -Count 2 -Interval 0.5 | ForEach-Object { if (-not $done) { $done = $true; $null = & $send "write $hex 3 2" }; $_ })
+            $second = Get-PageIndexes $s[1].Ranges $base 16 4096
+            foreach ($pg in 3, 4) { $second | Should -Contain $pg }
+            $dir = Join-Path $TestDrive "ns-$([guid]::NewGuid().ToString('n'))"
+            $null = Save-MemoryImage -Id $id -Path "$dir/full" -Method WriteProtect
+            $null = & $send "write $hex 9 1"
+            $null = Save-MemoryImage -Id $id -Path "$dir/inc" -Parent "$dir/full" -Method WriteProtect
+            Test-MemoryImage "$dir/inc" | Should -BeTrue
+            $null = Save-MemoryImage -Id $id -Path "$dir/ref" -Method Hash
+            $null = Restore-MemoryImage -Path "$dir/inc" -Destination "$dir/r-inc"
+            $null = Restore-MemoryImage -Path "$dir/ref" -Destination "$dir/r-ref"
+            $file = Get-ChildItem "$dir/r-ref" -Filter *.bin | Where-Object { $s0, $e0 = $_.BaseName -split '-'; [Convert]::ToUInt64($s0, 16) -le $base -and [Convert]::ToUInt64($e0, 16) -gt $base }
+            $off = [int]($base - [Convert]::ToUInt64(($file.BaseName -split '-')[0], 16))
+            $a = [IO.File]::ReadAllBytes($file.FullName)[$off..($off + 16 * 4096 - 1)]
+            $b = [IO.File]::ReadAllBytes((Join-Path "$dir/r-inc" $file.Name))[$off..($off + 16 * 4096 - 1)]
+            [Linq.Enumerable]::SequenceEqual([byte[]]$a, [byte[]]$b) | Should -BeTrue -Because 'the increment restores the region as the target holds it'
+            Disable-WriteTracking -Id $id -Confirm:$false
+            Get-UffdCount $id | Should -Be 0
+            & $send 'sum' | Should -Not -BeNullOrEmpty -Because 'the target runs on'
+        } finally {
+            try { $p.StandardInput.WriteLine('exit'); $p.StandardInput.Flush() } catch { }
+            if (-not $p.WaitForExit(5000)) { $p.Kill($true) }
+            $p.Dispose()
         }
     }
 }

@@ -458,6 +458,8 @@ internal sealed class WriteProtectTracker : IDirtyTracker
                     RemoteWriteProtect.Disable(_remote, RemoteWriteProtect.RegisteredRanges(_remote));
             }
             catch (EngineException ex) when (ex.Error == EngineError.ProcessExited || ex.Error == EngineError.ProcessNotFound) { }
+            // Not dumpable now: the tracking can be neither checked nor disabled; its state stays for a later command.
+            catch (EngineException ex) when (ex.Error == EngineError.PermissionDenied) { }
         }
         foreach (var (_, reg) in _registered) reg?.Dispose();
         _registered.Clear();
