@@ -365,3 +365,40 @@ Describe 'Round 9: a target in namespaces of its own' -Tag 'WriteTracking', 'Sec
         }
     }
 }
+
+Describe 'Round 9: a target that write-protects new memory with a userfaultfd of its own while it is tracked' -Tag 'WriteTracking', 'Security', 'Round9Tracking' -Skip:([bool]$WtSkip) {
+    # Before: PAGEMAP_SCAN takes any VMA registered for async write-protect as tracked, so the module scanned and re-protected
+    # a mapping the target registered with its own userfaultfd after Enable-WriteTracking: the target's own record of its
+    # writes was taken (its get-and-reset found 0 pages), and each of the target's own resets hid its writes from the
+    # watch (sample 2 lacked pages written in its interval). Now such a mapping is never reset by the module, and its
+    # present pages count at every look.
+    It 'the watch counts the pages written there although the target reset its own tracking, and never takes the target''s written pages' {
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $null = New-WtRegion $t 8
+            $null = Enable-WriteTracking -Id $t.Id -Confirm:$false
+            $own = New-WtRegion $t 16
+            $null = Send-TestTarget $t "ownuffd $($own.Hex) 16"
+            Send-TestTarget $t "ownreset $($own.Hex) 16" | Should -Be '16' -Because 'the target''s own tracking takes the 16 pages written before it registered them'
+            $state = @{ Done = $false; Own = '' }
+            $samples = @(Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 3 -Interval 0.5 | ForEach-Object {
+                    if (-not $state.Done) {
+                        $state.Done = $true
+                        $null = Send-TestTarget $t "write $($own.Hex) 3 2"
+                        $state.Own = Send-TestTarget $t "ownreset $($own.Hex) 16"
+                        $null = Send-TestTarget $t "write $($own.Hex) 10 2"
+                    }
+                    $_
+                })
+            $state.Own | Should -Be '2' -Because 'the target''s own tracking has the 2 pages it wrote since its last reset'
+            $second = Get-PageIndexes $samples[1].Ranges $own.Address 16 $t.PageSize
+            foreach ($p in 3, 4, 10, 11) { $second | Should -Contain $p -Because "page $p was written in sample 2's interval (the target's own reset does not hide it)" }
+            Send-TestTarget $t "ownreset $($own.Hex) 16" | Should -Be '2' -Because 'the watch''s collections did not re-protect the target''s pages 10 and 11'
+            Disable-WriteTracking -Id $t.Id -Confirm:$false
+            Get-UffdCount $t.Id | Should -Be 1 -Because 'the target''s own userfaultfd stays'
+        } finally {
+            if (Get-State $t.Id) { Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue }
+            Stop-TestTarget $t
+        }
+    }
+}
