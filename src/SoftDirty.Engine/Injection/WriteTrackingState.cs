@@ -40,4 +40,10 @@ public sealed class WriteTrackingState
     /// </summary>
     [JsonInclude]
     internal List<WriteTrackingUser> Users { get; set; } = new();
+    /// <summary>
+    /// Enabled by a command for itself, so counted by <see cref="Users"/>: with none left (and not kept) it is disabled. A
+    /// tracking enabled otherwise (the engine's own callers, a state of an earlier version) is left as it is.
+    /// </summary>
+    [JsonInclude]
+    internal bool Counted { get; set; }
 }

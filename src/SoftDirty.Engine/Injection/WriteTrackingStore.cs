@@ -231,11 +231,13 @@ internal static partial class WriteTrackingStore
 
     /// <summary>
     /// Adds the command <paramref name="token"/> of this process to the users of the tracking <paramref name="state"/>
-    /// (loaded under <see cref="Lock"/>) where it is not kept, and saves it; returns whether it was added.
+    /// (loaded under <see cref="Lock"/>) where it is not kept and is counted (<see cref="WriteTrackingState.Counted"/>, or
+    /// <paramref name="enabledHere"/>: this command enabled it for itself), and saves it; returns whether it was added.
     /// </summary>
-    public static bool Join(WriteTrackingState state, Guid token)
+    public static bool Join(WriteTrackingState state, Guid token, bool enabledHere)
     {
-        if (state.Kept) return false;
+        if (state.Kept || !(enabledHere || state.Counted)) return false;
+        state.Counted = true;
         int self = Environment.ProcessId;
         state.Users.Add(new WriteTrackingUser(self, StartTime(self), token));
         Save(state);
@@ -258,8 +260,10 @@ internal static partial class WriteTrackingStore
             throw;
         }
         if (state is null) return null;
-        state.Users.RemoveAll(u => u.Token == token || StartTime(u.ProcessId) != u.StartTime);
-        if (!state.Kept && state.Users.Count == 0) return state;
+        // Only a command still listed ends it: a tracking disabled and enabled again meanwhile is not the one it used.
+        bool listed = state.Users.RemoveAll(u => u.Token == token) > 0;
+        state.Users.RemoveAll(u => StartTime(u.ProcessId) != u.StartTime);
+        if (listed && state.Counted && !state.Kept && state.Users.Count == 0) return state;
         Save(state);
         return null;
     }

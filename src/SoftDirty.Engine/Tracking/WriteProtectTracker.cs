@@ -67,7 +67,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
                     _ownsTracking = true;
                 }
                 // Another command's tracking for itself alone (a watch, a migration) is used too: whoever ends last disables it.
-                _joined = WriteTrackingStore.Join(_state, _token);
+                _joined = WriteTrackingStore.Join(_state, _token, _ownsTracking);
             }
             _expectedReset = _state.ResetId;
         }
