@@ -59,6 +59,9 @@
  *   uffdunreg <hexaddr> <pages> <fd> UFFDIO_UNREGISTER of the range through descriptor fd (the write tracking's, say), as a
  *                                    program with a userfaultfd monitor of its own might                -> OK <rc> <errno>
  *   dumpable <0|1>                   prctl(PR_SET_DUMPABLE), as a program holding secrets does          -> OK <rc>
+ *   ownreset <hexaddr> <pages>       PAGEMAP_SCAN of /proc/self/pagemap with WP_MATCHING | CHECK_WPASYNC over the range: a program's
+ *                                    own get-and-reset of the written pages of a range its own userfaultfd registered (ownuffd)
+ *                                    -> OK <written pages it took> or ERR pagemap_scan <errno>
  *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
  */
 #define _GNU_SOURCE
@@ -487,6 +490,18 @@ static void *serve(void *arg)
             reply("OK %d %d", rc, rc ? errno : 0);
         } else if (!strcmp(cmd, "dumpable")) {
             reply("OK %d", prctl(PR_SET_DUMPABLE, strtol(line + 9, NULL, 10), 0, 0, 0));
+        } else if (!strcmp(cmd, "ownreset") && n >= 3) {
+            /* struct pm_scan_arg and struct page_region (include/uapi/linux/fs.h, Linux 6.7), spelled out for older headers */
+            uint64_t vec[3 * 64], arg[12] = { 96, 1 /* PM_SCAN_WP_MATCHING */ | 2 /* PM_SCAN_CHECK_WPASYNC */, a, a + b * (unsigned long)page_size,
+                                             0, (uint64_t)(uintptr_t)vec, 64, 0, 0, 2 /* PAGE_IS_WRITTEN */, 0, 2 };
+            int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+            long got = pm < 0 ? -1 : ioctl(pm, 0xC0606610UL /* PAGEMAP_SCAN */, arg);
+            int e = errno;
+            if (pm >= 0) close(pm);
+            if (got < 0) { reply("ERR pagemap_scan %d", e); continue; }
+            unsigned long pages = 0;
+            for (long i = 0; i < got; i++) pages += (vec[3 * i + 1] - vec[3 * i]) / (unsigned long)page_size;
+            reply("OK %lu", pages);
         } else {
             reply("ERR unknown command");
         }

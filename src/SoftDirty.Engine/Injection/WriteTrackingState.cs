@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Text.Json.Serialization;
 
 namespace SoftDirty.Injection;
@@ -33,4 +34,16 @@ public sealed class WriteTrackingState
     /// </summary>
     [JsonInclude]
     public bool Kept { get; internal set; }
+    /// <summary>
+    /// The commands using the tracking while it is not kept: a command that enabled it for itself no longer disables it
+    /// under another command still using it (which then stopped with WriteTrackingNotEnabled); the last one to end does.
+    /// </summary>
+    [JsonInclude]
+    internal List<WriteTrackingUser> Users { get; set; } = new();
+    /// <summary>
+    /// Enabled by a command for itself, so counted by <see cref="Users"/>: with none left (and not kept) it is disabled. A
+    /// tracking enabled otherwise (the engine's own callers, a state of an earlier version) is left as it is.
+    /// </summary>
+    [JsonInclude]
+    internal bool Counted { get; set; }
 }

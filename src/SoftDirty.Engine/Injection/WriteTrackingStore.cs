@@ -92,18 +92,47 @@ internal static partial class WriteTrackingStore
     }
 
     /// <summary>The state of <paramref name="pid"/>, or null when tracking is not enabled there (a stale or malformed file is removed).</summary>
+    /// <remarks>
+    /// PermissionDenied, the file kept, where the process hides its descriptors now (not dumpable: PR_SET_DUMPABLE 0, a
+    /// setuid program; its own user may not read /proc/PID/fd): the tracking cannot be checked, which is not a stale state.
+    /// Deleted, the tracking stayed in the process with no state, and no command of the module could disable it any more.
+    /// </remarks>
     public static WriteTrackingState? Load(int pid)
     {
         if (SafeFolder(create: false) is null) return null;
-        var path = FileOf(pid);
-        WriteTrackingState? state;
-        try { state = JsonSerializer.Deserialize<WriteTrackingState>(SafeFiles.ReadRegular(path, MaxStateBytes)); }
-        catch (FileNotFoundException) { return null; }
-        catch (JsonException) { state = null; }
-        catch (EngineException ex) when (ex.Error is EngineError.ImageCorrupt or EngineError.ImageIncomplete) { state = null; } // a FIFO, link or huge file planted there
-        if (state is not null && state.ProcessId == pid && StartTime(pid) == state.StartTime && state.Inode != 0 && DescriptorInode(pid, state.Descriptor) == state.Inode) return state;
+        var state = Read(pid, out bool found);
+        if (!found) return null;
+        if (state is not null && state.ProcessId == pid && StartTime(pid) == state.StartTime && state.Inode != 0)
+        {
+            if (DescriptorInode(pid, state.Descriptor) == state.Inode) return state;
+            if (!DescriptorsReadable(pid))
+                throw new EngineException(EngineError.PermissionDenied,
+                    $"The write tracking of process {pid} cannot be checked now: the process hides its descriptors (/proc/{pid}/fd; it is not dumpable, PR_SET_DUMPABLE 0, or a setuid program). Its state is kept; run as root, or again once the process is dumpable.", pid);
+        }
         Delete(pid);
         return null;
+    }
+
+    /// <summary>The state file of <paramref name="pid"/> as it is, unchecked (null where malformed); <paramref name="found"/>: whether there is one.</summary>
+    private static WriteTrackingState? Read(int pid, out bool found)
+    {
+        found = true;
+        try { return JsonSerializer.Deserialize<WriteTrackingState>(SafeFiles.ReadRegular(FileOf(pid), MaxStateBytes)); }
+        catch (FileNotFoundException) { found = false; return null; }
+        catch (JsonException) { return null; }
+        catch (EngineException ex) when (ex.Error is EngineError.ImageCorrupt or EngineError.ImageIncomplete) { return null; } // a FIFO, link or huge file planted there
+    }
+
+    /// <summary>Whether this process may read the descriptors of <paramref name="pid"/> (/proc/PID/fd needs ptrace access).</summary>
+    private static bool DescriptorsReadable(int pid)
+    {
+        try
+        {
+            foreach (var _ in Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd")) break;
+            return true;
+        }
+        catch (UnauthorizedAccessException) { return false; }
+        catch (IOException) { return true; } // gone: stale
     }
 
     public static void Save(WriteTrackingState state)
@@ -198,6 +227,45 @@ internal static partial class WriteTrackingStore
         state.Kept = true;
         Save(state);
         return state;
+    }
+
+    /// <summary>
+    /// Adds the command <paramref name="token"/> of this process to the users of the tracking <paramref name="state"/>
+    /// (loaded under <see cref="Lock"/>) where it is not kept and is counted (<see cref="WriteTrackingState.Counted"/>, or
+    /// <paramref name="enabledHere"/>: this command enabled it for itself), and saves it; returns whether it was added.
+    /// </summary>
+    public static bool Join(WriteTrackingState state, Guid token, bool enabledHere)
+    {
+        if (state.Kept || !(enabledHere || state.Counted)) return false;
+        state.Counted = true;
+        int self = Environment.ProcessId;
+        state.Users.Add(new WriteTrackingUser(self, StartTime(self), token));
+        Save(state);
+        return true;
+    }
+
+    /// <summary>
+    /// Removes the command <paramref name="token"/> (and commands whose process is gone) from the users of the tracking of
+    /// <paramref name="pid"/>; call under <see cref="Lock"/>. Returns the state when the tracking is now unused (not kept,
+    /// no other command left), for the caller to disable; null where it is not enabled or still used.
+    /// </summary>
+    public static WriteTrackingState? Leave(int pid, Guid token)
+    {
+        WriteTrackingState? state;
+        try { state = Load(pid); }
+        catch (EngineException ex) when (ex.Error == EngineError.PermissionDenied)
+        {
+            // Hidden now (not dumpable): this command leaves all the same, so that the last one to end once it shows again disables it.
+            if (Read(pid, out _) is { } hidden && hidden.Users.RemoveAll(u => u.Token == token) > 0) Save(hidden);
+            throw;
+        }
+        if (state is null) return null;
+        // Only a command still listed ends it: a tracking disabled and enabled again meanwhile is not the one it used.
+        bool listed = state.Users.RemoveAll(u => u.Token == token) > 0;
+        state.Users.RemoveAll(u => StartTime(u.ProcessId) != u.StartTime);
+        if (listed && state.Counted && !state.Kept && state.Users.Count == 0) return state;
+        Save(state);
+        return null;
     }
 
     private const string LockSuffix = ".lock";

@@ -24,7 +24,9 @@ public sealed class WriteTrackingSupport
     {
         var refused = InjectionSupport.Check(source.ProcessId, source.Features);
         int seccomp = InjectionSupport.SeccompMode(source.ProcessId);
-        bool enabled = WriteTrackingStore.Load(source.ProcessId) is not null;
+        bool enabled;
+        try { enabled = WriteTrackingStore.Load(source.ProcessId) is not null; }
+        catch (EngineException hidden) when (hidden.Error == EngineError.PermissionDenied) { enabled = true; refused ??= hidden; } // kept, but not checkable now
         if (refused is null && !enabled) refused = InjectionSupport.ForeignTracking(source);
         return new WriteTrackingSupport
         {

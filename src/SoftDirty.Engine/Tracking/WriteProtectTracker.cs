@@ -29,6 +29,9 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     private readonly ProcPageSource? _remote;
     private WriteTrackingState? _state;
     private bool _ownsTracking;
+    // This command's entry in the users of a tracking no one kept (WriteTrackingStore.Join): the last user to end disables it.
+    private readonly Guid _token = Guid.NewGuid();
+    private bool _joined;
     // The reset of the shared tracking this tracker counts from: its own last reset, or the one it resumed from. Another
     // command or session that resets the same process (a save, a watch, a migration) replaces it in the state file.
     private Guid _expectedReset;
@@ -63,6 +66,8 @@ internal sealed class WriteProtectTracker : IDirtyTracker
                     _state = RemoteWriteProtect.Enable(proc, ranges);
                     _ownsTracking = true;
                 }
+                // Another command's tracking for itself alone (a watch, a migration) is used too: whoever ends last disables it.
+                _joined = WriteTrackingStore.Join(_state, _token, _ownsTracking);
             }
             _expectedReset = _state.ResetId;
         }
@@ -271,7 +276,9 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         var clock = Stopwatch.StartNew();
         using var held = WriteTrackingStore.Lock(_remote!.ProcessId, cancel);
         ResetElsewhere = !Reload();
-        var spans = Spans();
+        var all = Spans();
+        var foreign = ForeignSpans(all);
+        var spans = foreign.Count == 0 ? all : all.Except(foreign).ToList();
         var fresh = new List<AddressRange>();
         if (rearm)
         {
@@ -284,14 +291,34 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         var regions = ScanRemote(spans, rearm, fresh, cancel);
         InjectionSteps.Mark(StepCollected);
         if (ResetElsewhere) regions = PageWalk.PresentRegions(Source, spans, cancel: cancel).ToList();
+        if (foreign.Count > 0)
+        {
+            regions.AddRange(PageWalk.PresentRegions(Source, foreign, cancel: cancel));
+            regions.Sort((x, y) => x.Start.CompareTo(y.Start));
+        }
         ulong scanned = 0, ps = (ulong)Source.PageSize;
-        foreach (var s in spans) scanned += (s.End - s.Start) / ps;
+        foreach (var s in all) scanned += (s.End - s.Start) / ps;
         var b = new RangeListBuilder();
         foreach (var r in regions) b.Add(r.Start, r.End);
         fresh.Sort((x, y) => x.Start.CompareTo(y.Start));
         var nb = new RangeListBuilder();
         foreach (var r in fresh) nb.Add(r.Start, r.End);
         return new DirtyPageSet(Method, Source.PageSize, b.Build(), scanned, clock.Elapsed) { NewMappingRanges = nb.Build(), ResetElsewhere = ResetElsewhere };
+    }
+
+    /// <summary>
+    /// The spans whose VMA another userfaultfd of the process registered since the tracking was enabled (at enabling, such
+    /// a registration is WriteTrackingInUse). Registered for async write-protect, PAGEMAP_SCAN takes them as tracked: a reset
+    /// re-protected the process's own tracking (its record of writes lost) and each of its own resets hid writes from this
+    /// one. Only where the process holds another userfaultfd, each span is registered again with this tracking's: the
+    /// kernel says EBUSY for a VMA of another userfaultfd (and takes one of this tracking's or of none). Those spans are
+    /// never scanned with a reset; their present pages count at every look, as a range the kernel will not register does.
+    /// </summary>
+    private List<PageSpan> ForeignSpans(List<PageSpan> spans)
+    {
+        if (spans.Count == 0 || WriteTrackingStore.UserfaultfdDescriptors(_remote!.ProcessId).All(fd => fd == _state!.Descriptor)) return new List<PageSpan>();
+        var accepted = RemoteWriteProtect.Register(_remote, _state!, Ranges(spans));
+        return spans.Where((_, i) => !accepted[i]).ToList();
     }
 
     /// <inheritdoc/>
@@ -302,6 +329,8 @@ internal sealed class WriteProtectTracker : IDirtyTracker
             using var held = WriteTrackingStore.Lock(_remote.ProcessId, cancel);
             Reload();
             var current = Spans();
+            var foreign = ForeignSpans(current);
+            if (foreign.Count > 0) current = current.Except(foreign).ToList();
             InjectionSteps.Mark("maps (reset)");
             // Recorded first, as in CollectRemote: a reset cut short still counts as one for every other command.
             RemoteWriteProtect.RecordReset(_state!);
@@ -441,17 +470,20 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     /// <inheritdoc/>
     public void Dispose()
     {
-        if (_remote is not null && _ownsTracking && _state is not null)
+        if (_remote is not null && _joined && _state is not null)
         {
             _state = null;
             try
             {
                 using var held = WriteTrackingStore.Lock(_remote.ProcessId, default);
-                // Enable-WriteTracking or an image chain asked meanwhile to keep the tracking this command enabled for itself.
-                if (WriteTrackingStore.Load(_remote.ProcessId) is not { Kept: true })
+                // Disabled only where no other command uses it and no one (Enable-WriteTracking, an image chain) asked
+                // meanwhile to keep it: the first of two watches to end left the other with WriteTrackingNotEnabled before.
+                if (WriteTrackingStore.Leave(_remote.ProcessId, _token) is not null)
                     RemoteWriteProtect.Disable(_remote, RemoteWriteProtect.RegisteredRanges(_remote));
             }
             catch (EngineException ex) when (ex.Error == EngineError.ProcessExited || ex.Error == EngineError.ProcessNotFound) { }
+            // Not dumpable now: the tracking can be neither checked nor disabled; its state stays for a later command.
+            catch (EngineException ex) when (ex.Error == EngineError.PermissionDenied) { }
         }
         foreach (var (_, reg) in _registered) reg?.Dispose();
         _registered.Clear();
