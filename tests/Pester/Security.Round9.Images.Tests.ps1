@@ -296,3 +296,30 @@ if (`$b) {
         $r.UFFD | Should -Be '0' -Because 'a refused save leaves the new process as it was (no write tracking enabled)'
     }
 }
+
+Describe 'Emulated chains with -Method WriteProtect across commands' -Tag 'Workflows', 'Security', 'Round9Images' {
+    It 'an increment of the image the tracking was last re-armed at reads only the written pages (<Profile>), and restores what a full image restores' -ForEach @(
+        @{ Profile = '6.12' }, @{ Profile = '6.18' }
+    ) {
+        # Before the fix each command wrapped the emulated process anew and the tracker kept between saves was kept on
+        # the wrapper: never found again, so every increment compared every page (what -Method Hash does), silently.
+        $e = New-EmulatedProcess -Kernel $Profile -Name r9-wp
+        $m = $e | Add-EmulatedMapping -Length 1MB
+        $e | Write-EmulatedMemory -Address $m.Start -Length 1MB
+        $chain = New-Dest
+        $null = $e | Save-MemoryImage -Path "$chain/0" -Method WriteProtect
+        $e | Write-EmulatedMemory -Address ($m.Start + 64KB) -Length 8KB
+        $null = $e | Save-MemoryImage -Path "$chain/1" -Parent "$chain/0" -Method WriteProtect -WarningVariable w
+        $w | Should -BeNullOrEmpty
+        $e | Write-EmulatedMemory -Address ($m.Start + 128KB) -Length 12KB
+        $null = $e | Save-MemoryImage -Path "$chain/2" -Parent "$chain/1" -Method WriteProtect -WarningVariable w
+        $w | Should -BeNullOrEmpty
+        $images = @(Get-MemoryImage "$chain/2" | Sort-Object Depth)
+        $images[1].ScannedPages | Should -Be 2
+        $images[2].ScannedPages | Should -Be 3
+        $images[2].DataPages | Should -Be 3
+        $full = New-Dest
+        $null = $e | Save-MemoryImage -Path $full -Method Hash
+        Compare-Restore "$chain/2" $full | Should -BeNullOrEmpty
+    }
+}
