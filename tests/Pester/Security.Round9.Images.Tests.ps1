@@ -322,4 +322,24 @@ Describe 'Emulated chains with -Method WriteProtect across commands' -Tag 'Workf
         $null = $e | Save-MemoryImage -Path $full -Method Hash
         Compare-Restore "$chain/2" $full | Should -BeNullOrEmpty
     }
+
+    It 'a chain of one mapping (-Mapping) goes on with the tracking it armed: no warning, only the written pages read' {
+        # With the tracker found again (above), a -Mapping save found it made for "another selection": each command
+        # made its selector anew, and selectors are compared by reference. The same selection now gives the same one.
+        $e = New-EmulatedProcess -Kernel 6.18 -Name r9-wpsel
+        $m = $e | Add-EmulatedMapping -Length 256KB -Path /r9/selected
+        $other = $e | Add-EmulatedMapping -Length 256KB
+        $e | Write-EmulatedMemory -Address $m.Start -Length 256KB
+        $e | Write-EmulatedMemory -Address $other.Start -Length 256KB
+        $chain = New-Dest
+        $null = $e | Save-MemoryImage -Path "$chain/0" -Method WriteProtect -Mapping '/r9/sel*'
+        $e | Write-EmulatedMemory -Address ($m.Start + 16KB) -Length 8KB
+        $e | Write-EmulatedMemory -Address ($other.Start + 16KB) -Length 8KB
+        $null = $e | Save-MemoryImage -Path "$chain/1" -Parent "$chain/0" -Method WriteProtect -Mapping '/r9/sel*' -WarningVariable w
+        $w | Should -BeNullOrEmpty
+        (Get-MemoryImage "$chain/1" | Where-Object Depth -eq 1).ScannedPages | Should -Be 2
+        $full = New-Dest
+        $null = $e | Save-MemoryImage -Path $full -Method Hash -Mapping '/r9/sel*'
+        Compare-Restore "$chain/1" $full | Should -BeNullOrEmpty
+    }
 }
