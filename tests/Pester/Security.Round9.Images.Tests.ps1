@@ -64,6 +64,8 @@ Describe 'Pages that change with no write by the process (a real process)' -Tag 
         $script:none = Send-ImgTarget $t 'map 8'
         $null = Send-ImgTarget $t "fill $none 8 5"
         $null = Send-ImgTarget $t "protect $none 8 0"
+        $script:shm = (Send-ImgTarget $t 'shm 16') -split ' '   # address, descriptor (hex)
+        $null = Send-ImgTarget $t "fill $($shm[0]) 16 6"
         $script:wtEnabled = $false
     }
     AfterEach {
@@ -80,7 +82,11 @@ Describe 'Pages that change with no write by the process (a real process)' -Tag 
             @{ Method = $m; Case = 'a writable private mapping written by another process through /proc/PID/mem' }
             @{ Method = $m; Case = 'a read-only private mapping written by another process through /proc/PID/mem (FOLL_FORCE)' }
             @{ Method = $m; Case = 'a PROT_NONE private mapping written by another process through /proc/PID/mem (FOLL_FORCE)' }
+            @{ Method = $m; Case = 'a memfd (MAP_SHARED) with a hole punched by another process (fallocate PUNCH_HOLE)' }
         }
+        # Hash only: with write tracking, the truncated pages keep uffd-wp markers that read as SIGBUS, and every image
+        # says 8 pages are unreadable (reported in round 9, not fixed yet).
+        @{ Method = 'Hash'; Case = 'a memfd (MAP_SHARED) truncated by another process to half its size (the rest SIGBUS)' }
     ) {
         if ($Method -eq 'WriteProtect' -and $WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
         if ($Method -eq 'WriteProtect') { $null = Enable-WriteTracking -Id $t.Id; $script:wtEnabled = $true }
@@ -98,6 +104,17 @@ Describe 'Pages that change with no write by the process (a real process)' -Tag 
                 $null = Send-ImgTarget $t "free $anon 2 8"
                 $null = Send-ImgTarget $t "write $anon 2 8"
                 $null = Send-ImgTarget $t "pageout $anon 2 8"
+            }
+            '*hole punched*' {
+                $fd = "/proc/$($t.Id)/fd/$([Convert]::ToInt32($shm[1], 16))"
+                fallocate --punch-hole --keep-size --offset 8192 --length 16384 $fd
+                $LASTEXITCODE | Should -Be 0
+                (Read-TargetMemory $t.Id ([Convert]::ToUInt64($shm[0], 16) + 8192) 16384) | Should -Be ([byte[]]::new(16384))
+            }
+            '*truncated*' {
+                $fd = "/proc/$($t.Id)/fd/$([Convert]::ToInt32($shm[1], 16))"
+                truncate --size 32768 $fd
+                $LASTEXITCODE | Should -Be 0
             }
             '*through /proc/PID/mem*' {
                 $addr = switch -Wildcard ($Case) { 'a writable*' { $anon } 'a read-only*' { $ro } default { $none } }
