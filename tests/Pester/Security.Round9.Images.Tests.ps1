@@ -13,8 +13,11 @@ BeforeDiscovery {
     # new user namespace where the kernel lets users make one.
     $NsSkip = if (-not $Unshare) { 'unshare (util-linux) is not installed' }
     elseif (-not $IsRoot) {
-        $null = & $Unshare.Source -Urpf --mount-proc true 2>&1
+        # In a user namespace the host's root shows as the overflow user, and the module refuses folders of another
+        # user on a destination's way (UnsafeDestination), so the case needs a pid namespace without one.
+        $owner = & $Unshare.Source -Urpf --mount-proc stat -c %u / 2>&1
         if ($LASTEXITCODE -ne 0) { 'this kernel lets no unprivileged user make a user and pid namespace (unshare -Urpf)' }
+        elseif ("$owner".Trim() -ne '0') { "in the user namespace an unprivileged user needs for a pid namespace, / belongs to user $("$owner".Trim()) (the overflow user), and the module refuses a destination below another user's folder" }
     }
 }
 
