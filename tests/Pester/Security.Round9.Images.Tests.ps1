@@ -153,10 +153,11 @@ Describe 'Hugetlb mappings (a real process)' -Tag 'Workflows', 'Security', 'Roun
         # needs them free already.
         $script:hugeBefore = [int](Get-Content /proc/sys/vm/nr_hugepages)
         $free = { [int]((Get-Content /proc/meminfo | Where-Object { $_ -like 'HugePages_Free:*' }) -split '\s+')[1] }
-        if ($IsRoot -and (& $free) -lt 2) { Set-Content /proc/sys/vm/nr_hugepages ($hugeBefore + 2 - (& $free)) -ErrorAction SilentlyContinue }
+        # (Written with WriteAllText: Set-Content leaves a sysctl file as it was.)
+        if ($IsRoot -and (& $free) -lt 2) { try { [IO.File]::WriteAllText('/proc/sys/vm/nr_hugepages', "$($hugeBefore + 2 - (& $free))") } catch { Write-Warning "nr_hugepages: $_" } }
         $script:HugeSkip = if ((& $free) -lt 2) { "fewer than 2 free hugetlb pages (HugePages_Free $(& $free)), and $(if ($IsRoot) { 'none could be reserved' } else { 'only root may reserve them' })" }
     }
-    AfterAll { if ($IsRoot) { Set-Content /proc/sys/vm/nr_hugepages $hugeBefore -ErrorAction SilentlyContinue } }
+    AfterAll { if ($IsRoot -and [int](Get-Content /proc/sys/vm/nr_hugepages) -ne $hugeBefore) { [IO.File]::WriteAllText('/proc/sys/vm/nr_hugepages', "$hugeBefore") } }
     BeforeEach { $script:t = if (-not $HugeSkip) { Start-ImgTarget } }
     AfterEach {
         if ($t -and $wtEnabled) { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
@@ -196,7 +197,8 @@ Describe 'Hugetlb mappings (a real process)' -Tag 'Workflows', 'Security', 'Roun
         # And an emulated process gets the same bytes where the process had them.
         $e = New-EmulatedProcess -Name r9-hugetlb
         $null = Restore-MemoryImage "$chain/1" -Emulator $e
-        $e | Read-EmulatedMemory -Address $start -Length 8192 -AsByteArray | Should -Be $now
+        [byte[]]$emulated = $e | Read-EmulatedMemory -Address $start -Length 8192 -AsByteArray
+        [Convert]::ToHexString($emulated) | Should -Be ([Convert]::ToHexString($now))
     }
 }
 
