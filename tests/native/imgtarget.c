@@ -20,6 +20,10 @@
      grow <hexaddr> <pages> <newpages>    mremap MREMAP_MAYMOVE to the new size -> OK <hexaddr>
      fixed <hexaddr> <pages>              a new anonymous mapping MAP_FIXED over the pages (zeros) -> OK
      deleted <path> <pages>               the file (created, filled, seed 11) mapped MAP_PRIVATE rw, read, then unlinked -> OK <hexaddr>
+   Round 9 (pages that change with no write by the process):
+     free <hexaddr> <index> [count]       MADV_FREE of the pages (lazily freed: reclaim may drop them) -> OK
+     pageout <hexaddr> <index> [count]    MADV_PAGEOUT of the pages (reclaims them now: lazily freed ones are dropped) -> OK
+     hugetlb <pages>                      MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB rw of that many default huge pages -> OK <hexaddr> <hugepagesize>, or ERR hugetlb <errno>
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
@@ -181,6 +185,22 @@ int main(void) {
             for (long i = 0; i < pages; i++) sum += ((unsigned char *)m)[i * ps];
             unlink(path);
             printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
+        } else if (!strcmp(cmd, "free")) {
+            printf(madvise(p + x * ps, y * ps, MADV_FREE) == 0 ? "OK\n" : "ERR madvise\n");
+        } else if (!strcmp(cmd, "pageout")) {
+            printf(madvise(p + x * ps, y * ps, MADV_PAGEOUT) == 0 ? "OK\n" : "ERR madvise\n");
+        } else if (!strcmp(cmd, "hugetlb")) {
+            long pages = 0;
+            sscanf(line, "%*s %ld", &pages);
+            long huge = 0;
+            FILE *mi = fopen("/proc/meminfo", "r");
+            char l[256];
+            while (mi && fgets(l, sizeof l, mi)) if (sscanf(l, "Hugepagesize: %ld kB", &huge) == 1) break;
+            if (mi) fclose(mi);
+            if (huge <= 0) { printf("ERR hugetlb %d\n", ENOENT); continue; }
+            void *m = mmap(NULL, pages * huge * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+            if (m == MAP_FAILED) { printf("ERR hugetlb %d\n", errno); continue; }
+            printf("OK %llx %lx\n", (unsigned long long)(uintptr_t)m, huge * 1024);
         } else if (!strcmp(cmd, "exit")) {
             printf("OK\n");
             return 0;

@@ -28,6 +28,14 @@ internal static class ImageTracking
         public string? Epoch { get; set; }
     }
 
+    /// <summary>The page source under any wrappers (the one whose tracking state they share).</summary>
+    private static IPageSource Unwrapped(IPageSource source)
+    {
+        const int MaxDepth = 16;
+        for (int i = 0; i < MaxDepth && source is IPageSourceWrapper w; i++) source = w.Inner;
+        return source;
+    }
+
     public static TrackingMethod Resolve(IPageSource source, TrackingMethod method)
     {
         if (method != TrackingMethod.Auto) return method;
@@ -134,7 +142,10 @@ internal static class ImageTracking
                 // miss the writes between that image and the newer one the tracker was re-armed at.
                 // It also watches only the mappings of the selection it was made with: a save of another selection
                 // (every mapping after a -Mapping save) would miss the writes elsewhere, so it starts a new one.
-                bool hasKept = Kept.TryGetValue(source, out var kept);
+                // Kept on the process under its wrappers: each command wraps an emulated process anew (EmulatedTarget),
+                // so a tracker kept on the wrapper was never found again and every increment compared every page.
+                var keptOn = Unwrapped(source);
+                bool hasKept = Kept.TryGetValue(keptOn, out var kept);
                 if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && hasKept && parent.ArmedEpoch == kept!.Epoch && kept.Selector == selector && !verify)
                     set = kept.Tracker.Collect(rearm: true, cancel);
                 else
@@ -143,11 +154,11 @@ internal static class ImageTracking
                         warn?.Invoke(kept!.Selector != selector && parent.ArmedEpoch == kept.Epoch
                             ? $"The write tracking of process {source.ProcessId} watches the mappings of another selection (-Mapping) than this save's: comparing every page's contents with the parent's hashes instead."
                             : $"The write tracking of process {source.ProcessId} was re-armed at another image since the parent image was taken (a branch, or an increment of an older image): comparing every page's contents with the parent's hashes instead.");
-                    if (hasKept) { kept!.Tracker.Dispose(); Kept.Remove(source); }
+                    if (hasKept) { kept!.Tracker.Dispose(); Kept.Remove(keptOn); }
                     var t = new WriteProtectTracker(source, selector);
                     t.Reset(cancel);
                     kept = new KeptTracker(t, selector);
-                    Kept.Add(source, kept);
+                    Kept.Add(keptOn, kept);
                 }
                 kept!.Epoch = Guid.NewGuid().ToString("N");
                 armedEpoch = kept.Epoch;

@@ -62,7 +62,7 @@ internal static class ImageWriter
         if (parentPath is not null)
         {
             chain = ImageReader.Chain(parentPath);
-            try { CheckParent(chain[^1], source, ps, parentPath, trackedAgainst); }
+            try { CheckParent(chain[^1], source, parentPath, trackedAgainst); }
             catch
             {
                 chain.Dispose(); // (the chain is closed on every way out: a refused parent included)
@@ -276,18 +276,30 @@ internal static class ImageWriter
     }
 
     /// <summary>The parent an increment continues: the process's page size, the same process, and (where given) the very image the candidates were found against.</summary>
-    private static void CheckParent(OpenedImage parent, IPageSource source, int ps, string parentPath, ImageManifest? trackedAgainst)
+    private static void CheckParent(OpenedImage parent, IPageSource source, string parentPath, ImageManifest? trackedAgainst)
     {
         var manifest = parent.Manifest;
-        if (manifest.PageSize != ps)
-            throw new EngineException(EngineError.ImageParentMismatch, $"{parent.File(ImageFormat.ManifestFile)}: page size {manifest.PageSize}, the process uses {ps}.", parentPath);
-        var identity = TrackingEpoch.Identity(source);
-        if (manifest.ProcessIdentity != identity)
-            throw new EngineException(EngineError.ImageParentMismatch,
-                $"{parent.File(ImageFormat.ManifestFile)} is an image of another process ({manifest.ProcessName}, {manifest.ProcessIdentity}), not of process {source.ProcessId} ({identity ?? "gone"}): an increment continues the chain of the same process. Save a full image instead.", parentPath);
+        CheckParentProcess(manifest, source, parent.File(ImageFormat.ManifestFile), parentPath);
         if (trackedAgainst is not null && (manifest.Id != trackedAgainst.Id || manifest.Checksum != trackedAgainst.Checksum))
             throw new EngineException(EngineError.ImageParentMismatch,
                 $"The parent image {parentPath} was replaced while this save read it (it was image {trackedAgainst.Id}, it is now {manifest.Id}): the pages found changed since the one would be compared with the other. Nothing was saved; save again.", parentPath);
+    }
+
+    /// <summary>
+    /// That <paramref name="manifest"/> (a parent's, read from <paramref name="manifestFile"/>) is of this very process
+    /// and page size, else ImageParentMismatch. Save-MemoryImage calls it before it collects the process's tracking too:
+    /// the collection clears soft-dirty or resets (and first enables) write tracking, which a refused increment must
+    /// not do to the process (another process under a reused pid, or a careless -Parent, would lose its own chain's
+    /// tracking to a save that fails).
+    /// </summary>
+    public static void CheckParentProcess(ImageManifest manifest, IPageSource source, string manifestFile, string parentPath)
+    {
+        if (manifest.PageSize != source.PageSize)
+            throw new EngineException(EngineError.ImageParentMismatch, $"{manifestFile}: page size {manifest.PageSize}, the process uses {source.PageSize}.", parentPath);
+        var identity = TrackingEpoch.Identity(source);
+        if (manifest.ProcessIdentity != identity)
+            throw new EngineException(EngineError.ImageParentMismatch,
+                $"{manifestFile} is an image of another process ({manifest.ProcessName}, {manifest.ProcessIdentity}), not of process {source.ProcessId} ({identity ?? "gone"}): an increment continues the chain of the same process. Save a full image instead.", parentPath);
     }
 
     /// <summary>

@@ -67,6 +67,8 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
         var parent = Parent is null ? null : FileSystemPath(Parent);
         if (!ShouldProcess($"{source.Name} ({source.ProcessId})", $"Save a {(parent is null ? "full" : "incremental")} memory image to {path}")) return;
         ImageManifest? parentManifest = parent is null ? null : ImageReader.ReadManifest(parent);
+        // Whose image the parent is, before the tracking is collected (which changes the process's tracking).
+        if (parentManifest is not null) ImageWriter.CheckParentProcess(parentManifest, source, System.IO.Path.Combine(parent!, ImageFormat.ManifestFile), parent!);
         var method = ImageTracking.Resolve(source, Method);
         var selector = WorkflowSelector.Checked(source, Mapping);
         var progress = new Progress(this, $"Saving the memory of {source.Name} ({source.ProcessId})", path);

@@ -1,4 +1,6 @@
 using System;
+using System.Collections.Concurrent;
+using System.Globalization;
 using SoftDirty;
 
 namespace SoftDirty.Commands;
@@ -6,13 +8,23 @@ namespace SoftDirty.Commands;
 /// <summary>The mappings a workflow cmdlet works on: -Mapping names (wildcards) and/or those overlapping [Address, Address + Length).</summary>
 internal static class WorkflowSelector
 {
-    /// <summary>Null: every mapping. The range must not wrap (checked by the caller).</summary>
+    // One selector object per selection: the WriteProtect tracker an emulated process keeps between saves is used only
+    // by a save of the very selection it was made with (compared by reference), which a later command gives anew.
+    private static readonly ConcurrentDictionary<string, Func<MemoryMapping, bool>> Made = new(StringComparer.Ordinal);
+
+    /// <summary>Null: every mapping; the same selection gives the same object. The range must not wrap (checked by the caller).</summary>
     public static Func<MemoryMapping, bool>? Create(string[]? names, ulong? address, ulong? length)
     {
-        var byName = names is { Length: > 0 } ? new MappingSelector(names) : null;
-        ulong start = address ?? 0, end = address is null ? ulong.MaxValue : start + (length ?? 1);
-        if (byName is null && address is null) return null;
-        return m => (byName is null || byName.IsMatch(m)) && m.End > start && m.Start < end;
+        if (names is not { Length: > 0 } && address is null) return null;
+        // Each name length-prefixed: no two selections share a key whatever characters the names hold.
+        var key = string.Concat(Array.ConvertAll(names ?? Array.Empty<string>(), n => n.Length.ToString(CultureInfo.InvariantCulture) + ":" + n))
+            + "|" + address?.ToString(CultureInfo.InvariantCulture) + "|" + length?.ToString(CultureInfo.InvariantCulture);
+        return Made.GetOrAdd(key, _ =>
+        {
+            var byName = names is { Length: > 0 } ? new MappingSelector(names) : null;
+            ulong start = address ?? 0, end = address is null ? ulong.MaxValue : start + (length ?? 1);
+            return m => (byName is null || byName.IsMatch(m)) && m.End > start && m.Start < end;
+        });
     }
 
     /// <summary>
