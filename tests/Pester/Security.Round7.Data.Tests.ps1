@@ -160,21 +160,22 @@ Describe 'A chain deeper than the open-file limit' -Tag 'Workflows', 'Security',
         if (-not $prlimit) { Set-ItResult -Skipped -Because 'prlimit (util-linux) is not installed: the test lowers the open-file limit of a child pwsh with it'; return }
         # Before the fix each image of the chain past the limit failed to open with EMFILE, which the reader took for a
         # broken image: Test-MemoryImage answered $false (a user deletes such a chain) and the others ImageParentMismatch.
-        $e = New-EmulatedProcess
-        $m = $e | Add-EmulatedMapping -Length 64KB
-        $e | Write-EmulatedMemory -Address $m.Start -Length $m.Size
+        # The child makes the chain of an emulated process of its own (a save's -Parent must be of the same process),
+        # then lowers its own limit to what it has open now and a few more: fewer than the chain's images.
         $chain = New-Dest
-        $null = $e | Save-MemoryImage -Path "$chain/0" -Method Hash
         $depth = 60
-        foreach ($i in 1..$depth) {
-            $e | Write-EmulatedMemory -Address ($m.Start + 4KB * ($i % 16)) -Length 4KB -Value ($i % 250)
-            $null = $e | Save-MemoryImage -Path "$chain/$i" -Parent "$chain/$($i - 1)" -Method Hash
-        }
-        Test-MemoryImage "$chain/$depth" | Should -BeTrue -Because 'the chain is valid where descriptors are plenty'
         $leaf = "$chain/$depth"
         $restored = New-Dest
-        # The child lowers its own limit to what it has open now and a few more: fewer than the chain's images.
         $out = Invoke-ChildPwsh -ImportModule @"
+`$e = New-EmulatedProcess
+`$m = `$e | Add-EmulatedMapping -Length 64KB
+`$e | Write-EmulatedMemory -Address `$m.Start -Length `$m.Size
+`$null = `$e | Save-MemoryImage -Path '$chain/0' -Method Hash
+foreach (`$i in 1..$depth) {
+    `$e | Write-EmulatedMemory -Address (`$m.Start + 4KB * (`$i % 16)) -Length 4KB -Value (`$i % 250)
+    `$null = `$e | Save-MemoryImage -Path "$chain/`$i" -Parent "$chain/`$(`$i - 1)" -Method Hash
+}
+'valid=' + (Test-MemoryImage '$leaf')
 `$open = @(Get-ChildItem /proc/`$PID/fd).Count + 20
 & '$($prlimit.Source)' --pid `$PID --nofile=`${open}:`${open}
 function Id([scriptblock] `$Run) { try { `$null = & `$Run; 'none' } catch { `$_.FullyQualifiedErrorId.Split(',')[0] } }
@@ -182,10 +183,10 @@ function Id([scriptblock] `$Run) { try { `$null = & `$Run; 'none' } catch { `$_.
 'detailed=' + (Id { Test-MemoryImage '$leaf' -Detailed -ErrorAction Stop })
 'get=' + (Id { Get-MemoryImage '$leaf' -ErrorAction Stop })
 'restore=' + (Id { Restore-MemoryImage '$leaf' '$restored' -ErrorAction Stop })
-`$x = New-EmulatedProcess
-'save=' + (Id { `$x | Save-MemoryImage -Path '$chain/next' -Parent '$leaf' -ErrorAction Stop })
+'save=' + (Id { `$e | Save-MemoryImage -Path '$chain/next' -Parent '$leaf' -Method Hash -ErrorAction Stop })
 "@
         $lines = @($out | ForEach-Object { "$_" })
+        $lines | Should -Contain 'valid=True' -Because "the chain is valid where descriptors are plenty ($($lines -join '; '))"
         foreach ($command in 'test', 'detailed', 'get', 'restore', 'save') {
             $lines | Should -Contain "$command=ResourceLimit" -Because "$command ($($lines -join '; '))"
         }
