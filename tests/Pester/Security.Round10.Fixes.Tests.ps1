@@ -1,7 +1,12 @@
 #Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
 # Issue 13, tenth attack round, on the code round 9 added (new cases only; rounds 2-9 are in Security.Round*.Tests.ps1,
 # Workflows.Security.Tests.ps1 and WriteTracking.Tests.ps1): the selection cache of the workflow cmdlets (one selector
-# object per selection, so that an emulated process's kept WriteProtect tracker is continued).
+# object per selection, so that an emulated process's kept WriteProtect tracker is continued) and the users list of a
+# write tracking no one kept (WriteTrackingStore.Join/Leave).
+
+BeforeDiscovery {
+    $SiblingSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason -Relation Sibling } else { 'Linux only' }
+}
 
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
@@ -48,5 +53,72 @@ Describe 'Round 10: the selection cache of the workflow cmdlets' -Tag Round10Fix
         [object]::ReferenceEquals($x, $y) | Should -BeTrue
         $z = $CreateSelector.Invoke($null, @([string[]] @('[heap]', 'x'), $null, $null))
         [object]::ReferenceEquals($x, $z) | Should -BeFalse
+    }
+}
+
+Describe 'Round 10: the users of a write tracking no one kept' -Tag Round10Fixes -Skip:([bool]$SiblingSkip) {
+    BeforeAll {
+        $script:savedStateDir = $env:SOFTDIRTY_STATE_DIR
+        $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state'
+        $script:wtExe = Join-Path $PSScriptRoot '../native/bin/wttarget'
+        function script:Get-UffdCount([int] $Id) { @(Get-ChildItem "/proc/$Id/fd" | Where-Object LinkTarget -eq 'anon_inode:[userfaultfd]').Count }
+        function script:Get-StateFile([int] $Id) { Join-Path $env:SOFTDIRTY_STATE_DIR "$Id.json" }
+        function script:Wait-Until([scriptblock] $Condition, [string] $What) {
+            $deadline = [DateTime]::UtcNow.AddSeconds(120) # a hang guard only
+            while (-not (& $Condition)) {
+                if ([DateTime]::UtcNow -gt $deadline) { throw "timed out waiting for $What" }
+                Start-Sleep -Milliseconds 20
+            }
+        }
+    }
+    AfterAll { $env:SOFTDIRTY_STATE_DIR = $savedStateDir }
+
+    # Before: a command joining the users of a tracking added itself without dropping the commands whose PowerShell is
+    # gone (only a command that ended did). Watches killed outright again and again (timeout -s KILL in a loop) grew the
+    # state file past the 64 KiB a state may have; the next look took it for malformed and deleted it, the tracking stayed
+    # in the process with no state (WriteTrackingNotEnabled in the running watch, WriteTrackingInUse for every later one).
+    It 'a watch joining a tracking whose state lists hundreds of killed watches drops them, counts on and disables it at its end' {
+        $t = Start-TestTarget -Path $wtExe
+        $child = $null
+        try {
+            $hex = Send-TestTarget $t 'map 8'
+            $null = Send-TestTarget $t "write $hex 0 8"
+            $child = Start-ChildPwsh "Watch-DirtyPage -Id $($t.Id) -Method WriteProtect -Count 1 -Interval 600 | Out-Null"
+            Wait-Until { (Test-Path (Get-StateFile $t.Id)) -and (Get-UffdCount $t.Id) -eq 1 } 'the killed watch''s tracking'
+            $child.Kill()
+            $child.WaitForExit()
+            # The killed watches: each one a PowerShell gone (a pid no process has). The file is edited as text, so that
+            # what the module wrote stays byte for byte, and filled to just under the 64 KiB a state file may have: this
+            # command's own entry (pid, start time and token: more than 60 bytes) takes it past that.
+            $file = Get-StateFile $t.Id
+            $text = Get-Content -Raw $file
+            $text | Should -Match '"Counted":true'
+            $users = [regex]::Match($text, '"Users":\[([^\]]*)\]')
+            $users.Success | Should -BeTrue
+            $gone = Get-UnusedProcessId
+            $entries = [Collections.Generic.List[string]]::new()
+            $entry = { param([string] $Start) ',{"ProcessId":' + $gone + ',"StartTime":' + $Start + ',"Token":"' + [guid]::NewGuid() + '"}' }
+            $low = 64KB - 50
+            $length = $text.Length
+            while ($length + (& $entry '1').Length -le $low) { $e = & $entry '1'; $entries.Add($e); $length += $e.Length }
+            for ($i = 0; $length -lt $low; $i++) {
+                # Longer start times in the entries made so far, up to 18 digits more each.
+                $more = [Math]::Min(18, $low - $length)
+                $entries[$i] = $entries[$i].Replace('"StartTime":1,', '"StartTime":1' + ('0' * $more) + ',')
+                $length += $more
+            }
+            $text = $text.Substring(0, $users.Groups[1].Index + $users.Groups[1].Length) + [string]::Concat($entries) + $text.Substring($users.Groups[1].Index + $users.Groups[1].Length)
+            [IO.File]::WriteAllText($file, $text)
+            (Get-Item $file).Length | Should -Be $low
+            $s = @(Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 2 -Interval 0.1 -ErrorVariable err -ErrorAction SilentlyContinue -WarningAction SilentlyContinue)
+            $err | Should -BeNullOrEmpty
+            $s.Count | Should -Be 2
+            Get-UffdCount $t.Id | Should -Be 0 -Because 'no live command used or kept the tracking any more'
+            Test-Path $file | Should -BeFalse
+        } finally {
+            if ($child -and -not $child.HasExited) { $child.Kill() }
+            if (Test-Path (Get-StateFile $t.Id)) { Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue }
+            Stop-TestTarget $t
+        }
     }
 }
