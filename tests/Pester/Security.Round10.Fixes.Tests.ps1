@@ -5,6 +5,7 @@
 # write tracking no one kept (WriteTrackingStore.Join/Leave).
 
 BeforeDiscovery {
+    $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason -Relation Descendant } else { 'Linux only' }
     $SiblingSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason -Relation Sibling } else { 'Linux only' }
 }
 
@@ -118,6 +119,55 @@ Describe 'Round 10: the users of a write tracking no one kept' -Tag Round10Fixes
         } finally {
             if ($child -and -not $child.HasExited) { $child.Kill() }
             if (Test-Path (Get-StateFile $t.Id)) { Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue }
+            Stop-TestTarget $t
+        }
+    }
+}
+
+Describe 'Round 10: a target that registers a mapping with a MISSING-mode userfaultfd of its own after enabling' -Tag Round10Fixes -Skip:([bool]$WtSkip) {
+    BeforeAll {
+        $script:savedStateDir = $env:SOFTDIRTY_STATE_DIR
+        $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state-missing'
+        $script:wtExe = Join-Path $PSScriptRoot '../native/bin/wttarget'
+    }
+    AfterAll { $env:SOFTDIRTY_STATE_DIR = $savedStateDir }
+
+    # The watch's tracking cannot register a mapping another userfaultfd holds (EBUSY), whatever its mode: its present
+    # pages count at every look; once the target unregisters it, the tracking registers it and counts it whole once.
+    It 'every sample of a watch has the pages written in that mapping, before and after the target unregisters it' {
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $r1 = Send-TestTarget $t 'map 8'
+            $null = Send-TestTarget $t "write $r1 0 8"
+            $script:r2 = $null; $script:own = $null
+            $samples = [Collections.Generic.List[object]]::new()
+            Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 4 -Interval 0.1 -WarningAction SilentlyContinue | ForEach-Object {
+                $samples.Add($_)
+                switch ($samples.Count) {
+                    1 {
+                        $script:r2 = Send-TestTarget $t 'map 8'
+                        $null = Send-TestTarget $t "write $r2 0 8"
+                        $script:own = Send-TestTarget $t "missinguffd $r2 8"
+                    }
+                    2 { $null = Send-TestTarget $t "write $r2 2 1" }
+                    3 {
+                        Send-TestTarget $t "uffdunreg $r2 8 $own" | Should -Be '0 0'
+                        $null = Send-TestTarget $t "write $r2 5 1"
+                    }
+                }
+            }
+            $samples.Count | Should -Be 4
+            $own | Should -Match '^\d+$' -Because 'the target made its MISSING-mode userfaultfd'
+            $base = [Convert]::ToUInt64($r2, 16)
+            $pages = foreach ($s in $samples) {
+                , @(foreach ($r in $s.Ranges) {
+                        for ($a = [Math]::Max([uint64]$r.Start, $base); $a -lt [Math]::Min([uint64]$r.End, $base + 8 * $t.PageSize); $a += $t.PageSize) { [int](($a - $base) / $t.PageSize) }
+                    })
+            }
+            foreach ($p in 0..7) { $pages[1] | Should -Contain $p -Because "page $p of the new mapping was written before sample 2" }
+            $pages[2] | Should -Contain 2 -Because 'page 2 was written between samples 2 and 3'
+            $pages[3] | Should -Contain 5 -Because 'page 5 was written between samples 3 and 4, after the target unregistered the mapping'
+        } finally {
             Stop-TestTarget $t
         }
     }
