@@ -271,6 +271,8 @@ function Invoke-PesterUnprivileged([string] $PesterPath, [string[]] $SuiteArgs) 
             }
             userdel $user
             if ($LASTEXITCODE -ne 0) { Write-Warning "userdel $user failed (exit code $LASTEXITCODE): remove the user by hand" }
+            # Its soft-dirty epoch folder (/tmp/softdirty-epochs-UID: chosen from the uid, not from its TMPDIR).
+            Remove-Item "/tmp/softdirty-epochs-$uid" -Recurse -Force -ErrorAction SilentlyContinue
             if (Get-Command groupdel -CommandType Application -ErrorAction SilentlyContinue) {
                 if (getent group $user) { groupdel $user }
             }

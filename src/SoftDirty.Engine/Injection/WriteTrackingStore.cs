@@ -238,6 +238,10 @@ internal static partial class WriteTrackingStore
     {
         if (state.Kept || !(enabledHere || state.Counted)) return false;
         state.Counted = true;
+        // Commands whose PowerShell is gone (killed outright) are dropped here too, not only when a command ends: watches
+        // killed again and again grew the file past MaxStateBytes, and the state was then deleted as malformed (the
+        // tracking left in the process with no state, never to be disabled or used again by the module).
+        state.Users.RemoveAll(u => StartTime(u.ProcessId) != u.StartTime);
         int self = Environment.ProcessId;
         state.Users.Add(new WriteTrackingUser(self, StartTime(self), token));
         Save(state);

@@ -15,7 +15,7 @@ namespace SoftDirty.Tracking;
 /// soft-dirty only while the epoch its parent armed is still the current one; after any other clear by the
 /// module (Clear-SoftDirty, Watch-DirtyPage, a migration, another chain) it compares page contents instead.
 /// A real process is known by boot id, pid and start time (pids are reused), its epoch kept in a per-user
-/// 0700 folder ($XDG_RUNTIME_DIR or /tmp, softdirty-epochs-UID) that every command and session sees; an
+/// 0700 folder (/run/user/UID or /tmp, softdirty-epochs-UID, whatever the environment says) that every command and session sees; an
 /// emulated process by its object, in memory. Clears the module cannot see (CRIU, another tool writing
 /// clear_refs) are not recorded: Save-MemoryImage -Verify compares contents whatever the epoch says.
 /// A command reads soft-dirty, checks the epoch, records a new one and clears under the process's <see cref="Lock"/>,
@@ -163,13 +163,20 @@ internal static class TrackingEpoch
         }
     }
 
-    /// <summary>The per-user state folder (created 0700), or null where none is safe to use (exists as a link, another user's, or open to others).</summary>
+    /// <summary>The folder above the state folder where the user's runtime folder is missing (not $TMPDIR either: see <see cref="StateDirectory"/>).</summary>
+    private const string SharedTempFolder = "/tmp";
+
+    /// <summary>
+    /// The per-user state folder (created 0700), or null where none is safe to use (exists as a link, another user's, or open to others).
+    /// Chosen from the uid alone, never from the environment: /run/user/UID where it is the user's, else /tmp. Every command of
+    /// the user must see the same epochs and locks; with $XDG_RUNTIME_DIR (or $TMPDIR) a session that has it (a login) and one
+    /// that has not or has another (cron, sudo, a service) kept two folders, and a chain trusted soft-dirty that the other cleared.
+    /// </summary>
     public static string? StateDirectory()
     {
         uint uid = FileNative.Geteuid();
-        var runtime = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
-        string baseDir = !string.IsNullOrEmpty(runtime) && Path.IsPathRooted(runtime) && FileNative.Lstat(runtime, out _) is { Type: FileNative.S_IFDIR } r && r.Uid == uid
-            ? runtime : Path.GetTempPath();
+        var runtime = "/run/user/" + uid.ToString(CultureInfo.InvariantCulture);
+        string baseDir = FileNative.Lstat(runtime, out _) is { Type: FileNative.S_IFDIR } r && r.Uid == uid ? runtime : SharedTempFolder;
         var dir = Path.Combine(baseDir, $"softdirty-epochs-{uid}");
         if (FileNative.Lstat(dir, out _) is null && FileNative.Mkdir(dir, (uint)ImageFormat.DirectoryMode) != 0 && FileNative.Lstat(dir, out _) is null) return null;
         var st = FileNative.Lstat(dir, out _);

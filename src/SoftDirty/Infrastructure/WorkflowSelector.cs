@@ -1,6 +1,7 @@
 using System;
-using System.Collections.Concurrent;
+using System.Collections.Generic;
 using System.Globalization;
+using System.Linq;
 using SoftDirty;
 
 namespace SoftDirty.Commands;
@@ -10,21 +11,33 @@ internal static class WorkflowSelector
 {
     // One selector object per selection: the WriteProtect tracker an emulated process keeps between saves is used only
     // by a save of the very selection it was made with (compared by reference), which a later command gives anew.
-    private static readonly ConcurrentDictionary<string, Func<MemoryMapping, bool>> Made = new(StringComparer.Ordinal);
+    // Held weakly: a selector no kept tracker holds any more is made anew, so a session that selects a new address each
+    // time does not keep every selection it ever made (entries of collected selectors are dropped as the table grows).
+    private static readonly Dictionary<string, WeakReference<Func<MemoryMapping, bool>>> Made = new(StringComparer.Ordinal);
+
+    /// <summary>Past this many entries, each new selection first drops the entries whose selector was collected.</summary>
+    private const int PruneAbove = 64;
 
     /// <summary>Null: every mapping; the same selection gives the same object. The range must not wrap (checked by the caller).</summary>
     public static Func<MemoryMapping, bool>? Create(string[]? names, ulong? address, ulong? length)
     {
         if (names is not { Length: > 0 } && address is null) return null;
+        // A copy of the names: the caller's array (a variable the user changes later) must not change a selection kept under this key.
+        names = names is null ? null : (string[])names.Clone();
         // Each name length-prefixed: no two selections share a key whatever characters the names hold.
         var key = string.Concat(Array.ConvertAll(names ?? Array.Empty<string>(), n => n.Length.ToString(CultureInfo.InvariantCulture) + ":" + n))
             + "|" + address?.ToString(CultureInfo.InvariantCulture) + "|" + length?.ToString(CultureInfo.InvariantCulture);
-        return Made.GetOrAdd(key, _ =>
+        lock (Made)
         {
+            if (Made.TryGetValue(key, out var weak) && weak.TryGetTarget(out var kept)) return kept;
+            if (Made.Count >= PruneAbove)
+                foreach (var gone in Made.Where(p => !p.Value.TryGetTarget(out _)).Select(p => p.Key).ToList()) Made.Remove(gone);
             var byName = names is { Length: > 0 } ? new MappingSelector(names) : null;
             ulong start = address ?? 0, end = address is null ? ulong.MaxValue : start + (length ?? 1);
-            return m => (byName is null || byName.IsMatch(m)) && m.End > start && m.Start < end;
-        });
+            Func<MemoryMapping, bool> made = m => (byName is null || byName.IsMatch(m)) && m.End > start && m.Start < end;
+            Made[key] = new WeakReference<Func<MemoryMapping, bool>>(made);
+            return made;
+        }
     }
 
     /// <summary>
