@@ -1,0 +1,188 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, tenth attack round, on write tracking of another process and the workflows that use it (new cases only;
+# rounds 2-9 are in Security.Round*.Tests.ps1, Workflows.Security.Tests.ps1 and WriteTracking.Tests.ps1). Here: the
+# kernel changing the target's page tables between samples without the target writing (KSM merging identical pages,
+# transparent huge pages collapsed with MADV_COLLAPSE and split again), and careless destinations of
+# Invoke-PreCopyMigration and Export-DirtyPageChart (-WhatIf, two migrations into one folder, a destination inside an
+# image). Targets: tests/native/wttarget.c.
+
+BeforeDiscovery {
+    $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason -Relation Descendant } else { 'Linux only' }
+    $IsRoot = $IsLinux -and (id -u) -eq '0'
+    # KSM: measured, and started only by root where it is off (put back afterwards, in the test).
+    $KsmRun = '/sys/kernel/mm/ksm/run'
+    $KsmSkip = if ($WtSkip) { $WtSkip }
+    elseif (-not (Test-Path $KsmRun)) { 'no KSM here (/sys/kernel/mm/ksm/run is missing: CONFIG_KSM)' }
+    elseif (-not (Test-Path /proc/self/ksm_merging_pages)) { 'this kernel does not count merged pages per process (/proc/PID/ksm_merging_pages, Linux 6.1)' }
+    else {
+        $run = (Get-Content $KsmRun).Trim()
+        if ($run -eq '2') { 'KSM is unmerging every page (/sys/kernel/mm/ksm/run 2)' }
+        elseif ($run -ne '1' -and -not $IsRoot) { "KSM is off (/sys/kernel/mm/ksm/run $run) and only root may start it" }
+    }
+    # THP: measured; MADV_COLLAPSE works in every mode but "never" (Linux 6.1).
+    $ThpFile = '/sys/kernel/mm/transparent_hugepage/enabled'
+    $ThpSkip = if ($WtSkip) { $WtSkip }
+    elseif (-not (Test-Path $ThpFile)) { 'no transparent huge pages here' }
+    elseif ((Get-Content $ThpFile) -match '\[never\]') { 'transparent huge pages are off ([never])' }
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state'
+    $script:wtExe = Join-Path $PSScriptRoot '../native/bin/wttarget'
+    $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r10t')
+    # madvise(2) advice values (include/uapi/asm-generic/mman-common.h).
+    $script:MadvMergeable = 12; $script:MadvHugePage = 14; $script:MadvNoHugePage = 15; $script:MadvCollapse = 25
+    $script:ProtRead = 1
+
+    function New-Region($Target, [int] $Pages) {
+        $hex = Send-TestTarget $Target "map $Pages"
+        [pscustomobject]@{ Hex = $hex; Address = [Convert]::ToUInt64($hex, 16); Pages = $Pages }
+    }
+    function Read-Region([int] $Id, [uint64] $Address, [int] $Pages, [int] $PageSize) {
+        $mem = [IO.FileStream]::new("/proc/$Id/mem", 'Open', 'Read', 'ReadWrite', 1, $false)
+        try { $mem.Position = [int64]$Address; $bytes = [byte[]]::new($Pages * $PageSize); $mem.ReadExactly($bytes, 0, $bytes.Length); , $bytes } finally { $mem.Dispose() }
+    }
+    # The indexes of the pages of [$Base, +$Pages) that $Ranges (a sample's) holds.
+    function Get-SampledPages($Ranges, [uint64] $Base, [int] $Pages, [int] $PageSize) {
+        $end = $Base + [uint64]$Pages * [uint64]$PageSize
+        @(foreach ($r in $Ranges) {
+                $s = [Math]::Max([uint64]$r.Start, $Base); $e = [Math]::Min([uint64]$r.End, $end)
+                for ($a = $s; $a -lt $e; $a += [uint64]$PageSize) { [int](($a - $Base) / [uint64]$PageSize) }
+            })
+    }
+    # The pages of a region whose bytes differ between two reads of it.
+    function Get-ChangedPages([byte[]] $Before, [byte[]] $After, [int] $PageSize) {
+        @(for ($p = 0; $p -lt $Before.Length / $PageSize; $p++) {
+                if (-not [Linq.Enumerable]::SequenceEqual([ArraySegment[byte]]::new($Before, $p * $PageSize, $PageSize), [ArraySegment[byte]]::new($After, $p * $PageSize, $PageSize))) { $p }
+            })
+    }
+    # The restored bytes of [$Address, +$Pages) from a flat restore of $Image.
+    function Get-RestoredRegion([string] $Image, [uint64] $Address, [int] $Pages, [int] $PageSize) {
+        $dir = Join-Path $root "restore-$([guid]::NewGuid().ToString('n'))"
+        $null = Restore-MemoryImage -Path $Image -Destination $dir
+        $file = Get-ChildItem $dir -Filter *.bin | Where-Object { $s, $e = $_.BaseName -split '-'; [Convert]::ToUInt64($s, 16) -le $Address -and [Convert]::ToUInt64($e, 16) -gt $Address }
+        if (-not $file) { throw "no restored mapping holds 0x$('{0:x}' -f $Address)" }
+        $all = [IO.File]::ReadAllBytes($file.FullName)
+        $offset = [int]($Address - [Convert]::ToUInt64(($file.BaseName -split '-')[0], 16))
+        , [byte[]]$all[$offset..($offset + $Pages * $PageSize - 1)]
+    }
+    function Wait-Until([scriptblock] $Condition, [string] $What) {
+        $deadline = [DateTime]::UtcNow.AddSeconds(180) # a hang guard only
+        while (-not (& $Condition)) {
+            if ([DateTime]::UtcNow -gt $deadline) { throw "timed out waiting for $What" }
+            Start-Sleep -Milliseconds 50
+        }
+    }
+    function Get-MappingAnonHuge([int] $Id, [uint64] $Address) {
+        $m = Get-MemoryMapping -Id $Id | Where-Object { [uint64]$_.Start -le $Address -and [uint64]$_.End -gt $Address }
+        [uint64]($m.AnonHugePages ?? 0)
+    }
+}
+
+AfterAll { Remove-Item Env:SOFTDIRTY_STATE_DIR -ErrorAction SilentlyContinue }
+
+Describe 'Round 10: KSM merging the target''s identical pages between samples and increments' -Tag 'WriteTracking', 'Security', 'Round10Tracking' -Skip:([bool]$KsmSkip) {
+    BeforeAll {
+        # Started by root only where it was off, and put back after this block.
+        $script:ksmWas = (Get-Content $KsmRun).Trim()
+        if ($ksmWas -ne '1') { Set-Content -Path $KsmRun -Value 1 }
+        # 32 identical pages (every byte 0x5A): KSM merges them into one page, write-protected in every page table.
+        $script:same = Join-Path $TestDrive 'same.bin'
+        $bytes = [byte[]]::new(32 * [Environment]::SystemPageSize); [Array]::Fill($bytes, [byte]0x5A)
+        [IO.File]::WriteAllBytes($same, $bytes)
+    }
+    AfterAll { if ($ksmWas -and $ksmWas -ne '1') { Set-Content -Path $KsmRun -Value $ksmWas } }
+
+    It 'a <Method> watch: sample 2 has every page written after KSM merged the region, and the merge is no write' -ForEach @(
+        @{ Method = 'WriteProtect' }, @{ Method = 'Hash' }
+    ) {
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $r = New-Region $t 32
+            $null = Send-TestTarget $t "readinto $($r.Hex) 0 32 $same"
+            $state = @{ Done = $false; Changed = @() }
+            $samples = @(Watch-DirtyPage -Id $t.Id -Method $Method -Count 3 -Interval 1 | ForEach-Object {
+                    if (-not $state.Done) {
+                        $state.Done = $true
+                        $null = Send-TestTarget $t "madvise $($r.Hex) 0 32 $MadvMergeable"
+                        Wait-Until { [int](Get-Content /proc/$($t.Id)/ksm_merging_pages) -ge 16 } 'KSM to merge the region'
+                        $before = Read-Region $t.Id $r.Address 32 $t.PageSize
+                        $null = Send-TestTarget $t "write $($r.Hex) 3 1"
+                        $null = Send-TestTarget $t "write $($r.Hex) 17 2"
+                        $state.Changed = Get-ChangedPages $before (Read-Region $t.Id $r.Address 32 $t.PageSize) $t.PageSize
+                    }
+                    $_
+                })
+            $state.Changed | Should -Be @(3, 17, 18)
+            $second = Get-SampledPages $samples[1].Ranges $r.Address 32 $t.PageSize
+            foreach ($p in $state.Changed) { $second | Should -Contain $p -Because "page $p was written (copy-on-write of a KSM page) in sample 2's interval" }
+        } finally { Stop-TestTarget $t }
+    }
+
+    It 'a WriteProtect increment saved after KSM merged and the target wrote restores the memory of that moment' {
+        $t = Start-TestTarget -Path $wtExe
+        $dir = New-Item -ItemType Directory (Join-Path $root "ksm-$([guid]::NewGuid().ToString('n'))")
+        try {
+            $r = New-Region $t 32
+            $null = Send-TestTarget $t "readinto $($r.Hex) 0 32 $same"
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/full" -Method WriteProtect
+            $null = Send-TestTarget $t "madvise $($r.Hex) 0 32 $MadvMergeable"
+            Wait-Until { [int](Get-Content /proc/$($t.Id)/ksm_merging_pages) -ge 16 } 'KSM to merge the region'
+            $null = Send-TestTarget $t "write $($r.Hex) 5 3"
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/inc" -Parent "$dir/full" -Method WriteProtect
+            $now = Read-Region $t.Id $r.Address 32 $t.PageSize
+            Test-MemoryImage -Path "$dir/inc" | Should -BeTrue
+            Get-ChangedPages (Get-RestoredRegion "$dir/inc" $r.Address 32 $t.PageSize) $now $t.PageSize | Should -BeNullOrEmpty -Because 'the increment must hold the pages written after the merge'
+        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+    }
+}
+
+Describe 'Round 10: transparent huge pages collapsed (MADV_COLLAPSE) and split between samples' -Tag 'WriteTracking', 'Security', 'Round10Tracking' -Skip:([bool]$ThpSkip) {
+    # A 4 MiB region holds a whole 2 MiB-aligned huge page; MADV_HUGEPAGE on it, then MADV_COLLAPSE after sample 1
+    # (whether the kernel collapsed is measured in smaps, never assumed), writes; after sample 2 a page of the huge page
+    # made read-only (mprotect splits the huge page and the mapping), MADV_NOHUGEPAGE, and writes again.
+    It 'a <Method> watch: samples 2 and 3 have every page written after the collapse and after the split' -ForEach @(
+        @{ Method = 'WriteProtect' }, @{ Method = 'Hash' }
+    ) {
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $huge = [uint64](Get-Content /sys/kernel/mm/transparent_hugepage/hpage_pmd_size)
+            $ps = [uint64]$t.PageSize
+            $per = [int]($huge / $ps)
+            $r = New-Region $t ($per * 2)
+            $first = [int]((($r.Address + $huge - 1) - ($r.Address + $huge - 1) % $huge - $r.Address) / $ps) # the first page of the aligned huge page
+            $hex = $r.Hex
+            $null = Send-TestTarget $t "madvise $hex 0 $($per * 2) $MadvHugePage"
+            $null = Send-TestTarget $t "write $hex 0 $($per * 2)"
+            $state = @{ N = 0; Changed = @{}; Collapse = $null; Huge = $null }
+            $samples = @(Watch-DirtyPage -Id $t.Id -Method $Method -Count 4 -Interval 1 | ForEach-Object {
+                    $n = ++$state.N
+                    if ($n -le 2) {
+                        $before = Read-Region $t.Id $r.Address ($per * 2) $t.PageSize
+                        if ($n -eq 1) {
+                            $state.Collapse = Send-TestTarget $t "madvise $hex $first $per $MadvCollapse"
+                            $state.Huge = Get-MappingAnonHuge $t.Id ($r.Address + [uint64]$first * $ps)
+                            $null = Send-TestTarget $t "write $hex $($first + 7) 1"
+                            $null = Send-TestTarget $t "write $hex $($first + 300) 2"
+                        } else {
+                            $null = Send-TestTarget $t "mprotect $(Hex ($r.Address + [uint64]($first + 100) * $ps)) 1 $ProtRead"
+                            $null = Send-TestTarget $t "madvise $hex $first $per $MadvNoHugePage"
+                            $null = Send-TestTarget $t "write $hex $($first + 99) 1"
+                            $null = Send-TestTarget $t "write $hex $($first + 101) 1"
+                            $null = Send-TestTarget $t "write $hex $($first + $per - 1) 1"
+                        }
+                        $state.Changed[$n] = Get-ChangedPages $before (Read-Region $t.Id $r.Address ($per * 2) $t.PageSize) $t.PageSize
+                    }
+                    $_
+                })
+            Write-Host "MADV_COLLAPSE: $($state.Collapse); AnonHugePages after it: $($state.Huge)"
+            $state.Changed[1] | Should -Be @(($first + 7), ($first + 300), ($first + 301))
+            $state.Changed[2].Count | Should -Be 3
+            foreach ($n in 1, 2) {
+                $got = Get-SampledPages $samples[$n].Ranges $r.Address ($per * 2) $t.PageSize
+                foreach ($p in $state.Changed[$n]) { $got | Should -Contain $p -Because "page $p was written in sample $($n + 1)'s interval" }
+            }
+        } finally { Stop-TestTarget $t }
+    }
+}
