@@ -34,6 +34,7 @@ BeforeAll {
     # madvise(2) advice values (include/uapi/asm-generic/mman-common.h).
     $script:MadvMergeable = 12; $script:MadvHugePage = 14; $script:MadvNoHugePage = 15; $script:MadvCollapse = 25
     $script:ProtRead = 1
+    $script:KsmRun = '/sys/kernel/mm/ksm/run'
 
     function New-Region($Target, [int] $Pages) {
         $hex = Send-TestTarget $Target "map $Pages"
@@ -139,10 +140,13 @@ Describe 'Round 10: KSM merging the target''s identical pages between samples an
 }
 
 Describe 'Round 10: transparent huge pages collapsed (MADV_COLLAPSE) and split between samples' -Tag 'WriteTracking', 'Security', 'Round10Tracking' -Skip:([bool]$ThpSkip) {
-    # A 4 MiB region holds a whole 2 MiB-aligned huge page; MADV_HUGEPAGE on it, then MADV_COLLAPSE after sample 1
-    # (whether the kernel collapsed is measured in smaps, never assumed), writes; after sample 2 a page of the huge page
-    # made read-only (mprotect splits the huge page and the mapping), MADV_NOHUGEPAGE, and writes again.
-    It 'a <Method> watch: samples 2 and 3 have every page written after the collapse and after the split' -ForEach @(
+    # A 4 MiB region of small pages holds a whole 2 MiB-aligned huge page's range; MADV_HUGEPAGE on it. After sample 1
+    # the target writes every page of that range (no page there is write-protected any more) and collapses it
+    # (MADV_COLLAPSE: whether the kernel made a huge page is measured in smaps, never assumed); after sample 2 it writes
+    # into the huge page the tracking protected; after sample 3 a page of it made read-only (mprotect splits the huge
+    # page and the mapping), MADV_NOHUGEPAGE, and writes again. Every page written in an interval must be in its sample
+    # (Hash: every page whose bytes changed).
+    It 'a <Method> watch: each sample has every page written after the collapse, into the huge page, and after the split' -ForEach @(
         @{ Method = 'WriteProtect' }, @{ Method = 'Hash' }
     ) {
         $t = Start-TestTarget -Path $wtExe
@@ -151,37 +155,48 @@ Describe 'Round 10: transparent huge pages collapsed (MADV_COLLAPSE) and split b
             $ps = [uint64]$t.PageSize
             $per = [int]($huge / $ps)
             $r = New-Region $t ($per * 2)
-            $first = [int]((($r.Address + $huge - 1) - ($r.Address + $huge - 1) % $huge - $r.Address) / $ps) # the first page of the aligned huge page
+            $first = [int]((($r.Address + $huge - 1) - ($r.Address + $huge - 1) % $huge - $r.Address) / $ps) # the first page of the aligned range
             $hex = $r.Hex
-            $null = Send-TestTarget $t "madvise $hex 0 $($per * 2) $MadvHugePage"
+            # Small pages first (the region is MADV_NOHUGEPAGE until now), so that only MADV_COLLAPSE can make a huge page.
             $null = Send-TestTarget $t "write $hex 0 $($per * 2)"
-            $state = @{ N = 0; Changed = @{}; Collapse = $null; Huge = $null }
-            $samples = @(Watch-DirtyPage -Id $t.Id -Method $Method -Count 4 -Interval 1 | ForEach-Object {
+            $null = Send-TestTarget $t "madvise $hex 0 $($per * 2) $MadvHugePage"
+            $state = @{ N = 0; Written = @{}; Changed = @{}; Log = @() }
+            $samples = @(Watch-DirtyPage -Id $t.Id -Method $Method -Count 5 -Interval 1 | ForEach-Object {
                     $n = ++$state.N
-                    if ($n -le 2) {
+                    if ($n -le 3) {
                         $before = Read-Region $t.Id $r.Address ($per * 2) $t.PageSize
-                        if ($n -eq 1) {
-                            $state.Collapse = Send-TestTarget $t "madvise $hex $first $per $MadvCollapse"
-                            $state.Huge = Get-MappingAnonHuge $t.Id ($r.Address + [uint64]$first * $ps)
-                            $null = Send-TestTarget $t "write $hex $($first + 7) 1"
-                            $null = Send-TestTarget $t "write $hex $($first + 300) 2"
-                        } else {
-                            $null = Send-TestTarget $t "mprotect $(Hex ($r.Address + [uint64]($first + 100) * $ps)) 1 $ProtRead"
-                            $null = Send-TestTarget $t "madvise $hex $first $per $MadvNoHugePage"
-                            $null = Send-TestTarget $t "write $hex $($first + 99) 1"
-                            $null = Send-TestTarget $t "write $hex $($first + 101) 1"
-                            $null = Send-TestTarget $t "write $hex $($first + $per - 1) 1"
+                        $at = $r.Address + [uint64]$first * $ps
+                        switch ($n) {
+                            1 {
+                                $null = Send-TestTarget $t "write $hex $first $per"
+                                $rc = Send-TestTarget $t "madvise $hex $first $per $MadvCollapse"
+                                $state.Log += "MADV_COLLAPSE errno $rc, AnonHugePages $(Get-MappingAnonHuge $t.Id $at)"
+                                $state.Written[$n] = @($first..($first + $per - 1))
+                            }
+                            2 {
+                                $null = Send-TestTarget $t "write $hex $($first + 7) 1"
+                                $null = Send-TestTarget $t "write $hex $($first + 300) 2"
+                                $state.Log += "AnonHugePages after the writes into it $(Get-MappingAnonHuge $t.Id $at)"
+                                $state.Written[$n] = @(($first + 7), ($first + 300), ($first + 301))
+                            }
+                            3 {
+                                $null = Send-TestTarget $t "mprotect $(Hex ($at + 100 * $ps)) 1 $ProtRead"
+                                $null = Send-TestTarget $t "madvise $hex $first $per $MadvNoHugePage"
+                                $null = Send-TestTarget $t "write $hex $($first + 99) 1"
+                                $null = Send-TestTarget $t "write $hex $($first + 101) 1"
+                                $null = Send-TestTarget $t "write $hex $($first + $per - 1) 1"
+                                $state.Written[$n] = @(($first + 99), ($first + 101), ($first + $per - 1))
+                            }
                         }
                         $state.Changed[$n] = Get-ChangedPages $before (Read-Region $t.Id $r.Address ($per * 2) $t.PageSize) $t.PageSize
                     }
                     $_
                 })
-            Write-Host "MADV_COLLAPSE: $($state.Collapse); AnonHugePages after it: $($state.Huge)"
-            $state.Changed[1] | Should -Be @(($first + 7), ($first + 300), ($first + 301))
-            $state.Changed[2].Count | Should -Be 3
-            foreach ($n in 1, 2) {
+            Write-Host "${Method}: $($state.Log -join '; ')"
+            foreach ($n in 1, 2, 3) {
+                $truth = if ($Method -eq 'Hash') { $state.Changed[$n] } else { $state.Written[$n] }
                 $got = Get-SampledPages $samples[$n].Ranges $r.Address ($per * 2) $t.PageSize
-                foreach ($p in $state.Changed[$n]) { $got | Should -Contain $p -Because "page $p was written in sample $($n + 1)'s interval" }
+                foreach ($p in $truth) { $got | Should -Contain $p -Because "page $p was written in sample $($n + 1)'s interval" }
             }
         } finally { Stop-TestTarget $t }
     }
