@@ -201,3 +201,117 @@ Describe 'Round 10: transparent huge pages collapsed (MADV_COLLAPSE) and split b
         } finally { Stop-TestTarget $t }
     }
 }
+
+Describe 'Round 10: threads created and gone all the time while write tracking is enabled, used and disabled' -Tag 'WriteTracking', 'Security', 'Round10Tracking' -Skip:([bool]$WtSkip) {
+    # The target's churn thread starts one short-lived thread after another (each writes a byte into the next page of
+    # the region and exits) through three Enable/Disable cycles, a full image and an increment: the target lives on,
+    # the churn never stopped, no userfaultfd is left, and the increment restores the memory of its moment.
+    It 'Enable- and Disable-WriteTracking under thread churn leave the target whole, and a WriteProtect increment is exact' {
+        $t = Start-TestTarget -Path $wtExe
+        $dir = New-Item -ItemType Directory (Join-Path $root "churn-$([guid]::NewGuid().ToString('n'))")
+        try {
+            $r = New-Region $t 64
+            $null = Send-TestTarget $t "write $($r.Hex) 0 64"
+            $null = Send-TestTarget $t "churn $($r.Hex) 64"
+            foreach ($i in 1..3) {
+                $null = Enable-WriteTracking -Id $t.Id -Confirm:$false
+                Disable-WriteTracking -Id $t.Id -Confirm:$false
+                @(Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object LinkTarget -eq 'anon_inode:[userfaultfd]').Count | Should -Be 0
+            }
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/full" -Method WriteProtect
+            Start-Sleep -Milliseconds 300 # let the churn write (not a timing assertion: any number of writes will do)
+            $started = [uint64]((Send-TestTarget $t 'churn 0') -replace '^OK ')
+            $started | Should -BeGreaterThan 0
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/inc" -Parent "$dir/full" -Method WriteProtect
+            $now = Read-Region $t.Id $r.Address 64 $t.PageSize
+            Test-MemoryImage -Path "$dir/inc" | Should -BeTrue
+            Get-ChangedPages (Get-RestoredRegion "$dir/inc" $r.Address 64 $t.PageSize) $now $t.PageSize | Should -BeNullOrEmpty -Because 'every page a short-lived thread wrote after the full image must be in the increment'
+            (Get-Process -Id $t.Id).HasExited | Should -BeFalse
+        } finally { Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+    }
+}
+
+Describe 'Round 10: careless destinations of Invoke-PreCopyMigration and Export-DirtyPageChart' -Tag 'Workflows', 'Security', 'Round10Tracking' -Skip:([bool]$WtSkip) {
+    BeforeAll {
+        $script:t = Start-TestTarget -Path $wtExe
+        $script:reg = New-Region $t 32
+        $null = Send-TestTarget $t "write $($reg.Hex) 0 32"
+        $script:samples = @(Watch-DirtyPage -Id $t.Id -Method Hash -Count 2 -Interval 0.2)
+    }
+    AfterAll { Stop-TestTarget $t }
+
+    It 'Invoke-PreCopyMigration -WhatIf writes nothing, stops nothing and tracks nothing' {
+        $dest = Join-Path $root "whatif-$([guid]::NewGuid().ToString('n'))"
+        Invoke-PreCopyMigration -Id $t.Id -Bandwidth 1GB -Destination $dest -Method WriteProtect -WhatIf | Should -BeNullOrEmpty
+        Test-Path $dest | Should -BeFalse
+        (Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object LinkTarget -eq 'anon_inode:[userfaultfd]') | Should -BeNullOrEmpty
+        (Get-Content "/proc/$($t.Id)/status" | Select-String '^TracerPid:\s+0$') | Should -Not -BeNullOrEmpty
+        Test-Path (Join-Path $env:SOFTDIRTY_STATE_DIR "$($t.Id).json") | Should -BeFalse
+    }
+
+    It 'Export-DirtyPageChart -WhatIf writes no chart' {
+        $path = Join-Path $root "whatif-$([guid]::NewGuid().ToString('n')).svg"
+        $samples | Export-DirtyPageChart $path -WhatIf -WarningAction SilentlyContinue | Should -BeNullOrEmpty
+        Test-Path $path | Should -BeFalse
+    }
+
+    It 'two migrations into one destination at once: one makes the chain, the other is ImageExists, and every round is valid' {
+        $t2 = Start-TestTarget -Path $wtExe
+        $dest = Join-Path $root "shared-$([guid]::NewGuid().ToString('n'))"
+        try {
+            $r2 = New-Region $t2 32
+            $null = Send-TestTarget $t2 "write $($r2.Hex) 0 32"
+            $runs = foreach ($id in $t.Id, $t2.Id) {
+                $ps = [powershell]::Create()
+                $null = $ps.AddScript({
+                        param($State, $Module, $Id, $Dest)
+                        $env:SOFTDIRTY_STATE_DIR = $State
+                        Import-Module $Module
+                        Invoke-PreCopyMigration -Id $Id -Bandwidth 1MB -MaxIterations 4 -StopThreshold 0 -Destination $Dest -Mapping '[anon]' -Method Hash -Confirm:$false
+                    }).AddParameters(@{ State = $env:SOFTDIRTY_STATE_DIR; Module = (Get-Module SoftDirty).Path; Id = $id; Dest = $dest })
+                @{ PowerShell = $ps; Handle = $ps.BeginInvoke(); Id = $id }
+            }
+            $ends = foreach ($run in $runs) {
+                $out = $null; $thrown = $null
+                try { $out = $run.PowerShell.EndInvoke($run.Handle) } catch { $thrown = $_.Exception.InnerException ?? $_.Exception }
+                [pscustomobject]@{
+                    Id = $run.Id; Summary = @($out) | Where-Object { $_.PSObject.Properties['FinalImage'] } | Select-Object -Last 1
+                    Errors = @(@($run.PowerShell.Streams.Error | ForEach-Object FullyQualifiedErrorId) + @(if ($thrown -is [System.Management.Automation.IContainsErrorRecord]) { $thrown.ErrorRecord.FullyQualifiedErrorId } elseif ($thrown) { $thrown.GetType().FullName }))
+                }
+                $run.PowerShell.Dispose()
+            }
+            $won = @($ends | Where-Object { $_.Summary -and $_.Summary.FinalImage })
+            $lost = @($ends | Where-Object { -not ($_.Summary -and $_.Summary.FinalImage) })
+            $won.Count | Should -BeGreaterOrEqual 1
+            foreach ($l in $lost) { $l.Errors | Should -Contain 'ImageExists,SoftDirty.Commands.InvokePreCopyMigrationCommand' }
+            foreach ($img in Get-ChildItem -Directory $dest) {
+                Test-MemoryImage -Path $img.FullName | Should -BeTrue -Because "$($img.Name) must be a whole image"
+                @((Get-MemoryImage -Path $img.FullName).ProcessId | Select-Object -Unique) | Should -Be @($won[0].Id) -Because 'a chain holds the rounds of one process'
+            }
+        } finally { Stop-TestTarget $t2 }
+    }
+
+    It 'a migration, a restore and an increment whose destination is inside an image leave that image valid' {
+        $dir = New-Item -ItemType Directory (Join-Path $root "inside-$([guid]::NewGuid().ToString('n'))")
+        $null = Save-MemoryImage -Id $t.Id -Path "$dir/img" -Method Hash
+        $null = Invoke-PreCopyMigration -Id $t.Id -Bandwidth 1GB -MaxIterations 2 -Destination "$dir/img/mig" -Mapping '[anon]' -Method Hash -Confirm:$false
+        $null = Restore-MemoryImage -Path "$dir/img" -Destination "$dir/img/flat"
+        $null = Save-MemoryImage -Id $t.Id -Path "$dir/img/inc" -Parent "$dir/img" -Method Hash
+        Test-MemoryImage -Path "$dir/img" | Should -BeTrue
+        Test-MemoryImage -Path "$dir/img/inc" | Should -BeTrue
+    }
+
+    It 'Export-DirtyPageChart over a file of a memory image (<Name>) is ImageExists and leaves the image valid' -ForEach @(
+        @{ Name = 'manifest.json' }, @{ Name = 'index.bin' }, @{ Name = 'pages.bin' }
+    ) {
+        $dir = New-Item -ItemType Directory (Join-Path $root "chartimg-$([guid]::NewGuid().ToString('n'))")
+        $null = Save-MemoryImage -Id $t.Id -Path "$dir/img" -Method Hash
+        $before = (Get-FileHash "$dir/img/$Name").Hash
+        Get-ErrorId { $samples | Export-DirtyPageChart "$dir/img/$Name" -WarningAction SilentlyContinue } | Should -Be 'ImageExists,SoftDirty.Commands.ExportDirtyPageChartCommand'
+        (Get-FileHash "$dir/img/$Name").Hash | Should -Be $before
+        Test-MemoryImage -Path "$dir/img" | Should -BeTrue
+        # A new file beside the image's files is no harm to it: written.
+        $samples | Export-DirtyPageChart "$dir/img/chart.svg" -WarningAction SilentlyContinue | Should -Not -BeNullOrEmpty
+        Test-MemoryImage -Path "$dir/img" | Should -BeTrue
+    }
+}
