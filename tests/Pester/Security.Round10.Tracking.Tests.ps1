@@ -24,6 +24,9 @@ BeforeDiscovery {
     $ThpSkip = if ($WtSkip) { $WtSkip }
     elseif (-not (Test-Path $ThpFile)) { 'no transparent huge pages here' }
     elseif ((Get-Content $ThpFile) -match '\[never\]') { 'transparent huge pages are off ([never])' }
+    $SetuidSkip = if ($WtSkip) { $WtSkip } elseif ($IsRoot) { 'a setuid-root program changes no credentials for root (the unprivileged run tries it)' }
+    elseif (-not (Test-Path /usr/bin/passwd)) { 'no /usr/bin/passwd here' }
+    elseif (((Get-Item /usr/bin/passwd).UnixMode -notmatch '^-..s') -or (Get-Item /usr/bin/passwd).User -ne 'root') { '/usr/bin/passwd is not setuid-root here' }
 }
 
 BeforeAll {
@@ -229,6 +232,53 @@ Describe 'Round 10: threads created and gone all the time while write tracking i
             (Get-Process -Id $t.Id).HasExited | Should -BeFalse
         } finally { Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue; Stop-TestTarget $t }
     }
+}
+
+Describe 'Round 10: a watched target that execs another program, or a setuid-root one, mid-watch' -Tag 'WriteTracking', 'Security', 'Round10Tracking' -Skip:([bool]$WtSkip) {
+    # After sample 1 the target execs: wttarget again (a new program under the same pid, which maps and writes), or, as
+    # an unprivileged user, a setuid-root program (passwd: its credentials change at exec). The watch must either count
+    # the new program's writes or stop with a SoftDirty error: never go on sampling as if nothing happened (the old
+    # program's memory is gone), never a System.* error, and never a sample of a root program's memory for a user.
+    BeforeAll {
+        function Test-ExecMidWatch([string] $Method, [bool] $Setuid) {
+            $t = Start-TestTarget -Path $wtExe
+            try {
+                $r = New-Region $t 16
+                $null = Send-TestTarget $t "write $($r.Hex) 0 16"
+                $state = @{ N = 0; New = $null; Error = $null; Samples = @() }
+                try {
+                    Watch-DirtyPage -Id $t.Id -Method $Method -Count 4 -Interval 1 -ErrorAction Stop | ForEach-Object {
+                        $state.Samples += $_
+                        if (++$state.N -eq 1) {
+                            if ($Setuid) { $t.Process.StandardInput.WriteLine('exec /usr/bin/passwd') }
+                            else {
+                                $t.Process.StandardInput.WriteLine("exec $wtExe")
+                                $t.Process.StandardOutput.ReadLine() | Should -Match "^READY $($t.Id) "
+                                $state.New = [Convert]::ToUInt64((Send-TestTarget $t 'map 16'), 16)
+                                $null = Send-TestTarget $t "write $('{0:x}' -f $state.New) 0 16"
+                            }
+                        }
+                    }
+                } catch { $state.Error = $_.FullyQualifiedErrorId }
+                if ($state.Error) {
+                    $state.Error | Should -Match '^[A-Za-z]+,SoftDirty\.Commands\.WatchDirtyPageCommand$'
+                } else {
+                    $Setuid | Should -BeFalse -Because 'a user''s watch cannot sample a setuid-root program'
+                    $state.Samples.Count | Should -Be 4
+                    Get-SampledPages $state.Samples[1].Ranges $state.New 16 $t.PageSize | Should -Be @(0..15) -Because 'the new program wrote these pages in sample 2''s interval'
+                }
+                if ($Setuid) { Test-Path (Join-Path $env:SOFTDIRTY_STATE_DIR "$($t.Id).json") | Should -BeFalse -Because 'no write tracking remains recorded for a root program' }
+            } finally { Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+        }
+    }
+
+    It 'a <Method> watch across exec of wttarget stops with a SoftDirty error or counts the new program''s pages' -ForEach @(
+        @{ Method = 'WriteProtect' }, @{ Method = 'Hash' }
+    ) { Test-ExecMidWatch $Method $false }
+
+    It 'a <Method> watch of a user across exec of a setuid-root program (passwd) stops with a SoftDirty error and records no tracking' -Skip:([bool]$SetuidSkip) -ForEach @(
+        @{ Method = 'WriteProtect' }, @{ Method = 'Hash' }
+    ) { Test-ExecMidWatch $Method $true }
 }
 
 Describe 'Round 10: careless destinations of Invoke-PreCopyMigration and Export-DirtyPageChart' -Tag 'Workflows', 'Security', 'Round10Tracking' -Skip:([bool]$WtSkip) {
