@@ -207,7 +207,8 @@ Describe 'Round 10: transparent huge pages collapsed (MADV_COLLAPSE) and split b
 
 Describe 'Round 10: threads created and gone all the time while write tracking is enabled, used and disabled' -Tag 'WriteTracking', 'Security', 'Round10Tracking' -Skip:([bool]$WtSkip) {
     # The target's churn thread starts one short-lived thread after another (each writes a byte into the next page of
-    # the region and exits) through three Enable/Disable cycles, a full image and an increment: the target lives on,
+    # the region and exits) through twelve Enable/Disable cycles (a thread that exits while the injection picks one
+    # must not make a live process look exited), a full image and an increment: the target lives on,
     # the churn never stopped, no userfaultfd is left, and the increment restores the memory of its moment.
     It 'Enable- and Disable-WriteTracking under thread churn leave the target whole, and a WriteProtect increment is exact' {
         $t = Start-TestTarget -Path $wtExe
@@ -216,7 +217,7 @@ Describe 'Round 10: threads created and gone all the time while write tracking i
             $r = New-Region $t 64
             $null = Send-TestTarget $t "write $($r.Hex) 0 64"
             $null = Send-TestTarget $t "churn $($r.Hex) 64"
-            foreach ($i in 1..3) {
+            foreach ($i in 1..12) {
                 $null = Enable-WriteTracking -Id $t.Id -Confirm:$false
                 Disable-WriteTracking -Id $t.Id -Confirm:$false
                 @(Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object LinkTarget -eq 'anon_inode:[userfaultfd]').Count | Should -Be 0
@@ -267,7 +268,8 @@ Describe 'Round 10: a watched target that execs another program, or a setuid-roo
                     $state.Samples.Count | Should -Be 4
                     Get-SampledPages $state.Samples[1].Ranges $state.New 16 $t.PageSize | Should -Be @(0..15) -Because 'the new program wrote these pages in sample 2''s interval'
                 }
-                if ($Setuid) { Test-Path (Join-Path $env:SOFTDIRTY_STATE_DIR "$($t.Id).json") | Should -BeFalse -Because 'no write tracking remains recorded for a root program' }
+                # What the user may do next with that pid: a clear SoftDirty answer (the kernel keeps a user out of a root program).
+                if ($Setuid) { Get-ErrorId { Disable-WriteTracking -Id $t.Id -Confirm:$false } | Should -Match '^(none|[A-Za-z]+,SoftDirty\.Commands\.DisableWriteTrackingCommand)$' }
             } finally { Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue; Stop-TestTarget $t }
         }
     }
@@ -276,7 +278,7 @@ Describe 'Round 10: a watched target that execs another program, or a setuid-roo
         @{ Method = 'WriteProtect' }, @{ Method = 'Hash' }
     ) { Test-ExecMidWatch $Method $false }
 
-    It 'a <Method> watch of a user across exec of a setuid-root program (passwd) stops with a SoftDirty error and records no tracking' -Skip:([bool]$SetuidSkip) -ForEach @(
+    It 'a <Method> watch of a user across exec of a setuid-root program (passwd) stops with a SoftDirty error, and Disable-WriteTracking then answers clearly' -Skip:([bool]$SetuidSkip) -ForEach @(
         @{ Method = 'WriteProtect' }, @{ Method = 'Hash' }
     ) { Test-ExecMidWatch $Method $true }
 }
@@ -305,7 +307,7 @@ Describe 'Round 10: careless destinations of Invoke-PreCopyMigration and Export-
         Test-Path $path | Should -BeFalse
     }
 
-    It 'two migrations into one destination at once: one makes the chain, the other is ImageExists, and every round is valid' {
+    It 'two migrations into one destination at once: one makes the chain, the other is refused, and every round is valid' {
         $t2 = Start-TestTarget -Path $wtExe
         $dest = Join-Path $root "shared-$([guid]::NewGuid().ToString('n'))"
         try {
@@ -333,7 +335,8 @@ Describe 'Round 10: careless destinations of Invoke-PreCopyMigration and Export-
             $won = @($ends | Where-Object { $_.Summary -and $_.Summary.FinalImage })
             $lost = @($ends | Where-Object { -not ($_.Summary -and $_.Summary.FinalImage) })
             $won.Count | Should -BeGreaterOrEqual 1
-            foreach ($l in $lost) { $l.Errors | Should -Contain 'ImageExists,SoftDirty.Commands.InvokePreCopyMigrationCommand' }
+            # ImageExists (a round of the other there), or UnsafeDestination (both found the folder absent and the other created it first).
+            foreach ($l in $lost) { ($l.Errors -join ' ') | Should -Match '(ImageExists|UnsafeDestination),SoftDirty\.Commands\.InvokePreCopyMigrationCommand' }
             foreach ($img in Get-ChildItem -Directory $dest) {
                 Test-MemoryImage -Path $img.FullName | Should -BeTrue -Because "$($img.Name) must be a whole image"
                 @((Get-MemoryImage -Path $img.FullName).ProcessId | Select-Object -Unique) | Should -Be @($won[0].Id) -Because 'a chain holds the rounds of one process'

@@ -62,9 +62,9 @@
  *   ownreset <hexaddr> <pages>       PAGEMAP_SCAN of /proc/self/pagemap with WP_MATCHING | CHECK_WPASYNC over the range: a program's
  *                                    own get-and-reset of the written pages of a range its own userfaultfd registered (ownuffd)
  *                                    -> OK <written pages it took> or ERR pagemap_scan <errno>
- *   churn <hexaddr> <pages>          a thread that, until "churn 0", starts one short-lived thread after another, each
- *                                    writing one byte into the next page of the range (in turn) and exiting, joined before
- *                                    the next starts: threads created and gone all the time   -> OK
+ *   churn <hexaddr> <pages>          a thread that, until "churn 0", starts short-lived threads 16 at a time, each
+ *                                    writing one byte into the next page of the range (in turn) and exiting, all joined
+ *                                    before the next 16 start: threads created and gone all the time   -> OK
  *   churn 0                          stops it                                        -> OK <threads started>
  *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
  */
@@ -163,6 +163,7 @@ static void pattern(unsigned char *base, long pages, unsigned long seed, long n)
 
 /* A filter that kills the process (SECCOMP_RET_KILL_PROCESS) on syscall nr, or only when its second argument's
  * low 32 bits are arg1 (an ioctl request), as systemd's SystemCallFilter= kills by default. */
+#define CHURN_BATCH 16 /* threads started at once by each round of churn, then joined */
 static struct { unsigned char *base; long pages; volatile int stop; unsigned long started; pthread_t driver; int running; } churn;
 
 static void *churn_one(void *arg)
@@ -176,10 +177,12 @@ static void *churn_loop(void *arg)
 {
     (void)arg;
     while (!churn.stop) {
-        pthread_t t;
-        if (pthread_create(&t, NULL, churn_one, (void *)churn.started)) continue;
-        pthread_join(t, NULL);
-        churn.started++;
+        pthread_t t[CHURN_BATCH];
+        int made = 0;
+        for (; made < CHURN_BATCH; made++)
+            if (pthread_create(&t[made], NULL, churn_one, (void *)(churn.started + (unsigned long)made))) break;
+        for (int i = 0; i < made; i++) pthread_join(t[i], NULL);
+        churn.started += (unsigned long)made;
     }
     return NULL;
 }
