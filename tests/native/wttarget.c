@@ -62,6 +62,10 @@
  *   ownreset <hexaddr> <pages>       PAGEMAP_SCAN of /proc/self/pagemap with WP_MATCHING | CHECK_WPASYNC over the range: a program's
  *                                    own get-and-reset of the written pages of a range its own userfaultfd registered (ownuffd)
  *                                    -> OK <written pages it took> or ERR pagemap_scan <errno>
+ *   churn <hexaddr> <pages>          a thread that, until "churn 0", starts short-lived threads 16 at a time, each
+ *                                    writing one byte into the next page of the range (in turn) and exiting, all joined
+ *                                    before the next 16 start: threads created and gone all the time   -> OK
+ *   churn 0                          stops it                                        -> OK <threads started>
  *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
  */
 #define _GNU_SOURCE
@@ -159,6 +163,30 @@ static void pattern(unsigned char *base, long pages, unsigned long seed, long n)
 
 /* A filter that kills the process (SECCOMP_RET_KILL_PROCESS) on syscall nr, or only when its second argument's
  * low 32 bits are arg1 (an ioctl request), as systemd's SystemCallFilter= kills by default. */
+#define CHURN_BATCH 16 /* threads started at once by each round of churn, then joined */
+static struct { unsigned char *base; long pages; volatile int stop; unsigned long started; pthread_t driver; int running; } churn;
+
+static void *churn_one(void *arg)
+{
+    unsigned long k = (unsigned long)arg;
+    churn.base[(long)(k % (unsigned long)churn.pages) * page_size + 1] = (unsigned char)(k + 1);
+    return NULL;
+}
+
+static void *churn_loop(void *arg)
+{
+    (void)arg;
+    while (!churn.stop) {
+        pthread_t t[CHURN_BATCH];
+        int made = 0;
+        for (; made < CHURN_BATCH; made++)
+            if (pthread_create(&t[made], NULL, churn_one, (void *)(churn.started + (unsigned long)made))) break;
+        for (int i = 0; i < made; i++) pthread_join(t[i], NULL);
+        churn.started += (unsigned long)made;
+    }
+    return NULL;
+}
+
 static int install_seccomp_kill(long nr, long arg1, int with_arg)
 {
     struct sock_filter filter[] = {
@@ -502,6 +530,20 @@ static void *serve(void *arg)
             unsigned long pages = 0;
             for (long i = 0; i < got; i++) pages += (vec[3 * i + 1] - vec[3 * i]) / (unsigned long)page_size;
             reply("OK %lu", pages);
+        } else if (!strcmp(cmd, "churn") && n >= 2) {
+            if (a == 0) {
+                if (!churn.running) { reply("ERR not churning"); continue; }
+                churn.stop = 1;
+                pthread_join(churn.driver, NULL);
+                churn.running = 0;
+                reply("OK %lu", churn.started);
+                continue;
+            }
+            if (churn.running || n < 3) { reply("ERR churning already or no range"); continue; }
+            churn.base = (unsigned char *)a; churn.pages = (long)b; churn.stop = 0; churn.started = 0;
+            if (pthread_create(&churn.driver, NULL, churn_loop, NULL)) { reply("ERR pthread"); continue; }
+            churn.running = 1;
+            reply("OK");
         } else {
             reply("ERR unknown command");
         }

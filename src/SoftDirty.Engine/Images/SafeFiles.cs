@@ -64,6 +64,17 @@ internal static class SafeFiles
         }
     }
 
+    /// <summary>
+    /// Refuses to replace <paramref name="name"/> of <paramref name="dir"/> where it exists and the directory is a memory
+    /// image (it holds a manifest): a chart written over manifest.json or pages.bin would leave the image unreadable.
+    /// </summary>
+    public static void RefuseImageFile(SafeDirectory dir, string name, string what)
+    {
+        if (dir.Lstat(name, out _) is null || dir.Lstat(ImageFormat.ManifestFile, out _) is null) return;
+        throw new EngineException(EngineError.ImageExists,
+            $"{what} {dir.Combine(name)} is a file of the memory image {dir.Path}; the module does not write over an image's files. Choose another path.", dir.Combine(name));
+    }
+
     internal static EngineException WriteFailure(string path, int errno, string message) => errno switch
     {
         Errno.EACCES or Errno.EPERM => new EngineException(EngineError.PermissionDenied, message, path, errno),

@@ -538,9 +538,9 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             foreach (var t in tasks)
             {
                 if (!int.TryParse(Path.GetFileName(t), out int tid)) continue;
-                var stat = File.ReadAllText(Path.Combine(t, "stat"));
-                int close = stat.LastIndexOf(')');
-                char state = close > 0 && close + 2 < stat.Length ? stat[close + 2] : 'X';
+                // A thread that exited since the listing (a program starting and joining threads all the time) is
+                // passed over: it must not end the search as if the whole process had no live thread.
+                char state = SoftDirty.Tracking.ProcessFreeze.ThreadState(Path.Combine(t, "stat")) ?? 'X';
                 if (state == 'Z' || state == 'X') continue;
                 if (tid == pid) return tid;
                 if (best < 0 || tid < best) best = tid;

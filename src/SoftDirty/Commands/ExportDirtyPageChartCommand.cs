@@ -101,6 +101,8 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
         // The folder is opened and checked once (every folder above too, on its descriptor) and the chart is
         // written relative to it: nothing can swap a folder for a link between the check and the write.
         using var target = OpenChartFolder(path, folder);
+        try { SafeFiles.RefuseImageFile(target, System.IO.Path.GetFileName(path), "The chart"); }
+        catch (EngineException ex) { ThrowTerminatingError(ToErrorRecord(ex)); }
         if (!ShouldProcess(path, $"Write a chart of {points} point(s) in {_series.Count} series")) return;
 
         var series = _order.Select(k => new ChartSeries(_series.Count > 1 || k.StartsWith('@') ? LabelOf(k) : "", _series[k].Points)).ToList();
