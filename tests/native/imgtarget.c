@@ -24,6 +24,9 @@
      free <hexaddr> <index> [count]       MADV_FREE of the pages (lazily freed: reclaim may drop them) -> OK
      pageout <hexaddr> <index> [count]    MADV_PAGEOUT of the pages (reclaims them now: lazily freed ones are dropped) -> OK
      hugetlb <pages>                      MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB rw of that many default huge pages -> OK <hexaddr> <hugepagesize>, or ERR hugetlb <errno>
+   Round 10 (files another process truncates, extends or rewrites):
+     mapfile <path> <pages> <shared>      the file (created if missing, its size kept) mapped rw, MAP_SHARED (1) or
+                                          MAP_PRIVATE (0), its descriptor closed -> OK <hexaddr>
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
@@ -201,6 +204,16 @@ int main(void) {
             void *m = mmap(NULL, pages * huge * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
             if (m == MAP_FAILED) { printf("ERR hugetlb %d\n", errno); continue; }
             printf("OK %llx %lx\n", (unsigned long long)(uintptr_t)m, huge * 1024);
+        } else if (!strcmp(cmd, "mapfile")) {
+            char path[4097];
+            long pages = 0, shared = 0;
+            if (sscanf(line, "%*s %4096s %ld %ld", path, &pages, &shared) != 3) { printf("ERR usage\n"); continue; }
+            int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+            if (fd < 0) { printf("ERR open\n"); continue; }
+            void *m = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE, fd, 0);
+            close(fd);
+            if (m == MAP_FAILED) { printf("ERR mmap\n"); continue; }
+            printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
         } else if (!strcmp(cmd, "exit")) {
             printf("OK\n");
             return 0;

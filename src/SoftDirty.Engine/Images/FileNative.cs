@@ -90,6 +90,10 @@ internal static unsafe partial class FileNative
     /// </summary>
     public readonly record struct PathStatus(uint Uid, uint Mode, ulong Size, bool MountRoot = false)
     {
+        /// <summary>stx_ino (at 32) and the device as /proc/PID/maps writes it ("major:minor" in hex: stx_dev_major at 136, stx_dev_minor at 140).</summary>
+        public ulong Inode { get; init; }
+        public string Device { get; init; } = "";
+
         public uint Type => Mode & S_IFMT;
         public uint Permissions => Mode & 0xFFF;
     }
@@ -103,7 +107,11 @@ internal static unsafe partial class FileNative
     private static PathStatus Status(byte* b)
     {
         ulong attributes = *(ulong*)(b + 8), known = *(ulong*)(b + 56);
-        return new PathStatus(*(uint*)(b + 20), *(ushort*)(b + 28), *(ulong*)(b + 40), (known & attributes & StatxAttrMountRoot) != 0);
+        return new PathStatus(*(uint*)(b + 20), *(ushort*)(b + 28), *(ulong*)(b + 40), (known & attributes & StatxAttrMountRoot) != 0)
+        {
+            Inode = *(ulong*)(b + 32),
+            Device = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{*(uint*)(b + 136):x2}:{*(uint*)(b + 140):x2}"),
+        };
     }
 
     /// <summary>fstat of an open descriptor.</summary>

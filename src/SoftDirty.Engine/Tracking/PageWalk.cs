@@ -38,6 +38,32 @@ internal static class PageWalk
     /// </summary>
     public static IEnumerable<PageRegion> PresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous = null, CancellationToken cancel = default)
     {
+        var regions = AllPresentRegions(source, spans, sharedAnonymous, cancel);
+        return Root(source) is ProcPageSource proc ? WithinFiles(regions, spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize) : regions;
+    }
+
+    /// <summary>
+    /// The regions without the swapped pages past the end of the file their mapping maps (the uffd-wp markers a
+    /// truncation leaves: <see cref="MappedFileEnd"/>). Regions and spans are both ascending.
+    /// </summary>
+    private static IEnumerable<PageRegion> WithinFiles(IEnumerable<PageRegion> regions, IReadOnlyList<PageSpan> spans, MappedFileEnd ends, ulong pageSize)
+    {
+        int at = 0;
+        ulong? end = null;
+        int endOf = -1;
+        foreach (var r in regions)
+        {
+            if ((r.Categories & PageCategory.Swapped) == 0 || (r.Categories & PageCategory.Present) != 0) { yield return r; continue; }
+            while (at < spans.Count && spans[at].End <= r.Start) at++;
+            if (at == spans.Count || spans[at].Start > r.Start || r.End > spans[at].End || spans[at].Mapping is not { } mapping) { yield return r; continue; }
+            if (endOf != at) { end = ends.EndAddress(mapping, pageSize); endOf = at; }
+            if (end is not { } eof || r.End <= eof) { yield return r; continue; }
+            if (r.Start < eof) yield return new PageRegion(r.Start, eof, r.Categories);
+        }
+    }
+
+    private static IEnumerable<PageRegion> AllPresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous, CancellationToken cancel)
+    {
         if (sharedAnonymous is not null && Root(source) is not ProcPageSource) sharedAnonymous = null;
         if (source.Features.PagemapScan && sharedAnonymous is null)
         {
