@@ -15,7 +15,7 @@ namespace SoftDirty.Tracking;
 /// soft-dirty only while the epoch its parent armed is still the current one; after any other clear by the
 /// module (Clear-SoftDirty, Watch-DirtyPage, a migration, another chain) it compares page contents instead.
 /// A real process is known by boot id, pid and start time (pids are reused), its epoch kept in a per-user
-/// 0700 folder (/run/user/UID or /tmp, softdirty-epochs-UID, whatever the environment says) that every command and session sees; an
+/// 0700 folder (/run/user/UID or /tmp, softdirty-epochs-UID, regardless of the environment) that every command and session sees; an
 /// emulated process by its object, in memory. Clears the module cannot see (CRIU, another tool writing
 /// clear_refs) are not recorded: Save-MemoryImage -Verify compares contents whatever the epoch says.
 /// A command reads soft-dirty, checks the epoch, records a new one and clears under the process's <see cref="Lock"/>,
