@@ -15,8 +15,6 @@ namespace SoftDirty.Tests;
 /// </summary>
 public sealed class PagesRound9Tests
 {
-    private const int Attempts = 50;
-
     /// <summary>
     /// A source opened on process A (Clear-SoftDirty -Confirm waiting at its prompt, say); A exits and its pid goes to
     /// process B. Before the fix every /proc file was opened by path: the mappings came back as B's under A's name.
@@ -56,7 +54,7 @@ public sealed class PagesRound9Tests
     [HostFact]
     public void ADisposedSourceUsedAgainStillReadsItsLivingProcess()
     {
-        using var a = Start("sleep", "600");
+        using var a = PidReuse.Start("sleep", "600");
         try
         {
             var source = ProcPageSource.Open(a.Id);
@@ -70,17 +68,12 @@ public sealed class PagesRound9Tests
     /// <summary>Opens a source on a process (sleep), ends it, starts cat under its pid and hands both over.</summary>
     private static void WithReusedPid(Action<ProcPageSource, int> check)
     {
-        for (int attempt = 0; attempt < Attempts; attempt++)
+        for (int attempt = 0; attempt < PidReuse.Attempts; attempt++)
         {
-            using var a = Start("sleep", "600");
+            using var a = PidReuse.Start("sleep", "600");
             int pid = a.Id;
             using var source = ProcPageSource.Open(pid);
-            a.Kill();
-            a.WaitForExit();
-            // A start time (stat field 22) counts clock ticks (10 ms): reusing a pid within one tick takes a privileged
-            // choice of pid, as here; without this pause cat could start in sleep's tick and pass as the same process.
-            Thread.Sleep(TimeSpan.FromMilliseconds(50));
-            using var b = StartWithPid(pid, "cat");
+            using var b = PidReuse.Replace(a, "cat");
             if (b is null) continue; // another process took the pid first on this busy machine: try another
             try
             {
@@ -91,30 +84,7 @@ public sealed class PagesRound9Tests
             }
             finally { b.Kill(); b.WaitForExit(); }
         }
-        Assert.Fail($"no pid could be reused in {Attempts} attempts");
-    }
-
-    private static Process Start(string file, params string[] args)
-    {
-        var psi = new ProcessStartInfo(file) { RedirectStandardInput = true, UseShellExecute = false };
-        foreach (var arg in args) psi.ArgumentList.Add(arg);
-        return Process.Start(psi) ?? throw new InvalidOperationException(file + " did not start");
-    }
-
-    /// <summary>Starts <paramref name="file"/> as pid <paramref name="pid"/>, or null where another process took it.</summary>
-    private static Process? StartWithPid(int pid, string file)
-    {
-        for (int i = 0; i < Attempts; i++)
-        {
-            File.WriteAllText(PidChoiceFactAttribute.LastPidFile, (pid - 1).ToString(CultureInfo.InvariantCulture));
-            var p = Start(file);
-            if (p.Id == pid) return p;
-            p.Kill();
-            p.WaitForExit();
-            p.Dispose();
-            if (Directory.Exists($"/proc/{pid}")) return null;
-        }
-        return null;
+        Assert.Fail($"no pid could be reused in {PidReuse.Attempts} attempts");
     }
 
     /// <summary>The process's referenced memory, once it has run (exec'd and touched its pages).</summary>

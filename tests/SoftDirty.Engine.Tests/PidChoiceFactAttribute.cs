@@ -13,7 +13,7 @@ public sealed class PidChoiceFactAttribute : FactAttribute
 {
     public const string LastPidFile = "/proc/sys/kernel/ns_last_pid";
 
-    public PidChoiceFactAttribute() => Skip = HostCondition.WhyNot(HostNeeds.Linux) ?? WhyNot();
+    public PidChoiceFactAttribute(HostNeeds needs = HostNeeds.Linux) => Skip = HostCondition.WhyNot(needs | HostNeeds.Linux) ?? WhyNot();
 
     private static string? WhyNot()
     {

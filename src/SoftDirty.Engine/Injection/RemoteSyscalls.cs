@@ -93,6 +93,10 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
                 r.WaitForInterrupt();
             }
             InjectionSteps.Mark("PTRACE_SEIZE, PTRACE_INTERRUPT, wait");
+            // The thread was found by path: the process may have exited since the source was opened and its pid (or the
+            // thread its id) gone to another process, which must never receive the injected calls.
+            if (!source.OwnsThread(tid))
+                throw new EngineException(EngineError.ProcessExited, $"Process {pid} ({source.Name}) exited before write tracking could be set up in it (thread {tid} is no longer its own).", pid, Errno.ESRCH);
             // The thread's own memory file: writes to code need FOLL_FORCE, which the kernel may grant only to the tracer of that task.
             r._memFd = Native.Open($"/proc/{pid}/task/{tid}/mem", Native.O_RDWR | Native.O_CLOEXEC);
             if (r._memFd < 0) throw r.Fail("open /proc/PID/task/TID/mem");

@@ -147,8 +147,26 @@ internal sealed unsafe class ProcPageSource : IPageSource
         finally { Native.Close(fd); }
     }
 
-    // The process this source opened, not whichever now has its pid.
-    private bool Alive => ReadAt(DirFd, "stat") is not null;
+    /// <summary>Whether the process this source opened still exists (not whichever now has its pid).</summary>
+    internal bool Alive => ReadAt(DirFd, "stat") is not null;
+
+    /// <summary>
+    /// Whether thread <paramref name="tid"/> is a live thread of the process this source opened (its task/TID, through
+    /// the /proc/PID descriptor). A tool that attaches to a thread id found by path (ptrace) asks this once the thread
+    /// is stopped: a process that exited meanwhile may have passed its pid, or a thread its id, to another process.
+    /// </summary>
+    internal bool OwnsThread(int tid)
+    {
+        int dir = DirFd;
+        if (dir < 0) return false;
+        int fd = FileNative.OpenAt(dir, "task/" + tid.ToString(System.Globalization.CultureInfo.InvariantCulture), FileNative.O_PATH | FileNative.O_DIRECTORY | FileNative.O_CLOEXEC, 0);
+        if (fd < 0) return false;
+        Native.Close(fd);
+        return Alive;
+    }
+
+    /// <summary>A new read-only descriptor of this process's pagemap (the caller closes it): opened through the /proc/PID descriptor, never by path.</summary>
+    internal int NewPagemapDescriptor() => OpenProc("pagemap", Native.O_RDONLY);
 
     /// <inheritdoc/>
     public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters)

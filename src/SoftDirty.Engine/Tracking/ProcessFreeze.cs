@@ -19,7 +19,7 @@ internal sealed class ProcessFreeze : IDisposable
     {
         var f = new ProcessFreeze(source);
         if (source is IFreezable freezable) { freezable.Freeze(); f._frozen = true; return f; }
-        f._ptrace = PtraceFreeze.Freeze(source.ProcessId, cancel);
+        f._ptrace = PtraceFreeze.Freeze(source.ProcessId, cancel, source as ProcPageSource);
         f._frozen = true;
         return f;
     }

@@ -47,7 +47,13 @@ internal sealed class PtraceFreeze : IDisposable
         return false;
     }
 
-    public static unsafe PtraceFreeze Freeze(int pid, CancellationToken cancel)
+    /// <summary>
+    /// Stops every thread of <paramref name="pid"/>. With <paramref name="process"/> (the source the caller opened),
+    /// each thread is checked to belong to that process once it is stopped: threads are found by path, so a process
+    /// that exited meanwhile may have passed its pid (or a thread its id) to another, which is then let go again and
+    /// the freeze ends with ProcessExited.
+    /// </summary>
+    public static unsafe PtraceFreeze Freeze(int pid, CancellationToken cancel, ProcPageSource? process = null)
     {
         if (pid == Environment.ProcessId)
             throw new EngineException(EngineError.InvalidArgument, "A process cannot freeze itself: -Freeze needs another process.", pid);
@@ -86,6 +92,13 @@ internal sealed class PtraceFreeze : IDisposable
                     if (Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) != 0) { f._seized.Remove(tid); continue; }
                     if (!WaitStopped(tid, f._childGuard is not null, cancel)) { f._seized.Remove(tid); continue; } // exited meanwhile
                     f._seized[tid] = PendingSignal(tid);
+                    if (process is not null && !process.OwnsThread(tid))
+                    {
+                        Ptrace.Call(Ptrace.Detach, tid, 0, f._seized[tid]);
+                        f._seized.Remove(tid);
+                        if (!process.Alive)
+                            throw new EngineException(EngineError.ProcessExited, $"Process {pid} exited while it was being frozen; the process now under that id is another one and was let go.", pid, Errno.ESRCH);
+                    }
                 }
                 if (!added)
                 {

@@ -366,13 +366,8 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     {
         var pieces = Pieces(spans);
         var refused = new bool[spans.Count];
-        int fd = Native.Open($"/proc/{Source.ProcessId}/pagemap", Native.O_RDONLY | Native.O_CLOEXEC);
-        if (fd < 0)
-        {
-            int e = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
-            throw new EngineException(e == Errno.ENOENT || e == Errno.ESRCH ? EngineError.ProcessExited : EngineError.ProcIOError,
-                $"Opening /proc/{Source.ProcessId}/pagemap failed: {Errno.Describe(e)}", Source.ProcessId, e);
-        }
+        // Through the source's /proc/PID descriptor: never the pagemap of another process that took the pid since.
+        int fd = _remote!.NewPagemapDescriptor();
         try
         {
             var options = new ParallelOptions { CancellationToken = cancel, MaxDegreeOfParallelism = Math.Max(1, ProtectParallelism) };
