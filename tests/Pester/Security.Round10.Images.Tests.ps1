@@ -11,18 +11,6 @@ BeforeAll {
     chmod 0755 $TestDrive $root
     $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state10'
     function New-Dest { Join-Path $root "d-$([guid]::NewGuid().ToString('n'))" }
-    # The restored files of an image (chain) as "file=hash" lines.
-    function Get-RestoredHashes([string] $Image) {
-        $out = New-Dest
-        $null = Restore-MemoryImage $Image $out
-        Get-ChildItem $out -Filter *.bin | Sort-Object Name | ForEach-Object { "$($_.Name)=$((Get-FileHash $_).Hash)" }
-    }
-    # What differs between the restores of two images (chains), named by side: empty when they restore the same bytes.
-    function Compare-Restore([string] $Chain, [string] $Full) {
-        $a = @(Get-RestoredHashes $Chain); $b = @(Get-RestoredHashes $Full)
-        @(Compare-Object $a $b | ForEach-Object { "$(if ($_.SideIndicator -eq '<=') { 'chain' } else { 'full' }): $($_.InputObject)" })
-        if ($a.Count -ne $b.Count) { "chain $($a.Count) files, full $($b.Count)" }
-    }
     # Writes $Bytes at $Offset of the file with write(2) (another process than the target: this one).
     function Write-FileAt([string] $Path, [int64] $Offset, [byte[]] $Bytes) {
         $fs = [IO.File]::Open($Path, 'Open', 'ReadWrite', 'ReadWrite')
@@ -113,6 +101,6 @@ Describe 'Files the target maps, changed by another process between a parent and
         $fullWarnings | Should -BeNullOrEmpty -Because "$Case ($Method)"
         Test-MemoryImage $full | Should -BeTrue -Because "$Case ($Method)"
         Test-MemoryImage "$chain/1" | Should -BeTrue -Because "$Case ($Method)"
-        Compare-Restore "$chain/1" $full | Should -BeNullOrEmpty -Because "$Case ($Method)"
+        Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty -Because "$Case ($Method)"
     }
 }

@@ -21,19 +21,13 @@ BeforeAll {
     $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state5'
     # imgtarget (tests/native/imgtarget.c): Start-ImgTarget, Send-ImgTarget, Wait-ImgTargetIdle, Stop-ImgTarget in SoftDirty.TestSupport.psm1.
     function New-Dest { Join-Path $root "d-$([guid]::NewGuid().ToString('n'))" }
-    # The restored bytes of an image (chain) as "file=hash" lines.
-    function Get-RestoredHashes([string] $Image) {
-        $out = New-Dest
-        $null = Restore-MemoryImage $Image $out
-        Get-ChildItem $out -Filter *.bin | Sort-Object Name | ForEach-Object { "$($_.Name)=$((Get-FileHash $_).Hash)" }
-    }
     # A chain's leaf against a full image of the same moment (Hash: every present page): the same restored bytes,
     # and the chain is valid.
     function Assert-ChainIsTheMoment([string] $Leaf, [scriptblock] $SaveFull, [string] $Because) {
         $full = New-Dest
         $null = & $SaveFull $full
         Test-MemoryImage $Leaf | Should -BeTrue -Because $Because
-        $chain = @(Get-RestoredHashes $Leaf); $moment = @(Get-RestoredHashes $full)
+        $chain = @(Get-RestoredHash $Leaf $root); $moment = @(Get-RestoredHash $full $root)
         # Only what differs, so that a failure names the mapping.
         @(Compare-Object $chain $moment | ForEach-Object { "$(if ($_.SideIndicator -eq '<=') { 'chain' } else { 'full' }): $($_.InputObject)" }) | Should -BeNullOrEmpty -Because $Because
         $chain.Count | Should -Be $moment.Count
@@ -388,7 +382,7 @@ Describe 'Destination names, a full filesystem, the umask and leftovers of anoth
         ($said -join "`n") | Should -BeLike '*CHILD OK*'
         $hashes = Get-ChildItem $out -Filter *.bin | Sort-Object Name | ForEach-Object { "$($_.Name)=$((Get-FileHash $_).Hash)" }
         @($hashes).Count | Should -BeGreaterOrEqual 600
-        $hashes | Should -Be (Get-RestoredHashes $many)
+        $hashes | Should -Be (Get-RestoredHash $many $root)
     }
 
     It 'a leftover partial folder of another user next to the destination (named as the module names its own; root only, to chown it) is neither used nor removed' -Skip:(-not $IsRoot) {

@@ -20,12 +20,6 @@ BeforeAll {
     chmod 0755 $TestDrive $root
     $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state6'
     function New-Dest { Join-Path $root "d-$([guid]::NewGuid().ToString('n'))" }
-    # Each restored file of an image (chain) and its SHA-256, as "name=hash".
-    function Get-RestoredFiles([string] $Image) {
-        $out = New-Dest
-        $null = Restore-MemoryImage -Path $Image -Destination $out
-        foreach ($f in Get-ChildItem -LiteralPath $out -Filter *.bin | Sort-Object Name) { '{0}={1}' -f $f.Name, (Get-FileHash -LiteralPath $f.FullName).Hash }
-    }
     # Of the $Pages pages at $Address, those whose first byte is even in the restore of $Image (imgtarget's filled pages
     # all start with an odd byte; a page the image lacks restores as zeros).
     function Get-UnfilledPages([string] $Image, [uint64] $Address, [int] $Pages) {
@@ -148,7 +142,7 @@ Describe 'Memory the module cannot read plainly (a real process)' -Tag 'Workflow
             $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
         } finally { if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue } }
         Test-MemoryImage "$chain/1" | Should -BeTrue
-        $fromChain = @(Get-RestoredFiles "$chain/1"); $fromFull = @(Get-RestoredFiles $full)
+        $fromChain = @(Get-RestoredHash "$chain/1" $root); $fromFull = @(Get-RestoredHash $full $root)
         @(Compare-Object $fromChain $fromFull | ForEach-Object { "$(if ($_.SideIndicator -eq '<=') { 'chain' } else { 'full' }): $($_.InputObject)" }) | Should -BeNullOrEmpty
         $fromChain.Count | Should -Be $fromFull.Count
     }
@@ -177,10 +171,10 @@ Describe 'Memory the module cannot read plainly (a real process)' -Tag 'Workflow
             $full = New-Dest
             $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
         } finally { if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue } }
-        $expected = @(Get-RestoredFiles $full)
+        $expected = @(Get-RestoredHash $full $root)
         foreach ($n in 'a', 'b', 'c') {
             Test-MemoryImage "$chain/$n" | Should -BeTrue -Because "increment $n"
-            @(Get-RestoredFiles "$chain/$n") | Should -Be $expected -Because "increment $n"
+            @(Get-RestoredHash "$chain/$n" $root) | Should -Be $expected -Because "increment $n"
         }
     }
 }
@@ -211,7 +205,7 @@ Describe 'A target in other namespaces' -Tag 'Workflows', 'Security', 'Round6Ima
         } finally { if (-not $p.HasExited) { $p.Kill($true); $p.WaitForExit(5000) | Out-Null } }
         Test-MemoryImage "$chain/0" | Should -BeTrue
         Test-MemoryImage "$chain/1" | Should -BeTrue
-        @(Get-RestoredFiles "$chain/1") | Should -Be @(Get-RestoredFiles $full)
+        @(Get-RestoredHash "$chain/1" $root) | Should -Be @(Get-RestoredHash $full $root)
     }
 }
 
@@ -310,7 +304,7 @@ Describe 'Images replaced between two commands' -Tag 'Workflows', 'Security', 'R
         $full = New-Dest
         $null = $e | Save-MemoryImage -Path $full -Method Hash
         Test-MemoryImage "$chain/2" | Should -BeTrue
-        @(Get-RestoredFiles "$chain/2") | Should -Be @(Get-RestoredFiles $full)
+        @(Get-RestoredHash "$chain/2" $root) | Should -Be @(Get-RestoredHash $full $root)
     }
 
     It 'an image tested valid and then swapped for a damaged one before Restore: Restore verifies again, says ImageCorrupt and writes nothing' {

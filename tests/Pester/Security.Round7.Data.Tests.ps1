@@ -11,12 +11,6 @@ BeforeAll {
     function New-Dest { Join-Path $root "d-$([guid]::NewGuid().ToString('n'))" }
     # Everything left in a folder, hidden partial folders included.
     function Get-Left([string] $Folder) { @(Get-ChildItem -Force -LiteralPath $Folder -ErrorAction Ignore).Name }
-    # The restored files of an image (chain) as "name=hash" lines.
-    function Get-RestoredFiles([string] $Image) {
-        $out = New-Dest
-        $null = Restore-MemoryImage -Path $Image -Destination $out
-        Get-ChildItem $out -Filter *.bin | Sort-Object Name | ForEach-Object { "$($_.Name)=$((Get-FileHash $_).Hash)" }
-    }
     $script:MigrateId = 'SoftDirty.Commands.InvokePreCopyMigrationCommand'
     $script:ReceiveId = 'SoftDirty.Commands.ReceiveMemoryImageCommand'
 }
@@ -150,7 +144,7 @@ Describe 'Emulated chains with -Method WriteProtect: branches' -Tag 'Workflows',
         $full = New-Dest
         $null = $e | Save-MemoryImage -Path $full -Method Hash
         Test-MemoryImage "$chain/b" | Should -BeTrue
-        @(Get-RestoredFiles "$chain/b") | Should -Be @(Get-RestoredFiles $full)
+        @(Get-RestoredHash "$chain/b" $root) | Should -Be @(Get-RestoredHash $full $root)
     }
 }
 
@@ -230,7 +224,7 @@ Describe 'A save that fails after its tracking was collected (a real process)' -
             Stop-ImgTarget $t
         }
         Test-MemoryImage "$chain/1" | Should -BeTrue
-        @(Get-RestoredFiles "$chain/1") | Should -Be @(Get-RestoredFiles $full)
+        @(Get-RestoredHash "$chain/1" $root) | Should -Be @(Get-RestoredHash $full $root)
     }
 }
 

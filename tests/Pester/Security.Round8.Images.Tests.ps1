@@ -17,18 +17,6 @@ BeforeAll {
     chmod 0755 $TestDrive $root
     $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state8'
     function New-Dest { Join-Path $root "d-$([guid]::NewGuid().ToString('n'))" }
-    # Each restored file of an image (chain) and its SHA-256, as "name=hash".
-    function Get-RestoredFiles([string] $Image) {
-        $out = New-Dest
-        $null = Restore-MemoryImage -Path $Image -Destination $out
-        foreach ($f in Get-ChildItem -LiteralPath $out -Filter *.bin | Sort-Object Name) { '{0}={1}' -f $f.Name, (Get-FileHash -LiteralPath $f.FullName).Hash }
-    }
-    # What differs between the restores of two images, as "chain: name=hash" / "full: name=hash" lines (none: equal).
-    function Compare-Restore([string] $Chain, [string] $Full) {
-        $a = @(Get-RestoredFiles $Chain); $b = @(Get-RestoredFiles $Full)
-        if ($a.Count -eq 0 -or $b.Count -eq 0) { throw "a restore of $Chain or $Full made no files" }
-        @(Compare-Object $a $b | ForEach-Object { "$(if ($_.SideIndicator -eq '<=') { 'chain' } else { 'full' }): $($_.InputObject)" })
-    }
 }
 
 AfterAll { Remove-Item Env:SOFTDIRTY_STATE_DIR -ErrorAction SilentlyContinue }
@@ -82,7 +70,7 @@ Describe 'Pages whose content changes without a write between a parent and its i
         $full = New-Dest
         $null = $e | Save-MemoryImage -Path $full -Method Hash
         Test-MemoryImage "$chain/1" | Should -BeTrue
-        Compare-Restore "$chain/1" $full | Should -BeNullOrEmpty
+        Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty
     }
 }
 
@@ -112,7 +100,7 @@ Describe 'Pages dropped and read again between a parent and its increment (a rea
         } finally { if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue } }
         $inc.ZeroPages | Should -BeGreaterOrEqual 8
         Test-MemoryImage "$chain/1" | Should -BeTrue
-        Compare-Restore "$chain/1" $full | Should -BeNullOrEmpty
+        Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty
     }
 }
 
@@ -136,7 +124,7 @@ Describe 'Paths longer than PATH_MAX' -Tag 'Workflows', 'Security', 'Round8Image
             Test-MemoryImage "$deep/1" | Should -BeTrue
             $short = New-Dest
             $null = $e | Save-MemoryImage -Path $short -Method Hash
-            Compare-Restore "$deep/1" $short | Should -BeNullOrEmpty
+            Compare-RestoredImage "$deep/1" $short $root | Should -BeNullOrEmpty
             $into = Join-Path $deep 'restored'
             $restored = @(Restore-MemoryImage -Path "$deep/1" -Destination $into -ErrorAction Stop)
             $restored.Count | Should -Be 1
@@ -220,7 +208,7 @@ Describe 'Processes that change under a chain (a real process)' -Tag 'Workflows'
             if (-not $p.HasExited) { $p.Kill() }; $null = $p.WaitForExit(5000)
         }
         Test-MemoryImage "$chain/1" | Should -BeTrue
-        Compare-Restore "$chain/1" $full | Should -BeNullOrEmpty
+        Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty
     }
 
     It 'a private mapping of a file truncated to nothing between the parent and the increment, -Method <Method>: its pages restore as zeros, as a full image of that moment restores them' -ForEach @(
@@ -247,7 +235,7 @@ Describe 'Processes that change under a chain (a real process)' -Tag 'Workflows'
             Stop-ImgTarget $t
         }
         Test-MemoryImage "$chain/1" | Should -BeTrue
-        Compare-Restore "$chain/1" $full | Should -BeNullOrEmpty
+        Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty
     }
 
     It 'an image of a real process restored into an emulated process (-Emulator) and saved from there holds the same bytes at every address' {
@@ -286,7 +274,7 @@ Describe 'Restores that race or are stopped' -Tag 'Workflows', 'Security', 'Roun
         foreach ($len in 24MB, 8MB) { $m = $e | Add-EmulatedMapping -Length $len; $e | Write-EmulatedMemory -Address $m.Start -Length $len }
         $script:big = New-Dest
         $null = $e | Save-MemoryImage -Path $big
-        $script:expected = @(Get-RestoredFiles $big)
+        $script:expected = @(Get-RestoredHash $big $root)
     }
 
     It 'three restores of one image into one destination at once: one wins whole, the others say ImageExists, nothing else is left' {

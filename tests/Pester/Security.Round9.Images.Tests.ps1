@@ -30,18 +30,6 @@ BeforeAll {
     chmod 0755 $TestDrive $root
     $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state9'
     function New-Dest { Join-Path $root "d-$([guid]::NewGuid().ToString('n'))" }
-    # The restored files of an image (chain) as "file=hash" lines.
-    function Get-RestoredHashes([string] $Image) {
-        $out = New-Dest
-        $null = Restore-MemoryImage $Image $out
-        Get-ChildItem $out -Filter *.bin | Sort-Object Name | ForEach-Object { "$($_.Name)=$((Get-FileHash $_).Hash)" }
-    }
-    # What differs between the restores of two images (chains), named by side: empty when they restore the same bytes.
-    function Compare-Restore([string] $Chain, [string] $Full) {
-        $a = @(Get-RestoredHashes $Chain); $b = @(Get-RestoredHashes $Full)
-        @(Compare-Object $a $b | ForEach-Object { "$(if ($_.SideIndicator -eq '<=') { 'chain' } else { 'full' }): $($_.InputObject)" })
-        if ($a.Count -ne $b.Count) { "chain $($a.Count) files, full $($b.Count)" }
-    }
     # Bytes of the target's memory, read through /proc/PID/mem.
     function Read-TargetMemory([int] $Id, [uint64] $Address, [int] $Length) {
         $fs = [IO.File]::Open("/proc/$Id/mem", 'Open', 'Read', 'ReadWrite')
@@ -131,7 +119,7 @@ Describe 'Pages that change with no write by the process (a real process)' -Tag 
         $full = New-Dest
         $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
         Test-MemoryImage "$chain/1" | Should -BeTrue
-        Compare-Restore "$chain/1" $full | Should -BeNullOrEmpty -Because "$Case ($Method)"
+        Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty -Because "$Case ($Method)"
         if ($Case -like '*PROT_NONE*') {
             # The restore of the full image holds the bytes written into the PROT_NONE mapping.
             $out = New-Dest
@@ -183,7 +171,7 @@ Describe 'Hugetlb mappings (a real process)' -Tag 'Workflows', 'Security', 'Roun
         $full = New-Dest
         $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
         Test-MemoryImage "$chain/1" | Should -BeTrue
-        Compare-Restore "$chain/1" $full | Should -BeNullOrEmpty
+        Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty
         # The restored mapping holds the process's bytes: the first huge page as the process has it now.
         $out = New-Dest
         $null = Restore-MemoryImage "$chain/1" $out
@@ -237,7 +225,7 @@ Describe 'Increments of one parent saved by several PowerShell processes at once
         $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
         foreach ($n in 'a', 'b', 'c') {
             Test-MemoryImage "$chain/$n" | Should -BeTrue -Because "increment $n"
-            Compare-Restore "$chain/$n" $full | Should -BeNullOrEmpty -Because "increment $n"
+            Compare-RestoredImage "$chain/$n" $full $root | Should -BeNullOrEmpty -Because "increment $n"
         }
     }
 }
@@ -267,7 +255,7 @@ Describe 'An increment refused for a parent of another process' -Tag 'Workflows'
         $w | Should -BeNullOrEmpty
         $full = New-Dest
         $null = $e | Save-MemoryImage -Path $full -Method Hash
-        Compare-Restore "$chain/1" $full | Should -BeNullOrEmpty
+        Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty
         (Get-MemoryImage "$chain/1" | Where-Object Depth -eq 1).DataPages | Should -Be 2
     }
 
@@ -345,7 +333,7 @@ Describe 'Emulated chains with -Method WriteProtect across commands' -Tag 'Workf
         $images[2].DataPages | Should -Be 3
         $full = New-Dest
         $null = $e | Save-MemoryImage -Path $full -Method Hash
-        Compare-Restore "$chain/2" $full | Should -BeNullOrEmpty
+        Compare-RestoredImage "$chain/2" $full $root | Should -BeNullOrEmpty
     }
 
     It 'a chain of one mapping (-Mapping) goes on with the tracking it armed: no warning, only the written pages read' {
@@ -365,7 +353,7 @@ Describe 'Emulated chains with -Method WriteProtect across commands' -Tag 'Workf
         (Get-MemoryImage "$chain/1" | Where-Object Depth -eq 1).ScannedPages | Should -Be 2
         $full = New-Dest
         $null = $e | Save-MemoryImage -Path $full -Method Hash -Mapping '/r9/sel*'
-        Compare-Restore "$chain/1" $full | Should -BeNullOrEmpty
+        Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty
     }
 }
 
@@ -397,6 +385,6 @@ Describe 'A mapping shrunk in one increment and grown back in the next (emulated
         $full = New-Dest
         $null = $e | Save-MemoryImage -Path $full -Method Hash
         Test-MemoryImage "$chain/2" | Should -BeTrue
-        Compare-Restore "$chain/2" $full | Should -BeNullOrEmpty
+        Compare-RestoredImage "$chain/2" $full $root | Should -BeNullOrEmpty
     }
 }

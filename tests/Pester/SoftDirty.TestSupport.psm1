@@ -386,3 +386,22 @@ function Start-ChildPwsh {
     [System.Diagnostics.Process]::Start($psi)
 }
 Export-ModuleMember -Function Get-WriteTrackingSkipReason, Start-ChildPwsh
+
+# ---------------------------------------------------------------------------------------------------
+# Image restores compared (issue 13's image rounds): each restore goes to a new folder under -Root.
+
+# The restored files of an image (chain) as "file=hash" lines.
+function Get-RestoredHash([string] $Image, [string] $Root) {
+    $out = Join-Path $Root "d-$([guid]::NewGuid().ToString('n'))"
+    $null = Restore-MemoryImage -Path $Image -Destination $out
+    foreach ($f in Get-ChildItem -LiteralPath $out -Filter *.bin | Sort-Object Name) { '{0}={1}' -f $f.Name, (Get-FileHash -LiteralPath $f.FullName).Hash }
+}
+
+# What differs between the restores of two images (chains), named by side: empty when they restore the same bytes.
+function Compare-RestoredImage([string] $Chain, [string] $Full, [string] $Root) {
+    $a = @(Get-RestoredHash $Chain $Root); $b = @(Get-RestoredHash $Full $Root)
+    if ($a.Count -eq 0 -or $b.Count -eq 0) { throw "a restore of $Chain or $Full made no files" }
+    @(Compare-Object $a $b | ForEach-Object { "$(if ($_.SideIndicator -eq '<=') { 'chain' } else { 'full' }): $($_.InputObject)" })
+    if ($a.Count -ne $b.Count) { "chain $($a.Count) files, full $($b.Count)" }
+}
+Export-ModuleMember -Function Get-RestoredHash, Compare-RestoredImage

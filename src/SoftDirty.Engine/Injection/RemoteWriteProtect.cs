@@ -16,8 +16,13 @@ namespace SoftDirty.Injection;
 /// </summary>
 internal static class RemoteWriteProtect
 {
-    /// <summary>Enables tracking in <paramref name="source"/>'s process and registers <paramref name="ranges"/>; returns the state (saved).</summary>
-    public static WriteTrackingState Enable(ProcPageSource source, IReadOnlyList<AddressRange> ranges)
+    /// <summary>
+    /// Enables tracking in <paramref name="source"/>'s process and registers <paramref name="ranges"/>; returns the state
+    /// (saved). With <paramref name="user"/> (a command enabling it for itself) the state is saved already counted and
+    /// listing that command: a PowerShell killed between this save and a later join left a tracking no command counted,
+    /// which no later command would ever disable.
+    /// </summary>
+    public static WriteTrackingState Enable(ProcPageSource source, IReadOnlyList<AddressRange> ranges, System.Guid? user = null)
     {
         int pid = source.ProcessId;
         if (InjectionSupport.Check(pid, source.Features) is { } refused) throw refused;
@@ -61,6 +66,11 @@ internal static class RemoteWriteProtect
         }
         var now = DateTime.UtcNow;
         var state = new WriteTrackingState { ProcessId = pid, StartTime = start, Descriptor = (int)fd, Inode = WriteTrackingStore.DescriptorInode(pid, (int)fd), Enabled = now, ResetId = Guid.NewGuid(), LastReset = now };
+        if (user is { } token)
+        {
+            state.Counted = true;
+            state.Users.Add(new WriteTrackingUser(Environment.ProcessId, WriteTrackingStore.StartTime(Environment.ProcessId), token));
+        }
         InjectionSteps.Mark("fdinfo inode");
         try
         {

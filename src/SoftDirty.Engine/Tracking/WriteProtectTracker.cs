@@ -63,11 +63,11 @@ internal sealed class WriteProtectTracker : IDirtyTracker
                     if (InjectionSupport.ForeignTracking(proc) is { } inUse) throw inUse;
                     var ranges = Ranges(Spans());
                     InjectionSteps.Mark("maps (writable ranges)");
-                    _state = RemoteWriteProtect.Enable(proc, ranges);
+                    _state = RemoteWriteProtect.Enable(proc, ranges, _token); // saved with this command listed as its user
                     _ownsTracking = true;
                 }
                 // Another command's tracking for itself alone (a watch, a migration) is used too: whoever ends last disables it.
-                _joined = WriteTrackingStore.Join(_state, _token, _ownsTracking);
+                _joined = _ownsTracking || WriteTrackingStore.Join(_state, _token, enabledHere: false);
             }
             _expectedReset = _state.ResetId;
         }
