@@ -14,7 +14,8 @@ namespace SoftDirty.Tests.Tracking;
 /// Watch-DirtyPage -Method WriteProtect killed (or stopped with Ctrl+C) after the kernel re-protected the pages and
 /// before the new reset was saved left the state file saying "no reset since the last image", so the next
 /// increment of the chain trusted the write-protect bits and silently missed every write before the watch.
-/// A command stopped at the step after the reset is simulated by throwing from that step's mark.
+/// A command stopped at the step after the reset is simulated by throwing from that step's mark (and so a kill right
+/// after enabling, below).
 /// </summary>
 [Collection(WorkflowCollection.Name)]
 public sealed class ResetRecordedFirstTests : IDisposable
@@ -89,5 +90,32 @@ public sealed class ResetRecordedFirstTests : IDisposable
     {
         public ClearRefsRefused(IPageSource inner) : base(inner) { }
         public override int WriteClearRefs(ReadOnlySpan<byte> text) => throw new StoppedHere("clear_refs");
+    }
+
+    /// <summary>
+    /// A command that enables write tracking for itself alone (a watch, a migration) is the tracking's user from the moment
+    /// its state is saved. Before, it joined in a second save: a PowerShell killed between the two left a tracking that no
+    /// command counted, so none ever disabled it (the target kept its userfaultfd and its write faults for good).
+    /// </summary>
+    [HostFact(Injection)]
+    public void KilledRightAfterEnablingForItself_TheNextCommandEndsTheTracking()
+    {
+        using var t = new WtTarget();
+        t.Map(4);
+        using var src = ProcPageSource.Open(t.Pid);
+        StopAt("state file save", () => new WriteProtectTracker(src).Dispose());
+
+        var state = WriteTrackingStore.Load(t.Pid);
+        Assert.NotNull(state);
+        Assert.True(state.Counted, "the tracking enabled for a command alone was saved as nobody's");
+        var user = Assert.Single(state.Users);
+        // That PowerShell is gone (a start time no process has stands for it), as after kill -9.
+        state.Users = new List<WriteTrackingUser> { user with { StartTime = user.StartTime + 1 } };
+        WriteTrackingStore.Save(state);
+
+        // The next command uses the tracking and, the last one to end, disables it.
+        new WriteProtectTracker(src).Dispose();
+        Assert.Null(WriteTrackingStore.Load(t.Pid));
+        Assert.Empty(WriteTrackingStore.UserfaultfdDescriptors(t.Pid));
     }
 }
