@@ -10,7 +10,9 @@
     The real process is pmcount's sparse region (tests/native/pmcount hold: 1 page in 64 written, no THP); the
     image goes to a fresh temporary folder, removed afterwards. The emulated process maps the size and runs a
     fixed number of random accesses (30% writes): the distinct pages they touch still grow with the size until few
-    accesses repeat a page (about 256,000 at 1 GiB, 940,000 at 64 GiB), and the emulator's memory follows them.
+    accesses repeat a page (about 256,000 at 1 GiB, 940,000 at 64 GiB), and the emulator's memory follows them. A
+    second emulated case keeps the work fixed as the process grows: the same accesses in the first bytes of the
+    mapping (as many as the smallest size), so that its memory shows what the size of the process alone costs.
 #>
 param(
     [Parameter(Mandatory)] [string] $ModulePath,
@@ -132,6 +134,14 @@ foreach ($bytes in @(64MB) + $sizes) {
         $e = New-EmulatedProcess -Name "scaling$($bytes / 1MB)"
         $m = $e | Add-EmulatedMapping -Length $bytes
         $r = Invoke-EmulatedWorkload -Emulator $e -Address $m.Start -Length $bytes -Pattern Random -Count $Accesses -WriteRatio 0.3 -Seed 1
+        "$($r.Writes) writes"
+    }))
+    # The same work in a process that grows around it: the accesses stay in the smallest size's first bytes.
+    $window = $sizes[0]
+    $rows.Add((Measure-Case "Invoke-EmulatedWorkload Random, $Accesses accesses in the first $($window / 1MB) MiB" $bytes {
+        $e = New-EmulatedProcess -Name "window$($bytes / 1MB)"
+        $m = $e | Add-EmulatedMapping -Length $bytes
+        $r = Invoke-EmulatedWorkload -Emulator $e -Address $m.Start -Length ([math]::Min([long]$window, [long]$bytes)) -Pattern Random -Count $Accesses -WriteRatio 0.3 -Seed 1
         "$($r.Writes) writes"
     }))
 }
