@@ -15,7 +15,7 @@ namespace SoftDirty.Tracking;
 /// soft-dirty only while the epoch its parent armed is still the current one; after any other clear by the
 /// module (Clear-SoftDirty, Watch-DirtyPage, a migration, another chain) it compares page contents instead.
 /// A real process is known by boot id, pid and start time (pids are reused), its epoch kept in a per-user
-/// 0700 folder (/run/user/UID or /tmp, softdirty-epochs-UID, regardless of the environment) that every command and session sees; an
+/// 0700 folder (softdirty-epochs-UID in /run/user/UID while that is the user's, and in /tmp, regardless of the environment) that every command and session sees; an
 /// emulated process by its object, in memory. Clears the module cannot see (CRIU, another tool writing
 /// clear_refs) are not recorded: Save-MemoryImage -Verify compares contents whatever the epoch says.
 /// A command reads soft-dirty, checks the epoch, records a new one and clears under the process's <see cref="Lock"/>,
@@ -59,6 +59,11 @@ internal static class TrackingEpoch
     }
 
     /// <summary>Records a new epoch for a soft-dirty clear of <paramref name="source"/> about to be made; returns it (null where it cannot be kept).</summary>
+    /// <remarks>
+    /// Written into every state folder usable now (<see cref="StateDirectories"/>), and returned as <see cref="Current"/> then reads
+    /// it: which folders there are is part of the epoch. /run/user/UID comes and goes with the user's logins, so a clear made in a
+    /// login (recorded there) and a chain armed by a cron job (in /tmp) must still see each other's records.
+    /// </remarks>
     public static string? Record(IPageSource source)
     {
         var epoch = Guid.NewGuid().ToString("N");
@@ -68,38 +73,55 @@ internal static class TrackingEpoch
             return epoch;
         }
         var id = Identity(source);
-        var dir = StateDirectory();
-        if (id is null || dir is null) return null;
-        var file = Path.Combine(dir, FileName(id));
+        var dirs = StateDirectories();
+        if (id is null || dirs.Length == 0) return null;
+        foreach (var dir in dirs)
+            if (!RecordIn(dir, FileName(id), epoch)) return null;
+        return Current(source);
+    }
+
+    /// <summary>Writes <paramref name="epoch"/> as <paramref name="name"/> in <paramref name="dir"/> (a new file renamed over it); false where that failed.</summary>
+    private static bool RecordIn(string dir, string name, string epoch)
+    {
+        var file = Path.Combine(dir, name);
         var tmp = Path.Combine(dir, "." + Guid.NewGuid().ToString("N"));
         try
         {
             using (var fs = SafeFiles.CreateNew(tmp)) fs.Write(Encoding.ASCII.GetBytes(epoch));
-            if (FileNative.Rename(tmp, file) != 0) { File.Delete(tmp); return null; }
+            if (FileNative.Rename(tmp, file) != 0) { File.Delete(tmp); return false; }
             Prune(dir);
-            return epoch;
+            return true;
         }
         catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException)
         {
             try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            return null;
+            return false;
         }
     }
 
     /// <summary>
     /// The epoch of the last soft-dirty clear the module made of this process: "" where it made none, null
-    /// where it cannot tell (no usable state folder, the process gone).
+    /// where it cannot tell (no usable state folder, the process gone). For a real process, the record of every
+    /// usable state folder, each named by its folder: a folder that appeared or vanished since changes it too.
     /// </summary>
     public static string? Current(IPageSource source)
     {
         if (Root(source) is not ProcPageSource)
             return EmulatedEpochs.TryGetValue(Root(source), out var box) ? box.Value : "";
         var id = Identity(source);
-        var dir = StateDirectory();
-        if (id is null || dir is null) return null;
-        try { return Encoding.ASCII.GetString(SafeFiles.ReadRegular(Path.Combine(dir, FileName(id)), MaxEpochFileBytes)); }
-        catch (FileNotFoundException) { return ""; }
-        catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { return null; }
+        var dirs = StateDirectories();
+        if (id is null || dirs.Length == 0) return null;
+        var all = new StringBuilder();
+        foreach (var dir in dirs)
+        {
+            string value;
+            try { value = Encoding.ASCII.GetString(SafeFiles.ReadRegular(Path.Combine(dir, FileName(id)), MaxEpochFileBytes)); }
+            catch (FileNotFoundException) { value = ""; }
+            catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { return null; }
+            if (all.Length > 0) all.Append(';');
+            all.Append(dir).Append('=').Append(value);
+        }
+        return all.ToString();
     }
 
     private static string FileName(string identity) => identity.Replace('/', '-');
@@ -127,27 +149,39 @@ internal static class TrackingEpoch
             return new Held(() => Monitor.Exit(gate));
         }
         var id = Identity(source);
-        var dir = id is null ? null : StateDirectory();
-        if (id is null || dir is null) return null;
+        var dirs = id is null ? [] : StateDirectories();
+        if (id is null || dirs.Length == 0) return null;
         var held = _held ??= new(StringComparer.Ordinal);
         if (held.TryGetValue(id, out int count))
         {
             held[id] = count + 1;
-            return new Held(() => Release(id, null));
+            return new Held(() => Release(id, []));
         }
-        var handle = LockFile.Take(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
-                ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder {dir} was removed.", source.ProcessId),
-            FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, cancel, () => InjectionSteps.Mark(LockWaitStep));
+        // The lock of every usable folder, always in the same order: two commands that saw different folders (the
+        // runtime folder appeared or vanished between them) still meet at the one they share.
+        var handles = new System.Collections.Generic.List<Microsoft.Win32.SafeHandles.SafeFileHandle>(dirs.Length);
+        try
+        {
+            foreach (var dir in dirs)
+                handles.Add(LockFile.Take(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
+                        ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder {dir} was removed.", source.ProcessId),
+                    FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, cancel, () => InjectionSteps.Mark(LockWaitStep)));
+        }
+        catch
+        {
+            foreach (var h in handles) h.Dispose();
+            throw;
+        }
         held[id] = 1;
-        return new Held(() => Release(id, handle));
+        return new Held(() => Release(id, handles));
     }
 
-    private static void Release(string id, Microsoft.Win32.SafeHandles.SafeFileHandle? handle)
+    private static void Release(string id, System.Collections.Generic.List<Microsoft.Win32.SafeHandles.SafeFileHandle> handles)
     {
         var held = _held!;
         if (held[id] > 1) { held[id]--; return; }
         held.Remove(id);
-        handle?.Dispose();
+        foreach (var h in handles) h.Dispose();
     }
 
     /// <summary>A held lock, released once on dispose.</summary>
@@ -163,25 +197,43 @@ internal static class TrackingEpoch
         }
     }
 
-    /// <summary>The folder above the state folder where the user's runtime folder is missing (not $TMPDIR either: see <see cref="StateDirectory"/>).</summary>
-    private const string SharedTempFolder = "/tmp";
+    /// <summary>The folder of the users' runtime folders (/run/user/UID); tests point it elsewhere.</summary>
+    internal static string RuntimeRoot { get; set; } = "/run/user";
+
+    /// <summary>The shared temp folder the state folder is also kept in (not $TMPDIR: see <see cref="StateDirectories"/>); tests point it elsewhere.</summary>
+    internal static string SharedTempFolder { get; set; } = "/tmp";
+
+    /// <summary>The first of <see cref="StateDirectories"/>, or null where there is none.</summary>
+    public static string? StateDirectory() => StateDirectories() is [var first, ..] ? first : null;
 
     /// <summary>
-    /// The per-user state folder (created 0700), or null where none is safe to use (exists as a link, another user's, or open to others).
-    /// Chosen from the uid alone, never from the environment: /run/user/UID where it is the user's, else /tmp. Every command of
-    /// the user must see the same epochs and locks; with $XDG_RUNTIME_DIR (or $TMPDIR) a session that has it (a login) and one
-    /// that has not or has another (cron, sudo, a service) kept two folders, and a chain trusted soft-dirty that the other cleared.
+    /// The per-user state folders (created 0700) usable now: softdirty-epochs-UID in /run/user/UID where that is the user's,
+    /// and in /tmp; a folder that exists as a link, is another user's or open to others is left out. Chosen from the uid alone,
+    /// never from the environment: every command of the user must see the same epochs and locks; with $XDG_RUNTIME_DIR (or
+    /// $TMPDIR) a session that has it (a login) and one that has not or has another (cron, sudo, a service) kept two folders,
+    /// and a chain trusted soft-dirty that the other cleared. Both folders, not the first: /run/user/UID exists only while
+    /// the user is logged in, and with one folder a chain armed in /tmp (cron, no login) trusted soft-dirty that a login cleared
+    /// in /run/user/UID, once the login had ended.
     /// </summary>
-    public static string? StateDirectory()
+    public static string[] StateDirectories()
     {
         uint uid = FileNative.Geteuid();
-        var runtime = "/run/user/" + uid.ToString(CultureInfo.InvariantCulture);
-        string baseDir = FileNative.Lstat(runtime, out _) is { Type: FileNative.S_IFDIR } r && r.Uid == uid ? runtime : SharedTempFolder;
-        var dir = Path.Combine(baseDir, $"softdirty-epochs-{uid}");
-        if (FileNative.Lstat(dir, out _) is null && FileNative.Mkdir(dir, (uint)ImageFormat.DirectoryMode) != 0 && FileNative.Lstat(dir, out _) is null) return null;
+        var name = $"softdirty-epochs-{uid}";
+        var runtime = Path.Combine(RuntimeRoot, uid.ToString(CultureInfo.InvariantCulture));
+        bool hasRuntime = FileNative.Lstat(runtime, out _) is { Type: FileNative.S_IFDIR } r && r.Uid == uid;
+        var found = new System.Collections.Generic.List<string>(2);
+        foreach (var dir in hasRuntime ? new[] { Path.Combine(runtime, name), Path.Combine(SharedTempFolder, name) } : [Path.Combine(SharedTempFolder, name)])
+            if (Usable(dir, uid)) found.Add(dir);
+        return found.ToArray();
+    }
+
+    /// <summary>Whether <paramref name="dir"/> is (made, 0700, where missing) a directory of <paramref name="uid"/> that no one else may enter.</summary>
+    private static bool Usable(string dir, uint uid)
+    {
+        if (FileNative.Lstat(dir, out _) is null && FileNative.Mkdir(dir, (uint)ImageFormat.DirectoryMode) != 0 && FileNative.Lstat(dir, out _) is null) return false;
         var st = FileNative.Lstat(dir, out _);
         const uint GroupOrOther = 0x3F; // 077
-        return st is { Type: FileNative.S_IFDIR } s && s.Uid == uid && (s.Permissions & GroupOrOther) == 0 ? dir : null;
+        return st is { Type: FileNative.S_IFDIR } s && s.Uid == uid && (s.Permissions & GroupOrOther) == 0;
     }
 
     /// <summary>Removes the records of processes that are gone (another boot, or the pid's start time differs).</summary>

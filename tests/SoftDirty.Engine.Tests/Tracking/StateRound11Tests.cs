@@ -1,0 +1,156 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Threading;
+using SoftDirty;
+using SoftDirty.Images;
+using SoftDirty.Injection;
+using SoftDirty.Tracking;
+using Xunit;
+
+namespace SoftDirty.Tests.Tracking;
+
+/// <summary>
+/// Issue 13, eleventh attack round: the soft-dirty epoch folder over time. It was one folder, /run/user/UID where that
+/// existed, else /tmp; /run/user/UID comes and goes with the user's logins. A chain armed while the user was not logged
+/// in (a cron job: /tmp), a clear in a login (/run/user/UID), the login ended, then the next increment read /tmp, found its
+/// own epoch and trusted soft-dirty that the login's clear had taken (silent data loss); likewise a watch whose epoch could
+/// no longer be read counted a clear made meanwhile as none. The folders are pointed at test folders here
+/// (<see cref="TrackingEpoch.RuntimeRoot"/>, <see cref="TrackingEpoch.SharedTempFolder"/>).
+/// </summary>
+[Collection(WorkflowCollection.Name)]
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
+public sealed class StateRound11Tests : IDisposable
+{
+    private const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "sd-r11-state-" + Guid.NewGuid().ToString("N"));
+    private readonly string _savedRuntimeRoot = TrackingEpoch.RuntimeRoot, _savedTmp = TrackingEpoch.SharedTempFolder;
+    private readonly string _runtime, _userRuntime, _tmp;
+
+    public StateRound11Tests()
+    {
+        _runtime = Path.Combine(_root, "run-user");
+        _tmp = Path.Combine(_root, "tmp");
+        _userRuntime = Path.Combine(_runtime, FileNative.Geteuid().ToString(System.Globalization.CultureInfo.InvariantCulture));
+        foreach (var d in new[] { _root, _runtime, _tmp }) Directory.CreateDirectory(d, Private);
+        TrackingEpoch.RuntimeRoot = _runtime;
+        TrackingEpoch.SharedTempFolder = _tmp;
+    }
+
+    public void Dispose()
+    {
+        TrackingEpoch.RuntimeRoot = _savedRuntimeRoot;
+        TrackingEpoch.SharedTempFolder = _savedTmp;
+        if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
+    }
+
+    private void Login() => Directory.CreateDirectory(_userRuntime, Private);
+
+    private void Logout() => Directory.Delete(_userRuntime, recursive: true);
+
+    [Fact]
+    public void AClearInALogin_IsSeenByAChainArmedWithoutOne_AfterTheLoginEnded()
+    {
+        using var self = ProcPageSource.Open(Environment.ProcessId);
+        var armed = TrackingEpoch.Record(self); // a cron job's save: no /run/user/UID
+        Assert.NotNull(armed);
+        Login();
+        var cleared = TrackingEpoch.Record(self); // Clear-SoftDirty (a watch) in the login
+        Assert.NotNull(cleared);
+        Logout();
+        Assert.NotEqual(armed, TrackingEpoch.Current(self)); // the next increment must not trust its parent's epoch
+    }
+
+    [Fact]
+    public void AClearWithoutALogin_IsSeenByAChainArmedInOne_WhenTheRuntimeFolderComesBack()
+    {
+        using var self = ProcPageSource.Open(Environment.ProcessId);
+        Login();
+        var armed = TrackingEpoch.Record(self);
+        Assert.NotNull(armed);
+        // The login ends; a folder that is not a tmpfs of logind's keeps its files (moved aside here, as it was).
+        var aside = _userRuntime + ".aside";
+        Directory.Move(_userRuntime, aside);
+        Assert.NotNull(TrackingEpoch.Record(self)); // a cron job clears
+        Directory.Move(aside, _userRuntime);
+        Assert.NotEqual(armed, TrackingEpoch.Current(self));
+    }
+
+    [Fact]
+    public void TheRuntimeFolderAppearingOrVanishing_ChangesTheEpoch_AndTwoCommandsThatSawDifferentFolders_ShareALock()
+    {
+        using var self = ProcPageSource.Open(Environment.ProcessId);
+        var before = TrackingEpoch.Record(self);
+        Login();
+        Assert.NotEqual(before, TrackingEpoch.Current(self)); // no record in the new folder: not the armed epoch
+        Assert.Equal(2, TrackingEpoch.StateDirectories().Length);
+
+        // One command holds the lock with the runtime folder present; another, after it vanished, must wait.
+        var outer = TrackingEpoch.Lock(self, default);
+        Assert.NotNull(outer);
+        try
+        {
+            bool waited = false;
+            using var cts = new CancellationTokenSource();
+            Exception? thrown = null;
+            var thread = new Thread(() =>
+            {
+                InjectionSteps.Current = new InjectionSteps { OnStep = s => { if (s == TrackingEpoch.LockWaitStep) { waited = true; cts.Cancel(); } } };
+                try { TrackingEpoch.Lock(self, cts.Token)?.Dispose(); }
+                catch (Exception ex) { thrown = ex; }
+                finally { InjectionSteps.Current = null; }
+            });
+            var aside = _userRuntime + ".aside";
+            Directory.Move(_userRuntime, aside);
+            thread.Start();
+            Assert.True(thread.Join(TimeSpan.FromMinutes(2)), "hang guard: the other command never ended");
+            Directory.Move(aside, _userRuntime);
+            Assert.True(waited, "the command that saw only /tmp took the lock another command held");
+            Assert.IsAssignableFrom<OperationCanceledException>(thrown);
+        }
+        finally { outer!.Dispose(); }
+    }
+
+    [Fact]
+    public void AWatchWhoseEpochCanNoLongerBeRead_CountsEveryPage_NotNone()
+    {
+        using var child = System.Diagnostics.Process.Start("sleep", "600"); // small: its whole pagemap is read
+        try { WatchOf(child.Id); }
+        finally { child.Kill(); child.WaitForExit(); }
+    }
+
+    private static void WatchOf(int pid)
+    {
+        using var self = ProcPageSource.Open(pid);
+        using var claimed = new ClaimsSoftDirty(self);
+        using var watch = new SoftDirtyTracker(claimed);
+        watch.Reset();
+        // The folder becomes unusable (open to others: its owner's mistake, or removed and planted by another user).
+        var dir = TrackingEpoch.StateDirectory()!;
+        File.SetUnixFileMode(dir, Private | UnixFileMode.OtherWrite | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        try
+        {
+            Assert.Null(TrackingEpoch.Record(self)); // another command's clear, recorded nowhere
+            var set = watch.Collect(rearm: false);
+            Assert.True(set.ResetElsewhere, "a clear that could not be recorded was taken for none");
+        }
+        finally { File.SetUnixFileMode(dir, Private); }
+    }
+
+    /// <summary>The process itself, with soft-dirty claimed (this kernel may have none): the tracker's epoch logic is what is tested.</summary>
+    private sealed class ClaimsSoftDirty(IPageSource inner) : IPageSource, IPageSourceWrapper
+    {
+        public IPageSource Inner { get; } = inner;
+        public int ProcessId => Inner.ProcessId;
+        public string Name => Inner.Name;
+        public int PageSize => Inner.PageSize;
+        public KernelFeatures Features { get; } = new() { SoftDirty = true, PagemapScan = false };
+        public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters) => Inner.ReadMappings(withCounters);
+        public int ReadPagemap(ulong firstPage, Span<PagemapEntry> destination) => Inner.ReadPagemap(firstPage, destination);
+        public int ReadMemory(ulong address, Span<byte> destination) => Inner.ReadMemory(address, destination);
+        public int WriteClearRefs(ReadOnlySpan<byte> text) => Inner.WriteClearRefs(text);
+        public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions) => Inner.ScanPagemap(ref request, regions);
+        public bool MappingUnchanged(MemoryMapping mapping, ulong start, ulong end) => Inner.MappingUnchanged(mapping, start, end);
+        public void Dispose() { }
+    }
+}
