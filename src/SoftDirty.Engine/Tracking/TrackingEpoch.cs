@@ -16,7 +16,8 @@ namespace SoftDirty.Tracking;
 /// module (Clear-SoftDirty, Watch-DirtyPage, a migration, another chain) it compares page contents instead.
 /// A real process is known by boot id, pid and start time (pids are reused), its epoch kept in a per-user
 /// 0700 folder (softdirty-epochs-UID in /run/user/UID while that is the user's, and in /tmp, regardless of the environment) that every command and session sees; an
-/// emulated process by its object, in memory. Clears the module cannot see (CRIU, another tool writing
+/// emulated process by its object, in memory. Root acting on another user's process records and reads in that user's folders
+/// too (opened without following links, files made theirs), so that each sees the other's clears. Clears the module cannot see (CRIU, another tool writing
 /// clear_refs) are not recorded: Save-MemoryImage -Verify compares contents whatever the epoch says.
 /// A command reads soft-dirty, checks the epoch, records a new one and clears under the process's <see cref="Lock"/>,
 /// so two commands never interleave their records and clears.
@@ -77,8 +78,64 @@ internal static class TrackingEpoch
         if (id is null || dirs.Length == 0) return null;
         foreach (var dir in dirs)
             if (!RecordIn(dir, FileName(id), epoch)) return null;
+        if (ForeignOwner(source) is { } owner)
+            foreach (var runtime in new[] { true, false })
+            {
+                using var dir = OpenOwnersFolder(owner, runtime);
+                if (dir is not null && !RecordForOwner(dir, FileName(id), epoch, owner)) return null;
+            }
         return Current(source);
     }
+
+    /// <summary>
+    /// The owner of the process behind <paramref name="source"/> where the caller is root and the owner another user, else null. That user's commands read only their own folders: a clear by root recorded only in root's was not seen by
+    /// the user's chain or watch, which trusted soft-dirty bits root's clear had taken (and root's chain missed the user's clears).
+    /// Root's records go into the owner's folders too, and root reads them there. Only root's: another user cannot write in them.
+    /// </summary>
+    private static uint? ForeignOwner(IPageSource source)
+    {
+        if (FileNative.Geteuid() != 0) return null;
+        return FileNative.Stat("/proc/" + source.ProcessId.ToString(CultureInfo.InvariantCulture), out _) is { } st && st.Uid != 0 ? st.Uid : null;
+    }
+
+    /// <summary>
+    /// The state folder of <paramref name="owner"/> in their runtime folder or in /tmp, opened without following links and
+    /// checked on its descriptor (theirs, 0700); null where there is none such (root never makes one for them: a folder that
+    /// does not exist holds no epoch of theirs to keep current). Everything in it is then done relative to the descriptor.
+    /// </summary>
+    private static SafeDirectory? OpenOwnersFolder(uint owner, bool runtime)
+    {
+        var uid = owner.ToString(CultureInfo.InvariantCulture);
+        try
+        {
+            using var top = SafeDirectory.Open(runtime ? RuntimeRoot : SharedTempFolder, "The soft-dirty epoch folder", "softdirty-epochs-" + uid, create: false);
+            if (!runtime) return top?.OpenPrivateDirectoryOf("softdirty-epochs-" + uid, owner);
+            using var user = top?.OpenPrivateDirectoryOf(uid, owner);
+            return user?.OpenPrivateDirectoryOf("softdirty-epochs-" + uid, owner);
+        }
+        catch (EngineException) { return null; }
+    }
+
+    /// <summary>Writes <paramref name="epoch"/> as <paramref name="name"/> in a folder of <paramref name="owner"/> (a new file of theirs, 0600, renamed over it); false where that failed.</summary>
+    private static bool RecordForOwner(SafeDirectory dir, string name, string epoch, uint owner)
+    {
+        var temp = "." + Guid.NewGuid().ToString("N");
+        try
+        {
+            using (var fs = dir.CreateFile(temp))
+            {
+                if (FileNative.Fchown((int)fs.SafeFileHandle.DangerousGetHandle(), owner, KeepGroup) != 0) { dir.Remove(temp); return false; }
+                fs.Write(Encoding.ASCII.GetBytes(epoch));
+            }
+            if (dir.RenameTo(temp, dir, name, replace: true) == 0) return true;
+        }
+        catch (Exception ex) when (ex is EngineException or IOException) { }
+        dir.Remove(temp);
+        return false;
+    }
+
+    /// <summary>fchown's "leave the group as it is".</summary>
+    private const uint KeepGroup = uint.MaxValue;
 
     /// <summary>Writes <paramref name="epoch"/> as <paramref name="name"/> in <paramref name="dir"/> (a new file renamed over it); false where that failed.</summary>
     private static bool RecordIn(string dir, string name, string epoch)
@@ -121,6 +178,17 @@ internal static class TrackingEpoch
             if (all.Length > 0) all.Append(';');
             all.Append(dir).Append('=').Append(value);
         }
+        if (ForeignOwner(source) is { } owner)
+            foreach (var runtime in new[] { true, false })
+            {
+                using var dir = OpenOwnersFolder(owner, runtime);
+                if (dir is null) continue;
+                string value;
+                try { value = Encoding.ASCII.GetString(SafeFiles.ReadRegular(dir, FileName(id), MaxEpochFileBytes)); }
+                catch (FileNotFoundException) { value = ""; }
+                catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { return null; }
+                all.Append(';').Append(dir.Path).Append('=').Append(value);
+            }
         return all.ToString();
     }
 
@@ -166,6 +234,13 @@ internal static class TrackingEpoch
                 handles.Add(LockFile.Take(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
                         ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder {dir} was removed.", source.ProcessId),
                     FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, cancel, () => InjectionSteps.Mark(LockWaitStep)));
+            if (ForeignOwner(source) is { } owner)
+                foreach (var runtime in new[] { true, false })
+                {
+                    using (var present = OpenOwnersFolder(owner, runtime)) if (present is null) continue;
+                    handles.Add(LockFile.Take(() => OwnersLockFolder(owner, runtime, FileName(id) + LockSuffix, source.ProcessId),
+                        FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, cancel, () => InjectionSteps.Mark(LockWaitStep)));
+                }
         }
         catch
         {
@@ -174,6 +249,24 @@ internal static class TrackingEpoch
         }
         held[id] = 1;
         return new Held(() => Release(id, handles));
+    }
+
+    /// <summary>
+    /// The owner's folder for <see cref="LockFile.Take"/>, with the lock file made theirs where missing (a lock file of root's
+    /// there would keep the owner's own commands out: they open it read-write).
+    /// </summary>
+    private static SafeDirectory OwnersLockFolder(uint owner, bool runtime, string name, int pid)
+    {
+        var dir = OpenOwnersFolder(owner, runtime)
+            ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder of user {owner} was removed.", pid);
+        int fd = FileNative.OpenAt(dir.Fd, name, FileNative.O_WRONLY | FileNative.O_CREAT | FileNative.O_EXCL | FileNative.O_NOFOLLOW | FileNative.O_CLOEXEC, (uint)ImageFormat.FileMode);
+        if (fd >= 0)
+        {
+            FileNative.Fchmod(fd, (uint)ImageFormat.FileMode);
+            FileNative.Fchown(fd, owner, KeepGroup);
+            FileNative.Close(fd);
+        }
+        return dir;
     }
 
     private static void Release(string id, System.Collections.Generic.List<Microsoft.Win32.SafeHandles.SafeFileHandle> handles)

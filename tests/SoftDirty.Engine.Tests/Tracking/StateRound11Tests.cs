@@ -137,6 +137,107 @@ public sealed class StateRound11Tests : IDisposable
         finally { File.SetUnixFileMode(dir, Private); }
     }
 
+    /// <summary>The owner's folder in the test's /tmp, made as that user's command would (theirs, 0700).</summary>
+    private string OwnersFolder()
+    {
+        var dir = Path.Combine(_tmp, "softdirty-epochs-" + RootWithOtherUser.Uid);
+        Directory.CreateDirectory(dir, Private);
+        Chown(dir);
+        return dir;
+    }
+
+    private static void Chown(string path)
+    {
+        using var p = System.Diagnostics.Process.Start("chown", $"-h {RootWithOtherUser.Uid} {path}");
+        p.WaitForExit();
+        Assert.Equal(0, p.ExitCode);
+    }
+
+    private static string FileOf(ProcPageSource source) => TrackingEpoch.Identity(source)!.Replace('/', '-');
+
+    [RootWithOtherUserFact]
+    public void RootsClearOfAUsersProcess_IsSeenByTheUsersCommands_AndTheUsersByRoots()
+    {
+        using var target = new RootWithOtherUser();
+        using var source = ProcPageSource.Open(target.Id);
+        var users = Path.Combine(OwnersFolder(), FileOf(source));
+        File.WriteAllText(users, "armed-by-the-users-chain"); // the user's save armed soft-dirty
+        Chown(users);
+
+        Assert.NotNull(TrackingEpoch.Record(source)); // root: Clear-SoftDirty -Id (a watch, a migration, its own chain)
+        Assert.NotEqual("armed-by-the-users-chain", File.ReadAllText(users)); // the user's next increment must not trust its epoch
+        Assert.Equal(RootWithOtherUser.Uid, FileNative.Stat(users, out _)!.Value.Uid); // and can read it (0600, theirs)
+
+        var rootArmed = TrackingEpoch.Record(source); // root's chain armed
+        Assert.NotNull(rootArmed);
+        Assert.Equal(rootArmed, TrackingEpoch.Current(source));
+        File.WriteAllText(users + ".new", "cleared-by-the-user"); // the user's Clear-SoftDirty (a new file renamed over it)
+        File.Move(users + ".new", users, overwrite: true);
+        Assert.NotEqual(rootArmed, TrackingEpoch.Current(source)); // root's next increment must not trust its epoch
+    }
+
+    [RootWithOtherUserFact]
+    public void RootsTwoCommandsOnAUsersProcess_AndTheUsersOwn_ShareTheLockInTheUsersFolder()
+    {
+        using var target = new RootWithOtherUser();
+        using var source = ProcPageSource.Open(target.Id);
+        var folder = OwnersFolder();
+        using (var held = TrackingEpoch.Lock(source, default)) Assert.NotNull(held);
+        var lockFile = Path.Combine(folder, FileOf(source) + ".lock");
+        var st = FileNative.Lstat(lockFile, out _);
+        Assert.NotNull(st); // root's command took the lock the user's commands take
+        Assert.Equal(RootWithOtherUser.Uid, st!.Value.Uid); // made theirs: a lock file of root's would keep their commands out
+        Assert.Equal(0x180u, st.Value.Permissions); // 0600
+    }
+
+    [RootWithOtherUserFact]
+    public void WhatTheUserPlantsInTheirFolder_NeverMakesRootWriteElsewhere_OrHang()
+    {
+        using var target = new RootWithOtherUser();
+        using var source = ProcPageSource.Open(target.Id);
+        var victim = Path.Combine(_root, "victim");
+        Directory.CreateDirectory(victim, Private);
+        var victimFile = Path.Combine(victim, "secret");
+        File.WriteAllText(victimFile, "root's");
+        var name = FileOf(source);
+
+        // The folder itself a link to a folder of root's.
+        var folder = Path.Combine(_tmp, "softdirty-epochs-" + RootWithOtherUser.Uid);
+        File.CreateSymbolicLink(folder, victim);
+        Assert.NotNull(TrackingEpoch.Record(source));
+        using (TrackingEpoch.Lock(source, default)) { }
+        Assert.Equal("secret", Path.GetFileName(Assert.Single(Directory.GetFileSystemEntries(victim))));
+        File.Delete(folder);
+
+        // The epoch file a FIFO (a read must not hang), then a hard link to a file of root's; the lock file a link, then a FIFO.
+        OwnersFolder();
+        var epochFile = Path.Combine(folder, name);
+        Assert.Equal(0, Mkfifo(epochFile, 0x180));
+        Assert.Null(TrackingEpoch.Current(source)); // cannot tell: increments compare contents
+        File.Delete(epochFile);
+        File.CreateSymbolicLink(epochFile, victimFile);
+        Assert.NotNull(TrackingEpoch.Record(source)); // replaces the link, never writes through it
+        Assert.Equal("root's", File.ReadAllText(victimFile));
+        Assert.Equal(FileNative.S_IFREG, FileNative.Lstat(epochFile, out _)!.Value.Type);
+
+        var lockFile = Path.Combine(folder, name + ".lock");
+        File.CreateSymbolicLink(lockFile, victimFile);
+        var linked = Assert.Throws<EngineException>(() => TrackingEpoch.Lock(source, default)?.Dispose());
+        Assert.Equal(EngineError.UnsafeDestination, linked.Error);
+        File.Delete(lockFile);
+        Assert.Equal(0, Mkfifo(lockFile, 0x180));
+        var fifo = Assert.Throws<EngineException>(() => TrackingEpoch.Lock(source, default)?.Dispose());
+        Assert.Equal(EngineError.UnsafeDestination, fifo.Error);
+        Assert.Equal("root's", File.ReadAllText(victimFile));
+    }
+
+    private static int Mkfifo(string path, uint mode)
+    {
+        using var p = System.Diagnostics.Process.Start("mkfifo", $"-m {Convert.ToString(mode, 8)} {path}");
+        p.WaitForExit();
+        return p.ExitCode;
+    }
+
     /// <summary>The process itself, with soft-dirty claimed (this kernel may have none): the tracker's epoch logic is what is tested.</summary>
     private sealed class ClaimsSoftDirty(IPageSource inner) : IPageSource, IPageSourceWrapper
     {
