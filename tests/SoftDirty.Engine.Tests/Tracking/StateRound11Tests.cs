@@ -238,6 +238,39 @@ public sealed class StateRound11Tests : IDisposable
         return p.ExitCode;
     }
 
+    [Fact]
+    public void AnEmulatedProcessWrittenFromAnotherThread_BetweenTheReadAndTheClear_LosesNoPage()
+    {
+        const int Page = 4096;
+        var p = new SoftDirty.Emulation.EmulatedProcess("r11-threads");
+        ulong a = p.Mmap(null, 8 * Page, Protection.Read | Protection.Write).Start;
+        p.Write(a, 8 * Page);
+        using var watch = new SoftDirtyTracker(p);
+        watch.Reset();
+
+        // Another runspace (a thread job) writes page 5 after this collection read soft-dirty, before it clears.
+        Thread? writer = null;
+        InjectionSteps.Current = new InjectionSteps
+        {
+            OnStep = s =>
+            {
+                if (s != TrackingEpoch.RecordedStep || writer is not null) return;
+                writer = new Thread(() => p.Write(a + 5 * Page, 16));
+                writer.Start();
+                writer.Join(TimeSpan.FromSeconds(2)); // done, or waiting for the collection to let the process go
+            },
+        };
+        DirtyPageSet first;
+        try { first = watch.Collect(); }
+        finally { InjectionSteps.Current = null; }
+        Assert.NotNull(writer);
+        Assert.True(writer!.Join(TimeSpan.FromMinutes(2)), "hang guard: the writer never ended");
+        var second = watch.Collect();
+        var seen = new HashSet<ulong>(TrackingRound6Tests.PagesIn(first.Ranges, a, 8, Page));
+        seen.UnionWith(TrackingRound6Tests.PagesIn(second.Ranges, a, 8, Page));
+        Assert.Contains(5UL, seen);
+    }
+
     /// <summary>The process itself, with soft-dirty claimed (this kernel may have none): the tracker's epoch logic is what is tested.</summary>
     private sealed class ClaimsSoftDirty(IPageSource inner) : IPageSource, IPageSourceWrapper
     {
