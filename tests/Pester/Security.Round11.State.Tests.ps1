@@ -24,38 +24,50 @@ BeforeAll {
     # Asserts that the chain ending at $Last restores what a full image of the same (now quiet) process restores.
     function script:Assert-SameAsFull([string] $Last, [string] $Full, [string] $Name) {
         Test-MemoryImage -Path $Last | Should -BeTrue
-        $a = Get-RestoredHash $Last (Join-Path $root "$Name-chain")
-        $b = Get-RestoredHash $Full (Join-Path $root "$Name-full")
+        $a = Get-RestoredHash $Last (Join-Path $root "restored-$Name-chain")
+        $b = Get-RestoredHash $Full (Join-Path $root "restored-$Name-full")
         $a.Count | Should -Be $b.Count
         foreach ($k in $b.Keys) { $a[$k] | Should -Be $b[$k] -Because "mapping $k of the chain's last increment" }
     }
 
-    # A thread job that writes pages of $Emulator with changing values (and copies it) until $Stop is set; returns its loop count.
+    # A thread job that writes pages of $Emulator with changing values (and copies it) until $Stop is set (it sets $Started
+    # after its first write); returns its loop count.
     $script:Writer = {
-        param($Emulator, [uint64] $Start, [int] $Pages, $Stop, [string] $Module)
+        param($Emulator, [uint64] $Start, [int] $Pages, $Stop, $Started, [string] $Module)
         Import-Module $Module
         $rng = [System.Random]::new(11)
         $i = 0
-        while (-not $Stop.IsSet) {
+        while ($i -eq 0 -or -not $Stop.IsSet) {
             $i++
             $page = [uint64]$rng.Next(0, $Pages)
             Write-EmulatedMemory -Emulator $Emulator -Address ($Start + $page * 4KB) -Length 64 -Value ([byte]($i % 251 + 1)) -Confirm:$false
             if ($i % 50 -eq 0) { $null = Copy-EmulatedProcess -Emulator $Emulator -Confirm:$false }
+            $Started.Set()
         }
         $i
+    }
+
+    # Starts the writer on $F (New-FilledEmulator) and waits until it writes; returns the job.
+    function script:Start-Writer($F, $Stop) {
+        $started = [System.Threading.ManualResetEventSlim]::new($false)
+        $job = Start-ThreadJob -ScriptBlock $Writer -ArgumentList $F.Emulator, ([uint64]$F.Mapping.Start), $Pages, $Stop, $started, $env:SOFTDIRTY_MODULE
+        $started.Wait([TimeSpan]::FromMinutes(2)) | Should -BeTrue -Because 'hang guard: the writer never wrote'
+        $job
     }
 }
 
 Describe 'Round 11: an emulated process shared between runspaces' -Tag 'Security', 'Round11', 'R11State', 'Emulator' {
-    It 'a chain saved while another runspace writes the process (and copies it) ends exact, with no error on either side' -Skip:([bool]$ThreadJobSkip) {
+    It 'a <Method> chain saved while another runspace writes the process (and copies it) ends exact, with no error on either side' -Skip:([bool]$ThreadJobSkip) -ForEach @(
+        @{ Method = 'SoftDirty' }, @{ Method = 'WriteProtect' }
+    ) {
         $f = New-FilledEmulator -Pages $Pages
         $e = $f.Emulator
         $stop = [System.Threading.ManualResetEventSlim]::new($false)
-        $job = Start-ThreadJob -ScriptBlock $Writer -ArgumentList $e, ([uint64]$f.Mapping.Start), $Pages, $stop, $env:SOFTDIRTY_MODULE
+        $job = Start-Writer $f $stop
         try {
-            $null = Save-MemoryImage -Emulator $e -Path "$root/c0" -Confirm:$false -ErrorAction Stop
+            $null = Save-MemoryImage -Emulator $e -Path "$root/$Method-0" -Method $Method -Confirm:$false -ErrorAction Stop
             for ($k = 1; $k -le 5; $k++) {
-                $null = Save-MemoryImage -Emulator $e -Path "$root/c$k" -Parent "$root/c$($k - 1)" -Confirm:$false -ErrorAction Stop -WarningAction SilentlyContinue
+                $null = Save-MemoryImage -Emulator $e -Path "$root/$Method-$k" -Parent "$root/$Method-$($k - 1)" -Method $Method -Confirm:$false -ErrorAction Stop -WarningAction SilentlyContinue
             }
         } finally {
             $stop.Set()
@@ -65,16 +77,16 @@ Describe 'Round 11: an emulated process shared between runspaces' -Tag 'Security
         $job.Error.Count | Should -Be 0
         $loops | Should -BeGreaterThan 0
         # Quiet now: one more increment, and a full image of the same moment.
-        $null = Save-MemoryImage -Emulator $e -Path "$root/c6" -Parent "$root/c5" -Confirm:$false -ErrorAction Stop
-        $null = Save-MemoryImage -Emulator $e -Path "$root/cfull" -Confirm:$false -ErrorAction Stop
-        Assert-SameAsFull "$root/c6" "$root/cfull" 'c'
+        $null = Save-MemoryImage -Emulator $e -Path "$root/$Method-6" -Parent "$root/$Method-5" -Method $Method -Confirm:$false -ErrorAction Stop
+        $null = Save-MemoryImage -Emulator $e -Path "$root/$Method-full" -Confirm:$false -ErrorAction Stop
+        Assert-SameAsFull "$root/$Method-6" "$root/$Method-full" $Method
     }
 
     It 'two chains of one emulated process saved from two runspaces at once both end exact (each sees the other''s clears)' -Skip:([bool]$ThreadJobSkip) {
         $f = New-FilledEmulator -Pages $Pages
         $e = $f.Emulator
         $stop = [System.Threading.ManualResetEventSlim]::new($false)
-        $writer = Start-ThreadJob -ScriptBlock $Writer -ArgumentList $e, ([uint64]$f.Mapping.Start), $Pages, $stop, $env:SOFTDIRTY_MODULE
+        $writer = Start-Writer $f $stop
         $other = Start-ThreadJob -ScriptBlock {
             param($Emulator, [string] $Root, [string] $Module)
             Import-Module $Module
