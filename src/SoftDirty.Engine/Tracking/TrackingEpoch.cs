@@ -76,15 +76,16 @@ internal static class TrackingEpoch
         var id = Identity(source);
         var dirs = StateDirectories();
         if (id is null || dirs.Length == 0) return null;
-        foreach (var dir in dirs)
-            if (!RecordIn(dir, FileName(id), epoch)) return null;
+        // Every folder, even after one failed: a folder left with the previous epoch would keep its readers trusting it.
+        bool recorded = true;
+        foreach (var dir in dirs) recorded &= RecordIn(dir, FileName(id), epoch, source.ProcessId);
         if (ForeignOwner(source) is { } owner)
             foreach (var runtime in new[] { true, false })
             {
                 using var dir = OpenOwnersFolder(owner, runtime);
-                if (dir is not null && !RecordForOwner(dir, FileName(id), epoch, owner)) return null;
+                if (dir is not null) recorded &= RecordForOwner(dir, FileName(id), epoch, owner, source.ProcessId);
             }
-        return Current(source);
+        return recorded ? Current(source) : null;
     }
 
     /// <summary>
@@ -116,44 +117,65 @@ internal static class TrackingEpoch
         catch (EngineException) { return null; }
     }
 
-    /// <summary>Writes <paramref name="epoch"/> as <paramref name="name"/> in a folder of <paramref name="owner"/> (a new file of theirs, 0600, renamed over it); false where that failed.</summary>
-    private static bool RecordForOwner(SafeDirectory dir, string name, string epoch, uint owner)
+    /// <summary>Writes <paramref name="epoch"/> as <paramref name="name"/> in a folder of <paramref name="owner"/> (a new file of theirs, 0600, renamed over it); false where that failed, the previous record removed (as <see cref="RecordIn"/>).</summary>
+    private static bool RecordForOwner(SafeDirectory dir, string name, string epoch, uint owner, int pid)
     {
         var temp = "." + Guid.NewGuid().ToString("N");
         try
         {
+            bool written = false;
             using (var fs = dir.CreateFile(temp))
             {
-                if (FileNative.Fchown((int)fs.SafeFileHandle.DangerousGetHandle(), owner, KeepGroup) != 0) { dir.Remove(temp); return false; }
-                fs.Write(Encoding.ASCII.GetBytes(epoch));
+                if (FileNative.Fchown((int)fs.SafeFileHandle.DangerousGetHandle(), owner, KeepGroup) == 0)
+                {
+                    fs.Write(Encoding.ASCII.GetBytes(epoch));
+                    fs.Flush();
+                    written = true;
+                }
             }
-            if (dir.RenameTo(temp, dir, name, replace: true) == 0) return true;
+            if (written && dir.RenameTo(temp, dir, name, replace: true) == 0) return true;
         }
         catch (Exception ex) when (ex is EngineException or IOException) { }
         dir.Remove(temp);
+        if (!dir.Remove(name) && dir.Lstat(name, out _) is not null)
+            throw new EngineException(EngineError.ProcIOError,
+                $"The soft-dirty clear of process {pid} cannot be recorded in {dir.Path}, and its previous epoch there cannot be removed: not clearing, as a chain or watch of the process would trust the bits the clear takes.", pid);
         return false;
     }
 
     /// <summary>fchown's "leave the group as it is".</summary>
     private const uint KeepGroup = uint.MaxValue;
 
-    /// <summary>Writes <paramref name="epoch"/> as <paramref name="name"/> in <paramref name="dir"/> (a new file renamed over it); false where that failed.</summary>
-    private static bool RecordIn(string dir, string name, string epoch)
+    /// <summary>
+    /// Writes <paramref name="epoch"/> as <paramref name="name"/> in <paramref name="dir"/> (a new file renamed over it); false where
+    /// that failed, with the previous record removed: a full /tmp left the old epoch in place while the clear went ahead, and
+    /// every chain or watch armed at it trusted the bits that clear took. Where even that fails, the clear is refused.
+    /// </summary>
+    private static bool RecordIn(string dir, string name, string epoch, int pid)
     {
         var file = Path.Combine(dir, name);
         var tmp = Path.Combine(dir, "." + Guid.NewGuid().ToString("N"));
+        string why;
         try
         {
             using (var fs = SafeFiles.CreateNew(tmp)) fs.Write(Encoding.ASCII.GetBytes(epoch));
-            if (FileNative.Rename(tmp, file) != 0) { File.Delete(tmp); return false; }
-            Prune(dir);
-            return true;
+            if (FileNative.Rename(tmp, file) == 0)
+            {
+                try { Prune(dir); }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // the record is in place
+                return true;
+            }
+            why = Errno.Describe(System.Runtime.InteropServices.Marshal.GetLastPInvokeError());
         }
-        catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException)
+        catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { why = ex.Message; }
+        try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        try { File.Delete(file); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            return false;
+            throw new EngineException(EngineError.ProcIOError,
+                $"The soft-dirty clear of process {pid} cannot be recorded in {dir} ({why}), and its previous epoch {file} cannot be removed ({ex.Message}): not clearing, as a chain or watch of the process would trust the bits the clear takes. Free space there or remove the file.", pid);
         }
+        return false;
     }
 
     /// <summary>

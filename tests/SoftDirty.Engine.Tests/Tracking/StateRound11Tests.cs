@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Threading;
 using SoftDirty;
 using SoftDirty.Images;
@@ -269,6 +270,68 @@ public sealed class StateRound11Tests : IDisposable
         var seen = new HashSet<ulong>(TrackingRound6Tests.PagesIn(first.Ranges, a, 8, Page));
         seen.UnionWith(TrackingRound6Tests.PagesIn(second.Ranges, a, 8, Page));
         Assert.Contains(5UL, seen);
+    }
+
+    [Fact]
+    public void AClearWhoseEpochCannotBeWritten_LeavesNoOldEpochToTrust_OrIsNotMade()
+    {
+        using var self = ProcPageSource.Open(Environment.ProcessId);
+        var armed = TrackingEpoch.Record(self);
+        Assert.NotNull(armed);
+        var dir = TrackingEpoch.StateDirectory()!;
+        bool root = FileNative.Geteuid() == 0;
+        // Root: the folder's file system full (a tmpfs of its own); another user: a folder it may not write to (0500).
+        if (root) FillWithTmpfs(dir, armed!);
+        else File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        try
+        {
+            bool cleared = false;
+            InjectionSteps.Current = new InjectionSteps { OnStep = s => { if (s == TrackingEpoch.RecordedStep) cleared = true; } };
+            try
+            {
+                self.ClearRefs(ClearRefsType.SoftDirty); // Clear-SoftDirty, a watch sample, another chain
+                Assert.True(cleared);
+                Assert.NotEqual(armed, TrackingEpoch.Current(self)); // no chain armed before trusts the bits it took
+            }
+            catch (EngineException ex)
+            {
+                Assert.Equal(EngineError.ProcIOError, ex.Error);
+                Assert.False(cleared, "cleared though its epoch could not be recorded nor the old one removed");
+            }
+            finally { InjectionSteps.Current = null; }
+        }
+        finally
+        {
+            if (root) Unmount(dir);
+            else File.SetUnixFileMode(dir, Private);
+        }
+    }
+
+    /// <summary>Mounts a tiny tmpfs on <paramref name="dir"/> holding the record <paramref name="epoch"/> of this process, and fills it.</summary>
+    private static void FillWithTmpfs(string dir, string epoch)
+    {
+        var records = Directory.GetFiles(dir, "*-" + Environment.ProcessId + "-*").Where(f => !f.EndsWith(".lock", StringComparison.Ordinal)).ToArray();
+        var record = Assert.Single(records);
+        var content = File.ReadAllText(record);
+        Run("mount", $"-t tmpfs -o size=8k,mode=0700 r11-full {dir}");
+        File.WriteAllText(record, content);
+        Assert.Equal(epoch, TrackingEpoch.Current(ProcPageSource.Open(Environment.ProcessId)));
+        try
+        {
+            using var fill = new FileStream(Path.Combine(dir, "fill"), FileMode.CreateNew);
+            var block = new byte[4096];
+            for (int i = 0; i < 64; i++) { fill.Write(block); fill.Flush(); }
+        }
+        catch (IOException) { } // full
+    }
+
+    private static void Unmount(string dir) => Run("umount", dir);
+
+    private static void Run(string command, string arguments)
+    {
+        using var p = System.Diagnostics.Process.Start(command, arguments);
+        p.WaitForExit();
+        Assert.Equal(0, p.ExitCode);
     }
 
     /// <summary>The process itself, with soft-dirty claimed (this kernel may have none): the tracker's epoch logic is what is tested.</summary>
