@@ -334,6 +334,32 @@ public sealed class StateRound11Tests : IDisposable
         Assert.Equal(0, p.ExitCode);
     }
 
+    [RootWithOtherUserFact]
+    public void AFallbackFolderPlantedByAnotherUser_IsNeverUsed_AndNothingIsWrittenThrough()
+    {
+        using var self = ProcPageSource.Open(Environment.ProcessId);
+        var mine = Path.Combine(_tmp, "softdirty-epochs-0");
+        var victim = Path.Combine(_root, "victim");
+        Directory.CreateDirectory(victim, Private);
+        foreach (var plant in new[] { "folder", "open-folder", "file", "fifo", "link" })
+        {
+            switch (plant)
+            {
+                case "folder": Directory.CreateDirectory(mine, Private); Chown(mine); break;
+                case "open-folder": Directory.CreateDirectory(mine); File.SetUnixFileMode(mine, (UnixFileMode)0x1FF); break; // 0777, root's
+                case "file": File.WriteAllText(mine, "x"); break;
+                case "fifo": Assert.Equal(0, Mkfifo(mine, 0x1B6)); break;
+                case "link": File.CreateSymbolicLink(mine, victim); Chown(mine); break;
+            }
+            Assert.Empty(TrackingEpoch.StateDirectories()); // no /run/user/0 here: no folder at all
+            Assert.Null(TrackingEpoch.Record(self)); // no epoch kept: increments compare contents
+            Assert.Null(TrackingEpoch.Current(self));
+            Assert.Null(TrackingEpoch.Lock(self, default));
+            Assert.Empty(Directory.GetFileSystemEntries(victim));
+            if (Directory.Exists(mine) && plant != "link") Directory.Delete(mine, recursive: true); else File.Delete(mine);
+        }
+    }
+
     /// <summary>The process itself, with soft-dirty claimed (this kernel may have none): the tracker's epoch logic is what is tested.</summary>
     private sealed class ClaimsSoftDirty(IPageSource inner) : IPageSource, IPageSourceWrapper
     {
