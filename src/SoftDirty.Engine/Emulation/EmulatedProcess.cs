@@ -64,6 +64,27 @@ public sealed partial class EmulatedProcess : IPageSource
         bool noSoftDirty = false, bool privileged = false)
         => new(name, KernelProfile.Get(profile, noSoftDirty), privileged);
 
+    /// <summary>
+    /// Holds the process still until disposed: its machine's lock, which every operation takes (other threads' writes wait),
+    /// for the moment between reading soft-dirty and clearing it (<see cref="Tracking.SoftDirtyWindow"/>). Re-entrant on this thread.
+    /// </summary>
+    internal IDisposable HoldStill()
+    {
+        Monitor.Enter(_mem.Lock);
+        return new Still(_mem.Lock);
+    }
+
+    /// <summary>A hold of the machine's lock, released once.</summary>
+    private sealed class Still(object gate) : IDisposable
+    {
+        private object? _gate = gate;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _gate, null) is { } g) Monitor.Exit(g);
+        }
+    }
+
     /// <summary>The emulator's process id (from <see cref="FirstProcessId"/> on; never a real pid).</summary>
     public int ProcessId { get; }
     /// <summary>The comm name.</summary>

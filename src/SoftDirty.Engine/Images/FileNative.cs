@@ -45,6 +45,9 @@ internal static unsafe partial class FileNative
     [LibraryImport(Libc, EntryPoint = "fchmod", SetLastError = true)]
     public static partial int Fchmod(int fd, uint mode);
 
+    [LibraryImport(Libc, EntryPoint = "fchown", SetLastError = true)]
+    public static partial int Fchown(int fd, uint owner, uint group);
+
     [LibraryImport(Libc, EntryPoint = "chmod", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial int Chmod(string path, uint mode);
 

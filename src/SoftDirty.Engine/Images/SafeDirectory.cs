@@ -233,6 +233,22 @@ internal sealed class SafeDirectory : IDisposable
         return dir;
     }
 
+    /// <summary>
+    /// Opens the subdirectory <paramref name="name"/> (no link followed) where it is a private folder of <paramref name="owner"/>:
+    /// theirs, and closed to group and others (root acting for another user, in that user's folder). Null where absent,
+    /// not a directory, a link, or not so.
+    /// </summary>
+    public SafeDirectory? OpenPrivateDirectoryOf(string name, uint owner)
+    {
+        int fd = FileNative.OpenAt(Fd, name, OpenDirFlags, 0);
+        if (fd < 0) return null;
+        var dir = new SafeDirectory(new SafeFileHandle(fd, ownsHandle: true), Combine(name));
+        const uint GroupOrOther = 0x3F; // 077
+        if (FileNative.Fstat(fd, out _) is { } st && st.Uid == owner && (st.Permissions & GroupOrOther) == 0) return dir;
+        dir.Dispose();
+        return null;
+    }
+
     /// <summary>Whether the directory has any entry (listed through /proc/self/fd, so it is this very directory).</summary>
     public bool HasEntries()
     {

@@ -50,7 +50,9 @@ internal sealed class SoftDirtyTracker : IDirtyTracker
             ranges = Dirty(Source, spans, cancel, out scanned);
             // Cleared by another command or session since this tracker's last clear (Clear-SoftDirty, a save, another
             // watch): the bits set before that clear are gone, so every present page counts, and the caller says so.
-            elsewhere = _epoch is not null && TrackingEpoch.Current(Source) is { } current && current != _epoch;
+            // An epoch that can no longer be read (the state folder became unusable: removed and planted by another user,
+            // made a link) counts as another clear: a clear made meanwhile could not be recorded either.
+            elsewhere = _epoch is not null && TrackingEpoch.Current(Source) != _epoch;
             if (rearm) _epoch = Source.ClearRefs(ClearRefsType.SoftDirty, cancel);
         }
         if (elsewhere)

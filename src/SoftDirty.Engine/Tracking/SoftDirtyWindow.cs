@@ -9,7 +9,9 @@ namespace SoftDirty.Tracking;
 /// clear then takes away, so that page would be missing from this collection and from every later one (a chain
 /// or a migration would keep its old bytes for good). A real process is stopped for that moment, as CRIU's
 /// pre-dump stops it, unless this thread holds it stopped already (-Freeze, a migration's last round) or it is
-/// stopped (state T). An emulated process needs no stop: its workloads run between commands' steps, never during one.
+/// stopped (state T). An emulated process is held still by taking its machine's lock for the moment: another runspace
+/// or thread may write it at any time (a thread job, ForEach-Object -Parallel), and such a write between the read and the clear
+/// was lost to the chain, watch or migration for good.
 /// The moment is also held under the process's soft-dirty lock (<see cref="TrackingEpoch.Lock"/>, real and emulated):
 /// another command's record-and-clear cannot fall inside it, even where the process cannot be stopped.
 /// </summary>
@@ -25,7 +27,14 @@ internal static class SoftDirtyWindow
         var held = TrackingEpoch.Lock(source, cancel);
         try
         {
-            var stop = Freeze(source, cancel, out exact, out why);
+            IDisposable? stop;
+            if (PageWalk.Root(source) is Emulation.EmulatedProcess emulated)
+            {
+                stop = emulated.HoldStill();
+                exact = true;
+                why = null;
+            }
+            else stop = Freeze(source, cancel, out exact, out why);
             return stop is null ? held : new Both(stop, held);
         }
         catch

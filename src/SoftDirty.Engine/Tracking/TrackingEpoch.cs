@@ -15,8 +15,9 @@ namespace SoftDirty.Tracking;
 /// soft-dirty only while the epoch its parent armed is still the current one; after any other clear by the
 /// module (Clear-SoftDirty, Watch-DirtyPage, a migration, another chain) it compares page contents instead.
 /// A real process is known by boot id, pid and start time (pids are reused), its epoch kept in a per-user
-/// 0700 folder (/run/user/UID or /tmp, softdirty-epochs-UID, regardless of the environment) that every command and session sees; an
-/// emulated process by its object, in memory. Clears the module cannot see (CRIU, another tool writing
+/// 0700 folder (softdirty-epochs-UID in /run/user/UID while that is the user's, and in /tmp, regardless of the environment) that every command and session sees; an
+/// emulated process by its object, in memory. Root acting on another user's process records and reads in that user's folders
+/// too (opened without following links, files made theirs), so that each sees the other's clears. Clears the module cannot see (CRIU, another tool writing
 /// clear_refs) are not recorded: Save-MemoryImage -Verify compares contents whatever the epoch says.
 /// A command reads soft-dirty, checks the epoch, records a new one and clears under the process's <see cref="Lock"/>,
 /// so two commands never interleave their records and clears.
@@ -59,6 +60,11 @@ internal static class TrackingEpoch
     }
 
     /// <summary>Records a new epoch for a soft-dirty clear of <paramref name="source"/> about to be made; returns it (null where it cannot be kept).</summary>
+    /// <remarks>
+    /// Written into every state folder usable now (<see cref="StateDirectories"/>), and returned as <see cref="Current"/> then reads
+    /// it: which folders there are is part of the epoch. /run/user/UID comes and goes with the user's logins, so a clear made in a
+    /// login (recorded there) and a chain armed by a cron job (in /tmp) must still see each other's records.
+    /// </remarks>
     public static string? Record(IPageSource source)
     {
         var epoch = Guid.NewGuid().ToString("N");
@@ -68,38 +74,144 @@ internal static class TrackingEpoch
             return epoch;
         }
         var id = Identity(source);
-        var dir = StateDirectory();
-        if (id is null || dir is null) return null;
-        var file = Path.Combine(dir, FileName(id));
+        var dirs = StateDirectories();
+        if (id is null || dirs.Length == 0) return null;
+        // Every folder, even after one failed: a folder left with the previous epoch would keep its readers trusting it.
+        bool recorded = true;
+        foreach (var dir in dirs) recorded &= RecordIn(dir, FileName(id), epoch, source.ProcessId);
+        if (ForeignOwner(source) is { } owner)
+            foreach (var runtime in new[] { true, false })
+            {
+                using var dir = OpenOwnersFolder(owner, runtime);
+                if (dir is not null) recorded &= RecordForOwner(dir, FileName(id), epoch, owner, source.ProcessId);
+            }
+        return recorded ? Current(source) : null;
+    }
+
+    /// <summary>
+    /// The owner of the process behind <paramref name="source"/> where the caller is root and the owner another user, else null. That user's commands read only their own folders: a clear by root recorded only in root's was not seen by
+    /// the user's chain or watch, which trusted soft-dirty bits root's clear had taken (and root's chain missed the user's clears).
+    /// Root's records go into the owner's folders too, and root reads them there. Only root's: another user cannot write in them.
+    /// </summary>
+    private static uint? ForeignOwner(IPageSource source)
+    {
+        if (FileNative.Geteuid() != 0) return null;
+        return FileNative.Stat("/proc/" + source.ProcessId.ToString(CultureInfo.InvariantCulture), out _) is { } st && st.Uid != 0 ? st.Uid : null;
+    }
+
+    /// <summary>
+    /// The state folder of <paramref name="owner"/> in their runtime folder or in /tmp, opened without following links and
+    /// checked on its descriptor (theirs, 0700); null where there is none such (root never makes one for them: a folder that
+    /// does not exist holds no epoch of theirs to keep current). Everything in it is then done relative to the descriptor.
+    /// </summary>
+    private static SafeDirectory? OpenOwnersFolder(uint owner, bool runtime)
+    {
+        var uid = owner.ToString(CultureInfo.InvariantCulture);
+        try
+        {
+            using var top = SafeDirectory.Open(runtime ? RuntimeRoot : SharedTempFolder, "The soft-dirty epoch folder", "softdirty-epochs-" + uid, create: false);
+            if (!runtime) return top?.OpenPrivateDirectoryOf("softdirty-epochs-" + uid, owner);
+            using var user = top?.OpenPrivateDirectoryOf(uid, owner);
+            return user?.OpenPrivateDirectoryOf("softdirty-epochs-" + uid, owner);
+        }
+        catch (EngineException) { return null; }
+    }
+
+    /// <summary>Writes <paramref name="epoch"/> as <paramref name="name"/> in a folder of <paramref name="owner"/> (a new file of theirs, 0600, renamed over it); false where that failed, the previous record removed (as <see cref="RecordIn"/>).</summary>
+    private static bool RecordForOwner(SafeDirectory dir, string name, string epoch, uint owner, int pid)
+    {
+        var temp = "." + Guid.NewGuid().ToString("N");
+        try
+        {
+            bool written = false;
+            using (var fs = dir.CreateFile(temp))
+            {
+                if (FileNative.Fchown((int)fs.SafeFileHandle.DangerousGetHandle(), owner, KeepGroup) == 0)
+                {
+                    fs.Write(Encoding.ASCII.GetBytes(epoch));
+                    fs.Flush();
+                    written = true;
+                }
+            }
+            if (written && dir.RenameTo(temp, dir, name, replace: true) == 0) return true;
+        }
+        catch (Exception ex) when (ex is EngineException or IOException) { }
+        dir.Remove(temp);
+        if (!dir.Remove(name) && dir.Lstat(name, out _) is not null)
+            throw new EngineException(EngineError.ProcIOError,
+                $"The soft-dirty clear of process {pid} cannot be recorded in {dir.Path}, and its previous epoch there cannot be removed: not clearing, as a chain or watch of the process would trust the bits the clear takes.", pid);
+        return false;
+    }
+
+    /// <summary>fchown's "leave the group as it is".</summary>
+    private const uint KeepGroup = uint.MaxValue;
+
+    /// <summary>
+    /// Writes <paramref name="epoch"/> as <paramref name="name"/> in <paramref name="dir"/> (a new file renamed over it); false where
+    /// that failed, with the previous record removed: a full /tmp left the old epoch in place while the clear went ahead, and
+    /// every chain or watch armed at it trusted the bits that clear took. Where even that fails, the clear is refused.
+    /// </summary>
+    private static bool RecordIn(string dir, string name, string epoch, int pid)
+    {
+        var file = Path.Combine(dir, name);
         var tmp = Path.Combine(dir, "." + Guid.NewGuid().ToString("N"));
+        string why;
         try
         {
             using (var fs = SafeFiles.CreateNew(tmp)) fs.Write(Encoding.ASCII.GetBytes(epoch));
-            if (FileNative.Rename(tmp, file) != 0) { File.Delete(tmp); return null; }
-            Prune(dir);
-            return epoch;
+            if (FileNative.Rename(tmp, file) == 0)
+            {
+                try { Prune(dir); }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // the record is in place
+                return true;
+            }
+            why = Errno.Describe(System.Runtime.InteropServices.Marshal.GetLastPInvokeError());
         }
-        catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException)
+        catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { why = ex.Message; }
+        try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        try { File.Delete(file); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            return null;
+            throw new EngineException(EngineError.ProcIOError,
+                $"The soft-dirty clear of process {pid} cannot be recorded in {dir} ({why}), and its previous epoch {file} cannot be removed ({ex.Message}): not clearing, as a chain or watch of the process would trust the bits the clear takes. Free space there or remove the file.", pid);
         }
+        return false;
     }
 
     /// <summary>
     /// The epoch of the last soft-dirty clear the module made of this process: "" where it made none, null
-    /// where it cannot tell (no usable state folder, the process gone).
+    /// where it cannot tell (no usable state folder, the process gone). For a real process, the record of every
+    /// usable state folder, each named by its folder: a folder that appeared or vanished since changes it too.
     /// </summary>
     public static string? Current(IPageSource source)
     {
         if (Root(source) is not ProcPageSource)
             return EmulatedEpochs.TryGetValue(Root(source), out var box) ? box.Value : "";
         var id = Identity(source);
-        var dir = StateDirectory();
-        if (id is null || dir is null) return null;
-        try { return Encoding.ASCII.GetString(SafeFiles.ReadRegular(Path.Combine(dir, FileName(id)), MaxEpochFileBytes)); }
-        catch (FileNotFoundException) { return ""; }
-        catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { return null; }
+        var dirs = StateDirectories();
+        if (id is null || dirs.Length == 0) return null;
+        var all = new StringBuilder();
+        foreach (var dir in dirs)
+        {
+            string value;
+            try { value = Encoding.ASCII.GetString(SafeFiles.ReadRegular(Path.Combine(dir, FileName(id)), MaxEpochFileBytes)); }
+            catch (FileNotFoundException) { value = ""; }
+            catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { return null; }
+            if (all.Length > 0) all.Append(';');
+            all.Append(dir).Append('=').Append(value);
+        }
+        if (ForeignOwner(source) is { } owner)
+            foreach (var runtime in new[] { true, false })
+            {
+                using var dir = OpenOwnersFolder(owner, runtime);
+                if (dir is null) continue;
+                string value;
+                try { value = Encoding.ASCII.GetString(SafeFiles.ReadRegular(dir, FileName(id), MaxEpochFileBytes)); }
+                catch (FileNotFoundException) { value = ""; }
+                catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { return null; }
+                all.Append(';').Append(dir.Path).Append('=').Append(value);
+            }
+        return all.ToString();
     }
 
     private static string FileName(string identity) => identity.Replace('/', '-');
@@ -127,27 +239,64 @@ internal static class TrackingEpoch
             return new Held(() => Monitor.Exit(gate));
         }
         var id = Identity(source);
-        var dir = id is null ? null : StateDirectory();
-        if (id is null || dir is null) return null;
+        var dirs = id is null ? [] : StateDirectories();
+        if (id is null || dirs.Length == 0) return null;
         var held = _held ??= new(StringComparer.Ordinal);
         if (held.TryGetValue(id, out int count))
         {
             held[id] = count + 1;
-            return new Held(() => Release(id, null));
+            return new Held(() => Release(id, []));
         }
-        var handle = LockFile.Take(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
-                ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder {dir} was removed.", source.ProcessId),
-            FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, cancel, () => InjectionSteps.Mark(LockWaitStep));
+        // The lock of every usable folder, always in the same order: two commands that saw different folders (the
+        // runtime folder appeared or vanished between them) still meet at the one they share.
+        var handles = new System.Collections.Generic.List<Microsoft.Win32.SafeHandles.SafeFileHandle>(dirs.Length);
+        try
+        {
+            foreach (var dir in dirs)
+                handles.Add(LockFile.Take(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
+                        ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder {dir} was removed.", source.ProcessId),
+                    FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, cancel, () => InjectionSteps.Mark(LockWaitStep)));
+            if (ForeignOwner(source) is { } owner)
+                foreach (var runtime in new[] { true, false })
+                {
+                    using (var present = OpenOwnersFolder(owner, runtime)) if (present is null) continue;
+                    handles.Add(LockFile.Take(() => OwnersLockFolder(owner, runtime, FileName(id) + LockSuffix, source.ProcessId),
+                        FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, cancel, () => InjectionSteps.Mark(LockWaitStep)));
+                }
+        }
+        catch
+        {
+            foreach (var h in handles) h.Dispose();
+            throw;
+        }
         held[id] = 1;
-        return new Held(() => Release(id, handle));
+        return new Held(() => Release(id, handles));
     }
 
-    private static void Release(string id, Microsoft.Win32.SafeHandles.SafeFileHandle? handle)
+    /// <summary>
+    /// The owner's folder for <see cref="LockFile.Take"/>, with the lock file made theirs where missing (a lock file of root's
+    /// there would keep the owner's own commands out: they open it read-write).
+    /// </summary>
+    private static SafeDirectory OwnersLockFolder(uint owner, bool runtime, string name, int pid)
+    {
+        var dir = OpenOwnersFolder(owner, runtime)
+            ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder of user {owner} was removed.", pid);
+        int fd = FileNative.OpenAt(dir.Fd, name, FileNative.O_WRONLY | FileNative.O_CREAT | FileNative.O_EXCL | FileNative.O_NOFOLLOW | FileNative.O_CLOEXEC, (uint)ImageFormat.FileMode);
+        if (fd >= 0)
+        {
+            FileNative.Fchmod(fd, (uint)ImageFormat.FileMode);
+            FileNative.Fchown(fd, owner, KeepGroup);
+            FileNative.Close(fd);
+        }
+        return dir;
+    }
+
+    private static void Release(string id, System.Collections.Generic.List<Microsoft.Win32.SafeHandles.SafeFileHandle> handles)
     {
         var held = _held!;
         if (held[id] > 1) { held[id]--; return; }
         held.Remove(id);
-        handle?.Dispose();
+        foreach (var h in handles) h.Dispose();
     }
 
     /// <summary>A held lock, released once on dispose.</summary>
@@ -163,25 +312,43 @@ internal static class TrackingEpoch
         }
     }
 
-    /// <summary>The folder above the state folder where the user's runtime folder is missing (not $TMPDIR either: see <see cref="StateDirectory"/>).</summary>
-    private const string SharedTempFolder = "/tmp";
+    /// <summary>The folder of the users' runtime folders (/run/user/UID); tests point it elsewhere.</summary>
+    internal static string RuntimeRoot { get; set; } = "/run/user";
+
+    /// <summary>The shared temp folder the state folder is also kept in (not $TMPDIR: see <see cref="StateDirectories"/>); tests point it elsewhere.</summary>
+    internal static string SharedTempFolder { get; set; } = "/tmp";
+
+    /// <summary>The first of <see cref="StateDirectories"/>, or null where there is none.</summary>
+    public static string? StateDirectory() => StateDirectories() is [var first, ..] ? first : null;
 
     /// <summary>
-    /// The per-user state folder (created 0700), or null where none is safe to use (exists as a link, another user's, or open to others).
-    /// Chosen from the uid alone, never from the environment: /run/user/UID where it is the user's, else /tmp. Every command of
-    /// the user must see the same epochs and locks; with $XDG_RUNTIME_DIR (or $TMPDIR) a session that has it (a login) and one
-    /// that has not or has another (cron, sudo, a service) kept two folders, and a chain trusted soft-dirty that the other cleared.
+    /// The per-user state folders (created 0700) usable now: softdirty-epochs-UID in /run/user/UID where that is the user's,
+    /// and in /tmp; a folder that exists as a link, is another user's or open to others is left out. Chosen from the uid alone,
+    /// never from the environment: every command of the user must see the same epochs and locks; with $XDG_RUNTIME_DIR (or
+    /// $TMPDIR) a session that has it (a login) and one that has not or has another (cron, sudo, a service) kept two folders,
+    /// and a chain trusted soft-dirty that the other cleared. Both folders, not the first: /run/user/UID exists only while
+    /// the user is logged in, and with one folder a chain armed in /tmp (cron, no login) trusted soft-dirty that a login cleared
+    /// in /run/user/UID, once the login had ended.
     /// </summary>
-    public static string? StateDirectory()
+    public static string[] StateDirectories()
     {
         uint uid = FileNative.Geteuid();
-        var runtime = "/run/user/" + uid.ToString(CultureInfo.InvariantCulture);
-        string baseDir = FileNative.Lstat(runtime, out _) is { Type: FileNative.S_IFDIR } r && r.Uid == uid ? runtime : SharedTempFolder;
-        var dir = Path.Combine(baseDir, $"softdirty-epochs-{uid}");
-        if (FileNative.Lstat(dir, out _) is null && FileNative.Mkdir(dir, (uint)ImageFormat.DirectoryMode) != 0 && FileNative.Lstat(dir, out _) is null) return null;
+        var name = $"softdirty-epochs-{uid}";
+        var runtime = Path.Combine(RuntimeRoot, uid.ToString(CultureInfo.InvariantCulture));
+        bool hasRuntime = FileNative.Lstat(runtime, out _) is { Type: FileNative.S_IFDIR } r && r.Uid == uid;
+        var found = new System.Collections.Generic.List<string>(2);
+        foreach (var dir in hasRuntime ? new[] { Path.Combine(runtime, name), Path.Combine(SharedTempFolder, name) } : [Path.Combine(SharedTempFolder, name)])
+            if (Usable(dir, uid)) found.Add(dir);
+        return found.ToArray();
+    }
+
+    /// <summary>Whether <paramref name="dir"/> is (made, 0700, where missing) a directory of <paramref name="uid"/> that no one else may enter.</summary>
+    private static bool Usable(string dir, uint uid)
+    {
+        if (FileNative.Lstat(dir, out _) is null && FileNative.Mkdir(dir, (uint)ImageFormat.DirectoryMode) != 0 && FileNative.Lstat(dir, out _) is null) return false;
         var st = FileNative.Lstat(dir, out _);
         const uint GroupOrOther = 0x3F; // 077
-        return st is { Type: FileNative.S_IFDIR } s && s.Uid == uid && (s.Permissions & GroupOrOther) == 0 ? dir : null;
+        return st is { Type: FileNative.S_IFDIR } s && s.Uid == uid && (s.Permissions & GroupOrOther) == 0;
     }
 
     /// <summary>Removes the records of processes that are gone (another boot, or the pid's start time differs).</summary>
