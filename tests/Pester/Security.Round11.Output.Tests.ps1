@@ -106,3 +106,68 @@ Describe 'Names of processes and files in the objects of the image and workflow 
         } finally { $p.Kill(); $p.WaitForExit() }
     }
 }
+
+Describe 'Restore-MemoryImage -Emulator into an emulated process another runspace maps memory in' -Tag 'Security', 'Round11Output' {
+    # The restore checked that the process had no memory where the image maps and then mapped each mapping with
+    # MAP_FIXED, one by one: a mapping another runspace made in between (at the address of the image's last mapping,
+    # as a hint, so only where it was free) was replaced without a word. Before the fix, some trials ended with the
+    # restore saying nothing and the process holding 399 of the image's 400 mappings (the other runspace unmapped what
+    # it thought was its own), or with SegmentationFault (it did so before the restore wrote there). Now the check and
+    # the mappings are one step under the process's lock.
+    BeforeAll {
+        $script:src = New-EmulatedProcess
+        $script:starts = foreach ($i in 0..1199) {
+            $m = $src | Add-EmulatedMapping -Address (0x100000000 + $i * 0x4000) -Length 4KB -Fixed
+            $src | Write-EmulatedMemory -Address $m.Start -Length 4KB -Value 7
+            $m.Start
+        }
+        $script:img = Join-Path $root (New-Name)
+        $null = $src | Save-MemoryImage -Path $img
+    }
+
+    It 'trial <_>: the restore is whole (every mapping, its bytes) and the other runspace''s memory never replaced, or it says ImageExists and maps nothing' -ForEach (1..16) {
+        $dst = New-EmulatedProcess
+        $hint = $starts[-1]
+        $ready = [System.Threading.ManualResetEventSlim]::new()
+        $done = [System.Threading.ManualResetEventSlim]::new()
+        $ps = [PowerShell]::Create()
+        $null = $ps.AddScript({
+                param($Module, $Dst, $Hint, $Ready, $Done)
+                Import-Module $Module
+                $got = 0; $replaced = 0
+                $rw = [SoftDirty.Protection]'Read, Write'
+                $Ready.Set()
+                # mmap and munmap called on the object (no cmdlet between them), to come between the restore's steps often.
+                while (-not $Done.IsSet) {
+                    $m = $Dst.Mmap($Hint, 4096, $rw)
+                    if ($m.Start -eq $Hint) {
+                        $got++
+                        $Dst | Write-EmulatedMemory -Address $Hint -Length 1 -Value 0xAB
+                        if (($Dst | Read-EmulatedMemory -Address $Hint -Length 1 -AsByteArray)[0] -ne 0xAB) { $replaced++; break }
+                    }
+                    $Dst.Munmap($m.Start, 4096)
+                    $null = $Dst | Get-MemoryMapping; $null = $Dst | Get-MemoryMapping # as long with nothing there, for the restore's check to pass
+                }
+                [pscustomobject]@{ Got = $got; Replaced = $replaced }
+            }).AddArgument((Get-Module SoftDirty).Path).AddArgument($dst).AddArgument($hint).AddArgument($ready).AddArgument($done)
+        $handle = $ps.BeginInvoke()
+        try {
+            $ready.Wait(60000) | Should -BeTrue
+            $result = try { $null = Restore-MemoryImage -Path $img -Emulator $dst -ErrorAction Stop; 'ok' } catch { $_.FullyQualifiedErrorId }
+        } finally {
+            $done.Set()
+            $other = $ps.EndInvoke($handle)
+            $ps.Dispose()
+        }
+        $other[0].Replaced | Should -Be 0 -Because 'the restore never maps over memory another runspace made'
+        $mapped = @($dst | Get-MemoryMapping)
+        if ($result -eq 'ok') {
+            $mapped.Count | Should -Be 1200
+            @($mapped.Start) | Should -Be @($starts)
+            foreach ($s in $starts[0], $starts[600], $starts[-1]) { ($dst | Read-EmulatedMemory -Address $s -Length 4KB -AsByteArray) | Should -Not -Contain ([byte]0) }
+        } else {
+            $result | Should -BeLike 'ImageExists,*'
+            $mapped.Count | Should -Be 0 -Because 'a refused restore leaves nothing mapped (the other runspace unmapped its own)'
+        }
+    }
+}
