@@ -171,3 +171,41 @@ Describe 'Restore-MemoryImage -Emulator into an emulated process another runspac
         }
     }
 }
+
+Describe 'What if, Confirm, verbose lines and progress that name another user''s process show its name escaped' -Tag 'Security', 'Round11Output' {
+    # The views and errors escaped a process's name (comm), but -WhatIf, -Confirm and -Verbose printed it as it is:
+    # root running Save-MemoryImage -WhatIf, Clear-PageReference -WhatIf or Get-MemoryMapping -Verbose on a process
+    # named "r11\e]0;t\a" had its terminal's title set by that process's owner.
+    BeforeAll {
+        $script:dir = New-Item -ItemType Directory (Join-Path $root (New-Name))
+        chmod 0755 $dir
+        # comm is the base name the program was exec'd under (15 bytes at most).
+        $link = Join-Path $dir "r11`e]0;t`a"
+        New-Item -ItemType SymbolicLink -Path $link -Target (Get-Command sleep -CommandType Application)[0].Source | Out-Null
+        $script:p = [System.Diagnostics.Process]::Start($link, '600')
+        (Get-Content -Raw "/proc/$($p.Id)/comm").TrimEnd("`n") | Should -BeExactly "r11`e]0;t`a"
+    }
+    AfterAll { if ($p -and -not $p.HasExited) { $p.Kill(); $p.WaitForExit() } }
+
+    It '<Command> -WhatIf, in a child pwsh: the What if line names the process escaped' -ForEach @(
+        @{ Command = 'Save-MemoryImage'; Line = { "Save-MemoryImage -Id $($p.Id) -Path '$dir/img' -WhatIf" } }
+        @{ Command = 'Clear-PageReference'; Line = { "Clear-PageReference -Id $($p.Id) -Type PeakRss -WhatIf" } }
+        @{ Command = 'Invoke-PreCopyMigration'; Line = { "Invoke-PreCopyMigration -Id $($p.Id) -Bandwidth 1GB -WhatIf" } }
+        @{ Command = 'Enable-WriteTracking'; Line = { "Enable-WriteTracking -Id $($p.Id) -WhatIf" } }
+    ) {
+        $out = (Invoke-ChildPwsh -ImportModule (& $Line)) -join "`n"
+        ($out -match $Hidden) | Should -BeFalse -Because 'no control character of the name is printed as it is'
+        if ($Command -ne 'Enable-WriteTracking' -or $out -like '*What if*') { $out | Should -BeLike '*What if*r11\x1b]0;t\x07*' }
+        Test-Path -LiteralPath "$dir/img" | Should -BeFalse
+    }
+
+    It '<Command> -Verbose: the verbose line names the process escaped' -ForEach @(
+        @{ Command = 'Get-MemoryMapping'; Run = { Get-MemoryMapping -Id $p.Id -Verbose 4>&1 } }
+        @{ Command = 'Get-PageMap'; Run = { Get-PageMap -Id $p.Id -Mapping '[stack]' -AsRange -Verbose 4>&1 } }
+    ) {
+        $verbose = @(& $Run | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] })
+        $verbose.Count | Should -BeGreaterThan 0
+        foreach ($v in $verbose) { ($v.Message -match $Hidden) | Should -BeFalse -Because 'no control character of the name is printed as it is' }
+        ($verbose.Message -join "`n") | Should -BeLike '*r11\x1b]0;t\x07*'
+    }
+}
