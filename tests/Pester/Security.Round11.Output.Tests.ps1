@@ -209,3 +209,90 @@ Describe 'What if, Confirm, verbose lines and progress that name another user''s
         ($verbose.Message -join "`n") | Should -BeLike '*r11\x1b]0;t\x07*'
     }
 }
+
+Describe 'Chains whose middle image is replaced by a valid image of another chain' -Tag 'Workflows', 'Security', 'Round11Output' {
+    # Three chains of one emulated process: A (0 -> 1 -> 2, every mapping), B (0 -> 1 of the file mapping only, -Mapping) and
+    # A's full image copied. The middle of A replaced by each: Test, Get and Restore notice (the child's link holds
+    # its parent's manifest checksum, the manifest the hash of index.bin, index.bin each page's hash) and restore nothing.
+    BeforeAll {
+        function New-Chains {
+            $e = New-EmulatedProcess
+            $m1 = $e | Add-EmulatedMapping -Length 64KB
+            $file = "/r11/$(New-Name)"
+            $m2 = $e | Add-EmulatedMapping -Length 64KB -Path $file
+            $e | Write-EmulatedMemory -Address $m1.Start -Length 64KB -Value 1
+            $e | Write-EmulatedMemory -Address $m2.Start -Length 64KB -Value 1
+            $d = Join-Path $root (New-Name)
+            $null = $e | Save-MemoryImage -Path "$d/a0" -Method Hash
+            $null = $e | Save-MemoryImage -Path "$d/b0" -Method Hash -Mapping $file
+            $e | Write-EmulatedMemory -Address $m1.Start -Length 8KB -Value 2
+            $e | Write-EmulatedMemory -Address $m2.Start -Length 8KB -Value 2
+            $null = $e | Save-MemoryImage -Path "$d/a1" -Parent "$d/a0" -Method Hash
+            $null = $e | Save-MemoryImage -Path "$d/b1" -Parent "$d/b0" -Method Hash -Mapping $file
+            $e | Write-EmulatedMemory -Address ($m1.Start + 16KB) -Length 8KB -Value 3
+            $e | Write-EmulatedMemory -Address ($m2.Start + 16KB) -Length 8KB -Value 3
+            $null = $e | Save-MemoryImage -Path "$d/a2" -Parent "$d/a1" -Method Hash
+            $d
+        }
+    }
+
+    It 'A''s middle replaced by <Label>: Test is invalid with <Expected>, Get and Restore say it, nothing is restored' -ForEach @(
+        @{ Label = 'the increment of chain B (same process, one mapping selected), renamed'; Expected = 'ImageParentMismatch'
+            Swap = { param($d) Remove-Item -Recurse "$d/a1"; Copy-Item -Recurse "$d/b1" "$d/a1"; (Get-Content -Raw "$d/a1/manifest.json") -replace '"\.\./b0"', '"../a0"' | Set-Content -NoNewline "$d/a1/manifest.json" } }
+        @{ Label = 'a copy of A''s full image (older, depth 0)'; Expected = 'ImageParentMismatch'
+            Swap = { param($d) Remove-Item -Recurse "$d/a1"; Copy-Item -Recurse "$d/a0" "$d/a1" } }
+        @{ Label = 'its pages.bin and index.bin from chain B''s increment (the manifest kept)'; Expected = 'ImageCorrupt|ImageIncomplete'
+            Swap = { param($d) foreach ($f in 'pages.bin', 'index.bin') { Copy-Item -Force "$d/b1/$f" "$d/a1/$f" } } }
+        @{ Label = 'its pages.bin from chain B''s increment (index.bin and manifest kept)'; Expected = 'ImageCorrupt|ImageIncomplete'
+            Swap = { param($d) Copy-Item -Force "$d/b1/pages.bin" "$d/a1/pages.bin" } }
+    ) {
+        $d = New-Chains
+        Test-MemoryImage "$d/a2" | Should -BeTrue
+        & $Swap $d
+        $r = Test-MemoryImage "$d/a2" -Detailed
+        $r.Valid | Should -BeFalse
+        "$(@($r.Problems)[0].Error)" | Should -Match "^($Expected)$"
+        Get-ErrorId { Restore-MemoryImage "$d/a2" "$d/out" } | Should -Match "^($Expected),SoftDirty.Commands.RestoreMemoryImageCommand$"
+        Test-Path -LiteralPath "$d/out" | Should -BeFalse
+        $emu = New-EmulatedProcess
+        Get-ErrorId { Restore-MemoryImage "$d/a2" -Emulator $emu } | Should -Match "^($Expected),SoftDirty.Commands.RestoreMemoryImageCommand$"
+        @($emu | Get-MemoryMapping).Count | Should -Be 0
+        if ($Expected -eq 'ImageParentMismatch') { Get-ErrorId { Get-MemoryImage "$d/a2" } | Should -Be 'ImageParentMismatch,SoftDirty.Commands.GetMemoryImageCommand' }
+    }
+}
+
+Describe 'Chains copied with cp -a, tar and hard links, then continued and restored' -Tag 'Workflows', 'Security', 'Round11Output' {
+    It 'a chain copied with <Label> restores the same bytes, takes a new increment on its copied leaf, and the original stays valid and unchanged' -ForEach @(
+        @{ Label = 'cp -a'; Copy = { param($from, $to) cp -a $from $to } }
+        @{ Label = 'tar (sparse, with modes)'; Copy = { param($from, $to) $null = New-Item -ItemType Directory $to; tar -C $from -cSpf - . | tar -C $to -xpf - } }
+        @{ Label = 'cp -al (hard links to the same files)'; Copy = { param($from, $to) cp -al $from $to } }
+        @{ Label = 'cp -r under umask 022 (modes of the copy 0644/0755)'; Copy = { param($from, $to) sh -c "umask 022; cp -r '$from' '$to'; chmod -R go+rX '$to'" } }
+    ) {
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 256KB
+        $e | Write-EmulatedMemory -Address $m.Start -Length 256KB -Value 5
+        $e | Invoke-EmulatedMadvise -Address ($m.Start + 64KB) -Length 64KB -Advice DontNeed
+        $d = Join-Path $root (New-Name)
+        $null = $e | Save-MemoryImage -Path "$d/chain/0"
+        $e | Write-EmulatedMemory -Address $m.Start -Length 8KB -Value 6
+        $null = $e | Save-MemoryImage -Path "$d/chain/1" -Parent "$d/chain/0"
+        $before = Get-ChildItem -Recurse -File "$d/chain" | ForEach-Object { '{0}={1}' -f $_.FullName.Substring("$d/chain".Length), (Get-FileHash -LiteralPath $_.FullName).Hash }
+        & $Copy "$d/chain" "$d/copy"
+        Test-MemoryImage "$d/copy/1" | Should -BeTrue
+        $null = Restore-MemoryImage "$d/chain/1" "$d/r-orig"
+        $null = Restore-MemoryImage "$d/copy/1" "$d/r-copy"
+        $hash = { param($p) Get-ChildItem -LiteralPath $p -Filter *.bin | Sort-Object Name | ForEach-Object { '{0}={1}' -f $_.Name, (Get-FileHash -LiteralPath $_.FullName).Hash } }
+        (& $hash "$d/r-copy") | Should -Be (& $hash "$d/r-orig")
+        # The copy continued: an increment of its leaf, restored, is the memory of that moment.
+        $e | Write-EmulatedMemory -Address ($m.Start + 128KB) -Length 8KB -Value 7
+        $null = $e | Save-MemoryImage -Path "$d/copy/2" -Parent "$d/copy/1"
+        $null = $e | Save-MemoryImage -Path "$d/full-now"
+        $null = Restore-MemoryImage "$d/copy/2" "$d/r-copy2"
+        $null = Restore-MemoryImage "$d/full-now" "$d/r-now"
+        (& $hash "$d/r-copy2") | Should -Be (& $hash "$d/r-now")
+        (Get-Item "$d/copy/2").UnixFileMode | Should -Be ([IO.UnixFileMode]'UserRead, UserWrite, UserExecute')
+        # The original chain and its files are as they were.
+        Test-MemoryImage "$d/chain/1" | Should -BeTrue
+        Get-ChildItem -Recurse -File "$d/chain" | ForEach-Object { '{0}={1}' -f $_.FullName.Substring("$d/chain".Length), (Get-FileHash -LiteralPath $_.FullName).Hash } | Should -Be $before
+    }
+}
