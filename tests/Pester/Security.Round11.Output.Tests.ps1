@@ -296,3 +296,46 @@ Describe 'Chains copied with cp -a, tar and hard links, then continued and resto
         Get-ChildItem -Recurse -File "$d/chain" | ForEach-Object { '{0}={1}' -f $_.FullName.Substring("$d/chain".Length), (Get-FileHash -LiteralPath $_.FullName).Hash } | Should -Be $before
     }
 }
+
+Describe 'Two restores of different images into one destination at once' -Tag 'Workflows', 'Security', 'Round11Output' {
+    BeforeAll {
+        # Two images of different layouts and bytes: a mix of them would show in the file names or the bytes.
+        $script:imgs = foreach ($v in 1, 2) {
+            $e = New-EmulatedProcess
+            foreach ($i in 1..(20 * $v)) {
+                $m = $e | Add-EmulatedMapping -Length (64KB * $v)
+                $e | Write-EmulatedMemory -Address $m.Start -Length (16KB * $v) -Value $v
+                if ($i % 2) { $e | Set-EmulatedProtection -Address $m.Start -Length (64KB * $v) -Protection Read }
+            }
+            $p = Join-Path $root (New-Name)
+            $null = $e | Save-MemoryImage -Path $p
+            $p
+        }
+        $script:hash = { param($p) Get-ChildItem -LiteralPath $p | Sort-Object Name | ForEach-Object { '{0}={1}' -f $_.Name, (Get-FileHash -LiteralPath $_.FullName).Hash } }
+        $script:expected = foreach ($p in $imgs) { $r = Join-Path $root (New-Name); $null = Restore-MemoryImage $p $r; , @(& $hash $r) }
+    }
+
+    It 'into <Kind>, trial <Trial>: the destination holds one of the two restores whole, the other says ImageExists' -ForEach @(
+        foreach ($k in 'an absent path', 'an empty directory') { foreach ($t in 1..3) { @{ Kind = $k; Trial = $t } } }
+    ) {
+        $dest = Join-Path $root (New-Name)
+        if ($Kind -eq 'an empty directory') { $null = New-Item -ItemType Directory $dest }
+        $module = (Get-Module SoftDirty).Path
+        $jobs = foreach ($p in $imgs) {
+            Start-ThreadJob -ArgumentList $p, $dest, $module {
+                param($Image, $Dest, $Module)
+                Import-Module $Module
+                try { $null = Restore-MemoryImage -Path $Image -Destination $Dest -ErrorAction Stop; "ok $Image" } catch { $_.FullyQualifiedErrorId }
+            }
+        }
+        $results = @($jobs | Wait-Job -Timeout 300 | Receive-Job)
+        $jobs | Remove-Job -Force
+        $results.Count | Should -Be 2
+        $won = @($results | Where-Object { $_ -like 'ok *' })
+        $won.Count | Should -Be 1
+        @($results | Where-Object { $_ -like 'ImageExists,*' }).Count | Should -Be 1
+        $which = [array]::IndexOf([string[]]$imgs, $won[0].Substring(3))
+        @(& $hash $dest) | Should -Be $expected[$which]
+        @(Get-ChildItem -Force -LiteralPath $root | Where-Object Name -like ".$(Split-Path -Leaf $dest).partial-*") | Should -BeNullOrEmpty
+    }
+}
