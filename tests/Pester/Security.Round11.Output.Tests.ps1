@@ -339,3 +339,43 @@ Describe 'Two restores of different images into one destination at once' -Tag 'W
         @(Get-ChildItem -Force -LiteralPath $root | Where-Object Name -like ".$(Split-Path -Leaf $dest).partial-*") | Should -BeNullOrEmpty
     }
 }
+
+Describe 'Get-MemoryImage output piped back into Restore-MemoryImage' -Tag 'Workflows', 'Security', 'Round11Output' {
+    # Get-MemoryImage lists a chain full image first, and Restore-MemoryImage binds -Path by property name: piped
+    # whole, the chain's oldest memory was restored and the latest image then said only that the destination was not
+    # empty. Now the second and later images say that this command restored the first there, and how to pipe the latest.
+    BeforeAll {
+        $script:e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 64KB
+        $e | Write-EmulatedMemory -Address $m.Start -Length 16KB -Value 1
+        $script:chain = Join-Path $root (New-Name)
+        $null = $e | Save-MemoryImage -Path "$chain/0"
+        $e | Write-EmulatedMemory -Address $m.Start -Length 16KB -Value 2
+        $null = $e | Save-MemoryImage -Path "$chain/1" -Parent "$chain/0"
+        $script:start = $m.Start
+    }
+
+    It 'into a directory: the error of the later image names the first and says how to restore the latest' {
+        $dest = Join-Path $root (New-Name)
+        $err = $null
+        $out = @(Get-MemoryImage "$chain/1" | Restore-MemoryImage -Destination $dest -ErrorAction SilentlyContinue -ErrorVariable err)
+        $out.Count | Should -Be 1
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -Be 'ImageExists,SoftDirty.Commands.RestoreMemoryImageCommand'
+        $err[0].Exception.Message | Should -BeLike "*already holds the restore of $chain/0, made by this command*Select-Object -Last 1*"
+        [IO.File]::ReadAllBytes($out[0].File)[0] | Should -Be 1 -Because 'the first piped image (the full one) is what was restored'
+        $latest = Join-Path $root (New-Name)
+        $r = Get-MemoryImage "$chain/1" | Select-Object -Last 1 | Restore-MemoryImage -Destination $latest
+        [IO.File]::ReadAllBytes($r.File)[0] | Should -Be 2
+    }
+
+    It 'into an emulated process: likewise' {
+        $emu = New-EmulatedProcess
+        $err = $null
+        $null = Get-MemoryImage "$chain/1" | Restore-MemoryImage -Emulator $emu -ErrorAction SilentlyContinue -ErrorVariable err
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -Be 'ImageExists,SoftDirty.Commands.RestoreMemoryImageCommand'
+        $err[0].Exception.Message | Should -BeLike "*already holds the restore of $chain/0*"
+        ($emu | Read-EmulatedMemory -Address $start -Length 1 -AsByteArray)[0] | Should -Be 1
+    }
+}
