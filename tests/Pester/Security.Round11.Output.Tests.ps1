@@ -63,9 +63,9 @@ Describe 'Names of processes and files in the objects of the image and workflow 
 
     It 'the objects keep the names as they are, and a list shows them whole, escaped' {
         $shown = '\x1b]0;owned\x07\x1b[31mRED\u202etxt'
-        $objects['Get-MemoryImage'].ProcessName | Should -BeExactly $Evil
-        $objects['Invoke-PreCopyMigration (summary)'].Name | Should -BeExactly $Evil
-        $objects['Restore-MemoryImage'].Mapping | Should -BeExactly "/tmp/f$Evil"
+        ($objects['Get-MemoryImage'].ProcessName -ceq $Evil) | Should -BeTrue
+        ($objects['Invoke-PreCopyMigration (summary)'].Name -ceq $Evil) | Should -BeTrue
+        ($objects['Restore-MemoryImage'].Mapping -ceq "/tmp/f$Evil") | Should -BeTrue
         foreach ($c in 'Get-MemoryImage', 'Save-MemoryImage', 'Invoke-PreCopyMigration (summary)', 'Watch-DirtyPage', 'Restore-MemoryImage') {
             ($objects[$c] | Format-List | Out-String -Width 400).Contains($shown) | Should -BeTrue -Because "$c | Format-List shows the name escaped"
         }
@@ -77,7 +77,7 @@ Describe 'Names of processes and files in the objects of the image and workflow 
         @($objects['Get-MemoryImage'], $objects['Invoke-PreCopyMigration (summary)'], $objects['Restore-MemoryImage'][0], $objects['Watch-DirtyPage'][0]) |
             Export-Clixml -LiteralPath $file
         $back = Import-Clixml -LiteralPath $file
-        $back[0].ProcessName | Should -BeExactly $Evil
+        ($back[0].ProcessName -ceq $Evil) | Should -BeTrue
         foreach ($f in 'Format-Table', 'Format-List') {
             foreach ($o in $back) { (($o | & $f | Out-String -Width 400) -match $Hidden) | Should -BeFalse -Because "$f prints no control character as it is" }
         }
@@ -90,12 +90,12 @@ Describe 'Names of processes and files in the objects of the image and workflow 
         New-Item -ItemType SymbolicLink -Path $link -Target (Get-Command sleep -CommandType Application)[0].Source | Out-Null
         $p = [System.Diagnostics.Process]::Start($link, '600')
         try {
-            (Get-Content -Raw "/proc/$($p.Id)/comm").TrimEnd("`n") | Should -BeExactly "r11`e]0;t`a"
+            ((Get-Content -Raw "/proc/$($p.Id)/comm").TrimEnd("`n") -ceq "r11`e]0;t`a") | Should -BeTrue
             $img = Join-Path $dir 'img'
             $saved = Save-MemoryImage -Id $p.Id -Path $img -WarningAction SilentlyContinue
-            $saved.ProcessName | Should -BeExactly "r11`e]0;t`a"
+            ($saved.ProcessName -ceq "r11`e]0;t`a") | Should -BeTrue
             $summary = @(Invoke-PreCopyMigration -Id $p.Id -Bandwidth 1GB -WarningAction SilentlyContinue)[-1]
-            $summary.Name | Should -BeExactly "r11`e]0;t`a"
+            ($summary.Name -ceq "r11`e]0;t`a") | Should -BeTrue
             foreach ($o in @($saved, (Get-MemoryImage -Path $img), $summary)) {
                 foreach ($f in 'Out-String', 'Format-List') {
                     $text = if ($f -eq 'Out-String') { $o | Out-String -Width 400 } else { $o | Format-List | Out-String -Width 400 }
@@ -183,7 +183,7 @@ Describe 'What if, Confirm, verbose lines and progress that name another user''s
         $link = Join-Path $dir "r11`e]0;t`a"
         New-Item -ItemType SymbolicLink -Path $link -Target (Get-Command sleep -CommandType Application)[0].Source | Out-Null
         $script:p = [System.Diagnostics.Process]::Start($link, '600')
-        (Get-Content -Raw "/proc/$($p.Id)/comm").TrimEnd("`n") | Should -BeExactly "r11`e]0;t`a"
+        ((Get-Content -Raw "/proc/$($p.Id)/comm").TrimEnd("`n") -ceq "r11`e]0;t`a") | Should -BeTrue
     }
     AfterAll { if ($p -and -not $p.HasExited) { $p.Kill(); $p.WaitForExit() } }
 
@@ -377,5 +377,58 @@ Describe 'Get-MemoryImage output piped back into Restore-MemoryImage' -Tag 'Work
         $err[0].FullyQualifiedErrorId | Should -Be 'ImageExists,SoftDirty.Commands.RestoreMemoryImageCommand'
         $err[0].Exception.Message | Should -BeLike "*already holds the restore of $chain/0*"
         ($emu | Read-EmulatedMemory -Address $start -Length 1 -AsByteArray)[0] | Should -Be 1
+    }
+}
+
+Describe 'An image whose manifest someone rewrote (checksum recomputed) with hostile names' -Tag 'Workflows', 'Security', 'Round11Output' {
+    # An image handed over by another user or machine is as trustworthy as its folder: whoever wrote it chooses the
+    # process name and the mapping paths. Before the fix Test-MemoryImage -Detailed's table printed the problems as they
+    # are, and a problem's message quotes the mapping (its path): the image's author wrote to the reader's terminal.
+    BeforeAll {
+        Add-Type -Path $env:SOFTDIRTY_TESTKIT
+        function Edit-Manifest([string] $Image, [scriptblock] $Edit) {
+            $m = [SoftDirty.TestKit.Images.ManifestFile]::Read($Image)
+            & $Edit $m
+            [SoftDirty.TestKit.Images.ManifestFile]::Write($Image, $m)
+        }
+    }
+
+    It 'a valid image with a hostile process name and mapping path: Get, Restore and their views show them escaped' {
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 64KB
+        $e | Write-EmulatedMemory -Address $m.Start -Length 16KB
+        $img = Join-Path $root (New-Name)
+        $null = $e | Save-MemoryImage -Path $img
+        Edit-Manifest $img { param($x) $x.ProcessName = $Evil; $x.Mappings[0].Path = "/lib/$Evil" }
+        Test-MemoryImage $img | Should -BeTrue
+        $info = Get-MemoryImage $img
+        ($info.ProcessName -ceq $Evil) | Should -BeTrue
+        $restored = Restore-MemoryImage $img (Join-Path $root (New-Name))
+        ($restored.Mapping -ceq "/lib/$Evil") | Should -BeTrue
+        foreach ($o in $info, $restored) {
+            foreach ($f in 'Format-Table', 'Format-List') { (($o | & $f | Out-String -Width 400) -match $Hidden) | Should -BeFalse -Because "$f prints no control character as it is" }
+        }
+    }
+
+    It 'a manifest whose mappings overlap, one with a hostile path: Test-MemoryImage -Detailed shows the problem escaped' {
+        $e = New-EmulatedProcess
+        $a = $e | Add-EmulatedMapping -Length 64KB
+        $b = $e | Add-EmulatedMapping -Length 64KB -Path '/r11/other'
+        $e | Write-EmulatedMemory -Address $a.Start -Length 4KB
+        $img = Join-Path $root (New-Name)
+        $null = $e | Save-MemoryImage -Path $img
+        Edit-Manifest $img { param($x) $x.Mappings[1].Path = "/lib/$Evil"; $x.Mappings[1].Start = $x.Mappings[0].Start }
+        $r = Test-MemoryImage $img -Detailed
+        $r.Valid | Should -BeFalse
+        "$(@($r.Problems)[0].Error)" | Should -Be 'ImageCorrupt'
+        @($r.Problems)[0].Message.Contains($Evil) | Should -BeTrue -Because 'the problem quotes the mapping'
+        foreach ($f in 'Out-String', 'Format-Table', 'Format-List') {
+            $text = if ($f -eq 'Out-String') { $r | Out-String -Width 400 } else { $r | & $f | Out-String -Width 400 }
+            ($text -match $Hidden) | Should -BeFalse -Because "$f prints no control character as it is"
+        }
+        ((@($r.Problems) | Format-Table | Out-String -Width 400) -match $Hidden) | Should -BeFalse -Because 'the problems themselves print escaped'
+        $err = $null
+        $null = Get-MemoryImage $img -ErrorAction SilentlyContinue -ErrorVariable err
+        (($err[0] | Out-String -Width 400) -match $Hidden) | Should -BeFalse -Because 'the error view prints no control character as it is'
     }
 }
