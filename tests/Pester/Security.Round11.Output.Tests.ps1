@@ -432,3 +432,32 @@ Describe 'An image whose manifest someone rewrote (checksum recomputed) with hos
         (($err[0] | Out-String -Width 400) -match $Hidden) | Should -BeFalse -Because 'the error view prints no control character as it is'
     }
 }
+
+Describe 'Export-DirtyPageChart: names that reorder the chart''s text' -Tag 'Workflows', 'Security', 'Round11Output' {
+    # A process's name is drawn in the chart's title and legend, followed by its pid. A right-to-left override in the
+    # name (U+202E, which XML allows) reversed the rest of the line in any viewer: "name (1234)" showed the pid as
+    # "(4321)". Bidirectional controls are now drawn as U+FFFD, as control characters were; markup and spreadsheet
+    # formula characters stay plain text.
+    It 'a process named <Label>: the SVG is well-formed, holds no bidirectional control, and the pid reads as it is' -ForEach @(
+        @{ Label = 'with a right-to-left override'; Name = "web`u{202e}gpj.exe" }
+        @{ Label = 'with isolates and marks'; Name = "a`u{2067}b`u{2066}c`u{200f}d`u{202b}" }
+        @{ Label = 'like markup and a formula'; Name = "=cmd|' /C calc'!A0+@SUM(1)<svg onload=alert(1)>&amp;" }
+    ) {
+        $e = New-EmulatedProcess -Name $Name
+        $m = $e | Add-EmulatedMapping -Length 64KB
+        $samples = $e | Watch-DirtyPage -Count 2 -Interval 0.01 -Workload @{ Address = $m.Start; Length = 64KB; Pattern = 'Random'; AccessesPerSecond = 20000 }
+        $e2 = New-EmulatedProcess -Name 'other'
+        $m2 = $e2 | Add-EmulatedMapping -Length 64KB
+        $samples2 = $e2 | Watch-DirtyPage -Count 2 -Interval 0.01 -Workload @{ Address = $m2.Start; Length = 64KB; Pattern = 'Random'; AccessesPerSecond = 20000 }
+        $svg = Join-Path $root "$(New-Name).svg"
+        $null = @($samples) + @($samples2) | Export-DirtyPageChart -Path $svg -WarningAction SilentlyContinue
+        $text = [IO.File]::ReadAllText($svg)
+        $xml = [xml]$text
+        ($text -match "[`u{200e}`u{200f}`u{202a}-`u{202e}`u{2066}-`u{2069}]") | Should -BeFalse -Because 'no bidirectional control reaches the chart'
+        $text | Should -Not -Match '<script|<foreignObject|<[a-zA-Z][^<>]*\son[a-z]+='
+        $legend = @($xml.svg.text | Where-Object { $_.class -like '*legend series*' } | ForEach-Object { $_.'#text' })
+        $legend.Count | Should -Be 2
+        @($legend | Where-Object { $_.EndsWith(" ($($e.ProcessId))") }).Count | Should -Be 1 -Because 'the pid follows the name, in reading order'
+        if ($Label -like '*formula*') { @($legend | Where-Object { $_ -ceq "$Name ($($e.ProcessId))" }).Count | Should -Be 1 -Because 'markup and formula characters are text, whole' }
+    }
+}
