@@ -172,7 +172,7 @@ Describe 'Restore-MemoryImage -Emulator into an emulated process another runspac
     }
 }
 
-Describe 'What if, Confirm, verbose lines and progress that name another user''s process show its name escaped' -Tag 'Security', 'Round11Output' {
+Describe 'What if, Confirm, verbose lines, progress and Get-SoftDirtySupport -Id that name another user''s process show its name escaped' -Tag 'Security', 'Round11Output' {
     # The views and errors escaped a process's name (comm), but -WhatIf, -Confirm and -Verbose printed it as it is:
     # root running Save-MemoryImage -WhatIf, Clear-PageReference -WhatIf or Get-MemoryMapping -Verbose on a process
     # named "r11\e]0;t\a" had its terminal's title set by that process's owner.
@@ -197,6 +197,16 @@ Describe 'What if, Confirm, verbose lines and progress that name another user''s
         ($out -match $Hidden) | Should -BeFalse -Because 'no control character of the name is printed as it is'
         if ($Command -ne 'Enable-WriteTracking' -or $out -like '*What if*') { $out | Should -BeLike '*What if*r11\x1b]0;t\x07*' }
         Test-Path -LiteralPath "$dir/img" | Should -BeFalse
+    }
+
+    It 'Get-SoftDirtySupport -Id | <Format> shows the name escaped (its table and wide forms printed it as it is)' -ForEach @(
+        foreach ($f in 'Out-String', 'Format-Table', 'Format-List', 'Format-Wide') { @{ Format = $f } }
+    ) {
+        $s = Get-SoftDirtySupport -Id $p.Id
+        ($s.Name -ceq "r11`e]0;t`a") | Should -BeTrue
+        $text = if ($Format -eq 'Out-String') { $s | Out-String -Width 400 } else { $s | & $Format | Out-String -Width 400 }
+        ($text -match $Hidden) | Should -BeFalse -Because 'no control character of the name is printed as it is'
+        $text | Should -BeLike '*r11\x1b]0;t\x07*'
     }
 
     It '<Command> -Verbose: the verbose line names the process escaped' -ForEach @(
