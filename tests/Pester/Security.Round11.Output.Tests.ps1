@@ -33,7 +33,8 @@ Describe 'Names of processes and files in the objects of the image and workflow 
     # Before the fix only table views escaped them: the summary of Invoke-PreCopyMigration (shown as a list by default,
     # and out of band after the round table) printed the process's name as it is, and so did Format-List of
     # Save-/Get-MemoryImage, Restore-MemoryImage, Watch-DirtyPage and an emulated process, and Format-Wide of a sample
-    # or an emulated process: a process's owner could set root's terminal title or erase its screen.
+    # or an emulated process, and Format-Custom of every object with a name: a process's owner could set root's
+    # terminal title or erase its screen.
     BeforeAll {
         $script:e = New-HostileEmulator
         $script:d = Join-Path $root (New-Name)
@@ -46,12 +47,15 @@ Describe 'Names of processes and files in the objects of the image and workflow 
         $objects['Watch-DirtyPage'] = $e | Watch-DirtyPage -Count 2 -Interval 0.01
         $objects['Invoke-PreCopyMigration'] = $e | Invoke-PreCopyMigration -Bandwidth 1MB -Destination "$d.chain"
         $objects['Invoke-PreCopyMigration (summary)'] = $objects['Invoke-PreCopyMigration'][-1]
+        $objects['Get-MemoryMapping'] = $e | Get-MemoryMapping
+        $objects['Get-PageMap'] = $e | Get-PageMap -Present
+        $objects['Get-PageMap -AsRange'] = $e | Get-PageMap -AsRange
     }
 
     It '<Command> | <Format> prints no control character of the name' -ForEach @(
         foreach ($c in 'New-EmulatedProcess', 'Save-MemoryImage', 'Get-MemoryImage', 'Test-MemoryImage -Detailed', 'Restore-MemoryImage',
-            'Watch-DirtyPage', 'Invoke-PreCopyMigration', 'Invoke-PreCopyMigration (summary)') {
-            foreach ($f in 'Out-String', 'Format-Table', 'Format-List', 'Format-Wide') { @{ Command = $c; Format = $f } }
+            'Watch-DirtyPage', 'Invoke-PreCopyMigration', 'Invoke-PreCopyMigration (summary)', 'Get-MemoryMapping', 'Get-PageMap', 'Get-PageMap -AsRange') {
+            foreach ($f in 'Out-String', 'Format-Table', 'Format-List', 'Format-Wide', 'Format-Custom') { @{ Command = $c; Format = $f } }
         }
     ) {
         $o = $objects[$Command]
