@@ -140,6 +140,12 @@ public sealed partial class EmulatedProcess : IPageSource
 
     // ---- VMA list -----------------------------------------------------------------------------------
 
+    /// <summary>
+    /// The lock every system call of this process takes (its machine's memory lock, reentrant): held over a check
+    /// of the mappings and the calls that check decides, no call of another thread comes between them.
+    /// </summary>
+    internal object MemoryLock => _mem.Lock;
+
     /// <summary>Whether a VMA covers <paramref name="address"/> (mincore's ENOMEM test; the scenario runner's truth record uses it).</summary>
     internal bool IsMapped(ulong address)
     {

@@ -24,18 +24,23 @@ internal sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
 
     public void Prepare(IReadOnlyList<ImageMapping> mappings, int pageSize)
     {
-        var existing = Process.ReadMappings(false);
-        foreach (var m in mappings)
-            foreach (var e in existing)
-                if (m.Start < e.End && e.Start < m.End)
-                    throw new EngineException(EngineError.ImageExists,
-                        $"Emulated process {Process.ProcessId} ({Process.Name}) already has memory at 0x{e.Start:x}-0x{e.End:x}, where the image maps 0x{m.Start:x}-0x{m.End:x}; a restore replaces nothing. Restore into a new emulated process (New-EmulatedProcess).", Process.ProcessId);
-        foreach (var m in mappings)
+        // The check and the mappings under one hold of the process's lock: memory another runspace maps meanwhile is
+        // either seen by the check (ImageExists) or mapped after the restore's (elsewhere), never replaced by MAP_FIXED.
+        lock (Process.MemoryLock)
         {
-            var (prot, shared) = MemoryMapping.ParsePermissions(m.Permissions);
-            // Mapped writable (anonymous: the bytes come from the image), the protection set in Complete.
-            _mappings.Add((m, prot));
-            Process.Mmap(m.Start, m.End - m.Start, Protection.Read | Protection.Write, shared ? MmapFlags.Shared | MmapFlags.Fixed : MmapFlags.Fixed);
+            var existing = Process.ReadMappings(false);
+            foreach (var m in mappings)
+                foreach (var e in existing)
+                    if (m.Start < e.End && e.Start < m.End)
+                        throw new EngineException(EngineError.ImageExists,
+                            $"Emulated process {Process.ProcessId} ({Process.Name}) already has memory at 0x{e.Start:x}-0x{e.End:x}, where the image maps 0x{m.Start:x}-0x{m.End:x}; a restore replaces nothing. Restore into a new emulated process (New-EmulatedProcess).", Process.ProcessId);
+            foreach (var m in mappings)
+            {
+                var (prot, shared) = MemoryMapping.ParsePermissions(m.Permissions);
+                // Mapped writable (anonymous: the bytes come from the image), the protection set in Complete.
+                _mappings.Add((m, prot));
+                Process.Mmap(m.Start, m.End - m.Start, Protection.Read | Protection.Write, shared ? MmapFlags.Shared | MmapFlags.Fixed : MmapFlags.Fixed);
+            }
         }
     }
 

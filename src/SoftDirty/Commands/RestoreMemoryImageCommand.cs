@@ -33,22 +33,41 @@ public sealed class RestoreMemoryImageCommand : EngineCmdlet
     [Parameter(ParameterSetName = EmulatorSet, Mandatory = true)]
     public EmulatedProcess? Emulator { get; set; }
 
+    // The image this command restored first, and where: Get-MemoryImage lists a whole chain (its full image first), and
+    // each image piped in is a restore of its own into the same -Destination or -Emulator, so the second one would only
+    // have said "not empty" while the first had put the chain's oldest memory there.
+    private string? _restoredImage, _restoredInto;
+
+    /// <summary>ImageExists, saying why, for a second piped image into the place this command already restored into.</summary>
+    private bool RestoredHereBefore(string path, string into, object target)
+    {
+        if (_restoredInto != into) return false;
+        WriteError(EngineError.ImageExists,
+            $"{into} already holds the restore of {_restoredImage}, made by this command: each image piped to Restore-MemoryImage is a restore of its own, and {path} was not restored. " +
+            "Get-MemoryImage lists the whole chain, full image first: to restore its latest memory, pipe only the last image (Get-MemoryImage ... | Select-Object -Last 1).", target);
+        return true;
+    }
+
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         var path = FileSystemPath(Path);
         if (ParameterSetName == EmulatorSet && Emulator is not null)
         {
+            var into = $"Emulated process {Emulator.ProcessId} ({Emulator.Name})";
+            if (RestoredHereBefore(path, into, Emulator)) return;
             if (!ShouldProcess(path, $"Restore into emulated process {Emulator.ProcessId} ({Emulator.Name})")) return;
             Guarded(() =>
             {
                 using var target = new SoftDirty.Workflows.EmulatedProcessRestoreTarget(Emulator);
                 ImageRestorer.Restore(path, target, Cancellation);
+                (_restoredImage, _restoredInto) = (path, into);
                 WriteObject(Emulator);
             });
             return;
         }
         var dest = FileSystemPath(Destination);
+        if (RestoredHereBefore(path, dest, dest)) return;
         if (!ShouldProcess(path, $"Restore into flat files in {dest}")) return;
         Guarded(() =>
         {
@@ -57,6 +76,7 @@ public sealed class RestoreMemoryImageCommand : EngineCmdlet
                 using var target = new FlatFileRestoreTarget(dest);
                 target.CheckDestination();
                 ImageRestorer.Restore(path, target, Cancellation);
+                (_restoredImage, _restoredInto) = (path, dest);
                 foreach (var (m, file, pages) in target.Results)
                     WriteObject(new RestoredMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Mapping = m.Path, File = file, PagesWritten = pages });
             }

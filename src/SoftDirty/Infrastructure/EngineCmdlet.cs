@@ -143,6 +143,19 @@ public abstract class EngineCmdlet : PSCmdlet
     public static ErrorCategory CategoryOf(EngineError error) =>
         Enum.Parse<ErrorCategory>(CategorizedAttribute.Of(error).ToString());
 
+    // What if / Confirm prompts, verbose and warning lines and progress name processes (comm, which their owner sets)
+    // and files: shown with control characters and bidi overrides escaped, as the views and errors show them, so that
+    // -WhatIf or -Verbose on another user's process cannot send sequences to the terminal.
+
+    /// <summary><see cref="Cmdlet.ShouldProcess(string, string)"/> with the text escaped (<see cref="DisplayText"/>).</summary>
+    public new bool ShouldProcess(string target, string action) => base.ShouldProcess(DisplayText.Visible(target), DisplayText.Visible(action));
+
+    /// <summary><see cref="Cmdlet.WriteVerbose"/> with the text escaped (<see cref="DisplayText"/>).</summary>
+    public new void WriteVerbose(string text) => base.WriteVerbose(DisplayText.Visible(text)!);
+
+    /// <summary><see cref="Cmdlet.WriteWarning"/> with the text escaped (<see cref="DisplayText"/>).</summary>
+    public new void WriteWarning(string text) => base.WriteWarning(DisplayText.Visible(text)!);
+
     /// <summary>A non-terminating error built here (not from the engine).</summary>
     protected void WriteError(EngineError error, string message, object? target) =>
         WriteError(ToErrorRecord(new EngineException(error, message, target)));
@@ -160,7 +173,7 @@ public abstract class EngineCmdlet : PSCmdlet
         public Progress(EngineCmdlet cmdlet, string activity, string status)
         {
             _cmdlet = cmdlet;
-            _record = new ProgressRecord(Interlocked.Increment(ref _nextActivity), activity, status);
+            _record = new ProgressRecord(Interlocked.Increment(ref _nextActivity), DisplayText.Visible(activity), DisplayText.Visible(status));
         }
 
         /// <summary>Shows <paramref name="done"/> of <paramref name="total"/> (and a new status), if it is time to.</summary>
@@ -169,7 +182,7 @@ public abstract class EngineCmdlet : PSCmdlet
             long now = _clock.ElapsedMilliseconds;
             if (now < 500 || (_lastShown >= 0 && now - _lastShown < 200)) return;
             _lastShown = now;
-            if (status is not null) _record.StatusDescription = status;
+            if (status is not null) _record.StatusDescription = DisplayText.Visible(status);
             _record.PercentComplete = total == 0 ? -1 : (int)Math.Min(100, done * 100 / total);
             _record.RecordType = ProgressRecordType.Processing;
             _cmdlet.WriteProgress(_record);
