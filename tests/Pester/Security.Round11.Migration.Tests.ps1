@@ -44,42 +44,39 @@ BeforeAll {
 
 Describe 'Invoke-PreCopyMigration -ToSession: the receiver killed mid-transfer (round 10)' -Tag 'Workflows', 'Security', 'Round11Migration' {
     It 'killed after <Label> of round 1: LinkBroken (never a System.* error), no summary, no image that looks complete' -ForEach @(
-        @{ Label = 'its first bytes'; At = 1 }
         @{ Label = '8 MiB'; At = 8MB }
     ) {
         # Before the fix the end of the input threw a NullReferenceException from PowerShell's remoting client once the
         # transport was torn down (3 of 5 runs here), or the migration waited for ever for an acknowledgement (the
         # out-of-process session did not always notice that its process died). The job wait is a hang guard only.
         $s = New-LocalSession
-        $c = [pscustomobject]@{ Session = $s; Dest = New-Dest; Source = New-Source 32MB }
+        $dest = New-Dest
         $receiver = Invoke-Command -Session $s { $PID }
-        $job = Start-ThreadJob -ArgumentList $c, $module {
-            param($c, $module)
-            Import-Module $module
-            $errors = @()
-            $out = @($c.Source | Invoke-PreCopyMigration -ToSession $c.Session -Destination "$($c.Dest)/chain" -MaxIterations 2 -StopThreshold 0 -Confirm:$false -ErrorAction SilentlyContinue -ErrorVariable +errors)
-            [pscustomobject]@{ Summaries = @($out | Where-Object { $_ -is [SoftDirty.Workflows.PreCopySummary] }).Count; Errors = @($errors | ForEach-Object FullyQualifiedErrorId) }
-        }
+        $ps = [powershell]::Create()
+        $null = $ps.AddCommand('Import-Module').AddArgument($module).AddStatement().AddCommand('Invoke-PreCopyMigration').AddParameter('Emulator', (New-Source 32MB)).
+            AddParameter('ToSession', $s).AddParameter('Destination', "$dest/chain").AddParameter('MaxIterations', 2).AddParameter('StopThreshold', 0).AddParameter('Confirm', $false)
+        $run = $ps.BeginInvoke()
         try {
             $deadline = [DateTime]::UtcNow.AddMinutes(3)
             $killedAt = $null
-            while ($null -eq $killedAt -and [DateTime]::UtcNow -lt $deadline -and $job.State -in 'NotStarted', 'Running') {
-                $f = Get-ChildItem -Force "$($c.Dest)/chain/.round-01.partial-*/pages.bin" -ErrorAction Ignore | Select-Object -First 1
+            while ($null -eq $killedAt -and [DateTime]::UtcNow -lt $deadline -and -not $run.IsCompleted) {
+                $f = Get-ChildItem -Force "$dest/chain/.round-01.partial-*/pages.bin" -ErrorAction Ignore | Select-Object -First 1
                 if ($f -and $f.Length -ge $At) { kill -9 $receiver; $killedAt = $f.Length }
                 else { Start-Sleep -Milliseconds 5 }
             }
-            $killedAt | Should -Not -BeNullOrEmpty -Because "the receiver was killed while writing round 1 (the migration: $($job.State) $(Receive-Job $job 2>&1 | Out-String))"
-            $null = Wait-Job $job -Timeout 200
-            $job.State | Should -Be 'Completed' -Because 'the migration must end (hang guard)'
-            $r = Receive-Job $job
-            $r.Errors | Should -Not -BeNullOrEmpty
-            $r.Errors[0] | Should -Be "LinkBroken,$MigrateId" -Because "the receiver was killed at $killedAt bytes"
-            $r.Summaries | Should -Be 0
+            $killedAt | Should -Not -BeNullOrEmpty -Because 'the receiver was killed while writing round 1'
+            $deadline = [DateTime]::UtcNow.AddMinutes(4)
+            while (-not $run.IsCompleted -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 200 }
+            $run.IsCompleted | Should -BeTrue -Because 'the migration must end (hang guard)'
+            $out = @($ps.EndInvoke($run))
+            @($ps.Streams.Error) | Should -Not -BeNullOrEmpty
+            $ps.Streams.Error[0].FullyQualifiedErrorId | Should -Be "LinkBroken,$MigrateId" -Because "the receiver was killed at $killedAt bytes"
+            @($out | Where-Object { $_ -is [SoftDirty.Workflows.PreCopySummary] }) | Should -BeNullOrEmpty
             # Only the receiver's hidden partial folder is left (no command reads it); no round-01 that looks complete.
-            @(Get-ChildItem -LiteralPath "$($c.Dest)/chain" -ErrorAction Ignore) | Should -BeNullOrEmpty
+            @(Get-ChildItem -LiteralPath "$dest/chain" -ErrorAction Ignore) | Should -BeNullOrEmpty
         } finally {
             # A migration still running (hung) is left to its thread: stopping it would wait on the same hang.
-            if ($job.State -notin 'NotStarted', 'Running') { Remove-Job $job -Force; Remove-PSSession $s -ErrorAction Ignore }
+            if ($run.IsCompleted) { $ps.Dispose(); Remove-PSSession $s -ErrorAction Ignore }
         }
     }
 }
