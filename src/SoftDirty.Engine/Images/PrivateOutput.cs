@@ -40,6 +40,7 @@ internal sealed class PrivateOutput : IDisposable
     public static PrivateOutput Begin(string destination, string what)
     {
         destination = Path.TrimEndingDirectorySeparator(Path.GetFullPath(destination));
+        SafeFiles.RefuseInsideImage(destination, what);
         var parent = SafeDirectory.OpenParent(destination, what, create: true, out var name);
         try
         {

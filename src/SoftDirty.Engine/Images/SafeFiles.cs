@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using System.Linq;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
@@ -89,9 +90,29 @@ internal static class SafeFiles
     /// </summary>
     public static bool CheckDestination(string path, string what)
     {
+        RefuseInsideImage(path, what);
         using var parent = SafeDirectory.OpenParent(path, what, create: true, out var name);
         return CheckEntry(parent, name, what);
     }
+
+    /// <summary>
+    /// Refuses (ImageExists) a destination that lies inside a memory image's folder, at any depth: a folder that
+    /// holds the three files of an image (round 10: a migration's rounds were written inside an image, and removing
+    /// or copying that image then took them along). Checked before any folder on the way is created.
+    /// </summary>
+    public static void RefuseInsideImage(string path, string what)
+    {
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
+        for (var folder = Path.GetDirectoryName(full); folder is not null; folder = Path.GetDirectoryName(folder))
+        {
+            if (ImageFiles.All(f => FileNative.Lstat(Path.Combine(folder, f), out _) is { Type: FileNative.S_IFREG }))
+                throw new EngineException(EngineError.ImageExists,
+                    $"{what} {full} lies inside the memory image {folder}; the module does not write into an image's folder. Choose a path outside it (such as a sibling of {folder}).", full);
+        }
+    }
+
+    /// <summary>The files every memory image's folder holds.</summary>
+    private static readonly string[] ImageFiles = { ImageFormat.ManifestFile, ImageFormat.PagesFile, ImageFormat.IndexFile };
 
     /// <summary>
     /// Checks the entry <paramref name="name"/> of the opened <paramref name="parent"/>: absent (false), or an empty

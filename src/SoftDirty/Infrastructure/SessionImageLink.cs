@@ -37,6 +37,12 @@ internal sealed class SessionImageLink : IImageLink
     private const string ReceiveCommand = "SoftDirty\\Receive-MemoryImage", RestoreCommand = "SoftDirty\\Restore-MemoryImage";
     /// <summary>Chunks sent ahead of what the destination has acknowledged as written.</summary>
     private const int InFlightChunks = 4;
+    /// <summary>
+    /// How long a sender waits for the next acknowledgement before it calls the link broken: a chunk (about 5.6 MB on the
+    /// wire) must cross in that time, so links slower than about 90 KB/s fail. PowerShell's session need not notice
+    /// that the receiver died (round 10: an out-of-process session stayed open for good after its process was killed).
+    /// </summary>
+    private const int AckStallSeconds = 60;
     /// <summary>How often a sender waiting for an acknowledgement looks at the pipeline's state and at Ctrl+C.</summary>
     private const int AckPollMilliseconds = 200;
 
@@ -145,11 +151,19 @@ internal sealed class SessionImageLink : IImageLink
                         input.Add(n == chunk.Length ? chunk : chunk[..n]);
                         sent += (ulong)n;
                         progress?.Invoke(sent, total);
+                        long seen = Interlocked.Read(ref acked);
+                        var quiet = Stopwatch.StartNew();
                         while ((long)sent - Interlocked.Read(ref acked) > InFlightChunks * (long)ChunkBytes
                                && ps.InvocationStateInfo.State is PSInvocationState.Running or PSInvocationState.NotStarted)
                         {
                             cancel.ThrowIfCancellationRequested();
                             moved.WaitOne(AckPollMilliseconds);
+                            if (Interlocked.Read(ref acked) != seen) { seen = Interlocked.Read(ref acked); quiet.Restart(); }
+                            // A receiver killed mid-stream may leave the session open for ever (round 10: the out-of-process
+                            // transport never noticed): a destination that acknowledges nothing for so long is gone.
+                            else if (quiet.Elapsed.TotalSeconds >= AckStallSeconds)
+                                throw new EngineException(EngineError.LinkBroken,
+                                    $"{ReceiveCommand} on {Computer} acknowledged nothing for {AckStallSeconds} seconds while {PathOf(name)} was being sent: the receiver is gone or the link is stalled; the destination keeps its last complete, verified image.", Computer);
                         }
                     }
                 }
@@ -195,6 +209,7 @@ internal sealed class SessionImageLink : IImageLink
         build(ps);
         var input = new PSDataCollection<object>();
         var output = new PSDataCollection<PSObject>();
+        Exception? broken = null;
         try
         {
             using (cancel.Register(() => ps.BeginStop(null, null)))
@@ -206,7 +221,18 @@ internal sealed class SessionImageLink : IImageLink
                 {
                     // The pipeline ended while input was still being added: EndInvoke says why.
                 }
-                finally { input.Complete(); }
+                finally
+                {
+                    // A session whose far end died mid-stream (the receiver killed) has its transport torn down under
+                    // the pipeline: completing the input then throws from inside PowerShell (a NullReferenceException
+                    // in its fragmentor, round 10). The input never reached the receiver whole: the link is broken.
+                    try { input.Complete(); }
+                    catch (Exception ex) when (ex is NullReferenceException or ObjectDisposedException or InvalidOperationException or PSRemotingTransportException)
+                    {
+                        broken = ex;
+                    }
+                }
+                if (broken is not null && ps.InvocationStateInfo.State is not (PSInvocationState.Failed or PSInvocationState.Stopped or PSInvocationState.Completed)) throw Torn(broken);
                 ps.EndInvoke(pending);
             }
         }
@@ -216,11 +242,20 @@ internal sealed class SessionImageLink : IImageLink
         {
             throw Map(ex);
         }
+        catch (Exception ex) when (ex is NullReferenceException or ObjectDisposedException)
+        {
+            // PowerShell's remoting client fails so when the transport is torn down under a running pipeline.
+            throw Torn(ex);
+        }
         if (ps.Streams.Error.Count > 0) throw Map(ps.Streams.Error[0]);
         if (ps.InvocationStateInfo.State == PSInvocationState.Failed)
             throw Map(ps.InvocationStateInfo.Reason ?? new PSInvalidOperationException("The remote pipeline failed."));
         return output;
     }
+
+    /// <summary>The transport failed under a running pipeline: LinkBroken (never the .NET exception PowerShell's client threw).</summary>
+    private EngineException Torn(Exception ex) =>
+        new(EngineError.LinkBroken, $"The session to {Computer} broke during the transfer (its transport was torn down under the pipeline: {ex.GetType().Name}): the destination keeps its last complete, verified image.", Computer);
 
     /// <summary>A remote error keeps its ErrorId when it is one of the module's; the session breaking is LinkBroken.</summary>
     private EngineException Map(ErrorRecord record)
