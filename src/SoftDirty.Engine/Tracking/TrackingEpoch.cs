@@ -250,18 +250,28 @@ internal static class TrackingEpoch
         // The lock of every usable folder, always in the same order: two commands that saw different folders (the
         // runtime folder appeared or vanished between them) still meet at the one they share.
         var handles = new System.Collections.Generic.List<Microsoft.Win32.SafeHandles.SafeFileHandle>(dirs.Length);
+        // A lock file that is one this command holds already (a hard link between the folders, one folder bind-mounted
+        // on the other: /run and /tmp are often one filesystem) is held: waiting for it was waiting for itself, forever.
+        var files = new System.Collections.Generic.HashSet<(string, ulong)>();
+        bool Held(FileNative.PathStatus st) => files.Contains((st.Device, st.Inode));
+        void Add(Microsoft.Win32.SafeHandles.SafeFileHandle? h)
+        {
+            if (h is null) return;
+            handles.Add(h);
+            if (FileNative.Fstat((int)h.DangerousGetHandle(), out _) is { } st) files.Add((st.Device, st.Inode));
+        }
         try
         {
             foreach (var dir in dirs)
-                handles.Add(LockFile.Take(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
+                Add(LockFile.TakeUnlessHeld(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
                         ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder {dir} was removed.", source.ProcessId),
-                    FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, cancel, () => InjectionSteps.Mark(LockWaitStep)));
+                    FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
             if (ForeignOwner(source) is { } owner)
                 foreach (var runtime in new[] { true, false })
                 {
                     using (var present = OpenOwnersFolder(owner, runtime)) if (present is null) continue;
-                    handles.Add(LockFile.Take(() => OwnersLockFolder(owner, runtime, FileName(id) + LockSuffix, source.ProcessId),
-                        FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, cancel, () => InjectionSteps.Mark(LockWaitStep)));
+                    Add(LockFile.TakeUnlessHeld(() => OwnersLockFolder(owner, runtime, FileName(id) + LockSuffix, source.ProcessId),
+                        FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
                 }
         }
         catch

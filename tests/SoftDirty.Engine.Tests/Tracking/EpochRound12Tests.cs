@@ -1,0 +1,92 @@
+using System;
+using System.IO;
+using System.Threading;
+using SoftDirty.Images;
+using SoftDirty.Tracking;
+using Xunit;
+
+namespace SoftDirty.Tests.Tracking;
+
+/// <summary>
+/// Issue 13, twelfth attack round: the epoch folders round 11 added (every usable folder, root in the user's folders too),
+/// attacked by the user who owns the folders and by a careless one. The folders are pointed at test folders
+/// (<see cref="TrackingEpoch.RuntimeRoot"/>, <see cref="TrackingEpoch.SharedTempFolder"/>), on one filesystem as /run and
+/// /tmp can be.
+/// </summary>
+[Collection(WorkflowCollection.Name)]
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
+public sealed class EpochRound12Tests : IDisposable
+{
+    private const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+    /// <summary>A hang guard only: a lock that is free is taken at once.</summary>
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(30);
+    private readonly string _root = Path.Combine(Path.GetTempPath(), "sd-r12-epoch-" + Guid.NewGuid().ToString("N"));
+    private readonly string _savedRuntimeRoot = TrackingEpoch.RuntimeRoot, _savedTmp = TrackingEpoch.SharedTempFolder;
+    private readonly string _runtime, _tmp;
+
+    public EpochRound12Tests()
+    {
+        _runtime = Path.Combine(_root, "run-user");
+        _tmp = Path.Combine(_root, "tmp");
+        foreach (var d in new[] { _root, _runtime, _tmp }) Directory.CreateDirectory(d, Private);
+        TrackingEpoch.RuntimeRoot = _runtime;
+        TrackingEpoch.SharedTempFolder = _tmp;
+    }
+
+    public void Dispose()
+    {
+        TrackingEpoch.RuntimeRoot = _savedRuntimeRoot;
+        TrackingEpoch.SharedTempFolder = _savedTmp;
+        if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
+    }
+
+    private static string FileOf(ProcPageSource source) => TrackingEpoch.Identity(source)!.Replace('/', '-');
+
+    private static void Run(string file, string args)
+    {
+        using var p = System.Diagnostics.Process.Start(file, args);
+        p.WaitForExit();
+        Assert.Equal(0, p.ExitCode);
+    }
+
+    /// <summary>Takes and releases the lock, failing (not hanging) where it is not taken within <see cref="HangGuard"/>.</summary>
+    private static void TakeOnce(IPageSource source)
+    {
+        using var guard = new CancellationTokenSource(HangGuard);
+        IDisposable? held = null;
+        var ex = Record.Exception(() => held = TrackingEpoch.Lock(source, guard.Token));
+        Assert.True(ex is null, $"The soft-dirty lock was not taken: {ex?.GetType().Name} {ex?.Message}");
+        Assert.NotNull(held);
+        held!.Dispose();
+    }
+
+    [Fact]
+    public void ALockFileThatIsOneFileInBothFolders_IsTakenOnce_NotWaitedForByItsOwnHolder()
+    {
+        using var self = ProcPageSource.Open(Environment.ProcessId);
+        var uid = FileNative.Geteuid().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Directory.CreateDirectory(Path.Combine(_runtime, uid), Private); // a login
+        Assert.Equal(2, TrackingEpoch.StateDirectories().Length);
+        TakeOnce(self); // both lock files made
+        var name = FileOf(self) + ".lock";
+        var inRuntime = Path.Combine(TrackingEpoch.StateDirectories()[0], name);
+        var inTmp = Path.Combine(TrackingEpoch.StateDirectories()[1], name);
+        // The same file under both names (a hard link, as one filesystem allows; a bind mount of one folder on the other is alike).
+        File.Delete(inTmp);
+        Run("ln", $"{inRuntime} {inTmp}");
+        TakeOnce(self);
+        // Still a lock: another holder of the shared file is waited for.
+        using (var other = new FileStream(inTmp, FileMode.Open, FileAccess.ReadWrite))
+        {
+            Assert.Equal(0, Flock((int)other.SafeFileHandle.DangerousGetHandle(), LockEx | LockNb));
+            using var soon = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+            Assert.ThrowsAny<OperationCanceledException>(() => TrackingEpoch.Lock(self, soon.Token)?.Dispose());
+        }
+        TakeOnce(self);
+    }
+
+    private const int LockEx = 2, LockNb = 4;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "flock", SetLastError = true)]
+    private static extern int Flock(int fd, int operation);
+}
