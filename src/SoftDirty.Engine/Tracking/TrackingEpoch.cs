@@ -205,13 +205,29 @@ internal static class TrackingEpoch
             {
                 using var dir = OpenOwnersFolder(owner, runtime);
                 if (dir is null) continue;
-                string value;
-                try { value = Encoding.ASCII.GetString(SafeFiles.ReadRegular(dir, FileName(id), MaxEpochFileBytes)); }
+                string? value;
+                try { value = ReadOwners(dir, FileName(id), owner); }
                 catch (FileNotFoundException) { value = ""; }
                 catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { return null; }
+                if (value is null) return null;
                 all.Append(';').Append(dir.Path).Append('=').Append(value);
             }
         return all.ToString();
+    }
+
+    /// <summary>
+    /// The record <paramref name="name"/> in a folder of <paramref name="owner"/>, read by root; null where the file is not
+    /// theirs (every record there is: theirs, or root's made theirs). The user can link any file they may reach into their
+    /// folder (with fs.protected_hardlinks 0, root's own): its bytes were taken as the epoch and went into root's manifest.
+    /// </summary>
+    private static string? ReadOwners(SafeDirectory dir, string name, uint owner)
+    {
+        using var handle = dir.OpenRegular(name, out var st);
+        if (st.Uid != owner || st.Size > MaxEpochFileBytes) return null;
+        var bytes = new byte[st.Size];
+        int got = 0;
+        while (got < bytes.Length && RandomAccess.Read(handle, bytes.AsSpan(got), got) is int n && n > 0) got += n;
+        return got == bytes.Length ? Encoding.ASCII.GetString(bytes) : null;
     }
 
     private static string FileName(string identity) => identity.Replace('/', '-');

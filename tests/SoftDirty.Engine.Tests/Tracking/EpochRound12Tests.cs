@@ -85,6 +85,59 @@ public sealed class EpochRound12Tests : IDisposable
         TakeOnce(self);
     }
 
+    private string OwnersFolder()
+    {
+        var dir = Path.Combine(_tmp, "softdirty-epochs-" + RootWithOtherUser.Uid);
+        Directory.CreateDirectory(dir, Private);
+        Run("chown", $"{RootWithOtherUser.Uid} {dir}");
+        return dir;
+    }
+
+    /// <summary>
+    /// Files of root's (or of a third user) that the user links into their folder as the epoch or the lock file of their
+    /// process (a hard link: where fs.protected_hardlinks is 0 any file on the filesystem, else one they may read and write).
+    /// Root's commands on the process never change them (owner, mode, bytes), and never take their bytes as an epoch.
+    /// </summary>
+    [RootWithOtherUserFact]
+    public void FilesOfOthersLinkedIntoTheUsersFolder_AreNeverChangedOrTrustedByRoot()
+    {
+        using var target = new RootWithOtherUser();
+        using var source = ProcPageSource.Open(target.Id);
+        var folder = OwnersFolder();
+        var victims = Path.Combine(_root, "victims");
+        Directory.CreateDirectory(victims, Private);
+        foreach (var (owner, mode) in new[] { (0u, "600"), (12345u, "666") })
+        {
+            var epochVictim = Path.Combine(victims, $"epoch-{owner}");
+            var lockVictim = Path.Combine(victims, $"lock-{owner}");
+            File.WriteAllText(epochVictim, $"secret-of-{owner}");
+            File.WriteAllText(lockVictim, $"lock-of-{owner}");
+            foreach (var v in new[] { epochVictim, lockVictim })
+            {
+                Run("chown", $"{owner} {v}");
+                Run("chmod", $"{mode} {v}");
+            }
+            var epochFile = Path.Combine(folder, FileOf(source));
+            var lockFile = epochFile + ".lock";
+            File.Delete(epochFile);
+            File.Delete(lockFile);
+            Run("ln", $"{epochVictim} {epochFile}");
+            Run("ln", $"{lockVictim} {lockFile}");
+
+            var current = TrackingEpoch.Current(source);
+            Assert.DoesNotContain($"secret-of-{owner}", current ?? "");
+            TakeOnce(source);
+            Assert.NotNull(TrackingEpoch.Record(source));
+            foreach (var (v, text) in new[] { (epochVictim, $"secret-of-{owner}"), (lockVictim, $"lock-of-{owner}") })
+            {
+                var st = FileNative.Lstat(v, out _)!.Value;
+                Assert.Equal(owner, st.Uid);
+                Assert.Equal(Convert.ToUInt32(mode, 8), st.Permissions);
+                Assert.Equal(text, File.ReadAllText(v));
+            }
+        }
+    }
+
     private const int LockEx = 2, LockNb = 4;
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "flock", SetLastError = true)]
