@@ -42,6 +42,9 @@ internal static class TrackingEpoch
     /// <summary>The identities of the real processes whose lock this thread holds, with how many times (re-entry).</summary>
     [ThreadStatic] private static System.Collections.Generic.Dictionary<string, int>? _held;
 
+    /// <summary>The other user whose folders this thread locked for each identity it holds (<see cref="ForeignOwner"/> when the lock was taken).</summary>
+    [ThreadStatic] private static System.Collections.Generic.Dictionary<string, uint?>? _heldFor;
+
     /// <summary>The object whose tracking state a source shares (wrappers unwrapped).</summary>
     private static object Root(IPageSource source)
     {
@@ -76,10 +79,16 @@ internal static class TrackingEpoch
         var id = Identity(source);
         var dirs = StateDirectories();
         if (id is null || dirs.Length == 0) return null;
+        var foreign = ForeignOwner(source);
+        // The process's user changed since its lock was taken (a daemon dropped privileges to serve a user): the new user's
+        // commands did not wait for this one, and a clear of theirs between this record and this clear would be trusted by them.
+        if (_heldFor is { } heldFor && heldFor.TryGetValue(id, out var lockedFor) && lockedFor != foreign)
+            throw new EngineException(EngineError.ProcIOError,
+                $"Process {source.ProcessId} changed its user during the command (from {lockedFor?.ToString(CultureInfo.InvariantCulture) ?? "root"} to {foreign?.ToString(CultureInfo.InvariantCulture) ?? "root"}): not clearing its soft-dirty bits under a lock that user's commands do not take. Run the command again.", source.ProcessId);
         // Every folder, even after one failed: a folder left with the previous epoch would keep its readers trusting it.
         bool recorded = true;
         foreach (var dir in dirs) recorded &= RecordIn(dir, FileName(id), epoch, source.ProcessId);
-        if (ForeignOwner(source) is { } owner)
+        if (foreign is { } owner)
             foreach (var runtime in new[] { true, false })
             {
                 using var dir = OpenOwnersFolder(owner, runtime);
@@ -266,6 +275,7 @@ internal static class TrackingEpoch
         // The lock of every usable folder, always in the same order: two commands that saw different folders (the
         // runtime folder appeared or vanished between them) still meet at the one they share.
         var handles = new System.Collections.Generic.List<Microsoft.Win32.SafeHandles.SafeFileHandle>(dirs.Length);
+        uint? lockedFor;
         // A lock file that is one this command holds already (a hard link between the folders, one folder bind-mounted
         // on the other: /run and /tmp are often one filesystem) is held: waiting for it was waiting for itself, forever.
         var files = new System.Collections.Generic.HashSet<(string, ulong)>();
@@ -282,7 +292,8 @@ internal static class TrackingEpoch
                 Add(LockFile.TakeUnlessHeld(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
                         ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder {dir} was removed.", source.ProcessId),
                     FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
-            if (ForeignOwner(source) is { } owner)
+            lockedFor = ForeignOwner(source);
+            if (lockedFor is { } owner)
                 foreach (var runtime in new[] { true, false })
                 {
                     using (var present = OpenOwnersFolder(owner, runtime)) if (present is null) continue;
@@ -296,6 +307,7 @@ internal static class TrackingEpoch
             throw;
         }
         held[id] = 1;
+        (_heldFor ??= new(StringComparer.Ordinal))[id] = lockedFor;
         return new Held(() => Release(id, handles));
     }
 
@@ -322,6 +334,7 @@ internal static class TrackingEpoch
         var held = _held!;
         if (held[id] > 1) { held[id]--; return; }
         held.Remove(id);
+        _heldFor?.Remove(id);
         foreach (var h in handles) h.Dispose();
     }
 

@@ -138,6 +138,51 @@ public sealed class EpochRound12Tests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A process of the user that is not dumpable for a moment (PR_SET_DUMPABLE 0: the files in /proc/PID are root's meanwhile):
+    /// root's clear then is still recorded in the user's folders (the owner is /proc/PID's, its effective uid), so the user's
+    /// chain, once the process is dumpable again, does not trust its epoch.
+    /// </summary>
+    [RootWithOtherUserFact]
+    public void RootsClearOfAUsersProcessWhileItIsNotDumpable_IsStillSeenByTheUsersCommands()
+    {
+        using var target = new SoftDirty.Tests.Injection.WtTarget();
+        Assert.Equal("0", target.Send($"setuid {RootWithOtherUser.Uid}")[0]);
+        using var source = ProcPageSource.Open(target.Pid);
+        var users = Path.Combine(OwnersFolder(), FileOf(source));
+        File.WriteAllText(users, "armed-by-the-users-chain");
+        Run("chown", $"{RootWithOtherUser.Uid} {users}");
+        Assert.Equal("0", target.Send("dumpable 0")[0]);
+        Assert.Equal(0u, FileNative.Stat($"/proc/{target.Pid}/clear_refs", out _)!.Value.Uid); // its files root's while not dumpable (/proc/PID stays theirs)
+
+        Assert.NotNull(TrackingEpoch.Record(source)); // root's Clear-SoftDirty -Id
+        Assert.Equal("0", target.Send("dumpable 1")[0]);
+        Assert.NotEqual("armed-by-the-users-chain", File.ReadAllText(users));
+    }
+
+    /// <summary>
+    /// A process that changes its user while a command of root's holds its lock (a daemon dropping privileges to serve a user):
+    /// the lock was root's alone, the new user's commands did not wait for it, and a clear of theirs between root's record and
+    /// root's clear was trusted by their next increment. The record is refused; the command can be run again.
+    /// </summary>
+    [RootWithOtherUserFact]
+    public void AProcessThatChangesItsUserUnderRootsLock_IsNotRecordedUnderIt()
+    {
+        using var target = new SoftDirty.Tests.Injection.WtTarget();
+        using var source = ProcPageSource.Open(target.Pid);
+        OwnersFolder();
+        using (var held = TrackingEpoch.Lock(source, default))
+        {
+            Assert.NotNull(held);
+            Assert.Equal("0", target.Send($"setuid {RootWithOtherUser.Uid}")[0]);
+            var changed = Assert.Throws<EngineException>(() => TrackingEpoch.Record(source));
+            Assert.Equal(EngineError.ProcIOError, changed.Error);
+            Assert.Contains("changed its user", changed.Message, StringComparison.Ordinal);
+        }
+        using (var again = TrackingEpoch.Lock(source, default)) Assert.NotNull(TrackingEpoch.Record(source)); // run again: the user's lock taken
+        Assert.True(File.Exists(Path.Combine(OwnersFolder(), FileOf(source) + ".lock")));
+    }
+
     private const int LockEx = 2, LockNb = 4;
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "flock", SetLastError = true)]
