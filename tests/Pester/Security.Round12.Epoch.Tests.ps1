@@ -9,8 +9,9 @@ BeforeAll {
     # A runspace that runs $Script with $Arguments (the module imported); returns the PowerShell and its async result.
     function script:Start-InRunspace([scriptblock] $Script, [object[]] $Arguments) {
         $ps = [powershell]::Create()
-        $null = $ps.AddScript("Import-Module '$env:SOFTDIRTY_MODULE'").AddStatement().AddScript($Script)
-        foreach ($a in $Arguments) { $null = $ps.AddArgument($a) }
+        # One statement (a batch of several outlived a stop and its Dispose, and crashed the host).
+        $null = $ps.AddScript({ param($Module, $Script, $Arguments) Import-Module $Module; & ([scriptblock]::Create($Script)) @Arguments })
+        $null = $ps.AddArgument($env:SOFTDIRTY_MODULE).AddArgument($Script.ToString()).AddArgument($Arguments)
         [pscustomobject]@{ PowerShell = $ps; Result = $ps.BeginInvoke() }
     }
 }
