@@ -66,6 +66,8 @@
  *                                    writing one byte into the next page of the range (in turn) and exiting, all joined
  *                                    before the next 16 start: threads created and gone all the time   -> OK
  *   churn 0                          stops it                                        -> OK <threads started>
+ *   setuid <uid>                     setresuid(uid, uid, uid) (decimal), then PR_SET_DUMPABLE 1, as a daemon dropping
+ *                                    privileges to serve a user does: /proc/PID becomes that user's  -> OK <rc>
  *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
  */
 #define _GNU_SOURCE
@@ -544,6 +546,11 @@ static void *serve(void *arg)
             if (pthread_create(&churn.driver, NULL, churn_loop, NULL)) { reply("ERR pthread"); continue; }
             churn.running = 1;
             reply("OK");
+        } else if (!strcmp(cmd, "setuid") && n >= 2) {
+            uid_t uid = (uid_t)strtoul(line + 7, NULL, 10);
+            int rc = setresuid(uid, uid, uid);
+            if (!rc) rc = prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+            reply("OK %d", rc);
         } else {
             reply("ERR unknown command");
         }

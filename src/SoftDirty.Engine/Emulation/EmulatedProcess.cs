@@ -67,12 +67,17 @@ public sealed partial class EmulatedProcess : IPageSource
     /// <summary>
     /// Holds the process still until disposed: its machine's lock, which every operation takes (other threads' writes wait),
     /// for the moment between reading soft-dirty and clearing it (<see cref="Tracking.SoftDirtyWindow"/>). Re-entrant on this thread.
+    /// Ctrl+C (<paramref name="cancel"/>) ends the wait: a workload of billions of accesses in another runspace holds the lock
+    /// throughout, and a Clear-SoftDirty waiting for it could not be stopped.
     /// </summary>
-    internal IDisposable HoldStill()
+    internal IDisposable HoldStill(CancellationToken cancel)
     {
-        Monitor.Enter(_mem.Lock);
+        while (!Monitor.TryEnter(_mem.Lock, HoldStillRetry)) cancel.ThrowIfCancellationRequested();
         return new Still(_mem.Lock);
     }
+
+    /// <summary>How long one wait in <see cref="HoldStill"/> lasts before Ctrl+C is checked again.</summary>
+    private static readonly TimeSpan HoldStillRetry = TimeSpan.FromMilliseconds(5);
 
     /// <summary>A hold of the machine's lock, released once.</summary>
     private sealed class Still(object gate) : IDisposable

@@ -41,6 +41,14 @@ internal static partial class LockFile
     /// Dispose the handle to release. <paramref name="what"/> names the lock in errors, <paramref name="target"/> is their target object.
     /// </summary>
     public static SafeFileHandle Take(Func<SafeDirectory> openFolder, string name, string what, object target, CancellationToken cancel, Action? onWait = null)
+        => TakeUnlessHeld(openFolder, name, what, target, heldHere: null, cancel, onWait)!;
+
+    /// <summary>
+    /// <see cref="Take"/>, except that a file <paramref name="heldHere"/> says the caller holds already (the same file under
+    /// another name: a hard link, or a folder bind-mounted on another) is not waited for, which would be forever: null then.
+    /// </summary>
+    public static SafeFileHandle? TakeUnlessHeld(Func<SafeDirectory> openFolder, string name, string what, object target,
+        Func<FileNative.PathStatus, bool>? heldHere, CancellationToken cancel, Action? onWait = null)
     {
         while (true)
         {
@@ -55,8 +63,13 @@ internal static partial class LockFile
             var handle = new SafeFileHandle(fd, ownsHandle: true);
             try
             {
-                if (FileNative.Fstat(fd, out _) is not { Type: FileNative.S_IFREG })
+                if (FileNative.Fstat(fd, out _) is not { Type: FileNative.S_IFREG } st)
                     throw new EngineException(EngineError.UnsafeDestination, $"The {what} {dir.Combine(name)} is not a regular file; remove it.", target);
+                if (heldHere?.Invoke(st) == true)
+                {
+                    handle.Dispose();
+                    return null;
+                }
                 while (Flock(fd, LOCK_EX | LOCK_NB) != 0)
                 {
                     int e = Marshal.GetLastPInvokeError();

@@ -9,6 +9,13 @@ namespace SoftDirty;
 internal static class PageSourceExtensions
 {
     /// <summary>
+    /// An emulated process's machine lock, taken where Ctrl+C can end the wait (its clear_refs takes it uninterruptibly, and a
+    /// workload of billions of accesses in another runspace holds it throughout); null for any other source.
+    /// </summary>
+    private static IDisposable? HoldStill(IPageSource source, CancellationToken cancel) =>
+        Tracking.PageWalk.Root(source) is Emulation.EmulatedProcess emulated ? emulated.HoldStill(cancel) : null;
+
+    /// <summary>
     /// Writes one of the clear_refs types, as "N\n": the one place the module clears. A soft-dirty clear starts
     /// a new tracking epoch of the process (<see cref="Tracking.TrackingEpoch"/>), which it returns (null where none can be kept).
     /// The epoch is recorded before the clear: a command stopped between the two (Ctrl+C, kill -9) leaves a new
@@ -23,10 +30,11 @@ internal static class PageSourceExtensions
         text[1] = (byte)'\n';
         if (type != ClearRefsType.SoftDirty)
         {
-            source.WriteClearRefs(text);
+            using (HoldStill(source, cancel)) source.WriteClearRefs(text);
             return null;
         }
         using (Tracking.TrackingEpoch.Lock(source, cancel))
+        using (HoldStill(source, cancel)) // after the soft-dirty lock, as SoftDirtyWindow takes them
         {
             var epoch = Tracking.TrackingEpoch.Record(source);
             Injection.InjectionSteps.Mark(Tracking.TrackingEpoch.RecordedStep);

@@ -30,7 +30,7 @@ internal static class SoftDirtyWindow
             IDisposable? stop;
             if (PageWalk.Root(source) is Emulation.EmulatedProcess emulated)
             {
-                stop = emulated.HoldStill();
+                stop = emulated.HoldStill(cancel);
                 exact = true;
                 why = null;
             }

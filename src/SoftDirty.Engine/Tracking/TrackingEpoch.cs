@@ -42,6 +42,9 @@ internal static class TrackingEpoch
     /// <summary>The identities of the real processes whose lock this thread holds, with how many times (re-entry).</summary>
     [ThreadStatic] private static System.Collections.Generic.Dictionary<string, int>? _held;
 
+    /// <summary>The other user whose folders this thread locked for each identity it holds (<see cref="ForeignOwner"/> when the lock was taken).</summary>
+    [ThreadStatic] private static System.Collections.Generic.Dictionary<string, uint?>? _heldFor;
+
     /// <summary>The object whose tracking state a source shares (wrappers unwrapped).</summary>
     private static object Root(IPageSource source)
     {
@@ -76,10 +79,16 @@ internal static class TrackingEpoch
         var id = Identity(source);
         var dirs = StateDirectories();
         if (id is null || dirs.Length == 0) return null;
+        var foreign = ForeignOwner(source);
+        // The process's user changed since its lock was taken (a daemon dropped privileges to serve a user): the new user's
+        // commands did not wait for this one, and a clear of theirs between this record and this clear would be trusted by them.
+        if (_heldFor is { } heldFor && heldFor.TryGetValue(id, out var lockedFor) && lockedFor != foreign)
+            throw new EngineException(EngineError.ProcIOError,
+                $"Process {source.ProcessId} changed its user during the command (from {lockedFor?.ToString(CultureInfo.InvariantCulture) ?? "root"} to {foreign?.ToString(CultureInfo.InvariantCulture) ?? "root"}): not clearing its soft-dirty bits under a lock that user's commands do not take. Run the command again.", source.ProcessId);
         // Every folder, even after one failed: a folder left with the previous epoch would keep its readers trusting it.
         bool recorded = true;
         foreach (var dir in dirs) recorded &= RecordIn(dir, FileName(id), epoch, source.ProcessId);
-        if (ForeignOwner(source) is { } owner)
+        if (foreign is { } owner)
             foreach (var runtime in new[] { true, false })
             {
                 using var dir = OpenOwnersFolder(owner, runtime);
@@ -205,13 +214,29 @@ internal static class TrackingEpoch
             {
                 using var dir = OpenOwnersFolder(owner, runtime);
                 if (dir is null) continue;
-                string value;
-                try { value = Encoding.ASCII.GetString(SafeFiles.ReadRegular(dir, FileName(id), MaxEpochFileBytes)); }
+                string? value;
+                try { value = ReadOwners(dir, FileName(id), owner); }
                 catch (FileNotFoundException) { value = ""; }
                 catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { return null; }
+                if (value is null) return null;
                 all.Append(';').Append(dir.Path).Append('=').Append(value);
             }
         return all.ToString();
+    }
+
+    /// <summary>
+    /// The record <paramref name="name"/> in a folder of <paramref name="owner"/>, read by root; null where the file is not
+    /// theirs (every record there is: theirs, or root's made theirs). The user can link any file they may reach into their
+    /// folder (with fs.protected_hardlinks 0, root's own): its bytes were taken as the epoch and went into root's manifest.
+    /// </summary>
+    private static string? ReadOwners(SafeDirectory dir, string name, uint owner)
+    {
+        using var handle = dir.OpenRegular(name, out var st);
+        if (st.Uid != owner || st.Size > MaxEpochFileBytes) return null;
+        var bytes = new byte[st.Size];
+        int got = 0;
+        while (got < bytes.Length && RandomAccess.Read(handle, bytes.AsSpan(got), got) is int n && n > 0) got += n;
+        return got == bytes.Length ? Encoding.ASCII.GetString(bytes) : null;
     }
 
     private static string FileName(string identity) => identity.Replace('/', '-');
@@ -250,18 +275,30 @@ internal static class TrackingEpoch
         // The lock of every usable folder, always in the same order: two commands that saw different folders (the
         // runtime folder appeared or vanished between them) still meet at the one they share.
         var handles = new System.Collections.Generic.List<Microsoft.Win32.SafeHandles.SafeFileHandle>(dirs.Length);
+        uint? lockedFor;
+        // A lock file that is one this command holds already (a hard link between the folders, one folder bind-mounted
+        // on the other: /run and /tmp are often one filesystem) is held: waiting for it was waiting for itself, forever.
+        var files = new System.Collections.Generic.HashSet<(string, ulong)>();
+        bool Held(FileNative.PathStatus st) => files.Contains((st.Device, st.Inode));
+        void Add(Microsoft.Win32.SafeHandles.SafeFileHandle? h)
+        {
+            if (h is null) return;
+            handles.Add(h);
+            if (FileNative.Fstat((int)h.DangerousGetHandle(), out _) is { } st) files.Add((st.Device, st.Inode));
+        }
         try
         {
             foreach (var dir in dirs)
-                handles.Add(LockFile.Take(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
+                Add(LockFile.TakeUnlessHeld(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
                         ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder {dir} was removed.", source.ProcessId),
-                    FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, cancel, () => InjectionSteps.Mark(LockWaitStep)));
-            if (ForeignOwner(source) is { } owner)
+                    FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
+            lockedFor = ForeignOwner(source);
+            if (lockedFor is { } owner)
                 foreach (var runtime in new[] { true, false })
                 {
                     using (var present = OpenOwnersFolder(owner, runtime)) if (present is null) continue;
-                    handles.Add(LockFile.Take(() => OwnersLockFolder(owner, runtime, FileName(id) + LockSuffix, source.ProcessId),
-                        FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, cancel, () => InjectionSteps.Mark(LockWaitStep)));
+                    Add(LockFile.TakeUnlessHeld(() => OwnersLockFolder(owner, runtime, FileName(id) + LockSuffix, source.ProcessId),
+                        FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
                 }
         }
         catch
@@ -270,6 +307,7 @@ internal static class TrackingEpoch
             throw;
         }
         held[id] = 1;
+        (_heldFor ??= new(StringComparer.Ordinal))[id] = lockedFor;
         return new Held(() => Release(id, handles));
     }
 
@@ -296,6 +334,7 @@ internal static class TrackingEpoch
         var held = _held!;
         if (held[id] > 1) { held[id]--; return; }
         held.Remove(id);
+        _heldFor?.Remove(id);
         foreach (var h in handles) h.Dispose();
     }
 
