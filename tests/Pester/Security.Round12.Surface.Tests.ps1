@@ -1,0 +1,101 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, twelfth attack round, on what the module shows or writes for a person or another program after round 11's
+# fixes: error records in every error view and Get-Error, the bidirectional controls that were left out, the chart's
+# text, completers, deserialized objects and the names written into images (new cases only; earlier rounds are in
+# Security.Round*.Tests.ps1, Workflows.Security.Tests.ps1 and WriteTracking.Tests.ps1).
+
+BeforeDiscovery {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r12')
+    chmod 0755 $TestDrive $root
+    # An OSC title sequence ended by BEL, an OSC 52 clipboard write, an OSC 8 hyperlink, an SGR colour, a right-to-left override.
+    $script:Evil = "r12`e]0;owned`a`e]52;c;ZWNobyBwd25lZA==`a`e]8;;http://x/`e\link`e]8;;`e\`e[31mRED`u{202e}txt"
+    # The characters of those names; the output itself holds line ends.
+    $script:Hidden = "[`e`a`u{202e}]"
+    function New-Name { [guid]::NewGuid().ToString('n') }
+    Add-Type -Path $env:SOFTDIRTY_TESTKIT
+    function Edit-Manifest([string] $Image, [scriptblock] $Edit) {
+        $m = [SoftDirty.TestKit.Images.ManifestFile]::Read($Image)
+        & $Edit $m
+        [SoftDirty.TestKit.Images.ManifestFile]::Write($Image, $m)
+    }
+    # Every way PowerShell shows an error record: the three error views, Get-Error, Format-List *, and its text.
+    function Get-ErrorText([System.Management.Automation.ErrorRecord] $Record) {
+        $saved = $global:ErrorView
+        try {
+            foreach ($v in 'ConciseView', 'NormalView', 'DetailedView') {
+                $global:ErrorView = $v
+                [pscustomobject]@{ View = $v; Text = ($Record | Out-String -Width 400) }
+            }
+        } finally { $global:ErrorView = $saved }
+        [pscustomobject]@{ View = 'Get-Error'; Text = ($Record | Get-Error | Out-String -Width 400) }
+        [pscustomobject]@{ View = 'Format-List *'; Text = ($Record | Format-List * -Force | Out-String -Width 400) }
+        [pscustomobject]@{ View = 'CategoryInfo'; Text = $Record.CategoryInfo.ToString() }
+        [pscustomobject]@{ View = 'Exception.Message'; Text = $Record.Exception.Message }
+    }
+}
+
+Describe 'Errors that quote a hostile name print it escaped in every error view and in Get-Error' -Tag 'Security', 'Round12Surface' {
+    # Round 9 escaped the message of an engine error (ErrorDetails, which the concise view prints), but the record kept
+    # the exception, its target and CategoryInfo as they were: $ErrorView = 'NormalView' (the CategoryInfo line),
+    # 'DetailedView' and Get-Error (the exception's Message, Target and File, and TargetObject) printed them raw, so an
+    # image's author (a mapping path in its manifest) or a process's owner (its name) wrote to the reader's terminal:
+    # set its title, wrote its clipboard (OSC 52), or drew a hyperlink (OSC 8).
+    It 'an image whose manifest holds overlapping mappings, one with a hostile path: Get-MemoryImage''s error in <View>' -ForEach @(
+        foreach ($v in 'ConciseView', 'NormalView', 'DetailedView', 'Get-Error', 'Format-List *', 'CategoryInfo', 'Exception.Message') { @{ View = $v } }
+    ) {
+        $e = New-EmulatedProcess
+        $a = $e | Add-EmulatedMapping -Length 64KB
+        $null = $e | Add-EmulatedMapping -Length 64KB -Path '/r12/other'
+        $e | Write-EmulatedMemory -Address $a.Start -Length 4KB
+        $img = Join-Path $root (New-Name)
+        $null = $e | Save-MemoryImage -Path $img
+        Edit-Manifest $img { param($x) $x.Mappings[1].Path = "/lib/$Evil"; $x.Mappings[1].Start = $x.Mappings[0].Start }
+        $err = $null
+        $null = Get-MemoryImage $img -ErrorAction SilentlyContinue -ErrorVariable err
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -Be 'ImageCorrupt,SoftDirty.Commands.GetMemoryImageCommand'
+        $err[0].Exception | Should -BeOfType ([SoftDirty.EngineException])
+        $err[0].Exception.Message | Should -BeLike '*/lib/r12\x1b]0;owned\x07*' -Because 'the message still names the mapping, escaped'
+        $text = (Get-ErrorText $err[0] | Where-Object View -EQ $View).Text
+        $text | Should -Not -BeNullOrEmpty
+        ($text -match $Hidden) | Should -BeFalse -Because "$View prints no control character of the name as it is"
+    }
+
+    It 'a corrupt image under a hostile folder name: the error keeps its type and ErrorId, its text escaped' {
+        # The folder is the user's choice here; what matters is that the escaped copy keeps what a script catches.
+        $restoreCorrupt = {
+            param($Name)
+            $e = New-EmulatedProcess
+            $a = $e | Add-EmulatedMapping -Length 64KB
+            $e | Write-EmulatedMemory -Address $a.Start -Length 4KB
+            $img = Join-Path $root $Name
+            $null = $e | Save-MemoryImage -Path $img
+            $data = Get-ChildItem -LiteralPath $img -File | Where-Object Name -Like 'pages*' | Select-Object -First 1
+            $bytes = [IO.File]::ReadAllBytes($data.FullName); $bytes[0] = $bytes[0] -bxor 0xFF; [IO.File]::WriteAllBytes($data.FullName, $bytes)
+            try { $null = Restore-MemoryImage -Path $img -Destination (Join-Path $root (New-Name)) -ErrorAction Stop; $null } catch { $_ }
+        }
+        $plain = & $restoreCorrupt (New-Name)
+        $hostile = & $restoreCorrupt "$(New-Name)`e]0;t`a"
+        $plain | Should -Not -BeNullOrEmpty
+        $hostile.FullyQualifiedErrorId | Should -Be $plain.FullyQualifiedErrorId
+        $hostile.CategoryInfo.Category | Should -Be $plain.CategoryInfo.Category
+        $hostile.Exception.GetType() | Should -Be $plain.Exception.GetType()
+        $hostile.Exception.Message | Should -BeLike '*\x1b]0;t\x07*'
+        foreach ($t in Get-ErrorText $hostile) { ($t.Text -match $Hidden) | Should -BeFalse -Because "$($t.View) prints no control character as it is" }
+    }
+
+    It 'an emulated process named with terminal sequences: a segmentation fault''s error in every view' {
+        $e = New-EmulatedProcess -Name $Evil
+        $err = $null
+        $e | Write-EmulatedMemory -Address 0x10000 -Length 1 -ErrorAction SilentlyContinue -ErrorVariable err
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'SegmentationFault,*'
+        foreach ($t in Get-ErrorText $err[0]) { ($t.Text -match $Hidden) | Should -BeFalse -Because "$($t.View) prints no control character as it is" }
+        $err[0].TargetObject | Should -Be 0x10000 -Because 'a target that is not text is kept as it is'
+    }
+}
