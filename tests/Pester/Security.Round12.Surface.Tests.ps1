@@ -99,3 +99,80 @@ Describe 'Errors that quote a hostile name print it escaped in every error view 
         $err[0].TargetObject | Should -Be 0x10000 -Because 'a target that is not text is kept as it is'
     }
 }
+
+Describe 'Invisible and bidirectional characters round 11 left out, in views, completion and the chart' -Tag 'Security', 'Round12Surface' {
+    # Views, errors, completion and the chart escaped C0/C1 controls and the bidirectional controls U+200E, U+200F,
+    # U+202A-U+202E and U+2066-U+2069, but not the Arabic letter mark U+061C (a bidirectional control too: after it,
+    # digits are Arabic numbers and the brackets around a pid turn), nor the characters a terminal draws as nothing:
+    # zero-width space and joiners, word joiner, BOM, the tag characters U+E0000-U+E007F (invisible text a reader
+    # cannot see but copies), line and paragraph separators. A mapping of a file named "lib\u200b.so" read as "lib.so".
+    # Now every format character (Unicode Cf), separator and lone surrogate is escaped too; and the chart draws them,
+    # and the C1 controls and DEL it kept, as U+FFFD. (-Mapping completion of such a file: Security.Round9.Pages.Tests.ps1.)
+    BeforeDiscovery {
+        $script:Invisible = @(
+            @{ Label = 'the Arabic letter mark (U+061C)'; Text = "r12`u{061c}a" }
+            @{ Label = 'a zero-width space (U+200B) and joiner (U+200D)'; Text = "r12`u{200b}b`u{200d}" }
+            @{ Label = 'a word joiner (U+2060) and a BOM (U+FEFF)'; Text = "r12`u{2060}c`u{feff}" }
+            @{ Label = 'tag characters (U+E0041, U+E0042)'; Text = "r12`u{e0041}`u{e0042}d" }
+            @{ Label = 'line and paragraph separators (U+2028, U+2029)'; Text = "r12`u{2028}e`u{2029}" }
+        )
+    }
+    BeforeAll {
+        # Any of them, and C0/C1 controls but the line ends of the output (a tag character is a surrogate pair starting U+DB40).
+        $script:Invisibles = '[\p{Cc}\p{Cf}\u2028\u2029\udb40-[\n\r]]'
+        function Complete([string] $Line) { @((TabExpansion2 -inputScript $Line -cursorColumn $Line.Length).CompletionMatches) }
+    }
+
+    It 'an emulated process and a mapping named with <Label>: every view of the process, its mapping, image and restore escapes it' -ForEach $Invisible {
+        $e = New-EmulatedProcess -Name $Text
+        $m = $e | Add-EmulatedMapping -Length 64KB -Path "/tmp/$Text"
+        $e | Write-EmulatedMemory -Address $m.Start -Length 4KB
+        $d = Join-Path $root (New-Name)
+        $saved = $e | Save-MemoryImage -Path $d
+        $restored = Restore-MemoryImage $d "$d.r"
+        ($saved.ProcessName -ceq $Text) | Should -BeTrue -Because 'the objects keep the name as it is'
+        ($restored[0].Mapping -ceq "/tmp/$Text") | Should -BeTrue
+        foreach ($o in $e, ($e | Get-MemoryMapping), $saved, (Get-MemoryImage $d), $restored, ($e | Get-PageMap -AsRange)) {
+            foreach ($f in 'Out-String', 'Format-Table', 'Format-List', 'Format-Wide') {
+                $shown = if ($f -eq 'Out-String') { $o | Out-String -Width 400 } else { $o | & $f | Out-String -Width 400 }
+                ($shown -match $Invisibles) | Should -BeFalse -Because "$f of $(@($o)[0].GetType().Name) prints no invisible character as it is"
+            }
+        }
+        (Get-MemoryImage $d | Format-List | Out-String -Width 400) | Should -Match 'r12\\[uU]' -Because 'the name is shown with the character escaped'
+    }
+
+    It 'a real process whose name (comm) holds <Label>: Get-SoftDirtySupport -Id shows it escaped' -ForEach $Invisible {
+        $dir = New-Item -ItemType Directory (Join-Path $root (New-Name))
+        $link = Join-Path $dir $Text
+        New-Item -ItemType SymbolicLink -Path $link -Target (Get-Command sleep -CommandType Application)[0].Source | Out-Null
+        $p = [System.Diagnostics.Process]::Start($link, '600')
+        try {
+            ((Get-Content -Raw "/proc/$($p.Id)/comm").TrimEnd("`n") -ceq $Text) | Should -BeTrue -Because 'comm is the name exec''d (15 bytes at most)'
+            $s = Get-SoftDirtySupport -Id $p.Id
+            ($s.Name -ceq $Text) | Should -BeTrue
+            foreach ($f in 'Out-String', 'Format-Table', 'Format-List', 'Format-Wide') {
+                $shown = if ($f -eq 'Out-String') { $s | Out-String -Width 400 } else { $s | & $f | Out-String -Width 400 }
+                ($shown -match $Invisibles) | Should -BeFalse -Because "$f prints no invisible character as it is"
+            }
+            $m = @(Complete "Get-PageMap -Id $($p.Id)") | Where-Object CompletionText -EQ "$($p.Id)"
+            $m.Count | Should -Be 1
+            $m[0].ListItemText | Should -Not -Match $Invisibles
+            $m[0].ToolTip | Should -Not -Match $Invisibles
+        } finally { $p.Kill(); $p.WaitForExit() }
+    }
+
+    It 'a chart of a process named with <Label>, C1 controls and DEL: the SVG is well-formed and draws none of them' -ForEach $Invisible {
+        $name = "$Text`u{9b}31m`u{9d}0;t`u{9c}`u{7f}"
+        $e = New-EmulatedProcess -Name $name
+        $m = $e | Add-EmulatedMapping -Length 64KB
+        $samples = $e | Watch-DirtyPage -Count 2 -Interval 0.01 -Workload @{ Address = $m.Start; Length = 64KB; Pattern = 'Random'; AccessesPerSecond = 20000 }
+        $svg = Join-Path $root "$(New-Name).svg"
+        $null = $samples | Export-DirtyPageChart -Path $svg -WarningAction SilentlyContinue
+        $text = [IO.File]::ReadAllText($svg)
+        $xml = [xml]$text
+        ($text -match $Invisibles) | Should -BeFalse -Because 'no invisible or control character reaches the chart'
+        $title = @($xml.svg.text | Where-Object { $_.class -ceq 'fg title' } | ForEach-Object { $_.'#text' })
+        $title.Count | Should -Be 1
+        $title[0] | Should -BeLike "*r12*($($e.ProcessId))*" -Because 'the title names the process, the pid after it'
+    }
+}
