@@ -89,6 +89,15 @@ Describe 'Errors that quote a hostile name print it escaped in every error view 
         foreach ($t in Get-ErrorText $hostile) { ($t.Text -match $Hidden) | Should -BeFalse -Because "$($t.View) prints no control character as it is" }
     }
 
+    It 'a received image stream whose sender named a file with terminal sequences: Receive-MemoryImage''s error in every view' {
+        # The names in the stream are the sender's (another machine's, another user's): the error quotes the name.
+        $err = $null
+        $null = "manifest$Evil", [byte[]](1, 2, 3) | Receive-MemoryImage -Path (Join-Path $root (New-Name)) -ErrorAction SilentlyContinue -ErrorVariable err
+        $err.Count | Should -BeGreaterThan 0
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'InvalidArgument,*'
+        foreach ($t in Get-ErrorText $err[0]) { ($t.Text -match $Hidden) | Should -BeFalse -Because "$($t.View) prints no control character as it is" }
+    }
+
     It 'an emulated process named with terminal sequences: a segmentation fault''s error in every view' {
         $e = New-EmulatedProcess -Name $Evil
         $err = $null
