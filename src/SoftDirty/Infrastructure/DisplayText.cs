@@ -1,3 +1,4 @@
+using System;
 using System.Globalization;
 using System.Text;
 
@@ -20,15 +21,27 @@ public static class DisplayText
         return false;
     }
 
-    /// <summary>The text with hidden characters (<see cref="Hidden(string, int, out int)"/>) written as visible escapes; null stays null.</summary>
+    /// <summary>
+    /// The most characters of a text shown (64 Ki, far more than a process name, 15 bytes, or a path, 4095 bytes, can
+    /// hold): the rest is counted, not shown. An image's manifest (up to 64 MiB) may hold a name of millions of
+    /// characters, and PowerShell lays out a list's long value in time that grows with the square of its length:
+    /// Format-List of such an image ran for many minutes.
+    /// </summary>
+    public const int MaxShown = 64 * 1024;
+
+    /// <summary>
+    /// The text with hidden characters (<see cref="Hidden(string, int, out int)"/>) written as visible escapes, and
+    /// what is past <see cref="MaxShown"/> characters counted instead of shown; null stays null.
+    /// </summary>
     public static string? Visible(string? text)
     {
         if (text is null) return null;
+        int end = Math.Min(text.Length, MaxShown);
         int i = 0, length = 0;
-        while (i < text.Length && !Hidden(text, i, out length)) i += length;
-        if (i == text.Length) return text;
-        var sb = new StringBuilder(text.Length + 8).Append(text, 0, i);
-        while (i < text.Length)
+        while (i < end && !Hidden(text, i, out length)) i += length;
+        if (i >= text.Length) return text;
+        var sb = new StringBuilder(end + 64).Append(text, 0, i);
+        while (i < end)
         {
             bool hidden = Hidden(text, i, out length);
             if (!hidden) sb.Append(text, i, length);
@@ -37,6 +50,8 @@ public static class DisplayText
             else sb.Append(CultureInfo.InvariantCulture, $"\\u{(int)text[i]:x4}");
             i += length;
         }
+        // (A pair across the limit is shown whole: i is where showing stopped.)
+        if (i < text.Length) sb.Append(CultureInfo.InvariantCulture, $"\u2026 ({text.Length - i} more characters)");
         return sb.ToString();
     }
 
