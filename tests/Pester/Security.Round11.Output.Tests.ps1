@@ -455,6 +455,8 @@ Describe 'Export-DirtyPageChart: names that reorder the chart''s text' -Tag 'Wor
     It 'a process named <Label>: the SVG is well-formed, holds no bidirectional control, and the pid reads as it is' -ForEach @(
         @{ Label = 'with a right-to-left override'; Name = "web`u{202e}gpj.exe" }
         @{ Label = 'with isolates and marks'; Name = "a`u{2067}b`u{2066}c`u{200f}d`u{202b}" }
+        # Round 12: the Arabic letter mark (a bidi control left out), zero-width, BOM, tag characters, separators, C1 and DEL.
+        @{ Label = 'with the Arabic letter mark, zero-width and tag characters, separators, C1 controls and DEL'; Name = "a`u{061c}b`u{200b}`u{feff}c`u{e0041}`u{2028}d`u{9b}31m`u{9d}0;t`u{9c}`u{7f}" }
         @{ Label = 'like markup and a formula'; Name = "=cmd|' /C calc'!A0+@SUM(1)<svg onload=alert(1)>&amp;" }
     ) {
         $e = New-EmulatedProcess -Name $Name
@@ -468,6 +470,8 @@ Describe 'Export-DirtyPageChart: names that reorder the chart''s text' -Tag 'Wor
         $text = [IO.File]::ReadAllText($svg)
         $xml = [xml]$text
         ($text -match "[`u{200e}`u{200f}`u{202a}-`u{202e}`u{2066}-`u{2069}]") | Should -BeFalse -Because 'no bidirectional control reaches the chart'
+        # (Nor any control, format character or separator: a tag character is a pair starting U+DB40.)
+        ($text -match '[\p{Cc}\p{Cf}\u2028\u2029\udb40-[\n\r\t]]') | Should -BeFalse -Because 'no invisible or control character reaches the chart'
         $text | Should -Not -Match '<script|<foreignObject|<[a-zA-Z][^<>]*\son[a-z]+='
         $legend = @($xml.svg.text | Where-Object { $_.class -like '*legend series*' } | ForEach-Object { $_.'#text' })
         $legend.Count | Should -Be 2

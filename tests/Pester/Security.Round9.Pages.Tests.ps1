@@ -16,6 +16,9 @@ BeforeDiscovery {
         @{ Label = 'an ASCII quote'; Name = "r9e';`$global:R9Ran=1;'" }
         @{ Label = 'a subexpression and backticks'; Name = "r9f`$(`$global:R9Ran=1)``n" }
         @{ Label = 'ESC, BEL and a bidi override with a double quote, a typographic double quote and $()'; Name = "r9g`e]0;x`a`u{202e}`"$([char]0x201d)`$(`$global:R9Ran=1)" }
+        # Round 12: the Arabic letter mark (a bidi control), zero-width and tag characters and a line separator were
+        # completed as they are (in a single-quoted literal the reader could not see) and listed as they are.
+        @{ Label = 'the Arabic letter mark, a zero-width space, a tag character and a line separator'; Name = "r9h`u{061c}`u{200b}`u{e0041}`u{2028}x" }
     )
 }
 
@@ -23,7 +26,8 @@ BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $PSDefaultParameterValues = @{ '*:WarningAction' = 'SilentlyContinue' }
     $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r9')
-    $script:Hidden = '[\p{Cc}\u200e\u200f\u202a-\u202e\u2066-\u2069]'
+    # Controls, format characters (bidi controls, zero-width, tags: a tag is a pair starting U+DB40) and separators.
+    $script:Hidden = '[\p{Cc}\p{Cf}\u2028\u2029\udb40]'
     function Complete([string] $Line) { @((TabExpansion2 -inputScript $Line -cursorColumn $Line.Length).CompletionMatches) }
     # The argument a completed command line passes: the single command element after the parameter, parsed.
     function Get-CompletedArgument([string] $Line) {

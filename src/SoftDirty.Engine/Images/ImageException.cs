@@ -1,9 +1,11 @@
+using System;
+
 namespace SoftDirty.Images;
 
 /// <summary>An image error with the file and byte offset it is about.</summary>
 public sealed class ImageException : EngineException
 {
-    internal ImageException(EngineError error, string message, string file, long? offset) : base(error, message, file)
+    internal ImageException(EngineError error, string message, string file, long? offset, Exception? inner = null) : base(error, message, file, 0, inner)
     {
         File = file;
         Offset = offset;

@@ -303,9 +303,11 @@ internal static class DirtyChart
     /// <summary>
     /// Text as SVG character data: markup escaped, and every character XML 1.0 forbids (control characters a
     /// process name may hold, lone surrogates, U+FFFE/U+FFFF) replaced with U+FFFD, so the chart stays well-formed.
-    /// So are the bidirectional marks, embeddings, overrides and isolates (U+200E, U+200F, U+202A-U+202E,
-    /// U+2066-U+2069), which XML allows: in a process name they would reorder the rest of its line, the pid after it
-    /// ("(1234)" drawn as "(4321)").
+    /// So are the characters XML allows but a viewer does not draw as themselves: the C1 controls and DEL (some terminals act
+    /// on them in a chart shown with cat), and the format characters (Unicode Cf: every bidirectional
+    /// control, U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069, which in a process name would reorder the rest
+    /// of its line, the pid after it, "(1234)" drawn as "(4321)"; the zero-width and tag characters) and the line and
+    /// paragraph separators.
     /// </summary>
     internal static string Escape(string s)
     {
@@ -313,9 +315,16 @@ internal static class DirtyChart
         for (int i = 0; i < s.Length; i++)
         {
             char c = s[i];
-            if (char.IsHighSurrogate(c) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1])) { sb.Append(c).Append(s[++i]); continue; }
-            bool allowed = (c is '\t' or '\n' or '\r' || (c >= ' ' && c < '\uD800') || (c >= '\uE000' && c <= '\uFFFD'))
-                && !(c is '\u200e' or '\u200f' || (c >= '\u202a' && c <= '\u202e') || (c >= '\u2066' && c <= '\u2069'));
+            if (char.IsHighSurrogate(c) && i + 1 < s.Length && char.IsLowSurrogate(s[i + 1]))
+            {
+                if (CharUnicodeInfo.GetUnicodeCategory(s, i) == UnicodeCategory.Format) sb.Append('\uFFFD'); else sb.Append(c).Append(s[i + 1]);
+                i++;
+                continue;
+            }
+            bool allowed = c is '\t' or '\n' or '\r'
+                || (((c >= ' ' && c < '\uD800') || (c >= '\uE000' && c <= '\uFFFD'))
+                    && CharUnicodeInfo.GetUnicodeCategory(c) is not (UnicodeCategory.Control or UnicodeCategory.Format
+                        or UnicodeCategory.LineSeparator or UnicodeCategory.ParagraphSeparator));
             sb.Append(!allowed ? '\uFFFD' : c switch { '&' => "&amp;", '<' => "&lt;", '>' => "&gt;", _ => c.ToString() });
         }
         return sb.ToString();

@@ -6,6 +6,7 @@ using System.Management.Automation;
 using System.Threading;
 using SoftDirty;
 using SoftDirty.Emulation;
+using SoftDirty.Images;
 
 namespace SoftDirty.Commands;
 
@@ -124,16 +125,37 @@ public abstract class EngineCmdlet : PSCmdlet
     }
 
     /// <summary>
-    /// The ErrorRecord of an engine error: its EngineError name as the ErrorId, and its category. A message that names
-    /// a process or a path with control characters is shown with them escaped (<see cref="DisplayText"/>); the
-    /// exception keeps the text as it was.
+    /// The ErrorRecord of an engine error: its EngineError name as the ErrorId, and its category. A message or a
+    /// target that names a process or a path with control characters is shown with them escaped
+    /// (<see cref="DisplayText"/>): not only in the message (ErrorDetails, the concise view) but in the record's
+    /// exception, target and CategoryInfo too, which the normal and detailed views and Get-Error print (an image's
+    /// hostile mapping path set root's terminal title there). The record then holds a copy of the exception, of the
+    /// same type, with that text escaped.
     /// </summary>
     public static ErrorRecord ToErrorRecord(EngineException ex)
     {
-        var record = new ErrorRecord(ex, ex.Error.ToString(), CategoryOf(ex.Error), ex.Target);
-        var shown = DisplayText.Visible(ex.Message);
-        if (!ReferenceEquals(shown, ex.Message)) record.ErrorDetails = new ErrorDetails(shown);
+        var shown = Shown(ex);
+        var record = new ErrorRecord(shown, shown.Error.ToString(), CategoryOf(shown.Error), shown.Target);
+        if (!ReferenceEquals(shown, ex)) record.ErrorDetails = new ErrorDetails(shown.Message);
         return record;
+    }
+
+    /// <summary><paramref name="ex"/>, or a copy of it whose message, target and file are escaped where they hold hidden characters.</summary>
+    private static EngineException Shown(EngineException ex)
+    {
+        var message = DisplayText.Visible(ex.Message)!;
+        var target = ex.Target is string s ? DisplayText.Visible(s) : ex.Target;
+        var file = ex is ImageException image ? DisplayText.Visible(image.File) : null;
+        var inner = ex.InnerException;
+        // An inner exception (an IOException naming the file) is printed by Get-Error too: dropped if it holds such text.
+        for (var e = inner; e is not null; e = e.InnerException)
+            if (!ReferenceEquals(DisplayText.Visible(e.Message), e.Message)) { inner = null; break; }
+        if (ReferenceEquals(message, ex.Message) && ReferenceEquals(target, ex.Target) && ReferenceEquals(inner, ex.InnerException)
+            && (ex is not ImageException i || ReferenceEquals(file, i.File)))
+            return ex;
+        return ex is ImageException img
+            ? new ImageException(img.Error, message, file!, img.Offset, inner)
+            : new EngineException(ex.Error, message, target, ex.Errno, inner);
     }
 
     /// <summary>
