@@ -348,14 +348,16 @@ Describe 'Round 10: careless destinations of Invoke-PreCopyMigration and Export-
         } finally { Stop-TestTarget $t2 }
     }
 
-    It 'a migration, a restore and an increment whose destination is inside an image leave that image valid' {
+    # Round 11 refuses every destination inside an image's folder (it allowed them here, the image staying valid).
+    It 'a migration, a restore and an increment whose destination is inside an image are ImageExists and leave that image valid' {
         $dir = New-Item -ItemType Directory (Join-Path $root "inside-$([guid]::NewGuid().ToString('n'))")
         $null = Save-MemoryImage -Id $t.Id -Path "$dir/img" -Method Hash
-        $null = Invoke-PreCopyMigration -Id $t.Id -Bandwidth 1GB -MaxIterations 2 -Destination "$dir/img/mig" -Mapping '[anon]' -Method Hash -Confirm:$false
-        $null = Restore-MemoryImage -Path "$dir/img" -Destination "$dir/img/flat"
-        $null = Save-MemoryImage -Id $t.Id -Path "$dir/img/inc" -Parent "$dir/img" -Method Hash
+        Get-ErrorId { Invoke-PreCopyMigration -Id $t.Id -Bandwidth 1GB -MaxIterations 2 -Destination "$dir/img/mig" -Mapping '[anon]' -Method Hash -Confirm:$false } |
+            Should -Be 'ImageExists,SoftDirty.Commands.InvokePreCopyMigrationCommand'
+        Get-ErrorId { Restore-MemoryImage -Path "$dir/img" -Destination "$dir/img/flat" } | Should -Be 'ImageExists,SoftDirty.Commands.RestoreMemoryImageCommand'
+        Get-ErrorId { Save-MemoryImage -Id $t.Id -Path "$dir/img/inc" -Parent "$dir/img" -Method Hash } | Should -Be 'ImageExists,SoftDirty.Commands.SaveMemoryImageCommand'
+        @(Get-ChildItem -Force -LiteralPath "$dir/img").Name | Sort-Object | Should -Be @('index.bin', 'manifest.json', 'pages.bin')
         Test-MemoryImage -Path "$dir/img" | Should -BeTrue
-        Test-MemoryImage -Path "$dir/img/inc" | Should -BeTrue
     }
 
     It 'Export-DirtyPageChart over a file of a memory image (<Name>) is ImageExists and leaves the image valid' -ForEach @(
