@@ -17,28 +17,12 @@ namespace SoftDirty.Tests.Tracking;
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class EpochRound12Tests : IDisposable
 {
-    private const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+    private const UnixFileMode Private = EpochFolderScope.Private;
     /// <summary>A hang guard only: a lock that is free is taken at once.</summary>
     private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(30);
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "sd-r12-epoch-" + Guid.NewGuid().ToString("N"));
-    private readonly string _savedRuntimeRoot = TrackingEpoch.RuntimeRoot, _savedTmp = TrackingEpoch.SharedTempFolder;
-    private readonly string _runtime, _tmp;
+    private readonly EpochFolderScope _folders = new("sd-r12-epoch-");
 
-    public EpochRound12Tests()
-    {
-        _runtime = Path.Combine(_root, "run-user");
-        _tmp = Path.Combine(_root, "tmp");
-        foreach (var d in new[] { _root, _runtime, _tmp }) Directory.CreateDirectory(d, Private);
-        TrackingEpoch.RuntimeRoot = _runtime;
-        TrackingEpoch.SharedTempFolder = _tmp;
-    }
-
-    public void Dispose()
-    {
-        TrackingEpoch.RuntimeRoot = _savedRuntimeRoot;
-        TrackingEpoch.SharedTempFolder = _savedTmp;
-        if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
-    }
+    public void Dispose() => _folders.Dispose();
 
     private static string FileOf(ProcPageSource source) => TrackingEpoch.Identity(source)!.Replace('/', '-');
 
@@ -65,7 +49,7 @@ public sealed class EpochRound12Tests : IDisposable
     {
         using var self = ProcPageSource.Open(Environment.ProcessId);
         var uid = FileNative.Geteuid().ToString(System.Globalization.CultureInfo.InvariantCulture);
-        Directory.CreateDirectory(Path.Combine(_runtime, uid), Private); // a login
+        Directory.CreateDirectory(Path.Combine(_folders.Runtime, uid), Private); // a login
         Assert.Equal(2, TrackingEpoch.StateDirectories().Length);
         TakeOnce(self); // both lock files made
         var name = FileOf(self) + ".lock";
@@ -87,7 +71,7 @@ public sealed class EpochRound12Tests : IDisposable
 
     private string OwnersFolder()
     {
-        var dir = Path.Combine(_tmp, "softdirty-epochs-" + RootWithOtherUser.Uid);
+        var dir = Path.Combine(_folders.Tmp, "softdirty-epochs-" + RootWithOtherUser.Uid);
         Directory.CreateDirectory(dir, Private);
         Run("chown", $"{RootWithOtherUser.Uid} {dir}");
         return dir;
@@ -104,7 +88,7 @@ public sealed class EpochRound12Tests : IDisposable
         using var target = new RootWithOtherUser();
         using var source = ProcPageSource.Open(target.Id);
         var folder = OwnersFolder();
-        var victims = Path.Combine(_root, "victims");
+        var victims = Path.Combine(_folders.Root, "victims");
         Directory.CreateDirectory(victims, Private);
         foreach (var (owner, mode) in new[] { (0u, "600"), (12345u, "666") })
         {

@@ -23,27 +23,14 @@ namespace SoftDirty.Tests.Tracking;
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class StateRound11Tests : IDisposable
 {
-    private const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "sd-r11-state-" + Guid.NewGuid().ToString("N"));
-    private readonly string _savedRuntimeRoot = TrackingEpoch.RuntimeRoot, _savedTmp = TrackingEpoch.SharedTempFolder;
-    private readonly string _runtime, _userRuntime, _tmp;
+    private const UnixFileMode Private = EpochFolderScope.Private;
+    private readonly EpochFolderScope _folders = new("sd-r11-state-");
+    private readonly string _userRuntime;
 
-    public StateRound11Tests()
-    {
-        _runtime = Path.Combine(_root, "run-user");
-        _tmp = Path.Combine(_root, "tmp");
-        _userRuntime = Path.Combine(_runtime, FileNative.Geteuid().ToString(System.Globalization.CultureInfo.InvariantCulture));
-        foreach (var d in new[] { _root, _runtime, _tmp }) Directory.CreateDirectory(d, Private);
-        TrackingEpoch.RuntimeRoot = _runtime;
-        TrackingEpoch.SharedTempFolder = _tmp;
-    }
+    public StateRound11Tests() =>
+        _userRuntime = Path.Combine(_folders.Runtime, FileNative.Geteuid().ToString(System.Globalization.CultureInfo.InvariantCulture));
 
-    public void Dispose()
-    {
-        TrackingEpoch.RuntimeRoot = _savedRuntimeRoot;
-        TrackingEpoch.SharedTempFolder = _savedTmp;
-        if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
-    }
+    public void Dispose() => _folders.Dispose();
 
     private void Login() => Directory.CreateDirectory(_userRuntime, Private);
 
@@ -141,7 +128,7 @@ public sealed class StateRound11Tests : IDisposable
     /// <summary>The owner's folder in the test's /tmp, made as that user's command would (theirs, 0700).</summary>
     private string OwnersFolder()
     {
-        var dir = Path.Combine(_tmp, "softdirty-epochs-" + RootWithOtherUser.Uid);
+        var dir = Path.Combine(_folders.Tmp, "softdirty-epochs-" + RootWithOtherUser.Uid);
         Directory.CreateDirectory(dir, Private);
         Chown(dir);
         return dir;
@@ -196,14 +183,14 @@ public sealed class StateRound11Tests : IDisposable
     {
         using var target = new RootWithOtherUser();
         using var source = ProcPageSource.Open(target.Id);
-        var victim = Path.Combine(_root, "victim");
+        var victim = Path.Combine(_folders.Root, "victim");
         Directory.CreateDirectory(victim, Private);
         var victimFile = Path.Combine(victim, "secret");
         File.WriteAllText(victimFile, "root's");
         var name = FileOf(source);
 
         // The folder itself a link to a folder of root's.
-        var folder = Path.Combine(_tmp, "softdirty-epochs-" + RootWithOtherUser.Uid);
+        var folder = Path.Combine(_folders.Tmp, "softdirty-epochs-" + RootWithOtherUser.Uid);
         File.CreateSymbolicLink(folder, victim);
         Assert.NotNull(TrackingEpoch.Record(source));
         using (TrackingEpoch.Lock(source, default)) { }
@@ -338,8 +325,8 @@ public sealed class StateRound11Tests : IDisposable
     public void AFallbackFolderPlantedByAnotherUser_IsNeverUsed_AndNothingIsWrittenThrough()
     {
         using var self = ProcPageSource.Open(Environment.ProcessId);
-        var mine = Path.Combine(_tmp, "softdirty-epochs-0");
-        var victim = Path.Combine(_root, "victim");
+        var mine = Path.Combine(_folders.Tmp, "softdirty-epochs-0");
+        var victim = Path.Combine(_folders.Root, "victim");
         Directory.CreateDirectory(victim, Private);
         foreach (var plant in new[] { "folder", "open-folder", "file", "fifo", "link" })
         {
