@@ -89,7 +89,7 @@ internal sealed class ContentCheckedTracker : IDirtyTracker
             both = Workflows.PreCopyMigration.Union(both, new DirtyPageSet(written.Method, written.PageSize, present.Build(), 0, TimeSpan.Zero));
         }
         if (rearm) _pageSide = PageSide(mappings);
-        return new DirtyPageSet(written.Method, written.PageSize, both.Ranges, both.PagesScanned, both.CollectTime) { NewMappingRanges = written.NewMappingRanges, ResetElsewhere = written.ResetElsewhere, InexactReason = written.InexactReason, UnreadablePages = changed.UnreadablePages };
+        return new DirtyPageSet(written.Method, written.PageSize, both.Ranges, both.PagesScanned, both.CollectTime) { NewMappingRanges = written.NewMappingRanges, ResetElsewhere = written.ResetElsewhere, InexactReason = written.InexactReason, OverCountReason = written.OverCountReason, UnreadablePages = changed.UnreadablePages };
     }
 
     /// <summary>The parts of mappings compared by content now that the page-table tracker had at the last look.</summary>

@@ -52,6 +52,13 @@ internal sealed class DirtyPageSet
     public string? InexactReason { get; init; }
 
     /// <summary>
+    /// Why some pages of <see cref="Ranges"/> may not have been written (an over-count, never a miss): mappings the
+    /// process registered with a userfaultfd of its own, which the module's write tracking cannot share, count every
+    /// present page at every look. Null when every page counted was written. Callers say so (a warning, once).
+    /// </summary>
+    public string? OverCountReason { get; init; }
+
+    /// <summary>
     /// Present pages whose contents the tracker could not read (Hash, and the content check of shared and file
     /// mappings: memfd_secret, memory served by the process's own userfaultfd): their writes cannot be seen, so
     /// they are never in <see cref="Ranges"/>. Callers say so (a warning).

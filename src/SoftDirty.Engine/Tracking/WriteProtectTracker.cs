@@ -303,7 +303,13 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         fresh.Sort((x, y) => x.Start.CompareTo(y.Start));
         var nb = new RangeListBuilder();
         foreach (var r in fresh) nb.Add(r.Start, r.End);
-        return new DirtyPageSet(Method, Source.PageSize, b.Build(), scanned, clock.Elapsed) { NewMappingRanges = nb.Build(), ResetElsewhere = ResetElsewhere };
+        return new DirtyPageSet(Method, Source.PageSize, b.Build(), scanned, clock.Elapsed)
+        {
+            NewMappingRanges = nb.Build(),
+            ResetElsewhere = ResetElsewhere,
+            OverCountReason = foreign.Count == 0 ? null
+                : $"{foreign.Count} mapping span(s) from 0x{foreign[0].Start:x} are registered with a userfaultfd of the process's own, which the module's write tracking cannot share",
+        };
     }
 
     /// <summary>

@@ -17,7 +17,7 @@ internal static class DirtyWatch
         tracker.Reset(cancel);
         var wall = Stopwatch.StartNew();
         double elapsed = 0;
-        bool toldUnreadable = false, toldInexact = false;
+        bool toldUnreadable = false, toldInexact = false, toldOverCount = false;
         for (int i = 1; ; i++)
         {
             if (count is { } c && i > c) yield break;
@@ -29,6 +29,7 @@ internal static class DirtyWatch
             var set = tracker.Collect(rearm: true, cancel);
             if (set.ResetElsewhere) warn?.Invoke(ResetElsewhereWarning(source, $"sample {i}"));
             if (set.InexactReason is { } why && !toldInexact) { toldInexact = true; warn?.Invoke(InexactWarning(source, why)); }
+            if (set.OverCountReason is { } over && !toldOverCount) { toldOverCount = true; warn?.Invoke(OverCountWarning(source, over)); }
             if (set.UnreadablePages > 0 && !toldUnreadable) { toldUnreadable = true; warn?.Invoke(UnreadableWarning(source, set.UnreadablePages, $"sample {i}")); }
             double now = emulated ? before + interval.TotalSeconds : wall.Elapsed.TotalSeconds;
             double span = emulated ? interval.TotalSeconds : Math.Max(1e-6, now - (i == 1 ? 0 : elapsed));
@@ -60,6 +61,10 @@ internal static class DirtyWatch
     /// <summary>What a watch or a migration says (once) when soft-dirty could not be read and cleared at one moment (<see cref="SoftDirtyWindow"/>).</summary>
     internal static string InexactWarning(IPageSource source, string why) =>
         $"Process {source.ProcessId} ({source.Name}) could not be stopped for the moment between reading soft-dirty and clearing it ({why}): a page written in that moment and not again is missing from every later sample. Use -Method WriteProtect, or run as a user who may ptrace the process, for exact counts.";
+
+    /// <summary>What a watch or a migration says (once) when some pages counted may not have been written (<see cref="DirtyPageSet.OverCountReason"/>).</summary>
+    internal static string OverCountWarning(IPageSource source, string why) =>
+        $"Process {source.ProcessId} ({source.Name}): {why}, so every present page there counts as written at every look (an over-count, never a miss). Leave those mappings out with -Mapping for exact counts.";
 
     /// <summary>What a watch or a migration says (once) when the tracker could not read some present pages: writes there are not seen.</summary>
     internal static string UnreadableWarning(IPageSource source, ulong pages, string what) =>

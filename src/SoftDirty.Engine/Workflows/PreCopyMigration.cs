@@ -78,7 +78,7 @@ internal static class PreCopyMigration
             DirtyPageSet? pending = null; // null: everything
             ulong totalPages = 0;
             int round = 0, growing = 0;
-            bool toldUnreadable = false, toldInexact = false;
+            bool toldUnreadable = false, toldInexact = false, toldOverCount = false;
             ulong lastDirty = ulong.MaxValue;
             PreCopyStopReason reason;
             string why;
@@ -101,6 +101,7 @@ internal static class PreCopyMigration
                 var dirty = tracker.Collect(rearm: true, cancel);
                 if (dirty.ResetElsewhere) warn?.Invoke(DirtyWatch.ResetElsewhereWarning(source, $"round {round + 1}"));
                 if (dirty.InexactReason is { } inexact && !toldInexact) { toldInexact = true; warn?.Invoke(DirtyWatch.InexactWarning(source, inexact)); }
+                if (dirty.OverCountReason is { } over && !toldOverCount) { toldOverCount = true; warn?.Invoke(DirtyWatch.OverCountWarning(source, over)); }
                 if (dirty.UnreadablePages > 0 && !toldUnreadable) { toldUnreadable = true; warn?.Invoke(DirtyWatch.UnreadableWarning(source, dirty.UnreadablePages, $"round {round + 1}")); }
                 clock += roundSeconds;
                 totalPages += sent;
