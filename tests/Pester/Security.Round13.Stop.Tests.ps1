@@ -57,6 +57,16 @@ BeforeAll {
         $false
     }
 
+    # An emulated process with a written mapping of 64 KiB and the first image of a chain in $Root/$Name/0; returns all three.
+    function script:New-Chain([string] $Root, [string] $Name, [string] $Method = 'WriteProtect') {
+        $e = New-EmulatedProcess -Kernel 6.18
+        $m = $e | Add-EmulatedMapping -Length 64KB
+        $e | Write-EmulatedMemory -Address $m.Start -Length 64KB -Value 1
+        $chain = Join-Path $Root $Name
+        $null = Save-MemoryImage -Emulator $e -Path "$chain/0" -Method $Method -Confirm:$false
+        [pscustomobject]@{ Emulator = $e; Mapping = $m; Chain = $chain }
+    }
+
     # The entries of a folder, hidden ones (a private .NAME.partial-GUID folder) included.
     function script:Get-Entry([string] $Folder) { @(Get-ChildItem -Force -LiteralPath $Folder | ForEach-Object Name) }
 }
@@ -270,15 +280,6 @@ Describe 'Round 13: a write-protect outside an image chain of an emulated proces
     BeforeAll {
         $script:root = Join-Path $TestDrive 'emulated'
         $null = New-Item -ItemType Directory $root
-        # An emulated process with a written mapping and a WriteProtect chain's first image; returns both.
-        function script:New-Chain([string] $Name) {
-            $e = New-EmulatedProcess -Kernel 6.18
-            $m = $e | Add-EmulatedMapping -Length 64KB
-            $e | Write-EmulatedMemory -Address $m.Start -Length 64KB -Value 1
-            $chain = Join-Path $root $Name
-            $null = Save-MemoryImage -Emulator $e -Path "$chain/0" -Method WriteProtect -Confirm:$false
-            [pscustomobject]@{ Emulator = $e; Mapping = $m; Chain = $chain }
-        }
     }
 
     # Before the fix the kept tracker trusted its bits after another command re-protected them: the increment kept the
@@ -291,7 +292,7 @@ Describe 'Round 13: a write-protect outside an image chain of an emulated proces
         @{ Between = 'a watch in a thread job'; Script = { param($e, $m) Start-ThreadJob -ArgumentList $env:SOFTDIRTY_MODULE, $e { param($Module, $e) Import-Module $Module; $null = $e | Watch-DirtyPage -Method WriteProtect -Count 1 -Interval 0.01 } | Receive-Job -Wait -AutoRemoveJob } }
     ) {
         if ($Between -like '*thread job*' -and $ThreadJobSkip) { Set-ItResult -Skipped -Because $ThreadJobSkip; return }
-        $c = New-Chain ([guid]::NewGuid().ToString('n'))
+        $c = New-Chain $root ([guid]::NewGuid().ToString('n'))
         $c.Emulator | Write-EmulatedMemory -Address ($c.Mapping.Start + 8KB) -Length 1 -Value 7
         & $Script $c.Emulator $c.Mapping
         $null = Save-MemoryImage -Emulator $c.Emulator -Path "$($c.Chain)/1" -Parent "$($c.Chain)/0" -Method WriteProtect -Confirm:$false -WarningVariable w -WarningAction SilentlyContinue
@@ -301,7 +302,7 @@ Describe 'Round 13: a write-protect outside an image chain of an emulated proces
     }
 
     It 'a chain that nothing else write-protects still uses its tracking (only the written page is a candidate)' {
-        $c = New-Chain 'quiet'
+        $c = New-Chain $root 'quiet'
         $c.Emulator | Write-EmulatedMemory -Address ($c.Mapping.Start + 8KB) -Length 1 -Value 7
         $verbose = Save-MemoryImage -Emulator $c.Emulator -Path "$($c.Chain)/1" -Parent "$($c.Chain)/0" -Method WriteProtect -Confirm:$false -Verbose -WarningVariable w 4>&1 |
             Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }
@@ -312,7 +313,7 @@ Describe 'Round 13: a write-protect outside an image chain of an emulated proces
     }
 
     It '-WarningAction Stop at that warning stops the save with nothing written, and the next increment is still exact' {
-        $c = New-Chain 'stop'
+        $c = New-Chain $root 'stop'
         $c.Emulator | Write-EmulatedMemory -Address ($c.Mapping.Start + 8KB) -Length 1 -Value 7
         $null = $c.Emulator | Search-PageMap -Category Written -WriteProtect -Confirm:$false
         { Save-MemoryImage -Emulator $c.Emulator -Path "$($c.Chain)/1" -Parent "$($c.Chain)/0" -Method WriteProtect -Confirm:$false -WarningAction Stop } |
@@ -326,11 +327,8 @@ Describe 'Round 13: a write-protect outside an image chain of an emulated proces
     }
 
     It 'a soft-dirty increment stopped by -WarningAction Stop at its "cleared since the parent" warning leaves no clear behind: the next increment is exact' {
-        $e = New-EmulatedProcess -Kernel 6.18
-        $m = $e | Add-EmulatedMapping -Length 64KB
-        $e | Write-EmulatedMemory -Address $m.Start -Length 64KB -Value 1
-        $chain = Join-Path $root 'sd'
-        $null = Save-MemoryImage -Emulator $e -Path "$chain/0" -Method SoftDirty -Confirm:$false
+        $c = New-Chain $root 'sd' SoftDirty
+        $e, $m, $chain = $c.Emulator, $c.Mapping, $c.Chain
         $e | Write-EmulatedMemory -Address ($m.Start + 8KB) -Length 1 -Value 7
         $null = $e | Clear-SoftDirty -Confirm:$false
         $e | Write-EmulatedMemory -Address ($m.Start + 16KB) -Length 1 -Value 9
@@ -386,5 +384,43 @@ Describe 'Round 13: a restore or a receive whose host or upstream goes away' -Ta
         $into2 = Join-Path $root 'recv2'
         $null = Get-ChildItem -LiteralPath $img | Receive-MemoryImage -Path $into2 -Confirm:$false | Select-Object -First 1
         Test-MemoryImage -Path $into2 | Should -BeTrue
+    }
+}
+
+Describe 'Round 13: a save refused for its destination leaves the process as it was' -Tag 'Security', 'Round13', 'Round13Stop' {
+    BeforeAll {
+        $script:root = Join-Path $TestDrive 'refused'
+        $null = New-Item -ItemType Directory (Join-Path $root 'full')
+        $null = New-Item -ItemType File (Join-Path $root 'full/planted')
+        $null = New-Item -ItemType File (Join-Path $root 'afile')
+    }
+
+    # Before the fix the save enabled write tracking by injection (and kept it: a chain goes on) before the destination
+    # was refused, so a mistyped path left the target registered and a userfaultfd in it.
+    It 'Save-MemoryImage -Method WriteProtect into <Dest> is ImageExists, with no write tracking injected or enabled' -Skip:([bool]$WtSkip) -ForEach @(
+        @{ Dest = 'a file' ; Name = 'afile' }
+        @{ Dest = 'a non-empty folder'; Name = 'full' }
+    ) {
+        $t = Start-WfTarget
+        try {
+            $null = New-WfRegion $t 16
+            Get-ErrorId { Save-MemoryImage -Id $t.Id -Path (Join-Path $root $Name) -Method WriteProtect -Confirm:$false } | Should -Be 'ImageExists,SoftDirty.Commands.SaveMemoryImageCommand'
+            Assert-Untouched $t.Id "a save refused for its destination"
+        } finally { Stop-WfTarget $t }
+    }
+
+    # Before the fix the refused increment cleared soft-dirty (a new epoch) first: the next increment of the chain warned
+    # and compared every page instead of trusting its parent's clear.
+    It 'a soft-dirty increment into a non-empty folder is ImageExists and clears nothing: the next increment still trusts the parent''s clear' {
+        $c = New-Chain $root 'sd' SoftDirty
+        $e, $m, $chain = $c.Emulator, $c.Mapping, $c.Chain
+        $e | Write-EmulatedMemory -Address ($m.Start + 8KB) -Length 1 -Value 7
+        Get-ErrorId { Save-MemoryImage -Emulator $e -Path (Join-Path $root 'full') -Parent "$chain/0" -Method SoftDirty -Confirm:$false } | Should -Be 'ImageExists,SoftDirty.Commands.SaveMemoryImageCommand'
+        $verbose = Save-MemoryImage -Emulator $e -Path "$chain/1" -Parent "$chain/0" -Method SoftDirty -Confirm:$false -Verbose -WarningVariable w 4>&1 |
+            Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }
+        $w | Should -BeNullOrEmpty -Because 'no clear came between the parent and this increment'
+        "$verbose" | Should -Match 'SoftDirty: 1 candidate pages'
+        $null = Save-MemoryImage -Emulator $e -Path "$chain/full" -Method Hash -Confirm:$false
+        Compare-RestoredImage "$chain/1" "$chain/full" $TestDrive | Should -BeNullOrEmpty
     }
 }

@@ -66,6 +66,10 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
         var path = FileSystemPath(Path);
         var parent = Parent is null ? null : FileSystemPath(Parent);
         if (!ShouldProcess($"{source.Name} ({source.ProcessId})", $"Save a {(parent is null ? "full" : "incremental")} memory image to {path}")) return;
+        // The destination first, before the process is touched: a save refused for it (ImageExists, UnsafeDestination) had
+        // frozen the process, cleared its soft-dirty or reset its write tracking (the chain's next increment then compared
+        // every page), and injected and enabled a write tracking that stayed in it.
+        SafeFiles.CheckDestination(path, "The image directory");
         ImageManifest? parentManifest = parent is null ? null : ImageReader.ReadManifest(parent);
         // Whose image the parent is, before the tracking is collected (which changes the process's tracking).
         if (parentManifest is not null) ImageWriter.CheckParentProcess(parentManifest, source, System.IO.Path.Combine(parent!, ImageFormat.ManifestFile), parent!);
