@@ -424,3 +424,38 @@ Describe 'Round 13: a save refused for its destination leaves the process as it 
         Compare-RestoredImage "$chain/1" "$chain/full" $TestDrive | Should -BeNullOrEmpty
     }
 }
+
+Describe 'Round 13: a migration to another session whose consumer stops or fails part-way' -Tag 'Security', 'Round13', 'Round13Stop', 'Workflows' {
+    BeforeAll {
+        $script:root = Join-Path $TestDrive 'session'
+        $null = New-Item -ItemType Directory $root
+        # A local out-of-process runspace stands in for the destination machine; the module imported there.
+        $rs = [runspacefactory]::CreateOutOfProcessRunspace($null)
+        $rs.Open()
+        $script:session = [System.Management.Automation.Runspaces.PSSession]::Create($rs, 'Local', $null)
+        $module = Join-Path (Get-Module SoftDirty).ModuleBase 'SoftDirty.psd1'
+        $null = Invoke-Command -Session $session { Import-Module $using:module }
+        $script:stages = { @(Get-ChildItem -LiteralPath ([IO.Path]::GetTempPath()) -Filter 'softdirty-precopy-*' -Force -ErrorAction Ignore).Name }
+    }
+    AfterAll { if ($session) { $session.Runspace.Dispose() } }
+
+    It 'Invoke-PreCopyMigration -ToSession | <Consumer>: the destination holds whole, valid rounds only, no staging folder stays here, and the session lives on' -ForEach @(
+        @{ Consumer = 'Select-Object -First 1'; Script = { param($e, $s, $d) $null = $e | Invoke-PreCopyMigration -ToSession $s -Destination $d -MaxIterations 4 -StopThreshold 0 -Confirm:$false -WarningAction SilentlyContinue | Select-Object -First 1 } }
+        @{ Consumer = 'a throw at round 2'; Script = { param($e, $s, $d) $e | Invoke-PreCopyMigration -ToSession $s -Destination $d -MaxIterations 4 -StopThreshold 0 -Confirm:$false -WarningAction SilentlyContinue | ForEach-Object { if ($_.Round -eq 2) { throw 'consumer failed' } } } }
+    ) {
+        $before = & $stages
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 1MB
+        $e | Write-EmulatedMemory -Address $m.Start -Length $m.Size
+        $dest = Join-Path $root ([guid]::NewGuid().ToString('n'))
+        try { & $Script $e $session $dest } catch { $_.Exception.Message | Should -Match 'consumer failed' }
+        $rounds = @(Get-ChildItem -LiteralPath $dest -Force)
+        $rounds.Count | Should -BeGreaterThan 0
+        foreach ($round in $rounds) {
+            $round.Name | Should -Match '^round-\d\d$' -Because 'no partial folder of a round cut short is left at the destination'
+            Test-MemoryImage -Path $round.FullName | Should -BeTrue
+        }
+        @(& $stages | Where-Object { $_ -notin $before }) | Should -BeNullOrEmpty -Because 'the local staging folder is removed'
+        Invoke-Command -Session $session { 'alive' } | Should -Be 'alive'
+    }
+}
