@@ -135,6 +135,23 @@ Describe 'Round 13: a frozen save whose host goes away' -Tag 'Security', 'Round1
         Test-MemoryImage -Path $path | Should -BeTrue
     }
 
+    # Before the fix the image was emitted inside the freeze: the target stayed stopped while the rest of the pipeline ran,
+    # and a consumer that talked to it waited for good.
+    It 'Save-MemoryImage -Freeze | ForEach-Object { ... } runs its consumer with the target resumed: the consumer can talk to it' {
+        $path = Join-Path $root 'consumer'
+        $seen = Save-MemoryImage -Id $t.Id -Path $path -Freeze -Method Hash -Confirm:$false | ForEach-Object {
+            Get-ProcessState $t.Id
+            # The target answers only when it runs (a frozen one never would: the hang guard of the reply fails the test).
+            $t.Process.StandardInput.WriteLine("write $($r.Hex) 0 1")
+            $line = $t.Process.StandardOutput.ReadLineAsync()
+            $line.Wait([TimeSpan]::FromMinutes(1)) | Should -BeTrue -Because 'the target answers the consumer (hang guard)'
+            $line.Result
+        }
+        $seen[0] | Should -Not -BeIn @('t', 'T') -Because 'the target is resumed before the image is emitted'
+        $seen[1] | Should -Be 'OK'
+        Test-MemoryImage -Path $path | Should -BeTrue
+    }
+
     It 'a save stopped while it holds the target frozen (<How>) resumes it and leaves no image and no partial folder' -ForEach @(
         @{ How = 'PowerShell.Stop()' }
         @{ How = 'PowerShell.Dispose()' }
