@@ -270,6 +270,45 @@ Describe 'Round 13: a write-protect outside an image chain of a real process (Se
         "$w" | Should -Match 'reset or restarted since the parent image'
     }
 
+    # Before the fix a tracking this command had no state of (another state folder's, another user's as root meets it, or
+    # the process's own) lost the page to the scan, and that chain's increment kept its old bytes.
+    It 'Search-PageMap -WriteProtect over a tracking of another state folder is WriteTrackingInUse, and that chain stays exact' {
+        $t2 = Start-WfTarget
+        $saved = $env:SOFTDIRTY_STATE_DIR
+        try {
+            $r2 = New-WfRegion $t2 16
+            $null = Enable-WriteTracking -Id $t2.Id
+            $chain = Join-Path $root 'other-folder'
+            $null = Save-MemoryImage -Id $t2.Id -Path "$chain/0" -Method WriteProtect -Confirm:$false
+            $null = Send-WfTarget $t2 "write $($r2.Hex) 3 1"
+            $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'another-state-folder'
+            Get-ErrorId { Search-PageMap -Id $t2.Id -Address $r2.Address -Length (16 * $t2.PageSize) -Category Written -WriteProtect -Confirm:$false } |
+                Should -Be 'WriteTrackingInUse,SoftDirty.Commands.SearchPageMapCommand'
+            $env:SOFTDIRTY_STATE_DIR = $saved
+            $null = Save-MemoryImage -Id $t2.Id -Path "$chain/1" -Parent "$chain/0" -Method WriteProtect -Confirm:$false
+            $null = Save-MemoryImage -Id $t2.Id -Path "$chain/full" -Method Hash -Confirm:$false
+            Compare-RestoredImage "$chain/1" "$chain/full" $root | Should -BeNullOrEmpty -Because 'the increment holds the page written after image 0'
+        } finally {
+            $env:SOFTDIRTY_STATE_DIR = $saved
+            Disable-WriteTracking -Id $t2.Id -ErrorAction SilentlyContinue
+            Stop-WfTarget $t2
+        }
+    }
+
+    It 'Search-PageMap -WriteProtect over the process''s own userfaultfd write-protect is WriteTrackingInUse, and its pages stay written' {
+        $w = Start-TestTarget -Path (Join-Path $PSScriptRoot '../native/bin/wttarget')
+        try {
+            $a = $w.Send('map 4')
+            $null = $w.Send("ownuffd $a 4")
+            $null = $w.Send("write $a 1 1")
+            $base = [Convert]::ToUInt64($a, 16)
+            Get-ErrorId { Search-PageMap -Id $w.Id -Address $base -Length (4 * $w.PageSize) -Category Written -WriteProtect -Confirm:$false } |
+                Should -Be 'WriteTrackingInUse,SoftDirty.Commands.SearchPageMapCommand'
+            $written = @(Search-PageMap -Id $w.Id -Address $base -Length (4 * $w.PageSize) -Category Written)
+            $written.Count | Should -BeGreaterThan 0 -Because 'the process''s own record of its writes was not taken'
+        } finally { Stop-TestTarget $w }
+    }
+
     It 'Search-PageMap -WriteProtect | ForEach-Object { a save of the same process } does not wait for itself (the tracking''s lock is let go before the regions are emitted)' {
         $null = Send-WfTarget $t "write $($r.Hex) 5 1"
         $ps = [powershell]::Create()

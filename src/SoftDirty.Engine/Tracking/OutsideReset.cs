@@ -19,6 +19,9 @@ internal static class OutsideReset
     /// Records the reset where the module tracks the writes of <paramref name="source"/>, and holds the tracking's lock
     /// until disposed (no other command's check and collection come between the record and the scan); null for this
     /// process or an emulated one. ProcIOError where the reset cannot be recorded: the scan must not run then.
+    /// WriteTrackingInUse where the process's memory is registered by a tracking this command has no state of (another
+    /// user's, as root would meet it, another state folder's, or the process's own userfaultfd): its record of writes
+    /// would be taken with no reset that it could see, as the module never enables a second tracking over one.
     /// </summary>
     public static IDisposable? Begin(IPageSource source, CancellationToken cancel)
     {
@@ -27,6 +30,9 @@ internal static class OutsideReset
         try
         {
             if (WriteTrackingStore.Load(proc.ProcessId) is { } state) RemoteWriteProtect.RecordReset(state);
+            else if (InjectionSupport.ForeignTracking(proc) is { } foreign)
+                throw foreign.Error != EngineError.WriteTrackingInUse ? foreign : new EngineException(EngineError.WriteTrackingInUse,
+                    $"The memory of process {proc.ProcessId} is registered for userfaultfd write-protect by a write tracking this command has no state of (Enable-WriteTracking by another user or with another state folder, ${WriteTrackingStore.FolderVariable} = {WriteTrackingStore.Folder}; or the process's own userfaultfd): -WriteProtect would take the writes that tracking recorded without a reset it could see. Run it as that tracking's user, with its state folder, or without -WriteProtect.", proc.ProcessId);
             return held;
         }
         catch
