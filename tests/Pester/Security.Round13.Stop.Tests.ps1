@@ -309,6 +309,22 @@ Describe 'Round 13: a write-protect outside an image chain of a real process (Se
         } finally { Stop-TestTarget $w }
     }
 
+    It 'a frozen increment stopped by -WarningAction Stop at its "reset since the parent" warning resumes the target, writes nothing, and the next increment is exact' -Skip:([bool]$FreezeSkip) {
+        $null = Enable-WriteTracking -Id $t.Id
+        $chain = Join-Path $root 'warn-stop'
+        $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method WriteProtect -Confirm:$false
+        $null = Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 1 -Interval 0.05 # a reset the chain did not make
+        $null = Send-WfTarget $t "write $($r.Hex) 7 1"
+        { Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Freeze -Method WriteProtect -Confirm:$false -WarningAction Stop } | Should -Throw -ErrorId 'ActionPreferenceStop*'
+        $l = Get-Leftover $t.Id
+        $l.State | Should -Not -BeIn @('t', 'T')
+        $l.TracerPid | Should -Be 0
+        Get-Entry $chain | Should -Be @('0') -Because 'no increment and no partial folder was left'
+        $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Freeze -Method WriteProtect -Confirm:$false -WarningAction SilentlyContinue
+        $null = Save-MemoryImage -Id $t.Id -Path "$chain/full" -Method Hash -Confirm:$false
+        Compare-RestoredImage "$chain/1" "$chain/full" $root | Should -BeNullOrEmpty
+    }
+
     It 'Search-PageMap -WriteProtect | ForEach-Object { a save of the same process } does not wait for itself (the tracking''s lock is let go before the regions are emitted)' {
         $null = Send-WfTarget $t "write $($r.Hex) 5 1"
         $ps = [powershell]::Create()
