@@ -201,6 +201,7 @@ public sealed partial class EmulatedProcess
     // The VMAs' parts of [start, end): holes get no markers.
     private void WriteProtectUffd(ulong start, ulong end)
     {
+        System.Threading.Interlocked.Increment(ref _writeProtects);
         foreach (var vma in _vmas.Range(start, end))
             MutatePtes(Math.Max(start, vma.Start), Math.Min(end, vma.End), visitNone: true, (_, pte) => UffdProtectPte(pte),
                 (_, pmd) => (pmd | Pte.UffdWp) & ~Pte.Writable);

@@ -1,10 +1,22 @@
 using System;
+using System.Threading;
 
 namespace SoftDirty.Emulation;
 
 public sealed partial class EmulatedProcess
 {
     int IPageSource.ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions) => ScanPagemap(ref request, regions);
+
+    private long _writeProtects;
+
+    /// <summary>
+    /// How many times pages of this process were write-protected for userfaultfd (PAGEMAP_SCAN WriteProtectMatching,
+    /// UFFDIO_WRITEPROTECT, a registration); read under <see cref="MemoryLock"/>. Its uffd-wp bits are one set, whoever
+    /// registered them: the write tracking an image chain keeps on the process (<see cref="Images.ImageTracking"/>)
+    /// trusts its answer only where nothing else (a watch, a migration, Search-PageMap -WriteProtect,
+    /// Register-EmulatedWriteProtect) re-protected pages since its own last look.
+    /// </summary>
+    internal long WriteProtects => Interlocked.Read(ref _writeProtects);
 
     /// <summary>
     /// The PAGEMAP_SCAN ioctl (fs/proc/task_mmu.c do_pagemap_scan). Argument checks as the kernel: unknown
@@ -39,6 +51,7 @@ public sealed partial class EmulatedProcess
         bool check = (request.Flags & PagemapScanFlags.CheckWriteProtectAsync) != 0;
         lock (_mem.Lock)
         {
+            if (wp) Interlocked.Increment(ref _writeProtects);
             ulong start = request.Start, end = scan.End;
             foreach (var vma in _vmas.Range(start, end))
             {

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Runtime.CompilerServices;
 using System.Threading;
+using SoftDirty.Emulation;
 using SoftDirty.Injection;
 using SoftDirty.Tracking;
 
@@ -26,6 +27,8 @@ internal static class ImageTracking
         public WriteProtectTracker Tracker { get; } = tracker;
         public Func<MemoryMapping, bool>? Selector { get; } = selector;
         public string? Epoch { get; set; }
+        /// <summary>The process's <see cref="EmulatedProcess.WriteProtects"/> after this tracker's last look.</summary>
+        public long WriteProtects { get; set; }
     }
 
     /// <summary>The page source under any wrappers (the one whose tracking state they share).</summary>
@@ -145,25 +148,37 @@ internal static class ImageTracking
                 // Kept on the process under its wrappers: each command wraps an emulated process anew (EmulatedTarget),
                 // so a tracker kept on the wrapper was never found again and every increment compared every page.
                 var keptOn = Unwrapped(source);
-                bool hasKept = Kept.TryGetValue(keptOn, out var kept);
-                if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && hasKept && parent.ArmedEpoch == kept!.Epoch && kept.Selector == selector && !verify)
-                    set = kept.Tracker.Collect(rearm: true, cancel);
-                else
+                // The process's uffd-wp bits are one set: a watch, a migration, Search-PageMap -WriteProtect or
+                // Register-EmulatedWriteProtect re-protects the pages this tracker counts on, taking their writes away.
+                // Its answer is used only where nothing else write-protected the process since its own last look,
+                // checked and collected under the process's lock, so no other runspace's re-protect comes between.
+                var emulated = keptOn as EmulatedProcess;
+                lock (emulated?.MemoryLock ?? new object()) // another kind of source: nothing to hold
                 {
-                    if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && hasKept && !verify)
-                        warn?.Invoke(kept!.Selector != selector && parent.ArmedEpoch == kept.Epoch
-                            ? $"The write tracking of process {source.ProcessId} watches the mappings of another selection (-Mapping) than this save's: comparing every page's contents with the parent's hashes instead."
-                            : $"The write tracking of process {source.ProcessId} was re-armed at another image since the parent image was taken (a branch, or an increment of an older image): comparing every page's contents with the parent's hashes instead.");
-                    if (hasKept) { kept!.Tracker.Dispose(); Kept.Remove(keptOn); }
-                    var t = new WriteProtectTracker(source, selector);
-                    t.Reset(cancel);
-                    kept = new KeptTracker(t, selector);
-                    Kept.Add(keptOn, kept);
+                    bool hasKept = Kept.TryGetValue(keptOn, out var kept);
+                    bool untouched = hasKept && (emulated is null || kept!.WriteProtects == emulated.WriteProtects);
+                    if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && hasKept && parent.ArmedEpoch == kept!.Epoch && kept.Selector == selector && untouched && !verify)
+                        set = kept.Tracker.Collect(rearm: true, cancel);
+                    else
+                    {
+                        if (parent is not null && parent.Armed == TrackingMethod.WriteProtect && hasKept && !verify)
+                            warn?.Invoke(kept!.Selector != selector && parent.ArmedEpoch == kept.Epoch
+                                ? $"The write tracking of process {source.ProcessId} watches the mappings of another selection (-Mapping) than this save's: comparing every page's contents with the parent's hashes instead."
+                                : parent.ArmedEpoch == kept.Epoch && !untouched
+                                ? $"The pages of process {source.ProcessId} were write-protected again by another command since the parent image was taken (Watch-DirtyPage, Invoke-PreCopyMigration, Search-PageMap -WriteProtect or Register-EmulatedWriteProtect), which takes the record of their writes away: comparing every page's contents with the parent's hashes instead."
+                                : $"The write tracking of process {source.ProcessId} was re-armed at another image since the parent image was taken (a branch, or an increment of an older image): comparing every page's contents with the parent's hashes instead.");
+                        if (hasKept) { kept!.Tracker.Dispose(); Kept.Remove(keptOn); }
+                        var t = new WriteProtectTracker(source, selector);
+                        t.Reset(cancel);
+                        kept = new KeptTracker(t, selector);
+                        Kept.Add(keptOn, kept);
+                    }
+                    kept!.Epoch = Guid.NewGuid().ToString("N");
+                    if (emulated is not null) kept.WriteProtects = emulated.WriteProtects;
+                    armedEpoch = kept.Epoch;
+                    armed = TrackingMethod.WriteProtect;
+                    return set;
                 }
-                kept!.Epoch = Guid.NewGuid().ToString("N");
-                armedEpoch = kept.Epoch;
-                armed = TrackingMethod.WriteProtect;
-                return set;
             }
             default:
                 return null;

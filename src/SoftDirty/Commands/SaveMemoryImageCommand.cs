@@ -66,6 +66,10 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
         var path = FileSystemPath(Path);
         var parent = Parent is null ? null : FileSystemPath(Parent);
         if (!ShouldProcess($"{source.Name} ({source.ProcessId})", $"Save a {(parent is null ? "full" : "incremental")} memory image to {path}")) return;
+        // The destination first, before the process is touched: a save refused for it (ImageExists, UnsafeDestination) had
+        // frozen the process, cleared its soft-dirty or reset its write tracking (the chain's next increment then compared
+        // every page), and injected and enabled a write tracking that stayed in it.
+        SafeFiles.CheckDestination(path, "The image directory");
         ImageManifest? parentManifest = parent is null ? null : ImageReader.ReadManifest(parent);
         // Whose image the parent is, before the tracking is collected (which changes the process's tracking).
         if (parentManifest is not null) ImageWriter.CheckParentProcess(parentManifest, source, System.IO.Path.Combine(parent!, ImageFormat.ManifestFile), parent!);
@@ -73,20 +77,24 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
         var selector = WorkflowSelector.Checked(source, Mapping);
         var progress = new Progress(this, $"Saving the memory of {source.Name} ({source.ProcessId})", path);
         var lap = System.Diagnostics.Stopwatch.StartNew();
+        ImageSaveResult result;
         using (Freeze ? ProcessFreeze.Freeze(source, Cancellation) : null)
         {
             var frozen = lap.Elapsed;
             var candidates = ImageTracking.Candidates(source, method, parentManifest, selector, Verify, out var armed, out var epoch, out var reset, WriteWarning, Cancellation);
             var tracked = lap.Elapsed - frozen;
             WriteVerbose(candidates is null ? $"{method}: every present page is compared" : $"{method}: {candidates.PageCount} candidate pages");
-            var result = ImageWriter.Save(source, path, parent, method, candidates, selector, Freeze, armed,
+            result = ImageWriter.Save(source, path, parent, method, candidates, selector, Freeze, armed,
                 (done, total) => progress.Report(done, total, $"{done:N0} of {total:N0} pages"), Cancellation, epoch, reset, parentManifest);
             progress.Complete();
             WriteVerbose($"Saved in {lap.Elapsed.TotalMilliseconds:N1} ms: {(Freeze ? $"freeze {frozen.TotalMilliseconds:N1} ms, " : "")}" +
                 $"tracking {tracked.TotalMilliseconds:N1} ms, {string.Join(", ", result.Phases)}.");
-            if (result.Manifest.UnreadablePages > 0)
-                WriteWarning($"{result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (unmapped during the save, kept from other processes as memfd_secret is, or served by the process's own userfaultfd, which the module never waits for): the image lacks them, and Test-MemoryImage reports it.");
-            WriteObject(ImageReader.Describe(result.Path, result.Elapsed.TotalSeconds));
         }
+        // Resumed before anything is emitted (as a migration's last round is): the commands further down the pipeline run
+        // while this one waits in WriteObject, and the process stayed frozen for as long as they took (one that talked to
+        // it waited for good).
+        if (result.Manifest.UnreadablePages > 0)
+            WriteWarning($"{result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (unmapped during the save, kept from other processes as memfd_secret is, or served by the process's own userfaultfd, which the module never waits for): the image lacks them, and Test-MemoryImage reports it.");
+        WriteObject(ImageReader.Describe(result.Path, result.Elapsed.TotalSeconds));
     }
 }

@@ -74,7 +74,13 @@ public sealed class SearchPageMapCommand : PageRangeCmdlet
         var reader = new PageMapReader(source, chunkEntries: 1) { CheckScannedMappings = true };
         var byStart = mappings.ToArray();
         int regions = 0;
-        foreach (var region in reader.ScanRegions(spans, template, Cancellation))
+        IEnumerable<PageRegion> found = reader.ScanRegions(spans, template, Cancellation);
+        // A write-protect is a reset of the module's write tracking of the process: recorded first, and the scan made under
+        // the tracking's lock (OutsideReset), then emitted once the lock is let go, so that a command further down the
+        // pipeline may take it.
+        if (WriteProtect)
+            using (SoftDirty.Tracking.OutsideReset.Begin(source, Cancellation)) found = found.ToList();
+        foreach (var region in found)
         {
             WriteObject(new PageScanRegion(source.ProcessId, region, MappingAt(byStart, region.Start)?.DisplayName, source.PageSize));
             regions++;
