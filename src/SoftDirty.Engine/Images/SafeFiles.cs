@@ -28,7 +28,7 @@ internal static class SafeFiles
             int e = Marshal.GetLastPInvokeError();
             throw WriteFailure(path, e, $"Creating {path} failed: {Errno.Describe(e)}");
         }
-        return new FileStream(new SafeFileHandle(fd, ownsHandle: true), FileAccess.Write, 0);
+        return new SizeLimitedFileStream(new SafeFileHandle(fd, ownsHandle: true), path);
     }
 
     /// <summary>Creates the directory <paramref name="path"/> (0700) in its checked parent (<see cref="SafeDirectory"/>); it must not exist (no symlink, nothing reused).</summary>
