@@ -8,11 +8,32 @@ BeforeDiscovery {
     # prlimit (util-linux) sets a limit of a running process: a pwsh started under a small RLIMIT_FSIZE cannot even load
     # its runtime (CoreCLR writes a larger file at start), so the child lowers its own limit once it runs.
     $script:NoPrlimit = if (-not (Get-Command prlimit -ErrorAction Ignore)) { 'prlimit (util-linux) is not installed' }
+    $script:WtSkip = if ($IsLinux) { Get-WriteTrackingSkipReason -Relation Descendant } else { 'Linux only' }
 }
 
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r13env')
+    $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state'
+    $script:wtExe = Join-Path $PSScriptRoot '../native/bin/wttarget'
+    # The threads of a process that have a tracer (TracerPid in their status), as "TID:TRACER".
+    function Get-TracedThread([int] $Id) {
+        foreach ($task in Get-ChildItem "/proc/$Id/task" -ErrorAction SilentlyContinue) {
+            $tracer = (Get-Content "$($task.FullName)/status" -ErrorAction SilentlyContinue | Where-Object { $_ -like 'TracerPid:*' }) -replace '\D', ''
+            if ($tracer -and $tracer -ne '0') { "$($task.Name):$tracer" }
+        }
+    }
+    # Waits (hang guard) until thread $Id of the target sleeps in vfork (state D) and returns the child it waits for.
+    function Wait-VforkChild([int] $Id) {
+        $deadline = [DateTime]::UtcNow.AddSeconds(30)
+        while ([DateTime]::UtcNow -lt $deadline) {
+            $state = ((Get-Content -Raw "/proc/$Id/task/$Id/stat") -replace '^.*\) ', '').Substring(0, 1)
+            $children = "$(Get-Content -Raw "/proc/$Id/task/$Id/children" -ErrorAction SilentlyContinue)".Trim()
+            if ($state -eq 'D' -and $children) { return [int]($children -split ' ')[-1] }
+            Start-Sleep -Milliseconds 20
+        }
+        throw "thread $Id never waited in vfork"
+    }
     function New-Dest { Join-Path $root "d-$([guid]::NewGuid().ToString('n'))" }
     # Runs a script file in a child pwsh like this one (the module under test imported), through sh so that the
     # child can start with SIGXFSZ ignored; returns its exit code and its output lines.
@@ -81,5 +102,62 @@ $fits = try { $null = Restore-MemoryImage -Path $Small -Destination "$Out/fits";
         $r.Lines | Should -Contain 'CASE fits none' -Because 'a restore within the limit is written as ever'
         Test-Path -LiteralPath "$out/fits/mappings.json" | Should -BeTrue
         @(Get-ChildItem -LiteralPath $out -Force | Where-Object Name -ne 'fits').Name | Should -BeNullOrEmpty -Because 'no partial folder or half-written image is left'
+    }
+}
+
+Describe 'A target whose thread waits in vfork() for its child' -Tag 'Security', 'Round13Env', 'WriteTracking' -Skip:([bool]$WtSkip) {
+    # A thread in vfork() sleeps (killable only) until its child execs or exits: PTRACE_INTERRUPT cannot stop it. -Freeze
+    # and syscall injection waited 10 s, said ProcIOError, and left the thread seized with the interrupt pending (a thread
+    # that is not stopped cannot be detached): once the child was done, the thread stopped in a trap of this PowerShell
+    # and stayed stopped for as long as PowerShell ran, so the target hung. Such a thread is now found first: -Freeze is
+    # refused at once, and injection uses another thread (or is refused where there is none), nothing left attached.
+    It 'with another thread: Save -Freeze is ProcIOError naming vfork, Enable-WriteTracking uses the other thread, and the target runs on after the child' {
+        $t = Start-TestTarget -Path $wtExe
+        $child = 0
+        try {
+            $r = $t.Send('map 8')
+            $null = $t.Send('threads 1')
+            $null = $t.Send('vfork 600000')
+            $child = Wait-VforkChild $t.Id
+            $e = $null
+            try { $null = Save-MemoryImage -Id $t.Id -Freeze -Path (New-Dest) -Confirm:$false -ErrorAction Stop } catch { $e = $_ }
+            ($e.FullyQualifiedErrorId -split ',')[0] | Should -Be 'ProcIOError'
+            Get-TracedThread $t.Id | Should -BeNullOrEmpty -Because 'no thread is left seized'
+            $e.Exception.Message | Should -BeLike "*thread $($t.Id) *waits in vfork() for its child $child*nothing was attached*"
+            $null = Enable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction Stop
+            Get-TracedThread $t.Id | Should -BeNullOrEmpty
+            Stop-Process -Id $child -Force
+            $null = $t.Send("write $r 2 3")
+            $t.Send('sum') | Should -Not -BeNullOrEmpty -Because 'the target answers once its vfork child is gone'
+            Get-TracedThread $t.Id | Should -BeNullOrEmpty
+            $d = Save-MemoryImage -Id $t.Id -Path (New-Dest) -Method WriteProtect -Confirm:$false -ErrorAction Stop
+            Test-MemoryImage $d.Path | Should -BeTrue
+            Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction Stop
+        } finally {
+            if ($child) { Stop-Process -Id $child -Force -ErrorAction SilentlyContinue }
+            Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue
+            Stop-TestTarget $t
+        }
+    }
+
+    It 'with no other thread: Enable-WriteTracking is ProcIOError naming vfork, nothing attached, and the target runs on after the child' {
+        $t = Start-TestTarget -Path $wtExe
+        $child = 0
+        try {
+            $null = $t.Send('vfork 600000')
+            $child = Wait-VforkChild $t.Id
+            $e = $null
+            try { $null = Enable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction Stop } catch { $e = $_ }
+            ($e.FullyQualifiedErrorId -split ',')[0] | Should -Be 'ProcIOError'
+            Get-TracedThread $t.Id | Should -BeNullOrEmpty -Because 'no thread is left seized'
+            $e.Exception.Message | Should -BeLike "*waits in vfork() for its child $child*nothing was attached*"
+            Stop-Process -Id $child -Force
+            $t.Send('sum') | Should -Not -BeNullOrEmpty -Because 'the target answers once its vfork child is gone'
+            Get-TracedThread $t.Id | Should -BeNullOrEmpty
+            (Get-SoftDirtySupport -Id $t.Id).Enabled | Should -BeFalse
+        } finally {
+            if ($child) { Stop-Process -Id $child -Force -ErrorAction SilentlyContinue }
+            Stop-TestTarget $t
+        }
     }
 }

@@ -68,6 +68,9 @@
  *   churn 0                          stops it                                        -> OK <threads started>
  *   setuid <uid>                     setresuid(uid, uid, uid) (decimal), then PR_SET_DUMPABLE 1, as a daemon dropping
  *                                    privileges to serve a user does: /proc/PID becomes that user's  -> OK <rc>
+ *   vfork <ms>                       answers OK, then the thread serving commands calls vfork(); the child sleeps ms
+ *                                    (or until killed) and exits, the thread waiting in vfork (state D) meanwhile; the
+ *                                    next command is read once the child is reaped                   -> OK
  *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
  */
 #define _GNU_SOURCE
@@ -551,6 +554,13 @@ static void *serve(void *arg)
             int rc = setresuid(uid, uid, uid);
             if (!rc) rc = prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
             reply("OK %d", rc);
+        } else if (!strcmp(cmd, "vfork") && n >= 2) {
+            long ms = strtol(line + 6, NULL, 10);
+            struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+            reply("OK");
+            pid_t child = vfork();
+            if (child == 0) { syscall(SYS_nanosleep, &ts, NULL); _exit(0); }
+            if (child > 0) waitpid(child, NULL, 0);
         } else {
             reply("ERR unknown command");
         }
