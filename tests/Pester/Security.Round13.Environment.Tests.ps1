@@ -161,3 +161,37 @@ Describe 'A target whose thread waits in vfork() for its child' -Tag 'Security',
         }
     }
 }
+
+Describe 'A relative XDG_STATE_HOME' -Tag 'Security', 'Round13Env', 'WriteTracking' -Skip:([bool]$WtSkip) {
+    # XDG_STATE_HOME=state (relative) put the write-tracking state under the working directory of each PowerShell: a
+    # Disable-WriteTracking run from another directory found no state ("not enabled") and left the tracking in the target.
+    # A relative value is invalid and ignored, as the XDG Base Directory specification says: ~/.local/state is used.
+    It 'Enable-WriteTracking keeps its state in ~/.local/state, never in the working directory, and Disable from another directory finds it' {
+        $home2 = New-Item -ItemType Directory (New-Dest)
+        $work = New-Item -ItemType Directory (New-Dest)
+        $other = New-Item -ItemType Directory (New-Dest)
+        $script = Join-Path $root 'xdg-child.ps1'
+        @"
+Import-Module `$env:SOFTDIRTY_MODULE
+`$ErrorActionPreference = 'Stop'
+`$psi = [Diagnostics.ProcessStartInfo]::new('$wtExe'); `$psi.RedirectStandardInput = `$true; `$psi.RedirectStandardOutput = `$true
+`$t = [Diagnostics.Process]::Start(`$psi); `$null = `$t.StandardOutput.ReadLine()
+try {
+    `$null = Enable-WriteTracking -Id `$t.Id -Confirm:`$false
+    'STATE ' + ((Get-ChildItem -LiteralPath '$home2/.local/state/SoftDirty/write-tracking' -Filter '*.json' -ErrorAction SilentlyContinue).Name -join ',')
+    [IO.Directory]::SetCurrentDirectory('$other')
+    Disable-WriteTracking -Id `$t.Id -Confirm:`$false
+    'UFFD ' + @(Get-ChildItem "/proc/`$(`$t.Id)/fd" | Where-Object { "`$(`$_.LinkTarget)" -like '*userfaultfd*' }).Count
+    'TARGET ' + `$t.Id
+} finally { `$t.Kill() }
+"@ | Set-Content -LiteralPath $script
+        $pwsh = Get-PwshCommandLine
+        $out = @(sh -c 'cd "$1" && h="$2" && shift 2 && exec env -u SOFTDIRTY_STATE_DIR HOME="$h" XDG_STATE_HOME=relstate "$@"' sh $work.FullName $home2.FullName @pwsh -NoProfile -NonInteractive -File $script 2>&1 | ForEach-Object { "$_" })
+        $text = $out -join "`n"
+        $target = ($out | Where-Object { $_ -like 'TARGET *' }) -replace '^TARGET ', ''
+        $target | Should -Not -BeNullOrEmpty -Because $text
+        $out | Should -Contain "STATE $target.json" -Because "the state lies in ~/.local/state: $text"
+        $out | Should -Contain 'UFFD 0' -Because 'Disable-WriteTracking from another directory found the state and closed the userfaultfd'
+        Test-Path -LiteralPath (Join-Path $work 'relstate') | Should -BeFalse -Because 'nothing is made under the working directory'
+    }
+}
