@@ -195,3 +195,72 @@ try {
         Test-Path -LiteralPath (Join-Path $work 'relstate') | Should -BeFalse -Because 'nothing is made under the working directory'
     }
 }
+
+Describe 'A PowerShell whose open-file limit (ulimit -n) runs out' -Tag 'Security', 'Round13Env', 'WriteTracking' -Skip:([bool]$NoPrlimit -or [bool]$WtSkip) {
+    # With no descriptor left (EMFILE), opening /proc/PID failed and the commands said ProcessNotFound, "No process with
+    # id N", of a process that ran on (a wrong answer a script could act on), and opening a folder on the way to a
+    # destination or the write-tracking state said ImageWriteError. Both are now ResourceLimit (raise ulimit -n), as an
+    # image read already was: the limit is this process's, nothing is known about the process or the destination.
+    It 'every command, at every limit from none left to enough, succeeds or says ResourceLimit; the target is left as it was' {
+        $script = Join-Path $root 'nofile-child.ps1'
+        @'
+param([string] $Target, [string] $Out)
+Import-Module $env:SOFTDIRTY_MODULE
+$ErrorActionPreference = 'Stop'
+$psi = [Diagnostics.ProcessStartInfo]::new($Target); $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true
+$t = [Diagnostics.Process]::Start($psi); $null = $t.StandardOutput.ReadLine()
+$t.StandardInput.WriteLine('map 8'); $null = $t.StandardOutput.ReadLine()
+$e = New-EmulatedProcess; $m = $e | Add-EmulatedMapping -Length 64KB; $e | Write-EmulatedMemory -Address $m.Start -Length 64KB
+$img = "$Out/img"; $null = Save-MemoryImage -Emulator $e -Path $img -Confirm:$false
+$cases = [ordered]@{
+    save = { Save-MemoryImage -Id $t.Id -Path "$Out/s$extra" -Confirm:$false }
+    freeze = { Save-MemoryImage -Id $t.Id -Freeze -Path "$Out/f$extra" -Confirm:$false }
+    pagemap = { Get-PageMap -Id $t.Id -Mapping '[stack]' }
+    maps = { Get-MemoryMapping -Id $t.Id }
+    support = { Get-SoftDirtySupport -Id $t.Id }
+    enable = { Enable-WriteTracking -Id $t.Id -Confirm:$false }
+    wpsave = { Save-MemoryImage -Id $t.Id -Method WriteProtect -Path "$Out/w$extra" -Confirm:$false }
+    disable = { Disable-WriteTracking -Id $t.Id -Confirm:$false }
+    restore = { Restore-MemoryImage $img "$Out/r$extra" }
+}
+try {
+    $open = @(Get-ChildItem "/proc/$PID/fd").Count
+    $soft = ((Get-Content "/proc/$PID/limits" | Where-Object { $_ -like 'Max open files*' }) -split '\s+')[3]
+    foreach ($extra in 0..24) {
+        & prlimit --pid $PID "--nofile=$($open + $extra):"
+        if ($LASTEXITCODE -ne 0) { throw 'prlimit failed' }
+        $lines = foreach ($name in $cases.Keys) {
+            $id = try { $null = & $cases[$name]; 'ok' } catch { ($_.FullyQualifiedErrorId -split ',')[0] }
+            "CASE $extra $name $id"
+        }
+        & prlimit --pid $PID "--nofile=$($soft):"
+        $lines
+        # Whatever a command left enabled at a low limit is disabled with descriptors to spare.
+        try { Disable-WriteTracking -Id $t.Id -Confirm:$false } catch { if ($_.FullyQualifiedErrorId -notlike 'WriteTrackingNotEnabled,*') { "CLEANUP $($_.FullyQualifiedErrorId)" } }
+    }
+    'UFFD ' + @(Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object { "$($_.LinkTarget)" -like '*userfaultfd*' }).Count
+    'TRACER ' + ((Get-Content "/proc/$($t.Id)/status" | Where-Object { $_ -like 'TracerPid:*' }) -replace '\D', '')
+    'CHILD DONE'
+} finally { $t.Kill() }
+'@ | Set-Content -LiteralPath $script
+        $out = New-Item -ItemType Directory (New-Dest)
+        $pwsh = Get-PwshCommandLine
+        $lines = @(& $pwsh[0] @($pwsh | Select-Object -Skip 1) -NoProfile -NonInteractive -File $script (Resolve-Path $wtExe).Path $out.FullName 2>&1 | ForEach-Object { "$_" })
+        $text = $lines -join "`n"
+        $lines | Should -Contain 'CHILD DONE' -Because $text
+        $cases = @($lines | Where-Object { $_ -like 'CASE *' })
+        $cases.Count | Should -Be (25 * 9)
+        # Disable-WriteTracking after an Enable-WriteTracking the limit stopped rightly says there is nothing to disable.
+        $notEnabled = @($cases | Where-Object { $_ -like '* enable *' -and $_ -notlike '* ok' } | ForEach-Object { ($_ -split ' ')[1] })
+        $wrong = @($cases | Where-Object {
+            $f = $_ -split ' '
+            $f[3] -notin 'ok', 'ResourceLimit' -and -not ($f[2] -eq 'disable' -and $f[3] -eq 'WriteTrackingNotEnabled' -and $f[1] -in $notEnabled)
+        })
+        $wrong | Should -BeNullOrEmpty -Because 'a limit of this PowerShell is ResourceLimit, never ProcessNotFound, ImageWriteError or another error'
+        @($cases | Where-Object { $_ -like '* ResourceLimit' }) | Should -Not -BeNullOrEmpty -Because 'the lowest limits leave no descriptor'
+        @($cases | Where-Object { $_ -like 'CASE 24 *' -and $_ -notlike '* ok' }) | Should -BeNullOrEmpty -Because 'with 24 descriptors to spare every command works'
+        @($lines | Where-Object { $_ -like 'CLEANUP *' }) | Should -BeNullOrEmpty
+        $lines | Should -Contain 'UFFD 0'
+        $lines | Should -Contain 'TRACER 0'
+    }
+}
