@@ -9,6 +9,12 @@ BeforeDiscovery {
     # its runtime (CoreCLR writes a larger file at start), so the child lowers its own limit once it runs.
     $script:NoPrlimit = if (-not (Get-Command prlimit -ErrorAction Ignore)) { 'prlimit (util-linux) is not installed' }
     $script:WtSkip = if ($IsLinux) { Get-WriteTrackingSkipReason -Relation Descendant } else { 'Linux only' }
+    $script:IsRoot = $IsLinux -and (id -u) -eq '0'
+    $script:RootSkip = if (-not $IsRoot) { 'needs root (to mount a filesystem or chown a folder to another user)' }
+    # 2,000 threads: the system's and this user's thread limits must allow them, with room to spare.
+    $threadsMax = if ($IsLinux) { [long](Get-Content /proc/sys/kernel/threads-max) } else { 0 }
+    $nproc = if ($IsLinux) { ((Get-Content /proc/self/limits | Where-Object { $_ -like 'Max processes*' }) -split '\s+')[2] } else { '0' }
+    $script:ThreadSkip = if ($WtSkip) { $WtSkip } elseif ($threadsMax -lt 8000) { "threads-max is $threadsMax" } elseif ($nproc -ne 'unlimited' -and [long]$nproc -lt 8000) { "this user may run $nproc processes and threads" }
 }
 
 BeforeAll {
@@ -262,5 +268,124 @@ try {
         @($lines | Where-Object { $_ -like 'CLEANUP *' }) | Should -BeNullOrEmpty
         $lines | Should -Contain 'UFFD 0'
         $lines | Should -Contain 'TRACER 0'
+    }
+}
+
+Describe 'Memory of unusual kinds: MAP_GROWSDOWN grown between images, mlock, sealed memfds' -Tag 'Security', 'Round13Env', 'WriteTracking' -Skip:([bool]$WtSkip) {
+    It '-Method <Method>: the increment after the mapping grew down and each kind was written restores what a full image of that moment restores' -ForEach @(
+        @{ Method = 'WriteProtect' }, @{ Method = 'Hash' }
+    ) {
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $addresses = $t.Send('oddmaps') -split ' '
+            $addresses[4] | Should -Be '0' -Because 'mlock of 8 pages succeeds (within RLIMIT_MEMLOCK)'
+            if ($Method -eq 'WriteProtect') { $null = Enable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction Stop }
+            $parent = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Method $Method -Path $parent -Confirm:$false -ErrorAction Stop
+            $grown = $t.Send('oddwrite')
+            ([Convert]::ToUInt64($grown, 16)) | Should -BeLessThan ([Convert]::ToUInt64($addresses[0], 16))
+            $inc = New-Dest
+            $i = Save-MemoryImage -Id $t.Id -Method $Method -Parent $parent -Path $inc -Confirm:$false -ErrorAction Stop -WarningVariable warned
+            $full = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Confirm:$false -ErrorAction Stop
+            Test-MemoryImage $inc | Should -BeTrue
+            $i.UnreadablePages | Should -Be 0
+            Compare-RestoredImage $inc $full $root | Should -BeNullOrEmpty
+        } finally {
+            if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue }
+            Stop-TestTarget $t
+        }
+    }
+}
+
+Describe 'A target of thousands of threads' -Tag 'Security', 'Round13Env', 'WriteTracking' -Skip:([bool]$ThreadSkip) {
+    It '2,000 threads: Save -Freeze stops and resumes every one (none left stopped or traced), and write tracking counts their stacks and lets go' {
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $t.Send('sleepers 2000') | Should -Be '2000'
+            $img = Save-MemoryImage -Id $t.Id -Freeze -Path (New-Dest) -Confirm:$false -ErrorAction Stop
+            Test-MemoryImage $img.Path | Should -BeTrue
+            $tasks = @(Get-ChildItem "/proc/$($t.Id)/task")
+            $tasks.Count | Should -BeGreaterThan 2000
+            @($tasks | Where-Object { ((Get-Content -Raw "$($_.FullName)/stat") -replace '^.*\) ', '').Substring(0, 1) -in 't', 'T' }) | Should -BeNullOrEmpty -Because 'every thread was resumed'
+            Get-TracedThread $t.Id | Should -BeNullOrEmpty
+            $samples = @(Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 2 -Interval 0.5 -ErrorAction Stop)
+            $samples.Count | Should -Be 2
+            $samples[1].DirtyPages | Should -BeGreaterThan 1000 -Because 'each of 2,000 threads writes its stack every 20 ms'
+            Get-TracedThread $t.Id | Should -BeNullOrEmpty
+            @(Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object { "$($_.LinkTarget)" -like '*userfaultfd*' }) | Should -BeNullOrEmpty -Because 'the watch disabled the tracking it enabled'
+            $t.Send('sum') | Should -Not -BeNullOrEmpty
+        } finally { Stop-TestTarget $t }
+    }
+}
+
+Describe 'A write-tracking state folder on a filesystem that is full' -Tag 'Security', 'Round13Env', 'WriteTracking' -Skip:([bool]$WtSkip -or [bool]$RootSkip) {
+    # A reset recorded nowhere would let a chain counting from the last one miss the writes it takes away: with the state
+    # filesystem full, the increment and the watch fail before re-protecting anything, and the next increment once there
+    # is room again holds the page written meanwhile.
+    It 'an increment and a watch say ProcIOError (no space), and the increment after is exact' {
+        $mnt = New-Item -ItemType Directory (New-Dest)
+        chmod 0755 $mnt
+        mount -t tmpfs -o size=64k,mode=0755 tmpfs $mnt
+        $saved = $env:SOFTDIRTY_STATE_DIR
+        $t = $null
+        try {
+            $env:SOFTDIRTY_STATE_DIR = "$mnt/state"
+            $t = Start-TestTarget -Path $wtExe
+            $r = $t.Send('map 8')
+            $null = Enable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction Stop
+            $parent = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Method WriteProtect -Path $parent -Confirm:$false -ErrorAction Stop
+            $null = dd if=/dev/zero "of=$mnt/filler" bs=4k count=64 2>&1
+            $null = $t.Send("write $r 3")
+            foreach ($case in @(
+                @{ Name = 'increment'; Run = { Save-MemoryImage -Id $t.Id -Method WriteProtect -Parent $parent -Path (New-Dest) -Confirm:$false } }
+                @{ Name = 'watch'; Run = { Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 1 -Interval 0.2 } }
+            )) {
+                $e = $null
+                try { $null = & $case.Run -ErrorAction Stop } catch { $e = $_ }
+                ($e.FullyQualifiedErrorId -split ',')[0] | Should -Be 'ProcIOError' -Because $case.Name
+                $e.Exception.Message | Should -BeLike '*No space left on device*' -Because $case.Name
+            }
+            Remove-Item -LiteralPath "$mnt/filler"
+            $null = $t.Send("write $r 5")
+            $inc = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Method WriteProtect -Parent $parent -Path $inc -Confirm:$false -ErrorAction Stop
+            $full = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Confirm:$false -ErrorAction Stop
+            Compare-RestoredImage $inc $full $root | Should -BeNullOrEmpty -Because 'page 3, written while the state could not be saved, is in the increment'
+            Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction Stop
+        } finally {
+            if ($t) { Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+            $env:SOFTDIRTY_STATE_DIR = $saved
+            umount $mnt
+        }
+    }
+}
+
+Describe 'HOME and XDG_STATE_HOME pointing into a folder of another user' -Tag 'Security', 'Round13Env', 'WriteTracking' -Skip:([bool]$WtSkip -or [bool]$RootSkip) {
+    It '<Variable> in a folder of user 65534: Enable-WriteTracking is UnsafeDestination before touching the process, and nothing is made there' -ForEach @(
+        @{ Variable = 'HOME' }, @{ Variable = 'XDG_STATE_HOME' }
+    ) {
+        $victim = New-Item -ItemType Directory (New-Dest)
+        chmod 0755 $victim
+        chown 65534:65534 $victim
+        $script = Join-Path $root "foreign-$Variable.ps1"
+        @"
+Import-Module `$env:SOFTDIRTY_MODULE
+`$psi = [Diagnostics.ProcessStartInfo]::new('$((Resolve-Path $wtExe).Path)'); `$psi.RedirectStandardInput = `$true; `$psi.RedirectStandardOutput = `$true
+`$t = [Diagnostics.Process]::Start(`$psi); `$null = `$t.StandardOutput.ReadLine()
+try {
+    'ENABLE ' + (Get-ErrorId { Enable-WriteTracking -Id `$t.Id -Confirm:`$false })
+    'UFFD ' + @(Get-ChildItem "/proc/`$(`$t.Id)/fd" | Where-Object { "`$(`$_.LinkTarget)" -like '*userfaultfd*' }).Count
+} finally { `$t.Kill() }
+"@ | Set-Content -LiteralPath $script
+        $pwsh = Get-PwshCommandLine
+        # PowerShell itself writes its caches under HOME; the module's state would be in .local/state/SoftDirty.
+        $out = @(sh -c 'v="$1"; d="$2"; shift 2; exec env -u SOFTDIRTY_STATE_DIR "$v=$d" "$@"' sh $Variable $victim.FullName @pwsh -NoProfile -NonInteractive -Command "Import-Module '$((Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1'))'; & '$script'" 2>&1 | ForEach-Object { "$_" })
+        $text = $out -join "`n"
+        $out | Should -Contain 'ENABLE UnsafeDestination,SoftDirty.Commands.EnableWriteTrackingCommand' -Because $text
+        $out | Should -Contain 'UFFD 0'
+        @(Get-ChildItem -LiteralPath $victim -Recurse -Force | Where-Object { $_.FullName -like '*SoftDirty*' }) | Should -BeNullOrEmpty -Because 'no state folder is made in the other user''s folder'
     }
 }
