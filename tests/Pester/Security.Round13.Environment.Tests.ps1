@@ -82,6 +82,12 @@ foreach ($name in $cases.Keys) {
 }
 $fits = try { $null = Restore-MemoryImage -Path $Small -Destination "$Out/fits"; 'none' } catch { $_.FullyQualifiedErrorId }
 "CASE fits $fits"
+# A chart of a few samples is some 16 KiB: past a limit of 8 KiB.
+$e = New-EmulatedProcess; $m = $e | Add-EmulatedMapping -Length 1MB
+$samples = $e | Watch-DirtyPage -Count 3 -Interval 0.1 -Workload @{ Address = $m.Start; Length = 1MB; Pattern = 'HotSet'; AccessesPerSecond = 4000; WriteRatio = 1; Seed = 5 }
+& prlimit --pid $PID --fsize=8192:
+$chart = try { $null = $samples | Export-DirtyPageChart -Path "$Out/chart.svg"; 'none' } catch { "$($_.FullyQualifiedErrorId)|$($_.CategoryInfo.Category)|$($_.Exception.Message)" }
+"CASE chart $chart"
 'CHILD DONE'
 # PowerShell itself writes its start-up profile (StartupProfileData-NonInteractive, past 64 KiB) as it exits.
 & prlimit --pid $PID --fsize=unlimited
@@ -106,6 +112,10 @@ $fits = try { $null = Restore-MemoryImage -Path $Small -Destination "$Out/fits";
             $message | Should -BeLike '*file-size limit (ulimit -f) of 65536 bytes*EFBIG*' -Because $name
         }
         $r.Lines | Should -Contain 'CASE fits none' -Because 'a restore within the limit is written as ever'
+        $chart = ($r.Lines | Where-Object { $_ -like 'CASE chart *' }) -replace '^CASE chart ', ''
+        $id, $category, $message = $chart -split '\|', 3
+        ($id -split ',')[0] | Should -Be 'ChartWriteError' -Because "the chart: $chart"
+        $message | Should -BeLike '*file-size limit (ulimit -f) of 8192 bytes*EFBIG*'
         Test-Path -LiteralPath "$out/fits/mappings.json" | Should -BeTrue
         @(Get-ChildItem -LiteralPath $out -Force | Where-Object Name -ne 'fits').Name | Should -BeNullOrEmpty -Because 'no partial folder or half-written image is left'
     }
