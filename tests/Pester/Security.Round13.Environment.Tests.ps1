@@ -399,3 +399,32 @@ try {
         @(Get-ChildItem -LiteralPath $victim -Recurse -Force | Where-Object { $_.FullName -like '*SoftDirty*' }) | Should -BeNullOrEmpty -Because 'no state folder is made in the other user''s folder'
     }
 }
+
+Describe 'A tracked target that then installs a seccomp filter failing close() with EPERM' -Tag 'Security', 'Round13Env', 'WriteTracking' -Skip:([bool]$WtSkip) {
+    # Disable-WriteTracking injects close(): the filter would answer it with EPERM, so the module does not run it (the restore
+    # code must be able to close the descriptor should PowerShell die) and says SeccompForbids; the tracking stays whole.
+    It 'Disable-WriteTracking is SeccompForbids and leaves the tracking as it was; an increment is exact or SeccompForbids' {
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $r = $t.Send('map 8')
+            $null = Enable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction Stop
+            $parent = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Method WriteProtect -Path $parent -Confirm:$false -ErrorAction Stop
+            $null = $t.Send('seccomperrno 3')   # close(2) on x86-64, the only architecture injection supports
+            Get-ErrorId { Disable-WriteTracking -Id $t.Id -Confirm:$false } | Should -Be 'SeccompForbids,SoftDirty.Commands.DisableWriteTrackingCommand'
+            (Get-SoftDirtySupport -Id $t.Id).Enabled | Should -BeTrue
+            @(Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object { "$($_.LinkTarget)" -like '*userfaultfd*' }).Count | Should -Be 1
+            Get-TracedThread $t.Id | Should -BeNullOrEmpty
+            $null = $t.Send("write $r 2")
+            $inc = New-Dest
+            $id = Get-ErrorId { Save-MemoryImage -Id $t.Id -Method WriteProtect -Parent $parent -Path $inc -Confirm:$false }
+            $id | Should -BeIn 'none', 'SeccompForbids,SoftDirty.Commands.SaveMemoryImageCommand'
+            if ($id -eq 'none') {
+                $full = New-Dest
+                $null = Save-MemoryImage -Id $t.Id -Path $full -Confirm:$false -ErrorAction Stop
+                Compare-RestoredImage $inc $full $root | Should -BeNullOrEmpty
+            }
+            $t.Send('sum') | Should -Not -BeNullOrEmpty
+        } finally { Stop-TestTarget $t }
+    }
+}
