@@ -428,3 +428,33 @@ Describe 'A tracked target that then installs a seccomp filter failing close() w
         } finally { Stop-TestTarget $t }
     }
 }
+
+Describe 'XDG_RUNTIME_DIR pointing at a folder another user owns and every user may write to' -Tag 'Security', 'Round13Env', 'WriteTracking' -Skip:([bool]$WtSkip -or [bool]$RootSkip) {
+    # The epoch folders are found from the user id (/run/user/UID, /tmp), never from the environment: a runtime folder
+    # someone else chose gets nothing, whatever the commands do.
+    It 'saves, watches, write tracking and soft-dirty clears write nothing there' {
+        $victim = New-Item -ItemType Directory (New-Dest)
+        chown 65534:65534 $victim
+        chmod 0777 $victim
+        $script = Join-Path $root 'xdg-runtime.ps1'
+        @"
+`$ErrorActionPreference = 'Stop'
+`$t = Start-TestTarget -Path '$((Resolve-Path $wtExe).Path)'
+try {
+    `$null = `$t.Send('map 8')
+    `$null = Save-MemoryImage -Id `$t.Id -Path '$(New-Dest)' -Confirm:`$false
+    `$null = Watch-DirtyPage -Id `$t.Id -Method Hash -Count 1 -Interval 0.1
+    `$null = Watch-DirtyPage -Id `$t.Id -Method WriteProtect -Count 1 -Interval 0.1
+    `$null = Enable-WriteTracking -Id `$t.Id -Confirm:`$false
+    `$null = Save-MemoryImage -Id `$t.Id -Method WriteProtect -Path '$(New-Dest)' -Confirm:`$false
+    Disable-WriteTracking -Id `$t.Id -Confirm:`$false
+    `$e = New-EmulatedProcess; `$null = `$e | Add-EmulatedMapping -Length 64KB; `$e | Clear-SoftDirty -Confirm:`$false
+    'CHILD DONE'
+} finally { Stop-TestTarget `$t }
+"@ | Set-Content -LiteralPath $script
+        $pwsh = Get-PwshCommandLine
+        $out = @(sh -c 'd="$1"; shift; exec env XDG_RUNTIME_DIR="$d" "$@"' sh $victim.FullName @pwsh -NoProfile -NonInteractive -Command "Import-Module '$((Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1'))'; & '$script'" 2>&1 | ForEach-Object { "$_" })
+        $out | Should -Contain 'CHILD DONE' -Because ($out -join "`n")
+        @(Get-ChildItem -LiteralPath $victim -Recurse -Force) | Should -BeNullOrEmpty
+    }
+}
