@@ -212,7 +212,7 @@ try {
     }
 }
 
-Describe 'A PowerShell whose open-file limit (ulimit -n) runs out' -Tag 'Security', 'Round13Env', 'WriteTracking' -Skip:([bool]$NoPrlimit -or [bool]$WtSkip) {
+Describe 'A PowerShell whose open-file limit (ulimit -n) runs out' -Tag 'Security', 'Round13Env', 'WriteTracking' -Skip:([bool]$WtSkip) {
     # With no descriptor left (EMFILE), opening /proc/PID failed and the commands said ProcessNotFound, "No process with
     # id N", of a process that ran on (a wrong answer a script could act on), and opening a folder on the way to a
     # destination or the write-tracking state said ImageWriteError. Both are now ResourceLimit (raise ulimit -n), as an
@@ -239,6 +239,13 @@ $cases = [ordered]@{
     disable = { Disable-WriteTracking -Id $t.Id -Confirm:$false }
     restore = { Restore-MemoryImage $img "$Out/r$extra" }
 }
+# The soft limit is set in-process (setrlimit): at a low limit PowerShell could neither find nor start prlimit again.
+Add-Type -Namespace R13 -Name Limit -MemberDefinition @"
+[System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] private static extern int getrlimit(int resource, ulong[] limits);
+[System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] private static extern int setrlimit(int resource, ulong[] limits);
+// 7: RLIMIT_NOFILE (asm-generic/resource.h, x86-64 and arm64 alike).
+public static int SetOpenFiles(ulong soft) { var l = new ulong[2]; if (getrlimit(7, l) != 0) return -1; l[0] = soft; return setrlimit(7, l); }
+"@
 try {
     # Every command once with descriptors to spare first: the runtime opens what it opens lazily (the console's standard
     # error, assemblies, the once-per-session warning) now, not at a limit that would end PowerShell itself.
@@ -246,15 +253,14 @@ try {
     $WarningPreference = 'SilentlyContinue'
     foreach ($name in $cases.Keys) { $extra = 'warm'; try { $null = & $cases[$name] } catch { "WARMUP $name $($_.FullyQualifiedErrorId)" } }
     $open = @(Get-ChildItem "/proc/$PID/fd").Count
-    $soft = ((Get-Content "/proc/$PID/limits" | Where-Object { $_ -like 'Max open files*' }) -split '\s+')[3]
+    $soft = [ulong](((Get-Content "/proc/$PID/limits" | Where-Object { $_ -like 'Max open files*' }) -split '\s+')[3])
     foreach ($extra in 0..24) {
-        & prlimit --pid $PID "--nofile=$($open + $extra):"
-        if ($LASTEXITCODE -ne 0) { throw 'prlimit failed' }
+        if ([R13.Limit]::SetOpenFiles([ulong]($open + $extra)) -ne 0) { throw 'setrlimit failed' }
         $lines = foreach ($name in $cases.Keys) {
             $id = try { $null = & $cases[$name]; 'ok' } catch { ($_.FullyQualifiedErrorId -split ',')[0] }
             "CASE $extra $name $id"
         }
-        & prlimit --pid $PID "--nofile=$($soft):"
+        $null = [R13.Limit]::SetOpenFiles($soft)
         $lines
         # Whatever a command left enabled at a low limit is disabled with descriptors to spare.
         try { Disable-WriteTracking -Id $t.Id -Confirm:$false } catch { if ($_.FullyQualifiedErrorId -notlike 'WriteTrackingNotEnabled,*') { "CLEANUP $($_.FullyQualifiedErrorId)" } }
