@@ -68,6 +68,19 @@
  *   churn 0                          stops it                                        -> OK <threads started>
  *   setuid <uid>                     setresuid(uid, uid, uid) (decimal), then PR_SET_DUMPABLE 1, as a daemon dropping
  *                                    privileges to serve a user does: /proc/PID becomes that user's  -> OK <rc>
+ *   vfork <ms>                       answers OK, then the thread serving commands calls vfork(); the child sleeps ms
+ *                                    (or until killed) and exits, the thread waiting in vfork (state D) meanwhile; the
+ *                                    next command is read once the child is reaped                   -> OK
+ *   oddmaps                          memory of unusual kinds, each filled: a MAP_GROWSDOWN mapping of 4 pages (the top of a
+ *                                    2048-page hole, room past the stack guard gap to grow down), 8 mlock'd pages, 8 pages of a
+ *                                    memfd sealed against shrinking and growing (MAP_SHARED rw), and 4 pages of a memfd sealed
+ *                                    F_SEAL_FUTURE_WRITE after it was mapped MAP_SHARED rw
+ *                                    -> OK <growsdown hexaddr> <mlock hexaddr> <sealed hexaddr> <futurewrite hexaddr> <mlock rc>
+ *   oddwrite                         grows the MAP_GROWSDOWN mapping by 2 pages (writing both), writes page 3 of the mlock'd
+ *                                    pages, page 5 of the sealed memfd through the mapping and page 6 with pwrite(2), and page 1
+ *                                    of the F_SEAL_FUTURE_WRITE memfd through its mapping                -> OK <growsdown hexaddr>
+ *   sleepers <n>                     n threads (64 KiB stacks) that each write a byte on their stack and sleep 20 ms, over and
+ *                                    over: a process of thousands of threads                       -> OK <threads started>
  *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
  */
 #define _GNU_SOURCE
@@ -305,6 +318,21 @@ static unsigned long long __attribute__((noinline)) mix(unsigned long long seed,
 
 static volatile sig_atomic_t crunch_stop;
 static void on_usr1(int sig) { (void)sig; crunch_stop = 1; }
+
+/* oddmaps / oddwrite: memory of unusual kinds (round 13). */
+static struct { unsigned char *gd, *ml, *mf, *fw; int mfd; } odd;
+
+static void *sleeper(void *arg)
+{
+    unsigned char stackbyte[64];
+    struct timespec ts = { 0, 20 * 1000000L };
+    for (unsigned long n = (unsigned long)arg;; n++) {
+        stackbyte[n % 64] = (unsigned char)n;
+        __asm__ volatile("" : : "r"(stackbyte) : "memory"); /* the write is kept */
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
 
 /* The command loop: the main thread's, or another thread's once the main thread has left (mainexit). */
 static void *serve(void *arg)
@@ -551,6 +579,65 @@ static void *serve(void *arg)
             int rc = setresuid(uid, uid, uid);
             if (!rc) rc = prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
             reply("OK %d", rc);
+        } else if (!strcmp(cmd, "oddmaps")) {
+            odd.ml = mmap(NULL, 8 * page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            odd.mfd = memfd_create("r13sealed", MFD_ALLOW_SEALING);
+            int fwfd = memfd_create("r13futurewrite", MFD_ALLOW_SEALING);
+            if (odd.ml == MAP_FAILED || odd.mfd < 0 || fwfd < 0 ||
+                ftruncate(odd.mfd, 8 * page_size) || ftruncate(fwfd, 4 * page_size)) { reply("ERR setup %d", errno); continue; }
+            odd.mf = mmap(NULL, 8 * page_size, PROT_READ | PROT_WRITE, MAP_SHARED, odd.mfd, 0);
+            odd.fw = mmap(NULL, 4 * page_size, PROT_READ | PROT_WRITE, MAP_SHARED, fwfd, 0);
+            if (odd.mf == MAP_FAILED || odd.fw == MAP_FAILED) { reply("ERR mmap %d", errno); continue; }
+            /* Last, so that no mapping above lands in the hole below it (mmap places new mappings top-down). */
+            long hole = 2048;
+            unsigned char *gap = mmap(NULL, hole * page_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (gap == MAP_FAILED) { reply("ERR mmap %d", errno); continue; }
+            munmap(gap, hole * page_size);
+            odd.gd = mmap(gap + (hole - 4) * page_size, 4 * page_size, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_FIXED, -1, 0);
+            if (odd.gd == MAP_FAILED) { reply("ERR growsdown %d", errno); continue; }
+            memset(odd.gd, 0x11, 4 * page_size);
+            memset(odd.ml, 0x22, 8 * page_size);
+            int lr = mlock(odd.ml, 8 * page_size) ? errno : 0;
+            memset(odd.mf, 0x33, 8 * page_size);
+            memset(odd.fw, 0x44, 4 * page_size);
+            int sealed = fcntl(odd.mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) ||
+                         fcntl(fwfd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE);
+            close(fwfd);
+            if (sealed) { reply("ERR seal %d", errno); continue; }
+            reply("OK %lx %lx %lx %lx %d", (unsigned long)odd.gd, (unsigned long)odd.ml, (unsigned long)odd.mf, (unsigned long)odd.fw, lr);
+        } else if (!strcmp(cmd, "oddwrite")) {
+            static unsigned char round;
+            round++;
+            volatile unsigned char *below = odd.gd - 2 * page_size;
+            below[0] = (unsigned char)(0x55 + round);
+            below[page_size] = (unsigned char)(0x56 + round);
+            odd.gd = (unsigned char *)below;
+            odd.ml[3 * page_size] = (unsigned char)(0x66 + round);
+            odd.mf[5 * page_size] = (unsigned char)(0x77 + round);
+            unsigned char b = (unsigned char)(0x99 + round);
+            if (pwrite(odd.mfd, &b, 1, 6 * page_size) != 1) { reply("ERR pwrite %d", errno); continue; }
+            odd.fw[page_size] = (unsigned char)(0x78 + round);
+            reply("OK %lx", (unsigned long)odd.gd);
+        } else if (!strcmp(cmd, "sleepers") && n >= 2) {
+            long want = strtol(line + 9, NULL, 10), made = 0;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setstacksize(&attr, 64 * 1024);
+            for (; made < want; made++) {
+                pthread_t th;
+                if (pthread_create(&th, &attr, sleeper, (void *)made)) break;
+                pthread_detach(th);
+            }
+            pthread_attr_destroy(&attr);
+            reply("OK %ld", made);
+        } else if (!strcmp(cmd, "vfork") && n >= 2) {
+            long ms = strtol(line + 6, NULL, 10);
+            struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+            reply("OK");
+            pid_t child = vfork();
+            if (child == 0) { syscall(SYS_nanosleep, &ts, NULL); _exit(0); }
+            if (child > 0) waitpid(child, NULL, 0);
         } else {
             reply("ERR unknown command");
         }

@@ -42,6 +42,14 @@ internal static unsafe partial class FileNative
     [LibraryImport(Libc, EntryPoint = "readlinkat", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial nint ReadLinkAt(int dirfd, string name, byte* buffer, nuint size);
 
+    /// <summary>RLIMIT_FSIZE (asm-generic/resource.h, the same on x86-64 and arm64) and RLIM_INFINITY.</summary>
+    public const int RLIMIT_FSIZE = 1;
+    public const ulong RLIM_INFINITY = ulong.MaxValue;
+
+    /// <summary>getrlimit: <paramref name="limits"/> gets the soft limit, then the hard one.</summary>
+    [LibraryImport(Libc, EntryPoint = "getrlimit", SetLastError = true)]
+    public static partial int GetRlimit(int resource, ulong* limits);
+
     [LibraryImport(Libc, EntryPoint = "fchmod", SetLastError = true)]
     public static partial int Fchmod(int fd, uint mode);
 

@@ -176,7 +176,7 @@ internal sealed class SafeDirectory : IDisposable
             handle.Dispose();
             throw SafeFiles.WriteFailure(path, e, $"Setting the mode of {path} failed: {Errno.Describe(e)}");
         }
-        return new FileStream(handle, FileAccess.Write, 0);
+        return new SizeLimitedFileStream(handle, path);
     }
 
     /// <summary>Creates the directory <paramref name="name"/> here (it must not exist), mode exactly 0700, and opens it.</summary>

@@ -28,7 +28,7 @@ internal static class SafeFiles
             int e = Marshal.GetLastPInvokeError();
             throw WriteFailure(path, e, $"Creating {path} failed: {Errno.Describe(e)}");
         }
-        return new FileStream(new SafeFileHandle(fd, ownsHandle: true), FileAccess.Write, 0);
+        return new SizeLimitedFileStream(new SafeFileHandle(fd, ownsHandle: true), path);
     }
 
     /// <summary>Creates the directory <paramref name="path"/> (0700) in its checked parent (<see cref="SafeDirectory"/>); it must not exist (no symlink, nothing reused).</summary>
@@ -80,6 +80,8 @@ internal static class SafeFiles
     {
         Errno.EACCES or Errno.EPERM => new EngineException(EngineError.PermissionDenied, message, path, errno),
         Errno.EEXIST => new EngineException(EngineError.UnsafeDestination, message + " (something was created there meanwhile)", path, errno),
+        // Out of descriptors (ulimit -n) or memory: the destination may be fine; the limit is this process's.
+        _ when Errno.IsResourceLimit(errno) => new EngineException(EngineError.ResourceLimit, message + " Raise the limit (ulimit -n) and try again.", path, errno),
         _ => new EngineException(EngineError.ImageWriteError, message, path, errno),
     };
 

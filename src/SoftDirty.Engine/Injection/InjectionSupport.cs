@@ -33,7 +33,7 @@ internal static class InjectionSupport
             return new EngineException(EngineError.InvalidArgument, "A process cannot inject syscalls into itself; WriteProtect tracks this process with its own userfaultfd.", pid);
         var status = ReadStatus(pid);
         if (status is null)
-            return new EngineException(EngineError.ProcessNotFound, $"No process with id {pid} (no /proc/{pid}/status).", pid, Errno.ENOENT);
+            return ProcPageSource.Unopened(pid, ProcPageSource.ProbeOpen(pid), $"No process with id {pid} (no /proc/{pid}/status).");
         if (status.TryGetValue("State", out var state) && (state.StartsWith('Z') || state.StartsWith('X')))
             return ProcPageSource.LiveThreads(pid) > 0
                 ? new EngineException(EngineError.WriteProtectNotSupported,

@@ -539,6 +539,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             var tasks = Directory.GetDirectories($"/proc/{pid}/task");
             Array.Sort(tasks, StringComparer.Ordinal);
             int best = -1;
+            (int Tid, int Child)? vfork = null;
             foreach (var t in tasks)
             {
                 if (!int.TryParse(Path.GetFileName(t), out int tid)) continue;
@@ -546,10 +547,13 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
                 // passed over: it must not end the search as if the whole process had no live thread.
                 char state = SoftDirty.Tracking.ProcessFreeze.ThreadState(Path.Combine(t, "stat")) ?? 'X';
                 if (state == 'Z' || state == 'X') continue;
+                // A thread held in vfork() until its child execs or exits cannot be stopped meanwhile: another one is taken.
+                if (SoftDirty.Tracking.VforkWait.Waits(pid, tid, out int child)) { vfork ??= (tid, child); continue; }
                 if (tid == pid) return tid;
                 if (best < 0 || tid < best) best = tid;
             }
             if (best > 0) return best;
+            if (vfork is { } held) throw SoftDirty.Tracking.VforkWait.Refusal(pid, held.Tid, held.Child, "Syscall injection");
         }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }

@@ -11,7 +11,7 @@ namespace SoftDirty.Injection;
 
 /// <summary>
 /// Where <see cref="WriteTrackingState"/> lives between commands: one file per process in a per-user folder
-/// with mode 0700 ($SOFTDIRTY_STATE_DIR, else $XDG_STATE_HOME/SoftDirty/write-tracking, else
+/// with mode 0700 ($SOFTDIRTY_STATE_DIR, else $XDG_STATE_HOME/SoftDirty/write-tracking where absolute, else
 /// ~/.local/state/SoftDirty/write-tracking). A file is trusted only while the process has the same start
 /// time and its descriptor still is the same userfaultfd (the inode recorded at enable: a target that
 /// closed it and made a userfaultfd of its own under that number is not mistaken for tracked); a stale one
@@ -32,7 +32,9 @@ internal static partial class WriteTrackingStore
             var overridden = Environment.GetEnvironmentVariable(FolderVariable);
             if (!string.IsNullOrEmpty(overridden)) return overridden;
             var state = Environment.GetEnvironmentVariable("XDG_STATE_HOME");
-            if (string.IsNullOrEmpty(state)) state = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state");
+            // A relative one is invalid (XDG Base Directory: "must be absolute", else ignored): taken relative to the working
+            // directory, each directory a command ran in would hold a state of its own, and commands would not find each other's.
+            if (string.IsNullOrEmpty(state) || !Path.IsPathRooted(state)) state = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state");
             return Path.Combine(state, "SoftDirty", "write-tracking");
         }
     }

@@ -9,7 +9,7 @@ namespace SoftDirty;
 internal static class Errno
 {
     public const int EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, EBADF = 9, EAGAIN = 11, ENOMEM = 12, EACCES = 13,
-        EFAULT = 14, EBUSY = 16, EEXIST = 17, EINVAL = 22, ENOTTY = 25, ENOSPC = 28, ERANGE = 34, ENAMETOOLONG = 36, ENOSYS = 38, ELOOP = 40,
+        EFAULT = 14, EBUSY = 16, EEXIST = 17, EINVAL = 22, ENOTTY = 25, EFBIG = 27, ENOSPC = 28, ERANGE = 34, ENAMETOOLONG = 36, ENOSYS = 38, ELOOP = 40,
         EOVERFLOW = 75, EOPNOTSUPP = 95, ETIMEDOUT = 110;
 
     /// <summary>Too many open files in the system (ENFILE) and in this process (EMFILE).</summary>
@@ -29,7 +29,7 @@ internal static class Errno
     {
         EPERM => "EPERM", ENOENT => "ENOENT", ESRCH => "ESRCH", EINTR => "EINTR", EIO => "EIO", EBADF => "EBADF", EAGAIN => "EAGAIN",
         ENOMEM => "ENOMEM", EACCES => "EACCES", EFAULT => "EFAULT", EBUSY => "EBUSY", EEXIST => "EEXIST",
-        EINVAL => "EINVAL", ENOTTY => "ENOTTY", ENOSPC => "ENOSPC", ERANGE => "ERANGE", ENOSYS => "ENOSYS", ELOOP => "ELOOP",
+        EINVAL => "EINVAL", ENOTTY => "ENOTTY", EFBIG => "EFBIG", ENOSPC => "ENOSPC", ERANGE => "ERANGE", ENOSYS => "ENOSYS", ELOOP => "ELOOP",
         EOVERFLOW => "EOVERFLOW", EOPNOTSUPP => "EOPNOTSUPP", ETIMEDOUT => "ETIMEDOUT",
         _ => "errno " + errno,
     };

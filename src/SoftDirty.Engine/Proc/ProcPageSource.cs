@@ -86,7 +86,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
         EnsureLinux();
         int dirFd = pid <= 0 ? -1 : FileNative.OpenAt(FileNative.AT_FDCWD, "/proc/" + pid, FileNative.O_PATH | FileNative.O_DIRECTORY | FileNative.O_CLOEXEC, 0);
         if (dirFd < 0)
-            throw new EngineException(EngineError.ProcessNotFound, $"No process with id {pid} (no /proc/{pid}).", pid, Errno.ENOENT);
+            throw Unopened(pid, pid <= 0 ? Errno.ENOENT : Marshal.GetLastPInvokeError(), $"No process with id {pid} (no /proc/{pid}).");
         var name = ReadAt(dirFd, "comm", out int commErrno)?.TrimEnd('\n');
         if (name is null)
         {
@@ -95,7 +95,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
             if (commErrno is Errno.EACCES or Errno.EPERM)
                 throw new EngineException(EngineError.PermissionDenied,
                     $"Permission denied reading /proc/{pid}/comm ({Errno.Name(commErrno)}): this /proc lets the caller see process {pid} but not read it (hidepid). Run as its user or as root.", pid, commErrno);
-            throw new EngineException(EngineError.ProcessNotFound, $"No process with id {pid}.", pid, Errno.ENOENT);
+            throw Unopened(pid, commErrno, $"No process with id {pid}.");
         }
         // /proc/TID exists for every thread too (unlisted): its files show the process's memory, but the results, the
         // tracking epoch and the write-tracking state would be kept under the thread's id, so a soft-dirty clear made
@@ -107,6 +107,23 @@ internal sealed unsafe class ProcPageSource : IPageSource
                 $"No process with id {pid}: {pid} is a thread ({name}) of process {tgid}. Use -Id {tgid}.", pid, Errno.ESRCH);
         }
         return new ProcPageSource(pid, name, dirFd);
+    }
+
+    /// <summary>
+    /// ProcessNotFound (<paramref name="message"/>), or ResourceLimit where the open failed for want of descriptors or memory
+    /// (EMFILE, ENFILE, ENOMEM): the process may well exist, and saying it does not would be a wrong answer.
+    /// </summary>
+    internal static EngineException Unopened(int pid, int errno, string message) => Errno.IsResourceLimit(errno)
+        ? new EngineException(EngineError.ResourceLimit, $"Opening /proc/{pid} failed: {Errno.Describe(errno)}. Nothing is known about process {pid}: raise the limit (ulimit -n) and try again.", pid, errno)
+        : new EngineException(EngineError.ProcessNotFound, message, pid, Errno.ENOENT);
+
+    /// <summary>The errno of opening /proc/<paramref name="pid"/> now (0 where it opens).</summary>
+    internal static int ProbeOpen(int pid)
+    {
+        int fd = FileNative.OpenAt(FileNative.AT_FDCWD, "/proc/" + pid.ToString(System.Globalization.CultureInfo.InvariantCulture), FileNative.O_PATH | FileNative.O_DIRECTORY | FileNative.O_CLOEXEC, 0);
+        if (fd < 0) return Marshal.GetLastPInvokeError();
+        Native.Close(fd);
+        return 0;
     }
 
     /// <summary>The Tgid: of the status of the task <paramref name="dirFd"/> names; null where it cannot be read.</summary>
@@ -480,6 +497,9 @@ internal sealed unsafe class ProcPageSource : IPageSource
             if (fd >= 0) return fd;
             int e = Marshal.GetLastPInvokeError();
             if (e == Errno.EINTR) continue;
+            // Out of descriptors (ulimit -n) or memory: a limit of this process, nothing about the target.
+            if (Errno.IsResourceLimit(e))
+                throw new EngineException(EngineError.ResourceLimit, $"opening {path} of process {ProcessId}: {Errno.Describe(e)}. Raise the limit (ulimit -n) and try again.", ProcessId, e);
             throw ErrnoError(e, "opening " + path);
         }
     }

@@ -70,6 +70,8 @@ internal sealed class PtraceFreeze : IDisposable
                 foreach (var tid in Threads(pid))
                 {
                     if (f._seized.ContainsKey(tid)) continue;
+                    // A thread held in vfork() would not stop, and could not be let go again (see VforkWait): refused first.
+                    if (VforkWait.Waits(pid, tid, out int child)) throw VforkWait.Refusal(pid, tid, child, $"Freezing process {pid}");
                     if (Ptrace.Call(Ptrace.Seize, tid, 0, 0) != 0)
                     {
                         int e = Marshal.GetLastPInvokeError();
