@@ -1,0 +1,179 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, thirteenth attack round: pre-copy migration (Invoke-PreCopyMigration -Destination and -ToSession) and the
+# receiving side (Receive-MemoryImage). New cases only: earlier rounds are in Security.Round*.Tests.ps1 (rounds 10 and 11
+# covered migration), Workflows.Security.Tests.ps1 and Remoting.Tests.ps1. First the receiver killed mid-migration, the
+# case rounds 10 and 11 left open (the migration waited for good in some runs).
+
+BeforeDiscovery {
+    $IsRoot = (id -u) -eq '0'
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $yama = if (Test-Path /proc/sys/kernel/yama/ptrace_scope) { [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) } else { 0 }
+    # -Method Hash reads the target's memory and stops it (ptrace) for the final round: a child of this PowerShell.
+    $HashSkip = if ($yama -ge 3 -or ($yama -eq 2 -and -not $IsRoot)) { "Yama's ptrace_scope $yama forbids ptrace of a child here" } else { $null }
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:module = Join-Path (Get-Module SoftDirty).ModuleBase 'SoftDirty.psd1'
+    $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r13m')
+    chmod 0755 $TestDrive $root
+    $script:MigrateId = 'SoftDirty.Commands.InvokePreCopyMigrationCommand'
+    $script:ReceiveId = 'SoftDirty.Commands.ReceiveMemoryImageCommand'
+    function New-Dest { Join-Path $root "d-$([guid]::NewGuid().ToString('n'))" }
+    # Everything left in a folder, hidden partial folders included.
+    function Get-Left([string] $Folder) { @(Get-ChildItem -Force -LiteralPath $Folder -ErrorAction Ignore).Name }
+    # A local out-of-process runspace stands in for the destination machine (no sshd needed); the module imported there.
+    function New-LocalSession {
+        $rs = [runspacefactory]::CreateOutOfProcessRunspace($null); $rs.Open()
+        $s = [System.Management.Automation.Runspaces.PSSession]::Create($rs, 'Local', $null)
+        $null = Invoke-Command -Session $s { Import-Module $using:module }
+        $s
+    }
+    function New-Source([int] $Bytes = 256KB) {
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length $Bytes
+        $e | Write-EmulatedMemory -Address $m.Start -Length $m.Size
+        $e
+    }
+    # The staging folders this process made (PreCopyStage: softdirty-precopy-BOOT-NS-PID-START-GUID) in $Temp.
+    function Get-OwnStage([string] $Temp = [IO.Path]::GetTempPath()) {
+        @(Get-ChildItem -Force -Directory -LiteralPath $Temp -Filter 'softdirty-precopy-*' -ErrorAction Ignore | Where-Object { ($_.Name -split '-')[4] -eq "$PID" }).Name
+    }
+    # Field 22 of /proc/PID/stat: the start time.
+    function Get-StartTime([int] $Id) { $s = Get-Content "/proc/$Id/stat" -Raw; ($s.Substring($s.LastIndexOf(')') + 2) -split ' ')[19] }
+    # Runs Invoke-PreCopyMigration -ToSession in a child PowerShell, kills the receiver (the session's host process)
+    # once $When (run there, with $dest) says so, and waits for the migration to end (the wait is a hang guard only);
+    # what happened, as the child saw it. A child, because PowerShell itself waits for good to close an out-of-process
+    # session whose process was killed (Remove-PSSession, or pwsh's exit): the child is killed once it has answered.
+    function Invoke-KilledMigration([string] $Dest, [string] $When, [string] $Source, [int] $MaxIterations) {
+        $script = Join-Path $TestDrive "killed-$([guid]::NewGuid().ToString('n')).ps1"
+        Set-Content $script @"
+`$ErrorActionPreference = 'Stop'
+Import-Module '$PSScriptRoot/SoftDirty.TestSupport.psm1'
+`$dest = '$Dest'
+`$rs = [runspacefactory]::CreateOutOfProcessRunspace(`$null); `$rs.Open()
+`$s = [System.Management.Automation.Runspaces.PSSession]::Create(`$rs, 'Local', `$null)
+`$null = Invoke-Command -Session `$s { Import-Module `$using:env:SOFTDIRTY_MODULE }
+`$receiver = Invoke-Command -Session `$s { `$PID }
+`$target = $Source
+`$ps = [powershell]::Create()
+`$null = `$ps.AddCommand('Import-Module').AddArgument(`$env:SOFTDIRTY_MODULE).AddStatement().AddCommand('Invoke-PreCopyMigration').AddParameter('ToSession', `$s).
+    AddParameter('Destination', "`$dest/chain").AddParameter('MaxIterations', $MaxIterations).AddParameter('StopThreshold', 0).AddParameter('Confirm', `$false)
+if (`$target -is [SoftDirty.Emulation.EmulatedProcess]) { `$null = `$ps.AddParameter('Emulator', `$target) } else { `$null = `$ps.AddParameter('Id', `$target.Id).AddParameter('Method', 'Hash') }
+`$run = `$ps.BeginInvoke()
+`$deadline = [DateTime]::UtcNow.AddMinutes(3); `$killed = `$false
+while (-not `$killed -and [DateTime]::UtcNow -lt `$deadline -and -not `$run.IsCompleted) {
+    if ($When) { kill -9 `$receiver; `$killed = `$true } else { Start-Sleep -Milliseconds 5 }
+}
+`$deadline = [DateTime]::UtcNow.AddMinutes(5)
+while (-not `$run.IsCompleted -and [DateTime]::UtcNow -lt `$deadline) { Start-Sleep -Milliseconds 200 }
+`$r = [ordered]@{ Killed = `$killed; ReceiverGone = -not (Test-Path "/proc/`$receiver"); Ended = `$run.IsCompleted; ErrorId = `$null; Summary = 0; Stage = @(); State = `$null; Tracer = `$null }
+if (`$run.IsCompleted) {
+    `$out = @(`$ps.EndInvoke(`$run))
+    if (`$ps.Streams.Error.Count) { `$r.ErrorId = `$ps.Streams.Error[0].FullyQualifiedErrorId }
+    `$r.Summary = @(`$out | Where-Object { `$_ -is [SoftDirty.Workflows.PreCopySummary] }).Count
+}
+`$r.Stage = @(Get-ChildItem -Force -Directory -LiteralPath ([IO.Path]::GetTempPath()) -Filter 'softdirty-precopy-*' | Where-Object { (`$_.Name -split '-')[4] -eq "`$PID" }).Name
+if (`$target -isnot [SoftDirty.Emulation.EmulatedProcess]) {
+    `$r.State = Get-ProcessState `$target.Id
+    `$r.Tracer = ((Get-Content "/proc/`$(`$target.Id)/status" | Where-Object { `$_ -like 'TracerPid:*' }) -replace '\s', '')
+}
+'RESULT ' + (ConvertTo-Json -Compress `$r)
+"@
+        $p = Start-ChildPwsh "& '$script'"
+        try {
+            # 3 minutes to the kill, 5 to the end there, and slack for a busy machine: a hang guard only.
+            $deadline = [DateTime]::UtcNow.AddMinutes(10)
+            $line = $null
+            while ($null -eq $line -and [DateTime]::UtcNow -lt $deadline) {
+                $next = $p.StandardOutput.ReadLineAsync()
+                while (-not $next.Wait(1000) -and [DateTime]::UtcNow -lt $deadline) { }
+                if (-not $next.IsCompleted -or $null -eq $next.Result) { break }
+                if ($next.Result.StartsWith('RESULT ')) { $line = $next.Result.Substring(7) }
+            }
+            if ($null -eq $line) { throw "the child gave no result: $($p.StandardError.ReadToEndAsync().Wait(2000))" }
+            $line | ConvertFrom-Json
+        } finally { $p.Kill($true); $p.WaitForExit(10000) }
+    }
+}
+
+Describe 'Invoke-PreCopyMigration -ToSession: the receiver killed (rounds 10, 11, 13)' -Tag 'Workflows', 'Security', 'Round13Migration' {
+    It 'killed <Label>: LinkBroken within the stall time, no summary, no round left in place that was not confirmed, no staging folder' -ForEach @(
+        @{ Label = 'after 8 MiB of round 1'; When = '($f = Get-ChildItem -Force "$dest/chain/.round-01.partial-*/pages.bin" -ErrorAction Ignore | Select-Object -First 1) -and $f.Length -ge 8MB'; Placed = @() }
+        @{ Label = 'while it verifies round 1 (all sent)'; When = '[bool](Get-ChildItem -Force "$dest/chain/.round-01.partial-*/manifest.json" -ErrorAction Ignore)'; Placed = @() }
+        @{ Label = 'during the stop-and-copy round'; When = '[bool](Get-ChildItem -Force "$dest/chain/.round-02.partial-*" -ErrorAction Ignore)'; Placed = @('round-01') }
+    ) {
+        # Before the fix the migration waited for good (a stack showed SessionImageLink.Run in PowerShell.Dispose ->
+        # Stop, which waits for the dead far end to confirm; or in EndInvoke once all input was sent): an
+        # out-of-process session stays Opened, its pipeline Running, after its process is killed.
+        $dest = New-Dest
+        $source = '$(New-EmulatedProcess | ForEach-Object { $m = $_ | Add-EmulatedMapping -Length 32MB; $_ | Write-EmulatedMemory -Address $m.Start -Length $m.Size; $_ })'
+        $r = Invoke-KilledMigration -Dest $dest -When $When -Source $source -MaxIterations 2
+        $r.Killed | Should -BeTrue -Because 'the receiver was killed at that point'
+        $r.ReceiverGone | Should -BeTrue
+        $r.Ended | Should -BeTrue -Because 'the migration must end (hang guard)'
+        $r.ErrorId | Should -Be "LinkBroken,$MigrateId"
+        $r.Summary | Should -Be 0
+        # Only what the receiver confirmed is in place (a valid chain); its hidden partial folder is no image.
+        @(Get-ChildItem -LiteralPath "$dest/chain" -ErrorAction Ignore).Name | Should -Be $Placed
+        foreach ($p in $Placed) { Test-MemoryImage "$dest/chain/$p" | Should -BeTrue }
+        @($r.Stage) | Should -BeNullOrEmpty -Because 'the staging folder (process memory) is removed'
+    }
+    It 'killed while a real process is frozen for the stop-and-copy round: LinkBroken, the process resumed, not traced' -Skip:([bool]$HashSkip) {
+        $dest = New-Dest
+        $r = Invoke-KilledMigration -Dest $dest -Source '(Start-TestTarget)' -MaxIterations 1 -When '(Get-ProcessState $target.Id) -in ''t'', ''T'''
+        $r.Killed | Should -BeTrue
+        $r.Ended | Should -BeTrue -Because 'the migration must end (hang guard)'
+        $r.ErrorId | Should -Be "LinkBroken,$MigrateId"
+        $r.State | Should -Not -BeIn 't', 'T' -Because 'the target is resumed after the freeze of the final round'
+        $r.Tracer | Should -Be 'TracerPid:0'
+        @($r.Stage) | Should -BeNullOrEmpty
+        Test-MemoryImage "$dest/chain/round-01" | Should -BeTrue
+    }
+}
+
+Describe 'The staging folders of a killed sender (round 13)' -Tag 'Workflows', 'Security', 'Round13Migration' {
+    BeforeAll {
+        # The sender stages in the temp directory: this one, in TestDrive, for the test.
+        $script:temp = New-Item -ItemType Directory (Join-Path $TestDrive "tmp-$([guid]::NewGuid().ToString('n'))")
+        $script:oldTmp = $env:TMPDIR
+        $env:TMPDIR = $temp.FullName
+        $script:boot = (Get-Content /proc/sys/kernel/random/boot_id).Trim() -replace '-', ''
+        $script:ns = if ((Get-Item /proc/self/ns/pid).LinkTarget -match '\[(\d+)\]') { $Matches[1] } else { throw 'no pid namespace' }
+        # A pid that is gone: a process that ran and ended.
+        $p = Start-Process -FilePath true -PassThru; $p.WaitForExit()
+        $script:deadPid = $p.Id
+        function New-Stage([string] $Name, [string] $Mode = '700') {
+            $d = New-Item -ItemType Directory (Join-Path $temp $Name)
+            Set-Content "$d/pages.bin" 'memory of a migrated process'
+            chmod $Mode $d
+            $d.Name
+        }
+    }
+    AfterAll { $env:TMPDIR = $oldTmp }
+    It 'a later -ToSession migration removes the stale folders it can prove dead, of its own user, and nothing else' {
+        $dead = New-Stage "softdirty-precopy-$boot-$ns-$deadPid-1-$([guid]::NewGuid().ToString('n'))"
+        $reused = New-Stage "softdirty-precopy-$boot-$ns-$PID-1-$([guid]::NewGuid().ToString('n'))"     # this pid, another start time: gone
+        $oldBoot = New-Stage "softdirty-precopy-0123456789abcdef0123456789abcdef-$ns-$PID-$(Get-StartTime $PID)-$([guid]::NewGuid().ToString('n'))"
+        $live = New-Stage "softdirty-precopy-$boot-$ns-$PID-$(Get-StartTime $PID)-$([guid]::NewGuid().ToString('n'))"
+        $otherNs = New-Stage "softdirty-precopy-$boot-1-$deadPid-1-$([guid]::NewGuid().ToString('n'))"   # another pid namespace: its pid means nothing here
+        $legacy = New-Stage "softdirty-precopy-$([guid]::NewGuid().ToString('n'))"                       # no maker in the name
+        $open = New-Stage "softdirty-precopy-$boot-$ns-$deadPid-2-$([guid]::NewGuid().ToString('n'))" '755'  # not a private folder: not one the module made
+        $victim = New-Item -ItemType Directory (Join-Path $TestDrive "victim-$([guid]::NewGuid().ToString('n'))")
+        Set-Content "$victim/keep" 'x'
+        $link = "softdirty-precopy-$boot-$ns-$deadPid-3-$([guid]::NewGuid().ToString('n'))"
+        New-Item -ItemType SymbolicLink -Path (Join-Path $temp $link) -Target $victim.FullName | Out-Null
+        $s = New-LocalSession
+        try {
+            $out = @(New-Source | Invoke-PreCopyMigration -ToSession $s -Destination "$(New-Dest)/chain" -MaxIterations 1 -Confirm:$false)
+            $out[-1].Converged | Should -BeTrue
+        } finally { Remove-PSSession $s }
+        $left = @(Get-ChildItem -Force -LiteralPath $temp).Name
+        $left | Should -Not -Contain $dead
+        $left | Should -Not -Contain $reused
+        $left | Should -Not -Contain $oldBoot
+        foreach ($kept in $live, $otherNs, $legacy, $open, $link) { $left | Should -Contain $kept }
+        Get-Content "$victim/keep" | Should -Be 'x'
+        Get-OwnStage $temp | Should -Be @($live) -Because "this migration's own staging folder is removed at its end"
+    }
+}
