@@ -242,3 +242,58 @@ Describe 'Ctrl+C, -WhatIf and two migrations of one target (round 13)' -Tag 'Wor
         }
     }
 }
+
+Describe 'A target that another tracer holds stopped (round 13)' -Tag 'Workflows', 'Security', 'Round13Migration' -Skip:(-not (Test-Path /usr/bin/python3)) {
+    BeforeAll {
+        # The other tracer: a Python process that starts the target (so that Yama's ptrace_scope 1 lets it trace it as an
+        # unprivileged user too), holds every thread in a ptrace stop (PTRACE_SEIZE, PTRACE_INTERRUPT) and lets go on a line.
+        $script:holder = Join-Path $TestDrive 'hold.py'
+        Set-Content $holder @'
+import ctypes, os, subprocess, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+libc.ptrace.restype = ctypes.c_long
+SEIZE, INTERRUPT, DETACH, WALL = 0x4206, 0x4207, 17, 0x40000000
+p = subprocess.Popen([sys.argv[1]], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+p.stdout.readline()
+tids = [int(t) for t in os.listdir(f"/proc/{p.pid}/task")]
+for t in tids:
+    if libc.ptrace(SEIZE, t, None, None) != 0 or libc.ptrace(INTERRUPT, t, None, None) != 0:
+        print("FAILED", ctypes.get_errno(), flush=True); sys.exit(1)
+    os.waitpid(t, WALL)
+print("HELD", p.pid, flush=True)
+sys.stdin.readline()
+for t in tids: libc.ptrace(DETACH, t, None, None)
+p.kill()
+p.wait()
+'@
+        $script:target = if ($env:SOFTDIRTY_TARGET) { $env:SOFTDIRTY_TARGET } else { Join-Path $PSScriptRoot '../native/bin/sdtarget' }
+        function Start-Held {
+            $psi = [Diagnostics.ProcessStartInfo]::new('/usr/bin/python3')
+            foreach ($a in $holder, $target) { $psi.ArgumentList.Add($a) }
+            $psi.RedirectStandardInput = $true
+            $psi.RedirectStandardOutput = $true
+            $h = [Diagnostics.Process]::Start($psi)
+            $line = $h.StandardOutput.ReadLine()
+            if ($line -notmatch '^HELD (\d+)$') { $h.Kill(); throw "the holder said '$line'" }
+            [pscustomobject]@{ Holder = $h; Id = [int]$Matches[1] }
+        }
+        function Stop-Held($Held) { $Held.Holder.StandardInput.WriteLine(''); if (-not $Held.Holder.WaitForExit(10000)) { $Held.Holder.Kill($true) } }
+    }
+    It '<Command> -Freeze of it is ProcessAlreadyTraced: never an image said to be taken frozen while another tracer may let it run mid-read' -ForEach @(
+        @{ Command = 'Save-MemoryImage'; Run = { param($id, $dest) Save-MemoryImage -Id $id -Freeze -Path $dest -Confirm:$false }; Id = 'ProcessAlreadyTraced,SoftDirty.Commands.SaveMemoryImageCommand' }
+        @{ Command = 'Invoke-PreCopyMigration'; Run = { param($id, $dest) Invoke-PreCopyMigration -Id $id -Method Hash -Bandwidth 1GB -Destination $dest -MaxIterations 1 -Confirm:$false }; Id = 'ProcessAlreadyTraced,SoftDirty.Commands.InvokePreCopyMigrationCommand' }
+    ) {
+        # Before the fix a process in a ptrace stop ('t') counted as stopped already: nothing was attached, and the
+        # image (the stop-and-copy round) was written as if frozen, while the other tracer could resume it at any moment.
+        $held = Start-Held
+        try {
+            $dest = New-Dest
+            $state = (Get-Content "/proc/$($held.Id)/status" | Where-Object { $_ -like 'State:*' })
+            $state | Should -Match '\bt\b' -Because 'the other tracer holds it'
+            Get-ErrorId { & $Run $held.Id $dest } | Should -Be $Id
+            Get-ChildItem -Recurse -Force -LiteralPath $dest -ErrorAction Ignore | Where-Object { $_.Name -eq 'manifest.json' } | Where-Object { $_.Directory.Name -notlike 'round-01' } | Should -BeNullOrEmpty -Because 'no frozen image is written'
+            (Get-Content "/proc/$($held.Id)/status" | Where-Object { $_ -like 'TracerPid:*' }) -replace '\s', '' | Should -Be "TracerPid:$($held.Holder.Id)" -Because 'the other tracer keeps it'
+        } finally { Stop-Held $held }
+    }
+}
