@@ -297,3 +297,56 @@ p.wait()
         } finally { Stop-Held $held }
     }
 }
+
+Describe 'Stops and overlaps on the receiving and freezing side (round 13)' -Tag 'Workflows', 'Security', 'Round13Migration' {
+    It 'Receive-MemoryImage stopped (Ctrl+C) while it verifies: nothing in place or the whole verified image, never a partial folder' {
+        # Verification now runs off the pipeline thread with a heartbeat (round 13): a stop must still end it cleanly.
+        $src = New-Source 48MB
+        $img = Join-Path $root "big-$([guid]::NewGuid().ToString('n'))"
+        $null = Save-MemoryImage -Emulator $src -Path $img -Confirm:$false
+        $dest = New-Dest
+        $null = New-Item -ItemType Directory $dest
+        $ps = [powershell]::Create()
+        $null = $ps.AddCommand('Import-Module').AddArgument($module).Invoke()
+        $ps.Commands.Clear()
+        $null = $ps.AddCommand('Receive-MemoryImage').AddParameter('Path', "$dest/img").AddParameter('Confirm', $false)
+        $stream = [System.Management.Automation.PSDataCollection[object]]::new()
+        foreach ($f in 'pages.bin', 'index.bin', 'manifest.json') { $stream.Add($f); $stream.Add([IO.File]::ReadAllBytes("$img/$f")) }
+        $stream.Complete()
+        $output = [System.Management.Automation.PSDataCollection[psobject]]::new()
+        $run = $ps.BeginInvoke($stream, $output)
+        $deadline = [DateTime]::UtcNow.AddMinutes(2)
+        while (-not $run.IsCompleted -and [DateTime]::UtcNow -lt $deadline -and -not (Get-ChildItem -Force "$dest/.img.partial-*/manifest.json" -ErrorAction Ignore)) { Start-Sleep -Milliseconds 1 }
+        $stop = $ps.BeginStop($null, $null)
+        $stop.AsyncWaitHandle.WaitOne([TimeSpan]::FromMinutes(2)) | Should -BeTrue -Because 'the stop ends (hang guard)'
+        $left = @(Get-Left $dest)
+        if ($ps.InvocationStateInfo.State -eq 'Stopped' -and $output.Count -eq 0) { $left | Should -BeNullOrEmpty }
+        else { $left | Should -Be @('img') -Because "it ended $($ps.InvocationStateInfo.State) with $($output.Count) object(s) and errors: $($ps.Streams.Error)"; Test-MemoryImage "$dest/img" | Should -BeTrue }
+        $ps.Dispose()
+    }
+    It 'Save-MemoryImage -Freeze of one real process from two runspaces at once, again and again: each saves a valid image or says ProcessAlreadyTraced; the process runs on, untraced' -Skip:([bool]$HashSkip) {
+        # Before round 13 a freeze that found the process in the other one's ptrace stop took it as "stopped already"
+        # and wrote its image as if frozen, while the other could let the process run mid-read.
+        $t = Start-TestTarget
+        try {
+            $runs = foreach ($n in 1, 2) {
+                $ps = [powershell]::Create()
+                $null = $ps.AddCommand('Import-Module').AddArgument($module).AddStatement().AddScript({
+                    param($Id, $Folder)
+                    foreach ($i in 1..15) { Save-MemoryImage -Id $Id -Freeze -Path "$Folder/img-$i" -Confirm:$false -ErrorAction Continue }
+                }).AddArgument($t.Id).AddArgument((New-Item -ItemType Directory (New-Dest)).FullName)
+                [pscustomobject]@{ PS = $ps; Run = $ps.BeginInvoke() }
+            }
+            $deadline = [DateTime]::UtcNow.AddMinutes(4)
+            while (@($runs | Where-Object { -not $_.Run.IsCompleted }).Count -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 100 }
+            foreach ($r in $runs) {
+                $r.Run.IsCompleted | Should -BeTrue -Because 'the saves end (hang guard)'
+                foreach ($info in @($r.PS.EndInvoke($r.Run))) { Test-MemoryImage $info.Path | Should -BeTrue }
+                @($r.PS.Streams.Error | Where-Object { $_.FullyQualifiedErrorId -ne 'ProcessAlreadyTraced,SoftDirty.Commands.SaveMemoryImageCommand' }).FullyQualifiedErrorId | Should -BeNullOrEmpty
+                $r.PS.Dispose()
+            }
+            Get-ProcessState $t.Id | Should -Not -BeIn 't', 'T'
+            (Get-Content "/proc/$($t.Id)/status" | Where-Object { $_ -like 'TracerPid:*' }) -replace '\s', '' | Should -Be 'TracerPid:0'
+        } finally { Stop-TestTarget $t }
+    }
+}
