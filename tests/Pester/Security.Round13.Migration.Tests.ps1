@@ -350,3 +350,34 @@ Describe 'Stops and overlaps on the receiving and freezing side (round 13)' -Tag
         } finally { Stop-TestTarget $t }
     }
 }
+
+Describe 'A -Destination swapped for a link between rounds (round 13)' -Tag 'Workflows', 'Security', 'Round13Migration' {
+    It 'the chain folder moved away and a link to another folder put in its place after round 1: a clean error, nothing written through the link' -Skip:([bool]$HashSkip) {
+        $t = Start-TestTarget
+        try {
+            $d = New-Item -ItemType Directory (New-Dest)
+            $victim = New-Item -ItemType Directory "$d/victim"
+            Set-Content "$victim/keep" 'x'
+            $ps = [powershell]::Create()
+            # A slow simulated link: round 1 lasts long enough for the swap to come before round 2.
+            $null = $ps.AddCommand('Import-Module').AddArgument($module).AddStatement().AddCommand('Invoke-PreCopyMigration').AddParameter('Id', $t.Id).AddParameter('Method', 'Hash').
+                AddParameter('Bandwidth', 256KB).AddParameter('Destination', "$d/chain").AddParameter('MaxIterations', 3).AddParameter('StopThreshold', 0).AddParameter('Confirm', $false)
+            $run = $ps.BeginInvoke()
+            $deadline = [DateTime]::UtcNow.AddMinutes(3)
+            while (-not $run.IsCompleted -and [DateTime]::UtcNow -lt $deadline -and -not (Test-Path "$d/chain/round-01")) { Start-Sleep -Milliseconds 2 }
+            Move-Item "$d/chain" "$d/chain.old"
+            $null = New-Item -ItemType SymbolicLink -Path "$d/chain" -Target $victim.FullName
+            $deadline = [DateTime]::UtcNow.AddMinutes(4)
+            while (-not $run.IsCompleted -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 50 }
+            $run.IsCompleted | Should -BeTrue -Because 'the migration ends (hang guard)'
+            $out = @($ps.EndInvoke($run))
+            @($out | Where-Object { $_ -is [SoftDirty.Workflows.PreCopySummary] }) | Should -BeNullOrEmpty
+            $ps.Streams.Error[0].FullyQualifiedErrorId | Should -Match ",$([regex]::Escape($MigrateId))$"
+            $ps.Streams.Error[0].FullyQualifiedErrorId | Should -Not -BeLike 'System.*'
+            @(Get-ChildItem -Force -Recurse -LiteralPath $victim.FullName).Name | Should -Be @('keep')
+            Test-MemoryImage "$d/chain.old/round-01" | Should -BeTrue
+            Get-ProcessState $t.Id | Should -Not -BeIn 't', 'T'
+            $ps.Dispose()
+        } finally { Stop-TestTarget $t }
+    }
+}
