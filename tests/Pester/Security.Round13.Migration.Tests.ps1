@@ -381,3 +381,38 @@ Describe 'A -Destination swapped for a link between rounds (round 13)' -Tag 'Wor
         } finally { Stop-TestTarget $t }
     }
 }
+
+Describe 'A hostile receiver (round 13)' -Tag 'Workflows', 'Security', 'Round13Migration' {
+    It 'lying acknowledgements, then an error of the module''s with terminal sequences and a local path as its target: that ErrorId, the text escaped, nothing left here' {
+        $s = New-LocalSession
+        try {
+            Invoke-Command -Session $s {
+                $null = New-Module -Name SoftDirty -ScriptBlock {
+                    function Receive-MemoryImage {
+                        [CmdletBinding()]
+                        param($Path, [Parameter(ValueFromPipeline)] $InputObject)
+                        begin { $n = 0 }
+                        process {
+                            # Acknowledges far more than it was sent, then fails with a crafted error.
+                            Write-Progress -Id 0x5E01 -Activity 'receiving' -CurrentOperation '999999999999'
+                            if (++$n -eq 3) {
+                                $e = [System.Management.Automation.ErrorRecord]::new([Exception]::new("`e]0;owned`a`e[2J`e[31mdone"), 'ImageCorrupt', 'InvalidData', '/etc/passwd')
+                                $PSCmdlet.ThrowTerminatingError($e)
+                            }
+                        }
+                    }
+                } | Import-Module -PassThru
+            }
+            $dest = New-Dest
+            $errors = @()
+            $r = @(New-Source 8MB | Invoke-PreCopyMigration -ToSession $s -Destination "$dest/chain" -MaxIterations 2 -Confirm:$false -ErrorAction SilentlyContinue -ErrorVariable +errors)
+            $errors | Should -Not -BeNullOrEmpty
+            $errors[0].FullyQualifiedErrorId | Should -Be "ImageCorrupt,$MigrateId"
+            $errors[0].Exception.Message | Should -Not -Match "`e|`a" -Because 'the far end''s text is shown escaped'
+            (Out-String -InputObject $errors[0]) | Should -Not -Match "`e\]|`a"
+            @($r | Where-Object { $_ -is [SoftDirty.Workflows.PreCopySummary] }) | Should -BeNullOrEmpty
+            Get-OwnStage | Should -BeNullOrEmpty
+            Test-Path $dest | Should -BeFalse -Because 'the fake receiver wrote nothing, and the sender writes nothing here for it'
+        } finally { Remove-PSSession $s }
+    }
+}
