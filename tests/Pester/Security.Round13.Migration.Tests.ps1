@@ -45,7 +45,7 @@ BeforeAll {
     # once $When (run there, with $dest) says so, and waits for the migration to end (the wait is a hang guard only);
     # what happened, as the child saw it. A child, because PowerShell itself waits for good to close an out-of-process
     # session whose process was killed (Remove-PSSession, or pwsh's exit): the child is killed once it has answered.
-    function Invoke-KilledMigration([string] $Dest, [string] $When, [string] $Source, [int] $MaxIterations) {
+    function Invoke-KilledMigration([string] $Dest, [string] $When, [string] $Source, [int] $MaxIterations, [string] $Workload = '$null') {
         $script = Join-Path $TestDrive "killed-$([guid]::NewGuid().ToString('n')).ps1"
         Set-Content $script @"
 `$ErrorActionPreference = 'Stop'
@@ -59,6 +59,8 @@ Import-Module '$PSScriptRoot/SoftDirty.TestSupport.psm1'
 `$ps = [powershell]::Create()
 `$null = `$ps.AddCommand('Import-Module').AddArgument(`$env:SOFTDIRTY_MODULE).AddStatement().AddCommand('Invoke-PreCopyMigration').AddParameter('ToSession', `$s).
     AddParameter('Destination', "`$dest/chain").AddParameter('MaxIterations', $MaxIterations).AddParameter('StopThreshold', 0).AddParameter('Confirm', `$false)
+`$workload = $Workload
+if (`$workload) { `$null = `$ps.AddParameter('Workload', `$workload) }
 if (`$target -is [SoftDirty.Emulation.EmulatedProcess]) { `$null = `$ps.AddParameter('Emulator', `$target) } else { `$null = `$ps.AddParameter('Id', `$target.Id).AddParameter('Method', 'Hash') }
 `$run = `$ps.BeginInvoke()
 `$deadline = [DateTime]::UtcNow.AddMinutes(3); `$killed = `$false
@@ -101,14 +103,17 @@ Describe 'Invoke-PreCopyMigration -ToSession: the receiver killed (rounds 10, 11
     It 'killed <Label>: LinkBroken within the stall time, no summary, no round left in place that was not confirmed, no staging folder' -ForEach @(
         @{ Label = 'after 8 MiB of round 1'; When = '($f = Get-ChildItem -Force "$dest/chain/.round-01.partial-*/pages.bin" -ErrorAction Ignore | Select-Object -First 1) -and $f.Length -ge 8MB'; Placed = @() }
         @{ Label = 'while it verifies round 1 (all sent)'; When = '[bool](Get-ChildItem -Force "$dest/chain/.round-01.partial-*/manifest.json" -ErrorAction Ignore)'; Placed = @() }
-        @{ Label = 'during the stop-and-copy round'; When = '[bool](Get-ChildItem -Force "$dest/chain/.round-02.partial-*" -ErrorAction Ignore)'; Placed = @('round-01') }
+        @{ Label = 'during the stop-and-copy round'; When = '($f = Get-ChildItem -Force "$dest/chain/.round-02.partial-*/pages.bin" -ErrorAction Ignore | Select-Object -First 1) -and $f.Length -ge 4MB'; Placed = @('round-01') }
     ) {
         # Before the fix the migration waited for good (a stack showed SessionImageLink.Run in PowerShell.Dispose ->
         # Stop, which waits for the dead far end to confirm; or in EndInvoke once all input was sent): an
         # out-of-process session stays Opened, its pipeline Running, after its process is killed.
         $dest = New-Dest
-        $source = '$(New-EmulatedProcess | ForEach-Object { $m = $_ | Add-EmulatedMapping -Length 32MB; $_ | Write-EmulatedMemory -Address $m.Start -Length $m.Size; $_ })'
-        $r = Invoke-KilledMigration -Dest $dest -When $When -Source $source -MaxIterations 2
+        $source = '$(New-EmulatedProcess | ForEach-Object { $global:m = $_ | Add-EmulatedMapping -Length 32MB; $_ | Write-EmulatedMemory -Address $m.Start -Length $m.Size; $_ })'
+        # A workload that dirties most of the memory during round 1 (emulated time: the measured seconds), so that the
+        # stop-and-copy round (round 2: one live round at most) sends megabytes and the kill comes mid-round.
+        $workload = '@{ Address = $global:m.Start; Length = $global:m.Size; Pattern = ''Sequential''; AccessesPerSecond = 1000000; WriteRatio = 1; Seed = 7 }'
+        $r = Invoke-KilledMigration -Dest $dest -When $When -Source $source -MaxIterations 1 -Workload $workload
         $r.Killed | Should -BeTrue -Because 'the receiver was killed at that point'
         $r.ReceiverGone | Should -BeTrue
         $r.Ended | Should -BeTrue -Because 'the migration must end (hang guard)'

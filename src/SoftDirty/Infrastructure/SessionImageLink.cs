@@ -39,11 +39,14 @@ internal sealed class SessionImageLink : IImageLink
     /// <summary>Chunks sent ahead of what the destination has acknowledged as written.</summary>
     private const int InFlightChunks = 4;
     /// <summary>
-    /// How long a sender waits for the next acknowledgement before it calls the link broken: a chunk (about 5.6 MB on the
-    /// wire) must cross in that time, so links slower than about 90 KB/s fail. PowerShell's session need not notice
-    /// that the receiver died (round 10: an out-of-process session stayed open for good after its process was killed).
+    /// How long a sender hears nothing from the destination (no acknowledgement, heartbeat, output or error) before it
+    /// calls the link broken: a chunk (about 5.6 MB on the wire) must cross in that time, so links slower than about
+    /// 90 KB/s fail. PowerShell's session need not notice that the receiver died (rounds 10 and 13: an out-of-process
+    /// session stays open, its pipeline running, for good after its process is killed).
     /// </summary>
     internal const int AckStallSeconds = 60;
+    /// <summary>How long Ctrl+C waits for the destination to stop its pipeline before the command ends anyway (a dead or stalled one never does).</summary>
+    private const int StopGraceSeconds = 10;
     /// <summary>How often a sender waiting for an acknowledgement looks at the pipeline's state and at Ctrl+C.</summary>
     private const int AckPollMilliseconds = 200;
 
@@ -254,9 +257,9 @@ internal sealed class SessionImageLink : IImageLink
                 poll?.Invoke();
                 if (cancel.IsCancellationRequested)
                 {
-                    // Ctrl+C: the far end is asked to stop, and given the stall time to end (its partial image removed, the session free again).
+                    // Ctrl+C: the far end is asked to stop, and given a few seconds to end (its partial image removed, the session free again).
                     if (stopping == TimeSpan.MinValue) { stopping = quiet.Elapsed; RequestStop(ps); }
-                    else if ((quiet.Elapsed - stopping).TotalSeconds >= AckStallSeconds) throw new OperationCanceledException(cancel);
+                    else if ((quiet.Elapsed - stopping).TotalSeconds >= StopGraceSeconds) throw new OperationCanceledException(cancel);
                     continue;
                 }
                 // A feed that failed in the transport (a NullReferenceException from PowerShell's fragmentor once the far
