@@ -280,9 +280,11 @@ internal sealed class SessionImageLink : IImageLink
         {
             throw Map(ex);
         }
-        catch (Exception ex) when (ex is NullReferenceException or ObjectDisposedException)
+        catch (Exception ex) when (ex is NullReferenceException or ObjectDisposedException or IOException)
         {
-            // PowerShell's remoting client fails so when the transport is torn down under a running pipeline.
+            // PowerShell's remoting client fails so when the transport is torn down under a running pipeline; a pipeline
+            // started on a session whose process died fails writing to it (IOException: broken pipe; round 13, seen as
+            // System.IO.IOException reaching the user when the receiver was killed between rounds).
             throw Torn(ex);
         }
         finally
