@@ -11,8 +11,9 @@ namespace SoftDirty.Tracking;
 /// <summary>
 /// Stops a real process for a consistent read, safely: every thread is attached with PTRACE_SEIZE and stopped
 /// with PTRACE_INTERRUPT, so if this process dies (kill -9) the kernel detaches and the target runs on; SIGSTOP
-/// would leave it stopped forever. A process that was already stopped (state T) is neither attached nor
-/// resumed. A signal that arrives while stopped is handed back on detach. Dispose on the thread that froze
+/// would leave it stopped forever. A process that was already stopped (state T, no tracer) is neither attached nor
+/// resumed; one that another tracer holds stopped is refused (ProcessAlreadyTraced). A signal that arrives while
+/// stopped is handed back on detach. Dispose on the thread that froze
 /// (ptrace requests come from the tracer thread).
 /// </summary>
 internal sealed class PtraceFreeze : IDisposable
@@ -27,6 +28,10 @@ internal sealed class PtraceFreeze : IDisposable
         _pid = pid;
         AlreadyStopped = alreadyStopped;
     }
+
+    /// <summary>Whether <paramref name="pid"/> has a tracer (TracerPid in /proc/PID/status); false where unreadable (gone).</summary>
+    private static bool TracedByAnother(int pid) =>
+        InjectionSupport.ReadStatus(pid) is { } status && status.TryGetValue("TracerPid", out var tracer) && tracer != "0";
 
     /// <summary>The process was stopped before: nothing was attached, nothing will be resumed.</summary>
     public bool AlreadyStopped { get; }
@@ -57,7 +62,11 @@ internal sealed class PtraceFreeze : IDisposable
     {
         if (pid == Environment.ProcessId)
             throw new EngineException(EngineError.InvalidArgument, "A process cannot freeze itself: -Freeze needs another process.", pid);
-        if (ProcessFreeze.AllStopped(pid)) return new PtraceFreeze(pid, alreadyStopped: true);
+        // Stopped already and untraced (job control: it stays stopped until someone continues it): left as it is. A process held
+        // in a ptrace stop by another tracer (a debugger, another freeze) is not frozen by this one: that tracer may let it
+        // run at any moment, mid-read, and an image said to be taken frozen would mix moments without saying so (round 13).
+        // It is attached as any other, which the kernel refuses: ProcessAlreadyTraced.
+        if (ProcessFreeze.AllStopped(pid) && !TracedByAnother(pid)) return new PtraceFreeze(pid, alreadyStopped: true);
         var f = new PtraceFreeze(pid, alreadyStopped: false);
         f._childGuard = ChildStopGuard.For(pid); // a child of this process: its stops kept from .NET's reaping
         try

@@ -407,7 +407,8 @@ internal static class TrackingEpoch
 
     private static string? _bootId;
 
-    private static string? BootId()
+    /// <summary>This boot's id (/proc/sys/kernel/random/boot_id without dashes); null where unreadable.</summary>
+    internal static string? BootId()
     {
         if (_bootId is not null) return _bootId;
         try { return _bootId = File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim().Replace("-", ""); }

@@ -27,9 +27,9 @@ internal static class PreCopyMigration
         var link = options.Link;
         if (link is not null)
         {
-            // The images are staged locally (an increment is written against its parent's hashes) in a private folder removed at the end.
-            var stage = Path.Combine(Path.GetTempPath(), $"softdirty-precopy-{Guid.NewGuid():N}");
-            SafeFiles.CreateDirectory(stage);
+            // The images are staged locally (an increment is written against its parent's hashes) in a private folder removed at the end
+            // (or by a later migration, when this process is killed: PreCopyStage).
+            var stage = PreCopyStage.Create();
             try
             {
                 foreach (var record in Rounds(tracker, new PreCopyOptions

@@ -96,7 +96,14 @@ public sealed class ReceiveMemoryImageCommand : EngineCmdlet, IDisposable
         if (_skip || _receiver is null) return;
         try
         {
-            var info = _receiver.Finish(Cancellation);
+            // Verification reads the whole chain: a progress record every few seconds meanwhile tells a sender that this end still works.
+            var receiver = _receiver;
+            var info = Heartbeat.Run(() => receiver.Finish(Cancellation), () =>
+            {
+                if (_progress is null) return;
+                _progress.StatusDescription = $"verifying {receiver.Bytes / (double)(1 << 20):N1} MiB with its chain";
+                WriteProgress(_progress);
+            });
             if (_progress is not null) { _progress.RecordType = ProgressRecordType.Completed; WriteProgress(_progress); }
             WriteVerbose($"{info.Path}: received {_receiver.Bytes} bytes, verified with its chain and put in place.");
             WriteObject(info);

@@ -22,6 +22,9 @@ public sealed class RestoreMemoryImageCommand : EngineCmdlet
 
     private const string FileSet = "File";
 
+    /// <summary>The progress activity of a restore into flat files (a record every few seconds while it runs).</summary>
+    public const int ProgressActivityId = 0x5E02;
+
     /// <summary>
     /// The directory for the flat files (START-END.bin per mapping, and mappings.json last): it must not exist or
     /// be an empty directory of yours (never a link); it appears complete or not at all.
@@ -75,7 +78,11 @@ public sealed class RestoreMemoryImageCommand : EngineCmdlet
             {
                 using var target = new FlatFileRestoreTarget(dest);
                 target.CheckDestination();
-                ImageRestorer.Restore(path, target, Cancellation);
+                // A progress record every few seconds of a long restore: shown here, and a sign of life to a sender over a session (-ToSession -RestorePath).
+                var restoring = new ProgressRecord(ProgressActivityId, $"Restoring {path} into {dest}", "restoring");
+                bool shown = false;
+                Heartbeat.Run(() => ImageRestorer.Restore(path, target, Cancellation), () => { WriteProgress(restoring); shown = true; });
+                if (shown) { restoring.RecordType = ProgressRecordType.Completed; WriteProgress(restoring); }
                 (_restoredImage, _restoredInto) = (path, dest);
                 foreach (var (m, file, pages) in target.Results)
                     WriteObject(new RestoredMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Mapping = m.Path, File = file, PagesWritten = pages });

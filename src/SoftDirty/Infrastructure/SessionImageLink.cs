@@ -7,6 +7,7 @@ using System.Management.Automation;
 using System.Management.Automation.Remoting;
 using System.Management.Automation.Runspaces;
 using System.Threading;
+using System.Threading.Tasks;
 using SoftDirty.Images;
 using SoftDirty.Workflows;
 
@@ -38,11 +39,14 @@ internal sealed class SessionImageLink : IImageLink
     /// <summary>Chunks sent ahead of what the destination has acknowledged as written.</summary>
     private const int InFlightChunks = 4;
     /// <summary>
-    /// How long a sender waits for the next acknowledgement before it calls the link broken: a chunk (about 5.6 MB on the
-    /// wire) must cross in that time, so links slower than about 90 KB/s fail. PowerShell's session need not notice
-    /// that the receiver died (round 10: an out-of-process session stayed open for good after its process was killed).
+    /// How long a sender hears nothing from the destination (no acknowledgement, heartbeat, output or error) before it
+    /// calls the link broken: a chunk (about 5.6 MB on the wire) must cross in that time, so links slower than about
+    /// 90 KB/s fail. PowerShell's session need not notice that the receiver died (rounds 10 and 13: an out-of-process
+    /// session stays open, its pipeline running, for good after its process is killed).
     /// </summary>
-    private const int AckStallSeconds = 60;
+    internal const int AckStallSeconds = 60;
+    /// <summary>How long Ctrl+C waits for the destination to stop its pipeline before the command ends anyway (a dead or stalled one never does).</summary>
+    private const int StopGraceSeconds = 10;
     /// <summary>How often a sender waiting for an acknowledgement looks at the pipeline's state and at Ctrl+C.</summary>
     private const int AckPollMilliseconds = 200;
 
@@ -72,7 +76,7 @@ internal sealed class SessionImageLink : IImageLink
     {
         var link = new SessionImageLink(session, destination);
         var paths = restorePath is null ? new[] { destination } : new[] { destination, restorePath };
-        var result = link.Run(ps => ps.AddScript(ResolveScript).AddArgument(paths), null, cancel);
+        var result = link.Run("the check of the destination paths", ps => ps.AddScript(ResolveScript).AddArgument(paths), null, cancel);
         if (result.Count == 0 || result[0]?.BaseObject is not string first)
             throw new EngineException(EngineError.ModuleNotOnDestination,
                 $"The SoftDirty module is not available in the session to {session.ComputerName}: install it there (build.ps1 Install) or run Import-Module SoftDirty in the session first (Invoke-Command -Session $s {{ Import-Module SoftDirty }}).", session.ComputerName);
@@ -109,73 +113,79 @@ internal sealed class SessionImageLink : IImageLink
     public LinkTransfer Send(string localImage, string name, Action<ulong, ulong>? progress, CancellationToken cancel)
     {
         ulong total = Files.Aggregate(0UL, (sum, f) => sum + (ulong)new FileInfo(Path.Combine(localImage, f)).Length);
-        ulong sent = 0;
+        long sent = 0, shown = -1;
         var clock = Stopwatch.StartNew();
-        var output = Run(ps => ps.AddCommand(ReceiveCommand).AddParameter("Path", PathOf(name)).AddParameter("ProgressAction", ActionPreference.Continue), (ps, input) =>
+        // The feed runs on a thread of its own; the progress is reported here, on the command's thread.
+        void Report()
         {
-            // Back-pressure: the receiver acknowledges the bytes it has written (its progress records); at most
-            // InFlightChunks chunks are sent ahead of that, so an image is never queued whole in memory here.
-            // The handlers run on the session's threads, also after this method: they are removed before the event is disposed.
-            long acked = 0;
-            using var moved = new AutoResetEvent(false);
-            void Acknowledged(object? sender, DataAddedEventArgs e)
+            long now = Interlocked.Read(ref sent);
+            if (now != shown) progress?.Invoke((ulong)(shown = now), total);
+        }
+        var output = Run($"{ReceiveCommand} -Path {PathOf(name)}", ps => ps.AddCommand(ReceiveCommand).AddParameter("Path", PathOf(name)).AddParameter("ProgressAction", ActionPreference.Continue),
+            (ps, input, stop) => Feed(ps, input, localImage, ref sent, stop), cancel, Report);
+        ConfirmReceived(output, localImage, name);
+        Interlocked.Exchange(ref sent, (long)total);
+        Report();
+        return new LinkTransfer(total, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>
+    /// Feeds an image's files to Receive-MemoryImage (on a thread of its own: <see cref="Run"/> waits meanwhile, and gives
+    /// up on a receiver that died or stalled), counting the bytes handed over in <paramref name="sent"/>.
+    /// </summary>
+    private static void Feed(PowerShell ps, PSDataCollection<object> input, string localImage, ref long sent, CancellationToken stop)
+    {
+        // Back-pressure: the receiver acknowledges the bytes it has written (its progress records); at most
+        // InFlightChunks chunks are sent ahead of that, so an image is never queued whole in memory here.
+        // The handlers run on the session's threads, also after this method: they are removed before the event is disposed.
+        long acked = 0;
+        using var moved = new AutoResetEvent(false);
+        void Acknowledged(object? sender, DataAddedEventArgs e)
+        {
+            var r = ps.Streams.Progress[e.Index];
+            if (r.ActivityId == ReceiveMemoryImageCommand.ProgressActivityId && long.TryParse(r.CurrentOperation, NumberStyles.None, CultureInfo.InvariantCulture, out long bytes))
             {
-                var r = ps.Streams.Progress[e.Index];
-                if (r.ActivityId == ReceiveMemoryImageCommand.ProgressActivityId && long.TryParse(r.CurrentOperation, NumberStyles.None, CultureInfo.InvariantCulture, out long bytes))
-                {
-                    Interlocked.Exchange(ref acked, bytes);
-                    Wake();
-                }
+                Interlocked.Exchange(ref acked, bytes);
+                Wake();
             }
-            void Ended(object? sender, PSInvocationStateChangedEventArgs e) => Wake();
-            void Wake()
+        }
+        void Ended(object? sender, PSInvocationStateChangedEventArgs e) => Wake();
+        void Wake()
+        {
+            try { moved.Set(); }
+            catch (ObjectDisposedException) { } // a record that came in while the handlers were being removed
+        }
+        ps.Streams.Progress.DataAdded += Acknowledged;
+        ps.InvocationStateChanged += Ended;
+        try
+        {
+            foreach (var file in Files)
             {
-                try { moved.Set(); }
-                catch (ObjectDisposedException) { } // a record that came in while the handlers were being removed
-            }
-            ps.Streams.Progress.DataAdded += Acknowledged;
-            ps.InvocationStateChanged += Ended;
-            try
-            {
-                foreach (var file in Files)
+                input.Add(file);
+                using var stream = new FileStream(SafeFiles.OpenRegular(Path.Combine(localImage, file)), FileAccess.Read, 1);
+                while (true)
                 {
-                    input.Add(file);
-                    using var stream = new FileStream(SafeFiles.OpenRegular(Path.Combine(localImage, file)), FileAccess.Read, 1);
-                    while (true)
+                    stop.ThrowIfCancellationRequested();
+                    // A fresh buffer per chunk: the collection holds it until the transport has serialized it.
+                    var chunk = new byte[(int)Math.Min(ChunkBytes, Math.Max(1, stream.Length - stream.Position))];
+                    int n = stream.ReadAtLeast(chunk, chunk.Length, throwOnEndOfStream: false);
+                    if (n == 0) break;
+                    input.Add(n == chunk.Length ? chunk : chunk[..n]);
+                    Interlocked.Add(ref sent, n);
+                    while (Interlocked.Read(ref sent) - Interlocked.Read(ref acked) > InFlightChunks * (long)ChunkBytes
+                           && ps.InvocationStateInfo.State is PSInvocationState.Running or PSInvocationState.NotStarted)
                     {
-                        cancel.ThrowIfCancellationRequested();
-                        // A fresh buffer per chunk: the collection holds it until the transport has serialized it.
-                        var chunk = new byte[(int)Math.Min(ChunkBytes, Math.Max(1, stream.Length - stream.Position))];
-                        int n = stream.ReadAtLeast(chunk, chunk.Length, throwOnEndOfStream: false);
-                        if (n == 0) break;
-                        input.Add(n == chunk.Length ? chunk : chunk[..n]);
-                        sent += (ulong)n;
-                        progress?.Invoke(sent, total);
-                        long seen = Interlocked.Read(ref acked);
-                        var quiet = Stopwatch.StartNew();
-                        while ((long)sent - Interlocked.Read(ref acked) > InFlightChunks * (long)ChunkBytes
-                               && ps.InvocationStateInfo.State is PSInvocationState.Running or PSInvocationState.NotStarted)
-                        {
-                            cancel.ThrowIfCancellationRequested();
-                            moved.WaitOne(AckPollMilliseconds);
-                            if (Interlocked.Read(ref acked) != seen) { seen = Interlocked.Read(ref acked); quiet.Restart(); }
-                            // A receiver killed mid-stream may leave the session open for ever (round 10: the out-of-process
-                            // transport never noticed): a destination that acknowledges nothing for so long is gone.
-                            else if (quiet.Elapsed.TotalSeconds >= AckStallSeconds)
-                                throw new EngineException(EngineError.LinkBroken,
-                                    $"{ReceiveCommand} on {Computer} acknowledged nothing for {AckStallSeconds} seconds while {PathOf(name)} was being sent: the receiver is gone or the link is stalled; the destination keeps its last complete, verified image.", Computer);
-                        }
+                        stop.ThrowIfCancellationRequested();
+                        moved.WaitOne(AckPollMilliseconds);
                     }
                 }
             }
-            finally
-            {
-                ps.Streams.Progress.DataAdded -= Acknowledged;
-                ps.InvocationStateChanged -= Ended;
-            }
-        }, cancel);
-        ConfirmReceived(output, localImage, name);
-        return new LinkTransfer(sent, clock.Elapsed.TotalSeconds);
+        }
+        finally
+        {
+            ps.Streams.Progress.DataAdded -= Acknowledged;
+            ps.InvocationStateChanged -= Ended;
+        }
     }
 
     /// <summary>
@@ -197,44 +207,72 @@ internal sealed class SessionImageLink : IImageLink
 
     /// <inheritdoc/>
     public void Restore(string name, string restorePath, CancellationToken cancel) =>
-        Run(ps => ps.AddCommand(RestoreCommand).AddParameter("Path", PathOf(name)).AddParameter("Destination", restorePath), null, cancel);
+        Run($"{RestoreCommand} -Path {PathOf(name)}", ps => ps.AddCommand(RestoreCommand).AddParameter("Path", PathOf(name)).AddParameter("Destination", restorePath).AddParameter("ProgressAction", ActionPreference.Continue), null, cancel);
 
-    /// <summary>Runs a pipeline in the session, feeding it input; any failure becomes an <see cref="EngineException"/>.</summary>
-    private PSDataCollection<PSObject> Run(Action<PowerShell> build, Action<PowerShell, PSDataCollection<object>>? feed, CancellationToken cancel)
+    /// <summary>
+    /// Runs a pipeline in the session, feeding it input on a thread of its own, and calling <paramref name="poll"/> on
+    /// this thread while it waits; any failure becomes an <see cref="EngineException"/>. The wait is bounded
+    /// (round 13): PowerShell's session need not notice that its far end died (an out-of-process session stays Opened,
+    /// its pipeline Running, for good after its process is killed), so a pipeline from which nothing is heard (no
+    /// acknowledgement, heartbeat, output or error; <see cref="Heartbeat"/>) for <see cref="AckStallSeconds"/> while
+    /// it runs is LinkBroken. A pipeline that did not end is never disposed: its Dispose stops it and waits for the far
+    /// end to confirm, for good on a dead one (the hang of round 11's test, seen in a stack: PowerShell.Dispose, Stop).
+    /// </summary>
+    /// <param name="what">What runs there, for the messages.</param>
+    /// <param name="build">Adds the commands.</param>
+    /// <param name="feed">Adds the input on the feeding thread (never completes it), and ends when its token is cancelled.</param>
+    /// <param name="cancel">Ctrl+C.</param>
+    /// <param name="poll">Called on this thread while the pipeline runs.</param>
+    private PSDataCollection<PSObject> Run(string what, Action<PowerShell> build, Action<PowerShell, PSDataCollection<object>, CancellationToken>? feed, CancellationToken cancel, Action? poll = null)
     {
         if (_session.Runspace.RunspaceStateInfo.State != RunspaceState.Opened)
             throw new EngineException(EngineError.LinkBroken, $"The session to {Computer} is {_session.Runspace.RunspaceStateInfo.State}, not open.", Computer);
-        using var ps = PowerShell.Create();
+        var ps = PowerShell.Create();
         ps.Runspace = _session.Runspace;
         build(ps);
         var input = new PSDataCollection<object>();
         var output = new PSDataCollection<PSObject>();
-        Exception? broken = null;
+        // When this end last heard from the far end, or handed it input (TimeSpan ticks on the quiet clock).
+        var quiet = Stopwatch.StartNew();
+        long heard = 0;
+        void Heard(object? sender, DataAddedEventArgs e) => Interlocked.Exchange(ref heard, quiet.Elapsed.Ticks);
+        ps.Streams.Progress.DataAdded += Heard;
+        ps.Streams.Error.DataAdded += Heard;
+        output.DataAdded += Heard;
+        input.DataAdded += Heard;
+        using var done = new CancellationTokenSource();
+        IAsyncResult? pending = null;
         try
         {
-            using (cancel.Register(() => ps.BeginStop(null, null)))
+            // Without input to feed, no input collection: a cmdlet given one runs ProcessRecord once per object in it, never for none.
+            pending = feed is null ? ps.BeginInvoke<PSObject, PSObject>(null, output) : ps.BeginInvoke(input, output);
+            var feeding = feed is null ? Task.CompletedTask : Task.Factory.StartNew(() =>
             {
-                // Without input to feed, no input collection: a cmdlet given one runs ProcessRecord once per object in it, never for none.
-                var pending = feed is null ? ps.BeginInvoke<PSObject, PSObject>(null, output) : ps.BeginInvoke(input, output);
-                try { feed?.Invoke(ps, input); }
-                catch (InvalidOperationException) when (ps.InvocationStateInfo.State is PSInvocationState.Failed or PSInvocationState.Stopped)
+                try { feed(ps, input, done.Token); }
+                finally { input.Complete(); }
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            var stopping = TimeSpan.MinValue;
+            while (!pending.AsyncWaitHandle.WaitOne(AckPollMilliseconds))
+            {
+                poll?.Invoke();
+                if (cancel.IsCancellationRequested)
                 {
-                    // The pipeline ended while input was still being added: EndInvoke says why.
+                    // Ctrl+C: the far end is asked to stop, and given a few seconds to end (its partial image removed, the session free again).
+                    if (stopping == TimeSpan.MinValue) { stopping = quiet.Elapsed; RequestStop(ps); }
+                    else if ((quiet.Elapsed - stopping).TotalSeconds >= StopGraceSeconds) throw new OperationCanceledException(cancel);
+                    continue;
                 }
-                finally
-                {
-                    // A session whose far end died mid-stream (the receiver killed) has its transport torn down under
-                    // the pipeline: completing the input then throws from inside PowerShell (a NullReferenceException
-                    // in its fragmentor, round 10). The input never reached the receiver whole: the link is broken.
-                    try { input.Complete(); }
-                    catch (Exception ex) when (ex is NullReferenceException or ObjectDisposedException or InvalidOperationException or PSRemotingTransportException)
-                    {
-                        broken = ex;
-                    }
-                }
-                if (broken is not null && ps.InvocationStateInfo.State is not (PSInvocationState.Failed or PSInvocationState.Stopped or PSInvocationState.Completed)) throw Torn(broken);
-                ps.EndInvoke(pending);
+                // A feed that failed in the transport (a NullReferenceException from PowerShell's fragmentor once the far
+                // end died, round 10) while the pipeline goes on: the input never reached the receiver whole.
+                if (feeding.Exception?.InnerException is { } failed && failed is NullReferenceException or ObjectDisposedException or IOException or PSRemotingTransportException)
+                    throw Torn(failed);
+                if ((quiet.Elapsed - TimeSpan.FromTicks(Interlocked.Read(ref heard))).TotalSeconds >= AckStallSeconds)
+                    throw new EngineException(EngineError.LinkBroken,
+                        $"Nothing was heard from {Computer} for {AckStallSeconds} seconds while {what} ran there: the receiver is gone or the link is stalled; the destination keeps its last complete, verified image.", Computer);
             }
+            poll?.Invoke();
+            cancel.ThrowIfCancellationRequested();
+            ps.EndInvoke(pending);
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested) { throw; }
         catch (PipelineStoppedException) when (cancel.IsCancellationRequested) { throw new OperationCanceledException(cancel); }
@@ -242,16 +280,34 @@ internal sealed class SessionImageLink : IImageLink
         {
             throw Map(ex);
         }
-        catch (Exception ex) when (ex is NullReferenceException or ObjectDisposedException)
+        catch (Exception ex) when (ex is NullReferenceException or ObjectDisposedException or IOException)
         {
-            // PowerShell's remoting client fails so when the transport is torn down under a running pipeline.
+            // PowerShell's remoting client fails so when the transport is torn down under a running pipeline; a pipeline
+            // started on a session whose process died fails writing to it (IOException: broken pipe; round 13, seen as
+            // System.IO.IOException reaching the user when the receiver was killed between rounds).
             throw Torn(ex);
+        }
+        finally
+        {
+            done.Cancel();
+            ps.Streams.Progress.DataAdded -= Heard;
+            ps.Streams.Error.DataAdded -= Heard;
+            output.DataAdded -= Heard;
+            input.DataAdded -= Heard;
+            if (pending is null || pending.IsCompleted) ps.Dispose();
+            else RequestStop(ps); // and left undisposed: see above
         }
         if (ps.Streams.Error.Count > 0) throw Map(ps.Streams.Error[0]);
         if (ps.InvocationStateInfo.State == PSInvocationState.Failed)
             throw Map(ps.InvocationStateInfo.Reason ?? new PSInvalidOperationException("The remote pipeline failed."));
         return output;
     }
+
+    /// <summary>
+    /// Asks the far end to stop a pipeline, on a thread of its own: PowerShell's client may block in the transport (a
+    /// write to a far end that stopped reading), and nothing here waits for the answer.
+    /// </summary>
+    private static void RequestStop(PowerShell ps) => _ = Task.Run(() => ps.BeginStop(null, null));
 
     /// <summary>The transport failed under a running pipeline: LinkBroken (never the .NET exception PowerShell's client threw).</summary>
     private EngineException Torn(Exception ex) =>

@@ -1,0 +1,77 @@
+using System;
+using System.Globalization;
+using System.IO;
+using SoftDirty.Images;
+using SoftDirty.Tracking;
+
+namespace SoftDirty.Workflows;
+
+/// <summary>
+/// The private folder (0700) in the temp directory where a migration over a link stages its round images: they hold
+/// the process's memory. Its name says who made it (boot, pid namespace, pid, start time), so that the folder of a sender
+/// that was killed (nothing removed it) is removed by the next migration of the same user once its maker is provably gone
+/// (round 13): another boot, or in this pid namespace the pid gone or started at another time. A folder made in another
+/// pid namespace (a container sharing this temp directory) is left alone: its pid means nothing here.
+/// </summary>
+internal static class PreCopyStage
+{
+    /// <summary>The staging folders' name prefix in the temp directory.</summary>
+    public const string Prefix = "softdirty-precopy-";
+
+    /// <summary>The fields of a staging folder's name after the prefix: boot, pid namespace, pid, start time, a GUID.</summary>
+    private const int NameFields = 5;
+
+    /// <summary>A field of the name that could not be read.</summary>
+    private const string Unknown = "unknown";
+
+    /// <summary>Group and other permission bits: a staging folder has none.</summary>
+    private const uint GroupOrOther = 0x3F; // 077
+
+    /// <summary>Removes the stale staging folders of this user, then creates a new one for this process; its path.</summary>
+    public static string Create()
+    {
+        RemoveStale(Path.GetTempPath());
+        int self = Environment.ProcessId;
+        var stage = Path.Combine(Path.GetTempPath(), $"{Prefix}{TrackingEpoch.BootId() ?? Unknown}-{PidNamespace() ?? Unknown}-{self.ToString(CultureInfo.InvariantCulture)}-{TrackingEpoch.StartTime(self) ?? "0"}-{Guid.NewGuid():N}");
+        SafeFiles.CreateDirectory(stage);
+        return stage;
+    }
+
+    /// <summary>
+    /// Removes the staging folders in <paramref name="temp"/> whose maker is gone, of this user only: a private
+    /// directory of the caller (never a link, another user's folder, or one that others may enter), named as
+    /// <see cref="Create"/> names them. A folder of unknown origin (older names without the maker) is left alone.
+    /// </summary>
+    public static void RemoveStale(string temp)
+    {
+        var boot = TrackingEpoch.BootId();
+        var ns = PidNamespace();
+        uint uid = FileNative.Geteuid();
+        string[] found;
+        try { found = Directory.GetDirectories(temp, Prefix + "*"); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return; }
+        foreach (var dir in found)
+        {
+            var parts = Path.GetFileName(dir)[Prefix.Length..].Split('-');
+            if (parts.Length != NameFields || !int.TryParse(parts[2], NumberStyles.None, CultureInfo.InvariantCulture, out int pid)) continue;
+            bool otherBoot = boot is not null && parts[0] != Unknown && parts[0] != boot;
+            bool gone = otherBoot || ns is not null && parts[1] == ns && (TrackingEpoch.StartTime(pid) is not { } start || start != parts[3]);
+            if (!gone) continue;
+            if (FileNative.Lstat(dir, out _) is not { Type: FileNative.S_IFDIR } st || st.Uid != uid || (st.Permissions & GroupOrOther) != 0) continue;
+            try { Directory.Delete(dir, recursive: true); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+        }
+    }
+
+    /// <summary>The inode of this process's pid namespace (/proc/self/ns/pid links to "pid:[INODE]"); null where unreadable.</summary>
+    private static string? PidNamespace()
+    {
+        try
+        {
+            var target = new FileInfo("/proc/self/ns/pid").LinkTarget;
+            int open = target?.IndexOf('[', StringComparison.Ordinal) ?? -1;
+            return open < 0 || !target!.EndsWith(']') ? null : target[(open + 1)..^1];
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
+    }
+}
