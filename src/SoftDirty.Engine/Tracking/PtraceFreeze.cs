@@ -81,7 +81,7 @@ internal sealed class PtraceFreeze : IDisposable
                     if (f._seized.ContainsKey(tid)) continue;
                     // A thread held in vfork() would not stop, and could not be let go again (see VforkWait): refused first.
                     if (VforkWait.Waits(pid, tid, out int child)) throw VforkWait.Refusal(pid, tid, child, $"Freezing process {pid}");
-                    if (Ptrace.Call(Ptrace.Seize, tid, 0, 0) != 0)
+                    if (Seize(pid, tid, out string? tracer) != 0)
                     {
                         int e = Marshal.GetLastPInvokeError();
                         if (e == Errno.ESRCH) continue; // the thread exited
@@ -92,7 +92,7 @@ internal sealed class PtraceFreeze : IDisposable
                             if (ProcPageSource.LiveThreads(pid) > 0) continue;
                             throw new EngineException(EngineError.ProcessExited, $"Process {pid} exited while it was being frozen (PTRACE_SEIZE of thread {tid}: {Errno.Describe(e)}).", pid, e);
                         }
-                        if (e == Errno.EPERM && InjectionSupport.ReadStatus(pid) is { } status && status.TryGetValue("TracerPid", out var tracer) && tracer != "0")
+                        if (e == Errno.EPERM && tracer is not null)
                             throw new EngineException(EngineError.ProcessAlreadyTraced,
                                 $"Freezing process {pid}: it is already traced by process {tracer}; a process has one tracer at a time. Detach the debugger first.", pid, e);
                         throw new EngineException(e is Errno.EPERM or Errno.EACCES ? EngineError.PermissionDenied : EngineError.ProcIOError,
@@ -123,6 +123,29 @@ internal sealed class PtraceFreeze : IDisposable
         {
             f.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>How often <see cref="Seize"/> tries again after EPERM while no tracer shows, and how long it waits between tries.</summary>
+    private const int SeizeTries = 20;
+    private static readonly TimeSpan SeizeRetry = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>
+    /// PTRACE_SEIZE of one thread; 0 or -1 with the errno as the last P/Invoke error. EPERM is also what another tracer's
+    /// hold gives, and that tracer may let go between the refusal and the look at TracerPid (two freezes of one process
+    /// taking turns: round 13): so EPERM with no tracer showing is tried again a few times, and stands as a refusal of
+    /// permission only while no tracer is seen and the seize still fails. <paramref name="tracer"/>: the TracerPid seen with an EPERM, else null.
+    /// </summary>
+    private static int Seize(int pid, int tid, out string? tracer)
+    {
+        tracer = null;
+        for (int attempt = 1; ; attempt++)
+        {
+            if (Ptrace.Call(Ptrace.Seize, tid, 0, 0) == 0) return 0;
+            int e = Marshal.GetLastPInvokeError();
+            if (e == Errno.EPERM && InjectionSupport.ReadStatus(pid) is { } status && status.TryGetValue("TracerPid", out var seen) && seen != "0") tracer = seen;
+            if (e != Errno.EPERM || attempt >= SeizeTries || tracer is not null) { Marshal.SetLastPInvokeError(e); return -1; }
+            Thread.Sleep(SeizeRetry);
         }
     }
 
