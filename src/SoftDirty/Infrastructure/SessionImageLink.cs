@@ -121,6 +121,8 @@ internal sealed class SessionImageLink : IImageLink
             long now = Interlocked.Read(ref sent);
             if (now != shown) progress?.Invoke((ulong)(shown = now), total);
         }
+        // The start of each transfer shows at once (0 of its size): a small image is fed whole before the first poll.
+        Report();
         var output = Run($"{ReceiveCommand} -Path {PathOf(name)}", ps => ps.AddCommand(ReceiveCommand).AddParameter("Path", PathOf(name)).AddParameter("ProgressAction", ActionPreference.Continue),
             (ps, input, stop) => Feed(ps, input, localImage, ref sent, stop), cancel, Report);
         ConfirmReceived(output, localImage, name);
