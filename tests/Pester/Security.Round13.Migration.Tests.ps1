@@ -21,7 +21,8 @@ BeforeAll {
     $script:ReceiveId = 'SoftDirty.Commands.ReceiveMemoryImageCommand'
     function New-Dest { Join-Path $root "d-$([guid]::NewGuid().ToString('n'))" }
     # Everything left in a folder, hidden partial folders included.
-    function Get-Left([string] $Folder) { @(Get-ChildItem -Force -LiteralPath $Folder -ErrorAction Ignore).Name }
+    # (Names one by one: @(...).Name of nothing is one $null, and a wait on its count waited for its whole deadline.)
+    function Get-Left([string] $Folder) { Get-ChildItem -Force -LiteralPath $Folder -ErrorAction Ignore | ForEach-Object Name }
     # A local out-of-process runspace stands in for the destination machine (no sshd needed); the module imported there.
     function New-LocalSession {
         $rs = [runspacefactory]::CreateOutOfProcessRunspace($null); $rs.Open()
