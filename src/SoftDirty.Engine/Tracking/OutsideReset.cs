@@ -17,15 +17,16 @@ internal static class OutsideReset
 {
     /// <summary>
     /// Records the reset where the module tracks the writes of <paramref name="source"/>, and holds the tracking's lock
-    /// until disposed (no other command's check and collection come between the record and the scan); null for this
-    /// process or an emulated one. ProcIOError where the reset cannot be recorded: the scan must not run then.
+    /// until disposed (no other command's check and collection come between the record and the scan); null for an
+    /// emulated one. This process: WriteTrackingInUse while a WriteProtect tracker of it runs (<see cref="SelfWriteTracking"/>). ProcIOError where the reset cannot be recorded: the scan must not run then.
     /// WriteTrackingInUse where the process's memory is registered by a tracking this command has no state of (another
     /// user's, as root would meet it, another state folder's, or the process's own userfaultfd): its record of writes
     /// would be taken with no reset that it could see, as the module never enables a second tracking over one.
     /// </summary>
     public static IDisposable? Begin(IPageSource source, CancellationToken cancel)
     {
-        if (source is not ProcPageSource proc || proc.ProcessId == Environment.ProcessId) return null;
+        if (source is not ProcPageSource proc) return null;
+        if (proc.ProcessId == Environment.ProcessId) return SelfWriteTracking.ExcludeTrackers(cancel);
         var held = WriteTrackingStore.Lock(proc.ProcessId, cancel);
         try
         {

@@ -75,9 +75,19 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         {
             if (!IsSupported(source, out var reason))
                 throw new EngineException(EngineError.WriteProtectNotSupported, reason!, source.ProcessId);
-            _uffd = Userfaultfd.Create();
+            // Counted, so that Search-PageMap -WriteProtect of this process is refused while this tracker runs (SelfWriteTracking).
+            SelfWriteTracking.Enter(cancel);
+            try { _uffd = Userfaultfd.Create(); }
+            catch
+            {
+                SelfWriteTracking.Leave();
+                throw;
+            }
+            _selfCounted = 1;
         }
     }
+    // 1 while this tracker of this process is counted in SelfWriteTracking (left once, on Dispose).
+    private int _selfCounted;
 
     /// <summary>Whether this method can track <paramref name="source"/>, and why not.</summary>
     public static bool IsSupported(IPageSource source, out string? reason)
@@ -489,6 +499,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         foreach (var (_, reg) in _registered) reg?.Dispose();
         _registered.Clear();
         _uffd?.Dispose();
+        if (Interlocked.Exchange(ref _selfCounted, 0) == 1) SelfWriteTracking.Leave();
         _armed = false;
     }
 }
