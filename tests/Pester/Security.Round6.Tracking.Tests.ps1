@@ -190,44 +190,38 @@ Describe 'Every cmdlet that takes -Id, given this PowerShell ($PID)' -Tag 'Write
         Get-UffdCount $PID | Should -Be 0 -Because 'nothing of the command is left in this process'
     }
 
-    It 'two Watch-DirtyPage -Id $PID -Method WriteProtect at once (two runspaces): the second is WriteTrackingInUse, not blind' {
-        # Before: every mapping was already registered with the first watch's userfaultfd (EBUSY), the second skipped
-        # them all and reported 0 dirty pages of 0 scanned, with no word of it.
-        $first = Start-Session 'param($Id) Watch-DirtyPage -Id $Id -Method WriteProtect -Count 1 -Interval 4 -Mapping ''[heap]''' @($PID)
-        $deadline = [DateTime]::UtcNow.AddSeconds(60)
-        while ((Get-UffdCount $PID) -eq 0 -and -not $first.Handle.IsCompleted -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 10 }
-        $second = Get-ErrorId { Watch-DirtyPage -Id $PID -Method WriteProtect -Count 1 -Interval 0.01 -Mapping '[heap]' }
-        $running = -not $first.Handle.IsCompleted
-        $r = Wait-Session $first
-        if (-not $running) {
-            Set-ItResult -Skipped -Because 'the first watch ended before the second began (a machine too busy for its 4 s interval): the case was not reached'
-            return
+    BeforeAll {
+        # Runs $Second while a WriteProtect watch of this process (4 s, [heap]) runs in another runspace with its mappings
+        # registered; $Second's ErrorId, whether the watch still ran when $Second ended, and the watch's result (Wait-Session).
+        function Invoke-BesideSelfWatch([scriptblock] $Second) {
+            $first = Start-Session 'param($Id) Watch-DirtyPage -Id $Id -Method WriteProtect -Count 1 -Interval 4 -Mapping ''[heap]''' @($PID)
+            $deadline = [DateTime]::UtcNow.AddSeconds(60)
+            while ((Get-UwCount $PID) -eq 0 -and -not $first.Handle.IsCompleted -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 10 }
+            $answer = Get-ErrorId $Second
+            $running = -not $first.Handle.IsCompleted
+            [pscustomobject]@{ Answer = $answer; Running = $running; Watch = (Wait-Session $first) }
         }
-        $second | Should -Be 'WriteTrackingInUse,SoftDirty.Commands.WatchDirtyPageCommand'
-        $r.Errors | Should -BeNullOrEmpty
-        $r.Output.Count | Should -Be 1
-        Get-UffdCount $PID | Should -Be 0
     }
 
-    It 'Search-PageMap -WriteProtect -Id $PID while a WriteProtect watch of $PID runs in another runspace: WriteTrackingInUse, the watch keeps its writes' {
+    It '<Name> while a WriteProtect watch of $PID runs in another runspace: WriteTrackingInUse, the watch keeps its writes' -ForEach @(
+        # Before: every mapping was already registered with the first watch's userfaultfd (EBUSY), the second skipped
+        # them all and reported 0 dirty pages of 0 scanned, with no word of it.
+        @{ Name = 'a second Watch-DirtyPage -Id $PID -Method WriteProtect'; Second = { Watch-DirtyPage -Id $PID -Method WriteProtect -Count 1 -Interval 0.01 -Mapping '[heap]' }; Command = 'WatchDirtyPageCommand' }
         # Noticed in round 13: the scan re-protected the pages the watch counted on, and the watch missed the writes
         # made before it without a word (another process has a state file that records such resets; this one had nothing).
-        $first = Start-Session 'param($Id) Watch-DirtyPage -Id $Id -Method WriteProtect -Count 1 -Interval 4 -Mapping ''[heap]''' @($PID)
-        $deadline = [DateTime]::UtcNow.AddSeconds(60)
-        while ((Get-UwCount $PID) -eq 0 -and -not $first.Handle.IsCompleted -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 10 }
-        $scan = Get-ErrorId { Search-PageMap -Id $PID -Category Written -WriteProtect -Mapping '[heap]' }
-        $running = -not $first.Handle.IsCompleted
-        $r = Wait-Session $first
-        if (-not $running) {
-            Set-ItResult -Skipped -Because 'the watch ended before the scan began (a machine too busy for its 4 s interval): the case was not reached'
+        @{ Name = 'Search-PageMap -WriteProtect -Id $PID'; Second = { Search-PageMap -Id $PID -Category Written -WriteProtect -Mapping '[heap]' }; Command = 'SearchPageMapCommand' }
+    ) {
+        $r = Invoke-BesideSelfWatch $Second
+        if (-not $r.Running) {
+            Set-ItResult -Skipped -Because 'the watch ended before the second command began (a machine too busy for its 4 s interval): the case was not reached'
             return
         }
-        $scan | Should -Be 'WriteTrackingInUse,SoftDirty.Commands.SearchPageMapCommand'
-        $r.Errors | Should -BeNullOrEmpty
-        $r.Output.Count | Should -Be 1
+        $r.Answer | Should -Be "WriteTrackingInUse,SoftDirty.Commands.$Command"
+        $r.Watch.Errors | Should -BeNullOrEmpty
+        $r.Watch.Output.Count | Should -Be 1
         Get-UffdCount $PID | Should -Be 0
         # Once the watch has ended nothing of the module is registered here: the scan is refused for that reason, not this one.
-        Get-ErrorId { Search-PageMap -Id $PID -Category Written -WriteProtect -Mapping '[heap]' } | Should -Be 'WriteProtectNotSupported,SoftDirty.Commands.SearchPageMapCommand'
+        if ($Command -eq 'SearchPageMapCommand') { Get-ErrorId $Second | Should -Be 'WriteProtectNotSupported,SoftDirty.Commands.SearchPageMapCommand' }
     }
 
     It 'Get-SoftDirtySupport -Id $PID says WriteProtect from outside is not for this process, in words' {
