@@ -320,8 +320,16 @@ Describe 'Round 13: a write-protect outside an image chain of a real process (Se
         $l.State | Should -Not -BeIn @('t', 'T')
         $l.TracerPid | Should -Be 0
         Get-Entry $chain | Should -Be @('0') -Because 'no increment and no partial folder was left'
-        $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Freeze -Method WriteProtect -Confirm:$false -WarningAction SilentlyContinue
-        $null = Save-MemoryImage -Id $t.Id -Path "$chain/full" -Method Hash -Confirm:$false
+        # Stopped (SIGSTOP, in its group stop) for the increment and the full image it is compared with: a thread let run
+        # after a freeze returns to user space, and the kernel may rewrite its rseq area (the cpu id, in its TLS) then,
+        # after the frozen increment and before the full image (the two differed there once).
+        & kill -STOP $t.Id
+        try {
+            Wait-Until { (Get-ProcessState $t.Id) -eq 'T' } | Should -BeTrue -Because 'the target is in its group stop (hang guard)'
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Freeze -Method WriteProtect -Confirm:$false -WarningAction SilentlyContinue
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/full" -Method Hash -Confirm:$false
+            Get-ProcessState $t.Id | Should -Be 'T' -Because 'a process stopped before the freeze is left stopped'
+        } finally { & kill -CONT $t.Id }
         Compare-RestoredImage "$chain/1" "$chain/full" $root | Should -BeNullOrEmpty
     }
 
@@ -529,5 +537,27 @@ Describe 'Round 13: a migration to another session whose consumer stops or fails
         }
         @(& $stages | Where-Object { $_ -notin $before }) | Should -BeNullOrEmpty -Because 'the local staging folder is removed'
         Invoke-Command -Session $session { 'alive' } | Should -Be 'alive'
+    }
+}
+
+Describe 'After round 13: a tracked target that exits and stays a zombie' -Tag 'Security', 'Round13', 'Round13Stop', 'WriteTracking' -Skip:([bool]$WtSkip) {
+    # A zombie hides /proc/PID/fd from its own user: its write tracking read as "cannot be checked now" (PermissionDenied)
+    # for that user (the exit-or-exec walk of round 2 saw it twice), and as WriteTrackingNotEnabled for root.
+    It 'Disable-WriteTracking says ProcessExited and leaves no state' {
+        # perl, whose parent (sh, then sleep) never reaps it: once it exits it stays a zombie until sleep is killed.
+        $psi = [System.Diagnostics.ProcessStartInfo]::new('sh')
+        foreach ($a in '-c', 'perl -e ''$SIG{USR1} = sub { exit 0 }; my $x = "a" x 1000000; sleep 1 while 1'' </dev/null >/dev/null 2>&1 & echo $!; exec sleep 300 >/dev/null', 'sh') { $psi.ArgumentList.Add($a) }
+        $psi.RedirectStandardOutput = $true
+        $parent = [System.Diagnostics.Process]::Start($psi)
+        try {
+            $id = [int]$parent.StandardOutput.ReadLine()
+            Wait-Until { (Get-Content "/proc/$id/comm" -ErrorAction Ignore) -eq 'perl' } | Should -BeTrue -Because 'perl started (hang guard)'
+            Enable-WriteTracking -Id $id -Confirm:$false
+            (Get-Leftover $id).StateFile | Should -BeTrue
+            kill -USR1 $id
+            Wait-Until { (Get-ProcessState $id) -eq 'Z' } | Should -BeTrue -Because 'perl exited and is not reaped (hang guard)'
+            Get-ErrorId { Disable-WriteTracking -Id $id -Confirm:$false } | Should -Be 'ProcessExited,SoftDirty.Commands.DisableWriteTrackingCommand'
+            Test-Path (Join-Path $env:SOFTDIRTY_STATE_DIR "$id.json") | Should -BeFalse -Because 'the state of an exited process is stale'
+        } finally { $parent.Kill(); $parent.WaitForExit(10000) }
     }
 }

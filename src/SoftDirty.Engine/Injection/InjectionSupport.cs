@@ -126,6 +126,11 @@ internal static class InjectionSupport
         catch (UnauthorizedAccessException) { return "?"; }
     }
 
+    /// <summary>Whether the process is gone or a zombie (state Z or X, as /proc/PID/status says).</summary>
+    public static bool HasExited(int pid) =>
+        ReadStatus(pid) is not { } status
+        || (status.TryGetValue("State", out var state) && (state.StartsWith('Z') || state.StartsWith('X')));
+
     /// <summary>/proc/PID/status as name → value (the value trimmed); null when the process is gone.</summary>
     internal static Dictionary<string, string>? ReadStatus(int pid)
     {

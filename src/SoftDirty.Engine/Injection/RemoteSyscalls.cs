@@ -469,12 +469,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     }
 
     /// <summary>Whether the thread is gone, or its process gone or exiting.</summary>
-    private bool Exited() => !Directory.Exists($"/proc/{ProcessId}/task/{ThreadId}") || HasExited(ProcessId);
-
-    /// <summary>Whether the process is gone or a zombie (state Z or X, as /proc/PID/status says).</summary>
-    private static bool HasExited(int pid) =>
-        InjectionSupport.ReadStatus(pid) is not { } status
-        || (status.TryGetValue("State", out var state) && (state.StartsWith('Z') || state.StartsWith('X')));
+    private bool Exited() => !Directory.Exists($"/proc/{ProcessId}/task/{ThreadId}") || InjectionSupport.HasExited(ProcessId);
 
     private EngineException Fail(string what)
     {

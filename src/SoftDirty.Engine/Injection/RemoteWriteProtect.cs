@@ -102,9 +102,11 @@ internal static class RemoteWriteProtect
         catch (EngineException) { }
     }
 
-    /// <summary>The state of <paramref name="pid"/>; WriteTrackingNotEnabled when there is none.</summary>
+    /// <summary>The state of <paramref name="pid"/>; ProcessExited when the process is gone or a zombie (its tracking ended with it), else WriteTrackingNotEnabled when there is none.</summary>
     public static WriteTrackingState Require(int pid) => WriteTrackingStore.Load(pid)
-        ?? throw new EngineException(EngineError.WriteTrackingNotEnabled, $"Write tracking is not enabled in process {pid}; run Enable-WriteTracking -Id {pid} first.", pid);
+        ?? throw (InjectionSupport.HasExited(pid)
+            ? new EngineException(EngineError.ProcessExited, $"Process {pid} has exited: its write tracking ended with it.", pid)
+            : new EngineException(EngineError.WriteTrackingNotEnabled, $"Write tracking is not enabled in process {pid}; run Enable-WriteTracking -Id {pid} first.", pid));
 
     /// <summary>Registers more ranges with the target's userfaultfd; returns, per range, whether the kernel took it.</summary>
     public static bool[] Register(ProcPageSource source, WriteTrackingState state, IReadOnlyList<AddressRange> ranges)

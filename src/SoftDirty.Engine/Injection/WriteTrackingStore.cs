@@ -107,7 +107,9 @@ internal static partial class WriteTrackingStore
         if (state is not null && state.ProcessId == pid && StartTime(pid) == state.StartTime && state.Inode != 0)
         {
             if (DescriptorInode(pid, state.Descriptor) == state.Inode) return state;
-            if (!DescriptorsReadable(pid))
+            // A process that exits hides its descriptors from its own user too: its tracking ended with it (stale), never
+            // PermissionDenied (seen as the unprivileged user on a target exiting under Enable-WriteTracking).
+            if (!DescriptorsReadable(pid) && !InjectionSupport.HasExited(pid))
                 throw new EngineException(EngineError.PermissionDenied,
                     $"The write tracking of process {pid} cannot be checked now: the process hides its descriptors (/proc/{pid}/fd; it is not dumpable, PR_SET_DUMPABLE 0, or a setuid program). Its state is kept; run as root, or again once the process is dumpable.", pid);
         }
