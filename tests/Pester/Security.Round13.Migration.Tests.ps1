@@ -59,7 +59,7 @@ Import-Module '$PSScriptRoot/SoftDirty.TestSupport.psm1'
 `$target = $Source
 `$ps = [powershell]::Create()
 `$null = `$ps.AddCommand('Import-Module').AddArgument(`$env:SOFTDIRTY_MODULE).AddStatement().AddCommand('Invoke-PreCopyMigration').AddParameter('ToSession', `$s).
-    AddParameter('Destination', "`$dest/chain").AddParameter('MaxIterations', $MaxIterations).AddParameter('StopThreshold', 0).AddParameter('Confirm', `$false)
+    AddParameter('Destination', "`$dest/chain").AddParameter('MaxIterations', $MaxIterations).AddParameter('StopThreshold', 0).AddParameter('Confirm', `$false).AddParameter('LinkTimeoutSec', 20)
 `$workload = $Workload
 if (`$workload) { `$null = `$ps.AddParameter('Workload', `$workload) }
 if (`$target -is [SoftDirty.Emulation.EmulatedProcess]) { `$null = `$ps.AddParameter('Emulator', `$target) } else { `$null = `$ps.AddParameter('Id', `$target.Id).AddParameter('Method', 'Hash') }
@@ -70,10 +70,10 @@ while (-not `$killed -and [DateTime]::UtcNow -lt `$deadline -and -not `$run.IsCo
 }
 `$deadline = [DateTime]::UtcNow.AddMinutes(5)
 while (-not `$run.IsCompleted -and [DateTime]::UtcNow -lt `$deadline) { Start-Sleep -Milliseconds 200 }
-`$r = [ordered]@{ Killed = `$killed; ReceiverGone = -not (Test-Path "/proc/`$receiver"); Ended = `$run.IsCompleted; ErrorId = `$null; Summary = 0; Stage = @(); State = `$null; Tracer = `$null }
+`$r = [ordered]@{ Killed = `$killed; ReceiverGone = -not (Test-Path "/proc/`$receiver"); Ended = `$run.IsCompleted; ErrorId = `$null; Message = `$null; Summary = 0; Stage = @(); State = `$null; Tracer = `$null }
 if (`$run.IsCompleted) {
     `$out = @(`$ps.EndInvoke(`$run))
-    if (`$ps.Streams.Error.Count) { `$r.ErrorId = `$ps.Streams.Error[0].FullyQualifiedErrorId }
+    if (`$ps.Streams.Error.Count) { `$r.ErrorId = `$ps.Streams.Error[0].FullyQualifiedErrorId; `$r.Message = `$ps.Streams.Error[0].Exception.Message }
     `$r.Summary = @(`$out | Where-Object { `$_ -is [SoftDirty.Workflows.PreCopySummary] }).Count
 }
 `$r.Stage = @(Get-ChildItem -Force -Directory -LiteralPath ([IO.Path]::GetTempPath()) -Filter 'softdirty-precopy-*' | Where-Object { (`$_.Name -split '-')[4] -eq "`$PID" }).Name
@@ -119,6 +119,8 @@ Describe 'Invoke-PreCopyMigration -ToSession: the receiver killed (rounds 10, 11
         $r.ReceiverGone | Should -BeTrue
         $r.Ended | Should -BeTrue -Because 'the migration must end (hang guard)'
         $r.ErrorId | Should -Be "LinkBroken,$MigrateId"
+        # The child gives -LinkTimeoutSec 20: a receiver that went silent is called gone after that, not the default minute.
+        if ($r.Message -like 'Nothing was heard*') { $r.Message | Should -Match 'for 20 seconds' }
         $r.Summary | Should -Be 0
         # Only what the receiver confirmed is in place (a valid chain); its hidden partial folder is no image.
         @(Get-ChildItem -LiteralPath "$dest/chain" -ErrorAction Ignore).Name | Should -Be $Placed
@@ -219,6 +221,10 @@ Describe 'Ctrl+C, -WhatIf and two migrations of one target (round 13)' -Tag 'Wor
             Test-Path $dest | Should -BeFalse
             Get-OwnStage | Should -BeNullOrEmpty
         } finally { Remove-PSSession $s }
+    }
+    It '-LinkTimeoutSec without -ToSession is InvalidArgument, and under 15 seconds (the receiver beats every 5) is refused' {
+        Get-ErrorId { New-Source | Invoke-PreCopyMigration -Bandwidth 1GB -LinkTimeoutSec 30 -MaxIterations 1 } | Should -Be "InvalidArgument,$MigrateId"
+        Get-ErrorId { New-Source | Invoke-PreCopyMigration -Bandwidth 1GB -LinkTimeoutSec 5 -MaxIterations 1 } | Should -Be "ParameterArgumentValidationError,$MigrateId"
     }
     It 'two migrations of one real process at once: each ends with a valid chain or one of the module''s errors; the process is left running, untraced' -Skip:([bool]$HashSkip) {
         $t = Start-TestTarget

@@ -48,6 +48,16 @@ public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
     [ValidateNotNullOrEmpty]
     public string? RestorePath { get; set; }
 
+    /// <summary>
+    /// With -ToSession: the seconds the destination may be silent (no acknowledgement, heartbeat, output or error) while a
+    /// round crosses or is verified there, before the link counts as broken (LinkBroken). A chunk (about 5.6 MB on the
+    /// wire) must cross in that time: the default, 60, fails links slower than about 90 KB/s. 15 at the least (the
+    /// destination's heartbeat while it verifies comes every 5 seconds).
+    /// </summary>
+    [Parameter]
+    [ValidateRange(SessionImageLink.MinStallSeconds, SessionImageLink.MaxStallSeconds)]
+    public int LinkTimeoutSec { get; set; } = SessionImageLink.DefaultStallSeconds;
+
     /// <summary>The progress activity of each image's transfer over -ToSession.</summary>
     private const int TransferActivityId = 0x5E00;
 
@@ -57,7 +67,8 @@ public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
         base.BeginProcessing();
         string? problem = ToSession is null
             ? (!MyInvocation.BoundParameters.ContainsKey(nameof(Bandwidth)) ? "-Bandwidth (bytes per second of the simulated link) is required without -ToSession."
-              : RestorePath is not null ? "-RestorePath needs -ToSession: restore a local chain with Restore-MemoryImage." : null)
+              : RestorePath is not null ? "-RestorePath needs -ToSession: restore a local chain with Restore-MemoryImage."
+              : MyInvocation.BoundParameters.ContainsKey(nameof(LinkTimeoutSec)) ? "-LinkTimeoutSec needs -ToSession: the simulated link of -Bandwidth never stalls." : null)
             : MyInvocation.BoundParameters.ContainsKey(nameof(Bandwidth)) ? "-Bandwidth models a link; with -ToSession the link is real and measured: leave -Bandwidth out."
             : Destination is null ? "-ToSession needs -Destination: the directory on the destination machine for the images." : null;
         if (problem is not null) ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, problem, null)));
@@ -75,7 +86,7 @@ public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
         if (!ShouldProcess($"{source.Name} ({source.ProcessId})", ToSession is null ? "Run pre-copy rounds and stop the process (ptrace) for the final round"
             : $"Send pre-copy rounds to {Destination} on {ToSession.ComputerName} and stop the process (ptrace) for the final round")) return;
         var selector = WorkflowSelector.Checked(source, Mapping);
-        var link = ToSession is null ? null : SessionImageLink.Open(ToSession, Destination!, RestorePath, Cancellation);
+        var link = ToSession is null ? null : SessionImageLink.Open(ToSession, Destination!, RestorePath, LinkTimeoutSec, Cancellation);
         using var tracker = DirtyTracker.Create(source, Method, PageHashAlgorithm.Fast128, selector, Cancellation);
         WriteVerbose(tracker.Description);
         var options = new PreCopyOptions

@@ -12,7 +12,7 @@ namespace SoftDirty.Commands;
 /// </summary>
 internal static class Heartbeat
 {
-    /// <summary>Milliseconds between beats: well under the sender's stall limit (<see cref="SessionImageLink.AckStallSeconds"/>).</summary>
+    /// <summary>Milliseconds between beats: well under the sender's stall limit (<see cref="SessionImageLink.MinStallSeconds"/> at the least).</summary>
     public const int IntervalMilliseconds = 5000;
 
     /// <summary>Runs <paramref name="work"/>, beating meanwhile; its result, or its exception as it threw it.</summary>

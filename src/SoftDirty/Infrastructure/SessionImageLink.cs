@@ -40,11 +40,15 @@ internal sealed class SessionImageLink : IImageLink
     private const int InFlightChunks = 4;
     /// <summary>
     /// How long a sender hears nothing from the destination (no acknowledgement, heartbeat, output or error) before it
-    /// calls the link broken: a chunk (about 5.6 MB on the wire) must cross in that time, so links slower than about
+    /// calls the link broken, unless -LinkTimeoutSec says otherwise (<see cref="_stallSeconds"/>): a chunk (about 5.6 MB on the wire) must cross in that time, so links slower than about
     /// 90 KB/s fail. PowerShell's session need not notice that the receiver died (rounds 10 and 13: an out-of-process
     /// session stays open, its pipeline running, for good after its process is killed).
     /// </summary>
-    internal const int AckStallSeconds = 60;
+    internal const int DefaultStallSeconds = 60;
+    /// <summary>The shortest silence -LinkTimeoutSec allows: two of the receiver's heartbeats (<see cref="Heartbeat.IntervalMilliseconds"/>) and more.</summary>
+    internal const int MinStallSeconds = 15;
+    /// <summary>The longest silence -LinkTimeoutSec allows: a day.</summary>
+    internal const int MaxStallSeconds = 86400;
     /// <summary>How long Ctrl+C waits for the destination to stop its pipeline before the command ends anyway (a dead or stalled one never does).</summary>
     private const int StopGraceSeconds = 10;
     /// <summary>How often a sender waiting for an acknowledgement looks at the pipeline's state and at Ctrl+C.</summary>
@@ -52,11 +56,14 @@ internal sealed class SessionImageLink : IImageLink
 
     private readonly PSSession _session;
     private readonly string _destination;
+    /// <summary>The silence after which the link is broken (-LinkTimeoutSec; <see cref="DefaultStallSeconds"/>).</summary>
+    private readonly int _stallSeconds;
 
-    private SessionImageLink(PSSession session, string destination)
+    private SessionImageLink(PSSession session, string destination, int stallSeconds)
     {
         _session = session;
         _destination = destination;
+        _stallSeconds = stallSeconds;
     }
 
     /// <inheritdoc/>
@@ -72,9 +79,9 @@ internal sealed class SessionImageLink : IImageLink
     /// round): a path of another provider (Env:, Variable:, Function:) would otherwise resolve to its bare item name
     /// and the images would land in a folder of that name under the session's current location.
     /// </summary>
-    public static SessionImageLink Open(PSSession session, string destination, string? restorePath, CancellationToken cancel)
+    public static SessionImageLink Open(PSSession session, string destination, string? restorePath, int stallSeconds, CancellationToken cancel)
     {
-        var link = new SessionImageLink(session, destination);
+        var link = new SessionImageLink(session, destination, stallSeconds);
         var paths = restorePath is null ? new[] { destination } : new[] { destination, restorePath };
         var result = link.Run("the check of the destination paths", ps => ps.AddScript(ResolveScript).AddArgument(paths), null, cancel);
         if (result.Count == 0 || result[0]?.BaseObject is not string first)
@@ -87,7 +94,7 @@ internal sealed class SessionImageLink : IImageLink
             throw new EngineException(EngineError.InvalidArgument,
                 $"On {session.ComputerName}: {problem?[RefusedMark.Length..] ?? "the destination paths could not be resolved"}.", destination);
         }
-        return new SessionImageLink(session, answers[0]!) { RestorePath = restorePath is null ? null : answers[1] };
+        return new SessionImageLink(session, answers[0]!, stallSeconds) { RestorePath = restorePath is null ? null : answers[1] };
     }
 
     /// <summary>The final image's restore folder on the destination, resolved there by <see cref="Open"/> (null without -RestorePath).</summary>
@@ -216,7 +223,7 @@ internal sealed class SessionImageLink : IImageLink
     /// this thread while it waits; any failure becomes an <see cref="EngineException"/>. The wait is bounded
     /// (round 13): PowerShell's session need not notice that its far end died (an out-of-process session stays Opened,
     /// its pipeline Running, for good after its process is killed), so a pipeline from which nothing is heard (no
-    /// acknowledgement, heartbeat, output or error; <see cref="Heartbeat"/>) for <see cref="AckStallSeconds"/> while
+    /// acknowledgement, heartbeat, output or error; <see cref="Heartbeat"/>) for <see cref="_stallSeconds"/> while
     /// it runs is LinkBroken. A pipeline that did not end is never disposed: its Dispose stops it and waits for the far
     /// end to confirm, for good on a dead one (the hang of round 11's test, seen in a stack: PowerShell.Dispose, Stop).
     /// </summary>
@@ -268,9 +275,9 @@ internal sealed class SessionImageLink : IImageLink
                 // end died, round 10) while the pipeline goes on: the input never reached the receiver whole.
                 if (feeding.Exception?.InnerException is { } failed && failed is NullReferenceException or ObjectDisposedException or IOException or PSRemotingTransportException)
                     throw Torn(failed);
-                if ((quiet.Elapsed - TimeSpan.FromTicks(Interlocked.Read(ref heard))).TotalSeconds >= AckStallSeconds)
+                if ((quiet.Elapsed - TimeSpan.FromTicks(Interlocked.Read(ref heard))).TotalSeconds >= _stallSeconds)
                     throw new EngineException(EngineError.LinkBroken,
-                        $"Nothing was heard from {Computer} for {AckStallSeconds} seconds while {what} ran there: the receiver is gone or the link is stalled; the destination keeps its last complete, verified image.", Computer);
+                        $"Nothing was heard from {Computer} for {_stallSeconds} seconds while {what} ran there: the receiver is gone or the link is stalled (-LinkTimeoutSec); the destination keeps its last complete, verified image.", Computer);
             }
             poll?.Invoke();
             cancel.ThrowIfCancellationRequested();
