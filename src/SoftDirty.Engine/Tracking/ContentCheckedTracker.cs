@@ -31,9 +31,11 @@ internal sealed class ContentCheckedTracker : IDirtyTracker
 
     /// <summary>
     /// Whether other processes can change the pages of <paramref name="mapping"/> without a write through this
-    /// process's page table: a shared mapping, or one of a file.
+    /// process's page table: a shared mapping, or one of a file or of shared memory. A MAP_PRIVATE mapping of a memfd
+    /// (MappingKind.SharedAnonymous, not Shared) maps the memfd's own pages until this process writes them, so write(2)
+    /// to the memfd or another process's MAP_SHARED mapping of it changes them as it does a private file mapping's.
     /// </summary>
-    public static bool ChangeableByOthers(MemoryMapping mapping) => mapping.Shared || mapping.Kind == MappingKind.File;
+    public static bool ChangeableByOthers(MemoryMapping mapping) => mapping.Shared || mapping.Kind is MappingKind.File or MappingKind.SharedAnonymous;
 
     /// <summary>
     /// For a real process, <paramref name="create"/>'s tracker of the mappings no one else can change, joined with

@@ -1,0 +1,188 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, fourteenth attack round, on writes that reach a tracked process's memory by a path other than its own
+# store instructions (new cases only; rounds 2-13 are in Security.Round*.Tests.ps1, Workflows.Security.Tests.ps1 and
+# WriteTracking.Tests.ps1: io_uring registered buffers, read(2), /proc/PID/mem, process_vm_writev and POKEDATA in
+# watches, MAP_SHARED memfds and files rewritten, truncated or punched, mprotect, mremap, fork, exec, KSM were done).
+# Here: a MAP_PRIVATE mapping of a memfd, whose pages another process changes until this one writes them. Every case
+# compares what a watch, an increment or a migration saw with what really changed (a Hash watch, a full image of the
+# same moment).
+
+BeforeDiscovery {
+    $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason } else { 'Linux only' }
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r14w')
+    chmod 0755 $TestDrive $root
+    $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state14w'
+    function New-Dest { Join-Path $root "d-$([guid]::NewGuid().ToString('n'))" }
+    function Get-Bytes([int] $Seed, [int] $Length) { $r = [Random]::new($Seed); $b = [byte[]]::new($Length); $r.NextBytes($b); , $b }
+    # Writes $Bytes at $Offset of the file with write(2), from this process (not the target).
+    function Write-FileAt([string] $Path, [int64] $Offset, [byte[]] $Bytes) {
+        $fs = [IO.File]::Open($Path, 'Open', 'ReadWrite', 'ReadWrite')
+        try { $fs.Position = $Offset; $fs.Write($Bytes, 0, $Bytes.Length) } finally { $fs.Dispose() }
+    }
+    # The page indexes of [$Base, $Base + $Pages pages) that the ranges of a sample cover.
+    function Get-PageIndexes($Ranges, [uint64] $Base, [int] $Pages, [uint64] $PageSize) {
+        $end = $Base + [uint64]$Pages * $PageSize
+        @(foreach ($r in $Ranges) {
+                $s = [Math]::Max([uint64]$r.Start, $Base); $e = [Math]::Min([uint64]$r.End, $end)
+                for ($a = $s; $a -lt $e; $a += $PageSize) { [int](($a - $Base) / $PageSize) }
+            })
+    }
+    # An imgtarget whose only mapping of a memfd (16 filled pages) is MAP_PRIVATE, every page read (present, the memfd's
+    # own pages, not copies): the MAP_SHARED mapping that filled it is replaced by anonymous memory, and the memfd stays
+    # open in the target. Returns the target, the private mapping's address and the memfd's path for other processes.
+    function New-PrivateMemfdTarget {
+        $t = Start-ImgTarget
+        $shm = (Send-ImgTarget $t 'shm 16') -split ' '
+        $null = Send-ImgTarget $t "fill $($shm[0]) 16 6"
+        $fd = "/proc/$($t.Id)/fd/$([Convert]::ToInt32($shm[1], 16))"
+        $null = Send-ImgTarget $t "fixed $($shm[0]) 16"
+        $hex = Send-ImgTarget $t "mapfile $fd 16 0"
+        $null = Send-ImgTarget $t "touch $hex 0 16"
+        [pscustomobject]@{ Target = $t; Hex = $hex; Address = [Convert]::ToUInt64($hex, 16); Memfd = $fd }
+    }
+}
+
+AfterAll { Remove-Item Env:SOFTDIRTY_STATE_DIR -ErrorAction SilentlyContinue }
+
+Describe 'Round 14: a MAP_PRIVATE memfd mapping whose memfd another process changes' -Tag 'WriteTracking', 'Security', 'Round14Writes' -Skip:([bool]$WtSkip) {
+    # Before: ContentCheckedTracker compared by content only shared mappings and file mappings (MappingKind.File); a
+    # private mapping of a memfd is MappingKind.SharedAnonymous and not Shared, so it was left to the page tables, which
+    # no write(2) to the memfd (or another process's MAP_SHARED mapping of it) touches: a SoftDirty or WriteProtect watch
+    # and the live rounds of a migration missed those pages without a word.
+    It 'the target''s private mapping is what the case needs: a memfd, not shared, its pages present' {
+        $m = New-PrivateMemfdTarget
+        try {
+            $mapping = Get-MemoryMapping -Id $m.Target.Id | Where-Object Start -eq $m.Address
+            $mapping.Path | Should -BeLike '/memfd:*'
+            $mapping.Shared | Should -BeFalse
+            (Get-PageMap -Id $m.Target.Id -Address $m.Address -Length 64KB -Present).Count | Should -Be 16
+        } finally { Stop-ImgTarget $m.Target }
+    }
+
+    It 'sample 2 of a <Method> watch has the pages another process <How>' -ForEach @(
+        foreach ($method in 'WriteProtect', 'Hash') {
+            @{ Method = $method; How = 'wrote into the memfd with write(2)'; Pages = 5, 6; Punch = $false }
+            @{ Method = $method; How = 'punched out of the memfd (fallocate PUNCH_HOLE: they read as zeros)'; Pages = 9, 10; Punch = $true }
+        }
+    ) {
+        $m = New-PrivateMemfdTarget
+        $t = $m.Target
+        try {
+            $ps = [uint64]4096
+            $done = $false
+            $samples = @(Watch-DirtyPage -Id $t.Id -Method $Method -Count 3 -Interval 1 | ForEach-Object {
+                    if (-not $done) {
+                        $done = $true
+                        if ($Punch) {
+                            fallocate --punch-hole --keep-size --offset ($Pages[0] * 4096) --length ($Pages.Count * 4096) $m.Memfd
+                            $LASTEXITCODE | Should -Be 0
+                        } else { Write-FileAt $m.Memfd ($Pages[0] * 4096) (Get-Bytes 9 ($Pages.Count * 4096)) }
+                    }
+                    $_
+                })
+            $second = Get-PageIndexes $samples[1].Ranges $m.Address 16 $ps
+            foreach ($p in $Pages) { $second | Should -Contain $p -Because "another process changed page $p of the memfd in sample 2's interval" }
+        } finally {
+            if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
+            Stop-ImgTarget $t
+        }
+    }
+
+    It 'a <Method> increment after write(2) and a punched hole in the memfd restores what a full image of that moment restores' -ForEach @(
+        @{ Method = 'WriteProtect' }, @{ Method = 'Hash' }
+    ) {
+        $m = New-PrivateMemfdTarget
+        $t = $m.Target
+        try {
+            $chain = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method $Method
+            Write-FileAt $m.Memfd (3 * 4096) (Get-Bytes 10 (2 * 4096))
+            fallocate --punch-hole --keep-size --offset (12 * 4096) --length 4096 $m.Memfd
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method $Method
+            $full = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
+            Test-MemoryImage "$chain/1" | Should -BeTrue
+            Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty
+        } finally {
+            if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
+            Stop-ImgTarget $t
+        }
+    }
+
+    It 'a WriteProtect migration counts the pages another process wrote into the memfd in the round they changed, and its final image is the memory of the end' {
+        $m = New-PrivateMemfdTarget
+        $t = $m.Target
+        try {
+            $done = $false
+            $dir = New-Dest
+            $out = @(Invoke-PreCopyMigration -Id $t.Id -Method WriteProtect -Destination $dir -Bandwidth 64MB -MaxIterations 3 -StopThreshold 0 | ForEach-Object {
+                    if (-not $done -and $_.PSObject.Properties['Phase'] -and "$($_.Phase)" -eq 'Live') {
+                        $done = $true
+                        $script:firstRound = $_.Round
+                        Write-FileAt $m.Memfd (7 * 4096) (Get-Bytes 11 (3 * 4096))
+                    }
+                    $_
+                })
+            $next = $out | Where-Object { $_.PSObject.Properties['Round'] -and $_.Round -eq $firstRound + 1 }
+            $next | Should -Not -BeNullOrEmpty
+            $seen = Get-PageIndexes $next.Ranges $m.Address 16 4096
+            foreach ($p in 7..9) { $seen | Should -Contain $p -Because "another process wrote page $p of the memfd after round $firstRound" }
+            $final = ($out | Where-Object { $_.PSObject.Properties['FinalImage'] }).FinalImage
+            $full = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
+            Compare-RestoredImage $final $full $root | Should -BeNullOrEmpty
+        } finally {
+            Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
+            Stop-ImgTarget $t
+        }
+    }
+}
+
+Describe 'Round 14: pages of a MAP_PRIVATE file or memfd mapping dropped under write tracking' -Tag 'WriteTracking', 'Security', 'Round14Writes' -Skip:([bool]$WtSkip) {
+    # Before: under write tracking the kernel leaves a uffd-wp marker where it drops a page of a file-backed mapping (a
+    # hole punched in the file, MADV_DONTNEED), which pagemap shows as swapped: neither written nor of a file. A
+    # WriteProtect increment counted such a page present and unwritten and kept the parent's bytes for it, while the
+    # memory reads the file again (zeros for a hole, the file's bytes where the target had its own copy): the restore
+    # differed from a full image of the same moment without a warning. Now private mappings of files and memfds are
+    # compared by content in every increment, as shared ones were.
+    It '<Case>, -Method <Method>: the increment restores what a full image of that moment restores' -ForEach @(
+        foreach ($m in 'WriteProtect', 'Hash') {
+            @{ Method = $m; Case = 'a MAP_PRIVATE file read by the target, a hole punched by another process' }
+            @{ Method = $m; Case = 'a MAP_PRIVATE file partly written (copied) by the target, then MADV_DONTNEED of the copies' }
+            @{ Method = $m; Case = 'a MAP_PRIVATE memfd read by the target, a hole punched by another process' }
+        }
+    ) {
+        $t = $null
+        try {
+            if ($Case -like '*memfd*') {
+                $mf = New-PrivateMemfdTarget
+                $t = $mf.Target; $hex = $mf.Hex; $backing = $mf.Memfd
+            } else {
+                $t = Start-ImgTarget
+                $backing = Join-Path $root "file-$([guid]::NewGuid().ToString('n'))"
+                [IO.File]::WriteAllBytes($backing, (Get-Bytes 12 (16 * 4096)))
+                $hex = Send-ImgTarget $t "mapfile $backing 16 0"
+                $null = Send-ImgTarget $t "touch $hex 0 16"
+                if ($Case -like '*written*') { $null = Send-ImgTarget $t "write $hex 4 4" }
+            }
+            $chain = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method $Method
+            if ($Case -like '*punched*') {
+                fallocate --punch-hole --keep-size --offset (6 * 4096) --length (2 * 4096) $backing
+                $LASTEXITCODE | Should -Be 0
+            } else { $null = Send-ImgTarget $t "dontneed $hex 4 4" }
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method $Method
+            $full = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
+            Test-MemoryImage "$chain/1" | Should -BeTrue
+            Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty -Because "$Case ($Method)"
+        } finally {
+            if ($t -and $Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
+            Stop-ImgTarget $t
+        }
+    }
+}
