@@ -77,8 +77,10 @@ internal static class ImageWriter
 
         var mappings = source.ReadMappings(false);
         var spans = PageWalk.DataSpans(mappings, selector);
-        // What to compare besides the tracker's candidates: what no tracker can vouch for (ImageTracking.Untracked).
-        var watched = candidates is null || chain is null ? null : Union(candidates.Ranges, ImageTracking.Untracked(mappings, selector, chain[^1].Manifest.Mappings,
+        // What to compare besides the tracker's candidates: what no tracker can vouch for (ImageTracking.Untracked); every
+        // page while the process holds io_uring rings in its own memory, which the kernel writes, no one knows where.
+        bool ringsInOwnMemory = PageWalk.IsRealProcess(source) && PinnedBuffers.HasRingsInOwnMemory(source.ProcessId, mappings);
+        var watched = candidates is null || chain is null || ringsInOwnMemory ? null : Union(candidates.Ranges, ImageTracking.Untracked(mappings, selector, chain[^1].Manifest.Mappings,
             PageWalk.IsRealProcess(source) ? PinnedBuffers.Read(source.ProcessId, ps) : null));
         var zeroHash = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
         bool increment = parentPages.Count > 0;
