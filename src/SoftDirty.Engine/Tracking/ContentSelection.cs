@@ -39,9 +39,12 @@ internal sealed class ContentSelection
     public void Refresh(CancellationToken cancel)
     {
         _pinnedBefore = _pinnedNow;
-        _pinnedNow = PinnedBuffers.Read(_source.ProcessId, _source.PageSize);
         _ringsBefore = _ringsNow;
-        _ringsNow = PinnedBuffers.HasRingsInOwnMemory(_source.ProcessId, _source.ReadMappings(false));
+        if (PageWalk.IsRealProcess(_source)) // (an emulated process has no io_uring, and its pid is no real one's)
+        {
+            _pinnedNow = PinnedBuffers.Read(_source.ProcessId, _source.PageSize);
+            _ringsNow = PinnedBuffers.HasRingsInOwnMemory(_source.ProcessId, _source.ReadMappings(false));
+        }
         if (!_readOnlyByContent) return;
         _holdingBefore = _holdingNow;
         _holdingNow = NotWritableHoldingPages(cancel);
