@@ -189,11 +189,11 @@ internal static class ImageTracking
     /// The parts of the selected mappings whose pages no tracker's answer can vouch for: an increment compares them
     /// by content whatever the candidates say. Mappings not writable now (WriteProtect watches writable mappings
     /// only, so a page written before an mprotect to read-only or PROT_NONE is found by its content alone), shared
-    /// mappings, private mappings of files and memfds (<see cref="ContentCheckedTracker.ChangeableByOthers"/>: write(2)
-    /// and other processes change their pages, and a page dropped there reads the file again), and everything outside
-    /// the parent's mappings (a selection wider than the parent's: pages that were never saved, whether written since
-    /// or not). <see cref="ImageWriter"/> also compares, page by page, pages of files and of shared memory elsewhere
-    /// (their pagemap category).
+    /// mappings, and everything outside the parent's mappings (a selection wider than the parent's: pages that were
+    /// never saved, whether written since or not). Pages of files and shared memory in private mappings, which
+    /// write(2) and other processes change without this process's page tables seeing it, are compared by
+    /// <see cref="ImageWriter"/> page by page (their pagemap category), and so are the pages dropped there under write
+    /// tracking (uffd-wp markers, which read the file again).
     /// </summary>
     /// <param name="mappings">The process's mappings, ascending.</param>
     /// <param name="selector">The save's selection; null: all.</param>
@@ -210,10 +210,7 @@ internal static class ImageTracking
         foreach (var m in mappings)
         {
             if (selector is not null && !selector(m)) continue;
-            // A private mapping of a file or memfd too: a page dropped there (a hole punched in the file by another
-            // process, MADV_DONTNEED of a copied page) reads the file's bytes again, and under write tracking keeps a
-            // uffd-wp marker that pagemap shows as swapped, neither written nor of a file (ImageWriter's per-page test).
-            if ((m.Protection & Protection.Write) == 0 || ContentCheckedTracker.ChangeableByOthers(m) || Overlaps(kernelWritten, m)) { b.Add(m.Start, m.End); continue; }
+            if ((m.Protection & Protection.Write) == 0 || m.Shared || Overlaps(kernelWritten, m)) { b.Add(m.Start, m.End); continue; }
             ulong at = m.Start;
             while (p < parent.Count && parent[p].End <= at) p++;
             for (int q = p; q < parent.Count && parent[q].Start < m.End; q++)
