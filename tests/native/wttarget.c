@@ -82,6 +82,12 @@
  *   sleepers <n>                     n threads (64 KiB stacks) that each write a byte on their stack and sleep 20 ms, over and
  *                                    over: a process of thousands of threads                       -> OK <threads started>
  *   exit [code]                      answers OK, then exits with code (decimal, 0 when none)
+ *   uringnommap <hexaddr> <page> <pages>  an io_uring whose rings live in this process's own memory (IORING_SETUP_NO_MMAP,
+ *                                    NO_SQARRAY, 8 SQEs, 512 CQEs): the SQEs in page <page>, the rings (the SQ and CQ heads and
+ *                                    tails, then the CQEs) from page <page>+1; the kernel writes the CQEs through its own
+ *                                    mapping of the pinned pages                    -> OK <fd> <ring bytes>
+ *   uringnop <count>                 count IORING_OP_NOPs submitted one by one on that ring, each completion consumed (the
+ *                                    CQ head moved): the kernel writes count CQEs, in turn round the ring  -> OK <CQ tail>
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -321,6 +327,12 @@ static void on_usr1(int sig) { (void)sig; crunch_stop = 1; }
 
 /* oddmaps / oddwrite: memory of unusual kinds (round 13). */
 static struct { unsigned char *gd, *ml, *mf, *fw; int mfd; } odd;
+
+/* The io_uring of uringnommap / uringnop, whose rings are this process's own memory. Newer uapi names, by number: older
+ * headers lack them (the user_addr fields are resv2 there). */
+#define IORING_SETUP_NO_MMAP_ (1U << 14)
+#define IORING_SETUP_NO_SQARRAY_ (1U << 16)
+static struct { int fd; unsigned char *rings; struct io_uring_sqe *sqes; struct io_uring_params prm; } nommap = { -1, NULL, NULL, { 0 } };
 
 static void *sleeper(void *arg)
 {
@@ -638,6 +650,35 @@ static void *serve(void *arg)
             pid_t child = vfork();
             if (child == 0) { syscall(SYS_nanosleep, &ts, NULL); _exit(0); }
             if (child > 0) waitpid(child, NULL, 0);
+        } else if (!strcmp(cmd, "uringnommap") && n >= 4) {
+            struct io_uring_params prm;
+            memset(&prm, 0, sizeof prm);
+            unsigned char *base = (unsigned char *)a + b * page_size;
+            prm.flags = IORING_SETUP_NO_MMAP_ | IORING_SETUP_NO_SQARRAY_ | IORING_SETUP_CQSIZE;
+            prm.cq_entries = 512;
+            prm.sq_off.resv2 = (unsigned long)base;                /* sq_off.user_addr: the SQEs */
+            prm.cq_off.resv2 = (unsigned long)(base + page_size);  /* cq_off.user_addr: the rings */
+            unsigned long ring_bytes = 0;
+            int fd = (int)syscall(__NR_io_uring_setup, 8, &prm);
+            if (fd < 0) { reply("ERR io_uring_setup %d", errno); continue; }
+            ring_bytes = prm.cq_off.cqes + prm.cq_entries * sizeof(struct io_uring_cqe);
+            if (ring_bytes > (c - 1) * page_size) { close(fd); reply("ERR rings need %lu bytes", ring_bytes); continue; }
+            nommap.fd = fd; nommap.rings = base + page_size; nommap.sqes = (struct io_uring_sqe *)base; nommap.prm = prm;
+            reply("OK %d %lu", fd, ring_bytes);
+        } else if (!strcmp(cmd, "uringnop") && n >= 2) {
+            if (nommap.fd < 0) { reply("ERR no ring"); continue; }
+            long want = strtol(line + 8, NULL, 10), done = 0;
+            unsigned *tail = (unsigned *)(nommap.rings + nommap.prm.sq_off.tail), mask = *(unsigned *)(nommap.rings + nommap.prm.sq_off.ring_mask);
+            unsigned *chead = (unsigned *)(nommap.rings + nommap.prm.cq_off.head), *ctail = (unsigned *)(nommap.rings + nommap.prm.cq_off.tail);
+            for (; done < want; done++) {
+                struct io_uring_sqe *e = &nommap.sqes[*tail & mask];
+                memset(e, 0, sizeof *e);
+                e->opcode = IORING_OP_NOP; e->user_data = 0x5000 + (unsigned long)done;
+                __atomic_store_n(tail, *tail + 1, __ATOMIC_RELEASE);
+                if (syscall(__NR_io_uring_enter, nommap.fd, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0) break;
+                __atomic_store_n(chead, __atomic_load_n(ctail, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
+            }
+            if (done < want) reply("ERR enter %d", errno); else reply("OK %u", __atomic_load_n(ctail, __ATOMIC_ACQUIRE));
         } else {
             reply("ERR unknown command");
         }

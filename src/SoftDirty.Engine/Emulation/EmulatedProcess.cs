@@ -54,10 +54,17 @@ public sealed partial class EmulatedProcess : IPageSource
         Profile = profile;
         Privileged = privileged;
         _mem = memory;
+        Interlocked.Increment(ref memory.Processes);
         ProcessId = Interlocked.Increment(ref s_lastProcessId);
         _softDirtyBit = profile.SoftDirtyEnabled ? Pte.SoftDirty : 0;
         _vmas = new VmaList(profile.StickySoftDirtyOnMerge);
     }
+
+    /// <summary>
+    /// Whether another emulated process shares this one's memory (a fork's parent or child, alive or not): its writes
+    /// to a shared mapping change this process's pages with no bit of this process's page table set.
+    /// </summary>
+    internal bool SharesMemory => Volatile.Read(ref _mem.Processes) > 1;
 
     /// <summary>A new process on the named kernel profile ("6.1", "6.18", "6.19").</summary>
     public static EmulatedProcess Create(string name = "emulated", string profile = KernelProfile.DefaultName,

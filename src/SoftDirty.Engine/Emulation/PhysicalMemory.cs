@@ -27,6 +27,9 @@ internal sealed class PhysicalMemory
     private const byte MapCountOverflow = byte.MaxValue;
     private const ulong NoFrame = 0;
 
+    /// <summary>The processes made on this memory (fork adds one): past one, another process can change a shared page.</summary>
+    public int Processes;
+
     private readonly List<ulong[]> _content = new();
     private readonly List<byte[]> _mapCount = new();
     private readonly Dictionary<ulong, int> _mapCountOverflow = new();

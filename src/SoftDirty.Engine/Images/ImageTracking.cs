@@ -192,7 +192,8 @@ internal static class ImageTracking
     /// mappings, and everything outside the parent's mappings (a selection wider than the parent's: pages that were
     /// never saved, whether written since or not). Pages of files and shared memory in private mappings, which
     /// write(2) and other processes change without this process's page tables seeing it, are compared by
-    /// <see cref="ImageWriter"/> page by page (their pagemap category).
+    /// <see cref="ImageWriter"/> page by page (their pagemap category), and so are the pages dropped there under write
+    /// tracking (uffd-wp markers, which read the file again).
     /// </summary>
     /// <param name="mappings">The process's mappings, ascending.</param>
     /// <param name="selector">The save's selection; null: all.</param>

@@ -77,8 +77,10 @@ internal static class ImageWriter
 
         var mappings = source.ReadMappings(false);
         var spans = PageWalk.DataSpans(mappings, selector);
-        // What to compare besides the tracker's candidates: what no tracker can vouch for (ImageTracking.Untracked).
-        var watched = candidates is null || chain is null ? null : Union(candidates.Ranges, ImageTracking.Untracked(mappings, selector, chain[^1].Manifest.Mappings,
+        // What to compare besides the tracker's candidates: what no tracker can vouch for (ImageTracking.Untracked); every
+        // page while the process holds io_uring rings in its own memory, which the kernel writes, no one knows where.
+        bool ringsInOwnMemory = PageWalk.IsRealProcess(source) && PinnedBuffers.HasRingsInOwnMemory(source.ProcessId, mappings);
+        var watched = candidates is null || chain is null || ringsInOwnMemory ? null : Union(candidates.Ranges, ImageTracking.Untracked(mappings, selector, chain[^1].Manifest.Mappings,
             PageWalk.IsRealProcess(source) ? PinnedBuffers.Read(source.ProcessId, ps) : null));
         var zeroHash = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
         bool increment = parentPages.Count > 0;
@@ -114,13 +116,20 @@ internal static class ImageWriter
                 // are any. (Lazily: the regions of a large sparse process are never all held at once.)
                 var shared = new List<AddressRange>();
                 // [start, end) cut to the watched ranges (regions ascend: the search goes on where it stopped).
-                int watchedAt = 0;
+                int watchedAt = 0, spanAt = 0;
                 IEnumerable<AddressRange> Watched(ulong start, ulong end, bool whole)
                 {
                     if (watched is null || whole) { yield return new AddressRange(start, end); yield break; }
                     while (watchedAt < watched.Count && watched[watchedAt].End <= start) watchedAt++;
                     for (int i = watchedAt; i < watched.Count && watched[i].Start < end; i++)
                         yield return new AddressRange(Math.Max(start, watched[i].Start), Math.Min(end, watched[i].End));
+                }
+                // Whether r is swapped, not present, in a mapping of a file or memfd (a marker: see below).
+                bool DroppedFromFile(PageRegion r)
+                {
+                    if ((r.Categories & (PageCategory.Swapped | PageCategory.Present)) != PageCategory.Swapped) return false;
+                    while (spanAt < spans.Count && spans[spanAt].End <= r.Start) spanAt++;
+                    return spanAt < spans.Count && spans[spanAt].Start <= r.Start && spans[spanAt].Mapping is { } m && ContentCheckedTracker.ChangeableByOthers(m);
                 }
                 IEnumerable<AddressRange> ToRead()
                 {
@@ -139,7 +148,10 @@ internal static class ImageWriter
                         // and appears by a read fault, none of which this process's soft-dirty or write-protect bits see;
                         // so does a page dropped and read again as the zero page, which the pagemap walk (no PfnZero there)
                         // sees only as not exclusive (PageWalk.NotExclusive): both are compared by content.
-                        foreach (var part in Watched(r.Start, r.End, whole: (r.Categories & (PageCategory.File | PageWalk.NotExclusive)) != 0))
+                        // A page of a private file or memfd mapping dropped under write tracking (a hole punched in the
+                        // file by another process, MADV_DONTNEED of the process's own copy) keeps a uffd-wp marker, which
+                        // pagemap shows as swapped, neither written nor of a file, while the memory reads the file again.
+                        foreach (var part in Watched(r.Start, r.End, whole: (r.Categories & (PageCategory.File | PageWalk.NotExclusive)) != 0 || DroppedFromFile(r)))
                         {
                             readRanges?.Add(part);
                             yield return part;

@@ -20,7 +20,7 @@ internal static class PinnedBuffers
     /// <summary>What /proc/PID/fd/N links to for an io_uring.</summary>
     public const string IoUringLink = "anon_inode:[io_uring]";
 
-    private const string UserBufsField = "UserBufs:", PinnedField = "VmPin:";
+    private const string UserBufsField = "UserBufs:", PinnedField = "VmPin:", InodeField = "ino:";
 
     /// <summary>The io_uring registered buffers of <paramref name="pid"/>, page-aligned outwards (empty where none, or where /proc cannot be read).</summary>
     public static List<AddressRange> Read(int pid, int pageSize)
@@ -44,6 +44,52 @@ internal static class PinnedBuffers
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // the process exited meanwhile
         found.Sort((x, y) => x.Start.CompareTo(y.Start));
         return found;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="pid"/> holds an io_uring whose rings it has not mapped from the descriptor: set up with
+    /// IORING_SETUP_NO_MMAP, its rings (the completion entries the kernel writes at every completion) live in the
+    /// process's own memory, pinned and written through the kernel's mapping, and neither /proc/PID/status (VmPin) nor
+    /// fdinfo says where. Each io_uring has an inode of its own (fdinfo "ino:"); rings mapped from the descriptor are a
+    /// mapping of that inode (anon_inode:[io_uring]), compared by content as a shared mapping. A ring set up with
+    /// IORING_SETUP_REGISTERED_FD_ONLY whose descriptor was closed is not seen here.
+    /// </summary>
+    public static bool HasRingsInOwnMemory(int pid, IReadOnlyList<MemoryMapping> mappings)
+    {
+        IEnumerable<string> fds;
+        try { fds = Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return false; }
+        try
+        {
+            foreach (var f in fds)
+            {
+                string? link;
+                try { link = new FileInfo(f).LinkTarget; }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { continue; }
+                if (link != IoUringLink) continue;
+                ulong? inode = ReadInode($"/proc/{pid}/fdinfo/{Path.GetFileName(f)}");
+                if (inode is null) continue; // closed meanwhile
+                bool mapped = false;
+                foreach (var m in mappings)
+                    if (m.Inode == inode && m.Path == IoUringLink) { mapped = true; break; }
+                if (!mapped) return true;
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // the process exited meanwhile
+        return false;
+    }
+
+    /// <summary>The "ino:" line of an fdinfo file; null where it cannot be read.</summary>
+    private static ulong? ReadInode(string path)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines(path))
+                if (line.StartsWith(InodeField, StringComparison.Ordinal))
+                    return ulong.TryParse(line.AsSpan(InodeField.Length).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out ulong ino) ? ino : null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+        return null;
     }
 
     /// <summary>Whether /proc/PID/status says no memory is pinned (VmPin: 0 kB); false where it cannot be read or lacks the field.</summary>

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
+using SoftDirty.Emulation;
 
 namespace SoftDirty.Tracking;
 
@@ -31,13 +32,17 @@ internal sealed class ContentCheckedTracker : IDirtyTracker
 
     /// <summary>
     /// Whether other processes can change the pages of <paramref name="mapping"/> without a write through this
-    /// process's page table: a shared mapping, or one of a file.
+    /// process's page table: a shared mapping, or one of a file or of shared memory. A MAP_PRIVATE mapping of a memfd
+    /// (MappingKind.SharedAnonymous, not Shared) maps the memfd's own pages until this process writes them, so write(2)
+    /// to the memfd or another process's MAP_SHARED mapping of it changes them as it does a private file mapping's.
     /// </summary>
-    public static bool ChangeableByOthers(MemoryMapping mapping) => mapping.Shared || mapping.Kind == MappingKind.File;
+    public static bool ChangeableByOthers(MemoryMapping mapping) => mapping.Shared || mapping.Kind is MappingKind.File or MappingKind.SharedAnonymous;
 
     /// <summary>
     /// For a real process, <paramref name="create"/>'s tracker of the mappings no one else can change, joined with
-    /// a Hash tracker of those others can; for an emulated one (no other writer), <paramref name="create"/>'s tracker of them all.
+    /// a Hash tracker of those others can; likewise for an emulated one that shares its memory with another (a fork's
+    /// parent or child, whose writes to a shared mapping set no bit of this one's page table); for any other emulated
+    /// one (no other writer), <paramref name="create"/>'s tracker of them all.
     /// </summary>
     /// <remarks>
     /// <paramref name="writableOnly"/>: <paramref name="create"/>'s tracker watches writable mappings only (WriteProtect), so
@@ -47,7 +52,7 @@ internal sealed class ContentCheckedTracker : IDirtyTracker
     public static IDirtyTracker Create(IPageSource source, Func<MemoryMapping, bool>? selector, PageHashAlgorithm algorithm,
         Func<Func<MemoryMapping, bool>?, IDirtyTracker> create, bool writableOnly = false)
     {
-        if (!PageWalk.IsRealProcess(source)) return create(selector);
+        if (!PageWalk.IsRealProcess(source) && PageWalk.Root(source) is not EmulatedProcess { SharesMemory: true }) return create(selector);
         var selection = new ContentSelection(source, selector, writableOnly);
         var contents = new HashTracker(source, algorithm, selection.ByContent);
         return new ContentCheckedTracker(create(selection.ByPageTable), contents, selection);

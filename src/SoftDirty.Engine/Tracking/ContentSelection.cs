@@ -8,7 +8,9 @@ namespace SoftDirty.Tracking;
 /// Which mappings a <see cref="ContentCheckedTracker"/> compares by content rather than trusting its page-table tracker:
 /// those other processes can change (<see cref="ContentCheckedTracker.ChangeableByOthers"/>); those holding a buffer the
 /// kernel writes through its own mapping (io_uring registered buffers, <see cref="PinnedBuffers"/>), at the last look or
-/// now, so that a write made while a buffer was registered is found even when it was unregistered since; and, for a
+/// now, so that a write made while a buffer was registered is found even when it was unregistered since; all of them
+/// while the process holds an io_uring whose rings live in its own memory (IORING_SETUP_NO_MMAP: nothing says where);
+/// and, for a
 /// tracker of writable mappings only (WriteProtect), the mappings not writable now: a page written and then made
 /// read-only or PROT_NONE before the collection is found by its content, not a sample or a round later (or never). Of
 /// those, only the ones that hold present or swapped pages (now or, in what was then the same place, at the last look) are compared: a reservation of
@@ -22,6 +24,8 @@ internal sealed class ContentSelection
     private readonly bool _readOnlyByContent;
     private List<AddressRange> _pinnedBefore = new(), _pinnedNow = new();
     private List<AddressRange> _holdingBefore = new(), _holdingNow = new();
+    // An io_uring whose rings live in the process's own memory, no one knows where: every mapping is compared by content.
+    private bool _ringsBefore, _ringsNow;
 
     /// <summary>A selection within <paramref name="selector"/>; <paramref name="readOnlyByContent"/>: the page-table tracker sees writable mappings only.</summary>
     public ContentSelection(IPageSource source, Func<MemoryMapping, bool>? selector, bool readOnlyByContent)
@@ -35,7 +39,12 @@ internal sealed class ContentSelection
     public void Refresh(CancellationToken cancel)
     {
         _pinnedBefore = _pinnedNow;
-        _pinnedNow = PinnedBuffers.Read(_source.ProcessId, _source.PageSize);
+        _ringsBefore = _ringsNow;
+        if (PageWalk.IsRealProcess(_source)) // (an emulated process has no io_uring, and its pid is no real one's)
+        {
+            _pinnedNow = PinnedBuffers.Read(_source.ProcessId, _source.PageSize);
+            _ringsNow = PinnedBuffers.HasRingsInOwnMemory(_source.ProcessId, _source.ReadMappings(false));
+        }
         if (!_readOnlyByContent) return;
         _holdingBefore = _holdingNow;
         _holdingNow = NotWritableHoldingPages(cancel);
@@ -66,7 +75,8 @@ internal sealed class ContentSelection
     public bool ByPageTable(MemoryMapping mapping) => Selected(mapping) && !IsContentMapping(mapping);
 
     private bool IsContentMapping(MemoryMapping m) =>
-        ContentCheckedTracker.ChangeableByOthers(m)
+        _ringsNow || _ringsBefore
+        || ContentCheckedTracker.ChangeableByOthers(m)
         || (_readOnlyByContent && (m.Protection & Protection.Write) == 0 && (Overlaps(_holdingNow, m) || Overlaps(_holdingBefore, m)))
         || Overlaps(_pinnedNow, m) || Overlaps(_pinnedBefore, m);
 
