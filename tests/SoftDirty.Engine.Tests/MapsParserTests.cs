@@ -217,9 +217,18 @@ public class MapsParserTests
     [InlineData("/dev/shm/x", 5UL, true, MappingKind.SharedAnonymous)]
     [InlineData("/dev/shm/x", 5UL, false, MappingKind.File)]
     [InlineData("/usr/bin/cat", 5UL, false, MappingKind.File)]
+    // hugetlb memory: its pages carry no soft-dirty bit of their own (pagemap takes it from the VMA's VM_SOFTDIRTY, which
+    // clear_refs clears, and clear_refs never write-protects them), so it must stay a kind compared by content
+    // (ContentCheckedTracker.ChangeableByOthers): MAP_HUGETLB anonymous memory is the file /anon_hugepage of the kernel's
+    // internal hugetlbfs mount, a hugetlb memfd is /memfd:NAME.
+    [InlineData("/anon_hugepage", 5UL, false, MappingKind.File)]
+    [InlineData("/anon_hugepage", 5UL, true, MappingKind.File)]
+    [InlineData("/memfd:h", 5UL, false, MappingKind.SharedAnonymous)]
     public void Classify(string path, ulong inode, bool shared, MappingKind kind)
     {
         Assert.Equal(kind, MemoryMapping.Classify(path, inode, shared));
+        if (path.StartsWith("/anon_hugepage", StringComparison.Ordinal) || path.StartsWith("/memfd:", StringComparison.Ordinal))
+            Assert.True(SoftDirty.Tracking.ContentCheckedTracker.ChangeableByOthers(new MemoryMapping { Start = 0x1000, End = 0x201000, Path = path, Inode = inode, Shared = shared, Kind = kind }));
     }
 
     [Theory]
