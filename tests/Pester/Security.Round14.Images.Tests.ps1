@@ -1,0 +1,90 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, fourteenth attack round: memory images, their chains and paths. New cases only: earlier rounds are in
+# Security.Round*.Images/Data tests, Workflows.Images.Tests.ps1 and tests/SoftDirty.Engine.Tests/Images. First a
+# target that changes a page so that it keeps its hash (the engine cases: ImagesRound14Tests.cs).
+
+BeforeDiscovery {
+    $IsRoot = (id -u) -eq '0'
+    $yama = if (Test-Path /proc/sys/kernel/yama/ptrace_scope) { [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) } else { 0 }
+    # Writing a child's memory through /proc/PID/mem needs the right to ptrace it.
+    $MemWriteSkip = if ($yama -ge 3 -or ($yama -eq 2 -and -not $IsRoot)) { "Yama's ptrace_scope $yama forbids ptrace of a child here" } else { $null }
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r14i')
+    function New-ImagePath([string] $Prefix = 'i') { Join-Path $root "$Prefix-$([guid]::NewGuid().ToString('n'))" }
+    # Words of a process's memory written and read through /proc/PID/mem (as a debugger would: the target's own pages
+    # change, the same as if it wrote them), and the fixed secret of Fast128 (SplitMix64 of its seed, PageHashKey).
+    if (-not ('R14Memory' -as [type])) {
+        Add-Type -TypeDefinition @'
+public static class R14Memory {
+    public static ulong FixedSecretWord(int i) {
+        ulong x = 0x5D1E7A3C9B1F4C6EUL, z = 0;
+        for (int k = 0; k <= i; k++) { z = x += 0x9E3779B97F4A7C15UL; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL; z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL; z ^= z >> 31; }
+        return z;
+    }
+    public static void Poke(int pid, ulong address, ulong value) {
+        using var h = System.IO.File.OpenHandle("/proc/" + pid + "/mem", System.IO.FileMode.Open, System.IO.FileAccess.ReadWrite);
+        System.IO.RandomAccess.Write(h, System.BitConverter.GetBytes(value), (long)address);
+    }
+    public static ulong Peek(int pid, ulong address) {
+        using var h = System.IO.File.OpenHandle("/proc/" + pid + "/mem", System.IO.FileMode.Open, System.IO.FileAccess.Read);
+        var b = new byte[8];
+        if (System.IO.RandomAccess.Read(h, b, (long)address) != 8) throw new System.IO.IOException("short read of /proc/" + pid + "/mem");
+        return System.BitConverter.ToUInt64(b, 0);
+    }
+}
+'@
+    }
+    # The 8 bytes at $Address of what Restore-MemoryImage wrote for the mapping that holds it.
+    function Read-Restored($Restored, [uint64] $Address) {
+        $m = $Restored | Where-Object { $_.Start -le $Address -and $_.End -gt $Address } | Select-Object -First 1
+        if (-not $m) { throw "no restored mapping holds 0x$('{0:x}' -f $Address)" }
+        $bytes = [IO.File]::ReadAllBytes($m.File)
+        [BitConverter]::ToUInt64($bytes, [int]($Address - $m.Start))
+    }
+}
+
+Describe 'A page changed so that it keeps its Fast128 hash (round 14)' -Tag 'Images', 'Security', 'Round14Images' {
+    BeforeEach { $script:t = Start-ImgTarget }
+    AfterEach { Stop-ImgTarget $t }
+
+    It 'an increment saves the page and the chain restores the bytes the process holds' -Skip:([bool]$MemWriteSkip) {
+        # Word 0 of stripes 0 and 1 of a page (bytes 0 and 64) with the low halves of Fast128's fixed secret words 0
+        # and 1: each multiplies to zero, and only their sum counts; moving one unit between their high halves kept
+        # the unkeyed hash. Before the fix the increment saved no page (DataPages 0), Test-MemoryImage called the
+        # chain valid and its restore held the parent's bytes: the change was lost without a word.
+        $ps = [uint64](Get-SoftDirtySupport).PageSize
+        $addr = [Convert]::ToUInt64((Send-ImgTarget $t 'map 4'), 16)
+        $null = Send-ImgTarget $t ('fill {0:x} 4 5' -f $addr)
+        $page = $addr + $ps
+        $lo0 = [R14Memory]::FixedSecretWord(0) -band [uint64]4294967295
+        $lo1 = [R14Memory]::FixedSecretWord(1) -band [uint64]4294967295
+        [R14Memory]::Poke($t.Id, $page, $lo0 -bor ([uint64]0x1111 -shl 32))
+        [R14Memory]::Poke($t.Id, $page + 64, $lo1 -bor ([uint64]0x2222 -shl 32))
+        $full = New-ImagePath 'full'; $inc = New-ImagePath 'inc'
+        $null = Save-MemoryImage -Id $t.Id -Path $full
+        [R14Memory]::Poke($t.Id, $page, $lo0 -bor ([uint64]0x1112 -shl 32))
+        [R14Memory]::Poke($t.Id, $page + 64, $lo1 -bor ([uint64]0x2221 -shl 32))
+        $i = Save-MemoryImage -Id $t.Id -Path $inc -Parent $full
+        $i.DataPages | Should -BeGreaterOrEqual 1
+        Test-MemoryImage -Path $inc | Should -BeTrue
+        $r = Restore-MemoryImage -Path $inc -Destination (New-ImagePath 'out')
+        '{0:x16}' -f (Read-Restored $r $page) | Should -Be ('{0:x16}' -f [R14Memory]::Peek($t.Id, $page))
+        '{0:x16}' -f (Read-Restored $r ($page + 64)) | Should -Be ('{0:x16}' -f [R14Memory]::Peek($t.Id, $page + 64))
+    }
+
+    It 'each full image has its own key, which Get-MemoryImage does not show, and an increment carries its parent''s' {
+        $a = New-ImagePath 'a'; $b = New-ImagePath 'b'; $a1 = New-ImagePath 'a1'
+        $null = Save-MemoryImage -Id $t.Id -Path $a
+        $null = Save-MemoryImage -Id $t.Id -Path $b
+        $null = Save-MemoryImage -Id $t.Id -Path $a1 -Parent $a
+        $key = { param($p) (Get-Content -Raw (Join-Path $p manifest.json) | ConvertFrom-Json).pageKey }
+        (& $key $a) | Should -Match '^[0-9a-f]{64}$'
+        (& $key $a) | Should -Not -Be (& $key $b)
+        (& $key $a1) | Should -Be (& $key $a)
+        (Get-MemoryImage -Path $a | Get-Member -MemberType Property).Name | Should -Not -Match 'Key'
+        (Get-MemoryImage -Path $a | Out-String) | Should -Not -Match (& $key $a)
+    }
+}
