@@ -88,3 +88,85 @@ Describe 'A page changed so that it keeps its Fast128 hash (round 14)' -Tag 'Ima
         (Get-MemoryImage -Path $a | Out-String) | Should -Not -Match (& $key $a)
     }
 }
+
+Describe 'Path spellings PowerShell normalises, and names it does not (round 14)' -Tag 'Images', 'Security', 'Round14Images' {
+    BeforeAll {
+        $script:e = (New-FilledEmulator).Emulator
+        $script:here = New-Item -ItemType Directory (New-ImagePath 'paths')
+        Push-Location $here
+    }
+    AfterAll { Pop-Location }
+
+    It '<Label>: the image lands in <Lands>, the folder the spelling names, and Get, Test and Restore read it back by that spelling' -ForEach @(
+        @{ Label = 'a trailing /. on a new folder'; Spell = 'dot/.'; Lands = 'dot'; Make = @() }
+        @{ Label = 'a trailing /. on an empty folder of the caller''s'; Spell = 'edot/.'; Lands = 'edot'; Make = @('edot') }
+        @{ Label = 'sub/.. (taken lexically, as PowerShell takes it)'; Spell = 'up/sub/..'; Lands = 'up'; Make = @('up') }
+        @{ Label = 'a folder named like a drive, made relative (./Env:x)'; Spell = './Env:x'; Lands = 'Env:x'; Make = @() }
+        @{ Label = 'one space'; Spell = ' '; Lands = ' '; Make = @() }
+        @{ Label = 'a trailing space'; Spell = 'sp '; Lands = 'sp '; Make = @() }
+        @{ Label = '250 bytes'; Spell = ('L' * 250); Lands = ('L' * 250); Make = @() }
+    ) {
+        foreach ($f in $Make) { $null = New-Item -ItemType Directory (Join-Path $here $f) }
+        $i = Save-MemoryImage -Emulator $e -Path $Spell
+        $i.Path | Should -Be (Join-Path $here $Lands)
+        [IO.File]::Exists([IO.Path]::Combine($here, $Lands, 'manifest.json')) | Should -BeTrue
+        (Get-MemoryImage -Path $Spell).Id | Should -Be $i.Id
+        Test-MemoryImage -Path $Spell | Should -BeTrue
+        $r = @(Restore-MemoryImage -Path $Spell -Destination "r-$($i.Id)")
+        $r.Count | Should -BeGreaterThan 0
+        $c = Save-MemoryImage -Emulator $e -Path "c-$($i.Id)" -Parent $Spell
+        $c.ParentPath | Should -Be (Join-Path $here $Lands)
+    }
+
+    It '~ is the home folder (as PowerShell resolves it), for Save and Get alike' {
+        $name = "r14-$([guid]::NewGuid().ToString('n'))"
+        try {
+            $i = Save-MemoryImage -Emulator $e -Path "~/$name"
+            $i.Path | Should -Be (Join-Path $HOME $name)
+            (Get-MemoryImage -Path "~/$name").Id | Should -Be $i.Id
+        } finally { Remove-Item -LiteralPath (Join-Path $HOME $name) -Recurse -Force -ErrorAction Ignore }
+    }
+
+    It 'names in two Unicode normal forms (e + U+0301 and U+00E9) are two folders: neither reads the other''s image' {
+        $nfd = 'e' + [char]0x301; $nfc = [string][char]0xe9
+        $i = Save-MemoryImage -Emulator $e -Path $nfd
+        Get-ErrorId { Get-MemoryImage -Path $nfc } | Should -Be 'ImageIncomplete,SoftDirty.Commands.GetMemoryImageCommand'
+        $j = Save-MemoryImage -Emulator $e -Path $nfc
+        $j.Id | Should -Not -Be $i.Id
+        (Get-MemoryImage -Path $nfd).Id | Should -Be $i.Id
+    }
+
+    It 'an escaped wildcard (a`[1`]) is a literal name too: it reads neither a[1] nor a1' {
+        $null = Save-MemoryImage -Emulator $e -Path 'w1'
+        $null = Save-MemoryImage -Emulator $e -Path 'w[1]'
+        Get-ErrorId { Get-MemoryImage -Path 'w`[1`]' } | Should -Be 'ImageIncomplete,SoftDirty.Commands.GetMemoryImageCommand'
+        Test-MemoryImage -Path 'w`[1`]' | Should -BeFalse
+    }
+}
+
+Describe 'Image objects that came back from a session or a file (round 14)' -Tag 'Images', 'Security', 'Round14Images' {
+    BeforeAll {
+        $script:e = (New-FilledEmulator).Emulator
+        $script:img = New-ImagePath 'deser'
+        $script:info = Save-MemoryImage -Emulator $e -Path $img
+        $xml = Join-Path $TestDrive 'info.xml'
+        $info | Export-Clixml $xml
+        $script:back = Import-Clixml $xml
+    }
+
+    It 'a MemoryImageInfo from Import-Clixml is Deserialized, and Test, Get and Restore bind its Path' {
+        $back.pstypenames[0] | Should -Be 'Deserialized.SoftDirty.Images.MemoryImageInfo'
+        $back | Test-MemoryImage | Should -BeTrue
+        ($back | Get-MemoryImage).Id | Should -Be $info.Id
+        @($back | Restore-MemoryImage -Destination (New-ImagePath 'deser-r')).Count | Should -BeGreaterThan 0
+    }
+
+    It 'piped into Save-MemoryImage it is refused (InputObjectNotBound): its ProcessId never picks a process to save' {
+        Get-ErrorId { $back | Save-MemoryImage -Path (New-ImagePath 'deser-s') } | Should -Be 'InputObjectNotBound,SoftDirty.Commands.SaveMemoryImageCommand'
+        Get-ErrorId { $info | Save-MemoryImage -Path (New-ImagePath 'deser-s') } | Should -Be 'InputObjectNotBound,SoftDirty.Commands.SaveMemoryImageCommand'
+    }
+
+    It 'a Deserialized MemoryImageInfo shows in the table view of the live one' {
+        ($back | Format-Table | Out-String) | Should -Match 'DataPages'
+    }
+}
