@@ -170,3 +170,38 @@ Describe 'Image objects that came back from a session or a file (round 14)' -Tag
         ($back | Format-Table | Out-String) | Should -Match 'DataPages'
     }
 }
+
+Describe 'Increments of one parent into one destination at once, then continued (round 14, emulated)' -Tag 'Images', 'Security', 'Round14Images' {
+    It '-Method <Method>: one save wins, the others say ImageExists and leave nothing; the winner''s child, after more writes, restores what a full image restores' -ForEach @(
+        @{ Method = 'SoftDirty' }
+        @{ Method = 'WriteProtect' }
+    ) {
+        # The losers collected and re-armed the tracking before their rename failed: the winner's epoch is then no
+        # longer the process's, and its child must not trust the tracker (it compares, with a warning).
+        $v = New-FilledEmulator -Pages 32
+        $e = $v.Emulator; $base = $v.Mapping.Start
+        $chain = New-ImagePath 'same'
+        $null = Save-MemoryImage -Emulator $e -Path "$chain-0" -Method $Method
+        $e | Write-EmulatedMemory -Address ($base + 4KB) -Length 8KB -Value 0x41
+        $module = (Get-Module SoftDirty).Path
+        $jobs = foreach ($n in 1..3) {
+            Start-ThreadJob -ArgumentList $e, "$chain-1", "$chain-0", $module, $Method {
+                param($Emu, $Img, $Parent, $Module, $Method)
+                Import-Module $Module
+                try { $null = Save-MemoryImage -Emulator $Emu -Path $Img -Parent $Parent -Method $Method -WarningAction SilentlyContinue -ErrorAction Stop; 'saved' }
+                catch { $_.FullyQualifiedErrorId }
+            }
+        }
+        $null = $jobs | Wait-Job -Timeout 180
+        $results = @($jobs | Receive-Job)
+        @($results | Where-Object { $_ -eq 'saved' }).Count | Should -Be 1
+        @($results | Where-Object { $_ -ne 'saved' }) | Should -Be (@('ImageExists,SoftDirty.Commands.SaveMemoryImageCommand') * 2)
+        @(Get-ChildItem -Force -Name -LiteralPath $root | Where-Object { $_ -like '*.partial-*' }) | Should -BeNullOrEmpty
+        $e | Write-EmulatedMemory -Address ($base + 20KB) -Length 4KB -Value 0x42
+        $null = Save-MemoryImage -Emulator $e -Path "$chain-2" -Parent "$chain-1" -Method $Method -WarningAction SilentlyContinue
+        $full = New-ImagePath 'same-full'
+        $null = Save-MemoryImage -Emulator $e -Path $full -Method Hash
+        Test-MemoryImage "$chain-2" | Should -BeTrue
+        Compare-RestoredImage "$chain-2" $full $root | Should -BeNullOrEmpty
+    }
+}
