@@ -205,3 +205,40 @@ Describe 'Increments of one parent into one destination at once, then continued 
         Compare-RestoredImage "$chain-2" $full $root | Should -BeNullOrEmpty
     }
 }
+
+Describe 'A chain copied elsewhere (cp -a, another filesystem) and both copies continued (round 14, emulated)' -Tag 'Images', 'Security', 'Round14Images' {
+    It '-Method <Method>: each copy''s next increment restores what a full image of its moment restores, whichever re-armed the tracking last' -ForEach @(
+        @{ Method = 'SoftDirty' }
+        @{ Method = 'WriteProtect' }
+    ) {
+        # A copy carries the original's tracking epoch: once either is continued, the other's epoch is stale and its
+        # increment must compare contents, never trust writes tracked since the other's save.
+        $v = New-FilledEmulator -Pages 32
+        $e = $v.Emulator; $base = $v.Mapping.Start
+        $chain = New-Item -ItemType Directory (New-ImagePath 'orig')
+        $other = if (Test-Path /dev/shm) { Join-Path /dev/shm "sd-r14-$([guid]::NewGuid().ToString('n'))" } else { New-ImagePath 'copy' }
+        try {
+            $null = Save-MemoryImage -Emulator $e -Path "$chain/0" -Method $Method
+            $e | Write-EmulatedMemory -Address ($base + 4KB) -Length 4KB -Value 0x51
+            $null = Save-MemoryImage -Emulator $e -Path "$chain/1" -Parent "$chain/0" -Method $Method
+            cp -a $chain $other
+            $LASTEXITCODE | Should -Be 0
+            $e | Write-EmulatedMemory -Address ($base + 8KB) -Length 4KB -Value 0x52
+            $null = Save-MemoryImage -Emulator $e -Path "$other/2" -Parent "$other/1" -Method $Method -WarningAction SilentlyContinue
+            $e | Write-EmulatedMemory -Address ($base + 12KB) -Length 4KB -Value 0x53
+            $null = Save-MemoryImage -Emulator $e -Path "$chain/2" -Parent "$chain/1" -Method $Method -WarningAction SilentlyContinue
+            $full = New-ImagePath 'copy-full'
+            $null = Save-MemoryImage -Emulator $e -Path $full -Method Hash
+            (Get-MemoryImage "$other/1").Id | Should -Be (Get-MemoryImage "$chain/1").Id
+            Test-MemoryImage "$other/2" | Should -BeTrue
+            Test-MemoryImage "$chain/2" | Should -BeTrue
+            Compare-RestoredImage "$chain/2" $full $root | Should -BeNullOrEmpty
+            # The copy's increment holds the first two writes (its moment), not the third.
+            $r = @(Restore-MemoryImage -Path "$other/2" -Destination (New-ImagePath 'copy-r'))
+            $bytes = [IO.File]::ReadAllBytes(($r | Where-Object { $_.Start -le $base -and $_.End -gt $base }).File)
+            $off = [int]($base - ($r | Where-Object { $_.Start -le $base -and $_.End -gt $base }).Start)
+            $bytes[$off + 4KB], $bytes[$off + 8KB] | Should -Be 0x51, 0x52
+            $bytes[$off + 12KB] | Should -Not -Be 0x53
+        } finally { Remove-Item -LiteralPath $other -Recurse -Force -ErrorAction Ignore }
+    }
+}
