@@ -7,6 +7,8 @@ BeforeDiscovery {
     $IsRoot = (id -u) -eq '0'
     $yama = if (Test-Path /proc/sys/kernel/yama/ptrace_scope) { [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) } else { 0 }
     # Writing a child's memory through /proc/PID/mem needs the right to ptrace it.
+    # The methods an emulated chain tracks writes with (between saves, across commands).
+    $TrackedMethods = @(@{ Method = 'SoftDirty' }, @{ Method = 'WriteProtect' })
     $MemWriteSkip = if ($yama -ge 3 -or ($yama -eq 2 -and -not $IsRoot)) { "Yama's ptrace_scope $yama forbids ptrace of a child here" } else { $null }
 }
 
@@ -37,6 +39,8 @@ public static class R14Memory {
 }
 '@
     }
+    # An emulated process of 32 written pages, and the start of its mapping.
+    function New-Victim { $v = New-FilledEmulator -Pages 32; $v.Emulator; $v.Mapping.Start }
     # The 8 bytes at $Address of what Restore-MemoryImage wrote for the mapping that holds it.
     function Read-Restored($Restored, [uint64] $Address) {
         $m = $Restored | Where-Object { $_.Start -le $Address -and $_.End -gt $Address } | Select-Object -First 1
@@ -172,14 +176,10 @@ Describe 'Image objects that came back from a session or a file (round 14)' -Tag
 }
 
 Describe 'Increments of one parent into one destination at once, then continued (round 14, emulated)' -Tag 'Images', 'Security', 'Round14Images' {
-    It '-Method <Method>: one save wins, the others say ImageExists and leave nothing; the winner''s child, after more writes, restores what a full image restores' -ForEach @(
-        @{ Method = 'SoftDirty' }
-        @{ Method = 'WriteProtect' }
-    ) {
+    It '-Method <Method>: one save wins, the others say ImageExists and leave nothing; the winner''s child, after more writes, restores what a full image restores' -ForEach $TrackedMethods {
         # The losers collected and re-armed the tracking before their rename failed: the winner's epoch is then no
         # longer the process's, and its child must not trust the tracker (it compares, with a warning).
-        $v = New-FilledEmulator -Pages 32
-        $e = $v.Emulator; $base = $v.Mapping.Start
+        $e, $base = New-Victim
         $chain = New-ImagePath 'same'
         $null = Save-MemoryImage -Emulator $e -Path "$chain-0" -Method $Method
         $e | Write-EmulatedMemory -Address ($base + 4KB) -Length 8KB -Value 0x41
@@ -207,14 +207,10 @@ Describe 'Increments of one parent into one destination at once, then continued 
 }
 
 Describe 'A chain copied elsewhere (cp -a, another filesystem) and both copies continued (round 14, emulated)' -Tag 'Images', 'Security', 'Round14Images' {
-    It '-Method <Method>: each copy''s next increment restores what a full image of its moment restores, whichever re-armed the tracking last' -ForEach @(
-        @{ Method = 'SoftDirty' }
-        @{ Method = 'WriteProtect' }
-    ) {
+    It '-Method <Method>: each copy''s next increment restores what a full image of its moment restores, whichever re-armed the tracking last' -ForEach $TrackedMethods {
         # A copy carries the original's tracking epoch: once either is continued, the other's epoch is stale and its
         # increment must compare contents, never trust writes tracked since the other's save.
-        $v = New-FilledEmulator -Pages 32
-        $e = $v.Emulator; $base = $v.Mapping.Start
+        $e, $base = New-Victim
         $chain = New-Item -ItemType Directory (New-ImagePath 'orig')
         $other = if (Test-Path /dev/shm) { Join-Path /dev/shm "sd-r14-$([guid]::NewGuid().ToString('n'))" } else { New-ImagePath 'copy' }
         try {
