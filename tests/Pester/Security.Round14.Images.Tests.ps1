@@ -238,3 +238,36 @@ Describe 'A chain copied elsewhere (cp -a, another filesystem) and both copies c
         } finally { Remove-Item -LiteralPath $other -Recurse -Force -ErrorAction Ignore }
     }
 }
+
+Describe 'Restore-MemoryImage -Emulator next to or over memory the emulated process has (round 14)' -Tag 'Images', 'Security', 'Round14Images' {
+    BeforeAll {
+        $script:src = New-EmulatedProcess
+        $script:m = $src | Add-EmulatedMapping -Length 64KB
+        $src | Write-EmulatedMemory -Address $m.Start -Length 64KB -Value 7
+        $script:img = New-ImagePath 'emu'
+        $null = Save-MemoryImage -Emulator $src -Path $img
+    }
+
+    It 'a mapping <Label>: <Outcome>, and the process''s own bytes stay as they were' -ForEach @(
+        @{ Label = 'just below the image''s'; From = -64; Pages = 16; Outcome = 'restored' }
+        @{ Label = 'just above the image''s'; From = 64; Pages = 16; Outcome = 'restored' }
+        @{ Label = 'over the image''s last page'; From = 60; Pages = 2; Outcome = 'ImageExists' }
+        @{ Label = 'inside the image''s'; From = 8; Pages = 1; Outcome = 'ImageExists' }
+        @{ Label = 'covering the image''s'; From = -4; Pages = 18; Outcome = 'ImageExists' }
+    ) {
+        $t = New-EmulatedProcess
+        $own = $t | Add-EmulatedMapping -Length ($Pages * 4KB) -Address ([uint64]([long]$m.Start + $From * 1KB)) -Fixed
+        $t | Write-EmulatedMemory -Address $own.Start -Length $own.Size -Value 9
+        $id = Get-ErrorId { Restore-MemoryImage -Path $img -Emulator $t -Confirm:$false }
+        if ($Outcome -eq 'restored') {
+            $id | Should -Be 'none'
+            ($t | Read-EmulatedMemory -Address $m.Start -AsByteArray)[0] | Should -Be 7
+            ($t | Read-EmulatedMemory -Address ($m.End - 1) -AsByteArray)[0] | Should -Be 7
+        } else {
+            $id | Should -Be "$Outcome,SoftDirty.Commands.RestoreMemoryImageCommand"
+            @($t | Get-MemoryMapping).Count | Should -Be 1
+        }
+        ($t | Read-EmulatedMemory -Address $own.Start -AsByteArray)[0] | Should -Be 9
+        ($t | Read-EmulatedMemory -Address ($own.End - 1) -AsByteArray)[0] | Should -Be 9
+    }
+}
