@@ -77,16 +77,26 @@ public sealed class ImagesRound14Tests : IDisposable
         Assert.Equal(PageHash.Fast128(a, PageHashKey.Parse(key.Hex)!), PageHash.Fast128(a, key));
     }
 
-    [Fact]
-    public void AnIncrementSavesAPageChangedToKeepItsUnkeyedHash()
+    [Theory]
+    [InlineData(TrackingMethod.Hash)]
+    [InlineData(TrackingMethod.SoftDirty)]
+    public void AnIncrementSavesAPageChangedToKeepItsUnkeyedHash(TrackingMethod method)
     {
-        // Before the fix: DataPages 0, the chain held the parent's bytes for the page and Test-MemoryImage called it valid.
+        // Before the fix: DataPages 0, the chain held the parent's bytes for the page and Test-MemoryImage called it
+        // valid. With SoftDirty the page was a candidate (written), and still taken for the parent's by its hash.
         var (p, content) = Primed(softDirty: true, seed: 141);
         string full = Path.Combine(_dir, "full"), inc = Path.Combine(_dir, "inc");
-        ImageWriter.Save(p, full, null, TrackingMethod.Hash, null);
+        ImageSaveResult Save(string path, string? parent)
+        {
+            var manifest = parent is null ? null : ImageReader.ReadManifest(parent);
+            var candidates = ImageTracking.Candidates(p, method, manifest, null, verify: false, out var armed, out var epoch, warn: null, default);
+            return ImageWriter.Save(p, path, parent, method, candidates, armed: armed, armedEpoch: epoch, trackedAgainst: manifest);
+        }
+        Save(full, null);
         Collide(content);
         WriteWords(p, content);
-        var result = ImageWriter.Save(p, inc, full, TrackingMethod.Hash, null);
+        var result = Save(inc, full);
+        Assert.Equal(method, result.Manifest.Method);
         Assert.Equal(1UL, result.Manifest.DataPages);
         ImageRound5Tests.AssertChainHolds(inc, p);
     }
