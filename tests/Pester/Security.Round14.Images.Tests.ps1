@@ -79,6 +79,22 @@ Describe 'A page changed so that it keeps its Fast128 hash (round 14)' -Tag 'Ima
         '{0:x16}' -f (Read-Restored $r ($page + 64)) | Should -Be ('{0:x16}' -f [R14Memory]::Peek($t.Id, $page + 64))
     }
 
+    It 'an increment of a chain without a key (saved by an earlier version) warns that it compares by the fixed one; of a keyed chain it does not' {
+        Add-Type -Path $env:SOFTDIRTY_TESTKIT
+        $keyed = New-ImagePath 'keyed'; $old = New-ImagePath 'unkeyed'
+        $null = Save-MemoryImage -Id $t.Id -Path $keyed
+        $null = Save-MemoryImage -Id $t.Id -Path $old
+        # As an earlier version wrote it: no pageKey (the checksum recomputed; its pages no longer verify, which the
+        # save does not need).
+        $m = [SoftDirty.TestKit.Images.ManifestFile]::Read($old)
+        $m.PageKey = [NullString]::Value
+        [SoftDirty.TestKit.Images.ManifestFile]::Write($old, $m)
+        $null = Save-MemoryImage -Id $t.Id -Path (New-ImagePath 'keyed-1') -Parent $keyed -WarningVariable w1 -WarningAction SilentlyContinue
+        $null = Save-MemoryImage -Id $t.Id -Path (New-ImagePath 'unkeyed-1') -Parent $old -WarningVariable w2 -WarningAction SilentlyContinue
+        @($w1 | Where-Object { "$_" -like '*page-hash key*' }) | Should -BeNullOrEmpty
+        @($w2 | Where-Object { "$_" -like '*has no page-hash key*' }).Count | Should -Be 1
+    }
+
     It 'each full image has its own key, which Get-MemoryImage does not show, and an increment carries its parent''s' {
         $a = New-ImagePath 'a'; $b = New-ImagePath 'b'; $a1 = New-ImagePath 'a1'
         $null = Save-MemoryImage -Id $t.Id -Path $a
