@@ -55,7 +55,7 @@ public sealed class DataRound7Tests : IDisposable
         {
             ulong at = start + (ulong)i * PageBytes;
             source.Process.ReadPageContent(at, content);
-            Assert.True(pages.TryGet(at, out var h) && h == PageHash.Fast128(content), $"page {i} of {Path.GetFileName(image)} is not the process's");
+            Assert.True(pages.TryGet(at, out var h) && h == PageHash.Fast128(content, chain[0].PageKey), $"page {i} of {Path.GetFileName(image)} is not the process's");
         }
     }
 

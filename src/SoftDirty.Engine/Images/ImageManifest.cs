@@ -55,6 +55,12 @@ internal sealed class ImageManifest
     public ulong ScannedPages { get; set; }
     /// <summary>Present pages that could not be read (unmapped or made unreadable during the save, memfd_secret, pages a userfaultfd of the process would have to serve): the image lacks them.</summary>
     public ulong UnreadablePages { get; set; }
+    /// <summary>
+    /// The chain's page-hash key (<see cref="PageHashKey"/>, hexadecimal): every page record's hash is Fast128 under
+    /// it, and an increment compares the process's pages with its parent's under it. Made at random by the full
+    /// image, carried by each increment; absent in images saved before chains had one (the fixed secret).
+    /// </summary>
+    public string? PageKey { get; set; }
     /// <summary>pages.bin and index.bin with their sizes (and the hash of index.bin).</summary>
     public List<ImageFileInfo> Files { get; set; } = new();
     /// <summary>Fast128 of this manifest serialized without this field (<see cref="ImageFormat.ManifestChecksum"/>).</summary>

@@ -81,6 +81,8 @@ internal static class ImageReader
         if (m.Parent is { } link && (string.IsNullOrEmpty(link.Path) || link.Id == Guid.Empty || link.Checksum is null))
             throw Bad("the parent link lacks its path, id or checksum.");
         if (m.ProcessName is null || m.Kernel is null) throw Bad("lacks the process name or kernel.");
+        if (m.PageKey is { } key && (key.Length != PageHashKey.KeyBytes * 2 || !key.All(char.IsAsciiHexDigitLower)))
+            throw Bad($"its page-hash key is not {PageHashKey.KeyBytes * 2} lower-case hexadecimal digits.");
         if (m.Mappings is null) throw Bad("has no mappings list.");
         if (m.Mappings.Count > ImageFormat.MaxMappings) throw Bad($"lists {m.Mappings.Count} mappings, more than {ImageFormat.MaxMappings}.");
         ulong ps = (ulong)m.PageSize, prevEnd = 0;
@@ -154,6 +156,9 @@ internal static class ImageReader
             if (parent.Manifest.ProcessIdentity != image.Manifest.ProcessIdentity)
                 throw new EngineException(EngineError.ImageParentMismatch,
                     $"{image.File(ImageFormat.ManifestFile)}: the parent {parentPath} is an image of another process ({parent.Manifest.ProcessIdentity}, this one {image.Manifest.ProcessIdentity}).", image.Path);
+            if (parent.Manifest.PageKey != image.Manifest.PageKey)
+                throw new EngineException(EngineError.ImageParentMismatch,
+                    $"{image.File(ImageFormat.ManifestFile)}: its page-hash key is not the one of its parent {parentPath}: its pages were not compared with the parent's.", image.Path);
             if (parent.Manifest.PageSize != image.Manifest.PageSize || parent.Manifest.Depth != image.Manifest.Depth - 1)
                 throw new EngineException(EngineError.ImageParentMismatch,
                     $"{image.File(ImageFormat.ManifestFile)}: page size or depth does not follow from the parent {parentPath}.", image.Path);
@@ -322,7 +327,8 @@ internal static class ImageReader
     {
         int ps = image.Manifest.PageSize;
         var pagesPath = image.File(ImageFormat.PagesFile);
-        var zero = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
+        var key = image.PageKey;
+        var zero = key.ZeroPage(ps);
         using var handle = SafeFiles.OpenRegular(image.Folder, ImageFormat.PagesFile);
         var buffer = GC.AllocateUninitializedArray<byte>(PageWalk.ChunkBytes);
         ulong checkedPages = 0;
@@ -353,7 +359,7 @@ internal static class ImageReader
                     onProblem(new ImageProblem(EngineError.ImageIncomplete, pagesPath, at, $"{pagesPath} at offset {at} (0x{at:x}): page 0x{records[k].Address:x} lies past the end of the file."));
                     continue;
                 }
-                var h = PageHash.Fast128(buffer.AsSpan(bo, ps));
+                var h = PageHash.Fast128(buffer.AsSpan(bo, ps), key);
                 if (h != records[k].Hash)
                     onProblem(new ImageProblem(EngineError.ImageCorrupt, pagesPath, at,
                         $"{pagesPath} at offset {at} (0x{at:x}): page 0x{records[k].Address:x} does not match its checksum (index.bin record {k})."));

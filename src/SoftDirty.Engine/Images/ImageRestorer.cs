@@ -31,7 +31,7 @@ internal static class ImageRestorer
                 var file = chain[img].File(ImageFormat.PagesFile);
                 if (got < ps)
                     throw new EngineException(EngineError.ImageIncomplete, $"{file} at offset {offset} (0x{offset:x}): truncated, page 0x{addr:x} is missing.", file);
-                if (PageHash.Fast128(page) != hash)
+                if (PageHash.Fast128(page, chain[img].PageKey) != hash)
                     throw new EngineException(EngineError.ImageCorrupt, $"{file} at offset {offset} (0x{offset:x}): page 0x{addr:x} does not match its checksum.", file);
                 target.WritePage(addr, page);
                 n++;

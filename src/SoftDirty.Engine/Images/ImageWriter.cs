@@ -82,7 +82,10 @@ internal static class ImageWriter
         bool ringsInOwnMemory = PageWalk.IsRealProcess(source) && PinnedBuffers.HasRingsInOwnMemory(source.ProcessId, mappings);
         var watched = candidates is null || chain is null || ringsInOwnMemory ? null : Union(candidates.Ranges, ImageTracking.Untracked(mappings, selector, chain[^1].Manifest.Mappings,
             PageWalk.IsRealProcess(source) ? PinnedBuffers.Read(source.ProcessId, ps) : null));
-        var zeroHash = PageHash.ZeroPage(PageHashAlgorithm.Fast128, ps);
+        // Pages are hashed under the chain's key (a new random one for a full image): the process, which cannot read
+        // the image, cannot write a page that keeps its parent's hash (or the zero page's) and so goes unsaved.
+        var key = chain is null ? PageHashKey.NewRandom() : chain[^1].PageKey;
+        var zeroHash = key.ZeroPage(ps);
         bool increment = parentPages.Count > 0;
         ulong scanned = 0, inherited = 0, dataOffset = 0, flushedTo = 0, unreadable = 0;
         // An increment's present ranges, to find the parent's pages that are gone; a full image keeps nothing per page.
@@ -206,7 +209,7 @@ internal static class ImageWriter
                             var page = data.Slice(off, ps);
                             ulong addr = address + (ulong)off;
                             scanned++;
-                            var h = PageHash.Fast128(page);
+                            var h = PageHash.Fast128(page, key);
                             bool inParent = inChain.TryGet(addr, out var ph);
                             if (h == zeroHash) { if (inParent) index.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash)); }
                             else if (inParent && ph == h) inherited++;
@@ -246,6 +249,7 @@ internal static class ImageWriter
                 ProcessId = source.ProcessId,
                 ProcessIdentity = TrackingEpoch.Identity(source),
                 ProcessName = source.Name,
+                PageKey = key.Hex,
                 Kernel = source.Features.KernelRelease,
                 PageSize = ps,
                 Method = method,

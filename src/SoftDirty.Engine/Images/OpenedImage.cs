@@ -16,6 +16,9 @@ internal sealed class OpenedImage : System.IDisposable
 
     public string Path { get; }
     public ImageManifest Manifest { get; }
+    /// <summary>The key its page records are hashed under (checked with the manifest: <see cref="ImageReader"/>).</summary>
+    public SoftDirty.Tracking.PageHashKey PageKey => _pageKey ??= SoftDirty.Tracking.PageHashKey.Parse(Manifest.PageKey) ?? SoftDirty.Tracking.PageHashKey.Unkeyed;
+    private SoftDirty.Tracking.PageHashKey? _pageKey;
     /// <summary>The image directory, opened when the manifest was read.</summary>
     public SafeDirectory Folder { get; }
     public string File(string name) => System.IO.Path.Combine(Path, name);

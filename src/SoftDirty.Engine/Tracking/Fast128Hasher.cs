@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 namespace SoftDirty.Tracking;
 
 /// <summary>
-/// <see cref="PageHash.Fast128"/> of data that arrives in pieces: the same value as the hash of all the pieces
+/// <see cref="PageHash.Fast128(System.ReadOnlySpan{byte})"/> of data that arrives in pieces: the same value as the hash of all the pieces
 /// joined, with one block (1 KiB) held at a time, so a file can be hashed while it is written. Fast128 takes every
 /// whole 1 KiB block into its accumulators and finishes with what is left, so a block is taken as soon as it is full.
 /// </summary>
@@ -31,13 +31,13 @@ internal sealed class Fast128Hasher
             _held += take;
             data = data[take..];
             if (_held < _pending.Length) return;
-            PageHash.Accumulate(_acc, MemoryMarshal.Cast<byte, ulong>(_pending), 1);
+            PageHash.Accumulate(_acc, MemoryMarshal.Cast<byte, ulong>(_pending), 1, PageHashKey.Unkeyed.Secret);
             _held = 0;
         }
         int blocks = data.Length / _pending.Length;
         if (blocks > 0)
         {
-            PageHash.Accumulate(_acc, MemoryMarshal.Cast<byte, ulong>(data[..(blocks * _pending.Length)]), blocks);
+            PageHash.Accumulate(_acc, MemoryMarshal.Cast<byte, ulong>(data[..(blocks * _pending.Length)]), blocks, PageHashKey.Unkeyed.Secret);
             data = data[(blocks * _pending.Length)..];
         }
         data.CopyTo(_pending);
@@ -49,6 +49,6 @@ internal sealed class Fast128Hasher
     {
         var rest = _pending.AsSpan(0, _held);
         var words = MemoryMarshal.Cast<byte, ulong>(rest);
-        return PageHash.Finish(_acc, rest, words, 0, _length);
+        return PageHash.Finish(_acc, rest, words, 0, _length, PageHashKey.Unkeyed.Secret);
     }
 }

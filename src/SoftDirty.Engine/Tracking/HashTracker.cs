@@ -9,6 +9,8 @@ namespace SoftDirty.Tracking;
 internal sealed class HashTracker : IDirtyTracker
 {
     private readonly Func<MemoryMapping, bool>? _selector;
+    // Its own random key: the process it watches cannot choose a change that keeps a page's hash (PageHashKey).
+    private readonly PageHashKey _key = PageHashKey.NewRandom();
     private PageHashSnapshot? _snapshot;
 
     /// <summary>A Hash tracker of <paramref name="source"/>, limited to the mappings <paramref name="selector"/> accepts.</summary>
@@ -32,7 +34,7 @@ internal sealed class HashTracker : IDirtyTracker
 
     /// <inheritdoc/>
     public void Reset(CancellationToken cancel = default) =>
-        _snapshot = PageHashSnapshot.Take(Source, Spans(), Algorithm, cancel);
+        _snapshot = PageHashSnapshot.Take(Source, Spans(), Algorithm, _key, cancel);
 
     private List<PageSpan> Spans() => PageWalk.DataSpans(Source.ReadMappings(false), _selector);
 
@@ -42,7 +44,7 @@ internal sealed class HashTracker : IDirtyTracker
         if (_snapshot is null) throw new InvalidOperationException("Reset the tracker before collecting.");
         var clock = Stopwatch.StartNew();
         var spans = Spans();
-        var now = PageHashSnapshot.Take(Source, spans, Algorithm, cancel);
+        var now = PageHashSnapshot.Take(Source, spans, Algorithm, _key, cancel);
         var ranges = PageHashSnapshot.Diff(_snapshot, now, spans);
         if (rearm) _snapshot = now;
         return new DirtyPageSet(Method, Source.PageSize, ranges, now.PageCount, clock.Elapsed) { UnreadablePages = now.UnreadablePages };

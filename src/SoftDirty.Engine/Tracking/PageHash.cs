@@ -14,7 +14,9 @@ namespace SoftDirty.Tracking;
 /// XORed with a per-stripe key, and its neighbour's data), a non-linear scramble every 1 KiB block, and two
 /// different 128-bit multiply-fold finalisations for the two halves. The same arithmetic runs with AVX2
 /// (four lanes an instruction), AVX-512 (eight) or in scalar code, so a hash is the same on every machine: memory images
-/// stay portable. It is not keyed and not meant to resist an adversary; Sha256 (truncated) is.
+/// stay portable. Its secret words come from a <see cref="PageHashKey"/>: the fixed one (files), or a random one
+/// wherever a hash decides that a page did not change (see there: the fixed one is easy to collide on purpose).
+/// It is not meant to resist an adversary who knows the key; Sha256 (truncated) is.
 /// The hot methods are compiled fully optimised at once (AggressiveOptimization): tiered compilation ran a
 /// whole snapshot of a few hundred MiB at tier 0 (unoptimised vector intrinsics, ~8x slower) on a busy
 /// machine, where the background promotion to tier 1 comes late.
@@ -25,25 +27,8 @@ internal static class PageHash
         P4 = 0x85EBCA77C2B2AE63UL, P5 = 0x27D4EB2F165667C5UL, P32_1 = 0x9E3779B1UL, P32_2 = 0x85EBCA77UL, P32_3 = 0xC2B2AE3DUL;
     private const int StripeWords = 8, StripesPerBlock = 16, BlockBytes = StripesPerBlock * StripeWords * 8;
 
-    /// <summary>The key: 32 words from SplitMix64 of a fixed seed (stripe s of a block uses words s..s+7).</summary>
-    private static readonly ulong[] Secret = MakeSecret();
-
-    private static ulong[] MakeSecret()
-    {
-        var k = new ulong[32];
-        ulong x = 0x5D1E7A3C9B1F4C6EUL;
-        for (int i = 0; i < k.Length; i++)
-        {
-            ulong z = x += 0x9E3779B97F4A7C15UL;
-            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-            z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
-            k[i] = z ^ (z >> 31);
-        }
-        return k;
-    }
-
-    public static Hash128 Compute(PageHashAlgorithm algorithm, ReadOnlySpan<byte> data) =>
-        algorithm == PageHashAlgorithm.Sha256 ? Sha256(data) : Fast128(data);
+    public static Hash128 Compute(PageHashAlgorithm algorithm, ReadOnlySpan<byte> data, PageHashKey key) =>
+        algorithm == PageHashAlgorithm.Sha256 ? Sha256(data) : Fast128(data, key);
 
     public static Hash128 Sha256(ReadOnlySpan<byte> data)
     {
@@ -68,14 +53,17 @@ internal static class PageHash
         return h;
     }
 
+    /// <summary>Fast128 with the fixed secret (<see cref="PageHashKey.Unkeyed"/>).</summary>
+    public static Hash128 Fast128(ReadOnlySpan<byte> data) => Fast128(data, PageHashKey.Unkeyed);
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static Hash128 Fast128(ReadOnlySpan<byte> data)
+    public static Hash128 Fast128(ReadOnlySpan<byte> data, PageHashKey key)
     {
         Span<ulong> acc = stackalloc ulong[8] { P32_3, P1, P2, P3, P4, P32_2, P5, P32_1 };
         var words = MemoryMarshal.Cast<byte, ulong>(data);
         int blocks = words.Length / StripeWords / StripesPerBlock;
-        Accumulate(acc, words, blocks);
-        return Finish(acc, data, words, blocks, (ulong)data.Length);
+        Accumulate(acc, words, blocks, key.Secret);
+        return Finish(acc, data, words, blocks, (ulong)data.Length, key.Secret);
     }
 
     /// <summary>Bytes a block of the hash takes (the unit <see cref="Fast128Hasher"/> feeds in).</summary>
@@ -89,19 +77,19 @@ internal static class PageHash
     }
 
     /// <summary>Whole 1 KiB blocks into the accumulators (AVX2 where the machine has it, the same arithmetic either way).</summary>
-    internal static void Accumulate(Span<ulong> acc, ReadOnlySpan<ulong> words, int blocks)
+    internal static void Accumulate(Span<ulong> acc, ReadOnlySpan<ulong> words, int blocks, ulong[] secret)
     {
-        if (blocks > 0 && Avx512F.IsSupported) AccumulateAvx512(acc, words, blocks);
-        else if (blocks > 0 && Avx2.IsSupported) AccumulateAvx2(acc, words, blocks);
-        else AccumulateScalar(acc, words, blocks);
+        if (blocks > 0 && Avx512F.IsSupported) AccumulateAvx512(acc, words, blocks, secret);
+        else if (blocks > 0 && Avx2.IsSupported) AccumulateAvx2(acc, words, blocks, secret);
+        else AccumulateScalar(acc, words, blocks, secret);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static Hash128 Finish(Span<ulong> acc, ReadOnlySpan<byte> data, ReadOnlySpan<ulong> words, int blocks, ulong totalLength)
+    internal static Hash128 Finish(Span<ulong> acc, ReadOnlySpan<byte> data, ReadOnlySpan<ulong> words, int blocks, ulong totalLength, ulong[] secret)
     {
         // Stripes after the last whole block, then the words and bytes left, as a scrambled tail.
         int w = blocks * StripesPerBlock * StripeWords;
-        for (int s = 0; w + StripeWords <= words.Length; s++, w += StripeWords) Stripe(acc, words.Slice(w, StripeWords), s);
+        for (int s = 0; w + StripeWords <= words.Length; s++, w += StripeWords) Stripe(acc, words.Slice(w, StripeWords), s, secret);
         for (int k = 0; w < words.Length; w++, k++) acc[k & 7] = Round(acc[k & 7], words[w]);
         ulong tail = 0;
         for (int i = words.Length * 8; i < data.Length; i++) tail = (tail << 8) | data[i];
@@ -110,52 +98,52 @@ internal static class PageHash
         ulong low = len * P1, high = ~(len * P2);
         for (int i = 0; i < 4; i++)
         {
-            low += Fold(acc[2 * i] ^ Secret[2 * i], acc[2 * i + 1] ^ Secret[2 * i + 1]);
-            high += Fold(acc[2 * i] ^ Secret[16 + 2 * i], acc[2 * i + 1] ^ Secret[17 + 2 * i]);
+            low += Fold(acc[2 * i] ^ secret[2 * i], acc[2 * i + 1] ^ secret[2 * i + 1]);
+            high += Fold(acc[2 * i] ^ secret[16 + 2 * i], acc[2 * i + 1] ^ secret[17 + 2 * i]);
         }
         return new Hash128(Avalanche(low), Avalanche(high ^ BitOperations.RotateLeft(low, 29)));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Stripe(Span<ulong> acc, ReadOnlySpan<ulong> d, int s)
+    private static void Stripe(Span<ulong> acc, ReadOnlySpan<ulong> d, int s, ulong[] secret)
     {
         for (int i = 0; i < 8; i++)
         {
-            ulong dk = d[i] ^ Secret[s + i];
+            ulong dk = d[i] ^ secret[s + i];
             acc[i ^ 1] += d[i];
             acc[i] += (dk & 0xFFFFFFFFUL) * (dk >> 32);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scramble(Span<ulong> acc)
+    private static void Scramble(Span<ulong> acc, ulong[] secret)
     {
         for (int i = 0; i < 8; i++)
         {
             ulong a = acc[i];
             a ^= a >> 47;
-            a ^= Secret[24 + (i & 7)];
+            a ^= secret[24 + (i & 7)];
             acc[i] = a * P32_1;
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateScalar(Span<ulong> acc, ReadOnlySpan<ulong> words, int blocks)
+    private static void AccumulateScalar(Span<ulong> acc, ReadOnlySpan<ulong> words, int blocks, ulong[] secret)
     {
         for (int b = 0; b < blocks; b++)
         {
             int baseWord = b * StripesPerBlock * StripeWords;
-            for (int s = 0; s < StripesPerBlock; s++) Stripe(acc, words.Slice(baseWord + s * StripeWords, StripeWords), s);
-            Scramble(acc);
+            for (int s = 0; s < StripesPerBlock; s++) Stripe(acc, words.Slice(baseWord + s * StripeWords, StripeWords), s, secret);
+            Scramble(acc, secret);
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateAvx2(Span<ulong> acc, ReadOnlySpan<ulong> words, int blocks)
+    private static void AccumulateAvx2(Span<ulong> acc, ReadOnlySpan<ulong> words, int blocks, ulong[] secret)
     {
         ref ulong a0 = ref MemoryMarshal.GetReference(acc);
         ref ulong w0 = ref MemoryMarshal.GetReference(words);
-        ref ulong k0 = ref MemoryMarshal.GetArrayDataReference(Secret);
+        ref ulong k0 = ref MemoryMarshal.GetArrayDataReference(secret);
         var accA = Vector256.LoadUnsafe(ref a0, 0);
         var accB = Vector256.LoadUnsafe(ref a0, 4);
         var prime = Vector256.Create(P32_1).AsUInt32();
@@ -185,11 +173,11 @@ internal static class PageHash
 
     /// <summary>The AVX2 arithmetic with the eight lanes in one 512-bit register (a stripe an instruction).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateAvx512(Span<ulong> acc, ReadOnlySpan<ulong> words, int blocks)
+    private static void AccumulateAvx512(Span<ulong> acc, ReadOnlySpan<ulong> words, int blocks, ulong[] secret)
     {
         ref ulong a0 = ref MemoryMarshal.GetReference(acc);
         ref ulong w0 = ref MemoryMarshal.GetReference(words);
-        ref ulong k0 = ref MemoryMarshal.GetArrayDataReference(Secret);
+        ref ulong k0 = ref MemoryMarshal.GetArrayDataReference(secret);
         var a = Vector512.LoadUnsafe(ref a0, 0);
         var prime = Vector512.Create(P32_1).AsUInt32();
         var scramble = Vector512.LoadUnsafe(ref k0, 24);
@@ -221,9 +209,10 @@ internal static class PageHash
         Seed(acc);
         var words = MemoryMarshal.Cast<byte, ulong>(data);
         int blocks = words.Length / StripeWords / StripesPerBlock;
-        if (Avx2.IsSupported && blocks > 0) AccumulateAvx2(acc, words, blocks);
-        else AccumulateScalar(acc, words, blocks);
-        return Finish(acc, data, words, blocks, (ulong)data.Length);
+        var secret = PageHashKey.Unkeyed.Secret;
+        if (Avx2.IsSupported && blocks > 0) AccumulateAvx2(acc, words, blocks, secret);
+        else AccumulateScalar(acc, words, blocks, secret);
+        return Finish(acc, data, words, blocks, (ulong)data.Length, secret);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -242,25 +231,25 @@ internal static class PageHash
         Span<ulong> acc = stackalloc ulong[8] { P32_3, P1, P2, P3, P4, P32_2, P5, P32_1 };
         var words = MemoryMarshal.Cast<byte, ulong>(data);
         int blocks = words.Length / StripeWords / StripesPerBlock;
-        AccumulateScalar(acc, words, blocks);
-        return Finish(acc, data, words, blocks, (ulong)data.Length);
+        AccumulateScalar(acc, words, blocks, PageHashKey.Unkeyed.Secret);
+        return Finish(acc, data, words, blocks, (ulong)data.Length, PageHashKey.Unkeyed.Secret);
     }
 
     private static readonly object Gate = new();
-    private static (int Size, Hash128 Fast, Hash128 Sha)? _zero;
+    private static (int Size, Hash128 Sha)? _zero;
 
-    /// <summary>The hash of a page of zeros (what an absent page holds).</summary>
-    public static Hash128 ZeroPage(PageHashAlgorithm algorithm, int pageSize)
+    /// <summary>The hash of a page of zeros (what an absent page holds); Fast128 under <paramref name="key"/>.</summary>
+    public static Hash128 ZeroPage(PageHashAlgorithm algorithm, int pageSize, PageHashKey key)
     {
+        if (algorithm != PageHashAlgorithm.Sha256) return key.ZeroPage(pageSize);
         lock (Gate)
         {
             if (_zero is not { } z || z.Size != pageSize)
             {
-                var zeros = new byte[pageSize];
-                z = (pageSize, Fast128(zeros), Sha256(zeros));
+                z = (pageSize, Sha256(new byte[pageSize]));
                 _zero = z;
             }
-            return algorithm == PageHashAlgorithm.Sha256 ? z.Sha : z.Fast;
+            return z.Sha;
         }
     }
 

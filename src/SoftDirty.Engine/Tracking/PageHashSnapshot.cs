@@ -14,12 +14,16 @@ internal sealed class PageHashSnapshot
     private readonly List<ulong> _starts = new();
     private readonly List<Hash128[]> _hashes = new();
 
-    /// <summary>An empty snapshot of pages of <paramref name="pageSize"/> bytes hashed with <paramref name="algorithm"/>.</summary>
-    public PageHashSnapshot(int pageSize, PageHashAlgorithm algorithm)
+    /// <summary>
+    /// An empty snapshot of pages of <paramref name="pageSize"/> bytes hashed with <paramref name="algorithm"/>
+    /// (Fast128 under <paramref name="key"/>: snapshots compared with each other share one).
+    /// </summary>
+    public PageHashSnapshot(int pageSize, PageHashAlgorithm algorithm, PageHashKey key)
     {
         PageSize = pageSize;
         Algorithm = algorithm;
-        Zero = PageHash.ZeroPage(algorithm, pageSize);
+        Key = key;
+        Zero = PageHash.ZeroPage(algorithm, pageSize, key);
     }
 
     /// <summary>Marks a page whose bytes could not be read.</summary>
@@ -29,6 +33,8 @@ internal sealed class PageHashSnapshot
     public int PageSize { get; }
     /// <summary>The page hash used.</summary>
     public PageHashAlgorithm Algorithm { get; }
+    /// <summary>The key of Fast128.</summary>
+    internal PageHashKey Key { get; }
     internal Hash128 Zero { get; }
     /// <summary>Pages hashed.</summary>
     public ulong PageCount { get; private set; }
@@ -68,9 +74,9 @@ internal sealed class PageHashSnapshot
     /// <summary>
     /// Hashes the present and swapped pages of <paramref name="spans"/> (the zero page needs no read).
     /// </summary>
-    public static PageHashSnapshot Take(IPageSource source, IReadOnlyList<PageSpan> spans, PageHashAlgorithm algorithm, CancellationToken cancel = default)
+    public static PageHashSnapshot Take(IPageSource source, IReadOnlyList<PageSpan> spans, PageHashAlgorithm algorithm, PageHashKey key, CancellationToken cancel = default)
     {
-        var snap = new PageHashSnapshot(source.PageSize, algorithm);
+        var snap = new PageHashSnapshot(source.PageSize, algorithm, key);
         var toRead = new List<AddressRange>();
         var targets = new List<(ulong Start, Hash128[] Hashes)>();
         var shared = new List<AddressRange>();
@@ -91,7 +97,7 @@ internal sealed class PageHashSnapshot
             {
                 ulong a = address + (ulong)off;
                 while (a >= targets[t].Start + (ulong)targets[t].Hashes.Length * (ulong)pageSize) t++;
-                targets[t].Hashes[(a - targets[t].Start) / (ulong)pageSize] = PageHash.Compute(algorithm, data.Slice(off, pageSize));
+                targets[t].Hashes[(a - targets[t].Start) / (ulong)pageSize] = PageHash.Compute(algorithm, data.Slice(off, pageSize), key);
             }
         }, cancel: cancel, sharedAnonymous: shared);
         return snap;
@@ -105,6 +111,7 @@ internal sealed class PageHashSnapshot
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static List<AddressRange> Diff(PageHashSnapshot before, PageHashSnapshot after, IReadOnlyList<PageSpan> spans)
     {
+        if (before.Algorithm != after.Algorithm || before.Key != after.Key) throw new ArgumentException("Snapshots hashed with different hashes or keys cannot be compared.", nameof(after));
         ulong ps = (ulong)after.PageSize;
         var changed = new List<AddressRange>();
         var b = new RangeListBuilder();

@@ -73,6 +73,9 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
         ImageManifest? parentManifest = parent is null ? null : ImageReader.ReadManifest(parent);
         // Whose image the parent is, before the tracking is collected (which changes the process's tracking).
         if (parentManifest is not null) ImageWriter.CheckParentProcess(parentManifest, source, System.IO.Path.Combine(parent!, ImageFormat.ManifestFile), parent!);
+        // A chain saved before chains had a page-hash key goes on with the fixed one, which a process can collide on purpose.
+        if (parentManifest is { PageKey: null })
+            WriteWarning($"The chain of {parent} has no page-hash key (it was saved by an earlier version): this increment compares pages by a hash that the process could keep while changing a page. Save a full image to start a keyed chain.");
         var method = ImageTracking.Resolve(source, Method);
         var selector = WorkflowSelector.Checked(source, Mapping);
         var progress = new Progress(this, $"Saving the memory of {source.Name} ({source.ProcessId})", path);

@@ -75,14 +75,14 @@ public sealed class ImageRound5Tests : IDisposable
         return (p, new Layout(p));
     }
 
-    /// <summary>Whether the chain ending at <paramref name="leaf"/> resolves to exactly the process's present memory.</summary>
-    private static void AssertChainHolds(string leaf, FakeProcess p)
+    /// <summary>Whether the chain ending at <paramref name="leaf"/> resolves to exactly the process's present memory (also used by later rounds).</summary>
+    internal static void AssertChainHolds(string leaf, FakeProcess p)
     {
         Assert.True(ImageVerifier.Test(leaf).Valid);
         using var chain = ImageReader.Chain(leaf);
         var pages = ChainPages.Of(chain);
-        for (int i = 0; i < Pages; i++)
-            Assert.True(pages.TryGet(p.Address(i), out var h) && h == PageHash.Fast128(p.Content(i)), $"page {i} of the chain is not the process's");
+        for (int i = 0; i < p.Pages; i++)
+            Assert.True(pages.TryGet(p.Address(i), out var h) && h == PageHash.Fast128(p.Content(i), chain[0].PageKey), $"page {i} of the chain is not the process's");
     }
 
     [Fact]

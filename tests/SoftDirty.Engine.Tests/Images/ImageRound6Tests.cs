@@ -72,6 +72,6 @@ public sealed class ImageRound6Tests : IDisposable
         using var chain = ImageReader.Chain(child);
         var pages = ChainPages.Of(chain);
         for (int i = 0; i < Pages; i++)
-            Assert.True(pages.TryGet(p.Address(i), out var h) && h == PageHash.Fast128(p.Content(i)), $"page {i} of the chain is not the process's");
+            Assert.True(pages.TryGet(p.Address(i), out var h) && h == PageHash.Fast128(p.Content(i), chain[0].PageKey), $"page {i} of the chain is not the process's");
     }
 }

@@ -53,8 +53,10 @@ public class PageHashTests
     [Fact]
     public void ZeroPageHash_MatchesZeros_AndSha256Differs()
     {
-        Assert.Equal(PageHash.Fast128(new byte[4096]), PageHash.ZeroPage(PageHashAlgorithm.Fast128, 4096));
-        Assert.NotEqual(PageHash.ZeroPage(PageHashAlgorithm.Fast128, 4096), PageHash.ZeroPage(PageHashAlgorithm.Sha256, 4096));
+        var key = PageHashKey.NewRandom();
+        Assert.Equal(PageHash.Fast128(new byte[4096]), PageHash.ZeroPage(PageHashAlgorithm.Fast128, 4096, PageHashKey.Unkeyed));
+        Assert.Equal(PageHash.Fast128(new byte[4096], key), PageHash.ZeroPage(PageHashAlgorithm.Fast128, 4096, key));
+        Assert.NotEqual(PageHash.ZeroPage(PageHashAlgorithm.Fast128, 4096, key), PageHash.ZeroPage(PageHashAlgorithm.Sha256, 4096, key));
         Assert.True(PageHash.IsZero(new byte[4096]));
     }
 }

@@ -130,12 +130,13 @@ public unsafe class PageWalkTests
             var spans = PageWalk.DataSpans(source.ReadMappings(false), m => m.Start < end && m.End > start)
                 .ConvertAll(s => new PageSpan(Math.Max(s.Start, start), Math.Min(s.End, end), s.Mapping));
             Assert.Equal(2, spans.Count);
-            var snap = PageHashSnapshot.Take(source, spans, PageHashAlgorithm.Fast128);
+            var key = PageHashKey.NewRandom();
+            var snap = PageHashSnapshot.Take(source, spans, PageHashAlgorithm.Fast128, key);
             Assert.Equal((ulong)Pages, snap.PageCount);
             for (int i = 0; i < Pages; i++)
             {
                 Assert.True(snap.TryGet(start + (ulong)(i * Ps), out var h));
-                Assert.Equal(PageHash.Compute(PageHashAlgorithm.Fast128, new ReadOnlySpan<byte>((void*)(mem + i * Ps), Ps)), h);
+                Assert.Equal(PageHash.Compute(PageHashAlgorithm.Fast128, new ReadOnlySpan<byte>((void*)(mem + i * Ps), Ps), key), h);
             }
         });
     }
