@@ -1,0 +1,152 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, fourteenth attack round, on the PowerShell surface and the environment a careless or hostile user brings:
+# cultures (the runspace's and the process's LANG/LC_ALL), mapping names a target chooses as -Mapping selections and
+# completions, ... (new cases only; earlier rounds are in Security.Round*.Tests.ps1, Workflows.Security.Tests.ps1 and
+# WriteTracking.Tests.ps1).
+
+BeforeDiscovery {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    # A culture that writes numbers differently from the invariant one (a decimal comma, Arabic separators, a Buddhist or
+    # Persian calendar); without ICU (invariant globalization) .NET has none of them.
+    $script:Cultures = @(
+        foreach ($c in 'de-DE', 'tr-TR', 'ar-SA', 'th-TH', 'fa-IR') {
+            $skip = try {
+                $ci = [cultureinfo]::GetCultureInfo($c, $true)
+                if ($ci.NumberFormat.NumberDecimalSeparator -eq '.' -and $c -ne 'th-TH') { "culture $c writes numbers as the invariant culture does here (no ICU data)" } else { $null }
+            } catch { "culture $c is not available here (invariant globalization): $($_.Exception.Message)" }
+            @{ Culture = $c; SkipReason = $skip }
+        }
+    )
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r14')
+    chmod 0755 $TestDrive $root
+    function New-Name { [guid]::NewGuid().ToString('n') }
+    # Runs $Script with the thread's culture and UI culture set to $Culture, then puts them back.
+    function Invoke-InCulture([string] $Culture, [scriptblock] $Script) {
+        $saved = [cultureinfo]::CurrentCulture, [cultureinfo]::CurrentUICulture
+        try {
+            [cultureinfo]::CurrentCulture = $Culture; [cultureinfo]::CurrentUICulture = $Culture
+            & $Script
+        } finally { [cultureinfo]::CurrentCulture = $saved[0]; [cultureinfo]::CurrentUICulture = $saved[1] }
+    }
+}
+
+Describe 'Cultures: what the module writes reads the same in every culture' -Tag 'Security', 'Round14Surface' {
+    # The chart wrote every coordinate and tick in the invariant culture but the sizes of its address bands and axis
+    # ("0x7fff...-0x7fff... (1,5 MiB)") in the current one: drawn under de-DE a 1.5 MiB band read "1,5 MiB" beside
+    # ticks written "1,000" (one thousand), so the same file said two things about a comma.
+    BeforeAll {
+        $script:e = New-EmulatedProcess
+        $script:m = $e | Add-EmulatedMapping -Length 1536KB
+        $script:samples = $e | Watch-DirtyPage -Count 3 -Interval 0.25 -Workload @{ Address = $m.Start; Length = 1536KB; AccessesPerSecond = 3000; Pattern = 'Random' }
+        function Get-Chart([string] $Culture, [hashtable] $Focus = @{}) {
+            $f = Join-Path $root "$(New-Name).svg"
+            Invoke-InCulture $Culture { $null = $samples | Export-DirtyPageChart -Path $f @Focus }
+            Get-Content -Raw -LiteralPath $f
+        }
+    }
+
+    It 'a chart drawn under <Culture> is the chart drawn under the invariant culture, byte for byte' -ForEach $Cultures {
+        if ($SkipReason) { Set-ItResult -Skipped -Because $SkipReason }
+        foreach ($focus in @{}, @{ Address = $m.Start; Length = 1536KB }) {
+            $invariant = Get-Chart '' $focus
+            $invariant | Should -Match '\(1\.5 MiB\)' -Because 'the band of the 1.5 MiB mapping is labelled with its size'
+            $chart = Get-Chart $Culture $focus
+            [xml]$chart | Should -Not -BeNullOrEmpty
+            $chart | Should -BeExactly $invariant
+        }
+    }
+}
+
+Describe '-Mapping with a pseudo-name, and completed names that hold wildcard characters' -Tag 'Security', 'Round14Surface' {
+    # '[heap]' and '[stack]' matched literally, as the help says, and also as patterns and as a file name alone: '[heap]'
+    # is the class of h, e, a, p, so a target whose owner mapped files named 'h' or '[heap]' had them in every selection
+    # of the heap (Get-MemoryMapping, Get-PageMap, Search-PageMap, and the images, watches and migrations of
+    # -Mapping '[heap]'), counted and saved as if they were the heap. And -Mapping completed a file named 'lib[x].so'
+    # as it is, a pattern that also selects 'libx.so'. Now a pseudo-name is only that pseudo-name, and completion
+    # escapes the wildcard characters of what it completes.
+    BeforeAll {
+        $script:t = Start-TestTarget
+        $script:dir = New-Item -ItemType Directory (Join-Path $root (New-Name))
+        chmod 0755 $dir
+        $script:decoys = [ordered]@{}
+        foreach ($n in 'h', 'p', '[heap]', 's', 'k', '[stack]') {
+            $decoys[$n] = $t.Map(2, "file $dir/$n")
+            $null = $t.Send("write $(Hex $decoys[$n]) 0 2")
+        }
+        # The heap exists once something was allocated: the target's stdio buffers are.
+        $script:kinds = @{ '[heap]' = 'Heap'; '[stack]' = 'Stack' }
+        $script:decoyPaths = @($decoys.Keys | ForEach-Object { "$dir/$_" })
+    }
+    AfterAll {
+        Stop-TestTarget -Process $t.Process
+        # Brackets in the names: Pester's TestDrive clean-up (Remove-Item with wildcards) cannot remove them.
+        foreach ($p in $decoyPaths) { [System.IO.File]::Delete($p) }
+    }
+
+    It '-Mapping <_>: Get-MemoryMapping, Get-PageMap and Search-PageMap select that pseudo-name''s mapping only' -ForEach '[heap]', '[stack]' {
+        $kind = $kinds[$_]
+        $m = @(Get-MemoryMapping -Id $t.Id -Mapping $_)
+        $m.Count | Should -BeGreaterThan 0
+        @($m | Where-Object Path -In $decoyPaths).Path | Should -BeNullOrEmpty -Because 'no file of the target''s choice is the heap or the stack'
+        @($m.Kind | Select-Object -Unique) | Should -Be @($kind)
+        $ranges = @(Get-PageMap -Id $t.Id -Mapping $_ -AsRange -WarningAction SilentlyContinue)
+        $ranges.Count | Should -BeGreaterThan 0
+        @($ranges.Mapping | Select-Object -Unique) | Should -Be @($_)
+        if ((Get-SoftDirtySupport).PagemapScan) {
+            $regions = @(Search-PageMap -Id $t.Id -Mapping $_ -Category Present)
+            @($regions.Mapping | Where-Object { $_ -in $decoyPaths }) | Should -BeNullOrEmpty
+        }
+    }
+
+    It 'Save-MemoryImage -Mapping <_> saves and restores that pseudo-name''s mapping only' -ForEach '[heap]', '[stack]' {
+        $img = Join-Path $root (New-Name)
+        $null = Save-MemoryImage -Id $t.Id -Mapping $_ -Path $img -WarningAction SilentlyContinue
+        $restored = @(Restore-MemoryImage -Path $img -Destination "$img.r")
+        $restored.Count | Should -BeGreaterThan 0
+        @($restored.Mapping | Select-Object -Unique) | Should -Be @($_) -Because 'the image holds the heap or the stack, not a file so named'
+    }
+
+    It 'a file name alone and wildcards still select as before: ''h'', ''[hp]'', ''*heap*''' {
+        @(Get-MemoryMapping -Id $t.Id -Mapping 'h').Path | Should -Be @("$dir/h")
+        @(Get-MemoryMapping -Id $t.Id -Mapping "$dir/[hp]").Path | Should -Be @("$dir/p", "$dir/h" | Sort-Object { $decoys[(Split-Path -Leaf $_)] })
+        $wild = @(Get-MemoryMapping -Id $t.Id -Mapping '*heap*')
+        $wild.Path | Should -Contain "$dir/[heap]"
+        @($wild | Where-Object Kind -EQ Heap).Count | Should -Be 1
+    }
+
+    It 'Tab completion of a file named <Name> beside <Other>: the completed line selects that file only' -ForEach @(
+        @{ Name = 'lib[x].so'; Other = 'libx.so' }
+        @{ Name = 'a*'; Other = 'ab' }
+        @{ Name = 'q?'; Other = 'qz' }
+        @{ Name = 'b`[c'; Other = 'b[c' }
+    ) {
+        $sub = New-Item -ItemType Directory (Join-Path $root (New-Name))
+        $addr = @{}
+        try {
+            foreach ($n in $Name, $Other) {
+                $file = Join-Path $sub $n
+                [System.IO.File]::WriteAllBytes($file, [byte[]]::new($t.PageSize))
+                # The line protocol takes no quotes in a path: the target maps it through a link (maps shows the file).
+                $link = Join-Path $sub (New-Name)
+                $null = [System.IO.File]::CreateSymbolicLink($link, $file)
+                $addr[$n] = $t.Map(1, "file $link")
+                $null = $t.Send("read $(Hex $addr[$n]) 0 1")
+            }
+            $prefix = Join-Path $sub $Name.Substring(0, 1)
+            $line = "Get-PageMap -Id $($t.Id) -Mapping '$prefix"
+            $match = @((TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches) | Where-Object ListItemText -EQ (Join-Path $sub $Name)
+            $match.Count | Should -Be 1
+            $pages = @(Invoke-Expression "Get-PageMap -Id $($t.Id) -Mapping $($match[0].CompletionText) -WarningAction SilentlyContinue")
+            $pages.Count | Should -Be 1 -Because "the completed name selects $Name, not $Other"
+            $pages[0].Start | Should -Be $addr[$Name]
+            $pages[0].Mapping | Should -BeExactly (Join-Path $sub $Name)
+        } finally {
+            foreach ($a in $addr.Values) { $null = $t.Send("unmap $(Hex $a) 1") }
+            foreach ($n in $Name, $Other) { [System.IO.File]::Delete((Join-Path $sub $n)) }
+        }
+    }
+}
