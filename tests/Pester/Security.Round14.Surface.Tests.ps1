@@ -150,3 +150,49 @@ Describe '-Mapping with a pseudo-name, and completed names that hold wildcard ch
         }
     }
 }
+
+Describe 'Objects of an emulated process piped into a command that takes -Id by property name' -Tag 'Security', 'Round14Surface' {
+    # Emulated process ids started at 100000: a pid real processes have wherever pid_max is raised (systemd raises it
+    # to 4194304). The mappings, ranges, pages and samples of an emulated process carry its ProcessId, and a /proc
+    # cmdlet binds -Id by property name: $e | Get-MemoryMapping | Get-PageMap read the real process 100000 there, and
+    # $e | Get-MemoryMapping | Clear-SoftDirty cleared its soft-dirty bits (another tool's incremental dumps of it
+    # would then miss pages). Now emulated ids start at PID_MAX_LIMIT, above every real pid, and such a pipeline is
+    # ProcessNotFound that says to give the emulated process.
+    BeforeAll {
+        $script:e = New-EmulatedProcess
+        $script:m = $e | Add-EmulatedMapping -Length 64KB
+        $e | Write-EmulatedMemory -Address $m.Start -Length 8KB
+        $script:pidMax = [int](Get-Content -Raw /proc/sys/kernel/pid_max)
+    }
+
+    It 'an emulated process''s id (and a forked one''s) lies above this kernel''s pid_max and above PID_MAX_LIMIT (4194304)' {
+        $c = $e | Copy-EmulatedProcess
+        foreach ($id in $e.ProcessId, $c.ProcessId, (New-EmulatedProcess).ProcessId) {
+            $id | Should -BeGreaterOrEqual $pidMax -Because 'no real process can have the id'
+            $id | Should -BeGreaterOrEqual 4194304 -Because 'no kernel lets pid_max go past PID_MAX_LIMIT'
+            Test-Path "/proc/$id" | Should -BeFalse
+        }
+    }
+
+    It '$e | <Source> | <Command>: ProcessNotFound that says to give the emulated process; no real process is read' -ForEach @(
+        foreach ($c in @(
+                @{ Command = 'Get-PageMap'; Run = { $input | Get-PageMap -ErrorAction Stop } }
+                @{ Command = 'Get-MemoryMapping'; Run = { $input | Get-MemoryMapping -ErrorAction Stop } }
+                @{ Command = 'Clear-PageReference -Type PeakRss'; Run = { $input | Clear-PageReference -Type PeakRss -ErrorAction Stop } }
+                @{ Command = 'Watch-DirtyPage -Count 1'; Run = { $input | Watch-DirtyPage -Count 1 -Interval 0.01 -Method Hash -ErrorAction Stop } }
+            )) {
+            foreach ($s in 'Get-MemoryMapping', 'Get-PageMap -AsRange', 'Watch-DirtyPage') { $c + @{ Source = $s } }
+        }
+    ) {
+        $objects = switch ($Source) {
+            'Get-MemoryMapping' { @($e | Get-MemoryMapping) }
+            'Get-PageMap -AsRange' { @($e | Get-PageMap -AsRange -WarningAction SilentlyContinue) }
+            'Watch-DirtyPage' { @($e | Watch-DirtyPage -Count 1 -Interval 0.01) }
+        }
+        $objects.Count | Should -BeGreaterThan 0
+        $caught = try { $null = $objects | & $Run; $null } catch { $_ }
+        $caught | Should -Not -BeNullOrEmpty -Because 'the objects name no real process'
+        $caught.FullyQualifiedErrorId | Should -BeLike 'ProcessNotFound,*'
+        $caught.Exception.Message | Should -BeLike '*-Emulator*'
+    }
+}
