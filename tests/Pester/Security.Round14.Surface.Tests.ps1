@@ -59,6 +59,40 @@ Describe 'Cultures: what the module writes reads the same in every culture' -Tag
             $chart | Should -BeExactly $invariant
         }
     }
+    It 'an image chain and samples saved by a pwsh under LC_ALL=<Culture> read, test, restore and chart the same in this one' -ForEach $Cultures {
+        if ($SkipReason) { Set-ItResult -Skipped -Because $SkipReason }
+        $d = Join-Path $root (New-Name)
+        $saved = $env:LC_ALL
+        try {
+            $env:LC_ALL = $Culture.Replace('-', '_') + '.UTF-8'
+            $out = Invoke-ChildPwsh -ImportModule @"
+`$e = New-EmulatedProcess -Name 'r14'
+`$m = `$e | Add-EmulatedMapping -Length 1536KB
+`$e | Write-EmulatedMemory -Address `$m.Start -Length 1MB -Value 3
+`$null = `$e | Save-MemoryImage -Path '$d/0'
+`$e | Write-EmulatedMemory -Address (`$m.Start + 64KB) -Length 72KB -Value 9
+`$null = `$e | Save-MemoryImage -Path '$d/1' -Parent '$d/0'
+`$null = `$e | Save-MemoryImage -Path '$d/full'
+`$s = `$e | Watch-DirtyPage -Count 3 -Interval 0.25 -Workload @{ Address = `$m.Start; Length = 1536KB; AccessesPerSecond = 3000; Pattern = 'Random' }
+`$s | Export-Clixml -LiteralPath '$d/samples.xml'
+'culture=' + (Get-Culture).Name
+"@
+        } finally { $env:LC_ALL = $saved }
+        ($out -join "`n") | Should -Match "culture=$Culture" -Because "the child ran under $Culture ($($out -join ' '))"
+        Test-MemoryImage -Path "$d/1" | Should -BeTrue
+        $info = @(Get-MemoryImage -Path "$d/1") | Where-Object Depth -EQ 1
+        $info.Count | Should -Be 1
+        $info.Created.Kind | Should -Be 'Utc'
+        [math]::Abs(($info.Created - (Get-Item -LiteralPath "$d/1/manifest.json").LastWriteTimeUtc).TotalMinutes) | Should -BeLessThan 60 -Because 'the date reads as the date it was written, whatever the writer''s calendar'
+        $info.DataPages | Should -Be 18
+        Compare-RestoredImage "$d/1" "$d/full" $root | Should -BeNullOrEmpty
+        $samples = Import-Clixml -LiteralPath "$d/samples.xml"
+        $mine = Join-Path $root "$(New-Name).svg"; $theirs = Join-Path $root "$(New-Name).svg"
+        $null = $samples | Export-DirtyPageChart -Path $mine
+        Invoke-InCulture $Culture { $null = $samples | Export-DirtyPageChart -Path $theirs }
+        (Get-Content -Raw $theirs) | Should -BeExactly (Get-Content -Raw $mine)
+        (Get-Content -Raw $mine) | Should -Match '\(1\.5 MiB\)'
+    }
 }
 
 Describe '-Mapping with a pseudo-name, and completed names that hold wildcard characters' -Tag 'Security', 'Round14Surface' {
