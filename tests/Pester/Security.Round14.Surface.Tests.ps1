@@ -230,3 +230,67 @@ Describe 'Objects of an emulated process piped into a command that takes -Id by 
         $caught.Exception.Message | Should -BeLike '*-Emulator*'
     }
 }
+
+Describe 'Mapping names a target chooses after mapping: bytes that are no UTF-8, a live file named " (deleted)", a newline with ESC, a path past PATH_MAX' -Tag 'Security', 'Round14Surface' {
+    # maps shows the name a mapped file has now (a rename after mmap changes it), escaping only a newline (\012); the
+    # name may be longer than PATH_MAX (a rename into a deep folder), which PROCMAP_QUERY's 4096-byte buffer refuses with
+    # ENAMETOOLONG. Each mapping is read whole with its name, in every command and view (handled; regression tests).
+    BeforeAll {
+        $script:t = Start-TestTarget
+        $script:dir = (New-Item -ItemType Directory (Join-Path $root (New-Name))).FullName
+        chmod 0755 $dir
+        $script:at = [ordered]@{}
+        $null = New-Item -ItemType Directory "$dir/a"
+        $at['deep'] = $t.Map(2, "file $dir/a/f")
+        # 18 folders of 250 characters: the file's path becomes about 4,600 characters (PATH_MAX is 4096).
+        bash -c 'cd "$1" && for i in $(seq 1 18); do mkdir "$2" && cd "$2"; done && mv "$1/a" .' r14 $dir ('D' * 250)
+        $at['utf8'] = $t.Map(2, "file $dir/x")
+        bash -c 'mv "$1/x" "$1/inv$(printf "\377\376") (deleted)"' r14 $dir
+        $at['newline'] = $t.Map(2, "file $dir/y")
+        [System.IO.File]::Move("$dir/y", "$dir/nl`nz`e]0;t`a`e[31m")
+        foreach ($a in $at.Values) { $null = $t.Send("write $(Hex $a) 0 2") }
+        $script:hidden = '[\p{Cc}\p{Cf}\u2028\u2029-[\n\r]]'
+        function Mine { param($o) @($o | Where-Object { $_.Start -in $at.Values }) }
+    }
+    AfterAll {
+        Stop-TestTarget -Process $t.Process
+        # rm works below PATH_MAX one folder at a time; TestDrive's clean-up would not.
+        rm -rf $dir
+    }
+
+    It 'Get-MemoryMapping lists each once with its name as maps gives it; Get-PageMap reads both pages of each, without an error' {
+        $maps = @(Get-Content -LiteralPath "/proc/$($t.Id)/maps" | Where-Object { $_ -like "*$(Split-Path -Leaf $dir)*" })
+        $maps.Count | Should -Be 3
+        $m = Mine (Get-MemoryMapping -Id $t.Id -ErrorVariable err)
+        $err | Should -BeNullOrEmpty
+        $m.Count | Should -Be 3
+        ($m | Where-Object Start -EQ $at['deep']).Path.Length | Should -BeGreaterThan 4096
+        ($m | Where-Object Start -EQ $at['newline']).Path | Should -BeExactly "$dir/nl\012z`e]0;t`a`e[31m"
+        ($m | Where-Object Start -EQ $at['utf8']).Path | Should -BeLike "$dir/inv*"
+        foreach ($a in $at.Values) {
+            $r = @(Get-PageMap -Id $t.Id -Address $a -Length (2 * $t.PageSize) -AsRange -Present -ErrorVariable err -WarningAction SilentlyContinue)
+            $err | Should -BeNullOrEmpty
+            ($r | Measure-Object PageCount -Sum).Sum | Should -Be 2
+            @($r.Mapping | Select-Object -Unique) | Should -Be @(($m | Where-Object Start -EQ $a).Path)
+        }
+        $all = Mine (Get-PageMap -Id $t.Id -AsRange -Present -ErrorVariable err -WarningAction SilentlyContinue)
+        $err | Should -BeNullOrEmpty
+        ($all | Measure-Object PageCount -Sum).Sum | Should -Be 6
+    }
+
+    It 'a save holds them, tests valid and restores every written page; the views and verbose lines show no control character' {
+        $img = Join-Path $root (New-Name)
+        $null = Save-MemoryImage -Id $t.Id -Path $img -WarningAction SilentlyContinue -ErrorVariable err
+        $err | Should -BeNullOrEmpty
+        Test-MemoryImage -Path $img | Should -BeTrue
+        $restored = @(Restore-MemoryImage -Path $img -Destination "$img.r" | Where-Object { $_.Mapping -like "$dir/*" })
+        $restored.Count | Should -Be 3
+        foreach ($r in $restored) { [System.IO.File]::ReadAllBytes($r.File)[0] | Should -Not -Be 0 -Because "the written page of $($r.Mapping.Length) characters is restored" }
+        foreach ($o in (Mine (Get-MemoryMapping -Id $t.Id)), $restored, (Get-MemoryImage -Path $img)) {
+            foreach ($f in 'Format-Table', 'Format-List') { (($o | & $f | Out-String -Width 400) -match $hidden) | Should -BeFalse -Because "$f shows no control character" }
+        }
+        $verbose = @(Get-PageMap -Id $t.Id -Mapping 'nl*' -Verbose -WarningAction SilentlyContinue 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] })
+        $verbose.Count | Should -BeGreaterThan 0
+        foreach ($v in $verbose) { ($v.Message -match $hidden) | Should -BeFalse }
+    }
+}
