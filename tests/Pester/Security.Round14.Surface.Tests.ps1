@@ -339,3 +339,81 @@ Describe 'Commands that ptrace one process, run at once from runspaces of one Po
         } finally { Stop-WfTarget $t }
     }
 }
+
+Describe 'The cmdlets in a ConstrainedLanguage runspace (a locked-down session: AppLocker, WDAC)' -Tag 'Security', 'Round14Surface' {
+    # The cmdlets, their views and the chart run there (handled). -Workload's hashtable did not: PowerShell refuses to
+    # convert a hashtable to an object in ConstrainedLanguage mode, so Watch-DirtyPage and Invoke-PreCopyMigration of an
+    # emulated process could not be given a workload at all (CannotConvertArgumentNoMessage), nor could the spec be made
+    # with New-Object. The cmdlets now make the spec from the hashtable themselves.
+    BeforeAll {
+        function Invoke-Constrained([string] $Script) {
+            $iss = [System.Management.Automation.Runspaces.InitialSessionState]::CreateDefault2()
+            $iss.LanguageMode = 'ConstrainedLanguage'
+            $rs = [runspacefactory]::CreateRunspace($iss)
+            $rs.Open()
+            $ps = [powershell]::Create()
+            $ps.Runspace = $rs
+            try {
+                $null = $ps.AddScript("Import-Module '$((Get-Module SoftDirty).Path)'; `$ExecutionContext.SessionState.LanguageMode; $Script")
+                $out = @($ps.Invoke())
+                [pscustomobject]@{ Mode = [string]$out[0]; Output = @($out | Select-Object -Skip 1); Errors = @($ps.Streams.Error) }
+            } finally { $ps.Dispose(); $rs.Dispose() }
+        }
+    }
+
+    It 'an emulated watch and migration with -Workload, an image and its restore, the chart and every view run there' {
+        $d = Join-Path $root (New-Name)
+        $r = Invoke-Constrained @"
+`$e = New-EmulatedProcess -Name 'clm'
+`$m = `$e | Add-EmulatedMapping -Length 256KB
+`$e | Write-EmulatedMemory -Address `$m.Start -Length 64KB
+`$w = @{ Address = `$m.Start; Length = 256KB; Pattern = 'Sequential'; AccessesPerSecond = 4000; WriteRatio = 1; Seed = 3 }
+`$s = `$e | Watch-DirtyPage -Count 2 -Interval 0.25 -Workload `$w
+`$rounds = `$e | Invoke-PreCopyMigration -Bandwidth 1MB -Workload `$w -Destination '$d/chain' -Confirm:`$false
+`$null = `$e | Save-MemoryImage -Path '$d/img'
+`$null = Restore-MemoryImage -Path '$d/img' -Destination '$d/r'
+`$null = `$s | Export-DirtyPageChart -Path '$d/chart.svg'
+'samples=' + @(`$s).Count
+'dirty=' + (`$s | Measure-Object DirtyPages -Sum).Sum
+'rounds=' + @(`$rounds).Count
+'valid=' + (Test-MemoryImage -Path '$d/img')
+foreach (`$o in `$e, (`$e | Get-MemoryMapping), (`$e | Get-PageMap -AsRange), `$s, `$rounds, (Get-MemoryImage -Path '$d/img')) {
+    'view=' + ((`$o | Out-String -Width 200).Length -gt 0) + ',' + ((`$o | Format-List | Out-String -Width 200).Length -gt 0)
+}
+"@
+        $r.Mode | Should -Be 'ConstrainedLanguage'
+        @($r.Errors | ForEach-Object { "$($_.FullyQualifiedErrorId): $_" }) | Should -BeNullOrEmpty
+        $r.Output | Should -Contain 'samples=2'
+        ($r.Output | Where-Object { $_ -like 'dirty=*' }) | Should -Not -Be 'dirty=0' -Because 'the workload wrote'
+        ($r.Output | Where-Object { $_ -like 'rounds=*' }) | Should -Not -Be 'rounds=0'
+        $r.Output | Should -Contain 'valid=True'
+        @($r.Output | Where-Object { $_ -like 'view=*' }) | Should -Be (@('view=True,True') * 6)
+        [xml](Get-Content -Raw "$d/chart.svg") | Should -Not -BeNullOrEmpty
+    }
+
+    It 'the same workload as a hashtable in FullLanguage gives the same samples; a key the spec lacks, or a value that does not convert, is a binding error naming it' {
+        $run = {
+            param($Workload)
+            $e = New-EmulatedProcess
+            $m = $e | Add-EmulatedMapping -Length 256KB -Address 0x10000000 -Fixed
+            $e | Watch-DirtyPage -Count 2 -Interval 0.25 -Workload $Workload | ForEach-Object { "$($_.DirtyPages) $($_.Ranges)" }
+        }
+        $w = @{ Address = 0x10000000; Length = 256KB; Pattern = 'Random'; AccessesPerSecond = 400; WriteRatio = 0.5; Seed = 7 }
+        $spec = [SoftDirty.Workflows.EmulatedWorkloadSpec]@{ Address = 0x10000000; Length = 256KB; Pattern = 'Random'; AccessesPerSecond = 400; WriteRatio = 0.5; Seed = 7 }
+        $viaTable = & $run $w
+        $viaTable | Should -Be (& $run $spec)
+        $r = Invoke-Constrained @"
+`$e = New-EmulatedProcess
+`$m = `$e | Add-EmulatedMapping -Length 256KB -Address 0x10000000 -Fixed
+`$e | Watch-DirtyPage -Count 2 -Interval 0.25 -Workload @{ Address = 0x10000000; Length = 256KB; Pattern = 'Random'; AccessesPerSecond = 400; WriteRatio = 0.5; Seed = 7 } | ForEach-Object { "`$(`$_.DirtyPages) `$(`$_.Ranges)" }
+"@
+        $r.Errors | Should -BeNullOrEmpty
+        $r.Output | Should -Be $viaTable
+        $e = New-EmulatedProcess
+        foreach ($bad in @{ Adress = 0x10000; Length = 4KB }, @{ Address = 0x10000; Length = 4KB; Pattern = 'Nope' }, @{ Address = 'x'; Length = 4KB }) {
+            $caught = try { $null = $e | Watch-DirtyPage -Count 1 -Workload $bad -ErrorAction Stop; $null } catch { $_ }
+            $caught.FullyQualifiedErrorId | Should -BeLike 'ParameterArgumentTransformationError,*'
+            $caught.Exception.Message | Should -Match ($bad.Keys | Where-Object { $_ -in 'Adress' -or $bad[$_] -in 'Nope', 'x' } | Select-Object -First 1)
+        }
+    }
+}
