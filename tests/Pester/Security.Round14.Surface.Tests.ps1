@@ -417,3 +417,61 @@ foreach (`$o in `$e, (`$e | Get-MemoryMapping), (`$e | Get-PageMap -AsRange), `$
         }
     }
 }
+
+Describe 'A mapping or range piped into the workflow commands, whose ProcessId binds -Id' -Tag 'Security', 'Round14Surface' {
+    # Get-PageMap takes a piped mapping's Start and Size as its range. Watch-DirtyPage, Save-MemoryImage and
+    # Invoke-PreCopyMigration bound only its ProcessId (-Id), so Get-MemoryMapping -Mapping '[heap]' | Watch-DirtyPage
+    # watched and counted the whole process, and | Save-MemoryImage saved every mapping, the selection dropped without
+    # a word. Now Watch-DirtyPage watches the piped range, and the other two refuse the record (InvalidArgument).
+    BeforeAll {
+        $script:t = Start-TestTarget
+        $script:a = $t.Map(8)
+        $null = $t.Send("write $(Hex $a) 0 8")
+        $script:b = $t.Map(4)
+        $null = $t.Send("write $(Hex $b) 0 4")
+        $script:mine = Get-MemoryMapping -Id $t.Id -Address $a
+    }
+    AfterAll { Stop-TestTarget -Process $t.Process }
+
+    It 'Get-MemoryMapping | Watch-DirtyPage watches that mapping only: the pages it scans are those of -Address/-Length' {
+        $mine.Start | Should -Be $a
+        $piped = @($mine | Watch-DirtyPage -Count 1 -Interval 0.01 -Method Hash -WarningAction SilentlyContinue)
+        $given = @(Watch-DirtyPage -Id $t.Id -Address $a -Length $mine.Size -Count 1 -Interval 0.01 -Method Hash -WarningAction SilentlyContinue)
+        $whole = @(Watch-DirtyPage -Id $t.Id -Count 1 -Interval 0.01 -Method Hash -WarningAction SilentlyContinue)
+        $piped.Count | Should -Be 1
+        $piped[0].PagesScanned | Should -Be $given[0].PagesScanned
+        $piped[0].PagesScanned | Should -BeLessThan $whole[0].PagesScanned -Because 'the whole process has more present pages than the piped mapping'
+        $piped[0].PagesScanned | Should -Be 8
+    }
+
+    It 'two piped mappings: one watch of each' {
+        $two = @(Get-MemoryMapping -Id $t.Id | Where-Object { $_.Start -in $a, $b })
+        $two.Count | Should -Be 2
+        $samples = @($two | Watch-DirtyPage -Count 1 -Interval 0.01 -Method Hash -WarningAction SilentlyContinue)
+        @($samples.PagesScanned | Sort-Object) | Should -Be @(4, 8)
+    }
+
+    It '<Command> of a piped mapping is InvalidArgument naming -Mapping, and writes nothing; a piped process still works' -ForEach @(
+        @{ Command = 'Save-MemoryImage'; Run = { param($o, $d) $o | Save-MemoryImage -Path $d -Method Hash -WarningAction SilentlyContinue -ErrorAction SilentlyContinue -ErrorVariable +global:R14Err } }
+        @{ Command = 'Invoke-PreCopyMigration'; Run = { param($o, $d) $o | Invoke-PreCopyMigration -Bandwidth 1GB -Method Hash -Destination $d -WarningAction SilentlyContinue -Confirm:$false -ErrorAction SilentlyContinue -ErrorVariable +global:R14Err } }
+    ) {
+        $d = Join-Path $root (New-Name)
+        $global:R14Err = @()
+        $out = @(& $Run $mine $d)
+        $err = @($global:R14Err)
+        $out | Should -BeNullOrEmpty
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'InvalidArgument,*'
+        $err[0].Exception.Message | Should -BeLike '*-Mapping*'
+        Test-Path -LiteralPath $d | Should -BeFalse
+        $range = @(Get-PageMap -Id $t.Id -Address $a -Length (8 * $t.PageSize) -AsRange -WarningAction SilentlyContinue)[0]
+        $global:R14Err = @()
+        $null = @(& $Run $range "$d.r")
+        @($global:R14Err)[0].FullyQualifiedErrorId | Should -BeLike 'InvalidArgument,*'
+        $global:R14Err = @()
+        $ok = @(& $Run (Get-Process -Id $t.Id) "$d.p")
+        @($global:R14Err) | Should -BeNullOrEmpty
+        $ok.Count | Should -BeGreaterThan 0
+        Test-Path -LiteralPath "$d.p" | Should -BeTrue
+    }
+}
