@@ -18,6 +18,7 @@ BeforeDiscovery {
         }
     )
     $yama = if (Test-Path /proc/sys/kernel/yama/ptrace_scope) { [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) } else { 0 }
+    $script:NoTracking = Get-WriteTrackingSkipReason
     $script:NoPtrace = if ($yama -ge 3 -or ($yama -eq 2 -and (id -u) -ne '0')) { "Yama's ptrace_scope $yama forbids ptrace of a child here" }
 }
 
@@ -473,5 +474,72 @@ Describe 'A mapping or range piped into the workflow commands, whose ProcessId b
         @($global:R14Err) | Should -BeNullOrEmpty
         $ok.Count | Should -BeGreaterThan 0
         Test-Path -LiteralPath "$d.p" | Should -BeTrue
+    }
+}
+
+Describe 'Write tracking of one process driven from eight runspaces at once (ForEach-Object -Parallel)' -Tag 'Security', 'Round14Surface' {
+    # Enable, Disable, WriteProtect watches and Search-PageMap -WriteProtect of one target from runspaces of one
+    # PowerShell take turns under the tracking's lock (flock per open file, so runspaces exclude each other as processes
+    # do): each succeeds or says why not, no watch sample counts fewer pages than a thread of the target keeps writing,
+    # and nothing is left attached or registered (handled; a regression test).
+    It 'every command succeeds or fails cleanly, no sample misses the hot pages, and the target is left untraced and untracked' -Skip:([bool]$NoTracking) {
+        $t = Start-WfTarget
+        try {
+            $r = New-WfRegion $t 64
+            # A thread of the target writes 16 pages over and over, every 2 ms.
+            $null = Send-WfTarget $t "hot $($r.Hex) 0 16 2000"
+            $module = (Get-Module SoftDirty).Path
+            $results = @(1..8 | ForEach-Object -ThrottleLimit 8 -Parallel {
+                    Import-Module $using:module
+                    $id = ($using:t).Id; $at = ($using:r).Address
+                    $kind = @('Enable', 'Watch', 'Disable', 'Search')[$_ % 4]
+                    try {
+                        $samples = switch ($kind) {
+                            'Enable' { $null = Enable-WriteTracking -Id $id -ErrorAction Stop }
+                            'Watch' { Watch-DirtyPage -Id $id -Count 3 -Interval 0.1 -Method WriteProtect -Address $at -Length (64 * 4096) -WarningAction SilentlyContinue -ErrorAction Stop }
+                            'Disable' { $null = Disable-WriteTracking -Id $id -ErrorAction Stop }
+                            'Search' { $null = Search-PageMap -Id $id -Address $at -Length (64 * 4096) -Category Written -WriteProtect -ErrorAction Stop }
+                        }
+                        [pscustomobject]@{ Kind = $kind; Error = $null; Dirty = @($samples | ForEach-Object DirtyPages) }
+                    } catch { [pscustomobject]@{ Kind = $kind; Error = $_.FullyQualifiedErrorId; Dirty = @() } }
+                })
+            $null = Send-WfTarget $t 'cold'
+            $results.Count | Should -Be 8
+            foreach ($x in $results | Where-Object Error) {
+                ($x.Error -split ',')[0] | Should -BeIn 'WriteTrackingNotEnabled', 'WriteProtectNotSupported' -Because "$($x.Kind) fails only for want of a tracking another runspace disabled or had not enabled yet"
+            }
+            $watches = @($results | Where-Object { $_.Kind -eq 'Watch' -and -not $_.Error })
+            $watches.Count | Should -BeGreaterThan 0 -Because 'a watch enables its own tracking where none is (one may be stopped by a Disable in the middle)'
+            foreach ($w in $watches) {
+                $w.Dirty.Count | Should -Be 3
+                foreach ($n in $w.Dirty) { $n | Should -BeGreaterOrEqual 16 -Because 'the 16 hot pages are written in every interval' }
+            }
+            Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
+            (Get-Content "/proc/$($t.Id)/status" | Where-Object { $_ -like 'TracerPid:*' }) | Should -Be "TracerPid:`t0"
+            @(Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object { $_.LinkTarget -like '*userfaultfd*' }) | Should -BeNullOrEmpty
+            Get-ProcessState $t.Id | Should -BeIn 'S', 'R'
+        } finally { Stop-WfTarget $t }
+    }
+}
+
+Describe 'Tab completion of -Mapping and -Address for processes that exit while it runs' -Tag 'Security', 'Round14Surface' {
+    # A completer that threw would make PowerShell offer the files of the current folder instead (round 9); a target that
+    # exits between the open and the read of its maps is such a case, raced here (handled; a regression test).
+    It '150 processes that exit at once: completion never throws and never offers a file of the current folder' {
+        $dir = New-Item -ItemType Directory (Join-Path $root (New-Name))
+        $null = New-Item -ItemType File (Join-Path $dir 'afile.txt')
+        $sleep = (Get-Command sleep -CommandType Application)[0].Source
+        Push-Location $dir
+        try {
+            foreach ($i in 1..150) {
+                $p = [System.Diagnostics.Process]::Start($sleep, "0.00$(Get-Random -Minimum 1 -Maximum 9)")
+                foreach ($line in "Get-PageMap -Id $($p.Id) -Mapping ", "Get-PageMap -Id $($p.Id) -Address 0x", "Watch-DirtyPage -Id $($p.Id) -Mapping '") {
+                    $offered = @((TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches)
+                    @($offered.CompletionText | Where-Object { $_ -like '*afile*' }) | Should -BeNullOrEmpty -Because "'$line' offers no file names"
+                }
+                $p.WaitForExit()
+                $p.Dispose()
+            }
+        } finally { Pop-Location }
     }
 }
