@@ -62,6 +62,13 @@ Describe 'Cultures: what the module writes reads the same in every culture' -Tag
             $chart | Should -BeExactly $invariant
         }
     }
+    It 'a negative -Id under <Culture> is named as typed, not with the culture''s minus sign (ar-SA''s is U+061C then -)' -ForEach $Cultures {
+        if ($SkipReason) { Set-ItResult -Skipped -Because $SkipReason }
+        $caught = Invoke-InCulture $Culture { try { $null = Get-MemoryMapping -Id -5 -ErrorAction Stop; $null } catch { $_ } }
+        $caught.FullyQualifiedErrorId | Should -BeLike 'ProcessNotFound,*'
+        $caught.Exception.Message | Should -BeExactly 'No process with id -5 (no /proc/-5).'
+    }
+
     It 'an image chain and samples saved by a pwsh under LC_ALL=<Culture> read, test, restore and chart the same in this one' -ForEach $Cultures {
         if ($SkipReason) { Set-ItResult -Skipped -Because $SkipReason }
         $d = Join-Path $root (New-Name)
@@ -478,10 +485,11 @@ Describe 'A mapping or range piped into the workflow commands, whose ProcessId b
 }
 
 Describe 'Write tracking of one process driven from eight runspaces at once (ForEach-Object -Parallel)' -Tag 'Security', 'Round14Surface' {
-    # Enable, Disable, WriteProtect watches and Search-PageMap -WriteProtect of one target from runspaces of one
+    # Enable-WriteTracking, WriteProtect watches and Search-PageMap -WriteProtect of one target from runspaces of one
     # PowerShell take turns under the tracking's lock (flock per open file, so runspaces exclude each other as processes
-    # do): each succeeds or says why not, no watch sample counts fewer pages than a thread of the target keeps writing,
-    # and nothing is left attached or registered (handled; a regression test).
+    # do): each succeeds (a search before any tracking says so), no watch sample counts fewer pages than a thread of the
+    # target keeps writing, whatever the others reset, and Disable leaves nothing attached or registered (handled; a
+    # regression test). (A Disable in the middle stops a watch with WriteTrackingNotEnabled, as documented: left out.)
     It 'every command succeeds or fails cleanly, no sample misses the hot pages, and the target is left untraced and untracked' -Skip:([bool]$NoTracking) {
         $t = Start-WfTarget
         try {
@@ -492,12 +500,11 @@ Describe 'Write tracking of one process driven from eight runspaces at once (For
             $results = @(1..8 | ForEach-Object -ThrottleLimit 8 -Parallel {
                     Import-Module $using:module
                     $id = ($using:t).Id; $at = ($using:r).Address
-                    $kind = @('Enable', 'Watch', 'Disable', 'Search')[$_ % 4]
+                    $kind = @('Enable', 'Watch', 'Search', 'Watch')[$_ % 4]
                     try {
                         $samples = switch ($kind) {
                             'Enable' { $null = Enable-WriteTracking -Id $id -ErrorAction Stop }
                             'Watch' { Watch-DirtyPage -Id $id -Count 3 -Interval 0.1 -Method WriteProtect -Address $at -Length (64 * 4096) -WarningAction SilentlyContinue -ErrorAction Stop }
-                            'Disable' { $null = Disable-WriteTracking -Id $id -ErrorAction Stop }
                             'Search' { $null = Search-PageMap -Id $id -Address $at -Length (64 * 4096) -Category Written -WriteProtect -ErrorAction Stop }
                         }
                         [pscustomobject]@{ Kind = $kind; Error = $null; Dirty = @($samples | ForEach-Object DirtyPages) }
@@ -506,15 +513,15 @@ Describe 'Write tracking of one process driven from eight runspaces at once (For
             $null = Send-WfTarget $t 'cold'
             $results.Count | Should -Be 8
             foreach ($x in $results | Where-Object Error) {
-                ($x.Error -split ',')[0] | Should -BeIn 'WriteTrackingNotEnabled', 'WriteProtectNotSupported' -Because "$($x.Kind) fails only for want of a tracking another runspace disabled or had not enabled yet"
+                "$($x.Kind) $($x.Error)" | Should -BeLike 'Search WriteProtectNotSupported,*' -Because 'only a search before any tracking was enabled fails'
             }
-            $watches = @($results | Where-Object { $_.Kind -eq 'Watch' -and -not $_.Error })
-            $watches.Count | Should -BeGreaterThan 0 -Because 'a watch enables its own tracking where none is (one may be stopped by a Disable in the middle)'
+            $watches = @($results | Where-Object { $_.Kind -eq 'Watch' })
+            $watches.Count | Should -Be 4
             foreach ($w in $watches) {
                 $w.Dirty.Count | Should -Be 3
                 foreach ($n in $w.Dirty) { $n | Should -BeGreaterOrEqual 16 -Because 'the 16 hot pages are written in every interval' }
             }
-            Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
+            Disable-WriteTracking -Id $t.Id -ErrorAction Stop
             (Get-Content "/proc/$($t.Id)/status" | Where-Object { $_ -like 'TracerPid:*' }) | Should -Be "TracerPid:`t0"
             @(Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object { $_.LinkTarget -like '*userfaultfd*' }) | Should -BeNullOrEmpty
             Get-ProcessState $t.Id | Should -BeIn 'S', 'R'
