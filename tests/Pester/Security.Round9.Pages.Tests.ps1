@@ -70,7 +70,8 @@ Describe 'Tab completion of names that a file''s or a process''s owner chose' -T
         ($arg -is [System.Management.Automation.Language.StringConstantExpressionAst] -or $arg -is [System.Management.Automation.Language.ExpandableStringExpressionAst]) |
             Should -BeTrue -Because "the argument is one string, not $($arg.GetType().Name)"
         if ($arg -is [System.Management.Automation.Language.ExpandableStringExpressionAst]) { $arg.NestedExpressions | Should -BeNullOrEmpty }
-        $arg.Value | Should -BeExactly $file
+        # -Mapping takes wildcards: the completed name is the file's name with its wildcard characters escaped (round 14).
+        $arg.Value | Should -BeExactly ([System.Management.Automation.WildcardPattern]::Escape($file))
         $arg.Extent.Text | Should -Not -Match $Hidden -Because 'the line shown is the line that runs'
         $global:R9Ran = $null
         $pages = @(Invoke-Expression $line)

@@ -26,8 +26,12 @@ public sealed partial class EmulatedProcess : IPageSource
     public const ulong MinMmapAddress = 0x1_0000;
     /// <summary>A PMD-mapped transparent huge page: 2 MiB.</summary>
     public const ulong HugePageBytes = PageBytes << PageTable.LeafShift;
-    /// <summary>The first emulated process id (real pids are far smaller by default).</summary>
-    public const int FirstProcessId = 100000;
+    /// <summary>
+    /// The first emulated process id: PID_MAX_LIMIT (include/linux/threads.h, 4 Mi on 64-bit), above every real pid
+    /// (pid_max is at most that). It was 100000, a pid real processes have where pid_max is raised (systemd sets it to
+    /// 4 Mi): an emulated object's ProcessId piped into a /proc cmdlet bound -Id and read or cleared that real process.
+    /// </summary>
+    public const int FirstProcessId = 1 << 22;
     private const ulong PageOffsetMask = PageBytes - 1;
 
     private static int s_lastProcessId = FirstProcessId - 1;

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Globalization;
 using System.IO;
 
 namespace SoftDirty.Injection;
@@ -42,7 +43,7 @@ internal static class InjectionSupport
         if (status.TryGetValue("TracerPid", out var tracer) && int.TryParse(tracer, out int tracerPid) && tracerPid != 0
             && !SoftDirty.Tracking.PtraceFreeze.HoldsHere(pid)) // frozen by this thread (-Freeze): injection uses that stop
             return new EngineException(EngineError.ProcessAlreadyTraced,
-                $"Process {pid} is already traced by process {tracerPid} ({Comm(tracerPid)}); a process has one tracer at a time. Detach the debugger or use -Method Hash.", pid);
+                $"Process {pid} is already traced by {Tracer(tracerPid)}, or use -Method Hash: a process has one tracer at a time.", pid);
         if (status.TryGetValue("Seccomp", out var seccomp) && seccomp == "1")
             return new EngineException(EngineError.SeccompForbids, $"Process {pid} runs in seccomp strict mode, which kills it on any syscall but read, write, exit and sigreturn.", pid);
         // A filter may answer a call it does not allow by killing the process: injection runs every call through
@@ -118,6 +119,18 @@ internal static class InjectionSupport
         }
         return false;
     }
+
+    /// <summary>
+    /// Who traces a process (TracerPid, a thread id), and what to do, for ProcessAlreadyTraced. A thread of this
+    /// PowerShell is no debugger to detach: another runspace's command (a thread job, ForEach-Object -Parallel) holds the
+    /// process, frozen or injecting.
+    /// </summary>
+    internal static string Tracer(int tracerTid) =>
+        Directory.Exists(string.Create(CultureInfo.InvariantCulture, $"/proc/self/task/{tracerTid}"))
+            ? string.Create(CultureInfo.InvariantCulture, $"another command of this PowerShell (its thread {tracerTid}, in another runspace: a thread job or ForEach-Object -Parallel); run them one after another")
+            : Directory.Exists(string.Create(CultureInfo.InvariantCulture, $"/proc/{tracerTid}"))
+                ? string.Create(CultureInfo.InvariantCulture, $"process {tracerTid} ({Comm(tracerTid)}); detach that debugger")
+                : string.Create(CultureInfo.InvariantCulture, $"thread {tracerTid}, which has let go since; run the command again");
 
     private static string Comm(int pid)
     {

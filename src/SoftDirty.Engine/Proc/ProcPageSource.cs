@@ -86,7 +86,9 @@ internal sealed unsafe class ProcPageSource : IPageSource
         EnsureLinux();
         int dirFd = pid <= 0 ? -1 : FileNative.OpenAt(FileNative.AT_FDCWD, "/proc/" + pid, FileNative.O_PATH | FileNative.O_DIRECTORY | FileNative.O_CLOEXEC, 0);
         if (dirFd < 0)
-            throw Unopened(pid, pid <= 0 ? Errno.ENOENT : Marshal.GetLastPInvokeError(), $"No process with id {pid} (no /proc/{pid}).");
+            throw Unopened(pid, pid <= 0 ? Errno.ENOENT : Marshal.GetLastPInvokeError(), pid >= Emulation.EmulatedProcess.FirstProcessId
+                ? $"No process with id {pid}: ids from {Emulation.EmulatedProcess.FirstProcessId} on are emulated processes' (no real pid is that high). Give the emulated process with -Emulator, or pipe it."
+                : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"No process with id {pid} (no /proc/{pid})."));  // -5, never ar-SA's "\u061c-5"
         var name = ReadAt(dirFd, "comm", out int commErrno)?.TrimEnd('\n');
         if (name is null)
         {

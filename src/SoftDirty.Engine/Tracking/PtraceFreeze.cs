@@ -81,7 +81,7 @@ internal sealed class PtraceFreeze : IDisposable
                     if (f._seized.ContainsKey(tid)) continue;
                     // A thread held in vfork() would not stop, and could not be let go again (see VforkWait): refused first.
                     if (VforkWait.Waits(pid, tid, out int child)) throw VforkWait.Refusal(pid, tid, child, $"Freezing process {pid}");
-                    if (Seize(pid, tid, out string? tracer) != 0)
+                    if (Seize(pid, tid, out int? tracer) != 0)
                     {
                         int e = Marshal.GetLastPInvokeError();
                         if (e == Errno.ESRCH) continue; // the thread exited
@@ -94,7 +94,7 @@ internal sealed class PtraceFreeze : IDisposable
                         }
                         if (e == Errno.EPERM && tracer is not null)
                             throw new EngineException(EngineError.ProcessAlreadyTraced,
-                                $"Freezing process {pid}: it is already traced by process {tracer}; a process has one tracer at a time. Detach the debugger first.", pid, e);
+                                $"Freezing process {pid}: it is already traced by {InjectionSupport.Tracer(tracer.Value)}: a process has one tracer at a time.", pid, e);
                         throw new EngineException(e is Errno.EPERM or Errno.EACCES ? EngineError.PermissionDenied : EngineError.ProcIOError,
                             $"Freezing process {pid}: PTRACE_SEIZE of thread {tid} failed: {Errno.Describe(e)} (another tracer, or no permission to trace it).", pid, e);
                     }
@@ -136,14 +136,15 @@ internal sealed class PtraceFreeze : IDisposable
     /// taking turns: round 13): so EPERM with no tracer showing is tried again a few times, and stands as a refusal of
     /// permission only while no tracer is seen and the seize still fails. <paramref name="tracer"/>: the TracerPid seen with an EPERM, else null.
     /// </summary>
-    private static int Seize(int pid, int tid, out string? tracer)
+    private static int Seize(int pid, int tid, out int? tracer)
     {
         tracer = null;
         for (int attempt = 1; ; attempt++)
         {
             if (Ptrace.Call(Ptrace.Seize, tid, 0, 0) == 0) return 0;
             int e = Marshal.GetLastPInvokeError();
-            if (e == Errno.EPERM && InjectionSupport.ReadStatus(pid) is { } status && status.TryGetValue("TracerPid", out var seen) && seen != "0") tracer = seen;
+            if (e == Errno.EPERM && InjectionSupport.ReadStatus(pid) is { } status && status.TryGetValue("TracerPid", out var seen)
+                && int.TryParse(seen, NumberStyles.None, CultureInfo.InvariantCulture, out int by) && by != 0) tracer = by;
             if (e != Errno.EPERM || attempt >= SeizeTries || tracer is not null) { Marshal.SetLastPInvokeError(e); return -1; }
             Thread.Sleep(SeizeRetry);
         }

@@ -266,11 +266,12 @@ internal static class DirtyChart
         return v.ToString("N" + decimals.ToString(Ci), Ci);
     }
 
+    /// <summary>A size as the chart's other numbers are written, in the invariant culture ("1.5 MiB", never "1,5 MiB" under de-DE).</summary>
     private static string FormatBytes(ulong bytes) =>
-        bytes >= 1UL << 30 ? $"{bytes / (double)(1UL << 30):0.#} GiB"
-        : bytes >= 1UL << 20 ? $"{bytes / MiB:0.#} MiB"
-        : bytes >= 1UL << 10 ? $"{bytes / 1024.0:0.#} KiB"
-        : $"{bytes} B";
+        bytes >= 1UL << 30 ? string.Create(Ci, $"{bytes / (double)(1UL << 30):0.#} GiB")
+        : bytes >= 1UL << 20 ? string.Create(Ci, $"{bytes / MiB:0.#} MiB")
+        : bytes >= 1UL << 10 ? string.Create(Ci, $"{bytes / 1024.0:0.#} KiB")
+        : string.Create(Ci, $"{bytes} B");
 
     private static double Opacity(double share) => 0.25 + 0.75 * Math.Min(1, share);
 

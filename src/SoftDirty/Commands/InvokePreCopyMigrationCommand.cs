@@ -74,12 +74,21 @@ public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
         if (problem is not null) ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, problem, null)));
     }
 
+    /// <summary>A piped mapping's or range's Start, which refuses the record (<see cref="PipedRange"/>); never given by hand.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true, DontShow = true)]
+    [Alias("Start")]
+    public ulong? PipedStart { get; set; }
+
     /// <summary>How each round finds the pages written since the last.</summary>
     [Parameter]
     public TrackingMethod Method { get; set; } = TrackingMethod.Auto;
 
     /// <inheritdoc/>
-    protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Migrate);
+    protected override void ProcessRecord()
+    {
+        if (PipedStart is { } start) { WriteError(EngineError.InvalidArgument, PipedRange.Message("Invoke-PreCopyMigration", start), start); return; }
+        ForEachSource(new[] { Target() }, Migrate);
+    }
 
     private void Migrate(IPageSource source)
     {

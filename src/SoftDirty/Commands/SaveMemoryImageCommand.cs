@@ -56,10 +56,19 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
     [ArgumentCompleter(typeof(MappingNameCompleter))]
     public string[]? Mapping { get; set; }
 
+    /// <summary>A piped mapping's or range's Start, which refuses the record (<see cref="PipedRange"/>); never given by hand.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true, DontShow = true)]
+    [Alias("Start")]
+    public ulong? PipedStart { get; set; }
+
     private IPageSource? Target() => OneTarget(Id, null);
 
     /// <inheritdoc/>
-    protected override void ProcessRecord() => ForEachSource(new[] { Target() }, Save);
+    protected override void ProcessRecord()
+    {
+        if (PipedStart is { } start) { WriteError(EngineError.InvalidArgument, PipedRange.Message("Save-MemoryImage", start), start); return; }
+        ForEachSource(new[] { Target() }, Save);
+    }
 
     private void Save(IPageSource source)
     {

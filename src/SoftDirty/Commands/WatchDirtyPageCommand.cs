@@ -38,14 +38,18 @@ public sealed class WatchDirtyPageCommand : WorkflowCmdlet
     [Parameter]
     public PageHashAlgorithm HashAlgorithm { get; set; } = PageHashAlgorithm.Fast128;
 
-    // -Address/-Length stay here, not PageRangeCmdlet's: they select the mappings that overlap (not pages), and bind no piped property.
-    /// <summary>Watch only the mappings that overlap [Address, Address + Length).</summary>
-    [Parameter]
+    // -Address/-Length stay here, not PageRangeCmdlet's: they select the mappings that overlap (not pages). A piped
+    // mapping's or range's Start and Size bind them, as in Get-PageMap: without that, Get-MemoryMapping -Mapping '[heap]' |
+    // Watch-DirtyPage bound -Id alone and watched (and counted) the whole process, saying nothing.
+    /// <summary>Watch only the mappings that overlap [Address, Address + Length); a piped mapping's or range's Start binds here.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [Alias("Start")]
     [ArgumentCompleter(typeof(AddressCompleter))]
     public ulong? Address { get; set; }
 
-    /// <summary>The length of the -Address range in bytes.</summary>
-    [Parameter]
+    /// <summary>The length of the -Address range in bytes; a piped mapping's or range's Size binds here.</summary>
+    [Parameter(ValueFromPipelineByPropertyName = true)]
+    [Alias("Size")]
     public ulong? Length { get; set; }
 
     /// <inheritdoc/>

@@ -2,7 +2,7 @@ namespace SoftDirty.Commands;
 
 /// <summary>
 /// Where an error about a range or a -Mapping name sends the user to list the mappings: -Id for a real process,
-/// -Emulator for an emulated one (its id is no pid: "-Id 100001" would list a real process that has that pid).
+/// -Emulator for an emulated one (its id is no pid: "-Id 4194305" is ProcessNotFound).
 /// </summary>
 internal static class MappingHint
 {

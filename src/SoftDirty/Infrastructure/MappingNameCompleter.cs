@@ -7,7 +7,10 @@ using System.Management.Automation.Language;
 
 namespace SoftDirty.Commands;
 
-/// <summary>Completes -Mapping with the paths and pseudo-names in the target's maps.</summary>
+/// <summary>
+/// Completes -Mapping with the paths and pseudo-names in the target's maps. -Mapping takes wildcards, so a path that
+/// holds wildcard characters is completed escaped ('/tmp/lib`[x`].so'): as it is, it also selected '/tmp/libx.so'.
+/// </summary>
 internal sealed class MappingNameCompleter : IArgumentCompleter
 {
     /// <inheritdoc/>
@@ -20,6 +23,7 @@ internal sealed class MappingNameCompleter : IArgumentCompleter
             if (m.Path.Length != 0) names.Add(m.Path);
         foreach (var n in names)
             if (n.StartsWith(word, StringComparison.OrdinalIgnoreCase) || Path.GetFileName(n).StartsWith(word, StringComparison.OrdinalIgnoreCase))
-                yield return new CompletionResult(CompletionLiteral.Quote(n), DisplayText.Visible(n)!, CompletionResultType.ParameterValue, DisplayText.Visible(n)!);
+                yield return new CompletionResult(CompletionLiteral.Quote(MappingSelector.IsPseudoName(n) ? n : WildcardPattern.Escape(n)),
+                    DisplayText.Visible(n)!, CompletionResultType.ParameterValue, DisplayText.Visible(n)!);
     }
 }

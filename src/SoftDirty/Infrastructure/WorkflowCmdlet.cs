@@ -18,6 +18,7 @@ public abstract class WorkflowCmdlet : ProcessOrEmulatorCmdlet
 
     /// <summary>What the emulated process does meanwhile: @{ Address; Length; Pattern; AccessesPerSecond; WriteRatio; Seed } (accesses per emulated second).</summary>
     [Parameter(ParameterSetName = EmulatorSet)]
+    [WorkloadSpec]
     public EmulatedWorkloadSpec? Workload { get; set; }
 
     /// <summary>Follow only these mappings (names or paths, wildcards).</summary>
