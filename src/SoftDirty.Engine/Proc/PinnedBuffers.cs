@@ -27,21 +27,7 @@ internal static class PinnedBuffers
     {
         var found = new List<AddressRange>();
         if (NothingPinned(pid)) return found;
-        IEnumerable<string> fds;
-        try { fds = Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"); }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return found; }
-        try
-        {
-            foreach (var f in fds)
-            {
-                string? link;
-                try { link = new FileInfo(f).LinkTarget; }
-                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { continue; }
-                if (link != IoUringLink) continue;
-                ReadFdinfo($"/proc/{pid}/fdinfo/{Path.GetFileName(f)}", (ulong)pageSize, found);
-            }
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // the process exited meanwhile
+        foreach (var fdinfo in IoUringFdinfos(pid)) ReadFdinfo(fdinfo, (ulong)pageSize, found);
         found.Sort((x, y) => x.Start.CompareTo(y.Start));
         return found;
     }
@@ -56,27 +42,34 @@ internal static class PinnedBuffers
     /// </summary>
     public static bool HasRingsInOwnMemory(int pid, IReadOnlyList<MemoryMapping> mappings)
     {
-        IEnumerable<string> fds;
-        try { fds = Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"); }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return false; }
+        foreach (var fdinfo in IoUringFdinfos(pid))
+        {
+            ulong? inode = ReadInode(fdinfo);
+            if (inode is null) continue; // closed meanwhile
+            bool mapped = false;
+            foreach (var m in mappings)
+                if (m.Inode == inode && m.Path == IoUringLink) { mapped = true; break; }
+            if (!mapped) return true;
+        }
+        return false;
+    }
+
+    /// <summary>The fdinfo files of the io_uring descriptors of <paramref name="pid"/> (none where /proc cannot be read, or the process exited meanwhile).</summary>
+    private static List<string> IoUringFdinfos(int pid)
+    {
+        var found = new List<string>();
         try
         {
-            foreach (var f in fds)
+            foreach (var f in Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"))
             {
                 string? link;
                 try { link = new FileInfo(f).LinkTarget; }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { continue; }
-                if (link != IoUringLink) continue;
-                ulong? inode = ReadInode($"/proc/{pid}/fdinfo/{Path.GetFileName(f)}");
-                if (inode is null) continue; // closed meanwhile
-                bool mapped = false;
-                foreach (var m in mappings)
-                    if (m.Inode == inode && m.Path == IoUringLink) { mapped = true; break; }
-                if (!mapped) return true;
+                if (link == IoUringLink) found.Add($"/proc/{pid}/fdinfo/{Path.GetFileName(f)}");
             }
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // the process exited meanwhile
-        return false;
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // unreadable, or the process exited meanwhile
+        return found;
     }
 
     /// <summary>The "ino:" line of an fdinfo file; null where it cannot be read.</summary>
