@@ -10,8 +10,7 @@ namespace SoftDirty.Tracking;
 /// kernel writes through its own mapping (io_uring registered buffers, <see cref="PinnedBuffers"/>), at the last look or
 /// now, so that a write made while a buffer was registered is found even when it was unregistered since; all of them
 /// while the process holds an io_uring whose rings live in its own memory (IORING_SETUP_NO_MMAP: nothing says where);
-/// and, for a
-/// tracker of writable mappings only (WriteProtect), the mappings not writable now: a page written and then made
+/// and, for a tracker of writable mappings only (WriteProtect), the mappings not writable now: a page written and then made
 /// read-only or PROT_NONE before the collection is found by its content, not a sample or a round later (or never). Of
 /// those, only the ones that hold present or swapped pages (now or, in what was then the same place, at the last look) are compared: a reservation of
 /// hundreds of GiB (the .NET GC's, a JVM's) has none, and walking its pagemap at every look would cost more than the rest.
