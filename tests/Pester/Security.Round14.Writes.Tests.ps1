@@ -42,6 +42,18 @@ BeforeAll {
                 for ($a = $s; $a -lt $e; $a += $PageSize) { [int](($a - $Base) / $PageSize) }
             })
     }
+    # An increment (-Method $Method) over an image taken before $Change ran, and a full image of the moment after:
+    # the increment is valid and restores what the full image restores.
+    function Assert-ExactIncrement([int] $Id, [string] $Method, [scriptblock] $Change, [string] $Because) {
+        $chain = New-Dest
+        $null = Save-MemoryImage -Id $Id -Path "$chain/0" -Method $Method
+        & $Change
+        $null = Save-MemoryImage -Id $Id -Path "$chain/1" -Parent "$chain/0" -Method $Method
+        $full = New-Dest
+        $null = Save-MemoryImage -Id $Id -Path $full -Method Hash
+        Test-MemoryImage "$chain/1" | Should -BeTrue -Because $Because
+        Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty -Because $Because
+    }
     # The pages of [$Address, +$Pages pages) where the restores of two images differ, as "0xADDRESS+PAGE" (empty: the same
     # bytes). For a migration: the target runs on after its stop-and-copy round, and the kernel updates its rseq area
     # (the CPU it runs on) when it resumes, so only the region under test is compared with a later full image.
@@ -165,15 +177,10 @@ Describe 'Round 14: a MAP_PRIVATE memfd mapping whose memfd another process chan
         $m = New-PrivateMemfdTarget
         $t = $m.Target
         try {
-            $chain = New-Dest
-            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method $Method
-            Write-FileAt $m.Memfd (3 * 4096) (Get-Bytes 10 (2 * 4096))
-            fallocate --punch-hole --keep-size --offset (12 * 4096) --length 4096 $m.Memfd
-            $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method $Method
-            $full = New-Dest
-            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
-            Test-MemoryImage "$chain/1" | Should -BeTrue
-            Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty
+            Assert-ExactIncrement $t.Id $Method {
+                Write-FileAt $m.Memfd (3 * 4096) (Get-Bytes 10 (2 * 4096))
+                fallocate --punch-hole --keep-size --offset (12 * 4096) --length 4096 $m.Memfd
+            }
         } finally {
             if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
             Stop-ImgTarget $t
@@ -220,16 +227,12 @@ Describe 'Round 14: process_vm_writev into the target between a parent and its i
         try {
             $anon = Send-ImgTarget $t 'map 8'
             $null = Send-ImgTarget $t "fill $anon 8 5"
-            $chain = New-Dest
-            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method $Method
-            $bytes = Get-Bytes 13 6000
-            Invoke-VmWrite $t.Id ([Convert]::ToUInt64($anon, 16) + 3000) $bytes | Should -Be 6000
-            Invoke-VmWrite $t.Id ($m.Address + 2 * 4096 + 100) $bytes | Should -Be 6000
-            (Read-Pages $t.Id ($m.Address + 2 * 4096) 2)[100..6099] | Should -Be $bytes -Because 'the write reached the target'
-            $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method $Method
-            $full = New-Dest
-            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
-            Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty
+            Assert-ExactIncrement $t.Id $Method {
+                $bytes = Get-Bytes 13 6000
+                Invoke-VmWrite $t.Id ([Convert]::ToUInt64($anon, 16) + 3000) $bytes | Should -Be 6000
+                Invoke-VmWrite $t.Id ($m.Address + 2 * 4096 + 100) $bytes | Should -Be 6000
+                (Read-Pages $t.Id ($m.Address + 2 * 4096) 2)[100..6099] | Should -Be $bytes -Because 'the write reached the target'
+            }
         } finally {
             if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
             Stop-ImgTarget $t
@@ -264,17 +267,12 @@ Describe 'Round 14: pages of a MAP_PRIVATE file or memfd mapping dropped under w
                 $null = Send-ImgTarget $t "touch $hex 0 16"
                 if ($Case -like '*written*') { $null = Send-ImgTarget $t "write $hex 4 4" }
             }
-            $chain = New-Dest
-            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method $Method
-            if ($Case -like '*punched*') {
-                fallocate --punch-hole --keep-size --offset (6 * 4096) --length (2 * 4096) $backing
-                $LASTEXITCODE | Should -Be 0
-            } else { $null = Send-ImgTarget $t "dontneed $hex 4 4" }
-            $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method $Method
-            $full = New-Dest
-            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
-            Test-MemoryImage "$chain/1" | Should -BeTrue
-            Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty -Because "$Case ($Method)"
+            Assert-ExactIncrement $t.Id $Method -Because "$Case ($Method)" {
+                if ($Case -like '*punched*') {
+                    fallocate --punch-hole --keep-size --offset (6 * 4096) --length (2 * 4096) $backing
+                    $LASTEXITCODE | Should -Be 0
+                } else { $null = Send-ImgTarget $t "dontneed $hex 4 4" }
+            }
         } finally {
             if ($t -and $Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
             Stop-ImgTarget $t
@@ -321,15 +319,10 @@ Describe 'Round 14: an io_uring whose rings live in the target''s own memory (IO
         $r = New-NoMmapRingTarget
         $t = $r.Target
         try {
-            $chain = New-Dest
-            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method $Method
-            $null = Send-TestTarget $t 'uringnop 300'
-            Wait-ImgTargetIdle $t
-            $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method $Method
-            $full = New-Dest
-            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
-            Test-MemoryImage "$chain/1" | Should -BeTrue
-            Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty
+            Assert-ExactIncrement $t.Id $Method {
+                $null = Send-TestTarget $t 'uringnop 300'
+                Wait-ImgTargetIdle $t
+            }
         } finally {
             if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
             Stop-TestTarget $t
