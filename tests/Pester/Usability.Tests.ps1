@@ -169,6 +169,23 @@ Describe 'Smaller things a user meets (issue 12.11)' {
         ($verbose.Message -join "`n") | Should -Match $Pattern
     }
 
+    # The cmdlets build verbose messages only where they are kept (a loop of small reads paid more for them than for
+    # the read): what PowerShell keeps must still come, however verbose output was asked for, and only then.
+    It 'verbose messages come with $VerbosePreference = <Preference> and -Verbose:<Switch> as PowerShell decides' -ForEach @(
+        @{ Preference = 'Continue'; Switch = $null; Expected = $true }
+        @{ Preference = 'SilentlyContinue'; Switch = $true; Expected = $true }
+        @{ Preference = 'Continue'; Switch = $false; Expected = $false }
+        @{ Preference = 'SilentlyContinue'; Switch = $null; Expected = $false }
+    ) {
+        $e = New-EmulatedProcess
+        $null = $e | Add-EmulatedMapping -Length 8KB
+        $VerbosePreference = $Preference
+        $extra = if ($null -ne $Switch) { @{ Verbose = $Switch } } else { @{} }
+        $verbose = @($e | Get-PageMap @extra 4>&1 | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] })
+        ($verbose.Count -gt 0) | Should -Be $Expected
+        if ($Expected) { ($verbose.Message -join "`n") | Should -Match 'span\(s\).*read method' }
+    }
+
     It '-Address <Tab> completes the target''s mapping starts, never file names' {
         $dir = Join-Path ([IO.Path]::GetTempPath()) ([guid]::NewGuid().ToString('n'))
         $null = New-Item -ItemType Directory $dir

@@ -82,6 +82,32 @@ public class PageMapReaderTests
         }
     }
 
+    [Fact]
+    public void ABufferGrownBetweenSpansYieldsEveryPage()
+    {
+        // The pread buffer starts small and grows to a chunk: a one-page span, then spans past a chunk, read with the
+        // default chunk by one reader, give every page in order.
+        var rng = new Random(4242);
+        var src = new FakePageSource();
+        var small = src.AddMapping(0x10_0000_0000UL, 0x10_0000_0000UL + Ps);
+        var large = src.AddMapping(0x20_0000_0000UL, 0x20_0000_0000UL + (ulong)(PageMapReader.DefaultChunkEntries * 2 + 77) * Ps);
+        var middle = src.AddMapping(0x30_0000_0000UL, 0x30_0000_0000UL + 900UL * Ps);
+        src.FillRandom(rng, small.Start, small.End, maxRun: 1);
+        src.FillRandom(rng, large.Start, large.End, maxRun: 9);
+        src.FillRandom(rng, middle.Start, middle.End, maxRun: 3);
+        var spans = PageMapReader.SpansOf(src.Mappings);
+        var filter = new PageFilter();
+        var expected = Expected(src, spans, filter);
+        foreach (var method in new[] { PageReadMethod.Pread, PageReadMethod.PagemapScan })
+        {
+            var reader = new PageMapReader(src);
+            var copies = new List<PageHit>();
+            foreach (var batch in reader.ReadBatches(spans, filter, method)) copies.AddRange(batch.ToArray());
+            Assert.Equal(expected, copies);
+            Assert.Equal(expected, new PageMapReader(src).Read(spans, filter, method).ToList());
+        }
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

@@ -20,7 +20,10 @@ internal sealed class PageMapReader
     public const int ScanRegionBatch = 512;
 
     private readonly IPageSource _source;
-    private readonly PagemapEntry[] _buffer;
+    /// <summary>Entries a pread takes at most (the chunk).</summary>
+    private readonly int _chunkEntries;
+    /// <summary>The pread buffer, grown to what the reads need up to a chunk (a small read or a scan that finds little allocates little).</summary>
+    private PagemapEntry[]? _buffer;
     private PagemapEntry[]? _second;
     private PageHit[]? _hits;
     private readonly PageRegion[] _regions = new PageRegion[ScanRegionBatch];
@@ -28,8 +31,7 @@ internal sealed class PageMapReader
     public PageMapReader(IPageSource source, int chunkEntries = DefaultChunkEntries)
     {
         _source = source;
-        // Not zeroed: every entry is written by a read before it is looked at.
-        _buffer = GC.AllocateUninitializedArray<PagemapEntry>(chunkEntries);
+        _chunkEntries = chunkEntries;
         _parallel = source is ProcPageSource && Environment.ProcessorCount > 1
             && AppContext.TryGetSwitch(ParallelReadsSwitch, out bool parallel) && parallel;
         SplitScans = source is ProcPageSource && Environment.ProcessorCount > 1
@@ -129,9 +131,9 @@ internal sealed class PageMapReader
     /// </summary>
     public IEnumerable<ReadOnlyMemory<PageHit>> ReadBatches(IReadOnlyList<PageSpan> spans, PageFilter filter, PageReadMethod method, CancellationToken cancel = default)
     {
-        _hits ??= new PageHit[_buffer.Length];
         foreach (var (span, address, buffer, count) in Chunks(spans, filter, method, cancel))
         {
+            if (_hits is null || _hits.Length < count) _hits = new PageHit[buffer.Length];
             int n = Collect(buffer.AsSpan(0, count), address, (ulong)_source.PageSize, filter, span.Mapping, _hits);
             if (n > 0) yield return new ReadOnlyMemory<PageHit>(_hits, 0, n);
         }
@@ -269,7 +271,7 @@ internal sealed class PageMapReader
     {
         ulong pageSize = (ulong)_source.PageSize;
         ulong page = start / pageSize, last = end / pageSize;
-        int chunk = _buffer.Length;
+        int chunk = _chunkEntries;
         while (page < last)
         {
             cancel.ThrowIfCancellationRequested();
@@ -281,21 +283,38 @@ internal sealed class PageMapReader
                 int want2 = (int)Math.Min((ulong)chunk, last - next);
                 var second = _second ??= GC.AllocateUninitializedArray<PagemapEntry>(chunk);
                 var other = Task.Run(() => _source.ReadPagemap(next, second.AsSpan(0, want2)), cancel);
-                int got1 = _source.ReadPagemap(page, _buffer.AsSpan(0, want));
+                var first = Buffer(want);
+                int got1 = _source.ReadPagemap(page, first.AsSpan(0, want));
                 int got2 = other.GetAwaiter().GetResult();
-                if (got1 > 0) yield return (page * pageSize, _buffer, got1);
+                if (got1 > 0) yield return (page * pageSize, first, got1);
                 if (got1 < want) yield break; // past the end of the address space
                 if (got2 > 0) yield return (next * pageSize, second, got2);
                 if (got2 < want2) yield break;
                 page = next + (ulong)got2;
                 continue;
             }
-            int got = _source.ReadPagemap(page, _buffer.AsSpan(0, want));
-            if (got > 0) yield return (page * pageSize, _buffer, got);
+            var buffer = Buffer(want);
+            int got = _source.ReadPagemap(page, buffer.AsSpan(0, want));
+            if (got > 0) yield return (page * pageSize, buffer, got);
             if (got < want) yield break; // past the end of the address space (e.g. [vsyscall])
             page += (ulong)got;
         }
     }
+
+    /// <summary>
+    /// The pread buffer with room for <paramref name="entries"/> (at most a chunk): grown by powers of two up to the
+    /// chunk, so a reader that reads one page or a scan's few regions does not allocate a whole chunk (128 KiB).
+    /// Not zeroed: every entry is written by a read before it is looked at.
+    /// </summary>
+    private PagemapEntry[] Buffer(int entries)
+    {
+        if (_buffer is { } b && b.Length >= entries) return b;
+        int size = (int)Math.Min((uint)_chunkEntries, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(entries, MinBufferEntries)));
+        return _buffer = GC.AllocateUninitializedArray<PagemapEntry>(Math.Max(size, entries));
+    }
+
+    /// <summary>The smallest pread buffer (512 entries: 4 KiB, one page of pagemap).</summary>
+    private const int MinBufferEntries = 512;
 
     /// <summary>The filter's inner loop: copies the passing entries of a chunk into hits, skipping the others four at a time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -1,4 +1,5 @@
 using System;
+using System.Buffers;
 using System.Collections.Generic;
 using System.IO;
 using System.Runtime.InteropServices;
@@ -272,28 +273,43 @@ internal sealed unsafe class ProcPageSource : IPageSource
         catch (IOException) { return true; }
     }
 
+    /// <summary>The least room a read of a whole /proc file is given (the kernel fills up to a page of text per call anyway).</summary>
+    private const int WholeFileReadBytes = 64 * 1024;
+
     private string ReadWholeFile(string file)
     {
         var path = $"{_dir}/{file}";
         int fd = OpenProc(file, Native.O_RDONLY);
         try
         {
-            var buffer = new byte[64 * 1024];
-            var sb = new MemoryStream();
-            while (true)
+            // One pooled buffer, doubled while the text fills it: maps of a large process run to megabytes.
+            var buffer = ArrayPool<byte>.Shared.Rent(WholeFileReadBytes);
+            int length = 0;
+            try
             {
-                nint n;
-                fixed (byte* p = buffer) n = Native.Read(fd, p, (nuint)buffer.Length);
-                if (n < 0)
+                while (true)
                 {
-                    int e = Marshal.GetLastPInvokeError();
-                    if (e == Errno.EINTR) continue;
-                    throw ErrnoError(e, "reading " + path);
+                    if (buffer.Length - length < WholeFileReadBytes)
+                    {
+                        var larger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
+                        buffer.AsSpan(0, length).CopyTo(larger);
+                        ArrayPool<byte>.Shared.Return(buffer);
+                        buffer = larger;
+                    }
+                    nint n;
+                    fixed (byte* p = &buffer[length]) n = Native.Read(fd, p, (nuint)(buffer.Length - length));
+                    if (n < 0)
+                    {
+                        int e = Marshal.GetLastPInvokeError();
+                        if (e == Errno.EINTR) continue;
+                        throw ErrnoError(e, "reading " + path);
+                    }
+                    if (n == 0) break;
+                    length += (int)n;
                 }
-                if (n == 0) break;
-                sb.Write(buffer, 0, (int)n);
+                return Encoding.UTF8.GetString(buffer, 0, length);
             }
-            return Encoding.UTF8.GetString(sb.GetBuffer(), 0, (int)sb.Length);
+            finally { ArrayPool<byte>.Shared.Return(buffer); }
         }
         finally { Native.Close(fd); }
     }

@@ -52,8 +52,9 @@ public sealed class GetPageMapCommand : PageRangeCmdlet
         ulong total = 0;
         foreach (var s in spans) total += (s.End - s.Start) / (ulong)source.PageSize;
         var method = reader.Resolve(ReadMethod, filter, total, out var why);
-        WriteVerbose($"Process {source.ProcessId} ({source.Name}): {spans.Count} span(s) of {mappings.Count} mapping(s), {total:N0} pages, filter {filter}; " +
-            $"read method {method}{(ReadMethod == PageReadMethod.Auto ? " (Auto: " + why + ")" : "")}.");
+        if (VerboseEnabled)
+            WriteVerbose($"Process {source.ProcessId} ({source.Name}): {spans.Count} span(s) of {mappings.Count} mapping(s), {total:N0} pages, filter {filter}; " +
+                $"read method {method}{(ReadMethod == PageReadMethod.Auto ? " (Auto: " + why + ")" : "")}.");
         var progress = new Progress(this, $"Reading the page map of {source.Name} ({source.ProcessId})", $"{total:N0} pages");
         reader.Progress = done => progress.Report(done, total, $"{done:N0} of {total:N0} pages");
 
@@ -75,7 +76,7 @@ public sealed class GetPageMapCommand : PageRangeCmdlet
                 }
         }
         progress.Complete();
-        WriteVerbose($"Process {pid}: {emitted:N0} {(AsRange ? "range(s)" : "page(s)")} of {total:N0} pages read.");
+        if (VerboseEnabled) WriteVerbose($"Process {pid}: {emitted:N0} {(AsRange ? "range(s)" : "page(s)")} of {total:N0} pages read.");
     }
 
 }

@@ -172,8 +172,32 @@ public abstract class EngineCmdlet : PSCmdlet
     /// <summary><see cref="Cmdlet.ShouldProcess(string, string)"/> with the text escaped (<see cref="DisplayText"/>).</summary>
     public new bool ShouldProcess(string target, string action) => base.ShouldProcess(DisplayText.Visible(target), DisplayText.Visible(action));
 
-    /// <summary><see cref="Cmdlet.WriteVerbose"/> with the text escaped (<see cref="DisplayText"/>).</summary>
-    public new void WriteVerbose(string text) => base.WriteVerbose(DisplayText.Visible(text)!);
+    /// <summary><see cref="Cmdlet.WriteVerbose"/> with the text escaped (<see cref="DisplayText"/>); nothing is escaped where no one will see it.</summary>
+    public new void WriteVerbose(string text)
+    {
+        if (VerboseEnabled) base.WriteVerbose(DisplayText.Visible(text)!);
+    }
+
+    private bool? _verboseEnabled;
+
+    /// <summary>
+    /// Whether verbose messages are kept: -Verbose, or else $VerbosePreference other than SilentlyContinue and Ignore
+    /// (what PowerShell decides by). Messages built from many values are built only then: on a loop of small reads
+    /// their formatting cost more than the read. Where the preference cannot be read, true.
+    /// </summary>
+    protected bool VerboseEnabled => _verboseEnabled ??= ReadVerbosePreference();
+
+    private bool ReadVerbosePreference()
+    {
+        try
+        {
+            if (MyInvocation.BoundParameters.TryGetValue("Verbose", out var bound))
+                return bound is SwitchParameter s ? s.IsPresent : LanguagePrimitives.IsTrue(bound);
+            return !LanguagePrimitives.TryConvertTo<ActionPreference>(GetVariableValue("VerbosePreference"), out var preference)
+                || preference is not (ActionPreference.SilentlyContinue or ActionPreference.Ignore);
+        }
+        catch (Exception ex) when (ex is PSInvalidOperationException or NullReferenceException) { return true; }
+    }
 
     /// <summary><see cref="Cmdlet.WriteWarning"/> with the text escaped (<see cref="DisplayText"/>).</summary>
     public new void WriteWarning(string text) => base.WriteWarning(DisplayText.Visible(text)!);
@@ -187,33 +211,37 @@ public abstract class EngineCmdlet : PSCmdlet
     {
         private static int _nextActivity = 0x5D00;
         private readonly EngineCmdlet _cmdlet;
-        private readonly ProgressRecord _record;
-        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private readonly string _activity, _status;
+        // Made when first shown: most work ends before half a second, and a loop of small reads pays nothing for a bar.
+        private ProgressRecord? _record;
+        private readonly long _started = Stopwatch.GetTimestamp();
         private long _lastShown = -1;
 
         /// <summary>A progress bar of <paramref name="cmdlet"/>, not shown until the work has lasted half a second.</summary>
         public Progress(EngineCmdlet cmdlet, string activity, string status)
         {
             _cmdlet = cmdlet;
-            _record = new ProgressRecord(Interlocked.Increment(ref _nextActivity), DisplayText.Visible(activity), DisplayText.Visible(status));
+            _activity = activity;
+            _status = status;
         }
 
         /// <summary>Shows <paramref name="done"/> of <paramref name="total"/> (and a new status), if it is time to.</summary>
         public void Report(ulong done, ulong total, string? status = null)
         {
-            long now = _clock.ElapsedMilliseconds;
+            long now = (long)Stopwatch.GetElapsedTime(_started).TotalMilliseconds;
             if (now < 500 || (_lastShown >= 0 && now - _lastShown < 200)) return;
             _lastShown = now;
-            if (status is not null) _record.StatusDescription = DisplayText.Visible(status);
-            _record.PercentComplete = total == 0 ? -1 : (int)Math.Min(100, done * 100 / total);
-            _record.RecordType = ProgressRecordType.Processing;
-            _cmdlet.WriteProgress(_record);
+            var record = _record ??= new ProgressRecord(Interlocked.Increment(ref _nextActivity), DisplayText.Visible(_activity), DisplayText.Visible(_status));
+            if (status is not null) record.StatusDescription = DisplayText.Visible(status);
+            record.PercentComplete = total == 0 ? -1 : (int)Math.Min(100, done * 100 / total);
+            record.RecordType = ProgressRecordType.Processing;
+            _cmdlet.WriteProgress(record);
         }
 
         /// <summary>Removes the bar, if it was shown.</summary>
         public void Complete()
         {
-            if (_lastShown < 0) return;
+            if (_lastShown < 0 || _record is null) return;
             _record.RecordType = ProgressRecordType.Completed;
             _cmdlet.WriteProgress(_record);
         }

@@ -102,7 +102,7 @@ public abstract class PageRangeCmdlet : ProcessTargetCmdlet
         lock (_warnedNoSoftDirty) first = _warnedNoSoftDirty.Add(kernel);
         if (first)
             WriteWarning($"Kernel {kernel} has no soft-dirty bits: {what} is always false here (once per session; see Get-SoftDirtySupport).");
-        else
+        else if (VerboseEnabled)
             WriteVerbose($"Kernel {kernel} has no soft-dirty bits: {what} is always false here.");
         return false;
     }
