@@ -8,6 +8,9 @@
 BeforeDiscovery {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $IsRoot = (id -u) -eq '0'
+    $MadvGuardInstall = 102
+    # Who holds the io_uring the target gave away: a forked process, or one sharing the target's memory (shtarget ringaway).
+    $Helpers = @(@{ How = 'it forked'; Arg = '' }, @{ How = 'sharing its memory (CLONE_VM)'; Arg = ' vm' })
     $yama = if (Test-Path /proc/sys/kernel/yama/ptrace_scope) { [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) } else { 0 }
     $PtraceSkip = if ($yama -ge 3 -or ($yama -eq 2 -and -not $IsRoot)) { "Yama's ptrace_scope $yama forbids ptrace of a child here" } else { $null }
     $WtSkip = Get-WriteTrackingSkipReason -Relation Descendant
@@ -30,6 +33,14 @@ BeforeDiscovery {
             if ($kcmp -ne 'OK 0') { $ShareSkip = "kcmp(KCMP_VM) cannot tell that two processes share memory here (CONFIG_KCMP): $kcmp" }
         }
         $null = $probe.TrySend('sweepstop')
+        # mseal (Linux 6.10), MAP_DROPPABLE (6.11) and guard regions (MADV_GUARD_INSTALL, 6.13).
+        $reply = $probe.TrySend("seal $a 4")
+        $SealSkip = if ($reply -ne 'OK 0') { "mseal(2) is not available here ($reply)" }
+        $reply = $probe.TrySend('droppable 4')
+        $DropSkip = if ($reply -notmatch '^OK') { "MAP_DROPPABLE is not available here ($reply)" }
+        $g = $probe.Send('map 4')
+        $reply = $probe.TrySend("madvise $g 0 1 $MadvGuardInstall")
+        $GuardSkip = if ($reply -ne 'OK 0') { "guard regions (MADV_GUARD_INSTALL) are not available here ($reply)" }
         # io_uring with a registered buffer handed to another process (kernel.io_uring_disabled, RLIMIT_MEMLOCK, seccomp).
         if (-not $UringSkip) {
             $reply = $probe.TrySend("ringaway $a 0 4")
@@ -185,7 +196,8 @@ Describe 'Round 15: an io_uring holding the target''s pages, given to another pr
     # Before: the registered buffers were read from the target's own io_uring descriptors only. A ring handed to another
     # process (fork, SCM_RIGHTS) and closed by the target still writes the target's pinned pages (IORING_OP_READ_FIXED),
     # and only VmPin says so: a WriteProtect increment kept the parent's bytes there and tested valid, and a watch
-    # missed the pages. (Cloning the buffers into a ring of another process, IORING_REGISTER_CLONE_BUFFERS, is refused by
+    # missed the pages. Likewise a ring that a process sharing the target's memory (CLONE_VM) holds, whose VmPin is the
+    # target's too. (Cloning the buffers into a ring of another process, IORING_REGISTER_CLONE_BUFFERS, is refused by
     # the kernel across address spaces: EINVAL.)
     BeforeAll {
         $script:dataFile = Join-Path $TestDrive 'data.bin'
@@ -195,12 +207,12 @@ Describe 'Round 15: an io_uring holding the target''s pages, given to another pr
         $script:data = $bytes
     }
 
-    It 'a WriteProtect increment holds what READ_FIXED wrote through the ring the target gave away' {
+    It 'a WriteProtect increment holds what READ_FIXED wrote through the ring the target gave to a process <How>' -ForEach $Helpers {
         $t = Start-TestTarget -Path $shExe
         $dir = New-ImagePath 'u'
         try {
             $r = New-ShRegion $t 16
-            $null = $t.Send("ringaway $($r.Hex) 4 4")
+            $null = $t.Send("ringaway $($r.Hex) 4 4$Arg")
             (Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object { $_.LinkTarget -eq 'anon_inode:[io_uring]' }) | Should -BeNullOrEmpty -Because 'the target holds no io_uring'
             $null = Save-MemoryImage -Id $t.Id -Path "$dir/full" -Method WriteProtect
             $t.Send("ringread $dataFile") | Should -Be ([string](4 * $t.PageSize))
@@ -212,11 +224,11 @@ Describe 'Round 15: an io_uring holding the target''s pages, given to another pr
         } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
     }
 
-    It 'a WriteProtect watch counts the pages READ_FIXED wrote through the ring the target gave away' {
+    It 'a WriteProtect watch counts the pages READ_FIXED wrote through the ring the target gave to a process <How>' -ForEach $Helpers {
         $t = Start-TestTarget -Path $shExe
         try {
             $r = New-ShRegion $t 16
-            $null = $t.Send("ringaway $($r.Hex) 4 4")
+            $null = $t.Send("ringaway $($r.Hex) 4 4$Arg")
             $null = Enable-WriteTracking -Id $t.Id
             $n = 0
             $samples = @(Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 2 -Interval 0.5 | ForEach-Object {
@@ -229,6 +241,72 @@ Describe 'Round 15: an io_uring holding the target''s pages, given to another pr
                 for ($a = [Math]::Max([uint64]$range.Start, $r.Address); $a -lt [Math]::Min([uint64]$range.End, $end); $a += $t.PageSize) { [int](($a - $r.Address) / $t.PageSize) }
             })
             foreach ($p in 4..7) { $pages | Should -Contain $p -Because "the kernel wrote page $p of the registered buffer in sample 2's interval" }
+        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+    }
+}
+
+Describe 'Round 15: newer kernel features in tracked, saved and migrated memory' -Tag 'Security', 'Round15Shared', 'WriteTracking' {
+    BeforeAll {
+        $script:MadvPageout = 21; $script:MadvGuardInstall = 102
+        # The chain (or final image) $Image restores what a full Hash image of the target taken now restores.
+        function Assert-IsTheMoment($Target, [string] $Image, [string] $Because) {
+            $now = New-ImagePath 'now'
+            $null = Save-MemoryImage -Id $Target.Id -Path $now -Method Hash
+            Test-MemoryImage -Path $Image | Should -BeTrue
+            Compare-RestoredImage $Image $now $root | Should -BeNullOrEmpty -Because $Because
+        }
+    }
+
+    It 'mseal''d memory (a region and every executable mapping): a <Method> chain saved with -Freeze holds the writes' -Skip:([bool]$SealSkip) -ForEach $Methods {
+        # Sealing forbids mprotect, munmap, mremap and discarding madvise, not writes, userfaultfd registration or the
+        # injection's writes into an executable image's padding: tracking and saves work as on unsealed memory.
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
+        $t = Start-TestTarget -Path $shExe
+        $dir = New-ImagePath 'seal'
+        try {
+            $r = New-ShRegion $t 16
+            $t.Send("seal $($r.Hex) 16") | Should -Be '0'
+            [int]$t.Send('sealexec') | Should -BeGreaterThan 0
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/full" -Method $Method -Freeze
+            $null = $t.Send("poke $($r.Hex) 2 3 55")
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/inc" -Parent "$dir/full" -Method $Method -Freeze
+            Assert-IsTheMoment $t "$dir/inc" 'the writes into the sealed region are in the increment'
+            $t.Send('sweeps') | Should -Be '0' -Because 'the target runs on after the injections and freezes'
+        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+    }
+
+    It 'MAP_DROPPABLE pages dropped between two saves (MADV_PAGEOUT): the <Method> increment restores them as the kernel now has them' -Skip:([bool]$DropSkip) -ForEach $Methods {
+        # A droppable page the kernel drops reads as zeros again, though nothing wrote it.
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
+        $t = Start-TestTarget -Path $shExe
+        $dir = New-ImagePath 'drop'
+        try {
+            $hex = $t.Send('droppable 8')
+            $null = $t.Send("poke $hex 0 8 42")
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/full" -Method $Method
+            $t.Send("madvise $hex 2 4 $MadvPageout") | Should -Be '0'
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/inc" -Parent "$dir/full" -Method $Method
+            Assert-IsTheMoment $t "$dir/inc" 'the dropped pages are zeros now'
+        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+    }
+
+    It 'guard regions installed over written pages during a <Method> migration: the final image is the memory after' -Skip:([bool]$GuardSkip) -ForEach $Methods {
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
+        $t = Start-TestTarget -Path $shExe
+        try {
+            $r = New-ShRegion $t 16 5
+            $done = $false
+            $out = @(Invoke-PreCopyMigration -Id $t.Id -Method $Method -Destination (New-ImagePath 'm') -Bandwidth 4MB -MaxIterations 3 -StopThreshold 0 | ForEach-Object {
+                if (-not $done -and $_.PSObject.Properties['Phase'] -and "$($_.Phase)" -eq 'Live') {
+                    $done = $true
+                    $t.Send("madvise $($r.Hex) 2 3 $MadvGuardInstall") | Should -Be '0'
+                    $null = $t.Send("poke $($r.Hex) 8 1 66")
+                }
+                $_
+            })
+            $done | Should -BeTrue -Because 'a live round ran'
+            $final = ($out | Where-Object { $_.PSObject.Properties['FinalImage'] }).FinalImage
+            Assert-IsTheMoment $t $final 'the guard pages and the write after them are in the final image'
         } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
     }
 }

@@ -13,11 +13,17 @@
  *   sweepstop                        stops it and waits for it                                  -> OK <sweeps>
  *   sibwrite <hexaddr> <page> <count> <byte>  a process sharing this one's memory (CLONE_VM) writes byte (decimal) into
  *                                    the first byte of each page and exits, waited for           -> OK <pid>
- *   ringaway <hexaddr> <page> <count>  an io_uring with those pages registered as its fixed buffer (pinned), given
- *                                    to a forked helper process (PR_SET_PDEATHSIG), as SCM_RIGHTS would; this process
+ *   ringaway <hexaddr> <page> <count> [vm]  an io_uring with those pages registered as its fixed buffer (pinned), given
+ *                                    to a forked helper process (PR_SET_PDEATHSIG), as SCM_RIGHTS would, or with "vm" to a
+ *                                    helper sharing this one's memory (CLONE_VM), which maps its rings there; this process
  *                                    then closes its own descriptor, so it holds no io_uring     -> OK <helperpid>
  *   ringread <path>                  the helper reads the file into the whole buffer with IORING_OP_READ_FIXED: the
  *                                    kernel writes this process's pinned pages through its own mapping -> OK <bytes>
+ *   poke <hexaddr> <page> <count> <byte>  byte (decimal) into the first byte of each page           -> OK
+ *   madvise <hexaddr> <page> <count> <advice>  madvise (advice decimal: 21 PAGEOUT, 102 GUARD_INSTALL) -> OK <errno or 0>
+ *   seal <hexaddr> <pages>           mseal(2) of the pages (Linux 6.10)                           -> OK <errno or 0>
+ *   sealexec                         mseal(2) of every executable mapping of this process (but [vsyscall], no VMA) -> OK <count>
+ *   droppable <pages>                an anonymous rw mapping the kernel may drop (MAP_DROPPABLE, Linux 6.11) -> OK <hexaddr>
  *   kcmp <pid>                       kcmp(this process, pid, KCMP_VM): 0 where pid shares its memory  -> OK <rc>
  *   vforkserve                       a vfork child (clone CLONE_VM | CLONE_VFORK, a stack of its own) takes over the
  *                                    commands, this process asleep in clone until it exits       -> OK <childpid>, from it
@@ -41,6 +47,9 @@
 #include <unistd.h>
 
 #define CHILD_STACK (256 * 1024)
+/* mseal(2) (Linux 6.10; the same number on every architecture) and MAP_DROPPABLE (Linux 6.11): older headers lack them. */
+#define SYS_MSEAL 462
+#define MAP_DROPPABLE_ 0x08
 
 
 static long ps;
@@ -119,22 +128,27 @@ static long ring_read(struct ring *r, const char *path, unsigned long addr, unsi
     return res;
 }
 
-/* The helper: maps the ring it was given, then serves "read <path>" lines until its pipe closes. */
-static void ring_serve(struct ring *first, unsigned long addr, unsigned len, int down, int up)
+/* What the helper serves: the ring it was given, the buffer, and its pipes. */
+static struct { struct ring r; unsigned long addr; unsigned len; int down, up; } ring_job;
+
+/* The helper (a forked process, or one sharing this one's memory): maps the ring it was given, then serves
+   "read <path>" lines until its pipe closes. read(2), not stdio: a helper sharing the memory must not touch the heap. */
+static int ring_serve(void *arg)
 {
-    struct ring *r = first;
-    char msg[64];
-    if (ring_map(r)) { snprintf(msg, sizeof msg, "ERR ring mmap %d\n", errno); (void)!write(up, msg, strlen(msg)); _exit(1); }
-    (void)!write(up, "OK\n", 3);
-    FILE *in = fdopen(down, "r");
-    char line[256], path[200];
-    while (in && fgets(line, sizeof line, in)) {
+    (void)arg;
+    char msg[64], line[256], path[200];
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (ring_map(&ring_job.r)) { snprintf(msg, sizeof msg, "ERR ring mmap %d\n", errno); (void)!write(ring_job.up, msg, strlen(msg)); return 1; }
+    (void)!write(ring_job.up, "OK\n", 3);
+    ssize_t n;
+    while ((n = read(ring_job.down, line, sizeof line - 1)) > 0) {
+        line[n] = 0;
         if (sscanf(line, "read %199s", path) != 1) continue;
-        long got = ring_read(r, path, addr, len);
+        long got = ring_read(&ring_job.r, path, ring_job.addr, ring_job.len);
         snprintf(msg, sizeof msg, got < 0 ? "ERR read %ld\n" : "OK %ld\n", got < 0 ? -got : got);
-        (void)!write(up, msg, strlen(msg));
+        (void)!write(ring_job.up, msg, strlen(msg));
     }
-    _exit(0);
+    return 0;
 }
 
 /* A line from the helper, as the reply. */
@@ -191,21 +205,18 @@ static int serve(void *arg)
             waitpid(w, NULL, __WALL);
             printf("OK %d\n", w);
         } else if (!strcmp(cmd, "ringaway") && n >= 4) {
-            struct ring r;
+            int shared = sscanf(line, "%*s %*s %*s %*s %199s", word) == 1 && !strcmp(word, "vm");
             struct iovec iov = { p + b * ps, (size_t)c * ps };
             if (ring_helper.pid > 0) { printf("ERR ring given away already\n"); continue; }
-            if (ring_setup(&r)) { printf("ERR io_uring_setup %d\n", errno); continue; }
-            if (syscall(__NR_io_uring_register, r.fd, IORING_REGISTER_BUFFERS, &iov, 1) < 0) { printf("ERR register %d\n", errno); close(r.fd); continue; }
-            int down[2], up[2];
-            if (pipe2(down, O_CLOEXEC) || pipe2(up, O_CLOEXEC)) { printf("ERR pipe %d\n", errno); close(r.fd); continue; }
-            pid_t h = fork();
-            if (h < 0) { printf("ERR fork %d\n", errno); close(r.fd); continue; }
-            if (h == 0) {
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                close(down[1]); close(up[0]);
-                ring_serve(&r, (unsigned long)iov.iov_base, (unsigned)iov.iov_len, down[0], up[1]);
-            }
-            close(r.fd); close(down[0]); close(up[1]);
+            if (ring_setup(&ring_job.r)) { printf("ERR io_uring_setup %d\n", errno); continue; }
+            int fd = ring_job.r.fd, down[2], up[2];
+            if (syscall(__NR_io_uring_register, fd, IORING_REGISTER_BUFFERS, &iov, 1) < 0) { printf("ERR register %d\n", errno); close(fd); continue; }
+            if (pipe2(down, O_CLOEXEC) || pipe2(up, O_CLOEXEC)) { printf("ERR pipe %d\n", errno); close(fd); continue; }
+            ring_job.addr = (unsigned long)iov.iov_base; ring_job.len = (unsigned)iov.iov_len; ring_job.down = down[0]; ring_job.up = up[1];
+            pid_t h = shared ? share_clone(ring_serve) : fork();
+            if (h == 0) _exit(ring_serve(NULL)); /* the forked helper */
+            close(fd); close(down[0]); close(up[1]);
+            if (h < 0) { printf("ERR fork %d\n", errno); close(down[1]); close(up[0]); continue; }
             ring_helper.pid = h; ring_helper.down = down[1]; ring_helper.up = up[0];
             char msg[64];
             ssize_t got = read(ring_helper.up, msg, sizeof msg - 1);
@@ -223,6 +234,30 @@ static int serve(void *arg)
         } else if (!strcmp(cmd, "kcmp") && n >= 2) {
             long rc = syscall(SYS_kcmp, getpid(), (pid_t)strtol(line + 5, NULL, 10), KCMP_VM, 0, 0);
             if (rc < 0) printf("ERR kcmp %d\n", errno); else printf("OK %ld\n", rc);
+        } else if (!strcmp(cmd, "poke") && n >= 5) {
+            for (long i = 0; i < c; i++) p[(b + i) * ps] = (unsigned char)d;
+            printf("OK\n");
+        } else if (!strcmp(cmd, "madvise") && n >= 5) {
+            printf("OK %d\n", madvise(p + b * ps, (size_t)c * ps, (int)d) ? errno : 0);
+        } else if (!strcmp(cmd, "seal") && n >= 3) {
+            printf("OK %d\n", syscall(SYS_MSEAL, p, (size_t)b * ps, 0UL) ? errno : 0);
+        } else if (!strcmp(cmd, "sealexec")) {
+            /* Every executable mapping of this process sealed: its program, libc, the vDSO. */
+            FILE *maps = fopen("/proc/self/maps", "r");
+            unsigned long lo, hi;
+            char perms[8], mline[4096];
+            int sealed = 0, failed = 0;
+            while (maps && fgets(mline, sizeof mline, maps)) {
+                if (sscanf(mline, "%lx-%lx %7s", &lo, &hi, perms) != 3 || perms[2] != 'x' || strstr(mline, "[vsyscall]")) continue;
+                if (syscall(SYS_MSEAL, lo, hi - lo, 0UL)) failed = errno; else sealed++;
+            }
+            if (maps) fclose(maps);
+            if (failed) printf("ERR mseal %d\n", failed); else printf("OK %d\n", sealed);
+        } else if (!strcmp(cmd, "droppable") && n >= 2) {
+            long pages = (long)strtol(line + 10, NULL, 10);
+            unsigned char *r = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_DROPPABLE_ | MAP_ANONYMOUS, -1, 0);
+            if (r == MAP_FAILED) { printf("ERR mmap %d\n", errno); continue; }
+            printf("OK %lx\n", (unsigned long)r);
         } else if (!strcmp(cmd, "exit")) {
             if (getpid() != main_pid) { fflush(stdout); _exit(0); }
             if (sweep.pid > 0) { sweep.stop = 1; waitpid(sweep.pid, NULL, __WALL); }
