@@ -137,6 +137,21 @@ Describe 'Round 15: a process sharing the target''s memory (clone CLONE_VM, a pi
         }
     }
 
+    It 'Save-MemoryImage -Freeze of a target stopped already (SIGSTOP) while its sharer runs: the sharer is stopped for the save' {
+        # A target stopped by job control is left as it is (not attached, not resumed); its sharer runs on all the same.
+        Assert-SweptOneMoment -Because 'the sharer of a stopped target is stopped for the save too' {
+            param($t)
+            kill -STOP $t.Id
+            try {
+                $deadline = [DateTime]::UtcNow.AddMinutes(1) # hang guard
+                while ((Get-ProcessState $t.Id) -ne 'T' -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 10 }
+                $img = Save-MemoryImage -Id $t.Id -Path (New-ImagePath) -Freeze -Method Hash
+                Get-ProcessState $t.Id | Should -Be 'T' -Because 'a target stopped before stays stopped'
+                $img.Path
+            } finally { kill -CONT $t.Id }
+        }
+    }
+
     It 'a target that is a vfork child (its parent asleep in vfork, sharing its memory): -Freeze saves it and lets it go' {
         # The parent shares the memory but waits for the frozen child: it is left asleep, not refused as a vfork waiter.
         $t = Start-TestTarget -Path $shExe
@@ -248,16 +263,22 @@ Describe 'Round 15: an io_uring holding the target''s pages, given to another pr
 Describe 'Round 15: newer kernel features in tracked, saved and migrated memory' -Tag 'Security', 'Round15Shared', 'WriteTracking' {
     BeforeAll {
         $script:MadvPageout = 21; $script:MadvGuardInstall = 102
-        # The chain (or final image) $Image restores what a full Hash image of the target taken now restores.
-        function Assert-IsTheMoment($Target, [string] $Image, [string] $Because) {
+        # Sends a command, then waits until the target sleeps in read(2) again: after its answer it still runs its stdio
+        # code and returns from write(2) (the kernel updates its rseq area), which a save taken at once may miss.
+        function Send-Idle($Target, [string] $Command) { $reply = $Target.Send($Command); Wait-ImgTargetIdle $Target; $reply }
+        # The chain (or final image) $Image restores what a full Hash image of the target taken now restores: all of it, or
+        # with $Region that region only (after a freeze the kernel may write the thread's rseq area as it resumes it).
+        function Assert-IsTheMoment($Target, [string] $Image, [string] $Because, $Region) {
             $now = New-ImagePath 'now'
             $null = Save-MemoryImage -Id $Target.Id -Path $now -Method Hash
             Test-MemoryImage -Path $Image | Should -BeTrue
-            Compare-RestoredImage $Image $now $root | Should -BeNullOrEmpty -Because $Because
+            if (-not $Region) { Compare-RestoredImage $Image $now $root | Should -BeNullOrEmpty -Because $Because; return }
+            $got = Get-RestoredRegion $Image $Region $Target.PageSize
+            [Linq.Enumerable]::SequenceEqual($got, (Get-RestoredRegion $now $Region $Target.PageSize)) | Should -BeTrue -Because $Because
         }
     }
 
-    It 'mseal''d memory (a region and every executable mapping): a <Method> chain saved with -Freeze holds the writes' -Skip:([bool]$SealSkip) -ForEach $Methods {
+    It 'mseal''d memory (a region and every executable mapping): a <Method> chain begun with -Freeze holds the writes' -Skip:([bool]$SealSkip) -ForEach $Methods {
         # Sealing forbids mprotect, munmap, mremap and discarding madvise, not writes, userfaultfd registration or the
         # injection's writes into an executable image's padding: tracking and saves work as on unsealed memory.
         if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
@@ -268,8 +289,8 @@ Describe 'Round 15: newer kernel features in tracked, saved and migrated memory'
             $t.Send("seal $($r.Hex) 16") | Should -Be '0'
             [int]$t.Send('sealexec') | Should -BeGreaterThan 0
             $null = Save-MemoryImage -Id $t.Id -Path "$dir/full" -Method $Method -Freeze
-            $null = $t.Send("poke $($r.Hex) 2 3 55")
-            $null = Save-MemoryImage -Id $t.Id -Path "$dir/inc" -Parent "$dir/full" -Method $Method -Freeze
+            $null = Send-Idle $t "poke $($r.Hex) 2 3 55"
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/inc" -Parent "$dir/full" -Method $Method
             Assert-IsTheMoment $t "$dir/inc" 'the writes into the sealed region are in the increment'
             $t.Send('sweeps') | Should -Be '0' -Because 'the target runs on after the injections and freezes'
         } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
@@ -284,9 +305,25 @@ Describe 'Round 15: newer kernel features in tracked, saved and migrated memory'
             $hex = $t.Send('droppable 8')
             $null = $t.Send("poke $hex 0 8 42")
             $null = Save-MemoryImage -Id $t.Id -Path "$dir/full" -Method $Method
-            $t.Send("madvise $hex 2 4 $MadvPageout") | Should -Be '0'
+            Send-Idle $t "madvise $hex 2 4 $MadvPageout" | Should -Be '0'
             $null = Save-MemoryImage -Id $t.Id -Path "$dir/inc" -Parent "$dir/full" -Method $Method
             Assert-IsTheMoment $t "$dir/inc" 'the dropped pages are zeros now'
+        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+    }
+
+    It 'pages moved away with mremap(MREMAP_DONTUNMAP) between two saves: the <Method> increment restores both places as they are' -ForEach $Methods {
+        # The old range stays mapped but empty (zeros, with nothing written there); the pages live on at a new address.
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
+        $t = Start-TestTarget -Path $shExe
+        $dir = New-ImagePath 'dontunmap'
+        try {
+            $r = New-ShRegion $t 8 33
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/full" -Method $Method
+            $moved = $t.TrySend("dontunmap $($r.Hex) 8")
+            if ($moved -notmatch '^OK ([0-9a-f]+)$') { Set-ItResult -Skipped -Because "mremap(MREMAP_DONTUNMAP) is not available here ($moved)"; return }
+            $null = Send-Idle $t "poke $($Matches[1]) 1 1 77"
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/inc" -Parent "$dir/full" -Method $Method
+            Assert-IsTheMoment $t "$dir/inc" 'the emptied range reads as zeros and the moved pages are at their new address'
         } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
     }
 
@@ -300,13 +337,13 @@ Describe 'Round 15: newer kernel features in tracked, saved and migrated memory'
                 if (-not $done -and $_.PSObject.Properties['Phase'] -and "$($_.Phase)" -eq 'Live') {
                     $done = $true
                     $t.Send("madvise $($r.Hex) 2 3 $MadvGuardInstall") | Should -Be '0'
-                    $null = $t.Send("poke $($r.Hex) 8 1 66")
+                    $null = Send-Idle $t "poke $($r.Hex) 8 1 66"
                 }
                 $_
             })
             $done | Should -BeTrue -Because 'a live round ran'
             $final = ($out | Where-Object { $_.PSObject.Properties['FinalImage'] }).FinalImage
-            Assert-IsTheMoment $t $final 'the guard pages and the write after them are in the final image'
+            Assert-IsTheMoment $t $final 'the guard pages and the write after them are in the final image' $r
         } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
     }
 }

@@ -24,6 +24,8 @@
  *   seal <hexaddr> <pages>           mseal(2) of the pages (Linux 6.10)                           -> OK <errno or 0>
  *   sealexec                         mseal(2) of every executable mapping of this process (but [vsyscall], no VMA) -> OK <count>
  *   droppable <pages>                an anonymous rw mapping the kernel may drop (MAP_DROPPABLE, Linux 6.11) -> OK <hexaddr>
+ *   dontunmap <hexaddr> <pages>      mremap(MREMAP_MAYMOVE | MREMAP_DONTUNMAP): the pages move to a new address, the old
+ *                                    range stays mapped and empty                                 -> OK <newhexaddr>
  *   kcmp <pid>                       kcmp(this process, pid, KCMP_VM): 0 where pid shares its memory  -> OK <rc>
  *   vforkserve                       a vfork child (clone CLONE_VM | CLONE_VFORK, a stack of its own) takes over the
  *                                    commands, this process asleep in clone until it exits       -> OK <childpid>, from it
@@ -50,6 +52,8 @@
 /* mseal(2) (Linux 6.10; the same number on every architecture) and MAP_DROPPABLE (Linux 6.11): older headers lack them. */
 #define SYS_MSEAL 462
 #define MAP_DROPPABLE_ 0x08
+/* MREMAP_DONTUNMAP (Linux 5.7). */
+#define MREMAP_DONTUNMAP_ 4
 
 
 static long ps;
@@ -231,6 +235,10 @@ static int serve(void *arg)
             pid_t v = stack == MAP_FAILED ? -1 : clone(serve, stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, NULL);
             if (v < 0) { printf("ERR clone %d\n", errno); continue; }
             waitpid(v, NULL, __WALL);
+        } else if (!strcmp(cmd, "dontunmap") && n >= 3) {
+            /* The pages move to a new mapping; the old range stays mapped, empty (reads as zeros). */
+            void *moved = mremap(p, (size_t)b * ps, (size_t)b * ps, MREMAP_MAYMOVE | MREMAP_DONTUNMAP_, NULL);
+            if (moved == MAP_FAILED) printf("ERR mremap %d\n", errno); else printf("OK %lx\n", (unsigned long)moved);
         } else if (!strcmp(cmd, "kcmp") && n >= 2) {
             long rc = syscall(SYS_kcmp, getpid(), (pid_t)strtol(line + 5, NULL, 10), KCMP_VM, 0, 0);
             if (rc < 0) printf("ERR kcmp %d\n", errno); else printf("OK %ld\n", rc);
