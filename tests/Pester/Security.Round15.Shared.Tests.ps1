@@ -260,6 +260,33 @@ Describe 'Round 15: an io_uring holding the target''s pages, given to another pr
     }
 }
 
+Describe 'Round 15: a provided-buffer ring in the target''s own memory, which the kernel advances' -Tag 'Security', 'Round15Shared', 'WriteTracking' -Skip:([bool]$UringSkip) {
+    # Before: a provided-buffer ring (IORING_REGISTER_PBUF_RING) in the process's own memory, consumed incrementally
+    # (IOU_PBUF_RING_INC, Linux 6.12), has its entry's address and length advanced by the kernel, through its own mapping
+    # of the pinned ring, at every completion: no page-table bit, VmPin or fdinfo line shows it. A WriteProtect increment
+    # kept the entry as the parent had it, and tested valid.
+    It 'a WriteProtect increment holds the ring entry the kernel advanced' {
+        $t = Start-TestTarget -Path $shExe
+        $dir = New-ImagePath 'pbuf'
+        $file = Join-Path $TestDrive 'pbuf.bin'
+        [IO.File]::WriteAllBytes($file, [byte[]](1..200))
+        try {
+            $r = New-ShRegion $t 4
+            $reply = $t.TrySend("pbufinc $($r.Hex) 0 2")
+            if ($reply -notmatch '^OK') { Set-ItResult -Skipped -Because "incremental provided-buffer rings (IOU_PBUF_RING_INC, Linux 6.12) are not available here ($reply)"; return }
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/full" -Method WriteProtect
+            $t.Send("pbufread $file 100") | Should -Be '100'
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/inc" -Parent "$dir/full" -Method WriteProtect
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/now" -Method Hash
+            Test-MemoryImage -Path "$dir/inc" | Should -BeTrue
+            $inc = Get-RestoredRegion "$dir/inc" $r $t.PageSize
+            $now = Get-RestoredRegion "$dir/now" $r $t.PageSize
+            [BitConverter]::ToUInt32($now, 8) | Should -Be ($t.PageSize - 100) -Because 'the kernel took 100 bytes of the entry''s buffer'
+            [Linq.Enumerable]::SequenceEqual($inc, $now) | Should -BeTrue -Because 'the increment holds the entry the kernel advanced, and the data it read'
+        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+    }
+}
+
 Describe 'Round 15: newer kernel features in tracked, saved and migrated memory' -Tag 'Security', 'Round15Shared', 'WriteTracking' {
     BeforeAll {
         $script:MadvPageout = 21; $script:MadvGuardInstall = 102

@@ -26,6 +26,10 @@
  *   droppable <pages>                an anonymous rw mapping the kernel may drop (MAP_DROPPABLE, Linux 6.11) -> OK <hexaddr>
  *   dontunmap <hexaddr> <pages>      mremap(MREMAP_MAYMOVE | MREMAP_DONTUNMAP): the pages move to a new address, the old
  *                                    range stays mapped and empty                                 -> OK <newhexaddr>
+ *   pbufinc <hexaddr> <page> <bufpage>  an io_uring with a provided-buffer ring in page <page> of the region, consumed
+ *                                    incrementally (IOU_PBUF_RING_INC, Linux 6.12), holding one buffer: page <bufpage> -> OK <fd>
+ *   pbufread <path> <bytes>          IORING_OP_READ of bytes of the file into a buffer of that ring: the kernel advances the
+ *                                    ring entry's addr and len itself                            -> OK <bytes read>
  *   kcmp <pid>                       kcmp(this process, pid, KCMP_VM): 0 where pid shares its memory  -> OK <rc>
  *   vforkserve                       a vfork child (clone CLONE_VM | CLONE_VFORK, a stack of its own) takes over the
  *                                    commands, this process asleep in clone until it exits       -> OK <childpid>, from it
@@ -52,6 +56,9 @@
 /* mseal(2) (Linux 6.10; the same number on every architecture) and MAP_DROPPABLE (Linux 6.11): older headers lack them. */
 #define SYS_MSEAL 462
 #define MAP_DROPPABLE_ 0x08
+/* IOU_PBUF_RING_INC (Linux 6.12): buffers of a provided-buffer ring consumed in part, the kernel advancing the entry. */
+#define IOU_PBUF_RING_INC_ 2
+#define PBUF_GROUP 1
 /* MREMAP_DONTUNMAP (Linux 5.7). */
 #define MREMAP_DONTUNMAP_ 4
 
@@ -62,6 +69,9 @@ static pid_t main_pid;
 /* The sweeping process and what it shares with this one (the same memory: plain variables). */
 static struct { unsigned char *base; long pages; volatile int stop; volatile unsigned long sweeps; pid_t pid; } sweep;
 static struct { unsigned char *base; long count; unsigned char value; } once;
+
+/* The io_uring of pbufinc / pbufread. */
+static struct ring *pbuf;
 
 /* The helper holding the io_uring: commands go down one pipe, answers come up another. */
 static struct { pid_t pid; int down, up; } ring_helper = { 0, -1, -1 };
@@ -239,6 +249,42 @@ static int serve(void *arg)
             /* The pages move to a new mapping; the old range stays mapped, empty (reads as zeros). */
             void *moved = mremap(p, (size_t)b * ps, (size_t)b * ps, MREMAP_MAYMOVE | MREMAP_DONTUNMAP_, NULL);
             if (moved == MAP_FAILED) printf("ERR mremap %d\n", errno); else printf("OK %lx\n", (unsigned long)moved);
+        } else if (!strcmp(cmd, "pbufinc") && n >= 4) {
+            /* A provided-buffer ring in this process's own memory (page b of the region), consumed incrementally
+               (IOU_PBUF_RING_INC), with one buffer: page c. */
+            static struct ring pr;
+            struct io_uring_buf_reg reg;
+            memset(&reg, 0, sizeof reg);
+            struct io_uring_buf *e = (struct io_uring_buf *)(p + b * ps);
+            e->addr = (unsigned long)(p + c * ps); e->len = (unsigned)ps; e->bid = 0;
+            reg.ring_addr = (unsigned long)e; reg.ring_entries = 1; reg.bgid = PBUF_GROUP; reg.pad = IOU_PBUF_RING_INC_; /* the flags field (older headers call it pad) */
+            if (ring_setup(&pr) || ring_map(&pr)) { printf("ERR io_uring %d\n", errno); continue; }
+            if (syscall(__NR_io_uring_register, pr.fd, IORING_REGISTER_PBUF_RING, &reg, 1) < 0) { printf("ERR register %d\n", errno); close(pr.fd); continue; }
+            __atomic_store_n(&((struct io_uring_buf_ring *)e)->tail, 1, __ATOMIC_RELEASE);
+            pbuf = &pr;
+            printf("OK %d\n", pr.fd);
+        } else if (!strcmp(cmd, "pbufread")) {
+            /* IORING_OP_READ of <bytes> of <path> into a buffer the kernel picks from the ring: it then advances the
+               ring entry's addr and len itself (through its own mapping of the pinned ring). */
+            long bytes = 0;
+            if (!pbuf || sscanf(line, "%*s %199s %ld", word, &bytes) != 2) { printf("ERR no ring or path\n"); continue; }
+            int f = open(word, O_RDONLY | O_CLOEXEC);
+            if (f < 0) { printf("ERR open %d\n", errno); continue; }
+            unsigned *tail = (unsigned *)(pbuf->sq + pbuf->prm.sq_off.tail), mask = *(unsigned *)(pbuf->sq + pbuf->prm.sq_off.ring_mask);
+            unsigned idx = *tail & mask;
+            struct io_uring_sqe *q = &pbuf->sqes[idx];
+            memset(q, 0, sizeof *q);
+            q->opcode = IORING_OP_READ; q->fd = f; q->len = (unsigned)bytes; q->flags = IOSQE_BUFFER_SELECT; q->buf_group = PBUF_GROUP;
+            ((unsigned *)(pbuf->sq + pbuf->prm.sq_off.array))[idx] = idx;
+            __atomic_store_n(tail, *tail + 1, __ATOMIC_RELEASE);
+            long rc = syscall(__NR_io_uring_enter, pbuf->fd, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0);
+            close(f);
+            if (rc < 0) { printf("ERR enter %d\n", errno); continue; }
+            unsigned *chead = (unsigned *)(pbuf->cq + pbuf->prm.cq_off.head), cmask = *(unsigned *)(pbuf->cq + pbuf->prm.cq_off.ring_mask);
+            struct io_uring_cqe *cqe = (struct io_uring_cqe *)(pbuf->cq + pbuf->prm.cq_off.cqes) + (*chead & cmask);
+            long res = cqe->res;
+            __atomic_store_n(chead, *chead + 1, __ATOMIC_RELEASE);
+            if (res < 0) printf("ERR read %ld\n", -res); else printf("OK %ld\n", res);
         } else if (!strcmp(cmd, "kcmp") && n >= 2) {
             long rc = syscall(SYS_kcmp, getpid(), (pid_t)strtol(line + 5, NULL, 10), KCMP_VM, 0, 0);
             if (rc < 0) printf("ERR kcmp %d\n", errno); else printf("OK %ld\n", rc);

@@ -87,14 +87,25 @@ internal static class PinnedBuffers
 
     /// <summary>
     /// Whether the kernel may write memory of <paramref name="pid"/> that no one here can locate, so that all of it must
-    /// be compared by content: an io_uring whose rings live in its own memory (<see cref="HasRingsInOwnMemory"/>), or
+    /// be compared by content: an io_uring whose rings live in its own memory (<see cref="HasRingsInOwnMemory"/>), any
+    /// io_uring where the kernel writes provided-buffer rings (<see cref="BufferRingsWritten"/>), or
     /// pinned memory (VmPin) beyond what the registered buffers of its own io_uring descriptors (<paramref name="buffers"/>,
     /// from <see cref="Read"/>) can account for: the buffers of an io_uring it handed to another process (fork, SCM_RIGHTS)
     /// and closed, or that a process sharing its memory (clone with CLONE_VM) registered. The pinned memory stays charged
     /// to the process whose memory it is, while the descriptor, and the fdinfo that says where, are another's (round 15).
     /// </summary>
     public static bool WritesUnlocated(int pid, int pageSize, IReadOnlyList<MemoryMapping> mappings, List<AddressRange> buffers) =>
-        HasRingsInOwnMemory(pid, mappings) || PinnedBeyond(pid, (ulong)pageSize, buffers);
+        (BufferRingsWritten.Value ? IoUringFdinfos(pid).Count > 0 : HasRingsInOwnMemory(pid, mappings)) || PinnedBeyond(pid, (ulong)pageSize, buffers);
+
+    /// <summary>
+    /// Whether this kernel writes the entries of provided-buffer rings (IORING_REGISTER_PBUF_RING consumed incrementally,
+    /// IOU_PBUF_RING_INC, Linux 6.12): a ring in the process's own memory is pinned and its entries advanced through the
+    /// kernel's mapping at every completion, with no VmPin or fdinfo line to say where. There, any io_uring descriptor
+    /// means all memory is compared by content (round 15).
+    /// </summary>
+    private static readonly Lazy<bool> BufferRingsWritten = new(() => KernelRules.ParseVersion(KernelProbe.ReadKernelRelease()) >= IncrementalBufferRings);
+
+    private static readonly Version IncrementalBufferRings = new(6, 12);
 
     /// <summary>
     /// Whether /proc/PID/status counts more pinned bytes than <paramref name="buffers"/> can explain. io_uring charges a
