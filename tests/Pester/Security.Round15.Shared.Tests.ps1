@@ -152,6 +152,20 @@ Describe 'Round 15: a process sharing the target''s memory (clone CLONE_VM, a pi
         }
     }
 
+    It 'a sharer that another tracer holds (the target itself): -Freeze is ProcessAlreadyTraced, and both run on' {
+        # That tracer may let the sharer run, or it runs on anyway: an image said to be frozen would mix moments.
+        $t = Start-TestTarget -Path $shExe
+        try {
+            $r = New-ShRegion $t 4 0
+            $sharer = $t.Send("sweeper $($r.Hex) 4")
+            $t.Send('tracesweeper') | Should -Be '0'
+            $e = { Save-MemoryImage -Id $t.Id -Path (New-ImagePath) -Freeze -Method Hash -ErrorAction Stop } | Should -Throw -PassThru
+            $e.FullyQualifiedErrorId | Should -BeLike 'ProcessAlreadyTraced,*'
+            $e.Exception.Message | Should -BeLike "*process $sharer, which shares its memory,*"
+            Wait-Sweep $t ([uint64]$t.Send('sweeps')) | Should -BeTrue -Because 'the target answers and its sharer sweeps on: nothing was left stopped'
+        } finally { Stop-TestTarget $t }
+    }
+
     It 'a target that is a vfork child (its parent asleep in vfork, sharing its memory): -Freeze saves it and lets it go' {
         # The parent shares the memory but waits for the frozen child: it is left asleep, not refused as a vfork waiter.
         $t = Start-TestTarget -Path $shExe

@@ -11,6 +11,7 @@
  *                                    then counts the sweep                                       -> OK <pid>
  *   sweeps                           the sweeps that process finished                            -> OK <count>
  *   sweepstop                        stops it and waits for it                                  -> OK <sweeps>
+ *   tracesweeper                     this process seizes the sweeper with ptrace (PTRACE_SEIZE: it runs on) -> OK <errno or 0>
  *   sibwrite <hexaddr> <page> <count> <byte>  a process sharing this one's memory (CLONE_VM) writes byte (decimal) into
  *                                    the first byte of each page and exits, waited for           -> OK <pid>
  *   ringaway <hexaddr> <page> <count> [vm]  an io_uring with those pages registered as its fixed buffer (pinned), given
@@ -48,6 +49,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -212,6 +214,10 @@ static int serve(void *arg)
             waitpid(sweep.pid, NULL, __WALL);
             sweep.pid = 0;
             printf("OK %lu\n", __atomic_load_n(&sweep.sweeps, __ATOMIC_ACQUIRE));
+        } else if (!strcmp(cmd, "tracesweeper")) {
+            /* This process becomes the sweeper's tracer (PTRACE_SEIZE: it runs on, untouched). */
+            if (sweep.pid <= 0) { printf("ERR no sweeper\n"); continue; }
+            printf("OK %d\n", ptrace(PTRACE_SEIZE, sweep.pid, NULL, NULL) ? errno : 0);
         } else if (!strcmp(cmd, "sibwrite") && n >= 5) {
             once.base = p + b * ps; once.count = c; once.value = (unsigned char)d;
             pid_t w = share_clone(writer);

@@ -116,7 +116,8 @@ internal sealed class PtraceFreeze : IDisposable
     private bool SeizeThreads(int owner, ProcPageSource? process, CancellationToken cancel)
     {
         bool sharer = owner != _pid, added = false;
-        string who = sharer ? $"Freezing process {_pid}: process {owner}, which shares its memory," : $"Freezing process {_pid}:";
+        string who = sharer ? $"Freezing process {_pid}: process {owner}, which shares its memory," : $"Freezing process {_pid}: it";
+        string thread = sharer ? $"of process {owner}, which shares its memory, " : "";
         IEnumerable<int> threads;
         try { threads = Threads(owner); }
         catch (EngineException) when (sharer) { return false; } // the sharer exited meanwhile
@@ -146,9 +147,9 @@ internal sealed class PtraceFreeze : IDisposable
                 }
                 if (e == Errno.EPERM && tracer is not null)
                     throw new EngineException(EngineError.ProcessAlreadyTraced,
-                        $"{who} it is already traced by {InjectionSupport.Tracer(tracer.Value)}: a process has one tracer at a time.", _pid, e);
+                        $"{who} is already traced by {InjectionSupport.Tracer(tracer.Value)}: a process has one tracer at a time.", _pid, e);
                 throw new EngineException(e is Errno.EPERM or Errno.EACCES ? EngineError.PermissionDenied : EngineError.ProcIOError,
-                    $"{who} PTRACE_SEIZE of thread {tid} failed: {Errno.Describe(e)} (another tracer, or no permission to trace it).", _pid, e);
+                    $"Freezing process {_pid}: PTRACE_SEIZE of thread {tid} {thread}failed: {Errno.Describe(e)} (another tracer, or no permission to trace it).", _pid, e);
             }
             _seized[tid] = 0;
             added = true;
