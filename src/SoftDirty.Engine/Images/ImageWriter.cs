@@ -78,10 +78,11 @@ internal static class ImageWriter
         var mappings = source.ReadMappings(false);
         var spans = PageWalk.DataSpans(mappings, selector);
         // What to compare besides the tracker's candidates: what no tracker can vouch for (ImageTracking.Untracked); every
-        // page while the process holds io_uring rings in its own memory, which the kernel writes, no one knows where.
-        bool ringsInOwnMemory = PageWalk.IsRealProcess(source) && PinnedBuffers.HasRingsInOwnMemory(source.ProcessId, mappings);
-        var watched = candidates is null || chain is null || ringsInOwnMemory ? null : Union(candidates.Ranges, ImageTracking.Untracked(mappings, selector, chain[^1].Manifest.Mappings,
-            PageWalk.IsRealProcess(source) ? PinnedBuffers.Read(source.ProcessId, ps) : null));
+        // page while the kernel writes the process's memory no one knows where (PinnedBuffers.WritesUnlocated).
+        var pinned = PageWalk.IsRealProcess(source) ? PinnedBuffers.Read(source.ProcessId, ps) : null;
+        bool unlocated = pinned is not null && PinnedBuffers.WritesUnlocated(source.ProcessId, ps, mappings, pinned);
+        var watched = candidates is null || chain is null || unlocated ? null : Union(candidates.Ranges, ImageTracking.Untracked(mappings, selector, chain[^1].Manifest.Mappings,
+            pinned));
         // Pages are hashed under the chain's key (a new random one for a full image): the process, which cannot read
         // the image, cannot write a page that keeps its parent's hash (or the zero page's) and so goes unsaved.
         var key = chain is null ? PageHashKey.NewRandom() : chain[^1].PageKey;

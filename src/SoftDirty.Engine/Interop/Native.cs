@@ -69,6 +69,19 @@ internal static unsafe partial class Native
         _ => -1,
     };
 
+    /// <summary>__NR_kcmp for this architecture, or -1 where unknown.</summary>
+    public static nint KcmpSyscall => RuntimeInformation.ProcessArchitecture switch
+    {
+        Architecture.X64 => 312,
+        Architecture.Arm64 => 272,
+        Architecture.X86 => 349,
+        Architecture.Arm => 378,
+        _ => -1,
+    };
+
+    /// <summary>kcmp's KCMP_VM (include/uapi/linux/kcmp.h): whether two processes share one address space (mm).</summary>
+    public const nint KCMP_VM = 1;
+
     // ---- process_vm_readv (memory images, the Hash method): many pages of another process in one call ----
 
     /// <summary>IOV_MAX: the most iovec elements one process_vm_readv takes on either side.</summary>

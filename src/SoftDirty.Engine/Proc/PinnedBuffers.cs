@@ -85,18 +85,71 @@ internal static class PinnedBuffers
         return null;
     }
 
+    /// <summary>
+    /// Whether the kernel may write memory of <paramref name="pid"/> that no one here can locate, so that all of it must
+    /// be compared by content: an io_uring whose rings live in its own memory (<see cref="HasRingsInOwnMemory"/>), any
+    /// io_uring where the kernel writes provided-buffer rings (<see cref="BufferRingsWritten"/>), or
+    /// pinned memory (VmPin) beyond what the registered buffers of its own io_uring descriptors (<paramref name="buffers"/>,
+    /// from <see cref="Read"/>) can account for: the buffers of an io_uring it handed to another process (fork, SCM_RIGHTS)
+    /// and closed, or that a process sharing its memory (clone with CLONE_VM) registered. The pinned memory stays charged
+    /// to the process whose memory it is, while the descriptor, and the fdinfo that says where, are another's (round 15).
+    /// </summary>
+    public static bool WritesUnlocated(int pid, int pageSize, IReadOnlyList<MemoryMapping> mappings, List<AddressRange> buffers) =>
+        (BufferRingsWritten.Value ? IoUringFdinfos(pid).Count > 0 : HasRingsInOwnMemory(pid, mappings)) || PinnedBeyond(pid, (ulong)pageSize, buffers);
+
+    /// <summary>
+    /// Whether this kernel writes the entries of provided-buffer rings (IORING_REGISTER_PBUF_RING consumed incrementally,
+    /// IOU_PBUF_RING_INC, Linux 6.12): a ring in the process's own memory is pinned and its entries advanced through the
+    /// kernel's mapping at every completion, with no VmPin or fdinfo line to say where. There, any io_uring descriptor
+    /// means all memory is compared by content (round 15).
+    /// </summary>
+    private static readonly Lazy<bool> BufferRingsWritten = new(() => KernelRules.ParseVersion(KernelProbe.ReadKernelRelease()) >= IncrementalBufferRings);
+
+    private static readonly Version IncrementalBufferRings = new(6, 12);
+
+    /// <summary>
+    /// Whether /proc/PID/status counts more pinned bytes than <paramref name="buffers"/> can explain. io_uring charges a
+    /// buffer's pages, a large folio (a transparent huge page, a large page-cache folio) whole: so each buffer counts as
+    /// up to the whole PMD-sized blocks it touches (the largest such folio), an upper bound; a false alarm costs a content
+    /// comparison, never a missed page.
+    /// </summary>
+    private static bool PinnedBeyond(int pid, ulong pageSize, List<AddressRange> buffers)
+    {
+        if (PinnedBytes(pid) is not { } pinned || pinned == 0) return false;
+        ulong block = pageSize * (pageSize / PageTableEntryBytes), explained = 0;
+        foreach (var b in buffers)
+        {
+            ulong first = b.Start / block * block, last = (b.End + block - 1) / block * block;
+            explained += last - first;
+            if (explained >= pinned) return false;
+        }
+        return true;
+    }
+
+    /// <summary>Bytes of a page-table entry: a page table of one page holds pageSize / 8 of them, and maps a PMD-sized block.</summary>
+    private const ulong PageTableEntryBytes = 8;
+
     /// <summary>Whether /proc/PID/status says no memory is pinned (VmPin: 0 kB); false where it cannot be read or lacks the field.</summary>
-    private static bool NothingPinned(int pid)
+    private static bool NothingPinned(int pid) => PinnedBytes(pid) == 0;
+
+    /// <summary>The pinned memory /proc/PID/status counts (VmPin), in bytes; null where it cannot be read or lacks the field.</summary>
+    private static ulong? PinnedBytes(int pid)
     {
         try
         {
             foreach (var line in File.ReadLines($"/proc/{pid}/status"))
                 if (line.StartsWith(PinnedField, StringComparison.Ordinal))
-                    return line.AsSpan(PinnedField.Length).Trim().SequenceEqual("0 kB");
+                {
+                    var value = line.AsSpan(PinnedField.Length).Trim();
+                    return value.EndsWith(KibUnit, StringComparison.Ordinal)
+                        && ulong.TryParse(value[..^KibUnit.Length].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out ulong kib) ? kib * 1024 : null;
+                }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
-        return false;
+        return null;
     }
+
+    private const string KibUnit = "kB";
 
     private static void ReadFdinfo(string path, ulong pageSize, List<AddressRange> found)
     {

@@ -9,7 +9,8 @@ namespace SoftDirty.Tracking;
 /// those other processes can change (<see cref="ContentCheckedTracker.ChangeableByOthers"/>); those holding a buffer the
 /// kernel writes through its own mapping (io_uring registered buffers, <see cref="PinnedBuffers"/>), at the last look or
 /// now, so that a write made while a buffer was registered is found even when it was unregistered since; all of them
-/// while the process holds an io_uring whose rings live in its own memory (IORING_SETUP_NO_MMAP: nothing says where);
+/// while the process holds an io_uring whose rings live in its own memory (IORING_SETUP_NO_MMAP: nothing says where), or has
+/// pinned memory that its own registered buffers do not account for (an io_uring given to another process);
 /// and, for a tracker of writable mappings only (WriteProtect), the mappings not writable now: a page written and then made
 /// read-only or PROT_NONE before the collection is found by its content, not a sample or a round later (or never). Of
 /// those, only the ones that hold present or swapped pages (now or, in what was then the same place, at the last look) are compared: a reservation of
@@ -23,7 +24,8 @@ internal sealed class ContentSelection
     private readonly bool _readOnlyByContent;
     private List<AddressRange> _pinnedBefore = new(), _pinnedNow = new();
     private List<AddressRange> _holdingBefore = new(), _holdingNow = new();
-    // An io_uring whose rings live in the process's own memory, no one knows where: every mapping is compared by content.
+    // An io_uring whose rings live in the process's own memory, or pinned memory no registered buffer of its own accounts
+    // for (PinnedBuffers.WritesUnlocated): the kernel writes it, no one knows where, so every mapping is compared by content.
     private bool _ringsBefore, _ringsNow;
 
     /// <summary>A selection within <paramref name="selector"/>; <paramref name="readOnlyByContent"/>: the page-table tracker sees writable mappings only.</summary>
@@ -42,7 +44,7 @@ internal sealed class ContentSelection
         if (PageWalk.IsRealProcess(_source)) // (an emulated process has no io_uring, and its pid is no real one's)
         {
             _pinnedNow = PinnedBuffers.Read(_source.ProcessId, _source.PageSize);
-            _ringsNow = PinnedBuffers.HasRingsInOwnMemory(_source.ProcessId, _source.ReadMappings(false));
+            _ringsNow = PinnedBuffers.WritesUnlocated(_source.ProcessId, _source.PageSize, _source.ReadMappings(false), _pinnedNow);
         }
         if (!_readOnlyByContent) return;
         _holdingBefore = _holdingNow;

@@ -9,7 +9,7 @@ using SoftDirty.Injection;
 namespace SoftDirty.Tracking;
 
 /// <summary>
-/// Stops a real process for a consistent read, safely: every thread is attached with PTRACE_SEIZE and stopped
+/// Stops a real process for a consistent read, safely: every thread (and every thread of a process sharing its memory) is attached with PTRACE_SEIZE and stopped
 /// with PTRACE_INTERRUPT, so if this process dies (kill -9) the kernel detaches and the target runs on; SIGSTOP
 /// would leave it stopped forever. A process that was already stopped (state T, no tracer) is neither attached nor
 /// resumed; one that another tracer holds stopped is refused (ProcessAlreadyTraced). A signal that arrives while
@@ -21,7 +21,7 @@ internal sealed class PtraceFreeze : IDisposable
     private const int MaxRounds = 64;
     private readonly int _pid;
     private readonly Dictionary<int, int> _seized = new(); // tid -> signal to deliver on detach
-    private ChildStopGuard? _childGuard;
+    private readonly Dictionary<int, ChildStopGuard?> _childGuards = new(); // per process stopped: a guard where it is a child of this one
 
     private PtraceFreeze(int pid, bool alreadyStopped)
     {
@@ -53,10 +53,12 @@ internal sealed class PtraceFreeze : IDisposable
     }
 
     /// <summary>
-    /// Stops every thread of <paramref name="pid"/>. With <paramref name="process"/> (the source the caller opened),
-    /// each thread is checked to belong to that process once it is stopped: threads are found by path, so a process
-    /// that exited meanwhile may have passed its pid (or a thread its id) to another, which is then let go again and
-    /// the freeze ends with ProcessExited.
+    /// Stops every thread of <paramref name="pid"/>, and of every process that shares its memory (<see cref="MemorySharers"/>:
+    /// clone with CLONE_VM, a pid of its own, whose writes would otherwise go on into the frozen memory; round 15). With
+    /// <paramref name="process"/> (the source the caller opened), each thread is checked to belong to that process once it is
+    /// stopped: threads are found by path, so a process that exited meanwhile may have passed its pid (or a thread its id) to
+    /// another, which is then let go again and the freeze ends with ProcessExited. A thread of a sharer is checked to share
+    /// the memory still once it is stopped, and let go otherwise.
     /// </summary>
     public static unsafe PtraceFreeze Freeze(int pid, CancellationToken cancel, ProcPageSource? process = null)
     {
@@ -65,52 +67,17 @@ internal sealed class PtraceFreeze : IDisposable
         // Stopped already and untraced (job control: it stays stopped until someone continues it): left as it is. A process held
         // in a ptrace stop by another tracer (a debugger, another freeze) is not frozen by this one: that tracer may let it
         // run at any moment, mid-read, and an image said to be taken frozen would mix moments without saying so (round 13).
-        // It is attached as any other, which the kernel refuses: ProcessAlreadyTraced.
-        if (ProcessFreeze.AllStopped(pid) && !TracedByAnother(pid)) return new PtraceFreeze(pid, alreadyStopped: true);
-        var f = new PtraceFreeze(pid, alreadyStopped: false);
-        f._childGuard = ChildStopGuard.For(pid); // a child of this process: its stops kept from .NET's reaping
+        // It is attached as any other, which the kernel refuses: ProcessAlreadyTraced. The same holds for each sharer.
+        var f = new PtraceFreeze(pid, alreadyStopped: Idle(pid));
         try
         {
-            // Threads may start while we attach: repeat until a pass finds none new.
+            // Threads (and sharers) may start while we attach: repeat until a pass finds none new.
             for (int round = 0; round < MaxRounds; round++)
             {
                 cancel.ThrowIfCancellationRequested();
-                bool added = false;
-                foreach (var tid in Threads(pid))
-                {
-                    if (f._seized.ContainsKey(tid)) continue;
-                    // A thread held in vfork() would not stop, and could not be let go again (see VforkWait): refused first.
-                    if (VforkWait.Waits(pid, tid, out int child)) throw VforkWait.Refusal(pid, tid, child, $"Freezing process {pid}");
-                    if (Seize(pid, tid, out int? tracer) != 0)
-                    {
-                        int e = Marshal.GetLastPInvokeError();
-                        if (e == Errno.ESRCH) continue; // the thread exited
-                        if (ProcessFreeze.ThreadState($"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/stat") is null or 'Z' or 'X')
-                        {
-                            // A thread that exited while others run on (the main thread after pthread_exit stays a zombie
-                            // until the process ends): nothing runs there to stop.
-                            if (ProcPageSource.LiveThreads(pid) > 0) continue;
-                            throw new EngineException(EngineError.ProcessExited, $"Process {pid} exited while it was being frozen (PTRACE_SEIZE of thread {tid}: {Errno.Describe(e)}).", pid, e);
-                        }
-                        if (e == Errno.EPERM && tracer is not null)
-                            throw new EngineException(EngineError.ProcessAlreadyTraced,
-                                $"Freezing process {pid}: it is already traced by {InjectionSupport.Tracer(tracer.Value)}: a process has one tracer at a time.", pid, e);
-                        throw new EngineException(e is Errno.EPERM or Errno.EACCES ? EngineError.PermissionDenied : EngineError.ProcIOError,
-                            $"Freezing process {pid}: PTRACE_SEIZE of thread {tid} failed: {Errno.Describe(e)} (another tracer, or no permission to trace it).", pid, e);
-                    }
-                    f._seized[tid] = 0;
-                    added = true;
-                    if (Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) != 0) { f._seized.Remove(tid); continue; }
-                    if (!WaitStopped(tid, f._childGuard is not null, cancel)) { f._seized.Remove(tid); continue; } // exited meanwhile
-                    f._seized[tid] = PendingSignal(tid);
-                    if (process is not null && !process.OwnsThread(tid))
-                    {
-                        Ptrace.Call(Ptrace.Detach, tid, 0, f._seized[tid]);
-                        f._seized.Remove(tid);
-                        if (!process.Alive)
-                            throw new EngineException(EngineError.ProcessExited, $"Process {pid} exited while it was being frozen; the process now under that id is another one and was let go.", pid, Errno.ESRCH);
-                    }
-                }
+                bool added = !f.AlreadyStopped && f.SeizeThreads(pid, process, cancel);
+                foreach (int sharer in MemorySharers.Find(pid))
+                    if (!Idle(sharer)) added |= f.SeizeThreads(sharer, null, cancel);
                 if (!added)
                 {
                     (_heldHere ??= new List<PtraceFreeze>()).Add(f);
@@ -124,6 +91,81 @@ internal sealed class PtraceFreeze : IDisposable
             f.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The parent of <paramref name="pid"/> (/proc/PID/status PPid); 0 where it cannot be read.</summary>
+    private static int ParentOf(int pid) =>
+        InjectionSupport.ReadStatus(pid) is { } status && status.TryGetValue("PPid", out var ppid)
+        && int.TryParse(ppid, NumberStyles.None, CultureInfo.InvariantCulture, out int parent) ? parent : 0;
+
+    /// <summary>Whether a process sharing <paramref name="pid"/>'s memory runs: a process stopped already is not still then.</summary>
+    public static bool SharersRunning(int pid)
+    {
+        foreach (int sharer in MemorySharers.Find(pid))
+            if (!Idle(sharer)) return true;
+        return false;
+    }
+
+    /// <summary>Whether every thread of <paramref name="pid"/> is stopped already (or gone) with no tracer: nothing to stop there.</summary>
+    private static bool Idle(int pid) => ProcessFreeze.AllStopped(pid) && !TracedByAnother(pid);
+
+    /// <summary>
+    /// Seizes and stops the threads of <paramref name="owner"/> (the frozen process, or a process sharing its memory) not held
+    /// yet; whether it stopped any. <paramref name="process"/>: the frozen process as opened, to check its threads against.
+    /// </summary>
+    private bool SeizeThreads(int owner, ProcPageSource? process, CancellationToken cancel)
+    {
+        bool sharer = owner != _pid, added = false;
+        string who = sharer ? $"Freezing process {_pid}: process {owner}, which shares its memory," : $"Freezing process {_pid}: it";
+        string thread = sharer ? $"of process {owner}, which shares its memory, " : "";
+        IEnumerable<int> threads;
+        try { threads = Threads(owner); }
+        catch (EngineException) when (sharer) { return false; } // the sharer exited meanwhile
+        if (!_childGuards.ContainsKey(owner)) _childGuards[owner] = ChildStopGuard.For(owner); // a child of this process: its stops kept from .NET's reaping
+        bool child = _childGuards[owner] is not null;
+        foreach (var tid in threads)
+        {
+            if (_seized.ContainsKey(tid)) continue;
+            // A thread held in vfork() would not stop, and could not be let go again (see VforkWait): refused first. A sharer's
+            // thread waiting for the frozen process itself (its vfork child: /proc lists it, or at least it is the parent) runs
+            // no more until that one execs or exits: left as it is.
+            if (VforkWait.Waits(owner, tid, out int vforkChild))
+            {
+                if (sharer && (vforkChild == _pid || (vforkChild == 0 && ParentOf(_pid) == owner))) continue;
+                throw VforkWait.Refusal(owner, tid, vforkChild, $"Freezing process {_pid}");
+            }
+            if (Seize(owner, tid, out int? tracer) != 0)
+            {
+                int e = Marshal.GetLastPInvokeError();
+                if (e == Errno.ESRCH) continue; // the thread exited
+                if (ProcessFreeze.ThreadState($"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/stat") is null or 'Z' or 'X')
+                {
+                    // A thread that exited while others run on (the main thread after pthread_exit stays a zombie
+                    // until the process ends): nothing runs there to stop. A sharer that exited shares nothing.
+                    if (sharer || ProcPageSource.LiveThreads(owner) > 0) continue;
+                    throw new EngineException(EngineError.ProcessExited, $"Process {_pid} exited while it was being frozen (PTRACE_SEIZE of thread {tid}: {Errno.Describe(e)}).", _pid, e);
+                }
+                if (e == Errno.EPERM && tracer is not null)
+                    throw new EngineException(EngineError.ProcessAlreadyTraced,
+                        $"{who} is already traced by {InjectionSupport.Tracer(tracer.Value)}: a process has one tracer at a time.", _pid, e);
+                throw new EngineException(e is Errno.EPERM or Errno.EACCES ? EngineError.PermissionDenied : EngineError.ProcIOError,
+                    $"Freezing process {_pid}: PTRACE_SEIZE of thread {tid} {thread}failed: {Errno.Describe(e)} (another tracer, or no permission to trace it).", _pid, e);
+            }
+            _seized[tid] = 0;
+            added = true;
+            if (Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) != 0) { _seized.Remove(tid); continue; }
+            if (!WaitStopped(tid, child, cancel)) { _seized.Remove(tid); continue; } // exited meanwhile
+            _seized[tid] = PendingSignal(tid);
+            bool foreign = sharer ? !MemorySharers.Shares(_pid, tid) : process is not null && !process.OwnsThread(tid);
+            if (foreign)
+            {
+                Ptrace.Call(Ptrace.Detach, tid, 0, _seized[tid]);
+                _seized.Remove(tid);
+                if (!sharer && !process!.Alive)
+                    throw new EngineException(EngineError.ProcessExited, $"Process {_pid} exited while it was being frozen; the process now under that id is another one and was let go.", _pid, Errno.ESRCH);
+            }
+        }
+        return added;
     }
 
     /// <summary>How often <see cref="Seize"/> tries again after EPERM while no tracer shows, and how long it waits between tries.</summary>
@@ -208,7 +250,7 @@ internal sealed class PtraceFreeze : IDisposable
         _heldHere?.Remove(this);
         foreach (var (tid, sig) in _seized) Ptrace.Call(Ptrace.Detach, tid, 0, sig);
         _seized.Clear();
-        _childGuard?.Dispose();
-        _childGuard = null;
+        foreach (var guard in _childGuards.Values) guard?.Dispose();
+        _childGuards.Clear();
     }
 }

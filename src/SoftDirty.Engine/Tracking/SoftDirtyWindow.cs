@@ -66,7 +66,7 @@ internal static class SoftDirtyWindow
             why = "a process cannot stop itself";
             return null;
         }
-        if (PtraceFreeze.HoldsHere(pid) || ProcessFreeze.AllStopped(pid)) return null;
+        if (PtraceFreeze.HoldsHere(pid) || (ProcessFreeze.AllStopped(pid) && !PtraceFreeze.SharersRunning(pid))) return null;
         try { return ProcessFreeze.Freeze(proc, cancel); }
         catch (EngineException ex) when (ex.Error is EngineError.PermissionDenied or EngineError.ProcessAlreadyTraced or EngineError.PtraceNotPermitted)
         {
