@@ -11,7 +11,7 @@ namespace SoftDirty.Commands;
 [Cmdlet(VerbsCommon.Get, "SoftDirtySupport", DefaultParameterSetName = KernelSet)]
 [OutputType(typeof(KernelFeatures))]
 [OutputType(typeof(SoftDirty.Injection.WriteTrackingSupport), ParameterSetName = new[] { IdSet })]
-public sealed class GetSoftDirtySupportCommand : EngineCmdlet
+public sealed class GetSoftDirtySupportCommand : PipedIdCmdlet
 {
     private const string KernelSet = "Kernel";
 
