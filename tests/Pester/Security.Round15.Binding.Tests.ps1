@@ -141,3 +141,127 @@ Describe 'Objects whose Id is not a process id, piped into the commands that bin
         (@($two | Get-MemoryMapping).ProcessId | Sort-Object -Unique) | Should -Be (@($t.Id, $PID) | Sort-Object)
     }
 }
+
+Describe 'Pipelines between the module''s own commands' -Tag 'Security', 'Round15Binding' {
+    # Invoke-PreCopyMigration -Destination | Restore-MemoryImage bound each round's ImagePath: round 1 (a live round of a
+    # running process, the chain's oldest memory) was restored, every later round was ImageExists, and the summary was
+    # InputObjectNotBound; the destination held memory the process had long since changed. | Test-MemoryImage tested every
+    # round, then took the summary for a folder named "SoftDirty.Workflows.PreCopySummary" and said $false. Now a restore
+    # of images piped in restores the latest of their chain once the input ends, the summary binds its FinalImage, and an
+    # object that is no path is InvalidArgument, never $false.
+    BeforeAll {
+        $script:f = New-FilledEmulator 64
+        $script:w = @{ Address = $f.Mapping.Start; Length = $f.Mapping.Size; Pattern = 'Random'; AccessesPerSecond = 2000; WriteRatio = 1; Seed = 3 }
+        function Invoke-Migration([string] $Destination) {
+            $p = @{ Emulator = $f.Emulator; Workload = $w; Bandwidth = 1MB; MaxIterations = 4; StopThreshold = 0; Confirm = $false }
+            if ($Destination) { $p.Destination = $Destination }
+            Invoke-PreCopyMigration @p
+        }
+        # The bytes of each restored mapping file, keyed by its Start.
+        function Get-Restored([string] $Folder) {
+            $map = @{}
+            foreach ($m in Get-Content -Raw (Join-Path $Folder 'mappings.json') | ConvertFrom-Json) {
+                $map[[uint64]$m.start] = [IO.File]::ReadAllBytes((Join-Path $Folder ('{0:x}-{1:x}.bin' -f [uint64]$m.start, [uint64]$m.end)))
+            }
+            $map
+        }
+    }
+
+    It 'Invoke-PreCopyMigration -Destination | Restore-MemoryImage restores the final round, the memory of the stopped process' {
+        $d = Join-Path $root (New-Name); $r = Join-Path $root (New-Name)
+        $ErrorActionPreference = 'Continue'
+        $all = @(Invoke-Migration $d | Restore-MemoryImage -Destination $r 2>&1)
+        @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] }) | Should -BeNullOrEmpty
+        @($all | Where-Object { $_ -is [SoftDirty.Images.RestoredMapping] }).Count | Should -BeGreaterThan 0
+        $rounds = @(Get-ChildItem -Directory $d | Sort-Object Name)
+        $rounds.Count | Should -BeGreaterThan 1 -Because 'the workload keeps writing, so there are live rounds and a final one'
+        $final = Join-Path $root (New-Name)
+        $null = Restore-MemoryImage -Path $rounds[-1].FullName -Destination $final
+        $got = Get-Restored $r; $want = Get-Restored $final
+        $got.Keys | Should -Be $want.Keys
+        foreach ($k in $want.Keys) { [Convert]::ToBase64String($got[$k]) | Should -Be ([Convert]::ToBase64String($want[$k])) }
+        $first = Join-Path $root (New-Name)
+        $null = Restore-MemoryImage -Path $rounds[0].FullName -Destination $first
+        $differs = foreach ($k in $want.Keys) { [Convert]::ToBase64String((Get-Restored $first)[$k]) -ne [Convert]::ToBase64String($want[$k]) }
+        $differs | Should -Contain $true -Because 'round 1 holds older memory, so the test tells the two apart'
+    }
+
+    It 'Invoke-PreCopyMigration -Destination | Test-MemoryImage: $true for every round and for the summary''s FinalImage' {
+        $d = Join-Path $root (New-Name)
+        $out = @(Invoke-Migration $d | Test-MemoryImage)
+        $out.Count | Should -BeGreaterThan 2
+        $out | Should -Not -Contain $false
+        $out | ForEach-Object { $_ | Should -BeOfType [bool] }
+    }
+
+    It 'Invoke-PreCopyMigration -Destination | Get-MemoryImage lists the chain of every round and of the summary, never a folder named after a type' {
+        $d = Join-Path $root (New-Name)
+        $ErrorActionPreference = 'Continue'
+        $all = @(Invoke-Migration $d | Get-MemoryImage 2>&1)
+        @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] }) | Should -BeNullOrEmpty
+        @($all.Path | Sort-Object -Unique) | Should -Be @(Get-ChildItem -Directory $d | Sort-Object Name | ForEach-Object FullName)
+    }
+
+    It 'a migration that wrote no image, or a <Kind>, piped into Test-MemoryImage: InvalidArgument or a binding error, never $false' -ForEach @(
+        @{ Kind = 'migration without -Destination'; Make = { Invoke-Migration } }
+        @{ Kind = 'sample'; Make = { $f.Emulator | Watch-DirtyPage -Count 2 -Interval 0.1 -Workload $w } }
+        @{ Kind = 'number'; Make = { 5 } }
+        @{ Kind = 'mapping'; Make = { $f.Emulator | Get-MemoryMapping } }
+    ) {
+        $objects = @(& $Make)
+        $objects.Count | Should -BeGreaterThan 0
+        foreach ($command in 'Test-MemoryImage', 'Get-MemoryImage') {
+            $ErrorActionPreference = 'Continue'
+            $all = @($objects | & $command 2>&1)
+            @($all | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] }) | Should -BeNullOrEmpty -Because "$command gives no verdict on what is no image"
+            $errors = @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+            $errors.Count | Should -Be $objects.Count
+            $errors | ForEach-Object { $_.FullyQualifiedErrorId | Should -Match '^(InvalidArgument|ParameterArgumentValidationError\w*),' }
+        }
+    }
+
+    It 'paths still bind by value and by property: a string, Get-ChildItem, Get-Item, Resolve-Path, Save-MemoryImage''s output' {
+        $img = Join-Path $root (New-Name)
+        $saved = Save-MemoryImage -Emulator $f.Emulator -Path $img
+        foreach ($o in $img, (Get-Item $img), (Resolve-Path $img), $saved, [pscustomobject]@{ ImagePath = $img }, [pscustomobject]@{ FinalImage = $img }) {
+            $o | Test-MemoryImage | Should -BeTrue -Because "$($o.pstypenames[0])"
+            ($o | Get-MemoryImage).Path | Should -Be $img
+        }
+        @(Get-ChildItem $root -Directory | Where-Object FullName -eq $img | Test-MemoryImage) | Should -Be @($true)
+    }
+
+    It 'Save-MemoryImage | Restore-MemoryImage, and an increment''s | Restore-MemoryImage, restore that image''s memory' {
+        $full = Join-Path $root (New-Name); $inc = Join-Path $root (New-Name)
+        $null = Save-MemoryImage -Emulator $f.Emulator -Path $full
+        $f.Emulator | Write-EmulatedMemory -Address $f.Mapping.Start -Length 4KB -Value 0x5a
+        $r = @(Save-MemoryImage -Emulator $f.Emulator -Path $inc -Parent $full | Restore-MemoryImage -Destination (Join-Path $root (New-Name)))
+        $r.Count | Should -Be 1
+        [IO.File]::ReadAllBytes($r[0].File)[0] | Should -Be 0x5a
+    }
+
+    It 'images piped in reverse order (latest first) still restore the latest; a stopped pipeline restores nothing' {
+        $d = Join-Path $root (New-Name)
+        $null = Invoke-Migration $d
+        $rounds = @(Get-ChildItem -Directory $d | Sort-Object Name -Descending)
+        $r = Join-Path $root (New-Name)
+        $ErrorActionPreference = 'Continue'
+        $all = @($rounds | Restore-MemoryImage -Destination $r -Verbose 4>&1 2>&1)
+        @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] }) | Should -BeNullOrEmpty
+        @($all | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] -and $_.Message -like '*adds nothing*' }).Count | Should -Be ($rounds.Count - 1)
+        $want = Join-Path $root (New-Name)
+        $null = Restore-MemoryImage -Path $rounds[0].FullName -Destination $want
+        foreach ($k in (Get-Restored $want).Keys) { [Convert]::ToBase64String((Get-Restored $r)[$k]) | Should -Be ([Convert]::ToBase64String((Get-Restored $want)[$k])) }
+        # A pipeline stopped (Ctrl+C) while images still come: no restore is made, and nothing is left behind.
+        $r2 = Join-Path $root (New-Name)
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript("Import-Module '$env:SOFTDIRTY_MODULE'; Get-ChildItem -Directory '$d' | Sort-Object Name | ForEach-Object { `$_; Start-Sleep -Milliseconds 500 } | Restore-MemoryImage -Destination '$r2'")
+            $h = $ps.BeginInvoke()
+            Start-Sleep -Milliseconds 1200
+            $ps.Stop()
+            $h.AsyncWaitHandle.WaitOne(30000) | Should -BeTrue
+        } finally { $ps.Dispose() }
+        Test-Path $r2 | Should -BeFalse
+        @(Get-ChildItem -Force $root | Where-Object Name -like ".$(Split-Path -Leaf $r2).partial-*") | Should -BeNullOrEmpty
+    }
+}

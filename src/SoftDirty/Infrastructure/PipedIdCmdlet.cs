@@ -3,17 +3,12 @@ using System.Management.Automation;
 namespace SoftDirty.Commands;
 
 /// <summary>
-/// Base of the cmdlets whose -Id binds a piped object's Id, PID or ProcessId by property name: it keeps the piped
-/// object itself (a hidden parameter that takes any object by value) so that an Id that is not a pid (a job's, a
-/// runspace's) never opens the process that has it (<see cref="PipedProcessId"/>).
+/// Base of the cmdlets whose -Id binds a piped object's Id, PID or ProcessId by property name: an Id that is not a pid
+/// (a job's, a runspace's) never opens the process that has it (<see cref="PipedProcessId"/>).
 /// </summary>
-public abstract class PipedIdCmdlet : EngineCmdlet
+public abstract class PipedIdCmdlet : PipedObjectCmdlet
 {
     private bool _idGiven;
-
-    /// <summary>The object this pipeline record came as; never given by hand.</summary>
-    [Parameter(ValueFromPipeline = true, DontShow = true)]
-    public PSObject? PipedObject { get; set; }
 
     /// <inheritdoc/>
     protected override void BeginProcessing()
