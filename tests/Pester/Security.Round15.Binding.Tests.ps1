@@ -111,13 +111,42 @@ Describe 'Objects whose Id is not a process id, piped into the commands that bin
         $m.ProcessId | Sort-Object -Unique | Should -Be $t.Id
     }
 
-    It 'a job piped with -Id on the command line works on that -Id (the pipeline gave no pid)' -Skip:([bool]$NoThreadJob) {
+    It 'a job piped with -Id on the command line: InvalidArgument (the job binds nothing), as it was InputObjectNotBound' -Skip:([bool]$NoThreadJob) {
         $j = Start-ThreadJob { 1 } | Wait-Job
         try {
-            $m = @($j | Get-MemoryMapping -Id $t.Id -ErrorAction Stop)
-            $m.Count | Should -BeGreaterThan 0
-            $m.ProcessId | Sort-Object -Unique | Should -Be $t.Id
+            $caught = try { $null = $j | Get-MemoryMapping -Id $t.Id -ErrorAction Stop; $null } catch { $_ }
+            $caught.FullyQualifiedErrorId | Should -BeLike 'InvalidArgument,*'
+            $caught.Exception.Message | Should -BeLike '*binds no parameter of this command: -Id*'
         } finally { $j | Remove-Job }
+    }
+
+    It '$PSDefaultParameterValues of -Id: <Command> of a piped emulated process <Expect>, never the real process of that pid' -ForEach @(
+        @{ Command = 'Save-MemoryImage'; Expect = 'is InvalidArgument'; Run = { $input | Save-MemoryImage -Path (Join-Path $root (New-Name)) } }
+        @{ Command = 'Get-SoftDirtySupport'; Expect = 'is InvalidArgument'; Run = { $input | Get-SoftDirtySupport } }
+        @{ Command = 'Get-PageMap'; Expect = 'reads the emulated process'; Run = { $input | Get-PageMap -Present } }
+        @{ Command = 'Watch-DirtyPage'; Expect = 'watches the emulated process'; Run = { $input | Watch-DirtyPage -Count 1 -Interval 0.01 } }
+        @{ Command = 'Clear-PageReference'; Expect = 'clears the emulated process'; Run = { $input | Clear-PageReference -Type PeakRss -PassThru } }
+    ) {
+        $e = (New-FilledEmulator 4).Emulator
+        $saved = $PSDefaultParameterValues.Clone()
+        $ErrorActionPreference = 'Continue'
+        try {
+            # Before round 15's hidden PipedObject parameter, Save-MemoryImage and Get-SoftDirtySupport said InputObjectNotBound here.
+            $PSDefaultParameterValues['*:Id'] = $t.Id
+            $all = @($e | & $Run 2>&1)
+        } finally { $PSDefaultParameterValues.Clear(); foreach ($k in $saved.Keys) { $PSDefaultParameterValues[$k] = $saved[$k] } }
+        $out = @($all | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] })
+        $err = @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+        if ($Expect -like 'is *') {
+            $out | Should -BeNullOrEmpty
+            $err.Count | Should -Be 1
+            $err[0].FullyQualifiedErrorId | Should -BeLike 'InvalidArgument,*'
+            $err[0].Exception.Message | Should -BeLike "*EmulatedProcess binds no parameter*-Id $($t.Id)*PSDefaultParameterValues*"
+        } else {
+            $err | Should -BeNullOrEmpty
+            $out.Count | Should -BeGreaterThan 0
+            foreach ($o in $out) { $o.ProcessId | Should -Be $e.ProcessId }
+        }
     }
 
     It 'an Id of <Kind>: <Expect>' -ForEach @(
@@ -228,6 +257,9 @@ Describe 'Pipelines between the module''s own commands' -Tag 'Security', 'Round1
             ($o | Get-MemoryImage).Path | Should -Be $img
         }
         @(Get-ChildItem $root -Directory | Where-Object FullName -eq $img | Test-MemoryImage) | Should -Be @($true)
+        # A path piped while -Path is given binds nothing (it was InputObjectNotBound): refused, never a second verdict on -Path.
+        $caught = try { $null = 'elsewhere' | Test-MemoryImage -Path $img -ErrorAction Stop; $null } catch { $_ }
+        $caught.FullyQualifiedErrorId | Should -BeLike 'InvalidArgument,*'
     }
 
     It 'Save-MemoryImage | Restore-MemoryImage, and an increment''s | Restore-MemoryImage, restore that image''s memory' {

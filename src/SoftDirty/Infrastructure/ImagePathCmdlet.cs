@@ -23,7 +23,13 @@ public abstract class ImagePathCmdlet : PipedObjectCmdlet
     /// <summary>The paths of this record; none, and an InvalidArgument error, where PowerShell made them of an object that is no path.</summary>
     protected string[] Paths()
     {
-        if (PipedObject is not { } piped || piped.BaseObject is string or FileSystemInfo or PathInfo) return Path;
+        if (PipedObject is not { } piped) return Path;
+        if (Given(nameof(Path)))
+        {
+            if (Unused("-Path") is { } unused) { WriteError(ToErrorRecord(unused)); return Array.Empty<string>(); }
+            return Path;
+        }
+        if (piped.BaseObject is string or FileSystemInfo or PathInfo) return Path;
         foreach (var name in PathProperties)
             if (piped.Properties[name]?.Value is not null) return Path;
         WriteError(EngineError.InvalidArgument,

@@ -8,17 +8,11 @@ namespace SoftDirty.Commands;
 /// </summary>
 public abstract class PipedIdCmdlet : PipedObjectCmdlet
 {
-    private bool _idGiven;
-
     /// <inheritdoc/>
-    protected override void BeginProcessing()
+    private protected override EngineException? RefusedPipedId(int pid)
     {
-        base.BeginProcessing();
-        // Bound before any input arrives: -Id on the command line (or from $PSDefaultParameterValues), not from the pipeline.
-        _idGiven = MyInvocation.BoundParameters.ContainsKey("Id");
+        if (PipedObject is null) return null;
+        if (Given("Id")) return Unused($"-Id {pid}");
+        return PipedProcessId.ForeignKind(PipedObject) is { } kind ? PipedProcessId.Refusal(kind, pid) : null;
     }
-
-    /// <inheritdoc/>
-    private protected override EngineException? RefusedPipedId(int pid) =>
-        _idGiven || PipedObject is null || PipedProcessId.ForeignKind(PipedObject) is not { } kind ? null : PipedProcessId.Refusal(kind, pid);
 }
