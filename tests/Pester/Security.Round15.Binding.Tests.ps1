@@ -362,3 +362,91 @@ Describe 'Saves and migrations of an emulated process stopped (Ctrl+C) at many p
         (Save-MemoryImage -Emulator $e -Path $img).DataPages | Should -Be 4096
     }
 }
+
+Describe 'Write tracking of one real process while the module is removed and imported, and while another runspace watches it' -Tag 'Security', 'Round15Binding', 'WriteTracking' -Skip:([bool]($NoTracking -or $NoThreadJob)) {
+    # Remove-Module and Import-Module -Force unload nothing (.NET keeps the assemblies) but drop the session's module: a
+    # watch running in another runspace must go on, count what the target writes and, when it ends, take its tracking
+    # away as if nothing had happened. A save chain must stay exact while a watch in another runspace resets the same
+    # tracking between its increments (each reset starts a new epoch: the next increment compares contents).
+    BeforeAll {
+        $script:savedStateDir = $env:SOFTDIRTY_STATE_DIR
+        $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'wtstate15'
+        $script:croot = Join-Path $root 'conc'
+        $null = New-Item -ItemType Directory $croot
+        function Assert-Untracked([int] $Id, [string] $After) {
+            $tracer = ((Get-Content "/proc/$Id/status" | Where-Object { $_ -like 'TracerPid:*' }) -split '\s+')[1]
+            [int]$tracer | Should -Be 0 -Because "nothing traces the target after $After"
+            @(Get-ChildItem "/proc/$Id/fd" | Where-Object { $_.LinkTarget -like '*userfaultfd*' }).Count | Should -Be 0 -Because "no userfaultfd is left after $After"
+            @(Get-Content "/proc/$Id/smaps" | Where-Object { $_ -match '^VmFlags:.* uw( |$)' }).Count | Should -Be 0 -Because "nothing stays registered after $After"
+            Test-Path (Join-Path $env:SOFTDIRTY_STATE_DIR "$Id.json") | Should -BeFalse -Because "no tracking state is left after $After"
+        }
+        function Start-Watch([int] $Id, [int] $Count, [double] $Interval, [uint64] $Address = 0, [uint64] $Length = 0) {
+            Start-ThreadJob -ArgumentList $env:SOFTDIRTY_MODULE, $Id, $env:SOFTDIRTY_STATE_DIR, $Count, $Interval, $Address, $Length -ScriptBlock {
+                param($Module, $Id, $State, $Count, $Interval, $Address, $Length)
+                $env:SOFTDIRTY_STATE_DIR = $State
+                Import-Module $Module
+                $range = if ($Length) { @{ Address = $Address; Length = $Length } } else { @{} }
+                Watch-DirtyPage -Id $Id -Method WriteProtect -Count $Count -Interval $Interval @range -WarningAction SilentlyContinue
+            }
+        }
+    }
+    AfterAll { $env:SOFTDIRTY_STATE_DIR = $savedStateDir }
+
+    It 'Remove-Module and Import-Module -Force while a watch runs: it counts every burst of writes, ends, and leaves the target untracked' {
+        $t = Start-TestTarget
+        try {
+            $base = $t.Map(32)
+            $null = $t.Send("write $(Hex $base) 0 32")
+            $job = Start-Watch $t.Id 12 0.25 $base (32 * $t.PageSize)
+            try {
+                $deadline = [DateTime]::UtcNow.AddSeconds(60)
+                # Armed once it has emitted a sample: a write before the watch's first reset is no write during it.
+                while ($job.Output.Count -lt 1 -and $job.State -in 'NotStarted', 'Running' -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 20 }
+                $job.Output.Count | Should -BeGreaterThan 0 -Because 'the watch sampled (hang guard: a minute)'
+                Remove-Module SoftDirty -Force
+                Import-Module $env:SOFTDIRTY_MODULE -Force -Global
+                $null = $t.Send("write $(Hex $base) 5 1")
+                Start-Sleep -Milliseconds 600
+                $null = $t.Send("write $(Hex $base) 9 1")
+                $samples = @($job | Wait-Job -Timeout 120 | Receive-Job -ErrorAction Stop)
+            } finally { $job | Remove-Job -Force }
+            $samples.Count | Should -Be 12
+            foreach ($p in 5, 9) {
+                $a = $t.Page($base, $p)
+                @($samples | Where-Object { $_.Ranges | Where-Object { $_.Start -le $a -and $a -lt $_.End } }).Count | Should -BeGreaterThan 0 -Because "page $p was written during the watch"
+            }
+            Assert-Untracked $t.Id 'the watch ended'
+            @(Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 2 -Interval 0.05 -WarningAction SilentlyContinue).Count | Should -Be 2 -Because 'the imported module watches it'
+            Assert-Untracked $t.Id 'the second watch ended'
+        } finally { Stop-TestTarget $t }
+    }
+
+    It 'a WriteProtect chain saved while a watch in another runspace resets the tracking ends exact' {
+        $t = Start-TestTarget
+        try {
+            $base = $t.Map(64)
+            $null = $t.Send("write $(Hex $base) 0 64")
+            $chain = Join-Path $croot (New-Name); $null = New-Item -ItemType Directory $chain
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method WriteProtect -WarningAction SilentlyContinue
+            $job = Start-Watch $t.Id 20 0.1
+            try {
+                $null = $t.Send("write $(Hex $base) 3 1")
+                Start-Sleep -Milliseconds 300
+                $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method WriteProtect -WarningAction SilentlyContinue
+                $null = $t.Send("write $(Hex $base) 7 1")
+                Start-Sleep -Milliseconds 300
+                $null = Save-MemoryImage -Id $t.Id -Path "$chain/2" -Parent "$chain/1" -Method WriteProtect -WarningAction SilentlyContinue
+                $null = $job | Wait-Job -Timeout 120
+                $job.State | Should -Be 'Completed' -Because "the watch ends without an error ($($job.JobStateInfo.Reason))"
+            } finally { $job | Remove-Job -Force }
+            $null = $t.Send("write $(Hex $base) 11 1")
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/3" -Parent "$chain/2" -Method WriteProtect -WarningAction SilentlyContinue
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/full" -Method Hash
+            Compare-RestoredImage "$chain/3" "$chain/full" $croot | Should -BeNullOrEmpty
+            Test-MemoryImage "$chain/3" | Should -BeTrue
+        } finally {
+            Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
+            Stop-TestTarget $t
+        }
+    }
+}
