@@ -149,6 +149,14 @@ Describe 'Objects whose Id is not a process id, piped into the commands that bin
         }
     }
 
+    It 'an emulated process piped into Get-SoftDirtySupport gives its features (its ProcessId does not bind -Id)' {
+        $e = New-EmulatedProcess -Kernel 6.18
+        $features = @($e | Get-SoftDirtySupport -ErrorAction Stop)
+        $features.Count | Should -Be 1
+        $features[0] | Should -BeOfType ([SoftDirty.KernelFeatures])
+        $features[0].SoftDirty | Should -BeTrue -Because 'the 6.18 profile has soft-dirty'
+    }
+
     It 'an Id of <Kind>: <Expect>' -ForEach @(
         @{ Kind = 'a word'; Value = 'abc'; Expect = 'a binding error' }
         @{ Kind = '$null'; Value = $null; Expect = 'a binding error' }
@@ -448,5 +456,38 @@ Describe 'Write tracking of one real process while the module is removed and imp
             Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
             Stop-TestTarget $t
         }
+    }
+}
+
+Describe 'Set-StrictMode -Version Latest in the caller''s session' -Tag 'Security', 'Round15Binding' {
+    # The views run script blocks (hex addresses, escaped names): under the strictest mode a property missing from an
+    # object (a deserialized copy lacks script members) or an uninitialised variable would fail them.
+    It 'every view of every object the module emits, and of its deserialized copy, renders without an error' {
+        $d = Join-Path $root (New-Name); $null = New-Item -ItemType Directory $d
+        $f = New-FilledEmulator 16
+        $e = $f.Emulator
+        $w = @{ Address = $f.Mapping.Start; Length = $f.Mapping.Size; Pattern = 'Random'; AccessesPerSecond = 2000; WriteRatio = 1; Seed = 3 }
+        $objects = @(
+            @($e | Get-PageMap | Select-Object -First 2), @($e | Get-PageMap -AsRange), @($e | Search-PageMap -Category Present),
+            @($e | Get-MemoryMapping), @(Get-SoftDirtySupport), @($e | Get-SoftDirtySupport), @(Get-SoftDirtySupport -Id $PID),
+            @($e | Watch-DirtyPage -Count 2 -Interval 0.5 -Workload $w),
+            @(Invoke-PreCopyMigration -Emulator $e -Workload $w -Bandwidth 1MB -MaxIterations 2 -Destination "$d/m" -Confirm:$false),
+            @(Get-MemoryImage "$d/m/round-01"), @(Test-MemoryImage "$d/m/round-01" -Detailed),
+            @(Restore-MemoryImage "$d/m/round-01" -Destination "$d/r"), @($e), @($e | Invoke-EmulatedWorkload -Address $f.Mapping.Start -Length 16KB -Count 100)
+        )
+        $failed = & {
+            Set-StrictMode -Version Latest
+            $i = 0
+            foreach ($set in $objects) {
+                $i++
+                $xml = Join-Path $d "$i.xml"; $set | Export-Clixml $xml -Depth 3
+                foreach ($copy in $set, (Import-Clixml $xml)) {
+                    foreach ($format in 'Format-Table', 'Format-List', 'Format-Wide', 'Format-Custom') {
+                        try { $null = $copy | & $format | Out-String -Width 200 } catch { "$($set[0].GetType().Name) $format : $_" }
+                    }
+                }
+            }
+        }
+        $failed | Should -BeNullOrEmpty
     }
 }

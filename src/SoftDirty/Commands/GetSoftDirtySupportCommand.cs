@@ -29,6 +29,11 @@ public sealed class GetSoftDirtySupportCommand : PipedIdCmdlet
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int[] Id { get; set; } = System.Array.Empty<int>();
 
+    /// <summary>The object this pipeline record came as (see <see cref="PipedObjectCmdlet"/>): not in the Kernel set, which takes no input.</summary>
+    [Parameter(ParameterSetName = EmulatorSet, ValueFromPipeline = true, DontShow = true)]
+    [Parameter(ParameterSetName = IdSet, ValueFromPipeline = true, DontShow = true)]
+    public override PSObject? PipedObject { get; set; }
+
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {

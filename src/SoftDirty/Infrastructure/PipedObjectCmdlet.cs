@@ -14,8 +14,13 @@ public abstract class PipedObjectCmdlet : EngineCmdlet
     private HashSet<string> _given = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>The object this pipeline record came as; never given by hand.</summary>
+    /// <remarks>
+    /// In every parameter set, so that it binds beside the by-value parameter of whichever set the record picks; a cmdlet
+    /// whose default set takes no pipeline input declares it in its other sets instead (Get-SoftDirtySupport), or binding
+    /// it in the default set first would keep a piped emulated process from binding -Emulator.
+    /// </remarks>
     [Parameter(ValueFromPipeline = true, DontShow = true)]
-    public PSObject? PipedObject { get; set; }
+    public virtual PSObject? PipedObject { get; set; }
 
     /// <inheritdoc/>
     protected override void BeginProcessing()
