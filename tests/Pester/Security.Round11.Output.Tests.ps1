@@ -357,7 +357,9 @@ Describe 'Two restores of different images into one destination at once' -Tag 'W
 Describe 'Get-MemoryImage output piped back into Restore-MemoryImage' -Tag 'Workflows', 'Security', 'Round11Output' {
     # Get-MemoryImage lists a chain full image first, and Restore-MemoryImage binds -Path by property name: piped
     # whole, the chain's oldest memory was restored and the latest image then said only that the destination was not
-    # empty. Now the second and later images say that this command restored the first there, and how to pipe the latest.
+    # empty. Round 11 made the later images say that the first was restored there; round 15 restores the latest image of
+    # the chain piped in, once, when the input ends (Security.Round15.Binding.Tests.ps1), and an image of another chain
+    # piped into the same place says which image is restored there.
     BeforeAll {
         $script:e = New-EmulatedProcess
         $m = $e | Add-EmulatedMapping -Length 64KB
@@ -367,30 +369,37 @@ Describe 'Get-MemoryImage output piped back into Restore-MemoryImage' -Tag 'Work
         $e | Write-EmulatedMemory -Address $m.Start -Length 16KB -Value 2
         $null = $e | Save-MemoryImage -Path "$chain/1" -Parent "$chain/0"
         $script:start = $m.Start
+        $script:other = Join-Path $root (New-Name)
+        $null = New-EmulatedProcess | Save-MemoryImage -Path $other
     }
 
-    It 'into a directory: the error of the later image names the first and says how to restore the latest' {
+    It 'into a directory: the latest memory is restored; an image of another chain after it names the image restored there' {
         $dest = Join-Path $root (New-Name)
         $err = $null
         $out = @(Get-MemoryImage "$chain/1" | Restore-MemoryImage -Destination $dest -ErrorAction SilentlyContinue -ErrorVariable err)
         $out.Count | Should -Be 1
+        $err.Count | Should -Be 0
+        [IO.File]::ReadAllBytes($out[0].File)[0] | Should -Be 2 -Because 'the chain''s latest memory is what was restored'
+        $dest2 = Join-Path $root (New-Name)
+        $out = @((@(Get-MemoryImage "$chain/1") + @(Get-MemoryImage $other)) | Restore-MemoryImage -Destination $dest2 -ErrorAction SilentlyContinue -ErrorVariable err)
         $err.Count | Should -Be 1
         $err[0].FullyQualifiedErrorId | Should -Be 'ImageExists,SoftDirty.Commands.RestoreMemoryImageCommand'
-        $err[0].Exception.Message | Should -BeLike "*already holds the restore of $chain/0, made by this command*Select-Object -Last 1*"
-        [IO.File]::ReadAllBytes($out[0].File)[0] | Should -Be 1 -Because 'the first piped image (the full one) is what was restored'
-        $latest = Join-Path $root (New-Name)
-        $r = Get-MemoryImage "$chain/1" | Select-Object -Last 1 | Restore-MemoryImage -Destination $latest
-        [IO.File]::ReadAllBytes($r.File)[0] | Should -Be 2
+        $err[0].Exception.Message | Should -BeLike "*gets the restore of $chain/1, piped before*$other is an image of another chain*"
+        [IO.File]::ReadAllBytes($out[0].File)[0] | Should -Be 2
     }
 
     It 'into an emulated process: likewise' {
         $emu = New-EmulatedProcess
         $err = $null
         $null = Get-MemoryImage "$chain/1" | Restore-MemoryImage -Emulator $emu -ErrorAction SilentlyContinue -ErrorVariable err
+        $err.Count | Should -Be 0
+        ($emu | Read-EmulatedMemory -Address $start -Length 1 -AsByteArray)[0] | Should -Be 2
+        $emu = New-EmulatedProcess
+        $null = (@(Get-MemoryImage "$chain/1") + @(Get-MemoryImage $other)) | Restore-MemoryImage -Emulator $emu -ErrorAction SilentlyContinue -ErrorVariable err
         $err.Count | Should -Be 1
         $err[0].FullyQualifiedErrorId | Should -Be 'ImageExists,SoftDirty.Commands.RestoreMemoryImageCommand'
-        $err[0].Exception.Message | Should -BeLike "*already holds the restore of $chain/0*"
-        ($emu | Read-EmulatedMemory -Address $start -Length 1 -AsByteArray)[0] | Should -Be 1
+        $err[0].Exception.Message | Should -BeLike "*gets the restore of $chain/1*"
+        ($emu | Read-EmulatedMemory -Address $start -Length 1 -AsByteArray)[0] | Should -Be 2
     }
 }
 

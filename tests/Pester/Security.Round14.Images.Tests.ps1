@@ -181,9 +181,9 @@ Describe 'Image objects that came back from a session or a file (round 14)' -Tag
         @($back | Restore-MemoryImage -Destination (New-ImagePath 'deser-r')).Count | Should -BeGreaterThan 0
     }
 
-    It 'piped into Save-MemoryImage it is refused (InputObjectNotBound): its ProcessId never picks a process to save' {
-        Get-ErrorId { $back | Save-MemoryImage -Path (New-ImagePath 'deser-s') } | Should -Be 'InputObjectNotBound,SoftDirty.Commands.SaveMemoryImageCommand'
-        Get-ErrorId { $info | Save-MemoryImage -Path (New-ImagePath 'deser-s') } | Should -Be 'InputObjectNotBound,SoftDirty.Commands.SaveMemoryImageCommand'
+    It 'piped into Save-MemoryImage it is refused (InputObjectMissingMandatory: -Id): its ProcessId never picks a process to save' {
+        Get-ErrorId { $back | Save-MemoryImage -Path (New-ImagePath 'deser-s') } | Should -Be 'InputObjectMissingMandatory,SoftDirty.Commands.SaveMemoryImageCommand'
+        Get-ErrorId { $info | Save-MemoryImage -Path (New-ImagePath 'deser-s') } | Should -Be 'InputObjectMissingMandatory,SoftDirty.Commands.SaveMemoryImageCommand'
     }
 
     It 'a Deserialized MemoryImageInfo shows in the table view of the live one' {

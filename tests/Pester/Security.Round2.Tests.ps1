@@ -168,8 +168,8 @@ Describe 'Every cmdlet, every parameter, hostile values' -Tag 'Workflows', 'Secu
     It 'answers with SoftDirty or parameter-binding error ids only, and every call ends or stops when asked' {
         $module = Get-Module SoftDirty
         $engineErrors = [Enum]::GetNames([SoftDirty.EngineError])
-        $binding = '^(ParameterArgumentValidationError\w*|ParameterArgumentTransformationError\w*|CannotConvertArgument\w*|ParameterBindingFailed|NamedParameterNotFound|AmbiguousParameterSet|MissingArgument|MissingMandatoryParameter\w*|PositionalParameterNotFound|ParameterAlreadyBound|InputObjectNotBound)$'
-        $common = [System.Management.Automation.PSCmdlet]::CommonParameters + [System.Management.Automation.PSCmdlet]::OptionalCommonParameters + 'PipedEmulator'
+        $binding = '^(ParameterArgumentValidationError\w*|ParameterArgumentTransformationError\w*|CannotConvertArgument\w*|ParameterBindingFailed|NamedParameterNotFound|AmbiguousParameterSet|MissingArgument|MissingMandatoryParameter\w*|PositionalParameterNotFound|ParameterAlreadyBound|InputObjectNotBound|InputObjectMissingMandatory)$'
+        $common = [System.Management.Automation.PSCmdlet]::CommonParameters + [System.Management.Automation.PSCmdlet]::OptionalCommonParameters + 'PipedEmulator', 'PipedObject'
         $work = Join-Path $root 'walk'; $null = New-Item -ItemType Directory $work
         $huge = [string[]]::new(10000); for ($i = 0; $i -lt $huge.Length; $i++) { $huge[$i] = "m$i" }
         $long = 'x' * 100000

@@ -12,7 +12,7 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsLifecycle.Disable, "WriteTracking", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(Process))]
-public sealed class DisableWriteTrackingCommand : EngineCmdlet
+public sealed class DisableWriteTrackingCommand : PipedIdCmdlet
 {
     /// <summary>The ids of the processes to stop tracking.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]

@@ -13,7 +13,7 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsLifecycle.Enable, "WriteTracking", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
 [OutputType(typeof(WriteTrackingState))]
-public sealed class EnableWriteTrackingCommand : EngineCmdlet
+public sealed class EnableWriteTrackingCommand : PipedIdCmdlet
 {
     /// <summary>The ids of the processes to track.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]

@@ -7,17 +7,12 @@ namespace SoftDirty.Commands;
 /// <summary>Get-MemoryImage: the chain of an image, from the full image to the one given, with statistics.</summary>
 [Cmdlet(VerbsCommon.Get, "MemoryImage")]
 [OutputType(typeof(MemoryImageInfo))]
-public sealed class GetMemoryImageCommand : EngineCmdlet
+public sealed class GetMemoryImageCommand : ImagePathCmdlet
 {
-    /// <summary>The directories of memory images.</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [Alias("FullName", "ImagePath")]
-    public string[] Path { get; set; } = System.Array.Empty<string>();
-
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
-        foreach (var p in Path)
+        foreach (var p in Paths())
         {
             try
             {

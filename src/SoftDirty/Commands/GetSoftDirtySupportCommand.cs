@@ -11,7 +11,7 @@ namespace SoftDirty.Commands;
 [Cmdlet(VerbsCommon.Get, "SoftDirtySupport", DefaultParameterSetName = KernelSet)]
 [OutputType(typeof(KernelFeatures))]
 [OutputType(typeof(SoftDirty.Injection.WriteTrackingSupport), ParameterSetName = new[] { IdSet })]
-public sealed class GetSoftDirtySupportCommand : EngineCmdlet
+public sealed class GetSoftDirtySupportCommand : PipedIdCmdlet
 {
     private const string KernelSet = "Kernel";
 
@@ -28,6 +28,11 @@ public sealed class GetSoftDirtySupportCommand : EngineCmdlet
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int[] Id { get; set; } = System.Array.Empty<int>();
+
+    /// <summary>The object this pipeline record came as (see <see cref="PipedObjectCmdlet"/>): not in the Kernel set, which takes no input.</summary>
+    [Parameter(ParameterSetName = EmulatorSet, ValueFromPipeline = true, DontShow = true)]
+    [Parameter(ParameterSetName = IdSet, ValueFromPipeline = true, DontShow = true)]
+    public override PSObject? PipedObject { get; set; }
 
     /// <inheritdoc/>
     protected override void ProcessRecord()

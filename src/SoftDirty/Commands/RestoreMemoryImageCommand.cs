@@ -1,4 +1,6 @@
 using System;
+using System.Collections.Generic;
+using System.Linq;
 using System.IO;
 using System.Management.Automation;
 using SoftDirty;
@@ -17,7 +19,7 @@ public sealed class RestoreMemoryImageCommand : EngineCmdlet
 {
     /// <summary>The image to restore: the latest of its chain.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-    [Alias("FullName", "ImagePath")]
+    [Alias("FullName", "ImagePath", "FinalImage")]
     public string Path { get; set; } = "";
 
     private const string FileSet = "File";
@@ -36,41 +38,58 @@ public sealed class RestoreMemoryImageCommand : EngineCmdlet
     [Parameter(ParameterSetName = EmulatorSet, Mandatory = true)]
     public EmulatedProcess? Emulator { get; set; }
 
-    // The image this command restored first, and where: Get-MemoryImage lists a whole chain (its full image first), and
-    // each image piped in is a restore of its own into the same -Destination or -Emulator, so the second one would only
-    // have said "not empty" while the first had put the chain's oldest memory there.
-    private string? _restoredImage, _restoredInto;
+    // Images piped into one -Destination or -Emulator: the latest of one chain is restored, once, when the input ends.
+    // Get-MemoryImage lists a whole chain (its full image first) and Invoke-PreCopyMigration emits one image per round:
+    // each was a restore of its own, so the first (the chain's oldest memory, a live round of a running process) was put
+    // in place and every later one was ImageExists.
+    private string? _pending;
+    private HashSet<Guid> _pendingChain = new();
 
-    /// <summary>ImageExists, saying why, for a second piped image into the place this command already restored into.</summary>
-    private bool RestoredHereBefore(string path, string into, object target)
+    private string _dest = "";
+
+    /// <inheritdoc/>
+    protected override void BeginProcessing()
     {
-        if (_restoredInto != into) return false;
-        WriteError(EngineError.ImageExists,
-            $"{into} already holds the restore of {_restoredImage}, made by this command: each image piped to Restore-MemoryImage is a restore of its own, and {path} was not restored. " +
-            "Get-MemoryImage lists the whole chain, full image first: to restore its latest memory, pipe only the last image (Get-MemoryImage ... | Select-Object -Last 1).", target);
-        return true;
+        base.BeginProcessing();
+        if (ParameterSetName == FileSet) _dest = FileSystemPath(Destination); // a bad path stops the command before its input runs
     }
 
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
         var path = FileSystemPath(Path);
-        if (ParameterSetName == EmulatorSet && Emulator is not null)
+        if (ParameterSetName == EmulatorSet && Emulator is null) return;
+        Guarded(() =>
         {
-            var into = $"Emulated process {Emulator.ProcessId} ({Emulator.Name})";
-            if (RestoredHereBefore(path, into, Emulator)) return;
-            if (!ShouldProcess(path, $"Restore into emulated process {Emulator.ProcessId} ({Emulator.Name})")) return;
+            HashSet<Guid> chain;
+            Guid leaf;
+            using (var opened = ImageReader.Chain(path)) (chain, leaf) = (opened.Select(i => i.Manifest.Id).ToHashSet(), opened[^1].Manifest.Id);
+            if (_pending is null || chain.IsSupersetOf(_pendingChain)) { (_pending, _pendingChain) = (path, chain); return; }
+            if (_pendingChain.Contains(leaf)) { WriteVerbose($"{path} is in the chain of {_pending}, which is restored: it adds nothing."); return; }
+            WriteError(EngineError.ImageExists,
+                $"{Into} gets the restore of {_pending}, piped before: {path} is an image of another chain and was not restored. Restore each chain into a place of its own.", path);
+        });
+    }
+
+    /// <summary>Where this command restores: the -Destination folder or the -Emulator.</summary>
+    private string Into => ParameterSetName == EmulatorSet ? $"Emulated process {Emulator!.ProcessId} ({Emulator.Name})" : _dest;
+
+    /// <inheritdoc/>
+    protected override void EndProcessing()
+    {
+        if (_pending is not { } path) return;
+        if (ParameterSetName == EmulatorSet)
+        {
+            if (!ShouldProcess(path, $"Restore into emulated process {Emulator!.ProcessId} ({Emulator.Name})")) return;
             Guarded(() =>
             {
                 using var target = new SoftDirty.Workflows.EmulatedProcessRestoreTarget(Emulator);
                 ImageRestorer.Restore(path, target, Cancellation);
-                (_restoredImage, _restoredInto) = (path, into);
                 WriteObject(Emulator);
             });
             return;
         }
-        var dest = FileSystemPath(Destination);
-        if (RestoredHereBefore(path, dest, dest)) return;
+        var dest = _dest;
         if (!ShouldProcess(path, $"Restore into flat files in {dest}")) return;
         Guarded(() =>
         {
@@ -83,7 +102,6 @@ public sealed class RestoreMemoryImageCommand : EngineCmdlet
                 bool shown = false;
                 Heartbeat.Run(() => ImageRestorer.Restore(path, target, Cancellation), () => { WriteProgress(restoring); shown = true; });
                 if (shown) { restoring.RecordType = ProgressRecordType.Completed; WriteProgress(restoring); }
-                (_restoredImage, _restoredInto) = (path, dest);
                 foreach (var (m, file, pages) in target.Results)
                     WriteObject(new RestoredMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Mapping = m.Path, File = file, PagesWritten = pages });
             }

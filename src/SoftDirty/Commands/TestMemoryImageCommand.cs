@@ -11,13 +11,8 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsDiagnostic.Test, "MemoryImage")]
 [OutputType(typeof(bool), typeof(MemoryImageTestResult))]
-public sealed class TestMemoryImageCommand : EngineCmdlet
+public sealed class TestMemoryImageCommand : ImagePathCmdlet
 {
-    /// <summary>The images to check (each with its whole chain).</summary>
-    [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-    [Alias("FullName", "ImagePath")]
-    public string[] Path { get; set; } = System.Array.Empty<string>();
-
     /// <summary>Return the verdict with every problem (file, offset, message) instead of $true/$false.</summary>
     [Parameter]
     public SwitchParameter Detailed { get; set; }
@@ -25,7 +20,7 @@ public sealed class TestMemoryImageCommand : EngineCmdlet
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
-        foreach (var p in Path)
+        foreach (var p in Paths())
         {
             MemoryImageTestResult result;
             try { result = ImageVerifier.Test(FileSystemPath(p), Cancellation); }

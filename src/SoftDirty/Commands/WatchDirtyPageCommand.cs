@@ -55,6 +55,7 @@ public sealed class WatchDirtyPageCommand : WorkflowCmdlet
     /// <inheritdoc/>
     protected override void BeginProcessing()
     {
+        base.BeginProcessing();
         if (MyInvocation.BoundParameters.ContainsKey(nameof(Count)) && MyInvocation.BoundParameters.ContainsKey(nameof(Duration)))
             ThrowTerminatingError(ToErrorRecord(new EngineException(EngineError.InvalidArgument, "Give -Count or -Duration, not both.", Duration)));
         if (Length is not null && Address is null)

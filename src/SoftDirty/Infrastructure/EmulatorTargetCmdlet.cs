@@ -9,7 +9,7 @@ namespace SoftDirty.Commands;
 /// -Emulator of <see cref="ProcessOrEmulatorCmdlet"/>'s cmdlets and Save-MemoryImage. -Id is declared below,
 /// where its type is known (one pid or several).
 /// </summary>
-public abstract class EmulatorTargetCmdlet : EngineCmdlet
+public abstract class EmulatorTargetCmdlet : PipedIdCmdlet
 {
     /// <summary>An emulated process (New-EmulatedProcess) instead of a real one.</summary>
     [Parameter(ParameterSetName = EmulatorSet, Mandatory = true, ValueFromPipeline = true)]

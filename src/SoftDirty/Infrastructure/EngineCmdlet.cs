@@ -73,9 +73,13 @@ public abstract class EngineCmdlet : PSCmdlet
     private protected IPageSource? OpenProcess(int pid)
     {
         EnsureLinux();
+        if (RefusedPipedId(pid) is { } refused) { WriteError(ToErrorRecord(refused)); return null; }
         try { return ProcPageSource.Open(pid); }
         catch (EngineException ex) { WriteError(ToErrorRecord(ex)); return null; }
     }
+
+    /// <summary>Why the pid of this record, bound from a piped object's Id, is not to be opened (<see cref="PipedIdCmdlet"/>); null to open it.</summary>
+    private protected virtual EngineException? RefusedPipedId(int pid) => null;
 
     /// <summary>The targets of one pipeline record: the emulated process, or each real pid.</summary>
     private protected IEnumerable<IPageSource?> Targets(int[] ids, EmulatedProcess? emulator)

@@ -1,0 +1,48 @@
+using System;
+using System.Diagnostics;
+using System.Management.Automation;
+
+namespace SoftDirty.Commands;
+
+/// <summary>
+/// Whether the Id of an object piped into -Id names a process. PowerShell binds a property named Id (then PID or
+/// ProcessId) of any object by property name, so Get-Job | Enable-WriteTracking injected into the process whose pid
+/// was the job's number (1 is init), and a runspace's, a history entry's, a session's or a breakpoint's Id did the same.
+/// A property named PID or ProcessId says what it holds; an Id is taken as a pid from a process, a thread (refused
+/// later, naming its process), the module's own objects and objects made in PowerShell ([pscustomobject], Import-Csv,
+/// ConvertFrom-Json), but not from one that Select-Object or deserialization made of another kind of object.
+/// </summary>
+internal static class PipedProcessId
+{
+    private const string Selected = "Selected.";
+    private const string Deserialized = "Deserialized.";
+
+    /// <summary>The type name of <paramref name="piped"/> when the Id it bound is not a process id, else null.</summary>
+    public static string? ForeignKind(PSObject piped)
+    {
+        if (piped.Properties["Id"] is null) return null; // bound through PID or ProcessId
+        var baseObject = piped.BaseObject;
+        if (baseObject is not PSCustomObject) return IsProcessKind(baseObject.GetType().FullName) ? null : baseObject.GetType().FullName;
+        // Made in PowerShell: its own kind unless it is a selection or a deserialized copy of another object.
+        var name = piped.TypeNames.Count > 0 ? piped.TypeNames[0] : "";
+        var origin = name;
+        while (true)
+        {
+            if (origin.StartsWith(Selected, StringComparison.Ordinal)) origin = origin[Selected.Length..];
+            else if (origin.StartsWith(Deserialized, StringComparison.Ordinal)) origin = origin[Deserialized.Length..];
+            else break;
+        }
+        if (ReferenceEquals(origin, name) || origin == typeof(PSCustomObject).FullName || IsProcessKind(origin)) return null;
+        return name;
+    }
+
+    /// <summary>A process, a thread, or one of the module's own objects (every one of them names its process's pid).</summary>
+    private static bool IsProcessKind(string? typeName) =>
+        typeName == typeof(Process).FullName || typeName == typeof(ProcessThread).FullName
+        || (typeName?.StartsWith(nameof(SoftDirty) + ".", StringComparison.Ordinal) ?? false);
+
+    /// <summary>The error for an Id of <paramref name="kind"/> that is not a process id.</summary>
+    public static EngineException Refusal(string kind, int id) => new(EngineError.InvalidArgument,
+        $"The piped {kind} has an Id ({id}) that is not a process id: process {id} was not touched. Pipe processes (Get-Process) or objects " +
+        $"with a ProcessId or PID property, or give -Id {id} if you mean that process.", id);
+}
