@@ -52,10 +52,11 @@ BeforeAll {
         if ($line.Count -ne 1) { throw "the child said $($line.Count) lines '$Name': $($Child.Lines -join "`n")" }
         $line[0].Substring($Name.Length + 1)
     }
-    # A script file in the test folder; its text starts with the module and the test support imported.
-    function New-ChildScript([string] $Text) {
+    # A script file in the test folder: its parameters, the module and the test support imported, errors stop it, and
+    # plain text out (no colour sequences in what the tests compare and report), then $Text.
+    function New-ChildScript([string] $Param, [string] $Text) {
         $path = Join-Path $root "child-$([guid]::NewGuid().ToString('n')).ps1"
-        "Import-Module `$env:SOFTDIRTY_MODULE; Import-Module '$support'`n$Text" | Set-Content -LiteralPath $path
+        "param($Param)`nImport-Module `$env:SOFTDIRTY_MODULE; Import-Module '$support'`n`$ErrorActionPreference = 'Stop'; `$PSStyle.OutputRendering = 'PlainText'`n$Text" | Set-Content -LiteralPath $path
         $path
     }
     # A local out-of-process runspace stands in for the destination machine; the module imported there.
@@ -75,9 +76,7 @@ Describe 'A PowerShell whose file-size limit (ulimit -f) is smaller than what it
     # -Destination, and the write-tracking state file itself past the limit (Enable, watch, save).
     It 'each says ImageWriteError (EFBIG), leaves the target running, untraced and with the tracking it had, leaves nothing, and the next increments are exact' {
         $dir = New-Item -ItemType Directory (New-Dest)
-        $script = New-ChildScript @'
-param([string] $Dir)
-$ErrorActionPreference = 'Stop'
+        $script = New-ChildScript '[string] $Dir' @'
 $env:SOFTDIRTY_STATE_DIR = "$Dir/state"
 function Uffd([int] $Id) { @(Get-ChildItem "/proc/$Id/fd" | Where-Object LinkTarget -eq 'anon_inode:[userfaultfd]').Count }
 function Stop-State([int] $Id) { (Get-Content "/proc/$Id/status" | Where-Object { $_ -like 'State:*' -or $_ -like 'TracerPid:*' } | ForEach-Object { ($_ -split '\s+')[1] }) -join ' ' }
@@ -143,5 +142,139 @@ try {
         Get-Said $r 'DIFFWP' | Should -BeNullOrEmpty -Because 'the WriteProtect increment after the failed ones holds every page written'
         Get-Said $r 'DIFFHASH' | Should -BeNullOrEmpty
         Get-Said $r 'STATE' | Should -BeNullOrEmpty -Because 'no state file of a tracking that was not enabled'
+    }
+}
+
+Describe 'Invoke-PreCopyMigration -ToSession whose receiving PowerShell has a small file-size limit' -Tag 'Security', 'Round15Limits', 'WriteTracking' -Skip:([bool]$WtSkip -or [bool]$NoPrlimit) {
+    BeforeAll {
+        $script:session = New-LocalSession
+        $script:receiver = Invoke-Command -Session $session { $PID }
+        # The sender's staging folders (softdirty-precopy-BOOT-NS-PID-START-GUID) of this process.
+        function Get-OwnStage { @(Get-ChildItem -Force -Directory -LiteralPath ([IO.Path]::GetTempPath()) -Filter 'softdirty-precopy-*' -ErrorAction Ignore | Where-Object { ($_.Name -split '-')[4] -eq "$PID" }).Name }
+    }
+    AfterAll { Remove-PSSession $session }
+
+    It '-Method <Method>: ImageWriteError (EFBIG) from the receiver, the target resumed without tracking, no round in place, no staging folder; the next migration converges' -ForEach @(
+        @{ Method = 'Hash' }, @{ Method = 'WriteProtect' }
+    ) {
+        $t = Start-ImgTarget
+        try {
+            $a = Send-ImgTarget $t 'map 64'
+            $null = Send-ImgTarget $t "fill $a 64 3"
+            $dest = New-Dest
+            prlimit --pid $receiver --fsize=65536:unlimited
+            try {
+                $err = $null
+                try { $null = Invoke-PreCopyMigration -Id $t.Id -ToSession $session -Destination "$dest/chain" -Method $Method -MaxIterations 2 -StopThreshold 0 -Confirm:$false -ErrorAction Stop } catch { $err = $_ }
+            } finally { prlimit --pid $receiver --fsize=unlimited }
+            $err | Should -Not -BeNullOrEmpty -Because 'the receiver cannot write the round'
+            $err.FullyQualifiedErrorId | Should -Be 'ImageWriteError,SoftDirty.Commands.InvokePreCopyMigrationCommand'
+            $err.Exception.Message | Should -BeLike '*file-size limit (ulimit -f) of 65536 bytes*EFBIG*'
+            $state, $tracer = (Get-StopState $t.Id) -split ' '
+            $state | Should -Not -BeIn 't', 'T' -Because 'the target is resumed'
+            $tracer | Should -Be '0'
+            Get-UffdCount $t.Id | Should -Be 0 -Because 'the tracking the migration enabled for itself is disabled'
+            @(Get-ChildItem -Force -Recurse -LiteralPath $dest -ErrorAction Ignore | Where-Object { -not $_.PSIsContainer }).FullName | Should -BeNullOrEmpty -Because 'no round or partial round is left on the destination'
+            Get-OwnStage | Should -BeNullOrEmpty -Because 'the staging folder (process memory) is removed'
+            Test-Path "/proc/$receiver" | Should -BeTrue -Because 'the receiver was not killed by SIGXFSZ'
+            $out = @(Invoke-PreCopyMigration -Id $t.Id -ToSession $session -Destination "$dest/chain" -Method $Method -MaxIterations 2 -StopThreshold 0 -Confirm:$false)
+            $out[-1].StopReason | Should -Be 'Converged'
+            Test-MemoryImage (Get-ChildItem -Directory "$dest/chain" | Sort-Object Name | Select-Object -Last 1).FullName | Should -BeTrue
+        } finally { Stop-ImgTarget $t }
+    }
+}
+
+Describe 'A home directory that does not exist or is relative' -Tag 'Security', 'Round15Limits', 'WriteTracking' -Skip:([bool]$WtSkip) {
+    # .NET gives the user profile as "" where HOME is relative or names a folder that does not exist (HOME=/nonexistent,
+    # as for nobody and many services), and the state folder was then .local/state/SoftDirty/write-tracking under the
+    # working directory of each PowerShell: the state of a tracking lay wherever the command ran, and Disable-WriteTracking
+    # run from another directory said WriteTrackingNotEnabled and left the tracking in the target. Now an absolute HOME is
+    # taken as it is (a missing one is never created: ImageWriteError before the process is touched), and a relative one
+    # is replaced by the user database's home.
+    BeforeAll {
+        $script:homeScript = New-ChildScript '[string] $Other' @'
+$t = Start-ImgTarget
+try {
+    $null = Send-ImgTarget $t 'map 8'
+    'ENABLE ' + (Get-ErrorId { Enable-WriteTracking -Id $t.Id -Confirm:$false })
+    'UFFD ' + @(Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object LinkTarget -eq 'anon_inode:[userfaultfd]').Count
+    [IO.Directory]::SetCurrentDirectory($Other)
+    'DISABLE ' + (Get-ErrorId { Disable-WriteTracking -Id $t.Id -Confirm:$false })
+    'UFFDAFTER ' + @(Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object LinkTarget -eq 'anon_inode:[userfaultfd]').Count
+} finally { Stop-ImgTarget $t }
+'CHILD DONE'
+'@
+        # The home the user database gives this user (getent passwd), and whether it exists.
+        $script:dbHome = ((getent passwd (id -u)) -split ':')[5]
+    }
+
+    It 'HOME <Label>: <Expect>, and nothing is made under the working directory' -ForEach @(
+        @{ Label = 'names a folder that does not exist (and cannot be made, as /nonexistent for nobody)'; Expect = 'Enable-WriteTracking says ImageWriteError before touching the process'; Missing = $true }
+        @{ Label = 'is relative'; Expect = 'the state lies in the user database''s home, where Disable from another directory finds it'; Missing = $false }
+    ) {
+        $work = New-Item -ItemType Directory (New-Dest)
+        $other = New-Item -ItemType Directory (New-Dest)
+        # PowerShell makes a missing home itself, for its caches, where it can: /proc refuses every new name (and
+        # PowerShell's own folders go elsewhere: it cannot start without them). The relative one PowerShell makes under
+        # the working directory: what the module would make there is looked for by name.
+        $homeDir = if ($Missing) { '/proc/softdirty-no-home' } else { 'relhome' }
+        $xdg = New-Item -ItemType Directory (New-Dest)
+        $r = Invoke-Child $homeScript @($other.FullName) -Prefix "cd '$work' && HOME='$homeDir' XDG_CONFIG_HOME='$xdg' XDG_DATA_HOME='$xdg' XDG_CACHE_HOME='$xdg' && export HOME XDG_CONFIG_HOME XDG_DATA_HOME XDG_CACHE_HOME && unset SOFTDIRTY_STATE_DIR XDG_STATE_HOME &&"
+        $text = $r.Lines -join "`n"
+        $r.Lines | Should -Contain 'CHILD DONE' -Because $text
+        @(Get-ChildItem -LiteralPath $work, $other -Recurse -Force | Where-Object FullName -like '*SoftDirty*').FullName | Should -BeNullOrEmpty -Because "no state folder is made under the working directory: $text"
+        if ($Missing) {
+            (Get-Said $r 'ENABLE') -split ',' | Select-Object -First 1 | Should -Be 'ImageWriteError' -Because $text
+            Get-Said $r 'UFFD' | Should -Be '0' -Because 'nothing was injected'
+        } elseif (-not (Test-Path -LiteralPath $dbHome -PathType Container)) {
+            (Get-Said $r 'ENABLE') -split ',' | Select-Object -First 1 | Should -Be 'ImageWriteError' -Because "the user database's home $dbHome does not exist either: $text"
+        } else {
+            Get-Said $r 'ENABLE' | Should -Be 'none' -Because $text
+            Get-Said $r 'UFFD' | Should -Be '1'
+            Get-Said $r 'DISABLE' | Should -Be 'none' -Because "Disable from another directory finds the state in $dbHome/.local/state: $text"
+            Get-Said $r 'UFFDAFTER' | Should -Be '0'
+        }
+    }
+}
+
+Describe 'A relative TMPDIR, or one that every user may write to, for a migration''s staging folder' -Tag 'Security', 'Round15Limits' {
+    # A -ToSession migration stages its rounds (the process's memory) in the temp directory. TMPDIR=tmp (relative) put
+    # them under PowerShell's working directory (not its current location) and left the folder it made there; a
+    # relative TMPDIR is now ignored (/tmp), as a relative XDG_STATE_HOME is.
+    BeforeAll {
+        $script:tmpScript = New-ChildScript '[string] $TempDir, [string] $Dest' @'
+$rs = [runspacefactory]::CreateOutOfProcessRunspace($null); $rs.Open()
+$s = [System.Management.Automation.Runspaces.PSSession]::Create($rs, 'Local', $null)
+$null = Invoke-Command -Session $s { Import-Module $using:env:SOFTDIRTY_MODULE }
+$e = New-EmulatedProcess
+$m = $e | Add-EmulatedMapping -Length 256KB
+$e | Write-EmulatedMemory -Address $m.Start -Length $m.Size
+$env:TMPDIR = $TempDir
+$said = try { $out = @($e | Invoke-PreCopyMigration -ToSession $s -Destination $Dest -MaxIterations 1 -Confirm:$false); "none $($out[-1].StopReason)" } catch { $_.FullyQualifiedErrorId }
+'MIGRATE ' + $said
+'CHILD DONE'
+'@
+    }
+
+    It 'TMPDIR <Label>: <Expect>' -ForEach @(
+        @{ Label = 'relative'; Expect = 'the migration converges, staging outside the working directory'; Relative = $true }
+        @{ Label = 'a folder every user may write to, without the sticky bit'; Expect = 'UnsafeDestination, nothing made there'; Relative = $false }
+    ) {
+        $work = New-Item -ItemType Directory (New-Dest)
+        $temp = if ($Relative) { 'staging' } else { (New-Item -ItemType Directory (New-Dest)).FullName }
+        if (-not $Relative) { chmod 0777 $temp }
+        $dest = New-Dest
+        $r = Invoke-Child $tmpScript @($temp, "$dest/chain") -Prefix "cd '$work' &&"
+        $text = $r.Lines -join "`n"
+        $r.Lines | Should -Contain 'CHILD DONE' -Because $text
+        if ($Relative) {
+            Get-Said $r 'MIGRATE' | Should -Be 'none Converged' -Because $text
+            Test-MemoryImage "$dest/chain/round-01" | Should -BeTrue
+            Get-Left $work | Should -BeNullOrEmpty -Because 'nothing is staged or made under the working directory'
+        } else {
+            Get-Said $r 'MIGRATE' | Should -Be 'UnsafeDestination,SoftDirty.Commands.InvokePreCopyMigrationCommand' -Because $text
+            Get-Left $temp | Should -BeNullOrEmpty -Because 'no staging folder is made where others could swap it'
+            Get-Left $dest | Should -BeNullOrEmpty -Because 'no round was sent'
+        }
     }
 }
