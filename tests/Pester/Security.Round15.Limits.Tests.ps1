@@ -278,3 +278,50 @@ $said = try { $out = @($e | Invoke-PreCopyMigration -ToSession $s -Destination $
         }
     }
 }
+
+Describe 'The umask of the PowerShell that writes' -Tag 'Security', 'Round15Limits', 'WriteTracking' -Skip:([bool]$WtSkip) {
+    # Round 3 tried a save, restore and chart under umask 0777, round 5 a receive. Here umask 0 (every bit the mode
+    # asks for granted) and 0777 for everything the module makes, the missing folders above a destination included:
+    # the write-tracking state folder (and those above it in the home), an image, a restore, a receive, a chart and the
+    # rounds of a -ToSession migration (staged in the temp directory, received in a folder of missing parents).
+    BeforeAll {
+        $script:umaskScript = New-ChildScript '[string] $Dir' @'
+$t = Start-ImgTarget
+try {
+    $a = Send-ImgTarget $t 'map 16'
+    $null = Send-ImgTarget $t "fill $a 16 3"
+    $null = Enable-WriteTracking -Id $t.Id
+    $null = Save-MemoryImage -Id $t.Id -Path "$Dir/out/x/y/img" -Method WriteProtect
+    # The state file, while the tracking is on (Disable removes it).
+    'STATE ' + ((Get-ChildItem -LiteralPath "$Dir/home/.local/state/SoftDirty/write-tracking" -Filter "$($t.Id).json" | ForEach-Object UnixMode) -join ',')
+    $null = Restore-MemoryImage "$Dir/out/x/y/img" "$Dir/out/r1/r2/r"
+    $null = Get-Item "$Dir/out/x/y/img/*" | Receive-MemoryImage -Path "$Dir/out/v1/v2/v"
+    $samples = Watch-DirtyPage -Id $t.Id -Count 2 -Interval 0.1 -Method WriteProtect
+    $null = $samples | Export-DirtyPageChart -Path "$Dir/out/chart.svg"
+    $rs = [runspacefactory]::CreateOutOfProcessRunspace($null); $rs.Open()
+    $s = [System.Management.Automation.Runspaces.PSSession]::Create($rs, 'Local', $null)
+    $null = Invoke-Command -Session $s { Import-Module $using:env:SOFTDIRTY_MODULE }
+    $null = Invoke-PreCopyMigration -Id $t.Id -ToSession $s -Destination "$Dir/out/m1/m2/chain" -RestorePath "$Dir/out/m1/m2/restored" -Method Hash -MaxIterations 1 -Confirm:$false
+    Disable-WriteTracking -Id $t.Id
+} finally { Stop-ImgTarget $t }
+'CHILD DONE'
+'@
+    }
+
+    It 'under umask <Umask> every folder the module makes is 0700 and every file 0600' -ForEach @(@{ Umask = '0000' }, @{ Umask = '0777' }) {
+        $dir = New-Item -ItemType Directory (New-Dest)
+        foreach ($d in 'home', 'tmp', 'out', 'pwsh') { chmod 0700 (New-Item -ItemType Directory "$dir/$d") }
+        # PowerShell's own folders elsewhere: under umask 0 it makes ~/.local 0777 itself (for .local/share/powershell),
+        # where the module then refuses to keep its state (UnsafeDestination).
+        $r = Invoke-Child $umaskScript @($dir.FullName) -Prefix "umask $Umask && HOME='$dir/home' TMPDIR='$dir/tmp/' XDG_CONFIG_HOME='$dir/pwsh' XDG_DATA_HOME='$dir/pwsh' XDG_CACHE_HOME='$dir/pwsh' && export HOME TMPDIR XDG_CONFIG_HOME XDG_DATA_HOME XDG_CACHE_HOME && unset SOFTDIRTY_STATE_DIR XDG_STATE_HOME &&"
+        $text = $r.Lines -join "`n"
+        $r.Lines | Should -Contain 'CHILD DONE' -Because $text
+        Get-Said $r 'STATE' | Should -Be '-rw-------'
+        $made = @(Get-Item -LiteralPath "$dir/home/.local", "$dir/home/.local/state" -Force) + @(Get-ChildItem -LiteralPath "$dir/home/.local/state", "$dir/out" -Recurse -Force)
+        $made.Count | Should -BeGreaterThan 40 -Because 'every command made its folders and files'
+        foreach ($item in $made) {
+            $item.UnixMode | Should -Be $(if ($item.PSIsContainer) { 'drwx------' } else { '-rw-------' }) -Because $item.FullName
+        }
+        Get-ChildItem -LiteralPath "$dir/tmp" -Force -Filter 'softdirty-precopy-*' | Should -BeNullOrEmpty -Because 'the staging folder is removed'
+    }
+}
