@@ -325,3 +325,60 @@ try {
         Get-ChildItem -LiteralPath "$dir/tmp" -Force -Filter 'softdirty-precopy-*' | Should -BeNullOrEmpty -Because 'the staging folder is removed'
     }
 }
+
+Describe 'A filesystem that runs out at every step (a tmpfs; root only, to mount it)' -Tag 'Security', 'Round15Limits' -Skip:([bool]$MountSkip) {
+    # Round 5 filled a 1 MiB tmpfs with a 4 MiB image: the pages never fit. Here the space and the inodes left run out
+    # at each step in turn (the private folder, pages.bin, index.bin, the manifest or mappings.json, the rename):
+    # each attempt is whole and valid, or ImageWriteError leaving the filesystem as it was.
+    BeforeAll {
+        $script:src = New-FilledEmulator 16
+        $script:img = New-Dest
+        $null = Save-MemoryImage -Emulator $src.Emulator -Path $img -Confirm:$false
+        $script:expected = @(Get-RestoredHash $img $root)
+        $script:pageSize = [Environment]::SystemPageSize
+        $script:Ops = [ordered]@{
+            save = { param($p) Save-MemoryImage -Emulator $src.Emulator -Path $p -Confirm:$false }
+            restore = { param($p) Restore-MemoryImage $img $p }
+            receive = { param($p) Get-Item "$img/pages.bin", "$img/index.bin", "$img/manifest.json" | Receive-MemoryImage -Path $p }
+        }
+        # Runs each operation into $Mount and checks its outcome; the names of the operations that succeeded.
+        function Test-EveryOp([string] $Mount, [string] $Label, [string[]] $Keep) {
+            foreach ($name in $Ops.Keys) {
+                $dest = "$Mount/$name"
+                $err = $null
+                try { $null = & $Ops[$name] $dest -ErrorAction Stop } catch { $err = $_ }
+                if ($err) {
+                    ($err.FullyQualifiedErrorId -split ',')[0] | Should -Be 'ImageWriteError' -Because "$name with $Label ($($err.Exception.Message))"
+                    @(Get-Left $Mount) | Should -Be $Keep -Because "$name with $Label leaves nothing"
+                } else {
+                    if ($name -eq 'restore') { @(Get-ChildItem -LiteralPath $dest -Filter *.bin | Sort-Object Name | ForEach-Object { '{0}={1}' -f $_.Name, (Get-FileHash -LiteralPath $_.FullName).Hash }) | Should -Be $expected -Because "$name with $Label" }
+                    else { Test-MemoryImage $dest | Should -BeTrue -Because "$name with $Label" }
+                    Remove-Item -LiteralPath $dest -Recurse -Force
+                    $name
+                }
+            }
+        }
+    }
+
+    It 'with <Free> of <Kind> left, save, restore and receive are whole or ImageWriteError leaving nothing; with enough, each succeeds' -ForEach @(
+        @{ Kind = 'inodes'; Free = '0 to 24' }
+        @{ Kind = 'pages'; Free = '0 to 24' }
+    ) {
+        $mnt = New-Item -ItemType Directory (New-Dest)
+        $succeeded = @{}
+        for ($n = 0; $n -le 24; $n++) {
+            # A tmpfs counts the root folder as an inode; a filler file takes all pages but $n.
+            if ($Kind -eq 'inodes') { mount -t tmpfs -o "nr_inodes=$($n + 1),size=4m,mode=0755" tmpfs $mnt } else { mount -t tmpfs -o 'size=1m,mode=0755' tmpfs $mnt }
+            $LASTEXITCODE | Should -Be 0
+            try {
+                $keep = @()
+                if ($Kind -eq 'pages') {
+                    [IO.File]::WriteAllBytes("$mnt/filler", [byte[]]::new(1MB - $n * $pageSize))
+                    $keep = @('filler')
+                }
+                foreach ($ok in Test-EveryOp $mnt "$n $Kind" $keep) { $succeeded[$ok] = $n }
+            } finally { umount $mnt }
+        }
+        foreach ($name in $Ops.Keys) { $succeeded.Contains($name) | Should -BeTrue -Because "$name fits in 24 $Kind" }
+    }
+}
