@@ -382,3 +382,42 @@ Describe 'A filesystem that runs out at every step (a tmpfs; root only, to mount
         foreach ($name in $Ops.Keys) { $succeeded.Contains($name) | Should -BeTrue -Because "$name fits in 24 $Kind" }
     }
 }
+
+Describe 'A target of tens of thousands of mappings (vm.max_map_count)' -Tag 'Security', 'Round15Limits', 'WriteTracking' -Skip:([bool]$MapSkip) {
+    # Every other page of one region made read-only: one mapping a page, as a JVM or a browser has thousands. The
+    # increment registers and collects each writable one (write tracking), the restore makes a file or an emulated
+    # mapping for each; a watch registers them all again.
+    It '<ManyMaps> mappings: a full image and a WriteProtect increment are valid, the increment exact, the restore into an emulated process has them all, and a watch lets go' {
+        $t = Start-ImgTarget
+        try {
+            $a = Send-ImgTarget $t "map $ManyMaps"
+            $null = Send-ImgTarget $t "fill $a $ManyMaps 5"
+            $null = Send-ImgTarget $t "stripes $a $ManyMaps"
+            @(Get-Content "/proc/$($t.Id)/maps").Count | Should -BeGreaterOrEqual $ManyMaps
+            $chain = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method WriteProtect -WarningAction SilentlyContinue
+            # Writes to the writable (even) pages of the first 64.
+            for ($i = 0; $i -lt 64; $i += 2) { $null = Send-ImgTarget $t "write $a $i" }
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method WriteProtect
+            $full = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
+            Test-MemoryImage "$chain/1" | Should -BeTrue
+            # Both restored into emulated processes (a flat restore is a file a mapping), the region compared in pieces.
+            $restored = foreach ($image in "$chain/1", $full) {
+                $e = New-EmulatedProcess
+                $null = Restore-MemoryImage -Path $image -Emulator $e
+                @(Get-MemoryMapping -Emulator $e).Count | Should -BeGreaterOrEqual $ManyMaps -Because $image
+                $e
+            }
+            $start = [Convert]::ToUInt64($a, 16)
+            $piece = ($ManyMaps / 10) * [Environment]::SystemPageSize
+            for ($at = 0; $at -lt $ManyMaps * [Environment]::SystemPageSize; $at += $piece) {
+                $hashes = foreach ($e in $restored) { [Convert]::ToHexString([Security.Cryptography.SHA256]::HashData((Read-EmulatedMemory -Emulator $e -Address ($start + $at) -Length $piece -AsByteArray))) }
+                $hashes[0] | Should -Be $hashes[1] -Because "the increment holds every page written (offset $at of the region)"
+            }
+            $samples = @(Watch-DirtyPage -Id $t.Id -Count 1 -Interval 0.1 -Method WriteProtect)
+            $samples.Count | Should -Be 1
+            Get-UffdCount $t.Id | Should -Be 1 -Because 'the watch let go of its own registration; the chain''s tracking stays'
+        } finally { Stop-ImgTarget $t }
+    }
+}
