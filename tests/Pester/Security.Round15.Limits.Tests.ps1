@@ -421,3 +421,62 @@ Describe 'A target of tens of thousands of mappings (vm.max_map_count)' -Tag 'Se
         } finally { Stop-ImgTarget $t }
     }
 }
+
+Describe 'Signals to the PowerShell that saves (SIGTERM, SIGINT, SIGSTOP and SIGCONT)' -Tag 'Security', 'Round15Limits', 'WriteTracking' -Skip:([bool]$WtSkip) {
+    # Earlier rounds killed PowerShell with SIGKILL and stopped pipelines in a runspace. Here the signals a shell, a
+    # service manager or a terminal sends: SIGTERM (.NET runs its shutdown and exits 143 while the command runs on),
+    # SIGINT (PowerShell stops the pipeline, as Ctrl+C), and SIGSTOP then SIGCONT, at random moments of a loop of
+    # -Freeze increments with write tracking.
+    BeforeAll {
+        $script:loopScript = New-ChildScript '[int] $Target, [string] $Chain' @'
+'STARTED'
+for ($i = 1; ; $i++) { $null = Save-MemoryImage -Id $Target -Path "$Chain/c$PID-$i" -Parent "$Chain/0" -Method WriteProtect -Freeze -WarningAction SilentlyContinue }
+'@
+    }
+
+    It '<Signal> at random moments: the target runs on, untraced, its tracking kept; every image left in place is valid (a partial folder only where PowerShell did not stop the command); the next increment is exact' -ForEach @(
+        @{ Signal = 'TERM'; Partial = $true }, @{ Signal = 'INT'; Partial = $false }, @{ Signal = 'STOP'; Partial = $false }
+    ) {
+        $t = Start-ImgTarget
+        try {
+            $a = Send-ImgTarget $t 'map 4096'
+            $null = Send-ImgTarget $t "fill $a 4096 3"
+            $chain = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method WriteProtect -WarningAction SilentlyContinue
+            $pwsh = Get-PwshCommandLine
+            for ($round = 0; $round -lt 3; $round++) {
+                $null = Send-ImgTarget $t "write $a $($round * 8) 8"
+                $psi = [Diagnostics.ProcessStartInfo]::new($pwsh[0])
+                foreach ($x in @($pwsh | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive', '-File', $loopScript, $t.Id, $chain)) { $psi.ArgumentList.Add($x) }
+                $psi.RedirectStandardOutput = $true
+                $child = [Diagnostics.Process]::Start($psi)
+                try {
+                    $child.StandardOutput.ReadLine() | Should -Be 'STARTED'
+                    Start-Sleep -Milliseconds (Get-Random -Minimum 0 -Maximum 1500)
+                    if ($Signal -eq 'STOP') {
+                        kill -STOP $child.Id
+                        Start-Sleep -Milliseconds 300
+                        kill -CONT $child.Id
+                        Start-Sleep -Milliseconds 500
+                        kill -INT $child.Id
+                    } else { kill "-$Signal" $child.Id }
+                    $child.WaitForExit(60000) | Should -BeTrue -Because "PowerShell ends on SIGINT or SIGTERM (hang guard), round $round"
+                } finally { if (-not $child.HasExited) { $child.Kill() }; $child.WaitForExit() }
+                $state, $tracer = (Get-StopState $t.Id) -split ' '
+                $state | Should -Not -BeIn 't', 'T' -Because "the target runs on after $Signal, round $round"
+                $tracer | Should -Be '0'
+                Get-UffdCount $t.Id | Should -Be 1 -Because 'the chain''s tracking is kept, once'
+                foreach ($image in Get-ChildItem -LiteralPath $chain -Directory | Where-Object Name -like 'c*') {
+                    Test-MemoryImage $image.FullName | Should -BeTrue -Because "$($image.Name) is in place, so it must be whole"
+                }
+                $hidden = @(Get-ChildItem -LiteralPath $chain -Force -Directory | Where-Object Name -like '.*')
+                if (-not $Partial) { $hidden | Should -BeNullOrEmpty -Because "PowerShell stopped the save on SIGINT and it removed its partial folder, round $round" }
+                $next = "$chain/n$round"
+                $null = Save-MemoryImage -Id $t.Id -Path $next -Parent "$chain/0" -Method WriteProtect -WarningAction SilentlyContinue
+                $full = New-Dest
+                $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
+                Compare-RestoredImage $next $full $root | Should -BeNullOrEmpty -Because "the increment after $Signal holds every page written, round $round"
+            }
+        } finally { Stop-ImgTarget $t }
+    }
+}
