@@ -480,3 +480,76 @@ for ($i = 1; ; $i++) { $null = Save-MemoryImage -Id $Target -Path "$Chain/c$PID-
         } finally { Stop-ImgTarget $t }
     }
 }
+
+Describe 'A tracked target that then installs a seccomp filter killing it on a call Disable or a save would inject' -Tag 'Security', 'Round15Limits', 'WriteTracking' -Skip:([bool]$WtSkip) {
+    # WriteTracking.Tests.ps1 tried filters that kill on calls Enable-WriteTracking injects (userfaultfd, UFFDIO_REGISTER,
+    # rt_sigprocmask), installed before it; round 13 a filter failing close() with EPERM. Here a process tracked first
+    # that then locks itself down with SECCOMP_RET_KILL on a call the module would inject later: close and
+    # UFFDIO_UNREGISTER (Disable-WriteTracking), UFFDIO_API (a save's own new tracking, after Disable).
+    BeforeAll {
+        $script:wtExe = Join-Path $PSScriptRoot '../native/bin/wttarget'
+        function Send-Wt($Process, [string] $Command) {
+            $Process.StandardInput.WriteLine($Command)
+            $line = $Process.StandardOutput.ReadLine()
+            if ($line -notlike 'OK*') { throw "wttarget: '$Command' -> '$line'" }
+            $line.Substring(2).Trim()
+        }
+    }
+
+    It 'a filter killing on <Label>: <Command> says SeccompForbids, and the target lives on with the tracking it had' -ForEach @(
+        @{ Label = 'close'; Rule = '3'; Command = 'Disable-WriteTracking'; Uffd = 1 }
+        @{ Label = 'the UFFDIO_UNREGISTER ioctl'; Rule = "16 $(0x8010AA01u)"; Command = 'Disable-WriteTracking'; Uffd = 1 }
+        @{ Label = 'the UFFDIO_API ioctl'; Rule = "16 $(0xC018AA3Fu)"; Command = 'Save-MemoryImage'; Uffd = 0 }
+    ) {
+        $psi = [Diagnostics.ProcessStartInfo]::new((Resolve-Path $wtExe).Path)
+        $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true
+        $p = [Diagnostics.Process]::Start($psi)
+        try {
+            $null = $p.StandardOutput.ReadLine()
+            $region = Send-Wt $p 'map 8'
+            $null = Send-Wt $p "write $region 0 8"
+            $null = Enable-WriteTracking -Id $p.Id -Confirm:$false
+            if ($Command -eq 'Save-MemoryImage') { Disable-WriteTracking -Id $p.Id -Confirm:$false }
+            $null = Send-Wt $p "seccompkill $Rule"
+            $id = if ($Command -eq 'Save-MemoryImage') { Get-ErrorId { Save-MemoryImage -Id $p.Id -Path (New-Dest) -Method WriteProtect -Confirm:$false } }
+                  else { Get-ErrorId { Disable-WriteTracking -Id $p.Id -Confirm:$false } }
+            $id | Should -Be "SeccompForbids,SoftDirty.Commands.$($Command -replace '-', '')Command"
+            $p.HasExited | Should -BeFalse -Because 'the call that would kill it was never issued'
+            Get-UffdCount $p.Id | Should -Be $Uffd -Because 'the tracking is as it was'
+            Send-Wt $p "write $region 0 8" | Should -Be '8' -Because 'the target still answers'
+        } finally { if (-not $p.HasExited) { $p.Kill() }; $p.WaitForExit() }
+    }
+}
+
+Describe 'A target with no descriptor to spare (its open-file limit)' -Tag 'Security', 'Round15Limits', 'WriteTracking' -Skip:([bool]$WtSkip -or [bool]$NoPrlimit) {
+    # Round 13 ran this PowerShell out of descriptors. Here the target: write tracking makes a userfaultfd in it, which
+    # failed with EMFILE and was reported as WriteProtectNotSupported ("not supported"), a wrong diagnosis that sent the
+    # user to another kernel. Now ResourceLimit, naming the process's limit; the target is left as it was.
+    It 'Enable-WriteTracking, a WriteProtect save and watch say ResourceLimit and leave the target as it was; a Hash save works; with the limit raised, tracking works' {
+        $t = Start-ImgTarget
+        try {
+            $a = Send-ImgTarget $t 'map 16'
+            $null = Send-ImgTarget $t "fill $a 16 3"
+            # Its descriptors 0-2 are open (the pipes of Start-ImgTarget), so a soft limit of 3 leaves no new one.
+            @(Get-ChildItem "/proc/$($t.Id)/fd").Name | Should -Contain '2'
+            prlimit --pid $t.Id --nofile=3:
+            $LASTEXITCODE | Should -Be 0
+            $commands = [ordered]@{
+                'EnableWriteTrackingCommand' = { Enable-WriteTracking -Id $t.Id -Confirm:$false }
+                'SaveMemoryImageCommand' = { Save-MemoryImage -Id $t.Id -Path (New-Dest) -Method WriteProtect -Confirm:$false }
+                'WatchDirtyPageCommand' = { Watch-DirtyPage -Id $t.Id -Count 1 -Interval 0.1 -Method WriteProtect }
+            }
+            foreach ($name in $commands.Keys) {
+                Get-ErrorId $commands[$name] | Should -Be "ResourceLimit,SoftDirty.Commands.$name"
+                Get-UffdCount $t.Id | Should -Be 0 -Because "$name left the target as it was"
+            }
+            $img = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path $img -Method Hash
+            Test-MemoryImage $img | Should -BeTrue
+            prlimit --pid $t.Id --nofile=64:
+            $null = Enable-WriteTracking -Id $t.Id -Confirm:$false
+            Get-UffdCount $t.Id | Should -Be 1
+            Disable-WriteTracking -Id $t.Id -Confirm:$false
+        } finally { Stop-ImgTarget $t }
+    }
+}
