@@ -553,3 +553,40 @@ Describe 'A target with no descriptor to spare (its open-file limit)' -Tag 'Secu
         } finally { Stop-ImgTarget $t }
     }
 }
+
+Describe 'A target in other namespaces, tracked by write tracking' -Tag 'Security', 'Round15Limits', 'WriteTracking' -Skip:([bool]$WtSkip) {
+    # Round 6 saved such a target with -Method Hash. Here the module injects into it (its pid here is not its pid
+    # there; in its own user namespace it is root, but not here) and a chain counts on the tracking.
+    It 'a target in <Label> (unshare): Enable, a WriteProtect increment (exact) and Disable work as for any target' -ForEach @(
+        @{ Label = 'a new user namespace'; Options = '--user --map-root-user' }
+        @{ Label = 'new user and pid namespaces'; Options = '--user --map-root-user --pid' }
+    ) {
+        $unshare = Get-Command unshare -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
+        if (-not $unshare) { Set-ItResult -Skipped -Because 'unshare (util-linux) is not installed'; return }
+        $psi = [System.Diagnostics.ProcessStartInfo]::new($unshare.Source, "$Options --fork --kill-child $(Join-Path $PSScriptRoot '../native/bin/imgtarget')")
+        $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true; $psi.RedirectStandardError = $true
+        $p = [System.Diagnostics.Process]::Start($psi)
+        try {
+            $ready = $p.StandardOutput.ReadLine()
+            if ($ready -notmatch '^READY ') { Set-ItResult -Skipped -Because "this user may not create $Label here: $($p.StandardError.ReadToEnd().Trim())"; return }
+            $t = [pscustomobject]@{ Process = $p; Id = [int]((Get-Content "/proc/$($p.Id)/task/$($p.Id)/children").Trim()) }
+            $region = Send-ImgTarget $t 'map 16'
+            $null = Send-ImgTarget $t "fill $region 16 3"
+            $null = Enable-WriteTracking -Id $t.Id -Confirm:$false
+            Get-UffdCount $t.Id | Should -Be 1
+            $chain = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method WriteProtect
+            $null = Send-ImgTarget $t "write $region 2 5"
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method WriteProtect
+            $full = New-Dest
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
+            Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty
+            $info = Get-MemoryImage "$chain/1" | Select-Object -Last 1
+            $info.Method | Should -Be 'WriteProtect'
+            $info.DataPages | Should -BeGreaterOrEqual 5 -Because 'the five pages written are in the increment'
+            Disable-WriteTracking -Id $t.Id -Confirm:$false
+            Get-UffdCount $t.Id | Should -Be 0
+            Send-ImgTarget $t "write $region 0 1" | Should -BeNullOrEmpty -Because 'the target runs on'
+        } finally { if (-not $p.HasExited) { $p.Kill($true); $p.WaitForExit(5000) | Out-Null } }
+    }
+}
