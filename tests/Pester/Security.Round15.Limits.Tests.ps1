@@ -590,3 +590,43 @@ Describe 'A target in other namespaces, tracked by write tracking' -Tag 'Securit
         } finally { if (-not $p.HasExited) { $p.Kill($true); $p.WaitForExit(5000) | Out-Null } }
     }
 }
+
+Describe 'A write-tracking state folder that cannot be written' -Tag 'Security', 'Round15Limits', 'WriteTracking' -Skip:([bool]$WtSkip) {
+    # Round 13 filled the state folder's filesystem. Here it cannot be written at all: a read-only mount (root, to
+    # mount it) or, for a user, a folder of theirs without write permission (root would write there regardless).
+    BeforeAll {
+        function Test-StateUnwritable([string] $StateHome, [string] $ErrorName) {
+            $saved = $env:SOFTDIRTY_STATE_DIR, $env:XDG_STATE_HOME
+            Remove-Item Env:SOFTDIRTY_STATE_DIR
+            $env:XDG_STATE_HOME = $StateHome
+            $t = Start-ImgTarget
+            try {
+                $a = Send-ImgTarget $t 'map 16'
+                $null = Send-ImgTarget $t "fill $a 16 3"
+                Get-ErrorId { Enable-WriteTracking -Id $t.Id -Confirm:$false } | Should -Be "$ErrorName,SoftDirty.Commands.EnableWriteTrackingCommand"
+                Get-ErrorId { Save-MemoryImage -Id $t.Id -Path (New-Dest) -Method WriteProtect } | Should -Be "$ErrorName,SoftDirty.Commands.SaveMemoryImageCommand"
+                Get-ErrorId { Watch-DirtyPage -Id $t.Id -Count 1 -Interval 0.1 -Method WriteProtect } | Should -Be "$ErrorName,SoftDirty.Commands.WatchDirtyPageCommand"
+                Get-UffdCount $t.Id | Should -Be 0 -Because 'nothing is left injected in the target'
+                $img = New-Dest
+                $null = Save-MemoryImage -Id $t.Id -Path $img -Method Hash
+                Test-MemoryImage $img | Should -BeTrue -Because 'a save that keeps no tracking needs no state folder'
+            } finally {
+                Stop-ImgTarget $t
+                $env:SOFTDIRTY_STATE_DIR, $env:XDG_STATE_HOME = $saved
+                if (-not $env:XDG_STATE_HOME) { Remove-Item Env:XDG_STATE_HOME -ErrorAction Ignore }
+            }
+        }
+    }
+
+    It 'on a read-only mount (root only, to mount): Enable, a WriteProtect save and watch say ImageWriteError, nothing injected; a Hash save works' -Skip:([bool]$MountSkip) {
+        $mnt = New-Item -ItemType Directory (New-Dest)
+        mount -t tmpfs -o ro,size=64k tmpfs $mnt
+        try { Test-StateUnwritable $mnt.FullName 'ImageWriteError' } finally { umount $mnt }
+    }
+
+    It 'in a folder of the caller without write permission (not root, who may write there): the same, as PermissionDenied (EACCES)' -Skip:$IsRoot {
+        $dir = New-Item -ItemType Directory (New-Dest)
+        chmod 0500 $dir
+        try { Test-StateUnwritable $dir.FullName 'PermissionDenied' } finally { chmod 0700 $dir }
+    }
+}
