@@ -284,6 +284,8 @@ Describe 'The umask of the PowerShell that writes' -Tag 'Security', 'Round15Limi
     # asks for granted) and 0777 for everything the module makes, the missing folders above a destination included:
     # the write-tracking state folder (and those above it in the home), an image, a restore, a receive, a chart and the
     # rounds of a -ToSession migration (staged in the temp directory, received in a folder of missing parents).
+    # An unprivileged user under umask 0777 could not enable write tracking: the lock file (PID.lock) was made 0000,
+    # and the command's next open of it failed with EACCES (root opens it regardless). It is made 0600 now.
     BeforeAll {
         $script:umaskScript = New-ChildScript '[string] $Dir' @'
 $t = Start-ImgTarget
@@ -313,7 +315,8 @@ try {
         foreach ($d in 'home', 'tmp', 'out', 'pwsh') { chmod 0700 (New-Item -ItemType Directory "$dir/$d") }
         # PowerShell's own folders elsewhere: under umask 0 it makes ~/.local 0777 itself (for .local/share/powershell),
         # where the module then refuses to keep its state (UnsafeDestination).
-        $r = Invoke-Child $umaskScript @($dir.FullName) -Prefix "umask $Umask && HOME='$dir/home' TMPDIR='$dir/tmp/' XDG_CONFIG_HOME='$dir/pwsh' XDG_DATA_HOME='$dir/pwsh' XDG_CACHE_HOME='$dir/pwsh' && export HOME TMPDIR XDG_CONFIG_HOME XDG_DATA_HOME XDG_CACHE_HOME && unset SOFTDIRTY_STATE_DIR XDG_STATE_HOME &&"
+        try { $r = Invoke-Child $umaskScript @($dir.FullName) -Prefix "umask $Umask && HOME='$dir/home' TMPDIR='$dir/tmp/' XDG_CONFIG_HOME='$dir/pwsh' XDG_DATA_HOME='$dir/pwsh' XDG_CACHE_HOME='$dir/pwsh' && export HOME TMPDIR XDG_CONFIG_HOME XDG_DATA_HOME XDG_CACHE_HOME && unset SOFTDIRTY_STATE_DIR XDG_STATE_HOME &&" }
+        finally { chmod -R u+rwX "$dir/pwsh" } # PowerShell's own folders, made 0000 under umask 0777 (else TestDrive stays)
         $text = $r.Lines -join "`n"
         $r.Lines | Should -Contain 'CHILD DONE' -Because $text
         Get-Said $r 'STATE' | Should -Be '-rw-------'
