@@ -27,6 +27,8 @@
    Round 10 (files another process truncates, extends or rewrites):
      mapfile <path> <pages> <shared>      the file (created if missing, its size kept) mapped rw, MAP_SHARED (1) or
                                           MAP_PRIVATE (0), its descriptor closed -> OK <hexaddr>
+   Round 15 (resource limits):
+     stripes <hexaddr> <pages>            mprotect every other page read-only: one mapping per page -> OK
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
@@ -217,6 +219,10 @@ int main(void) {
         } else if (!strcmp(cmd, "exit")) {
             printf("OK\n");
             return 0;
+        } else if (!strcmp(cmd, "stripes")) {
+            long i = 1;
+            while (i < x && mprotect(p + i * ps, ps, PROT_READ) == 0) i += 2;
+            printf(i < x ? "ERR mprotect %d\n" : "OK\n", errno);
         } else printf("ERR unknown\n");
     }
     return 0;

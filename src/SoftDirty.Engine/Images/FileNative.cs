@@ -91,6 +91,26 @@ internal static unsafe partial class FileNative
     [LibraryImport(Libc, EntryPoint = "geteuid")]
     public static partial uint Geteuid();
 
+    [LibraryImport(Libc, EntryPoint = "getpwuid_r")]
+    private static partial int GetpwuidR(uint uid, byte* pwd, byte* buffer, nuint length, byte** result);
+
+    /// <summary>
+    /// The home directory the user database gives <paramref name="uid"/> (pw_dir of struct passwd, after two pointers,
+    /// uid, gid and one pointer on 64-bit Linux: offset 32); null where it has none.
+    /// </summary>
+    public static string? PasswdHome(uint uid)
+    {
+        const int PasswdSize = 48, HomeOffset = 32, BufferSize = 16 << 10;
+        byte* pwd = stackalloc byte[PasswdSize];
+        byte[] buffer = new byte[BufferSize];
+        byte* result = null;
+        fixed (byte* b = buffer)
+        {
+            if (GetpwuidR(uid, pwd, b, (nuint)buffer.Length, &result) != 0 || result is null) return null;
+            return Marshal.PtrToStringUTF8(*(nint*)(pwd + HomeOffset));
+        }
+    }
+
     [LibraryImport(Libc, EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int Statx(int dirfd, string path, int flags, uint mask, byte* buffer);
 

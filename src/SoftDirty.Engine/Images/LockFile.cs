@@ -65,6 +65,9 @@ internal static partial class LockFile
             {
                 if (FileNative.Fstat(fd, out _) is not { Type: FileNative.S_IFREG } st)
                     throw new EngineException(EngineError.UnsafeDestination, $"The {what} {dir.Combine(name)} is not a regular file; remove it.", target);
+                // Made by this open under the umask (0777 left it 0000, and the next open of it failed with EACCES): exactly 0600.
+                if (st.Uid == FileNative.Geteuid() && st.Permissions != (uint)ImageFormat.FileMode)
+                    FileNative.Fchmod(fd, (uint)ImageFormat.FileMode);
                 if (heldHere?.Invoke(st) == true)
                 {
                     handle.Dispose();

@@ -37,6 +37,10 @@ internal static class RemoteWriteProtect
         InjectionSteps.Mark("inject userfaultfd");
         if (InjectionArchitecture.IsError((ulong)fd, out int e))
         {
+            // A target out of descriptors (its own ulimit -n, or the system's) supports write tracking as well as any.
+            if (Errno.IsResourceLimit(e))
+                throw new EngineException(EngineError.ResourceLimit,
+                    $"userfaultfd in process {pid} failed: {Errno.Describe(e)}; it was left as it was. The process has no descriptor to spare (its open-file limit, /proc/{pid}/limits, or the system's): let it close some, or raise its limit (prlimit --nofile), and try again.", pid, e);
             bool filtered = InjectionSupport.SeccompMode(pid) == 2 && (e == Errno.EPERM || e == Errno.ENOSYS || e == Errno.EACCES);
             throw new EngineException(filtered ? EngineError.SeccompForbids : EngineError.WriteProtectNotSupported,
                 filtered ? $"Process {pid}'s seccomp filter refuses userfaultfd ({Errno.Name(e)}); it was left as it was."

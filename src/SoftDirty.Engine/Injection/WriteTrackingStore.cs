@@ -12,7 +12,7 @@ namespace SoftDirty.Injection;
 /// <summary>
 /// Where <see cref="WriteTrackingState"/> lives between commands: one file per process in a per-user folder
 /// with mode 0700 ($SOFTDIRTY_STATE_DIR, else $XDG_STATE_HOME/SoftDirty/write-tracking where absolute, else
-/// ~/.local/state/SoftDirty/write-tracking). A file is trusted only while the process has the same start
+/// ~/.local/state/SoftDirty/write-tracking, ~ being an absolute $HOME or the user database's home). A file is trusted only while the process has the same start
 /// time and its descriptor still is the same userfaultfd (the inode recorded at enable: a target that
 /// closed it and made a userfaultfd of its own under that number is not mistaken for tracked); a stale one
 /// is deleted when found, and every save removes the files of processes that are gone. A folder that is a link, another user's or writable by others is refused
@@ -34,9 +34,40 @@ internal static partial class WriteTrackingStore
             var state = Environment.GetEnvironmentVariable("XDG_STATE_HOME");
             // A relative one is invalid (XDG Base Directory: "must be absolute", else ignored): taken relative to the working
             // directory, each directory a command ran in would hold a state of its own, and commands would not find each other's.
-            if (string.IsNullOrEmpty(state) || !Path.IsPathRooted(state)) state = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".local", "state");
+            if (string.IsNullOrEmpty(state) || !Path.IsPathRooted(state)) state = Path.Combine(Home() ?? NoHome, ".local", "state");
             return Path.Combine(state, "SoftDirty", "write-tracking");
         }
+    }
+
+    /// <summary>Stands for the home directory where the user has none, so that the state folder never lies in the working directory.</summary>
+    private const string NoHome = "/nonexistent";
+
+    /// <summary>
+    /// The user's home directory: $HOME where absolute, else the user database's; null where neither is. .NET's
+    /// UserProfile is "" for a home that does not exist (HOME=/nonexistent, as for nobody and many services) or is
+    /// relative, which put the state folder under the working directory of each command (a Disable run from another
+    /// directory found no state and left the tracking in the target).
+    /// </summary>
+    private static string? Home()
+    {
+        var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile, Environment.SpecialFolderOption.DoNotVerify);
+        if (!Path.IsPathRooted(home)) home = FileNative.PasswdHome(FileNative.Geteuid());
+        return Path.IsPathRooted(home) ? home : null;
+    }
+
+    /// <summary>
+    /// Refuses to make the state folder where its home directory does not exist: the module makes the folders of its state,
+    /// never a home (root would create /nonexistent).
+    /// </summary>
+    private static void RequireHome(string folder)
+    {
+        var overridden = Environment.GetEnvironmentVariable(FolderVariable);
+        var xdg = Environment.GetEnvironmentVariable("XDG_STATE_HOME");
+        if (!string.IsNullOrEmpty(overridden) || !string.IsNullOrEmpty(xdg) && Path.IsPathRooted(xdg)) return;
+        var home = Home();
+        if (home is not null && Directory.Exists(home)) return;
+        throw new EngineException(EngineError.ImageWriteError,
+            $"The write-tracking state folder {folder} would lie in the home directory {home ?? "(none)"}, which does not exist; the module does not create a home. Set $XDG_STATE_HOME or ${FolderVariable} to a folder of your own.", folder, Errno.ENOENT);
     }
 
     /// <summary>The most bytes a state file may have (a few hundred in practice).</summary>
@@ -67,6 +98,7 @@ internal static partial class WriteTrackingStore
         SafeDirectory? dir;
         if (create)
         {
+            RequireHome(folder);
             using var parent = SafeDirectory.OpenParent(folder, What, create: true, out var name);
             dir = parent.Lstat(name, out _) is null ? CreateOrOpen(parent, name) : parent.OpenOwnDirectory(name);
         }

@@ -30,11 +30,25 @@ internal static class PreCopyStage
     /// <summary>Removes the stale staging folders of this user, then creates a new one for this process; its path.</summary>
     public static string Create()
     {
-        RemoveStale(Path.GetTempPath());
+        var temp = TempFolder();
+        RemoveStale(temp);
         int self = Environment.ProcessId;
-        var stage = Path.Combine(Path.GetTempPath(), $"{Prefix}{TrackingEpoch.BootId() ?? Unknown}-{PidNamespace() ?? Unknown}-{self.ToString(CultureInfo.InvariantCulture)}-{TrackingEpoch.StartTime(self) ?? "0"}-{Guid.NewGuid():N}");
+        var stage = Path.Combine(temp, $"{Prefix}{TrackingEpoch.BootId() ?? Unknown}-{PidNamespace() ?? Unknown}-{self.ToString(CultureInfo.InvariantCulture)}-{TrackingEpoch.StartTime(self) ?? "0"}-{Guid.NewGuid():N}");
         SafeFiles.CreateDirectory(stage);
         return stage;
+    }
+
+    /// <summary>The folder a staging folder goes in: $TMPDIR where absolute, else /tmp.</summary>
+    private const string DefaultTemp = "/tmp";
+
+    /// <summary>
+    /// The temp directory (.NET's, from $TMPDIR), or /tmp where that is relative: a relative TMPDIR put the process's memory
+    /// in a folder under PowerShell's working directory (not its current location), and left the folders it made there.
+    /// </summary>
+    private static string TempFolder()
+    {
+        var temp = Path.GetTempPath();
+        return Path.IsPathRooted(temp) ? temp : DefaultTemp;
     }
 
     /// <summary>
