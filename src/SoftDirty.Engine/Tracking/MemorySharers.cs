@@ -19,7 +19,10 @@ internal static class MemorySharers
     public static List<int> Find(int pid)
     {
         var found = new List<int>();
-        if (Native.KcmpSyscall < 0) return found;
+        // kcmp compares the tasks' mm pointers, and every task without one (a zombie, a thread group leader that called
+        // pthread_exit, a kernel thread) has the same one, null: such a target shares nothing that can be found this way,
+        // and such a candidate writes nothing.
+        if (Native.KcmpSyscall < 0 || !HasMemory(pid)) return found;
         IEnumerable<string> entries;
         try { entries = Directory.EnumerateDirectories("/proc"); }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return found; }
@@ -30,7 +33,7 @@ internal static class MemorySharers
                 if (!int.TryParse(Path.GetFileName(dir.AsSpan()), NumberStyles.None, CultureInfo.InvariantCulture, out int other)) continue;
                 if (other == pid || other == Environment.ProcessId) continue;
                 int same = Same(pid, other);
-                if (same == 0) found.Add(other);
+                if (same == 0 && HasMemory(other)) found.Add(other);
                 else if (same == Errno.ENOSYS) return found; // no kcmp in this kernel: nothing can be found
             }
         }
@@ -40,6 +43,18 @@ internal static class MemorySharers
 
     /// <summary>Whether <paramref name="other"/> (a process or thread id) shares <paramref name="pid"/>'s memory now.</summary>
     public static bool Shares(int pid, int other) => Same(pid, other) == 0;
+
+    /// <summary>Whether the task <paramref name="pid"/> has an address space now: /proc/PID/statm reads all zeros for one without (proc_pid_statm).</summary>
+    private static bool HasMemory(int pid)
+    {
+        try
+        {
+            var statm = File.ReadAllText($"/proc/{pid}/statm");
+            int space = statm.IndexOf(' ', StringComparison.Ordinal);
+            return space > 0 && statm.AsSpan(0, space).Trim() is var size && !(size.Length == 1 && size[0] == '0');
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return false; }
+    }
 
     /// <summary>0 where the two share one mm; otherwise the errno of kcmp, or -1 where they differ.</summary>
     private static int Same(int pid, int other)
