@@ -120,12 +120,15 @@ Describe 'Objects whose Id is not a process id, piped into the commands that bin
         } finally { $j | Remove-Job }
     }
 
-    It '$PSDefaultParameterValues of -Id: <Command> of a piped emulated process <Expect>, never the real process of that pid' -ForEach @(
-        @{ Command = 'Save-MemoryImage'; Expect = 'is InvalidArgument'; Run = { $input | Save-MemoryImage -Path (Join-Path $root (New-Name)) } }
-        @{ Command = 'Get-SoftDirtySupport'; Expect = 'is InvalidArgument'; Run = { $input | Get-SoftDirtySupport } }
-        @{ Command = 'Get-PageMap'; Expect = 'reads the emulated process'; Run = { $input | Get-PageMap -Present } }
-        @{ Command = 'Watch-DirtyPage'; Expect = 'watches the emulated process'; Run = { $input | Watch-DirtyPage -Count 1 -Interval 0.01 } }
-        @{ Command = 'Clear-PageReference'; Expect = 'clears the emulated process'; Run = { $input | Clear-PageReference -Type PeakRss -PassThru } }
+    # Round 15 let Get-PageMap, Watch-DirtyPage and Clear-PageReference take the piped emulated process over a default -Id;
+    # after it (the lead), a piped emulated process and a given -Id are refused alike everywhere: the commands cannot tell
+    # a default -Id from one typed, and a typed one was dropped without a word ($e | Get-PageMap -Id 42 read $e).
+    It '$PSDefaultParameterValues of -Id: <Command> of a piped emulated process is InvalidArgument, never the real process of that pid' -ForEach @(
+        @{ Command = 'Save-MemoryImage'; Run = { $input | Save-MemoryImage -Path (Join-Path $root (New-Name)) } }
+        @{ Command = 'Get-SoftDirtySupport'; Run = { $input | Get-SoftDirtySupport } }
+        @{ Command = 'Get-PageMap'; Run = { $input | Get-PageMap -Present } }
+        @{ Command = 'Watch-DirtyPage'; Run = { $input | Watch-DirtyPage -Count 1 -Interval 0.01 } }
+        @{ Command = 'Clear-PageReference'; Run = { $input | Clear-PageReference -Type PeakRss -PassThru } }
     ) {
         $e = (New-FilledEmulator 4).Emulator
         $saved = $PSDefaultParameterValues.Clone()
@@ -137,16 +140,37 @@ Describe 'Objects whose Id is not a process id, piped into the commands that bin
         } finally { $PSDefaultParameterValues.Clear(); foreach ($k in $saved.Keys) { $PSDefaultParameterValues[$k] = $saved[$k] } }
         $out = @($all | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] })
         $err = @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
-        if ($Expect -like 'is *') {
-            $out | Should -BeNullOrEmpty
-            $err.Count | Should -Be 1
-            $err[0].FullyQualifiedErrorId | Should -BeLike 'InvalidArgument,*'
-            $err[0].Exception.Message | Should -BeLike "*EmulatedProcess binds no parameter*-Id $($t.Id)*PSDefaultParameterValues*"
-        } else {
-            $err | Should -BeNullOrEmpty
-            $out.Count | Should -BeGreaterThan 0
-            foreach ($o in $out) { $o.ProcessId | Should -Be $e.ProcessId }
-        }
+        $out | Should -BeNullOrEmpty
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'InvalidArgument,*'
+        $err[0].Exception.Message | Should -BeLike "*EmulatedProcess*-Id $($t.Id)*PSDefaultParameterValues*"
+    }
+
+    It '$e | <Command> -Id of a real process: InvalidArgument, and neither process is read or changed' -ForEach @(
+        @{ Command = 'Get-PageMap'; Run = { param($Id) $input | Get-PageMap -Id $Id -Present } }
+        @{ Command = 'Search-PageMap'; Run = { param($Id) $input | Search-PageMap -Id $Id -Category Present } }
+        @{ Command = 'Get-MemoryMapping'; Run = { param($Id) $input | Get-MemoryMapping -Id $Id } }
+        @{ Command = 'Clear-PageReference'; Run = { param($Id) $input | Clear-PageReference -Id $Id -Type PeakRss -PassThru } }
+        @{ Command = 'Clear-SoftDirty'; Run = { param($Id) $input | Clear-SoftDirty -Id $Id -PassThru } }
+        @{ Command = 'Watch-DirtyPage'; Run = { param($Id) $input | Watch-DirtyPage -Id $Id -Count 1 -Interval 0.01 -Method Hash } }
+        @{ Command = 'Invoke-PreCopyMigration'; Run = { param($Id) $input | Invoke-PreCopyMigration -Id $Id -MaxIterations 1 -Bandwidth 1GB -Method Hash } }
+    ) {
+        # Before: the emulated process bound -PipedEmulator and -Id was dropped (Get-PageMap read $e, Get-MemoryMapping gave
+        # nothing, Clear-PageReference cleared $e).
+        $f = New-FilledEmulator 4
+        $written = @($f.Emulator | Get-PageMap -SoftDirty).Count
+        $written | Should -BeGreaterThan 0
+        $hwm = Get-ProcStatusKb $t.Id VmHWM
+        $ErrorActionPreference = 'Continue'
+        $all = @($f.Emulator | & $Run $t.Id 2>&1)
+        $out = @($all | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] })
+        $err = @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+        $out | Should -BeNullOrEmpty
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'InvalidArgument,*'
+        $err[0].Exception.Message | Should -BeLike "*EmulatedProcess and -Id $($t.Id) are both given*"
+        @($f.Emulator | Get-PageMap -SoftDirty).Count | Should -Be $written
+        Get-ProcStatusKb $t.Id VmHWM | Should -Be $hwm
     }
 
     It 'an emulated process piped into Get-SoftDirtySupport gives its features (its ProcessId does not bind -Id)' {

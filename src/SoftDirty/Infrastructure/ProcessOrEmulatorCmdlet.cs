@@ -28,4 +28,20 @@ public abstract class ProcessOrEmulatorCmdlet : EmulatorTargetCmdlet
     /// <summary>The emulated process of this record: -Emulator, or one that came down the pipeline.</summary>
     protected override EmulatedProcess? EmulatorOfRecord =>
         ParameterSetName == EmulatorSet ? Emulator : PipedEmulator;
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// -Id given beside a piped EmulatedProcess ($e | Get-PageMap -Id 42) keeps the Id set, where the object still binds
+    /// -PipedEmulator by value: one of the two would be dropped without a word, so the record is refused, as
+    /// Save-MemoryImage refuses it (where the object binds nothing but -PipedObject).
+    /// </remarks>
+    private protected override EngineException? RefusedEmulator() =>
+        PipedEmulator is { } piped && ParameterSetName != EmulatorSet && Given("Id")
+            ? new EngineException(EngineError.InvalidArgument,
+                $"The piped {piped.GetType().FullName} and -Id {GivenId} are both given (-Id on the command line or by $PSDefaultParameterValues): the command would act on only one of them. " +
+                "Pipe the emulated process without -Id, or give -Id without piping.", null)
+            : null;
+
+    /// <summary>The -Id of this cmdlet as text, for messages.</summary>
+    private protected abstract string GivenId { get; }
 }

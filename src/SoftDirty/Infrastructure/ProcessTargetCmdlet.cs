@@ -16,6 +16,10 @@ public abstract class ProcessTargetCmdlet : ProcessOrEmulatorCmdlet
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
     public int[] Id { get; set; } = Array.Empty<int>();
 
+    /// <inheritdoc/>
+    private protected override string GivenId => string.Join(", ", Id);
+
     /// <summary>The targets of this pipeline record: the emulated process, or each real pid.</summary>
-    private protected IEnumerable<IPageSource?> Targets() => Targets(Id, EmulatorOfRecord);
+    private protected IEnumerable<IPageSource?> Targets() =>
+        WroteRefusedEmulator() ? Array.Empty<IPageSource?>() : Targets(Id, EmulatorOfRecord);
 }

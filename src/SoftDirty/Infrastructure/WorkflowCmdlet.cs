@@ -28,6 +28,9 @@ public abstract class WorkflowCmdlet : ProcessOrEmulatorCmdlet
     [ArgumentCompleter(typeof(MappingNameCompleter))]
     public string[]? Mapping { get; set; }
 
+    /// <inheritdoc/>
+    private protected override string GivenId => Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>The one target of this record: the emulated process running -Workload, or the real process.</summary>
     private protected IPageSource? Target() => OneTarget(Id, Workload);
 }
