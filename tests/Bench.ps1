@@ -275,11 +275,19 @@ if ((Get-MemAvailable) -gt 4GB) {
 }
 else { $facts.skipped.Add('asRange emission: less than 4 GiB available') }
 
+# Both sides the fastest of as many back-to-back runs: the bare side always was (the test kit's repeats), while the cmdlet
+# was one call right after the test kit had built and dropped a GiB of its own, so a collection or cold caches landed in
+# the cmdlet's single sample (4-16 in those runs, 1.4-1.6 for the same calls warm).
+$clearTries = 5
 $clearRatios = foreach ($i in 1..$RepeatLarge) {
-    $b = [SoftDirty.TestKit.Benchmarks.EmulatorBenchmarks]::ClearRefs(1.0, 1)
-    $sw = [Diagnostics.Stopwatch]::StartNew()
-    Clear-SoftDirty -Emulator $e -Confirm:$false
-    $sw.Elapsed.TotalSeconds / $b.BareSeconds
+    $b = [SoftDirty.TestKit.Benchmarks.EmulatorBenchmarks]::ClearRefs(1.0, $clearTries)
+    $best = [double]::MaxValue
+    foreach ($try in 1..$clearTries) {
+        $sw = [Diagnostics.Stopwatch]::StartNew()
+        Clear-SoftDirty -Emulator $e -Confirm:$false
+        $best = [math]::Min($best, $sw.Elapsed.TotalSeconds)
+    }
+    $best / $b.BareSeconds
 }
 $ratios.Add((New-RatioRecord -Name 'emulated Clear-SoftDirty 1GiB' -Baseline 'a bare vectorised AND-NOT over as many words (test kit)' -Ratios $clearRatios -LowerIsBetter -Target 2))
 $facts.emulatedEngineEntriesPerSecond = [math]::Round([SoftDirty.TestKit.Benchmarks.EmulatorBenchmarks]::PagemapEntriesPerSecond(1.0, $RepeatLarge))

@@ -628,6 +628,12 @@ Describe 'A write-tracking state folder that cannot be written' -Tag 'Security',
                 Get-ErrorId { Enable-WriteTracking -Id $t.Id -Confirm:$false } | Should -Be "$ErrorName,SoftDirty.Commands.EnableWriteTrackingCommand"
                 Get-ErrorId { Save-MemoryImage -Id $t.Id -Path (New-Dest) -Method WriteProtect } | Should -Be "$ErrorName,SoftDirty.Commands.SaveMemoryImageCommand"
                 Get-ErrorId { Watch-DirtyPage -Id $t.Id -Count 1 -Interval 0.1 -Method WriteProtect } | Should -Be "$ErrorName,SoftDirty.Commands.WatchDirtyPageCommand"
+                # Auto picks what works (before the lead's fix after round 15, the same error as WriteProtect's).
+                $auto = @(Watch-DirtyPage -Id $t.Id -Count 1 -Interval 0.1 -Verbose 4>&1)
+                $samples = @($auto | Where-Object { $_ -isnot [System.Management.Automation.VerboseRecord] })
+                $samples.Count | Should -Be 1
+                $samples[0].Method | Should -Be 'Hash'
+                ($auto | Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }).Message -join "`n" | Should -BeLike '*Auto chose Hash*state folder*'
                 Get-UffdCount $t.Id | Should -Be 0 -Because 'nothing is left injected in the target'
                 $img = New-Dest
                 $null = Save-MemoryImage -Id $t.Id -Path $img -Method Hash
@@ -640,7 +646,7 @@ Describe 'A write-tracking state folder that cannot be written' -Tag 'Security',
         }
     }
 
-    It 'on a read-only mount (root only, to mount): Enable, a WriteProtect save and watch say ImageWriteError, nothing injected; a Hash save works' -Skip:([bool]$MountSkip) {
+    It 'on a read-only mount (root only, to mount): Enable, a WriteProtect save and watch say ImageWriteError, nothing injected; an Auto watch and a Hash save work' -Skip:([bool]$MountSkip) {
         $mnt = New-Item -ItemType Directory (New-Dest)
         mount -t tmpfs -o ro,size=64k tmpfs $mnt
         try { Test-StateUnwritable $mnt.FullName 'ImageWriteError' } finally { umount $mnt }

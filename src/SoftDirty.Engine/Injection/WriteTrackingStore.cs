@@ -119,6 +119,25 @@ internal static partial class WriteTrackingStore
         return dir;
     }
 
+    /// <summary>
+    /// Whether the state folder can be used (opened, or made where missing) and, where not, why: Auto takes Hash instead
+    /// of the write tracking of another process where it cannot keep that tracking's state (a user without a home).
+    /// </summary>
+    public static bool FolderUsable(out string? reason)
+    {
+        reason = null;
+        try
+        {
+            using var dir = OpenSafeFolder(create: true);
+            return true;
+        }
+        catch (EngineException ex)
+        {
+            reason = $"the write-tracking state folder cannot be used ({ex.Message})";
+            return false;
+        }
+    }
+
     private static SafeDirectory CreateOrOpen(SafeDirectory parent, string name)
     {
         try { return parent.CreateDirectory(name); }

@@ -1,5 +1,6 @@
 using System;
 using System.Threading;
+using SoftDirty.Injection;
 
 namespace SoftDirty.Tracking;
 
@@ -8,7 +9,8 @@ internal static class DirtyTracker
 {
     /// <summary>
     /// The method Auto picks: SoftDirty where the kernel sets bit 55; else WriteProtect where the target is
-    /// this process, an emulated one that supports it, or another process this one may inject into; else Hash. <paramref name="reason"/> says why.
+    /// this process, an emulated one that supports it, or another process this one may inject into and keep the tracking
+    /// state of; else Hash. <paramref name="reason"/> says why.
     /// </summary>
     public static TrackingMethod Resolve(IPageSource source, TrackingMethod method, out string reason)
     {
@@ -29,7 +31,10 @@ internal static class DirtyTracker
             reason = "Auto chose SoftDirty: the kernel sets the soft-dirty bit.";
             return TrackingMethod.SoftDirty;
         }
-        if (WriteProtectTracker.IsSupported(source, out var refused))
+        // Another real process's tracking lives on between commands, with its state in the state folder: without a usable
+        // folder WriteProtect would fail, where Hash needs none.
+        if (WriteProtectTracker.IsSupported(source, out var refused)
+            && (source is not ProcPageSource || source.ProcessId == Environment.ProcessId || WriteTrackingStore.FolderUsable(out refused)))
         {
             reason = $"Auto chose WriteProtect: no soft-dirty here ({source.Features.SoftDirtyReason}), and process {source.ProcessId} can be registered for async write-protect.";
             return TrackingMethod.WriteProtect;
