@@ -681,3 +681,33 @@ Describe 'Folders a failed write made on the way to its destination' -Tag 'Secur
         Test-MemoryImage $first | Should -BeTrue
     }
 }
+
+Describe 'A relative $SOFTDIRTY_STATE_DIR' -Tag 'Security', 'Round15Limits', 'WriteTracking' -Skip:([bool]$WtSkip) {
+    # Noticed in round 15, fixed by the lead after it: a relative $SOFTDIRTY_STATE_DIR was taken as given, so each working
+    # directory had a state folder of its own (the relative-HOME defect again). Now it is InvalidArgument, before the
+    # process is touched; an Auto watch takes Hash, saying why.
+    It 'Enable-WriteTracking says InvalidArgument, nothing is injected or made under the working directory; an Auto watch takes Hash' {
+        $work = New-Item -ItemType Directory (New-Dest)
+        $saved = $env:SOFTDIRTY_STATE_DIR
+        $t = Start-ImgTarget
+        $cwd = [IO.Directory]::GetCurrentDirectory()
+        [IO.Directory]::SetCurrentDirectory($work.FullName)   # what a relative path would be taken against
+        try {
+            $env:SOFTDIRTY_STATE_DIR = 'relative-state'
+            $a = Send-ImgTarget $t 'map 8'
+            $null = Send-ImgTarget $t "fill $a 8 1"
+            $caught = try { Enable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction Stop; $null } catch { $_ }
+            $caught.FullyQualifiedErrorId | Should -Be 'InvalidArgument,SoftDirty.Commands.EnableWriteTrackingCommand'
+            $caught.Exception.Message | Should -BeLike '*SOFTDIRTY_STATE_DIR*relative*absolute*'
+            Get-UffdCount $t.Id | Should -Be 0
+            $samples = @(Watch-DirtyPage -Id $t.Id -Count 1 -Interval 0.05)
+            $samples.Count | Should -Be 1
+            $samples[0].Method | Should -Be 'Hash'
+            Get-Left $work | Should -BeNullOrEmpty -Because 'nothing is made under the working directory'
+        } finally {
+            [IO.Directory]::SetCurrentDirectory($cwd)
+            $env:SOFTDIRTY_STATE_DIR = $saved
+            Stop-ImgTarget $t
+        }
+    }
+}

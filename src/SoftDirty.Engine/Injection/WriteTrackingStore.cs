@@ -30,7 +30,14 @@ internal static partial class WriteTrackingStore
         get
         {
             var overridden = Environment.GetEnvironmentVariable(FolderVariable);
-            if (!string.IsNullOrEmpty(overridden)) return overridden;
+            if (!string.IsNullOrEmpty(overridden))
+            {
+                // Relative, it would name another folder in each working directory (as a relative HOME did): refused, not guessed.
+                if (!Path.IsPathRooted(overridden))
+                    throw new EngineException(EngineError.InvalidArgument,
+                        $"${FolderVariable} is '{overridden}', a relative path: each working directory would have a state folder of its own, and commands would not find each other's write tracking. Set it to an absolute path.", overridden);
+                return overridden;
+            }
             var state = Environment.GetEnvironmentVariable("XDG_STATE_HOME");
             // A relative one is invalid (XDG Base Directory: "must be absolute", else ignored): taken relative to the working
             // directory, each directory a command ran in would hold a state of its own, and commands would not find each other's.
