@@ -55,9 +55,21 @@ Describe 'Objects whose Id is not a process id, piped into the commands that bin
             )) {
             $c + @{ Kind = 'Round15.Ticket' }
             $c + @{ Kind = 'Selected.Round15.Ticket' }
+            # After round 15 (the lead): objects that came back from a session to another computer carry that computer's
+            # pids; before, the pid bound and the process of that pid here was acted on.
+            $c + @{ Kind = 'process of another computer (deserialized, PSComputerName)'; Remote = $true }
+            $c + @{ Kind = 'PID of another computer ([pscustomobject], PSComputerName)'; Remote = $true }
         }
     ) {
-        $o = if ($Kind -like 'Selected.*') { $ticket | Select-Object Id, Name } else { $ticket }
+        $o = switch -Wildcard ($Kind) {
+            'Selected.*' { $ticket | Select-Object Id, Name }
+            'process of*' {
+                $p = [System.Management.Automation.PSSerializer]::Deserialize([System.Management.Automation.PSSerializer]::Serialize((Get-Process -Id $t.Id), 1))
+                $p | Add-Member -NotePropertyName PSComputerName -NotePropertyValue 'softdirty-far-host.example' -PassThru
+            }
+            'PID of*' { [pscustomobject]@{ PID = $t.Id; PSComputerName = 'softdirty-far-host' } }
+            default { $ticket }
+        }
         # -WhatIf's line goes to the host: a refusal says InvalidArgument before ShouldProcess, so none is asked for.
         $ErrorActionPreference = 'Continue'
         $all = @($o | & $Run 2>&1)
@@ -66,7 +78,7 @@ Describe 'Objects whose Id is not a process id, piped into the commands that bin
         $out | Should -BeNullOrEmpty -Because "nothing of process $($t.Id) is read, and no object says it was acted on"
         $err.Count | Should -Be 1
         $err[0].FullyQualifiedErrorId | Should -BeLike 'InvalidArgument,*'
-        $err[0].Exception.Message | Should -BeLike "*piped $Kind has an Id ($($t.Id)) that is not a process id*-Id $($t.Id)*"
+        $err[0].Exception.Message | Should -BeLike $(if ($Remote) { "*came from the computer softdirty-far-host*process id $($t.Id)*not touched*" } else { "*piped $Kind has an Id ($($t.Id)) that is not a process id*-Id $($t.Id)*" })
         $t.Process.HasExited | Should -BeFalse
         Get-ProcessState $t.Id | Should -Not -Be 't' -Because 'it is not stopped'
     }
@@ -104,6 +116,8 @@ Describe 'Objects whose Id is not a process id, piped into the commands that bin
         @{ Kind = 'a mapping (ProcessId)'; Make = { Get-MemoryMapping -Id $t.Id | Select-Object -First 1 } }
         @{ Kind = 'an object of another type with a PID property'; Make = { [pscustomobject]@{ PID = $t.Id } } }
         @{ Kind = 'the test target object (a pscustomobject with a PSTypeName)'; Make = { $t } }
+        @{ Kind = 'a process from a session on this computer (PSComputerName localhost)'; Make = { Get-Process -Id $t.Id | Add-Member -NotePropertyName PSComputerName -NotePropertyValue 'localhost' -PassThru } }
+        @{ Kind = 'a process from a session to this computer by its host name'; Make = { Get-Process -Id $t.Id | Add-Member -NotePropertyName PSComputerName -NotePropertyValue ([System.Net.Dns]::GetHostName()) -PassThru } }
     ) {
         $o = & $Make
         $m = @($o | Get-MemoryMapping -ErrorAction Stop)

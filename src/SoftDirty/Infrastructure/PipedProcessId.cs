@@ -41,6 +41,34 @@ internal static class PipedProcessId
         typeName == typeof(Process).FullName || typeName == typeof(ProcessThread).FullName
         || (typeName?.StartsWith(nameof(SoftDirty) + ".", StringComparison.Ordinal) ?? false);
 
+    /// <summary>The property PowerShell remoting adds to every object that comes back from a session (Invoke-Command, Receive-Job).</summary>
+    private const string ComputerProperty = "PSComputerName";
+
+    /// <summary>
+    /// The computer a piped object came from where that is not this one, else null: Invoke-Command -Session $s { Get-Process x }
+    /// | Save-MemoryImage bound the remote process's pid, and the command acted on whatever process has that pid here.
+    /// This computer is "localhost", a loopback address, or its host name (its first label matching, for a full name).
+    /// </summary>
+    public static string? RemoteComputer(PSObject piped)
+    {
+        if (piped.Properties[ComputerProperty]?.Value is not string computer || computer.Length == 0) return null;
+        return IsThisComputer(computer) ? null : computer;
+    }
+
+    private static bool IsThisComputer(string computer)
+    {
+        if (computer is "." or "::1" || computer.StartsWith("127.", StringComparison.Ordinal)
+            || computer.Equals("localhost", StringComparison.OrdinalIgnoreCase)) return true;
+        var label = computer.Split('.')[0];
+        return label.Equals(Environment.MachineName, StringComparison.OrdinalIgnoreCase)
+            || label.Equals(System.Net.Dns.GetHostName().Split('.')[0], StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>The error for a process id that names a process on another computer.</summary>
+    public static EngineException RemoteRefusal(string computer, int id) => new(EngineError.InvalidArgument,
+        $"The piped object came from the computer {computer} ({ComputerProperty}): its process id {id} names a process there, not here, and process {id} here was not touched. " +
+        "Run the command on that computer (Invoke-Command), or give -Id if you mean the process here.", id);
+
     /// <summary>The error for an Id of <paramref name="kind"/> that is not a process id.</summary>
     public static EngineException Refusal(string kind, int id) => new(EngineError.InvalidArgument,
         $"The piped {kind} has an Id ({id}) that is not a process id: process {id} was not touched. Pipe processes (Get-Process) or objects " +
