@@ -200,11 +200,30 @@ Describe 'Objects whose Id is not a process id, piped into the commands that bin
         @{ Kind = '$null'; Value = $null; Expect = 'a binding error' }
         @{ Kind = 'a negative number'; Value = -7; Expect = 'ProcessNotFound' }
         @{ Kind = 'a number past Int32'; Value = 4294967296L; Expect = 'a binding error' }
+        # After round 15 (the lead): PowerShell rounded a fraction to a pid (1000.5 named process 1000).
+        @{ Kind = 'the target''s pid plus a half'; Value = 'half'; Expect = 'a binding error' }
+        @{ Kind = 'the target''s pid plus a half, as text'; Value = 'halftext'; Expect = 'a binding error' }
+        @{ Kind = 'the target''s pid plus a half, as a decimal'; Value = 'halfdecimal'; Expect = 'a binding error' }
     ) {
+        $Value = switch ($Value) { 'half' { $t.Id + 0.5 } 'halftext' { "$($t.Id).5" } 'halfdecimal' { [decimal]$t.Id + 0.5d } default { $Value } }
         $caught = try { $null = [pscustomobject]@{ Id = $Value } | Get-MemoryMapping -ErrorAction Stop; $null } catch { $_ }
         $caught | Should -Not -BeNullOrEmpty
         if ($Expect -eq 'ProcessNotFound') { $caught.FullyQualifiedErrorId | Should -BeLike 'ProcessNotFound,*' }
         else { $caught.FullyQualifiedErrorId | Should -Match '^(ParameterArgument\w+|InputObject\w+|ParameterBindingFailed),' }
+        if ($Kind -like '*half*') { $caught.Exception.Message | Should -BeLike '*is not a process id: a process id is a whole number*' }
+    }
+
+    It 'a fractional -Id is refused by every command that takes -Id; a whole number of any type binds' {
+        foreach ($run in { Get-MemoryMapping -Id $args[0] }, { Get-PageMap -Id $args[0] -Present -AsRange }, { Search-PageMap -Id $args[0] },
+            { Get-SoftDirtySupport -Id $args[0] }, { Clear-PageReference -Id $args[0] -Type PeakRss -WhatIf }, { Enable-WriteTracking -Id $args[0] -WhatIf },
+            { Disable-WriteTracking -Id $args[0] -WhatIf }, { Save-MemoryImage -Id $args[0] -Path (Join-Path $root (New-Name)) -WhatIf },
+            { Watch-DirtyPage -Id $args[0] -Count 1 -Interval 0.01 -Method Hash }, { Invoke-PreCopyMigration -Id $args[0] -Bandwidth 1GB -WhatIf }) {
+            $caught = try { $null = & $run ($t.Id + 0.5) -ErrorAction Stop; $null } catch { $_ }
+            $caught.FullyQualifiedErrorId | Should -BeLike 'ParameterArgumentTransformationError,*' -Because "$run"
+        }
+        foreach ($whole in [double]$t.Id, [decimal]$t.Id, [long]$t.Id, "$($t.Id)", " $($t.Id) ") {
+            @(Get-MemoryMapping -Id $whole -ErrorAction Stop).ProcessId | Sort-Object -Unique | Should -Be $t.Id
+        }
     }
 
     It 'an Id that is two pids: every command that takes one process refuses it, one that takes several reads both' {

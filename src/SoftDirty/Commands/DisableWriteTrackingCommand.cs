@@ -18,6 +18,7 @@ public sealed class DisableWriteTrackingCommand : PipedIdCmdlet
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    [ProcessId]
     public int[] Id { get; set; } = Array.Empty<int>();
 
     /// <summary>Emit the process after disabling.</summary>

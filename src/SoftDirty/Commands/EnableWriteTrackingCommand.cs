@@ -19,6 +19,7 @@ public sealed class EnableWriteTrackingCommand : PipedIdCmdlet
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    [ProcessId]
     public int[] Id { get; set; } = Array.Empty<int>();
 
     /// <inheritdoc/>

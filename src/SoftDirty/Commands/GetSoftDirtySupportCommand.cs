@@ -27,6 +27,7 @@ public sealed class GetSoftDirtySupportCommand : PipedIdCmdlet
     [Parameter(ParameterSetName = IdSet, Mandatory = true, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    [ProcessId]
     public int[] Id { get; set; } = System.Array.Empty<int>();
 
     /// <summary>The object this pipeline record came as (see <see cref="PipedObjectCmdlet"/>): not in the Kernel set, which takes no input.</summary>

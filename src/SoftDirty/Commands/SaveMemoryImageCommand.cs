@@ -21,6 +21,7 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    [ProcessId]
     public int Id { get; set; }
 
     /// <summary>The new image's directory (created, mode 0700; it must not hold an image).</summary>

@@ -14,6 +14,7 @@ public abstract class ProcessTargetCmdlet : ProcessOrEmulatorCmdlet
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    [ProcessId]
     public int[] Id { get; set; } = Array.Empty<int>();
 
     /// <inheritdoc/>

@@ -14,6 +14,7 @@ public abstract class WorkflowCmdlet : ProcessOrEmulatorCmdlet
     [Parameter(ParameterSetName = IdSet, Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
     [Alias("PID", "ProcessId")]
     [ArgumentCompleter(typeof(ProcessIdCompleter))]
+    [ProcessId]
     public int Id { get; set; }
 
     /// <summary>What the emulated process does meanwhile: @{ Address; Length; Pattern; AccessesPerSecond; WriteRatio; Seed } (accesses per emulated second).</summary>
