@@ -221,6 +221,35 @@ Describe 'Round 15: writes of a process sharing the target''s memory, and tracki
     }
 }
 
+Describe 'After round 15: a soft-dirty clear through a sharer''s pid clears the target''s bits too' -Tag 'Security', 'Round15Shared', 'Kernel' -Skip:([bool]$ShareSkip) {
+    # clear_refs clears the bits of an address space, and processes sharing one (CLONE_VM) share its bits, but the epochs
+    # that tell a chain whether its bits were cleared since its parent were kept per process: a SoftDirty chain of the
+    # target trusted bits that a clear through its sharer's pid had taken, and its increment lacked the writes made before
+    # that clear. Now a clear records a new epoch for every process MemorySharers finds, before and after it (the lead,
+    # after round 15). Needs soft-dirty: it runs in the kernel VM (build.ps1 KernelTest).
+    It 'Clear-SoftDirty of the sharer between two SoftDirty saves of the target: the increment compares contents and holds the write' -ForEach @(
+        @{ Skip = $(if (-not $k.SoftDirty) { "no soft-dirty in this kernel ($($k.SoftDirtyReason)); the kernel VM runs it" }) }
+    ) {
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
+        $t = Start-TestTarget -Path $shExe
+        $dir = New-ImagePath 'c'
+        try {
+            $r = New-ShRegion $t 4
+            $swept = New-ShRegion $t 1
+            $sharer = [int]$t.Send("sweeper $($swept.Hex) 1")
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/full" -Method SoftDirty
+            $null = $t.Send("poke $($r.Hex) 2 1 42")
+            Clear-SoftDirty -Id $sharer -Confirm:$false
+            $inc = Save-MemoryImage -Id $t.Id -Path "$dir/inc" -Parent "$dir/full" -Method SoftDirty -WarningVariable warned -WarningAction SilentlyContinue
+            ($warned -join ' ') | Should -BeLike "*process $($t.Id) was cleared since the parent image*"
+            $bytes = Get-RestoredRegion $inc.Path $r $t.PageSize
+            $bytes[2 * $t.PageSize] | Should -Be 42 -Because 'the write made before the clear through the sharer''s pid is in the increment'
+            $bytes[3 * $t.PageSize] | Should -Be 7
+            $null = $t.Send('sweepstop')
+        } finally { Stop-TestTarget $t }
+    }
+}
+
 Describe 'Round 15: an io_uring holding the target''s pages, given to another process' -Tag 'Security', 'Round15Shared', 'WriteTracking' -Skip:([bool]$UringSkip) {
     # Before: the registered buffers were read from the target's own io_uring descriptors only. A ring handed to another
     # process (fork, SCM_RIGHTS) and closed by the target still writes the target's pinned pages (IORING_OP_READ_FIXED),

@@ -33,12 +33,16 @@ internal static class PageSourceExtensions
             using (HoldStill(source, cancel)) source.WriteClearRefs(text);
             return null;
         }
+        // Processes sharing this one's memory (CLONE_VM) lose their bits with it: their epochs are recorded too.
+        var sharers = Tracking.TrackingEpoch.Sharers(source);
         using (Tracking.TrackingEpoch.Lock(source, cancel))
         using (HoldStill(source, cancel)) // after the soft-dirty lock, as SoftDirtyWindow takes them
         {
             var epoch = Tracking.TrackingEpoch.Record(source);
+            Tracking.TrackingEpoch.RecordSharers(sharers);
             Injection.InjectionSteps.Mark(Tracking.TrackingEpoch.RecordedStep);
             source.WriteClearRefs(text);
+            Tracking.TrackingEpoch.RecordSharers(sharers);
             return epoch;
         }
     }

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Runtime.CompilerServices;
@@ -57,9 +58,15 @@ internal static class TrackingEpoch
     public static string? Identity(IPageSource source)
     {
         if (Root(source) is not ProcPageSource) return EmulatedIds.GetValue(Root(source), _ => "emulated:" + Guid.NewGuid().ToString("N"));
-        var start = StartTime(source.ProcessId);
+        return Identity(source.ProcessId);
+    }
+
+    /// <summary>Who the real process <paramref name="pid"/> is: "boot/pid/starttime"; null where unknown (exited).</summary>
+    private static string? Identity(int pid)
+    {
+        var start = StartTime(pid);
         var boot = BootId();
-        return start is null || boot is null ? null : $"{boot}/{source.ProcessId}/{start}";
+        return start is null || boot is null ? null : $"{boot}/{pid}/{start}";
     }
 
     /// <summary>Records a new epoch for a soft-dirty clear of <paramref name="source"/> about to be made; returns it (null where it cannot be kept).</summary>
@@ -77,35 +84,60 @@ internal static class TrackingEpoch
             return epoch;
         }
         var id = Identity(source);
-        var dirs = StateDirectories();
-        if (id is null || dirs.Length == 0) return null;
-        var foreign = ForeignOwner(source);
+        if (id is null) return null;
+        var foreign = ForeignOwner(source.ProcessId);
         // The process's user changed since its lock was taken (a daemon dropped privileges to serve a user): the new user's
         // commands did not wait for this one, and a clear of theirs between this record and this clear would be trusted by them.
         if (_heldFor is { } heldFor && heldFor.TryGetValue(id, out var lockedFor) && lockedFor != foreign)
             throw new EngineException(EngineError.ProcIOError,
                 $"Process {source.ProcessId} changed its user during the command (from {lockedFor?.ToString(CultureInfo.InvariantCulture) ?? "root"} to {foreign?.ToString(CultureInfo.InvariantCulture) ?? "root"}): not clearing its soft-dirty bits under a lock that user's commands do not take. Run the command again.", source.ProcessId);
+        return RecordReal(source.ProcessId, id, foreign, epoch) ? Current(source) : null;
+    }
+
+    /// <summary>
+    /// Records a new epoch for each of <paramref name="sharers"/>, processes that share the memory of one whose soft-dirty
+    /// bits are cleared (<see cref="MemorySharers"/>): clear_refs clears the bits of the address space, so the clear of one
+    /// is the clear of all, and a chain or watch of another must not trust its bits after it. Called before the clear and
+    /// again after it, without the sharers' locks (a command holding one takes the other's; no lock order would keep two
+    /// such commands from waiting on each other): a command of a sharer that checks its epoch after reading its bits sees
+    /// the record made before the clear, and one that armed its epoch before the clear sees the record made after it.
+    /// </summary>
+    public static void RecordSharers(IReadOnlyList<int> sharers)
+    {
+        foreach (var pid in sharers)
+            if (Identity(pid) is { } id) RecordReal(pid, id, ForeignOwner(pid), Guid.NewGuid().ToString("N"));
+    }
+
+    /// <summary>The processes that share the memory of the real process behind <paramref name="source"/> (<see cref="MemorySharers"/>); none for an emulated one.</summary>
+    public static IReadOnlyList<int> Sharers(IPageSource source) =>
+        Root(source) is ProcPageSource ? MemorySharers.Find(source.ProcessId) : Array.Empty<int>();
+
+    /// <summary>Writes <paramref name="epoch"/> for the real process <paramref name="id"/> into every state folder (and its owner's, for root); false where one failed.</summary>
+    private static bool RecordReal(int pid, string id, uint? foreign, string epoch)
+    {
+        var dirs = StateDirectories();
+        if (dirs.Length == 0) return false;
         // Every folder, even after one failed: a folder left with the previous epoch would keep its readers trusting it.
         bool recorded = true;
-        foreach (var dir in dirs) recorded &= RecordIn(dir, FileName(id), epoch, source.ProcessId);
+        foreach (var dir in dirs) recorded &= RecordIn(dir, FileName(id), epoch, pid);
         if (foreign is { } owner)
             foreach (var runtime in new[] { true, false })
             {
                 using var dir = OpenOwnersFolder(owner, runtime);
-                if (dir is not null) recorded &= RecordForOwner(dir, FileName(id), epoch, owner, source.ProcessId);
+                if (dir is not null) recorded &= RecordForOwner(dir, FileName(id), epoch, owner, pid);
             }
-        return recorded ? Current(source) : null;
+        return recorded;
     }
 
     /// <summary>
-    /// The owner of the process behind <paramref name="source"/> where the caller is root and the owner another user, else null. That user's commands read only their own folders: a clear by root recorded only in root's was not seen by
+    /// The owner of the process behind <paramref name="pid"/> where the caller is root and the owner another user, else null. That user's commands read only their own folders: a clear by root recorded only in root's was not seen by
     /// the user's chain or watch, which trusted soft-dirty bits root's clear had taken (and root's chain missed the user's clears).
     /// Root's records go into the owner's folders too, and root reads them there. Only root's: another user cannot write in them.
     /// </summary>
-    private static uint? ForeignOwner(IPageSource source)
+    private static uint? ForeignOwner(int pid)
     {
         if (FileNative.Geteuid() != 0) return null;
-        return FileNative.Stat("/proc/" + source.ProcessId.ToString(CultureInfo.InvariantCulture), out _) is { } st && st.Uid != 0 ? st.Uid : null;
+        return FileNative.Stat("/proc/" + pid.ToString(CultureInfo.InvariantCulture), out _) is { } st && st.Uid != 0 ? st.Uid : null;
     }
 
     /// <summary>
@@ -209,7 +241,7 @@ internal static class TrackingEpoch
             if (all.Length > 0) all.Append(';');
             all.Append(dir).Append('=').Append(value);
         }
-        if (ForeignOwner(source) is { } owner)
+        if (ForeignOwner(source.ProcessId) is { } owner)
             foreach (var runtime in new[] { true, false })
             {
                 using var dir = OpenOwnersFolder(owner, runtime);
@@ -292,7 +324,7 @@ internal static class TrackingEpoch
                 Add(LockFile.TakeUnlessHeld(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
                         ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder {dir} was removed.", source.ProcessId),
                     FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
-            lockedFor = ForeignOwner(source);
+            lockedFor = ForeignOwner(source.ProcessId);
             if (lockedFor is { } owner)
                 foreach (var runtime in new[] { true, false })
                 {
