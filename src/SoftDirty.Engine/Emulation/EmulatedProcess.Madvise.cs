@@ -25,7 +25,11 @@ public sealed partial class EmulatedProcess
     /// <summary>
     /// Reclaims the pages of the range (MADV_PAGEOUT-like). A private anonymous page goes to a swap slot and
     /// its PTE becomes a swap entry that keeps soft-dirty and uffd-wp; a shared or file page just loses its
-    /// PTE (it stays in the page cache), so its soft-dirty is lost. THPs are split first; zero pages stay.
+    /// PTE (it stays in the page cache), so its soft-dirty is lost, and in a shmem or file VMA registered for
+    /// uffd-wp a write-protected one becomes a uffd-wp marker (try_to_unmap_one's pte_install_uffd_wp_if_needed,
+    /// as MADV_DONTNEED's zap keeps it). A page that more than one mapping maps (a fork's copy-on-write page, a
+    /// file page mapped twice) is left alone (madvise_cold_or_pageout_pte_range: folio_mapcount != nr_pages). THPs
+    /// are split first; zero pages stay.
     /// </summary>
     public void SwapOut(ulong address, ulong length)
     {
@@ -33,19 +37,29 @@ public sealed partial class EmulatedProcess
         {
             ulong end = CheckMappedRange("SwapOut", address, length);
             if (end == 0) return;
-            MutatePtes(address, end, visitNone: false, (_, pte) =>
+            foreach (var vma in _vmas.Range(address, end))
             {
-                if (!Pte.IsPresent(pte)) return pte;
-                ulong frame = Pte.Frame(pte);
-                if (frame < PhysicalMemory.FirstUserPfn) return pte;
-                bool anonymousPage = (pte & Pte.NotAnonymous) == 0;
-                AddRss(-1);
-                if (!anonymousPage) { _mem.Unmap(frame, anonymous: false); return 0; }
-                ulong offset = _mem.SwapOut(_mem.Content.Duplicate(_mem.ContentOf(frame)));
-                _mem.Unmap(frame, anonymous: true);
-                return Pte.MakeSwap(offset) | (pte & (Pte.SoftDirty | Pte.UffdWp));
-            });
+                bool keepUffdWp = vma.UffdWriteProtect && !vma.IsAnonymous;
+                MutatePtes(Math.Max(address, vma.Start), Math.Min(end, vma.End), visitNone: false, (_, pte) => SwapOutPte(pte, keepUffdWp));
+            }
         }
+    }
+
+    private ulong SwapOutPte(ulong pte, bool keepUffdWp)
+    {
+        if (!Pte.IsPresent(pte)) return pte;
+        ulong frame = Pte.Frame(pte);
+        if (frame < PhysicalMemory.FirstUserPfn || _mem.MapCount(frame) > 1) return pte;
+        bool anonymousPage = (pte & Pte.NotAnonymous) == 0;
+        AddRss(-1);
+        if (!anonymousPage)
+        {
+            _mem.Unmap(frame, anonymous: false);
+            return keepUffdWp && (pte & Pte.UffdWp) != 0 ? Pte.Swap | Pte.UffdWp : 0;
+        }
+        ulong offset = _mem.SwapOut(_mem.Content.Duplicate(_mem.ContentOf(frame)));
+        _mem.Unmap(frame, anonymous: true);
+        return Pte.MakeSwap(offset) | (pte & (Pte.SoftDirty | Pte.UffdWp));
     }
 
     /// <summary>Brings the swapped pages of the range back (MADV_WILLNEED plus a read); soft-dirty comes back from the swap entry.</summary>

@@ -1,0 +1,214 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, sixteenth attack round: memory whose contents or placement the kernel changes without the target writing
+# (reclaim, the huge zero page), and the emulator's fidelity there. New cases only (rounds 2-15:
+# Security.Round*.Tests.ps1; MADV_FREE reclaimed and written, MADV_DONTNEED, KSM, MADV_COLLAPSE and splits, punched and
+# truncated files, MAP_DROPPABLE and guard regions were done). Here the kernel and the emulator's Host profile (the rules
+# measured on this kernel) do the same thing side by side and must show the same pagemap entries. Targets:
+# tests/native/imgtarget.c and wttarget.c.
+
+BeforeDiscovery {
+    $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason } else { 'Linux only' }
+    $ThpFile = '/sys/kernel/mm/transparent_hugepage/enabled'
+    $ZeroFile = '/sys/kernel/mm/transparent_hugepage/use_zero_page'
+    $HugeZeroSkip = if (-not $IsLinux) { 'Linux only' }
+    elseif (-not (Test-Path $ThpFile)) { 'no transparent huge pages here' }
+    elseif ((Get-Content $ThpFile) -match '\[never\]') { 'transparent huge pages are off ([never])' }
+    elseif (-not (Test-Path $ZeroFile) -or (Get-Content $ZeroFile) -ne '1') { "the kernel maps no huge zero page ($ZeroFile is not 1)" }
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state16r'
+    $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r16r')
+    $script:wtExe = Join-Path $PSScriptRoot '../native/bin/wttarget'
+    $script:PageSize = [uint64][Environment]::SystemPageSize
+    # madvise(2) advice values (include/uapi/asm-generic/mman-common.h).
+    $script:MadvHugePage = 14; $script:MadvPopulateRead = 22
+    # Soft-dirty is left out of the comparisons: it is a property of the VMA's history (merges), not of what is tested here.
+    $script:Compared = [SoftDirty.PagemapFlags]::Present -bor [SoftDirty.PagemapFlags]::Swapped -bor [SoftDirty.PagemapFlags]::FileOrSharedAnon -bor
+    [SoftDirty.PagemapFlags]::Exclusive -bor [SoftDirty.PagemapFlags]::UffdWriteProtected -bor [SoftDirty.PagemapFlags]::Guard
+    function Get-Flags($Entries) { @($Entries | ForEach-Object { [SoftDirty.PagemapFlags]([uint64]$_.Flags -band [uint64]$Compared) }) }
+    $script:Huge = if (Test-Path /sys/kernel/mm/transparent_hugepage/hpage_pmd_size) { [uint64](Get-Content /sys/kernel/mm/transparent_hugepage/hpage_pmd_size) } else { [uint64]0 }
+    # A region of two huge pages' worth of small pages, MADV_HUGEPAGE on its 2 MiB-aligned part, which $Fault (a
+    # target command, given the region) then faults in; $null unless PAGEMAP_SCAN shows $Expect on that whole part.
+    function New-HugeRegion($Target, [scriptblock] $Fault, [string] $Expect) {
+        $per = [int]($Huge / $PageSize)
+        $hex = Send-TestTarget $Target "map $($per * 2)"
+        $base = [Convert]::ToUInt64($hex, 16)
+        $aligned = ($base + $Huge - 1) - ($base + $Huge - 1) % $Huge
+        $r = [pscustomobject]@{ Hex = $hex; First = [int](($aligned - $base) / $PageSize); Per = $per; Aligned = $aligned }
+        $null = Send-TestTarget $Target "madvise $hex $($r.First) $per $MadvHugePage"
+        $null = Send-TestTarget $Target (& $Fault $r)
+        $scan = @(Search-PageMap -Id $Target.Id -Address $aligned -Length $Huge)
+        if ($scan.Count -eq 1 -and ($scan[0].Categories -band $Expect) -eq [SoftDirty.PageCategory]$Expect) { $r }
+    }
+    # A file of $Pages pages of non-zero bytes, for a MAP_SHARED mapping of it.
+    function New-PageFile([int] $Pages) {
+        $path = Join-Path $root "f-$([guid]::NewGuid().ToString('n')).bin"
+        $bytes = [byte[]]::new($Pages * $PageSize)
+        [Random]::new($Pages).NextBytes($bytes)
+        [IO.File]::WriteAllBytes($path, $bytes)
+        $path
+    }
+}
+
+AfterAll { Remove-Item Env:SOFTDIRTY_STATE_DIR -ErrorAction SilentlyContinue }
+
+Describe 'Round 16: the huge zero page in pagemap, a real process and the emulator' -Tag 'Emulator', 'Security', 'Round16Reclaim' -Skip:([bool]$HugeZeroSkip) {
+    # A read fault in a 2 MiB-aligned range of a MADV_HUGEPAGE mapping maps the huge zero page. pagemap's PMD path asks
+    # the page's folio whether it is anonymous, and the huge zero page is not: its entries carry the FILE bit (and not
+    # the exclusive one), unlike the PTE-mapped zero page. PAGEMAP_SCAN asks vm_normal_page_pmd, which has no page for
+    # it: Huge | PfnZero, no File.
+    It 'Get-PageMap and Search-PageMap show the emulator''s huge zero page as the kernel shows its own' {
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $r = New-HugeRegion $t { param($r) "madvise $($r.Hex) $($r.First) $($r.Per) $MadvPopulateRead" } 'Huge, PfnZero'
+            if (-not $r) { Set-ItResult -Skipped -Because 'the kernel mapped no huge zero page for the read'; return }
+            $scan = @(Search-PageMap -Id $t.Id -Address $r.Aligned -Length $Huge)
+            $real = Get-Flags (Get-PageMap -Id $t.Id -Address $r.Aligned -Length (4 * $PageSize))
+        } finally { Stop-TestTarget $t }
+        $e = New-EmulatedProcess -Kernel Host
+        $m = $e | Add-EmulatedMapping -Length (2 * $Huge) -HugePage
+        $ea = ($m.Start + $Huge - 1) - ($m.Start + $Huge - 1) % $Huge
+        $e | Read-EmulatedMemory -Address $ea -Length $Huge
+        $emulated = Get-Flags ($e | Get-PageMap -Address $ea -Length (4 * $PageSize))
+        ($emulated -join '; ') | Should -Be ($real -join '; ') -Because 'the emulator models the huge zero page''s pagemap entries as the kernel reports them'
+        ($e | Search-PageMap -Address $ea -Length $Huge).Categories | Should -Be $scan[0].Categories
+    }
+}
+
+Describe 'Round 16: MADV_PAGEOUT of shared and file pages, a real process and the emulator' -Tag 'Emulator', 'Security', 'Round16Reclaim' {
+    # Reclaim unmaps a page of shmem or of a file (it stays in the page cache: no swap needed). In a VMA registered for
+    # uffd-wp, try_to_unmap_one leaves a uffd-wp marker where the page was write-protected (pte_install_uffd_wp_if_needed,
+    # as a zap does), which pagemap shows as Swapped | UffdWriteProtected. A page that another mapping maps too is left
+    # alone (folio_mapcount != nr_pages). A page still in a CPU's LRU batch cannot be isolated and stays: only the pages
+    # the kernel did drop are compared, and there are more of them than two CPUs' batches hold.
+    BeforeAll {
+        $script:Pages = 96
+        function Compare-Dropped($Real, $Emulated, [string] $What) {
+            $dropped = @(for ($i = 0; $i -lt $Real.Count; $i++) { if (-not ($Real[$i] -band [SoftDirty.PagemapFlags]::Present)) { $i } })
+            $dropped.Count | Should -BeGreaterThan 0 -Because "the kernel reclaims pages that are on the LRU ($What)"
+            foreach ($i in $dropped) { "page ${i}: $($Emulated[$i])" | Should -Be "page ${i}: $($Real[$i])" -Because "the emulator drops the page as the kernel did ($What)" }
+        }
+    }
+
+    It 'pages of a <Kind> mapping registered for write tracking become uffd-wp markers' -Skip:([bool]$WtSkip) -ForEach @(
+        @{ Kind = 'memfd (MAP_SHARED)' }, @{ Kind = 'file (MAP_SHARED)' }
+    ) {
+        $t = Start-ImgTarget
+        try {
+            $path = $null
+            $addr = if ($Kind -like 'memfd*') { ((Send-ImgTarget $t "shm $Pages") -split ' ')[0] } else { $path = New-PageFile $Pages; Send-ImgTarget $t "mapfile $path $Pages 1" }
+            $null = Send-ImgTarget $t "fill $addr $Pages 7"
+            $null = Enable-WriteTracking -Id $t.Id
+            $null = Send-ImgTarget $t "pageout $addr 0 $Pages"
+            $real = Get-Flags (Get-PageMap -Id $t.Id -Address ([Convert]::ToUInt64($addr, 16)) -Length ($Pages * $PageSize))
+        } finally { Stop-ImgTarget $t }
+        $e = New-EmulatedProcess -Kernel Host
+        $m = if ($path) { $e | Add-EmulatedMapping -Length ($Pages * $PageSize) -Shared -Path $path } else { $e | Add-EmulatedMapping -Length ($Pages * $PageSize) -Shared }
+        $e | Write-EmulatedMemory -Address $m.Start -Length ($Pages * $PageSize)
+        $e | Register-EmulatedWriteProtect -Address $m.Start -Length ($Pages * $PageSize)
+        $e | Invoke-EmulatedMadvise -Address $m.Start -Length ($Pages * $PageSize) -Advice PageOut
+        Compare-Dropped $real (Get-Flags ($e | Get-PageMap -Address $m.Start -Length ($Pages * $PageSize))) $Kind
+    }
+
+    It 'pages of a file that two MAP_SHARED mappings map stay where they are' {
+        $path = New-PageFile $Pages
+        $t = Start-ImgTarget
+        try {
+            $a = Send-ImgTarget $t "mapfile $path $Pages 1"
+            $b = Send-ImgTarget $t "mapfile $path $Pages 1"
+            $null = Send-ImgTarget $t "touch $a 0 $Pages"
+            $null = Send-ImgTarget $t "touch $b 0 $Pages"
+            $null = Send-ImgTarget $t "pageout $a 0 $Pages"
+            $real = Get-Flags (Get-PageMap -Id $t.Id -Address ([Convert]::ToUInt64($a, 16)) -Length ($Pages * $PageSize))
+        } finally { Stop-ImgTarget $t }
+        $real | Where-Object { -not ($_ -band [SoftDirty.PagemapFlags]::Present) } | Should -BeNullOrEmpty -Because 'the kernel pages out no page that another mapping maps'
+        $e = New-EmulatedProcess -Kernel Host
+        $ma = $e | Add-EmulatedMapping -Length ($Pages * $PageSize) -Shared -Path $path
+        $mb = $e | Add-EmulatedMapping -Length ($Pages * $PageSize) -Shared -Path $path
+        $e | Read-EmulatedMemory -Address $ma.Start -Length ($Pages * $PageSize)
+        $e | Read-EmulatedMemory -Address $mb.Start -Length ($Pages * $PageSize)
+        $e | Invoke-EmulatedMadvise -Address $ma.Start -Length ($Pages * $PageSize) -Advice PageOut
+        (Get-Flags ($e | Get-PageMap -Address $ma.Start -Length ($Pages * $PageSize))) -join '; ' | Should -Be ($real -join '; ')
+    }
+}
+
+Describe 'Round 16: lazily freed pages reclaimed and the huge zero page in chains and migrations (a real process)' -Tag 'Workflows', 'Security', 'Round16Reclaim' {
+    # Each image is compared with a full Hash image of the same moment: what the kernel dropped (a lazily freed page it
+    # reclaimed, which reads as zeros with no write) must never keep the parent's bytes, and what only a read or a
+    # populate mapped (the huge zero page, zeroed pages) must restore as zeros.
+    BeforeAll {
+        $script:MadvFree = 8; $script:MadvPageout = 21; $script:MadvPopulateWrite = 23
+        function Send-Idle($Target, [string] $Command) { $reply = Send-TestTarget $Target $Command; Wait-ImgTargetIdle $Target; $reply }
+        function New-ImagePath([string] $Name) { Join-Path $root "$Name-$([guid]::NewGuid().ToString('n'))" }
+        function Assert-IsTheMoment($Target, [string] $Image, [string] $Because) {
+            $now = New-ImagePath 'now'
+            $null = Save-MemoryImage -Id $Target.Id -Path $now -Method Hash
+            Test-MemoryImage -Path $Image | Should -BeTrue
+            Compare-RestoredImage $Image $now $root | Should -BeNullOrEmpty -Because $Because
+        }
+    }
+
+    It '<Case>, -Method <Method>: the increment restores what a full image of that moment restores' -ForEach @(
+        foreach ($m in 'WriteProtect', 'Hash') {
+            @{ Method = $m; WtSkip = $WtSkip; HugeZeroSkip = $HugeZeroSkip; Case = 'pages written, lazily freed, reclaimed, then populated for write (MADV_POPULATE_WRITE: zeros, no store)' }
+            @{ Method = $m; WtSkip = $WtSkip; HugeZeroSkip = $HugeZeroSkip; Case = 'a huge zero page mapped by a read (MADV_POPULATE_READ), then two of its pages written' }
+            @{ Method = $m; WtSkip = $WtSkip; HugeZeroSkip = $HugeZeroSkip; Case = 'a written transparent huge page lazily freed whole and reclaimed whole' }
+        }
+    ) {
+        if ($Method -eq 'WriteProtect' -and $WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
+        if ($Case -like '*huge*' -and $HugeZeroSkip) { Set-ItResult -Skipped -Because $HugeZeroSkip; return }
+        $t = Start-TestTarget -Path $wtExe
+        $dir = New-ImagePath 'chain'
+        try {
+            switch -Wildcard ($Case) {
+                'pages written*' {
+                    $hex = Send-TestTarget $t 'map 16'
+                    $null = Send-TestTarget $t "write $hex 0 16"
+                    $null = Save-MemoryImage -Id $t.Id -Path "$dir/0" -Method $Method
+                    $null = Send-TestTarget $t "madvise $hex 2 8 $MadvFree"
+                    $null = Send-TestTarget $t "madvise $hex 2 8 $MadvPageout"
+                    $null = Send-Idle $t "madvise $hex 4 4 $MadvPopulateWrite"
+                }
+                'a huge zero page*' {
+                    $r = New-HugeRegion $t { param($r) "madvise $($r.Hex) $($r.First) $($r.Per) $MadvPopulateRead" } 'Huge, PfnZero'
+                    if (-not $r) { Set-ItResult -Skipped -Because 'the kernel mapped no huge zero page for the read'; return }
+                    $null = Save-MemoryImage -Id $t.Id -Path "$dir/0" -Method $Method
+                    $null = Send-Idle $t "write $($r.Hex) $($r.First + 3) 2"
+                }
+                'a written transparent*' {
+                    $r = New-HugeRegion $t { param($r) "write $($r.Hex) $($r.First) $($r.Per)" } 'Huge, Present'
+                    if (-not $r) { Set-ItResult -Skipped -Because 'the kernel made no huge page for the writes (no free 2 MiB block)'; return }
+                    $null = Save-MemoryImage -Id $t.Id -Path "$dir/0" -Method $Method
+                    $null = Send-TestTarget $t "madvise $($r.Hex) $($r.First) $($r.Per) $MadvFree"
+                    $null = Send-Idle $t "madvise $($r.Hex) $($r.First) $($r.Per) $MadvPageout"
+                }
+            }
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/1" -Parent "$dir/0" -Method $Method
+            Assert-IsTheMoment $t "$dir/1" $Case
+        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+    }
+
+    It 'a <Method> migration: pages lazily freed and reclaimed after its first round are zeros in the final image' -ForEach @(
+        @{ Method = 'WriteProtect'; WtSkip = $WtSkip }, @{ Method = 'Hash'; WtSkip = $null }
+    ) {
+        if ($Method -eq 'WriteProtect' -and $WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $hex = Send-TestTarget $t 'map 32'
+            $null = Send-TestTarget $t "write $hex 0 32"
+            $done = $false
+            $out = @(Invoke-PreCopyMigration -Id $t.Id -Method $Method -Destination (New-ImagePath 'm') -Bandwidth 4MB -MaxIterations 3 -StopThreshold 0 | ForEach-Object {
+                    if (-not $done -and $_.PSObject.Properties['Phase'] -and "$($_.Phase)" -eq 'Live') {
+                        $done = $true
+                        $null = Send-TestTarget $t "madvise $hex 4 16 $MadvFree"
+                        $null = Send-Idle $t "madvise $hex 4 16 $MadvPageout"
+                    }
+                    $_
+                })
+            $done | Should -BeTrue -Because 'a live round ran'
+            Assert-IsTheMoment $t ($out | Where-Object { $_.PSObject.Properties['FinalImage'] }).FinalImage 'the reclaimed pages read as zeros now'
+        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+    }
+}
