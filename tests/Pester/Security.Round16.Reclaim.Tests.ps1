@@ -25,7 +25,7 @@ BeforeAll {
     $script:wtExe = Join-Path $PSScriptRoot '../native/bin/wttarget'
     $script:PageSize = [uint64][Environment]::SystemPageSize
     # madvise(2) advice values (include/uapi/asm-generic/mman-common.h).
-    $script:MadvHugePage = 14; $script:MadvPopulateRead = 22
+    $script:MadvWillNeed = 3; $script:MadvFree = 8; $script:MadvHugePage = 14; $script:MadvPageout = 21; $script:MadvPopulateRead = 22; $script:MadvPopulateWrite = 23
     # Soft-dirty is left out of the comparisons: it is a property of the VMA's history (merges), not of what is tested here.
     $script:Compared = [SoftDirty.PagemapFlags]::Present -bor [SoftDirty.PagemapFlags]::Swapped -bor [SoftDirty.PagemapFlags]::FileOrSharedAnon -bor
     [SoftDirty.PagemapFlags]::Exclusive -bor [SoftDirty.PagemapFlags]::UffdWriteProtected -bor [SoftDirty.PagemapFlags]::Guard
@@ -43,6 +43,14 @@ BeforeAll {
         $null = Send-TestTarget $Target (& $Fault $r)
         $scan = @(Search-PageMap -Id $Target.Id -Address $aligned -Length $Huge)
         if ($scan.Count -eq 1 -and ($scan[0].Categories -band $Expect) -eq [SoftDirty.PageCategory]$Expect) { $r }
+    }
+    function Send-Idle($Target, [string] $Command) { $reply = Send-TestTarget $Target $Command; Wait-ImgTargetIdle $Target; $reply }
+    function New-ImagePath([string] $Name) { Join-Path $root "$Name-$([guid]::NewGuid().ToString('n'))" }
+    function Assert-IsTheMoment($Target, [string] $Image, [string] $Because) {
+        $now = New-ImagePath 'now'
+        $null = Save-MemoryImage -Id $Target.Id -Path $now -Method Hash
+        Test-MemoryImage -Path $Image | Should -BeTrue
+        Compare-RestoredImage $Image $now $root | Should -BeNullOrEmpty -Because $Because
     }
     # A file of $Pages pages of non-zero bytes, for a MAP_SHARED mapping of it. Written one page a write(2), so that its
     # page cache holds one small folio a page (a larger write gets large folios, whose reclaim rules the emulator, with
@@ -143,38 +151,32 @@ Describe 'Round 16: lazily freed pages reclaimed and the huge zero page in chain
     # Each image is compared with a full Hash image of the same moment: what the kernel dropped (a lazily freed page it
     # reclaimed, which reads as zeros with no write) must never keep the parent's bytes, and what only a read or a
     # populate mapped (the huge zero page, zeroed pages) must restore as zeros.
-    BeforeAll {
-        $script:MadvFree = 8; $script:MadvPageout = 21; $script:MadvPopulateWrite = 23
-        function Send-Idle($Target, [string] $Command) { $reply = Send-TestTarget $Target $Command; Wait-ImgTargetIdle $Target; $reply }
-        function New-ImagePath([string] $Name) { Join-Path $root "$Name-$([guid]::NewGuid().ToString('n'))" }
-        function Assert-IsTheMoment($Target, [string] $Image, [string] $Because) {
-            $now = New-ImagePath 'now'
-            $null = Save-MemoryImage -Id $Target.Id -Path $now -Method Hash
-            Test-MemoryImage -Path $Image | Should -BeTrue
-            Compare-RestoredImage $Image $now $root | Should -BeNullOrEmpty -Because $Because
-        }
-    }
-
     It '<Case>, -Method <Method>: the increment restores what a full image of that moment restores' -ForEach @(
         foreach ($m in 'WriteProtect', 'Hash') {
             @{ Method = $m; WtSkip = $WtSkip; HugeZeroSkip = $HugeZeroSkip; Case = 'pages written, lazily freed, reclaimed, then populated for write (MADV_POPULATE_WRITE: zeros, no store)' }
             @{ Method = $m; WtSkip = $WtSkip; HugeZeroSkip = $HugeZeroSkip; Case = 'a huge zero page mapped by a read (MADV_POPULATE_READ), then two of its pages written' }
             @{ Method = $m; WtSkip = $WtSkip; HugeZeroSkip = $HugeZeroSkip; Case = 'a written transparent huge page lazily freed whole and reclaimed whole' }
+            @{ Method = $m; WtSkip = $WtSkip; SwapSkip = $SwapSkip; Case = 'with swap: pages swapped out before and after the parent, some written back in, some freed while swapped (MADV_FREE drops the slot), some read back (MADV_WILLNEED)' }
         }
     ) {
         if ($Method -eq 'WriteProtect' -and $WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
         if ($Case -like '*huge*' -and $HugeZeroSkip) { Set-ItResult -Skipped -Because $HugeZeroSkip; return }
+        if ($Case -like 'with swap*' -and $SwapSkip) { Set-ItResult -Skipped -Because $SwapSkip; return }
         $t = Start-TestTarget -Path $wtExe
         $dir = New-ImagePath 'chain'
         try {
+            if ($Case -notlike '*huge*') { $hex = Send-TestTarget $t 'map 32'; $null = Send-TestTarget $t "write $hex 0 32" }
             switch -Wildcard ($Case) {
                 'pages written*' {
-                    $hex = Send-TestTarget $t 'map 16'
-                    $null = Send-TestTarget $t "write $hex 0 16"
                     $null = Save-MemoryImage -Id $t.Id -Path "$dir/0" -Method $Method
-                    $null = Send-TestTarget $t "madvise $hex 2 8 $MadvFree"
-                    $null = Send-TestTarget $t "madvise $hex 2 8 $MadvPageout"
+                    foreach ($advice in $MadvFree, $MadvPageout) { $null = Send-TestTarget $t "madvise $hex 2 8 $advice" }
                     $null = Send-Idle $t "madvise $hex 4 4 $MadvPopulateWrite"
+                }
+                'with swap*' {
+                    $null = Send-TestTarget $t "madvise $hex 0 32 $MadvPageout"
+                    $null = Save-MemoryImage -Id $t.Id -Path "$dir/0" -Method $Method
+                    foreach ($command in "madvise $hex 0 32 $MadvPageout", "write $hex 4 4", "madvise $hex 10 6 $MadvFree") { $null = Send-TestTarget $t $command }
+                    $null = Send-Idle $t "madvise $hex 20 4 $MadvWillNeed"
                 }
                 'a huge zero page*' {
                     $r = New-HugeRegion $t { param($r) "madvise $($r.Hex) $($r.First) $($r.Per) $MadvPopulateRead" } 'Huge, PfnZero'
@@ -227,11 +229,6 @@ Describe 'Round 16: lazily freed pages reclaimed and the huge zero page in chain
 }
 
 Describe 'Round 16: private anonymous pages swapped out and in (where swap is active)' -Tag 'Workflows', 'Emulator', 'Security', 'Round16Reclaim' -Skip:([bool]$SwapSkip) {
-    BeforeAll {
-        $script:MadvWillNeed = 3; $script:MadvFree = 8; $script:MadvPageout = 21
-        function Send-Idle($Target, [string] $Command) { $reply = Send-TestTarget $Target $Command; Wait-ImgTargetIdle $Target; $reply }
-    }
-
     It 'pages shared copy-on-write with a fork stay, the parent''s own copies go to swap: a real process and the emulator alike' {
         # madvise_cold_or_pageout_pte_range leaves a folio that more than one page table maps (folio_mapcount != nr_pages).
         $t = Start-TestTarget -Path $wtExe
@@ -257,28 +254,5 @@ Describe 'Round 16: private anonymous pages swapped out and in (where swap is ac
         # A copy the kernel could not isolate yet (still in a CPU's LRU batch) stays present: compare the pages it swapped.
         for ($i = 0; $i -lt 8; $i++) { if ($real[$i] -band [SoftDirty.PagemapFlags]::Swapped) { "page ${i}: $($emulated[$i])" | Should -Be "page ${i}: $($real[$i])" } }
         for ($i = 2; $i -lt 8; $i++) { "page ${i}: $($emulated[$i])" | Should -Be "page ${i}: $($real[$i])" -Because 'pages still shared with the fork stay' }
-    }
-
-    It '-Method <Method>: pages swapped out, some written back in, some freed while swapped (MADV_FREE drops the slot): the increment restores what a full image restores' -ForEach @(
-        @{ Method = 'WriteProtect'; WtSkip = $WtSkip }, @{ Method = 'Hash'; WtSkip = $null }
-    ) {
-        if ($WtSkip -and $Method -eq 'WriteProtect') { Set-ItResult -Skipped -Because $WtSkip; return }
-        $t = Start-TestTarget -Path $wtExe
-        $dir = Join-Path $root "swap-$([guid]::NewGuid().ToString('n'))"
-        try {
-            $hex = Send-TestTarget $t 'map 32'
-            $null = Send-TestTarget $t "write $hex 0 32"
-            $null = Send-TestTarget $t "madvise $hex 0 32 $MadvPageout"
-            $null = Save-MemoryImage -Id $t.Id -Path "$dir/0" -Method $Method
-            $null = Send-TestTarget $t "madvise $hex 0 32 $MadvPageout"
-            $null = Send-TestTarget $t "write $hex 4 4"
-            $null = Send-TestTarget $t "madvise $hex 10 6 $MadvFree"
-            $null = Send-Idle $t "madvise $hex 20 4 $MadvWillNeed"
-            $null = Save-MemoryImage -Id $t.Id -Path "$dir/1" -Parent "$dir/0" -Method $Method
-            $now = Join-Path $root "now-$([guid]::NewGuid().ToString('n'))"
-            $null = Save-MemoryImage -Id $t.Id -Path $now -Method Hash
-            Test-MemoryImage -Path "$dir/1" | Should -BeTrue
-            Compare-RestoredImage "$dir/1" $now $root | Should -BeNullOrEmpty
-        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
     }
 }
