@@ -72,13 +72,16 @@ Describe 'Round 16: the huge zero page in pagemap, a real process and the emulat
     # the page's folio whether it is anonymous, and the huge zero page is not: its entries carry the FILE bit (and not
     # the exclusive one), unlike the PTE-mapped zero page. PAGEMAP_SCAN asks vm_normal_page_pmd, which has no page for
     # it: Huge | PfnZero, no File.
-    It 'Get-PageMap and Search-PageMap show the emulator''s huge zero page as the kernel shows its own' {
+    It 'Get-PageMap and Search-PageMap show the emulator''s huge zero page as the kernel shows its own, before and after MADV_PAGEOUT' {
         $t = Start-TestTarget -Path $wtExe
         try {
             $r = New-HugeRegion $t { param($r) "madvise $($r.Hex) $($r.First) $($r.Per) $MadvPopulateRead" } 'Huge, PfnZero'
             if (-not $r) { Set-ItResult -Skipped -Because 'the kernel mapped no huge zero page for the read'; return }
             $scan = @(Search-PageMap -Id $t.Id -Address $r.Aligned -Length $Huge)
             $real = Get-Flags (Get-PageMap -Id $t.Id -Address $r.Aligned -Length (4 * $PageSize))
+            # Reclaim leaves the huge zero page where it is (madvise_cold_or_pageout_pte_range: is_huge_zero_pmd).
+            $null = Send-TestTarget $t "madvise $($r.Hex) $($r.First) $($r.Per) $MadvPageout"
+            $afterPageout = @(Search-PageMap -Id $t.Id -Address $r.Aligned -Length $Huge).Categories -join '; '
         } finally { Stop-TestTarget $t }
         $e = New-EmulatedProcess -Kernel Host
         $m = $e | Add-EmulatedMapping -Length (2 * $Huge) -HugePage
@@ -87,6 +90,8 @@ Describe 'Round 16: the huge zero page in pagemap, a real process and the emulat
         $emulated = Get-Flags ($e | Get-PageMap -Address $ea -Length (4 * $PageSize))
         ($emulated -join '; ') | Should -Be ($real -join '; ') -Because 'the emulator models the huge zero page''s pagemap entries as the kernel reports them'
         ($e | Search-PageMap -Address $ea -Length $Huge).Categories | Should -Be $scan[0].Categories
+        $e | Invoke-EmulatedMadvise -Address $ea -Length $Huge -Advice PageOut
+        @($e | Search-PageMap -Address $ea -Length $Huge).Categories -join '; ' | Should -Be $afterPageout
     }
 }
 
