@@ -295,6 +295,23 @@ Describe 'Round 16: MADV_FREE and reclaim, a real process and the emulator' -Tag
         ($e | Get-PageMap -Address $m.Start -Length $PageSize).Flags -band [SoftDirty.PagemapFlags]::Present | Should -Be ([SoftDirty.PagemapFlags]::Present) -Because 'a read maps the zero page'
     }
 
+    It 'MADV_FREE of a <Kind> mapping is EINVAL on both sides, and the pages stay' -ForEach @(
+        @{ Kind = 'memfd (MAP_SHARED)' }, @{ Kind = 'file (MAP_SHARED)' }
+    ) {
+        $t = Start-ImgTarget
+        try {
+            $path = $null
+            $addr = if ($Kind -like 'memfd*') { ((Send-ImgTarget $t 'shm 4') -split ' ')[0] } else { $path = New-PageFile 4; Send-ImgTarget $t "mapfile $path 4 1" }
+            $null = Send-ImgTarget $t "fill $addr 4 9"
+            { Send-ImgTarget $t "free $addr 0 4" } | Should -Throw "*ERR madvise*"
+        } finally { Stop-ImgTarget $t }
+        $e = New-EmulatedProcess -Kernel Host
+        $m = if ($path) { $e | Add-EmulatedMapping -Length (4 * $PageSize) -Shared -Path $path } else { $e | Add-EmulatedMapping -Length (4 * $PageSize) -Shared }
+        $e | Write-EmulatedMemory -Address $m.Start -Length (4 * $PageSize)
+        { $e | Invoke-EmulatedMadvise -Address $m.Start -Length (4 * $PageSize) -Advice Free -ErrorAction Stop } | Should -Throw -ErrorId 'InvalidArgument,SoftDirty.Commands.InvokeEmulatedMadviseCommand'
+        @($e | Get-PageMap -Address $m.Start -Length (4 * $PageSize) -Present).Count | Should -Be 4
+    }
+
     It 'a transparent huge page lazily freed whole, <Then>, then reclaimed: discarded whole, or kept and split, on both sides' -Skip:([bool]$HugeZeroSkip) -ForEach @(
         @{ Then = 'not written'; Write = $false }, @{ Then = 'one page written'; Write = $true }
     ) {
