@@ -14,6 +14,10 @@ BeforeDiscovery {
     elseif (-not (Test-Path $ThpFile)) { 'no transparent huge pages here' }
     elseif ((Get-Content $ThpFile) -match '\[never\]') { 'transparent huge pages are off ([never])' }
     elseif (-not (Test-Path $ZeroFile) -or (Get-Content $ZeroFile) -ne '1') { "the kernel maps no huge zero page ($ZeroFile is not 1)" }
+    # A memory cgroup the test may make (root): cgroup v1's memory hierarchy, or v2 with the memory controller enabled
+    # for children of the root. Its limit then forces reclaim of the target.
+    $MemcgSkip = if (-not $IsLinux) { 'Linux only' } elseif ((id -u) -ne '0') { 'only root may make a memory cgroup and move a process into it' }
+    elseif (-not (Test-Path /sys/fs/cgroup/memory/cgroup.procs) -and -not ((Test-Path /sys/fs/cgroup/cgroup.subtree_control) -and (Get-Content /sys/fs/cgroup/cgroup.subtree_control) -match '\bmemory\b')) { 'no writable memory cgroup hierarchy here (v1 memory, or v2 with memory in the root''s subtree_control)' }
     # Swap is never set up by the tests (a machine setting): they run where it is active.
     $SwapSkip = if (-not $IsLinux) { 'Linux only' } elseif (-not @(Get-Content /proc/swaps | Select-Object -Skip 1).Count) { 'no swap is active here (/proc/swaps lists none)' }
 }
@@ -366,5 +370,38 @@ Describe 'Round 16: lazily freed pages reclaimed between a parent and its increm
         Test-MemoryImage "$chain/1" | Should -BeTrue
         Compare-RestoredImage "$chain/1" $full $root | Should -BeNullOrEmpty
         $e | Get-PageMap -Address ($m.Start + $PageSize) -Length $PageSize | ForEach-Object { $_.Flags -band [SoftDirty.PagemapFlags]::Present } | Should -Be ([SoftDirty.PagemapFlags]::None) -Because 'the lazily freed page was discarded'
+    }
+}
+
+Describe 'Round 16: a memory cgroup limit forcing reclaim of lazily freed pages (root)' -Tag 'Workflows', 'Security', 'Round16Reclaim' -Skip:([bool]$MemcgSkip) {
+    # Memory pressure takes the path MADV_PAGEOUT takes: the lazily freed pages it discards read as zeros with no write.
+    It '-Method <Method>: the increment after the limit restores what a full image restores' -ForEach @(
+        @{ Method = 'WriteProtect'; WtSkip = $WtSkip }, @{ Method = 'Hash'; WtSkip = $null }
+    ) {
+        if ($WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
+        $v1 = Test-Path /sys/fs/cgroup/memory/cgroup.procs
+        $cg = if ($v1) { "/sys/fs/cgroup/memory/r16reclaim-$PID" } else { "/sys/fs/cgroup/r16reclaim-$PID" }
+        $limit = if ($v1) { 'memory.limit_in_bytes' } else { 'memory.max' }
+        $pages = 4096
+        $t = Start-TestTarget -Path $wtExe
+        $dir = New-ImagePath 'memcg'
+        try {
+            $null = New-Item -ItemType Directory $cg
+            Set-Content "$cg/cgroup.procs" $t.Id
+            $hex = Send-TestTarget $t "map $pages"
+            $null = Send-TestTarget $t "write $hex 0 $pages"
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/0" -Method $Method
+            $null = Send-TestTarget $t "madvise $hex 0 $pages $MadvFree"
+            Set-Content "$cg/$limit" ([uint64]$pages * $PageSize / 2)
+            @(Get-PageMap -Id $t.Id -Address ([Convert]::ToUInt64($hex, 16)) -Length ([uint64]$pages * $PageSize) -Present).Count | Should -BeLessThan $pages -Because 'the limit made the kernel discard lazily freed pages'
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/1" -Parent "$dir/0" -Method $Method
+            Assert-IsTheMoment $t "$dir/1" 'the discarded pages read as zeros'
+        } finally {
+            Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
+            Stop-TestTarget $t
+            # An emptied cgroup is removed with rmdir(2); its processes leave it as they exit.
+            for ($i = 0; $i -lt 100 -and (Test-Path $cg); $i++) { try { [System.IO.Directory]::Delete($cg) } catch [System.IO.IOException] { Start-Sleep -Milliseconds 20 } }
+            Test-Path $cg | Should -BeFalse -Because 'the test removes the cgroup it made'
+        }
     }
 }
