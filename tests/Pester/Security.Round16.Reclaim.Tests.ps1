@@ -1,10 +1,13 @@
 #Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
 # Issue 13, sixteenth attack round: memory whose contents or placement the kernel changes without the target writing
-# (reclaim, the huge zero page), and the emulator's fidelity there. New cases only (rounds 2-15:
+# (reclaim of lazily freed, shared and file pages, swap, a memory cgroup's limit, the huge zero page, transparent huge
+# pages freed and reclaimed, MADV_POPULATE_*), and the emulator's fidelity there. New cases only (rounds 2-15:
 # Security.Round*.Tests.ps1; MADV_FREE reclaimed and written, MADV_DONTNEED, KSM, MADV_COLLAPSE and splits, punched and
-# truncated files, MAP_DROPPABLE and guard regions were done). Here the kernel and the emulator's Host profile (the rules
-# measured on this kernel) do the same thing side by side and must show the same pagemap entries. Targets:
-# tests/native/imgtarget.c and wttarget.c.
+# truncated files, MAP_DROPPABLE and guard regions were done). The kernel and the emulator's Host profile (the rules
+# measured on this kernel) do the same thing side by side and must show the same pagemap entries; chains and
+# migrations of a real process and of emulated ones must restore what a full image of the same moment restores. Swap
+# and memory cgroups are never set up here: those cases run where they are available. Targets: tests/native/imgtarget.c
+# and wttarget.c.
 
 BeforeDiscovery {
     $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason } else { 'Linux only' }
