@@ -25,7 +25,14 @@ public sealed partial class EmulatedProcess
     /// <summary>
     /// Reclaims the pages of the range (MADV_PAGEOUT-like). A private anonymous page goes to a swap slot and
     /// its PTE becomes a swap entry that keeps soft-dirty and uffd-wp; a shared or file page just loses its
-    /// PTE (it stays in the page cache), so its soft-dirty is lost. THPs are split first; zero pages stay.
+    /// PTE (it stays in the page cache), so its soft-dirty is lost, and in a shmem or file VMA registered for
+    /// uffd-wp a write-protected one becomes a uffd-wp marker (try_to_unmap_one's pte_install_uffd_wp_if_needed,
+    /// as MADV_DONTNEED's zap keeps it). A lazily freed page (MADV_FREE) not written since is discarded: its PTE
+    /// becomes none (no uffd-wp marker in an anonymous VMA), and it reads as zeros; one written since is kept and
+    /// swap-backed again (this pass leaves it present). A page that more than one mapping maps (a fork's
+    /// copy-on-write page, a file page mapped twice) is left alone (madvise_cold_or_pageout_pte_range:
+    /// folio_mapcount != nr_pages). THPs are split first (a lazily freed one is then
+    /// discarded page by page, or kept PTE-mapped when written since); zero pages stay.
     /// </summary>
     public void SwapOut(ulong address, ulong length)
     {
@@ -33,19 +40,97 @@ public sealed partial class EmulatedProcess
         {
             ulong end = CheckMappedRange("SwapOut", address, length);
             if (end == 0) return;
-            MutatePtes(address, end, visitNone: false, (_, pte) =>
+            var split = new System.Collections.Generic.List<ulong>();
+            foreach (var vma in _vmas.Range(address, end))
             {
-                if (!Pte.IsPresent(pte)) return pte;
-                ulong frame = Pte.Frame(pte);
-                if (frame < PhysicalMemory.FirstUserPfn) return pte;
-                bool anonymousPage = (pte & Pte.NotAnonymous) == 0;
-                AddRss(-1);
-                if (!anonymousPage) { _mem.Unmap(frame, anonymous: false); return 0; }
-                ulong offset = _mem.SwapOut(_mem.Content.Duplicate(_mem.ContentOf(frame)));
-                _mem.Unmap(frame, anonymous: true);
-                return Pte.MakeSwap(offset) | (pte & (Pte.SoftDirty | Pte.UffdWp));
-            });
+                bool keepUffdWp = vma.UffdWriteProtect && !vma.IsAnonymous;
+                ulong from = Math.Max(address, vma.Start), to = Math.Min(end, vma.End);
+                split.Clear();
+                MutatePtes(from, to, visitNone: false, (_, pte) => SwapOutPte(pte, keepUffdWp), (leaf, pmd) =>
+                {
+                    ulong first = Pte.Frame(pmd);
+                    if (first >= PhysicalMemory.FirstUserPfn && _mem.MapCount(first) <= 1) split.Add(leaf);
+                    return pmd;
+                });
+                // Reclaim splits the PMD (TTU_SPLIT_HUGE_PMD) and takes the pages one by one: a swap-backed THP goes to
+                // swap split; a lazily freed one is discarded page by page (its PTE table stays) or, written since
+                // (every PTE dirty), kept PTE-mapped.
+                foreach (ulong leaf in split)
+                {
+                    SplitHugeLeaf(leaf);
+                    ulong start = leaf << PageTable.LeafShift << PageShift;
+                    MutatePtes(start, start + HugePageBytes, visitNone: false, (_, pte) => SwapOutPte(pte, keepUffdWp));
+                }
+            }
         }
+    }
+
+    private ulong SwapOutPte(ulong pte, bool keepUffdWp)
+    {
+        if (!Pte.IsPresent(pte)) return pte;
+        ulong frame = Pte.Frame(pte);
+        if (frame < PhysicalMemory.FirstUserPfn || _mem.MapCount(frame) > 1) return pte;
+        bool anonymousPage = (pte & Pte.NotAnonymous) == 0;
+        if (anonymousPage && _mem.IsLazyFree(frame))
+        {
+            if ((pte & Pte.Dirty) != 0) { _mem.ClearLazyFree(frame); return pte; }
+            _mem.Unmap(frame, anonymous: true);
+            AddRss(-1);
+            return 0;
+        }
+        AddRss(-1);
+        if (!anonymousPage)
+        {
+            _mem.Unmap(frame, anonymous: false);
+            return keepUffdWp && (pte & Pte.UffdWp) != 0 ? Pte.Swap | Pte.UffdWp : 0;
+        }
+        ulong offset = _mem.SwapOut(_mem.Content.Duplicate(_mem.ContentOf(frame)));
+        _mem.Unmap(frame, anonymous: true);
+        return Pte.MakeSwap(offset) | (pte & (Pte.SoftDirty | Pte.UffdWp));
+    }
+
+    /// <summary>
+    /// MADV_FREE: the private anonymous pages of the range are freed lazily. A present page that only this mapping
+    /// maps becomes clean and old and its frame lazily freed (reclaim, <see cref="SwapOut"/>, may then discard it; a
+    /// write before that makes it dirty and keeps it); soft-dirty, uffd-wp and write permission stay. A swap entry is
+    /// dropped at once, its slot freed (the page reads as zeros); markers, zero pages and pages shared with a fork stay.
+    /// A THP the range covers whole is freed whole, one only partly covered is split first. A VMA that is not private
+    /// anonymous (shared, a file) is EINVAL, the VMAs before it already done; holes are reported afterwards
+    /// (EmulatorNotMapped), as the kernel does.
+    /// </summary>
+    public void MadviseFree(ulong address, ulong length)
+    {
+        lock (_mem.Lock)
+        {
+            ulong end = CheckAdviceRange("MadviseFree", address, length);
+            if (end == 0) return;
+            foreach (var vma in _vmas.Range(address, end))
+            {
+                if (!vma.IsAnonymous) throw Invalid($"MadviseFree: 0x{Math.Max(address, vma.Start):x} is not private anonymous memory");
+                MutatePtes(Math.Max(address, vma.Start), Math.Min(end, vma.End), visitNone: false, (_, pte) => FreePte(pte), (_, pmd) =>
+                {
+                    ulong first = Pte.Frame(pmd);
+                    if (first < PhysicalMemory.FirstUserPfn || _mem.MapCount(first) > 1) return pmd;
+                    for (ulong i = 0; i < PageTable.LeafEntries; i++) _mem.MarkLazyFree(first + i);
+                    return pmd & ~(Pte.Dirty | Pte.Accessed);
+                });
+            }
+            if (_vmas.FirstHole(address, end) is { } hole) throw NotMapped("MadviseFree", hole);
+        }
+    }
+
+    private ulong FreePte(ulong pte)
+    {
+        if (!Pte.IsPresent(pte))
+        {
+            if (!Pte.IsSwapOrMarker(pte) || Pte.IsMarker(pte)) return pte;
+            _mem.SwapRelease(Pte.SwapOffset(pte));
+            return 0;
+        }
+        ulong frame = Pte.Frame(pte);
+        if (frame < PhysicalMemory.FirstUserPfn || _mem.MapCount(frame) > 1) return pte;
+        _mem.MarkLazyFree(frame);
+        return pte & ~(Pte.Dirty | Pte.Accessed);
     }
 
     /// <summary>Brings the swapped pages of the range back (MADV_WILLNEED plus a read); soft-dirty comes back from the swap entry.</summary>

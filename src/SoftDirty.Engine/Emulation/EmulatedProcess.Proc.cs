@@ -92,8 +92,12 @@ public sealed partial class EmulatedProcess
                 {
                     ulong pmd = PageTable.HugeValue(slot);
                     ulong frame = Pte.Frame(pmd);
+                    // The huge zero page is no anonymous folio: pagemap's PMD path reports FILE for it (measured on
+                    // 6.18; the PTE-mapped zero page has no struct page to ask, so it never is FILE). PAGEMAP_SCAN
+                    // asks vm_normal_page_pmd, which has none for it: no FILE there (HugeCategories).
+                    ulong flags = (pmd & ~Pte.FrameMask) | (frame == PhysicalMemory.HugeZeroPfn ? Pte.NotAnonymous : 0);
                     for (int i = lo; i < hi; i++)
-                        dst[i - lo] = ToEntry((pmd & ~Pte.FrameMask) | (frame + (ulong)i), keep, softDirty);
+                        dst[i - lo] = ToEntry(flags | (frame + (ulong)i), keep, softDirty);
                     break;
                 }
                 default:

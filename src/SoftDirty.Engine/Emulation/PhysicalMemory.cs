@@ -37,6 +37,7 @@ internal sealed class PhysicalMemory
     private ulong _freeHead = NoFrame;
     private ulong _contentVersion;
     private readonly Dictionary<ulong, SwapSlot> _swap = new();
+    private readonly HashSet<ulong> _lazyFree = new();
     private ulong _nextSwapOffset = 1;
 
     /// <summary>The lock every process of this machine takes around a mutation.</summary>
@@ -131,8 +132,18 @@ internal sealed class PhysicalMemory
         if (n == 0 && anonymous) FreeFrame(pfn, countAllocation: true);
     }
 
+    /// <summary>
+    /// MADV_FREE's mark on an anonymous frame (the kernel clears the folio's swapbacked flag): reclaim may discard it
+    /// while no PTE mapping it is dirty, rather than swap it.
+    /// </summary>
+    public void MarkLazyFree(ulong pfn) { if (pfn >= FirstUserPfn) _lazyFree.Add(pfn); }
+    public bool IsLazyFree(ulong pfn) => _lazyFree.Contains(pfn);
+    /// <summary>The frame is swap-backed again (reclaim found it written since MADV_FREE).</summary>
+    public void ClearLazyFree(ulong pfn) => _lazyFree.Remove(pfn);
+
     private void FreeFrame(ulong pfn, bool countAllocation)
     {
+        _lazyFree.Remove(pfn);
         ref ulong word = ref ContentRef(pfn);
         Content.Release(word);
         word = _freeHead;

@@ -25,6 +25,7 @@ public sealed class InvokeEmulatedMadviseCommand : EmulatorCmdlet
         {
             case EmulatedAdvice.DontNeed: Emulator.MadviseDontNeed(Address, Length); break;
             case EmulatedAdvice.PageOut: Emulator.SwapOut(Address, Length); break;
+            case EmulatedAdvice.Free: Emulator.MadviseFree(Address, Length); break;
             case EmulatedAdvice.WillNeed: Emulator.SwapIn(Address, Length); break;
             case EmulatedAdvice.GuardInstall: Emulator.GuardInstall(Address, Length); break;
             case EmulatedAdvice.GuardRemove: Emulator.GuardRemove(Address, Length); break;

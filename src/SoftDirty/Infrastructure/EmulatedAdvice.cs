@@ -17,4 +17,6 @@ public enum EmulatedAdvice
     GuardInstall,
     /// <summary>MADV_GUARD_REMOVE: remove guard markers.</summary>
     GuardRemove,
+    /// <summary>MADV_FREE: free private anonymous pages lazily; reclaim (PageOut) discards those not written since.</summary>
+    Free,
 }
