@@ -64,3 +64,86 @@ Describe 'A hard link the owner of a process planted as its soft-dirty lock file
         Get-Content -Raw $victim | Should -Be 'shared by every user'
     }
 }
+
+Describe 'A destination changed between the module''s last check and its use (round 16)' -Tag 'Security', 'Round16Race' {
+    BeforeAll {
+        # InjectionSteps (internal): a recorder whose OnStep runs at each named step of a command on this thread; here
+        # it changes the destination at that moment, as another process racing the command would.
+        $script:Steps = $Engine.GetType('SoftDirty.Injection.InjectionSteps', $true)
+        $script:CommitStep = $Engine.GetType('SoftDirty.Images.PrivateOutput', $true).GetField('CommitStep', $Internal).GetValue($null)
+        $script:MigrationStep = $Engine.GetType('SoftDirty.Workflows.PreCopyMigration', $true).GetField('DestinationCheckedStep', $Internal).GetValue($null)
+        # Runs $Command with $Change run once at step $Step; the FullyQualifiedErrorId's first part, or 'none'.
+        function script:Invoke-AtStep([string] $Step, [scriptblock] $Change, [scriptblock] $Command) {
+            $done = [ref] $false
+            $recorder = [Activator]::CreateInstance($Steps)
+            $Steps.GetProperty('OnStep').SetValue($recorder, [Action[string]] { param($s) if ($s -eq $Step -and -not $done.Value) { $done.Value = $true; & $Change } }.GetNewClosure())
+            $Steps.GetProperty('Current', $Internal).SetValue($null, $recorder)
+            try { (Get-ErrorId $Command).Split(',')[0] }
+            finally { $Steps.GetProperty('Current', $Internal).SetValue($null, $null) }
+            if (-not $done.Value) { throw "step '$Step' was never reached" }
+        }
+        $script:v = New-FilledEmulator -Pages 8
+    }
+
+    It 'Save-MemoryImage into <Was>, which became <Became> just before the rename: <Id>, nothing written there or through it, no partial folder' -ForEach @(
+        @{ Was = 'an empty folder'; Became = 'a link to a folder'; Id = 'UnsafeDestination' }
+        @{ Was = 'an empty folder'; Became = 'a file'; Id = 'ImageExists' }
+        @{ Was = 'an empty folder'; Became = 'a folder holding a file'; Id = 'ImageExists' }
+        @{ Was = 'an absent name'; Became = 'a link to a folder'; Id = 'UnsafeDestination' }
+        @{ Was = 'an absent name'; Became = 'a folder of user 65534'; Id = 'UnsafeDestination' }
+    ) {
+        # The rename that puts the private folder in place is the same for saves, receives and restores (PrivateOutput.Commit;
+        # a restore runs it on a worker thread, where this step hook is not). Before the fix an empty folder swapped for a
+        # link or a file reached the user as ImageWriteError ("Moving the finished ... failed: errno 20: Not a directory"),
+        # a failed write (seen in about 1 of 100 restores against a process swapping the name in a loop; here every time),
+        # and a link or another user's folder put where nothing was as ImageExists ("another save or restore into the same
+        # place?"), where the check a moment earlier says UnsafeDestination.
+        if ($Became -like '*user 65534' -and (id -u) -ne '0') { Set-ItResult -Skipped -Because 'needs root to make a folder of another user'; return }
+        $folder = Join-Path $root "commit-$(New-Guid)"
+        $null = New-Item -ItemType Directory $folder
+        $dest = Join-Path $folder 'dest'
+        if ($Was -eq 'an empty folder') { $null = New-Item -ItemType Directory $dest }
+        $elsewhere = Join-Path $root "elsewhere-$(New-Guid)"
+        $null = New-Item -ItemType Directory $elsewhere
+        $change = switch -Wildcard ($Became) {
+            'a link*' { { Remove-Item -LiteralPath $dest -ErrorAction Ignore; $null = New-Item -ItemType SymbolicLink -Path $dest -Target $elsewhere }.GetNewClosure() }
+            'a file' { { Remove-Item -LiteralPath $dest; 'planted' | Set-Content -NoNewline $dest }.GetNewClosure() }
+            'a folder holding*' { { 'planted' | Set-Content -NoNewline (Join-Path $dest 'x') }.GetNewClosure() }
+            '*user 65534' { { $null = New-Item -ItemType Directory $dest; chown 65534 $dest }.GetNewClosure() }
+        }
+        $emulator = $v.Emulator # a local: a closure sees no script variable
+        Invoke-AtStep $CommitStep $change { Save-MemoryImage -Emulator $emulator -Path $dest }.GetNewClosure() | Should -Be $Id
+        @(Get-ChildItem -Force -Name $elsewhere) | Should -BeNullOrEmpty
+        @(Get-ChildItem -Force -Name $folder) | Should -Be @('dest')
+        if ($Became -eq 'a file') { Get-Content -Raw -LiteralPath $dest | Should -Be 'planted' }
+        elseif ($Became -notlike 'a link*') { @(Get-ChildItem -Force -Name -LiteralPath $dest) | Where-Object { $_ -ne 'x' } | Should -BeNullOrEmpty }
+    }
+
+    It 'Invoke-PreCopyMigration whose absent -Destination another migration created (empty) meanwhile: the migration writes its rounds there' {
+        # Before the fix the mkdir's EEXIST was UnsafeDestination ("something was created there meanwhile"), though an
+        # empty folder of the caller's is a destination the check accepts: seen with two migrations into one new folder
+        # from two runspaces, and here at that step every time.
+        $dest = Join-Path $root "mig-$(New-Guid)"
+        $e = (New-FilledEmulator -Pages 16).Emulator
+        Invoke-AtStep $MigrationStep { $null = New-Item -ItemType Directory $dest }.GetNewClosure() {
+            Invoke-PreCopyMigration -Emulator $e -Bandwidth 1GB -MaxIterations 2 -Destination $dest
+        }.GetNewClosure() | Should -Be 'none'
+        $rounds = @(Get-ChildItem -Directory $dest)
+        $rounds.Count | Should -BeGreaterThan 0
+        Test-MemoryImage ($rounds | Sort-Object Name | Select-Object -Last 1).FullName | Should -BeTrue
+    }
+
+    It 'Invoke-PreCopyMigration whose absent -Destination became <Became> meanwhile: <Id>, and nothing is written' -ForEach @(
+        @{ Became = 'a link to a folder'; Id = 'UnsafeDestination' }
+        @{ Became = 'a folder holding a file'; Id = 'ImageExists' }
+    ) {
+        $dest = Join-Path $root "mig-$(New-Guid)"
+        $elsewhere = Join-Path $root "elsewhere-$(New-Guid)"
+        $null = New-Item -ItemType Directory $elsewhere
+        $e = (New-FilledEmulator -Pages 16).Emulator
+        $change = if ($Became -like 'a link*') { { $null = New-Item -ItemType SymbolicLink -Path $dest -Target $elsewhere }.GetNewClosure() }
+                  else { { $null = New-Item -ItemType Directory $dest; 'x' | Set-Content (Join-Path $dest 'x') }.GetNewClosure() }
+        Invoke-AtStep $MigrationStep $change { Invoke-PreCopyMigration -Emulator $e -Bandwidth 1GB -MaxIterations 2 -Destination $dest }.GetNewClosure() | Should -Be $Id
+        @(Get-ChildItem -Force -Name $elsewhere) | Should -BeNullOrEmpty
+    }
+}

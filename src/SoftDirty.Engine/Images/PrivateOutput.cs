@@ -87,6 +87,9 @@ internal sealed class PrivateOutput : IDisposable
     /// <summary>Where a file of the result will be once committed.</summary>
     public string FinalPath(string name) => Path.Combine(Destination, name);
 
+    /// <summary>The step (<see cref="SoftDirty.Injection.InjectionSteps"/>) that ends when the destination was checked the last time, just before the rename.</summary>
+    internal const string CommitStep = "destination checked (commit)";
+
     /// <summary>Puts the folder in place: rename onto the destination (absent, or an empty directory of the caller), then fsync.</summary>
     public void Commit()
     {
@@ -94,10 +97,14 @@ internal sealed class PrivateOutput : IDisposable
         // Checked again: a rename replaces only an empty directory and never follows a link; where the destination
         // is absent, RENAME_NOREPLACE makes one that appeared meanwhile (a concurrent save) fail rather than be replaced.
         bool exists = SafeFiles.CheckEntry(_parent, _name, _what);
+        SoftDirty.Injection.InjectionSteps.Mark(CommitStep);
         int e = _parent.RenameTo(_workName, _parent, _name, replace: exists);
         if (e == Errno.EINVAL && !exists) e = _parent.RenameTo(_workName, _parent, _name, replace: true); // a filesystem without RENAME_NOREPLACE
         if (e != 0)
         {
+            // Changed between the check and the rename (by another process): said as the check says it now, a link or another
+            // user's folder UnsafeDestination, a file or a non-empty folder ImageExists; never a failed write ("Not a directory").
+            if (e is Errno.EEXIST or FileNative.ENOTEMPTY or FileNative.ENOTDIR) SafeFiles.CheckEntry(_parent, _name, _what);
             if (e is Errno.EEXIST or FileNative.ENOTEMPTY)
                 throw new EngineException(EngineError.ImageExists, $"{_what} {Destination} was created meanwhile (another save or restore into the same place?); nothing was replaced.", Destination, e);
             throw SafeFiles.WriteFailure(Destination, e, $"Moving the finished {WorkPath} to {Destination} failed: {Errno.Describe(e)}");
