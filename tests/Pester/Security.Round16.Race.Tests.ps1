@@ -147,3 +147,50 @@ Describe 'A destination changed between the module''s last check and its use (ro
         @(Get-ChildItem -Force -Name $elsewhere) | Should -BeNullOrEmpty
     }
 }
+
+Describe 'The folder above a destination moved away and replaced by a link while the module writes (round 16)' -Tag 'Security', 'Round16Race' {
+    BeforeAll {
+        $script:Steps = $Engine.GetType('SoftDirty.Injection.InjectionSteps', $true)
+        $script:CommitStep = $Engine.GetType('SoftDirty.Images.PrivateOutput', $true).GetField('CommitStep', $Internal).GetValue($null)
+    }
+    AfterEach { $Steps.GetProperty('Current', $Internal).SetValue($null, $null) }
+
+    It 'Save-MemoryImage whose folder became a link to <Holds>: UnsafeDestination naming where the image is; never the object of what the link shows' -ForEach @(
+        @{ Holds = 'a folder holding another image of that name' }
+        @{ Holds = 'an empty folder' }
+    ) {
+        # The private folder is renamed into place relative to the folder's descriptor, so the image lands in the moved
+        # folder (work.old/img), never through the link; but the save then described -Path, which the link made name
+        # something else. Before the fix, with another image behind the link the save SUCCEEDED and returned that image
+        # (its Id, pid and 3 pages; the 8 pages written were in work.old/img), and with an empty folder it said
+        # ImageIncomplete ("no such image directory") of a save that had written a whole image.
+        $base = Join-Path $root "moved-$(New-Guid)"
+        $work, $old, $elsewhere = "$base/work", "$base/work.old", "$base/elsewhere"
+        $null = New-Item -ItemType Directory $work, $elsewhere
+        $other = $null
+        if ($Holds -like '*another image*') {
+            $o = New-FilledEmulator -Pages 3
+            $other = (Save-MemoryImage -Emulator $o.Emulator -Path "$elsewhere/img").Id
+        }
+        $v = New-FilledEmulator -Pages 8
+        $recorder = [Activator]::CreateInstance($Steps)
+        $moved = [ref] $false
+        $step = $CommitStep # a local: a closure sees no script variable
+        $Steps.GetProperty('OnStep').SetValue($recorder, [Action[string]] {
+            param($s)
+            if ($s -eq $step -and -not $moved.Value) { $moved.Value = $true; Rename-Item $work $old; $null = New-Item -ItemType SymbolicLink -Path $work -Target $elsewhere }
+        }.GetNewClosure())
+        $Steps.GetProperty('Current', $Internal).SetValue($null, $recorder)
+        $saved = $null
+        $err = try { $saved = Save-MemoryImage -Emulator $v.Emulator -Path "$work/img" -ErrorAction Stop; 'none' } catch { $_ }
+        $Steps.GetProperty('Current', $Internal).SetValue($null, $null)
+        $moved.Value | Should -BeTrue
+        $saved | Should -BeNullOrEmpty
+        "$err" | Should -BeLike "*$old/img*"
+        $err.FullyQualifiedErrorId | Should -BeLike 'UnsafeDestination,*'
+        $written = Get-MemoryImage "$old/img"
+        $written.DataPages | Should -Be 8
+        Test-MemoryImage "$old/img" | Should -BeTrue
+        if ($other) { (Get-MemoryImage "$elsewhere/img").Id | Should -Be $other } else { @(Get-ChildItem -Force -Name $elsewhere) | Should -BeNullOrEmpty }
+    }
+}

@@ -111,6 +111,23 @@ internal sealed class PrivateOutput : IDisposable
         }
         _committed = true;
         _parent.Fsync();
+        RequireNamedByDestination();
+    }
+
+    /// <summary>
+    /// Throws UnsafeDestination where <see cref="Destination"/>, as every later command reads it (by path, links followed),
+    /// no longer names the folder just put in place: a folder on the way was moved, or replaced by a link, while the
+    /// command ran. The rename is relative to the folder's descriptor, so the result lies in the moved folder; the command
+    /// then described the path, and returned what the link showed (another image, as a successful save) or said
+    /// ImageIncomplete of a whole image. The result is kept where it is, and the error names it.
+    /// </summary>
+    private void RequireNamedByDestination()
+    {
+        var there = FileNative.Stat(Destination, out _);
+        if (there is { } t && FileNative.Fstat(_work.Fd, out _) is { } made && t.Inode == made.Inode && t.Device == made.Device) return;
+        var real = RealDestination;
+        throw new EngineException(EngineError.UnsafeDestination,
+            $"{_what} was put in place as {real}, but {Destination} names {(there is null ? "nothing" : "another folder")} now: a folder on the way was moved or replaced (by a link) while the command ran. The result is in {real}.", Destination);
     }
 
     public void Dispose()
