@@ -123,8 +123,15 @@ internal sealed class PrivateOutput : IDisposable
     /// </summary>
     private void RequireNamedByDestination()
     {
-        var there = FileNative.Stat(Destination, out _);
-        if (there is { } t && FileNative.Fstat(_work.Fd, out _) is { } made && t.Inode == made.Inode && t.Device == made.Device) return;
+        // Opened as readers open it (in pieces, so past PATH_MAX too; the caller's and root's links followed).
+        SafeDirectory? there;
+        try { there = SafeDirectory.Open(Destination, _what, Destination, create: false); }
+        catch (EngineException) { there = null; }
+        using (there)
+        {
+            if (there is not null && FileNative.Fstat(there.Fd, out _) is { } t && FileNative.Fstat(_work.Fd, out _) is { } made
+                && t.Inode == made.Inode && t.Device == made.Device) return;
+        }
         var real = RealDestination;
         throw new EngineException(EngineError.UnsafeDestination,
             $"{_what} was put in place as {real}, but {Destination} names {(there is null ? "nothing" : "another folder")} now: a folder on the way was moved or replaced (by a link) while the command ran. The result is in {real}.", Destination);
