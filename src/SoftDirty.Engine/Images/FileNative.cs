@@ -124,6 +124,8 @@ internal static unsafe partial class FileNative
         /// <summary>stx_ino (at 32) and the device as /proc/PID/maps writes it ("major:minor" in hex: stx_dev_major at 136, stx_dev_minor at 140).</summary>
         public ulong Inode { get; init; }
         public string Device { get; init; } = "";
+        /// <summary>stx_nlink (at 16): how many names the file has.</summary>
+        public uint Links { get; init; }
 
         public uint Type => Mode & S_IFMT;
         public uint Permissions => Mode & 0xFFF;
@@ -141,6 +143,7 @@ internal static unsafe partial class FileNative
         return new PathStatus(*(uint*)(b + 20), *(ushort*)(b + 28), *(ulong*)(b + 40), (known & attributes & StatxAttrMountRoot) != 0)
         {
             Inode = *(ulong*)(b + 32),
+            Links = *(uint*)(b + 16),
             Device = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{*(uint*)(b + 136):x2}:{*(uint*)(b + 140):x2}"),
         };
     }

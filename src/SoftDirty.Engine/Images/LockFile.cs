@@ -13,26 +13,16 @@ namespace SoftDirty.Images;
 internal static partial class LockFile
 {
     private const int LOCK_EX = 2, LOCK_NB = 4, O_RDWR = 2;
+    /// <summary>The link count of a file that has no name but this one.</summary>
+    private const uint SingleName = 1;
     /// <summary>How long <see cref="Take"/> waits between tries while another holds the lock.</summary>
     private static readonly TimeSpan Retry = TimeSpan.FromMilliseconds(5);
 
     [LibraryImport("libc", EntryPoint = "flock", SetLastError = true)]
     private static partial int Flock(int fd, int operation);
 
-    [LibraryImport("libc", EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
-    private static unsafe partial int Statx(int dirfd, string path, int flags, uint mask, byte* buffer);
-
-    private const int AtEmptyPath = 0x1000;
-    private const uint StatxNlink = 0x4;
-    /// <summary>Bytes of struct statx, and the offset of stx_nlink in it (include/uapi/linux/stat.h).</summary>
-    private const int StatxSize = 256, StatxNlinkOffset = 16;
-
     /// <summary>Whether the file open as <paramref name="fd"/> has been unlinked (no name left).</summary>
-    private static unsafe bool IsUnlinked(int fd)
-    {
-        byte* b = stackalloc byte[StatxSize];
-        return Statx(fd, "", AtEmptyPath, StatxNlink, b) == 0 && *(uint*)(b + StatxNlinkOffset) == 0;
-    }
+    private static bool IsUnlinked(int fd) => FileNative.Fstat(fd, out _) is { Links: 0 };
 
     /// <summary>
     /// Takes the lock <paramref name="name"/> in the folder <paramref name="openFolder"/> opens, waiting while another
@@ -66,7 +56,9 @@ internal static partial class LockFile
                 if (FileNative.Fstat(fd, out _) is not { Type: FileNative.S_IFREG } st)
                     throw new EngineException(EngineError.UnsafeDestination, $"The {what} {dir.Combine(name)} is not a regular file; remove it.", target);
                 // Made by this open under the umask (0777 left it 0000, and the next open of it failed with EACCES): exactly 0600.
-                if (st.Uid == FileNative.Geteuid() && st.Permissions != (uint)ImageFormat.FileMode)
+                // Only a file with no other name: root taking the lock in a user's epoch folder found there a hard link the
+                // user had made to a file of root's (any 0666 one, every one with fs.protected_hardlinks 0) and made it 0600.
+                if (st.Uid == FileNative.Geteuid() && st.Links == SingleName && st.Permissions != (uint)ImageFormat.FileMode)
                     FileNative.Fchmod(fd, (uint)ImageFormat.FileMode);
                 if (heldHere?.Invoke(st) == true)
                 {

@@ -103,6 +103,9 @@ internal sealed class PrivateOutput : IDisposable
     /// <summary>Where a file of the result will be once committed.</summary>
     public string FinalPath(string name) => Path.Combine(Destination, name);
 
+    /// <summary>The step (<see cref="SoftDirty.Injection.InjectionSteps"/>) that ends when the destination was checked the last time, just before the rename.</summary>
+    internal const string CommitStep = "destination checked (commit)";
+
     /// <summary>Puts the folder in place: rename onto the destination (absent, or an empty directory of the caller), then fsync.</summary>
     public void Commit()
     {
@@ -110,16 +113,44 @@ internal sealed class PrivateOutput : IDisposable
         // Checked again: a rename replaces only an empty directory and never follows a link; where the destination
         // is absent, RENAME_NOREPLACE makes one that appeared meanwhile (a concurrent save) fail rather than be replaced.
         bool exists = SafeFiles.CheckEntry(_parent, _name, _what);
+        SoftDirty.Injection.InjectionSteps.Mark(CommitStep);
         int e = _parent.RenameTo(_workName, _parent, _name, replace: exists);
         if (e == Errno.EINVAL && !exists) e = _parent.RenameTo(_workName, _parent, _name, replace: true); // a filesystem without RENAME_NOREPLACE
         if (e != 0)
         {
+            // Changed between the check and the rename (by another process): said as the check says it now, a link or another
+            // user's folder UnsafeDestination, a file or a non-empty folder ImageExists; never a failed write ("Not a directory").
+            if (e is Errno.EEXIST or FileNative.ENOTEMPTY or FileNative.ENOTDIR) SafeFiles.CheckEntry(_parent, _name, _what);
             if (e is Errno.EEXIST or FileNative.ENOTEMPTY)
                 throw new EngineException(EngineError.ImageExists, $"{_what} {Destination} was created meanwhile (another save or restore into the same place?); nothing was replaced.", Destination, e);
             throw SafeFiles.WriteFailure(Destination, e, $"Moving the finished {WorkPath} to {Destination} failed: {Errno.Describe(e)}");
         }
         _committed = true;
         _parent.Fsync();
+        RequireNamedByDestination();
+    }
+
+    /// <summary>
+    /// Throws UnsafeDestination where <see cref="Destination"/>, as every later command reads it (by path, links followed),
+    /// no longer names the folder just put in place: a folder on the way was moved, or replaced by a link, while the
+    /// command ran. The rename is relative to the folder's descriptor, so the result lies in the moved folder; the command
+    /// then described the path, and returned what the link showed (another image, as a successful save) or said
+    /// ImageIncomplete of a whole image. The result is kept where it is, and the error names it.
+    /// </summary>
+    private void RequireNamedByDestination()
+    {
+        // Opened as readers open it (in pieces, so past PATH_MAX too; the caller's and root's links followed).
+        SafeDirectory? there;
+        try { there = SafeDirectory.Open(Destination, _what, Destination, create: false); }
+        catch (EngineException) { there = null; }
+        using (there)
+        {
+            if (there is not null && FileNative.Fstat(there.Fd, out _) is { } t && FileNative.Fstat(_work.Fd, out _) is { } made
+                && t.Inode == made.Inode && t.Device == made.Device) return;
+        }
+        var real = RealDestination;
+        throw new EngineException(EngineError.UnsafeDestination,
+            $"{_what} was put in place as {real}, but {Destination} names {(there is null ? "nothing" : "another folder")} now: a folder on the way was moved or replaced (by a link) while the command ran. The result is in {real}.", Destination);
     }
 
     public void Dispose()

@@ -21,6 +21,11 @@ namespace SoftDirty.Workflows;
 /// </summary>
 internal static class PreCopyMigration
 {
+    /// <summary>How errors name the -Destination folder.</summary>
+    private const string DestinationWhat = "The migration destination";
+    /// <summary>The step (<see cref="Injection.InjectionSteps"/>) that ends when an absent destination was checked, before it is created.</summary>
+    internal const string DestinationCheckedStep = "destination checked (migration)";
+
     /// <summary>The rounds and the summary; <paramref name="warn"/> is told when a round sends every present page because another command or session reset the tracking meanwhile.</summary>
     public static IEnumerable<object> Run(IDirtyTracker tracker, PreCopyOptions options, CancellationToken cancel, Action<string>? status = null, Action<ulong, ulong>? transfer = null, Action<string>? warn = null)
     {
@@ -67,10 +72,20 @@ internal static class PreCopyMigration
         double clock = 0;
         string? parent = null;
         bool created = false;
-        if (link is null && options.Destination is { } dest && !SafeFiles.CheckDestination(Path.GetFullPath(dest), "The migration destination"))
+        if (link is null && options.Destination is { } dest && !SafeFiles.CheckDestination(Path.GetFullPath(dest), DestinationWhat))
         {
-            SafeFiles.CreateDirectory(Path.GetFullPath(dest));
-            created = true;
+            Injection.InjectionSteps.Mark(DestinationCheckedStep);
+            try
+            {
+                SafeFiles.CreateDirectory(Path.GetFullPath(dest));
+                created = true;
+            }
+            catch (EngineException ex) when (ex.Errno == Errno.EEXIST)
+            {
+                // Made meanwhile (another migration into the same place): judged as the check judges it now. An empty folder
+                // of the caller's is used, as it would have been had it been there first; the rounds then meet at round-01.
+                SafeFiles.CheckDestination(Path.GetFullPath(dest), DestinationWhat);
+            }
         }
         try
         {
