@@ -61,6 +61,40 @@ internal static unsafe partial class Ptrace
         return (*(int*)(info + SigInfoStatus) << 8) | 0x7f;
     }
 
+    /// <summary>How often <see cref="Release"/> looks again at a thread it stopped again or that is dying.</summary>
+    public static readonly System.TimeSpan ReapInterval = System.TimeSpan.FromMilliseconds(1);
+
+    /// <summary>How long <see cref="Release"/> waits for a thread it stopped again, or for one dying, before it leaves it.</summary>
+    private static readonly System.TimeSpan ReleaseTimeout = System.TimeSpan.FromSeconds(1);
+
+    /// <summary>waitpid(WNOHANG) of one tracee: whether it reaped an exit (a stop it reports is not taken).</summary>
+    public static bool ReapIfExited(int tid)
+    {
+        int status;
+        return WaitPid(tid, &status, WaitAll | NoHang) == tid && !Stopped(status);
+    }
+
+    /// <summary>
+    /// Detaches tracee <paramref name="tid"/> (handing <paramref name="signal"/> back). Where that fails (PTRACE_DETACH needs a
+    /// stopped tracee) the thread is one that runs under this tracer (attached, then its exec from a thread that is not the
+    /// leader made it the leader under the leader's id), or one killed (by such an exec) and a zombie until its tracer reaps
+    /// it, which the exec waits for: it is stopped again and detached, or reaped, so nothing stays traced by this process.
+    /// A thread group leader (<paramref name="leader"/>) is never reaped here: its exit status is its parent's.
+    /// </summary>
+    public static void Release(int tid, int signal, bool leader)
+    {
+        if (Call(Detach, tid, 0, signal) == 0) return;
+        if (!leader && ReapIfExited(tid)) return;
+        if (Call(Interrupt, tid, 0, 0) != 0) return; // not a tracee of this thread any more (gone, reaped)
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (clock.Elapsed < ReleaseTimeout)
+        {
+            if (Call(Detach, tid, 0, signal) == 0) return;
+            if (TakeStop(tid, keepExits: leader) is { } status && !Stopped(status)) return; // it died, and was reaped
+            System.Threading.Thread.Sleep(ReapInterval);
+        }
+    }
+
     [LibraryImport(Libc, EntryPoint = "readlink", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     public static partial nint ReadLink(string path, byte* buffer, nuint size);
 

@@ -500,7 +500,8 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
                 if (_siteBytes is not null) TryWrite(_site, _siteBytes);
             }
             catch (EngineException) { } // gone meanwhile: nothing left to restore
-            if (!_borrowed) Ptrace.Call(Ptrace.Detach, ThreadId, 0, 0);
+            // A thread killed meanwhile (an exec by another thread) is reaped: the exec waits for its tracer to.
+            if (!_borrowed) Ptrace.Release(ThreadId, 0, leader: ThreadId == ProcessId);
             _attached = false;
             InjectionSteps.Mark("restore mask, registers, stack and trampoline bytes, PTRACE_DETACH");
         }

@@ -21,7 +21,8 @@ internal sealed class PtraceFreeze : IDisposable
     private const int MaxRounds = 64;
     private readonly int _pid;
     private readonly Dictionary<int, int> _seized = new(); // tid -> signal to deliver on detach
-    private readonly Dictionary<int, ChildStopGuard?> _childGuards = new(); // per process stopped: a guard where it is a child of this one
+    private readonly Dictionary<int, ChildStopGuard?> _childGuards = new();
+    private readonly HashSet<int> _leaders = new(); // the thread group leaders (process ids) among the threads held // per process stopped: a guard where it is a child of this one
 
     private PtraceFreeze(int pid, bool alreadyStopped)
     {
@@ -121,11 +122,16 @@ internal sealed class PtraceFreeze : IDisposable
         IEnumerable<int> threads;
         try { threads = Threads(owner); }
         catch (EngineException) when (sharer) { return false; } // the sharer exited meanwhile
+        _leaders.Add(owner);
         if (!_childGuards.ContainsKey(owner)) _childGuards[owner] = ChildStopGuard.For(owner); // a child of this process: its stops kept from .NET's reaping
         bool child = _childGuards[owner] is not null;
         foreach (var tid in threads)
         {
-            if (_seized.ContainsKey(tid)) continue;
+            // A thread held already, or a zombie (nothing runs there). A held id whose thread is not in a stop of this freeze
+            // names another thread now: exec from a thread that is not the leader gives the exec'ing thread the leader's id
+            // (the leader is gone), so the id is looked at afresh.
+            if (_seized.ContainsKey(tid) && (Held(tid) || ProcessFreeze.ThreadState(TaskStat(owner, tid)) is 'Z' or 'X')) continue;
+            _seized.Remove(tid);
             // A thread held in vfork() would not stop, and could not be let go again (see VforkWait): refused first. A sharer's
             // thread waiting for the frozen process itself (its vfork child: /proc lists it, or at least it is the parent) runs
             // no more until that one execs or exits: left as it is.
@@ -134,7 +140,10 @@ internal sealed class PtraceFreeze : IDisposable
                 if (sharer && (vforkChild == _pid || (vforkChild == 0 && ParentOf(_pid) == owner))) continue;
                 throw VforkWait.Refusal(owner, tid, vforkChild, $"Freezing process {_pid}");
             }
-            if (Seize(owner, tid, out int? tracer) != 0)
+            // A thread this freeze attached before under another id (the exec'ing thread, which took the leader's id): a
+            // tracee of this process already, so PTRACE_INTERRUPT, which only the tracer can make, stops it.
+            bool ours = Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) == 0;
+            if (!ours && Seize(owner, tid, out int? tracer) != 0)
             {
                 int e = Marshal.GetLastPInvokeError();
                 if (e == Errno.ESRCH) continue; // the thread exited
@@ -153,8 +162,9 @@ internal sealed class PtraceFreeze : IDisposable
             }
             _seized[tid] = 0;
             added = true;
-            if (Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) != 0) { _seized.Remove(tid); continue; }
-            if (!WaitStopped(tid, child, cancel)) { _seized.Remove(tid); continue; } // exited meanwhile
+            // Attached but no longer under this id: it exec'd meanwhile and holds the leader's id now (the next pass finds it there).
+            if (!ours && Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) != 0) { _seized.Remove(tid); continue; }
+            if (!WaitStopped(tid, child, cancel)) { _seized.Remove(tid); continue; } // exited meanwhile, or exec'd (see above)
             _seized[tid] = PendingSignal(tid);
             bool foreign = sharer ? !MemorySharers.Shares(_pid, tid) : process is not null && !process.OwnsThread(tid);
             if (foreign)
@@ -178,12 +188,12 @@ internal sealed class PtraceFreeze : IDisposable
     /// taking turns: round 13): so EPERM with no tracer showing is tried again a few times, and stands as a refusal of
     /// permission only while no tracer is seen and the seize still fails. <paramref name="tracer"/>: the TracerPid seen with an EPERM, else null.
     /// </summary>
-    private static int Seize(int pid, int tid, out int? tracer)
+    private int Seize(int pid, int tid, out int? tracer)
     {
         tracer = null;
         for (int attempt = 1; ; attempt++)
         {
-            if (Ptrace.Call(Ptrace.Seize, tid, 0, 0) == 0) return 0;
+            if (SeizeReaping(tid) == 0) return 0;
             int e = Marshal.GetLastPInvokeError();
             if (e == Errno.EPERM && InjectionSupport.ReadStatus(pid) is { } status && status.TryGetValue("TracerPid", out var seen)
                 && int.TryParse(seen, NumberStyles.None, CultureInfo.InvariantCulture, out int by) && by != 0) tracer = by;
@@ -199,12 +209,20 @@ internal sealed class PtraceFreeze : IDisposable
     /// blocking one wait forever, so a stop (state t or T) that waitpid has not reported within
     /// <see cref="RemoteSyscalls.StatusGrace"/> counts as stopped from /proc.
     /// </summary>
-    private static bool WaitStopped(int tid, bool keepExits, CancellationToken cancel)
+    private bool WaitStopped(int tid, bool keepExits, CancellationToken cancel)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         TimeSpan? stoppedSince = null;
+        var reapedAt = TimeSpan.Zero;
         while (true)
         {
+            // A thread exec'ing meanwhile waits for the other threads to be gone, and a killed thread this freeze holds is
+            // gone only once reaped: the one waited for would never stop.
+            if (clock.Elapsed - reapedAt >= ReapInterval)
+            {
+                ReapExited(new List<int>(_seized.Keys), except: tid);
+                reapedAt = clock.Elapsed;
+            }
             if (Ptrace.TakeStop(tid, keepExits) is { } status) return Ptrace.Stopped(status); // else exited or killed
             var state = ProcessFreeze.ThreadState($"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/stat");
             if (state is null or 'Z' or 'X') return false;
@@ -235,6 +253,86 @@ internal sealed class PtraceFreeze : IDisposable
         return eventStop ? 0 : signo;
     }
 
+    /// <summary>/proc/OWNER/task/TID/stat.</summary>
+    private static string TaskStat(int owner, int tid) =>
+        $"/proc/{owner.ToString(CultureInfo.InvariantCulture)}/task/{tid.ToString(CultureInfo.InvariantCulture)}/stat";
+
+    /// <summary>Whether thread <paramref name="tid"/> is in a ptrace stop of this freeze (PTRACE_GETSIGINFO works only on a stopped tracee).</summary>
+    private static unsafe bool Held(int tid)
+    {
+        byte* info = stackalloc byte[Ptrace.SigInfoSize];
+        return Ptrace.Call(Ptrace.GetSigInfo, tid, 0, (nint)info) == 0;
+    }
+
+    /// <summary>How often a reaper looks for threads that died while PTRACE_SEIZE waits.</summary>
+    private static readonly TimeSpan ReapInterval = Ptrace.ReapInterval;
+
+    /// <summary>
+    /// PTRACE_SEIZE of <paramref name="tid"/> while another thread reaps the threads this freeze holds that die meanwhile.
+    /// The attach waits for the process's exec lock (cred_guard_mutex), which an exec holds until the other threads are gone;
+    /// those this freeze holds are gone only once their tracer reaps them (a traced thread stays a zombie until then). Without
+    /// the reaper an exec from a thread not held yet waited for this process and this process for the exec, both for good.
+    /// waitpid of a tracee works from any thread of the tracer.
+    /// </summary>
+    private int SeizeReaping(int tid)
+    {
+        var held = new List<int>(_seized.Keys);
+        using var done = new ManualResetEventSlim();
+        var reaped = new List<int>();
+        var reaper = new Thread(() =>
+        {
+            while (!done.Wait(ReapInterval))
+                lock (reaped) reaped.AddRange(ReapExited(held, except: 0, remove: false));
+        }) { IsBackground = true, Name = "SoftDirty freeze reaper" };
+        reaper.Start();
+        int rc, e;
+        try
+        {
+            rc = (int)Ptrace.Call(Ptrace.Seize, tid, 0, 0);
+            e = Marshal.GetLastPInvokeError();
+        }
+        finally
+        {
+            done.Set();
+            reaper.Join();
+        }
+        foreach (int gone in reaped) _seized.Remove(gone);
+        Marshal.SetLastPInvokeError(e);
+        return rc;
+    }
+
+    /// <summary>
+    /// Reaps the threads of the processes this freeze stops that died while it held them (zombies under /proc/PID/task, and
+    /// <paramref name="tids"/>), but <paramref name="except"/>: only their tracer can, and an exec of their process waits for
+    /// it. A thread group leader is never reaped here (an exec does not wait for it, and a child's exit status belongs to its
+    /// parent's code); waitpid of a zombie this process does not trace fails (ECHILD) and changes nothing. Returns the ids
+    /// reaped, removed from the freeze unless told not to.
+    /// </summary>
+    private List<int> ReapExited(IEnumerable<int> tids, int except, bool remove = true)
+    {
+        var reaped = new List<int>();
+        var candidates = new HashSet<int>(tids);
+        foreach (int owner in new List<int>(_leaders))
+        {
+            string[] tasks;
+            try { tasks = Directory.GetDirectories($"/proc/{owner.ToString(CultureInfo.InvariantCulture)}/task"); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { continue; }
+            foreach (var d in tasks)
+                if (int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out int t)
+                    && ProcessFreeze.ThreadState(Path.Combine(d, "stat")) is 'Z' or 'X') candidates.Add(t);
+        }
+        foreach (int t in candidates)
+        {
+            if (t == except || _leaders.Contains(t)) continue;
+            if (ReapIfExited(t)) reaped.Add(t);
+        }
+        if (remove) foreach (int t in reaped) _seized.Remove(t);
+        return reaped;
+    }
+
+    /// <summary>waitpid(WNOHANG) of one tracee: whether it reaped an exit (a stop it reports is not taken: none is pending while held).</summary>
+    private static bool ReapIfExited(int tid) => Ptrace.ReapIfExited(tid);
+
     private static IEnumerable<int> Threads(int pid)
     {
         string[] dirs;
@@ -248,7 +346,9 @@ internal sealed class PtraceFreeze : IDisposable
     public void Dispose()
     {
         _heldHere?.Remove(this);
-        foreach (var (tid, sig) in _seized) Ptrace.Call(Ptrace.Detach, tid, 0, sig);
+        foreach (var (tid, sig) in _seized) Ptrace.Release(tid, sig, leader: _leaders.Contains(tid));
+        // Threads killed while held (an exec by another thread) are zombies until their tracer reaps them, and the exec waits.
+        ReapExited(Array.Empty<int>(), except: 0, remove: false);
         _seized.Clear();
         foreach (var guard in _childGuards.Values) guard?.Dispose();
         _childGuards.Clear();
