@@ -21,8 +21,8 @@ internal sealed class PtraceFreeze : IDisposable
     private const int MaxRounds = 64;
     private readonly int _pid;
     private readonly Dictionary<int, int> _seized = new(); // tid -> signal to deliver on detach
-    private readonly Dictionary<int, ChildStopGuard?> _childGuards = new();
-    private readonly HashSet<int> _leaders = new(); // the thread group leaders (process ids) among the threads held // per process stopped: a guard where it is a child of this one
+    private readonly Dictionary<int, ChildStopGuard?> _childGuards = new(); // per process stopped: a guard where it is a child of this one
+    private readonly HashSet<int> _leaders = new(); // the thread group leaders (process ids) among the threads held
 
     private PtraceFreeze(int pid, bool alreadyStopped)
     {
