@@ -142,7 +142,9 @@ internal sealed class PrivateOutput : IDisposable
         // Opened as readers open it (in pieces, so past PATH_MAX too; the caller's and root's links followed).
         SafeDirectory? there;
         try { there = SafeDirectory.Open(Destination, _what, Destination, create: false); }
-        catch (EngineException) { there = null; }
+        // What the path names now (a file, a link of another user's, a loop) is not the folder; an error that says nothing of
+        // that (out of descriptors, EACCES, EIO) is the command's error as it is (round 13: a limit of this process is ResourceLimit).
+        catch (EngineException ex) when (ex.Error is EngineError.InvalidArgument or EngineError.UnsafeDestination) { there = null; }
         using (there)
         {
             if (there is not null && FileNative.Fstat(there.Fd, out _) is { } t && FileNative.Fstat(_work.Fd, out _) is { } made

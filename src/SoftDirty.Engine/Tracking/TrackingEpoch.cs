@@ -58,11 +58,11 @@ internal static class TrackingEpoch
     public static string? Identity(IPageSource source)
     {
         if (Root(source) is not ProcPageSource) return EmulatedIds.GetValue(Root(source), _ => "emulated:" + Guid.NewGuid().ToString("N"));
-        return Identity(source.ProcessId);
+        return RealIdentity(source.ProcessId);
     }
 
     /// <summary>Who the real process <paramref name="pid"/> is: "boot/pid/starttime"; null where unknown (exited).</summary>
-    private static string? Identity(int pid)
+    private static string? RealIdentity(int pid)
     {
         var start = StartTime(pid);
         var boot = BootId();
@@ -105,7 +105,7 @@ internal static class TrackingEpoch
     public static void RecordSharers(IReadOnlyList<int> sharers)
     {
         foreach (var pid in sharers)
-            if (Identity(pid) is { } id) RecordReal(pid, id, ForeignOwner(pid), Guid.NewGuid().ToString("N"));
+            if (RealIdentity(pid) is { } id) RecordReal(pid, id, ForeignOwner(pid), Guid.NewGuid().ToString("N"));
     }
 
     /// <summary>The processes that share the memory of the real process behind <paramref name="source"/> (<see cref="MemorySharers"/>); none for an emulated one.</summary>
