@@ -311,7 +311,18 @@ Describe 'Memory of unusual kinds: MAP_GROWSDOWN grown between images, mlock, se
             $null = Save-MemoryImage -Id $t.Id -Path $full -Confirm:$false -ErrorAction Stop
             Test-MemoryImage $inc | Should -BeTrue
             $i.UnreadablePages | Should -Be 0
-            Compare-RestoredImage $inc $full $root | Should -BeNullOrEmpty
+            # The mappings under test only (the grown one, the mlock'd one, the two memfds). Elsewhere a clean page of a
+            # private file mapping (libc's data) that reclaim drops between the two saves is in the chain and not in the
+            # full image (seen once in CI on a busy machine; noted after round 16: images store present pages only).
+            $ps = [uint64]$t.PageSize
+            $ranges = @(@([Convert]::ToUInt64($grown, 16), 6), @([Convert]::ToUInt64($addresses[1], 16), 8), @([Convert]::ToUInt64($addresses[2], 16), 8), @([Convert]::ToUInt64($addresses[3], 16), 4)) |
+                ForEach-Object { , @($_[0], ($_[0] + [uint64]$_[1] * $ps)) }
+            $differ = @(Compare-RestoredImage $inc $full $root | Where-Object {
+                    if ($_ -notmatch ': ([0-9a-f]+)-([0-9a-f]+)\.bin=') { return $true }
+                    $s = [Convert]::ToUInt64($Matches[1], 16); $e = [Convert]::ToUInt64($Matches[2], 16)
+                    @($ranges | Where-Object { $s -lt $_[1] -and $_[0] -lt $e }).Count -gt 0
+                })
+            $differ | Should -BeNullOrEmpty
         } finally {
             if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue }
             Stop-TestTarget $t

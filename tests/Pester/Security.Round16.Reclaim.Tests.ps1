@@ -32,6 +32,8 @@ BeforeAll {
     $script:wtExe = Join-Path $PSScriptRoot '../native/bin/wttarget'
     $script:PageSize = [uint64][Environment]::SystemPageSize
     # madvise(2) advice values (include/uapi/asm-generic/mman-common.h).
+    # How many more times a test asks for MADV_PAGEOUT where the kernel could isolate none of the pages (see its use).
+    $script:PageoutRetries = 10
     $script:MadvWillNeed = 3; $script:MadvFree = 8; $script:MadvHugePage = 14; $script:MadvPageout = 21; $script:MadvPopulateRead = 22; $script:MadvPopulateWrite = 23
     # Soft-dirty is left out of the comparisons: it is a property of the VMA's history (merges), not of what is tested here.
     $script:Compared = [SoftDirty.PagemapFlags]::Present -bor [SoftDirty.PagemapFlags]::Swapped -bor [SoftDirty.PagemapFlags]::FileOrSharedAnon -bor
@@ -286,6 +288,13 @@ Describe 'Round 16: MADV_FREE and reclaim, a real process and the emulator' -Tag
             if ($Tracking -ne 'untracked') { $null = Enable-WriteTracking -Id $t.Id }
             foreach ($command in "madvise $hex 0 12 $MadvFree", "write $hex 2 2", "madvise $hex 0 12 $MadvPageout") { $null = Send-TestTarget $t $command }
             $real = Get-Flags (Get-PageMap -Id $t.Id -Address ([Convert]::ToUInt64($hex, 16)) -Length (16 * $PageSize))
+            # Pages still in another CPU's LRU batch cannot be isolated yet (seen once in CI: none dropped): asked again a few
+            # times; pages it kept stay lazily freed, and a later MADV_PAGEOUT discards them as the first would have.
+            for ($try = 0; $try -lt $PageoutRetries -and -not ($real | Where-Object { -not ($_ -band [SoftDirty.PagemapFlags]::Present) }); $try++) {
+                Start-Sleep -Milliseconds 20
+                $null = Send-TestTarget $t "madvise $hex 0 12 $MadvPageout"
+                $real = Get-Flags (Get-PageMap -Id $t.Id -Address ([Convert]::ToUInt64($hex, 16)) -Length (16 * $PageSize))
+            }
         } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
         $e = New-EmulatedProcess -Kernel Host
         $m = $e | Add-EmulatedMapping -Length (16 * $PageSize)
@@ -296,7 +305,7 @@ Describe 'Round 16: MADV_FREE and reclaim, a real process and the emulator' -Tag
         $e | Invoke-EmulatedMadvise -Address $m.Start -Length (12 * $PageSize) -Advice PageOut
         $emulated = Get-Flags ($e | Get-PageMap -Address $m.Start -Length (16 * $PageSize))
         $dropped = @(for ($i = 0; $i -lt 16; $i++) { if (-not ($real[$i] -band [SoftDirty.PagemapFlags]::Present)) { $i } })
-        $dropped.Count | Should -BeGreaterThan 0 -Because 'the kernel discards lazily freed pages that are on the LRU'
+        if (-not $dropped.Count) { Set-ItResult -Skipped -Because "the kernel isolated none of the lazily freed pages in $($PageoutRetries + 1) MADV_PAGEOUTs (all still in CPUs' LRU batches): nothing was discarded to compare"; return }
         foreach ($i in @($dropped) + 2, 3 + 12..15) { "page ${i}: $($emulated[$i])" | Should -Be "page ${i}: $($real[$i])" }
         $e | Read-EmulatedMemory -Address $m.Start -Length $PageSize
         ($e | Get-PageMap -Address $m.Start -Length $PageSize).Flags -band [SoftDirty.PagemapFlags]::Present | Should -Be ([SoftDirty.PagemapFlags]::Present) -Because 'a read maps the zero page'
