@@ -11,8 +11,7 @@ namespace SoftDirty.Images;
 /// the folder's descriptor, and <see cref="Commit"/> renames it onto the destination in one step (renameat2, with
 /// RENAME_NOREPLACE where the destination was absent). Disposed without a commit, the folder is removed: a failed
 /// or cancelled write leaves the destination as it was (a kill -9 leaves only the hidden partial folder, which no
-/// command reads), and the folders above it that <see cref="Begin"/> made are removed again where still empty (a
-/// migration whose first round failed left its empty chain folder).
+/// command reads).
 /// </summary>
 internal sealed class PrivateOutput : IDisposable
 {
@@ -20,12 +19,10 @@ internal sealed class PrivateOutput : IDisposable
     private readonly SafeDirectory _work;
     private readonly string _name, _workName, _what;
     private readonly List<string> _created = new();
-    private readonly List<string> _madeAbove;
     private bool _committed;
 
-    private PrivateOutput(string destination, SafeDirectory parent, string name, SafeDirectory work, string workName, string what, List<string> madeAbove)
+    private PrivateOutput(string destination, SafeDirectory parent, string name, SafeDirectory work, string workName, string what)
     {
-        _madeAbove = madeAbove;
         _parent = parent;
         _name = name;
         _work = work;
@@ -44,31 +41,18 @@ internal sealed class PrivateOutput : IDisposable
     {
         destination = Path.TrimEndingDirectorySeparator(Path.GetFullPath(destination));
         SafeFiles.RefuseInsideImage(destination, what);
-        var made = new List<string>();
-        SafeDirectory? parent = null;
+        var parent = SafeDirectory.OpenParent(destination, what, create: true, out var name);
         try
         {
-            parent = SafeDirectory.OpenParent(destination, what, create: true, out var name, made);
             SafeFiles.CheckEntry(parent, name, what);
             var workName = WorkName(name);
             var work = parent.CreateDirectory(workName);
-            return new PrivateOutput(destination, parent, name, work, workName, what, made);
+            return new PrivateOutput(destination, parent, name, work, workName, what);
         }
         catch
         {
-            parent?.Dispose();
-            RemoveEmpty(made);
+            parent.Dispose();
             throw;
-        }
-    }
-
-    /// <summary>Removes the folders of <paramref name="made"/>, innermost first, each only while empty (rmdir: never what another command put there meanwhile).</summary>
-    private static void RemoveEmpty(List<string> made)
-    {
-        for (int i = made.Count - 1; i >= 0; i--)
-        {
-            try { Directory.Delete(made[i], recursive: false); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return; } // not empty (or gone): neither is any folder above it
         }
     }
 
@@ -162,10 +146,6 @@ internal sealed class PrivateOutput : IDisposable
             _committed = true;
             foreach (var name in _created) _work.Remove(name);
             _parent.Remove(_workName, directory: true);
-            _work.Dispose();
-            _parent.Dispose();
-            RemoveEmpty(_madeAbove);
-            return;
         }
         _work.Dispose();
         _parent.Dispose();

@@ -39,14 +39,13 @@ internal sealed class SafeDirectory : IDisposable
     /// folder from <c>/</c> down on its descriptor; missing folders are created 0700 where <paramref name="create"/>,
     /// else the result is null. <paramref name="what"/> and <paramref name="target"/> name the destination in errors.
     /// </summary>
-    /// <remarks>Each folder this call makes is added to <paramref name="made"/> (outermost first), for a caller that removes them again when it fails.</remarks>
-    public static SafeDirectory? Open(string path, string what, string target, bool create, List<string>? made = null)
+    public static SafeDirectory? Open(string path, string what, string target, bool create)
     {
         var full = System.IO.Path.GetFullPath(path);
         var stack = new Stack<SafeDirectory>();
         var pending = new LinkedList<string>(Split(full));
         int links = 0;
-        string? justMade = null; // the folder this walk just made: its mode is set exactly once it is opened
+        string? made = null; // the folder this walk just made: its mode is set exactly once it is opened
         try
         {
             stack.Push(OpenRoot(what, target));
@@ -69,7 +68,7 @@ internal sealed class SafeDirectory : IDisposable
                     if (e == Errno.ENOENT)
                     {
                         if (!create) return null;
-                        if (FileNative.MkdirAt(here.Fd, name, (uint)ImageFormat.DirectoryMode) == 0) { justMade = childPath; made?.Add(childPath); }
+                        if (FileNative.MkdirAt(here.Fd, name, (uint)ImageFormat.DirectoryMode) == 0) made = childPath;
                         else if (Marshal.GetLastPInvokeError() is int me && me != Errno.EEXIST)
                             throw SafeFiles.WriteFailure(childPath, me, $"Creating the directory {childPath} failed: {Errno.Describe(me)}");
                         pending.AddFirst(name); // open (and check) what is there now
@@ -97,7 +96,7 @@ internal sealed class SafeDirectory : IDisposable
                 var dir = new SafeDirectory(new SafeFileHandle(fd, ownsHandle: true), childPath);
                 stack.Push(dir);
                 dir.Check(what, target);
-                if (justMade == childPath) { dir.SetMode(ImageFormat.DirectoryMode); justMade = null; }
+                if (made == childPath) { dir.SetMode(ImageFormat.DirectoryMode); made = null; }
             }
             var result = stack.Pop();
             return result;
@@ -109,14 +108,14 @@ internal sealed class SafeDirectory : IDisposable
     }
 
     /// <summary>Opens the directory that holds <paramref name="path"/> (created where missing) and gives the last component's name.</summary>
-    public static SafeDirectory OpenParent(string path, string what, bool create, out string name, List<string>? made = null)
+    public static SafeDirectory OpenParent(string path, string what, bool create, out string name)
     {
         var full = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(path));
         name = System.IO.Path.GetFileName(full);
         var parent = System.IO.Path.GetDirectoryName(full);
         if (parent is null || name.Length == 0)
             throw new EngineException(EngineError.InvalidArgument, $"{what} {path}: the root directory cannot be one.", path);
-        return Open(parent, what, full, create, made)
+        return Open(parent, what, full, create)
             ?? throw new EngineException(EngineError.InvalidArgument, $"{what} {full}: the folder {parent} does not exist.", full, Errno.ENOENT);
     }
 
