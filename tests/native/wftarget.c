@@ -8,6 +8,7 @@
      hot <hexaddr> <index> <count> <usec>  a thread writes the pages in a loop, usec between sweeps -> OK
      cold                             stop that thread -> OK
      after <hexaddr> <index> <ms>     a thread writes the page once, ms from now -> OK
+     churn <n>                        n threads start short-lived threads back to back (each exits at once); 0 stops them -> OK
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
@@ -25,6 +26,27 @@ static pthread_t hot_thread;
 static unsigned char *hot_base;
 static long hot_first, hot_count, hot_usec;
 static uint64_t counter = 1;
+#define MAX_CHURN 16
+static volatile int churn_run;
+static long churn_count;
+static pthread_t churn_threads[MAX_CHURN];
+
+static void *short_lived(void *arg) { return arg; }
+/* Created detached: pthread_detach after pthread_create reads the thread's descriptor after marking it detached, and a
+   freeze that stops this thread between the two lets the short-lived thread free it and another thread's exit unmap it
+   (glibc's stack cache): a SIGSEGV in pthread_detach, seen here. */
+static void *churn_loop(void *arg) {
+    (void)arg;
+    pthread_attr_t detached;
+    pthread_attr_init(&detached);
+    pthread_attr_setdetachstate(&detached, PTHREAD_CREATE_DETACHED);
+    while (churn_run) {
+        pthread_t t;
+        pthread_create(&t, &detached, short_lived, NULL);
+    }
+    pthread_attr_destroy(&detached);
+    return NULL;
+}
 
 static void *hot_loop(void *arg) {
     (void)arg;
@@ -99,10 +121,20 @@ int main(void) {
             pthread_create(&t, NULL, after_thread, l);
             pthread_detach(t);
             printf("OK\n");
+        } else if (!strcmp(cmd, "churn")) {
+            long n = (long)a; /* parsed as hex by the format above: reparse as decimal */
+            sscanf(line, "%*s %ld", &n);
+            if (churn_run) { churn_run = 0; for (long i = 0; i < churn_count; i++) pthread_join(churn_threads[i], NULL); }
+            churn_count = 0;
+            if (n > MAX_CHURN) n = MAX_CHURN;
+            if (n > 0) churn_run = 1;
+            for (; churn_count < n; churn_count++) pthread_create(&churn_threads[churn_count], NULL, churn_loop, NULL);
+            printf("OK\n");
         } else if (!strcmp(cmd, "exit")) {
             break;
         } else printf("ERR %s\n", cmd);
     }
     if (hot_run) { hot_run = 0; pthread_join(hot_thread, NULL); }
+    if (churn_run) { churn_run = 0; for (long i = 0; i < churn_count; i++) pthread_join(churn_threads[i], NULL); }
     return 0;
 }

@@ -23,6 +23,8 @@ internal sealed class PtraceFreeze : IDisposable
     private readonly Dictionary<int, int> _seized = new(); // tid -> signal to deliver on detach
     private readonly Dictionary<int, ChildStopGuard?> _childGuards = new(); // per process stopped: a guard where it is a child of this one
     private readonly HashSet<int> _leaders = new(); // the thread group leaders (process ids) among the threads held
+    private readonly List<int> _stoppedLastPass = new(); // the threads a pass of Freeze found new: named where passes never end
+    private readonly HashSet<int> _exitedWhileSeized = new(); // threads that exited between their seize and their stop
 
     private PtraceFreeze(int pid, bool alreadyStopped)
     {
@@ -76,6 +78,7 @@ internal sealed class PtraceFreeze : IDisposable
             for (int round = 0; round < MaxRounds; round++)
             {
                 cancel.ThrowIfCancellationRequested();
+                f._stoppedLastPass.Clear();
                 bool added = !f.AlreadyStopped && f.SeizeThreads(pid, process, cancel);
                 foreach (int sharer in MemorySharers.Find(pid))
                     if (!Idle(sharer)) added |= f.SeizeThreads(sharer, null, cancel);
@@ -85,7 +88,7 @@ internal sealed class PtraceFreeze : IDisposable
                     return f;
                 }
             }
-            throw new EngineException(EngineError.ProcIOError, $"Freezing process {pid}: it kept starting threads through {MaxRounds} passes.", pid);
+            throw new EngineException(EngineError.ProcIOError, $"Freezing process {pid}: it kept starting threads through {MaxRounds} passes (the last one found thread(s) {string.Join(", ", f._stoppedLastPass)}).", pid);
         }
         catch
         {
@@ -116,7 +119,8 @@ internal sealed class PtraceFreeze : IDisposable
     /// </summary>
     private bool SeizeThreads(int owner, ProcPageSource? process, CancellationToken cancel)
     {
-        bool sharer = owner != _pid, added = false;
+        bool sharer = owner != _pid;
+        int found = _stoppedLastPass.Count;
         string who = sharer ? $"Freezing process {_pid}: process {owner}, which shares its memory," : $"Freezing process {_pid}: it";
         string thread = sharer ? $"of process {owner}, which shares its memory, " : "";
         IEnumerable<int> threads;
@@ -161,10 +165,24 @@ internal sealed class PtraceFreeze : IDisposable
                     $"Freezing process {_pid}: PTRACE_SEIZE of thread {tid} {thread}failed: {Errno.Describe(e)} (another tracer, or no permission to trace it).", _pid, e);
             }
             _seized[tid] = 0;
-            added = true;
+            _stoppedLastPass.Add(tid);
             // Attached but no longer under this id: it exec'd meanwhile and holds the leader's id now (the next pass finds it there).
             if (!ours && Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) != 0) { _seized.Remove(tid); continue; }
-            if (!WaitStopped(tid, child, cancel)) { _seized.Remove(tid); continue; } // exited meanwhile, or exec'd (see above)
+            if (!WaitStopped(tid, child, cancel))
+            {
+                _seized.Remove(tid);
+                // Exited between its seize and its stop: a zombie until this process, its tracer, reaps it, and PTRACE_INTERRUPT
+                // (it looks at no state) succeeds on it. Counted as found each time, it made every later pass find it again until
+                // the freeze gave up (a kernel-VM CI run, round 17): reaped here (a leader's exit is its parent's), and counted
+                // once only (a leader killed by an exec from another thread: the next pass finds that thread under its id).
+                // Otherwise it exec'd (see above): the next pass finds it under the leader's id.
+                if (ProcessFreeze.ThreadState(TaskStat(owner, tid)) is 'Z' or 'X')
+                {
+                    if (!_leaders.Contains(tid)) Ptrace.ReapIfExited(tid);
+                    if (!_exitedWhileSeized.Add(tid)) _stoppedLastPass.Remove(tid);
+                }
+                continue;
+            }
             _seized[tid] = PendingSignal(tid);
             bool foreign = sharer ? !MemorySharers.Shares(_pid, tid) : process is not null && !process.OwnsThread(tid);
             if (foreign)
@@ -175,7 +193,7 @@ internal sealed class PtraceFreeze : IDisposable
                     throw new EngineException(EngineError.ProcessExited, $"Process {_pid} exited while it was being frozen; the process now under that id is another one and was let go.", _pid, Errno.ESRCH);
             }
         }
-        return added;
+        return _stoppedLastPass.Count > found;
     }
 
     /// <summary>How often <see cref="Seize"/> tries again after EPERM while no tracer shows, and how long it waits between tries.</summary>

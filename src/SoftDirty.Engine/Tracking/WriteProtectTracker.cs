@@ -261,8 +261,11 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     /// </summary>
     private bool Reload()
     {
-        var now = WriteTrackingStore.Load(_remote!.ProcessId)
-            ?? throw new EngineException(EngineError.WriteTrackingNotEnabled,
+        var now = WriteTrackingStore.Load(_remote!.ProcessId);
+        // An exec ends the tracking with the memory it tracked: that is what happened, not a Disable-WriteTracking (round 16).
+        if (now is null) _remote.EnsureSameMemory("its write tracking was used");
+        if (now is null)
+            throw new EngineException(EngineError.WriteTrackingNotEnabled,
                 $"The write tracking of process {_remote.ProcessId} was disabled while this command used it (Disable-WriteTracking in another command or session, or the process closed its userfaultfd {_state!.Descriptor}); the writes since the last look cannot be told. Nothing was injected.", _remote.ProcessId);
         bool same = now.ResetId == _expectedReset && now.Inode == _state!.Inode && now.Descriptor == _state.Descriptor;
         _state = now;
