@@ -191,8 +191,12 @@ Describe 'Ctrl+C, -WhatIf and two migrations of one target (round 13)' -Tag 'Wor
         $s = New-LocalSession
         try {
             $dest = New-Dest
+            # The module imported by a call of its own, then the migration alone: a batch (AddStatement) stopped and disposed
+            # can crash the host (PowerShell's BatchInvocationWorkItem on the closed runspace, an unhandled exception).
             $ps = [powershell]::Create()
-            $null = $ps.AddCommand('Import-Module').AddArgument($module).AddStatement().AddCommand('Invoke-PreCopyMigration').AddParameter('Emulator', (New-Source 32MB)).
+            $null = $ps.AddCommand('Import-Module').AddArgument($module).Invoke()
+            $ps.Commands.Clear()
+            $null = $ps.AddCommand('Invoke-PreCopyMigration').AddParameter('Emulator', (New-Source 32MB)).
                 AddParameter('ToSession', $s).AddParameter('Destination', "$dest/chain").AddParameter('MaxIterations', 2).AddParameter('StopThreshold', 0).AddParameter('Confirm', $false)
             $run = $ps.BeginInvoke()
             $deadline = [DateTime]::UtcNow.AddMinutes(3)
