@@ -24,7 +24,6 @@ internal sealed class PtraceFreeze : IDisposable
     private readonly Dictionary<int, ChildStopGuard?> _childGuards = new(); // per process stopped: a guard where it is a child of this one
     private readonly HashSet<int> _leaders = new(); // the thread group leaders (process ids) among the threads held
     private readonly List<int> _stoppedLastPass = new(); // the threads a pass of Freeze found new: named where passes never end
-    private readonly HashSet<int> _exitedWhileSeized = new(); // threads that exited between their seize and their stop
 
     private PtraceFreeze(int pid, bool alreadyStopped)
     {
@@ -172,15 +171,12 @@ internal sealed class PtraceFreeze : IDisposable
             {
                 _seized.Remove(tid);
                 // Exited between its seize and its stop: a zombie until this process, its tracer, reaps it, and PTRACE_INTERRUPT
-                // (it looks at no state) succeeds on it. Counted as found each time, it made every later pass find it again until
-                // the freeze gave up (a kernel-VM CI run, round 17): reaped here (a leader's exit is its parent's), and counted
-                // once only (a leader killed by an exec from another thread: the next pass finds that thread under its id).
-                // Otherwise it exec'd (see above): the next pass finds it under the leader's id.
-                if (ProcessFreeze.ThreadState(TaskStat(owner, tid)) is 'Z' or 'X')
-                {
-                    if (!_leaders.Contains(tid)) Ptrace.ReapIfExited(tid);
-                    if (!_exitedWhileSeized.Add(tid)) _stoppedLastPass.Remove(tid);
-                }
+                // (it looks at no state) succeeds on it, so every later pass found it again until the freeze gave up (a
+                // kernel-VM CI run, round 17): reaped here. Not a leader: its exit is its parent's, and a leader killed by an
+                // exec from another thread is counted on, until that thread takes its id (the next pass then finds it there;
+                // counted once only, the freeze ended before and left the exec'd thread running). Otherwise it exec'd (see
+                // above): the next pass finds it under the leader's id.
+                if (!_leaders.Contains(tid) && ProcessFreeze.ThreadState(TaskStat(owner, tid)) is 'Z' or 'X') Ptrace.ReapIfExited(tid);
                 continue;
             }
             _seized[tid] = PendingSignal(tid);
