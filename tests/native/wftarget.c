@@ -68,6 +68,15 @@ static void *spawn_loop(void *arg) {
     return NULL;
 }
 
+/* Stops the threads running fn (joined), then starts n (at most MAX_CHURN) anew. */
+static void loops(volatile int *run, long *count, pthread_t *threads, void *(*fn)(void *), long n) {
+    if (*run) { *run = 0; for (long i = 0; i < *count; i++) pthread_join(threads[i], NULL); }
+    *count = 0;
+    if (n > MAX_CHURN) n = MAX_CHURN;
+    if (n > 0) *run = 1;
+    for (; *count < n; (*count)++) pthread_create(&threads[*count], NULL, fn, NULL);
+}
+
 static void *hot_loop(void *arg) {
     (void)arg;
     uint64_t v = 1u << 20;
@@ -141,30 +150,18 @@ int main(void) {
             pthread_create(&t, NULL, after_thread, l);
             pthread_detach(t);
             printf("OK\n");
-        } else if (!strcmp(cmd, "churn")) {
+        } else if (!strcmp(cmd, "churn") || !strcmp(cmd, "spawn")) {
             long n = (long)a; /* parsed as hex by the format above: reparse as decimal */
             sscanf(line, "%*s %ld", &n);
-            if (churn_run) { churn_run = 0; for (long i = 0; i < churn_count; i++) pthread_join(churn_threads[i], NULL); }
-            churn_count = 0;
-            if (n > MAX_CHURN) n = MAX_CHURN;
-            if (n > 0) churn_run = 1;
-            for (; churn_count < n; churn_count++) pthread_create(&churn_threads[churn_count], NULL, churn_loop, NULL);
-            printf("OK\n");
-        } else if (!strcmp(cmd, "spawn")) {
-            long n = (long)a; /* parsed as hex by the format above: reparse as decimal */
-            sscanf(line, "%*s %ld", &n);
-            if (spawn_run) { spawn_run = 0; for (long i = 0; i < spawn_count; i++) pthread_join(spawn_threads[i], NULL); }
-            spawn_count = 0;
-            if (n > MAX_CHURN) n = MAX_CHURN;
-            if (n > 0) spawn_run = 1;
-            for (; spawn_count < n; spawn_count++) pthread_create(&spawn_threads[spawn_count], NULL, spawn_loop, NULL);
+            if (!strcmp(cmd, "churn")) loops(&churn_run, &churn_count, churn_threads, churn_loop, n);
+            else loops(&spawn_run, &spawn_count, spawn_threads, spawn_loop, n);
             printf("OK\n");
         } else if (!strcmp(cmd, "exit")) {
             break;
         } else printf("ERR %s\n", cmd);
     }
     if (hot_run) { hot_run = 0; pthread_join(hot_thread, NULL); }
-    if (churn_run) { churn_run = 0; for (long i = 0; i < churn_count; i++) pthread_join(churn_threads[i], NULL); }
-    if (spawn_run) { spawn_run = 0; for (long i = 0; i < spawn_count; i++) pthread_join(spawn_threads[i], NULL); }
+    loops(&churn_run, &churn_count, churn_threads, churn_loop, 0);
+    loops(&spawn_run, &spawn_count, spawn_threads, spawn_loop, 0);
     return 0;
 }
