@@ -12,6 +12,7 @@ BeforeDiscovery {
     # A child pwsh that stops the target this one started: a sibling, which Yama's ptrace_scope 1 keeps from an unprivileged user.
     $SiblingSkip = if ($PtraceSkip) { $PtraceSkip } elseif ($yama -eq 1 -and (id -u) -ne '0') { "Yama's ptrace_scope 1 lets a user trace only descendants, and the commands run in a sibling of the target" } else { $null }
     $WtSkip = Get-WriteTrackingSkipReason -Relation Sibling
+    $WtDescendantSkip = Get-WriteTrackingSkipReason -Relation Descendant
 }
 
 BeforeAll {
@@ -105,6 +106,56 @@ Describe 'Round 17: job control from another process while a save holds the targ
             Wait-Until { (Get-ProcessState $t.Id) -ne 'T' } | Should -BeTrue -Because 'the SIGCONT sent during the save stands: the target runs after it'
             Get-TracerPid $t.Id | Where-Object { $_ -ne 0 } | Should -BeNullOrEmpty
         } finally { Stop-WfTarget $t }
+    }
+    It 'SIGSTOP from another process during a -Freeze -Method <Method> save of a target whose threads come and go: the target is stopped after, untraced, and SIGCONT resumes it' -Skip:([bool]$Skip) -ForEach @(
+        @{ Method = 'Hash'; Skip = $null }
+        @{ Method = 'WriteProtect'; Skip = $WtDescendantSkip }
+    ) {
+        $t = Start-WfTarget
+        try {
+            $r = New-WfRegion $t 32768
+            $null = Send-WfTarget $t 'churn 2'
+            $folder = New-Item -ItemType Directory (New-ImagePath 'f')
+            $image = Join-Path $folder 'image'
+            $stopper = Start-Bash "while [ -z `"`$(ls -A '$folder')`" ]; do :; done; kill -STOP $($t.Id)"
+            try {
+                $null = Save-MemoryImage -Id $t.Id -Path $image -Freeze -Method $Method
+                $stopper.WaitForExit($HangBoundMs) | Should -BeTrue -Because 'the stopper saw the save begin'
+            } finally { if (-not $stopper.HasExited) { $stopper.Kill() } }
+            Test-MemoryImage -Path $image | Should -BeTrue
+            Wait-Until { (Get-ProcessState $t.Id) -eq 'T' } | Should -BeTrue -Because 'the SIGSTOP sent during the save stands'
+            Get-TracerPid $t.Id | Where-Object { $_ -ne 0 } | Should -BeNullOrEmpty
+            kill -CONT $t.Id
+            $null = Send-WfTarget $t 'churn 0' # it answers: it runs again
+        } finally {
+            if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
+            Stop-WfTarget $t
+        }
+    }
+
+    It 'a target stopped (SIGSTOP) before a -Freeze -Method WriteProtect chain (the freeze attaches it, the injection uses that stop): it stays stopped, untraced, and the increment restores what a full image does' -Skip:([bool]$WtDescendantSkip) {
+        $t = Start-WfTarget
+        try {
+            $r = New-WfRegion $t 64
+            kill -STOP $t.Id
+            Wait-Until { (Get-ProcessState $t.Id) -eq 'T' } | Should -BeTrue
+            $base = New-ImagePath 'c'
+            $null = Save-MemoryImage -Id $t.Id -Path "$base-0" -Freeze -Method WriteProtect
+            Get-ProcessState $t.Id | Should -Be 'T'
+            kill -CONT $t.Id
+            $null = Send-WfTarget $t "write $($r.Hex) 5 3"
+            kill -STOP $t.Id
+            Wait-Until { (Get-ProcessState $t.Id) -eq 'T' } | Should -BeTrue
+            $null = Save-MemoryImage -Id $t.Id -Path "$base-1" -Parent "$base-0" -Freeze -Method WriteProtect
+            $null = Save-MemoryImage -Id $t.Id -Path "$base-full" -Freeze -Method Hash
+            Get-ProcessState $t.Id | Should -Be 'T' -Because 'a process stopped before stays stopped'
+            Get-TracerPid $t.Id | Where-Object { $_ -ne 0 } | Should -BeNullOrEmpty
+            Compare-RestoredImage "$base-1" "$base-full" $Root | Should -BeNullOrEmpty
+        } finally {
+            kill -CONT $t.Id
+            Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
+            Stop-WfTarget $t
+        }
     }
 }
 
