@@ -9,15 +9,20 @@
      cold                             stop that thread -> OK
      after <hexaddr> <index> <ms>     a thread writes the page once, ms from now -> OK
      churn <n>                        n threads start short-lived threads back to back (each exits at once); 0 stops them -> OK
+     spawn <n>                        n threads run /bin/true with posix_spawn back to back (clone CLONE_VM|CLONE_VFORK: a
+                                      process sharing this one's memory until it execs, its spawner waiting in vfork
+                                      meanwhile), each waited for; 0 stops them -> OK
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static long ps;
@@ -46,6 +51,30 @@ static void *churn_loop(void *arg) {
     }
     pthread_attr_destroy(&detached);
     return NULL;
+}
+
+static volatile int spawn_run;
+static long spawn_count;
+static pthread_t spawn_threads[MAX_CHURN];
+extern char **environ;
+
+static void *spawn_loop(void *arg) {
+    (void)arg;
+    char *argv[] = { "true", NULL };
+    while (spawn_run) {
+        pid_t child;
+        if (posix_spawn(&child, "/bin/true", NULL, NULL, argv, environ) == 0) waitpid(child, NULL, 0);
+    }
+    return NULL;
+}
+
+/* Stops the threads running fn (joined), then starts n (at most MAX_CHURN) anew. */
+static void loops(volatile int *run, long *count, pthread_t *threads, void *(*fn)(void *), long n) {
+    if (*run) { *run = 0; for (long i = 0; i < *count; i++) pthread_join(threads[i], NULL); }
+    *count = 0;
+    if (n > MAX_CHURN) n = MAX_CHURN;
+    if (n > 0) *run = 1;
+    for (; *count < n; (*count)++) pthread_create(&threads[*count], NULL, fn, NULL);
 }
 
 static void *hot_loop(void *arg) {
@@ -121,20 +150,18 @@ int main(void) {
             pthread_create(&t, NULL, after_thread, l);
             pthread_detach(t);
             printf("OK\n");
-        } else if (!strcmp(cmd, "churn")) {
+        } else if (!strcmp(cmd, "churn") || !strcmp(cmd, "spawn")) {
             long n = (long)a; /* parsed as hex by the format above: reparse as decimal */
             sscanf(line, "%*s %ld", &n);
-            if (churn_run) { churn_run = 0; for (long i = 0; i < churn_count; i++) pthread_join(churn_threads[i], NULL); }
-            churn_count = 0;
-            if (n > MAX_CHURN) n = MAX_CHURN;
-            if (n > 0) churn_run = 1;
-            for (; churn_count < n; churn_count++) pthread_create(&churn_threads[churn_count], NULL, churn_loop, NULL);
+            if (!strcmp(cmd, "churn")) loops(&churn_run, &churn_count, churn_threads, churn_loop, n);
+            else loops(&spawn_run, &spawn_count, spawn_threads, spawn_loop, n);
             printf("OK\n");
         } else if (!strcmp(cmd, "exit")) {
             break;
         } else printf("ERR %s\n", cmd);
     }
     if (hot_run) { hot_run = 0; pthread_join(hot_thread, NULL); }
-    if (churn_run) { churn_run = 0; for (long i = 0; i < churn_count; i++) pthread_join(churn_threads[i], NULL); }
+    loops(&churn_run, &churn_count, churn_threads, churn_loop, 0);
+    loops(&spawn_run, &spawn_count, spawn_threads, spawn_loop, 0);
     return 0;
 }

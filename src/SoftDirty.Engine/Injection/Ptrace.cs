@@ -65,7 +65,7 @@ internal static unsafe partial class Ptrace
     public static readonly System.TimeSpan ReapInterval = System.TimeSpan.FromMilliseconds(1);
 
     /// <summary>How long <see cref="Release"/> waits for a thread it stopped again, or for one dying, before it leaves it.</summary>
-    private static readonly System.TimeSpan ReleaseTimeout = System.TimeSpan.FromSeconds(1);
+    public static readonly System.TimeSpan ReleaseTimeout = System.TimeSpan.FromSeconds(1);
 
     /// <summary>waitpid(WNOHANG) of one tracee: whether it reaped an exit (a stop it reports is not taken).</summary>
     public static bool ReapIfExited(int tid)
@@ -75,22 +75,39 @@ internal static unsafe partial class Ptrace
     }
 
     /// <summary>
+    /// Whether tracee <paramref name="tid"/> of this process may be reaped here once it died. A thread that is not a leader
+    /// (<paramref name="leader"/> false): yes, only its tracer can (an exec waits for that). A thread group leader whose parent is
+    /// another process: yes, for a tracer's wait does not take a leader's exit, it hands the zombie on to its parent (the
+    /// kernel's EXIT_TRACE), which until then does not see it: left unreaped, a target killed while frozen stayed a zombie its
+    /// parent could not wait for, for as long as this PowerShell ran (round 17). A child of this process: no, its exit is this
+    /// process's own reaping's (.NET's Process).
+    /// </summary>
+    public static bool Reapable(int tid, bool leader) => !leader || ParentOf(tid) != System.Environment.ProcessId;
+
+    /// <summary>The parent of <paramref name="pid"/> (/proc/PID/status PPid, the real parent, whoever traces it); 0 where it cannot be read.</summary>
+    public static int ParentOf(int pid) =>
+        InjectionSupport.ReadStatus(pid) is { } status && status.TryGetValue("PPid", out var ppid)
+        && int.TryParse(ppid, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int parent) ? parent : 0;
+
+    /// <summary>
     /// Detaches tracee <paramref name="tid"/> (handing <paramref name="signal"/> back). Where that fails (PTRACE_DETACH needs a
     /// stopped tracee) the thread is one that runs under this tracer (attached, then its exec from a thread that is not the
-    /// leader made it the leader under the leader's id), or one killed (by such an exec) and a zombie until its tracer reaps
-    /// it, which the exec waits for: it is stopped again and detached, or reaped, so nothing stays traced by this process.
-    /// A thread group leader (<paramref name="leader"/>) is never reaped here: its exit status is its parent's.
+    /// leader made it the leader under the leader's id), or one killed (by such an exec, or a SIGKILL) and a zombie until its
+    /// tracer reaps it, which an exec waits for: it is stopped again and detached, or reaped where <see cref="Reapable"/>
+    /// (a thread group leader, <paramref name="leader"/>, is reaped only to hand it on to a parent that is another process),
+    /// so nothing stays traced by this process.
     /// </summary>
     public static void Release(int tid, int signal, bool leader)
     {
         if (Call(Detach, tid, 0, signal) == 0) return;
-        if (!leader && ReapIfExited(tid)) return;
+        bool reapable = Reapable(tid, leader);
+        if (reapable && ReapIfExited(tid)) return;
         if (Call(Interrupt, tid, 0, 0) != 0) return; // not a tracee of this thread any more (gone, reaped)
         var clock = System.Diagnostics.Stopwatch.StartNew();
         while (clock.Elapsed < ReleaseTimeout)
         {
             if (Call(Detach, tid, 0, signal) == 0) return;
-            if (TakeStop(tid, keepExits: leader) is { } status && !Stopped(status)) return; // it died, and was reaped
+            if (TakeStop(tid, keepExits: !reapable) is { } status && !Stopped(status)) return; // it died, and was reaped
             System.Threading.Thread.Sleep(ReapInterval);
         }
     }

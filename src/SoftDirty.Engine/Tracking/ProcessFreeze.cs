@@ -14,7 +14,7 @@ internal sealed class ProcessFreeze : IDisposable
 
     private PtraceFreeze? _ptrace;
 
-    /// <summary>Freezes <paramref name="source"/>: an <see cref="IFreezable"/> itself, a real process with <see cref="PtraceFreeze"/> (resumed by the kernel if this process dies; left alone if it was stopped already).</summary>
+    /// <summary>Freezes <paramref name="source"/>: an <see cref="IFreezable"/> itself, a real process with <see cref="PtraceFreeze"/> (resumed by the kernel if this process dies; one stopped by job control stays stopped after).</summary>
     public static ProcessFreeze Freeze(IPageSource source, CancellationToken cancel = default)
     {
         var f = new ProcessFreeze(source);

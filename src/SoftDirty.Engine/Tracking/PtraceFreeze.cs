@@ -11,8 +11,8 @@ namespace SoftDirty.Tracking;
 /// <summary>
 /// Stops a real process for a consistent read, safely: every thread (and every thread of a process sharing its memory) is attached with PTRACE_SEIZE and stopped
 /// with PTRACE_INTERRUPT, so if this process dies (kill -9) the kernel detaches and the target runs on; SIGSTOP
-/// would leave it stopped forever. A process that was already stopped (state T, no tracer) is neither attached nor
-/// resumed; one that another tracer holds stopped is refused (ProcessAlreadyTraced). A signal that arrives while
+/// would leave it stopped forever. A process that was already stopped (state T, job control) is attached as well, and the
+/// kernel puts it back into its stop on detach; one that another tracer holds is refused (ProcessAlreadyTraced). A signal that arrives while
 /// stopped is handed back on detach. Dispose on the thread that froze
 /// (ptrace requests come from the tracer thread).
 /// </summary>
@@ -25,18 +25,7 @@ internal sealed class PtraceFreeze : IDisposable
     private readonly HashSet<int> _leaders = new(); // the thread group leaders (process ids) among the threads held
     private readonly List<int> _stoppedLastPass = new(); // the threads a pass of Freeze found new: named where passes never end
 
-    private PtraceFreeze(int pid, bool alreadyStopped)
-    {
-        _pid = pid;
-        AlreadyStopped = alreadyStopped;
-    }
-
-    /// <summary>Whether <paramref name="pid"/> has a tracer (TracerPid in /proc/PID/status); false where unreadable (gone).</summary>
-    private static bool TracedByAnother(int pid) =>
-        InjectionSupport.ReadStatus(pid) is { } status && status.TryGetValue("TracerPid", out var tracer) && tracer != "0";
-
-    /// <summary>The process was stopped before: nothing was attached, nothing will be resumed.</summary>
-    public bool AlreadyStopped { get; }
+    private PtraceFreeze(int pid) => _pid = pid;
 
     // The freezes this thread holds: ptrace requests on their threads work only from here (the tracer thread).
     [ThreadStatic] private static List<PtraceFreeze>? _heldHere;
@@ -66,11 +55,14 @@ internal sealed class PtraceFreeze : IDisposable
     {
         if (pid == Environment.ProcessId)
             throw new EngineException(EngineError.InvalidArgument, "A process cannot freeze itself: -Freeze needs another process.", pid);
-        // Stopped already and untraced (job control: it stays stopped until someone continues it): left as it is. A process held
-        // in a ptrace stop by another tracer (a debugger, another freeze) is not frozen by this one: that tracer may let it
-        // run at any moment, mid-read, and an image said to be taken frozen would mix moments without saying so (round 13).
-        // It is attached as any other, which the kernel refuses: ProcessAlreadyTraced. The same holds for each sharer.
-        var f = new PtraceFreeze(pid, alreadyStopped: Idle(pid));
+        // Stopped already (job control) is attached too: a SIGCONT from elsewhere would let it run mid-read while the image
+        // said Frozen (round 17: another shell's SIGCONT during the save). The kernel keeps the group stop of a process it
+        // detaches (PTRACE_DETACH puts it back into its stop), so one stopped before stays stopped after, unless a SIGCONT
+        // came meanwhile. A process held in a ptrace stop by another tracer (a debugger, another freeze) is not frozen by
+        // this one: that tracer may let it run at any moment, mid-read, and an image said to be taken frozen would mix
+        // moments without saying so (round 13). It is attached as any other, which the kernel refuses: ProcessAlreadyTraced.
+        // The same holds for each sharer.
+        var f = new PtraceFreeze(pid);
         try
         {
             // Threads (and sharers) may start while we attach: repeat until a pass finds none new.
@@ -78,9 +70,9 @@ internal sealed class PtraceFreeze : IDisposable
             {
                 cancel.ThrowIfCancellationRequested();
                 f._stoppedLastPass.Clear();
-                bool added = !f.AlreadyStopped && f.SeizeThreads(pid, process, cancel);
+                bool added = f.SeizeThreads(pid, process, cancel);
                 foreach (int sharer in MemorySharers.Find(pid))
-                    if (!Idle(sharer)) added |= f.SeizeThreads(sharer, null, cancel);
+                    added |= f.SeizeThreads(sharer, null, cancel);
                 if (!added)
                 {
                     (_heldHere ??= new List<PtraceFreeze>()).Add(f);
@@ -95,22 +87,6 @@ internal sealed class PtraceFreeze : IDisposable
             throw;
         }
     }
-
-    /// <summary>The parent of <paramref name="pid"/> (/proc/PID/status PPid); 0 where it cannot be read.</summary>
-    private static int ParentOf(int pid) =>
-        InjectionSupport.ReadStatus(pid) is { } status && status.TryGetValue("PPid", out var ppid)
-        && int.TryParse(ppid, NumberStyles.None, CultureInfo.InvariantCulture, out int parent) ? parent : 0;
-
-    /// <summary>Whether a process sharing <paramref name="pid"/>'s memory runs: a process stopped already is not still then.</summary>
-    public static bool SharersRunning(int pid)
-    {
-        foreach (int sharer in MemorySharers.Find(pid))
-            if (!Idle(sharer)) return true;
-        return false;
-    }
-
-    /// <summary>Whether every thread of <paramref name="pid"/> is stopped already (or gone) with no tracer: nothing to stop there.</summary>
-    private static bool Idle(int pid) => ProcessFreeze.AllStopped(pid) && !TracedByAnother(pid);
 
     /// <summary>
     /// Seizes and stops the threads of <paramref name="owner"/> (the frozen process, or a process sharing its memory) not held
@@ -140,7 +116,7 @@ internal sealed class PtraceFreeze : IDisposable
             // no more until that one execs or exits: left as it is.
             if (VforkWait.Waits(owner, tid, out int vforkChild))
             {
-                if (sharer && (vforkChild == _pid || (vforkChild == 0 && ParentOf(_pid) == owner))) continue;
+                if (sharer && (vforkChild == _pid || (vforkChild == 0 && Ptrace.ParentOf(_pid) == owner))) continue;
                 throw VforkWait.Refusal(owner, tid, vforkChild, $"Freezing process {_pid}");
             }
             // A thread this freeze attached before under another id (the exec'ing thread, which took the leader's id): a
@@ -172,11 +148,12 @@ internal sealed class PtraceFreeze : IDisposable
                 _seized.Remove(tid);
                 // Exited between its seize and its stop: a zombie until this process, its tracer, reaps it, and PTRACE_INTERRUPT
                 // (it looks at no state) succeeds on it, so every later pass found it again until the freeze gave up (a
-                // kernel-VM CI run, round 17): reaped here. Not a leader: its exit is its parent's, and a leader killed by an
-                // exec from another thread is counted on, until that thread takes its id (the next pass then finds it there;
-                // counted once only, the freeze ended before and left the exec'd thread running). Otherwise it exec'd (see
-                // above): the next pass finds it under the leader's id.
-                if (!_leaders.Contains(tid) && ProcessFreeze.ThreadState(TaskStat(owner, tid)) is 'Z' or 'X') Ptrace.ReapIfExited(tid);
+                // kernel-VM CI run, round 17): reaped here where this process may (Ptrace.Reapable; a leader with threads
+                // still running is not reaped by anyone's wait). A leader killed by an exec from another thread is counted
+                // on, until that thread takes its id (the next pass then finds it there; counted once only, a freeze ended
+                // before and left the exec'd thread running). Otherwise it exec'd (see above): the next pass finds it under
+                // the leader's id.
+                if (ProcessFreeze.ThreadState(TaskStat(owner, tid)) is 'Z' or 'X' && Ptrace.Reapable(tid, _leaders.Contains(tid))) Ptrace.ReapIfExited(tid);
                 continue;
             }
             _seized[tid] = PendingSignal(tid);
@@ -347,6 +324,34 @@ internal sealed class PtraceFreeze : IDisposable
     /// <summary>waitpid(WNOHANG) of one tracee: whether it reaped an exit (a stop it reports is not taken: none is pending while held).</summary>
     private static bool ReapIfExited(int tid) => Ptrace.ReapIfExited(tid);
 
+    /// <summary>
+    /// Hands each leader of a process this freeze held that died meanwhile (a zombie this process still traces) on to its
+    /// parent where that is another process (<see cref="Ptrace.Reapable"/>): the kernel lets a leader go only once its other
+    /// threads are gone, which those this process traced are once reaped here; bounded by <see cref="Ptrace.ReleaseTimeout"/>.
+    /// </summary>
+    private void PassOnDeadLeaders()
+    {
+        foreach (int leader in _leaders)
+        {
+            if (!Ptrace.Reapable(leader, leader: true)) continue;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (clock.Elapsed < Ptrace.ReleaseTimeout && ProcessFreeze.ThreadState(StatOf(leader)) is 'Z' && TracedHere(leader))
+            {
+                ReapExited(Array.Empty<int>(), except: 0, remove: false);
+                if (Ptrace.ReapIfExited(leader)) break;
+                Thread.Sleep(ReapInterval);
+            }
+        }
+    }
+
+    /// <summary>/proc/PID/stat.</summary>
+    private static string StatOf(int pid) => $"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat";
+
+    /// <summary>Whether this process traces <paramref name="tid"/> (its TracerPid).</summary>
+    private static bool TracedHere(int tid) =>
+        InjectionSupport.ReadStatus(tid) is { } status && status.TryGetValue("TracerPid", out var tracer)
+        && tracer == Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
+
     private static IEnumerable<int> Threads(int pid)
     {
         string[] dirs;
@@ -356,13 +361,22 @@ internal sealed class PtraceFreeze : IDisposable
             if (int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out int tid)) yield return tid;
     }
 
-    /// <summary>Detaches every thread (the kernel resumes each, unless something else stopped the process meanwhile).</summary>
+    /// <summary>
+    /// Detaches every thread (the kernel resumes each, unless something else stopped the process meanwhile: a process
+    /// stopped by job control before the freeze, or during it, goes back into its stop).
+    /// </summary>
     public void Dispose()
     {
         _heldHere?.Remove(this);
-        foreach (var (tid, sig) in _seized) Ptrace.Release(tid, sig, leader: _leaders.Contains(tid));
+        // Leaders last: a leader that died (a SIGKILL while held) is handed on to its parent once its other threads are reaped.
+        foreach (var (tid, sig) in _seized)
+            if (!_leaders.Contains(tid)) Ptrace.Release(tid, sig, leader: false);
         // Threads killed while held (an exec by another thread) are zombies until their tracer reaps them, and the exec waits.
         ReapExited(Array.Empty<int>(), except: 0, remove: false);
+        foreach (var (tid, sig) in _seized)
+            if (_leaders.Contains(tid)) Ptrace.Release(tid, sig, leader: true);
+        ReapExited(Array.Empty<int>(), except: 0, remove: false);
+        PassOnDeadLeaders();
         _seized.Clear();
         foreach (var guard in _childGuards.Values) guard?.Dispose();
         _childGuards.Clear();

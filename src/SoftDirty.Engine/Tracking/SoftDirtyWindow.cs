@@ -8,8 +8,8 @@ namespace SoftDirty.Tracking;
 /// WP_MATCHING is userfaultfd write-protect's alone): a write after the read and before clear_refs sets a bit the
 /// clear then takes away, so that page would be missing from this collection and from every later one (a chain
 /// or a migration would keep its old bytes for good). A real process is stopped for that moment, as CRIU's
-/// pre-dump stops it, unless this thread holds it stopped already (-Freeze, a migration's last round) or it is
-/// stopped (state T). An emulated process is held still by taking its machine's lock for the moment: another runspace
+/// pre-dump stops it, unless this thread holds it stopped already (-Freeze, a migration's last round); a process
+/// stopped by job control is held too (a SIGCONT from elsewhere would let it run inside the moment). An emulated process is held still by taking its machine's lock for the moment: another runspace
 /// or thread may write it at any time (a thread job, ForEach-Object -Parallel), and such a write between the read and the clear
 /// was lost to the chain, watch or migration for good.
 /// The moment is also held under the process's soft-dirty lock (<see cref="TrackingEpoch.Lock"/>, real and emulated):
@@ -66,7 +66,9 @@ internal static class SoftDirtyWindow
             why = "a process cannot stop itself";
             return null;
         }
-        if (PtraceFreeze.HoldsHere(pid) || (ProcessFreeze.AllStopped(pid) && !PtraceFreeze.SharersRunning(pid))) return null;
+        // A process stopped already is held too: a SIGCONT from elsewhere between the read and the clear would lose its writes
+        // of that moment (round 17: the same for -Freeze); one another tracer holds stopped may be let go by it at any moment.
+        if (PtraceFreeze.HoldsHere(pid)) return null;
         try { return ProcessFreeze.Freeze(proc, cancel); }
         catch (EngineException ex) when (ex.Error is EngineError.PermissionDenied or EngineError.ProcessAlreadyTraced or EngineError.PtraceNotPermitted)
         {
