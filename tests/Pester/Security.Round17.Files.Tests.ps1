@@ -10,6 +10,11 @@
 
 BeforeDiscovery {
     $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason } else { 'Linux only' }
+    # Shmem transparent huge pages: a tmpfs mounted with huge=always (root only, to mount), whatever shmem_enabled says
+    # (it rules the kernel's internal mount, memfds, not a tmpfs mounted with huge=), unless it says deny.
+    $ShmemEnabled = '/sys/kernel/mm/transparent_hugepage/shmem_enabled'
+    $ThpShmemSkip = if (-not $IsLinux) { 'Linux only' } elseif ((id -u) -ne '0') { 'only root may mount a tmpfs with huge=always' }
+    elseif (-not (Test-Path $ShmemEnabled)) { 'no transparent huge pages here' } elseif ((Get-Content $ShmemEnabled) -match '\[deny\]') { "shmem huge pages are denied ($ShmemEnabled)" }
 }
 
 BeforeAll {
@@ -124,14 +129,22 @@ Describe 'Round 17: files and shared memory changed between the images of a chai
                     'a memfd mapped MAP_PRIVATE, some pages copied, rewritten with write(2), then sealed'
                     'a tmpfs file mapped MAP_SHARED and MAP_PRIVATE: holes punched, MADV_DONTNEED, written again'
                     'a MAP_SHARED file unlinked and a new file of the same name mapped at another offset'
-                )) { @{ Method = $m; Case = $c; WtSkip = $WtSkip } }
+                    'a file written in one write(2) (large folios) mapped MAP_SHARED and MAP_PRIVATE: part paged out, part dropped, part rewritten'
+                    'shmem huge pages mapped MAP_SHARED and MAP_PRIVATE: a hole punched in one, write(2) into another, MADV_DONTNEED and MADV_PAGEOUT'
+                )) { @{ Method = $m; Case = $c; WtSkip = $WtSkip; ThpShmemSkip = $ThpShmemSkip } }
         }
     ) {
         if ($Method -eq 'WriteProtect' -and $WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
+        if ($Case -like 'shmem huge*' -and $ThpShmemSkip) { Set-ItResult -Skipped -Because $ThpShmemSkip; return }
         $anon = Send-ImgTarget $t 'map 8'
         $null = Send-ImgTarget $t "fill $anon 8 3"
         $steps = @()
-        $folder = if ($Case -like 'a tmpfs*') { New-Item -ItemType Directory (Join-Path /dev/shm "r17f-$([guid]::NewGuid().ToString('n'))") } else { $root }
+        $folder = if ($Case -like 'a tmpfs*') { New-Item -ItemType Directory (Join-Path /dev/shm "r17f-$([guid]::NewGuid().ToString('n'))") }
+        elseif ($Case -like 'shmem huge*') {
+            $mnt = New-Item -ItemType Directory (New-Dest 'huge')
+            mount -t tmpfs -o 'huge=always,size=32m' r17huge $mnt.FullName; $LASTEXITCODE | Should -Be 0
+            $mnt
+        } else { $root }
         try {
             switch -Wildcard ($Case) {
                 'a MAP_SHARED file read in*' {
@@ -210,6 +223,39 @@ Describe 'Round 17: files and shared memory changed between the images of a chai
                         { $null = Send-ImgTarget $t "write $ms 3 1"; $null = Send-ImgTarget $t "touch $mp 0 16"; $null = Send-ImgTarget $t "madvise $mp 0 2 $MadvDontNeed" }
                     )
                 }
+                'a file written in one write(2)*' {
+                    $file = Join-Path $folder "big-$([guid]::NewGuid().ToString('n'))"
+                    [IO.File]::WriteAllBytes($file, (Get-Bytes 14 (1024 * $PageSize)))
+                    $ms = Send-ImgTarget $t "mapfile $file 1024 1"; $null = Send-ImgTarget $t "touch $ms 0 1024"
+                    $mp = Send-ImgTarget $t "mapat $file 512 0 256"; $null = Send-ImgTarget $t "touch $mp 0 512"; $null = Send-ImgTarget $t "write $mp 3 5"
+                    $steps = @(
+                        {
+                            $null = Send-ImgTarget $t "madvise $ms 100 300 $MadvPageout"; $null = Send-ImgTarget $t "madvise $mp 0 64 $MadvPageout"
+                            $null = Send-ImgTarget $t "madvise $ms 600 50 $MadvDontNeed"; $null = Send-ImgTarget $t "madvise $mp 200 100 $MadvCold"
+                        }
+                        {
+                            Write-FileAt $file (300 * $PageSize) (Get-Bytes 15 (20 * $PageSize))
+                            $null = Send-ImgTarget $t "touch $ms 200 200"; $null = Send-ImgTarget $t "write $mp 40 30"; $null = Send-ImgTarget $t "madvise $mp 100 50 $MadvDontNeed"
+                        }
+                    )
+                }
+                'shmem huge*' {
+                    $per = [int]([uint64](Get-Content /sys/kernel/mm/transparent_hugepage/hpage_pmd_size) / $PageSize)
+                    $file = Join-Path $folder 'huge'
+                    $fs = [IO.File]::Create($file); $fs.SetLength(2 * $per * $PageSize); $fs.Dispose()
+                    $ms = Send-ImgTarget $t "mapfile $file $(2 * $per) 1"; $null = Send-ImgTarget $t "fill $ms $(2 * $per) 9"
+                    $mp = Send-ImgTarget $t "mapfile $file $(2 * $per) 0"; $null = Send-ImgTarget $t "touch $mp 0 $(2 * $per)"; $null = Send-ImgTarget $t "write $mp 1 3"
+                    $huge = @(Search-PageMap -Id $t.Id -Address ([Convert]::ToUInt64($ms, 16)) -Length (2 * $per * $PageSize) | Where-Object { $_.Categories -band [SoftDirty.PageCategory]::Huge })
+                    if (-not $huge) { Set-ItResult -Skipped -Because 'the kernel mapped no huge page of the tmpfs file (no free 2 MiB block, or an unaligned mapping)'; return }
+                    $steps = @(
+                        {
+                            fallocate --punch-hole --keep-size --offset (5 * $PageSize) --length (2 * $PageSize) $file; $LASTEXITCODE | Should -Be 0
+                            Write-FileAt $file (($per + 7) * $PageSize) (Get-Bytes 13 (3 * $PageSize))
+                            $null = Send-ImgTarget $t "madvise $mp 0 $per $MadvDontNeed"
+                        }
+                        { $null = Send-ImgTarget $t "write $ms $($per + 1) 2"; $null = Send-ImgTarget $t "madvise $ms $per $per $MadvPageout"; $null = Send-ImgTarget $t "touch $mp 0 8" }
+                    )
+                }
                 'a MAP_SHARED file unlinked*' {
                     $file = New-PageFile $folder 16 8
                     $map = Send-ImgTarget $t "mapfile $file 16 1"; $null = Send-ImgTarget $t "touch $map 0 16"
@@ -236,6 +282,48 @@ Describe 'Round 17: files and shared memory changed between the images of a chai
             $problems | Should -BeNullOrEmpty -Because "$Case ($Method)"
         } finally {
             if ($Case -like 'a tmpfs*') { Remove-Item -LiteralPath $folder -Recurse -Force -ErrorAction SilentlyContinue }
+            if ($Case -like 'shmem huge*') { Stop-ImgTarget $t; umount $folder.FullName }
         }
+    }
+
+    It 'a <Method> migration: files and a memfd changed after its first live round are in its final image as in a full image of that moment' -ForEach @(
+        @{ Method = 'WriteProtect'; WtSkip = $WtSkip }, @{ Method = 'Hash'; WtSkip = $null }
+    ) {
+        if ($Method -eq 'WriteProtect' -and $WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
+        $shared = New-PageFile $root 16 21
+        $private = New-PageFile $root 16 22
+        $ms = Send-ImgTarget $t "mapfile $shared 16 1"; $null = Send-ImgTarget $t "touch $ms 0 16"
+        $mp = Send-ImgTarget $t "mapfile $private 16 0"; $null = Send-ImgTarget $t "touch $mp 0 8"; $null = Send-ImgTarget $t "write $mp 0 4"
+        $r = (Send-ImgTarget $t 'memfd 16 0') -split ' '
+        $mf = $r[0]; $memfd = "/proc/$($t.Id)/fd/$([Convert]::ToInt32($r[1], 16))"
+        $null = Send-ImgTarget $t "touch $mf 0 16"; $null = Send-ImgTarget $t "write $mf 0 2"
+        $done = $false
+        $out = @(Invoke-PreCopyMigration -Id $t.Id -Method $Method -Destination (New-Dest 'm') -Bandwidth 4MB -MaxIterations 3 -StopThreshold 0 -WarningAction SilentlyContinue | ForEach-Object {
+                if (-not $done -and $_.PSObject.Properties['Phase'] -and "$($_.Phase)" -eq 'Live') {
+                    $done = $true
+                    $null = Send-ImgTarget $t "madvise $ms 2 6 $MadvDontNeed"
+                    Write-FileAt $shared (4 * $PageSize) (Get-Bytes 23 (4 * $PageSize))
+                    $null = Send-ImgTarget $t "touch $ms 4 2"
+                    $null = Send-ImgTarget $t "madvise $mp 0 8 $MadvDontNeed"
+                    Write-FileAt $private (8 * $PageSize) (Get-Bytes 24 (4 * $PageSize))
+                    $null = Send-ImgTarget $t "touch $mp 8 8"
+                    $null = Send-ImgTarget $t "move $mp 16"
+                    Write-FileAt $memfd (6 * $PageSize) (Get-Bytes 25 (4 * $PageSize))
+                    $null = Send-ImgTarget $t "madvise $mf 0 4 $MadvDontNeed"
+                }
+                $_
+            })
+        $done | Should -BeTrue -Because 'a live round ran'
+        $final = ($out | Where-Object { $_.PSObject.Properties['FinalImage'] }).FinalImage
+        Test-MemoryImage -Path $final | Should -BeTrue
+        $now = New-Dest 'now'
+        $null = Save-MemoryImage -Id $t.Id -Path $now -Method Hash
+        # The mappings of files and the memfd alone: as the stop-and-copy round resumes the target, the kernel may write its rseq area.
+        $c = Get-PageHashes $final; $f = Get-PageHashes $now
+        $files = @(Get-MemoryMapping -Id $t.Id | Where-Object { $_.Path.StartsWith('/') })
+        $problems = @(Compare-PageHashes $c $f 'final' 'full' | Where-Object {
+                $a = [Convert]::ToUInt64(($_ -split ':')[0], 16); @($files | Where-Object { $_.Start -le $a -and $a -lt $_.End }).Count })
+        $problems += @(Compare-Live $t $c)
+        $problems | Should -BeNullOrEmpty
     }
 }
