@@ -326,4 +326,33 @@ Describe 'Round 17: files and shared memory changed between the images of a chai
         $problems += @(Compare-Live $t $c)
         $problems | Should -BeNullOrEmpty
     }
+
+    It 'a <Method> migration of a file mapping named by -Mapping, the file renamed after the first live round: the final image holds the mapping and the writes since' -ForEach @(
+        @{ Method = 'WriteProtect'; WtSkip = $WtSkip }, @{ Method = 'Hash'; WtSkip = $null }
+    ) {
+        if ($Method -eq 'WriteProtect' -and $WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
+        $folder = New-Item -ItemType Directory (New-Dest 'sel')
+        $file = New-PageFile $folder 16 31
+        $renamed = Join-Path $folder 'renamed.bin'
+        $m = Send-ImgTarget $t "mapfile $file 16 0"; $null = Send-ImgTarget $t "touch $m 0 16"; $null = Send-ImgTarget $t "write $m 0 4"
+        $done = $false
+        $out = @(Invoke-PreCopyMigration -Id $t.Id -Method $Method -Destination (New-Dest 'm') -Bandwidth 4MB -MaxIterations 3 -StopThreshold 0 -Mapping (Split-Path -Leaf $file) | ForEach-Object {
+                if (-not $done -and $_.PSObject.Properties['Phase'] -and "$($_.Phase)" -eq 'Live') {
+                    $done = $true
+                    Move-Item -LiteralPath $file -Destination $renamed
+                    $null = Send-ImgTarget $t "write $m 6 4"
+                }
+                $_
+            })
+        $done | Should -BeTrue -Because 'a live round ran'
+        $final = ($out | Where-Object { $_.PSObject.Properties['FinalImage'] }).FinalImage
+        Test-MemoryImage -Path $final | Should -BeTrue
+        $now = New-Dest 'now'
+        $null = Save-MemoryImage -Id $t.Id -Path $now -Method Hash -Mapping 'renamed.bin'
+        # Before the fix the rounds after the rename selected nothing: the final image had no mapping, Converged with 0 dirty pages.
+        @(Get-MemoryImage $final)[-1].MappingCount | Should -Be 1 -Because 'the final image, not its parent'
+        $c = Get-PageHashes $final
+        Compare-PageHashes $c (Get-PageHashes $now) 'final' 'full' | Should -BeNullOrEmpty
+        Compare-Live $t $c | Should -BeNullOrEmpty
+    }
 }
