@@ -355,4 +355,24 @@ Describe 'Round 17: files and shared memory changed between the images of a chai
         Compare-PageHashes $c (Get-PageHashes $now) 'final' 'full' | Should -BeNullOrEmpty
         Compare-Live $t $c | Should -BeNullOrEmpty
     }
+
+    It 'Watch-DirtyPage -Method <Method> of a file mapping named by -Mapping, the file renamed after the first sample: the next sample counts the pages written since' -ForEach @(
+        @{ Method = 'WriteProtect'; WtSkip = $WtSkip }, @{ Method = 'Hash'; WtSkip = $null }
+    ) {
+        if ($Method -eq 'WriteProtect' -and $WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
+        $folder = New-Item -ItemType Directory (New-Dest 'watch')
+        $file = New-PageFile $folder 16 32
+        $m = Send-ImgTarget $t "mapfile $file 16 0"; $null = Send-ImgTarget $t "touch $m 0 16"; $null = Send-ImgTarget $t "write $m 0 4"
+        $first = $true
+        $samples = @(Watch-DirtyPage -Id $t.Id -Method $Method -Mapping (Split-Path -Leaf $file) -Count 2 -Interval 0.2 | ForEach-Object {
+                if ($first) {
+                    $first = $false
+                    Move-Item -LiteralPath $file -Destination (Join-Path $folder 'renamed.bin')
+                    $null = Send-ImgTarget $t "write $m 6 4"
+                }
+                $_
+            })
+        # Before the fix the sample after the rename selected nothing and counted 0 pages.
+        $samples[-1].DirtyPages | Should -BeGreaterOrEqual 4
+    }
 }
