@@ -375,4 +375,27 @@ Describe 'Round 17: files and shared memory changed between the images of a chai
         # Before the fix the sample after the rename selected nothing and counted 0 pages.
         $samples[-1].DirtyPages | Should -BeGreaterOrEqual 4
     }
+
+    It 'a memfd the target mapped and closed, truncated through another process''s descriptor under write tracking: the increment and a full image are valid without a warning and restore alike' -Skip:([bool]$WtSkip) {
+        $r = (Send-ImgTarget $t 'memfd 16 1') -split ' '
+        $held = [IO.File]::Open("/proc/$($t.Id)/fd/$([Convert]::ToInt32($r[1], 16))", 'Open', 'ReadWrite', 'ReadWrite')
+        try {
+            $null = Send-ImgTarget $t "close $($r[1])"
+            $null = Send-ImgTarget $t "touch $($r[0]) 0 16"
+            $null = Enable-WriteTracking -Id $t.Id; $script:wtEnabled = $true
+            $chain = New-Dest 'c'
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method WriteProtect
+            $held.SetLength(8 * $PageSize)
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method WriteProtect -WarningVariable incWarnings
+            $full = New-Dest 'full'
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash -WarningVariable fullWarnings
+        } finally { $held.Dispose() }
+        # Before the fix, unprivileged (no /proc/PID/map_files, and the target holds no descriptor of the memfd), the uffd-wp
+        # markers of the 8 pages truncated away were read, failed, and counted: both saves warned "8 present page(s) ... could
+        # not be read" and neither image was valid, nor any later one.
+        @($incWarnings) + @($fullWarnings) | Should -BeNullOrEmpty
+        Test-MemoryImage "$chain/1" | Should -BeTrue
+        Test-MemoryImage $full | Should -BeTrue
+        Compare-PageHashes (Get-PageHashes "$chain/1") (Get-PageHashes $full) 'chain' 'full' | Should -BeNullOrEmpty
+    }
 }

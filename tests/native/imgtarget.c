@@ -36,6 +36,7 @@
                                           then mapped MAP_SHARED (1) or MAP_PRIVATE (0) rw -> OK <hexaddr> <fd, hex>
      seal <fd> <seals>                    fcntl F_ADD_SEALS with that mask (decimal) -> OK, or ERR seal <errno>
      mapat <path> <pages> <shared> <pageoffset>  as mapfile, at that page offset of the file -> OK <hexaddr>
+     close <fd>                           close(2) of the descriptor (hex, as memfd answers it) -> OK
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
@@ -245,6 +246,8 @@ int main(void) {
             void *m = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE, fd, 0);
             if (m == MAP_FAILED) { printf("ERR mmap\n"); continue; }
             printf("OK %llx %x\n", (unsigned long long)(uintptr_t)m, fd);
+        } else if (!strcmp(cmd, "close")) {
+            printf(close((int)a) == 0 ? "OK\n" : "ERR close %d\n", errno);
         } else if (!strcmp(cmd, "seal")) {
             printf(fcntl((int)a, F_ADD_SEALS, (int)x) == 0 ? "OK\n" : "ERR seal %d\n", errno);
         } else if (!strcmp(cmd, "mapat")) {
