@@ -29,6 +29,14 @@
                                           MAP_PRIVATE (0), its descriptor closed -> OK <hexaddr>
    Round 15 (resource limits):
      stripes <hexaddr> <pages>            mprotect every other page read-only: one mapping per page -> OK
+   Round 17 (file and shared memory between saves):
+     madvise <hexaddr> <index> <count> <advice>  madvise(2) of the pages with that advice (decimal) -> OK, or ERR madvise <errno>
+     move <hexaddr> <pages>               mremap MREMAP_MAYMOVE|MREMAP_FIXED to a new place (the old one freed) -> OK <hexaddr>
+     memfd <pages> <shared>               a memfd that allows seals, of that size, filled (seed 5) through a MAP_SHARED mapping,
+                                          then mapped MAP_SHARED (1) or MAP_PRIVATE (0) rw -> OK <hexaddr> <fd, hex>
+     seal <fd> <seals>                    fcntl F_ADD_SEALS with that mask (decimal) -> OK, or ERR seal <errno>
+     mapat <path> <pages> <shared> <pageoffset>  as mapfile, at that page offset of the file -> OK <hexaddr>
+     close <fd>                           close(2) of the descriptor (hex, as memfd answers it) -> OK
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
@@ -215,6 +223,42 @@ int main(void) {
             void *m = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE, fd, 0);
             close(fd);
             if (m == MAP_FAILED) { printf("ERR mmap\n"); continue; }
+            printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
+        } else if (!strcmp(cmd, "madvise")) {
+            long advice = -1;
+            if (sscanf(line, "%*s %*x %*d %*d %ld", &advice) != 1) { printf("ERR usage\n"); continue; }
+            if (madvise(p + x * ps, y * ps, (int)advice) == 0) printf("OK\n"); else printf("ERR madvise %d\n", errno);
+        } else if (!strcmp(cmd, "move")) {
+            void *to = mmap(NULL, x * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+            if (to == MAP_FAILED) { printf("ERR mmap\n"); continue; }
+            void *m = mremap(p, x * ps, x * ps, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+            if (m == MAP_FAILED) { printf("ERR mremap %d\n", errno); continue; }
+            printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
+        } else if (!strcmp(cmd, "memfd")) {
+            long pages = 0, shared = 0;
+            if (sscanf(line, "%*s %ld %ld", &pages, &shared) != 2) { printf("ERR usage\n"); continue; }
+            int fd = memfd_create("imgtarget-memfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+            if (fd < 0 || ftruncate(fd, pages * ps) != 0) { printf("ERR memfd\n"); continue; }
+            unsigned char *f = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (f == MAP_FAILED) { printf("ERR mmap\n"); continue; }
+            fill(f, pages, 5);
+            munmap(f, pages * ps);
+            void *m = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE, fd, 0);
+            if (m == MAP_FAILED) { printf("ERR mmap\n"); continue; }
+            printf("OK %llx %x\n", (unsigned long long)(uintptr_t)m, fd);
+        } else if (!strcmp(cmd, "close")) {
+            printf(close((int)a) == 0 ? "OK\n" : "ERR close %d\n", errno);
+        } else if (!strcmp(cmd, "seal")) {
+            printf(fcntl((int)a, F_ADD_SEALS, (int)x) == 0 ? "OK\n" : "ERR seal %d\n", errno);
+        } else if (!strcmp(cmd, "mapat")) {
+            char path[4097];
+            long pages = 0, shared = 0, offset = 0;
+            if (sscanf(line, "%*s %4096s %ld %ld %ld", path, &pages, &shared, &offset) != 4) { printf("ERR usage\n"); continue; }
+            int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+            if (fd < 0) { printf("ERR open\n"); continue; }
+            void *m = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE, fd, offset * ps);
+            close(fd);
+            if (m == MAP_FAILED) { printf("ERR mmap %d\n", errno); continue; }
             printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
         } else if (!strcmp(cmd, "exit")) {
             printf("OK\n");

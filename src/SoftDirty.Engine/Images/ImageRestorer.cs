@@ -24,9 +24,17 @@ internal static class ImageRestorer
         {
             var page = new byte[ps];
             ulong n = 0;
+            // The latest image's mappings are sorted and disjoint (ImageVerifier), and so are the pages: one cursor.
+            var layout = leaf.Mappings;
+            int at = 0;
             foreach (var (addr, (img, offset, hash)) in map)
             {
                 if ((n & 1023) == 0) cancel.ThrowIfCancellationRequested();
+                // A page an older image of the chain holds where the latest has no mapping (unmapped or moved since, as
+                // mremap moves a mapping and leaves no record at its old place) is no part of the latest state: a
+                // target would fail on it (an emulated process has no memory there) or drop it.
+                while (at < layout.Count && layout[at].End <= addr) at++;
+                if (at == layout.Count || layout[at].Start > addr) continue;
                 int got = RandomAccess.Read(handles[img], page, (long)offset);
                 var file = chain[img].File(ImageFormat.PagesFile);
                 if (got < ps)

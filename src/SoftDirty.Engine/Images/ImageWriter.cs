@@ -135,6 +135,27 @@ internal static class ImageWriter
                     while (spanAt < spans.Count && spans[spanAt].End <= r.Start) spanAt++;
                     return spanAt < spans.Count && spans[spanAt].Start <= r.Start && spans[spanAt].Mapping is { } m && ContentCheckedTracker.ChangeableByOthers(m);
                 }
+                // The marker regions read (DroppedFromFile), ascending: a page of one whose read fails lies past the end of its file.
+                var markers = new List<AddressRange>();
+                int markerAt = 0;
+                ulong markerNext = 0, markersFailed = 0;
+                // The marker pages below `until` that no read delivered: a uffd-wp marker of a page the file no longer has (a
+                // truncation that the caller could not see: /proc/PID/map_files needs CAP_CHECKPOINT_RESTORE, and the process
+                // may hold no descriptor of a memfd). The process would get SIGBUS there; like a page not present in a file
+                // mapping, it is the file's and in no image: not unreadable, and a page the chain has is now zero.
+                void MarkersFailedBelow(ulong until)
+                {
+                    for (; markerAt < markers.Count; markerAt++)
+                    {
+                        var m = markers[markerAt];
+                        for (ulong a = Math.Max(m.Start, markerNext); a < Math.Min(m.End, until); a += (ulong)ps)
+                        {
+                            markersFailed++;
+                            if (increment && parentPages.Contains(a)) index.Add(new PageRecord(a, PageRecordKind.Zero, 0, zeroHash));
+                        }
+                        if (m.End > until) break;
+                    }
+                }
                 IEnumerable<AddressRange> ToRead()
                 {
                     foreach (var r in PageWalk.PresentRegions(source, spans, shared, cancel))
@@ -155,7 +176,9 @@ internal static class ImageWriter
                         // A page of a private file or memfd mapping dropped under write tracking (a hole punched in the
                         // file by another process, MADV_DONTNEED of the process's own copy) keeps a uffd-wp marker, which
                         // pagemap shows as swapped, neither written nor of a file, while the memory reads the file again.
-                        foreach (var part in Watched(r.Start, r.End, whole: (r.Categories & (PageCategory.File | PageWalk.NotExclusive)) != 0 || DroppedFromFile(r)))
+                        bool dropped = DroppedFromFile(r);
+                        if (dropped) markers.Add(new AddressRange(r.Start, r.End));
+                        foreach (var part in Watched(r.Start, r.End, whole: (r.Categories & (PageCategory.File | PageWalk.NotExclusive)) != 0 || dropped))
                         {
                             readRanges?.Add(part);
                             yield return part;
@@ -201,6 +224,7 @@ internal static class ImageWriter
                 var inChain = parentPages.Ascending();
                 unreadable = PageWalk.ReadChunks(source, ToRead(), [MethodImpl(MethodImplOptions.AggressiveOptimization)] (address, data) =>
                 {
+                    if (markerAt < markers.Count) { MarkersFailedBelow(address); markerNext = address + (ulong)data.Length; }
                     int runStart = -1;
                     for (int off = 0; off <= data.Length; off += ps)
                     {
@@ -229,6 +253,8 @@ internal static class ImageWriter
                     }
                     progress?.Invoke(Walked(address + (ulong)data.Length), total);
                 }, chunkBytes: ReadChunkBytes, cancel: cancel, sharedAnonymous: shared);
+                MarkersFailedBelow(ulong.MaxValue);
+                unreadable -= Math.Min(unreadable, markersFailed);
                 FlushBuffer();
                 System.Buffers.ArrayPool<byte>.Shared.Return(pooled); // (on a failure it is left to the collector)
                 pages.Flush(flushToDisk: true);

@@ -94,7 +94,7 @@ public sealed class InvokePreCopyMigrationCommand : WorkflowCmdlet
     {
         if (!ShouldProcess($"{source.Name} ({source.ProcessId})", ToSession is null ? "Run pre-copy rounds and stop the process (ptrace) for the final round"
             : $"Send pre-copy rounds to {Destination} on {ToSession.ComputerName} and stop the process (ptrace) for the final round")) return;
-        var selector = WorkflowSelector.Checked(source, Mapping);
+        var selector = WorkflowSelector.FollowingFiles(source, WorkflowSelector.Checked(source, Mapping));
         var link = ToSession is null ? null : SessionImageLink.Open(ToSession, Destination!, RestorePath, LinkTimeoutSec, Cancellation);
         using var tracker = DirtyTracker.Create(source, Method, PageHashAlgorithm.Fast128, selector, Cancellation);
         WriteVerbose(tracker.Description);

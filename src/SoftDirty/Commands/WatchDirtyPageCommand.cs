@@ -67,7 +67,7 @@ public sealed class WatchDirtyPageCommand : WorkflowCmdlet
 
     private void Watch(IPageSource source)
     {
-        using var tracker = DirtyTracker.Create(source, Method, HashAlgorithm, WorkflowSelector.Checked(source, Mapping, Address, Length), Cancellation);
+        using var tracker = DirtyTracker.Create(source, Method, HashAlgorithm, WorkflowSelector.FollowingFiles(source, WorkflowSelector.Checked(source, Mapping, Address, Length), Address, Length), Cancellation);
         WriteVerbose(tracker.Description);
         int? count = MyInvocation.BoundParameters.ContainsKey(nameof(Duration)) ? null : Count > 0 ? Count : 10;
         TimeSpan? duration = count is null ? TimeSpan.FromSeconds(Duration) : null;

@@ -41,6 +41,24 @@ internal static class WorkflowSelector
     }
 
     /// <summary>
+    /// <paramref name="selector"/> for a command that selects again and again over its course (a migration's rounds, a
+    /// watch's samples): it also keeps every mapping of the files it selects now, found by device and inode. A name
+    /// selects by the file's name, which another process changes with no change to the memory (a rename, as a log
+    /// rotation does): the rounds after it then selected nothing, and a migration converged at once on a final image
+    /// without the mapping, the writes since lost. Null (every mapping) stays null. A file's other mappings are kept
+    /// only inside [<paramref name="address"/>, + <paramref name="length"/>) where the selection has that range too.
+    /// </summary>
+    public static Func<MemoryMapping, bool>? FollowingFiles(IPageSource source, Func<MemoryMapping, bool>? selector, ulong? address = null, ulong? length = null)
+    {
+        if (selector is null) return null;
+        var files = new HashSet<(string Device, ulong Inode)>();
+        foreach (var m in source.ReadMappings(false))
+            if (m.Inode != 0 && m.Kind != MappingKind.Vsyscall && selector(m)) files.Add((m.Device, m.Inode));
+        ulong start = address ?? 0, end = address is null ? ulong.MaxValue : start + (length ?? 1);
+        return files.Count == 0 ? selector : m => selector(m) || m.Inode != 0 && files.Contains((m.Device, m.Inode)) && m.End > start && m.Start < end;
+    }
+
+    /// <summary>
     /// The mapping selector of a workflow cmdlet (-Mapping, and -Address/-Length where it has them), checked as
     /// Get-PageMap checks it: a wrapping range is InvalidArgument, names that match no mapping MappingNotFound,
     /// a range that overlaps no mapping InvalidArgument. Null: every mapping.
