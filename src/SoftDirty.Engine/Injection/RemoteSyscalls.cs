@@ -114,9 +114,11 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             r.BlockSignals();
             return r;
         }
-        catch
+        catch (Exception ex)
         {
+            var killed = r.KilledInstead(ex);
             r.Dispose();
+            if (killed is not null) throw killed;
             throw;
         }
     }
@@ -281,6 +283,12 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
 
     /// <summary>Runs one syscall in the target; returns the raw result word (a negative errno on failure).</summary>
     public long Call(long number, params ulong[] args)
+    {
+        try { return CallOnce(number, args); }
+        catch (Exception ex) when (KilledInstead(ex) is { } killed) { throw killed; }
+    }
+
+    private long CallOnce(long number, ulong[] args)
     {
         if (args.Length > _arch.Arguments.Length) throw new ArgumentException("Too many syscall arguments.", nameof(args));
         // Filters are read again before every call: another thread may have installed one for every thread
@@ -474,12 +482,44 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private EngineException Fail(string what)
     {
         int e = Marshal.GetLastPInvokeError();
+        if (_attached && Killed())
+            return new EngineException(EngineError.ProcessExited, $"Process {ProcessId} was killed during syscall injection ({what}: {Errno.Name(e)}).", ProcessId, e);
         // ESRCH, or EPERM from PTRACE_SEIZE of a process that is exiting: gone, or a zombie (its task folder stays).
         if (e is Errno.ESRCH or Errno.EPERM && Exited())
             return new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection ({what}).", ProcessId, e);
         var error = e == Errno.EPERM && what == "PTRACE_SEIZE" ? EngineError.PtraceNotPermitted : EngineError.ProcIOError;
         return new EngineException(error, $"{what} on process {ProcessId} (thread {ThreadId}) failed: {Errno.Describe(e)}", ProcessId, e);
     }
+
+    /// <summary>
+    /// ProcessExited in place of <paramref name="ex"/> when the process was killed while this thread was held
+    /// (SIGKILL from elsewhere, the OOM killer); null otherwise. A killed tracee leaves its ptrace stop at once and
+    /// whatever was being done to it fails with what its exit had reached: ESRCH from ptrace, EACCES opening its
+    /// memory, a short read of memory already torn down (no room for arguments, no site for the trampoline).
+    /// </summary>
+    private EngineException? KilledInstead(Exception ex) =>
+        ex is EngineException { Error: not (EngineError.ProcessExited or EngineError.ProcessExecuted) } failure && _attached && Killed()
+            ? new EngineException(EngineError.ProcessExited, $"Process {ProcessId} was killed during syscall injection; what was under way failed: {failure.Message}", ProcessId, inner: failure)
+            : null;
+
+    /// <summary>
+    /// Whether the process was killed: within <see cref="KillGrace"/> no thread of it is left alive (each a zombie
+    /// or gone). Asked only after a failure on a thread this tracer holds, which nothing but death (or an exec from
+    /// another thread, whose process lives on) takes out of its ptrace stop.
+    /// </summary>
+    private bool Killed()
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (ProcPageSource.LiveThreads(ProcessId) > 0)
+        {
+            if (clock.Elapsed >= KillGrace) return false;
+            System.Threading.Thread.Sleep(1);
+        }
+        return true;
+    }
+
+    /// <summary>How long the threads of a killed process may take to die (each runs its exit on its own).</summary>
+    public static readonly TimeSpan KillGrace = TimeSpan.FromSeconds(1);
 
     /// <summary>
     /// Restores the signal mask, then the registers (leaving the trampoline in that order, so that the thread is
