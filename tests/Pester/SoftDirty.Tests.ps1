@@ -26,6 +26,15 @@ BeforeAll {
             [BitConverter]::ToUInt64($buf, 0)
         } finally { $fs.Dispose() }
     }
+    # The CPUs the kernel may run on (/sys/devices/system/cpu/possible, e.g. "0-1" or "0,2-5"): each may hold a per-CPU part of a counter.
+    function Get-PossibleCpuCount {
+        $n = 0
+        foreach ($part in (Get-Content /sys/devices/system/cpu/possible) -split ',') {
+            $lo, $hi = $part -split '-'
+            $n += if ($hi) { [int]$hi - [int]$lo + 1 } else { 1 }
+        }
+        $n
+    }
     function Get-Referenced([uint64] $Address) { (Get-MemoryMapping -Id $t.Id -Address $Address).Referenced }
 }
 
@@ -232,12 +241,18 @@ Describe 'Clear-PageReference' {
         # The target sits idle in its command read, so its RSS can only fall meanwhile (reclaim of its mapped
         # file pages on a busy machine; seen: 29 pages), never rise: the mark lies between the RSS read after the
         # clear and the one read before it. Both status fields from one read, so no counter moves between them.
+        # But the mark is read without the per-CPU parts of the RSS counters (get_mm_rss: percpu_counter_read of the
+        # file, anon and shmem counters), where VmRSS may add them up (get_mm_counter_sum, newer kernels): the two
+        # differ by less than each counter's batch on each CPU (percpu_counter_batch, max(32, 2 x CPUs)); seen:
+        # 31 pages above the RSS, unprivileged on a busy machine, the pages the unmap freed on a CPU not yet folded.
+        $cpus = Get-PossibleCpuCount
+        $unfoldedKb = 3 * [Math]::Max(32, 2 * $cpus) * $cpus * $ps / 1KB
         $status = Get-Content "/proc/$($t.Id)/status"
         $after = [uint64]((($status | Where-Object { $_ -like 'VmHWM:*' }) -split '\s+')[1])
         $rssNow = [uint64]((($status | Where-Object { $_ -like 'VmRSS:*' }) -split '\s+')[1])
         ($hwm - $after) * 1KB | Should -BeGreaterOrEqual ($pages * $ps * 0.9)
         $after | Should -BeGreaterOrEqual $rssNow
-        $after | Should -BeLessOrEqual $rss -Because 'the mark is the RSS at the clear, and the idle target only lost pages since the read before it'
+        $after | Should -BeLessOrEqual ($rss + $unfoldedKb) -Because 'the mark is the RSS at the clear (less its unfolded per-CPU parts), and the idle target only lost pages since the read before it'
     }
 
     It 'All: clears the referenced bits that a later access sets again' {

@@ -24,6 +24,7 @@ internal sealed class PtraceFreeze : IDisposable
     private readonly Dictionary<int, ChildStopGuard?> _childGuards = new(); // per process stopped: a guard where it is a child of this one
     private readonly HashSet<int> _leaders = new(); // the thread group leaders (process ids) among the threads held
     private readonly List<int> _stoppedLastPass = new(); // the threads a pass of Freeze found new: named where passes never end
+    private readonly HashSet<int> _jobStopped = new(); // threads in a group stop (job control, state T) when seized
 
     private PtraceFreeze(int pid) => _pid = pid;
 
@@ -122,6 +123,7 @@ internal sealed class PtraceFreeze : IDisposable
             // A thread this freeze attached before under another id (the exec'ing thread, which took the leader's id): a
             // tracee of this process already, so PTRACE_INTERRUPT, which only the tracer can make, stops it.
             bool ours = Ptrace.Call(Ptrace.Interrupt, tid, 0, 0) == 0;
+            if (!ours && ProcessFreeze.ThreadState(TaskStat(owner, tid)) == 'T') _jobStopped.Add(tid);
             if (!ours && Seize(owner, tid, out int? tracer) != 0)
             {
                 int e = Marshal.GetLastPInvokeError();
@@ -362,6 +364,27 @@ internal sealed class PtraceFreeze : IDisposable
     }
 
     /// <summary>
+    /// Waits, up to <see cref="JobStopGrace"/>, until each thread that was in a group stop when seized is back in it: PTRACE_DETACH
+    /// wakes a thread of a process stopped by job control, which then stops again on its own (__ptrace_unlink sets
+    /// JOBCTL_STOP_PENDING). Until then it shows state R, and a caller that looks at once would see a process it had
+    /// stopped running (a busy machine, unprivileged: 1 in about 2,500). One that SIGCONT resumed meanwhile is waited for
+    /// until the bound only.
+    /// </summary>
+    private void AwaitJobStops()
+    {
+        if (_jobStopped.Count == 0) return;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        foreach (int tid in _jobStopped)
+            while (ProcessFreeze.ThreadState($"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/stat") is not (null or 'T' or 'Z' or 'X')
+                   && clock.Elapsed < JobStopGrace)
+                Thread.Sleep(1);
+        _jobStopped.Clear();
+    }
+
+    /// <summary>How long <see cref="AwaitJobStops"/> waits for the threads of a stopped process to stop again after detach.</summary>
+    private static readonly TimeSpan JobStopGrace = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>
     /// Detaches every thread (the kernel resumes each, unless something else stopped the process meanwhile: a process
     /// stopped by job control before the freeze, or during it, goes back into its stop).
     /// </summary>
@@ -377,6 +400,7 @@ internal sealed class PtraceFreeze : IDisposable
             if (_leaders.Contains(tid)) Ptrace.Release(tid, sig, leader: true);
         ReapExited(Array.Empty<int>(), except: 0, remove: false);
         PassOnDeadLeaders();
+        AwaitJobStops();
         _seized.Clear();
         foreach (var guard in _childGuards.Values) guard?.Dispose();
         _childGuards.Clear();
