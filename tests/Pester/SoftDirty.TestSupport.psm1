@@ -405,3 +405,36 @@ function Compare-RestoredImage([string] $Chain, [string] $Full, [string] $Root) 
     if ($a.Count -ne $b.Count) { "chain $($a.Count) files, full $($b.Count)" }
 }
 Export-ModuleMember -Function Get-RestoredHash, Compare-RestoredImage
+
+# ---------------------------------------------------------------------------------------------------
+# Round 18 (posix_spawn and thread churn under -Freeze and migrations).
+
+# The non-zero TracerPid of each thread of process $Id and of each of its child processes (none once all are untraced).
+function Get-ThreadTracer([int] $Id) {
+    $children = foreach ($c in Get-ChildItem "/proc/$Id/task/*/children" -ErrorAction SilentlyContinue) {
+        (Get-Content -LiteralPath $c.FullName -Raw -ErrorAction SilentlyContinue) -split ' ' | Where-Object { $_ -match '^\d+$' }
+    }
+    foreach ($p in @($Id) + @($children)) {
+        foreach ($task in Get-ChildItem "/proc/$p/task" -ErrorAction SilentlyContinue) {
+            $line = Get-Content "$($task.FullName)/status" -ErrorAction SilentlyContinue | Where-Object { $_ -like 'TracerPid:*' }
+            if ($line -and [int]($line -replace '\D', '') -ne 0) { "thread $($task.Name) of $p is traced by $($line -replace '\D', '')" }
+        }
+    }
+}
+
+# The first 8 bytes of each page of $Region (New-WfRegion) as the restore of $Image into a new folder under $Root holds
+# them (the region may have merged with a neighbouring mapping: the restored file holding it is read at its offset).
+function Get-RestoredRegionWords([string] $Image, $Region, [int] $PageSize, [string] $Root) {
+    $out = Join-Path $Root "w-$([guid]::NewGuid().ToString('n'))"
+    $null = Restore-MemoryImage -Path $Image -Destination $out
+    foreach ($f in Get-ChildItem -LiteralPath $out -Filter *.bin) {
+        $start, $end = $f.BaseName -split '-' | ForEach-Object { [Convert]::ToUInt64($_, 16) }
+        if ($start -le $Region.Address -and $end -ge $Region.Address + [uint64]$Region.Pages * $PageSize) {
+            $bytes = [IO.File]::ReadAllBytes($f.FullName)
+            $offset = [int]($Region.Address - $start)
+            return @(for ($p = 0; $p -lt $Region.Pages; $p++) { [BitConverter]::ToUInt64($bytes, $offset + $p * $PageSize) })
+        }
+    }
+    throw "the restore of $Image has no mapping holding 0x$($Region.Hex)"
+}
+Export-ModuleMember -Function Get-ThreadTracer, Get-RestoredRegionWords

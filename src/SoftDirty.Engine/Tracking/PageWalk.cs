@@ -237,6 +237,12 @@ internal static class PageWalk
         };
     }
 
+    /// <summary>
+    /// How often a page that failed to read is looked at again (its mapping, then a read) before it counts as unreadable: an
+    /// anonymous mapping can be unmapped and made again at the same place between two looks (<see cref="GoneSince"/>).
+    /// </summary>
+    private const int GoneLooks = 3;
+
     /// <summary>Called with a run of readable pages: its address and its bytes (a whole number of pages).</summary>
     public delegate void ChunkHandler(ulong address, ReadOnlySpan<byte> data);
 
@@ -391,7 +397,22 @@ internal static class PageWalk
             if (pos < length)
             {
                 // An unreadable page: skipped, and counted unless its memory was gone (unmapped or replaced since it was found).
-                if (gone is null || !gone(chunk.Start + (ulong)pos)) unreadable++;
+                ulong at = chunk.Start + (ulong)pos;
+                bool counted = true;
+                for (int look = 0; gone is not null && look < GoneLooks; look++)
+                {
+                    if (gone(at)) { counted = false; break; }
+                    // Its mapping looks as listed: read again. An anonymous mapping unmapped and made again at the same place
+                    // between the read and the look cannot be told from the one listed (a new thread's stack where an old one
+                    // was), and reads now: what it holds now is the page (as for a page read a moment later).
+                    if (source.ReadMemory(at, buffer.AsSpan(pos, pageSize)) == pageSize)
+                    {
+                        handler(at, buffer.AsSpan(pos, pageSize));
+                        counted = false;
+                        break;
+                    }
+                }
+                if (counted) unreadable++;
                 pos += pageSize;
             }
         }
