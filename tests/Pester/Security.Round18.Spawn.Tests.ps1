@@ -35,7 +35,7 @@ BeforeAll {
     function Test-TargetLetGo($Target, [string] $Stop) {
         Get-ThreadTracer $Target.Id
         $null = Send-WfTarget $Target $Stop
-        $left = @(Get-ChildItem "/proc/$($Target.Id)/task/*/children" | ForEach-Object { (Get-Content -LiteralPath $_.FullName -Raw) -split ' ' } | Where-Object { $_ -match '^\d+$' })
+        $left = @(Get-ChildProcessId $Target.Id)
         if ($left.Count) { "children left after '$Stop': $($left -join ', ')" }
     }
 }

@@ -409,15 +409,26 @@ Export-ModuleMember -Function Get-RestoredHash, Compare-RestoredImage
 # ---------------------------------------------------------------------------------------------------
 # Round 18 (posix_spawn and thread churn under -Freeze and migrations).
 
+# The threads of process $Id (none once it is gone; threads that exit while they are listed are left out).
+function Get-TaskDirectory([int] $Id) {
+    try { [IO.Directory]::GetDirectories("/proc/$Id/task") } catch [IO.IOException] { } catch [UnauthorizedAccessException] { }
+}
+
+# The child processes of every thread of process $Id (a child of a thread that exits goes to another thread of it).
+function Get-ChildProcessId([int] $Id) {
+    foreach ($task in Get-TaskDirectory $Id) {
+        $text = try { [IO.File]::ReadAllText("$task/children") } catch [IO.IOException] { '' } catch [UnauthorizedAccessException] { '' }
+        $text -split ' ' | Where-Object { $_ -match '^\d+$' } | ForEach-Object { [int]$_ }
+    }
+}
+
 # The non-zero TracerPid of each thread of process $Id and of each of its child processes (none once all are untraced).
 function Get-ThreadTracer([int] $Id) {
-    $children = foreach ($c in Get-ChildItem "/proc/$Id/task/*/children" -ErrorAction SilentlyContinue) {
-        (Get-Content -LiteralPath $c.FullName -Raw -ErrorAction SilentlyContinue) -split ' ' | Where-Object { $_ -match '^\d+$' }
-    }
-    foreach ($p in @($Id) + @($children)) {
-        foreach ($task in Get-ChildItem "/proc/$p/task" -ErrorAction SilentlyContinue) {
-            $line = Get-Content "$($task.FullName)/status" -ErrorAction SilentlyContinue | Where-Object { $_ -like 'TracerPid:*' }
-            if ($line -and [int]($line -replace '\D', '') -ne 0) { "thread $($task.Name) of $p is traced by $($line -replace '\D', '')" }
+    foreach ($p in @($Id) + @(Get-ChildProcessId $Id)) {
+        foreach ($task in Get-TaskDirectory $p) {
+            $status = try { [IO.File]::ReadAllLines("$task/status") } catch [IO.IOException] { @() } catch [UnauthorizedAccessException] { @() }
+            $line = $status | Where-Object { $_ -like 'TracerPid:*' }
+            if ($line -and [int]($line -replace '\D', '') -ne 0) { "thread $(Split-Path -Leaf $task) of $p is traced by $($line -replace '\D', '')" }
         }
     }
 }
@@ -437,4 +448,4 @@ function Get-RestoredRegionWords([string] $Image, $Region, [int] $PageSize, [str
     }
     throw "the restore of $Image has no mapping holding 0x$($Region.Hex)"
 }
-Export-ModuleMember -Function Get-ThreadTracer, Get-RestoredRegionWords
+Export-ModuleMember -Function Get-TaskDirectory, Get-ChildProcessId, Get-ThreadTracer, Get-RestoredRegionWords
