@@ -1,5 +1,4 @@
 using System;
-using System.Collections.Generic;
 using System.IO;
 using SoftDirty;
 using SoftDirty.Emulation;
@@ -20,31 +19,20 @@ public sealed class SpawnRound18Tests : IDisposable
 {
     private const int Pages = 8;
     private const ulong PageBytes = 4096;
-    private readonly string _dir = Path.Combine(Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath(), "sdround18s-" + Guid.NewGuid().ToString("n"));
+    private readonly ScratchFolder _dir = new("sdround18s");
 
-    public SpawnRound18Tests() => Directory.CreateDirectory(_dir);
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
+    public void Dispose() => _dir.Dispose();
 
     /// <summary>
     /// An emulated process whose reads of [<see cref="Start"/>, <see cref="End"/>) fail once armed: with <see cref="Unmap"/> the
     /// range is unmapped first (the interleaving: found present, unmapped, then read), else it stays mapped and unreadable.
     /// </summary>
-    private sealed class FailingReads(EmulatedProcess inner) : IPageSource
+    private sealed class FailingReads(EmulatedProcess inner) : PageSourceWrapper(inner)
     {
         public ulong Start, End;
         public bool Armed, Unmap;
-        public int ProcessId => inner.ProcessId;
-        public string Name => inner.Name;
-        public int PageSize => inner.PageSize;
-        public KernelFeatures Features => inner.Features;
-        public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters) => inner.ReadMappings(withCounters);
-        public int ReadPagemap(ulong firstPage, Span<PagemapEntry> destination) => inner.ReadPagemap(firstPage, destination);
-        public int WriteClearRefs(ReadOnlySpan<byte> text) => inner.WriteClearRefs(text);
-        public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions) => inner.ScanPagemap(ref request, regions);
-        public bool MappingUnchanged(MemoryMapping mapping, ulong start, ulong end) => inner.MappingUnchanged(mapping, start, end);
-        public void Dispose() { }
 
-        public int ReadMemory(ulong address, Span<byte> destination)
+        public override int ReadMemory(ulong address, Span<byte> destination)
         {
             ulong end = address + (ulong)destination.Length;
             if (!Armed || end <= Start || address >= End) return inner.ReadMemory(address, destination);
@@ -72,7 +60,7 @@ public sealed class SpawnRound18Tests : IDisposable
     {
         var (e, _, gone) = NewProcess();
         var source = new FailingReads(e) { Start = gone, End = gone + Pages * PageBytes, Armed = true, Unmap = unmap };
-        var result = ImageWriter.Save(source, Path.Combine(_dir, "full"), null, TrackingMethod.Hash, null);
+        var result = ImageWriter.Save(source, Path.Combine(_dir.Path, "full"), null, TrackingMethod.Hash, null);
         Assert.Equal(unmap ? 0UL : Pages, result.Manifest.UnreadablePages);
         Assert.Equal((ulong)Pages, result.Manifest.DataPages); // the kept mapping's pages only
         Assert.Equal(!unmap, !ImageVerifier.Test(result.Path).Valid);
@@ -83,10 +71,10 @@ public sealed class SpawnRound18Tests : IDisposable
     {
         var (e, _, gone) = NewProcess();
         var source = new FailingReads(e) { Start = gone, End = gone + Pages * PageBytes };
-        var full = ImageWriter.Save(source, Path.Combine(_dir, "full"), null, TrackingMethod.Hash, null);
+        var full = ImageWriter.Save(source, Path.Combine(_dir.Path, "full"), null, TrackingMethod.Hash, null);
         Assert.Equal(2UL * Pages, full.Manifest.DataPages);
         source.Armed = source.Unmap = true;
-        var inc = ImageWriter.Save(source, Path.Combine(_dir, "inc"), full.Path, TrackingMethod.Hash, null);
+        var inc = ImageWriter.Save(source, Path.Combine(_dir.Path, "inc"), full.Path, TrackingMethod.Hash, null);
         Assert.Equal(0UL, inc.Manifest.UnreadablePages);
         Assert.Equal(0UL, inc.Manifest.DataPages);
         Assert.Equal((ulong)Pages, inc.Manifest.ZeroPages); // the parent's pages there are zero now, never inherited
