@@ -405,3 +405,47 @@ function Compare-RestoredImage([string] $Chain, [string] $Full, [string] $Root) 
     if ($a.Count -ne $b.Count) { "chain $($a.Count) files, full $($b.Count)" }
 }
 Export-ModuleMember -Function Get-RestoredHash, Compare-RestoredImage
+
+# ---------------------------------------------------------------------------------------------------
+# Round 18 (posix_spawn and thread churn under -Freeze and migrations).
+
+# The threads of process $Id (none once it is gone; threads that exit while they are listed are left out).
+function Get-TaskDirectory([int] $Id) {
+    try { [IO.Directory]::GetDirectories("/proc/$Id/task") } catch [IO.IOException] { } catch [UnauthorizedAccessException] { }
+}
+
+# The child processes of every thread of process $Id (a child of a thread that exits goes to another thread of it).
+function Get-ChildProcessId([int] $Id) {
+    foreach ($task in Get-TaskDirectory $Id) {
+        $text = try { [IO.File]::ReadAllText("$task/children") } catch [IO.IOException] { '' } catch [UnauthorizedAccessException] { '' }
+        $text -split ' ' | Where-Object { $_ -match '^\d+$' } | ForEach-Object { [int]$_ }
+    }
+}
+
+# The non-zero TracerPid of each thread of process $Id and of each of its child processes (none once all are untraced).
+function Get-ThreadTracer([int] $Id) {
+    foreach ($p in @($Id) + @(Get-ChildProcessId $Id)) {
+        foreach ($task in Get-TaskDirectory $p) {
+            $status = try { [IO.File]::ReadAllLines("$task/status") } catch [IO.IOException] { @() } catch [UnauthorizedAccessException] { @() }
+            $line = $status | Where-Object { $_ -like 'TracerPid:*' }
+            if ($line -and [int]($line -replace '\D', '') -ne 0) { "thread $(Split-Path -Leaf $task) of $p is traced by $($line -replace '\D', '')" }
+        }
+    }
+}
+
+# The first 8 bytes of each page of $Region (New-WfRegion) as the restore of $Image into a new folder under $Root holds
+# them (the region may have merged with a neighbouring mapping: the restored file holding it is read at its offset).
+function Get-RestoredRegionWords([string] $Image, $Region, [int] $PageSize, [string] $Root) {
+    $out = Join-Path $Root "w-$([guid]::NewGuid().ToString('n'))"
+    $null = Restore-MemoryImage -Path $Image -Destination $out
+    foreach ($f in Get-ChildItem -LiteralPath $out -Filter *.bin) {
+        $start, $end = $f.BaseName -split '-' | ForEach-Object { [Convert]::ToUInt64($_, 16) }
+        if ($start -le $Region.Address -and $end -ge $Region.Address + [uint64]$Region.Pages * $PageSize) {
+            $bytes = [IO.File]::ReadAllBytes($f.FullName)
+            $offset = [int]($Region.Address - $start)
+            return @(for ($p = 0; $p -lt $Region.Pages; $p++) { [BitConverter]::ToUInt64($bytes, $offset + $p * $PageSize) })
+        }
+    }
+    throw "the restore of $Image has no mapping holding 0x$($Region.Hex)"
+}
+Export-ModuleMember -Function Get-TaskDirectory, Get-ChildProcessId, Get-ThreadTracer, Get-RestoredRegionWords

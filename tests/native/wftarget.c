@@ -13,7 +13,8 @@
                                       process sharing this one's memory until it execs, its spawner waiting in vfork
                                       meanwhile), each waited for; 0 stops them -> OK
      exit
-   Starts with "READY <pid> <pagesize>". */
+   Starts with "READY <pid> <pagesize>". Run as "wftarget spawn" it reads no commands: its only thread runs /bin/true with
+   posix_spawn back to back, each waited for, until killed (a single-threaded program whose one thread is in vfork often). */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <spawn.h>
@@ -96,11 +97,12 @@ static void *after_thread(void *arg) {
     return NULL;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     char line[256];
     ps = sysconf(_SC_PAGESIZE);
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("READY %d %ld\n", getpid(), ps);
+    if (argc > 1 && !strcmp(argv[1], "spawn")) { spawn_run = 1; spawn_loop(NULL); return 0; }
     while (fgets(line, sizeof line, stdin)) {
         char cmd[16];
         unsigned long long a = 0;

@@ -219,6 +219,17 @@ internal static class ImageWriter
                     }
                     dataOffset += (ulong)run.Length;
                 }
+                // A page that failed to read in memory gone since it was found (unmapped or replaced: PageWalk.GoneSince) is what
+                // a page unmapped before the scan is: in no image, and zero where the chain had it (as AddGonePages does for
+                // those); never unreadable. A marker page is left to MarkersFailedBelow.
+                var goneSince = PageWalk.GoneSince(source, spans);
+                bool Gone(ulong addr)
+                {
+                    foreach (var m in markers) if (m.Start <= addr && addr < m.End) return false;
+                    if (!goneSince(addr)) return false;
+                    if (increment && parentPages.Contains(addr)) index.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash));
+                    return true;
+                }
                 // Compiled optimised at once: tier 0 hashed a whole save unoptimised on a busy machine (see PageHash).
                 // The handler sees addresses in ascending order: the chain's pages are looked up with a cursor.
                 var inChain = parentPages.Ascending();
@@ -252,7 +263,7 @@ internal static class ImageWriter
                         }
                     }
                     progress?.Invoke(Walked(address + (ulong)data.Length), total);
-                }, chunkBytes: ReadChunkBytes, cancel: cancel, sharedAnonymous: shared);
+                }, chunkBytes: ReadChunkBytes, cancel: cancel, sharedAnonymous: shared, gone: Gone);
                 MarkersFailedBelow(ulong.MaxValue);
                 unreadable -= Math.Min(unreadable, markersFailed);
                 FlushBuffer();

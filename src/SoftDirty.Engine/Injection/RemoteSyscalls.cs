@@ -589,7 +589,11 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
                 if (best < 0 || tid < best) best = tid;
             }
             if (best > 0) return best;
-            if (vfork is { } held) throw SoftDirty.Tracking.VforkWait.Refusal(pid, held.Tid, held.Child, "Syscall injection");
+            // Every live thread waits in vfork (a single-threaded program running another with posix_spawn): the first is
+            // waited for, nothing attached, as long as a posix_spawn's child takes to exec (round 18: refused at once before).
+            if (vfork is { } held)
+                return SoftDirty.Tracking.VforkWait.WaitEnd(pid, held.Tid, default, out int still) ? held.Tid
+                    : throw SoftDirty.Tracking.VforkWait.Refusal(pid, held.Tid, still > 0 ? still : held.Child, "Syscall injection");
         }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }

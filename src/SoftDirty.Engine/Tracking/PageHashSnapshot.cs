@@ -99,7 +99,7 @@ internal sealed class PageHashSnapshot
                 while (a >= targets[t].Start + (ulong)targets[t].Hashes.Length * (ulong)pageSize) t++;
                 targets[t].Hashes[(a - targets[t].Start) / (ulong)pageSize] = PageHash.Compute(algorithm, data.Slice(off, pageSize), key);
             }
-        }, cancel: cancel, sharedAnonymous: shared);
+        }, cancel: cancel, sharedAnonymous: shared, gone: PageWalk.GoneSince(source, spans)); // (a page gone keeps Unknown: no change is claimed)
         return snap;
     }
 

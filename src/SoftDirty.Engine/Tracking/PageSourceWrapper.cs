@@ -21,7 +21,7 @@ internal abstract class PageSourceWrapper : IPageSource, IPageSourceWrapper
     public KernelFeatures Features => Inner.Features;
     public IReadOnlyList<MemoryMapping> ReadMappings(bool withCounters) => Inner.ReadMappings(withCounters);
     public int ReadPagemap(ulong firstPage, Span<PagemapEntry> destination) => Inner.ReadPagemap(firstPage, destination);
-    public int ReadMemory(ulong address, Span<byte> destination) => Inner.ReadMemory(address, destination);
+    public virtual int ReadMemory(ulong address, Span<byte> destination) => Inner.ReadMemory(address, destination);
     public virtual int WriteClearRefs(ReadOnlySpan<byte> text) => Inner.WriteClearRefs(text);
     public int ScanPagemap(ref PagemapScanRequest request, Span<PageRegion> regions) => Inner.ScanPagemap(ref request, regions);
     public bool MappingUnchanged(MemoryMapping mapping, ulong start, ulong end) => Inner.MappingUnchanged(mapping, start, end);

@@ -213,6 +213,36 @@ internal static class PageWalk
         if (open) yield return new PageRegion(runStart, at, region.Categories);
     }
 
+    /// <summary>
+    /// For <see cref="ReadChunks"/>: whether the page at an address that could not be read lies in memory that is gone since
+    /// <paramref name="spans"/> were listed (its mapping unmapped or replaced: <see cref="IPageSource.MappingUnchanged"/>). Its
+    /// content is not unreadable data of the process: it no longer exists, as memory unmapped before its pagemap was scanned,
+    /// which <see cref="PresentRegions"/> leaves out (a thread stack unmapped by the C library once its thread exited, between
+    /// the listing and the read: round 18). A page whose mapping is still there and fails to read stays unreadable.
+    /// </summary>
+    public static Func<ulong, bool> GoneSince(IPageSource source, IReadOnlyList<PageSpan> spans)
+    {
+        ulong ps = (ulong)source.PageSize;
+        return address =>
+        {
+            int lo = 0, hi = spans.Count - 1;
+            while (lo <= hi)
+            {
+                int mid = (lo + hi) >>> 1;
+                if (spans[mid].End <= address) lo = mid + 1;
+                else if (spans[mid].Start > address) hi = mid - 1;
+                else return spans[mid].Mapping is { } m && !source.MappingUnchanged(m, address, address + ps);
+            }
+            return false;
+        };
+    }
+
+    /// <summary>
+    /// How often a page that failed to read is looked at again (its mapping, then a read) before it counts as unreadable: an
+    /// anonymous mapping can be unmapped and made again at the same place between two looks (<see cref="GoneSince"/>).
+    /// </summary>
+    private const int GoneLooks = 3;
+
     /// <summary>Called with a run of readable pages: its address and its bytes (a whole number of pages).</summary>
     public delegate void ChunkHandler(ulong address, ReadOnlySpan<byte> data);
 
@@ -231,18 +261,22 @@ internal static class PageWalk
     /// is used only when the caller knows which present anonymous pages are shared
     /// (<paramref name="sharedAnonymous"/>, sorted, from <see cref="PresentRegions"/>): chunks that touch
     /// one of them, and every chunk when the list is not given, are read through /proc/PID/mem.
+    /// A page that cannot be read is asked of <c>gone</c> (<see cref="GoneSince"/>; null: none is): one whose memory was gone by
+    /// then is not counted as unreadable.
     /// </summary>
-    public static ulong ReadChunks(IPageSource source, IEnumerable<AddressRange> ranges, ChunkHandler handler, int chunkBytes = ChunkBytes, IReadOnlyList<AddressRange>? sharedAnonymous = null, CancellationToken cancel = default)
+    public static ulong ReadChunks(IPageSource source, IEnumerable<AddressRange> ranges, ChunkHandler handler, int chunkBytes = ChunkBytes, IReadOnlyList<AddressRange>? sharedAnonymous = null,
+        Func<ulong, bool>? gone = null, CancellationToken cancel = default)
     {
         int pageSize = source.PageSize;
         chunkBytes = Math.Max(pageSize, chunkBytes / pageSize * pageSize);
         // Pooled: a save or a collection every few seconds would otherwise leave a large array for the collector each time.
         var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(chunkBytes);
-        try { return ReadChunksInto(source, ranges, handler, chunkBytes, buffer, sharedAnonymous, cancel); }
+        try { return ReadChunksInto(source, ranges, handler, chunkBytes, buffer, sharedAnonymous, gone, cancel); }
         finally { System.Buffers.ArrayPool<byte>.Shared.Return(buffer); }
     }
 
-    private static ulong ReadChunksInto(IPageSource source, IEnumerable<AddressRange> ranges, ChunkHandler handler, int chunkBytes, byte[] buffer, IReadOnlyList<AddressRange>? sharedAnonymous, CancellationToken cancel)
+    private static ulong ReadChunksInto(IPageSource source, IEnumerable<AddressRange> ranges, ChunkHandler handler, int chunkBytes, byte[] buffer, IReadOnlyList<AddressRange>? sharedAnonymous,
+        Func<ulong, bool>? gone, CancellationToken cancel)
     {
         var vector = sharedAnonymous is null ? null : Root(source) as ProcPageSource;
         ulong unreadable = 0;
@@ -251,7 +285,7 @@ internal static class PageWalk
             foreach (var chunk in Split(ranges, (ulong)chunkBytes))
             {
                 cancel.ThrowIfCancellationRequested();
-                unreadable += ReadOne(source, chunk, buffer, handler);
+                unreadable += ReadOne(source, chunk, buffer, handler, gone);
             }
             return unreadable;
         }
@@ -267,23 +301,23 @@ internal static class PageWalk
             {
                 cancel.ThrowIfCancellationRequested();
                 // The batch so far first: the handler sees addresses in ascending order.
-                if (count > 0) unreadable += ReadBatch(vector, source, batch.AsSpan(0, count), buffer, handler);
+                if (count > 0) unreadable += ReadBatch(vector, source, batch.AsSpan(0, count), buffer, handler, gone);
                 count = 0;
                 filled = 0;
-                unreadable += ReadOne(source, piece, buffer, handler);
+                unreadable += ReadOne(source, piece, buffer, handler, gone);
                 continue;
             }
             if (count == batch.Length || filled + piece.Size > (ulong)chunkBytes)
             {
                 cancel.ThrowIfCancellationRequested();
-                unreadable += ReadBatch(vector, source, batch.AsSpan(0, count), buffer, handler);
+                unreadable += ReadBatch(vector, source, batch.AsSpan(0, count), buffer, handler, gone);
                 count = 0;
                 filled = 0;
             }
             batch[count++] = piece;
             filled += piece.Size;
         }
-        if (count > 0) unreadable += ReadBatch(vector, source, batch.AsSpan(0, count), buffer, handler);
+        if (count > 0) unreadable += ReadBatch(vector, source, batch.AsSpan(0, count), buffer, handler, gone);
         // process_vm_readv finds the process by pid: had it exec'd meanwhile, some bytes came from the new program.
         vector.EnsureSameMemory("reading memory");
         return unreadable;
@@ -304,7 +338,7 @@ internal static class PageWalk
     /// stops short, the rest of that range is read through ReadMemory and the call goes on after it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static ulong ReadBatch(ProcPageSource vector, IPageSource source, Span<AddressRange> batch, byte[] buffer, ChunkHandler handler)
+    private static ulong ReadBatch(ProcPageSource vector, IPageSource source, Span<AddressRange> batch, byte[] buffer, ChunkHandler handler, Func<ulong, bool>? gone)
     {
         ulong unreadable = 0;
         int first = 0;
@@ -313,7 +347,7 @@ internal static class PageWalk
             int got = vector.ReadMemoryVector(batch[first..], buffer);
             if (got < 0)
             {
-                for (int i = first; i < batch.Length; i++) unreadable += ReadOne(source, batch[i], buffer, handler);
+                for (int i = first; i < batch.Length; i++) unreadable += ReadOne(source, batch[i], buffer, handler, gone);
                 return unreadable;
             }
             got -= got % source.PageSize;
@@ -336,7 +370,7 @@ internal static class PageWalk
                     if (runEnd > runStart) handler(runStart, buffer.AsSpan(runPos, (int)(runEnd - runStart)));
                     runEnd = runStart;
                     // The rest of this range through /proc/PID/mem (it skips what cannot be read at all).
-                    unreadable += ReadOne(source, new AddressRange(r.Start + (ulong)have, r.End), buffer, handler);
+                    unreadable += ReadOne(source, new AddressRange(r.Start + (ulong)have, r.End), buffer, handler, gone);
                     next = i + 1;
                     break;
                 }
@@ -348,8 +382,8 @@ internal static class PageWalk
         return unreadable;
     }
 
-    /// <summary>Reads one range (at most the buffer's size) through ReadMemory, skipping unreadable pages.</summary>
-    private static ulong ReadOne(IPageSource source, AddressRange chunk, byte[] buffer, ChunkHandler handler)
+    /// <summary>Reads one range (at most the buffer's size) through ReadMemory, skipping unreadable pages (counted unless <paramref name="gone"/>).</summary>
+    private static ulong ReadOne(IPageSource source, AddressRange chunk, byte[] buffer, ChunkHandler handler, Func<ulong, bool>? gone)
     {
         int pageSize = source.PageSize;
         int length = (int)chunk.Size, pos = 0;
@@ -360,7 +394,27 @@ internal static class PageWalk
             got -= got % pageSize;
             if (got > 0) handler(chunk.Start + (ulong)pos, buffer.AsSpan(pos, got));
             pos += got;
-            if (pos < length) { pos += pageSize; unreadable++; } // an unreadable page: skip it
+            if (pos < length)
+            {
+                // An unreadable page: skipped, and counted unless its memory was gone (unmapped or replaced since it was found).
+                ulong at = chunk.Start + (ulong)pos;
+                bool counted = true;
+                for (int look = 0; gone is not null && look < GoneLooks; look++)
+                {
+                    if (gone(at)) { counted = false; break; }
+                    // Its mapping looks as listed: read again. An anonymous mapping unmapped and made again at the same place
+                    // between the read and the look cannot be told from the one listed (a new thread's stack where an old one
+                    // was), and reads now: what it holds now is the page (as for a page read a moment later).
+                    if (source.ReadMemory(at, buffer.AsSpan(pos, pageSize)) == pageSize)
+                    {
+                        handler(at, buffer.AsSpan(pos, pageSize));
+                        counted = false;
+                        break;
+                    }
+                }
+                if (counted) unreadable++;
+                pos += pageSize;
+            }
         }
         return unreadable;
     }

@@ -112,13 +112,18 @@ internal sealed class PtraceFreeze : IDisposable
             // (the leader is gone), so the id is looked at afresh.
             if (_seized.ContainsKey(tid) && (Held(tid) || ProcessFreeze.ThreadState(TaskStat(owner, tid)) is 'Z' or 'X')) continue;
             _seized.Remove(tid);
-            // A thread held in vfork() would not stop, and could not be let go again (see VforkWait): refused first. A sharer's
-            // thread waiting for the frozen process itself (its vfork child: /proc lists it, or at least it is the parent) runs
-            // no more until that one execs or exits: left as it is.
+            // A thread held in vfork() would not stop, and could not be let go again (see VforkWait): never attached there. A
+            // sharer's thread waiting for the frozen process itself (its vfork child: /proc lists it, or at least it is the
+            // parent) runs no more until that one execs or exits: left as it is; so is one whose child this freeze holds
+            // stopped while it shares the memory (the kernel wakes a vfork parent only at its child's exec or exit: mm_release).
+            // Any other is waited for, nothing attached (posix_spawn: the child execs at once, and until then it writes this
+            // memory, its stack included, so no image is exact before), and refused where the vfork outlasts VforkWait.Bound.
             if (VforkWait.Waits(owner, tid, out int vforkChild))
             {
                 if (sharer && (vforkChild == _pid || (vforkChild == 0 && Ptrace.ParentOf(_pid) == owner))) continue;
-                throw VforkWait.Refusal(owner, tid, vforkChild, $"Freezing process {_pid}");
+                if (vforkChild > 0 && vforkChild != _pid && _leaders.Contains(vforkChild) && _seized.ContainsKey(vforkChild) && Held(vforkChild)) continue;
+                if (!VforkWait.WaitEnd(owner, tid, cancel, out vforkChild))
+                    throw VforkWait.Refusal(owner, tid, vforkChild, $"Freezing process {_pid}");
             }
             // A thread this freeze attached before under another id (the exec'ing thread, which took the leader's id): a
             // tracee of this process already, so PTRACE_INTERRUPT, which only the tracer can make, stops it.

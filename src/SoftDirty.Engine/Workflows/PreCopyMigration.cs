@@ -194,7 +194,7 @@ internal static class PreCopyMigration
     /// <summary>Sends pages: writes an image (with a destination) or reads them, as a sender would; returns the pages sent.</summary>
     /// <remarks>
     /// A round image that lacks present pages it could not read (memfd_secret, memory served by the process's own
-    /// userfaultfd, pages unmapped meanwhile) is said at once through <paramref name="warn"/>: the chain it starts or
+    /// userfaultfd) is said at once through <paramref name="warn"/>: the chain it starts or
     /// continues is not valid (Test-MemoryImage), and a migration must not look complete when its images lack memory.
     /// </remarks>
     private static (ulong Pages, string? Image) Send(IPageSource source, TrackingMethod method, DirtyPageSet? pages, PreCopyOptions options, int round, ref string? parent,
@@ -205,7 +205,7 @@ internal static class PreCopyMigration
             var path = Path.Combine(dest, $"round-{round:D2}");
             var result = ImageWriter.Save(source, path, parent, method, pages, options.Selector, cancel: cancel);
             if (result.Manifest.UnreadablePages > 0)
-                warn?.Invoke($"Round {round}: {result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (kept from other processes as memfd_secret is, served by the process's own userfaultfd, or unmapped during the round): the image {result.Path} lacks them, and the chain from it is not valid (Test-MemoryImage). Leave those mappings out with -Mapping, or do not migrate this process.");
+                warn?.Invoke($"Round {round}: {result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (kept from other processes as memfd_secret is, or served by the process's own userfaultfd): the image {result.Path} lacks them, and the chain from it is not valid (Test-MemoryImage). Leave those mappings out with -Mapping, or do not migrate this process.");
             parent = path;
             return (result.Manifest.DataPages + result.Manifest.ZeroPages, path);
         }
