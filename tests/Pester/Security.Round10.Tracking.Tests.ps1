@@ -222,8 +222,8 @@ Describe 'Round 10: threads created and gone all the time while write tracking i
                 Disable-WriteTracking -Id $t.Id -Confirm:$false
                 @(Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object LinkTarget -eq 'anon_inode:[userfaultfd]').Count | Should -Be 0
             }
-            # The saves run with the churn stopped: a thread stack unmapped during a save is a page the image lacks (the
-            # module warns and Test-MemoryImage says so), which is not what this case is about.
+            # The saves run with the churn stopped, so that the image holds the region as the churn left it (a thread stack
+            # unmapped during a save is memory that no longer exists, in no image since round 18: not what this case is about).
             $null = Send-TestTarget $t 'churn 0'
             $null = Save-MemoryImage -Id $t.Id -Path "$dir/full" -Method WriteProtect
             $null = Send-TestTarget $t "churn $($r.Hex) 64"
