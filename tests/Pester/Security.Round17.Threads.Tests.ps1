@@ -48,22 +48,6 @@ BeforeAll {
         }
     }
 
-    # The first 8 bytes of each page of $Region as the restore of $Image holds them (the region may have merged with a
-    # neighbouring mapping: the restored file that holds it is read at the region's offset).
-    function Get-RestoredWords([string] $Image, $Region, [int] $PageSize) {
-        $out = New-ImagePath 'r'
-        $null = Restore-MemoryImage -Path $Image -Destination $out
-        foreach ($f in Get-ChildItem -LiteralPath $out -Filter *.bin) {
-            $start, $end = $f.BaseName -split '-' | ForEach-Object { [Convert]::ToUInt64($_, 16) }
-            if ($start -le $Region.Address -and $end -ge $Region.Address + [uint64]$Region.Pages * $PageSize) {
-                $bytes = [IO.File]::ReadAllBytes($f.FullName)
-                $offset = [int]($Region.Address - $start)
-                return @(for ($p = 0; $p -lt $Region.Pages; $p++) { [BitConverter]::ToUInt64($bytes, $offset + $p * $PageSize) })
-            }
-        }
-        throw "the restore of $Image has no mapping holding 0x$($Region.Hex)"
-    }
-
     # Why the words of wftarget's "hot" thread (it writes an ever larger counter into page 0, 1, ... in turn, so at one
     # moment each page holds its predecessor's word plus one, but where the current sweep meets the last) are not one
     # moment; empty when they are.
@@ -102,7 +86,7 @@ Describe 'Round 17: job control from another process while a save holds the targ
                 $continuer.WaitForExit($HangBoundMs) | Should -BeTrue -Because 'the continuer saw the save begin'
             } finally { if (-not $continuer.HasExited) { $continuer.Kill() } }
             $info.Frozen | Should -BeTrue
-            Test-HotMoment (Get-RestoredWords $image $r $t.PageSize) | Should -BeNullOrEmpty -Because 'an image that says Frozen holds one moment'
+            Test-HotMoment (Get-RestoredRegionWords $image $r $t.PageSize $Root) | Should -BeNullOrEmpty -Because 'an image that says Frozen holds one moment'
             Wait-Until { (Get-ProcessState $t.Id) -ne 'T' } | Should -BeTrue -Because 'the SIGCONT sent during the save stands: the target runs after it'
             Get-TracerPid $t.Id | Where-Object { $_ -ne 0 } | Should -BeNullOrEmpty
         } finally { Stop-WfTarget $t }
