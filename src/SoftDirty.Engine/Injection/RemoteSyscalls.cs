@@ -63,16 +63,17 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
 
     /// <summary>
     /// Stops one thread of <paramref name="source"/>'s process for injection. Call <see cref="InjectionSupport.Check"/>
-    /// first: this throws with the kernel's errno only.
+    /// first: this throws with the kernel's errno only. <paramref name="cancel"/> (Ctrl+C) ends the wait for a vfork to end
+    /// where every live thread waits in one (nothing attached then).
     /// </summary>
-    public static RemoteSyscalls Attach(ProcPageSource source)
+    public static RemoteSyscalls Attach(ProcPageSource source, System.Threading.CancellationToken cancel = default)
     {
         var arch = InjectionArchitecture.Current
             ?? throw new EngineException(EngineError.WriteProtectNotSupported, $"Syscall injection is implemented for x86-64 only; this is {RuntimeInformation.ProcessArchitecture}.", source.ProcessId);
         int pid = source.ProcessId;
         var mappings = source.ReadMappings(false);
         InjectionSteps.Mark("read the mappings");
-        int tid = FirstLiveThread(pid);
+        int tid = FirstLiveThread(pid, cancel);
         InjectionSteps.Mark("pick a thread");
         var r = new RemoteSyscalls(pid, tid, arch);
         r._childGuard = ChildStopGuard.For(pid); // a child of this process: its stops kept from .NET's reaping
@@ -568,7 +569,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         if (_memFd >= 0) { Native.Close(_memFd); _memFd = -1; }
     }
 
-    private static int FirstLiveThread(int pid)
+    private static int FirstLiveThread(int pid, System.Threading.CancellationToken cancel)
     {
         try
         {
@@ -592,7 +593,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             // Every live thread waits in vfork (a single-threaded program running another with posix_spawn): the first is
             // waited for, nothing attached, as long as a posix_spawn's child takes to exec (round 18: refused at once before).
             if (vfork is { } held)
-                return SoftDirty.Tracking.VforkWait.WaitEnd(pid, held.Tid, default, out int still) ? held.Tid
+                return SoftDirty.Tracking.VforkWait.WaitEnd(pid, held.Tid, cancel, out int still) ? held.Tid
                     : throw SoftDirty.Tracking.VforkWait.Refusal(pid, held.Tid, still > 0 ? still : held.Child, "Syscall injection");
         }
         catch (IOException) { }

@@ -22,14 +22,14 @@ internal static class RemoteWriteProtect
     /// listing that command: a PowerShell killed between this save and a later join left a tracking no command counted,
     /// which no later command would ever disable.
     /// </summary>
-    public static WriteTrackingState Enable(ProcPageSource source, IReadOnlyList<AddressRange> ranges, System.Guid? user = null)
+    public static WriteTrackingState Enable(ProcPageSource source, IReadOnlyList<AddressRange> ranges, System.Guid? user = null, System.Threading.CancellationToken cancel = default)
     {
         int pid = source.ProcessId;
         if (InjectionSupport.Check(pid, source.Features) is { } refused) throw refused;
         if (WriteTrackingStore.Load(pid) is { } existing) return existing;
         ulong start = WriteTrackingStore.StartTime(pid);
         InjectionSteps.Mark("checks, state lookup");
-        using var inject = RemoteSyscalls.Attach(source);
+        using var inject = RemoteSyscalls.Attach(source, cancel);
         var arch = InjectionArchitecture.Current!;
         // Should this PowerShell die before the state is saved, the target closes the userfaultfd itself (RestoreTrampoline).
         inject.UndoOnAbort(RestoreTrampoline.UndoResult);
@@ -113,11 +113,11 @@ internal static class RemoteWriteProtect
             : new EngineException(EngineError.WriteTrackingNotEnabled, $"Write tracking is not enabled in process {pid}; run Enable-WriteTracking -Id {pid} first.", pid));
 
     /// <summary>Registers more ranges with the target's userfaultfd; returns, per range, whether the kernel took it.</summary>
-    public static bool[] Register(ProcPageSource source, WriteTrackingState state, IReadOnlyList<AddressRange> ranges)
+    public static bool[] Register(ProcPageSource source, WriteTrackingState state, IReadOnlyList<AddressRange> ranges, System.Threading.CancellationToken cancel = default)
     {
         if (ranges.Count == 0) return Array.Empty<bool>();
         if (InjectionSupport.Check(source.ProcessId, source.Features) is { } refused) throw refused;
-        using var inject = RemoteSyscalls.Attach(source);
+        using var inject = RemoteSyscalls.Attach(source, cancel);
         return RegisterAll(inject, state.Descriptor, ranges, state);
     }
 
@@ -153,14 +153,14 @@ internal static class RemoteWriteProtect
     /// Stops tracking: UFFDIO_UNREGISTER of <paramref name="ranges"/> (those still registered), then close() of
     /// the descriptor, and the state file is removed. Returns false when tracking was not enabled.
     /// </summary>
-    public static bool Disable(ProcPageSource source, IReadOnlyList<AddressRange> ranges)
+    public static bool Disable(ProcPageSource source, IReadOnlyList<AddressRange> ranges, System.Threading.CancellationToken cancel = default)
     {
         int pid = source.ProcessId;
         var state = WriteTrackingStore.Load(pid);
         if (state is null) return false;
         if (InjectionSupport.Check(pid, source.Features) is { } refused) throw refused;
         var arch = InjectionArchitecture.Current!;
-        using (var inject = RemoteSyscalls.Attach(source))
+        using (var inject = RemoteSyscalls.Attach(source, cancel))
         {
             // Should this PowerShell die half-way, the target closes the userfaultfd itself: the tracking ends whole
             // (the state file's descriptor is then gone, which reads as no tracking).

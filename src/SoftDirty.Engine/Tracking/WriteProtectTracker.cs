@@ -63,7 +63,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
                     if (InjectionSupport.ForeignTracking(proc) is { } inUse) throw inUse;
                     var ranges = Ranges(Spans());
                     InjectionSteps.Mark("maps (writable ranges)");
-                    _state = RemoteWriteProtect.Enable(proc, ranges, _token); // saved with this command listed as its user
+                    _state = RemoteWriteProtect.Enable(proc, ranges, _token, cancel); // saved with this command listed as its user
                     _ownsTracking = true;
                 }
                 // Another command's tracking for itself alone (a watch, a migration) is used too: whoever ends last disables it.
@@ -240,7 +240,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     private List<PageRegion> ScanRemote(List<PageSpan> spans, bool reset, List<AddressRange> fresh, CancellationToken cancel) =>
         ScanThen(spans, reset, (reader, unregistered, template, found, one) =>
         {
-            var accepted = RemoteWriteProtect.Register(_remote!, _state!, Ranges(unregistered));
+            var accepted = RemoteWriteProtect.Register(_remote!, _state!, Ranges(unregistered), cancel);
             for (int i = 0; i < unregistered.Count; i++)
             {
                 var span = unregistered[i];
@@ -290,7 +290,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         using var held = WriteTrackingStore.Lock(_remote!.ProcessId, cancel);
         ResetElsewhere = !Reload();
         var all = Spans();
-        var foreign = ForeignSpans(all);
+        var foreign = ForeignSpans(all, cancel);
         var spans = foreign.Count == 0 ? all : all.Except(foreign).ToList();
         var fresh = new List<AddressRange>();
         if (rearm)
@@ -333,10 +333,10 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     /// kernel says EBUSY for a VMA of another userfaultfd (and takes one of this tracking's or of none). Those spans are
     /// never scanned with a reset; their present pages count at every look, as a range the kernel will not register does.
     /// </summary>
-    private List<PageSpan> ForeignSpans(List<PageSpan> spans)
+    private List<PageSpan> ForeignSpans(List<PageSpan> spans, CancellationToken cancel)
     {
         if (spans.Count == 0 || WriteTrackingStore.UserfaultfdDescriptors(_remote!.ProcessId).All(fd => fd == _state!.Descriptor)) return new List<PageSpan>();
-        var accepted = RemoteWriteProtect.Register(_remote, _state!, Ranges(spans));
+        var accepted = RemoteWriteProtect.Register(_remote, _state!, Ranges(spans), cancel);
         return spans.Where((_, i) => !accepted[i]).ToList();
     }
 
@@ -348,7 +348,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
             using var held = WriteTrackingStore.Lock(_remote.ProcessId, cancel);
             Reload();
             var current = Spans();
-            var foreign = ForeignSpans(current);
+            var foreign = ForeignSpans(current, cancel);
             if (foreign.Count > 0) current = current.Except(foreign).ToList();
             InjectionSteps.Mark("maps (reset)");
             // Recorded first, as in CollectRemote: a reset cut short still counts as one for every other command.

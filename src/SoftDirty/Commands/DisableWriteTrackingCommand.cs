@@ -36,7 +36,7 @@ public sealed class DisableWriteTrackingCommand : PipedIdCmdlet
         using (WriteTrackingStore.Lock(proc.ProcessId, Cancellation)) // not while another command checks, scans or injects
         {
             RemoteWriteProtect.Require(proc.ProcessId);
-            RemoteWriteProtect.Disable(proc, RemoteWriteProtect.RegisteredRanges(proc));
+            RemoteWriteProtect.Disable(proc, RemoteWriteProtect.RegisteredRanges(proc), Cancellation);
         }
         if (PassThru) WriteObject(PassThruObject(source));
     }

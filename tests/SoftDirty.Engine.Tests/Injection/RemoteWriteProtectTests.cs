@@ -296,4 +296,37 @@ public sealed class RemoteWriteProtectTests : IDisposable
         Assert.NotNull(refused);
         Assert.Contains(refused!.Error, new[] { EngineError.ProcessNotFound, EngineError.ProcessExited });
     }
+
+    /// <summary>
+    /// Ctrl+C while injection waits for a vfork to end (the target's one thread waits in vfork for a child that sleeps): the
+    /// wait ends at once, nothing attached and nothing saved. Before, the wait took no cancellation: it ran its whole bound
+    /// (<see cref="VforkWait.Bound"/>) and ended in ProcIOError whatever Ctrl+C said.
+    /// </summary>
+    [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
+    public void EnableWhileTheOnlyThreadWaitsInVfork_CtrlCEndsTheWait_NothingAttached()
+    {
+        using var t = new WtTarget();
+        t.Send("vfork 60000");
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        int child;
+        while (!VforkWait.Waits(t.Pid, t.Pid, out child))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "wttarget's thread never waited in vfork");
+            System.Threading.Thread.Sleep(1);
+        }
+        using var cts = new System.Threading.CancellationTokenSource();
+        // Ctrl+C as injection is about to pick its thread (the mappings read, nothing attached yet).
+        InjectionSteps.Current = new InjectionSteps { OnStep = s => { if (s == "read the mappings") cts.Cancel(); } };
+        try
+        {
+            using var src = ProcPageSource.Open(t.Pid);
+            Assert.Throws<OperationCanceledException>(() => new WriteProtectTracker(src, cancel: cts.Token));
+        }
+        finally { InjectionSteps.Current = null; }
+        Assert.True(cts.IsCancellationRequested, "the step hook never ran: the test no longer reaches the vfork wait");
+        Assert.True(VforkWait.Waits(t.Pid, t.Pid, out _), "the thread still waits in vfork");
+        Assert.Contains("TracerPid:\t0", File.ReadAllText($"/proc/{t.Pid}/status"), StringComparison.Ordinal);
+        Assert.Null(WriteTrackingStore.Load(t.Pid));
+        if (child > 0) System.Diagnostics.Process.GetProcessById(child).Kill();
+    }
 }
