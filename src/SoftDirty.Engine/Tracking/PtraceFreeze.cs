@@ -354,10 +354,16 @@ internal sealed class PtraceFreeze : IDisposable
     /// <summary>/proc/PID/stat.</summary>
     private static string StatOf(int pid) => $"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat";
 
-    /// <summary>Whether this process traces <paramref name="tid"/> (its TracerPid).</summary>
-    private static bool TracedHere(int tid) =>
+    /// <summary>
+    /// Whether a thread of this process traces <paramref name="tid"/>. TracerPid names the tracing thread, not its process: a
+    /// freeze run on any thread but the main one (a pipeline's) never matched this process's id, so a leader killed while
+    /// frozen whose other threads were not yet reaped at the release was taken for untraced and never handed on (its parent
+    /// waited for as long as this PowerShell ran).
+    /// </summary>
+    internal static bool TracedHere(int tid) =>
         InjectionSupport.ReadStatus(tid) is { } status && status.TryGetValue("TracerPid", out var tracer)
-        && tracer == Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
+        && int.TryParse(tracer, NumberStyles.None, CultureInfo.InvariantCulture, out int thread) && thread != 0
+        && Directory.Exists($"/proc/self/task/{thread.ToString(CultureInfo.InvariantCulture)}");
 
     private static IEnumerable<int> Threads(int pid)
     {
