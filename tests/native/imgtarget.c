@@ -234,6 +234,15 @@ int main(void) {
             void *m = mremap(p, x * ps, x * ps, MREMAP_MAYMOVE | MREMAP_FIXED, to);
             if (m == MAP_FAILED) { printf("ERR mremap %d\n", errno); continue; }
             printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
+        } else if (!strcmp(cmd, "moveto")) {
+            /* "moveto <from> <pages> <to>": mremap(MREMAP_FIXED) of the pages at <from> onto <to>, replacing what is mapped there. */
+            unsigned long long to = 0;
+            if (sscanf(line, "%*s %*x %*d %llx", &to) != 1) { printf("ERR usage\n"); continue; }
+            void *m = mremap(p, x * ps, x * ps, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)(uintptr_t)to);
+            printf(m == MAP_FAILED ? "ERR mremap %d\n" : "OK\n", errno);
+        } else if (!strcmp(cmd, "trunc")) {
+            /* "trunc <fd> <pages>": ftruncate of a descriptor the target holds (the fd in hex, as pwrite reads it). */
+            printf(ftruncate((int)a, x * ps) == 0 ? "OK\n" : "ERR ftruncate %d\n", errno);
         } else if (!strcmp(cmd, "memfd")) {
             long pages = 0, shared = 0;
             if (sscanf(line, "%*s %ld %ld", &pages, &shared) != 2) { printf("ERR usage\n"); continue; }
