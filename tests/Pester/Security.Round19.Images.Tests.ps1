@@ -13,6 +13,12 @@
 BeforeDiscovery {
     $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason } else { 'Linux only' }
     $Methods = @(@{ Method = 'WriteProtect'; WtSkip = $WtSkip }, @{ Method = 'Hash'; WtSkip = $null })
+    # A child pwsh saves while this one drives the target: under Yama's ptrace_scope 1 a user may trace descendants only.
+    $yama = if (Test-Path /proc/sys/kernel/yama/ptrace_scope) { [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) } else { 0 }
+    $SiblingSkip = if (-not $IsLinux) { 'Linux only' } elseif ($yama -ge 3 -or ($yama -ge 1 -and (id -u) -ne '0')) { "Yama's ptrace_scope $yama forbids ptrace of a sibling here" } else { $null }
+    $KillCases = foreach ($m in 'WriteProtect', 'Hash') {
+        foreach ($ms in 150, 900, 1700) { @{ Method = $m; Ms = $ms; Skip = if ($SiblingSkip) { $SiblingSkip } elseif ($m -eq 'WriteProtect') { Get-WriteTrackingSkipReason -Relation Sibling } else { $null } } }
+    }
 }
 
 BeforeAll {
@@ -90,6 +96,39 @@ Describe 'Round 19: mappings moved onto others and memfds truncated and regrown 
                 if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
                 Stop-ImgTarget $t
             }
+        }
+    }
+
+    It '-Method <Method>: pages dropped (MADV_DONTNEED) in a mapping that a -Mapping middle image left out, <When>, restore as zeros from the next increment of all' -ForEach @(
+        foreach ($m in $Methods) { foreach ($w in 'before the middle image', 'after the middle image') { $m + @{ When = $w } } }
+    ) {
+        # The middle image holds one file mapping: the anonymous one is outside it, so the leaf must override the full
+        # image's records of the dropped pages (zeros now) as well as save what the middle one never looked at.
+        if ($WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
+        $t = Start-ImgTarget
+        try {
+            if ($Method -eq 'WriteProtect') { $null = Enable-WriteTracking -Id $t.Id }
+            $file = Join-Path $root "x-$([guid]::NewGuid().ToString('n')).bin"
+            [IO.File]::WriteAllBytes($file, [byte[]](1..(8 * $PageSize) | ForEach-Object { $_ % 13 }))
+            $x = Send-ImgTarget $t "mapfile $file 8 0"; $null = Send-ImgTarget $t "touch $x 0 8"; $null = Send-ImgTarget $t "write $x 0 3"
+            $a = Send-ImgTarget $t 'map 8'; $null = Send-ImgTarget $t "fill $a 8 3"
+            $chain = New-Dest 'c'
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method $Method
+            if ($When -like 'before*') { $null = Send-ImgTarget $t "dontneed $a 2 3" }
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method $Method -Mapping $file -WarningAction SilentlyContinue
+            if ($When -like 'after*') { $null = Send-ImgTarget $t "dontneed $a 2 3" }
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/2" -Parent "$chain/1" -Method $Method -WarningAction SilentlyContinue
+            $full = New-Dest 'f'
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
+            Test-MemoryImage "$chain/2" | Should -BeTrue
+            Compare-RestoredImage "$chain/2" $full $root | Should -BeNullOrEmpty
+            $r = New-Region $a 8
+            $words = @(Get-RestoredRegionWords "$chain/2" $r $PageSize $root)
+            $words | Should -Be @(Get-LiveRegionWords $t.Id $r $PageSize) -Because 'the region as /proc/PID/mem reads it'
+            $words[2..4] | Should -Be @(0, 0, 0) -Because 'the dropped pages read as zeros'
+        } finally {
+            if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
+            Stop-ImgTarget $t
         }
     }
 
@@ -172,5 +211,49 @@ Describe 'Round 19: pages made absent in an emulated chain and never read again'
         }
         $covered | Should -Be $m.Size -Because 'the restored mappings cover the region'
         [Convert]::ToHexString($restored) | Should -Be ([Convert]::ToHexString($live))
+    }
+}
+
+Describe 'Round 19: a PowerShell saving a chain killed outright (SIGKILL), the chain continued by another' -Tag 'Workflows', 'Security', 'Round19Images' {
+    It '-Method <Method>, killed <Ms> ms after its first increment: the last image in place is valid, the target runs untraced, and an increment of it is exact' -ForEach $KillCases {
+        # The kill lands anywhere in a loop of increments (every other one -Freeze): before a save, while it reads, while
+        # it holds the target stopped, while it injects the write-tracking reset, between its files and the rename, or
+        # after. In every one of these, what a rename put in place is a whole image (the partial folder is hidden and
+        # never read), the kernel detaches a dead tracer's threads (they run on), and an increment of the last image in
+        # place either trusts a tracking still at that image's reset or compares contents: it must restore the memory.
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
+        $t = Start-ImgTarget
+        $child = $null
+        try {
+            $a = Send-ImgTarget $t 'map 64'; $null = Send-ImgTarget $t "fill $a 64 3"
+            $chain = New-Item -ItemType Directory (New-Dest 'k')
+            if ($Method -eq 'WriteProtect') { $null = Enable-WriteTracking -Id $t.Id }
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method $Method
+            $child = Start-ChildPwsh ("for (`$i = 1; `$i -lt 1000; `$i++) {{ `$null = Save-MemoryImage -Id {0} -Path ('{1}/' + `$i) -Parent ('{1}/' + (`$i - 1)) -Method {2} -Freeze:(`$i % 2 -eq 0) -WarningAction SilentlyContinue }}" -f $t.Id, $chain, $Method)
+            $errors = $child.StandardError.ReadToEndAsync()
+            $page = 0
+            $start = [Diagnostics.Stopwatch]::StartNew()
+            while (-not (Test-Path "$chain/1") -and -not $child.HasExited -and $start.Elapsed.TotalSeconds -lt 120) { $null = Send-ImgTarget $t "write $a $(($page++) % 60) 2" }
+            Test-Path "$chain/1" | Should -BeTrue -Because "the child saved its first increment ($(if ($child.HasExited) { $errors.Result }))"
+            $start.Restart()
+            while ($start.Elapsed.TotalMilliseconds -lt $Ms) { $null = Send-ImgTarget $t "write $a $(($page++) % 60) 2" }
+            $child.Kill(); $child.WaitForExit()
+            $last = @(Get-ChildItem -LiteralPath $chain -Directory | Where-Object Name -Match '^\d+$' | ForEach-Object { [int]$_.Name } | Sort-Object)[-1]
+            Test-MemoryImage "$chain/$last" | Should -BeTrue -Because "image $last was put in place whole"
+            @(Get-ThreadTracer $t.Id) | Should -BeNullOrEmpty
+            (Get-ProcessState $t.Id) | Should -Not -Be 'T' -Because 'a dead tracer''s threads run on'
+            $null = Send-ImgTarget $t "write $a 5 7"
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/next" -Parent "$chain/$last" -Method $Method -WarningAction SilentlyContinue
+            $full = New-Dest 'f'
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
+            Test-MemoryImage "$chain/next" | Should -BeTrue
+            Compare-RestoredImage "$chain/next" $full $root | Should -BeNullOrEmpty
+            $r = New-Region $a 64
+            Get-RestoredRegionWords "$chain/next" $r $PageSize $root | Should -Be @(Get-LiveRegionWords $t.Id $r $PageSize)
+        } finally {
+            if ($child -and -not $child.HasExited) { $child.Kill(); $child.WaitForExit() }
+            if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
+            Stop-ImgTarget $t
+        }
     }
 }
