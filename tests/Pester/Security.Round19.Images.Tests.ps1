@@ -29,6 +29,17 @@ BeforeAll {
     function New-Dest([string] $Name = 'd') { Join-Path $root "$Name-$([guid]::NewGuid().ToString('n'))" }
     # A region of the target as Get-RestoredRegionWords and Get-LiveRegionWords take it.
     function New-Region([string] $Hex, [int] $Pages) { [pscustomobject]@{ Address = [Convert]::ToUInt64($Hex, 16); Pages = $Pages; Hex = $Hex } }
+    # The leaf of a chain against a full image saved now and against the target's memory read now (/proc/PID/mem): valid,
+    # restoring the full image's bytes, and holding the live words of each region.
+    function Assert-ExactLeaf($t, [string] $Leaf, $Regions, [string] $Because) {
+        $full = New-Dest 'f'
+        $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
+        Test-MemoryImage $Leaf | Should -BeTrue -Because "$Because`: the leaf"
+        Compare-RestoredImage $Leaf $full $root | Should -BeNullOrEmpty -Because "$Because`: the chain restores the full image's bytes"
+        foreach ($r in $Regions) {
+            Get-RestoredRegionWords $Leaf $r $PageSize $root | Should -Be @(Get-LiveRegionWords $t.Id $r $PageSize) -Because "$Because`: 0x$($r.Hex) as /proc/PID/mem reads it"
+        }
+    }
     # The changes between the first and the second image of each case, on an imgtarget with two written anonymous
     # mappings of 8 pages ($a, $b), an empty one ($park), a MAP_SHARED memfd of 16 pages read in ($md: address, fd) and a
     # MAP_PRIVATE one of 16 pages read in with 10 copied ($mp); the regions whose words are compared with the live memory.
@@ -84,14 +95,8 @@ Describe 'Round 19: mappings moved onto others and memfds truncated and regrown 
                 $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method $Method -WarningAction SilentlyContinue
                 $null = Send-ImgTarget $t "write $($m.a) 7 1"
                 $null = Save-MemoryImage -Id $t.Id -Path "$chain/2" -Parent "$chain/1" -Method $Method -WarningAction SilentlyContinue
-                $full = New-Dest 'f'
-                $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
                 Test-MemoryImage "$chain/1" | Should -BeTrue -Because "$case ($Method): the middle image"
-                Test-MemoryImage "$chain/2" | Should -BeTrue -Because "$case ($Method): the leaf"
-                Compare-RestoredImage "$chain/2" $full $root | Should -BeNullOrEmpty -Because "$case ($Method): the chain restores the full image's bytes"
-                foreach ($r in $regions) {
-                    Get-RestoredRegionWords "$chain/2" $r $PageSize $root | Should -Be @(Get-LiveRegionWords $t.Id $r $PageSize) -Because "$case ($Method): 0x$($r.Hex) as /proc/PID/mem reads it"
-                }
+                Assert-ExactLeaf $t "$chain/2" $regions "$case ($Method)"
             } finally {
                 if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
                 Stop-ImgTarget $t
@@ -118,14 +123,9 @@ Describe 'Round 19: mappings moved onto others and memfds truncated and regrown 
             $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method $Method -Mapping $file -WarningAction SilentlyContinue
             if ($When -like 'after*') { $null = Send-ImgTarget $t "dontneed $a 2 3" }
             $null = Save-MemoryImage -Id $t.Id -Path "$chain/2" -Parent "$chain/1" -Method $Method -WarningAction SilentlyContinue
-            $full = New-Dest 'f'
-            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
-            Test-MemoryImage "$chain/2" | Should -BeTrue
-            Compare-RestoredImage "$chain/2" $full $root | Should -BeNullOrEmpty
             $r = New-Region $a 8
-            $words = @(Get-RestoredRegionWords "$chain/2" $r $PageSize $root)
-            $words | Should -Be @(Get-LiveRegionWords $t.Id $r $PageSize) -Because 'the region as /proc/PID/mem reads it'
-            $words[2..4] | Should -Be @(0, 0, 0) -Because 'the dropped pages read as zeros'
+            Assert-ExactLeaf $t "$chain/2" $r "dropped $When ($Method)"
+            @(Get-LiveRegionWords $t.Id $r $PageSize)[2..4] | Should -Be @(0, 0, 0) -Because 'the dropped pages read as zeros'
         } finally {
             if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
             Stop-ImgTarget $t
@@ -244,12 +244,7 @@ Describe 'Round 19: a PowerShell saving a chain killed outright (SIGKILL), the c
             (Get-ProcessState $t.Id) | Should -Not -Be 'T' -Because 'a dead tracer''s threads run on'
             $null = Send-ImgTarget $t "write $a 5 7"
             $null = Save-MemoryImage -Id $t.Id -Path "$chain/next" -Parent "$chain/$last" -Method $Method -WarningAction SilentlyContinue
-            $full = New-Dest 'f'
-            $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash
-            Test-MemoryImage "$chain/next" | Should -BeTrue
-            Compare-RestoredImage "$chain/next" $full $root | Should -BeNullOrEmpty
-            $r = New-Region $a 64
-            Get-RestoredRegionWords "$chain/next" $r $PageSize $root | Should -Be @(Get-LiveRegionWords $t.Id $r $PageSize)
+            Assert-ExactLeaf $t "$chain/next" (New-Region $a 64) "killed at $Ms ms ($Method), continued from image $last"
         } finally {
             if ($child -and -not $child.HasExited) { $child.Kill(); $child.WaitForExit() }
             if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
