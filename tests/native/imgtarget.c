@@ -37,6 +37,9 @@
      seal <fd> <seals>                    fcntl F_ADD_SEALS with that mask (decimal) -> OK, or ERR seal <errno>
      mapat <path> <pages> <shared> <pageoffset>  as mapfile, at that page offset of the file -> OK <hexaddr>
      close <fd>                           close(2) of the descriptor (hex, as memfd answers it) -> OK
+   Round 19 (mappings moved onto others, memfds truncated and regrown):
+     moveto <hexaddr> <pages> <hexto>     mremap MREMAP_MAYMOVE|MREMAP_FIXED onto <hexto>, replacing what is mapped there -> OK, or ERR mremap <errno>
+     trunc <fd> <pages>                   ftruncate(2) of the descriptor (hex) to that size -> OK, or ERR ftruncate <errno>
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
