@@ -448,4 +448,17 @@ function Get-RestoredRegionWords([string] $Image, $Region, [int] $PageSize, [str
     }
     throw "the restore of $Image has no mapping holding 0x$($Region.Hex)"
 }
-Export-ModuleMember -Function Get-TaskDirectory, Get-ChildProcessId, Get-ThreadTracer, Get-RestoredRegionWords
+# The first 8 bytes of each page of $Region as process $Id holds them now, read through /proc/PID/mem (an independent
+# reading to compare Get-RestoredRegionWords with: needs the right to ptrace the process, as a save does).
+function Get-LiveRegionWords([int] $Id, $Region, [int] $PageSize) {
+    $word = [byte[]]::new(8)
+    $mem = [IO.File]::Open("/proc/$Id/mem", 'Open', 'Read', 'ReadWrite')
+    try {
+        foreach ($p in 0..($Region.Pages - 1)) {
+            $mem.Position = [int64]($Region.Address + [uint64]$p * $PageSize)
+            if ($mem.Read($word, 0, 8) -ne 8) { throw "short read of /proc/$Id/mem at page $p of 0x$($Region.Hex)" }
+            [BitConverter]::ToUInt64($word, 0)
+        }
+    } finally { $mem.Dispose() }
+}
+Export-ModuleMember -Function Get-TaskDirectory, Get-ChildProcessId, Get-ThreadTracer, Get-RestoredRegionWords, Get-LiveRegionWords

@@ -37,6 +37,9 @@
      seal <fd> <seals>                    fcntl F_ADD_SEALS with that mask (decimal) -> OK, or ERR seal <errno>
      mapat <path> <pages> <shared> <pageoffset>  as mapfile, at that page offset of the file -> OK <hexaddr>
      close <fd>                           close(2) of the descriptor (hex, as memfd answers it) -> OK
+   Round 19 (mappings moved onto others, memfds truncated and regrown):
+     moveto <hexaddr> <pages> <hexto>     mremap MREMAP_MAYMOVE|MREMAP_FIXED onto <hexto>, replacing what is mapped there -> OK, or ERR mremap <errno>
+     trunc <fd> <pages>                   ftruncate(2) of the descriptor (hex) to that size -> OK, or ERR ftruncate <errno>
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
@@ -234,6 +237,15 @@ int main(void) {
             void *m = mremap(p, x * ps, x * ps, MREMAP_MAYMOVE | MREMAP_FIXED, to);
             if (m == MAP_FAILED) { printf("ERR mremap %d\n", errno); continue; }
             printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
+        } else if (!strcmp(cmd, "moveto")) {
+            /* "moveto <from> <pages> <to>": mremap(MREMAP_FIXED) of the pages at <from> onto <to>, replacing what is mapped there. */
+            unsigned long long to = 0;
+            if (sscanf(line, "%*s %*x %*d %llx", &to) != 1) { printf("ERR usage\n"); continue; }
+            void *m = mremap(p, x * ps, x * ps, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)(uintptr_t)to);
+            printf(m == MAP_FAILED ? "ERR mremap %d\n" : "OK\n", errno);
+        } else if (!strcmp(cmd, "trunc")) {
+            /* "trunc <fd> <pages>": ftruncate of a descriptor the target holds (the fd in hex, as pwrite reads it). */
+            printf(ftruncate((int)a, x * ps) == 0 ? "OK\n" : "ERR ftruncate %d\n", errno);
         } else if (!strcmp(cmd, "memfd")) {
             long pages = 0, shared = 0;
             if (sscanf(line, "%*s %ld %ld", &pages, &shared) != 2) { printf("ERR usage\n"); continue; }
