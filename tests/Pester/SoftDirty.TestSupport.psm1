@@ -449,3 +449,21 @@ function Get-RestoredRegionWords([string] $Image, $Region, [int] $PageSize, [str
     throw "the restore of $Image has no mapping holding 0x$($Region.Hex)"
 }
 Export-ModuleMember -Function Get-TaskDirectory, Get-ChildProcessId, Get-ThreadTracer, Get-RestoredRegionWords
+
+# ---------------------------------------------------------------------------------------------------
+# Round 19 (kernel writes a tracker misses).
+
+<#
+.SYNOPSIS
+    Why an io_uring with a registered buffer cannot be made here, or $null where it can: measured in a real target
+    (tests/native/bin/wttarget uringreg), since kernel.io_uring_disabled, RLIMIT_MEMLOCK and a container's seccomp all refuse it.
+#>
+function Get-UringBufferSkipReason {
+    $probe = Start-TestTarget -Path (Join-Path $PSScriptRoot '../native/bin/wttarget')
+    try {
+        $a = $probe.Send('map 4')
+        $reply = $probe.TrySend("uringreg $a 0 4")
+        if ($reply -notmatch '^OK') { "io_uring with a registered buffer is not available here ($reply)" }
+    } finally { Stop-TestTarget $probe }
+}
+Export-ModuleMember -Function Get-UringBufferSkipReason

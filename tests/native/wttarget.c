@@ -53,6 +53,8 @@
  *   uringreg <hexaddr> <page> <count>  an io_uring with those pages registered as its fixed buffer (pinned) -> OK <fd>
  *   uringread <path>                 IORING_OP_READ_FIXED of the file into the whole fixed buffer: the kernel writes
  *                                    the pinned pages through its own mapping                  -> OK <bytes>
+ *   uringclose                       unmaps the rings of uringreg's io_uring and closes it: once the kernel frees it, its buffer
+ *                                    is unregistered (unpinned) and nothing in /proc tells of it    -> OK <rc>
  *   fork                             a child (PR_SET_PDEATHSIG) that sleeps in pause()          -> OK <childpid>
  *   exec <path>                      execv(path) with no arguments: the pid runs another program -> (no answer: the new
  *                                    program's own output)
@@ -128,7 +130,7 @@ static unsigned char counter;
 static volatile unsigned long spins[MAX_THREADS * 16];
 static int thread_count;
 /* The io_uring of uringreg / uringread: its rings and the registered (pinned) buffer. */
-static struct { int fd; unsigned char *sq, *cq; struct io_uring_sqe *sqes; struct io_uring_params prm; void *buf; size_t len; } uring;
+static struct { int fd; unsigned char *sq, *cq; struct io_uring_sqe *sqes; struct io_uring_params prm; void *buf; size_t len, sqsz, cqsz; } uring;
 
 static void reply(const char *fmt, ...)
 {
@@ -522,7 +524,7 @@ static void *serve(void *arg)
             unsigned char *cq = mmap(NULL, cqsz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_CQ_RING);
             struct io_uring_sqe *sqes = mmap(NULL, prm.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
             if (sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED) { reply("ERR ring mmap %d", errno); close(fd); continue; }
-            uring.fd = fd; uring.sq = sq; uring.cq = cq; uring.sqes = sqes; uring.prm = prm; uring.buf = iov.iov_base; uring.len = iov.iov_len;
+            uring.fd = fd; uring.sq = sq; uring.cq = cq; uring.sqes = sqes; uring.prm = prm; uring.buf = iov.iov_base; uring.len = iov.iov_len; uring.sqsz = sqsz; uring.cqsz = cqsz;
             reply("OK %d", fd);
         } else if (!strcmp(cmd, "uringread")) {
             char path[200];
@@ -544,6 +546,11 @@ static void *serve(void *arg)
             __atomic_store_n(head, *head + 1, __ATOMIC_RELEASE);
             close(f);
             reply("OK %d", res);
+        } else if (!strcmp(cmd, "uringclose")) {
+            if (!uring.sq) { reply("ERR no ring"); continue; }
+            int rc = munmap(uring.sq, uring.sqsz) | munmap(uring.cq, uring.cqsz) | munmap(uring.sqes, uring.prm.sq_entries * sizeof(struct io_uring_sqe)) | close(uring.fd);
+            memset(&uring, 0, sizeof uring);
+            reply("OK %d", rc);
         } else if (!strcmp(cmd, "fork")) {
             pid_t child = fork();
             if (child == 0) { prctl(PR_SET_PDEATHSIG, SIGKILL); for (;;) pause(); }
