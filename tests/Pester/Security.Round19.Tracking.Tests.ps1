@@ -13,6 +13,27 @@ BeforeDiscovery {
         @{ Method = 'Hash'; Skip = $(if (-not $IsLinux) { 'Linux only' }) }
     )
     $UringSkip = if (-not $IsLinux) { 'Linux only' } else { Get-UringBufferSkipReason }
+    # A FUSE file whose reads fusehold holds (tests/native/fusehold.c): mounting needs root here (it speaks to /dev/fuse
+    # itself, without fusermount), and legacy AIO (io_setup) may be off (fs.aio-max-nr) or filtered.
+    $AioSkip = if (-not $IsLinux) { 'Linux only' } elseif ((id -u) -ne '0') { 'mounting the FUSE file system whose reads the test holds needs root here' }
+    elseif (-not (Test-Path /dev/fuse)) { 'no /dev/fuse (CONFIG_FUSE_FS)' }
+    if (-not $AioSkip) {
+        $mnt = Join-Path ([IO.Path]::GetTempPath()) "r19fuse-$([guid]::NewGuid().ToString('n'))"
+        $null = New-Item -ItemType Directory $mnt
+        $fuse = Start-FuseHold $mnt
+        try {
+            if (-not $fuse.Ready) { $AioSkip = "fusehold cannot mount a FUSE file system here ($($fuse.Reply))" }
+            else {
+                $probe = Start-TestTarget -Path (Join-Path $PSScriptRoot '../native/bin/wttarget')
+                try {
+                    $a = $probe.Send('map 4')
+                    $reply = $probe.TrySend("aioread $a 0 1 $mnt/f")
+                    if ($reply -notmatch '^OK') { $AioSkip = "legacy AIO with O_DIRECT of a FUSE file is not available here ($reply)" }
+                    elseif (($reply = $probe.TrySend('aiowait')) -ne "OK $($probe.PageSize)") { $AioSkip = "legacy AIO of a FUSE file did not complete here ($reply)" }
+                } finally { Stop-TestTarget $probe }
+            }
+        } finally { Stop-FuseHold $fuse; Remove-Item -LiteralPath $mnt -ErrorAction SilentlyContinue }
+    }
 }
 
 BeforeAll {
@@ -90,5 +111,83 @@ Describe 'Round 19: an io_uring buffer the kernel wrote after the parent''s rese
             if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
             Stop-TestTarget $t
         }
+    }
+}
+
+Describe 'Round 19: a legacy AIO read (io_submit, O_DIRECT) in flight across the reset of the parent or of a sample' -Tag 'WriteTracking', 'Security', 'Round19Tracking' -Skip:([bool]$AioSkip) {
+    # io_submit pins the buffer's pages (a write fault: marked written) and returns; fusehold holds the read, the tracker's
+    # reset re-protects the pages, then the read completes and the kernel copies the data in through its own mapping: no
+    # page-table bit, no VmPin (legacy AIO pins for the I/O only), no descriptor. Before: the WriteProtect increment kept
+    # the parent's bytes of the 4 pages (seen: pages 2-5 differed from /proc/PID/mem, no warning, the chain valid), and a
+    # WriteProtect watch had none of them in sample 2. Now a process with an AIO context (its ring, "/[aio] (deleted)" in
+    # maps) has all its memory compared by content, and an image records that, so the next increment compares all of it
+    # even where the context was destroyed (io_destroy) since.
+    BeforeAll {
+        $script:mnt = Join-Path $TestDrive 'fuse'
+        $null = New-Item -ItemType Directory $mnt
+        $script:fuse = Start-FuseHold $mnt
+        if (-not $fuse.Ready) { throw "fusehold did not mount: $($fuse.Reply)" }
+        # The bytes fusehold serves at a file offset (tests/native/fusehold.c), to tell that a page holds the read.
+        function Get-FuseByte([uint64] $At) { [byte]((($At -shr 12) * 29 + ($At -band 0xff) + 1) -band 0xff) }
+        # Submits the read of 4 pages into pages 2-5 of $Region and waits until fusehold holds it (the pages are pinned).
+        function Start-HeldRead($Target, $Region) {
+            $fuse.Send('hold') | Should -Be 'OK'
+            $Target.Send("aioread $($Region.Hex) 2 4 $mnt/f") | Should -Be '1'
+            $fuse.Read() | Should -Be "READ 0 $(4 * $Target.PageSize)" -Because 'fusehold holds the read: the pages are pinned'
+        }
+        # Lets the held read complete and reaps it: the kernel has written pages 2-5.
+        function Complete-HeldRead($Target) {
+            $fuse.Send('go') | Should -Be 'GO 1'
+            [int]$Target.Send('aiowait') | Should -Be (4 * $Target.PageSize)
+        }
+    }
+    AfterAll { Stop-FuseHold $fuse }
+
+    It '-Method <Method>, the AIO context <Context>: the increment restores the bytes the read brought, as the process holds them' -ForEach @(
+        foreach ($m in $Methods) {
+            @{ Method = $m.Method; Skip = $m.Skip; Context = 'kept'; Destroy = $false }
+            @{ Method = $m.Method; Skip = $m.Skip; Context = 'destroyed (io_destroy) before the increment'; Destroy = $true }
+        }
+    ) {
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $r = New-WtRegion $t 8
+            $full = New-ImagePath; $inc1 = New-ImagePath; $inc2 = New-ImagePath
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Method $Method
+            Start-HeldRead $t $r
+            $null = Save-MemoryImage -Id $t.Id -Path $inc1 -Parent $full -Method $Method
+            Complete-HeldRead $t
+            if ($Destroy) { $t.Send('aioclose') | Should -Be '0' }
+            $null = Save-MemoryImage -Id $t.Id -Path $inc2 -Parent $inc1 -Method $Method
+            Test-MemoryImage -Path $inc2 | Should -BeTrue
+            Compare-RegionWithProcess $t $inc2 $r | Should -BeNullOrEmpty -Because 'the pages the AIO read wrote after the parent''s reset must be in the increment'
+        } finally {
+            if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
+            Stop-TestTarget $t
+        }
+    }
+
+    It 'Watch-DirtyPage -Method <Method>: sample 2 has the pages the read wrote after sample 1' -ForEach $Methods {
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $r = New-WtRegion $t 8
+            Start-HeldRead $t $r
+            $first = $true
+            $samples = @(Watch-DirtyPage -Id $t.Id -Method $Method -Count 2 -Interval 1 | ForEach-Object {
+                    if ($first) { $first = $false; Complete-HeldRead $t }
+                    $_
+                })
+            $samples.Count | Should -Be 2
+            $ps = [uint64]$t.PageSize
+            $mem = [IO.FileStream]::new("/proc/$($t.Id)/mem", 'Open', 'Read', 'ReadWrite', 1, $false)
+            try { $mem.Position = [int64]($r.Address + 2 * $ps); $got = [byte[]]::new(1); $mem.ReadExactly($got, 0, 1) } finally { $mem.Dispose() }
+            $got[0] | Should -Be (Get-FuseByte 0) -Because 'the read brought the file''s bytes into page 2'
+            foreach ($p in 2..5) {
+                $at = $r.Address + [uint64]$p * $ps
+                @($samples[1].Ranges | Where-Object { [uint64]$_.Start -le $at -and [uint64]$_.End -gt $at }).Count | Should -Be 1 -Because "page $p was written by the AIO read in sample 2's interval"
+            }
+        } finally { Stop-TestTarget $t }
     }
 }

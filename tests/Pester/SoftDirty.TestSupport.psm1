@@ -467,3 +467,35 @@ function Get-UringBufferSkipReason {
     } finally { Stop-TestTarget $probe }
 }
 Export-ModuleMember -Function Get-UringBufferSkipReason
+
+<#
+.SYNOPSIS
+    Starts tests/native/bin/fusehold mounting its FUSE file system (one file, f, read with direct I/O) on $MountPoint.
+.OUTPUTS
+    An object with Ready ($true once it mounted), Reply (its first line), Process, and the methods Send(command) (its answer
+    line) and Read() (the next line it prints: "READ <offset> <size>" for each read it holds). Stop it with Stop-FuseHold.
+#>
+function Start-FuseHold([Parameter(Mandatory)] [string] $MountPoint) {
+    $psi = [System.Diagnostics.ProcessStartInfo]::new((Join-Path $PSScriptRoot '../native/bin/fusehold'))
+    $psi.ArgumentList.Add($MountPoint)
+    $psi.RedirectStandardInput = $true
+    $psi.RedirectStandardOutput = $true
+    $psi.UseShellExecute = $false
+    $process = [System.Diagnostics.Process]::Start($psi)
+    $fuse = [pscustomobject]@{ Process = $process; MountPoint = $MountPoint; Reply = $null; Ready = $false }
+    $fuse | Add-Member -MemberType ScriptMethod -Name Read -Value { Read-TargetLine $this.Process 'fusehold' }
+    $fuse | Add-Member -MemberType ScriptMethod -Name Send -Value { param([string] $Command) $this.Process.StandardInput.WriteLine($Command); $this.Read() }
+    $fuse.Reply = try { $fuse.Read() } catch { $_.Exception.Message }
+    $fuse.Ready = $fuse.Reply -eq 'READY'
+    $fuse
+}
+
+# Ends fusehold: end of input unmounts (lazily) and exits; answers its held reads first, so no reader waits for good.
+function Stop-FuseHold($Fuse) {
+    if (-not $Fuse -or $Fuse.Process.HasExited) { return }
+    try { $null = $Fuse.Send('go') } catch { }
+    $Fuse.Process.StandardInput.Close()
+    if (-not $Fuse.Process.WaitForExit(5000)) { $Fuse.Process.Kill(); $Fuse.Process.WaitForExit(5000) | Out-Null }
+    if ($Fuse.Ready) { umount -l $Fuse.MountPoint 2>$null }
+}
+Export-ModuleMember -Function Start-FuseHold, Stop-FuseHold

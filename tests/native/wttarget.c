@@ -55,6 +55,11 @@
  *                                    the pinned pages through its own mapping                  -> OK <bytes>
  *   uringclose                       unmaps the rings of uringreg's io_uring and closes it: once the kernel frees it, its buffer
  *                                    is unregistered (unpinned) and nothing in /proc tells of it    -> OK <rc>
+ *   aioread <hexaddr> <page> <count> <path>  legacy AIO (io_setup once, then io_submit IOCB_CMD_PREAD) of count pages of the
+ *                                    file, opened O_DIRECT, into the pages: the kernel pins them now and writes them when the
+ *                                    read completes, through its own mapping                        -> OK <submitted>
+ *   aiowait                          io_getevents for that read (then closes its file)               -> OK <result>
+ *   aioclose                         io_destroy of the AIO context (its [aio] ring mapping goes)    -> OK <rc>
  *   fork                             a child (PR_SET_PDEATHSIG) that sleeps in pause()          -> OK <childpid>
  *   exec <path>                      execv(path) with no arguments: the pid runs another program -> (no answer: the new
  *                                    program's own output)
@@ -95,6 +100,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/aio_abi.h>
 #include <linux/filter.h>
 #include <linux/futex.h>
 #include <linux/io_uring.h>
@@ -130,6 +136,9 @@ static unsigned char counter;
 static volatile unsigned long spins[MAX_THREADS * 16];
 static int thread_count;
 /* The io_uring of uringreg / uringread: its rings and the registered (pinned) buffer. */
+/* The legacy AIO context of aioread / aiowait / aioclose, and the file its read is from. */
+static struct { aio_context_t ctx; int fd; } aio = { 0, -1 };
+
 static struct { int fd; unsigned char *sq, *cq; struct io_uring_sqe *sqes; struct io_uring_params prm; void *buf; size_t len, sqsz, cqsz; } uring;
 
 static void reply(const char *fmt, ...)
@@ -551,6 +560,31 @@ static void *serve(void *arg)
             int rc = munmap(uring.sq, uring.sqsz) | munmap(uring.cq, uring.cqsz) | munmap(uring.sqes, uring.prm.sq_entries * sizeof(struct io_uring_sqe)) | close(uring.fd);
             memset(&uring, 0, sizeof uring);
             reply("OK %d", rc);
+        } else if (!strcmp(cmd, "aioread") && n >= 4) {
+            char path[200];
+            if (sscanf(line, "%*s %*s %*s %*s %199s", path) != 1) { reply("ERR path"); continue; }
+            if (!aio.ctx && syscall(__NR_io_setup, 4, &aio.ctx) < 0) { reply("ERR io_setup %d", errno); aio.ctx = 0; continue; }
+            int f = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+            if (f < 0) { reply("ERR open %d", errno); continue; }
+            struct iocb cb;
+            memset(&cb, 0, sizeof cb);
+            cb.aio_lio_opcode = IOCB_CMD_PREAD; cb.aio_fildes = (uint32_t)f;
+            cb.aio_buf = (uint64_t)(unsigned long)((unsigned char *)a + b * page_size); cb.aio_nbytes = (uint64_t)c * page_size;
+            struct iocb *list[1] = { &cb };
+            long r = syscall(__NR_io_submit, aio.ctx, 1, list);
+            if (r != 1) { reply("ERR io_submit %ld %d", r, errno); close(f); continue; }
+            aio.fd = f;
+            reply("OK %ld", r);
+        } else if (!strcmp(cmd, "aiowait")) {
+            struct io_event ev;
+            long r = aio.ctx ? syscall(__NR_io_getevents, aio.ctx, 1, 1, &ev, NULL) : -1;
+            if (r != 1) { reply("ERR io_getevents %ld %d", r, errno); continue; }
+            if (aio.fd >= 0) { close(aio.fd); aio.fd = -1; }
+            reply("OK %lld", (long long)ev.res);
+        } else if (!strcmp(cmd, "aioclose")) {
+            long r = aio.ctx ? syscall(__NR_io_destroy, aio.ctx) : -1;
+            aio.ctx = 0;
+            reply("OK %ld", r);
         } else if (!strcmp(cmd, "fork")) {
             pid_t child = fork();
             if (child == 0) { prctl(PR_SET_PDEATHSIG, SIGKILL); for (;;) pause(); }
