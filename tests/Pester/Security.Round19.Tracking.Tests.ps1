@@ -71,6 +71,25 @@ BeforeAll {
             if (-not [Linq.Enumerable]::SequenceEqual([ArraySegment[byte]]::new($restored, $offset + $p * $ps, $ps), [ArraySegment[byte]]::new($now, $p * $ps, $ps))) { "page $p" }
         }
     }
+    # A chain of a full image and two increments of a new target's 8-page region: $BeforeParent runs (given the target and
+    # the region) before the first increment, $Between between the two; the second must restore what the process holds.
+    function Assert-ChainHoldsProcess([string] $Method, [string] $Because, [scriptblock] $BeforeParent, [scriptblock] $Between) {
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $r = New-WtRegion $t 8
+            $full = New-ImagePath; $inc1 = New-ImagePath; $inc2 = New-ImagePath
+            $null = Save-MemoryImage -Id $t.Id -Path $full -Method $Method
+            & $BeforeParent $t $r
+            $null = Save-MemoryImage -Id $t.Id -Path $inc1 -Parent $full -Method $Method
+            & $Between $t $r
+            $null = Save-MemoryImage -Id $t.Id -Path $inc2 -Parent $inc1 -Method $Method
+            Test-MemoryImage -Path $inc2 | Should -BeTrue
+            Compare-RegionWithProcess $t $inc2 $r | Should -BeNullOrEmpty -Because $Because
+        } finally {
+            if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
+            Stop-TestTarget $t
+        }
+    }
     # Waits (hang guard: 10 s) until the process has no pinned memory (VmPin 0 kB): the kernel frees a closed io_uring, and
     # unpins its buffers, in a worker after the last reference goes.
     function Wait-NothingPinned([int] $Id) {
@@ -94,22 +113,14 @@ Describe 'Round 19: an io_uring buffer the kernel wrote after the parent''s rese
     # writes memory no one can locate) at its save, read after its reset, and the next increment compares those by content.
     It '-Method <Method>: the increment restores the bytes READ_FIXED wrote, as the process holds them' -ForEach $Methods {
         if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
-        $t = Start-TestTarget -Path $wtExe
-        try {
-            $r = New-WtRegion $t 8
+        Assert-ChainHoldsProcess $Method 'the pages READ_FIXED wrote after the parent''s reset must be in the increment' {
+            param($t, $r)
             $null = $t.Send("uringreg $($r.Hex) 2 4")
-            $full = New-ImagePath; $inc1 = New-ImagePath; $inc2 = New-ImagePath
-            $null = Save-MemoryImage -Id $t.Id -Path $full -Method $Method
-            $null = Save-MemoryImage -Id $t.Id -Path $inc1 -Parent $full -Method $Method
+        } {
+            param($t, $r)
             [int]$t.Send("uringread $dataFile") | Should -Be (4 * $t.PageSize) -Because 'READ_FIXED read 4 pages of the file into the buffer'
             $t.Send('uringclose') | Should -Be '0'
             Wait-NothingPinned $t.Id | Should -BeTrue -Because 'the closed io_uring is freed and its buffer unpinned'
-            $null = Save-MemoryImage -Id $t.Id -Path $inc2 -Parent $inc1 -Method $Method
-            Test-MemoryImage -Path $inc2 | Should -BeTrue
-            Compare-RegionWithProcess $t $inc2 $r | Should -BeNullOrEmpty -Because 'the pages READ_FIXED wrote after the parent''s reset must be in the increment'
-        } finally {
-            if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
-            Stop-TestTarget $t
         }
     }
 }
@@ -150,21 +161,10 @@ Describe 'Round 19: a legacy AIO read (io_submit, O_DIRECT) in flight across the
         }
     ) {
         if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
-        $t = Start-TestTarget -Path $wtExe
-        try {
-            $r = New-WtRegion $t 8
-            $full = New-ImagePath; $inc1 = New-ImagePath; $inc2 = New-ImagePath
-            $null = Save-MemoryImage -Id $t.Id -Path $full -Method $Method
-            Start-HeldRead $t $r
-            $null = Save-MemoryImage -Id $t.Id -Path $inc1 -Parent $full -Method $Method
+        Assert-ChainHoldsProcess $Method 'the pages the AIO read wrote after the parent''s reset must be in the increment' { param($t, $r) Start-HeldRead $t $r } {
+            param($t, $r)
             Complete-HeldRead $t
             if ($Destroy) { $t.Send('aioclose') | Should -Be '0' }
-            $null = Save-MemoryImage -Id $t.Id -Path $inc2 -Parent $inc1 -Method $Method
-            Test-MemoryImage -Path $inc2 | Should -BeTrue
-            Compare-RegionWithProcess $t $inc2 $r | Should -BeNullOrEmpty -Because 'the pages the AIO read wrote after the parent''s reset must be in the increment'
-        } finally {
-            if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
-            Stop-TestTarget $t
         }
     }
 
