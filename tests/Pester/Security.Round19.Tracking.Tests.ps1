@@ -15,6 +15,18 @@ BeforeDiscovery {
     $UringSkip = if (-not $IsLinux) { 'Linux only' } else { Get-UringBufferSkipReason }
     # A FUSE file whose reads fusehold holds (tests/native/fusehold.c): mounting needs root here (it speaks to /dev/fuse
     # itself, without fusermount), and legacy AIO (io_setup) may be off (fs.aio-max-nr) or filtered.
+    # AF_XDP in copy mode behind an XDP program, in a network namespace of the target's own: root (CAP_SYS_ADMIN, CAP_BPF,
+    # CAP_NET_RAW), CONFIG_XDP_SOCKETS and BPF.
+    $XdpSkip = if (-not $IsLinux) { 'Linux only' } elseif ((id -u) -ne '0') { 'an AF_XDP socket behind an XDP program in a network namespace of its own needs root here' }
+    if (-not $XdpSkip) {
+        $probe = Start-TestTarget -Path (Join-Path $PSScriptRoot '../native/bin/wttarget')
+        try {
+            $a = $probe.Send('map 4')
+            $reply = $probe.TrySend("xskrecv $a 0 4")
+            if ($reply -notmatch '^OK') { $XdpSkip = "an AF_XDP socket with an XDP program is not available here ($reply)" }
+            elseif (($reply = $probe.TrySend('xsksend 1')) -ne 'OK 1') { $XdpSkip = "an AF_XDP socket on lo received no packet here ($reply)" }
+        } finally { Stop-TestTarget $probe }
+    }
     $AioSkip = if (-not $IsLinux) { 'Linux only' } elseif ((id -u) -ne '0') { 'mounting the FUSE file system whose reads the test holds needs root here' }
     elseif (-not (Test-Path /dev/fuse)) { 'no /dev/fuse (CONFIG_FUSE_FS)' }
     if (-not $AioSkip) {
@@ -65,8 +77,7 @@ BeforeAll {
         if (-not $file) { throw "the restore of $Image has no mapping holding 0x$($Region.Hex)" }
         $restored = [IO.File]::ReadAllBytes($file.FullName)
         $offset = [int]($Region.Address - [Convert]::ToUInt64(($file.BaseName -split '-')[0], 16))
-        $mem = [IO.FileStream]::new("/proc/$($Target.Id)/mem", 'Open', 'Read', 'ReadWrite', 1, $false)
-        try { $mem.Position = [int64]$Region.Address; $now = [byte[]]::new($Region.Pages * $ps); $mem.ReadExactly($now, 0, $now.Length) } finally { $mem.Dispose() }
+        $now = Read-Region $Target $Region
         for ($p = 0; $p -lt $Region.Pages; $p++) {
             if (-not [Linq.Enumerable]::SequenceEqual([ArraySegment[byte]]::new($restored, $offset + $p * $ps, $ps), [ArraySegment[byte]]::new($now, $p * $ps, $ps))) { "page $p" }
         }
@@ -85,6 +96,38 @@ BeforeAll {
             $null = Save-MemoryImage -Id $t.Id -Path $inc2 -Parent $inc1 -Method $Method
             Test-MemoryImage -Path $inc2 | Should -BeTrue
             Compare-RegionWithProcess $t $inc2 $r | Should -BeNullOrEmpty -Because $Because
+        } finally {
+            if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
+            Stop-TestTarget $t
+        }
+    }
+    # The bytes of $Region as the process holds them now (/proc/PID/mem).
+    function Read-Region($Target, $Region) {
+        $mem = [IO.FileStream]::new("/proc/$($Target.Id)/mem", 'Open', 'Read', 'ReadWrite', 1, $false)
+        try { $mem.Position = [int64]$Region.Address; $now = [byte[]]::new($Region.Pages * $Target.PageSize); $mem.ReadExactly($now, 0, $now.Length); , $now } finally { $mem.Dispose() }
+    }
+    # A 2-sample watch of a new target's 8-page region: $Setup runs (given the target and the region) before the watch,
+    # $Action when sample 1 comes; the pages $Action changed (measured) must be in sample 2. Returns those pages.
+    function Assert-WatchHasWrites([string] $Method, [string] $Because, [scriptblock] $Setup, [scriptblock] $Action) {
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $r = New-WtRegion $t 8
+            & $Setup $t $r
+            $state = @{ First = $true; Before = $null; After = $null }
+            $samples = @(Watch-DirtyPage -Id $t.Id -Method $Method -Count 2 -Interval 1 | ForEach-Object {
+                    if ($state.First) { $state.First = $false; $state.Before = Read-Region $t $r; & $Action $t $r; $state.After = Read-Region $t $r }
+                    $_
+                })
+            $samples.Count | Should -Be 2
+            $ps = $t.PageSize
+            $changed = @(for ($p = 0; $p -lt $r.Pages; $p++) {
+                    if (-not [Linq.Enumerable]::SequenceEqual([ArraySegment[byte]]::new($state.Before, $p * $ps, $ps), [ArraySegment[byte]]::new($state.After, $p * $ps, $ps))) { $p }
+                })
+            foreach ($p in $changed) {
+                $at = $r.Address + [uint64]$p * [uint64]$ps
+                @($samples[1].Ranges | Where-Object { [uint64]$_.Start -le $at -and [uint64]$_.End -gt $at }).Count | Should -Be 1 -Because "page $p changed in sample 2's interval ($Because)"
+            }
+            , $changed
         } finally {
             if ($Method -eq 'WriteProtect') { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue }
             Stop-TestTarget $t
@@ -170,24 +213,38 @@ Describe 'Round 19: a legacy AIO read (io_submit, O_DIRECT) in flight across the
 
     It 'Watch-DirtyPage -Method <Method>: sample 2 has the pages the read wrote after sample 1' -ForEach $Methods {
         if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
-        $t = Start-TestTarget -Path $wtExe
-        try {
-            $r = New-WtRegion $t 8
-            Start-HeldRead $t $r
-            $first = $true
-            $samples = @(Watch-DirtyPage -Id $t.Id -Method $Method -Count 2 -Interval 1 | ForEach-Object {
-                    if ($first) { $first = $false; Complete-HeldRead $t }
-                    $_
-                })
-            $samples.Count | Should -Be 2
-            $ps = [uint64]$t.PageSize
-            $mem = [IO.FileStream]::new("/proc/$($t.Id)/mem", 'Open', 'Read', 'ReadWrite', 1, $false)
-            try { $mem.Position = [int64]($r.Address + 2 * $ps); $got = [byte[]]::new(1); $mem.ReadExactly($got, 0, 1) } finally { $mem.Dispose() }
-            $got[0] | Should -Be (Get-FuseByte 0) -Because 'the read brought the file''s bytes into page 2'
-            foreach ($p in 2..5) {
-                $at = $r.Address + [uint64]$p * $ps
-                @($samples[1].Ranges | Where-Object { [uint64]$_.Start -le $at -and [uint64]$_.End -gt $at }).Count | Should -Be 1 -Because "page $p was written by the AIO read in sample 2's interval"
-            }
-        } finally { Stop-TestTarget $t }
+        $changed = Assert-WatchHasWrites $Method 'the AIO read completed' { param($t, $r) Start-HeldRead $t $r } { param($t, $r) Complete-HeldRead $t }
+        $changed | Should -Be @(2, 3, 4, 5) -Because 'the read brought 4 pages of the file into pages 2-5'
+    }
+}
+
+Describe 'Round 19: an AF_XDP socket whose umem is the target''s memory, receiving packets after the reset' -Tag 'WriteTracking', 'Security', 'Round19Tracking' -Skip:([bool]$XdpSkip) {
+    # XDP_UMEM_REG pins the umem's pages (marked written) and charges them to the user's locked memory, not to VmPin; every
+    # packet lo receives (an XDP program redirects it to the socket, copy mode) is copied into a umem frame through the
+    # kernel's own mapping. Before: the WriteProtect increment kept the parent's bytes of the frames the packets filled
+    # (seen: its restored mapping differed from a full image's, no warning), and a watch missed them. Now a process that
+    # maps rings of a socket ("socket:[INODE]" in maps) has all its memory compared by content, and an image records that
+    # for the next increment, so unmapping the rings and closing the socket before it changes nothing.
+    It '-Method <Method>, the socket <Socket>: the increment restores the packets the kernel wrote, as the process holds them' -ForEach @(
+        foreach ($m in $Methods) {
+            @{ Method = $m.Method; Skip = $m.Skip; Socket = 'kept'; Close = $false }
+            @{ Method = $m.Method; Skip = $m.Skip; Socket = 'closed, its rings unmapped, before the increment'; Close = $true }
+        }
+    ) {
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
+        Assert-ChainHoldsProcess $Method 'the frames the packets filled after the parent''s reset must be in the increment' { param($t, $r) $null = $t.Send("xskrecv $($r.Hex) 2 4") } {
+            param($t, $r)
+            $t.Send('xsksend 2') | Should -Be '2' -Because 'the socket received both packets'
+            if ($Close) { $t.Send('xskclose') | Should -Be '0' }
+        }
+    }
+
+    It 'Watch-DirtyPage -Method <Method>: sample 2 has the frames the packets filled after sample 1' -ForEach $Methods {
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
+        $changed = Assert-WatchHasWrites $Method 'packets copied into the umem' { param($t, $r) $null = $t.Send("xskrecv $($r.Hex) 2 4") } {
+            param($t, $r)
+            $t.Send('xsksend 2') | Should -Be '2' -Because 'the socket received both packets'
+        }
+        $changed.Count | Should -Be 2 -Because 'each packet filled a frame of its own (a page of the umem)'
     }
 }
