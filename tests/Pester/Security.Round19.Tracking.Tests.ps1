@@ -211,6 +211,27 @@ Describe 'Round 19: a legacy AIO read (io_submit, O_DIRECT) in flight across the
         }
     }
 
+    # Not seen by WriteProtect or SoftDirty, and not locatable from the target (README, Workflows: "Other pinned memory"):
+    # another process's process_vm_writev pins the target's pages, then copies from a source that faults in (here a mapping
+    # of the FUSE file, its read held) across the reset. The remedy the README names, -Method Hash, must hold it.
+    It '-Method Hash: a process_vm_writev of another process pinned before the parent''s reset and copied after it is in the increment' {
+        $w = Start-TestTarget -Path $wtExe
+        try {
+            Assert-ChainHoldsProcess 'Hash' 'Hash compares every page' {
+                param($t, $r)
+                $fuse.Send('hold') | Should -Be 'OK'
+                $w.Process.StandardInput.WriteLine("vmwritefrom $($r.Hex) $($t.Id) 4 $mnt/f")
+                $fuse.Read() | Should -BeLike 'READ 0 *' -Because 'the copy waits for its source: the target''s pages are pinned'
+            } {
+                param($t, $r)
+                $fuse.Send('go') | Should -Be 'GO 1'
+                $reply = $w.Process.StandardOutput.ReadLineAsync()
+                $reply.Wait(30000) | Should -BeTrue -Because 'the copy ends once its source is read'
+                $reply.Result | Should -Be "OK $(4 * $t.PageSize)"
+            }
+        } finally { Stop-TestTarget $w }
+    }
+
     It 'Watch-DirtyPage -Method <Method>: sample 2 has the pages the read wrote after sample 1' -ForEach $Methods {
         if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
         $changed = Assert-WatchHasWrites $Method 'the AIO read completed' { param($t, $r) Start-HeldRead $t $r } { param($t, $r) Complete-HeldRead $t }

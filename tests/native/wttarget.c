@@ -65,6 +65,9 @@
  *                                    the kernel copies each into a umem frame through its own mapping   -> OK <fd>
  *   xsksend <n>                      n UDP packets to 127.0.0.1 (that namespace's lo)  -> OK <packets the ring received in all>
  *   xskclose                         unmaps the socket's rings and closes it                            -> OK <rc>
+ *   vmwritefrom <hexaddr> <pid> <count> <path>  process_vm_writev of count pages into process pid at hexaddr, from a
+ *                                    MAP_PRIVATE mapping of the file (not read yet: the copy faults each source page in while
+ *                                    the destination pages are pinned)                                 -> OK <bytes>
  *   fork                             a child (PR_SET_PDEATHSIG) that sleeps in pause()          -> OK <childpid>
  *   exec <path>                      execv(path) with no arguments: the pid runs another program -> (no answer: the new
  *                                    program's own output)
@@ -689,6 +692,18 @@ static void *serve(void *arg)
             for (long i = 0; i < want; i++) sendto(s, payload, sizeof payload, 0, (struct sockaddr *)&to, sizeof to);
             close(s);
             reply("OK %u", xsk.rx ? __atomic_load_n((uint32_t *)(xsk.rx + xsk.off.rx.producer), __ATOMIC_ACQUIRE) : 0);
+        } else if (!strcmp(cmd, "vmwritefrom") && n >= 4) {
+            char path[200];
+            if (sscanf(line, "%*s %*s %*s %*s %199s", path) != 1) { reply("ERR path"); continue; }
+            int f = open(path, O_RDONLY | O_CLOEXEC);
+            if (f < 0) { reply("ERR open %d", errno); continue; }
+            unsigned char *src = mmap(NULL, c * page_size, PROT_READ, MAP_PRIVATE, f, 0);
+            close(f);
+            if (src == MAP_FAILED) { reply("ERR mmap %d", errno); continue; }
+            struct iovec local = { src, c * page_size }, remote = { (void *)a, c * page_size };
+            ssize_t r = process_vm_writev((pid_t)b, &local, 1, &remote, 1, 0);
+            munmap(src, c * page_size);
+            reply(r < 0 ? "ERR process_vm_writev %d" : "OK %ld", r < 0 ? errno : (int)r);
         } else if (!strcmp(cmd, "fork")) {
             pid_t child = fork();
             if (child == 0) { prctl(PR_SET_PDEATHSIG, SIGKILL); for (;;) pause(); }
