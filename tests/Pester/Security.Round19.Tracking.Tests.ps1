@@ -27,6 +27,7 @@ BeforeDiscovery {
             elseif (($reply = $probe.TrySend('xsksend 1')) -ne 'OK 1') { $XdpSkip = "an AF_XDP socket on lo received no packet here ($reply)" }
         } finally { Stop-TestTarget $probe }
     }
+    $ThreadJobSkip = if (-not (Get-Command Start-ThreadJob -ErrorAction SilentlyContinue)) { 'Start-ThreadJob is not available in this PowerShell' }
     $AioSkip = if (-not $IsLinux) { 'Linux only' } elseif ((id -u) -ne '0') { 'mounting the FUSE file system whose reads the test holds needs root here' }
     elseif (-not (Test-Path /dev/fuse)) { 'no /dev/fuse (CONFIG_FUSE_FS)' }
     if (-not $AioSkip) {
@@ -168,6 +169,21 @@ Describe 'Round 19: an io_uring buffer the kernel wrote after the parent''s rese
     }
 }
 
+Describe 'Round 19: a watch whose target starts to need every mapping compared by content' -Tag 'WriteTracking', 'Security', 'Round19Tracking' -Skip:([bool]($UringSkip -or $WtSkip)) {
+    # Before: the look after the io_uring appeared compared the mappings the page-table side had at the look before by
+    # content, [vsyscall] among them, whose PAGEMAP_SCAN fails (seen: EngineException "PAGEMAP_SCAN of
+    # 0xffffffffff600000-0xffffffffff601000 failed: EFAULT", the watch ended). Where the kernel writes provided-buffer rings
+    # (Linux 6.12+) any io_uring makes every mapping compared by content; on older kernels only the buffer's mapping is.
+    It 'an io_uring with a registered buffer set up after sample 1, and READ_FIXED into it: every sample comes, sample 2 has the buffer''s pages' {
+        $changed = Assert-WatchHasWrites 'WriteProtect' 'READ_FIXED wrote the buffer' { param($t, $r) } {
+            param($t, $r)
+            $null = $t.Send("uringreg $($r.Hex) 2 4")
+            [int]$t.Send("uringread $dataFile") | Should -Be (4 * $t.PageSize)
+        }
+        $changed | Should -Be @(2, 3, 4, 5) -Because 'READ_FIXED read 4 pages of the file into the buffer'
+    }
+}
+
 Describe 'Round 19: a legacy AIO read (io_submit, O_DIRECT) in flight across the reset of the parent or of a sample' -Tag 'WriteTracking', 'Security', 'Round19Tracking' -Skip:([bool]$AioSkip) {
     # io_submit pins the buffer's pages (a write fault: marked written) and returns; fusehold holds the read, the tracker's
     # reset re-protects the pages, then the read completes and the kernel copies the data in through its own mapping: no
@@ -208,6 +224,65 @@ Describe 'Round 19: a legacy AIO read (io_submit, O_DIRECT) in flight across the
             param($t, $r)
             Complete-HeldRead $t
             if ($Destroy) { $t.Send('aioclose') | Should -Be '0' }
+        }
+    }
+
+    # A context made and its read submitted after a look checked the process (ContentSelection.Refresh) and before that
+    # look's reset, the read completed after the reset and the context destroyed before the next look: neither look's check
+    # saw a context. The test holds the tracking's lock (flock of PID.lock) from sample 1 on, so look 2 checks, then waits;
+    # a thread job makes the context and the held read meanwhile (2.5 s after sample 1: look 2 has checked by then, on a
+    # machine not too busy), then lets the lock go; at sample 2 (look 2's reset done) the read completes and the context
+    # goes. Interleavings: look 2 checked before the job's read (the case: before, sample 3 lacked pages 2-5; now each look
+    # checks again after its reset), or after it (a busy machine: look 2 sees the context, and sample 3 must hold the pages
+    # too). Either way sample 3 has every page the read wrote.
+    It 'Watch-DirtyPage -Method WriteProtect: a context made and its read submitted between a look''s check and its reset, destroyed before the next look' -Skip:([bool]($WtSkip -or $ThreadJobSkip)) {
+        $t = Start-TestTarget -Path $wtExe
+        $holder = $null
+        try {
+            $r = New-WtRegion $t 8
+            $null = Enable-WriteTracking -Id $t.Id
+            $lock = Join-Path $env:SOFTDIRTY_STATE_DIR "$($t.Id).lock"
+            $state = @{ N = 0; Job = $null; Before = $null }
+            $samples = @(Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 3 -Interval 1 | ForEach-Object {
+                    $state.N++
+                    if ($state.N -eq 1) {
+                        # .NET takes flock(LOCK_EX) for FileShare.None: a description of its own, which the module's waits for.
+                        $holder = [IO.File]::Open($lock, 'Open', 'ReadWrite', 'None')
+                        flock -n $lock true
+                        $LASTEXITCODE | Should -Not -Be 0 -Because 'the test holds the tracking''s lock'
+                        $state.Before = Read-Region $t $r
+                        $state.Job = Start-ThreadJob -ArgumentList $t.Process, $fuse.Process, $holder, "aioread $($r.Hex) 2 4 $mnt/f" {
+                            param($target, $server, $holder, $read)
+                            try {
+                                Start-Sleep -Milliseconds 2500
+                                $server.StandardInput.WriteLine('hold'); $server.StandardOutput.ReadLine()
+                                $target.StandardInput.WriteLine($read); $target.StandardOutput.ReadLine()
+                                $server.StandardOutput.ReadLine()
+                            } finally { $holder.Dispose() }
+                        }
+                    }
+                    if ($state.N -eq 2) {
+                        $said = @($state.Job | Receive-Job -Wait -AutoRemoveJob)
+                        $said[0] | Should -Be 'OK'
+                        $said[1] | Should -Be 'OK 1' -Because 'io_submit took the read'
+                        $said[2] | Should -BeLike 'READ 0 *' -Because 'fusehold holds the read: the pages are pinned'
+                        Complete-HeldRead $t
+                        $t.Send('aioclose') | Should -Be '0'
+                    }
+                    $_
+                })
+            $samples.Count | Should -Be 3
+            $after = Read-Region $t $r
+            $ps = $t.PageSize
+            foreach ($p in 2..5) {
+                [Linq.Enumerable]::SequenceEqual([ArraySegment[byte]]::new($state.Before, $p * $ps, $ps), [ArraySegment[byte]]::new($after, $p * $ps, $ps)) | Should -BeFalse -Because "the read wrote page $p"
+                $at = $r.Address + [uint64]$p * [uint64]$ps
+                @($samples[2].Ranges | Where-Object { [uint64]$_.Start -le $at -and [uint64]$_.End -gt $at }).Count | Should -Be 1 -Because "page $p was written by the read in sample 3's interval"
+            }
+        } finally {
+            if ($holder) { $holder.Dispose() }
+            Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
+            Stop-TestTarget $t
         }
     }
 
