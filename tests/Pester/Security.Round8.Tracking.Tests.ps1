@@ -9,15 +9,7 @@
 BeforeDiscovery {
     $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason -Relation Descendant } else { 'Linux only' }
     # io_uring with a registered buffer, measured in a real target (kernel.io_uring_disabled, RLIMIT_MEMLOCK, seccomp of a container).
-    $UringSkip = $WtSkip
-    if (-not $UringSkip) {
-        $probe = Start-TestTarget -Path (Join-Path $PSScriptRoot '../native/bin/wttarget')
-        try {
-            $a = $probe.Send('map 4')
-            $reply = $probe.TrySend("uringreg $a 0 4")
-            if ($reply -notmatch '^OK') { $UringSkip = "io_uring with a registered buffer is not available here ($reply)" }
-        } finally { Stop-TestTarget $probe }
-    }
+    $UringSkip = if ($WtSkip) { $WtSkip } else { Get-UringBufferSkipReason }
     $IsRoot = $IsLinux -and (id -u) -eq '0'
 }
 

@@ -462,3 +462,53 @@ function Get-LiveRegionWords([int] $Id, $Region, [int] $PageSize) {
     } finally { $mem.Dispose() }
 }
 Export-ModuleMember -Function Get-TaskDirectory, Get-ChildProcessId, Get-ThreadTracer, Get-RestoredRegionWords, Get-LiveRegionWords
+
+# ---------------------------------------------------------------------------------------------------
+# Round 19 (kernel writes a tracker misses).
+
+<#
+.SYNOPSIS
+    Why an io_uring with a registered buffer cannot be made here, or $null where it can: measured in a real target
+    (tests/native/bin/wttarget uringreg), since kernel.io_uring_disabled, RLIMIT_MEMLOCK and a container's seccomp all refuse it.
+#>
+function Get-UringBufferSkipReason {
+    $probe = Start-TestTarget -Path (Join-Path $PSScriptRoot '../native/bin/wttarget')
+    try {
+        $a = $probe.Send('map 4')
+        $reply = $probe.TrySend("uringreg $a 0 4")
+        if ($reply -notmatch '^OK') { "io_uring with a registered buffer is not available here ($reply)" }
+    } finally { Stop-TestTarget $probe }
+}
+Export-ModuleMember -Function Get-UringBufferSkipReason
+
+<#
+.SYNOPSIS
+    Starts tests/native/bin/fusehold mounting its FUSE file system (one file, f, read with direct I/O) on $MountPoint.
+.OUTPUTS
+    An object with Ready ($true once it mounted), Reply (its first line), Process, and the methods Send(command) (its answer
+    line) and Read() (the next line it prints: "READ <offset> <size>" for each read it holds). Stop it with Stop-FuseHold.
+#>
+function Start-FuseHold([Parameter(Mandatory)] [string] $MountPoint) {
+    $psi = [System.Diagnostics.ProcessStartInfo]::new((Join-Path $PSScriptRoot '../native/bin/fusehold'))
+    $psi.ArgumentList.Add($MountPoint)
+    $psi.RedirectStandardInput = $true
+    $psi.RedirectStandardOutput = $true
+    $psi.UseShellExecute = $false
+    $process = [System.Diagnostics.Process]::Start($psi)
+    $fuse = [pscustomobject]@{ Process = $process; MountPoint = $MountPoint; Reply = $null; Ready = $false }
+    $fuse | Add-Member -MemberType ScriptMethod -Name Read -Value { Read-TargetLine $this.Process 'fusehold' }
+    $fuse | Add-Member -MemberType ScriptMethod -Name Send -Value { param([string] $Command) $this.Process.StandardInput.WriteLine($Command); $this.Read() }
+    $fuse.Reply = try { $fuse.Read() } catch { $_.Exception.Message }
+    $fuse.Ready = $fuse.Reply -eq 'READY'
+    $fuse
+}
+
+# Ends fusehold: end of input unmounts (lazily) and exits; answers its held reads first, so no reader waits for good.
+function Stop-FuseHold($Fuse) {
+    if (-not $Fuse -or $Fuse.Process.HasExited) { return }
+    try { $null = $Fuse.Send('go') } catch { }
+    $Fuse.Process.StandardInput.Close()
+    if (-not $Fuse.Process.WaitForExit(5000)) { $Fuse.Process.Kill(); $Fuse.Process.WaitForExit(5000) | Out-Null }
+    if ($Fuse.Ready) { umount -l $Fuse.MountPoint 2>$null }
+}
+Export-ModuleMember -Function Start-FuseHold, Stop-FuseHold

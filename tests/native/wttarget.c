@@ -53,6 +53,21 @@
  *   uringreg <hexaddr> <page> <count>  an io_uring with those pages registered as its fixed buffer (pinned) -> OK <fd>
  *   uringread <path>                 IORING_OP_READ_FIXED of the file into the whole fixed buffer: the kernel writes
  *                                    the pinned pages through its own mapping                  -> OK <bytes>
+ *   uringclose                       unmaps the rings of uringreg's io_uring and closes it: once the kernel frees it, its buffer
+ *                                    is unregistered (unpinned) and nothing in /proc tells of it    -> OK <rc>
+ *   aioread <hexaddr> <page> <count> <path>  legacy AIO (io_setup once, then io_submit IOCB_CMD_PREAD) of count pages of the
+ *                                    file, opened O_DIRECT, into the pages: the kernel pins them now and writes them when the
+ *                                    read completes, through its own mapping                        -> OK <submitted>
+ *   aiowait                          io_getevents for that read (then closes its file)               -> OK <result>
+ *   aioclose                         io_destroy of the AIO context (its [aio] ring mapping goes)    -> OK <rc>
+ *   xskrecv <hexaddr> <page> <count> in a network namespace of its own, an AF_XDP socket (copy mode, lo queue 0) whose umem
+ *                                    is those pages (pinned now) and an XDP program sending every packet lo receives to it:
+ *                                    the kernel copies each into a umem frame through its own mapping   -> OK <fd>
+ *   xsksend <n>                      n UDP packets to 127.0.0.1 (that namespace's lo)  -> OK <packets the ring received in all>
+ *   xskclose                         unmaps the socket's rings and closes it                            -> OK <rc>
+ *   vmwritefrom <hexaddr> <pid> <count> <path>  process_vm_writev of count pages into process pid at hexaddr, from a
+ *                                    MAP_PRIVATE mapping of the file (not read yet: the copy faults each source page in while
+ *                                    the destination pages are pinned)                                 -> OK <bytes>
  *   fork                             a child (PR_SET_PDEATHSIG) that sleeps in pause()          -> OK <childpid>
  *   exec <path>                      execv(path) with no arguments: the pid runs another program -> (no answer: the new
  *                                    program's own output)
@@ -93,7 +108,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/aio_abi.h>
+#include <linux/bpf.h>
 #include <linux/filter.h>
+#include <linux/if_link.h>
+#include <linux/if_xdp.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <linux/futex.h>
 #include <linux/io_uring.h>
 #include <linux/seccomp.h>
@@ -128,7 +150,84 @@ static unsigned char counter;
 static volatile unsigned long spins[MAX_THREADS * 16];
 static int thread_count;
 /* The io_uring of uringreg / uringread: its rings and the registered (pinned) buffer. */
-static struct { int fd; unsigned char *sq, *cq; struct io_uring_sqe *sqes; struct io_uring_params prm; void *buf; size_t len; } uring;
+/* The AF_XDP socket of xskrecv: its umem (this process's own memory, pinned), fill ring and receive ring. */
+static struct { int fd; unsigned char *rx, *fill; size_t rx_bytes, fill_bytes; struct xdp_mmap_offsets off; unsigned entries; } xsk = { -1, NULL, NULL, 0, 0, { { 0 } }, 0 };
+
+static long bpf_call(int cmd, union bpf_attr *attr) { return syscall(__NR_bpf, cmd, attr, sizeof *attr); }
+
+/* In a network namespace of its own (so no other traffic is touched): loopback up, an AF_XDP socket in copy mode on its
+ * queue 0 whose umem is pages [page, page+count) of the region at a, every frame given to the fill ring, and an XDP
+ * program (generic, skb mode) redirecting every packet lo receives to it. Returns NULL or what failed. */
+static const char *xsk_setup(unsigned long a, unsigned long page, unsigned long count)
+{
+    static char why[96];
+    if (unshare(CLONE_NEWNET) < 0) { snprintf(why, sizeof why, "unshare %d", errno); return why; }
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
+    if (s < 0 || ioctl(s, SIOCSIFFLAGS, &ifr) < 0) { snprintf(why, sizeof why, "lo up %d", errno); return why; }
+    close(s);
+    int fd = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
+    if (fd < 0) { snprintf(why, sizeof why, "socket AF_XDP %d", errno); return why; }
+    struct xdp_umem_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.addr = a + page * page_size; reg.len = count * page_size; reg.chunk_size = (unsigned)page_size;
+    unsigned entries = 4;
+    while (entries < count) entries <<= 1;
+    if (setsockopt(fd, SOL_XDP, XDP_UMEM_REG, &reg, sizeof reg) < 0) { snprintf(why, sizeof why, "XDP_UMEM_REG %d", errno); return why; }
+    if (setsockopt(fd, SOL_XDP, XDP_UMEM_FILL_RING, &entries, sizeof entries) < 0 || setsockopt(fd, SOL_XDP, XDP_UMEM_COMPLETION_RING, &entries, sizeof entries) < 0
+        || setsockopt(fd, SOL_XDP, XDP_RX_RING, &entries, sizeof entries) < 0) { snprintf(why, sizeof why, "rings %d", errno); return why; }
+    socklen_t ol = sizeof xsk.off;
+    if (getsockopt(fd, SOL_XDP, XDP_MMAP_OFFSETS, &xsk.off, &ol) < 0) { snprintf(why, sizeof why, "XDP_MMAP_OFFSETS %d", errno); return why; }
+    xsk.fill_bytes = xsk.off.fr.desc + entries * sizeof(uint64_t);
+    xsk.rx_bytes = xsk.off.rx.desc + entries * sizeof(struct xdp_desc);
+    unsigned char *fill = xsk.fill = mmap(NULL, xsk.fill_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, XDP_UMEM_PGOFF_FILL_RING);
+    xsk.rx = mmap(NULL, xsk.rx_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, XDP_PGOFF_RX_RING);
+    if (fill == MAP_FAILED || xsk.rx == MAP_FAILED) { snprintf(why, sizeof why, "ring mmap %d", errno); return why; }
+    uint64_t *frames = (uint64_t *)(fill + xsk.off.fr.desc);
+    for (unsigned long i = 0; i < count; i++) frames[i] = i * page_size;
+    __atomic_store_n((uint32_t *)(fill + xsk.off.fr.producer), (uint32_t)count, __ATOMIC_RELEASE);
+    struct sockaddr_xdp sx;
+    memset(&sx, 0, sizeof sx);
+    sx.sxdp_family = AF_XDP; sx.sxdp_ifindex = if_nametoindex("lo"); sx.sxdp_queue_id = 0; sx.sxdp_flags = XDP_COPY;
+    if (bind(fd, (struct sockaddr *)&sx, sizeof sx) < 0) { snprintf(why, sizeof why, "bind %d", errno); return why; }
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.map_type = BPF_MAP_TYPE_XSKMAP; attr.key_size = 4; attr.value_size = 4; attr.max_entries = 1;
+    int map = (int)bpf_call(BPF_MAP_CREATE, &attr);
+    if (map < 0) { snprintf(why, sizeof why, "BPF_MAP_CREATE %d", errno); return why; }
+    uint32_t key = 0, value = (uint32_t)fd;
+    memset(&attr, 0, sizeof attr);
+    attr.map_fd = (uint32_t)map; attr.key = (uint64_t)(unsigned long)&key; attr.value = (uint64_t)(unsigned long)&value;
+    if (bpf_call(BPF_MAP_UPDATE_ELEM, &attr) < 0) { snprintf(why, sizeof why, "BPF_MAP_UPDATE_ELEM %d", errno); return why; }
+    /* r1 = map; r2 = 0 (key); r3 = XDP_PASS (the action where the key has no socket); return bpf_redirect_map(r1, r2, r3) */
+    struct bpf_insn prog[] = {
+        { BPF_LD | BPF_DW | BPF_IMM, 1, BPF_PSEUDO_MAP_FD, 0, map }, { 0, 0, 0, 0, 0 },
+        { BPF_ALU64 | BPF_MOV | BPF_K, 2, 0, 0, 0 },
+        { BPF_ALU64 | BPF_MOV | BPF_K, 3, 0, 0, XDP_PASS },
+        { BPF_JMP | BPF_CALL, 0, 0, 0, BPF_FUNC_redirect_map },
+        { BPF_JMP | BPF_EXIT, 0, 0, 0, 0 },
+    };
+    static const char license[] = "GPL";
+    memset(&attr, 0, sizeof attr);
+    attr.prog_type = BPF_PROG_TYPE_XDP; attr.insns = (uint64_t)(unsigned long)prog; attr.insn_cnt = sizeof prog / sizeof prog[0];
+    attr.license = (uint64_t)(unsigned long)license;
+    int pfd = (int)bpf_call(BPF_PROG_LOAD, &attr);
+    if (pfd < 0) { snprintf(why, sizeof why, "BPF_PROG_LOAD %d", errno); return why; }
+    memset(&attr, 0, sizeof attr);
+    attr.link_create.prog_fd = (uint32_t)pfd; attr.link_create.target_ifindex = sx.sxdp_ifindex; attr.link_create.attach_type = BPF_XDP;
+    attr.link_create.flags = XDP_FLAGS_SKB_MODE;
+    if (bpf_call(BPF_LINK_CREATE, &attr) < 0) { snprintf(why, sizeof why, "BPF_LINK_CREATE %d", errno); return why; }
+    xsk.fd = fd; xsk.entries = entries;
+    return NULL;
+}
+
+/* The legacy AIO context of aioread / aiowait / aioclose, and the file its read is from. */
+static struct { aio_context_t ctx; int fd; } aio = { 0, -1 };
+
+static struct { int fd; unsigned char *sq, *cq; struct io_uring_sqe *sqes; struct io_uring_params prm; void *buf; size_t len, sqsz, cqsz; } uring;
 
 static void reply(const char *fmt, ...)
 {
@@ -522,7 +621,7 @@ static void *serve(void *arg)
             unsigned char *cq = mmap(NULL, cqsz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_CQ_RING);
             struct io_uring_sqe *sqes = mmap(NULL, prm.sq_entries * sizeof(struct io_uring_sqe), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
             if (sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED) { reply("ERR ring mmap %d", errno); close(fd); continue; }
-            uring.fd = fd; uring.sq = sq; uring.cq = cq; uring.sqes = sqes; uring.prm = prm; uring.buf = iov.iov_base; uring.len = iov.iov_len;
+            uring.fd = fd; uring.sq = sq; uring.cq = cq; uring.sqes = sqes; uring.prm = prm; uring.buf = iov.iov_base; uring.len = iov.iov_len; uring.sqsz = sqsz; uring.cqsz = cqsz;
             reply("OK %d", fd);
         } else if (!strcmp(cmd, "uringread")) {
             char path[200];
@@ -544,6 +643,67 @@ static void *serve(void *arg)
             __atomic_store_n(head, *head + 1, __ATOMIC_RELEASE);
             close(f);
             reply("OK %d", res);
+        } else if (!strcmp(cmd, "uringclose")) {
+            if (!uring.sq) { reply("ERR no ring"); continue; }
+            int rc = munmap(uring.sq, uring.sqsz) | munmap(uring.cq, uring.cqsz) | munmap(uring.sqes, uring.prm.sq_entries * sizeof(struct io_uring_sqe)) | close(uring.fd);
+            memset(&uring, 0, sizeof uring);
+            reply("OK %d", rc);
+        } else if (!strcmp(cmd, "aioread") && n >= 4) {
+            char path[200];
+            if (sscanf(line, "%*s %*s %*s %*s %199s", path) != 1) { reply("ERR path"); continue; }
+            if (!aio.ctx && syscall(__NR_io_setup, 4, &aio.ctx) < 0) { reply("ERR io_setup %d", errno); aio.ctx = 0; continue; }
+            int f = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+            if (f < 0) { reply("ERR open %d", errno); continue; }
+            struct iocb cb;
+            memset(&cb, 0, sizeof cb);
+            cb.aio_lio_opcode = IOCB_CMD_PREAD; cb.aio_fildes = (uint32_t)f;
+            cb.aio_buf = (uint64_t)(unsigned long)((unsigned char *)a + b * page_size); cb.aio_nbytes = (uint64_t)c * page_size;
+            struct iocb *list[1] = { &cb };
+            long r = syscall(__NR_io_submit, aio.ctx, 1, list);
+            if (r != 1) { reply("ERR io_submit %ld %d", r, errno); close(f); continue; }
+            aio.fd = f;
+            reply("OK %ld", r);
+        } else if (!strcmp(cmd, "aiowait")) {
+            struct io_event ev;
+            long r = aio.ctx ? syscall(__NR_io_getevents, aio.ctx, 1, 1, &ev, NULL) : -1;
+            if (r != 1) { reply("ERR io_getevents %ld %d", r, errno); continue; }
+            if (aio.fd >= 0) { close(aio.fd); aio.fd = -1; }
+            reply("OK %lld", (long long)ev.res);
+        } else if (!strcmp(cmd, "aioclose")) {
+            long r = aio.ctx ? syscall(__NR_io_destroy, aio.ctx) : -1;
+            aio.ctx = 0;
+            reply("OK %ld", r);
+        } else if (!strcmp(cmd, "xskrecv") && n >= 4) {
+            const char *why = xsk.fd < 0 ? xsk_setup(a, b, c) : "already set up";
+            if (why) reply("ERR %s", why); else reply("OK %d", xsk.fd);
+        } else if (!strcmp(cmd, "xskclose")) {
+            if (xsk.fd < 0) { reply("ERR no socket"); continue; }
+            int rc = munmap(xsk.fill, xsk.fill_bytes) | munmap(xsk.rx, xsk.rx_bytes) | close(xsk.fd);
+            xsk.fill = xsk.rx = NULL;
+            reply("OK %d", rc);
+        } else if (!strcmp(cmd, "xsksend") && n >= 2) {
+            long want = strtol(line + 8, NULL, 10);
+            int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            struct sockaddr_in to;
+            memset(&to, 0, sizeof to);
+            to.sin_family = AF_INET; to.sin_port = htons(9); to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            unsigned char payload[1024];
+            for (unsigned i = 0; i < sizeof payload; i++) payload[i] = (unsigned char)(0xC3 ^ i);
+            for (long i = 0; i < want; i++) sendto(s, payload, sizeof payload, 0, (struct sockaddr *)&to, sizeof to);
+            close(s);
+            reply("OK %u", xsk.rx ? __atomic_load_n((uint32_t *)(xsk.rx + xsk.off.rx.producer), __ATOMIC_ACQUIRE) : 0);
+        } else if (!strcmp(cmd, "vmwritefrom") && n >= 4) {
+            char path[200];
+            if (sscanf(line, "%*s %*s %*s %*s %199s", path) != 1) { reply("ERR path"); continue; }
+            int f = open(path, O_RDONLY | O_CLOEXEC);
+            if (f < 0) { reply("ERR open %d", errno); continue; }
+            unsigned char *src = mmap(NULL, c * page_size, PROT_READ, MAP_PRIVATE, f, 0);
+            close(f);
+            if (src == MAP_FAILED) { reply("ERR mmap %d", errno); continue; }
+            struct iovec local = { src, c * page_size }, remote = { (void *)a, c * page_size };
+            ssize_t r = process_vm_writev((pid_t)b, &local, 1, &remote, 1, 0);
+            munmap(src, c * page_size);
+            reply(r < 0 ? "ERR process_vm_writev %d" : "OK %ld", r < 0 ? errno : (int)r);
         } else if (!strcmp(cmd, "fork")) {
             pid_t child = fork();
             if (child == 0) { prctl(PR_SET_PDEATHSIG, SIGKILL); for (;;) pause(); }

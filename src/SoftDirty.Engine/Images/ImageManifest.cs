@@ -43,6 +43,14 @@ internal sealed class ImageManifest
     /// pages only while the tracking is still at this reset (no other command reset it since).
     /// </summary>
     public Guid? WriteTrackingReset { get; set; }
+    /// <summary>
+    /// A real process's memory that the kernel could write through its own mapping when this image was taken, after its
+    /// reset (io_uring registered buffers, <see cref="PinnedBuffers"/>), as "0xSTART-0xEND" ranges; null: none. The next
+    /// increment compares the mappings holding them by content, whether or not they are still registered then.
+    /// </summary>
+    public List<string>? KernelWritten { get; set; }
+    /// <summary>True where the kernel could write memory of the process that no one can locate when this image was taken (<see cref="PinnedBuffers.WritesUnlocated"/>): the next increment compares every page by content. Null otherwise.</summary>
+    public bool? KernelWritesUnlocated { get; set; }
     /// <summary>The process's mappings when the image was taken.</summary>
     public List<ImageMapping> Mappings { get; set; } = new();
     /// <summary>Pages recorded with their bytes.</summary>

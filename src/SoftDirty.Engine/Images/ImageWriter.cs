@@ -80,9 +80,14 @@ internal static class ImageWriter
         // What to compare besides the tracker's candidates: what no tracker can vouch for (ImageTracking.Untracked); every
         // page while the kernel writes the process's memory no one knows where (PinnedBuffers.WritesUnlocated).
         var pinned = PageWalk.IsRealProcess(source) ? PinnedBuffers.Read(source.ProcessId, ps) : null;
-        bool unlocated = pinned is not null && PinnedBuffers.WritesUnlocated(source.ProcessId, ps, mappings, pinned);
+        bool unlockedNow = pinned is not null && PinnedBuffers.WritesUnlocated(source.ProcessId, ps, mappings, pinned);
+        // And what the kernel could write at the parent's save (read after its reset, recorded in its manifest): a buffer it
+        // wrote since, then unregistered (its io_uring closed) before now, shows in no page-table bit and in nothing /proc
+        // says now (round 19).
+        bool unlocated = unlockedNow;
+        var kernelWritten = pinned is null || chain is null ? pinned : KernelWrites.Since(chain[^1].Manifest, pinned, ref unlocated);
         var watched = candidates is null || chain is null || unlocated ? null : Union(candidates.Ranges, ImageTracking.Untracked(mappings, selector, chain[^1].Manifest.Mappings,
-            pinned));
+            kernelWritten));
         // Pages are hashed under the chain's key (a new random one for a full image): the process, which cannot read
         // the image, cannot write a page that keeps its parent's hash (or the zero page's) and so goes unsaved.
         var key = chain is null ? PageHashKey.NewRandom() : chain[^1].PageKey;
@@ -295,6 +300,8 @@ internal static class ImageWriter
                 Armed = armed,
                 ArmedEpoch = armedEpoch,
                 WriteTrackingReset = writeTrackingReset,
+                KernelWritten = KernelWrites.Record(pinned),
+                KernelWritesUnlocated = unlockedNow ? true : null,
                 Mappings = mappings.Where(m => m.Kind != MappingKind.Vsyscall && (selector is null || selector(m)))
                     .Select(m => new ImageMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Path = m.DisplayName, Offset = m.Offset }).ToList(),
                 DataPages = dataPages,

@@ -87,7 +87,8 @@ internal static class PinnedBuffers
 
     /// <summary>
     /// Whether the kernel may write memory of <paramref name="pid"/> that no one here can locate, so that all of it must
-    /// be compared by content: an io_uring whose rings live in its own memory (<see cref="HasRingsInOwnMemory"/>), any
+    /// be compared by content: a legacy AIO context (<see cref="HasAioContext"/>), an AF_XDP socket's rings
+    /// (<see cref="HasSocketRings"/>), an io_uring whose rings live in its own memory (<see cref="HasRingsInOwnMemory"/>), any
     /// io_uring where the kernel writes provided-buffer rings (<see cref="BufferRingsWritten"/>), or
     /// pinned memory (VmPin) beyond what the registered buffers of its own io_uring descriptors (<paramref name="buffers"/>,
     /// from <see cref="Read"/>) can account for: the buffers of an io_uring it handed to another process (fork, SCM_RIGHTS)
@@ -95,7 +96,41 @@ internal static class PinnedBuffers
     /// to the process whose memory it is, while the descriptor, and the fdinfo that says where, are another's (round 15).
     /// </summary>
     public static bool WritesUnlocated(int pid, int pageSize, IReadOnlyList<MemoryMapping> mappings, List<AddressRange> buffers) =>
-        (BufferRingsWritten.Value ? IoUringFdinfos(pid).Count > 0 : HasRingsInOwnMemory(pid, mappings)) || PinnedBeyond(pid, (ulong)pageSize, buffers);
+        HasAioContext(mappings) || HasSocketRings(mappings) || (BufferRingsWritten.Value ? IoUringFdinfos(pid).Count > 0 : HasRingsInOwnMemory(pid, mappings)) || PinnedBeyond(pid, (ulong)pageSize, buffers);
+
+    /// <summary>What maps shows for memory mapped from a socket (its inode follows, then "]").</summary>
+    public const string SocketPathPrefix = "socket:[";
+
+    /// <summary>
+    /// Whether the process maps rings of a socket: an AF_XDP socket's (its fill and receive rings), whose umem is the
+    /// process's own memory, pinned at XDP_UMEM_REG (which marks it written) and charged to the user's locked memory, not to
+    /// VmPin; the kernel copies every packet it receives into a umem frame through its own mapping (round 19). AF_PACKET
+    /// rings and TCP receive zerocopy map sockets too: compared by content as well, an over-count, never a miss. A socket whose
+    /// rings the process unmapped, or handed to another process, is not seen.
+    /// </summary>
+    public static bool HasSocketRings(IReadOnlyList<MemoryMapping> mappings)
+    {
+        foreach (var m in mappings)
+            if (m.Shared && m.Path.StartsWith(SocketPathPrefix, StringComparison.Ordinal)) return true;
+        return false;
+    }
+
+    /// <summary>What maps shows for the ring of a legacy AIO context (io_setup): a shared mapping of "/[aio] (deleted)".</summary>
+    public const string AioRingPath = "/[aio]";
+
+    /// <summary>
+    /// Whether the process has a legacy AIO context (io_setup), seen by its ring's mapping (<see cref="AioRingPath"/>). A
+    /// read it submits (io_submit IOCB_CMD_PREAD of a file opened O_DIRECT) pins the buffer's pages, which marks them
+    /// written, and the kernel fills them when the read completes, through its own mapping: a tracker's reset between the
+    /// two loses that write, and neither VmPin nor any fdinfo says where the buffer is (round 19). A context whose ring the
+    /// process unmapped is not seen.
+    /// </summary>
+    public static bool HasAioContext(IReadOnlyList<MemoryMapping> mappings)
+    {
+        foreach (var m in mappings)
+            if (m.Shared && m.Deleted && m.Path == AioRingPath) return true;
+        return false;
+    }
 
     /// <summary>
     /// Whether this kernel writes the entries of provided-buffer rings (IORING_REGISTER_PBUF_RING consumed incrementally,

@@ -58,9 +58,13 @@ internal sealed class ContentCheckedTracker : IDirtyTracker
         return new ContentCheckedTracker(create(selection.ByPageTable), contents, selection);
     }
 
-    /// <summary>The page-table side's mappings now, for the next look.</summary>
+    /// <summary>
+    /// The page-table side's mappings now, for the next look. Without [vsyscall], which has no page table of the process
+    /// (PAGEMAP_SCAN of it is EFAULT): when every mapping became compared by content (an io_uring, an AIO context), the next
+    /// look walked it as a mapping that moved to content, and the watch ended with that error (round 19).
+    /// </summary>
     private List<AddressRange> PageSide(IReadOnlyList<MemoryMapping> mappings) =>
-        mappings.Where(_selection.ByPageTable).Select(m => new AddressRange(m.Start, m.End)).ToList();
+        mappings.Where(m => m.Kind != MappingKind.Vsyscall && _selection.ByPageTable(m)).Select(m => new AddressRange(m.Start, m.End)).ToList();
 
     /// <inheritdoc/>
     public TrackingMethod Method => _pages.Method;
@@ -75,7 +79,9 @@ internal sealed class ContentCheckedTracker : IDirtyTracker
         _selection.Refresh(cancel);
         _pages.Reset(cancel);
         _contents.Reset(cancel);
-        _pageSide = PageSide(Source.ReadMappings(false));
+        var mappings = Source.ReadMappings(false);
+        _pageSide = PageSide(mappings);
+        _selection.Observe(mappings); // after the page side is taken: a mapping it moves to content counts once at the next look
     }
 
     /// <inheritdoc/>
@@ -93,7 +99,11 @@ internal sealed class ContentCheckedTracker : IDirtyTracker
             foreach (var r in PageWalk.PresentRegions(Source, moved, cancel: cancel)) present.Add(r.Start, r.End);
             both = Workflows.PreCopyMigration.Union(both, new DirtyPageSet(written.Method, written.PageSize, present.Build(), 0, TimeSpan.Zero));
         }
-        if (rearm) _pageSide = PageSide(mappings);
+        if (rearm)
+        {
+            _pageSide = PageSide(mappings);
+            _selection.Observe(mappings); // (after the page side, as in Reset)
+        }
         return new DirtyPageSet(written.Method, written.PageSize, both.Ranges, both.PagesScanned, both.CollectTime) { NewMappingRanges = written.NewMappingRanges, ResetElsewhere = written.ResetElsewhere, InexactReason = written.InexactReason, OverCountReason = written.OverCountReason, UnreadablePages = changed.UnreadablePages };
     }
 

@@ -51,6 +51,25 @@ internal sealed class ContentSelection
         _holdingNow = NotWritableHoldingPages(cancel);
     }
 
+    /// <summary>
+    /// After the page-table tracker's reset (<paramref name="mappings"/>: the mappings read then): the kernel-written
+    /// buffers, and whether the kernel writes memory no one can locate, join the answer of this look for the next one. A
+    /// buffer pinned (an io_uring registered, an AIO read submitted) between <see cref="Refresh"/> and the reset, written
+    /// after the reset and gone before the next look, was seen by neither look's Refresh (round 19).
+    /// </summary>
+    public void Observe(IReadOnlyList<MemoryMapping> mappings)
+    {
+        if (!PageWalk.IsRealProcess(_source)) return;
+        var pinned = PinnedBuffers.Read(_source.ProcessId, _source.PageSize);
+        if (pinned.Count > 0)
+        {
+            var all = new List<AddressRange>(_pinnedNow);
+            all.AddRange(pinned);
+            _pinnedNow = all;
+        }
+        _ringsNow |= PinnedBuffers.WritesUnlocated(_source.ProcessId, _source.PageSize, mappings, pinned);
+    }
+
     /// <summary>The selected mappings that are not writable and hold present or swapped pages (PAGEMAP_SCAN skips the holes at once).</summary>
     private List<AddressRange> NotWritableHoldingPages(CancellationToken cancel)
     {
