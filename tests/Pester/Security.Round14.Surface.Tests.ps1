@@ -313,16 +313,21 @@ Describe 'Commands that ptrace one process, run at once from runspaces of one Po
     It 'every save succeeds or is ProcessAlreadyTraced naming this PowerShell; the images are valid and the target is left running, untraced' -Skip:([bool]$NoPtrace) {
         $t = Start-WfTarget
         try {
-            $null = New-WfRegion $t 64
+            # 8 MiB: each freeze holds the target while it reads them, long enough for the others to meet it.
+            $null = New-WfRegion $t 2048
             $d = Join-Path $root (New-Name)
             $null = New-Item -ItemType Directory $d
             $module = (Get-Module SoftDirty).Path
             $results = [System.Collections.Generic.List[object]]::new()
-            # Conflicts depend on timing: rounds until one was seen (a few at most here), bounded.
+            # Conflicts depend on timing: rounds until one was seen (a few at most here), bounded. The four saves of a round
+            # start together (a barrier after each runspace's Import-Module): staggered by their imports, a CI run saw none of
+            # 80 saves meet another.
             for ($round = 0; $round -lt 20 -and -not ($results | Where-Object Error); $round++) {
+                $barrier = [System.Threading.Barrier]::new(4)
                 $results.AddRange(@(1..4 | ForEach-Object -ThrottleLimit 4 -Parallel {
                             Import-Module $using:module
                             $path = Join-Path $using:d "$($using:round)-$_"
+                            $null = ($using:barrier).SignalAndWait(60000)
                             try {
                                 $null = Save-MemoryImage -Id ($using:t).Id -Path $path -Freeze -Method Hash -WarningAction SilentlyContinue -ErrorAction Stop
                                 [pscustomobject]@{ Path = $path; Error = $null }
