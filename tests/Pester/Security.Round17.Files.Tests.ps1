@@ -77,6 +77,12 @@ BeforeAll {
             }
         } finally { $mem.Dispose() }
     }
+    # Where page $Address of $Target is now: " (in <mapping>, <pagemap entry>)", for a failure's message.
+    function Get-PageWhere($Target, [uint64] $Address) {
+        $m = Get-MemoryMapping -Id $Target.Id | Where-Object { $Address -ge $_.Start -and $Address -lt $_.End } | Select-Object -First 1
+        $e = Get-PageMap -Id $Target.Id -Address $Address -Length $PageSize -WarningAction SilentlyContinue | Select-Object -First 1
+        " (in $(if ($m) { "$($m.Path) $($m.Permissions)" } else { 'no mapping' }), $(if ($e) { "present $($e.Present), flags $($e.Flags)" } else { 'no entry' }))"
+    }
     # An image restored into an emulated process and saved from there: address => SHA-256 of its pages.
     function Get-EmulatorHashes([string] $Image) {
         $e = New-EmulatedProcess -Name restored
@@ -97,7 +103,9 @@ BeforeAll {
         $null = Save-MemoryImage -Id $Target.Id -Path $full -Method Hash -Freeze -WarningAction SilentlyContinue
         if (-not (Test-MemoryImage $next)) { "${Step}: Test-MemoryImage says the chain is not valid" }
         $c = Get-PageHashes $next; $f = Get-PageHashes $full
-        Compare-PageHashes $c $f 'chain' 'full' | ForEach-Object { "${Step}: $_" }
+        # Each difference names the mapping that holds the page now and its pagemap entry (a rare unprivileged CI failure
+        # named only the address: round 19's session could not tell a file page from an anonymous one).
+        Compare-PageHashes $c $f 'chain' 'full' | ForEach-Object { "${Step}: $_$(Get-PageWhere $Target ([Convert]::ToUInt64(($_ -split ':')[0], 16)))" }
         Compare-Live $Target $c | ForEach-Object { "${Step}: $_" }
         $em = Get-EmulatorHashes $next
         # Page by page (the emulator merges adjacent anonymous mappings, so its files are cut otherwise).
