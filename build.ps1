@@ -160,7 +160,10 @@ function Invoke-Test {
         -ModulePath (Join-Path $StageDir 'SoftDirty.psd1') -ResultsPath $ResultsDir -ResultName 'pester' -SuiteArgs $suiteArgs)
     $runs += @(Invoke-PesterUnprivileged -PesterPath $pester -SuiteArgs $suiteArgs)
     # The closing line CI reads: every run's counts, and one total.
-    foreach ($r in $runs) { Write-Host ('    Pester as {0}: {1} passed, {2} failed, {3} skipped (exit code {4})' -f $r.Who, $r.Passed, $r.Failed, $r.Skipped, $r.ExitCode) }
+    foreach ($r in $runs) {
+        Write-Host ('    Pester as {0}: {1} passed, {2} failed, {3} skipped (exit code {4})' -f $r.Who, $r.Passed, $r.Failed, $r.Skipped, $r.ExitCode)
+        foreach ($l in $r.Failures) { Write-Host "      $l" -ForegroundColor Red }
+    }
     $failed = @($runs | Where-Object { $_.ExitCode -ne 0 })
     $line = 'Pester, {0} run(s): {1} passed, {2} failed, {3} skipped' -f $runs.Count, ($runs | Measure-Object Passed -Sum).Sum,
         ($runs | Measure-Object Failed -Sum).Sum, ($runs | Measure-Object Skipped -Sum).Sum
@@ -175,7 +178,7 @@ function Get-UserName { if ($IsWindows) { [Environment]::UserName } else { (id -
 # One run of tests/Invoke-PesterSuite.ps1 in a child pwsh; its counts come from the suite's closing line.
 function Invoke-PesterRun([string] $Who, [string[]] $Pwsh, [string] $Root, [string] $PesterPath, [string] $ModulePath,
                           [string] $ResultsPath, [string] $ResultName, [string[]] $SuiteArgs) {
-    $run = [pscustomobject]@{ Who = $Who; Passed = 0; Failed = 0; Skipped = 0; ExitCode = -1 }
+    $run = [pscustomobject]@{ Who = $Who; Passed = 0; Failed = 0; Skipped = 0; ExitCode = -1; Failures = [Collections.Generic.List[string]]::new() }
     $argsList = @('-NoProfile', '-NonInteractive', '-File', (Join-Path $Root 'tests/Invoke-PesterSuite.ps1'), '-PesterPath', $PesterPath,
                   '-ModulePath', $ModulePath, '-ResultsPath', $ResultsPath, '-ResultName', $ResultName) + $SuiteArgs
     $command = $Pwsh[0]
@@ -185,6 +188,7 @@ function Invoke-PesterRun([string] $Who, [string[]] $Pwsh, [string] $Root, [stri
         if ($text -match '^Pester: (\d+) passed, (\d+) failed, (\d+) skipped') {
             $run.Passed = [int] $Matches[1]; $run.Failed = [int] $Matches[2]; $run.Skipped = [int] $Matches[3]
         }
+        elseif ($text -match '^(FAILED TEST: |    \| )') { $run.Failures.Add($text) }
         Write-Host $text
     }
     $run.ExitCode = $LASTEXITCODE

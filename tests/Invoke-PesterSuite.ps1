@@ -47,6 +47,18 @@ if ($IsLinux) {
         }
     }
 }
+# Each failure again, named, where a log's tail shows it (CI keeps the last lines of two long runs; build.ps1 repeats these
+# lines at its end): a test, a block whose setup failed, or a file that failed to run.
+$failures = @(
+    foreach ($t in $result.Failed) { [pscustomobject]@{ Name = "$($t.ExpandedPath) ($(Split-Path -Leaf $t.ScriptBlock.File))"; Errors = $t.ErrorRecord } }
+    foreach ($b in $result.FailedBlocks) { [pscustomobject]@{ Name = "$($b.ExpandedPath) (block)"; Errors = $b.ErrorRecord } }
+    foreach ($c in $result.FailedContainers) { [pscustomobject]@{ Name = "$($c.Item) (file)"; Errors = $c.ErrorRecord } })
+foreach ($f in $failures) {
+    "FAILED TEST: $($f.Name)"
+    foreach ($e in @($f.Errors)) {
+        @("$($e.Exception.Message)" -split "`r?`n" | Where-Object { $_.Trim() } | Select-Object -First 8) | ForEach-Object { "    | $_" }
+    }
+}
 # The plain closing line CI reads.
 "Pester: $($result.PassedCount) passed, $($result.FailedCount) failed, $($result.SkippedCount) skipped"
 if ($result.FailedCount -gt 0 -or $result.Result -ne 'Passed') { exit 1 }
