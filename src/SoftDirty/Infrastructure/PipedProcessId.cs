@@ -47,7 +47,10 @@ internal static class PipedProcessId
     /// <summary>
     /// The computer a piped object came from where that is not this one, else null: Invoke-Command -Session $s { Get-Process x }
     /// | Save-MemoryImage bound the remote process's pid, and the command acted on whatever process has that pid here.
-    /// This computer is "localhost", a loopback address, or its host name (its first label matching, for a full name).
+    /// This computer is "localhost", ".", a loopback address, or its host name as it is: the short name, or the full name
+    /// where the host's name is a full one (a trailing dot ignored). A full name is never matched by its first label alone:
+    /// web1.prod.example is another computer than web1.staging.example, whose short name is the same (round 20: it was taken
+    /// for this one, and so was any name beginning "127.").
     /// </summary>
     public static string? RemoteComputer(PSObject piped)
     {
@@ -57,11 +60,14 @@ internal static class PipedProcessId
 
     private static bool IsThisComputer(string computer)
     {
-        if (computer is "." or "::1" || computer.StartsWith("127.", StringComparison.Ordinal)
-            || computer.Equals("localhost", StringComparison.OrdinalIgnoreCase)) return true;
-        var label = computer.Split('.')[0];
-        return label.Equals(Environment.MachineName, StringComparison.OrdinalIgnoreCase)
-            || label.Equals(System.Net.Dns.GetHostName().Split('.')[0], StringComparison.OrdinalIgnoreCase);
+        if (computer is "." || computer.Equals("localhost", StringComparison.OrdinalIgnoreCase)) return true;
+        var name = computer.EndsWith('.') ? computer[..^1] : computer;
+        if (name.Equals(Environment.MachineName, StringComparison.OrdinalIgnoreCase)
+            || name.Equals(System.Net.Dns.GetHostName(), StringComparison.OrdinalIgnoreCase)) return true;
+        // A short name (no dot) is also this host's when it is the first label of this host's full name.
+        if (!name.Contains('.', StringComparison.Ordinal)
+            && name.Equals(System.Net.Dns.GetHostName().Split('.')[0], StringComparison.OrdinalIgnoreCase)) return true;
+        return System.Net.IPAddress.TryParse(computer.Trim('[', ']'), out var address) && System.Net.IPAddress.IsLoopback(address);
     }
 
     /// <summary>The error for a process id that names a process on another computer.</summary>

@@ -1,0 +1,71 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, twentieth attack round, on what the module reads from and writes for other parties: names a target or
+# another computer chooses, objects that came back from sessions and files, cultures and paths (new cases only; earlier
+# rounds are in Security.Round*.Tests.ps1, Workflows.Security.Tests.ps1 and WriteTracking.Tests.ps1).
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r20')
+    chmod 0755 $TestDrive $root
+    function New-Name { [guid]::NewGuid().ToString('n') }
+}
+
+AfterAll { Stop-TestTarget -All }
+
+Describe 'Objects from a session to another computer whose name only looks like this one''s' -Tag 'Security', 'Round20Inputs' {
+    # A piped object's PSComputerName names the computer its pid belongs to; the module refuses the pid of another
+    # computer (round 15). It took every name whose first label was this host's for this host, and every name starting
+    # "127." for a loopback address: a process that came back from web1.prod.example, piped in on web1.staging.example
+    # (fleets reuse short names across domains), was read, cleared, saved or tracked here, whatever process had its pid,
+    # with no error. Now a name is this computer where it is this host's name as it is (short or full), localhost, or a
+    # loopback address; a full name of another domain is another computer.
+    BeforeAll {
+        $script:t = Start-TestTarget
+        $null = $t.Map(4)
+        $script:short = ([System.Net.Dns]::GetHostName() -split '\.')[0]
+    }
+    AfterAll { Stop-TestTarget $t }
+
+    It 'a process from <Label>, piped into <Command>: InvalidArgument naming that computer, and nothing done to the process here' -ForEach @(
+        foreach ($c in @(
+                @{ Command = 'Get-MemoryMapping'; Run = { $input | Get-MemoryMapping } }
+                @{ Command = 'Get-PageMap'; Run = { $input | Get-PageMap -Present -AsRange } }
+                @{ Command = 'Watch-DirtyPage'; Run = { $input | Watch-DirtyPage -Count 1 -Interval 0.01 -Method Hash } }
+                @{ Command = 'Clear-PageReference'; Run = { $input | Clear-PageReference -Type PeakRss -PassThru } }
+                @{ Command = 'Save-MemoryImage -WhatIf'; Run = { $input | Save-MemoryImage -Path (Join-Path $root (New-Name)) -WhatIf } }
+                @{ Command = 'Enable-WriteTracking -WhatIf'; Run = { $input | Enable-WriteTracking -WhatIf } }
+            )) {
+            $c + @{ Label = 'this host''s short name in another domain'; Computer = '{short}.r20-elsewhere.example' }
+            $c + @{ Label = 'a host name that begins with 127.'; Computer = '127.r20-elsewhere.example' }
+        }
+    ) {
+        $name = $Computer.Replace('{short}', $short)
+        $p = [System.Management.Automation.PSSerializer]::Deserialize([System.Management.Automation.PSSerializer]::Serialize((Get-Process -Id $t.Id), 1))
+        $o = $p | Add-Member -NotePropertyName PSComputerName -NotePropertyValue $name -PassThru
+        $ErrorActionPreference = 'Continue'
+        $all = @($o | & $Run 2>&1)
+        $err = @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+        $out = @($all | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] })
+        $out | Should -BeNullOrEmpty -Because "nothing of process $($t.Id) here is read, and no object says it was acted on"
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -BeLike 'InvalidArgument,*'
+        $err[0].Exception.Message | Should -BeLike "*came from the computer $name*process id $($t.Id)*not touched*"
+        $t.Process.HasExited | Should -BeFalse
+    }
+
+    It 'a process from this computer by <Label> still binds -Id' -ForEach @(
+        @{ Label = 'its host name'; Computer = '{host}' }
+        @{ Label = 'its short name'; Computer = '{short}' }
+        @{ Label = 'its short name in capitals'; Computer = '{SHORT}' }
+        @{ Label = 'localhost'; Computer = 'localhost' }
+        @{ Label = '127.0.0.1'; Computer = '127.0.0.1' }
+        @{ Label = 'another loopback address'; Computer = '127.0.0.2' }
+        @{ Label = '::1'; Computer = '::1' }
+    ) {
+        $name = $Computer.Replace('{host}', [System.Net.Dns]::GetHostName()).Replace('{short}', $short).Replace('{SHORT}', $short.ToUpperInvariant())
+        $o = Get-Process -Id $t.Id | Add-Member -NotePropertyName PSComputerName -NotePropertyValue $name -PassThru
+        $m = @($o | Get-MemoryMapping -ErrorAction Stop)
+        $m.Count | Should -BeGreaterThan 0
+        $m.ProcessId | Sort-Object -Unique | Should -Be $t.Id
+    }
+}
