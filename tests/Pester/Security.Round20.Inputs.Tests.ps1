@@ -69,3 +69,27 @@ Describe 'Objects from a session to another computer whose name only looks like 
         $m.ProcessId | Sort-Object -Unique | Should -Be $t.Id
     }
 }
+
+Describe 'An emulated file mapping whose path is one of the kernel''s pseudo-names' -Tag 'Security', 'Round20Inputs' {
+    # The kind of a mapping came from its path alone: an emulated file named '[vvar]' or '[vsyscall]' (Add-EmulatedMapping
+    # -Path takes any name) was taken for the kernel's vvar or vsyscall page, which images leave out. Its written pages
+    # were in no image: the full image said 0 data pages (or had no such mapping), Test-MemoryImage said valid, and the
+    # restore had none of the bytes. The kernel's pseudo-names belong to mappings without a file (inode 0); a mapping
+    # of a file is a file mapping whatever its name.
+    It 'a file named <_>: its written pages are in the image, which is valid and restores them' -ForEach '[vvar]', '[vsyscall]', '[vvar_vclock]', '[vdso]', '[heap]', '[stack]', '[stack:1]' {
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 16KB -Path $_
+        $m.Kind | Should -Be 'File'
+        $e | Write-EmulatedMemory -Address $m.Start -Length 16KB -Value 0x5a
+        $p = Join-Path $root (New-Name)
+        $i = $e | Save-MemoryImage -Path $p
+        $i.DataPages | Should -Be (16KB / $i.PageSize)
+        Test-MemoryImage -Path $p | Should -BeTrue
+        $out = Join-Path $root (New-Name)
+        $r = @(Restore-MemoryImage -Path $p -Destination $out | Where-Object Start -EQ $m.Start)
+        $r.Count | Should -Be 1
+        $bytes = [System.IO.File]::ReadAllBytes($r[0].File)
+        $bytes.Length | Should -Be 16KB
+        @($bytes | Select-Object -Unique) | Should -Be @(0x5a)
+    }
+}

@@ -80,7 +80,6 @@ public sealed class MemoryMapping
     /// <summary>The maps line's essentials: range, permissions and name.</summary>
     public override string ToString() => $"0x{Start:x}-0x{End:x} {Permissions} {DisplayName}";
 
-    /// <summary>Classifies a mapping from its path, inode and sharing, as maps shows them.</summary>
     /// <summary>
     /// Whether <paramref name="other"/> maps the same memory at the same addresses, so that a page reported under this
     /// mapping's name belongs to it: the same file (device, inode, path, deleted or not) at the same file offset for
@@ -92,21 +91,31 @@ public sealed class MemoryMapping
         && string.Equals(Device, other.Device, StringComparison.Ordinal) && string.Equals(Path, other.Path, StringComparison.Ordinal)
         && (Inode == 0 || unchecked(Offset - Start) == unchecked(other.Offset - other.Start));
 
+    /// <summary>Classifies a mapping from its path, inode and sharing, as maps shows them.</summary>
+    /// <remarks>
+    /// The kernel's pseudo-names ([heap], [stack], [vdso], [vvar], [vsyscall]) name memory without a file (inode 0); a
+    /// mapping of a file is a file mapping whatever its name. An emulated file named '[vvar]' or '[vsyscall]' was taken for
+    /// the kernel's page of that name, which images leave out, so its written pages were in no image that Test-MemoryImage
+    /// called valid (round 20).
+    /// </remarks>
     internal static MappingKind Classify(string path, ulong inode, bool shared)
     {
         if (path.Length == 0) return shared ? MappingKind.SharedAnonymous : MappingKind.Anonymous;
-        switch (path)
+        if (inode == 0)
         {
-            case "[heap]": return MappingKind.Heap;
-            case "[stack]": return MappingKind.Stack;
-            case "[vdso]": return MappingKind.Vdso;
-            case "[vvar]": case "[vvar_vclock]": return MappingKind.Vvar;
-            case "[vsyscall]": return MappingKind.Vsyscall;
+            switch (path)
+            {
+                case "[heap]": return MappingKind.Heap;
+                case "[stack]": return MappingKind.Stack;
+                case "[vdso]": return MappingKind.Vdso;
+                case "[vvar]": case "[vvar_vclock]": return MappingKind.Vvar;
+                case "[vsyscall]": return MappingKind.Vsyscall;
+            }
+            if (path.StartsWith("[stack:", StringComparison.Ordinal)) return MappingKind.Stack;
         }
-        if (path.StartsWith("[stack:", StringComparison.Ordinal)) return MappingKind.Stack;
         if (path.StartsWith("[anon:", StringComparison.Ordinal)) return MappingKind.NamedAnonymous;
         if (path.StartsWith("[anon_shmem:", StringComparison.Ordinal)) return MappingKind.SharedAnonymous;
-        if (path.StartsWith('[')) return MappingKind.Other;
+        if (inode == 0 && path.StartsWith('[')) return MappingKind.Other;
         if (path == "/dev/zero" || path.StartsWith("/SYSV", StringComparison.Ordinal)
             || path.StartsWith("/memfd:", StringComparison.Ordinal) || path.StartsWith("/dev/shm/", StringComparison.Ordinal) && shared)
             return MappingKind.SharedAnonymous;
