@@ -93,3 +93,64 @@ Describe 'An emulated file mapping whose path is one of the kernel''s pseudo-nam
         @($bytes | Select-Object -Unique) | Should -Be @(0x5a)
     }
 }
+
+Describe 'Text another party chose in the round and image views that earlier rounds left out' -Tag 'Security', 'Round20Inputs' {
+    # The views escape the control characters of names (round 11), but a migration round's default table printed its
+    # ImagePath as it is: a -Destination relative to the current folder, or -ToSession's destination resolved in the
+    # destination session (its location, its answer), holds folder names that another user or the far end chose, and
+    # Invoke-PreCopyMigration's table sent their terminal sequences to the caller's terminal. And a manifest's permission
+    # column is the image author's text: nothing checked it, and Restore-MemoryImage's table printed it as it is. Now every
+    # view escapes the round's path, and a manifest whose permissions are not the four letters of maps is ImageCorrupt.
+    BeforeAll {
+        $script:Evil = "x`e]0;owned`a`e[2J`e[31my"
+        $script:Hidden = "[`e`a]"
+        Add-Type -Path $env:SOFTDIRTY_TESTKIT
+        function Edit-Manifest([string] $Image, [scriptblock] $Edit) {
+            $m = [SoftDirty.TestKit.Images.ManifestFile]::Read($Image)
+            & $Edit $m
+            [SoftDirty.TestKit.Images.ManifestFile]::Write($Image, $m)
+        }
+        $script:made = [System.Collections.Generic.List[string]]::new()
+    }
+    # Brackets in the names: Pester's TestDrive clean-up (Remove-Item with wildcards) cannot remove them.
+    AfterAll { foreach ($d in $made) { [System.IO.Directory]::Delete($d, $true) } }
+
+    It 'Invoke-PreCopyMigration -Destination under a folder named with terminal sequences: <_> shows the rounds'' paths escaped' -ForEach 'Format-Table', 'Format-List', 'Format-Wide', 'Format-Custom', 'Out-String' {
+        $folder = [System.IO.Directory]::CreateDirectory((Join-Path $root "$(New-Name)$Evil"))
+        $made.Add($folder.FullName)
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 64KB
+        $e | Write-EmulatedMemory -Address $m.Start -Length 16KB
+        Push-Location -LiteralPath $folder.FullName
+        try { $r = @($e | Invoke-PreCopyMigration -Destination chain -MaxIterations 2 -Bandwidth 1GB -Confirm:$false) }
+        finally { Pop-Location }
+        $rounds = @($r | Where-Object { $_ -is [SoftDirty.Workflows.PreCopyRound] })
+        $rounds.Count | Should -BeGreaterThan 0
+        $rounds[0].ImagePath.Contains($Evil) | Should -BeTrue -Because 'the object keeps the path as it is'
+        $text = if ($_ -eq 'Out-String') { $r | Out-String -Width 400 } else { $r | & $_ | Out-String -Width 400 }
+        $text | Should -Not -Match $Hidden -Because "$_ prints no control character as it is"
+    }
+
+    It 'a manifest whose permissions someone rewrote to <Label> (checksum recomputed): ImageCorrupt from Test, Get and Restore, nothing restored' -ForEach @(
+        @{ Label = 'terminal sequences'; Permissions = "`e[2J`e]0;owned`a" }
+        @{ Label = 'three letters'; Permissions = 'rw-' }
+        @{ Label = 'letters out of place'; Permissions = 'wr-p' }
+        @{ Label = 'an empty text'; Permissions = '' }
+    ) {
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 64KB
+        $e | Write-EmulatedMemory -Address $m.Start -Length 16KB
+        $img = Join-Path $root (New-Name)
+        $null = $e | Save-MemoryImage -Path $img
+        $perm = $Permissions
+        Edit-Manifest $img { param($x) foreach ($map in $x.Mappings) { $map.Permissions = $perm } }
+        $r = Test-MemoryImage -Path $img -Detailed
+        $r.Valid | Should -BeFalse
+        "$(@($r.Problems)[0].Error)" | Should -Be 'ImageCorrupt'
+        ($r | Format-Table | Out-String -Width 400) | Should -Not -Match $Hidden
+        Get-ErrorId { Get-MemoryImage -Path $img } | Should -BeLike 'ImageCorrupt,*'
+        $out = Join-Path $root (New-Name)
+        Get-ErrorId { Restore-MemoryImage -Path $img -Destination $out } | Should -BeLike 'ImageCorrupt,*'
+        Test-Path -LiteralPath $out | Should -BeFalse
+    }
+}

@@ -90,6 +90,11 @@ internal static class ImageReader
         {
             var map = m.Mappings[i];
             if (map is null || map.Permissions is null || map.Path is null) throw Bad($"mapping {i} is null or lacks its permissions or path.");
+            // The four letters of maps' permission column ("rw-p"), as every save writes them: the column is the image
+            // author's text otherwise, shown in Restore-MemoryImage's table and written to mappings.json (round 20).
+            var (protection, shared) = MemoryMapping.ParsePermissions(map.Permissions);
+            if (!string.Equals(MemoryMapping.FormatPermissions(protection, shared), map.Permissions, StringComparison.Ordinal))
+                throw Bad($"mapping {i} has the permissions '{map.Permissions}', not the four letters of maps' permission column (such as rw-p).");
             if (map.Start >= map.End) throw Bad($"mapping {i} ({map}) ends at or before its start.");
             if (map.End - map.Start > long.MaxValue) throw Bad($"mapping {i} ({map}) is longer than any address space (and than a file can be).");
             if (map.Start % ps != 0 || map.End % ps != 0) throw Bad($"mapping {i} ({map}) is not page-aligned.");
