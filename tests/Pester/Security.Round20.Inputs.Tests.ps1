@@ -154,3 +154,93 @@ Describe 'Text another party chose in the round and image views that earlier rou
         Test-Path -LiteralPath $out | Should -BeFalse
     }
 }
+
+Describe 'Images that lie on another computer, piped into the image commands here' -Tag 'Security', 'Round20Inputs' {
+    # Invoke-PreCopyMigration -ToSession emits rounds and a summary whose ImagePath and FinalImage are paths on the
+    # destination computer, and Invoke-Command brings back Get-MemoryImage's objects of that computer (PSComputerName).
+    # Piped into Test-, Get- or Restore-MemoryImage here they bound those paths, and the command read the image this
+    # computer had under the same path: another chain (an earlier migration to the same folder) was said valid and
+    # restored, with no error. Now such an object is InvalidArgument naming the computer; the same objects of this
+    # computer (a session to localhost, a local migration) bind as before.
+    BeforeAll {
+        # An image here under the path the far computer's objects name.
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 64KB
+        $e | Write-EmulatedMemory -Address $m.Start -Length 64KB -Value 7
+        $script:chain = Join-Path $root (New-Name)
+        $script:local = @($e | Invoke-PreCopyMigration -Destination $chain -MaxIterations 2 -Bandwidth 1GB -Confirm:$false)
+        $script:clix = Join-Path $root "$(New-Name).xml"
+        $local | Export-Clixml -LiteralPath $clix
+        $script:short = ([System.Net.Dns]::GetHostName() -split '\.')[0]
+        # The objects as a -ToSession migration to <Computer> gives them: the same paths, on that computer.
+        function Get-FarObject([string] $Kind, [string] $Computer) {
+            $back = Import-Clixml -LiteralPath $clix
+            switch ($Kind) {
+                'summary' { $back | Where-Object { $_.PSObject.TypeNames[0] -like '*PreCopySummary' } | Add-Member -NotePropertyName ToComputer -NotePropertyValue $Computer -Force -PassThru }
+                'rounds' { $back | Where-Object { $_.PSObject.TypeNames[0] -like '*PreCopyRound' } | Add-Member -NotePropertyName ToComputer -NotePropertyValue $Computer -Force -PassThru }
+                'image' { Get-MemoryImage -Path $local[-1].FinalImage | Add-Member -NotePropertyName PSComputerName -NotePropertyValue $Computer -PassThru }
+            }
+        }
+    }
+
+    It 'the <Kind> of <Computer>, piped into <Command>: InvalidArgument naming that computer, nothing read or restored' -ForEach @(
+        foreach ($c in 'Test-MemoryImage', 'Get-MemoryImage', 'Restore-MemoryImage') {
+            foreach ($k in 'summary', 'rounds', 'image') {
+                @{ Command = $c; Kind = $k; Computer = 'r20-far-host.example' }
+                @{ Command = $c; Kind = $k; Computer = '{short}.r20-elsewhere.example' }
+            }
+        }
+    ) {
+        $name = $Computer.Replace('{short}', $short)
+        $objects = @(Get-FarObject $Kind $name)
+        $objects.Count | Should -BeGreaterThan 0
+        $out = Join-Path $root (New-Name)
+        $ErrorActionPreference = 'Continue'
+        $all = @(switch ($Command) {
+                'Test-MemoryImage' { $objects | Test-MemoryImage 2>&1 }
+                'Get-MemoryImage' { $objects | Get-MemoryImage 2>&1 }
+                'Restore-MemoryImage' { $objects | Restore-MemoryImage -Destination $out 2>&1 }
+            })
+        $err = @($all | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+        @($all | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] }) | Should -BeNullOrEmpty -Because 'the image here under that path is not read'
+        $err.Count | Should -Be $objects.Count
+        foreach ($x in $err) {
+            $x.FullyQualifiedErrorId | Should -BeLike 'InvalidArgument,*'
+            $x.Exception.Message | Should -BeLike "*on the computer $name*"
+        }
+        Test-Path -LiteralPath $out | Should -BeFalse
+    }
+
+    It 'the <Kind> of <Computer> (this computer), piped into Test- and Restore-MemoryImage, still read the image' -ForEach @(
+        foreach ($k in 'summary', 'rounds', 'image') {
+            @{ Kind = $k; Computer = 'localhost' }
+            @{ Kind = $k; Computer = '{host}' }
+        }
+    ) {
+        $name = $Computer.Replace('{host}', [System.Net.Dns]::GetHostName())
+        $objects = @(Get-FarObject $Kind $name)
+        @($objects | Test-MemoryImage -ErrorAction Stop) | Should -Not -Contain $false
+        $out = Join-Path $root (New-Name)
+        $r = @($objects | Restore-MemoryImage -Destination $out -ErrorAction Stop)
+        $r.Count | Should -BeGreaterThan 0
+    }
+
+    It 'a live -ToSession migration to this computer: its rounds and summary carry ToComputer and restore here' {
+        $rs = [runspacefactory]::CreateOutOfProcessRunspace($null); $rs.Open()
+        $s = [System.Management.Automation.Runspaces.PSSession]::Create($rs, 'Local', $null)
+        try {
+            $null = Invoke-Command -Session $s { Import-Module $using:env:SOFTDIRTY_MODULE }
+            $e = New-EmulatedProcess
+            $m = $e | Add-EmulatedMapping -Length 64KB
+            $e | Write-EmulatedMemory -Address $m.Start -Length 64KB -Value 3
+            $dest = Join-Path $root (New-Name)
+            $r = @($e | Invoke-PreCopyMigration -ToSession $s -Destination $dest -MaxIterations 2 -Confirm:$false)
+            $rounds = @($r | Where-Object { $_ -is [SoftDirty.Workflows.PreCopyRound] })
+            $rounds.Count | Should -BeGreaterThan 0
+            $rounds.ToComputer | Sort-Object -Unique | Should -Be $s.ComputerName
+            $r[-1].ToComputer | Should -Be $s.ComputerName
+            $out = Join-Path $root (New-Name)
+            @($r | Restore-MemoryImage -Destination $out -ErrorAction Stop).Count | Should -BeGreaterThan 0
+        } finally { Remove-PSSession $s }
+    }
+}

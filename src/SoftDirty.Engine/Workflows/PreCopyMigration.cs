@@ -124,7 +124,7 @@ internal static class PreCopyMigration
                 {
                     Round = round, Phase = PreCopyPhase.Live, PagesSent = sent, BytesSent = bytes, TransferSeconds = transfer,
                     RoundSeconds = roundSeconds, DirtyPages = dirty.PageCount, Rate = dirty.PageCount / Math.Max(roundSeconds, 1e-6),
-                    Elapsed = emulated ? clock : total.Elapsed.TotalSeconds, PageSize = ps, Method = dirty.Method, ImagePath = image, Ranges = dirty.Ranges.ToArray(),
+                    Elapsed = emulated ? clock : total.Elapsed.TotalSeconds, PageSize = ps, Method = dirty.Method, ImagePath = image, ToComputer = link?.Computer, Ranges = dirty.Ranges.ToArray(),
                 };
                 pending = dirty;
                 if (dirty.PageCount <= options.StopThreshold)
@@ -172,7 +172,7 @@ internal static class PreCopyMigration
             {
                 Round = round + 1, Phase = PreCopyPhase.StopAndCopy, PagesSent = finalSent, BytesSent = finalBytes, TransferSeconds = finalTransfer,
                 RoundSeconds = downtime, DirtyPages = 0, Rate = 0, Elapsed = emulated ? clock : total.Elapsed.TotalSeconds, PageSize = ps, Method = tracker.Method,
-                ImagePath = finalImage, Ranges = finalSet.Ranges.ToArray(),
+                ImagePath = finalImage, ToComputer = link?.Computer, Ranges = finalSet.Ranges.ToArray(),
             };
             yield return new PreCopySummary
             {

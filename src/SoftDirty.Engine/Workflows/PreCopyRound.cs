@@ -31,6 +31,8 @@ public sealed class PreCopyRound : IDirtyTimelinePoint
     public TrackingMethod Method { get; init; }
     /// <summary>The image this round wrote (with -Destination; with -ToSession its path on the destination).</summary>
     public string? ImagePath { get; init; }
+    /// <summary>The computer of the destination session (-ToSession), where <see cref="ImagePath"/> lies; null on a simulated link.</summary>
+    public string? ToComputer { get; init; }
     /// <summary>The pages dirtied during the round, as ranges.</summary>
     public JoinedList<AddressRange> Ranges { get; init; } = JoinedList<AddressRange>.Empty;
     /// <inheritdoc/>

@@ -15,7 +15,7 @@ namespace SoftDirty.Commands;
 /// </summary>
 [Cmdlet(VerbsData.Restore, "MemoryImage", SupportsShouldProcess = true, DefaultParameterSetName = FileSet)]
 [OutputType(typeof(RestoredMapping), typeof(EmulatedProcess))]
-public sealed class RestoreMemoryImageCommand : EngineCmdlet
+public sealed class RestoreMemoryImageCommand : PipedObjectCmdlet
 {
     /// <summary>The image to restore: the latest of its chain.</summary>
     [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
@@ -57,6 +57,13 @@ public sealed class RestoreMemoryImageCommand : EngineCmdlet
     /// <inheritdoc/>
     protected override void ProcessRecord()
     {
+        if (PipedObject is { } piped)
+        {
+            // An object piped with -Path given binds nothing (it was InputObjectNotBound before PipedObject existed); one
+            // whose image lies on another computer (-ToSession's rounds and summary, Invoke-Command's output) is refused.
+            var refused = Given(nameof(Path)) ? Unused("-Path") : PipedImageComputer.Of(piped) is { } far ? PipedImageComputer.Refusal(far, Path) : null;
+            if (refused is not null) { WriteError(ToErrorRecord(refused)); return; }
+        }
         var path = FileSystemPath(Path);
         if (ParameterSetName == EmulatorSet && Emulator is null) return;
         Guarded(() =>

@@ -29,6 +29,7 @@ public abstract class ImagePathCmdlet : PipedObjectCmdlet
             if (Unused("-Path") is { } unused) { WriteError(ToErrorRecord(unused)); return Array.Empty<string>(); }
             return Path;
         }
+        if (PipedImageComputer.Of(piped) is { } far) { WriteError(ToErrorRecord(PipedImageComputer.Refusal(far, Path.Length == 1 ? Path[0] : null))); return Array.Empty<string>(); }
         if (piped.BaseObject is string or FileSystemInfo or PathInfo) return Path;
         foreach (var name in PathProperties)
             if (piped.Properties[name]?.Value is not null) return Path;

@@ -58,7 +58,7 @@ internal static class PipedProcessId
         return IsThisComputer(computer) ? null : computer;
     }
 
-    private static bool IsThisComputer(string computer)
+    internal static bool IsThisComputer(string computer)
     {
         if (computer is "." || computer.Equals("localhost", StringComparison.OrdinalIgnoreCase)) return true;
         var name = computer.EndsWith('.') ? computer[..^1] : computer;
