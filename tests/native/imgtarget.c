@@ -40,6 +40,11 @@
    Round 19 (mappings moved onto others, memfds truncated and regrown):
      moveto <hexaddr> <pages> <hexto>     mremap MREMAP_MAYMOVE|MREMAP_FIXED onto <hexto>, replacing what is mapped there -> OK, or ERR mremap <errno>
      trunc <fd> <pages>                   ftruncate(2) of the descriptor (hex) to that size -> OK, or ERR ftruncate <errno>
+   Round 20 (memory of a file whose reads its server can hold):
+     mapprivate <path> <pages>            the file opened read-only and mapped MAP_PRIVATE rw (a copy-on-write view of it: a
+                                          page dropped reads the file again), not touched -> OK <hexaddr>, or ERR <what> <errno>
+     dropcache <path>                     posix_fadvise POSIX_FADV_DONTNEED of the whole file: its clean pages mapped by no one
+                                          leave the page cache (the next read of one asks the file system) -> OK <rc>
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
@@ -217,6 +222,25 @@ int main(void) {
             void *m = mmap(NULL, pages * huge * 1024, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
             if (m == MAP_FAILED) { printf("ERR hugetlb %d\n", errno); continue; }
             printf("OK %llx %lx\n", (unsigned long long)(uintptr_t)m, huge * 1024);
+        } else if (!strcmp(cmd, "mapprivate")) {
+            char path[4097];
+            long pages = 0;
+            if (sscanf(line, "%*s %4096s %ld", path, &pages) != 2) { printf("ERR usage\n"); continue; }
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) { printf("ERR open %d\n", errno); continue; }
+            void *m = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+            int e = errno;
+            close(fd);
+            if (m == MAP_FAILED) { printf("ERR mmap %d\n", e); continue; }
+            printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
+        } else if (!strcmp(cmd, "dropcache")) {
+            char path[4097];
+            if (sscanf(line, "%*s %4096s", path) != 1) { printf("ERR usage\n"); continue; }
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) { printf("ERR open %d\n", errno); continue; }
+            int rc = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+            close(fd);
+            printf("OK %d\n", rc);
         } else if (!strcmp(cmd, "mapfile")) {
             char path[4097];
             long pages = 0, shared = 0;

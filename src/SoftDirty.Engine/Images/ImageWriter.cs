@@ -181,6 +181,8 @@ internal static class ImageWriter
                         // A page of a private file or memfd mapping dropped under write tracking (a hole punched in the
                         // file by another process, MADV_DONTNEED of the process's own copy) keeps a uffd-wp marker, which
                         // pagemap shows as swapped, neither written nor of a file, while the memory reads the file again.
+                        // (Where pagemap's frames are visible, PresentRegions names such markers and leaves them out: the
+                        // file's, not read, as a page of a file mapping that is not present.)
                         bool dropped = DroppedFromFile(r);
                         if (dropped) markers.Add(new AddressRange(r.Start, r.End));
                         foreach (var part in Watched(r.Start, r.End, whole: (r.Categories & (PageCategory.File | PageWalk.NotExclusive)) != 0 || dropped))

@@ -39,7 +39,39 @@ internal static class PageWalk
     public static IEnumerable<PageRegion> PresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous = null, CancellationToken cancel = default)
     {
         var regions = AllPresentRegions(source, spans, sharedAnonymous, cancel);
-        return Root(source) is ProcPageSource proc ? WithinFiles(regions, spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize) : regions;
+        return Root(source) is ProcPageSource proc ? WithinFiles(WithoutFileMarkers(source, regions, spans), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize) : regions;
+    }
+
+    /// <summary>
+    /// The swap type pagemap shows for a pte marker (SWP_PTE_MARKER: the last of the 2^<see cref="PagemapEntry.SwapTypeBits"/>
+    /// types, include/linux/swap.h), visible with the frame (CAP_SYS_ADMIN); a real swap entry or a migration entry has another.
+    /// </summary>
+    private const int PteMarkerSwapType = (1 << PagemapEntry.SwapTypeBits) - 1;
+
+    /// <summary>
+    /// Whether <paramref name="e"/> is, for certain, a uffd-wp marker: a page write tracking saw dropped (pagemap: swapped,
+    /// uffd-wp, of the marker's swap type). It holds no data; false where the frame is hidden (a real swapped page looks the same).
+    /// </summary>
+    private static bool IsWriteProtectMarker(PagemapEntry e) => e.Swapped && e.UffdWriteProtected && e.SwapType == PteMarkerSwapType;
+
+    /// <summary>
+    /// The regions without the uffd-wp markers in mappings of files and shared memory (<see cref="ContentCheckedTracker.ChangeableByOthers"/>),
+    /// where the caller can tell them (<see cref="IsWriteProtectMarker"/>): the kernel leaves one where it drops a page of such a
+    /// mapping under write tracking (reclaim, MADV_DONTNEED, a hole punched), and the page is then what a page of a file mapping
+    /// not present is: the file's, in no image. A read of one faults the page in from its file system, which may never answer (a
+    /// FUSE server holding the read: Ctrl+C does not end that wait; round 20). Where the frame is hidden they are read as before.
+    /// </summary>
+    private static IEnumerable<PageRegion> WithoutFileMarkers(IPageSource source, IEnumerable<PageRegion> regions, IReadOnlyList<PageSpan> spans)
+    {
+        int at = 0;
+        PagemapEntry[]? entries = null;
+        foreach (var r in regions)
+        {
+            if ((r.Categories & PageCategory.Swapped) == 0 || (r.Categories & PageCategory.Present) != 0) { yield return r; continue; }
+            while (at < spans.Count && spans[at].End <= r.Start) at++;
+            if (at == spans.Count || spans[at].Start > r.Start || spans[at].Mapping is not { } mapping || !ContentCheckedTracker.ChangeableByOthers(mapping)) { yield return r; continue; }
+            foreach (var part in Without(source, r, entries ??= new PagemapEntry[PageMapReader.DefaultChunkEntries], IsWriteProtectMarker)) yield return part;
+        }
     }
 
     /// <summary>
@@ -189,7 +221,10 @@ internal static class PageWalk
     /// bit 58): they hold no data and every access faults, so they are no pages to save (read, they would count as
     /// unreadable and make every image of the process incomplete).
     /// </summary>
-    private static IEnumerable<PageRegion> WithoutGuards(IPageSource source, PageRegion region, PagemapEntry[] buffer)
+    private static IEnumerable<PageRegion> WithoutGuards(IPageSource source, PageRegion region, PagemapEntry[] buffer) => Without(source, region, buffer, e => e.Guard);
+
+    /// <summary>The runs of <paramref name="region"/> whose pagemap entries <paramref name="drop"/> does not take.</summary>
+    private static IEnumerable<PageRegion> Without(IPageSource source, PageRegion region, PagemapEntry[] buffer, Func<PagemapEntry, bool> drop)
     {
         ulong pageSize = (ulong)source.PageSize;
         ulong page = region.Start / pageSize, last = region.End / pageSize;
@@ -202,9 +237,9 @@ internal static class PageWalk
             for (int i = 0; i < got; i++)
             {
                 at = (page + (ulong)i) * pageSize;
-                bool guard = buffer[i].Guard;
-                if (!guard && !open) { runStart = at; open = true; }
-                else if (guard && open) { yield return new PageRegion(runStart, at, region.Categories); open = false; }
+                bool dropped = drop(buffer[i]);
+                if (!dropped && !open) { runStart = at; open = true; }
+                else if (dropped && open) { yield return new PageRegion(runStart, at, region.Categories); open = false; }
             }
             at = (page + (ulong)got) * pageSize;
             if (got < want) break;
