@@ -45,6 +45,20 @@
                                           page dropped reads the file again), not touched -> OK <hexaddr>, or ERR <what> <errno>
      dropcache <path>                     posix_fadvise POSIX_FADV_DONTNEED of the whole file: its clean pages mapped by no one
                                           leave the page cache (the next read of one asks the file system) -> OK <rc>
+   Round 21 (memory kinds and mapping states between the images of a chain):
+     mapx <pages> <flags>                 anonymous private rw mapping with extra mmap flags (decimal: MAP_NORESERVE 16384,
+                                          MAP_LOCKED 8192, MAP_GROWSDOWN 256, MAP_SHARED 1 replaces MAP_PRIVATE), no THP -> OK <hexaddr>, or ERR mmap <errno>
+     thp <hugepages>                      anonymous private rw mapping aligned to 2 MiB, MADV_HUGEPAGE -> OK <hexaddr>, or ERR <what> <errno>
+     childwrite <hexaddr> <index> [count] a forked child writes 8 new bytes at the start of each page, then exits -> OK
+     unmap <hexaddr> <index> [count]      munmap(2) of the pages -> OK, or ERR munmap <errno>
+     lock <hexaddr> <index> [count]       mlock(2) of the pages -> OK, or ERR mlock <errno>
+     resize <hexaddr> <pages> <newpages>  mremap without MREMAP_MAYMOVE (in place, or not at all) -> OK, or ERR mremap <errno>
+     stride <hexaddr> <first> <count> <step>  8 new bytes at the start of <count> pages, every <step>th from <first> -> OK
+     fixedfile <hexaddr> <pages> <shared> <path>  the file (created if missing, its size kept) mapped rw MAP_FIXED over the
+                                          pages, MAP_SHARED (1) or MAP_PRIVATE (0), its descriptor closed -> OK, or ERR <what> <errno>
+     perf <pages>                         a perf_event of this process (task clock, user only, sampling) with a ring of 1 + <pages>
+                                          pages mapped MAP_SHARED rw (Linux 6.14+ maps it with remap_pfn_range) -> OK <hexaddr>, or ERR perf <errno>
+     protect also takes prot 2 (PROT_WRITE only).
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
@@ -58,6 +72,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <linux/perf_event.h>
 #include <unistd.h>
 
 /* MADV_GUARD_INSTALL, by number: older headers lack it. */
@@ -160,7 +176,7 @@ int main(void) {
             free(page);
             printf(ok ? "OK\n" : "ERR pwrite\n");
         } else if (!strcmp(cmd, "protect")) {
-            int prot = y == 0 ? PROT_NONE : y == 1 ? PROT_READ : PROT_READ | PROT_WRITE;
+            int prot = y == 0 ? PROT_NONE : y == 1 ? PROT_READ : y == 2 ? PROT_WRITE : PROT_READ | PROT_WRITE;
             printf(mprotect(p, x * ps, prot) == 0 ? "OK\n" : "ERR mprotect\n");
         } else if (!strcmp(cmd, "guard")) {
             printf(madvise(p + x * ps, y * ps, MADV_GUARD_INSTALL_) == 0 ? "OK\n" : "ERR madvise\n");
@@ -296,6 +312,68 @@ int main(void) {
             close(fd);
             if (m == MAP_FAILED) { printf("ERR mmap %d\n", errno); continue; }
             printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
+        } else if (!strcmp(cmd, "mapx")) {
+            long pages = 0, flags = 0;
+            if (sscanf(line, "%*s %ld %ld", &pages, &flags) != 2) { printf("ERR usage\n"); continue; }
+            int kind = (flags & MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE;
+            void *m = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, kind | MAP_ANONYMOUS | (int)(flags & ~(long)MAP_SHARED), -1, 0);
+            if (m == MAP_FAILED) { printf("ERR mmap %d\n", errno); continue; }
+            madvise(m, pages * ps, MADV_NOHUGEPAGE);
+            printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
+        } else if (!strcmp(cmd, "thp")) {
+            long huge = 0;
+            sscanf(line, "%*s %ld", &huge);
+            size_t len = (size_t)huge << 21;
+            unsigned char *m = mmap(NULL, len + (2ul << 20), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (m == MAP_FAILED) { printf("ERR mmap %d\n", errno); continue; }
+            unsigned char *al = (unsigned char *)(((uintptr_t)m + (2ul << 20) - 1) & ~((2ul << 20) - 1));
+            if (al > m) munmap(m, al - m);
+            munmap(al + len, (m + len + (2ul << 20)) - (al + len));
+            if (madvise(al, len, MADV_HUGEPAGE)) { printf("ERR madvise %d\n", errno); continue; }
+            printf("OK %llx\n", (unsigned long long)(uintptr_t)al);
+        } else if (!strcmp(cmd, "childwrite")) {
+            pid_t c = fork();
+            if (c == 0) {
+                for (long i = 0; i < y; i++) { uint64_t v = (counter + 1 + i) * 0x100000001B3ull ^ 0xC41Dull; memcpy(p + (x + i) * ps, &v, 8); }
+                _exit(0);
+            }
+            counter += y;
+            int st = 0;
+            if (c < 0 || waitpid(c, &st, 0) != c) { printf("ERR fork %d\n", errno); continue; }
+            printf("OK\n");
+        } else if (!strcmp(cmd, "stride")) {
+            long step = 1;
+            if (sscanf(line, "%*s %*x %*d %*d %ld", &step) != 1 || step < 1) { printf("ERR usage\n"); continue; }
+            for (long i = 0; i < y; i++) { uint64_t v = ++counter * 0x100000001B3ull; memcpy(p + (x + i * step) * ps, &v, 8); }
+            printf("OK\n");
+        } else if (!strcmp(cmd, "fixedfile")) {
+            char path[4097];
+            long shared = 0;
+            if (sscanf(line, "%*s %*x %*d %ld %4096s", &shared, path) != 2) { printf("ERR usage\n"); continue; }
+            int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+            if (fd < 0) { printf("ERR open %d\n", errno); continue; }
+            void *m = mmap(p, x * ps, PROT_READ | PROT_WRITE, (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED, fd, 0);
+            int e = errno;
+            close(fd);
+            if (m == MAP_FAILED) printf("ERR mmap %d\n", e); else printf("OK\n");
+        } else if (!strcmp(cmd, "perf")) {
+            long pages = 0;
+            sscanf(line, "%*s %ld", &pages);
+            struct perf_event_attr pa = { .type = PERF_TYPE_SOFTWARE, .size = sizeof pa, .config = PERF_COUNT_SW_TASK_CLOCK,
+                                          .sample_period = 100000, .sample_type = PERF_SAMPLE_IP | PERF_SAMPLE_TID,
+                                          .exclude_kernel = 1, .exclude_hv = 1 };
+            int fd = (int)syscall(SYS_perf_event_open, &pa, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+            if (fd < 0) { printf("ERR perf %d\n", errno); continue; }
+            void *m = mmap(NULL, (pages + 1) * ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (m == MAP_FAILED) { printf("ERR perf %d\n", errno); continue; }
+            printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
+        } else if (!strcmp(cmd, "unmap")) {
+            printf(munmap(p + x * ps, y * ps) == 0 ? "OK\n" : "ERR munmap %d\n", errno);
+        } else if (!strcmp(cmd, "lock")) {
+            printf(mlock(p + x * ps, y * ps) == 0 ? "OK\n" : "ERR mlock %d\n", errno);
+        } else if (!strcmp(cmd, "resize")) {
+            void *m = mremap(p, x * ps, y * ps, 0);
+            printf(m == MAP_FAILED ? "ERR mremap %d\n" : "OK\n", errno);
         } else if (!strcmp(cmd, "exit")) {
             printf("OK\n");
             return 0;

@@ -205,7 +205,7 @@ internal static class PreCopyMigration
             var path = Path.Combine(dest, $"round-{round:D2}");
             var result = ImageWriter.Save(source, path, parent, method, pages, options.Selector, cancel: cancel);
             if (result.Manifest.UnreadablePages > 0)
-                warn?.Invoke($"Round {round}: {result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (kept from other processes as memfd_secret is, or served by the process's own userfaultfd): the image {result.Path} lacks them, and the chain from it is not valid (Test-MemoryImage). Leave those mappings out with -Mapping, or do not migrate this process.");
+                warn?.Invoke($"Round {round}: {result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (kept from other processes as memfd_secret is, served by the process's own userfaultfd, or in a mapping of device memory, VM_PFNMAP or VM_IO, which pagemap cannot show): the image {result.Path} lacks them, and the chain from it is not valid (Test-MemoryImage). Leave those mappings out with -Mapping, or do not migrate this process.");
             parent = path;
             return (result.Manifest.DataPages + result.Manifest.ZeroPages, path);
         }

@@ -107,7 +107,7 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
         // while this one waits in WriteObject, and the process stayed frozen for as long as they took (one that talked to
         // it waited for good).
         if (result.Manifest.UnreadablePages > 0)
-            WriteWarning($"{result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (kept from other processes as memfd_secret is, or served by the process's own userfaultfd, which the module never waits for): the image lacks them, and Test-MemoryImage reports it.");
+            WriteWarning($"{result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (kept from other processes as memfd_secret is, served by the process's own userfaultfd, which the module never waits for, or in a mapping of device memory, VM_PFNMAP or VM_IO, such as a perf_event ring buffer, which pagemap cannot show): the image lacks them, and Test-MemoryImage reports it.");
         WriteObject(ImageReader.Describe(result.Path, result.Elapsed.TotalSeconds));
     }
 }
