@@ -5,20 +5,21 @@ using SoftDirty.Tracking;
 namespace SoftDirty.Images;
 
 /// <summary>
-/// Mappings of a real process whose pages neither pagemap nor /proc/PID/mem can show: VM_PFNMAP or VM_IO (smaps VmFlags
-/// pf, io), which a driver maps with remap_pfn_range or the like (device memory; a perf_event ring buffer, which Linux
-/// 6.14+ maps so). The kernel's page walk skips such a VMA, so pagemap reports holes there and a save found no page,
+/// Mappings of a real process whose pages neither pagemap nor /proc/PID/mem can show: VM_PFNMAP (smaps VmFlags pf, with
+/// io), which a driver maps with remap_pfn_range or the like (device memory; a perf_event ring buffer on Linux 6.18). The
+/// kernel's page walk skips such a VMA, so pagemap reports holes there and a save found no page,
 /// though the process held data (perf's header page at least): the restore gave zeros and Test-MemoryImage called the
 /// image valid (round 21). Every page of such a mapping now counts as unreadable, since which ones hold data cannot be
-/// known. The kernel's own mappings ([vvar], [vdso], ...: not the process's data) are left out.
+/// known. The kernel's own mappings ([vvar], [vdso], ...: not the process's data) are left out. (A VM_IO mapping that is
+/// not VM_PFNMAP shows its present pages in pagemap, and a failed read of one counts as unreadable already.)
 /// </summary>
 internal static class DeviceMappings
 {
-    /// <summary>smaps VmFlags of VM_PFNMAP and VM_IO.</summary>
-    private const string PfnMapFlag = "pf", IoFlag = "io";
+    /// <summary>smaps VmFlags of VM_PFNMAP.</summary>
+    private const string PfnMapFlag = "pf";
 
     /// <summary>
-    /// The pages of the selected mappings of <paramref name="mappings"/> (maps) that are VM_PFNMAP or VM_IO, and the first
+    /// The pages of the selected mappings of <paramref name="mappings"/> (maps) that are VM_PFNMAP, and the first
     /// such mapping's name. smaps costs a walk of every page table, so it is read only where maps shows a mapping that can
     /// be one (<see cref="MayBeDevice"/>); 0 for an emulated process.
     /// </summary>
@@ -34,7 +35,7 @@ internal static class DeviceMappings
         foreach (var m in source.ReadMappings(true))
         {
             if (!MayBeDevice(m) || (selector is not null && !selector(m))) continue;
-            if (!m.VmFlags.Contains(PfnMapFlag) && !m.VmFlags.Contains(IoFlag)) continue;
+            if (!m.VmFlags.Contains(PfnMapFlag)) continue;
             pages += (m.End - m.Start) / (ulong)source.PageSize;
             first ??= $"0x{m.Start:x}-0x{m.End:x} {m.DisplayName}";
         }
@@ -42,7 +43,7 @@ internal static class DeviceMappings
     }
 
     /// <summary>
-    /// Whether maps alone allows <paramref name="m"/> to be VM_PFNMAP or VM_IO: a mapping of something other than a file
+    /// Whether maps alone allows <paramref name="m"/> to be VM_PFNMAP: a mapping of something other than a file
     /// of a path (anon_inode:[perf_event], a DRM or DMA buffer), or of a file under /dev, /sys or /proc (devices, PCI
     /// resources). Anonymous memory, regular files elsewhere and the kernel's bracketed mappings are not.
     /// </summary>

@@ -77,7 +77,7 @@ internal static class ImageWriter
 
         var mappings = source.ReadMappings(false);
         var spans = PageWalk.DataSpans(mappings, selector);
-        // Pages pagemap cannot show (VM_PFNMAP, VM_IO: device memory, a perf_event ring): unreadable, never silently absent.
+        // Pages pagemap cannot show (VM_PFNMAP: device memory, a perf_event ring): unreadable, never silently absent.
         ulong devicePages = DeviceMappings.Pages(source, mappings, selector, out _);
         // What to compare besides the tracker's candidates: what no tracker can vouch for (ImageTracking.Untracked); every
         // page while the kernel writes the process's memory no one knows where (PinnedBuffers.WritesUnlocated).
