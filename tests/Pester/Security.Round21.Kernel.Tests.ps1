@@ -13,7 +13,7 @@ BeforeDiscovery {
     $script:recorded = Get-ChildItem (Join-Path $PSScriptRoot '../vm/recorded') -Filter 'regression-thp.*.prints' |
         ForEach-Object { @{ File = $_.Name; Path = $_.FullName } }
     $script:kernels = Get-Content (Join-Path $PSScriptRoot '../vm/kernels.list') | Where-Object { $_ -notmatch '^\s*(#|$)' } |
-        ForEach-Object { , ($_ -split '\s+') } | Where-Object { $_[1] -eq 'amd64' } | ForEach-Object { $_[0] }
+        ForEach-Object { , ($_ -split '\s+') } | ForEach-Object { $_[0] }
     $script:boots = foreach ($k in $kernels) {
         @{ Id = $k; Setting = 'always'; Append = 'transparent_hugepage=always'; Sysfs = '' }
         @{ Id = $k; Setting = 'always without the huge zero page'; Append = 'transparent_hugepage=always'; Sysfs = '/sys/kernel/mm/transparent_hugepage/use_zero_page=0' }
