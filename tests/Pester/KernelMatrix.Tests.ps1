@@ -115,8 +115,10 @@ Describe 'The kernel matrix: <Id>' -ForEach $kernels -Tag 'KernelMatrix', 'Diffe
             bash (Join-Path $PSScriptRoot '../vm/matrix.sh') $Id $inputPath $output | Write-Host
             $bootExit = $LASTEXITCODE
             $facts = @{}
+            [string[]] $factLines = @()
             if (Test-Path "$output.facts") {
-                Get-Content "$output.facts" | ForEach-Object { $key, $value = $_ -split ' ', 2; $facts[$key] = $value }
+                $factLines = Get-Content "$output.facts"
+                $factLines | ForEach-Object { $key, $value = $_ -split ' ', 2; $facts[$key] = $value }
             }
         }
     }
@@ -133,8 +135,10 @@ Describe 'The kernel matrix: <Id>' -ForEach $kernels -Tag 'KernelMatrix', 'Diffe
         if (-not $boot) { Set-ItResult -Skipped -Because $skipReason; return }
         $recorded = [SoftDirty.TestKit.Scenarios.RecordedScenarioRunner]::FromOutput($Id, [IO.File]::ReadAllText($output))
         $softDirty = $facts.config_soft_dirty -eq '1'
-        $result = $kernel.Compare($recorded, $softDirty, $scenarios)
-        $line = '{0,-10} {1,-24} profile {2,-24} {3,4} scenarios {4,6} checkpoints {5,3} differ {6,4} s' -f $Id, $facts.kernel, $kernel.GetProfile($softDirty), $result.Scenarios, $result.Checkpoints, $result.Differing, $facts.seconds
+        # The profile with the guest's THP mode and huge zero page as it reported them (512 MiB: THP off).
+        $profileObject = $kernel.GetProfile($softDirty, $factLines)
+        $result = [SoftDirty.TestKit.Scenarios.KernelMatrixKernel]::Compare($recorded, $profileObject, $scenarios)
+        $line = '{0,-10} {1,-24} profile {2,-24} {3,4} scenarios {4,6} checkpoints {5,3} differ {6,4} s' -f $Id, $facts.kernel, "$($kernel.GetProfile($softDirty)) THP $($profileObject.TransparentHugePages)", $result.Scenarios, $result.Checkpoints, $result.Differing, $facts.seconds
         Write-Host "kernel-matrix: $line"
         Add-Content $summary $line
         $result.Matched | Should -BeTrue -Because $kernel.DescribeResult($result, $facts.kernel, $softDirty, $seed)
@@ -145,7 +149,7 @@ Describe 'The kernel matrix: <Id>' -ForEach $kernels -Tag 'KernelMatrix', 'Diffe
     It 'shows soft-dirty and userfaultfd write-protect side by side, with no page written and missed' {
         if (-not $boot) { Set-ItResult -Skipped -Because $skipReason; return }
         $softDirty = $facts.config_soft_dirty -eq '1'
-        $profileObject = $kernel.GetProfile($softDirty)
+        $profileObject = $kernel.GetProfile($softDirty, $factLines)
         if (-not ($softDirty -and $kernel.HasWriteTracking -and $profileObject.HasGuardRegions)) {
             Set-ItResult -Skipped -Because "kernel $Id lacks soft-dirty, PAGEMAP_SCAN with WP_ASYNC, or PAGE_IS_GUARD (the workloads' scan asks for every category, 6.15+)"
             return

@@ -5,7 +5,8 @@
  * Input (stdin): scenarios, one operation a line, page numbers relative to the scenario's window:
  *   scenario <name>                 start; the window is reserved PROT_NONE (<pages> from "reserve")
  *   reserve <pages>                 the window size (first line after "scenario")
- *   map <page> <count> <prot> <kind>   mmap MAP_FIXED; prot none|r|rw|rwx; kind anon|shared|file|filepriv
+ *   map <page> <count> <prot> <kind>   mmap MAP_FIXED; prot none|r|rw|rwx; kind anon|shared|file|filepriv|huge
+ *                                   (huge: anon, then madvise MADV_HUGEPAGE: THP in "madvise" mode too)
  *   unmap <page> <count>            munmap
  *   mremap <page> <count> <newpage> mremap MAYMOVE|FIXED to newpage, same size
  *   mprotect <page> <count> <prot>  mprotect
@@ -51,6 +52,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <grp.h>
+#include <sys/prctl.h>
 
 #define FRAME_MASK ((1ULL << 55) - 1) /* PFN or swap type/offset: not compared */
 #define MAX_LINE 256
@@ -239,7 +242,9 @@ static int run_op(char *line, const char *who)
         else if (!strcmp(b, "shared")) flags |= MAP_SHARED | MAP_ANONYMOUS;
         else if (!strcmp(b, "file")) { flags |= MAP_SHARED; fd = file_fd; off = p * page_size; }
         else if (!strcmp(b, "filepriv")) { flags |= MAP_PRIVATE; fd = file_fd; off = p * page_size; }
+        else if (!strcmp(b, "huge")) flags |= MAP_PRIVATE | MAP_ANONYMOUS;
         rc = mmap(addr, len, prot, flags, fd, off) == MAP_FAILED ? -1 : 0;
+        if (rc == 0 && !strcmp(b, "huge")) rc = madvise(addr, len, MADV_HUGEPAGE);
         if (rc == 0) truth_clear(p, c);
     } else if (!strcmp(op, "unmap")) {
         rc = munmap(addr, len);
@@ -397,6 +402,15 @@ int main(void)
 {
     char line[MAX_LINE];
     page_size = sysconf(_SC_PAGESIZE);
+    /* SDSCENARIO_UID: drop root first (the kernel matrix runs a guest as an unprivileged user this way). */
+    const char *uid = getenv("SDSCENARIO_UID");
+    if (uid && *uid && (setgroups(0, NULL) < 0 || setgid((gid_t)atoi(uid)) < 0 || setuid((uid_t)atoi(uid)) < 0
+                        || prctl(PR_SET_DUMPABLE, 1) < 0)) {
+        /* A change of credentials without exec leaves the process non-dumpable: its /proc/self/pagemap would be
+         * root's, EACCES to itself. Dumpable again, as after an exec. */
+        perror("sdscenario: SDSCENARIO_UID");
+        return 1;
+    }
     struct sigaction sa = { .sa_handler = on_segv };
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_NODEFER;

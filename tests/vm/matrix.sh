@@ -14,7 +14,11 @@
 #   qemu-system-arm, busybox-static and gcc-aarch64-linux-gnu on the host when missing (root or sudo).
 # Environment: SOFTDIRTY_MATRIX_DIR, SOFTDIRTY_MATRIX_TIMEOUT (seconds for one boot, default 300),
 #   SOFTDIRTY_MATRIX_SMP (virtual CPUs, default 1: sdscenario is one process), SOFTDIRTY_MATRIX_MEM (default 512M),
-#   SOFTDIRTY_DEBIAN_MIRROR (default: the first deb.debian.org-style URI of the host's apt sources).
+#   SOFTDIRTY_DEBIAN_MIRROR (default: the first deb.debian.org-style URI of the host's apt sources),
+#   SOFTDIRTY_MATRIX_APPEND (more kernel command line, e.g. transparent_hugepage=always),
+#   SOFTDIRTY_MATRIX_SETTINGS ("path=value" words: matrix-init writes each value to its /proc or /sys path
+#   before sdscenario runs, e.g. /sys/kernel/mm/transparent_hugepage/use_zero_page=0; the guest's own
+#   settings, never the host's), SOFTDIRTY_MATRIX_UID (sdscenario runs as that uid and gid, not root).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -118,6 +122,12 @@ ln -s busybox "$stage/bin/sh"
 cp "$sd" "$stage/bin/sdscenario"
 install -m 755 "$here/matrix-init" "$stage/init"
 cp "$input" "$stage/input.scenario"
+: > "$stage/settings"
+for setting in ${SOFTDIRTY_MATRIX_SETTINGS:-}; do
+    case "$setting" in /proc/sys/*=*|/sys/kernel/mm/*=*) echo "${setting%%=*} ${setting#*=}" >> "$stage/settings" ;;
+        *) say "setting '$setting' is not /proc/sys/...=value or /sys/kernel/mm/...=value" >&2; exit 1 ;; esac
+done
+echo "${SOFTDIRTY_MATRIX_UID:-}" > "$stage/uid"
 (cd "$stage" && find . | /bin/busybox cpio -o -H newc 2>/dev/null | gzip -1) > "$work/initramfs.gz"
 
 # 6. Boot; the serial console goes to a file (the prints are between markers of matrix-init).
@@ -126,7 +136,7 @@ qemu=("$qemu_bin" -accel tcg,thread=multi,tb-size=256 "${machine[@]}" -m "${SOFT
     -nodefaults -no-user-config -no-reboot -display none
     -chardev file,id=console,path="$work/console" -serial chardev:console
     -kernel "$vmlinuz" -initrd "$work/initramfs.gz"
-    -append "console=$console quiet loglevel=1 panic=-1 rdinit=/init")
+    -append "console=$console quiet loglevel=1 panic=-1 rdinit=/init ${SOFTDIRTY_MATRIX_APPEND:-}")
 release=$(basename "$(dirname "$config")")
 [ "$release" = boot ] && release=${config##*/config-}
 say "kernel $release ($arch), $(grep -c '^scenario ' "$input") scenarios, + ${qemu[*]}"
@@ -144,6 +154,7 @@ sed -n '/^@@sdmatrix-begin$/,/^@@sdmatrix-end /p' "$work/console" | sed '1d;$d' 
     echo "config_soft_dirty $(config_has CONFIG_MEM_SOFT_DIRTY)"
     echo "config_uffd_wp $(config_has CONFIG_HAVE_ARCH_USERFAULTFD_WP)"
     echo "guest_rc ${guest_rc:-none}"
+    sed -n 's/^@@sdmatrix-setting /setting /p' "$work/console"
     echo "seconds $seconds"
 } > "$output.facts"
 if [ -z "$guest_rc" ]; then

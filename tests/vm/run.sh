@@ -10,7 +10,9 @@
 # Environment: SOFTDIRTY_VM_DIR (the cache of setup.sh, default /var/tmp/softdirty-vm),
 #   SOFTDIRTY_VM_TIMEOUT (seconds for the whole VM, default 570), SOFTDIRTY_VM_MEM (default 3G),
 #   SOFTDIRTY_VM_SMP (virtual CPUs, default: the host's, at most 4),
-#   SOFTDIRTY_VM_ACCEL (tcg, the default, or kvm where /dev/kvm runs a stock kernel).
+#   SOFTDIRTY_VM_ACCEL (tcg, the default, or kvm where /dev/kvm runs a stock kernel),
+#   SOFTDIRTY_VM_APPEND (more kernel command line, e.g. transparent_hugepage=never: the guest's 3 GiB boot Debian's
+#   default, always).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${SOFTDIRTY_VM_DIR:-/var/tmp/softdirty-vm}
@@ -55,7 +57,7 @@ qemu=(qemu-system-x86_64 "${accel[@]}" -M q35 -m "${SOFTDIRTY_VM_MEM:-3G}" -smp 
     # The serial console is the guest's only output; stdin is /dev/null (CI has none), so no echo.
     -chardev stdio,id=console,signal=off -serial chardev:console
     -kernel "$kernel" -initrd "$cache/initrd.cpio.gz"
-    -append "console=ttyS0 quiet loglevel=3 panic=-1"
+    -append "console=ttyS0 quiet loglevel=3 panic=-1 ${SOFTDIRTY_VM_APPEND:-}"
     -fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap
     -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot
     -fsdev local,id=share,path="$share",security_model=none,multidevs=remap

@@ -118,8 +118,10 @@ public sealed partial class EmulatedProcess
         }
         else
         {
-            bool dirty = (pmd & (Pte.SoftDirty | Pte.Dirty)) != 0;
-            ulong flags = (pmd & ~Pte.FrameMask & ~Pte.SoftDirty) | (dirty ? _softDirtyBit : 0);
+            // pte_mkdirty of a dirty PMD's PTEs sets soft-dirty too; 6.1 leaves them clean (KernelProfile.SplitCarriesDirty).
+            bool carry = Profile.SplitCarriesDirty;
+            bool dirty = (pmd & Pte.SoftDirty) != 0 || (carry && (pmd & Pte.Dirty) != 0);
+            ulong flags = (pmd & ~Pte.FrameMask & ~Pte.SoftDirty & (carry ? ~0UL : ~Pte.Dirty)) | (dirty ? _softDirtyBit : 0);
             for (int i = 0; i < ptes.Length; i++) ptes[i] = flags | (first + (ulong)i);
         }
         _pt.ClearLeaf(leaf);

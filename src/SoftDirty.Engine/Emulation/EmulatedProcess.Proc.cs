@@ -93,11 +93,21 @@ public sealed partial class EmulatedProcess
                     ulong pmd = PageTable.HugeValue(slot);
                     ulong frame = Pte.Frame(pmd);
                     // The huge zero page is no anonymous folio: pagemap's PMD path reports FILE for it (measured on
-                    // 6.18; the PTE-mapped zero page has no struct page to ask, so it never is FILE). PAGEMAP_SCAN
-                    // asks vm_normal_page_pmd, which has none for it: no FILE there (HugeCategories).
-                    ulong flags = (pmd & ~Pte.FrameMask) | (frame == PhysicalMemory.HugeZeroPfn ? Pte.NotAnonymous : 0);
+                    // 6.18; not on 7.2: KernelProfile.PagemapHugeZeroIsFile; the PTE-mapped zero page has no struct page
+                    // to ask, so it never is FILE). PAGEMAP_SCAN asks vm_normal_page_pmd, which has none for it: no FILE
+                    // there (HugeCategories).
+                    bool file = frame == PhysicalMemory.HugeZeroPfn && Profile.PagemapHugeZeroIsFile;
+                    ulong flags = (pmd & ~Pte.FrameMask) | (file ? Pte.NotAnonymous : 0);
+                    if (Profile.PmdExclusivePerPage)
+                    {
+                        for (int i = lo; i < hi; i++)
+                            dst[i - lo] = ToEntry(flags | (frame + (ulong)i), keep, softDirty);
+                        break;
+                    }
+                    // One answer for the whole PMD: the head page's mapcount (KernelProfile.PmdExclusivePerPage).
+                    bool exclusive = Pte.IsPresent(pmd) && frame >= PhysicalMemory.FirstUserPfn && _mem.MapCount(frame) == 1;
                     for (int i = lo; i < hi; i++)
-                        dst[i - lo] = ToEntry(flags | (frame + (ulong)i), keep, softDirty);
+                        dst[i - lo] = ((flags | (frame + (ulong)i)) & keep) | softDirty | (exclusive ? ExclusiveBit : 0);
                     break;
                 }
                 default:

@@ -39,22 +39,37 @@ public sealed record KernelProfile
     /// <summary>The release profiles, each a copy of its predecessor with the rules that changed.</summary>
     private static Dictionary<string, KernelProfile> ReleaseProfiles()
     {
-        var linux61 = new KernelProfile { Name = Linux61, LegacyMremapOrder = true, LegacyMmapAnonVmaMerge = true };
+        // Round 21 (THP-eligible windows): 6.1's PMD split does not carry the dirty bit to the PTEs.
+        var linux61 = new KernelProfile
+        {
+            Name = Linux61, LegacyMremapOrder = true, LegacyMmapAnonVmaMerge = true,
+            SplitCarriesDirty = false,
+        };
         // Debian 6.12.117 (kernel matrix): scan's return mask 0x1FF is EINVAL (no PAGE_IS_GUARD, selftest-simple);
         // mremap EFAULT leaves the destination unmapped (regression-61-mremap-efault-*), so the old mremap order.
         var linux612 = linux61 with
         {
             Name = Linux612, LegacyMmapAnonVmaMerge = false, UnaccountsUnfaultedOnMprotect = true,
-            HasPagemapScan = true, HasUffdWriteProtectAsync = true,
+            HasPagemapScan = true, HasUffdWriteProtectAsync = true, SplitCarriesDirty = true, PmdExclusivePerPage = true,
         };
-        var linux618 = linux612 with { Name = Linux618, LegacyMremapOrder = false, HasGuardRegions = true, MremapMovesMultipleVmas = true };
+        // THP rules measured with a THP-eligible window (round 21: Debian's kernels booted with transparent_hugepage=always,
+        // the 6.18 host with MADV_HUGEPAGE): 6.12 splits the huge zero PMD on a write; 6.18, 7.2 and 7.3 allocate a THP.
+        var linux618 = linux612 with
+        {
+            Name = Linux618, LegacyMremapOrder = false, HasGuardRegions = true, MremapMovesMultipleVmas = true,
+            HugeZeroWriteAllocatesThp = true, PmdExclusivePerPage = false,
+        };
         var linux619 = linux618 with { Name = Linux619, StickySoftDirtyOnMerge = true };
         // Debian 7.2.13 amd64 and arm64 (kernel matrix): every print as on 6.19, sticky VM_SOFTDIRTY on merge included.
         var linux72 = linux619 with { Name = Linux72 };
         // Debian 7.3.4 (kernel matrix): a present page of a VMA not registered for uffd-wp is no longer WRITTEN
         // in PAGEMAP_SCAN (pagemap-ioctl-mremap: the moved pages scan 0x88, 7.2 says 0x8a); a moved uffd-wp VMA
         // leaves userfaultfd alone, its neighbours stay registered (regression-uffd-mremap-merge: 0-7 scan 0x91, 7.2 0x90).
-        var linux73 = linux72 with { Name = Linux73, WrittenOnlyInWriteProtectVmas = true, UffdMoveKeepsNeighboursRegistered = true };
+        // Round 21: pagemap no longer reports the huge zero page FILE.
+        var linux73 = linux72 with
+        {
+            Name = Linux73, WrittenOnlyInWriteProtectVmas = true, UffdMoveKeepsNeighboursRegistered = true, PagemapHugeZeroIsFile = false,
+        };
         return new Dictionary<string, KernelProfile>(StringComparer.Ordinal)
         {
             [Linux61] = linux61, [Linux612] = linux612, [Linux618] = linux618,
@@ -86,6 +101,28 @@ public sealed record KernelProfile
     public bool SharedZeroPage { get; init; } = true;
     /// <summary>A read fault of an aligned 2 MiB THP-eligible range maps the huge zero page; without it, a real THP.</summary>
     public bool HugeZeroPage { get; init; } = true;
+    /// <summary>
+    /// A write fault on the huge zero PMD maps a fresh THP in its place (do_huge_zero_wp_pmd: all 512 pages present,
+    /// dirty, soft-dirty); before ("mm: Allocate THP on hugezeropage wp-fault"), the PMD is split into zero-page
+    /// PTEs and only the written page is copied. Measured (round 21): 6.12 splits; 6.18, 7.2 and 7.3 allocate.
+    /// </summary>
+    public bool HugeZeroWriteAllocatesThp { get; init; }
+    /// <summary>
+    /// pagemap reports FILE (bit 61) for the pages of a huge zero PMD (its folio is not anonymous); false where
+    /// the PMD is special and pagemap finds no page for it. Measured (round 21): FILE on 6.1, 6.12, 6.18 and 7.2, not on 7.3.
+    /// </summary>
+    public bool PagemapHugeZeroIsFile { get; init; } = true;
+    /// <summary>
+    /// Splitting a PMD makes its PTEs dirty when the PMD was (pte_mkdirty, which sets soft-dirty on x86 too);
+    /// 6.1 only marks the folio dirty, so a split PTE is soft-dirty only where the PMD was (measured in round 21).
+    /// </summary>
+    public bool SplitCarriesDirty { get; init; } = true;
+    /// <summary>
+    /// pagemap decides PM_MMAP_EXCLUSIVE (bit 56) of each page of a PMD-mapped THP by that page's own mapcount; false:
+    /// by the head page's, one answer for all 512 (where the walk starts makes no difference). Measured in round 21
+    /// (a THP written, forked, one page dropped by the child): per page on 6.12 only; the head page on 6.1, 6.18, 7.2, 7.3.
+    /// </summary>
+    public bool PmdExclusivePerPage { get; init; }
     /// <summary>When a fault may map a THP (a sysfs setting: a host profile reads it when it is built).</summary>
     public TransparentHugePageMode TransparentHugePages { get; init; } = TransparentHugePageMode.Madvise;
     /// <summary>
@@ -164,6 +201,15 @@ public sealed record KernelProfile
     /// <summary>The same kernel built without CONFIG_MEM_SOFT_DIRTY.</summary>
     public KernelProfile WithoutSoftDirty() => this with { SoftDirtyEnabled = false };
 
+    /// <summary>
+    /// The same kernel with other THP settings: /sys/kernel/mm/transparent_hugepage/enabled (or the
+    /// transparent_hugepage= boot option) and use_zero_page; null keeps the profile's. A release profile
+    /// assumes "madvise" with the huge zero page; Debian's kernels boot "always" (CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS),
+    /// and any kernel with under 512 MiB of RAM boots with THP off (hugepage_init).
+    /// </summary>
+    public KernelProfile WithThpSettings(TransparentHugePageMode? mode, bool? hugeZeroPage = null) =>
+        this with { TransparentHugePages = mode ?? TransparentHugePages, HugeZeroPage = hugeZeroPage ?? HugeZeroPage };
+
     /// <summary>Every rule of the profile as Name/Value/Evidence (for a host profile, the evidence says it was measured).</summary>
     public IReadOnlyList<KernelRule> Rules
     {
@@ -181,6 +227,8 @@ public sealed record KernelProfile
                 R(nameof(UnaccountsUnfaultedOnMprotect), UnaccountsUnfaultedOnMprotect), R(nameof(LegacyMmapAnonVmaMerge), LegacyMmapAnonVmaMerge),
                 R(nameof(StickySoftDirtyOnMerge), StickySoftDirtyOnMerge), R(nameof(WrittenOnlyInWriteProtectVmas), WrittenOnlyInWriteProtectVmas),
                 R(nameof(UffdMoveKeepsNeighboursRegistered), UffdMoveKeepsNeighboursRegistered),
+                R(nameof(HugeZeroWriteAllocatesThp), HugeZeroWriteAllocatesThp), R(nameof(PagemapHugeZeroIsFile), PagemapHugeZeroIsFile),
+                R(nameof(SplitCarriesDirty), SplitCarriesDirty), R(nameof(PmdExclusivePerPage), PmdExclusivePerPage),
             };
         }
     }

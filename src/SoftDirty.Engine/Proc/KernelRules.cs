@@ -33,6 +33,8 @@ internal static unsafe class KernelRules
     public const string TransparentHugePages = nameof(KernelProfile.TransparentHugePages);
     public const string ThpOnFault = "ThpOnFault";
     public const string ScanWrittenWithoutPageTable = nameof(KernelProfile.ScanWrittenWithoutPageTable);
+    public const string PagemapHugeZeroIsFile = nameof(KernelProfile.PagemapHugeZeroIsFile);
+    public const string HugeZeroWriteAllocatesThp = nameof(KernelProfile.HugeZeroWriteAllocatesThp);
     public const string PfnVisible = "PfnVisible";
     public const string Swap = "Swap";
 
@@ -66,6 +68,9 @@ internal static unsafe class KernelRules
             SharedZeroPage = Is(SharedZeroPage, baseProfile.SharedZeroPage),
             HugeZeroPage = Is(HugeZeroPage, baseProfile.HugeZeroPage),
             ScanWrittenWithoutPageTable = Is(ScanWrittenWithoutPageTable, baseProfile.ScanWrittenWithoutPageTable),
+            // Measured where a MADV_HUGEPAGE read fault maps the huge zero page; else the release profile's.
+            PagemapHugeZeroIsFile = Is(PagemapHugeZeroIsFile, baseProfile.PagemapHugeZeroIsFile),
+            HugeZeroWriteAllocatesThp = Is(HugeZeroWriteAllocatesThp, baseProfile.HugeZeroWriteAllocatesThp),
             TransparentHugePages = ReadThpMode().Mode,   // a runtime setting: read now
         };
     }
@@ -318,6 +323,19 @@ internal static unsafe class KernelRules
                 $"a MADV_HUGEPAGE read fault of an aligned 2 MiB range: the next page {Hex(neighbour.Raw)} " +
                 (huge ? zero ? "(the huge zero page)" : "(present, exclusive: a fresh THP)" : "(not present: 4 KiB pages)") +
                 $"; {ThpZeroPagePath}: {sysfsZero}"));
+            if (zero)
+            {
+                // The huge zero page as pagemap shows it, then a write to another of its pages: a fresh THP (the
+                // neighbour present and exclusive, 6.18+) or a split into zero-page PTEs (the neighbour shared).
+                rules.Add(new(PagemapHugeZeroIsFile, B(neighbour.FileOrSharedAnon),
+                    $"the huge zero page in pagemap: {Hex(neighbour.Raw)} ({(neighbour.FileOrSharedAnon ? "FILE" : "not FILE")})"));
+                Volatile.Write(ref *(byte*)(r.Range + 7 * (nint)pageSize), (byte)1);
+                var after = Entry(r.Range + pageSize);
+                bool allocates = after.Present && after.Exclusive;
+                rules.Add(new(HugeZeroWriteAllocatesThp, B(allocates),
+                    $"a write to another page of the huge zero page, then the next page {Hex(after.Raw)} " +
+                    (allocates ? "(present, exclusive: a fresh THP replaced it)" : "(not exclusive: split into zero-page PTEs)")));
+            }
         }
         finally { Unmap(r); }
         return rules;

@@ -31,10 +31,26 @@ public sealed class NewEmulatedProcessCommand : EngineCmdlet
     [Parameter]
     public SwitchParameter Privileged { get; set; }
 
+    /// <summary>
+    /// The THP mode (/sys/kernel/mm/transparent_hugepage/enabled) to emulate instead of the profile's: a release
+    /// profile assumes Madvise, Host the running kernel's.
+    /// </summary>
+    [Parameter]
+    public TransparentHugePageMode? TransparentHugePages { get; set; }
+
+    /// <summary>/sys/kernel/mm/transparent_hugepage/use_zero_page = 0: a THP read fault allocates a THP, not the huge zero page.</summary>
+    [Parameter]
+    public SwitchParameter NoHugeZeroPage { get; set; }
+
     /// <inheritdoc/>
     protected override void EndProcessing()
     {
-        try { WriteObject(EmulatedProcess.Create(Name, Kernel, NoSoftDirty, Privileged)); }
+        try
+        {
+            var profile = KernelProfile.Get(Kernel, NoSoftDirty)
+                .WithThpSettings(TransparentHugePages, NoHugeZeroPage ? false : null);
+            WriteObject(new EmulatedProcess(Name, profile, Privileged));
+        }
         catch (EngineException ex) { ThrowTerminatingError(ToErrorRecord(ex)); }
     }
 }

@@ -209,6 +209,12 @@ public class KernelRuleTests
         Assert.Equal(Rule(KernelRules.HugeZeroPage), host.HugeZeroPage.ToString());
         Assert.Equal(Rule(KernelRules.ScanWrittenWithoutPageTable), host.ScanWrittenWithoutPageTable.ToString());
         Assert.Equal(KernelRules.ReadThpMode().Mode, host.TransparentHugePages);
+        // Round 21: the huge zero page's rules are measured where a read fault maps it, else the release profile's.
+        var release = KernelProfile.ForVersion(KernelRules.ParseVersion(f.KernelRelease));
+        bool hugeZeroSeen = Rule(KernelRules.HugeZeroPage) == bool.TrueString && Rule(KernelRules.ThpOnFault) == bool.TrueString;
+        Assert.Equal(hugeZeroSeen, f.Rules.Any(r => r.Name == KernelRules.HugeZeroWriteAllocatesThp));
+        Assert.Equal(hugeZeroSeen ? Rule(KernelRules.HugeZeroWriteAllocatesThp) : release.HugeZeroWriteAllocatesThp.ToString(), host.HugeZeroWriteAllocatesThp.ToString());
+        Assert.Equal(hugeZeroSeen ? Rule(KernelRules.PagemapHugeZeroIsFile) : release.PagemapHugeZeroIsFile.ToString(), host.PagemapHugeZeroIsFile.ToString());
         Assert.All(f.Rules, r => Assert.False(string.IsNullOrWhiteSpace(r.Evidence), r.Name));
         foreach (var name in new[] { KernelRules.SoftDirty, KernelRules.PagemapScan, KernelRules.UffdWriteProtectAsync,
                      KernelRules.UffdWriteProtectUnpopulated, KernelRules.UnprivilegedUserfaultfd, KernelRules.GuardRegions,

@@ -222,8 +222,11 @@ public class PagemapScanTests
     }
 
     [Fact]
-    public void UffdOnThpUnitsAndOldKernel()
+    public void UffdOnThpSplitsAndOldKernel()
     {
+        // A write to a uffd-wp THP (WP_ASYNC) splits it and unprotects the written page only: Debian 6.12 and 7.3
+        // report that one page WRITTEN, no longer Huge (round 21, regression-thp thp-uffdwp); the emulator used
+        // to unprotect, and report, all 512.
         var p = New();
         ulong a = MapAnon(p, EmulatedProcess.HugePageBytes, huge: true);
         p.Write(a, 8);
@@ -234,7 +237,7 @@ public class PagemapScanTests
             Start = a, End = a + EmulatedProcess.HugePageBytes, Flags = PagemapScanFlags.WriteProtectMatching,
             CategoryMask = PageCategory.Written, ReturnMask = PageCategory.Written | PageCategory.Huge,
         };
-        Assert.Equal(new[] { new PageRegion(a, a + EmulatedProcess.HugePageBytes, PageCategory.Written | PageCategory.Huge) }, Scan(p, ref r));
+        Assert.Equal(new[] { new PageRegion(a + 3 * Page, a + 4 * Page, PageCategory.Written) }, Scan(p, ref r));
         Assert.Empty(Scan(p, ref r));
         var old = New("6.1");
         ulong b = MapAnon(old);

@@ -119,7 +119,8 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
                 case ScenarioOpKind.Map:
                     bool file = op.Mapping is ScenarioMappingKind.File or ScenarioMappingKind.FilePriv;
                     bool shared = op.Mapping is ScenarioMappingKind.File or ScenarioMappingKind.Shared;
-                    p.Mmap(address, length, op.Protection, shared ? MmapFlags.Shared | MmapFlags.Fixed : MmapFlags.Fixed, file ? FileName : null,
+                    var flags = MmapFlags.Fixed | (shared ? MmapFlags.Shared : 0) | (op.Mapping == ScenarioMappingKind.Huge ? MmapFlags.HugePage : 0);
+                    p.Mmap(address, length, op.Protection, flags, file ? FileName : null,
                         offset: file ? (ulong)op.Page * page : 0);
                     TruthClear(truth, op.Page, op.Count);
                     break;

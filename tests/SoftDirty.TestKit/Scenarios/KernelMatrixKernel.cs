@@ -64,6 +64,32 @@ public sealed class KernelMatrixKernel
     public KernelProfile GetProfile(bool softDirty) => KernelProfile.Get(Profile, noSoftDirty: !softDirty);
 
     /// <summary>
+    /// The profile with the THP settings the guest reported (lines of matrix.sh's OUTPUT.facts: "setting thp/enabled
+    /// always [madvise] never", "setting thp/use_zero_page 1"); a setting it did not report keeps the profile's. A guest
+    /// under 512 MiB boots with THP off whatever its config says, so the mode is read back, never assumed.
+    /// </summary>
+    public KernelProfile GetProfile(bool softDirty, IEnumerable<string>? factLines)
+    {
+        var profile = GetProfile(softDirty);
+        if (factLines is null) return profile;
+        TransparentHugePageMode? mode = null;
+        bool? hugeZero = null;
+        foreach (var line in factLines)
+        {
+            var f = line.Split(' ', 3, StringSplitOptions.TrimEntries);
+            if (f.Length < 3 || f[0] != "setting") continue;
+            if (f[1] == "thp/enabled")
+            {
+                int open = f[2].IndexOf('['), close = f[2].IndexOf(']');
+                if (open >= 0 && close > open)
+                    mode = Enum.Parse<TransparentHugePageMode>(f[2][(open + 1)..close], ignoreCase: true);
+            }
+            else if (f[1] == "thp/use_zero_page") hugeZero = f[2] == "1";
+        }
+        return profile.WithThpSettings(mode, hugeZero);
+    }
+
+    /// <summary>
     /// What this kernel runs: every hand-written scenario of <paramref name="scenarioDirectory"/>, then
     /// <paramref name="count"/> random ones of <paramref name="seed"/> (anonymous mappings only: on the
     /// guest's tmpfs only cached file pages are mapped around a fault, a rule the emulator does not
@@ -83,7 +109,11 @@ public sealed class KernelMatrixKernel
 
     /// <summary>The kernel's recorded prints against the emulator on this kernel's profile; never shrinks (the kernel cannot rerun).</summary>
     public ScenarioDifferentialResult Compare(RecordedScenarioRunner kernel, bool softDirty, IReadOnlyList<Scenario> scenarios) =>
-        ScenarioDifferential.Compare(kernel, new EmulatedScenarioRunner(GetProfile(softDirty)), scenarios, shrink: false);
+        Compare(kernel, GetProfile(softDirty), scenarios);
+
+    /// <summary>The kernel's recorded prints against the emulator on <paramref name="profile"/> (this kernel's, with the guest's settings).</summary>
+    public static ScenarioDifferentialResult Compare(RecordedScenarioRunner kernel, KernelProfile profile, IReadOnlyList<Scenario> scenarios) =>
+        ScenarioDifferential.Compare(kernel, new EmulatedScenarioRunner(profile), scenarios, shrink: false);
 
     /// <summary>
     /// What a failed comparison says: the kernel (id, release, architecture), the profile, the seed, how

@@ -12,4 +12,6 @@ public enum ScenarioMappingKind
     File,
     /// <summary>MAP_PRIVATE of the scenario's file.</summary>
     FilePriv,
+    /// <summary>MAP_PRIVATE|MAP_ANONYMOUS, then madvise MADV_HUGEPAGE (VM_HUGEPAGE: THP in the "madvise" mode too).</summary>
+    Huge,
 }
