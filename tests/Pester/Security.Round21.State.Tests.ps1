@@ -1,0 +1,124 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, round 21: the state the module keeps about processes (soft-dirty epochs, their locks) under a hostile or
+# broken environment. New cases only (rounds 10-20: Security.Round*.Tests.ps1, the engine's Epoch*/State* tests).
+# This kernel has no soft-dirty (clear_refs 4 is refused by Clear-SoftDirty), so the epoch is driven directly
+# (TrackingEpoch.Record and Current, internal: what every soft-dirty clear and increment calls), with the epoch folders
+# pointed at folders of this test (TrackingEpoch.SharedTempFolder, RuntimeRoot): the machine's own are left alone.
+
+BeforeDiscovery {
+    $IsRoot = (id -u) -eq '0'
+    $RootSkip = if (-not $IsRoot) { 'needs root: a process of another user (65534), and root''s clear recorded for its owner' }
+    elseif (-not (Get-Command setpriv -ErrorAction SilentlyContinue)) { 'needs setpriv (util-linux) to act as another user' }
+    $NsSkip = if ($RootSkip) { $RootSkip }
+    elseif (-not (Get-Command unshare -ErrorAction SilentlyContinue) -or -not (Get-Command nsenter -ErrorAction SilentlyContinue)) { 'needs unshare and nsenter (util-linux) for a pid namespace' }
+    else {
+        & unshare -p -f --mount-proc true 2>$null
+        if ($LASTEXITCODE -ne 0) { "unshare -p -f --mount-proc fails here ($LASTEXITCODE): no pid namespace can be made" }
+    }
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:Internal = [Reflection.BindingFlags] 'Static, Public, NonPublic'
+    $script:Engine = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'SoftDirty.Engine' }
+    $script:Epoch = $Engine.GetType('SoftDirty.Tracking.TrackingEpoch', $true)
+    $script:wtExe = Join-Path $PSScriptRoot '../native/bin/wttarget'
+    # The epoch folders of this test, in a folder every user may enter (the owner's folder in it is theirs, 0700).
+    $script:folders = Join-Path ([IO.Path]::GetTempPath()) "r21state-$(New-Guid)"
+    foreach ($d in 'tmp', 'run') { $null = New-Item -ItemType Directory (Join-Path $folders $d) }
+    chmod -R 0755 $folders
+    $script:saved = foreach ($p in 'SharedTempFolder', 'RuntimeRoot') { $Epoch.GetProperty($p, $Internal).GetValue($null) }
+    $Epoch.GetProperty('SharedTempFolder', $Internal).SetValue($null, (Join-Path $folders tmp))
+    $Epoch.GetProperty('RuntimeRoot', $Internal).SetValue($null, (Join-Path $folders run))
+    # The folder of user 65534 in the shared temp folder, as their own commands make it.
+    $script:owners = Join-Path $folders 'tmp/softdirty-epochs-65534'
+    $null = New-Item -ItemType Directory $owners
+    chown 65534 $owners; chmod 0700 $owners
+    function script:Open-Source([int] $Id) { $Engine.GetType('SoftDirty.ProcPageSource', $true).GetMethod('Open', [type[]]@([int])).Invoke($null, [object[]]@($Id)) }
+    function script:Invoke-Epoch([string] $Name, $Source) { $Epoch.GetMethod($Name, $Internal).Invoke($null, [object[]]@($Source)) }
+}
+
+AfterAll {
+    if ($saved) {
+        $Epoch.GetProperty('SharedTempFolder', $Internal).SetValue($null, $saved[0])
+        $Epoch.GetProperty('RuntimeRoot', $Internal).SetValue($null, $saved[1])
+    }
+    if ($folders) { Remove-Item -Recurse -Force $folders -ErrorAction SilentlyContinue }
+}
+
+Describe 'Round 21: root clears a process of another user that is not dumpable at that moment' -Tag 'Security', 'Round21State' -Skip:([bool]$RootSkip) {
+    It 'the clear is recorded in the owner''s folder, where the owner''s chain (armed while it was dumpable) reads it' {
+        # Held before this round (tried: /proc/PID itself stays the process's euid while it is not dumpable, PR_SET_DUMPABLE 0,
+        # as programs holding secrets set for a moment; its files become root's): root takes the owner from /proc/PID. A guard
+        # that the owner's chain, armed before and continued once the process is dumpable again, sees root's clear.
+        $t = Start-TestTarget -Launcher setpriv, '--reuid=65534', '--regid=65534', '--clear-groups' -Path $wtExe
+        $source = $null
+        try {
+            $source = Open-Source $t.Id
+            $name = $Epoch.GetMethod('FileKey', $Internal).Invoke($null, [object[]]@($t.Id))
+            $name | Should -Not -BeNullOrEmpty
+            Invoke-Epoch Record $source | Should -Not -BeNullOrEmpty # the owner's chain armed (root records for them while dumpable)
+            $armed = Get-Content -Raw (Join-Path $owners $name)
+            $armed | Should -Match '^[0-9a-f]{32}$'
+            (Send-TestTarget $t 'dumpable 0') | Should -Be '0'
+            (stat -c '%u' "/proc/$($t.Id)/environ") | Should -Be '0' -Because 'the kernel gives the files of a process that is not dumpable to root'
+            Invoke-Epoch Record $source | Should -Not -BeNullOrEmpty # root's Clear-SoftDirty now
+            $null = Send-TestTarget $t 'dumpable 1'
+            Get-Content -Raw (Join-Path $owners $name) | Should -Not -Be $armed -Because 'the owner''s next increment must not trust its armed epoch'
+        } finally {
+            if ($source) { $source.Dispose() }
+            Stop-TestTarget $t
+        }
+    }
+}
+
+Describe 'Round 21: a process in a pid namespace of its own (a container sharing /tmp), cleared by root from the host' -Tag 'Security', 'Round21State' -Skip:([bool]$NsSkip) {
+    BeforeAll {
+        # The target: pid 1 of a new pid namespace (with its own /proc), user 65534; its pid here is unshare's child's.
+        $script:unshare = Start-Process unshare -ArgumentList '-p', '-f', '--mount-proc', 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'sleep', '600' -PassThru
+        $deadline = [DateTime]::UtcNow.AddMinutes(1) # hang guard only
+        $script:hostPid = 0
+        while (-not $hostPid -and [DateTime]::UtcNow -lt $deadline) {
+            $child = Get-ChildProcessId $unshare.Id | Select-Object -First 1
+            if ($child -and (Get-Content "/proc/$child/comm" -ErrorAction SilentlyContinue) -eq 'sleep') { $script:hostPid = [int]$child } else { Start-Sleep -Milliseconds 10 }
+        }
+        $hostPid | Should -Not -Be 0
+        # Records as a command in the target's namespaces does (root there: into the owner's folder too); prints the record's name.
+        $script:inNamespace = {
+            $pwsh = Get-PwshCommandLine
+            $script = @"
+Import-Module '$env:SOFTDIRTY_MODULE'
+`$i = [Reflection.BindingFlags] 'Static, Public, NonPublic'
+`$e = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { `$_.GetName().Name -eq 'SoftDirty.Engine' }
+`$epoch = `$e.GetType('SoftDirty.Tracking.TrackingEpoch', `$true)
+`$epoch.GetProperty('SharedTempFolder', `$i).SetValue(`$null, '$(Join-Path $folders tmp)')
+`$epoch.GetProperty('RuntimeRoot', `$i).SetValue(`$null, '$(Join-Path $folders run)')
+`$s = `$e.GetType('SoftDirty.ProcPageSource', `$true).GetMethod('Open', [type[]]@([int])).Invoke(`$null, [object[]]@(1))
+if (-not `$epoch.GetMethod('Record', `$i).Invoke(`$null, [object[]]@(`$s))) { throw 'no record' }
+'NAME=' + `$epoch.GetMethod('FileKey', `$i).Invoke(`$null, [object[]]@(1))
+"@
+            & nsenter -t $hostPid -p -m $pwsh[0] @($pwsh | Select-Object -Skip 1) -NoProfile -NonInteractive -Command $script 2>&1
+        }
+    }
+    AfterAll {
+        if ($hostPid) { kill -KILL $hostPid 2>$null }
+        if ($unshare -and -not $unshare.HasExited) { $unshare.WaitForExit(10000) | Out-Null }
+    }
+
+    It 'root''s clear from the host goes into the record the owner''s chain in the namespace reads' {
+        # Before the fix each side named the record by the pid it sees (1 there, another here): root's clear from the host was
+        # recorded in the owner's folder under a name the owner's commands in the container never read, and their chain
+        # trusted soft-dirty bits root had taken. Seen before the fix: the namespace's record unchanged by root's (1 of 1).
+        $out = @(& $inNamespace)
+        $line = $out | Where-Object { "$_" -like 'NAME=*' } | Select-Object -First 1
+        $line | Should -Not -BeNullOrEmpty -Because "the command in the namespace said: $($out -join ' | ')"
+        $name = "$line".Substring(5)
+        $armed = Get-Content -Raw (Join-Path $owners $name)
+        $armed | Should -Match '^[0-9a-f]{32}$'
+        $source = Open-Source $hostPid
+        try { Invoke-Epoch Record $source | Should -Not -BeNullOrEmpty } # root's Clear-SoftDirty from the host
+        finally { $source.Dispose() }
+        Get-Content -Raw (Join-Path $owners $name) | Should -Not -Be $armed -Because 'the owner''s next increment in the namespace must not trust its armed epoch'
+        $Epoch.GetMethod('FileKey', $Internal).Invoke($null, [object[]]@($hostPid)) | Should -Be $name -Because 'the host and the namespace name the process''s records (and lock) alike'
+    }
+}
