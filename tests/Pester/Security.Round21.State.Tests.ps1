@@ -15,6 +15,7 @@ BeforeDiscovery {
         & unshare -p -f --mount-proc true 2>$null
         if ($LASTEXITCODE -ne 0) { "unshare -p -f --mount-proc fails here ($LASTEXITCODE): no pid namespace can be made" }
     }
+    $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason } else { 'Linux only' }
 }
 
 BeforeAll {
@@ -36,6 +37,17 @@ BeforeAll {
     chown 65534 $owners; chmod 0700 $owners
     function script:Open-Source([int] $Id) { $Engine.GetType('SoftDirty.ProcPageSource', $true).GetMethod('Open', [type[]]@([int])).Invoke($null, [object[]]@($Id)) }
     function script:Invoke-Epoch([string] $Name, $Source) { $Epoch.GetMethod($Name, $Internal).Invoke($null, [object[]]@($Source)) }
+    # Runs a command (a sleep) as pid 1 of a new pid namespace with its own /proc; returns unshare's process and the command's pid here.
+    function script:Start-PidNamespace([string[]] $Command) {
+        $unshare = Start-Process unshare -ArgumentList (@('-p', '-f', '--mount-proc') + $Command) -PassThru
+        $deadline = [DateTime]::UtcNow.AddMinutes(1) # hang guard only
+        while ([DateTime]::UtcNow -lt $deadline) {
+            $child = Get-ChildProcessId $unshare.Id | Select-Object -First 1
+            if ($child -and (Get-Content "/proc/$child/comm" -ErrorAction SilentlyContinue) -eq 'sleep') { return $unshare, [int]$child }
+            Start-Sleep -Milliseconds 10
+        }
+        throw "unshare $Command started no sleep within a minute"
+    }
 }
 
 AfterAll {
@@ -75,14 +87,7 @@ Describe 'Round 21: root clears a process of another user that is not dumpable a
 Describe 'Round 21: a process in a pid namespace of its own (a container sharing /tmp), cleared by root from the host' -Tag 'Security', 'Round21State' -Skip:([bool]$NsSkip) {
     BeforeAll {
         # The target: pid 1 of a new pid namespace (with its own /proc), user 65534; its pid here is unshare's child's.
-        $script:unshare = Start-Process unshare -ArgumentList '-p', '-f', '--mount-proc', 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'sleep', '600' -PassThru
-        $deadline = [DateTime]::UtcNow.AddMinutes(1) # hang guard only
-        $script:hostPid = 0
-        while (-not $hostPid -and [DateTime]::UtcNow -lt $deadline) {
-            $child = Get-ChildProcessId $unshare.Id | Select-Object -First 1
-            if ($child -and (Get-Content "/proc/$child/comm" -ErrorAction SilentlyContinue) -eq 'sleep') { $script:hostPid = [int]$child } else { Start-Sleep -Milliseconds 10 }
-        }
-        $hostPid | Should -Not -Be 0
+        $script:unshare, $script:hostPid = Start-PidNamespace 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', 'sleep', '600'
         # Records as a command in the target's namespaces does (root there: into the owner's folder too); prints the record's name.
         $script:inNamespace = {
             $pwsh = Get-PwshCommandLine
@@ -120,5 +125,39 @@ if (-not `$epoch.GetMethod('Record', `$i).Invoke(`$null, [object[]]@(`$s))) { th
         finally { $source.Dispose() }
         Get-Content -Raw (Join-Path $owners $name) | Should -Not -Be $armed -Because 'the owner''s next increment in the namespace must not trust its armed epoch'
         $Epoch.GetMethod('FileKey', $Internal).Invoke($null, [object[]]@($hostPid)) | Should -Be $name -Because 'the host and the namespace name the process''s records (and lock) alike'
+    }
+}
+
+Describe 'Round 21: the write-tracking state folder shared with a pid namespace (a container) where the same pid is another process' -Tag 'Security', 'Round21State', 'WriteTracking' -Skip:([bool]$NsSkip -or [bool]$WtSkip) {
+    BeforeAll {
+        $script:stateDir = Join-Path $folders 'state'
+        $null = New-Item -ItemType Directory $stateDir
+        chmod 0700 $stateDir
+        $script:savedState = $env:SOFTDIRTY_STATE_DIR
+        $env:SOFTDIRTY_STATE_DIR = $stateDir
+        $script:tracked = Start-Process sleep -ArgumentList 600 -PassThru
+        # A pid namespace whose next pid is the tracked process's pid here (ns_last_pid: root in the namespace).
+        $script:nsInit, $script:nsPid = Start-PidNamespace 'sleep', '600'
+    }
+    AfterAll {
+        if ($tracked -and -not $tracked.HasExited) { Disable-WriteTracking -Id $tracked.Id -ErrorAction SilentlyContinue; $tracked.Kill(); $tracked.WaitForExit() }
+        if ($nsPid) { kill -KILL $nsPid 2>$null } # the namespace's init: every process in it ends
+        if ($nsInit -and -not $nsInit.HasExited) { $nsInit.WaitForExit(10000) | Out-Null }
+        $env:SOFTDIRTY_STATE_DIR = $savedState
+    }
+
+    It 'Enable-WriteTracking in the namespace of its own process under the host''s tracked pid leaves the host''s tracking and state alone' {
+        # Before the fix one folder held both sides' states, named by the pid each sees: the container's Enable took the host's
+        # state of pid N for a stale one of its own pid N, deleted it and wrote its own; the host's tracking then stayed in its
+        # process with no state: Disable-WriteTracking said WriteTrackingNotEnabled, the userfaultfd left there (1 of 1).
+        $id = $tracked.Id
+        $null = Enable-WriteTracking -Id $id
+        $made = & nsenter -t $nsPid -p -m sh -c "echo $($id - 1) > /proc/sys/kernel/ns_last_pid; sleep 600 >/dev/null 2>&1 & echo `$!"
+        "$made".Trim() | Should -Be "$id" -Because 'the namespace''s process has the tracked pid there'
+        $pwsh = Get-PwshCommandLine
+        $out = & nsenter -t $nsPid -p -m $pwsh[0] @($pwsh | Select-Object -Skip 1) -NoProfile -NonInteractive -Command "`$env:SOFTDIRTY_STATE_DIR = '$stateDir'; Import-Module '$env:SOFTDIRTY_MODULE'; `$null = Enable-WriteTracking -Id $id -ErrorAction Stop; 'ENABLED'" 2>&1
+        ($out -join ' ') | Should -Match 'ENABLED' -Because "the namespace tracks its own process $id (said: $($out -join ' | '))"
+        { Disable-WriteTracking -Id $id -ErrorAction Stop } | Should -Not -Throw
+        @(Get-ChildItem "/proc/$id/fd" | Where-Object { $_.LinkTarget -eq 'anon_inode:[userfaultfd]' }).Count | Should -Be 0 -Because 'the host''s tracking is disabled, nothing left in its process'
     }
 }

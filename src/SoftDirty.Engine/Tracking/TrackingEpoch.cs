@@ -297,22 +297,10 @@ internal static class TrackingEpoch
     {
         var start = StartTime(pid);
         var boot = BootId();
-        var ns = PidNamespace(pid.ToString(CultureInfo.InvariantCulture));
+        var ns = PidNamespace.Of(pid.ToString(CultureInfo.InvariantCulture));
         var inner = InnermostPid(pid);
         // The start time again after the rest: a pid reused meanwhile changes it, and the namespace and pid read may be the new process's.
         return start is null || boot is null || ns is null || inner is null || StartTime(pid) != start ? null : $"{boot}-{ns}.{inner}-{start}";
-    }
-
-    /// <summary>The inode of the pid namespace of /proc/<paramref name="process"/> ("self" or a pid; ns/pid links to "pid:[INODE]"); null where unreadable.</summary>
-    private static string? PidNamespace(string process)
-    {
-        try
-        {
-            var target = new FileInfo($"/proc/{process}/ns/pid").LinkTarget;
-            int open = target?.IndexOf('[', StringComparison.Ordinal) ?? -1;
-            return open < 0 || !target!.EndsWith(']') ? null : target[(open + 1)..^1];
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
     }
 
     /// <summary>
@@ -477,7 +465,7 @@ internal static class TrackingEpoch
             // NS.PID (FileKey): a process of another pid namespace (a container's, seen from the host) cannot be looked up by its
             // pid here; its records stay until the boot ends or a command in its namespace finds it gone.
             var nsPid = parts[1].Split('.');
-            if (parts[0] == boot && nsPid.Length == 2 && nsPid[0] != PidNamespace("self")) continue;
+            if (parts[0] == boot && nsPid.Length == 2 && nsPid[0] != PidNamespace.Of("self")) continue;
             bool live = parts[0] == boot && int.TryParse(nsPid[^1], NumberStyles.None, CultureInfo.InvariantCulture, out int pid)
                 && StartTime(pid) == parts[2] && (nsPid.Length == 1 || FileKey(pid) == name);
             if (!live) { try { File.Delete(f); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
