@@ -15,6 +15,12 @@ BeforeDiscovery {
         & unshare -p -f --mount-proc true 2>$null
         if ($LASTEXITCODE -ne 0) { "unshare -p -f --mount-proc fails here ($LASTEXITCODE): no pid namespace can be made" }
     }
+    $TimeSkip = if ($RootSkip) { $RootSkip }
+    elseif (-not (Test-Path /proc/self/timens_offsets)) { 'no time namespaces on this kernel (before 5.6, or CONFIG_TIME_NS off)' }
+    else {
+        & unshare -T --boottime 1000 -f true 2>$null
+        if ($LASTEXITCODE -ne 0) { "unshare -T --boottime fails here ($LASTEXITCODE): no time namespace can be made" }
+    }
     $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason } else { 'Linux only' }
 }
 
@@ -37,6 +43,18 @@ BeforeAll {
     chown 65534 $owners; chmod 0700 $owners
     function script:Open-Source([int] $Id) { $Engine.GetType('SoftDirty.ProcPageSource', $true).GetMethod('Open', [type[]]@([int])).Invoke($null, [object[]]@($Id)) }
     function script:Invoke-Epoch([string] $Name, $Source) { $Epoch.GetMethod($Name, $Internal).Invoke($null, [object[]]@($Source)) }
+    # A write-tracking state folder of its own ($env:SOFTDIRTY_STATE_DIR, 0700) and a sleep to track; returns the folder, the variable's value before, the sleep.
+    function script:Start-TrackedSleep([string] $Folder) {
+        $null = New-Item -ItemType Directory $Folder
+        chmod 0700 $Folder
+        $before = $env:SOFTDIRTY_STATE_DIR
+        $env:SOFTDIRTY_STATE_DIR = $Folder
+        $Folder, $before, (Start-Process sleep -ArgumentList 600 -PassThru)
+    }
+    function script:Stop-TrackedSleep($Process, [string] $Before) {
+        if ($Process -and -not $Process.HasExited) { Disable-WriteTracking -Id $Process.Id -ErrorAction SilentlyContinue; $Process.Kill(); $Process.WaitForExit() }
+        $env:SOFTDIRTY_STATE_DIR = $Before
+    }
     # Runs a command (a sleep) as pid 1 of a new pid namespace with its own /proc; returns unshare's process and the command's pid here.
     function script:Start-PidNamespace([string[]] $Command) {
         $unshare = Start-Process unshare -ArgumentList (@('-p', '-f', '--mount-proc') + $Command) -PassThru
@@ -130,20 +148,14 @@ if (-not `$epoch.GetMethod('Record', `$i).Invoke(`$null, [object[]]@(`$s))) { th
 
 Describe 'Round 21: the write-tracking state folder shared with a pid namespace (a container) where the same pid is another process' -Tag 'Security', 'Round21State', 'WriteTracking' -Skip:([bool]$NsSkip -or [bool]$WtSkip) {
     BeforeAll {
-        $script:stateDir = Join-Path $folders 'state'
-        $null = New-Item -ItemType Directory $stateDir
-        chmod 0700 $stateDir
-        $script:savedState = $env:SOFTDIRTY_STATE_DIR
-        $env:SOFTDIRTY_STATE_DIR = $stateDir
-        $script:tracked = Start-Process sleep -ArgumentList 600 -PassThru
+        $script:stateDir, $script:savedState, $script:tracked = Start-TrackedSleep (Join-Path $folders 'state')
         # A pid namespace whose next pid is the tracked process's pid here (ns_last_pid: root in the namespace).
         $script:nsInit, $script:nsPid = Start-PidNamespace 'sleep', '600'
     }
     AfterAll {
-        if ($tracked -and -not $tracked.HasExited) { Disable-WriteTracking -Id $tracked.Id -ErrorAction SilentlyContinue; $tracked.Kill(); $tracked.WaitForExit() }
+        Stop-TrackedSleep $tracked $savedState
         if ($nsPid) { kill -KILL $nsPid 2>$null } # the namespace's init: every process in it ends
         if ($nsInit -and -not $nsInit.HasExited) { $nsInit.WaitForExit(10000) | Out-Null }
-        $env:SOFTDIRTY_STATE_DIR = $savedState
     }
 
     It 'Enable-WriteTracking in the namespace of its own process under the host''s tracked pid leaves the host''s tracking and state alone' {
@@ -159,5 +171,37 @@ Describe 'Round 21: the write-tracking state folder shared with a pid namespace 
         ($out -join ' ') | Should -Match 'ENABLED' -Because "the namespace tracks its own process $id (said: $($out -join ' | '))"
         { Disable-WriteTracking -Id $id -ErrorAction Stop } | Should -Not -Throw
         @(Get-ChildItem "/proc/$id/fd" | Where-Object { $_.LinkTarget -eq 'anon_inode:[userfaultfd]' }).Count | Should -Be 0 -Because 'the host''s tracking is disabled, nothing left in its process'
+    }
+}
+
+Describe 'Round 21: a command in a time namespace whose boot time is offset (unshare -T, a container CRIU restored)' -Tag 'Security', 'Round21State', 'WriteTracking' -Skip:([bool]$TimeSkip -or [bool]$WtSkip) {
+    BeforeAll {
+        $script:stateDir, $script:savedState, $script:tracked = Start-TrackedSleep (Join-Path $folders 'state-time')
+    }
+    AfterAll {
+        Stop-TrackedSleep $tracked $savedState
+    }
+
+    It 'names the process''s epoch records as the host does, and finds the host''s write-tracking state of it, not a stale one' {
+        # The kernel adds the reader's boot-time offset to a process's start time (/proc/PID/stat). Before the fix the command
+        # in the namespace named the records by another start time (its clears and the host's never met, as with a pid
+        # namespace), and took the host's write-tracking state for a stale one: deleted, the tracking left in the process with
+        # no state (Disable-WriteTracking here: WriteTrackingNotEnabled). Seen before the fix: both (1 of 1).
+        $id = $tracked.Id
+        $null = Enable-WriteTracking -Id $id
+        $pwsh = Get-PwshCommandLine
+        $command = @"
+Import-Module '$env:SOFTDIRTY_MODULE'
+`$e = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { `$_.GetName().Name -eq 'SoftDirty.Engine' }
+'KEY=' + `$e.GetType('SoftDirty.Tracking.TrackingEpoch', `$true).GetMethod('FileKey', [Reflection.BindingFlags] 'Static, Public, NonPublic').Invoke(`$null, [object[]]@($id))
+try { `$null = Enable-WriteTracking -Id $id -ErrorAction Stop; 'ENABLE=ok' } catch { 'ENABLE=' + `$_.FullyQualifiedErrorId }
+"@
+        $out = @(& unshare -T --boottime 1000 -f $pwsh[0] @($pwsh | Select-Object -Skip 1) -NoProfile -NonInteractive -Command $command 2>&1)
+        $key = $out | Where-Object { "$_" -like 'KEY=*' } | Select-Object -First 1
+        $key | Should -Not -BeNullOrEmpty -Because "the command in the namespace said: $($out -join ' | ')"
+        "$key".Substring(4) | Should -Be $Epoch.GetMethod('FileKey', $Internal).Invoke($null, [object[]]@($id))
+        $out | Where-Object { "$_" -like 'ENABLE=*' } | Should -Be 'ENABLE=ok' -Because 'the tracking the host enabled is the one it finds'
+        { Disable-WriteTracking -Id $id -ErrorAction Stop } | Should -Not -Throw
+        @(Get-ChildItem "/proc/$id/fd" | Where-Object { $_.LinkTarget -eq 'anon_inode:[userfaultfd]' }).Count | Should -Be 0
     }
 }

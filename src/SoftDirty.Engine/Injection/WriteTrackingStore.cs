@@ -252,19 +252,8 @@ internal static partial class WriteTrackingStore
         catch (UnauthorizedAccessException) { }
     }
 
-    /// <summary>Field 22 of /proc/PID/stat (start time in clock ticks after boot); 0 when the process is gone.</summary>
-    public static ulong StartTime(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            int close = stat.LastIndexOf(')');
-            var fields = stat[(close + 2)..].Split(' ');
-            return fields.Length > 19 && ulong.TryParse(fields[19], out ulong t) ? t : 0; // field 3 is fields[0]
-        }
-        catch (IOException) { return 0; }
-        catch (UnauthorizedAccessException) { return 0; }
-    }
+    /// <summary>The start time of <paramref name="pid"/> in clock ticks after boot (<see cref="ProcessStart"/>); 0 when the process is gone.</summary>
+    public static ulong StartTime(int pid) => ProcessStart.Ticks(pid) ?? 0;
 
     /// <summary>Whether descriptor <paramref name="fd"/> of <paramref name="pid"/> is a userfaultfd.</summary>
     public static unsafe bool IsUserfaultfd(int pid, int fd)

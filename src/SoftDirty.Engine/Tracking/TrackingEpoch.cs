@@ -482,18 +482,6 @@ internal static class TrackingEpoch
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
     }
 
-    /// <summary>Field 22 of /proc/PID/stat: the start time in clock ticks after boot (with the pid, unique for this boot).</summary>
-    public static string? StartTime(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
-            int close = stat.LastIndexOf(')');
-            if (close < 0) return null;
-            var fields = stat[(close + 2)..].Split(' ');
-            const int StartTimeAfterComm = 19; // field 22, counted from field 3 (state)
-            return fields.Length > StartTimeAfterComm ? fields[StartTimeAfterComm] : null;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
-    }
+    /// <summary>The start time of <paramref name="pid"/> in clock ticks after boot (<see cref="ProcessStart"/>; with the pid, unique for this boot); null where unknown (gone).</summary>
+    public static string? StartTime(int pid) => ProcessStart.Ticks(pid)?.ToString(CultureInfo.InvariantCulture);
 }
