@@ -141,15 +141,24 @@ internal static class TrackingEpoch
         return FileNative.Stat("/proc/" + pid.ToString(CultureInfo.InvariantCulture), out _) is { } st && st.Uid != 0 ? st.Uid : null;
     }
 
-    /// <summary>The pid of <paramref name="pid"/> in its own pid namespace (the last of NSpid in /proc/PID/status); <paramref name="pid"/> where there is no NSpid (before Linux 4.1); null where unreadable (gone).</summary>
-    private static string? InnermostPid(int pid)
+    /// <summary>
+    /// The pid of <paramref name="pid"/> in its own pid namespace (the last of NSpid in /proc/PID/status; <paramref name="pid"/>
+    /// where there is no NSpid, before Linux 4.1), null where unreadable (gone); <paramref name="ours"/>: whether that namespace
+    /// is this command's (NSpid lists the pids from the reader's namespace down to the process's).
+    /// </summary>
+    private static string? InnermostPid(int pid, out bool ours)
     {
         var text = pid.ToString(CultureInfo.InvariantCulture);
+        ours = true;
         try
         {
             foreach (var line in File.ReadLines($"/proc/{text}/status"))
                 if (line.StartsWith("NSpid:", StringComparison.Ordinal))
-                    return line["NSpid:".Length..].Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries) is [.., var last] ? last : null;
+                {
+                    var pids = line["NSpid:".Length..].Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+                    ours = pids.Length == 1;
+                    return pids.Length > 0 ? pids[^1] : null;
+                }
             return text;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
@@ -297,8 +306,10 @@ internal static class TrackingEpoch
     {
         var start = StartTime(pid);
         var boot = BootId();
-        var ns = PidNamespace.Of(pid.ToString(CultureInfo.InvariantCulture));
-        var inner = InnermostPid(pid);
+        var inner = InnermostPid(pid, out bool ours);
+        // The process's ns/pid link needs ptrace access (a command in a user namespace of its own has none to its user's processes
+        // outside); a process of this command's pid namespace is named by this command's own.
+        var ns = ours ? PidNamespace.Of("self") : PidNamespace.Of(pid.ToString(CultureInfo.InvariantCulture));
         // The start time again after the rest: a pid reused meanwhile changes it, and the namespace and pid read may be the new process's.
         return start is null || boot is null || ns is null || inner is null || StartTime(pid) != start ? null : $"{boot}-{ns}.{inner}-{start}";
     }
