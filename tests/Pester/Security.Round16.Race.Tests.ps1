@@ -48,15 +48,15 @@ Describe 'A hard link the owner of a process planted as its soft-dirty lock file
         # fs.protected_hardlinks 1 lets a user link a file they may read and write; with 0, any file of root's. Before the
         # fix root's lock (LockFile.Take: "made under the umask", so fchmod 0600 of a file of its own) made the linked file
         # 0600: every other user of it lost it (with protected_hardlinks 0, /etc/passwd too). Seen: mode 0600 after the lock.
-        $identity = $Epoch.GetMethod('Identity', $Internal).Invoke($null, [object[]]@($source))
-        $identity | Should -Not -BeNullOrEmpty
+        $record = $Epoch.GetMethod('FileKey', $Internal).Invoke($null, [object[]]@($sleeper.Id))
+        $record | Should -Not -BeNullOrEmpty
         $users = Join-Path $folders 'tmp/softdirty-epochs-65534'
         $null = New-Item -ItemType Directory $users
         chown 65534 $users; chmod 0700 $users
         $victim = Join-Path $folders 'shared'
         'shared by every user' | Set-Content -NoNewline $victim
         chmod 0666 $victim
-        Invoke-AsNobody ln $victim, (Join-Path $users "$($identity.Replace('/', '-')).lock")
+        Invoke-AsNobody ln $victim, (Join-Path $users "$record.lock")
         $held = $Epoch.GetMethod('Lock', $Internal).Invoke($null, [object[]]@($source, [Threading.CancellationToken]::None))
         $held | Should -Not -BeNullOrEmpty
         $held.Dispose()

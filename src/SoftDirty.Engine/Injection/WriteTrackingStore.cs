@@ -12,7 +12,8 @@ namespace SoftDirty.Injection;
 /// <summary>
 /// Where <see cref="WriteTrackingState"/> lives between commands: one file per process in a per-user folder
 /// with mode 0700 ($SOFTDIRTY_STATE_DIR, else $XDG_STATE_HOME/SoftDirty/write-tracking where absolute, else
-/// ~/.local/state/SoftDirty/write-tracking, ~ being an absolute $HOME or the user database's home). A file is trusted only while the process has the same start
+/// ~/.local/state/SoftDirty/write-tracking, ~ being an absolute $HOME or the user database's home; its subfolder pidns-INODE in a
+/// pid namespace other than the host's: <see cref="Folder"/>). A file is trusted only while the process has the same start
 /// time and its descriptor still is the same userfaultfd (the inode recorded at enable: a target that
 /// closed it and made a userfaultfd of its own under that number is not mistaken for tracked); a stale one
 /// is deleted when found, and every save removes the files of processes that are gone. A folder that is a link, another user's or writable by others is refused
@@ -25,7 +26,17 @@ internal static partial class WriteTrackingStore
     /// <summary>The environment variable that moves the state folder (tests use a folder of their own).</summary>
     public const string FolderVariable = "SOFTDIRTY_STATE_DIR";
 
-    public static string Folder
+    /// <summary>
+    /// The state folder: <see cref="BaseFolder"/>, or its subfolder pidns-INODE where this command runs in a pid namespace other
+    /// than the first (a container sharing the folder). State files are named by the pid the command sees: in one folder a
+    /// command in the container took the host's state of the host's pid for a stale one of its own pid, deleted it and wrote
+    /// its own there (and its prune removed the states of host pids it could not see); the host's tracking stayed in its
+    /// process with no state (Disable-WriteTracking: not enabled; Enable-WriteTracking: in use).
+    /// </summary>
+    public static string Folder => PidNamespace.Of("self") is { } ns && ns != PidNamespace.Initial ? Path.Combine(BaseFolder, "pidns-" + ns) : BaseFolder;
+
+    /// <summary>The folder the user chose or the default one (<see cref="Folder"/> is it, or a subfolder in a pid namespace of a container).</summary>
+    private static string BaseFolder
     {
         get
         {
@@ -241,19 +252,8 @@ internal static partial class WriteTrackingStore
         catch (UnauthorizedAccessException) { }
     }
 
-    /// <summary>Field 22 of /proc/PID/stat (start time in clock ticks after boot); 0 when the process is gone.</summary>
-    public static ulong StartTime(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            int close = stat.LastIndexOf(')');
-            var fields = stat[(close + 2)..].Split(' ');
-            return fields.Length > 19 && ulong.TryParse(fields[19], out ulong t) ? t : 0; // field 3 is fields[0]
-        }
-        catch (IOException) { return 0; }
-        catch (UnauthorizedAccessException) { return 0; }
-    }
+    /// <summary>The start time of <paramref name="pid"/> in clock ticks after boot (<see cref="ProcessStart"/>); 0 when the process is gone.</summary>
+    public static ulong StartTime(int pid) => ProcessStart.Ticks(pid) ?? 0;
 
     /// <summary>Whether descriptor <paramref name="fd"/> of <paramref name="pid"/> is a userfaultfd.</summary>
     public static unsafe bool IsUserfaultfd(int pid, int fd)

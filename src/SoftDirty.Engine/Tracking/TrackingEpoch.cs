@@ -15,7 +15,8 @@ namespace SoftDirty.Tracking;
 /// <see cref="PageSourceExtensions.ClearRefs"/>, which records a new epoch here. An incremental save trusts
 /// soft-dirty only while the epoch its parent armed is still the current one; after any other clear by the
 /// module (Clear-SoftDirty, Watch-DirtyPage, a migration, another chain) it compares page contents instead.
-/// A real process is known by boot id, pid and start time (pids are reused), its epoch kept in a per-user
+/// A real process is known by boot id, pid namespace, its pid there and start time (pids are reused; <see cref="FileKey"/>: the
+/// same from the host and from a container that shares the folders), its epoch kept in a per-user
 /// 0700 folder (softdirty-epochs-UID in /run/user/UID while that is the user's, and in /tmp, regardless of the environment) that every command and session sees; an
 /// emulated process by its object, in memory. Root acting on another user's process records and reads in that user's folders
 /// too (opened without following links, files made theirs), so that each sees the other's clears. Clears the module cannot see (CRIU, another tool writing
@@ -83,7 +84,7 @@ internal static class TrackingEpoch
             EmulatedEpochs.AddOrUpdate(Root(source), new StrongBox<string>(epoch));
             return epoch;
         }
-        var id = Identity(source);
+        var id = FileKey(source.ProcessId);
         if (id is null) return null;
         var foreign = ForeignOwner(source.ProcessId);
         // The process's user changed since its lock was taken (a daemon dropped privileges to serve a user): the new user's
@@ -105,26 +106,26 @@ internal static class TrackingEpoch
     public static void RecordSharers(IReadOnlyList<int> sharers)
     {
         foreach (var pid in sharers)
-            if (RealIdentity(pid) is { } id) RecordReal(pid, id, ForeignOwner(pid), Guid.NewGuid().ToString("N"));
+            if (FileKey(pid) is { } id) RecordReal(pid, id, ForeignOwner(pid), Guid.NewGuid().ToString("N"));
     }
 
     /// <summary>The processes that share the memory of the real process behind <paramref name="source"/> (<see cref="MemorySharers"/>); none for an emulated one.</summary>
     public static IReadOnlyList<int> Sharers(IPageSource source) =>
         Root(source) is ProcPageSource ? MemorySharers.Find(source.ProcessId) : Array.Empty<int>();
 
-    /// <summary>Writes <paramref name="epoch"/> for the real process <paramref name="id"/> into every state folder (and its owner's, for root); false where one failed.</summary>
+    /// <summary>Writes <paramref name="epoch"/> as the record <paramref name="id"/> (<see cref="FileKey"/>) into every state folder (and its owner's, for root); false where one failed.</summary>
     private static bool RecordReal(int pid, string id, uint? foreign, string epoch)
     {
         var dirs = StateDirectories();
         if (dirs.Length == 0) return false;
         // Every folder, even after one failed: a folder left with the previous epoch would keep its readers trusting it.
         bool recorded = true;
-        foreach (var dir in dirs) recorded &= RecordIn(dir, FileName(id), epoch, pid);
+        foreach (var dir in dirs) recorded &= RecordIn(dir, id, epoch, pid);
         if (foreign is { } owner)
             foreach (var runtime in new[] { true, false })
             {
                 using var dir = OpenOwnersFolder(owner, runtime);
-                if (dir is not null) recorded &= RecordForOwner(dir, FileName(id), epoch, owner, pid);
+                if (dir is not null) recorded &= RecordForOwner(dir, id, epoch, owner, pid);
             }
         return recorded;
     }
@@ -138,6 +139,29 @@ internal static class TrackingEpoch
     {
         if (FileNative.Geteuid() != 0) return null;
         return FileNative.Stat("/proc/" + pid.ToString(CultureInfo.InvariantCulture), out _) is { } st && st.Uid != 0 ? st.Uid : null;
+    }
+
+    /// <summary>
+    /// The pid of <paramref name="pid"/> in its own pid namespace (the last of NSpid in /proc/PID/status; <paramref name="pid"/>
+    /// where there is no NSpid, before Linux 4.1), null where unreadable (gone); <paramref name="ours"/>: whether that namespace
+    /// is this command's (NSpid lists the pids from the reader's namespace down to the process's).
+    /// </summary>
+    private static string? InnermostPid(int pid, out bool ours)
+    {
+        var text = pid.ToString(CultureInfo.InvariantCulture);
+        ours = true;
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{text}/status"))
+                if (line.StartsWith("NSpid:", StringComparison.Ordinal))
+                {
+                    var pids = line["NSpid:".Length..].Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+                    ours = pids.Length == 1;
+                    return pids.Length > 0 ? pids[^1] : null;
+                }
+            return text;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
     }
 
     /// <summary>
@@ -228,14 +252,14 @@ internal static class TrackingEpoch
     {
         if (Root(source) is not ProcPageSource)
             return EmulatedEpochs.TryGetValue(Root(source), out var box) ? box.Value : "";
-        var id = Identity(source);
+        var id = FileKey(source.ProcessId);
         var dirs = StateDirectories();
         if (id is null || dirs.Length == 0) return null;
         var all = new StringBuilder();
         foreach (var dir in dirs)
         {
             string value;
-            try { value = Encoding.ASCII.GetString(SafeFiles.ReadRegular(Path.Combine(dir, FileName(id)), MaxEpochFileBytes)); }
+            try { value = Encoding.ASCII.GetString(SafeFiles.ReadRegular(Path.Combine(dir, id), MaxEpochFileBytes)); }
             catch (FileNotFoundException) { value = ""; }
             catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { return null; }
             if (all.Length > 0) all.Append(';');
@@ -247,7 +271,7 @@ internal static class TrackingEpoch
                 using var dir = OpenOwnersFolder(owner, runtime);
                 if (dir is null) continue;
                 string? value;
-                try { value = ReadOwners(dir, FileName(id), owner); }
+                try { value = ReadOwners(dir, id, owner); }
                 catch (FileNotFoundException) { value = ""; }
                 catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { return null; }
                 if (value is null) return null;
@@ -271,7 +295,24 @@ internal static class TrackingEpoch
         return got == bytes.Length ? Encoding.ASCII.GetString(bytes) : null;
     }
 
-    private static string FileName(string identity) => identity.Replace('/', '-');
+    /// <summary>
+    /// The name of the records and lock of the real process <paramref name="pid"/>: "BOOT-NS.PID-START", NS the inode of the
+    /// process's own pid namespace and PID its pid there (the last of NSpid), START its start time; null where unknown (gone).
+    /// The same from every pid namespace that sees the process: named by the pid of the namespace looking (as the manifest's
+    /// <see cref="Identity"/> is), a process of a container was two records, and a clear from the host (root's, into the
+    /// owner's folders) went into one while the owner's chain in the container read the other and trusted its bits.
+    /// </summary>
+    internal static string? FileKey(int pid)
+    {
+        var start = StartTime(pid);
+        var boot = BootId();
+        var inner = InnermostPid(pid, out bool ours);
+        // The process's ns/pid link needs ptrace access (a command in a user namespace of its own has none to its user's processes
+        // outside); a process of this command's pid namespace is named by this command's own.
+        var ns = ours ? PidNamespace.Of("self") : PidNamespace.Of(pid.ToString(CultureInfo.InvariantCulture));
+        // The start time again after the rest: a pid reused meanwhile changes it, and the namespace and pid read may be the new process's.
+        return start is null || boot is null || ns is null || inner is null || StartTime(pid) != start ? null : $"{boot}-{ns}.{inner}-{start}";
+    }
 
     /// <summary>
     /// Takes the soft-dirty lock of the process behind <paramref name="source"/>, to hold from reading soft-dirty (and
@@ -295,7 +336,7 @@ internal static class TrackingEpoch
             }
             return new Held(() => Monitor.Exit(gate));
         }
-        var id = Identity(source);
+        var id = FileKey(source.ProcessId);
         var dirs = id is null ? [] : StateDirectories();
         if (id is null || dirs.Length == 0) return null;
         var held = _held ??= new(StringComparer.Ordinal);
@@ -323,14 +364,14 @@ internal static class TrackingEpoch
             foreach (var dir in dirs)
                 Add(LockFile.TakeUnlessHeld(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
                         ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder {dir} was removed.", source.ProcessId),
-                    FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
+                    id + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
             lockedFor = ForeignOwner(source.ProcessId);
             if (lockedFor is { } owner)
                 foreach (var runtime in new[] { true, false })
                 {
                     using (var present = OpenOwnersFolder(owner, runtime)) if (present is null) continue;
-                    Add(LockFile.TakeUnlessHeld(() => OwnersLockFolder(owner, runtime, FileName(id) + LockSuffix, source.ProcessId),
-                        FileName(id) + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
+                    Add(LockFile.TakeUnlessHeld(() => OwnersLockFolder(owner, runtime, id + LockSuffix, source.ProcessId),
+                        id + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
                 }
         }
         catch
@@ -432,7 +473,12 @@ internal static class TrackingEpoch
             if (name.EndsWith(LockSuffix, StringComparison.Ordinal)) name = name[..^LockSuffix.Length];
             var parts = name.Split('-');
             if (parts.Length != 3) continue;
-            bool live = parts[0] == boot && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int pid) && StartTime(pid) == parts[2];
+            // NS.PID (FileKey): a process of another pid namespace (a container's, seen from the host) cannot be looked up by its
+            // pid here; its records stay until the boot ends or a command in its namespace finds it gone.
+            var nsPid = parts[1].Split('.');
+            if (parts[0] == boot && nsPid.Length == 2 && nsPid[0] != PidNamespace.Of("self")) continue;
+            bool live = parts[0] == boot && int.TryParse(nsPid[^1], NumberStyles.None, CultureInfo.InvariantCulture, out int pid)
+                && StartTime(pid) == parts[2] && (nsPid.Length == 1 || FileKey(pid) == name);
             if (!live) { try { File.Delete(f); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
         }
     }
@@ -447,18 +493,6 @@ internal static class TrackingEpoch
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
     }
 
-    /// <summary>Field 22 of /proc/PID/stat: the start time in clock ticks after boot (with the pid, unique for this boot).</summary>
-    public static string? StartTime(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
-            int close = stat.LastIndexOf(')');
-            if (close < 0) return null;
-            var fields = stat[(close + 2)..].Split(' ');
-            const int StartTimeAfterComm = 19; // field 22, counted from field 3 (state)
-            return fields.Length > StartTimeAfterComm ? fields[StartTimeAfterComm] : null;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
-    }
+    /// <summary>The start time of <paramref name="pid"/> in clock ticks after boot (<see cref="ProcessStart"/>; with the pid, unique for this boot); null where unknown (gone).</summary>
+    public static string? StartTime(int pid) => ProcessStart.Ticks(pid)?.ToString(CultureInfo.InvariantCulture);
 }

@@ -33,7 +33,7 @@ internal static class PreCopyStage
         var temp = TempFolder();
         RemoveStale(temp);
         int self = Environment.ProcessId;
-        var stage = Path.Combine(temp, $"{Prefix}{TrackingEpoch.BootId() ?? Unknown}-{PidNamespace() ?? Unknown}-{self.ToString(CultureInfo.InvariantCulture)}-{TrackingEpoch.StartTime(self) ?? "0"}-{Guid.NewGuid():N}");
+        var stage = Path.Combine(temp, $"{Prefix}{TrackingEpoch.BootId() ?? Unknown}-{PidNamespace.Of("self") ?? Unknown}-{self.ToString(CultureInfo.InvariantCulture)}-{TrackingEpoch.StartTime(self) ?? "0"}-{Guid.NewGuid():N}");
         SafeFiles.CreateDirectory(stage);
         return stage;
     }
@@ -59,7 +59,7 @@ internal static class PreCopyStage
     public static void RemoveStale(string temp)
     {
         var boot = TrackingEpoch.BootId();
-        var ns = PidNamespace();
+        var ns = PidNamespace.Of("self");
         uint uid = FileNative.Geteuid();
         string[] found;
         try { found = Directory.GetDirectories(temp, Prefix + "*"); }
@@ -75,17 +75,5 @@ internal static class PreCopyStage
             try { Directory.Delete(dir, recursive: true); }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
         }
-    }
-
-    /// <summary>The inode of this process's pid namespace (/proc/self/ns/pid links to "pid:[INODE]"); null where unreadable.</summary>
-    private static string? PidNamespace()
-    {
-        try
-        {
-            var target = new FileInfo("/proc/self/ns/pid").LinkTarget;
-            int open = target?.IndexOf('[', StringComparison.Ordinal) ?? -1;
-            return open < 0 || !target!.EndsWith(']') ? null : target[(open + 1)..^1];
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
     }
 }

@@ -24,7 +24,7 @@ public sealed class EpochRound12Tests : IDisposable
 
     public void Dispose() => _folders.Dispose();
 
-    private static string FileOf(ProcPageSource source) => TrackingEpoch.Identity(source)!.Replace('/', '-');
+    private static string FileOf(ProcPageSource source) => TrackingEpoch.FileKey(source.ProcessId)!;
 
     private static void Run(string file, string args)
     {

@@ -141,7 +141,7 @@ public sealed class StateRound11Tests : IDisposable
         Assert.Equal(0, p.ExitCode);
     }
 
-    private static string FileOf(ProcPageSource source) => TrackingEpoch.Identity(source)!.Replace('/', '-');
+    private static string FileOf(ProcPageSource source) => TrackingEpoch.FileKey(source.ProcessId)!;
 
     [RootWithOtherUserFact]
     public void RootsClearOfAUsersProcess_IsSeenByTheUsersCommands_AndTheUsersByRoots()
@@ -297,8 +297,7 @@ public sealed class StateRound11Tests : IDisposable
     /// <summary>Mounts a tiny tmpfs on <paramref name="dir"/> holding the record <paramref name="epoch"/> of this process, and fills it.</summary>
     private static void FillWithTmpfs(string dir, string epoch)
     {
-        var records = Directory.GetFiles(dir, "*-" + Environment.ProcessId + "-*").Where(f => !f.EndsWith(".lock", StringComparison.Ordinal)).ToArray();
-        var record = Assert.Single(records);
+        var record = Path.Combine(dir, TrackingEpoch.FileKey(Environment.ProcessId)!);
         var content = File.ReadAllText(record);
         Run("mount", $"-t tmpfs -o size=8k,mode=0700 r11-full {dir}");
         File.WriteAllText(record, content);

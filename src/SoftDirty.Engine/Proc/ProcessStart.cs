@@ -1,0 +1,59 @@
+using System;
+using System.Globalization;
+using System.IO;
+
+namespace SoftDirty;
+
+/// <summary>
+/// When a process started: field 22 of /proc/PID/stat, in clock ticks after boot, as the first time namespace counts it.
+/// The kernel adds the boot-time offset of the reader's time namespace (unshare -T, a container CRIU restored): read as
+/// it is, one process had two start times, and a command in such a namespace named the epoch records of the process and
+/// checked its write-tracking state by another start time than the host (its records never met, and it deleted the
+/// host's state as stale). The offset is taken off again; exact where it is a whole number of ticks (unshare's whole
+/// seconds), else it may be one tick off.
+/// </summary>
+internal static class ProcessStart
+{
+    /// <summary>USER_HZ, the unit of the start time (100 on every architecture .NET runs on).</summary>
+    private const long TicksPerSecond = 100;
+
+    private const long NanosecondsPerTick = 1_000_000_000 / TicksPerSecond;
+
+    private static long? _offset;
+
+    /// <summary>The start time of <paramref name="pid"/> without this process's boot-time offset; null where unreadable (gone).</summary>
+    public static ulong? Ticks(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
+            int close = stat.LastIndexOf(')');
+            if (close < 0 || close + 2 > stat.Length) return null;
+            var fields = stat[(close + 2)..].Split(' ');
+            const int StartTimeAfterComm = 19; // field 22, counted from field 3 (state)
+            if (fields.Length <= StartTimeAfterComm || !ulong.TryParse(fields[StartTimeAfterComm], NumberStyles.None, CultureInfo.InvariantCulture, out ulong seen)) return null;
+            return unchecked((ulong)((long)seen - OffsetTicks()));
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>The boot-time offset of this process's time namespace in ticks, rounded down (/proc/self/timens_offsets; 0 where there is none).</summary>
+    private static long OffsetTicks()
+    {
+        if (_offset is { } known) return known;
+        long ticks = 0;
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/timens_offsets"))
+            {
+                var f = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+                if (f is ["boottime", var s, var n] && long.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long sec)
+                    && long.TryParse(n, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long nsec))
+                    ticks = (long)Math.Floor((sec * 1_000_000_000m + nsec) / NanosecondsPerTick);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // no time namespaces (before Linux 5.6)
+        _offset = ticks;
+        return ticks;
+    }
+}
