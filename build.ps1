@@ -15,7 +15,9 @@
                 (soft-dirty on): tests/vm/setup.sh, then tests/vm/run.sh tests/vm/kernel-tests.sh;
                 then KernelMatrix
       KernelMatrix  the emulator against every kernel of tests/vm/kernels.list (Debian 6.1 to 7.3,
-                amd64 and arm64), each booted with sdscenario alone: tests/Pester/KernelMatrix.Tests.ps1
+                amd64 and arm64), each booted with sdscenario alone: tests/Pester/KernelMatrix.Tests.ps1;
+                and each booted again with THP always, with and without the huge zero page:
+                tests/Pester/Security.Round21.Kernel.Tests.ps1
       Demo      the main job: a real process's mappings, page map and soft-dirty tracking on this kernel
       Bench     one JSON object of speed ratios measured in one run, each with its baseline and spread, and
                 a noise summary (load average, noisy ratios); -Quick for small sizes and few repetitions
@@ -307,7 +309,8 @@ function Invoke-KernelTest {
 
 # The emulator against every kernel of tests/vm/kernels.list: each boots under qemu (tests/vm/matrix.sh)
 # with sdscenario alone, one after another; a child pwsh runs tests/Pester/KernelMatrix.Tests.ps1, which
-# generates the scenarios, boots each kernel and compares its recorded prints with the emulator.
+# generates the scenarios, boots each kernel and compares its recorded prints with the emulator, and round 21's
+# kernel file, which boots each again with THP always (with and without the huge zero page).
 function Invoke-KernelMatrix([switch] $Built) {
     if (-not $Built) { Invoke-Build }
     if (-not $Built) { Invoke-TestKitBuild }
@@ -315,10 +318,11 @@ function Invoke-KernelMatrix([switch] $Built) {
     $env:SOFTDIRTY_KERNEL_MATRIX = '1'
     $watch = [System.Diagnostics.Stopwatch]::StartNew()
     try {
-        Invoke-Native 'Pester tests/Pester/KernelMatrix.Tests.ps1 (each kernel of tests/vm/kernels.list under qemu)' {
+        $files = 'KernelMatrix.Tests.ps1', 'Security.Round21.Kernel.Tests.ps1' | ForEach-Object { Join-Path $Root "tests/Pester/$_" }
+        Invoke-Native 'Pester tests/Pester/KernelMatrix.Tests.ps1 and Security.Round21.Kernel.Tests.ps1 (each kernel of tests/vm/kernels.list under qemu)' {
             & (Get-ChildPwsh) -NoProfile -NonInteractive -File (Join-Path $Root 'tests/Invoke-PesterSuite.ps1') -PesterPath (Get-PesterModulePath) `
                 -ModulePath (Join-Path $StageDir 'SoftDirty.psd1') -ResultsPath $ResultsDir -ResultName 'pester-kernel-matrix' `
-                -Path (Join-Path $Root 'tests/Pester/KernelMatrix.Tests.ps1')
+                -Path ($files -join ',')
         }
     } finally { Remove-Item Env:SOFTDIRTY_KERNEL_MATRIX }
     Write-Host ('    kernel matrix passed in {0:n0} s' -f $watch.Elapsed.TotalSeconds)
