@@ -10,7 +10,8 @@ namespace SoftDirty.Images;
 /// kernel's page walk skips such a VMA, so pagemap reports holes there and a save found no page,
 /// though the process held data (perf's header page at least): the restore gave zeros and Test-MemoryImage called the
 /// image valid (round 21). Every page of such a mapping now counts as unreadable, since which ones hold data cannot be
-/// known. The kernel's own mappings ([vvar], [vdso], ...: not the process's data) are left out. (A VM_IO mapping that is
+/// known. The kernel's own mappings ([vvar], [vdso], ...: not the process's data) are left out. Trackers count them too, so
+/// that Watch-DirtyPage and a migration's live rounds say that writes there are not seen (round 22). (A VM_IO mapping that is
 /// not VM_PFNMAP shows its present pages in pagemap, and a failed read of one counts as unreadable already.)
 /// </summary>
 internal static class DeviceMappings

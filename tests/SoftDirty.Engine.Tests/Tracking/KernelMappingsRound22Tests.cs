@@ -1,0 +1,38 @@
+using System.Linq;
+using SoftDirty.Tracking;
+using Xunit;
+
+namespace SoftDirty.Tests;
+
+/// <summary>
+/// Round 22: the kernel's own mappings hold no data of the process to save or watch. [uprobes] (the page the kernel maps
+/// into a process that hits a uprobe: VM_IO, unreadable through /proc/PID/mem) was read, counted unreadable, and made every
+/// image of a traced process incomplete; a file that happens to be named so is the process's and is read.
+/// </summary>
+public class KernelMappingsRound22Tests
+{
+    private const string Maps =
+        "55d0c0a00000-55d0c0a01000 rw-p 00000000 00:00 0                          [heap]\n" +
+        "7f0b3a250000-7f0b3a251000 rw-p 00000000 00:00 0 \n" +
+        "7f0b3a251000-7f0b3a252000 rw-p 00000000 fe:00 4242                       [uprobes]\n" +
+        "7ffd1000c000-7ffd10010000 r--p 00000000 00:00 0                          [vvar]\n" +
+        "7ffd10010000-7ffd10012000 r--p 00000000 00:00 0                          [vvar_vclock]\n" +
+        "7ffd10012000-7ffd10014000 r-xp 00000000 00:00 0                          [vdso]\n" +
+        "7ffffffff000-800000000000 --xp 00000000 00:00 0                          [uprobes]\n" +
+        "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n";
+
+    [Fact]
+    public void DataSpansLeaveOutTheKernelsUprobesPageAndKeepAFileOfThatName()
+    {
+        var spans = PageWalk.DataSpans(MapsParser.Parse(Maps));
+        Assert.Equal(new[] { 0x55d0c0a00000UL, 0x7f0b3a250000UL, 0x7f0b3a251000UL, 0x7ffd10012000UL }, spans.Select(s => s.Start).ToArray());
+    }
+
+    [Fact]
+    public void TheUprobesPageIsKnownByItsNameWithoutAFile()
+    {
+        var all = MapsParser.Parse(Maps);
+        Assert.True(PageWalk.IsUprobes(all.Single(m => m.Start == 0x7ffffffff000UL)));
+        Assert.False(PageWalk.IsUprobes(all.Single(m => m.Start == 0x7f0b3a251000UL)));
+    }
+}
