@@ -44,6 +44,20 @@ internal static class DeviceMappings
     }
 
     /// <summary>
+    /// The selected mappings of <paramref name="mappings"/> that may be VM_PFNMAP (<see cref="MayBeDevice"/>), as one string
+    /// (range, device, inode, path each): null where there is none. A mapping keeps its VM_PFNMAP flag for its life, so a
+    /// tracker that looks at every sample reads smaps again only when this changes (an io_uring's rings, a perf ring).
+    /// </summary>
+    public static string? CandidateKey(IReadOnlyList<MemoryMapping> mappings, Func<MemoryMapping, bool>? selector)
+    {
+        System.Text.StringBuilder? key = null;
+        foreach (var m in mappings)
+            if (MayBeDevice(m) && (selector is null || selector(m)))
+                (key ??= new()).Append(m.Start).Append('-').Append(m.End).Append(' ').Append(m.Device).Append(' ').Append(m.Inode).Append(' ').Append(m.Path).Append('\n');
+        return key?.ToString();
+    }
+
+    /// <summary>
     /// Whether maps alone allows <paramref name="m"/> to be VM_PFNMAP: a mapping of something other than a file
     /// of a path (anon_inode:[perf_event], a DRM or DMA buffer), or of a file under /dev, /sys or /proc (devices, PCI
     /// resources). Anonymous memory, regular files elsewhere and the kernel's bracketed mappings are not.

@@ -48,8 +48,25 @@ internal sealed class HashTracker : IDirtyTracker
         if (rearm) _snapshot = now;
         // A mapping pagemap cannot show (VM_PFNMAP: a perf_event ring, device memory) has no page to hash, though the kernel or
         // a device writes it: its pages count as unreadable, so the caller says that writes there are not seen (round 22).
-        ulong unseen = Images.DeviceMappings.Pages(Source, mappings, _selector, out _);
+        ulong unseen = Unseen(mappings);
         return new DirtyPageSet(Method, Source.PageSize, ranges, now.PageCount, clock.Elapsed) { UnreadablePages = now.UnreadablePages + unseen };
+    }
+
+    // The VM_PFNMAP pages of the last look and the mappings they were counted for (DeviceMappings.CandidateKey): smaps, which
+    // costs a walk of every page table, is read again only when those mappings change.
+    private string? _deviceKey;
+    private ulong _devicePages;
+
+    private ulong Unseen(IReadOnlyList<MemoryMapping> mappings)
+    {
+        var key = Images.DeviceMappings.CandidateKey(mappings, _selector);
+        if (key is null) return 0;
+        if (key != _deviceKey)
+        {
+            _devicePages = Images.DeviceMappings.Pages(Source, mappings, _selector, out _);
+            _deviceKey = key;
+        }
+        return _devicePages;
     }
 
     /// <inheritdoc/>

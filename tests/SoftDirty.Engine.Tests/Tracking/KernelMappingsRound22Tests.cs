@@ -1,4 +1,5 @@
 using System.Linq;
+using SoftDirty.Images;
 using SoftDirty.Tracking;
 using Xunit;
 
@@ -34,5 +35,21 @@ public class KernelMappingsRound22Tests
         var all = MapsParser.Parse(Maps);
         Assert.True(PageWalk.IsUprobes(all.Single(m => m.Start == 0x7ffffffff000UL)));
         Assert.False(PageWalk.IsUprobes(all.Single(m => m.Start == 0x7f0b3a251000UL)));
+    }
+
+    [Fact]
+    public void AWatchReadsSmapsAgainOnlyWhenAMappingThatMayBeDeviceMemoryChanges()
+    {
+        const string Ring = "7f0b3a244000-7f0b3a24d000 rw-s 00000000 00:10 1039                       anon_inode:[perf_event]\n";
+        // The kernel's own mappings and anonymous memory are no candidates (the file named [uprobes] is one: a pseudo path).
+        string plain = string.Join('\n', Maps.Split('\n').Where(l => !l.Contains("fe:00"))) + "\n";
+        var without = MapsParser.Parse(plain);
+        var with = MapsParser.Parse(plain + Ring);
+        var moved = MapsParser.Parse(plain + Ring.Replace("7f0b3a244000-7f0b3a24d000", "7f0b3a245000-7f0b3a24e000"));
+        Assert.Null(DeviceMappings.CandidateKey(without, null));
+        Assert.NotNull(DeviceMappings.CandidateKey(with, null));
+        Assert.Equal(DeviceMappings.CandidateKey(with, null), DeviceMappings.CandidateKey(MapsParser.Parse(plain + Ring), null));
+        Assert.NotEqual(DeviceMappings.CandidateKey(with, null), DeviceMappings.CandidateKey(moved, null));
+        Assert.Null(DeviceMappings.CandidateKey(with, m => m.Kind != MappingKind.File));
     }
 }
