@@ -208,11 +208,25 @@ internal static partial class WriteTrackingStore
         catch (IOException) { return true; } // gone: stale
     }
 
+    /// <summary>
+    /// Writes <paramref name="state"/> (a new file renamed over the old one). A failure is classed as every file the module
+    /// writes (<see cref="SafeFiles.WriteFailure"/>), a directory at the file's name as one at the lock's
+    /// (UnsafeDestination, <see cref="LockFile"/>); the prune that follows is housekeeping and never fails the save (a
+    /// failure there reported a recorded reset as not recorded).
+    /// </summary>
     public static void Save(WriteTrackingState state)
     {
         using (var dir = OpenSafeFolder(create: true)!)
-            SafeFiles.WriteReplacing(dir, $"{state.ProcessId}.json", JsonSerializer.SerializeToUtf8Bytes(state));
-        Prune(Path.GetFullPath(Folder));
+        {
+            try { SafeFiles.WriteReplacing(dir, $"{state.ProcessId}.json", JsonSerializer.SerializeToUtf8Bytes(state)); }
+            catch (EngineException ex) when (ex.Errno == FileNative.EISDIR)
+            {
+                throw new EngineException(EngineError.UnsafeDestination,
+                    $"The write-tracking state file {dir.Combine($"{state.ProcessId}.json")} is not a regular file (a directory); remove it.", state.ProcessId, ex.Errno, ex);
+            }
+        }
+        try { Prune(Path.GetFullPath(Folder)); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // the state is in place
     }
 
     /// <summary>Removes the state and lock files of processes that are gone (a target that exited keeps no file behind).</summary>
