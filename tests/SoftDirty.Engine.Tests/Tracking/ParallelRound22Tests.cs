@@ -55,6 +55,18 @@ public sealed class ParallelRound22Tests : IDisposable
     }
 
     [HostFact]
+    public void TheKernelProbesClearOfThisProcess_StartsANewEpochOfIt()
+    {
+        // Get-SoftDirtySupport -Refresh probes soft-dirty with clear_refs "4" of this process (every kernel takes it, with or
+        // without CONFIG_MEM_SOFT_DIRTY); a soft-dirty watch of this PowerShell in another runspace trusted its epoch across it.
+        using var self = ProcPageSource.Open(Environment.ProcessId);
+        Assert.NotNull(TrackingEpoch.Record(self));
+        var armed = TrackingEpoch.Current(self);
+        KernelProbe.Refresh();
+        Assert.NotEqual(armed, TrackingEpoch.Current(self));
+    }
+
+    [HostFact]
     public void ADirectoryAtTheLocksName_IsUnsafeDestination_AsAFifoIs_InBothStateFolders()
     {
         using var self = ProcPageSource.Open(Environment.ProcessId);
