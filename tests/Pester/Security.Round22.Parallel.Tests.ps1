@@ -7,6 +7,14 @@ BeforeDiscovery {
     $IsRoot = (id -u) -eq '0'
     $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason } else { 'Linux only' }
     $UnprivilegedSkip = if ($WtSkip) { $WtSkip } elseif ($IsRoot) { 'root writes into a folder of mode 0500: runs as an unprivileged user (build.ps1 Test runs both)' }
+    # A proc mount of the test's own with hidepid=1, in a mount namespace of its own: root's (a user namespace's / belongs to
+    # nobody, and the module keeps no state under a folder of another user).
+    $HideSkip = if ($WtSkip) { $WtSkip } elseif (-not $IsRoot) { 'needs root: mounts a proc file system of its own with hidepid=1 (in a user namespace / is nobody''s, where the module keeps no state)' }
+    elseif (-not (Get-Command unshare -ErrorAction SilentlyContinue) -or -not (Get-Command setpriv -ErrorAction SilentlyContinue)) { 'needs unshare and setpriv (util-linux)' }
+    else {
+        & unshare -m --propagation private sh -c 'mount -t proc -o hidepid=1 proc /proc' 2>$null
+        if ($LASTEXITCODE -ne 0) { "a proc file system with hidepid=1 cannot be mounted here ($LASTEXITCODE)" }
+    }
 }
 
 BeforeAll {
@@ -107,5 +115,64 @@ Describe 'Round 22: a failure of the write-tracking state folder says one ErrorI
             Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
             Stop-TestTarget $t
         }
+    }
+}
+
+Describe 'Round 22: the prunes of the state folders under a /proc that hides processes (hidepid=1)' -Tag 'Security', 'Round22Parallel', 'WriteTracking' -Skip:([bool]$HideSkip) {
+    It 'a tracked process that is not dumpable for a moment keeps its write-tracking state and soft-dirty record when others are saved' {
+        # Round 22: the prune that follows every state save took a process whose stat it could not read for gone: under hidepid=1
+        # a process that is not dumpable (PR_SET_DUMPABLE 0, as programs holding secrets set for a moment) hides its stat from its
+        # own user. Its state was deleted, its tracking left in it for good: Disable-WriteTracking said WriteTrackingNotEnabled,
+        # Enable-WriteTracking WriteTrackingInUse; its soft-dirty record and lock went the same way. The commands run as root without capabilities or group 0 (hidepid lets group 0
+        # and CAP_SYS_PTRACE see everything), in a mount namespace whose /proc has hidepid=1.
+        $state = Join-Path $root "hide-$(New-Guid)"
+        $null = New-Item -ItemType Directory $state
+        chmod 0700 $state
+        $script = Join-Path $root 'hidden.ps1'
+        Set-Content -LiteralPath $script -Value @'
+param($Mod, $Wt, $State)
+$ErrorActionPreference = 'Stop'
+Import-Module $Mod
+$env:SOFTDIRTY_STATE_DIR = $State
+function Start-Wt { $psi = [Diagnostics.ProcessStartInfo]::new($Wt); $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true; $p = [Diagnostics.Process]::Start($psi); $null = $p.StandardOutput.ReadLine(); $p }
+function Send($p, $c) { $p.StandardInput.WriteLine($c); $p.StandardInput.Flush(); $p.StandardOutput.ReadLine() }
+$a = Start-Wt; $b = Start-Wt
+try {
+    $null = Send $a 'map 4'; $null = Send $b 'map 4'
+    # The soft-dirty epoch folder pointed at one of this test (TrackingEpoch, internal: what every clear calls).
+    $engine = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'SoftDirty.Engine' }
+    $epoch = $engine.GetType('SoftDirty.Tracking.TrackingEpoch', $true)
+    $flags = [Reflection.BindingFlags] 'Static, Public, NonPublic'
+    $epoch.GetProperty('SharedTempFolder', $flags).SetValue($null, $State)
+    $epoch.GetProperty('RuntimeRoot', $flags).SetValue($null, (Join-Path $State 'no-runtime'))
+    $open = $engine.GetType('SoftDirty.ProcPageSource', $true).GetMethod('Open', [type[]]@([int]))
+    $sourceA = $open.Invoke($null, [object[]]@($a.Id)); $sourceB = $open.Invoke($null, [object[]]@($b.Id))
+    $null = $epoch.GetMethod('Record', $flags).Invoke($null, [object[]]@($sourceA))
+    $record = Join-Path $epoch.GetMethod('StateDirectory', $flags).Invoke($null, @()) $epoch.GetMethod('FileKey', $flags).Invoke($null, [object[]]@($a.Id))
+    Enable-WriteTracking -Id $a.Id | Out-Null
+    $null = Send $a 'dumpable 0'
+    $hidden = try { $null = [IO.File]::ReadAllText("/proc/$($a.Id)/stat"); $false } catch { $true }
+    Enable-WriteTracking -Id $b.Id | Out-Null # saves a state, then prunes the folder
+    $kept = Test-Path (Join-Path $State "$($a.Id).json") -PathType Leaf
+    $null = $epoch.GetMethod('Record', $flags).Invoke($null, [object[]]@($sourceB)) # records, then prunes the epoch folder
+    $recordKept = Test-Path $record -PathType Leaf
+    $null = Send $a 'dumpable 1'
+    $disable = try { Disable-WriteTracking -Id $a.Id; 'none' } catch { $_.FullyQualifiedErrorId }
+    $left = @(Get-ChildItem "/proc/$($a.Id)/fd" | Where-Object { $_.LinkTarget -eq 'anon_inode:[userfaultfd]' }).Count
+    [pscustomobject]@{ Hidden = $hidden; Kept = $kept; RecordKept = $recordKept; Disable = $disable; Left = $left } | ConvertTo-Json -Compress
+} finally { Disable-WriteTracking -Id $b.Id -ErrorAction SilentlyContinue; $a.Kill(); $b.Kill() }
+'@
+        $pwshLine = Get-PwshCommandLine
+        $pwsh = ($pwshLine | ForEach-Object { "'$_'" }) -join ' '
+        $inner = "mount -t proc -o hidepid=1 proc /proc && exec setpriv --regid 65534 --clear-groups --bounding-set=-all --inh-caps=-all -- $pwsh -NoProfile -NonInteractive -File '$script' -Mod '$env:SOFTDIRTY_MODULE' -Wt '$wtExe' -State '$state'"
+        $out = & unshare -m --propagation private sh -c $inner 2>&1
+        $json = $out | Where-Object { $_ -like '{*' } | Select-Object -Last 1
+        $json | Should -Not -BeNullOrEmpty -Because "the child said: $($out -join ' ')"
+        $r = $json | ConvertFrom-Json
+        $r.Hidden | Should -BeTrue -Because 'hidepid=1 hides the stat of a process that is not dumpable (else this test shows nothing)'
+        $r.Kept | Should -BeTrue -Because 'a process whose stat cannot be read is not gone'
+        $r.RecordKept | Should -BeTrue -Because 'the soft-dirty record of a process whose stat cannot be read is kept too'
+        $r.Disable | Should -Be 'none'
+        $r.Left | Should -Be 0 -Because 'Disable-WriteTracking closed the tracking''s userfaultfd in the process'
     }
 }

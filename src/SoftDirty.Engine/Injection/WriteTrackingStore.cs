@@ -229,12 +229,15 @@ internal static partial class WriteTrackingStore
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // the state is in place
     }
 
-    /// <summary>Removes the state and lock files of processes that are gone (a target that exited keeps no file behind).</summary>
+    /// <summary>
+    /// Removes the state and lock files of processes that are gone (a target that exited keeps no file behind): provably gone
+    /// (<see cref="ProcessStart.Absent"/>), never one whose start time cannot be read now.
+    /// </summary>
     private static void Prune(string folder)
     {
         foreach (var f in Directory.EnumerateFiles(folder, "*.*"))
             if ((f.EndsWith(".json", StringComparison.Ordinal) || f.EndsWith(LockSuffix, StringComparison.Ordinal))
-                && int.TryParse(Path.GetFileNameWithoutExtension(f), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid) && StartTime(pid) == 0)
+                && int.TryParse(Path.GetFileNameWithoutExtension(f), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid) && StartTime(pid) == 0 && ProcessStart.Absent(pid))
             {
                 try { File.Delete(f); }
                 catch (IOException) { }

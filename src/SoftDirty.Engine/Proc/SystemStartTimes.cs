@@ -16,7 +16,7 @@ internal static class SystemStartTimes
     /// <summary>The start times of all processes now; null where this command cannot see them all.</summary>
     public static HashSet<ulong>? Read()
     {
-        if (PidNamespace.Of("self") != PidNamespace.Initial || ProcHidesProcesses()) return null;
+        if (PidNamespace.Of("self") != PidNamespace.Initial || ProcessStart.ProcHidesProcesses()) return null;
         var starts = new HashSet<ulong>();
         try
         {
@@ -38,23 +38,4 @@ internal static class SystemStartTimes
     /// </summary>
     public static bool Near(HashSet<ulong> starts, ulong ticks) =>
         starts.Contains(ticks) || starts.Contains(unchecked(ticks - 1)) || starts.Contains(unchecked(ticks + 1));
-
-    /// <summary>Whether the proc file system at /proc hides other users' processes (hidepid=1, 2, noaccess, invisible).</summary>
-    private static bool ProcHidesProcesses()
-    {
-        try
-        {
-            foreach (var line in File.ReadLines("/proc/self/mountinfo"))
-            {
-                // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
-                var fields = line.Split(' ');
-                int dash = Array.IndexOf(fields, "-");
-                if (fields.Length < 5 || fields[4] != "/proc" || dash < 0 || dash + 3 >= fields.Length || fields[dash + 1] != "proc") continue;
-                foreach (var option in fields[dash + 3].Split(','))
-                    if (option.StartsWith("hidepid=", StringComparison.Ordinal) && option is not ("hidepid=0" or "hidepid=off")) return true;
-            }
-            return false;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return true; }
-    }
 }

@@ -464,7 +464,8 @@ internal static class TrackingEpoch
     }
 
     /// <summary>
-    /// Removes the records (and locks) of processes that are gone: another boot, the pid's start time differs, or, for a process
+    /// Removes the records (and locks) of processes that are gone: another boot, the pid's start time differs or the process is provably
+    /// absent (<see cref="ProcessStart.Absent"/>: one whose start time cannot be read is kept), or, for a process
     /// of another pid namespace (a container's, which cannot be looked up by its pid here), no process of the system started at its
     /// start time (<see cref="SystemStartTimes"/>: only from the first pid namespace, which sees them all). Round 21 left those to
     /// a command in their namespace, and a container that was gone left its records in the host's folders until the boot ended.
@@ -489,9 +490,10 @@ internal static class TrackingEpoch
                 live = starts is null || !ulong.TryParse(parts[2], NumberStyles.None, CultureInfo.InvariantCulture, out ulong start)
                     || SystemStartTimes.Near(starts, start);
             }
-            else
-                live = parts[0] == boot && int.TryParse(nsPid[^1], NumberStyles.None, CultureInfo.InvariantCulture, out int pid)
-                    && StartTime(pid) == parts[2] && (nsPid.Length == 1 || FileKey(pid) == name);
+            else if (parts[0] != boot || !int.TryParse(nsPid[^1], NumberStyles.None, CultureInfo.InvariantCulture, out int pid)) live = false;
+            // A start time that cannot be read (hidepid=1 and a process not dumpable for a moment) is no proof the process is gone.
+            else if (StartTime(pid) is not { } seen) live = !ProcessStart.Absent(pid);
+            else live = seen == parts[2] && (nsPid.Length == 1 || FileKey(pid) is not { } key || key == name);
             if (!live) { try { File.Delete(f); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
         }
     }
