@@ -156,10 +156,15 @@ try {
     $kept = Test-Path (Join-Path $State "$($a.Id).json") -PathType Leaf
     $null = $epoch.GetMethod('Record', $flags).Invoke($null, [object[]]@($sourceB)) # records, then prunes the epoch folder
     $recordKept = Test-Path $record -PathType Leaf
+    # A command that loads A's state meanwhile (a watch of A ending, WriteTrackingStore.Leave): refused, the state kept; it took the
+    # hidden process for a stale one and deleted its state.
+    $store = $engine.GetType('SoftDirty.Injection.WriteTrackingStore', $true)
+    $hiddenDisable = try { $null = $store.GetMethod('Load', $flags).Invoke($null, [object[]]@($a.Id)); 'none' } catch { $_.Exception.InnerException.Error.ToString() }
+    $keptAfterLoad = Test-Path (Join-Path $State "$($a.Id).json") -PathType Leaf
     $null = Send $a 'dumpable 1'
     $disable = try { Disable-WriteTracking -Id $a.Id; 'none' } catch { $_.FullyQualifiedErrorId }
     $left = @(Get-ChildItem "/proc/$($a.Id)/fd" | Where-Object { $_.LinkTarget -eq 'anon_inode:[userfaultfd]' }).Count
-    [pscustomobject]@{ Hidden = $hidden; Kept = $kept; RecordKept = $recordKept; Disable = $disable; Left = $left } | ConvertTo-Json -Compress
+    [pscustomobject]@{ Hidden = $hidden; Kept = $kept; RecordKept = $recordKept; HiddenLoad = $hiddenDisable; KeptAfterLoad = $keptAfterLoad; Disable = $disable; Left = $left } | ConvertTo-Json -Compress
 } finally { Disable-WriteTracking -Id $b.Id -ErrorAction SilentlyContinue; $a.Kill(); $b.Kill() }
 '@
         $pwshLine = Get-PwshCommandLine
@@ -172,6 +177,8 @@ try {
         $r.Hidden | Should -BeTrue -Because 'hidepid=1 hides the stat of a process that is not dumpable (else this test shows nothing)'
         $r.Kept | Should -BeTrue -Because 'a process whose stat cannot be read is not gone'
         $r.RecordKept | Should -BeTrue -Because 'the soft-dirty record of a process whose stat cannot be read is kept too'
+        $r.HiddenLoad | Should -Be 'PermissionDenied' -Because 'the tracking of a process that hides its start time cannot be checked now'
+        $r.KeptAfterLoad | Should -BeTrue -Because 'a state that cannot be checked is no stale one'
         $r.Disable | Should -Be 'none'
         $r.Left | Should -Be 0 -Because 'Disable-WriteTracking closed the tracking''s userfaultfd in the process'
     }

@@ -182,6 +182,10 @@ internal static partial class WriteTrackingStore
                 throw new EngineException(EngineError.PermissionDenied,
                     $"The write tracking of process {pid} cannot be checked now: the process hides its descriptors (/proc/{pid}/fd; it is not dumpable, PR_SET_DUMPABLE 0, or a setuid program). Its state is kept; run as root, or again once the process is dumpable.", pid);
         }
+        // Under a /proc with hidepid=1 such a process hides its start time too (/proc/PID/stat): that is no stale state either.
+        if (state is not null && state.ProcessId == pid && StartTime(pid) == 0 && !ProcessStart.Absent(pid))
+            throw new EngineException(EngineError.PermissionDenied,
+                $"The write tracking of process {pid} cannot be checked now: /proc hides the process's start time (hidepid, and it is not dumpable now: PR_SET_DUMPABLE 0, or a setuid program). Its state is kept; run as root, or again once the process is dumpable.", pid);
         Delete(pid);
         return null;
     }
