@@ -38,3 +38,23 @@ Describe 'Round 23: a device node outside /dev makes an image incomplete, never 
         } finally { Stop-ImgTarget $t }
     }
 }
+
+# Found too: in a user namespace that does not map the host's root (unshare -Ur, a toolbox sharing the host's tree), every
+# folder's parents show as owned by the overflow uid, so each save and Enable-WriteTracking was refused saying that "user
+# 65534" could replace what the module writes: true of any other host user, false of root, and nothing said which. The
+# refusal stays (the module cannot tell them apart); it now says so, and what to do.
+Describe 'Round 23: a folder in a user namespace whose parents belong to an unmapped user' -Tag 'Security', 'Round23Device' {
+    It 'Save-MemoryImage is refused with UnsafeDestination, saying the owner is not mapped' {
+        $overflow = (Get-Content /proc/sys/kernel/overflowuid).Trim()
+        $owner = & unshare -Ur stat -c %u / 2>&1
+        if ($LASTEXITCODE -ne 0) { Set-ItResult -Skipped -Because "no user namespace can be made here (unshare -Ur: $owner)"; return }
+        if ("$owner".Trim() -ne $overflow) { Set-ItResult -Skipped -Because "this user's namespace maps the owner of / (it shows as $owner): no parent is unmapped"; return }
+        $pwsh = Get-PwshCommandLine
+        $command = "Import-Module '$env:SOFTDIRTY_MODULE'; try { `$null = Save-MemoryImage -Id `$PID -Mapping '[stack]' -Method Hash -Path '$(Join-Path $TestDrive 'ns-img')' -ErrorAction Stop } catch { `$_.FullyQualifiedErrorId; `$_.CategoryInfo.Category; `$_.Exception.Message }"
+        $out = @(& unshare -Ur @pwsh -NoProfile -NonInteractive -Command $command 2>&1 | ForEach-Object { "$_" })
+        $out[0] | Should -BeLike 'UnsafeDestination,*'
+        $out[1] | Should -Be 'SecurityError'
+        ($out[2..($out.Count - 1)] -join ' ') | Should -BeLike '*user namespace does not map*' -Because 'before round 23 it blamed user 65534 as if it were another user'
+        Test-Path (Join-Path $TestDrive 'ns-img') | Should -BeFalse
+    }
+}
