@@ -60,8 +60,9 @@ internal static class DeviceMappings
     /// resources), or of any other path that is not the regular file the mapping maps (round 23: a device node elsewhere,
     /// as mknod or a container's bind mount puts one, was never looked at, so its pages were saved as none and the image
     /// called valid). The last is asked of the file itself, through the process's root (/proc/PID/root/PATH: its own view of
-    /// the path): a regular file with the mapping's inode is no device; a deleted file, one that cannot be looked at, or one
-    /// replaced since is a candidate (smaps decides). Anonymous memory, memfds and the kernel's bracketed mappings are not;
+    /// the path): a regular file with the mapping's inode is no device; a deleted file, one that cannot be looked at, one
+    /// replaced since, or one on a file system whose stat can wait on a server (<see cref="LocalFileSystems"/>) is a candidate
+    /// (smaps decides). Anonymous memory, memfds and the kernel's bracketed mappings are not;
     /// nor is a regular file of a mapping with no live process (a parsed listing: judged by its path alone).
     /// </summary>
     internal static bool MayBeDevice(MemoryMapping m)
@@ -74,7 +75,7 @@ internal static class DeviceMappings
         // A memfd (mapped private here; shared ones are SharedAnonymous) is shmem or hugetlbfs, never a device.
         if (m.Path.StartsWith(MemfdPrefix, StringComparison.Ordinal)) return false;
         if (m.ProcessId <= 0) return false;
-        if (m.Deleted) return true;
+        if (m.Deleted || !LocalFileSystems.IsLocal(m.ProcessId, m.Device)) return true;
         return !IsMappedRegularFile(m);
     }
 

@@ -20,11 +20,13 @@ public sealed partial class DeviceMappingsRound23Tests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     /// <summary>A mapping of <paramref name="path"/> with <paramref name="inode"/>, as maps shows it for this process.</summary>
-    private static MemoryMapping Mapping(string path, ulong inode, bool deleted = false, bool shared = false) =>
-        MapsParser.Parse($"7f0b3a244000-7f0b3a245000 r--{(shared ? 's' : 'p')} 00000000 00:2a {inode}                       {path}{(deleted ? " (deleted)" : "")}\n",
+    private static MemoryMapping Mapping(string path, ulong inode, bool deleted = false, string? device = null) =>
+        MapsParser.Parse($"7f0b3a244000-7f0b3a245000 r--p 00000000 {device ?? DeviceOf(Path.GetDirectoryName(path)!)} {inode}                       {path}{(deleted ? " (deleted)" : "")}\n",
             Environment.ProcessId).Single();
 
     private static ulong InodeOf(string path) => FileNative.Stat(path, out _)?.Inode ?? throw new IOException($"stat {path} failed");
+
+    private static string DeviceOf(string path) => FileNative.Stat(path, out _)?.Device ?? throw new IOException($"stat {path} failed");
 
     [Fact]
     public void ANodeThatIsNotARegularFileOutsideDevIsACandidate()
@@ -46,6 +48,19 @@ public sealed partial class DeviceMappingsRound23Tests : IDisposable
         Assert.True(DeviceMappings.MayBeDevice(Mapping(file, inode + 1)), "the path names another file now: what is mapped is not known");
         Assert.True(DeviceMappings.MayBeDevice(Mapping(file, inode, deleted: true)), "a deleted node cannot be looked at");
         Assert.True(DeviceMappings.MayBeDevice(Mapping(Path.Combine(_dir, "missing"), inode)), "a path that is gone cannot be looked at");
+    }
+
+    [Fact]
+    public void AFileOnAFileSystemThatIsNotKnownLocalIsACandidateWithoutALookup()
+    {
+        // A stat on FUSE or NFS can wait on a server for ever: such a file is not looked at. A device no mount names stands
+        // for one here (the file itself is regular, so only the device decides).
+        string file = Path.Combine(_dir, "file");
+        File.WriteAllBytes(file, new byte[4096]);
+        Assert.True(DeviceMappings.MayBeDevice(Mapping(file, InodeOf(file), device: "ff:ff")));
+        Assert.Equal(("00:2b", "fuse.sshfs"), LocalFileSystems.Parse("41 29 0:43 / /mnt/remote rw,nosuid,nodev shared:21 - fuse.sshfs host:/ rw,user_id=1000"));
+        Assert.Equal(("fe:01", "ext4"), LocalFileSystems.Parse("29 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw"));
+        Assert.Null(LocalFileSystems.Parse("not a mountinfo line"));
     }
 
     [Fact]
