@@ -78,7 +78,7 @@ internal static class ImageWriter
         var mappings = source.ReadMappings(false);
         var spans = PageWalk.DataSpans(mappings, selector);
         // Pages pagemap cannot show (VM_PFNMAP: device memory, a perf_event ring): unreadable, never silently absent.
-        ulong devicePages = DeviceMappings.Pages(source, mappings, selector, out _);
+        ulong devicePages = DeviceMappings.Pages(source, mappings, selector);
         // What to compare besides the tracker's candidates: what no tracker can vouch for (ImageTracking.Untracked); every
         // page while the kernel writes the process's memory no one knows where (PinnedBuffers.WritesUnlocated).
         var pinned = PageWalk.IsRealProcess(source) ? PinnedBuffers.Read(source.ProcessId, ps) : null;

@@ -218,7 +218,7 @@ internal static class PreCopyMigration
             var mappings = source.ReadMappings(false);
             spans = PageWalk.DataSpans(mappings, options.Selector);
             ranges = PageWalk.PresentRegions(source, spans, cancel: cancel).Where(r => (r.Categories & PageCategory.PfnZero) == 0).Select(r => new AddressRange(r.Start, r.End)).ToList();
-            unseen = DeviceMappings.Pages(source, mappings, options.Selector, out _);
+            unseen = DeviceMappings.Pages(source, mappings, options.Selector);
         }
         else ranges = pages.Ranges;
         ulong n = 0;
