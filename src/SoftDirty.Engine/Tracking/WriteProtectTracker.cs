@@ -161,11 +161,16 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         if (unregistered.Count == 0) return null;
         regions.AddRange(PageWalk.PresentRegions(Source, unregistered, cancel: cancel));
         regions.Sort((x, y) => x.Start.CompareTo(y.Start));
-        return $"{unregistered.Count} writable mapping span(s) from 0x{unregistered[0].Start:x} are not private anonymous memory, which write tracking does not register";
+        return $"{unregistered.Count} writable mapping span(s) from 0x{unregistered[0].Start:x} are not registered for write-protect (not private anonymous memory, or refused by the kernel: MAP_DROPPABLE)";
     }
 
-    /// <summary>Registers mappings not yet registered; returns the spans that are new (all their pages count as written).</summary>
-    private List<PageSpan> RegisterNew(List<PageSpan> spans)
+    /// <summary>
+    /// Registers mappings not yet registered; returns the spans that are new (all their pages count as written). A span the
+    /// kernel refuses (a MAP_DROPPABLE mapping, VM_PFNMAP or VM_IO memory) goes to <paramref name="refused"/>: its present
+    /// pages count at every look, as another process's do (ScanRemote). Before, it was left out: a watch of this PowerShell
+    /// never saw a write into a MAP_DROPPABLE mapping of its own (round 23).
+    /// </summary>
+    private List<PageSpan> RegisterNew(List<PageSpan> spans, List<PageSpan>? refused = null)
     {
         var known = new HashSet<AddressRange>(_registered.Select(r => r.Range));
         var fresh = new List<PageSpan>();
@@ -175,7 +180,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
             if (known.Contains(range)) continue;
             IDisposable? reg = null;
             if (_emulated is not null) reg = _emulated.RegisterAsyncWriteProtect(s.Start, s.End);
-            else if (!_uffd!.Register(s.Start, s.End)) continue; // [vvar] and the like: the kernel refuses, nothing to track
+            else if (!_uffd!.Register(s.Start, s.End)) { refused?.Add(s); continue; }
             _registered.Add((range, reg));
             fresh.Add(s);
         }
@@ -474,7 +479,8 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         if (_remote is not null) return CollectRemote(rearm, cancel);
         var clock = Stopwatch.StartNew();
         var spans = Spans(out var unregistered);
-        var fresh = RegisterNew(spans);
+        var fresh = RegisterNew(spans, unregistered);
+        unregistered.Sort((x, y) => x.Start.CompareTo(y.Start));
         var tracked = RegisteredSpans(spans);
         var all = new List<PageRegion>();
         ulong scanned = 0, ps = (ulong)Source.PageSize;
