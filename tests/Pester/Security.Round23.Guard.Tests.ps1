@@ -105,6 +105,21 @@ Describe 'Round 23: guard regions in mappings that are not private anonymous mem
         }
     }
 
+    It 'the target registers a file mapping with a userfaultfd of its own while it is tracked; its anonymous memory is EBUSY, as the help says' {
+        # Before, the tracking held the file mapping too, and the target's own UFFDIO_REGISTER of it failed with EBUSY.
+        $t = Start-ImgTarget
+        try {
+            $anon = Send-ImgTarget $t 'map 8'
+            $file = New-KindMapping $t 'mapfile FILE 8 0' $false
+            $null = Enable-WriteTracking -Id $t.Id
+            Send-Within $t "uffdwp $anon 8" | Should -Be 'ERR uffdwp 16' -Because 'one userfaultfd registers a mapping (EBUSY)'
+            Send-Within $t "uffdwp $file 8" | Should -Match '^OK' -Because 'the tracking leaves the file mapping to the process'
+        } finally {
+            Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
+            Stop-ImgTarget $t
+        }
+    }
+
     It 'a hugetlb mapping is not registered' -Skip:([bool]($KindSkip['hugetlb'])) {
         $t = Start-ImgTarget
         try {
