@@ -77,6 +77,11 @@
      packetsend <count>                   sends that many UDP datagrams to a socket of its own on 127.0.0.1 and waits (2 s at
                                           most) until the kernel copied each into the ring as lo received it -> OK <frames filled>
      packetstatus <index>                 tp_status and tp_len of that ring frame as the process reads it -> OK <status> <len>
+   Round 23 (mappings the module's write tracking leaves unregistered):
+     uffdwp <hexaddr> <pages>             registers the pages with a userfaultfd of this process as the module's write tracking
+                                          did before round 23 (WP_ASYNC | WP_UNPOPULATED, MODE_WP only), and write-protects them
+                                          all: a write resolves itself, and a dropped page of a file or shmem mapping leaves a
+                                          uffd-wp marker -> OK <0|1 user-mode-only>, or ERR uffdwp <errno>
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
@@ -145,6 +150,24 @@ static int uffd_register(unsigned char *p, long pages, int *usermode) {
     return ioctl(fd, UFFDIO_WRITEPROTECT, &wp) ? -1 : 0;
 }
 
+
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15) /* Linux 6.7; older headers lack it */
+#endif
+
+/* "uffdwp": async write-protect of the range with a userfaultfd of this process (never read: no fault waits). */
+static int uffd_register_wp(unsigned char *p, long pages, int *usermode) {
+    *usermode = 0;
+    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) { *usermode = 1; fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY); }
+    if (fd < 0) return -1;
+    struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED };
+    if (ioctl(fd, UFFDIO_API, &api)) return -1;
+    struct uffdio_register reg = { .range = { (uintptr_t)p, (uint64_t)(pages * ps) }, .mode = UFFDIO_REGISTER_MODE_WP };
+    if (ioctl(fd, UFFDIO_REGISTER, &reg)) return -1;
+    struct uffdio_writeprotect wp = { .range = reg.range, .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+    return ioctl(fd, UFFDIO_WRITEPROTECT, &wp) ? -1 : 0;
+}
 
 /* Round 22: the function "uprobe" probes (not inlined: its first instruction is where the probe sits). */
 __attribute__((noinline, used)) int probed(int x) { return x * 3 + 1; }
@@ -248,6 +271,10 @@ int main(void) {
         } else if (!strcmp(cmd, "uffd")) {
             int usermode;
             if (uffd_register(p, x, &usermode)) printf("ERR uffd %d\n", errno);
+            else printf("OK %d\n", usermode);
+        } else if (!strcmp(cmd, "uffdwp")) {
+            int usermode;
+            if (uffd_register_wp(p, x, &usermode)) printf("ERR uffdwp %d\n", errno);
             else printf("OK %d\n", usermode);
         } else if (!strcmp(cmd, "dontneed")) {
             printf(madvise(p + x * ps, y * ps, MADV_DONTNEED) == 0 ? "OK\n" : "ERR madvise\n");
