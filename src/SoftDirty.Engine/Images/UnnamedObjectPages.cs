@@ -254,21 +254,28 @@ internal sealed class UnnamedObjectPages : IDisposable
 
     /// <summary>
     /// <paramref name="path"/> (a /proc link to the object) opened read-only, where it is a regular file of <paramref name="m"/>'s
-    /// device and inode, before the open (no open of a device or FIFO, which may act on open) and after it, on a file system of
-    /// <see cref="ReadableFileSystems"/>; else null.
+    /// device and inode on a file system of <see cref="ReadableFileSystems"/>; else null. It is first opened O_PATH, which runs
+    /// no driver's open, and checked; only then is that very file opened for reading (through /proc/self/fd), so a mapping or
+    /// descriptor the process replaces meanwhile with a device or FIFO is never opened for real.
     /// </summary>
     private static SafeFileHandle? OpenPath(string path, MemoryMapping m)
     {
-        if (!Matches(FileNative.Stat(path, out _), m)) return null;
-        int fd = Native.Open(path, Native.O_RDONLY | Native.O_CLOEXEC | Native.O_NONBLOCK | Native.O_NOCTTY);
-        if (fd < 0) return null;
-        var handle = new SafeFileHandle(fd, ownsHandle: true);
-        if (!Matches(FileNative.Fstat(fd, out _), m) || !ReadableFileSystems.Contains(Native.FileSystemType(fd)))
+        int at = Native.Open(path, Native.O_PATH | Native.O_CLOEXEC);
+        if (at < 0) return null;
+        try
         {
-            handle.Dispose();
-            return null;
+            if (!Matches(FileNative.Fstat(at, out _), m) || !ReadableFileSystems.Contains(Native.FileSystemType(at))) return null;
+            int fd = Native.Open(string.Create(CultureInfo.InvariantCulture, $"/proc/self/fd/{at}"), Native.O_RDONLY | Native.O_CLOEXEC | Native.O_NONBLOCK | Native.O_NOCTTY);
+            if (fd < 0) return null;
+            var handle = new SafeFileHandle(fd, ownsHandle: true);
+            if (!Matches(FileNative.Fstat(fd, out _), m))
+            {
+                handle.Dispose();
+                return null;
+            }
+            return handle;
         }
-        return handle;
+        finally { Native.Close(at); }
     }
 
     private static bool Matches(FileNative.PathStatus? status, MemoryMapping m) =>
