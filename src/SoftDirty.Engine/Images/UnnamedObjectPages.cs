@@ -32,6 +32,8 @@ internal sealed class UnnamedObjectPages : IDisposable
         public ulong Size;
         /// <summary>The addresses of the span whose object pages hold data (not holes), ascending; found when first needed.</summary>
         public List<AddressRange>? Data;
+        /// <summary>The first range of <see cref="Data"/> that may still meet a gap.</summary>
+        public int DataAt;
     }
 
     private readonly IPageSource _source;
@@ -102,24 +104,27 @@ internal sealed class UnnamedObjectPages : IDisposable
 
     private IEnumerable<AddressRange> Gap(Entry e, ulong start, ulong end)
     {
-        // Guard markers (MADV_GUARD_INSTALL) hold nothing: the process faults there. Every other page not in a region is the object's.
-        foreach (var part in WithoutGuards(start, end))
+        var file = Open(e);
+        if (file is null)
         {
-            var file = Open(e);
-            if (file is null)
+            // Guard markers (MADV_GUARD_INSTALL) hold nothing: the process faults there. Every other page not in a region is the object's.
+            foreach (var part in WithoutGuards(start, end))
             {
                 UnopenedPages += part.Size / _pageSize;
                 FirstUnopened ??= $"0x{e.Span.Start:x}-0x{e.Span.End:x} {e.Span.Mapping!.DisplayName}";
-                continue;
             }
-            e.Data ??= DataRanges(e, file);
-            foreach (var d in e.Data)
+            yield break;
+        }
+        // The object's data in the gap (its holes are zeros), without guard markers. Gaps of a span ascend: a cursor in its data.
+        e.Data ??= DataRanges(e, file);
+        while (e.DataAt < e.Data.Count && e.Data[e.DataAt].End <= start) e.DataAt++;
+        for (int i = e.DataAt; i < e.Data.Count && e.Data[i].Start < end; i++)
+        {
+            ulong s = Math.Max(e.Data[i].Start, start), t = Math.Min(e.Data[i].End, end);
+            foreach (var part in WithoutGuards(s, t))
             {
-                ulong s = Math.Max(d.Start, part.Start), t = Math.Min(d.End, part.End);
-                if (s >= t) continue;
-                var r = new AddressRange(s, t);
-                _toRead.Add((r, e));
-                yield return r;
+                _toRead.Add((part, e));
+                yield return part;
             }
         }
     }
