@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
+using System.Linq;
 using Microsoft.Win32.SafeHandles;
 using SoftDirty.Tracking;
 
@@ -20,7 +21,7 @@ namespace SoftDirty.Images;
 /// zeros and are not read, and nothing in the process changes (a read through /proc/PID/mem would fault every hole in, a new
 /// page of the object each). Where it cannot be opened (another user's map_files, no descriptor: a System V segment, shared
 /// anonymous memory, a memfd or deleted file the process closed) or lies on a file system whose reads may never answer
-/// (<see cref="ReadableFileSystems"/>), its pages not present count as unreadable: the image is incomplete and says so.
+/// (<see cref="MayOpen"/>), its pages not present count as unreadable: the image is incomplete and says so.
 /// </summary>
 internal sealed class UnnamedObjectPages : IDisposable
 {
@@ -40,7 +41,6 @@ internal sealed class UnnamedObjectPages : IDisposable
     private readonly ulong _pageSize;
     private readonly List<Entry> _entries = [];
     private readonly Dictionary<(string Device, ulong Inode), SafeFileHandle?> _opened = [];
-    private List<(string Path, FileNative.PathStatus Status)>? _descriptors;
     // The gaps found so far end here; the entry the next gap is looked for in.
     private ulong _covered;
     private int _entryAt;
@@ -230,11 +230,14 @@ internal sealed class UnnamedObjectPages : IDisposable
     private static AddressRange Addresses(MemoryMapping m, ulong from, ulong to) => new(m.Start + (from - m.Offset), m.Start + (to - m.Offset));
 
     /// <summary>
-    /// statfs f_type of the file systems whose reads come from memory or a local disk: tmpfs (the kernel's own shm mount too:
-    /// memfds, System V segments, shared anonymous memory), hugetlbfs, ramfs, ext2/3/4, XFS, Btrfs, F2FS, overlayfs. Elsewhere
-    /// (FUSE, network file systems) a read may wait for a server that never answers (round 20), so the pages are not read.
+    /// Whether the object of <paramref name="m"/> may be looked at: shared memory of the kernel's own mounts (a memfd, a System V
+    /// segment, shared anonymous memory: no server behind them), or a file on a local file system (<see cref="LocalFileSystems"/>).
+    /// A stat or read of a file on FUSE, NFS or CIFS can wait on a server for ever (a FUSE server of the process's owner holding
+    /// it: Ctrl+C does not end that wait), so such an object is never opened, and its pages not mapped count as unreadable.
     /// </summary>
-    private static readonly HashSet<long> ReadableFileSystems = [0x01021994, 0x958458f6, 0x858458f6, 0xEF53, 0x58465342, 0x9123683E, 0xF2F52010, 0x794c7630];
+    private bool MayOpen(MemoryMapping m) =>
+        m.Kind == MappingKind.SharedAnonymous && !m.Path.StartsWith("/dev/shm/", StringComparison.Ordinal)
+        || LocalFileSystems.IsLocal(_source.ProcessId, m.Device);
 
     /// <summary>The object <paramref name="e"/> maps, opened for reading (one descriptor per object), or null.</summary>
     private SafeFileHandle? Open(Entry e)
@@ -244,12 +247,13 @@ internal sealed class UnnamedObjectPages : IDisposable
         var key = (m.Device.ToLowerInvariant(), m.Inode);
         if (!_opened.TryGetValue(key, out var file))
         {
-            file = OpenPath(string.Create(CultureInfo.InvariantCulture, $"/proc/{_source.ProcessId}/map_files/{m.Start:x}-{m.End:x}"), m);
-            if (file is null)
+            file = null;
+            if (MayOpen(m))
             {
-                _descriptors ??= Descriptors();
-                foreach (var (path, status) in _descriptors)
-                    if (Matches(status, m) && (file = OpenPath(path, m)) is not null) break;
+                file = OpenPath(string.Create(CultureInfo.InvariantCulture, $"/proc/{_source.ProcessId}/map_files/{m.Start:x}-{m.End:x}"), m);
+                if (file is null)
+                    foreach (var path in Candidates(m))
+                        if ((file = OpenPath(path, m)) is not null) break;
             }
             _opened[key] = file;
         }
@@ -259,9 +263,9 @@ internal sealed class UnnamedObjectPages : IDisposable
 
     /// <summary>
     /// <paramref name="path"/> (a /proc link to the object) opened read-only, where it is a regular file of <paramref name="m"/>'s
-    /// device and inode on a file system of <see cref="ReadableFileSystems"/>; else null. It is first opened O_PATH, which runs
-    /// no driver's open, and checked; only then is that very file opened for reading (through /proc/self/fd), so a mapping or
-    /// descriptor the process replaces meanwhile with a device or FIFO is never opened for real.
+    /// device and inode; else null. It is first opened O_PATH, which runs no driver's open, and checked; only then is that very
+    /// file opened for reading (through /proc/self/fd), so a mapping or descriptor the process replaces meanwhile with a device
+    /// or FIFO is never opened for real.
     /// </summary>
     private static SafeFileHandle? OpenPath(string path, MemoryMapping m)
     {
@@ -269,7 +273,7 @@ internal sealed class UnnamedObjectPages : IDisposable
         if (at < 0) return null;
         try
         {
-            if (!Matches(FileNative.Fstat(at, out _), m) || !ReadableFileSystems.Contains(Native.FileSystemType(at))) return null;
+            if (!Matches(FileNative.Fstat(at, out _), m)) return null;
             int fd = Native.Open(string.Create(CultureInfo.InvariantCulture, $"/proc/self/fd/{at}"), Native.O_RDONLY | Native.O_CLOEXEC | Native.O_NONBLOCK | Native.O_NOCTTY);
             if (fd < 0) return null;
             var handle = new SafeFileHandle(fd, ownsHandle: true);
@@ -287,21 +291,65 @@ internal sealed class UnnamedObjectPages : IDisposable
         status is { } s && s.Type == FileNative.S_IFREG && s.Inode == m.Inode && string.Equals(s.Device, m.Device, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
-    /// The process's descriptors (/proc/PID/fd/N) open on regular files, and its executable (/proc/PID/exe: a program replaced
-    /// on disk while it runs maps a deleted file), with what they are open on.
+    /// The process's descriptors (/proc/PID/fd/N) that may be open on <paramref name="m"/>'s object, and its executable
+    /// (/proc/PID/exe: a program replaced on disk while it runs maps a deleted file). Told from /proc/PID/fdinfo (its inode, and
+    /// its mount: one the process's mountinfo lists must be local) and from readlink, never by a stat of what a descriptor is open
+    /// on, which could be a file of a FUSE server that never answers.
     /// </summary>
-    private List<(string, FileNative.PathStatus)> Descriptors()
+    private IEnumerable<string> Candidates(MemoryMapping m)
     {
-        var found = new List<(string, FileNative.PathStatus)>();
-        string exe = string.Create(CultureInfo.InvariantCulture, $"/proc/{_source.ProcessId}/exe");
-        if (FileNative.Stat(exe, out _) is { } program && program.Type == FileNative.S_IFREG) found.Add((exe, program));
+        int pid = _source.ProcessId;
+        string exe = string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/exe");
+        if (m.Deleted && ReadLink(exe) == m.Path + " (deleted)") yield return exe;
+        _mounts ??= MountDevices(pid);
+        IEnumerable<string> entries;
+        try { entries = Directory.EnumerateFiles(string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/fdinfo")).ToList(); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { yield break; }
+        foreach (var info in entries)
+        {
+            string text;
+            try { text = File.ReadAllText(info); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { continue; }
+            ulong? inode = Field(text, "ino:");
+            if (inode is { } ino && ino != m.Inode) continue;
+            // A mount the process's mountinfo lists is named there with its device; the kernel's own (memfds, System V) are not listed.
+            if (Field(text, "mnt_id:") is not { } mount || _mounts.TryGetValue(mount, out var device) && (!string.Equals(device, m.Device, StringComparison.OrdinalIgnoreCase) || !LocalFileSystems.IsLocal(pid, device))) continue;
+            if (!_mounts.ContainsKey(mount) && !(m.Kind == MappingKind.SharedAnonymous && !m.Path.StartsWith("/dev/shm/", StringComparison.Ordinal))) continue;
+            yield return string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/fd/{Path.GetFileName(info)}");
+        }
+    }
+
+    private Dictionary<ulong, string>? _mounts;
+
+    /// <summary>Mount id to device (hex major:minor, lower case) of each mount in /proc/PID/mountinfo.</summary>
+    private static Dictionary<ulong, string> MountDevices(int pid)
+    {
+        var mounts = new Dictionary<ulong, string>();
         try
         {
-            foreach (var entry in Directory.EnumerateFileSystemEntries(string.Create(CultureInfo.InvariantCulture, $"/proc/{_source.ProcessId}/fd")))
-                if (FileNative.Stat(entry, out _) is { } s && s.Type == FileNative.S_IFREG) found.Add((entry, s));
+            foreach (var line in File.ReadAllLines(string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/mountinfo")))
+            {
+                int space = line.IndexOf(' ', StringComparison.Ordinal);
+                if (space > 0 && ulong.TryParse(line.AsSpan(0, space), NumberStyles.None, CultureInfo.InvariantCulture, out ulong id) && LocalFileSystems.Parse(line) is { } mount)
+                    mounts[id] = mount.Device.ToLowerInvariant();
+            }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
-        return found;
+        return mounts;
+    }
+
+    /// <summary>The decimal number after <paramref name="name"/> at the start of a line of <paramref name="text"/> (an fdinfo field), or null.</summary>
+    private static ulong? Field(string text, string name)
+    {
+        foreach (var line in text.Split('\n'))
+            if (line.StartsWith(name, StringComparison.Ordinal) && ulong.TryParse(line.AsSpan(name.Length).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out ulong v)) return v;
+        return null;
+    }
+
+    private static string? ReadLink(string path)
+    {
+        try { return new FileInfo(path).LinkTarget; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
     }
 
     /// <inheritdoc/>

@@ -33,16 +33,6 @@ internal static unsafe partial class Native
     /// <summary>lseek(2) of an open file; -1 with the errno in Marshal.GetLastPInvokeError.</summary>
     public static long Lseek(Microsoft.Win32.SafeHandles.SafeFileHandle file, long offset, int whence) => Lseek((int)file.DangerousGetHandle(), offset, whence);
 
-    [LibraryImport(Libc, EntryPoint = "fstatfs", SetLastError = true)]
-    private static partial int Fstatfs(int fd, byte* buffer);
-
-    /// <summary>The f_type of the file system <paramref name="fd"/> is on (struct statfs starts with it, a long on 64-bit Linux); -1 where fstatfs fails.</summary>
-    public static long FileSystemType(int fd)
-    {
-        byte* b = stackalloc byte[256];
-        return Fstatfs(fd, b) == 0 ? *(long*)b : -1;
-    }
-
     [LibraryImport(Libc, EntryPoint = "pwrite64", SetLastError = true)]
     public static partial nint Pwrite(int fd, void* buf, nuint count, long offset);
 
