@@ -74,11 +74,17 @@ internal sealed class UnnamedObjectPages : IDisposable
     /// <summary>
     /// Whether the object <paramref name="m"/> maps has no name that outlives the process: maps says "(deleted)" (a memfd,
     /// shared anonymous memory as /dev/zero, a System V segment, a file unlinked while mapped) or [anon_shmem:NAME].
-    /// A file with a name, a file of /dev/shm with its name included, is the file's.
+    /// A file with a name, a file of /dev/shm with its name included, is the file's. Private anonymous huge pages
+    /// (MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB, "/anon_hugepage (deleted)") are not: the kernel's object behind them is never
+    /// written (every page the process has is its own copy), so a page not mapped reads as zeros, as anonymous memory's does.
     /// </summary>
     public static bool IsUnnamed(MemoryMapping m) =>
         m.Inode != 0 && m.Kind is MappingKind.File or MappingKind.SharedAnonymous
-        && (m.Deleted || m.Path.StartsWith("[anon_shmem:", StringComparison.Ordinal));
+        && (m.Deleted || m.Path.StartsWith("[anon_shmem:", StringComparison.Ordinal))
+        && !(m.Path == AnonHugePage && !m.Shared);
+
+    /// <summary>The name maps gives anonymous memory of huge pages (MAP_ANONYMOUS|MAP_HUGETLB), on the kernel's own hugetlbfs.</summary>
+    private const string AnonHugePage = "/anon_hugepage";
 
     /// <summary>
     /// The ranges below <paramref name="until"/> of such mappings that no region of the process's pages covered (the regions
@@ -231,12 +237,13 @@ internal sealed class UnnamedObjectPages : IDisposable
 
     /// <summary>
     /// Whether the object of <paramref name="m"/> may be looked at: shared memory of the kernel's own mounts (a memfd, a System V
-    /// segment, shared anonymous memory: no server behind them), or a file on a local file system (<see cref="LocalFileSystems"/>).
+    /// segment, shared anonymous memory, of small or huge pages: no server behind them), or a file on a local file system (<see cref="LocalFileSystems"/>).
     /// A stat or read of a file on FUSE, NFS or CIFS can wait on a server for ever (a FUSE server of the process's owner holding
     /// it: Ctrl+C does not end that wait), so such an object is never opened, and its pages not mapped count as unreadable.
     /// </summary>
     private bool MayOpen(MemoryMapping m) =>
         m.Kind == MappingKind.SharedAnonymous && !m.Path.StartsWith("/dev/shm/", StringComparison.Ordinal)
+        || m.Path == AnonHugePage
         || LocalFileSystems.IsLocal(_source.ProcessId, m.Device);
 
     /// <summary>The object <paramref name="e"/> maps, opened for reading (one descriptor per object), or null.</summary>
