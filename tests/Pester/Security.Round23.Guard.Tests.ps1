@@ -22,11 +22,6 @@ BeforeDiscovery {
             $reply = $probe.TrySend('sysvshm 8 1')
             if ($reply -notmatch '^OK') { $KindSkip['sysv'] = "no System V segment can be made here ($reply)" }
         } finally { Stop-TestTarget $probe }
-        $probe = Start-TestTarget -Path (Join-Path $PSScriptRoot '../native/bin/shtarget')
-        try {
-            $reply = $probe.TrySend('droppable 4')
-            if ($reply -notmatch '^OK') { $KindSkip['droppable'] = "MAP_DROPPABLE is not available here ($reply; Linux 6.11+)" }
-        } finally { Stop-TestTarget $probe }
     }
     # Each kind of mapping that is not private anonymous memory, and how imgtarget makes it (the address is the reply's first word).
     $Kinds = @(
@@ -122,23 +117,6 @@ Describe 'Round 23: guard regions in mappings that are not private anonymous mem
         } finally {
             Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
             Stop-ImgTarget $t
-        }
-    }
-
-    It 'a WriteProtect watch of a process with a MAP_DROPPABLE mapping (which the kernel will not register) says once that it counts its pages at every look' -ForEach @(@{ Skip = $KindSkip['droppable'] }) {
-        # Before: its present pages counted at every sample (8 of 8 with nothing written), without the warning every
-        # other over-count gives.
-        if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
-        $t = Start-TestTarget -Path (Join-Path $PSScriptRoot '../native/bin/shtarget')
-        try {
-            $hex = $t.Send('droppable 8')
-            $null = $t.Send("poke $hex 0 8 42")
-            $samples = @(Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 2 -Interval 1 -WarningVariable warned -WarningAction SilentlyContinue)
-            $samples.Count | Should -Be 2
-            @($warned | Where-Object { "$_" -like '*refused by the kernel*MAP_DROPPABLE*' }).Count | Should -Be 1
-        } finally {
-            Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
-            Stop-TestTarget $t
         }
     }
 

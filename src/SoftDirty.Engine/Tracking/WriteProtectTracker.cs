@@ -276,7 +276,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     /// write-protected like the others. A range the kernel will not register counts wholly every time:
     /// never a false negative.
     /// </summary>
-    private List<PageRegion> ScanRemote(List<PageSpan> spans, bool reset, List<AddressRange> fresh, CancellationToken cancel, List<PageSpan>? refused = null) =>
+    private List<PageRegion> ScanRemote(List<PageSpan> spans, bool reset, List<AddressRange> fresh, CancellationToken cancel) =>
         ScanThen(spans, reset, (reader, unregistered, template, found, one) =>
         {
             var accepted = RemoteWriteProtect.Register(_remote!, _state!, Ranges(unregistered), cancel);
@@ -285,7 +285,6 @@ internal sealed class WriteProtectTracker : IDirtyTracker
                 var span = unregistered[i];
                 found.Add(new PageRegion(span.Start, span.End, PageCategory.Written));
                 fresh.Add(new AddressRange(span.Start, span.End));
-                if (!accepted[i]) refused?.Add(span);
                 if (!accepted[i] || !reset) continue;
                 one.Clear();
                 one.Add(span);
@@ -341,9 +340,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
             RemoteWriteProtect.RecordReset(_state!);
             _expectedReset = _state!.ResetId;
         }
-        // A span the kernel will not register (MAP_DROPPABLE) counts at every look: said as the other over-counts are (round 23).
-        var refused = new List<PageSpan>();
-        var regions = ScanRemote(spans, rearm, fresh, cancel, refused);
+        var regions = ScanRemote(spans, rearm, fresh, cancel);
         InjectionSteps.Mark(StepCollected);
         if (ResetElsewhere) regions = PageWalk.PresentRegions(Source, spans, cancel: cancel).ToList();
         if (foreign.Count > 0)
@@ -352,9 +349,6 @@ internal sealed class WriteProtectTracker : IDirtyTracker
             regions.Sort((x, y) => x.Start.CompareTo(y.Start));
         }
         var notRegistered = AddUnregistered(regions, unregistered, cancel);
-        if (refused.Count > 0)
-            notRegistered = (notRegistered is null ? "" : notRegistered + "; ")
-                + $"{refused.Count} writable mapping span(s) from 0x{refused[0].Start:x} are refused by the kernel for userfaultfd (MAP_DROPPABLE)";
         ulong scanned = 0, ps = (ulong)Source.PageSize;
         foreach (var s in all) scanned += (s.End - s.Start) / ps;
         foreach (var s in unregistered) scanned += (s.End - s.Start) / ps;
