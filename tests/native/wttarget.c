@@ -103,6 +103,26 @@
  *                                    mapping of the pinned pages                    -> OK <fd> <ring bytes>
  *   uringnop <count>                 count IORING_OP_NOPs submitted one by one on that ring, each completion consumed (the
  *                                    CQ head moved): the kernel writes count CQEs, in turn round the ring  -> OK <CQ tail>
+ *   sud <allow|block|bad|none>       syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH) for the thread serving commands: a
+ *                                    SIGSYS handler counting dispatches, syscalls from libc's code let through, every other
+ *                                    one dispatched while the selector byte says block (1), or always with none (no
+ *                                    selector); bad sets the byte to 2, for which the kernel kills the process at such a
+ *                                    syscall                                                      -> OK <selector hexaddr>
+ *   sudsel <allow|block|bad>         sets the selector byte                                       -> OK
+ *   sudoff                           selector allow, then PR_SYS_DISPATCH_OFF                     -> OK <rc>
+ *   sudcall                          getpid from this program's own code (outside libc): dispatched while the selector
+ *                                    says block (SIGSYS, the handler counts it; a SIGSYS left at its default kills)
+ *                                    -> OK <SIGSYS dispatches handled so far>
+ *   attrs                            what a process keeps of itself: FNV-1a of every signal's disposition, the signal mask,
+ *                                    the alternate signal stack, every rlimit, the personality, PR_GET_MDWE, PR_GET_PDEATHSIG,
+ *                                    PR_GET_CHILD_SUBREAPER, dumpable and no_new_privs; the open descriptors; the signals
+ *                                    its handlers ran (hostile's SIGSEGV, SIGTRAP, SIGSYS, SIGBUS, SIGUSR1)
+ *                                    -> OK <hex> <descriptors> <signals handled>
+ *   hostile <what> [arg]             restricts itself (round 24): mdwe (PR_SET_MDWE REFUSE_EXEC_GAIN), personality <hex>,
+ *                                    mlockall <flags>, rlimit <resource> <soft> (setrlimit, hard kept), handlers (SA_ONSTACK
+ *                                    handlers counting SIGSEGV SIGTRAP SIGSYS SIGBUS SIGUSR1 on a sigaltstack), blockall (every
+ *                                    signal blocked), reaper (PR_SET_CHILD_SUBREAPER and PR_SET_PDEATHSIG SIGUSR1), landlock
+ *                                    (no file access at all; signal and abstract socket scopes)  -> OK <rc> or ERR <errno>
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -130,6 +150,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
+#include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/ioctl.h>
 #include <sys/ptrace.h>
@@ -443,6 +465,111 @@ static void *sleeper(void *arg)
         nanosleep(&ts, NULL);
     }
     return NULL;
+}
+
+/* sud / attrs / hostile (round 24): process attributes that restrict the process itself. */
+#define PR_SET_MDWE_ 65
+#define PR_GET_MDWE_ 66
+static volatile char sud_selector;
+static volatile sig_atomic_t handled_signals;
+static volatile sig_atomic_t sud_dispatched;
+static void on_sud(int sig, siginfo_t *si, void *uc) { (void)sig; (void)si; (void)uc; sud_dispatched++; handled_signals++; }
+static void on_hostile(int sig) { (void)sig; handled_signals++; }
+
+static char selector_byte(const char *line) { return strstr(line, "block") ? 1 : strstr(line, "bad") ? 2 : 0; }
+
+static int libc_text(unsigned long *start, unsigned long *end)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char buf[512];
+    unsigned long at = (unsigned long)&read, s, e;
+    char perm[8];
+    if (!f) return -1;
+    while (fgets(buf, sizeof buf, f))
+        if (sscanf(buf, "%lx-%lx %7s", &s, &e, perm) == 3 && at >= s && at < e) { *start = s; *end = e; fclose(f); return 0; }
+    fclose(f);
+    return -1;
+}
+
+static unsigned long long fnv(unsigned long long h, const void *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) { h ^= ((const unsigned char *)p)[i]; h *= 0x100000001b3ULL; }
+    return h;
+}
+
+static unsigned long long attrs_hash(void)
+{
+    unsigned long long h = 0xcbf29ce484222325ULL;
+    for (int sig = 1; sig < 65; sig++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa)) continue;
+        h = fnv(h, &sa.sa_handler, sizeof sa.sa_handler);
+        h = fnv(h, &sa.sa_flags, sizeof sa.sa_flags);
+        h = fnv(h, &sa.sa_mask, 8); /* the kernel's sigset: glibc's is larger, the rest not filled */
+    }
+    sigset_t mask;
+    memset(&mask, 0, sizeof mask);
+    pthread_sigmask(SIG_BLOCK, NULL, &mask);
+    h = fnv(h, &mask, 8);
+    stack_t ss;
+    memset(&ss, 0, sizeof ss);
+    sigaltstack(NULL, &ss);
+    h = fnv(h, &ss.ss_sp, sizeof ss.ss_sp);
+    h = fnv(h, &ss.ss_size, sizeof ss.ss_size);
+    h = fnv(h, &ss.ss_flags, sizeof ss.ss_flags);
+    for (int r = 0; r < RLIM_NLIMITS; r++) { struct rlimit rl; getrlimit(r, &rl); h = fnv(h, &rl, sizeof rl); }
+    long v[6] = { personality(0xffffffff), prctl(PR_GET_MDWE_, 0, 0, 0, 0), 0, 0, prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) };
+    int pd = 0, re = 0;
+    prctl(PR_GET_PDEATHSIG, &pd, 0, 0, 0);
+    prctl(PR_GET_CHILD_SUBREAPER, &re, 0, 0, 0);
+    v[2] = pd; v[3] = re;
+    return fnv(h, v, sizeof v);
+}
+
+/* Landlock (include/uapi/linux/landlock.h), by number for older headers: every file access of ABI 1-5 handled, no rule. */
+struct landlock_ruleset_attr_ { uint64_t handled_access_fs, handled_access_net, scoped; };
+static long landlock_self(void)
+{
+    long abi = syscall(444 /* landlock_create_ruleset */, NULL, 0, 1UL /* LANDLOCK_CREATE_RULESET_VERSION */);
+    if (abi < 0) return -1;
+    struct landlock_ruleset_attr_ attr = { .handled_access_fs = (1ULL << 13) - 1, .handled_access_net = 0, .scoped = abi >= 6 ? 3 : 0 };
+    size_t size = abi >= 6 ? sizeof attr : abi >= 4 ? 16 : 8;
+    int fd = (int)syscall(444, &attr, size, 0);
+    if (fd < 0) return -1;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || syscall(446 /* landlock_restrict_self */, fd, 0)) { int e = errno; close(fd); errno = e; return -1; }
+    close(fd);
+    return abi;
+}
+
+static long hostile(const char *what, const char *arg)
+{
+    if (!strcmp(what, "mdwe")) return prctl(PR_SET_MDWE_, 1UL /* PR_MDWE_REFUSE_EXEC_GAIN */, 0, 0, 0);
+    if (!strcmp(what, "personality")) return personality(strtoul(arg, NULL, 16));
+    if (!strcmp(what, "mlockall")) return mlockall((int)strtol(arg, NULL, 10));
+    if (!strcmp(what, "rlimit")) {
+        int r = 0; unsigned long soft = 0; struct rlimit rl;
+        if (sscanf(arg, "%d %lu", &r, &soft) != 2 || getrlimit(r, &rl)) { errno = EINVAL; return -1; }
+        rl.rlim_cur = soft;
+        return setrlimit(r, &rl);
+    }
+    if (!strcmp(what, "handlers")) {
+        static char alt[1 << 16];
+        stack_t ss = { .ss_sp = alt, .ss_size = sizeof alt, .ss_flags = 0 };
+        if (sigaltstack(&ss, NULL)) return -1;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_hostile;
+        sa.sa_flags = SA_ONSTACK | SA_RESTART;
+        int sigs[] = { SIGSEGV, SIGTRAP, SIGSYS, SIGBUS, SIGUSR1 };
+        for (unsigned i = 0; i < sizeof sigs / sizeof sigs[0]; i++) if (sigaction(sigs[i], &sa, NULL)) return -1;
+        return 0;
+    }
+    if (!strcmp(what, "blockall")) { sigset_t all; sigfillset(&all); return pthread_sigmask(SIG_SETMASK, &all, NULL) ? -1 : 0; }
+    if (!strcmp(what, "reaper")) return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) || prctl(PR_SET_PDEATHSIG, SIGUSR1, 0, 0, 0) ? -1 : 0;
+    if (!strcmp(what, "landlock")) return landlock_self();
+    errno = EINVAL;
+    return -1;
 }
 
 /* The command loop: the main thread's, or another thread's once the main thread has left (mainexit). */
@@ -803,6 +930,34 @@ static void *serve(void *arg)
             }
             pthread_attr_destroy(&attr);
             reply("OK %ld", made);
+        } else if (!strcmp(cmd, "sud") && n >= 1) {
+            unsigned long ls, le;
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_sigaction = on_sud;
+            sa.sa_flags = SA_SIGINFO | SA_RESTART;
+            sud_selector = selector_byte(line);
+            if (libc_text(&ls, &le) || sigaction(SIGSYS, &sa, NULL)
+                || prctl(PR_SET_SYSCALL_USER_DISPATCH, 1UL /* ON */, ls, le - ls, strstr(line, "none") ? 0UL : (unsigned long)&sud_selector)) { reply("ERR sud %d", errno); continue; }
+            reply("OK %lx", (unsigned long)&sud_selector);
+        } else if (!strcmp(cmd, "sudsel")) {
+            sud_selector = selector_byte(line);
+            reply("OK");
+        } else if (!strcmp(cmd, "sudoff")) {
+            sud_selector = 0;
+            reply("OK %d", prctl(PR_SET_SYSCALL_USER_DISPATCH, 0UL, 0UL, 0UL, 0UL));
+        } else if (!strcmp(cmd, "sudcall")) {
+            long nr = SYS_getpid;
+            __asm__ volatile("syscall" : "+a"(nr) : : "rcx", "r11", "memory");
+            reply("OK %d", (int)sud_dispatched);
+        } else if (!strcmp(cmd, "attrs")) {
+            reply("OK %llx %d %d", attrs_hash(), count_fds(), (int)handled_signals);
+        } else if (!strcmp(cmd, "hostile")) {
+            char what[32] = "", *arg = line;
+            sscanf(line, "%*s %31s", what);
+            arg = strstr(line, what) + strlen(what);
+            long rc = hostile(what, arg);
+            if (rc < 0) reply("ERR %d", errno); else reply("OK %ld", rc);
         } else if (!strcmp(cmd, "vfork") && n >= 2) {
             long ms = strtol(line + 6, NULL, 10);
             struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };

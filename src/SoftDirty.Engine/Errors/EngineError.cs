@@ -113,4 +113,10 @@ public enum EngineError
     /// </summary>
     [Categorized(FailureCategory.ResourceUnavailable)]
     MappingsChanged,
+    /// <summary>
+    /// The target's syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH) would send a syscall write tracking injects to
+    /// its SIGSYS handler, or its selector would have the kernel kill it; nothing was issued or left behind.
+    /// </summary>
+    [Categorized(FailureCategory.PermissionDenied)]
+    SyscallDispatchForbids,
 }

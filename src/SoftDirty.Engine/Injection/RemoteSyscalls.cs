@@ -37,6 +37,8 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private bool _masked;   // the thread's signal mask was changed here
     private SeccompFilter? _filter; // the thread's seccomp filters, where it has any: every call is judged first
     private long _undo = -1;        // what the trampoline's undo slot says (see UndoOnAbort)
+    private SyscallUserDispatch? _dispatch; // the thread's syscall user dispatch, where it is on: every call is judged first
+    private IReadOnlyList<MemoryMapping> _mappings = Array.Empty<MemoryMapping>(); // as at attach: where a selector may be read
 
     private RemoteSyscalls(int pid, int tid, InjectionArchitecture arch)
     {
@@ -107,9 +109,12 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             if (Ptrace.Call(Ptrace.GetSigMask, tid, sizeof(ulong), (nint)(&mask)) != 0) throw r.Fail("PTRACE_GETSIGMASK");
             r._savedMask = mask;
             r.ReadSeccompFilter();
+            r._dispatch = SyscallUserDispatch.Read(tid, out _); // before 6.2 unknown: a dispatch then shows as SIGSYS (CallOnce)
+            r._mappings = mappings;
             r.ReserveArguments(mappings);
             r.InstallTrampoline(mappings);
             r.JudgeRestore();
+            r.JudgeDispatch();
             InjectionSteps.Mark("save registers and mask, install the restore trampoline");
             r.Park();
             r.BlockSignals();
@@ -212,6 +217,25 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
                 $"Process {ProcessId}'s seccomp filter answers syscall {number} with {action}{(mustRun ? " (a call the restore code must be able to make should this PowerShell die)" : "")}; it was not run, and the process was left as it was.", ProcessId);
     }
 
+    /// <summary>
+    /// Throws SyscallDispatchForbids when the thread's syscall user dispatch would not let a call at the trampoline run
+    /// (the injected call, and the close and rt_sigprocmask of the restore code): the kernel would force SIGSYS on the
+    /// thread, or kill the process for a selector byte it cannot read or does not know. The selector byte is read again
+    /// before every call: the process's own code sets it.
+    /// </summary>
+    private void JudgeDispatch()
+    {
+        if (_dispatch is null) return;
+        byte? selector = null;
+        if (_dispatch.Selector != 0 && TryRead(_dispatch.Selector, 1) is { } b
+            && _mappings.Any(m => _dispatch.Selector >= m.Start && _dispatch.Selector < m.End && (m.Protection & Protection.Read) != 0))
+            selector = b[0];
+        foreach (ulong at in new[] { _site + RestoreTrampoline.Resume, _site + RestoreTrampoline.SigProcMaskReturn }.Concat(_undo != -1 ? new[] { _site + RestoreTrampoline.CloseReturn } : Array.Empty<ulong>()))
+            if (_dispatch.Refusal(at, selector) is { } why)
+                throw new EngineException(EngineError.SyscallDispatchForbids,
+                    $"Thread {ThreadId} of process {ProcessId} {why} (syscall user dispatch, PR_SET_SYSCALL_USER_DISPATCH); no call was injected, and the process was left as it was.", ProcessId);
+    }
+
     /// <summary>The restart the trampoline makes when the thread resumes on it: the call to re-issue, or null.</summary>
     private ulong? RestartCall()
     {
@@ -297,6 +321,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         ReadSeccompFilter();
         JudgeRestore();
         Judge(number, _site + RestoreTrampoline.Resume, mustRun: false, args);
+        JudgeDispatch();
         var regs = (ulong[])_saved.Clone();
         regs[_arch.InstructionPointer] = _site + RestoreTrampoline.CallSite;
         regs[_arch.SyscallNumber] = (ulong)number;
@@ -324,6 +349,11 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             // A signal-delivery stop: only the unblockable SIGSTOP can come while every signal is blocked; deliver it,
             // which ends in a group stop above. Anything else is a fault of the injected code: never delivered.
             if (signal == Signal.SIGSTOP) { resumeSignal = signal; continue; }
+            // SIGSYS of a syscall user dispatch the kernel could not tell of (before 6.2): the call was not run; the signal,
+            // forced while blocked, reset the SIGSYS handler to the default already (nothing here can tell the old one).
+            if (signal == SyscallUserDispatch.SigSys && SigInfoCode() == SyscallUserDispatch.DispatchCode)
+                throw new EngineException(EngineError.SyscallDispatchForbids,
+                    $"Injected syscall {number} in process {ProcessId} was dispatched to its SIGSYS handler by syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH), which this kernel does not let a tracer read (Linux 6.2 does); it was not run, and not delivered, but the kernel reset the process's SIGSYS handler to the default.", ProcessId);
             throw new EngineException(EngineError.ProcIOError,
                 $"Injected syscall {number} in process {ProcessId} stopped with signal {signal}, not at a syscall stop.", ProcessId);
         }
@@ -446,6 +476,13 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         int ev = (code >> 8) == Ptrace.EventStop ? Ptrace.EventStop : 0;
         if (code == Ptrace.SyscallStop) signo = code; // a syscall stop's si_code is its stop signal, SIGTRAP | 0x80
         return (ev << 16) | ((signo & 0xff) << 8) | 0x7f;
+    }
+
+    /// <summary>The si_code of the signal of the current signal-delivery stop; 0 when it cannot be read.</summary>
+    private int SigInfoCode()
+    {
+        byte* info = stackalloc byte[Ptrace.SigInfoSize];
+        return Ptrace.Call(Ptrace.GetSigInfo, ThreadId, 0, (nint)info) == 0 ? *(int*)(info + 8) : 0;
     }
 
     private EngineException Gone(int status)
