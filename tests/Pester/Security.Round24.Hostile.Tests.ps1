@@ -9,8 +9,9 @@
 # target's exempt range, so where its selector byte said block (or it had none) the kernel forced SIGSYS on a thread
 # whose every signal injection had blocked: that reset the process's SIGSYS handler to the default, silently (the
 # command said ProcIOError), and the target's next dispatch of its own killed it; a selector byte the kernel does not
-# know killed the target at the first injected call (measured before the fix: block and none ProcIOError and the
-# handler gone, 2 of 2; bad: the target killed, 2 of 2, Enable and Disable). Now every call is judged first
+# know killed the target at the first injected call, as one in a page it cannot read did (SIGSEGV) (measured before the
+# fix: block and none ProcIOError and the handler gone, 10 of 10; bad and unreadable: the target killed, 10 of 10, and
+# Disable of a tracking enabled while the selector allowed alike, 2 of 2). Now every call is judged first
 # (PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG and the selector byte): SyscallDispatchForbids, nothing issued.
 
 BeforeDiscovery {
@@ -38,7 +39,7 @@ BeforeDiscovery {
     }
     $Commands = 'Enable-WriteTracking', 'Save-MemoryImage -Method WriteProtect', 'Watch-DirtyPage -Method WriteProtect',
         'Save-MemoryImage -Method WriteProtect -Freeze', 'Invoke-PreCopyMigration -Method WriteProtect'
-    $SudCases = @(foreach ($s in 'block', 'none', 'bad') { foreach ($c in $Commands) { @{ Selector = $s; Command = $c } } })
+    $SudCases = @(foreach ($s in 'block', 'none', 'bad', 'unreadable') { foreach ($c in $Commands) { @{ Selector = $s; Command = $c } } })
     # Attributes that hold (measured: each command worked, increments and migrations restored what a full image restores, the
     # target unchanged; root and unprivileged). 'rlimit AS/DATA NOW' is set to what the target uses at that moment.
     $Held = @(
@@ -186,5 +187,44 @@ Describe 'Round 24: targets that restrict themselves, under every injecting comm
             Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
             Stop-TestTarget $t
         }
+    }
+}
+
+Describe 'Round 24: seccomp answers no earlier round ran live on the injected calls' -Tag 'WriteTracking', 'Security', 'Round24Hostile' -Skip:([bool]$WtSkip) {
+    # Rounds 7, 13 and 15 ran filters that kill, fail rt_sigprocmask or userfaultfd with EPERM, or look at the return address.
+    # Here: SIGSYS to the target's handler (TRAP), a tracer's verdict (TRACE: this tracer does not ask for it, so ENOSYS),
+    # a failed ioctl, a killed thread, and a supervisor that never answers (USER_NOTIF: the call would wait for good). Each
+    # is SeccompForbids (without CAP_SYS_ADMIN before anything, the filter unread), nothing delivered or left behind, no hang.
+    It 'a filter answering <Syscall> with <Action> is SeccompForbids, and the target is as it was' -ForEach @(
+        @{ Syscall = 'userfaultfd'; Nr = 323; Action = 'TRAP'; Ret = '30000' }
+        @{ Syscall = 'ioctl'; Nr = 16; Action = 'TRAP'; Ret = '30000' }
+        @{ Syscall = 'userfaultfd'; Nr = 323; Action = 'TRACE'; Ret = '7ff00000' }
+        @{ Syscall = 'ioctl'; Nr = 16; Action = 'TRACE'; Ret = '7ff00000' }
+        @{ Syscall = 'ioctl'; Nr = 16; Action = 'ERRNO(EPERM)'; Ret = '50001' }
+        @{ Syscall = 'ioctl'; Nr = 16; Action = 'KILL_THREAD'; Ret = '0' }
+        @{ Syscall = 'userfaultfd'; Nr = 323; Action = 'USER_NOTIF, nobody answering'; Ret = '7fc00000 notify' }
+        @{ Syscall = 'ioctl'; Nr = 16; Action = 'USER_NOTIF, nobody answering'; Ret = '7fc00000 notify' }
+    ) {
+        $t = Start-TestTarget -Path $Wt
+        try {
+            $null = $t.Map(4)
+            $null = $t.Send('hostile handlers')
+            $null = $t.Send("seccompret $Nr $Ret")
+            $before = Get-TargetState $t
+            # A hang guard only (a minute): a call issued to a supervisor that never answers would wait for good.
+            $job = Start-ThreadJob -ArgumentList (Get-Module SoftDirty).Path, $t.Id, $env:SOFTDIRTY_STATE_DIR {
+                param($Module, $Id, $State)
+                $env:SOFTDIRTY_STATE_DIR = $State
+                Import-Module $Module
+                try { $null = Enable-WriteTracking -Id $Id -ErrorAction Stop; 'none' } catch { "$($_.FullyQualifiedErrorId)|$($_.CategoryInfo.Category)" }
+            }
+            try {
+                Wait-Job $job -Timeout 60 | Should -Not -BeNullOrEmpty -Because 'Enable-WriteTracking must end'
+                $id, $category = (Receive-Job $job) -split '\|'
+            } finally { Stop-Job $job; Remove-Job $job -Force }
+            $id | Should -BeLike 'SeccompForbids,*'
+            $category | Should -Be 'PermissionDenied'
+            Assert-Unchanged $t $before
+        } finally { Stop-TestTarget $t }
     }
 }

@@ -103,11 +103,12 @@
  *                                    mapping of the pinned pages                    -> OK <fd> <ring bytes>
  *   uringnop <count>                 count IORING_OP_NOPs submitted one by one on that ring, each completion consumed (the
  *                                    CQ head moved): the kernel writes count CQEs, in turn round the ring  -> OK <CQ tail>
- *   sud <allow|block|bad|none>       syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH) for the thread serving commands: a
+ *   sud <allow|block|bad|none|unreadable>  syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH) for the thread serving commands: a
  *                                    SIGSYS handler counting dispatches, syscalls from libc's code let through, every other
  *                                    one dispatched while the selector byte says block (1), or always with none (no
  *                                    selector); bad sets the byte to 2, for which the kernel kills the process at such a
- *                                    syscall                                                      -> OK <selector hexaddr>
+ *                                    syscall, as it does (SIGSEGV) with unreadable: the selector in a PROT_NONE page
+ *                                    -> OK <selector hexaddr>
  *   sudsel <allow|block|bad>         sets the selector byte                                       -> OK
  *   sudoff                           selector allow, then PR_SYS_DISPATCH_OFF                     -> OK <rc>
  *   sudcall                          getpid from this program's own code (outside libc): dispatched while the selector
@@ -118,6 +119,9 @@
  *                                    PR_GET_CHILD_SUBREAPER, dumpable and no_new_privs; the open descriptors; the signals
  *                                    its handlers ran (hostile's SIGSEGV, SIGTRAP, SIGSYS, SIGBUS, SIGUSR1)
  *                                    -> OK <hex> <descriptors> <signals handled>
+ *   seccompret <nr> <hexaction> [notify]  a filter answering syscall nr with a SECCOMP_RET_ value (hex: 30000 TRAP, 50001
+ *                                    ERRNO EPERM, 7ff00000 TRACE, 0 KILL_THREAD, 7fc00000 USER_NOTIF); notify: with a listener
+ *                                    (SECCOMP_FILTER_FLAG_NEW_LISTENER) nobody answers, so such a call waits for good  -> OK
  *   hostile <what> [arg]             restricts itself (round 24): mdwe (PR_SET_MDWE REFUSE_EXEC_GAIN), personality <hex>,
  *                                    mlockall <flags>, rlimit <resource> <soft> (setrlimit, hard kept), handlers (SA_ONSTACK
  *                                    handlers counting SIGSEGV SIGTRAP SIGSYS SIGBUS SIGUSR1 on a sigaltstack), blockall (every
@@ -387,6 +391,20 @@ static void *tsync_arm(void *arg)
 
 static volatile sig_atomic_t usr1_handled;
 static void count_usr1(int sig) { (void)sig; usr1_handled++; }
+
+static int install_seccomp_ret(long nr, unsigned action, int listener)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, action),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { sizeof f / sizeof f[0], f };
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) return -1;
+    long rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, listener ? 1UL << 3 /* NEW_LISTENER */ : 0UL, &prog);
+    return rc < 0 ? -1 : 0; /* the listener, never read, stays open */
+}
 
 static int install_seccomp(long nr)
 {
@@ -937,15 +955,23 @@ static void *serve(void *arg)
             sa.sa_sigaction = on_sud;
             sa.sa_flags = SA_SIGINFO | SA_RESTART;
             sud_selector = selector_byte(line);
+            unsigned long sel = strstr(line, "none") ? 0UL : (unsigned long)&sud_selector;
+            if (strstr(line, "unreadable")) {
+                void *p = mmap(NULL, page_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                sel = p == MAP_FAILED ? 0UL : (unsigned long)p;
+            }
             if (libc_text(&ls, &le) || sigaction(SIGSYS, &sa, NULL)
-                || prctl(PR_SET_SYSCALL_USER_DISPATCH, 1UL /* ON */, ls, le - ls, strstr(line, "none") ? 0UL : (unsigned long)&sud_selector)) { reply("ERR sud %d", errno); continue; }
-            reply("OK %lx", (unsigned long)&sud_selector);
+                || prctl(PR_SET_SYSCALL_USER_DISPATCH, 1UL /* ON */, ls, le - ls, sel)) { reply("ERR sud %d", errno); continue; }
+            reply("OK %lx", sel);
         } else if (!strcmp(cmd, "sudsel")) {
             sud_selector = selector_byte(line);
             reply("OK");
         } else if (!strcmp(cmd, "sudoff")) {
             sud_selector = 0;
             reply("OK %d", prctl(PR_SET_SYSCALL_USER_DISPATCH, 0UL, 0UL, 0UL, 0UL));
+        } else if (!strcmp(cmd, "seccompret")) {
+            long nr = 0; unsigned action = 0;
+            if (sscanf(line, "%*s %ld %x", &nr, &action) != 2 || install_seccomp_ret(nr, action, strstr(line, "notify") != NULL)) reply("ERR seccomp %d", errno); else reply("OK");
         } else if (!strcmp(cmd, "sudcall")) {
             long nr = SYS_getpid;
             __asm__ volatile("syscall" : "+a"(nr) : : "rcx", "r11", "memory");

@@ -45,6 +45,7 @@ public sealed class SyscallUserDispatchTests
     [InlineData("block")]
     [InlineData("bad")]
     [InlineData("none")]
+    [InlineData("unreadable")]
     public void TargetWhoseDispatchWouldTakeTheCall_IsRefusedBeforeAnyCall_AndKeepsItsHandler(string selector)
     {
         using var t = new WtTarget();
