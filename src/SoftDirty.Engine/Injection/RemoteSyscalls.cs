@@ -30,6 +30,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private int _memFd = -1;
     private bool _attached;
     private ChildStopGuard? _childGuard;
+    private ProcPageSource? _source; // the process as opened: its pinned memory tells an exec from a death
     private bool _borrowed; // the stop is a freeze's (PtraceFreeze): no attach here, no detach either
     private ulong _site;    // the trampoline's address once installed, else 0
     private byte[]? _siteBytes, _argumentBytes;
@@ -76,6 +77,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         int tid = FirstLiveThread(pid, cancel);
         InjectionSteps.Mark("pick a thread");
         var r = new RemoteSyscalls(pid, tid, arch);
+        r._source = source;
         r._childGuard = ChildStopGuard.For(pid); // a child of this process: its stops kept from .NET's reaping
         r._borrowed = SoftDirty.Tracking.PtraceFreeze.HoldsHere(pid, tid); // in a ptrace stop of this thread's freeze already
         if (!r._borrowed && Ptrace.Call(Ptrace.Seize, tid, 0, (nint)Ptrace.TraceSysGood) != 0)
@@ -408,7 +410,8 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             if (Ptrace.TakeStop(ThreadId, keepExits: _childGuard is not null) is { } status) return status;
             char state = ThreadState();
             if (state == 'Z' || state == 'X' || state == '?')
-                throw new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection.", ProcessId);
+                throw Vanished() == EngineError.ProcessExecuted ? ExecutedDuring($"thread {ThreadId} ended (state {state})", Errno.ESRCH)
+                    : new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection.", ProcessId);
             if (state == 't')
             {
                 stoppedSince ??= clock.Elapsed;
@@ -451,6 +454,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private EngineException Gone(int status)
     {
         _attached = false; // a dead tracee needs no detach
+        if (Vanished() == EngineError.ProcessExecuted) return ExecutedDuring($"thread {ThreadId} ended (wait status 0x{status:x})", Errno.ESRCH);
         return new EngineException(EngineError.ProcessExited,
             Ptrace.Exited(status) ? $"Process {ProcessId} exited during syscall injection." : $"Process {ProcessId} was killed (signal {status & 0x7f}) during syscall injection.", ProcessId);
     }
@@ -483,11 +487,14 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private EngineException Fail(string what)
     {
         int e = Marshal.GetLastPInvokeError();
-        if (_attached && Killed())
-            return new EngineException(EngineError.ProcessExited, $"Process {ProcessId} was killed during syscall injection ({what}: {Errno.Name(e)}).", ProcessId, e);
-        // ESRCH, or EPERM from PTRACE_SEIZE of a process that is exiting: gone, or a zombie (its task folder stays).
-        if (e is Errno.ESRCH or Errno.EPERM && Exited())
-            return new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection ({what}).", ProcessId, e);
+        if (_attached && Vanished() is { } gone)
+            return gone == EngineError.ProcessExecuted ? ExecutedDuring($"{what}: {Errno.Name(e)}", e)
+                : new EngineException(EngineError.ProcessExited, $"Process {ProcessId} was killed during syscall injection ({what}: {Errno.Name(e)}).", ProcessId, e);
+        // ESRCH, or EPERM from PTRACE_SEIZE of a process that is exiting: gone, or a zombie (its task folder stays); or of a
+        // leader an exec from another thread was replacing (round 22: said PtraceNotPermitted or ProcessExited).
+        if (e is Errno.ESRCH or Errno.EPERM && (Exited() || _source?.MemoryReplacedNow == true))
+            return _source?.ExecutedOrExited("syscall injection") is { Error: EngineError.ProcessExecuted } ? ExecutedDuring($"{what}: {Errno.Name(e)}", e)
+                : new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection ({what}).", ProcessId, e);
         var error = e == Errno.EPERM && what == "PTRACE_SEIZE" ? EngineError.PtraceNotPermitted : EngineError.ProcIOError;
         return new EngineException(error, $"{what} on process {ProcessId} (thread {ThreadId}) failed: {Errno.Describe(e)}", ProcessId, e);
     }
@@ -499,28 +506,32 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     /// memory, a short read of memory already torn down (no room for arguments, no site for the trampoline).
     /// </summary>
     private EngineException? KilledInstead(Exception ex) =>
-        ex is EngineException { Error: not (EngineError.ProcessExited or EngineError.ProcessExecuted) } failure && _attached && Killed()
-            ? new EngineException(EngineError.ProcessExited, $"Process {ProcessId} was killed during syscall injection; what was under way failed: {failure.Message}", ProcessId, inner: failure)
+        ex is EngineException { Error: not (EngineError.ProcessExited or EngineError.ProcessExecuted) } failure && _attached && Vanished() is { } gone
+            ? gone == EngineError.ProcessExecuted ? ExecutedDuring(failure.Message, failure.Errno, failure)
+                : new EngineException(EngineError.ProcessExited, $"Process {ProcessId} was killed during syscall injection; what was under way failed: {failure.Message}", ProcessId, inner: failure)
             : null;
 
     /// <summary>
-    /// Whether the process was killed: within <see cref="KillGrace"/> no thread of it is left alive (each a zombie
-    /// or gone). Asked only after a failure on a thread this tracer holds, which nothing but death (or an exec from
-    /// another thread, whose process lives on) takes out of its ptrace stop.
+    /// Whether the process was killed (ProcessExited: within <see cref="ExecWait.Bound"/> no thread of it is left alive) or
+    /// exec'd another program (ProcessExecuted: an exec from another thread kills the held thread too, and the process lives
+    /// on; round 22: said ProcessExited, ProcIOError or WriteProtectNotSupported); null where neither shows. Asked only after a
+    /// failure on a thread this tracer holds, which nothing but death or such an exec takes out of its ptrace stop.
     /// </summary>
-    private bool Killed()
+    private EngineError? Vanished()
     {
+        if (_source is not null) return _source.ExecutedOrExited("syscall injection")?.Error;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         while (ProcPageSource.LiveThreads(ProcessId) > 0)
         {
-            if (clock.Elapsed >= KillGrace) return false;
+            if (clock.Elapsed >= ExecWait.Bound) return null;
             System.Threading.Thread.Sleep(1);
         }
-        return true;
+        return EngineError.ProcessExited;
     }
 
-    /// <summary>How long the threads of a killed process may take to die (each runs its exit on its own).</summary>
-    public static readonly TimeSpan KillGrace = TimeSpan.FromSeconds(1);
+    /// <summary>ProcessExecuted for an injection an exec from another thread ended: the program it was made for is gone, and so is whatever it had set up there.</summary>
+    private EngineException ExecutedDuring(string failure, int errno, Exception? inner = null) =>
+        new(EngineError.ProcessExecuted, $"Process {ProcessId} exec'd another program during syscall injection (an exec from another thread ends every other thread, the one held too): nothing was left set up in it, and no write tracking was enabled or changed; run the command again on the new program. What was under way failed: {failure}", ProcessId, errno, inner);
 
     /// <summary>
     /// Restores the signal mask, then the registers (leaving the trampoline in that order, so that the thread is
@@ -543,6 +554,11 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             catch (EngineException) { } // gone meanwhile: nothing left to restore
             // A thread killed meanwhile (an exec by another thread) is reaped: the exec waits for its tracer to.
             if (!_borrowed) Ptrace.Release(ThreadId, 0, leader: ThreadId == ProcessId);
+            // A thread that is not the leader and exec'd while attached is this tracer's still, under the leader's id now (the
+            // exec hands it that id), and stops there on its way back to user space: let go too, or it stayed stopped and
+            // traced until this PowerShell ended (round 22: "already traced by another command of this PowerShell").
+            if (!_borrowed && ThreadId != ProcessId && !SoftDirty.Tracking.PtraceFreeze.HoldsHere(ProcessId, ProcessId))
+                Ptrace.Release(ProcessId, 0, leader: true);
             _attached = false;
             InjectionSteps.Mark("restore mask, registers, stack and trampoline bytes, PTRACE_DETACH");
         }

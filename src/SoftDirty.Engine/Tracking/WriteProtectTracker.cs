@@ -401,7 +401,9 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         }
         catch (AggregateException all) when (all.InnerExceptions.OfType<EngineException>().FirstOrDefault() is { } first)
         {
-            // A piece's own error (the process exited during PAGEMAP_SCAN), not .NET's wrapper of the parallel loop.
+            // A piece's own error (the process exited during PAGEMAP_SCAN), not .NET's wrapper of the parallel loop; an exec,
+            // which takes the memory as an exit does, said so (round 22).
+            if (first.Error == EngineError.ProcessExited && _remote.ExecutedOrExited("write-protecting its pages") is { Error: EngineError.ProcessExecuted } executed) throw executed;
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
         }
         finally { Native.Close(fd); }
