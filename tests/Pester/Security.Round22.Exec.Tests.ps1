@@ -35,10 +35,11 @@ BeforeAll {
     }
 
     # Kills the target by its pid while that names the same process (its start time): its Process object may take the old
-    # leader's exit for its own, and its cmdline reads empty mid-exec.
+    # leader's exit for its own, and its cmdline reads empty mid-exec. No kill(1): a gate run (unprivileged, 1 of 5) hung
+    # for good waiting for that child, which .NET never reaped after the target's execs under ptrace (see the report).
     function Stop-ExecTarget($Target) {
         if (-not $Target) { return }
-        if ((Get-StartTime $Target.Id) -eq $Target.Start) { kill -KILL $Target.Id 2>$null }
+        if ((Get-StartTime $Target.Id) -eq $Target.Start) { try { [System.Diagnostics.Process]::GetProcessById($Target.Id).Kill() } catch { } }
     }
 
     # The first field of an error's FullyQualifiedErrorId and its message, on one line.
