@@ -313,9 +313,12 @@ $script:ImgExe = Join-Path $PSScriptRoot '../native/bin/imgtarget'
 # The read(2) syscall's number, which the target sleeps in while it waits for a command.
 $script:ReadSyscall = if ([Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture -eq 'Arm64') { '63' } else { '0' }
 
-function Start-ImgTarget {
+# -Through: a command that runs imgtarget without a fork of its own and keeps its pid namespace (unshare -n: a network
+# namespace of its own, so the packets a test sends are the only ones there).
+function Start-ImgTarget([string[]] $Through = @()) {
     if (-not (Test-Path $script:ImgExe)) { throw "imgtarget is not built: run ./build.ps1 Native ($script:ImgExe)" }
-    $psi = [System.Diagnostics.ProcessStartInfo]::new($script:ImgExe)
+    $psi = [System.Diagnostics.ProcessStartInfo]::new($(if ($Through.Count) { $Through[0] } else { $script:ImgExe }))
+    if ($Through.Count) { foreach ($a in @($Through | Select-Object -Skip 1) + $script:ImgExe) { $psi.ArgumentList.Add($a) } }
     $psi.RedirectStandardInput = $true
     $psi.RedirectStandardOutput = $true
     $p = [System.Diagnostics.Process]::Start($psi)

@@ -23,6 +23,10 @@ public static class HostCondition
             if (YamaScope() is int scope && (scope >= 3 || (scope == 2 && Environment.UserName != "root")))
                 return $"needs ptrace of a descendant, which Yama's ptrace_scope {scope} forbids here";
         }
+        if (needs.HasFlag(HostNeeds.AllProcessesVisible) && SystemStartTimes.Read() is null)
+            return "needs every process of the system visible: this runs in a pid namespace other than the host's, or /proc hides some (hidepid, a stat this user may not read)";
+        if (needs.HasFlag(HostNeeds.Unprivileged) && SoftDirty.Images.FileNative.Geteuid() == 0)
+            return "needs an unprivileged user: root writes where the file modes say no";
         return null;
     }
 

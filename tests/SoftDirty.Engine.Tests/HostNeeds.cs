@@ -14,4 +14,8 @@ public enum HostNeeds
     UffdWriteProtectAsync = 4,
     /// <summary>Syscall injection into another process (x86-64 only, and ptrace allowed by Yama's ptrace_scope).</summary>
     SyscallInjection = 8,
+    /// <summary>Every process of the system visible (the first pid namespace, /proc without hidepid), as <see cref="SystemStartTimes"/> reads them.</summary>
+    AllProcessesVisible = 16,
+    /// <summary>An unprivileged user (root writes where file modes say no).</summary>
+    Unprivileged = 32,
 }

@@ -59,6 +59,24 @@
      perf <pages>                         a perf_event of this process (task clock, user only, sampling) with a ring of 1 + <pages>
                                           pages mapped MAP_SHARED rw (Linux 6.14+ maps it with remap_pfn_range) -> OK <hexaddr>, or ERR perf <errno>
      protect also takes prot 2 (PROT_WRITE only).
+   Round 22 (special mappings: device and kernel-written memory, rings, guard regions):
+     spin <ms>                            runs in user mode for that long (a perf ring's sampling event fires) -> OK
+     perfhead <hexaddr>                   the data_head of the perf ring mapped there (what the kernel wrote) -> OK <decimal>
+     uprobe                               a perf uprobe on this program's own probed() (CAP_PERFMON), then calls it: the
+                                          kernel maps its [uprobes] page (VM_IO) to run the probed instruction -> OK, or ERR <what> <errno>
+     sysvshm <pages> <rmid>               a System V segment attached rw, filled (seed 13), removed (IPC_RMID) while attached
+                                          when <rmid> is 1 -> OK <hexaddr> <shmid>, or ERR <what> <errno>
+     mseal <hexaddr> <pages>              mseal(2) of the pages (Linux 6.10): they can no longer be unmapped, moved or
+                                          reprotected -> OK, or ERR mseal <errno>
+     kvm <pages>                          a KVM guest whose memory is an anonymous private mapping of that many pages (no THP),
+                                          its vCPU's run structure mapped MAP_SHARED (/dev/kvm) -> OK <hexmemory> <hexrun>, or ERR <what> <errno>
+     kvmrun <index> <count>               the guest (real mode) writes 8 new bytes at the start of <count> pages of its memory
+                                          from <index>, through its own page tables (EPT), not this process's -> OK <first value, hex>
+     packet <frames>                      an AF_PACKET socket (CAP_NET_RAW) with a TPACKET_V2 receive ring of that many 4 KiB
+                                          frames, bound to lo (brought up where it is down), the ring mapped MAP_SHARED -> OK <hexaddr>, or ERR <what> <errno>
+     packetsend <count>                   sends that many UDP datagrams to a socket of its own on 127.0.0.1 and waits (2 s at
+                                          most) until the kernel copied each into the ring as lo received it -> OK <frames filled>
+     packetstatus <index>                 tp_status and tp_len of that ring frame as the process reads it -> OK <status> <len>
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
@@ -75,6 +93,16 @@
 #include <sys/wait.h>
 #include <linux/perf_event.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/kvm.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <sys/socket.h>
+#include <time.h>
 
 /* MADV_GUARD_INSTALL, by number: older headers lack it. */
 #define MADV_GUARD_INSTALL_ 102
@@ -115,6 +143,43 @@ static int uffd_register(unsigned char *p, long pages, int *usermode) {
     /* Write-protected, unpopulated pages get a marker that pagemap shows as swapped: a read of one faults (MISSING). */
     struct uffdio_writeprotect wp = { .range = reg.range, .mode = UFFDIO_WRITEPROTECT_MODE_WP };
     return ioctl(fd, UFFDIO_WRITEPROTECT, &wp) ? -1 : 0;
+}
+
+
+/* Round 22: the function "uprobe" probes (not inlined: its first instruction is where the probe sits). */
+__attribute__((noinline, used)) int probed(int x) { return x * 3 + 1; }
+
+/* The offset of probed() in this program's file: its address less the start of the mapping of the file that holds it. */
+static long probed_offset(char *path, size_t size) {
+    FILE *m = fopen("/proc/self/maps", "r");
+    char l[4352];
+    uintptr_t at = (uintptr_t)&probed;
+    long off = -1;
+    while (m && fgets(l, sizeof l, m)) {
+        unsigned long lo, hi, fo;
+        char p[4097] = "";
+        if (sscanf(l, "%lx-%lx %*s %lx %*s %*s %4096s", &lo, &hi, &fo, p) >= 3 && at >= lo && at < hi) {
+            off = (long)(at - lo + fo);
+            snprintf(path, size, "%s", p);
+            break;
+        }
+    }
+    if (m) fclose(m);
+    return off;
+}
+
+/* The KVM guest of "kvm": its memory, vCPU and run structure. */
+static struct { int vm, vcpu; unsigned char *mem; struct kvm_run *run; long pages; } kvm = { -1, -1, NULL, NULL, 0 };
+/* The ring of "packet", of frames of this size. */
+#define PACKET_FRAME 4096
+static struct { int fd, sink; unsigned char *ring; long frames; struct sockaddr_in to; } packet = { -1, -1, NULL, 0, { 0 } };
+
+/* The frames of the packet ring that hold a packet for the process (TP_STATUS_USER). */
+static long packet_frames(void) {
+    long n = 0;
+    for (long i = 0; i < packet.frames; i++)
+        if (__atomic_load_n(&((struct tpacket2_hdr *)(packet.ring + i * PACKET_FRAME))->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) n++;
+    return n;
 }
 
 int main(void) {
@@ -381,6 +446,142 @@ int main(void) {
             long i = 1;
             while (i < x && mprotect(p + i * ps, ps, PROT_READ) == 0) i += 2;
             printf(i < x ? "ERR mprotect %d\n" : "OK\n", errno);
+        } else if (!strcmp(cmd, "spin")) {
+            long ms = 0;
+            sscanf(line, "%*s %ld", &ms);
+            struct timespec t0, t;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            volatile uint64_t sink = 0;
+            do {
+                for (int i = 0; i < 100000; i++) sink += (uint64_t)i * 7;
+                clock_gettime(CLOCK_MONOTONIC, &t);
+            } while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+            printf("OK\n");
+        } else if (!strcmp(cmd, "perfhead")) {
+            struct perf_event_mmap_page *h = (struct perf_event_mmap_page *)p;
+            printf("OK %llu\n", (unsigned long long)__atomic_load_n(&h->data_head, __ATOMIC_ACQUIRE));
+        } else if (!strcmp(cmd, "uprobe")) {
+            char path[4097];
+            long off = probed_offset(path, sizeof path);
+            FILE *tf = fopen("/sys/bus/event_source/devices/uprobe/type", "r");
+            int type = -1;
+            if (!tf || fscanf(tf, "%d", &type) != 1) { printf("ERR uprobe-type %d\n", errno); if (tf) fclose(tf); continue; }
+            fclose(tf);
+            if (off < 0) { printf("ERR uprobe-offset 0\n"); continue; }
+            struct perf_event_attr pa = { .type = (unsigned)type, .size = sizeof pa, .config1 = (uint64_t)(uintptr_t)path, .config2 = (uint64_t)off };
+            int fd = (int)syscall(SYS_perf_event_open, &pa, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+            if (fd < 0) { printf("ERR uprobe %d\n", errno); continue; }
+            volatile int r = probed((int)counter);
+            (void)r;
+            printf("OK\n");
+        } else if (!strcmp(cmd, "sysvshm")) {
+            long pages = 0, rmid = 0;
+            if (sscanf(line, "%*s %ld %ld", &pages, &rmid) != 2) { printf("ERR usage\n"); continue; }
+            int id = shmget(IPC_PRIVATE, (size_t)(pages * ps), IPC_CREAT | 0600);
+            if (id < 0) { printf("ERR shmget %d\n", errno); continue; }
+            unsigned char *m = shmat(id, NULL, 0);
+            if (m == (void *)-1) { printf("ERR shmat %d\n", errno); shmctl(id, IPC_RMID, NULL); continue; }
+            fill(m, pages, 13);
+            if (rmid && shmctl(id, IPC_RMID, NULL)) { printf("ERR shmctl %d\n", errno); continue; }
+            printf("OK %llx %d\n", (unsigned long long)(uintptr_t)m, id);
+        } else if (!strcmp(cmd, "mseal")) {
+            printf(syscall(462 /* mseal */, p, x * ps, 0) == 0 ? "OK\n" : "ERR mseal %d\n", errno);
+        } else if (!strcmp(cmd, "kvm")) {
+            long pages = 0;
+            sscanf(line, "%*s %ld", &pages);
+            if (kvm.vm >= 0) { printf("ERR kvm-twice 0\n"); continue; }
+            if (pages < 1 || pages > 15) { printf("ERR usage\n"); continue; }
+            int k = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+            if (k < 0) { printf("ERR open-kvm %d\n", errno); continue; }
+            int vm = ioctl(k, KVM_CREATE_VM, 0);
+            if (vm < 0) { printf("ERR create-vm %d\n", errno); close(k); continue; }
+            /* Page 0 holds the guest's code at 0x800: mov [bx], eax; hlt (real mode, DS 0), after the 8 bytes a write puts at 0. */
+            unsigned char *mem = mmap(NULL, (size_t)(pages + 1) * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (mem == MAP_FAILED) { printf("ERR mmap %d\n", errno); continue; }
+            madvise(mem, (size_t)(pages + 1) * ps, MADV_NOHUGEPAGE);
+            static const unsigned char code[] = { 0x66, 0x89, 0x07, 0x66, 0x89, 0x57, 0x04, 0xf4 }; /* mov [bx], eax; mov [bx+4], edx; hlt */
+            memcpy(mem + 0x800, code, sizeof code);
+            struct kvm_userspace_memory_region region = { .slot = 0, .guest_phys_addr = 0, .memory_size = (uint64_t)(pages + 1) * ps, .userspace_addr = (uintptr_t)mem };
+            if (ioctl(vm, KVM_SET_USER_MEMORY_REGION, &region)) { printf("ERR region %d\n", errno); continue; }
+            int vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+            if (vcpu < 0) { printf("ERR vcpu %d\n", errno); continue; }
+            int size = ioctl(k, KVM_GET_VCPU_MMAP_SIZE, 0);
+            struct kvm_run *run = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+            if (run == MAP_FAILED) { printf("ERR mmap-run %d\n", errno); continue; }
+            struct kvm_sregs sr;
+            if (ioctl(vcpu, KVM_GET_SREGS, &sr)) { printf("ERR sregs %d\n", errno); continue; }
+            sr.cs.base = 0; sr.cs.selector = 0; sr.ds.base = 0; sr.ds.selector = 0;
+            if (ioctl(vcpu, KVM_SET_SREGS, &sr)) { printf("ERR sregs %d\n", errno); continue; }
+            kvm.vm = vm; kvm.vcpu = vcpu; kvm.mem = mem; kvm.run = run; kvm.pages = pages;
+            /* The guest's memory the tests look at starts a page in (page 0 holds the code). */
+            printf("OK %llx %llx\n", (unsigned long long)(uintptr_t)(mem + ps), (unsigned long long)(uintptr_t)run);
+        } else if (!strcmp(cmd, "kvmrun")) {
+            long index = 0, count = 1;
+            if (sscanf(line, "%*s %ld %ld", &index, &count) != 2 || kvm.vcpu < 0 || index < 0 || index + count > kvm.pages) { printf("ERR usage\n"); continue; }
+            uint64_t first = 0;
+            int ok = 1;
+            for (long i = 0; i < count && ok; i++) {
+                uint64_t v = ++counter * 0x100000001B3ull ^ 0x6B766Dull;
+                if (i == 0) first = v;
+                struct kvm_regs r = { .rip = 0x800, .rflags = 2, .rbx = (uint64_t)(index + 1 + i) * (uint64_t)ps, .rax = v & 0xffffffffu, .rdx = v >> 32 };
+                if (ioctl(kvm.vcpu, KVM_SET_REGS, &r) || ioctl(kvm.vcpu, KVM_RUN, 0) || kvm.run->exit_reason != KVM_EXIT_HLT) ok = 0;
+            }
+            if (ok) printf("OK %llx\n", (unsigned long long)first); else printf("ERR run %d %d\n", errno, kvm.run->exit_reason);
+        } else if (!strcmp(cmd, "packet")) {
+            long frames = 0;
+            sscanf(line, "%*s %ld", &frames);
+            /* lo up (in a network namespace of its own it starts down; where it is up already, or may not be changed, as it is) */
+            int ctl = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            struct ifreq ifr = { 0 };
+            strcpy(ifr.ifr_name, "lo");
+            if (ctl >= 0 && ioctl(ctl, SIOCGIFFLAGS, &ifr) == 0 && !(ifr.ifr_flags & IFF_UP)) { ifr.ifr_flags |= IFF_UP; ioctl(ctl, SIOCSIFFLAGS, &ifr); }
+            if (ctl >= 0) close(ctl);
+            int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_IP));
+            if (fd < 0) { printf("ERR socket %d\n", errno); continue; }
+            int v = TPACKET_V2;
+            if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v)) { printf("ERR version %d\n", errno); close(fd); continue; }
+            struct tpacket_req req = { .tp_block_size = PACKET_FRAME, .tp_block_nr = (unsigned)frames, .tp_frame_size = PACKET_FRAME, .tp_frame_nr = (unsigned)frames };
+            if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req)) { printf("ERR ring %d\n", errno); close(fd); continue; }
+            unsigned char *ring = mmap(NULL, (size_t)frames * PACKET_FRAME, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (ring == MAP_FAILED) { printf("ERR mmap %d\n", errno); close(fd); continue; }
+            struct sockaddr_ll ll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IP), .sll_ifindex = (int)if_nametoindex("lo") };
+            if (bind(fd, (struct sockaddr *)&ll, sizeof ll)) { printf("ERR bind %d\n", errno); continue; }
+            /* A UDP socket the datagrams go to (none is refused: no ICMP reply, whose rate the kernel limits, joins the ring). */
+            int sink = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            struct sockaddr_in to = { .sin_family = AF_INET, .sin_addr = { htonl(INADDR_LOOPBACK) } };
+            socklen_t tl = sizeof to;
+            if (sink < 0 || bind(sink, (struct sockaddr *)&to, sizeof to) || getsockname(sink, (struct sockaddr *)&to, &tl)) { printf("ERR sink %d\n", errno); continue; }
+            packet.fd = fd; packet.sink = sink; packet.ring = ring; packet.frames = frames; packet.to = to;
+            printf("OK %llx\n", (unsigned long long)(uintptr_t)ring);
+        } else if (!strcmp(cmd, "packetsend")) {
+            long count = 0;
+            sscanf(line, "%*s %ld", &count);
+            if (!packet.ring) { printf("ERR usage\n"); continue; }
+            long before = packet_frames();
+            int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            int ok = s >= 0;
+            for (long i = 0; i < count && ok; i++) {
+                uint64_t msg[8];
+                for (int j = 0; j < 8; j++) msg[j] = ++counter * 0x100000001B3ull;
+                ok = sendto(s, msg, sizeof msg, 0, (struct sockaddr *)&packet.to, sizeof packet.to) == (ssize_t)sizeof msg;
+            }
+            if (s >= 0) close(s);
+            if (!ok) { printf("ERR send %d\n", errno); continue; }
+            /* The ring (bound to ETH_P_IP, not ETH_P_ALL) gets each datagram as lo receives it: wait (2 s at most) until the kernel put them there. */
+            struct timespec t0, t;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            long now;
+            do {
+                now = packet_frames();
+                clock_gettime(CLOCK_MONOTONIC, &t);
+            } while (now < before + count && now < packet.frames && (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 2000);
+            printf("OK %ld\n", now);
+        } else if (!strcmp(cmd, "packetstatus")) {
+            long index = 0;
+            sscanf(line, "%*s %ld", &index);
+            if (!packet.ring || index < 0 || index >= packet.frames) { printf("ERR usage\n"); continue; }
+            struct tpacket2_hdr *h = (struct tpacket2_hdr *)(packet.ring + index * PACKET_FRAME);
+            printf("OK %u %u\n", __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE), h->tp_len);
         } else printf("ERR unknown\n");
     }
     return 0;

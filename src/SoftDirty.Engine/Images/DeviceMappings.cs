@@ -10,7 +10,8 @@ namespace SoftDirty.Images;
 /// kernel's page walk skips such a VMA, so pagemap reports holes there and a save found no page,
 /// though the process held data (perf's header page at least): the restore gave zeros and Test-MemoryImage called the
 /// image valid (round 21). Every page of such a mapping now counts as unreadable, since which ones hold data cannot be
-/// known. The kernel's own mappings ([vvar], [vdso], ...: not the process's data) are left out. (A VM_IO mapping that is
+/// known. The kernel's own mappings ([vvar], [vdso], ...: not the process's data) are left out. Trackers count them too, so
+/// that Watch-DirtyPage and a migration's live rounds say that writes there are not seen (round 22). (A VM_IO mapping that is
 /// not VM_PFNMAP shows its present pages in pagemap, and a failed read of one counts as unreadable already.)
 /// </summary>
 internal static class DeviceMappings
@@ -40,6 +41,20 @@ internal static class DeviceMappings
             first ??= $"0x{m.Start:x}-0x{m.End:x} {m.DisplayName}";
         }
         return pages;
+    }
+
+    /// <summary>
+    /// The selected mappings of <paramref name="mappings"/> that may be VM_PFNMAP (<see cref="MayBeDevice"/>), as one string
+    /// (range, device, inode, path each): null where there is none. A mapping keeps its VM_PFNMAP flag for its life, so a
+    /// tracker that looks at every sample reads smaps again only when this changes (an io_uring's rings, a perf ring).
+    /// </summary>
+    public static string? CandidateKey(IReadOnlyList<MemoryMapping> mappings, Func<MemoryMapping, bool>? selector)
+    {
+        System.Text.StringBuilder? key = null;
+        foreach (var m in mappings)
+            if (MayBeDevice(m) && (selector is null || selector(m)))
+                (key ??= new()).Append(m.Start).Append('-').Append(m.End).Append(' ').Append(m.Device).Append(' ').Append(m.Inode).Append(' ').Append(m.Path).Append('\n');
+        return key?.ToString();
     }
 
     /// <summary>

@@ -23,7 +23,7 @@ internal static unsafe partial class FileNative
     /// <summary>unlinkat's flag for a directory; renameat2's "fail with EEXIST where the new name exists".</summary>
     public const int AT_REMOVEDIR = 0x200, RENAME_NOREPLACE = 1;
     /// <summary>The errno values the relative calls tell apart (asm-generic/errno-base.h, errno.h).</summary>
-    public const int EXDEV = 18, ENOTDIR = 20, EISDIR = 21, ENOTEMPTY = 39;
+    public const int ENXIO = 6, EXDEV = 18, ENOTDIR = 20, EISDIR = 21, ENOTEMPTY = 39;
     /// <summary>The most links one path may lead through (the kernel's MAXSYMLINKS).</summary>
     public const int MaxSymlinks = 40;
 

@@ -21,6 +21,21 @@ internal static partial class LockFile
     [LibraryImport("libc", EntryPoint = "flock", SetLastError = true)]
     private static partial int Flock(int fd, int operation);
 
+    /// <summary>
+    /// Why the lock file at <paramref name="path"/> could not be opened, classed as every file the module writes is
+    /// (<see cref="SafeFiles.WriteFailure"/>: PermissionDenied, ResourceLimit, else ImageWriteError, the path its target),
+    /// and something there that is not a regular file (a link, a directory, a socket) as the FIFO that opens is:
+    /// UnsafeDestination. Round 21 saw one failure give three ErrorIds: a read-only state folder was ProcIOError (a read
+    /// error) for the lock and PermissionDenied for the state file, a full one ProcIOError and ImageWriteError, and a
+    /// directory at the lock's name ProcIOError.
+    /// </summary>
+    private static EngineException OpenFailure(string path, string what, object target, int errno) => errno switch
+    {
+        Errno.ELOOP or FileNative.EISDIR or FileNative.ENXIO => new EngineException(EngineError.UnsafeDestination,
+            $"The {what} {path} is not a regular file ({Errno.Describe(errno)}); remove it.", target, errno),
+        _ => SafeFiles.WriteFailure(path, errno, $"Opening the {what} {path} failed: {Errno.Describe(errno)}"),
+    };
+
     /// <summary>Whether the file open as <paramref name="fd"/> has been unlinked (no name left).</summary>
     private static bool IsUnlinked(int fd) => FileNative.Fstat(fd, out _) is { Links: 0 };
 
@@ -44,12 +59,7 @@ internal static partial class LockFile
         {
             using var dir = openFolder();
             int fd = FileNative.OpenAt(dir.Fd, name, O_RDWR | FileNative.O_CREAT | FileNative.O_NOFOLLOW | FileNative.O_NONBLOCK | FileNative.O_CLOEXEC, (uint)ImageFormat.FileMode);
-            if (fd < 0)
-            {
-                int e = Marshal.GetLastPInvokeError();
-                throw new EngineException(e == Errno.ELOOP ? EngineError.UnsafeDestination : EngineError.ProcIOError,
-                    $"Opening the {what} {dir.Combine(name)} failed: {Errno.Describe(e)}", target, e);
-            }
+            if (fd < 0) throw OpenFailure(dir.Combine(name), what, target, Marshal.GetLastPInvokeError());
             var handle = new SafeFileHandle(fd, ownsHandle: true);
             try
             {

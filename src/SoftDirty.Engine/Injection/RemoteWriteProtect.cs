@@ -203,8 +203,8 @@ internal static class RemoteWriteProtect
     /// <summary>
     /// Records a reset (the written pages are about to be collected and re-protected): a new
     /// <see cref="WriteTrackingState.ResetId"/>, saved before the kernel re-protects anything. A record that cannot be
-    /// saved stops the reset (ProcIOError, the state as it was): a reset no other command can see would make an
-    /// image chain counting from the last one miss the writes it takes away.
+    /// saved stops the reset (the write's error, <see cref="WriteTrackingStore.Save"/>; the state as it was): a reset no other
+    /// command can see would make an image chain counting from the last one miss the writes it takes away.
     /// </summary>
     public static void RecordReset(WriteTrackingState state)
     {

@@ -182,6 +182,10 @@ internal static partial class WriteTrackingStore
                 throw new EngineException(EngineError.PermissionDenied,
                     $"The write tracking of process {pid} cannot be checked now: the process hides its descriptors (/proc/{pid}/fd; it is not dumpable, PR_SET_DUMPABLE 0, or a setuid program). Its state is kept; run as root, or again once the process is dumpable.", pid);
         }
+        // Under a /proc with hidepid=1 such a process hides its start time too (/proc/PID/stat): that is no stale state either.
+        if (state is not null && state.ProcessId == pid && StartTime(pid) == 0 && !ProcessStart.Absent(pid))
+            throw new EngineException(EngineError.PermissionDenied,
+                $"The write tracking of process {pid} cannot be checked now: /proc hides the process's start time (hidepid, and it is not dumpable now: PR_SET_DUMPABLE 0, or a setuid program). Its state is kept; run as root, or again once the process is dumpable.", pid);
         Delete(pid);
         return null;
     }
@@ -208,19 +212,36 @@ internal static partial class WriteTrackingStore
         catch (IOException) { return true; } // gone: stale
     }
 
+    /// <summary>
+    /// Writes <paramref name="state"/> (a new file renamed over the old one). A failure is classed as every file the module
+    /// writes (<see cref="SafeFiles.WriteFailure"/>), a directory at the file's name as one at the lock's
+    /// (UnsafeDestination, <see cref="LockFile"/>); the prune that follows is housekeeping and never fails the save (a
+    /// failure there reported a recorded reset as not recorded).
+    /// </summary>
     public static void Save(WriteTrackingState state)
     {
         using (var dir = OpenSafeFolder(create: true)!)
-            SafeFiles.WriteReplacing(dir, $"{state.ProcessId}.json", JsonSerializer.SerializeToUtf8Bytes(state));
-        Prune(Path.GetFullPath(Folder));
+        {
+            try { SafeFiles.WriteReplacing(dir, $"{state.ProcessId}.json", JsonSerializer.SerializeToUtf8Bytes(state)); }
+            catch (EngineException ex) when (ex.Errno == FileNative.EISDIR)
+            {
+                throw new EngineException(EngineError.UnsafeDestination,
+                    $"The write-tracking state file {dir.Combine($"{state.ProcessId}.json")} is not a regular file (a directory); remove it.", state.ProcessId, ex.Errno, ex);
+            }
+        }
+        try { Prune(Path.GetFullPath(Folder)); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // the state is in place
     }
 
-    /// <summary>Removes the state and lock files of processes that are gone (a target that exited keeps no file behind).</summary>
+    /// <summary>
+    /// Removes the state and lock files of processes that are gone (a target that exited keeps no file behind): provably gone
+    /// (<see cref="ProcessStart.Absent"/>), never one whose start time cannot be read now.
+    /// </summary>
     private static void Prune(string folder)
     {
         foreach (var f in Directory.EnumerateFiles(folder, "*.*"))
             if ((f.EndsWith(".json", StringComparison.Ordinal) || f.EndsWith(LockSuffix, StringComparison.Ordinal))
-                && int.TryParse(Path.GetFileNameWithoutExtension(f), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid) && StartTime(pid) == 0)
+                && int.TryParse(Path.GetFileNameWithoutExtension(f), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid) && StartTime(pid) == 0 && ProcessStart.Absent(pid))
             {
                 try { File.Delete(f); }
                 catch (IOException) { }

@@ -64,7 +64,14 @@ internal static unsafe class KernelProbe
             string? sdReason = null;
             try
             {
-                self.WriteClearRefs("4\n"u8); // the probe of its own memory: no tracking epoch (ClearRefs would ask for the features being probed)
+                // The probe clears the bits of this whole process: a new epoch of it is recorded first, under its lock, as every clear
+                // the module makes is (ClearRefs itself would ask for the features being probed). Unrecorded, Get-SoftDirtySupport
+                // -Refresh in one runspace took the bits a soft-dirty watch of this PowerShell in another counted on, without a word.
+                using (Tracking.TrackingEpoch.Lock(self, default))
+                {
+                    Tracking.TrackingEpoch.Record(self);
+                    self.WriteClearRefs("4\n"u8);
+                }
                 ((byte*)page)[0] = 2;
                 self.ReadPagemap(pageIndex, entry);
                 softDirty = entry[0].SoftDirty;
@@ -74,7 +81,7 @@ internal static unsafe class KernelProbe
             }
             catch (EngineException ex)
             {
-                sdReason = "Writing \"4\" to /proc/self/clear_refs failed: " + ex.Message;
+                sdReason = "Writing \"4\" to /proc/self/clear_refs (a clear recorded as every clear of the module is) failed: " + ex.Message;
             }
 
             // PAGEMAP_SCAN: a valid request over the probe page.

@@ -56,4 +56,34 @@ internal static class ProcessStart
         _offset = ticks;
         return ticks;
     }
+
+    /// <summary>
+    /// Whether process <paramref name="pid"/> provably does not exist: /proc/PID is absent and /proc hides no process. One whose
+    /// start time cannot be read is not gone: under hidepid=1 another user's process, or one of the user's own that is not
+    /// dumpable for a moment (PR_SET_DUMPABLE 0), shows /proc/PID but refuses its stat, and the prunes that took such a
+    /// process for gone deleted its write-tracking state (its tracking left in it for good, Disable-WriteTracking saying
+    /// WriteTrackingNotEnabled) and its soft-dirty record and lock.
+    /// </summary>
+    public static bool Absent(int pid) =>
+        SoftDirty.Images.FileNative.Lstat("/proc/" + pid.ToString(CultureInfo.InvariantCulture), out int errno) is null
+        && errno == Errno.ENOENT && !ProcHidesProcesses();
+
+    /// <summary>Whether the proc file system at /proc hides other users' processes (hidepid=1, 2, noaccess, invisible).</summary>
+    internal static bool ProcHidesProcesses()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/mountinfo"))
+            {
+                // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+                var fields = line.Split(' ');
+                int dash = Array.IndexOf(fields, "-");
+                if (fields.Length < 5 || fields[4] != "/proc" || dash < 0 || dash + 3 >= fields.Length || fields[dash + 1] != "proc") continue;
+                foreach (var option in fields[dash + 3].Split(','))
+                    if (option.StartsWith("hidepid=", StringComparison.Ordinal) && option is not ("hidepid=0" or "hidepid=off")) return true;
+            }
+            return false;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return true; }
+    }
 }

@@ -34,20 +34,39 @@ internal sealed class HashTracker : IDirtyTracker
 
     /// <inheritdoc/>
     public void Reset(CancellationToken cancel = default) =>
-        _snapshot = PageHashSnapshot.Take(Source, Spans(), Algorithm, _key, cancel);
-
-    private List<PageSpan> Spans() => PageWalk.DataSpans(Source.ReadMappings(false), _selector);
+        _snapshot = PageHashSnapshot.Take(Source, PageWalk.DataSpans(Source.ReadMappings(false), _selector), Algorithm, _key, cancel);
 
     /// <inheritdoc/>
     public DirtyPageSet Collect(bool rearm = true, CancellationToken cancel = default)
     {
         if (_snapshot is null) throw new InvalidOperationException("Reset the tracker before collecting.");
         var clock = Stopwatch.StartNew();
-        var spans = Spans();
+        var mappings = Source.ReadMappings(false);
+        var spans = PageWalk.DataSpans(mappings, _selector);
         var now = PageHashSnapshot.Take(Source, spans, Algorithm, _key, cancel);
         var ranges = PageHashSnapshot.Diff(_snapshot, now, spans);
         if (rearm) _snapshot = now;
-        return new DirtyPageSet(Method, Source.PageSize, ranges, now.PageCount, clock.Elapsed) { UnreadablePages = now.UnreadablePages };
+        // A mapping pagemap cannot show (VM_PFNMAP: a perf_event ring, device memory) has no page to hash, though the kernel or
+        // a device writes it: its pages count as unreadable, so the caller says that writes there are not seen (round 22).
+        ulong unseen = Unseen(mappings);
+        return new DirtyPageSet(Method, Source.PageSize, ranges, now.PageCount, clock.Elapsed) { UnreadablePages = now.UnreadablePages + unseen };
+    }
+
+    // The VM_PFNMAP pages of the last look and the mappings they were counted for (DeviceMappings.CandidateKey): smaps, which
+    // costs a walk of every page table, is read again only when those mappings change.
+    private string? _deviceKey;
+    private ulong _devicePages;
+
+    private ulong Unseen(IReadOnlyList<MemoryMapping> mappings)
+    {
+        var key = Images.DeviceMappings.CandidateKey(mappings, _selector);
+        if (key is null) return 0;
+        if (key != _deviceKey)
+        {
+            _devicePages = Images.DeviceMappings.Pages(Source, mappings, _selector, out _);
+            _deviceKey = key;
+        }
+        return _devicePages;
     }
 
     /// <inheritdoc/>

@@ -12,10 +12,22 @@ internal static class PageWalk
     public const int ChunkBytes = 256 * 1024;
 
     /// <summary>
-    /// The spans worth reading: every mapping of the selection but [vvar] and [vsyscall] (no pages to read).
+    /// The spans worth reading: every mapping of the selection but the kernel's own, [vvar] and [vsyscall] (no pages to
+    /// read) and [uprobes] (<see cref="UprobesName"/>).
     /// </summary>
     public static List<PageSpan> DataSpans(IReadOnlyList<MemoryMapping> mappings, Func<MemoryMapping, bool>? selector = null) =>
-        PageMapReader.SpansOf(mappings, m => m.Kind != MappingKind.Vvar && m.Kind != MappingKind.Vsyscall && (selector is null || selector(m)));
+        PageMapReader.SpansOf(mappings, m => m.Kind != MappingKind.Vvar && m.Kind != MappingKind.Vsyscall && !IsUprobes(m) && (selector is null || selector(m)));
+
+    /// <summary>
+    /// What maps names the page the kernel maps into a process that hits a uprobe (kernel/events/uprobes.c, its
+    /// execute-out-of-line slots): VM_IO, so /proc/PID/mem cannot read it though pagemap shows it present, and the kernel
+    /// writes it through its own mapping. It holds copies of probed instructions, not the process's data, and a fork never
+    /// inherits it (VM_DONTCOPY): read, it made every image of a traced process incomplete (round 22).
+    /// </summary>
+    public const string UprobesName = "[uprobes]";
+
+    /// <summary>Whether <paramref name="m"/> is the kernel's uprobes page (<see cref="UprobesName"/>: a bracketed name without a file).</summary>
+    internal static bool IsUprobes(MemoryMapping m) => m.Kind == MappingKind.Other && m.Path == UprobesName;
 
     /// <summary>
     /// A category of the pagemap walk's own (<see cref="PresentRegions"/> without PAGEMAP_SCAN), never passed to the

@@ -463,22 +463,37 @@ internal static class TrackingEpoch
         return st is { Type: FileNative.S_IFDIR } s && s.Uid == uid && (s.Permissions & GroupOrOther) == 0;
     }
 
-    /// <summary>Removes the records of processes that are gone (another boot, or the pid's start time differs).</summary>
+    /// <summary>
+    /// Removes the records (and locks) of processes that are gone: another boot, the pid's start time differs or the process is provably
+    /// absent (<see cref="ProcessStart.Absent"/>: one whose start time cannot be read is kept), or, for a process
+    /// of another pid namespace (a container's, which cannot be looked up by its pid here), no process of the system started at its
+    /// start time (<see cref="SystemStartTimes"/>: only from the first pid namespace, which sees them all). Round 21 left those to
+    /// a command in their namespace, and a container that was gone left its records in the host's folders until the boot ended.
+    /// </summary>
     private static void Prune(string dir)
     {
         var boot = BootId();
+        var self = PidNamespace.Of("self");
+        HashSet<ulong>? starts = null;
+        bool startsRead = false;
         foreach (var f in Directory.EnumerateFiles(dir))
         {
             var name = Path.GetFileName(f);
             if (name.EndsWith(LockSuffix, StringComparison.Ordinal)) name = name[..^LockSuffix.Length];
             var parts = name.Split('-');
             if (parts.Length != 3) continue;
-            // NS.PID (FileKey): a process of another pid namespace (a container's, seen from the host) cannot be looked up by its
-            // pid here; its records stay until the boot ends or a command in its namespace finds it gone.
             var nsPid = parts[1].Split('.');
-            if (parts[0] == boot && nsPid.Length == 2 && nsPid[0] != PidNamespace.Of("self")) continue;
-            bool live = parts[0] == boot && int.TryParse(nsPid[^1], NumberStyles.None, CultureInfo.InvariantCulture, out int pid)
-                && StartTime(pid) == parts[2] && (nsPid.Length == 1 || FileKey(pid) == name);
+            bool live;
+            if (parts[0] == boot && nsPid.Length == 2 && nsPid[0] != self)
+            {
+                if (!startsRead) { starts = SystemStartTimes.Read(); startsRead = true; }
+                live = starts is null || !ulong.TryParse(parts[2], NumberStyles.None, CultureInfo.InvariantCulture, out ulong start)
+                    || SystemStartTimes.Near(starts, start);
+            }
+            else if (parts[0] != boot || !int.TryParse(nsPid[^1], NumberStyles.None, CultureInfo.InvariantCulture, out int pid)) live = false;
+            // A start time that cannot be read (hidepid=1 and a process not dumpable for a moment) is no proof the process is gone.
+            else if (StartTime(pid) is not { } seen) live = !ProcessStart.Absent(pid);
+            else live = seen == parts[2] && (nsPid.Length == 1 || FileKey(pid) is not { } key || key == name);
             if (!live) { try { File.Delete(f); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
         }
     }

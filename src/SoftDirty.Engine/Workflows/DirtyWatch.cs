@@ -68,7 +68,7 @@ internal static class DirtyWatch
 
     /// <summary>What a watch or a migration says (once) when the tracker could not read some present pages: writes there are not seen.</summary>
     internal static string UnreadableWarning(IPageSource source, ulong pages, string what) =>
-        $"{pages} present page(s) of process {source.ProcessId} ({source.Name}) could not be read at {what} (kept from other processes as memfd_secret is, or served by the process's own userfaultfd): writes to them cannot be seen and are not counted. Leave those mappings out with -Mapping, or use a page-table method (SoftDirty, WriteProtect) where the kernel has one.";
+        $"{pages} present page(s) of process {source.ProcessId} ({source.Name}) could not be read at {what} (kept from other processes as memfd_secret is, served by the process's own userfaultfd, or in a mapping of device memory, VM_PFNMAP, such as a perf_event ring buffer, which pagemap cannot show): writes to them cannot be seen and are not counted. Leave those mappings out with -Mapping, or use a page-table method (SoftDirty, WriteProtect) where the kernel has one (it sees no write to VM_PFNMAP memory either).";
 
     private static AddressRange[] ToArray(IReadOnlyList<AddressRange> r)
     {

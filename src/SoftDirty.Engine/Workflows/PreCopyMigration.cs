@@ -194,8 +194,9 @@ internal static class PreCopyMigration
     /// <summary>Sends pages: writes an image (with a destination) or reads them, as a sender would; returns the pages sent.</summary>
     /// <remarks>
     /// A round image that lacks present pages it could not read (memfd_secret, memory served by the process's own
-    /// userfaultfd) is said at once through <paramref name="warn"/>: the chain it starts or
+    /// userfaultfd, VM_PFNMAP mappings) is said at once through <paramref name="warn"/>: the chain it starts or
     /// continues is not valid (Test-MemoryImage), and a migration must not look complete when its images lack memory.
+    /// Without a destination the first round (every present page) says the same of what it could not read.
     /// </remarks>
     private static (ulong Pages, string? Image) Send(IPageSource source, TrackingMethod method, DirtyPageSet? pages, PreCopyOptions options, int round, ref string? parent,
         Action<string>? warn, CancellationToken cancel)
@@ -210,14 +211,22 @@ internal static class PreCopyMigration
             return (result.Manifest.DataPages + result.Manifest.ZeroPages, path);
         }
         IEnumerable<AddressRange> ranges;
+        List<PageSpan>? spans = null;
+        ulong unseen = 0;
         if (pages is null)
         {
-            var spans = PageWalk.DataSpans(source.ReadMappings(false), options.Selector);
+            var mappings = source.ReadMappings(false);
+            spans = PageWalk.DataSpans(mappings, options.Selector);
             ranges = PageWalk.PresentRegions(source, spans, cancel: cancel).Where(r => (r.Categories & PageCategory.PfnZero) == 0).Select(r => new AddressRange(r.Start, r.End)).ToList();
+            unseen = DeviceMappings.Pages(source, mappings, options.Selector, out _);
         }
         else ranges = pages.Ranges;
         ulong n = 0;
-        PageWalk.ReadChunks(source, ranges, (_, data) => n += (ulong)(data.Length / source.PageSize), cancel: cancel);
+        ulong unreadable = PageWalk.ReadChunks(source, ranges, (_, data) => n += (ulong)(data.Length / source.PageSize), cancel: cancel, gone: spans is null ? null : PageWalk.GoneSince(source, spans));
+        // The first round (every present page) says what a sender could not read, as a round image's lack is said (round 22:
+        // without -Destination nothing was); later rounds send what the tracker found, whose collection says what it could not read.
+        if (spans is not null && unreadable + unseen > 0)
+            warn?.Invoke($"Round {round}: {unreadable + unseen} present page(s) of process {source.ProcessId} could not be read (kept from other processes as memfd_secret is, served by the process's own userfaultfd, or in a mapping of device memory, VM_PFNMAP, which pagemap cannot show): a destination would lack them. Leave those mappings out with -Mapping, or do not migrate this process.");
         return (n, null);
     }
 
