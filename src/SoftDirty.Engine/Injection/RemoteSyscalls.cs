@@ -72,6 +72,9 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         var arch = InjectionArchitecture.Current
             ?? throw new EngineException(EngineError.WriteProtectNotSupported, $"Syscall injection is implemented for x86-64 only; this is {RuntimeInformation.ProcessArchitecture}.", source.ProcessId);
         int pid = source.ProcessId;
+        // The memory as it is now, pinned: an exec from another thread before the thread is held replaces it, and the
+        // mappings read here are then another program's (round 23: "no executable mapping with room", 3 in 2,100 Enables).
+        source.PinMemory();
         var mappings = source.ReadMappings(false);
         InjectionSteps.Mark("read the mappings");
         int tid = FirstLiveThread(pid, cancel);
@@ -100,6 +103,10 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             // thread its id) gone to another process, which must never receive the injected calls.
             if (!source.OwnsThread(tid))
                 throw new EngineException(EngineError.ProcessExited, $"Process {pid} ({source.Name}) exited before write tracking could be set up in it (thread {tid} is no longer its own).", pid, Errno.ESRCH);
+            source.EnsureSameMemory("syscall injection was set up");
+            // Read while an exec was building this memory (only its stack there yet; the thread stops only once it is back in
+            // user space, the program loaded): read again (round 23: "no executable mapping with room", 2 in 900 Enables).
+            if (!RestoreTrampoline.FindSite(mappings, r.TryRead).Any()) mappings = source.ReadMappings(false);
             // The thread's own memory file: writes to code need FOLL_FORCE, which the kernel may grant only to the tracer of that task.
             r._memFd = Native.Open($"/proc/{pid}/task/{tid}/mem", Native.O_RDWR | Native.O_CLOEXEC);
             if (r._memFd < 0) throw r.Fail("open /proc/PID/task/TID/mem");
@@ -587,6 +594,21 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
 
     private static int FirstLiveThread(int pid, System.Threading.CancellationToken cancel)
     {
+        // A listing may miss the exec'ing thread while it takes the leader's id, the others dead or dying (round 23: "no live
+        // thread", 2 in 2,100 Enables and Disables): looked at again a moment later, and on while an exec is under way.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int look = 0; ; look++)
+        {
+            if (FindLiveThread(pid, cancel) is { } tid) return tid;
+            if (clock.Elapsed >= ExecWait.Bound || (look > 0 && !ExecWait.UnderWay(pid))) break;
+            System.Threading.Thread.Sleep(2);
+        }
+        throw new EngineException(EngineError.ProcessExited, $"Process {pid} has no live thread.", pid);
+    }
+
+    /// <summary>The thread <see cref="FirstLiveThread"/> takes, or null where the listing shows none alive.</summary>
+    private static int? FindLiveThread(int pid, System.Threading.CancellationToken cancel)
+    {
         try
         {
             var tasks = Directory.GetDirectories($"/proc/{pid}/task");
@@ -614,6 +636,6 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
-        throw new EngineException(EngineError.ProcessExited, $"Process {pid} has no live thread.", pid);
+        return null;
     }
 }

@@ -292,6 +292,9 @@ internal sealed unsafe class ProcPageSource : IPageSource
     /// </summary>
     private bool LeaderHasMemory() => Alive && !IsZombie() && LiveThreads(ProcessId) > 0 && ReadAt(DirFd, "maps") is { Length: > 0 };
 
+    /// <summary>Whether an exec from another thread may be under way now: the leader a zombie while other threads live, or a thread in execve.</summary>
+    internal bool ExecUnderWay => ZombieLeaderWithThreads() || ExecWait.UnderWay(ProcessId);
+
     /// <summary>The leader is a zombie while other threads of the process live (pthread_exit, or an exec from another thread under way).</summary>
     private bool ZombieLeaderWithThreads() => Alive && IsZombie() && LiveThreads(ProcessId) > 0;
 

@@ -83,6 +83,8 @@ internal sealed class PtraceFreeze : IDisposable
                 process?.EnsureSameMemory("it was being frozen");
                 if (added || !f.Settled(pid, sharers)) continue;
                 (_heldHere ??= new List<PtraceFreeze>()).Add(f);
+                // Every thread is held in a stop consumed here: .NET may reap its other children while the freeze lasts.
+                foreach (var guard in f._childGuards.Values) guard?.Pause();
                 return f;
             }
             if (ProcPageSource.LiveThreads(pid) == 0)
@@ -442,6 +444,7 @@ internal sealed class PtraceFreeze : IDisposable
     public void Dispose()
     {
         _heldHere?.Remove(this);
+        foreach (var guard in _childGuards.Values) guard?.Resume(); // the detaches below may meet stops again
         // Leaders last: a leader that died (a SIGKILL while held) is handed on to its parent once its other threads are reaped.
         foreach (var (tid, sig) in _seized)
             if (!_leaders.Contains(tid)) Ptrace.Release(tid, sig, leader: false);

@@ -264,6 +264,9 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         var now = WriteTrackingStore.Load(_remote!.ProcessId);
         // An exec ends the tracking with the memory it tracked: that is what happened, not a Disable-WriteTracking (round 16).
         if (now is null) _remote.EnsureSameMemory("its write tracking was used");
+        // An exec under way shows a zombie leader, whose descriptors /proc lists as none: the userfaultfd (close-on-exec) ends
+        // with that exec, which is what happened (round 23: said WriteTrackingNotEnabled, 6 in 900 Enables as root).
+        if (now is null && _remote.ExecUnderWay && _remote.ExecutedOrExited("its write tracking was used") is { } ended) throw ended;
         if (now is null)
             throw new EngineException(EngineError.WriteTrackingNotEnabled,
                 $"The write tracking of process {_remote.ProcessId} was disabled while this command used it (Disable-WriteTracking in another command or session, or the process closed its userfaultfd {_state!.Descriptor}); the writes since the last look cannot be told. Nothing was injected.", _remote.ProcessId);
