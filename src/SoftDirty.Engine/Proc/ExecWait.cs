@@ -92,56 +92,22 @@ internal static class ExecWait
     /// <summary>
     /// For a process whose leader is a zombie: waits, while an exec is under way (<see cref="UnderWay"/>) and at most
     /// <see cref="Bound"/>, until the leader is one no more. Whether it is not (an exec ended: the process runs another
-    /// program under the same id); false where it stays a zombie (pthread_exit) or the process is gone. The memory of a live
-    /// thread is pinned first (its pagemap descriptor): where it is gone while threads live on, an exec ended, though the leader
-    /// may be a zombie again in the next one (round 23: a program exec'ing every 3 ms was taken for pthread_exit, 1 in 900).
+    /// program under the same id); false where it stays a zombie (pthread_exit) or the process is gone.
     /// </summary>
-    public static unsafe bool LeaderReplaced(int pid)
+    public static bool LeaderReplaced(int pid)
     {
         var stat = string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/stat");
-        int pin = PinLiveMemory(pid);
-        try
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
         {
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            while (true)
-            {
-                var state = ProcessFreeze.ThreadState(stat);
-                if (state is null) return false;
-                if (state is not ('Z' or 'X') || Replaced(pin, pid)) return true;
-                // Looked at twice before giving up: a listing of the threads may miss the exec'ing thread for an instant while it
-                // takes the leader's id (round 22: 1 in 600 reads said pthread_exit).
-                if (clock.Elapsed >= Bound || (!InExec(pid, runningCounts: true) && PausedNotInExec(pid)))
-                    return (ProcessFreeze.ThreadState(stat) is { } now && now is not ('Z' or 'X')) || Replaced(pin, pid);
-                System.Threading.Thread.Sleep(1);
-            }
+            var state = ProcessFreeze.ThreadState(stat);
+            if (state is null) return false;
+            if (state is not ('Z' or 'X')) return true;
+            // Looked at twice before giving up: a listing of the threads may miss the exec'ing thread for an instant while it
+            // takes the leader's id (round 22: 1 in 600 reads said pthread_exit).
+            if (clock.Elapsed >= Bound || (!InExec(pid, runningCounts: true) && PausedNotInExec(pid)))
+                return ProcessFreeze.ThreadState(stat) is { } now && now is not ('Z' or 'X');
+            System.Threading.Thread.Sleep(1);
         }
-        finally { if (pin >= 0) Native.Close(pin); }
-    }
-
-    /// <summary>A pagemap descriptor of a live thread of <paramref name="pid"/> (its memory, pinned), or -1.</summary>
-    private static int PinLiveMemory(int pid)
-    {
-        string[] tasks;
-        try { tasks = Directory.GetDirectories(string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/task")); }
-        catch (IOException) { return -1; }
-        catch (UnauthorizedAccessException) { return -1; }
-        foreach (var task in tasks)
-        {
-            if (ProcessFreeze.ThreadState(Path.Combine(task, "stat")) is null or 'Z' or 'X') continue;
-            int fd = Native.Open(Path.Combine(task, "pagemap"), Native.O_RDONLY | Native.O_CLOEXEC);
-            if (fd >= 0) return fd;
-        }
-        return -1;
-    }
-
-    /// <summary>Whether the memory <paramref name="pin"/> holds is gone (its reads give 0 bytes) while a thread of <paramref name="pid"/> lives: an exec.</summary>
-    private static unsafe bool Replaced(int pin, int pid)
-    {
-        if (pin < 0) return false;
-        ulong entry;
-        nint n;
-        do { n = Native.Pread(pin, &entry, (nuint)sizeof(ulong), 0); }
-        while (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
-        return n == 0 && ProcPageSource.LiveThreads(pid) > 0;
     }
 }
