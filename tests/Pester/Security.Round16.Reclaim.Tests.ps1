@@ -119,7 +119,9 @@ Describe 'Round 16: MADV_PAGEOUT of shared and file pages, a real process and th
         }
     }
 
-    It 'pages of a <Kind> mapping registered for write tracking become uffd-wp markers' -Skip:([bool]$WtSkip) -ForEach @(
+    # (Round 23: the module's write tracking no longer registers shmem or file mappings, so the real target registers its
+    # mapping itself, with a userfaultfd of its own in the mode the tracking used, imgtarget "uffdwp".)
+    It 'pages of a <Kind> mapping registered for userfaultfd write-protect become uffd-wp markers' -Skip:([bool]$WtSkip) -ForEach @(
         @{ Kind = 'memfd (MAP_SHARED)' }, @{ Kind = 'file (MAP_SHARED)' }
     ) {
         $t = Start-ImgTarget
@@ -127,7 +129,7 @@ Describe 'Round 16: MADV_PAGEOUT of shared and file pages, a real process and th
             $path = $null
             $addr = if ($Kind -like 'memfd*') { ((Send-ImgTarget $t "shm $Pages") -split ' ')[0] } else { $path = New-PageFile $Pages; Send-ImgTarget $t "mapfile $path $Pages 1" }
             $null = Send-ImgTarget $t "fill $addr $Pages 7"
-            $null = Enable-WriteTracking -Id $t.Id
+            $null = Send-ImgTarget $t "uffdwp $addr $Pages"
             $null = Send-ImgTarget $t "pageout $addr 0 $Pages"
             $real = Get-Flags (Get-PageMap -Id $t.Id -Address ([Convert]::ToUInt64($addr, 16)) -Length ($Pages * $PageSize))
         } finally { Stop-ImgTarget $t }

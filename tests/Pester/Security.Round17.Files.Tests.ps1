@@ -397,13 +397,25 @@ Describe 'Round 17: files and shared memory changed between the images of a chai
             $null = Save-MemoryImage -Id $t.Id -Path "$chain/1" -Parent "$chain/0" -Method WriteProtect -WarningVariable incWarnings
             $full = New-Dest 'full'
             $null = Save-MemoryImage -Id $t.Id -Path $full -Method Hash -WarningVariable fullWarnings
+            # Whether this user may open the memfd through /proc/PID/map_files (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE).
+            $range = '{0}-{1:x}' -f $r[0], ([Convert]::ToUInt64($r[0], 16) + 16 * $PageSize)
+            $mapFiles = try { [IO.File]::OpenRead("/proc/$($t.Id)/map_files/$range").Dispose(); $true } catch { $false }
         } finally { $held.Dispose() }
         # Before the fix, unprivileged (no /proc/PID/map_files, and the target holds no descriptor of the memfd), the uffd-wp
         # markers of the 8 pages truncated away were read, failed, and counted: both saves warned "8 present page(s) ... could
         # not be read" and neither image was valid, nor any later one.
-        @($incWarnings) + @($fullWarnings) | Should -BeNullOrEmpty
-        Test-MemoryImage "$chain/1" | Should -BeTrue
-        Test-MemoryImage $full | Should -BeTrue
+        if ($mapFiles) {
+            @($incWarnings) + @($fullWarnings) | Should -BeNullOrEmpty
+            Test-MemoryImage "$chain/1" | Should -BeTrue
+            Test-MemoryImage $full | Should -BeTrue
+        } else {
+            # Since round 23 the pages of a memfd that the process does not map are read from the memfd: a user who cannot
+            # open it cannot tell the 8 pages truncated away from 8 that hold data, so both saves say they may lack them.
+            @($incWarnings) + @($fullWarnings) | Should -HaveCount 2
+            @($incWarnings) + @($fullWarnings) | ForEach-Object { "$_" | Should -BeLike '*8 page(s) of memory that ends with process*' }
+            Test-MemoryImage "$chain/1" | Should -BeFalse
+            Test-MemoryImage $full | Should -BeFalse
+        }
         Compare-PageHashes (Get-PageHashes "$chain/1") (Get-PageHashes $full) 'chain' 'full' | Should -BeNullOrEmpty
     }
 }

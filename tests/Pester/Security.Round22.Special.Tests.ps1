@@ -26,16 +26,9 @@ BeforeAll {
     $script:IsRoot = (id -u) -eq '0'
     function New-Dest([string] $Name = 'd') { Join-Path $root "$Name-$([guid]::NewGuid().ToString('n'))" }
     function New-Region([string] $Hex, [int] $Pages, [string] $Name) { [pscustomobject]@{ Address = [Convert]::ToUInt64($Hex, 16); Pages = $Pages; Hex = $Hex; Name = $Name } }
-    # Sends a command the target may refuse: its answer line (OK ... or ERR ...).
-    function Send-Probe($Target, [string] $Command) {
-        $Target.Process.StandardInput.WriteLine($Command)
-        $line = $Target.Process.StandardOutput.ReadLine()
-        Wait-ImgTargetIdle $Target
-        $line
-    }
     # A perf_event ring of 1 + 8 pages in $Target, whose mapping is VM_PFNMAP: its address, or the reason it cannot be had here.
     function New-PerfRing($Target) {
-        $line = Send-Probe $Target 'perf 8'
+        $line = Send-ImgTargetProbe $Target 'perf 8'
         if ($line -notlike 'OK *') { return @{ Skip = "perf_event_open or its mmap is refused here ($line; /proc/sys/kernel/perf_event_paranoid, a seccomp filter)" } }
         $ring = $line.Substring(3).Trim()
         $flags = @((Get-MemoryMapping -Id $Target.Id -WarningAction SilentlyContinue | Where-Object Start -EQ ([Convert]::ToUInt64($ring, 16))).VmFlags)
@@ -86,7 +79,7 @@ Describe 'Round 22: the kernel''s [uprobes] page is not the process''s data' -Ta
         if ($WtSkip) { Set-ItResult -Skipped -Because $WtSkip; return }
         $t = Start-ImgTarget
         try {
-            $line = Send-Probe $t 'uprobe'
+            $line = Send-ImgTargetProbe $t 'uprobe'
             if ($line -ne 'OK') { Set-ItResult -Skipped -Because "a perf uprobe is refused here ($line; CAP_PERFMON, /proc/sys/kernel/perf_event_paranoid)"; return }
             $up = @(Get-MemoryMapping -Id $t.Id -WarningAction SilentlyContinue | Where-Object Path -EQ '[uprobes]')
             if (-not $up) { Set-ItResult -Skipped -Because 'the kernel mapped no [uprobes] page for the probe'; return }
@@ -121,16 +114,16 @@ Describe 'Round 22: kernel-written and special mappings in frozen chains (a real
         $missing = [System.Collections.Generic.List[string]]::new()
         try {
             if ($Method -eq 'WriteProtect') { $null = Enable-WriteTracking -Id $t.Id }
-            $line = Send-Probe $t 'kvm 8'
+            $line = Send-ImgTargetProbe $t 'kvm 8'
             if ($line -like 'OK *') { $m, $run = $line.Substring(3).Trim() -split ' '; $regions.Add((New-Region $m 8 'kvm guest memory')); $regions.Add((New-Region $run 3 'kvm run')) } else { $missing.Add("KVM ($line)") }
-            $line = if ($through.Count) { Send-Probe $t 'packet 16' } else { 'no unshare(1) for a network namespace' }
+            $line = if ($through.Count) { Send-ImgTargetProbe $t 'packet 16' } else { 'no unshare(1) for a network namespace' }
             if ($line -like 'OK *') { $regions.Add((New-Region $line.Substring(3).Trim() 16 'packet ring')) } else { $missing.Add("AF_PACKET ring ($line)") }
-            $line = Send-Probe $t 'sysvshm 8 1'
+            $line = Send-ImgTargetProbe $t 'sysvshm 8 1'
             $shm = if ($line -like 'OK *') { ($line.Substring(3).Trim() -split ' ')[0] }
             if ($shm) { $regions.Add((New-Region $shm 8 'System V segment, removed')) } else { $missing.Add("System V shared memory ($line)") }
             $sealed = Send-ImgTarget $t 'map 8'
             $null = Send-ImgTarget $t "fill $sealed 8 9"
-            $line = Send-Probe $t "mseal $sealed 8"
+            $line = Send-ImgTargetProbe $t "mseal $sealed 8"
             if ($line -eq 'OK') { $regions.Add((New-Region $sealed 8 'mseal''d')) } else { $missing.Add("mseal ($line)") }
             if ($regions.Count -eq 0) { Set-ItResult -Skipped -Because "none of the special mappings can be made here: $($missing -join '; ')"; return }
             $has = { param($name) [bool]($regions | Where-Object Name -EQ $name) }

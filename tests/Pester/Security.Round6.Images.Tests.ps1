@@ -84,7 +84,7 @@ Describe 'Memory the module cannot read plainly (a real process)' -Tag 'Workflow
         $result.Warned | Should -Match 'could not be read.*userfaultfd'
         $test = Test-MemoryImage $img -Detailed
         $test.Valid | Should -BeFalse
-        "$($test.Problems)" | Should -Match '8 present page\(s\) could not be read'
+        "$($test.Problems)" | Should -Match '8 page\(s\) could not be read'
         Get-UnfilledPages $img ([Convert]::ToUInt64($anon, 16)) 16 | Should -Be @(8..15) -Because 'the 8 populated pages are in the image, the 8 the target never populated are not'
     }
 

@@ -347,7 +347,15 @@ function Wait-ImgTargetIdle($Target) {
 }
 
 function Stop-ImgTarget($Target) { if ($Target -and -not $Target.Process.HasExited) { $Target.Process.Kill(); $Target.Process.WaitForExit(5000) | Out-Null } }
-Export-ModuleMember -Function Start-ImgTarget, Send-ImgTarget, Wait-ImgTargetIdle, Stop-ImgTarget
+
+# Sends a command the target may refuse (a kernel feature that may be missing): its answer line, OK ... or ERR ....
+function Send-ImgTargetProbe($Target, [string] $Command) {
+    $Target.Process.StandardInput.WriteLine($Command)
+    $line = $Target.Process.StandardOutput.ReadLine()
+    Wait-ImgTargetIdle $Target
+    $line
+}
+Export-ModuleMember -Function Start-ImgTarget, Send-ImgTarget, Wait-ImgTargetIdle, Stop-ImgTarget, Send-ImgTargetProbe
 
 <#
 .SYNOPSIS

@@ -77,6 +77,16 @@
      packetsend <count>                   sends that many UDP datagrams to a socket of its own on 127.0.0.1 and waits (2 s at
                                           most) until the kernel copied each into the ring as lo received it -> OK <frames filled>
      packetstatus <index>                 tp_status and tp_len of that ring frame as the process reads it -> OK <status> <len>
+   Round 23 (mappings the module's write tracking leaves unregistered):
+     uffdwp <hexaddr> <pages>             registers the pages with a userfaultfd of this process as the module's write tracking
+                                          did before round 23 (WP_ASYNC | WP_UNPOPULATED, MODE_WP only), and write-protects them
+                                          all: a write resolves itself, and a dropped page of a file or shmem mapping leaves a
+                                          uffd-wp marker -> OK <0|1 user-mode-only>, or ERR uffdwp <errno>
+   Round 23 (memory that ends with the process, not mapped in it):
+     hugememfd <hugepages>                a memfd of huge pages (MFD_HUGETLB) that allows seals, filled (seed 5) through a MAP_SHARED
+                                          mapping, then mapped again MAP_SHARED rw, not touched -> OK <hexaddr> <fd, hex> <hugepagesize, hex>, or ERR <what> <errno>
+     name <hexaddr> <pages> <name>        prctl PR_SET_VMA_ANON_NAME of the pages (Linux 5.17; a MAP_SHARED|MAP_ANONYMOUS mapping
+                                          shows as [anon_shmem:<name>] from 6.2) -> OK, or ERR prctl <errno>
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
@@ -88,6 +98,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -145,6 +156,24 @@ static int uffd_register(unsigned char *p, long pages, int *usermode) {
     return ioctl(fd, UFFDIO_WRITEPROTECT, &wp) ? -1 : 0;
 }
 
+
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15) /* Linux 6.7; older headers lack it */
+#endif
+
+/* "uffdwp": async write-protect of the range with a userfaultfd of this process (never read: no fault waits). */
+static int uffd_register_wp(unsigned char *p, long pages, int *usermode) {
+    *usermode = 0;
+    int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) { *usermode = 1; fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY); }
+    if (fd < 0) return -1;
+    struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED };
+    if (ioctl(fd, UFFDIO_API, &api)) return -1;
+    struct uffdio_register reg = { .range = { (uintptr_t)p, (uint64_t)(pages * ps) }, .mode = UFFDIO_REGISTER_MODE_WP };
+    if (ioctl(fd, UFFDIO_REGISTER, &reg)) return -1;
+    struct uffdio_writeprotect wp = { .range = reg.range, .mode = UFFDIO_WRITEPROTECT_MODE_WP };
+    return ioctl(fd, UFFDIO_WRITEPROTECT, &wp) ? -1 : 0;
+}
 
 /* Round 22: the function "uprobe" probes (not inlined: its first instruction is where the probe sits). */
 __attribute__((noinline, used)) int probed(int x) { return x * 3 + 1; }
@@ -248,6 +277,10 @@ int main(void) {
         } else if (!strcmp(cmd, "uffd")) {
             int usermode;
             if (uffd_register(p, x, &usermode)) printf("ERR uffd %d\n", errno);
+            else printf("OK %d\n", usermode);
+        } else if (!strcmp(cmd, "uffdwp")) {
+            int usermode;
+            if (uffd_register_wp(p, x, &usermode)) printf("ERR uffdwp %d\n", errno);
             else printf("OK %d\n", usermode);
         } else if (!strcmp(cmd, "dontneed")) {
             printf(madvise(p + x * ps, y * ps, MADV_DONTNEED) == 0 ? "OK\n" : "ERR madvise\n");
@@ -366,7 +399,7 @@ int main(void) {
         } else if (!strcmp(cmd, "close")) {
             printf(close((int)a) == 0 ? "OK\n" : "ERR close %d\n", errno);
         } else if (!strcmp(cmd, "seal")) {
-            printf(fcntl((int)a, F_ADD_SEALS, (int)x) == 0 ? "OK\n" : "ERR seal %d\n", errno);
+            { int rc = fcntl((int)a, F_ADD_SEALS, (int)x); printf(rc == 0 ? "OK\n" : "ERR seal %d\n", errno); }
         } else if (!strcmp(cmd, "mapat")) {
             char path[4097];
             long pages = 0, shared = 0, offset = 0;
@@ -439,6 +472,31 @@ int main(void) {
         } else if (!strcmp(cmd, "resize")) {
             void *m = mremap(p, x * ps, y * ps, 0);
             printf(m == MAP_FAILED ? "ERR mremap %d\n" : "OK\n", errno);
+        } else if (!strcmp(cmd, "hugememfd")) {
+            long huge = 0, count = 0;
+            sscanf(line, "%*s %ld", &count);
+            FILE *mi = fopen("/proc/meminfo", "r");
+            char l[256];
+            while (mi && fgets(l, sizeof l, mi)) if (sscanf(l, "Hugepagesize: %ld kB", &huge) == 1) break;
+            if (mi) fclose(mi);
+            if (huge <= 0) { printf("ERR hugepagesize %d\n", ENOENT); continue; }
+            size_t len = (size_t)count * (size_t)huge * 1024;
+            int fd = memfd_create("imgtarget-huge", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB);
+            if (fd < 0) { printf("ERR memfd %d\n", errno); continue; }
+            if (ftruncate(fd, (off_t)len)) { printf("ERR ftruncate %d\n", errno); close(fd); continue; }
+            unsigned char *f = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (f == MAP_FAILED) { printf("ERR mmap %d\n", errno); close(fd); continue; }
+            if (madvise(f, len, MADV_POPULATE_WRITE)) { printf("ERR populate %d\n", errno); munmap(f, len); close(fd); continue; }
+            fill(f, (long)(len / ps), 5);
+            munmap(f, len);
+            void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (m == MAP_FAILED) { printf("ERR mmap %d\n", errno); close(fd); continue; }
+            printf("OK %llx %x %lx\n", (unsigned long long)(uintptr_t)m, fd, huge * 1024);
+        } else if (!strcmp(cmd, "name")) {
+            char name[64];
+            if (sscanf(line, "%*s %*x %*d %63s", name) != 1) { printf("ERR usage\n"); continue; }
+            int rc = prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)p, (unsigned long)(x * ps), (unsigned long)name);
+            printf(rc == 0 ? "OK\n" : "ERR prctl %d\n", errno);
         } else if (!strcmp(cmd, "exit")) {
             printf("OK\n");
             return 0;

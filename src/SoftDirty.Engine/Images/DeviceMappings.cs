@@ -20,25 +20,22 @@ internal static class DeviceMappings
     private const string PfnMapFlag = "pf";
 
     /// <summary>
-    /// The pages of the selected mappings of <paramref name="mappings"/> (maps) that are VM_PFNMAP, and the first
-    /// such mapping's name. smaps costs a walk of every page table, so it is read only where maps shows a mapping that can
+    /// The pages of the selected mappings of <paramref name="mappings"/> (maps) that are VM_PFNMAP. smaps costs a walk of every page table, so it is read only where maps shows a mapping that can
     /// be one (<see cref="MayBeDevice"/>); 0 for an emulated process.
     /// </summary>
-    public static ulong Pages(IPageSource source, IReadOnlyList<MemoryMapping> mappings, Func<MemoryMapping, bool>? selector, out string? first)
+    public static ulong Pages(IPageSource source, IReadOnlyList<MemoryMapping> mappings, Func<MemoryMapping, bool>? selector)
     {
-        first = null;
         if (!PageWalk.IsRealProcess(source)) return 0;
         bool any = false;
         foreach (var m in mappings)
-            if (MayBeDevice(m) && (selector is null || selector(m))) { any = true; break; }
+            if ((selector is null || selector(m)) && MayBeDevice(m)) { any = true; break; }
         if (!any) return 0;
         ulong pages = 0;
         foreach (var m in source.ReadMappings(true))
         {
-            if (!MayBeDevice(m) || (selector is not null && !selector(m))) continue;
+            if ((selector is not null && !selector(m)) || !MayBeDevice(m)) continue;
             if (!m.VmFlags.Contains(PfnMapFlag)) continue;
             pages += (m.End - m.Start) / (ulong)source.PageSize;
-            first ??= $"0x{m.Start:x}-0x{m.End:x} {m.DisplayName}";
         }
         return pages;
     }
@@ -52,19 +49,56 @@ internal static class DeviceMappings
     {
         System.Text.StringBuilder? key = null;
         foreach (var m in mappings)
-            if (MayBeDevice(m) && (selector is null || selector(m)))
+            if ((selector is null || selector(m)) && MayBeDevice(m))
                 (key ??= new()).Append(m.Start).Append('-').Append(m.End).Append(' ').Append(m.Device).Append(' ').Append(m.Inode).Append(' ').Append(m.Path).Append('\n');
         return key?.ToString();
     }
 
     /// <summary>
-    /// Whether maps alone allows <paramref name="m"/> to be VM_PFNMAP: a mapping of something other than a file
-    /// of a path (anon_inode:[perf_event], a DRM or DMA buffer), or of a file under /dev, /sys or /proc (devices, PCI
-    /// resources). Anonymous memory, regular files elsewhere and the kernel's bracketed mappings are not.
+    /// Whether <paramref name="m"/> can be VM_PFNMAP: a mapping of something other than a file of a path
+    /// (anon_inode:[perf_event], a DRM or DMA buffer, /dmabuf:), of a file under /dev, /sys or /proc (devices, PCI
+    /// resources), or of any other path that is not the regular file the mapping maps (round 23: a device node elsewhere,
+    /// as mknod or a container's bind mount puts one, was never looked at, so its pages were saved as none and the image
+    /// called valid). The last is asked of the file itself, through the process's root (/proc/PID/root/PATH: its own view of
+    /// the path): a regular file with the mapping's inode is no device; a deleted file, one that cannot be looked at, one
+    /// replaced since, or one on a file system whose stat can wait on a server (<see cref="LocalFileSystems"/>) is a candidate
+    /// (smaps decides). Anonymous memory, memfds and the kernel's bracketed mappings are not;
+    /// nor is a regular file of a mapping with no live process (a parsed listing: judged by its path alone).
     /// </summary>
-    internal static bool MayBeDevice(MemoryMapping m) =>
-        m.Kind == MappingKind.File
-        && (!m.Path.StartsWith('/')
+    internal static bool MayBeDevice(MemoryMapping m)
+    {
+        if (m.Kind != MappingKind.File) return false;
+        if (!m.Path.StartsWith('/')
             || m.Path.StartsWith("/dev/", StringComparison.Ordinal) || m.Path.StartsWith("/sys/", StringComparison.Ordinal)
-            || m.Path.StartsWith("/proc/", StringComparison.Ordinal));
+            || m.Path.StartsWith("/proc/", StringComparison.Ordinal))
+            return true;
+        // A memfd (mapped private here; shared ones are SharedAnonymous) is shmem or hugetlbfs, never a device.
+        if (m.Path.StartsWith(MemfdPrefix, StringComparison.Ordinal)) return false;
+        if (m.ProcessId <= 0) return false;
+        if (m.Deleted || !LocalFileSystems.IsLocal(m.ProcessId, m.Device)) return true;
+        return !IsMappedRegularFile(m);
+    }
+
+    /// <summary>The name maps gives a memfd ("/memfd:NAME (deleted)").</summary>
+    private const string MemfdPrefix = "/memfd:";
+
+    /// <summary>How many answers <see cref="RegularFiles"/> keeps before it starts over.</summary>
+    private const int RegularFileCacheLimit = 4096;
+
+    /// <summary>
+    /// Paths found to be the regular file a mapping maps, by process, path and inode: a watch asks each sample
+    /// (<see cref="CandidateKey"/>), and a file stays regular for its life.
+    /// </summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(int Pid, string Path, ulong Inode), bool> RegularFiles = new();
+
+    private static bool IsMappedRegularFile(MemoryMapping m)
+    {
+        var key = (m.ProcessId, m.Path, m.Inode);
+        if (RegularFiles.ContainsKey(key)) return true;
+        string path = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"/proc/{m.ProcessId}/root{m.Path}");
+        if (FileNative.Stat(path, out _) is not { } st || st.Type != FileNative.S_IFREG || st.Inode != m.Inode) return false;
+        if (RegularFiles.Count >= RegularFileCacheLimit) RegularFiles.Clear();
+        RegularFiles[key] = true;
+        return true;
+    }
 }

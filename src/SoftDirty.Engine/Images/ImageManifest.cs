@@ -61,7 +61,7 @@ internal sealed class ImageManifest
     public ulong InheritedPages { get; set; }
     /// <summary>Present pages looked at.</summary>
     public ulong ScannedPages { get; set; }
-    /// <summary>Present pages that could not be read in mappings still there (made unreadable during the save, memfd_secret, pages a userfaultfd of the process would have to serve, every page of a VM_PFNMAP mapping): the image lacks them.</summary>
+    /// <summary>Pages that could not be read in mappings still there (made unreadable during the save, memfd_secret, pages a userfaultfd of the process would have to serve, every page of a VM_PFNMAP mapping, pages of a memfd, shared anonymous or System V memory or a deleted file that the process did not map and whose object could not be opened: UnnamedObjectPages): the image lacks them.</summary>
     public ulong UnreadablePages { get; set; }
     /// <summary>
     /// The chain's page-hash key (<see cref="PageHashKey"/>, hexadecimal): every page record's hash is Fast128 under

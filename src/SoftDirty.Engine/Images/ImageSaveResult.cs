@@ -15,4 +15,11 @@ internal sealed class ImageSaveResult
     public ulong BytesWritten { get; }
     /// <summary>The parts of the save in order, with the time each took (reading the parent chain, the pages, the index and manifest, the commit).</summary>
     public System.Collections.Generic.IReadOnlyList<SavePhase> Phases { get; init; } = Array.Empty<SavePhase>();
+    /// <summary>
+    /// Of the manifest's UnreadablePages, the pages of memory that ends with the process (a memfd, shared anonymous or System V
+    /// memory, a deleted file) that it does not map and whose object this user could not open (<see cref="UnnamedObjectPages"/>).
+    /// </summary>
+    public ulong UnopenedObjectPages { get; init; }
+    /// <summary>The first mapping counted in <see cref="UnopenedObjectPages"/> (range and name), for the warning.</summary>
+    public string? FirstUnopenedObject { get; init; }
 }

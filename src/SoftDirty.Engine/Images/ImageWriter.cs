@@ -78,7 +78,10 @@ internal static class ImageWriter
         var mappings = source.ReadMappings(false);
         var spans = PageWalk.DataSpans(mappings, selector);
         // Pages pagemap cannot show (VM_PFNMAP: device memory, a perf_event ring): unreadable, never silently absent.
-        ulong devicePages = DeviceMappings.Pages(source, mappings, selector, out _);
+        ulong devicePages = DeviceMappings.Pages(source, mappings, selector);
+        // Pages of memory that ends with the process (a memfd, shared anonymous or System V memory, a deleted file) that it does
+        // not map now: read from the object, or counted unreadable where it cannot be opened.
+        using var objects = UnnamedObjectPages.For(source, spans);
         // What to compare besides the tracker's candidates: what no tracker can vouch for (ImageTracking.Untracked); every
         // page while the kernel writes the process's memory no one knows where (PinnedBuffers.WritesUnlocated).
         var pinned = PageWalk.IsRealProcess(source) ? PinnedBuffers.Read(source.ProcessId, ps) : null;
@@ -163,10 +166,26 @@ internal static class ImageWriter
                         if (m.End > until) break;
                     }
                 }
+                // The pages of an object with no lasting name (a memfd, shared anonymous or System V memory, a deleted file)
+                // that the process does not map: read from the object, in their place among the process's regions.
+                IEnumerable<AddressRange> ObjectGaps(ulong until)
+                {
+                    foreach (var g in objects!.GapsBelow(until))
+                    {
+                        presentRanges?.Add(g);
+                        readRanges?.Add(g);
+                        yield return g;
+                    }
+                }
                 IEnumerable<AddressRange> ToRead()
                 {
                     foreach (var r in PageWalk.PresentRegions(source, spans, shared, cancel))
                     {
+                        if (objects is not null)
+                        {
+                            foreach (var g in ObjectGaps(r.Start)) yield return g;
+                            objects.Covered(r.End);
+                        }
                         presentRanges?.Add(new AddressRange(r.Start, r.End));
                         if ((r.Categories & PageCategory.PfnZero) != 0)
                         {
@@ -193,6 +212,7 @@ internal static class ImageWriter
                             yield return part;
                         }
                     }
+                    if (objects is not null) foreach (var g in ObjectGaps(ulong.MaxValue)) yield return g;
                 }
                 ulong written = 0;
                 var pooled = System.Buffers.ArrayPool<byte>.Shared.Rent(WriteBufferBytes); // returned below: no large array left per save
@@ -272,7 +292,9 @@ internal static class ImageWriter
                         }
                     }
                     progress?.Invoke(Walked(address + (ulong)data.Length), total);
-                }, chunkBytes: ReadChunkBytes, cancel: cancel, sharedAnonymous: shared, gone: Gone);
+                }, chunkBytes: ReadChunkBytes, cancel: cancel, sharedAnonymous: shared, gone: Gone, objects: objects);
+                // Pages of such an object that could not be opened: unreadable, never silently the object's.
+                unreadable += objects?.UnopenedPages ?? 0;
                 MarkersFailedBelow(ulong.MaxValue);
                 unreadable -= Math.Min(unreadable, markersFailed);
                 FlushBuffer();
@@ -328,7 +350,7 @@ internal static class ImageWriter
             Phase("index and manifest");
             output.Commit();
             Phase("commit");
-            return new ImageSaveResult(path, manifest, clock.Elapsed, dataOffset + (ulong)index.Size) { Phases = phases };
+            return new ImageSaveResult(path, manifest, clock.Elapsed, dataOffset + (ulong)index.Size) { Phases = phases, UnopenedObjectPages = objects?.UnopenedPages ?? 0, FirstUnopenedObject = objects?.FirstUnopened };
         }
         catch (IOException ex) when (ex is not FileNotFoundException)
         {

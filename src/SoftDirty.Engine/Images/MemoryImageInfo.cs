@@ -40,7 +40,7 @@ public sealed class MemoryImageInfo
     public ulong InheritedPages { get; init; }
     /// <summary>Present pages looked at.</summary>
     public ulong ScannedPages { get; init; }
-    /// <summary>Present pages the save could not read in mappings still there (memfd_secret, a userfaultfd of the process): the image lacks them; memory unmapped meanwhile is gone, not unreadable.</summary>
+    /// <summary>Pages the save could not read in mappings still there (memfd_secret, a userfaultfd of the process, pages of a memfd, shared anonymous or System V memory or a deleted file that the process did not map and whose object the user could not open): the image lacks them; memory unmapped meanwhile is gone, not unreadable.</summary>
     public ulong UnreadablePages { get; init; }
     /// <summary>Bytes of page data recorded (<see cref="DataPages"/> pages).</summary>
     public ulong DataBytes => DataPages * (ulong)PageSize;

@@ -144,6 +144,9 @@ internal sealed class SafeDirectory : IDisposable
     {
         var st = FileNative.Fstat(Fd, out int errno) ?? throw SafeFiles.WriteFailure(Path, errno, $"{what} {target}: fstat of {Path} failed: {Errno.Describe(errno)}");
         uint me = FileNative.Geteuid();
+        if (st.Uid != me && st.Uid != 0 && IsUnmappedOwner(st.Uid))
+            throw new EngineException(EngineError.UnsafeDestination,
+                $"{what} {target} lies in {Path}, which belongs to a user this user namespace does not map (it shows as {st.Uid}, the overflow uid): the host's root shows so, and so does every other user of the host, and the module cannot tell which, so it writes nothing there. Run the command outside the user namespace, or in a folder whose every parent the namespace's users own (a container's own root file system).", target);
         if (st.Uid != me && st.Uid != 0)
             throw new EngineException(EngineError.UnsafeDestination,
                 $"{what} {target} lies in {Path}, which belongs to user {st.Uid}, not to you ({me}) or root: that user could replace what the module writes there with a link before it is put in place. Choose a folder of your own.", target);
@@ -154,6 +157,28 @@ internal sealed class SafeDirectory : IDisposable
             throw new EngineException(EngineError.UnsafeDestination,
                 $"{what} {target} lies in {Path}, which {who} and which has no sticky bit: another user could replace what the module writes there before it is put in place. Choose a folder of your own (or one with the sticky bit, as /tmp has).", target);
         }
+    }
+
+    /// <summary>The uid the kernel shows for an owner the caller's user namespace does not map (/proc/sys/kernel/overflowuid).</summary>
+    private const string OverflowUidFile = "/proc/sys/kernel/overflowuid";
+
+    /// <summary>The identity map of the initial user namespace, as /proc/self/uid_map writes it (first, lower, count).</summary>
+    private static readonly string[] InitialUidMap = ["0", "0", "4294967295"];
+
+    /// <summary>
+    /// Whether <paramref name="uid"/> is the overflow uid while the caller runs in a user namespace other than the initial one:
+    /// an owner the namespace does not map (the host's root, or any other user of the host).
+    /// </summary>
+    private static bool IsUnmappedOwner(uint uid)
+    {
+        try
+        {
+            if (!uint.TryParse(System.IO.File.ReadAllText(OverflowUidFile).Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out uint overflow) || uid != overflow)
+                return false;
+            var map = System.IO.File.ReadAllText("/proc/self/uid_map").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+            return !map.AsSpan().SequenceEqual(InitialUidMap);
+        }
+        catch (Exception e) when (e is System.IO.IOException or UnauthorizedAccessException) { return false; }
     }
 
     /// <summary>lstat of an entry (null where absent; <paramref name="errno"/> says why).</summary>

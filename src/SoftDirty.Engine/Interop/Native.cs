@@ -8,7 +8,9 @@ internal static unsafe partial class Native
 {
     private const string Libc = "libc";
 
-    public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CLOEXEC = 0x80000, O_NONBLOCK = 0x800;
+    public const int O_RDONLY = 0, O_WRONLY = 1, O_RDWR = 2, O_CLOEXEC = 0x80000, O_NONBLOCK = 0x800, O_NOCTTY = 0x100;
+    /// <summary>O_PATH (010000000 on x86-64 and arm64): a descriptor that names a file without opening it (no driver's open runs).</summary>
+    public const int O_PATH = 0x200000;
     public const int PROT_NONE = 0, PROT_READ = 1, PROT_WRITE = 2, PROT_EXEC = 4;
     public const int MAP_SHARED = 0x01, MAP_PRIVATE = 0x02, MAP_FIXED = 0x10, MAP_ANONYMOUS = 0x20;
     public static readonly nint MAP_FAILED = -1;
@@ -21,6 +23,15 @@ internal static unsafe partial class Native
 
     [LibraryImport(Libc, EntryPoint = "pread64", SetLastError = true)]
     public static partial nint Pread(int fd, void* buf, nuint count, long offset);
+
+    /// <summary>lseek(2) whences for the data and holes of a file (Linux 3.1).</summary>
+    public const int SEEK_DATA = 3, SEEK_HOLE = 4;
+
+    [LibraryImport(Libc, EntryPoint = "lseek64", SetLastError = true)]
+    private static partial long Lseek(int fd, long offset, int whence);
+
+    /// <summary>lseek(2) of an open file; -1 with the errno in Marshal.GetLastPInvokeError.</summary>
+    public static long Lseek(Microsoft.Win32.SafeHandles.SafeFileHandle file, long offset, int whence) => Lseek((int)file.DangerousGetHandle(), offset, whence);
 
     [LibraryImport(Libc, EntryPoint = "pwrite64", SetLastError = true)]
     public static partial nint Pwrite(int fd, void* buf, nuint count, long offset);

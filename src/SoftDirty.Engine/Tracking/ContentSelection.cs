@@ -11,7 +11,8 @@ namespace SoftDirty.Tracking;
 /// now, so that a write made while a buffer was registered is found even when it was unregistered since; all of them
 /// while the process holds an io_uring whose rings live in its own memory (IORING_SETUP_NO_MMAP: nothing says where), or has
 /// pinned memory that its own registered buffers do not account for (an io_uring given to another process);
-/// and, for a tracker of writable mappings only (WriteProtect), the mappings not writable now: a page written and then made
+/// and, for a tracker of writable mappings only (WriteProtect), the mappings of a real process that are not private
+/// anonymous memory (which its write tracking does not register) and the mappings not writable now: a page written and then made
 /// read-only or PROT_NONE before the collection is found by its content, not a sample or a round later (or never). Of
 /// those, only the ones that hold present or swapped pages (now or, in what was then the same place, at the last look) are compared: a reservation of
 /// hundreds of GiB (the .NET GC's, a JVM's) has none, and walking its pagemap at every look would cost more than the rest.
@@ -22,6 +23,8 @@ internal sealed class ContentSelection
     private readonly IPageSource _source;
     private readonly Func<MemoryMapping, bool>? _selector;
     private readonly bool _readOnlyByContent;
+    // A real process: its write tracking registers private anonymous memory only (WriteProtectTracker.Registers).
+    private readonly bool _real;
     private List<AddressRange> _pinnedBefore = new(), _pinnedNow = new();
     private List<AddressRange> _holdingBefore = new(), _holdingNow = new();
     // An io_uring whose rings live in the process's own memory, or pinned memory no registered buffer of its own accounts
@@ -34,6 +37,7 @@ internal sealed class ContentSelection
         _source = source;
         _selector = selector;
         _readOnlyByContent = readOnlyByContent;
+        _real = PageWalk.IsRealProcess(source);
     }
 
     /// <summary>Reads the process's registered kernel-written buffers again; those of the previous look still count until the next one.</summary>
@@ -97,6 +101,7 @@ internal sealed class ContentSelection
     private bool IsContentMapping(MemoryMapping m) =>
         _ringsNow || _ringsBefore
         || ContentCheckedTracker.ChangeableByOthers(m)
+        || (_readOnlyByContent && _real && !WriteProtectTracker.Registers(m))
         || (_readOnlyByContent && (m.Protection & Protection.Write) == 0 && (Overlaps(_holdingNow, m) || Overlaps(_holdingBefore, m)))
         || Overlaps(_pinnedNow, m) || Overlaps(_pinnedBefore, m);
 

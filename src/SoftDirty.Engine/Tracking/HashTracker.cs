@@ -63,7 +63,7 @@ internal sealed class HashTracker : IDirtyTracker
         if (key is null) return 0;
         if (key != _deviceKey)
         {
-            _devicePages = Images.DeviceMappings.Pages(Source, mappings, _selector, out _);
+            _devicePages = Images.DeviceMappings.Pages(Source, mappings, _selector);
             _deviceKey = key;
         }
         return _devicePages;

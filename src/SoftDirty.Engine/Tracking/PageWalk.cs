@@ -312,18 +312,22 @@ internal static class PageWalk
     /// then is not counted as unreadable.
     /// </summary>
     public static ulong ReadChunks(IPageSource source, IEnumerable<AddressRange> ranges, ChunkHandler handler, int chunkBytes = ChunkBytes, IReadOnlyList<AddressRange>? sharedAnonymous = null,
-        Func<ulong, bool>? gone = null, CancellationToken cancel = default)
+        Func<ulong, bool>? gone = null, Images.UnnamedObjectPages? objects = null, CancellationToken cancel = default)
     {
         int pageSize = source.PageSize;
         chunkBytes = Math.Max(pageSize, chunkBytes / pageSize * pageSize);
         // Pooled: a save or a collection every few seconds would otherwise leave a large array for the collector each time.
         var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(chunkBytes);
-        try { return ReadChunksInto(source, ranges, handler, chunkBytes, buffer, sharedAnonymous, gone, cancel); }
+        try { return ReadChunksInto(source, ranges, handler, chunkBytes, buffer, sharedAnonymous, gone, objects, cancel); }
         finally { System.Buffers.ArrayPool<byte>.Shared.Return(buffer); }
     }
 
+    /// <remarks>
+    /// The ranges <paramref name="objects"/> owns (pages of an object with no lasting name that the process does not map) are
+    /// read from the object, not from the process (<see cref="Images.UnnamedObjectPages"/>), in their place in the order.
+    /// </remarks>
     private static ulong ReadChunksInto(IPageSource source, IEnumerable<AddressRange> ranges, ChunkHandler handler, int chunkBytes, byte[] buffer, IReadOnlyList<AddressRange>? sharedAnonymous,
-        Func<ulong, bool>? gone, CancellationToken cancel)
+        Func<ulong, bool>? gone, Images.UnnamedObjectPages? objects, CancellationToken cancel)
     {
         var vector = sharedAnonymous is null ? null : Root(source) as ProcPageSource;
         ulong unreadable = 0;
@@ -332,7 +336,7 @@ internal static class PageWalk
             foreach (var chunk in Split(ranges, (ulong)chunkBytes))
             {
                 cancel.ThrowIfCancellationRequested();
-                unreadable += ReadOne(source, chunk, buffer, handler, gone);
+                unreadable += objects is not null && objects.Owns(chunk.Start) ? objects.Read(chunk, buffer, handler) : ReadOne(source, chunk, buffer, handler, gone);
             }
             return unreadable;
         }
@@ -342,6 +346,16 @@ internal static class PageWalk
         int shared = 0;
         foreach (var piece in Split(ranges, (ulong)chunkBytes))
         {
+            if (objects is not null && objects.Owns(piece.Start))
+            {
+                cancel.ThrowIfCancellationRequested();
+                // The batch so far first (it shares the buffer, and the handler sees addresses in ascending order).
+                if (count > 0) unreadable += ReadBatch(vector, source, batch.AsSpan(0, count), buffer, handler, gone);
+                count = 0;
+                filled = 0;
+                unreadable += objects.Read(piece, buffer, handler);
+                continue;
+            }
             // Ranges and shared pages both ascend: skip the shared ranges that end before this piece.
             while (shared < sharedAnonymous!.Count && sharedAnonymous[shared].End <= piece.Start) shared++;
             if (shared < sharedAnonymous.Count && sharedAnonymous[shared].Start < piece.End)

@@ -15,11 +15,13 @@ namespace SoftDirty.Tracking;
 /// process register its own memory: this process uses a userfaultfd of its own, a source that implements
 /// <see cref="IAsyncWriteProtectSource"/> (the emulator) registers itself, and another real process is
 /// registered from inside by syscall injection (<see cref="RemoteWriteProtect"/>), its tracking kept in it
-/// between commands.
+/// between commands. Of a real process only private anonymous memory is registered (<see cref="Registers"/>).
 /// </summary>
 internal sealed class WriteProtectTracker : IDirtyTracker
 {
     private readonly Func<MemoryMapping, bool>? _selector;
+    // A real process (this one or another): only its private anonymous memory is registered (Registers).
+    private readonly bool _real;
     private readonly IAsyncWriteProtectSource? _emulated;
     private readonly Userfaultfd? _uffd;
     private readonly List<(AddressRange Range, IDisposable? Registration)> _registered = new();
@@ -47,6 +49,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     {
         Source = source;
         _selector = selector;
+        _real = PageWalk.IsRealProcess(source);
         if (source is IAsyncWriteProtectSource emulated) { _emulated = emulated; }
         else if (source is ProcPageSource proc && proc.ProcessId != Environment.ProcessId)
         {
@@ -127,11 +130,47 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     // Only writable mappings: nothing else can be written, and a reserved PROT_NONE region (the .NET GC
     // reserves hundreds of GiB) has no pages to protect, so PAGEMAP_SCAN would report its holes as written.
     // A mapping made writable later is a new range: registered then, its present pages counted once.
-    private List<PageSpan> Spans() => PageWalk.DataSpans(Source.ReadMappings(false),
-        m => (m.Protection & Protection.Write) != 0 && (_selector is null || _selector(m)));
+    // Of a real process, only private anonymous memory (Registers); the other writable mappings go to unregistered.
+    private List<PageSpan> Spans(out List<PageSpan> unregistered)
+    {
+        var mappings = Source.ReadMappings(false);
+        bool Writable(MemoryMapping m) => (m.Protection & Protection.Write) != 0 && (_selector is null || _selector(m));
+        unregistered = _real ? PageWalk.DataSpans(mappings, m => Writable(m) && !Registers(m)) : new List<PageSpan>();
+        return PageWalk.DataSpans(mappings, m => Writable(m) && (!_real || Registers(m)));
+    }
 
-    /// <summary>Registers mappings not yet registered; returns the spans that are new (all their pages count as written).</summary>
-    private List<PageSpan> RegisterNew(List<PageSpan> spans)
+    private List<PageSpan> Spans() => Spans(out _);
+
+    /// <summary>
+    /// Whether the write tracking of a real process registers <paramref name="mapping"/>: private anonymous memory only
+    /// (what the kernel's vma_is_anonymous takes: no file, shmem, memfd, System V segment, hugetlb or special mapping
+    /// behind it). In a VMA of any other kind registered for write-protect, a zap (MADV_DONTNEED, reclaim, a hole punched
+    /// in the file) leaves a uffd-wp marker where a protected page was, and nothing but the tracking's end removes it:
+    /// on Linux 6.18 a process that installed a guard region there (MADV_GUARD_INSTALL, which zaps and retries until no
+    /// entry is left) spun in madvise for ever (round 23). The present pages of those mappings count as written at every
+    /// look instead (never a miss): an image compares them with its parent's hashes, and a watch or a migration compares
+    /// them by content (<see cref="ContentSelection"/>). An emulated process registers every writable mapping, as it asks.
+    /// </summary>
+    internal static bool Registers(MemoryMapping mapping) =>
+        !mapping.Shared && mapping.Inode == 0
+        && mapping.Kind is MappingKind.Anonymous or MappingKind.NamedAnonymous or MappingKind.Heap or MappingKind.Stack;
+
+    /// <summary>The present pages of <paramref name="unregistered"/> (Registers), added to <paramref name="regions"/>, sorted; a reason for the over-count, or null.</summary>
+    private string? AddUnregistered(List<PageRegion> regions, List<PageSpan> unregistered, CancellationToken cancel)
+    {
+        if (unregistered.Count == 0) return null;
+        regions.AddRange(PageWalk.PresentRegions(Source, unregistered, cancel: cancel));
+        regions.Sort((x, y) => x.Start.CompareTo(y.Start));
+        return $"{unregistered.Count} writable mapping span(s) from 0x{unregistered[0].Start:x} are not registered for write-protect (not private anonymous memory, or refused by the kernel: MAP_DROPPABLE)";
+    }
+
+    /// <summary>
+    /// Registers mappings not yet registered; returns the spans that are new (all their pages count as written). A span the
+    /// kernel refuses (a MAP_DROPPABLE mapping, VM_PFNMAP or VM_IO memory) goes to <paramref name="refused"/>: its present
+    /// pages count at every look, as another process's do (ScanRemote). Before, it was left out: a watch of this PowerShell
+    /// never saw a write into a MAP_DROPPABLE mapping of its own (round 23).
+    /// </summary>
+    private List<PageSpan> RegisterNew(List<PageSpan> spans, List<PageSpan>? refused = null)
     {
         var known = new HashSet<AddressRange>(_registered.Select(r => r.Range));
         var fresh = new List<PageSpan>();
@@ -141,7 +180,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
             if (known.Contains(range)) continue;
             IDisposable? reg = null;
             if (_emulated is not null) reg = _emulated.RegisterAsyncWriteProtect(s.Start, s.End);
-            else if (!_uffd!.Register(s.Start, s.End)) continue; // [vvar] and the like: the kernel refuses, nothing to track
+            else if (!_uffd!.Register(s.Start, s.End)) { refused?.Add(s); continue; }
             _registered.Add((range, reg));
             fresh.Add(s);
         }
@@ -292,7 +331,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         var clock = Stopwatch.StartNew();
         using var held = WriteTrackingStore.Lock(_remote!.ProcessId, cancel);
         ResetElsewhere = !Reload();
-        var all = Spans();
+        var all = Spans(out var unregistered);
         var foreign = ForeignSpans(all, cancel);
         var spans = foreign.Count == 0 ? all : all.Except(foreign).ToList();
         var fresh = new List<AddressRange>();
@@ -312,8 +351,10 @@ internal sealed class WriteProtectTracker : IDirtyTracker
             regions.AddRange(PageWalk.PresentRegions(Source, foreign, cancel: cancel));
             regions.Sort((x, y) => x.Start.CompareTo(y.Start));
         }
+        var notRegistered = AddUnregistered(regions, unregistered, cancel);
         ulong scanned = 0, ps = (ulong)Source.PageSize;
         foreach (var s in all) scanned += (s.End - s.Start) / ps;
+        foreach (var s in unregistered) scanned += (s.End - s.Start) / ps;
         var b = new RangeListBuilder();
         foreach (var r in regions) b.Add(r.Start, r.End);
         fresh.Sort((x, y) => x.Start.CompareTo(y.Start));
@@ -323,8 +364,9 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         {
             NewMappingRanges = nb.Build(),
             ResetElsewhere = ResetElsewhere,
-            OverCountReason = foreign.Count == 0 ? null
-                : $"{foreign.Count} mapping span(s) from 0x{foreign[0].Start:x} are registered with a userfaultfd of the process's own, which the module's write tracking cannot share",
+            OverCountReason = foreign.Count == 0 ? notRegistered
+                : $"{foreign.Count} mapping span(s) from 0x{foreign[0].Start:x} are registered with a userfaultfd of the process's own, which the module's write tracking cannot share"
+                  + (notRegistered is null ? "" : "; " + notRegistered),
         };
     }
 
@@ -441,22 +483,25 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         if (!_armed) throw new InvalidOperationException("Reset the tracker before collecting.");
         if (_remote is not null) return CollectRemote(rearm, cancel);
         var clock = Stopwatch.StartNew();
-        var spans = Spans();
-        var fresh = RegisterNew(spans);
+        var spans = Spans(out var unregistered);
+        var fresh = RegisterNew(spans, unregistered);
+        unregistered.Sort((x, y) => x.Start.CompareTo(y.Start));
         var tracked = RegisteredSpans(spans);
-        var all = new List<AddressRange>();
+        var all = new List<PageRegion>();
         ulong scanned = 0, ps = (ulong)Source.PageSize;
         foreach (var s in tracked) scanned += (s.End - s.Start) / ps;
-        foreach (var r in Scan(tracked, rearm, cancel)) all.Add(new AddressRange(r.Start, r.End));
+        foreach (var s in unregistered) scanned += (s.End - s.Start) / ps;
+        all.AddRange(Scan(tracked, rearm, cancel));
         // A mapping that appeared since the reset was never protected: its present pages are all new.
         if (fresh.Count > 0)
         {
-            foreach (var r in PageWalk.PresentRegions(Source, fresh, cancel: cancel)) all.Add(new AddressRange(r.Start, r.End));
+            all.AddRange(PageWalk.PresentRegions(Source, fresh, cancel: cancel));
             all.Sort((x, y) => x.Start.CompareTo(y.Start));
         }
+        var notRegistered = AddUnregistered(all, unregistered, cancel);
         var b = new RangeListBuilder();
         foreach (var r in all) b.Add(r.Start, r.End);
-        return new DirtyPageSet(Method, Source.PageSize, b.Build(), scanned, clock.Elapsed);
+        return new DirtyPageSet(Method, Source.PageSize, b.Build(), scanned, clock.Elapsed) { OverCountReason = notRegistered };
     }
 
     /// <summary>Leaves the write tracking this tracker enabled in another process enabled after <see cref="Dispose"/> (Enable-WriteTracking, memory image chains).</summary>

@@ -205,8 +205,10 @@ internal static class PreCopyMigration
         {
             var path = Path.Combine(dest, $"round-{round:D2}");
             var result = ImageWriter.Save(source, path, parent, method, pages, options.Selector, cancel: cancel);
-            if (result.Manifest.UnreadablePages > 0)
-                warn?.Invoke($"Round {round}: {result.Manifest.UnreadablePages} present page(s) of process {source.ProcessId} could not be read (kept from other processes as memfd_secret is, served by the process's own userfaultfd, or in a mapping of device memory, VM_PFNMAP or VM_IO, which pagemap cannot show): the image {result.Path} lacks them, and the chain from it is not valid (Test-MemoryImage). Leave those mappings out with -Mapping, or do not migrate this process.");
+            if (result.UnopenedObjectPages > 0)
+                warn?.Invoke($"Round {round}: {result.UnopenedObjectPages} page(s) of memory that ends with process {source.ProcessId} (a memfd, shared anonymous or System V memory, a deleted file) are not mapped in the process and could not be read from the object, which this user cannot open (/proc/PID/map_files needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE, and the process holds no descriptor of it) or whose file system's reads may never answer: the image {result.Path} lacks them, and the chain from it is not valid (Test-MemoryImage). Leave those mappings out with -Mapping, or migrate as root.");
+            if (result.Manifest.UnreadablePages > result.UnopenedObjectPages)
+                warn?.Invoke($"Round {round}: {result.Manifest.UnreadablePages - result.UnopenedObjectPages} present page(s) of process {source.ProcessId} could not be read (kept from other processes as memfd_secret is, served by the process's own userfaultfd, or in a mapping of device memory, VM_PFNMAP or VM_IO, which pagemap cannot show): the image {result.Path} lacks them, and the chain from it is not valid (Test-MemoryImage). Leave those mappings out with -Mapping, or do not migrate this process.");
             parent = path;
             return (result.Manifest.DataPages + result.Manifest.ZeroPages, path);
         }
@@ -218,7 +220,7 @@ internal static class PreCopyMigration
             var mappings = source.ReadMappings(false);
             spans = PageWalk.DataSpans(mappings, options.Selector);
             ranges = PageWalk.PresentRegions(source, spans, cancel: cancel).Where(r => (r.Categories & PageCategory.PfnZero) == 0).Select(r => new AddressRange(r.Start, r.End)).ToList();
-            unseen = DeviceMappings.Pages(source, mappings, options.Selector, out _);
+            unseen = DeviceMappings.Pages(source, mappings, options.Selector);
         }
         else ranges = pages.Ranges;
         ulong n = 0;
