@@ -26,7 +26,7 @@ foreach (`$a in '0', '1000000', '4', '1000') { `$psi.ArgumentList.Add(`$a) }
 `$psi.RedirectStandardInput = `$true; `$psi.RedirectStandardOutput = `$true; `$psi.UseShellExecute = `$false
 `$p = [System.Diagnostics.Process]::Start(`$psi)
 `$null = `$p.StandardOutput.ReadLine()
-"TARGET `$(`$p.Id)"
+"TARGET `$(`$p.Id) `$(((Get-Content -Raw "/proc/`$(`$p.Id)/stat") -replace '^.*\) ', '' -split ' ')[19])"
 `$flip = 0
 foreach (`$i in 1..400) {
     try { `$null = Enable-WriteTracking -Id `$p.Id -ErrorAction Stop } catch { }
@@ -43,10 +43,13 @@ foreach (`$k in 1..1000) { if (-not (Test-Path "/proc/`$(`$p.Id)")) { `$gone = `
 "@
         $child = Start-ChildPwsh $script
         $target = 0
+        $targetStart = ''
         try {
             $done = $child.WaitForExit(180000)
+            if (-not $done) { $child.Kill(); $null = $child.WaitForExit(10000) } # its output ends only with it
             $lines = @($child.StandardOutput.ReadToEnd() -split "`n" | ForEach-Object Trim)
-            $target = ($lines | Where-Object { $_ -like 'TARGET *' } | ForEach-Object { [int]$_.Split(' ')[1] } | Select-Object -First 1)
+            $targetLine = $lines | Where-Object { $_ -like 'TARGET *' } | Select-Object -First 1
+            if ($targetLine) { $target = [int]$targetLine.Split(' ')[1]; $targetStart = $targetLine.Split(' ')[2] }
             Write-Host "    $(($lines | Where-Object { $_ -match '^(EXITEDSAID|KILLED|EXTERNAL) ' }) -join '; ')"
             $done | Should -BeTrue -Because 'the PowerShell that tracked the child still reaps its children (before: it hung in an external command)'
             $lines | Should -Contain 'EXITEDSAID 0 ALIVE True' -Because 'the Process of a running child never says it exited'
@@ -54,13 +57,13 @@ foreach (`$k in 1..1000) { if (-not (Test-Path "/proc/`$(`$p.Id)")) { `$gone = `
             $lines | Should -Contain 'EXTERNAL reaped'
         } finally {
             if (-not $child.HasExited) { $child.Kill(); $null = $child.WaitForExit(10000) }
-            # The target, if the child pwsh left it: a kill(2) by pid while it is still exectarget.
-            # (its cmdline reads empty mid-exec: looked at again).
-            foreach ($k in 1..100) {
-                if (-not $target -or -not (Test-Path "/proc/$target")) { break }
-                if ((Get-Content -Raw "/proc/$target/cmdline" -ErrorAction SilentlyContinue) -like '*exectarget*') {
-                    try { [System.Diagnostics.Process]::GetProcessById($target).Kill() } catch { }
-                }
+            # The target, if the child pwsh left it (an exec every millisecond: a core's worth of load for the tests after):
+            # killed by pid for as long as that pid is the same process (its start time, which an exec keeps), up to 30 s.
+            $clock = [System.Diagnostics.Stopwatch]::StartNew()
+            while ($target -and $clock.Elapsed.TotalSeconds -lt 30) {
+                $stat = Get-Content -Raw "/proc/$target/stat" -ErrorAction SilentlyContinue
+                if (-not $stat -or (($stat -replace '^.*\) ', '' -split ' ')[19]) -ne $targetStart) { break }
+                try { [System.Diagnostics.Process]::GetProcessById($target).Kill() } catch { }
                 Start-Sleep -Milliseconds 10
             }
         }
