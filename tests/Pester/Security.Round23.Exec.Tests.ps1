@@ -26,7 +26,8 @@ foreach (`$a in '0', '1000000', '4', '1000') { `$psi.ArgumentList.Add(`$a) }
 `$psi.RedirectStandardInput = `$true; `$psi.RedirectStandardOutput = `$true; `$psi.UseShellExecute = `$false
 `$p = [System.Diagnostics.Process]::Start(`$psi)
 `$null = `$p.StandardOutput.ReadLine()
-"TARGET `$(`$p.Id) `$(((Get-Content -Raw "/proc/`$(`$p.Id)/stat") -replace '^.*\) ', '' -split ' ')[19])"
+`$start = (((Get-Content -Raw "/proc/`$(`$p.Id)/stat") -replace '^.*\) ', '') -split ' ')[19]
+"TARGET `$(`$p.Id) `$start"
 `$flip = 0
 foreach (`$i in 1..400) {
     try { `$null = Enable-WriteTracking -Id `$p.Id -ErrorAction Stop } catch { }
@@ -62,7 +63,7 @@ foreach (`$k in 1..1000) { if (-not (Test-Path "/proc/`$(`$p.Id)")) { `$gone = `
             $clock = [System.Diagnostics.Stopwatch]::StartNew()
             while ($target -and $clock.Elapsed.TotalSeconds -lt 30) {
                 $stat = Get-Content -Raw "/proc/$target/stat" -ErrorAction SilentlyContinue
-                if (-not $stat -or (($stat -replace '^.*\) ', '' -split ' ')[19]) -ne $targetStart) { break }
+                if (-not $stat -or ((($stat -replace '^.*\) ', '') -split ' ')[19]) -ne $targetStart) { break }
                 try { [System.Diagnostics.Process]::GetProcessById($target).Kill() } catch { }
                 Start-Sleep -Milliseconds 10
             }
