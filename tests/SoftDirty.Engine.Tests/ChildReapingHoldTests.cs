@@ -17,11 +17,15 @@ public sealed class ChildReapingHoldTests
     [HostFact]
     public void ThisDotNetHasTheLockAndAHoldKeepsAnExitedChildUnreapedUntilItEnds()
     {
-        var child = Process.Start(new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", "exit 7" } })!;
+        // The child exits only once the hold is in force (a line on its input): started after, it could not be registered
+        // (Process.Start takes the same lock).
+        var child = Process.Start(new ProcessStartInfo("/bin/sh") { ArgumentList = { "-c", "read line; exit 7" }, RedirectStandardInput = true })!;
         ChildReapingHold.Enter();
         try
         {
             Assert.True(ChildReapingHold.Held, "the hold took .NET's reaping lock (ProcessWaitState.s_childProcessWaitStates)");
+            child.StandardInput.WriteLine("go");
+            child.StandardInput.Flush();
             // The child exits meanwhile; its SIGCHLD wakes a reaping that waits for the hold, so the child stays a zombie.
             var stat = $"/proc/{child.Id}/stat";
             var clock = Stopwatch.StartNew();
