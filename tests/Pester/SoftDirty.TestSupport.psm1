@@ -364,6 +364,12 @@ Export-ModuleMember -Function Start-ImgTarget, Send-ImgTarget, Wait-ImgTargetIdl
     grandchild) or Sibling (another process of the test starts the commands, e.g. a child pwsh): under Yama's
     ptrace_scope 1 an unprivileged user may trace descendants only.
 #>
+# Why ptrace of a child of this PowerShell (-Freeze, injection) cannot run here (Yama's ptrace_scope), or $null.
+function Get-PtraceSkipReason {
+    $yama = if (Test-Path /proc/sys/kernel/yama/ptrace_scope) { [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) } else { 0 }
+    if ($yama -ge 3 -or ($yama -eq 2 -and (id -u) -ne '0')) { "Yama's ptrace_scope $yama forbids ptrace of a child here" }
+}
+
 function Get-WriteTrackingSkipReason {
     param([ValidateSet('Descendant', 'Sibling')] [string] $Relation = 'Descendant')
     if (-not $IsLinux) { return 'Linux only' }
@@ -396,7 +402,7 @@ function Start-ChildPwsh {
     $psi.RedirectStandardInput = $true
     [System.Diagnostics.Process]::Start($psi)
 }
-Export-ModuleMember -Function Get-WriteTrackingSkipReason, Start-ChildPwsh
+Export-ModuleMember -Function Get-PtraceSkipReason, Get-WriteTrackingSkipReason, Start-ChildPwsh
 
 # ---------------------------------------------------------------------------------------------------
 # Image restores compared (issue 13's image rounds): each restore goes to a new folder under -Root.

@@ -18,7 +18,9 @@ namespace SoftDirty.Injection;
 /// exits still signal), so the stops wake no reaping; (2) the tracer consumes each stop's status itself with
 /// waitpid right away (<see cref="RemoteSyscalls"/>, <see cref="SoftDirty.Tracking.PtraceFreeze"/>), so a
 /// reaping that another child's exit wakes meanwhile finds nothing to take (a consumed stop reports nothing;
-/// after detach there is no stop). The flag is restored when the last guard ends.
+/// after detach there is no stop). The flag is restored when the last guard ends. (3) A reaping that another exit wakes
+/// (a held thread killed by an exec from another thread signals SIGCHLD as it dies) would still take a stop not consumed yet:
+/// the guard holds .NET's reaping off meanwhile (<see cref="ChildReapingHold"/>).
 /// </remarks>
 internal sealed partial class ChildStopGuard : IDisposable
 {
@@ -26,6 +28,7 @@ internal sealed partial class ChildStopGuard : IDisposable
     private static int _holders;
     private static bool _setHere;
     private bool _disposed;
+    private bool _holding = true;
 
     private ChildStopGuard() { }
 
@@ -37,7 +40,28 @@ internal sealed partial class ChildStopGuard : IDisposable
         {
             if (_holders++ == 0) _setHere = SetNoChildStop(true);
         }
+        ChildReapingHold.Enter();
         return new ChildStopGuard();
+    }
+
+    /// <summary>
+    /// Lets .NET reap again while every stop of the child is consumed and none can come (a freeze holding all its threads):
+    /// its signal thread, which also handles Ctrl+C, is not kept waiting for that whole time. <see cref="Resume"/> before
+    /// the next ptrace request that may stop a thread.
+    /// </summary>
+    public void Pause()
+    {
+        if (_disposed || !_holding) return;
+        _holding = false;
+        ChildReapingHold.Exit();
+    }
+
+    /// <summary>Holds .NET's reaping off again after <see cref="Pause"/>.</summary>
+    public void Resume()
+    {
+        if (_disposed || _holding) return;
+        _holding = true;
+        ChildReapingHold.Enter();
     }
 
     /// <summary>Whether <paramref name="pid"/>'s parent is this process (/proc/PID/status PPid).</summary>
@@ -49,6 +73,8 @@ internal sealed partial class ChildStopGuard : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
+        if (_holding) ChildReapingHold.Exit();
+        _holding = false;
         lock (Gate)
         {
             if (--_holders == 0 && _setHere) { SetNoChildStop(false); _setHere = false; }

@@ -22,7 +22,12 @@ internal static class InjectionSupport
     public enum YamaScope { Classic = 0, Restricted = 1, AdminOnly = 2, NoAttach = 3 }
 
     /// <summary>Null when process <paramref name="pid"/> can be tracked by injection; else the error and why not.</summary>
-    public static EngineException? Check(int pid, KernelFeatures features)
+    public static EngineException? Check(int pid, KernelFeatures features) => CheckOnce(pid, features, ExecRechecks);
+
+    /// <summary>How often <see cref="Check"/> looks again at a process an exec under way showed with a zombie leader (one exec'ing again and again).</summary>
+    private const int ExecRechecks = 10;
+
+    private static EngineException? CheckOnce(int pid, KernelFeatures features, int rechecks)
     {
         if (InjectionArchitecture.Current is null)
             return new EngineException(EngineError.WriteProtectNotSupported, "Syscall injection is implemented for x86-64 only.", pid);
@@ -36,7 +41,12 @@ internal static class InjectionSupport
         if (status is null)
             return ProcPageSource.Unopened(pid, ProcPageSource.ProbeOpen(pid), $"No process with id {pid} (no /proc/{pid}/status).");
         if (status.TryGetValue("State", out var state) && (state.StartsWith('Z') || state.StartsWith('X')))
-            return ProcPageSource.LiveThreads(pid) > 0
+            // An exec from another thread shows a zombie leader while it runs (round 22): looked at again once it ended.
+            return ProcPageSource.LiveThreads(pid) > 0 && ExecWait.LeaderReplaced(pid)
+                ? rechecks > 0 ? CheckOnce(pid, features, rechecks - 1)
+                // Found in an exec each look (one exec'ing again and again): what it runs changes under this command.
+                : new EngineException(EngineError.ProcessExecuted, $"Process {pid} exec'd another program at each of {ExecRechecks + 1} looks before write tracking could be set up in it; nothing was changed. Run the command again.", pid, Errno.ESRCH)
+                : ProcPageSource.LiveThreads(pid) > 0
                 ? new EngineException(EngineError.WriteProtectNotSupported,
                     $"Process {pid} runs on, but its main thread has exited (pthread_exit): the kernel no longer shows the process's mappings through /proc/{pid} (maps, smaps and pagemap read as empty), so its writes cannot be tracked. It was left as it was.", pid)
                 : new EngineException(EngineError.ProcessExited, $"Process {pid} has exited (state {state}).", pid);

@@ -30,6 +30,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private int _memFd = -1;
     private bool _attached;
     private ChildStopGuard? _childGuard;
+    private ProcPageSource? _source; // the process as opened: its pinned memory tells an exec from a death
     private bool _borrowed; // the stop is a freeze's (PtraceFreeze): no attach here, no detach either
     private ulong _site;    // the trampoline's address once installed, else 0
     private byte[]? _siteBytes, _argumentBytes;
@@ -73,11 +74,15 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         var arch = InjectionArchitecture.Current
             ?? throw new EngineException(EngineError.WriteProtectNotSupported, $"Syscall injection is implemented for x86-64 only; this is {RuntimeInformation.ProcessArchitecture}.", source.ProcessId);
         int pid = source.ProcessId;
+        // The memory as it is now, pinned: an exec from another thread before the thread is held replaces it, and the
+        // mappings read here are then another program's (round 23: "no executable mapping with room", 3 in 2,100 Enables).
+        source.PinMemory();
         var mappings = source.ReadMappings(false);
         InjectionSteps.Mark("read the mappings");
         int tid = FirstLiveThread(pid, cancel);
         InjectionSteps.Mark("pick a thread");
         var r = new RemoteSyscalls(pid, tid, arch);
+        r._source = source;
         r._childGuard = ChildStopGuard.For(pid); // a child of this process: its stops kept from .NET's reaping
         r._borrowed = SoftDirty.Tracking.PtraceFreeze.HoldsHere(pid, tid); // in a ptrace stop of this thread's freeze already
         if (!r._borrowed && Ptrace.Call(Ptrace.Seize, tid, 0, (nint)Ptrace.TraceSysGood) != 0)
@@ -100,6 +105,10 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             // thread its id) gone to another process, which must never receive the injected calls.
             if (!source.OwnsThread(tid))
                 throw new EngineException(EngineError.ProcessExited, $"Process {pid} ({source.Name}) exited before write tracking could be set up in it (thread {tid} is no longer its own).", pid, Errno.ESRCH);
+            source.EnsureSameMemory("syscall injection was set up");
+            // Read while an exec was building this memory (only its stack there yet; the thread stops only once it is back in
+            // user space, the program loaded): read again (round 23: "no executable mapping with room", 2 in 900 Enables).
+            if (!RestoreTrampoline.FindSite(mappings, r.TryRead).Any()) mappings = source.ReadMappings(false);
             // The thread's own memory file: writes to code need FOLL_FORCE, which the kernel may grant only to the tracer of that task.
             r._memFd = Native.Open($"/proc/{pid}/task/{tid}/mem", Native.O_RDWR | Native.O_CLOEXEC);
             if (r._memFd < 0) throw r.Fail("open /proc/PID/task/TID/mem");
@@ -438,7 +447,8 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             if (Ptrace.TakeStop(ThreadId, keepExits: _childGuard is not null) is { } status) return status;
             char state = ThreadState();
             if (state == 'Z' || state == 'X' || state == '?')
-                throw new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection.", ProcessId);
+                throw Vanished() == EngineError.ProcessExecuted ? ExecutedDuring($"thread {ThreadId} ended (state {state})", Errno.ESRCH)
+                    : new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection.", ProcessId);
             if (state == 't')
             {
                 stoppedSince ??= clock.Elapsed;
@@ -488,6 +498,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private EngineException Gone(int status)
     {
         _attached = false; // a dead tracee needs no detach
+        if (Vanished() == EngineError.ProcessExecuted) return ExecutedDuring($"thread {ThreadId} ended (wait status 0x{status:x})", Errno.ESRCH);
         return new EngineException(EngineError.ProcessExited,
             Ptrace.Exited(status) ? $"Process {ProcessId} exited during syscall injection." : $"Process {ProcessId} was killed (signal {status & 0x7f}) during syscall injection.", ProcessId);
     }
@@ -520,11 +531,14 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private EngineException Fail(string what)
     {
         int e = Marshal.GetLastPInvokeError();
-        if (_attached && Killed())
-            return new EngineException(EngineError.ProcessExited, $"Process {ProcessId} was killed during syscall injection ({what}: {Errno.Name(e)}).", ProcessId, e);
-        // ESRCH, or EPERM from PTRACE_SEIZE of a process that is exiting: gone, or a zombie (its task folder stays).
-        if (e is Errno.ESRCH or Errno.EPERM && Exited())
-            return new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection ({what}).", ProcessId, e);
+        if (_attached && Vanished() is { } gone)
+            return gone == EngineError.ProcessExecuted ? ExecutedDuring($"{what}: {Errno.Name(e)}", e)
+                : new EngineException(EngineError.ProcessExited, $"Process {ProcessId} was killed during syscall injection ({what}: {Errno.Name(e)}).", ProcessId, e);
+        // ESRCH, or EPERM from PTRACE_SEIZE of a process that is exiting: gone, or a zombie (its task folder stays); or of a
+        // leader an exec from another thread was replacing (round 22: said PtraceNotPermitted or ProcessExited).
+        if (e is Errno.ESRCH or Errno.EPERM && (Exited() || _source?.MemoryReplacedNow == true))
+            return _source?.ExecutedOrExited("syscall injection") is { Error: EngineError.ProcessExecuted } ? ExecutedDuring($"{what}: {Errno.Name(e)}", e)
+                : new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection ({what}).", ProcessId, e);
         var error = e == Errno.EPERM && what == "PTRACE_SEIZE" ? EngineError.PtraceNotPermitted : EngineError.ProcIOError;
         return new EngineException(error, $"{what} on process {ProcessId} (thread {ThreadId}) failed: {Errno.Describe(e)}", ProcessId, e);
     }
@@ -536,28 +550,32 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     /// memory, a short read of memory already torn down (no room for arguments, no site for the trampoline).
     /// </summary>
     private EngineException? KilledInstead(Exception ex) =>
-        ex is EngineException { Error: not (EngineError.ProcessExited or EngineError.ProcessExecuted) } failure && _attached && Killed()
-            ? new EngineException(EngineError.ProcessExited, $"Process {ProcessId} was killed during syscall injection; what was under way failed: {failure.Message}", ProcessId, inner: failure)
+        ex is EngineException { Error: not (EngineError.ProcessExited or EngineError.ProcessExecuted) } failure && _attached && Vanished() is { } gone
+            ? gone == EngineError.ProcessExecuted ? ExecutedDuring(failure.Message, failure.Errno, failure)
+                : new EngineException(EngineError.ProcessExited, $"Process {ProcessId} was killed during syscall injection; what was under way failed: {failure.Message}", ProcessId, inner: failure)
             : null;
 
     /// <summary>
-    /// Whether the process was killed: within <see cref="KillGrace"/> no thread of it is left alive (each a zombie
-    /// or gone). Asked only after a failure on a thread this tracer holds, which nothing but death (or an exec from
-    /// another thread, whose process lives on) takes out of its ptrace stop.
+    /// Whether the process was killed (ProcessExited: within <see cref="ExecWait.Bound"/> no thread of it is left alive) or
+    /// exec'd another program (ProcessExecuted: an exec from another thread kills the held thread too, and the process lives
+    /// on; round 22: said ProcessExited, ProcIOError or WriteProtectNotSupported); null where neither shows. Asked only after a
+    /// failure on a thread this tracer holds, which nothing but death or such an exec takes out of its ptrace stop.
     /// </summary>
-    private bool Killed()
+    private EngineError? Vanished()
     {
+        if (_source is not null) return _source.ExecutedOrExited("syscall injection")?.Error;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         while (ProcPageSource.LiveThreads(ProcessId) > 0)
         {
-            if (clock.Elapsed >= KillGrace) return false;
+            if (clock.Elapsed >= ExecWait.Bound) return null;
             System.Threading.Thread.Sleep(1);
         }
-        return true;
+        return EngineError.ProcessExited;
     }
 
-    /// <summary>How long the threads of a killed process may take to die (each runs its exit on its own).</summary>
-    public static readonly TimeSpan KillGrace = TimeSpan.FromSeconds(1);
+    /// <summary>ProcessExecuted for an injection an exec from another thread ended: the program it was made for is gone, and so is whatever it had set up there.</summary>
+    private EngineException ExecutedDuring(string failure, int errno, Exception? inner = null) =>
+        new(EngineError.ProcessExecuted, $"Process {ProcessId} exec'd another program during syscall injection (an exec from another thread ends every other thread, the one held too): nothing was left set up in it, and no write tracking was enabled or changed; run the command again on the new program. What was under way failed: {failure}", ProcessId, errno, inner);
 
     /// <summary>
     /// Restores the signal mask, then the registers (leaving the trampoline in that order, so that the thread is
@@ -580,6 +598,11 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             catch (EngineException) { } // gone meanwhile: nothing left to restore
             // A thread killed meanwhile (an exec by another thread) is reaped: the exec waits for its tracer to.
             if (!_borrowed) Ptrace.Release(ThreadId, 0, leader: ThreadId == ProcessId);
+            // A thread that is not the leader and exec'd while attached is this tracer's still, under the leader's id now (the
+            // exec hands it that id), and stops there on its way back to user space: let go too, or it stayed stopped and
+            // traced until this PowerShell ended (round 22: "already traced by another command of this PowerShell").
+            if (!_borrowed && ThreadId != ProcessId && !SoftDirty.Tracking.PtraceFreeze.HoldsHere(ProcessId, ProcessId))
+                Ptrace.Release(ProcessId, 0, leader: true);
             _attached = false;
             InjectionSteps.Mark("restore mask, registers, stack and trampoline bytes, PTRACE_DETACH");
         }
@@ -608,6 +631,21 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
 
     private static int FirstLiveThread(int pid, System.Threading.CancellationToken cancel)
     {
+        // A listing may miss the exec'ing thread while it takes the leader's id, the others dead or dying (round 23: "no live
+        // thread", 2 in 2,100 Enables and Disables): looked at again a moment later, and on while an exec is under way.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (int look = 0; ; look++)
+        {
+            if (FindLiveThread(pid, cancel) is { } tid) return tid;
+            if (clock.Elapsed >= ExecWait.Bound || (look > 0 && !ExecWait.UnderWay(pid))) break;
+            System.Threading.Thread.Sleep(2);
+        }
+        throw new EngineException(EngineError.ProcessExited, $"Process {pid} has no live thread.", pid);
+    }
+
+    /// <summary>The thread <see cref="FirstLiveThread"/> takes, or null where the listing shows none alive.</summary>
+    private static int? FindLiveThread(int pid, System.Threading.CancellationToken cancel)
+    {
         try
         {
             var tasks = Directory.GetDirectories($"/proc/{pid}/task");
@@ -635,6 +673,6 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         }
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
-        throw new EngineException(EngineError.ProcessExited, $"Process {pid} has no live thread.", pid);
+        return null;
     }
 }

@@ -108,7 +108,8 @@ internal static class RemoteWriteProtect
 
     /// <summary>The state of <paramref name="pid"/>; ProcessExited when the process is gone or a zombie (its tracking ended with it), else WriteTrackingNotEnabled when there is none.</summary>
     public static WriteTrackingState Require(int pid) => WriteTrackingStore.Load(pid)
-        ?? throw (InjectionSupport.HasExited(pid)
+        // A zombie leader with threads live is also an exec under way (round 22), which ends the tracking but not the process.
+        ?? throw (InjectionSupport.HasExited(pid) && !(ProcPageSource.LiveThreads(pid) > 0 && ExecWait.LeaderReplaced(pid))
             ? new EngineException(EngineError.ProcessExited, $"Process {pid} has exited: its write tracking ended with it.", pid)
             : new EngineException(EngineError.WriteTrackingNotEnabled, $"Write tracking is not enabled in process {pid}; run Enable-WriteTracking -Id {pid} first.", pid));
 

@@ -170,6 +170,20 @@ internal static partial class WriteTrackingStore
     /// </remarks>
     public static WriteTrackingState? Load(int pid)
     {
+        // An exec under way hides the descriptors of a process of this user for a moment (its new memory not dumpable yet):
+        // looked at again then (round 23: a Disable said PermissionDenied, 1 in 900 unprivileged).
+        for (int retry = 0; ; retry++)
+        {
+            try { return LoadOnce(pid); }
+            catch (EngineException hidden) when (hidden.Error == EngineError.PermissionDenied && retry < HiddenRetries && ExecWait.DeniedForAMoment(pid)) { }
+        }
+    }
+
+    /// <summary>How often <see cref="Load"/> looks again at a process whose descriptors an exec under way hides.</summary>
+    private const int HiddenRetries = 5;
+
+    private static WriteTrackingState? LoadOnce(int pid)
+    {
         if (SafeFolder(create: false) is null) return null;
         var state = Read(pid, out bool found);
         if (!found) return null;

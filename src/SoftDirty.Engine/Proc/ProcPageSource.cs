@@ -32,8 +32,32 @@ internal sealed unsafe class ProcPageSource : IPageSource
         Name = name;
         _dir = "/proc/" + pid;
         _dirFd = dirFd;
-        _startTime = StartTimeOf(ReadAt(dirFd, "stat"));
+        var stat = ReadAt(dirFd, "stat");
+        _startTime = StartTimeOf(stat);
+        _memoryMark = MemoryMarkOf(stat);
     }
+
+    /// <summary>
+    /// Where the memory of the program running when the source was opened put its code and stack (/proc/PID/stat fields 26,
+    /// 27 and 28: startcode, endcode, startstack), or null where the kernel shows zeros (no memory, or no permission to see
+    /// them): an exec lays the new program out afresh, which tells it from the old one where nothing was pinned to tell it by
+    /// (a leader that was a zombie when pagemap was opened).
+    /// </summary>
+    private readonly string? _memoryMark;
+
+    private static string? MemoryMarkOf(string? stat)
+    {
+        const int StartCodeAfterComm = 23; // field 26, counted from field 3 (state)
+        int close = stat?.LastIndexOf(')') ?? -1;
+        if (stat is null || close < 0 || close + 2 >= stat.Length) return null;
+        var fields = stat[(close + 2)..].Split(' ');
+        if (fields.Length <= StartCodeAfterComm + 2) return null;
+        var mark = string.Join(' ', fields, StartCodeAfterComm, 3);
+        return mark == "0 0 0" ? null : mark;
+    }
+
+    /// <summary>Whether the program running now lays its memory out otherwise than the one running when the source was opened.</summary>
+    private bool MemoryMarkChanged() => _memoryMark is not null && MemoryMarkOf(ReadAt(DirFd, "stat")) is { } now && now != _memoryMark;
 
     /// <summary>
     /// The /proc/PID descriptor. A source used again after <see cref="Dispose"/> (a tracker that outlived it) opens
@@ -200,7 +224,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
         if (_pagemapFd < 0)
         {
             // A kernel thread has no mm to pin (ESRCH for root, EACCES for others): its empty maps says what it is below.
-            try { _pagemapFd = OpenProc("pagemap", Native.O_RDONLY); }
+            try { OpenPagemap(); }
             catch (EngineException e) { pagemapFailed = e; }
         }
         if (_mapsFd < 0) _mapsFd = OpenProc("maps", Native.O_RDONLY);
@@ -261,6 +285,18 @@ internal sealed unsafe class ProcPageSource : IPageSource
         }
         catch (IOException) { return false; }
     }
+
+    /// <summary>
+    /// The process lives, its leader is no zombie and shows memory (maps not empty): a process being killed has threads still
+    /// running for a moment after its memory is gone, and shows none.
+    /// </summary>
+    private bool LeaderHasMemory() => Alive && !IsZombie() && LiveThreads(ProcessId) > 0 && ReadAt(DirFd, "maps") is { Length: > 0 };
+
+    /// <summary>Whether an exec from another thread may be under way now: the leader a zombie while other threads live, or a thread in execve.</summary>
+    internal bool ExecUnderWay => ZombieLeaderWithThreads() || ExecWait.UnderWay(ProcessId);
+
+    /// <summary>The leader is a zombie while other threads of the process live (pthread_exit, or an exec from another thread under way).</summary>
+    private bool ZombieLeaderWithThreads() => Alive && IsZombie() && LiveThreads(ProcessId) > 0;
 
     private bool IsZombie()
     {
@@ -379,6 +415,16 @@ internal sealed unsafe class ProcPageSource : IPageSource
         if (OldMmGone()) throw ExitedOrExecuted(doing);
     }
 
+    /// <summary>
+    /// Opens the pagemap descriptor now where it is not open yet, pinning the memory the process has now: from then on
+    /// <see cref="EnsureSameMemory"/> tells an exec (or exit) since. One that cannot be opened is left to the reads that follow.
+    /// </summary>
+    internal void PinMemory()
+    {
+        try { OpenPagemap(); }
+        catch (EngineException) { }
+    }
+
     private bool _vectorReadRefused;
     private Injection.Ptrace.IoVec[]? _remoteIov;
 
@@ -457,12 +503,17 @@ internal sealed unsafe class ProcPageSource : IPageSource
         OpenPagemap();
         int found;
         try { found = PagemapScanIoctl.Scan(_pagemapFd, ref request, regions, ProcessId, IsGone); }
-        catch (EngineException ex) when (ex.Error == EngineError.ProcessExited && !IsGone() && OldMmGone())
+        catch (EngineException ex) when (ex.Error == EngineError.ProcessExited && OldMmGone())
         {
-            throw Executed($"scanning pagemap at 0x{request.Start:x}");
+            throw ExitedOrExecuted($"scanning pagemap at 0x{request.Start:x}");
+        }
+        // The leader a zombie for a moment: an exec under way (round 22: 2 of 60 Enable-WriteTracking said ProcessExited).
+        catch (EngineException ex) when (ex.Error == EngineError.ProcessExited && ExecutedOrExited($"scanning pagemap at 0x{request.Start:x}") is { Error: EngineError.ProcessExecuted } executed)
+        {
+            throw executed;
         }
         // An mm that is gone has no page tables: the scan would say "nothing there" of an exec'd process.
-        if (found == 0 && OldMmGone()) throw IsGone() ? Exited("scanning pagemap") : Executed($"scanning pagemap at 0x{request.Start:x}");
+        if (found == 0 && OldMmGone()) throw ExitedOrExecuted($"scanning pagemap at 0x{request.Start:x}");
         return found;
     }
 
@@ -471,7 +522,49 @@ internal sealed unsafe class ProcPageSource : IPageSource
     {
         if (Volatile.Read(ref _pagemapFd) >= 0) return;
         int fd = OpenProc("pagemap", Native.O_RDONLY);
-        if (Interlocked.CompareExchange(ref _pagemapFd, fd, -1) != -1) Native.Close(fd);
+        // Whether the descriptor holds memory at all: one opened on a leader that exited (pthread_exit, or an exec under way)
+        // has none and reads 0 bytes from the start, which says nothing about an exec later.
+        ulong entry;
+        nint n;
+        do { n = Native.Pread(fd, (byte*)&entry, (nuint)sizeof(ulong), 0); }
+        while (n < 0 && Marshal.GetLastPInvokeError() == Errno.EINTR);
+        if (Interlocked.CompareExchange(ref _pagemapFd, fd, -1) != -1) { Native.Close(fd); return; }
+        _memoryPinned = n == sizeof(ulong);
+    }
+
+    /// <summary>The pagemap descriptor was opened on the process's memory (not on a leader without any): <see cref="OldMmGone"/> then means that memory is gone.</summary>
+    private volatile bool _memoryPinned;
+
+    /// <summary>
+    /// Whether the memory pinned when pagemap was opened is gone while threads of the process live on: only an exec does that
+    /// (a leader's pthread_exit leaves the memory to the other threads, and an exit leaves no thread alive, or soon none).
+    /// </summary>
+    internal bool MemoryReplacedNow => MemoryReplaced();
+
+    private bool MemoryReplaced() => _memoryPinned && OldMmGone() && Alive && LiveThreads(ProcessId) > 0;
+
+    /// <summary>How long <see cref="SettleExec"/> waits for an exec under way to end (the leader a zombie until the exec'ing
+    /// thread, once the other threads are gone, takes its id).</summary>
+    private static readonly TimeSpan ExecSettle = ExecWait.Bound;
+
+    /// <summary>How often <see cref="OpenProc"/> opens again a file an exec under way denied (a program exec'ing again and again).</summary>
+    private const int ExecRetries = 5;
+
+    /// <summary>
+    /// The error for a process whose pinned memory an exec replaced (<see cref="MemoryReplaced"/>): ProcessExecuted, once the exec
+    /// has ended (the leader no zombie) or <see cref="ExecSettle"/> has passed; ProcessExited where every thread died meanwhile
+    /// (a kill, which takes the threads one by one).
+    /// </summary>
+    private EngineException SettleExec(string doing)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (clock.Elapsed < ExecSettle)
+        {
+            if (Dead()) return ExitedError(doing);
+            if (LeaderHasMemory()) return Executed(doing);
+            Thread.Sleep(1);
+        }
+        return Executed(doing);
     }
 
     /// <summary>
@@ -493,7 +586,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
     /// only way a living process drops its mm is exec (an exiting one has no mm left either, but then maps is empty).
     /// </summary>
     private EngineException ExitedOrExecuted(string doing) =>
-        IsGone() || ReadWholeFileOrEmpty("maps").Length == 0 ? Exited(doing) : Executed(doing);
+        MemoryReplaced() ? SettleExec(doing) : IsGone() || ReadWholeFileOrEmpty("maps").Length == 0 ? Exited(doing) : Executed(doing);
 
     private string ReadWholeFileOrEmpty(string file)
     {
@@ -509,12 +602,21 @@ internal sealed unsafe class ProcPageSource : IPageSource
         var path = $"{_dir}/{file}";
         int dir = DirFd;
         if (dir < 0) throw Exited("opening " + path);
+        int retries = 0;
         while (true)
         {
             int fd = FileNative.OpenAt(dir, file, flags | Native.O_CLOEXEC, 0);
             if (fd >= 0) return fd;
             int e = Marshal.GetLastPInvokeError();
             if (e == Errno.EINTR) continue;
+            // A leader that exited while threads live on has no memory, and the kernel gives its files to root then: an exec
+            // from another thread shows that for a moment, and a user who is not root was refused (round 22: 1 in 400).
+            // Tried again until the exec ends; a leader that stays a zombie (pthread_exit) is refused as before.
+            if (e is Errno.EACCES or Errno.EPERM && retries++ < ExecRetries
+                && (ZombieLeaderWithThreads() ? ExecWait.LeaderReplaced(ProcessId) : ExecWait.DeniedForAMoment(ProcessId))) continue;
+            // The same exec, seen a moment later: the leader's id handed to the exec'ing thread (root saw ProcessExited).
+            if (e is Errno.ENOENT or Errno.ESRCH && retries++ < ExecRetries
+                && (ZombieLeaderWithThreads() ? ExecWait.LeaderReplaced(ProcessId) : Alive && !IsZombie())) continue;
             // Out of descriptors (ulimit -n) or memory: a limit of this process, nothing about the target.
             if (Errno.IsResourceLimit(e))
                 throw new EngineException(EngineError.ResourceLimit, $"opening {path} of process {ProcessId}: {Errno.Describe(e)}. Raise the limit (ulimit -n) and try again.", ProcessId, e);
@@ -523,11 +625,51 @@ internal sealed unsafe class ProcPageSource : IPageSource
     }
 
     private EngineException Exited(string doing) =>
-        Alive && IsZombie() && LiveThreads(ProcessId) > 0
+        // A zombie leader with threads still live is also what an exec from another thread shows while it runs (round 22: a
+        // root flake, 2 in 400); the memory pinned before is gone then, where pthread_exit leaves it.
+        MemoryReplaced() ? SettleExec(doing)
+        : ZombieLeaderWithThreads()
+            ? ExecWait.LeaderReplaced(ProcessId) ? Executed(doing)
             // The main thread called pthread_exit and others run on: the kernel shows an empty maps, smaps and pagemap
             // for the zombie leader, which is no sign the process exited.
-            ? new(EngineError.ProcIOError, $"Process {ProcessId} ({Name}) runs on, but its main thread has exited (pthread_exit): the kernel no longer shows the process's memory through /proc/{ProcessId} (maps, smaps and pagemap read as empty), so {doing} found nothing; no result is given.", ProcessId, Errno.ESRCH)
-            : new(EngineError.ProcessExited, $"Process {ProcessId} ({Name}) exited while {doing}; its result would be incomplete, so none is given.", ProcessId, Errno.ESRCH);
+            : new EngineException(EngineError.ProcIOError, $"Process {ProcessId} ({Name}) runs on, but its main thread has exited (pthread_exit): the kernel no longer shows the process's memory through /proc/{ProcessId} (maps, smaps and pagemap read as empty), so {doing} found nothing; no result is given.", ProcessId, Errno.ESRCH)
+            // Seen gone, a zombie or empty a moment ago, and now a process whose leader lives: only an exec makes a zombie
+            // leader live again (its thread takes the leader's id).
+            : LeaderHasMemory() ? Executed(doing)
+            : ExitedError(doing);
+
+    /// <summary>
+    /// After a failure on a thread a tracer held (which nothing but a death or an exec takes out of its stop): ProcessExited where
+    /// within <see cref="ExecSettle"/> no thread is left alive, ProcessExecuted where the memory pinned before (or the leader)
+    /// was replaced meanwhile; null where neither shows (the failure stands).
+    /// </summary>
+    internal EngineException? ExecutedOrExited(string doing)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            if (Dead()) return ExitedError(doing);
+            if (_memoryPinned && OldMmGone()) return SettleExec(doing);
+            if (IsZombie() && ExecWait.LeaderReplaced(ProcessId)) return Executed(doing);
+            if (MemoryMarkChanged() && LeaderHasMemory()) return Executed(doing);
+            if (clock.Elapsed >= ExecSettle) return null;
+            Thread.Sleep(1);
+        }
+    }
+
+    /// <summary>
+    /// Gone, or no thread alive, on two looks a moment apart: while an exec hands the leader's id to the exec'ing thread, a
+    /// listing of the threads may miss that thread for an instant (round 22: an exec said ProcessExited, 1 in 40 unprivileged).
+    /// </summary>
+    private bool Dead()
+    {
+        if (Alive && LiveThreads(ProcessId) > 0) return false;
+        Thread.Sleep(2);
+        return !Alive || LiveThreads(ProcessId) == 0;
+    }
+
+    private EngineException ExitedError(string doing) =>
+        new(EngineError.ProcessExited, $"Process {ProcessId} ({Name}) exited while {doing}; its result would be incomplete, so none is given.", ProcessId, Errno.ESRCH);
 
     /// <summary>The threads of <paramref name="pid"/> that are neither zombies nor dead (/proc/PID/task/TID/stat).</summary>
     internal static int LiveThreads(int pid)

@@ -66,20 +66,29 @@ internal sealed class PtraceFreeze : IDisposable
         var f = new PtraceFreeze(pid);
         try
         {
-            // Threads (and sharers) may start while we attach: repeat until a pass finds none new.
+            // The memory as it is now, pinned (the source's pagemap descriptor): an exec from a thread not held yet replaces it
+            // while the passes run, and the program it starts is then no longer the one the caller opened (round 22).
+            process?.PinMemory();
+            // Threads (and sharers) may start while we attach: repeat until a pass finds none new and every thread is held.
             for (int round = 0; round < MaxRounds; round++)
             {
                 cancel.ThrowIfCancellationRequested();
                 f._stoppedLastPass.Clear();
                 bool added = f.SeizeThreads(pid, process, cancel);
-                foreach (int sharer in MemorySharers.Find(pid))
+                var sharers = MemorySharers.Find(pid);
+                foreach (int sharer in sharers)
                     added |= f.SeizeThreads(sharer, null, cancel);
-                if (!added)
-                {
-                    (_heldHere ??= new List<PtraceFreeze>()).Add(f);
-                    return f;
-                }
+                // An exec (from a thread that was not held) ended during the passes: what is held now, if anything, is
+                // another program, and the image would not be of the one the caller opened.
+                process?.EnsureSameMemory("it was being frozen");
+                if (added || !f.Settled(pid, sharers)) continue;
+                (_heldHere ??= new List<PtraceFreeze>()).Add(f);
+                // Every thread is held in a stop consumed here: .NET may reap its other children while the freeze lasts.
+                foreach (var guard in f._childGuards.Values) guard?.Pause();
+                return f;
             }
+            if (ProcPageSource.LiveThreads(pid) == 0)
+                throw new EngineException(EngineError.ProcessExited, $"Process {pid} exited while it was being frozen.", pid, Errno.ESRCH);
             throw new EngineException(EngineError.ProcIOError, $"Freezing process {pid}: it kept starting threads through {MaxRounds} passes (the last one found thread(s) {string.Join(", ", f._stoppedLastPass)}).", pid);
         }
         catch
@@ -174,6 +183,39 @@ internal sealed class PtraceFreeze : IDisposable
             }
         }
         return _stoppedLastPass.Count > found;
+    }
+
+    /// <summary>
+    /// Whether a pass that found nothing new left the freeze complete: every thread now listed for <paramref name="pid"/> and its
+    /// <paramref name="sharers"/> is held in a stop of this freeze, or is a leader that exited while its threads run on (a zombie:
+    /// pthread_exit). A pass looks at each thread once, and an exec from a thread not held yet (seized only after the exec,
+    /// under the leader's id it takes) makes the leader it looked at earlier, a zombie or held, another thread by the end:
+    /// the pass found nothing new while the exec'd program ran unheld (round 22: 62 of 200 freezes of a target exec'ing
+    /// from a thread that is not the leader ended so). Then, PTRACE_SEIZE of the leader: the kernel takes the process's
+    /// exec lock first, so it returns only once an exec under way has replaced the memory, which the caller's pinned
+    /// memory then shows (it refuses: held already, or a zombie; where it attaches, the leader's id names a thread not
+    /// held, which the next pass stops).
+    /// </summary>
+    private bool Settled(int pid, List<int> sharers)
+    {
+        var owners = new List<int>(sharers) { pid };
+        foreach (int owner in owners)
+        {
+            IEnumerable<int> threads;
+            try { threads = new List<int>(Threads(owner)); }
+            catch (EngineException) when (owner != pid) { continue; } // the sharer exited meanwhile
+            catch (EngineException) { return true; } // exited: the reads that follow say so
+            foreach (int tid in threads)
+            {
+                if (_seized.ContainsKey(tid) && Held(tid)) continue;
+                char? state = ProcessFreeze.ThreadState(TaskStat(owner, tid));
+                if (state == 'Z' && tid == owner) continue;
+                // A thread not held, one that died while held (reaped by the next pass) or one gone since the listing (an
+                // exec swapping ids): another pass.
+                return false;
+            }
+        }
+        return SeizeReaping(pid) != 0;
     }
 
     /// <summary>How often <see cref="Seize"/> tries again after EPERM while no tracer shows, and how long it waits between tries.</summary>
@@ -402,6 +444,7 @@ internal sealed class PtraceFreeze : IDisposable
     public void Dispose()
     {
         _heldHere?.Remove(this);
+        foreach (var guard in _childGuards.Values) guard?.Resume(); // the detaches below may meet stops again
         // Leaders last: a leader that died (a SIGKILL while held) is handed on to its parent once its other threads are reaped.
         foreach (var (tid, sig) in _seized)
             if (!_leaders.Contains(tid)) Ptrace.Release(tid, sig, leader: false);

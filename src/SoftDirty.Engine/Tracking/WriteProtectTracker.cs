@@ -303,6 +303,9 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         var now = WriteTrackingStore.Load(_remote!.ProcessId);
         // An exec ends the tracking with the memory it tracked: that is what happened, not a Disable-WriteTracking (round 16).
         if (now is null) _remote.EnsureSameMemory("its write tracking was used");
+        // An exec under way shows a zombie leader, whose descriptors /proc lists as none: the userfaultfd (close-on-exec) ends
+        // with that exec, which is what happened (round 23: said WriteTrackingNotEnabled, 6 in 900 Enables as root).
+        if (now is null && _remote.ExecUnderWay && _remote.ExecutedOrExited("its write tracking was used") is { } ended) throw ended;
         if (now is null)
             throw new EngineException(EngineError.WriteTrackingNotEnabled,
                 $"The write tracking of process {_remote.ProcessId} was disabled while this command used it (Disable-WriteTracking in another command or session, or the process closed its userfaultfd {_state!.Descriptor}); the writes since the last look cannot be told. Nothing was injected.", _remote.ProcessId);
@@ -443,7 +446,9 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         }
         catch (AggregateException all) when (all.InnerExceptions.OfType<EngineException>().FirstOrDefault() is { } first)
         {
-            // A piece's own error (the process exited during PAGEMAP_SCAN), not .NET's wrapper of the parallel loop.
+            // A piece's own error (the process exited during PAGEMAP_SCAN), not .NET's wrapper of the parallel loop; an exec,
+            // which takes the memory as an exit does, said so (round 22).
+            if (first.Error == EngineError.ProcessExited && _remote.ExecutedOrExited("write-protecting its pages") is { Error: EngineError.ProcessExecuted } executed) throw executed;
             System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(first).Throw();
         }
         finally { Native.Close(fd); }
