@@ -32,6 +32,9 @@
  *   split <page> <count>            split the THPs of the range (debugfs split_huge_pages "<pid>,<start>,<end>",
  *                                   the folio split the kernel makes under memory pressure; debugfs is mounted
  *                                   where it is not): ENOENT where the file is missing
+ *   migrate <page> <count> <node>   move_pages of the range's pages to NUMA node <node> (MPOL_MF_MOVE): the first
+ *                                   page's failure (its status) is printed as the op's errno, EIO for a page left
+ *                                   on another node
  *   truth                           print the pages this process really wrote since its last "clear 4" (the
  *                                   runner's own record: a write that did not fault, moved along by mremap,
  *                                   forgotten by map and unmap of the page): "truth <n> <who>", then one
@@ -246,6 +249,21 @@ static int ksm_merge(char *addr, size_t len)
     return -1;
 }
 
+/* move_pages(2) of [addr, addr + len) to a node; the first per-page failure becomes errno. */
+static int migrate_range(char *addr, long count, int node)
+{
+    static void *pages[4096];
+    static int nodes[4096], status[4096];
+    if (count > 4096) count = 4096;
+    for (long i = 0; i < count; i++) { pages[i] = addr + i * page_size; nodes[i] = node; status[i] = 0; }
+    if (syscall(SYS_move_pages, 0, (unsigned long)count, pages, nodes, status, 2 /* MPOL_MF_MOVE */) < 0) return -1;
+    for (long i = 0; i < count; i++) {
+        if (status[i] < 0) { errno = -status[i]; return -1; }
+        if (status[i] != node) { errno = EIO; return -1; }   /* not moved there */
+    }
+    return 0;
+}
+
 /* The folio split of the THPs in a range, through debugfs (root). */
 static int split_range(char *addr, size_t len)
 {
@@ -330,6 +348,8 @@ static int run_op(char *line, const char *who)
         rc = ksm_merge(addr, len);
     } else if (!strcmp(op, "unmerge")) {
         rc = madvise(addr, len, MADV_UNMERGEABLE);
+    } else if (!strcmp(op, "migrate")) {
+        rc = migrate_range(addr, c, atoi(a));
     } else if (!strcmp(op, "split")) {
         rc = split_range(addr, len);
     } else if (!strcmp(op, "neighbour")) {
