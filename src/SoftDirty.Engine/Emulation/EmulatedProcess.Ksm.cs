@@ -5,7 +5,9 @@ namespace SoftDirty.Emulation;
 
 public sealed partial class EmulatedProcess
 {
-    // ---- KSM and the folio split: the kernel's own page moves (round 24, measured on Debian 6.1, 6.12, 7.2, 7.3) ----
+    // ---- KSM, the folio split and migration: the kernel's own page moves (round 24, measured on Debian 6.1, 6.12, 7.2,
+    // 7.3). Internal: the scenarios use them (SoftDirty.TestKit); a merge drops soft-dirty bits that no save of an emulated
+    // process compares by content (KsmMergeable reads a real process's /proc), so no cmdlet or public method reaches them. ----
 
     /// <summary>
     /// madvise MADV_MERGEABLE (<paramref name="mergeable"/>) or MADV_UNMERGEABLE of a mapped range; shared mappings are left
@@ -13,7 +15,7 @@ public sealed partial class EmulatedProcess
     /// 6.1 takes a write fault, so the private copy is written and soft-dirty (<see cref="KernelProfile.KsmUnmergeWrites"/>);
     /// later kernels unshare, and the copy keeps the entry's soft-dirty and uffd-wp bits as they were, read-only.
     /// </summary>
-    public void MadviseMergeable(ulong address, ulong length, bool mergeable)
+    internal void MadviseMergeable(ulong address, ulong length, bool mergeable)
     {
         lock (_mem.Lock)
         {
@@ -52,7 +54,7 @@ public sealed partial class EmulatedProcess
     /// scanned (the kernel splits one to merge its pages: not modelled), nor is ksmd's max_page_sharing (256) or another
     /// process's memory.
     /// </summary>
-    public void KsmScan()
+    internal void KsmScan()
     {
         lock (_mem.Lock)
         {
@@ -108,7 +110,7 @@ public sealed partial class EmulatedProcess
     /// only zeros is mapped to the shared zero page instead, keeping its soft-dirty and uffd-wp bits
     /// (<see cref="KernelProfile.SplitMapsZeroSubpages"/>; measured: the zero page reads present, not exclusive).
     /// </summary>
-    public void SplitHugePages(ulong address, ulong length)
+    internal void SplitHugePages(ulong address, ulong length)
     {
         lock (_mem.Lock)
         {
@@ -139,7 +141,7 @@ public sealed partial class EmulatedProcess
     /// clear_refs 4 a page written before the clear reads soft-dirty again, an over-count. Pages mapped more than once stay
     /// (MPOL_MF_MOVE). A THP is not modelled (7.3 answered EBUSY for one); nor is the NUMA node.
     /// </summary>
-    public void MigratePages(ulong address, ulong length)
+    internal void MigratePages(ulong address, ulong length)
     {
         lock (_mem.Lock)
         {
