@@ -24,6 +24,17 @@
  *                                   window (get-and-reset): print the regions
  *   neighbour                       map, write and unmap the last page of the window's last 2 MiB range
  *                                   (outside the window): a page table shared with the window's pages
+ *   fill <page> <count> <byte>      memset each page to <byte> (a write of the whole page)
+ *   ksm <page> <count>              madvise MADV_MERGEABLE, then wait until ksmd has finished 3 more full scans
+ *                                   (a page is merged at its second scan): EAGAIN where /sys/kernel/mm/ksm/run is
+ *                                   not 1, ENOENT without KSM, ETIMEDOUT after 120 s
+ *   unmerge <page> <count>          madvise MADV_UNMERGEABLE
+ *   split <page> <count>            split the THPs of the range (debugfs split_huge_pages "<pid>,<start>,<end>",
+ *                                   the folio split the kernel makes under memory pressure; debugfs is mounted
+ *                                   where it is not): ENOENT where the file is missing
+ *   migrate <page> <count> <node>   move_pages of the range's pages to NUMA node <node> (MPOL_MF_MOVE): the first
+ *                                   page's failure (its status) is printed as the op's errno, EIO for a page left
+ *                                   on another node
  *   truth                           print the pages this process really wrote since its last "clear 4" (the
  *                                   runner's own record: a write that did not fault, moved along by mremap,
  *                                   forgotten by map and unmap of the page): "truth <n> <who>", then one
@@ -47,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -140,7 +152,7 @@ static const char *errno_name(int e)
     case EBUSY: return "EBUSY"; case ENOENT: return "ENOENT"; case ENOTTY: return "ENOTTY";
     case ESRCH: return "ESRCH"; case EEXIST: return "EEXIST"; case EBADF: return "EBADF";
     case ENOSPC: return "ENOSPC"; case ENOSYS: return "ENOSYS"; case EOPNOTSUPP: return "EOPNOTSUPP";
-    case EINTR: return "EINTR"; case EIO: return "EIO"; default: return "EOTHER";
+    case EINTR: return "EINTR"; case EIO: return "EIO"; case ETIMEDOUT: return "ETIMEDOUT"; default: return "EOTHER";
     }
 }
 
@@ -211,6 +223,64 @@ static int uffd_write_protect(char *addr, size_t len)
     return ioctl(uffd, UFFDIO_WRITEPROTECT_IOCTL, &wp);
 }
 
+static long read_long(const char *path)
+{
+    char text[32] = "";
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    return n > 0 ? atol(text) : -1;
+}
+
+/* MADV_MERGEABLE, then 3 more full scans of ksmd: a page is compared at one scan and merged at the next. */
+static int ksm_merge(char *addr, size_t len)
+{
+    long run = read_long("/sys/kernel/mm/ksm/run");
+    if (run < 0) { errno = ENOENT; return -1; }
+    if (madvise(addr, len, MADV_MERGEABLE) < 0) return -1;
+    if (run != 1) { errno = EAGAIN; return -1; }
+    long start = read_long("/sys/kernel/mm/ksm/full_scans");
+    for (int waited = 0; waited < 120000; waited++) {
+        if (read_long("/sys/kernel/mm/ksm/full_scans") >= start + 3) return 0;
+        usleep(1000);
+    }
+    errno = ETIMEDOUT;
+    return -1;
+}
+
+/* move_pages(2) of [addr, addr + len) to a node; the first per-page failure becomes errno. */
+static int migrate_range(char *addr, long count, int node)
+{
+    static void *pages[4096];
+    static int nodes[4096], status[4096];
+    if (count > 4096) count = 4096;
+    for (long i = 0; i < count; i++) { pages[i] = addr + i * page_size; nodes[i] = node; status[i] = 0; }
+    if (syscall(SYS_move_pages, 0, (unsigned long)count, pages, nodes, status, 2 /* MPOL_MF_MOVE */) < 0) return -1;
+    for (long i = 0; i < count; i++) {
+        if (status[i] < 0) { errno = -status[i]; return -1; }
+        if (status[i] != node) { errno = EIO; return -1; }   /* not moved there */
+    }
+    return 0;
+}
+
+/* The folio split of the THPs in a range, through debugfs (root). */
+static int split_range(char *addr, size_t len)
+{
+    const char *path = "/sys/kernel/debug/split_huge_pages";
+    if (access(path, F_OK) < 0) mount("debugfs", "/sys/kernel/debug", "debugfs", 0, NULL);
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return -1;
+    char text[96];
+    int n = snprintf(text, sizeof text, "%d,0x%lx,0x%lx", (int)getpid(), (unsigned long)(uintptr_t)addr,
+                     (unsigned long)(uintptr_t)(addr + len));
+    ssize_t w = write(fd, text, n);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return w < 0 ? -1 : 0;
+}
+
 static int clear_refs(int type)
 {
     char text[4];
@@ -267,6 +337,21 @@ static int run_op(char *line, const char *who)
             volatile char *byte = (volatile char *)(addr + i * page_size);
             if (writing) { (*byte)++; if (p + i >= 0 && p + i < 4096) truth_written[p + i] = 1; } else (void)*byte;
         }
+    } else if (!strcmp(op, "fill")) {
+        int value = atoi(a);
+        if (sigsetjmp(segv_jump, 1)) { printf("op %d SEGV\n", op_number); return 0; }
+        for (long i = 0; i < c; i++) {
+            memset(addr + i * page_size, value, page_size);
+            if (p + i >= 0 && p + i < 4096) truth_written[p + i] = 1;
+        }
+    } else if (!strcmp(op, "ksm")) {
+        rc = ksm_merge(addr, len);
+    } else if (!strcmp(op, "unmerge")) {
+        rc = madvise(addr, len, MADV_UNMERGEABLE);
+    } else if (!strcmp(op, "migrate")) {
+        rc = migrate_range(addr, c, atoi(a));
+    } else if (!strcmp(op, "split")) {
+        rc = split_range(addr, len);
     } else if (!strcmp(op, "neighbour")) {
         /* A page table shared with the window: map, write and unmap the last page of the window's last
          * 2 MiB range (outside the window). The table stays while a mapping is left in that range. */

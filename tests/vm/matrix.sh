@@ -18,7 +18,8 @@
 #   SOFTDIRTY_MATRIX_APPEND (more kernel command line, e.g. transparent_hugepage=always),
 #   SOFTDIRTY_MATRIX_SETTINGS ("path=value" words: matrix-init writes each value to its /proc or /sys path
 #   before sdscenario runs, e.g. /sys/kernel/mm/transparent_hugepage/use_zero_page=0; the guest's own
-#   settings, never the host's), SOFTDIRTY_MATRIX_UID (sdscenario runs as that uid and gid, not root).
+#   settings, never the host's), SOFTDIRTY_MATRIX_UID (sdscenario runs as that uid and gid, not root),
+#   SOFTDIRTY_MATRIX_NUMA (that many NUMA nodes sharing the memory: node 0 with the CPUs, the others memory only).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -132,7 +133,19 @@ echo "${SOFTDIRTY_MATRIX_UID:-}" > "$stage/uid"
 
 # 6. Boot; the serial console goes to a file (the prints are between markers of matrix-init).
 smp=${SOFTDIRTY_MATRIX_SMP:-1}
-qemu=("$qemu_bin" -accel tcg,thread=multi,tb-size=256 "${machine[@]}" -m "${SOFTDIRTY_MATRIX_MEM:-512M}" -smp "$smp"
+# SOFTDIRTY_MATRIX_NUMA=N: the memory in N NUMA nodes of equal size (node 0 has the CPUs, the others memory only), for
+# sdscenario's migrate op (move_pages).
+numa=()
+nodes=${SOFTDIRTY_MATRIX_NUMA:-1}
+if [ "$nodes" -gt 1 ]; then
+    node_mib=$(( $(numfmt --from=iec "${SOFTDIRTY_MATRIX_MEM:-512M}") / 1048576 / nodes ))
+    for ((n = 0; n < nodes; n++)); do
+        cpus=""
+        [ "$n" -ne 0 ] || cpus=",cpus=0-$((smp - 1))"
+        numa+=(-object "memory-backend-ram,id=mem$n,size=${node_mib}M" -numa "node,nodeid=$n,memdev=mem$n$cpus")
+    done
+fi
+qemu=("$qemu_bin" -accel tcg,thread=multi,tb-size=256 "${machine[@]}" -m "${SOFTDIRTY_MATRIX_MEM:-512M}" -smp "$smp" "${numa[@]}"
     -nodefaults -no-user-config -no-reboot -display none
     -chardev file,id=console,path="$work/console" -serial chardev:console
     -kernel "$vmlinuz" -initrd "$work/initramfs.gz"

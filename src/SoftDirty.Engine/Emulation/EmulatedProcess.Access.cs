@@ -333,7 +333,7 @@ public sealed partial class EmulatedProcess
         bool anonymousPage = (pte & Pte.NotAnonymous) == 0;
         bool copy = frame < PhysicalMemory.FirstUserPfn
                     || (!vma.Shared && !anonymousPage)
-                    || (anonymousPage && _mem.MapCount(frame) > 1);
+                    || (anonymousPage && (_mem.MapCount(frame) > 1 || _mem.IsKsm(frame)));
         if (copy)
         {
             vma.PrepareAnonVma();

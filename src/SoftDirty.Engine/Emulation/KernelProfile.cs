@@ -43,7 +43,7 @@ public sealed record KernelProfile
         var linux61 = new KernelProfile
         {
             Name = Linux61, LegacyMremapOrder = true, LegacyMmapAnonVmaMerge = true,
-            SplitCarriesDirty = false,
+            SplitCarriesDirty = false, KsmUnmergeWrites = true, SplitMapsZeroSubpages = false, MigrationCarriesDirty = true,
         };
         // Debian 6.12.117 (kernel matrix): scan's return mask 0x1FF is EINVAL (no PAGE_IS_GUARD, selftest-simple);
         // mremap EFAULT leaves the destination unmapped (regression-61-mremap-efault-*), so the old mremap order.
@@ -51,6 +51,7 @@ public sealed record KernelProfile
         {
             Name = Linux612, LegacyMmapAnonVmaMerge = false, UnaccountsUnfaultedOnMprotect = true,
             HasPagemapScan = true, HasUffdWriteProtectAsync = true, SplitCarriesDirty = true, PmdExclusivePerPage = true,
+            KsmUnmergeWrites = false, SplitMapsZeroSubpages = true, MigrationCarriesDirty = false,
         };
         // THP rules measured with a THP-eligible window (round 21: Debian's kernels booted with transparent_hugepage=always,
         // the 6.18 host with MADV_HUGEPAGE): 6.12 splits the huge zero PMD on a write; 6.18, 7.2 and 7.3 allocate a THP.
@@ -117,6 +118,23 @@ public sealed record KernelProfile
     /// 6.1 only marks the folio dirty, so a split PTE is soft-dirty only where the PMD was (measured in round 21).
     /// </summary>
     public bool SplitCarriesDirty { get; init; } = true;
+    /// <summary>
+    /// MADV_UNMERGEABLE breaks a KSM page with a write fault (break_ksm before 6.2): the private copy is soft-dirty; later
+    /// kernels unshare (FAULT_FLAG_UNSHARE) and the copy keeps the entry's soft-dirty bit, which the merge dropped. Measured
+    /// in round 24: 6.1 writes; 6.12, 7.2 and 7.3 unshare.
+    /// </summary>
+    public bool KsmUnmergeWrites { get; init; }
+    /// <summary>
+    /// The folio split of a THP maps its zero-filled pages to the shared zero page (6.12: "remap unused subpages to shared
+    /// zeropage when splitting isolated thp"), keeping their soft-dirty bit. Measured in round 24: 6.12, 7.2 and 7.3 do; 6.1 does not.
+    /// </summary>
+    public bool SplitMapsZeroSubpages { get; init; } = true;
+    /// <summary>
+    /// A migrated page whose entry was dirty comes back soft-dirty (pte_mkdirty, x86): after clear_refs 4 a page written
+    /// before the clear reads soft-dirty again (an over-count). Measured in round 24 with move_pages between two NUMA nodes:
+    /// 6.1 does; 6.12, 7.2 and 7.3 keep the entry's soft-dirty bit as it was. uffd-wp is kept on every kernel.
+    /// </summary>
+    public bool MigrationCarriesDirty { get; init; }
     /// <summary>
     /// pagemap decides PM_MMAP_EXCLUSIVE (bit 56) of each page of a PMD-mapped THP by that page's own mapcount; false:
     /// by the head page's, one answer for all 512 (where the walk starts makes no difference). Measured in round 21
@@ -229,6 +247,8 @@ public sealed record KernelProfile
                 R(nameof(UffdMoveKeepsNeighboursRegistered), UffdMoveKeepsNeighboursRegistered),
                 R(nameof(HugeZeroWriteAllocatesThp), HugeZeroWriteAllocatesThp), R(nameof(PagemapHugeZeroIsFile), PagemapHugeZeroIsFile),
                 R(nameof(SplitCarriesDirty), SplitCarriesDirty), R(nameof(PmdExclusivePerPage), PmdExclusivePerPage),
+                R(nameof(KsmUnmergeWrites), KsmUnmergeWrites), R(nameof(SplitMapsZeroSubpages), SplitMapsZeroSubpages),
+                R(nameof(MigrationCarriesDirty), MigrationCarriesDirty),
             };
         }
     }

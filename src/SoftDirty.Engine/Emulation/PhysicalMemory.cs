@@ -99,6 +99,12 @@ internal sealed class PhysicalMemory
     /// <summary>A content word never used before: the page was written with new data.</summary>
     public ulong NewContentVersion() => PageContent.Generated(++_contentVersion);
 
+    /// <summary>Frames KSM merged pages into (never reused by a write: always copied); a frame leaves when it is freed.</summary>
+    private readonly HashSet<ulong> _ksm = new();
+    public bool IsKsm(ulong pfn) => _ksm.Contains(pfn);
+    public void MarkKsm(ulong pfn) => _ksm.Add(pfn);
+    public IReadOnlyCollection<ulong> KsmFrames => _ksm;
+
     public int MapCount(ulong pfn)
     {
         if (pfn < FirstUserPfn) return 0;
@@ -129,6 +135,7 @@ internal sealed class PhysicalMemory
         int n = MapCount(pfn) - 1;
         SetMapCount(pfn, n);
         if (n == 1) SharedFrames--;
+        if (n == 0) _ksm.Remove(pfn);
         if (n == 0 && anonymous) FreeFrame(pfn, countAllocation: true);
     }
 

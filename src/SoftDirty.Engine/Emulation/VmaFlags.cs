@@ -15,4 +15,6 @@ internal enum VmaFlags
     UffdWriteProtect = 4,
     /// <summary>VM_ACCOUNT: private writable memory charged at mmap or mprotect.</summary>
     Account = 8,
+    /// <summary>VM_MERGEABLE (MADV_MERGEABLE): KSM may merge the VMA's identical private pages.</summary>
+    Mergeable = 16,
 }

@@ -45,7 +45,8 @@ internal sealed class ImageManifest
     public Guid? WriteTrackingReset { get; set; }
     /// <summary>
     /// A real process's memory that the kernel could write through its own mapping when this image was taken, after its
-    /// reset (io_uring registered buffers, <see cref="PinnedBuffers"/>), as "0xSTART-0xEND" ranges; null: none. The next
+    /// reset (io_uring registered buffers, <see cref="PinnedBuffers"/>), and every mapping of a process KSM touched, whose merges
+    /// leave pages without their soft-dirty bits (<see cref="KsmMergeable"/>), as "0xSTART-0xEND" ranges; null: none. The next
     /// increment compares the mappings holding them by content, whether or not they are still registered then.
     /// </summary>
     public List<string>? KernelWritten { get; set; }

@@ -86,6 +86,9 @@ internal static class ImageWriter
         // page while the kernel writes the process's memory no one knows where (PinnedBuffers.WritesUnlocated).
         var pinned = PageWalk.IsRealProcess(source) ? PinnedBuffers.Read(source.ProcessId, ps) : null;
         bool unlockedNow = pinned is not null && PinnedBuffers.WritesUnlocated(source.ProcessId, ps, mappings, pinned);
+        // And every mapping where KSM touched the process: a merged page loses its soft-dirty bit (KsmMergeable), recorded
+        // with the buffers so that the next increment compares it too, whether or not KSM still shows then.
+        if (pinned is not null) pinned = KsmMergeable.With(source, pinned);
         // And what the kernel could write at the parent's save (read after its reset, recorded in its manifest): a buffer it
         // wrote since, then unregistered (its io_uring closed) before now, shows in no page-table bit and in nothing /proc
         // says now (round 19).

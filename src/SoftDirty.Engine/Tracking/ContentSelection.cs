@@ -10,7 +10,8 @@ namespace SoftDirty.Tracking;
 /// kernel writes through its own mapping (io_uring registered buffers, <see cref="PinnedBuffers"/>), at the last look or
 /// now, so that a write made while a buffer was registered is found even when it was unregistered since; all of them
 /// while the process holds an io_uring whose rings live in its own memory (IORING_SETUP_NO_MMAP: nothing says where), or has
-/// pinned memory that its own registered buffers do not account for (an io_uring given to another process);
+/// pinned memory that its own registered buffers do not account for (an io_uring given to another process); all of them
+/// where KSM touched the process (<see cref="KsmMergeable"/>: a merge drops the soft-dirty bit of a page written before it);
 /// and, for a tracker of writable mappings only (WriteProtect), the mappings of a real process that are not private
 /// anonymous memory (which its write tracking does not register) and the mappings not writable now: a page written and then made
 /// read-only or PROT_NONE before the collection is found by its content, not a sample or a round later (or never). Of
@@ -49,6 +50,8 @@ internal sealed class ContentSelection
         {
             _pinnedNow = PinnedBuffers.Read(_source.ProcessId, _source.PageSize);
             _ringsNow = PinnedBuffers.WritesUnlocated(_source.ProcessId, _source.PageSize, _source.ReadMappings(false), _pinnedNow);
+            // Every mapping where KSM touched the process: a merged page loses its soft-dirty bit (KsmMergeable).
+            _pinnedNow = KsmMergeable.With(_source, _pinnedNow);
         }
         if (!_readOnlyByContent) return;
         _holdingBefore = _holdingNow;

@@ -168,6 +168,17 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
                         if (InWindow(truth, op.Page + i)) truth[op.Page + i] = true;
                     }
                     break;
+                case ScenarioOpKind.Fill:
+                    p.Write(address, length, (byte)op.Target);
+                    for (int i = 0; i < op.Count; i++) if (InWindow(truth, op.Page + i)) truth[op.Page + i] = true;
+                    break;
+                case ScenarioOpKind.Ksm:
+                    p.MadviseMergeable(address, length, mergeable: true);
+                    p.KsmScan();
+                    break;
+                case ScenarioOpKind.Unmerge: p.MadviseMergeable(address, length, mergeable: false); break;
+                case ScenarioOpKind.Split: p.SplitHugePages(address, length); break;
+                case ScenarioOpKind.Migrate: p.MigratePages(address, length); break;
                 case ScenarioOpKind.Truth:
                     run.Output.Append("truth ").Append(run.OpNumber).Append(' ').Append(who).Append('\n');
                     for (int i = 0; i < truth.Length;)

@@ -73,6 +73,11 @@ public sealed class Scenario
                     "written" => new ScenarioOp(ScenarioOpKind.Written),
                     "neighbour" => new ScenarioOp(ScenarioOpKind.Neighbour),
                     "truth" => new ScenarioOp(ScenarioOpKind.Truth),
+                    "fill" => new ScenarioOp(ScenarioOpKind.Fill, I(1), I(2), I(3)),
+                    "ksm" => new ScenarioOp(ScenarioOpKind.Ksm, I(1), I(2)),
+                    "unmerge" => new ScenarioOp(ScenarioOpKind.Unmerge, I(1), I(2)),
+                    "split" => new ScenarioOp(ScenarioOpKind.Split, I(1), I(2)),
+                    "migrate" => new ScenarioOp(ScenarioOpKind.Migrate, I(1), I(2), I(3)),
                     _ => throw new FormatException($"unknown operation '{f[0]}'"),
                 });
             }

@@ -46,6 +46,11 @@ public readonly record struct ScenarioOp(ScenarioOpKind Kind, int Page = 0, int 
         ScenarioOpKind.Written => "written",
         ScenarioOpKind.Neighbour => "neighbour",
         ScenarioOpKind.Truth => "truth",
+        ScenarioOpKind.Fill => $"fill {Page} {Count} {Target}",
+        ScenarioOpKind.Ksm => $"ksm {Page} {Count}",
+        ScenarioOpKind.Unmerge => $"unmerge {Page} {Count}",
+        ScenarioOpKind.Split => $"split {Page} {Count}",
+        ScenarioOpKind.Migrate => $"migrate {Page} {Count} {Target}",
         _ => throw new InvalidOperationException(Kind.ToString()),
     };
 }

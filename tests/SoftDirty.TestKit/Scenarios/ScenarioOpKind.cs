@@ -41,4 +41,14 @@ public enum ScenarioOpKind
     Neighbour,
     /// <summary>Print the pages the current process really wrote since its last clear_refs 4 (the runner's own record).</summary>
     Truth,
+    /// <summary>Set every byte of Count pages at Page to Target (a write of whole pages).</summary>
+    Fill,
+    /// <summary>madvise MADV_MERGEABLE of Count pages at Page, then ksmd's full scans until it has merged what it can.</summary>
+    Ksm,
+    /// <summary>madvise MADV_UNMERGEABLE of Count pages at Page.</summary>
+    Unmerge,
+    /// <summary>Split the THPs of Count pages at Page (the folio split: debugfs split_huge_pages on a kernel).</summary>
+    Split,
+    /// <summary>move_pages of Count pages at Page to NUMA node Target (a guest booted with two nodes).</summary>
+    Migrate,
 }
