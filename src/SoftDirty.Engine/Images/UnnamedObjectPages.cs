@@ -55,19 +55,30 @@ internal sealed class UnnamedObjectPages : IDisposable
     /// <summary>The first mapping whose pages counted in <see cref="UnopenedPages"/>, for the save's warning.</summary>
     public string? FirstUnopened { get; private set; }
 
-    private UnnamedObjectPages(IPageSource source, List<PageSpan> spans)
+    /// <summary>
+    /// Where not null (<c>keepUnopened</c>), the ranges of the pages counted in <see cref="UnopenedPages"/>, in the order found: a
+    /// watch's page hashes hold them as unknown, so a page there is never counted as changed or gone (that cannot be told).
+    /// Guard markers are not looked for in them then (a watch looks at every interval; it needs only where they are).
+    /// </summary>
+    public List<AddressRange>? UnopenedRanges { get; }
+
+    private UnnamedObjectPages(IPageSource source, IReadOnlyList<PageSpan> spans, bool keepUnopened)
     {
+        if (keepUnopened) UnopenedRanges = [];
         _source = source;
         _pageSize = (ulong)source.PageSize;
         foreach (var s in spans)
             if (s.Mapping is { } m && IsUnnamed(m)) _entries.Add(new Entry { Span = s });
     }
 
-    /// <summary>For a real process's save of <paramref name="spans"/> (ascending): null where none is such a mapping, or for an emulated process.</summary>
-    public static UnnamedObjectPages? For(IPageSource source, List<PageSpan> spans)
+    /// <summary>
+    /// For a real process's save or page hashes of <paramref name="spans"/> (ascending): null where none is such a mapping, or for
+    /// an emulated process. <paramref name="keepUnopened"/>: <see cref="UnopenedRanges"/> are kept.
+    /// </summary>
+    public static UnnamedObjectPages? For(IPageSource source, IReadOnlyList<PageSpan> spans, bool keepUnopened = false)
     {
         if (PageWalk.Root(source) is not ProcPageSource) return null;
-        var pages = new UnnamedObjectPages(source, spans);
+        var pages = new UnnamedObjectPages(source, spans, keepUnopened);
         return pages._entries.Count == 0 ? null : pages;
     }
 
@@ -114,9 +125,10 @@ internal sealed class UnnamedObjectPages : IDisposable
         if (file is null)
         {
             // Guard markers (MADV_GUARD_INSTALL) hold nothing: the process faults there. Every other page not in a region is the object's.
-            foreach (var part in WithoutGuards(start, end))
+            foreach (var part in UnopenedRanges is null ? WithoutGuards(start, end) : new[] { new AddressRange(start, end) })
             {
                 UnopenedPages += part.Size / _pageSize;
+                UnopenedRanges?.Add(part);
                 FirstUnopened ??= $"0x{e.Span.Start:x}-0x{e.Span.End:x} {e.Span.Mapping!.DisplayName}";
             }
             yield break;
