@@ -154,3 +154,21 @@ Describe 'Round 24: live counts of writes into memory that ends with the process
         }
     }
 }
+
+Describe 'Round 24: the samples of a watch of -Duration' -Tag 'Security', 'Round24Counts' {
+    BeforeAll { $script:t = Start-ImgTarget }
+    AfterAll { Stop-ImgTarget $t }
+
+    # Found (wrong answer): the samples were Duration / Interval rounded down, not up as the help says: a watch shorter than
+    # one interval returned nothing (0 samples for -Duration 0.1 -Interval 0.2), -Duration 0.3 -Interval 0.2 one.
+    It '-Duration <Duration> -Interval <Interval> takes <Samples> sample(s): Duration / Interval, rounded up' -ForEach @(
+        @{ Duration = 0.1; Interval = 0.2; Samples = 1 }
+        @{ Duration = 0.3; Interval = 0.2; Samples = 2 }
+        @{ Duration = 0.6; Interval = 0.2; Samples = 3 }
+        @{ Duration = 0.7; Interval = 0.1; Samples = 7 }
+    ) {
+        $s = @(Watch-DirtyPage -Id $t.Id -Method Hash -Interval $Interval -Duration $Duration -Mapping '[heap]')
+        $s.Count | Should -Be $Samples
+        ($s | ForEach-Object Index) -join ',' | Should -Be ((1..$Samples) -join ',')
+    }
+}

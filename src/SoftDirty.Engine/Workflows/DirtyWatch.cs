@@ -21,7 +21,8 @@ internal static class DirtyWatch
         for (int i = 1; ; i++)
         {
             if (count is { } c && i > c) yield break;
-            if (duration is { } d && i * interval.TotalSeconds > d.TotalSeconds + 1e-9) yield break; // the schedule, not the clock
+            // The schedule, not the clock: Duration / Interval samples, rounded up (a watch shorter than one interval took none).
+            if (duration is { } d && (i - 1) * interval.TotalSeconds >= d.TotalSeconds - 1e-9) yield break;
             double before = emulated ? elapsed : wall.Elapsed.TotalSeconds;
             // Sleep to the interval's deadline: the previous collection's time is part of the interval.
             var wait = emulated ? interval : TimeSpan.FromSeconds(Math.Max(0, i * interval.TotalSeconds - wall.Elapsed.TotalSeconds));
