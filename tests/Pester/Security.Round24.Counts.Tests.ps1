@@ -172,3 +172,61 @@ Describe 'Round 24: the samples of a watch of -Duration' -Tag 'Security', 'Round
         ($s | ForEach-Object Index) -join ',' | Should -Be ((1..$Samples) -join ',')
     }
 }
+
+Describe 'Round 24: live counts across forks, mappings replaced or moved, and memfds changed between looks (they held)' -Tag 'Security', 'Round24Counts' {
+    BeforeEach { $script:t = Start-ImgTarget }
+    AfterEach { Stop-ImgTarget $t }
+
+    # Exact: the counts of samples 1-3 in the region (and where it moved to), the target's changes made after sample 1.
+    It 'a <Method> watch: <Case>' -ForEach @(
+        foreach ($m in 'Hash', 'WriteProtect') {
+            foreach ($c in @(
+                    @{ Case = 'writes into pages shared copy-on-write with a waiting child forked before the watch'; Counts = '0,4,0' }
+                    @{ Case = 'a fork, then writes into pages shared copy-on-write with the child, then more after the next sample'; Counts = '0,4,2' }
+                    @{ Case = 'a fork, writes, and the child killed, all between two samples'; Counts = '0,4,0' }
+                    @{ Case = 'the whole mapping replaced by zeros with MAP_FIXED'; Counts = '0,16,0' }
+                    @{ Case = 'half the mapping replaced by zeros with MAP_FIXED'; Counts = '0,8,0' }
+                    @{ Case = 'the mapping moved with mremap'; Counts = '0,0,0'; Moved = '0,16,0' }
+                    @{ Case = 'a memfd not mapped truncated by 4 pages'; Counts = '0,4,0' }
+                    @{ Case = 'a memfd not mapped with 4 pages punched out by another process'; Counts = '0,4,0' }
+                    @{ Case = 'a memfd not mapped rewritten with the bytes it holds'; Counts = '0,0,0' }
+                )) { $c + @{ Method = $m; Skip = $(if ($m -eq 'WriteProtect') { $WtSkip }) } }
+        }
+    ) {
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
+        if ($Case -like 'a memfd*') {
+            $r = (Send-ImgTarget $t 'memfd 16 1') -split ' '
+            $h = $r[0]; $fdHex = $r[1]; $fd = "/proc/$($t.Id)/fd/$([Convert]::ToInt32($fdHex, 16))"
+        } else {
+            $h = Send-ImgTarget $t 'map 16'
+            $null = Send-ImgTarget $t "fill $h 16 3"
+        }
+        $region = New-Region $h 16
+        if ($Case -like '*forked before the watch*') { $null = Send-ImgTarget $t 'forkhold' }
+        $script:moved = $null
+        $samples = @(Watch-DirtyPage -Id $t.Id -Method $Method -Interval 0.2 -Count 3 -WarningAction SilentlyContinue | ForEach-Object {
+                if ($_.Index -eq 1) {
+                    switch -Wildcard ($Case) {
+                        '*forked before the watch*' { $null = Send-ImgTarget $t "write $h 4 4" }
+                        'a fork, then*' { $null = Send-ImgTarget $t 'forkhold'; $null = Send-ImgTarget $t "write $h 4 4" }
+                        'a fork, writes*' { $null = Send-ImgTarget $t 'forkhold'; $null = Send-ImgTarget $t "write $h 4 4"; $null = Send-ImgTarget $t 'forkend' }
+                        'the whole mapping*' { $null = Send-ImgTarget $t "fixed $h 16" }
+                        'half the mapping*' { $null = Send-ImgTarget $t ('fixed {0:x} 8' -f ($region.Address + [uint64](4 * $PageSize))) }
+                        '*moved with mremap' { $script:moved = New-Region (Send-ImgTarget $t "move $h 16") 16 }
+                        '*truncated*' { $null = Send-ImgTarget $t "trunc $fdHex 12" }
+                        '*punched*' { fallocate -p -o (4 * $PageSize) -l (4 * $PageSize) $fd; $LASTEXITCODE | Should -Be 0 }
+                        '*rewritten*' {
+                            $b = [byte[]]::new(4 * $PageSize)
+                            $fs = [IO.File]::Open($fd, 'Open', 'ReadWrite', 'ReadWrite')
+                            try { $fs.Position = 4 * $PageSize; $fs.ReadExactly($b, 0, $b.Length); $fs.Position = 4 * $PageSize; $fs.Write($b, 0, $b.Length) } finally { $fs.Dispose() }
+                        }
+                    }
+                }
+                if ($_.Index -eq 2 -and $Case -like 'a fork, then*') { $null = Send-ImgTarget $t "write $h 8 2" }
+                $_
+            })
+        ($samples | ForEach-Object { Get-CountIn $_.Ranges $region }) -join ',' | Should -Be $Counts
+        if ($Moved) { ($samples | ForEach-Object { Get-CountIn $_.Ranges $script:moved }) -join ',' | Should -Be $Moved -Because 'the pages now at the new place hold what the destination does not have there' }
+        if ($Case -like 'a memfd*') { Get-PresentCount $t $region | Should -Be 0 -Because 'the watch read the memfd, never through the process' }
+    }
+}
