@@ -7,7 +7,7 @@ namespace SoftDirty.Tracking;
 
 /// <summary>
 /// Page hashes of present pages, 16 bytes a page, kept per region in address order. An absent page holds
-/// zeros; a page that could not be read has no hash and never counts as changed. Of a real process, the pages of memory that
+/// zeros; a page that could not be read has no hash and never counts as changed. Of a real or emulated process, the pages of memory that
 /// ends with it (a memfd, shared anonymous or System V memory, a deleted file) that it does not map are hashed from the object
 /// (<see cref="Images.UnnamedObjectPages"/>), as a save reads them: another process's write or a write(2) there changes what
 /// the process reads and what an image holds, and a watch counted none of it (round 24: 0 of 4 pages). Where the object cannot
