@@ -87,10 +87,15 @@
                                           mapping, then mapped again MAP_SHARED rw, not touched -> OK <hexaddr> <fd, hex> <hugepagesize, hex>, or ERR <what> <errno>
      name <hexaddr> <pages> <name>        prctl PR_SET_VMA_ANON_NAME of the pages (Linux 5.17; a MAP_SHARED|MAP_ANONYMOUS mapping
                                           shows as [anon_shmem:<name>] from 6.2) -> OK, or ERR prctl <errno>
+   Round 24 (live counts):
+     forkhold                             forks a child that only waits, and dies with this process (its pages stay shared
+                                          copy-on-write with this process until one of them writes) -> OK <pid>
+     forkend                              kills and reaps that child -> OK
      exit
    Starts with "READY <pid> <pagesize>". */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <stdint.h>
@@ -127,6 +132,8 @@
 
 static long ps;
 static uint64_t counter = 1;
+/* The child forkhold started (0: none). */
+static pid_t held = 0;
 
 /* splitmix64: the pages' bytes for "fill" and "pwrite" (the first byte of each page made odd: never an all-zero page). */
 static uint64_t next(uint64_t *state) {
@@ -438,6 +445,18 @@ int main(void) {
             counter += y;
             int st = 0;
             if (c < 0 || waitpid(c, &st, 0) != c) { printf("ERR fork %d\n", errno); continue; }
+            printf("OK\n");
+        } else if (!strcmp(cmd, "forkhold")) {
+            if (held > 0) { printf("ERR held\n"); continue; }
+            pid_t c = fork();
+            if (c == 0) { prctl(PR_SET_PDEATHSIG, SIGKILL); for (;;) pause(); } /* (it ends with this process) */
+            if (c < 0) { printf("ERR fork %d\n", errno); continue; }
+            held = c;
+            printf("OK %d\n", (int)c);
+        } else if (!strcmp(cmd, "forkend")) {
+            int st = 0;
+            if (held <= 0 || kill(held, SIGKILL) != 0 || waitpid(held, &st, 0) != held) { printf("ERR forkend %d\n", errno); continue; }
+            held = 0;
             printf("OK\n");
         } else if (!strcmp(cmd, "stride")) {
             long step = 1;

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using SoftDirty.Tracking;
 
 namespace SoftDirty.Emulation;
 
@@ -119,6 +120,35 @@ public sealed partial class EmulatedProcess
             }
         }
         return done;
+    }
+
+    /// <summary>
+    /// The addresses of [<paramref name="start"/>, <paramref name="end"/>) whose page the backing object of the mapping there (a
+    /// file, shared anonymous memory) holds, as whole pages, ascending: what a save of a real process reads from the object where
+    /// the process does not map it (Images.UnnamedObjectPages). Empty for private anonymous memory or no mapping.
+    /// </summary>
+    internal List<AddressRange> ObjectPages(ulong start, ulong end)
+    {
+        var pages = new List<ulong>();
+        lock (_mem.Lock)
+        {
+            for (int i = _vmas.FindVmaIndex(start); i < _vmas.Count && _vmas[i].Start < end; i++)
+            {
+                var vma = _vmas[i];
+                if (vma.Backing is null) continue;
+                ulong from = Math.Max(start, vma.Start), to = Math.Min(end, vma.End);
+                foreach (ulong index in vma.Backing.Pages.Keys)
+                {
+                    if (index < vma.PageOffset) continue;
+                    ulong a = vma.Start + ((index - vma.PageOffset) << PageShift);
+                    if (a >= from && a < to) pages.Add(a);
+                }
+            }
+        }
+        pages.Sort();
+        var ranges = new RangeListBuilder();
+        foreach (ulong a in pages) ranges.Add(a, a + PageContent.PageSize);
+        return ranges.Build();
     }
 
     /// <summary>The pagemap entry of one address (a convenience over <see cref="ReadPagemap"/>).</summary>

@@ -38,6 +38,9 @@ internal sealed class UnnamedObjectPages : IDisposable
     }
 
     private readonly IPageSource _source;
+    // An emulated process: its objects' pages (a shared mapping's that a fork's other half wrote) are read from the emulator,
+    // which holds them (EmulatedProcess.ObjectPages), without a fault; such pages were in no image of it (round 24).
+    private Emulation.EmulatedProcess? _emulated;
     private readonly ulong _pageSize;
     private readonly List<Entry> _entries = [];
     private readonly Dictionary<(string Device, ulong Inode), SafeFileHandle?> _opened = [];
@@ -55,19 +58,31 @@ internal sealed class UnnamedObjectPages : IDisposable
     /// <summary>The first mapping whose pages counted in <see cref="UnopenedPages"/>, for the save's warning.</summary>
     public string? FirstUnopened { get; private set; }
 
-    private UnnamedObjectPages(IPageSource source, List<PageSpan> spans)
+    /// <summary>
+    /// Where not null (<c>keepUnopened</c>), the ranges of the pages counted in <see cref="UnopenedPages"/>, in the order found: a
+    /// watch's page hashes hold them as unknown, so a page there is never counted as changed or gone (that cannot be told).
+    /// Guard markers are not looked for in them then (a watch looks at every interval; it needs only where they are).
+    /// </summary>
+    public List<AddressRange>? UnopenedRanges { get; }
+
+    private UnnamedObjectPages(IPageSource source, IReadOnlyList<PageSpan> spans, bool keepUnopened)
     {
+        if (keepUnopened) UnopenedRanges = [];
         _source = source;
         _pageSize = (ulong)source.PageSize;
         foreach (var s in spans)
             if (s.Mapping is { } m && IsUnnamed(m)) _entries.Add(new Entry { Span = s });
     }
 
-    /// <summary>For a real process's save of <paramref name="spans"/> (ascending): null where none is such a mapping, or for an emulated process.</summary>
-    public static UnnamedObjectPages? For(IPageSource source, List<PageSpan> spans)
+    /// <summary>
+    /// For a save or page hashes of <paramref name="spans"/> (ascending): null where none is such a mapping.
+    /// <paramref name="keepUnopened"/>: <see cref="UnopenedRanges"/> are kept.
+    /// </summary>
+    public static UnnamedObjectPages? For(IPageSource source, IReadOnlyList<PageSpan> spans, bool keepUnopened = false)
     {
-        if (PageWalk.Root(source) is not ProcPageSource) return null;
-        var pages = new UnnamedObjectPages(source, spans);
+        var root = PageWalk.Root(source);
+        if (root is not ProcPageSource && root is not Emulation.EmulatedProcess) return null;
+        var pages = new UnnamedObjectPages(source, spans, keepUnopened) { _emulated = root as Emulation.EmulatedProcess };
         return pages._entries.Count == 0 ? null : pages;
     }
 
@@ -110,23 +125,37 @@ internal sealed class UnnamedObjectPages : IDisposable
 
     private IEnumerable<AddressRange> Gap(Entry e, ulong start, ulong end)
     {
+        if (_emulated is not null)
+        {
+            e.Data ??= _emulated.ObjectPages(e.Span.Start, e.Span.End);
+            foreach (var part in DataIn(e, start, end)) yield return part;
+            yield break;
+        }
         var file = Open(e);
         if (file is null)
         {
             // Guard markers (MADV_GUARD_INSTALL) hold nothing: the process faults there. Every other page not in a region is the object's.
-            foreach (var part in WithoutGuards(start, end))
+            foreach (var part in UnopenedRanges is null ? WithoutGuards(start, end) : new[] { new AddressRange(start, end) })
             {
                 UnopenedPages += part.Size / _pageSize;
+                UnopenedRanges?.Add(part);
                 FirstUnopened ??= $"0x{e.Span.Start:x}-0x{e.Span.End:x} {e.Span.Mapping!.DisplayName}";
             }
             yield break;
         }
-        // The object's data in the gap (its holes are zeros), without guard markers. Gaps of a span ascend: a cursor in its data.
         e.Data ??= DataRanges(e, file);
-        while (e.DataAt < e.Data.Count && e.Data[e.DataAt].End <= start) e.DataAt++;
-        for (int i = e.DataAt; i < e.Data.Count && e.Data[i].Start < end; i++)
+        foreach (var part in DataIn(e, start, end)) yield return part;
+    }
+
+    /// <summary>The object's data in the gap [<paramref name="start"/>, <paramref name="end"/>) of <paramref name="e"/> (its holes are zeros), without guard markers, each handed out to read.</summary>
+    private IEnumerable<AddressRange> DataIn(Entry e, ulong start, ulong end)
+    {
+        // Gaps of a span ascend: a cursor in its data.
+        var data = e.Data!;
+        while (e.DataAt < data.Count && data[e.DataAt].End <= start) e.DataAt++;
+        for (int i = e.DataAt; i < data.Count && data[i].Start < end; i++)
         {
-            ulong s = Math.Max(e.Data[i].Start, start), t = Math.Min(e.Data[i].End, end);
+            ulong s = Math.Max(data[i].Start, start), t = Math.Min(data[i].End, end);
             foreach (var part in WithoutGuards(s, t))
             {
                 _toRead.Add((part, e));
@@ -172,6 +201,14 @@ internal sealed class UnnamedObjectPages : IDisposable
     public ulong Read(AddressRange piece, byte[] buffer, PageWalk.ChunkHandler handler)
     {
         var e = _toRead[_readAt].Entry;
+        if (_emulated is not null)
+        {
+            // (EmulatedProcess.ReadMemory renders a page its object holds without faulting it in.)
+            int read = _emulated.ReadMemory(piece.Start, buffer.AsSpan(0, (int)piece.Size));
+            int whole = read - read % (int)_pageSize;
+            if (whole > 0) handler(piece.Start, buffer.AsSpan(0, whole));
+            return (piece.Size - (ulong)whole) / _pageSize;
+        }
         var m = e.Span.Mapping!;
         long offset = (long)(m.Offset + (piece.Start - m.Start));
         int length = (int)piece.Size, got = 0;

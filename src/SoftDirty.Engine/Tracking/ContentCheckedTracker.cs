@@ -104,7 +104,7 @@ internal sealed class ContentCheckedTracker : IDirtyTracker
             _pageSide = PageSide(mappings);
             _selection.Observe(mappings); // (after the page side, as in Reset)
         }
-        return new DirtyPageSet(written.Method, written.PageSize, both.Ranges, both.PagesScanned, both.CollectTime) { NewMappingRanges = written.NewMappingRanges, ResetElsewhere = written.ResetElsewhere, InexactReason = written.InexactReason, OverCountReason = written.OverCountReason, UnreadablePages = changed.UnreadablePages };
+        return new DirtyPageSet(written.Method, written.PageSize, both.Ranges, both.PagesScanned, both.CollectTime) { NewMappingRanges = written.NewMappingRanges, ResetElsewhere = written.ResetElsewhere, InexactReason = written.InexactReason, OverCountReason = written.OverCountReason, UnreadablePages = changed.UnreadablePages, UnopenedObjectPages = changed.UnopenedObjectPages, FirstUnopenedObject = changed.FirstUnopenedObject };
     }
 
     /// <summary>The parts of mappings compared by content now that the page-table tracker had at the last look.</summary>

@@ -65,6 +65,16 @@ internal sealed class DirtyPageSet
     /// </summary>
     public ulong UnreadablePages { get; init; }
 
+    /// <summary>
+    /// Pages of memory that ends with the process (a memfd, shared anonymous or System V memory, a deleted file) that it does not
+    /// map, whose object this user could not open (<see cref="Images.UnnamedObjectPages"/>): a write there by another process or
+    /// write(2) cannot be seen, so they are never in <see cref="Ranges"/>. Callers say so (a warning, once).
+    /// </summary>
+    public ulong UnopenedObjectPages { get; init; }
+
+    /// <summary>The first mapping counted in <see cref="UnopenedObjectPages"/>, for the warning.</summary>
+    public string? FirstUnopenedObject { get; init; }
+
     /// <summary>Whether the page at <paramref name="address"/> changed.</summary>
     public bool Contains(ulong address) => Contains(Ranges, address);
 

@@ -49,7 +49,7 @@ internal sealed class HashTracker : IDirtyTracker
         // A mapping pagemap cannot show (VM_PFNMAP: a perf_event ring, device memory) has no page to hash, though the kernel or
         // a device writes it: its pages count as unreadable, so the caller says that writes there are not seen (round 22).
         ulong unseen = Unseen(mappings);
-        return new DirtyPageSet(Method, Source.PageSize, ranges, now.PageCount, clock.Elapsed) { UnreadablePages = now.UnreadablePages + unseen };
+        return new DirtyPageSet(Method, Source.PageSize, ranges, now.PageCount, clock.Elapsed) { UnreadablePages = now.UnreadablePages + unseen, UnopenedObjectPages = now.UnopenedObjectPages, FirstUnopenedObject = now.FirstUnopenedObject };
     }
 
     // The VM_PFNMAP pages of the last look and the mappings they were counted for (DeviceMappings.CandidateKey): smaps, which

@@ -7,7 +7,11 @@ namespace SoftDirty.Tracking;
 
 /// <summary>
 /// Page hashes of present pages, 16 bytes a page, kept per region in address order. An absent page holds
-/// zeros; a page that could not be read has no hash and never counts as changed.
+/// zeros; a page that could not be read has no hash and never counts as changed. Of a real or emulated process, the pages of memory that
+/// ends with it (a memfd, shared anonymous or System V memory, a deleted file) that it does not map are hashed from the object
+/// (<see cref="Images.UnnamedObjectPages"/>), as a save reads them: another process's write or a write(2) there changes what
+/// the process reads and what an image holds, and a watch counted none of it (round 24: 0 of 4 pages). Where the object cannot
+/// be opened, those pages are unknown: never counted, and said (<see cref="UnopenedObjectPages"/>).
 /// </summary>
 internal sealed class PageHashSnapshot
 {
@@ -40,6 +44,12 @@ internal sealed class PageHashSnapshot
     public ulong PageCount { get; private set; }
     /// <summary>Present pages that could not be read (their hash stays unknown: a change there cannot be seen).</summary>
     public ulong UnreadablePages { get; private set; }
+    /// <summary>Pages of memory that ends with the process, not mapped in it, whose object could not be opened (their hashes are unknown).</summary>
+    public ulong UnopenedObjectPages { get; private set; }
+    /// <summary>The first mapping counted in <see cref="UnopenedObjectPages"/>, for the warning.</summary>
+    public string? FirstUnopenedObject { get; private set; }
+    /// <summary>The ranges of <see cref="UnopenedObjectPages"/>, ascending: no page there has a hash, nor is it absent (zeros).</summary>
+    private List<AddressRange> _unopened = [];
     /// <summary>Bytes of hashes held: 16 a page.</summary>
     public ulong HashBytes => PageCount * 16;
 
@@ -71,8 +81,12 @@ internal sealed class PageHashSnapshot
         return false;
     }
 
+    /// <summary>Whether <paramref name="address"/> is in a range of <see cref="UnopenedObjectPages"/>.</summary>
+    internal bool IsUnopened(ulong address) => DirtyPageSet.Contains(_unopened, address);
+
     /// <summary>
-    /// Hashes the present and swapped pages of <paramref name="spans"/> (the zero page needs no read).
+    /// Hashes the present and swapped pages of <paramref name="spans"/> (the zero page needs no read), and the pages of memory
+    /// that ends with the process that it does not map, from their object.
     /// </summary>
     public static PageHashSnapshot Take(IPageSource source, IReadOnlyList<PageSpan> spans, PageHashAlgorithm algorithm, PageHashKey key, CancellationToken cancel = default)
     {
@@ -80,12 +94,37 @@ internal sealed class PageHashSnapshot
         var toRead = new List<AddressRange>();
         var targets = new List<(ulong Start, Hash128[] Hashes)>();
         var shared = new List<AddressRange>();
+        using var objects = Images.UnnamedObjectPages.For(source, spans, keepUnopened: true);
+        var gaps = new List<AddressRange>();
+        // The pages of such objects below `until` that no region of the process covers: regions to hash from the object (in
+        // address order among the process's own), or unknown where it cannot be opened.
+        void ObjectGaps(ulong until)
+        {
+            if (objects is null) return;
+            gaps.Clear();
+            gaps.AddRange(objects.GapsBelow(until));
+            foreach (var g in gaps)
+            {
+                targets.Add((g.Start, snap.Add(g.Start, g.End)));
+                toRead.Add(g);
+            }
+        }
         foreach (var r in PageWalk.PresentRegions(source, spans, shared, cancel))
         {
+            ObjectGaps(r.Start);
+            objects?.Covered(r.End);
             var h = snap.Add(r.Start, r.End);
             targets.Add((r.Start, h));
             if ((r.Categories & PageCategory.PfnZero) != 0) Array.Fill(h, snap.Zero);
             else toRead.Add(new AddressRange(r.Start, r.End));
+        }
+        ObjectGaps(ulong.MaxValue);
+        if (objects is not null)
+        {
+            snap._unopened = objects.UnopenedRanges!;
+            snap._unopened.Sort((x, y) => x.Start.CompareTo(y.Start));
+            snap.UnopenedObjectPages = objects.UnopenedPages;
+            snap.FirstUnopenedObject = objects.FirstUnopened;
         }
         int pageSize = source.PageSize;
         int t = 0;
@@ -99,14 +138,15 @@ internal sealed class PageHashSnapshot
                 while (a >= targets[t].Start + (ulong)targets[t].Hashes.Length * (ulong)pageSize) t++;
                 targets[t].Hashes[(a - targets[t].Start) / (ulong)pageSize] = PageHash.Compute(algorithm, data.Slice(off, pageSize), key);
             }
-        }, cancel: cancel, sharedAnonymous: shared, gone: PageWalk.GoneSince(source, spans)); // (a page gone keeps Unknown: no change is claimed)
+        }, cancel: cancel, sharedAnonymous: shared, gone: PageWalk.GoneSince(source, spans), objects: objects); // (a page gone keeps Unknown: no change is claimed)
         return snap;
     }
 
     /// <summary>
     /// The pages whose content differs between <paramref name="before"/> and <paramref name="after"/>: hashed in
     /// both with different hashes, hashed only in one with a hash other than the zero page's (and, for pages
-    /// that left, still inside <paramref name="spans"/>).
+    /// that left, still inside <paramref name="spans"/>). A page unknown in either (unreadable, or of an object that could not be
+    /// opened) is never counted.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static List<AddressRange> Diff(PageHashSnapshot before, PageHashSnapshot after, IReadOnlyList<PageSpan> spans)
@@ -123,7 +163,7 @@ internal sealed class PageHashSnapshot
                 var now = hashes[k];
                 if (now == Unknown) continue;
                 ulong addr = start + (ulong)k * ps;
-                var old = before.TryGet(addr, out var h) ? h : before.Zero;
+                var old = before.TryGet(addr, out var h) ? h : before.IsUnopened(addr) ? Unknown : before.Zero;
                 if (old != Unknown && old != now) b.Add(addr, addr + ps);
             }
         }
@@ -139,7 +179,7 @@ internal sealed class PageHashSnapshot
                 var old = hashes[k];
                 if (old == Unknown || old == before.Zero) continue;
                 ulong addr = start + (ulong)k * ps;
-                if (after.TryGet(addr, out _)) continue;
+                if (after.TryGet(addr, out _) || after.IsUnopened(addr)) continue;
                 while (s < spans.Count && spans[s].End <= addr) s++;
                 if (s < spans.Count && spans[s].Start <= addr) gone.Add(addr, addr + ps);
             }

@@ -17,11 +17,12 @@ internal static class DirtyWatch
         tracker.Reset(cancel);
         var wall = Stopwatch.StartNew();
         double elapsed = 0;
-        bool toldUnreadable = false, toldInexact = false, toldOverCount = false;
+        bool toldUnreadable = false, toldInexact = false, toldOverCount = false, toldUnopened = false;
         for (int i = 1; ; i++)
         {
             if (count is { } c && i > c) yield break;
-            if (duration is { } d && i * interval.TotalSeconds > d.TotalSeconds + 1e-9) yield break; // the schedule, not the clock
+            // The schedule, not the clock: Duration / Interval samples, rounded up (a watch shorter than one interval took none).
+            if (duration is { } d && (i - 1) * interval.TotalSeconds >= d.TotalSeconds - 1e-9) yield break;
             double before = emulated ? elapsed : wall.Elapsed.TotalSeconds;
             // Sleep to the interval's deadline: the previous collection's time is part of the interval.
             var wait = emulated ? interval : TimeSpan.FromSeconds(Math.Max(0, i * interval.TotalSeconds - wall.Elapsed.TotalSeconds));
@@ -31,6 +32,7 @@ internal static class DirtyWatch
             if (set.InexactReason is { } why && !toldInexact) { toldInexact = true; warn?.Invoke(InexactWarning(source, why)); }
             if (set.OverCountReason is { } over && !toldOverCount) { toldOverCount = true; warn?.Invoke(OverCountWarning(source, over)); }
             if (set.UnreadablePages > 0 && !toldUnreadable) { toldUnreadable = true; warn?.Invoke(UnreadableWarning(source, set.UnreadablePages, $"sample {i}")); }
+            if (set.UnopenedObjectPages > 0 && !toldUnopened) { toldUnopened = true; warn?.Invoke(UnopenedWarning(source, set, $"sample {i}")); }
             double now = emulated ? before + interval.TotalSeconds : wall.Elapsed.TotalSeconds;
             double span = emulated ? interval.TotalSeconds : Math.Max(1e-6, now - (i == 1 ? 0 : elapsed));
             elapsed = now;
@@ -69,6 +71,13 @@ internal static class DirtyWatch
     /// <summary>What a watch or a migration says (once) when the tracker could not read some present pages: writes there are not seen.</summary>
     internal static string UnreadableWarning(IPageSource source, ulong pages, string what) =>
         $"{pages} present page(s) of process {source.ProcessId} ({source.Name}) could not be read at {what} (kept from other processes as memfd_secret is, served by the process's own userfaultfd, or in a mapping of device memory, VM_PFNMAP, such as a perf_event ring buffer, which pagemap cannot show): writes to them cannot be seen and are not counted. Leave those mappings out with -Mapping, or use a page-table method (SoftDirty, WriteProtect) where the kernel has one (it sees no write to VM_PFNMAP memory either).";
+
+    /// <summary>
+    /// What a watch or a migration says (once) when pages of memory that ends with the process, not mapped in it, could not be
+    /// read from their object (<see cref="DirtyPageSet.UnopenedObjectPages"/>).
+    /// </summary>
+    internal static string UnopenedWarning(IPageSource source, DirtyPageSet set, string what) =>
+        $"{set.UnopenedObjectPages} page(s) of memory that ends with process {source.ProcessId} ({source.Name}) (a memfd, shared anonymous or System V memory, a deleted file: first {set.FirstUnopenedObject}) are not mapped in the process and could not be read from the object at {what}: this user cannot open it (/proc/PID/map_files needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE, and the process holds no descriptor of it), or its file system's reads may never answer. Writes there by another process or with write(2) cannot be seen and are not counted. Watch as root, or leave those mappings out with -Mapping.";
 
     private static AddressRange[] ToArray(IReadOnlyList<AddressRange> r)
     {

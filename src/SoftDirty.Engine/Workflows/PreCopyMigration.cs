@@ -93,7 +93,7 @@ internal static class PreCopyMigration
             DirtyPageSet? pending = null; // null: everything
             ulong totalPages = 0;
             int round = 0, growing = 0;
-            bool toldUnreadable = false, toldInexact = false, toldOverCount = false;
+            bool toldUnreadable = false, toldInexact = false, toldOverCount = false, toldUnopened = false;
             ulong lastDirty = ulong.MaxValue;
             PreCopyStopReason reason;
             string why;
@@ -118,6 +118,7 @@ internal static class PreCopyMigration
                 if (dirty.InexactReason is { } inexact && !toldInexact) { toldInexact = true; warn?.Invoke(DirtyWatch.InexactWarning(source, inexact)); }
                 if (dirty.OverCountReason is { } over && !toldOverCount) { toldOverCount = true; warn?.Invoke(DirtyWatch.OverCountWarning(source, over)); }
                 if (dirty.UnreadablePages > 0 && !toldUnreadable) { toldUnreadable = true; warn?.Invoke(DirtyWatch.UnreadableWarning(source, dirty.UnreadablePages, $"round {round + 1}")); }
+                if (dirty.UnopenedObjectPages > 0 && !toldUnopened) { toldUnopened = true; warn?.Invoke(DirtyWatch.UnopenedWarning(source, dirty, $"round {round + 1}")); }
                 clock += roundSeconds;
                 totalPages += sent;
                 yield return new PreCopyRound
@@ -212,24 +213,62 @@ internal static class PreCopyMigration
             parent = path;
             return (result.Manifest.DataPages + result.Manifest.ZeroPages, path);
         }
-        IEnumerable<AddressRange> ranges;
-        List<PageSpan>? spans = null;
+        // What a sender reads: the present pages (round 1) or the tracker's (later rounds); and, as a save does, the pages of memory
+        // that ends with the process that it does not map, from their object (UnnamedObjectPages): round 1 left them out of its
+        // count (round 24: 1,000 pages of a memfd the process does not map), and a later round read a changed one through
+        // /proc/PID/mem, which faults it into the process.
+        var mappings = source.ReadMappings(false);
+        var spans = PageWalk.DataSpans(mappings, options.Selector);
+        using var objects = UnnamedObjectPages.For(source, spans);
+        var present = new List<AddressRange>();
+        var gaps = new List<AddressRange>();
+        foreach (var r in PageWalk.PresentRegions(source, spans, cancel: cancel))
+        {
+            if (objects is not null)
+            {
+                gaps.AddRange(objects.GapsBelow(r.Start));
+                objects.Covered(r.End);
+            }
+            if ((r.Categories & PageCategory.PfnZero) == 0) present.Add(new AddressRange(r.Start, r.End));
+        }
+        if (objects is not null) gaps.AddRange(objects.GapsBelow(ulong.MaxValue));
+        List<AddressRange> ranges;
         ulong unseen = 0;
         if (pages is null)
         {
-            var mappings = source.ReadMappings(false);
-            spans = PageWalk.DataSpans(mappings, options.Selector);
-            ranges = PageWalk.PresentRegions(source, spans, cancel: cancel).Where(r => (r.Categories & PageCategory.PfnZero) == 0).Select(r => new AddressRange(r.Start, r.End)).ToList();
+            ranges = present.Concat(gaps).OrderBy(r => r.Start).ToList();
             unseen = DeviceMappings.Pages(source, mappings, options.Selector);
         }
-        else ranges = pages.Ranges;
+        else ranges = CutAt(pages.Ranges, gaps);
         ulong n = 0;
-        ulong unreadable = PageWalk.ReadChunks(source, ranges, (_, data) => n += (ulong)(data.Length / source.PageSize), cancel: cancel, gone: spans is null ? null : PageWalk.GoneSince(source, spans));
+        ulong unreadable = PageWalk.ReadChunks(source, ranges, (_, data) => n += (ulong)(data.Length / source.PageSize), cancel: cancel,
+            gone: pages is null ? PageWalk.GoneSince(source, spans) : null, objects: objects);
         // The first round (every present page) says what a sender could not read, as a round image's lack is said (round 22:
         // without -Destination nothing was); later rounds send what the tracker found, whose collection says what it could not read.
-        if (spans is not null && unreadable + unseen > 0)
+        if (pages is null && unreadable + unseen > 0)
             warn?.Invoke($"Round {round}: {unreadable + unseen} present page(s) of process {source.ProcessId} could not be read (kept from other processes as memfd_secret is, served by the process's own userfaultfd, or in a mapping of device memory, VM_PFNMAP, which pagemap cannot show): a destination would lack them. Leave those mappings out with -Mapping, or do not migrate this process.");
+        if (pages is null && objects?.UnopenedPages is > 0 and var unopened)
+            warn?.Invoke($"Round {round}: {unopened} page(s) of memory that ends with process {source.ProcessId} (a memfd, shared anonymous or System V memory, a deleted file: first {objects.FirstUnopened}) are not mapped in the process and could not be read from the object, which this user cannot open (/proc/PID/map_files needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE, and the process holds no descriptor of it) or whose file system's reads may never answer: a destination would lack them. Leave those mappings out with -Mapping, or migrate as root.");
         return (n, null);
+    }
+
+    /// <summary><paramref name="ranges"/> (ascending) cut at the bounds of <paramref name="at"/> (ascending): no piece lies partly in one of those.</summary>
+    internal static List<AddressRange> CutAt(IReadOnlyList<AddressRange> ranges, IReadOnlyList<AddressRange> at)
+    {
+        var cut = new List<AddressRange>();
+        int j = 0;
+        foreach (var r in ranges)
+        {
+            ulong s = r.Start;
+            while (s < r.End)
+            {
+                while (j < at.Count && at[j].End <= s) j++;
+                ulong end = j == at.Count ? r.End : Math.Min(r.End, at[j].Start > s ? at[j].Start : at[j].End);
+                cut.Add(new AddressRange(s, end));
+                s = end;
+            }
+        }
+        return cut;
     }
 
     public static DirtyPageSet Union(DirtyPageSet a, DirtyPageSet b)
