@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using System.Runtime.InteropServices;
+using System.Threading;
 
 using SoftDirty.Injection;
 
@@ -20,14 +21,25 @@ internal static unsafe class KernelProbe
     {
         get
         {
-            lock (Gate) return _current ??= Probe();
+            lock (Gate) return _current ??= Probe(default);
         }
     }
 
-    /// <summary>Probes again and replaces the cached answer.</summary>
-    public static KernelFeatures Refresh()
+    /// <summary>
+    /// The cached probe, probed on first use; <paramref name="cancel"/> ends a wait for this process's soft-dirty lock (a
+    /// command of another runspace that holds it, a watch of this PowerShell) with OperationCanceledException.
+    /// </summary>
+    public static KernelFeatures Get(CancellationToken cancel)
     {
-        var f = Probe();
+        lock (Gate) if (_current is { } known) return known;
+        var f = Probe(cancel); // outside the gate: a wait for the lock here keeps no other caller waiting where Ctrl+C cannot reach
+        lock (Gate) return _current ??= f;
+    }
+
+    /// <summary>Probes again and replaces the cached answer (<paramref name="cancel"/> as for <see cref="Get"/>).</summary>
+    public static KernelFeatures Refresh(CancellationToken cancel = default)
+    {
+        var f = Probe(cancel);
         lock (Gate) _current = f;
         return f;
     }
@@ -38,7 +50,7 @@ internal static unsafe class KernelProbe
         catch (Exception) { return RuntimeInformation.OSDescription; }
     }
 
-    private static KernelFeatures Probe()
+    private static KernelFeatures Probe(CancellationToken cancel)
     {
         ProcPageSource.EnsureLinux();
         var release = ReadKernelRelease();
@@ -67,7 +79,7 @@ internal static unsafe class KernelProbe
                 // The probe clears the bits of this whole process: a new epoch of it is recorded first, under its lock, as every clear
                 // the module makes is (ClearRefs itself would ask for the features being probed). Unrecorded, Get-SoftDirtySupport
                 // -Refresh in one runspace took the bits a soft-dirty watch of this PowerShell in another counted on, without a word.
-                using (Tracking.TrackingEpoch.Lock(self, default))
+                using (Tracking.TrackingEpoch.Lock(self, cancel))
                 {
                     Tracking.TrackingEpoch.Record(self);
                     self.WriteClearRefs("4\n"u8);

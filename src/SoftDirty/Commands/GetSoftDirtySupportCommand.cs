@@ -48,7 +48,8 @@ public sealed class GetSoftDirtySupportCommand : PipedIdCmdlet
     {
         if (ParameterSetName != KernelSet) return;
         EnsureLinux();
-        try { WriteObject(Refresh ? KernelProbe.Refresh() : KernelProbe.Current); }
+        try { WriteObject(Refresh ? KernelProbe.Refresh(Cancellation) : KernelProbe.Get(Cancellation)); }
         catch (EngineException ex) { ThrowTerminatingError(ToErrorRecord(ex)); }
+        catch (System.OperationCanceledException) when (Cancellation.IsCancellationRequested) { throw new PipelineStoppedException(); }
     }
 }
