@@ -33,7 +33,7 @@ internal static partial class WriteTrackingStore
     /// its own there (and its prune removed the states of host pids it could not see); the host's tracking stayed in its
     /// process with no state (Disable-WriteTracking: not enabled; Enable-WriteTracking: in use).
     /// </summary>
-    public static string Folder => PidNamespace.Of("self") is { } ns && ns != PidNamespace.Initial ? Path.Combine(BaseFolder, "pidns-" + ns) : BaseFolder;
+    public static string Folder => PidNamespace.Of("self") is { } ns && ns != PidNamespace.Initial ? Path.Combine(BaseFolder, NamespaceFolderPrefix + ns) : BaseFolder;
 
     /// <summary>The folder the user chose or the default one (<see cref="Folder"/> is it, or a subfolder in a pid namespace of a container).</summary>
     private static string BaseFolder
@@ -243,8 +243,48 @@ internal static partial class WriteTrackingStore
                     $"The write-tracking state file {dir.Combine($"{state.ProcessId}.json")} is not a regular file (a directory); remove it.", state.ProcessId, ex.Errno, ex);
             }
         }
-        try { Prune(Path.GetFullPath(Folder)); }
+        try
+        {
+            var folder = Path.GetFullPath(Folder);
+            Prune(folder);
+            if (folder == Path.GetFullPath(BaseFolder)) PruneNamespaces(folder);
+        }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // the state is in place
+    }
+
+    /// <summary>The prefix of the subfolders of <see cref="Folder"/> that commands in other pid namespaces use.</summary>
+    private const string NamespaceFolderPrefix = "pidns-";
+
+    /// <summary>
+    /// From the host's pid namespace: removes the state and lock files in the pidns-INODE subfolders (commands in containers,
+    /// <see cref="Folder"/>) of processes no longer on the system, none of which started at the state's start time
+    /// (<see cref="SystemStartTimes"/>, which only a command that sees every process can tell; elsewhere nothing is removed).
+    /// A container that ended left its states there for good: no command of its namespace came again to prune them. The
+    /// subfolders stay (a command in a container may be about to write into one); links are not followed.
+    /// </summary>
+    private static void PruneNamespaces(string baseFolder)
+    {
+        System.Collections.Generic.HashSet<ulong>? starts = null;
+        foreach (var sub in Directory.EnumerateDirectories(baseFolder, NamespaceFolderPrefix + "*"))
+        {
+            if (FileNative.Lstat(sub, out _) is not { Type: FileNative.S_IFDIR }) continue;
+            foreach (var f in Directory.EnumerateFiles(sub, "*.json"))
+            {
+                WriteTrackingState? state;
+                try { state = JsonSerializer.Deserialize<WriteTrackingState>(SafeFiles.ReadRegular(f, MaxStateBytes)); }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or JsonException or EngineException) { continue; }
+                if (state is null || state.StartTime == 0) continue; // malformed: a command of its namespace tells
+                starts ??= SystemStartTimes.Read();
+                if (starts is null) return;
+                if (SystemStartTimes.Near(starts, state.StartTime)) continue;
+                foreach (var gone in new[] { f, f[..^".json".Length] + LockSuffix })
+                {
+                    try { File.Delete(gone); }
+                    catch (IOException) { }
+                    catch (UnauthorizedAccessException) { }
+                }
+            }
+        }
     }
 
     /// <summary>
