@@ -129,8 +129,7 @@ internal sealed class PtraceFreeze : IDisposable
             // memory, its stack included, so no image is exact before), and refused where the vfork outlasts VforkWait.Bound.
             if (VforkWait.Waits(owner, tid, out int vforkChild))
             {
-                if (sharer && (vforkChild == _pid || (vforkChild == 0 && Ptrace.ParentOf(_pid) == owner))) continue;
-                if (vforkChild > 0 && vforkChild != _pid && _leaders.Contains(vforkChild) && _seized.ContainsKey(vforkChild) && Held(vforkChild)) continue;
+                if (LeftInVfork(owner, vforkChild)) continue;
                 if (!VforkWait.WaitEnd(owner, tid, cancel, out vforkChild))
                     throw VforkWait.Refusal(owner, tid, vforkChild, $"Freezing process {_pid}");
             }
@@ -210,6 +209,9 @@ internal sealed class PtraceFreeze : IDisposable
                 if (_seized.ContainsKey(tid) && Held(tid)) continue;
                 char? state = ProcessFreeze.ThreadState(TaskStat(owner, tid));
                 if (state == 'Z' && tid == owner) continue;
+                // A thread the passes leave in vfork (the frozen process's own vfork parent: round 15; the CI run of the
+                // round-24 merge said "kept starting threads" for every -Freeze of a vfork child).
+                if (VforkWait.Waits(owner, tid, out int vforkChild) && LeftInVfork(owner, vforkChild)) continue;
                 // A thread not held, one that died while held (reaped by the next pass) or one gone since the listing (an
                 // exec swapping ids): another pass.
                 return false;
@@ -217,6 +219,16 @@ internal sealed class PtraceFreeze : IDisposable
         }
         return SeizeReaping(pid) != 0;
     }
+
+    /// <summary>
+    /// Whether a thread of <paramref name="owner"/> waiting in vfork for <paramref name="vforkChild"/> (0: not known) is left
+    /// as it is: a sharer's thread waiting for the frozen process itself (its vfork child: /proc lists it, or at least it is
+    /// the parent), or one whose child this freeze holds stopped while it shares the memory. It runs no more until that child
+    /// execs or exits (the kernel wakes a vfork parent only then: mm_release).
+    /// </summary>
+    private bool LeftInVfork(int owner, int vforkChild) =>
+        (owner != _pid && (vforkChild == _pid || (vforkChild == 0 && Ptrace.ParentOf(_pid) == owner)))
+        || (vforkChild > 0 && vforkChild != _pid && _leaders.Contains(vforkChild) && _seized.ContainsKey(vforkChild) && Held(vforkChild));
 
     /// <summary>How often <see cref="Seize"/> tries again after EPERM while no tracer shows, and how long it waits between tries.</summary>
     private const int SeizeTries = 20;
