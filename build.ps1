@@ -63,6 +63,20 @@ function Invoke-Native([string] $What, [scriptblock] $Command) {
     if ($LASTEXITCODE -ne 0) { throw "$What failed (exit code $LASTEXITCODE)" }
 }
 
+# A dotnet build or restore, with TMPDIR in a folder of its own that is removed afterwards: the dotnet CLI leaves two
+# empty 0700 folders (six random letters) in the temp folder at every command, and NuGet its scratch folder, so a
+# machine that builds all day filled /tmp with thousands. Not for `dotnet test`: its tests use the temp folder.
+function Invoke-DotnetBuild([string] $What, [scriptblock] $Command) {
+    $private = [IO.Directory]::CreateTempSubdirectory('softdirty-dotnet-').FullName
+    $saved = $env:TMPDIR
+    $env:TMPDIR = $private
+    try { Invoke-Native $What $Command }
+    finally {
+        $env:TMPDIR = $saved
+        Remove-Item -LiteralPath $private -Recurse -Force -ErrorAction SilentlyContinue
+    }
+}
+
 # The pwsh to run children with: this one's apphost ($PSHOME/pwsh), also under `dotnet pwsh`.
 function Get-ChildPwsh {
     foreach ($name in 'pwsh', 'pwsh.exe') {
@@ -73,7 +87,7 @@ function Get-ChildPwsh {
 }
 
 function Invoke-Build {
-    Invoke-Native 'dotnet build src/SoftDirty' {
+    Invoke-DotnetBuild 'dotnet build src/SoftDirty' {
         dotnet build (Join-Path $Root 'src/SoftDirty/SoftDirty.csproj') -c $Configuration -p:Version=$Version --nologo -v:q -clp:ErrorsOnly
     }
     # The staged module is copied, never edited: module/ (the manifest, whose paths are local to its folder,
@@ -118,7 +132,7 @@ function Invoke-NativeBuild {
 # (Pester's differential and kernel matrix, Bench): its DLL alone in out/testkit, beside the staged module, built
 # against the same engine version; they load it after the module, whose engine it uses.
 function Invoke-TestKitBuild {
-    Invoke-Native 'dotnet build tests/SoftDirty.TestKit' {
+    Invoke-DotnetBuild 'dotnet build tests/SoftDirty.TestKit' {
         dotnet build (Join-Path $Root 'tests/SoftDirty.TestKit/SoftDirty.TestKit.csproj') -c $Configuration -p:Version=$Version --nologo -v:q -clp:ErrorsOnly
     }
     $bin = Join-Path $Root "tests/SoftDirty.TestKit/bin/$Configuration/net8.0"
@@ -135,7 +149,7 @@ function Get-PesterModulePath {
     $nugetRoot = if ($env:NUGET_PACKAGES) { $env:NUGET_PACKAGES } else { Join-Path ([Environment]::GetFolderPath('UserProfile')) '.nuget/packages' }
     $psd1 = Join-Path $nugetRoot "pester/$PesterVersion/tools/Pester.psd1"
     if (-not (Test-Path $psd1)) {
-        Invoke-Native "NuGet restore Pester $PesterVersion" {
+        Invoke-DotnetBuild "NuGet restore Pester $PesterVersion" {
             dotnet restore (Join-Path $Root 'tests/Tools/Tools.csproj') --nologo -v:q
         }
     }
@@ -158,8 +172,21 @@ function Invoke-Test {
     $suiteArgs = @()
     if ($Tag) { $suiteArgs += @('-Tag', ($Tag -join ',')) }
     if ($ExcludeTag) { $suiteArgs += @('-ExcludeTag', ($ExcludeTag -join ',')) }
-    $runs = @(Invoke-PesterRun -Who (Get-UserName) -Pwsh (Get-ChildPwsh) -Root $Root -PesterPath $pester `
-        -ModulePath (Join-Path $StageDir 'SoftDirty.psd1') -ResultsPath $ResultsDir -ResultName 'pester' -SuiteArgs $suiteArgs)
+    # The run's temp folder is one of its own (mode 1777 like /tmp), removed afterwards: every .NET process leaves its
+    # debugger pipes and diagnostics socket (clr-debug-pipe-*, dotnet-diagnostic-*) and every pwsh its host pipe
+    # (CoreFxPipe_PSHost.*) in $TMPDIR when it is killed, and the suite kills hundreds on purpose. The unprivileged
+    # run has its own already.
+    $runTemp = [IO.Directory]::CreateTempSubdirectory('softdirty-pester-').FullName
+    chmod 1777 $runTemp
+    $savedTemp = $env:TMPDIR
+    $env:TMPDIR = $runTemp
+    try {
+        $runs = @(Invoke-PesterRun -Who (Get-UserName) -Pwsh (Get-ChildPwsh) -Root $Root -PesterPath $pester `
+            -ModulePath (Join-Path $StageDir 'SoftDirty.psd1') -ResultsPath $ResultsDir -ResultName 'pester' -SuiteArgs $suiteArgs)
+    } finally {
+        $env:TMPDIR = $savedTemp
+        Remove-Item -LiteralPath $runTemp -Recurse -Force -ErrorAction SilentlyContinue
+    }
     $runs += @(Invoke-PesterUnprivileged -PesterPath $pester -SuiteArgs $suiteArgs)
     # The closing line CI reads: every run's counts, and one total.
     foreach ($r in $runs) {
