@@ -30,10 +30,11 @@ BeforeDiscovery {
             $reply = $p.TrySend('sud allow')
             if ($reply -notmatch '^OK') { $SudSkip = "no syscall user dispatch here (Linux 5.11, CONFIG_GENERIC_ENTRY: $reply)" }
             else {
-                # The refusal is judged from PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG (Linux 6.2): before it, the module can only
-                # tell of the SIGSYS afterwards, and the handler is gone by then.
-                $v = [version]((uname -r) -replace '^(\d+\.\d+).*', '$1')
-                if ($v -lt [version]'6.2') { $SudSkip = "Linux $v cannot tell a tracer of a thread's syscall user dispatch (PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG, 6.2)" }
+                # The refusal is judged from PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG (Linux 6.2): without it, the module can only
+                # tell of the SIGSYS afterwards, and the handler is gone by then. Asked of the kernel (a traced child of a target),
+                # not read from its version: a backport has it, a kernel built without generic entry code has not.
+                $probe = $p.TrySend('sudprobe')
+                if ($probe -notmatch '^OK 1') { $SudSkip = "this kernel cannot tell a tracer of a thread's syscall user dispatch (PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG, Linux 6.2: $probe)" }
             }
         } finally { Stop-TestTarget $p }
     }

@@ -963,6 +963,19 @@ static void *serve(void *arg)
             if (libc_text(&ls, &le) || sigaction(SIGSYS, &sa, NULL)
                 || prctl(PR_SET_SYSCALL_USER_DISPATCH, 1UL /* ON */, ls, le - ls, sel)) { reply("ERR sud %d", errno); continue; }
             reply("OK %lx", sel);
+        } else if (!strcmp(cmd, "sudprobe")) {
+            /* Whether this kernel tells a tracer a thread's syscall user dispatch (PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG,
+               0x4211, Linux 6.2): asked of a child of this target stopped under its trace. "OK 1", or "OK 0 ERRNO". */
+            unsigned long long cfg[4];
+            pid_t c = fork();
+            if (c == 0) { ptrace(PTRACE_TRACEME, 0, 0, 0); raise(SIGSTOP); _exit(0); }
+            int st = 0;
+            if (c < 0 || waitpid(c, &st, __WALL) != c || !WIFSTOPPED(st)) { reply("ERR sudprobe %d", errno); if (c > 0) { kill(c, SIGKILL); waitpid(c, &st, __WALL); } continue; }
+            long rc = ptrace((enum __ptrace_request)0x4211, c, (void *)sizeof cfg, cfg);
+            int e = errno;
+            kill(c, SIGKILL);
+            while (waitpid(c, &st, __WALL) == c && !WIFEXITED(st) && !WIFSIGNALED(st)) { }
+            if (rc == 0) reply("OK 1"); else reply("OK 0 %d", e);
         } else if (!strcmp(cmd, "sudsel")) {
             sud_selector = selector_byte(line);
             reply("OK");
