@@ -77,6 +77,7 @@
  *   ownreset <hexaddr> <pages>       PAGEMAP_SCAN of /proc/self/pagemap with WP_MATCHING | CHECK_WPASYNC over the range: a program's
  *                                    own get-and-reset of the written pages of a range its own userfaultfd registered (ownuffd)
  *                                    -> OK <written pages it took> or ERR pagemap_scan <errno>
+ *   scanprobe                        whether the kernel has PAGEMAP_SCAN (6.7): a plain scan of its stack's page -> OK 1, OK 0 <errno>
  *   churn <hexaddr> <pages>          a thread that, until "churn 0", starts short-lived threads 16 at a time, each
  *                                    writing one byte into the next page of the range (in turn) and exiting, all joined
  *                                    before the next 16 start: threads created and gone all the time   -> OK
@@ -109,6 +110,8 @@
  *                                    selector); bad sets the byte to 2, for which the kernel kills the process at such a
  *                                    syscall, as it does (SIGSEGV) with unreadable: the selector in a PROT_NONE page
  *                                    -> OK <selector hexaddr>
+ *   sudprobe                         whether the kernel tells a tracer a thread's dispatch (PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG,
+ *                                    6.2), asked of a traced child -> OK 1, OK 0 <errno>
  *   sudsel <allow|block|bad>         sets the selector byte                                       -> OK
  *   sudoff                           selector allow, then PR_SYS_DISPATCH_OFF                     -> OK <rc>
  *   sudcall                          getpid from this program's own code (outside libc): dispatched while the selector
@@ -877,6 +880,15 @@ static void *serve(void *arg)
             unsigned long pages = 0;
             for (long i = 0; i < got; i++) pages += (vec[3 * i + 1] - vec[3 * i]) / (unsigned long)page_size;
             reply("OK %lu", pages);
+        } else if (!strcmp(cmd, "scanprobe")) {
+            /* Whether this kernel has PAGEMAP_SCAN (Linux 6.7): one plain scan of the page of this stack. "OK 1", or "OK 0 ERRNO". */
+            uint64_t vec[3], here = (uint64_t)(uintptr_t)&vec & ~((uint64_t)page_size - 1);
+            uint64_t arg[12] = { 96, 0, here, here + (uint64_t)page_size, 0, (uint64_t)(uintptr_t)vec, 1, 0, 0, 0, 0, 8 /* PAGE_IS_PRESENT */ };
+            int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+            long got = pm < 0 ? -1 : ioctl(pm, 0xC0606610UL /* PAGEMAP_SCAN */, arg);
+            int e = errno;
+            if (pm >= 0) close(pm);
+            if (got >= 0) reply("OK 1"); else reply("OK 0 %d", e);
         } else if (!strcmp(cmd, "churn") && n >= 2) {
             if (a == 0) {
                 if (!churn.running) { reply("ERR not churning"); continue; }
