@@ -11,11 +11,11 @@ internal static class ImageRestorer
     public static ulong Restore(string leafPath, IRestoreTarget target, CancellationToken cancel = default)
     {
         using var chain = ImageReader.Chain(leafPath);
-        var indexes = chain.Select(ImageReader.ReadIndex).ToList();
+        var indexes = chain.Select(image => ImageReader.ReadIndex(image, cancel)).ToList();
         // The whole chain is verified before the target is touched: a corrupt page fails here, with nothing written.
         for (int c = 0; c < chain.Count; c++)
             ImageReader.VerifyPages(chain[c], indexes[c], p => throw p.ToException(), cancel);
-        var map = ImageReader.Resolve(chain, indexes);
+        var pages = ImageReader.Resolve(indexes);
         var leaf = chain[^1].Manifest;
         int ps = leaf.PageSize;
         target.Prepare(leaf.Mappings, ps);
@@ -27,7 +27,7 @@ internal static class ImageRestorer
             // The latest image's mappings are sorted and disjoint (ImageVerifier), and so are the pages: one cursor.
             var layout = leaf.Mappings;
             int at = 0;
-            foreach (var (addr, (img, offset, hash)) in map)
+            foreach (var (addr, img, offset, hash) in pages)
             {
                 if ((n & 1023) == 0) cancel.ThrowIfCancellationRequested();
                 // A page an older image of the chain holds where the latest has no mapping (unmapped or moved since, as
@@ -36,11 +36,17 @@ internal static class ImageRestorer
                 while (at < layout.Count && layout[at].End <= addr) at++;
                 if (at == layout.Count || layout[at].Start > addr) continue;
                 int got = RandomAccess.Read(handles[img], page, (long)offset);
-                var file = chain[img].File(ImageFormat.PagesFile);
+                // (The file's name made only for an error: made a page, it was most of what a restore allocated.)
                 if (got < ps)
+                {
+                    var file = chain[img].File(ImageFormat.PagesFile);
                     throw new EngineException(EngineError.ImageIncomplete, $"{file} at offset {offset} (0x{offset:x}): truncated, page 0x{addr:x} is missing.", file);
+                }
                 if (PageHash.Fast128(page, chain[img].PageKey) != hash)
+                {
+                    var file = chain[img].File(ImageFormat.PagesFile);
                     throw new EngineException(EngineError.ImageCorrupt, $"{file} at offset {offset} (0x{offset:x}): page 0x{addr:x} does not match its checksum.", file);
+                }
                 target.WritePage(addr, page);
                 n++;
             }

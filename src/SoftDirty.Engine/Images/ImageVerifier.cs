@@ -25,8 +25,7 @@ internal static class ImageVerifier
                 if (image.Manifest.UnreadablePages > 0)
                     problems.Add(new ImageProblem(EngineError.ImageIncomplete, image.File(ImageFormat.ManifestFile), null,
                         $"{image.File(ImageFormat.ManifestFile)}: {image.Manifest.UnreadablePages} page(s) could not be read when this image was saved (present pages kept from other processes as memfd_secret is, served by the process's own userfaultfd, or in a mapping of device memory, VM_PFNMAP or VM_IO, which pagemap cannot show; or pages of memory that ends with the process, a memfd, shared anonymous or System V memory or a deleted file, that it did not map and whose object the saving user could not open): the image lacks them."));
-                var records = ImageReader.ReadIndex(image);
-                pages += ImageReader.VerifyPages(image, records, problems.Add, cancel);
+                pages += ImageReader.VerifyPages(image, problems.Add, cancel);
             }
             catch (ImageException ex) { problems.Add(new ImageProblem(ex.Error, ex.File, ex.Offset, ex.Message)); }
             catch (EngineException ex) when (ex.Error != EngineError.ResourceLimit) { problems.Add(new ImageProblem(ex.Error, ex.Target?.ToString() ?? image.Path, null, ex.Message)); }

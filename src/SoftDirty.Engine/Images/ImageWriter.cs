@@ -132,15 +132,8 @@ internal static class ImageWriter
                 // What to read, found as it is read: present pages, narrowed to the tracker's candidates when there
                 // are any. (Lazily: the regions of a large sparse process are never all held at once.)
                 var shared = new List<AddressRange>();
-                // [start, end) cut to the watched ranges (regions ascend: the search goes on where it stopped).
+                // Where the cut of regions to the watched ranges goes on (regions ascend: the search goes on where it stopped).
                 int watchedAt = 0, spanAt = 0;
-                IEnumerable<AddressRange> Watched(ulong start, ulong end, bool whole)
-                {
-                    if (watched is null || whole) { yield return new AddressRange(start, end); yield break; }
-                    while (watchedAt < watched.Count && watched[watchedAt].End <= start) watchedAt++;
-                    for (int i = watchedAt; i < watched.Count && watched[i].Start < end; i++)
-                        yield return new AddressRange(Math.Max(start, watched[i].Start), Math.Min(end, watched[i].End));
-                }
                 // Whether r is swapped, not present, in a mapping of a file or memfd (a marker: see below).
                 bool DroppedFromFile(PageRegion r)
                 {
@@ -209,8 +202,19 @@ internal static class ImageWriter
                         // file's, not read, as a page of a file mapping that is not present.)
                         bool dropped = DroppedFromFile(r);
                         if (dropped) markers.Add(new AddressRange(r.Start, r.End));
-                        foreach (var part in Watched(r.Start, r.End, whole: (r.Categories & (PageCategory.File | PageWalk.NotExclusive)) != 0 || dropped))
+                        // [start, end) cut to the watched ranges, here and not in an iterator of its own: a save of a sparse
+                        // process walks a region a page, and an iterator a region was most of what a full save allocated.
+                        if (watched is null || dropped || (r.Categories & (PageCategory.File | PageWalk.NotExclusive)) != 0)
                         {
+                            var whole = new AddressRange(r.Start, r.End);
+                            readRanges?.Add(whole);
+                            yield return whole;
+                            continue;
+                        }
+                        while (watchedAt < watched.Count && watched[watchedAt].End <= r.Start) watchedAt++;
+                        for (int i = watchedAt; i < watched.Count && watched[i].Start < r.End; i++)
+                        {
+                            var part = new AddressRange(Math.Max(r.Start, watched[i].Start), Math.Min(r.End, watched[i].End));
                             readRanges?.Add(part);
                             yield return part;
                         }

@@ -56,7 +56,7 @@ public sealed class GetPageMapCommand : PageRangeCmdlet
             WriteVerbose($"Process {source.ProcessId} ({source.Name}): {spans.Count} span(s) of {mappings.Count} mapping(s), {total:N0} pages, filter {filter}; " +
                 $"read method {method}{(ReadMethod == PageReadMethod.Auto ? " (Auto: " + why + ")" : "")}.");
         var progress = new Progress(this, $"Reading the page map of {source.Name} ({source.ProcessId})", $"{total:N0} pages");
-        reader.Progress = done => progress.Report(done, total, $"{done:N0} of {total:N0} pages");
+        reader.Progress = done => progress.Report(done, total, Progress.PagesStatus);
 
         int pid = source.ProcessId;
         ulong emitted = 0;

@@ -98,7 +98,7 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
             var tracked = lap.Elapsed - frozen;
             WriteVerbose(candidates is null ? $"{method}: every present page is compared" : $"{method}: {candidates.PageCount} candidate pages");
             result = ImageWriter.Save(source, path, parent, method, candidates, selector, Freeze, armed,
-                (done, total) => progress.Report(done, total, $"{done:N0} of {total:N0} pages"), Cancellation, epoch, reset, parentManifest);
+                (done, total) => progress.Report(done, total, Progress.PagesStatus), Cancellation, epoch, reset, parentManifest);
             progress.Complete();
             WriteVerbose($"Saved in {lap.Elapsed.TotalMilliseconds:N1} ms: {(Freeze ? $"freeze {frozen.TotalMilliseconds:N1} ms, " : "")}" +
                 $"tracking {tracked.TotalMilliseconds:N1} ms, {string.Join(", ", result.Phases)}.");

@@ -232,9 +232,31 @@ public abstract class EngineCmdlet : PSCmdlet
         /// <summary>Shows <paramref name="done"/> of <paramref name="total"/> (and a new status), if it is time to.</summary>
         public void Report(ulong done, ulong total, string? status = null)
         {
+            if (Due()) Show(done, total, status);
+        }
+
+        /// <summary>
+        /// As <see cref="Report(ulong, ulong, string?)"/> with the status made by <paramref name="status"/> only when shown: a
+        /// loop that reports once a chunk (a save of a sparse process: a chunk a present region) formats nothing in between.
+        /// </summary>
+        public void Report(ulong done, ulong total, Func<ulong, ulong, string> status)
+        {
+            if (Due()) Show(done, total, status(done, total));
+        }
+
+        /// <summary>The status of work counted in pages: "DONE of TOTAL pages".</summary>
+        public static string PagesStatus(ulong done, ulong total) => $"{done:N0} of {total:N0} pages";
+
+        private bool Due()
+        {
             long now = (long)Stopwatch.GetElapsedTime(_started).TotalMilliseconds;
-            if (now < 500 || (_lastShown >= 0 && now - _lastShown < 200)) return;
+            if (now < 500 || (_lastShown >= 0 && now - _lastShown < 200)) return false;
             _lastShown = now;
+            return true;
+        }
+
+        private void Show(ulong done, ulong total, string? status)
+        {
             var record = _record ??= new ProgressRecord(Interlocked.Increment(ref _nextActivity), DisplayText.Visible(_activity), DisplayText.Visible(_status));
             if (status is not null) record.StatusDescription = DisplayText.Visible(status);
             record.PercentComplete = total == 0 ? -1 : (int)Math.Min(100, done * 100 / total);
