@@ -35,6 +35,11 @@
  *   migrate <page> <count> <node>   move_pages of the range's pages to NUMA node <node> (MPOL_MF_MOVE): the first
  *                                   page's failure (its status) is printed as the op's errno, EIO for a page left
  *                                   on another node
+ *   pageout <page> <count>          madvise MADV_PAGEOUT (anonymous pages go to swap only where the guest has swap:
+ *                                   tests/vm/matrix.sh SOFTDIRTY_MATRIX_SWAP)
+ *   cold <page> <count>             madvise MADV_COLD
+ *   swapoff                         swapoff of the guest's swap device (/dev/zram0): every swapped page comes back
+ *   swapon                          swapon of it again
  *   truth                           print the pages this process really wrote since its last "clear 4" (the
  *                                   runner's own record: a write that did not fault, moved along by mremap,
  *                                   forgotten by map and unmap of the page): "truth <n> <who>", then one
@@ -66,6 +71,7 @@
 #include <unistd.h>
 #include <grp.h>
 #include <sys/prctl.h>
+#include <sys/swap.h>
 
 #define FRAME_MASK ((1ULL << 55) - 1) /* PFN or swap type/offset: not compared */
 #define MAX_LINE 256
@@ -362,6 +368,14 @@ static int run_op(char *line, const char *who)
     } else if (!strcmp(op, "clear")) {
         rc = clear_refs((int)p);
         if (rc == 0 && p == 4) truth_clear(0, 4096);
+    } else if (!strcmp(op, "pageout")) {
+        rc = madvise(addr, len, 21 /* MADV_PAGEOUT */);
+    } else if (!strcmp(op, "cold")) {
+        rc = madvise(addr, len, 20 /* MADV_COLD */);
+    } else if (!strcmp(op, "swapoff")) {
+        rc = swapoff("/dev/zram0");
+    } else if (!strcmp(op, "swapon")) {
+        rc = swapon("/dev/zram0", 0);
     } else if (!strcmp(op, "dontneed")) {
         rc = madvise(addr, len, MADV_DONTNEED);
     } else if (!strcmp(op, "check")) {

@@ -46,7 +46,7 @@ public sealed partial class EmulatedProcess
                 bool keepUffdWp = vma.UffdWriteProtect && !vma.IsAnonymous;
                 ulong from = Math.Max(address, vma.Start), to = Math.Min(end, vma.End);
                 split.Clear();
-                MutatePtes(from, to, visitNone: false, (_, pte) => SwapOutPte(pte, keepUffdWp), (leaf, pmd) =>
+                MutatePtes(from, to, visitNone: false, (page, pte) => SwapOutPte(pte, keepUffdWp, vma, page), (leaf, pmd) =>
                 {
                     ulong first = Pte.Frame(pmd);
                     if (first >= PhysicalMemory.FirstUserPfn && _mem.MapCount(first) <= 1) split.Add(leaf);
@@ -59,13 +59,13 @@ public sealed partial class EmulatedProcess
                 {
                     SplitHugeLeaf(leaf);
                     ulong start = leaf << PageTable.LeafShift << PageShift;
-                    MutatePtes(start, start + HugePageBytes, visitNone: false, (_, pte) => SwapOutPte(pte, keepUffdWp));
+                    MutatePtes(start, start + HugePageBytes, visitNone: false, (page, pte) => SwapOutPte(pte, keepUffdWp, vma, page));
                 }
             }
         }
     }
 
-    private ulong SwapOutPte(ulong pte, bool keepUffdWp)
+    private ulong SwapOutPte(ulong pte, bool keepUffdWp, Vma vma, ulong page)
     {
         if (!Pte.IsPresent(pte)) return pte;
         ulong frame = Pte.Frame(pte);
@@ -82,8 +82,10 @@ public sealed partial class EmulatedProcess
         if (!anonymousPage)
         {
             _mem.Unmap(frame, anonymous: false);
+            if (vma.Backing is { IsFile: false } shmem) _mem.SwapOutCachePage(shmem, vma.BackingPage(page << PageShift));
             return keepUffdWp && (pte & Pte.UffdWp) != 0 ? Pte.Swap | Pte.UffdWp : 0;
         }
+        _mem.DropSwapCache(frame);   // reclaimed into a slot of its own (the kernel reuses the cache's slot: same content)
         ulong offset = _mem.SwapOut(_mem.Content.Duplicate(_mem.ContentOf(frame)));
         _mem.Unmap(frame, anonymous: true);
         return Pte.MakeSwap(offset) | (pte & (Pte.SoftDirty | Pte.UffdWp));
