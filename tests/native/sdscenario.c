@@ -40,6 +40,9 @@
  *   cold <page> <count>             madvise MADV_COLD
  *   swapoff                         swapoff of the guest's swap device (/dev/zram0): every swapped page comes back
  *   swapon                          swapon of it again
+ *   reclaim                         memory.reclaim of 1 GiB in this process's cgroup v2 (matrix-init puts sdscenario in one of
+ *                                   its own with swap): LRU reclaim, which takes pages a fork shares too; EAGAIN (less
+ *                                   reclaimed than asked) is not reported
  *   truth                           print the pages this process really wrote since its last "clear 4" (the
  *                                   runner's own record: a write that did not fault, moved along by mremap,
  *                                   forgotten by map and unmap of the page): "truth <n> <who>", then one
@@ -287,6 +290,27 @@ static int split_range(char *addr, size_t len)
     return w < 0 ? -1 : 0;
 }
 
+/* memory.reclaim of this process's cgroup v2 ("0::/PATH" of /proc/self/cgroup, under /sys/fs/cgroup). */
+static int cgroup_reclaim(void)
+{
+    char line[256], path[512];
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (!f) return -1;
+    path[0] = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "0::", 3)) { line[strcspn(line, "\n")] = 0; snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.reclaim", line + 3); }
+    fclose(f);
+    if (!path[0]) { errno = ENOENT; return -1; }
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return -1;
+    ssize_t w = write(fd, "1G", 2);
+    int e = errno;
+    close(fd);
+    if (w < 0 && e == EAGAIN) return 0;
+    errno = e;
+    return w < 0 ? -1 : 0;
+}
+
 static int clear_refs(int type)
 {
     char text[4];
@@ -374,6 +398,8 @@ static int run_op(char *line, const char *who)
         rc = madvise(addr, len, 20 /* MADV_COLD */);
     } else if (!strcmp(op, "swapoff")) {
         rc = swapoff("/dev/zram0");
+    } else if (!strcmp(op, "reclaim")) {
+        rc = cgroup_reclaim();
     } else if (!strcmp(op, "swapon")) {
         rc = swapon("/dev/zram0", 0);
     } else if (!strcmp(op, "dontneed")) {
