@@ -64,6 +64,25 @@ public class SwapRuleTests
         Assert.Equal(3, FirstByte(parent, a));
     }
 
+    // mprotect to read-write does not make the swap cache's page writable while the other half's entry still refers to its
+    // slot (the page is not exclusive): the write after it copies, and the other half swaps in the bytes of the swap-out.
+    [Fact]
+    public void MprotectLeavesThePageOfASharedSlotWriteProtected()
+    {
+        var parent = New("7.3");
+        ulong a = MapAnon(parent, Page);
+        parent.Write(a, Page, 5);
+        parent.SwapOut(a, Page);
+        var child = parent.Fork();
+        child.Mprotect(a, Page, Protection.Read);
+        child.Read(a, Page);
+        child.Mprotect(a, Page, RW);
+        child.Write(a, Page, 9);
+        parent.Read(a, Page);
+        Assert.Equal(5, FirstByte(parent, a));
+        Assert.Equal(9, FirstByte(child, a));
+    }
+
     // swap-shared: reclaim moves a page of shared anonymous memory from the page cache to swap, so a read fault's
     // fault-around no longer maps it (before: it stayed cached and was mapped around the fault); its bytes stay.
     [Theory]
