@@ -163,9 +163,9 @@ Describe 'Round 25: SoftDirty increments, watches and migrations across real swa
 # The emulator's swap rules (PhysicalMemory.SwapInFrame: a slot both halves of a fork refer to is swapped in once, into the
 # swap cache; SwapOutCachePage: shared memory reclaimed goes to swap, out of the page cache) against the kernels' prints of
 # tests/scenarios/vm/swap.scenario with a zram swap, recorded in the VM (folded, in tests/vm/recorded): compared everywhere;
-# with SOFTDIRTY_KERNEL_MATRIX the kernels boot again. Before round 25 the emulator printed otherwise in 3 (6.12, 7.2, 7.3)
-# and 4 (6.1) of the 16 scenarios: swap-fork, swap-fork-swapoff (each half a copy of its own, both exclusive), swap-shared
-# and, on 6.1, swap-shared-uffdwp (the reclaimed pages mapped again around a read fault).
+# with SOFTDIRTY_KERNEL_MATRIX the kernels boot again. Before round 25 the emulator printed otherwise in 4 (6.12, 7.2, 7.3)
+# and 5 (6.1) of the 17 scenarios: swap-fork, swap-fork-swapoff, swap-fork-free (each half a copy of its own, both exclusive;
+# MADV_FREE dropped the page), swap-shared and, on 6.1, swap-shared-uffdwp (the reclaimed pages mapped again around a read fault).
 Describe 'Round 25: the emulator against the kernels'' prints of <File>' -ForEach $recorded -Tag 'Security', 'Round25Swap', 'Differential' {
     BeforeAll {
         Add-Type -Path $env:SOFTDIRTY_TESTKIT

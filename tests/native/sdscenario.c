@@ -38,6 +38,7 @@
  *   pageout <page> <count>          madvise MADV_PAGEOUT (anonymous pages go to swap only where the guest has swap:
  *                                   tests/vm/matrix.sh SOFTDIRTY_MATRIX_SWAP)
  *   cold <page> <count>             madvise MADV_COLD
+ *   free <page> <count>             madvise MADV_FREE
  *   swapoff                         swapoff of the guest's swap device (/dev/zram0): every swapped page comes back
  *   swapon                          swapon of it again
  *   reclaim                         memory.reclaim of 1 GiB in this process's cgroup v2 (matrix-init puts sdscenario in one of
@@ -394,6 +395,8 @@ static int run_op(char *line, const char *who)
         if (rc == 0 && p == 4) truth_clear(0, 4096);
     } else if (!strcmp(op, "pageout")) {
         rc = madvise(addr, len, 21 /* MADV_PAGEOUT */);
+    } else if (!strcmp(op, "free")) {
+        rc = madvise(addr, len, 8 /* MADV_FREE */);
     } else if (!strcmp(op, "cold")) {
         rc = madvise(addr, len, 20 /* MADV_COLD */);
     } else if (!strcmp(op, "swapoff")) {

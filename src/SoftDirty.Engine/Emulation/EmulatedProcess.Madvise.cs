@@ -85,8 +85,9 @@ public sealed partial class EmulatedProcess
             if (vma.Backing is { IsFile: false } shmem) _mem.SwapOutCachePage(shmem, vma.BackingPage(page << PageShift));
             return keepUffdWp && (pte & Pte.UffdWp) != 0 ? Pte.Swap | Pte.UffdWp : 0;
         }
-        _mem.DropSwapCache(frame);   // reclaimed into a slot of its own (the kernel reuses the cache's slot: same content)
-        ulong offset = _mem.SwapOut(_mem.Content.Duplicate(_mem.ContentOf(frame)));
+        // A page of the swap cache goes back to its slot (the entry refers to it once more), as try_to_unmap does.
+        if (_mem.TryGetSwapCacheSlot(frame, out ulong offset)) _mem.SwapReference(offset);
+        else offset = _mem.SwapOut(_mem.Content.Duplicate(_mem.ContentOf(frame)));
         _mem.Unmap(frame, anonymous: true);
         return Pte.MakeSwap(offset) | (pte & (Pte.SoftDirty | Pte.UffdWp));
     }
@@ -130,7 +131,8 @@ public sealed partial class EmulatedProcess
             return 0;
         }
         ulong frame = Pte.Frame(pte);
-        if (frame < PhysicalMemory.FirstUserPfn || _mem.MapCount(frame) > 1) return pte;
+        // A page of a swap slot another entry still refers to stays (madvise_free_pte_range: folio_free_swap fails).
+        if (frame < PhysicalMemory.FirstUserPfn || _mem.MapCount(frame) > 1 || _mem.InSwapCache(frame)) return pte;
         _mem.MarkLazyFree(frame);
         return pte & ~(Pte.Dirty | Pte.Accessed);
     }

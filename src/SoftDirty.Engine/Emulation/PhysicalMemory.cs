@@ -220,7 +220,10 @@ internal sealed class PhysicalMemory
     /// </summary>
     public bool InSwapCache(ulong pfn) => _swapCacheOf.ContainsKey(pfn);
 
-    /// <summary>The frame leaves the swap cache (freed, or reclaimed again into a slot of its own).</summary>
+    /// <summary>The slot whose swap cache holds the frame (its bytes are the slot's: a write to it always copies).</summary>
+    public bool TryGetSwapCacheSlot(ulong pfn, out ulong offset) => _swapCacheOf.TryGetValue(pfn, out offset);
+
+    /// <summary>The frame leaves the swap cache (freed).</summary>
     public void DropSwapCache(ulong pfn)
     {
         if (_swapCacheOf.Remove(pfn, out ulong offset)) _swapCache.Remove(offset);

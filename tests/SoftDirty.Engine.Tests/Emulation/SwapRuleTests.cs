@@ -14,6 +14,16 @@ namespace SoftDirty.Tests.Emulation;
 /// </summary>
 public class SwapRuleTests
 {
+    // One page of byte 5 swapped out, then a fork: both halves' entries refer to its slot.
+    private static (EmulatedProcess Parent, EmulatedProcess Child, ulong Address) ForkedWithPageOut()
+    {
+        var parent = New("7.3");
+        ulong a = MapAnon(parent, Page);
+        parent.Write(a, Page, 5);
+        parent.SwapOut(a, Page);
+        return (parent, parent.Fork(), a);
+    }
+
     private static byte FirstByte(EmulatedProcess p, ulong a)
     {
         Span<byte> one = stackalloc byte[1];
@@ -47,11 +57,7 @@ public class SwapRuleTests
     [Fact]
     public void AWriteToThePageOfASharedSlotCopiesItAndTheOtherHalfReadsTheOldBytes()
     {
-        var parent = New("7.3");
-        ulong a = MapAnon(parent, Page);
-        parent.Write(a, Page, 5);
-        parent.SwapOut(a, Page);
-        var child = parent.Fork();
+        var (parent, child, a) = ForkedWithPageOut();
         child.Read(a, Page);      // swapped in, in the swap cache: the parent's entry still refers to the slot
         child.Write(a, Page, 9);  // copies
         Assert.Equal(9, FirstByte(child, a));
@@ -69,11 +75,7 @@ public class SwapRuleTests
     [Fact]
     public void MprotectLeavesThePageOfASharedSlotWriteProtected()
     {
-        var parent = New("7.3");
-        ulong a = MapAnon(parent, Page);
-        parent.Write(a, Page, 5);
-        parent.SwapOut(a, Page);
-        var child = parent.Fork();
+        var (parent, child, a) = ForkedWithPageOut();
         child.Mprotect(a, Page, Protection.Read);
         child.Read(a, Page);
         child.Mprotect(a, Page, RW);
@@ -81,6 +83,33 @@ public class SwapRuleTests
         parent.Read(a, Page);
         Assert.Equal(5, FirstByte(parent, a));
         Assert.Equal(9, FirstByte(child, a));
+    }
+
+    // swap-fork-free: MADV_FREE leaves the swap cache's page of a slot the other half still refers to (folio_free_swap fails):
+    // reclaim swaps it out again with its bytes, where a lazily freed page would be dropped and read as zeros.
+    [Fact]
+    public void MadviseFreeLeavesThePageOfASharedSlot()
+    {
+        var (parent, child, a) = ForkedWithPageOut();
+        child.Read(a, Page);
+        child.MadviseFree(a, Page);
+        child.SwapOut(a, Page);
+        Assert.True(Entries(child, a, 1)[0].Swapped);
+        Assert.Equal(5, FirstByte(child, a));
+    }
+
+    // swap-fork-free: reclaim of the swap cache's page puts it back in its slot (the entry refers to that slot once more), so
+    // the halves still share one page when both swap it in again (before: a new slot, and each half a page of its own).
+    [Fact]
+    public void ReclaimOfTheSwapCachesPageReturnsItToItsSlot()
+    {
+        var (parent, child, a) = ForkedWithPageOut();
+        child.Read(a, Page);
+        child.SwapOut(a, Page);
+        child.Read(a, Page);
+        parent.Read(a, Page);
+        Assert.All(new[] { Entries(parent, a, 1)[0], Entries(child, a, 1)[0] }, e => Assert.True(e is { Present: true, Exclusive: false }));
+        Assert.Equal(5, FirstByte(child, a));
     }
 
     // swap-shared: reclaim moves a page of shared anonymous memory from the page cache to swap, so a read fault's

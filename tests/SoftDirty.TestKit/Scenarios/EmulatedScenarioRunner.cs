@@ -189,6 +189,7 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
                 case ScenarioOpKind.Split: p.SplitHugePages(address, length); break;
                 case ScenarioOpKind.Migrate: p.MigratePages(address, length); break;
                 case ScenarioOpKind.PageOut: p.SwapOut(address, length); break;
+                case ScenarioOpKind.Free: p.MadviseFree(address, length); break;
                 case ScenarioOpKind.Cold: break;   // deactivation only: nothing pagemap shows changes
                 case ScenarioOpKind.SwapOn: break;
                 case ScenarioOpKind.Truth:

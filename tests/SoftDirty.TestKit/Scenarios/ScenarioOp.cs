@@ -53,6 +53,7 @@ public readonly record struct ScenarioOp(ScenarioOpKind Kind, int Page = 0, int 
         ScenarioOpKind.Migrate => $"migrate {Page} {Count} {Target}",
         ScenarioOpKind.PageOut => $"pageout {Page} {Count}",
         ScenarioOpKind.Cold => $"cold {Page} {Count}",
+        ScenarioOpKind.Free => $"free {Page} {Count}",
         ScenarioOpKind.SwapOff => "swapoff",
         ScenarioOpKind.SwapOn => "swapon",
         _ => throw new InvalidOperationException(Kind.ToString()),

@@ -53,6 +53,8 @@ public enum ScenarioOpKind
     Migrate,
     /// <summary>madvise MADV_PAGEOUT of Count pages at Page (a guest with swap: anonymous pages go to swap).</summary>
     PageOut,
+    /// <summary>madvise MADV_FREE of Count pages at Page.</summary>
+    Free,
     /// <summary>madvise MADV_COLD of Count pages at Page (deactivation: no page table change).</summary>
     Cold,
     /// <summary>swapoff of the guest's swap: every swapped page of every process comes back.</summary>
