@@ -133,39 +133,28 @@ Describe 'Round 24: the emulator against the kernels'' prints of <File>' -ForEac
     BeforeAll {
         Add-Type -Path $env:SOFTDIRTY_TESTKIT
         $script:scenarioPath = Join-Path $PSScriptRoot "../scenarios/vm/$Scenario.scenario"
-        $script:scenarios = [SoftDirty.TestKit.Scenarios.Scenario]::Parse([IO.File]::ReadAllText($scenarioPath))
+        $script:count = [SoftDirty.TestKit.Scenarios.Scenario]::Parse([IO.File]::ReadAllText($scenarioPath)).Count
         $script:kernel = [SoftDirty.TestKit.Scenarios.KernelMatrixKernel]::Load((Join-Path $PSScriptRoot '../vm/kernels.list')) | Where-Object Id -EQ $Id
         # The boot of each: 1 GiB (a THP; under 512 MiB the guest boots with THP off), khugepaged off the scenarios' ranges
         # (round 21); ksm-thp with ksmd scanning every millisecond without smart scan's skipping (6.7+; the write fails on
         # 6.1, which lacks it), migrate with two NUMA nodes.
         $script:settings = '/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none=0 /sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs=4294967295'
         if ($Scenario -eq 'ksm-thp') { $settings = "/sys/kernel/mm/ksm/run=1 /sys/kernel/mm/ksm/sleep_millisecs=1 /sys/kernel/mm/ksm/pages_to_scan=5000 /sys/kernel/mm/ksm/smart_scan=0 $settings" }
-        function Compare-Prints([string] $Name, [string] $Prints, [string[]] $FactLines) {
-            $kp = $kernel.GetProfile(($FactLines -contains 'soft_dirty 1' -or $FactLines -contains 'config_soft_dirty 1'), $FactLines)
-            [SoftDirty.TestKit.Scenarios.KernelMatrixKernel]::Compare([SoftDirty.TestKit.Scenarios.RecordedScenarioRunner]::FromOutput($Name, $Prints), $kp, $scenarios)
-        }
     }
 
     It 'prints what the kernel printed, page for page, on the profile and THP settings it names' {
-        $lines = Get-Content $Path
-        $result = Compare-Prints $File ([SoftDirty.TestKit.Scenarios.ScenarioPrintRuns]::Expand([IO.File]::ReadAllText($Path))) @($lines -match '^# ' -replace '^# ', '')
-        $result.Scenarios | Should -Be $scenarios.Count
+        $result = Compare-RecordedKernelPrints $Id $scenarioPath $Path
+        $result.Scenarios | Should -Be $count
         $result.Matched | Should -BeTrue -Because $(if ($result.FirstMismatch) { "$File differs in $($result.DifferingNames -join ', '):`n$($result.FirstMismatch.SideBySide)" })
     }
 
     It 'booted again (SOFTDIRTY_KERNEL_MATRIX), prints what the emulator prints' -Tag 'KernelMatrix' {
         if (-not $env:SOFTDIRTY_KERNEL_MATRIX) { Set-ItResult -Skipped -Because 'SOFTDIRTY_KERNEL_MATRIX is not set: these boots run with the kernel matrix (build.ps1 KernelTest)'; return }
-        $dir = Join-Path $PSScriptRoot '../results/kernel-matrix'
-        $null = New-Item -ItemType Directory $dir -Force
-        $output = Join-Path $dir "$Id.$Scenario.prints"
-        $env:SOFTDIRTY_MATRIX_MEM = '1G'
-        $env:SOFTDIRTY_MATRIX_APPEND = 'transparent_hugepage=always'
-        $env:SOFTDIRTY_MATRIX_SETTINGS = $settings
-        if ($Scenario -eq 'migrate') { $env:SOFTDIRTY_MATRIX_NUMA = '2' }
-        try { bash (Join-Path $PSScriptRoot '../vm/matrix.sh') $Id $scenarioPath $output | Write-Host; $LASTEXITCODE | Should -Be 0 }
-        finally { Remove-Item Env:SOFTDIRTY_MATRIX_MEM, Env:SOFTDIRTY_MATRIX_APPEND, Env:SOFTDIRTY_MATRIX_SETTINGS, Env:SOFTDIRTY_MATRIX_NUMA -ErrorAction SilentlyContinue }
+        $boot = @{ MEM = '1G'; APPEND = 'transparent_hugepage=always'; SETTINGS = $settings }
+        if ($Scenario -eq 'migrate') { $boot.NUMA = '2' }
+        $output = Invoke-KernelMatrixBoot $Id $scenarioPath $boot
         $facts = @(Get-Content "$output.facts")
-        $result = Compare-Prints $Id ([IO.File]::ReadAllText($output)) $facts
+        $result = Compare-KernelScenarioPrints $Id $scenarioPath $Id ([IO.File]::ReadAllText($output)) $facts
         Write-Host "round24 $Scenario on $Id`: $($result.Scenarios) scenarios, $($result.Checkpoints) checkpoints, $($result.Differing) differ"
         $result.Matched | Should -BeTrue -Because $kernel.DescribeResult($result, "$Id $Scenario", ($facts -contains 'config_soft_dirty 1'), 0)
     }

@@ -529,3 +529,35 @@ function Stop-FuseHold($Fuse) {
     if ($Fuse.Ready) { umount -l $Fuse.MountPoint 2>$null }
 }
 Export-ModuleMember -Function Start-FuseHold, Stop-FuseHold
+
+# ---------------------------------------------------------------------------------------------------
+# Rounds 24 and 25 (the kernel VM's scenarios of tests/scenarios/vm against their recorded prints in tests/vm/recorded).
+
+# The emulator on kernel $Id's profile (soft-dirty and THP settings from $FactLines: "# " lines of a recorded file, or
+# matrix.sh's facts) against the prints $Prints of $ScenarioPath's scenarios; a ScenarioDifferentialResult. Needs the TestKit.
+function Compare-KernelScenarioPrints([string] $Id, [string] $ScenarioPath, [string] $Name, [string] $Prints, [string[]] $FactLines) {
+    $scenarios = [SoftDirty.TestKit.Scenarios.Scenario]::Parse([IO.File]::ReadAllText($ScenarioPath))
+    $kernel = [SoftDirty.TestKit.Scenarios.KernelMatrixKernel]::Load((Join-Path $PSScriptRoot '../vm/kernels.list')) | Where-Object Id -EQ $Id
+    $kp = $kernel.GetProfile(($FactLines -contains 'soft_dirty 1' -or $FactLines -contains 'config_soft_dirty 1'), $FactLines)
+    [SoftDirty.TestKit.Scenarios.KernelMatrixKernel]::Compare([SoftDirty.TestKit.Scenarios.RecordedScenarioRunner]::FromOutput($Name, $Prints), $kp, $scenarios)
+}
+
+# The recorded prints file $Path (folded, "# " fact lines) of $ScenarioPath compared with the emulator: the result.
+function Compare-RecordedKernelPrints([string] $Id, [string] $ScenarioPath, [string] $Path) {
+    $lines = Get-Content $Path
+    Compare-KernelScenarioPrints $Id $ScenarioPath (Split-Path -Leaf $Path) ([SoftDirty.TestKit.Scenarios.ScenarioPrintRuns]::Expand([IO.File]::ReadAllText($Path))) @($lines -match '^# ' -replace '^# ', '')
+}
+
+# Boots kernel $Id (tests/vm/matrix.sh) on $ScenarioPath with the SOFTDIRTY_MATRIX_* settings of $Settings (name without the
+# prefix = value), into tests/results/kernel-matrix/$Id.<scenario>.prints; returns that path (its facts beside it). Throws when
+# the guest did not run to its end.
+function Invoke-KernelMatrixBoot([string] $Id, [string] $ScenarioPath, [hashtable] $Settings) {
+    $dir = Join-Path $PSScriptRoot '../results/kernel-matrix'
+    $null = New-Item -ItemType Directory $dir -Force
+    $output = Join-Path $dir "$Id.$([IO.Path]::GetFileNameWithoutExtension($ScenarioPath)).prints"
+    foreach ($k in $Settings.Keys) { Set-Item "Env:SOFTDIRTY_MATRIX_$k" $Settings[$k] }
+    try { bash (Join-Path $PSScriptRoot '../vm/matrix.sh') $Id $ScenarioPath $output | Write-Host; if ($LASTEXITCODE -ne 0) { throw "matrix.sh $Id exited $LASTEXITCODE" } }
+    finally { foreach ($k in $Settings.Keys) { Remove-Item "Env:SOFTDIRTY_MATRIX_$k" -ErrorAction SilentlyContinue } }
+    $output
+}
+Export-ModuleMember -Function Compare-KernelScenarioPrints, Compare-RecordedKernelPrints, Invoke-KernelMatrixBoot

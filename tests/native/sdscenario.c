@@ -35,6 +35,15 @@
  *   migrate <page> <count> <node>   move_pages of the range's pages to NUMA node <node> (MPOL_MF_MOVE): the first
  *                                   page's failure (its status) is printed as the op's errno, EIO for a page left
  *                                   on another node
+ *   pageout <page> <count>          madvise MADV_PAGEOUT (anonymous pages go to swap only where the guest has swap:
+ *                                   tests/vm/matrix.sh SOFTDIRTY_MATRIX_SWAP)
+ *   cold <page> <count>             madvise MADV_COLD
+ *   free <page> <count>             madvise MADV_FREE
+ *   swapoff                         swapoff of the guest's swap device (/dev/zram0): every swapped page comes back
+ *   swapon                          swapon of it again
+ *   reclaim                         memory.reclaim of 1 GiB in this process's cgroup v2 (matrix-init puts sdscenario in one of
+ *                                   its own with swap): LRU reclaim, which takes pages a fork shares too; EAGAIN (less
+ *                                   reclaimed than asked) is not reported
  *   truth                           print the pages this process really wrote since its last "clear 4" (the
  *                                   runner's own record: a write that did not fault, moved along by mremap,
  *                                   forgotten by map and unmap of the page): "truth <n> <who>", then one
@@ -66,6 +75,7 @@
 #include <unistd.h>
 #include <grp.h>
 #include <sys/prctl.h>
+#include <sys/swap.h>
 
 #define FRAME_MASK ((1ULL << 55) - 1) /* PFN or swap type/offset: not compared */
 #define MAX_LINE 256
@@ -281,6 +291,27 @@ static int split_range(char *addr, size_t len)
     return w < 0 ? -1 : 0;
 }
 
+/* memory.reclaim of this process's cgroup v2 ("0::/PATH" of /proc/self/cgroup, under /sys/fs/cgroup). */
+static int cgroup_reclaim(void)
+{
+    char line[256], path[512];
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (!f) return -1;
+    path[0] = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "0::", 3)) { line[strcspn(line, "\n")] = 0; snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.reclaim", line + 3); }
+    fclose(f);
+    if (!path[0]) { errno = ENOENT; return -1; }
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return -1;
+    ssize_t w = write(fd, "1G", 2);
+    int e = errno;
+    close(fd);
+    if (w < 0 && e == EAGAIN) return 0;
+    errno = e;
+    return w < 0 ? -1 : 0;
+}
+
 static int clear_refs(int type)
 {
     char text[4];
@@ -362,6 +393,18 @@ static int run_op(char *line, const char *who)
     } else if (!strcmp(op, "clear")) {
         rc = clear_refs((int)p);
         if (rc == 0 && p == 4) truth_clear(0, 4096);
+    } else if (!strcmp(op, "pageout")) {
+        rc = madvise(addr, len, 21 /* MADV_PAGEOUT */);
+    } else if (!strcmp(op, "free")) {
+        rc = madvise(addr, len, 8 /* MADV_FREE */);
+    } else if (!strcmp(op, "cold")) {
+        rc = madvise(addr, len, 20 /* MADV_COLD */);
+    } else if (!strcmp(op, "swapoff")) {
+        rc = swapoff("/dev/zram0");
+    } else if (!strcmp(op, "reclaim")) {
+        rc = cgroup_reclaim();
+    } else if (!strcmp(op, "swapon")) {
+        rc = swapon("/dev/zram0", 0);
     } else if (!strcmp(op, "dontneed")) {
         rc = madvise(addr, len, MADV_DONTNEED);
     } else if (!strcmp(op, "check")) {

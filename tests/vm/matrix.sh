@@ -19,7 +19,9 @@
 #   SOFTDIRTY_MATRIX_SETTINGS ("path=value" words: matrix-init writes each value to its /proc or /sys path
 #   before sdscenario runs, e.g. /sys/kernel/mm/transparent_hugepage/use_zero_page=0; the guest's own
 #   settings, never the host's), SOFTDIRTY_MATRIX_UID (sdscenario runs as that uid and gid, not root),
-#   SOFTDIRTY_MATRIX_NUMA (that many NUMA nodes sharing the memory: node 0 with the CPUs, the others memory only).
+#   SOFTDIRTY_MATRIX_NUMA (that many NUMA nodes sharing the memory: node 0 with the CPUs, the others memory only),
+#   SOFTDIRTY_MATRIX_SWAP (a size, e.g. 256M: the guest swaps to a zram device of that size, made by matrix-init from
+#   the kernel's zram module and its dependencies; 7.x kernels fetch their linux-modules-* package for them).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -36,6 +38,12 @@ sudo_if_needed() { if [ "$(id -u)" = 0 ]; then run "$@"; else run sudo -n "$@"; 
 line=$(awk -v id="$id" '$1 == id && $1 !~ /^#/' "$here/kernels.list")
 [ -n "$line" ] || { say "no kernel '$id' in $here/kernels.list" >&2; exit 1; }
 read -r _ arch suite _ packages <<<"$line"
+# Swap (SOFTDIRTY_MATRIX_SWAP): 7.x packages keep the modules apart from linux-binary-*; the same version is fetched, and
+# unpacked beside the kernel once (the kernel's own unpacking stays as it is without swap).
+modules=""
+if [ -n "${SOFTDIRTY_MATRIX_SWAP:-}" ]; then
+    for p in $packages; do case "$p" in linux-binary-*) modules="$modules linux-modules-${p#linux-binary-}" ;; esac; done
+fi
 case "$arch" in
     amd64) qemu_bin=qemu-system-x86_64; qemu_pkg=qemu-system-x86; cc=(gcc); console=ttyS0
            machine=(-M q35 -cpu max) ;;
@@ -65,7 +73,7 @@ deb_of() {  # $1: package=version (name may carry no arch); prints the cached .d
     [ -e "${found[0]}" ] && echo "${found[0]}" || true
 }
 missing=()
-for p in $packages; do [ -n "$(deb_of "$p")" ] || missing+=("$p"); done
+for p in $packages $modules; do [ -n "$(deb_of "$p")" ] || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
     # The machine's mirror, from its sources' entries only (a deb822 file may name a snapshot archive in a comment);
     # any of these files may be missing (pipefail would end the script on cat's or grep's status).
@@ -94,6 +102,11 @@ if [ "$(cat "$kdir/.packages" 2>/dev/null)" != "$stamp" ]; then
     for p in $packages; do run dpkg -x "$(deb_of "$p")" "$kdir"; done
     echo "$stamp" > "$kdir/.packages"
 fi
+for p in $modules; do
+    grep -qxF "$p" "$kdir/.modules" 2>/dev/null && continue
+    run dpkg -x "$(deb_of "$p")" "$kdir"
+    echo "$p" >> "$kdir/.modules"
+done
 first() { local f; for f in "$@"; do [ -e "$f" ] && { echo "$f"; return; }; done; }  # the first path that exists, or nothing
 shopt -s nullglob
 vmlinuz=$(first "$kdir"/boot/vmlinuz-* "$kdir"/usr/lib/modules/*/vmlinuz)
@@ -129,6 +142,27 @@ for setting in ${SOFTDIRTY_MATRIX_SETTINGS:-}; do
         *) say "setting '$setting' is not /proc/sys/...=value or /sys/kernel/mm/...=value" >&2; exit 1 ;; esac
 done
 echo "${SOFTDIRTY_MATRIX_UID:-}" > "$stage/uid"
+# Swap: the zram module and its dependencies (each module's .modinfo "depends=", decompressed here), loaded in order by
+# matrix-init, which makes /dev/zram0 of that size its swap. No module file means built in.
+: > "$stage/swap"
+if [ -n "${SOFTDIRTY_MATRIX_SWAP:-}" ]; then
+    moddir=$(first "$kdir"/lib/modules/*/kernel "$kdir"/usr/lib/modules/*/kernel)
+    [ -n "$moddir" ] || { say "no modules in $kdir for SOFTDIRTY_MATRIX_SWAP" >&2; exit 1; }
+    mkdir -p "$stage/modules"
+    loaded=" "
+    add_module() {  # $1: module name; copies it (decompressed) after its dependencies, appending to modules.order
+        local name=$1 path dep
+        case "$loaded" in *" $name "*) return 0 ;; esac
+        loaded="$loaded$name "
+        path=$(find "$moddir" -name "$name.ko*" -o -name "${name//_/-}.ko*" | head -n 1)
+        [ -n "$path" ] || return 0
+        case "$path" in *.xz) xz -dc "$path" ;; *.zst) zstd -dcq "$path" ;; *) cat "$path" ;; esac > "$stage/modules/$name.ko"
+        for dep in $(tr '\0' '\n' < "$stage/modules/$name.ko" | sed -n 's/^depends=//p' | tr ',' ' '); do add_module "${dep//-/_}"; done
+        echo "$name.ko" >> "$stage/modules/order"
+    }
+    add_module zram
+    echo "${SOFTDIRTY_MATRIX_SWAP}" > "$stage/swap"
+fi
 (cd "$stage" && find . | /bin/busybox cpio -o -H newc 2>/dev/null | gzip -1) > "$work/initramfs.gz"
 
 # 6. Boot; the serial console goes to a file (the prints are between markers of matrix-init).

@@ -4,7 +4,8 @@
 #   2. the linux-image-6.1 package that Debian bookworm's linux-image-amd64 depends on, fetched with
 #      `apt-get download` and unpacked with `dpkg -x` into the cache (never installed on the host);
 #   3. a check that this kernel has CONFIG_MEM_SOFT_DIRTY=y (the reason the VM exists);
-#   4. the initrd: busybox-static, tests/vm/init and the modules virtio-9p and overlayfs need.
+#   4. the initrd: busybox-static, tests/vm/init, the modules virtio-9p and overlayfs need, and zram (a swap device
+#      the Kernel tests may make).
 # Idempotent: every step is skipped when its result is already in the cache (SOFTDIRTY_VM_DIR,
 # default /var/tmp/softdirty-vm), so a second run downloads nothing. Prints what it runs.
 set -euo pipefail
@@ -91,7 +92,8 @@ add_module() {  # $1: a module name
     done
     order+=("$path")
 }
-for name in virtio_pci 9pnet_virtio 9p overlay; do add_module "$name"; done
+# zram: a swap device the Kernel tests may make (Security.Round25.Swap.Tests.ps1); loaded, it swaps nothing.
+for name in virtio_pci 9pnet_virtio 9p overlay zram; do add_module "$name"; done
 : > "$stage/lib/modules/modules.order"
 for m in "${order[@]}"; do
     case "$m" in *.ko) ;; *) say "compressed module $m is not supported" >&2; exit 1 ;; esac

@@ -18,4 +18,6 @@ internal sealed class BackingObject
     public bool IsFile { get; }
     public ulong Inode { get; }
     public Dictionary<ulong, ulong> Pages { get; } = new();
+    /// <summary>Shared anonymous memory's pages reclaimed to swap (page index to content word): out of the page cache.</summary>
+    public Dictionary<ulong, ulong> SwappedPages { get; } = new();
 }

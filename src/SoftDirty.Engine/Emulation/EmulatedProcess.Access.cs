@@ -1,3 +1,4 @@
+using System.Linq;
 using System;
 using System.Collections.Generic;
 using SoftDirty.Tracking;
@@ -88,6 +89,7 @@ public sealed partial class EmulatedProcess
         if (Pte.IsPresent(pte)) word = _mem.ContentOf(Pte.Frame(pte));
         else if (Pte.IsSwapOrMarker(pte) && !Pte.IsMarker(pte)) word = _mem.SwapContent(Pte.SwapOffset(pte));
         else if (vma.Backing != null && vma.Backing.Pages.TryGetValue(vma.BackingPage(address), out ulong cached)) word = _mem.ContentOf(cached);
+        else if (vma.Backing != null && vma.Backing.SwappedPages.TryGetValue(vma.BackingPage(address), out ulong swapped)) word = swapped;
         else word = PageContent.Zero;
         _mem.Content.Render(word, destination);
     }
@@ -137,7 +139,7 @@ public sealed partial class EmulatedProcess
                 var vma = _vmas[i];
                 if (vma.Backing is null) continue;
                 ulong from = Math.Max(start, vma.Start), to = Math.Min(end, vma.End);
-                foreach (ulong index in vma.Backing.Pages.Keys)
+                foreach (ulong index in vma.Backing.Pages.Keys.Concat(vma.Backing.SwappedPages.Keys))
                 {
                     if (index < vma.PageOffset) continue;
                     ulong a = vma.Start + ((index - vma.PageOffset) << PageShift);
@@ -363,7 +365,7 @@ public sealed partial class EmulatedProcess
         bool anonymousPage = (pte & Pte.NotAnonymous) == 0;
         bool copy = frame < PhysicalMemory.FirstUserPfn
                     || (!vma.Shared && !anonymousPage)
-                    || (anonymousPage && (_mem.MapCount(frame) > 1 || _mem.IsKsm(frame)));
+                    || (anonymousPage && (_mem.MapCount(frame) > 1 || _mem.IsKsm(frame) || _mem.InSwapCache(frame)));
         if (copy)
         {
             vma.PrepareAnonVma();
@@ -385,21 +387,27 @@ public sealed partial class EmulatedProcess
 
     private ulong SwapInFault(ulong page, Vma vma, ulong pte, bool write)
     {
-        if (write) _writeFaults++; else _readFaults++;
         _swapIns++;
         ulong frame = SwapInPte(page, pte);
-        if (!write) return frame;
         ulong present = _pt.Get(page);
+        // A page another process maps or may still swap in (the swap cache's) is not exclusive: do_swap_page leaves the write
+        // to do_wp_page, which copies it (one fault, counted there).
+        if (write && (_mem.MapCount(frame) > 1 || _mem.InSwapCache(frame))) return WriteProtectFault(page, vma, present);
+        if (write) _writeFaults++; else _readFaults++;
+        if (!write) return frame;
         if ((present & Pte.UffdWp) != 0) _uffdFaults++;
         _pt.Set(page, (present | WrittenBits | _softDirtyBit) & ~Pte.UffdWp);
         return frame;
     }
 
-    /// <summary>Brings a swap entry back: a new frame with the slot's content; soft-dirty and uffd-wp come from the entry.</summary>
+    /// <summary>
+    /// Brings a swap entry back: a new frame with the slot's content, or the swap cache's frame of a slot another swap entry
+    /// still refers to (<see cref="PhysicalMemory.SwapInFrame"/>); soft-dirty and uffd-wp come from the entry.
+    /// </summary>
     private ulong SwapInPte(ulong page, ulong pte)
     {
         ulong offset = Pte.SwapOffset(pte);
-        ulong frame = _mem.AllocFrame(_mem.Content.Duplicate(_mem.SwapContent(offset)));
+        ulong frame = _mem.SwapInFrame(offset, out _);
         _mem.SwapRelease(offset);
         _mem.Map(frame);
         AddRss(1);

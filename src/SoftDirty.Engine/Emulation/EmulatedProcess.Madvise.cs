@@ -46,7 +46,7 @@ public sealed partial class EmulatedProcess
                 bool keepUffdWp = vma.UffdWriteProtect && !vma.IsAnonymous;
                 ulong from = Math.Max(address, vma.Start), to = Math.Min(end, vma.End);
                 split.Clear();
-                MutatePtes(from, to, visitNone: false, (_, pte) => SwapOutPte(pte, keepUffdWp), (leaf, pmd) =>
+                MutatePtes(from, to, visitNone: false, (page, pte) => SwapOutPte(pte, keepUffdWp, vma, page), (leaf, pmd) =>
                 {
                     ulong first = Pte.Frame(pmd);
                     if (first >= PhysicalMemory.FirstUserPfn && _mem.MapCount(first) <= 1) split.Add(leaf);
@@ -59,13 +59,13 @@ public sealed partial class EmulatedProcess
                 {
                     SplitHugeLeaf(leaf);
                     ulong start = leaf << PageTable.LeafShift << PageShift;
-                    MutatePtes(start, start + HugePageBytes, visitNone: false, (_, pte) => SwapOutPte(pte, keepUffdWp));
+                    MutatePtes(start, start + HugePageBytes, visitNone: false, (page, pte) => SwapOutPte(pte, keepUffdWp, vma, page));
                 }
             }
         }
     }
 
-    private ulong SwapOutPte(ulong pte, bool keepUffdWp)
+    private ulong SwapOutPte(ulong pte, bool keepUffdWp, Vma vma, ulong page)
     {
         if (!Pte.IsPresent(pte)) return pte;
         ulong frame = Pte.Frame(pte);
@@ -82,9 +82,12 @@ public sealed partial class EmulatedProcess
         if (!anonymousPage)
         {
             _mem.Unmap(frame, anonymous: false);
+            if (vma.Backing is { IsFile: false } shmem) _mem.SwapOutCachePage(shmem, vma.BackingPage(page << PageShift));
             return keepUffdWp && (pte & Pte.UffdWp) != 0 ? Pte.Swap | Pte.UffdWp : 0;
         }
-        ulong offset = _mem.SwapOut(_mem.Content.Duplicate(_mem.ContentOf(frame)));
+        // A page of the swap cache goes back to its slot (the entry refers to it once more), as try_to_unmap does.
+        if (_mem.TryGetSwapCacheSlot(frame, out ulong offset)) _mem.SwapReference(offset);
+        else offset = _mem.SwapOut(_mem.Content.Duplicate(_mem.ContentOf(frame)));
         _mem.Unmap(frame, anonymous: true);
         return Pte.MakeSwap(offset) | (pte & (Pte.SoftDirty | Pte.UffdWp));
     }
@@ -128,7 +131,8 @@ public sealed partial class EmulatedProcess
             return 0;
         }
         ulong frame = Pte.Frame(pte);
-        if (frame < PhysicalMemory.FirstUserPfn || _mem.MapCount(frame) > 1) return pte;
+        // A page of a swap slot another entry still refers to stays (madvise_free_pte_range: folio_free_swap fails).
+        if (frame < PhysicalMemory.FirstUserPfn || _mem.MapCount(frame) > 1 || _mem.InSwapCache(frame)) return pte;
         _mem.MarkLazyFree(frame);
         return pte & ~(Pte.Dirty | Pte.Accessed);
     }

@@ -397,6 +397,7 @@ public sealed partial class EmulatedProcess
         if (tracking && (pte & Pte.SoftDirty) == 0) return false;
         ulong frame = Pte.Frame(pte);
         if (vma.Shared) return (pte & Pte.Dirty) != 0;
-        return (pte & Pte.NotAnonymous) == 0 && frame >= PhysicalMemory.FirstUserPfn && _mem.MapCount(frame) == 1;
+        // A page of a swap slot another entry still refers to is not exclusive (PageAnonExclusive clear): never made writable.
+        return (pte & Pte.NotAnonymous) == 0 && frame >= PhysicalMemory.FirstUserPfn && _mem.MapCount(frame) == 1 && !_mem.InSwapCache(frame);
     }
 }

@@ -38,6 +38,8 @@ internal sealed class PhysicalMemory
     private ulong _contentVersion;
     private readonly Dictionary<ulong, SwapSlot> _swap = new();
     private readonly HashSet<ulong> _lazyFree = new();
+    private readonly Dictionary<ulong, ulong> _swapCache = new();      // swap offset -> the frame swapped in from it
+    private readonly Dictionary<ulong, ulong> _swapCacheOf = new();    // that frame -> its swap offset
     private ulong _nextSwapOffset = 1;
 
     /// <summary>The lock every process of this machine takes around a mutation.</summary>
@@ -151,6 +153,7 @@ internal sealed class PhysicalMemory
     private void FreeFrame(ulong pfn, bool countAllocation)
     {
         _lazyFree.Remove(pfn);
+        DropSwapCache(pfn);
         ref ulong word = ref ContentRef(pfn);
         Content.Release(word);
         word = _freeHead;
@@ -178,12 +181,64 @@ internal sealed class PhysicalMemory
         _swap[offset] = slot;
     }
 
-    /// <summary>Drops one reference to a swap slot, freeing it at zero.</summary>
+    /// <summary>Drops one reference to a swap slot, freeing it at zero (and its swap-cache frame with it: a plain frame then).</summary>
     public void SwapRelease(ulong offset)
     {
         var slot = _swap[offset];
-        if (--slot.References == 0) { Content.Release(slot.Content); _swap.Remove(offset); }
+        if (--slot.References == 0)
+        {
+            Content.Release(slot.Content);
+            _swap.Remove(offset);
+            if (_swapCache.Remove(offset, out ulong pfn)) _swapCacheOf.Remove(pfn);
+        }
         else _swap[offset] = slot;
+    }
+
+    /// <summary>
+    /// The frame a swap-in of <paramref name="offset"/> maps (before it drops its reference): while another swap entry still
+    /// refers to the slot (a fork's other half), the page swapped in stays in the swap cache and every swap-in of the slot maps
+    /// that one frame (do_swap_page: not exclusive, so pagemap's exclusive bit goes once both map it); otherwise a frame of
+    /// its own. <paramref name="cached"/> says the frame is the swap cache's.
+    /// </summary>
+    public ulong SwapInFrame(ulong offset, out bool cached)
+    {
+        cached = false;
+        if (_swapCache.TryGetValue(offset, out ulong pfn)) { cached = true; return pfn; }
+        pfn = AllocFrame(Content.Duplicate(SwapContent(offset)));
+        if (_swap[offset].References > 1)
+        {
+            _swapCache[offset] = pfn;
+            _swapCacheOf[pfn] = offset;
+            cached = true;
+        }
+        return pfn;
+    }
+
+    /// <summary>
+    /// Whether the frame is the swap cache's page of a slot another swap entry still refers to: a write to it copies
+    /// (wp_can_reuse_anon_folio: folio_free_swap fails while the slot is used, so the reference count says shared).
+    /// </summary>
+    public bool InSwapCache(ulong pfn) => _swapCacheOf.ContainsKey(pfn);
+
+    /// <summary>The slot whose swap cache holds the frame (its bytes are the slot's: a write to it always copies).</summary>
+    public bool TryGetSwapCacheSlot(ulong pfn, out ulong offset) => _swapCacheOf.TryGetValue(pfn, out offset);
+
+    /// <summary>The frame leaves the swap cache (freed).</summary>
+    public void DropSwapCache(ulong pfn)
+    {
+        if (_swapCacheOf.Remove(pfn, out ulong offset)) _swapCache.Remove(offset);
+    }
+
+    /// <summary>
+    /// Reclaim of a page of shared anonymous memory (shmem) that no PTE maps any more: with swap, shmem_writeout moves it from
+    /// the page cache to a swap slot, so a fault-around no longer maps it; a fault or a read brings it back (<see cref="CachePage"/>).
+    /// </summary>
+    public void SwapOutCachePage(BackingObject backing, ulong pageIndex)
+    {
+        if (backing.IsFile || !backing.Pages.TryGetValue(pageIndex, out ulong pfn) || MapCount(pfn) != 0) return;
+        backing.SwappedPages[pageIndex] = Content.Duplicate(ContentOf(pfn));
+        backing.Pages.Remove(pageIndex);
+        FreeFrame(pfn, countAllocation: true);
     }
 
     public int SwapSlotsUsed => _swap.Count;
@@ -193,7 +248,8 @@ internal sealed class PhysicalMemory
     {
         if (!backing.Pages.TryGetValue(pageIndex, out ulong pfn))
         {
-            pfn = AllocFrame(PageContent.Zero);
+            if (backing.SwappedPages.Remove(pageIndex, out ulong swapped)) pfn = AllocFrame(swapped);
+            else pfn = AllocFrame(PageContent.Zero);
             backing.Pages[pageIndex] = pfn;
         }
         return pfn;

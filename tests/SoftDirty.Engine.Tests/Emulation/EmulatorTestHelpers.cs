@@ -35,6 +35,14 @@ internal static class Sd
     public static ulong MapAnon(EmulatedProcess p, ulong length = Page, Protection prot = RW, bool huge = false)
         => p.Mmap(null, length, prot, flags: huge ? MmapFlags.HugePage : MmapFlags.None).Start;
 
+    /// <summary>The pagemap entries of <paramref name="pages"/> pages at <paramref name="a"/>.</summary>
+    public static PagemapEntry[] Entries(EmulatedProcess p, ulong a, int pages)
+    {
+        var e = new PagemapEntry[pages];
+        p.ReadPagemap(a / Page, e);
+        return e;
+    }
+
     public static PageRegion[] Scan(EmulatedProcess p, ref PagemapScanRequest r, int vecLen = 64)
     {
         var regions = new PageRegion[vecLen];

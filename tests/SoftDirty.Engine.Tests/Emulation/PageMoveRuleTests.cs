@@ -14,13 +14,6 @@ namespace SoftDirty.Tests.Emulation;
 /// </summary>
 public class PageMoveRuleTests
 {
-    private static PagemapEntry[] Entries(EmulatedProcess p, ulong a, int pages)
-    {
-        var e = new PagemapEntry[pages];
-        p.ReadPagemap(a / Page, e);
-        return e;
-    }
-
     // Two pages of the same bytes written after the clear, merged: the later page scanned is merged in place and keeps its
     // bit, the earlier is mapped to it anew and reads clean; both read present and not exclusive (mapped twice).
     private static (EmulatedProcess, ulong) WrittenThenMerged(string profile)

@@ -68,6 +68,15 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
                 if (run.Child != null) run.CurrentIsChild = !run.CurrentIsChild;
                 continue;
             }
+            if (op.Kind == ScenarioOpKind.SwapOff)
+            {
+                // swapoff brings every swapped page of every process back (unuse_pte: soft-dirty and uffd-wp from the entry).
+                foreach (var q in new[] { run.Process, run.Child })
+                    if (q != null)
+                        foreach (var m in q.ReadMappings(withCounters: false))
+                            if (m.End > run.Window && m.Start < run.Window + (ulong)run.WindowPages * EmulatedProcess.PageBytes) q.SwapIn(m.Start, m.Size);
+                continue;
+            }
             if (op.Kind == ScenarioOpKind.Fork)
             {
                 if (run.Child != null) run.Print("NESTEDFORK");
@@ -179,6 +188,10 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
                 case ScenarioOpKind.Unmerge: p.MadviseMergeable(address, length, mergeable: false); break;
                 case ScenarioOpKind.Split: p.SplitHugePages(address, length); break;
                 case ScenarioOpKind.Migrate: p.MigratePages(address, length); break;
+                case ScenarioOpKind.PageOut: p.SwapOut(address, length); break;
+                case ScenarioOpKind.Free: p.MadviseFree(address, length); break;
+                case ScenarioOpKind.Cold: break;   // deactivation only: nothing pagemap shows changes
+                case ScenarioOpKind.SwapOn: break;
                 case ScenarioOpKind.Truth:
                     run.Output.Append("truth ").Append(run.OpNumber).Append(' ').Append(who).Append('\n');
                     for (int i = 0; i < truth.Length;)

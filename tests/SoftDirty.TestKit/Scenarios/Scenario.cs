@@ -78,6 +78,11 @@ public sealed class Scenario
                     "unmerge" => new ScenarioOp(ScenarioOpKind.Unmerge, I(1), I(2)),
                     "split" => new ScenarioOp(ScenarioOpKind.Split, I(1), I(2)),
                     "migrate" => new ScenarioOp(ScenarioOpKind.Migrate, I(1), I(2), I(3)),
+                    "pageout" => new ScenarioOp(ScenarioOpKind.PageOut, I(1), I(2)),
+                    "cold" => new ScenarioOp(ScenarioOpKind.Cold, I(1), I(2)),
+                    "free" => new ScenarioOp(ScenarioOpKind.Free, I(1), I(2)),
+                    "swapoff" => new ScenarioOp(ScenarioOpKind.SwapOff),
+                    "swapon" => new ScenarioOp(ScenarioOpKind.SwapOn),
                     _ => throw new FormatException($"unknown operation '{f[0]}'"),
                 });
             }

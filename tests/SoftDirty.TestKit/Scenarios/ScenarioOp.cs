@@ -51,6 +51,11 @@ public readonly record struct ScenarioOp(ScenarioOpKind Kind, int Page = 0, int 
         ScenarioOpKind.Unmerge => $"unmerge {Page} {Count}",
         ScenarioOpKind.Split => $"split {Page} {Count}",
         ScenarioOpKind.Migrate => $"migrate {Page} {Count} {Target}",
+        ScenarioOpKind.PageOut => $"pageout {Page} {Count}",
+        ScenarioOpKind.Cold => $"cold {Page} {Count}",
+        ScenarioOpKind.Free => $"free {Page} {Count}",
+        ScenarioOpKind.SwapOff => "swapoff",
+        ScenarioOpKind.SwapOn => "swapon",
         _ => throw new InvalidOperationException(Kind.ToString()),
     };
 }

@@ -51,4 +51,14 @@ public enum ScenarioOpKind
     Split,
     /// <summary>move_pages of Count pages at Page to NUMA node Target (a guest booted with two nodes).</summary>
     Migrate,
+    /// <summary>madvise MADV_PAGEOUT of Count pages at Page (a guest with swap: anonymous pages go to swap).</summary>
+    PageOut,
+    /// <summary>madvise MADV_FREE of Count pages at Page.</summary>
+    Free,
+    /// <summary>madvise MADV_COLD of Count pages at Page (deactivation: no page table change).</summary>
+    Cold,
+    /// <summary>swapoff of the guest's swap: every swapped page of every process comes back.</summary>
+    SwapOff,
+    /// <summary>swapon of the guest's swap again.</summary>
+    SwapOn,
 }
