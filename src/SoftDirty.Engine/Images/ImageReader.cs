@@ -354,7 +354,7 @@ internal static class ImageReader
             ulong first = records[i].Offset;
             while (j < records.Length && records[j].Kind == PageRecordKind.Data && records[j].Offset == first + (ulong)(j - i) * (ulong)ps && (j - i + 1) * ps <= buffer.Length) j++;
             int len = (j - i) * ps;
-            int got = RandomAccess.Read(handle, buffer.AsSpan(0, len), (long)first);
+            int got = SafeFiles.ReadAt(handle, buffer.AsSpan(0, len), (long)first, pagesPath);
             for (int k = i; k < j; k++)
             {
                 long at = (long)records[k].Offset;

@@ -35,8 +35,8 @@ internal static class ImageRestorer
                 // target would fail on it (an emulated process has no memory there) or drop it.
                 while (at < layout.Count && layout[at].End <= addr) at++;
                 if (at == layout.Count || layout[at].Start > addr) continue;
-                int got = RandomAccess.Read(handles[img], page, (long)offset);
                 var file = chain[img].File(ImageFormat.PagesFile);
+                int got = SafeFiles.ReadAt(handles[img], page, (long)offset, file);
                 if (got < ps)
                     throw new EngineException(EngineError.ImageIncomplete, $"{file} at offset {offset} (0x{offset:x}): truncated, page 0x{addr:x} is missing.", file);
                 if (PageHash.Fast128(page, chain[img].PageKey) != hash)
