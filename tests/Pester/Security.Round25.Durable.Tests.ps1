@@ -81,6 +81,20 @@ Describe 'Round 25: fsync errors of every file the module writes' -Tag 'Security
         ($r.Log -match 'INJECTED' | ForEach-Object { ($_ -split '[<>]')[1] } | Select-Object -Unique) | Should -Be @($out)
     }
 
+    It 'listing an existing empty destination failing (EIO): each command says ImageWriteError, the folder kept as it was' {
+        # Before: System.IO.IOException (getdents' error, no SoftDirty id) from a save, a restore and a receive.
+        $out = New-Out
+        $null = New-Item -ItemType Directory "$out/img", "$out/rest", "$out/recv"
+        $r = Invoke-Injected -Strace '-P', "$out/img", '-P', "$out/rest", '-P', "$out/recv", '-e', 'trace=getdents64', '-e', 'inject=getdents64:error=EIO' -Script @"
+`$e = New-EmulatedProcess; `$m = `$e | Add-EmulatedMapping -Length 64KB; `$e | Write-EmulatedMemory -Address `$m.Start -Length `$m.Size
+'save=' + (Id { Save-MemoryImage -Emulator `$e -Path '$out/img' })
+'restore=' + (Id { Restore-MemoryImage -Path '$base/inc' -Destination '$out/rest' })
+'receive=' + (Id { Get-ChildItem '$base/full' | Receive-MemoryImage -Path '$out/recv' -Confirm:`$false })
+"@
+        foreach ($c in 'save', 'restore', 'receive') { Said $r.Out $c | Should -Be 'ImageWriteError' -Because "$c ($($r.Out -join "`n"))" }
+        Get-Left $out | Should -Be @('img', 'recv', 'rest')
+    }
+
     It 'an increment whose folder''s fsync fails is removed; its parent stays valid and takes the next increment' {
         # Before: the increment said success (none).
         $out = New-Out
@@ -157,12 +171,14 @@ Describe 'Round 25: I/O errors reading an image' -Tag 'Security', 'Round25Durabl
     It 'EIO reading <File>: Test-MemoryImage is false with ImageReadError, Get- and Restore-MemoryImage (files and -Emulator) say ImageReadError, nothing restored' -ForEach @(
         @{ File = 'inc/manifest.json' }, @{ File = 'full/index.bin' }, @{ File = 'inc/pages.bin' }
     ) {
-        # Before: System.IO.IOException from Test and Get (no SoftDirty id), and ImageWriteError (a write error) from a restore.
+        # Before: System.IO.IOException from Test and Get (no SoftDirty id), and ImageWriteError (a write error) from a restore
+        # and from a receive of the image's files.
         $out = New-Out
         $r = Invoke-Injected -Strace '-P', "$base/$File", '-e', 'trace=pread64', '-e', 'inject=pread64:error=EIO' -Script @"
 'test=' + (Id { `$t = Test-MemoryImage '$base/inc' -Detailed; 'valid:' + `$t.Valid + ':' + (`$t.Problems.Error -join ',') | Write-Host })
 'get=' + (Id { Get-MemoryImage '$base/inc' })
 'restore=' + (Id { Restore-MemoryImage -Path '$base/inc' -Destination '$out/rest' })
+'receive=' + (Id { Get-ChildItem '$(Split-Path "$base/$File")' | Receive-MemoryImage -Path '$out/recv' -Confirm:`$false })
 `$t = New-EmulatedProcess
 'emulator=' + (Id { Restore-MemoryImage -Path '$base/inc' -Emulator `$t })
 'mapped=' + @(Get-MemoryMapping -Emulator `$t).Count
@@ -172,6 +188,7 @@ Describe 'Round 25: I/O errors reading an image' -Tag 'Security', 'Round25Durabl
         ($r.Out | Where-Object { $_ -like 'valid:*' }) | Should -Be 'valid:False:ImageReadError'
         Said $r.Out 'get' | Should -Be $(if ($File -like '*manifest.json') { 'ImageReadError' } else { 'none' }) # Get-MemoryImage reads only manifests
         Said $r.Out 'restore' | Should -Be 'ImageReadError'
+        Said $r.Out 'receive' | Should -Be 'ImageReadError' # reading the files it is given (before: ImageWriteError)
         Said $r.Out 'emulator' | Should -Be 'ImageReadError'
         Said $r.Out 'mapped' | Should -Be '0'
         Get-Left $out | Should -BeNullOrEmpty

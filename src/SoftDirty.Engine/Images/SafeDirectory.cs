@@ -299,6 +299,12 @@ internal sealed class SafeDirectory : IDisposable
             return entries.MoveNext();
         }
         catch (UnauthorizedAccessException ex) { throw new EngineException(EngineError.PermissionDenied, $"Listing {Path}: {ex.Message}", Path, Errno.EACCES, ex); }
+        // getdents failed (EIO of the disk): it reached the user as System.IO.IOException (round 25); .NET's HResult is the errno.
+        catch (IOException ex) when (ex is not FileNotFoundException)
+        {
+            int e = ex.HResult is > 0 and < 4096 ? ex.HResult : Errno.EIO;
+            throw SafeFiles.WriteFailure(Path, e, $"Listing {Path} failed: {ex.Message}");
+        }
         finally { FileNative.Close(fd); }
     }
 

@@ -33,14 +33,14 @@ internal static class SafeFiles
 
     /// <summary>
     /// Creates the directory <paramref name="path"/> (0700) in its checked parent (<see cref="SafeDirectory"/>); it must not exist
-    /// (no symlink, nothing reused). The parent is fsynced: what is later put in place inside it (a migration's rounds) survives
-    /// a crash only with it.
+    /// (no symlink, nothing reused). With <paramref name="durable"/> the parent is fsynced: what is later put in place inside it
+    /// (a migration's rounds) survives a crash only with it.
     /// </summary>
-    public static void CreateDirectory(string path)
+    public static void CreateDirectory(string path, bool durable = true)
     {
         using var parent = SafeDirectory.OpenParent(path, "The directory", create: true, out var name);
         parent.CreateDirectory(name).Dispose();
-        if (parent.SyncError() is int e and not 0)
+        if (durable && parent.SyncError() is int e and not 0)
         {
             parent.Remove(name, directory: true);
             throw WriteFailure(path, e, $"Creating the directory {path} failed: fsync of {parent.Path} said {Errno.Describe(e)}; it was removed again.");
