@@ -194,4 +194,18 @@ Describe 'Round 25: I/O errors reading an image' -Tag 'Security', 'Round25Durabl
         Get-Left $out | Should -BeNullOrEmpty
         Test-MemoryImage "$base/inc" | Should -BeTrue
     }
+
+    It 'EIO opening the image''s folder: ImageReadError from Test-, Get- and Restore-MemoryImage, not ImageIncomplete' {
+        # Before: ImageIncomplete, "not a directory, so not a memory image".
+        $out = New-Out
+        $r = Invoke-Injected -Strace '-P', "$base/inc", '-e', 'trace=openat', '-e', 'inject=openat:error=EIO' -Script @"
+'test=' + (Id { `$t = Test-MemoryImage '$base/inc' -Detailed; 'valid:' + `$t.Valid + ':' + (`$t.Problems.Error -join ',') | Write-Host })
+'get=' + (Id { Get-MemoryImage '$base/inc' })
+'restore=' + (Id { Restore-MemoryImage -Path '$base/inc' -Destination '$out/rest' })
+"@
+        ($r.Out | Where-Object { $_ -like 'valid:*' }) | Should -Be 'valid:False:ImageReadError' -Because ($r.Out -join "`n")
+        Said $r.Out 'get' | Should -Be 'ImageReadError'
+        Said $r.Out 'restore' | Should -Be 'ImageReadError'
+        Get-Left $out | Should -BeNullOrEmpty
+    }
 }

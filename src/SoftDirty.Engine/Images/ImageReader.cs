@@ -23,6 +23,8 @@ internal static class ImageReader
             if (errno is Errno.EACCES or Errno.EPERM)
                 throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(errno)} (an image of another user?).", path, errno);
             if (Errno.IsResourceLimit(errno)) throw SafeDirectory.ResourceLimit(path, errno);
+            // The disk under it failed (it was "not a directory", round 25).
+            if (errno == Errno.EIO) throw new EngineException(EngineError.ImageReadError, $"{path}: {Errno.Describe(errno)} (the disk under it). Check the disk, then test the image again.", path, errno);
             throw new EngineException(EngineError.ImageIncomplete, FileNative.Lstat(path, out _) switch
             {
                 null => $"{path}: no such image directory.",
