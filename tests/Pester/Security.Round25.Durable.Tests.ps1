@@ -33,7 +33,8 @@ BeforeAll {
     function Invoke-Injected([string[]] $Strace, [string] $Script) {
         $log = Join-Path $root "strace-$([guid]::NewGuid().ToString('n')).log"
         $pwsh = Get-PwshCommandLine
-        $command = "`$ErrorActionPreference = 'Stop'; Import-Module '$module'; function Id([scriptblock] `$c) { try { `$null = & `$c; 'none' } catch { `$_.FullyQualifiedErrorId -replace ',.*' } }; $Script"
+        # Plain text: an error's colours would put control characters in a failure's message, which the XML report cannot hold.
+        $command = "`$ErrorActionPreference = 'Stop'; `$PSStyle.OutputRendering = 'PlainText'; Import-Module '$module'; function Id([scriptblock] `$c) { try { `$null = & `$c; 'none' } catch { `$_.FullyQualifiedErrorId -replace ',.*' } }; $Script"
         $out = strace -f -qq -y -o $log --seccomp-bpf @Strace @pwsh -NoProfile -NonInteractive -Command $command 2>&1
         @{ Out = @($out | ForEach-Object { "$_" }); Log = @(Get-Content -LiteralPath $log) }
     }
