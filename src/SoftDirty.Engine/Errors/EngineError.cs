@@ -119,4 +119,7 @@ public enum EngineError
     /// </summary>
     [Categorized(FailureCategory.PermissionDenied)]
     SyscallDispatchForbids,
+    /// <summary>Reading a memory image's file failed (EIO: the disk under it): the image can be neither trusted nor restored.</summary>
+    [Categorized(FailureCategory.ReadError)]
+    ImageReadError,
 }

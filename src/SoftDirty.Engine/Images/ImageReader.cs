@@ -24,6 +24,8 @@ internal static class ImageReader
             if (errno is Errno.EACCES or Errno.EPERM)
                 throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(errno)} (an image of another user?).", path, errno);
             if (Errno.IsResourceLimit(errno)) throw SafeDirectory.ResourceLimit(path, errno);
+            // The disk under it failed (it was "not a directory", round 25).
+            if (errno == Errno.EIO) throw new EngineException(EngineError.ImageReadError, $"{path}: {Errno.Describe(errno)} (the disk under it). Check the disk, then test the image again.", path, errno);
             throw new EngineException(EngineError.ImageIncomplete, FileNative.Lstat(path, out _) switch
             {
                 null => $"{path}: no such image directory.",
@@ -357,7 +359,7 @@ internal static class ImageReader
         int got = 0;
         while (got < into.Length)
         {
-            int n = RandomAccess.Read(handle, into[got..], at + got);
+            int n = SafeFiles.ReadAt(handle, into[got..], at + got, path);
             if (n <= 0) throw Problem(EngineError.ImageIncomplete, path, at + got, "changed while being read.");
             got += n;
         }

@@ -20,6 +20,8 @@ internal static class ImageRestorer
         int ps = leaf.PageSize;
         target.Prepare(leaf.Mappings, ps);
         var handles = chain.Select(c => SafeFiles.OpenRegular(c.Folder, ImageFormat.PagesFile)).ToArray();
+        // Each image's pages file by name, made once (made a page, it was most of what a restore allocated).
+        var files = chain.Select(c => c.File(ImageFormat.PagesFile)).ToArray();
         try
         {
             var page = new byte[ps];
@@ -35,16 +37,15 @@ internal static class ImageRestorer
                 // target would fail on it (an emulated process has no memory there) or drop it.
                 while (at < layout.Count && layout[at].End <= addr) at++;
                 if (at == layout.Count || layout[at].Start > addr) continue;
-                int got = RandomAccess.Read(handles[img], page, (long)offset);
-                // (The file's name made only for an error: made a page, it was most of what a restore allocated.)
+                int got = SafeFiles.ReadAt(handles[img], page, (long)offset, files[img]);
                 if (got < ps)
                 {
-                    var file = chain[img].File(ImageFormat.PagesFile);
+                    var file = files[img];
                     throw new EngineException(EngineError.ImageIncomplete, $"{file} at offset {offset} (0x{offset:x}): truncated, page 0x{addr:x} is missing.", file);
                 }
                 if (PageHash.Fast128(page, chain[img].PageKey) != hash)
                 {
-                    var file = chain[img].File(ImageFormat.PagesFile);
+                    var file = files[img];
                     throw new EngineException(EngineError.ImageCorrupt, $"{file} at offset {offset} (0x{offset:x}): page 0x{addr:x} does not match its checksum.", file);
                 }
                 target.WritePage(addr, page);

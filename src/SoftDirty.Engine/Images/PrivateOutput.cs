@@ -90,7 +90,11 @@ internal sealed class PrivateOutput : IDisposable
     /// <summary>The step (<see cref="SoftDirty.Injection.InjectionSteps"/>) that ends when the destination was checked the last time, just before the rename.</summary>
     internal const string CommitStep = "destination checked (commit)";
 
-    /// <summary>Puts the folder in place: rename onto the destination (absent, or an empty directory of the caller), then fsync.</summary>
+    /// <summary>
+    /// Puts the folder in place: fsync of the folder (its files were fsynced as they were closed), rename onto the destination
+    /// (absent, or an empty directory of the caller), then fsync of the parent; a failed fsync is a failure of the command, the
+    /// result removed.
+    /// </summary>
     public void Commit()
     {
         _work.Fsync();
@@ -110,8 +114,22 @@ internal sealed class PrivateOutput : IDisposable
             throw SafeFiles.WriteFailure(Destination, e, $"Moving the finished {WorkPath} to {Destination} failed: {Errno.Describe(e)}");
         }
         _committed = true;
-        _parent.Fsync();
+        // The rename is on disk only once the folder that holds it is synced: where that fails (EIO, ENOSPC), success would be
+        // said of an image a crash may take away, so it is taken away now, its manifest first (round 25).
+        if (_parent.SyncError() is int f and not 0)
+        {
+            Withdraw(_name);
+            throw SafeFiles.WriteFailure(Destination, f,
+                $"{_what} {Destination} was put in place, but fsync of its folder {_parent.Path} said {Errno.Describe(f)}: it might not survive a crash, so it was removed again. Check the disk and run the command again.");
+        }
         RequireNamedByDestination();
+    }
+
+    /// <summary>Removes the files made (the last made, a manifest, first) and the folder, named <paramref name="folder"/> in the parent.</summary>
+    private void Withdraw(string folder)
+    {
+        for (int i = _created.Count - 1; i >= 0; i--) _work.Remove(_created[i]);
+        _parent.Remove(folder, directory: true);
     }
 
     /// <summary>
@@ -144,8 +162,7 @@ internal sealed class PrivateOutput : IDisposable
         if (!_committed)
         {
             _committed = true;
-            foreach (var name in _created) _work.Remove(name);
-            _parent.Remove(_workName, directory: true);
+            Withdraw(_workName);
         }
         _work.Dispose();
         _parent.Dispose();

@@ -68,7 +68,17 @@ internal sealed class SafeDirectory : IDisposable
                     if (e == Errno.ENOENT)
                     {
                         if (!create) return null;
-                        if (FileNative.MkdirAt(here.Fd, name, (uint)ImageFormat.DirectoryMode) == 0) made = childPath;
+                        if (FileNative.MkdirAt(here.Fd, name, (uint)ImageFormat.DirectoryMode) == 0)
+                        {
+                            made = childPath;
+                            // Synced into its parent: what is put in place below it survives a crash only with it. Where that
+                            // fails, it is removed again (round 25).
+                            if (here.SyncError() is int f and not 0)
+                            {
+                                FileNative.UnlinkAt(here.Fd, name, FileNative.AT_REMOVEDIR);
+                                throw SafeFiles.WriteFailure(childPath, f, $"Creating the directory {childPath} failed: fsync of {here.Path} said {Errno.Describe(f)}; it was removed again.");
+                            }
+                        }
                         else if (Marshal.GetLastPInvokeError() is int me && me != Errno.EEXIST)
                             throw SafeFiles.WriteFailure(childPath, me, $"Creating the directory {childPath} failed: {Errno.Describe(me)}");
                         pending.AddFirst(name); // open (and check) what is there now
@@ -289,6 +299,12 @@ internal sealed class SafeDirectory : IDisposable
             return entries.MoveNext();
         }
         catch (UnauthorizedAccessException ex) { throw new EngineException(EngineError.PermissionDenied, $"Listing {Path}: {ex.Message}", Path, Errno.EACCES, ex); }
+        // getdents failed (EIO of the disk): it reached the user as System.IO.IOException (round 25); .NET's HResult is the errno.
+        catch (IOException ex) when (ex is not FileNotFoundException)
+        {
+            int e = ex.HResult is > 0 and < 4096 ? ex.HResult : Errno.EIO;
+            throw SafeFiles.WriteFailure(Path, e, $"Listing {Path} failed: {ex.Message}");
+        }
         finally { FileNative.Close(fd); }
     }
 
@@ -307,13 +323,31 @@ internal sealed class SafeDirectory : IDisposable
     /// <summary>Removes the file (or, with <paramref name="directory"/>, the empty directory) <paramref name="name"/>; false where that failed.</summary>
     public bool Remove(string name, bool directory = false) => FileNative.UnlinkAt(Fd, name, directory ? FileNative.AT_REMOVEDIR : 0) == 0;
 
-    /// <summary>fsync of the directory, so that entries made in it are on disk (best effort).</summary>
+    /// <summary>
+    /// fsync of the directory, so that the entries made in it (files, folders, a rename) are on disk; a failure (EIO, ENOSPC:
+    /// the kernel reports a writeback error once) is a write failure (<see cref="SafeFiles.WriteFailure"/>). It was ignored,
+    /// so a save whose folder never reached the disk said success (round 25).
+    /// </summary>
     public void Fsync()
     {
+        int e = SyncError();
+        if (e != 0) throw SafeFiles.WriteFailure(Path, e, $"fsync of the folder {Path} failed: {Errno.Describe(e)}; what was made in it may not survive a crash.");
+    }
+
+    /// <summary>
+    /// fsync of the directory: 0, or the errno. A folder this user may not read (mode -wx) cannot be opened for it and gives
+    /// 0: its entries are made but cannot be synced (README, Security).
+    /// </summary>
+    public int SyncError()
+    {
         int fd = FileNative.OpenAt(Fd, ".", FileNative.O_RDONLY | FileNative.O_DIRECTORY | FileNative.O_CLOEXEC, 0);
-        if (fd < 0) return;
-        FileNative.Fsync(fd);
-        FileNative.Close(fd);
+        if (fd < 0)
+        {
+            int e = Marshal.GetLastPInvokeError();
+            return e is Errno.EACCES or Errno.EPERM ? 0 : e;
+        }
+        try { return SafeFiles.SyncError(fd); }
+        finally { FileNative.Close(fd); }
     }
 
     /// <summary>Opens the regular file <paramref name="name"/> here for reading: no link followed, no FIFO or device (O_NONBLOCK, then fstat).</summary>
@@ -328,6 +362,7 @@ internal sealed class SafeDirectory : IDisposable
             if (e is Errno.EACCES or Errno.EPERM)
                 throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(e)} (an image of another user, or a directory you may not read).", path, e);
             if (Errno.IsResourceLimit(e)) throw ResourceLimit(path, e);
+            if (e == Errno.EIO) throw new EngineException(EngineError.ImageReadError, $"{path}: {Errno.Describe(e)} (the disk under it). Check the disk, then test the image again.", path, e);
             throw new EngineException(EngineError.ImageCorrupt, e == Errno.ELOOP ? $"{path} is a symbolic link; image files must be regular files." : $"{path}: {Errno.Describe(e)}", path, e);
         }
         var handle = new SafeFileHandle(fd, ownsHandle: true);

@@ -31,19 +31,30 @@ internal static class SafeFiles
         return new SizeLimitedFileStream(new SafeFileHandle(fd, ownsHandle: true), path);
     }
 
-    /// <summary>Creates the directory <paramref name="path"/> (0700) in its checked parent (<see cref="SafeDirectory"/>); it must not exist (no symlink, nothing reused).</summary>
-    public static void CreateDirectory(string path)
+    /// <summary>
+    /// Creates the directory <paramref name="path"/> (0700) in its checked parent (<see cref="SafeDirectory"/>); it must not exist
+    /// (no symlink, nothing reused). With <paramref name="durable"/> the parent is fsynced: what is later put in place inside it
+    /// (a migration's rounds) survives a crash only with it.
+    /// </summary>
+    public static void CreateDirectory(string path, bool durable = true)
     {
         using var parent = SafeDirectory.OpenParent(path, "The directory", create: true, out var name);
         parent.CreateDirectory(name).Dispose();
+        if (durable && parent.SyncError() is int e and not 0)
+        {
+            parent.Remove(name, directory: true);
+            throw WriteFailure(path, e, $"Creating the directory {path} failed: fsync of {parent.Path} said {Errno.Describe(e)}; it was removed again.");
+        }
     }
 
     /// <summary>
     /// Writes <paramref name="bytes"/> as the file <paramref name="name"/> of the opened <paramref name="dir"/>, whole
     /// or not at all: a new temporary file (0600, O_EXCL|O_NOFOLLOW) beside it, fsync, then renameat onto the name
     /// (which replaces a file there, or a link itself, never what a link points to). A failure removes the temporary file.
+    /// With <paramref name="syncFolder"/>, the folder is fsynced after the rename, so that success means the new file survives
+    /// a crash; a failure there says so (the file is in place).
     /// </summary>
-    public static void WriteReplacing(SafeDirectory dir, string name, ReadOnlySpan<byte> bytes)
+    public static void WriteReplacing(SafeDirectory dir, string name, ReadOnlySpan<byte> bytes, bool syncFolder = true)
     {
         var temp = $".{name}.{Guid.NewGuid():N}.tmp";
         bool placed = false;
@@ -63,6 +74,8 @@ internal static class SafeFiles
         {
             if (!placed) dir.Remove(temp);
         }
+        if (syncFolder && dir.SyncError() is int f and not 0)
+            throw WriteFailure(dir.Combine(name), f, $"{dir.Combine(name)} was written, but fsync of its folder {dir.Path} said {Errno.Describe(f)}: the new file may not survive a crash.");
     }
 
     /// <summary>
@@ -74,6 +87,42 @@ internal static class SafeFiles
         if (dir.Lstat(name, out _) is null || dir.Lstat(ImageFormat.ManifestFile, out _) is null) return;
         throw new EngineException(EngineError.ImageExists,
             $"{what} {dir.Combine(name)} is a file of the memory image {dir.Path}; the module does not write over an image's files. Choose another path.", dir.Combine(name));
+    }
+
+    /// <summary>
+    /// fsync of <paramref name="handle"/> (the file <paramref name="path"/>, for messages), checked: any failure but "this file
+    /// cannot be synced" (EINVAL, EOPNOTSUPP: a file system without fsync, where there is nothing to flush) is a write
+    /// failure (<see cref="WriteFailure"/>: EIO or ENOSPC of delayed writeback is ImageWriteError). The module fsyncs through
+    /// here, never through FileStream.Flush(true), which .NET answers with success whatever fsync returned.
+    /// </summary>
+    public static void SyncToDisk(SafeFileHandle handle, string path)
+    {
+        int e = SyncError((int)handle.DangerousGetHandle());
+        if (e != 0) throw WriteFailure(path, e, $"Writing {path} failed: fsync said {Errno.Describe(e)}; its data may not be on the disk.");
+    }
+
+    /// <summary>fsync of <paramref name="fd"/>, again where a signal interrupted it: 0, or the errno (0 also where the file cannot be synced: EINVAL, EOPNOTSUPP).</summary>
+    internal static int SyncError(int fd)
+    {
+        int e;
+        do e = FileNative.Fsync(fd) == 0 ? 0 : Marshal.GetLastPInvokeError();
+        while (e == Errno.EINTR);
+        return e is Errno.EINVAL or Errno.EOPNOTSUPP ? 0 : e;
+    }
+
+    /// <summary>
+    /// Reads into <paramref name="buffer"/> at <paramref name="offset"/> of the image file <paramref name="path"/>: the bytes read
+    /// (fewer at its end). An error of the read itself (EIO of a failing disk) is ImageReadError naming the file and offset: an
+    /// IOException reached the user as System.IO.IOException, with no SoftDirty error id, from Test-, Get- and Restore-MemoryImage.
+    /// </summary>
+    public static int ReadAt(SafeFileHandle handle, Span<byte> buffer, long offset, string path)
+    {
+        try { return RandomAccess.Read(handle, buffer, offset); }
+        catch (IOException ex)
+        {
+            throw new ImageException(EngineError.ImageReadError,
+                $"{path} at offset {offset} (0x{offset:x}): reading failed: {ex.Message}. Nothing is known of the image past it: check the disk, then test the image again.", path, offset, ex);
+        }
     }
 
     internal static EngineException WriteFailure(string path, int errno, string message) => errno switch
@@ -181,7 +230,9 @@ internal static class SafeFiles
         int got = 0;
         while (got < length)
         {
-            int n = RandomAccess.Read(handle, bytes.AsSpan(got, length - got), got);
+            int n;
+            try { n = ReadAt(handle, bytes.AsSpan(got, length - got), got, path); }
+            catch { System.Buffers.ArrayPool<byte>.Shared.Return(bytes); throw; }
             if (n <= 0) break;
             got += n;
         }
@@ -217,6 +268,6 @@ internal static class SafeFiles
         if (e is Errno.ENOENT or FileNative.ENOTDIR) throw new FileNotFoundException(full);
         if (e is Errno.EACCES or Errno.EPERM)
             throw new EngineException(EngineError.PermissionDenied, $"{full}: {Errno.Describe(e)} (an image of another user, or a directory you may not read).", full, e);
-        throw new EngineException(EngineError.ImageCorrupt, $"{folder}: {Errno.Describe(e)}", full, e);
+        throw new EngineException(e == Errno.EIO ? EngineError.ImageReadError : EngineError.ImageCorrupt, $"{folder}: {Errno.Describe(e)}", full, e);
     }
 }

@@ -236,7 +236,8 @@ internal static partial class WriteTrackingStore
     {
         using (var dir = OpenSafeFolder(create: true)!)
         {
-            try { SafeFiles.WriteReplacing(dir, $"{state.ProcessId}.json", JsonSerializer.SerializeToUtf8Bytes(state)); }
+            // Its folder is not synced: a state describes a live process, which a crash ends with the boot (states of another boot are stale).
+            try { SafeFiles.WriteReplacing(dir, $"{state.ProcessId}.json", JsonSerializer.SerializeToUtf8Bytes(state), syncFolder: false); }
             catch (EngineException ex) when (ex.Errno == FileNative.EISDIR)
             {
                 throw new EngineException(EngineError.UnsafeDestination,

@@ -34,7 +34,7 @@ internal static class PreCopyStage
         RemoveStale(temp);
         int self = Environment.ProcessId;
         var stage = Path.Combine(temp, $"{Prefix}{TrackingEpoch.BootId() ?? Unknown}-{PidNamespace.Of("self") ?? Unknown}-{self.ToString(CultureInfo.InvariantCulture)}-{TrackingEpoch.StartTime(self) ?? "0"}-{Guid.NewGuid():N}");
-        SafeFiles.CreateDirectory(stage);
+        SafeFiles.CreateDirectory(stage, durable: false); // removed when the migration ends: nothing in it has to survive a crash
         return stage;
     }
 

@@ -87,7 +87,8 @@ public sealed class ReceiveMemoryImageCommand : EngineCmdlet, IDisposable
             }
         }
         catch (EngineException ex) { Abort(ex); }
-        catch (IOException ex) { Abort(new EngineException(EngineError.ImageWriteError, $"Reading {InputObject} failed: {ex.Message}", InputObject)); }
+        // Only the read of a piped file throws this (the receiver's writes say their own error): a read error, not a write error.
+        catch (IOException ex) { Abort(new EngineException(EngineError.ImageReadError, $"Reading {InputObject} failed: {ex.Message}", InputObject, inner: ex)); }
     }
 
     /// <inheritdoc/>
