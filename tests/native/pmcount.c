@@ -17,7 +17,8 @@
  *   pmcount hold <bytes> <stride> [dense]
  *       maps <bytes> of private anonymous memory (MAP_NORESERVE, so sizes past RAM map; MADV_NOHUGEPAGE,
  *       so a write faults in one 4 KiB page), writes one byte into every <stride>-th page (dense: every
- *       page), prints "READY <pid> <hexaddr>" and waits until its standard input closes.
+ *       page), prints "READY <pid> <hexaddr>" and waits until its standard input closes; a line "write <page>"
+ *       adds one to the first byte of that page of the region and answers "OK".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -132,7 +133,10 @@ static int hold(int argc, char **argv)
     printf("READY %d %lx\n", (int)getpid(), (unsigned long)(uintptr_t)p);
     fflush(stdout);
     char line[64];
-    while (fgets(line, sizeof line, stdin)) { }
+    while (fgets(line, sizeof line, stdin)) {
+        uint64_t at;
+        if (sscanf(line, "write %" SCNu64, &at) == 1 && at < pages) { p[at * page_size]++; printf("OK\n"); fflush(stdout); }
+    }
     return 0;
 }
 

@@ -151,9 +151,20 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     /// look instead (never a miss): an image compares them with its parent's hashes, and a watch or a migration compares
     /// them by content (<see cref="ContentSelection"/>). An emulated process registers every writable mapping, as it asks.
     /// </summary>
+    /// <remarks>
+    /// Nor a mapping larger than <see cref="MaxRegisteredBytes"/>: the first reset puts a uffd-wp marker (WP_UNPOPULATED)
+    /// in every page of a registered mapping that was never used, which makes the page tables of the whole mapping, 8 bytes
+    /// a page of the process's kernel memory that only munmap or its exit frees (measured on 6.18: a 64 GiB MAP_NORESERVE
+    /// reservation with one page used went from 88 KiB of page tables to 128 MiB, and stayed so after Disable-WriteTracking).
+    /// A sanitizer's shadow memory (terabytes, mostly never used) would have needed tens of GiB and driven the process or
+    /// the machine out of memory (round 25).
+    /// </remarks>
     internal static bool Registers(MemoryMapping mapping) =>
-        !mapping.Shared && mapping.Inode == 0
+        !mapping.Shared && mapping.Inode == 0 && mapping.End - mapping.Start <= MaxRegisteredBytes
         && mapping.Kind is MappingKind.Anonymous or MappingKind.NamedAnonymous or MappingKind.Heap or MappingKind.Stack;
+
+    /// <summary>The largest mapping write tracking registers: 64 GiB, whose markers may take 128 MiB of page tables (<see cref="Registers"/>).</summary>
+    internal const ulong MaxRegisteredBytes = 64UL << 30;
 
     /// <summary>The present pages of <paramref name="unregistered"/> (Registers), added to <paramref name="regions"/>, sorted; a reason for the over-count, or null.</summary>
     private string? AddUnregistered(List<PageRegion> regions, List<PageSpan> unregistered, CancellationToken cancel)
@@ -161,7 +172,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         if (unregistered.Count == 0) return null;
         regions.AddRange(PageWalk.PresentRegions(Source, unregistered, cancel: cancel));
         regions.Sort((x, y) => x.Start.CompareTo(y.Start));
-        return $"{unregistered.Count} writable mapping span(s) from 0x{unregistered[0].Start:x} are not registered for write-protect (not private anonymous memory, or refused by the kernel: MAP_DROPPABLE)";
+        return $"{unregistered.Count} writable mapping span(s) from 0x{unregistered[0].Start:x} are not registered for write-protect (not private anonymous memory, larger than 64 GiB, or refused by the kernel: MAP_DROPPABLE)";
     }
 
     /// <summary>
