@@ -67,7 +67,7 @@ function Invoke-Native([string] $What, [scriptblock] $Command) {
 # empty 0700 folders (six random letters) in the temp folder at every command, and NuGet its scratch folder, so a
 # machine that builds all day filled /tmp with thousands. Not for `dotnet test`: its tests use the temp folder.
 function Invoke-DotnetBuild([string] $What, [scriptblock] $Command) {
-    $private = [IO.Directory]::CreateTempSubdirectory('softdirty-dotnet-').FullName
+    $private = [IO.Directory]::CreateTempSubdirectory('dotnet-build-').FullName
     $saved = $env:TMPDIR
     $env:TMPDIR = $private
     try { Invoke-Native $What $Command }
@@ -176,7 +176,7 @@ function Invoke-Test {
     # debugger pipes and diagnostics socket (clr-debug-pipe-*, dotnet-diagnostic-*) and every pwsh its host pipe
     # (CoreFxPipe_PSHost.*) in $TMPDIR when it is killed, and the suite kills hundreds on purpose. The unprivileged
     # run has its own already.
-    $runTemp = [IO.Directory]::CreateTempSubdirectory('softdirty-pester-').FullName
+    $runTemp = [IO.Directory]::CreateTempSubdirectory('pester-run-').FullName
     chmod 1777 $runTemp
     $savedTemp = $env:TMPDIR
     $env:TMPDIR = $runTemp
