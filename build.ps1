@@ -172,21 +172,8 @@ function Invoke-Test {
     $suiteArgs = @()
     if ($Tag) { $suiteArgs += @('-Tag', ($Tag -join ',')) }
     if ($ExcludeTag) { $suiteArgs += @('-ExcludeTag', ($ExcludeTag -join ',')) }
-    # The run's temp folder is one of its own (mode 1777 like /tmp), removed afterwards: every .NET process leaves its
-    # debugger pipes and diagnostics socket (clr-debug-pipe-*, dotnet-diagnostic-*) and every pwsh its host pipe
-    # (CoreFxPipe_PSHost.*) in $TMPDIR when it is killed, and the suite kills hundreds on purpose. The unprivileged
-    # run has its own already.
-    $runTemp = [IO.Directory]::CreateTempSubdirectory('pester-run-').FullName
-    chmod 1777 $runTemp
-    $savedTemp = $env:TMPDIR
-    $env:TMPDIR = $runTemp
-    try {
-        $runs = @(Invoke-PesterRun -Who (Get-UserName) -Pwsh (Get-ChildPwsh) -Root $Root -PesterPath $pester `
-            -ModulePath (Join-Path $StageDir 'SoftDirty.psd1') -ResultsPath $ResultsDir -ResultName 'pester' -SuiteArgs $suiteArgs)
-    } finally {
-        $env:TMPDIR = $savedTemp
-        Remove-Item -LiteralPath $runTemp -Recurse -Force -ErrorAction SilentlyContinue
-    }
+    $runs = @(Invoke-PesterRun -Who (Get-UserName) -Pwsh (Get-ChildPwsh) -Root $Root -PesterPath $pester `
+        -ModulePath (Join-Path $StageDir 'SoftDirty.psd1') -ResultsPath $ResultsDir -ResultName 'pester' -SuiteArgs $suiteArgs)
     $runs += @(Invoke-PesterUnprivileged -PesterPath $pester -SuiteArgs $suiteArgs)
     # The closing line CI reads: every run's counts, and one total.
     foreach ($r in $runs) {
