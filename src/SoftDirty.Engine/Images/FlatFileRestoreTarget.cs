@@ -31,7 +31,11 @@ internal sealed class FlatFileRestoreTarget : IRestoreTarget, IDisposable
     public static string FileName(ImageMapping m) => $"{m.Start:x12}-{m.End:x12}.bin";
 
     /// <summary>Checks the destination before anything is read (absent, or an empty directory of the caller, no link).</summary>
-    public void CheckDestination() => SafeFiles.CheckDestination(_directory, "The restore destination");
+    public void CheckDestination() => SafeFiles.CheckDestination(_directory, "The restore destination", _madeFolders);
+
+    // The folders above the destination that the check created: taken back when the restore is not put in place.
+    private readonly List<string> _madeFolders = new();
+    private bool _committed;
 
     public void Prepare(IReadOnlyList<ImageMapping> mappings, int pageSize)
     {
@@ -98,13 +102,16 @@ internal sealed class FlatFileRestoreTarget : IRestoreTarget, IDisposable
             mf.Flush(flushToDisk: true);
         }
         output.Commit();
+        _committed = true;
     }
 
-    /// <summary>Without <see cref="Complete"/>: the partial folder is removed, the destination stays as it was.</summary>
+    /// <summary>Without <see cref="Complete"/>: the partial folder is removed, the destination stays as it was (folders the check made, removed).</summary>
     public void Dispose()
     {
         _file?.Dispose();
         _file = null;
         _output?.Dispose();
+        if (!_committed) SafeDirectory.RemoveMade(_madeFolders, "The restore destination");
+        _madeFolders.Clear();
     }
 }

@@ -19,10 +19,13 @@ internal sealed class PrivateOutput : IDisposable
     private readonly SafeDirectory _work;
     private readonly string _name, _workName, _what;
     private readonly List<string> _created = new();
+    // The folders above the destination that Begin created (outermost first): taken back with a failed or cancelled write.
+    private readonly List<string> _madeFolders;
     private bool _committed;
 
-    private PrivateOutput(string destination, SafeDirectory parent, string name, SafeDirectory work, string workName, string what)
+    private PrivateOutput(string destination, SafeDirectory parent, string name, SafeDirectory work, string workName, string what, List<string> madeFolders)
     {
+        _madeFolders = madeFolders;
         _parent = parent;
         _name = name;
         _work = work;
@@ -41,17 +44,19 @@ internal sealed class PrivateOutput : IDisposable
     {
         destination = Path.TrimEndingDirectorySeparator(Path.GetFullPath(destination));
         SafeFiles.RefuseInsideImage(destination, what);
-        var parent = SafeDirectory.OpenParent(destination, what, create: true, out var name);
+        var made = new List<string>();
+        var parent = SafeDirectory.OpenParent(destination, what, create: true, out var name, made);
         try
         {
             SafeFiles.CheckEntry(parent, name, what);
             var workName = WorkName(name);
             var work = parent.CreateDirectory(workName);
-            return new PrivateOutput(destination, parent, name, work, workName, what);
+            return new PrivateOutput(destination, parent, name, work, workName, what, made);
         }
         catch
         {
             parent.Dispose();
+            SafeDirectory.RemoveMade(made, what);
             throw;
         }
     }
@@ -157,14 +162,17 @@ internal sealed class PrivateOutput : IDisposable
             $"{_what} was put in place as {real}, but {Destination} names {(there is null ? "nothing" : "another folder")} now: a folder on the way was moved or replaced (by a link) while the command ran. The result is in {real}.", Destination);
     }
 
+    /// <summary>Without a commit: removes the private folder, then the folders above the destination that <see cref="Begin"/> made (while empty).</summary>
     public void Dispose()
     {
-        if (!_committed)
+        bool abandoned = !_committed;
+        if (abandoned)
         {
             _committed = true;
             Withdraw(_workName);
         }
         _work.Dispose();
         _parent.Dispose();
+        if (abandoned) SafeDirectory.RemoveMade(_madeFolders, _what);
     }
 }

@@ -38,14 +38,51 @@ internal sealed class SafeDirectory : IDisposable
     /// Opens the directory <paramref name="path"/> (absolute or relative to the current directory) checking every
     /// folder from <c>/</c> down on its descriptor; missing folders are created 0700 where <paramref name="create"/>,
     /// else the result is null. <paramref name="what"/> and <paramref name="target"/> name the destination in errors.
+    /// The folders it creates are added to <paramref name="made"/> (outermost first), so that a command that fails
+    /// can take them back (<see cref="RemoveMade"/>); where the walk itself fails, it takes back what it made.
     /// </summary>
-    public static SafeDirectory? Open(string path, string what, string target, bool create)
+    public static SafeDirectory? Open(string path, string what, string target, bool create, List<string>? made = null)
+    {
+        var mine = new List<string>();
+        try
+        {
+            var opened = Walk(path, what, target, create, mine);
+            made?.AddRange(mine);
+            return opened;
+        }
+        catch
+        {
+            RemoveMade(mine, what);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Removes the folders a walk made (<paramref name="made"/>, outermost first), innermost first, each only while it is
+    /// empty and where its checked parent still holds it (rmdir relative to the parent's descriptor); stops at the first
+    /// that stays (something was put in it meanwhile: it and the folders above it are kept). Never throws.
+    /// </summary>
+    public static void RemoveMade(IReadOnlyList<string> made, string what)
+    {
+        for (int i = made.Count - 1; i >= 0; i--)
+        {
+            var folder = made[i];
+            try
+            {
+                using var parent = Walk(System.IO.Path.GetDirectoryName(folder) ?? "/", what, folder, create: false, made: null);
+                if (parent is null || !parent.Remove(System.IO.Path.GetFileName(folder), directory: true)) return;
+            }
+            catch (EngineException) { return; }
+        }
+    }
+
+    private static SafeDirectory? Walk(string path, string what, string target, bool create, List<string>? made)
     {
         var full = System.IO.Path.GetFullPath(path);
         var stack = new Stack<SafeDirectory>();
         var pending = new LinkedList<string>(Split(full));
         int links = 0;
-        string? made = null; // the folder this walk just made: its mode is set exactly once it is opened
+        string? justMade = null; // the folder this walk just made: its mode is set exactly once it is opened
         try
         {
             stack.Push(OpenRoot(what, target));
@@ -70,14 +107,16 @@ internal sealed class SafeDirectory : IDisposable
                         if (!create) return null;
                         if (FileNative.MkdirAt(here.Fd, name, (uint)ImageFormat.DirectoryMode) == 0)
                         {
-                            made = childPath;
+                            justMade = childPath;
                             // Synced into its parent: what is put in place below it survives a crash only with it. Where that
                             // fails, it is removed again (round 25).
                             if (here.SyncError() is int f and not 0)
                             {
                                 FileNative.UnlinkAt(here.Fd, name, FileNative.AT_REMOVEDIR);
+                                justMade = null;
                                 throw SafeFiles.WriteFailure(childPath, f, $"Creating the directory {childPath} failed: fsync of {here.Path} said {Errno.Describe(f)}; it was removed again.");
                             }
+                            made?.Add(childPath);
                         }
                         else if (Marshal.GetLastPInvokeError() is int me && me != Errno.EEXIST)
                             throw SafeFiles.WriteFailure(childPath, me, $"Creating the directory {childPath} failed: {Errno.Describe(me)}");
@@ -106,7 +145,7 @@ internal sealed class SafeDirectory : IDisposable
                 var dir = new SafeDirectory(new SafeFileHandle(fd, ownsHandle: true), childPath);
                 stack.Push(dir);
                 dir.Check(what, target);
-                if (made == childPath) { dir.SetMode(ImageFormat.DirectoryMode); made = null; }
+                if (justMade == childPath) { dir.SetMode(ImageFormat.DirectoryMode); justMade = null; }
             }
             var result = stack.Pop();
             return result;
@@ -118,14 +157,14 @@ internal sealed class SafeDirectory : IDisposable
     }
 
     /// <summary>Opens the directory that holds <paramref name="path"/> (created where missing) and gives the last component's name.</summary>
-    public static SafeDirectory OpenParent(string path, string what, bool create, out string name)
+    public static SafeDirectory OpenParent(string path, string what, bool create, out string name, List<string>? made = null)
     {
         var full = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(path));
         name = System.IO.Path.GetFileName(full);
         var parent = System.IO.Path.GetDirectoryName(full);
         if (parent is null || name.Length == 0)
             throw new EngineException(EngineError.InvalidArgument, $"{what} {path}: the root directory cannot be one.", path);
-        return Open(parent, what, full, create)
+        return Open(parent, what, full, create, made)
             ?? throw new EngineException(EngineError.InvalidArgument, $"{what} {full}: the folder {parent} does not exist.", full, Errno.ENOENT);
     }
 

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
@@ -137,13 +138,25 @@ internal static class SafeFiles
     /// <summary>
     /// Checks a destination the module will create or fill: absent (its parent directory is created, 0700,
     /// where missing), or an empty directory owned by the caller. Every folder above is checked on its
-    /// descriptor (<see cref="SafeDirectory.Open"/>). Returns whether it exists.
+    /// descriptor (<see cref="SafeDirectory.Open"/>). Returns whether it exists; the folders it created are added to
+    /// <paramref name="made"/> (for <see cref="SafeDirectory.RemoveMade"/> when the command fails).
     /// </summary>
-    public static bool CheckDestination(string path, string what)
+    public static bool CheckDestination(string path, string what, List<string>? made = null)
     {
         RefuseInsideImage(path, what);
-        using var parent = SafeDirectory.OpenParent(path, what, create: true, out var name);
-        return CheckEntry(parent, name, what);
+        var mine = new List<string>();
+        try
+        {
+            using var parent = SafeDirectory.OpenParent(path, what, create: true, out var name, mine);
+            bool exists = CheckEntry(parent, name, what);
+            made?.AddRange(mine);
+            return exists;
+        }
+        catch
+        {
+            SafeDirectory.RemoveMade(mine, what);
+            throw;
+        }
     }
 
     /// <summary>

@@ -27,6 +27,29 @@ internal static class InjectionSupport
     /// <summary>How often <see cref="Check"/> looks again at a process an exec under way showed with a zombie leader (one exec'ing again and again).</summary>
     private const int ExecRechecks = 10;
 
+    /// <summary>
+    /// Whether process <paramref name="pid"/> runs a 32-bit program (an i386 one on x86-64, the kernel's compat mode): another
+    /// register set and syscall table than injection speaks. /proc/PID/auxv is the auxiliary vector as the program's ELF loader
+    /// wrote it, (type, value) pairs of the program's word size, ending with AT_NULL. Read as 64-bit pairs, a 32-bit vector puts
+    /// a value (an address: AT_SYSINFO, AT_PHDR, AT_ENTRY) in the upper half of a type word, where a 64-bit one only has small
+    /// AT_* numbers. Null where the file cannot be read (it needs what pagemap needs): nothing is said then.
+    /// </summary>
+    internal static bool? RunsCompatProgram(int pid)
+    {
+        byte[] auxv;
+        try { auxv = File.ReadAllBytes(string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/auxv")); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+        const int Pair = 2 * sizeof(ulong);
+        if (auxv.Length < Pair) return null;
+        for (int i = 0; i + Pair <= auxv.Length; i += Pair)
+        {
+            ulong type = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(auxv.AsSpan(i));
+            if (type > uint.MaxValue) return true;
+            if (type == 0) break; // AT_NULL of a 64-bit vector
+        }
+        return false;
+    }
+
     private static EngineException? CheckOnce(int pid, KernelFeatures features, int rechecks)
     {
         if (InjectionArchitecture.Current is null)
@@ -50,6 +73,10 @@ internal static class InjectionSupport
                 ? new EngineException(EngineError.WriteProtectNotSupported,
                     $"Process {pid} runs on, but its main thread has exited (pthread_exit): the kernel no longer shows the process's mappings through /proc/{pid} (maps, smaps and pagemap read as empty), so its writes cannot be tracked. It was left as it was.", pid)
                 : new EngineException(EngineError.ProcessExited, $"Process {pid} has exited (state {state}).", pid);
+        if (RunsCompatProgram(pid) == true)
+            // The injection itself refuses such a process too, by its register set: this says so before anything is tried (Auto picks Hash).
+            return new EngineException(EngineError.WriteProtectNotSupported,
+                $"Process {pid} runs a 32-bit program: injection speaks only {InjectionArchitecture.Current.Name}'s registers and syscalls. It was left as it was; -Method Hash tracks it.", pid);
         if (status.TryGetValue("TracerPid", out var tracer) && int.TryParse(tracer, out int tracerPid) && tracerPid != 0
             && !SoftDirty.Tracking.PtraceFreeze.HoldsHere(pid)) // frozen by this thread (-Freeze): injection uses that stop
             return new EngineException(EngineError.ProcessAlreadyTraced,

@@ -512,7 +512,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             // A 32-bit (ia32) thread has a register set of its own, shorter: nothing here applies to it.
             if (iov.Length != (nuint)(regs.Length * sizeof(ulong)))
                 throw new EngineException(EngineError.WriteProtectNotSupported,
-                    $"Process {ProcessId} is not a {_arch.Name} process (its registers are {iov.Length} bytes); it was left as it was.", ProcessId);
+                    $"Process {ProcessId} is not an {_arch.Name} process (its registers are {iov.Length} bytes); it was left as it was.", ProcessId);
         }
     }
 

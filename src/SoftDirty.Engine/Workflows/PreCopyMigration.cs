@@ -72,7 +72,8 @@ internal static class PreCopyMigration
         double clock = 0;
         string? parent = null;
         bool created = false;
-        if (link is null && options.Destination is { } dest && !SafeFiles.CheckDestination(Path.GetFullPath(dest), DestinationWhat))
+        var madeFolders = new List<string>(); // the folders above -Destination that the check created
+        if (link is null && options.Destination is { } dest && !SafeFiles.CheckDestination(Path.GetFullPath(dest), DestinationWhat, madeFolders))
         {
             Injection.InjectionSteps.Mark(DestinationCheckedStep);
             try
@@ -189,6 +190,7 @@ internal static class PreCopyMigration
             // A migration that failed before writing anything leaves no empty folder behind (written rounds are kept: a valid chain).
             if (created && Directory.Exists(options.Destination) && !Directory.EnumerateFileSystemEntries(options.Destination!).Any())
                 Directory.Delete(options.Destination!);
+            SafeDirectory.RemoveMade(madeFolders, DestinationWhat);
         }
     }
 

@@ -79,7 +79,19 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
         // The destination first, before the process is touched: a save refused for it (ImageExists, UnsafeDestination) had
         // frozen the process, cleared its soft-dirty or reset its write tracking (the chain's next increment then compared
         // every page), and injected and enabled a write tracking that stayed in it.
-        SafeFiles.CheckDestination(path, "The image directory");
+        var madeFolders = new System.Collections.Generic.List<string>();
+        SafeFiles.CheckDestination(path, "The image directory", madeFolders);
+        try { Save(source, path, parent); }
+        catch
+        {
+            // A save that failed leaves no folder it made on the way to -Path (a failed save's own folder is never made: PrivateOutput).
+            SafeDirectory.RemoveMade(madeFolders, "The image directory");
+            throw;
+        }
+    }
+
+    private void Save(IPageSource source, string path, string? parent)
+    {
         ImageManifest? parentManifest = parent is null ? null : ImageReader.ReadManifest(parent);
         // Whose image the parent is, before the tracking is collected (which changes the process's tracking).
         if (parentManifest is not null) ImageWriter.CheckParentProcess(parentManifest, source, System.IO.Path.Combine(parent!, ImageFormat.ManifestFile), parent!);
