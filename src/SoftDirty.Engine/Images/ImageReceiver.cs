@@ -63,8 +63,17 @@ internal sealed class ImageReceiver : IDisposable
             var first = result.Problems[0];
             throw new EngineException(first.Error, $"The received image for {_output.Destination} does not verify: {first.Message}", _output.Destination);
         }
+        // Described from the folder just verified, before it is put in place: read back after the commit, an EIO said
+        // ImageReadError of an image that was in place and durable (round 26).
+        ImageManifest manifest;
+        long bytes;
+        using (var image = ImageReader.Open(_output.WorkPath))
+        {
+            manifest = image.Manifest;
+            bytes = MemoryImageInfo.From(image).FileBytes;
+        }
         _output.Commit();
-        return ImageReader.Describe(_output.Destination);
+        return MemoryImageInfo.From(_output.Destination, manifest, bytes);
     }
 
     private void CloseFile()

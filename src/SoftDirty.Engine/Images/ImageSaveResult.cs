@@ -12,7 +12,10 @@ internal sealed class ImageSaveResult
     public string Path { get; }
     public ImageManifest Manifest { get; }
     public TimeSpan Elapsed { get; }
+    /// <summary>The bytes of the image's three files.</summary>
     public ulong BytesWritten { get; }
+    /// <summary>What Get-MemoryImage shows of the image, from what was written (not read back: the image is in place and durable).</summary>
+    public MemoryImageInfo Describe() => MemoryImageInfo.From(Path, Manifest, (long)BytesWritten, Elapsed.TotalSeconds);
     /// <summary>The parts of the save in order, with the time each took (reading the parent chain, the pages, the index and manifest, the commit).</summary>
     public System.Collections.Generic.IReadOnlyList<SavePhase> Phases { get; init; } = Array.Empty<SavePhase>();
     /// <summary>

@@ -349,15 +349,16 @@ internal static class ImageWriter
                 },
             };
             manifest.Checksum = ImageFormat.ManifestChecksum(manifest);
+            var manifestBytes = JsonSerializer.SerializeToUtf8Bytes(manifest, ImageFormat.Json);
             using (var mf = output.Create(ImageFormat.ManifestFile))
             {
-                mf.Write(JsonSerializer.SerializeToUtf8Bytes(manifest, ImageFormat.Json));
+                mf.Write(manifestBytes);
                 mf.Flush(flushToDisk: true);
             }
             Phase("index and manifest");
             output.Commit();
             Phase("commit");
-            return new ImageSaveResult(path, manifest, clock.Elapsed, dataOffset + (ulong)index.Size) { Phases = phases, UnopenedObjectPages = objects?.UnopenedPages ?? 0, FirstUnopenedObject = objects?.FirstUnopened };
+            return new ImageSaveResult(path, manifest, clock.Elapsed, dataOffset + (ulong)index.Size + (ulong)manifestBytes.Length) { Phases = phases, UnopenedObjectPages = objects?.UnopenedPages ?? 0, FirstUnopenedObject = objects?.FirstUnopened };
         }
         catch (IOException ex) when (ex is not FileNotFoundException)
         {

@@ -51,17 +51,26 @@ public sealed class MemoryImageInfo
 
     internal static MemoryImageInfo From(OpenedImage image, double? saveSeconds = null)
     {
-        var m = image.Manifest;
         long bytes = 0;
         foreach (var f in new[] { ImageFormat.PagesFile, ImageFormat.IndexFile, ImageFormat.ManifestFile })
         {
             var fi = new System.IO.FileInfo(image.File(f));
             if (fi.Exists) bytes += fi.Length;
         }
+        return From(image.Path, image.Manifest, bytes, saveSeconds);
+    }
+
+    /// <summary>
+    /// The image at <paramref name="path"/> whose manifest is <paramref name="m"/> and whose files hold <paramref name="bytes"/>:
+    /// what a save or receive just wrote, described without reading it back (round 26: an EIO reading the manifest back said
+    /// ImageReadError of an image that was in place and durable).
+    /// </summary>
+    internal static MemoryImageInfo From(string path, ImageManifest m, long bytes, double? saveSeconds = null)
+    {
         return new MemoryImageInfo
         {
-            Path = image.Path, Id = m.Id, Kind = m.Parent is null ? MemoryImageKind.Full : MemoryImageKind.Incremental, Depth = m.Depth,
-            ParentPath = m.Parent is null ? null : System.IO.Path.GetFullPath(System.IO.Path.Combine(image.Path, m.Parent.Path)),
+            Path = path, Id = m.Id, Kind = m.Parent is null ? MemoryImageKind.Full : MemoryImageKind.Incremental, Depth = m.Depth,
+            ParentPath = m.Parent is null ? null : System.IO.Path.GetFullPath(System.IO.Path.Combine(path, m.Parent.Path)),
             Created = m.Created, ProcessId = m.ProcessId, ProcessName = m.ProcessName, Method = m.Method, Frozen = m.Frozen,
             PageSize = m.PageSize, MappingCount = m.Mappings.Count, DataPages = m.DataPages, ZeroPages = m.ZeroPages,
             InheritedPages = m.InheritedPages, ScannedPages = m.ScannedPages, UnreadablePages = m.UnreadablePages, FileBytes = bytes, SaveSeconds = saveSeconds,

@@ -106,6 +106,8 @@ internal sealed class PrivateOutput : IDisposable
         // Checked again: a rename replaces only an empty directory and never follows a link; where the destination
         // is absent, RENAME_NOREPLACE makes one that appeared meanwhile (a concurrent save) fail rather than be replaced.
         bool exists = SafeFiles.CheckEntry(_parent, _name, _what);
+        // The empty folder's mode, to make it again should the result be taken away (below).
+        var emptyMode = exists && _parent.Lstat(_name, out _) is { } was ? (UnixFileMode)was.Permissions : ImageFormat.DirectoryMode;
         SoftDirty.Injection.InjectionSteps.Mark(CommitStep);
         int e = _parent.RenameTo(_workName, _parent, _name, replace: exists);
         if (e == Errno.EINVAL && !exists) e = _parent.RenameTo(_workName, _parent, _name, replace: true); // a filesystem without RENAME_NOREPLACE
@@ -124,8 +126,11 @@ internal sealed class PrivateOutput : IDisposable
         if (_parent.SyncError() is int f and not 0)
         {
             Withdraw(_name);
+            // The empty folder the result replaced is made again (with its mode): a failed command leaves the destination as it
+            // was (round 26; it was left absent). Not synced: the fsync that failed would be the one to make it durable.
+            bool back = !exists || _parent.MakeDirectory(_name, emptyMode);
             throw SafeFiles.WriteFailure(Destination, f,
-                $"{_what} {Destination} was put in place, but fsync of its folder {_parent.Path} said {Errno.Describe(f)}: it might not survive a crash, so it was removed again. Check the disk and run the command again.");
+                $"{_what} {Destination} was put in place, but fsync of its folder {_parent.Path} said {Errno.Describe(f)}: it might not survive a crash, so it was removed again{(back ? "" : " (the empty folder that was there could not be made again)")}. Check the disk and run the command again.");
         }
         RequireNamedByDestination();
     }

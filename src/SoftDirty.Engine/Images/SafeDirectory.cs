@@ -272,6 +272,19 @@ internal sealed class SafeDirectory : IDisposable
         return dir;
     }
 
+    /// <summary>Makes the directory <paramref name="name"/> here with exactly <paramref name="mode"/> (the umask aside); false where that failed.</summary>
+    public bool MakeDirectory(string name, UnixFileMode mode)
+    {
+        if (FileNative.MkdirAt(Fd, name, (uint)ImageFormat.DirectoryMode) != 0) return false;
+        try
+        {
+            using var dir = OpenOwnDirectory(name);
+            dir?.SetMode(mode);
+            return dir is not null;
+        }
+        catch (EngineException) { return false; }
+    }
+
     /// <summary>
     /// Sets this directory's mode exactly (the umask may have taken away the owner's own rights: umask 0777 makes
     /// 0000). chmod through /proc/self/fd reaches exactly the opened inode (fchmod refuses an O_PATH descriptor).

@@ -122,6 +122,6 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
             WriteWarning($"{result.UnopenedObjectPages} page(s) of memory that ends with process {source.ProcessId} (a memfd, shared anonymous or System V memory, a deleted file: first {DisplayText.Visible(result.FirstUnopenedObject)}) are not mapped in the process now and could not be read from the object, which this user cannot open (/proc/PID/map_files needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE, and the process holds no descriptor of it), or which lies on a file system whose reads may never answer: the image lacks them, and Test-MemoryImage reports it. Save as root, or keep a descriptor of the object open in the process.");
         if (result.Manifest.UnreadablePages > result.UnopenedObjectPages)
             WriteWarning($"{result.Manifest.UnreadablePages - result.UnopenedObjectPages} present page(s) of process {source.ProcessId} could not be read (kept from other processes as memfd_secret is, served by the process's own userfaultfd, which the module never waits for, or in a mapping of device memory, VM_PFNMAP or VM_IO, such as a perf_event ring buffer, which pagemap cannot show): the image lacks them, and Test-MemoryImage reports it.");
-        WriteObject(ImageReader.Describe(result.Path, result.Elapsed.TotalSeconds));
+        WriteObject(result.Describe());
     }
 }
