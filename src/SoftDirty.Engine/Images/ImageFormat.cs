@@ -9,7 +9,7 @@ namespace SoftDirty.Images;
  On-disk format of a memory image (version 2): a directory (mode 0700) holding three files (mode 0600).
 
    pages.bin      the bytes of the pages this image records, one page after another, no header.
-   index.bin      a 16-byte header ("SDIMGIDX", u32 version = 1, u32 page size), then one 40-byte record per
+   index.bin      a 16-byte header ("SDIMGIDX", u32 version = 2 (the format version), u32 page size), then one 40-byte record per
                   recorded page in ascending address order, little-endian:
                     u64 address | u32 kind (1 = data, 2 = zero) | u32 reserved (0) | u64 offset in pages.bin
                     (data) or 0 (zero) | 16 bytes: Fast128 hash of the page's bytes (the zero page's for kind 2)
@@ -20,6 +20,9 @@ namespace SoftDirty.Images;
                   index.bin, and "checksum": Fast128 of the manifest serialized without it. A child's parent
                   link carries the parent's checksum: every field of the chain is covered.
  The three files are written into a private folder (.NAME.partial-GUID, 0700) renamed onto NAME when complete.
+
+ A reader refuses another format version, and a manifest with a member it does not know (a later version's, which the
+ checksum it takes over the members it knows would not cover): a change of what a field or record means bumps the version.
 
  A page an image does not record is as in its parent (or zero in a full image, which has no parent). A kind 2
  record says the page now holds zeros though the parent chain has data there. A directory without

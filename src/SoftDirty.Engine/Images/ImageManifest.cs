@@ -74,4 +74,7 @@ internal sealed class ImageManifest
     public List<ImageFileInfo> Files { get; set; } = new();
     /// <summary>Fast128 of this manifest serialized without this field (<see cref="ImageFormat.ManifestChecksum"/>).</summary>
     public string? Checksum { get; set; }
+    /// <summary>Members this version does not know (a later version's, or an edit): a manifest with any is refused (<see cref="ImageReader"/>).</summary>
+    [System.Text.Json.Serialization.JsonExtensionData]
+    public System.Collections.Generic.Dictionary<string, System.Text.Json.JsonElement>? Unknown { get; set; }
 }

@@ -15,4 +15,7 @@ internal sealed class ImageMapping
     public ulong Offset { get; set; }
     /// <inheritdoc/>
     public override string ToString() => $"0x{Start:x}-0x{End:x} {Permissions} {Path}";
+    /// <summary>Members this version does not know (a later version's, or an edit): a manifest with any is refused (<see cref="ImageReader"/>).</summary>
+    [System.Text.Json.Serialization.JsonExtensionData]
+    public System.Collections.Generic.Dictionary<string, System.Text.Json.JsonElement>? Unknown { get; set; }
 }

@@ -11,4 +11,7 @@ internal sealed class ImageParentLink
     public Guid Id { get; set; }
     /// <summary>The parent's manifest checksum: the child covers every field of its parent.</summary>
     public string? Checksum { get; set; }
+    /// <summary>Members this version does not know (a later version's, or an edit): a manifest with any is refused (<see cref="ImageReader"/>).</summary>
+    [System.Text.Json.Serialization.JsonExtensionData]
+    public System.Collections.Generic.Dictionary<string, System.Text.Json.JsonElement>? Unknown { get; set; }
 }

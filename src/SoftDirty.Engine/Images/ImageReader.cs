@@ -64,10 +64,29 @@ internal static class ImageReader
         }
         if (m is null || m.Format != ImageFormat.FormatName)
             throw Problem(EngineError.ImageCorrupt, manifestPath, 0, $"the format is not {ImageFormat.FormatName}.");
+        if (m.Version > ImageFormat.Version)
+            throw Problem(EngineError.ImageCorrupt, manifestPath, 0, $"format version {m.Version} is newer than this module reads ({ImageFormat.Version}): the image was saved by a later version of SoftDirty; read it with that version or a later one.");
         if (m.Version != ImageFormat.Version)
             throw Problem(EngineError.ImageCorrupt, manifestPath, 0, $"format version {m.Version} is not supported (this module reads {ImageFormat.Version}; save the image again).");
+        // A member this version does not know is a later version's (or an edit): what it means is unknown here, and the checksum,
+        // taken over the members this version knows, does not cover it. A later version that adds one bumps the version too.
+        if (UnknownMember(m) is { } unknown)
+            throw Problem(EngineError.ImageCorrupt, manifestPath, null, $"has the member '{unknown}', which this version of SoftDirty does not know (format version {ImageFormat.Version}): saved by a later version, or edited.");
         Validate(m, manifestPath);
         return new OpenedImage(path, m, folder);
+    }
+
+    /// <summary>The first member of <paramref name="m"/> (its parent link, mappings and files included) this version does not know, as a JSON path; null where none.</summary>
+    private static string? UnknownMember(ImageManifest m)
+    {
+        static string? First(System.Collections.Generic.Dictionary<string, JsonElement>? unknown, string at) =>
+            unknown is { Count: > 0 } ? at + unknown.Keys.First() : null;
+        if ((First(m.Unknown, "") ?? First(m.Parent?.Unknown, "parent.")) is { } found) return found;
+        for (int i = 0; m.Mappings is not null && i < m.Mappings.Count; i++)
+            if (First(m.Mappings[i]?.Unknown, $"mappings[{i}].") is { } inMapping) return inMapping;
+        for (int i = 0; m.Files is not null && i < m.Files.Count; i++)
+            if (First(m.Files[i]?.Unknown, $"files[{i}].") is { } inFile) return inFile;
+        return null;
     }
 
     /// <summary>Every invariant a manifest must keep, in work bounded by its (size-limited) content.</summary>

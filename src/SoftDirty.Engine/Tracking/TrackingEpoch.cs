@@ -120,12 +120,19 @@ internal static class TrackingEpoch
         if (dirs.Length == 0) return false;
         // Every folder, even after one failed: a folder left with the previous epoch would keep its readers trusting it.
         bool recorded = true;
-        foreach (var dir in dirs) recorded &= RecordIn(dir, id, epoch, pid);
+        var legacy = LegacyKey(pid);
+        foreach (var dir in dirs)
+        {
+            recorded &= RecordIn(dir, id, epoch, pid);
+            if (legacy is not null && FileNative.Lstat(Path.Combine(dir, legacy), out _) is not null) recorded &= RecordIn(dir, legacy, epoch, pid);
+        }
         if (foreign is { } owner)
             foreach (var runtime in new[] { true, false })
             {
                 using var dir = OpenOwnersFolder(owner, runtime);
-                if (dir is not null) recorded &= RecordForOwner(dir, id, epoch, owner, pid);
+                if (dir is null) continue;
+                recorded &= RecordForOwner(dir, id, epoch, owner, pid);
+                if (legacy is not null && dir.Lstat(legacy, out _) is not null) recorded &= RecordForOwner(dir, legacy, epoch, owner, pid);
             }
         return recorded;
     }
@@ -253,29 +260,45 @@ internal static class TrackingEpoch
         if (Root(source) is not ProcPageSource)
             return EmulatedEpochs.TryGetValue(Root(source), out var box) ? box.Value : "";
         var id = FileKey(source.ProcessId);
+        var legacy = LegacyKey(source.ProcessId);
         var dirs = StateDirectories();
         if (id is null || dirs.Length == 0) return null;
         var all = new StringBuilder();
         foreach (var dir in dirs)
         {
             string value;
-            try { value = Encoding.ASCII.GetString(SafeFiles.ReadRegular(Path.Combine(dir, id), MaxEpochFileBytes)); }
-            catch (FileNotFoundException) { value = ""; }
+            string? before = null;
+            try
+            {
+                value = ReadRecord(dir, id) ?? "";
+                if (legacy is not null) before = ReadRecord(dir, legacy);
+            }
             catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { return null; }
             if (all.Length > 0) all.Append(';');
             all.Append(dir).Append('=').Append(value);
+            // Only where an earlier version made one: a chain that never met one keeps the epoch it armed.
+            if (before is not null) all.Append(';').Append(dir).Append(LegacyMark).Append(before);
         }
         if (ForeignOwner(source.ProcessId) is { } owner)
             foreach (var runtime in new[] { true, false })
             {
                 using var dir = OpenOwnersFolder(owner, runtime);
                 if (dir is null) continue;
-                string? value;
-                try { value = ReadOwners(dir, id, owner); }
+                string? value, before = null;
+                try
+                {
+                    value = ReadOwners(dir, id, owner);
+                    if (legacy is not null)
+                    {
+                        try { before = ReadOwners(dir, legacy, owner) ?? throw new UnauthorizedAccessException(); }
+                        catch (FileNotFoundException) { }
+                    }
+                }
                 catch (FileNotFoundException) { value = ""; }
                 catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { return null; }
                 if (value is null) return null;
                 all.Append(';').Append(dir.Path).Append('=').Append(value);
+                if (before is not null) all.Append(';').Append(dir.Path).Append(LegacyMark).Append(before);
             }
         return all.ToString();
     }
@@ -293,6 +316,31 @@ internal static class TrackingEpoch
         int got = 0;
         while (got < bytes.Length && RandomAccess.Read(handle, bytes.AsSpan(got), got) is int n && n > 0) got += n;
         return got == bytes.Length ? Encoding.ASCII.GetString(bytes) : null;
+    }
+
+    /// <summary>The record <paramref name="name"/> in <paramref name="dir"/>; null where there is none.</summary>
+    private static string? ReadRecord(string dir, string name)
+    {
+        try { return Encoding.ASCII.GetString(SafeFiles.ReadRegular(Path.Combine(dir, name), MaxEpochFileBytes)); }
+        catch (FileNotFoundException) { return null; }
+    }
+
+    /// <summary>What separates a folder from the record of an earlier version (<see cref="LegacyKey"/>) in <see cref="Current"/>.</summary>
+    private const string LegacyMark = "#before-round-21=";
+
+    /// <summary>
+    /// The name versions of the module before round 21 gave the records and lock of <paramref name="pid"/>: "BOOT-PID-START",
+    /// PID as the command sees it; null where unknown (gone). Such a version, loaded in another session of the user (one started
+    /// before an upgrade) or run by another installation, records its clears and takes its lock there and reads nothing else, and
+    /// this version read only <see cref="FileKey"/>: each trusted soft-dirty bits the other's clear had taken, and a chain of
+    /// either silently kept stale pages. Where such a record exists, <see cref="Current"/> reads it and <see cref="Record"/>
+    /// writes it too, and <see cref="Lock"/> takes its lock as well.
+    /// </summary>
+    internal static string? LegacyKey(int pid)
+    {
+        var start = StartTime(pid);
+        var boot = BootId();
+        return start is null || boot is null ? null : $"{boot}-{pid.ToString(CultureInfo.InvariantCulture)}-{start}";
     }
 
     /// <summary>
@@ -361,18 +409,23 @@ internal static class TrackingEpoch
         }
         try
         {
-            foreach (var dir in dirs)
-                Add(LockFile.TakeUnlessHeld(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
-                        ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder {dir} was removed.", source.ProcessId),
-                    id + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
+            // Then the lock an earlier version takes (LegacyKey), after this version's: such a version takes only that one, so no
+            // order of the two makes commands wait on each other.
+            var legacy = LegacyKey(source.ProcessId);
+            foreach (var name in legacy is null ? new[] { id } : new[] { id, legacy })
+                foreach (var dir in dirs)
+                    Add(LockFile.TakeUnlessHeld(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
+                            ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder {dir} was removed.", source.ProcessId),
+                        name + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
             lockedFor = ForeignOwner(source.ProcessId);
             if (lockedFor is { } owner)
-                foreach (var runtime in new[] { true, false })
-                {
-                    using (var present = OpenOwnersFolder(owner, runtime)) if (present is null) continue;
-                    Add(LockFile.TakeUnlessHeld(() => OwnersLockFolder(owner, runtime, id + LockSuffix, source.ProcessId),
-                        id + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
-                }
+                foreach (var name in legacy is null ? new[] { id } : new[] { id, legacy })
+                    foreach (var runtime in new[] { true, false })
+                    {
+                        using (var present = OpenOwnersFolder(owner, runtime)) if (present is null) continue;
+                        Add(LockFile.TakeUnlessHeld(() => OwnersLockFolder(owner, runtime, name + LockSuffix, source.ProcessId),
+                            name + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
+                    }
         }
         catch
         {
