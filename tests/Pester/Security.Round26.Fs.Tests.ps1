@@ -1,0 +1,145 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, round 26 (Fs): images, chains, restores and charts on other file systems and under storage limits (tmpfs with few
+# inodes, btrfs qgroups, read-only, chattr +i/+a, overlayfs, xfs, NAME_MAX and PATH_MAX). Found: a chart named with 218-255
+# bytes (legal) failed with ENAMETOOLONG on its temporary file; and a deleted file mapped on btrfs or on an overlay whose upper
+# layer is another file system than its lower matched none of the descriptors the module opens (stat names a subvolume's or
+# a layer's device and inode there, maps the superblock's), so its pages the process had not mapped counted as unreadable and
+# the image was incomplete (240 of 256 pages). Mounts are made in a mount namespace of the test's own (unshare).
+
+BeforeDiscovery {
+    $IsRoot = $IsLinux -and (id -u) -eq '0'
+    # A mount namespace of our own: root's plainly; an unprivileged user's inside a user namespace of its own (may be refused).
+    $UnshareArgs = if ($IsRoot) { @('-m', '--propagation', 'private') } else { @('-U', '-r', '-m', '--propagation', 'private') }
+    $MountSkip = if (-not $IsLinux) { 'Linux only' }
+    elseif (-not (Get-Command unshare -CommandType Application -ErrorAction Ignore)) { 'unshare is not installed' }
+    else {
+        $said = unshare @UnshareArgs sh -c 'd=$(mktemp -d) && mount -t tmpfs none "$d" && echo mounted; umount "$d" 2>/dev/null; rmdir "$d"' 2>&1
+        if ("$said" -notmatch 'mounted') { "this user cannot mount a tmpfs in a mount namespace of its own (unshare $UnshareArgs): $said" }
+    }
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:module = Join-Path (Get-Module SoftDirty).ModuleBase 'SoftDirty.psd1'
+    $script:IsRoot = (id -u) -eq '0'
+    $script:UnshareArgs = if ($IsRoot) { @('-m', '--propagation', 'private') } else { @('-U', '-r', '-m', '--propagation', 'private') }
+    $script:root = (New-Item -ItemType Directory (Join-Path $TestDrive 'r26fs')).FullName
+    # Everything left in a folder, hidden temporary names included, as names relative to it.
+    function Get-Left([string] $Folder) { @(Get-ChildItem -Force -Recurse -LiteralPath $Folder -ErrorAction Ignore | ForEach-Object { $_.FullName.Substring($Folder.Length + 1) } | Sort-Object) }
+}
+
+Describe 'Round 26: names at NAME_MAX' -Tag 'Security', 'Round26Fs' {
+    It 'a chart named with <Length> bytes is written whole, its temporary file gone' -ForEach @(
+        @{ Length = 217 }, @{ Length = 218 }, @{ Length = 255 }
+    ) {
+        # Before: 218 and 255 failed with ChartWriteError (.NAME.GUID.tmp: File name too long).
+        $f = New-FilledEmulator
+        $s = Watch-DirtyPage -Emulator $f.Emulator -Count 2 -Interval 0.01 -Method Hash
+        $dir = (New-Item -ItemType Directory (Join-Path $root "chart$Length")).FullName
+        $name = ('c' * ($Length - 4)) + '.svg'
+        $s | Export-DirtyPageChart -Path (Join-Path $dir $name) -WarningAction Ignore
+        Get-Left $dir | Should -Be @($name)
+        Get-Content -Raw -LiteralPath (Join-Path $dir $name) | Should -Match '<svg'
+    }
+}
+
+Describe 'Round 26: a deleted file mapped on an overlay of two file systems' -Tag 'Security', 'Round26Fs' -Skip:([bool]$MountSkip) {
+    BeforeAll {
+        # The target runs in a mount namespace of its own with an overlay whose lower and upper layers are two tmpfs (two
+        # superblocks: stat answers with a layer's device and inode, maps with the overlay's). It maps a 256-page file of the
+        # overlay MAP_SHARED (its descriptor kept: an unprivileged save reads the object through it, root's through map_files),
+        # reads its first page, and the file is unlinked: the pages it did not map are in the object only.
+        $script:ov = Join-Path $root 'ov'
+        $null = New-Item -ItemType Directory "$ov/l", "$ov/u", "$ov/o"
+        $o = "'$ov'"
+        $mount = "mount -t tmpfs none $o/l && mount -t tmpfs none $o/u && mkdir $o/u/u $o/u/w && " +
+            "{ mount -t overlay none -o lowerdir=$o/l,upperdir=$o/u/u,workdir=$o/u/w $o/o 2>/dev/null || mount -t overlay none -o lowerdir=$o/l,upperdir=$o/u/u,workdir=$o/u/w,userxattr $o/o; } && " +
+            "head -c 1048576 /dev/urandom > $o/o/obj && exec `"`$0`""
+        $script:t = $null
+        $script:skip = $null
+        try { $script:t = Start-ImgTarget -Through (@('unshare') + $UnshareArgs + @('sh', '-c', $mount)) }
+        catch { $script:skip = "the overlay could not be made here: $_" }
+    }
+    AfterAll { Stop-ImgTarget $t }
+
+    It 'every page is saved from the object and restored as the file was' {
+        if ($skip) { Set-ItResult -Skipped -Because $skip; return }
+        # /proc/PID/root is the target's view of its mounts.
+        $obj = "/proc/$($t.Id)/root$ov/o/obj"
+        $expected = [IO.File]::ReadAllBytes($obj)
+        $a = (Send-ImgTarget $t "mapkeep $ov/o/obj 256 1") -split ' ' | Select-Object -First 1
+        $null = Send-ImgTarget $t "touch $a 0 1"
+        Remove-Item -LiteralPath $obj
+        # Before: UnreadablePages 240 (the pages not mapped), the image incomplete.
+        $img = Save-MemoryImage -Id $t.Id -Path "$root/ovimg" -Mapping "$ov/o/obj"
+        $img.UnreadablePages | Should -Be 0
+        $img.DataPages | Should -Be 256
+        Test-MemoryImage -Path "$root/ovimg" | Should -BeTrue
+        $null = Restore-MemoryImage -Path "$root/ovimg" -Destination "$root/ovrest"
+        $got = [IO.File]::ReadAllBytes((Get-ChildItem -LiteralPath "$root/ovrest" -Filter '*.bin')[0].FullName)
+        [Linq.Enumerable]::SequenceEqual($expected, $got) | Should -BeTrue
+    }
+}
+
+Describe 'Round 26: a tmpfs that runs out of inodes' -Tag 'Security', 'Round26Fs' -Skip:([bool]$MountSkip -or -not $IsRoot) {
+    # Root only: an unprivileged user's mount namespace lives in a user namespace of its own, where the module refuses to
+    # write (every folder above shows as the overflow uid: round 21). ENOSPC comes at the creation of a folder or file, at
+    # each step as the limit grows, not at a write.
+    It 'each command fails with its write error at every inode limit, or succeeds, and leaves nothing of its own' {
+        $base = "$root/ibase"
+        $f = New-FilledEmulator
+        $null = Save-MemoryImage -Emulator $f.Emulator -Path "$base/full"
+        $f.Emulator | Write-EmulatedMemory -Address $f.Mapping.Start -Length 8KB
+        $null = Save-MemoryImage -Emulator $f.Emulator -Path "$base/inc" -Parent "$base/full"
+        $script = Join-Path $root 'inodes.ps1'
+        Set-Content -LiteralPath $script -Value @'
+param($top, $base, $module)
+$ErrorActionPreference = 'Stop'; Import-Module $module
+function Id([scriptblock] $c) { try { $null = & $c; 'none' } catch { $_.FullyQualifiedErrorId -replace ',.*' } }
+$e = New-EmulatedProcess; $m = $e | Add-EmulatedMapping -Length 64KB; $e | Write-EmulatedMemory -Address $m.Start -Length $m.Size
+foreach ($n in 2..10) {
+$out = "$top/$n"; "limit=$n"
+'save=' + (Id { Save-MemoryImage -Emulator $e -Path "$out/img" })
+'restore=' + (Id { Restore-MemoryImage -Path "$base/inc" -Destination "$out/rest" })
+'receive=' + (Id { Get-ChildItem "$base/full" | Receive-MemoryImage -Path "$out/recv" -Confirm:$false })
+'migrate=' + (Id { Invoke-PreCopyMigration -Emulator $e -Destination "$out/mig" -Bandwidth 1GB -MaxIterations 2 })
+$s = Watch-DirtyPage -Emulator $e -Count 2 -Interval 0.01 -Method Hash
+'chart=' + (Id { $s | Export-DirtyPageChart -Path "$out/chart.svg" -WarningAction Ignore })
+'left=' + ((Get-ChildItem -Force -Recurse -LiteralPath $out | ForEach-Object { $_.FullName.Substring($out.Length + 1) } | Sort-Object) -join ' ')
+}
+'@
+        $pwsh = Get-PwshCommandLine
+        $mp = "$root/ti"
+        $null = New-Item -ItemType Directory (2..10 | ForEach-Object { "$mp/$_" })
+        # One tmpfs per limit (2 to 10 inodes), all in one mount namespace, and one PowerShell that runs the commands into each.
+        $out = @(unshare @UnshareArgs sh -c 'for n in 2 3 4 5 6 7 8 9 10; do mount -t tmpfs -o "nr_inodes=$n,size=4m" none "$0/$n" || exit 1; done; exec "$@"' $mp @pwsh -NoProfile -NonInteractive -File $script $mp $base $module 2>&1 | ForEach-Object { "$_" })
+        $ids = @{}
+        $runs = @{}
+        $said = $null
+        foreach ($line in $out + 'limit=end') {
+            if ($line -notmatch '^(\w+)=(.*)$') { continue }
+            if ($Matches[1] -ne 'limit') { $said[$Matches[1]] = $Matches[2]; continue }
+            $next = $Matches[2]
+            if ($said) {
+                $n = $said['limit']
+                $runs[$n] = $true
+                foreach ($c in 'save', 'restore', 'receive', 'migrate') {
+                    $said[$c] | Should -BeIn @('none', 'ImageWriteError') -Because "nr_inodes=$n $c ($($out -join "`n"))"
+                    if ($said[$c] -eq 'ImageWriteError') { $ids["$c-fail"]++ }
+                }
+                $said['chart'] | Should -BeIn @('none', 'ChartWriteError') -Because "nr_inodes=$n chart ($($out -join "`n"))"
+                # Only what succeeded is left: complete images and restores, nothing hidden (no partial folder or temporary file).
+                $left = @(($said['left'] -split ' ') | Where-Object { $_ })
+                $left | Where-Object { $_ -match '(^|/)\.' } | Should -BeNullOrEmpty -Because "nr_inodes=$n"
+                foreach ($c in @{ save = 'img'; restore = 'rest'; receive = 'recv' }.GetEnumerator()) {
+                    if ($said[$c.Key] -ne 'none') { $left | Should -Not -Contain $c.Value -Because "nr_inodes=$n $($c.Key) failed" }
+                }
+                if ($said['chart'] -ne 'none') { $left | Should -Not -Contain 'chart.svg' }
+            }
+            $said = @{ limit = $next }
+        }
+        $runs.Count | Should -Be 9 -Because ($out -join "`n")
+        # The sweep reached the failures it is for (measured: each command fails at 2-4 inodes).
+        foreach ($c in 'save', 'restore', 'receive', 'migrate') { $ids["$c-fail"] | Should -BeGreaterThan 0 -Because $c }
+    }
+}
