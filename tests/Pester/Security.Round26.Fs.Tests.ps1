@@ -4,7 +4,8 @@
 # bytes (legal) failed with ENAMETOOLONG on its temporary file; and a deleted file mapped on btrfs or on an overlay whose upper
 # layer is another file system than its lower matched none of the descriptors the module opens (stat names a subvolume's or
 # a layer's device and inode there, maps the superblock's), so its pages the process had not mapped counted as unreadable and
-# the image was incomplete (240 of 256 pages). Mounts are made in a mount namespace of the test's own (unshare).
+# the image was incomplete (240 of 256 pages); and a restore past the largest file of its file system (ext2 with 1 KiB blocks)
+# said "raise the file-size limit (ulimit -f)" where there was none. Mounts are made in a mount namespace of the test's own (unshare).
 
 BeforeDiscovery {
     $IsRoot = $IsLinux -and (id -u) -eq '0'
@@ -141,5 +142,33 @@ $s = Watch-DirtyPage -Emulator $e -Count 2 -Interval 0.01 -Method Hash
         $runs.Count | Should -Be 9 -Because ($out -join "`n")
         # The sweep reached the failures it is for (measured: each command fails at 2-4 inodes).
         foreach ($c in 'save', 'restore', 'receive', 'migrate') { $ids["$c-fail"] | Should -BeGreaterThan 0 -Because $c }
+    }
+}
+
+Describe 'Round 26: a file system''s largest file' -Tag 'Security', 'Round26Fs' -Skip:([bool]$MountSkip -or -not $IsRoot) {
+    # Root only: a loop device (mount -o loop, detached with the mount namespace). ext2 with 1 KiB blocks takes files of about
+    # 16 GiB; the restore of a 32 GiB mapping (two pages written) fails there with the kernel's EFBIG.
+    It 'a restore past it is ImageWriteError that names the file system, not the file-size limit, and leaves nothing' {
+        $why = if (-not (Get-Command mkfs.ext4 -CommandType Application -ErrorAction Ignore)) { 'mkfs.ext4 is not installed' }
+        elseif ("$(sh -c 'ulimit -f')" -ne 'unlimited') { "this process has a file-size limit (ulimit -f $(sh -c 'ulimit -f')), which refuses the write first" }
+        if ($why) { Set-ItResult -Skipped -Because $why; return }
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 32GB
+        $e | Write-EmulatedMemory -Address $m.Start -Length 4KB
+        $e | Write-EmulatedMemory -Address ($m.End - 4KB) -Length 4KB
+        $null = Save-MemoryImage -Emulator $e -Path "$root/big"
+        $fs = "$root/ext2.img"
+        truncate --size 64M $fs
+        mkfs.ext4 -q -F -t ext2 -b 1024 $fs 2>&1 | Out-Null
+        $LASTEXITCODE | Should -Be 0
+        $mp = (New-Item -ItemType Directory "$root/e2").FullName
+        $pwsh = Get-PwshCommandLine
+        $command = "`$ErrorActionPreference = 'Stop'; `$PSStyle.OutputRendering = 'PlainText'; Import-Module '$module'; try { `$null = Restore-MemoryImage -Path '$root/big' -Destination '$mp/rest'; 'said=none' } catch { 'said=' + (`$_.FullyQualifiedErrorId -replace ',.*'); 'message=' + `$_.Exception.Message }; 'left=' + ((Get-ChildItem -Force '$mp' | Where-Object Name -ne 'lost+found' | ForEach-Object Name) -join ' ')"
+        $out = @(unshare @UnshareArgs sh -c 'mount -o loop "$0" "$1" && shift && exec "$@"' $fs $mp @pwsh -NoProfile -NonInteractive -Command $command 2>&1 | ForEach-Object { "$_" })
+        # Before: ImageWriteError with "past this process's file-size limit (ulimit -f) of the kernel's ...; raise the limit".
+        $out | Should -Contain 'said=ImageWriteError' -Because ($out -join "`n")
+        ($out | Where-Object { $_ -like 'message=*' }) | Should -Match 'largest file its file system takes'
+        ($out | Where-Object { $_ -like 'message=*' }) | Should -Not -Match 'ulimit'
+        $out | Should -Contain 'left=' -Because 'the private folder is removed'
     }
 }
