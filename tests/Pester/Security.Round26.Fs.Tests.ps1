@@ -1,6 +1,5 @@
 #Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
-# Issue 13, round 26 (Fs): images, chains, restores and charts on other file systems and under storage limits (tmpfs with few
-# inodes, btrfs qgroups, read-only, chattr +i/+a, overlayfs, xfs, NAME_MAX and PATH_MAX). Found: a chart named with 218-255
+# Issue 13, round 26 (Fs): images, chains, restores and charts on other file systems and under storage limits (btrfs qgroups, read-only, chattr +i/+a, overlayfs, xfs, NAME_MAX and PATH_MAX). Found: a chart named with 218-255
 # bytes (legal) failed with ENAMETOOLONG on its temporary file; and a deleted file mapped on btrfs or on an overlay whose upper
 # layer is another file system than its lower matched none of the descriptors the module opens (stat names a subvolume's or
 # a layer's device and inode there, maps the superblock's), so its pages the process had not mapped counted as unreadable and
@@ -79,69 +78,6 @@ Describe 'Round 26: a deleted file mapped on an overlay of two file systems' -Ta
         $null = Restore-MemoryImage -Path "$root/ovimg" -Destination "$root/ovrest"
         $got = [IO.File]::ReadAllBytes((Get-ChildItem -LiteralPath "$root/ovrest" -Filter '*.bin')[0].FullName)
         [Linq.Enumerable]::SequenceEqual($expected, $got) | Should -BeTrue
-    }
-}
-
-Describe 'Round 26: a tmpfs that runs out of inodes' -Tag 'Security', 'Round26Fs' -Skip:([bool]$MountSkip -or -not $IsRoot) {
-    # Root only: an unprivileged user's mount namespace lives in a user namespace of its own, where the module refuses to
-    # write (every folder above shows as the overflow uid: round 21). ENOSPC comes at the creation of a folder or file, at
-    # each step as the limit grows, not at a write.
-    It 'each command fails with its write error at every inode limit, or succeeds, and leaves nothing of its own' {
-        $base = "$root/ibase"
-        $f = New-FilledEmulator
-        $null = Save-MemoryImage -Emulator $f.Emulator -Path "$base/full"
-        $f.Emulator | Write-EmulatedMemory -Address $f.Mapping.Start -Length 8KB
-        $null = Save-MemoryImage -Emulator $f.Emulator -Path "$base/inc" -Parent "$base/full"
-        $script = Join-Path $root 'inodes.ps1'
-        Set-Content -LiteralPath $script -Value @'
-param($top, $base, $module)
-$ErrorActionPreference = 'Stop'; Import-Module $module
-function Id([scriptblock] $c) { try { $null = & $c; 'none' } catch { $_.FullyQualifiedErrorId -replace ',.*' } }
-$e = New-EmulatedProcess; $m = $e | Add-EmulatedMapping -Length 64KB; $e | Write-EmulatedMemory -Address $m.Start -Length $m.Size
-foreach ($n in 2..10) {
-$out = "$top/$n"; "limit=$n"
-'save=' + (Id { Save-MemoryImage -Emulator $e -Path "$out/img" })
-'restore=' + (Id { Restore-MemoryImage -Path "$base/inc" -Destination "$out/rest" })
-'receive=' + (Id { Get-ChildItem "$base/full" | Receive-MemoryImage -Path "$out/recv" -Confirm:$false })
-'migrate=' + (Id { Invoke-PreCopyMigration -Emulator $e -Destination "$out/mig" -Bandwidth 1GB -MaxIterations 2 })
-$s = Watch-DirtyPage -Emulator $e -Count 2 -Interval 0.01 -Method Hash
-'chart=' + (Id { $s | Export-DirtyPageChart -Path "$out/chart.svg" -WarningAction Ignore })
-'left=' + ((Get-ChildItem -Force -Recurse -LiteralPath $out | ForEach-Object { $_.FullName.Substring($out.Length + 1) } | Sort-Object) -join ' ')
-}
-'@
-        $pwsh = Get-PwshCommandLine
-        $mp = "$root/ti"
-        $null = New-Item -ItemType Directory (2..10 | ForEach-Object { "$mp/$_" })
-        # One tmpfs per limit (2 to 10 inodes), all in one mount namespace, and one PowerShell that runs the commands into each.
-        $out = @(unshare @UnshareArgs sh -c 'for n in 2 3 4 5 6 7 8 9 10; do mount -t tmpfs -o "nr_inodes=$n,size=4m" none "$0/$n" || exit 1; done; exec "$@"' $mp @pwsh -NoProfile -NonInteractive -File $script $mp $base $module 2>&1 | ForEach-Object { "$_" })
-        $ids = @{}
-        $runs = @{}
-        $said = $null
-        foreach ($line in $out + 'limit=end') {
-            if ($line -notmatch '^(\w+)=(.*)$') { continue }
-            if ($Matches[1] -ne 'limit') { $said[$Matches[1]] = $Matches[2]; continue }
-            $next = $Matches[2]
-            if ($said) {
-                $n = $said['limit']
-                $runs[$n] = $true
-                foreach ($c in 'save', 'restore', 'receive', 'migrate') {
-                    $said[$c] | Should -BeIn @('none', 'ImageWriteError') -Because "nr_inodes=$n $c ($($out -join "`n"))"
-                    if ($said[$c] -eq 'ImageWriteError') { $ids["$c-fail"]++ }
-                }
-                $said['chart'] | Should -BeIn @('none', 'ChartWriteError') -Because "nr_inodes=$n chart ($($out -join "`n"))"
-                # Only what succeeded is left: complete images and restores, nothing hidden (no partial folder or temporary file).
-                $left = @(($said['left'] -split ' ') | Where-Object { $_ })
-                $left | Where-Object { $_ -match '(^|/)\.' } | Should -BeNullOrEmpty -Because "nr_inodes=$n"
-                foreach ($c in @{ save = 'img'; restore = 'rest'; receive = 'recv' }.GetEnumerator()) {
-                    if ($said[$c.Key] -ne 'none') { $left | Should -Not -Contain $c.Value -Because "nr_inodes=$n $($c.Key) failed" }
-                }
-                if ($said['chart'] -ne 'none') { $left | Should -Not -Contain 'chart.svg' }
-            }
-            $said = @{ limit = $next }
-        }
-        $runs.Count | Should -Be 9 -Because ($out -join "`n")
-        # The sweep reached the failures it is for (measured: each command fails at 2-4 inodes).
-        foreach ($c in 'save', 'restore', 'receive', 'migrate') { $ids["$c-fail"] | Should -BeGreaterThan 0 -Because $c }
     }
 }
 
