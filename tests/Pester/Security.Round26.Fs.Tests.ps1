@@ -1,10 +1,12 @@
 #Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
-# Issue 13, round 26 (Fs): images, chains, restores and charts on other file systems and under storage limits (btrfs qgroups, read-only, chattr +i/+a, overlayfs, xfs, NAME_MAX and PATH_MAX). Found: a chart named with 218-255
-# bytes (legal) failed with ENAMETOOLONG on its temporary file; and a deleted file mapped on btrfs or on an overlay whose upper
-# layer is another file system than its lower matched none of the descriptors the module opens (stat names a subvolume's or
-# a layer's device and inode there, maps the superblock's), so its pages the process had not mapped counted as unreadable and
-# the image was incomplete (240 of 256 pages); and a restore past the largest file of its file system (ext2 with 1 KiB blocks)
-# said "raise the file-size limit (ulimit -f)" where there was none. Mounts are made in a mount namespace of the test's own (unshare).
+# Issue 13, round 26 (Fs): images, chains, restores and charts on other file systems and under storage limits (btrfs
+# qgroups, read-only, chattr +i/+a, overlayfs, xfs, NAME_MAX and PATH_MAX). Found: a chart named with 218-255 bytes (legal)
+# failed with ENAMETOOLONG on its temporary file; and a deleted file mapped on btrfs or on an overlay whose upper layer is
+# another file system than its lower matched none of the descriptors the module opens (stat names a subvolume's or a layer's
+# device and inode there, maps the superblock's), so its pages the process had not mapped counted as unreadable and the
+# image was incomplete (240 of 256 pages); and a restore past the largest file of its file system (ext2 with 1 KiB blocks)
+# said "raise the file-size limit (ulimit -f)" where there was none. Mounts are made in a mount namespace of the test's own
+# (unshare).
 
 BeforeDiscovery {
     $IsRoot = $IsLinux -and (id -u) -eq '0'
