@@ -27,6 +27,7 @@
    Round 10 (files another process truncates, extends or rewrites):
      mapfile <path> <pages> <shared>      the file (created if missing, its size kept) mapped rw, MAP_SHARED (1) or
                                           MAP_PRIVATE (0), its descriptor closed -> OK <hexaddr>
+     mapkeep <path> <pages> <shared>      as mapfile, its descriptor kept open (round 26) -> OK <hexaddr> <fd, hex>
    Round 15 (resource limits):
      stripes <hexaddr> <pages>            mprotect every other page read-only: one mapping per page -> OK
    Round 17 (file and shared memory between saves):
@@ -362,16 +363,18 @@ int main(void) {
             int rc = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
             close(fd);
             printf("OK %d\n", rc);
-        } else if (!strcmp(cmd, "mapfile")) {
+        } else if (!strcmp(cmd, "mapfile") || !strcmp(cmd, "mapkeep")) {
             char path[4097];
             long pages = 0, shared = 0;
             if (sscanf(line, "%*s %4096s %ld %ld", path, &pages, &shared) != 3) { printf("ERR usage\n"); continue; }
             int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
             if (fd < 0) { printf("ERR open\n"); continue; }
             void *m = mmap(NULL, pages * ps, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE, fd, 0);
-            close(fd);
+            int keep = !strcmp(cmd, "mapkeep");
+            if (!keep) close(fd);
             if (m == MAP_FAILED) { printf("ERR mmap\n"); continue; }
-            printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
+            if (keep) printf("OK %llx %x\n", (unsigned long long)(uintptr_t)m, fd);
+            else printf("OK %llx\n", (unsigned long long)(uintptr_t)m);
         } else if (!strcmp(cmd, "madvise")) {
             long advice = -1;
             if (sscanf(line, "%*s %*x %*d %*d %ld", &advice) != 1) { printf("ERR usage\n"); continue; }

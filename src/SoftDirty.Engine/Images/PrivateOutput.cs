@@ -61,22 +61,11 @@ internal sealed class PrivateOutput : IDisposable
         }
     }
 
-    /// <summary>The longest file name Linux filesystems take, in bytes (NAME_MAX).</summary>
-    private const int NameMax = 255;
-
     /// <summary>
-    /// <c>.NAME.partial-GUID</c>, with NAME cut (on a character boundary) so that the whole fits in
-    /// <see cref="NameMax"/> bytes: every destination name the filesystem takes has a private folder it takes too.
+    /// <c>.NAME.partial-GUID</c>, with NAME cut so that the whole fits in NAME_MAX (<see cref="SafeFiles.HiddenName"/>): every
+    /// destination name the filesystem takes has a private folder it takes too.
     /// </summary>
-    internal static string WorkName(string name)
-    {
-        var suffix = $".partial-{Guid.NewGuid():N}";
-        int room = NameMax - 1 - suffix.Length;
-        int keep = name.Length;
-        while (keep > 0 && System.Text.Encoding.UTF8.GetByteCount(name.AsSpan(0, keep)) > room) keep--;
-        if (keep > 0 && char.IsHighSurrogate(name[keep - 1])) keep--;
-        return "." + name[..keep] + suffix;
-    }
+    internal static string WorkName(string name) => SafeFiles.HiddenName(name, $".partial-{Guid.NewGuid():N}");
 
     /// <summary>A new file in the private folder (0600, exclusive, relative to the folder's descriptor).</summary>
     public FileStream Create(string name)

@@ -57,7 +57,7 @@ internal static class SafeFiles
     /// </summary>
     public static void WriteReplacing(SafeDirectory dir, string name, ReadOnlySpan<byte> bytes, bool syncFolder = true)
     {
-        var temp = $".{name}.{Guid.NewGuid():N}.tmp";
+        var temp = HiddenName(name, $".{Guid.NewGuid():N}.tmp");
         bool placed = false;
         try
         {
@@ -77,6 +77,23 @@ internal static class SafeFiles
         }
         if (syncFolder && dir.SyncError() is int f and not 0)
             throw WriteFailure(dir.Combine(name), f, $"{dir.Combine(name)} was written, but fsync of its folder {dir.Path} said {Errno.Describe(f)}: the new file may not survive a crash.");
+    }
+
+    /// <summary>The longest file name Linux filesystems take, in bytes (NAME_MAX).</summary>
+    private const int NameMax = 255;
+
+    /// <summary>
+    /// A hidden name beside <paramref name="name"/> for a temporary file or folder: <c>.NAME</c> and <paramref name="suffix"/>,
+    /// NAME cut (on a character boundary) so that the whole fits in NAME_MAX bytes. Every name the filesystem takes then has a
+    /// temporary name it takes too (round 26: a chart named with 218-255 bytes, legal, failed with ENAMETOOLONG on its temporary file).
+    /// </summary>
+    internal static string HiddenName(string name, string suffix)
+    {
+        int room = NameMax - 1 - System.Text.Encoding.UTF8.GetByteCount(suffix);
+        int keep = name.Length;
+        while (keep > 0 && System.Text.Encoding.UTF8.GetByteCount(name.AsSpan(0, keep)) > room) keep--;
+        if (keep > 0 && char.IsHighSurrogate(name[keep - 1])) keep--;
+        return "." + name[..keep] + suffix;
     }
 
     /// <summary>

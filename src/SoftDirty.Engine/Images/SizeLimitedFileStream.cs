@@ -40,6 +40,14 @@ internal sealed class SizeLimitedFileStream : FileStream
     private EngineException TooLarge(ulong end) => SafeFiles.WriteFailure(_path, Errno.EFBIG,
         $"Writing {_path} failed: it would grow to {end} bytes, past this process's file-size limit (ulimit -f) of {(_limit == FileNative.RLIM_INFINITY ? "the kernel's" : _limit + " bytes")} ({Errno.Name(Errno.EFBIG)}); raise the limit and try again.");
 
+    /// <summary>
+    /// The kernel's EFBIG (which .NET reports as an ArgumentOutOfRangeException): this process's file-size limit where it was
+    /// lowered meanwhile, else the largest file the file system takes (round 26: a restore onto ext2 with 1 KiB blocks, about
+    /// 16 GiB, said "raise the limit (ulimit -f)" where there was none).
+    /// </summary>
+    private EngineException Refused(ulong end) => end > CurrentLimit() ? TooLarge(end) : SafeFiles.WriteFailure(_path, Errno.EFBIG,
+        $"Writing {_path} failed: it would grow to {end} bytes, past the largest file its file system takes ({Errno.Name(Errno.EFBIG)}). Choose a destination on another file system.");
+
     // Written at the stream's position through the handle itself: FileStream's own span write, in a derived type, goes
     // through Stream.Write, which comes back to the array overload here.
     public override void Write(ReadOnlySpan<byte> buffer)
@@ -48,7 +56,7 @@ internal sealed class SizeLimitedFileStream : FileStream
         ulong end = (ulong)at + (ulong)buffer.Length;
         Check(end);
         try { RandomAccess.Write(_handle, buffer, at); }
-        catch (ArgumentOutOfRangeException) { throw TooLarge(end); } // EFBIG: the limit was lowered meanwhile (SIGXFSZ ignored)
+        catch (ArgumentOutOfRangeException) { throw Refused(end); } // EFBIG: the limit was lowered meanwhile (SIGXFSZ ignored), or the file system's largest file
         Position = at + buffer.Length;
     }
 
@@ -71,6 +79,6 @@ internal sealed class SizeLimitedFileStream : FileStream
     {
         Check((ulong)value);
         try { base.SetLength(value); }
-        catch (ArgumentOutOfRangeException) { throw TooLarge((ulong)value); }
+        catch (ArgumentOutOfRangeException) { throw Refused((ulong)value); }
     }
 }

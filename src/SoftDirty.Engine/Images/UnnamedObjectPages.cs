@@ -311,17 +311,17 @@ internal sealed class UnnamedObjectPages : IDisposable
     /// file opened for reading (through /proc/self/fd), so a mapping or descriptor the process replaces meanwhile with a device
     /// or FIFO is never opened for real.
     /// </summary>
-    private static SafeFileHandle? OpenPath(string path, MemoryMapping m)
+    private SafeFileHandle? OpenPath(string path, MemoryMapping m)
     {
         int at = Native.Open(path, Native.O_PATH | Native.O_CLOEXEC);
         if (at < 0) return null;
         try
         {
-            if (!Matches(FileNative.Fstat(at, out _), m)) return null;
+            if (!Matches(at, m)) return null;
             int fd = Native.Open(string.Create(CultureInfo.InvariantCulture, $"/proc/self/fd/{at}"), Native.O_RDONLY | Native.O_CLOEXEC | Native.O_NONBLOCK | Native.O_NOCTTY);
             if (fd < 0) return null;
             var handle = new SafeFileHandle(fd, ownsHandle: true);
-            if (!Matches(FileNative.Fstat(fd, out _), m))
+            if (!Matches(fd, m))
             {
                 handle.Dispose();
                 return null;
@@ -331,8 +331,27 @@ internal sealed class UnnamedObjectPages : IDisposable
         finally { Native.Close(at); }
     }
 
-    private static bool Matches(FileNative.PathStatus? status, MemoryMapping m) =>
-        status is { } s && s.Type == FileNative.S_IFREG && s.Inode == m.Inode && string.Equals(s.Device, m.Device, StringComparison.OrdinalIgnoreCase);
+    /// <summary>
+    /// Whether this command's descriptor <paramref name="fd"/> is open on a regular file that is <paramref name="m"/>'s object:
+    /// the device and inode maps names (the inode the kernel holds: its superblock's device and i_ino). A stat says the same on
+    /// most file systems, not on all: btrfs answers with the subvolume's own device, overlayfs with a layer's device and inode
+    /// (round 26: a deleted file mapped on btrfs, or on an overlay whose upper layer is another file system, matched no
+    /// descriptor, and its pages not mapped counted as unreadable: 240 of 256). There the descriptor's own fdinfo decides: the
+    /// inode it names (i_ino) and the device of its mount (mountinfo, the process's or this command's: mount ids are global).
+    /// </summary>
+    private bool Matches(int fd, MemoryMapping m)
+    {
+        if (FileNative.Fstat(fd, out _) is not { } s || s.Type != FileNative.S_IFREG) return false;
+        if (s.Inode == m.Inode && string.Equals(s.Device, m.Device, StringComparison.OrdinalIgnoreCase)) return true;
+        string info;
+        try { info = File.ReadAllText(string.Create(CultureInfo.InvariantCulture, $"/proc/self/fdinfo/{fd}")); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return false; }
+        if (Field(info, "ino:") != m.Inode || Field(info, "mnt_id:") is not { } mount) return false;
+        _mounts ??= MountDevices(_source.ProcessId.ToString(CultureInfo.InvariantCulture));
+        _ownMounts ??= MountDevices("self");
+        return (_mounts.TryGetValue(mount, out var device) || _ownMounts.TryGetValue(mount, out device))
+            && string.Equals(device, m.Device, StringComparison.OrdinalIgnoreCase);
+    }
 
     /// <summary>
     /// The process's descriptors (/proc/PID/fd/N) that may be open on <paramref name="m"/>'s object, and its executable
@@ -345,7 +364,7 @@ internal sealed class UnnamedObjectPages : IDisposable
         int pid = _source.ProcessId;
         string exe = string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/exe");
         if (m.Deleted && ReadLink(exe) == m.Path + " (deleted)") yield return exe;
-        _mounts ??= MountDevices(pid);
+        _mounts ??= MountDevices(pid.ToString(CultureInfo.InvariantCulture));
         IEnumerable<string> entries;
         try { entries = Directory.EnumerateFiles(string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/fdinfo")).ToList(); }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { yield break; }
@@ -363,10 +382,10 @@ internal sealed class UnnamedObjectPages : IDisposable
         }
     }
 
-    private Dictionary<ulong, string>? _mounts;
+    private Dictionary<ulong, string>? _mounts, _ownMounts;
 
-    /// <summary>Mount id to device (hex major:minor, lower case) of each mount in /proc/PID/mountinfo.</summary>
-    private static Dictionary<ulong, string> MountDevices(int pid)
+    /// <summary>Mount id to device (hex major:minor, lower case) of each mount in /proc/PID/mountinfo (PID a pid or "self").</summary>
+    private static Dictionary<ulong, string> MountDevices(string pid)
     {
         var mounts = new Dictionary<ulong, string>();
         try
