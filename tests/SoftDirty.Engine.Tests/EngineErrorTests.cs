@@ -17,6 +17,23 @@ public class EngineErrorTests
             Assert.True(CategorizedAttribute.Of(error) != FailureCategory.NotSpecified, $"{error} has no category");
     }
 
+    /// <summary>
+    /// Round 26 (Fs): a write to a read-only file system or past a quota said "errno 30" and "errno 122"; every errno a
+    /// file the module writes may meet is said by its name.
+    /// </summary>
+    [Theory]
+    [InlineData(Errno.EROFS, "EROFS")]
+    [InlineData(Errno.EDQUOT, "EDQUOT")]
+    [InlineData(Errno.ENAMETOOLONG, "ENAMETOOLONG")]
+    [InlineData(Errno.EMFILE, "EMFILE")]
+    [InlineData(Errno.ENFILE, "ENFILE")]
+    [InlineData(Errno.ENXIO, "ENXIO")]
+    public void AnErrnoAFileWriteMayMeetIsNamed(int errno, string name)
+    {
+        Assert.Equal(name, Errno.Name(errno));
+        Assert.StartsWith(name + ": ", Errno.Describe(errno));
+    }
+
     [Fact]
     public void AValueOutsideTheEnumIsNotSpecified()
     {

@@ -12,6 +12,9 @@ internal static class Errno
         EFAULT = 14, EBUSY = 16, EEXIST = 17, EINVAL = 22, ENOTTY = 25, EFBIG = 27, ENOSPC = 28, ERANGE = 34, ENAMETOOLONG = 36, ENOSYS = 38, ELOOP = 40,
         EOVERFLOW = 75, EOPNOTSUPP = 95, ETIMEDOUT = 110;
 
+    /// <summary>A read-only file system (EROFS) and a disk quota exceeded (EDQUOT): what a write may meet besides ENOSPC and EFBIG.</summary>
+    public const int EROFS = 30, EDQUOT = 122;
+
     /// <summary>Too many open files in the system (ENFILE) and in this process (EMFILE).</summary>
     public const int ENFILE = 23, EMFILE = 24;
 
@@ -31,6 +34,7 @@ internal static class Errno
         ENOMEM => "ENOMEM", EACCES => "EACCES", EFAULT => "EFAULT", EBUSY => "EBUSY", EEXIST => "EEXIST",
         EINVAL => "EINVAL", ENOTTY => "ENOTTY", EFBIG => "EFBIG", ENOSPC => "ENOSPC", ERANGE => "ERANGE", ENOSYS => "ENOSYS", ELOOP => "ELOOP",
         EOVERFLOW => "EOVERFLOW", EOPNOTSUPP => "EOPNOTSUPP", ETIMEDOUT => "ETIMEDOUT",
+        ENXIO => "ENXIO", ENFILE => "ENFILE", EMFILE => "EMFILE", ENAMETOOLONG => "ENAMETOOLONG", EROFS => "EROFS", EDQUOT => "EDQUOT",
         _ => "errno " + errno,
     };
 
