@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 
 namespace SoftDirty.Images;
 
@@ -22,6 +23,9 @@ internal sealed class PrivateOutput : IDisposable
     // The folders above the destination that Begin created (outermost first): taken back with a failed or cancelled write.
     private readonly List<string> _madeFolders;
     private bool _committed;
+    // Set where the result was put in place and taken away again (a failed fsync of the parent): Dispose then takes back the
+    // folders above the destination too, as after any other failure.
+    private bool _withdrawn;
 
     private PrivateOutput(string destination, SafeDirectory parent, string name, SafeDirectory work, string workName, string what, List<string> madeFolders)
     {
@@ -107,14 +111,19 @@ internal sealed class PrivateOutput : IDisposable
             if (e is Errno.EEXIST or FileNative.ENOTEMPTY or FileNative.ENOTDIR) SafeFiles.CheckEntry(_parent, _name, _what);
             if (e is Errno.EEXIST or FileNative.ENOTEMPTY)
                 throw new EngineException(EngineError.ImageExists, $"{_what} {Destination} was created meanwhile (another save or restore into the same place?); nothing was replaced.", Destination, e);
-            throw SafeFiles.WriteFailure(Destination, e, $"Moving the finished {WorkPath} to {Destination} failed: {Errno.Describe(e)}");
+            // Taken away now, so that the error can say what could not be: where the folder refuses the rename (append-only or
+            // immutable, read-only since), it mostly refuses the removal too, and a hidden folder that no command reads was
+            // left without a word (round 27).
+            string left = Abandon();
+            throw SafeFiles.WriteFailure(Destination, e, $"Moving the finished {WorkPath} to {Destination} failed: {Errno.Describe(e)}{left}");
         }
         _committed = true;
         // The rename is on disk only once the folder that holds it is synced: where that fails (EIO, ENOSPC), success would be
         // said of an image a crash may take away, so it is taken away now, its manifest first (round 25).
         if (_parent.SyncError() is int f and not 0)
         {
-            Withdraw(_name);
+            _ = Withdraw(_name);
+            _withdrawn = !exists;
             // The empty folder the result replaced is made again (with its mode): a failed command leaves the destination as it
             // was (round 26; it was left absent). Not synced: the fsync that failed would be the one to make it durable.
             bool back = !exists || _parent.MakeDirectory(_name, emptyMode);
@@ -124,11 +133,33 @@ internal sealed class PrivateOutput : IDisposable
         RequireNamedByDestination();
     }
 
-    /// <summary>Removes the files made (the last made, a manifest, first) and the folder, named <paramref name="folder"/> in the parent.</summary>
-    private void Withdraw(string folder)
+    /// <summary>
+    /// Removes the files made (the last made, a manifest, first) and the folder, named <paramref name="folder"/> in the parent;
+    /// 0, or the errno of the folder's removal where it is still there.
+    /// </summary>
+    private int Withdraw(string folder)
     {
-        for (int i = _created.Count - 1; i >= 0; i--) _work.Remove(_created[i]);
-        _parent.Remove(folder, directory: true);
+        for (int i = _created.Count - 1; i >= 0; i--)
+            if (_work.Remove(_created[i])) _created.RemoveAt(i);
+        return _parent.Remove(folder, directory: true) ? 0 : System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+    }
+
+    /// <summary>
+    /// Takes the uncommitted folder away at once (and the folders <see cref="Begin"/> made, as <see cref="Dispose"/> does): "",
+    /// or a sentence for an error message that names what stayed.
+    /// </summary>
+    private string Abandon()
+    {
+        _committed = true;
+        int errno = Withdraw(_workName);
+        if (errno == 0)
+        {
+            SafeDirectory.RemoveMade(_madeFolders, _what);
+            return "";
+        }
+        const int Named = 3;
+        var held = _created.Count == 0 ? "empty" : $"holding {string.Join(", ", _created.Take(Named))}{(_created.Count > Named ? $" and {_created.Count - Named} more file(s)" : "")}";
+        return $". The unfinished folder {WorkPath} ({held}) could not be removed ({Errno.Describe(errno)}): remove it once the folder {_parent.Path} lets you.";
     }
 
     /// <summary>
@@ -156,17 +187,20 @@ internal sealed class PrivateOutput : IDisposable
             $"{_what} was put in place as {real}, but {Destination} names {(there is null ? "nothing" : "another folder")} now: a folder on the way was moved or replaced (by a link) while the command ran. The result is in {real}.", Destination);
     }
 
-    /// <summary>Without a commit: removes the private folder, then the folders above the destination that <see cref="Begin"/> made (while empty).</summary>
+    /// <summary>
+    /// Without a commit: removes the private folder, then the folders above the destination that <see cref="Begin"/> made (while
+    /// empty); those folders too after a commit that was taken back (<see cref="Commit"/>'s failed fsync).
+    /// </summary>
     public void Dispose()
     {
         bool abandoned = !_committed;
         if (abandoned)
         {
             _committed = true;
-            Withdraw(_workName);
+            _ = Withdraw(_workName);
         }
         _work.Dispose();
         _parent.Dispose();
-        if (abandoned) SafeDirectory.RemoveMade(_madeFolders, _what);
+        if (abandoned || _withdrawn) SafeDirectory.RemoveMade(_madeFolders, _what);
     }
 }

@@ -76,48 +76,17 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
         var path = FileSystemPath(Path);
         var parent = Parent is null ? null : FileSystemPath(Parent);
         if (!ShouldProcess($"{source.Name} ({source.ProcessId})", $"Save a {(parent is null ? "full" : "incremental")} memory image to {path}")) return;
-        // The destination first, before the process is touched: a save refused for it (ImageExists, UnsafeDestination) had
-        // frozen the process, cleared its soft-dirty or reset its write tracking (the chain's next increment then compared
-        // every page), and injected and enabled a write tracking that stayed in it.
-        var madeFolders = new System.Collections.Generic.List<string>();
-        SafeFiles.CheckDestination(path, "The image directory", madeFolders);
-        try { Save(source, path, parent); }
-        catch
-        {
-            // A save that failed leaves no folder it made on the way to -Path (a failed save's own folder is never made: PrivateOutput).
-            SafeDirectory.RemoveMade(madeFolders, "The image directory");
-            throw;
-        }
-    }
-
-    private void Save(IPageSource source, string path, string? parent)
-    {
-        ImageManifest? parentManifest = parent is null ? null : ImageReader.ReadManifest(parent);
-        // Whose image the parent is, before the tracking is collected (which changes the process's tracking).
-        if (parentManifest is not null) ImageWriter.CheckParentProcess(parentManifest, source, System.IO.Path.Combine(parent!, ImageFormat.ManifestFile), parent!);
-        // A chain saved before chains had a page-hash key goes on with the fixed one, which a process can collide on purpose.
-        if (parentManifest is { PageKey: null })
-            WriteWarning($"The chain of {parent} has no page-hash key (it was saved by an earlier version): this increment compares pages by a hash that the process could keep while changing a page. Save a full image to start a keyed chain.");
-        var method = ImageTracking.Resolve(source, Method);
-        var selector = WorkflowSelector.Checked(source, Mapping);
         var progress = new Progress(this, $"Saving the memory of {source.Name} ({source.ProcessId})", path);
-        var lap = System.Diagnostics.Stopwatch.StartNew();
-        ImageSaveResult result;
-        using (Freeze ? ProcessFreeze.Freeze(source, Cancellation) : null)
+        var result = ImageSave.Run(source, new ImageSaveRequest
         {
-            var frozen = lap.Elapsed;
-            var candidates = ImageTracking.Candidates(source, method, parentManifest, selector, Verify, out var armed, out var epoch, out var reset, WriteWarning, Cancellation);
-            var tracked = lap.Elapsed - frozen;
-            WriteVerbose(candidates is null ? $"{method}: every present page is compared" : $"{method}: {candidates.PageCount} candidate pages");
-            result = ImageWriter.Save(source, path, parent, method, candidates, selector, Freeze, armed,
-                (done, total) => progress.Report(done, total, Progress.PagesStatus), Cancellation, epoch, reset, parentManifest);
-            progress.Complete();
-            WriteVerbose($"Saved in {lap.Elapsed.TotalMilliseconds:N1} ms: {(Freeze ? $"freeze {frozen.TotalMilliseconds:N1} ms, " : "")}" +
-                $"tracking {tracked.TotalMilliseconds:N1} ms, {string.Join(", ", result.Phases)}.");
-        }
-        // Resumed before anything is emitted (as a migration's last round is): the commands further down the pipeline run
-        // while this one waits in WriteObject, and the process stayed frozen for as long as they took (one that talked to
-        // it waited for good).
+            Path = path, Parent = parent, Method = Method, Freeze = Freeze, Verify = Verify,
+            Select = () => WorkflowSelector.Checked(source, Mapping),
+            Warn = WriteWarning, Verbose = WriteVerbose, Progress = (done, total) => progress.Report(done, total, Progress.PagesStatus),
+        }, Cancellation);
+        progress.Complete();
+        // The process was resumed (ImageSave) before anything is emitted, as a migration's last round is: the commands further
+        // down the pipeline run while this one waits in WriteObject, and the process stayed frozen for as long as they took
+        // (one that talked to it waited for good).
         if (result.UnopenedObjectPages > 0)
             WriteWarning($"{result.UnopenedObjectPages} page(s) of memory that ends with process {source.ProcessId} (a memfd, shared anonymous or System V memory, a deleted file: first {DisplayText.Visible(result.FirstUnopenedObject)}) are not mapped in the process now and could not be read from the object, which this user cannot open (/proc/PID/map_files needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE, and the process holds no descriptor of it), or which lies on a file system whose reads may never answer: the image lacks them, and Test-MemoryImage reports it. Save as root, or keep a descriptor of the object open in the process.");
         if (result.Manifest.UnreadablePages > result.UnopenedObjectPages)
