@@ -2,9 +2,8 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using SoftDirty;
-using SoftDirty.Emulation;
 using SoftDirty.Images;
+using SoftDirty.Emulation;
 using SoftDirty.Tests.Tracking;
 using SoftDirty.Tracking;
 using SoftDirty.Workflows;
@@ -21,10 +20,10 @@ namespace SoftDirty.Tests.Images;
 public sealed class ImageRound27PagesTests : IDisposable
 {
     private const int SmallPage = 4096, SmallPages = 64;
-    private readonly string _dir = Path.Combine(Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath(), "sdround27p-" + Guid.NewGuid().ToString("n"));
+    private readonly ScratchFolder _scratch = new("sdround27p");
+    private string Dir => _scratch.Path;
 
-    public ImageRound27PagesTests() => Directory.CreateDirectory(_dir);
-    public void Dispose() { try { Directory.Delete(_dir, true); } catch (IOException) { } }
+    public void Dispose() => _scratch.Dispose();
 
     /// <summary>
     /// A <see cref="FakeProcess"/> seen by a kernel of <paramref name="pageSize"/> pages: one pagemap entry per big page
@@ -67,7 +66,7 @@ public sealed class ImageRound27PagesTests : IDisposable
 
     private string RestoreToFile(string image)
     {
-        var into = Path.Combine(_dir, "restored-" + Guid.NewGuid().ToString("n"));
+        var into = Path.Combine(Dir, "restored-" + Guid.NewGuid().ToString("n"));
         using (var target = new FlatFileRestoreTarget(into)) ImageRestorer.Restore(image, target);
         return Assert.Single(Directory.GetFiles(into, "*.bin"));
     }
@@ -78,7 +77,7 @@ public sealed class ImageRound27PagesTests : IDisposable
     public void AnImageOfBigPages_TestsGetsAndRestoresTheSameBytesToFilesAndIntoTheEmulator(int pageSize)
     {
         var (p, source) = NewProcess(pageSize, 27);
-        string path = Path.Combine(_dir, $"big-{pageSize}");
+        string path = Path.Combine(Dir, $"big-{pageSize}");
         var saved = ImageWriter.Save(source, path, null, TrackingMethod.Hash, null);
         Assert.Equal(pageSize, saved.Manifest.PageSize);
         Assert.True(ImageVerifier.Test(path).Valid);
@@ -104,7 +103,7 @@ public sealed class ImageRound27PagesTests : IDisposable
     {
         const int pageSize = 16384;
         var (p, source) = NewProcess(pageSize, 28);
-        string parent = Path.Combine(_dir, "inc-0"), child = Path.Combine(_dir, "inc-1");
+        string parent = Path.Combine(Dir, "inc-0"), child = Path.Combine(Dir, "inc-1");
         ImageWriter.Save(source, parent, null, TrackingMethod.Hash, null);
         var tracker = new SoftDirtyTracker(source);
         tracker.Reset();
@@ -120,11 +119,11 @@ public sealed class ImageRound27PagesTests : IDisposable
     public void AnIncrementOnAKernelOfAnotherPageSize_IsRefusedWithImageParentMismatch()
     {
         var (p, big) = NewProcess(16384, 29);
-        string parent = Path.Combine(_dir, "mixed-0");
+        string parent = Path.Combine(Dir, "mixed-0");
         ImageWriter.Save(big, parent, null, TrackingMethod.Hash, null);
-        var e = Assert.Throws<EngineException>(() => ImageWriter.Save(p, Path.Combine(_dir, "mixed-1"), parent, TrackingMethod.Hash, null));
+        var e = Assert.Throws<EngineException>(() => ImageWriter.Save(p, Path.Combine(Dir, "mixed-1"), parent, TrackingMethod.Hash, null));
         Assert.Equal(EngineError.ImageParentMismatch, e.Error);
         Assert.Contains("16384", e.Message, StringComparison.Ordinal);
-        Assert.False(Directory.Exists(Path.Combine(_dir, "mixed-1")));
+        Assert.False(Directory.Exists(Path.Combine(Dir, "mixed-1")));
     }
 }

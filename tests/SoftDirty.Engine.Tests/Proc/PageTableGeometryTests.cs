@@ -1,8 +1,8 @@
 using System;
 using System.Collections.Generic;
+using System.Globalization;
 using System.IO;
 using System.Linq;
-using SoftDirty;
 using SoftDirty.Emulation;
 using SoftDirty.Tests.Emulation;
 using Xunit;
@@ -31,7 +31,7 @@ public sealed class PageTableGeometryTests
     public void TheHostSpanIsTheKernelsPmdSize()
     {
         const string pmd = "/sys/kernel/mm/transparent_hugepage/hpage_pmd_size";
-        ulong expected = File.Exists(pmd) ? ulong.Parse(File.ReadAllText(pmd).Trim(), System.Globalization.CultureInfo.InvariantCulture)
+        ulong expected = File.Exists(pmd) ? ulong.Parse(File.ReadAllText(pmd).Trim(), CultureInfo.InvariantCulture)
             : PageTableGeometry.TableSpan(Environment.SystemPageSize);
         Assert.Equal(expected, PageTableGeometry.HostTableSpan);
     }
@@ -61,14 +61,14 @@ public sealed class PageTableGeometryTests
     [Fact]
     public void TheRecorded16KKernelMapsOneThpPerPageTableAndNoneInA2MiBRange()
     {
-        Assert.Equal(SixteenK, int.Parse(Fact("page_size"), System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(SixteenK, int.Parse(Fact("page_size"), CultureInfo.InvariantCulture));
         var prints = Recorded();
         // A MADV_HUGEPAGE range of 4096 pages, its first page written: one THP (PAGEMAP_SCAN's HUGE, 0x40) over as many
         // 16 KiB pages as the rule says a page table maps (2048: 32 MiB).
         var span = prints["pagesize-thp-table-span"];
         var huge = span[1].Split(' ');
         Assert.Equal("0", huge[0]);
-        Assert.Equal(PageTableGeometry.TableSpan(SixteenK) / SixteenK, ulong.Parse(huge[1], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(PageTableGeometry.TableSpan(SixteenK) / SixteenK, ulong.Parse(huge[1], CultureInfo.InvariantCulture));
         Assert.Equal(0x40UL, Convert.ToUInt64(huge[2], 16) & 0x40);
         // The probe range of the old rule (2 MiB: 128 pages of 16 KiB), THP "always" in the guest: the written page is a
         // base page, not huge. A probe of this size reports no THP on a kernel that makes them.
