@@ -14,9 +14,10 @@ namespace SoftDirty;
 /// <summary>
 /// Measures the rules in which kernels differ by build configuration, boot option or sysfs setting, the
 /// way <see cref="KernelProbe"/> measures features: map a region of our own (a PMD-aligned range with
-/// its own page table: 2 MiB on 4 KiB pages, 32 MiB on 16 KiB), touch it, read pagemap or PAGEMAP_SCAN back. No privilege is needed. The answers
-/// become <see cref="KernelFeatures.Rules"/> (Get-SoftDirtySupport) and, with the kernel's version, the
-/// emulator profile of the running kernel (<see cref="HostProfile"/>, New-EmulatedProcess -Kernel Host).
+/// its own page table: 2 MiB on 4 KiB pages, 32 MiB on 16 KiB), touch it, read pagemap or PAGEMAP_SCAN
+/// back. No privilege is needed. The answers become <see cref="KernelFeatures.Rules"/> (Get-SoftDirtySupport)
+/// and, with the kernel's version, the emulator profile of the running kernel (<see cref="HostProfile"/>,
+/// New-EmulatedProcess -Kernel Host; refused where the base page is not the emulator's 4 KiB).
 /// Settings (THP mode, vm.unprivileged_userfaultfd, swap areas) are read fresh on every call.
 /// </summary>
 internal static unsafe class KernelRules
