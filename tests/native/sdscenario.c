@@ -22,7 +22,7 @@
  *                                   UFFDIO_REGISTER MODE_WP, then UFFDIO_WRITEPROTECT MODE_WP of the range
  *   written                         PAGEMAP_SCAN WP_MATCHING|CHECK_WPASYNC, mask = return = WRITTEN over the
  *                                   window (get-and-reset): print the regions
- *   neighbour                       map, write and unmap the last page of the window's last 2 MiB range
+ *   neighbour                       map, write and unmap the last page of the window's last page-table range
  *                                   (outside the window): a page table shared with the window's pages
  *   fill <page> <count> <byte>      memset each page to <byte> (a write of the whole page)
  *   ksm <page> <count>              madvise MADV_MERGEABLE, then wait until ksmd has finished 3 more full scans
@@ -81,6 +81,9 @@
 #define MAX_LINE 256
 
 static long page_size;
+
+/* The bytes one last-level page table maps: a page of 8-byte entries (2 MiB of 4 KiB pages, 32 MiB of 16 KiB). */
+static size_t table_span(void) { return (size_t)page_size * (size_t)(page_size / 8); }
 static char *window;      /* start of the scenario window */
 static long window_pages;
 static size_t window_span; /* the window rounded up to whole 2 MiB ranges */
@@ -385,7 +388,7 @@ static int run_op(char *line, const char *who)
         rc = split_range(addr, len);
     } else if (!strcmp(op, "neighbour")) {
         /* A page table shared with the window: map, write and unmap the last page of the window's last
-         * 2 MiB range (outside the window). The table stays while a mapping is left in that range. */
+         * page-table range (2 MiB of 4 KiB pages; outside the window). The table stays while a mapping is left in that range. */
         char *near = window + window_span - page_size;
         if (near < window + window_pages * page_size) { errno = EINVAL; rc = -1; }
         else if (mmap(near, page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED) rc = -1;
@@ -464,13 +467,14 @@ static void run_scenario(const char *name)
         line = ops[k];
         if (!strncmp(line, "reserve", 7)) {
             window_pages = atol(line + 8);
-            /* The window starts 2 MiB-aligned, as the emulator's does: what a fault maps around the
+            /* The window starts aligned to a page table's span (2 MiB of 4 KiB pages, as the emulator's does; 32 MiB
+             * of 16 KiB pages, where a 2 MiB alignment put a THP range astride two page tables): what a fault maps around the
              * faulting page (fault-around, 64 KiB aligned) then depends on the scenario alone, not on ASLR.
-             * It has its 2 MiB ranges (page tables) to itself: the reservation covers them all, so no other
+             * It has its page-table ranges to itself: the reservation covers them all, so no other
              * mapping of this program (libc's TLS, say) shares a page table with the window. Whether a page
              * table exists changes what PAGEMAP_SCAN reports for never-touched pages; the "neighbour" op
              * makes one on purpose. */
-            size_t want = window_pages * page_size, align = 2UL << 20;
+            size_t want = window_pages * page_size, align = table_span();
             size_t span = (want + align - 1) & ~(align - 1);
             char *raw = mmap(NULL, span + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             window = MAP_FAILED;

@@ -4,7 +4,7 @@
 #   busybox, tests/vm/matrix-init, a static tests/native/sdscenario of the kernel's architecture and
 #   INPUT (scenarios in sdscenario's language); writes the prints sdscenario made there to OUTPUT and
 #   facts about the kernel to OUTPUT.facts ("key value" lines: kernel, arch, package, config_soft_dirty,
-#   config_uffd_wp, guest_rc, seconds). Exits 0 when the guest ran sdscenario to its end, 125 when it did
+#   config_uffd_wp, page_size, guest_rc, seconds). Exits 0 when the guest ran sdscenario to its end, 125 when it did
 #   not (no boot, crash, time out), 1 on a setup error.
 #   Everything it fetches is cached in SOFTDIRTY_MATRIX_DIR (default /var/tmp/softdirty-vm-matrix):
 #     apt/     a private apt state (its own sources list of the suites kernels.list names; the machine's
@@ -12,7 +12,8 @@
 #     bin/     the static sdscenario of each architecture
 #   A second run downloads nothing. Needs apt-get and dpkg (Debian), and installs qemu-system-x86,
 #   qemu-system-arm, busybox-static and gcc-aarch64-linux-gnu on the host when missing (root or sudo).
-# Environment: SOFTDIRTY_MATRIX_DIR, SOFTDIRTY_MATRIX_TIMEOUT (seconds for one boot, default 300),
+# Environment: SOFTDIRTY_MATRIX_KERNELS (the list ID is looked up in; default tests/vm/kernels.list),
+#   SOFTDIRTY_MATRIX_DIR, SOFTDIRTY_MATRIX_TIMEOUT (seconds for one boot, default 300),
 #   SOFTDIRTY_MATRIX_SMP (virtual CPUs, default 1: sdscenario is one process), SOFTDIRTY_MATRIX_MEM (default 512M),
 #   SOFTDIRTY_DEBIAN_MIRROR (default: the first deb.debian.org-style URI of the host's apt sources),
 #   SOFTDIRTY_MATRIX_APPEND (more kernel command line, e.g. transparent_hugepage=always),
@@ -35,8 +36,9 @@ run() { echo "vm-matrix[$id]: + $*"; "$@"; }
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then run "$@"; else run sudo -n "$@"; fi; }
 
 # The kernel's line: id arch suite profile package=version...
-line=$(awk -v id="$id" '$1 == id && $1 !~ /^#/' "$here/kernels.list")
-[ -n "$line" ] || { say "no kernel '$id' in $here/kernels.list" >&2; exit 1; }
+list=${SOFTDIRTY_MATRIX_KERNELS:-$here/kernels.list}
+line=$(awk -v id="$id" '$1 == id && $1 !~ /^#/' "$list")
+[ -n "$line" ] || { say "no kernel '$id' in $list" >&2; exit 1; }
 read -r _ arch suite _ packages <<<"$line"
 # Swap (SOFTDIRTY_MATRIX_SWAP): 7.x packages keep the modules apart from linux-binary-*; the same version is fetched, and
 # unpacked beside the kernel once (the kernel's own unpacking stays as it is without swap).
@@ -79,7 +81,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     # any of these files may be missing (pipefail would end the script on cat's or grep's status).
     mirror=${SOFTDIRTY_DEBIAN_MIRROR:-$({ cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null || true; } | { grep -vE '^[[:space:]]*#' || true; } | { grep -oE 'https?://[^ ]+/debian/?' || true; } | head -n 1)}
     mirror=${mirror:-http://deb.debian.org/debian}
-    awk '$1 !~ /^#/ && NF { print $3 }' "$here/kernels.list" | sort -u | while read -r s; do
+    awk '$1 !~ /^#/ && NF { print $3 }' "$list" | sort -u | while read -r s; do
         echo "deb [arch=amd64,arm64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror%/} $s main"
     done > "$apt_dir/etc/sources.list"
     apt_opts=(-o Dir::Etc::SourceList="$apt_dir/etc/sources.list" -o Dir::Etc::SourceParts=/dev/null
@@ -115,6 +117,11 @@ config=$(first "$kdir"/boot/config-* "$kdir"/usr/lib/modules/*/config)
 if [ "$arch" = amd64 ]; then busybox=/bin/busybox; else busybox=$(first "$kdir"/bin/busybox "$kdir"/usr/bin/busybox); fi
 [ -n "$busybox" ] || { say "no busybox for $arch (kernels.list must name busybox-static for it)" >&2; exit 1; }
 config_has() { grep -q "^$1=y" "$config" && echo 1 || echo 0; }
+# The base page (arm64 builds with 4, 16 or 64 KiB; amd64 has 4 KiB only): the emulator models 4 KiB pages alone,
+# so KernelMatrixKernel.GetProfile refuses to compare a kernel of another size.
+page_size=4096
+[ "$(config_has CONFIG_ARM64_16K_PAGES)" = 1 ] && page_size=16384
+[ "$(config_has CONFIG_ARM64_64K_PAGES)" = 1 ] && page_size=65536
 
 # 4. sdscenario, static, rebuilt when its source changed.
 mkdir -p "$cache/bin"
@@ -200,6 +207,7 @@ sed -n '/^@@sdmatrix-begin$/,/^@@sdmatrix-end /p' "$work/console" | sed '1d;$d' 
     echo "package ${packages%% *}"
     echo "config_soft_dirty $(config_has CONFIG_MEM_SOFT_DIRTY)"
     echo "config_uffd_wp $(config_has CONFIG_HAVE_ARCH_USERFAULTFD_WP)"
+    echo "page_size $page_size"
     echo "guest_rc ${guest_rc:-none}"
     sed -n 's/^@@sdmatrix-setting /setting /p' "$work/console"
     echo "seconds $seconds"

@@ -13,10 +13,11 @@ namespace SoftDirty;
 
 /// <summary>
 /// Measures the rules in which kernels differ by build configuration, boot option or sysfs setting, the
-/// way <see cref="KernelProbe"/> measures features: map a region of our own (a 2 MiB-aligned range with
-/// its own page table), touch it, read pagemap or PAGEMAP_SCAN back. No privilege is needed. The answers
-/// become <see cref="KernelFeatures.Rules"/> (Get-SoftDirtySupport) and, with the kernel's version, the
-/// emulator profile of the running kernel (<see cref="HostProfile"/>, New-EmulatedProcess -Kernel Host).
+/// way <see cref="KernelProbe"/> measures features: map a region of our own (a PMD-aligned range with
+/// its own page table: 2 MiB on 4 KiB pages, 32 MiB on 16 KiB), touch it, read pagemap or PAGEMAP_SCAN
+/// back. No privilege is needed. The answers become <see cref="KernelFeatures.Rules"/> (Get-SoftDirtySupport)
+/// and, with the kernel's version, the emulator profile of the running kernel (<see cref="HostProfile"/>,
+/// New-EmulatedProcess -Kernel Host; refused where the base page is not the emulator's 4 KiB).
 /// Settings (THP mode, vm.unprivileged_userfaultfd, swap areas) are read fresh on every call.
 /// </summary>
 internal static unsafe class KernelRules
@@ -42,7 +43,8 @@ internal static unsafe class KernelRules
     private const string ThpZeroPagePath = "/sys/kernel/mm/transparent_hugepage/use_zero_page";
     private const string UnprivilegedUffdPath = "/proc/sys/vm/unprivileged_userfaultfd";
     private const string SwapsPath = "/proc/swaps";
-    private const ulong HugeBytes = 2UL << 20;
+    /// <summary>The PMD size of this kernel (2 MiB on 4 KiB pages, 32 MiB on 16 KiB): a smaller probe range never takes a THP.</summary>
+    private static ulong HugeBytes => PageTableGeometry.HostTableSpan;
     private const ulong FlagBitsMask = ~((1UL << 55) - 1);   // pagemap flag bits, PFN/swap bits left out
 
     /// <summary>
@@ -52,6 +54,7 @@ internal static unsafe class KernelRules
     public static KernelProfile HostProfile()
     {
         ProcPageSource.EnsureLinux();
+        PageTableGeometry.RequireEmulatedPageSize(Environment.SystemPageSize, "The Host kernel profile");
         var f = KernelProbe.Current;
         var rules = f.Rules;
         bool Is(string name, bool fallback) =>
@@ -211,20 +214,20 @@ internal static unsafe class KernelRules
     // ---- faults: zero pages, THP, page tables ------------------------------------------------------------
 
     /// <summary>
-    /// A 2 MiB-aligned private anonymous read-write range whose page table is its own: 4 MiB reserved
-    /// PROT_NONE, the aligned 2 MiB inside mapped. Returns the aligned start and the reservation.
+    /// A PMD-aligned private anonymous read-write range whose page table is its own (2 MiB on 4 KiB pages, 32 MiB on
+    /// 16 KiB): twice that reserved PROT_NONE, the aligned PMD inside mapped. Returns the aligned start and the reservation.
     /// </summary>
     private static (nint Range, nint Reservation) MapOwnRange()
     {
         nint raw = Native.Mmap(0, (nuint)(2 * HugeBytes), Native.PROT_NONE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS, -1, 0);
         if (raw == Native.MAP_FAILED)
-            throw new EngineException(EngineError.ProcIOError, "mmap of a 4 MiB probe reservation failed: " + Errno.Describe(Marshal.GetLastPInvokeError()));
+            throw new EngineException(EngineError.ProcIOError, $"mmap of a {2 * HugeBytes >> 20} MiB probe reservation failed: " + Errno.Describe(Marshal.GetLastPInvokeError()));
         nint range = (nint)(((ulong)raw + HugeBytes - 1) & ~(HugeBytes - 1));
         if (Native.Mmap(range, (nuint)HugeBytes, Native.PROT_READ | Native.PROT_WRITE, Native.MAP_PRIVATE | Native.MAP_ANONYMOUS | Native.MAP_FIXED, -1, 0) == Native.MAP_FAILED)
         {
             int e = Marshal.GetLastPInvokeError();
             Native.Munmap(raw, (nuint)(2 * HugeBytes));
-            throw new EngineException(EngineError.ProcIOError, "mmap of a 2 MiB probe range failed: " + Errno.Describe(e));
+            throw new EngineException(EngineError.ProcIOError, $"mmap of a {HugeBytes >> 20} MiB probe range failed: " + Errno.Describe(e));
         }
         return (range, raw);
     }
@@ -251,7 +254,7 @@ internal static unsafe class KernelRules
         }
         var rules = new List<KernelRule>();
 
-        // The shared zero page: a read fault of a 4 KiB page (THP off for the range).
+        // The shared zero page: a read fault of a base page (THP off for the range).
         var small = MapOwnRange();
         try
         {
@@ -264,7 +267,7 @@ internal static unsafe class KernelRules
                 $"read fault on private anonymous memory: pagemap {Hex(e.Raw)} ({(e.Present ? e.Exclusive ? "present, exclusive: a fresh page" : "present, not exclusive: the zero page" : "not present")}){scan}"));
 
             // WRITTEN without a page table: scan a never-touched page of a range with no page table, then
-            // again after a fault elsewhere in its 2 MiB range made one.
+            // again after a fault elsewhere in its page table's range made one.
             if (pagemapScan)
             {
                 var fresh = MapOwnRange();
@@ -275,7 +278,7 @@ internal static unsafe class KernelRules
                     Volatile.Write(ref *(byte*)(fresh.Range + (nint)HugeBytes - pageSize), (byte)1);
                     var after = Categories(fresh.Range) ?? PageCategory.None;
                     rules.Add(new(ScanWrittenWithoutPageTable, B((before & PageCategory.Written) != 0),
-                        $"never-touched page, no page table: categories 0x{(ulong)before:x} ({before}); after a write elsewhere in its 2 MiB range: 0x{(ulong)after:x} ({after})"));
+                        $"never-touched page, no page table: categories 0x{(ulong)before:x} ({before}); after a write elsewhere in its {HugeBytes >> 20} MiB page-table range: 0x{(ulong)after:x} ({after})"));
                 }
                 finally { Unmap(fresh); }
             }
@@ -283,7 +286,7 @@ internal static unsafe class KernelRules
         }
         finally { Unmap(small); }
 
-        // THP: a MADV_HUGEPAGE write fault of an aligned 2 MiB range, then a read fault (huge zero page?).
+        // THP: a MADV_HUGEPAGE write fault of an aligned PMD range, then a read fault (huge zero page?).
         var (mode, _) = ReadThpMode();
         bool thpWrite = false;
         string writeEvidence;
@@ -297,7 +300,7 @@ internal static unsafe class KernelRules
                 Volatile.Write(ref *(byte*)w.Range, (byte)1);
                 var neighbour = Entry(w.Range + pageSize);
                 thpWrite = neighbour.Present;
-                writeEvidence = $"THP mode {mode}; a MADV_HUGEPAGE write fault of an aligned 2 MiB range: the next page {(thpWrite ? "is present (one 2 MiB page)" : "is not present (4 KiB pages)")}";
+                writeEvidence = $"THP mode {mode}; a MADV_HUGEPAGE write fault of an aligned {HugeBytes >> 20} MiB range: the next page {(thpWrite ? $"is present (one {HugeBytes >> 20} MiB page)" : $"is not present ({pageSize / 1024} KiB pages)")}";
             }
         }
         finally { Unmap(w); }
@@ -320,8 +323,8 @@ internal static unsafe class KernelRules
             bool huge = neighbour.Present;
             bool zero = huge && (!neighbour.Exclusive || neighbour.FileOrSharedAnon);
             rules.Add(new(HugeZeroPage, B(zero),
-                $"a MADV_HUGEPAGE read fault of an aligned 2 MiB range: the next page {Hex(neighbour.Raw)} " +
-                (huge ? zero ? "(the huge zero page)" : "(present, exclusive: a fresh THP)" : "(not present: 4 KiB pages)") +
+                $"a MADV_HUGEPAGE read fault of an aligned {HugeBytes >> 20} MiB range: the next page {Hex(neighbour.Raw)} " +
+                (huge ? zero ? "(the huge zero page)" : "(present, exclusive: a fresh THP)" : $"(not present: {pageSize / 1024} KiB pages)") +
                 $"; {ThpZeroPagePath}: {sysfsZero}"));
             if (zero)
             {

@@ -423,8 +423,11 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         _armed = true;
     }
 
-    /// <summary>Pieces of a span write-protected in parallel by <see cref="ProtectAll"/>: whole page tables (2 MiB of 4 KiB pages each), 64 MiB at least.</summary>
-    private const ulong ProtectPieceBytes = 64UL << 20, PageTableSpan = 2UL << 20;
+    /// <summary>Pieces of a span write-protected in parallel by <see cref="ProtectAll"/>: whole page tables, 64 MiB at least.</summary>
+    private const ulong ProtectPieceBytes = 64UL << 20;
+
+    /// <summary>What one page table maps (2 MiB of 4 KiB pages, 32 MiB of 16 KiB): pieces end on its boundaries.</summary>
+    private static ulong PageTableSpan => PageTableGeometry.HostTableSpan;
 
     /// <summary>How many pieces <see cref="ProtectAll"/> runs at once: every core (the bench sets 1 to compare).</summary>
     internal static int ProtectParallelism { get; set; } = Environment.ProcessorCount;

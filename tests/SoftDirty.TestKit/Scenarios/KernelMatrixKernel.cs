@@ -66,7 +66,9 @@ public sealed class KernelMatrixKernel
     /// <summary>
     /// The profile with the THP settings the guest reported (lines of matrix.sh's OUTPUT.facts: "setting thp/enabled
     /// always [madvise] never", "setting thp/use_zero_page 1"); a setting it did not report keeps the profile's. A guest
-    /// under 512 MiB boots with THP off whatever its config says, so the mode is read back, never assumed.
+    /// under 512 MiB boots with THP off whatever its config says, so the mode is read back, never assumed. A kernel
+    /// whose base page is not the emulator's 4 KiB ("page_size 16384") has no profile: PlatformNotSupported, the size
+    /// named (its page numbers, THP and page-table spans are not the emulator's, so no print of it could match).
     /// </summary>
     public KernelProfile GetProfile(bool softDirty, IEnumerable<string>? factLines)
     {
@@ -76,6 +78,9 @@ public sealed class KernelMatrixKernel
         bool? hugeZero = null;
         foreach (var line in factLines)
         {
+            var p = line.Split(' ', 2, StringSplitOptions.TrimEntries);
+            if (p.Length == 2 && p[0] == "page_size")
+                PageTableGeometry.RequireEmulatedPageSize(int.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture), $"Kernel {Id}");
             var f = line.Split(' ', 3, StringSplitOptions.TrimEntries);
             if (f.Length < 3 || f[0] != "setting") continue;
             if (f[1] == "thp/enabled")
