@@ -204,3 +204,54 @@ Describe 'Round 27 Remote: a receiver that misreports, and what the destination 
         $r.Summary | Should -BeNullOrEmpty
     }
 }
+
+Describe 'Round 27 Remote: a destination whose disk hangs while it verifies' -Tag 'Security', 'Round27Remote' {
+    BeforeDiscovery {
+        $script:HangSkip = if ((id -u) -ne '0') { 'mounting the FUSE file system whose reads the test holds (and binding its file over an image''s) needs root here' }
+            elseif (-not (Test-Path /dev/fuse)) { 'no /dev/fuse (CONFIG_FUSE_FS)' }
+            elseif (-not (Test-Path /proc/thread-self/io)) { 'this kernel keeps no per-thread I/O counters (CONFIG_TASK_IO_ACCOUNTING): the receiver beats every interval, as before' }
+    }
+
+    It 'Receive-MemoryImage sends no sign of life while its verification waits on a read that never answers (a sender then calls the link broken instead of waiting for good)' -Skip:([bool]$HangSkip) {
+        # Before the fix it wrote a progress record every 5 seconds whatever the verification did: the sender, which counts
+        # them as signs of life, waited for good, with the migrated process stopped in the stop-and-copy round.
+        $d = New-Item -ItemType Directory (New-Dest)
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 1MB
+        $e | Write-EmulatedMemory -Address $m.Start -Length 1MB -Value 0x33
+        $null = Save-MemoryImage -Emulator $e -Path "$d/full"
+        $e | Write-EmulatedMemory -Address $m.Start -Length 4KB -Value 0x44
+        $null = Save-MemoryImage -Emulator $e -Path "$d/inc0" -Parent "$d/full"
+        # The parent's pages.bin (1 MiB, as fusehold's file) becomes the FUSE file: the chain's verification reads it.
+        (Get-Item "$d/full/pages.bin").Length | Should -Be 1MB
+        $mnt = New-Item -ItemType Directory "$d.mnt"
+        $fuse = Start-FuseHold $mnt
+        $ps = $null; $bound = $false
+        try {
+            if (-not $fuse.Ready) { Set-ItResult -Skipped -Because "fusehold cannot mount a FUSE file system here ($($fuse.Reply))"; return }
+            mount --bind "$mnt/f" "$d/full/pages.bin"
+            $bound = $LASTEXITCODE -eq 0
+            if (-not $bound) { Set-ItResult -Skipped -Because 'a bind mount of a file is refused here'; return }
+            $fuse.Send('hold') | Should -Be 'OK'
+            $ps = [powershell]::Create()
+            $null = $ps.AddScript("Import-Module '$module'; Get-ChildItem -LiteralPath '$d/inc0' | Sort-Object { @('pages.bin', 'index.bin', 'manifest.json').IndexOf(`$_.Name) } | Receive-MemoryImage -Path '$d/inc'")
+            $pending = $ps.BeginInvoke()
+            $fuse.Read() | Should -Match '^READ ' -Because 'the verification reads the parent''s pages'
+            $before = $ps.Streams.Progress.Count
+            # Two heartbeat intervals and more: the receiver that beat regardless wrote two records or three by then.
+            Start-Sleep -Seconds 11
+            $pending.IsCompleted | Should -BeFalse -Because 'the read is still held'
+            ($ps.Streams.Progress.Count - $before) | Should -BeLessOrEqual 1 -Because 'at most the beat of the interval in which the verification still read'
+            $fuse.Send('go') | Should -Match '^GO'
+            $null = $pending.AsyncWaitHandle.WaitOne(60000)
+            # fusehold's bytes are not the image's: the verification, once answered, refuses it, and nothing is put in place.
+            @($ps.Streams.Error)[0].FullyQualifiedErrorId | Should -BeLike 'ImageCorrupt,*'
+            Test-Path "$d/inc" | Should -BeFalse
+        } finally {
+            if ($bound) { umount "$d/full/pages.bin" }
+            Stop-FuseHold $fuse
+            if ($ps) { $ps.Dispose() }
+            Remove-Item -LiteralPath $mnt -ErrorAction SilentlyContinue
+        }
+    }
+}
