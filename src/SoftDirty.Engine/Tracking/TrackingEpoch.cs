@@ -126,6 +126,9 @@ internal static class TrackingEpoch
             recorded &= RecordIn(dir, id, epoch, pid);
             if (legacy is not null && FileNative.Lstat(Path.Combine(dir, legacy), out _) is not null) recorded &= RecordIn(dir, legacy, epoch, pid);
         }
+        if (legacy is not null)
+            foreach (var dir in EarlierFolders(dirs))
+                if (FileNative.Lstat(Path.Combine(dir, legacy), out _) is not null) recorded &= RecordIn(dir, legacy, epoch, pid);
         if (foreign is { } owner)
             foreach (var runtime in new[] { true, false })
             {
@@ -279,6 +282,14 @@ internal static class TrackingEpoch
             // Only where an earlier version made one: a chain that never met one keeps the epoch it armed.
             if (before is not null) all.Append(';').Append(dir).Append(LegacyMark).Append(before);
         }
+        if (legacy is not null)
+            foreach (var dir in EarlierFolders(dirs))
+            {
+                string? before;
+                try { before = ReadRecord(dir, legacy); }
+                catch (Exception ex) when (ex is EngineException or IOException or UnauthorizedAccessException) { return null; }
+                if (before is not null) all.Append(';').Append(dir).Append(LegacyMark).Append(before);
+            }
         if (ForeignOwner(source.ProcessId) is { } owner)
             foreach (var runtime in new[] { true, false })
             {
@@ -413,7 +424,7 @@ internal static class TrackingEpoch
             // order of the two makes commands wait on each other.
             var legacy = LegacyKey(source.ProcessId);
             foreach (var name in legacy is null ? new[] { id } : new[] { id, legacy })
-                foreach (var dir in dirs)
+                foreach (var dir in name == id ? dirs : [.. dirs, .. EarlierFolders(dirs)])
                     Add(LockFile.TakeUnlessHeld(() => SafeDirectory.Open(dir, "The soft-dirty epoch folder", dir, create: false)
                             ?? throw new EngineException(EngineError.ProcIOError, $"The soft-dirty epoch folder {dir} was removed.", source.ProcessId),
                         name + LockSuffix, "soft-dirty lock", source.ProcessId, Held, cancel, () => InjectionSteps.Mark(LockWaitStep)));
@@ -504,6 +515,43 @@ internal static class TrackingEpoch
         var found = new System.Collections.Generic.List<string>(2);
         foreach (var dir in hasRuntime ? new[] { Path.Combine(runtime, name), Path.Combine(SharedTempFolder, name) } : [Path.Combine(SharedTempFolder, name)])
             if (Usable(dir, uid)) found.Add(dir);
+        return found.ToArray();
+    }
+
+    /// <summary>The environment as versions before round 10 read it ($XDG_RUNTIME_DIR, $TMPDIR); tests point it elsewhere.</summary>
+    internal static Func<string, string?> EnvironmentVariable { get; set; } = Environment.GetEnvironmentVariable;
+
+    /// <summary>
+    /// The folders versions before round 10 (commit 0d09890) kept their records and locks in, as this command's environment names
+    /// them, beyond <paramref name="dirs"/>: softdirty-epochs-UID in $XDG_RUNTIME_DIR where that is the user's folder, and in $TMPDIR
+    /// (/tmp where unset). Such a version chose its one folder from its environment; with $TMPDIR or $XDG_RUNTIME_DIR elsewhere than
+    /// /tmp and /run/user/UID, round 26 (which reads their records in this version's folders only) never saw its clears, nor it
+    /// this version's, and a chain of either kept stale pages. Only folders that exist and are the user's alone (0700, no link):
+    /// none is made, as only such a version makes them. A version run with another environment than this command's stays unseen.
+    /// </summary>
+    internal static string[] EarlierFolders(string[] dirs)
+    {
+        uint uid = FileNative.Geteuid();
+        var name = $"softdirty-epochs-{uid}";
+        var seen = new HashSet<(string, ulong)>();
+        foreach (var d in dirs)
+            if (FileNative.Lstat(d, out _) is { } st) seen.Add((st.Device, st.Inode));
+        var found = new System.Collections.Generic.List<string>(2);
+        var runtime = EnvironmentVariable("XDG_RUNTIME_DIR");
+        var temp = EnvironmentVariable("TMPDIR");
+        var candidates = new[]
+        {
+            !string.IsNullOrEmpty(runtime) && Path.IsPathRooted(runtime) && FileNative.Lstat(runtime, out _) is { Type: FileNative.S_IFDIR } r && r.Uid == uid ? runtime : null,
+            string.IsNullOrEmpty(temp) || !Path.IsPathRooted(temp) ? SharedTempFolder : temp,
+        };
+        const uint GroupOrOther = 0x3F; // 077
+        foreach (var top in candidates)
+        {
+            if (top is null) continue;
+            var dir = Path.Combine(top, name);
+            if (FileNative.Lstat(dir, out _) is { Type: FileNative.S_IFDIR } s && s.Uid == uid && (s.Permissions & GroupOrOther) == 0 && seen.Add((s.Device, s.Inode)))
+                found.Add(dir);
+        }
         return found.ToArray();
     }
 

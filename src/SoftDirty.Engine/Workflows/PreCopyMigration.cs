@@ -54,15 +54,25 @@ internal static class PreCopyMigration
         var link = stage is null ? null : options.Link;
         ulong linkBytes = 0;
         double linkSeconds = 0;
+        string? held = null; // the last image the destination confirmed it put in place
         // Sends a staged image over the link: the bytes and seconds measured, and where the image now lies there.
         (ulong Bytes, double Seconds, string Image) Cross(string image, string what)
         {
             status?.Invoke(what);
             var name = Path.GetFileName(image);
-            var t = link!.Send(image, name, transferProgress, cancel);
+            LinkTransfer t;
+            try { t = link!.Send(image, name, transferProgress, cancel); }
+            catch (EngineException ex)
+            {
+                // What the destination holds now: the failure of a round says it (round 27: "its last complete, verified image" named none).
+                var holds = held is null ? $"{link!.Computer} holds no image of this migration" : $"{link!.Computer} holds the rounds up to {held}, each complete and verified";
+                var maybe = ex.Error == EngineError.LinkBroken ? $", and {link.PathOf(name)} only where its receiver put it in place before the link failed (Test-MemoryImage there tells)" : $"; {link.PathOf(name)} is not there";
+                throw new EngineException(ex.Error, $"{ex.Message} ({holds}{maybe}.)", ex.Target, ex.Errno, ex);
+            }
             linkBytes += t.Bytes;
             linkSeconds += t.Seconds;
-            return (t.Bytes, t.Seconds, link.PathOf(name));
+            held = link.PathOf(name);
+            return (t.Bytes, t.Seconds, held);
         }
         if (options.Bandwidth <= 0) throw new EngineException(EngineError.InvalidArgument, "The bandwidth must be more than 0 bytes per second.", options.Bandwidth);
         var source = tracker.Source;
@@ -175,7 +185,11 @@ internal static class PreCopyMigration
             if (link is not null && options.RestorePath is { } restore)
             {
                 status?.Invoke($"restoring {finalImage} into {restore} on {link.Computer}");
-                link.Restore(Path.GetFileName(finalImage!), restore, cancel);
+                try { link.Restore(Path.GetFileName(finalImage!), restore, cancel); }
+                catch (EngineException ex)
+                {
+                    throw new EngineException(ex.Error, $"{ex.Message} ({link.Computer} holds the final image {finalImage}, complete and verified, with its chain; restore it there with Restore-MemoryImage.)", ex.Target, ex.Errno, ex);
+                }
             }
             totalPages += finalSent;
             clock += downtime;

@@ -38,6 +38,15 @@ public sealed class ReceiveMemoryImageCommand : EngineCmdlet, IDisposable
     /// </summary>
     public const int ProgressActivityId = 0x5E01;
 
+    /// <summary>
+    /// What this receiver reads, as a number a sender compares: Invoke-PreCopyMigration -ToSession asks the destination's module
+    /// for it before any round and refuses (ModuleNotOnDestination) one lower than its own, or a cmdlet without it (versions before
+    /// round 27): an earlier version refused this version's images as edited or damaged, after the process had been tracked and its
+    /// first round sent. Raised whenever a save may write what an earlier receiver refuses or reads otherwise; a later receiver
+    /// reads what earlier versions send.
+    /// </summary>
+    public const int ReceiverRevision = 1;
+
     private ImageReceiver? _receiver;
     private ProgressRecord? _progress;
     private bool _skip;

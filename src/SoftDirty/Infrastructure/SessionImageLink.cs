@@ -87,7 +87,14 @@ internal sealed class SessionImageLink : IImageLink
         if (result.Count == 0 || result[0]?.BaseObject is not string first)
             throw new EngineException(EngineError.ModuleNotOnDestination,
                 $"The SoftDirty module is not available in the session to {session.ComputerName}: install it there (build.ps1 Install) or run Import-Module SoftDirty in the session first (Invoke-Command -Session $s {{ Import-Module SoftDirty }}).", session.ComputerName);
-        var answers = result.Skip(1).Select(r => r?.BaseObject as string).ToArray();
+        // The receiver's revision: a cmdlet of an earlier version has none (0); a function (not the module's code) says nothing, and its answers are checked round by round.
+        var revision = result.Count > 1 && result[1]?.BaseObject is string r1 && r1.StartsWith(RevisionMark, StringComparison.Ordinal) ? r1[RevisionMark.Length..] : null;
+        if (revision is null)
+            throw new EngineException(EngineError.InvalidArgument, $"On {session.ComputerName}: the destination paths could not be resolved.", destination);
+        if (revision.Length > 0 && (!int.TryParse(revision, NumberStyles.None, CultureInfo.InvariantCulture, out int theirs) || theirs < ReceiveMemoryImageCommand.ReceiverRevision))
+            throw new EngineException(EngineError.ModuleNotOnDestination,
+                $"The SoftDirty module in the session to {session.ComputerName} is an earlier version than this one (receiver revision {(int.TryParse(revision, NumberStyles.None, CultureInfo.InvariantCulture, out int said) ? said.ToString(CultureInfo.InvariantCulture) : "unreadable")}, this version sends images that need revision {ReceiveMemoryImageCommand.ReceiverRevision}): it would refuse or misread them. Install this version (or a later one) there (build.ps1 Install) and import it in the session; nothing was sent.", session.ComputerName);
+        var answers = result.Skip(2).Select(r => r?.BaseObject as string).ToArray();
         if (first != ResolvedMark || answers.Length != paths.Length || answers.Any(r => r is null || r.StartsWith(RefusedMark, StringComparison.Ordinal)))
         {
             var problem = answers.FirstOrDefault(r => r is not null && r.StartsWith(RefusedMark, StringComparison.Ordinal));
@@ -102,12 +109,17 @@ internal sealed class SessionImageLink : IImageLink
 
     /// <summary>The first answer of <see cref="ResolveScript"/> when the module is there; each path then resolves, or is refused with <see cref="RefusedMark"/> and why.</summary>
     private const string ResolvedMark = "SoftDirty.Resolved", RefusedMark = "SoftDirty.Refused:";
+    /// <summary>The second answer of <see cref="ResolveScript"/>: the destination's <see cref="ReceiveMemoryImageCommand.ReceiverRevision"/> (0: a cmdlet of a version before it; empty: not a cmdlet).</summary>
+    private const string RevisionMark = "SoftDirty.Revision:";
 
     /// <summary>Resolves each path in the session as a file-system path, as the module's cmdlets do locally (EngineCmdlet.FileSystemPath).</summary>
     private const string ResolveScript =
         "param([string[]] $Paths)\n" +
-        "if (-not (Get-Command " + ReceiveCommand + " -ErrorAction Ignore)) { return }\n" +
+        "$c = Get-Command " + ReceiveCommand + " -ErrorAction Ignore\n" +
+        "if (-not $c) { return }\n" +
         "'" + ResolvedMark + "'\n" +
+        "$f = if ($c.CommandType -eq 'Cmdlet') { $c.ImplementingType.GetField('" + nameof(ReceiveMemoryImageCommand.ReceiverRevision) + "') }\n" +
+        "'" + RevisionMark + "' + $(if ($f) { $f.GetValue($null) } elseif ($c.CommandType -eq 'Cmdlet') { 0 })\n" +
         "foreach ($p in $Paths) {\n" +
         "  $provider = $null; $drive = $null\n" +
         "  try { $r = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($p, [ref] $provider, [ref] $drive) }\n" +
@@ -132,7 +144,7 @@ internal sealed class SessionImageLink : IImageLink
         Report();
         var output = Run($"{ReceiveCommand} -Path {PathOf(name)}", ps => ps.AddCommand(ReceiveCommand).AddParameter("Path", PathOf(name)).AddParameter("ProgressAction", ActionPreference.Continue),
             (ps, input, stop) => Feed(ps, input, localImage, ref sent, stop), cancel, Report);
-        ConfirmReceived(output, localImage, name);
+        ConfirmReceived(output, localImage, name, total);
         Interlocked.Exchange(ref sent, (long)total);
         Report();
         return new LinkTransfer(total, clock.Elapsed.TotalSeconds);
@@ -198,21 +210,33 @@ internal sealed class SessionImageLink : IImageLink
     }
 
     /// <summary>
-    /// The receiver's answer must be the image it put in place: one MemoryImageInfo with the sent image's id. A
-    /// receiver that answers nothing (not the module's, or one that dropped the stream) is LinkBroken, never a
-    /// round reported as sent.
+    /// The receiver's answer must be the image it put in place: one MemoryImageInfo with the sent image's id, its depth, its
+    /// data and zero pages and its bytes. A receiver that answers nothing (not the module's, or one that dropped the stream)
+    /// or describes another image (one that misread or lost part of the stream and verified what it kept) is LinkBroken,
+    /// never a round reported as sent.
     /// </summary>
-    private void ConfirmReceived(PSDataCollection<PSObject> output, string localImage, string name)
+    private void ConfirmReceived(PSDataCollection<PSObject> output, string localImage, string name, ulong total)
     {
-        var sentId = ImageReader.ReadManifest(localImage).Id;
+        var sent = ImageReader.ReadManifest(localImage);
         var info = output.Count == 1 ? output[0] : null;
+        object? Said(string property) => info?.Properties[property]?.Value;
         bool confirmed = info is not null
             && info.TypeNames.Any(t => t.EndsWith(typeof(MemoryImageInfo).FullName!, StringComparison.Ordinal))
-            && info.Properties[nameof(MemoryImageInfo.Id)]?.Value is Guid id && id == sentId;
+            && Said(nameof(MemoryImageInfo.Id)) is Guid id && id == sent.Id;
         if (!confirmed)
             throw new EngineException(EngineError.LinkBroken,
-                $"{ReceiveCommand} on {Computer} did not confirm {PathOf(name)} (it answered {output.Count} object(s), not the image {sentId} it was sent): the destination keeps its last complete, verified image.", Computer);
+                $"{ReceiveCommand} on {Computer} did not confirm {PathOf(name)} (it answered {output.Count} object(s), not the image {sent.Id} it was sent): the destination keeps its last complete, verified image.", Computer);
+        bool same = Said(nameof(MemoryImageInfo.Depth)) is int depth && depth == sent.Depth
+            && Said(nameof(MemoryImageInfo.DataPages)) is ulong data && data == sent.DataPages
+            && Said(nameof(MemoryImageInfo.ZeroPages)) is ulong zero && zero == sent.ZeroPages
+            && Said(nameof(MemoryImageInfo.FileBytes)) is long bytes && bytes >= 0 && (ulong)bytes == total;
+        if (!same)
+            throw new EngineException(EngineError.LinkBroken,
+                $"{ReceiveCommand} on {Computer} answered the image {sent.Id} with other contents than were sent (depth {Shown(Said(nameof(MemoryImageInfo.Depth)))}, {Shown(Said(nameof(MemoryImageInfo.DataPages)))} data and {Shown(Said(nameof(MemoryImageInfo.ZeroPages)))} zero pages, {Shown(Said(nameof(MemoryImageInfo.FileBytes)))} bytes; sent: depth {sent.Depth}, {sent.DataPages} data and {sent.ZeroPages} zero pages, {total} bytes): {PathOf(name)} there is not this round's image; the rounds before it are as they were confirmed.", Computer);
     }
+
+    /// <summary>A number the far end answered, as text for a message (anything else, which could carry terminal sequences, as "?").</summary>
+    private static string Shown(object? value) => value is int or long or ulong ? Convert.ToString(value, CultureInfo.InvariantCulture)! : "?";
 
     /// <inheritdoc/>
     public void Restore(string name, string restorePath, CancellationToken cancel) =>

@@ -68,7 +68,12 @@ public sealed class EpochRound26CompatTests : IDisposable
     public void TheLockAnEarlierVersionTakes_IsTakenToo()
     {
         using var self = ProcPageSource.Open(Environment.ProcessId);
-        var dir = TrackingEpoch.StateDirectories()[0];
+        AssertLockTaken(self, TrackingEpoch.StateDirectories()[0]);
+    }
+
+    /// <summary>While another holds the earlier version's lock of <paramref name="self"/> in <paramref name="dir"/>, this version's lock waits; once free, it is taken.</summary>
+    internal static void AssertLockTaken(ProcPageSource self, string dir)
+    {
         using (var other = new FileStream(Path.Combine(dir, Legacy(self.ProcessId) + ".lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite))
         {
             Assert.Equal(0, Flock((int)other.SafeFileHandle.DangerousGetHandle(), LockEx | LockNb));
@@ -80,7 +85,7 @@ public sealed class EpochRound26CompatTests : IDisposable
     }
 
     /// <summary>The name commit 52f9866 gave the records of <paramref name="pid"/> (its TrackingEpoch.FileName of Identity: boot, pid and start time).</summary>
-    private static string Legacy(int pid) => $"{TrackingEpoch.BootId()}-{pid}-{TrackingEpoch.StartTime(pid)}";
+    internal static string Legacy(int pid) => $"{TrackingEpoch.BootId()}-{pid}-{TrackingEpoch.StartTime(pid)}";
     private const int LockEx = 2, LockNb = 4;
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "flock", SetLastError = true)]
