@@ -4,6 +4,9 @@
 #   PL BEGIN <step> <kind> <path> <sha256 of the region the result must hold> [<parent>]
 #   PL END <step> <seconds>
 # kind: image (a save or a receive), restore (a folder of flat files), migration (a folder of round-NN images).
+# Each END is also written to the disk, into ROOT/.marks (a file written whole and synced before the first command):
+# one 4 KiB block "PLMARK END <step>" at offset step * 4 KiB, O_SYNC, after the command returned, so that a log of the
+# disk's writes (power-loss.sh with SOFTDIRTY_POWERLOSS_LOG) shows where in it each command had returned.
 # The host reads these lines after the kill and checks what the disk holds (PowerLossCheck.ps1). The region is a
 # mapping of wftarget filled from SEED; between commands the script writes a few of its pages, so that every increment
 # has something to store, and hashes the region through /proc/PID/mem: what a restore of the result must give.
@@ -35,11 +38,19 @@ function Get-RegionHash {
     } finally { $mem.Dispose() }
 }
 $random = [Random]::new($Seed)
+$marks = [IO.FileStream]::new("$Root/.marks", 'CreateNew', 'Write', 'None', 4096, 'WriteThrough')
+$marks.Write([byte[]]::new(1024 * 4096)); $marks.Flush($true)
+function Mark([int] $Step) {
+    $block = [byte[]]::new(4096)
+    $text = [Text.Encoding]::ASCII.GetBytes("PLMARK END $Step`n")
+    [Array]::Copy($text, $block, $text.Length)
+    $null = $marks.Seek([int64]$Step * 4096, 'Begin'); $marks.Write($block); $marks.Flush($true)
+}
 function Step([string] $Kind, [string] $Path, [string] $Expect, [string] $Parent, [scriptblock] $Command) {
     $script:step++
     Say "BEGIN $step $Kind $Path $Expect $Parent".TrimEnd()
     $watch = [Diagnostics.Stopwatch]::StartNew()
-    try { $null = & $Command; Say "END $step $([math]::Round($watch.Elapsed.TotalSeconds, 2))" }
+    try { $null = & $Command; Mark $step; Say "END $step $([math]::Round($watch.Elapsed.TotalSeconds, 2))" }
     catch { Say "FAIL $step $($_.FullyQualifiedErrorId) $($_.Exception.Message)" }
 }
 $script:step = 0

@@ -12,7 +12,11 @@ param(
     [Parameter(Mandatory)] [string] $Root,
     [Parameter(Mandatory)] [string] $GuestRoot,
     [Parameter(Mandatory)] [string] $Module,
-    [Parameter(Mandatory)] [string] $Scratch
+    [Parameter(Mandatory)] [string] $Scratch,
+    # With -UseReturned, the steps that count as returned (PowerLossReplay.ps1: those whose END mark the disk holds),
+    # instead of the console's END lines.
+    [int[]] $Returned = @(),
+    [switch] $UseReturned
 )
 $ErrorActionPreference = 'Stop'
 $WarningPreference = 'SilentlyContinue'
@@ -27,6 +31,7 @@ foreach ($l in $lines) {
     elseif ($l -match '^PL END (\d+) ') { $steps[$Matches[1]].Returned = $true }
     elseif ($l -match '^PL FAIL (\d+) (.*)$') { $steps[$Matches[1]].Failed = $Matches[2] }
 }
+if ($UseReturned) { foreach ($s in $steps.Values) { $s.Returned = $s.Step -in $Returned } }
 $null = New-Item -ItemType Directory -Force $Scratch
 $bad = 0
 function Get-ErrorIdOf([scriptblock] $Command) {
@@ -57,7 +62,8 @@ function Say($s, [string] $State, [bool] $Ok, [string] $Why) {
     "result $($s.Step) $($s.Kind) $(Split-Path -Leaf $s.Path) $how $State $flag $Why".TrimEnd()
 }
 foreach ($s in $steps.Values) {
-    $path = $s.Path.Replace($GuestRoot, $Root)
+    if (-not $s.Path.StartsWith("$GuestRoot/")) { Say $s 'elsewhere' $false "not under $GuestRoot"; continue }
+    $path = $Root + $s.Path.Substring($GuestRoot.Length)
     switch ($s.Kind) {
         'image' {
             $state = Test-Image $path $s.Expect

@@ -13,6 +13,10 @@
 #   SOFTDIRTY_POWERLOSS_SEED (default 20261205), SOFTDIRTY_POWERLOSS_MOUNT (the guest's mount options; by default they
 #   alternate between defaults and noauto_da_alloc,commit=1: no flush-on-rename help, metadata committed every second),
 #   SOFTDIRTY_PWSH (the host's pwsh for the checks, default `dotnet pwsh`); run.sh's SOFTDIRTY_VM_* settings.
+#   SOFTDIRTY_POWERLOSS_LOG=STATES: qemu also logs every write and flush of the guest to the disk (blklogwrites), and
+#   after each boot PowerLossReplay.ps1 builds STATES more power-loss states from the log, where the writes after the
+#   last flush are lost in part or whole (a SIGKILL of qemu loses only what the guest had not sent: what qemu wrote is in
+#   the host's page cache, which lives on).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -21,6 +25,8 @@ boots=${2:-6}
 dir=${SOFTDIRTY_POWERLOSS_DIR:-/var/tmp/softdirty-vm-powerloss}
 base=${SOFTDIRTY_POWERLOSS_SEED:-20261205}
 mkdir -p "$dir/mnt"
+# The initrd must carry virtio_blk and ext4 (setup.sh: idempotent, a second run takes well under a second).
+"$here/setup.sh" > "$dir/setup.log" 2>&1 || { cat "$dir/setup.log"; exit 125; }
 disk=$dir/disk.img
 pwsh=(dotnet pwsh); [ -n "${SOFTDIRTY_PWSH:-}" ] && pwsh=("$SOFTDIRTY_PWSH")
 : > "$output"
@@ -34,13 +40,19 @@ for ((b = 1; b <= boots; b++)); do
     case $((RANDOM % 3)) in 0) delay=$((RANDOM % 500)) ;; 1) delay=$((RANDOM % 2000)) ;; *) delay=$((RANDOM % 5000)) ;; esac
     if [ -n "${SOFTDIRTY_POWERLOSS_MOUNT:-}" ]; then mount=$SOFTDIRTY_POWERLOSS_MOUNT
     elif [ $((b % 2)) = 0 ]; then mount=noauto_da_alloc,commit=1; else mount=defaults; fi
-    rm -f "$disk"
+    rm -f "$disk" "$disk.log" "$disk.base"
     truncate -s 1G "$disk"
     mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$disk" || exit 125
+    logging=()
+    if [ -n "${SOFTDIRTY_POWERLOSS_LOG:-}" ]; then
+        cp --sparse=always "$disk" "$disk.base"
+        : > "$disk.log"
+        logging=(SOFTDIRTY_VM_DISK_LOG="$disk.log")
+    fi
     console=$dir/console-$b.log
     pidfile=$dir/qemu.pid
     rm -f "$pidfile"
-    SOFTDIRTY_VM_DISK=$disk SOFTDIRTY_VM_PIDFILE=$pidfile SOFTDIRTY_POWERLOSS_SEED=$seed SOFTDIRTY_POWERLOSS_MOUNT=$mount \
+    env "${logging[@]}" SOFTDIRTY_VM_DISK=$disk SOFTDIRTY_VM_PIDFILE=$pidfile SOFTDIRTY_POWERLOSS_SEED=$seed SOFTDIRTY_POWERLOSS_MOUNT=$mount \
         "$here/run.sh" "$here/power-loss-guest.sh" > "$console" 2>&1 &
     vm=$!
     start=$SECONDS
@@ -68,6 +80,13 @@ for ((b = 1; b <= boots; b++)); do
     rc=$?
     umount "$dir/mnt"
     [ $rc = 0 ] || status=1
+    if [ -n "${SOFTDIRTY_POWERLOSS_LOG:-}" ]; then
+        "${pwsh[@]}" -NoProfile -NonInteractive -File "$here/PowerLossReplay.ps1" -Log "$disk.log" -Base "$disk.base" \
+            -Console "$console" -Module "$repo/out/SoftDirty/SoftDirty.psd1" -Work "$dir/replay" \
+            -States "$SOFTDIRTY_POWERLOSS_LOG" -Seed "$seed" >> "$output"
+        [ $? = 0 ] || status=1
+        rm -f "$disk.log" "$disk.base"
+    fi
 done
-echo "power-loss: $(grep -c '^result ' "$output") results checked after $boots kills, $(grep -c '^result .* DEFECT' "$output") defects" | tee -a "$output"
+echo "power-loss: $(grep -c '^result ' "$output") results checked in $((boots + $(grep -c '^state ' "$output"))) power-loss states ($boots kills, $(grep -c '^state ' "$output") replayed), $(grep -c '^result .* DEFECT' "$output") defects" | tee -a "$output"
 exit $status

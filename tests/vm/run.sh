@@ -15,7 +15,8 @@
 #   default, always),
 #   SOFTDIRTY_VM_DISK (a raw disk image file: the guest's /dev/vda, virtio-blk; power-loss.sh),
 #   SOFTDIRTY_VM_DISK_CACHE (its qemu cache mode, default writeback: the guest's flushes reach the host file as
-#   fdatasync; never unsafe, which drops them), SOFTDIRTY_VM_PIDFILE (qemu writes its pid there: SIGKILL of that pid
+#   fdatasync; never unsafe, which drops them), SOFTDIRTY_VM_DISK_LOG (with SOFTDIRTY_VM_DISK: a file where qemu's
+#   blklogwrites driver logs every write and flush to that disk, for power-loss-replay), SOFTDIRTY_VM_PIDFILE (qemu writes its pid there: SIGKILL of that pid
 #   is a power loss of the guest).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -68,7 +69,12 @@ qemu=(qemu-system-x86_64 "${accel[@]}" -M q35 -m "${SOFTDIRTY_VM_MEM:-3G}" -smp 
     -device virtio-9p-pci,fsdev=share,mount_tag=share
     -fsdev local,id=status,path="$status",security_model=none
     -device virtio-9p-pci,fsdev=status,mount_tag=status)
-if [ -n "${SOFTDIRTY_VM_DISK:-}" ]; then
+if [ -n "${SOFTDIRTY_VM_DISK_LOG:-}" ]; then
+    # qemu's blklogwrites: every write, flush and FUA the guest sends is appended to the log (dm-log-writes' format), in
+    # the order the guest submits them, as well as written to the disk.
+    qemu+=(-drive "if=none,id=disk,driver=blklogwrites,cache=${SOFTDIRTY_VM_DISK_CACHE:-writeback},file.driver=file,file.filename=$SOFTDIRTY_VM_DISK,log.driver=file,log.filename=$SOFTDIRTY_VM_DISK_LOG,log-sector-size=512,log-append=off"
+        -device virtio-blk-pci,drive=disk)
+elif [ -n "${SOFTDIRTY_VM_DISK:-}" ]; then
     qemu+=(-drive "file=$SOFTDIRTY_VM_DISK,if=none,id=disk,format=raw,cache=${SOFTDIRTY_VM_DISK_CACHE:-writeback},aio=threads"
         -device virtio-blk-pci,drive=disk)
 fi
