@@ -6,7 +6,8 @@
 # every result the console announced. Its print is recorded (tests/vm/recorded/power-loss.6.1.txt) and checked here
 # everywhere: every line's verdict follows from its state by the rule, no line is a defect, every kind was hit. The
 # checker's own rule is proved here on states made to break it (a checker that passes everything would pass the print).
-# With SOFTDIRTY_KERNEL_MATRIX the power losses run for real (3 boots, about 3 minutes each under TCG).
+# With SOFTDIRTY_KERNEL_MATRIX the power losses run for real (3 boots, 3-5 minutes each under TCG, each with 20 states
+# replayed from its write log).
 
 BeforeDiscovery {
     $VmSkip = if (-not $IsLinux) { 'Linux only' }
@@ -107,13 +108,14 @@ Describe 'Round 27: a power loss of a real kernel while images, restores, receiv
         foreach ($l in $lines | Where-Object { $_ -like 'result *' }) { $w = $l -split ' '; $w[6] | Should -Be (Get-Verdict $w[2] $w[4] $w[5]) -Because $l }
     }
 
-    It 'power losses now: 3 boots of the 6.1 guest, each killed at a random step' -Skip:([bool]$VmSkip) {
+    It 'power losses now: 3 boots of the 6.1 guest, each killed at a random step, and 20 states replayed from each boot''s write log' -Skip:([bool]$VmSkip) {
         $out = Join-Path $TestDrive 'power-loss.txt'
         # A fresh seed each run (the kill points and the region's bytes), named in the failure.
         $env:SOFTDIRTY_POWERLOSS_SEED = $seed = Get-Random -Minimum 1 -Maximum 1000000000
         $env:SOFTDIRTY_POWERLOSS_DIR = Join-Path $TestDrive 'vm'
+        $env:SOFTDIRTY_POWERLOSS_LOG = 20
         try { $said = & bash (Join-Path $vm 'power-loss.sh') $out 3 2>&1 }
-        finally { Remove-Item Env:SOFTDIRTY_POWERLOSS_SEED, Env:SOFTDIRTY_POWERLOSS_DIR }
+        finally { Remove-Item Env:SOFTDIRTY_POWERLOSS_SEED, Env:SOFTDIRTY_POWERLOSS_DIR, Env:SOFTDIRTY_POWERLOSS_LOG }
         $LASTEXITCODE | Should -Be 0 -Because "seed ${seed}: $($said | Select-Object -Last 30 | Out-String)"
         Assert-PowerLossPrint (Get-Content -LiteralPath $out) 3
     }

@@ -24,8 +24,8 @@ $ProgressPreference = 'SilentlyContinue'
 $LogMagic = 0x6a736677736872
 $FlushFlag = 1; $DiscardFlag = 4
 $MarkText = [Text.Encoding]::ASCII.GetBytes('PLMARK END ')
-$log = [IO.File]::OpenRead($Log)
-$reader = [IO.BinaryReader]::new($log)
+$stream = [IO.File]::OpenRead($Log)
+$reader = [IO.BinaryReader]::new($stream)
 if ($reader.ReadUInt64() -ne $LogMagic) { throw "$Log is not a blklogwrites log (no magic)" }
 $null = $reader.ReadUInt64()
 $null = $reader.ReadUInt64()
@@ -34,9 +34,9 @@ $sectorSize = [int64]$reader.ReadUInt32()
 $entries = [Collections.Generic.List[object]]::new()
 $marks = @{}   # entry index -> the step whose END it carries
 $at = $sectorSize
-$length = $log.Length
+$length = $stream.Length
 while ($at + $sectorSize -le $length) {
-    $null = $log.Seek($at, 'Begin')
+    $null = $stream.Seek($at, 'Begin')
     $sector = $reader.ReadUInt64(); $count = $reader.ReadUInt64(); $flags = $reader.ReadUInt64(); $dataLen = $reader.ReadUInt64()
     if ($count -eq 0 -and $flags -eq 0 -and $sector -eq 0) { break }
     $data = $at + $sectorSize
@@ -45,10 +45,12 @@ while ($at + $sectorSize -le $length) {
     $index = $entries.Count
     $entries.Add([pscustomobject]@{ Sector = $sector; Bytes = $bytes; Flags = $flags; Data = $data })
     if ($bytes -gt 0 -and $bytes -le 65536) {
-        $null = $log.Seek($data, 'Begin')
+        $null = $stream.Seek($data, 'Begin')
         $buffer = $reader.ReadBytes([int]$bytes)
         for ($o = 0; $o -lt $buffer.Length; $o += 4096) {
-            if ([MemoryExtensions]::SequenceEqual([ReadOnlySpan[byte]]::new($buffer, $o, $MarkText.Length), [ReadOnlySpan[byte]]$MarkText)) {
+            $same = $true
+            for ($k = 0; $k -lt $MarkText.Length -and $same; $k++) { $same = $buffer[$o + $k] -eq $MarkText[$k] }
+            if ($same) {
                 $end = $o + $MarkText.Length; $n = 0
                 while ($buffer[$end] -ge 48 -and $buffer[$end] -le 57) { $n = $n * 10 + $buffer[$end] - 48; $end++ }
                 $marks[$index] = $n
@@ -67,11 +69,11 @@ function Copy-Entries([IO.FileStream] $Disk, [int[]] $Indexes) {
     foreach ($i in $Indexes) {
         $e = $entries[$i]
         if ($e.Bytes -eq 0) { continue }
-        $null = $log.Seek($e.Data, 'Begin')
+        $null = $stream.Seek($e.Data, 'Begin')
         $null = $Disk.Seek([int64]$e.Sector * $sectorSize, 'Begin')
         $left = $e.Bytes
         while ($left -gt 0) {
-            $n = $log.Read($buffer, 0, [int][math]::Min($left, $buffer.Length))
+            $n = $stream.Read($buffer, 0, [int][math]::Min($left, $buffer.Length))
             if ($n -le 0) { throw 'the log ended inside a request' }
             $Disk.Write($buffer, 0, $n); $left -= $n
         }
@@ -122,7 +124,7 @@ foreach ($p in $plan) {
     } finally { & umount $mount }
     Remove-Item -LiteralPath $state
 }
-$log.Dispose()
+$stream.Dispose()
 Remove-Item -LiteralPath $current
 "replay: $($plan.Count) states, $bad with a defect"
 if ($bad) { exit 1 }
