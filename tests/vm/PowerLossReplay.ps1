@@ -3,7 +3,7 @@
 # sector, then per request a sector with sector, nr_sectors, flags, data_len, then its data). A disk with a volatile
 # write cache may hold, after a power loss at request N, every write before the last flush F before N and any subset of
 # the writes between F and N (a later write to a sector may reach the medium while an earlier one does not). STATES such
-# states are built (seeded), from BASE (the disk as mkfs.ext4 left it): half cut at a flush (everything up to F), half
+# states are built (seeded; a different flush each, as long as there are enough), from BASE (the disk as mkfs.ext4 left it): half cut at a flush (everything up to F), half
 # torn (F plus a random half of the writes after it, up to a random N); each is repaired by e2fsck (journal replay),
 # mounted read-only through a loop device and read by PowerLossCheck.ps1. A command counts as returned in a state where
 # the disk holds its END mark (PowerLoss.ps1 writes it O_SYNC after the command returned). Prints the checker's lines,
@@ -82,9 +82,12 @@ function Copy-Entries([IO.FileStream] $Disk, [int[]] $Indexes) {
 
 $random = [Random]::new($Seed)
 # The states: (F, N, torn). Sorted by F, so that one working copy of the disk only moves forward.
+# Each kind goes through the flushes in a shuffled order (all of them before any twice).
+$orders = @(0, 1 | ForEach-Object { , @($flushes | Sort-Object { $random.Next() }) })
 $plan = @(for ($s = 0; $s -lt $States; $s++) {
-    $f = $flushes[$random.Next(0, $flushes.Count)]
     $torn = $s % 2 -eq 1
+    $order = $orders[[int]$torn]
+    $f = $order[[math]::Floor($s / 2) % $order.Count]
     $next = @($flushes | Where-Object { $_ -gt $f } | Select-Object -First 1)
     $limit = if ($next) { $next[0] } else { $entries.Count }
     $n = if ($torn -and $limit -gt $f + 1) { $random.Next($f + 1, $limit) } else { $f }
