@@ -36,7 +36,7 @@ BeforeAll {
         }
         if ($ok) { 'OK' } else { 'DEFECT' }
     }
-    function Assert-PowerLossPrint([string[]] $Lines, [int] $MinimumKills, [int] $MinimumReplayed, [switch] $InFlight) {
+    function Assert-PowerLossPrint([string[]] $Lines, [int] $MinimumKills, [int] $MinimumReplayed, [switch] $Coverage) {
         $results = @($Lines | Where-Object { $_ -like 'result *' })
         $kills = @($Lines | Where-Object { $_ -match '^power-loss: boot \d+ seed \d+ mount \S+: SIGKILL yes ' })
         $kills.Count | Should -BeGreaterOrEqual $MinimumKills
@@ -53,18 +53,21 @@ BeforeAll {
             $w[6] | Should -Be (Get-Verdict $w[2] $w[4] $w[5]) -Because "the rule decides '$r'"
             $w[6] | Should -Be 'OK' -Because "a power loss broke nothing: '$r'"
         }
-        foreach ($kind in 'image', 'restore', 'migration') {
-            @($results | Where-Object { ($_ -split ' ')[2] -eq $kind }).Count | Should -BeGreaterThan 0 -Because "a $kind was checked"
+        if ($Coverage) {
+            # The recorded print covers every kind, and not only results that were whole long before the kill: some were cut
+            # (in flight at the kill). A live run of 3 boots may draw only early steps: it is held to the rule alone.
+            foreach ($kind in 'image', 'restore', 'migration') {
+                @($results | Where-Object { ($_ -split ' ')[2] -eq $kind }).Count | Should -BeGreaterThan 0 -Because "a $kind was checked"
+            }
+            @($results | Where-Object { ($_ -split ' ')[4] -eq 'in-flight' }).Count | Should -BeGreaterThan 0
         }
-        # Not only results that were whole long before the kill: some were cut (in flight at the kill).
-        if ($InFlight) { @($results | Where-Object { ($_ -split ' ')[4] -eq 'in-flight' }).Count | Should -BeGreaterThan 0 }
     }
 }
 
 Describe 'Round 27: a power loss of a real kernel while images, restores, receives and migrations are written' -Tag 'Security', 'Round27Power' {
     It 'the recorded power losses of the 6.1 guest: every result whole, refused or untouched, none lost once returned' {
         $print = Join-Path $vm 'recorded/power-loss.6.1.txt'
-        Assert-PowerLossPrint (Get-Content -LiteralPath $print) 7 100 -InFlight
+        Assert-PowerLossPrint (Get-Content -LiteralPath $print) 7 100 -Coverage
     }
 
     It 'the checker calls a defect what breaks the rule (states made to break it)' {
