@@ -12,7 +12,12 @@
 #   SOFTDIRTY_VM_SMP (virtual CPUs, default: the host's, at most 4),
 #   SOFTDIRTY_VM_ACCEL (tcg, the default, or kvm where /dev/kvm runs a stock kernel),
 #   SOFTDIRTY_VM_APPEND (more kernel command line, e.g. transparent_hugepage=never: the guest's 3 GiB boot Debian's
-#   default, always).
+#   default, always),
+#   SOFTDIRTY_VM_DISK (a raw disk image file: the guest's /dev/vda, virtio-blk; power-loss.sh),
+#   SOFTDIRTY_VM_DISK_CACHE (its qemu cache mode, default writeback: the guest's flushes reach the host file as
+#   fdatasync; never unsafe, which drops them), SOFTDIRTY_VM_DISK_LOG (with SOFTDIRTY_VM_DISK: a file where qemu's
+#   blklogwrites driver logs every write and flush to that disk, for power-loss-replay), SOFTDIRTY_VM_PIDFILE (qemu writes its pid there: SIGKILL of that pid
+#   is a power loss of the guest).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${SOFTDIRTY_VM_DIR:-/var/tmp/softdirty-vm}
@@ -64,6 +69,16 @@ qemu=(qemu-system-x86_64 "${accel[@]}" -M q35 -m "${SOFTDIRTY_VM_MEM:-3G}" -smp 
     -device virtio-9p-pci,fsdev=share,mount_tag=share
     -fsdev local,id=status,path="$status",security_model=none
     -device virtio-9p-pci,fsdev=status,mount_tag=status)
+if [ -n "${SOFTDIRTY_VM_DISK_LOG:-}" ]; then
+    # qemu's blklogwrites: every write, flush and FUA the guest sends is appended to the log (dm-log-writes' format), in
+    # the order the guest submits them, as well as written to the disk.
+    qemu+=(-drive "if=none,id=disk,driver=blklogwrites,cache=${SOFTDIRTY_VM_DISK_CACHE:-writeback},file.driver=file,file.filename=$SOFTDIRTY_VM_DISK,log.driver=file,log.filename=$SOFTDIRTY_VM_DISK_LOG,log-sector-size=512,log-append=off"
+        -device virtio-blk-pci,drive=disk)
+elif [ -n "${SOFTDIRTY_VM_DISK:-}" ]; then
+    qemu+=(-drive "file=$SOFTDIRTY_VM_DISK,if=none,id=disk,format=raw,cache=${SOFTDIRTY_VM_DISK_CACHE:-writeback},aio=threads"
+        -device virtio-blk-pci,drive=disk)
+fi
+[ -n "${SOFTDIRTY_VM_PIDFILE:-}" ] && qemu+=(-pidfile "$SOFTDIRTY_VM_PIDFILE")
 echo "vm-run: kernel $release, share $share, command: $(sed 's/^cd [^&]*&& exec //' "$status/cmd")"
 echo "vm-run: + ${qemu[*]}"
 start=$SECONDS
@@ -75,7 +90,9 @@ if [ -s "$status/rc" ]; then
     echo "vm-run: guest command exit code $rc, VM wall time $((SECONDS - start)) s"
     exit "$rc"
 fi
-if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
+if [ -n "${SOFTDIRTY_VM_PIDFILE:-}" ] && [ "$qrc" = 137 ]; then
+    echo "vm-run: qemu was killed (SIGKILL) after $((SECONDS - start)) s, no exit code from the guest" >&2
+elif [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
     echo "vm-run: timed out after ${SOFTDIRTY_VM_TIMEOUT:-570} s with no exit code from the guest" >&2
 else
     echo "vm-run: no exit code from the guest (qemu exit code $qrc) after $((SECONDS - start)) s" >&2

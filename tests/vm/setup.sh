@@ -4,8 +4,8 @@
 #   2. the linux-image-6.1 package that Debian bookworm's linux-image-amd64 depends on, fetched with
 #      `apt-get download` and unpacked with `dpkg -x` into the cache (never installed on the host);
 #   3. a check that this kernel has CONFIG_MEM_SOFT_DIRTY=y (the reason the VM exists);
-#   4. the initrd: busybox-static, tests/vm/init, the modules virtio-9p and overlayfs need, and zram (a swap device
-#      the Kernel tests may make).
+#   4. the initrd: busybox-static, tests/vm/init, the modules virtio-9p and overlayfs need, zram (a swap device
+#      the Kernel tests may make), and virtio-blk with ext4 (the power-loss disk of power-loss.sh).
 # Idempotent: every step is skipped when its result is already in the cache (SOFTDIRTY_VM_DIR,
 # default /var/tmp/softdirty-vm), so a second run downloads nothing. Prints what it runs.
 set -euo pipefail
@@ -93,7 +93,9 @@ add_module() {  # $1: a module name
     order+=("$path")
 }
 # zram: a swap device the Kernel tests may make (Security.Round25.Swap.Tests.ps1); loaded, it swaps nothing.
-for name in virtio_pci 9pnet_virtio 9p overlay zram; do add_module "$name"; done
+# virtio_blk, ext4 and crc32c_generic (jbd2's checksums; nothing runs modprobe for the crypto API in the guest): the
+# persistent disk of power-loss.sh (SOFTDIRTY_VM_DISK); loaded with no disk attached they do nothing.
+for name in virtio_pci 9pnet_virtio 9p overlay zram virtio_blk crc32c_generic ext4; do add_module "$name"; done
 : > "$stage/lib/modules/modules.order"
 for m in "${order[@]}"; do
     case "$m" in *.ko) ;; *) say "compressed module $m is not supported" >&2; exit 1 ;; esac
