@@ -408,6 +408,11 @@ Describe 'Round 16: a memory cgroup limit forcing reclaim of lazily freed pages 
             $null = Send-TestTarget $t "madvise $hex 0 $pages $MadvFree"
             Set-Content "$cg/$limit" ([uint64]$pages * $PageSize / 2)
             @(Get-PageMap -Id $t.Id -Address ([Convert]::ToUInt64($hex, 16)) -Length ([uint64]$pages * $PageSize) -Present).Count | Should -BeLessThan $pages -Because 'the limit made the kernel discard lazily freed pages'
+            # The limit lifted once it did, before the increment: under it, reclaim went on discarding lazily freed pages while
+            # the increment ran and after it (round 27, kernel 6.18.44: the kernel killed the target, out of memory in its
+            # cgroup, during the WriteProtect increment; at three quarters the full image of the later moment differed). A
+            # discard is a change without a write, which the next increment finds as a page gone; here the memory must stand.
+            Set-Content "$cg/$limit" $(if ($v1) { '-1' } else { 'max' })
             $null = Save-MemoryImage -Id $t.Id -Path "$dir/1" -Parent "$dir/0" -Method $Method
             Assert-IsTheMoment $t "$dir/1" 'the discarded pages read as zeros'
         } finally {

@@ -110,10 +110,7 @@ internal static class PreCopyMigration
             DirtyPageSet? pending = null; // null: everything
             ulong totalPages = 0;
             int round = 0, growing = 0;
-            bool toldInexact = false, toldOverCount = false;
-            // The pages the migration cannot read are said once, by whichever part meets them first (a round's image, the first
-            // round's read, the tracker's count): each said them again, three warnings of the same pages (round 27).
-            var told = new PreCopyTold();
+            bool toldUnreadable = false, toldInexact = false, toldOverCount = false, toldUnopened = false;
             ulong lastDirty = ulong.MaxValue;
             PreCopyStopReason reason;
             string why;
@@ -122,7 +119,7 @@ internal static class PreCopyMigration
                 round++;
                 status?.Invoke($"round {round}: sending {(pending is null ? "every present page" : pending.PageCount + " dirty pages")}");
                 var roundClock = Stopwatch.StartNew();
-                var (sent, image) = Send(source, tracker.Method, pending, options, round, ref parent, told, warn, cancel);
+                var (sent, image) = Send(source, tracker.Method, pending, options, round, ref parent, warn, cancel);
                 double transfer = sent * (double)ps / options.Bandwidth;
                 ulong bytes = sent * (ulong)ps;
                 if (link is not null) (bytes, transfer, image) = Cross(image!, $"round {round}: sending {sent} pages to {link.Computer}");
@@ -137,8 +134,8 @@ internal static class PreCopyMigration
                 if (dirty.ResetElsewhere) warn?.Invoke(DirtyWatch.ResetElsewhereWarning(source, $"round {round + 1}"));
                 if (dirty.InexactReason is { } inexact && !toldInexact) { toldInexact = true; warn?.Invoke(DirtyWatch.InexactWarning(source, inexact)); }
                 if (dirty.OverCountReason is { } over && !toldOverCount) { toldOverCount = true; warn?.Invoke(DirtyWatch.OverCountWarning(source, over)); }
-                if (dirty.UnreadablePages > 0 && told.FirstUnreadable()) { warn?.Invoke(DirtyWatch.UnreadableWarning(source, dirty.UnreadablePages, $"round {round + 1}")); }
-                if (dirty.UnopenedObjectPages > 0 && told.FirstUnopened()) { warn?.Invoke(DirtyWatch.UnopenedWarning(source, dirty, $"round {round + 1}")); }
+                if (dirty.UnreadablePages > 0 && !toldUnreadable) { toldUnreadable = true; warn?.Invoke(DirtyWatch.UnreadableWarning(source, dirty.UnreadablePages, $"round {round + 1}")); }
+                if (dirty.UnopenedObjectPages > 0 && !toldUnopened) { toldUnopened = true; warn?.Invoke(DirtyWatch.UnopenedWarning(source, dirty, $"round {round + 1}")); }
                 clock += roundSeconds;
                 totalPages += sent;
                 yield return new PreCopyRound
@@ -172,7 +169,7 @@ internal static class PreCopyMigration
                 if (extra.ResetElsewhere) warn?.Invoke(DirtyWatch.ResetElsewhereWarning(source, "the stop-and-copy round"));
                 finalSet = Union(pending!, extra);
                 double findSeconds = stopClock.Elapsed.TotalSeconds;
-                (finalSent, finalImage) = Send(source, tracker.Method, finalSet, options, round + 1, ref parent, told, warn, cancel);
+                (finalSent, finalImage) = Send(source, tracker.Method, finalSet, options, round + 1, ref parent, warn, cancel);
                 finalTransfer = finalSent * (double)ps / options.Bandwidth;
                 finalBytes = finalSent * (ulong)ps;
                 downtime = findSeconds + finalTransfer;
@@ -225,15 +222,15 @@ internal static class PreCopyMigration
     /// Without a destination the first round (every present page) says the same of what it could not read.
     /// </remarks>
     private static (ulong Pages, string? Image) Send(IPageSource source, TrackingMethod method, DirtyPageSet? pages, PreCopyOptions options, int round, ref string? parent,
-        PreCopyTold told, Action<string>? warn, CancellationToken cancel)
+        Action<string>? warn, CancellationToken cancel)
     {
         if (options.Destination is { } dest)
         {
             var path = Path.Combine(dest, $"round-{round:D2}");
             var result = ImageWriter.Save(source, path, parent, method, pages, options.Selector, cancel: cancel);
-            if (result.UnopenedObjectPages > 0 && told.FirstUnopened())
+            if (result.UnopenedObjectPages > 0)
                 warn?.Invoke($"Round {round}: {result.UnopenedObjectPages} page(s) of memory that ends with process {source.ProcessId} (a memfd, shared anonymous or System V memory, a deleted file) are not mapped in the process and could not be read from the object, which this user cannot open (/proc/PID/map_files needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE, and the process holds no descriptor of it) or whose file system's reads may never answer: the image {result.Path} lacks them, and the chain from it is not valid (Test-MemoryImage). Leave those mappings out with -Mapping, or migrate as root.");
-            if (result.Manifest.UnreadablePages > result.UnopenedObjectPages && told.FirstUnreadable())
+            if (result.Manifest.UnreadablePages > result.UnopenedObjectPages)
                 warn?.Invoke($"Round {round}: {result.Manifest.UnreadablePages - result.UnopenedObjectPages} present page(s) of process {source.ProcessId} could not be read (kept from other processes as memfd_secret is, served by the process's own userfaultfd, or in a mapping of device memory, VM_PFNMAP or VM_IO, which pagemap cannot show): the image {result.Path} lacks them, and the chain from it is not valid (Test-MemoryImage). Leave those mappings out with -Mapping, or do not migrate this process.");
             parent = path;
             return (result.Manifest.DataPages + result.Manifest.ZeroPages, path);
@@ -270,9 +267,9 @@ internal static class PreCopyMigration
             gone: pages is null ? PageWalk.GoneSince(source, spans) : null, objects: objects);
         // The first round (every present page) says what a sender could not read, as a round image's lack is said (round 22:
         // without -Destination nothing was); later rounds send what the tracker found, whose collection says what it could not read.
-        if (pages is null && unreadable + unseen > 0 && told.FirstUnreadable())
+        if (pages is null && unreadable + unseen > 0)
             warn?.Invoke($"Round {round}: {unreadable + unseen} present page(s) of process {source.ProcessId} could not be read (kept from other processes as memfd_secret is, served by the process's own userfaultfd, or in a mapping of device memory, VM_PFNMAP, which pagemap cannot show): a destination would lack them. Leave those mappings out with -Mapping, or do not migrate this process.");
-        if (pages is null && objects?.UnopenedPages is > 0 and var unopened && told.FirstUnopened())
+        if (pages is null && objects?.UnopenedPages is > 0 and var unopened)
             warn?.Invoke($"Round {round}: {unopened} page(s) of memory that ends with process {source.ProcessId} (a memfd, shared anonymous or System V memory, a deleted file: first {objects.FirstUnopened}) are not mapped in the process and could not be read from the object, which this user cannot open (/proc/PID/map_files needs CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE, and the process holds no descriptor of it) or whose file system's reads may never answer: a destination would lack them. Leave those mappings out with -Mapping, or migrate as root.");
         return (n, null);
     }
