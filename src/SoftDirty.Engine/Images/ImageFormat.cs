@@ -9,7 +9,8 @@ namespace SoftDirty.Images;
  On-disk format of a memory image (version 2): a directory (mode 0700) holding three files (mode 0600).
 
    pages.bin      the bytes of the pages this image records, one page after another, no header.
-   index.bin      a 16-byte header ("SDIMGIDX", u32 version = 2 (the format version), u32 page size), then one 40-byte record per
+   index.bin      a 16-byte header ("SDIMGIDX", u32 version = 2 (the format version), u32 page size: both as the manifest
+                  says, or the image is corrupt), then one 40-byte record per
                   recorded page in ascending address order, little-endian:
                     u64 address | u32 kind (1 = data, 2 = zero) | u32 reserved (0) | u64 offset in pages.bin
                     (data) or 0 (zero) | 16 bytes: Fast128 hash of the page's bytes (the zero page's for kind 2)
@@ -42,6 +43,8 @@ internal static class ImageFormat
     public const int MinPageSize = 4096, MaxPageSize = 65536;
     /// <summary>Bounds that keep reading a hostile manifest cheap: mappings (the kernel's default max_map_count is 65530) and chain depth.</summary>
     public const int MaxMappings = 1 << 20, MaxDepth = 100_000;
+    /// <summary>Where the index header holds the format version and the page size (each a u32).</summary>
+    public const int IndexVersionOffset = 8, IndexPageSizeOffset = 12;
     /// <summary>The first 8 bytes of index.bin.</summary>
     public static readonly byte[] IndexMagic = "SDIMGIDX"u8.ToArray();
     /// <summary>The mode of an image directory (0700).</summary>

@@ -32,8 +32,8 @@ internal sealed class ImageIndexWriter
         if (!ordered) _held = new List<PageRecord>();
         Span<byte> header = stackalloc byte[ImageFormat.IndexHeaderSize];
         ImageFormat.IndexMagic.CopyTo(header);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[8..], ImageFormat.Version);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[12..], (uint)pageSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[ImageFormat.IndexVersionOffset..], ImageFormat.Version);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[ImageFormat.IndexPageSizeOffset..], (uint)pageSize);
         Write(header);
     }
 

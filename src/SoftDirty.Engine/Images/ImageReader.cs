@@ -1,4 +1,5 @@
 using System;
+using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
@@ -310,6 +311,11 @@ internal static class ImageReader
         ReadWhole(handle, 0, header, hash, indexPath);
         if (header.Length < ImageFormat.IndexHeaderSize || !header[..8].SequenceEqual(ImageFormat.IndexMagic))
             throw Problem(EngineError.ImageCorrupt, indexPath, 0, "no SDIMGIDX header.");
+        // The header repeats the format version and the page size: one that says other than the manifest is an edited or mixed-up index.
+        uint version = BinaryPrimitives.ReadUInt32LittleEndian(header[ImageFormat.IndexVersionOffset..]), pageSize = BinaryPrimitives.ReadUInt32LittleEndian(header[ImageFormat.IndexPageSizeOffset..]);
+        if (version != (uint)ImageFormat.Version || pageSize != (uint)m.PageSize)
+            throw Problem(EngineError.ImageCorrupt, indexPath, 0,
+                $"its header says format version {version} and page size {pageSize}; the manifest says version {ImageFormat.Version} and page size {m.PageSize}: the index is edited or belongs to another image.");
         ulong prev = 0, data = 0, zero = 0, badPrev = 0;
         int mapping = 0;
         long bad = -1; // the first record that cannot be right, as a hash mismatch names it

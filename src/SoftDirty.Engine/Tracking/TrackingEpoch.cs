@@ -5,6 +5,7 @@ using System.IO;
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Threading;
+using Microsoft.Win32.SafeHandles;
 using SoftDirty.Images;
 using SoftDirty.Injection;
 
@@ -42,10 +43,10 @@ internal static class TrackingEpoch
     private static readonly TimeSpan EmulatedLockRetry = TimeSpan.FromMilliseconds(5);
 
     /// <summary>The identities of the real processes whose lock this thread holds, with how many times (re-entry).</summary>
-    [ThreadStatic] private static System.Collections.Generic.Dictionary<string, int>? _held;
+    [ThreadStatic] private static Dictionary<string, int>? _held;
 
     /// <summary>The other user whose folders this thread locked for each identity it holds (<see cref="ForeignOwner"/> when the lock was taken).</summary>
-    [ThreadStatic] private static System.Collections.Generic.Dictionary<string, uint?>? _heldFor;
+    [ThreadStatic] private static Dictionary<string, uint?>? _heldFor;
 
     /// <summary>The object whose tracking state a source shares (wrappers unwrapped).</summary>
     private static object Root(IPageSource source)
@@ -406,13 +407,13 @@ internal static class TrackingEpoch
         }
         // The lock of every usable folder, always in the same order: two commands that saw different folders (the
         // runtime folder appeared or vanished between them) still meet at the one they share.
-        var handles = new System.Collections.Generic.List<Microsoft.Win32.SafeHandles.SafeFileHandle>(dirs.Length);
+        var handles = new List<SafeFileHandle>(dirs.Length);
         uint? lockedFor;
         // A lock file that is one this command holds already (a hard link between the folders, one folder bind-mounted
         // on the other: /run and /tmp are often one filesystem) is held: waiting for it was waiting for itself, forever.
-        var files = new System.Collections.Generic.HashSet<(string, ulong)>();
+        var files = new HashSet<(string, ulong)>();
         bool Held(FileNative.PathStatus st) => files.Contains((st.Device, st.Inode));
-        void Add(Microsoft.Win32.SafeHandles.SafeFileHandle? h)
+        void Add(SafeFileHandle? h)
         {
             if (h is null) return;
             handles.Add(h);
@@ -466,7 +467,7 @@ internal static class TrackingEpoch
         return dir;
     }
 
-    private static void Release(string id, System.Collections.Generic.List<Microsoft.Win32.SafeHandles.SafeFileHandle> handles)
+    private static void Release(string id, List<SafeFileHandle> handles)
     {
         var held = _held!;
         if (held[id] > 1) { held[id]--; return; }
@@ -512,7 +513,7 @@ internal static class TrackingEpoch
         var name = $"softdirty-epochs-{uid}";
         var runtime = Path.Combine(RuntimeRoot, uid.ToString(CultureInfo.InvariantCulture));
         bool hasRuntime = FileNative.Lstat(runtime, out _) is { Type: FileNative.S_IFDIR } r && r.Uid == uid;
-        var found = new System.Collections.Generic.List<string>(2);
+        var found = new List<string>(2);
         foreach (var dir in hasRuntime ? new[] { Path.Combine(runtime, name), Path.Combine(SharedTempFolder, name) } : [Path.Combine(SharedTempFolder, name)])
             if (Usable(dir, uid)) found.Add(dir);
         return found.ToArray();
@@ -536,7 +537,7 @@ internal static class TrackingEpoch
         var seen = new HashSet<(string, ulong)>();
         foreach (var d in dirs)
             if (FileNative.Lstat(d, out _) is { } st) seen.Add((st.Device, st.Inode));
-        var found = new System.Collections.Generic.List<string>(2);
+        var found = new List<string>(2);
         var runtime = EnvironmentVariable("XDG_RUNTIME_DIR");
         var temp = EnvironmentVariable("TMPDIR");
         var candidates = new[]
