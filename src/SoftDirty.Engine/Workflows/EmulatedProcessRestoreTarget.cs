@@ -10,23 +10,35 @@ namespace SoftDirty.Workflows;
 /// written. Only into free address space: a mapping of the image that overlaps memory the process has is
 /// refused (ImageExists) before anything is mapped, as a non-empty destination directory is. Disposed
 /// without <see cref="Complete"/> (a failure or Ctrl+C after <see cref="Prepare"/>), the mappings it made are
-/// unmapped again: the process is left as it was.
+/// unmapped again: the process is left as it was. The process is held still (its lock) from <see cref="Prepare"/> until
+/// <see cref="Complete"/> or disposal, on the restoring thread: another runspace that unmapped the restore's memory and
+/// mapped its own there meanwhile had its mapping unmapped by a failed restore's undo (its data lost).
 /// </summary>
 internal sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
 {
     private readonly List<(ImageMapping Mapping, Protection Prot)> _mappings = new();
+    private readonly System.Threading.CancellationToken _cancel;
+    private IDisposable? _still;
     private bool _complete;
 
-    public EmulatedProcessRestoreTarget(EmulatedProcess process) => Process = process;
+    /// <param name="process">The emulated process restored into.</param>
+    /// <param name="cancel">Ctrl+C: ends the wait for a process another runspace holds (a long workload).</param>
+    public EmulatedProcessRestoreTarget(EmulatedProcess process, System.Threading.CancellationToken cancel = default)
+    {
+        Process = process;
+        _cancel = cancel;
+    }
 
     public EmulatedProcess Process { get; }
     public ulong PagesWritten { get; private set; }
 
     public void Prepare(IReadOnlyList<ImageMapping> mappings, int pageSize)
     {
-        // The check and the mappings under one hold of the process's lock: memory another runspace maps meanwhile is
-        // either seen by the check (ImageExists) or mapped after the restore's (elsewhere), never replaced by MAP_FIXED.
-        lock (Process.MemoryLock)
+        // The check and the mappings under the hold that lasts until Complete or Dispose: memory another runspace maps
+        // meanwhile is either seen by the check (ImageExists) or mapped after the restore (elsewhere), never replaced by
+        // MAP_FIXED, and what the restore mapped is still its own when a failure unmaps it.
+        _still ??= Process.HoldStill(_cancel);
+        try
         {
             var existing = Process.ReadMappings(false);
             foreach (var m in mappings)
@@ -42,6 +54,11 @@ internal sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
                 Process.Mmap(m.Start, m.End - m.Start, Protection.Read | Protection.Write, shared ? MmapFlags.Shared | MmapFlags.Fixed : MmapFlags.Fixed);
             }
         }
+        catch when (_mappings.Count == 0)
+        {
+            Release(); // refused before anything was mapped: nothing for Dispose to undo
+            throw;
+        }
     }
 
     public void WritePage(ulong address, ReadOnlySpan<byte> page)
@@ -55,17 +72,27 @@ internal sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
         foreach (var (m, prot) in _mappings)
             if (prot != (Protection.Read | Protection.Write)) Process.Mprotect(m.Start, m.End - m.Start, prot);
         _complete = true;
+        Release();
     }
 
     /// <summary>Unmaps what <see cref="Prepare"/> mapped unless the restore completed.</summary>
     public void Dispose()
     {
-        if (_complete) return;
-        _complete = true;
-        foreach (var (m, _) in _mappings)
+        if (!_complete)
         {
-            try { Process.Munmap(m.Start, m.End - m.Start); }
-            catch (EngineException) { } // not mapped (Mmap refused it): nothing to undo
+            _complete = true;
+            foreach (var (m, _) in _mappings)
+            {
+                try { Process.Munmap(m.Start, m.End - m.Start); }
+                catch (EngineException) { } // not mapped (Mmap refused it): nothing to undo
+            }
         }
+        Release();
+    }
+
+    private void Release()
+    {
+        _still?.Dispose();
+        _still = null;
     }
 }

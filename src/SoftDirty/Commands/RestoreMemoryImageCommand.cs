@@ -90,7 +90,7 @@ public sealed class RestoreMemoryImageCommand : PipedObjectCmdlet
             if (!ShouldProcess(path, $"Restore into emulated process {Emulator!.ProcessId} ({Emulator.Name})")) return;
             Guarded(() =>
             {
-                using var target = new SoftDirty.Workflows.EmulatedProcessRestoreTarget(Emulator);
+                using var target = new SoftDirty.Workflows.EmulatedProcessRestoreTarget(Emulator, Cancellation);
                 ImageRestorer.Restore(path, target, Cancellation);
                 WriteObject(Emulator);
             });

@@ -4,9 +4,11 @@ using System.IO;
 using System.Linq;
 using System.Text.Json;
 using SoftDirty;
+using SoftDirty.Emulation;
 using SoftDirty.Images;
 using SoftDirty.Tests.Tracking;
 using SoftDirty.Tracking;
+using SoftDirty.Workflows;
 using Xunit;
 
 namespace SoftDirty.Tests.Images;
@@ -14,7 +16,8 @@ namespace SoftDirty.Tests.Images;
 /// <summary>
 /// Issue 13, round 28 (left open by round 27): the index header repeats the format version and the page size. An index
 /// whose header says otherwise than its manifest (edited, or the index of another image with its hash recomputed) was
-/// read as if it agreed; it is ImageCorrupt from Open, Test and a restore alike.
+/// read as if it agreed; it is ImageCorrupt from Open, Test and a restore alike. And a restore into an emulated process
+/// that failed took back, as its own, a mapping another runspace had made in its place meanwhile.
 /// </summary>
 [Collection(WorkflowCollection.Name)]
 public sealed class ImageRound28LeadTests : IDisposable
@@ -79,4 +82,43 @@ public sealed class ImageRound28LeadTests : IDisposable
             Assert.Equal(EngineError.ImageCorrupt, Assert.ThrowsAny<EngineException>(() => ImageRestorer.Restore(d, target)).Error);
         Assert.False(Directory.Exists(dest));
     }
+
+    [Fact]
+    public void AFailedRestoreIntoAnEmulatedProcess_UnmapsOnlyItsOwn_AnotherRunspacesMappingThereStays()
+    {
+        // Before the fix: the other thread unmapped the restore's mapping, mapped its own at the same address and wrote to
+        // it while the restore ran; the failed restore's undo then unmapped that mapping (its bytes lost). Now the other
+        // thread waits for the restore to end, and its mapping is made after the undo.
+        const ulong At = 0x7f0000000000, Length = 0x4000;
+        const byte Mark = 0x5a;
+        var into = new EmulatedProcess("shared-" + Guid.NewGuid().ToString("n"));
+        var layout = new[] { new ImageMapping { Start = At, End = At + Length, Permissions = "rw-p" } };
+        using var prepared = new System.Threading.ManualResetEventSlim();
+        System.Threading.Thread other;
+        using (var target = new EmulatedProcessRestoreTarget(into))
+        {
+            target.Prepare(layout, ImagePage);
+            // A thread of its own (the restore's hold is the restoring thread's lock, as in the cmdlet).
+            other = new System.Threading.Thread(() =>
+            {
+                prepared.Wait();
+                into.Munmap(At, Length);
+                into.Mmap(At, Length, Protection.Read | Protection.Write, MmapFlags.Fixed);
+                into.Write(At, Length, Mark);
+            });
+            other.Start();
+            prepared.Set();
+            other.Join(OtherRunspaceChance); // its chance to act while the restore runs (it cannot, with the fix)
+        } // disposed without Complete: a failed restore
+        other.Join();
+        Assert.True(into.IsMapped(At), "the other runspace's mapping was unmapped by the restore's undo");
+        var bytes = new byte[Length];
+        into.ReadMemory(At, bytes);
+        Assert.All(bytes, b => Assert.Equal(Mark, b));
+    }
+
+    private const int ImagePage = 4096;
+
+    /// <summary>How long the restoring thread lets the other one try (no assertion depends on it: only how soon the case ends).</summary>
+    private static readonly TimeSpan OtherRunspaceChance = TimeSpan.FromMilliseconds(500);
 }
