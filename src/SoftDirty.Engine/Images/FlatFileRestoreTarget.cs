@@ -105,6 +105,22 @@ internal sealed class FlatFileRestoreTarget : IRestoreTarget, IDisposable
         _committed = true;
     }
 
+    /// <summary>
+    /// A failure of the restore: the partial folder is removed now; where it stays (a disk gone read-only), the error names
+    /// it (<see cref="PrivateOutput.Abandoned"/>). A failure to write is ImageWriteError, as the cmdlet says it.
+    /// </summary>
+    public Exception Abandoned(Exception error)
+    {
+        _file?.Dispose();
+        _file = null;
+        if (_output is null) return error;
+        var engine = error as EngineException ?? new EngineException(
+            error is UnauthorizedAccessException ? EngineError.PermissionDenied : EngineError.ImageWriteError,
+            $"Restoring into {_directory} failed: {error.Message}", _directory, error is UnauthorizedAccessException ? Errno.EACCES : error.HResult & 0xFFFF, error);
+        var named = _output.Abandoned(engine);
+        return ReferenceEquals(named, engine) ? error : named;
+    }
+
     /// <summary>Without <see cref="Complete"/>: the partial folder is removed, the destination stays as it was (folders the check made, removed).</summary>
     public void Dispose()
     {

@@ -11,4 +11,9 @@ internal interface IRestoreTarget
     /// <summary>One page's bytes at its address (inside one of the mappings); pages come in ascending address order.</summary>
     void WritePage(ulong address, ReadOnlySpan<byte> page);
     void Complete();
+    /// <summary>
+    /// After a failure between <see cref="Prepare"/> and <see cref="Complete"/>: takes back at once what the target made, and
+    /// returns <paramref name="error"/>, or an error that names what it could not take back.
+    /// </summary>
+    Exception Abandoned(Exception error);
 }

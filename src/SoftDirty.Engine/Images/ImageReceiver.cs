@@ -46,7 +46,13 @@ internal sealed class ImageReceiver : IDisposable
     {
         if (_file is null) throw new EngineException(EngineError.InvalidArgument, "The stream starts with data before a file name.", null);
         try { _file.Write(chunk); }
-        catch (IOException ex) { throw new EngineException(EngineError.ImageWriteError, $"Writing {_filePath} failed: {ex.Message}", _filePath); }
+        catch (IOException ex) { throw _output.Abandoned(new EngineException(EngineError.ImageWriteError, $"Writing {_filePath} failed: {ex.Message}", _filePath, ex.HResult & 0xFFFF, ex)); }
+        catch (EngineException ex) // refused before the kernel (the file-size limit: SizeLimitedFileStream)
+        {
+            var named = _output.Abandoned(ex);
+            if (ReferenceEquals(named, ex)) throw;
+            throw named;
+        }
         Bytes += (ulong)chunk.Length;
     }
 
@@ -61,7 +67,7 @@ internal sealed class ImageReceiver : IDisposable
         if (!result.Valid)
         {
             var first = result.Problems[0];
-            throw new EngineException(first.Error, $"The received image for {_output.Destination} does not verify: {first.Message}", _output.Destination);
+            throw _output.Abandoned(new EngineException(first.Error, $"The received image for {_output.Destination} does not verify: {first.Message}", _output.Destination));
         }
         // Described from the folder just verified, before it is put in place: read back after the commit, an EIO said
         // ImageReadError of an image that was in place and durable (round 26).
@@ -80,8 +86,13 @@ internal sealed class ImageReceiver : IDisposable
     {
         if (_file is null) return;
         try { _file.Flush(true); }
-        catch (IOException ex) { throw new EngineException(EngineError.ImageWriteError, $"Writing {_filePath} failed: {ex.Message}", _filePath); }
-        finally { _file.Dispose(); _file = null; }
+        catch (IOException ex)
+        {
+            _file.Dispose();
+            _file = null;
+            throw _output.Abandoned(new EngineException(EngineError.ImageWriteError, $"Writing {_filePath} failed: {ex.Message}", _filePath, ex.HResult & 0xFFFF, ex));
+        }
+        finally { _file?.Dispose(); _file = null; }
     }
 
     public void Dispose()

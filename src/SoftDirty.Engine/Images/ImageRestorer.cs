@@ -54,6 +54,12 @@ internal static class ImageRestorer
             target.Complete();
             return n;
         }
+        catch (System.Exception ex) when (ex is EngineException or IOException or System.UnauthorizedAccessException)
+        {
+            var named = target.Abandoned(ex);
+            if (ReferenceEquals(named, ex)) throw;
+            throw named;
+        }
         finally { foreach (var h in handles) h.Dispose(); }
     }
 }

@@ -362,11 +362,17 @@ internal static class ImageWriter
         }
         catch (IOException ex) when (ex is not FileNotFoundException)
         {
-            throw new EngineException(EngineError.ImageWriteError, $"Writing the memory image {path} failed: {ex.Message}", path, ex.HResult & 0xFFFF, ex);
+            throw output.Abandoned(new EngineException(EngineError.ImageWriteError, $"Writing the memory image {path} failed: {ex.Message}", path, ex.HResult & 0xFFFF, ex));
         }
         catch (UnauthorizedAccessException ex)
         {
-            throw new EngineException(EngineError.PermissionDenied, $"Writing the memory image {path} failed: {ex.Message}", path, Errno.EACCES, ex);
+            throw output.Abandoned(new EngineException(EngineError.PermissionDenied, $"Writing the memory image {path} failed: {ex.Message}", path, Errno.EACCES, ex));
+        }
+        catch (EngineException ex)
+        {
+            var named = output.Abandoned(ex);
+            if (ReferenceEquals(named, ex)) throw;
+            throw named;
         }
     }
 

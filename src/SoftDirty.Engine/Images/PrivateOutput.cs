@@ -163,6 +163,19 @@ internal sealed class PrivateOutput : IDisposable
     }
 
     /// <summary>
+    /// After a failure of the write (before <see cref="Commit"/>): takes the folder away at once, as <see cref="Dispose"/>
+    /// would, and returns <paramref name="error"/>; where the folder stays (a disk gone read-only, a folder made append-only),
+    /// the error with a sentence that names it. Such a folder stayed without a word: no command reads it, and it can hold a
+    /// process's memory (round 28).
+    /// </summary>
+    public EngineException Abandoned(EngineException error)
+    {
+        if (_committed) return error;
+        string left = Abandon();
+        return left.Length == 0 ? error : new EngineException(error.Error, error.Message.TrimEnd('.') + left, error.Target, error.Errno, error);
+    }
+
+    /// <summary>
     /// Throws UnsafeDestination where <see cref="Destination"/>, as every later command reads it (by path, links followed),
     /// no longer names the folder just put in place: a folder on the way was moved, or replaced by a link, while the
     /// command ran. The rename is relative to the folder's descriptor, so the result lies in the moved folder; the command

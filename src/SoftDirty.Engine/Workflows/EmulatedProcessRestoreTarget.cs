@@ -75,6 +75,9 @@ internal sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
         Release();
     }
 
+    /// <summary>A failure of the restore: undone by <see cref="Dispose"/> (an unmap cannot fail to leave anything).</summary>
+    public Exception Abandoned(Exception error) => error;
+
     /// <summary>Unmaps what <see cref="Prepare"/> mapped unless the restore completed.</summary>
     public void Dispose()
     {

@@ -42,6 +42,7 @@ public sealed class ImageFuzzTests : IDisposable
         }
         public void WritePage(ulong address, ReadOnlySpan<byte> page) => Text.Append(address).Append('=').Append(PageHash.Fast128(page)).Append(';');
         public void Complete() => Text.Append("done");
+        public Exception Abandoned(Exception error) => error;
     }
 
     private static string? TryRestore(string leaf, out EngineException? error)
