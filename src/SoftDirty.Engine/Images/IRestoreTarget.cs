@@ -3,7 +3,7 @@ using System.Collections.Generic;
 
 namespace SoftDirty.Images;
 
-/// <summary>Where a restore writes pages: flat files per mapping, or (later) an emulated process.</summary>
+/// <summary>Where a restore writes pages: flat files per mapping (<see cref="FlatFileRestoreTarget"/>) or an emulated process.</summary>
 internal interface IRestoreTarget
 {
     /// <summary>The layout to restore into (the latest image's mappings).</summary>
