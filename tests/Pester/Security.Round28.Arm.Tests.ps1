@@ -11,6 +11,8 @@
 # another process and WriteProtect for its own, every chain and migration restores the live bytes).
 
 BeforeDiscovery {
+    # Each recording holds a run as root, then one as uid 1000 (its lines prefixed "user ").
+    $script:Runs = @(@{ Prefix = ''; Who = 'root' }, @{ Prefix = 'user '; Who = 'uid 1000' })
     $script:Recorded = @(Get-ChildItem (Join-Path $PSScriptRoot '../vm/recorded') -Filter 'arm64-cmdlets.*.txt' |
         ForEach-Object { @{ Id = $_.Name -replace '^arm64-cmdlets\.|\.txt$'; Path = $_.FullName } })
 }
@@ -46,32 +48,32 @@ Describe 'Round 28: the cmdlets on arm64 kernels (recorded under qemu)' -Tag 'Se
             foreach ($prefix in '', 'user ') { (Get-RunLines $Path $prefix)[-1] | Should -Be 'done' -Because "the $(if ($prefix) { 'unprivileged' } else { 'root' }) run ends" }
         }
 
-        It 'runs on arm64 with the kernel''s page size, and probes soft-dirty as the kernel was built (<_> run)' -ForEach '', 'user ' {
-            $lines = Get-RunLines $Path $_
+        It 'runs on arm64 with the kernel''s page size, and probes soft-dirty as the kernel was built (<Who>)' -ForEach $Runs {
+            $lines = Get-RunLines $Path $Prefix
             $lines[0] | Should -Be "arch Arm64 pagesize $($facts.page_size)"
-            $support = $lines | Where-Object { $_ -like 'support *' }
+            $support = $lines | Where-Object { $_ -like 'support softdirty *' }
             $support | Should -BeLike "support softdirty $([bool][int]$facts.config_soft_dirty) *"
         }
 
-        It 'Get-PageMap reads the same bits by pread and by PAGEMAP_SCAN (<_> run)' -ForEach '', 'user ' {
-            $lines = Get-RunLines $Path $_
+        It 'Get-PageMap reads the same bits by pread and by PAGEMAP_SCAN (<Who>)' -ForEach $Runs {
+            $lines = Get-RunLines $Path $Prefix
             $pread = $lines | Where-Object { $_ -like 'getpagemap Pread *' }
             $scan = $lines | Where-Object { $_ -like 'getpagemap PagemapScan *' }
             $pread | Should -BeLike 'getpagemap Pread present 11111111 *'
             ($scan -replace '^getpagemap PagemapScan ') | Should -Be ($pread -replace '^getpagemap Pread ')
         }
 
-        It 'without soft-dirty, every SoftDirty command refuses (never zero changed pages) (<_> run)' -ForEach '', 'user ' {
+        It 'without soft-dirty, every SoftDirty command refuses (never zero changed pages) (<Who>)' -ForEach $Runs {
             if ($facts.config_soft_dirty -ne '0') { Set-ItResult -Skipped -Because "kernel $($facts.kernel) has soft-dirty"; return }
-            $lines = Get-RunLines $Path $_
+            $lines = Get-RunLines $Path $Prefix
             $lines | Should -Contain 'clearsoftdirty SoftDirtyNotSupported'
             $lines | Should -Contain 'after clear and a write to page 3: present 11111111 softdirty 00000000 exclusive 11111111'
             foreach ($what in 'watch SoftDirty', 'save SoftDirty full', 'migrate SoftDirty') { $lines | Should -Contain "$what SoftDirtyNotSupported" }
             $lines | Where-Object { $_ -match ' method SoftDirty ' } | Should -BeNullOrEmpty
         }
 
-        It 'WriteProtect of another process is WriteProtectNotSupported (no injection off x86-64), and Auto takes Hash (<_> run)' -ForEach '', 'user ' {
-            $lines = Get-RunLines $Path $_
+        It 'WriteProtect of another process is WriteProtectNotSupported (no injection off x86-64), and Auto takes Hash (<Who>)' -ForEach $Runs {
+            $lines = Get-RunLines $Path $Prefix
             foreach ($what in 'watch WriteProtect', 'save WriteProtect full', 'migrate WriteProtect', 'enable-writetracking') { $lines | Should -Contain "$what WriteProtectNotSupported" }
             $lines | Should -Contain 'watch Auto method Hash page6 True'
             @($lines | Where-Object { $_ -like 'save Auto *' }) | Should -Be @(
@@ -81,8 +83,8 @@ Describe 'Round 28: the cmdlets on arm64 kernels (recorded under qemu)' -Tag 'Se
             $lines | Should -Contain 'migrate Auto method Hash converged True valid True restored-equal True'
         }
 
-        It 'every chain and migration that ran is valid and restores the live bytes, -Freeze included (<_> run)' -ForEach '', 'user ' {
-            $lines = Get-RunLines $Path $_
+        It 'every chain and migration that ran is valid and restores the live bytes, -Freeze included (<Who>)' -ForEach $Runs {
+            $lines = Get-RunLines $Path $Prefix
             $ran = @($lines | Where-Object { $_ -match '^(save|migrate) \S+ .*method ' })
             $ran.Count | Should -Be 8 -Because 'Hash and Auto: a full image, two increments and a migration each'
             $ran | Where-Object { $_ -notmatch ' valid True restored-equal True$' } | Should -BeNullOrEmpty
@@ -90,8 +92,8 @@ Describe 'Round 28: the cmdlets on arm64 kernels (recorded under qemu)' -Tag 'Se
             $lines | Should -Contain 'save Hash increment 2 method Hash kind Incremental data True valid True restored-equal True'
         }
 
-        It 'this process''s own memory: WriteProtect through its own userfaultfd sees the page written (<_> run)' -ForEach '', 'user ' {
-            $lines = Get-RunLines $Path $_
+        It 'this process''s own memory: WriteProtect through its own userfaultfd sees the page written (<Who>)' -ForEach $Runs {
+            $lines = Get-RunLines $Path $Prefix
             if (-not ($lines | Where-Object { $_ -like 'support * wpasync True *' })) { Set-ItResult -Skipped -Because 'this kernel offers no async write-protect'; return }
             $lines | Should -Contain 'watch self Auto method WriteProtect page3 True'
             $lines | Should -Contain 'watch self WriteProtect method WriteProtect page3 True'
