@@ -22,14 +22,18 @@
 #   settings, never the host's), SOFTDIRTY_MATRIX_UID (sdscenario runs as that uid and gid, not root),
 #   SOFTDIRTY_MATRIX_NUMA (that many NUMA nodes sharing the memory: node 0 with the CPUs, the others memory only),
 #   SOFTDIRTY_MATRIX_SWAP (a size, e.g. 256M: the guest swaps to a zram device of that size, made by matrix-init from
-#   the kernel's zram module and its dependencies; 7.x kernels fetch their linux-modules-* package for them).
+#   the kernel's zram module and its dependencies; 7.x kernels fetch their linux-modules-* package for them),
+#   SOFTDIRTY_MATRIX_FETCH_ONLY (set: fetch and unpack the kernel, print its folder and stop; INPUT and OUTPUT are not
+#   read, no boot: tests/vm/arm64-cmdlets.sh boots it with an initramfs of its own).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cache=${SOFTDIRTY_MATRIX_DIR:-/var/tmp/softdirty-vm-matrix}
 id=${1:?usage: $0 ID INPUT OUTPUT}
-input=$(realpath "${2:?usage: $0 ID INPUT OUTPUT}")
-output=${3:?usage: $0 ID INPUT OUTPUT}
+input=${SOFTDIRTY_MATRIX_FETCH_ONLY:+/dev/null}
+input=${input:-$(realpath "${2:?usage: $0 ID INPUT OUTPUT}")}
+output=${SOFTDIRTY_MATRIX_FETCH_ONLY:+/dev/null}
+output=${output:-${3:?usage: $0 ID INPUT OUTPUT}}
 export DEBIAN_FRONTEND=noninteractive
 say() { echo "vm-matrix[$id]: $*"; }
 run() { echo "vm-matrix[$id]: + $*"; "$@"; }
@@ -114,6 +118,7 @@ shopt -s nullglob
 vmlinuz=$(first "$kdir"/boot/vmlinuz-* "$kdir"/usr/lib/modules/*/vmlinuz)
 config=$(first "$kdir"/boot/config-* "$kdir"/usr/lib/modules/*/config)
 [ -n "$vmlinuz" ] && [ -n "$config" ] || { say "no vmlinuz or config in $kdir" >&2; exit 1; }
+if [ -n "${SOFTDIRTY_MATRIX_FETCH_ONLY:-}" ]; then echo "$kdir"; exit 0; fi
 if [ "$arch" = amd64 ]; then busybox=/bin/busybox; else busybox=$(first "$kdir"/bin/busybox "$kdir"/usr/bin/busybox); fi
 [ -n "$busybox" ] || { say "no busybox for $arch (kernels.list must name busybox-static for it)" >&2; exit 1; }
 config_has() { grep -q "^$1=y" "$config" && echo 1 || echo 0; }
