@@ -51,7 +51,7 @@ internal static class PageWalk
     public static IEnumerable<PageRegion> PresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous = null, CancellationToken cancel = default)
     {
         var regions = AllPresentRegions(source, spans, sharedAnonymous, cancel);
-        return Root(source) is ProcPageSource proc ? WithinFiles(WithoutFileMarkers(source, regions, spans), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize) : regions;
+        return Root(source) is ProcPageSource proc ? WithinFiles(WithoutMarkers(source, regions), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize) : regions;
     }
 
     /// <summary>
@@ -67,21 +67,23 @@ internal static class PageWalk
     private static bool IsWriteProtectMarker(PagemapEntry e) => e.Swapped && e.UffdWriteProtected && e.SwapType == PteMarkerSwapType;
 
     /// <summary>
-    /// The regions without the uffd-wp markers in mappings of files and shared memory (<see cref="ContentCheckedTracker.ChangeableByOthers"/>),
-    /// where the caller can tell them (<see cref="IsWriteProtectMarker"/>): the kernel leaves one where it drops a page of such a
-    /// mapping under write tracking (reclaim, MADV_DONTNEED, a hole punched), and the page is then what a page of a file mapping
-    /// not present is: the file's, in no image. A read of one faults the page in from its file system, which may never answer (a
-    /// FUSE server holding the read: Ctrl+C does not end that wait; round 20). Where the frame is hidden they are read as before.
+    /// The regions without the uffd-wp markers, where the caller can tell them (<see cref="IsWriteProtectMarker"/>). None holds
+    /// data. In a mapping of a file or of shared memory (<see cref="ContentCheckedTracker.ChangeableByOthers"/>) the kernel leaves
+    /// one where it drops a page under write tracking (reclaim, MADV_DONTNEED, a hole punched), and the page is then what a page
+    /// of a file mapping not present is: the file's, in no image. A read of one faults the page in from its file system, which
+    /// may never answer (a FUSE server holding the read: Ctrl+C does not end that wait; round 20). In a private anonymous
+    /// mapping a reset puts one on every page never populated in a page table it has (WP_UNPOPULATED), and none stays where
+    /// reclaim or MADV_DONTNEED drops a page: it reads as zeros, as a page not present does. A read of one is a read fault in
+    /// the process, which maps a page for it (on a kernel that maps no shared zero page, a new page charged to the process's
+    /// memory cgroup: at its limit the kernel killed the process for a save, round 28). Where the frame is hidden they are
+    /// read as before.
     /// </summary>
-    private static IEnumerable<PageRegion> WithoutFileMarkers(IPageSource source, IEnumerable<PageRegion> regions, IReadOnlyList<PageSpan> spans)
+    private static IEnumerable<PageRegion> WithoutMarkers(IPageSource source, IEnumerable<PageRegion> regions)
     {
-        int at = 0;
         PagemapEntry[]? entries = null;
         foreach (var r in regions)
         {
             if ((r.Categories & PageCategory.Swapped) == 0 || (r.Categories & PageCategory.Present) != 0) { yield return r; continue; }
-            while (at < spans.Count && spans[at].End <= r.Start) at++;
-            if (at == spans.Count || spans[at].Start > r.Start || spans[at].Mapping is not { } mapping || !ContentCheckedTracker.ChangeableByOthers(mapping)) { yield return r; continue; }
             foreach (var part in Without(source, r, entries ??= new PagemapEntry[PageMapReader.DefaultChunkEntries], IsWriteProtectMarker)) yield return part;
         }
     }
