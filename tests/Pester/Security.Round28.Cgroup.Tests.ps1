@@ -1,0 +1,107 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, round 28 (Cgroup): memory cgroups and the kernel's own memory work during tracking. The lead from round 27: a
+# Save-MemoryImage -Method WriteProtect increment of a process held at its memory cgroup's limit made the kernel kill the
+# process (the OOM invoked by the saving thread). Found: a reset of WriteProtect tracking (WP_UNPOPULATED) puts a uffd-wp
+# marker on every never-populated page of a page table the process has, and the save read each marker of a private
+# anonymous mapping, a read fault in the process: the kernel maps a page for it, here a new one charged to the process's
+# memory cgroup (this machine's kernel maps no shared zero page: pvm_no_zero_page), so a save gave the process back every
+# page that reclaim had taken and every page it never used. A marker holds no data; the save now leaves it out where
+# pagemap names it (frame numbers: CAP_SYS_ADMIN). Targets: tests/native/wttarget.c.
+
+BeforeDiscovery {
+    $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason } else { 'Linux only' }
+    # pagemap names a uffd-wp marker by its swap type, in the frame field, which it shows only to CAP_SYS_ADMIN: without it a
+    # marker cannot be told from a swapped page (or a migration entry) and is read as before.
+    $FrameSkip = if (-not $IsLinux) { 'Linux only' } elseif ((id -u) -ne '0') { 'pagemap shows frame numbers (and so the swap type that names a uffd-wp marker) only to CAP_SYS_ADMIN: without them a marker cannot be told from a swapped page and is read as before (README: Limits)' }
+    # A memory cgroup the test may make (root): cgroup v1's memory hierarchy, or v2 with the memory controller enabled for
+    # children of the root (as round 16).
+    $MemcgSkip = if (-not $IsLinux) { 'Linux only' } elseif ((id -u) -ne '0') { 'only root may make a memory cgroup and move a process into it' }
+    elseif (-not (Test-Path /sys/fs/cgroup/memory/cgroup.procs) -and -not ((Test-Path /sys/fs/cgroup/cgroup.subtree_control) -and (Get-Content /sys/fs/cgroup/cgroup.subtree_control) -match '\bmemory\b')) { 'no writable memory cgroup hierarchy here (v1 memory, or v2 with memory in the root''s subtree_control)' }
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state28c'
+    $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r28c')
+    $script:wtExe = Join-Path $PSScriptRoot '../native/bin/wttarget'
+    $script:PageSize = [uint64][Environment]::SystemPageSize
+    # madvise(2) advice (include/uapi/asm-generic/mman-common.h).
+    $script:MadvFree = 8
+    function New-ImagePath([string] $Name) { Join-Path $root "$Name-$([guid]::NewGuid().ToString('n'))" }
+    function Get-PresentCount($Target, [string] $Hex, [int] $Pages) { @(Get-PageMap -Id $Target.Id -Address ([Convert]::ToUInt64($Hex, 16)) -Length ([uint64]$Pages * $PageSize) -Present).Count }
+    function Assert-IsTheMoment($Target, [string] $Image, [string] $Because) {
+        $now = New-ImagePath 'now'
+        $null = Save-MemoryImage -Id $Target.Id -Path $now -Method Hash
+        Test-MemoryImage -Path $Image | Should -BeTrue
+        Compare-RestoredImage $Image $now $root | Should -BeNullOrEmpty -Because $Because
+    }
+}
+
+AfterAll { Remove-Item Env:SOFTDIRTY_STATE_DIR -ErrorAction SilentlyContinue }
+
+Describe 'Round 28: a WriteProtect save reads no uffd-wp marker of a private anonymous mapping' -Tag 'Workflows', 'Security', 'Round28Cgroup' -Skip:([bool]($WtSkip -or $FrameSkip)) {
+    # Before the fix the full save made every one of the never-written pages present (16 MiB more of the process's memory
+    # here; the zero page, with the uffd-wp bit, where the kernel maps one for a read).
+    It 'the pages never written stay unpopulated through a full image and an increment, which restore what a Hash image restores' {
+        $pages = 1024
+        $t = Start-TestTarget -Path $wtExe
+        $dir = New-ImagePath 'sparse'
+        try {
+            $hex = Send-TestTarget $t "map $pages"
+            $null = Send-TestTarget $t "write $hex 0 16"
+            # Counted, not assumed: with THP "always" the writes may have faulted in a whole huge page.
+            $present = Get-PresentCount $t $hex $pages
+            $present | Should -BeLessThan $pages
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/0" -Method WriteProtect
+            Get-PresentCount $t $hex $pages | Should -Be $present -Because 'a save reads no uffd-wp marker: it holds no data'
+            # The reset left a marker on each page never written whose page table the process has.
+            @(Get-PageMap -Id $t.Id -Address ([Convert]::ToUInt64($hex, 16)) -Length ([uint64]$pages * $PageSize) | Where-Object { $_.Swapped -and $_.UffdWriteProtected }).Count | Should -BeGreaterThan 0
+            Assert-IsTheMoment $t "$dir/0" 'the never-written pages restore as zeros'
+            $null = Send-TestTarget $t "write $hex 8 4"
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/1" -Parent "$dir/0" -Method WriteProtect
+            Get-PresentCount $t $hex $pages | Should -Be $present
+            Assert-IsTheMoment $t "$dir/1" 'the increment has the new writes and the zeros'
+        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+    }
+}
+
+Describe 'Round 28: a WriteProtect increment of a process held at its memory cgroup''s limit (root)' -Tag 'Workflows', 'Security', 'Round28Cgroup' -Skip:([bool]($WtSkip -or $MemcgSkip)) {
+    # Round 16's case without lifting the limit: pages written, saved, lazily freed, then a limit of half of them makes
+    # reclaim discard about half. Before the fix the increment read the discarded pages' markers, which faulted a page in
+    # for each, charged to the cgroup: at the limit the kernel killed the target (memory.oom_control oom_kill 1).
+    It 'the increment charges the cgroup nothing, the process lives, and the increment restores what a full image restores' {
+        $v1 = Test-Path /sys/fs/cgroup/memory/cgroup.procs
+        $cg = if ($v1) { "/sys/fs/cgroup/memory/r28cgroup-$PID" } else { "/sys/fs/cgroup/r28cgroup-$PID" }
+        $limit = if ($v1) { 'memory.limit_in_bytes' } else { 'memory.max' }
+        $usage = if ($v1) { 'memory.usage_in_bytes' } else { 'memory.current' }
+        $pages = 4096
+        $t = Start-TestTarget -Path $wtExe
+        $dir = New-ImagePath 'memcg'
+        try {
+            $null = New-Item -ItemType Directory $cg
+            Set-Content "$cg/cgroup.procs" $t.Id
+            $hex = Send-TestTarget $t "map $pages"
+            $null = Send-TestTarget $t "write $hex 0 $pages"
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/0" -Method WriteProtect
+            $null = Send-TestTarget $t "madvise $hex 0 $pages $MadvFree"
+            Set-Content "$cg/$limit" ([uint64]$pages * $PageSize / 2)
+            $present = Get-PresentCount $t $hex $pages
+            $present | Should -BeLessThan $pages -Because 'the limit made the kernel discard lazily freed pages'
+            $before = [uint64](Get-Content "$cg/$usage")
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/1" -Parent "$dir/0" -Method WriteProtect
+            $t.HasExited | Should -BeFalse -Because 'tracking never gets the target killed'
+            [uint64](Get-Content "$cg/$usage") | Should -BeLessOrEqual $before -Because 'the save faulted no page into the process'
+            Get-PresentCount $t $hex $pages | Should -BeLessOrEqual $present
+            # Compared under the limit: a discard now (reclaim of the pages still lazily freed) is a change without a write,
+            # which a Hash image of this moment sees too; the pages the save left are zeros in both.
+            Set-Content "$cg/$limit" $(if ($v1) { '-1' } else { 'max' })
+            Assert-IsTheMoment $t "$dir/1" 'the discarded pages read as zeros'
+        } finally {
+            Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue
+            Stop-TestTarget $t
+            # An emptied cgroup is removed with rmdir(2); its processes leave it as they exit.
+            for ($i = 0; $i -lt 100 -and (Test-Path $cg); $i++) { try { [System.IO.Directory]::Delete($cg) } catch [System.IO.IOException] { Start-Sleep -Milliseconds 20 } }
+            Test-Path $cg | Should -BeFalse -Because 'the test removes the cgroup it made'
+        }
+    }
+}
