@@ -63,6 +63,22 @@ Describe 'Round 28: a WriteProtect save reads no uffd-wp marker of a private ano
             Assert-IsTheMoment $t "$dir/1" 'the increment has the new writes and the zeros'
         } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
     }
+
+    It 'Watch-DirtyPage -Method Hash of a process under write tracking leaves its never-written pages unpopulated' {
+        # Round 25's limit: the Hash snapshot read each marker (as zeros). Before the fix it made all 1024 pages present.
+        $pages = 1024
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $hex = Send-TestTarget $t "map $pages"
+            $null = Send-TestTarget $t "write $hex 0 8"
+            $null = Enable-WriteTracking -Id $t.Id
+            $present = Get-PresentCount $t $hex $pages
+            $samples = @(Watch-DirtyPage -Id $t.Id -Method Hash -Address ([Convert]::ToUInt64($hex, 16)) -Length ([uint64]$pages * $PageSize) -Interval 0.1 -Count 2)
+            $samples.Count | Should -Be 2
+            $samples.DirtyPages | Should -Be @(0, 0)
+            Get-PresentCount $t $hex $pages | Should -Be $present -Because 'a snapshot reads no uffd-wp marker'
+        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+    }
 }
 
 Describe 'Round 28: a WriteProtect increment of a process held at its memory cgroup''s limit (root)' -Tag 'Workflows', 'Security', 'Round28Cgroup' -Skip:([bool]($WtSkip -or $MemcgSkip)) {
