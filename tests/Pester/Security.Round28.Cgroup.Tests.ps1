@@ -12,7 +12,13 @@ BeforeDiscovery {
     $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason } else { 'Linux only' }
     # pagemap names a uffd-wp marker by its swap type, in the frame field, which it shows only to CAP_SYS_ADMIN: without it a
     # marker cannot be told from a swapped page (or a migration entry) and is read as before.
-    $FrameSkip = if (-not $IsLinux) { 'Linux only' } elseif ((id -u) -ne '0') { 'pagemap shows frame numbers (and so the swap type that names a uffd-wp marker) only to CAP_SYS_ADMIN: without them a marker cannot be told from a swapped page and is read as before (README: Limits)' }
+    # Probed: the frame of a present page of this process's first mapping.
+    $FrameSkip = if (-not $IsLinux) { 'Linux only' }
+    else {
+        $first = @(Get-MemoryMapping -Id $PID)[0]
+        $frame = @(Get-PageMap -Id $PID -Address $first.Start -Length ($first.End - $first.Start) -Present | Select-Object -First 1).Pfn
+        if (-not $frame) { 'pagemap shows frame numbers (and so the swap type that names a uffd-wp marker) only to CAP_SYS_ADMIN, and hid them here: without them a marker cannot be told from a swapped page and is read as before (README: the write tracking''s markers)' }
+    }
     # A memory cgroup the test may make (root): cgroup v1's memory hierarchy, or v2 with the memory controller enabled for
     # children of the root (as round 16).
     $MemcgSkip = if (-not $IsLinux) { 'Linux only' } elseif ((id -u) -ne '0') { 'only root may make a memory cgroup and move a process into it' }
