@@ -119,6 +119,30 @@ Describe 'Round 28: a WriteProtect save reads no uffd-wp marker of a private ano
     }
 }
 
+Describe 'Round 28: without frame numbers a uffd-wp marker is read, as a swapped page must be (the kernel''s rule)' -Tag 'Workflows', 'Security', 'Round28Cgroup' -Skip:([bool]($WtSkip -or -not $FrameSkip)) {
+    # pagemap gives a swap entry's type and offset only to CAP_SYS_ADMIN (the frame field): to anyone else a marker, a page
+    # in swap and a page under migration are the same entry, SWAP | UFFD_WP, and the last two hold data. So the save reads
+    # it (README: the write tracking's markers), and the read maps a page there; the image is still exact.
+    It 'a marker''s entry is SWAP | UFFD_WP with no frame; the save reads it, and its image restores what a Hash image restores' {
+        $pages = 64
+        $t = Start-TestTarget -Path $wtExe
+        $dir = New-ImagePath 'hidden'
+        try {
+            $hex = Send-TestTarget $t "map $pages"
+            $null = Send-TestTarget $t "write $hex 0 1"
+            $null = Send-TestTarget $t "write $hex 63 1"
+            $null = Enable-WriteTracking -Id $t.Id
+            $marker = Get-PageMap -Id $t.Id -Address ([Convert]::ToUInt64($hex, 16) + 5 * $PageSize) -Length $PageSize
+            # Bits 62 (swapped) and 57 (uffd-wp); soft-dirty (55) is left out: a new VMA's, where the kernel has it.
+            $expected = ([uint64]1 -shl 62) -bor ([uint64]1 -shl 57)
+            '0x{0:x16}' -f ([uint64]$marker.Raw -band -bnot ([uint64]1 -shl 55)) | Should -Be ('0x{0:x16}' -f $expected) -Because 'pagemap hides the swap type that would name the marker'
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/0" -Method WriteProtect
+            (Get-PageMap -Id $t.Id -Address ([Convert]::ToUInt64($hex, 16) + 5 * $PageSize) -Length $PageSize).Present | Should -BeTrue -Because 'the save read the marker, which faulted a page in'
+            Assert-IsTheMoment $t "$dir/0" 'the page read holds zeros'
+        } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+    }
+}
+
 Describe 'Round 28: a WriteProtect increment of a process held at its memory cgroup''s limit (root)' -Tag 'Workflows', 'Security', 'Round28Cgroup' -Skip:([bool]($WtSkip -or $MemcgSkip)) {
     # Round 16's case without lifting the limit: pages written, saved, lazily freed, then a limit of half of them makes
     # reclaim discard about half. Before the fix the increment read the discarded pages' markers, which faulted a page in
