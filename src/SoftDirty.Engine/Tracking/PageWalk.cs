@@ -50,8 +50,11 @@ internal static class PageWalk
     /// </summary>
     public static IEnumerable<PageRegion> PresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous = null, CancellationToken cancel = default)
     {
-        var regions = AllPresentRegions(source, spans, sharedAnonymous, cancel);
-        return Root(source) is ProcPageSource proc ? WithinFiles(WithoutMarkers(source, regions), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize) : regions;
+        if (Root(source) is not ProcPageSource proc) return AllPresentRegions(source, spans, null, null, cancel);
+        // The ranges the process serves with a userfaultfd of its own (smaps read once, for the walk and for the markers).
+        var waiting = new Lazy<List<AddressRange>>(() => UserfaultfdWaitRanges(source), LazyThreadSafetyMode.None);
+        var regions = AllPresentRegions(source, spans, sharedAnonymous, waiting, cancel);
+        return WithinFiles(WithoutMarkers(source, regions, waiting), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize);
     }
 
     /// <summary>
@@ -76,14 +79,21 @@ internal static class PageWalk
     /// reclaim or MADV_DONTNEED drops a page: it reads as zeros, as a page not present does. A read of one is a read fault in
     /// the process, which maps a page for it (on a kernel that maps no shared zero page, a new page charged to the process's
     /// memory cgroup: at its limit the kernel killed the process for a save, round 28). Where the frame is hidden they are
-    /// read as before.
+    /// read as before, and so are those of a range the process serves with a userfaultfd of its own in MISSING or MINOR
+    /// mode (<paramref name="waiting"/>, <see cref="UserfaultfdWaitRanges"/>): there the page is its monitor's, and the read,
+    /// which fails at once, counts it unreadable (round 6).
     /// </summary>
-    private static IEnumerable<PageRegion> WithoutMarkers(IPageSource source, IEnumerable<PageRegion> regions)
+    private static IEnumerable<PageRegion> WithoutMarkers(IPageSource source, IEnumerable<PageRegion> regions, Lazy<List<AddressRange>> waiting)
     {
         PagemapEntry[]? entries = null;
+        int at = 0;
         foreach (var r in regions)
         {
             if ((r.Categories & PageCategory.Swapped) == 0 || (r.Categories & PageCategory.Present) != 0) { yield return r; continue; }
+            var served = waiting.Value;
+            while (at < served.Count && served[at].End <= r.Start) at++;
+            // Regions lie within one mapping each, and each served range is a whole mapping.
+            if (at < served.Count && served[at].Start < r.End) { yield return r; continue; }
             foreach (var part in Without(source, r, entries ??= new PagemapEntry[PageMapReader.DefaultChunkEntries], IsWriteProtectMarker)) yield return part;
         }
     }
@@ -108,7 +118,8 @@ internal static class PageWalk
         }
     }
 
-    private static IEnumerable<PageRegion> AllPresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous, CancellationToken cancel)
+    private static IEnumerable<PageRegion> AllPresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous, Lazy<List<AddressRange>>? waiting,
+        CancellationToken cancel)
     {
         if (sharedAnonymous is not null && Root(source) is not ProcPageSource) sharedAnonymous = null;
         if (source.Features.PagemapScan && sharedAnonymous is null)
@@ -132,7 +143,7 @@ internal static class PageWalk
         {
             PageSize = pageSize,
             SharedAnonymous = sharedAnonymous,
-            Waiting = sharedAnonymous is null ? null : UserfaultfdWaitRanges(source),
+            Waiting = sharedAnonymous is null ? null : waiting?.Value,
         };
         var regions = new List<PageRegion>();
         foreach (var span in spans)
