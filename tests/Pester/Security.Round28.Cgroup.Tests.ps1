@@ -19,6 +19,9 @@ BeforeDiscovery {
         $frame = @(Get-PageMap -Id $PID -Address $first.Start -Length ($first.End - $first.Start) -Present | Select-Object -First 1).Pfn
         if (-not $frame) { 'pagemap shows frame numbers (and so the swap type that names a uffd-wp marker) only to CAP_SYS_ADMIN, and hid them here: without them a marker cannot be told from a swapped page and is read as before (README: the write tracking''s markers)' }
     }
+    # Compaction on demand (root: /proc/sys/vm/compact_memory, CONFIG_COMPACTION).
+    $CompactSkip = if (-not $IsLinux) { 'Linux only' } elseif ((id -u) -ne '0') { 'only root may ask for compaction (/proc/sys/vm/compact_memory)' }
+    elseif (-not (Test-Path /proc/sys/vm/compact_memory)) { 'the kernel has no compaction (CONFIG_COMPACTION)' }
     # A memory cgroup the test may make (root): cgroup v1's memory hierarchy, or v2 with the memory controller enabled for
     # children of the root (as round 16).
     $MemcgSkip = if (-not $IsLinux) { 'Linux only' } elseif ((id -u) -ne '0') { 'only root may make a memory cgroup and move a process into it' }
@@ -116,6 +119,35 @@ Describe 'Round 28: a WriteProtect save reads no uffd-wp marker of a private ano
             $samples.DirtyPages | Should -Be @(0, 0)
             Get-PresentCount $t $hex $pages | Should -Be $present -Because 'a snapshot reads no uffd-wp marker'
         } finally { Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t }
+    }
+}
+
+Describe 'Round 28: pages migrated (compaction) while a WriteProtect chain is saved (root)' -Tag 'Workflows', 'Security', 'Round28Cgroup' -Skip:([bool]($WtSkip -or $FrameSkip -or $CompactSkip)) {
+    # A page under migration is a migration entry, which pagemap shows as swapped, with the uffd-wp bit of the page it
+    # stands for: it holds data, and must never be taken for a marker (its swap type differs). Compaction runs in a loop
+    # beside the saves; each increment must restore what a Hash image of the same moment restores.
+    It 'each increment restores what a full image of its moment restores' {
+        $pages = 8192
+        $t = Start-TestTarget -Path $wtExe
+        $dir = New-ImagePath 'compact'
+        $migrated = { [uint64]((Get-Content /proc/vmstat | Where-Object { $_ -like 'pgmigrate_success *' }) -split ' ')[1] }
+        $before = & $migrated
+        $job = Start-ThreadJob { for ($i = 0; $i -lt 200; $i++) { [IO.File]::WriteAllText('/proc/sys/vm/compact_memory', '1'); Start-Sleep -Milliseconds 20 } }
+        try {
+            $hex = Send-TestTarget $t "map $pages"
+            $null = Send-TestTarget $t "write $hex 0 $pages"
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir/0" -Method WriteProtect
+            $random = [Random]::new(28)
+            for ($i = 1; $i -le 4; $i++) {
+                for ($k = 0; $k -lt 20; $k++) { $null = Send-TestTarget $t "write $hex $($random.Next(0, $pages - 8)) 8" }
+                $null = Save-MemoryImage -Id $t.Id -Path "$dir/$i" -Parent "$dir/$($i - 1)" -Method WriteProtect
+                Assert-IsTheMoment $t "$dir/$i" "increment $i"
+            }
+        } finally {
+            Stop-Job $job; Remove-Job $job -Force
+            Disable-WriteTracking -Id $t.Id -ErrorAction SilentlyContinue; Stop-TestTarget $t
+        }
+        if ((& $migrated) -eq $before) { Set-ItResult -Skipped -Because 'compaction migrated no page during the saves (nothing to move, or free memory already compact)' }
     }
 }
 
