@@ -50,8 +50,11 @@ internal static class PageWalk
     /// </summary>
     public static IEnumerable<PageRegion> PresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous = null, CancellationToken cancel = default)
     {
-        var regions = AllPresentRegions(source, spans, sharedAnonymous, cancel);
-        return Root(source) is ProcPageSource proc ? WithinFiles(WithoutFileMarkers(source, regions, spans), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize) : regions;
+        if (Root(source) is not ProcPageSource proc) return AllPresentRegions(source, spans, null, null, cancel);
+        // The ranges the process serves with a userfaultfd of its own (smaps read once, for the walk and for the markers).
+        var waiting = new Lazy<List<AddressRange>>(() => UserfaultfdWaitRanges(source), LazyThreadSafetyMode.None);
+        var regions = AllPresentRegions(source, spans, sharedAnonymous, waiting, cancel);
+        return WithinFiles(WithoutMarkers(source, regions, waiting), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize);
     }
 
     /// <summary>
@@ -67,21 +70,30 @@ internal static class PageWalk
     private static bool IsWriteProtectMarker(PagemapEntry e) => e.Swapped && e.UffdWriteProtected && e.SwapType == PteMarkerSwapType;
 
     /// <summary>
-    /// The regions without the uffd-wp markers in mappings of files and shared memory (<see cref="ContentCheckedTracker.ChangeableByOthers"/>),
-    /// where the caller can tell them (<see cref="IsWriteProtectMarker"/>): the kernel leaves one where it drops a page of such a
-    /// mapping under write tracking (reclaim, MADV_DONTNEED, a hole punched), and the page is then what a page of a file mapping
-    /// not present is: the file's, in no image. A read of one faults the page in from its file system, which may never answer (a
-    /// FUSE server holding the read: Ctrl+C does not end that wait; round 20). Where the frame is hidden they are read as before.
+    /// The regions without the uffd-wp markers, where the caller can tell them (<see cref="IsWriteProtectMarker"/>). None holds
+    /// data. In a mapping of a file or of shared memory (<see cref="ContentCheckedTracker.ChangeableByOthers"/>) the kernel leaves
+    /// one where it drops a page under write tracking (reclaim, MADV_DONTNEED, a hole punched), and the page is then what a page
+    /// of a file mapping not present is: the file's, in no image. A read of one faults the page in from its file system, which
+    /// may never answer (a FUSE server holding the read: Ctrl+C does not end that wait; round 20). In a private anonymous
+    /// mapping a reset puts one on every page never populated in a page table it has (WP_UNPOPULATED), and none stays where
+    /// reclaim or MADV_DONTNEED drops a page: it reads as zeros, as a page not present does. A read of one is a read fault in
+    /// the process, which maps a page for it (on a kernel that maps no shared zero page, a new page charged to the process's
+    /// memory cgroup: at its limit the kernel killed the process for a save, round 28). Where the frame is hidden they are
+    /// read as before, and so are those of a range the process serves with a userfaultfd of its own in MISSING or MINOR
+    /// mode (<paramref name="waiting"/>, <see cref="UserfaultfdWaitRanges"/>): there the page is its monitor's, and the read,
+    /// which fails at once, counts it unreadable (round 6).
     /// </summary>
-    private static IEnumerable<PageRegion> WithoutFileMarkers(IPageSource source, IEnumerable<PageRegion> regions, IReadOnlyList<PageSpan> spans)
+    private static IEnumerable<PageRegion> WithoutMarkers(IPageSource source, IEnumerable<PageRegion> regions, Lazy<List<AddressRange>> waiting)
     {
-        int at = 0;
         PagemapEntry[]? entries = null;
+        int at = 0;
         foreach (var r in regions)
         {
             if ((r.Categories & PageCategory.Swapped) == 0 || (r.Categories & PageCategory.Present) != 0) { yield return r; continue; }
-            while (at < spans.Count && spans[at].End <= r.Start) at++;
-            if (at == spans.Count || spans[at].Start > r.Start || spans[at].Mapping is not { } mapping || !ContentCheckedTracker.ChangeableByOthers(mapping)) { yield return r; continue; }
+            var served = waiting.Value;
+            while (at < served.Count && served[at].End <= r.Start) at++;
+            // Regions lie within one mapping each, and each served range is a whole mapping.
+            if (at < served.Count && served[at].Start < r.End) { yield return r; continue; }
             foreach (var part in Without(source, r, entries ??= new PagemapEntry[PageMapReader.DefaultChunkEntries], IsWriteProtectMarker)) yield return part;
         }
     }
@@ -106,7 +118,8 @@ internal static class PageWalk
         }
     }
 
-    private static IEnumerable<PageRegion> AllPresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous, CancellationToken cancel)
+    private static IEnumerable<PageRegion> AllPresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous, Lazy<List<AddressRange>>? waiting,
+        CancellationToken cancel)
     {
         if (sharedAnonymous is not null && Root(source) is not ProcPageSource) sharedAnonymous = null;
         if (source.Features.PagemapScan && sharedAnonymous is null)
@@ -130,7 +143,7 @@ internal static class PageWalk
         {
             PageSize = pageSize,
             SharedAnonymous = sharedAnonymous,
-            Waiting = sharedAnonymous is null ? null : UserfaultfdWaitRanges(source),
+            Waiting = sharedAnonymous is null ? null : waiting?.Value,
         };
         var regions = new List<PageRegion>();
         foreach (var span in spans)
