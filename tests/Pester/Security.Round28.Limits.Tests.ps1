@@ -9,14 +9,26 @@
 # chain that Test-MemoryImage and Save-MemoryImage -Parent read was ResourceLimit to a restore at the same limit, and the
 # pages files it had opened before it met the limit stayed open until the garbage collector came.
 
+BeforeDiscovery {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:PtraceSkip = if ($IsLinux) { Get-PtraceSkipReason } else { 'Linux only' }
+    $isRoot = $IsLinux -and (id -u) -eq '0'
+    # Root is exempt from ulimit -u (CAP_SYS_RESOURCE): it meets a thread limit in a pids cgroup, which it makes (v1 or v2).
+    $script:NoThreadLimit = if ($isRoot -and -not (Test-Path /sys/fs/cgroup/pids/cgroup.procs) -and
+        -not ((Test-Path /sys/fs/cgroup/cgroup.subtree_control) -and (Get-Content /sys/fs/cgroup/cgroup.subtree_control) -match '\bpids\b')) {
+        'root meets no thread limit here: no pids cgroup hierarchy (v1), nor the pids controller enabled below the cgroup v2 root'
+    }
+}
+
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:IsRoot = $IsLinux -and (id -u) -eq '0'
+    $script:WtSkip = if ($IsLinux) { Get-WriteTrackingSkipReason -Relation Descendant } else { 'Linux only' }
+    $script:wtExe = Join-Path $PSScriptRoot '../native/bin/wttarget'
     $script:root = New-Item -ItemType Directory (Join-Path $TestDrive 'r28limits')
-    # The child's helpers: the soft open-file limit set in-process (setrlimit; at a low limit PowerShell could start no
-    # prlimit), the limit that leaves exactly N descriptors free below it (RLIMIT_NOFILE bounds the descriptor's number,
-    # so holes count), and the descriptors open (the listing's own left out).
-    $script:prelude = @'
-param([string] $Out)
+    # What both children start with: the module, and the soft limits set in-process (setrlimit; at a low limit PowerShell
+    # could start no prlimit). 7: RLIMIT_NOFILE, 6: RLIMIT_NPROC (asm-generic/resource.h, x86-64 and arm64 alike).
+    $script:common = @'
 $PSStyle.OutputRendering = 'PlainText'
 Import-Module $env:SOFTDIRTY_MODULE
 $ErrorActionPreference = 'Stop'
@@ -24,9 +36,16 @@ $WarningPreference = 'SilentlyContinue'
 Add-Type -Namespace R28 -Name Limit -MemberDefinition @"
 [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] private static extern int getrlimit(int resource, ulong[] limits);
 [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)] private static extern int setrlimit(int resource, ulong[] limits);
-// 7: RLIMIT_NOFILE (asm-generic/resource.h, x86-64 and arm64 alike).
-public static ulong Soft() { var l = new ulong[2]; return getrlimit(7, l) == 0 ? l[0] : 0; }
-public static int SetOpenFiles(ulong soft) { var l = new ulong[2]; if (getrlimit(7, l) != 0) return -1; l[0] = soft; return setrlimit(7, l); }
+public const int OpenFiles = 7, Threads = 6;
+public static ulong Soft(int resource) { var l = new ulong[2]; return getrlimit(resource, l) == 0 ? l[0] : 0; }
+public static int Set(int resource, ulong soft) { var l = new ulong[2]; if (getrlimit(resource, l) != 0) return -1; l[0] = soft; return setrlimit(resource, l); }
+public static int SetOpenFiles(ulong soft) { return Set(OpenFiles, soft); }
+"@
+'@
+    # The descriptor helpers of the first child: the limit that leaves exactly N descriptors free below it (RLIMIT_NOFILE
+    # bounds the descriptor's number, so holes count), and the descriptors open (the listing's own left out).
+    $script:prelude = "param([string] `$Out)`n" + $common + "`n" + @'
+Add-Type -Namespace R28 -Name Descriptors -MemberDefinition @"
 public static System.Collections.Generic.HashSet<int> Open() {
     var used = new System.Collections.Generic.HashSet<int>();
     foreach (var f in System.IO.Directory.GetFiles("/proc/self/fd")) {
@@ -41,13 +60,13 @@ public static int LimitFor(int free) {
     for (int n = 0, seen = 0; ; n++) if (!used.Contains(n)) { if (seen == free) return n; seen++; }
 }
 "@
-$soft = [R28.Limit]::Soft()
+$soft = [R28.Limit]::Soft([R28.Limit]::OpenFiles)
 function Invoke-AtLimit([int] $Free, [scriptblock] $Command) {
-    $before = [R28.Limit]::Open().Count
-    if ([R28.Limit]::SetOpenFiles([ulong][R28.Limit]::LimitFor($Free)) -ne 0) { throw 'setrlimit failed' }
+    $before = [R28.Descriptors]::Open().Count
+    if ([R28.Limit]::SetOpenFiles([ulong][R28.Descriptors]::LimitFor($Free)) -ne 0) { throw 'setrlimit failed' }
     $id = try { $null = & $Command; 'ok' } catch { ($_.FullyQualifiedErrorId -split ',')[0] }
     $null = [R28.Limit]::SetOpenFiles($soft)
-    "$id $([R28.Limit]::Open().Count - $before)"
+    "$id $([R28.Descriptors]::Open().Count - $before)"
 }
 '@
     # One child runs every part (a PowerShell started and its module imported once), each in a folder of its own; its lines
@@ -61,15 +80,15 @@ $null = $files | Receive-MemoryImage "$Out/warm" -Confirm:$false
 foreach ($free in 0..10) {
     foreach ($at in 0..2) {
         $dest = "$Out/r-$free-$at"
-        $before = [R28.Limit]::Open().Count
+        $before = [R28.Descriptors]::Open().Count
         $id = try {
-            $null = & { for ($i = 0; $i -lt 3; $i++) { if ($i -eq $at) { $null = [R28.Limit]::SetOpenFiles([ulong][R28.Limit]::LimitFor($free)) }; $files[$i] } } |
+            $null = & { for ($i = 0; $i -lt 3; $i++) { if ($i -eq $at) { $null = [R28.Limit]::SetOpenFiles([ulong][R28.Descriptors]::LimitFor($free)) }; $files[$i] } } |
                 Receive-MemoryImage $dest -Confirm:$false
             'ok'
         } catch { ($_.FullyQualifiedErrorId -split ',')[0] }
         $null = [R28.Limit]::SetOpenFiles($soft)
         $valid = if (Test-Path $dest) { Test-MemoryImage $dest } else { 'absent' }
-        "CASE $free $at $id $([R28.Limit]::Open().Count - $before) $valid"
+        "CASE $free $at $id $([R28.Descriptors]::Open().Count - $before) $valid"
     }
 }
 'LEFT ' + ((Get-ChildItem -Force $Out -Name | Where-Object { $_ -notmatch '^(img|warm|r-\d+-\d)$' }) -join ' ')
@@ -185,5 +204,106 @@ Describe 'Round 28: a PowerShell whose open-file limit runs out while it receive
             $cases | Should -Contain "CASE save $free ok 0" -Because $text
         }
         @($cases | Where-Object { ($_ -split ' ')[2] -eq '0' -and ($_ -split ' ')[3] -eq 'ok' }) | Should -BeNullOrEmpty -Because 'no descriptor left: nothing can be read'
+    }
+}
+
+Describe 'Round 28: a PowerShell that may start no more threads (a pids cgroup as root, ulimit -u otherwise)' -Tag 'Security', 'Round28Limits' -Skip:([bool]$PtraceSkip -or [bool]$NoThreadLimit) {
+    # .NET says a thread it may not start with System.OutOfMemoryException (Thread.Start) or TaskSchedulerException (a
+    # long-running task): Save-MemoryImage -Freeze said the first, Restore-MemoryImage the second, as their error ids. And the
+    # hold that keeps .NET from reaping a traced child (round 23) counted itself in force before its thread started: refused,
+    # it stayed counted with no thread, and for the rest of the session every trace of a child went on without it.
+    BeforeAll {
+        $script:cgroup = $null
+        if ($IsRoot) {
+            $name = "softdirty-r28-$([guid]::NewGuid().ToString('n'))"
+            $script:cgroup = if (Test-Path /sys/fs/cgroup/pids/cgroup.procs) { "/sys/fs/cgroup/pids/$name" } else { "/sys/fs/cgroup/$name" }
+            $null = New-Item -ItemType Directory $cgroup
+        }
+    }
+    # rmdir (a cgroup folder holds only its control files, and the child that used it has exited).
+    AfterAll { if ($cgroup -and (Test-Path $cgroup)) { [IO.Directory]::Delete($cgroup) } }
+
+    It 'each command meets the limit as ResourceLimit, leaves the target running and untraced, and the session works on when the limit is lifted' {
+        if ($cgroup -and -not (Test-Path "$cgroup/pids.max")) { Set-ItResult -Skipped -Because "the pids controller is not enabled for new cgroups under $(Split-Path $cgroup)"; return }
+        $script = Join-Path $root 'threads.ps1'
+        "param([string] `$Target, [string] `$Out, [string] `$Cgroup, [string] `$Tracking)`n" + $common + "`n" + @'
+$uid = (Get-Content /proc/self/status | Where-Object { $_ -like 'Uid:*' }) -split '\s+' | Select-Object -Index 1
+function Get-UserThreads {
+    $n = 0
+    foreach ($p in [IO.Directory]::GetDirectories('/proc')) {
+        if ((Split-Path $p -Leaf) -notmatch '^\d+$') { continue }
+        try {
+            $u = [IO.File]::ReadAllLines("$p/status") | Where-Object { $_ -like 'Uid:*' }
+            if ((($u -split '\s+')[1]) -eq $uid) { $n += [IO.Directory]::GetDirectories("$p/task").Count }
+        } catch { }
+    }
+    $n
+}
+$soft = [R28.Limit]::Soft([R28.Limit]::Threads)
+function Set-Room([int] $Extra) {
+    if ($Cgroup) { Set-Content "$Cgroup/pids.max" ([int](Get-Content "$Cgroup/pids.current") + $Extra) }
+    elseif ([R28.Limit]::Set([R28.Limit]::Threads, [ulong]((Get-UserThreads) + $Extra)) -ne 0) { throw 'setrlimit failed' }
+}
+function Clear-Room { if ($Cgroup) { Set-Content "$Cgroup/pids.max" 'max' } else { $null = [R28.Limit]::Set([R28.Limit]::Threads, $soft) } }
+$psi = [Diagnostics.ProcessStartInfo]::new($Target); $psi.RedirectStandardInput = $true; $psi.RedirectStandardOutput = $true
+$t = [Diagnostics.Process]::Start($psi); $null = $t.StandardOutput.ReadLine()
+$t.StandardInput.WriteLine('map 8'); $null = $t.StandardOutput.ReadLine()
+$e = New-EmulatedProcess; $m = $e | Add-EmulatedMapping -Length 64KB; $e | Write-EmulatedMemory -Address $m.Start -Length 64KB
+$null = Save-MemoryImage -Emulator $e -Path "$Out/img" -Confirm:$false
+$cases = [ordered]@{
+    freeze = { Save-MemoryImage -Id $t.Id -Freeze -Path "$Out/f$x" -Confirm:$false }
+    restore = { Restore-MemoryImage "$Out/img" "$Out/r$x" }
+}
+if ($Tracking) {
+    $cases.enable = { Enable-WriteTracking -Id $t.Id -Confirm:$false }
+    $cases.wpsave = { Save-MemoryImage -Id $t.Id -Method WriteProtect -Path "$Out/w$x" -Confirm:$false }
+    $cases.disable = { Disable-WriteTracking -Id $t.Id -Confirm:$false }
+}
+$engine = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'SoftDirty.Engine' }
+function Get-Holds {
+    foreach ($type in 'SoftDirty.Injection.ChildReapingHold', 'SoftDirty.Injection.ChildStopGuard') {
+        $engine.GetType($type).GetField('_holders', [Reflection.BindingFlags]'NonPublic, Static').GetValue($null)
+    }
+}
+try {
+    foreach ($name in $cases.Keys) { $x = 'warm'; try { $null = & $cases[$name] } catch { "WARMUP $name $($_.FullyQualifiedErrorId)" } }
+    if ($Cgroup) { Set-Content "$Cgroup/cgroup.procs" $PID }
+    foreach ($extra in 0..3) {
+        foreach ($name in $cases.Keys) {
+            $x = "$extra"
+            Set-Room $extra
+            $id = try { $null = & $cases[$name]; 'ok' } catch { ($_.FullyQualifiedErrorId -split ',')[0] }
+            Clear-Room
+            $state = ((Get-Content "/proc/$($t.Id)/stat") -split ' ')[2]
+            $tracer = (Get-Content "/proc/$($t.Id)/status" | Where-Object { $_ -like 'TracerPid:*' }) -replace '\D', ''
+            "CASE $extra $name $id $state $tracer $((Get-Holds) -join ',')"
+        }
+        if ($Tracking) { try { Disable-WriteTracking -Id $t.Id -Confirm:$false } catch { if ($_.FullyQualifiedErrorId -notlike 'WriteTrackingNotEnabled,*') { "CLEANUP $($_.FullyQualifiedErrorId)" } } }
+    }
+    $x = 'after'
+    foreach ($name in $cases.Keys) { "AFTER $name $(try { $null = & $cases[$name]; 'ok' } catch { ($_.FullyQualifiedErrorId -split ',')[0] })" }
+    'UFFD ' + @(Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object { "$($_.LinkTarget)" -like '*userfaultfd*' }).Count
+    'CHILD DONE'
+} finally { Clear-Room; $t.Kill() }
+'@ | Set-Content -LiteralPath $script
+        $out = New-Item -ItemType Directory (Join-Path $root 'threads')
+        $pwsh = Get-PwshCommandLine
+        $lines = @(& $pwsh[0] @($pwsh | Select-Object -Skip 1) -NoProfile -NonInteractive -File $script (Resolve-Path $wtExe).Path $out.FullName "$cgroup" $(if ($WtSkip) { '' } else { 'yes' }) 2>&1 | ForEach-Object { "$_" })
+        $text = $lines -join "`n"
+        $lines | Should -Contain 'CHILD DONE' -Because $text
+        @($lines | Where-Object { $_ -like 'WARMUP *' -or $_ -like 'CLEANUP *' }) | Should -BeNullOrEmpty -Because $text
+        $cases = @($lines | Where-Object { $_ -like 'CASE *' })
+        $cases.Count | Should -Be (4 * $(if ($WtSkip) { 2 } else { 5 }))
+        $notEnabled = @($cases | Where-Object { ($_ -split ' ')[2] -eq 'enable' -and ($_ -split ' ')[3] -ne 'ok' } | ForEach-Object { ($_ -split ' ')[1] })
+        foreach ($c in $cases) {
+            $f = $c -split ' '
+            ($f[3] -in 'ok', 'ResourceLimit' -or ($f[2] -eq 'disable' -and $f[3] -eq 'WriteTrackingNotEnabled' -and $f[1] -in $notEnabled)) | Should -BeTrue -Because "a thread limit of this PowerShell is ResourceLimit ($c)"
+            $f[4] | Should -Not -Be 't' -Because "the target is never left stopped ($c)"
+            $f[5] | Should -Be '0' -Because "the target is never left traced ($c)"
+            $f[6] | Should -Be '0,0' -Because "no hold of .NET's reaping stays counted after a command ($c)"
+        }
+        @($cases | Where-Object { ($_ -split ' ')[3] -eq 'ResourceLimit' }).Count | Should -BeGreaterThan 0 -Because "no room for a thread: the freeze needs one`n$text"
+        @($lines | Where-Object { $_ -like 'AFTER *' -and $_ -notlike '* ok' }) | Should -BeNullOrEmpty -Because "with the limit lifted every command works`n$text"
+        $lines | Should -Contain 'UFFD 0'
     }
 }
