@@ -103,7 +103,9 @@ public enum EngineError
     /// The system refused a resource the command needed to read an image (too many open files: a chain holds each of its
     /// images open while it is read; out of memory): nothing is known about the image, which is neither called valid nor
     /// invalid. Raise the limit (ulimit -n) and try again. Likewise for opening /proc/PID, a /proc file of the process, a
-    /// folder on the way to a destination or a file there (round 13): never ProcessNotFound of a process that runs on.
+    /// folder on the way to a destination or a file there (round 13): never ProcessNotFound of a process that runs on. Likewise
+    /// for a thread this process may not start (ulimit -u, a pids cgroup; round 28), and for the folder of a file piped to
+    /// Receive-MemoryImage: never ImageCorrupt of an image that is whole.
     /// </summary>
     [Categorized(FailureCategory.ResourceUnavailable)]
     ResourceLimit,

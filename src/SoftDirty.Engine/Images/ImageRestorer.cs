@@ -1,3 +1,4 @@
+using Microsoft.Win32.SafeHandles;
 using System.IO;
 using System.Linq;
 using System.Threading;
@@ -18,12 +19,21 @@ internal static class ImageRestorer
         var pages = ImageReader.Resolve(indexes);
         var leaf = chain[^1].Manifest;
         int ps = leaf.PageSize;
-        target.Prepare(leaf.Mappings, ps);
-        var handles = chain.Select(c => SafeFiles.OpenRegular(c.Folder, ImageFormat.PagesFile)).ToArray();
+        // Each image's pages file, its folder then closed (nothing else of the image is read): a restore holds one descriptor
+        // per image, as reading the chain does. Two per image, a chain that Test-MemoryImage and Save-MemoryImage -Parent
+        // read was ResourceLimit to a restore at the same ulimit -n (round 28), and the files opened before the limit was met
+        // stayed open until the garbage collector came: the next command of the session met the limit sooner.
+        var handles = new SafeFileHandle?[chain.Count];
         // Each image's pages file by name, made once (made a page, it was most of what a restore allocated).
         var files = chain.Select(c => c.File(ImageFormat.PagesFile)).ToArray();
         try
         {
+            for (int c = 0; c < chain.Count; c++)
+            {
+                handles[c] = SafeFiles.OpenRegular(chain[c].Folder, ImageFormat.PagesFile);
+                chain[c].Dispose();
+            }
+            target.Prepare(leaf.Mappings, ps);
             var page = new byte[ps];
             ulong n = 0;
             // The latest image's mappings are sorted and disjoint (ImageVerifier), and so are the pages: one cursor.
@@ -37,7 +47,7 @@ internal static class ImageRestorer
                 // target would fail on it (an emulated process has no memory there) or drop it.
                 while (at < layout.Count && layout[at].End <= addr) at++;
                 if (at == layout.Count || layout[at].Start > addr) continue;
-                int got = SafeFiles.ReadAt(handles[img], page, (long)offset, files[img]);
+                int got = SafeFiles.ReadAt(handles[img]!, page, (long)offset, files[img]);
                 if (got < ps)
                 {
                     var file = files[img];
@@ -60,6 +70,6 @@ internal static class ImageRestorer
             if (ReferenceEquals(named, ex)) throw;
             throw named;
         }
-        finally { foreach (var h in handles) h.Dispose(); }
+        finally { foreach (var h in handles) h?.Dispose(); }
     }
 }

@@ -122,15 +122,24 @@ internal sealed class PrivateOutput : IDisposable
         // said of an image a crash may take away, so it is taken away now, its manifest first (round 25).
         if (_parent.SyncError() is int f and not 0)
         {
-            _ = Withdraw(_name);
-            _withdrawn = !exists;
             // The empty folder the result replaced is made again (with its mode): a failed command leaves the destination as it
             // was (round 26; it was left absent). Not synced: the fsync that failed would be the one to make it durable.
-            bool back = !exists || _parent.MakeDirectory(_name, emptyMode);
+            bool back = TakeBack(exists, emptyMode);
             throw SafeFiles.WriteFailure(Destination, f,
                 $"{_what} {Destination} was put in place, but fsync of its folder {_parent.Path} said {Errno.Describe(f)}: it might not survive a crash, so it was removed again{(back ? "" : " (the empty folder that was there could not be made again)")}. Check the disk and run the command again.");
         }
-        RequireNamedByDestination();
+        RequireNamedByDestination(exists, emptyMode);
+    }
+
+    /// <summary>
+    /// Takes away the result just put in place, as a failed fsync of the parent does (<see cref="Commit"/>), and says whether
+    /// the empty folder it replaced was made again.
+    /// </summary>
+    private bool TakeBack(bool existed, UnixFileMode emptyMode)
+    {
+        _ = Withdraw(_name);
+        _withdrawn = !existed;
+        return !existed || _parent.MakeDirectory(_name, emptyMode);
     }
 
     /// <summary>
@@ -182,7 +191,7 @@ internal sealed class PrivateOutput : IDisposable
     /// then described the path, and returned what the link showed (another image, as a successful save) or said
     /// ImageIncomplete of a whole image. The result is kept where it is, and the error names it.
     /// </summary>
-    private void RequireNamedByDestination()
+    private void RequireNamedByDestination(bool existed, UnixFileMode emptyMode)
     {
         // Opened as readers open it (in pieces, so past PATH_MAX too; the caller's and root's links followed).
         SafeDirectory? there;
@@ -190,6 +199,16 @@ internal sealed class PrivateOutput : IDisposable
         // What the path names now (a file, a link of another user's, a loop) is not the folder; an error that says nothing of
         // that (out of descriptors, EACCES, EIO) is the command's error as it is (round 13: a limit of this process is ResourceLimit).
         catch (EngineException ex) when (ex.Error is EngineError.InvalidArgument or EngineError.UnsafeDestination) { there = null; }
+        // Out of descriptors (or memory) here, the result stayed in place under a command that failed (round 28: a script that
+        // tried again met ImageExists, a migration's receiver said ResourceLimit of the image it kept): taken away, so that the
+        // failed command leaves the destination as it was, as after a failed fsync.
+        catch (EngineException ex) when (ex.Error == EngineError.ResourceLimit)
+        {
+            bool back = TakeBack(existed, emptyMode);
+            throw new EngineException(EngineError.ResourceLimit,
+                $"{ex.Message} {_what} {Destination} was put in place, but this check of it could not be made, so it was removed again{(back ? "" : " (the empty folder that was there could not be made again)")}.",
+                Destination, ex.Errno, ex);
+        }
         using (there)
         {
             if (there is not null && FileNative.Fstat(there.Fd, out _) is { } t && FileNative.Fstat(_work.Fd, out _) is { } made

@@ -298,6 +298,10 @@ internal static class SafeFiles
         if (e is Errno.ENOENT or FileNative.ENOTDIR) throw new FileNotFoundException(full);
         if (e is Errno.EACCES or Errno.EPERM)
             throw new EngineException(EngineError.PermissionDenied, $"{full}: {Errno.Describe(e)} (an image of another user, or a directory you may not read).", full, e);
+        // A limit of this process (no descriptor left) says nothing of the folder: it was ImageCorrupt (round 28), and a
+        // write-tracking state read so was taken as malformed.
+        if (Errno.IsResourceLimit(e))
+            throw new EngineException(EngineError.ResourceLimit, $"{full}: opening {folder} failed: {Errno.Describe(e)}. Nothing is known about the file: raise the limit (ulimit -n) and try again.", full, e);
         throw new EngineException(e == Errno.EIO ? EngineError.ImageReadError : EngineError.ImageCorrupt, $"{folder}: {Errno.Describe(e)}", full, e);
     }
 }

@@ -46,7 +46,7 @@ internal static class ChildReapingHold
         if (ReapingLock is null) return;
         lock (Gate)
         {
-            if (_holders++ > 0) return;
+            if (_holders > 0) { _holders++; return; }
             // A thread of its own holds the lock (a monitor is released only by the thread that took it; this hold may end on another).
             var taken = new ManualResetEventSlim();
             var release = new ManualResetEventSlim();
@@ -57,7 +57,15 @@ internal static class ChildReapingHold
                 try { got = true; taken.Set(); release.Wait(); }
                 finally { Monitor.Exit(ReapingLock); }
             }) { IsBackground = true, Name = "SoftDirty child reaping hold" };
-            holder.Start();
+            // Counted once started: refused (a thread limit of this process), no hold is in force and the next Exit finds none.
+            try { ThreadLimit.Start(holder, "Holding .NET's reaping of its children off while a child is traced"); }
+            catch
+            {
+                taken.Dispose();
+                release.Dispose();
+                throw;
+            }
+            _holders = 1;
             taken.Wait();
             taken.Dispose();
             _release = release;

@@ -40,7 +40,16 @@ internal sealed partial class ChildStopGuard : IDisposable
         {
             if (_holders++ == 0) _setHere = SetNoChildStop(true);
         }
-        ChildReapingHold.Enter();
+        try { ChildReapingHold.Enter(); }
+        catch
+        {
+            // No guard (a thread limit of this process refused the hold's thread): what For did is undone, as Dispose would.
+            lock (Gate)
+            {
+                if (--_holders == 0 && _setHere) { SetNoChildStop(false); _setHere = false; }
+            }
+            throw;
+        }
         return new ChildStopGuard();
     }
 

@@ -338,7 +338,8 @@ internal sealed class PtraceFreeze : IDisposable
             while (!done.Wait(ReapInterval))
                 lock (reaped) reaped.AddRange(ReapExited(held, except: 0, remove: false));
         }) { IsBackground = true, Name = "SoftDirty freeze reaper" };
-        reaper.Start();
+        // Refused (a thread limit of this process), the freeze fails as a whole and lets go of what it held (Freeze).
+        ThreadLimit.Start(reaper, $"Freezing thread {tid}");
         int rc, e;
         try
         {

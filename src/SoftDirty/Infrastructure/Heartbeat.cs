@@ -26,11 +26,17 @@ internal static class Heartbeat
     public static T Run<T>(Func<T> work, Action beat)
     {
         string? counters = null;
-        var task = Task.Factory.StartNew(() =>
+        Task<T> task;
+        try
         {
-            Volatile.Write(ref counters, CountersOfThisThread());
-            return work();
-        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            task = Task.Factory.StartNew(() =>
+            {
+                Volatile.Write(ref counters, CountersOfThisThread());
+                return work();
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        }
+        // Its thread refused (a thread limit of this PowerShell): the work has not begun (round 28: TaskSchedulerException).
+        catch (TaskSchedulerException ex) { throw ThreadLimit.Error("Starting the work of the command on a thread of its own", ex); }
         string? last = null;
         while (!((IAsyncResult)task).AsyncWaitHandle.WaitOne(IntervalMilliseconds))
         {
