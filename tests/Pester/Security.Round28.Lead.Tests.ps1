@@ -3,7 +3,10 @@
 # Found: where a save, a restore or a receive failed half-way (a write refused) and the hidden unfinished folder could not
 # be removed either (a disk gone read-only, a folder made append-only), the folder stayed without a word: the error said
 # only what failed, while the folder (no command reads it) held part of a process's memory. Round 27 named it only where
-# the final rename failed. Every case below failed before.
+# the final rename failed. And (left open by r28limits, shown here): root, acting on another user's process, read its
+# out-of-descriptors failure to open that user's soft-dirty epoch folder as "the user has none": its clear left the user's
+# record as it was (the user's chain then trusted the bits root took) and its epoch left out the user's clears. Every case
+# below failed before.
 
 BeforeDiscovery {
     $StraceSkip = if (-not $IsLinux) { 'Linux only' }
@@ -14,6 +17,13 @@ BeforeDiscovery {
         $said = strace -f -qq -o /dev/null -e trace=openat true 2>&1
         if ($LASTEXITCODE -ne 0) { "strace cannot trace here: $said" }
     }
+}
+
+BeforeDiscovery {
+    $IsRoot = (id -u) -eq '0'
+    $ForeignSkip = if ($StraceSkip) { $StraceSkip }
+    elseif (-not $IsRoot) { 'needs root: root acting on a process of another user (65534) reads and writes that user''s epoch folder' }
+    elseif (-not (Get-Command setpriv -CommandType Application -ErrorAction Ignore)) { 'needs setpriv (util-linux) to start a process as another user' }
 }
 
 BeforeAll {
@@ -61,5 +71,75 @@ Case receive { Get-ChildItem -LiteralPath '$source' | Receive-MemoryImage -Path 
         $left[0] | Should -BeLike ".$Name.partial-*"
         $message | Should -BeLike "*$out/$Folder/$($left[0])*could not be removed*" -Because $line
         Test-Path -LiteralPath "$out/$Folder/$Name" | Should -BeFalse -Because 'nothing was put in place'
+    }
+}
+
+Describe 'Round 28: root out of descriptors where it opens the epoch folder of the user whose process it clears' -Tag 'Security', 'Round28Lead' -Skip:([bool]$ForeignSkip) {
+    BeforeAll {
+        # The epoch folders (TrackingEpoch.SharedTempFolder and RuntimeRoot, internal) point at folders of this test in the
+        # child: the machine's own, which other commands use, are left alone. The user's folder exists (theirs, 0700), as
+        # after any command of theirs.
+        $script:folders = (New-Item -ItemType Directory (Join-Path $root "epochs-$([guid]::NewGuid().ToString('n'))")).FullName
+        foreach ($d in 'tmp', 'run') { $null = New-Item -ItemType Directory (Join-Path $folders $d) }
+        chmod -R 0755 $folders
+        $script:owners = Join-Path $folders 'tmp/softdirty-epochs-65534'
+        $null = New-Item -ItemType Directory $owners
+        chown 65534 $owners; chmod 0700 $owners
+        $script:sleeper = Start-Process setpriv -ArgumentList '--reuid=65534', '--regid=65534', '--clear-groups', 'sleep', '600' -PassThru
+        $deadline = [DateTime]::UtcNow.AddMinutes(1) # hang guard only
+        while ((Get-Content "/proc/$($sleeper.Id)/comm" -ErrorAction Ignore) -ne 'sleep' -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 10 }
+        $script:child = Join-Path $root 'epoch-child.ps1'
+        @'
+param([string] $Module, [string] $Folders, [int] $Target)
+Import-Module $Module
+$I = [Reflection.BindingFlags] 'Static, Public, NonPublic'
+$engine = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'SoftDirty.Engine' }
+$epoch = $engine.GetType('SoftDirty.Tracking.TrackingEpoch', $true)
+$epoch.GetProperty('SharedTempFolder', $I).SetValue($null, "$Folders/tmp")
+$epoch.GetProperty('RuntimeRoot', $I).SetValue($null, "$Folders/run")
+$source = $engine.GetType('SoftDirty.ProcPageSource', $true).GetMethod('Open', [type[]]@([int])).Invoke($null, [object[]]@($Target))
+function Said([scriptblock] $Call) {
+    try { "ok|$(& $Call)" }
+    catch { $x = $_.Exception; while ($x.InnerException) { $x = $x.InnerException }; "$(if ($x -is [SoftDirty.EngineException]) { $x.Error } else { $x.GetType().FullName })|$($x.Message)" }
+}
+'lock=' + (Said { $epoch.GetMethod('Lock', $I).Invoke($null, [object[]]@($source, [Threading.CancellationToken]::None)).Dispose() })
+'record=' + (Said { $epoch.GetMethod('Record', $I).Invoke($null, [object[]]@($source)) })
+'current=' + (Said { $epoch.GetMethod('Current', $I).Invoke($null, [object[]]@($source)) })
+'@ | Set-Content -LiteralPath $child
+        function script:Invoke-Child([string[]] $Strace) {
+            $pwsh = Get-PwshCommandLine
+            $run = if ($Strace) { @('strace', '-f', '-qq', '-o', '/dev/null', '--seccomp-bpf') + $Strace + $pwsh } else { $pwsh }
+            $out = & $run[0] @($run | Select-Object -Skip 1) -NoProfile -NonInteractive -File $child -Module $module -Folders $folders -Target $sleeper.Id 2>&1
+            $lines = @($out | ForEach-Object { "$_" })
+            $said = @{}
+            foreach ($n in 'lock', 'record', 'current') { $said[$n] = ($lines | Where-Object { $_ -like "$n=*" } | Select-Object -First 1) -replace '^[^=]*=' }
+            $said['all'] = $lines -join "`n"
+            $said
+        }
+    }
+    AfterAll {
+        if ($sleeper -and -not $sleeper.HasExited) { $sleeper.Kill(); $sleeper.WaitForExit() }
+        Remove-Item -LiteralPath $folders -Recurse -Force -ErrorAction Ignore
+    }
+
+    It 'with descriptors to spare, root records into the user''s folder and its epoch reads it (the setting is what the case needs)' {
+        $said = Invoke-Child
+        $said.lock | Should -Be 'ok|' -Because $said.all
+        $said.record | Should -BeLike "ok|*$owners=*" -Because $said.all
+        $said.current | Should -BeLike "ok|*$owners=*" -Because $said.all
+    }
+
+    It 'out of descriptors at that folder, the lock, the record and the epoch say ResourceLimit: nothing is cleared on an epoch that leaves the user out' {
+        # Before: all three succeeded without the user's folder (record=ok, current=ok with no $owners in it): a clear after
+        # them left the user's record as it was, and the user's chain trusted the soft-dirty bits root's clear had taken.
+        # strace matches the name as the module opens it (openat of 'softdirty-epochs-65534' relative to the folder above): only
+        # that open fails, not those of the files in it (its lock, its record), which say ResourceLimit already.
+        Push-Location $root
+        try { $said = Invoke-Child -Strace '-P', 'softdirty-epochs-65534', '-e', 'trace=openat', '-e', 'inject=openat:error=EMFILE' }
+        finally { Pop-Location }
+        foreach ($n in 'lock', 'record', 'current') {
+            $said[$n] | Should -BeLike 'ResourceLimit|*' -Because "$n ($($said.all))"
+            $said[$n] | Should -BeLike "*$owners*" -Because 'the error names the folder'
+        }
     }
 }

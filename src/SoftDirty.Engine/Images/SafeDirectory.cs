@@ -323,12 +323,19 @@ internal sealed class SafeDirectory : IDisposable
     /// <summary>
     /// Opens the subdirectory <paramref name="name"/> (no link followed) where it is a private folder of <paramref name="owner"/>:
     /// theirs, and closed to group and others (root acting for another user, in that user's folder). Null where absent,
-    /// not a directory, a link, or not so.
+    /// not a directory, a link, or not so; ResourceLimit where this process is out of descriptors or memory (nothing is known
+    /// of it then: read as absent, root's soft-dirty record for the owner went unwritten and unread, round 28).
     /// </summary>
     public SafeDirectory? OpenPrivateDirectoryOf(string name, uint owner)
     {
         int fd = FileNative.OpenAt(Fd, name, OpenDirFlags, 0);
-        if (fd < 0) return null;
+        if (fd < 0)
+        {
+            int e = Marshal.GetLastPInvokeError();
+            if (Errno.IsResourceLimit(e))
+                throw new EngineException(EngineError.ResourceLimit, $"Opening {Combine(name)} failed: {Errno.Describe(e)}. Raise the limit (ulimit -n) and try again.", Combine(name), e);
+            return null;
+        }
         var dir = new SafeDirectory(new SafeFileHandle(fd, ownsHandle: true), Combine(name));
         const uint GroupOrOther = 0x3F; // 077
         if (FileNative.Fstat(fd, out _) is { } st && st.Uid == owner && (st.Permissions & GroupOrOther) == 0) return dir;

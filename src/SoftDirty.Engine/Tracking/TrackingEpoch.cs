@@ -190,7 +190,10 @@ internal static class TrackingEpoch
             using var user = top?.OpenPrivateDirectoryOf(uid, owner);
             return user?.OpenPrivateDirectoryOf("softdirty-epochs-" + uid, owner);
         }
-        catch (EngineException) { return null; }
+        // Absent, or not the owner's private folder: none. Out of descriptors (ResourceLimit) or a failing disk is no answer: read
+        // as "none", a clear by root left the owner's record as it was (the owner's chain then trusted the bits root took), and
+        // root's epoch left out the owner's clears (round 28).
+        catch (EngineException ex) when (ex.Error is not (EngineError.ResourceLimit or EngineError.ImageWriteError)) { return null; }
     }
 
     /// <summary>Writes <paramref name="epoch"/> as <paramref name="name"/> in a folder of <paramref name="owner"/> (a new file of theirs, 0600, renamed over it); false where that failed, the previous record removed (as <see cref="RecordIn"/>).</summary>
