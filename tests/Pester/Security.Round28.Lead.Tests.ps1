@@ -107,8 +107,8 @@ function Said([scriptblock] $Call) {
 'current=' + (Said { $epoch.GetMethod('Current', $I).Invoke($null, [object[]]@($source)) })
 '@ | Set-Content -LiteralPath $child
         function script:Invoke-Child([string[]] $Strace) {
-            $pwsh = Get-PwshCommandLine
-            $run = if ($Strace) { @('strace', '-f', '-qq', '-o', '/dev/null', '--seccomp-bpf') + $Strace + $pwsh } else { $pwsh }
+            $pwsh = @(Get-PwshCommandLine) # one path, or dotnet and pwsh.dll
+            $run = @(if ($Strace) { @('strace', '-f', '-qq', '-o', '/dev/null', '--seccomp-bpf') + $Strace + $pwsh } else { $pwsh })
             $out = & $run[0] @($run | Select-Object -Skip 1) -NoProfile -NonInteractive -File $child -Module $module -Folders $folders -Target $sleeper.Id 2>&1
             $lines = @($out | ForEach-Object { "$_" })
             $said = @{}
