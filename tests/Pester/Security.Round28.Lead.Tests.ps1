@@ -5,8 +5,10 @@
 # only what failed, while the folder (no command reads it) held part of a process's memory. Round 27 named it only where
 # the final rename failed. And (left open by r28limits, shown here): root, acting on another user's process, read its
 # out-of-descriptors failure to open that user's soft-dirty epoch folder as "the user has none": its clear left the user's
-# record as it was (the user's chain then trusted the bits root took) and its epoch left out the user's clears. Every case
-# below failed before.
+# record as it was (the user's chain then trusted the bits root took) and its epoch left out the user's clears. Likewise the
+# search for processes that share the target's memory (clone CLONE_VM, round 15) took a sharer whose /proc/PID/statm it
+# could not open (out of descriptors) for one without memory: -Freeze left it writing into a "frozen" image, and a clear
+# recorded no epoch for it. Every case below failed before.
 
 BeforeDiscovery {
     $StraceSkip = if (-not $IsLinux) { 'Linux only' }
@@ -24,6 +26,22 @@ BeforeDiscovery {
     $ForeignSkip = if ($StraceSkip) { $StraceSkip }
     elseif (-not $IsRoot) { 'needs root: root acting on a process of another user (65534) reads and writes that user''s epoch folder' }
     elseif (-not (Get-Command setpriv -CommandType Application -ErrorAction Ignore)) { 'needs setpriv (util-linux) to start a process as another user' }
+    # A process sharing the target's memory (shtarget sweeper: clone CLONE_VM), found by kcmp(KCMP_VM) (CONFIG_KCMP), frozen
+    # with ptrace (Yama's ptrace_scope).
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $yama = if (Test-Path /proc/sys/kernel/yama/ptrace_scope) { [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) } else { 0 }
+    $SharerSkip = if ($StraceSkip) { $StraceSkip }
+    elseif ($yama -ge 1 -and -not $IsRoot) { "Yama's ptrace_scope $yama forbids ptrace of a process that is not a child here" }
+    else {
+        $probe = Start-TestTarget -Path (Join-Path $PSScriptRoot '../native/bin/shtarget')
+        try {
+            $a = $probe.Send('map 4')
+            $reply = $probe.TrySend("sweeper $a 4")
+            if ($reply -notmatch '^OK (\d+)') { "clone(CLONE_VM) is refused here ($reply)" }
+            elseif (($kcmp = $probe.TrySend("kcmp $($Matches[1])")) -ne 'OK 0') { "kcmp(KCMP_VM) cannot tell that two processes share memory here (CONFIG_KCMP): $kcmp" }
+            $null = $probe.TrySend('sweepstop')
+        } finally { Stop-TestTarget $probe }
+    }
 }
 
 BeforeAll {
@@ -100,14 +118,14 @@ $epoch.GetProperty('RuntimeRoot', $I).SetValue($null, "$Folders/run")
 $source = $engine.GetType('SoftDirty.ProcPageSource', $true).GetMethod('Open', [type[]]@([int])).Invoke($null, [object[]]@($Target))
 function Said([scriptblock] $Call) {
     try { "ok|$(& $Call)" }
-    catch { $x = $_.Exception; while ($x.InnerException) { $x = $x.InnerException }; "$(if ($x -is [SoftDirty.EngineException]) { $x.Error } else { $x.GetType().FullName })|$($x.Message)" }
+    catch { $x = $_.Exception; while ($x -isnot [SoftDirty.EngineException] -and $x.InnerException) { $x = $x.InnerException }; "$(if ($x -is [SoftDirty.EngineException]) { $x.Error } else { $x.GetType().FullName })|$($x.Message)" }
 }
 'lock=' + (Said { $epoch.GetMethod('Lock', $I).Invoke($null, [object[]]@($source, [Threading.CancellationToken]::None)).Dispose() })
 'record=' + (Said { $epoch.GetMethod('Record', $I).Invoke($null, [object[]]@($source)) })
 'current=' + (Said { $epoch.GetMethod('Current', $I).Invoke($null, [object[]]@($source)) })
 '@ | Set-Content -LiteralPath $child
         function script:Invoke-Child([string[]] $Strace) {
-            $pwsh = @(Get-PwshCommandLine) # one path, or dotnet and pwsh.dll
+            $pwsh = Get-PwshCommandLine # one path, or dotnet and pwsh.dll (an array either way)
             $run = @(if ($Strace) { @('strace', '-f', '-qq', '-o', '/dev/null', '--seccomp-bpf') + $Strace + $pwsh } else { $pwsh })
             $out = & $run[0] @($run | Select-Object -Skip 1) -NoProfile -NonInteractive -File $child -Module $module -Folders $folders -Target $sleeper.Id 2>&1
             $lines = @($out | ForEach-Object { "$_" })
@@ -141,5 +159,59 @@ function Said([scriptblock] $Call) {
             $said[$n] | Should -BeLike 'ResourceLimit|*' -Because "$n ($($said.all))"
             $said[$n] | Should -BeLike "*$owners*" -Because 'the error names the folder'
         }
+    }
+}
+
+Describe 'Round 28: out of descriptors while looking for the processes that share the target''s memory' -Tag 'Security', 'Round28Lead' -Skip:([bool]$SharerSkip) {
+    BeforeAll {
+        $script:t = Start-TestTarget -Path (Join-Path $PSScriptRoot '../native/bin/shtarget')
+        $a = $t.Send('map 4')
+        $null = $t.Send("fill $a 4 7")
+        $reply = $t.Send("sweeper $a 4")
+        $script:sharer = [int]($reply -replace '^OK ')
+        $script:sharerChild = Join-Path $root 'sharer-child.ps1'
+        @'
+param([string] $Module, [int] $Target, [string] $Out)
+Import-Module $Module
+$ErrorActionPreference = 'Stop'
+$I = [Reflection.BindingFlags] 'Static, Public, NonPublic'
+$engine = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'SoftDirty.Engine' }
+$sharers = $engine.GetType('SoftDirty.Tracking.MemorySharers', $true)
+function Said([scriptblock] $Call) {
+    try { "ok|$(& $Call)" }
+    catch { $x = $_.Exception; while ($x -isnot [SoftDirty.EngineException] -and $x.InnerException) { $x = $x.InnerException }; "$(if ($x -is [SoftDirty.EngineException]) { $x.Error } else { $x.GetType().FullName })|$($x.Message)" }
+}
+'find=' + (Said { $sharers.GetMethod('Find', $I).Invoke($null, [object[]]@($Target)) -join ',' })
+'freeze=' + (Said { $null = Save-MemoryImage -Id $Target -Freeze -Method Hash -Path $Out -Confirm:$false })
+'@ | Set-Content -LiteralPath $sharerChild
+        function script:Invoke-SharerChild([string[]] $Strace) {
+            $pwsh = Get-PwshCommandLine
+            $run = @(if ($Strace) { @('strace', '-f', '-qq', '-o', '/dev/null', '--seccomp-bpf') + $Strace + $pwsh } else { $pwsh })
+            $out = Join-Path $root "frozen-$([guid]::NewGuid().ToString('n'))"
+            $lines = @(& $run[0] @($run | Select-Object -Skip 1) -NoProfile -NonInteractive -File $sharerChild -Module $module -Target $t.Id -Out $out 2>&1 | ForEach-Object { "$_" })
+            @{
+                find = ($lines | Where-Object { $_ -like 'find=*' } | Select-Object -First 1) -replace '^[^=]*='
+                freeze = ($lines | Where-Object { $_ -like 'freeze=*' } | Select-Object -First 1) -replace '^[^=]*='
+                saved = Test-Path -LiteralPath $out
+                all = $lines -join "`n"
+            }
+        }
+    }
+    AfterAll {
+        if ($t) { $null = $t.TrySend('sweepstop'); Stop-TestTarget $t }
+    }
+
+    It 'with descriptors to spare, the sharer is found and -Freeze saves (the setting is what the case needs)' {
+        $said = Invoke-SharerChild
+        $said.find | Should -Be "ok|$sharer" -Because $said.all
+        $said.freeze | Should -Be 'ok|' -Because $said.all
+    }
+
+    It 'out of descriptors at the sharer''s statm, the search and -Freeze say ResourceLimit, and nothing is saved' {
+        # Before: find=ok| (no sharer) and freeze=ok|: an image said to be frozen while the sharer went on writing.
+        $said = Invoke-SharerChild -Strace '-P', "/proc/$sharer/statm", '-e', 'trace=openat', '-e', 'inject=openat:error=EMFILE'
+        $said.find | Should -BeLike 'ResourceLimit|*' -Because $said.all
+        $said.freeze | Should -BeLike 'ResourceLimit|*' -Because $said.all
+        $said.saved | Should -BeFalse
     }
 }
