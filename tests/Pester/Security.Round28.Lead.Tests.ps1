@@ -8,7 +8,9 @@
 # record as it was (the user's chain then trusted the bits root took) and its epoch left out the user's clears. Likewise the
 # search for processes that share the target's memory (clone CLONE_VM, round 15) took a sharer whose /proc/PID/statm it
 # could not open (out of descriptors) for one without memory: -Freeze left it writing into a "frozen" image, and a clear
-# recorded no epoch for it. Every case below failed before.
+# recorded no epoch for it. The same reading of "out of descriptors" as "no" sat in the other /proc readers a save or a
+# clear trusts: whether KSM touched the process (its merges take soft-dirty bits), the io_uring buffers the kernel writes,
+# the process's start time (its epoch record's name). Every case below failed before.
 
 BeforeDiscovery {
     $StraceSkip = if (-not $IsLinux) { 'Linux only' }
@@ -213,5 +215,43 @@ function Said([scriptblock] $Call) {
         $said.find | Should -BeLike 'ResourceLimit|*' -Because $said.all
         $said.freeze | Should -BeLike 'ResourceLimit|*' -Because $said.all
         $said.saved | Should -BeFalse
+    }
+}
+
+Describe 'Round 28: the /proc readers a save or a clear trusts, out of descriptors' -Tag 'Security', 'Round28Lead' -Skip:([bool]$StraceSkip) {
+    BeforeAll {
+        $script:sleeper = Start-Process sleep -ArgumentList '600' -PassThru
+        $script:readerChild = Join-Path $root 'reader-child.ps1'
+        @'
+param([string] $Module, [int] $Target, [string] $Reader)
+Import-Module $Module
+$I = [Reflection.BindingFlags] 'Static, Public, NonPublic'
+$engine = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'SoftDirty.Engine' }
+$call = switch ($Reader) {
+    'KsmMergeable' { { $engine.GetType('SoftDirty.KsmMergeable', $true).GetMethod('Touched', $I).Invoke($null, [object[]]@($Target)) } }
+    'PinnedBuffers' { { @($engine.GetType('SoftDirty.PinnedBuffers', $true).GetMethod('Read', $I).Invoke($null, [object[]]@($Target, 4096))).Count } }
+    'ProcessStart' { { $engine.GetType('SoftDirty.ProcessStart', $true).GetMethod('Ticks', $I).Invoke($null, [object[]]@($Target)) } }
+}
+try { "said=ok|$(& $call)" }
+catch { $x = $_.Exception; while ($x -isnot [SoftDirty.EngineException] -and $x.InnerException) { $x = $x.InnerException }; "said=$(if ($x -is [SoftDirty.EngineException]) { $x.Error } else { $x.GetType().FullName })|$($x.Message)" }
+'@ | Set-Content -LiteralPath $readerChild
+    }
+    AfterAll { if ($sleeper -and -not $sleeper.HasExited) { $sleeper.Kill(); $sleeper.WaitForExit() } }
+
+    It '<Reader> says ResourceLimit where it cannot open <Files>, not "no"' -ForEach @(
+        # Before: False (KSM never touched it: the merged pages' lost soft-dirty bits trusted), 0 buffers (the kernel's
+        # writes into them not compared), no start time (no epoch record made for a clear that went on).
+        @{ Reader = 'KsmMergeable'; Files = 'ksm_stat, ksm_merging_pages' }
+        @{ Reader = 'PinnedBuffers'; Files = 'status' }
+        @{ Reader = 'ProcessStart'; Files = 'stat' }
+    ) {
+        $pwsh = Get-PwshCommandLine
+        $strace = @('strace', '-f', '-qq', '-o', '/dev/null', '--seccomp-bpf', '-e', 'trace=openat', '-e', 'inject=openat:error=EMFILE')
+        foreach ($f in $Files -split ', ') { $strace += '-P', "/proc/$($sleeper.Id)/$f" }
+        $run = @($strace + $pwsh)
+        $lines = @(& $run[0] @($run | Select-Object -Skip 1) -NoProfile -NonInteractive -File $readerChild -Module $module -Target $sleeper.Id -Reader $Reader 2>&1 | ForEach-Object { "$_" })
+        $said = ($lines | Where-Object { $_ -like 'said=*' } | Select-Object -First 1) -replace '^said='
+        $said | Should -BeLike 'ResourceLimit|*' -Because ($lines -join "`n")
+        $said | Should -BeLike "*/proc/$($sleeper.Id)/*" -Because 'the error names what could not be read'
     }
 }

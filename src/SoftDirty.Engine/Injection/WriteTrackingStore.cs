@@ -223,7 +223,12 @@ internal static partial class WriteTrackingStore
             return true;
         }
         catch (UnauthorizedAccessException) { return false; }
-        catch (IOException) { return true; } // gone: stale
+        catch (IOException ex)
+        {
+            // Out of descriptors says nothing of the process: read as "gone", its state was deleted while its tracking lived on.
+            ProcReadFailure.ThrowIfLimit(ex, $"/proc/{pid}/fd");
+            return true; // gone: stale
+        }
     }
 
     /// <summary>
@@ -316,7 +321,7 @@ internal static partial class WriteTrackingStore
             foreach (var line in File.ReadLines($"/proc/{pid}/fdinfo/{fd}"))
                 if (line.StartsWith("ino:", StringComparison.Ordinal) && ulong.TryParse(line.AsSpan(4).Trim(), out ulong ino)) return ino;
         }
-        catch (IOException) { }
+        catch (IOException ex) { ProcReadFailure.ThrowIfLimit(ex, $"/proc/{pid}/fdinfo/{fd}"); }
         catch (UnauthorizedAccessException) { }
         return 0;
     }

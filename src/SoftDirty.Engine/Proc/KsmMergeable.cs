@@ -41,13 +41,18 @@ internal static class KsmMergeable
     /// </summary>
     internal static bool Touched(int pid)
     {
+        string stat = $"/proc/{pid}/ksm_stat", merging = $"/proc/{pid}/ksm_merging_pages";
         try
         {
-            if (TouchedBy(File.ReadLines($"/proc/{pid}/ksm_stat"))) return true;
+            if (TouchedBy(File.ReadLines(stat))) return true;
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
-        try { return ulong.TryParse(File.ReadAllText($"/proc/{pid}/ksm_merging_pages").Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var merging) && merging > 0; }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return false; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(ex, stat); }
+        try { return ulong.TryParse(File.ReadAllText(merging).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var pages) && pages > 0; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            ProcReadFailure.ThrowIfLimit(ex, merging);
+            return false;
+        }
     }
 
     /// <summary>Whether ksm_stat's lines ("ksm_rmap_items 3" before 6.6, "ksm_merge_any: no" after) say KSM touched the process.</summary>

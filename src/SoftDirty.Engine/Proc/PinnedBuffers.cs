@@ -58,17 +58,22 @@ internal static class PinnedBuffers
     private static List<string> IoUringFdinfos(int pid)
     {
         var found = new List<string>();
+        var fds = $"/proc/{pid}/fd";
         try
         {
-            foreach (var f in Directory.EnumerateFileSystemEntries($"/proc/{pid}/fd"))
+            foreach (var f in Directory.EnumerateFileSystemEntries(fds))
             {
                 string? link;
                 try { link = new FileInfo(f).LinkTarget; }
-                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { continue; }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    ProcReadFailure.ThrowIfLimit(ex, f);
+                    continue;
+                }
                 if (link == IoUringLink) found.Add($"/proc/{pid}/fdinfo/{Path.GetFileName(f)}");
             }
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // unreadable, or the process exited meanwhile
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(ex, fds); } // unreadable, or the process exited meanwhile
         return found;
     }
 
@@ -81,7 +86,7 @@ internal static class PinnedBuffers
                 if (line.StartsWith(InodeField, StringComparison.Ordinal))
                     return ulong.TryParse(line.AsSpan(InodeField.Length).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out ulong ino) ? ino : null;
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(ex, path); }
         return null;
     }
 
@@ -170,9 +175,10 @@ internal static class PinnedBuffers
     /// <summary>The pinned memory /proc/PID/status counts (VmPin), in bytes; null where it cannot be read or lacks the field.</summary>
     private static ulong? PinnedBytes(int pid)
     {
+        var status = $"/proc/{pid}/status";
         try
         {
-            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+            foreach (var line in File.ReadLines(status))
                 if (line.StartsWith(PinnedField, StringComparison.Ordinal))
                 {
                     var value = line.AsSpan(PinnedField.Length).Trim();
@@ -180,7 +186,7 @@ internal static class PinnedBuffers
                         && ulong.TryParse(value[..^KibUnit.Length].Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out ulong kib) ? kib * 1024 : null;
                 }
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(ex, status); }
         return null;
     }
 
@@ -190,7 +196,11 @@ internal static class PinnedBuffers
     {
         IEnumerable<string> lines;
         try { lines = File.ReadLines(path); }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            ProcReadFailure.ThrowIfLimit(ex, path);
+            return;
+        }
         int left = 0;
         try
         {
@@ -206,7 +216,7 @@ internal static class PinnedBuffers
                 if (TryParseBuffer(line, pageSize, out var range)) found.Add(range);
             }
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(ex, path); }
     }
 
     /// <summary>Parses "    0: 0x7f9d3753e000/16384" into the pages it covers.</summary>

@@ -24,9 +24,10 @@ internal static class ProcessStart
     /// <summary>The start time of <paramref name="pid"/> without this process's boot-time offset; null where unreadable (gone).</summary>
     public static ulong? Ticks(int pid)
     {
+        var path = $"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat";
         try
         {
-            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
+            var stat = File.ReadAllText(path);
             int close = stat.LastIndexOf(')');
             if (close < 0 || close + 2 > stat.Length) return null;
             var fields = stat[(close + 2)..].Split(' ');
@@ -34,7 +35,11 @@ internal static class ProcessStart
             if (fields.Length <= StartTimeAfterComm || !ulong.TryParse(fields[StartTimeAfterComm], NumberStyles.None, CultureInfo.InvariantCulture, out ulong seen)) return null;
             return unchecked((ulong)((long)seen - OffsetTicks()));
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            ProcReadFailure.ThrowIfLimit(ex, path); // out of descriptors is no "gone": a clear went on without its epoch record
+            return null;
+        }
     }
 
     /// <summary>The boot-time offset of this process's time namespace in ticks, rounded down (/proc/self/timens_offsets; 0 where there is none).</summary>

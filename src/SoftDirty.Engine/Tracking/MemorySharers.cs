@@ -23,16 +23,6 @@ internal static class MemorySharers
     /// </summary>
     public static List<int> Find(int pid)
     {
-        try { return Look(pid); }
-        catch (IOException ex) when (IsResourceLimit(ex))
-        {
-            throw new EngineException(EngineError.ResourceLimit,
-                $"Looking for the processes that share process {pid}'s memory failed: {ex.Message}. Nothing was done; raise the limit (ulimit -n) and try again.", pid, ex.HResult, ex);
-        }
-    }
-
-    private static List<int> Look(int pid)
-    {
         var found = new List<int>();
         // kcmp compares the tasks' mm pointers, and every task without one (a zombie, a thread group leader that called
         // pthread_exit, a kernel thread) has the same one, null: such a target shares nothing that can be found this way,
@@ -40,7 +30,11 @@ internal static class MemorySharers
         if (Native.KcmpSyscall < 0 || !HasMemory(pid)) return found;
         IEnumerable<string> entries;
         try { entries = Directory.EnumerateDirectories("/proc"); }
-        catch (Exception ex) when (Gone(ex)) { return found; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            ProcReadFailure.ThrowIfLimit(ex, "/proc");
+            return found;
+        }
         try
         {
             foreach (var dir in entries)
@@ -52,7 +46,7 @@ internal static class MemorySharers
                 else if (same == Errno.ENOSYS) return found; // no kcmp in this kernel: nothing can be found
             }
         }
-        catch (Exception ex) when (Gone(ex)) { } // /proc changed under the walk
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(ex, "/proc"); } // /proc changed under the walk
         return found;
     }
 
@@ -64,18 +58,18 @@ internal static class MemorySharers
     {
         try
         {
-            var statm = File.ReadAllText($"/proc/{pid}/statm");
+            var statm = File.ReadAllText(StatmOf(pid));
             int space = statm.IndexOf(' ', StringComparison.Ordinal);
             return space > 0 && statm.AsSpan(0, space).Trim() is var size && !(size.Length == 1 && size[0] == '0');
         }
-        catch (Exception ex) when (Gone(ex)) { return false; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            ProcReadFailure.ThrowIfLimit(ex, StatmOf(pid));
+            return false;
+        }
     }
 
-    /// <summary>Whether a failed read of /proc says nothing of the process: this process out of descriptors or memory (.NET's HResult is the errno).</summary>
-    private static bool IsResourceLimit(IOException ex) => Errno.IsResourceLimit(ex.HResult);
-
-    /// <summary>A failure that means the process (or /proc's entry) is gone or hidden, not one of this process's limits.</summary>
-    private static bool Gone(Exception ex) => ex is UnauthorizedAccessException || (ex is IOException io && !IsResourceLimit(io));
+    private static string StatmOf(int pid) => $"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/statm";
 
     /// <summary>0 where the two share one mm; otherwise the errno of kcmp, or -1 where they differ.</summary>
     private static int Same(int pid, int other)

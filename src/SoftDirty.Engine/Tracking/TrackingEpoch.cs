@@ -172,7 +172,11 @@ internal static class TrackingEpoch
                 }
             return text;
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            ProcReadFailure.ThrowIfLimit(ex, $"/proc/{text}/status");
+            return null;
+        }
     }
 
     /// <summary>
@@ -609,8 +613,13 @@ internal static class TrackingEpoch
     internal static string? BootId()
     {
         if (_bootId is not null) return _bootId;
-        try { return _bootId = File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim().Replace("-", ""); }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
+        const string BootIdFile = "/proc/sys/kernel/random/boot_id";
+        try { return _bootId = File.ReadAllText(BootIdFile).Trim().Replace("-", ""); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            ProcReadFailure.ThrowIfLimit(ex, BootIdFile);
+            return null;
+        }
     }
 
     /// <summary>The start time of <paramref name="pid"/> in clock ticks after boot (<see cref="ProcessStart"/>; with the pid, unique for this boot); null where unknown (gone).</summary>
