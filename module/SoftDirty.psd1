@@ -12,7 +12,6 @@
     PowerShellVersion      = '7.4'
     CompatiblePSEditions   = @('Core')
     FormatsToProcess       = @('SoftDirty.format.ps1xml')
-    TypesToProcess         = @('SoftDirty.types.ps1xml')
     CmdletsToExport        = @(
         'Get-PageMap'
         'Clear-SoftDirty'

@@ -40,13 +40,37 @@ Describe 'Package' -Tag 'Package' {
         $out[1] | Should -Be (Get-Content /proc/sys/kernel/osrelease).Trim()
     }
 
-    It 'is staged by copying: the manifest, views and types are module/''s files unchanged, the root manifest has the same version' {
+    It 'is staged by copying: the manifest and views are module/''s files unchanged, the root manifest has the same version' {
         $repoRoot = Join-Path $PSScriptRoot '../..'
-        foreach ($f in 'SoftDirty.psd1', 'SoftDirty.format.ps1xml', 'SoftDirty.types.ps1xml') {
+        foreach ($f in 'SoftDirty.psd1', 'SoftDirty.format.ps1xml') {
             (Get-FileHash (Join-Path $stage $f)).Hash | Should -Be (Get-FileHash (Join-Path $repoRoot "module/$f")).Hash -Because "build.ps1 copies module/$f as it is"
         }
         (Import-PowerShellDataFile (Join-Path $repoRoot 'SoftDirty.psd1')).ModuleVersion | Should -Be (Import-PowerShellDataFile $env:SOFTDIRTY_MODULE).ModuleVersion
         Test-Path (Join-Path $stage 'en-US/SoftDirty.dll-Help.xml') | Should -BeTrue
+    }
+
+    It 'imports a second copy of itself with Import-Module -Force, and every runspace that imports it writes ranges as strings' {
+        # A types.ps1xml made this fail with FormatXmlUpdateException ("The member SerializationMethod is already
+        # present"): the type data is set on each import instead (src/SoftDirty/Infrastructure/ModuleTypeData.cs).
+        $copy = Join-Path $TestDrive 'second-copy/SoftDirty'
+        New-Item -ItemType Directory -Force -Path (Split-Path $copy) | Out-Null
+        Copy-Item -Recurse -LiteralPath $stage -Destination $copy
+        $probe = {
+            param($First, $Second)
+            $ErrorActionPreference = 'Stop'
+            $range = '<S N="Value">0x1000-0x3000</S>'
+            function Test-String { [Management.Automation.PSSerializer]::Serialize(@{ a = [SoftDirty.Tracking.AddressRange]::new(0x1000, 0x3000) }) -match $range }
+            Import-Module $First
+            'first={0}' -f (Test-String)
+            try { Import-Module $Second -Force; 'second=ok' } catch { 'second=' + $_.FullyQualifiedErrorId }
+            'after={0}' -f (Test-String)
+            $ps = [powershell]::Create()
+            try {
+                'runspace={0}' -f @($ps.AddScript("Import-Module '$First'; [Management.Automation.PSSerializer]::Serialize(@{ a = [SoftDirty.Tracking.AddressRange]::new(0x1000, 0x3000) }) -match '$range'").Invoke())[0]
+            } finally { $ps.Dispose() }
+        }
+        $out = & $pwsh -NoProfile -NonInteractive -Command "& { $probe } '$env:SOFTDIRTY_MODULE' '$(Join-Path $copy 'SoftDirty.psd1')'"
+        $out | Should -Be @('first=True', 'second=ok', 'after=True', 'runspace=True')
     }
 
     It 'has a LICENSE (MIT) and release notes in the manifest' {

@@ -1,7 +1,7 @@
 #Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
 <#
     Objects that cross a process boundary keep their meaning (issue 12.6): an address range travels as its
-    string form at any depth (module/SoftDirty.types.ps1xml), every view also selects the Deserialized.* twin,
+    string form at any depth (src/SoftDirty/Infrastructure/ModuleTypeData.cs), every view also selects the Deserialized.* twin,
     and a job's samples print and chart like live ones.
 #>
 
