@@ -24,7 +24,11 @@ BeforeAll {
     $script:vm = Join-Path $PSScriptRoot '../vm'
     function Get-Facts([string] $Path) {
         $facts = @{}
-        foreach ($line in [IO.File]::ReadAllLines("$Path.facts")) { $k, $v = $line -split ' ', 2; $facts[$k] = $v }
+        # 'setting' lines repeat: those keep every value.
+        foreach ($line in [IO.File]::ReadAllLines("$Path.facts")) {
+            $k, $v = $line -split ' ', 2
+            $facts[$k] = if ($facts.ContainsKey($k)) { @($facts[$k]) + $v } else { $v }
+        }
         $facts
     }
     # The regions of the guest script, where they were asked to be, and the pages written in each (sdtarget's 'write').
