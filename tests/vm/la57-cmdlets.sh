@@ -7,7 +7,7 @@
 #   is made in a VM folder of its own, /var/tmp/softdirty-vm-la57-ID (run.sh's SOFTDIRTY_VM_DIR). There la57-guest.sh runs
 #   tests/vm/la57-cmdlets.ps1 (the cmdlets against mappings across 2^47, at 2^52 and just below 2^56) as root. Writes its
 #   prints to OUTPUT and facts to OUTPUT.facts (kernel, cpu_la57, thp, script_sha256, guest_rc, seconds). Needs
-#   build.ps1 Build,Native and setup.sh first. Exits 0 when the script ran to its end, 125 when the guest did not, 1
+#   build.ps1 Build,Native and setup.sh first, and root (the initrd of ID has a /dev/console node). Exits 0 when the script ran to its end, 125 when the guest did not, 1
 #   otherwise. Environment: what run.sh reads (SOFTDIRTY_VM_TIMEOUT, default here 900; SOFTDIRTY_VM_SMP, default here 2).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
