@@ -11,6 +11,9 @@
  *       A path with spaces: quote it with double quotes ("a b/c"). Each mapping sits between two
  *       PROT_NONE guard pages (its own VMA, never merged with a neighbour unless it is "none" itself),
  *       with MADV_NOHUGEPAGE: a touch faults in exactly one page whatever the THP mode.
+ *   mapat <hexaddr> <pages> [fixed]   private anonymous read-write pages with the address as a hint (fixed:
+ *                   MAP_FIXED_NOREPLACE), no guard pages, MADV_NOHUGEPAGE: where the kernel put them  -> OK <hexaddr>
+ *                   (a hint above 2^47 maps there only on a kernel with 5-level paging)
  *   write <hexaddr> <pageindex> [count [stride]]  one byte into each page   -> OK <count>
  *   read <hexaddr> <pageindex> [count [stride]]   one byte from each page   -> OK <sum of bytes>
  *       stride (default 1): touch pages index, index+stride, ... (count pages in all)
@@ -164,6 +167,31 @@ static void cmd_map(int argc, char **argv)
     if (madvise(p, len, MADV_NOHUGEPAGE) < 0 && errno != EINVAL) {
         e = errno;
         munmap(reserve, len + 2 * page_size);
+        reply("ERR madvise(MADV_NOHUGEPAGE): %s", strerror(e));
+        return;
+    }
+    reply("OK %lx", (unsigned long)(uintptr_t)p);
+}
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+static void cmd_mapat(int argc, char **argv)
+{
+    uint64_t a, pages;
+    if (argc < 3 || argc > 4 || parse_u64(argv[1], 16, &a) || parse_u64(argv[2], 10, &pages) || pages == 0
+        || pages > (1ULL << 40) / page_size || (argc == 4 && strcmp(argv[3], "fixed"))) {
+        reply("ERR usage: mapat <hexaddr> <pages> [fixed]");
+        return;
+    }
+    size_t len = (size_t)pages * page_size;
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | (argc == 4 ? MAP_FIXED_NOREPLACE : 0);
+    void *p = mmap((void *)(uintptr_t)a, len, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (p == MAP_FAILED) { reply("ERR mmap: %s", strerror(errno)); return; }
+    if (madvise(p, len, MADV_NOHUGEPAGE) < 0 && errno != EINVAL) {
+        int e = errno;
+        munmap(p, len);
         reply("ERR madvise(MADV_NOHUGEPAGE): %s", strerror(e));
         return;
     }
@@ -331,6 +359,7 @@ int main(void)
         if (argc == 0) { reply("ERR empty command"); continue; }
         const char *c = argv[0];
         if (!strcmp(c, "map")) cmd_map(argc, argv);
+        else if (!strcmp(c, "mapat")) cmd_mapat(argc, argv);
         else if (!strcmp(c, "write")) cmd_access(argc, argv, 1);
         else if (!strcmp(c, "read")) cmd_access(argc, argv, 0);
         else if (!strcmp(c, "unmap")) cmd_unmap(argc, argv);

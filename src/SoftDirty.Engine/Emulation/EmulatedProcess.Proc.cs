@@ -21,6 +21,7 @@ public sealed partial class EmulatedProcess
             : $"The emulated kernel {Profile.Release} is built without CONFIG_MEM_SOFT_DIRTY: clear_refs \"4\" succeeds but bit 55 is never set.",
         PagemapScan = Profile.HasPagemapScan,
         PagemapScanReason = Profile.HasPagemapScan ? null : $"The emulated kernel {Profile.Release} has no PAGEMAP_SCAN ioctl (it came in 6.7).",
+        PagemapScanCategories = Profile.HasGuardRegions ? PagemapScanRequest.ValidCategories : PagemapScanRequest.CategoriesBeforeGuard,
         UffdWriteProtectAsync = Profile.HasUffdWriteProtectAsync,
         UffdWriteProtectAsyncReason = Profile.HasUffdWriteProtectAsync ? null : $"The emulated kernel {Profile.Release} has no UFFD_FEATURE_WP_ASYNC (it came in 6.7).",
         PfnVisible = Privileged,

@@ -40,7 +40,7 @@ public sealed partial class EmulatedProcess
         if ((request.Flags & ~PagemapScanRequest.ValidFlags) != 0) throw Invalid($"PAGEMAP_SCAN: unknown flags 0x{(ulong)request.Flags:x}");
         var allMasks = request.CategoryInverted | request.CategoryMask | request.CategoryAnyOf | request.ReturnMask;
         // PAGE_IS_GUARD (bit 8) came with guard regions (6.15): before, it is an unknown bit (EINVAL on Debian 6.12.117, kernel matrix, selftest-simple's "scan").
-        var known = Profile.HasGuardRegions ? PagemapScanRequest.ValidCategories : PagemapScanRequest.ValidCategories & ~PageCategory.Guard;
+        var known = Profile.HasGuardRegions ? PagemapScanRequest.ValidCategories : PagemapScanRequest.CategoriesBeforeGuard;
         if ((allMasks & ~known) != 0) throw Invalid($"PAGEMAP_SCAN: unknown category bits 0x{(ulong)allMasks:x}");
         if ((request.Start & PageOffsetMask) != 0) throw Invalid($"PAGEMAP_SCAN: start 0x{request.Start:x} is not page-aligned");
         if (request.End < request.Start || request.End > TaskSize)

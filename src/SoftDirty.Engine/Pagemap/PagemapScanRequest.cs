@@ -11,6 +11,8 @@ internal struct PagemapScanRequest
 {
     /// <summary>Every category bit the kernel knows (PM_SCAN_CATEGORIES, 0x1FF).</summary>
     public const PageCategory ValidCategories = (PageCategory)0x1FF;
+    /// <summary>The categories of a kernel before guard regions (6.7 to 6.14): PAGE_IS_GUARD (bit 8) is an unknown bit there (EINVAL).</summary>
+    public const PageCategory CategoriesBeforeGuard = ValidCategories & ~PageCategory.Guard;
     /// <summary>Every flag the kernel knows.</summary>
     public const PagemapScanFlags ValidFlags = PagemapScanFlags.WriteProtectMatching | PagemapScanFlags.CheckWriteProtectAsync;
     /// <summary>sizeof(struct pm_scan_arg).</summary>

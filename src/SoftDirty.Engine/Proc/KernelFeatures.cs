@@ -18,6 +18,11 @@ public sealed class KernelFeatures
     public bool PagemapScan { get; internal init; }
     /// <summary>Why <see cref="PagemapScan"/> is false; null when it is true.</summary>
     public string? PagemapScanReason { get; internal init; }
+    /// <summary>
+    /// The page categories the kernel's PAGEMAP_SCAN takes: PAGE_IS_GUARD only from 6.15 (guard regions); before, a mask
+    /// that names it is EINVAL (Debian's 6.12), so a scan with every category asks for these.
+    /// </summary>
+    public PageCategory PagemapScanCategories { get; internal init; } = PagemapScanRequest.ValidCategories;
     /// <summary>userfaultfd with UFFD_FEATURE_WP_ASYNC (6.7+): write tracking without soft-dirty.</summary>
     public bool UffdWriteProtectAsync { get; internal init; }
     /// <summary>Why <see cref="UffdWriteProtectAsync"/> is false; null when it is true.</summary>
@@ -41,7 +46,7 @@ public sealed class KernelFeatures
     internal KernelFeatures WithRules(IReadOnlyList<KernelRule> rules) => new()
     {
         KernelRelease = KernelRelease, SoftDirty = SoftDirty, SoftDirtyReason = SoftDirtyReason, PagemapScan = PagemapScan,
-        PagemapScanReason = PagemapScanReason, UffdWriteProtectAsync = UffdWriteProtectAsync,
+        PagemapScanReason = PagemapScanReason, PagemapScanCategories = PagemapScanCategories, UffdWriteProtectAsync = UffdWriteProtectAsync,
         UffdWriteProtectAsyncReason = UffdWriteProtectAsyncReason, PfnVisible = PfnVisible, PfnVisibleReason = PfnVisibleReason,
         Emulated = Emulated, Rules = rules,
     };

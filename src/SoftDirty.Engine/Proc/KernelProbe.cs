@@ -96,20 +96,7 @@ internal static unsafe class KernelProbe
                 sdReason = "Writing \"4\" to /proc/self/clear_refs (a clear recorded as every clear of the module is) failed: " + ex.Message;
             }
 
-            // PAGEMAP_SCAN: a valid request over the probe page.
-            bool scan = false;
-            string? scanReason = null;
-            try
-            {
-                var req = new PagemapScanRequest { Start = (ulong)page, End = (ulong)page + (ulong)pageSize, CategoryAnyOf = PagemapScanRequest.ValidCategories, ReturnMask = PagemapScanRequest.ValidCategories };
-                Span<PageRegion> regions = stackalloc PageRegion[4];
-                int n = self.ScanPagemap(ref req, regions);
-                scan = n >= 0;
-            }
-            catch (EngineException ex)
-            {
-                scanReason = ex.Error == EngineError.PagemapScanNotSupported ? ex.Message : "PAGEMAP_SCAN failed: " + ex.Message;
-            }
+            var (scan, scanCategories, scanReason) = ProbePagemapScan(self, (ulong)page, pageSize);
 
             var (uffd, uffdReason) = ProbeUffdWriteProtectAsync(release);
             var features = new KernelFeatures
@@ -119,6 +106,7 @@ internal static unsafe class KernelProbe
                 SoftDirtyReason = sdReason,
                 PagemapScan = scan,
                 PagemapScanReason = scanReason,
+                PagemapScanCategories = scanCategories,
                 UffdWriteProtectAsync = uffd,
                 UffdWriteProtectAsyncReason = uffdReason,
                 PfnVisible = pfnVisible,
@@ -129,6 +117,35 @@ internal static unsafe class KernelProbe
         finally
         {
             Native.Munmap(page, (nuint)pageSize);
+        }
+    }
+
+    /// <summary>
+    /// PAGEMAP_SCAN over one page of <paramref name="self"/>: whether the ioctl answers, the categories it takes, and why
+    /// not. Asked with every category first, then, where that is EINVAL, without PAGE_IS_GUARD: a kernel of 6.7 to 6.14
+    /// (Debian's 6.12) knows no guard regions and refuses the bit, and was taken for one without PAGEMAP_SCAN at all.
+    /// </summary>
+    internal static (bool Scan, PageCategory Categories, string? Reason) ProbePagemapScan(IPageSource self, ulong page, int pageSize)
+    {
+        Span<PageRegion> regions = stackalloc PageRegion[4];
+        var categories = PagemapScanRequest.ValidCategories;
+        while (true)
+        {
+            try
+            {
+                var req = new PagemapScanRequest { Start = page, End = page + (ulong)pageSize, CategoryAnyOf = categories, ReturnMask = categories };
+                self.ScanPagemap(ref req, regions);
+                return (true, categories, null);
+            }
+            catch (EngineException ex) when (ex.Errno == Errno.EINVAL && categories == PagemapScanRequest.ValidCategories)
+            {
+                categories = PagemapScanRequest.CategoriesBeforeGuard;
+            }
+            catch (EngineException ex)
+            {
+                return (false, PagemapScanRequest.ValidCategories,
+                    ex.Error == EngineError.PagemapScanNotSupported ? ex.Message : "PAGEMAP_SCAN failed: " + ex.Message);
+            }
         }
     }
 

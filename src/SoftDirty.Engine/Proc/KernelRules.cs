@@ -124,7 +124,7 @@ internal static unsafe class KernelRules
         rules.Add(MeasureSwap());
         var (mode, thpEvidence) = ReadThpMode();
         rules.Add(new(TransparentHugePages, mode.ToString(), thpEvidence));
-        rules.AddRange(MeasureFaults(features.PagemapScan));
+        rules.AddRange(MeasureFaults(features.PagemapScan, features.PagemapScanCategories));
         return rules;
     }
 
@@ -234,7 +234,7 @@ internal static unsafe class KernelRules
 
     private static void Unmap((nint Range, nint Reservation) r) => Native.Munmap(r.Reservation, (nuint)(2 * HugeBytes));
 
-    private static List<KernelRule> MeasureFaults(bool pagemapScan)
+    private static List<KernelRule> MeasureFaults(bool pagemapScan, PageCategory scanCategories)
     {
         ProcPageSource.EnsureLinux();
         int pageSize = Environment.SystemPageSize;
@@ -247,7 +247,7 @@ internal static unsafe class KernelRules
         }
         PageCategory? Categories(nint address)
         {
-            var req = new PagemapScanRequest { Start = (ulong)address, End = (ulong)address + (ulong)pageSize, ReturnMask = PagemapScanRequest.ValidCategories };
+            var req = new PagemapScanRequest { Start = (ulong)address, End = (ulong)address + (ulong)pageSize, ReturnMask = scanCategories };
             Span<PageRegion> regions = stackalloc PageRegion[2];
             int n = self.ScanPagemap(ref req, regions);
             return n > 0 ? regions[0].Categories : null;

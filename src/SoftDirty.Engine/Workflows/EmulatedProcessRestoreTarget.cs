@@ -8,7 +8,10 @@ namespace SoftDirty.Workflows;
 /// <summary>
 /// Restores a memory image chain into an emulated process: each mapping mapped at its address, each page
 /// written. Only into free address space: a mapping of the image that overlaps memory the process has is
-/// refused (ImageExists) before anything is mapped, as a non-empty destination directory is. Disposed
+/// refused (ImageExists) before anything is mapped, as a non-empty destination directory is; so is an image with a
+/// mapping above the emulated address space (PlatformNotSupported): the emulator models x86-64 with 4-level paging
+/// (<see cref="EmulatedProcess.TaskSize"/>), while a process on a kernel with 5-level paging (LA57) or an arm64 52-bit space
+/// maps up to 2^56 or 2^52, and its image is restored whole or not at all. Disposed
 /// without <see cref="Complete"/> (a failure or Ctrl+C after <see cref="Prepare"/>), the mappings it made are
 /// unmapped again: the process is left as it was. The process is held still (its lock) from <see cref="Prepare"/> until
 /// <see cref="Complete"/> or disposal, on the restoring thread: another runspace that unmapped the restore's memory and
@@ -40,6 +43,11 @@ internal sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
         _still ??= Process.HoldStill(_cancel);
         try
         {
+            foreach (var m in mappings)
+                if (m.End > EmulatedProcess.TaskSize)
+                    throw new EngineException(EngineError.PlatformNotSupported,
+                        $"The image maps 0x{m.Start:x}-0x{m.End:x}, beyond the emulated user address space (x86-64 with 4-level paging, which ends at 0x{EmulatedProcess.TaskSize:x}): it was saved on a kernel with a larger one (5-level paging, or a 52-bit arm64 space), which the emulator does not model. Nothing was restored into emulated process {Process.ProcessId}; restore the image to a folder (Restore-MemoryImage -Destination) instead.",
+                        m.Start);
             var existing = Process.ReadMappings(false);
             foreach (var m in mappings)
                 foreach (var e in existing)

@@ -69,7 +69,7 @@ public sealed class SearchPageMapCommand : PageRangeCmdlet
             CategoryMask = Category,
             CategoryAnyOf = AnyCategory,
             CategoryInverted = InvertCategory,
-            ReturnMask = ReturnCategory ?? (asked == PageCategory.None ? PagemapScanRequest.ValidCategories : asked),
+            ReturnMask = ReturnCategory ?? (asked == PageCategory.None ? source.Features.PagemapScanCategories : asked),
         };
         var reader = new PageMapReader(source, chunkEntries: 1) { CheckScannedMappings = true };
         var byStart = mappings.ToArray();
