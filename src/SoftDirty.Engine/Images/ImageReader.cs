@@ -381,13 +381,8 @@ internal static class ImageReader
     /// <summary>Reads <paramref name="into"/> whole from <paramref name="at"/> and hashes it: a short read is a file that changed while being read.</summary>
     private static void ReadWhole(SafeFileHandle handle, long at, Span<byte> into, Fast128Hasher hash, string path)
     {
-        int got = 0;
-        while (got < into.Length)
-        {
-            int n = SafeFiles.ReadAt(handle, into[got..], at + got, path);
-            if (n <= 0) throw Problem(EngineError.ImageIncomplete, path, at + got, "changed while being read.");
-            got += n;
-        }
+        int got = SafeFiles.ReadFull(handle, into, at, path);
+        if (got < into.Length) throw Problem(EngineError.ImageIncomplete, path, at + got, "changed while being read.");
         hash.Append(into);
     }
 

@@ -1,0 +1,122 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, twenty-ninth attack round (errB): where a failed or partial system call of the image code was taken for an answer.
+# Found: a read of pages.bin that returned fewer bytes than asked (POSIX allows it anywhere; FUSE, NFS and CIFS do it) was taken
+# for the end of the file by the two readers that read once (the page check and the restore), while the others read on. So a
+# whole image was said to lack its pages: Test-MemoryImage answered $false (8 of 16 pages "past the end of the file"),
+# Receive-MemoryImage refused and removed a whole image it had received (a migration's round failed), and Restore-MemoryImage
+# failed with "truncated". Shown with a preloaded pread that returns half of what is asked of pages.bin (a real short read:
+# the call runs, on fewer bytes). Every case below failed before.
+
+BeforeDiscovery {
+    $script:ShortReadSource = @'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+/* pread of a file whose path ends with $SHORTREAD_SUFFIX reads half of what is asked (at least 1 byte): a short read, as FUSE, NFS or CIFS may give. */
+static int shorten(int fd)
+{
+    const char *suffix = getenv("SHORTREAD_SUFFIX");
+    char link[64], target[4096];
+    if (!suffix || !*suffix) return 0;
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n < 0) return 0;
+    target[n] = 0;
+    size_t k = strlen(suffix);
+    return (size_t)n >= k && strcmp(target + n - k, suffix) == 0;
+}
+static ssize_t call(const char *name, int fd, void *buf, size_t count, off_t offset)
+{
+    ssize_t (*real)(int, void *, size_t, off_t) = (ssize_t (*)(int, void *, size_t, off_t))dlsym(RTLD_NEXT, name);
+    if (count > 1 && shorten(fd)) count /= 2;
+    return real(fd, buf, count, offset);
+}
+ssize_t pread64(int fd, void *buf, size_t count, off_t offset) { return call("pread64", fd, buf, count, offset); }
+ssize_t pread(int fd, void *buf, size_t count, off_t offset) { return call("pread", fd, buf, count, offset); }
+'@
+    $cc = Get-Command cc, gcc -CommandType Application -ErrorAction Ignore | Select-Object -First 1
+    $ShortSkip = if (-not $IsLinux) { 'Linux only' }
+    elseif (-not $cc) { 'no C compiler (cc) to build the preloaded pread that gives short reads' }
+    else {
+        $probe = Join-Path ([IO.Path]::GetTempPath()) "sdr29errb-probe-$([guid]::NewGuid().ToString('n'))"
+        $null = New-Item -ItemType Directory $probe
+        try {
+            Set-Content -LiteralPath "$probe/s.c" -Value $ShortReadSource
+            $said = & $cc.Source -shared -fPIC -O2 -o "$probe/s.so" "$probe/s.c" -ldl 2>&1
+            if ($LASTEXITCODE -ne 0) { "cc cannot build a shared object here: $($said | Select-Object -First 1)" }
+        } finally { Remove-Item -LiteralPath $probe -Recurse -Force -ErrorAction Ignore }
+    }
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:module = Join-Path (Get-Module SoftDirty).ModuleBase 'SoftDirty.psd1'
+    $script:root = (New-Item -ItemType Directory (Join-Path $TestDrive 'r29errb')).FullName
+}
+
+Describe 'Round 29: a read of pages.bin that returns fewer bytes than asked' -Tag 'Security', 'Round29ErrB' -Skip:([bool]$ShortSkip) {
+    BeforeAll {
+        $cc = Get-Command cc, gcc -CommandType Application | Select-Object -First 1
+        Set-Content -LiteralPath "$root/shortread.c" -Value $ShortReadSource
+        & $cc.Source -shared -fPIC -O2 -o "$root/shortread.so" "$root/shortread.c" -ldl
+        # 16 pages of distinct bytes (not one zero page), and the flat files a restore in this process (no short reads) gives.
+        $f = New-FilledEmulator 16
+        $script:image = "$root/img"
+        $null = Save-MemoryImage -Emulator $f.Emulator -Path $image
+        $script:expected = "$root/expected"
+        $null = Restore-MemoryImage -Path $image -Destination $expected
+        $script:out = (New-Item -ItemType Directory "$root/out").FullName
+        # The child: every pread of a pages.bin reads half of what it asks. It first shows that it does (a 64 KiB read of the
+        # image's pages.bin), then prints each command's answer.
+        $pwsh = Get-PwshCommandLine
+        $command = @"
+`$ErrorActionPreference = 'Stop'; Import-Module '$module'
+function Case([string] `$Name, [scriptblock] `$C) { try { "`$Name=`$(& `$C)" } catch { "`$Name=`$(`$_.FullyQualifiedErrorId -replace ',.*')|`$(`$_.Exception.Message -replace '\r?\n', ' ')" } }
+Case probe { `$h = [IO.File]::OpenHandle('$image/pages.bin'); try { [IO.RandomAccess]::Read(`$h, [byte[]]::new(65536), 0) } finally { `$h.Dispose() } }
+Case test { `$r = Test-MemoryImage -Path '$image' -Detailed; "`$(`$r.Valid) `$(`$r.PagesChecked) `$(`$r.Problems.Count) `$(`$r.Problems | Select-Object -First 1 | ForEach-Object Message)" }
+Case restore { `$null = Restore-MemoryImage -Path '$image' -Destination '$out/rest'; 'done' }
+Case receive { `$i = Get-ChildItem -LiteralPath '$image' | Receive-MemoryImage -Path '$out/recv' -Confirm:`$false; `$i.DataPages }
+"@
+        $env:SHORTREAD_SUFFIX = '/pages.bin'
+        $env:LD_PRELOAD = "$root/shortread.so"
+        try { $script:said = @(& $pwsh[0] @($pwsh | Select-Object -Skip 1) -NoProfile -NonInteractive -Command $command 2>&1 | ForEach-Object { "$_" }) }
+        finally { Remove-Item Env:LD_PRELOAD, Env:SHORTREAD_SUFFIX -ErrorAction Ignore }
+        function Said([string] $Case) {
+            $line = $said | Where-Object { $_ -like "$Case=*" } | Select-Object -First 1
+            $line | Should -Not -BeNullOrEmpty -Because ($said -join "`n")
+            $line -replace '^[^=]*='
+        }
+    }
+
+    BeforeEach {
+        # The preloaded pread must have run (a libc that .NET does not reach through pread, a loader that ignores LD_PRELOAD).
+        $probe = Said probe
+        if ($probe -notmatch '^\d+$' -or [int]$probe -ge 65536) { Set-ItResult -Skipped -Because "the preloaded pread gave no short read here (a 64 KiB read of pages.bin answered: $probe)" }
+    }
+
+    It 'Test-MemoryImage calls the whole image valid, every page checked' {
+        # Before: "False 16 8 ... page 0x... lies past the end of the file."
+        Said test | Should -BeExactly 'True 16 0 '
+    }
+
+    It 'Restore-MemoryImage restores it, the same bytes as without short reads' {
+        # Before: "pages.bin at offset 0 (0x0): truncated, page 0x... is missing."
+        Said restore | Should -BeExactly 'done'
+        $got = @(Get-ChildItem -LiteralPath "$out/rest" -File | Sort-Object Name)
+        $want = @(Get-ChildItem -LiteralPath $expected -File | Sort-Object Name)
+        $got.Name | Should -Be $want.Name
+        for ($i = 0; $i -lt $want.Count; $i++) {
+            (Get-FileHash -LiteralPath $got[$i].FullName).Hash | Should -Be (Get-FileHash -LiteralPath $want[$i].FullName).Hash -Because $want[$i].Name
+        }
+    }
+
+    It 'Receive-MemoryImage keeps the whole image it received' {
+        # Before: ImageIncomplete "The received image ... does not verify: ... lies past the end of the file", and the image removed.
+        Said receive | Should -BeExactly '16'
+        Test-MemoryImage -Path "$out/recv" | Should -BeTrue
+    }
+}
