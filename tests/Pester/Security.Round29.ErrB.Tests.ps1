@@ -5,7 +5,10 @@
 # whole image was said to lack its pages: Test-MemoryImage answered $false (8 of 16 pages "past the end of the file"),
 # Receive-MemoryImage refused and removed a whole image it had received (a migration's round failed), and Restore-MemoryImage
 # failed with "truncated". Shown with a preloaded pread that returns half of what is asked of pages.bin (a real short read:
-# the call runs, on fewer bytes). Every case below failed before.
+# the call runs, on fewer bytes). And: a read of an increment's PARENT that the disk failed (EIO on its manifest or its folder)
+# was said as ImageParentMismatch, "not the image this one was taken against", by Test-, Get- and Restore-MemoryImage, where
+# the same failure of the image itself says ImageReadError (round 25: check the disk, then test again). Every case below
+# failed before.
 
 BeforeDiscovery {
     $script:ShortReadSource = @'
@@ -49,6 +52,16 @@ ssize_t pread(int fd, void *buf, size_t count, off_t offset) { return call("prea
             $said = & $cc.Source -shared -fPIC -O2 -o "$probe/s.so" "$probe/s.c" -ldl 2>&1
             if ($LASTEXITCODE -ne 0) { "cc cannot build a shared object here: $($said | Select-Object -First 1)" }
         } finally { Remove-Item -LiteralPath $probe -Recurse -Force -ErrorAction Ignore }
+    }
+}
+
+BeforeDiscovery {
+    $StraceSkip = if (-not $IsLinux) { 'Linux only' }
+    elseif (-not (Get-Command strace -CommandType Application -ErrorAction Ignore)) { 'strace is not installed: the failed read is injected with strace' }
+    else {
+        # Measured: strace can trace a child here (not where ptrace is forbidden, as in some containers).
+        $said = strace -f -qq -o /dev/null -e trace=openat true 2>&1
+        if ($LASTEXITCODE -ne 0) { "strace cannot trace here: $said" }
     }
 }
 
@@ -118,5 +131,39 @@ Case receive { `$i = Get-ChildItem -LiteralPath '$image' | Receive-MemoryImage -
         # Before: ImageIncomplete "The received image ... does not verify: ... lies past the end of the file", and the image removed.
         Said receive | Should -BeExactly '16'
         Test-MemoryImage -Path "$out/recv" | Should -BeTrue
+    }
+}
+
+Describe 'Round 29: the disk fails a read of an increment''s parent' -Tag 'Security', 'Round29ErrB' -Skip:([bool]$StraceSkip) {
+    BeforeAll {
+        $script:chain = (New-Item -ItemType Directory "$root/chain").FullName
+        $f = New-FilledEmulator 16
+        $null = Save-MemoryImage -Emulator $f.Emulator -Path "$chain/full"
+        $f.Emulator | Write-EmulatedMemory -Address $f.Mapping.Start -Length 4KB
+        $null = Save-MemoryImage -Emulator $f.Emulator -Path "$chain/inc" -Parent "$chain/full"
+        $script:pwsh = Get-PwshCommandLine
+    }
+
+    It 'EIO <Where>: Test-MemoryImage is false with ImageReadError, Get- and Restore-MemoryImage say ImageReadError' -ForEach @(
+        @{ Where = 'reading the parent''s manifest'; Path = 'full/manifest.json'; Call = 'pread64' }
+        @{ Where = 'opening the parent''s folder'; Path = 'full'; Call = 'openat' }
+    ) {
+        $out = (New-Item -ItemType Directory "$root/o-$([guid]::NewGuid().ToString('n'))").FullName
+        $command = @"
+`$ErrorActionPreference = 'Stop'; `$PSStyle.OutputRendering = 'PlainText'; Import-Module '$module'
+function Id([scriptblock] `$c) { try { `$null = & `$c; 'none' } catch { `$_.FullyQualifiedErrorId -replace ',.*' } }
+`$t = Test-MemoryImage '$chain/inc' -Detailed; 'test=' + `$t.Valid + ':' + (`$t.Problems.Error -join ',')
+'get=' + (Id { Get-MemoryImage '$chain/inc' })
+'restore=' + (Id { Restore-MemoryImage -Path '$chain/inc' -Destination '$out/rest' })
+"@
+        $log = "$out.log"
+        $said = @(strace -f -qq -o $log --seccomp-bpf -P "$chain/$Path" -e trace=$Call -e inject=${Call}:error=EIO @pwsh -NoProfile -NonInteractive -Command $command 2>&1 | ForEach-Object { "$_" })
+        @(Get-Content -LiteralPath $log | Where-Object { $_ -match 'INJECTED' }).Count | Should -BeGreaterThan 0 -Because ($said -join "`n")
+        # Before: False:ImageParentMismatch, ImageParentMismatch, ImageParentMismatch.
+        ($said | Where-Object { $_ -like 'test=*' }) | Should -BeExactly 'test=False:ImageReadError' -Because ($said -join "`n")
+        ($said | Where-Object { $_ -like 'get=*' }) | Should -BeExactly 'get=ImageReadError'
+        ($said | Where-Object { $_ -like 'restore=*' }) | Should -BeExactly 'restore=ImageReadError'
+        Test-Path -LiteralPath "$out/rest" | Should -BeFalse
+        Test-MemoryImage -Path "$chain/inc" | Should -BeTrue -Because 'the chain is whole'
     }
 }

@@ -170,7 +170,9 @@ internal static class ImageReader
             var parentPath = System.IO.Path.GetFullPath(System.IO.Path.Combine(image.RealPath, link.Path));
             OpenedImage parent;
             try { parent = pending = Open(parentPath); }
-            catch (EngineException ex) when (ex.Error != EngineError.ResourceLimit) // a limit of this process says nothing of the parent
+            // A limit of this process, or a read the disk failed (EIO), says nothing of the parent: as it is, never "the parent is
+            // not the image this one was taken against" (round 29: EIO reading the parent's manifest said ImageParentMismatch).
+            catch (EngineException ex) when (ex.Error is not (EngineError.ResourceLimit or EngineError.ImageReadError))
             {
                 throw new EngineException(EngineError.ImageParentMismatch,
                     $"{image.File(ImageFormat.ManifestFile)}: the parent image {parentPath} cannot be used: {ex.Message}", image.Path, 0, ex);
