@@ -7,8 +7,13 @@
 # failed with "truncated". Shown with a preloaded pread that returns half of what is asked of pages.bin (a real short read:
 # the call runs, on fewer bytes). And: a read of an increment's PARENT that the disk failed (EIO on its manifest or its folder)
 # was said as ImageParentMismatch, "not the image this one was taken against", by Test-, Get- and Restore-MemoryImage, where
-# the same failure of the image itself says ImageReadError (round 25: check the disk, then test again). Every case below
-# failed before.
+# the same failure of the image itself says ImageReadError (round 25: check the disk, then test again). And: out of
+# descriptors while opening the object of memory that ends with the process (a memfd: /proc/PID/map_files, the process's
+# /proc/PID/fdinfo) was "this user cannot open it, the process holds no descriptor of it": the save wrote an image without
+# the 8 of 8 pages the process did not map, which a save a moment later took whole (round 28's "out of descriptors is no
+# answer", in the image code). Likewise a deleted file on a tmpfs of the process's own mount namespace, whose
+# /proc/PID/mountinfo could not be read: its file system taken for one that may never answer (not local), its 8 pages
+# unreadable. Every case below failed before.
 
 BeforeDiscovery {
     $script:ShortReadSource = @'
@@ -65,10 +70,42 @@ BeforeDiscovery {
     }
 }
 
+BeforeDiscovery {
+    $NsSkip = if ($StraceSkip) { $StraceSkip }
+    elseif ((id -u) -ne '0') { 'needs root: the target mounts a tmpfs in a mount namespace of its own, and its pages are read through /proc/PID/map_files' }
+    elseif (-not (Get-Command unshare -CommandType Application -ErrorAction Ignore) -or -not (Get-Command nsenter -CommandType Application -ErrorAction Ignore)) { 'needs unshare and nsenter (util-linux)' }
+    else {
+        $said = unshare -m --propagation private true 2>&1
+        if ($LASTEXITCODE -ne 0) { "a mount namespace cannot be made here: $said" }
+    }
+}
+
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $script:module = Join-Path (Get-Module SoftDirty).ModuleBase 'SoftDirty.psd1'
     $script:root = (New-Item -ItemType Directory (Join-Path $TestDrive 'r29errb')).FullName
+    # A child PowerShell that runs $Command with every $Call on one of $Paths failing with $Errno (strace): its output lines.
+    # At least one call must have been failed.
+    function Invoke-Failing([string[]] $Paths, [string] $Call, [string] $Errno, [string] $Command) {
+        $log = Join-Path $root "strace-$([guid]::NewGuid().ToString('n')).log"
+        $pwsh = Get-PwshCommandLine
+        $filter = foreach ($p in $Paths) { '-P', $p }
+        $command = "`$ErrorActionPreference = 'Stop'; `$PSStyle.OutputRendering = 'PlainText'; Import-Module '$module'`n$Command"
+        $said = @(strace -f -qq -o $log --seccomp-bpf @filter -e trace=$Call -e inject=${Call}:error=$Errno @pwsh -NoProfile -NonInteractive -Command $command 2>&1 | ForEach-Object { "$_" })
+        @(Get-Content -LiteralPath $log | Where-Object { $_ -match 'INJECTED' }).Count | Should -BeGreaterThan 0 -Because ($said -join "`n")
+        $said
+    }
+    # A save of $Target with every open of $Paths failing for want of descriptors: ResourceLimit, nothing left; then a save with
+    # descriptors takes every page (before: the first save wrote an image without the object's 8 pages, 'save=unreadable 8').
+    function Assert-LimitRefusesSave($Target, [string[]] $Paths) {
+        $out = (New-Item -ItemType Directory "$root/o-$([guid]::NewGuid().ToString('n'))").FullName
+        $said = Invoke-Failing $Paths openat EMFILE "try { `$i = Save-MemoryImage -Id $($Target.Id) -Path '$out/img' -WarningAction SilentlyContinue; 'save=unreadable ' + `$i.UnreadablePages } catch { 'save=' + (`$_.FullyQualifiedErrorId -replace ',.*') }"
+        ($said | Where-Object { $_ -like 'save=*' }) | Should -BeExactly 'save=ResourceLimit' -Because ($said -join "`n")
+        @(Get-ChildItem -Force -LiteralPath $out).Count | Should -Be 0 -Because 'nothing is left of the save'
+        $info = Save-MemoryImage -Id $Target.Id -Path "$out/again" -WarningAction SilentlyContinue
+        $info.UnreadablePages | Should -Be 0 -Because 'the object is readable: only the limit stood in the way'
+        Test-MemoryImage -Path "$out/again" | Should -BeTrue
+    }
 }
 
 Describe 'Round 29: a read of pages.bin that returns fewer bytes than asked' -Tag 'Security', 'Round29ErrB' -Skip:([bool]$ShortSkip) {
@@ -141,7 +178,6 @@ Describe 'Round 29: the disk fails a read of an increment''s parent' -Tag 'Secur
         $null = Save-MemoryImage -Emulator $f.Emulator -Path "$chain/full"
         $f.Emulator | Write-EmulatedMemory -Address $f.Mapping.Start -Length 4KB
         $null = Save-MemoryImage -Emulator $f.Emulator -Path "$chain/inc" -Parent "$chain/full"
-        $script:pwsh = Get-PwshCommandLine
     }
 
     It 'EIO <Where>: Test-MemoryImage is false with ImageReadError, Get- and Restore-MemoryImage say ImageReadError' -ForEach @(
@@ -149,21 +185,61 @@ Describe 'Round 29: the disk fails a read of an increment''s parent' -Tag 'Secur
         @{ Where = 'opening the parent''s folder'; Path = 'full'; Call = 'openat' }
     ) {
         $out = (New-Item -ItemType Directory "$root/o-$([guid]::NewGuid().ToString('n'))").FullName
-        $command = @"
-`$ErrorActionPreference = 'Stop'; `$PSStyle.OutputRendering = 'PlainText'; Import-Module '$module'
+        $said = Invoke-Failing "$chain/$Path" $Call EIO @"
 function Id([scriptblock] `$c) { try { `$null = & `$c; 'none' } catch { `$_.FullyQualifiedErrorId -replace ',.*' } }
 `$t = Test-MemoryImage '$chain/inc' -Detailed; 'test=' + `$t.Valid + ':' + (`$t.Problems.Error -join ',')
 'get=' + (Id { Get-MemoryImage '$chain/inc' })
 'restore=' + (Id { Restore-MemoryImage -Path '$chain/inc' -Destination '$out/rest' })
 "@
-        $log = "$out.log"
-        $said = @(strace -f -qq -o $log --seccomp-bpf -P "$chain/$Path" -e trace=$Call -e inject=${Call}:error=EIO @pwsh -NoProfile -NonInteractive -Command $command 2>&1 | ForEach-Object { "$_" })
-        @(Get-Content -LiteralPath $log | Where-Object { $_ -match 'INJECTED' }).Count | Should -BeGreaterThan 0 -Because ($said -join "`n")
         # Before: False:ImageParentMismatch, ImageParentMismatch, ImageParentMismatch.
         ($said | Where-Object { $_ -like 'test=*' }) | Should -BeExactly 'test=False:ImageReadError' -Because ($said -join "`n")
         ($said | Where-Object { $_ -like 'get=*' }) | Should -BeExactly 'get=ImageReadError'
         ($said | Where-Object { $_ -like 'restore=*' }) | Should -BeExactly 'restore=ImageReadError'
         Test-Path -LiteralPath "$out/rest" | Should -BeFalse
         Test-MemoryImage -Path "$chain/inc" | Should -BeTrue -Because 'the chain is whole'
+    }
+}
+
+Describe 'Round 29: out of descriptors where a save opens the object of a memfd' -Tag 'Security', 'Round29ErrB' -Skip:([bool]$StraceSkip) {
+    BeforeAll {
+        $script:t = Start-ImgTarget
+        # A memfd mapped MAP_SHARED, 8 pages written only with write(2): the target maps none of them, and holds its descriptor.
+        $r = (Send-ImgTarget $t 'shm 8') -split ' '
+        $null = Send-ImgTarget $t "pwrite $($r[1]) 0 8"
+        $address = [Convert]::ToUInt64($r[0], 16)
+        $script:mapping = Get-MemoryMapping -Id $t.Id | Where-Object { $_.Start -le $address -and $address -lt $_.End }
+    }
+    AfterAll { Stop-ImgTarget $t }
+
+    It 'the save says ResourceLimit and writes nothing; a save with descriptors takes every page' {
+        @(Get-PageMap -Id $t.Id -Address $mapping.Start -Length ($mapping.End - $mapping.Start) -Present).Count | Should -Be 0 -Because 'the case is pages the target does not map'
+        # Both routes to the object fail for want of descriptors: map_files (root's), and the process's descriptors (everyone's).
+        Assert-LimitRefusesSave $t ('/proc/{0}/map_files/{1:x}-{2:x}' -f $t.Id, $mapping.Start, $mapping.End), "/proc/$($t.Id)/fdinfo"
+    }
+}
+
+Describe 'Round 29: out of descriptors where a save reads the mount table of the process' -Tag 'Security', 'Round29ErrB' -Skip:([bool]$NsSkip) {
+    BeforeAll {
+        # The target in a mount namespace of its own, with a tmpfs there only (this process's mount table does not list it): a
+        # file there, mapped MAP_SHARED, written, deleted, then MADV_DONTNEED: its 8 pages are in the object only.
+        $script:t = Start-ImgTarget -Through 'unshare', '-m', '--propagation', 'private'
+        $script:folder = (New-Item -ItemType Directory "$root/ns-$([guid]::NewGuid().ToString('n'))").FullName
+        nsenter -t $t.Id -m -- mount -t tmpfs r29errb $folder
+        $script:mounted = $LASTEXITCODE -eq 0
+        if ($mounted) {
+            $file = "/proc/$($t.Id)/root$folder/f"
+            [IO.File]::WriteAllBytes($file, [byte[]]::new(8 * [Environment]::SystemPageSize))
+            $a = Send-ImgTarget $t "mapfile $folder/f 8 1"
+            $null = Send-ImgTarget $t "fill $a 8 3"
+            Remove-Item -LiteralPath $file
+            $null = Send-ImgTarget $t "dontneed $a 0 8"
+        }
+    }
+    AfterAll { Stop-ImgTarget $t }
+
+    It 'the save says ResourceLimit and writes nothing; a save with descriptors takes every page' {
+        if (-not $mounted) { Set-ItResult -Skipped -Because 'the tmpfs could not be mounted in the target''s mount namespace'; return }
+        Select-String -SimpleMatch " $folder " /proc/self/mountinfo | Should -BeNullOrEmpty -Because 'the case is a file system only the target sees'
+        Assert-LimitRefusesSave $t "/proc/$($t.Id)/mountinfo"
     }
 }
