@@ -7,7 +7,8 @@
 # failed with "truncated". Shown with a preloaded pread that returns half of what is asked of pages.bin (a real short read:
 # the call runs, on fewer bytes). And: a read of an increment's PARENT that the disk failed (EIO on its manifest or its folder)
 # was said as ImageParentMismatch, "not the image this one was taken against", by Test-, Get- and Restore-MemoryImage, where
-# the same failure of the image itself says ImageReadError (round 25: check the disk, then test again). And: out of
+# the same failure of the image itself says ImageReadError (round 25: check the disk, then test again); and a stat of an
+# image's pages.bin or index.bin that the disk failed said the file was "missing", ImageIncomplete. And: out of
 # descriptors while opening the object of memory that ends with the process (a memfd: /proc/PID/map_files, the process's
 # /proc/PID/fdinfo) was "this user cannot open it, the process holds no descriptor of it": the save wrote an image without
 # the 8 of 8 pages the process did not map, which a save a moment later took whole (round 28's "out of descriptors is no
@@ -197,6 +198,22 @@ function Id([scriptblock] `$c) { try { `$null = & `$c; 'none' } catch { `$_.Full
         ($said | Where-Object { $_ -like 'restore=*' }) | Should -BeExactly 'restore=ImageReadError'
         Test-Path -LiteralPath "$out/rest" | Should -BeFalse
         Test-MemoryImage -Path "$chain/inc" | Should -BeTrue -Because 'the chain is whole'
+    }
+
+    It 'EIO from the stat of <Image>''s files: Test-MemoryImage is false with ImageReadError, Restore-MemoryImage says ImageReadError' -ForEach @(
+        @{ Image = 'inc' }, @{ Image = 'full' }
+    ) {
+        $out = (New-Item -ItemType Directory "$root/o-$([guid]::NewGuid().ToString('n'))").FullName
+        # statx relative to the image's folder: its pages.bin and index.bin, whose sizes are checked against the manifest.
+        $said = Invoke-Failing "$chain/$Image" statx EIO @"
+function Id([scriptblock] `$c) { try { `$null = & `$c; 'none' } catch { `$_.FullyQualifiedErrorId -replace ',.*' } }
+`$t = Test-MemoryImage '$chain/inc' -Detailed; 'test=' + `$t.Valid + ':' + (`$t.Problems.Error -join ',')
+'restore=' + (Id { Restore-MemoryImage -Path '$chain/inc' -Destination '$out/rest' })
+"@
+        # Before: False:ImageIncomplete ("missing"), ImageIncomplete.
+        ($said | Where-Object { $_ -like 'test=*' }) | Should -BeExactly 'test=False:ImageReadError' -Because ($said -join "`n")
+        ($said | Where-Object { $_ -like 'restore=*' }) | Should -BeExactly 'restore=ImageReadError'
+        Test-Path -LiteralPath "$out/rest" | Should -BeFalse
     }
 }
 

@@ -397,6 +397,10 @@ internal static class ImageReader
         if (st is null)
         {
             if (errno is Errno.EACCES or Errno.EPERM) throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(errno)}", path, errno);
+            if (Errno.IsResourceLimit(errno)) throw SafeDirectory.ResourceLimit(path, errno);
+            // A stat the disk failed (EIO) says nothing of the file: it was "missing", an image said incomplete (round 29).
+            if (errno != Errno.ENOENT)
+                throw new EngineException(EngineError.ImageReadError, $"{path}: {Errno.Describe(errno)} (the disk under it). Check the disk, then test the image again.", path, errno);
             throw Problem(EngineError.ImageIncomplete, path, null, "missing.");
         }
         if (st.Value.Type != FileNative.S_IFREG) throw Problem(EngineError.ImageCorrupt, path, null, "not a regular file (a link, FIFO, device or directory).");
