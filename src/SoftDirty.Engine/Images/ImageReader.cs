@@ -170,7 +170,9 @@ internal static class ImageReader
             var parentPath = System.IO.Path.GetFullPath(System.IO.Path.Combine(image.RealPath, link.Path));
             OpenedImage parent;
             try { parent = pending = Open(parentPath); }
-            catch (EngineException ex) when (ex.Error != EngineError.ResourceLimit) // a limit of this process says nothing of the parent
+            // A limit of this process, or a read the disk failed (EIO), says nothing of the parent: as it is, never "the parent is
+            // not the image this one was taken against" (round 29: EIO reading the parent's manifest said ImageParentMismatch).
+            catch (EngineException ex) when (ex.Error is not (EngineError.ResourceLimit or EngineError.ImageReadError))
             {
                 throw new EngineException(EngineError.ImageParentMismatch,
                     $"{image.File(ImageFormat.ManifestFile)}: the parent image {parentPath} cannot be used: {ex.Message}", image.Path, 0, ex);
@@ -381,13 +383,8 @@ internal static class ImageReader
     /// <summary>Reads <paramref name="into"/> whole from <paramref name="at"/> and hashes it: a short read is a file that changed while being read.</summary>
     private static void ReadWhole(SafeFileHandle handle, long at, Span<byte> into, Fast128Hasher hash, string path)
     {
-        int got = 0;
-        while (got < into.Length)
-        {
-            int n = SafeFiles.ReadAt(handle, into[got..], at + got, path);
-            if (n <= 0) throw Problem(EngineError.ImageIncomplete, path, at + got, "changed while being read.");
-            got += n;
-        }
+        int got = SafeFiles.ReadFull(handle, into, at, path);
+        if (got < into.Length) throw Problem(EngineError.ImageIncomplete, path, at + got, "changed while being read.");
         hash.Append(into);
     }
 
@@ -400,6 +397,10 @@ internal static class ImageReader
         if (st is null)
         {
             if (errno is Errno.EACCES or Errno.EPERM) throw new EngineException(EngineError.PermissionDenied, $"{path}: {Errno.Describe(errno)}", path, errno);
+            if (Errno.IsResourceLimit(errno)) throw SafeDirectory.ResourceLimit(path, errno);
+            // A stat the disk failed (EIO) says nothing of the file: it was "missing", an image said incomplete (round 29).
+            if (errno != Errno.ENOENT)
+                throw new EngineException(EngineError.ImageReadError, $"{path}: {Errno.Describe(errno)} (the disk under it). Check the disk, then test the image again.", path, errno);
             throw Problem(EngineError.ImageIncomplete, path, null, "missing.");
         }
         if (st.Value.Type != FileNative.S_IFREG) throw Problem(EngineError.ImageCorrupt, path, null, "not a regular file (a link, FIFO, device or directory).");

@@ -47,7 +47,7 @@ internal static class ImageRestorer
                 // target would fail on it (an emulated process has no memory there) or drop it.
                 while (at < layout.Count && layout[at].End <= addr) at++;
                 if (at == layout.Count || layout[at].Start > addr) continue;
-                int got = SafeFiles.ReadAt(handles[img]!, page, (long)offset, files[img]);
+                int got = SafeFiles.ReadFull(handles[img]!, page, (long)offset, files[img]);
                 if (got < ps)
                 {
                     var file = files[img];

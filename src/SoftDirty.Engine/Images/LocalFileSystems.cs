@@ -46,7 +46,8 @@ internal static class LocalFileSystems
     {
         IEnumerable<string> lines;
         try { lines = File.ReadAllLines(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return; }
+        // Out of descriptors or memory is no answer (it was kept, for the process, as "no local file system": round 29).
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(e, path); return; }
         foreach (var line in lines)
             if (Parse(line) is { } mount)
                 into[mount.Device] = into.GetValueOrDefault(mount.Device) || LocalTypes.Contains(mount.Type);

@@ -73,7 +73,7 @@ internal sealed class PageVerifier : IDisposable
         if (_runCount == 0) return;
         _cancel.ThrowIfCancellationRequested();
         ulong first = _run[0].Offset;
-        int got = SafeFiles.ReadAt(_handle, _buffer.AsSpan(0, _runCount * _ps), (long)first, _pagesPath);
+        int got = SafeFiles.ReadFull(_handle, _buffer.AsSpan(0, _runCount * _ps), (long)first, _pagesPath);
         for (int k = 0; k < _runCount; k++)
         {
             long at = (long)_run[k].Offset;

@@ -143,6 +143,23 @@ internal static class SafeFiles
         }
     }
 
+    /// <summary>
+    /// <see cref="ReadAt"/> until <paramref name="buffer"/> is full or the file ends: the bytes read, fewer only at its end. A
+    /// read may return fewer bytes than asked before the end (FUSE, NFS, CIFS; POSIX allows it anywhere): taken for the end, a
+    /// whole image was said to lack its last pages (Test-MemoryImage false, a received image refused, a restore failed; round 29).
+    /// </summary>
+    public static int ReadFull(SafeFileHandle handle, Span<byte> buffer, long offset, string path)
+    {
+        int got = 0;
+        while (got < buffer.Length)
+        {
+            int n = ReadAt(handle, buffer[got..], offset + got, path);
+            if (n <= 0) break;
+            got += n;
+        }
+        return got;
+    }
+
     internal static EngineException WriteFailure(string path, int errno, string message) => errno switch
     {
         Errno.EACCES or Errno.EPERM => new EngineException(EngineError.PermissionDenied, message, path, errno),
@@ -257,15 +274,9 @@ internal static class SafeFiles
             throw new EngineException(EngineError.ImageCorrupt, $"{path} is {s.Size} bytes, more than the {maxBytes} this file can have.", path);
         length = (int)s.Size;
         var bytes = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(1, length));
-        int got = 0;
-        while (got < length)
-        {
-            int n;
-            try { n = ReadAt(handle, bytes.AsSpan(got, length - got), got, path); }
-            catch { System.Buffers.ArrayPool<byte>.Shared.Return(bytes); throw; }
-            if (n <= 0) break;
-            got += n;
-        }
+        int got;
+        try { got = ReadFull(handle, bytes.AsSpan(0, length), 0, path); }
+        catch { System.Buffers.ArrayPool<byte>.Shared.Return(bytes); throw; }
         if (got != length)
         {
             System.Buffers.ArrayPool<byte>.Shared.Return(bytes);

@@ -21,7 +21,8 @@ namespace SoftDirty.Images;
 /// zeros and are not read, and nothing in the process changes (a read through /proc/PID/mem would fault every hole in, a new
 /// page of the object each). Where it cannot be opened (another user's map_files, no descriptor: a System V segment, shared
 /// anonymous memory, a memfd or deleted file the process closed) or lies on a file system whose reads may never answer
-/// (<see cref="MayOpen"/>), its pages not present count as unreadable: the image is incomplete and says so.
+/// (<see cref="MayOpen"/>), its pages not present count as unreadable: the image is incomplete and says so. Out of descriptors
+/// or memory on the way is ResourceLimit, never "cannot be opened".
 /// </summary>
 internal sealed class UnnamedObjectPages : IDisposable
 {
@@ -314,12 +315,12 @@ internal sealed class UnnamedObjectPages : IDisposable
     private SafeFileHandle? OpenPath(string path, MemoryMapping m)
     {
         int at = Native.Open(path, Native.O_PATH | Native.O_CLOEXEC);
-        if (at < 0) return null;
+        if (at < 0) { ThrowIfLimit(path); return null; }
         try
         {
             if (!Matches(at, m)) return null;
             int fd = Native.Open(string.Create(CultureInfo.InvariantCulture, $"/proc/self/fd/{at}"), Native.O_RDONLY | Native.O_CLOEXEC | Native.O_NONBLOCK | Native.O_NOCTTY);
-            if (fd < 0) return null;
+            if (fd < 0) { ThrowIfLimit(path); return null; }
             var handle = new SafeFileHandle(fd, ownsHandle: true);
             if (!Matches(fd, m))
             {
@@ -343,9 +344,9 @@ internal sealed class UnnamedObjectPages : IDisposable
     {
         if (FileNative.Fstat(fd, out _) is not { } s || s.Type != FileNative.S_IFREG) return false;
         if (s.Inode == m.Inode && string.Equals(s.Device, m.Device, StringComparison.OrdinalIgnoreCase)) return true;
-        string info;
-        try { info = File.ReadAllText(string.Create(CultureInfo.InvariantCulture, $"/proc/self/fdinfo/{fd}")); }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return false; }
+        string info, infoPath = string.Create(CultureInfo.InvariantCulture, $"/proc/self/fdinfo/{fd}");
+        try { info = File.ReadAllText(infoPath); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(ex, infoPath); return false; }
         if (Field(info, "ino:") != m.Inode || Field(info, "mnt_id:") is not { } mount) return false;
         _mounts ??= MountDevices(_source.ProcessId.ToString(CultureInfo.InvariantCulture));
         _ownMounts ??= MountDevices("self");
@@ -366,13 +367,14 @@ internal sealed class UnnamedObjectPages : IDisposable
         if (m.Deleted && ReadLink(exe) == m.Path + " (deleted)") yield return exe;
         _mounts ??= MountDevices(pid.ToString(CultureInfo.InvariantCulture));
         IEnumerable<string> entries;
-        try { entries = Directory.EnumerateFiles(string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/fdinfo")).ToList(); }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { yield break; }
+        string fdinfo = string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/fdinfo");
+        try { entries = Directory.EnumerateFiles(fdinfo).ToList(); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(ex, fdinfo); yield break; }
         foreach (var info in entries)
         {
             string text;
             try { text = File.ReadAllText(info); }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { continue; }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(ex, info); continue; }
             ulong? inode = Field(text, "ino:");
             if (inode is { } ino && ino != m.Inode) continue;
             // A mount the process's mountinfo lists is named there with its device; the kernel's own (memfds, System V) are not listed.
@@ -388,16 +390,17 @@ internal sealed class UnnamedObjectPages : IDisposable
     private static Dictionary<ulong, string> MountDevices(string pid)
     {
         var mounts = new Dictionary<ulong, string>();
+        string path = string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/mountinfo");
         try
         {
-            foreach (var line in File.ReadAllLines(string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/mountinfo")))
+            foreach (var line in File.ReadAllLines(path))
             {
                 int space = line.IndexOf(' ', StringComparison.Ordinal);
                 if (space > 0 && ulong.TryParse(line.AsSpan(0, space), NumberStyles.None, CultureInfo.InvariantCulture, out ulong id) && LocalFileSystems.Parse(line) is { } mount)
                     mounts[id] = mount.Device.ToLowerInvariant();
             }
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(ex, path); }
         return mounts;
     }
 
@@ -412,7 +415,20 @@ internal sealed class UnnamedObjectPages : IDisposable
     private static string? ReadLink(string path)
     {
         try { return new FileInfo(path).LinkTarget; }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(ex, path); return null; }
+    }
+
+    /// <summary>
+    /// Throws ResourceLimit where the open of <paramref name="path"/> just failed for want of descriptors or memory: this process's
+    /// limit says nothing of the object, which was counted unreadable, "this user cannot open it", and the image saved without
+    /// its pages (round 29: 8 of 8 pages of a memfd the process holds a descriptor of). Any other failure: the route is closed.
+    /// </summary>
+    private static void ThrowIfLimit(string path)
+    {
+        int e = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+        if (Errno.IsResourceLimit(e))
+            throw new EngineException(EngineError.ResourceLimit,
+                $"Opening {path} failed: {Errno.Describe(e)}. The pages of that memory not mapped in the process could not be read, so nothing was saved; raise the limit (ulimit -n) and try again.", path, e);
     }
 
     /// <inheritdoc/>
