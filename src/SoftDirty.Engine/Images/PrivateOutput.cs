@@ -196,16 +196,15 @@ internal sealed class PrivateOutput : IDisposable
         // Opened as readers open it (in pieces, so past PATH_MAX too; the caller's and root's links followed).
         SafeDirectory? there;
         try { there = SafeDirectory.Open(Destination, _what, Destination, create: false); }
-        // What the path names now (a file, a link of another user's, a loop) is not the folder; an error that says nothing of
-        // that (out of descriptors, EACCES, EIO) is the command's error as it is (round 13: a limit of this process is ResourceLimit).
+        // What the path names now (a file, a link of another user's, a loop) is not the folder: the result stays where it went.
         catch (EngineException ex) when (ex.Error is EngineError.InvalidArgument or EngineError.UnsafeDestination) { there = null; }
-        // Out of descriptors (or memory) here, the result stayed in place under a command that failed (round 28: a script that
-        // tried again met ImageExists, a migration's receiver said ResourceLimit of the image it kept): taken away, so that the
-        // failed command leaves the destination as it was, as after a failed fsync.
-        catch (EngineException ex) when (ex.Error == EngineError.ResourceLimit)
+        // Any other failure of this check (out of descriptors or memory, EIO, EACCES) left the result in place under a command
+        // that failed (rounds 28 and 29: a script that tried again met ImageExists, a migration's receiver said an error of the
+        // image it kept): taken away, so that the failed command leaves the destination as it was, as after a failed fsync.
+        catch (EngineException ex)
         {
             bool back = TakeBack(existed, emptyMode);
-            throw new EngineException(EngineError.ResourceLimit,
+            throw new EngineException(ex.Error,
                 $"{ex.Message} {_what} {Destination} was put in place, but this check of it could not be made, so it was removed again{(back ? "" : " (the empty folder that was there could not be made again)")}.",
                 Destination, ex.Errno, ex);
         }
