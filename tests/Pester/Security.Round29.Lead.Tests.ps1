@@ -71,3 +71,42 @@ try {
         @(Get-ChildItem -LiteralPath $root -Force -Filter ".$Command-$Errno.partial-*") | Should -BeNullOrEmpty
     }
 }
+
+# Found (left open by r29errB): Export-DirtyPageChart drew a deserialized sample or pre-copy round that lacked its Elapsed or
+# Rate (a Select-Object or an edit that left it out) at 0 s or 0 pages/s, as if the process had stopped writing; it is refused
+# now (InvalidArgument naming the property), as one whose values cannot be read already was.
+Describe 'Round 29: a deserialized sample without its Elapsed or Rate' -Tag 'Security', 'Round29Lead' {
+    BeforeAll {
+        Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+        $e = New-EmulatedProcess
+        $m = $e | Add-EmulatedMapping -Length 1MB
+        $live = @($e | Watch-DirtyPage -Count 2 -Interval 0.1 -Workload @{ Address = $m.Start; Length = 1MB; Pattern = 'HotSet'; AccessesPerSecond = 4000; WriteRatio = 1; Seed = 3 })
+        $script:clixml = Join-Path $TestDrive 'samples.xml'
+        $live | Export-Clixml -LiteralPath $clixml
+    }
+
+    It 'whole, draws (the setting is what the case needs)' {
+        $samples = @(Import-Clixml -LiteralPath $clixml)
+        $samples[0].PSObject.TypeNames[0] | Should -Be 'Deserialized.SoftDirty.Workflows.DirtyPageSample'
+        $svg = Join-Path $TestDrive 'whole.svg'
+        $samples | Export-DirtyPageChart -Path $svg -ErrorVariable said -ErrorAction SilentlyContinue | Out-Null
+        $said | Should -BeNullOrEmpty
+        Test-Path -LiteralPath $svg | Should -BeTrue
+    }
+
+    It 'without <Property>, is refused (InvalidArgument naming it), never drawn at 0' -ForEach @(@{ Property = 'Elapsed' }, @{ Property = 'Rate' }) {
+        $samples = @(Import-Clixml -LiteralPath $clixml)
+        # The second sample again, without the property (a deserialized object's own properties cannot be removed).
+        $without = [pscustomobject]@{}
+        foreach ($p in $samples[1].PSObject.Properties) { if ($p.Name -ne $Property) { $without | Add-Member -NotePropertyName $p.Name -NotePropertyValue $p.Value } }
+        $without.PSObject.TypeNames.Clear()
+        foreach ($t in $samples[1].PSObject.TypeNames) { $without.PSObject.TypeNames.Add($t) }
+        $without.PSObject.Properties[$Property] | Should -BeNullOrEmpty
+        $samples[1] = $without
+        $svg = Join-Path $TestDrive "without-$Property.svg"
+        $samples | Export-DirtyPageChart -Path $svg -ErrorVariable said -ErrorAction SilentlyContinue | Out-Null
+        @($said).Count | Should -Be 1
+        $said[0].FullyQualifiedErrorId | Should -BeLike 'InvalidArgument,*'
+        $said[0].Exception.Message | Should -BeLike "*has no $Property*"
+    }
+}

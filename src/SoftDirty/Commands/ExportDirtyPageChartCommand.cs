@@ -199,9 +199,11 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
     {
         try
         {
-            double elapsed = Convert.ToDouble(Value(ps, "Elapsed") ?? 0.0, CultureInfo.InvariantCulture);
-            double rate = Convert.ToDouble(Value(ps, "Rate") ?? 0.0, CultureInfo.InvariantCulture);
-            int pageSize = Convert.ToInt32(Value(ps, "PageSize") ?? 0, CultureInfo.InvariantCulture);
+            // Every sample and round has all three: one without (a Select-Object that left it out, an edited file) is refused,
+            // never drawn at 0 s or 0 pages/s as if the process had stopped writing.
+            double elapsed = Convert.ToDouble(Required(ps, "Elapsed"), CultureInfo.InvariantCulture);
+            double rate = Convert.ToDouble(Required(ps, "Rate"), CultureInfo.InvariantCulture);
+            int pageSize = Convert.ToInt32(Required(ps, "PageSize"), CultureInfo.InvariantCulture);
             var ranges = new List<AddressRange>();
             if ((ps.Properties["Ranges"]?.Value is PSObject rp ? rp.BaseObject : ps.Properties["Ranges"]?.Value) is IEnumerable items and not string)
                 foreach (var item in items)
@@ -220,6 +222,9 @@ public sealed class ExportDirtyPageChartCommand : EngineCmdlet
             return null;
         }
     }
+
+    /// <summary>A property's value, which must be there (FormatException naming it where it is absent or null).</summary>
+    private static object Required(PSObject ps, string name) => Value(ps, name) ?? throw new FormatException($"it has no {name}.");
 
     /// <summary>A property's value, unwrapped when a script made it a PSObject (a number computed in a pipeline).</summary>
     private static object? Value(PSObject ps, string name) => ps.Properties[name]?.Value is PSObject p ? p.BaseObject : ps.Properties[name]?.Value;
