@@ -1,0 +1,169 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, twenty-ninth attack round (errA): a failed system call read as an answer in the injection, /proc and tracking code.
+# Found: the seccomp mode of the thread that injection stops is read from its /proc status; unread (this process out of
+# descriptors), it counted as "no filter", and the injected userfaultfd ran into a filter that kills: the target of
+# Enable-WriteTracking was killed. The links of /proc were read with .NET's FileSystemInfo.LinkTarget or readlink whose failure
+# was "no link": out of memory (ENOMEM), Enable saved a state without its descriptor's inode (the next command deleted it as
+# stale, the userfaultfd left in the process for good), a later command deleted a live tracking's state the same way, a clear
+# recorded no soft-dirty epoch (the record's name needs the pid namespace, /proc/self/ns/pid) so the chain trusted the bits it
+# took, and the search for io_uring descriptors (whose buffers the kernel writes past soft-dirty) passed an unread one over.
+# Each failure is injected with strace into one call of a child PowerShell. Every case below failed before.
+
+BeforeDiscovery {
+    $StraceSkip = if (-not $IsLinux) { 'Linux only' }
+    elseif (-not (Get-Command strace -CommandType Application -ErrorAction Ignore)) { 'strace is not installed: the failed call is injected with strace' }
+    else {
+        # Measured: strace can trace a child here (not where ptrace is forbidden, as in some containers).
+        $said = strace -f -qq -o /dev/null -e trace=openat true 2>&1
+        if ($LASTEXITCODE -ne 0) { "strace cannot trace here: $said" }
+    }
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    # The commands run in a child PowerShell under strace: a sibling of the target.
+    $WtSkip = if ($StraceSkip) { $StraceSkip } else { Get-WriteTrackingSkipReason -Relation Sibling }
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:module = Join-Path (Get-Module SoftDirty).ModuleBase 'SoftDirty.psd1'
+    $script:root = (New-Item -ItemType Directory (Join-Path $TestDrive 'r29erra')).FullName
+    $script:wtExe = Join-Path $PSScriptRoot '../native/bin/wttarget'
+    # A write-tracking state folder of this test's own (0700): the user's, which other commands use, is left alone.
+    $script:stateDir = (New-Item -ItemType Directory (Join-Path $root 'state')).FullName
+    chmod 0700 $stateDir
+    $script:savedState = $env:SOFTDIRTY_STATE_DIR
+    $env:SOFTDIRTY_STATE_DIR = $stateDir
+    # Runs $Command (the module imported, $ErrorActionPreference Stop) in a child PowerShell under strace with $Strace; returns
+    # the first line it printed that starts with "said=" (less that prefix), and all it printed.
+    function script:Invoke-Injected([string] $Command, [string[]] $Strace) {
+        $pwsh = Get-PwshCommandLine # one path, or dotnet and pwsh.dll (an array either way)
+        $run = @(@('strace', '-f', '-qq', '-o', '/dev/null', '--seccomp-bpf') + $Strace + $pwsh)
+        $full = "`$ErrorActionPreference = 'Stop'; Import-Module '$module'; $Command"
+        $lines = @(& $run[0] @($run | Select-Object -Skip 1) -NoProfile -NonInteractive -Command $full 2>&1 | ForEach-Object { "$_" })
+        @{ said = ($lines | Where-Object { $_ -like 'said=*' } | Select-Object -First 1) -replace '^said='; all = $lines -join "`n" }
+    }
+    # A command's outcome as "ok" or "ERRORID|message".
+    $script:SaidCmdlet = 'function Said([scriptblock] $C) { try { $null = & $C; "said=ok" } catch { "said=$($_.FullyQualifiedErrorId -replace '',.*'')|$($_.Exception.Message -replace ''\r?\n'', '' '')" } }; '
+    # The same for an engine method called by reflection (its EngineException's error, under .NET's invocation wrapper).
+    $script:SaidEngine = @'
+$I = [Reflection.BindingFlags] 'Static, Public, NonPublic'
+$engine = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'SoftDirty.Engine' }
+function Said([scriptblock] $C) {
+    try { "said=ok|$(& $C)" }
+    catch { $x = $_.Exception; while ($x -isnot [SoftDirty.EngineException] -and $x.InnerException) { $x = $x.InnerException }; "said=$(if ($x -is [SoftDirty.EngineException]) { $x.Error } else { $x.GetType().FullName })|$($x.Message)" }
+}
+
+'@
+    function script:Get-UffdCount([int] $Id) { @(Get-ChildItem "/proc/$Id/fd" -ErrorAction Ignore | Where-Object { $_.LinkTarget -eq 'anon_inode:[userfaultfd]' }).Count }
+    # readlink of every descriptor link the target may show (its own 0-2 and what the injection makes) fails with ENOMEM.
+    function script:Get-LinkFailure([int] $Id) {
+        foreach ($n in 0..15) { '-P', "/proc/$Id/fd/$n" }
+        '-e', 'trace=readlink,readlinkat', '-e', 'inject=readlink,readlinkat:error=ENOMEM'
+    }
+}
+
+AfterAll { $env:SOFTDIRTY_STATE_DIR = $savedState }
+
+Describe 'Round 29: the seccomp mode of the thread injection stops, unread' -Tag 'Security', 'Round29ErrA' -Skip:([bool]$WtSkip) {
+    BeforeAll {
+        function script:Start-KillingTarget {
+            $t = Start-TestTarget -Path $wtExe
+            $null = $t.Send('map 8')
+            $null = $t.Send('seccompkill 323') # userfaultfd (x86-64): the process is killed by it
+            $t
+        }
+    }
+
+    It 'read, a filter that kills on userfaultfd refuses Enable-WriteTracking (SeccompForbids), the target alive (the setting is what the case needs)' {
+        $t = Start-KillingTarget
+        try {
+            $r = Invoke-Injected ($SaidCmdlet + "Said { Enable-WriteTracking -Id $($t.Id) }") -Strace '-e', 'trace=none'
+            $r.said | Should -BeLike 'SeccompForbids|*' -Because $r.all
+            $t.Process.HasExited | Should -BeFalse
+        } finally { Stop-TestTarget $t }
+    }
+
+    It 'out of descriptors at /proc/PID/task/TID/status, Enable-WriteTracking says ResourceLimit and the target lives on, untouched' {
+        # Before: the mode unread was "no filter", the userfaultfd was injected and the filter killed the target (ProcessExited).
+        $t = Start-KillingTarget
+        try {
+            $r = Invoke-Injected ($SaidCmdlet + "Said { Enable-WriteTracking -Id $($t.Id) }") -Strace '-P', "/proc/$($t.Id)/task/$($t.Id)/status", '-e', 'trace=openat', '-e', 'inject=openat:error=EMFILE'
+            $r.said | Should -BeLike 'ResourceLimit|*' -Because $r.all
+            $r.said | Should -BeLike "*/proc/$($t.Id)/task/$($t.Id)/status*" -Because 'the error names what could not be read'
+            $t.Process.HasExited | Should -BeFalse -Because 'the filter never saw an injected call'
+            Get-UffdCount $t.Id | Should -Be 0
+            $t.Send('sum') | Should -Not -BeNullOrEmpty
+        } finally { Stop-TestTarget $t }
+    }
+}
+
+Describe 'Round 29: the descriptor links of a tracked process, unread for want of memory' -Tag 'Security', 'Round29ErrA' -Skip:([bool]$WtSkip) {
+
+    It 'Enable-WriteTracking says ResourceLimit and leaves no userfaultfd behind' {
+        # Before: the state was saved with inode 0, the command's next step took the state for stale and deleted it, and the
+        # userfaultfd stayed registered in the target for good (Disable-WriteTracking: WriteTrackingNotEnabled).
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $null = $t.Send('map 8')
+            $r = Invoke-Injected ($SaidCmdlet + "Said { Enable-WriteTracking -Id $($t.Id) }") -Strace (Get-LinkFailure $t.Id)
+            $r.said | Should -BeLike 'ResourceLimit|*' -Because $r.all
+            Get-UffdCount $t.Id | Should -Be 0 -Because 'the userfaultfd made was closed'
+            Test-Path -LiteralPath (Join-Path $stateDir "$($t.Id).json") | Should -BeFalse
+        } finally { Stop-TestTarget $t }
+    }
+
+    It 'a later Disable-WriteTracking says ResourceLimit and keeps the state: the tracking can be disabled after' {
+        # Before: the link unread was "not the userfaultfd", the state was deleted as stale (WriteTrackingNotEnabled) and the
+        # tracking lived on in the process with no command able to end it.
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $null = $t.Send('map 8')
+            $null = Enable-WriteTracking -Id $t.Id
+            Get-UffdCount $t.Id | Should -Be 1
+            $r = Invoke-Injected ($SaidCmdlet + "Said { Disable-WriteTracking -Id $($t.Id) }") -Strace (Get-LinkFailure $t.Id)
+            $r.said | Should -BeLike 'ResourceLimit|*' -Because $r.all
+            Test-Path -LiteralPath (Join-Path $stateDir "$($t.Id).json") | Should -BeTrue -Because 'the state of a live tracking stays'
+            Disable-WriteTracking -Id $t.Id
+            Get-UffdCount $t.Id | Should -Be 0
+        } finally { Stop-TestTarget $t }
+    }
+}
+
+Describe 'Round 29: /proc links a clear or a save trusts, unread for want of memory' -Tag 'Security', 'Round29ErrA' -Skip:([bool]$StraceSkip) {
+    BeforeAll {
+        $script:sleeper = Start-Process sleep -ArgumentList '600' -PassThru
+        # The epoch folders of this test (TrackingEpoch.SharedTempFolder and RuntimeRoot, internal) in the child: the machine's
+        # own, which other commands use, are left alone.
+        $script:folders = (New-Item -ItemType Directory (Join-Path $root "epochs-$([guid]::NewGuid().ToString('n'))")).FullName
+        foreach ($d in 'tmp', 'run') { $null = New-Item -ItemType Directory (Join-Path $folders $d) }
+        $script:epochChild = $SaidEngine + @"
+`$epoch = `$engine.GetType('SoftDirty.Tracking.TrackingEpoch', `$true)
+`$epoch.GetProperty('SharedTempFolder', `$I).SetValue(`$null, '$folders/tmp')
+`$epoch.GetProperty('RuntimeRoot', `$I).SetValue(`$null, '$folders/run')
+`$source = `$engine.GetType('SoftDirty.ProcPageSource', `$true).GetMethod('Open', [type[]]@([int])).Invoke(`$null, [object[]]@($($sleeper.Id)))
+Said { `$epoch.GetMethod('Record', `$I).Invoke(`$null, [object[]]@(`$source)) }
+"@
+    }
+    AfterAll { if ($sleeper -and -not $sleeper.HasExited) { $sleeper.Kill(); $sleeper.WaitForExit() } }
+
+    It 'with memory to spare, a clear''s epoch record is made (the setting is what the case needs)' {
+        $r = Invoke-Injected $epochChild -Strace '-e', 'trace=none'
+        $r.said | Should -BeLike "ok|*$folders/*=*" -Because $r.all
+    }
+
+    It 'the epoch record of a clear says ResourceLimit where /proc/self/ns/pid cannot be read, never "no record"' {
+        # Before: ok with no record (null): the clear went on, and the chain, reading the epoch of before, trusted the bits it took.
+        $r = Invoke-Injected $epochChild -Strace '-P', '/proc/self/ns/pid', '-e', 'trace=readlink,readlinkat', '-e', 'inject=readlink,readlinkat:error=ENOMEM'
+        $r.said | Should -BeLike 'ResourceLimit|*' -Because $r.all
+        $r.said | Should -BeLike '*/proc/self/ns/pid*' -Because 'the error names what could not be read'
+    }
+
+    It 'the search for io_uring descriptors says ResourceLimit where a descriptor''s link cannot be read, never "none"' {
+        # Before: False (no io_uring: its buffers, which the kernel writes past soft-dirty, not compared).
+        $child = $SaidEngine + "Said { `$engine.GetType('SoftDirty.PinnedBuffers', `$true).GetMethod('HasRingsInOwnMemory', `$I).Invoke(`$null, [object[]]@($($sleeper.Id), [SoftDirty.MemoryMapping[]]@())) }"
+        $plain = Invoke-Injected $child -Strace '-e', 'trace=none'
+        $plain.said | Should -Be 'ok|False' -Because "a sleep has no io_uring ($($plain.all))"
+        $r = Invoke-Injected $child -Strace (Get-LinkFailure $sleeper.Id)
+        $r.said | Should -BeLike 'ResourceLimit|*' -Because $r.all
+        $r.said | Should -BeLike "*/proc/$($sleeper.Id)/fd/*" -Because 'the error names what could not be read'
+    }
+}
