@@ -20,6 +20,8 @@ BeforeDiscovery {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     # The commands run in a child PowerShell under strace: a sibling of the target.
     $WtSkip = if ($StraceSkip) { $StraceSkip } else { Get-WriteTrackingSkipReason -Relation Sibling }
+    # A process that is not dumpable hides its descriptors from its own user, not from root (CAP_SYS_PTRACE).
+    $HiddenSkip = if ($WtSkip) { $WtSkip } elseif ((id -u) -eq '0') { 'root reads the descriptors of a process that is not dumpable: the case is its own user''s' }
 }
 
 BeforeAll {
@@ -111,6 +113,20 @@ Describe 'Round 29: the descriptor links of a tracked process, unread for want o
         } finally { Stop-TestTarget $t }
     }
 
+    It 'Enable-WriteTracking whose descriptor''s fdinfo cannot be read (EIO) says ProcIOError and leaves no userfaultfd behind' {
+        # Before: the state was saved with inode 0 (no command could match it to its descriptor), taken for stale at once and
+        # deleted, and the userfaultfd stayed registered in the target for good.
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $null = $t.Send('map 8')
+            $fdinfo = foreach ($n in 0..15) { '-P', "/proc/$($t.Id)/fdinfo/$n" }
+            $r = Invoke-Injected ($SaidCmdlet + "Said { Enable-WriteTracking -Id $($t.Id) }") -Strace ($fdinfo + @('-e', 'trace=openat', '-e', 'inject=openat:error=EIO'))
+            $r.said | Should -BeLike 'ProcIOError|*' -Because $r.all
+            Get-UffdCount $t.Id | Should -Be 0 -Because 'the userfaultfd made was closed'
+            Test-Path -LiteralPath (Join-Path $stateDir "$($t.Id).json") | Should -BeFalse
+        } finally { Stop-TestTarget $t }
+    }
+
     It 'a later Disable-WriteTracking says ResourceLimit and keeps the state: the tracking can be disabled after' {
         # Before: the link unread was "not the userfaultfd", the state was deleted as stale (WriteTrackingNotEnabled) and the
         # tracking lived on in the process with no command able to end it.
@@ -165,5 +181,25 @@ Said { `$epoch.GetMethod('Record', `$I).Invoke(`$null, [object[]]@(`$source)) }
         $r = Invoke-Injected $child -Strace (Get-LinkFailure $sleeper.Id)
         $r.said | Should -BeLike 'ResourceLimit|*' -Because $r.all
         $r.said | Should -BeLike "*/proc/$($sleeper.Id)/fd/*" -Because 'the error names what could not be read'
+    }
+}
+
+Describe 'Round 29: the status of a tracked process that hides its descriptors, unread' -Tag 'Security', 'Round29ErrA' -Skip:([bool]$HiddenSkip) {
+    It 'Disable-WriteTracking says ResourceLimit and keeps the state: once the process shows its descriptors again, the tracking is disabled' {
+        # Before: /proc/PID/status unread was "the process exited": the state of the hidden (not dumpable) process was deleted as
+        # stale (ProcessExited), and once it was dumpable again no command could end its tracking.
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $null = $t.Send('map 8')
+            $null = Enable-WriteTracking -Id $t.Id
+            $null = $t.Send('dumpable 0')
+            $r = Invoke-Injected ($SaidCmdlet + "Said { Disable-WriteTracking -Id $($t.Id) }") -Strace '-P', "/proc/$($t.Id)/status", '-e', 'trace=openat', '-e', 'inject=openat:error=EMFILE'
+            $r.said | Should -BeLike 'ResourceLimit|*' -Because $r.all
+            Test-Path -LiteralPath (Join-Path $stateDir "$($t.Id).json") | Should -BeTrue -Because 'the state of a live tracking stays'
+            $null = $t.Send('dumpable 1')
+            Get-UffdCount $t.Id | Should -Be 1
+            Disable-WriteTracking -Id $t.Id
+            Get-UffdCount $t.Id | Should -Be 0
+        } finally { Stop-TestTarget $t }
     }
 }
