@@ -21,6 +21,14 @@ BeforeDiscovery {
     # The commands run in a child PowerShell under strace: a sibling of the target.
     $WtSkip = if ($StraceSkip) { $StraceSkip } else { Get-WriteTrackingSkipReason -Relation Sibling }
     # A process that is not dumpable hides its descriptors from its own user, not from root (CAP_SYS_PTRACE).
+    # A time namespace (a boot-time offset): root makes one outright, another user in a user namespace of its own (unshare -U -r).
+    $TimeOptions = @(if ((id -u) -eq '0') { '-T' } else { '-U', '-r', '-T' })
+    $TimeSkip = if ($StraceSkip) { $StraceSkip }
+    elseif (-not (Test-Path /proc/self/timens_offsets)) { 'no time namespaces on this kernel (before 5.6, or CONFIG_TIME_NS off)' }
+    else {
+        & unshare @TimeOptions --boottime 1000 -f true 2>$null
+        if ($LASTEXITCODE -ne 0) { "unshare $TimeOptions --boottime fails here ($LASTEXITCODE): no time namespace can be made" }
+    }
     $HiddenSkip = if ($WtSkip) { $WtSkip } elseif ((id -u) -eq '0') { 'root reads the descriptors of a process that is not dumpable: the case is its own user''s' }
 }
 
@@ -201,5 +209,39 @@ Describe 'Round 29: the status of a tracked process that hides its descriptors, 
             Disable-WriteTracking -Id $t.Id
             Get-UffdCount $t.Id | Should -Be 0
         } finally { Stop-TestTarget $t }
+    }
+}
+
+Describe 'Round 29: the offset of this process''s time namespace, unread' -Tag 'Security', 'Round29ErrA' -Skip:([bool]$TimeSkip) {
+    BeforeAll {
+        $script:sleeper = Start-Process sleep -ArgumentList '600' -PassThru
+        $script:TimeOptions = @(if ((id -u) -eq '0') { '-T' } else { '-U', '-r', '-T' })
+        $I = [Reflection.BindingFlags] 'Static, Public, NonPublic'
+        $engine = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'SoftDirty.Engine' }
+        # The start time as this PowerShell (no time namespace of its own) names it: the name every command must agree on.
+        $script:hostTicks = $engine.GetType('SoftDirty.ProcessStart', $true).GetMethod('Ticks', $I).Invoke($null, [object[]]@($sleeper.Id))
+        $script:ticksChild = $SaidEngine + "Said { `$engine.GetType('SoftDirty.ProcessStart', `$true).GetMethod('Ticks', `$I).Invoke(`$null, [object[]]@($($sleeper.Id))) }"
+        # The child in a time namespace 1000 s ahead (unshare writes the offset itself, so strace runs inside it).
+        function script:Invoke-InTimeNamespace([string[]] $Strace) {
+            $pwsh = Get-PwshCommandLine
+            $full = "`$ErrorActionPreference = 'Stop'; Import-Module '$module'; $ticksChild"
+            $run = @(@('unshare') + $TimeOptions + @('--boottime', '1000', '-f', '--', 'strace', '-f', '-qq', '-o', '/dev/null') + $Strace + $pwsh)
+            $lines = @(& $run[0] @($run | Select-Object -Skip 1) -NoProfile -NonInteractive -Command $full 2>&1 | ForEach-Object { "$_" })
+            @{ said = ($lines | Where-Object { $_ -like 'said=*' } | Select-Object -First 1) -replace '^said='; all = $lines -join "`n" }
+        }
+    }
+    AfterAll { if ($sleeper -and -not $sleeper.HasExited) { $sleeper.Kill(); $sleeper.WaitForExit() } }
+
+    It 'read, the start time in the namespace is the one outside it (the setting is what the case needs)' {
+        $r = Invoke-InTimeNamespace '-e', 'trace=none'
+        $r.said | Should -Be "ok|$hostTicks" -Because $r.all
+    }
+
+    It 'out of descriptors at /proc/self/timens_offsets, the start time says ResourceLimit, never one off by the offset' {
+        # Before: ok with the start time 1000 s (100,000 ticks) later than outside, for the rest of the session (the offset was
+        # kept as 0): the epoch records of its clears went under other names than other commands' records of the process.
+        $r = Invoke-InTimeNamespace '-P', '/proc/self/timens_offsets', '-e', 'trace=openat', '-e', 'inject=openat:error=EMFILE'
+        $r.said | Should -BeLike 'ResourceLimit|*' -Because $r.all
+        $r.said | Should -BeLike '*/proc/self/timens_offsets*' -Because 'the error names what could not be read'
     }
 }
