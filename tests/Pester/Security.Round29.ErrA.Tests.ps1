@@ -245,3 +245,27 @@ Describe 'Round 29: the offset of this process''s time namespace, unread' -Tag '
         $r.said | Should -BeLike '*/proc/self/timens_offsets*' -Because 'the error names what could not be read'
     }
 }
+
+Describe 'Round 29: whether an id is a thread''s, unread' -Tag 'Security', 'Round29ErrA' -Skip:([bool]$StraceSkip) {
+    BeforeAll {
+        # The child opens one of its own threads (one that is not its main thread: the runtime's threads live as long as it).
+        $script:threadChild = $SaidEngine + @'
+$tid = [int](Get-ChildItem /proc/self/task -Name | Where-Object { $_ -ne "$PID" } | Select-Object -First 1)
+Said { $engine.GetType('SoftDirty.ProcPageSource', $true).GetMethod('Open', [type[]]@([int])).Invoke($null, [object[]]@($tid)).ProcessId }
+'@
+    }
+
+    It 'read, a thread''s id is refused as no process (ProcessNotFound: the setting is what the case needs)' {
+        $r = Invoke-Injected $threadChild -Strace '-e', 'trace=none'
+        $r.said | Should -BeLike 'ProcessNotFound|*is a thread*' -Because $r.all
+    }
+
+    It 'out of descriptors at its status, a thread''s id says ResourceLimit, never opened as a process' {
+        # Before: opened as a process: its results, soft-dirty epoch and write-tracking state went under the thread's id, and a
+        # clear made through it went unseen by the process's own chain. strace matches the name as the module opens it
+        # (openat of 'status' relative to the /proc/TID descriptor).
+        $r = Invoke-Injected $threadChild -Strace '-P', 'status', '-e', 'trace=openat', '-e', 'inject=openat:error=EMFILE'
+        $r.said | Should -BeLike 'ResourceLimit|*' -Because $r.all
+        $r.said | Should -BeLike '*/status*' -Because 'the error names what could not be read'
+    }
+}
