@@ -181,13 +181,21 @@ internal static class InjectionSupport
         ReadStatus(pid) is not { } status
         || (status.TryGetValue("State", out var state) && (state.StartsWith('Z') || state.StartsWith('X')));
 
-    /// <summary>/proc/PID/status as name → value (the value trimmed); null when the process is gone.</summary>
+    /// <summary>
+    /// /proc/PID/status as name → value (the value trimmed); null when the process is gone. ResourceLimit where this process is
+    /// out of descriptors or memory: read as "gone", a process that hid its descriptors had its write-tracking state deleted
+    /// while the tracking lived on (round 29).
+    /// </summary>
     internal static Dictionary<string, string>? ReadStatus(int pid)
     {
         string text;
-        try { text = File.ReadAllText($"/proc/{pid}/status"); }
-        catch (IOException) { return null; }
-        catch (UnauthorizedAccessException) { return null; }
+        var path = $"/proc/{pid}/status";
+        try { text = File.ReadAllText(path); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            ProcReadFailure.ThrowIfLimit(ex, path);
+            return null;
+        }
         var d = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (var line in text.Split('\n'))
         {

@@ -185,13 +185,21 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private void ReadSeccompFilter()
     {
         string? mode = null;
+        var status = $"/proc/{ProcessId}/task/{ThreadId}/status";
         try
         {
-            foreach (var line in File.ReadLines($"/proc/{ProcessId}/task/{ThreadId}/status"))
+            foreach (var line in File.ReadLines(status))
                 if (line.StartsWith("Seccomp:", StringComparison.Ordinal)) { mode = line["Seccomp:".Length..].Trim(); break; }
         }
-        catch (IOException) { }
-        catch (UnauthorizedAccessException) { }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Unread, the mode is unknown, not "no filter": a call its filter kills would kill the process (round 29: out of
+            // descriptors here, the target of Enable-WriteTracking was killed by its filter).
+            ProcReadFailure.ThrowIfLimit(ex, status);
+            if (Exited()) throw new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection.", ProcessId, Errno.ESRCH, ex);
+            throw new EngineException(EngineError.ProcIOError,
+                $"Reading {status} failed ({ex.Message}): whether a seccomp filter of process {ProcessId} kills the calls to be injected is unknown, so none was injected; it was left as it was.", ProcessId, ex is IOException ? ex.HResult : Errno.EACCES, ex);
+        }
         if (mode != "2") return;
         _filter = SeccompFilter.Read(ThreadId, out int e)
             ?? throw new EngineException(EngineError.SeccompForbids,

@@ -46,6 +46,7 @@ internal static class RemoteWriteProtect
                 filtered ? $"Process {pid}'s seccomp filter refuses userfaultfd ({Errno.Name(e)}); it was left as it was."
                          : $"userfaultfd in process {pid} failed: {Errno.Describe(e)}; it was left as it was.", pid, e);
         }
+        ulong inode;
         try
         {
             inject.UndoOnAbort(fd);
@@ -62,6 +63,12 @@ internal static class RemoteWriteProtect
             }
             RegisterAll(inject, (int)fd, ranges);
             InjectionSteps.Mark("write arguments, inject UFFDIO_REGISTER (each range)");
+            // The inode is what every later command matches the descriptor by: a state saved without one (a failed look at
+            // fdinfo) was deleted by the next command as stale, the tracking left on in the process for good (round 29).
+            inode = WriteTrackingStore.DescriptorInode(pid, (int)fd);
+            if (inode == 0)
+                throw new EngineException(EngineError.ProcIOError,
+                    $"The userfaultfd made in process {pid} (descriptor {fd}) could not be told from /proc/{pid}/fd and /proc/{pid}/fdinfo; it was closed and nothing is tracked.", pid);
         }
         catch
         {
@@ -69,7 +76,7 @@ internal static class RemoteWriteProtect
             throw;
         }
         var now = DateTime.UtcNow;
-        var state = new WriteTrackingState { ProcessId = pid, StartTime = start, Descriptor = (int)fd, Inode = WriteTrackingStore.DescriptorInode(pid, (int)fd), Enabled = now, ResetId = Guid.NewGuid(), LastReset = now };
+        var state = new WriteTrackingState { ProcessId = pid, StartTime = start, Descriptor = (int)fd, Inode = inode, Enabled = now, ResetId = Guid.NewGuid(), LastReset = now };
         if (user is { } token)
         {
             state.Counted = true;

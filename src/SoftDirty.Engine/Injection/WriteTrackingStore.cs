@@ -1,6 +1,5 @@
 using System;
 using System.IO;
-using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Threading;
@@ -336,13 +335,12 @@ internal static partial class WriteTrackingStore
     /// <summary>The start time of <paramref name="pid"/> in clock ticks after boot (<see cref="ProcessStart"/>); 0 when the process is gone.</summary>
     public static ulong StartTime(int pid) => ProcessStart.Ticks(pid) ?? 0;
 
-    /// <summary>Whether descriptor <paramref name="fd"/> of <paramref name="pid"/> is a userfaultfd.</summary>
-    public static unsafe bool IsUserfaultfd(int pid, int fd)
-    {
-        var buffer = stackalloc byte[128];
-        nint n = Ptrace.ReadLink($"/proc/{pid}/fd/{fd}", buffer, 128);
-        return n > 0 && Encoding.UTF8.GetString(buffer, (int)n) == UffdAbi.FdLink;
-    }
+    /// <summary>
+    /// Whether descriptor <paramref name="fd"/> of <paramref name="pid"/> is a userfaultfd. ResourceLimit where the link cannot
+    /// be read for want of memory (<see cref="ProcLink"/>): read as "no", a later command deleted the state of a tracking that
+    /// lived on, and Enable saved a state no command could match to its descriptor (round 29).
+    /// </summary>
+    public static bool IsUserfaultfd(int pid, int fd) => ProcLink.Read($"/proc/{pid}/fd/{fd}", out _) == UffdAbi.FdLink;
 
     /// <summary>The userfaultfd descriptors of <paramref name="pid"/> (from /proc/PID/fd), for diagnostics and tests.</summary>
     public static int[] UserfaultfdDescriptors(int pid)

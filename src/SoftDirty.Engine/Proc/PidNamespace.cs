@@ -1,5 +1,4 @@
 using System;
-using System.IO;
 
 namespace SoftDirty;
 
@@ -12,12 +11,10 @@ internal static class PidNamespace
     /// <summary>The pid namespace of /proc/<paramref name="process"/> ("self" or a pid); null where unreadable (gone, no ptrace access).</summary>
     public static string? Of(string process)
     {
-        try
-        {
-            var target = new FileInfo($"/proc/{process}/ns/pid").LinkTarget;
-            int open = target?.IndexOf('[', StringComparison.Ordinal) ?? -1;
-            return open < 0 || !target!.EndsWith(']') ? null : target[(open + 1)..^1];
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
+        // Read with readlink itself: .NET's LinkTarget said null for out of memory too, and a clear then went on without
+        // its epoch record (the record's name needs the namespace), the chain trusting the bits it took (round 29).
+        var target = ProcLink.Read($"/proc/{process}/ns/pid", out _);
+        int open = target?.IndexOf('[', StringComparison.Ordinal) ?? -1;
+        return open < 0 || !target!.EndsWith(']') ? null : target[(open + 1)..^1];
     }
 }

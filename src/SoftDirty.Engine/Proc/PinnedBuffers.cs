@@ -63,14 +63,8 @@ internal static class PinnedBuffers
         {
             foreach (var f in Directory.EnumerateFileSystemEntries(fds))
             {
-                string? link;
-                try { link = new FileInfo(f).LinkTarget; }
-                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-                {
-                    ProcReadFailure.ThrowIfLimit(ex, f);
-                    continue;
-                }
-                if (link == IoUringLink) found.Add($"/proc/{pid}/fdinfo/{Path.GetFileName(f)}");
+                // readlink itself: .NET's LinkTarget said null for out of memory too, and an io_uring's buffers went uncompared (round 29).
+                if (ProcLink.Read(f, out _) == IoUringLink) found.Add($"/proc/{pid}/fdinfo/{Path.GetFileName(f)}");
             }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(ex, fds); } // unreadable, or the process exited meanwhile

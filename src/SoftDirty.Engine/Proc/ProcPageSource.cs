@@ -127,7 +127,15 @@ internal sealed unsafe class ProcPageSource : IPageSource
         // /proc/TID exists for every thread too (unlisted): its files show the process's memory, but the results, the
         // tracking epoch and the write-tracking state would be kept under the thread's id, so a soft-dirty clear made
         // through it would go unseen by the process's own chain. A thread's id is no process id.
-        if (ThreadGroupOf(dirFd) is int tgid && tgid != pid)
+        int? group = ThreadGroupOf(dirFd, out int statusErrno);
+        // Unread for want of descriptors, a thread's id passed for a process's (round 29): its clear went unseen by the process's chain.
+        if (group is null && Errno.IsResourceLimit(statusErrno))
+        {
+            Native.Close(dirFd);
+            throw new EngineException(EngineError.ResourceLimit,
+                $"Reading /proc/{pid}/status failed: {Errno.Describe(statusErrno)}. Whether {pid} is a process or a thread of one is unknown, so nothing was done; raise the limit (ulimit -n) and try again.", pid, statusErrno);
+        }
+        if (group is int tgid && tgid != pid)
         {
             Native.Close(dirFd);
             throw new EngineException(EngineError.ProcessNotFound,
@@ -154,9 +162,9 @@ internal sealed unsafe class ProcPageSource : IPageSource
     }
 
     /// <summary>The Tgid: of the status of the task <paramref name="dirFd"/> names; null where it cannot be read.</summary>
-    private static int? ThreadGroupOf(int dirFd)
+    private static int? ThreadGroupOf(int dirFd, out int errno)
     {
-        var status = ReadAt(dirFd, "status");
+        var status = ReadAt(dirFd, "status", out errno);
         if (status is null) return null;
         foreach (var line in status.Split('\n'))
             if (line.StartsWith("Tgid:", StringComparison.Ordinal) && int.TryParse(line.AsSpan(5).Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var tgid))

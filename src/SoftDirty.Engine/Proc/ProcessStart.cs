@@ -21,6 +21,9 @@ internal static class ProcessStart
 
     private static long? _offset;
 
+    /// <summary>The boot-time and monotonic offsets of this process's time namespace.</summary>
+    private const string TimeOffsetsPath = "/proc/self/timens_offsets";
+
     /// <summary>The start time of <paramref name="pid"/> without this process's boot-time offset; null where unreadable (gone).</summary>
     public static ulong? Ticks(int pid)
     {
@@ -49,7 +52,7 @@ internal static class ProcessStart
         long ticks = 0;
         try
         {
-            foreach (var line in File.ReadLines("/proc/self/timens_offsets"))
+            foreach (var line in File.ReadLines(TimeOffsetsPath))
             {
                 var f = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
                 if (f is ["boottime", var s, var n] && long.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long sec)
@@ -57,7 +60,13 @@ internal static class ProcessStart
                     ticks = (long)Math.Floor((sec * 1_000_000_000m + nsec) / NanosecondsPerTick);
             }
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // no time namespaces (before Linux 5.6)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // None: no time namespaces (before Linux 5.6). Out of descriptors is no "none": in a time namespace every start time
+            // was read off by its offset for the rest of the session (the offset kept), and the epoch records of this
+            // PowerShell's clears went under other names than other commands' (round 29).
+            ProcReadFailure.ThrowIfLimit(ex, TimeOffsetsPath);
+        }
         _offset = ticks;
         return ticks;
     }
