@@ -412,11 +412,8 @@ internal sealed class UnnamedObjectPages : IDisposable
         return null;
     }
 
-    private static string? ReadLink(string path)
-    {
-        try { return new FileInfo(path).LinkTarget; }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(ex, path); return null; }
-    }
+    /// <summary>A link of /proc (<see cref="ProcLink"/>: out of memory is ResourceLimit, never "no link"); null where there is none to read.</summary>
+    private static string? ReadLink(string path) => ProcLink.Read(path, out _);
 
     /// <summary>
     /// Throws ResourceLimit where the open of <paramref name="path"/> just failed for want of descriptors or memory: this process's

@@ -11,22 +11,33 @@ namespace SoftDirty;
 /// </summary>
 internal static class ProcLink
 {
-    /// <summary>The room for a link's text: the links of /proc are short ("anon_inode:[userfaultfd]", "pid:[4026531836]").</summary>
-    private const int MaxLinkBytes = 256;
+    /// <summary>The first room for a link's text: most links of /proc are short ("anon_inode:[userfaultfd]", "pid:[4026531836]").</summary>
+    private const int FirstLinkBytes = 256;
+
+    /// <summary>The most room tried: a path the kernel says is at most PATH_MAX (4096 bytes) with its " (deleted)".</summary>
+    private const int MaxLinkBytes = 8192;
 
     /// <summary>
     /// The target of <paramref name="path"/>; null where there is none to read (gone, not a link, hidden: ENOENT, ESRCH,
     /// EINVAL, EACCES...), with its errno in <paramref name="errno"/>. ResourceLimit where this process is out of memory:
-    /// that says nothing of the process.
+    /// that says nothing of the process. A link that fills the room given is read again with more (readlink cuts it short
+    /// without a word), and one longer than <see cref="MaxLinkBytes"/> is none (ENAMETOOLONG).
     /// </summary>
     public static unsafe string? Read(string path, out int errno)
     {
-        var buffer = stackalloc byte[MaxLinkBytes];
-        nint n = FileNative.ReadLinkAt(FileNative.AT_FDCWD, path, buffer, MaxLinkBytes);
-        errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
-        if (n < 0 && Errno.IsResourceLimit(errno))
-            throw new EngineException(EngineError.ResourceLimit,
-                $"Reading the link {path} failed: {Errno.Describe(errno)}. Nothing is known of the process from it, so nothing was done; try again once memory is free.", path, errno);
-        return n < 0 ? null : Encoding.UTF8.GetString(buffer, (int)n);
+        for (int room = FirstLinkBytes; room <= MaxLinkBytes; room *= 2)
+        {
+            var buffer = new byte[room];
+            nint n;
+            fixed (byte* b = buffer) n = FileNative.ReadLinkAt(FileNative.AT_FDCWD, path, b, (nuint)room);
+            errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
+            if (n < 0 && Errno.IsResourceLimit(errno))
+                throw new EngineException(EngineError.ResourceLimit,
+                    $"Reading the link {path} failed: {Errno.Describe(errno)}. Nothing is known of the process from it, so nothing was done; try again once memory is free.", path, errno);
+            if (n < 0) return null;
+            if (n < room) return Encoding.UTF8.GetString(buffer, 0, (int)n);
+        }
+        errno = Errno.ENAMETOOLONG;
+        return null;
     }
 }
