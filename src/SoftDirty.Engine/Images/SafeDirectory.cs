@@ -333,7 +333,7 @@ internal sealed class SafeDirectory : IDisposable
         {
             int e = Marshal.GetLastPInvokeError();
             if (Errno.IsResourceLimit(e))
-                throw new EngineException(EngineError.ResourceLimit, $"Opening {Combine(name)} failed: {Errno.Describe(e)}. Raise the limit (ulimit -n) and try again.", Combine(name), e);
+                throw ResourceLimitError.For($"Opening {Combine(name)} failed", e, "Nothing is known of what it holds", Combine(name));
             return null;
         }
         var dir = new SafeDirectory(new SafeFileHandle(fd, ownsHandle: true), Combine(name));
@@ -489,7 +489,7 @@ internal sealed class SafeDirectory : IDisposable
 
     /// <summary>Opening <paramref name="path"/> failed for want of descriptors or memory (<see cref="Errno.IsResourceLimit"/>): nothing is known about the file.</summary>
     public static EngineException ResourceLimit(string path, int errno) =>
-        new(EngineError.ResourceLimit, $"{path}: {Errno.Describe(errno)}. Nothing is known about the image: raise the limit (ulimit -n; a chain holds each of its images open while it is read) and try again.", path, errno);
+        ResourceLimitError.For(path, errno, "Nothing is known about the image (a chain holds each of its images open while it is read)", path);
 
     /// <summary>The path of an entry here (for messages).</summary>
     public string Combine(string name) => Path == "/" ? "/" + name : Path + "/" + name;

@@ -165,7 +165,7 @@ internal static class SafeFiles
         Errno.EACCES or Errno.EPERM => new EngineException(EngineError.PermissionDenied, message, path, errno),
         Errno.EEXIST => new EngineException(EngineError.UnsafeDestination, message + " (something was created there meanwhile)", path, errno),
         // Out of descriptors (ulimit -n) or memory: the destination may be fine; the limit is this process's.
-        _ when Errno.IsResourceLimit(errno) => new EngineException(EngineError.ResourceLimit, message + " Raise the limit (ulimit -n) and try again.", path, errno),
+        _ when Errno.IsResourceLimit(errno) => new EngineException(EngineError.ResourceLimit, ResourceLimitError.WithRemedy(message, errno), path, errno),
         _ => new EngineException(EngineError.ImageWriteError, message, path, errno),
     };
 
@@ -312,7 +312,7 @@ internal static class SafeFiles
         // A limit of this process (no descriptor left) says nothing of the folder: it was ImageCorrupt (round 28), and a
         // write-tracking state read so was taken as malformed.
         if (Errno.IsResourceLimit(e))
-            throw new EngineException(EngineError.ResourceLimit, $"{full}: opening {folder} failed: {Errno.Describe(e)}. Nothing is known about the file: raise the limit (ulimit -n) and try again.", full, e);
+            throw ResourceLimitError.For($"{full}: opening {folder} failed", e, "Nothing is known about the file", full);
         throw new EngineException(e == Errno.EIO ? EngineError.ImageReadError : EngineError.ImageCorrupt, $"{folder}: {Errno.Describe(e)}", full, e);
     }
 }

@@ -424,8 +424,7 @@ internal sealed class UnnamedObjectPages : IDisposable
     {
         int e = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
         if (Errno.IsResourceLimit(e))
-            throw new EngineException(EngineError.ResourceLimit,
-                $"Opening {path} failed: {Errno.Describe(e)}. The pages of that memory not mapped in the process could not be read, so nothing was saved; raise the limit (ulimit -n) and try again.", path, e);
+            throw ResourceLimitError.For($"Opening {path} failed", e, "The pages of that memory not mapped in the process could not be read, so nothing was saved", path);
     }
 
     /// <inheritdoc/>

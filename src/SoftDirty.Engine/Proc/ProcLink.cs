@@ -32,8 +32,7 @@ internal static class ProcLink
             fixed (byte* b = buffer) n = FileNative.ReadLinkAt(FileNative.AT_FDCWD, path, b, (nuint)room);
             errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
             if (n < 0 && Errno.IsResourceLimit(errno))
-                throw new EngineException(EngineError.ResourceLimit,
-                    $"Reading the link {path} failed: {Errno.Describe(errno)}. Nothing is known of the process from it, so nothing was done; try again once memory is free.", path, errno);
+                throw ResourceLimitError.For($"Reading the link {path} failed", errno, "Nothing is known of the process from it, so nothing was done", path);
             if (n < 0) return null;
             if (n < room) return Encoding.UTF8.GetString(buffer, 0, (int)n);
         }

@@ -132,8 +132,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
         if (group is null && Errno.IsResourceLimit(statusErrno))
         {
             Native.Close(dirFd);
-            throw new EngineException(EngineError.ResourceLimit,
-                $"Reading /proc/{pid}/status failed: {Errno.Describe(statusErrno)}. Whether {pid} is a process or a thread of one is unknown, so nothing was done; raise the limit (ulimit -n) and try again.", pid, statusErrno);
+            throw ResourceLimitError.For($"Reading /proc/{pid}/status failed", statusErrno, $"Whether {pid} is a process or a thread of one is unknown, so nothing was done", pid);
         }
         if (group is int tgid && tgid != pid)
         {
@@ -149,7 +148,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
     /// (EMFILE, ENFILE, ENOMEM): the process may well exist, and saying it does not would be a wrong answer.
     /// </summary>
     internal static EngineException Unopened(int pid, int errno, string message) => Errno.IsResourceLimit(errno)
-        ? new EngineException(EngineError.ResourceLimit, $"Opening /proc/{pid} failed: {Errno.Describe(errno)}. Nothing is known about process {pid}: raise the limit (ulimit -n) and try again.", pid, errno)
+        ? ResourceLimitError.For($"Opening /proc/{pid} failed", errno, $"Nothing is known about process {pid}", pid)
         : new EngineException(EngineError.ProcessNotFound, message, pid, Errno.ENOENT);
 
     /// <summary>The errno of opening /proc/<paramref name="pid"/> now (0 where it opens).</summary>
@@ -627,7 +626,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
                 && (ZombieLeaderWithThreads() ? ExecWait.LeaderReplaced(ProcessId) : Alive && !IsZombie())) continue;
             // Out of descriptors (ulimit -n) or memory: a limit of this process, nothing about the target.
             if (Errno.IsResourceLimit(e))
-                throw new EngineException(EngineError.ResourceLimit, $"opening {path} of process {ProcessId}: {Errno.Describe(e)}. Raise the limit (ulimit -n) and try again.", ProcessId, e);
+                throw ResourceLimitError.For($"Opening {path} of process {ProcessId} failed", e, "Nothing is known of the process from it", ProcessId);
             throw ErrnoError(e, "opening " + path);
         }
     }

@@ -15,7 +15,6 @@ internal static class ProcReadFailure
     public static void ThrowIfLimit(Exception failure, string path)
     {
         if (failure is IOException io && Errno.IsResourceLimit(io.HResult))
-            throw new EngineException(EngineError.ResourceLimit,
-                $"Reading {path} failed: {Errno.Describe(io.HResult)}. Nothing is known of the process from it, so nothing was done; raise the limit (ulimit -n) and try again.", path, io.HResult, io);
+            throw ResourceLimitError.For($"Reading {path} failed", io.HResult, "Nothing is known of the process from it, so nothing was done", path, io);
     }
 }
