@@ -20,9 +20,10 @@ public sealed class KernelFeatures
     public string? PagemapScanReason { get; internal init; }
     /// <summary>
     /// The page categories the kernel's PAGEMAP_SCAN takes: PAGE_IS_GUARD only from 6.15 (guard regions); before, a mask
-    /// that names it is EINVAL (Debian's 6.12), so a scan with every category asks for these.
+    /// that names it is EINVAL (Debian's 6.12), so a scan with every category asks for these. Not part of the output: a
+    /// flags enum travels as a number through Export-Clixml and remoting, and the object would print otherwise there.
     /// </summary>
-    public PageCategory PagemapScanCategories { get; internal init; } = PagemapScanRequest.ValidCategories;
+    internal PageCategory PagemapScanCategories { get; init; } = PagemapScanRequest.ValidCategories;
     /// <summary>userfaultfd with UFFD_FEATURE_WP_ASYNC (6.7+): write tracking without soft-dirty.</summary>
     public bool UffdWriteProtectAsync { get; internal init; }
     /// <summary>Why <see cref="UffdWriteProtectAsync"/> is false; null when it is true.</summary>
