@@ -474,16 +474,9 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     /// <summary>How long a thread may sit in a ptrace stop before its waitpid status counts as taken by someone else.</summary>
     public static readonly TimeSpan StatusGrace = TimeSpan.FromMilliseconds(20);
 
-    private char ThreadState()
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{ProcessId}/task/{ThreadId}/stat");
-            int close = stat.LastIndexOf(')');
-            return close > 0 && close + 2 < stat.Length ? stat[close + 2] : '?';
-        }
-        catch (IOException) { return '?'; }
-    }
+    /// <summary>The held thread's state letter; '?' where it is gone. ResourceLimit where this process is out of descriptors or memory (round 30: said ProcessExited).</summary>
+    private char ThreadState() =>
+        SoftDirty.Tracking.ProcessFreeze.ThreadState($"/proc/{ProcessId}/task/{ThreadId}/stat") ?? '?';
 
     /// <summary>The waitpid-style status of the current ptrace stop from its siginfo; null when the thread is not (yet) in one.</summary>
     private int? StopFromSigInfo()
@@ -587,7 +580,8 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
 
     /// <summary>
     /// Restores the signal mask, then the registers (leaving the trampoline in that order, so that the thread is
-    /// resumable at every step), the stack bytes and the trampoline's bytes, and detaches.
+    /// resumable at every step), the stack bytes and the trampoline's bytes, and detaches. Where the mask cannot be put
+    /// back the thread is detached on the trampoline, which restores it.
     /// </summary>
     public void Dispose()
     {
@@ -597,11 +591,17 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
             {
                 if (_argumentBytes is not null) TryWrite(ArgumentArea, _argumentBytes);
                 ulong mask = _savedMask;
-                if (_masked) Ptrace.Call(Ptrace.SetSigMask, ThreadId, sizeof(ulong), (nint)(&mask));
+                bool maskBack = !_masked || Ptrace.Call(Ptrace.SetSigMask, ThreadId, sizeof(ulong), (nint)(&mask)) == 0;
                 _masked = false;
-                if (_parked) SetRegisters(_saved);
-                _parked = false;
-                if (_siteBytes is not null) TryWrite(_site, _siteBytes);
+                // A mask not put back is left to the trampoline: the thread stays parked on it, whose restore code sets the
+                // mask and the registers itself, as when this PowerShell dies; its bytes stay (after an image, where nothing
+                // else runs). Ignored, the thread ran on with every signal blocked for good (round 30).
+                if (maskBack || !_parked)
+                {
+                    if (_parked) SetRegisters(_saved);
+                    _parked = false;
+                    if (_siteBytes is not null) TryWrite(_site, _siteBytes);
+                }
             }
             catch (EngineException) { } // gone meanwhile: nothing left to restore
             // A thread killed meanwhile (an exec by another thread) is reaped: the exec waits for its tracer to.
@@ -679,7 +679,11 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
                 return SoftDirty.Tracking.VforkWait.WaitEnd(pid, held.Tid, cancel, out int still) ? held.Tid
                     : throw SoftDirty.Tracking.VforkWait.Refusal(pid, held.Tid, still > 0 ? still : held.Child, "Syscall injection");
         }
-        catch (IOException) { }
+        catch (IOException ex)
+        {
+            // Out of descriptors or memory this said "no live thread": ProcessExited for a process that runs on (round 30).
+            ProcReadFailure.ThrowIfLimit(ex, $"/proc/{pid}/task");
+        }
         catch (UnauthorizedAccessException) { }
         return null;
     }

@@ -70,9 +70,9 @@ internal static class RemoteWriteProtect
                 throw new EngineException(EngineError.ProcIOError,
                     $"The userfaultfd made in process {pid} (descriptor {fd}) could not be told from /proc/{pid}/fd and /proc/{pid}/fdinfo; it was closed and nothing is tracked.", pid);
         }
-        catch
+        catch (Exception ex)
         {
-            CloseAgain(inject, fd);
+            if (CloseAgain(inject, fd, ex) is { } stays) throw stays;
             throw;
         }
         var now = DateTime.UtcNow;
@@ -89,28 +89,42 @@ internal static class RemoteWriteProtect
             inject.UndoOnAbort(-1); // recorded: a state file whose descriptor is gone reads as no tracking, so either order is safe
             InjectionSteps.Mark("state file save");
         }
-        catch (EngineException)
+        catch (EngineException ex)
         {
-            CloseAgain(inject, fd);
+            if (CloseAgain(inject, fd, ex) is { } stays) throw stays;
             throw;
         }
         catch (Exception ex) when (ex is System.IO.IOException or UnauthorizedAccessException)
         {
-            CloseAgain(inject, fd);
-            throw new EngineException(EngineError.ProcIOError, $"Saving the write-tracking state in {WriteTrackingStore.Folder} failed ({ex.Message}); the userfaultfd in process {pid} was closed.", pid);
+            var failed = new EngineException(EngineError.ProcIOError, $"Saving the write-tracking state in {WriteTrackingStore.Folder} failed ({ex.Message}); the userfaultfd in process {pid} was closed.", pid, inner: ex);
+            throw CloseAgain(inject, fd, failed) ?? failed;
         }
         return state;
     }
 
-    /// <summary>Closes the userfaultfd Enable made, once: the trampoline is told first not to close it again.</summary>
-    private static void CloseAgain(RemoteSyscalls inject, long fd)
+    /// <summary>
+    /// Closes the userfaultfd Enable made, once, after <paramref name="cause"/> failed the Enable; null where it is closed (or
+    /// went with the process), else the error to throw in place of <paramref name="cause"/>: the same error, saying that the
+    /// descriptor stays (round 30: a failed close was ignored, and the error said nothing was left). The trampoline is told
+    /// first not to close it again: should this PowerShell die between the two, the descriptor stays, where the other order
+    /// could have closed a number the process had reused meanwhile (another thread runs on).
+    /// </summary>
+    private static EngineException? CloseAgain(RemoteSyscalls inject, long fd, Exception cause)
     {
         try
         {
             inject.UndoOnAbort(-1);
-            inject.Call(InjectionArchitecture.Current!.Close, (ulong)fd);
+            inject.Check($"close of the userfaultfd (descriptor {fd})", InjectionArchitecture.Current!.Close, (ulong)fd);
+            return null;
         }
-        catch (EngineException) { }
+        catch (EngineException ex) when (ex.Error is not (EngineError.ProcessExited or EngineError.ProcessExecuted))
+        {
+            int pid = inject.ProcessId;
+            return new EngineException(cause is EngineException c ? c.Error : EngineError.ProcIOError,
+                $"{cause.Message.TrimEnd('.')}. But the close of the userfaultfd made in process {pid} (descriptor {fd}) failed ({ex.Message}): it stays open there, tracking nothing any command records, until the process closes it or exits.",
+                pid, ex.Errno, cause);
+        }
+        catch (EngineException) { return null; } // gone: the descriptor went with the process
     }
 
     /// <summary>The state of <paramref name="pid"/>; ProcessExited when the process is gone or a zombie (its tracking ended with it), else WriteTrackingNotEnabled when there is none.</summary>

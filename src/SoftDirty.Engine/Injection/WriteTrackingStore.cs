@@ -254,7 +254,9 @@ internal static partial class WriteTrackingStore
             Prune(folder);
             if (folder == Path.GetFullPath(BaseFolder)) PruneNamespaces(folder);
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { } // the state is in place
+        // The state is in place; a prune that cannot tell whether a process is gone (out of descriptors: ResourceLimit) removes
+        // nothing. That failed the save after the state was written, so an Enable closed the userfaultfd it had just recorded (round 30).
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or EngineException) { }
     }
 
     /// <summary>The prefix of the subfolders of <see cref="Folder"/> that commands in other pid namespaces use.</summary>

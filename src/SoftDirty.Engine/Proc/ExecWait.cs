@@ -32,15 +32,24 @@ internal static class ExecWait
     private static bool InExec(int pid, bool runningCounts)
     {
         string[] tasks;
-        try { tasks = Directory.GetDirectories(string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/task")); }
-        catch (IOException) { return false; }
+        var listing = string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/task");
+        try { tasks = Directory.GetDirectories(listing); }
+        catch (IOException ex)
+        {
+            ProcReadFailure.ThrowIfLimit(ex, listing);
+            return false;
+        }
         catch (UnauthorizedAccessException) { return false; }
         foreach (var task in tasks)
         {
             if (!int.TryParse(Path.GetFileName(task), NumberStyles.None, CultureInfo.InvariantCulture, out _)) continue;
             string call;
             try { call = File.ReadAllText(Path.Combine(task, "syscall")); }
-            catch (IOException) { continue; }
+            catch (IOException ex)
+            {
+                ProcReadFailure.ThrowIfLimit(ex, Path.Combine(task, "syscall"));
+                continue;
+            }
             catch (UnauthorizedAccessException) { continue; }
             if (runningCounts && call.StartsWith("running", StringComparison.Ordinal)) return true;
             int space = call.IndexOf(' ', StringComparison.Ordinal);

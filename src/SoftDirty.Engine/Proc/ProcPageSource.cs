@@ -692,10 +692,11 @@ internal sealed unsafe class ProcPageSource : IPageSource
                     int close = stat.LastIndexOf(')');
                     if (close > 0 && close + 2 < stat.Length && stat[close + 2] is not ('Z' or 'X')) live++;
                 }
-                catch (System.IO.IOException) { } // gone meanwhile
+                catch (System.IO.IOException ex) { ProcReadFailure.ThrowIfLimit(ex, System.IO.Path.Combine(task, "stat")); } // gone meanwhile
             }
         }
-        catch (System.IO.IOException) { }
+        // Out of descriptors or memory, "no thread alive" made a living process ProcessExited (round 30).
+        catch (System.IO.IOException ex) { ProcReadFailure.ThrowIfLimit(ex, $"/proc/{pid}/task"); }
         catch (UnauthorizedAccessException) { }
         return live;
     }

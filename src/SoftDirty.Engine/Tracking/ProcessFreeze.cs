@@ -25,16 +25,35 @@ internal sealed class ProcessFreeze : IDisposable
     }
 
     /// <summary>The state letter of a /proc/.../stat file (R, S, D, T, t, Z...); null where it cannot be read (gone).</summary>
+    /// <remarks>
+    /// This process out of descriptors or memory (EMFILE, ENFILE, ENOMEM) is ResourceLimit: read as "gone", a freeze let go of
+    /// a thread it had stopped (held stopped for as long as this PowerShell ran), seized a thread waiting in vfork, or took a
+    /// process for exited (round 30). <see cref="ThreadStateOrNull"/> is for what must not throw (a release, a reaper thread).
+    /// </remarks>
     internal static char? ThreadState(string statPath)
     {
-        try
+        try { return StateLetter(File.ReadAllText(statPath)); }
+        catch (IOException ex)
         {
-            var stat = File.ReadAllText(statPath);
-            int close = stat.LastIndexOf(')');
-            return close > 0 && close + 2 < stat.Length ? stat[close + 2] : null;
+            ProcReadFailure.ThrowIfLimit(ex, statPath);
+            return null;
         }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary><see cref="ThreadState"/>, but null for every failure: for a release of what is held, and a reaper thread.</summary>
+    internal static char? ThreadStateOrNull(string statPath)
+    {
+        try { return StateLetter(File.ReadAllText(statPath)); }
         catch (IOException) { return null; }
         catch (UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>The state letter after the command name's closing parenthesis; null where there is none.</summary>
+    private static char? StateLetter(string stat)
+    {
+        int close = stat.LastIndexOf(')');
+        return close > 0 && close + 2 < stat.Length ? stat[close + 2] : null;
     }
 
     /// <summary>Every thread of the process is stopped (state T or t), or gone.</summary>

@@ -374,7 +374,7 @@ internal sealed class PtraceFreeze : IDisposable
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { continue; }
             foreach (var d in tasks)
                 if (int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out int t)
-                    && ProcessFreeze.ThreadState(Path.Combine(d, "stat")) is 'Z' or 'X') candidates.Add(t);
+                    && ProcessFreeze.ThreadStateOrNull(Path.Combine(d, "stat")) is 'Z' or 'X') candidates.Add(t);
         }
         foreach (int t in candidates)
         {
@@ -399,7 +399,7 @@ internal sealed class PtraceFreeze : IDisposable
         {
             if (!Ptrace.Reapable(leader, leader: true)) continue;
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            while (clock.Elapsed < Ptrace.ReleaseTimeout && ProcessFreeze.ThreadState(StatOf(leader)) is 'Z' && TracedHere(leader))
+            while (clock.Elapsed < Ptrace.ReleaseTimeout && ProcessFreeze.ThreadStateOrNull(StatOf(leader)) is 'Z' && TracedHere(leader))
             {
                 ReapExited(Array.Empty<int>(), except: 0, remove: false);
                 if (Ptrace.ReapIfExited(leader)) break;
@@ -440,6 +440,12 @@ internal sealed class PtraceFreeze : IDisposable
             }
             catch (DirectoryNotFoundException) when (attempt < ListingTries) { Thread.Sleep(SeizeRetry); }
             catch (DirectoryNotFoundException) { throw new EngineException(EngineError.ProcessExited, $"Process {pid} exited.", pid); }
+            catch (IOException ex)
+            {
+                // Out of descriptors this reached the user as System.IO.IOException (round 30).
+                ProcReadFailure.ThrowIfLimit(ex, $"/proc/{pid}/task");
+                throw new EngineException(EngineError.ProcIOError, $"Listing the threads of process {pid} failed: {ex.Message}", pid, ex.HResult & 0xFFFF, ex);
+            }
         }
         foreach (var d in dirs)
             if (int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out int tid)) yield return tid;
@@ -457,7 +463,7 @@ internal sealed class PtraceFreeze : IDisposable
         if (_jobStopped.Count == 0) return;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         foreach (int tid in _jobStopped)
-            while (ProcessFreeze.ThreadState($"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/stat") is not (null or 'T' or 'Z' or 'X')
+            while (ProcessFreeze.ThreadStateOrNull($"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/stat") is not (null or 'T' or 'Z' or 'X')
                    && clock.Elapsed < JobStopGrace)
                 Thread.Sleep(1);
         _jobStopped.Clear();

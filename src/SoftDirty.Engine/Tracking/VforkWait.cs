@@ -30,7 +30,12 @@ internal static class VforkWait
         if (ProcessFreeze.ThreadState(Path.Combine(task, "stat")) != 'D') return false;
         string call;
         try { call = File.ReadAllText(Path.Combine(task, "syscall")); }
-        catch (IOException) { return false; }
+        catch (IOException ex)
+        {
+            // Out of descriptors, "not in vfork" had a freeze seize a thread that would not stop (round 30).
+            ProcReadFailure.ThrowIfLimit(ex, Path.Combine(task, "syscall"));
+            return false;
+        }
         catch (UnauthorizedAccessException) { return false; }
         int space = call.IndexOf(' ', StringComparison.Ordinal);
         if (!int.TryParse(space > 0 ? call.AsSpan(0, space) : call.AsSpan().Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int nr)) return false;

@@ -1,0 +1,133 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, thirtieth attack round, the lead's cases: what round 29's audit of the injection and freeze code left open.
+# Found: the state letter of a thread (/proc/PID/task/TID/stat), the thread listing (/proc/PID/task) and the count of live
+# threads were read as "gone" whatever the failure. Out of descriptors, Enable-WriteTracking said ProcessExited of a process that
+# ran on, and a -Freeze save met System.IO.IOException or ProcessExited; within a freeze the same read let go of a thread it had
+# stopped (held stopped for as long as the PowerShell ran) or seized a thread waiting in vfork. And the housekeeping after a
+# write-tracking state is saved (the removal of states of processes that are gone) failed the Enable where it could not tell
+# whether such a process was gone: the userfaultfd just recorded was closed and Enable failed. Each failure is injected with
+# strace into one file of a child PowerShell. Every case below failed before.
+
+BeforeDiscovery {
+    $R30LeadStraceSkip = if (-not $IsLinux) { 'Linux only' }
+    elseif (-not (Get-Command strace -CommandType Application -ErrorAction Ignore)) { 'strace is not installed: the failed call is injected with strace' }
+    else {
+        # Measured: strace can trace a child here (not where ptrace is forbidden, as in some containers).
+        $said = strace -f -qq -o /dev/null -e trace=openat true 2>&1
+        if ($LASTEXITCODE -ne 0) { "strace cannot trace here: $said" }
+    }
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    # The commands run in a child PowerShell under strace: a sibling of the target.
+    $R30LeadWtSkip = if ($R30LeadStraceSkip) { $R30LeadStraceSkip } else { Get-WriteTrackingSkipReason -Relation Sibling }
+    $R30LeadFreezeSkip = if ($R30LeadStraceSkip) { $R30LeadStraceSkip } else { Get-PtraceSkipReason }
+    if (-not $R30LeadFreezeSkip) {
+        $yama = if (Test-Path /proc/sys/kernel/yama/ptrace_scope) { [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) } else { 0 }
+        if ($yama -eq 1 -and (id -u) -ne '0') { $R30LeadFreezeSkip = 'Yama''s ptrace_scope 1 lets a user trace only descendants, and the save runs in a sibling of the target' }
+    }
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $script:module = Join-Path (Get-Module SoftDirty).ModuleBase 'SoftDirty.psd1'
+    $script:root = (New-Item -ItemType Directory (Join-Path $TestDrive 'r30lead')).FullName
+    $script:wtExe = Join-Path $PSScriptRoot '../native/bin/wttarget'
+    # A write-tracking state folder of this test's own (0700): the user's, which other commands use, is left alone.
+    $script:stateDir = (New-Item -ItemType Directory (Join-Path $root 'state')).FullName
+    chmod 0700 $stateDir
+    $script:savedState = $env:SOFTDIRTY_STATE_DIR
+    $env:SOFTDIRTY_STATE_DIR = $stateDir
+    # Runs $Command (the module imported) in a child PowerShell under strace with $Strace; the first line it printed that
+    # starts with "said=" (less that prefix), all it printed, and how many calls strace failed.
+    function script:Invoke-R30Injected([string] $Command, [string[]] $Strace) {
+        $log = Join-Path $root "strace-$([guid]::NewGuid().ToString('n')).log"
+        $pwsh = Get-PwshCommandLine
+        $run = @(@('strace', '-f', '-qq', '-o', $log, '--seccomp-bpf') + $Strace + $pwsh)
+        $full = "`$ErrorActionPreference = 'Stop'; Import-Module '$module'; " +
+            'function Said([scriptblock] $C) { try { $null = & $C; "said=ok" } catch { "said=$($_.FullyQualifiedErrorId -replace '',.*'')|$($_.Exception.Message -replace ''\r?\n'', '' '')" } }; ' + $Command
+        $lines = @(& $run[0] @($run | Select-Object -Skip 1) -NoProfile -NonInteractive -Command $full 2>&1 | ForEach-Object { "$_" })
+        $injected = @(Get-Content -LiteralPath $log -ErrorAction Ignore | Where-Object { $_ -match 'INJECTED' }).Count
+        Remove-Item -LiteralPath $log -ErrorAction Ignore
+        @{ said = ($lines | Where-Object { $_ -like 'said=*' } | Select-Object -First 1) -replace '^said='; all = $lines -join "`n"; injected = $injected }
+    }
+    function script:Get-R30UffdCount([int] $Id) { @(Get-ChildItem "/proc/$Id/fd" -ErrorAction Ignore | Where-Object { $_.LinkTarget -eq 'anon_inode:[userfaultfd]' }).Count }
+    $script:EmfileAt = { param([string] $Path) '-P', $Path, '-e', 'trace=openat', '-e', 'inject=openat:error=EMFILE' }
+}
+
+AfterAll { $env:SOFTDIRTY_STATE_DIR = $savedState }
+
+Describe 'Round 30: the state of the thread injection stops, unread for want of descriptors' -Tag 'Security', 'Round30Lead', 'WriteTracking' -Skip:([bool]$R30LeadWtSkip) {
+    It 'read, Enable-WriteTracking and Disable-WriteTracking succeed (the setting is what the case needs)' {
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $null = $t.Send('map 8')
+            $r = Invoke-R30Injected "Said { Enable-WriteTracking -Id $($t.Id); Disable-WriteTracking -Id $($t.Id) }" -Strace '-e', 'trace=none'
+            $r.said | Should -BeExactly 'ok' -Because $r.all
+        } finally { Stop-TestTarget $t }
+    }
+
+    It 'Enable-WriteTracking says ResourceLimit naming the file, not ProcessExited, and leaves the target as it was' {
+        # Before: ProcessExited ("has no live thread") of a process that ran on.
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $null = $t.Send('map 8')
+            $stat = "/proc/$($t.Id)/task/$($t.Id)/stat"
+            $r = Invoke-R30Injected "Said { Enable-WriteTracking -Id $($t.Id) }" -Strace (& $EmfileAt $stat)
+            $r.injected | Should -BeGreaterThan 0 -Because $r.all
+            $r.said | Should -BeLike 'ResourceLimit|*' -Because $r.all
+            $r.said | Should -BeLike "*$stat*" -Because 'the error names what could not be read'
+            $t.Process.HasExited | Should -BeFalse
+            Get-R30UffdCount $t.Id | Should -Be 0
+            Test-Path -LiteralPath (Join-Path $stateDir "$($t.Id).json") | Should -BeFalse
+            $t.Send('sum') | Should -Not -BeNullOrEmpty -Because 'the target answers: nothing was left stopped'
+        } finally { Stop-TestTarget $t }
+    }
+}
+
+Describe 'Round 30: the threads of a process a -Freeze save stops, unlisted for want of descriptors' -Tag 'Security', 'Round30Lead' -Skip:([bool]$R30LeadFreezeSkip) {
+    It 'read, a -Freeze save succeeds (the setting is what the case needs)' {
+        $t = Start-TestTarget
+        try {
+            $r = Invoke-R30Injected "Said { Save-MemoryImage -Id $($t.Id) -Freeze -Path '$root/read-$($t.Id)' -WarningAction SilentlyContinue }" -Strace '-e', 'trace=none'
+            $r.said | Should -BeExactly 'ok' -Because $r.all
+        } finally { Stop-TestTarget $t }
+    }
+
+    It 'the save says ResourceLimit naming the listing, writes nothing, and the target runs on' {
+        # Before: ProcessExited, or System.IO.IOException from the freeze's listing of the threads.
+        $t = Start-TestTarget
+        try {
+            $listing = "/proc/$($t.Id)/task"
+            $r = Invoke-R30Injected "Said { Save-MemoryImage -Id $($t.Id) -Freeze -Path '$root/emfile-$($t.Id)' -WarningAction SilentlyContinue }" -Strace (& $EmfileAt $listing)
+            $r.injected | Should -BeGreaterThan 0 -Because $r.all
+            $r.said | Should -BeLike 'ResourceLimit|*' -Because $r.all
+            $r.said | Should -BeLike "*$listing*" -Because 'the error names what could not be read'
+            Test-Path -LiteralPath "$root/emfile-$($t.Id)" | Should -BeFalse
+            (Get-ProcessState $t.Id) | Should -Not -BeIn 'T', 't' -Because 'nothing of the freeze holds the target'
+            $t.Process.HasExited | Should -BeFalse
+        } finally { Stop-TestTarget $t }
+    }
+}
+
+Describe 'Round 30: the housekeeping after a write-tracking state is saved' -Tag 'Security', 'Round30Lead', 'WriteTracking' -Skip:([bool]$R30LeadWtSkip) {
+    It 'a state of a process it cannot tell gone (out of descriptors) is kept, and Enable-WriteTracking succeeds' {
+        # Before: ResourceLimit from the removal of stale states, after this state was written: Enable closed the userfaultfd
+        # it had just recorded and failed.
+        $gone = Get-UnusedProcessId
+        $planted = Join-Path $stateDir "$gone.json"
+        Set-Content -LiteralPath $planted -Value '{}'
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $null = $t.Send('map 8')
+            $r = Invoke-R30Injected "Said { Enable-WriteTracking -Id $($t.Id) }" -Strace (& $EmfileAt "/proc/$gone/stat")
+            $r.injected | Should -BeGreaterThan 0 -Because $r.all
+            $r.said | Should -BeExactly 'ok' -Because $r.all
+            Get-R30UffdCount $t.Id | Should -Be 1 -Because 'the tracking is on'
+            Test-Path -LiteralPath $planted | Should -BeTrue -Because 'whether its process is gone was not known'
+            Disable-WriteTracking -Id $t.Id
+            Get-R30UffdCount $t.Id | Should -Be 0
+            Enable-WriteTracking -Id $t.Id
+            Disable-WriteTracking -Id $t.Id
+            Test-Path -LiteralPath $planted | Should -BeFalse -Because 'with descriptors to spare the next save of a state removed it'
+        } finally { Stop-TestTarget $t; Remove-Item -LiteralPath $planted -ErrorAction Ignore }
+    }
+}
