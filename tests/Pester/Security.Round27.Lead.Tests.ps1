@@ -7,13 +7,8 @@
 # error said only that the move failed. Every case below failed before.
 
 BeforeDiscovery {
-    $StraceSkip = if (-not $IsLinux) { 'Linux only' }
-    elseif (-not (Get-Command strace -CommandType Application -ErrorAction Ignore)) { 'strace is not installed: the fsync failure is injected with strace' }
-    else {
-        # Measured: strace can trace a child here (not where ptrace is forbidden, as in some containers).
-        $said = strace -f -qq -o /dev/null -e trace=openat true 2>&1
-        if ($LASTEXITCODE -ne 0) { "strace cannot trace here: $said" }
-    }
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $StraceSkip = Get-StraceSkipReason 'the fsync failure is injected with strace'
     $AppendSkip = if (-not $IsLinux) { 'Linux only' }
     elseif (-not (Get-Command chattr -CommandType Application -ErrorAction Ignore)) { 'no chattr (e2fsprogs) to make a folder append-only' }
     else {

@@ -13,14 +13,9 @@
 # the process's start time (its epoch record's name). Every case below failed before.
 
 BeforeDiscovery {
-    $StraceSkip = if (-not $IsLinux) { 'Linux only' }
-    elseif (-not (Get-Command strace -CommandType Application -ErrorAction Ignore)) { 'strace is not installed: the failed removal is injected with strace' }
-    elseif (-not (Get-Command prlimit -CommandType Application -ErrorAction Ignore)) { 'prlimit (util-linux) is not installed: the failed write is a file-size limit' }
-    else {
-        # Measured: strace can trace a child here (not where ptrace is forbidden, as in some containers).
-        $said = strace -f -qq -o /dev/null -e trace=openat true 2>&1
-        if ($LASTEXITCODE -ne 0) { "strace cannot trace here: $said" }
-    }
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $StraceSkip = Get-StraceSkipReason 'the failed removal is injected with strace'
+    if (-not $StraceSkip -and -not (Get-Command prlimit -CommandType Application -ErrorAction Ignore)) { $StraceSkip = 'prlimit (util-linux) is not installed: the failed write is a file-size limit' }
 }
 
 BeforeDiscovery {

@@ -10,14 +10,8 @@
 # Each failure is injected with strace into one call of a child PowerShell. Every case below failed before.
 
 BeforeDiscovery {
-    $StraceSkip = if (-not $IsLinux) { 'Linux only' }
-    elseif (-not (Get-Command strace -CommandType Application -ErrorAction Ignore)) { 'strace is not installed: the failed call is injected with strace' }
-    else {
-        # Measured: strace can trace a child here (not where ptrace is forbidden, as in some containers).
-        $said = strace -f -qq -o /dev/null -e trace=openat true 2>&1
-        if ($LASTEXITCODE -ne 0) { "strace cannot trace here: $said" }
-    }
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $StraceSkip = Get-StraceSkipReason 'the failed call is injected with strace'
     # The commands run in a child PowerShell under strace: a sibling of the target.
     $WtSkip = if ($StraceSkip) { $StraceSkip } else { Get-WriteTrackingSkipReason -Relation Sibling }
     # A process that is not dumpable hides its descriptors from its own user, not from root (CAP_SYS_PTRACE).

@@ -62,13 +62,8 @@ ssize_t pread(int fd, void *buf, size_t count, off_t offset) { return call("prea
 }
 
 BeforeDiscovery {
-    $StraceSkip = if (-not $IsLinux) { 'Linux only' }
-    elseif (-not (Get-Command strace -CommandType Application -ErrorAction Ignore)) { 'strace is not installed: the failed read is injected with strace' }
-    else {
-        # Measured: strace can trace a child here (not where ptrace is forbidden, as in some containers).
-        $said = strace -f -qq -o /dev/null -e trace=openat true 2>&1
-        if ($LASTEXITCODE -ne 0) { "strace cannot trace here: $said" }
-    }
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $StraceSkip = Get-StraceSkipReason 'the failed read is injected with strace'
 }
 
 BeforeDiscovery {

@@ -8,13 +8,8 @@
 # opened nowhere else). Every case below failed before.
 
 BeforeDiscovery {
-    $StraceSkip = if (-not $IsLinux) { 'Linux only' }
-    elseif (-not (Get-Command strace -CommandType Application -ErrorAction Ignore)) { 'strace is not installed: the failed check is injected with strace' }
-    else {
-        # Measured: strace can trace a child here (not where ptrace is forbidden, as in some containers).
-        $said = strace -f -qq -o /dev/null -e trace=openat true 2>&1
-        if ($LASTEXITCODE -ne 0) { "strace cannot trace here: $said" }
-    }
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $StraceSkip = Get-StraceSkipReason 'the failed check is injected with strace'
 }
 
 Describe 'Round 29: the check after a result is put in place fails (EIO, EACCES)' -Tag 'Security', 'Round29Lead' -Skip:([bool]$StraceSkip) {

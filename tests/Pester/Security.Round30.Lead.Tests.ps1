@@ -9,14 +9,8 @@
 # strace into one file of a child PowerShell. Every case below failed before.
 
 BeforeDiscovery {
-    $R30LeadStraceSkip = if (-not $IsLinux) { 'Linux only' }
-    elseif (-not (Get-Command strace -CommandType Application -ErrorAction Ignore)) { 'strace is not installed: the failed call is injected with strace' }
-    else {
-        # Measured: strace can trace a child here (not where ptrace is forbidden, as in some containers).
-        $said = strace -f -qq -o /dev/null -e trace=openat true 2>&1
-        if ($LASTEXITCODE -ne 0) { "strace cannot trace here: $said" }
-    }
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $R30LeadStraceSkip = Get-StraceSkipReason 'the failed call is injected with strace'
     # The commands run in a child PowerShell under strace: a sibling of the target.
     $R30LeadWtSkip = if ($R30LeadStraceSkip) { $R30LeadStraceSkip } else { Get-WriteTrackingSkipReason -Relation Sibling }
     $R30LeadFreezeSkip = if ($R30LeadStraceSkip) { $R30LeadStraceSkip } else { Get-PtraceSkipReason }

@@ -561,3 +561,17 @@ function Invoke-KernelMatrixBoot([string] $Id, [string] $ScenarioPath, [hashtabl
     $output
 }
 Export-ModuleMember -Function Compare-KernelScenarioPrints, Compare-RecordedKernelPrints, Invoke-KernelMatrixBoot
+
+<#
+.SYNOPSIS
+    Why a test that runs a child under strace cannot run here; nothing where it can. $Use says what strace does in the test.
+    Measured: strace must be able to trace a child (not where ptrace is forbidden, as in some containers).
+#>
+function Get-StraceSkipReason([string] $Use = 'the failed call is injected with strace') {
+    if (-not $IsLinux) { return 'Linux only' }
+    if (-not (Get-Command strace -CommandType Application -ErrorAction Ignore)) { return "strace is not installed: $Use" }
+    $said = strace -f -qq -o /dev/null -e trace=openat true 2>&1
+    if ($LASTEXITCODE -ne 0) { "strace cannot trace here: $said" }
+}
+
+Export-ModuleMember -Function Get-StraceSkipReason
