@@ -5,8 +5,9 @@
 # ran on, and a -Freeze save met System.IO.IOException or ProcessExited; within a freeze the same read let go of a thread it had
 # stopped (held stopped for as long as the PowerShell ran) or seized a thread waiting in vfork. And the housekeeping after a
 # write-tracking state is saved (the removal of states of processes that are gone) failed the Enable where it could not tell
-# whether such a process was gone: the userfaultfd just recorded was closed and Enable failed. Each failure is injected with
-# strace into one file of a child PowerShell. Every case below failed before.
+# whether such a process was gone: the userfaultfd just recorded was closed and Enable failed. A PTRACE_SETSIGMASK that failed
+# to put the target's signal mask back was ignored: the thread ran on with every signal blocked. Each failure is injected with
+# strace into one file of a child PowerShell, or with gdb into one call. Every case below failed before.
 
 BeforeDiscovery {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
@@ -14,6 +15,13 @@ BeforeDiscovery {
     # The commands run in a child PowerShell under strace: a sibling of the target.
     $R30LeadWtSkip = if ($R30LeadStraceSkip) { $R30LeadStraceSkip } else { Get-WriteTrackingSkipReason -Relation Sibling }
     $R30LeadFreezeSkip = if ($R30LeadStraceSkip) { $R30LeadStraceSkip } else { Get-PtraceSkipReason }
+    # The failed call of the signal-mask case is made by gdb, which runs the child PowerShell (its own child: no ptrace_scope limit).
+    $R30LeadGdbSkip = if ($R30LeadWtSkip) { $R30LeadWtSkip }
+    elseif (-not (Get-Command gdb -CommandType Application -ErrorAction Ignore)) { 'gdb is not installed: the failed PTRACE_SETSIGMASK is made with a breakpoint of gdb' }
+    else {
+        $said = gdb -q -batch -ex run --args /bin/true 2>&1
+        if ($LASTEXITCODE -ne 0) { "gdb cannot run a program here: $($said | Select-Object -Last 1)" }
+    }
     if (-not $R30LeadFreezeSkip) {
         $yama = if (Test-Path /proc/sys/kernel/yama/ptrace_scope) { [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) } else { 0 }
         if ($yama -eq 1 -and (id -u) -ne '0') { $R30LeadFreezeSkip = 'Yama''s ptrace_scope 1 lets a user trace only descendants, and the save runs in a sibling of the target' }
@@ -123,5 +131,50 @@ Describe 'Round 30: the housekeeping after a write-tracking state is saved' -Tag
             Disable-WriteTracking -Id $t.Id
             Test-Path -LiteralPath $planted | Should -BeFalse -Because 'with descriptors to spare the next save of a state removed it'
         } finally { Stop-TestTarget $t; Remove-Item -LiteralPath $planted -ErrorAction Ignore }
+    }
+}
+
+Describe 'Round 30: a signal mask injection cannot put back' -Tag 'Security', 'Round30Lead', 'WriteTracking' -Skip:([bool]$R30LeadGdbSkip) {
+    BeforeAll {
+        # gdb runs the child PowerShell and fails each PTRACE_SETSIGMASK that puts a mask back (every one but the one that blocks
+        # every signal) with EIO: libc's ptrace returns -1 at once. .NET calls ptrace through a handle of libc of its own, so a
+        # preloaded library cannot stand in for it.
+        $script:gdbScript = Join-Path $root 'setsigmask.gdb'
+        @'
+set pagination off
+set confirm off
+handle all nostop noprint pass
+set breakpoint pending on
+break ptrace if $rdi == 0x420b && *(unsigned long*)$rcx != 0xffffffffffffffff
+commands
+silent
+printf "INJECTED PTRACE_SETSIGMASK EIO\n"
+print *(int*)__errno_location() = 5
+return (long)-1
+continue
+end
+run
+'@ | Set-Content -LiteralPath $gdbScript
+    }
+
+    It 'Enable- and Disable-WriteTracking leave the target''s signal mask as it was, and the target answers' {
+        # Before: the registers were put back after the failed call, and the thread ran on with every signal blocked for good
+        # (SigBlk fffffffffffbfeff: all but SIGKILL and SIGSTOP). Now it is left on the trampoline, whose code restores the mask.
+        $t = Start-TestTarget -Path $wtExe
+        try {
+            $null = $t.Send('map 8')
+            $blocked = { (Get-Content "/proc/$($t.Id)/task/$($t.Id)/status" | Where-Object { $_ -like 'SigBlk:*' }) -replace '^SigBlk:\s*' }
+            $before = & $blocked
+            $pwsh = Get-PwshCommandLine
+            $command = "Import-Module '$module'; try { `$null = Enable-WriteTracking -Id $($t.Id); Disable-WriteTracking -Id $($t.Id); 'said=ok' } catch { 'said=' + `$_.FullyQualifiedErrorId }"
+            $lines = @(gdb -q -batch -x $gdbScript --args @pwsh -NoProfile -NonInteractive -Command $command 2>&1 | ForEach-Object { "$_" })
+            $all = $lines -join "`n"
+            @($lines | Where-Object { $_ -like 'INJECTED*' }).Count | Should -BeGreaterThan 0 -Because $all
+            ($lines | Where-Object { $_ -like 'said=*' } | Select-Object -First 1) | Should -BeExactly 'said=ok' -Because $all
+            # The thread restores its mask itself once it runs again: it is let run (a command it answers) before the look.
+            $t.Send('sum') | Should -Not -BeNullOrEmpty -Because 'the target answers'
+            & $blocked | Should -BeExactly $before -Because 'the signal mask is as it was before the injections'
+            $t.Process.HasExited | Should -BeFalse
+        } finally { Stop-TestTarget $t }
     }
 }
