@@ -10,7 +10,9 @@
 # those pages before or after the write, and its next increment holds them.
 # Soft-dirty is absent from the host these run on (a kernel built without CONFIG_MEM_SOFT_DIRTY); its lock and epoch
 # records are files that do not need it, and the kill -9 of a holder is tried on them directly.
-# Everything tried held (the round's report lists the windows with counts); these cases keep the windows open.
+# Found: an enable checked for another tracking only under its own state folder's lock, and a command of another user or
+# state folder that enabled in full in between made the process hold two trackings (third Describe). Every other window
+# tried held (the round's report lists them with counts); these cases keep a few of each kind open.
 
 BeforeDiscovery {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
@@ -19,16 +21,12 @@ BeforeDiscovery {
     $R30EpochLinuxSkip = if (-not $IsLinux) { 'Linux only' }
     $R30EpochIncrementSteps = @(
         @{ Step = 'checks, state lookup'; Other = 'Watch-DirtyPage -Method WriteProtect'; Locked = $true }
-        @{ Step = 'checks, state lookup'; Other = 'an increment of another chain'; Locked = $true }
         @{ Step = 'PAGEMAP_SCAN collect'; Other = 'Watch-DirtyPage -Method WriteProtect'; Locked = $true }
         @{ Step = 'PAGEMAP_SCAN collect'; Other = 'Disable-WriteTracking'; Locked = $true }
         @{ Step = 'destination checked (commit)'; Other = 'an increment of another chain'; Locked = $false }
-        @{ Step = 'destination checked (commit)'; Other = 'Search-PageMap -WriteProtect'; Locked = $false }
     )
     $R30EpochKillSteps = @(
-        @{ Step = 'inject userfaultfd'; Increment = $false }
         @{ Step = 'write arguments, inject UFFDIO_REGISTER (each range)'; Increment = $false }
-        @{ Step = 'state file save'; Increment = $false }
         @{ Step = 'state file save (reset)'; Increment = $false }
         @{ Step = 'PAGEMAP_SCAN collect'; Increment = $true }
     )
@@ -254,20 +252,22 @@ Describe 'Round 30: a save killed (SIGKILL) at a step of its protocol while anot
     }
 }
 
-Describe 'Round 30: two trackings of one process from two state folders, one enabling while the other''s enable is stopped' -Tag 'Security', 'Round30Epoch', 'WriteTracking' -Skip:([bool]$R30EpochWtSkip) {
+Describe 'Round 30: an enable of write tracking stopped while another state folder''s command enables it in full' -Tag 'Security', 'Round30Epoch', 'WriteTracking' -Skip:([bool]$R30EpochWtSkip) {
     # Root and the process's owner keep their write tracking in their own state folders, as two $SOFTDIRTY_STATE_DIR do:
-    # two locks, so nothing orders their commands. The enable of one, stopped after its WriteTrackingInUse check and before
-    # its injection, lets the other enable in full; the first then registers nothing the other holds (EBUSY) and counts
-    # those mappings' present pages at every look: both chains stay exact, neither resets the other's pages.
+    # two locks, so nothing orders their commands. The enable of one was checked (no registration it has no state of) under
+    # its own lock only; stopped after that check and before its injection, it let the other enable in full, then went on
+    # and made a second tracking of the process (two userfaultfds). Found: with a new mapping registered by the first and
+    # written, a Search-PageMap -WriteProtect of the second (which has its state, so it asks nothing more) took the first's
+    # record of those writes, and the first chain's next increment restored 16 stale pages with no warning. Fixed: the check
+    # is made again once the enabling command traces the process (no other command can inject then): WriteTrackingInUse.
     BeforeAll {
         $script:wa = New-R30Worker
         $script:wb = New-R30Worker
     }
     AfterAll { Stop-R30Worker $wa; Stop-R30Worker $wb }
 
-    It 'an enable stopped at "<Step>" while another state folder''s save enables: every later increment of both chains is exact' -ForEach @(
+    It 'stopped at "<Step>": it refuses with WriteTrackingInUse, the process keeps one tracking, and the other chain stays exact' -ForEach @(
         @{ Step = 'read the mappings' }
-        @{ Step = 'pick a thread' }
     ) {
         $t = Start-TestTarget -Path $wtExe
         try {
@@ -285,20 +285,22 @@ Describe 'Round 30: two trackings of one process from two state folders, one ena
             (Read-R30 $wa) | Should -Be "AT $Step"
             (Invoke-R30 $wb "Save-MemoryImage -Id $id -Path '$c/y0' -Method WriteProtect") | Should -BeLike 'DONE ok *'
             Send-R30 $wa 'go'
-            (Read-R30 $wa) | Should -BeLike 'DONE ok *'
-            $x, $y = 'x0', 'y0'
-            foreach ($i in 1..2) {
-                foreach ($chain in 'x', 'y') {
-                    $null = Write-R30Pages $t $region ($seed + 10 * $i + [int][char]$chain)
-                    $w = if ($chain -eq 'x') { $wa } else { $wb }
-                    $parent = if ($chain -eq 'x') { $x } else { $y }
-                    (Invoke-R30 $w "Save-MemoryImage -Id $id -Path '$c/$chain$i' -Parent '$c/$parent' -Method WriteProtect") | Should -BeLike 'DONE ok *'
-                    Wait-ImgTargetIdle $t
-                    $null = Save-MemoryImage -Id $id -Path "$c/f$chain$i" -Method Hash
-                    @(Get-R30PageDiff "$c/$chain$i" "$c/f$chain$i" $t.PageSize) | Should -BeNullOrEmpty -Because "chain $chain, increment $i"
-                    if ($chain -eq 'x') { $x = "x$i" } else { $y = "y$i" }
-                }
-            }
+            (Read-R30 $wa) | Should -Be 'DONE WriteTrackingInUse 0'
+            Test-Path "$c/x0" | Should -BeFalse
+            @(Get-ChildItem "/proc/$id/fd" | Where-Object { "$($_.LinkTarget)" -like '*userfaultfd*' }).Count | Should -Be 1
+            $t.Process.HasExited | Should -BeFalse
+            # A mapping made after the enable, written, then a search that write-protects, from each side.
+            $fresh = $t.Send('map 16')
+            $null = $t.Send("pattern $fresh 16 $seed 10")
+            Wait-ImgTargetIdle $t
+            (Invoke-R30 $wb "Save-MemoryImage -Id $id -Path '$c/y1' -Parent '$c/y0' -Method WriteProtect") | Should -BeLike 'DONE ok *'
+            $null = $t.Send("pattern $fresh 16 $($seed + 1) 10")
+            $null = Write-R30Pages $t $region ($seed + 2)
+            (Invoke-R30 $wa "Search-PageMap -Id $id -WriteProtect") | Should -Be 'DONE WriteTrackingInUse 0'
+            (Invoke-R30 $wb "Save-MemoryImage -Id $id -Path '$c/y2' -Parent '$c/y1' -Method WriteProtect") | Should -BeLike 'DONE ok *'
+            Wait-ImgTargetIdle $t
+            $null = Save-MemoryImage -Id $id -Path "$c/f2" -Method Hash
+            @(Get-R30PageDiff "$c/y2" "$c/f2" $t.PageSize) | Should -BeNullOrEmpty
         } finally {
             Stop-TestTarget $t
         }
@@ -317,17 +319,18 @@ Describe 'Round 30: the soft-dirty lock and epoch record of a process, their hol
             "`$src = `$asm.GetType('SoftDirty.ProcPageSource', `$true).GetMethod('Open', [type[]]@([int])).Invoke(`$null, [object[]]@($($sleeper.Id)))"
         $script:lockIt = "`$E.GetMethod('Lock', `$I).Invoke(`$null, [object[]]@(`$src, [Threading.CancellationToken]::None))"
         $script:current = "`$E.GetMethod('Current', `$I).Invoke(`$null, [object[]]@(`$src))"
+        $script:wb = New-R30Worker
+        (Invoke-R30 $wb $setup) | Should -Be 'DONE ok 0'
     }
-    AfterAll { Stop-TestTarget $sleeper }
+    AfterAll { Stop-TestTarget $sleeper; Stop-R30Worker $wb }
 
     It 'killed holding the lock <When>: the command waiting on it goes on, and sees the record the killed one made' -ForEach @(
         @{ When = 'before recording'; Records = $false }
         @{ When = 'after recording (before the clear it records)'; Records = $true }
     ) {
-        $wa = New-R30Worker; $wb = New-R30Worker
+        $wa = New-R30Worker
         try {
             (Invoke-R30 $wa $setup) | Should -Be 'DONE ok 0'
-            (Invoke-R30 $wb $setup) | Should -Be 'DONE ok 0'
             Send-R30 $wb "Say ('EPOCH ' + $current)"
             $before = Read-R30 $wb
             $before | Should -BeLike 'EPOCH ?*'
@@ -342,6 +345,6 @@ Describe 'Round 30: the soft-dirty lock and epoch record of a process, their hol
             $after = Read-R30 $wb
             (Read-R30 $wb) | Should -Be 'DONE ok 0'
             if ($Records) { $after | Should -Not -Be $before } else { $after | Should -Be $before }
-        } finally { Stop-R30Worker $wa; Stop-R30Worker $wb }
+        } finally { Stop-R30Worker $wa }
     }
 }
