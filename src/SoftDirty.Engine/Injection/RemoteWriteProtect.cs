@@ -30,6 +30,11 @@ internal static class RemoteWriteProtect
         ulong start = WriteTrackingStore.StartTime(pid);
         InjectionSteps.Mark("checks, state lookup");
         using var inject = RemoteSyscalls.Attach(source, cancel);
+        // Checked again now that this command traces the process, which no other command can while it does: the caller's check
+        // came under its own state folder's lock, which a command of another user or state folder does not take, and such a
+        // command's whole enable between the two made this one a second tracking of the process, whose resets and searches
+        // (Search-PageMap -WriteProtect) took the other's record of writes with no reset it could see (round 30).
+        if (InjectionSupport.ForeignTracking(source) is { } inUse) throw inUse;
         var arch = InjectionArchitecture.Current!;
         // Should this PowerShell die before the state is saved, the target closes the userfaultfd itself (RestoreTrampoline).
         inject.UndoOnAbort(RestoreTrampoline.UndoResult);
