@@ -100,6 +100,27 @@ Describe 'Round 30: a failed lstat of an image''s files is no answer about the f
     }
 }
 
+Describe 'Round 30: an image whose files lie past PATH_MAX' -Tag 'Security', 'Round30Open' {
+    # Before: the lstat of its files by whole path failed (ENAMETOOLONG) and said "not an image": a save went inside it (the
+    # module writes and reads such paths one piece at a time, round 8).
+    It 'a save inside it is refused with ImageExists, as anywhere else' {
+        $deep = $top = (New-Item -ItemType Directory (Join-Path $R30OpenRoot 'deep')).FullName
+        try {
+            for ($i = 0; $i -lt 21; $i++) { $deep = Join-Path $deep ('d' * 200) }
+            $image = Join-Path $deep 'image'
+            "$image/manifest.json".Length | Should -BeGreaterThan 4096
+            $f = New-FilledEmulator 4
+            $null = Save-MemoryImage -Emulator $f.Emulator -Path $image -ErrorAction Stop
+            $null = Save-MemoryImage -Emulator $f.Emulator -Path "$image/inner" -ErrorAction SilentlyContinue -ErrorVariable said
+            @($said).Count | Should -Be 1
+            $said[0].FullyQualifiedErrorId | Should -BeLike 'ImageExists,*'
+            $said[0].Exception.Message | Should -BeLike '*lies inside the memory image*'
+            # (Test-Path would open the whole path: ENAMETOOLONG; find walks the folders with openat.)
+            @(find $top -name inner) | Should -BeNullOrEmpty
+        } finally { rm -rf -- $top } # (past PATH_MAX: rm walks with openat)
+    }
+}
+
 Describe 'Round 30: an I/O error reading a workload trace' -Tag 'Security', 'Round30Open' -Skip:([bool]$R30OpenStraceSkip) {
     BeforeAll {
         $script:R30OpenTrace = "$R30OpenRoot/trace.csv"
