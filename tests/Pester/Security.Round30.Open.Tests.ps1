@@ -5,10 +5,25 @@
 # failing disk, out of descriptors or memory) as "not an image", so a save was written inside an image's folder; likewise
 # Export-DirtyPageChart's check that refuses to write over an image's file. An I/O error reading a workload trace
 # (Invoke-EmulatedWorkload -TracePath) was InvalidArgument, as if the trace were malformed. A migration over a link ignored a
-# failed removal of its staging folder (0700, the process's memory as round images): no word of the folder it left. Every
-# case below failed before.
+# failed removal of its staging folder (0700, the process's memory as round images): no word of the folder it left. A process's
+# guard regions (MADV_GUARD_INSTALL: any access faults) were left out of its image as pages that hold nothing, and a restore
+# made them readable zeros; the image now records them with their mapping and a restore into an emulated process installs
+# them again (refused on a profile without them). Every case below failed before.
 
 BeforeDiscovery {
+    # Guard regions of a real process, seen in pagemap (PAGE_IS_GUARD, Linux 6.15+): probed with imgtarget.
+    $R30OpenGuardSkip = if (-not $IsLinux) { 'Linux only' }
+    else {
+        Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+        $probe = Start-TestTarget -Path (Join-Path $PSScriptRoot '../native/bin/imgtarget')
+        try {
+            $at = ($probe.Send('map 4') -split ' ')[0]
+            $reply = $probe.TrySend("guard $at 1 1")
+            if ($reply -ne 'OK') { "guard regions (MADV_GUARD_INSTALL, Linux 6.13) are not available here ($reply)" }
+            elseif (-not ((Get-SoftDirtySupport).PagemapScan)) { 'no PAGEMAP_SCAN here: the guard regions of a real process are found with its PAGE_IS_GUARD' }
+            elseif (-not (@(Get-PageMap -Id $probe.Id -Address ([Convert]::ToUInt64($at, 16) + $probe.PageSize) -Length $probe.PageSize)[0].Guard)) { "this kernel ($(uname -r)) does not show guard regions in pagemap (before 6.15)" }
+        } finally { Stop-TestTarget $probe }
+    }
     $R30OpenStraceSkip = if (-not $IsLinux) { 'Linux only' }
     elseif (-not (Get-Command strace -CommandType Application -ErrorAction Ignore)) { 'strace is not installed: the failed system call is injected with strace' }
     else {
@@ -161,5 +176,106 @@ Describe 'Round 30: a migration whose staging folder cannot be removed' -Tag 'Se
             Test-Path -LiteralPath $stage | Should -BeTrue -Because 'the folder the warning names is the one left'
         } finally { Remove-Item -LiteralPath $stage -Recurse -Force -ErrorAction Ignore }
         Test-MemoryImage -Path ($lines | Where-Object { $_ -like 'final=*' } | ForEach-Object { $_ -replace '^final=' }) | Should -BeTrue
+    }
+}
+
+Describe 'Round 30: guard regions in an image' -Tag 'Security', 'Round30Open' {
+    BeforeAll {
+        # A process with 16 pages written, pages 4 and 5 and page 9 guard regions; the same pages of the restore are compared.
+        function script:New-R30OpenGuarded([string] $Kernel = '6.18') {
+            $e = New-EmulatedProcess -Kernel $Kernel
+            $m = $e | Add-EmulatedMapping -Length 64KB
+            $e | Write-EmulatedMemory -Address $m.Start -Length 64KB -Value 7
+            $e | Invoke-EmulatedMadvise -Address ($m.Start + 16KB) -Length 8KB -Advice GuardInstall
+            $e | Invoke-EmulatedMadvise -Address ($m.Start + 36KB) -Length 4KB -Advice GuardInstall
+            [pscustomobject]@{ Emulator = $e; Start = $m.Start }
+        }
+        # Per page of the 16: 'guard' where a read faults (SegmentationFault), else the first byte.
+        function script:Get-R30OpenPages($Emulator, [uint64] $Start) {
+            foreach ($i in 0..15) {
+                try { '{0}' -f ($Emulator | Read-EmulatedMemory -Address ($Start + $i * 4KB) -Length 1 -AsByteArray -ErrorAction Stop)[0] }
+                catch { if ($_.FullyQualifiedErrorId -like 'SegmentationFault,*') { 'guard' } else { throw } }
+            }
+        }
+        $script:R30OpenGuardExpected = @(foreach ($i in 0..15) { if ($i -in 4, 5, 9) { 'guard' } else { '7' } })
+    }
+
+    It 'the source reads as expected (the setting is what the case needs)' {
+        $g = New-R30OpenGuarded
+        Get-R30OpenPages $g.Emulator $g.Start | Should -Be $R30OpenGuardExpected
+    }
+
+    # Before: the image had no word of them, and the restored process read zeros there.
+    It 'are recorded with their mapping and restored as guard regions into an emulated process' {
+        $g = New-R30OpenGuarded
+        $image = "$R30OpenRoot/guarded"
+        $null = Save-MemoryImage -Emulator $g.Emulator -Path $image
+        $manifest = Get-Content -Raw -LiteralPath "$image/manifest.json" | ConvertFrom-Json
+        $guards = @($manifest.mappings | Where-Object { $_.start -eq $g.Start }).guards
+        @($guards | ForEach-Object { '{0:x}-{1:x}' -f ($_.start - $g.Start), ($_.end - $g.Start) }) | Should -Be @('4000-6000', '9000-a000')
+        Test-MemoryImage -Path $image | Should -BeTrue
+        $t = New-EmulatedProcess
+        $null = Restore-MemoryImage -Path $image -Emulator $t -ErrorAction Stop
+        Get-R30OpenPages $t $g.Start | Should -Be $R30OpenGuardExpected
+        # And an increment taken after a guard region was removed and another installed records the guards of its moment.
+        $g.Emulator | Invoke-EmulatedMadvise -Address ($g.Start + 36KB) -Length 4KB -Advice GuardRemove
+        $g.Emulator | Invoke-EmulatedMadvise -Address ($g.Start + 60KB) -Length 4KB -Advice GuardInstall
+        $null = Save-MemoryImage -Emulator $g.Emulator -Path "$image-1" -Parent $image
+        $t = New-EmulatedProcess
+        $null = Restore-MemoryImage -Path "$image-1" -Emulator $t -ErrorAction Stop
+        Get-R30OpenPages $t $g.Start | Should -Be @(foreach ($i in 0..15) { if ($i -in 4, 5, 15) { 'guard' } elseif ($i -eq 9) { '0' } else { '7' } })
+    }
+
+    It 'a restore into an emulated kernel without guard regions is refused (PlatformNotSupported) before anything is mapped' {
+        $g = New-R30OpenGuarded
+        $image = "$R30OpenRoot/guarded-old"
+        $null = Save-MemoryImage -Emulator $g.Emulator -Path $image
+        $t = New-EmulatedProcess -Kernel 6.1
+        $null = Restore-MemoryImage -Path $image -Emulator $t -ErrorAction SilentlyContinue -ErrorVariable said
+        @($said).Count | Should -Be 1
+        $said[0].FullyQualifiedErrorId | Should -BeLike 'PlatformNotSupported,*'
+        $said[0].Exception.Message | Should -BeLike '*guard regions*'
+        @($t | Get-MemoryMapping) | Should -BeNullOrEmpty
+    }
+
+    It 'a restore to files lists them in mappings.json' {
+        $g = New-R30OpenGuarded
+        $image = "$R30OpenRoot/guarded-files"
+        $null = Save-MemoryImage -Emulator $g.Emulator -Path $image
+        $null = Restore-MemoryImage -Path $image -Destination "$image-restored" -ErrorAction Stop
+        $listed = Get-Content -Raw -LiteralPath "$image-restored/mappings.json" | ConvertFrom-Json
+        @(@($listed | Where-Object { $_.start -eq $g.Start }).guards).Count | Should -Be 2
+    }
+
+    It 'a manifest whose guard region lies outside its mapping is ImageCorrupt' {
+        $g = New-R30OpenGuarded
+        $image = "$R30OpenRoot/guarded-bad"
+        $null = Save-MemoryImage -Emulator $g.Emulator -Path $image
+        $text = Get-Content -Raw -LiteralPath "$image/manifest.json"
+        $manifest = $text | ConvertFrom-Json
+        $bad = $text.Replace(('"end": {0}' -f ($g.Start + 40KB)), ('"end": {0}' -f ($g.Start + 1MB)))
+        $bad | Should -Not -Be $text
+        Set-Content -LiteralPath "$image/manifest.json" -Value $bad -NoNewline
+        $null = Get-MemoryImage -Path $image -ErrorAction SilentlyContinue -ErrorVariable said
+        @($said).Count | Should -Be 1
+        $said[0].FullyQualifiedErrorId | Should -BeLike 'ImageCorrupt,*'
+        $manifest | Should -Not -BeNullOrEmpty
+    }
+
+    It 'of a real process are recorded and restored as guard regions' -Skip:([bool]$R30OpenGuardSkip) {
+        $t = Start-TestTarget -Path (Join-Path $PSScriptRoot '../native/bin/imgtarget')
+        try {
+            $at = [Convert]::ToUInt64(($t.Send('map 8') -split ' ')[0], 16)
+            $null = $t.Send(('fill {0:x} 8 5' -f $at))
+            $null = $t.Send(('guard {0:x} 2 3' -f $at))
+            $image = "$R30OpenRoot/real-guarded"
+            $null = Save-MemoryImage -Id $t.Id -Mapping '[anon]' -Path $image -Method Hash -ErrorAction Stop
+        } finally { Stop-TestTarget $t }
+        $manifest = Get-Content -Raw -LiteralPath "$image/manifest.json" | ConvertFrom-Json
+        $guards = @($manifest.mappings | Where-Object { $_.start -eq $at }).guards
+        @($guards | ForEach-Object { '{0}-{1}' -f (($_.start - $at) / $t.PageSize), (($_.end - $at) / $t.PageSize) }) | Should -Be @('2-5')
+        $e = New-EmulatedProcess
+        $null = Restore-MemoryImage -Path $image -Emulator $e -ErrorAction Stop
+        { $e | Read-EmulatedMemory -Address ($at + 3 * $t.PageSize) -Length 1 -ErrorAction Stop } | Should -Throw -ErrorId 'SegmentationFault*'
     }
 }

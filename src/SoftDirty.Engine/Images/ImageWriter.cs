@@ -314,6 +314,8 @@ internal static class ImageWriter
             if (increment) Phase("the parent's pages now gone");
             var indexHash = index.Finish();
             indexFile.Dispose();
+            // Guard regions hold no page: recorded with their mappings, so that a restore does not make them readable zeros.
+            var guards = GuardRegions.Find(source, spans, cancel);
 
             ulong dataPages = index.DataCount;
             var manifest = new ImageManifest
@@ -336,7 +338,7 @@ internal static class ImageWriter
                 KernelWritten = KernelWrites.Record(pinned),
                 KernelWritesUnlocated = unlockedNow ? true : null,
                 Mappings = mappings.Where(m => m.Kind != MappingKind.Vsyscall && (selector is null || selector(m)))
-                    .Select(m => new ImageMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Path = m.DisplayName, Offset = m.Offset }).ToList(),
+                    .Select(m => new ImageMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Path = m.DisplayName, Offset = m.Offset, Guards = GuardRegions.Within(guards, m.Start, m.End) }).ToList(),
                 DataPages = dataPages,
                 ZeroPages = index.Count - dataPages,
                 InheritedPages = inherited,
