@@ -211,9 +211,9 @@ internal static class SafeFiles
 
     /// <summary>
     /// Whether <paramref name="folder"/>/<paramref name="file"/> is a regular file (lstat, by whole path, else in pieces past
-    /// PATH_MAX as the module writes there). Only "absent" (ENOENT, ENOTDIR) is an answer: any other failure (EIO, out of
-    /// descriptors or memory, EACCES) says nothing of the folder, and was read as "not an image", so a command wrote inside
-    /// one (round 30).
+    /// PATH_MAX as the module writes there). Only "absent" (ENOENT, ENOTDIR) or "out of reach" (EACCES) is an answer: any
+    /// other failure (EIO, out of descriptors or memory) says nothing of the folder, and was read as "not an image", so a
+    /// command wrote inside one (round 30).
     /// </summary>
     private static bool IsImageFile(string folder, string file, string what)
     {
@@ -229,19 +229,18 @@ internal static class SafeFiles
 
     /// <summary>
     /// Whether an lstat of <paramref name="path"/> found it (<paramref name="st"/>), false where it is absent (ENOENT,
-    /// ENOTDIR); any other failure is an error of its own, never "absent": ImageReadError (EIO and the rest), ResourceLimit,
-    /// PermissionDenied. Checked before <paramref name="what"/> is written.
+    /// ENOTDIR) or out of the caller's reach (EACCES); any other failure is an error of its own, never "absent":
+    /// ImageReadError (EIO and the rest), ResourceLimit. Checked before <paramref name="what"/> is written.
     /// </summary>
     private static bool IsEntry(FileNative.PathStatus? st, int errno, string path, string what)
     {
         if (st is not null) return true;
-        if (errno is Errno.ENOENT or FileNative.ENOTDIR) return false;
+        // A folder the caller may not search (EACCES) holds nothing it can write either: the write that follows fails on
+        // the same folder with its own error (PermissionDenied, as before).
+        if (errno is Errno.ENOENT or FileNative.ENOTDIR or Errno.EACCES) return false;
         const string unknown = "Whether it belongs to a memory image (whose folder the module never writes into) is unknown, so nothing was written";
         if (Errno.IsResourceLimit(errno)) throw ResourceLimitError.For($"{what}: lstat of {path} failed", errno, unknown, path);
-        var message = $"{what}: lstat of {path} failed: {Errno.Describe(errno)}. {unknown}.";
-        throw errno is Errno.EACCES or Errno.EPERM
-            ? new EngineException(EngineError.PermissionDenied, message, path, errno)
-            : new EngineException(EngineError.ImageReadError, message, path, errno);
+        throw new EngineException(EngineError.ImageReadError, $"{what}: lstat of {path} failed: {Errno.Describe(errno)}. {unknown}.", path, errno);
     }
 
     /// <summary>The files every memory image's folder holds.</summary>
