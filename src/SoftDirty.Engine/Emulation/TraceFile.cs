@@ -24,16 +24,20 @@ internal sealed class TraceFile : IDisposable
 
     private int _fd;
     private readonly bool _pipe;
+    /// <summary>The path it was opened by (for messages).</summary>
+    private readonly string _path;
 
-    private TraceFile(int fd, bool pipe)
+    private TraceFile(int fd, bool pipe, string path)
     {
         _fd = fd;
         _pipe = pipe;
+        _path = path;
     }
 
     /// <summary>
     /// Opens <paramref name="path"/>: FileNotFoundException when missing, UnauthorizedAccessException when
-    /// unreadable, InvalidArgument (an EngineException) for a directory, device or socket.
+    /// unreadable, InvalidArgument (an EngineException) for a directory, device or socket; TraceReadError or ResourceLimit
+    /// for another failure.
     /// </summary>
     public static TraceFile Open(string path)
     {
@@ -43,19 +47,28 @@ internal sealed class TraceFile : IDisposable
             int e = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
             if (e == Errno.ENOENT) throw new FileNotFoundException($"No trace file '{path}'.", path);
             if (e is Errno.EACCES or Errno.EPERM) throw new UnauthorizedAccessException($"{Errno.Describe(e)}.");
-            throw new IOException(Errno.Describe(e));
+            throw ReadFailure(path, "Opening", e);
         }
         var st = FileNative.Fstat(fd, out int serr);
         uint type = st?.Type ?? 0;
         if (type != FileNative.S_IFREG && type != FifoType)
         {
             Native.Close(fd);
-            throw new EngineException(EngineError.InvalidArgument, st is null
-                ? $"The trace {path} cannot be examined: {Errno.Describe(serr)}."
-                : $"The trace {path} is {(type == FileNative.S_IFDIR ? "a directory" : "a device or socket")}, not a file or a pipe.", path);
+            if (st is null) throw ReadFailure(path, "Examining (fstat)", serr);
+            throw new EngineException(EngineError.InvalidArgument, $"The trace {path} is {(type == FileNative.S_IFDIR ? "a directory" : "a device or socket")}, not a file or a pipe.", path);
         }
-        return new TraceFile(fd, type == FifoType);
+        return new TraceFile(fd, type == FifoType, path);
     }
+
+    /// <summary>
+    /// A failed system call on the trace: ResourceLimit (out of descriptors or memory: nothing is known of the file), else
+    /// TraceReadError naming the path and the errno. Never InvalidArgument: the trace may be fine (round 30; a disk's EIO was
+    /// said as a bad argument).
+    /// </summary>
+    private static EngineException ReadFailure(string path, string doing, int errno) =>
+        Errno.IsResourceLimit(errno)
+            ? ResourceLimitError.For($"{doing} the trace {path} failed", errno, "Nothing was replayed from it past that point", path)
+            : new EngineException(EngineError.TraceReadError, $"{doing} the trace {path} failed: {Errno.Describe(errno)}.", path, errno);
 
     /// <summary>The trace's lines (UTF-8, without their line end), read as they come.</summary>
     public IEnumerable<string> Lines(CancellationToken cancel)
@@ -71,7 +84,7 @@ internal sealed class TraceFile : IDisposable
             if (n < 0)
             {
                 if (e == Errno.EINTR) continue;
-                if (e != Errno.EAGAIN) throw new IOException($"Reading the trace failed: {Errno.Describe(e)}");
+                if (e != Errno.EAGAIN) throw ReadFailure(_path, "Reading", e);
                 writerSeen = true; // a writer holds the pipe open: wait for its data
                 Thread.Sleep(PipeWait);
                 continue;

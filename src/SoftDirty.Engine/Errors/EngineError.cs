@@ -124,4 +124,7 @@ public enum EngineError
     /// <summary>Reading a memory image's file failed (EIO: the disk under it): the image can be neither trusted nor restored.</summary>
     [Categorized(FailureCategory.ReadError)]
     ImageReadError,
+    /// <summary>Reading a workload trace failed (EIO and the like, not a malformed line): the message names the path and the errno.</summary>
+    [Categorized(FailureCategory.ReadError)]
+    TraceReadError,
 }

@@ -13,6 +13,14 @@ internal sealed class ImageMapping
     public string Path { get; set; } = "";
     /// <summary>The offset into the mapped file.</summary>
     public ulong Offset { get; set; }
+    /// <summary>
+    /// The guard regions in the mapping (MADV_GUARD_INSTALL: any access faults), as pagemap showed them when the image was
+    /// saved; null where none (left out of the manifest, so that an image without any reads as before). They hold no data:
+    /// a restore into an emulated process installs them again, and a restore to files lists them in mappings.json (the
+    /// files hold zeros there). A version that does not know this member refuses such an image rather than restore its
+    /// guard regions as readable zeros.
+    /// </summary>
+    public System.Collections.Generic.List<Tracking.AddressRange>? Guards { get; set; }
     /// <inheritdoc/>
     public override string ToString() => $"0x{Start:x}-0x{End:x} {Permissions} {Path}";
     /// <summary>Members this version does not know (a later version's, or an edit): a manifest with any is refused (<see cref="ImageReader"/>).</summary>

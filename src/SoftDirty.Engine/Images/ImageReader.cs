@@ -123,6 +123,12 @@ internal static class ImageReader
             if (map.Start % ps != 0 || map.End % ps != 0) throw Bad($"mapping {i} ({map}) is not page-aligned.");
             if (i > 0 && map.Start < prevEnd) throw Bad($"mapping {i} ({map}) overlaps or precedes the mapping before it.");
             prevEnd = map.End;
+            // Guard regions (round 30): page-aligned, ascending, within the mapping.
+            ulong guardEnd = map.Start;
+            foreach (var g in map.Guards ?? [])
+                if (g.Start < guardEnd || g.End <= g.Start || g.End > map.End || g.Start % ps != 0 || g.End % ps != 0)
+                    throw Bad($"mapping {i} ({map}) lists the guard region {g}, which is not a page-aligned range within it after the one before.");
+                else guardEnd = g.End;
         }
         if (m.Files is null || m.Files.Any(f => f is null || f.Name is null || f.Size < 0)) throw Bad("the files list is missing or has an entry without a name or with a negative size.");
         foreach (var name in new[] { ImageFormat.PagesFile, ImageFormat.IndexFile })

@@ -135,13 +135,18 @@ internal static class ImageWriter
                 // Where the cut of regions to the watched ranges goes on (regions ascend: the search goes on where it stopped).
                 int watchedAt = 0, spanAt = 0;
                 // Whether r is swapped, not present, in a mapping of a file or memfd (a marker: see below).
-                bool DroppedFromFile(PageRegion r)
+                MemoryMapping? DroppedFromFile(PageRegion r)
                 {
-                    if ((r.Categories & (PageCategory.Swapped | PageCategory.Present)) != PageCategory.Swapped) return false;
+                    if ((r.Categories & (PageCategory.Swapped | PageCategory.Present)) != PageCategory.Swapped) return null;
                     while (spanAt < spans.Count && spans[spanAt].End <= r.Start) spanAt++;
-                    return spanAt < spans.Count && spans[spanAt].Start <= r.Start && spans[spanAt].Mapping is { } m && ContentCheckedTracker.ChangeableByOthers(m);
+                    return spanAt < spans.Count && spans[spanAt].Start <= r.Start && spans[spanAt].Mapping is { } m && ContentCheckedTracker.ChangeableByOthers(m) ? m : null;
                 }
-                // The marker regions read (DroppedFromFile), ascending: a page of one whose read fails lies past the end of its file.
+                // Where the files of a real process end (the walk has left out the markers past an end it found). Only a real
+                // process's file can end before its mapping: the emulator models no truncation.
+                var fileEnds = PageWalk.Root(source) is ProcPageSource proc ? new MappedFileEnd(proc.ProcessId) : null;
+                // The marker regions read (DroppedFromFile) whose file's end is unknown, ascending: a page of one whose read
+                // fails may lie past the end of its file. Any other failed read is what it is, unreadable (round 30: a file
+                // system's EIO there was taken for the end of the file, and an increment said zeros where its parent had data).
                 var markers = new List<AddressRange>();
                 int markerAt = 0;
                 ulong markerNext = 0, markersFailed = 0;
@@ -200,8 +205,9 @@ internal static class ImageWriter
                         // pagemap shows as swapped, neither written nor of a file, while the memory reads the file again.
                         // (Where pagemap's frames are visible, PresentRegions names such markers and leaves them out: the
                         // file's, not read, as a page of a file mapping that is not present.)
-                        bool dropped = DroppedFromFile(r);
-                        if (dropped) markers.Add(new AddressRange(r.Start, r.End));
+                        var droppedFrom = DroppedFromFile(r);
+                        bool dropped = droppedFrom is not null;
+                        if (droppedFrom is not null && fileEnds is not null && !fileEnds.Knows(droppedFrom)) markers.Add(new AddressRange(r.Start, r.End));
                         // [start, end) cut to the watched ranges, here and not in an iterator of its own: a save of a sparse
                         // process walks a region a page, and an iterator a region was most of what a full save allocated.
                         if (watched is null || dropped || (r.Categories & (PageCategory.File | PageWalk.NotExclusive)) != 0)
@@ -314,6 +320,8 @@ internal static class ImageWriter
             if (increment) Phase("the parent's pages now gone");
             var indexHash = index.Finish();
             indexFile.Dispose();
+            // Guard regions hold no page: recorded with their mappings, so that a restore does not make them readable zeros.
+            var guards = GuardRegions.Find(source, spans, cancel);
 
             ulong dataPages = index.DataCount;
             var manifest = new ImageManifest
@@ -336,7 +344,7 @@ internal static class ImageWriter
                 KernelWritten = KernelWrites.Record(pinned),
                 KernelWritesUnlocated = unlockedNow ? true : null,
                 Mappings = mappings.Where(m => m.Kind != MappingKind.Vsyscall && (selector is null || selector(m)))
-                    .Select(m => new ImageMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Path = m.DisplayName, Offset = m.Offset }).ToList(),
+                    .Select(m => new ImageMapping { Start = m.Start, End = m.End, Permissions = m.Permissions, Path = m.DisplayName, Offset = m.Offset, Guards = GuardRegions.Within(guards, m.Start, m.End) }).ToList(),
                 DataPages = dataPages,
                 ZeroPages = index.Count - dataPages,
                 InheritedPages = inherited,

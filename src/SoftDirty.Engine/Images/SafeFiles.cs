@@ -102,7 +102,7 @@ internal static class SafeFiles
     /// </summary>
     public static void RefuseImageFile(SafeDirectory dir, string name, string what)
     {
-        if (dir.Lstat(name, out _) is null || dir.Lstat(ImageFormat.ManifestFile, out _) is null) return;
+        if (!IsEntry(dir.Lstat(name, out int e), e, dir.Combine(name), what) || !IsEntry(dir.Lstat(ImageFormat.ManifestFile, out e), e, dir.Combine(ImageFormat.ManifestFile), what)) return;
         throw new EngineException(EngineError.ImageExists,
             $"{what} {dir.Combine(name)} is a file of the memory image {dir.Path}; the module does not write over an image's files. Choose another path.", dir.Combine(name));
     }
@@ -203,10 +203,44 @@ internal static class SafeFiles
         var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(path));
         for (var folder = Path.GetDirectoryName(full); folder is not null; folder = Path.GetDirectoryName(folder))
         {
-            if (ImageFiles.All(f => FileNative.Lstat(Path.Combine(folder, f), out _) is { Type: FileNative.S_IFREG }))
+            if (ImageFiles.All(f => IsImageFile(folder, f, what)))
                 throw new EngineException(EngineError.ImageExists,
                     $"{what} {full} lies inside the memory image {folder}; the module does not write into an image's folder. Choose a path outside it (such as a sibling of {folder}).", full);
         }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="folder"/>/<paramref name="file"/> is a regular file (lstat, by whole path, else in pieces past
+    /// PATH_MAX as the module writes there). Only "absent" (ENOENT, ENOTDIR) or "out of reach" (EACCES) is an answer: any
+    /// other failure (EIO, out of descriptors or memory) says nothing of the folder, and was read as "not an image", so a
+    /// command wrote inside one (round 30).
+    /// </summary>
+    private static bool IsImageFile(string folder, string file, string what)
+    {
+        var path = Path.Combine(folder, file);
+        var st = FileNative.Lstat(path, out int e);
+        if (st is null && e == Errno.ENAMETOOLONG)
+        {
+            using var dir = SafeDirectory.OpenForReading(folder, out e);
+            if (dir is not null) st = dir.Lstat(file, out e);
+        }
+        return IsEntry(st, e, path, what) && st!.Value.Type == FileNative.S_IFREG;
+    }
+
+    /// <summary>
+    /// Whether an lstat of <paramref name="path"/> found it (<paramref name="st"/>), false where it is absent (ENOENT,
+    /// ENOTDIR) or out of the caller's reach (EACCES); any other failure is an error of its own, never "absent":
+    /// ImageReadError (EIO and the rest), ResourceLimit. Checked before <paramref name="what"/> is written.
+    /// </summary>
+    private static bool IsEntry(FileNative.PathStatus? st, int errno, string path, string what)
+    {
+        if (st is not null) return true;
+        // A folder the caller may not search (EACCES) holds nothing it can write either: the write that follows fails on
+        // the same folder with its own error (PermissionDenied, as before).
+        if (errno is Errno.ENOENT or FileNative.ENOTDIR or Errno.EACCES) return false;
+        const string unknown = "Whether it belongs to a memory image (whose folder the module never writes into) is unknown, so nothing was written";
+        if (Errno.IsResourceLimit(errno)) throw ResourceLimitError.For($"{what}: lstat of {path} failed", errno, unknown, path);
+        throw new EngineException(EngineError.ImageReadError, $"{what}: lstat of {path} failed: {Errno.Describe(errno)}. {unknown}.", path, errno);
     }
 
     /// <summary>The files every memory image's folder holds.</summary>

@@ -31,14 +31,23 @@ internal sealed class MappedFileEnd
     /// </summary>
     public ulong? EndAddress(MemoryMapping mapping, ulong pageSize)
     {
-        if (mapping.Inode == 0 || mapping.Kind is not (MappingKind.File or MappingKind.SharedAnonymous)) return null;
-        var key = (mapping.Device, mapping.Inode);
-        if (!_sizes.TryGetValue(key, out ulong? size)) _sizes[key] = size = Find(mapping)?.Size;
-        if (size is not { } bytes) return null;
+        if (Size(mapping) is not { } bytes) return null;
         ulong end = (bytes + pageSize - 1) / pageSize * pageSize;
         if (end <= mapping.Offset) return mapping.Start;
         ulong within = end - mapping.Offset;
         return within >= mapping.End - mapping.Start ? null : mapping.Start + within;
+    }
+
+    /// <summary>Whether the file <paramref name="mapping"/> maps was found, so that where it ends now is known.</summary>
+    public bool Knows(MemoryMapping mapping) => Size(mapping) is not null;
+
+    /// <summary>The size of the file <paramref name="mapping"/> maps now, looked up once per file; null where it maps none or it cannot be found.</summary>
+    private ulong? Size(MemoryMapping mapping)
+    {
+        if (mapping.Inode == 0 || mapping.Kind is not (MappingKind.File or MappingKind.SharedAnonymous)) return null;
+        var key = (mapping.Device, mapping.Inode);
+        if (!_sizes.TryGetValue(key, out ulong? size)) _sizes[key] = size = Find(mapping)?.Size;
+        return size;
     }
 
     private FileNative.PathStatus? Find(MemoryMapping mapping)

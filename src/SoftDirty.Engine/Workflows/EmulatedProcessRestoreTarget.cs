@@ -11,7 +11,8 @@ namespace SoftDirty.Workflows;
 /// refused (ImageExists) before anything is mapped, as a non-empty destination directory is; so is an image with a
 /// mapping above the emulated address space (PlatformNotSupported): the emulator models x86-64 with 4-level paging
 /// (<see cref="EmulatedProcess.TaskSize"/>), while a process on a kernel with 5-level paging (LA57) or an arm64 52-bit space
-/// maps up to 2^56 or 2^52, and its image is restored whole or not at all. Disposed
+/// maps up to 2^56 or 2^52, and its image is restored whole or not at all. The image's guard regions are installed again
+/// (on a profile without them the restore is refused, PlatformNotSupported, before anything is mapped). Disposed
 /// without <see cref="Complete"/> (a failure or Ctrl+C after <see cref="Prepare"/>), the mappings it made are
 /// unmapped again: the process is left as it was. The process is held still (its lock) from <see cref="Prepare"/> until
 /// <see cref="Complete"/> or disposal, on the restoring thread: another runspace that unmapped the restore's memory and
@@ -48,6 +49,11 @@ internal sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
                     throw new EngineException(EngineError.PlatformNotSupported,
                         $"The image maps 0x{m.Start:x}-0x{m.End:x}, beyond the emulated user address space (x86-64 with 4-level paging, which ends at 0x{EmulatedProcess.TaskSize:x}): it was saved on a kernel with a larger one (5-level paging, or a 52-bit arm64 space), which the emulator does not model. Nothing was restored into emulated process {Process.ProcessId}; restore the image to a folder (Restore-MemoryImage -Destination) instead.",
                         m.Start);
+            foreach (var m in mappings)
+                if (m.Guards is { Count: > 0 } guards && !Process.Profile.HasGuardRegions)
+                    throw new EngineException(EngineError.PlatformNotSupported,
+                        $"The image's mapping 0x{m.Start:x}-0x{m.End:x} has guard regions (MADV_GUARD_INSTALL, first {guards[0]}), which emulated kernel {Process.Profile.Release} does not have: restored, they would be readable zeros. Nothing was restored into emulated process {Process.ProcessId}; restore into an emulated process of a profile with guard regions (6.18).",
+                        m.Start);
             var existing = Process.ReadMappings(false);
             foreach (var m in mappings)
                 foreach (var e in existing)
@@ -77,6 +83,10 @@ internal sealed class EmulatedProcessRestoreTarget : IRestoreTarget, IDisposable
 
     public void Complete()
     {
+        // Guard regions again where the image recorded them (they hold no page): any access faults, as in the saved process.
+        foreach (var (m, _) in _mappings)
+            if (m.Guards is { } guards)
+                foreach (var g in guards) Process.GuardInstall(g.Start, g.End - g.Start);
         foreach (var (m, prot) in _mappings)
             if (prot != (Protection.Read | Protection.Write)) Process.Mprotect(m.Start, m.End - m.Start, prot);
         _complete = true;

@@ -26,7 +26,7 @@ internal static class PreCopyMigration
     /// <summary>The step (<see cref="Injection.InjectionSteps"/>) that ends when an absent destination was checked, before it is created.</summary>
     internal const string DestinationCheckedStep = "destination checked (migration)";
 
-    /// <summary>The rounds and the summary; <paramref name="warn"/> is told when a round sends every present page because another command or session reset the tracking meanwhile.</summary>
+    /// <summary>The rounds and the summary; <paramref name="warn"/> is told when a round sends every present page because another command or session reset the tracking meanwhile, and when the staging folder of a link could not be removed.</summary>
     public static IEnumerable<object> Run(IDirtyTracker tracker, PreCopyOptions options, CancellationToken cancel, Action<string>? status = null, Action<ulong, ulong>? transfer = null, Action<string>? warn = null)
     {
         var link = options.Link;
@@ -43,7 +43,7 @@ internal static class PreCopyMigration
                     Selector = options.Selector, Link = link, RestorePath = options.RestorePath, Destination = stage,
                 }, stage, status, transfer, warn, cancel)) yield return record;
             }
-            finally { try { Directory.Delete(stage, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
+            finally { if (PreCopyStage.Remove(stage) is { } left) warn?.Invoke(left); }
             yield break;
         }
         foreach (var record in Rounds(tracker, options, null, status, transfer, warn, cancel)) yield return record;

@@ -24,6 +24,9 @@ internal static class PreCopyStage
     /// <summary>A field of the name that could not be read.</summary>
     private const string Unknown = "unknown";
 
+    /// <summary>Past the largest errno (MAX_ERRNO, include/linux/err.h): an HResult under it is an errno.</summary>
+    private const int MaxErrno = 4096;
+
     /// <summary>Group and other permission bits: a staging folder has none.</summary>
     private const uint GroupOrOther = 0x3F; // 077
 
@@ -36,6 +39,27 @@ internal static class PreCopyStage
         var stage = Path.Combine(temp, $"{Prefix}{TrackingEpoch.BootId() ?? Unknown}-{PidNamespace.Of("self") ?? Unknown}-{self.ToString(CultureInfo.InvariantCulture)}-{TrackingEpoch.StartTime(self) ?? "0"}-{Guid.NewGuid():N}");
         SafeFiles.CreateDirectory(stage, durable: false); // removed when the migration ends: nothing in it has to survive a crash
         return stage;
+    }
+
+    /// <summary>
+    /// Removes the staging folder <paramref name="stage"/> at the end of a migration: null, or a warning that names the folder
+    /// where it (or part of it) stays. It holds round images, the process's memory; a failed removal was ignored (round 30), and
+    /// a later migration removes it only once this PowerShell has exited.
+    /// </summary>
+    public static string? Remove(string stage)
+    {
+        try
+        {
+            Directory.Delete(stage, recursive: true);
+            return null;
+        }
+        catch (DirectoryNotFoundException) { return null; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // .NET's IOException carries the errno as its HResult on Linux.
+            var why = ex.HResult is > 0 and < MaxErrno ? Errno.Describe(ex.HResult) : ex.Message;
+            return $"The migration's staging folder {stage} could not be removed ({why}): what is left of it holds round images, the process's memory. Remove it (Remove-Item -Recurse); a later migration of this user removes it once this PowerShell has exited.";
+        }
     }
 
     /// <summary>The folder a staging folder goes in: $TMPDIR where absolute, else /tmp.</summary>

@@ -62,7 +62,7 @@ public sealed class InvokeEmulatedWorkloadCommand : EmulatorCmdlet
                 Call($"emulated process {Emulator.ProcessId} ({Emulator.Name})", $"replay {path}", () =>
                 {
                     try { result = EmulatedWorkload.Replay(Emulator, trace.Lines(Cancellation)); }
-                    catch (Exception ex) when (ex is FormatException or IOException) { throw new EngineException(EngineError.InvalidArgument, $"{path}: {ex.Message}", path, inner: ex); }
+                    catch (FormatException ex) { throw new EngineException(EngineError.InvalidArgument, $"{path}: {ex.Message}", path, inner: ex); }
                 });
         }
         else
@@ -73,7 +73,7 @@ public sealed class InvokeEmulatedWorkloadCommand : EmulatorCmdlet
         if (result is not null) WriteObject(result);
     }
 
-    /// <summary>Opens the trace (<see cref="TraceFile"/>: a regular file or a pipe, never a hang), or writes why not: TraceNotFound (missing), PermissionDenied (unreadable), InvalidArgument (a directory, device or socket, another I/O error).</summary>
+    /// <summary>Opens the trace (<see cref="TraceFile"/>: a regular file or a pipe, never a hang), or writes why not: TraceNotFound (missing), PermissionDenied (unreadable), InvalidArgument (a directory, device or socket), TraceReadError or ResourceLimit (another failure).</summary>
     private TraceFile? OpenTrace(string path)
     {
         try { return TraceFile.Open(path); }
@@ -82,7 +82,6 @@ public sealed class InvokeEmulatedWorkloadCommand : EmulatorCmdlet
             WriteError(new ErrorRecord(new FileNotFoundException($"No trace file '{path}'.", path), "TraceNotFound", ErrorCategory.ObjectNotFound, path));
         }
         catch (UnauthorizedAccessException ex) { WriteError(EngineError.PermissionDenied, $"The trace {path} cannot be read: {ex.Message}", path); }
-        catch (IOException ex) { WriteError(EngineError.InvalidArgument, $"The trace {path} cannot be read: {ex.Message}", path); }
         catch (EngineException ex) { WriteError(ToErrorRecord(ex)); }
         return null;
     }
