@@ -36,10 +36,10 @@ function Get-R30FillKey([byte] $Value) {
 # private page; Freed = MADV_FREE pending }. Shared objects: $ctx.Shared[id] = Dictionary index -> key.
 
 function New-R30Entry([int] $Prot, [int] $Obj, [int] $Idx, [string] $Key) {
-    @{ Prot = $Prot; Obj = $Obj; Idx = $Idx; Key = $Key; Freed = $false }
+    @{ Prot = $Prot; Obj = $Obj; Idx = $Idx; Key = $Key; Freed = $false; Guard = $false }
 }
 
-function Copy-R30Entry($e) { @{ Prot = $e.Prot; Obj = $e.Obj; Idx = $e.Idx; Key = $e.Key; Freed = $e.Freed } }
+function Copy-R30Entry($e) { @{ Prot = $e.Prot; Obj = $e.Obj; Idx = $e.Idx; Key = $e.Key; Freed = $e.Freed; Guard = $e.Guard } }
 
 function Get-R30Key($ctx, $e) {
     if ($e.Obj -lt 0) { return $e.Key }
@@ -61,6 +61,7 @@ function Test-R30AllMapped($map, [uint64] $Addr, [int] $Pages, [int] $MinProt = 
         if (-not $map.ContainsKey($p)) { return $false }
         $e = $map[$p]
         if (($e.Prot -band $MinProt) -ne $MinProt) { return $false }
+        if ($MinProt -and $e.Guard) { return $false }
         if ($Private -and $e.Obj -ge 0) { return $false }
     }
     $true
@@ -71,9 +72,9 @@ function Remove-R30Range($map, [uint64] $Addr, [int] $Pages) {
 }
 
 # What the model says the process holds now: address -> "prot|s or p|key".
-function Get-R30Snapshot($ctx) {
+function Get-R30Snapshot($ctx, $map = $ctx.Map) {
     $s = [System.Collections.Generic.Dictionary[uint64, string]]::new()
-    foreach ($kv in $ctx.Map.GetEnumerator()) {
+    foreach ($kv in $map.GetEnumerator()) {
         $e = $kv.Value
         $s[$kv.Key] = '{0}|{1}|{2}' -f $e.Prot, $(if ($e.Obj -ge 0) { 's' } else { 'p' }), (Get-R30Key $ctx $e)
     }
@@ -136,10 +137,15 @@ function Read-R30RestoredEmulator([string] $Image, [string] $Kernel) {
 # (replayable without the generator); Invoke-R30Op checks its precondition against the model and skips it where it does
 # not hold (a shrunk sequence).
 
-function Get-R30MappedRun($ctx, [System.Random] $r, [int] $MaxPages, $map = $ctx.Map) {
-    # A random run of mapped pages (within one model mapping or across neighbours).
+function Get-R30MappedRun($ctx, [System.Random] $r, [int] $MaxPages, $map = $ctx.Map, [switch] $Writable) {
+    # A random run of mapped pages (within one model mapping or across neighbours); -Writable: starting at a page
+    # that may be written.
     if ($map.Count -eq 0) { return $null }
     $keys = [uint64[]]@($map.Keys)
+    if ($Writable) {
+        $w = [uint64[]]@($keys | Where-Object { $map[$_].Prot -eq 3 -and -not $map[$_].Guard })
+        if ($w.Length) { $keys = $w }
+    }
     $start = $keys[$r.Next($keys.Length)]
     $n = 1
     $want = $r.Next(1, $MaxPages + 1)
@@ -169,7 +175,7 @@ function New-R30Op($ctx, [System.Random] $r) {
     if ($w -lt 40) {
         $target = if ($ctx.Child -and $r.Next(3) -eq 0) { 'child' } else { 'parent' }
         $tmap = if ($target -eq 'child') { $ctx.ChildMap } else { $ctx.Map }
-        $trun = Get-R30MappedRun $ctx $r 8 $tmap
+        $trun = Get-R30MappedRun $ctx $r 8 $tmap -Writable:($r.Next(5) -ne 0)
         if (-not $trun) { return @{ Op = 'read'; Addr = $run.Addr; Pages = 1 } }
         $kind = $r.Next(10)
         $value = $null; $offset = 0; $len = $trun.Pages * $script:R30PageSize
@@ -191,15 +197,16 @@ function New-R30Op($ctx, [System.Random] $r) {
     }
     if ($w -lt 60) { return @{ Op = 'protect'; Addr = $run.Addr; Pages = $run.Pages; Prot = @(3, 1, 0)[$r.Next(3)] } }
     if ($w -lt 66) {
-        $adv = @('DontNeed', 'DontNeed', 'PageOut', 'WillNeed', 'Free', 'Collapse', 'Split')[$r.Next(7)]
+        $adv = @('DontNeed', 'DontNeed', 'PageOut', 'WillNeed', 'Free', 'Collapse', 'Split', 'GuardInstall', 'GuardRemove')[$r.Next(9)]
         if ($adv -in 'Collapse', 'Split') { return @{ Op = 'madvise'; Addr = $script:R30Base + [uint64](512 * $script:R30PageSize * $r.Next(0, 4)); Pages = 512; Advice = $adv } }
         return @{ Op = 'madvise'; Addr = $run.Addr; Pages = $run.Pages; Advice = $adv }
     }
     if ($w -lt 70) { return @{ Op = 'workload'; Addr = $run.Addr; Pages = $run.Pages; Pattern = @('Random', 'Sequential', 'HotSet', 'Zipf')[$r.Next(4)]; Count = $r.Next(1, 40); WriteRatio = $r.NextDouble(); Seed = $r.Next() } }
-    if ($w -lt 73) { return @{ Op = 'fork' } }
+    if ($w -lt 72) { return @{ Op = 'fork' } }
+    if ($w -lt 73) { return @{ Op = 'savechild'; Method = $script:R30Methods[$r.Next(4)] } }
     if ($w -lt 80) {
-        $how = @('ClearSoftDirty', 'ClearRefsAll', 'Watch', 'RegisterWP', 'SearchWP', 'Migrate')[$r.Next(6)]
-        return @{ Op = 'clear'; How = $how; Method = $script:R30Methods[$r.Next(4)]; Addr = $run.Addr; Pages = $run.Pages }
+        $how = @('ClearSoftDirty', 'ClearRefs', 'Watch', 'RegisterWP', 'SearchWP', 'Migrate', 'MigrateWorkload', 'WatchWorkload')[$r.Next(8)]
+        return @{ Op = 'clear'; How = $how; Method = $script:R30Methods[$r.Next(4)]; Addr = $run.Addr; Pages = $run.Pages; Type = @('All', 'Anonymous', 'Mapped', 'PeakRss')[$r.Next(4)] }
     }
     $chain = if ($r.Next(4) -eq 0) { 'B' } else { 'A' }
     @{ Op = 'save'; Chain = $chain; Full = ($r.Next(8) -eq 0); Method = $script:R30Methods[$r.Next(4)]; Verify = ($r.Next(6) -eq 0); Emulator = ($r.Next(3) -eq 0) }
@@ -231,6 +238,12 @@ function Read-R30Back($ctx, $proc, $map, [uint64] $Addr, [int] $Pages) {
     foreach ($p in Get-R30Pages $Addr $Pages) { Set-R30Key $ctx $map[$p] (Get-R30PageKey $bytes ($i * $script:R30PageSize)); $i++ }
 }
 
+# After a workload: a page it wrote is present; read back the present ones (a read of a present page changes nothing).
+function Update-R30Present($ctx, [uint64] $Addr, [int] $Pages) {
+    $present = @($ctx.Emu | Get-PageMap -Address $Addr -Length ([uint64]($Pages * $script:R30PageSize)) -ErrorAction Stop | Where-Object Present)
+    foreach ($pm in $present) { Read-R30Back $ctx $ctx.Emu $ctx.Map $pm.Start 1 }
+}
+
 function Invoke-R30Save($ctx, $op) {
     $chain = $ctx.Chains[$op.Chain]
     $n = $chain.Images.Count
@@ -250,6 +263,13 @@ function Invoke-R30Save($ctx, $op) {
     $ctx.Checked.Saves++
     if (-not (Test-MemoryImage -Path $path)) { throw "Test-MemoryImage says $path is not valid: $((Test-MemoryImage -Path $path -Detailed | Out-String).Trim())" }
     Assert-R30Image $ctx $path $snap
+    if ($op.Emulator -and $full) {
+        # The image's files through Receive-MemoryImage (as a migration's receiving end gets them), then restored.
+        $copy = Join-Path $ctx.Root ('received{0}' -f $ctx.Saves)
+        $null = Get-ChildItem -LiteralPath $path -File | Receive-MemoryImage -Path $copy -ErrorAction Stop
+        Assert-R30Image $ctx $copy $snap
+        $ctx.Checked.Receives++
+    }
     if ($op.Emulator) {
         $diff = Compare-R30Memory $snap (Read-R30RestoredEmulator $path $ctx.Kernel)
         $ctx.Checked.EmulatorRestores++
@@ -319,7 +339,7 @@ function Invoke-R30Op($ctx, $op) {
             $newEnd = $op.NewAddr + [uint64]($op.NewPages * $script:R30PageSize)
             if ($op.NewAddr -lt ($op.Addr + $len) -and $op.Addr -lt $newEnd) { return 'skip' }
             try {
-                $e | Move-EmulatedMapping -Address $op.Addr -Length $len -NewAddress $op.NewAddr -NewLength ([uint64]($op.NewPages * $script:R30PageSize)) -ErrorAction Stop
+                $null = $e | Move-EmulatedMapping -Address $op.Addr -Length $len -NewAddress $op.NewAddr -NewLength ([uint64]($op.NewPages * $script:R30PageSize)) -ErrorAction Stop
             } catch {
                 # mremap of a range that is more than one VMA (EFAULT): the model does not track VMA boundaries.
                 $id = Assert-R30CleanError $_ 'move'
@@ -364,13 +384,14 @@ function Invoke-R30Op($ctx, $op) {
             foreach ($p in Get-R30Pages $op.Addr $op.Pages) { $ctx.Map[$p].Prot = $op.Prot }
         }
         'madvise' {
-            $private = $op.Advice -eq 'Free'
+            $private = $op.Advice -in 'Free', 'GuardInstall', 'GuardRemove'
             if (-not (Test-R30AllMapped $ctx.Map $op.Addr $op.Pages -Private:$private)) { return 'skip' }
             if ($op.Advice -eq 'Free' -and $ctx.EverForked) { return 'skip' }
             try { $e | Invoke-EmulatedMadvise -Address $op.Addr -Length $len -Advice $op.Advice -ErrorAction Stop }
             catch {
                 $id = Assert-R30CleanError $_ 'madvise'
-                if ($op.Advice -notin 'Collapse', 'Split') { throw "madvise $($op.Advice) of mapped memory failed: $id" }
+                # THP advice needs a whole huge page of one VMA; guard regions need a 6.15+ profile (EINVAL before).
+                if ($op.Advice -notin 'Collapse', 'Split', 'GuardInstall', 'GuardRemove') { throw "madvise $($op.Advice) of mapped memory failed: $id" }
                 $ctx.Errors["madvise:$id"] = 1 + [int]$ctx.Errors["madvise:$id"]
                 return 'refused'
             }
@@ -380,6 +401,8 @@ function Invoke-R30Op($ctx, $op) {
                     'DontNeed' { if ($x.Obj -lt 0) { $x.Key = Get-R30FillKey 0; $x.Freed = $false } }
                     'PageOut' { if ($x.Freed) { $x.Key = Get-R30FillKey 0; $x.Freed = $false } }
                     'Free' { $x.Freed = $true; $ctx.EverFreed = $true }
+                    'GuardInstall' { $x.Key = Get-R30FillKey 0; $x.Freed = $false; $x.Guard = $true }
+                    'GuardRemove' { $x.Guard = $false }
                 }
             }
         }
@@ -387,8 +410,7 @@ function Invoke-R30Op($ctx, $op) {
             if (-not (Test-R30AllMapped $ctx.Map $op.Addr $op.Pages 3)) { return 'skip' }
             $null = $e | Invoke-EmulatedWorkload -Address $op.Addr -Length $len -Pattern $op.Pattern -Count $op.Count -WriteRatio $op.WriteRatio -Seed $op.Seed -ErrorAction Stop
             # A page the workload wrote is present; read back the present ones (a read of a present page changes nothing).
-            $present = @($e | Get-PageMap -Address $op.Addr -Length $len -ErrorAction Stop | Where-Object Present)
-            foreach ($pm in $present) { Read-R30Back $ctx $e $ctx.Map $pm.Start 1 }
+            Update-R30Present $ctx $op.Addr $op.Pages
         }
         'fork' {
             if ($ctx.EverFreed) { return 'skip' }
@@ -405,13 +427,30 @@ function Invoke-R30Op($ctx, $op) {
             try {
                 switch ($op.How) {
                     'ClearSoftDirty' { $e | Clear-SoftDirty -ErrorAction Stop }
-                    'ClearRefsAll' { $e | Clear-PageReference -Type All -ErrorAction Stop }
+                    'ClearRefs' { $e | Clear-PageReference -Type $op.Type -ErrorAction Stop }
                     'Watch' { $null = $e | Watch-DirtyPage -Interval 0.01 -Count 2 -Method $op.Method -ErrorAction Stop -WarningAction SilentlyContinue }
                     'RegisterWP' {
                         if (-not (Test-R30AllMapped $ctx.Map $op.Addr $op.Pages)) { return 'skip' }
                         $e | Register-EmulatedWriteProtect -Address $op.Addr -Length $len -ErrorAction Stop
                     }
                     'SearchWP' { $null = $e | Search-PageMap -Category Written -WriteProtect -ErrorAction Stop -WarningAction SilentlyContinue }
+                    { $_ -in 'MigrateWorkload', 'WatchWorkload' } {
+                        # A workload that writes while the rounds run: the last round (stop-and-copy) holds the memory
+                        # as the workload left it.
+                        if (-not (Test-R30AllMapped $ctx.Map $op.Addr $op.Pages 3)) { return 'skip' }
+                        $work = [SoftDirty.Workflows.EmulatedWorkloadSpec]@{ Address = $op.Addr; Length = $len; Pattern = 'Random'; AccessesPerSecond = 20000; WriteRatio = 0.5; Seed = [int]($op.Addr % 100000) }
+                        if ($op.How -eq 'WatchWorkload') {
+                            $null = $e | Watch-DirtyPage -Interval 0.001 -Count 2 -Method $op.Method -Workload $work -ErrorAction Stop -WarningAction SilentlyContinue
+                            Update-R30Present $ctx $op.Addr $op.Pages
+                        } else {
+                            $dest = Join-Path $ctx.Root ('migration{0}' -f $ctx.Migrations++)
+                            $null = $e | Invoke-PreCopyMigration -Method $op.Method -Bandwidth 64MB -MaxIterations 3 -Workload $work -Destination $dest -ErrorAction Stop -WarningAction SilentlyContinue
+                            Update-R30Present $ctx $op.Addr $op.Pages
+                            $last = @(Get-ChildItem -LiteralPath $dest -Directory | Sort-Object Name)[-1].FullName
+                            Assert-R30Image $ctx $last (Get-R30Snapshot $ctx)
+                            $ctx.Checked.Migrations++
+                        }
+                    }
                     'Migrate' {
                         $dest = Join-Path $ctx.Root ('migration{0}' -f $ctx.Migrations++)
                         $null = $e | Invoke-PreCopyMigration -Method $op.Method -Bandwidth 1e9 -MaxIterations 3 -Destination $dest -ErrorAction Stop -WarningAction SilentlyContinue
@@ -427,28 +466,52 @@ function Invoke-R30Op($ctx, $op) {
             }
         }
         'save' { Invoke-R30Save $ctx $op }
+        'savechild' {
+            # An increment of the fork's child on the parent's chain: another process (pid, start time), refused; were it
+            # taken, it would have to restore to the child's memory.
+            $images = $ctx.Chains['A'].Images
+            if (-not $ctx.Child -or $images.Count -eq 0) { return 'skip' }
+            $path = Join-Path $ctx.Root ('child{0:D2}' -f $ctx.Saves++)
+            try { $null = $ctx.Child | Save-MemoryImage -Path $path -Parent $images[$images.Count - 1].Path -Method $op.Method -ErrorAction Stop -WarningAction SilentlyContinue }
+            catch {
+                $id = Assert-R30CleanError $_ 'save of the child on the parent''s chain'
+                $ctx.Errors["child:$id"] = 1 + [int]$ctx.Errors["child:$id"]
+                if (Test-Path -LiteralPath $path) { throw "a failed save ($id) left $path behind" }
+                return 'refused'
+            }
+            Assert-R30Image $ctx $path (Get-R30Snapshot $ctx $ctx.ChildMap)
+        }
         default { throw "unknown operation $($op.Op)" }
     }
     'done'
 }
 
-function New-R30Context([string] $Root, [string] $Kernel, [bool] $NoSoftDirty) {
+# Counts what ran, by operation and its kind (how, advice, method) and result.
+function Add-R30Count($ctx, $op, [string] $Result) {
+    $k = $op.Op
+    foreach ($f in 'How', 'Advice', 'Method') { if ($op.ContainsKey($f)) { $k += ":$($op[$f])"; break } }
+    if ($op.Op -eq 'save') { $k += $(if ($op.Full) { ':full' } else { ':inc' }) }
+    if ($Result -ne 'done') { $k += ":$Result" }
+    $ctx.Counts[$k] = 1 + [int]$ctx.Counts[$k]
+}
+
+function New-R30Context([string] $Root, [string] $Kernel, [bool] $NoSoftDirty, [string] $Thp = 'Never') {
     if (Test-Path -LiteralPath $Root) { Remove-Item -LiteralPath $Root -Recurse -Force }
     $null = New-Item -ItemType Directory -Path $Root
     @{
         Root = $Root; Kernel = $Kernel
-        Emu = New-EmulatedProcess -Kernel $Kernel -NoSoftDirty:$NoSoftDirty -Name r30model
+        Emu = New-EmulatedProcess -Kernel $Kernel -NoSoftDirty:$NoSoftDirty -TransparentHugePages $Thp -Name r30model
         Map = [System.Collections.Generic.Dictionary[uint64, object]]::new()
         Shared = @{}; NextObj = 0; Child = $null; ChildMap = $null; EverForked = $false; EverFreed = $false
         Chains = @{ A = @{ Images = [System.Collections.Generic.List[object]]::new() }; B = @{ Images = [System.Collections.Generic.List[object]]::new() } }
-        Saves = 0; Restores = 0; Migrations = 0; Errors = @{}
-        Checked = @{ Saves = 0; FileRestores = 0; EmulatorRestores = 0; Migrations = 0; Ops = 0; Skipped = 0 }
+        Saves = 0; Restores = 0; Migrations = 0; Errors = @{}; Counts = @{}
+        Checked = @{ Saves = 0; FileRestores = 0; EmulatorRestores = 0; Migrations = 0; Receives = 0; Ops = 0; Skipped = 0 }
     }
 }
 
 # Runs a list of operations; returns the context, or throws with the step that failed.
-function Invoke-R30ModelOps([object[]] $Ops, [string] $Root, [string] $Kernel = '6.18', [bool] $NoSoftDirty = $false) {
-    $ctx = New-R30Context $Root $Kernel $NoSoftDirty
+function Invoke-R30ModelOps([object[]] $Ops, [string] $Root, [string] $Kernel = '6.18', [bool] $NoSoftDirty = $false, [string] $Thp = 'Never') {
+    $ctx = New-R30Context $Root $Kernel $NoSoftDirty $Thp
     $i = 0
     foreach ($op in $Ops) {
         try { $r = Invoke-R30Op $ctx $op }
@@ -465,39 +528,41 @@ function Get-R30SeedSetup([int] $Seed) {
     $r = [System.Random]::new($Seed)
     $kernel = $script:R30Kernels[$r.Next($script:R30Kernels.Count)]
     $noSd = $r.Next(8) -eq 0
-    @{ Random = $r; Kernel = $kernel; NoSoftDirty = $noSd }
+    $thp = @('Never', 'Madvise', 'Always')[$r.Next(3)]
+    @{ Random = $r; Kernel = $kernel; NoSoftDirty = $noSd; Thp = $thp }
 }
 
 # Generates and runs one seed's sequence (generation follows the model as it runs).
 function Invoke-R30ModelSeed([int] $Seed, [string] $Root, [int] $Length = 60) {
     $s = Get-R30SeedSetup $Seed
-    $ctx = New-R30Context $Root $s.Kernel $s.NoSoftDirty
+    $ctx = New-R30Context $Root $s.Kernel $s.NoSoftDirty $s.Thp
     $ops = [System.Collections.Generic.List[object]]::new()
     try {
         for ($i = 0; $i -lt $Length; $i++) {
             $op = New-R30Op $ctx $s.Random
             $ops.Add($op)
             $r = Invoke-R30Op $ctx $op
-            if ($r -eq 'skip') { $ctx.Checked.Skipped++ } else { $ctx.Checked.Ops++ }
+            if ($r -eq 'skip') { $ctx.Checked.Skipped++ } else { $ctx.Checked.Ops++; Add-R30Count $ctx $op $r }
         }
         $ops.Add(@{ Op = 'save'; Chain = 'A'; Full = $false; Method = 'Auto'; Verify = $false; Emulator = $true })
         Invoke-R30Op $ctx $ops[-1] | Out-Null
         foreach ($c in $ctx.Chains.Values) { foreach ($img in $c.Images) { Assert-R30Image $ctx $img.Path $img.Snapshot } }
     } catch {
-        $err = [System.Exception]::new("seed $Seed (kernel $($s.Kernel)$(if ($s.NoSoftDirty) { ', no soft-dirty' })), step $($ops.Count - 1): $($_.Exception.Message)", $_.Exception)
+        $err = [System.Exception]::new("seed $Seed (kernel $($s.Kernel)$(if ($s.NoSoftDirty) { ', no soft-dirty' }), THP $($s.Thp)), step $($ops.Count - 1): $($_.Exception.Message)", $_.Exception)
         $err.Data['Ops'] = $ops.ToArray()
         $err.Data['Kernel'] = $s.Kernel
         $err.Data['NoSoftDirty'] = $s.NoSoftDirty
+        $err.Data['Thp'] = $s.Thp
         throw $err
     }
     $ctx
 }
 
 # Shrinks a failing sequence: removes chunks, then single operations, while it still fails (any failure).
-function Get-R30ShrunkOps([object[]] $Ops, [string] $Root, [string] $Kernel, [bool] $NoSoftDirty, [int] $Budget = 300) {
+function Get-R30ShrunkOps([object[]] $Ops, [string] $Root, [string] $Kernel, [bool] $NoSoftDirty, [string] $Thp = 'Never', [int] $Budget = 300) {
     $fails = {
         param($list)
-        try { $null = Invoke-R30ModelOps $list $Root $Kernel $NoSoftDirty; $false } catch { $true }
+        try { $null = Invoke-R30ModelOps $list $Root $Kernel $NoSoftDirty $Thp; $false } catch { $true }
     }
     $cur = [System.Collections.Generic.List[object]]::new([object[]]$Ops)
     $chunk = [Math]::Max(1, [int]($cur.Count / 2))
@@ -512,4 +577,194 @@ function Get-R30ShrunkOps([object[]] $Ops, [string] $Root, [string] $Kernel, [bo
         if (-not $changed) { $chunk = [int]($chunk / 2) }
     }
     , $cur.ToArray()
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# The same against a real process: tests/native/bin/sdtarget (Start-TestTarget of SoftDirty.TestSupport.psm1), whose
+# writes put a known byte into the first byte of each page (1 + (i & 0x7f) for the i-th page touched), so the model knows
+# every byte. Only the pages the sequence mapped (and their guard pages) are compared; the rest of the process (its
+# stack, libc) changes on its own.
+
+function Get-R30ByteKey([byte] $Value) {
+    $k = "b$Value"
+    if (-not $script:R30FillKeys.ContainsKey($k)) {
+        $b = [byte[]]::new($script:R30PageSize)
+        $b[0] = $Value
+        $script:R30FillKeys[$k] = Get-R30PageKey $b 0
+    }
+    $script:R30FillKeys[$k]
+}
+
+function New-R30RealOp($ctx, [System.Random] $r) {
+    $w = $r.Next(100)
+    $user = @($ctx.Map.Keys | Where-Object { -not $ctx.Map[$_].Guard })
+    if ($user.Count -eq 0 -or $w -lt 10) {
+        return @{ Op = 'map'; Pages = $r.Next(1, 13); How = @('anon', 'anon', 'shared')[$r.Next(3)]; Prot = @('rw', 'rw', 'rw', 'ro', 'none')[$r.Next(5)] }
+    }
+    $start = [uint64]$user[$r.Next($user.Count)]
+    $n = 1; $want = $r.Next(1, 9)
+    while ($n -lt $want -and $ctx.Map.ContainsKey($start + [uint64]($n * $script:R30PageSize)) -and -not $ctx.Map[$start + [uint64]($n * $script:R30PageSize)].Guard) { $n++ }
+    if ($w -lt 45) { return @{ Op = 'write'; Addr = $start; Pages = $n; Stride = $(if ($n -gt 2 -and $r.Next(3) -eq 0) { 2 } else { 1 }) } }
+    if ($w -lt 50) { return @{ Op = 'read'; Addr = $start; Pages = $n } }
+    if ($w -lt 54) { return @{ Op = 'unmap'; Addr = $start; Pages = $n } }
+    if ($w -lt 60) { return @{ Op = 'protect'; Addr = $start; Pages = $n; Prot = @('rw', 'ro', 'none')[$r.Next(3)] } }
+    if ($w -lt 65) { return @{ Op = 'madvise'; Addr = $start; Pages = $n } }
+    if ($w -lt 67) { return @{ Op = 'fork' } }
+    if ($w -lt 75) { return @{ Op = 'clear'; How = @('ClearSoftDirty', 'Watch', 'SearchWP', 'Enable', 'Disable')[$r.Next(5)]; Method = $script:R30Methods[$r.Next(4)] } }
+    @{ Op = 'save'; Chain = $(if ($r.Next(4) -eq 0) { 'B' } else { 'A' }); Full = ($r.Next(8) -eq 0); Method = $script:R30Methods[$r.Next(4)]; Verify = ($r.Next(6) -eq 0) }
+}
+
+function ConvertTo-R30RealProt([string] $Prot) { switch ($Prot) { 'rw' { 3 } 'ro' { 1 } default { 0 } } }
+
+function Get-R30RealSnapshot($ctx) {
+    $s = [System.Collections.Generic.Dictionary[uint64, string]]::new()
+    foreach ($kv in $ctx.Map.GetEnumerator()) {
+        $e = $kv.Value
+        $s[$kv.Key] = '{0}|{1}|{2}' -f $e.Prot, $(if ($e.Shared) { 's' } else { 'p' }), (Get-R30ByteKey $e.B)
+    }
+    $s
+}
+
+function Read-R30RealRestore($ctx, [string] $Image) {
+    $dest = Join-Path $ctx.Root ('restore{0}' -f $ctx.Restores++)
+    $out = @(Restore-MemoryImage -Path $Image -Destination $dest -ErrorAction Stop)
+    $mem = [System.Collections.Generic.Dictionary[uint64, string]]::new()
+    $buf = [byte[]]::new($script:R30PageSize)
+    foreach ($m in $out) {
+        $pages = @($ctx.Tracked.Keys | Where-Object { $_ -ge $m.Start -and $_ -lt $m.End })
+        if (-not $pages.Count) { continue }
+        $pp = ConvertFrom-R30Permissions $m.Permissions
+        $fs = [IO.File]::OpenRead($m.File)
+        try {
+            foreach ($p in $pages) {
+                $fs.Position = [long]($p - $m.Start)
+                $got = $fs.Read($buf, 0, $buf.Length)
+                if ($got -ne $buf.Length) { throw "restored file $($m.File) ends before 0x$('{0:x}' -f $p)" }
+                $mem[$p] = '{0}|{1}' -f $pp, (Get-R30PageKey $buf 0)
+            }
+        } finally { $fs.Dispose() }
+    }
+    Remove-Item -LiteralPath $dest -Recurse -Force
+    $ctx.Checked.FileRestores++
+    $mem
+}
+
+function Assert-R30RealImage($ctx, [string] $Path, $Snapshot) {
+    $diff = Compare-R30Memory $Snapshot (Read-R30RealRestore $ctx $Path)
+    if ($diff.Count) { throw "restoring $Path differs from the model in $($diff.Count) pages:`n$(($diff | Select-Object -First 12) -join "`n")" }
+}
+
+function Invoke-R30RealOp($ctx, $op) {
+    $t = $ctx.Target
+    $hex = if ($op.ContainsKey('Addr')) { '{0:x}' -f $op.Addr } else { '' }
+    switch ($op.Op) {
+        'map' {
+            $a = [Convert]::ToUInt64($t.Send("map $($op.Pages) $($op.How) $($op.Prot)"), 16)
+            $prot = ConvertTo-R30RealProt $op.Prot
+            foreach ($p in Get-R30Pages ($a - [uint64]$script:R30PageSize) ($op.Pages + 2)) {
+                $guard = $p -lt $a -or $p -ge $a + [uint64]($op.Pages * $script:R30PageSize)
+                $ctx.Map[$p] = @{ Prot = $(if ($guard) { 0 } else { $prot }); Shared = (-not $guard -and $op.How -eq 'shared'); B = [byte]0; Guard = $guard }
+                $ctx.Tracked[$p] = 1
+            }
+        }
+        'write' {
+            $pages = @(for ($i = 0; $i -lt $op.Pages; $i += $op.Stride) { $op.Addr + [uint64]($i * $script:R30PageSize) })
+            $ok = -not @($pages | Where-Object { -not $ctx.Map.ContainsKey($_) -or $ctx.Map[$_].Prot -ne 3 }).Count
+            $reply = $t.TrySend("write $hex 0 $($pages.Count) $($op.Stride)")
+            if ($ok -ne ($reply -match '^OK')) { throw "sdtarget answered '$reply' where the model says the pages are$(if (-not $ok) { ' not' }) writable" }
+            if (-not $ok) { return 'refused' }
+            for ($i = 0; $i -lt $pages.Count; $i++) { $ctx.Map[$pages[$i]].B = [byte](1 + ($i -band 0x7f)) }
+        }
+        'read' {
+            $ok = -not @(Get-R30Pages $op.Addr $op.Pages | Where-Object { -not $ctx.Map.ContainsKey($_) -or ($ctx.Map[$_].Prot -band 1) -eq 0 }).Count
+            $reply = $t.TrySend("read $hex 0 $($op.Pages)")
+            if ($ok -ne ($reply -match '^OK')) { throw "sdtarget answered '$reply' to a read the model says is$(if (-not $ok) { ' not' }) allowed" }
+        }
+        'unmap' {
+            $null = $t.Send("unmap $hex $($op.Pages)")
+            Remove-R30Range $ctx.Map $op.Addr $op.Pages
+        }
+        'protect' {
+            if (-not (Test-R30AllMapped $ctx.Map $op.Addr $op.Pages)) { return 'skip' }
+            $null = $t.Send("mprotect $hex $($op.Pages) $($op.Prot)")
+            foreach ($p in Get-R30Pages $op.Addr $op.Pages) { $ctx.Map[$p].Prot = ConvertTo-R30RealProt $op.Prot }
+        }
+        'madvise' {
+            if (-not (Test-R30AllMapped $ctx.Map $op.Addr $op.Pages)) { return 'skip' }
+            $null = $t.Send("madvise $hex $($op.Pages) dontneed")
+            foreach ($p in Get-R30Pages $op.Addr $op.Pages) { if (-not $ctx.Map[$p].Shared) { $ctx.Map[$p].B = [byte]0 } }
+        }
+        'fork' {
+            if ($ctx.Forks -ge 3) { return 'skip' }
+            $null = $t.Send('fork'); $ctx.Forks++
+        }
+        'clear' {
+            try {
+                switch ($op.How) {
+                    'ClearSoftDirty' { Clear-SoftDirty -Id $t.Id -ErrorAction Stop }
+                    'Watch' { $null = Watch-DirtyPage -Id $t.Id -Interval 0.01 -Count 2 -Method $op.Method -ErrorAction Stop -WarningAction SilentlyContinue }
+                    'SearchWP' { $null = Search-PageMap -Id $t.Id -Category Written -WriteProtect -ErrorAction Stop -WarningAction SilentlyContinue }
+                    'Enable' { Enable-WriteTracking -Id $t.Id -ErrorAction Stop -WarningAction SilentlyContinue }
+                    'Disable' { Disable-WriteTracking -Id $t.Id -ErrorAction Stop -WarningAction SilentlyContinue }
+                }
+            } catch {
+                $id = Assert-R30CleanError $_ "clear ($(Format-R30Op $op))"
+                $ctx.Errors["$($op.How):$id"] = 1 + [int]$ctx.Errors["$($op.How):$id"]
+                return 'refused'
+            }
+        }
+        'save' {
+            $chain = $ctx.Chains[$op.Chain]
+            $n = $chain.Images.Count
+            $path = Join-Path $ctx.Root ('{0}{1:D2}' -f $op.Chain, $ctx.Saves++)
+            $p = @{ Id = $t.Id; Path = $path; Method = $op.Method; Verify = $op.Verify; ErrorAction = 'Stop'; WarningAction = 'SilentlyContinue' }
+            if (-not ($op.Full -or $n -eq 0)) { $p.Parent = $chain.Images[$n - 1].Path }
+            try { $null = Save-MemoryImage @p }
+            catch {
+                $id = Assert-R30CleanError $_ "save ($(Format-R30Op $op))"
+                $ctx.Errors[$id] = 1 + [int]$ctx.Errors[$id]
+                if (Test-Path -LiteralPath $path) { throw "a failed save ($id) left $path behind" }
+                return 'refused'
+            }
+            $snap = Get-R30RealSnapshot $ctx
+            $chain.Images.Add(@{ Path = $path; Snapshot = $snap })
+            $ctx.Checked.Saves++
+            if (-not (Test-MemoryImage -Path $path)) { throw "Test-MemoryImage says $path is not valid" }
+            Assert-R30RealImage $ctx $path $snap
+        }
+        default { throw "unknown operation $($op.Op)" }
+    }
+    'done'
+}
+
+# Generates and runs one seed's sequence on a new sdtarget; the target is stopped at the end.
+function Invoke-R30RealSeed([int] $Seed, [string] $Root, [int] $Length = 30) {
+    if (Test-Path -LiteralPath $Root) { Remove-Item -LiteralPath $Root -Recurse -Force }
+    $null = New-Item -ItemType Directory -Path $Root
+    $r = [System.Random]::new($Seed)
+    $ctx = @{
+        Root = $Root; Target = (Start-TestTarget); Forks = 0
+        Map = [System.Collections.Generic.Dictionary[uint64, object]]::new(); Tracked = @{}
+        Chains = @{ A = @{ Images = [System.Collections.Generic.List[object]]::new() }; B = @{ Images = [System.Collections.Generic.List[object]]::new() } }
+        Saves = 0; Restores = 0; Errors = @{}; Counts = @{}
+        Checked = @{ Saves = 0; FileRestores = 0; Ops = 0; Skipped = 0 }
+    }
+    $ops = [System.Collections.Generic.List[object]]::new()
+    try {
+        for ($i = 0; $i -lt $Length; $i++) {
+            $op = New-R30RealOp $ctx $r
+            $ops.Add($op)
+            $res = Invoke-R30RealOp $ctx $op
+            if ($res -eq 'skip') { $ctx.Checked.Skipped++ } else { $ctx.Checked.Ops++; Add-R30Count $ctx $op $res }
+        }
+        $ops.Add(@{ Op = 'save'; Chain = 'A'; Full = $false; Method = 'Auto'; Verify = $false })
+        $null = Invoke-R30RealOp $ctx $ops[-1]
+        foreach ($c in $ctx.Chains.Values) { foreach ($img in $c.Images) { Assert-R30RealImage $ctx $img.Path $img.Snapshot } }
+    } catch {
+        $text = ($ops | ForEach-Object { Format-R30Op $_ }) -join "`n"
+        throw [System.Exception]::new("real process, seed $Seed, step $($ops.Count - 1): $($_.Exception.Message)`noperations:`n$text", $_.Exception)
+    } finally {
+        Stop-TestTarget $ctx.Target
+    }
+    $ctx
 }

@@ -11,6 +11,8 @@
 # and must hold exactly what the model says the process held when the save read it, or the save must fail with a
 # SoftDirty ErrorId and leave nothing; at the end every image of both chains is restored again. A failure prints the seed,
 # the kernel and the operations (replayable with Invoke-R30ModelOps; Get-R30ShrunkOps shrinks them).
+# The same runs against a real process (tests/native/bin/sdtarget), whose writes the model knows byte for byte: whatever
+# the host kernel offers (this project's 6.18: PAGEMAP_SCAN and userfaultfd write-protect, no soft-dirty).
 # CI runs a fixed list of seeds; SOFTDIRTY_R30MODEL_SEEDS=N runs N more (from SOFTDIRTY_R30MODEL_FIRST, default 1000),
 # SOFTDIRTY_R30MODEL_LENGTH sets the operations per sequence.
 
@@ -21,6 +23,9 @@ BeforeDiscovery {
         $R30ModelSeeds += $first..($first + [int]$env:SOFTDIRTY_R30MODEL_SEEDS - 1)
     }
     $R30ModelCases = @($R30ModelSeeds | ForEach-Object { @{ Seed = $_ } })
+    $R30ModelRealCases = @(@(5, 21) | ForEach-Object { @{ Seed = $_ } })
+    $R30ModelRealSkip = if (-not $IsLinux) { 'Linux only' }
+    elseif (-not (Test-Path (Join-Path $PSScriptRoot '../native/bin/sdtarget'))) { 'tests/native/bin/sdtarget is not built (build.ps1 Native needs a C compiler)' }
 }
 
 BeforeAll {
@@ -43,6 +48,20 @@ Describe 'Round 30: random operation sequences against a model of the emulated p
         }
         $ctx.Checked.Saves | Should -BeGreaterThan 0
         $ctx.Checked.FileRestores | Should -BeGreaterOrEqual $ctx.Checked.Saves
+        Remove-Item -LiteralPath $dir -Recurse -Force
+    }
+}
+
+Describe 'Round 30: random operation sequences against a model of a real process''s memory' -Tag 'Security', 'Round30Model' -Skip:([bool]$R30ModelRealSkip) {
+    # sdtarget: map (private, shared; rw, ro, none), write, read, munmap, mprotect, MADV_DONTNEED, fork; clears by
+    # Clear-SoftDirty, Watch-DirtyPage, Search-PageMap -WriteProtect, Enable/Disable-WriteTracking, a second chain; saves
+    # with every -Method. What the host kernel lacks (soft-dirty on 6.18+, userfaultfd for this user) must be a
+    # SoftDirty ErrorId.
+    It 'seed <Seed>: every image of the real process restores to the memory the model says the save read' -TestCases $R30ModelRealCases {
+        param($Seed)
+        $dir = Join-Path $R30ModelRoot "real$Seed"
+        $ctx = Invoke-R30RealSeed -Seed $Seed -Root $dir -Length 30
+        $ctx.Checked.Saves | Should -BeGreaterThan 0
         Remove-Item -LiteralPath $dir -Recurse -Force
     }
 }
