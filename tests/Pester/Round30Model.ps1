@@ -72,10 +72,11 @@ function Remove-R30Range($map, [uint64] $Addr, [int] $Pages) {
 }
 
 # What the model says the process holds now: address -> "prot|s or p|key".
-function Get-R30Snapshot($ctx, $map = $ctx.Map) {
+function Get-R30Snapshot($ctx, $map = $ctx.Map, [string] $Select) {
     $s = [System.Collections.Generic.Dictionary[uint64, string]]::new()
     foreach ($kv in $map.GetEnumerator()) {
         $e = $kv.Value
+        if ($Select -and $Select -ne $(if ($e.Obj -ge 0) { '/dev/zero' } else { '[anon]' })) { continue }
         $s[$kv.Key] = '{0}|{1}|{2}' -f $e.Prot, $(if ($e.Obj -ge 0) { 's' } else { 'p' }), (Get-R30Key $ctx $e)
     }
     $s
@@ -204,12 +205,15 @@ function New-R30Op($ctx, [System.Random] $r) {
     if ($w -lt 70) { return @{ Op = 'workload'; Addr = $run.Addr; Pages = $run.Pages; Pattern = @('Random', 'Sequential', 'HotSet', 'Zipf')[$r.Next(4)]; Count = $r.Next(1, 40); WriteRatio = $r.NextDouble(); Seed = $r.Next() } }
     if ($w -lt 72) { return @{ Op = 'fork' } }
     if ($w -lt 73) { return @{ Op = 'savechild'; Method = $script:R30Methods[$r.Next(4)] } }
+    if ($w -lt 76 -and $ctx.Child) { return @{ Op = 'save'; Chain = 'C'; Full = ($r.Next(8) -eq 0); Method = $script:R30Methods[$r.Next(4)]; Verify = ($r.Next(6) -eq 0); Emulator = ($r.Next(3) -eq 0) } }
     if ($w -lt 80) {
         $how = @('ClearSoftDirty', 'ClearRefs', 'Watch', 'RegisterWP', 'SearchWP', 'Migrate', 'MigrateWorkload', 'WatchWorkload')[$r.Next(8)]
         return @{ Op = 'clear'; How = $how; Method = $script:R30Methods[$r.Next(4)]; Addr = $run.Addr; Pages = $run.Pages; Type = @('All', 'Anonymous', 'Mapped', 'PeakRss')[$r.Next(4)] }
     }
     $chain = if ($r.Next(4) -eq 0) { 'B' } else { 'A' }
-    @{ Op = 'save'; Chain = $chain; Full = ($r.Next(8) -eq 0); Method = $script:R30Methods[$r.Next(4)]; Verify = ($r.Next(6) -eq 0); Emulator = ($r.Next(3) -eq 0) }
+    # -Mapping: private anonymous memory only, or shared only (an increment of another selection than its parent's).
+    $select = @($null, $null, $null, $null, '[anon]', '/dev/zero')[$r.Next(6)]
+    @{ Op = 'save'; Chain = $chain; Full = ($r.Next(8) -eq 0); Method = $script:R30Methods[$r.Next(4)]; Verify = ($r.Next(6) -eq 0); Emulator = ($r.Next(3) -eq 0); Select = $select }
 }
 
 function Format-R30Op($op) {
@@ -245,20 +249,29 @@ function Update-R30Present($ctx, [uint64] $Addr, [int] $Pages) {
 }
 
 function Invoke-R30Save($ctx, $op) {
+    # Chains A and B are the parent's; C is the fork's child's (its memory shares the parent's shared mappings, which
+    # the parent writes without touching the child's page tables).
+    $proc = $ctx.Emu; $map = $ctx.Map
+    if ($op.Chain -eq 'C') {
+        if (-not $ctx.Child) { return 'skip' }
+        $proc = $ctx.Child; $map = $ctx.ChildMap
+    }
     $chain = $ctx.Chains[$op.Chain]
     $n = $chain.Images.Count
     $path = Join-Path $ctx.Root ('{0}{1:D2}' -f $op.Chain, $ctx.Saves++)
     $p = @{ Path = $path; Method = $op.Method; Verify = $op.Verify; ErrorAction = 'Stop'; WarningAction = 'SilentlyContinue' }
     $full = $op.Full -or $n -eq 0
     if (-not $full) { $p.Parent = $chain.Images[$n - 1].Path }
-    try { $null = $ctx.Emu | Save-MemoryImage @p }
+    $select = if ($op.ContainsKey('Select')) { $op.Select } else { $null }
+    if ($select) { $p.Mapping = $select }
+    try { $null = $proc | Save-MemoryImage @p }
     catch {
         $id = Assert-R30CleanError $_ "save ($(Format-R30Op $op))"
         $ctx.Errors[$id] = 1 + [int]$ctx.Errors[$id]
         if (Test-Path -LiteralPath $path) { throw "a failed save ($id) left $path behind" }
         return
     }
-    $snap = Get-R30Snapshot $ctx
+    $snap = Get-R30Snapshot $ctx $map $select
     $chain.Images.Add(@{ Path = $path; Snapshot = $snap; Op = $op })
     $ctx.Checked.Saves++
     if (-not (Test-MemoryImage -Path $path)) { throw "Test-MemoryImage says $path is not valid: $((Test-MemoryImage -Path $path -Detailed | Out-String).Trim())" }
@@ -422,6 +435,7 @@ function Invoke-R30Op($ctx, $op) {
                 $ctx.ChildMap[$kv.Key] = $c
             }
             $ctx.EverForked = $true
+            $ctx.Chains['C'].Images.Clear()
         }
         'clear' {
             try {
@@ -503,7 +517,7 @@ function New-R30Context([string] $Root, [string] $Kernel, [bool] $NoSoftDirty, [
         Emu = New-EmulatedProcess -Kernel $Kernel -NoSoftDirty:$NoSoftDirty -TransparentHugePages $Thp -Name r30model
         Map = [System.Collections.Generic.Dictionary[uint64, object]]::new()
         Shared = @{}; NextObj = 0; Child = $null; ChildMap = $null; EverForked = $false; EverFreed = $false
-        Chains = @{ A = @{ Images = [System.Collections.Generic.List[object]]::new() }; B = @{ Images = [System.Collections.Generic.List[object]]::new() } }
+        Chains = @{ A = @{ Images = [System.Collections.Generic.List[object]]::new() }; B = @{ Images = [System.Collections.Generic.List[object]]::new() }; C = @{ Images = [System.Collections.Generic.List[object]]::new() } }
         Saves = 0; Restores = 0; Migrations = 0; Errors = @{}; Counts = @{}
         Checked = @{ Saves = 0; FileRestores = 0; EmulatorRestores = 0; Migrations = 0; Receives = 0; Ops = 0; Skipped = 0 }
     }
@@ -669,7 +683,9 @@ function Invoke-R30RealOp($ctx, $op) {
         }
         'write' {
             $pages = @(for ($i = 0; $i -lt $op.Pages; $i += $op.Stride) { $op.Addr + [uint64]($i * $script:R30PageSize) })
-            $ok = -not @($pages | Where-Object { -not $ctx.Map.ContainsKey($_) -or $ctx.Map[$_].Prot -ne 3 }).Count
+            # sdtarget checks the whole span, the pages a stride skips included.
+            $span = ($pages.Count - 1) * $op.Stride + 1
+            $ok = -not @(Get-R30Pages $op.Addr $span | Where-Object { -not $ctx.Map.ContainsKey($_) -or $ctx.Map[$_].Prot -ne 3 }).Count
             $reply = $t.TrySend("write $hex 0 $($pages.Count) $($op.Stride)")
             if ($ok -ne ($reply -match '^OK')) { throw "sdtarget answered '$reply' where the model says the pages are$(if (-not $ok) { ' not' }) writable" }
             if (-not $ok) { return 'refused' }
