@@ -213,7 +213,9 @@ function New-R30Op($ctx, [System.Random] $r) {
     $chain = if ($r.Next(4) -eq 0) { 'B' } else { 'A' }
     # -Mapping: private anonymous memory only, or shared only (an increment of another selection than its parent's).
     $select = @($null, $null, $null, $null, '[anon]', '/dev/zero')[$r.Next(6)]
-    @{ Op = 'save'; Chain = $chain; Full = ($r.Next(8) -eq 0); Method = $script:R30Methods[$r.Next(4)]; Verify = ($r.Next(6) -eq 0); Emulator = ($r.Next(3) -eq 0); Select = $select }
+    # Back: the parent is an earlier image of the chain than its latest (a branch), 1 to 3 images back.
+    $back = if ($r.Next(5) -eq 0) { $r.Next(1, 4) } else { 0 }
+    @{ Op = 'save'; Chain = $chain; Full = ($r.Next(8) -eq 0); Method = $script:R30Methods[$r.Next(4)]; Verify = ($r.Next(6) -eq 0); Emulator = ($r.Next(3) -eq 0); Select = $select; Back = $back }
 }
 
 function Format-R30Op($op) {
@@ -261,7 +263,8 @@ function Invoke-R30Save($ctx, $op) {
     $path = Join-Path $ctx.Root ('{0}{1:D2}' -f $op.Chain, $ctx.Saves++)
     $p = @{ Path = $path; Method = $op.Method; Verify = $op.Verify; ErrorAction = 'Stop'; WarningAction = 'SilentlyContinue' }
     $full = $op.Full -or $n -eq 0
-    if (-not $full) { $p.Parent = $chain.Images[$n - 1].Path }
+    $back = if ($op.ContainsKey('Back')) { [Math]::Min([int]$op.Back, $n - 1) } else { 0 }
+    if (-not $full) { $p.Parent = $chain.Images[$n - 1 - $back].Path }
     $select = if ($op.ContainsKey('Select')) { $op.Select } else { $null }
     if ($select) { $p.Mapping = $select }
     try { $null = $proc | Save-MemoryImage @p }
@@ -625,7 +628,7 @@ function New-R30RealOp($ctx, [System.Random] $r) {
     if ($w -lt 65) { return @{ Op = 'madvise'; Addr = $start; Pages = $n } }
     if ($w -lt 67) { return @{ Op = 'fork' } }
     if ($w -lt 75) { return @{ Op = 'clear'; How = @('ClearSoftDirty', 'Watch', 'SearchWP', 'Enable', 'Disable')[$r.Next(5)]; Method = $script:R30Methods[$r.Next(4)] } }
-    @{ Op = 'save'; Chain = $(if ($r.Next(4) -eq 0) { 'B' } else { 'A' }); Full = ($r.Next(8) -eq 0); Method = $script:R30Methods[$r.Next(4)]; Verify = ($r.Next(6) -eq 0) }
+    @{ Op = 'save'; Chain = $(if ($r.Next(4) -eq 0) { 'B' } else { 'A' }); Full = ($r.Next(8) -eq 0); Method = $script:R30Methods[$r.Next(4)]; Verify = ($r.Next(6) -eq 0); Back = $(if ($r.Next(5) -eq 0) { $r.Next(1, 4) } else { 0 }) }
 }
 
 function ConvertTo-R30RealProt([string] $Prot) { switch ($Prot) { 'rw' { 3 } 'ro' { 1 } default { 0 } } }
@@ -734,7 +737,8 @@ function Invoke-R30RealOp($ctx, $op) {
             $n = $chain.Images.Count
             $path = Join-Path $ctx.Root ('{0}{1:D2}' -f $op.Chain, $ctx.Saves++)
             $p = @{ Id = $t.Id; Path = $path; Method = $op.Method; Verify = $op.Verify; ErrorAction = 'Stop'; WarningAction = 'SilentlyContinue' }
-            if (-not ($op.Full -or $n -eq 0)) { $p.Parent = $chain.Images[$n - 1].Path }
+            $back = if ($op.ContainsKey('Back')) { [Math]::Min([int]$op.Back, $n - 1) } else { 0 }
+            if (-not ($op.Full -or $n -eq 0)) { $p.Parent = $chain.Images[$n - 1 - $back].Path }
             try { $null = Save-MemoryImage @p }
             catch {
                 $id = Assert-R30CleanError $_ "save ($(Format-R30Op $op))"
