@@ -16,6 +16,8 @@ $script:R30Kernels = @('6.1', '6.12', '6.18', '6.19', '7.2', '7.3')
 $script:R30Methods = @('Auto', 'SoftDirty', 'WriteProtect', 'Hash')
 $script:R30Sha = [System.Security.Cryptography.SHA1]::Create()
 $script:R30FillKeys = @{}
+# The first message of each clean error (what failed, ErrorId), for a report of what a run was refused.
+$script:R30ErrorTexts = @{}
 
 function Get-R30PageKey([byte[]] $Bytes, [int] $Offset) {
     [Convert]::ToHexString($script:R30Sha.ComputeHash($Bytes, $Offset, $script:R30PageSize))
@@ -235,7 +237,9 @@ function Assert-R30CleanError($err, [string] $What) {
     if ($id -match '^System\.|^(NullReference|InvalidOperation|IndexOutOfRange|ArgumentOutOfRange|Argument|Overflow|KeyNotFound)Exception' -or $id -notmatch ',SoftDirty\.Commands\.') {
         throw "$What failed with an error that is not a SoftDirty ErrorId: $id : $($err.Exception.Message)"
     }
-    ($id -split ',')[0]
+    $short = ($id -split ',')[0]
+    if (-not $script:R30ErrorTexts.ContainsKey("$What|$short")) { $script:R30ErrorTexts["$What|$short"] = $err.Exception.Message }
+    $short
 }
 
 function Read-R30Back($ctx, $proc, $map, [uint64] $Addr, [int] $Pages) {

@@ -89,3 +89,33 @@ Describe 'Round 30: shrunk sequences kept as named cases' -Tag 'Security', 'Roun
         Remove-Item -LiteralPath $dir -Recurse -Force
     }
 }
+
+Describe 'Round 30: what the model runs found' -Tag 'Security', 'Round30Model' {
+    # Found by the random runs (their count of clean errors by ErrorId): -Method WriteProtect on an emulated kernel without
+    # PAGEMAP_SCAN and UFFD_FEATURE_WP_ASYNC (the 6.1 profile) failed with InvalidArgument, the EINVAL of the emulated
+    # registration, as if the caller's arguments were wrong; on a real 6.1 kernel the same command is
+    # WriteProtectNotSupported (InjectionSupport.Check), and Search-PageMap -WriteProtect of the same emulated process already
+    # said what is missing. Each failed before (InvalidArgument).
+    BeforeAll {
+        $script:R30WpRoot = (New-Item -ItemType Directory (Join-Path $R30ModelRoot 'wp61')).FullName
+        $script:R30Wp = New-EmulatedProcess -Kernel 6.1 -Name r30wp
+        $m = $R30Wp | Add-EmulatedMapping -Length 16KB
+        $R30Wp | Write-EmulatedMemory -Address $m.Start -Length 16KB
+        $null = $R30Wp | Save-MemoryImage -Path "$R30WpRoot/full" -Method Hash
+    }
+    It '<Name> of an emulated 6.1 process is WriteProtectNotSupported and writes nothing' -TestCases @(
+        @{ Name = 'a full WriteProtect save'; Command = { $R30Wp | Save-MemoryImage -Path "$R30WpRoot/a" -Method WriteProtect -ErrorAction Stop }; Leaves = 'a' }
+        @{ Name = 'a WriteProtect increment'; Command = { $R30Wp | Save-MemoryImage -Path "$R30WpRoot/b" -Parent "$R30WpRoot/full" -Method WriteProtect -ErrorAction Stop }; Leaves = 'b' }
+        @{ Name = 'a WriteProtect watch'; Command = { $R30Wp | Watch-DirtyPage -Interval 0.01 -Count 1 -Method WriteProtect -ErrorAction Stop }; Leaves = $null }
+        @{ Name = 'a WriteProtect migration'; Command = { $R30Wp | Invoke-PreCopyMigration -Bandwidth 1e9 -Method WriteProtect -Destination "$R30WpRoot/c" -ErrorAction Stop }; Leaves = 'c' }
+    ) {
+        param($Name, $Command, $Leaves)
+        $err = $null
+        try { $null = & $Command } catch { $err = $_ }
+        $err | Should -Not -BeNullOrEmpty
+        $err.FullyQualifiedErrorId | Should -BeLike 'WriteProtectNotSupported,*'
+        $err.CategoryInfo.Category | Should -Be 'InvalidOperation'
+        $err.Exception.Message | Should -Match 'WP_ASYNC|PAGEMAP_SCAN'
+        if ($Leaves) { Join-Path $R30WpRoot $Leaves | Should -Not -Exist }
+    }
+}
