@@ -623,6 +623,11 @@ function New-R30RealOp($ctx, [System.Random] $r) {
         return @{ Op = 'map'; Pages = $r.Next(1, 13); How = @('anon', 'anon', 'shared')[$r.Next(3)]; Prot = @('rw', 'rw', 'rw', 'ro', 'none')[$r.Next(5)] }
     }
     $start = [uint64]$user[$r.Next($user.Count)]
+    if ($w -lt 45 -and $r.Next(4) -ne 0) {
+        # Writes mostly where they may write (the rest: a refusal the model must predict).
+        $rw = @($user | Where-Object { $ctx.Map[$_].Prot -eq 3 })
+        if ($rw.Count) { $start = [uint64]$rw[$r.Next($rw.Count)] }
+    }
     $n = 1; $want = $r.Next(1, 9)
     while ($n -lt $want -and $ctx.Map.ContainsKey($start + [uint64]($n * $script:R30PageSize)) -and -not $ctx.Map[$start + [uint64]($n * $script:R30PageSize)].Guard) { $n++ }
     if ($w -lt 45) { return @{ Op = 'write'; Addr = $start; Pages = $n; Stride = $(if ($n -gt 2 -and $r.Next(3) -eq 0) { 2 } else { 1 }) } }
@@ -733,7 +738,7 @@ function Invoke-R30RealOp($ctx, $op) {
                     'ClearSoftDirty' { Clear-SoftDirty -Id $t.Id -ErrorAction Stop }
                     'Watch' { $null = Watch-DirtyPage -Id $t.Id -Interval 0.01 -Count 2 -Method $op.Method -ErrorAction Stop -WarningAction SilentlyContinue }
                     'SearchWP' { $null = Search-PageMap -Id $t.Id -Category Written -WriteProtect -ErrorAction Stop -WarningAction SilentlyContinue }
-                    'Enable' { Enable-WriteTracking -Id $t.Id -ErrorAction Stop -WarningAction SilentlyContinue }
+                    'Enable' { $null = Enable-WriteTracking -Id $t.Id -ErrorAction Stop -WarningAction SilentlyContinue }
                     'Disable' { Disable-WriteTracking -Id $t.Id -ErrorAction Stop -WarningAction SilentlyContinue }
                 }
             } catch {
@@ -748,7 +753,8 @@ function Invoke-R30RealOp($ctx, $op) {
             $path = Join-Path $ctx.Root ('{0}{1:D2}' -f $op.Chain, $ctx.Saves++)
             $p = @{ Id = $t.Id; Path = $path; Method = $op.Method; Verify = $op.Verify; ErrorAction = 'Stop'; WarningAction = 'SilentlyContinue' }
             $back = if ($op.ContainsKey('Back')) { [Math]::Min([int]$op.Back, $n - 1) } else { 0 }
-            if (-not ($op.Full -or $n -eq 0)) { $p.Parent = $chain.Images[$n - 1 - $back].Path }
+            $parent = $null
+            if (-not ($op.Full -or $n -eq 0)) { $parent = $chain.Images[$n - 1 - $back]; $p.Parent = $parent.Path }
             try { $saved = Save-MemoryImage @p }
             catch {
                 $id = Assert-R30CleanError $_ "save ($(Format-R30Op $op))"
@@ -757,7 +763,8 @@ function Invoke-R30RealOp($ctx, $op) {
                 return 'refused'
             }
             $snap = Get-R30RealSnapshot $ctx
-            $unreadable = [uint64]$saved.UnreadablePages
+            # What the chain could not read: this image's and its parents' (a page unreadable in a parent stays so).
+            $unreadable = [uint64]$saved.UnreadablePages + $(if ($parent) { [uint64]$parent.Unreadable } else { [uint64]0 })
             $chain.Images.Add(@{ Path = $path; Snapshot = $snap; Unreadable = $unreadable })
             $ctx.Checked.Saves++
             $test = Test-MemoryImage -Path $path -Detailed
