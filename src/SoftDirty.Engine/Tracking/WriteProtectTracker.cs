@@ -50,7 +50,14 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         Source = source;
         _selector = selector;
         _real = PageWalk.IsRealProcess(source);
-        if (source is IAsyncWriteProtectSource emulated) { _emulated = emulated; }
+        if (source is IAsyncWriteProtectSource emulated)
+        {
+            // An emulated kernel without PAGEMAP_SCAN or UFFD_FEATURE_WP_ASYNC (6.1) answers as a real one does, not with the
+            // EINVAL of its registration (round 30: InvalidArgument, as if the caller's arguments were wrong).
+            if (!IsSupported(source, out var missing))
+                throw new EngineException(EngineError.WriteProtectNotSupported, missing!, source.ProcessId);
+            _emulated = emulated;
+        }
         else if (source is ProcPageSource proc && proc.ProcessId != Environment.ProcessId)
         {
             _remote = proc;
@@ -97,8 +104,8 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     {
         reason = null;
         if (!source.Features.PagemapScan) { reason = source.Features.PagemapScanReason ?? "PAGEMAP_SCAN is missing (Linux 6.7+)."; return false; }
-        if (source is IAsyncWriteProtectSource) return true;
         if (!source.Features.UffdWriteProtectAsync) { reason = source.Features.UffdWriteProtectAsyncReason ?? "userfaultfd async write-protect is missing."; return false; }
+        if (source is IAsyncWriteProtectSource) return true;
         if (source.ProcessId != Environment.ProcessId)
         {
             if (source is ProcPageSource && InjectionSupport.Check(source.ProcessId, source.Features) is { } refused)
