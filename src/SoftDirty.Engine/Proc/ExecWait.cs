@@ -26,6 +26,12 @@ internal static class ExecWait
     public static bool UnderWay(int pid) => InExec(pid, runningCounts: false);
 
     /// <summary>
+    /// Whether a thread of <paramref name="pid"/> is in an exec or may be: one on a CPU counts too (its syscall file says only
+    /// "running"). False only where no exec can be under way now.
+    /// </summary>
+    public static bool MayBeUnderWay(int pid) => InExec(pid, runningCounts: true);
+
+    /// <summary>
     /// The same; with <paramref name="runningCounts"/>, a thread on a CPU counts too: its syscall file says only "running", and
     /// the exec'ing thread runs for moments between the waits of its exec.
     /// </summary>

@@ -323,7 +323,11 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         if (now is null) _remote.EnsureSameMemory("its write tracking was used");
         // An exec under way shows a zombie leader, whose descriptors /proc lists as none: the userfaultfd (close-on-exec) ends
         // with that exec, which is what happened (round 23: said WriteTrackingNotEnabled, 6 in 900 Enables as root).
-        if (now is null && _remote.ExecUnderWay && _remote.ExecutedOrExited("its write tracking was used") is { } ended) throw ended;
+        // The exec is looked for before the memory is checked again: between the state read and the first check, the exec'ing
+        // thread may have taken the leader's id and run on a CPU (no zombie leader, its syscall file "running") with the old
+        // memory still in place; it is waited for then (stop 36's CI: WriteTrackingNotEnabled, 1 in 40 Enables as root).
+        if (now is null && (_remote.ExecUnderWay || ExecWait.MayBeUnderWay(_remote.ProcessId)) && _remote.ExecutedOrExited("its write tracking was used") is { } ended) throw ended;
+        if (now is null) _remote.EnsureSameMemory("its write tracking was used");
         if (now is null)
             throw new EngineException(EngineError.WriteTrackingNotEnabled,
                 $"The write tracking of process {_remote.ProcessId} was disabled while this command used it (Disable-WriteTracking in another command or session, or the process closed its userfaultfd {_state!.Descriptor}); the writes since the last look cannot be told. Nothing was injected.", _remote.ProcessId);
