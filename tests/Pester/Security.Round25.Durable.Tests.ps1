@@ -28,16 +28,8 @@ BeforeAll {
     $f.Emulator | Write-EmulatedMemory -Address $f.Mapping.Start -Length 8KB
     $null = Save-MemoryImage -Emulator $f.Emulator -Path "$base/inc" -Parent "$base/full"
 
-    # Runs $Script (with the module imported, errors stopping) in a pwsh under strace -f with $Strace (trace and inject
-    # options); returns @{ Out = its output lines; Log = strace's lines (-y: descriptors with their paths) }.
-    function Invoke-Injected([string[]] $Strace, [string] $Script) {
-        $log = Join-Path $root "strace-$([guid]::NewGuid().ToString('n')).log"
-        $pwsh = Get-PwshCommandLine
-        # Plain text: an error's colours would put control characters in a failure's message, which the XML report cannot hold.
-        $command = "`$ErrorActionPreference = 'Stop'; `$PSStyle.OutputRendering = 'PlainText'; Import-Module '$module'; function Id([scriptblock] `$c) { try { `$null = & `$c; 'none' } catch { `$_.FullyQualifiedErrorId -replace ',.*' } }; $Script"
-        $out = strace -f -qq -y -o $log --seccomp-bpf @Strace @pwsh -NoProfile -NonInteractive -Command $command 2>&1
-        @{ Out = @($out | ForEach-Object { "$_" }); Log = @(Get-Content -LiteralPath $log) }
-    }
+    # $Script in a child pwsh under strace with $Strace: @{ Out = its output lines; Log = strace's lines } (and more: Invoke-StraceChild).
+    function Invoke-Injected([string[]] $Strace, [string] $Script) { Invoke-StraceChild -Module $module -Strace $Strace -Script $Script }
     # The value of NAME=VALUE among a child's output lines.
     function Said([string[]] $Out, [string] $Name) { ($Out | Where-Object { $_ -like "$Name=*" } | Select-Object -First 1) -replace '^[^=]*=' }
     # Everything left in a folder, hidden partial folders included, as relative paths.

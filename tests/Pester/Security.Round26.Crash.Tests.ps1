@@ -97,11 +97,7 @@ Describe 'Round 26: a crash at any point of a save, an increment, a restore and 
 Describe 'Round 26: what a failed commit leaves, and a read-back of what was committed' -Tag 'Security', 'Round26Crash' -Skip:([bool]$StraceSkip) {
     BeforeAll {
         # Runs $Script in a child pwsh under strace with $Strace (trace and inject options); its output lines.
-        function Invoke-Injected([string[]] $Strace, [string] $Script) {
-            $pwsh = Get-PwshCommandLine
-            $command = "`$ErrorActionPreference = 'Stop'; `$PSStyle.OutputRendering = 'PlainText'; Import-Module '$module'; function Id([scriptblock] `$c) { try { `$null = & `$c; 'none' } catch { `$_.FullyQualifiedErrorId -replace ',.*' } }; $Script"
-            @(strace -f -qq -o /dev/null --seccomp-bpf @Strace @pwsh -NoProfile -NonInteractive -Command $command 2>&1 | ForEach-Object { "$_" })
-        }
+        function Invoke-Injected([string[]] $Strace, [string] $Script) { (Invoke-StraceChild -Module $module -Strace $Strace -Script $Script).Out }
         function Said([string[]] $Out, [string] $Name) { ($Out | Where-Object { $_ -like "$Name=*" } | Select-Object -First 1) -replace '^[^=]*=' }
         $script:source = "$before/base-inc"
     }

@@ -31,11 +31,7 @@ BeforeAll {
     $script:source = "$root/source"
     $null = Save-MemoryImage -Emulator $f.Emulator -Path $source
     # Runs $Script in a child pwsh under strace with $Strace (trace and inject options); its output lines.
-    function Invoke-Injected([string[]] $Strace, [string] $Script) {
-        $pwsh = Get-PwshCommandLine
-        $command = "`$ErrorActionPreference = 'Stop'; `$PSStyle.OutputRendering = 'PlainText'; Import-Module '$module'; function Id([scriptblock] `$c) { try { `$null = & `$c; 'none' } catch { `$_.FullyQualifiedErrorId -replace ',.*' } }; $Script"
-        @(strace -f -qq -o /dev/null --seccomp-bpf @Strace @pwsh -NoProfile -NonInteractive -Command $command 2>&1 | ForEach-Object { "$_" })
-    }
+    function Invoke-Injected([string[]] $Strace, [string] $Script) { (Invoke-StraceChild -Module $module -Strace $Strace -Script $Script).Out }
     function Said([string[]] $Out, [string] $Name) { ($Out | Where-Object { $_ -like "$Name=*" } | Select-Object -First 1) -replace '^[^=]*=' }
 }
 

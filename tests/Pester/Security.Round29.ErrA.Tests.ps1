@@ -36,15 +36,8 @@ BeforeAll {
     chmod 0700 $stateDir
     $script:savedState = $env:SOFTDIRTY_STATE_DIR
     $env:SOFTDIRTY_STATE_DIR = $stateDir
-    # Runs $Command (the module imported, $ErrorActionPreference Stop) in a child PowerShell under strace with $Strace; returns
-    # the first line it printed that starts with "said=" (less that prefix), and all it printed.
-    function script:Invoke-Injected([string] $Command, [string[]] $Strace) {
-        $pwsh = Get-PwshCommandLine # one path, or dotnet and pwsh.dll (an array either way)
-        $run = @(@('strace', '-f', '-qq', '-o', '/dev/null', '--seccomp-bpf') + $Strace + $pwsh)
-        $full = "`$ErrorActionPreference = 'Stop'; Import-Module '$module'; $Command"
-        $lines = @(& $run[0] @($run | Select-Object -Skip 1) -NoProfile -NonInteractive -Command $full 2>&1 | ForEach-Object { "$_" })
-        @{ said = ($lines | Where-Object { $_ -like 'said=*' } | Select-Object -First 1) -replace '^said='; all = $lines -join "`n" }
-    }
+    # $Command in a child PowerShell under strace with $Strace: the first "said=" line it printed (said) and all it printed (all).
+    function script:Invoke-Injected([string] $Command, [string[]] $Strace) { Invoke-StraceChild -Module $module -Strace $Strace -Script $Command }
     # A command's outcome as "ok" or "ERRORID|message".
     $script:SaidCmdlet = 'function Said([scriptblock] $C) { try { $null = & $C; "said=ok" } catch { "said=$($_.FullyQualifiedErrorId -replace '',.*'')|$($_.Exception.Message -replace ''\r?\n'', '' '')" } }; '
     # The same for an engine method called by reflection (its EngineException's error, under .NET's invocation wrapper).

@@ -38,19 +38,9 @@ BeforeAll {
     chmod 0700 $stateDir
     $script:savedState = $env:SOFTDIRTY_STATE_DIR
     $env:SOFTDIRTY_STATE_DIR = $stateDir
-    # Runs $Command (the module imported) in a child PowerShell under strace with $Strace; the first line it printed that
-    # starts with "said=" (less that prefix), all it printed, and how many calls strace failed.
-    function script:Invoke-R30Injected([string] $Command, [string[]] $Strace) {
-        $log = Join-Path $root "strace-$([guid]::NewGuid().ToString('n')).log"
-        $pwsh = Get-PwshCommandLine
-        $run = @(@('strace', '-f', '-qq', '-o', $log, '--seccomp-bpf') + $Strace + $pwsh)
-        $full = "`$ErrorActionPreference = 'Stop'; Import-Module '$module'; " +
-            'function Said([scriptblock] $C) { try { $null = & $C; "said=ok" } catch { "said=$($_.FullyQualifiedErrorId -replace '',.*'')|$($_.Exception.Message -replace ''\r?\n'', '' '')" } }; ' + $Command
-        $lines = @(& $run[0] @($run | Select-Object -Skip 1) -NoProfile -NonInteractive -Command $full 2>&1 | ForEach-Object { "$_" })
-        $injected = @(Get-Content -LiteralPath $log -ErrorAction Ignore | Where-Object { $_ -match 'INJECTED' }).Count
-        Remove-Item -LiteralPath $log -ErrorAction Ignore
-        @{ said = ($lines | Where-Object { $_ -like 'said=*' } | Select-Object -First 1) -replace '^said='; all = $lines -join "`n"; injected = $injected }
-    }
+    # $Command in a child PowerShell under strace with $Strace: the first "said=" line (said), all it printed (all) and how
+    # many calls strace failed (injected).
+    function script:Invoke-R30Injected([string] $Command, [string[]] $Strace) { Invoke-StraceChild -Module $module -Strace $Strace -Script $Command }
     function script:Get-R30UffdCount([int] $Id) { @(Get-ChildItem "/proc/$Id/fd" -ErrorAction Ignore | Where-Object { $_.LinkTarget -eq 'anon_inode:[userfaultfd]' }).Count }
     $script:EmfileAt = { param([string] $Path) '-P', $Path, '-e', 'trace=openat', '-e', 'inject=openat:error=EMFILE' }
 }

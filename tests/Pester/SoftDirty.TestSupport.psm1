@@ -575,3 +575,35 @@ function Get-StraceSkipReason([string] $Use = 'the failed call is injected with 
 }
 
 Export-ModuleMember -Function Get-StraceSkipReason
+
+<#
+.SYNOPSIS
+    Runs $Script in a child PowerShell (the module at $Module imported, errors stopping, plain-text output) under strace -f
+    with $Strace (its -P, trace and inject options), to fail chosen calls of the module. The child has two helpers: Id { ... }
+    prints the ErrorId of a command's error, or 'none'; Said { ... } prints "said=ok" or "said=ERRORID|message" on one line.
+    Returns Out (the child's output lines), Log (strace's lines; -y: descriptors with their paths), Said (the first "said="
+    line, less that prefix), All (Out as one text) and Injected (how many calls strace failed).
+#>
+function Invoke-StraceChild([Parameter(Mandatory)] [string] $Module, [Parameter(Mandatory)] [string] $Script, [string[]] $Strace = @('-e', 'trace=none')) {
+    $log = Join-Path ([IO.Path]::GetTempPath()) "sd-strace-$([guid]::NewGuid().ToString('n')).log"
+    $pwsh = Get-PwshCommandLine # one path, or dotnet and pwsh.dll (an array either way)
+    $run = @(@('strace', '-f', '-qq', '-y', '-o', $log, '--seccomp-bpf') + $Strace + $pwsh)
+    # Plain text: an error's colours would put control characters in a failure's message, which the XML report cannot hold.
+    $prelude = "`$ErrorActionPreference = 'Stop'; `$PSStyle.OutputRendering = 'PlainText'; Import-Module '$Module'; " +
+        'function Id([scriptblock] $C) { try { $null = & $C; "none" } catch { $_.FullyQualifiedErrorId -replace '',.*'' } }; ' +
+        'function Said([scriptblock] $C) { try { $null = & $C; "said=ok" } catch { "said=$($_.FullyQualifiedErrorId -replace '',.*'')|$($_.Exception.Message -replace ''\r?\n'', '' '')" } }; '
+    try {
+        $out = @(& $run[0] @($run | Select-Object -Skip 1) -NoProfile -NonInteractive -Command ($prelude + $Script) 2>&1 | ForEach-Object { "$_" })
+        $trace = @(Get-Content -LiteralPath $log -ErrorAction Ignore)
+    }
+    finally { Remove-Item -LiteralPath $log -ErrorAction Ignore }
+    @{
+        Out = $out
+        Log = $trace
+        Said = ($out | Where-Object { $_ -like 'said=*' } | Select-Object -First 1) -replace '^said='
+        All = $out -join "`n"
+        Injected = @($trace | Where-Object { $_ -match 'INJECTED' }).Count
+    }
+}
+
+Export-ModuleMember -Function Invoke-StraceChild

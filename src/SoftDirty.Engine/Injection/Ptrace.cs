@@ -32,8 +32,16 @@ internal static unsafe partial class Ptrace
     [StructLayout(LayoutKind.Sequential)]
     public struct IoVec { public void* Base; public nuint Length; }
 
+    /// <summary>
+    /// One ptrace request, made by the tracer thread of the caller's ptrace scope (<see cref="TracerThread"/>) where it has
+    /// one; its errno is the caller's last P/Invoke error.
+    /// </summary>
+    public static nint Call(long request, int tid, nint address, nint data) =>
+        TracerThread.OfCaller() is { } tracer ? tracer.Call(request, tid, address, data) : Request(request, tid, address, data);
+
+    /// <summary>ptrace(2) from the calling thread, which is the tracer of what it attaches.</summary>
     [LibraryImport(Libc, EntryPoint = "ptrace", SetLastError = true)]
-    public static partial nint Call(long request, int tid, nint address, nint data);
+    internal static partial nint Request(long request, int tid, nint address, nint data);
 
     [LibraryImport(Libc, EntryPoint = "waitpid", SetLastError = true)]
     public static partial int WaitPid(int pid, int* status, int options);

@@ -47,6 +47,18 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         ThreadId = tid;
         _arch = arch;
         _saved = new ulong[arch.RegisterWords];
+        _tracer = TracerThread.Enter();
+    }
+
+    /// <summary>The thread that makes this injection's ptrace requests; left (<see cref="LeaveTracer"/>) once it lets go.</summary>
+    private TracerThread? _tracer;
+
+    /// <summary>Ends this injection's ptrace scope: the last scope of the command ends its tracer, which lets go of what it still traces.</summary>
+    private void LeaveTracer()
+    {
+        var tracer = _tracer;
+        _tracer = null;
+        tracer?.Leave();
     }
 
     public int ProcessId { get; }
@@ -408,21 +420,33 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
 
     public void Read(ulong address, Span<byte> data)
     {
-        fixed (byte* p = data)
-            if (Native.Pread(_memFd, p, (nuint)data.Length, (long)address) != data.Length) throw Fail("read of /proc/PID/mem");
+        if (MemoryCall(false, address, data) != data.Length) throw Fail("read of /proc/PID/mem");
     }
 
-    private bool TryWrite(ulong address, ReadOnlySpan<byte> data)
-    {
-        fixed (byte* p = data)
-            return Native.Pwrite(_memFd, p, (nuint)data.Length, (long)address) == data.Length;
-    }
+    private bool TryWrite(ulong address, ReadOnlySpan<byte> data) => MemoryCall(true, address, data) == data.Length;
 
     private byte[]? TryRead(ulong address, int length)
     {
         var data = new byte[length];
+        return MemoryCall(false, address, data) == length ? data : null;
+    }
+
+    /// <summary>
+    /// A pread or pwrite of the thread's memory file, made by the tracer thread (<see cref="TracerThread.Run"/>): a kernel that
+    /// grants FOLL_FORCE to the tracer alone (proc_mem.force_override=ptrace) refuses a write to code from any other thread.
+    /// </summary>
+    private nint MemoryCall(bool write, ulong address, ReadOnlySpan<byte> data)
+    {
+        int fd = _memFd;
+        var length = (nuint)data.Length;
         fixed (byte* p = data)
-            return Native.Pread(_memFd, p, (nuint)length, (long)address) == length ? data : null;
+        {
+            nint buffer = (nint)p;
+            Func<nint> call = write
+                ? () => Native.Pwrite(fd, (byte*)buffer, length, (long)address)
+                : () => Native.Pread(fd, (byte*)buffer, length, (long)address);
+            return _tracer is { } tracer ? tracer.Run(call) : call();
+        }
     }
 
     private void WaitForInterrupt()
@@ -463,7 +487,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
                 if (clock.Elapsed - stoppedSince.Value >= StatusGrace && StopFromSigInfo() is { } stop) return stop;
             }
             if (clock.Elapsed > StopTimeout)
-                throw new EngineException(EngineError.ProcIOError, $"Thread {ThreadId} of process {ProcessId} did not stop within {StopTimeout.TotalSeconds} s.", ProcessId);
+                throw new EngineException(EngineError.ProcIOError, $"Thread {ThreadId} of process {ProcessId} did not stop within {StopTimeout.TotalSeconds} s of PTRACE_INTERRUPT: it sleeps in the kernel where only a fatal signal wakes it ({SoftDirty.Tracking.ProcessFreeze.WaitChannel(ThreadId)}), such as a read a FUSE server or a network file system holds. Nothing was injected; the thread is let go and runs on once the kernel answers it.", ProcessId);
             spin.SpinOnce(sleep1Threshold: -1);
         }
     }
@@ -617,6 +641,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         CloseMem();
         _childGuard?.Dispose();
         _childGuard = null;
+        LeaveTracer();
     }
 
     /// <summary>
@@ -630,6 +655,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         CloseMem();
         _childGuard?.Dispose();
         _childGuard = null;
+        LeaveTracer();
     }
 
     private void CloseMem()

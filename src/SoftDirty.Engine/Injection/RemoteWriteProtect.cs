@@ -134,10 +134,26 @@ internal static class RemoteWriteProtect
 
     /// <summary>The state of <paramref name="pid"/>; ProcessExited when the process is gone or a zombie (its tracking ended with it), else WriteTrackingNotEnabled when there is none.</summary>
     public static WriteTrackingState Require(int pid) => WriteTrackingStore.Load(pid)
-        // A zombie leader with threads live is also an exec under way (round 22), which ends the tracking but not the process.
-        ?? throw (InjectionSupport.HasExited(pid) && !(ProcPageSource.LiveThreads(pid) > 0 && ExecWait.LeaderReplaced(pid))
+        ?? throw (Ended(pid)
             ? new EngineException(EngineError.ProcessExited, $"Process {pid} has exited: its write tracking ended with it.", pid)
             : new EngineException(EngineError.WriteTrackingNotEnabled, $"Write tracking is not enabled in process {pid}; run Enable-WriteTracking -Id {pid} first.", pid));
+
+    /// <summary>
+    /// Whether <paramref name="pid"/> exited: gone, or a zombie leader with no live thread on two looks a moment apart. A zombie
+    /// leader with threads live is also an exec under way (round 22), which ends the tracking but not the process; and while
+    /// the exec'ing thread takes the leader's id a listing of the threads may miss it for an instant (stop 36's CI run, then 1
+    /// in 600 Disables of a target exec'ing every 3 ms said ProcessExited).
+    /// </summary>
+    private static bool Ended(int pid)
+    {
+        if (!InjectionSupport.HasExited(pid)) return false;
+        if (ProcPageSource.LiveThreads(pid) > 0) return !ExecWait.LeaderReplaced(pid);
+        System.Threading.Thread.Sleep(ExecLookAgain);
+        return ProcPageSource.LiveThreads(pid) > 0 ? !ExecWait.LeaderReplaced(pid) : InjectionSupport.HasExited(pid);
+    }
+
+    /// <summary>How long <see cref="Ended"/> waits before it looks at the threads again.</summary>
+    private static readonly TimeSpan ExecLookAgain = TimeSpan.FromMilliseconds(2);
 
     /// <summary>Registers more ranges with the target's userfaultfd; returns, per range, whether the kernel took it.</summary>
     public static bool[] Register(ProcPageSource source, WriteTrackingState state, IReadOnlyList<AddressRange> ranges, System.Threading.CancellationToken cancel = default)

@@ -1,4 +1,5 @@
 using System;
+using System.Globalization;
 using System.IO;
 using System.Threading;
 
@@ -39,6 +40,15 @@ internal sealed class ProcessFreeze : IDisposable
             return null;
         }
         catch (UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>Where in the kernel a thread sleeps (/proc/PID/task/TID/wchan, a function name), for a message; "state S" where unknown.</summary>
+    internal static string WaitChannel(int tid)
+    {
+        string path = $"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/wchan";
+        try { return File.ReadAllText(path) is { Length: > 1 } name && name != "0" ? $"in {name}" : "the kernel does not say where"; }
+        catch (IOException) { return "the kernel does not say where"; }
+        catch (UnauthorizedAccessException) { return "the kernel does not say where"; }
     }
 
     /// <summary><see cref="ThreadState"/>, but null for every failure: for a release of what is held, and a reaper thread.</summary>

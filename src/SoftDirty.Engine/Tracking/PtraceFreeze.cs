@@ -26,7 +26,14 @@ internal sealed class PtraceFreeze : IDisposable
     private readonly List<int> _stoppedLastPass = new(); // the threads a pass of Freeze found new: named where passes never end
     private readonly HashSet<int> _jobStopped = new(); // threads in a group stop (job control, state T) when seized
 
-    private PtraceFreeze(int pid) => _pid = pid;
+    private PtraceFreeze(int pid)
+    {
+        _pid = pid;
+        _tracer = Injection.TracerThread.Enter();
+    }
+
+    /// <summary>The thread that makes this freeze's ptrace requests; its end (after <see cref="Dispose"/>) lets go of any thread still held.</summary>
+    private Injection.TracerThread? _tracer;
 
     // The freezes this thread holds: ptrace requests on their threads work only from here (the tracer thread).
     [ThreadStatic] private static List<PtraceFreeze>? _heldHere;
@@ -286,13 +293,14 @@ internal sealed class PtraceFreeze : IDisposable
                 if (clock.Elapsed - stoppedSince.Value >= RemoteSyscalls.StatusGrace) return true;
             }
             if (clock.Elapsed > StopTimeout)
-                throw new EngineException(EngineError.ProcIOError, $"Thread {tid} did not stop within {StopTimeout.TotalSeconds} s of PTRACE_INTERRUPT (in uninterruptible sleep?).", tid);
+                throw new EngineException(EngineError.ProcIOError, $"Thread {tid} did not stop within {StopTimeout.TotalSeconds} s of PTRACE_INTERRUPT: it sleeps in the kernel where only a fatal signal wakes it ({ProcessFreeze.WaitChannel(tid)}), such as a read a FUSE server or a network file system holds. Nothing was frozen; the thread is let go and runs on once the kernel answers it.", tid);
             cancel.ThrowIfCancellationRequested();
             Thread.Yield();
         }
     }
 
     private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(10);
+
 
     /// <summary>
     /// The signal a thread stopped for, when its stop is a signal-delivery stop (a signal that arrived during the
@@ -493,5 +501,8 @@ internal sealed class PtraceFreeze : IDisposable
         _seized.Clear();
         foreach (var guard in _childGuards.Values) guard?.Dispose();
         _childGuards.Clear();
+        var tracer = _tracer;
+        _tracer = null;
+        tracer?.Leave();
     }
 }
