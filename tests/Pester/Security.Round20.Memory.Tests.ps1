@@ -8,15 +8,7 @@ BeforeDiscovery {
     $WtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason -Relation Descendant } else { 'Linux only' }
     # A FUSE file whose reads fusehold holds (tests/native/fusehold.c): mounting needs root here (it speaks to /dev/fuse itself,
     # without fusermount); root also sees pagemap's frames (CAP_SYS_ADMIN), which tell a uffd-wp marker from a swapped page.
-    $FuseSkip = if ($WtSkip) { $WtSkip } elseif ((id -u) -ne '0') { 'mounting the FUSE file system whose reads the test holds needs root here' }
-    elseif (-not (Test-Path /dev/fuse)) { 'no /dev/fuse (CONFIG_FUSE_FS)' }
-    if (-not $FuseSkip) {
-        $mnt = Join-Path ([IO.Path]::GetTempPath()) "r20fuse-$([guid]::NewGuid().ToString('n'))"
-        $null = New-Item -ItemType Directory $mnt
-        $fuse = Start-FuseHold $mnt
-        try { if (-not $fuse.Ready) { $FuseSkip = "fusehold cannot mount a FUSE file system here ($($fuse.Reply))" } }
-        finally { Stop-FuseHold $fuse; Remove-Item -LiteralPath $mnt -ErrorAction SilentlyContinue }
-    }
+    $FuseSkip = if ($WtSkip) { $WtSkip } else { Get-FuseHoldSkipReason }
 }
 
 BeforeAll {

@@ -9,18 +9,9 @@
 
 BeforeDiscovery {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
-    $R31LeadFuseSkip = if (-not $IsLinux) { 'Linux only' }
-    elseif ((id -u) -ne '0') { 'mounting the FUSE file system whose read holds the target needs root here' }
-    elseif (-not (Test-Path /dev/fuse)) { 'no /dev/fuse (CONFIG_FUSE_FS)' }
-    elseif (-not (Get-Command dd -CommandType Application -ErrorAction Ignore)) { 'dd is not installed: the target is a dd reading the FUSE file' }
+    $R31LeadFuseSkip = if (-not (Get-Command dd -CommandType Application -ErrorAction Ignore)) { 'dd is not installed: the target is a dd reading the FUSE file' }
+    elseif ($R31LeadFuseProbe = Get-FuseHoldSkipReason) { $R31LeadFuseProbe }
     else { Get-PtraceSkipReason }
-    if (-not $R31LeadFuseSkip) {
-        $mnt = Join-Path ([IO.Path]::GetTempPath()) "r31fuse-$([guid]::NewGuid().ToString('n'))"
-        $null = New-Item -ItemType Directory $mnt
-        $fuse = Start-FuseHold $mnt
-        try { if (-not $fuse.Ready) { $R31LeadFuseSkip = "fusehold cannot mount a FUSE file system here ($($fuse.Reply))" } }
-        finally { Stop-FuseHold $fuse; Remove-Item -LiteralPath $mnt -ErrorAction SilentlyContinue }
-    }
     $R31LeadWtSkip = if ($R31LeadFuseSkip) { $R31LeadFuseSkip } else { Get-WriteTrackingSkipReason -Relation Descendant }
 }
 

@@ -528,7 +528,22 @@ function Stop-FuseHold($Fuse) {
     if (-not $Fuse.Process.WaitForExit(5000)) { $Fuse.Process.Kill(); $Fuse.Process.WaitForExit(5000) | Out-Null }
     if ($Fuse.Ready) { umount -l $Fuse.MountPoint 2>$null }
 }
-Export-ModuleMember -Function Start-FuseHold, Stop-FuseHold
+<#
+.SYNOPSIS
+    Why fusehold cannot hold reads here (Start-FuseHold); nothing where it can. Measured: it mounts once and says READY.
+    Mounting needs root here (it speaks to /dev/fuse itself, without fusermount).
+#>
+function Get-FuseHoldSkipReason {
+    if (-not $IsLinux) { return 'Linux only' }
+    if ((id -u) -ne '0') { return 'mounting the FUSE file system whose reads the test holds needs root here' }
+    if (-not (Test-Path /dev/fuse)) { return 'no /dev/fuse (CONFIG_FUSE_FS)' }
+    $mnt = Join-Path ([IO.Path]::GetTempPath()) "sdfuse-$([guid]::NewGuid().ToString('n'))"
+    $null = New-Item -ItemType Directory $mnt
+    $fuse = Start-FuseHold $mnt
+    try { if (-not $fuse.Ready) { "fusehold cannot mount a FUSE file system here ($($fuse.Reply))" } }
+    finally { Stop-FuseHold $fuse; Remove-Item -LiteralPath $mnt -ErrorAction SilentlyContinue }
+}
+Export-ModuleMember -Function Start-FuseHold, Stop-FuseHold, Get-FuseHoldSkipReason
 
 # ---------------------------------------------------------------------------------------------------
 # Rounds 24 and 25 (the kernel VM's scenarios of tests/scenarios/vm against their recorded prints in tests/vm/recorded).
