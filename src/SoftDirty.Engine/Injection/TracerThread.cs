@@ -27,7 +27,13 @@ internal sealed unsafe partial class TracerThread
     private readonly int _caller;
     private readonly Thread _thread;
     private readonly object _gate = new(), _sync = new();
-    private bool _pending, _done;
+    private volatile bool _pending, _done;
+
+    /// <summary>
+    /// How many turns either side spins for the other before it sleeps: a request is a few microseconds of work, and an
+    /// injection makes thousands, each handed over and back (a sleep and a wake-up each way would double its time).
+    /// </summary>
+    private const int SpinTurns = 64;
     private int _users;
     private bool _ending;
     private int _osThreadId;
@@ -108,6 +114,10 @@ internal sealed unsafe partial class TracerThread
                 _done = false;
                 _pending = true;
                 Monitor.PulseAll(_sync);
+            }
+            Spin(() => _done);
+            lock (_sync)
+            {
                 while (!_done) Monitor.Wait(_sync);
                 _work = null;
             }
@@ -127,6 +137,7 @@ internal sealed unsafe partial class TracerThread
         while (true)
         {
             Func<nint> work;
+            Spin(() => _pending || _ending);
             lock (_sync)
             {
                 while (!_pending && !_ending) Monitor.Wait(_sync);
@@ -146,6 +157,13 @@ internal sealed unsafe partial class TracerThread
                 Monitor.PulseAll(_sync);
             }
         }
+    }
+
+    /// <summary>Spins (never sleeping) until <paramref name="done"/> or <see cref="SpinTurns"/> turns have passed.</summary>
+    private static void Spin(Func<bool> done)
+    {
+        var spin = new SpinWait();
+        for (int turn = 0; turn < SpinTurns && !done(); turn++) spin.SpinOnce(sleep1Threshold: -1);
     }
 
     [LibraryImport("libc", EntryPoint = "gettid")]
