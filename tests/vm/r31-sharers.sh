@@ -6,30 +6,22 @@
 #   and setup.sh first. Exits 0 when the script ran to its end, 125 when the guest did not, 1 otherwise. Environment: what
 #   run.sh reads (SOFTDIRTY_VM_TIMEOUT, default here 580; SOFTDIRTY_VM_SMP, default here 2).
 set -uo pipefail
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
+vm=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 output=${1:?usage: $0 OUTPUT}
-for f in "$root/out/SoftDirty/SoftDirty.psd1" "$root/tests/native/bin/mmtarget"; do
-    [ -e "$f" ] || { echo "vm-r31: $f is missing (build.ps1 Build,Native)" >&2; exit 1; }
-done
-console=$(mktemp "${TMPDIR:-/tmp}/softdirty-r31.XXXXXX")
-trap 'rm -f "$console"' EXIT
-start=$SECONDS
-SOFTDIRTY_VM_TIMEOUT=${SOFTDIRTY_VM_TIMEOUT:-580} SOFTDIRTY_VM_SMP=${SOFTDIRTY_VM_SMP:-2} "$here/run.sh" "$here/r31-sharers-guest.sh" > "$console" 2>&1
-rc=$?
-seconds=$((SECONDS - start))
-end=$(sed -n 's/^@@r31-end \([0-9]*\).*/\1/p' "$console" | tail -n 1)
-sed -n '/^@@r31-begin$/,/^@@r31-end /p' "$console" | sed '1d;$d' > "$output"
-{
-    echo "kernel $(sed -n 's/^@@r31-kernel //p' "$console" | head -n 1)"
-    echo "script_sha256 $(sha256sum < "$here/r31-sharers.ps1" | cut -d' ' -f1)"
-    echo "guest_rc ${end:-none}"
-    echo "seconds $seconds"
-} > "$output.facts"
-if [ -z "$end" ]; then
-    echo "vm-r31: no end marker from the guest (run.sh exit code $rc) after $seconds s; console tail:" >&2
-    tail -n 40 "$console" >&2
-    exit 125
-fi
-echo "vm-r31: guest pwsh exit code $end, $(wc -l < "$output") lines, $seconds s"
-[ "$end" = 0 ] || { tail -n 30 "$console" >&2; exit 1; }
+missing=$(cd "$vm/../.." && ls out/SoftDirty/SoftDirty.psd1 tests/native/bin/mmtarget 2>&1 >/dev/null)
+[ -z "$missing" ] || { echo "vm-r31: $missing (build.ps1 Build,Native)" >&2; exit 1; }
+log=$(mktemp "${TMPDIR:-/tmp}/softdirty-r31.XXXXXX")
+trap 'rm -f "$log"' EXIT
+began=$SECONDS
+export SOFTDIRTY_VM_TIMEOUT=${SOFTDIRTY_VM_TIMEOUT:-580} SOFTDIRTY_VM_SMP=${SOFTDIRTY_VM_SMP:-2}
+"$vm/run.sh" "$vm/r31-sharers-guest.sh" > "$log" 2>&1; booted=$?
+# The prints lie between the guest's markers; "@@r31-end RC" carries the guest pwsh's exit code.
+awk '/^@@r31-end /{exit} on{print} /^@@r31-begin$/{on=1}' "$log" > "$output"
+guest=$(awk '/^@@r31-end /{print $2}' "$log" | tail -n 1)
+printf 'kernel %s\nscript_sha256 %s\nguest_rc %s\nseconds %s\n' "$(awk '/^@@r31-kernel /{print $2; exit}' "$log")" \
+    "$(sha256sum < "$vm/r31-sharers.ps1" | cut -d' ' -f1)" "${guest:-none}" "$((SECONDS - began))" > "$output.facts"
+case "$guest" in
+    0) echo "vm-r31: $(wc -l < "$output") lines in $((SECONDS - began)) s" ;;
+    '') echo "vm-r31: the guest never reached its end (run.sh: $booted); the console ends:" >&2; tail -n 40 "$log" >&2; exit 125 ;;
+    *) echo "vm-r31: the guest pwsh exited $guest; the console ends:" >&2; tail -n 30 "$log" >&2; exit 1 ;;
+esac
