@@ -693,6 +693,9 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
                 // passed over: it must not end the search as if the whole process had no live thread.
                 char state = SoftDirty.Tracking.ProcessFreeze.ThreadState(Path.Combine(t, "stat")) ?? 'X';
                 if (state == 'Z' || state == 'X') continue;
+                // An io_uring worker never returns to user space: a call injected there is never made (round 31: taken while
+                // the other threads waited in vfork, Enable said the worker's stack, at 0, had no room).
+                if (SoftDirty.Tracking.ProcessFreeze.IsIoWorker(Path.Combine(t, "stat"))) continue;
                 // A thread held in vfork() until its child execs or exits cannot be stopped meanwhile: another one is taken.
                 if (SoftDirty.Tracking.VforkWait.Waits(pid, tid, out int child)) { vfork ??= (tid, child); continue; }
                 if (tid == pid) return tid;

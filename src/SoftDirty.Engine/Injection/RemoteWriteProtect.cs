@@ -201,7 +201,12 @@ internal static class RemoteWriteProtect
         int pid = source.ProcessId;
         var state = WriteTrackingStore.Load(pid);
         if (state is null) return false;
-        if (InjectionSupport.Check(pid, source.Features) is { } refused) throw refused;
+        if (InjectionSupport.Check(pid, source.Features) is { } refused)
+            // Its main thread called pthread_exit after the Enable: the tracking lives on in the other threads (round 31).
+            throw refused.Error == EngineError.WriteProtectNotSupported && InjectionSupport.HasExited(pid) && ProcPageSource.LiveThreads(pid) > 0
+                ? new EngineException(EngineError.WriteProtectNotSupported,
+                    $"Process {pid} runs on, but its main thread has exited (pthread_exit) since its write tracking was enabled: the kernel no longer shows the process's mappings through /proc/{pid}, so nothing can be injected to disable it. Its userfaultfd (descriptor {state.Descriptor}) stays in the process's other threads, and its state is kept, until the process exits.", pid, inner: refused)
+                : refused;
         var arch = InjectionArchitecture.Current!;
         using (var inject = RemoteSyscalls.Attach(source, cancel))
         {

@@ -189,6 +189,10 @@ internal static partial class WriteTrackingStore
         if (state is not null && state.ProcessId == pid && StartTime(pid) == state.StartTime && state.Inode != 0)
         {
             if (DescriptorInode(pid, state.Descriptor) == state.Inode) return state;
+            // A main thread that called pthread_exit lists no descriptor (a zombie: /proc/PID/fd is empty) while the other
+            // threads run on with the descriptor table, the userfaultfd and its registrations: not stale (round 31: deleted
+            // here, Disable-WriteTracking said the process had exited, and the tracking stayed in it with no state).
+            if (ThreadDescriptorInode(pid, state.Descriptor) == state.Inode) return state;
             // A process that exits hides its descriptors from its own user too: its tracking ended with it (stale), never
             // PermissionDenied (seen as the unprivileged user on a target exiting under Enable-WriteTracking).
             if (!DescriptorsReadable(pid) && !InjectionSupport.HasExited(pid))
@@ -314,16 +318,46 @@ internal static partial class WriteTrackingStore
     /// The inode of descriptor <paramref name="fd"/> of <paramref name="pid"/> when it is a userfaultfd
     /// ("ino:" of /proc/PID/fdinfo/FD: each userfaultfd has an inode of its own), else 0.
     /// </summary>
-    public static ulong DescriptorInode(int pid, int fd)
+    public static ulong DescriptorInode(int pid, int fd) => fd < 0 ? 0 : DescriptorInode($"/proc/{pid}", fd);
+
+    /// <summary>The same, of the process or thread folder <paramref name="task"/> (/proc/PID or /proc/PID/task/TID).</summary>
+    private static ulong DescriptorInode(string task, int fd)
     {
-        if (fd < 0 || !IsUserfaultfd(pid, fd)) return 0;
+        if (fd < 0 || ProcLink.Read($"{task}/fd/{fd}", out _) != UffdAbi.FdLink) return 0;
         try
         {
-            foreach (var line in File.ReadLines($"/proc/{pid}/fdinfo/{fd}"))
+            foreach (var line in File.ReadLines($"{task}/fdinfo/{fd}"))
                 if (line.StartsWith("ino:", StringComparison.Ordinal) && ulong.TryParse(line.AsSpan(4).Trim(), out ulong ino)) return ino;
         }
-        catch (IOException ex) { ProcReadFailure.ThrowIfLimit(ex, $"/proc/{pid}/fdinfo/{fd}"); }
+        catch (IOException ex) { ProcReadFailure.ThrowIfLimit(ex, $"{task}/fdinfo/{fd}"); }
         catch (UnauthorizedAccessException) { }
+        return 0;
+    }
+
+    /// <summary>
+    /// The inode of the userfaultfd descriptor <paramref name="fd"/> as a live thread of <paramref name="pid"/> sees it
+    /// (/proc/PID/task/TID/fd), where the leader is a zombie that stays one (pthread_exit, not an exec under way:
+    /// <see cref="ExecWait.LeaderReplaced"/>); else 0. The threads of a process share one descriptor table, which a zombie
+    /// leader no longer shows.
+    /// </summary>
+    private static ulong ThreadDescriptorInode(int pid, int fd)
+    {
+        if (fd < 0 || !InjectionSupport.HasExited(pid) || ProcPageSource.LiveThreads(pid) == 0 || ExecWait.LeaderReplaced(pid)) return 0;
+        string[] tasks;
+        try { tasks = Directory.GetDirectories($"/proc/{pid}/task"); }
+        catch (IOException ex)
+        {
+            ProcReadFailure.ThrowIfLimit(ex, $"/proc/{pid}/task");
+            return 0;
+        }
+        catch (UnauthorizedAccessException) { return 0; }
+        foreach (var task in tasks)
+        {
+            if (!int.TryParse(Path.GetFileName(task), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int tid) || tid == pid) continue;
+            if (SoftDirty.Tracking.ProcessFreeze.ThreadState(Path.Combine(task, "stat")) is null or 'Z' or 'X') continue;
+            ulong inode = DescriptorInode(task, fd);
+            if (inode != 0) return inode;
+        }
         return 0;
     }
 

@@ -59,6 +59,35 @@ internal sealed class ProcessFreeze : IDisposable
         catch (UnauthorizedAccessException) { return null; }
     }
 
+    /// <summary>PF_IO_WORKER (include/linux/sched.h), in the flags of /proc/.../stat: an io_uring worker or SQPOLL thread.</summary>
+    private const ulong IoWorkerFlag = 0x10;
+
+    /// <summary>The field of /proc/.../stat that holds the task's flags (the ninth; the state letter is the third).</summary>
+    private const int FlagsField = 9, StateField = 3;
+
+    /// <summary>
+    /// Whether the thread of <paramref name="statPath"/> is an io_uring worker (iou-wrk-PID, iou-sqp-PID: PF_IO_WORKER): a thread
+    /// of the process that runs only in the kernel and holds no user-space registers, so a syscall injected there is never made.
+    /// False where the file cannot be read (gone) or has no such field.
+    /// </summary>
+    internal static bool IsIoWorker(string statPath)
+    {
+        string stat;
+        try { stat = File.ReadAllText(statPath); }
+        catch (IOException ex)
+        {
+            ProcReadFailure.ThrowIfLimit(ex, statPath);
+            return false;
+        }
+        catch (UnauthorizedAccessException) { return false; }
+        int close = stat.LastIndexOf(')');
+        if (close < 0 || close + 2 >= stat.Length) return false;
+        var fields = stat.AsSpan(close + 2).ToString().Split(' ');
+        return fields.Length > FlagsField - StateField
+            && ulong.TryParse(fields[FlagsField - StateField], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out ulong flags)
+            && (flags & IoWorkerFlag) != 0;
+    }
+
     /// <summary>The state letter after the command name's closing parenthesis; null where there is none.</summary>
     private static char? StateLetter(string stat)
     {
