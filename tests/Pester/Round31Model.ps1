@@ -80,12 +80,12 @@ function Get-R31AbsentFilePages($ctx, $map) {
 function New-R31Op($ctx, [System.Random] $r) {
     $w = $r.Next(100)
     $slot = $script:R30Base + [uint64](512 * $script:R30PageSize * $r.Next(0, $script:R31Slots))
-    if ($w -lt 6) {
+    if ($w -lt 8 -or ($w -lt 12 -and -not $ctx.Map.Count)) {
         $units = if ($r.Next(4) -eq 0) { 2 } else { 1 }
         $at = [Math]::Min($script:R31Slots - $units, [int](($slot - $script:R30Base) / (512 * $script:R30PageSize)))
         return @{ Op = 'map'; Addr = $script:R30Base + [uint64](512 * $script:R30PageSize * $at); Pages = 512 * $units; Prot = 3; Shared = $false; Huge = ($r.Next(2) -eq 0) }
     }
-    if ($w -lt 14) {
+    if ($w -lt 20) {
         # THP advice: a whole region, or a run of pages in one (a split of the VMA, and of a huge page the cut crosses).
         $adv = @('HugePage', 'NoHugePage', 'Collapse', 'Collapse', 'Split')[$r.Next(5)]
         if ($adv -in 'Collapse', 'Split' -or $r.Next(2) -eq 0) { return @{ Op = 'madvise'; Addr = $slot; Pages = 512; Advice = $adv } }
@@ -93,14 +93,14 @@ function New-R31Op($ctx, [System.Random] $r) {
         if (-not $run) { return @{ Op = 'madvise'; Addr = $slot; Pages = 512; Advice = $adv } }
         return @{ Op = 'madvise'; Addr = $run.Addr; Pages = $run.Pages; Advice = $adv }
     }
-    if ($w -lt 22) {
+    if ($w -lt 27) {
         # A file mapped privately or shared (a few files, so that mappings of one file meet), at an offset.
         $pages = $r.Next(1, 9)
         $addr = Get-R30FreeSlot $ctx $r $pages -AllowOverlap:($r.Next(6) -eq 0)
         if ($null -eq $addr) { return @{ Op = 'read'; Addr = $script:R30Base; Pages = 1 } }
         return @{ Op = 'fmap'; Addr = $addr; Pages = $pages; Prot = @(3, 3, 3, 1)[$r.Next(4)]; Shared = ($r.Next(5) -lt 2); File = $r.Next(3); Offset = $r.Next(0, 6) }
     }
-    if ($w -lt 30) {
+    if ($w -lt 34) {
         # A write where a file is mapped (shared: the file changes under the private mappings; private: a copy).
         $files = @($ctx.Map.Keys | Where-Object { $ctx.Map[$_].ContainsKey('File') -and $ctx.Map[$_].Prot -eq 3 })
         if ($files.Count) {
@@ -348,4 +348,164 @@ function Get-R31ShrunkOps([object[]] $Ops, [string] $Root, [string] $Kernel = '6
         if (-not $changed) { $chunk = [int]($chunk / 2) }
     }
     , $cur.ToArray()
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# The real process (round 30's sdtarget runner) with THP regions and files. An entry of a file mapping has File (its
+# path), FIdx and, private, Cow (written by the process: its own copy, B). $ctx.Files[path] = index -> byte; pages
+# sdtarget adds to a file (map extends it) are zeros.
+
+function Get-R30RealSnapshot($ctx) {
+    $s = [System.Collections.Generic.Dictionary[uint64, string]]::new()
+    foreach ($kv in $ctx.Map.GetEnumerator()) {
+        $e = $kv.Value
+        $b = $e.B
+        if ($e.ContainsKey('File') -and ($e.Shared -or -not $e.Cow)) {
+            # The file's page: in no image where it is not present (zero), else what the file holds.
+            $pm = @(Get-PageMap -Id $ctx.Target.Id -Address $kv.Key -Length $script:R30PageSize -ErrorAction Stop)
+            $f = $ctx.Files[$e.File]
+            $b = if (-not $pm.Count -or -not $pm[0].Present) { [byte]0 } elseif ($f.ContainsKey($e.FIdx)) { $f[$e.FIdx] } else { [byte]0 }
+        }
+        $s[$kv.Key] = '{0}|{1}|{2}' -f $e.Prot, $(if ($e.Shared) { 's' } else { 'p' }), (Get-R30ByteKey $b)
+    }
+    $s
+}
+
+function Get-R31RealRegionRun($ctx, [System.Random] $r) {
+    if (-not $ctx.Regions.Count) { return $null }
+    $g = $ctx.Regions[$r.Next($ctx.Regions.Count)]
+    if ($r.Next(2) -eq 0) { return @{ Addr = $g.Addr; Pages = $g.Pages } }
+    $first = $r.Next(0, $g.Pages)
+    @{ Addr = $g.Addr + [uint64]($first * $script:R30PageSize); Pages = [Math]::Min($g.Pages - $first, $r.Next(1, 600)) }
+}
+
+function New-R31RealOp($ctx, [System.Random] $r) {
+    $w = $r.Next(100)
+    if ($w -lt 5 -and $ctx.Regions.Count -lt 3) { return @{ Op = 'thpmap'; Units = $(if ($r.Next(4) -eq 0) { 2 } else { 1 }) } }
+    if ($w -lt 11) { return @{ Op = 'fmap'; Pages = $r.Next(1, 9); File = $r.Next(3); Private = ($r.Next(5) -lt 3); Prot = @('rw', 'rw', 'rw', 'ro')[$r.Next(4)] } }
+    if ($w -lt 15 -and $ctx.Files.Count) {
+        $f = @($ctx.Files.Keys)[$r.Next($ctx.Files.Count)]
+        return @{ Op = 'pwrite'; File = $f; Index = $r.Next(0, $ctx.FileSizes[$f]); Value = $r.Next(1, 256) }
+    }
+    if ($w -lt 26) {
+        $run = Get-R31RealRegionRun $ctx $r
+        if ($run) {
+            $adv = @('hugepage', 'nohugepage', 'collapse', 'collapse', 'dontneed')[$r.Next(5)]
+            if ($w -lt 20) { return @{ Op = 'madvise'; Addr = $run.Addr; Pages = $run.Pages; Advice = $adv } }
+            # A write into a region (a huge page's worth of pages, a few), or an mprotect or munmap of part of one (a split).
+            $k = $r.Next(4)
+            if ($k -lt 2) { return @{ Op = 'write'; Addr = $run.Addr; Pages = [Math]::Min($run.Pages, $r.Next(1, 9)); Stride = $(if ($r.Next(2) -eq 0) { 1 } else { 37 }) } }
+            if ($k -eq 2) { return @{ Op = 'protect'; Addr = $run.Addr; Pages = [Math]::Min($run.Pages, $r.Next(1, 20)); Prot = @('rw', 'ro')[$r.Next(2)] } }
+            return @{ Op = 'unmap'; Addr = $run.Addr; Pages = [Math]::Min($run.Pages, $r.Next(1, 20)) }
+        }
+    }
+    if ($w -lt 32) {
+        $files = @($ctx.Map.Keys | Where-Object { $ctx.Map[$_].ContainsKey('File') -and $ctx.Map[$_].Prot -eq 3 })
+        if ($files.Count) { return @{ Op = 'write'; Addr = [uint64]$files[$r.Next($files.Count)]; Pages = 1; Stride = 1 } }
+    }
+    New-R30RealOp $ctx $r
+}
+
+function Invoke-R31RealOp($ctx, $op) {
+    $t = $ctx.Target
+    switch ($op.Op) {
+        'sleep' { Start-Sleep -Seconds $op.Seconds; return 'done' }
+        'thpmap' {
+            $a = [Convert]::ToUInt64($t.Send("mapthp $($op.Units)"), 16)
+            $pages = 512 * $op.Units
+            foreach ($p in Get-R30Pages ($a - [uint64]$script:R30PageSize) ($pages + 2)) {
+                $guard = $p -lt $a -or $p -ge $a + [uint64]($pages * $script:R30PageSize)
+                $ctx.Map[$p] = @{ Prot = $(if ($guard) { 0 } else { 3 }); Shared = $false; B = [byte]0; Guard = $guard }
+                $ctx.Tracked[$p] = 1
+            }
+            $ctx.Regions.Add(@{ Addr = $a; Pages = $pages })
+            return 'done'
+        }
+        'fmap' {
+            $path = Join-Path $ctx.Root "file$($op.File)"
+            if (-not $ctx.Files.ContainsKey($path)) { $ctx.Files[$path] = @{}; $ctx.FileSizes[$path] = 0 }
+            $a = [Convert]::ToUInt64($t.Send("map $($op.Pages) $(if ($op.Private) { 'private' } else { 'file' }) `"$path`" $($op.Prot)"), 16)
+            $ctx.FileSizes[$path] = [Math]::Max($ctx.FileSizes[$path], $op.Pages)
+            $prot = ConvertTo-R30RealProt $op.Prot
+            $i = -1
+            foreach ($p in Get-R30Pages ($a - [uint64]$script:R30PageSize) ($op.Pages + 2)) {
+                $guard = $p -lt $a -or $p -ge $a + [uint64]($op.Pages * $script:R30PageSize)
+                $ctx.Map[$p] = if ($guard) { @{ Prot = 0; Shared = $false; B = [byte]0; Guard = $true } } else { @{ Prot = $prot; Shared = -not $op.Private; B = [byte]0; Guard = $false; File = $path; FIdx = $i; Cow = $false } }
+                $ctx.Tracked[$p] = 1
+                $i++
+            }
+            return 'done'
+        }
+        'pwrite' {
+            if (-not $ctx.Files.ContainsKey($op.File) -or $op.Index -ge $ctx.FileSizes[$op.File]) { return 'skip' }
+            $null = $t.Send("pwrite `"$($op.File)`" $($op.Index) $($op.Value)")
+            $ctx.Files[$op.File][$op.Index] = [byte]$op.Value
+            return 'done'
+        }
+        'madvise' {
+            if (-not $op.ContainsKey('Advice') -or $op.Advice -eq 'dontneed') {
+                $r = Invoke-R30RealOp $ctx $op
+                if ($r -eq 'done') { foreach ($p in Get-R30Pages $op.Addr $op.Pages) { if ($ctx.Map[$p].ContainsKey('File')) { $ctx.Map[$p].Cow = $false } } }
+                return $r
+            }
+            if (-not (Test-R30AllMapped $ctx.Map $op.Addr $op.Pages)) { return 'skip' }
+            $reply = $t.TrySend(('madvise {0:x} {1} {2}' -f $op.Addr, $op.Pages, $op.Advice))
+            if ($reply -match '^OK') { return 'done' }
+            # MADV_COLLAPSE may be refused (EINVAL: VM_NOHUGEPAGE, a part of a VMA; EAGAIN, ENOMEM): nothing changes.
+            if ($op.Advice -eq 'collapse' -and $reply -match '^ERR (EINVAL|EAGAIN|ENOMEM)') { $ctx.Errors["collapse:$($Matches[1])"] = 1 + [int]$ctx.Errors["collapse:$($Matches[1])"]; return 'refused' }
+            throw "sdtarget answered '$reply' to madvise $($op.Advice)"
+        }
+        'write' {
+            $r = Invoke-R30RealOp $ctx $op
+            if ($r -eq 'done') {
+                for ($i = 0; $i -lt $op.Pages; $i += $op.Stride) {
+                    $x = $ctx.Map[$op.Addr + [uint64]($i * $script:R30PageSize)]
+                    if (-not $x.ContainsKey('File')) { continue }
+                    if ($x.Shared) { $ctx.Files[$x.File][$x.FIdx] = $x.B } else { $x.Cow = $true }
+                }
+            }
+            return $r
+        }
+        'unmap' {
+            $r = Invoke-R30RealOp $ctx $op
+            foreach ($g in @($ctx.Regions)) { if ($op.Addr -le $g.Addr -and $op.Addr + [uint64]($op.Pages * $script:R30PageSize) -ge $g.Addr + [uint64]($g.Pages * $script:R30PageSize)) { $null = $ctx.Regions.Remove($g) } }
+            return $r
+        }
+    }
+    Invoke-R30RealOp $ctx $op
+}
+
+function Invoke-R31RealSeed([int] $Seed, [string] $Root, [int] $Length = 30) {
+    if (Test-Path -LiteralPath $Root) { Remove-Item -LiteralPath $Root -Recurse -Force }
+    $null = New-Item -ItemType Directory -Path $Root
+    $r = [System.Random]::new($Seed)
+    $ctx = @{
+        Root = $Root; Target = (Start-TestTarget); Forks = 0
+        Map = [System.Collections.Generic.Dictionary[uint64, object]]::new(); Tracked = @{}; Files = @{}; FileSizes = @{}
+        Regions = [System.Collections.Generic.List[object]]::new()
+        Chains = @{ A = @{ Images = [System.Collections.Generic.List[object]]::new() }; B = @{ Images = [System.Collections.Generic.List[object]]::new() } }
+        Saves = 0; Restores = 0; Errors = @{}; Counts = @{}
+        Checked = @{ Saves = 0; FileRestores = 0; Ops = 0; Skipped = 0; Incomplete = 0 }
+    }
+    $ops = [System.Collections.Generic.List[object]]::new()
+    try {
+        for ($i = 0; $i -lt $Length; $i++) {
+            $op = New-R31RealOp $ctx $r
+            $ops.Add($op)
+            Set-R31Step $i $op $ops.ToArray()
+            $res = Invoke-R31RealOp $ctx $op
+            if ($res -eq 'skip') { $ctx.Checked.Skipped++ } else { $ctx.Checked.Ops++; Add-R30Count $ctx $op $res }
+        }
+        $ops.Add(@{ Op = 'save'; Chain = 'A'; Full = $false; Method = 'Auto'; Verify = $false })
+        $null = Invoke-R31RealOp $ctx $ops[-1]
+        foreach ($c in $ctx.Chains.Values) { foreach ($img in $c.Images) { Assert-R30RealImage $ctx $img.Path $img.Snapshot $img.Unreadable } }
+    } catch {
+        $text = ($ops | ForEach-Object { Format-R30Op $_ }) -join "`n"
+        $err = [System.Exception]::new("real process, seed $Seed, step $($ops.Count - 1): $($_.Exception.Message)`noperations:`n$text", $_.Exception)
+        $err.Data['Ops'] = $ops.ToArray()
+        throw $err
+    } finally {
+        Stop-TestTarget $ctx.Target
+    }
+    $ctx
 }
