@@ -126,8 +126,16 @@ function Read-R30RestoredEmulator([string] $Image, [string] $Kernel) {
     foreach ($m in @($copy | Get-MemoryMapping)) {
         $pp = ConvertFrom-R30Permissions $m.Permissions
         if ($m.Permissions[0] -ne 'r') { $copy | Set-EmulatedProtection -Address $m.Start -Length $m.Size -Protection Read -ErrorAction Stop }
-        $bytes = $copy | Read-EmulatedMemory -Address $m.Start -Length $m.Size -AsByteArray -ErrorAction Stop
+        # Guard regions the image recorded are installed again (Restore-MemoryImage): a read there faults; the model
+        # holds zeros there (round 31: a guard in a restored copy failed the read of the whole mapping).
+        $guards = [System.Collections.Generic.HashSet[uint64]]::new()
+        foreach ($pm in @($copy | Get-PageMap -Address $m.Start -Length $m.Size -ErrorAction Stop | Where-Object Guard)) { $null = $guards.Add($pm.Start) }
         $pages = [int]($m.Size / $script:R30PageSize)
+        $bytes = if ($guards.Count) { [byte[]]::new($m.Size) } else { $copy | Read-EmulatedMemory -Address $m.Start -Length $m.Size -AsByteArray -ErrorAction Stop }
+        for ($i = 0; $guards.Count -and $i -lt $pages; $i++) {
+            $at = $m.Start + [uint64]($i * $script:R30PageSize)
+            if (-not $guards.Contains($at)) { [Array]::Copy(($copy | Read-EmulatedMemory -Address $at -Length $script:R30PageSize -AsByteArray -ErrorAction Stop), 0, $bytes, $i * $script:R30PageSize, $script:R30PageSize) }
+        }
         for ($i = 0; $i -lt $pages; $i++) {
             $mem[$m.Start + [uint64]($i * $script:R30PageSize)] = '{0}|{1}' -f $pp, (Get-R30PageKey $bytes ($i * $script:R30PageSize))
         }

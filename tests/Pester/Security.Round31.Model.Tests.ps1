@@ -129,3 +129,23 @@ Describe 'Round 31: MADV_HUGEPAGE and MADV_NOHUGEPAGE in the emulator, as the ke
         } finally { Stop-TestTarget $t }
     }
 }
+
+Describe 'Round 31: shrunk sequences kept as named cases' -Tag 'Security', 'Round31Model' {
+    # Seed 2006 (7.2, THP always): a guard region in a 2 MiB mapping, saved and restored into an emulated process, which
+    # installs the guards again (Restore-MemoryImage, documented); round 30's runner read the whole restored mapping and
+    # took the guard's fault for a failure of the restore. The runner now reads around the guards (zeros, as the model and
+    # the restored file hold). It failed before the runner's fix (SegmentationFault in r30copy).
+    It '<Name>' -TestCases @(
+        @{ Name = 'a guard region in a 2 MiB mapping, restored into an emulated process (7.2, THP always)'; Kernel = '7.2'; Thp = 'Always'; Ops = @(
+                @{ Op = 'map'; Addr = [uint64]0x7e0000600000; Pages = 512; Prot = 3; Shared = $false }
+                @{ Op = 'madvise'; Addr = [uint64]0x7e0000743000; Pages = 10; Advice = 'GuardInstall' }
+                @{ Op = 'save'; Chain = 'A'; Full = $false; Method = 'Auto'; Verify = $false; Emulator = $true }) }
+    ) {
+        param($Name, $Kernel, $Thp, $Ops)
+        $dir = Join-Path $R31ModelRoot ('named' + [guid]::NewGuid().ToString('N'))
+        $ctx = Invoke-R31Guarded Invoke-R31ModelOps @{ Ops = $Ops; Root = $dir; Kernel = $Kernel; Thp = $Thp }
+        $ctx.Checked.Saves | Should -Be 1
+        $ctx.Checked.EmulatorRestores | Should -Be 1
+        Remove-Item -LiteralPath $dir -Recurse -Force
+    }
+}
