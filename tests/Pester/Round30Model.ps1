@@ -131,10 +131,16 @@ function Read-R30RestoredEmulator([string] $Image, [string] $Kernel) {
         $guards = [System.Collections.Generic.HashSet[uint64]]::new()
         foreach ($pm in @($copy | Get-PageMap -Address $m.Start -Length $m.Size -ErrorAction Stop | Where-Object Guard)) { $null = $guards.Add($pm.Start) }
         $pages = [int]($m.Size / $script:R30PageSize)
-        $bytes = if ($guards.Count) { [byte[]]::new($m.Size) } else { $copy | Read-EmulatedMemory -Address $m.Start -Length $m.Size -AsByteArray -ErrorAction Stop }
-        for ($i = 0; $guards.Count -and $i -lt $pages; $i++) {
-            $at = $m.Start + [uint64]($i * $script:R30PageSize)
-            if (-not $guards.Contains($at)) { [Array]::Copy(($copy | Read-EmulatedMemory -Address $at -Length $script:R30PageSize -AsByteArray -ErrorAction Stop), 0, $bytes, $i * $script:R30PageSize, $script:R30PageSize) }
+        if ($guards.Count) { $bytes = [byte[]]::new($m.Size) } else { $bytes = $copy | Read-EmulatedMemory -Address $m.Start -Length $m.Size -AsByteArray -ErrorAction Stop }
+        for ($i = 0; $guards.Count -and $i -lt $pages;) {
+            # Each run of pages between guards, in one read.
+            $n = 0
+            while ($i + $n -lt $pages -and -not $guards.Contains($m.Start + [uint64](($i + $n) * $script:R30PageSize))) { $n++ }
+            if ($n) {
+                $run = $copy | Read-EmulatedMemory -Address ($m.Start + [uint64]($i * $script:R30PageSize)) -Length ([uint64]($n * $script:R30PageSize)) -AsByteArray -ErrorAction Stop
+                [Array]::Copy($run, 0, $bytes, $i * $script:R30PageSize, $run.Length)
+            }
+            $i += $n + 1
         }
         for ($i = 0; $i -lt $pages; $i++) {
             $mem[$m.Start + [uint64]($i * $script:R30PageSize)] = '{0}|{1}' -f $pp, (Get-R30PageKey $bytes ($i * $script:R30PageSize))

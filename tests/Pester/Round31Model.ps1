@@ -189,7 +189,11 @@ function Get-R31Stream([string] $Image, [int] $Chunk) {
     foreach ($f in Get-ChildItem -LiteralPath $Image -File | Sort-Object Name) {
         $list.Add($f.Name)
         $bytes = [IO.File]::ReadAllBytes($f.FullName)
-        for ($at = 0; $at -lt $bytes.Length; $at += $Chunk) { $list.Add([byte[]]$bytes[$at..([Math]::Min($bytes.Length, $at + $Chunk) - 1)]) }
+        for ($at = 0; $at -lt $bytes.Length; $at += $Chunk) {
+            $part = [byte[]]::new([Math]::Min($Chunk, $bytes.Length - $at))
+            [Array]::Copy($bytes, $at, $part, 0, $part.Length)
+            $list.Add($part)
+        }
     }
     , $list
 }
