@@ -387,15 +387,16 @@ function New-R31RealOp($ctx, [System.Random] $r) {
     $w = $r.Next(100)
     if ($w -lt 5 -and $ctx.Regions.Count -lt 3) { return @{ Op = 'thpmap'; Units = $(if ($r.Next(4) -eq 0) { 2 } else { 1 }) } }
     if ($w -lt 11) { return @{ Op = 'fmap'; Pages = $r.Next(1, 9); File = $r.Next(3); Private = ($r.Next(5) -lt 3); Prot = @('rw', 'rw', 'rw', 'ro')[$r.Next(4)] } }
-    if ($w -lt 15 -and $ctx.Files.Count) {
+    if ($w -lt 17 -and $ctx.Files.Count) {
         $f = @($ctx.Files.Keys)[$r.Next($ctx.Files.Count)]
-        return @{ Op = 'pwrite'; File = $f; Index = $r.Next(0, $ctx.FileSizes[$f]); Value = $r.Next(1, 256) }
+        if ($w -lt 14) { return @{ Op = 'pwrite'; File = $f; Index = $r.Next(0, [Math]::Max(1, $ctx.FileSizes[$f])); Value = $r.Next(1, 256) } }
+        return @{ Op = 'truncate'; File = $f; Pages = $r.Next(0, [Math]::Max(1, $ctx.FileSizes[$f])) }
     }
-    if ($w -lt 26) {
+    if ($w -lt 40) {
         $run = Get-R31RealRegionRun $ctx $r
         if ($run) {
             $adv = @('hugepage', 'nohugepage', 'collapse', 'collapse', 'dontneed')[$r.Next(5)]
-            if ($w -lt 20) { return @{ Op = 'madvise'; Addr = $run.Addr; Pages = $run.Pages; Advice = $adv } }
+            if ($w -lt 28) { return @{ Op = 'madvise'; Addr = $run.Addr; Pages = $run.Pages; Advice = $adv } }
             # A write into a region (a huge page's worth of pages, a few), or an mprotect or munmap of part of one (a split).
             $k = $r.Next(4)
             if ($k -lt 2) { return @{ Op = 'write'; Addr = $run.Addr; Pages = [Math]::Min($run.Pages, $r.Next(1, 9)); Stride = $(if ($r.Next(2) -eq 0) { 1 } else { 37 }) } }
@@ -403,11 +404,21 @@ function New-R31RealOp($ctx, [System.Random] $r) {
             return @{ Op = 'unmap'; Addr = $run.Addr; Pages = [Math]::Min($run.Pages, $r.Next(1, 20)) }
         }
     }
-    if ($w -lt 32) {
+    if ($w -lt 46) {
         $files = @($ctx.Map.Keys | Where-Object { $ctx.Map[$_].ContainsKey('File') -and $ctx.Map[$_].Prot -eq 3 })
         if ($files.Count) { return @{ Op = 'write'; Addr = [uint64]$files[$r.Next($files.Count)]; Pages = 1; Stride = 1 } }
     }
     New-R30RealOp $ctx $r
+}
+
+# Whether an access would touch a page of a file mapping past the file's end (the target would die of SIGBUS).
+function Test-R31PastEnd($ctx, $op) {
+    $stride = if ($op.ContainsKey('Stride')) { $op.Stride } else { 1 }
+    for ($i = 0; $i -lt $op.Pages; $i++) {
+        $p = $op.Addr + [uint64]($i * $script:R30PageSize)
+        if ($ctx.Map.ContainsKey($p) -and $ctx.Map[$p].ContainsKey('File') -and $ctx.Map[$p].FIdx -ge $ctx.FileSizes[$ctx.Map[$p].File]) { return $true }
+    }
+    $false
 }
 
 function Invoke-R31RealOp($ctx, $op) {
@@ -446,6 +457,17 @@ function Invoke-R31RealOp($ctx, $op) {
             $ctx.Files[$op.File][$op.Index] = [byte]$op.Value
             return 'done'
         }
+        'truncate' {
+            # truncate_pagecache unmaps the pages past the new end from every mapping, a private copy included
+            # (unmap_mapping_range with even_cows): they are the file's again, and not there (SIGBUS on access).
+            if (-not $ctx.Files.ContainsKey($op.File)) { return 'skip' }
+            $null = $t.Send("truncate `"$($op.File)`" $($op.Pages)")
+            $ctx.FileSizes[$op.File] = $op.Pages
+            foreach ($k in @($ctx.Files[$op.File].Keys)) { if ($k -ge $op.Pages) { $ctx.Files[$op.File].Remove($k) } }
+            foreach ($x in $ctx.Map.Values) { if ($x.ContainsKey('File') -and $x.File -eq $op.File -and $x.FIdx -ge $op.Pages) { $x.Cow = $false; $x.B = [byte]0 } }
+            return 'done'
+        }
+        'read' { if (Test-R31PastEnd $ctx $op) { return 'skip' } }
         'madvise' {
             if (-not $op.ContainsKey('Advice') -or $op.Advice -eq 'dontneed') {
                 $r = Invoke-R30RealOp $ctx $op
@@ -460,6 +482,7 @@ function Invoke-R31RealOp($ctx, $op) {
             throw "sdtarget answered '$reply' to madvise $($op.Advice)"
         }
         'write' {
+            if (Test-R31PastEnd $ctx $op) { return 'skip' }
             $r = Invoke-R30RealOp $ctx $op
             if ($r -eq 'done') {
                 for ($i = 0; $i -lt $op.Pages; $i += $op.Stride) {

@@ -24,6 +24,7 @@
  *                   pages, THP left to the mode and to madvise (no MADV_NOHUGEPAGE)              -> OK <hexaddr>
  *   madvise <hexaddr> <pages> dontneed|hugepage|nohugepage|collapse                 -> OK (collapse: ERR <errno name>)
  *   pwrite <path> <pageindex> <byte>   one byte written into the file at that page, with pwrite(2)   -> OK
+ *   truncate <path> <pages>   ftruncate(2) the file to that many pages (a page of a mapping past the end: SIGBUS) -> OK
  *   unlink <path>                                                             -> OK
  *   fork            the child sleeps until killed                             -> OK <childpid>
  *   forkexit        the child exits at once and is not reaped (a zombie)       -> OK <childpid>
@@ -423,6 +424,12 @@ int main(void)
         else if (!strcmp(c, "madvise")) cmd_madvise(argc, argv);
         else if (!strcmp(c, "mapthp")) cmd_mapthp(argc, argv);
         else if (!strcmp(c, "pwrite")) cmd_pwrite(argc, argv);
+        else if (!strcmp(c, "truncate")) {
+            uint64_t pages;
+            if (argc != 3 || parse_u64(argv[2], 10, &pages)) reply("ERR usage: truncate <path> <pages>");
+            else if (truncate(argv[1], (off_t)(pages * page_size)) < 0) reply("ERR truncate %s: %s", argv[1], strerror(errno));
+            else reply("OK");
+        }
         else if (!strcmp(c, "unlink")) {
             if (argc != 2) reply("ERR usage: unlink <path>");
             else if (unlink(argv[1]) < 0) reply("ERR unlink %s: %s", argv[1], strerror(errno));
