@@ -47,7 +47,7 @@ Describe 'Round 31: model sequences with THP, files and receives on the emulator
         try { $ctx = Invoke-R31Guarded Invoke-R31ModelSeed @{ Seed = $Seed; Root = $dir; Length = $R31ModelLength } }
         catch { throw (Format-R31Failure $_) }
         $ctx.Checked.Saves | Should -BeGreaterThan 0
-        $ctx.Checked.Receives | Should -BeGreaterOrEqual $ctx.Checked.Saves
+        $ctx.Checked.Receives | Should -BeGreaterThan 0
         Remove-Item -LiteralPath $dir -Recurse -Force
     }
 }
