@@ -4,8 +4,8 @@
 # MADV_COLLAPSE, splits, partial mprotect/munmap/madvise of a huge page, under the seed's THP mode on every profile and on
 # the real process whatever the host's mode; MAP_PRIVATE and MAP_SHARED of the same file, a private write (a copy), the
 # file written underneath (through the shared mapping; with pwrite(2) on the real one), MADV_DONTNEED of a copy; every image
-# of the chains received (Receive-MemoryImage, increments on their received parents, some streams first cut short, an
-# increment without its parent); and a per-operation timeout: each sequence runs in a runspace of its own, and an operation
+# of the chains received, on the emulator and the real process (Receive-MemoryImage, increments on their received parents,
+# some streams first cut short, an increment without its parent); the real file truncated (sdtarget truncate); and a per-operation timeout: each sequence runs in a runspace of its own, and an operation
 # longer than SOFTDIRTY_R31MODEL_OPTIMEOUT seconds (default 120) fails the case naming the step and the operation.
 # CI runs a few seeds; SOFTDIRTY_R31MODEL_SEEDS=N runs N more (from SOFTDIRTY_R31MODEL_FIRST, default 2000) on the emulator
 # and SOFTDIRTY_R31MODEL_REAL_SEEDS=N more on the real process; SOFTDIRTY_R31MODEL_LENGTH sets the operations per sequence.
