@@ -126,8 +126,22 @@ function Read-R30RestoredEmulator([string] $Image, [string] $Kernel) {
     foreach ($m in @($copy | Get-MemoryMapping)) {
         $pp = ConvertFrom-R30Permissions $m.Permissions
         if ($m.Permissions[0] -ne 'r') { $copy | Set-EmulatedProtection -Address $m.Start -Length $m.Size -Protection Read -ErrorAction Stop }
-        $bytes = $copy | Read-EmulatedMemory -Address $m.Start -Length $m.Size -AsByteArray -ErrorAction Stop
+        # Guard regions the image recorded are installed again (Restore-MemoryImage): a read there faults; the model
+        # holds zeros there (round 31: a guard in a restored copy failed the read of the whole mapping).
+        $guards = [System.Collections.Generic.HashSet[uint64]]::new()
+        foreach ($pm in @($copy | Get-PageMap -Address $m.Start -Length $m.Size -ErrorAction Stop | Where-Object Guard)) { $null = $guards.Add($pm.Start) }
         $pages = [int]($m.Size / $script:R30PageSize)
+        if ($guards.Count) { $bytes = [byte[]]::new($m.Size) } else { $bytes = $copy | Read-EmulatedMemory -Address $m.Start -Length $m.Size -AsByteArray -ErrorAction Stop }
+        for ($i = 0; $guards.Count -and $i -lt $pages;) {
+            # Each run of pages between guards, in one read.
+            $n = 0
+            while ($i + $n -lt $pages -and -not $guards.Contains($m.Start + [uint64](($i + $n) * $script:R30PageSize))) { $n++ }
+            if ($n) {
+                $run = $copy | Read-EmulatedMemory -Address ($m.Start + [uint64]($i * $script:R30PageSize)) -Length ([uint64]($n * $script:R30PageSize)) -AsByteArray -ErrorAction Stop
+                [Array]::Copy($run, 0, $bytes, $i * $script:R30PageSize, $run.Length)
+            }
+            $i += $n + 1
+        }
         for ($i = 0; $i -lt $pages; $i++) {
             $mem[$m.Start + [uint64]($i * $script:R30PageSize)] = '{0}|{1}' -f $pp, (Get-R30PageKey $bytes ($i * $script:R30PageSize))
         }

@@ -7,7 +7,8 @@
  *
  *   map <pages> [anon|shared|file <path>] [rw|ro|none]   -> OK <hexaddr>
  *       anon: MAP_PRIVATE|MAP_ANONYMOUS; shared: MAP_SHARED|MAP_ANONYMOUS;
- *       file: the file is created or extended to the size and mapped MAP_SHARED (writes reach it).
+ *       file: the file is created or extended to the size and mapped MAP_SHARED (writes reach it);
+ *       private: the same file mapped MAP_PRIVATE (a write copies the page; an unwritten page shows the file).
  *       A path with spaces: quote it with double quotes ("a b/c"). Each mapping sits between two
  *       PROT_NONE guard pages (its own VMA, never merged with a neighbour unless it is "none" itself),
  *       with MADV_NOHUGEPAGE: a touch faults in exactly one page whatever the THP mode.
@@ -19,7 +20,11 @@
  *       stride (default 1): touch pages index, index+stride, ... (count pages in all)
  *   unmap <hexaddr> <pages>                                                   -> OK
  *   mprotect <hexaddr> <pages> rw|ro|none                                     -> OK
- *   madvise <hexaddr> <pages> dontneed                                        -> OK
+ *   mapthp <units>  units * 2 MiB of private anonymous read-write memory, 2 MiB-aligned, between PROT_NONE guard
+ *                   pages, THP left to the mode and to madvise (no MADV_NOHUGEPAGE)              -> OK <hexaddr>
+ *   madvise <hexaddr> <pages> dontneed|hugepage|nohugepage|collapse                 -> OK (collapse: ERR <errno name>)
+ *   pwrite <path> <pageindex> <byte>   one byte written into the file at that page, with pwrite(2)   -> OK
+ *   truncate <path> <pages>   ftruncate(2) the file to that many pages (a page of a mapping past the end: SIGBUS) -> OK
  *   unlink <path>                                                             -> OK
  *   fork            the child sleeps until killed                             -> OK <childpid>
  *   forkexit        the child exits at once and is not reaped (a zombie)       -> OK <childpid>
@@ -131,15 +136,15 @@ static void cmd_map(int argc, char **argv)
 {
     uint64_t pages;
     if (argc < 2 || parse_u64(argv[1], 10, &pages) || pages == 0 || pages > (1ULL << 40) / page_size) {
-        reply("ERR usage: map <pages> [anon|shared|file <path>] [rw|ro|none]");
+        reply("ERR usage: map <pages> [anon|shared|file <path>|private <path>] [rw|ro|none]");
         return;
     }
     size_t len = (size_t)pages * page_size;
     int flags = MAP_PRIVATE | MAP_ANONYMOUS, prot = PROT_READ | PROT_WRITE, fd = -1, i = 2;
     if (i < argc && !strcmp(argv[i], "anon")) i++;
     else if (i < argc && !strcmp(argv[i], "shared")) { flags = MAP_SHARED | MAP_ANONYMOUS; i++; }
-    else if (i < argc && !strcmp(argv[i], "file")) {
-        if (i + 1 >= argc) { reply("ERR map file needs a path"); return; }
+    else if (i < argc && (!strcmp(argv[i], "file") || !strcmp(argv[i], "private"))) {
+        if (i + 1 >= argc) { reply("ERR map %s needs a path", argv[i]); return; }
         fd = open(argv[i + 1], O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0) { reply("ERR open %s: %s", argv[i + 1], strerror(errno)); return; }
         struct stat st;
@@ -149,7 +154,7 @@ static void cmd_map(int argc, char **argv)
             close(fd);
             return;
         }
-        flags = MAP_SHARED;
+        flags = strcmp(argv[i], "private") ? MAP_SHARED : MAP_PRIVATE;
         i += 2;
     }
     if (i < argc && parse_prot(argv[i++], &prot)) { reply("ERR bad protection (rw|ro|none)"); if (fd >= 0) close(fd); return; }
@@ -259,14 +264,66 @@ static void cmd_mprotect(int argc, char **argv)
     reply("OK");
 }
 
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
 static void cmd_madvise(int argc, char **argv)
 {
+    static const struct { const char *name; int advice; } advices[] = {
+        { "dontneed", MADV_DONTNEED }, { "hugepage", MADV_HUGEPAGE }, { "nohugepage", MADV_NOHUGEPAGE }, { "collapse", MADV_COLLAPSE },
+    };
     uint64_t a, pages;
-    if (argc != 4 || parse_u64(argv[1], 16, &a) || parse_u64(argv[2], 10, &pages) || strcmp(argv[3], "dontneed")) {
-        reply("ERR usage: madvise <hexaddr> <pages> dontneed");
+    int advice = -1;
+    if (argc == 4)
+        for (size_t k = 0; k < sizeof advices / sizeof advices[0]; k++)
+            if (!strcmp(argv[3], advices[k].name)) advice = advices[k].advice;
+    if (advice < 0 || parse_u64(argv[1], 16, &a) || parse_u64(argv[2], 10, &pages)) {
+        reply("ERR usage: madvise <hexaddr> <pages> dontneed|hugepage|nohugepage|collapse");
         return;
     }
-    if (madvise((void *)(uintptr_t)a, pages * page_size, MADV_DONTNEED) < 0) { reply("ERR madvise: %s", strerror(errno)); return; }
+    if (madvise((void *)(uintptr_t)a, pages * page_size, advice) < 0) {
+        int e = errno;
+        reply("ERR %s: %s", e == EINVAL ? "EINVAL" : e == EAGAIN ? "EAGAIN" : e == ENOMEM ? "ENOMEM" : "errno", strerror(e));
+        return;
+    }
+    reply("OK");
+}
+
+#define HUGE_BYTES (2UL << 20)
+
+static void cmd_mapthp(int argc, char **argv)
+{
+    uint64_t units;
+    if (argc != 2 || parse_u64(argv[1], 10, &units) || units == 0 || units > 64) { reply("ERR usage: mapthp <units (1-64)>"); return; }
+    size_t len = (size_t)units * HUGE_BYTES;
+    /* A PROT_NONE reserve one huge page larger on each side: the aligned mapping inside keeps guards around it. */
+    unsigned char *reserve = mmap(NULL, len + 2 * HUGE_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (reserve == MAP_FAILED) { reply("ERR mmap (reserve): %s", strerror(errno)); return; }
+    unsigned char *p = (unsigned char *)(((uintptr_t)reserve + HUGE_BYTES) & ~(HUGE_BYTES - 1));
+    if (mmap(p, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
+        int e = errno;
+        munmap(reserve, len + 2 * HUGE_BYTES);
+        reply("ERR mmap: %s", strerror(e));
+        return;
+    }
+    reply("OK %lx", (unsigned long)(uintptr_t)p);
+}
+
+static void cmd_pwrite(int argc, char **argv)
+{
+    uint64_t index, value;
+    if (argc != 4 || parse_u64(argv[2], 10, &index) || parse_u64(argv[3], 10, &value) || value > 255) {
+        reply("ERR usage: pwrite <path> <pageindex> <byte>");
+        return;
+    }
+    int fd = open(argv[1], O_WRONLY | O_CLOEXEC);
+    if (fd < 0) { reply("ERR open %s: %s", argv[1], strerror(errno)); return; }
+    unsigned char b = (unsigned char)value;
+    ssize_t n = pwrite(fd, &b, 1, (off_t)(index * page_size));
+    int e = errno;
+    close(fd);
+    if (n != 1) { reply("ERR pwrite: %s", n < 0 ? strerror(e) : "short write"); return; }
     reply("OK");
 }
 
@@ -365,6 +422,14 @@ int main(void)
         else if (!strcmp(c, "unmap")) cmd_unmap(argc, argv);
         else if (!strcmp(c, "mprotect")) cmd_mprotect(argc, argv);
         else if (!strcmp(c, "madvise")) cmd_madvise(argc, argv);
+        else if (!strcmp(c, "mapthp")) cmd_mapthp(argc, argv);
+        else if (!strcmp(c, "pwrite")) cmd_pwrite(argc, argv);
+        else if (!strcmp(c, "truncate")) {
+            uint64_t pages;
+            if (argc != 3 || parse_u64(argv[2], 10, &pages)) reply("ERR usage: truncate <path> <pages>");
+            else if (truncate(argv[1], (off_t)(pages * page_size)) < 0) reply("ERR truncate %s: %s", argv[1], strerror(errno));
+            else reply("OK");
+        }
         else if (!strcmp(c, "unlink")) {
             if (argc != 2) reply("ERR usage: unlink <path>");
             else if (unlink(argv[1]) < 0) reply("ERR unlink %s: %s", argv[1], strerror(errno));

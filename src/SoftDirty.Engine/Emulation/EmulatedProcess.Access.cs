@@ -219,7 +219,8 @@ public sealed partial class EmulatedProcess
 
     /// <summary>
     /// Whether a fault at <paramref name="leaf"/> maps a THP: private anonymous memory whose VMA covers the
-    /// aligned 2 MiB range, THP allowed for the VMA by the profile's mode (always; madvise: VM_HUGEPAGE), and
+    /// aligned 2 MiB range, THP allowed for the VMA by the profile's mode (always; madvise: VM_HUGEPAGE) and not
+    /// refused by it (VM_NOHUGEPAGE, whatever the mode), and
     /// no page table there yet (the kernel's create_huge_pmd runs only on pmd_none).
     /// </summary>
     private bool HugeEligible(Vma vma, ulong leaf)
@@ -231,7 +232,7 @@ public sealed partial class EmulatedProcess
             TransparentHugePageMode.Madvise => vma.HugePage,
             _ => false,
         };
-        return allowed && vma.IsAnonymous && !vma.Shared && start >= vma.Start && start + HugePageBytes <= vma.End
+        return allowed && !vma.NoHugePage && vma.IsAnonymous && !vma.Shared && start >= vma.Start && start + HugePageBytes <= vma.End
                && _pt.GetSlot(leaf) == 0 && !_pt.HasTable(leaf);
     }
 

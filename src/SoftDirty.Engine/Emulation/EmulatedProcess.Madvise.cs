@@ -173,6 +173,42 @@ public sealed partial class EmulatedProcess
         }
     }
 
+    /// <summary>
+    /// MADV_HUGEPAGE (<paramref name="huge"/>) or MADV_NOHUGEPAGE (hugepage_madvise): the part of each VMA in the
+    /// range is split off and gets VM_HUGEPAGE and loses VM_NOHUGEPAGE, or the other way round, then merges with
+    /// its neighbours where their flags now agree. Any mapping may be marked (shared, file); only private
+    /// anonymous memory maps THPs. Pages already mapped stay as they are (a THP stays whole, MADV_NOHUGEPAGE
+    /// splits nothing), except a THP that a VMA boundary now cuts, which is split as split_vma does. Holes are
+    /// reported afterwards (EmulatorNotMapped), the VMAs around them done, as madvise does.
+    /// </summary>
+    public void MadviseHugePage(ulong address, ulong length, bool huge)
+    {
+        string op = huge ? "MadviseHugePage" : "MadviseNoHugePage";
+        lock (_mem.Lock)
+        {
+            ulong end = CheckAdviceRange(op, address, length);
+            if (end == 0) return;
+            for (ulong pos = address; pos < end;)
+            {
+                var vma = _vmas.FindVmaIntersection(pos, end);
+                if (vma == null) break;
+                ulong pieceStart = Math.Max(pos, vma.Start), pieceLimit = Math.Min(end, vma.End);
+                var wanted = huge ? (vma.Flags & ~VmaFlags.NoHugePage) | VmaFlags.HugePage : (vma.Flags & ~VmaFlags.HugePage) | VmaFlags.NoHugePage;
+                if (wanted != vma.Flags)
+                {
+                    SplitAt(pieceStart);
+                    SplitAt(pieceLimit);
+                    int i = _vmas.FindVmaIndex(pieceStart);
+                    _vmas[i].Flags = wanted;
+                    i = _vmas.Merge(i);
+                    pieceLimit = Math.Max(pieceLimit, _vmas[i].End);
+                }
+                pos = pieceLimit;
+            }
+            if (_vmas.FirstHole(address, end) is { } hole) throw NotMapped(op, hole);
+        }
+    }
+
     /// <summary>Splits the THP containing <paramref name="address"/> (a no-op when there is none): each PTE inherits the PMD's soft-dirty.</summary>
     public void SplitHugePage(ulong address)
     {
@@ -187,7 +223,8 @@ public sealed partial class EmulatedProcess
     /// MADV_COLLAPSE / khugepaged: replaces the 512 PTEs of the 2 MiB-aligned range at
     /// <paramref name="address"/> with one THP holding the same content (swapped pages are brought in). The
     /// new PMD is soft-dirty. EINVAL when the range is not 2 MiB-aligned, not wholly inside one private
-    /// anonymous VMA, or has uffd-wp PTEs (khugepaged refuses those).
+    /// anonymous VMA, in a VMA marked MADV_NOHUGEPAGE (hugepage_vma_check refuses VM_NOHUGEPAGE whatever the
+    /// THP mode, which MADV_COLLAPSE otherwise ignores), or has uffd-wp PTEs (khugepaged refuses those).
     /// </summary>
     public void CollapseHugePage(ulong address)
     {
@@ -197,6 +234,7 @@ public sealed partial class EmulatedProcess
             var vma = _vmas.VmaLookup(address) ?? throw NotMapped("CollapseHugePage", address);
             if (!vma.IsAnonymous || vma.Shared || address + HugePageBytes > vma.End)
                 throw Invalid("CollapseHugePage: the 2 MiB range is not wholly inside one private anonymous mapping");
+            if (vma.NoHugePage) throw Invalid("CollapseHugePage: the mapping is marked MADV_NOHUGEPAGE");
             ulong leaf = address >> PageShift >> PageTable.LeafShift;
             ulong slot = _pt.GetSlot(leaf);
             if (PageTable.KindOf(slot) == PageTable.SlotKind.Huge && Pte.Frame(PageTable.HugeValue(slot)) != PhysicalMemory.HugeZeroPfn) return;

@@ -338,6 +338,7 @@ public sealed partial class EmulatedProcess
         if ((vma.Flags & VmaFlags.Account) != 0) f.Add("ac");
         if (vma.SoftDirty) f.Add("sd");
         if (vma.HugePage) f.Add("hg");
+        if (vma.NoHugePage) f.Add("nh");
         if (vma.UffdWriteProtect) f.Add("uw");
         return f.ToArray();
     }

@@ -39,6 +39,7 @@ internal sealed class Vma
     public bool SoftDirty => (Flags & VmaFlags.SoftDirty) != 0;
     public bool UffdWriteProtect => (Flags & VmaFlags.UffdWriteProtect) != 0;
     public bool HugePage => (Flags & VmaFlags.HugePage) != 0;
+    public bool NoHugePage => (Flags & VmaFlags.NoHugePage) != 0;
     public bool Writable => (Protection & Protection.Write) != 0;
 
     public Vma Clone() => (Vma)MemberwiseClone();

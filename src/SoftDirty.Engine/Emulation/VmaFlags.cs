@@ -17,4 +17,6 @@ internal enum VmaFlags
     Account = 8,
     /// <summary>VM_MERGEABLE (MADV_MERGEABLE): KSM may merge the VMA's identical private pages.</summary>
     Mergeable = 16,
+    /// <summary>VM_NOHUGEPAGE (MADV_NOHUGEPAGE): no transparent huge page faults in, and MADV_COLLAPSE is EINVAL.</summary>
+    NoHugePage = 32,
 }

@@ -29,6 +29,8 @@ public sealed class InvokeEmulatedMadviseCommand : EmulatorCmdlet
             case EmulatedAdvice.WillNeed: Emulator.SwapIn(Address, Length); break;
             case EmulatedAdvice.GuardInstall: Emulator.GuardInstall(Address, Length); break;
             case EmulatedAdvice.GuardRemove: Emulator.GuardRemove(Address, Length); break;
+            case EmulatedAdvice.HugePage: Emulator.MadviseHugePage(Address, Length, huge: true); break;
+            case EmulatedAdvice.NoHugePage: Emulator.MadviseHugePage(Address, Length, huge: false); break;
             case EmulatedAdvice.Collapse:
             case EmulatedAdvice.Split:
                 const ulong huge = SoftDirty.Emulation.EmulatedProcess.HugePageBytes;

@@ -19,4 +19,8 @@ public enum EmulatedAdvice
     GuardRemove,
     /// <summary>MADV_FREE: free private anonymous pages lazily; reclaim (PageOut) discards those not written since.</summary>
     Free,
+    /// <summary>MADV_HUGEPAGE: mark the range VM_HUGEPAGE (THPs fault in under the madvise mode; khugepaged may collapse it).</summary>
+    HugePage,
+    /// <summary>MADV_NOHUGEPAGE: mark the range VM_NOHUGEPAGE (no THP faults in under any mode; MADV_COLLAPSE refuses it).</summary>
+    NoHugePage,
 }
