@@ -1,6 +1,7 @@
 #Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
 # Issue 13, round 31 (Hostile): targets whose memory fights back. tests/native/fighttarget.c registers a range with a
-# userfaultfd in MISSING mode that nobody serves and then keeps that userfaultfd where /proc/PID/fd does not show it (a
+# userfaultfd that nobody serves (MISSING of private anonymous memory, or MINOR of a memfd mapped shared, whose dropped
+# pages stay in the memfd) and then keeps that userfaultfd where /proc/PID/fd does not show it (a
 # message in flight on a socketpair of its own, or a child that holds it and sleeps), while a thread drops the range's
 # pages (MADV_DONTNEED) one by one from the top down. A page the pagemap walk saw present and the read finds dropped faults
 # into the userfaultfd: process_vm_readv's fault waits, killable only, for a monitor that never answers. The module read
@@ -56,24 +57,24 @@ BeforeAll {
 }
 
 Describe 'Round 31: pages dropped under a userfaultfd the process no longer names' -Tag 'Security', 'Round31Hostile' {
-    BeforeEach {
-        $t = Start-FightTarget
-        $expected = Join-Path $R31HostileRoot "e-$([guid]::NewGuid().ToString('n'))"
-        $answer = Send-FightTarget $t "map $R31HostilePages $expected"
-        if ($answer -notlike 'OK *') { throw "fighttarget: map -> $answer" }
-        $address = [Convert]::ToUInt64($answer.Substring(3), 16)
-    }
     AfterEach { Stop-FightTarget $t }
 
-    It '<Command>, the userfaultfd <Where>: it returns, and every page of the image is the target''s or said unreadable' -ForEach @(
+    It '<Command>, <Mode> registration, the userfaultfd <Where>: it returns, and every page of the image is the target''s or said unreadable' -ForEach @(
         foreach ($where in @(@{ How = 0; Where = 'in flight on a socket' }, @{ How = 1; Where = 'held by a child only' })) {
-            @{ Command = 'Save-MemoryImage'; How = $where.How; Where = $where.Where; Method = 'Auto' }
-            @{ Command = 'Save-MemoryImage -Method WriteProtect'; How = $where.How; Where = $where.Where; Method = 'WriteProtect' }
-            @{ Command = 'Watch-DirtyPage -Method Hash'; How = $where.How; Where = $where.Where; Method = 'Watch' }
+            foreach ($mode in @(@{ Mode = 'a MISSING'; Map = 'map'; Minor = 0 }, @{ Mode = 'a memfd''s MINOR'; Map = 'shm'; Minor = 1 })) {
+                @{ Command = 'Save-MemoryImage'; How = $where.How; Where = $where.Where; Method = 'Auto'; Mode = $mode.Mode; Map = $mode.Map; Minor = $mode.Minor }
+                @{ Command = 'Save-MemoryImage -Method WriteProtect'; How = $where.How; Where = $where.Where; Method = 'WriteProtect'; Mode = $mode.Mode; Map = $mode.Map; Minor = $mode.Minor }
+                @{ Command = 'Watch-DirtyPage -Method Hash'; How = $where.How; Where = $where.Where; Method = 'Watch'; Mode = $mode.Mode; Map = $mode.Map; Minor = $mode.Minor }
+            }
         }
     ) {
+        $t = Start-FightTarget
+        $expected = Join-Path $R31HostileRoot "e-$([guid]::NewGuid().ToString('n'))"
+        $answer = Send-FightTarget $t "$Map $R31HostilePages $expected"
+        if ($answer -notlike 'OK *') { throw "fighttarget: $Map -> $answer" }
+        $address = [Convert]::ToUInt64($answer.Substring(3), 16)
         if ($Method -eq 'WriteProtect' -and $R31HostileWtSkip) { Set-ItResult -Skipped -Because $R31HostileWtSkip; return }
-        $answer = Send-FightTarget $t ('hide {0:x} {1} {2}' -f $address, $R31HostilePages, $How)
+        $answer = Send-FightTarget $t ('hide {0:x} {1} {2} {3}' -f $address, $R31HostilePages, $How, $Minor)
         if ($answer -notlike 'OK *') { Set-ItResult -Skipped -Because "the target could not register a userfaultfd here ($answer)"; return }
         # 'OK 1': this user may make only a user-mode-only userfaultfd (vm.unprivileged_userfaultfd 0, no CAP_SYS_PTRACE),
         # whose faults from other processes fail at once: nothing can wait there, and the pages still vanish under the reads.

@@ -3,7 +3,9 @@
    stdin commands, one per line; each answers one line:
      map <pages> <path>                   anonymous private rw mapping (no THP), every page filled (seed 3, the first byte
                                           odd: never an all-zero page), its bytes also written to the file <path> -> OK <hexaddr>
-     hide <hexaddr> <pages> <how>         registers the pages with a userfaultfd in MISSING mode that nobody serves, then
+     shm <pages> <path>                   as map, of a memfd mapped MAP_SHARED -> OK <hexaddr>
+     hide <hexaddr> <pages> <how> <minor> registers the pages with a userfaultfd in MISSING mode (minor 1: MINOR mode, of
+                                          memory mapped by shm) that nobody serves, then
                                           keeps it where /proc/PID/fd does not show it: how 0 in flight (sent over a
                                           socketpair of this process and never received), 1 in a child that sleeps,
                                           2 kept open here (as earlier rounds did); the child unmaps its
@@ -55,14 +57,14 @@ static int send_fd(int sock, int fd) {
     return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
 }
 
-static int hide(unsigned char *p, long pages, int how, int *usermode) {
+static int hide(unsigned char *p, long pages, int how, int minor, int *usermode) {
     *usermode = 0;
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) { *usermode = 1; fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY); }
     if (fd < 0) return -1;
-    struct uffdio_api api = { .api = UFFD_API };
+    struct uffdio_api api = { .api = UFFD_API, .features = minor ? UFFD_FEATURE_MINOR_SHMEM : 0 };
     if (ioctl(fd, UFFDIO_API, &api)) return -1;
-    struct uffdio_register reg = { .range = { (uintptr_t)p, (uint64_t)(pages * ps) }, .mode = UFFDIO_REGISTER_MODE_MISSING };
+    struct uffdio_register reg = { .range = { (uintptr_t)p, (uint64_t)(pages * ps) }, .mode = minor ? UFFDIO_REGISTER_MODE_MINOR : UFFDIO_REGISTER_MODE_MISSING };
     if (ioctl(fd, UFFDIO_REGISTER, &reg)) return -1;
     if (how == 0) {
         int sv[2];
@@ -106,10 +108,13 @@ int main(void) {
     char line[512], cmd[32], path[256];
     while (fgets(line, sizeof line, stdin)) {
         unsigned long long a = 0;
-        long x = 0, y = 0;
+        long x = 0, y = 0, z = 0;
         if (sscanf(line, "%31s", cmd) != 1) continue;
-        if (!strcmp(cmd, "map") && sscanf(line, "%*s %ld %255s", &x, path) == 2) {
-            unsigned char *p = mmap(NULL, x * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if ((!strcmp(cmd, "map") || !strcmp(cmd, "shm")) && sscanf(line, "%*s %ld %255s", &x, path) == 2) {
+            int shared = !strcmp(cmd, "shm"), mfd = -1;
+            if (shared && ((mfd = memfd_create("fight", MFD_CLOEXEC)) < 0 || ftruncate(mfd, x * ps))) { printf("ERR shm %d\n", errno); continue; }
+            unsigned char *p = mmap(NULL, x * ps, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE | MAP_ANONYMOUS, mfd, 0);
+            if (mfd >= 0) close(mfd);
             if (p == MAP_FAILED) { printf("ERR map %d\n", errno); continue; }
             madvise(p, x * ps, MADV_NOHUGEPAGE);
             uint64_t seed = 3;
@@ -119,9 +124,9 @@ int main(void) {
             if (out < 0 || write(out, p, x * ps) != x * ps) { printf("ERR map %d\n", errno); if (out >= 0) close(out); continue; }
             close(out);
             printf("OK %llx\n", (unsigned long long)(uintptr_t)p);
-        } else if (!strcmp(cmd, "hide") && sscanf(line, "%*s %llx %ld %ld", &a, &x, &y) == 3) {
+        } else if (!strcmp(cmd, "hide") && sscanf(line, "%*s %llx %ld %ld %ld", &a, &x, &y, &z) == 4) {
             int usermode;
-            if (hide((unsigned char *)(uintptr_t)a, x, (int)y, &usermode)) printf("ERR hide %d\n", errno);
+            if (hide((unsigned char *)(uintptr_t)a, x, (int)y, (int)z, &usermode)) printf("ERR hide %d\n", errno);
             else printf("OK %d\n", usermode);
         } else if (!strcmp(cmd, "drop") && sscanf(line, "%*s %llx %ld %ld", &a, &x, &y) == 3) {
             struct dropper *d = malloc(sizeof *d);
