@@ -227,15 +227,16 @@ internal static class PageWalk
     /// ui), ascending. There a page the process drops between the pagemap walk and the read faults, and
     /// process_vm_readv's fault would wait for the monitor (which may be another process, or none that answers):
     /// their present pages are read through /proc/PID/mem, which fails at once instead. Empty for other sources.
-    /// smaps costs a walk of every page table (15 ms a populated GiB), so it is read only when the process holds
-    /// a userfaultfd: a registration whose userfaultfd only another process holds (a monitor it was handed to and
-    /// closed) is not seen here.
+    /// smaps costs a walk of every page table (10-15 ms a populated GiB, against 120-150 ms to read that GiB), and it
+    /// is read whether or not the process holds a userfaultfd: one the process no longer names (sent over a socket of
+    /// its own and never received, handed to a child or to a monitor and closed) keeps its registrations, and a
+    /// page dropped there between the walk and the read held process_vm_readv, and the command, until the process
+    /// exited; Ctrl+C did not end it (round 31).
     /// </summary>
     private static List<AddressRange> UserfaultfdWaitRanges(IPageSource source)
     {
         var ranges = new List<AddressRange>();
         if (Root(source) is not ProcPageSource proc) return ranges;
-        if (SoftDirty.Injection.WriteTrackingStore.UserfaultfdDescriptors(proc.ProcessId).Length == 0) return ranges;
         foreach (var m in proc.ReadMappings(true))
             if (m.VmFlags.Contains(UffdMissingFlag) || m.VmFlags.Contains(UffdMinorFlag)) ranges.Add(new AddressRange(m.Start, m.End));
         return ranges;
