@@ -91,10 +91,12 @@ Describe 'Round 17: job control from another process while a save holds the targ
             Get-TracerPid $t.Id | Where-Object { $_ -ne 0 } | Should -BeNullOrEmpty
         } finally { Stop-WfTarget $t }
     }
-    It 'SIGSTOP from another process during a -Freeze -Method <Method> save of a target whose threads come and go: the target is stopped after, untraced, and SIGCONT resumes it' -Skip:([bool]$Skip) -ForEach @(
+    It 'SIGSTOP from another process during a -Freeze -Method <Method> save of a target whose threads come and go: the target is stopped after, untraced, and SIGCONT resumes it' -ForEach @(
         @{ Method = 'Hash'; Skip = $null }
         @{ Method = 'WriteProtect'; Skip = $WtDescendantSkip }
     ) {
+        # Pester evaluates -Skip once, before the -ForEach data are bound: each case says why it cannot run here.
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip }
         $t = Start-WfTarget
         try {
             $r = New-WfRegion $t 32768
@@ -144,13 +146,15 @@ Describe 'Round 17: job control from another process while a save holds the targ
 }
 
 Describe 'Round 17: a target killed (SIGKILL) while another PowerShell holds it stopped' -Tag 'Security', 'Round17Threads' -Skip:([bool]$SiblingSkip) {
-    It '<Command>: the target''s parent (this PowerShell) reaps it while the other PowerShell runs on, untraced' -Skip:([bool]$Skip) -ForEach @(
+    It '<Command>: the target''s parent (this PowerShell) reaps it while the other PowerShell runs on, untraced' -ForEach @(
         @{ Command = 'Save-MemoryImage -Freeze'; Run = 'Save-MemoryImage -Id {0} -Path (Join-Path {1} $k) -Freeze -Method Hash'; Skip = $null }
         @{ Command = 'Invoke-PreCopyMigration (its last round)'; Run = 'Invoke-PreCopyMigration -Id {0} -Destination (Join-Path {1} $k) -Method Hash -Bandwidth 1GB -MaxIterations 1 -StopThreshold 0 -Confirm:$false'; Skip = $null }
         # Three kills of an injection: each lands at a step of its own (before: 13 of 40 unprivileged said ProcIOError, the
         # failing step's errno, ESRCH from PTRACE_GETREGSET, EACCES opening the thread's memory, or "no room on its stack").
         @(1..3 | ForEach-Object { @{ Command = "Enable-WriteTracking (syscall injection), kill $_"; Run = 'Enable-WriteTracking -Id {0}; Disable-WriteTracking -Id {0}'; Skip = $WtSkip } })
     ) {
+        # Pester evaluates -Skip once, before the -ForEach data are bound: each case says why it cannot run here.
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip }
         # Before: the module never reaped a traced thread group leader, its exit being its parent's; but a zombie that another
         # process traces is seen by that tracer only, and handed on to its parent when the tracer waits for it or ends: this
         # PowerShell's wait for its child did not end for as long as the freezing (injecting) PowerShell ran.

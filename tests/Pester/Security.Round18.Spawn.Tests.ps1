@@ -51,7 +51,9 @@ Describe 'Round 18: -Freeze and migrations of a process that runs programs with 
     # child is held already as a process sharing the memory, and the thread then cannot run until that child is let go), in
     # waitpid for a child that exec'd, in its own code between. In all of them the save succeeds with the whole region, and
     # nothing is left traced or stopped.
-    It 'Save-MemoryImage -Freeze -Method <Method>: every save of 6 succeeds, whole and valid, and the target and its children run on untraced' -Skip:([bool]$Skip) -ForEach $Methods {
+    It 'Save-MemoryImage -Freeze -Method <Method>: every save of 6 succeeds, whole and valid, and the target and its children run on untraced' -ForEach $Methods {
+        # Pester evaluates -Skip once, before the -ForEach data are bound: each case says why it cannot run here.
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip }
         $t = Start-WfTarget
         try {
             $r = New-WfRegion $t 64
@@ -73,7 +75,9 @@ Describe 'Round 18: -Freeze and migrations of a process that runs programs with 
         }
     }
 
-    It 'Invoke-PreCopyMigration -Method <Method>: the stop-and-copy round freezes it, the chain is valid and whole, nothing left traced' -Skip:([bool]$Skip) -ForEach $Methods {
+    It 'Invoke-PreCopyMigration -Method <Method>: the stop-and-copy round freezes it, the chain is valid and whole, nothing left traced' -ForEach $Methods {
+        # Pester evaluates -Skip once, before the -ForEach data are bound: each case says why it cannot run here.
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip }
         $t = Start-WfTarget
         try {
             $r = New-WfRegion $t 64
@@ -99,7 +103,9 @@ Describe 'Round 18: Watch-DirtyPage of a process that runs programs with posix_s
     # Held: sampling (no freeze) reads while spawn children come and go; glibc maps a stack for each child and unmaps it
     # once the child exec'd, so a sample may find such a stack present and then not read it (gone, not unreadable).
     # Interleavings: any sample against any point of a spawn; in all of them every sample comes, with no warning.
-    It 'Watch-DirtyPage -Method <Method>: every sample comes, no page unreadable, nothing left traced' -Skip:([bool]$Skip) -ForEach $Methods {
+    It 'Watch-DirtyPage -Method <Method>: every sample comes, no page unreadable, nothing left traced' -ForEach $Methods {
+        # Pester evaluates -Skip once, before the -ForEach data are bound: each case says why it cannot run here.
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip }
         $t = Start-WfTarget
         try {
             $null = New-WfRegion $t 64

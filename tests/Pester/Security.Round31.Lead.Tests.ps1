@@ -39,12 +39,36 @@ BeforeAll {
 
 AfterAll { $env:SOFTDIRTY_STATE_DIR = $savedState }
 
-Describe 'Round 31: a thread that does not stop for PTRACE_INTERRUPT is let go when the command ends' -Tag 'Security', 'Round31Lead' {
+Describe 'Round 31: a thread that does not stop for PTRACE_INTERRUPT is let go when the command ends' -Tag 'Security', 'Round31Lead' -ForEach @(@{ FuseSkip = $R31LeadFuseSkip }) {
     BeforeAll {
-        if (-not $R31LeadFuseSkip) {
+        # $FuseSkip: the discovery's probe, handed over (BeforeAll sees no variable of BeforeDiscovery).
+        if (-not $FuseSkip) {
             $script:R31LeadMnt = Join-Path ([IO.Path]::GetTempPath()) "r31fuse-$([guid]::NewGuid().ToString('n'))"
             $null = New-Item -ItemType Directory $R31LeadMnt
             $script:R31LeadFuse = Start-FuseHold $R31LeadMnt
+        }
+
+        # Runs $Command on a dd whose read fusehold holds: ProcIOError naming where the thread sleeps; no tracer left at once;
+        # dd runs to its end once the read is answered. Before: the error came (after 10 s), then "State: t (tracing stop);
+        # TracerPid: <this PowerShell's thread>" once the read was answered, for as long as this PowerShell ran; dd never ended.
+        function script:Test-R31LeadLetGo([scriptblock] $Command) {
+            $dd = Start-R31LeadHeldReader $R31LeadFuse
+            try {
+                $err = $null
+                try { & $Command $dd.Id } catch { $err = $_ }
+                $err | Should -Not -BeNullOrEmpty -Because 'the thread never stopped'
+                $err.FullyQualifiedErrorId | Should -BeLike 'ProcIOError,*'
+                $err.Exception.Message | Should -BeLike '*did not stop*sleeps in the kernel*'
+                Get-R31LeadState $dd.Id | Should -BeLike '*TracerPid: 0*' -Because 'the command let go of the thread it seized'
+                $R31LeadFuse.Send('go') | Should -Be 'GO 1'
+                $dd.WaitForExit(20000) | Should -BeTrue -Because "dd runs to its end once its read is answered (now: $(Get-R31LeadState $dd.Id))"
+                $dd.ExitCode | Should -Be 0
+                @(Get-ChildItem -Force $R31LeadRoot) | Should -BeNullOrEmpty -Because 'a failed save leaves nothing'
+            }
+            finally {
+                if (-not $dd.HasExited) { $dd.Kill(); $null = $dd.WaitForExit(5000) }
+                $null = $R31LeadFuse.Send('go')
+            }
         }
     }
     AfterAll {
@@ -52,28 +76,11 @@ Describe 'Round 31: a thread that does not stop for PTRACE_INTERRUPT is let go w
         if ($R31LeadMnt) { Remove-Item -LiteralPath $R31LeadMnt -ErrorAction SilentlyContinue }
     }
 
-    It '<Command> of a process whose thread a FUSE read holds: ProcIOError naming where it sleeps; untraced at once, and it runs to its end once answered' -Skip:([bool]$Skip) -ForEach @(
-        @{ Command = 'Save-MemoryImage -Freeze'; Skip = $R31LeadFuseSkip; Run = { param($Id) Save-MemoryImage -Id $Id -Path (Join-Path $R31LeadRoot "img-$Id") -Freeze -ErrorAction Stop } }
-        @{ Command = 'Enable-WriteTracking'; Skip = $R31LeadWtSkip; Run = { param($Id) Enable-WriteTracking -Id $Id -ErrorAction Stop } }
-    ) {
-        # Before: the error came (after 10 s), then "State: t (tracing stop); TracerPid: <this PowerShell's thread>" once the
-        # read was answered, for as long as this PowerShell ran; dd never ended.
-        $dd = Start-R31LeadHeldReader $R31LeadFuse
-        try {
-            $err = $null
-            try { & $Run $dd.Id } catch { $err = $_ }
-            $err | Should -Not -BeNullOrEmpty -Because 'the thread never stopped'
-            $err.FullyQualifiedErrorId | Should -BeLike 'ProcIOError,*'
-            $err.Exception.Message | Should -BeLike '*did not stop*sleeps in the kernel*'
-            Get-R31LeadState $dd.Id | Should -BeLike '*TracerPid: 0*' -Because 'the command let go of the thread it seized'
-            $R31LeadFuse.Send('go') | Should -Be 'GO 1'
-            $dd.WaitForExit(20000) | Should -BeTrue -Because "dd runs to its end once its read is answered (now: $(Get-R31LeadState $dd.Id))"
-            $dd.ExitCode | Should -Be 0
-            @(Get-ChildItem -Force $R31LeadRoot) | Should -BeNullOrEmpty -Because 'a failed save leaves nothing'
-        }
-        finally {
-            if (-not $dd.HasExited) { $dd.Kill(); $null = $dd.WaitForExit(5000) }
-            $null = $R31LeadFuse.Send('go')
-        }
+    It 'Save-MemoryImage -Freeze of a process whose thread a FUSE read holds: ProcIOError naming where it sleeps; untraced at once, and it runs to its end once answered' -Skip:([bool]$R31LeadFuseSkip) {
+        Test-R31LeadLetGo { param($Id) Save-MemoryImage -Id $Id -Path (Join-Path $R31LeadRoot "img-$Id") -Freeze -ErrorAction Stop }
+    }
+
+    It 'Enable-WriteTracking of a process whose thread a FUSE read holds: the same' -Skip:([bool]$R31LeadWtSkip) {
+        Test-R31LeadLetGo { param($Id) Enable-WriteTracking -Id $Id -ErrorAction Stop }
     }
 }
