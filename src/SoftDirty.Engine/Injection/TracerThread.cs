@@ -16,7 +16,7 @@ namespace SoftDirty.Injection;
 /// is let go that way when the command ends: made by the command's own thread, it stayed traced for as long as the
 /// PowerShell ran, and stopped for good once it woke (round 31: a -Freeze save that timed out on such a thread).
 /// </summary>
-internal sealed unsafe partial class TracerThread
+internal sealed class TracerThread
 {
     /// <summary>The tracer of each thread that holds a ptrace scope now (by managed thread id).</summary>
     private static readonly Dictionary<int, TracerThread> ByCaller = new();
@@ -166,6 +166,19 @@ internal sealed unsafe partial class TracerThread
         for (int turn = 0; turn < SpinTurns && !done(); turn++) spin.SpinOnce(sleep1Threshold: -1);
     }
 
-    [LibraryImport("libc", EntryPoint = "gettid")]
-    private static partial int GetThreadId();
+    /// <summary>
+    /// The kernel's id of the calling thread, from /proc/thread-self ("PID/task/TID"); 0 where it cannot be read (then
+    /// <see cref="Leave"/> does not wait for the thread to leave /proc). Not gettid(3): glibc has it only since 2.30.
+    /// </summary>
+    private static int GetThreadId()
+    {
+        try
+        {
+            var target = new DirectoryInfo("/proc/thread-self").LinkTarget;
+            int slash = target?.LastIndexOf('/') ?? -1;
+            return slash >= 0 && int.TryParse(target.AsSpan(slash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int tid) ? tid : 0;
+        }
+        catch (IOException) { return 0; }
+        catch (UnauthorizedAccessException) { return 0; }
+    }
 }
