@@ -593,12 +593,9 @@ function Invoke-R30ModelSeed([int] $Seed, [string] $Root, [int] $Length = 60) {
     $ctx
 }
 
-# Shrinks a failing sequence: removes chunks, then single operations, while it still fails (any failure).
-function Get-R30ShrunkOps([object[]] $Ops, [string] $Root, [string] $Kernel, [bool] $NoSoftDirty, [string] $Thp = 'Never', [int] $Budget = 300) {
-    $fails = {
-        param($list)
-        try { $null = Invoke-R30ModelOps $list $Root $Kernel $NoSoftDirty $Thp; $false } catch { $true }
-    }
+# Shrinks a list of operations while $Fails (a script block given the shorter list) still says it fails: removes chunks
+# from the end backwards, halving the chunk when no removal fails; each try costs one of $Budget. Used by every model runner.
+function Get-R30ShrunkList([object[]] $Ops, [scriptblock] $Fails, [int] $Budget) {
     $cur = [System.Collections.Generic.List[object]]::new([object[]]$Ops)
     $chunk = [Math]::Max(1, [int]($cur.Count / 2))
     while ($chunk -ge 1 -and $Budget -gt 0) {
@@ -607,11 +604,20 @@ function Get-R30ShrunkOps([object[]] $Ops, [string] $Root, [string] $Kernel, [bo
             $try = [System.Collections.Generic.List[object]]::new($cur)
             $try.RemoveRange($at, $chunk)
             $Budget--
-            if (& $fails $try.ToArray()) { $cur = $try; $changed = $true }
+            if (& $Fails $try.ToArray()) { $cur = $try; $changed = $true }
         }
         if (-not $changed) { $chunk = [int]($chunk / 2) }
     }
     , $cur.ToArray()
+}
+
+# Shrinks a failing sequence: removes chunks, then single operations, while it still fails (any failure).
+function Get-R30ShrunkOps([object[]] $Ops, [string] $Root, [string] $Kernel, [bool] $NoSoftDirty, [string] $Thp = 'Never', [int] $Budget = 300) {
+    $fails = {
+        param($list)
+        try { $null = Invoke-R30ModelOps $list $Root $Kernel $NoSoftDirty $Thp; $false } catch { $true }
+    }
+    Get-R30ShrunkList $Ops $fails $Budget
 }
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -343,27 +343,15 @@ function Invoke-R31Guarded([string] $Command, [hashtable] $Arguments, [double] $
     $res
 }
 
-# Shrinks a failing sequence (a hang included: every try is watched): cuts what follows the failing step, then removes
-# chunks and single operations while it still fails the same way (a hang stays a hang).
+# Shrinks a failing sequence (a hang included: every try is watched): removes chunks and single operations while it
+# still fails the same way (a hang stays a hang).
 function Get-R31ShrunkOps([object[]] $Ops, [string] $Root, [string] $Kernel = '6.18', [bool] $NoSoftDirty = $false, [string] $Thp = 'Never', [int] $Budget = 60, [double] $TimeoutSeconds = (Get-R31OpTimeout), [switch] $Hang) {
     $fails = {
         param($list)
         try { $null = Invoke-R31Guarded Invoke-R31ModelOps @{ Ops = $list; Root = $Root; Kernel = $Kernel; NoSoftDirty = $NoSoftDirty; Thp = $Thp } $TimeoutSeconds; $false }
         catch { -not $Hang -or $_.Exception.Data.Contains('Hung') }
     }
-    $cur = [System.Collections.Generic.List[object]]::new([object[]]$Ops)
-    $chunk = [Math]::Max(1, [int]($cur.Count / 2))
-    while ($chunk -ge 1 -and $Budget -gt 0) {
-        $changed = $false
-        for ($at = $cur.Count - $chunk; $at -ge 0 -and $Budget -gt 0; $at -= $chunk) {
-            $try = [System.Collections.Generic.List[object]]::new($cur)
-            $try.RemoveRange($at, $chunk)
-            $Budget--
-            if (& $fails $try.ToArray()) { $cur = $try; $changed = $true }
-        }
-        if (-not $changed) { $chunk = [int]($chunk / 2) }
-    }
-    , $cur.ToArray()
+    Get-R30ShrunkList $Ops $fails $Budget
 }
 
 # ---------------------------------------------------------------------------------------------------------------
