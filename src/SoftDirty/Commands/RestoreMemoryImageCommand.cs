@@ -45,6 +45,12 @@ public sealed class RestoreMemoryImageCommand : PipedObjectCmdlet
     private string? _pending;
     private HashSet<Guid> _pendingChain = new();
 
+    // A piped image that could not be read (or was refused), with its error: it may be the latest of the chain, so nothing is
+    // restored. Before, the latest of the images that could be read was put in place and the command emitted its files as a
+    // whole restore: under -ErrorAction SilentlyContinue or Ignore, Get-ChildItem CHAIN | Restore-MemoryImage with a damaged
+    // newest increment restored older memory without a word (round 32).
+    private (string Path, EngineException Error)? _unread;
+
     private string _dest = "";
 
     /// <inheritdoc/>
@@ -62,20 +68,34 @@ public sealed class RestoreMemoryImageCommand : PipedObjectCmdlet
             // An object piped with -Path given binds nothing (it was InputObjectNotBound before PipedObject existed); one
             // whose image lies on another computer (-ToSession's rounds and summary, Invoke-Command's output) is refused.
             var refused = Given(nameof(Path)) ? Unused("-Path") : PipedImageComputer.Of(piped) is { } far ? PipedImageComputer.Refusal(far, Path) : null;
-            if (refused is not null) { WriteError(ToErrorRecord(refused)); return; }
+            if (refused is not null)
+            {
+                // An object piped beside -Path binds nothing, and -Path is restored as asked; an image of another computer is unread.
+                if (!Given(nameof(Path))) _unread ??= (Path, refused);
+                WriteError(ToErrorRecord(refused));
+                return;
+            }
         }
         var path = FileSystemPath(Path);
         if (ParameterSetName == EmulatorSet && Emulator is null) return;
-        Guarded(() =>
+        HashSet<Guid> chain;
+        Guid leaf;
+        try
         {
-            HashSet<Guid> chain;
-            Guid leaf;
-            using (var opened = ImageReader.Chain(path)) (chain, leaf) = (opened.Select(i => i.Manifest.Id).ToHashSet(), opened[^1].Manifest.Id);
-            if (_pending is null || chain.IsSupersetOf(_pendingChain)) { (_pending, _pendingChain) = (path, chain); return; }
-            if (_pendingChain.Contains(leaf)) { WriteVerbose($"{path} is in the chain of {_pending}, which is restored: it adds nothing."); return; }
-            WriteError(EngineError.ImageExists,
-                $"{Into} gets the restore of {_pending}, piped before: {path} is an image of another chain and was not restored. Restore each chain into a place of its own.", path);
-        });
+            using var opened = ImageReader.Chain(path);
+            (chain, leaf) = (opened.Select(i => i.Manifest.Id).ToHashSet(), opened[^1].Manifest.Id);
+        }
+        catch (EngineException ex)
+        {
+            _unread ??= (path, ex);
+            WriteError(ToErrorRecord(ex));
+            return;
+        }
+        catch (OperationCanceledException) when (Cancellation.IsCancellationRequested) { throw new PipelineStoppedException(); }
+        if (_pending is null || chain.IsSupersetOf(_pendingChain)) { (_pending, _pendingChain) = (path, chain); return; }
+        if (_pendingChain.Contains(leaf)) { WriteVerbose($"{path} is in the chain of {_pending}, which is restored: it adds nothing."); return; }
+        WriteError(EngineError.ImageExists,
+            $"{Into} gets the restore of {_pending}, piped before: {path} is an image of another chain and was not restored. Restore each chain into a place of its own.", path);
     }
 
     /// <summary>Where this command restores: the -Destination folder or the -Emulator.</summary>
@@ -85,6 +105,13 @@ public sealed class RestoreMemoryImageCommand : PipedObjectCmdlet
     protected override void EndProcessing()
     {
         if (_pending is not { } path) return;
+        if (_unread is { } unread)
+        {
+            WriteError(unread.Error.Error,
+                $"Nothing was restored into {Into}: the image {unread.Path}, given with the others, could not be read ({unread.Error.Message}), and it may hold later memory than {path}, the latest of those read. Restore the image you mean with -Path.",
+                unread.Path);
+            return;
+        }
         if (ParameterSetName == EmulatorSet)
         {
             if (!ShouldProcess(path, $"Restore into emulated process {Emulator!.ProcessId} ({Emulator.Name})")) return;
