@@ -6,10 +6,12 @@
 # 30 Epoch tried the rest).
 # Found: images piped into Restore-MemoryImage of which one could not be read (the newest increment, damaged) restored the
 # latest of the others and emitted its files as a whole restore: under -ErrorAction SilentlyContinue or Ignore, older
-# memory than asked for, complete-looking, without a word.
+# memory than asked for, complete-looking, without a word. Enable-WriteTracking -WhatIf made the write-tracking state
+# folder (and so did a -Confirm answered No): it took the lock of the process before it asked.
 
 BeforeDiscovery {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $R32HostWtSkip = if ($IsLinux) { Get-WriteTrackingSkipReason -Relation Descendant } else { 'Linux only' }
 }
 
 BeforeAll {
@@ -69,5 +71,68 @@ Describe 'Round 32: images piped into Restore-MemoryImage of which one cannot be
         $err.Count | Should -Be 1
         $err[0].FullyQualifiedErrorId | Should -Be 'ImageExists,SoftDirty.Commands.RestoreMemoryImageCommand'
         [IO.File]::ReadAllBytes($out[0].File)[0] | Should -Be 2
+    }
+}
+
+Describe 'Round 32: -WhatIf on every command that changes a process or writes files changes nothing' -Tag 'Security', 'Round32Host', 'WriteTracking' -Skip:([bool]$R32HostWtSkip) {
+    BeforeAll {
+        # Everything the commands could make lies under one folder of this test: the state folder (absent), the epoch folders
+        # (TrackingEpoch's, internal, pointed here; the machine's own are left alone) and every destination.
+        $script:r32wi = Join-Path $r32HostRoot (New-R32Name)
+        $null = New-Item -ItemType Directory $r32wi
+        $script:r32SavedState = $env:SOFTDIRTY_STATE_DIR
+        $env:SOFTDIRTY_STATE_DIR = Join-Path $r32wi 'state'
+        $internal = [Reflection.BindingFlags] 'Static, Public, NonPublic'
+        $script:r32Epoch = ([AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'SoftDirty.Engine' }).GetType('SoftDirty.Tracking.TrackingEpoch', $true)
+        $script:r32EpochSaved = foreach ($p in 'SharedTempFolder', 'RuntimeRoot') { $r32Epoch.GetProperty($p, $internal).GetValue($null) }
+        foreach ($d in 'tmp', 'run') { $null = New-Item -ItemType Directory (Join-Path $r32wi "epochs/$d") }
+        chmod -R 0755 (Join-Path $r32wi 'epochs')
+        $r32Epoch.GetProperty('SharedTempFolder', $internal).SetValue($null, (Join-Path $r32wi 'epochs/tmp'))
+        $r32Epoch.GetProperty('RuntimeRoot', $internal).SetValue($null, (Join-Path $r32wi 'epochs/run'))
+        $script:r32t = Start-TestTarget -Path (Join-Path $PSScriptRoot '../native/bin/wttarget')
+        $null = $r32t.Send('map 16')
+        $script:r32we = New-EmulatedProcess -Kernel 6.18
+        $script:r32wm = $r32we | Add-EmulatedMapping -Length 64KB
+        $r32we | Write-EmulatedMemory -Address $r32wm.Start -Length 64KB -Value 7
+        $script:r32img = Join-Path $r32HostRoot (New-R32Name)
+        $null = Save-MemoryImage -Emulator $r32we -Path $r32img -Method WriteProtect
+        $script:r32samples = @($r32we | Watch-DirtyPage -Count 2 -Interval 0.1)
+        function script:Get-R32Entries { @(Get-ChildItem -Recurse -Force -LiteralPath $r32wi | ForEach-Object FullName | Sort-Object) }
+    }
+    AfterAll {
+        Stop-TestTarget -All
+        $internal = [Reflection.BindingFlags] 'Static, Public, NonPublic'
+        $r32Epoch.GetProperty('SharedTempFolder', $internal).SetValue($null, $r32EpochSaved[0])
+        $r32Epoch.GetProperty('RuntimeRoot', $internal).SetValue($null, $r32EpochSaved[1])
+        $env:SOFTDIRTY_STATE_DIR = $r32SavedState
+    }
+
+    It '<Command> -WhatIf: no file or folder made, the process untraced and untracked, the emulated process as it was' -ForEach @(
+        @{ Command = 'Enable-WriteTracking'; Run = { Enable-WriteTracking -Id $r32t.Id -WhatIf } }
+        @{ Command = 'Save-MemoryImage'; Run = { Save-MemoryImage -Id $r32t.Id -Path (Join-Path $r32wi 'new/a/img') -WhatIf } }
+        @{ Command = 'Save-MemoryImage -Method WriteProtect'; Run = { Save-MemoryImage -Id $r32t.Id -Path (Join-Path $r32wi 'new/b/img') -Method WriteProtect -WhatIf } }
+        @{ Command = 'Save-MemoryImage -Freeze'; Run = { Save-MemoryImage -Id $r32t.Id -Path (Join-Path $r32wi 'new/c/img') -Freeze -WhatIf } }
+        @{ Command = 'Save-MemoryImage -Parent (emulated)'; Run = { Save-MemoryImage -Emulator $r32we -Path (Join-Path $r32wi 'inc') -Parent $r32img -Method WriteProtect -WhatIf } }
+        @{ Command = 'Invoke-PreCopyMigration'; Run = { Invoke-PreCopyMigration -Id $r32t.Id -Destination (Join-Path $r32wi 'mig') -Bandwidth 1GB -MaxIterations 1 -Method WriteProtect -WhatIf } }
+        @{ Command = 'Invoke-PreCopyMigration (emulated)'; Run = { Invoke-PreCopyMigration -Emulator $r32we -Destination (Join-Path $r32wi 'mige') -Bandwidth 1GB -MaxIterations 1 -WhatIf } }
+        @{ Command = 'Restore-MemoryImage'; Run = { Restore-MemoryImage -Path $r32img -Destination (Join-Path $r32wi 'restored') -WhatIf } }
+        @{ Command = 'Receive-MemoryImage'; Run = { Get-ChildItem -File -LiteralPath $r32img | Receive-MemoryImage -Path (Join-Path $r32wi 'received') -WhatIf } }
+        @{ Command = 'Export-DirtyPageChart'; Run = { $r32samples | Export-DirtyPageChart -Path (Join-Path $r32wi 'chart.svg') -WhatIf } }
+        @{ Command = 'Clear-PageReference'; Run = { Clear-PageReference -Id $r32t.Id -Type PeakRss -WhatIf } }
+        @{ Command = 'Clear-SoftDirty (emulated)'; Run = { Clear-SoftDirty -Emulator $r32we -WhatIf } }
+        @{ Command = 'Search-PageMap -WriteProtect'; Run = { Search-PageMap -Id $r32t.Id -Category Written -WriteProtect -WhatIf } }
+        @{ Command = 'Search-PageMap -WriteProtect (emulated)'; Run = { Search-PageMap -Emulator $r32we -Category Written -WriteProtect -WhatIf } }
+    ) {
+        # Before: Enable-WriteTracking -WhatIf made the state folder (it took the process's lock, which makes it, before it asked).
+        $before = Get-R32Entries
+        $pages = $r32we | Get-PageMap | ConvertTo-Json -Compress -Depth 3
+        $out = @(& $Run 6>$null)
+        $out | Should -BeNullOrEmpty
+        Get-R32Entries | Should -Be $before
+        $r32we | Get-PageMap | ConvertTo-Json -Compress -Depth 3 | Should -Be $pages -Because 'no soft-dirty bit or write-protect of the emulated process changed'
+        Get-ProcessState $r32t.Id | Should -Not -BeIn @('t', 'T')
+        Get-ThreadTracer $r32t.Id | Should -BeNullOrEmpty
+        @(Get-ChildItem "/proc/$($r32t.Id)/fd" | Where-Object { $_.LinkTarget -like '*userfaultfd*' }).Count | Should -Be 0
+        @(Get-Content "/proc/$($r32t.Id)/smaps" | Where-Object { $_ -match '^VmFlags:.* uw( |$)' }).Count | Should -Be 0
     }
 }
