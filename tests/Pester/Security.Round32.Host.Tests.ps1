@@ -6,7 +6,9 @@
 # 30 Epoch tried the rest).
 # Found: images piped into Restore-MemoryImage of which one could not be read (the newest increment, damaged) restored the
 # latest of the others and emitted its files as a whole restore: under -ErrorAction SilentlyContinue or Ignore, older
-# memory than asked for, complete-looking, without a word. Enable-WriteTracking -WhatIf made the write-tracking state
+# memory than asked for, complete-looking, without a word. Likewise Invoke-PreCopyMigration -Destination |
+# Restore-MemoryImage whose stop-and-copy round failed (its error suppressed) or that Select-Object -First cut short restored
+# the last live round, memory of the running process, as the migration's result. Enable-WriteTracking -WhatIf made the write-tracking state
 # folder (and so did a -Confirm answered No): it took the lock of the process before it asked.
 
 BeforeDiscovery {
@@ -71,6 +73,77 @@ Describe 'Round 32: images piped into Restore-MemoryImage of which one cannot be
         $err.Count | Should -Be 1
         $err[0].FullyQualifiedErrorId | Should -Be 'ImageExists,SoftDirty.Commands.RestoreMemoryImageCommand'
         [IO.File]::ReadAllBytes($out[0].File)[0] | Should -Be 2
+    }
+}
+
+Describe 'Round 32: the rounds of a migration that ended without its stop-and-copy round, piped into Restore-MemoryImage' -Tag 'Security', 'Round32Host' {
+    BeforeAll {
+        $script:r32f = New-FilledEmulator 64
+        $script:r32w = @{ Address = $r32f.Mapping.Start; Length = $r32f.Mapping.Size; Pattern = 'Random'; AccessesPerSecond = 2000; WriteRatio = 1; Seed = 3 }
+        $script:r32mig = @{ Emulator = $r32f.Emulator; Workload = $r32w; Bandwidth = 1MB; MaxIterations = 3; StopThreshold = 0; Confirm = $false }
+        # A step hook (InjectionSteps, internal) that fails the Nth image put in place with an engine error, as a full disk
+        # would: compiled, since a script block run as the hook would stop with its own error instead.
+        if (-not ('R32HostStepFault' -as [type])) {
+            Add-Type -TypeDefinition @'
+using System;
+public static class R32HostStepFault
+{
+    public static Action<string> At(string step, int nth, Exception fault)
+    {
+        int seen = 0;
+        return s => { if (s == step && ++seen == nth) throw fault; };
+    }
+}
+'@
+        }
+        $internal = [Reflection.BindingFlags] 'Static, Public, NonPublic'
+        $engine = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'SoftDirty.Engine' }
+        $script:r32Steps = $engine.GetType('SoftDirty.Injection.InjectionSteps', $true)
+        $script:r32Commit = $engine.GetType('SoftDirty.Images.PrivateOutput', $true).GetField('CommitStep', $internal).GetValue($null)
+        $script:r32Fault = [SoftDirty.EngineException].GetConstructors([Reflection.BindingFlags] 'NonPublic, Instance')[0].Invoke(
+            @([SoftDirty.EngineError]::ImageWriteError, 'No space left on device (a fault of the test)', $null, 0, $null))
+    }
+
+    It 'a final round that failed under -ErrorAction <Preference>: nothing is restored, InvalidArgument says why' -ForEach @(
+        @{ Preference = 'SilentlyContinue' }, @{ Preference = 'Ignore' }
+    ) {
+        # Before: the third live round was restored and its files emitted, and nothing said the migration had not finished.
+        $d = Join-Path $r32HostRoot (New-R32Name); $r = Join-Path $r32HostRoot (New-R32Name)
+        $rec = [Activator]::CreateInstance($r32Steps)
+        $r32Steps.GetProperty('OnStep').SetValue($rec, [R32HostStepFault]::At($r32Commit, 4, $r32Fault))
+        $r32Steps.GetProperty('Current', [Reflection.BindingFlags] 'Static, Public, NonPublic').SetValue($null, $rec)
+        try {
+            $err = $null
+            $out = @(Invoke-PreCopyMigration @r32mig -Destination $d -ErrorAction $Preference -OutVariable rounds | Restore-MemoryImage -Destination $r -ErrorAction SilentlyContinue -ErrorVariable err)
+        } finally { $r32Steps.GetProperty('Current', [Reflection.BindingFlags] 'Static, Public, NonPublic').SetValue($null, $null) }
+        @($rounds | Where-Object { $_ -is [SoftDirty.Workflows.PreCopyRound] -and $_.Phase -eq 'Live' }).Count | Should -Be 3
+        @($rounds | Where-Object { $_ -isnot [SoftDirty.Workflows.PreCopyRound] -or $_.Phase -ne 'Live' }) | Should -BeNullOrEmpty -Because 'the stop-and-copy round failed'
+        $out | Should -BeNullOrEmpty
+        Test-Path -LiteralPath $r | Should -BeFalse
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -Be 'InvalidArgument,SoftDirty.Commands.RestoreMemoryImageCommand'
+        $err[0].Exception.Message | Should -BeLike '*without its stop-and-copy round*'
+    }
+
+    It 'Select-Object -First <First> between them: nothing is restored; the whole migration still restores its final round' -ForEach @(
+        @{ First = 1 }, @{ First = 2 }
+    ) {
+        $d = Join-Path $r32HostRoot (New-R32Name); $r = Join-Path $r32HostRoot (New-R32Name)
+        $err = $null
+        $out = @(Invoke-PreCopyMigration @r32mig -Destination $d | Select-Object -First $First | Restore-MemoryImage -Destination $r -ErrorAction SilentlyContinue -ErrorVariable err)
+        $out | Should -BeNullOrEmpty
+        Test-Path -LiteralPath $r | Should -BeFalse
+        $err.Count | Should -Be 1
+        $err[0].FullyQualifiedErrorId | Should -Be 'InvalidArgument,SoftDirty.Commands.RestoreMemoryImageCommand'
+        $d = Join-Path $r32HostRoot (New-R32Name)
+        $out = @(Invoke-PreCopyMigration @r32mig -Destination $d | Restore-MemoryImage -Destination $r)
+        $out.Count | Should -BeGreaterThan 0
+        $final = @(Get-ChildItem -Directory -LiteralPath $d | Sort-Object Name)[-1].FullName
+        $want = Join-Path $r32HostRoot (New-R32Name)
+        $null = Restore-MemoryImage -Path $final -Destination $want
+        foreach ($file in Get-ChildItem -LiteralPath $want -Filter *.bin) {
+            (Get-FileHash -LiteralPath (Join-Path $r $file.Name)).Hash | Should -Be (Get-FileHash -LiteralPath $file.FullName).Hash
+        }
     }
 }
 

@@ -51,6 +51,13 @@ public sealed class RestoreMemoryImageCommand : PipedObjectCmdlet
     // newest increment restored older memory without a word (round 32).
     private (string Path, EngineException Error)? _unread;
 
+    // The rounds of a migration piped in (Invoke-PreCopyMigration -Destination | Restore-MemoryImage): its final image comes
+    // with its stop-and-copy round and its summary. Live rounds alone are a migration that failed or was cut short (its error
+    // suppressed by -ErrorAction SilentlyContinue, Select-Object -First): their latest is memory of a running process, and
+    // was restored as the migration's result, complete-looking (round 32).
+    private string? _liveRound;
+    private bool _finalRound;
+
     private string _dest = "";
 
     /// <inheritdoc/>
@@ -75,6 +82,11 @@ public sealed class RestoreMemoryImageCommand : PipedObjectCmdlet
                 WriteError(ToErrorRecord(refused));
                 return;
             }
+        }
+        switch (PipedObject?.BaseObject)
+        {
+            case SoftDirty.Workflows.PreCopyRound { Phase: SoftDirty.Workflows.PreCopyPhase.Live }: _liveRound = Path; break;
+            case SoftDirty.Workflows.PreCopyRound or SoftDirty.Workflows.PreCopySummary: _finalRound = true; break;
         }
         var path = FileSystemPath(Path);
         if (ParameterSetName == EmulatorSet && Emulator is null) return;
@@ -110,6 +122,13 @@ public sealed class RestoreMemoryImageCommand : PipedObjectCmdlet
             WriteError(unread.Error.Error,
                 $"Nothing was restored into {Into}: the image {unread.Path}, given with the others, could not be read ({unread.Error.Message}), and it may hold later memory than {path}, the latest of those read. Restore the image you mean with -Path.",
                 unread.Path);
+            return;
+        }
+        if (_liveRound is { } live && !_finalRound)
+        {
+            WriteError(EngineError.InvalidArgument,
+                $"Nothing was restored into {Into}: the rounds piped in are live rounds of a migration that ended without its stop-and-copy round (it failed, or the pipeline took only its first rounds), and their latest, {live}, is memory of the process while it ran, not the migrated state. Restore a round with -Path if that is what you want.",
+                live);
             return;
         }
         if (ParameterSetName == EmulatorSet)
