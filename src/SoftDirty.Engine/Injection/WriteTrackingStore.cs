@@ -465,6 +465,16 @@ internal static partial class WriteTrackingStore
         return new HeldLock(handle, Path.Combine(Path.GetFullPath(Folder), name), FileOf(pid));
     }
 
+    /// <summary>
+    /// <see cref="Lock"/> where the state folder exists; null where it does not, and nothing made: no process has a tracking
+    /// state then, and a look that changes nothing (Enable-WriteTracking -WhatIf) made the folder before (round 32).
+    /// </summary>
+    public static IDisposable? LockWhereFolder(int pid, CancellationToken cancel)
+    {
+        using (var dir = OpenSafeFolder(create: false)) if (dir is null) return null;
+        return Lock(pid, cancel);
+    }
+
     /// <summary>A held lock: released on dispose, its file removed first where the process has no state file.</summary>
     private sealed class HeldLock(SafeFileHandle handle, string lockPath, string statePath) : IDisposable
     {

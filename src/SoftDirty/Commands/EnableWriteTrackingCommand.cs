@@ -29,7 +29,9 @@ public sealed class EnableWriteTrackingCommand : PipedIdCmdlet
     {
         var proc = (ProcPageSource)source;
         WriteTrackingState? existing;
-        using (WriteTrackingStore.Lock(proc.ProcessId, Cancellation)) // another command's injection is not taken for a debugger
+        // Another command's injection is not taken for a debugger; where no state folder exists, no command of it injects, and
+        // none is made before ShouldProcess (-WhatIf and a -Confirm answered No change nothing).
+        using (WriteTrackingStore.LockWhereFolder(proc.ProcessId, Cancellation))
         {
             if (InjectionSupport.Check(proc.ProcessId, proc.Features) is { } refused) throw refused;
             existing = WriteTrackingStore.Load(proc.ProcessId);

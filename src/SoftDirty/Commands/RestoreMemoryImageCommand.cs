@@ -45,6 +45,19 @@ public sealed class RestoreMemoryImageCommand : PipedObjectCmdlet
     private string? _pending;
     private HashSet<Guid> _pendingChain = new();
 
+    // A piped image that could not be read (or was refused), with its error: it may be the latest of the chain, so nothing is
+    // restored. Before, the latest of the images that could be read was put in place and the command emitted its files as a
+    // whole restore: under -ErrorAction SilentlyContinue or Ignore, Get-ChildItem CHAIN | Restore-MemoryImage with a damaged
+    // newest increment restored older memory without a word (round 32).
+    private (string Path, EngineException Error)? _unread;
+
+    // The rounds of a migration piped in (Invoke-PreCopyMigration -Destination | Restore-MemoryImage): its final image comes
+    // with its stop-and-copy round and its summary. Live rounds alone are a migration that failed or was cut short (its error
+    // suppressed by -ErrorAction SilentlyContinue, Select-Object -First): their latest is memory of a running process, and
+    // was restored as the migration's result, complete-looking (round 32).
+    private string? _liveRound;
+    private bool _finalRound;
+
     private string _dest = "";
 
     /// <inheritdoc/>
@@ -62,20 +75,39 @@ public sealed class RestoreMemoryImageCommand : PipedObjectCmdlet
             // An object piped with -Path given binds nothing (it was InputObjectNotBound before PipedObject existed); one
             // whose image lies on another computer (-ToSession's rounds and summary, Invoke-Command's output) is refused.
             var refused = Given(nameof(Path)) ? Unused("-Path") : PipedImageComputer.Of(piped) is { } far ? PipedImageComputer.Refusal(far, Path) : null;
-            if (refused is not null) { WriteError(ToErrorRecord(refused)); return; }
+            if (refused is not null)
+            {
+                // An object piped beside -Path binds nothing, and -Path is restored as asked; an image of another computer is unread.
+                if (!Given(nameof(Path))) _unread ??= (Path, refused);
+                WriteError(ToErrorRecord(refused));
+                return;
+            }
+        }
+        switch (PipedObject?.BaseObject)
+        {
+            case SoftDirty.Workflows.PreCopyRound { Phase: SoftDirty.Workflows.PreCopyPhase.Live }: _liveRound = Path; break;
+            case SoftDirty.Workflows.PreCopyRound or SoftDirty.Workflows.PreCopySummary: _finalRound = true; break;
         }
         var path = FileSystemPath(Path);
         if (ParameterSetName == EmulatorSet && Emulator is null) return;
-        Guarded(() =>
+        HashSet<Guid> chain;
+        Guid leaf;
+        try
         {
-            HashSet<Guid> chain;
-            Guid leaf;
-            using (var opened = ImageReader.Chain(path)) (chain, leaf) = (opened.Select(i => i.Manifest.Id).ToHashSet(), opened[^1].Manifest.Id);
-            if (_pending is null || chain.IsSupersetOf(_pendingChain)) { (_pending, _pendingChain) = (path, chain); return; }
-            if (_pendingChain.Contains(leaf)) { WriteVerbose($"{path} is in the chain of {_pending}, which is restored: it adds nothing."); return; }
-            WriteError(EngineError.ImageExists,
-                $"{Into} gets the restore of {_pending}, piped before: {path} is an image of another chain and was not restored. Restore each chain into a place of its own.", path);
-        });
+            using var opened = ImageReader.Chain(path);
+            (chain, leaf) = (opened.Select(i => i.Manifest.Id).ToHashSet(), opened[^1].Manifest.Id);
+        }
+        catch (EngineException ex)
+        {
+            _unread ??= (path, ex);
+            WriteError(ToErrorRecord(ex));
+            return;
+        }
+        catch (OperationCanceledException) when (Cancellation.IsCancellationRequested) { throw new PipelineStoppedException(); }
+        if (_pending is null || chain.IsSupersetOf(_pendingChain)) { (_pending, _pendingChain) = (path, chain); return; }
+        if (_pendingChain.Contains(leaf)) { WriteVerbose($"{path} is in the chain of {_pending}, which is restored: it adds nothing."); return; }
+        WriteError(EngineError.ImageExists,
+            $"{Into} gets the restore of {_pending}, piped before: {path} is an image of another chain and was not restored. Restore each chain into a place of its own.", path);
     }
 
     /// <summary>Where this command restores: the -Destination folder or the -Emulator.</summary>
@@ -85,6 +117,20 @@ public sealed class RestoreMemoryImageCommand : PipedObjectCmdlet
     protected override void EndProcessing()
     {
         if (_pending is not { } path) return;
+        if (_unread is { } unread)
+        {
+            WriteError(unread.Error.Error,
+                $"Nothing was restored into {Into}: the image {unread.Path}, given with the others, could not be read ({unread.Error.Message}), and it may hold later memory than {path}, the latest of those read. Restore the image you mean with -Path.",
+                unread.Path);
+            return;
+        }
+        if (_liveRound is { } live && !_finalRound)
+        {
+            WriteError(EngineError.InvalidArgument,
+                $"Nothing was restored into {Into}: the rounds piped in are live rounds of a migration that ended without its stop-and-copy round (it failed, or the pipeline took only its first rounds), and their latest, {live}, is memory of the process while it ran, not the migrated state. Restore a round with -Path if that is what you want.",
+                live);
+            return;
+        }
         if (ParameterSetName == EmulatorSet)
         {
             if (!ShouldProcess(path, $"Restore into emulated process {Emulator!.ProcessId} ({Emulator.Name})")) return;

@@ -75,7 +75,7 @@ public sealed class SaveMemoryImageCommand : EmulatorTargetCmdlet
     {
         var path = FileSystemPath(Path);
         var parent = Parent is null ? null : FileSystemPath(Parent);
-        if (!ShouldProcess($"{source.Name} ({source.ProcessId})", $"Save a {(parent is null ? "full" : "incremental")} memory image to {path}")) return;
+        if (!ShouldProcess($"{source.Name} ({source.ProcessId})", $"Save {(parent is null ? "a full" : "an incremental")} memory image to {path}")) return;
         var progress = new Progress(this, $"Saving the memory of {source.Name} ({source.ProcessId})", path);
         var result = ImageSave.Run(source, new ImageSaveRequest
         {
