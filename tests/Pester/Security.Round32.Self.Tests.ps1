@@ -16,7 +16,10 @@
 # through the tracking's descriptor, which it finds in /proc/self/fd, is not seen): an increment with -Verify restores
 # exactly. Held too, without -Verify: the process unregistering a tracked range through that descriptor (the range is
 # registered again and counted whole), and a fork after the enabling that lives on (the pages it shares are compared by
-# content); and Disable-WriteTracking leaves the process's own hidden registration in place (Linux 6.18).
+# content); and Disable-WriteTracking leaves the process's own hidden registration in place (Linux 6.18). Held: the process
+# takes close-on-exec off the tracking's descriptor and execs: the state still matches (same pid, start time, number and
+# inode) but the registrations went with the old memory, so every span counts whole (an over-count) and each increment is
+# exact; Disable-WriteTracking closes the descriptor.
 
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
@@ -124,5 +127,36 @@ Describe 'Round 32: a target that uses the tracking''s registrations or descript
         Test-MemoryImage "$c/1" | Should -BeTrue
         Get-R32SelfWrongPages "$c/1" $address $R32SelfPages $t.PageSize $expected | Should -BeNullOrEmpty
         Disable-WriteTracking -Id $t.Id
+    }
+}
+
+Describe 'Round 32: a target that keeps the tracking''s descriptor across an exec of its own' -Tag 'Security', 'Round32Self' {
+    AfterEach { Stop-R32SelfTarget $t }
+
+    It 'close-on-exec taken off the userfaultfd, then exec: each increment after it restores the new program''s memory exactly' {
+        if ($R32SelfWtSkip) { Set-ItResult -Skipped -Because $R32SelfWtSkip; return }
+        $t = Start-R32SelfTarget
+        $null = Enable-WriteTracking -Id $t.Id
+        $c = Join-Path $R32SelfRoot "c-$([guid]::NewGuid().ToString('n'))"
+        $null = Save-MemoryImage -Id $t.Id -Path "$c/0" -Method WriteProtect -WarningAction SilentlyContinue
+        $fd = Send-R32SelfTarget $t 'uffds'
+        $fd | Should -Match '^OK \d+$' -Because 'the process holds one userfaultfd, the tracking''s'
+        # The descriptor outlives the exec, still under its number and inode; its registrations went with the old memory.
+        (Send-R32SelfTarget $t "keepexec $($fd.Substring(3))") | Should -Be "READY $($t.Id) $($t.PageSize)"
+        (Send-R32SelfTarget $t 'uffds') | Should -Be $fd
+        $answer = Send-R32SelfTarget $t "map $R32SelfPages $(Join-Path $R32SelfRoot "m-$([guid]::NewGuid().ToString('n'))")"
+        if ($answer -notlike 'OK *') { throw "fighttarget: map -> $answer" }
+        $address = [Convert]::ToUInt64($answer.Substring(3), 16)
+        $range = '{0:x} {1}' -f $address, $R32SelfPages
+        $expected = Join-Path $R32SelfRoot "e-$([guid]::NewGuid().ToString('n'))"
+        for ($i = 1; $i -le 2; $i++) {
+            (Send-R32SelfTarget $t ('fill {0:x} {1} {2}' -f $address, $i, (40 + $i))) | Should -Be 'OK'
+            $null = Save-MemoryImage -Id $t.Id -Path "$c/$i" -Parent "$c/$($i - 1)" -Method WriteProtect -WarningAction SilentlyContinue
+            (Send-R32SelfTarget $t "dump $range $expected") | Should -Be 'OK'
+            Test-MemoryImage "$c/$i" | Should -BeTrue
+            Get-R32SelfWrongPages "$c/$i" $address $R32SelfPages $t.PageSize $expected | Should -BeNullOrEmpty
+        }
+        Disable-WriteTracking -Id $t.Id
+        (Send-R32SelfTarget $t 'uffds') | Should -Be 'OK' -Because 'Disable-WriteTracking closes the descriptor it made'
     }
 }

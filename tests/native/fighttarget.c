@@ -20,6 +20,8 @@
                                           descriptor <fd> -> OK, or ERR uffd <errno>
      fork                                 a child that keeps a copy of everything and sleeps until this process ends -> OK <pid>
      dump <hexaddr> <pages> <path>        the pages' bytes now, written to the file <path> -> OK
+     keepexec <fd>                        descriptor <fd> made to survive exec (close-on-exec off), then this program exec'd
+                                          again: it starts anew with "READY <pid> <pagesize>", or says ERR keepexec <errno>
      drop <hexaddr> <pages> <micros>      a thread drops the pages (MADV_DONTNEED) one by one from the last down, one each
                                           <micros> microseconds, then ends -> OK
      left <hexaddr> <pages>               how many of the pages are still present (mincore) -> OK <count>
@@ -223,6 +225,9 @@ int main(void) {
             }
             if (child < 0) printf("ERR fork %d\n", errno);
             else printf("OK %d\n", (int)child);
+        } else if (!strcmp(cmd, "keepexec") && sscanf(line, "%*s %ld", &z) == 1) {
+            if (fcntl((int)z, F_SETFD, 0) == 0) execl("/proc/self/exe", "fighttarget", (char *)NULL);
+            printf("ERR keepexec %d\n", errno);
         } else if (!strcmp(cmd, "dump") && sscanf(line, "%*s %llx %ld %255s", &a, &x, path) == 3) {
             int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
             long n = out < 0 ? -1 : (long)write(out, (void *)(uintptr_t)a, (size_t)(x * ps));
