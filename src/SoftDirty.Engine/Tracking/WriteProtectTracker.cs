@@ -423,11 +423,13 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         var foreign = spans.Where((_, i) => !accepted[i]).ToList();
         // Each registration of that read is this tracking's now: recorded (or forgotten, where another's remains), so that the
         // next look checks again only where they changed. Saved under the tracking's lock, which the caller holds.
+        // A record that cannot be saved only makes the next look check again.
         string? own = foreign.Count == 0 ? digest : null;
         if (own != _state!.OwnRegistrations)
         {
             _state.OwnRegistrations = own;
-            WriteTrackingStore.Save(_state);
+            try { WriteTrackingStore.Save(_state); }
+            catch (Exception ex) when (ex is System.IO.IOException or UnauthorizedAccessException or EngineException) { }
         }
         return foreign;
     }
