@@ -52,6 +52,7 @@ internal static class RemoteWriteProtect
                          : $"userfaultfd in process {pid} failed: {Errno.Describe(e)}; it was left as it was.", pid, e);
         }
         ulong inode;
+        string? own = null;
         try
         {
             inject.UndoOnAbort(fd);
@@ -66,8 +67,10 @@ internal static class RemoteWriteProtect
                 throw new EngineException(filtered ? EngineError.SeccompForbids : EngineError.WriteProtectNotSupported,
                     $"UFFDIO_API with WP_ASYNC | WP_UNPOPULATED in process {pid} failed: {Errno.Describe(apiErr)}; the userfaultfd was closed.", pid, apiErr);
             }
-            RegisterAll(inject, (int)fd, ranges);
+            var registered = RegisterAll(inject, (int)fd, ranges);
             InjectionSteps.Mark("write arguments, inject UFFDIO_REGISTER (each range)");
+            // Every range this tracking's (none refused: EBUSY, EINVAL): what the first look compares its registrations with.
+            if (Array.TrueForAll(registered, r => r)) own = RegistrationDigest(source.ReadMappings(true), ranges);
             // The inode is what every later command matches the descriptor by: a state saved without one (a failed look at
             // fdinfo) was deleted by the next command as stale, the tracking left on in the process for good (round 29).
             inode = WriteTrackingStore.DescriptorInode(pid, (int)fd);
@@ -81,7 +84,7 @@ internal static class RemoteWriteProtect
             throw;
         }
         var now = DateTime.UtcNow;
-        var state = new WriteTrackingState { ProcessId = pid, StartTime = start, Descriptor = (int)fd, Inode = inode, Enabled = now, ResetId = Guid.NewGuid(), LastReset = now };
+        var state = new WriteTrackingState { ProcessId = pid, StartTime = start, Descriptor = (int)fd, Inode = inode, Enabled = now, ResetId = Guid.NewGuid(), LastReset = now, OwnRegistrations = own };
         if (user is { } token)
         {
             state.Counted = true;
@@ -242,6 +245,27 @@ internal static class RemoteWriteProtect
         foreach (var m in source.ReadMappings(true))
             if (m.VmFlags.Contains(UffdWriteProtectFlag)) ranges.Add(new AddressRange(m.Start, m.End));
         return ranges;
+    }
+
+    /// <summary>
+    /// The VMAs of <paramref name="mappings"/> (read with smaps) registered for userfaultfd write-protect that meet
+    /// <paramref name="ranges"/>, as one string: equal only where the same VMAs are registered (<see cref="WriteTrackingState.OwnRegistrations"/>).
+    /// </summary>
+    internal static string RegistrationDigest(IReadOnlyList<MemoryMapping> mappings, IReadOnlyList<AddressRange> ranges)
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        Span<byte> pair = stackalloc byte[2 * sizeof(ulong)];
+        int r = 0;
+        foreach (var m in mappings)
+        {
+            if (!m.VmFlags.Contains(UffdWriteProtectFlag)) continue;
+            while (r < ranges.Count && ranges[r].End <= m.Start) r++;
+            if (r == ranges.Count || ranges[r].Start >= m.End) continue;
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(pair, m.Start);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(pair[sizeof(ulong)..], m.End);
+            hash.AppendData(pair);
+        }
+        return Convert.ToHexString(hash.GetHashAndReset());
     }
 
     /// <summary>VM_UFFD_WP as smaps VmFlags prints it.</summary>

@@ -46,4 +46,12 @@ public sealed class WriteTrackingState
     /// </summary>
     [JsonInclude]
     internal bool Counted { get; set; }
+    /// <summary>
+    /// The write-protect registrations of the tracked spans ("uw" in smaps: <see cref="RemoteWriteProtect.RegistrationDigest"/>)
+    /// as the enabling or the last check found them, each this tracking's: a look that finds others checks each span again
+    /// (a userfaultfd of the process's own that /proc/PID/fd does not show). Null: not known (a state of an earlier version,
+    /// or another userfaultfd's registration was found), so the next look checks.
+    /// </summary>
+    [JsonInclude]
+    internal string? OwnRegistrations { get; set; }
 }

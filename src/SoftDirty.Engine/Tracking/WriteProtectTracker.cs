@@ -138,9 +138,10 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     // reserves hundreds of GiB) has no pages to protect, so PAGEMAP_SCAN would report its holes as written.
     // A mapping made writable later is a new range: registered then, its present pages counted once.
     // Of a real process, only private anonymous memory (Registers); the other writable mappings go to unregistered.
-    private List<PageSpan> Spans(out List<PageSpan> unregistered)
+    private List<PageSpan> Spans(out List<PageSpan> unregistered) => Spans(Source.ReadMappings(false), out unregistered);
+
+    private List<PageSpan> Spans(IReadOnlyList<MemoryMapping> mappings, out List<PageSpan> unregistered)
     {
-        var mappings = Source.ReadMappings(false);
         bool Writable(MemoryMapping m) => (m.Protection & Protection.Write) != 0 && (_selector is null || _selector(m));
         unregistered = _real ? PageWalk.DataSpans(mappings, m => Writable(m) && !Registers(m)) : new List<PageSpan>();
         return PageWalk.DataSpans(mappings, m => Writable(m) && (!_real || Registers(m)));
@@ -353,8 +354,10 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         var clock = Stopwatch.StartNew();
         using var held = WriteTrackingStore.Lock(_remote!.ProcessId, cancel);
         ResetElsewhere = !Reload();
-        var all = Spans(out var unregistered);
-        var foreign = ForeignSpans(all, cancel);
+        // With smaps: its write-protect registrations come from the same read as the spans (ForeignSpans).
+        var mappings = Source.ReadMappings(true);
+        var all = Spans(mappings, out var unregistered);
+        var foreign = ForeignSpans(all, mappings, cancel);
         var spans = foreign.Count == 0 ? all : all.Except(foreign).ToList();
         var fresh = new List<AddressRange>();
         if (rearm)
@@ -396,15 +399,39 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     /// The spans whose VMA another userfaultfd of the process registered since the tracking was enabled (at enabling, such
     /// a registration is WriteTrackingInUse). Registered for async write-protect, PAGEMAP_SCAN takes them as tracked: a reset
     /// re-protected the process's own tracking (its record of writes lost) and each of its own resets hid writes from this
-    /// one. Only where the process holds another userfaultfd, each span is registered again with this tracking's: the
-    /// kernel says EBUSY for a VMA of another userfaultfd (and takes one of this tracking's or of none). Those spans are
-    /// never scanned with a reset; their present pages count at every look, as a range the kernel will not register does.
+    /// one. Each span is registered again with this tracking's userfaultfd: the kernel says EBUSY for a VMA of another
+    /// userfaultfd (and takes one of this tracking's or of none). Those spans are never scanned with a reset; their present
+    /// pages count at every look, as a range the kernel will not register does.
     /// </summary>
-    private List<PageSpan> ForeignSpans(List<PageSpan> spans, CancellationToken cancel)
+    /// <remarks>
+    /// The check injects, so it is made where the process holds another userfaultfd that /proc/PID/fd shows, and else where
+    /// the registrations of the spans (<see cref="RemoteWriteProtect.RegistrationDigest"/>, from the same smaps read as
+    /// <paramref name="spans"/>) are not those the last check, or the enabling, found to be this tracking's alone
+    /// (<see cref="WriteTrackingState.OwnRegistrations"/>): a userfaultfd the process keeps where /proc/PID/fd does not show
+    /// it (in flight on a socket, held by a child) registered a range the module then re-protected, which took the process's
+    /// own record of writes away, and the process's own resets of it (PAGEMAP_SCAN of /proc/self/pagemap) hid writes from
+    /// every increment (round 32).
+    /// </remarks>
+    private List<PageSpan> ForeignSpans(List<PageSpan> spans, IReadOnlyList<MemoryMapping> mappings, CancellationToken cancel)
     {
-        if (spans.Count == 0 || WriteTrackingStore.UserfaultfdDescriptors(_remote!.ProcessId).All(fd => fd == _state!.Descriptor)) return new List<PageSpan>();
-        var accepted = RemoteWriteProtect.Register(_remote, _state!, Ranges(spans), cancel);
-        return spans.Where((_, i) => !accepted[i]).ToList();
+        if (spans.Count == 0) return new List<PageSpan>();
+        bool named = WriteTrackingStore.UserfaultfdDescriptors(_remote!.ProcessId).Any(fd => fd != _state!.Descriptor);
+        var ranges = Ranges(spans);
+        string digest = RemoteWriteProtect.RegistrationDigest(mappings, ranges);
+        if (!named && digest == _state!.OwnRegistrations) return new List<PageSpan>();
+        var accepted = RemoteWriteProtect.Register(_remote, _state!, ranges, cancel);
+        var foreign = spans.Where((_, i) => !accepted[i]).ToList();
+        // Each registration of that read is this tracking's now: recorded (or forgotten, where another's remains), so that the
+        // next look checks again only where they changed. Saved under the tracking's lock, which the caller holds.
+        // A record that cannot be saved only makes the next look check again.
+        string? own = foreign.Count == 0 ? digest : null;
+        if (own != _state!.OwnRegistrations)
+        {
+            _state.OwnRegistrations = own;
+            try { WriteTrackingStore.Save(_state); }
+            catch (Exception ex) when (ex is System.IO.IOException or UnauthorizedAccessException or EngineException) { }
+        }
+        return foreign;
     }
 
     /// <inheritdoc/>
@@ -414,8 +441,9 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         {
             using var held = WriteTrackingStore.Lock(_remote.ProcessId, cancel);
             Reload();
-            var current = Spans();
-            var foreign = ForeignSpans(current, cancel);
+            var mappings = Source.ReadMappings(true);
+            var current = Spans(mappings, out _);
+            var foreign = ForeignSpans(current, mappings, cancel);
             if (foreign.Count > 0) current = current.Except(foreign).ToList();
             InjectionSteps.Mark("maps (reset)");
             // Recorded first, as in CollectRemote: a reset cut short still counts as one for every other command.

@@ -329,4 +329,29 @@ public sealed class RemoteWriteProtectTests : IDisposable
         Assert.Null(WriteTrackingStore.Load(t.Pid));
         if (child > 0) System.Diagnostics.Process.GetProcessById(child).Kill();
     }
+
+    private static string SmapsBlock(ulong start, ulong end, string flags) =>
+        $"{start:x}-{end:x} rw-p 00000000 00:00 0 \nSize: {(end - start) / 1024} kB\nVmFlags: {flags} \n";
+
+    /// <summary>
+    /// The registrations a look compares with the tracking's own (round 32: a userfaultfd the process hides registered a
+    /// range after the enabling, and the module re-protected it): only VMAs registered for write-protect that meet the
+    /// tracked ranges count, and a VMA registered anew, or a registration that moved, changes the digest.
+    /// </summary>
+    [Fact]
+    public void RegistrationDigest_ChangesWithTheWriteProtectRegistrationsOfTheTrackedRanges()
+    {
+        var ranges = new[] { new AddressRange(0x10000, 0x20000), new AddressRange(0x40000, 0x50000) };
+        string Digest(params string[] blocks) => RemoteWriteProtect.RegistrationDigest(MapsParser.Parse(string.Concat(blocks)), ranges);
+        string tracked = SmapsBlock(0x10000, 0x20000, "rd wr mr mw me ac uw");
+        string plain = SmapsBlock(0x40000, 0x50000, "rd wr mr mw me ac");
+        string before = Digest(tracked, plain);
+        // A VMA outside the tracked ranges, or one not registered for write-protect, is not part of it.
+        Assert.Equal(before, Digest(tracked, plain, SmapsBlock(0x60000, 0x70000, "rd wr mr mw me ac uw")));
+        Assert.Equal(before, Digest(tracked, SmapsBlock(0x40000, 0x50000, "rd wr mr mw me ac um")));
+        // The untracked VMA registered (by whichever userfaultfd), or the registered one split, is another set of registrations.
+        Assert.NotEqual(before, Digest(tracked, SmapsBlock(0x40000, 0x50000, "rd wr mr mw me ac uw")));
+        Assert.NotEqual(before, Digest(SmapsBlock(0x10000, 0x18000, "rd wr mr mw me ac uw"), SmapsBlock(0x18000, 0x20000, "rd wr mr mw me ac uw"), plain));
+        Assert.NotEqual(before, Digest(plain));
+    }
 }
