@@ -94,6 +94,8 @@ int main(void)
 {
     ps = sysconf(_SC_PAGESIZE);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* Unbuffered: a forked child that takes the commands over must not read past its own last line ("exit"). */
+    setvbuf(stdin, NULL, _IONBF, 0);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_fault;
@@ -101,10 +103,10 @@ int main(void)
     sigaction(SIGBUS, &sa, NULL);
     sigaction(SIGSEGV, &sa, NULL);
     printf("READY %d %ld\n", (int)getpid(), ps);
-    char line[4096], cmd[32], a1[1024], a2[64], a3[64], a4[64];
+    char line[4096], cmd[32], a1[1024], a2[64], a3[1024], a4[64];
     while (fgets(line, sizeof line, stdin)) {
         a1[0] = a2[0] = a3[0] = a4[0] = 0;
-        int n = sscanf(line, "%31s %1023s %63s %63s %63s", cmd, a1, a2, a3, a4);
+        int n = sscanf(line, "%31s %1023s %63s %1023s %63s", cmd, a1, a2, a3, a4);
         if (n < 1) continue;
         if (!strcmp(cmd, "file") && n >= 5) {
             long pages = strtol(a2, NULL, 10);
