@@ -5,6 +5,12 @@
 # guard regions, memfd_secret, sealed memfds, MAP_GROWSDOWN, mlock and mlockall, PROT_NONE, KSM and a truncation between
 # two saves were done).
 # Found:
+# - Memory that ends with the process (a deleted file, a memfd) truncated while an increment read it: the pages the process
+#   does not map, which the save reads from the object, were listed while the object held them and were past its end when
+#   read; the increment left them as they were, so the chain restored the parent's bytes there (measured: 4 pages of 57s
+#   past the new end, where the process gets SIGBUS and a full image of that moment has nothing) in an image that
+#   Test-MemoryImage called valid. A wrong increment that says valid (silent-data-loss class). Now such a page is gone:
+#   zero where the chain has it.
 # - A file truncated while a save read it: the pages past its new end, found present by the pagemap walk and gone when
 #   read (the truncation takes them from every mapping of the file, a MAP_PRIVATE mapping's copies included), counted as
 #   unreadable with reasons that were not theirs (memfd_secret, a userfaultfd, device memory), and Test-MemoryImage called
@@ -60,6 +66,30 @@ BeforeAll {
     $script:R32ExoticRoot = New-Item -ItemType Directory (Join-Path $TestDrive 'r32exotic')
     $script:R32ExoticModule = Join-Path (Get-Module SoftDirty).ModuleBase 'SoftDirty.psd1'
     function New-R32Path([string] $Prefix) { Join-Path $R32ExoticRoot "$Prefix-$([guid]::NewGuid().ToString('n'))" }
+    # Saves $Mapping of $Target into $Image (-Parent $Parent where given; Hash) in a child PowerShell under strace, which
+    # holds the save's first process_vm_readv three seconds at its entry; a thread of the child truncates the file at $Cut
+    # (a path, /proc/PID/fd/N for a deleted file) to $Bytes once a thread of it waits there. Returns Invoke-StraceChild's
+    # result; its Out says "cut=held" (or "cut=never") and "saved=<the image's UnreadablePages>".
+    function Invoke-R32HeldSave($Target, [string] $Image, [string] $Mapping, [string] $Cut, [long] $Bytes, [string] $Parent) {
+        $parentArgument = if ($Parent) { "-Parent '$Parent'" } else { '' }
+        $script = @"
+`$cutter = Start-ThreadJob {
+    `$deadline = [DateTime]::UtcNow.AddSeconds(120)
+    while ([DateTime]::UtcNow -lt `$deadline) {
+        foreach (`$task in [IO.Directory]::GetDirectories('/proc/self/task')) {
+            `$call = try { [IO.File]::ReadAllText("`$task/syscall") } catch { '' }
+            if (`$call -match '^310 ') { `$f = [IO.File]::Open('$Cut', 'Open', 'ReadWrite'); `$f.SetLength($Bytes); `$f.Dispose(); 'cut=held'; return }
+        }
+        [Threading.Thread]::Sleep(10)
+    }
+    'cut=never'
+}
+`$i = Save-MemoryImage -Id $($Target.Id) -Path '$Image' $parentArgument -Method Hash -Mapping '$Mapping' -WarningAction SilentlyContinue
+`$cutter | Wait-Job | Receive-Job
+"saved=`$(`$i.UnreadablePages)"
+"@
+        Invoke-StraceChild -Module $R32ExoticModule -Script $script -Strace @('-e', 'trace=process_vm_readv', '-e', 'inject=process_vm_readv:delay_enter=3000000:when=1')
+    }
     # The bytes of $Pages pages at $Hex as the restore of $Image holds them (the restored mapping that holds them all).
     function Get-R32Restored([string] $Image, [string] $Hex, [int] $Pages, [int] $PageSize) {
         $address = [Convert]::ToUInt64($Hex, 16)
@@ -106,31 +136,36 @@ Describe 'Round 32 (Exotic): memory kinds against a real target' -Tag 'Security'
             $file = New-R32Path 'file'
             $hex = $t.Send("file $file 8 $How 55")
             $image = New-R32Path 'mid'
-            $cut = 3 * $t.PageSize
-            # The child PowerShell saves the mapping alone (Hash: the save's first process_vm_readv reads it), which strace holds
-            # three seconds at its entry; a thread of the child truncates the file once a thread of it waits there.
-            $script = @"
-`$cutter = Start-ThreadJob {
-    `$deadline = [DateTime]::UtcNow.AddSeconds(120)
-    while ([DateTime]::UtcNow -lt `$deadline) {
-        foreach (`$task in [IO.Directory]::GetDirectories('/proc/self/task')) {
-            `$call = try { [IO.File]::ReadAllText("`$task/syscall") } catch { '' }
-            if (`$call -match '^310 ') { `$f = [IO.File]::Open('$file', 'Open', 'ReadWrite'); `$f.SetLength($cut); `$f.Dispose(); 'cut=held'; return }
-        }
-        [Threading.Thread]::Sleep(10)
-    }
-    'cut=never'
-}
-`$i = Save-MemoryImage -Id $($t.Id) -Path '$image' -Method Hash -Mapping '$file' -WarningAction SilentlyContinue
-`$cutter | Wait-Job | Receive-Job
-"saved=`$(`$i.UnreadablePages)"
-"@
-            $r = Invoke-StraceChild -Module $R32ExoticModule -Script $script -Strace @('-e', 'trace=process_vm_readv', '-e', 'inject=process_vm_readv:delay_enter=3000000:when=1')
+            $r = Invoke-R32HeldSave $t $image $file $file (3 * $t.PageSize)
             $r.Out | Should -Contain 'cut=held' -Because "the file was truncated while the save's read was held ($($r.All))"
             $r.Out | Should -Contain 'saved=0' -Because "the pages past the new end are gone, not unreadable ($($r.All))"
             (Get-R32Live $t $hex 8).Faulted | Should -Be 5 -Because 'the process itself gets SIGBUS past the end of its file'
             Assert-R32Exact $t $image $hex 8 'the image holds the 3 pages left, and nothing past the end'
             $t.Send('dump ' + $hex + ' 3 ' + (New-R32Path 'alive')) | Should -Be '0' -Because 'the target runs on'
+        } finally { Stop-TestTarget $t }
+    }
+
+    It 'a deleted file truncated while an increment reads it (<Name>): the pages of the file past its new end are zero, not the parent''s' -Skip:([bool]$R32ExoticMidSkip) -ForEach $R32ExoticTruncations {
+        # Memory that ends with the process: the pages it does not map are read from the file (a descriptor it holds). The
+        # increment's read of the 4 pages it maps is held; meanwhile the file is cut to those 4 pages, so the 4 it does not
+        # map, which the file held when the save listed them, are gone when it reads them. (Before: left as they were, the
+        # parent's 57s, in an increment that Test-MemoryImage called valid.)
+        $t = Start-TestTarget -Path $R32ExoticExe
+        try {
+            $file = New-R32Path 'deleted'
+            $hex = $t.Send("file $file 8 $How 55")
+            $t.Send("pwrite $hex 0 8 57") | Should -Be '0'
+            $fd = (Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object { $_.LinkTarget -eq $file }).Name
+            Remove-Item -LiteralPath $file
+            $t.Send("madvise $hex 4 4 4") | Should -Be '0' -Because 'MADV_DONTNEED: the process maps pages 0-3 only'
+            $chain = New-R32Path 'cutchain'
+            $null = Save-MemoryImage -Id $t.Id -Path "$chain/0" -Method Hash -Mapping $file
+            Assert-R32Exact $t "$chain/0" $hex 4 'the pages the process maps'
+            $r = Invoke-R32HeldSave $t "$chain/1" $file "/proc/$($t.Id)/fd/$fd" (4 * $t.PageSize) "$chain/0"
+            $r.Out | Should -Contain 'cut=held' -Because "the file was truncated while the save's read was held ($($r.All))"
+            $r.Out | Should -Contain 'saved=0' -Because "nothing is unreadable ($($r.All))"
+            (Get-R32Live $t $hex 8).Faulted | Should -Be 4 -Because 'the process itself gets SIGBUS past the end of its file'
+            Assert-R32Exact $t "$chain/1" $hex 8 'the file''s pages past its new end are gone, not the parent''s bytes'
         } finally { Stop-TestTarget $t }
     }
 
