@@ -234,6 +234,10 @@ Describe 'Round 32 (Exotic): memory kinds against a real target' -Tag 'Security'
             $child | Add-Member -MemberType ScriptMethod -Name Send -Value { param([string] $Command) $this.Target.Send($Command) }
             try {
                 @(Get-MemoryMapping -Id $childId | Where-Object Start -eq ([Convert]::ToUInt64($nofork, 16))).Count | Should -Be 0 -Because 'MADV_DONTFORK memory is not in the child'
+                # The child maps none of the shared memory's pages (fork copies no page table entry of a shared mapping): a save
+                # reads them from the object, which an unprivileged user cannot open (no descriptor; map_files needs privilege)
+                # and counts as unreadable (docs/Save-MemoryImage.md). The child reads them first, as it would use them.
+                $null = Get-R32Live $child $shared 8
                 $kid = New-R32Path 'child'
                 $null = Save-MemoryImage -Id $childId -Path "$kid/0" -Method $Method
                 Assert-R32Exact $child "$kid/0" $wipe 8 'MADV_WIPEONFORK memory is empty in the child'
