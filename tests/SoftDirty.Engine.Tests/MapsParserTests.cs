@@ -133,6 +133,19 @@ public class MapsParserTests
     }
 
     [Fact]
+    public void PrivateMappingOfDevZeroIsAnonymous()
+    {
+        // mmap of /dev/zero MAP_PRIVATE (the kernel's mmap_zero makes the VMA anonymous and keeps the device as its file: maps
+        // names it, not deleted, with the device's inode; measured on 6.18), then MAP_SHARED (shmem: "(deleted)").
+        var maps = MapsParser.Parse(
+            "7f3124815000-7f312481d000 rw-p 00000000 00:05 4                          /dev/zero\n" +
+            "7f3124626000-7f312462e000 rw-s 00000000 00:01 101214                     /dev/zero (deleted)\n");
+        Assert.Equal(MappingKind.Anonymous, maps[0].Kind);
+        Assert.False(maps[0].Deleted);
+        Assert.Equal(MappingKind.SharedAnonymous, maps[1].Kind);
+    }
+
+    [Fact]
     public void MapsAndSmapsAgreeOnHeaders()
     {
         var maps = MapsParser.Parse(Fixture("maps-odd.txt"));

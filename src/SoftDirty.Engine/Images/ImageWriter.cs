@@ -272,6 +272,9 @@ internal static class ImageWriter
                     if (increment && parentPages.Contains(addr)) index.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash));
                     return true;
                 }
+                // A page of an object read past its end (truncated since its data was listed) is gone: zero where the chain had it.
+                if (objects is not null && increment)
+                    objects.PastEnd = addr => { if (parentPages.Contains(addr)) index.Add(new PageRecord(addr, PageRecordKind.Zero, 0, zeroHash)); };
                 // Compiled optimised at once: tier 0 hashed a whole save unoptimised on a busy machine (see PageHash).
                 // The handler sees addresses in ascending order: the chain's pages are looked up with a cursor.
                 var inChain = parentPages.Ascending();

@@ -241,8 +241,18 @@ internal sealed class UnnamedObjectPages : IDisposable
             pages += (int)_pageSize;
         }
         if (pages > 0) handler(piece.Start, buffer.AsSpan(0, pages));
+        // The pages past the object's end (it was truncated since its data was listed): gone, as memory unmapped is.
+        for (int past = pages; past < length && PastEnd is { } ended; past += (int)_pageSize) ended(piece.Start + (ulong)past);
         return unreadable;
     }
+
+    /// <summary>
+    /// Called with each page <see cref="Read"/> found past the end of its object: listed where the object held data, and gone
+    /// by the read (the file or memfd truncated meanwhile; the process gets SIGBUS there). An increment records it as zero
+    /// where its chain has data: before, it kept the parent's bytes, and the chain restored memory the process no longer had
+    /// (round 32).
+    /// </summary>
+    public Action<ulong>? PastEnd { get; set; }
 
     /// <summary>The addresses of <paramref name="e"/>'s span where the object holds data (SEEK_DATA, SEEK_HOLE), within its size.</summary>
     private List<AddressRange> DataRanges(Entry e, SafeFileHandle file)

@@ -7,11 +7,11 @@ namespace SoftDirty;
 [Newtonsoft.Json.JsonConverter(typeof(Newtonsoft.Json.Converters.StringEnumConverter))]
 public enum MappingKind
 {
-    /// <summary>Private anonymous memory (no path).</summary>
+    /// <summary>Private anonymous memory (no path, or a private mapping of /dev/zero).</summary>
     Anonymous,
     /// <summary>A named anonymous mapping ([anon:name], PR_SET_VMA_ANON_NAME).</summary>
     NamedAnonymous,
-    /// <summary>Shared anonymous memory or System V / POSIX shared memory (/dev/zero, SYSV*, memfd:, [anon_shmem:*]).</summary>
+    /// <summary>Shared anonymous memory or System V / POSIX shared memory (/dev/zero mapped shared, SYSV*, memfd:, [anon_shmem:*]).</summary>
     SharedAnonymous,
     /// <summary>A mapped file.</summary>
     File,

@@ -116,6 +116,10 @@ public sealed class MemoryMapping
         if (path.StartsWith("[anon:", StringComparison.Ordinal)) return MappingKind.NamedAnonymous;
         if (path.StartsWith("[anon_shmem:", StringComparison.Ordinal)) return MappingKind.SharedAnonymous;
         if (inode == 0 && path.StartsWith('[')) return MappingKind.Other;
+        // A private mapping of /dev/zero is private anonymous memory (the kernel's mmap_zero makes it so, keeping the device
+        // as its file: maps names it, not deleted, with the device's inode); only a shared one is shared memory (round 32: a
+        // private one was SharedAnonymous).
+        if (path == "/dev/zero" && !shared) return MappingKind.Anonymous;
         if (path == "/dev/zero" || path.StartsWith("/SYSV", StringComparison.Ordinal)
             || path.StartsWith("/memfd:", StringComparison.Ordinal) || path.StartsWith("/dev/shm/", StringComparison.Ordinal) && shared)
             return MappingKind.SharedAnonymous;

@@ -21,7 +21,9 @@ internal sealed class MappedFileEnd
 {
     private readonly int _pid;
     private readonly Dictionary<(string Device, ulong Inode), ulong?> _sizes = [];
-    private List<FileNative.PathStatus>? _descriptors;
+    // The path that found each file (its map_files entry, a descriptor of the process, its own path), to look at it again.
+    private readonly Dictionary<(string Device, ulong Inode), string> _found = [];
+    private List<(string Path, FileNative.PathStatus Status)>? _descriptors;
 
     public MappedFileEnd(int pid) => _pid = pid;
 
@@ -29,9 +31,30 @@ internal sealed class MappedFileEnd
     /// The first address of <paramref name="mapping"/> past the end of its file (rounded up to a page), or null where
     /// it maps no file, the file reaches past the mapping, or the file cannot be found.
     /// </summary>
-    public ulong? EndAddress(MemoryMapping mapping, ulong pageSize)
+    public ulong? EndAddress(MemoryMapping mapping, ulong pageSize) => EndOf(mapping, Size(mapping), pageSize);
+
+    /// <summary>
+    /// As <see cref="EndAddress"/>, with the file's size looked up now (its path found before looked at again, else found
+    /// anew): where a page that was present failed to read because the file was truncated meanwhile (round 32: a truncation
+    /// during a save made the pages it took count as unreadable, and the image incomplete).
+    /// </summary>
+    public ulong? EndAddressNow(MemoryMapping mapping, ulong pageSize)
     {
-        if (Size(mapping) is not { } bytes) return null;
+        if (mapping.Inode == 0 || mapping.Kind is not (MappingKind.File or MappingKind.SharedAnonymous)) return null;
+        var key = (mapping.Device, mapping.Inode);
+        FileNative.PathStatus? now = _found.TryGetValue(key, out var path) ? Matching(FileNative.Stat(path, out _), mapping) : null;
+        if (now is null)
+        {
+            _descriptors = null; // what the descriptors said before is not now
+            now = Find(mapping);
+        }
+        _sizes[key] = now?.Size;
+        return EndOf(mapping, now?.Size, pageSize);
+    }
+
+    private static ulong? EndOf(MemoryMapping mapping, ulong? size, ulong pageSize)
+    {
+        if (size is not { } bytes) return null;
         ulong end = (bytes + pageSize - 1) / pageSize * pageSize;
         if (end <= mapping.Offset) return mapping.Start;
         ulong within = end - mapping.Offset;
@@ -52,28 +75,33 @@ internal sealed class MappedFileEnd
 
     private FileNative.PathStatus? Find(MemoryMapping mapping)
     {
-        var viaMapFiles = Matching(FileNative.Stat(string.Create(CultureInfo.InvariantCulture, $"/proc/{_pid}/map_files/{mapping.Start:x}-{mapping.End:x}"), out _), mapping);
-        if (viaMapFiles is not null) return viaMapFiles;
+        var key = (mapping.Device, mapping.Inode);
+        string mapFile = string.Create(CultureInfo.InvariantCulture, $"/proc/{_pid}/map_files/{mapping.Start:x}-{mapping.End:x}");
+        var viaMapFiles = Matching(FileNative.Stat(mapFile, out _), mapping);
+        if (viaMapFiles is not null) { _found[key] = mapFile; return viaMapFiles; }
         _descriptors ??= Descriptors();
         foreach (var d in _descriptors)
-            if (Matching(d, mapping) is { } found) return found;
-        return mapping.Deleted || !mapping.Path.StartsWith('/') ? null : Matching(FileNative.Stat(mapping.Path, out _), mapping);
+            if (Matching(d.Status, mapping) is { } found) { _found[key] = d.Path; return found; }
+        if (mapping.Deleted || !mapping.Path.StartsWith('/')) return null;
+        var byPath = Matching(FileNative.Stat(mapping.Path, out _), mapping);
+        if (byPath is not null) _found[key] = mapping.Path;
+        return byPath;
     }
 
     private static FileNative.PathStatus? Matching(FileNative.PathStatus? status, MemoryMapping mapping) =>
         status is { } s && s.Type == FileNative.S_IFREG && s.Inode == mapping.Inode && string.Equals(s.Device, mapping.Device, StringComparison.OrdinalIgnoreCase) ? s : null;
 
     /// <summary>What each descriptor of the process is open on (the ones that cannot be looked at are left out).</summary>
-    private List<FileNative.PathStatus> Descriptors()
+    private List<(string Path, FileNative.PathStatus Status)> Descriptors()
     {
-        var found = new List<FileNative.PathStatus>();
+        var found = new List<(string Path, FileNative.PathStatus Status)>();
         IEnumerable<string> entries;
         try { entries = Directory.EnumerateFileSystemEntries(string.Create(CultureInfo.InvariantCulture, $"/proc/{_pid}/fd")); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return found; }
         try
         {
             foreach (var entry in entries)
-                if (FileNative.Stat(entry, out _) is { } s && s.Type == FileNative.S_IFREG) found.Add(s);
+                if (FileNative.Stat(entry, out _) is { } s && s.Type == FileNative.S_IFREG) found.Add((entry, s));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
         return found;

@@ -279,11 +279,16 @@ internal static class PageWalk
     /// <paramref name="spans"/> were listed (its mapping unmapped or replaced: <see cref="IPageSource.MappingUnchanged"/>). Its
     /// content is not unreadable data of the process: it no longer exists, as memory unmapped before its pagemap was scanned,
     /// which <see cref="PresentRegions"/> leaves out (a thread stack unmapped by the C library once its thread exited, between
-    /// the listing and the read: round 18). A page whose mapping is still there and fails to read stays unreadable.
+    /// the listing and the read: round 18). So is a page of a file mapping that lies, when it fails to read, past the end of
+    /// its file (<see cref="MappedFileEnd.EndAddressNow"/>): the file was truncated since the page was found, which takes the
+    /// page from every mapping of the file, private copies included, and the process itself would get SIGBUS there (round 32:
+    /// such pages counted as unreadable, with reasons that were not theirs, and the image was incomplete). A page whose
+    /// mapping is still there and fails to read within its file, or whose file cannot be found, stays unreadable.
     /// </summary>
     public static Func<ulong, bool> GoneSince(IPageSource source, IReadOnlyList<PageSpan> spans)
     {
         ulong ps = (ulong)source.PageSize;
+        var ends = Root(source) is ProcPageSource proc ? new MappedFileEnd(proc.ProcessId) : null;
         return address =>
         {
             int lo = 0, hi = spans.Count - 1;
@@ -292,7 +297,8 @@ internal static class PageWalk
                 int mid = (lo + hi) >>> 1;
                 if (spans[mid].End <= address) lo = mid + 1;
                 else if (spans[mid].Start > address) hi = mid - 1;
-                else return spans[mid].Mapping is { } m && !source.MappingUnchanged(m, address, address + ps);
+                else return spans[mid].Mapping is { } m
+                    && (!source.MappingUnchanged(m, address, address + ps) || ends?.EndAddressNow(m, ps) is { } end && address >= end);
             }
             return false;
         };
