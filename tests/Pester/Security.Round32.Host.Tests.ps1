@@ -195,6 +195,13 @@ Describe 'Round 32: -WhatIf on every command that changes a process or writes fi
         @{ Command = 'Clear-SoftDirty (emulated)'; Run = { Clear-SoftDirty -Emulator $r32we -WhatIf } }
         @{ Command = 'Search-PageMap -WriteProtect'; Run = { Search-PageMap -Id $r32t.Id -Category Written -WriteProtect -WhatIf } }
         @{ Command = 'Search-PageMap -WriteProtect (emulated)'; Run = { Search-PageMap -Emulator $r32we -Category Written -WriteProtect -WhatIf } }
+        # Before (the lead's): Watch-DirtyPage had no ShouldProcess, and -WhatIf watched (a sample emitted, a userfaultfd injected,
+        # soft-dirty bits cleared); Clear-SoftDirty and Clear-PageReference -WhatIf -PassThru emitted the process as if cleared.
+        @{ Command = 'Watch-DirtyPage -Method WriteProtect'; Run = { Watch-DirtyPage -Id $r32t.Id -Method WriteProtect -Count 1 -Interval 0.01 -WhatIf } }
+        @{ Command = 'Watch-DirtyPage -Method SoftDirty (emulated)'; Run = { Watch-DirtyPage -Emulator $r32we -Method SoftDirty -Count 1 -Interval 0.01 -WhatIf } }
+        @{ Command = 'Watch-DirtyPage -Method WriteProtect (emulated)'; Run = { Watch-DirtyPage -Emulator $r32we -Method WriteProtect -Count 1 -Interval 0.01 -WhatIf } }
+        @{ Command = 'Clear-SoftDirty -PassThru (emulated)'; Run = { Clear-SoftDirty -Emulator $r32we -PassThru -WhatIf } }
+        @{ Command = 'Clear-PageReference -PassThru'; Run = { Clear-PageReference -Id $r32t.Id -Type PeakRss -PassThru -WhatIf } }
     ) {
         # Before: Enable-WriteTracking -WhatIf made the state folder (it took the process's lock, which makes it, before it asked).
         $before = Get-R32Entries
@@ -207,5 +214,13 @@ Describe 'Round 32: -WhatIf on every command that changes a process or writes fi
         Get-ThreadTracer $r32t.Id | Should -BeNullOrEmpty
         @(Get-ChildItem "/proc/$($r32t.Id)/fd" | Where-Object { $_.LinkTarget -like '*userfaultfd*' }).Count | Should -Be 0
         @(Get-Content "/proc/$($r32t.Id)/smaps" | Where-Object { $_ -match '^VmFlags:.* uw( |$)' }).Count | Should -Be 0
+    }
+
+    It 'Watch-DirtyPage -Method Hash -WhatIf watches: it only reads the process, so it asks nothing' {
+        $before = Get-R32Entries
+        $out = @(Watch-DirtyPage -Id $r32t.Id -Method Hash -Count 2 -Interval 0.01 -WhatIf 6>$null)
+        $out.Count | Should -Be 2
+        $out[0].Method | Should -Be 'Hash'
+        Get-R32Entries | Should -Be $before
     }
 }

@@ -70,7 +70,7 @@ internal static class RemoteWriteProtect
             var registered = RegisterAll(inject, (int)fd, ranges);
             InjectionSteps.Mark("write arguments, inject UFFDIO_REGISTER (each range)");
             // Every range this tracking's (none refused: EBUSY, EINVAL): what the first look compares its registrations with.
-            if (Array.TrueForAll(registered, r => r)) own = RegistrationDigest(source.ReadMappings(true), ranges);
+            if (Array.TrueForAll(registered, e => e == 0)) own = RegistrationDigest(source.ReadMappings(true), ranges);
             // The inode is what every later command matches the descriptor by: a state saved without one (a failed look at
             // fdinfo) was deleted by the next command as stale, the tracking left on in the process for good (round 29).
             inode = WriteTrackingStore.DescriptorInode(pid, (int)fd);
@@ -159,9 +159,17 @@ internal static class RemoteWriteProtect
     private static readonly TimeSpan ExecLookAgain = TimeSpan.FromMilliseconds(2);
 
     /// <summary>Registers more ranges with the target's userfaultfd; returns, per range, whether the kernel took it.</summary>
-    public static bool[] Register(ProcPageSource source, WriteTrackingState state, IReadOnlyList<AddressRange> ranges, System.Threading.CancellationToken cancel = default)
+    public static bool[] Register(ProcPageSource source, WriteTrackingState state, IReadOnlyList<AddressRange> ranges, System.Threading.CancellationToken cancel = default) =>
+        Array.ConvertAll(RegisterErrors(source, state, ranges, cancel), e => e == 0);
+
+    /// <summary>
+    /// As <see cref="Register"/>, with the kernel's answer per range: 0 where it took the range, else its errno (EBUSY: a VMA
+    /// of the range is registered with another userfaultfd; EINVAL: one the kernel will not track, or the range no longer
+    /// what it was when listed, the process having mapped or unmapped there since).
+    /// </summary>
+    public static int[] RegisterErrors(ProcPageSource source, WriteTrackingState state, IReadOnlyList<AddressRange> ranges, System.Threading.CancellationToken cancel = default)
     {
-        if (ranges.Count == 0) return Array.Empty<bool>();
+        if (ranges.Count == 0) return Array.Empty<int>();
         if (InjectionSupport.Check(source.ProcessId, source.Features) is { } refused) throw refused;
         using var inject = RemoteSyscalls.Attach(source, cancel);
         return RegisterAll(inject, state.Descriptor, ranges, state);
@@ -179,18 +187,18 @@ internal static class RemoteWriteProtect
                 $"Descriptor {state.Descriptor} of process {pid} is no longer the userfaultfd write tracking made (the process closed it); nothing was injected into it.", pid);
     }
 
-    private static bool[] RegisterAll(RemoteSyscalls inject, int fd, IReadOnlyList<AddressRange> ranges, WriteTrackingState? state = null)
+    private static int[] RegisterAll(RemoteSyscalls inject, int fd, IReadOnlyList<AddressRange> ranges, WriteTrackingState? state = null)
     {
         var arch = InjectionArchitecture.Current!;
         ulong scratch = inject.ArgumentArea;
-        var done = new bool[ranges.Count];
+        var done = new int[ranges.Count];
         for (int i = 0; i < ranges.Count; i++)
         {
             if (state is not null) EnsureDescriptor(inject.ProcessId, state);
             var arg = new UffdAbi.RegisterArg { Start = ranges[i].Start, Len = ranges[i].Length, Mode = UffdAbi.ModeWp };
             inject.Write(scratch, MemoryMarshal.AsBytes(new ReadOnlySpan<UffdAbi.RegisterArg>(in arg)));
             long r = inject.Call(arch.Ioctl, (ulong)fd, UffdAbi.IoctlRegister, scratch);
-            done[i] = !InjectionArchitecture.IsError((ulong)r, out _); // EINVAL and the like: a range the kernel will not track
+            InjectionArchitecture.IsError((ulong)r, out done[i]); // EINVAL and the like: a range the kernel will not track
         }
         return done;
     }

@@ -419,8 +419,12 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         var ranges = Ranges(spans);
         string digest = RemoteWriteProtect.RegistrationDigest(mappings, ranges);
         if (!named && digest == _state!.OwnRegistrations) return new List<PageSpan>();
-        var accepted = RemoteWriteProtect.Register(_remote, _state!, ranges, cancel);
-        var foreign = spans.Where((_, i) => !accepted[i]).ToList();
+        // Another userfaultfd's registration is EBUSY. Any other refusal is a range the process mapped or unmapped since it
+        // was listed (posix_spawn's stack, a thread's), or one the kernel will not track: the scan meets it unregistered and
+        // counts it as such a range (ScanRemote). Taken for the process's own, the over-count was said to be its userfaultfd's
+        // (round 32's merge: a migration of a process that spawns programs warned so, Round 18's test).
+        var errors = RemoteWriteProtect.RegisterErrors(_remote, _state!, ranges, cancel);
+        var foreign = spans.Where((_, i) => errors[i] == Errno.EBUSY).ToList();
         // Each registration of that read is this tracking's now: recorded (or forgotten, where another's remains), so that the
         // next look checks again only where they changed. Saved under the tracking's lock, which the caller holds.
         // A record that cannot be saved only makes the next look check again.

@@ -9,9 +9,10 @@ namespace SoftDirty.Commands;
 
 /// <summary>
 /// Watch-DirtyPage: one sample per interval of the pages a process wrote (dirty pages and bytes, rate,
-/// method, pages scanned, the dirty ranges), emitted as each is taken; Ctrl+C ends it cleanly.
+/// method, pages scanned, the dirty ranges), emitted as each is taken; Ctrl+C ends it cleanly. ShouldProcess where the
+/// method changes the process (SoftDirty clears its bits, WriteProtect injects a userfaultfd); Hash only reads it.
 /// </summary>
-[Cmdlet(VerbsCommon.Watch, "DirtyPage", DefaultParameterSetName = IdSet)]
+[Cmdlet(VerbsCommon.Watch, "DirtyPage", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = IdSet)]
 [OutputType(typeof(DirtyPageSample))]
 public sealed class WatchDirtyPageCommand : WorkflowCmdlet
 {
@@ -67,6 +68,15 @@ public sealed class WatchDirtyPageCommand : WorkflowCmdlet
 
     private void Watch(IPageSource source)
     {
+        // Before the tracker is made: a WriteProtect tracker injects its userfaultfd as it is made (round 32: -WhatIf watched,
+        // clearing soft-dirty bits and injecting, as Watch-DirtyPage had no ShouldProcess).
+        var changes = DirtyTracker.Resolve(source, Method, out _) switch
+        {
+            TrackingMethod.SoftDirty => "clear its soft-dirty bits at each sample",
+            TrackingMethod.WriteProtect => "write-protect its memory at each sample, through a userfaultfd (injected where Enable-WriteTracking has not made one)",
+            _ => null,
+        };
+        if (changes is not null && !ShouldProcess($"{source.Name} ({source.ProcessId})", $"Watch dirty pages: {changes}")) return;
         using var tracker = DirtyTracker.Create(source, Method, HashAlgorithm, WorkflowSelector.FollowingFiles(source, WorkflowSelector.Checked(source, Mapping, Address, Length), Address, Length), Cancellation);
         WriteVerbose(tracker.Description);
         int? count = MyInvocation.BoundParameters.ContainsKey(nameof(Duration)) ? null : Count > 0 ? Count : 10;

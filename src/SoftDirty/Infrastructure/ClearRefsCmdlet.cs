@@ -19,8 +19,9 @@ public abstract class ClearRefsCmdlet : ProcessTargetCmdlet
         if (type == ClearRefsType.SoftDirty && !source.Features.SoftDirty)
             throw new EngineException(EngineError.SoftDirtyNotSupported,
                 $"Not clearing soft-dirty bits of process {source.ProcessId} ({source.Name}): {source.Features.SoftDirtyReason}", source.ProcessId);
-        if (ShouldProcess($"process {source.ProcessId} ({source.Name})", $"Write {(int)type} ({type}) to clear_refs"))
-            source.ClearRefs(type, Cancellation);
+        // -PassThru emits only a process cleared: -WhatIf or a -Confirm answered No emitted it as if it had been (round 32).
+        if (!ShouldProcess($"process {source.ProcessId} ({source.Name})", $"Write {(int)type} ({type}) to clear_refs")) return;
+        source.ClearRefs(type, Cancellation);
         if (PassThru) WriteObject(PassThruObject(source));
     });
 }
