@@ -121,8 +121,30 @@ internal static class ExecWait
             // Looked at twice before giving up: a listing of the threads may miss the exec'ing thread for an instant while it
             // takes the leader's id (round 22: 1 in 600 reads said pthread_exit).
             if (clock.Elapsed >= Bound || (!InExec(pid, runningCounts: true) && PausedNotInExec(pid)))
-                return ProcessFreeze.ThreadState(stat) is { } now && now is not ('Z' or 'X');
+                return StaysZombie(stat) is false;
             System.Threading.Thread.Sleep(1);
         }
     }
+
+    /// <summary>
+    /// Whether the leader (its <paramref name="stat"/> file) is a zombie still after <see cref="SettleLooks"/> looks
+    /// <see cref="SettleDelay"/> apart: false as soon as it is not (an exec ended), null where the process is gone. A zombie
+    /// leader of a pthread_exit stays one; the last step of an exec (the exchange of ids) may wait for a CPU on a busy
+    /// machine while no thread's syscall file could be read as in the exec (the round 32 merge gate, unprivileged: an Enable
+    /// of Round 22's exec'ing target said pthread_exit). A pthread_exit's verdict costs these looks.
+    /// </summary>
+    private static bool? StaysZombie(string stat)
+    {
+        for (int look = 0; ; look++)
+        {
+            if (ProcessFreeze.ThreadState(stat) is not { } now) return null;
+            if (now is not ('Z' or 'X')) return false;
+            if (look == SettleLooks) return true;
+            System.Threading.Thread.Sleep(SettleDelay);
+        }
+    }
+
+    /// <summary>How many more looks <see cref="StaysZombie"/> takes, and how far apart.</summary>
+    private const int SettleLooks = 3;
+    private static readonly TimeSpan SettleDelay = TimeSpan.FromMilliseconds(10);
 }
