@@ -39,6 +39,12 @@ internal sealed class DirtyPageSet
     public IReadOnlyList<AddressRange> NewMappingRanges { get; init; } = Array.Empty<AddressRange>();
 
     /// <summary>
+    /// The process's mappings with their VmFlags as the collection read them (smaps), for a save that reads pages next
+    /// (<see cref="PageWalk.PresentRegions"/>): null where the tracker read none. WriteProtect of another process only.
+    /// </summary>
+    internal IReadOnlyList<MemoryMapping>? MappingsWithFlags { get; init; }
+
+    /// <summary>
     /// Whether the tracking was reset by something else since the tracker's last look (another command or session
     /// of the module cleared soft-dirty or re-protected the process): the writes before that reset cannot be told, so
     /// <see cref="Ranges"/> holds every present page the tracker watches. Callers say so (a warning).

@@ -109,7 +109,7 @@ internal sealed class PageHashSnapshot
                 toRead.Add(g);
             }
         }
-        foreach (var r in PageWalk.PresentRegions(source, spans, shared, cancel))
+        foreach (var r in PageWalk.PresentRegions(source, spans, shared, cancel: cancel))
         {
             ObjectGaps(r.Start);
             objects?.Covered(r.End);

@@ -47,12 +47,16 @@ internal static class PageWalk
     /// present anonymous pages that are not exclusive to the process (copy-on-write shared with a fork parent
     /// or child, or the zero page) are added to it as ranges, for <see cref="ReadChunks"/>; so are the swapped pages
     /// with the userfaultfd write-protect bit (<see cref="NoWaitRead"/>).
+    /// <paramref name="withFlags"/>: the process's mappings as the caller read them with their VmFlags (smaps) just before,
+    /// for the userfaultfd registrations (<see cref="UserfaultfdWaitRanges"/>); null: smaps is read here, where needed.
     /// </summary>
-    public static IEnumerable<PageRegion> PresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous = null, CancellationToken cancel = default)
+    public static IEnumerable<PageRegion> PresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous = null,
+        IReadOnlyList<MemoryMapping>? withFlags = null, CancellationToken cancel = default)
     {
         if (Root(source) is not ProcPageSource proc) return AllPresentRegions(source, spans, null, null, cancel);
-        // The ranges the process serves with a userfaultfd of its own (smaps read once, for the walk and for the markers).
-        var waiting = new Lazy<List<AddressRange>>(() => UserfaultfdWaitRanges(source), LazyThreadSafetyMode.None);
+        // The ranges the process serves with a userfaultfd of its own (smaps read once, for the walk and for the markers;
+        // or the caller's read: a write-protect save's look has just read it, and a read walks every page table).
+        var waiting = new Lazy<List<AddressRange>>(() => UserfaultfdWaitRanges(withFlags ?? proc.ReadMappings(true)), LazyThreadSafetyMode.None);
         var regions = AllPresentRegions(source, spans, sharedAnonymous, waiting, cancel);
         return WithinFiles(WithoutMarkers(source, regions, waiting), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize);
     }
@@ -226,18 +230,18 @@ internal static class PageWalk
     /// The mappings of a real process registered with a userfaultfd in MISSING or MINOR mode (smaps VmFlags um,
     /// ui), ascending. There a page the process drops between the pagemap walk and the read faults, and
     /// process_vm_readv's fault would wait for the monitor (which may be another process, or none that answers):
-    /// their present pages are read through /proc/PID/mem, which fails at once instead. Empty for other sources.
-    /// smaps costs a walk of every page table (10-15 ms a populated GiB, against 120-150 ms to read that GiB), and it
+    /// their present pages are read through /proc/PID/mem, which fails at once instead. smaps costs a walk of every
+    /// page table (10-15 ms a populated GiB, against 120-150 ms to read that GiB; a write-protect save hands over its
+    /// look's read, <see cref="DirtyPageSet.MappingsWithFlags"/>, so smaps is read once a save), and it
     /// is read whether or not the process holds a userfaultfd: one the process no longer names (sent over a socket of
     /// its own and never received, handed to a child or to a monitor and closed) keeps its registrations, and a
     /// page dropped there between the walk and the read held process_vm_readv, and the command, until the process
     /// exited; Ctrl+C did not end it (round 31).
     /// </summary>
-    private static List<AddressRange> UserfaultfdWaitRanges(IPageSource source)
+    private static List<AddressRange> UserfaultfdWaitRanges(IReadOnlyList<MemoryMapping> withFlags)
     {
         var ranges = new List<AddressRange>();
-        if (Root(source) is not ProcPageSource proc) return ranges;
-        foreach (var m in proc.ReadMappings(true))
+        foreach (var m in withFlags)
             if (m.VmFlags.Contains(UffdMissingFlag) || m.VmFlags.Contains(UffdMinorFlag)) ranges.Add(new AddressRange(m.Start, m.End));
         return ranges;
     }

@@ -166,10 +166,17 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     /// reservation with one page used went from 88 KiB of page tables to 128 MiB, and stayed so after Disable-WriteTracking).
     /// A sanitizer's shadow memory (terabytes, mostly never used) would have needed tens of GiB and driven the process or
     /// the machine out of memory (round 25).
+    /// Nor a MAP_DROPPABLE mapping where smaps was read (<see cref="DroppableFlag"/>): the kernel refuses to register one, and
+    /// each offer is an injection, a stop of the process, at every look (round 32). Where only maps was read it is offered,
+    /// refused, and counts the same.
     /// </remarks>
     internal static bool Registers(MemoryMapping mapping) =>
         !mapping.Shared && mapping.Inode == 0 && mapping.End - mapping.Start <= MaxRegisteredBytes
-        && mapping.Kind is MappingKind.Anonymous or MappingKind.NamedAnonymous or MappingKind.Heap or MappingKind.Stack;
+        && mapping.Kind is MappingKind.Anonymous or MappingKind.NamedAnonymous or MappingKind.Heap or MappingKind.Stack
+        && !mapping.VmFlags.Contains(DroppableFlag);
+
+    /// <summary>smaps VmFlags of a MAP_DROPPABLE mapping (VM_DROPPABLE, Linux 6.11+), which userfaultfd does not take.</summary>
+    internal const string DroppableFlag = "dp";
 
     /// <summary>The largest mapping write tracking registers: 64 GiB, whose markers may take 128 MiB of page tables (<see cref="Registers"/>).</summary>
     internal const ulong MaxRegisteredBytes = 64UL << 30;
@@ -370,10 +377,10 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         }
         var regions = ScanRemote(spans, rearm, fresh, cancel);
         InjectionSteps.Mark(StepCollected);
-        if (ResetElsewhere) regions = PageWalk.PresentRegions(Source, spans, cancel: cancel).ToList();
+        if (ResetElsewhere) regions = PageWalk.PresentRegions(Source, spans, cancel: cancel, withFlags: mappings).ToList();
         if (foreign.Count > 0)
         {
-            regions.AddRange(PageWalk.PresentRegions(Source, foreign, cancel: cancel));
+            regions.AddRange(PageWalk.PresentRegions(Source, foreign, cancel: cancel, withFlags: mappings));
             regions.Sort((x, y) => x.Start.CompareTo(y.Start));
         }
         var notRegistered = AddUnregistered(regions, unregistered, cancel);
@@ -388,6 +395,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         return new DirtyPageSet(Method, Source.PageSize, b.Build(), scanned, clock.Elapsed)
         {
             NewMappingRanges = nb.Build(),
+            MappingsWithFlags = mappings,
             ResetElsewhere = ResetElsewhere,
             OverCountReason = foreign.Count == 0 ? notRegistered
                 : $"{foreign.Count} mapping span(s) from 0x{foreign[0].Start:x} are registered with a userfaultfd of the process's own, which the module's write tracking cannot share"
