@@ -81,6 +81,16 @@ internal sealed class PageHashSnapshot
         return false;
     }
 
+    /// <summary>Sets the hash of a page hashed here (in a region <see cref="Add"/> made); elsewhere, nothing.</summary>
+    private void Set(ulong address, Hash128 hash)
+    {
+        int i = _starts.BinarySearch(address);
+        if (i < 0) i = ~i - 1;
+        if (i < 0) return;
+        ulong index = (address - _starts[i]) / (ulong)PageSize;
+        if (index < (ulong)_hashes[i].Length) _hashes[i][index] = hash;
+    }
+
     /// <summary>Whether <paramref name="address"/> is in a range of <see cref="UnopenedObjectPages"/>.</summary>
     internal bool IsUnopened(ulong address) => DirtyPageSet.Contains(_unopened, address);
 
@@ -128,6 +138,11 @@ internal sealed class PageHashSnapshot
         }
         int pageSize = source.PageSize;
         int t = 0;
+        // A page gone past the end of its file when read (truncated since it was found: the process gets SIGBUS there) holds
+        // nothing: hashed as the zero page, as an increment records it zero where its chain had data, so the next Diff counts it
+        // once. Left unknown, it was counted by no sample, then or later (round 33). A page unmapped since keeps Unknown.
+        void PastEnd(ulong address) => snap.Set(address, snap.Zero);
+        if (objects is not null) objects.PastEnd = PastEnd;
         snap.UnreadablePages = PageWalk.ReadChunks(source, toRead, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (address, data) =>
         {
             // A run may span regions that touch (ReadChunks joins pages adjacent in memory): each page goes to
@@ -138,7 +153,7 @@ internal sealed class PageHashSnapshot
                 while (a >= targets[t].Start + (ulong)targets[t].Hashes.Length * (ulong)pageSize) t++;
                 targets[t].Hashes[(a - targets[t].Start) / (ulong)pageSize] = PageHash.Compute(algorithm, data.Slice(off, pageSize), key);
             }
-        }, cancel: cancel, sharedAnonymous: shared, gone: PageWalk.GoneSince(source, spans), objects: objects); // (a page gone keeps Unknown: no change is claimed)
+        }, cancel: cancel, sharedAnonymous: shared, gone: PageWalk.GoneSince(source, spans, PastEnd), objects: objects);
         return snap;
     }
 

@@ -288,8 +288,9 @@ internal static class PageWalk
     /// page from every mapping of the file, private copies included, and the process itself would get SIGBUS there (round 32:
     /// such pages counted as unreadable, with reasons that were not theirs, and the image was incomplete). A page whose
     /// mapping is still there and fails to read within its file, or whose file cannot be found, stays unreadable.
+    /// <paramref name="pastEnd"/> is told of each page gone past the end of its file.
     /// </summary>
-    public static Func<ulong, bool> GoneSince(IPageSource source, IReadOnlyList<PageSpan> spans)
+    public static Func<ulong, bool> GoneSince(IPageSource source, IReadOnlyList<PageSpan> spans, Action<ulong>? pastEnd = null)
     {
         ulong ps = (ulong)source.PageSize;
         var ends = Root(source) is ProcPageSource proc ? new MappedFileEnd(proc.ProcessId) : null;
@@ -301,8 +302,14 @@ internal static class PageWalk
                 int mid = (lo + hi) >>> 1;
                 if (spans[mid].End <= address) lo = mid + 1;
                 else if (spans[mid].Start > address) hi = mid - 1;
-                else return spans[mid].Mapping is { } m
-                    && (!source.MappingUnchanged(m, address, address + ps) || ends?.EndAddressNow(m, ps) is { } end && address >= end);
+                else
+                {
+                    if (spans[mid].Mapping is not { } m) return false;
+                    if (!source.MappingUnchanged(m, address, address + ps)) return true;
+                    if (ends?.EndAddressNow(m, ps) is not { } end || address < end) return false;
+                    pastEnd?.Invoke(address);
+                    return true;
+                }
             }
             return false;
         };
