@@ -96,11 +96,13 @@ Describe 'Round 33: a Hash watch of a file truncated while a sample reads it' -T
             $base = [Convert]::ToUInt64($hex, 16)
             # The watch's reads are one process_vm_readv each (8 pages), every one held 2 s at its entry: the first is the
             # baseline's, the second sample 1's. A thread of the child counts the holds (a thread of it waiting there, 100 ms
-            # looks) and truncates the file to 3 pages in the second. (strace counts "when=" per thread, and the reads need
-            # not be made by one thread.)
+            # looks) and truncates the file to 3 pages in the second; the watch starts once it looks. (strace counts "when="
+            # per thread, and the reads need not be made by one thread.)
             $module = Join-Path (Get-Module SoftDirty).ModuleBase 'SoftDirty.psd1'
             $script = @"
+`$sync = [hashtable]::Synchronized(@{ Ready = `$false })
 `$cutter = Start-ThreadJob {
+    (`$using:sync).Ready = `$true
     `$deadline = [DateTime]::UtcNow.AddSeconds(120)
     `$holds = 0
     `$in = `$false
@@ -116,6 +118,7 @@ Describe 'Round 33: a Hash watch of a file truncated while a sample reads it' -T
     }
     "cut=never (holds: `$holds)"
 }
+while (-not `$sync.Ready) { [Threading.Thread]::Sleep(20) }
 foreach (`$s in Watch-DirtyPage -Id $($t.Id) -Method Hash -Mapping '$file' -Interval 0.2 -Count 3 -WarningAction SilentlyContinue) {
     "sample=`$(`$s.Index):`$((`$s.Ranges | ForEach-Object { '{0:x}-{1:x}' -f `$_.Start, `$_.End }) -join ',')"
 }
