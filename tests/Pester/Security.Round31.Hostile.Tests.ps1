@@ -64,16 +64,24 @@ Describe 'Round 31: pages dropped under a userfaultfd the process no longer name
             foreach ($mode in @(@{ Mode = 'a MISSING'; Map = 'map'; Minor = 0 }, @{ Mode = 'a memfd''s MINOR'; Map = 'shm'; Minor = 1 })) {
                 @{ Command = 'Save-MemoryImage'; How = $where.How; Where = $where.Where; Method = 'Auto'; Mode = $mode.Mode; Map = $mode.Map; Minor = $mode.Minor }
                 @{ Command = 'Save-MemoryImage -Method WriteProtect'; How = $where.How; Where = $where.Where; Method = 'WriteProtect'; Mode = $mode.Mode; Map = $mode.Map; Minor = $mode.Minor }
+                # Round 33: an increment's page walk takes the userfaultfd registrations from its collection's smaps read.
+                @{ Command = 'Save-MemoryImage -Parent -Method WriteProtect (mapped after Enable-WriteTracking)'; How = $where.How; Where = $where.Where; Method = 'Increment'; Mode = $mode.Mode; Map = $mode.Map; Minor = $mode.Minor }
                 @{ Command = 'Watch-DirtyPage -Method Hash'; How = $where.How; Where = $where.Where; Method = 'Watch'; Mode = $mode.Mode; Map = $mode.Map; Minor = $mode.Minor }
             }
         }
     ) {
         $t = Start-FightTarget
+        if ($Method -in 'WriteProtect', 'Increment' -and $R31HostileWtSkip) { Set-ItResult -Skipped -Because $R31HostileWtSkip; return }
+        $parent = $null
+        if ($Method -eq 'Increment') {
+            $null = Enable-WriteTracking -Id $t.Id
+            $parent = Join-Path $R31HostileRoot "p-$([guid]::NewGuid().ToString('n'))"
+            $null = Save-MemoryImage -Id $t.Id -Path $parent -Method WriteProtect
+        }
         $expected = Join-Path $R31HostileRoot "e-$([guid]::NewGuid().ToString('n'))"
         $answer = Send-FightTarget $t "$Map $R31HostilePages $expected"
         if ($answer -notlike 'OK *') { throw "fighttarget: $Map -> $answer" }
         $address = [Convert]::ToUInt64($answer.Substring(3), 16)
-        if ($Method -eq 'WriteProtect' -and $R31HostileWtSkip) { Set-ItResult -Skipped -Because $R31HostileWtSkip; return }
         $answer = Send-FightTarget $t ('hide {0:x} {1} {2} {3}' -f $address, $R31HostilePages, $How, $Minor)
         if ($answer -notlike 'OK *') { Set-ItResult -Skipped -Because "the target could not register a userfaultfd here ($answer)"; return }
         # 'OK 1': this user may make only a user-mode-only userfaultfd (vm.unprivileged_userfaultfd 0, no CAP_SYS_PTRACE),
@@ -81,14 +89,15 @@ Describe 'Round 31: pages dropped under a userfaultfd the process no longer name
         $answer = Send-FightTarget $t ('drop {0:x} {1} 20' -f $address, $R31HostilePages)
         $answer | Should -Be 'OK'
         $img = Join-Path $R31HostileRoot "i-$([guid]::NewGuid().ToString('n'))"
-        $job = Start-ThreadJob -ArgumentList $t.Id, $img, $Method, (Get-Module SoftDirty).Path {
-            param($TargetId, $Img, $Method, $Module)
+        $job = Start-ThreadJob -ArgumentList $t.Id, $img, $Method, (Get-Module SoftDirty).Path, $parent {
+            param($TargetId, $Img, $Method, $Module, $Parent)
             Import-Module $Module
             if ($Method -eq 'Watch') {
                 $samples = @(Watch-DirtyPage -Id $TargetId -Method Hash -Count 3 -Interval 0.1 -WarningVariable warned -WarningAction SilentlyContinue)
                 return [pscustomobject]@{ Info = $null; Samples = $samples.Count; Warned = "$warned" }
             }
-            $info = Save-MemoryImage -Id $TargetId -Path $Img -Method $Method -WarningVariable warned -WarningAction SilentlyContinue
+            $info = if ($Parent) { Save-MemoryImage -Id $TargetId -Path $Img -Parent $Parent -Method WriteProtect -WarningVariable warned -WarningAction SilentlyContinue }
+                else { Save-MemoryImage -Id $TargetId -Path $Img -Method $Method -WarningVariable warned -WarningAction SilentlyContinue }
             [pscustomobject]@{ Info = $info; Samples = 0; Warned = "$warned" }
         }
         $done = Wait-Job $job -Timeout 120
