@@ -1,0 +1,110 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, round 33 (Outside): memory of a tracked process written by someone other than its own CPU stores, between two
+# saves of a chain and inside a save. Another process (this PowerShell) writes mmtarget's private anonymous memory through
+# /proc/PID/mem (the kernel's GUP with FOLL_FORCE, as a debugger does) or process_vm_writev, one page at each step an
+# increment's save passes (the module's test hook, InjectionSteps.OnStep: deterministic, no sleeps); the chain's next
+# increment is restored and compared with the memory.
+# HEADER-RESULTS
+
+BeforeDiscovery {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $R33OutsideWtSkip = Get-WriteTrackingSkipReason
+    # Writing a child's memory (/proc/PID/mem, process_vm_writev) and -Freeze need the right to ptrace it.
+    $yama = if (Test-Path /proc/sys/kernel/yama/ptrace_scope) { [int](Get-Content /proc/sys/kernel/yama/ptrace_scope) } else { 0 }
+    $R33OutsidePtraceSkip = if (-not $IsLinux) { 'Linux only' } elseif ($yama -ge 3 -or ($yama -eq 2 -and (id -u) -ne '0')) { "Yama's ptrace_scope $yama forbids ptrace of a child here" }
+    $R33OutsideCases = foreach ($m in 'WriteProtect', 'Hash') {
+        foreach ($w in 'ProcMem', 'VmWritev') {
+            foreach ($f in $false, $true) {
+                @{ Method = $m; Writer = $w; Freeze = $f; Skip = if ($m -eq 'WriteProtect' -and $R33OutsideWtSkip) { $R33OutsideWtSkip } else { $R33OutsidePtraceSkip } }
+            }
+        }
+    }
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state33outside'
+    $script:R33OutsideRoot = (New-Item -ItemType Directory (Join-Path $TestDrive 'r33outside')).FullName
+    $script:R33OutsideExe = Join-Path $PSScriptRoot '../native/bin/mmtarget'
+    $script:R33OutsidePages = 32
+    $asm = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'SoftDirty.Engine' }
+    $script:R33OutsideSteps = $asm.GetType('SoftDirty.Injection.InjectionSteps', $true)
+    $script:R33OutsideStatic = [Reflection.BindingFlags]'NonPublic,Public,Static'
+    $script:R33OutsideCollected = $asm.GetType('SoftDirty.Tracking.WriteProtectTracker', $true).GetField('StepCollected', $R33OutsideStatic).GetValue($null)
+
+    if (-not ('SoftDirtyTests.R33OutsideVmWrite' -as [type])) {
+        Add-Type -TypeDefinition @'
+using System;
+using System.Runtime.InteropServices;
+namespace SoftDirtyTests {
+    public static class R33OutsideVmWrite {
+        [StructLayout(LayoutKind.Sequential)] private struct IoVec { public IntPtr Base; public UIntPtr Length; }
+        [DllImport("libc", SetLastError = true)] private static extern IntPtr process_vm_writev(int pid, IoVec[] local, ulong liovcnt, IoVec[] remote, ulong riovcnt, ulong flags);
+        public static long Write(int pid, ulong address, byte[] data) {
+            var h = GCHandle.Alloc(data, GCHandleType.Pinned);
+            try {
+                var l = new[] { new IoVec { Base = h.AddrOfPinnedObject(), Length = (UIntPtr)data.Length } };
+                var r = new[] { new IoVec { Base = (IntPtr)(long)address, Length = (UIntPtr)data.Length } };
+                long n = (long)process_vm_writev(pid, l, 1, r, 1, 0);
+                if (n < 0) throw new InvalidOperationException("process_vm_writev: errno " + Marshal.GetLastWin32Error());
+                return n;
+            } finally { h.Free(); }
+        }
+    }
+}
+'@
+    }
+
+    # Another process's write of 64 bytes of $Value at page $Page of the region at $Address: /proc/PID/mem or process_vm_writev.
+    function Write-R33Outside([string] $Writer, [int] $Id, [uint64] $Address, [int] $PageSize, [int] $Page, [byte] $Value) {
+        $b = [byte[]]::new(64); [Array]::Fill($b, $Value)
+        $at = $Address + [uint64]$Page * $PageSize
+        if ($Writer -eq 'VmWritev') { $null = [SoftDirtyTests.R33OutsideVmWrite]::Write($Id, $at, $b); return }
+        $fs = [IO.File]::Open("/proc/$Id/mem", 'Open', 'ReadWrite', 'ReadWrite')
+        try { $fs.Position = [int64]$at; $fs.Write($b, 0, 64) } finally { $fs.Dispose() }
+    }
+    # Runs $Command with a hook that writes page 2 + k of the region at the k-th step the command passes; returns the steps.
+    function Invoke-R33OutsideHooked([scriptblock] $Command, [string] $Writer, [int] $Id, [uint64] $Address, [int] $PageSize) {
+        $seen = [Collections.Generic.List[string]]::new()
+        $pages = $R33OutsidePages
+        $write = ${function:Write-R33Outside}
+        $rec = [Activator]::CreateInstance($R33OutsideSteps)
+        $R33OutsideSteps.GetProperty('OnStep').SetValue($rec, [Action[string]] {
+                param($s)
+                $k = $seen.Count; $seen.Add($s)
+                if ($k + 2 -ge $pages) { throw "more steps than pages: $($seen -join ', ')" }
+                & $write $Writer $Id $Address $PageSize ($k + 2) ([byte](0x40 + $k))
+            }.GetNewClosure())
+        $R33OutsideSteps.GetProperty('Current', $R33OutsideStatic).SetValue($null, $rec)
+        try { $null = & $Command } finally { $R33OutsideSteps.GetProperty('Current', $R33OutsideStatic).SetValue($null, $null) }
+        , $seen
+    }
+}
+
+Describe 'Round 33: another process writes the tracked memory at each step of an increment''s save' -Tag 'Security', 'Round33Outside', 'WriteTracking' {
+    It '-Method <Method>, <Writer>, -Freeze:<Freeze>: the next increment holds every page written, and restores the memory exactly' -ForEach $R33OutsideCases {
+        if ($Skip) { Set-ItResult -Skipped -Because $Skip; return }
+        $t = Start-TestTarget -Path $R33OutsideExe
+        try {
+            $region = @{ Address = [Convert]::ToUInt64($t.Send("map $R33OutsidePages"), 16); Pages = $R33OutsidePages }
+            $region.Hex = '{0:x}' -f $region.Address
+            $null = $t.Send("fill $($region.Hex) 0 $R33OutsidePages 1")
+            $dir = Join-Path $R33OutsideRoot ([guid]::NewGuid().ToString('n'))
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir-0" -Method $Method -Freeze:$Freeze -Confirm:$false
+            # Between the saves too: page 1.
+            Write-R33Outside $Writer $t.Id $region.Address $t.PageSize 1 0x3f
+            $seen = Invoke-R33OutsideHooked { Save-MemoryImage -Id $t.Id -Path "$dir-1" -Parent "$dir-0" -Method $Method -Freeze:$Freeze -Confirm:$false } $Writer $t.Id $region.Address $t.PageSize
+            $seen.Count | Should -BeGreaterThan 0 -Because 'the save passed its steps, and a page was written at each'
+            if ($Method -eq 'WriteProtect') { $seen | Should -Contain $R33OutsideCollected -Because 'a page was written after the get-and-reset, before the save read the pages' }
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir-2" -Parent "$dir-1" -Method $Method -Freeze:$Freeze -Confirm:$false
+            $live = @(Get-LiveRegionWords $t.Id $region $t.PageSize)
+            $restored = @(Get-RestoredRegionWords "$dir-2" $region $t.PageSize $R33OutsideRoot)
+            $live[1] | Should -Be 0x3f3f3f3f3f3f3f3f -Because 'the control: the write between the saves landed'
+            $wrong = @(for ($p = 0; $p -lt $R33OutsidePages; $p++) {
+                    if ($live[$p] -ne $restored[$p]) { "page $p (written at '$(if ($p -ge 2 -and $p - 2 -lt $seen.Count) { $seen[$p - 2] } else { 'before' })'): memory {0:x}, restored {1:x}" -f $live[$p], $restored[$p] }
+                })
+            $wrong | Should -BeNullOrEmpty
+            Test-MemoryImage -Path "$dir-2" | Should -BeTrue
+        } finally { Stop-TestTarget $t }
+    }
+}
