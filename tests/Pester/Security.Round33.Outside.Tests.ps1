@@ -109,6 +109,115 @@ Describe 'Round 33: another process writes the tracked memory at each step of an
     }
 }
 
+Describe 'Round 33: the tracking''s userfaultfd taken by another process (pidfd_getfd)' -Tag 'Security', 'Round33Outside', 'WriteTracking' -Skip:([bool]$R33OutsideWtSkip) {
+    BeforeAll {
+        if (-not ('SoftDirtyTests.R33OutsideFd' -as [type])) {
+            Add-Type -TypeDefinition @'
+using System;
+using System.Runtime.InteropServices;
+namespace SoftDirtyTests {
+    public static class R33OutsideFd {
+        private const long PidfdOpen = 434, PidfdGetfd = 438;
+        private const ulong UffdioRegister = 0xC020AA00UL, UffdioWriteProtect = 0xC018AA06UL;
+        [DllImport("libc", SetLastError = true)] private static extern long syscall(long n, long a, long b, long c);
+        [DllImport("libc", SetLastError = true)] private static extern int ioctl(int fd, ulong request, byte[] arg);
+        [DllImport("libc", SetLastError = true)] public static extern int close(int fd);
+        /// <summary>A copy of descriptor fd of process pid in this process, or -errno.</summary>
+        public static int Take(int pid, int fd) {
+            long pidfd = syscall(PidfdOpen, pid, 0, 0);
+            if (pidfd < 0) return -Marshal.GetLastWin32Error();
+            long got = syscall(PidfdGetfd, pidfd, fd, 0);
+            int e = Marshal.GetLastWin32Error();
+            close((int)pidfd);
+            return got < 0 ? -e : (int)got;
+        }
+        private static int Call(int ufd, ulong request, params ulong[] words) {
+            var b = new byte[words.Length * 8];
+            for (int i = 0; i < words.Length; i++) BitConverter.GetBytes(words[i]).CopyTo(b, i * 8);
+            return ioctl(ufd, request, b) < 0 ? -Marshal.GetLastWin32Error() : 0;
+        }
+        /// <summary>UFFDIO_WRITEPROTECT with UFFDIO_WRITEPROTECT_MODE_WP (1).</summary>
+        public static int Protect(int ufd, ulong start, ulong length) => Call(ufd, UffdioWriteProtect, start, length, 1);
+        /// <summary>UFFDIO_REGISTER with UFFDIO_REGISTER_MODE_WP (2).</summary>
+        public static int Register(int ufd, ulong start, ulong length) => Call(ufd, UffdioRegister, start, length, 2, 0);
+    }
+}
+'@
+        }
+        # The descriptors of process $Id that are userfaultfds.
+        function Get-R33OutsideUffd([int] $Id) {
+            foreach ($f in Get-ChildItem "/proc/$Id/fd") { if ((Get-Item -LiteralPath $f.FullName).LinkTarget -eq 'anon_inode:[userfaultfd]') { [int]$f.Name } }
+        }
+        # The mappings of process $Id registered for userfaultfd write-protect (smaps VmFlags "uw").
+        function Get-R33OutsideRegistered([int] $Id) { @(Select-String -LiteralPath "/proc/$Id/smaps" -Pattern '^VmFlags:.* uw( |$)').Count }
+        function New-R33OutsideRegion($Target, [int] $Pages) {
+            $r = @{ Address = [Convert]::ToUInt64($Target.Send("map $Pages"), 16); Pages = $Pages }
+            $r.Hex = '{0:x}' -f $r.Address
+            $null = $Target.Send("fill $($r.Hex) 0 $Pages 1")
+            $r
+        }
+        function Test-R33OutsideRestores([string] $Image, $Target, $Region) {
+            $live = @(Get-LiveRegionWords $Target.Id $Region $Target.PageSize)
+            $restored = @(Get-RestoredRegionWords $Image $Region $Target.PageSize $R33OutsideRoot)
+            (Compare-Object $live $restored -SyncWindow 0).Count -eq 0
+        }
+    }
+
+    It 'a copy re-protecting a page the process wrote hides the write (README); an increment with -Verify restores exactly' {
+        $t = Start-TestTarget -Path $R33OutsideExe
+        $ufd = -1
+        try {
+            $region = New-R33OutsideRegion $t 16
+            $dir = Join-Path $R33OutsideRoot ([guid]::NewGuid().ToString('n'))
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir-0" -Method WriteProtect -Confirm:$false
+            $fds = @(Get-R33OutsideUffd $t.Id)
+            $fds.Count | Should -Be 1 -Because 'the tracking''s userfaultfd is the process''s only one'
+            $ufd = [SoftDirtyTests.R33OutsideFd]::Take($t.Id, $fds[0])
+            if ($ufd -lt 0) { Set-ItResult -Skipped -Because "pidfd_getfd is refused here (errno $(-$ufd))"; return }
+            $null = $t.Send("fill $($region.Hex) 3 1 3")
+            [SoftDirtyTests.R33OutsideFd]::Protect($ufd, $region.Address + 3 * $t.PageSize, $t.PageSize) | Should -Be 0
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir-1" -Parent "$dir-0" -Method WriteProtect -Confirm:$false
+            Test-R33OutsideRestores "$dir-1" $t $region | Should -BeFalse -Because 'the README says such a re-protect is not seen (the control: the copy works on the process''s tracking)'
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir-2" -Parent "$dir-1" -Method WriteProtect -Verify -Confirm:$false
+            Test-R33OutsideRestores "$dir-2" $t $region | Should -BeTrue
+            Test-MemoryImage -Path "$dir-2" | Should -BeTrue
+        } finally {
+            if ($ufd -ge 0) { $null = [SoftDirtyTests.R33OutsideFd]::close($ufd) }
+            Stop-TestTarget $t
+        }
+    }
+
+    It 'a copy held past Disable-WriteTracking: nothing stays registered; a range the copy registers then is WriteTrackingInUse; once it is closed a new chain is exact' {
+        $t = Start-TestTarget -Path $R33OutsideExe
+        $ufd = -1
+        try {
+            $region = New-R33OutsideRegion $t 16
+            $dir = Join-Path $R33OutsideRoot ([guid]::NewGuid().ToString('n'))
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir-0" -Method WriteProtect -Confirm:$false
+            $ufd = [SoftDirtyTests.R33OutsideFd]::Take($t.Id, @(Get-R33OutsideUffd $t.Id)[0])
+            if ($ufd -lt 0) { Set-ItResult -Skipped -Because "pidfd_getfd is refused here (errno $(-$ufd))"; return }
+            Disable-WriteTracking -Id $t.Id -Confirm:$false
+            @(Get-R33OutsideUffd $t.Id).Count | Should -Be 0
+            Get-R33OutsideRegistered $t.Id | Should -Be 0 -Because 'Disable unregistered every range; the copy keeps the userfaultfd alive, so its close alone would have left them'
+            $other = New-R33OutsideRegion $t 4
+            [SoftDirtyTests.R33OutsideFd]::Register($ufd, $other.Address, 4 * $t.PageSize) | Should -Be 0 -Because 'the control: the copy acts on the process''s memory'
+            $caught = try { $null = Save-MemoryImage -Id $t.Id -Path "$dir-1" -Method WriteProtect -Confirm:$false; $null } catch { $_ }
+            $caught.FullyQualifiedErrorId | Should -Be 'WriteTrackingInUse,SoftDirty.Commands.SaveMemoryImageCommand'
+            $null = [SoftDirtyTests.R33OutsideFd]::close($ufd); $ufd = -1
+            Get-R33OutsideRegistered $t.Id | Should -Be 0 -Because 'the last close unregistered the copy''s range'
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir-2" -Method WriteProtect -Confirm:$false
+            $null = $t.Send("fill $($region.Hex) 5 1 5")
+            $null = $t.Send("fill $($other.Hex) 1 1 6")
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir-3" -Parent "$dir-2" -Method WriteProtect -Confirm:$false
+            Test-R33OutsideRestores "$dir-3" $t $region | Should -BeTrue
+            Test-R33OutsideRestores "$dir-3" $t $other | Should -BeTrue
+        } finally {
+            if ($ufd -ge 0) { $null = [SoftDirtyTests.R33OutsideFd]::close($ufd) }
+            Stop-TestTarget $t
+        }
+    }
+}
+
 Describe 'Round 33: soft-dirty, another process''s write in the moment between the read and the clear (recorded under qemu)' -Tag 'Security', 'Round33Outside' {
     # This host has no soft-dirty: tests/vm/r33-outside.sh boots Debian's 6.1 (soft-dirty), where tests/vm/r33-outside.ps1 runs
     # the cases above with -Method SoftDirty (with and without -Freeze) and a SoftDirty migration. The stop of the process
