@@ -4,7 +4,21 @@
 # /proc/PID/mem (the kernel's GUP with FOLL_FORCE, as a debugger does) or process_vm_writev, one page at each step an
 # increment's save passes (the module's test hook, InjectionSteps.OnStep: deterministic, no sleeps); the chain's next
 # increment is restored and compared with the memory.
-# HEADER-RESULTS
+# Found (documented, not fixable: nothing in the process or /proc tells of it): with -Method SoftDirty, a write another
+# process makes into the target's private memory in the moment between the module's read of the bits and its clear
+# (SoftDirtyWindow stops the target's own threads, which stops no other process: /proc/PID/mem, process_vm_writev) had its
+# bit taken by the clear. Under qemu (Debian's 6.1, soft-dirty; tests/vm/r33-outside.sh, prints recorded): the next
+# increment restored the page's old bytes and Test-MemoryImage said valid (with and without -Freeze), and a SoftDirty
+# migration's final image held the old bytes (silent data loss). Soft-dirty has no atomic read-and-clear and the write
+# leaves no trace, so the README, Save-MemoryImage and Invoke-PreCopyMigration -Method now say so and name the remedies:
+# -Verify (the recorded increment with it restores exactly), WriteProtect (its get-and-reset is one ioctl) and Hash.
+# Held (host, Linux 6.18): WriteProtect and Hash, /proc/PID/mem and process_vm_writev, with and without -Freeze (8 cases):
+# a page written at every step of an increment's save (after the get-and-reset too) and one between the saves are all in
+# the next increment, which restores the memory exactly. Held: the tracking's userfaultfd taken by another process with
+# pidfd_getfd: its re-protect of a written page hides the write as the README says of the process's own (now naming
+# pidfd_getfd), and -Verify restores exactly; a copy held past Disable-WriteTracking leaves nothing registered (Disable
+# unregisters each range rather than relying on the close), a range the copy registers afterwards makes the next
+# WriteProtect save WriteTrackingInUse, and once the copy is closed a new chain is exact.
 
 BeforeDiscovery {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
