@@ -14,7 +14,9 @@
 # -Verify (the recorded increment with it restores exactly), WriteProtect (its get-and-reset is one ioctl) and Hash.
 # Held (host, Linux 6.18): WriteProtect and Hash, /proc/PID/mem and process_vm_writev, with and without -Freeze (8 cases):
 # a page written at every step of an increment's save (after the get-and-reset too) and one between the saves are all in
-# the next increment, which restores the memory exactly. Held: the tracking's userfaultfd taken by another process with
+# the next increment, which restores the memory exactly; so is a page written at each step of the full save that enables
+# the tracking (18 steps: the injection, the registration, the first reset) and of an increment that registers a mapping
+# made since (2 writers). Held: the tracking's userfaultfd taken by another process with
 # pidfd_getfd: its re-protect of a written page hides the write as the README says of the process's own (now naming
 # pidfd_getfd), and -Verify restores exactly; a copy held past Disable-WriteTracking leaves nothing registered (Disable
 # unregisters each range rather than relying on the close), a range the copy registers afterwards makes the next
@@ -119,6 +121,31 @@ Describe 'Round 33: another process writes the tracked memory at each step of an
                 })
             $wrong | Should -BeNullOrEmpty
             Test-MemoryImage -Path "$dir-2" | Should -BeTrue
+        } finally { Stop-TestTarget $t }
+    }
+    It '-Method WriteProtect, <Writer>: a page written at each step of the save that enables the tracking, and of an increment that registers a mapping made since, is in the next increment' -ForEach @(
+        @{ Writer = 'ProcMem' }, @{ Writer = 'VmWritev' }
+    ) {
+        if ($R33OutsideWtSkip) { Set-ItResult -Skipped -Because $R33OutsideWtSkip; return }
+        $t = Start-TestTarget -Path $R33OutsideExe
+        try {
+            $region = @{ Address = [Convert]::ToUInt64($t.Send("map $R33OutsidePages"), 16); Pages = $R33OutsidePages }
+            $region.Hex = '{0:x}' -f $region.Address
+            $null = $t.Send("fill $($region.Hex) 0 $R33OutsidePages 1")
+            $dir = Join-Path $R33OutsideRoot ([guid]::NewGuid().ToString('n'))
+            $seen = Invoke-R33OutsideHooked { Save-MemoryImage -Id $t.Id -Path "$dir-0" -Method WriteProtect -Confirm:$false } $Writer $t.Id $region.Address $t.PageSize
+            $seen | Should -Contain 'inject userfaultfd' -Because 'the save enabled the tracking, and a page was written at each of its steps'
+            $fresh = @{ Address = [Convert]::ToUInt64($t.Send("map $R33OutsidePages"), 16); Pages = $R33OutsidePages }
+            $fresh.Hex = '{0:x}' -f $fresh.Address
+            $null = $t.Send("fill $($fresh.Hex) 0 $R33OutsidePages 1")
+            $seen = Invoke-R33OutsideHooked { Save-MemoryImage -Id $t.Id -Path "$dir-1" -Parent "$dir-0" -Method WriteProtect -Confirm:$false } $Writer $t.Id $fresh.Address $t.PageSize
+            $seen | Should -Contain 'PTRACE_SEIZE, PTRACE_INTERRUPT, wait' -Because 'the increment injected the registration of the new mapping, and a page of it was written at each step'
+            $null = Save-MemoryImage -Id $t.Id -Path "$dir-2" -Parent "$dir-1" -Method WriteProtect -Confirm:$false
+            foreach ($r in $region, $fresh) {
+                $live = @(Get-LiveRegionWords $t.Id $r $t.PageSize)
+                $restored = @(Get-RestoredRegionWords "$dir-2" $r $t.PageSize $R33OutsideRoot)
+                @(for ($p = 0; $p -lt $r.Pages; $p++) { if ($live[$p] -ne $restored[$p]) { "0x$($r.Hex) page $p" } }) | Should -BeNullOrEmpty
+            }
         } finally { Stop-TestTarget $t }
     }
 }
