@@ -1,0 +1,90 @@
+#Requires -Modules @{ ModuleName = 'Pester'; ModuleVersion = '5.7' }
+# Issue 13, round 33 (Res): resources starved at the worst moment, of this PowerShell and of the target.
+# Found: the kernel memory write tracking makes the target spend. Its first reset marks every never-used page of a
+# registered mapping (WP_UNPOPULATED), which makes the page tables of all of it, 2 MiB a GiB, kept until the mapping goes;
+# round 25 capped each mapping at 64 GiB, but not the mappings together: a process with four 64 GiB MAP_NORESERVE mappings
+# (each its own VMA) grew from 72 KiB to 513 MiB of page tables at Enable-WriteTracking, kept after Disable-WriteTracking,
+# and two hundred such mappings would have taken 25 GiB (this machine has 24). The tracking now registers 64 GiB in all
+# (the mappings registered already first, then in address order); the rest is compared by its present pages, as a mapping
+# the tracking does not register. The test below failed before (page tables grew by 262,624 KiB, the bound 132,096).
+# Targets: tests/native/regionset.c.
+
+BeforeDiscovery {
+    $R33ResWtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason -Relation Descendant } else { 'Linux only' }
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+    $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state33res'
+    $script:R33ResRoot = New-Item -ItemType Directory (Join-Path $TestDrive 'r33res')
+    $script:R33ResExe = (Resolve-Path (Join-Path $PSScriptRoot '../native/bin/regionset')).Path
+    $script:R33ResPage = [uint64][Environment]::SystemPageSize
+
+    # regionset: $Count private anonymous mappings of $Bytes each (MAP_NORESERVE, a PROT_NONE page between two), the first page
+    # of each written; $null (and why in $script:R33ResFailed) where they cannot be mapped (an overcommit policy, ulimit -v).
+    function Start-R33ResTarget([int] $Count, [uint64] $Bytes) {
+        $psi = [Diagnostics.ProcessStartInfo]::new($R33ResExe)
+        foreach ($a in "$Count", "$Bytes") { $psi.ArgumentList.Add($a) }
+        $psi.RedirectStandardInput = $true
+        $psi.RedirectStandardOutput = $true
+        $p = [Diagnostics.Process]::Start($psi)
+        $ready = $p.StandardOutput.ReadLine()
+        if ($ready -notmatch '^READY ([0-9a-f]+) ([0-9a-f]+)$') {
+            $script:R33ResFailed = "regionset $Count $Bytes could not map its regions: $ready"
+            $p.WaitForExit(5000) | Out-Null
+            return $null
+        }
+        [pscustomobject]@{ Process = $p; Id = $p.Id; Start = [Convert]::ToUInt64($Matches[1], 16); Stride = [Convert]::ToUInt64($Matches[2], 16) }
+    }
+    function Stop-R33ResTarget($Target) {
+        if (-not $Target) { return }
+        try { $Target.Process.StandardInput.WriteLine('quit') } catch { }
+        if (-not $Target.Process.WaitForExit(10000)) { $Target.Process.Kill(); $Target.Process.WaitForExit(5000) | Out-Null }
+    }
+    function Send-R33ResTarget($Target, [string] $Line) {
+        $Target.Process.StandardInput.WriteLine($Line)
+        $Target.Process.StandardInput.Flush()
+        $Target.Process.StandardOutput.ReadLine()
+    }
+    function Get-R33ResPageTableKiB($Target) { [uint64]((Get-Content "/proc/$($Target.Id)/status" | Where-Object { $_ -like 'VmPTE:*' }) -replace '\D', '') }
+}
+
+Describe 'Write tracking registers 64 GiB of a process in all, however many mappings hold it' -Tag 'Security', 'Round33Res', 'WriteTracking' -Skip:([bool]$R33ResWtSkip) {
+    It 'four 32 GiB mappings: the page tables grow by no more than the markers of 64 GiB, and a WriteProtect increment holds every write of each' {
+        $t = Start-R33ResTarget 4 32GB
+        if (-not $t) { Set-ItResult -Skipped -Because $R33ResFailed; return }
+        try {
+            $before = Get-R33ResPageTableKiB $t
+            $null = Enable-WriteTracking -Id $t.Id -Confirm:$false
+            $full = Save-MemoryImage -Id $t.Id -Path (Join-Path $R33ResRoot "full-$($t.Id)") -Method WriteProtect -Confirm:$false -WarningAction SilentlyContinue
+            $grown = (Get-R33ResPageTableKiB $t) - $before
+            # The rule: a registered GiB takes 2 MiB of page tables (512 tables of 512 entries) and one page above them (the
+            # table of those), so 64 GiB at most take 131,328 KiB; 768 KiB more for the tables of up to three more levels
+            # that a registration crossing their bounds may make. All four mappings registered took twice that.
+            $bound = 64 * (2048 + 4) + 768
+            $grown | Should -BeLessOrEqual $bound -Because "the markers of 64 GiB take at most $bound KiB of page tables; they grew by $grown KiB"
+            # A write into each mapping, registered or not: the page used before (1 -> 2) and one never used (0 -> 3).
+            foreach ($piece in 0..3) {
+                Send-R33ResTarget $t "write $piece 0 2" | Should -Be 'OK'
+                Send-R33ResTarget $t "write $piece 5 3" | Should -Be 'OK'
+            }
+            $inc = Save-MemoryImage -Id $t.Id -Path (Join-Path $R33ResRoot "inc-$($t.Id)") -Parent $full.Path -Method WriteProtect -Confirm:$false -WarningAction SilentlyContinue
+            Test-MemoryImage -Path $inc.Path | Should -BeTrue
+            $e = New-EmulatedProcess
+            $null = Restore-MemoryImage -Path $inc.Path -Emulator $e
+            foreach ($piece in 0..3) {
+                $base = $t.Start + [uint64]$piece * $t.Stride
+                foreach ($want in @{ Page = 0; Value = 2 }, @{ Page = 5; Value = 3 }, @{ Page = 6; Value = 0 }) {
+                    ($e | Read-EmulatedMemory -Address ($base + [uint64]$want.Page * $R33ResPage) -Length 1 -AsByteArray)[0] | Should -Be $want.Value -Because "page $($want.Page) of mapping $piece"
+                }
+            }
+            Disable-WriteTracking -Id $t.Id -Confirm:$false
+            @(Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object { "$($_.LinkTarget)" -like '*userfaultfd*' }).Count | Should -Be 0
+        }
+        finally {
+            Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue
+            Stop-R33ResTarget $t
+            Get-ChildItem -LiteralPath $R33ResRoot | Remove-Item -Recurse -Force -ErrorAction SilentlyContinue
+        }
+    }
+}
