@@ -6,7 +6,10 @@
 # (each its own VMA) grew from 72 KiB to 513 MiB of page tables at Enable-WriteTracking, kept after Disable-WriteTracking,
 # and two hundred such mappings would have taken 25 GiB (this machine has 24). The tracking now registers 64 GiB in all
 # (the mappings registered already first, then in address order); the rest is compared by its present pages, as a mapping
-# the tracking does not register. The test below failed before (page tables grew by 262,624 KiB, the bound 132,096).
+# the tracking does not register; a watch or a migration compares those by content (ContentSelection), as it does the
+# mappings larger than 64 GiB. The first test failed before (page tables grew by 262,624 KiB, the bound 132,096); the
+# second guards the fix: with the budget alone, an idle process's watch counted the present pages past it at every sample
+# (4, not 0).
 # Targets: tests/native/regionset.c.
 
 BeforeDiscovery {
@@ -83,6 +86,35 @@ Describe 'Write tracking registers 64 GiB of a process in all, however many mapp
         }
         finally {
             Disable-WriteTracking -Id $t.Id -Confirm:$false -ErrorAction SilentlyContinue
+            Stop-R33ResTarget $t
+            Get-ChildItem -LiteralPath $R33ResRoot | Remove-Item -Recurse -Force -ErrorAction SilentlyContinue
+        }
+    }
+
+    It 'a watch of an idle process reports no page of the mappings past the budget (compared by content, not counted whole), and a migration converges with every page' {
+        $t = Start-R33ResTarget 4 32GB
+        if (-not $t) { Set-ItResult -Skipped -Because $R33ResFailed; return }
+        try {
+            foreach ($piece in 0..3) { Send-R33ResTarget $t "write $piece 3 $(4 + $piece)" | Should -Be 'OK' }
+            $samples = @(Watch-DirtyPage -Id $t.Id -Method WriteProtect -Count 3 -Interval 0.1 -Address $t.Start -Length (4 * $t.Stride) -WarningVariable said -WarningAction SilentlyContinue)
+            $samples.Count | Should -Be 3
+            foreach ($s in $samples) { $s.DirtyPages | Should -Be 0 -Because "regionset writes nothing while it waits for a line (sample $($s.Index); warnings: $said)" }
+            $said | Should -BeNullOrEmpty -Because 'no mapping is counted whole'
+            $dest = Join-Path $R33ResRoot "mig-$($t.Id)"
+            $out = @(Invoke-PreCopyMigration -Id $t.Id -Bandwidth 1GB -MaxIterations 3 -StopThreshold 0 -Destination $dest -Method WriteProtect -Confirm:$false -WarningAction SilentlyContinue)
+            $out[-1].StopReason | Should -Be 'Converged'
+            Test-MemoryImage -Path $out[-1].FinalImage | Should -BeTrue
+            $e = New-EmulatedProcess
+            $null = Restore-MemoryImage -Path $out[-1].FinalImage -Emulator $e
+            foreach ($piece in 0..3) {
+                $base = $t.Start + [uint64]$piece * $t.Stride
+                foreach ($want in @{ Page = 0; Value = 1 }, @{ Page = 3; Value = 4 + $piece }, @{ Page = 4; Value = 0 }) {
+                    ($e | Read-EmulatedMemory -Address ($base + [uint64]$want.Page * $R33ResPage) -Length 1 -AsByteArray)[0] | Should -Be $want.Value -Because "page $($want.Page) of mapping $piece"
+                }
+            }
+            @(Get-ChildItem "/proc/$($t.Id)/fd" | Where-Object { "$($_.LinkTarget)" -like '*userfaultfd*' }).Count | Should -Be 0 -Because 'the migration disabled the tracking it enabled'
+        }
+        finally {
             Stop-R33ResTarget $t
             Get-ChildItem -LiteralPath $R33ResRoot | Remove-Item -Recurse -Force -ErrorAction SilentlyContinue
         }
