@@ -10,10 +10,22 @@
 # mappings larger than 64 GiB. The first test failed before (page tables grew by 262,624 KiB, the bound 132,096); the
 # second guards the fix: with the budget alone, an idle process's watch counted the present pages past it at every sample
 # (4, not 0).
-# Targets: tests/native/regionset.c.
+# Found: a process whose memory cgroup is at its limit with nothing the kernel can reclaim (anonymous memory, no swap) was
+# killed by Enable-WriteTracking, a WriteProtect save or migration that enabled tracking for itself: the injected
+# userfaultfd() charges its inode to the process's cgroup, whose OOM killer then killed the process in the middle of the
+# injection (the command said ProcessExited). Enabling now looks at the cgroup and each one above it first (room below the
+# limit plus its file pages) and says ResourceLimit, nothing injected, where under 256 KiB is left (MemoryCgroupRoom). The
+# three cases failed before (each: the process killed, ProcessExited); a cgroup at its limit holding clean page cache is
+# the guard (enabled, as before).
+# Targets: tests/native/regionset.c, imgtarget.
 
 BeforeDiscovery {
     $R33ResWtSkip = if ($IsLinux) { Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force; Get-WriteTrackingSkipReason -Relation Descendant } else { 'Linux only' }
+    # A memory cgroup the test may make (root): cgroup v1's memory hierarchy, or v2 with the memory controller enabled for
+    # children of the root (as round 28's Cgroup file); and no swap, with which reclaim may swap and the module refuses nothing.
+    $R33ResMemcgSkip = if ($R33ResWtSkip) { $R33ResWtSkip } elseif ((id -u) -ne '0') { 'only root may make a memory cgroup and move a process into it' }
+    elseif (-not (Test-Path /sys/fs/cgroup/memory/cgroup.procs) -and -not ((Test-Path /sys/fs/cgroup/cgroup.subtree_control) -and (Get-Content /sys/fs/cgroup/cgroup.subtree_control) -match '\bmemory\b')) { 'no writable memory cgroup hierarchy here (v1 memory, or v2 with memory in the root''s subtree_control)' }
+    elseif ((Get-Content /proc/meminfo | Where-Object { $_ -like 'SwapTotal:*' }) -notmatch ':\s+0 kB') { 'the machine has swap: a cgroup at its limit may swap, and enabling is not refused there' }
 }
 
 BeforeAll {
@@ -116,6 +128,88 @@ Describe 'Write tracking registers 64 GiB of a process in all, however many mapp
         }
         finally {
             Stop-R33ResTarget $t
+            Get-ChildItem -LiteralPath $R33ResRoot | Remove-Item -Recurse -Force -ErrorAction SilentlyContinue
+        }
+    }
+}
+
+Describe 'Enabling write tracking in a process whose memory cgroup is at its limit' -Tag 'Security', 'Round33Res', 'WriteTracking' -Skip:([bool]$R33ResMemcgSkip) {
+    BeforeAll {
+        $v1 = Test-Path /sys/fs/cgroup/memory/cgroup.procs
+        $script:R33ResCgroup = $(if ($v1) { '/sys/fs/cgroup/memory' } else { '/sys/fs/cgroup' }) + "/softdirty-r33res-$([guid]::NewGuid().ToString('n'))"
+        $script:R33ResLimitFile = if ($v1) { 'memory.limit_in_bytes' } else { 'memory.max' }
+        $script:R33ResUsageFile = if ($v1) { 'memory.usage_in_bytes' } else { 'memory.current' }
+        $null = New-Item -ItemType Directory $R33ResCgroup
+        # Room for $Bytes above what the cgroup holds now.
+        function Set-R33ResRoom([uint64] $Bytes) { Set-Content "$R33ResCgroup/$R33ResLimitFile" ([uint64](Get-Content "$R33ResCgroup/$R33ResUsageFile") + $Bytes) }
+        function Get-R33ResTargetState($Target) {
+            $state = ((Get-Content "/proc/$($Target.Id)/stat") -split ' ')[2]
+            $tracer = (Get-Content "/proc/$($Target.Id)/status" | Where-Object { $_ -like 'TracerPid:*' }) -replace '\D', ''
+            $uffd = @(Get-ChildItem "/proc/$($Target.Id)/fd" | Where-Object { "$($_.LinkTarget)" -like '*userfaultfd*' }).Count
+            "$state $tracer $uffd"
+        }
+    }
+    # rmdir, once the processes in it have exited (what they charged moves to the parent).
+    AfterAll { if ($R33ResCgroup -and (Test-Path $R33ResCgroup)) { [IO.Directory]::Delete($R33ResCgroup) } }
+
+    It 'with a page of room and nothing to reclaim: <Command> says ResourceLimit, the process lives on as it was; with room, tracking works' -ForEach @(
+        @{ Command = 'Enable-WriteTracking' }, @{ Command = 'Save-MemoryImage' }, @{ Command = 'Invoke-PreCopyMigration' }
+    ) {
+        # Before, the injected userfaultfd's inode was charged to the cgroup, whose OOM killer killed the process (Enable: ProcessExited).
+        $t = Start-ImgTarget
+        try {
+            $a = Send-ImgTarget $t 'map 16'
+            $null = Send-ImgTarget $t "fill $a 16 3"
+            $full = Save-MemoryImage -Id $t.Id -Path (Join-Path $R33ResRoot "mc-full-$($t.Id)") -Method Hash
+            Set-Content "$R33ResCgroup/cgroup.procs" $t.Id
+            Set-R33ResRoom 4096
+            $commandRun = @{
+                'Enable-WriteTracking' = { Enable-WriteTracking -Id $t.Id -Confirm:$false }
+                'Save-MemoryImage' = { Save-MemoryImage -Id $t.Id -Path (Join-Path $R33ResRoot "mc-wp-$($t.Id)") -Method WriteProtect -Confirm:$false }
+                'Invoke-PreCopyMigration' = { Invoke-PreCopyMigration -Id $t.Id -Bandwidth 1GB -MaxIterations 2 -StopThreshold 0 -Destination (Join-Path $R33ResRoot "mc-mig-$($t.Id)") -Method WriteProtect -Confirm:$false }
+            }[$Command]
+            $id = Get-ErrorId $commandRun
+            $t.Process.HasExited | Should -BeFalse -Because "the cgroup's OOM killer killed nothing ($Command said $id)"
+            $id | Should -Be "ResourceLimit,SoftDirty.Commands.$($Command -replace '-', '')Command"
+            $state, $tracer, $uffd = (Get-R33ResTargetState $t) -split ' '
+            $state | Should -Not -BeIn 't', 'T'
+            $tracer | Should -Be '0'
+            $uffd | Should -Be '0' -Because 'nothing was injected'
+            Set-R33ResRoom 64MB
+            $null = Enable-WriteTracking -Id $t.Id -Confirm:$false
+            (Get-R33ResTargetState $t) -split ' ' | Select-Object -Last 1 | Should -Be '1'
+            $null = Send-ImgTarget $t "fill $a 4 5"
+            $inc = Save-MemoryImage -Id $t.Id -Path (Join-Path $R33ResRoot "mc-inc-$($t.Id)") -Parent $full.Path -Method WriteProtect -Confirm:$false
+            Test-MemoryImage -Path $inc.Path | Should -BeTrue
+            Disable-WriteTracking -Id $t.Id -Confirm:$false
+            $t.Process.HasExited | Should -BeFalse
+        }
+        finally {
+            Stop-ImgTarget $t
+            Set-Content "$R33ResCgroup/$R33ResLimitFile" $(if ($R33ResLimitFile -eq 'memory.max') { 'max' } else { '-1' })
+            Get-ChildItem -LiteralPath $R33ResRoot | Remove-Item -Recurse -Force -ErrorAction SilentlyContinue
+        }
+    }
+
+    It 'at its limit with file pages to reclaim: Enable-WriteTracking works and the process lives on' {
+        # 8 MiB written to a file by a process of the cgroup, and synced: clean page cache charged to the cgroup, which reclaim drops.
+        $file = Join-Path $R33ResRoot 'cache.bin'
+        sh -c "echo `$`$ > '$R33ResCgroup/cgroup.procs' && head -c 8388608 /dev/urandom > '$file' && sync '$file'"
+        $LASTEXITCODE | Should -Be 0
+        $t = Start-ImgTarget
+        try {
+            $a = Send-ImgTarget $t 'map 16'
+            $null = Send-ImgTarget $t "fill $a 16 3"
+            Set-Content "$R33ResCgroup/cgroup.procs" $t.Id
+            Set-R33ResRoom 4096
+            $null = Enable-WriteTracking -Id $t.Id -Confirm:$false
+            $t.Process.HasExited | Should -BeFalse
+            (Get-R33ResTargetState $t) -split ' ' | Select-Object -Last 1 | Should -Be '1'
+            Disable-WriteTracking -Id $t.Id -Confirm:$false
+        }
+        finally {
+            Stop-ImgTarget $t
+            Set-Content "$R33ResCgroup/$R33ResLimitFile" $(if ($R33ResLimitFile -eq 'memory.max') { 'max' } else { '-1' })
             Get-ChildItem -LiteralPath $R33ResRoot | Remove-Item -Recurse -Force -ErrorAction SilentlyContinue
         }
     }
