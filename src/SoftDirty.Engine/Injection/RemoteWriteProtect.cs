@@ -27,6 +27,8 @@ internal static class RemoteWriteProtect
         int pid = source.ProcessId;
         if (InjectionSupport.Check(pid, source.Features) is { } refused) throw refused;
         if (WriteTrackingStore.Load(pid) is { } existing) return existing;
+        // A process whose memory cgroup is at its limit would be killed by the kernel for the userfaultfd made in it (round 33).
+        if (MemoryCgroupRoom.Refusal(pid) is { } full) throw full;
         ulong start = WriteTrackingStore.StartTime(pid);
         InjectionSteps.Mark("checks, state lookup");
         using var inject = RemoteSyscalls.Attach(source, cancel);

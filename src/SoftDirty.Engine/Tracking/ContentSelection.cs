@@ -13,7 +13,7 @@ namespace SoftDirty.Tracking;
 /// pinned memory that its own registered buffers do not account for (an io_uring given to another process); all of them
 /// where KSM touched the process (<see cref="KsmMergeable"/>: a merge drops the soft-dirty bit of a page written before it);
 /// and, for a tracker of writable mappings only (WriteProtect), the mappings of a real process that are not private
-/// anonymous memory (which its write tracking does not register) and the mappings not writable now: a page written and then made
+/// anonymous memory, or past the 64 GiB of it the write tracking registers in all (<see cref="RegistrationBudget"/>), and the mappings not writable now: a page written and then made
 /// read-only or PROT_NONE before the collection is found by its content, not a sample or a round later (or never). Of
 /// those, only the ones that hold present or swapped pages (now or, in what was then the same place, at the last look) are compared: a reservation of
 /// hundreds of GiB (the .NET GC's, a JVM's) has none, and walking its pagemap at every look would cost more than the rest.
@@ -31,6 +31,9 @@ internal sealed class ContentSelection
     // An io_uring whose rings live in the process's own memory, or pinned memory no registered buffer of its own accounts
     // for (PinnedBuffers.WritesUnlocated): the kernel writes it, no one knows where, so every mapping is compared by content.
     private bool _ringsBefore, _ringsNow;
+    // The writable private anonymous mappings past what the write tracking registers in all (RegistrationBudget), at the
+    // last Refresh: compared by content, not counted whole at every look. Null where all fit (the usual case).
+    private HashSet<ulong>? _pastBudget;
 
     /// <summary>A selection within <paramref name="selector"/>; <paramref name="readOnlyByContent"/>: the page-table tracker sees writable mappings only.</summary>
     public ContentSelection(IPageSource source, Func<MemoryMapping, bool>? selector, bool readOnlyByContent)
@@ -54,6 +57,7 @@ internal sealed class ContentSelection
             _pinnedNow = KsmMergeable.With(_source, _pinnedNow);
         }
         if (!_readOnlyByContent) return;
+        _pastBudget = _real ? PastBudget() : null;
         _holdingBefore = _holdingNow;
         _holdingNow = NotWritableHoldingPages(cancel);
     }
@@ -75,6 +79,25 @@ internal sealed class ContentSelection
             _pinnedNow = all;
         }
         _ringsNow |= PinnedBuffers.WritesUnlocated(_source.ProcessId, _source.PageSize, mappings, pinned);
+    }
+
+    /// <summary>
+    /// The starts of the selected mappings the write tracking would register but for its budget
+    /// (<see cref="RegistrationBudget.Choose"/>); null where they fit in it together (read then without smaps).
+    /// </summary>
+    private HashSet<ulong>? PastBudget()
+    {
+        bool Wanted(MemoryMapping m) => (m.Protection & Protection.Write) != 0 && Selected(m) && WriteProtectTracker.Registers(m);
+        ulong total = 0;
+        foreach (var m in _source.ReadMappings(false))
+            if (Wanted(m)) total += m.End - m.Start;
+        if (total <= RegistrationBudget.Bytes) return null;
+        var mappings = _source.ReadMappings(true);
+        var chosen = RegistrationBudget.Choose(mappings, Wanted);
+        var past = new HashSet<ulong>();
+        foreach (var m in mappings)
+            if (Wanted(m) && !chosen.Contains(m.Start)) past.Add(m.Start);
+        return past;
     }
 
     /// <summary>The selected mappings that are not writable and hold present or swapped pages (PAGEMAP_SCAN skips the holes at once).</summary>
@@ -104,7 +127,7 @@ internal sealed class ContentSelection
     private bool IsContentMapping(MemoryMapping m) =>
         _ringsNow || _ringsBefore
         || ContentCheckedTracker.ChangeableByOthers(m)
-        || (_readOnlyByContent && _real && !WriteProtectTracker.Registers(m))
+        || (_readOnlyByContent && _real && (!WriteProtectTracker.Registers(m) || (_pastBudget?.Contains(m.Start) ?? false)))
         || (_readOnlyByContent && (m.Protection & Protection.Write) == 0 && (Overlaps(_holdingNow, m) || Overlaps(_holdingBefore, m)))
         || Overlaps(_pinnedNow, m) || Overlaps(_pinnedBefore, m);
 

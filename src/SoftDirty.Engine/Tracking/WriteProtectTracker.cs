@@ -137,14 +137,21 @@ internal sealed class WriteProtectTracker : IDirtyTracker
     // Only writable mappings: nothing else can be written, and a reserved PROT_NONE region (the .NET GC
     // reserves hundreds of GiB) has no pages to protect, so PAGEMAP_SCAN would report its holes as written.
     // A mapping made writable later is a new range: registered then, its present pages counted once.
-    // Of a real process, only private anonymous memory (Registers); the other writable mappings go to unregistered.
+    // Of a real process, only private anonymous memory (Registers), 64 GiB of it in all (RegistrationBudget); the other
+    // writable mappings go to unregistered.
     private List<PageSpan> Spans(out List<PageSpan> unregistered) => Spans(Source.ReadMappings(false), out unregistered);
 
     private List<PageSpan> Spans(IReadOnlyList<MemoryMapping> mappings, out List<PageSpan> unregistered)
     {
         bool Writable(MemoryMapping m) => (m.Protection & Protection.Write) != 0 && (_selector is null || _selector(m));
-        unregistered = _real ? PageWalk.DataSpans(mappings, m => Writable(m) && !Registers(m)) : new List<PageSpan>();
-        return PageWalk.DataSpans(mappings, m => Writable(m) && (!_real || Registers(m)));
+        if (!_real)
+        {
+            unregistered = new List<PageSpan>();
+            return PageWalk.DataSpans(mappings, Writable);
+        }
+        var registered = RegistrationBudget.Choose(mappings, Writable);
+        unregistered = PageWalk.DataSpans(mappings, m => Writable(m) && !registered.Contains(m.Start));
+        return PageWalk.DataSpans(mappings, m => Writable(m) && registered.Contains(m.Start));
     }
 
     private List<PageSpan> Spans() => Spans(out _);
@@ -187,7 +194,7 @@ internal sealed class WriteProtectTracker : IDirtyTracker
         if (unregistered.Count == 0) return null;
         regions.AddRange(PageWalk.PresentRegions(Source, unregistered, cancel: cancel));
         regions.Sort((x, y) => x.Start.CompareTo(y.Start));
-        return $"{unregistered.Count} writable mapping span(s) from 0x{unregistered[0].Start:x} are not registered for write-protect (not private anonymous memory, larger than 64 GiB, or refused by the kernel: MAP_DROPPABLE)";
+        return $"{unregistered.Count} writable mapping span(s) from 0x{unregistered[0].Start:x} are not registered for write-protect (not private anonymous memory, larger than 64 GiB or past the 64 GiB the tracking registers in all, or refused by the kernel: MAP_DROPPABLE)";
     }
 
     /// <summary>

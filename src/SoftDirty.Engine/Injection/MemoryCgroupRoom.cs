@@ -1,0 +1,113 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+
+namespace SoftDirty.Injection;
+
+/// <summary>
+/// Whether a process's memory cgroup has room for what enabling write tracking makes in it. The injected userfaultfd()
+/// allocates the descriptor's inode and file (kernel memory charged to the process's cgroup), and its registration may split
+/// VMAs; in a cgroup at its limit with nothing the kernel can reclaim, that charge invokes the cgroup's OOM killer, which
+/// killed the process in the middle of the injection (round 33: "exited during syscall injection", the module's doing). Such
+/// a process is refused before anything is injected. The cgroup and each one above it are looked at (cgroup v1's memory
+/// hierarchy or cgroup v2, under /sys/fs/cgroup): room is the limit less the usage, plus the file pages reclaim may drop.
+/// With swap on the machine, reclaim may swap as well: nothing is refused then. What cannot be read refuses nothing.
+/// </summary>
+internal static class MemoryCgroupRoom
+{
+    /// <summary>
+    /// The room enabling needs: 64 pages, a margin over what it charges (an inode, a file and a context of the userfaultfd,
+    /// VMAs split by its registrations, and a copy of the page the restore trampoline is written to: a few pages at most).
+    /// </summary>
+    public const ulong Needed = 64 * 4096;
+
+    private const string V1Root = "/sys/fs/cgroup/memory", V2Root = "/sys/fs/cgroup";
+
+    /// <summary>ResourceLimit where <paramref name="pid"/>'s memory cgroup (or one above it) has less than <see cref="Needed"/> of room; else null.</summary>
+    public static EngineException? Refusal(int pid)
+    {
+        if (SwapOn()) return null;
+        if (CgroupOf(pid) is not (string path, bool v2)) return null;
+        string root = v2 ? V2Root : V1Root;
+        for (string relative = path; ; relative = Parent(relative))
+        {
+            string dir = root + (relative == "/" ? "" : relative);
+            if (Room(dir, v2) is (ulong room, ulong limit) && room < Needed)
+                return new EngineException(EngineError.ResourceLimit,
+                    $"Process {pid}'s memory cgroup {relative} has {room} bytes of room below its limit of {limit} bytes, with nothing the kernel can reclaim: enabling write tracking allocates kernel memory in the process (its userfaultfd), and the cgroup's OOM killer would kill the process for it. Nothing was injected. Raise the cgroup's memory limit, or let the process free memory, and try again.",
+                    pid);
+            if (relative == "/") return null;
+        }
+    }
+
+    /// <summary>The process's memory cgroup as /proc/PID/cgroup names it, and whether it is cgroup v2's; null where it has none here.</summary>
+    private static (string Path, bool V2)? CgroupOf(int pid)
+    {
+        string[] lines;
+        try { lines = File.ReadAllLines(string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/cgroup")); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
+        string? unified = null;
+        foreach (var line in lines)
+        {
+            var fields = line.Split(':', 3);
+            if (fields.Length != 3 || !fields[2].StartsWith('/')) continue;
+            if (Array.IndexOf(fields[1].Split(','), "memory") >= 0) return Directory.Exists(V1Root) ? (fields[2], false) : null;
+            if (fields[0] == "0" && fields[1].Length == 0) unified = fields[2];
+        }
+        return unified is not null && File.Exists(Path.Combine(V2Root, "cgroup.controllers")) ? (unified, true) : null;
+    }
+
+    private static string Parent(string relative)
+    {
+        int slash = relative.TrimEnd('/').LastIndexOf('/');
+        return slash <= 0 ? "/" : relative[..slash];
+    }
+
+    /// <summary>The room below the limit of the cgroup at <paramref name="dir"/> (its file pages counted as room) and the limit; null where it has none.</summary>
+    private static (ulong Room, ulong Limit)? Room(string dir, bool v2)
+    {
+        if (ReadNumber(Path.Combine(dir, v2 ? "memory.max" : "memory.limit_in_bytes")) is not ulong limit) return null;
+        if (ReadNumber(Path.Combine(dir, v2 ? "memory.current" : "memory.usage_in_bytes")) is not ulong usage) return null;
+        var stat = ReadStat(Path.Combine(dir, "memory.stat"));
+        ulong file = v2 ? stat.GetValueOrDefault("file")
+            : stat.GetValueOrDefault("total_inactive_file") + stat.GetValueOrDefault("total_active_file");
+        ulong free = limit > usage ? limit - usage : 0;
+        return (free > ulong.MaxValue - file ? ulong.MaxValue : free + file, limit);
+    }
+
+    /// <summary>A number that a cgroup file holds alone; null for "max", a file that is not there or cannot be read.</summary>
+    private static ulong? ReadNumber(string file)
+    {
+        try { return ulong.TryParse(File.ReadAllText(file).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out ulong n) ? n : null; }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
+    }
+
+    private static Dictionary<string, ulong> ReadStat(string file)
+    {
+        var stat = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var line in File.ReadAllLines(file))
+            {
+                int space = line.IndexOf(' ');
+                if (space > 0 && ulong.TryParse(line.AsSpan(space + 1), NumberStyles.None, CultureInfo.InvariantCulture, out ulong n)) stat[line[..space]] = n;
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+        return stat;
+    }
+
+    /// <summary>Whether the machine has swap (SwapTotal of /proc/meminfo above 0): reclaim may then swap a cgroup's anonymous memory out.</summary>
+    private static bool SwapOn()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith("SwapTotal:", StringComparison.Ordinal))
+                    return line.AsSpan("SwapTotal:".Length).Trim().TrimEnd("kB").Trim() is var kib && !kib.SequenceEqual("0");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { }
+        return false;
+    }
+}
