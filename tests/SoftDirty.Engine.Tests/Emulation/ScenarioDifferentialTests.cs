@@ -65,6 +65,25 @@ public class ScenarioDifferentialTests
         if (tracking) Assert.Contains(random, r => r.Ops.Any(o => o.Kind == ScenarioOpKind.Written));
     }
 
+    /// <summary>
+    /// Round 33: tests/scenarios/host (MADV_WIPEONFORK/KEEPONFORK, MADV_DONTFORK/DOFORK, mseal, file truncation), which the
+    /// kernel matrix has no recorded prints of, against this machine's kernel.
+    /// </summary>
+    [Fact]
+    public void EmulatorPrintsWhatTheKernelPrintsForForkAdviceSealsAndTruncation()
+    {
+        if (!OperatingSystem.IsLinux()) return; // the kernel side exists only on Linux
+        var program = FindOrBuildScenarioProgram();
+        Assert.True(program != null, "tests/native/sdscenario could not be built: install a C compiler (build.ps1 Native).");
+        var scenarios = ScenarioDifferential.Load(Path.Combine(RepositoryRoot()!, "tests/scenarios/host"));
+        Assert.Contains(scenarios, s => s.Ops.Any(o => o.Kind == ScenarioOpKind.Seal));
+        Assert.Contains(scenarios, s => s.Ops.Any(o => o.Kind == ScenarioOpKind.Truncate));
+        var result = ScenarioDifferential.Compare(new NativeScenarioRunner(program!), new EmulatedScenarioRunner(KernelRules.HostProfile()), scenarios);
+        _output.WriteLine($"tests/scenarios/host, kernel {KernelProbe.Current.KernelRelease}: {result}");
+        Assert.True(result.Matched, $"The emulator differs from the kernel in tests/scenarios/host: {result.FirstMismatch}");
+        Assert.True(result.Checkpoints >= scenarios.Count, $"only {result.Checkpoints} checkpoints");
+    }
+
     [Fact]
     public void WriteTrackingOpsPrintTheirErrnoOn61AndRegionsOn618()
     {
