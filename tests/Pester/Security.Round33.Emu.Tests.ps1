@@ -20,6 +20,11 @@
 # mprotect (per VMA: the VMAs before it changed); discarding advice (DONTNEED, FREE, WIPEONFORK, DONTFORK, GUARD_INSTALL)
 # is EPERM only on sealed read-only private anonymous memory; seals are inherited by a fork's child; truncation unmaps
 # pages past the end from every mapping (private copies too), in a child too, and access there faults until the file grows.
+# Soft-dirty: the same scenarios on Debian's 6.1 in the VM of tests/vm (recorded prints, compared in ScenarioDifferentialTests)
+# match the 6.1 profile bit for bit, except where a truncated file grows again (tmpfs maps around only cached pages).
+# Random: ScenarioGenerator draws the new ops with allowForkAdvice (2 seeds of 250 here; 3,000 scenarios in all matched
+# during the round), and the round 31 model runner draws fork advice with -ForkAdvice (3 seeds here; at each fork it checks
+# the child has no page of WipeOnFork memory and no mapping of DontFork memory).
 
 BeforeDiscovery {
     $script:R33EmuFolder = Join-Path $PSScriptRoot '../scenarios/host'
@@ -133,3 +138,21 @@ Describe 'Round 33: the emulator cmdlets for fork advice and seals' -Tag 'Round3
         $err[1].Exception.Message | Should -Match 'ENOSYS'
     }
 }
+
+Describe 'Round 33: the round 31 model runner with fork advice' -Tag 'Round33Emu', 'Security' {
+    BeforeAll {
+        Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
+        . (Join-Path $PSScriptRoot 'Round31Model.ps1')
+        $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state33emu-model'
+        $script:R33EmuModelRoot = New-Item -ItemType Directory (Join-Path $TestDrive 'r33model')
+    }
+
+    It 'seed <Seed>: with WipeOnFork, KeepOnFork, DontFork and DoFork drawn, every image restores to what the model says' -ForEach @(@{ Seed = 3 }, @{ Seed = 13 }, @{ Seed = 33 }) {
+        $dir = New-Item -ItemType Directory (Join-Path $R33EmuModelRoot "seed$Seed")
+        $ctx = Invoke-R31Guarded Invoke-R31ModelSeed @{ Seed = $Seed; Root = $dir.FullName; Length = 70; ForkAdvice = $true }
+        $advice = @($ctx.Counts.Keys | Where-Object { $_ -match '^madvise:(WipeOnFork|KeepOnFork|DontFork|DoFork)$' })
+        $advice.Count | Should -BeGreaterThan 0 -Because 'the seed drew fork advice'
+        $ctx.Counts['fork'] | Should -BeGreaterThan 0 -Because 'and forked after it'
+    }
+}
+
