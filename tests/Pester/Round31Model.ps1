@@ -12,6 +12,8 @@
 #   nothing was missing, verify), and every received image restores to the model.
 # - A per-operation timeout: a sequence runs in a runspace of its own, watched; an operation that runs longer than
 #   SOFTDIRTY_R31MODEL_OPTIMEOUT seconds (default 120) is a finding named by its step and operation, shrunk.
+# - Round 33: with -ForkAdvice, WipeOnFork/KeepOnFork/DontFork/DoFork of runs of anonymous pages; fork applies them to the
+#   child's model (a wiped page reads zero, a DontFork page is not there) and checks the child emulator says the same.
 # Dot-sourced by Security.Round31.Model.Tests.ps1; alone:
 #   dotnet pwsh -NoProfile -c 'Import-Module ./out/SoftDirty/SoftDirty.psd1; Import-Module ./tests/Pester/SoftDirty.TestSupport.psm1;
 #     . tests/Pester/Round31Model.ps1; Invoke-R31Guarded Invoke-R31ModelSeed @{ Seed = 7; Root = "/tmp/x" }'
@@ -78,6 +80,12 @@ function Get-R31AbsentFilePages($ctx, $map) {
 # Generation: round 30's operations, and THP regions, THP advice and files.
 
 function New-R31Op($ctx, [System.Random] $r) {
+    # Round 33: fork advice (MADV_WIPEONFORK/KEEPONFORK/DONTFORK/DOFORK) on a run of pages, drawn only when the seed asks
+    # for it (Invoke-R31ModelSeed -ForkAdvice): without it a seed draws what it drew before.
+    if ($ctx.R33ForkAdvice -and $r.Next(8) -eq 0) {
+        $run = Get-R30MappedRun $ctx $r 40
+        if ($run) { return @{ Op = 'madvise'; Addr = $run.Addr; Pages = $run.Pages; Advice = @('WipeOnFork', 'WipeOnFork', 'KeepOnFork', 'DontFork', 'DoFork')[$r.Next(5)] } }
+    }
     $w = $r.Next(100)
     $slot = $script:R30Base + [uint64](512 * $script:R30PageSize * $r.Next(0, $script:R31Slots))
     if ($w -lt 8 -or ($w -lt 12 -and -not $ctx.Map.Count)) {
@@ -152,6 +160,7 @@ function Invoke-R31Op($ctx, $op) {
             return 'done'
         }
         'madvise' {
+            if ($op.Advice -in 'WipeOnFork', 'KeepOnFork', 'DontFork', 'DoFork') { return Invoke-R33ForkAdvice $ctx $op }
             if ($op.Advice -in 'HugePage', 'NoHugePage') {
                 if (-not (Test-R30AllMapped $ctx.Map $op.Addr $op.Pages)) { return 'skip' }
                 $e | Invoke-EmulatedMadvise -Address $op.Addr -Length ([uint64]($op.Pages * $script:R30PageSize)) -Advice $op.Advice -ErrorAction Stop
@@ -170,8 +179,38 @@ function Invoke-R31Op($ctx, $op) {
         'move' {
             # A grown private file mapping maps more of the file: round 30's move makes anonymous zeros there.
             if ($op.NewPages -gt $op.Pages -and (Test-R31AnyFile $ctx.Map $op.Addr $op.Pages)) { return 'skip' }
+            # The grown part of a moved VMA has its flags, fork advice included (round 30's move makes fresh entries there).
+            $lastPage = $op.Addr + [uint64](($op.Pages - 1) * $script:R30PageSize)
+            $last = if ($ctx.Map.ContainsKey($lastPage)) { $ctx.Map[$lastPage] }
+            $r = Invoke-R30Op $ctx $op
+            if ($r -eq 'done' -and $last -and $op.NewPages -gt $op.Pages) {
+                for ($i = $op.Pages; $i -lt $op.NewPages; $i++) {
+                    $x = $ctx.Map[$op.NewAddr + [uint64]($i * $script:R30PageSize)]
+                    $x['Wipe'] = [bool]$last['Wipe']; $x['DontCopy'] = [bool]$last['DontCopy']
+                }
+            }
+            return $r
         }
         'workload' { if (Test-R31AnyFile $ctx.Map $op.Addr $op.Pages) { return 'skip' } }
+        'fork' {
+            # What fork gives the child of memory with fork advice: nothing of a DontFork page, a WipeOnFork page empty.
+            $r = Invoke-R30Op $ctx $op
+            if ($r -ne 'skip' -and $ctx.ChildMap) {
+                $maps = $null
+                foreach ($p in @($ctx.ChildMap.Keys)) {
+                    $x = $ctx.ChildMap[$p]
+                    if ($x['DontCopy']) {
+                        $null = $ctx.ChildMap.Remove($p)
+                        if ($null -eq $maps) { $maps = @($ctx.Child | Get-MemoryMapping -ErrorAction Stop) }
+                        if (@($maps | Where-Object { $_.Start -le $p -and $p -lt $_.End }).Count) { throw "fork: the child has 0x$($p.ToString('x')), which DontFork left out" }
+                    } elseif ($x['Wipe']) {
+                        $x.Key = Get-R30FillKey 0; $x.Freed = $false
+                        if (@(Get-PageMap -Emulator $ctx.Child -Address $p -Length $script:R30PageSize -ErrorAction Stop)[0].Present) { throw "fork: the child's page 0x$($p.ToString('x')) of WipeOnFork memory is present" }
+                    }
+                }
+            }
+            return $r
+        }
         'clear' { if ($op.How -in 'MigrateWorkload', 'WatchWorkload' -and (Test-R31AnyFile $ctx.Map $op.Addr $op.Pages)) { return 'skip' } }
         'save' {
             $before = $ctx.Checked.Saves
@@ -250,6 +289,24 @@ function Invoke-R31Receive($ctx, $img, $op, [scriptblock] $Assert = { param($c, 
     }
 }
 
+# Round 33: MADV_WIPEONFORK/KEEPONFORK/DONTFORK/DOFORK of a run of pages (anonymous memory only here: WipeOnFork of shared
+# memory is EINVAL, and files are left to round 31's cases). The page's entry remembers the advice; 'fork' applies it.
+function Invoke-R33ForkAdvice($ctx, $op) {
+    if (Test-R31AnyFile $ctx.Map $op.Addr $op.Pages) { return 'skip' }
+    if (-not (Test-R30AllMapped $ctx.Map $op.Addr $op.Pages -Private:($op.Advice -eq 'WipeOnFork'))) { return 'skip' }
+    $ctx.Emu | Invoke-EmulatedMadvise -Address $op.Addr -Length ([uint64]($op.Pages * $script:R30PageSize)) -Advice $op.Advice -ErrorAction Stop
+    foreach ($p in Get-R30Pages $op.Addr $op.Pages) {
+        $x = $ctx.Map[$p]
+        switch ($op.Advice) {
+            'WipeOnFork' { $x['Wipe'] = $true }
+            'KeepOnFork' { $x['Wipe'] = $false }
+            'DontFork' { $x['DontCopy'] = $true }
+            'DoFork' { $x['DontCopy'] = $false }
+        }
+    }
+    'done'
+}
+
 function New-R31Context([string] $Root, [string] $Kernel, [bool] $NoSoftDirty, [string] $Thp) {
     $ctx = New-R30Context $Root $Kernel $NoSoftDirty $Thp
     $ctx.Files = @{}
@@ -257,6 +314,7 @@ function New-R31Context([string] $Root, [string] $Kernel, [bool] $NoSoftDirty, [
     $null = New-Item -ItemType Directory -Path $ctx.ReceiveRoot
     $ctx.Checked.InterruptedReceives = 0
     $ctx.NotReceived = [System.Collections.Generic.HashSet[string]]::new()
+    $ctx.R33ForkAdvice = $false
     $ctx
 }
 
@@ -281,9 +339,10 @@ function Invoke-R31ModelOps([object[]] $Ops, [string] $Root, [string] $Kernel = 
     $ctx
 }
 
-function Invoke-R31ModelSeed([int] $Seed, [string] $Root, [int] $Length = 40) {
+function Invoke-R31ModelSeed([int] $Seed, [string] $Root, [int] $Length = 40, [switch] $ForkAdvice) {
     $s = Get-R30SeedSetup $Seed
     $ctx = New-R31Context $Root $s.Kernel $s.NoSoftDirty $s.Thp
+    $ctx.R33ForkAdvice = [bool]$ForkAdvice
     $ops = [System.Collections.Generic.List[object]]::new()
     try {
         for ($i = 0; $i -lt $Length; $i++) {

@@ -14,6 +14,11 @@
  *   write <page> <count>            increment one byte of each page
  *   clear <type>                    write <type> (1-5) to /proc/self/clear_refs
  *   dontneed <page> <count>         madvise MADV_DONTNEED
+ *   wipeonfork|keeponfork|dontfork|dofork <page> <count>   madvise MADV_WIPEONFORK, MADV_KEEPONFORK, MADV_DONTFORK,
+ *                                   MADV_DOFORK (what a later fork gives the child of the range)
+ *   seal <page> <count>             mseal(2) of the range (ENOSYS before 6.10)
+ *   truncate <pages>                ftruncate the backing file of "file"/"filepriv" mappings to <pages> pages
+ *                                   (pages of a mapping past the new end are unmapped and fault SIGBUS, printed SEGV)
  *   fork                            fork; the child becomes the current process, the parent waits
  *   switch                          make the other process (parent/child) current
  *   check                           print the window's pagemap entries of the current process
@@ -410,6 +415,18 @@ static int run_op(char *line, const char *who)
         rc = swapon("/dev/zram0", 0);
     } else if (!strcmp(op, "dontneed")) {
         rc = madvise(addr, len, MADV_DONTNEED);
+    } else if (!strcmp(op, "wipeonfork")) {
+        rc = madvise(addr, len, 18 /* MADV_WIPEONFORK */);
+    } else if (!strcmp(op, "keeponfork")) {
+        rc = madvise(addr, len, 19 /* MADV_KEEPONFORK */);
+    } else if (!strcmp(op, "dontfork")) {
+        rc = madvise(addr, len, MADV_DONTFORK);
+    } else if (!strcmp(op, "dofork")) {
+        rc = madvise(addr, len, MADV_DOFORK);
+    } else if (!strcmp(op, "seal")) {
+        rc = (int)syscall(462 /* mseal, the same number on every architecture */, addr, len, 0UL);
+    } else if (!strcmp(op, "truncate")) {
+        rc = ftruncate(file_fd, (off_t)p * page_size);
     } else if (!strcmp(op, "check")) {
         check(who);
     } else if (!strcmp(op, "scan")) {

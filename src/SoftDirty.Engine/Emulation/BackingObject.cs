@@ -20,4 +20,6 @@ internal sealed class BackingObject
     public Dictionary<ulong, ulong> Pages { get; } = new();
     /// <summary>Shared anonymous memory's pages reclaimed to swap (page index to content word): out of the page cache.</summary>
     public Dictionary<ulong, ulong> SwappedPages { get; } = new();
+    /// <summary>A file's size in pages once truncated (<see cref="EmulatedProcess.TruncateFile"/>); null: unbounded, every page reads as zeros until written.</summary>
+    public ulong? SizePages { get; set; }
 }

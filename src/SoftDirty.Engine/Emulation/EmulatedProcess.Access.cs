@@ -97,7 +97,7 @@ public sealed partial class EmulatedProcess
     /// <summary>
     /// Reads the process's bytes at <paramref name="address"/> as /proc/PID/mem does (FOLL_FORCE: the
     /// protection does not matter), without faulting pages in or changing any state; returns how many were
-    /// read, fewer where the range reaches an unmapped page or a guard region.
+    /// read, fewer where the range reaches an unmapped page, a guard region or a page past the end of a truncated file.
     /// </summary>
     public int ReadMemory(ulong address, Span<byte> destination)
     {
@@ -110,7 +110,7 @@ public sealed partial class EmulatedProcess
                 ulong a = address + (ulong)done;
                 if (a < address || a >= TaskSize) break;
                 var vma = _vmas.VmaLookup(a);
-                if (vma == null) break;
+                if (vma == null || FileEndIn(vma) <= a) break;   // past a truncated file's end: EIO, as SIGBUS for the process
                 ulong pageNumber = a >> PageShift;
                 if (PageTable.KindOf(_pt.GetSlot(pageNumber >> PageTable.LeafShift)) != PageTable.SlotKind.Huge
                     && (_pt.Get(pageNumber) & Pte.Guard) != 0) break;
@@ -176,6 +176,8 @@ public sealed partial class EmulatedProcess
                 throw Segfault(a, $"write to a mapping without write permission ({MemoryMapping.FormatPermissions(vma.Protection, vma.Shared)})");
             if (!write && (vma.Protection & Protection.Read) == 0)
                 throw Segfault(a, $"read from a mapping without read permission ({MemoryMapping.FormatPermissions(vma.Protection, vma.Shared)})");
+            if (FileEndIn(vma) is { } fileEnd && fileEnd < Math.Min(end, vma.End))
+                throw Segfault(Math.Max(a, fileEnd), "the page lies past the end of the mapped file (SIGBUS)");
             a = vma.End;
         }
         if (_guardPages > 0)
@@ -310,7 +312,7 @@ public sealed partial class EmulatedProcess
         ulong to = Math.Min(Math.Min(from + FaultAroundPages, (page | PageTable.LeafIndexMask) + 1), vma.End >> PageShift);
         for (ulong p = from; p < to; p++)
         {
-            if (p == page || _pt.Get(p) != 0) continue;
+            if (p == page || _pt.Get(p) != 0 || FileEndIn(vma) <= p << PageShift) continue;
             ulong index = vma.BackingPage(p << PageShift);
             if (!vma.Backing!.IsFile && !vma.Backing.Pages.ContainsKey(index)) continue;
             ulong frame = _mem.CachePage(vma.Backing, index);
@@ -462,8 +464,8 @@ public sealed partial class EmulatedProcess
     // ---- fork ---------------------------------------------------------------------------------------------
 
     /// <summary>
-    /// fork: a child on the same machine with copies of the VMAs (VM_SOFTDIRTY included; userfaultfd
-    /// registration not inherited) and of the PTEs of VMAs with anonymous pages (an anon_vma), soft-dirty
+    /// fork: a child on the same machine with copies of the VMAs (VM_SOFTDIRTY and VM_SEALED included; userfaultfd
+    /// registration not inherited; MADV_DONTFORK VMAs left out, MADV_WIPEONFORK ones copied empty) and of the PTEs of VMAs with anonymous pages (an anon_vma), soft-dirty
     /// bits unchanged. Private pages are write-protected in both for copy-on-write; other VMAs (shared
     /// mappings, memory only read) are not copied: the child faults them in again, as with the kernel's
     /// vma_needs_copy().
@@ -475,8 +477,17 @@ public sealed partial class EmulatedProcess
             var child = new EmulatedProcess(name ?? Name, Profile, Privileged, _mem);
             foreach (var vma in _vmas)
             {
+                if ((vma.Flags & VmaFlags.DontCopy) != 0) continue;   // MADV_DONTFORK: not in the child at all
                 var copy = vma.Clone();
                 copy.Flags &= ~VmaFlags.UffdWriteProtect;
+                if ((vma.Flags & VmaFlags.WipeOnFork) != 0)
+                {
+                    // MADV_WIPEONFORK: the child's VMA starts empty (no anon_vma, no page table); the parent's pages stay its own.
+                    copy.AnonVma = 0;
+                    copy.AnonVmaForked = false;
+                    child._vmas.Insert(copy);
+                    continue;
+                }
                 copy.ForkAnonVma();
                 child._vmas.Insert(copy);
                 if (vma.AnonVma == 0) continue;   // vma_needs_copy: without anon_vma the child faults pages in itself

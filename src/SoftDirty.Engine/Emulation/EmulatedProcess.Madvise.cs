@@ -109,6 +109,7 @@ public sealed partial class EmulatedProcess
             if (end == 0) return;
             foreach (var vma in _vmas.Range(address, end))
             {
+                RefuseSealedDiscard("MadviseFree", vma);
                 if (!vma.IsAnonymous) throw Invalid($"MadviseFree: 0x{Math.Max(address, vma.Start):x} is not private anonymous memory");
                 MutatePtes(Math.Max(address, vma.Start), Math.Min(end, vma.End), visitNone: false, (_, pte) => FreePte(pte), (_, pmd) =>
                 {
@@ -167,8 +168,11 @@ public sealed partial class EmulatedProcess
             if (end == 0) return;
             // A registered shmem or file VMA keeps its uffd-wp state as markers; a private anonymous one loses it.
             foreach (var vma in _vmas.Range(address, end))
+            {
+                RefuseSealedDiscard("MadviseDontNeed", vma);
                 ZapRange(Math.Max(address, vma.Start), Math.Min(end, vma.End), keepGuards: true,
                     keepUffdWp: vma.UffdWriteProtect && !vma.IsAnonymous);
+            }
             if (_vmas.FirstHole(address, end) is { } hole) throw NotMapped("MadviseDontNeed", hole);
         }
     }
@@ -183,30 +187,9 @@ public sealed partial class EmulatedProcess
     /// </summary>
     public void MadviseHugePage(ulong address, ulong length, bool huge)
     {
-        string op = huge ? "MadviseHugePage" : "MadviseNoHugePage";
-        lock (_mem.Lock)
-        {
-            ulong end = CheckAdviceRange(op, address, length);
-            if (end == 0) return;
-            for (ulong pos = address; pos < end;)
-            {
-                var vma = _vmas.FindVmaIntersection(pos, end);
-                if (vma == null) break;
-                ulong pieceStart = Math.Max(pos, vma.Start), pieceLimit = Math.Min(end, vma.End);
-                var wanted = huge ? (vma.Flags & ~VmaFlags.NoHugePage) | VmaFlags.HugePage : (vma.Flags & ~VmaFlags.HugePage) | VmaFlags.NoHugePage;
-                if (wanted != vma.Flags)
-                {
-                    SplitAt(pieceStart);
-                    SplitAt(pieceLimit);
-                    int i = _vmas.FindVmaIndex(pieceStart);
-                    _vmas[i].Flags = wanted;
-                    i = _vmas.Merge(i);
-                    pieceLimit = Math.Max(pieceLimit, _vmas[i].End);
-                }
-                pos = pieceLimit;
-            }
-            if (_vmas.FirstHole(address, end) is { } hole) throw NotMapped(op, hole);
-        }
+        UpdateVmaFlags(huge ? "MadviseHugePage" : "MadviseNoHugePage", address, length, vma => huge
+            ? (vma.Flags & ~VmaFlags.NoHugePage) | VmaFlags.HugePage
+            : (vma.Flags & ~VmaFlags.HugePage) | VmaFlags.NoHugePage);
     }
 
     /// <summary>Splits the THP containing <paramref name="address"/> (a no-op when there is none): each PTE inherits the PMD's soft-dirty.</summary>
@@ -352,13 +335,19 @@ public sealed partial class EmulatedProcess
         {
             ulong end = CheckMappedRange("GuardInstall", address, length);
             if (end == 0) return;
-            ZapRange(address, end, keepGuards: true);
-            MutatePtes(address, end, visitNone: true, (_, pte) =>
+            // One VMA after the other: a sealed read-only private anonymous one stops the walk (EPERM), those before it done.
+            foreach (var vma in _vmas.Range(address, end))
             {
-                if (pte != 0) return pte;
-                _guardPages++;
-                return Pte.Swap | Pte.Guard;
-            });
+                RefuseSealedDiscard("GuardInstall", vma);
+                ulong from = Math.Max(address, vma.Start), to = Math.Min(end, vma.End);
+                ZapRange(from, to, keepGuards: true);
+                MutatePtes(from, to, visitNone: true, (_, pte) =>
+                {
+                    if (pte != 0) return pte;
+                    _guardPages++;
+                    return Pte.Swap | Pte.Guard;
+                });
+            }
         }
     }
 

@@ -55,6 +55,7 @@ public sealed partial class EmulatedProcess
                 if (a < MinMmapAddress)
                     throw new EngineException(EngineError.PermissionDenied, $"mmap: 0x{a:x} is below mmap_min_addr 0x{MinMmapAddress:x} (EPERM).", a, Errno.EPERM);
                 start = a;
+                RefuseSealed("mmap", start, start + len);
                 RemoveRange(start, start + len);
             }
             else
@@ -96,7 +97,11 @@ public sealed partial class EmulatedProcess
     public void Munmap(ulong address, ulong length)
     {
         ulong end = CheckRange("munmap", address, length);
-        lock (_mem.Lock) RemoveRange(address, end);
+        lock (_mem.Lock)
+        {
+            RefuseSealed("munmap", address, end);
+            RemoveRange(address, end);
+        }
     }
 
     private void RemoveRange(ulong start, ulong end)
@@ -163,6 +168,11 @@ public sealed partial class EmulatedProcess
                 throw NotMapped("mremap", src == null ? address : src.End, Errno.EFAULT);
             }
             bool severalVmas = multiple && address + oldLen > src.End;
+            if (!severalVmas)
+            {
+                RefuseSealed("mremap", address, address + oldLen);
+                RefuseSealed("mremap", newAddress, newEnd);
+            }
             if (oldLen > newLen) { RemoveRange(address + newLen, address + oldLen); oldLen = newLen; }
             if (!multiple) RemoveRange(newAddress, newEnd);
             bool dropUffdWp = !severalVmas && src.UffdWriteProtect;
@@ -177,15 +187,16 @@ public sealed partial class EmulatedProcess
                     : LeaveUffdOnMove(_vmas.VmaLookup(address)!, address, newAddress, newEnd);
             }
             ulong oldEnd = address + oldLen;
-            // A move of several VMAs stops with EFAULT at the first one registered with userfaultfd; the ones
-            // before it are moved already, the refused one is not split (measured on 6.18). A single
-            // registered VMA moves.
+            // A move of several VMAs stops with EFAULT at the first one registered with userfaultfd, or EPERM at the
+            // first sealed one (registration checked first) or the first whose landing place is sealed; the ones before
+            // it are moved already, the refused one is not split (measured on 6.18). A single registered VMA moves; a
+            // single sealed one, or one landing on a seal, was refused above.
             Vma? refused = null;
             if (severalVmas)
-                refused = _vmas.Range(address, oldEnd).FirstOrDefault(v => v.UffdWriteProtect);
+                refused = _vmas.Range(address, oldEnd).FirstOrDefault(v => v.UffdWriteProtect || v.Sealed);
             if (refused != null)
             {
-                if (refused.Start <= address) throw UffdRefusesMove(refused);
+                if (refused.Start <= address) throw RefusesMove(refused, address);
                 oldEnd = refused.Start;
             }
             SplitAt(address);
@@ -197,10 +208,16 @@ public sealed partial class EmulatedProcess
             // page table). One that could merge with a source VMA still waiting to move goes in after every
             // source VMA is out.
             var deferred = new List<Vma>();
+            EngineException? sealedLanding = null;
             for (int k = 0; k < segments.Count; k++)
             {
                 var segment = segments[k];
                 ulong to = newAddress + (segment.Start - address);
+                if (severalVmas && _vmas.Range(to, to + (segment.End - segment.Start)).FirstOrDefault(v => v.Sealed) is { } seal)
+                {
+                    sealedLanding = SealedAt("mremap", Math.Max(to, seal.Start));
+                    break;
+                }
                 // A multi-VMA move unmaps only where each VMA lands: destination pages facing source gaps stay.
                 if (multiple) RemoveRange(to, to + (segment.End - segment.Start));
                 MovePtes(segment.Start, segment.End - segment.Start, to, dropUffdWp);
@@ -222,10 +239,13 @@ public sealed partial class EmulatedProcess
             }
             // The old range is unmapped last (move_vma), the new VMAs in place.
             FreeUnusedTables(address, oldEnd);
-            if (refused != null) throw UffdRefusesMove(refused);
+            if (sealedLanding != null) throw sealedLanding;
+            if (refused != null) throw RefusesMove(refused, refused.Start);
             return ToMapping(_vmas.VmaLookup(newAddress)!, withCounters: false);
         }
     }
+
+    private EngineException RefusesMove(Vma refused, ulong address) => refused.UffdWriteProtect ? UffdRefusesMove(refused) : SealedAt("mremap", address);
 
     private EngineException UffdRefusesMove(Vma refused) =>
         new(EngineError.EmulatorNotMapped,
@@ -354,6 +374,7 @@ public sealed partial class EmulatedProcess
             {
                 var vma = _vmas.FindVmaIntersection(pos, end);
                 if (vma == null) break;
+                if (vma.Sealed) throw SealedAt("mprotect", Math.Max(pos, vma.Start));
                 var flags = vma.Flags;
                 if (!vma.Shared && (prot & Protection.Write) != 0) flags |= VmaFlags.Account;
                 else if (Profile.UnaccountsUnfaultedOnMprotect && vma.IsAnonymous && vma.AnonVma == 0)

@@ -59,6 +59,7 @@ public sealed partial class EmulatedProcess : IPageSource
         Privileged = privileged;
         _mem = memory;
         Interlocked.Increment(ref memory.Processes);
+        lock (memory.Lock) memory.Members.Add(new WeakReference<EmulatedProcess>(this));
         ProcessId = Interlocked.Increment(ref s_lastProcessId);
         _softDirtyBit = profile.SoftDirtyEnabled ? Pte.SoftDirty : 0;
         _vmas = new VmaList(profile.StickySoftDirtyOnMerge);
@@ -136,6 +137,10 @@ public sealed partial class EmulatedProcess : IPageSource
     private EngineException NotMapped(string op, ulong address, int errno = Errno.ENOMEM) =>
         new(EngineError.EmulatorNotMapped,
             $"{op}: 0x{address:x} is not mapped in emulated process {ProcessId} ({Errno.Name(errno)}).", address, errno);
+
+    private EngineException SealedAt(string op, ulong address) =>
+        new(EngineError.EmulatorMappingSealed,
+            $"{op}: the mapping at 0x{address:x} in emulated process {ProcessId} is sealed (mseal) (EPERM).", address, Errno.EPERM);
 
     private EngineException Segfault(ulong address, string reason) =>
         new(EngineError.SegmentationFault,

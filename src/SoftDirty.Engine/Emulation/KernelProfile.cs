@@ -50,7 +50,7 @@ public sealed record KernelProfile
         var linux612 = linux61 with
         {
             Name = Linux612, LegacyMmapAnonVmaMerge = false, UnaccountsUnfaultedOnMprotect = true,
-            HasPagemapScan = true, HasUffdWriteProtectAsync = true, SplitCarriesDirty = true, PmdExclusivePerPage = true,
+            HasPagemapScan = true, HasUffdWriteProtectAsync = true, HasMseal = true, SplitCarriesDirty = true, PmdExclusivePerPage = true,
             KsmUnmergeWrites = false, SplitMapsZeroSubpages = true, MigrationCarriesDirty = false,
         };
         // THP rules measured with a THP-eligible window (round 21: Debian's kernels booted with transparent_hugepage=always,
@@ -94,6 +94,8 @@ public sealed record KernelProfile
     public bool HasUffdWriteProtectAsync { get; init; }
     /// <summary>MADV_GUARD_INSTALL and pagemap bit 58 (6.15+).</summary>
     public bool HasGuardRegions { get; init; }
+    /// <summary>mseal(2) (6.10+): sealed VMAs refuse unmapping, moving, mprotect and discarding read-only private anonymous memory.</summary>
+    public bool HasMseal { get; init; }
     /// <summary>
     /// A read fault on private anonymous memory maps the shared zero page (present, PFNZERO, not exclusive).
     /// Without it (a boot option, or mm_forbids_zeropage) do_anonymous_page allocates a fresh exclusive page,
@@ -238,7 +240,7 @@ public sealed record KernelProfile
             return new[]
             {
                 R(nameof(SoftDirtyEnabled), SoftDirtyEnabled), R(nameof(HasPagemapScan), HasPagemapScan),
-                R(nameof(HasUffdWriteProtectAsync), HasUffdWriteProtectAsync), R(nameof(HasGuardRegions), HasGuardRegions),
+                R(nameof(HasUffdWriteProtectAsync), HasUffdWriteProtectAsync), R(nameof(HasGuardRegions), HasGuardRegions), R(nameof(HasMseal), HasMseal),
                 R(nameof(SharedZeroPage), SharedZeroPage), R(nameof(HugeZeroPage), HugeZeroPage),
                 R(nameof(TransparentHugePages), TransparentHugePages), R(nameof(ScanWrittenWithoutPageTable), ScanWrittenWithoutPageTable),
                 R(nameof(MremapMovesMultipleVmas), MremapMovesMultipleVmas), R(nameof(LegacyMremapOrder), LegacyMremapOrder),

@@ -29,6 +29,8 @@ internal sealed class PhysicalMemory
 
     /// <summary>The processes made on this memory (fork adds one): past one, another process can change a shared page.</summary>
     public int Processes;
+    /// <summary>The processes of the machine (a fork's parent and children), for what reaches every mapping of a file (truncation).</summary>
+    public List<WeakReference<EmulatedProcess>> Members { get; } = new();
 
     private readonly List<ulong[]> _content = new();
     private readonly List<byte[]> _mapCount = new();

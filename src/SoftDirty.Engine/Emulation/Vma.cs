@@ -41,6 +41,8 @@ internal sealed class Vma
     public bool HugePage => (Flags & VmaFlags.HugePage) != 0;
     public bool NoHugePage => (Flags & VmaFlags.NoHugePage) != 0;
     public bool Writable => (Protection & Protection.Write) != 0;
+    /// <summary>VM_SEALED (mseal).</summary>
+    public bool Sealed => (Flags & VmaFlags.Sealed) != 0;
 
     public Vma Clone() => (Vma)MemberwiseClone();
 

@@ -19,4 +19,10 @@ internal enum VmaFlags
     Mergeable = 16,
     /// <summary>VM_NOHUGEPAGE (MADV_NOHUGEPAGE): no transparent huge page faults in, and MADV_COLLAPSE is EINVAL.</summary>
     NoHugePage = 32,
+    /// <summary>VM_WIPEONFORK (MADV_WIPEONFORK): a fork's child gets the VMA empty, as if freshly mapped.</summary>
+    WipeOnFork = 64,
+    /// <summary>VM_DONTCOPY (MADV_DONTFORK): a fork's child does not get the VMA at all.</summary>
+    DontCopy = 128,
+    /// <summary>VM_SEALED (mseal): munmap, mremap, mprotect, MAP_FIXED over it and discarding madvise of read-only private anonymous memory are EPERM.</summary>
+    Sealed = 256,
 }

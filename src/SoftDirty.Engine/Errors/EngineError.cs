@@ -127,4 +127,7 @@ public enum EngineError
     /// <summary>Reading a workload trace failed (EIO and the like, not a malformed line): the message names the path and the errno.</summary>
     [Categorized(FailureCategory.ReadError)]
     TraceReadError,
+    /// <summary>An emulated call would change a mapping sealed by mseal(2) (EPERM): the message names the address.</summary>
+    [Categorized(FailureCategory.PermissionDenied)]
+    EmulatorMappingSealed,
 }

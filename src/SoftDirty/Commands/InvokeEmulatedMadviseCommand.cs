@@ -31,6 +31,11 @@ public sealed class InvokeEmulatedMadviseCommand : EmulatorCmdlet
             case EmulatedAdvice.GuardRemove: Emulator.GuardRemove(Address, Length); break;
             case EmulatedAdvice.HugePage: Emulator.MadviseHugePage(Address, Length, huge: true); break;
             case EmulatedAdvice.NoHugePage: Emulator.MadviseHugePage(Address, Length, huge: false); break;
+            case EmulatedAdvice.WipeOnFork: Emulator.MadviseWipeOnFork(Address, Length, wipe: true); break;
+            case EmulatedAdvice.KeepOnFork: Emulator.MadviseWipeOnFork(Address, Length, wipe: false); break;
+            case EmulatedAdvice.DontFork: Emulator.MadviseDontFork(Address, Length, dontFork: true); break;
+            case EmulatedAdvice.DoFork: Emulator.MadviseDontFork(Address, Length, dontFork: false); break;
+            case EmulatedAdvice.Seal: Emulator.Mseal(Address, Length); break;
             case EmulatedAdvice.Collapse:
             case EmulatedAdvice.Split:
                 const ulong huge = SoftDirty.Emulation.EmulatedProcess.HugePageBytes;

@@ -23,4 +23,14 @@ public enum EmulatedAdvice
     HugePage,
     /// <summary>MADV_NOHUGEPAGE: mark the range VM_NOHUGEPAGE (no THP faults in under any mode; MADV_COLLAPSE refuses it).</summary>
     NoHugePage,
+    /// <summary>MADV_WIPEONFORK: a later fork's child gets the range empty (private anonymous memory only).</summary>
+    WipeOnFork,
+    /// <summary>MADV_KEEPONFORK: undo WipeOnFork.</summary>
+    KeepOnFork,
+    /// <summary>MADV_DONTFORK: a later fork's child does not get the range at all.</summary>
+    DontFork,
+    /// <summary>MADV_DOFORK: undo DontFork.</summary>
+    DoFork,
+    /// <summary>mseal(2): seal the range (6.12 and later profiles); its mappings can then not be unmapped, moved or reprotected.</summary>
+    Seal,
 }

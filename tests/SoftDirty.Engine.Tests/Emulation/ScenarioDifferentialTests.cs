@@ -65,6 +65,45 @@ public class ScenarioDifferentialTests
         if (tracking) Assert.Contains(random, r => r.Ops.Any(o => o.Kind == ScenarioOpKind.Written));
     }
 
+    /// <summary>
+    /// Round 33: tests/scenarios/host (MADV_WIPEONFORK/KEEPONFORK, MADV_DONTFORK/DOFORK, mseal, file truncation), which the
+    /// kernel matrix has no recorded prints of, against this machine's kernel.
+    /// </summary>
+    [Fact]
+    public void EmulatorPrintsWhatTheKernelPrintsForForkAdviceSealsAndTruncation()
+    {
+        if (!OperatingSystem.IsLinux()) return; // the kernel side exists only on Linux
+        var program = FindOrBuildScenarioProgram();
+        Assert.True(program != null, "tests/native/sdscenario could not be built: install a C compiler (build.ps1 Native).");
+        var scenarios = ScenarioDifferential.Load(Path.Combine(RepositoryRoot()!, "tests/scenarios/host"));
+        Assert.Contains(scenarios, s => s.Ops.Any(o => o.Kind == ScenarioOpKind.Seal));
+        Assert.Contains(scenarios, s => s.Ops.Any(o => o.Kind == ScenarioOpKind.Truncate));
+        var result = ScenarioDifferential.Compare(new NativeScenarioRunner(program!), new EmulatedScenarioRunner(KernelRules.HostProfile()), scenarios);
+        _output.WriteLine($"tests/scenarios/host, kernel {KernelProbe.Current.KernelRelease}: {result}");
+        Assert.True(result.Matched, $"The emulator differs from the kernel in tests/scenarios/host: {result.FirstMismatch}");
+        Assert.True(result.Checkpoints >= scenarios.Count, $"only {result.Checkpoints} checkpoints");
+    }
+
+    /// <summary>
+    /// The same scenarios as Debian's 6.1 kernel (soft-dirty on, no mseal: ENOSYS on both sides) printed them in the VM of
+    /// tests/vm (run.sh, sdscenario alone; recorded in tests/vm/recorded/fork-seal-truncate.6.1.prints), against the 6.1
+    /// profile: the soft-dirty bits of wiped, left-out and truncated pages. The truncations that grow the file again are
+    /// left out: on the guest's tmpfs a fault maps around only pages already cached, which the emulator does not model.
+    /// </summary>
+    [Fact]
+    public void EmulatorPrintsWhatDebian61PrintedForForkAdviceAndTruncationWithSoftDirty()
+    {
+        var root = RepositoryRoot()!;
+        string[] tmpfsFaultAround = { "r33-truncate-shared", "r33-truncate-private", "r33-truncate-fork", "r33-trunc-partial-vma" };
+        var scenarios = ScenarioDifferential.Load(Path.Combine(root, "tests/scenarios/host")).Where(s => !tmpfsFaultAround.Contains(s.Name)).ToList();
+        var kernel = RecordedScenarioRunner.FromOutput("Debian 6.1.0-57", File.ReadAllText(Path.Combine(root, "tests/vm/recorded/fork-seal-truncate.6.1.prints")));
+        var profile = KernelProfile.Get(KernelProfile.Linux61).WithThpSettings(TransparentHugePageMode.Always);
+        var result = ScenarioDifferential.Compare(kernel, new EmulatedScenarioRunner(profile), scenarios, shrink: false);
+        Assert.True(result.Matched, $"The emulator ({profile}) differs from Debian's 6.1 in tests/scenarios/host: {result.FirstMismatch}");
+        Assert.Contains("op 6 ENOSYS", kernel.Run(scenarios.Where(s => s.Name == "r33-seal-munmap-mprotect").ToList())[0]);
+        Assert.Contains(kernel.Run(scenarios), print => print.Contains(" 8180000000000000\n", StringComparison.Ordinal));   // soft-dirty bits compared
+    }
+
     [Fact]
     public void WriteTrackingOpsPrintTheirErrnoOn61AndRegionsOn618()
     {

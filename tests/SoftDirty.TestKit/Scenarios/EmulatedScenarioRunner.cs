@@ -61,6 +61,7 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
             {
                 run.WindowPages = op.Count;
                 run.Window = ReserveAlignedWindow(run.Process, (ulong)op.Count * EmulatedProcess.PageBytes);
+                run.Process.TruncateFile(FileName, (ulong)op.Count * EmulatedProcess.PageBytes);   // sdscenario's file: the window's size
                 continue;
             }
             if (op.Kind == ScenarioOpKind.Switch)
@@ -160,6 +161,12 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
                     break;
                 case ScenarioOpKind.Mprotect: p.Mprotect(address, length, op.Protection); break;
                 case ScenarioOpKind.DontNeed: p.MadviseDontNeed(address, length); break;
+                case ScenarioOpKind.WipeOnFork: p.MadviseWipeOnFork(address, length, wipe: true); break;
+                case ScenarioOpKind.KeepOnFork: p.MadviseWipeOnFork(address, length, wipe: false); break;
+                case ScenarioOpKind.DontFork: p.MadviseDontFork(address, length, dontFork: true); break;
+                case ScenarioOpKind.DoFork: p.MadviseDontFork(address, length, dontFork: false); break;
+                case ScenarioOpKind.Seal: p.Mseal(address, length); break;
+                case ScenarioOpKind.Truncate: p.TruncateFile(FileName, (ulong)op.Count * page); break;
                 case ScenarioOpKind.Clear:
                     p.WriteClearRefs(Encoding.ASCII.GetBytes(op.Count.ToString(CultureInfo.InvariantCulture)));
                     if (op.Count == (int)ClearRefsType.SoftDirty) TruthClear(truth, 0, truth.Length);

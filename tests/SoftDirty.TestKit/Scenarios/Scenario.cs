@@ -83,6 +83,12 @@ public sealed class Scenario
                     "free" => new ScenarioOp(ScenarioOpKind.Free, I(1), I(2)),
                     "swapoff" => new ScenarioOp(ScenarioOpKind.SwapOff),
                     "swapon" => new ScenarioOp(ScenarioOpKind.SwapOn),
+                    "wipeonfork" => new ScenarioOp(ScenarioOpKind.WipeOnFork, I(1), I(2)),
+                    "keeponfork" => new ScenarioOp(ScenarioOpKind.KeepOnFork, I(1), I(2)),
+                    "dontfork" => new ScenarioOp(ScenarioOpKind.DontFork, I(1), I(2)),
+                    "dofork" => new ScenarioOp(ScenarioOpKind.DoFork, I(1), I(2)),
+                    "seal" => new ScenarioOp(ScenarioOpKind.Seal, I(1), I(2)),
+                    "truncate" => new ScenarioOp(ScenarioOpKind.Truncate, Count: I(1)),
                     _ => throw new FormatException($"unknown operation '{f[0]}'"),
                 });
             }

@@ -59,9 +59,13 @@ public static class ScenarioDifferential
     /// <paramref name="count"/> random scenarios of <paramref name="seed"/>, named "d0", "d1", ...;
     /// write tracking (scan, uffdwp, written) only when asked: a kernel before 6.7 has none of it.
     /// </summary>
-    public static List<Scenario> Random(int seed, int count, bool allowFileMappings, bool allowWriteTracking)
+    public static List<Scenario> Random(int seed, int count, bool allowFileMappings, bool allowWriteTracking) =>
+        Random(seed, count, allowFileMappings, allowWriteTracking, allowForkAdvice: false);
+
+    /// <summary>As <see cref="Random(int, int, bool, bool)"/>, with fork advice, seals and (with file mappings) truncation when asked.</summary>
+    public static List<Scenario> Random(int seed, int count, bool allowFileMappings, bool allowWriteTracking, bool allowForkAdvice)
     {
-        var generator = new ScenarioGenerator(seed, allowFileMappings, allowWriteTracking);
+        var generator = new ScenarioGenerator(seed, allowFileMappings, allowWriteTracking, allowForkAdvice);
         return Enumerable.Range(0, count).Select(i => generator.Next("d" + i)).ToList();
     }
 

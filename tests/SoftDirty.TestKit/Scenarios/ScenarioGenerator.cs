@@ -7,20 +7,24 @@ namespace SoftDirty.TestKit.Scenarios;
 /// Random scenarios from a seed: a small window, every operation of the language, mostly valid
 /// arguments (faults and errors included on purpose: they are compared too). The write-tracking ops
 /// (scan, uffdwp, written: PAGEMAP_SCAN and userfaultfd, 6.7+) come only with
-/// <c>allowWriteTracking</c>; without it a seed gives the same scenarios as before they existed.
+/// <c>allowWriteTracking</c>; without it a seed gives the same scenarios as before they existed. The same for the
+/// fork advice and seals (wipeonfork, keeponfork, dontfork, dofork, seal; with file mappings, truncate too: round 33),
+/// which only <c>allowForkAdvice</c> draws: the kernel matrix's recorded prints have none.
 /// </summary>
 public sealed class ScenarioGenerator
 {
     private readonly Random _random;
     private readonly bool _allowFile;
     private readonly bool _allowWriteTracking;
+    private readonly bool _allowForkAdvice;
 
-    /// <summary>The scenarios of <paramref name="seed"/>; file mappings and write tracking as allowed.</summary>
-    public ScenarioGenerator(int seed, bool allowFileMappings = true, bool allowWriteTracking = false)
+    /// <summary>The scenarios of <paramref name="seed"/>; file mappings, write tracking and fork advice with seals as allowed.</summary>
+    public ScenarioGenerator(int seed, bool allowFileMappings = true, bool allowWriteTracking = false, bool allowForkAdvice = false)
     {
         _random = new Random(seed);
         _allowFile = allowFileMappings;
         _allowWriteTracking = allowWriteTracking;
+        _allowForkAdvice = allowForkAdvice;
     }
 
     /// <summary>The next scenario: a window of 4 to 16 pages and <paramref name="minOps"/> to <paramref name="maxOps"/> random ops.</summary>
@@ -68,6 +72,10 @@ public sealed class ScenarioGenerator
                 case ScenarioOpKind.Neighbour:
                     ops.Add(new ScenarioOp(kind));
                     break;
+                case ScenarioOpKind.Truncate:
+                    if (!_allowFile) goto case ScenarioOpKind.Check;
+                    ops.Add(new ScenarioOp(kind, Count: _random.Next(window + 1)));
+                    break;
                 case ScenarioOpKind.UffdWp:
                     // Mostly the whole window, so that "written" finds every VMA registered.
                     ops.Add(_random.Next(2) == 0 ? new ScenarioOp(kind, 0, window) : new ScenarioOp(kind, page, count));
@@ -83,7 +91,18 @@ public sealed class ScenarioGenerator
 
     private ScenarioOpKind Pick()
     {
-        int r = _random.Next(_allowWriteTracking ? 120 : 100);
+        int tracking = _allowWriteTracking ? 120 : 100;
+        int r = _random.Next(_allowForkAdvice ? tracking + 18 : tracking);
+        if (r >= tracking)
+            return (r - tracking) switch
+            {
+                < 4 => ScenarioOpKind.WipeOnFork,
+                < 6 => ScenarioOpKind.KeepOnFork,
+                < 10 => ScenarioOpKind.DontFork,
+                < 12 => ScenarioOpKind.DoFork,
+                < 15 => ScenarioOpKind.Seal,
+                _ => ScenarioOpKind.Truncate,
+            };
         return r switch
         {
             >= 115 => ScenarioOpKind.Neighbour,

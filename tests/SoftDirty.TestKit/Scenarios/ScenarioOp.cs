@@ -56,6 +56,12 @@ public readonly record struct ScenarioOp(ScenarioOpKind Kind, int Page = 0, int 
         ScenarioOpKind.Free => $"free {Page} {Count}",
         ScenarioOpKind.SwapOff => "swapoff",
         ScenarioOpKind.SwapOn => "swapon",
+        ScenarioOpKind.WipeOnFork => $"wipeonfork {Page} {Count}",
+        ScenarioOpKind.KeepOnFork => $"keeponfork {Page} {Count}",
+        ScenarioOpKind.DontFork => $"dontfork {Page} {Count}",
+        ScenarioOpKind.DoFork => $"dofork {Page} {Count}",
+        ScenarioOpKind.Seal => $"seal {Page} {Count}",
+        ScenarioOpKind.Truncate => $"truncate {Count}",
         _ => throw new InvalidOperationException(Kind.ToString()),
     };
 }

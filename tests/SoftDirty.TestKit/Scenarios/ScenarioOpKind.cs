@@ -61,4 +61,16 @@ public enum ScenarioOpKind
     SwapOff,
     /// <summary>swapon of the guest's swap again.</summary>
     SwapOn,
+    /// <summary>madvise MADV_WIPEONFORK of Count pages at Page: a later fork's child gets them empty.</summary>
+    WipeOnFork,
+    /// <summary>madvise MADV_KEEPONFORK of Count pages at Page.</summary>
+    KeepOnFork,
+    /// <summary>madvise MADV_DONTFORK of Count pages at Page: a later fork's child does not get them.</summary>
+    DontFork,
+    /// <summary>madvise MADV_DOFORK of Count pages at Page.</summary>
+    DoFork,
+    /// <summary>mseal(2) of Count pages at Page.</summary>
+    Seal,
+    /// <summary>ftruncate of the file of "file"/"filepriv" mappings to Count pages.</summary>
+    Truncate,
 }
