@@ -20,7 +20,9 @@ internal static class MemoryCgroupRoom
     /// The room enabling needs: 64 pages, a margin over what it charges (an inode, a file and a context of the userfaultfd,
     /// VMAs split by its registrations, and a copy of the page the restore trampoline is written to: a few pages at most).
     /// </summary>
-    public const ulong Needed = 64 * 4096;
+    public static ulong Needed => NeededPages * (ulong)Environment.SystemPageSize;
+
+    private const ulong NeededPages = 64;
 
     private const string V1Root = "/sys/fs/cgroup/memory", V2Root = "/sys/fs/cgroup";
 

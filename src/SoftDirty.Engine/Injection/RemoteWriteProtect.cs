@@ -76,6 +76,10 @@ internal static class RemoteWriteProtect
             // The inode is what every later command matches the descriptor by: a state saved without one (a failed look at
             // fdinfo) was deleted by the next command as stale, the tracking left on in the process for good (round 29).
             inode = WriteTrackingStore.DescriptorInode(pid, (int)fd);
+            // An exec from another thread of the process since the userfaultfd was made takes the descriptor with the old
+            // memory (close-on-exec): that is what happened, not a failed read of /proc (round 33's merge gate: Round 22's
+            // Enable said ProcIOError, 1 in 20).
+            if (inode == 0 && source.ExecutedOrExited($"its userfaultfd (descriptor {fd}) was looked up") is { } ended) throw ended;
             if (inode == 0)
                 throw new EngineException(EngineError.ProcIOError,
                     $"The userfaultfd made in process {pid} (descriptor {fd}) could not be told from /proc/{pid}/fd and /proc/{pid}/fdinfo; it was closed and nothing is tracked.", pid);
