@@ -73,21 +73,8 @@ BeforeAll {
             if (-not [Linq.Enumerable]::SequenceEqual([ArraySegment[byte]]::new($l, $at, 4096), [ArraySegment[byte]]::new($r, $at, 4096))) { "0x$('{0:x}' -f $Address)+$p" }
         }
     }
-    # process_vm_writev(2) from this PowerShell into the target (the kernel writes through GUP with FOLL_WRITE): each
-    # iovec (base, length) is 16 bytes, passed as a byte array (pinned for the call).
-    if (-not ('SoftDirtyTests.Round14Writev' -as [type])) {
-        Add-Type -Name Round14Writev -Namespace SoftDirtyTests -MemberDefinition '[DllImport("libc", SetLastError = true)] public static extern IntPtr process_vm_writev(int pid, byte[] local, ulong liovcnt, byte[] remote, ulong riovcnt, ulong flags);'
-    }
-    function Invoke-VmWrite([int] $Id, [uint64] $Address, [byte[]] $Data) {
-        $h = [Runtime.InteropServices.GCHandle]::Alloc($Data, 'Pinned')
-        try {
-            $local = [BitConverter]::GetBytes([int64]$h.AddrOfPinnedObject()) + [BitConverter]::GetBytes([int64]$Data.Length)
-            $remote = [BitConverter]::GetBytes($Address) + [BitConverter]::GetBytes([int64]$Data.Length)
-            $n = [int64][SoftDirtyTests.Round14Writev]::process_vm_writev($Id, [byte[]]$local, 1, [byte[]]$remote, 1, 0)
-            if ($n -lt 0) { throw "process_vm_writev: errno $([Runtime.InteropServices.Marshal]::GetLastPInvokeError())" }
-            $n
-        } finally { $h.Free() }
-    }
+    # process_vm_writev(2) from this PowerShell into the target (the kernel writes through GUP with FOLL_WRITE).
+    function Invoke-VmWrite([int] $Id, [uint64] $Address, [byte[]] $Data) { [SoftDirtyTests.ProcessVmWrite]::Write($Id, $Address, $Data) }
     # $Pages pages of process $Id's memory at $Address (/proc/PID/mem).
     function Read-Pages([int] $Id, [uint64] $Address, [int] $Pages) {
         $mem = [IO.FileStream]::new("/proc/$Id/mem", 'Open', 'Read', 'ReadWrite', 1, $false)

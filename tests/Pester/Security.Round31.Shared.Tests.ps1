@@ -168,7 +168,7 @@ Describe 'Round 31: one memory under two pids (clone CLONE_VM without CLONE_THRE
 }
 
 Describe 'Round 31: soft-dirty of one memory under two pids, cleared through the other pid (recorded under qemu)' -Tag 'Security', 'Round31Shared' {
-    # This host has no soft-dirty, and the emulator models no memory shared by two pids: tests/vm/r31-sharers.sh boots
+    # This host has no soft-dirty, and the emulator models no memory shared by two pids: tests/vm/recorded-run.sh r31-sharers boots
     # Debian's 6.1 (soft-dirty), where tests/vm/r31-sharers.ps1 arms a chain of one pid (the leader or its CLONE_VM twin,
     # with and without CLONE_FILES), writes page 2, clears the bits through the OTHER pid, writes page 5 from the twin, and
     # restores the chain's increment. Held: the clear through the other pid took page 2's bit (the control), and every
@@ -184,7 +184,7 @@ Describe 'Round 31: soft-dirty of one memory under two pids, cleared through the
 
     It 'was printed by the guest script in the tree, to its end, on a kernel with soft-dirty' {
         $r31vmFacts.guest_rc | Should -Be '0'
-        $r31vmFacts.script_sha256 | Should -Be (Get-FileHash (Join-Path $PSScriptRoot '../vm/r31-sharers.ps1') -Algorithm SHA256).Hash.ToLowerInvariant() -Because 'a changed guest script is recorded again (r31-sharers.sh)'
+        $r31vmFacts.script_sha256 | Should -Be (Get-FileHash (Join-Path $PSScriptRoot '../vm/r31-sharers.ps1') -Algorithm SHA256).Hash.ToLowerInvariant() -Because 'a changed guest script is recorded again (recorded-run.sh r31-sharers)'
         $r31vmLines[0] | Should -Be 'support softdirty True'
         $r31vmLines[-1] | Should -Be 'done'
     }
@@ -207,7 +207,7 @@ Describe 'Round 31: soft-dirty of one memory under two pids, cleared through the
         if (-not $env:SOFTDIRTY_KERNEL_MATRIX) { Set-ItResult -Skipped -Because 'SOFTDIRTY_KERNEL_MATRIX is not set: this boot runs with the kernel matrix (build.ps1 KernelTest)'; return }
         # Into tests/results/kernel-matrix, beside the other boots' prints.
         $again = Join-Path (New-Item -ItemType Directory (Join-Path $PSScriptRoot '../results/kernel-matrix') -Force).FullName 'r31-sharers.6.1.txt'
-        bash (Join-Path $PSScriptRoot '../vm/r31-sharers.sh') $again | Write-Host
+        bash (Join-Path $PSScriptRoot '../vm/recorded-run.sh') r31-sharers $again | Write-Host
         $LASTEXITCODE | Should -Be 0 -Because 'the guest ran its script to the end'
         [IO.File]::ReadAllText($again) | Should -BeExactly ([IO.File]::ReadAllText($r31vmPath))
     }

@@ -7,7 +7,7 @@
 # Found (documented, not fixable: nothing in the process or /proc tells of it): with -Method SoftDirty, a write another
 # process makes into the target's private memory in the moment between the module's read of the bits and its clear
 # (SoftDirtyWindow stops the target's own threads, which stops no other process: /proc/PID/mem, process_vm_writev) had its
-# bit taken by the clear. Under qemu (Debian's 6.1, soft-dirty; tests/vm/r33-outside.sh, prints recorded): the next
+# bit taken by the clear. Under qemu (Debian's 6.1, soft-dirty; tests/vm/recorded-run.sh r33-outside, prints recorded): the next
 # increment restored the page's old bytes and Test-MemoryImage said valid (with and without -Freeze), and a SoftDirty
 # migration's final image held the old bytes (silent data loss). Soft-dirty has no atomic read-and-clear and the write
 # leaves no trace, so the README, Save-MemoryImage and Invoke-PreCopyMigration -Method now say so and name the remedies:
@@ -48,34 +48,12 @@ BeforeAll {
     $script:R33OutsideStatic = [Reflection.BindingFlags]'NonPublic,Public,Static'
     $script:R33OutsideCollected = $asm.GetType('SoftDirty.Tracking.WriteProtectTracker', $true).GetField('StepCollected', $R33OutsideStatic).GetValue($null)
 
-    if (-not ('SoftDirtyTests.R33OutsideVmWrite' -as [type])) {
-        Add-Type -TypeDefinition @'
-using System;
-using System.Runtime.InteropServices;
-namespace SoftDirtyTests {
-    public static class R33OutsideVmWrite {
-        [StructLayout(LayoutKind.Sequential)] private struct IoVec { public IntPtr Base; public UIntPtr Length; }
-        [DllImport("libc", SetLastError = true)] private static extern IntPtr process_vm_writev(int pid, IoVec[] local, ulong liovcnt, IoVec[] remote, ulong riovcnt, ulong flags);
-        public static long Write(int pid, ulong address, byte[] data) {
-            var h = GCHandle.Alloc(data, GCHandleType.Pinned);
-            try {
-                var l = new[] { new IoVec { Base = h.AddrOfPinnedObject(), Length = (UIntPtr)data.Length } };
-                var r = new[] { new IoVec { Base = (IntPtr)(long)address, Length = (UIntPtr)data.Length } };
-                long n = (long)process_vm_writev(pid, l, 1, r, 1, 0);
-                if (n < 0) throw new InvalidOperationException("process_vm_writev: errno " + Marshal.GetLastWin32Error());
-                return n;
-            } finally { h.Free(); }
-        }
-    }
-}
-'@
-    }
 
     # Another process's write of 64 bytes of $Value at page $Page of the region at $Address: /proc/PID/mem or process_vm_writev.
     function Write-R33Outside([string] $Writer, [int] $Id, [uint64] $Address, [int] $PageSize, [int] $Page, [byte] $Value) {
         $b = [byte[]]::new(64); [Array]::Fill($b, $Value)
         $at = $Address + [uint64]$Page * $PageSize
-        if ($Writer -eq 'VmWritev') { $null = [SoftDirtyTests.R33OutsideVmWrite]::Write($Id, $at, $b); return }
+        if ($Writer -eq 'VmWritev') { $null = [SoftDirtyTests.ProcessVmWrite]::Write($Id, $at, $b); return }
         $fs = [IO.File]::Open("/proc/$Id/mem", 'Open', 'ReadWrite', 'ReadWrite')
         try { $fs.Position = [int64]$at; $fs.Write($b, 0, 64) } finally { $fs.Dispose() }
     }
@@ -260,7 +238,7 @@ namespace SoftDirtyTests {
 }
 
 Describe 'Round 33: soft-dirty, another process''s write in the moment between the read and the clear (recorded under qemu)' -Tag 'Security', 'Round33Outside' {
-    # This host has no soft-dirty: tests/vm/r33-outside.sh boots Debian's 6.1 (soft-dirty), where tests/vm/r33-outside.ps1 runs
+    # This host has no soft-dirty: tests/vm/recorded-run.sh r33-outside boots Debian's 6.1 (soft-dirty), where tests/vm/r33-outside.ps1 runs
     # the cases above with -Method SoftDirty (with and without -Freeze) and a SoftDirty migration. The stop of the process
     # (SoftDirtyWindow) holds its own threads, not another process: a page written through /proc/PID/mem at the step between
     # the read of the bits and the clear (TrackingEpoch.RecordedStep) had its bit taken by the clear. The README says so, and
@@ -276,7 +254,7 @@ Describe 'Round 33: soft-dirty, another process''s write in the moment between t
 
     It 'was printed by the guest script in the tree, to its end, on a kernel with soft-dirty' {
         $R33OutsideVmFacts.guest_rc | Should -Be '0'
-        $R33OutsideVmFacts.script_sha256 | Should -Be (Get-FileHash (Join-Path $PSScriptRoot '../vm/r33-outside.ps1') -Algorithm SHA256).Hash.ToLowerInvariant() -Because 'a changed guest script is recorded again (r33-outside.sh)'
+        $R33OutsideVmFacts.script_sha256 | Should -Be (Get-FileHash (Join-Path $PSScriptRoot '../vm/r33-outside.ps1') -Algorithm SHA256).Hash.ToLowerInvariant() -Because 'a changed guest script is recorded again (recorded-run.sh r33-outside)'
         $R33OutsideVmLines[0] | Should -Be 'support softdirty True'
         $R33OutsideVmLines[-1] | Should -Be 'done'
     }
@@ -307,7 +285,7 @@ Describe 'Round 33: soft-dirty, another process''s write in the moment between t
     It 'booted again (SOFTDIRTY_KERNEL_MATRIX): the kernel prints what was recorded' -Tag 'KernelMatrix' {
         if (-not $env:SOFTDIRTY_KERNEL_MATRIX) { Set-ItResult -Skipped -Because 'SOFTDIRTY_KERNEL_MATRIX is not set: this boot runs with the kernel matrix (build.ps1 KernelTest)'; return }
         $again = Join-Path (New-Item -ItemType Directory (Join-Path $PSScriptRoot '../results/kernel-matrix') -Force).FullName 'r33-outside.6.1.txt'
-        bash (Join-Path $PSScriptRoot '../vm/r33-outside.sh') $again | Write-Host
+        bash (Join-Path $PSScriptRoot '../vm/recorded-run.sh') r33-outside $again | Write-Host
         $LASTEXITCODE | Should -Be 0 -Because 'the guest ran its script to the end'
         [IO.File]::ReadAllText($again) | Should -BeExactly ([IO.File]::ReadAllText($R33OutsideVmPath))
     }

@@ -22,29 +22,6 @@ BeforeAll {
     $script:flags = Join-Path $TestDrive 'flags'
     $null = New-Item -ItemType Directory $flags
 
-    # process_vm_writev(2) from this PowerShell: the kernel writes the target's pages through its own mapping of them.
-    if (-not ('SoftDirtyTests.Round9VmWrite' -as [type])) {
-        Add-Type -TypeDefinition @'
-using System;
-using System.Runtime.InteropServices;
-namespace SoftDirtyTests {
-    public static class Round9VmWrite {
-        [StructLayout(LayoutKind.Sequential)] private struct IoVec { public IntPtr Base; public UIntPtr Length; }
-        [DllImport("libc", SetLastError = true)] private static extern IntPtr process_vm_writev(int pid, IoVec[] local, ulong liovcnt, IoVec[] remote, ulong riovcnt, ulong flags);
-        public static long Write(int pid, ulong address, byte[] data) {
-            var h = GCHandle.Alloc(data, GCHandleType.Pinned);
-            try {
-                var l = new[] { new IoVec { Base = h.AddrOfPinnedObject(), Length = (UIntPtr)data.Length } };
-                var r = new[] { new IoVec { Base = (IntPtr)(long)address, Length = (UIntPtr)data.Length } };
-                long n = (long)process_vm_writev(pid, l, 1, r, 1, 0);
-                if (n < 0) throw new InvalidOperationException("process_vm_writev: errno " + Marshal.GetLastWin32Error());
-                return n;
-            } finally { h.Free(); }
-        }
-    }
-}
-'@
-    }
 
     function New-WtRegion($Target, [int] $Pages) {
         $hex = Send-TestTarget $Target "map $Pages"
@@ -132,7 +109,7 @@ Describe 'Round 9: memory written into the target by another process, and pages 
                     if (-not $done) {
                         $done = $true
                         if ($Drop) { foreach ($p in $Pages) { $null = Send-TestTarget $t "madvise $($r.Hex) $p 1 4" } }
-                        else { foreach ($p in $Pages) { $null = [SoftDirtyTests.Round9VmWrite]::Write($t.Id, $r.Address + [uint64]$p * $t.PageSize + 9, [byte[]](0xEE, 0x11)) } }
+                        else { foreach ($p in $Pages) { $null = [SoftDirtyTests.ProcessVmWrite]::Write($t.Id, $r.Address + [uint64]$p * $t.PageSize + 9, [byte[]](0xEE, 0x11)) } }
                     }
                     $_
                 })

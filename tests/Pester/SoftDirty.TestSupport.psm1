@@ -622,3 +622,30 @@ function Invoke-StraceChild([Parameter(Mandatory)] [string] $Module, [Parameter(
 }
 
 Export-ModuleMember -Function Invoke-StraceChild
+
+# ---------------------------------------------------------------------------------------------------
+# process_vm_writev(2) from this PowerShell, as another process (a debugger) writes a target: the kernel writes the
+# target's pages through its own mapping of them. [SoftDirtyTests.ProcessVmWrite]::Write(pid, address, bytes) returns the
+# bytes written and throws with the errno. (Rounds 9 and 33.)
+if ($IsLinux -and -not ('SoftDirtyTests.ProcessVmWrite' -as [type])) {
+    Add-Type -TypeDefinition @'
+using System;
+using System.Runtime.InteropServices;
+namespace SoftDirtyTests {
+    public static class ProcessVmWrite {
+        [StructLayout(LayoutKind.Sequential)] private struct IoVec { public IntPtr Base; public UIntPtr Length; }
+        [DllImport("libc", SetLastError = true)] private static extern IntPtr process_vm_writev(int pid, IoVec[] local, ulong liovcnt, IoVec[] remote, ulong riovcnt, ulong flags);
+        public static long Write(int pid, ulong address, byte[] data) {
+            var h = GCHandle.Alloc(data, GCHandleType.Pinned);
+            try {
+                var l = new[] { new IoVec { Base = h.AddrOfPinnedObject(), Length = (UIntPtr)data.Length } };
+                var r = new[] { new IoVec { Base = (IntPtr)(long)address, Length = (UIntPtr)data.Length } };
+                long n = (long)process_vm_writev(pid, l, 1, r, 1, 0);
+                if (n < 0) throw new InvalidOperationException("process_vm_writev: errno " + Marshal.GetLastWin32Error());
+                return n;
+            } finally { h.Free(); }
+        }
+    }
+}
+'@
+}
