@@ -32,7 +32,7 @@ BeforeDiscovery {
         Where-Object { $_ -match '^scenario (\S+)' } | ForEach-Object { @{ Name = ($_ -split ' ')[1] } })
 }
 
-Describe 'Round 33: the emulator against the kernel on fork advice, seals and truncation' -Tag 'Round33Emu', 'Security', 'Kernel' -Skip:(-not $IsLinux) {
+Describe 'Round 33: the emulator against the kernel on fork advice, seals and truncation' -Tag 'Round33Emu', 'Security' -Skip:(-not $IsLinux) {
     BeforeAll {
         Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
         $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state33emu'
