@@ -49,17 +49,19 @@ internal sealed class ContentSelection
     {
         _pinnedBefore = _pinnedNow;
         _ringsBefore = _ringsNow;
+        // One read of maps serves the whole look.
+        var mappings = _source.ReadMappings(false);
         if (PageWalk.IsRealProcess(_source)) // (an emulated process has no io_uring, and its pid is no real one's)
         {
             _pinnedNow = PinnedBuffers.Read(_source.ProcessId, _source.PageSize);
-            _ringsNow = PinnedBuffers.WritesUnlocated(_source.ProcessId, _source.PageSize, _source.ReadMappings(false), _pinnedNow);
+            _ringsNow = PinnedBuffers.WritesUnlocated(_source.ProcessId, _source.PageSize, mappings, _pinnedNow);
             // Every mapping where KSM touched the process: a merged page loses its soft-dirty bit (KsmMergeable).
             _pinnedNow = KsmMergeable.With(_source, _pinnedNow);
         }
         if (!_readOnlyByContent) return;
-        _pastBudget = _real ? PastBudget() : null;
+        _pastBudget = _real ? PastBudget(mappings) : null;
         _holdingBefore = _holdingNow;
-        _holdingNow = NotWritableHoldingPages(cancel);
+        _holdingNow = NotWritableHoldingPages(mappings, cancel);
     }
 
     /// <summary>
@@ -85,25 +87,25 @@ internal sealed class ContentSelection
     /// The starts of the selected mappings the write tracking would register but for its budget
     /// (<see cref="RegistrationBudget.Choose"/>); null where they fit in it together (read then without smaps).
     /// </summary>
-    private HashSet<ulong>? PastBudget()
+    private HashSet<ulong>? PastBudget(IReadOnlyList<MemoryMapping> listed)
     {
         bool Wanted(MemoryMapping m) => (m.Protection & Protection.Write) != 0 && Selected(m) && WriteProtectTracker.Registers(m);
         ulong total = 0;
-        foreach (var m in _source.ReadMappings(false))
+        foreach (var m in listed)
             if (Wanted(m)) total += m.End - m.Start;
         if (total <= RegistrationBudget.Bytes) return null;
-        var mappings = _source.ReadMappings(true);
-        var chosen = RegistrationBudget.Choose(mappings, Wanted);
+        var withFlags = _source.ReadMappings(true);
+        var chosen = RegistrationBudget.Choose(withFlags, Wanted);
         var past = new HashSet<ulong>();
-        foreach (var m in mappings)
+        foreach (var m in withFlags)
             if (Wanted(m) && !chosen.Contains(m.Start)) past.Add(m.Start);
         return past;
     }
 
     /// <summary>The selected mappings that are not writable and hold present or swapped pages (PAGEMAP_SCAN skips the holes at once).</summary>
-    private List<AddressRange> NotWritableHoldingPages(CancellationToken cancel)
+    private List<AddressRange> NotWritableHoldingPages(IReadOnlyList<MemoryMapping> mappings, CancellationToken cancel)
     {
-        var spans = PageWalk.DataSpans(_source.ReadMappings(false), m => (m.Protection & Protection.Write) == 0 && !ContentCheckedTracker.ChangeableByOthers(m) && Selected(m));
+        var spans = PageWalk.DataSpans(mappings, m => (m.Protection & Protection.Write) == 0 && !ContentCheckedTracker.ChangeableByOthers(m) && Selected(m));
         var holding = new List<AddressRange>();
         int i = 0;
         foreach (var r in PageWalk.PresentRegions(_source, spans, cancel: cancel))
