@@ -49,19 +49,20 @@ internal sealed class ContentSelection
     {
         _pinnedBefore = _pinnedNow;
         _ringsBefore = _ringsNow;
-        // One read of maps serves the whole look.
-        var mappings = _source.ReadMappings(false);
+        // One read of maps serves the whole look, made where a part of it needs one.
+        IReadOnlyList<MemoryMapping>? listed = null;
+        IReadOnlyList<MemoryMapping> Mappings() => listed ??= _source.ReadMappings(false);
         if (PageWalk.IsRealProcess(_source)) // (an emulated process has no io_uring, and its pid is no real one's)
         {
             _pinnedNow = PinnedBuffers.Read(_source.ProcessId, _source.PageSize);
-            _ringsNow = PinnedBuffers.WritesUnlocated(_source.ProcessId, _source.PageSize, mappings, _pinnedNow);
+            _ringsNow = PinnedBuffers.WritesUnlocated(_source.ProcessId, _source.PageSize, Mappings(), _pinnedNow);
             // Every mapping where KSM touched the process: a merged page loses its soft-dirty bit (KsmMergeable).
             _pinnedNow = KsmMergeable.With(_source, _pinnedNow);
         }
         if (!_readOnlyByContent) return;
-        _pastBudget = _real ? PastBudget(mappings) : null;
+        _pastBudget = _real ? PastBudget(Mappings()) : null;
         _holdingBefore = _holdingNow;
-        _holdingNow = NotWritableHoldingPages(mappings, cancel);
+        _holdingNow = NotWritableHoldingPages(Mappings(), cancel);
     }
 
     /// <summary>
