@@ -49,25 +49,7 @@ internal static class LocalFileSystems
         // Out of descriptors or memory is no answer (it was kept, for the process, as "no local file system": round 29).
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(e, path); return; }
         foreach (var line in lines)
-            if (Parse(line) is { } mount)
+            if (MountInfoLine.Parse(line) is { } mount)
                 into[mount.Device] = into.GetValueOrDefault(mount.Device) || LocalTypes.Contains(mount.Type);
-    }
-
-    /// <summary>
-    /// The device (hex major:minor, as maps writes it) and file system type of a mountinfo line
-    /// (ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS; MAJ:MIN in decimal); null where
-    /// it does not parse.
-    /// </summary>
-    internal static (string Device, string Type)? Parse(string line)
-    {
-        var fields = line.Split(' ');
-        int dash = Array.IndexOf(fields, "-");
-        if (fields.Length < 3 || dash < 0 || dash + 1 >= fields.Length) return null;
-        var numbers = fields[2].Split(':');
-        if (numbers.Length != 2
-            || !uint.TryParse(numbers[0], NumberStyles.None, CultureInfo.InvariantCulture, out uint major)
-            || !uint.TryParse(numbers[1], NumberStyles.None, CultureInfo.InvariantCulture, out uint minor))
-            return null;
-        return (string.Create(CultureInfo.InvariantCulture, $"{major:x2}:{minor:x2}"), fields[dash + 1]);
     }
 }

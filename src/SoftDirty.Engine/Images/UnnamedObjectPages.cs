@@ -404,11 +404,7 @@ internal sealed class UnnamedObjectPages : IDisposable
         try
         {
             foreach (var line in File.ReadAllLines(path))
-            {
-                int space = line.IndexOf(' ', StringComparison.Ordinal);
-                if (space > 0 && ulong.TryParse(line.AsSpan(0, space), NumberStyles.None, CultureInfo.InvariantCulture, out ulong id) && LocalFileSystems.Parse(line) is { } mount)
-                    mounts[id] = mount.Device.ToLowerInvariant();
-            }
+                if (MountInfoLine.Parse(line) is { } mount) mounts[mount.Id] = mount.Device;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { ProcReadFailure.ThrowIfLimit(ex, path); }
         return mounts;

@@ -11,8 +11,9 @@ namespace SoftDirty.Injection;
 /// VMAs; in a cgroup at its limit with nothing the kernel can reclaim, that charge invokes the cgroup's OOM killer, which
 /// killed the process in the middle of the injection (round 33: "exited during syscall injection", the module's doing). Such
 /// a process is refused before anything is injected. The cgroup and each one above it are looked at (cgroup v1's memory
-/// hierarchy or cgroup v2, under /sys/fs/cgroup): room is the limit less the usage, plus the file pages reclaim may drop.
-/// With swap on the machine, reclaim may swap as well: nothing is refused then. What cannot be read refuses nothing.
+/// hierarchy or cgroup v2, wherever this mount namespace mounts it, as far up as the mount shows): room is the limit less the
+/// usage, plus the file pages reclaim may drop. With swap on the machine, reclaim may swap as well: nothing is refused then.
+/// What cannot be read refuses nothing (a cgroup outside this cgroup namespace, or of a hierarchy not mounted here).
 /// </summary>
 internal static class MemoryCgroupRoom
 {
@@ -24,42 +25,64 @@ internal static class MemoryCgroupRoom
 
     private const ulong NeededPages = 64;
 
-    private const string V1Root = "/sys/fs/cgroup/memory", V2Root = "/sys/fs/cgroup";
-
     /// <summary>ResourceLimit where <paramref name="pid"/>'s memory cgroup (or one above it) has less than <see cref="Needed"/> of room; else null.</summary>
     public static EngineException? Refusal(int pid)
     {
         if (SwapOn()) return null;
         if (CgroupOf(pid) is not (string path, bool v2)) return null;
-        string root = v2 ? V2Root : V1Root;
+        if (Mount(v2, path) is not MountInfoLine mount) return null;
         for (string relative = path; ; relative = Parent(relative))
         {
-            string dir = root + (relative == "/" ? "" : relative);
+            string dir = Path.Join(mount.MountPoint, relative[(mount.Root == "/" ? 0 : mount.Root.Length)..]);
             if (Room(dir, v2) is (ulong room, ulong limit) && room < Needed)
                 return new EngineException(EngineError.ResourceLimit,
                     $"Process {pid}'s memory cgroup {relative} has {room} bytes of room below its limit of {limit} bytes, with nothing the kernel can reclaim: enabling write tracking allocates kernel memory in the process (its userfaultfd), and the cgroup's OOM killer would kill the process for it. Nothing was injected. Raise the cgroup's memory limit, or let the process free memory, and try again.",
                     pid);
-            if (relative == "/") return null;
+            if (relative == mount.Root) return null;
         }
     }
 
-    /// <summary>The process's memory cgroup as /proc/PID/cgroup names it, and whether it is cgroup v2's; null where it has none here.</summary>
+    /// <summary>
+    /// The process's memory cgroup as /proc/PID/cgroup names it, and whether it is cgroup v2's; null where it has none, or
+    /// one outside this process's cgroup namespace (a path that climbs with "..").
+    /// </summary>
     private static (string Path, bool V2)? CgroupOf(int pid)
     {
         string[] lines;
         try { lines = File.ReadAllLines(string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/cgroup")); }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
-        string? unified = null;
+        (string, bool)? unified = null;
         foreach (var line in lines)
         {
             var fields = line.Split(':', 3);
-            if (fields.Length != 3 || !fields[2].StartsWith('/')) continue;
-            if (Array.IndexOf(fields[1].Split(','), "memory") >= 0) return Directory.Exists(V1Root) ? (fields[2], false) : null;
-            if (fields[0] == "0" && fields[1].Length == 0) unified = fields[2];
+            if (fields.Length != 3 || !fields[2].StartsWith('/') || Array.IndexOf(fields[2].Split('/'), "..") >= 0) continue;
+            if (Array.IndexOf(fields[1].Split(','), "memory") >= 0) return (fields[2], false);
+            if (fields[0] == "0" && fields[1].Length == 0) unified = (fields[2], true);
         }
-        return unified is not null && File.Exists(Path.Combine(V2Root, "cgroup.controllers")) ? (unified, true) : null;
+        return unified;
     }
 
+    /// <summary>
+    /// The mount of this mount namespace that shows <paramref name="path"/> of the memory hierarchy (cgroup v1's with the
+    /// memory controller, or cgroup v2's): of those whose root is the path or above it, the deepest; null where none is.
+    /// </summary>
+    private static MountInfoLine? Mount(bool v2, string path)
+    {
+        const string MountInfo = "/proc/self/mountinfo";
+        string[] lines;
+        try { lines = File.ReadAllLines(MountInfo); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
+        MountInfoLine? best = null;
+        foreach (var line in lines)
+            if (MountInfoLine.Parse(line) is { } m
+                && (v2 ? m.Type == "cgroup2" : m.Type == "cgroup" && m.HasSuperOption("memory"))
+                && (m.Root == "/" || path == m.Root || path.StartsWith(m.Root + "/", StringComparison.Ordinal))
+                && (best is null || m.Root.Length > best.Root.Length))
+                best = m;
+        return best;
+    }
+
+    /// <summary>The cgroup above <paramref name="relative"/> ("/" above a top one).</summary>
     private static string Parent(string relative)
     {
         int slash = relative.TrimEnd('/').LastIndexOf('/');
