@@ -43,6 +43,23 @@ internal static class MemoryCgroupRoom
         }
     }
 
+    /// <summary>
+    /// The least room below a limit of <paramref name="pid"/>'s memory cgroup and those above it (its file pages counted as
+    /// room), and that cgroup; null where none has a limit, it cannot be read, or the machine has swap.
+    /// </summary>
+    public static (ulong Room, string Cgroup)? TightestRoom(int pid)
+    {
+        if (SwapOn()) return null;
+        if (CgroupOf(pid) is not (string path, bool v2)) return null;
+        string root = v2 ? V2Root : V1Root;
+        (ulong Room, string Cgroup)? least = null;
+        for (string relative = path; ; relative = Parent(relative))
+        {
+            if (Room(root + (relative == "/" ? "" : relative), v2) is (ulong room, _) && (least is null || room < least.Value.Room)) least = (room, relative);
+            if (relative == "/") return least;
+        }
+    }
+
     /// <summary>The process's memory cgroup as /proc/PID/cgroup names it, and whether it is cgroup v2's; null where it has none here.</summary>
     private static (string Path, bool V2)? CgroupOf(int pid)
     {

@@ -58,7 +58,7 @@ internal static class PageWalk
         // or the caller's read: a write-protect save's look has just read it, and a read walks every page table).
         var waiting = new Lazy<List<AddressRange>>(() => UserfaultfdWaitRanges(withFlags ?? proc.ReadMappings(true)), LazyThreadSafetyMode.None);
         var regions = AllPresentRegions(source, spans, sharedAnonymous, waiting, cancel);
-        return WithinFiles(WithoutMarkers(source, regions, waiting), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize);
+        return WithinFiles(WithoutMarkers(source, regions, waiting, new MarkerCost(source, spans, proc.ProcessId)), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize);
     }
 
     /// <summary>
@@ -86,11 +86,18 @@ internal static class PageWalk
     /// read as before, and so are those of a range the process serves with a userfaultfd of its own in MISSING or MINOR
     /// mode (<paramref name="waiting"/>, <see cref="UserfaultfdWaitRanges"/>): there the page is its monitor's, and the read,
     /// which fails at once, counts it unreadable (round 6).
+    /// Those read are bounded (<see cref="MarkerCost"/>): each is counted against the process's <see cref="MarkerReadBudget"/> before it is read.
     /// </summary>
-    private static IEnumerable<PageRegion> WithoutMarkers(IPageSource source, IEnumerable<PageRegion> regions, Lazy<List<AddressRange>> waiting)
+    private static IEnumerable<PageRegion> WithoutMarkers(IPageSource source, IEnumerable<PageRegion> regions, Lazy<List<AddressRange>> waiting, MarkerCost cost)
     {
         PagemapEntry[]? entries = null;
         int at = 0;
+        Func<PagemapEntry, bool> drop = e =>
+        {
+            if (IsWriteProtectMarker(e)) return true;
+            if (MaybeMarker(e)) cost.Take(waiting.Value);
+            return false;
+        };
         foreach (var r in regions)
         {
             if ((r.Categories & PageCategory.Swapped) == 0 || (r.Categories & PageCategory.Present) != 0) { yield return r; continue; }
@@ -98,7 +105,58 @@ internal static class PageWalk
             while (at < served.Count && served[at].End <= r.Start) at++;
             // Regions lie within one mapping each, and each served range is a whole mapping.
             if (at < served.Count && served[at].Start < r.End) { yield return r; continue; }
-            foreach (var part in Without(source, r, entries ??= new PagemapEntry[PageMapReader.DefaultChunkEntries], IsWriteProtectMarker)) yield return part;
+            foreach (var part in Without(source, r, entries ??= new PagemapEntry[PageMapReader.DefaultChunkEntries], drop)) yield return part;
+        }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="e"/> may be a uffd-wp marker that cannot be told from a swapped page: swapped, uffd-wp, its
+    /// frame hidden (no CAP_SYS_ADMIN). Its read is a read fault in the process, which allocates a page where it is a marker.
+    /// </summary>
+    private static bool MaybeMarker(PagemapEntry e) => e.Swapped && e.UffdWriteProtected && e.SwapType is null;
+
+    /// <summary>
+    /// The memory <see cref="WithoutMarkers"/> makes a process allocate by reading the pages that may be markers
+    /// (<see cref="MaybeMarker"/>), each counted against a <see cref="MarkerReadBudget"/> before it is read. At the first such
+    /// page, all of them in the spans (outside the ranges the process serves) are counted at once (PAGEMAP_SCAN: swapped and
+    /// not written, the uffd-wp bit), so that too many refuse the read before any of them is read.
+    /// </summary>
+    private sealed class MarkerCost(IPageSource source, IReadOnlyList<PageSpan> spans, int pid)
+    {
+        private MarkerReadBudget? _budget;
+
+        /// <summary>Counts one page; the first time, checks all of them ahead.</summary>
+        public void Take(List<AddressRange> served)
+        {
+            if (_budget is null)
+            {
+                _budget = MarkerReadBudget.For(pid);
+                _budget.EnsureRoom(Ahead(served));
+            }
+            _budget.Take((ulong)source.PageSize);
+        }
+
+        /// <summary>The bytes of the swapped, write-protected pages of the spans outside <paramref name="served"/>; 0 without PAGEMAP_SCAN.</summary>
+        private ulong Ahead(List<AddressRange> served)
+        {
+            if (!source.Features.PagemapScan) return 0;
+            var template = new PagemapScanRequest
+            {
+                CategoryMask = PageCategory.Swapped | PageCategory.Written,
+                CategoryInverted = PageCategory.Written,
+                ReturnMask = PageCategory.Swapped,
+            };
+            ulong bytes = 0;
+            int at = 0;
+            foreach (var r in new PageMapReader(source).ScanRegions(spans, template))
+            {
+                ulong size = r.End - r.Start;
+                while (at < served.Count && served[at].End <= r.Start) at++;
+                for (int i = at; i < served.Count && served[i].Start < r.End; i++)
+                    size -= Math.Min(r.End, served[i].End) - Math.Max(r.Start, served[i].Start);
+                bytes += size;
+            }
+            return bytes;
         }
     }
 
