@@ -49,16 +49,19 @@ internal static class PageWalk
     /// with the userfaultfd write-protect bit (<see cref="NoWaitRead"/>).
     /// <paramref name="withFlags"/>: the process's mappings as the caller read them with their VmFlags (smaps) just before,
     /// for the userfaultfd registrations (<see cref="UserfaultfdWaitRanges"/>); null: smaps is read here, where needed.
+    /// <paramref name="toRead"/>: the regions' pages may be read, by the caller or by what it hands them to (a tracker's dirty
+    /// pages, which a migration round reads as they are), so the pages that may be uffd-wp markers are counted against the
+    /// process's <see cref="MarkerReadBudget"/>; false only where no page found is read (mappings told apart by holding pages).
     /// </summary>
     public static IEnumerable<PageRegion> PresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous = null,
-        IReadOnlyList<MemoryMapping>? withFlags = null, CancellationToken cancel = default)
+        IReadOnlyList<MemoryMapping>? withFlags = null, bool toRead = true, CancellationToken cancel = default)
     {
         if (Root(source) is not ProcPageSource proc) return AllPresentRegions(source, spans, null, null, cancel);
         // The ranges the process serves with a userfaultfd of its own (smaps read once, for the walk and for the markers;
         // or the caller's read: a write-protect save's look has just read it, and a read walks every page table).
         var waiting = new Lazy<List<AddressRange>>(() => UserfaultfdWaitRanges(withFlags ?? proc.ReadMappings(true)), LazyThreadSafetyMode.None);
         var regions = AllPresentRegions(source, spans, sharedAnonymous, waiting, cancel);
-        return WithinFiles(WithoutMarkers(source, regions, waiting, new MarkerCost(source, spans, proc.ProcessId)), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize);
+        return WithinFiles(WithoutMarkers(source, regions, waiting, toRead ? new MarkerCost(source, spans, proc.ProcessId) : null), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize);
     }
 
     /// <summary>
@@ -88,14 +91,14 @@ internal static class PageWalk
     /// which fails at once, counts it unreadable (round 6).
     /// Those read are bounded (<see cref="MarkerCost"/>): each is counted against the process's <see cref="MarkerReadBudget"/> before it is read.
     /// </summary>
-    private static IEnumerable<PageRegion> WithoutMarkers(IPageSource source, IEnumerable<PageRegion> regions, Lazy<List<AddressRange>> waiting, MarkerCost cost)
+    private static IEnumerable<PageRegion> WithoutMarkers(IPageSource source, IEnumerable<PageRegion> regions, Lazy<List<AddressRange>> waiting, MarkerCost? cost)
     {
         PagemapEntry[]? entries = null;
         int at = 0;
         Func<PagemapEntry, bool> drop = e =>
         {
             if (IsWriteProtectMarker(e)) return true;
-            if (MaybeMarker(e)) cost.Take(waiting.Value);
+            if (cost is not null && MaybeMarker(e)) cost.Take(waiting.Value);
             return false;
         };
         foreach (var r in regions)
