@@ -9,6 +9,12 @@
 # cgroup limit where the machine has no swap. At the first such page all of them are counted (PAGEMAP_SCAN: swapped and not
 # written), and too many refuse the save with ResourceLimit before any is read. The cgroup test failed before (the target,
 # 256 MiB of markers in a cgroup with 32 MiB of room, was killed by the cgroup's OOM killer during the save).
+# Held (tried by hand as root, not kept as tests: they change the global hugetlb pool): a Hash and a WriteProtect save and a
+# Hash watch of a MAP_PRIVATE hugetlb mapping with one huge page faulted fault no other (HugePages_Free and _Rsvd unchanged;
+# the target then wrote both huge pages, no SIGBUS; the images hold the page as the process does); a save of a process mapping
+# an 8 GiB MFD_HUGETLB memfd MAP_SHARED | MAP_NORESERVE never touched (empty pool) read no page of it; a WriteProtect
+# increment after the target dropped 64 MiB (MADV_DONTNEED: the kernel freed its empty page tables) remade them from this
+# process, not charged to the target's cgroup at its limit (no OOM kill).
 # Targets: tests/native/regionset.c.
 
 BeforeDiscovery {
