@@ -180,7 +180,7 @@ internal static class ImageWriter
                 }
                 IEnumerable<AddressRange> ToRead()
                 {
-                    foreach (var r in PageWalk.PresentRegions(source, spans, shared, candidates?.MappingsWithFlags, cancel))
+                    foreach (var r in PageWalk.PresentRegions(source, spans, shared, candidates?.MappingsWithFlags, cancel: cancel))
                     {
                         if (objects is not null)
                         {

@@ -28,17 +28,40 @@ internal static class MemoryCgroupRoom
     /// <summary>ResourceLimit where <paramref name="pid"/>'s memory cgroup (or one above it) has less than <see cref="Needed"/> of room; else null.</summary>
     public static EngineException? Refusal(int pid)
     {
-        if (SwapOn()) return null;
-        if (CgroupOf(pid) is not (string path, bool v2)) return null;
-        if (Mount(v2, path) is not MountInfoLine mount) return null;
-        for (string relative = path; ; relative = Parent(relative))
-        {
-            string dir = Path.Join(mount.MountPoint, relative[(mount.Root == "/" ? 0 : mount.Root.Length)..]);
-            if (Room(dir, v2) is (ulong room, ulong limit) && room < Needed)
+        foreach (var (relative, room, limit) in Limits(pid))
+            if (room < Needed)
                 return new EngineException(EngineError.ResourceLimit,
                     $"Process {pid}'s memory cgroup {relative} has {room} bytes of room below its limit of {limit} bytes, with nothing the kernel can reclaim: enabling write tracking allocates kernel memory in the process (its userfaultfd), and the cgroup's OOM killer would kill the process for it. Nothing was injected. Raise the cgroup's memory limit, or let the process free memory, and try again.",
                     pid);
-            if (relative == mount.Root) return null;
+        return null;
+    }
+
+    /// <summary>
+    /// The least room below a limit of <paramref name="pid"/>'s memory cgroup and those above it (its file pages counted as
+    /// room), and that cgroup; null where none has a limit, it cannot be read, or the machine has swap.
+    /// </summary>
+    public static (ulong Room, string Cgroup)? TightestRoom(int pid)
+    {
+        (ulong Room, string Cgroup)? least = null;
+        foreach (var (relative, room, _) in Limits(pid))
+            if (least is null || room < least.Value.Room) least = (room, relative);
+        return least;
+    }
+
+    /// <summary>
+    /// Each cgroup with a memory limit from <paramref name="pid"/>'s memory cgroup up (as far as this mount namespace's
+    /// mount of the hierarchy shows), with its room and its limit; none where the machine has swap.
+    /// </summary>
+    private static IEnumerable<(string Cgroup, ulong Room, ulong Limit)> Limits(int pid)
+    {
+        if (SwapOn()) yield break;
+        if (CgroupOf(pid) is not (string path, bool v2)) yield break;
+        if (Mount(v2, path) is not MountInfoLine mount) yield break;
+        for (string relative = path; ; relative = Parent(relative))
+        {
+            string dir = Path.Join(mount.MountPoint, relative[(mount.Root == "/" ? 0 : mount.Root.Length)..]);
+            if (Room(dir, v2) is (ulong room, ulong limit)) yield return (relative, room, limit);
+            if (relative == mount.Root) yield break;
         }
     }
 

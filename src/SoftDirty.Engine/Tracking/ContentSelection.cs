@@ -109,7 +109,7 @@ internal sealed class ContentSelection
         var spans = PageWalk.DataSpans(mappings, m => (m.Protection & Protection.Write) == 0 && !ContentCheckedTracker.ChangeableByOthers(m) && Selected(m));
         var holding = new List<AddressRange>();
         int i = 0;
-        foreach (var r in PageWalk.PresentRegions(_source, spans, cancel: cancel))
+        foreach (var r in PageWalk.PresentRegions(_source, spans, cancel: cancel, toRead: false))
         {
             while (i < spans.Count && spans[i].End <= r.Start) i++;
             if (i < spans.Count && spans[i].Start <= r.Start && (holding.Count == 0 || holding[^1].Start != spans[i].Start))

@@ -49,16 +49,19 @@ internal static class PageWalk
     /// with the userfaultfd write-protect bit (<see cref="NoWaitRead"/>).
     /// <paramref name="withFlags"/>: the process's mappings as the caller read them with their VmFlags (smaps) just before,
     /// for the userfaultfd registrations (<see cref="UserfaultfdWaitRanges"/>); null: smaps is read here, where needed.
+    /// <paramref name="toRead"/>: the regions' pages may be read, by the caller or by what it hands them to (a tracker's dirty
+    /// pages, which a migration round reads as they are), so the pages that may be uffd-wp markers are counted against the
+    /// process's <see cref="MarkerReadBudget"/>; false only where no page found is read (mappings told apart by holding pages).
     /// </summary>
     public static IEnumerable<PageRegion> PresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous = null,
-        IReadOnlyList<MemoryMapping>? withFlags = null, CancellationToken cancel = default)
+        IReadOnlyList<MemoryMapping>? withFlags = null, bool toRead = true, CancellationToken cancel = default)
     {
         if (Root(source) is not ProcPageSource proc) return AllPresentRegions(source, spans, null, null, cancel);
         // The ranges the process serves with a userfaultfd of its own (smaps read once, for the walk and for the markers;
         // or the caller's read: a write-protect save's look has just read it, and a read walks every page table).
         var waiting = new Lazy<List<AddressRange>>(() => UserfaultfdWaitRanges(withFlags ?? proc.ReadMappings(true)), LazyThreadSafetyMode.None);
         var regions = AllPresentRegions(source, spans, sharedAnonymous, waiting, cancel);
-        return WithinFiles(WithoutMarkers(source, regions, waiting), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize);
+        return WithinFiles(WithoutMarkers(source, regions, waiting, toRead ? new MarkerCost(source, spans, proc.ProcessId) : null), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize);
     }
 
     /// <summary>
@@ -86,11 +89,18 @@ internal static class PageWalk
     /// read as before, and so are those of a range the process serves with a userfaultfd of its own in MISSING or MINOR
     /// mode (<paramref name="waiting"/>, <see cref="UserfaultfdWaitRanges"/>): there the page is its monitor's, and the read,
     /// which fails at once, counts it unreadable (round 6).
+    /// Those read are bounded (<see cref="MarkerCost"/>): each is counted against the process's <see cref="MarkerReadBudget"/> before it is read.
     /// </summary>
-    private static IEnumerable<PageRegion> WithoutMarkers(IPageSource source, IEnumerable<PageRegion> regions, Lazy<List<AddressRange>> waiting)
+    private static IEnumerable<PageRegion> WithoutMarkers(IPageSource source, IEnumerable<PageRegion> regions, Lazy<List<AddressRange>> waiting, MarkerCost? cost)
     {
         PagemapEntry[]? entries = null;
         int at = 0;
+        Func<PagemapEntry, bool> drop = e =>
+        {
+            if (IsWriteProtectMarker(e)) return true;
+            if (cost is not null && MaybeMarker(e)) cost.Take(waiting.Value);
+            return false;
+        };
         foreach (var r in regions)
         {
             if ((r.Categories & PageCategory.Swapped) == 0 || (r.Categories & PageCategory.Present) != 0) { yield return r; continue; }
@@ -98,7 +108,58 @@ internal static class PageWalk
             while (at < served.Count && served[at].End <= r.Start) at++;
             // Regions lie within one mapping each, and each served range is a whole mapping.
             if (at < served.Count && served[at].Start < r.End) { yield return r; continue; }
-            foreach (var part in Without(source, r, entries ??= new PagemapEntry[PageMapReader.DefaultChunkEntries], IsWriteProtectMarker)) yield return part;
+            foreach (var part in Without(source, r, entries ??= new PagemapEntry[PageMapReader.DefaultChunkEntries], drop)) yield return part;
+        }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="e"/> may be a uffd-wp marker that cannot be told from a swapped page: swapped, uffd-wp, its
+    /// frame hidden (no CAP_SYS_ADMIN). Its read is a read fault in the process, which allocates a page where it is a marker.
+    /// </summary>
+    private static bool MaybeMarker(PagemapEntry e) => e.Swapped && e.UffdWriteProtected && e.SwapType is null;
+
+    /// <summary>
+    /// The memory <see cref="WithoutMarkers"/> makes a process allocate by reading the pages that may be markers
+    /// (<see cref="MaybeMarker"/>), each counted against a <see cref="MarkerReadBudget"/> before it is read. At the first such
+    /// page, all of them in the spans (outside the ranges the process serves) are counted at once (PAGEMAP_SCAN: swapped and
+    /// not written, the uffd-wp bit), so that too many refuse the read before any of them is read.
+    /// </summary>
+    private sealed class MarkerCost(IPageSource source, IReadOnlyList<PageSpan> spans, int pid)
+    {
+        private MarkerReadBudget? _budget;
+
+        /// <summary>Counts one page; the first time, checks all of them ahead.</summary>
+        public void Take(List<AddressRange> served)
+        {
+            if (_budget is null)
+            {
+                _budget = MarkerReadBudget.For(pid);
+                _budget.EnsureRoom(Ahead(served));
+            }
+            _budget.Take((ulong)source.PageSize);
+        }
+
+        /// <summary>The bytes of the swapped, write-protected pages of the spans outside <paramref name="served"/>; 0 without PAGEMAP_SCAN.</summary>
+        private ulong Ahead(List<AddressRange> served)
+        {
+            if (!source.Features.PagemapScan) return 0;
+            var template = new PagemapScanRequest
+            {
+                CategoryMask = PageCategory.Swapped | PageCategory.Written,
+                CategoryInverted = PageCategory.Written,
+                ReturnMask = PageCategory.Swapped,
+            };
+            ulong bytes = 0;
+            int at = 0;
+            foreach (var r in new PageMapReader(source).ScanRegions(spans, template))
+            {
+                ulong size = r.End - r.Start;
+                while (at < served.Count && served[at].End <= r.Start) at++;
+                for (int i = at; i < served.Count && served[i].Start < r.End; i++)
+                    size -= Math.Min(r.End, served[i].End) - Math.Max(r.Start, served[i].Start);
+                bytes += size;
+            }
+            return bytes;
         }
     }
 
