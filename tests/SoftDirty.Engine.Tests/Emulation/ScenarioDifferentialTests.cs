@@ -112,6 +112,22 @@ public class ScenarioDifferentialTests
         Assert.Contains(kernel.Run(scenarios), print => print.Contains(" 8180000000000000\n", StringComparison.Ordinal));   // soft-dirty bits compared
     }
 
+    /// <summary>
+    /// Round 34: a read fault on a file maps around the whole 64 KiB window on a disk file system (readahead cached it) and
+    /// only the pages already cached on tmpfs (a write cached page 3 here).
+    /// </summary>
+    [Fact]
+    public void FaultAroundMapsOnlyCachedPagesOfAFileOnTmpfs()
+    {
+        var s = Scenario.Parse("scenario t\nreserve 16\nmap 0 16 rw file\nwrite 3 1\nread 8 1\ncheck\nend\n");
+        int[] Present(EmulatedFileSystem fs) =>
+            new EmulatedScenarioRunner(KernelProfile.Get(KernelProfile.Linux618, noSoftDirty: true), fs).Run(s)[0].Split('\n')
+                .Select(l => l.Split(' ')).Where(f => f.Length == 2 && int.TryParse(f[0], out _))
+                .Where(f => (Convert.ToUInt64(f[1], 16) >> 63) != 0).Select(f => int.Parse(f[0], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+        Assert.Equal(Enumerable.Range(0, 16), Present(EmulatedFileSystem.Disk));
+        Assert.Equal(new[] { 3, 8 }, Present(EmulatedFileSystem.Tmpfs));
+    }
+
     [Fact]
     public void WriteTrackingOpsPrintTheirErrnoOn61AndRegionsOn618()
     {
