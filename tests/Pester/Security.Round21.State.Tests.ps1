@@ -19,6 +19,7 @@ BeforeDiscovery {
     # Root makes a time namespace outright; another user in a user namespace of its own (unshare -U -r).
     $TimeOptions = @(if ($IsRoot) { '-T' } else { '-U', '-r', '-T' })
     $TimeSkip = if (-not (Test-Path /proc/self/timens_offsets)) { 'no time namespaces on this kernel (before 5.6, or CONFIG_TIME_NS off)' }
+    elseif (-not (Get-Command unshare -CommandType Application -ErrorAction SilentlyContinue)) { 'needs unshare (util-linux) for a time namespace' }   # round 34: discovery failed without it
     else {
         & unshare @TimeOptions --boottime 1000 -f true 2>$null
         if ($LASTEXITCODE -ne 0) { "unshare $TimeOptions --boottime fails here ($LASTEXITCODE): no time namespace can be made" }

@@ -19,6 +19,7 @@ BeforeDiscovery {
     $TimeOptions = @(if ((id -u) -eq '0') { '-T' } else { '-U', '-r', '-T' })
     $TimeSkip = if ($StraceSkip) { $StraceSkip }
     elseif (-not (Test-Path /proc/self/timens_offsets)) { 'no time namespaces on this kernel (before 5.6, or CONFIG_TIME_NS off)' }
+    elseif (-not (Get-Command unshare -CommandType Application -ErrorAction SilentlyContinue)) { 'needs unshare (util-linux) for a time namespace' }   # round 34
     else {
         & unshare @TimeOptions --boottime 1000 -f true 2>$null
         if ($LASTEXITCODE -ne 0) { "unshare $TimeOptions --boottime fails here ($LASTEXITCODE): no time namespace can be made" }

@@ -325,7 +325,8 @@ Describe 'Hostile parameter values' -Tag 'Workflows', 'Security' {
             { Restore-MemoryImage $img "$dir/none/deeper/r" }
             { Restore-MemoryImage '/dev/zero' -Emulator $e -Confirm:$false }
             { Clear-SoftDirty -Id -5 -Confirm:$false }
-            { Clear-SoftDirty -Id 2 -Confirm:$false }
+            # Round 34: pid 2 only where it is kthreadd; in a pid namespace it may be a process of ours, whose bits a clear would take.
+            if ((Get-Content /proc/2/comm -ErrorAction Ignore) -eq 'kthreadd') { { Clear-SoftDirty -Id 2 -Confirm:$false } }
             { Watch-DirtyPage -Emulator $e -Mapping @($null) -Count 1 }
             { Watch-DirtyPage -Emulator $e -Address ([uint64]::MaxValue) -Count 1 }
             { Watch-DirtyPage -Emulator $e -Address 0 -Length 0 -Count 1 }

@@ -502,9 +502,13 @@ static void run_scenario(const char *name)
                 window = aligned;
                 window_span = span;
             }
-            char path[] = "/tmp/sdscenario-XXXXXX";
+            /* The backing file lives in $TMPDIR (else /tmp), where the test kit probes its file system: on tmpfs a
+             * fault maps around only cached pages, on a disk file system readahead caches the window first. */
+            const char *tmp = getenv("TMPDIR");
+            char path[4096];
+            snprintf(path, sizeof path, "%s/sdscenario-XXXXXX", tmp && *tmp ? tmp : "/tmp");
             file_fd = mkstemp(path);
-            unlink(path);
+            if (file_fd >= 0) unlink(path);
             if (window == MAP_FAILED || file_fd < 0 || ftruncate(file_fd, window_pages * page_size) < 0) {
                 printf("error setup %s\n", strerror(errno));
                 return;

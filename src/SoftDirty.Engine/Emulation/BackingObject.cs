@@ -22,4 +22,6 @@ internal sealed class BackingObject
     public Dictionary<ulong, ulong> SwappedPages { get; } = new();
     /// <summary>A file's size in pages once truncated (<see cref="EmulatedProcess.TruncateFile"/>); null: unbounded, every page reads as zeros until written.</summary>
     public ulong? SizePages { get; set; }
+    /// <summary>A file's file system (<see cref="EmulatedProcess.SetFileSystem"/>): whether a fault reads its neighbours into the page cache.</summary>
+    public EmulatedFileSystem FileSystem { get; set; }
 }

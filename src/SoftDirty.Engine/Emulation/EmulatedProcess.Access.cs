@@ -304,7 +304,8 @@ public sealed partial class EmulatedProcess
     /// <summary>
     /// do_fault_around: a read fault on a file mapping also maps the other empty PTEs of its 16-page aligned
     /// window (within the VMA and the page table) whose pages are in the page cache, never soft-dirty. For
-    /// a file, readahead has brought the window in; shared anonymous memory maps only pages it already has.
+    /// a file on a disk file system, readahead has brought the window in; shared anonymous memory and a file
+    /// on tmpfs (<see cref="EmulatedFileSystem.Tmpfs"/>, both shmem) map only the pages they already have.
     /// </summary>
     private void FaultAround(ulong page, Vma vma, ulong flags)
     {
@@ -314,7 +315,8 @@ public sealed partial class EmulatedProcess
         {
             if (p == page || _pt.Get(p) != 0 || FileEndIn(vma) <= p << PageShift) continue;
             ulong index = vma.BackingPage(p << PageShift);
-            if (!vma.Backing!.IsFile && !vma.Backing.Pages.ContainsKey(index)) continue;
+            bool readahead = vma.Backing!.IsFile && vma.Backing.FileSystem == EmulatedFileSystem.Disk;
+            if (!readahead && !vma.Backing.Pages.ContainsKey(index)) continue;
             ulong frame = _mem.CachePage(vma.Backing, index);
             _mem.Map(frame);
             AddRss(1);

@@ -31,6 +31,18 @@ public sealed partial class EmulatedProcess
         }
     }
 
+    /// <summary>
+    /// Puts the emulated file <paramref name="path"/> (created empty when new) on <paramref name="fileSystem"/>: on tmpfs a
+    /// read fault maps around only pages already in the page cache; on a disk file system (the default) readahead
+    /// brings the window in first.
+    /// </summary>
+    public void SetFileSystem(string path, EmulatedFileSystem fileSystem)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!Enum.IsDefined(fileSystem)) throw Invalid($"unknown file system {fileSystem}");
+        lock (_mem.Lock) _mem.File(path).FileSystem = fileSystem;
+    }
+
     private void ZapPastEndOfFile(BackingObject file)
     {
         foreach (var vma in _vmas)

@@ -54,6 +54,9 @@ internal static unsafe partial class Native
     [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
     public static partial nint Syscall(nint number, nint a1, nint a2, nint a3);
 
+    /// <summary>mseal(2): one number on every architecture (the generic table, 6.10).</summary>
+    public const nint MsealSyscall = 462;
+
     public const int MADV_DONTNEED = 4, MADV_HUGEPAGE = 14, MADV_NOHUGEPAGE = 15, MADV_GUARD_INSTALL = 102;
 
     [LibraryImport(Libc, EntryPoint = "madvise", SetLastError = true)]

@@ -29,6 +29,7 @@ internal static unsafe class KernelRules
     public const string UffdWriteProtectUnpopulated = "HasUffdWriteProtectUnpopulated";
     public const string UnprivilegedUserfaultfd = "UnprivilegedUserfaultfd";
     public const string GuardRegions = nameof(KernelProfile.HasGuardRegions);
+    public const string Mseal = nameof(KernelProfile.HasMseal);
     public const string SharedZeroPage = nameof(KernelProfile.SharedZeroPage);
     public const string HugeZeroPage = nameof(KernelProfile.HugeZeroPage);
     public const string TransparentHugePages = nameof(KernelProfile.TransparentHugePages);
@@ -68,6 +69,7 @@ internal static unsafe class KernelRules
             HasPagemapScan = f.PagemapScan,
             HasUffdWriteProtectAsync = f.UffdWriteProtectAsync,
             HasGuardRegions = Is(GuardRegions, baseProfile.HasGuardRegions),
+            HasMseal = Is(Mseal, baseProfile.HasMseal),   // 6.10 and 6.11 have it; their release profile (6.1) does not
             SharedZeroPage = Is(SharedZeroPage, baseProfile.SharedZeroPage),
             HugeZeroPage = Is(HugeZeroPage, baseProfile.HugeZeroPage),
             ScanWrittenWithoutPageTable = Is(ScanWrittenWithoutPageTable, baseProfile.ScanWrittenWithoutPageTable),
@@ -120,6 +122,7 @@ internal static unsafe class KernelRules
         };
         rules.AddRange(MeasureUserfaultfd());
         rules.Add(MeasureGuardRegions());
+        rules.Add(MeasureMseal());
         rules.Add(new(PfnVisible, B(features.PfnVisible), features.PfnVisibleReason ?? "a present page's pagemap entry carried its page frame number"));
         rules.Add(MeasureSwap());
         var (mode, thpEvidence) = ReadThpMode();
@@ -194,6 +197,18 @@ internal static unsafe class KernelRules
             return new(GuardRegions, bool.FalseString, $"madvise(MADV_GUARD_INSTALL): {Errno.Name(Marshal.GetLastPInvokeError())} (guard regions came in 6.13)");
         }
         finally { Native.Munmap(page, size); }
+    }
+
+    /// <summary>
+    /// mseal(2) with an unknown flag and nothing to seal: EINVAL where the call exists (flags are checked first), ENOSYS
+    /// where it does not (before 6.10, or a 32-bit kernel). Nothing is sealed either way: a seal cannot be undone.
+    /// </summary>
+    private static KernelRule MeasureMseal()
+    {
+        nint r = Native.Syscall(Native.MsealSyscall, 0, 0, 1);
+        int errno = r < 0 ? Marshal.GetLastPInvokeError() : 0;
+        bool has = errno != Errno.ENOSYS;
+        return new(Mseal, B(has), $"mseal(0, 0, 1): {(r < 0 ? Errno.Name(errno) : "0")}{(has ? string.Empty : " (mseal came in 6.10)")}");
     }
 
     private static KernelRule MeasureSwap()

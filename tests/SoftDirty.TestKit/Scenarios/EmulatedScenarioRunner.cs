@@ -18,10 +18,20 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
     private const string Self = "self", Parent = "parent", Child = "child";
 
     /// <summary>Runs on <paramref name="profile"/> (the default profile when null).</summary>
-    public EmulatedScenarioRunner(KernelProfile? profile = null) => Profile = profile ?? KernelProfile.Default;
+    public EmulatedScenarioRunner(KernelProfile? profile = null) : this(profile, EmulatedFileSystem.Disk) { }
+
+    /// <summary>Runs on <paramref name="profile"/> with the scenarios' file on <paramref name="fileSystem"/> (sdscenario's temporary folder's).</summary>
+    public EmulatedScenarioRunner(KernelProfile? profile, EmulatedFileSystem fileSystem)
+    {
+        Profile = profile ?? KernelProfile.Default;
+        FileSystem = fileSystem;
+    }
 
     /// <summary>The kernel profile every scenario's process runs on.</summary>
     public KernelProfile Profile { get; }
+
+    /// <summary>The file system of the scenarios' backing file.</summary>
+    public EmulatedFileSystem FileSystem { get; }
 
     /// <inheritdoc/>
     public IReadOnlyList<string> Run(IReadOnlyList<Scenario> scenarios)
@@ -61,6 +71,7 @@ public sealed class EmulatedScenarioRunner : IScenarioRunner
             {
                 run.WindowPages = op.Count;
                 run.Window = ReserveAlignedWindow(run.Process, (ulong)op.Count * EmulatedProcess.PageBytes);
+                run.Process.SetFileSystem(FileName, FileSystem);
                 run.Process.TruncateFile(FileName, (ulong)op.Count * EmulatedProcess.PageBytes);   // sdscenario's file: the window's size
                 continue;
             }

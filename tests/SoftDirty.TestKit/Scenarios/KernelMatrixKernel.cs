@@ -96,9 +96,8 @@ public sealed class KernelMatrixKernel
 
     /// <summary>
     /// What this kernel runs: every hand-written scenario of <paramref name="scenarioDirectory"/>, then
-    /// <paramref name="count"/> random ones of <paramref name="seed"/> (anonymous mappings only: on the
-    /// guest's tmpfs only cached file pages are mapped around a fault, a rule the emulator does not
-    /// model; write tracking where the profile has PAGEMAP_SCAN and userfaultfd WP_ASYNC), and there
+    /// <paramref name="count"/> random ones of <paramref name="seed"/> (anonymous mappings only, as the
+    /// prints were recorded; write tracking where the profile has PAGEMAP_SCAN and userfaultfd WP_ASYNC), and there
     /// <paramref name="workloads"/> workloads of <see cref="TrackingComparison"/> of the same seed.
     /// </summary>
     public List<Scenario> Scenarios(string scenarioDirectory, int seed, int count, int workloads = 0)

@@ -21,6 +21,16 @@ public sealed class Scenario
     public IReadOnlyList<ScenarioOp> Ops { get; }
     /// <summary>The window's size in pages (Reserve's count).</summary>
     public int WindowPages => Ops.Count > 0 && Ops[0].Kind == ScenarioOpKind.Reserve ? Ops[0].Count : 0;
+    /// <summary>Whether it maps the backing file (so what it prints depends on the file system, <see cref="ScenarioTempFolder"/>).</summary>
+    public bool MapsFile
+    {
+        get
+        {
+            foreach (var op in Ops)
+                if (op.Kind == ScenarioOpKind.Map && op.Mapping is ScenarioMappingKind.File or ScenarioMappingKind.FilePriv) return true;
+            return false;
+        }
+    }
 
     /// <summary>The scenario in the text form sdscenario reads.</summary>
     public string ToText()

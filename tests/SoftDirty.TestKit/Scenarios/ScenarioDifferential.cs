@@ -38,7 +38,7 @@ public static class ScenarioDifferential
             if (first != null) continue;
             var small = shrink ? ScenarioComparer.Shrink(scenarios[i], kernel, emulator) : scenarios[i];
             first = new ScenarioMismatch(scenarios[i], small, kernel.Run(new[] { small })[0], emulator.Run(new[] { small })[0],
-                (emulator as EmulatedScenarioRunner)?.Profile.DescribeRules());
+                emulator is EmulatedScenarioRunner e ? $"{e.Profile.DescribeRules()}\n  scenario file on {e.FileSystem}" : null);
         }
         return new ScenarioDifferentialResult(scenarios.Count, checkpoints, differing, first);
     }
@@ -50,10 +50,19 @@ public static class ScenarioDifferential
 
     /// <summary>
     /// The running kernel through sdscenario against the emulator on its host profile (release profile
-    /// plus every measured rule, <see cref="KernelRules.HostProfile"/>): no difference is allowed.
+    /// plus every measured rule, <see cref="KernelRules.HostProfile"/>), the scenario file on the file system of
+    /// sdscenario's temporary folder (<see cref="ScenarioTempFolder.Probe()"/>): no difference is allowed. A scenario
+    /// that maps the file where that file system is not modelled is InvalidOperation (leave it out: <see cref="Scenario.MapsFile"/>).
     /// </summary>
-    public static ScenarioDifferentialResult CompareHost(string program, IReadOnlyList<Scenario> scenarios) =>
-        Compare(new NativeScenarioRunner(program), new EmulatedScenarioRunner(KernelRules.HostProfile()), scenarios);
+    public static ScenarioDifferentialResult CompareHost(string program, IReadOnlyList<Scenario> scenarios)
+    {
+        ArgumentNullException.ThrowIfNull(scenarios);
+        var folder = ScenarioTempFolder.Probe();
+        if (folder.FileSystem is null && scenarios.Any(s => s.MapsFile))
+            throw new InvalidOperationException($"The scenario file's file system is not modelled ({folder.Evidence}); leave out the scenarios that map it.");
+        return Compare(new NativeScenarioRunner(program),
+            new EmulatedScenarioRunner(KernelRules.HostProfile(), folder.FileSystem ?? EmulatedFileSystem.Disk), scenarios);
+    }
 
     /// <summary>
     /// <paramref name="count"/> random scenarios of <paramref name="seed"/>, named "d0", "d1", ...;
