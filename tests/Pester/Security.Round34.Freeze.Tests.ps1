@@ -103,8 +103,6 @@ Describe 'Round 34: the target''s cgroup freezer freezes it during write trackin
             $err = $script:R34FreezeErr; $script:R34FreezeErr = $null
             $seen | Should -Contain $Step
             $err | Should -Not -BeNullOrEmpty -Because 'the injected call after the freeze never came back'
-            $err.FullyQualifiedErrorId | Should -BeLike 'ProcIOError,*'
-            $err.Exception.Message | Should -BeLike "*$($f.Cgroup)/freezer.state: FROZEN*" -Because 'the freezer holds the thread, not a FUSE read'
             Set-R34FreezeState $f THAWED
             # The thread makes the call it was resumed for, then its restore code: the answer to a command is read after it.
             $after = Get-R34FreezeAfter $f
@@ -112,6 +110,8 @@ Describe 'Round 34: the target''s cgroup freezer freezes it during write trackin
             $after.Userfaultfds | Should -Be 0 -Because 'the userfaultfd made for a tracking that failed must not stay in the process'
             $after.Tracer | Should -Be 0
             $after.SigBlk | Should -Be '0000000000000000'
+            $err.FullyQualifiedErrorId | Should -BeLike 'ProcIOError,*'
+            $err.Exception.Message | Should -BeLike "*$($f.Cgroup)/freezer.state: FROZEN*" -Because 'the freezer holds the thread, not a FUSE read'
             { Disable-WriteTracking -Id $f.Target.Id -ErrorAction Stop } | Should -Throw -ErrorId 'WriteTrackingNotEnabled,*'
         } finally { Remove-R34FreezeTarget $f }
     }
