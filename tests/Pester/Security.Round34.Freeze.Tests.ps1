@@ -21,17 +21,14 @@
 # tracking (where enabled) still works and disables. A freeze at every step of Enable-WriteTracking (13 steps) and of
 # Disable-WriteTracking: no descriptor left behind, nothing traced or stopped after the thaw.
 
-BeforeDiscovery {
-    Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
-    $R34FreezeSkip = if (-not $IsLinux) { 'Linux only' }
-    elseif ((id -u) -ne '0') { 'a cgroup v1 freezer of its own needs root (mkdir under /sys/fs/cgroup/freezer)' }
-    elseif (-not (Test-Path /sys/fs/cgroup/freezer/cgroup.procs)) { 'no cgroup v1 freezer hierarchy at /sys/fs/cgroup/freezer' }
-    $R34FreezeWtSkip = if ($R34FreezeSkip) { $R34FreezeSkip } else { Get-WriteTrackingSkipReason }
-}
-
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
     $env:SOFTDIRTY_STATE_DIR = Join-Path $TestDrive 'state34freeze'
+    # Looked at when the tests run (a BeforeDiscovery variable is not there then).
+    $script:R34FreezeSkip = if (-not $IsLinux) { 'Linux only' }
+    elseif ((id -u) -ne '0') { 'a cgroup v1 freezer of its own needs root (mkdir under /sys/fs/cgroup/freezer)' }
+    elseif (-not (Test-Path /sys/fs/cgroup/freezer/cgroup.procs)) { 'no cgroup v1 freezer hierarchy at /sys/fs/cgroup/freezer' }
+    $script:R34FreezeWtSkip = if ($R34FreezeSkip) { $R34FreezeSkip } else { Get-WriteTrackingSkipReason }
     $script:R34FreezeRoot = (New-Item -ItemType Directory (Join-Path $TestDrive 'r34freeze')).FullName
     $asm = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { $_.GetName().Name -eq 'SoftDirty.Engine' }
     $script:R34FreezeSteps = $asm.GetType('SoftDirty.Injection.InjectionSteps', $true)
