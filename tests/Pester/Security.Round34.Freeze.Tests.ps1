@@ -19,7 +19,10 @@
 # Enable-WriteTracking and Disable-WriteTracking: without -Freeze the save reads it as it is; the others end with
 # ProcIOError after their bound, and after the thaw the target runs, is traced by nobody, has its own signal mask, and its
 # tracking (where enabled) still works and disables. A freeze at every step of Enable-WriteTracking (13 steps) and of
-# Disable-WriteTracking: no descriptor left behind, nothing traced or stopped after the thaw.
+# Disable-WriteTracking (5 steps): nothing traced or stopped after the thaw, the signal mask the process's own, and no
+# descriptor left behind once fixed (a Disable frozen after its attach fails with ProcIOError; the restore code closes the
+# descriptor on thaw, so the tracking ends and the next Disable says WriteTrackingNotEnabled). These tests need root (a
+# cgroup of their own): unprivileged they skip.
 
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Force
