@@ -40,6 +40,16 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
     private long _undo = -1;        // what the trampoline's undo slot says (see UndoOnAbort)
     private SyscallUserDispatch? _dispatch; // the thread's syscall user dispatch, where it is on: every call is judged first
     private IReadOnlyList<MemoryMapping> _mappings = Array.Empty<MemoryMapping>(); // as at attach: where a selector may be read
+    private System.Threading.CancellationToken _cancel; // Ctrl+C: ends a wait for a stop that does not come (see Wait)
+    private long? _inFlight; // the injected call resumed and not seen back at its syscall-exit stop (see CallInFlight)
+
+    /// <summary>
+    /// Whether an injected call was resumed and its thread never came back to this tracer's stop (a wait that timed out or was
+    /// cancelled: a thread its cgroup's freezer holds runs the call only once thawed). The thread is then left parked on the
+    /// trampoline with the call's arguments, as if this PowerShell had died: it makes the call when it runs again, and its
+    /// restore code puts it back and closes what <see cref="UndoOnAbort"/> named (round 34).
+    /// </summary>
+    public bool CallInFlight => _inFlight is not null;
 
     private RemoteSyscalls(int pid, int tid, InjectionArchitecture arch)
     {
@@ -95,6 +105,7 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         InjectionSteps.Mark("pick a thread");
         var r = new RemoteSyscalls(pid, tid, arch);
         r._source = source;
+        r._cancel = cancel;
         r._childGuard = ChildStopGuard.For(pid); // a child of this process: its stops kept from .NET's reaping
         r._borrowed = SoftDirty.Tracking.PtraceFreeze.HoldsHere(pid, tid); // in a ptrace stop of this thread's freeze already
         if (!r._borrowed && Ptrace.Call(Ptrace.Seize, tid, 0, (nint)Ptrace.TraceSysGood) != 0)
@@ -364,8 +375,10 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         while (true)
         {
             if (Ptrace.Call(Ptrace.Syscall, ThreadId, 0, resumeSignal) != 0) throw Fail("PTRACE_SYSCALL");
+            _inFlight = number;
             resumeSignal = 0;
             int status = Wait();
+            _inFlight = null;
             if (!Ptrace.Stopped(status)) throw Gone(status);
             int signal = Ptrace.StopSignal(status);
             if (signal == Ptrace.SyscallStop)
@@ -486,8 +499,14 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
                 stoppedSince ??= clock.Elapsed;
                 if (clock.Elapsed - stoppedSince.Value >= StatusGrace && StopFromSigInfo() is { } stop) return stop;
             }
+            // A stop that does not come within StatusGrace is not merely late (a busy machine delays it by microseconds): a
+            // thread its cgroup's freezer holds, or one asleep in the kernel, stops only once it runs again. Ctrl+C then ends
+            // the wait; it waited out StopTimeout before (round 34: 10 s after Ctrl+C with the target's cgroup frozen).
+            if (clock.Elapsed >= StatusGrace && _cancel.IsCancellationRequested) throw new OperationCanceledException(_cancel);
             if (clock.Elapsed > StopTimeout)
-                throw new EngineException(EngineError.ProcIOError, $"Thread {ThreadId} of process {ProcessId} did not stop within {StopTimeout.TotalSeconds} s of PTRACE_INTERRUPT: it sleeps in the kernel where only a fatal signal wakes it ({SoftDirty.Tracking.ProcessFreeze.WaitChannel(ThreadId)}), such as a read a FUSE server or a network file system holds. Nothing was injected; the thread is let go and runs on once the kernel answers it.", ProcessId);
+                throw new EngineException(EngineError.ProcIOError, _inFlight is { } call
+                    ? $"Thread {ThreadId} of process {ProcessId} did not come back from injected syscall {call} within {StopTimeout.TotalSeconds} s: {SoftDirty.Tracking.ProcessFreeze.WhyNotRunning(ThreadId)}. It is left to make the call when it runs again, and its restore code then puts it back as it was."
+                    : $"Thread {ThreadId} of process {ProcessId} did not stop within {StopTimeout.TotalSeconds} s of PTRACE_INTERRUPT: {SoftDirty.Tracking.ProcessFreeze.WhyNotRunning(ThreadId)}. Nothing was injected; the thread is let go and runs on once it runs again.", ProcessId);
             spin.SpinOnce(sleep1Threshold: -1);
         }
     }
@@ -613,9 +632,12 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         {
             try
             {
-                if (_argumentBytes is not null) TryWrite(ArgumentArea, _argumentBytes);
+                // A call in flight still reads its arguments when the thread runs again, and a thread that reached a stop of it
+                // since is at its syscall's entry or exit, where registers put back would be taken for the call's: left parked.
+                bool inFlight = CallInFlight;
+                if (_argumentBytes is not null && !inFlight) TryWrite(ArgumentArea, _argumentBytes);
                 ulong mask = _savedMask;
-                bool maskBack = !_masked || Ptrace.Call(Ptrace.SetSigMask, ThreadId, sizeof(ulong), (nint)(&mask)) == 0;
+                bool maskBack = !inFlight && (!_masked || Ptrace.Call(Ptrace.SetSigMask, ThreadId, sizeof(ulong), (nint)(&mask)) == 0);
                 _masked = false;
                 // A mask not put back is left to the trampoline: the thread stays parked on it, whose restore code sets the
                 // mask and the registers itself, as when this PowerShell dies; its bytes stay (after an image, where nothing

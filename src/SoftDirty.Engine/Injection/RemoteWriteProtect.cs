@@ -125,6 +125,14 @@ internal static class RemoteWriteProtect
     /// </summary>
     private static EngineException? CloseAgain(RemoteSyscalls inject, long fd, Exception cause)
     {
+        // The call that failed never came back (its thread frozen by its cgroup, or asleep, and the wait given up or
+        // cancelled): nothing more can be injected, and the thread makes that call when it runs again, then its restore code
+        // closes the descriptor, which the undo slot still names. Told not to, it left the userfaultfd open in the process for
+        // good after the thaw (round 34).
+        if (inject.CallInFlight)
+            return cause is EngineException c
+                ? new EngineException(c.Error, $"{c.Message.TrimEnd('.')}. The userfaultfd made in process {inject.ProcessId} (descriptor {fd}) is closed by the process itself when the thread runs again.", inject.ProcessId, c.Errno, c)
+                : null;
         try
         {
             inject.UndoOnAbort(-1);

@@ -51,6 +51,61 @@ internal sealed class ProcessFreeze : IDisposable
         catch (UnauthorizedAccessException) { return "the kernel does not say where"; }
     }
 
+    /// <summary>
+    /// Why thread <paramref name="tid"/> does not reach a stop it was asked for, for a message: its
+    /// cgroup's freezer holds it (cgroup v1 freezer.state FROZEN or FREEZING, v2 cgroup.events "frozen 1", or asleep in
+    /// __refrigerator), where it runs again only once someone thaws that cgroup (round 34: said "sleeps in the kernel where only
+    /// a fatal signal wakes it", and named ptrace_stop for a thread frozen while held); else where in the kernel it sleeps.
+    /// </summary>
+    internal static string WhyNotRunning(int tid)
+    {
+        string where = WaitChannel(tid);
+        if (FrozenCgroup(tid) is { } cgroup) return $"its cgroup's freezer holds it ({cgroup}), and it runs again only once that cgroup is thawed";
+        if (where == $"in {RefrigeratorFunction}") return $"it is frozen ({where}: a cgroup's freezer, or a suspend), and runs again only once thawed";
+        return $"it sleeps in the kernel where only a fatal signal wakes it ({where}), such as a read a FUSE server or a network file system holds";
+    }
+
+    /// <summary>The kernel function a frozen task sleeps in (kernel/freezer.c), as /proc/PID/wchan names it.</summary>
+    private const string RefrigeratorFunction = "__refrigerator";
+
+    /// <summary>
+    /// The freezer file that says the cgroup of thread <paramref name="tid"/> is frozen, with what it says; null where it is not, or
+    /// cannot be told (/proc/PID/cgroup, with the hierarchies mounted where systemd mounts them, /sys/fs/cgroup).
+    /// </summary>
+    private static string? FrozenCgroup(int tid)
+    {
+        string[] lines;
+        try { lines = File.ReadAllLines($"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/cgroup"); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
+        foreach (var line in lines)
+        {
+            var parts = line.Split(':', 3);
+            if (parts.Length != 3) continue;
+            string path = parts[2].TrimStart('/');
+            if (Array.IndexOf(parts[1].Split(','), "freezer") >= 0)
+            {
+                string file = Path.Combine(CgroupRoot, "freezer", path, "freezer.state");
+                if (ReadOrNull(file)?.Trim() is { } state && state is "FROZEN" or "FREEZING") return $"{file}: {state}";
+            }
+            else if (parts[1].Length == 0)
+                foreach (var root in new[] { CgroupRoot, Path.Combine(CgroupRoot, "unified") })
+                {
+                    string file = Path.Combine(root, path, "cgroup.events");
+                    if (ReadOrNull(file) is { } events && Array.IndexOf(events.Split('\n'), "frozen 1") >= 0) return $"{file}: frozen 1";
+                }
+        }
+        return null;
+    }
+
+    /// <summary>Where the cgroup hierarchies are mounted.</summary>
+    private const string CgroupRoot = "/sys/fs/cgroup";
+
+    private static string? ReadOrNull(string path)
+    {
+        try { return File.ReadAllText(path); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
+    }
+
     /// <summary><see cref="ThreadState"/>, but null for every failure: for a release of what is held, and a reaper thread.</summary>
     internal static char? ThreadStateOrNull(string statPath)
     {

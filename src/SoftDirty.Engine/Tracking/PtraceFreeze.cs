@@ -293,7 +293,7 @@ internal sealed class PtraceFreeze : IDisposable
                 if (clock.Elapsed - stoppedSince.Value >= RemoteSyscalls.StatusGrace) return true;
             }
             if (clock.Elapsed > StopTimeout)
-                throw new EngineException(EngineError.ProcIOError, $"Thread {tid} did not stop within {StopTimeout.TotalSeconds} s of PTRACE_INTERRUPT: it sleeps in the kernel where only a fatal signal wakes it ({ProcessFreeze.WaitChannel(tid)}), such as a read a FUSE server or a network file system holds. Nothing was frozen; the thread is let go and runs on once the kernel answers it.", tid);
+                throw new EngineException(EngineError.ProcIOError, $"Thread {tid} did not stop within {StopTimeout.TotalSeconds} s of PTRACE_INTERRUPT: {ProcessFreeze.WhyNotRunning(tid)}. Nothing was frozen; the thread is let go and runs on once it runs again.", tid);
             cancel.ThrowIfCancellationRequested();
             Thread.Yield();
         }
