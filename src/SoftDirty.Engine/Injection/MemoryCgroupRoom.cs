@@ -50,66 +50,14 @@ internal static class MemoryCgroupRoom
 
     /// <summary>
     /// Each cgroup with a memory limit from <paramref name="pid"/>'s memory cgroup up (as far as this mount namespace's
-    /// mount of the hierarchy shows), with its room and its limit; none where the machine has swap.
+    /// mount of the hierarchy shows, <see cref="CgroupFolders"/>), with its room and its limit; none where the machine has swap.
     /// </summary>
     private static IEnumerable<(string Cgroup, ulong Room, ulong Limit)> Limits(int pid)
     {
         if (SwapOn()) yield break;
-        if (CgroupOf(pid) is not (string path, bool v2)) yield break;
-        if (Mount(v2, path) is not MountInfoLine mount) yield break;
-        for (string relative = path; ; relative = Parent(relative))
-        {
-            string dir = Path.Join(mount.MountPoint, relative[(mount.Root == "/" ? 0 : mount.Root.Length)..]);
-            if (Room(dir, v2) is (ulong room, ulong limit)) yield return (relative, room, limit);
-            if (relative == mount.Root) yield break;
-        }
-    }
-
-    /// <summary>
-    /// The process's memory cgroup as /proc/PID/cgroup names it, and whether it is cgroup v2's; null where it has none, or
-    /// one outside this process's cgroup namespace (a path that climbs with "..").
-    /// </summary>
-    private static (string Path, bool V2)? CgroupOf(int pid)
-    {
-        string[] lines;
-        try { lines = File.ReadAllLines(string.Create(CultureInfo.InvariantCulture, $"/proc/{pid}/cgroup")); }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
-        (string, bool)? unified = null;
-        foreach (var line in lines)
-        {
-            var fields = line.Split(':', 3);
-            if (fields.Length != 3 || !fields[2].StartsWith('/') || Array.IndexOf(fields[2].Split('/'), "..") >= 0) continue;
-            if (Array.IndexOf(fields[1].Split(','), "memory") >= 0) return (fields[2], false);
-            if (fields[0] == "0" && fields[1].Length == 0) unified = (fields[2], true);
-        }
-        return unified;
-    }
-
-    /// <summary>
-    /// The mount of this mount namespace that shows <paramref name="path"/> of the memory hierarchy (cgroup v1's with the
-    /// memory controller, or cgroup v2's): of those whose root is the path or above it, the deepest; null where none is.
-    /// </summary>
-    private static MountInfoLine? Mount(bool v2, string path)
-    {
-        const string MountInfo = "/proc/self/mountinfo";
-        string[] lines;
-        try { lines = File.ReadAllLines(MountInfo); }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
-        MountInfoLine? best = null;
-        foreach (var line in lines)
-            if (MountInfoLine.Parse(line) is { } m
-                && (v2 ? m.Type == "cgroup2" : m.Type == "cgroup" && m.HasSuperOption("memory"))
-                && (m.Root == "/" || path == m.Root || path.StartsWith(m.Root + "/", StringComparison.Ordinal))
-                && (best is null || m.Root.Length > best.Root.Length))
-                best = m;
-        return best;
-    }
-
-    /// <summary>The cgroup above <paramref name="relative"/> ("/" above a top one).</summary>
-    private static string Parent(string relative)
-    {
-        int slash = relative.TrimEnd('/').LastIndexOf('/');
-        return slash <= 0 ? "/" : relative[..slash];
+        if (CgroupFolders.Of(pid, "memory") is not (bool v2, var up)) yield break;
+        foreach (var (cgroup, folder) in up)
+            if (Room(folder, v2) is (ulong room, ulong limit)) yield return (cgroup, room, limit);
     }
 
     /// <summary>The room below the limit of the cgroup at <paramref name="dir"/> (its file pages counted as room) and the limit; null where it has none.</summary>

@@ -69,36 +69,18 @@ internal sealed class ProcessFreeze : IDisposable
     private const string RefrigeratorFunction = "__refrigerator";
 
     /// <summary>
-    /// The freezer file that says the cgroup of thread <paramref name="tid"/> is frozen, with what it says; null where it is not, or
-    /// cannot be told (/proc/PID/cgroup, with the hierarchies mounted where systemd mounts them, /sys/fs/cgroup).
+    /// The freezer file that says the cgroup of thread <paramref name="tid"/> is frozen, with what it says (cgroup v1's
+    /// freezer.state, FROZEN or FREEZING, or v2's cgroup.events, "frozen 1": each the cgroup's own state, its parents'
+    /// included); null where it is not, or cannot be told.
     /// </summary>
     private static string? FrozenCgroup(int tid)
     {
-        string[] lines;
-        try { lines = File.ReadAllLines($"/proc/{tid.ToString(CultureInfo.InvariantCulture)}/cgroup"); }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return null; }
-        foreach (var line in lines)
-        {
-            var parts = line.Split(':', 3);
-            if (parts.Length != 3) continue;
-            string path = parts[2].TrimStart('/');
-            if (Array.IndexOf(parts[1].Split(','), "freezer") >= 0)
-            {
-                string file = Path.Combine(CgroupRoot, "freezer", path, "freezer.state");
-                if (ReadOrNull(file)?.Trim() is { } state && state is "FROZEN" or "FREEZING") return $"{file}: {state}";
-            }
-            else if (parts[1].Length == 0)
-                foreach (var root in new[] { CgroupRoot, Path.Combine(CgroupRoot, "unified") })
-                {
-                    string file = Path.Combine(root, path, "cgroup.events");
-                    if (ReadOrNull(file) is { } events && Array.IndexOf(events.Split('\n'), "frozen 1") >= 0) return $"{file}: frozen 1";
-                }
-        }
-        return null;
+        if (CgroupFolders.Of(tid, "freezer") is not (bool v2, var up)) return null;
+        string file = Path.Combine(up[0].Folder, v2 ? "cgroup.events" : "freezer.state");
+        string? said = ReadOrNull(file);
+        if (v2) return said is not null && Array.IndexOf(said.Split('\n'), "frozen 1") >= 0 ? $"{file}: frozen 1" : null;
+        return said?.Trim() is { } state && state is "FROZEN" or "FREEZING" ? $"{file}: {state}" : null;
     }
-
-    /// <summary>Where the cgroup hierarchies are mounted.</summary>
-    private const string CgroupRoot = "/sys/fs/cgroup";
 
     private static string? ReadOrNull(string path)
     {
