@@ -9,8 +9,11 @@ namespace SoftDirty;
 /// (proc(5)). The device is written as maps writes it (hex major:minor); the root (the folder of the file system the mount
 /// shows) and the mount point have the kernel's octal escapes of space, tab, newline and backslash undone.
 /// </summary>
-internal sealed record MountInfoLine(ulong Id, string Device, string Root, string MountPoint, string Type, string SuperOptions)
+internal sealed record MountInfoLine(ulong Id, uint Major, uint Minor, string Root, string MountPoint, string Type, string SuperOptions)
 {
+    /// <summary>The device as /proc/PID/maps writes it: hex major:minor, two digits at least each.</summary>
+    public string Device => string.Create(CultureInfo.InvariantCulture, $"{Major:x2}:{Minor:x2}");
+
     /// <summary>The line parsed; null where it is not a mountinfo line.</summary>
     public static MountInfoLine? Parse(string line)
     {
@@ -23,7 +26,7 @@ internal sealed record MountInfoLine(ulong Id, string Device, string Root, strin
             || !uint.TryParse(numbers[0], NumberStyles.None, CultureInfo.InvariantCulture, out uint major)
             || !uint.TryParse(numbers[1], NumberStyles.None, CultureInfo.InvariantCulture, out uint minor))
             return null;
-        return new MountInfoLine(id, string.Create(CultureInfo.InvariantCulture, $"{major:x2}:{minor:x2}"),
+        return new MountInfoLine(id, major, minor,
             Unescape(fields[3]), Unescape(fields[4]), fields[dash + 1], dash + 3 < fields.Length ? fields[dash + 3] : "");
     }
 

@@ -58,8 +58,9 @@ public sealed partial class DeviceMappingsRound23Tests : IDisposable
         string file = Path.Combine(_dir, "file");
         File.WriteAllBytes(file, new byte[4096]);
         Assert.True(DeviceMappings.MayBeDevice(Mapping(file, InodeOf(file), device: "ff:ff")));
-        Assert.Equal(new MountInfoLine(41, "00:2b", "/", "/mnt/remote", "fuse.sshfs", "rw,user_id=1000"),
+        Assert.Equal(new MountInfoLine(41, 0, 43, "/", "/mnt/remote", "fuse.sshfs", "rw,user_id=1000"),
             MountInfoLine.Parse("41 29 0:43 / /mnt/remote rw,nosuid,nodev shared:21 - fuse.sshfs host:/ rw,user_id=1000"));
+        Assert.Equal("00:2b", MountInfoLine.Parse("41 29 0:43 / /mnt/remote rw - fuse.sshfs host:/ rw")!.Device);
         Assert.Equal(("fe:01", "ext4"), MountInfoLine.Parse("29 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw") is { } m ? (m.Device, m.Type) : default);
         Assert.Null(MountInfoLine.Parse("not a mountinfo line"));
     }

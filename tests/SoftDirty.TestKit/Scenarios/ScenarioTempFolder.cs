@@ -37,13 +37,10 @@ public sealed record ScenarioTempFolder(string Path, EmulatedFileSystem? FileSys
         if (mountId is null) return new(folder, null, $"{folder}: /proc/self/fdinfo has no mnt_id");
         foreach (var line in File.ReadLines("/proc/self/mountinfo"))
         {
-            var halves = line.Split(" - ", 2);
-            var fields = halves[0].Split(' ');
-            if (fields[0] != mountId || halves.Length < 2) continue;
-            var tail = halves[1].Split(' ');
-            string type = tail[0], device = fields[2], options = tail.Length > 2 ? tail[2] : string.Empty;
-            string mount = $"{folder}: {type} on {fields[4]} (device {device}, {options})";
-            return type == "tmpfs" ? Tmpfs(folder, mount, options) : Disk(folder, mount, device);
+            if (MountInfoLine.Parse(line) is not { } m || m.Id.ToString(CultureInfo.InvariantCulture) != mountId) continue;
+            string device = string.Create(CultureInfo.InvariantCulture, $"{m.Major}:{m.Minor}");
+            string mount = $"{folder}: {m.Type} on {m.MountPoint} (device {device}, {m.SuperOptions})";
+            return m.Type == "tmpfs" ? Tmpfs(folder, mount, m.SuperOptions) : Disk(folder, mount, device);
         }
         return new(folder, null, $"{folder}: mount {mountId} is not in /proc/self/mountinfo");
     }
