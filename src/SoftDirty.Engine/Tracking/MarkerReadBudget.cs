@@ -9,12 +9,12 @@ namespace SoftDirty.Tracking;
 /// How much memory a save, a watch or a migration may make a process allocate by reading pages pagemap cannot tell apart:
 /// where frame numbers are hidden (no CAP_SYS_ADMIN), a uffd-wp marker (a write-protected page never used or dropped) shows
 /// as a swapped page with the uffd-wp bit, and a real swapped (or migrating) page shows the same. Such pages are read, as a
-/// swapped page must be (not reading one would leave its data out of the image), and every read of a marker faults in a page
-/// charged to the process (on a kernel without a shared zero page a new one each; round 34: a full save of a process with
-/// 4 x 32 GiB registered took the machine into global OOM). The reads are bounded: an eighth of MemAvailable, and where the
-/// process's memory cgroup (or one above it) has a limit and the machine no swap, half the room below it. Past the bound the
-/// read stops with ResourceLimit, before any page past it is read; the pages counted first (<see cref="EnsureRoom"/>) refuse
-/// before any of them is read.
+/// swapped page must be (not reading one would leave its data out of the image), and on a kernel without a shared zero page
+/// every read of a marker faults a new page into the process, charged to it (round 34: a full save of a process with
+/// 4 x 32 GiB registered took the machine into global OOM). There the reads are bounded (<see cref="Applies"/>; a kernel that
+/// has one maps it, at the cost of no page): an eighth of MemAvailable, and where the process's memory cgroup (or one above
+/// it) has a limit and the machine no swap, half the room below it. Past the bound the read stops with ResourceLimit, before
+/// any page past it is read; the pages counted first (<see cref="EnsureRoom"/>) refuse before any of them is read.
 /// </summary>
 internal sealed class MarkerReadBudget
 {
@@ -23,6 +23,18 @@ internal sealed class MarkerReadBudget
 
     /// <summary>The share of the room below the memory cgroup's limit the reads may take: 1/<see cref="CgroupRoomShare"/>.</summary>
     public const ulong CgroupRoomShare = 2;
+
+    /// <summary>
+    /// Whether reads of markers allocate on this kernel: false where it maps its shared zero page for a read fault of
+    /// anonymous memory (the rule <see cref="KernelRules.SharedZeroPage"/>, measured), which a marker's read maps as a never
+    /// used page's, at the cost of no page; true where it has none, or the rule was not measured.
+    /// </summary>
+    public static bool Applies(KernelFeatures features)
+    {
+        foreach (var rule in features.Rules)
+            if (rule.Name == KernelRules.SharedZeroPage) return rule.Value != bool.TrueString;
+        return true;
+    }
 
     private readonly int _pid;
     private readonly ulong _limit;

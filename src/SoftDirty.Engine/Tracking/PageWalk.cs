@@ -51,7 +51,8 @@ internal static class PageWalk
     /// for the userfaultfd registrations (<see cref="UserfaultfdWaitRanges"/>); null: smaps is read here, where needed.
     /// <paramref name="toRead"/>: the regions' pages may be read, by the caller or by what it hands them to (a tracker's dirty
     /// pages, which a migration round reads as they are), so the pages that may be uffd-wp markers are counted against the
-    /// process's <see cref="MarkerReadBudget"/>; false only where no page found is read (mappings told apart by holding pages).
+    /// process's <see cref="MarkerReadBudget"/> where such a read allocates (<see cref="MarkerReadBudget.Applies"/>); false only
+    /// where no page found is read (mappings told apart by holding pages).
     /// </summary>
     public static IEnumerable<PageRegion> PresentRegions(IPageSource source, IReadOnlyList<PageSpan> spans, List<AddressRange>? sharedAnonymous = null,
         IReadOnlyList<MemoryMapping>? withFlags = null, bool toRead = true, CancellationToken cancel = default)
@@ -61,7 +62,7 @@ internal static class PageWalk
         // or the caller's read: a write-protect save's look has just read it, and a read walks every page table).
         var waiting = new Lazy<List<AddressRange>>(() => UserfaultfdWaitRanges(withFlags ?? proc.ReadMappings(true)), LazyThreadSafetyMode.None);
         var regions = AllPresentRegions(source, spans, sharedAnonymous, waiting, cancel);
-        return WithinFiles(WithoutMarkers(source, regions, waiting, toRead ? new MarkerCost(source, spans, proc.ProcessId) : null), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize);
+        return WithinFiles(WithoutMarkers(source, regions, waiting, toRead && MarkerReadBudget.Applies(source.Features) ? new MarkerCost(source, spans, proc.ProcessId) : null), spans, new MappedFileEnd(proc.ProcessId), (ulong)source.PageSize);
     }
 
     /// <summary>
