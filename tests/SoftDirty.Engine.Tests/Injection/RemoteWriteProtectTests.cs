@@ -103,6 +103,9 @@ public sealed class RemoteWriteProtectTests : IDisposable
         Assert.True(long.Parse(answer[2], System.Globalization.CultureInfo.InvariantCulture) >= ms * 1_000_000L, $"waited {answer[2]} ns of {ms} ms");
     }
 
+    /// <summary>How long the spinning threads of a target are given to show they run: far longer than any scheduling delay.</summary>
+    private static readonly System.TimeSpan SpinWait = System.TimeSpan.FromSeconds(10);
+
     [HostFact(HostNeeds.Linux | HostNeeds.PagemapScan | HostNeeds.UffdWriteProtectAsync | HostNeeds.SyscallInjection)]
     public void MultiThreadedBusyTarget_IsTrackedExactlyAndKeepsRunning()
     {
@@ -119,9 +122,13 @@ public sealed class RemoteWriteProtectTests : IDisposable
                 Assert.Equal(wrote, PagesIn(tracker.Collect().Ranges, region, 128, t.PageSize));
             }
         }
-        ulong before = ulong.Parse(t.Send("spins")[0], System.Globalization.CultureInfo.InvariantCulture);
-        System.Threading.Thread.Sleep(20);
-        Assert.True(ulong.Parse(t.Send("spins")[0], System.Globalization.CultureInfo.InvariantCulture) > before, "the spinning threads go on after disable");
+        // They go on: their count grows. Asked again until it does, for as long as a busy machine may take to run them (20 ms
+        // was once not enough on 2 cores at a load of 5); a thread left stopped never adds to it.
+        ulong Spins() => ulong.Parse(t.Send("spins")[0], System.Globalization.CultureInfo.InvariantCulture);
+        ulong before = Spins();
+        bool grew = false;
+        for (var clock = System.Diagnostics.Stopwatch.StartNew(); !grew && clock.Elapsed < SpinWait; System.Threading.Thread.Sleep(20)) grew = Spins() > before;
+        Assert.True(grew, $"the spinning threads go on after disable (no spin in {SpinWait.TotalSeconds} s)");
         Assert.Empty(WriteTrackingStore.UserfaultfdDescriptors(t.Pid));
     }
 
