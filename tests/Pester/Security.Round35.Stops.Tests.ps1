@@ -16,6 +16,17 @@
 # debugger's tracee left in its stop with no new wait status, and runs after the debugger detaches; a plain Save reads it.
 # A debugger seizing at each step: refused (EPERM) while the module holds the thread, and where it gets the thread the
 # command ends with ProcessAlreadyTraced or has finished with it; the debugger's hold is never changed.
+# Found (TARGET HARMED: another process): the module run in a pid namespace entered without a /proc of its own (unshare -p
+# -f, no --mount-proc), where /proc shows the parent namespace's ids while ptrace, kill and waitpid take the namespace's own.
+# Save-MemoryImage -Freeze of a process by its /proc id attached to and stopped whichever process of the namespace had that
+# id (made so here with ns_last_pid: a child of this PowerShell), waited 10 s for the /proc process to stop and failed with
+# ProcIOError; .NET took the other process's ptrace stop for its exit (HasExited, code 0, while it ran on). Enable said
+# "opening /proc/18/pagemap: ESRCH". ProcPageSource.Open now refuses where /proc/self is not this process's id (ProcIOError
+# naming the pid namespace), before anything is read or attached. Failed before: the other process's Process said exited.
+# Held: the module in a user namespace (unshare -U -r: root there, no capability over a target outside): PermissionDenied
+# (Enable, Save, Save -Freeze after its PTRACE_SEIZE's EPERM), Disable WriteTrackingNotEnabled, the target untouched; a target
+# that is pid 1 of a child pid namespace (unshare -p -f --mount-proc), the module outside: Enable, Save -Freeze -Method
+# WriteProtect and the state file (under its /proc id) work.
 # Note for tests: /bin/kill started from the step hook deadlocks while an injection holds .NET's child reaping
 # (ChildReapingHold) and the target is a child: the hook sends signals with kill(2) instead.
 
@@ -206,5 +217,45 @@ Describe 'Round 35: a debugger holds the target' -Tag 'Security', 'Round35Stops'
             } finally { Stop-R35StopsHolder $h; Remove-R35StopsTarget $t }
         }
         $steps | Should -BeGreaterThan 0
+    }
+}
+
+Describe 'Round 35: the module in a pid namespace whose /proc is its parent''s' -Tag 'Security', 'Round35Stops' {
+    It 'Save-MemoryImage -Freeze of a /proc id that a process of the namespace has as its own: refused, that process left alone' {
+        $why = if (-not $IsLinux) { 'Linux only' }
+        elseif ((id -u) -ne '0') { 'a pid namespace of its own (unshare -p) and ns_last_pid need root' }
+        elseif (-not (Get-Command unshare -CommandType Application -ErrorAction SilentlyContinue)) { 'needs unshare (util-linux)' }
+        if ($why) { Set-ItResult -Skipped -Because $why; return }
+        $t = New-R35StopsTarget 'Save'
+        try {
+            # Inside: /proc is still the host's; a child of the inner PowerShell gets, in its namespace, the target's /proc id.
+            $script = Join-Path $TestDrive 'r35stops-inner.ps1'
+            Set-Content $script @'
+param([string] $Module, [string] $Support, [int] $Outer, [string] $Path)
+Import-Module $Support -Force
+Import-Module $Module
+$env:SOFTDIRTY_STATE_DIR = Join-Path $Path state
+[IO.File]::WriteAllText('/proc/sys/kernel/ns_last_pid', "$($Outer - 1)")
+$v = Start-ImgTarget
+$a = Send-ImgTarget $v 'map 4'
+"INNER $($v.Id)"
+try { $null = Save-MemoryImage -Id $Outer -Path (Join-Path $Path img) -Method Hash -Freeze -Confirm:$false -ErrorAction Stop; 'SAVED' }
+catch { "ERROR $($_.FullyQualifiedErrorId) $($_.Exception.Message)" }
+$v.Process.StandardInput.WriteLine("write $a 1")
+$line = $v.Process.StandardOutput.ReadLineAsync()
+"ANSWER $($line.Wait(60000) -and $line.Result -eq 'OK')"
+"EXITED $($v.Process.HasExited)"
+Stop-ImgTarget $v
+'@
+            $pwsh = Get-PwshCommandLine
+            $out = & unshare -p -f @pwsh -NoProfile -File $script -Module (Get-Module SoftDirty).Path -Support (Join-Path $PSScriptRoot 'SoftDirty.TestSupport.psm1') -Outer $t.Target.Id -Path (Join-Path $R35StopsRoot 'pidns') 2>&1
+            $text = $out -join "`n"
+            $text | Should -Match "INNER $($t.Target.Id)\b" -Because "the namespace's child has the target's /proc id ($text)"
+            $text | Should -Match 'EXITED False' -Because 'the process of the namespace with that id was never attached: .NET took its ptrace stop for an exit'
+            $text | Should -Match 'ANSWER True'
+            $text | Should -Match 'ERROR ProcIOError,\S+ /proc here is another pid namespace''s'
+            Get-R35StopsStatus $t.Target.Id 'TracerPid' | Should -Be '0'
+            Test-R35StopsAnswers $t | Should -BeTrue
+        } finally { Remove-R35StopsTarget $t }
     }
 }
