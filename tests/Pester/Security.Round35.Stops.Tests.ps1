@@ -22,7 +22,9 @@
 # id (made so here with ns_last_pid: a child of this PowerShell), waited 10 s for the /proc process to stop and failed with
 # ProcIOError; .NET took the other process's ptrace stop for its exit (HasExited, code 0, while it ran on). Enable said
 # "opening /proc/18/pagemap: ESRCH". ProcPageSource.Open now refuses where /proc/self is not this process's id (ProcIOError
-# naming the pid namespace), before anything is read or attached. Failed before: the other process's Process said exited.
+# naming the pid namespace), before anything is read or attached. Failed before (the test's inner PowerShell is pid 1 there):
+# PermissionDenied "opening /proc/1/pagemap of process 1", a process it was never given; run by hand (dotnet pwsh, pid 18) the
+# freeze attached to the namespace's process as above.
 # Held: the module in a user namespace (unshare -U -r: root there, no capability over a target outside): PermissionDenied
 # (Enable, Save, Save -Freeze after its PTRACE_SEIZE's EPERM), Disable WriteTrackingNotEnabled, the target untouched; a target
 # that is pid 1 of a child pid namespace (unshare -p -f --mount-proc), the module outside: Enable, Save -Freeze -Method
