@@ -181,6 +181,11 @@ internal static class InjectionSupport
         ReadStatus(pid) is not { } status
         || (status.TryGetValue("State", out var state) && (state.StartsWith('Z') || state.StartsWith('X')));
 
+    /// <summary>The thread that traces <paramref name="tid"/> (its TracerPid), or null where none does or the thread is gone.</summary>
+    internal static int? TracerOf(int tid) =>
+        ReadStatus(tid) is { } status && status.TryGetValue("TracerPid", out var seen)
+        && int.TryParse(seen, NumberStyles.None, CultureInfo.InvariantCulture, out int by) && by != 0 ? by : null;
+
     /// <summary>
     /// /proc/PID/status as name → value (the value trimmed); null when the process is gone. ResourceLimit where this process is
     /// out of descriptors or memory: read as "gone", a process that hid its descriptors had its write-tracking state deleted

@@ -583,6 +583,11 @@ internal sealed unsafe class RemoteSyscalls : IDisposable
         if (e is Errno.ESRCH or Errno.EPERM && (Exited() || _source?.MemoryReplacedNow == true))
             return _source?.ExecutedOrExited("syscall injection") is { Error: EngineError.ProcessExecuted } ? ExecutedDuring($"{what}: {Errno.Name(e)}", e)
                 : new EngineException(EngineError.ProcessExited, $"Process {ProcessId} exited during syscall injection ({what}).", ProcessId, e);
+        // A debugger that attached after the command's check (InjectionSupport.Check) and before this seize: the kernel says EPERM,
+        // as it does for a tracer it does not permit, and the error said PtraceNotPermitted "Operation not permitted" (round 35).
+        if (e == Errno.EPERM && what == "PTRACE_SEIZE" && InjectionSupport.TracerOf(ThreadId) is { } tracer)
+            return new EngineException(EngineError.ProcessAlreadyTraced,
+                $"Process {ProcessId} is already traced by {InjectionSupport.Tracer(tracer)}, or use -Method Hash: a process has one tracer at a time (it was attached to while this command ran).", ProcessId, e);
         var error = e == Errno.EPERM && what == "PTRACE_SEIZE" ? EngineError.PtraceNotPermitted : EngineError.ProcIOError;
         return new EngineException(error, $"{what} on process {ProcessId} (thread {ThreadId}) failed: {Errno.Describe(e)}", ProcessId, e);
     }

@@ -109,6 +109,7 @@ internal sealed unsafe class ProcPageSource : IPageSource
     public static ProcPageSource Open(int pid)
     {
         EnsureLinux();
+        PidNamespace.EnsureProcIsOwn(pid);
         int dirFd = pid <= 0 ? -1 : FileNative.OpenAt(FileNative.AT_FDCWD, "/proc/" + pid, FileNative.O_PATH | FileNative.O_DIRECTORY | FileNative.O_CLOEXEC, 0);
         if (dirFd < 0)
             throw Unopened(pid, pid <= 0 ? Errno.ENOENT : Marshal.GetLastPInvokeError(), pid >= Emulation.EmulatedProcess.FirstProcessId

@@ -256,8 +256,7 @@ internal sealed class PtraceFreeze : IDisposable
         {
             if (SeizeReaping(tid) == 0) return 0;
             int e = Marshal.GetLastPInvokeError();
-            if (e == Errno.EPERM && InjectionSupport.ReadStatus(pid) is { } status && status.TryGetValue("TracerPid", out var seen)
-                && int.TryParse(seen, NumberStyles.None, CultureInfo.InvariantCulture, out int by) && by != 0) tracer = by;
+            if (e == Errno.EPERM && InjectionSupport.TracerOf(pid) is { } by) tracer = by;
             if (e != Errno.EPERM || attempt >= SeizeTries || tracer is not null) { Marshal.SetLastPInvokeError(e); return -1; }
             Thread.Sleep(SeizeRetry);
         }
